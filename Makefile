@@ -1,0 +1,29 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ./data
+HOST ?= 127.0.0.1
+PORT ?= 8443
+
+.PHONY: serve test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or: make PY=python3 ...)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+serve: $(BIN)/.installed
+	$(BIN)/mvault-server run --data $(DATA) --host $(HOST) --port $(PORT)
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check vault server client security tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/memory.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Role/permission policy, and (later) the Merkle audit log and protocol rules."""

@@ -1,0 +1,81 @@
+"""The permission table: who may do what. Data, not code paths.
+
+The server authorizes every call with it, and clients validate every chain link with it
+(through ``vault.chains``, which takes any object with ``org_allows`` / ``team_allows``).
+
+Organization roles: a member holds a base role (``member`` or ``compa``) and any of the
+extra roles ``ncc``, ``staff``, ``security``. Team roles: ``admin``, ``writer``,
+``reader``. A team action is allowed when the actor's team role allows it, or when one
+of the actor's org roles is granted it in ``TEAM_OVERRIDES`` (NCC may sign membership
+changes anywhere, but only a key holder can box keys; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ORG_ROLES: Final = ("member", "compa", "ncc", "staff", "security")
+BASE_ROLES: Final = ("member", "compa")
+TEAM_ROLES: Final = ("admin", "writer", "reader")
+TEAM_KINDS: Final = ("ncc", "staff", "circle", "program", "security", "org", "coalition")
+
+# action -> org roles that may perform it.
+ORG_RULES: Final[dict[str, frozenset[str]]] = {
+    "org.invite": frozenset({"member", "ncc", "staff", "security"}),
+    "org.invite.member": frozenset({"member", "ncc", "staff", "security"}),
+    "org.invite.compa": frozenset({"member", "ncc", "staff", "security"}),
+    "org.admit": frozenset({"ncc"}),
+    "org.role": frozenset({"ncc"}),
+    "team.create.ncc": frozenset({"ncc"}),
+    "team.create.staff": frozenset({"ncc"}),
+    "team.create.circle": frozenset({"ncc"}),
+    "team.create.program": frozenset({"ncc", "staff"}),
+    "team.create.security": frozenset({"ncc"}),
+    "team.create.org": frozenset({"ncc"}),
+    "team.create.coalition": frozenset({"ncc"}),
+}
+
+# action -> team roles that may perform it inside the team.
+TEAM_RULES: Final[dict[str, frozenset[str]]] = {
+    "team.add": frozenset({"admin"}),
+    "team.remove": frozenset({"admin"}),
+    "team.role": frozenset({"admin"}),
+    "team.rotate": frozenset({"admin", "writer", "reader"}),
+    "team.leave": frozenset({"admin", "writer", "reader"}),
+    "doc.write": frozenset({"admin", "writer"}),
+    "doc.read": frozenset({"admin", "writer", "reader"}),
+}
+
+# team action -> org roles that may perform it in any team, member of it or not.
+TEAM_OVERRIDES: Final[dict[str, frozenset[str]]] = {
+    "team.add": frozenset({"ncc"}),
+    "team.remove": frozenset({"ncc"}),
+    "team.role": frozenset({"ncc"}),
+}
+
+# Team roles an org role may hold: compas are readers only.
+MAX_TEAM_ROLE: Final[dict[str, frozenset[str]]] = {
+    "compa": frozenset({"reader"}),
+}
+
+
+class DefaultPolicy:
+    """The shipped policy; the same object on server and clients."""
+
+    def org_allows(self, roles: frozenset[str], action: str) -> bool:
+        allowed = ORG_RULES.get(action)
+        return allowed is not None and bool(roles & allowed)
+
+    def team_allows(self, org_roles: frozenset[str], team_role: str | None, action: str) -> bool:
+        if team_role is not None and team_role in TEAM_RULES.get(action, frozenset()):
+            return True
+        return bool(org_roles & TEAM_OVERRIDES.get(action, frozenset()))
+
+    def may_hold_team_role(self, org_roles: frozenset[str], team_role: str) -> bool:
+        for org_role, limit in MAX_TEAM_ROLE.items():
+            if org_role in org_roles and team_role not in limit:
+                return False
+        return True
+
+
+POLICY: Final = DefaultPolicy()

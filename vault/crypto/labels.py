@@ -1,0 +1,50 @@
+"""Every label and domain tag we use, namespaced and versioned.
+
+Signing tags are prefixed to the canonical bytes (``tag || 0x00 || bytes``); KDF labels are
+the message of a keyed BLAKE2b whose key is the parent secret.
+"""
+
+from __future__ import annotations
+
+# Signature domain tags (one per object type).
+SIG_AUTH = b"mvault/v1/auth"
+SIG_MEMBER_LINK = b"mvault/v1/member-link"
+SIG_ORG_LINK = b"mvault/v1/org-link"
+SIG_TEAM_LINK = b"mvault/v1/team-link"
+SIG_INVITE = b"mvault/v1/invite-proof"
+SIG_DOC = b"mvault/v1/doc"
+SIG_MSG = b"mvault/v1/msg"
+SIG_CHECKPOINT = b"mvault/v1/checkpoint"
+SIG_ACCESS = b"mvault/v1/access"
+
+# Key derivation labels.
+KDF_PUK_SIGN = b"mvault/v1/puk/sign"
+KDF_PUK_BOX = b"mvault/v1/puk/box"
+KDF_PUK_SECRETBOX = b"mvault/v1/puk/secretbox"
+KDF_TEAM_DOC = b"mvault/v1/team/doc-key"
+KDF_TEAM_MSG = b"mvault/v1/team/msg-key"
+KDF_TEAM_NAME = b"mvault/v1/team/name-key"
+KDF_TEAM_CANARY = b"mvault/v1/team/canary"
+KDF_TEAM_HISTORY = b"mvault/v1/team/history"
+KDF_DATA_STREAM = b"mvault/v1/doc/stream-key"
+KDF_DATA_META = b"mvault/v1/doc/meta-key"
+KDF_DATA_COMMIT = b"mvault/v1/doc/key-commit"
+KDF_INVITE_SIGN = b"mvault/v1/invite/sign"
+KDF_SESSION = b"mvault/v1/client/session"
+
+# AEAD associated-data prefixes.
+AD_DOC_WRAP = b"mvault/v1/doc/wrap"
+AD_DOC_META = b"mvault/v1/doc/meta"
+AD_KEYSTORE = b"mvault/v1/keystore"
+AD_SESSION = b"mvault/v1/client/session"
+
+# Hash domain labels.
+H_LINK = b"mvault/v1/link-hash"
+H_DOC_NAME = b"mvault/v1/doc/name"
+H_MEMBER_ID = b"mvault/v1/member-id"
+H_ORG_ID = b"mvault/v1/org-id"
+H_TEAM_ID = b"mvault/v1/team-id"
+H_DEVICE_ID = b"mvault/v1/device-id"
+H_BOX = b"mvault/v1/box-hash"
+H_VERSION = b"mvault/v1/doc/version-id"
+H_TOKEN = b"mvault/v1/session-token"

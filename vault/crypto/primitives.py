@@ -1,0 +1,172 @@
+"""Raw primitives: libsodium via PyNaCl bindings, Argon2id via argon2-cffi, SHA-256.
+
+Every failure of an authenticated decryption is reported as ``DecryptionFailed``; a bad
+signature as ``BadSignature``. Callers never see library exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import Final
+
+import nacl.bindings as sodium
+import nacl.exceptions
+from argon2.low_level import Type, hash_secret_raw
+
+from vault.errors import BadSignature, DecryptionFailed, Truncated
+
+KEY_BYTES: Final = 32
+SIGN_PK_BYTES: Final = sodium.crypto_sign_PUBLICKEYBYTES
+SIGN_SK_BYTES: Final = sodium.crypto_sign_SECRETKEYBYTES
+SIG_BYTES: Final = sodium.crypto_sign_BYTES
+BOX_PK_BYTES: Final = sodium.crypto_box_PUBLICKEYBYTES
+SEAL_OVERHEAD: Final = sodium.crypto_box_SEALBYTES
+AEAD_NONCE_BYTES: Final = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+AEAD_TAG_BYTES: Final = sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
+STREAM_HEADER_BYTES: Final = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+STREAM_ABYTES: Final = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+TAG_MESSAGE: Final = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+TAG_FINAL: Final = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+_PERSON: Final = b"mvault-v1-kdf"  # BLAKE2b personalization (<= 16 bytes)
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def sha256_hasher() -> "hashlib._Hash":
+    return hashlib.sha256()
+
+
+def tagged_hash(label: bytes, data: bytes) -> bytes:
+    """SHA-256 with a domain label: H(label || 0x00 || data)."""
+    return hashlib.sha256(label + b"\x00" + data).digest()
+
+
+def kdf(key: bytes, label: bytes, size: int = KEY_BYTES) -> bytes:
+    """Keyed BLAKE2b subkey: the parent key keys the hash, the label is the message."""
+    if len(key) < 16:
+        raise ValueError("kdf key too short")
+    return bytes(
+        sodium.crypto_generichash_blake2b_salt_personal(
+            label, digest_size=size, key=key, person=_PERSON
+        )
+    )
+
+
+def equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+# -- signatures (Ed25519) -------------------------------------------------------------
+
+
+def sign_keypair(seed: bytes) -> tuple[bytes, bytes]:
+    """(public, secret) from a 32-byte seed."""
+    pk, sk = sodium.crypto_sign_seed_keypair(seed)
+    return bytes(pk), bytes(sk)
+
+
+def sign(secret: bytes, tag: bytes, message: bytes) -> bytes:
+    signed = sodium.crypto_sign(tag + b"\x00" + message, secret)
+    return bytes(signed[:SIG_BYTES])
+
+
+def verify(public: bytes, tag: bytes, message: bytes, signature: bytes) -> None:
+    if len(public) != SIGN_PK_BYTES or len(signature) != SIG_BYTES:
+        raise BadSignature("signature or key has the wrong size")
+    try:
+        sodium.crypto_sign_open(signature + tag + b"\x00" + message, public)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as e:
+        raise BadSignature("signature does not verify") from e
+
+
+# -- X25519 sealed boxes ----------------------------------------------------------------
+
+
+def box_keypair(seed: bytes) -> tuple[bytes, bytes]:
+    pk, sk = sodium.crypto_box_seed_keypair(seed)
+    return bytes(pk), bytes(sk)
+
+
+def seal(public: bytes, message: bytes) -> bytes:
+    return bytes(sodium.crypto_box_seal(message, public))
+
+
+def seal_open(public: bytes, secret: bytes, box: bytes) -> bytes:
+    try:
+        return bytes(sodium.crypto_box_seal_open(box, public, secret))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, TypeError) as e:
+        raise DecryptionFailed() from e
+
+
+# -- XChaCha20-Poly1305 AEAD ----------------------------------------------------------------
+
+
+def aead_encrypt(key: bytes, nonce: bytes, ad: bytes, plaintext: bytes) -> bytes:
+    return bytes(sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, key))
+
+
+def aead_decrypt(key: bytes, nonce: bytes, ad: bytes, ciphertext: bytes) -> bytes:
+    try:
+        return bytes(sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, ad, nonce, key))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, TypeError) as e:
+        raise DecryptionFailed() from e
+
+
+# -- secretstream (XChaCha20-Poly1305) ---------------------------------------------------
+
+
+class StreamPush:
+    """Encrypting side of a secretstream. ``header`` must be stored before the frames."""
+
+    def __init__(self, key: bytes) -> None:
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self.header = bytes(sodium.crypto_secretstream_xchacha20poly1305_init_push(self._state, key))
+
+    def push(self, chunk: bytes, final: bool = False) -> bytes:
+        tag = TAG_FINAL if final else TAG_MESSAGE
+        return bytes(sodium.crypto_secretstream_xchacha20poly1305_push(self._state, chunk, None, tag))
+
+
+class StreamPull:
+    """Decrypting side; ``pull`` returns (plaintext, is_final)."""
+
+    def __init__(self, key: bytes, header: bytes) -> None:
+        if len(header) != STREAM_HEADER_BYTES:
+            raise Truncated("stream header is incomplete")
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        try:
+            sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header, key)
+        except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError) as e:
+            raise DecryptionFailed() from e
+
+    def pull(self, frame: bytes) -> tuple[bytes, bool]:
+        try:
+            msg, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(self._state, frame, None)
+        except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, RuntimeError) as e:
+            raise DecryptionFailed() from e
+        if tag not in (TAG_MESSAGE, TAG_FINAL):
+            raise DecryptionFailed()
+        return bytes(msg), tag == TAG_FINAL
+
+
+# -- Argon2id -----------------------------------------------------------------------------
+
+
+def argon2id(secret: bytes, salt: bytes, time_cost: int, memory_kib: int, parallelism: int) -> bytes:
+    return hash_secret_raw(
+        secret=secret,
+        salt=salt,
+        time_cost=time_cost,
+        memory_cost=memory_kib,
+        parallelism=parallelism,
+        hash_len=KEY_BYTES,
+        type=Type.ID,
+    )

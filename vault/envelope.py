@@ -1,0 +1,365 @@
+"""The document envelope: one encrypted, signed version of a team document.
+
+Upload stream (``docs/format.md`` has every byte)::
+
+    MAGIC "MVDOC1\\n" || u32 len || prelude || body || signature(64)
+    prelude = encode({"core": core_raw, "wrapped": bytes, "meta": bytes})
+    core    = encode({"v", "team", "doc", "seq", "parent", "gen", "author", "device", "time",
+                      "frame", "body_len", "key_commit", "nonce", "meta_nonce"})
+    wrapped = AEAD(team doc_key[gen], nonce,      AD_DOC_WRAP || core_raw, data_key)
+    meta    = AEAD(kdf(data_key, META), meta_nonce, AD_DOC_META || core_raw, padded metadata)
+    body    = secretstream header || frame*   (1 MiB plaintext frames, last one TAG_FINAL)
+    signed  = encode({"core", "wrapped", "meta_hash": sha256(meta), "body_hash": sha256(body)})
+    signature = Ed25519(author device, SIG_DOC || 0x00 || signed)
+
+The stored record (what ``ls``/``history`` return) is
+``encode({"core", "wrapped", "meta", "body_hash", "sig"})``; the version id is
+``H(H_VERSION || signed)``. A reader verifies the signature before trusting anything,
+unwraps the data key, checks its commitment, decrypts the metadata, then decrypts the
+body frame by frame; plaintext is released by the caller only after ``finish()``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.encoding import Fields, Value, decode, encode
+from vault.errors import (
+    DecryptionFailed,
+    EncodingError,
+    IntegrityError,
+    Truncated,
+)
+from vault.keys import DeviceKeys
+from vault.teamkeys import TeamKey
+
+MAGIC = b"MVDOC1\n"
+FRAME = 1024 * 1024
+MAX_PRELUDE = 16 * 1024
+META_BUCKET = 256
+META_MAX = 4096
+MAX_NAME_BYTES = 1024
+_CORE_FIELDS = {
+    "v", "team", "doc", "seq", "parent", "gen", "author", "device", "time", "frame", "body_len",
+    "key_commit", "nonce", "meta_nonce",
+}
+
+
+def body_length(size: int, frame: int = FRAME) -> int:
+    """Ciphertext body length for a plaintext of ``size`` bytes (always one final frame)."""
+    return p.STREAM_HEADER_BYTES + size + p.STREAM_ABYTES * (size // frame + 1)
+
+
+def plaintext_length(body_len: int, frame: int = FRAME) -> int:
+    """Inverse of ``body_length``; raises ``EncodingError`` when no size fits."""
+    rest = body_len - p.STREAM_HEADER_BYTES
+    full = frame + p.STREAM_ABYTES
+    n_full = max(0, rest - p.STREAM_ABYTES) // full
+    size = n_full * frame + (rest - n_full * full - p.STREAM_ABYTES)
+    if size < 0 or body_length(size, frame) != body_len:
+        raise EncodingError("body length does not correspond to any plaintext size")
+    return size
+
+
+@dataclass(frozen=True)
+class Core:
+    raw: bytes
+    team: str
+    doc: str
+    seq: int
+    parent: str | None
+    gen: int
+    author: str
+    device: str
+    time: int
+    frame: int
+    body_len: int
+    key_commit: bytes
+    nonce: bytes
+    meta_nonce: bytes
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Core:
+        f = Fields(decode(raw), "document header", _CORE_FIELDS)
+        if f.int_("v") != 1:
+            raise EncodingError("unsupported document version format")
+        frame = f.int_("frame", 1)
+        if frame != FRAME:
+            raise EncodingError("unsupported frame size")
+        body_len = f.int_("body_len", 0, 2**50)
+        plaintext_length(body_len, frame)
+        return cls(
+            raw=raw,
+            team=f.str_("team", 64),
+            doc=f.str_("doc", 64),
+            seq=f.int_("seq", 1),
+            parent=f.opt_str("parent", 64),
+            gen=f.int_("gen", 1),
+            author=f.str_("author", 64),
+            device=f.str_("device", 64),
+            time=f.int_("time", 0),
+            frame=frame,
+            body_len=body_len,
+            key_commit=f.bytes_("key_commit", 32),
+            nonce=f.bytes_("nonce", p.AEAD_NONCE_BYTES),
+            meta_nonce=f.bytes_("meta_nonce", p.AEAD_NONCE_BYTES),
+        )
+
+
+def _statement(core_raw: bytes, wrapped: bytes, meta: bytes, body_hash: bytes) -> bytes:
+    return encode({"core": core_raw, "wrapped": wrapped, "meta_hash": p.sha256(meta), "body_hash": body_hash})
+
+
+def _key_commit(data_key: bytes) -> bytes:
+    return p.kdf(data_key, labels.KDF_DATA_COMMIT)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored, signed document version (no body)."""
+
+    raw: bytes
+    core: Core
+    wrapped: bytes
+    meta: bytes
+    body_hash: bytes
+    sig: bytes
+
+    @property
+    def statement(self) -> bytes:
+        return _statement(self.core.raw, self.wrapped, self.meta, self.body_hash)
+
+    @property
+    def version_id(self) -> str:
+        return p.tagged_hash(labels.H_VERSION, self.statement)[:16].hex()
+
+    def verify(self, device_sign_public: bytes) -> None:
+        """Check the author's signature (raises ``BadSignature``)."""
+        p.verify(device_sign_public, labels.SIG_DOC, self.statement, self.sig)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Record:
+        if len(raw) > MAX_PRELUDE + 256:
+            raise EncodingError("document record is too large")
+        f = Fields(decode(raw), "document record", {"core", "wrapped", "meta", "body_hash", "sig"})
+        return cls(
+            raw=raw,
+            core=Core.parse(f.bytes_("core", max_size=2048)),
+            wrapped=f.bytes_("wrapped", 32 + p.AEAD_TAG_BYTES),
+            meta=f.bytes_("meta", max_size=META_MAX + p.AEAD_TAG_BYTES),
+            body_hash=f.bytes_("body_hash", 32),
+            sig=f.bytes_("sig", p.SIG_BYTES),
+        )
+
+    @classmethod
+    def build(cls, core_raw: bytes, wrapped: bytes, meta: bytes, body_hash: bytes, sig: bytes) -> Record:
+        value: dict[str, Value] = {
+            "core": core_raw, "wrapped": wrapped, "meta": meta, "body_hash": body_hash, "sig": sig,
+        }
+        return cls.parse(encode(value))
+
+
+# -- metadata ---------------------------------------------------------------------------------
+
+
+def pad_metadata(meta: dict[str, Value]) -> bytes:
+    raw = encode(meta)
+    if len(raw) + 4 > META_MAX:
+        raise EncodingError("document metadata is too large (file name too long?)")
+    total = -(-(len(raw) + 4) // META_BUCKET) * META_BUCKET
+    return struct.pack(">I", len(raw)) + raw + b"\x00" * (total - len(raw) - 4)
+
+
+def unpad_metadata(padded: bytes) -> dict[str, Value]:
+    if len(padded) < 4 or len(padded) % META_BUCKET:
+        raise EncodingError("metadata padding is malformed")
+    (n,) = struct.unpack(">I", padded[:4])
+    if n > len(padded) - 4 or any(padded[4 + n :]):
+        raise EncodingError("metadata padding is malformed")
+    f = Fields(decode(padded[4 : 4 + n]), "document metadata")
+    f.str_("name", MAX_NAME_BYTES)
+    f.int_("size", 0)
+    return f.raw
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+class DocWriter:
+    """Encrypts one version as a stream: ``upload_prefix``, ``encrypt``*, ``finish``."""
+
+    def __init__(self, *, key: TeamKey, device: DeviceKeys, author: str, doc: str, seq: int,
+                 parent: str | None, time: int, name: str, size: int, mime: str = "application/octet-stream",
+                 mtime: int = 0) -> None:
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise EncodingError("file name is too long")
+        self._device = device
+        self.size = size
+        data_key = p.random_bytes(32)
+        nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
+        meta_nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
+        core: dict[str, Value] = {
+            "v": 1, "team": key.team_id, "doc": doc, "seq": seq, "parent": parent, "gen": key.gen,
+            "author": author, "device": device.device_id, "time": time, "frame": FRAME,
+            "body_len": body_length(size), "key_commit": _key_commit(data_key), "nonce": nonce,
+            "meta_nonce": meta_nonce,
+        }
+        self.core_raw = encode(core)
+        self.wrapped = p.aead_encrypt(key.doc_key, nonce, labels.AD_DOC_WRAP + b"\x00" + self.core_raw, data_key)
+        padded = pad_metadata({"name": name, "size": size, "mime": mime, "mtime": mtime})
+        self.meta = p.aead_encrypt(
+            p.kdf(data_key, labels.KDF_DATA_META), meta_nonce, labels.AD_DOC_META + b"\x00" + self.core_raw, padded
+        )
+        self._stream = p.StreamPush(p.kdf(data_key, labels.KDF_DATA_STREAM))
+        self._hash = p.sha256_hasher()
+        self._hash.update(self._stream.header)
+        self._pending = bytearray()
+        self._consumed = 0
+        self._first = True
+        self.record: Record | None = None
+
+    def upload_prefix(self) -> bytes:
+        prelude = encode({"core": self.core_raw, "wrapped": self.wrapped, "meta": self.meta})
+        return MAGIC + struct.pack(">I", len(prelude)) + prelude + self._stream.header
+
+    def encrypt(self, chunk: bytes) -> bytes:
+        """Feed plaintext; returns the ciphertext of every frame completed so far."""
+        self._consumed += len(chunk)
+        if self._consumed > self.size:
+            raise IntegrityError("file grew while it was being encrypted")
+        self._pending += chunk
+        out = bytearray()
+        # Keep the last full frame back while more input is due: the final frame needs TAG_FINAL.
+        while len(self._pending) > FRAME or (len(self._pending) == FRAME and self._consumed < self.size):
+            frame = self._stream.push(bytes(self._pending[:FRAME]))
+            del self._pending[:FRAME]
+            self._hash.update(frame)
+            out += frame
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        """The final frame and the signature; afterwards ``record`` is set."""
+        if self._consumed != self.size:
+            raise IntegrityError("file changed size while it was being encrypted")
+        out = bytearray()
+        if len(self._pending) == FRAME:  # size is an exact multiple: full frame, then empty final
+            frame = self._stream.push(bytes(self._pending))
+            self._hash.update(frame)
+            out += frame
+            self._pending.clear()
+        final = self._stream.push(bytes(self._pending), final=True)
+        self._hash.update(final)
+        out += final
+        body_hash = self._hash.digest()
+        statement = _statement(self.core_raw, self.wrapped, self.meta, body_hash)
+        sig = self._device.sign(labels.SIG_DOC, statement)
+        self.record = Record.build(self.core_raw, self.wrapped, self.meta, body_hash, sig)
+        return bytes(out) + sig
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A verified record whose data key and metadata are unlocked."""
+
+    record: Record
+    data_key: bytes
+    meta: dict[str, Value]
+
+    @property
+    def name(self) -> str:
+        v = self.meta["name"]
+        assert isinstance(v, str)
+        return v
+
+    @property
+    def size(self) -> int:
+        v = self.meta["size"]
+        assert isinstance(v, int)
+        return v
+
+
+def open_record(record: Record, key: TeamKey) -> Opened:
+    """Unwrap the data key (AD = header), check its commitment, decrypt the metadata.
+
+    The caller must already have verified the record's signature.
+    """
+    core = record.core
+    if key.team_id != core.team or key.gen != core.gen:
+        raise DecryptionFailed("document is encrypted for another team or key generation")
+    data_key = p.aead_decrypt(key.doc_key, core.nonce, labels.AD_DOC_WRAP + b"\x00" + core.raw, record.wrapped)
+    if not p.equal(_key_commit(data_key), core.key_commit):
+        raise DecryptionFailed()
+    padded = p.aead_decrypt(
+        p.kdf(data_key, labels.KDF_DATA_META), core.meta_nonce, labels.AD_DOC_META + b"\x00" + core.raw, record.meta
+    )
+    try:
+        meta = unpad_metadata(padded)
+    except EncodingError as e:
+        raise DecryptionFailed("document metadata is malformed") from e
+    size = meta["size"]
+    if not isinstance(size, int) or body_length(size, core.frame) != core.body_len:
+        raise IntegrityError("document size does not match its body length")
+    return Opened(record, data_key, meta)
+
+
+class BodyDecryptor:
+    """Decrypts a body fed in arbitrary pieces; constant memory (one frame buffered)."""
+
+    def __init__(self, opened: Opened) -> None:
+        self._core = opened.record.core
+        self._expected_hash = opened.record.body_hash
+        self._key = p.kdf(opened.data_key, labels.KDF_DATA_STREAM)
+        self._hash = p.sha256_hasher()
+        self._buf = bytearray()
+        self._stream: p.StreamPull | None = None
+        self._seen = 0
+        self._done = False
+        self._frame_ct = self._core.frame + p.STREAM_ABYTES
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Feed ciphertext; returns the plaintext of every frame completed so far."""
+        self._seen += len(data)
+        if self._seen > self._core.body_len:
+            raise IntegrityError("document body is longer than its signed length")
+        self._hash.update(data)
+        self._buf += data
+        out: list[bytes] = []
+        if self._stream is None:
+            if len(self._buf) < p.STREAM_HEADER_BYTES:
+                return out
+            self._stream = p.StreamPull(self._key, bytes(self._buf[: p.STREAM_HEADER_BYTES]))
+            del self._buf[: p.STREAM_HEADER_BYTES]
+        # A full-size frame is never the final one (the final frame holds size % FRAME bytes).
+        while len(self._buf) >= self._frame_ct:
+            out.append(self._pull(self._frame_ct))
+        if self._seen == self._core.body_len and self._buf:
+            out.append(self._pull(len(self._buf)))
+        return out
+
+    def _pull(self, n: int) -> bytes:
+        frame = bytes(self._buf[:n])
+        del self._buf[:n]
+        if self._done:
+            raise IntegrityError("data after the final frame")
+        assert self._stream is not None
+        plaintext, final = self._stream.pull(frame)
+        if final:
+            self._done = True
+            if self._seen != self._core.body_len or self._buf:
+                raise IntegrityError("final frame is not the last frame")
+        return plaintext
+
+    def finish(self) -> None:
+        """Raise unless the whole signed body was seen, hashed right, and ended with TAG_FINAL."""
+        if not p.equal(self._hash.digest(), self._expected_hash):
+            if self._seen < self._core.body_len:
+                raise Truncated("document body is truncated")
+            raise IntegrityError("document body does not match its signed hash")
+        if not self._done:
+            raise Truncated("document body ended without its final frame")

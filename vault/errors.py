@@ -1,0 +1,128 @@
+"""One error tree for Member Vault.
+
+Every error a user can meet derives from :class:`VaultError`; its message is what the
+CLI prints (one line, no traceback) and what the API returns as ``{"error": code,
+"message": ...}``. The tree::
+
+    VaultError
+    ├── EncodingError            malformed canonical bytes, invite codes, requests
+    ├── CryptoError
+    │   ├── DecryptionFailed     any AEAD / secretstream / box failure, whatever the cause
+    │   ├── BadSignature         a signature that does not verify
+    │   ├── Truncated            a stream that ended without its final tag / short body
+    │   └── IntegrityError       hashes, commitments or bindings that do not match
+    ├── KeystoreError
+    │   ├── WrongPassphrase
+    │   └── WeakParameters       KDF parameters below the enforced minimum
+    ├── ChainError               a chain link that is invalid, unauthorized or out of order
+    │   └── RollbackDetected     the server served an older or forked chain / document
+    ├── PolicyDenied             the actor lacks the right for this action
+    ├── NotFound                 unknown team, document, member or version
+    ├── Conflict                 the document moved on (concurrent writer) / duplicate
+    ├── InviteError              expired, used or unknown invite
+    ├── AuthError                login / session failure
+    ├── ServerMismatch           certificate or organization fingerprint differs from the pin
+    └── TransportError           the server could not be reached or answered nonsense
+
+Decryption fails one way (``DecryptionFailed``) so that callers never branch on why.
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """Base of every Member Vault error. ``code`` is a stable machine-readable name."""
+
+    code = "vault_error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EncodingError(VaultError):
+    code = "bad_encoding"
+
+
+class CryptoError(VaultError):
+    code = "crypto_error"
+
+
+class DecryptionFailed(CryptoError):
+    code = "decryption_failed"
+
+    def __init__(self, message: str = "decryption failed: data was altered or the key is wrong") -> None:
+        super().__init__(message)
+
+
+class BadSignature(CryptoError):
+    code = "bad_signature"
+
+
+class Truncated(CryptoError):
+    code = "truncated"
+
+
+class IntegrityError(CryptoError):
+    code = "integrity"
+
+
+class KeystoreError(VaultError):
+    code = "keystore"
+
+
+class WrongPassphrase(KeystoreError):
+    code = "wrong_passphrase"
+
+    def __init__(self, message: str = "wrong passphrase (or the keystore was altered)") -> None:
+        super().__init__(message)
+
+
+class WeakParameters(KeystoreError):
+    code = "weak_kdf_parameters"
+
+
+class ChainError(VaultError):
+    code = "bad_chain"
+    status = 400
+
+
+class RollbackDetected(ChainError):
+    code = "rollback"
+
+
+class PolicyDenied(VaultError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(VaultError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(VaultError):
+    code = "conflict"
+    status = 409
+
+
+class InviteError(VaultError):
+    code = "bad_invite"
+    status = 403
+
+
+class AuthError(VaultError):
+    code = "unauthorized"
+    status = 401
+
+
+class ServerMismatch(VaultError):
+    code = "server_mismatch"
+
+
+class TransportError(VaultError):
+    code = "transport"

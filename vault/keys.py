@@ -1,0 +1,99 @@
+"""Device keys and per-member keys (PUK).
+
+A device has two independent secrets: an Ed25519 signing seed and an X25519 box seed.
+Keys are never derived across purposes. A member's PUK generation is one 32-byte seed
+from which the member's signing, box and secretbox subkeys are derived (keyed BLAKE2b with
+a label); the seed is sealed to each of the member's devices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.encoding import Fields, decode, encode
+from vault.errors import EncodingError
+
+
+def short_id(label: bytes, data: bytes) -> str:
+    """A 128-bit identifier as 32 lowercase hex characters."""
+    return p.tagged_hash(label, data)[:16].hex()
+
+
+def device_id_for(sign_public: bytes) -> str:
+    return short_id(labels.H_DEVICE_ID, sign_public)
+
+
+@dataclass(frozen=True)
+class DeviceKeys:
+    sign_seed: bytes
+    box_seed: bytes
+
+    @classmethod
+    def generate(cls) -> DeviceKeys:
+        return cls(p.random_bytes(32), p.random_bytes(32))
+
+    @property
+    def sign_public(self) -> bytes:
+        return p.sign_keypair(self.sign_seed)[0]
+
+    @property
+    def box_public(self) -> bytes:
+        return p.box_keypair(self.box_seed)[0]
+
+    @property
+    def device_id(self) -> str:
+        return device_id_for(self.sign_public)
+
+    def sign(self, tag: bytes, message: bytes) -> bytes:
+        return p.sign(p.sign_keypair(self.sign_seed)[1], tag, message)
+
+    def open_sealed(self, box: bytes) -> bytes:
+        pk, sk = p.box_keypair(self.box_seed)
+        return p.seal_open(pk, sk, box)
+
+
+def verify(public: bytes, tag: bytes, message: bytes, signature: bytes) -> None:
+    """Verify a domain-tagged signature; raises ``BadSignature``."""
+    p.verify(public, tag, message, signature)
+
+
+def seal_to(box_public: bytes, message: bytes) -> bytes:
+    return p.seal(box_public, message)
+
+
+@dataclass(frozen=True)
+class PukKeys:
+    """One generation of a per-member key."""
+
+    generation: int
+    seed: bytes
+
+    @classmethod
+    def generate(cls, generation: int) -> PukKeys:
+        return cls(generation, p.random_bytes(32))
+
+    @property
+    def sign_public(self) -> bytes:
+        return p.sign_keypair(p.kdf(self.seed, labels.KDF_PUK_SIGN))[0]
+
+    @property
+    def box_public(self) -> bytes:
+        return p.box_keypair(p.kdf(self.seed, labels.KDF_PUK_BOX))[0]
+
+    def open_sealed(self, box: bytes) -> bytes:
+        pk, sk = p.box_keypair(p.kdf(self.seed, labels.KDF_PUK_BOX))
+        return p.seal_open(pk, sk, box)
+
+    def seal_for_device(self, member_id: str, device_box_public: bytes) -> bytes:
+        """The PUK seed sealed to one device, bound to member and generation."""
+        payload = encode({"member": member_id, "gen": self.generation, "seed": self.seed})
+        return p.seal(device_box_public, payload)
+
+    @classmethod
+    def open_device_box(cls, device: DeviceKeys, member_id: str, generation: int, box: bytes) -> PukKeys:
+        f = Fields(decode(device.open_sealed(box)), "PUK box", {"member", "gen", "seed"})
+        if f.str_("member") != member_id or f.int_("gen") != generation:
+            raise EncodingError("PUK box is bound to another member or generation")
+        return cls(generation, f.bytes_("seed", 32))

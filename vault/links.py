@@ -1,0 +1,152 @@
+"""Signed, hash-linked chain links: the common envelope of member, org and team chains.
+
+A link is the canonical encoding of::
+
+    {"v": 1, "chain": str | None, "seq": int >= 1, "prev": bytes32 | None, "time": int,
+     "signer": str, "device": str, "type": str, "body": dict}
+
+signed by the signer's device key under the chain's domain tag. ``chain`` is None on the
+first link (the chain's id is derived from it). Some links carry a second signature
+``xsig`` by a one-time invite key (``SIG_INVITE``) over the same bytes. On the wire and
+at rest a link is ``encode({"link": raw, "sig": sig, "xsig": sig | None})``; its hash is
+``H(H_LINK || wire)``. We verify the exact stored bytes and never re-serialize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.encoding import Fields, Value, decode, encode
+from vault.errors import ChainError, EncodingError
+from vault.keys import DeviceKeys
+
+CHAIN_TAGS = {
+    "member": labels.SIG_MEMBER_LINK,
+    "org": labels.SIG_ORG_LINK,
+    "team": labels.SIG_TEAM_LINK,
+}
+MAX_LINK_BYTES = 256 * 1024
+_LINK_FIELDS = {"v", "chain", "seq", "prev", "time", "signer", "device", "type", "body"}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A parsed link. ``wire`` is the exact stored bytes; ``raw`` the signed bytes."""
+
+    wire: bytes
+    raw: bytes
+    sig: bytes
+    xsig: bytes | None
+    chain: str | None
+    seq: int
+    prev: bytes | None
+    time: int
+    signer: str
+    device: str
+    type: str
+    body: Fields
+
+    @property
+    def hash(self) -> bytes:
+        return p.tagged_hash(labels.H_LINK, self.wire)
+
+    @property
+    def kind(self) -> str:
+        return self.type.split(".", 1)[0]
+
+
+def parse_link(wire: bytes) -> Link:
+    """Parse the wire form; raises ``EncodingError`` for anything malformed."""
+    if not isinstance(wire, bytes) or len(wire) > MAX_LINK_BYTES:
+        raise EncodingError("chain link is too large or not bytes")
+    outer = Fields(decode(wire), "link", {"link", "sig", "xsig"})
+    raw = outer.bytes_("link")
+    sig = outer.bytes_("sig", p.SIG_BYTES)
+    xsig = outer.opt_bytes("xsig", p.SIG_BYTES)
+    f = Fields(decode(raw), "link body", _LINK_FIELDS)
+    if f.int_("v") != 1:
+        raise EncodingError("unsupported link version")
+    type_ = f.str_("type", 64)
+    if type_.split(".", 1)[0] not in CHAIN_TAGS:
+        raise EncodingError(f"unknown link type {type_!r}")
+    return Link(
+        wire=wire,
+        raw=raw,
+        sig=sig,
+        xsig=xsig,
+        chain=f.opt_str("chain", 64),
+        seq=f.int_("seq", 1),
+        prev=f.opt_bytes("prev", 32),
+        time=f.int_("time", 0),
+        signer=f.str_("signer", 64),
+        device=f.str_("device", 64),
+        type=type_,
+        body=f.dict_("body"),
+    )
+
+
+def make_link(
+    *,
+    chain: str | None,
+    seq: int,
+    prev: bytes | None,
+    time: int,
+    signer: str,
+    device: DeviceKeys,
+    type_: str,
+    body: dict[str, Any],
+    invite_secret: bytes | None = None,
+) -> Link:
+    """Build and sign a link with ``device``; optionally cosign with an invite key."""
+    raw = encode(
+        {
+            "v": 1,
+            "chain": chain,
+            "seq": seq,
+            "prev": prev,
+            "time": time,
+            "signer": signer,
+            "device": device.device_id,
+            "type": type_,
+            "body": body,
+        }
+    )
+    tag = CHAIN_TAGS[type_.split(".", 1)[0]]
+    sig = device.sign(tag, raw)
+    xsig = None
+    if invite_secret is not None:
+        seed = p.kdf(invite_secret, labels.KDF_INVITE_SIGN)
+        xsig = p.sign(p.sign_keypair(seed)[1], labels.SIG_INVITE, raw)
+    wire_value: dict[str, Value] = {"link": raw, "sig": sig, "xsig": xsig}
+    return parse_link(encode(wire_value))
+
+
+def verify_link_signature(link: Link, sign_public: bytes) -> None:
+    p.verify(sign_public, CHAIN_TAGS[link.kind], link.raw, link.sig)
+
+
+def verify_invite_signature(link: Link, invite_public: bytes) -> None:
+    if link.xsig is None:
+        raise ChainError(f"{link.type} link lacks the invite proof")
+    p.verify(invite_public, labels.SIG_INVITE, link.raw, link.xsig)
+
+
+def invite_public(invite_secret: bytes) -> bytes:
+    """The public key of a one-time invite secret (what the org chain records)."""
+    return p.sign_keypair(p.kdf(invite_secret, labels.KDF_INVITE_SIGN))[0]
+
+
+def check_sequence(link: Link, chain_id: str | None, head_seq: int, head_hash: bytes | None,
+                   head_time: int) -> None:
+    """The structural rules every appended link obeys."""
+    if link.seq != head_seq + 1:
+        raise ChainError(f"link has sequence {link.seq}, expected {head_seq + 1}")
+    if link.prev != head_hash:
+        raise ChainError("link does not point at the current head (forked or reordered chain)")
+    if link.chain != chain_id:
+        raise ChainError("link belongs to another chain")
+    if link.time < head_time:
+        raise ChainError("link is dated before the previous link")

@@ -1,0 +1,80 @@
+"""Team key generations and the boxes that carry them to members.
+
+A generation is a 32-byte seed ``s_g``. From it we derive the document key, the message
+key, the name key (for name lookups the server cannot read) and a canary that the
+rotation link publishes so every member can check the key it unboxed. A box is
+``SealedBox(puk_box_public, encode({team, gen, member, puk_gen, seed}))``; the chain
+commits to ``H(H_BOX || box)`` for each (generation, member).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vault.chains import BoxCommitment
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.encoding import Fields, decode, encode
+from vault.errors import EncodingError, IntegrityError
+from vault.keys import PukKeys
+
+
+@dataclass(frozen=True)
+class TeamKey:
+    team_id: str
+    gen: int
+    seed: bytes
+
+    @classmethod
+    def generate(cls, team_id: str, gen: int) -> TeamKey:
+        return cls(team_id, gen, p.random_bytes(32))
+
+    @property
+    def doc_key(self) -> bytes:
+        return p.kdf(self.seed, labels.KDF_TEAM_DOC)
+
+    @property
+    def msg_key(self) -> bytes:
+        return p.kdf(self.seed, labels.KDF_TEAM_MSG)
+
+    @property
+    def name_key(self) -> bytes:
+        return p.kdf(self.seed, labels.KDF_TEAM_NAME)
+
+    @property
+    def canary(self) -> bytes:
+        return p.kdf(self.seed, labels.KDF_TEAM_CANARY + b"\x00" + encode({"team": self.team_id, "gen": self.gen}))
+
+    def doc_id(self, name: str) -> str:
+        """The document id for a name: a keyed hash, so the server never learns names."""
+        return p.kdf(self.name_key, labels.H_DOC_NAME + b"\x00" + name.encode("utf-8"), 16).hex()
+
+    def seal_for(self, member_id: str, puk_gen: int, puk_box_public: bytes) -> bytes:
+        payload = encode(
+            {"team": self.team_id, "gen": self.gen, "member": member_id, "puk_gen": puk_gen, "seed": self.seed}
+        )
+        return p.seal(puk_box_public, payload)
+
+
+def box_hash(box: bytes) -> bytes:
+    return p.tagged_hash(labels.H_BOX, box)
+
+
+def open_team_box(box: bytes, puk: PukKeys, team_id: str, member_id: str, commitment: BoxCommitment,
+                  canary: bytes) -> TeamKey:
+    """Open a team key box and check it against what the chain committed to."""
+    if not p.equal(box_hash(box), commitment.hash):
+        raise IntegrityError("team key box does not match the chain's commitment")
+    if commitment.member_id != member_id or commitment.puk_gen != puk.generation:
+        raise IntegrityError("team key box is committed for another member or key")
+    try:
+        f = Fields(decode(puk.open_sealed(box)), "team key box", {"team", "gen", "member", "puk_gen", "seed"})
+        key = TeamKey(f.str_("team", 64), f.int_("gen", 1), f.bytes_("seed", 32))
+        bound = (f.str_("member", 64), f.int_("puk_gen", 1))
+    except EncodingError as e:
+        raise IntegrityError(f"team key box is malformed: {e}") from e
+    if key.team_id != team_id or key.gen != commitment.gen or bound != (member_id, puk.generation):
+        raise IntegrityError("team key box is bound to another team, generation or member")
+    if not p.equal(key.canary, canary):
+        raise IntegrityError("team key does not match the generation's canary")
+    return key
