@@ -44,6 +44,11 @@ def member_id_for(first_device_sign_public: bytes) -> str:
     return short_id(labels.H_MEMBER_ID, first_device_sign_public)
 
 
+def org_id_for(root: bytes) -> str:
+    """The organization id: derived from the hash of its org.create link (its root)."""
+    return short_id(labels.H_ORG_ID, root)
+
+
 def check_name(name: str, what: str) -> str:
     if not name or len(name) > MAX_NAME or not all(c.isalnum() or c in "-_." for c in name):
         raise ChainError(f"{what} {name!r} is not valid: use 1-{MAX_NAME} letters, digits, - _ .")
@@ -212,7 +217,7 @@ class OrgState:
         verify_invite_signature(link, invite_pk)
         root = link.hash
         return cls(
-            org_id=short_id(labels.H_ORG_ID, root),
+            org_id=org_id_for(root),
             root=root,
             name=name,
             founder_invite=invite_pk,

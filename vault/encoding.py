@@ -56,14 +56,14 @@ def _encode(value: Value, out: bytearray, depth: int) -> None:
         raw = bytes(value)
         out += b"b" + _U32.pack(len(raw)) + raw
     elif isinstance(value, str):
-        raw = value.encode("utf-8")
+        raw = _to_utf8(value)
         out += b"s" + _U32.pack(len(raw)) + raw
     elif isinstance(value, Mapping):
         items = []
         for k, v in value.items():
             if not isinstance(k, str):
                 raise EncodingError("dictionary keys must be strings")
-            items.append((k.encode("utf-8"), v))
+            items.append((_to_utf8(k), v))
         items.sort(key=lambda kv: kv[0])
         out += b"d" + _U32.pack(len(items))
         for kb, v in items:
@@ -75,6 +75,13 @@ def _encode(value: Value, out: bytearray, depth: int) -> None:
             _encode(item, out, depth + 1)
     else:
         raise EncodingError(f"cannot encode a value of type {type(value).__name__}")
+
+
+def _to_utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates have no UTF-8 form
+        raise EncodingError("string is not valid Unicode (lone surrogate)") from e
 
 
 def decode(data: bytes) -> Value:

@@ -59,9 +59,11 @@ def check_params(params: KdfParams) -> None:
 
 def derive_key(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
     check_params(params)
-    return p.argon2id(
-        passphrase.encode("utf-8"), salt, params.time_cost, params.memory_kib, params.parallelism
-    )
+    try:
+        secret = passphrase.encode("utf-8")
+    except UnicodeEncodeError as e:  # e.g. undecodable bytes from the environment (surrogateescape)
+        raise KeystoreError("the passphrase is not valid text (check its encoding)") from e
+    return p.argon2id(secret, salt, params.time_cost, params.memory_kib, params.parallelism)
 
 
 def _ad(header: bytes) -> bytes:
@@ -157,11 +159,15 @@ def open_session(blob: bytes, session_secret: bytes, now: int) -> bytes:
     """The keystore key from an unlock session, or ``KeystoreError`` if expired/altered."""
     if not blob.startswith(SESSION_MAGIC) or len(blob) < len(SESSION_MAGIC) + 4:
         raise KeystoreError("unlock session file is malformed")
+    if len(session_secret) != 32:
+        raise KeystoreError("unlock session secret is malformed; run `mvault unlock`")
     (hlen,) = struct.unpack(">I", blob[len(SESSION_MAGIC) : len(SESSION_MAGIC) + 4])
     start = len(SESSION_MAGIC) + 4
     raw = blob[start : start + hlen]
     try:
         f = Fields(decode(raw), "session header", {"v", "expires", "nonce"})
+        if f.int_("v") != 1:
+            raise EncodingError("unsupported unlock session version")
         expires = f.int_("expires")
         nonce = f.bytes_("nonce", p.AEAD_NONCE_BYTES)
     except EncodingError as e:

@@ -1,0 +1,116 @@
+"""HTTP client for the Member Vault API, with the server certificate pinned."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from vault import errors
+from vault.errors import ServerMismatch, TransportError, VaultError
+
+_CODES: dict[str, type[VaultError]] = {}
+for _cls in (
+    errors.EncodingError, errors.DecryptionFailed, errors.BadSignature, errors.Truncated, errors.IntegrityError,
+    errors.ChainError, errors.RollbackDetected, errors.PolicyDenied, errors.NotFound, errors.Conflict,
+    errors.InviteError, errors.AuthError,
+):
+    _CODES[_cls.code] = _cls
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TransportError("server sent a malformed answer (expected base64)")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise TransportError("server sent malformed base64") from e
+
+
+class Api:
+    """One HTTPS session to the server; every call maps failures to ``VaultError``."""
+
+    def __init__(self, url: str, cert_fp: bytes) -> None:
+        self.url = url.rstrip("/")
+        self._fp = aiohttp.Fingerprint(cert_fp)
+        self._session: aiohttp.ClientSession | None = None
+        self.token: str | None = None
+
+    async def __aenter__(self) -> Api:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._fp),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=120),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _check(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status < 400:
+            return
+        try:
+            body = await resp.json(content_type=None)
+            code, message = str(body.get("error")), str(body.get("message"))
+        except (ValueError, AttributeError, aiohttp.ContentTypeError):
+            code, message = "", f"server answered HTTP {resp.status}"
+        cls = _CODES.get(code)
+        if cls is None:
+            if resp.status == 413:
+                raise VaultError(f"the server refused the upload as too large: {message}")
+            raise TransportError(f"server error (HTTP {resp.status}): {message}")
+        raise cls(message)
+
+    def _session_or_fail(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise TransportError("API client used outside its context")
+        return self._session
+
+    async def request(self, method: str, path: str, json: Any = None, data: Any = None) -> Any:
+        try:
+            async with self._session_or_fail().request(
+                method, self.url + path, json=json, data=data, headers=self._headers()
+            ) as resp:
+                await self._check(resp)
+                try:
+                    return await resp.json(content_type=None)
+                except ValueError as e:
+                    raise TransportError("server sent a malformed answer") from e
+        except aiohttp.ServerFingerprintMismatch as e:
+            raise ServerMismatch(
+                "the server's certificate does not match the pinned fingerprint: "
+                "you may be talking to an impostor (refusing to continue)"
+            ) from e
+        except aiohttp.ClientError as e:
+            raise TransportError(f"cannot reach the server at {self.url}: {e}") from e
+
+    async def get(self, path: str) -> Any:
+        return await self.request("GET", path)
+
+    async def post(self, path: str, body: Any) -> Any:
+        return await self.request("POST", path, json=body)
+
+    async def upload(self, path: str, body: AsyncIterator[bytes]) -> Any:
+        return await self.request("POST", path, data=body)
+
+    async def download(self, path: str) -> AsyncIterator[bytes]:
+        try:
+            async with self._session_or_fail().get(self.url + path, headers=self._headers()) as resp:
+                await self._check(resp)
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    yield chunk
+        except aiohttp.ServerFingerprintMismatch as e:
+            raise ServerMismatch("the server's certificate does not match the pinned fingerprint") from e
+        except aiohttp.ClientError as e:
+            raise TransportError(f"download interrupted: {e}") from e

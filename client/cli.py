@@ -1,0 +1,382 @@
+"""``mvault``: the member's command line.
+
+Every failure prints one line (``error: ...``) to stderr and exits non-zero; ``--json``
+prints machine-readable output; ``MVAULT_HOME`` and ``MVAULT_PASSPHRASE_FILE`` make it
+scriptable, and ``mvault unlock`` starts a short unlock session (like ``bw unlock``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from client.api import Api
+from client.client import DocVersion, Session, join
+from client.home import SESSION_MINUTES, Home, default_home, read_passphrase
+from security.policy import TEAM_KINDS, TEAM_ROLES
+from vault.errors import VaultError
+
+T = TypeVar("T")
+PROGRESS_MIN = 4 * 1024 * 1024
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class Ctx:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.home = Home(default_home())
+
+
+def _run(coro: Awaitable[T]) -> T:
+    import uvloop
+
+    async def wrap() -> T:
+        return await coro
+
+    return uvloop.run(wrap())
+
+
+def with_session(ctx: Ctx, fn: Callable[[Session], Awaitable[T]]) -> T:
+    cfg = ctx.home.config()
+    secrets = ctx.home.unlock()
+
+    async def go() -> T:
+        async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
+            session = await Session.open(ctx.home, secrets, api)
+            return await fn(session)
+
+    return _run(go())
+
+
+def emit(ctx: Ctx, value: Any, human: Callable[[], None]) -> None:
+    if ctx.as_json:
+        click.echo(json.dumps(value, sort_keys=True))
+    else:
+        human()
+
+
+@contextmanager
+def progress_bar(ctx: Ctx, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    if total < PROGRESS_MIN or ctx.as_json or not sys.stderr.isatty():
+        yield None
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def json_flag(f: Callable[..., Any]) -> Callable[..., Any]:
+    def set_json(c: click.Context, _p: click.Parameter, value: bool) -> None:
+        if value:
+            c.ensure_object(Ctx)
+            c.find_object(Ctx).as_json = True  # type: ignore[union-attr]
+
+    return click.option("--json", "as_json_local", is_flag=True, expose_value=False, callback=set_json,
+                        is_eager=True, help="machine-readable output")(f)
+
+
+def _when(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _until(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter("use a date like 2027-06-30") from e
+    return int(datetime.datetime.combine(day, datetime.time(23, 59, 59), datetime.UTC).timestamp())
+
+
+@click.group()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def cli(c: click.Context, as_json: bool) -> None:
+    """Member Vault: end-to-end encrypted team documents."""
+    c.obj = Ctx(as_json)
+
+
+@cli.command("join")
+@click.argument("code")
+@click.option("--name", required=True, help="your member name (letters, digits, - _ .)")
+@click.option("--org-name", default="member-vault", help="organization name (founder only)")
+@json_flag
+@click.pass_obj
+def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
+    """Make keys (asks a passphrase) and join the organization with an invite CODE."""
+    passphrase = read_passphrase(confirm=True)
+    cfg = _run(join(ctx.home, code, name, passphrase, org_name))
+    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
+         lambda: out.print(f"joined as {cfg.name} ({cfg.member_id}); keys are in {ctx.home.path}"))
+
+
+@cli.command()
+@click.option("--minutes", default=SESSION_MINUTES, show_default=True, type=click.IntRange(1, 60))
+@json_flag
+@click.pass_obj
+def unlock(ctx: Ctx, minutes: int) -> None:
+    """Unlock for a few minutes: prints `export MVAULT_SESSION=...` for your shell."""
+    ctx.home.config()
+    ctx.home.unlock()
+    token, expires = ctx.home.start_session(minutes)
+    emit(ctx, {"session": token, "expires": expires}, lambda: click.echo(f"export MVAULT_SESSION={token}"))
+
+
+@cli.command()
+@json_flag
+@click.pass_obj
+def lock(ctx: Ctx) -> None:
+    """End the unlock session now."""
+    ended = ctx.home.end_session()
+    emit(ctx, {"locked": True, "ended_session": ended}, lambda: out.print("locked"))
+
+
+@cli.command()
+@json_flag
+@click.pass_obj
+def whoami(ctx: Ctx) -> None:
+    """Who you are, on which server, with which roles."""
+
+    async def go(s: Session) -> dict[str, Any]:
+        view = await s.view()
+        om = view.org.members[s.me]
+        return {"name": s.cfg.name, "member": s.me, "device": s.device.device_id, "server": s.cfg.url,
+                "org_root": s.cfg.org_root, "roles": sorted(om.roles), "status": om.status,
+                "teams": sorted(t.name for t in view.teams.values() if s.me in t.members)}
+
+    info = with_session(ctx, go)
+    emit(ctx, info, lambda: out.print(
+        f"{info['name']} ({info['member']}) on {info['server']}\n"
+        f"roles: {', '.join(info['roles'])} ({info['status']}); teams: {', '.join(info['teams']) or '-'}"))
+
+
+@cli.command()
+@click.option("--role", type=click.Choice(["member", "compa"]), default="member", show_default=True)
+@click.option("--note", default="", help="a note for the record (e.g. bootcamp)")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 30), help="validity")
+@json_flag
+@click.pass_obj
+def invite(ctx: Ctx, role: str, note: str, days: int) -> None:
+    """Print a one-time invite code for a new member."""
+    code = with_session(ctx, lambda s: s.invite(role, note, days))
+    emit(ctx, {"invite": code}, lambda: click.echo(code))
+
+
+@cli.group()
+def team() -> None:
+    """Create and manage teams."""
+
+
+@team.command("create")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(TEAM_KINDS), default="program", show_default=True)
+@click.option("--no-history", is_flag=True, help="new members do not get older keys")
+@json_flag
+@click.pass_obj
+def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
+    """Create a team; you become its first admin."""
+    t = with_session(ctx, lambda s: s.create_team(name, kind, not no_history))
+    emit(ctx, {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation},
+         lambda: out.print(f"created {t.kind} team {t.name} ({t.team_id})"))
+
+
+@team.command("add")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("member")
+@click.option("--role", type=click.Choice(TEAM_ROLES), default="writer", show_default=True)
+@click.option("--until", default=None, help="role ends on this date (YYYY-MM-DD)")
+@json_flag
+@click.pass_obj
+def team_add(ctx: Ctx, team_name: str, member: str, role: str, until: str | None) -> None:
+    """Add MEMBER to TEAM with a role (and give them the team key)."""
+    with_session(ctx, lambda s: s.add_member(team_name, member, role, _until(until)))
+    emit(ctx, {"team": team_name, "member": member, "role": role, "until": until},
+         lambda: out.print(f"added {member} to {team_name} as {role}"))
+
+
+@team.command("ls")
+@json_flag
+@click.pass_obj
+def team_ls(ctx: Ctx) -> None:
+    """Teams you can see."""
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        view = await s.view()
+        return [{"team": t.team_id, "name": t.name, "kind": t.kind, "members": len(t.members),
+                 "generation": t.generation, "role": t.role_of(s.me, int(datetime.datetime.now().timestamp()))}
+                for t in sorted(view.teams.values(), key=lambda t: t.name)]
+
+    rows = with_session(ctx, go)
+
+    def human() -> None:
+        table = Table("team", "kind", "members", "key gen", "your role")
+        for r in rows:
+            table.add_row(r["name"], r["kind"], str(r["members"]), str(r["generation"]), r["role"] or "-")
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@team.command("show")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def team_show(ctx: Ctx, team_name: str) -> None:
+    """Members, roles, expiries and key generation of a team."""
+
+    async def go(s: Session) -> dict[str, Any]:
+        view = await s.view()
+        t = view.team_by_name(team_name)
+        return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation,
+                "history": t.history,
+                "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role,
+                             "until": m.until} for m in t.members.values()]}
+
+    info = with_session(ctx, go)
+
+    def human() -> None:
+        out.print(f"{info['name']} ({info['kind']}), key generation {info['generation']}")
+        table = Table("member", "role", "until")
+        for m in info["members"]:
+            table.add_row(m["name"], m["role"], _when(m["until"]) if m["until"] else "-")
+        out.print(table)
+
+    emit(ctx, info, human)
+
+
+def _doc_json(d: DocVersion, s: Session | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
+    c = d.record.core
+    return {"name": d.opened.name, "size": d.opened.size, "version": c.seq, "vid": d.vid, "author": c.author,
+            "author_name": (names or {}).get(c.author, c.author[:8]), "time": c.time, "generation": c.gen}
+
+
+@cli.command()
+@click.argument("team_name", metavar="TEAM")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_name", default=None, help="document name (default: the file's name)")
+@json_flag
+@click.pass_obj
+def put(ctx: Ctx, team_name: str, path: Path, as_name: str | None) -> None:
+    """Encrypt and upload PATH as a new document, or a new version of it."""
+    with progress_bar(ctx, path.stat().st_size, f"put {path.name}") as advance:
+        seq, vid = with_session(ctx, lambda s: s.put(team_name, path, as_name, advance))
+    name = as_name or path.name
+    emit(ctx, {"name": name, "version": seq, "vid": vid, "size": path.stat().st_size},
+         lambda: out.print(f"{name}: version {seq} stored ({vid})"))
+
+
+@cli.command()
+@click.argument("team_name", metavar="TEAM")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--version", "version", type=click.IntRange(1), default=None)
+@json_flag
+@click.pass_obj
+def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int | None) -> None:
+    """Download, verify and decrypt a document (written only if everything verifies)."""
+    target = output or Path(os.path.basename(name))
+
+    async def go(s: Session) -> DocVersion:
+        return await s.get(team_name, name, target, version)
+
+    d = with_session(ctx, go)
+    emit(ctx, {**_doc_json(d), "output": str(target)},
+         lambda: out.print(f"{d.opened.name} version {d.record.core.seq} -> {target}"))
+
+
+def _names(s: Session) -> Callable[[], Awaitable[dict[str, str]]]:
+    async def go() -> dict[str, str]:
+        view = await s.view()
+        return {m: st.name for m, st in view.members.items()}
+
+    return go
+
+
+@cli.command("ls")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def ls_cmd(ctx: Ctx, team_name: str) -> None:
+    """Documents of a team: names, sizes, versions, authors."""
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        docs = await s.ls(team_name)
+        names = await _names(s)()
+        return [_doc_json(d, s, names) for d in docs]
+
+    rows = with_session(ctx, go)
+
+    def human() -> None:
+        table = Table("name", "size", "version", "author", "time")
+        for r in rows:
+            table.add_row(r["name"], str(r["size"]), str(r["version"]), r["author_name"], _when(r["time"]))
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@cli.command()
+@click.argument("team_name", metavar="TEAM")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def history(ctx: Ctx, team_name: str, name: str) -> None:
+    """Every version of a document."""
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        docs = await s.history(team_name, name)
+        names = await _names(s)()
+        return [_doc_json(d, s, names) for d in docs]
+
+    rows = with_session(ctx, go)
+
+    def human() -> None:
+        table = Table("version", "size", "author", "time", "id")
+        for r in rows:
+            table.add_row(str(r["version"]), str(r["size"]), r["author_name"], _when(r["time"]), r["vid"])
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except VaultError as e:
+        err.print(f"error: {e.message}", markup=False, soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except OSError as e:
+        err.print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), markup=False)
+        sys.exit(1)
+    except Exception as e:  # never a traceback for people; MVAULT_DEBUG=1 shows it
+        if os.environ.get("MVAULT_DEBUG"):
+            raise
+        err.print(f"internal error: {type(e).__name__}: {e}", markup=False)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

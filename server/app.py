@@ -1,0 +1,621 @@
+"""The aiohttp application: thin handlers over storage, the directory and vault's checks.
+
+Every handler either succeeds or raises a ``VaultError`` (or an aiohttp HTTP error),
+which the error middleware turns into ``{"error": code, "message": text}`` with a 4xx
+status; nothing is written before every check has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from security.policy import POLICY
+from server.directory import Directory
+from server.openapi import OPENAPI
+from server.storage import Session, SQLiteStorage, StoredLink, StoredVersion
+from vault import __version__
+from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
+from vault.encoding import Fields, decode
+from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
+from vault.errors import (
+    AuthError,
+    ChainError,
+    Conflict,
+    EncodingError,
+    IntegrityError,
+    InviteError,
+    NotFound,
+    PolicyDenied,
+    Truncated,
+    VaultError,
+)
+from vault.links import Link, parse_link
+from vault.teamkeys import box_hash
+
+log = logging.getLogger("mvault.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    public_url: str = ""
+    max_upload: int = 16 * 1024**3
+    session_ttl: float = 3600.0
+    nonce_ttl: float = 60.0
+    clock_skew: float = 600.0
+    clock: Callable[[], float] = field(default=time.time)
+
+
+STORAGE = web.AppKey("storage", SQLiteStorage)
+DIRECTORY = web.AppKey("directory", Directory)
+CONFIG = web.AppKey("config", Config)
+LOCK = web.AppKey("lock", asyncio.Lock)
+SESSION_KEY = "mvault.session"
+PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
+          "/api/v1/auth/challenge", "/api/v1/auth/login"}
+MAX_JSON = 4 * 1024 * 1024
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(value: object, what: str, max_len: int = 2 * 1024 * 1024) -> bytes:
+    if not isinstance(value, str) or len(value) > max_len:
+        raise EncodingError(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise EncodingError(f"{what} is not valid base64") from e
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except VaultError as e:
+        return error_response(e.status, e.code, e.message)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return error_response(e.status, e.reason.lower().replace(" ", "_"), e.text or e.reason)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal server error")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC or not request.path.startswith("/api/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise AuthError("log in first (no session token)")
+    storage, config = request.app[STORAGE], request.app[CONFIG]
+    session = await storage.session(token_hash(header[7:].strip()))
+    if session is None or session.expires <= config.clock():
+        raise AuthError("session expired or unknown; log in again")
+    directory = request.app[DIRECTORY]
+    member = directory.members.get(session.member)
+    if member is None or session.device not in member.devices or member.devices[session.device].revoked:
+        raise AuthError("this device is no longer active")
+    request[SESSION_KEY] = session
+    return await handler(request)
+
+
+def session_of(request: web.Request) -> Session:
+    s = request[SESSION_KEY]
+    assert isinstance(s, Session)
+    return s
+
+
+async def read_json(request: web.Request, allowed: set[str]) -> Fields:
+    if request.content_length is not None and request.content_length > MAX_JSON:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
+    raw = await request.content.read(MAX_JSON + 1)
+    if len(raw) > MAX_JSON:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise EncodingError("request body is not valid JSON") from e
+    if not isinstance(value, dict):
+        raise EncodingError("request body must be a JSON object")
+    return Fields(value, "request", allowed)
+
+
+def now_of(request: web.Request) -> float:
+    return request.app[CONFIG].clock()
+
+
+def check_link_time(request: web.Request, link: Link) -> None:
+    now = now_of(request)
+    skew = request.app[CONFIG].clock_skew
+    if abs(link.time - now) > skew:
+        raise ChainError(
+            f"link time {link.time} is too far from the server's time {int(now)} "
+            f"(allowed difference {int(skew)} s); check your clock"
+        )
+
+
+def parse_link_field(f: Fields, key: str) -> Link:
+    return parse_link(unb64(f.raw.get(key), key))
+
+
+# -- public ------------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+async def info(request: web.Request) -> web.Response:
+    org = request.app[DIRECTORY].org
+    return web.json_response(
+        {
+            "version": __version__,
+            "org_root": org.root.hex() if org else None,
+            "org_seq": org.seq if org else 0,
+            "org_head": b64(org.head) if org else None,
+            "time": int(now_of(request)),
+        }
+    )
+
+
+async def found(request: web.Request) -> web.Response:
+    f = await read_json(request, {"member_link", "puk_box", "org_link"})
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        if directory.org is not None:
+            raise InviteError("this organization is already founded; the founder invite is used")
+        founder_invite = await app[STORAGE].get_meta("founder_invite")
+        member_link, org_link = parse_link_field(f, "member_link"), parse_link_field(f, "org_link")
+        puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
+        for link in (member_link, org_link):
+            check_link_time(request, link)
+        member, _ = directory.check_member_create(member_link)
+        _check_puk_box(member, member_link.device, puk_box)
+        org = directory.check_org_link(org_link, extra_member=member)
+        if founder_invite is None or org.founder_invite != founder_invite:
+            raise InviteError("the founder invite is not valid for this server")
+        await app[STORAGE].append_links(
+            [StoredLink(member.member_id, 1, "member", member_link.wire), StoredLink("org", 1, "org", org_link.wire)],
+            [(member.member_id, 1, member_link.device, puk_box)], [],
+        )
+        directory.commit_member((member, member_link))
+        directory.commit_org(org, org_link)
+    return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
+
+
+def _check_puk_box(member: Any, device: str, box: bytes) -> None:
+    if member.puk_box_hashes.get(device) != box_hash(box):
+        raise IntegrityError("the PUK box does not match the member chain's commitment")
+
+
+async def join(request: web.Request) -> web.Response:
+    f = await read_json(request, {"member_link", "puk_box", "join_link"})
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        directory.require_org()
+        member_link, join_link = parse_link_field(f, "member_link"), parse_link_field(f, "join_link")
+        puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
+        for link in (member_link, join_link):
+            check_link_time(request, link)
+        if join_link.type != "org.join":
+            raise ChainError("expected an org.join link")
+        member, _ = directory.check_member_create(member_link)
+        _check_puk_box(member, member_link.device, puk_box)
+        try:
+            org = directory.check_org_link(join_link, extra_member=member)
+        except ChainError as e:
+            if "invite" in e.message:
+                raise InviteError(e.message) from e
+            raise
+        await app[STORAGE].append_links(
+            [StoredLink(member.member_id, 1, "member", member_link.wire),
+             StoredLink("org", join_link.seq, "org", join_link.wire)],
+            [(member.member_id, 1, member_link.device, puk_box)], [],
+        )
+        directory.commit_member((member, member_link))
+        directory.commit_org(org, join_link)
+    return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
+                             status=201)
+
+
+async def challenge(request: web.Request) -> web.Response:
+    f = await read_json(request, {"member", "device"})
+    member_id, device_id = f.str_("member", 64), f.str_("device", 64)
+    member = request.app[DIRECTORY].members.get(member_id)
+    if member is None or device_id not in member.devices or member.devices[device_id].revoked:
+        raise AuthError("unknown member or device")
+    nonce = new_nonce()
+    expires = now_of(request) + request.app[CONFIG].nonce_ttl
+    await request.app[STORAGE].purge_expired(now_of(request))
+    await request.app[STORAGE].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
+    return web.json_response({"nonce": b64(nonce), "expires": expires})
+
+
+async def login(request: web.Request) -> web.Response:
+    f = await read_json(request, {"statement", "sig"})
+    statement = AuthStatement.parse(unb64(f.raw.get("statement"), "statement", 4096))
+    sig = unb64(f.raw.get("sig"), "sig", 128)
+    app = request.app
+    now = now_of(request)
+    taken = await app[STORAGE].take_nonce(nonce_hash(statement.nonce))
+    if taken is None:
+        raise AuthError("login challenge unknown or already used; ask for a new one")
+    member_id, device_id, expires = taken
+    if expires <= now:
+        raise AuthError("login challenge expired; ask for a new one")
+    if (statement.member, statement.device) != (member_id, device_id):
+        raise AuthError("login statement names another member or device")
+    expected_origin = app[CONFIG].public_url or f"https://{request.host}"
+    if statement.origin.rstrip("/") != expected_origin.rstrip("/"):
+        raise AuthError(f"login statement is for another server ({statement.origin})")
+    if abs(statement.time - now) > app[CONFIG].clock_skew:
+        raise AuthError(f"your clock is off: server time is {int(now)}")
+    member = app[DIRECTORY].member(member_id)
+    try:
+        verify_login(member.device(device_id).sign_public, statement, sig)
+    except VaultError as e:
+        raise AuthError("login signature does not verify") from e
+    token = new_token()
+    session_expires = now + app[CONFIG].session_ttl
+    await app[STORAGE].add_session(token_hash(token), member_id, device_id, session_expires)
+    return web.json_response({"token": token, "expires": session_expires})
+
+
+# -- chains ------------------------------------------------------------------------------------
+
+
+def _visible_team(request: web.Request, team_id: str) -> Any:
+    directory = request.app[DIRECTORY]
+    team = directory.team(team_id)
+    me = session_of(request).member
+    org = directory.require_org()
+    if me in team.members or "ncc" in org.roles_of(me):
+        return team
+    raise NotFound(f"unknown team {team_id}")
+
+
+async def directory_view(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    org = directory.require_org()
+    me = session_of(request).member
+    teams = {}
+    for tid, t in directory.teams.items():
+        if me in t.members or "ncc" in org.roles_of(me):
+            teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex()}
+    return web.json_response(
+        {
+            "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
+            "members": {m: {"seq": s.seq, "head": s.head.hex(), "name": s.name} for m, s in directory.members.items()},
+            "teams": teams,
+        }
+    )
+
+
+def _after(request: web.Request) -> int:
+    raw = request.query.get("after", "0")
+    if not raw.isdigit() or len(raw) > 12:
+        raise EncodingError("after must be a non-negative integer")
+    return int(raw)
+
+
+def _links_response(links: list[Link], after: int) -> web.Response:
+    return web.json_response({"links": [b64(link.wire) for link in links[after:]]})
+
+
+async def org_chain(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    directory.require_org()
+    return _links_response(directory.org_links, _after(request))
+
+
+async def member_chain(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    mid = request.match_info["member"]
+    directory.member(mid)
+    return _links_response(directory.member_links[mid], _after(request))
+
+
+async def team_chain(request: web.Request) -> web.Response:
+    team = _visible_team(request, request.match_info["team"])
+    return _links_response(request.app[DIRECTORY].team_links[team.team_id], _after(request))
+
+
+async def append_org_link(request: web.Request) -> web.Response:
+    f = await read_json(request, {"link"})
+    link = parse_link_field(f, "link")
+    _require_signer(request, link)
+    check_link_time(request, link)
+    if link.type == "org.join":
+        raise ChainError("joins go through /api/v1/join")
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        org = directory.require_org()
+        if link.seq <= org.seq:
+            raise Conflict("the organization chain moved on; fetch it and retry")
+        state = directory.check_org_link(link)
+        await app[STORAGE].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
+        directory.commit_org(state, link)
+    return web.json_response({"seq": state.seq}, status=201)
+
+
+def _boxes(f: Fields) -> dict[str, bytes]:
+    raw = f.raw.get("boxes", {})
+    if not isinstance(raw, dict) or len(raw) > 1000:
+        raise EncodingError("boxes must be an object of member id -> base64 box")
+    return {str(k): unb64(v, "box", 4096) for k, v in raw.items()}
+
+
+def _new_box_rows(before: Any, after: Any, boxes: dict[str, bytes]) -> list[tuple[str, int, str, bytes]]:
+    old = before.boxes if before is not None else {}
+    rows = []
+    new = {k: c for k, c in after.boxes.items() if k not in old}
+    if {mid for (_, mid) in new} != set(boxes) or len(new) != len(boxes):
+        raise IntegrityError("uploaded key boxes do not match the link's box commitments")
+    for (gen, mid), c in new.items():
+        if box_hash(boxes[mid]) != c.hash:
+            raise IntegrityError(f"key box for {mid} does not match its commitment")
+        rows.append((after.team_id, gen, mid, boxes[mid]))
+    return rows
+
+
+def _require_signer(request: web.Request, link: Link) -> None:
+    s = session_of(request)
+    if (link.signer, link.device) != (s.member, s.device):
+        raise PolicyDenied("links must be signed by the logged-in device")
+
+
+async def create_team(request: web.Request) -> web.Response:
+    f = await read_json(request, {"link", "boxes"})
+    link = parse_link_field(f, "link")
+    _require_signer(request, link)
+    check_link_time(request, link)
+    boxes = _boxes(f)
+    app = request.app
+    async with app[LOCK]:
+        state = app[DIRECTORY].check_team_create(link)
+        rows = _new_box_rows(None, state, boxes)
+        await app[STORAGE].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
+        app[DIRECTORY].commit_team(state, link)
+    return web.json_response({"team": state.team_id, "seq": 1}, status=201)
+
+
+async def append_team_link(request: web.Request) -> web.Response:
+    f = await read_json(request, {"link", "boxes"})
+    link = parse_link_field(f, "link")
+    _require_signer(request, link)
+    check_link_time(request, link)
+    boxes = _boxes(f)
+    app = request.app
+    async with app[LOCK]:
+        team = _visible_team(request, request.match_info["team"])
+        if link.chain != team.team_id:
+            raise ChainError("link belongs to another chain")
+        if link.seq <= team.seq:
+            raise Conflict("the team chain moved on; fetch it and retry")
+        state = app[DIRECTORY].check_team_link(team.team_id, link)
+        rows = _new_box_rows(team, state, boxes)
+        await app[STORAGE].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
+        app[DIRECTORY].commit_team(state, link)
+    return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
+
+
+async def my_team_boxes(request: web.Request) -> web.Response:
+    team = _visible_team(request, request.match_info["team"])
+    me = session_of(request).member
+    rows = await request.app[STORAGE].team_boxes_for(team.team_id, me)
+    return web.json_response({"boxes": [{"gen": g, "box": b64(b)} for g, b in rows]})
+
+
+async def my_puk_boxes(request: web.Request) -> web.Response:
+    s = session_of(request)
+    rows = await request.app[STORAGE].puk_boxes_for(s.member, s.device)
+    return web.json_response({"boxes": [{"puk_gen": g, "box": b64(b)} for g, b in rows]})
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+
+def _doc_access(request: web.Request, action: str) -> Any:
+    team = _visible_team(request, request.match_info["team"])
+    directory = request.app[DIRECTORY]
+    me = session_of(request).member
+    role = team.role_of(me, int(now_of(request)))
+    if not POLICY.team_allows(directory.require_org().roles_of(me), role, action):
+        raise PolicyDenied(f"you may not {action.split('.')[1]} documents in team {team.name}")
+    return team
+
+
+def _check_doc_id(doc: str) -> str:
+    if len(doc) != 32 or any(c not in "0123456789abcdef" for c in doc):
+        raise EncodingError("document id must be 32 lowercase hex characters")
+    return doc
+
+
+def _version_json(v: StoredVersion) -> dict[str, Any]:
+    return {"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record), "body_len": v.body_len}
+
+
+async def list_docs(request: web.Request) -> web.Response:
+    team = _doc_access(request, "doc.read")
+    heads = await request.app[STORAGE].heads(team.team_id)
+    return web.json_response({"docs": [_version_json(v) for v in heads]})
+
+
+async def doc_versions(request: web.Request) -> web.Response:
+    team = _doc_access(request, "doc.read")
+    doc = _check_doc_id(request.match_info["doc"])
+    versions = await request.app[STORAGE].versions(team.team_id, doc)
+    if not versions:
+        raise NotFound("no such document in this team")
+    return web.json_response({"versions": [_version_json(v) for v in versions]})
+
+
+async def version_body(request: web.Request) -> web.StreamResponse:
+    team = _doc_access(request, "doc.read")
+    storage = request.app[STORAGE]
+    v = await storage.version(team.team_id, request.match_info["vid"])
+    if v is None:
+        raise NotFound("no such document version in this team")
+    path = storage.blob_path(v.blob)
+    if not path.exists():
+        raise NotFound("document body is missing on the server")
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+async def _read_exactly(request: web.Request, n: int, what: str) -> bytes:
+    try:
+        return await request.content.readexactly(n)
+    except asyncio.IncompleteReadError as e:
+        raise Truncated(f"upload ended inside the {what}") from e
+
+
+async def put_version(request: web.Request) -> web.Response:
+    team = _doc_access(request, "doc.write")
+    doc = _check_doc_id(request.match_info["doc"])
+    s = session_of(request)
+    app = request.app
+    storage, directory, config = app[STORAGE], app[DIRECTORY], app[CONFIG]
+    if await _read_exactly(request, len(MAGIC), "header") != MAGIC:
+        raise EncodingError("upload does not start with the document magic")
+    (n,) = struct.unpack(">I", await _read_exactly(request, 4, "header"))
+    if n > MAX_PRELUDE:
+        raise EncodingError("document header is too large")
+    pre = Fields(decode(await _read_exactly(request, n, "header")), "document prelude", {"core", "wrapped", "meta"})
+    core = Core.parse(pre.bytes_("core", max_size=2048))
+    wrapped, meta = pre.bytes_("wrapped", 48), pre.bytes_("meta", max_size=4096 + 16)
+    if (core.team, core.doc) != (team.team_id, doc):
+        raise IntegrityError("document header names another team or document")
+    if (core.author, core.device) != (s.member, s.device):
+        raise PolicyDenied("document must be signed by the uploading device")
+    if core.gen != team.generation:
+        raise Conflict(f"team key generation {core.gen} is not current ({team.generation}); sync and retry")
+    if abs(core.time - now_of(request)) > config.clock_skew:
+        raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
+    if core.body_len > config.max_upload:
+        raise web.HTTPRequestEntityTooLarge(max_size=config.max_upload, actual_size=core.body_len)
+    existing = await storage.versions(team.team_id, doc)
+    head_vid = existing[-1].vid if existing else None
+    if core.parent != head_vid or core.seq != len(existing) + 1:
+        raise Conflict(f"document changed on the server (now at version {len(existing)}); fetch, merge, put again")
+    temp = storage.temp_path()
+    placed: Path | None = None
+    try:
+        body_hash = await _receive_body(request, temp, core.body_len)
+        sig = await _read_exactly(request, 64, "signature")
+        if await request.content.read(1):
+            raise EncodingError("upload has bytes after the signature")
+        record = Record.build(core.raw, wrapped, meta, body_hash, sig)
+        record.verify(directory.member(s.member).device(s.device).sign_public)
+        vid = record.version_id
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, storage.place_blob, temp, vid)
+        placed = storage.blob_path(vid)
+        await storage.add_version(
+            StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
+            int(now_of(request)),
+        )
+        placed = None
+    finally:
+        temp.unlink(missing_ok=True)
+        if placed is not None:
+            placed.unlink(missing_ok=True)
+    return web.json_response({"vid": vid, "seq": core.seq}, status=201)
+
+
+async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
+    hasher = hashlib.sha256()
+    loop = asyncio.get_running_loop()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        remaining = length
+        while remaining:
+            chunk = await request.content.read(min(remaining, 1 << 20))
+            if not chunk:
+                raise Truncated(f"upload ended {remaining} bytes before the end of the document body")
+            remaining -= len(chunk)
+            hasher.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        await loop.run_in_executor(None, os.fsync, fd)
+    finally:
+        os.close(fd)
+    return hasher.digest()
+
+
+# -- application -------------------------------------------------------------------------------
+
+
+def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_JSON)
+    app[STORAGE] = storage
+    app[DIRECTORY] = directory
+    app[CONFIG] = config
+    app[LOCK] = asyncio.Lock()
+    r = app.router
+    r.add_get("/api/health", health)
+    r.add_get("/api/openapi.json", openapi)
+    r.add_get("/api/v1/info", info)
+    r.add_post("/api/v1/found", found)
+    r.add_post("/api/v1/join", join)
+    r.add_post("/api/v1/auth/challenge", challenge)
+    r.add_post("/api/v1/auth/login", login)
+    r.add_get("/api/v1/directory", directory_view)
+    r.add_get("/api/v1/chains/org", org_chain)
+    r.add_post("/api/v1/org/links", append_org_link)
+    r.add_get("/api/v1/chains/member/{member}", member_chain)
+    r.add_get("/api/v1/chains/team/{team}", team_chain)
+    r.add_post("/api/v1/teams", create_team)
+    r.add_post("/api/v1/teams/{team}/links", append_team_link)
+    r.add_get("/api/v1/teams/{team}/boxes", my_team_boxes)
+    r.add_get("/api/v1/puk-boxes", my_puk_boxes)
+    r.add_get("/api/v1/teams/{team}/docs", list_docs)
+    r.add_get("/api/v1/teams/{team}/docs/{doc}", doc_versions)
+    r.add_post("/api/v1/teams/{team}/docs/{doc}", put_version)
+    r.add_get("/api/v1/teams/{team}/versions/{vid}/body", version_body)
+    return app
+
+
+async def open_app(config: Config) -> web.Application:
+    storage = await SQLiteStorage.open(config.data_dir)
+    directory = await Directory.load(storage)
+    app = make_app(storage, directory, config)
+
+    async def close(app: web.Application) -> None:
+        await app[STORAGE].close()
+
+    app.on_cleanup.append(close)
+    return app

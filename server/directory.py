@@ -1,0 +1,122 @@
+"""The server's view of the chains: replayed at start, extended only by valid links.
+
+The server runs the same replay code as clients (``vault.chains``) with the same policy
+(``security.policy``): a link is accepted only if it is correctly signed by a member
+allowed to make it at that point. Candidate links are applied to a copy; the copy
+replaces the live state only after storage committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from security.policy import POLICY, TEAM_KINDS
+from server.storage import Storage
+from vault.chains import (
+    MemberState,
+    OrgState,
+    TeamState,
+    clone,
+)
+from vault.errors import ChainError, NotFound
+from vault.links import Link, parse_link
+
+
+@dataclass
+class Directory:
+    members: dict[str, MemberState] = field(default_factory=dict)
+    member_links: dict[str, list[Link]] = field(default_factory=dict)
+    org: OrgState | None = None
+    org_links: list[Link] = field(default_factory=list)
+    teams: dict[str, TeamState] = field(default_factory=dict)
+    team_links: dict[str, list[Link]] = field(default_factory=dict)
+
+    @classmethod
+    async def load(cls, storage: Storage) -> Directory:
+        d = cls()
+        for stored in await storage.all_links():
+            link = parse_link(stored.wire)
+            if stored.kind == "member":
+                d.commit_member(d.check_member_create(link) if link.seq == 1 else d.check_member_link(link))
+            elif stored.kind == "org":
+                d.commit_org(d.check_org_link(link), link)
+            else:
+                state = d.check_team_create(link) if link.seq == 1 else d.check_team_link(stored.chain, link)
+                d.commit_team(state, link)
+        return d
+
+    # -- members ------------------------------------------------------------------------------
+
+    def member(self, member_id: str) -> MemberState:
+        m = self.members.get(member_id)
+        if m is None:
+            raise NotFound(f"unknown member {member_id}")
+        return m
+
+    def check_member_create(self, link: Link) -> tuple[MemberState, Link]:
+        state = MemberState.create(link)
+        if state.member_id in self.members:
+            raise ChainError("member already exists")
+        return state, link
+
+    def check_member_link(self, link: Link) -> tuple[MemberState, Link]:
+        state = clone(self.member(link.chain or ""))
+        state.apply(link)
+        return state, link
+
+    def commit_member(self, checked: tuple[MemberState, Link]) -> None:
+        state, link = checked
+        self.members[state.member_id] = state
+        self.member_links.setdefault(state.member_id, []).append(link)
+
+    # -- organization ----------------------------------------------------------------------------
+
+    def check_org_link(self, link: Link, extra_member: MemberState | None = None) -> OrgState:
+        members = self.members
+        if extra_member is not None:
+            members = {**members, extra_member.member_id: extra_member}
+        if self.org is None:
+            return OrgState.create(link, members)
+        state = clone(self.org)
+        state.apply(link, members, POLICY)
+        return state
+
+    def commit_org(self, state: OrgState, link: Link) -> None:
+        self.org = state
+        self.org_links.append(link)
+
+    def require_org(self) -> OrgState:
+        if self.org is None:
+            raise NotFound("this server has no organization yet: the founder must join first")
+        return self.org
+
+    # -- teams ------------------------------------------------------------------------------------
+
+    def team(self, team_id: str) -> TeamState:
+        t = self.teams.get(team_id)
+        if t is None:
+            raise NotFound(f"unknown team {team_id}")
+        return t
+
+    def team_by_name(self, name: str) -> TeamState | None:
+        for t in self.teams.values():
+            if t.name == name:
+                return t
+        return None
+
+    def check_team_create(self, link: Link) -> TeamState:
+        state = TeamState.create(link, self.require_org(), self.members, POLICY, TEAM_KINDS)
+        if state.team_id in self.teams:
+            raise ChainError("team already exists")
+        if self.team_by_name(state.name) is not None:
+            raise ChainError(f"a team named {state.name!r} already exists")
+        return state
+
+    def check_team_link(self, team_id: str, link: Link) -> TeamState:
+        state = clone(self.team(team_id))
+        state.apply(link, self.require_org(), self.members, POLICY)
+        return state
+
+    def commit_team(self, state: TeamState, link: Link) -> None:
+        self.teams[state.team_id] = state
+        self.team_links.setdefault(state.team_id, []).append(link)

@@ -1,0 +1,74 @@
+"""The HTTP API as data (OpenAPI 3.1). ``tests/test_api.py`` walks it: every operation and
+every documented error status must have a test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_OK = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _op(summary: str, ok: str, errors: list[str], auth: bool = True, body: str | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {ok: _OK, **{e: _ERR for e in errors}}}
+    if not auth:
+        op["security"] = []
+    if body == "json":
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    elif body == "stream":
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    return op
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Member Vault", "version": "1"},
+    "components": {
+        "securitySchemes": {"session": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "security": [{"session": []}],
+    "paths": {
+        "/api/health": {"get": _op("liveness", "200", [], auth=False)},
+        "/api/openapi.json": {"get": _op("this document", "200", [], auth=False)},
+        "/api/v1/info": {"get": _op("server version, organization root, time", "200", [], auth=False)},
+        "/api/v1/found": {"post": _op("found the organization with the founder invite", "201",
+                                      ["400", "403"], auth=False, body="json")},
+        "/api/v1/join": {"post": _op("join with an invite: member chain + org.join link", "201",
+                                     ["400", "403", "404"], auth=False, body="json")},
+        "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s)", "200", ["400", "401"],
+                                               auth=False, body="json")},
+        "/api/v1/auth/login": {"post": _op("signed challenge -> session token", "200", ["400", "401"],
+                                           auth=False, body="json")},
+        "/api/v1/directory": {"get": _op("heads of every chain the caller may see", "200", ["401"])},
+        "/api/v1/chains/org": {"get": _op("organization chain links", "200", ["400", "401"])},
+        "/api/v1/org/links": {"post": _op("append an organization link (invites, later roles)", "201",
+                                          ["400", "401", "403", "409"], body="json")},
+        "/api/v1/chains/member/{member}": {"get": _op("a member chain", "200", ["401", "404"])},
+        "/api/v1/chains/team/{team}": {"get": _op("a team chain (members and NCC)", "200", ["401", "404"])},
+        "/api/v1/teams": {"post": _op("create a team (team.create link + key boxes)", "201",
+                                      ["400", "401", "403"], body="json")},
+        "/api/v1/teams/{team}/links": {"post": _op("append a team link (+ key boxes)", "201",
+                                                   ["400", "401", "403", "404", "409"], body="json")},
+        "/api/v1/teams/{team}/boxes": {"get": _op("the caller's key boxes for a team", "200", ["401", "404"])},
+        "/api/v1/puk-boxes": {"get": _op("the calling device's PUK boxes", "200", ["401"])},
+        "/api/v1/teams/{team}/docs": {"get": _op("head version of every document", "200", ["401", "403", "404"])},
+        "/api/v1/teams/{team}/docs/{doc}": {
+            "get": _op("every version of a document", "200", ["400", "401", "403", "404"]),
+            "post": _op("upload a new version (streamed envelope)", "201",
+                        ["400", "401", "403", "409", "413"], body="stream"),
+        },
+        "/api/v1/teams/{team}/versions/{vid}/body": {
+            "get": _op("ciphertext body of a version (streamed)", "200", ["401", "403", "404"])
+        },
+    },
+}

@@ -1,0 +1,269 @@
+"""Storage interface and its embedded default: SQLite (aiosqlite, WAL) + blobs on disk.
+
+The server stores only what clients sent it: signed chain links, sealed key boxes,
+signed document records and ciphertext bodies. Blobs are content-addressed by the SHA-256
+of the ciphertext body and written with write, fsync, rename, fsync(dir), so an
+acknowledged write survives a crash. A blob is referenced by the database only after it
+is in place; blobs nobody references (a crash between rename and commit) and temporary
+files of interrupted uploads are removed at start-up by ``collect_garbage``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiosqlite
+
+from vault.errors import Conflict
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS links (
+    chain TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, wire BLOB NOT NULL,
+    time INTEGER NOT NULL, PRIMARY KEY (chain, seq));
+CREATE TABLE IF NOT EXISTS puk_boxes (
+    member TEXT NOT NULL, puk_gen INTEGER NOT NULL, device TEXT NOT NULL, box BLOB NOT NULL,
+    PRIMARY KEY (member, puk_gen, device));
+CREATE TABLE IF NOT EXISTS team_boxes (
+    team TEXT NOT NULL, gen INTEGER NOT NULL, member TEXT NOT NULL, box BLOB NOT NULL,
+    PRIMARY KEY (team, gen, member));
+CREATE TABLE IF NOT EXISTS versions (
+    vid TEXT PRIMARY KEY, team TEXT NOT NULL, doc TEXT NOT NULL, seq INTEGER NOT NULL,
+    record BLOB NOT NULL, blob TEXT NOT NULL, body_len INTEGER NOT NULL, created INTEGER NOT NULL,
+    UNIQUE (team, doc, seq));
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    token BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredLink:
+    chain: str
+    seq: int
+    kind: str
+    wire: bytes
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    vid: str
+    team: str
+    doc: str
+    seq: int
+    record: bytes
+    blob: str
+    body_len: int
+
+
+@dataclass(frozen=True)
+class Session:
+    member: str
+    device: str
+    expires: float
+
+
+class Storage(Protocol):
+    """What the server needs from a backend. Every method is atomic."""
+
+    async def get_meta(self, key: str) -> bytes | None: ...
+    async def set_meta(self, key: str, value: bytes) -> None: ...
+    async def all_links(self) -> list[StoredLink]: ...
+    async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
+                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> None: ...
+    async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]: ...
+    async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]: ...
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int) -> None: ...
+    async def versions(self, team: str, doc: str) -> list[StoredVersion]: ...
+    async def heads(self, team: str) -> list[StoredVersion]: ...
+    async def version(self, team: str, vid: str) -> StoredVersion | None: ...
+    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None: ...
+    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None: ...
+    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None: ...
+    async def session(self, token: bytes) -> Session | None: ...
+    async def purge_expired(self, now: float) -> None: ...
+    async def close(self) -> None: ...
+
+
+class SQLiteStorage:
+    """The default backend: one SQLite file in WAL mode, explicit transactions."""
+
+    def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
+        self._db = db
+        self.data_dir = data_dir
+        self.blob_dir = data_dir / "blobs"
+        self.tmp_dir = data_dir / "tmp"
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> SQLiteStorage:
+        (data_dir / "blobs").mkdir(parents=True, exist_ok=True)
+        (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(data_dir / "vault.db", isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.executescript(SCHEMA)
+        store = cls(db, data_dir)
+        await store.collect_garbage()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def temp_path(self) -> Path:
+        return self.tmp_dir / f"upload-{uuid.uuid4().hex}"
+
+    def blob_path(self, name: str) -> Path:
+        return self.blob_dir / name[:2] / name
+
+    def place_blob(self, temp: Path, name: str) -> None:
+        """fsync'd temp file -> its content address; fsync the directory (blocking)."""
+        target = self.blob_path(name)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(temp, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def collect_garbage(self) -> None:
+        for f in self.tmp_dir.iterdir():
+            f.unlink(missing_ok=True)
+        async with self._db.execute("SELECT blob FROM versions") as cur:
+            used = {row[0] for row in await cur.fetchall()}
+        for sub in self.blob_dir.iterdir():
+            if sub.is_dir():
+                for f in sub.iterdir():
+                    if f.name not in used:
+                        f.unlink(missing_ok=True)
+
+    # -- meta -------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        async with self._db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- chains and boxes -------------------------------------------------------------------
+
+    async def all_links(self) -> list[StoredLink]:
+        async with self._db.execute("SELECT chain, seq, kind, wire FROM links ORDER BY rowid") as cur:
+            rows = await cur.fetchall()
+        return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
+                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> None:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for link in links:
+                await self._db.execute(
+                    "INSERT INTO links (chain, seq, kind, wire, time) VALUES (?, ?, ?, ?, strftime('%s','now'))",
+                    (link.chain, link.seq, link.kind, link.wire),
+                )
+            await self._db.executemany("INSERT INTO puk_boxes VALUES (?, ?, ?, ?)", list(puk_boxes))
+            await self._db.executemany("INSERT INTO team_boxes VALUES (?, ?, ?, ?)", list(team_boxes))
+            await self._db.execute("COMMIT")
+        except sqlite3.IntegrityError as e:
+            await self._db.execute("ROLLBACK")
+            raise Conflict("the chain moved on; fetch and retry") from e
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]:
+        async with self._db.execute(
+            "SELECT gen, box FROM team_boxes WHERE team=? AND member=? ORDER BY gen", (team, member)
+        ) as cur:
+            return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
+
+    async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]:
+        async with self._db.execute(
+            "SELECT puk_gen, box FROM puk_boxes WHERE member=? AND device=? ORDER BY puk_gen", (member, device)
+        ) as cur:
+            return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
+
+    # -- documents --------------------------------------------------------------------------
+
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int) -> None:
+        """Insert a version only on top of the current head (``Conflict`` otherwise)."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute(
+                "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
+            ) as cur:
+                head = await cur.fetchone()
+            head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
+            if parent != head_vid or v.seq != head_seq + 1:
+                raise Conflict(
+                    f"document changed on the server (now at version {head_seq}); fetch it, merge, put again"
+                )
+            await self._db.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now),
+            )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    def _version(self, r: sqlite3.Row | tuple[object, ...]) -> StoredVersion:
+        return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))  # type: ignore[call-overload]
+
+    _COLS = "vid, team, doc, seq, record, blob, body_len"
+
+    async def versions(self, team: str, doc: str) -> list[StoredVersion]:
+        async with self._db.execute(
+            f"SELECT {self._COLS} FROM versions WHERE team=? AND doc=? ORDER BY seq", (team, doc)
+        ) as cur:
+            return [self._version(r) for r in await cur.fetchall()]
+
+    async def heads(self, team: str) -> list[StoredVersion]:
+        async with self._db.execute(
+            f"SELECT {self._COLS} FROM versions v WHERE team=? AND seq = "
+            "(SELECT MAX(seq) FROM versions w WHERE w.team=v.team AND w.doc=v.doc) ORDER BY doc",
+            (team,),
+        ) as cur:
+            return [self._version(r) for r in await cur.fetchall()]
+
+    async def version(self, team: str, vid: str) -> StoredVersion | None:
+        async with self._db.execute(f"SELECT {self._COLS} FROM versions WHERE team=? AND vid=?", (team, vid)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else self._version(row)
+
+    # -- login ------------------------------------------------------------------------------
+
+    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
+        await self._db.execute("INSERT INTO nonces VALUES (?, ?, ?, ?)", (nonce, member, device, expires))
+
+    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
+        """Fetch and delete in one statement: a nonce can be taken once."""
+        async with self._db.execute(
+            "DELETE FROM nonces WHERE nonce=? RETURNING member, device, expires", (nonce,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
+
+    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
+        await self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (token, member, device, expires))
+
+    async def session(self, token: bytes) -> Session | None:
+        async with self._db.execute("SELECT member, device, expires FROM sessions WHERE token=?", (token,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else Session(str(row[0]), str(row[1]), float(row[2]))
+
+    async def purge_expired(self, now: float) -> None:
+        await self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+        await self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
