@@ -65,7 +65,7 @@ STORAGE = web.AppKey("storage", SQLiteStorage)
 DIRECTORY = web.AppKey("directory", Directory)
 CONFIG = web.AppKey("config", Config)
 LOCK = web.AppKey("lock", asyncio.Lock)
-SESSION_KEY = "mvault.session"
+SESSION_KEY = web.RequestKey("session", Session)
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
           "/api/v1/auth/challenge", "/api/v1/auth/login"}
 MAX_JSON = 4 * 1024 * 1024

@@ -594,8 +594,12 @@ def apply_case(case: dict[str, Any], w: VectorWorld) -> tuple[bytes, bytes, Team
         frames[i], frames[j] = frames[j], frames[i]
     elif op == "drop_frames":
         frames = [f for n, f in enumerate(frames) if n not in case["frames"]]
+        if "then_append_frame" in case:
+            frames.insert(len(frames) - 1, frames[case["then_append_frame"]])
     elif op == "duplicate_frame":
         frames.insert(case["frame"], frames[case["frame"]])
+    elif op == "copy_frame":
+        frames[case["to"]] = frames[case["from"]]
     elif op == "truncate_body":
         body = body[: case["length"]]
     elif op == "append":
@@ -606,7 +610,7 @@ def apply_case(case: dict[str, Any], w: VectorWorld) -> tuple[bytes, bytes, Team
         record_raw = w.other.record.raw
     elif op is not None:
         raise AssertionError(f"unknown op {op!r}")
-    if op in ("swap_frames", "drop_frames", "duplicate_frame"):
+    if op in ("swap_frames", "drop_frames", "duplicate_frame", "copy_frame"):
         body = body[:HDR] + b"".join(frames)
 
     which = case.get("key")

@@ -1,0 +1,228 @@
+"""Shared fixtures: the real server on a loopback port, and the real CLI.
+
+``server`` starts the aiohttp application (uvloop, HTTPS, SQLite in a temporary data
+directory) in a background thread whose clock the test can move (``server.advance``).
+``Member`` drives the real ``mvault`` executable in a subprocess with its own
+``MVAULT_HOME`` and ``MVAULT_PASSPHRASE_FILE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from server.app import Config, open_app
+from server.cli import initialize
+from server.tls import server_context
+
+MVAULT = str(Path(sys.executable).parent / "mvault")
+PASSPHRASE = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """The real server in a thread with its own event loop and a movable clock."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.offset = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.fingerprint = ""
+        self.invite: str | None = None
+
+    def clock(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def start(self) -> ServerThread:
+        info = asyncio.run(initialize(self.data_dir, "127.0.0.1", self.port))
+        self.fingerprint, self.invite = info.fingerprint, info.invite
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise RuntimeError("server did not start")
+        if self._error:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as e:  # surfaced to the test via start()
+            self._error = e
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        app = await open_app(Config(data_dir=self.data_dir, clock=self.clock))
+        self.app = app
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        ctx = server_context(self.data_dir / "server.crt", self.data_dir / "server.key")
+        site = web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=ctx)
+        await site.start()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(20)
+
+    def restart(self) -> ServerThread:
+        """Stop and start again on the same data and port (reloads state from storage)."""
+        self.stop()
+        fresh = ServerThread(self.data_dir, self.port)
+        fresh.offset = self.offset
+        return fresh.start()
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.data_dir / "vault.db", isolation_level=None)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerThread]:
+    s = ServerThread(tmp_path / "server-data").start()
+    holder = [s]
+    yield s
+    holder[0].stop()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Member:
+    """One member's machine: its own MVAULT_HOME, driven through the real CLI."""
+
+    home: Path
+    name: str
+    passphrase_file: Path
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MVAULT_")}
+        env.update({"MVAULT_HOME": str(self.home), "MVAULT_PASSPHRASE_FILE": str(self.passphrase_file),
+                    "NO_COLOR": "1", "COLUMNS": "200"})
+        env.update(self.env_extra)
+        return env
+
+    def run(self, *args: str, input: str | None = None, cwd: Path | None = None) -> Result:
+        p = subprocess.run([MVAULT, *args], env=self.env(), capture_output=True, text=True, input=input,
+                           cwd=cwd or self.home.parent, timeout=600)
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def ok(self, *args: str, cwd: Path | None = None) -> Result:
+        r = self.run(*args, cwd=cwd)
+        assert r.code == 0, f"mvault {' '.join(args)} failed ({r.code}): {r.err}{r.out}"
+        assert "Traceback" not in r.err
+        return r
+
+    def fails(self, *args: str, contains: str = "", cwd: Path | None = None) -> Result:
+        r = self.run(*args, cwd=cwd)
+        assert r.code != 0, f"mvault {' '.join(args)} unexpectedly succeeded: {r.out}"
+        assert "Traceback" not in r.err, r.err
+        assert r.err.startswith("error: "), r.err
+        assert len(r.err.strip().splitlines()) == 1, f"expected one line, got: {r.err!r}"
+        if contains:
+            assert contains.lower() in r.err.lower(), r.err
+        return r
+
+    def json(self, *args: str) -> Any:
+        return self.ok(*args, "--json").json()
+
+
+@pytest.fixture
+def make_member(tmp_path: Path) -> Any:
+    pf = tmp_path / "passphrase"
+    pf.write_text(PASSPHRASE + "\n")
+
+    def make(name: str) -> Member:
+        return Member(tmp_path / f"home-{name}", name, pf)
+
+    return make
+
+
+@dataclass
+class Org:
+    server: ServerThread
+    alice: Member
+    bob: Member
+
+
+@pytest.fixture
+def org(server: ServerThread, make_member: Any) -> Org:
+    """Founder alice and member bob; team 'drafting' with bob as writer."""
+    alice, bob = make_member("alice"), make_member("bob")
+    assert server.invite is not None
+    alice.ok("join", server.invite, "--name", "alice")
+    code = alice.json("invite")["invite"]
+    bob.ok("join", code, "--name", "bob")
+    alice.ok("team", "create", "drafting", "--kind", "program")
+    alice.ok("team", "add", "drafting", "bob", "--role", "writer")
+    return Org(server, alice, bob)
+
+
+class _ErrorCatcher(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors() -> Iterator[None]:
+    """Fail any test during which the server logged an error (an unhandled exception = a 500)."""
+    catcher = _ErrorCatcher()
+    logger = logging.getLogger("mvault")
+    aio = logging.getLogger("aiohttp")
+    logger.addHandler(catcher)
+    aio.addHandler(catcher)
+    yield
+    logger.removeHandler(catcher)
+    aio.removeHandler(catcher)
+    assert not catcher.records, f"server logged errors: {[r.getMessage() for r in catcher.records]}"

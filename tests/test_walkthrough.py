@@ -1,0 +1,95 @@
+"""The README walk-through, end to end: real server, real CLI, two members."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tests.conftest import Org
+
+
+def test_whole_walkthrough(org: Org, tmp_path: Path) -> None:
+    alice, bob = org.alice, org.bob
+    me = alice.json("whoami")
+    assert me["name"] == "alice" and "ncc" in me["roles"] and me["teams"] == ["drafting"]
+    assert bob.json("whoami")["roles"] == ["member"]
+
+    text = tmp_path / "strategy.md"
+    text.write_text("# Strategy\n\nOrganize the east side first.\n")
+    binary = tmp_path / "logo.bin"
+    binary.write_bytes(bytes(range(256)) * 1000 + b"\x00\xff")
+    assert alice.json("put", "drafting", str(text))["version"] == 1
+    assert bob.json("put", "drafting", str(binary))["version"] == 1
+
+    text.write_text("# Strategy v2\n\nEast side, then the harbour.\n")
+    assert bob.json("put", "drafting", str(text))["version"] == 2
+
+    listing = {d["name"]: d for d in alice.json("ls", "drafting")}
+    assert set(listing) == {"strategy.md", "logo.bin"}
+    assert listing["strategy.md"]["version"] == 2
+    assert listing["strategy.md"]["author_name"] == "bob"
+    assert listing["strategy.md"]["size"] == text.stat().st_size
+    assert listing["logo.bin"]["size"] == binary.stat().st_size
+    human = alice.ok("ls", "drafting").out
+    assert "strategy.md" in human and "logo.bin" in human and "bob" in human
+
+    hist = alice.json("history", "drafting", "strategy.md")
+    assert [h["version"] for h in hist] == [1, 2]
+    assert [h["author_name"] for h in hist] == ["alice", "bob"]
+
+    out1, out2, outb = tmp_path / "v1.md", tmp_path / "v2.md", tmp_path / "logo.out"
+    bob.ok("get", "drafting", "strategy.md", "-o", str(out1), "--version", "1")
+    alice.ok("get", "drafting", "strategy.md", "-o", str(out2))
+    alice.ok("get", "drafting", "logo.bin", "-o", str(outb))
+    assert out1.read_text() == "# Strategy\n\nOrganize the east side first.\n"
+    assert out2.read_text() == text.read_text()
+    assert outb.read_bytes() == binary.read_bytes()
+
+    teams = alice.json("team", "ls")
+    assert [t["name"] for t in teams] == ["drafting"]
+    show = alice.json("team", "show", "drafting")
+    assert {m["name"]: m["role"] for m in show["members"]} == {"alice": "admin", "bob": "writer"}
+    assert show["generation"] == 1
+
+
+def test_fifty_mib_file_round_trip(org: Org, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        for _ in range(50):
+            f.write(os.urandom(1024 * 1024))
+    assert org.bob.json("put", "drafting", str(big))["size"] == 50 * 1024 * 1024
+    out = tmp_path / "big.out"
+    org.alice.ok("get", "drafting", "big.bin", "-o", str(out))
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(big.read_bytes()).digest()
+
+
+def test_empty_and_frame_sized_files(org: Org, tmp_path: Path) -> None:
+    for name, size in (("empty.txt", 0), ("frame.bin", 1024 * 1024), ("frame-plus.bin", 1024 * 1024 + 1)):
+        p = tmp_path / name
+        p.write_bytes(os.urandom(size))
+        org.alice.ok("put", "drafting", str(p))
+        out = tmp_path / (name + ".out")
+        org.bob.ok("get", "drafting", name, "-o", str(out))
+        assert out.read_bytes() == p.read_bytes()
+
+
+def test_no_plaintext_at_rest(org: Org, tmp_path: Path) -> None:
+    canary_content = b"CANARY-CONTENT-7f3a9c-do-not-store-me"
+    canary_name = "CANARY-NAME-b81e44.md"
+    doc = tmp_path / canary_name
+    doc.write_bytes(b"prefix " + canary_content + b" suffix\n" * 100)
+    org.alice.ok("put", "drafting", str(doc))
+    doc.write_bytes(canary_content * 3)
+    org.bob.ok("put", "drafting", str(doc))
+    org.alice.ok("get", "drafting", canary_name, "-o", str(tmp_path / "check.md"))
+    needles = [canary_content, canary_name.encode(), canary_name.encode("utf-16-le"), b"CANARY"]
+    scanned = 0
+    for path in org.server.data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            scanned += 1
+            for needle in needles:
+                assert needle not in data, f"plaintext {needle!r} found in {path}"
+    assert scanned >= 4  # database, WAL, certificate, blobs at least
+    assert any(p.name == "vault.db" for p in org.server.data_dir.rglob("*"))
