@@ -118,7 +118,8 @@ def main() -> int:
     print(f"{'file size':<28}{size_mib} MiB")
     print(f"{'put':<28}{result['put_seconds']} s ({result['put_mib_s']} MiB/s)")
     print(f"{'get':<28}{result['get_seconds']} s ({result['get_mib_s']} MiB/s)")
-    print(f"{'client peak RSS (put/get)':<28}{result['client_put_peak_rss_mib']} / {result['client_get_peak_rss_mib']} MiB")
+    put_mib, get_mib = result["client_put_peak_rss_mib"], result["client_get_peak_rss_mib"]
+    print(f"{'client peak RSS (put/get)':<28}{put_mib} / {get_mib} MiB")
     print(f"{'server peak RSS':<28}{result['server_peak_rss_mib']} MiB (limit {LIMIT_MIB} MiB)")
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     ok = same and max(put_rss, get_rss, server_rss) < LIMIT_MIB * mib

@@ -72,10 +72,7 @@ class DefaultPolicy:
         return bool(org_roles & TEAM_OVERRIDES.get(action, frozenset()))
 
     def may_hold_team_role(self, org_roles: frozenset[str], team_role: str) -> bool:
-        for org_role, limit in MAX_TEAM_ROLE.items():
-            if org_role in org_roles and team_role not in limit:
-                return False
-        return True
+        return all(team_role in limit for org_role, limit in MAX_TEAM_ROLE.items() if org_role in org_roles)
 
 
 POLICY: Final = DefaultPolicy()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from vault.crypto import labels
-from vault.encoding import Fields
+from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.keys import device_id_for, short_id
 from vault.links import Link, check_sequence, verify_invite_signature, verify_link_signature
@@ -131,7 +131,7 @@ class MemberState:
         raise ChainError(f"unsupported member link type {link.type!r}")
 
 
-def _box_hashes(items: Iterable[object], key: str) -> dict[str, bytes]:
+def _box_hashes(items: Iterable[Value], key: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for item in items:
         f = Fields(item, "box commitment", {key, "hash"})
@@ -448,7 +448,7 @@ def team_id_for(org_id: str, nonce: bytes) -> str:
     return short_id(labels.H_TEAM_ID, org_id.encode() + b"\x00" + nonce)
 
 
-def _team_boxes(items: Iterable[object], gen: int) -> dict[str, BoxCommitment]:
+def _team_boxes(items: Iterable[Value], gen: int) -> dict[str, BoxCommitment]:
     out: dict[str, BoxCommitment] = {}
     for item in items:
         f = Fields(item, "key box commitment", {"member", "puk_gen", "hash"})

@@ -24,7 +24,7 @@ from typing import Union
 
 from vault.errors import EncodingError
 
-Value = Union[None, bool, int, bytes, str, Sequence["Value"], Mapping[str, "Value"]]
+Value = Union[None, bool, int, bytes, str, Sequence["Value"], Mapping[str, "Value"]]  # noqa: UP007 (recursive alias)
 
 MAX_DEPTH = 32
 _INT_MIN = -(2**63)

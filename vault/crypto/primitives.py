@@ -40,7 +40,7 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def sha256_hasher() -> "hashlib._Hash":
+def sha256_hasher() -> hashlib._Hash:
     return hashlib.sha256()
 
 
