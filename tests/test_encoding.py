@@ -82,7 +82,7 @@ def test_keys_sorted_by_utf8_bytes_not_code_points() -> None:
     # U+FF21 (3 UTF-8 bytes, starts 0xEF) sorts after U+00E9 (starts 0xC3) and after "z".
     value = {"\uff21": 1, "z": 2, "é": 3}
     raw = encode(value)
-    assert raw.index("z".encode()) < raw.index("é".encode()) < raw.index("\uff21".encode())
+    assert raw.index(b"z") < raw.index("é".encode()) < raw.index("\uff21".encode())
     assert decode(raw) == value
 
 

@@ -247,6 +247,22 @@ def test_writer_refuses_overlong_name(key_a: TeamKey, author: DeviceKeys) -> Non
                   name="é" * 513, size=0)
 
 
+@pytest.mark.parametrize("name", ["report\udcff.pdf", "\ud800"])
+def test_writer_refuses_names_that_are_not_unicode(key_a: TeamKey, author: DeviceKeys, name: str) -> None:
+    # os.listdir hands back undecodable bytes as lone surrogates (surrogateescape).
+    with pytest.raises(EncodingError):
+        DocWriter(key=key_a, device=author, author="a", doc="d", seq=1, parent=None, time=1, name=name, size=0)
+    with pytest.raises(EncodingError):
+        key_a.doc_id(name)
+
+
+def test_doc_id_is_keyed_and_stable(key_a: TeamKey) -> None:
+    assert key_a.doc_id("plan.txt") == key_a.doc_id("plan.txt")
+    assert key_a.doc_id("plan.txt") != key_a.doc_id("plan.txt ")
+    assert key_a.doc_id("plan.txt") != TeamKey.generate(TEAM_A, 1).doc_id("plan.txt")
+    assert len(key_a.doc_id("plan.txt")) == 32
+
+
 def test_no_plaintext_before_signature_check(doc: Doc, key_a: TeamKey) -> None:
     # A record signed by someone else is refused before any key is unwrapped.
     other = DeviceKeys.generate()

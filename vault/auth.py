@@ -28,7 +28,7 @@ def new_token() -> str:
 
 
 def token_hash(token: str) -> bytes:
-    return p.tagged_hash(labels.H_TOKEN, token.encode("utf-8"))
+    return p.tagged_hash(labels.H_TOKEN, token.encode("utf-8", "replace"))
 
 
 def nonce_hash(nonce: bytes) -> bytes:

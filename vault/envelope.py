@@ -194,7 +194,11 @@ class DocWriter:
     def __init__(self, *, key: TeamKey, device: DeviceKeys, author: str, doc: str, seq: int,
                  parent: str | None, time: int, name: str, size: int, mime: str = "application/octet-stream",
                  mtime: int = 0) -> None:
-        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        try:
+            name_bytes = name.encode("utf-8")
+        except UnicodeEncodeError as e:  # e.g. a non-UTF-8 file name read with surrogateescape
+            raise EncodingError("file name is not valid Unicode") from e
+        if len(name_bytes) > MAX_NAME_BYTES:
             raise EncodingError("file name is too long")
         self._device = device
         self.size = size

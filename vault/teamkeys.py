@@ -47,7 +47,11 @@ class TeamKey:
 
     def doc_id(self, name: str) -> str:
         """The document id for a name: a keyed hash, so the server never learns names."""
-        return p.kdf(self.name_key, labels.H_DOC_NAME + b"\x00" + name.encode("utf-8"), 16).hex()
+        try:
+            raw = name.encode("utf-8")
+        except UnicodeEncodeError as e:  # e.g. a non-UTF-8 file name read with surrogateescape
+            raise EncodingError("document name is not valid Unicode") from e
+        return p.kdf(self.name_key, labels.H_DOC_NAME + b"\x00" + raw, 16).hex()
 
     def seal_for(self, member_id: str, puk_gen: int, puk_box_public: bytes) -> bytes:
         payload = encode(
