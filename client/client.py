@@ -433,13 +433,26 @@ class Session:
         team = view.team_by_name(team_name)
         keys = await self._keys_for(team)
         res = await self.api.get(f"/api/v1/teams/{team.team_id}/docs")
+        pins = self.home.pins()
         out = []
         for item in res.get("docs", []):
             rec = Record.parse(unb64(item["record"]))
             if rec.core.team != team.team_id:
                 raise IntegrityError("the server listed a document of another team")
             self._verify_author(view, team, rec)
+            # A listed head older than (or forked from) the version we pinned is a rollback.
+            pin = pins.docs.get(f"{team.team_id}/{rec.core.doc}")
+            if pin is not None and (rec.core.seq < int(pin[0]) or
+                                    (rec.core.seq == int(pin[0]) and rec.version_id != str(pin[1]))):
+                raise RollbackDetected(
+                    f"the server rolled back a document (we saw version {pin[0]} before); tell your Security Team"
+                )
             out.append(DocVersion(rec, self._open(rec, keys), rec.version_id))
+        listed = {f"{team.team_id}/{d.record.core.doc}" for d in out}
+        if any(k.startswith(f"{team.team_id}/") and k not in listed for k in pins.docs):
+            raise RollbackDetected(
+                "the server rolled back a document we saw before (it is no longer listed); tell your Security Team"
+            )
         out.sort(key=lambda d: d.opened.name)
         return out
 

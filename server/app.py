@@ -98,7 +98,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if e.status < 400:
             raise
         return error_response(e.status, e.reason.lower().replace(" ", "_"), e.text or e.reason)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
+        # The client went away mid-request (an interrupted upload): nothing was stored and
+        # nobody reads this answer; re-raising would make aiohttp log it as a server error.
+        return error_response(Truncated.status, Truncated.code, "the connection closed before the request ended")
+    except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
@@ -133,12 +137,14 @@ def session_of(request: web.Request) -> Session:
 async def read_json(request: web.Request, allowed: set[str]) -> Fields:
     if request.content_length is not None and request.content_length > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
-    raw = await request.content.read(MAX_JSON + 1)
+    raw = bytearray()  # read() returns what has arrived so far: loop until the end of the body
+    while len(raw) <= MAX_JSON and (chunk := await request.content.read(MAX_JSON + 1 - len(raw))):
+        raw += chunk
     if len(raw) > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested too deeply
         raise EncodingError("request body is not valid JSON") from e
     if not isinstance(value, dict):
         raise EncodingError("request body must be a JSON object")
@@ -611,7 +617,11 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
 
 async def open_app(config: Config) -> web.Application:
     storage = await SQLiteStorage.open(config.data_dir)
-    directory = await Directory.load(storage)
+    try:
+        directory = await Directory.load(storage)
+    except BaseException:
+        await storage.close()
+        raise
     app = make_app(storage, directory, config)
 
     async def close(app: web.Application) -> None:
