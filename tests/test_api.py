@@ -1,0 +1,1216 @@
+"""The HTTP API, operation by operation and error by error, against the real server.
+
+``COVERAGE`` maps every (method, path, status) that ``server/openapi.py`` documents to the
+test that exercises it; ``test_every_documented_status_is_covered`` keeps the two in step.
+Every refused request must answer ``{"error": str, "message": str}`` with a 4xx status
+(never a 500) and leave the stored state exactly as it was: the rows of ``links``,
+``team_boxes``, ``puk_boxes`` and ``versions`` and the files under ``blobs/`` and ``tmp/``.
+
+Most tests share one organization per module (``world``): alice founded it (NCC), bob is a
+writer in team "drafting", carol a reader of team "side" whose role ends 30 s after it was
+given (tests move the server clock past it). Building it costs several Argon2 unlocks and
+CLI runs, so it is built once; every test leaves it usable for the next. Tests that need
+a server without an organization use the ``server`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import ssl
+import struct
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from client.api import Api
+from client.client import Session, View
+from client.home import Home, Secrets
+from server.app import CONFIG, Config
+from server.openapi import OPENAPI
+from tests.conftest import PASSPHRASE, Member, ServerThread
+from vault.auth import sign_login
+from vault.chains import member_id_for, org_id_for, team_id_for
+from vault.encoding import encode
+from vault.envelope import MAGIC, MAX_PRELUDE, DocWriter, body_length
+from vault.invite import InviteCode
+from vault.keys import DeviceKeys, PukKeys
+from vault.links import Link, invite_public, make_link, parse_link
+from vault.teamkeys import TeamKey, box_hash
+
+# (method, path, status) -> the test that exercises it (any module under tests/).
+COVERAGE: dict[tuple[str, str, str], str] = {
+    ("get", "/api/health", "200"): "test_public_endpoints",
+    ("get", "/api/openapi.json", "200"): "test_public_endpoints",
+    ("get", "/api/v1/info", "200"): "test_public_endpoints",
+    ("post", "/api/v1/found", "201"): "test_found_on_a_fresh_server",
+    ("post", "/api/v1/found", "400"): "test_found_rejects_malformed_requests",
+    ("post", "/api/v1/found", "403"): "test_found_needs_the_founder_invite_once",
+    ("post", "/api/v1/join", "201"): "test_join_with_an_invite",
+    ("post", "/api/v1/join", "400"): "test_join_rejects_malformed_requests",
+    ("post", "/api/v1/join", "403"): "test_join_refuses_unknown_expired_and_reused_invites",
+    ("post", "/api/v1/join", "404"): "test_join_before_the_organization_exists",
+    ("post", "/api/v1/auth/challenge", "200"): "test_login_gives_a_working_token",
+    ("post", "/api/v1/auth/challenge", "400"): "test_challenge_rejects_malformed_requests",
+    ("post", "/api/v1/auth/challenge", "401"): "test_challenge_refuses_unknown_member_or_device",
+    ("post", "/api/v1/auth/login", "200"): "test_login_gives_a_working_token",
+    ("post", "/api/v1/auth/login", "400"): "test_login_rejects_malformed_requests",
+    ("post", "/api/v1/auth/login", "401"): "test_replayed_nonce_is_refused",
+    ("get", "/api/v1/directory", "200"): "test_directory_lists_what_each_member_may_see",
+    ("get", "/api/v1/directory", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/chains/org", "200"): "test_org_chain",
+    ("get", "/api/v1/chains/org", "400"): "test_org_chain",
+    ("get", "/api/v1/chains/org", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/org/links", "201"): "test_org_links",
+    ("post", "/api/v1/org/links", "400"): "test_org_links",
+    ("post", "/api/v1/org/links", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/org/links", "403"): "test_org_links",
+    ("post", "/api/v1/org/links", "409"): "test_org_links",
+    ("get", "/api/v1/chains/member/{member}", "200"): "test_member_chain",
+    ("get", "/api/v1/chains/member/{member}", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/chains/member/{member}", "404"): "test_member_chain",
+    ("get", "/api/v1/chains/team/{team}", "200"): "test_team_chain_and_boxes",
+    ("get", "/api/v1/chains/team/{team}", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/chains/team/{team}", "404"): "test_team_chain_and_boxes",
+    ("post", "/api/v1/teams", "201"): "test_create_team_and_add_a_member",
+    ("post", "/api/v1/teams", "400"): "test_create_team_rejects_bad_requests",
+    ("post", "/api/v1/teams", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/teams", "403"): "test_create_team_rejects_bad_requests",
+    ("post", "/api/v1/teams/{team}/links", "201"): "test_create_team_and_add_a_member",
+    ("post", "/api/v1/teams/{team}/links", "400"): "test_team_links_reject_bad_requests",
+    ("post", "/api/v1/teams/{team}/links", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/teams/{team}/links", "403"): "test_team_links_reject_bad_requests",
+    ("post", "/api/v1/teams/{team}/links", "404"): "test_team_links_reject_bad_requests",
+    ("post", "/api/v1/teams/{team}/links", "409"): "test_team_links_reject_bad_requests",
+    ("get", "/api/v1/teams/{team}/boxes", "200"): "test_team_chain_and_boxes",
+    ("get", "/api/v1/teams/{team}/boxes", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/boxes", "404"): "test_team_chain_and_boxes",
+    ("get", "/api/v1/puk-boxes", "200"): "test_puk_boxes",
+    ("get", "/api/v1/puk-boxes", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/docs", "200"): "test_put_and_read_versions",
+    ("get", "/api/v1/teams/{team}/docs", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/docs", "403"): "test_doc_reads_need_a_current_role",
+    ("get", "/api/v1/teams/{team}/docs", "404"): "test_doc_reads_of_unknown_or_invisible_things",
+    ("get", "/api/v1/teams/{team}/docs/{doc}", "200"): "test_put_and_read_versions",
+    ("get", "/api/v1/teams/{team}/docs/{doc}", "400"): "test_doc_reads_of_unknown_or_invisible_things",
+    ("get", "/api/v1/teams/{team}/docs/{doc}", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/docs/{doc}", "403"): "test_doc_reads_need_a_current_role",
+    ("get", "/api/v1/teams/{team}/docs/{doc}", "404"): "test_doc_reads_of_unknown_or_invisible_things",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "201"): "test_put_and_read_versions",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "400"): "test_put_rejects_malformed_uploads",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "403"): "test_put_refuses_other_authors_and_non_writers",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "409"): "test_put_conflicts",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "413"): "test_put_too_large",
+    ("get", "/api/v1/teams/{team}/versions/{vid}/body", "200"): "test_put_and_read_versions",
+    ("get", "/api/v1/teams/{team}/versions/{vid}/body", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/versions/{vid}/body", "403"): "test_doc_reads_need_a_current_role",
+    ("get", "/api/v1/teams/{team}/versions/{vid}/body", "404"): "test_doc_reads_of_unknown_or_invisible_things",
+}
+
+TABLES = ("links", "team_boxes", "puk_boxes", "versions")
+CAROL_UNTIL = 30  # carol's role in "side" ends this many seconds after the module starts
+PAST_CAROL = 120  # move the server clock this far to be past it (still inside the 600 s skew)
+NOTHING: Any = object()
+
+
+# -- HTTP helpers (also used by test_auth) ------------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def check_error(status: int, content_type: str, raw: bytes) -> dict[str, str]:
+    """An error answer: 4xx, JSON, exactly {"error": str, "message": str}."""
+    assert 400 <= status < 500, f"HTTP {status} (never a 5xx): {raw[:300]!r}"
+    assert content_type == "application/json", f"error answer is {content_type}: {raw[:300]!r}"
+    body = json.loads(raw)
+    assert isinstance(body, dict) and set(body) == {"error", "message"}, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert isinstance(body["message"], str) and body["message"], body
+    return body
+
+
+class Http:
+    """Raw calls to the server with its certificate pinned; every error answer is checked."""
+
+    def __init__(self, server: ServerThread) -> None:
+        self.server = server
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Http:
+        fp = aiohttp.Fingerprint(bytes.fromhex(self.server.fingerprint))
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._session is not None
+        await self._session.close()
+
+    async def call(self, method: str, path: str, *, token: str | None = None, js: Any = NOTHING,
+                   data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        assert self._session is not None
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if js is not NOTHING:
+            data = json.dumps(js).encode()
+            hdrs["Content-Type"] = "application/json"
+        async with self._session.request(method, self.server.url + path, data=data,
+                                         headers=hdrs) as resp:
+            raw = await resp.read()
+            status, ctype = resp.status, resp.content_type
+        if status >= 400:
+            return status, check_error(status, ctype, raw)
+        return status, json.loads(raw) if ctype == "application/json" else raw
+
+
+def snapshot(server: ServerThread) -> dict[str, Any]:
+    """What a refused request must not change: row counts and blob/temp files."""
+    con = server.db()
+    try:
+        state: dict[str, Any] = {
+            t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES
+        }
+    finally:
+        con.close()
+    for d in ("blobs", "tmp"):
+        state[d] = sorted(str(p.relative_to(server.data_dir))
+                          for p in (server.data_dir / d).rglob("*") if p.is_file())
+    return state
+
+
+async def refused(h: Http, method: str, path: str, status: int, *, contains: str = "",
+                  what: str = "", **kw: Any) -> dict[str, str]:
+    """The request is refused with ``status`` and the stored state is unchanged."""
+    before = snapshot(h.server)
+    got, body = await h.call(method, path, **kw)
+    label = f"{method} {path} ({what or 'request'})"
+    assert got == status, f"{label}: expected {status}, got {got}: {body}"
+    if contains:
+        assert contains.lower() in body["message"].lower(), f"{label}: {body}"
+    assert snapshot(h.server) == before, f"{label} changed the stored state"
+    return body
+
+
+def bad_json_cases(valid: dict[str, Any], b64_fields: Iterable[str] = (),
+                   encoded_fields: Iterable[str] | None = None) -> list[tuple[str, dict]]:
+    """(label, request kwargs) for bodies every JSON endpoint must refuse with 400.
+
+    ``b64_fields`` hold base64; ``encoded_fields`` (default: all of them) hold canonical bytes.
+    """
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("not JSON", {"data": b"{not json"}),
+        ("truncated JSON", {"data": json.dumps(valid).encode()[:-3]}),
+        ("not UTF-8", {"data": b"\xff\xfe\x00{"}),
+        ("empty body", {"data": b""}),
+        ("deeply nested JSON", {"data": b"[" * 5000 + b"]" * 5000}),
+        ("JSON array", {"js": [valid]}),
+        ("JSON string", {"js": "hello"}),
+        ("JSON null", {"js": None}),
+        ("empty object", {"js": {}}),
+        ("unknown field", {"js": {**valid, "surprise": 1}}),
+    ]
+    for key in valid:
+        cases.append((f"missing {key}", {"js": {k: v for k, v in valid.items() if k != key}}))
+        cases.append((f"{key} is a number", {"js": {**valid, key: 12}}))
+        cases.append((f"{key} is a list", {"js": {**valid, key: ["x"]}}))
+    b64_fields = list(b64_fields)
+    for key in b64_fields:
+        cases.append((f"{key} is not base64", {"js": {**valid, key: "@@not*base64@@"}}))
+    for key in b64_fields if encoded_fields is None else encoded_fields:
+        cases.append((f"{key} is not canonical bytes", {"js": {**valid, key: b64(b"garbage")}}))
+    return cases
+
+
+async def refuse_bad_json(h: Http, path: str, valid: dict[str, Any], b64_fields: Iterable[str] = (),
+                          token: str | None = None, encoded_fields: Iterable[str] | None = None) -> None:
+    for label, kw in bad_json_cases(valid, b64_fields, encoded_fields):
+        await refused(h, "POST", path, 400, token=token, what=label, **kw)
+
+
+async def raw_exchange(server: ServerThread, head: bytes, parts: list[bytes], *,
+                       close: bool = False, pause: float = 0.2) -> tuple[int, bytes] | None:
+    """Speak HTTP/1.1 over TLS by hand: write ``head`` then each part with a pause.
+
+    With ``close`` the connection is dropped after the parts (no answer is read).
+    """
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # pinned by fingerprint just below
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        assert hashlib.sha256(der).hexdigest() == server.fingerprint
+        writer.write(head)
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(pause)
+        if close:
+            return None
+        answer = await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+    header, _, body = answer.partition(b"\r\n\r\n")
+    return int(header.split()[1]), body
+
+
+def request_head(server: ServerThread, method: str, path: str, length: int,
+                 token: str | None = None, ctype: str = "application/json") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}",
+             f"Content-Type: {ctype}", f"Content-Length: {length}", "Connection: close"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+# -- the shared organization ---------------------------------------------------------------------
+
+
+@dataclass
+class Actor:
+    member: Member
+    home: Home
+    secrets: Secrets
+    member_id: str
+
+    @property
+    def device(self) -> DeviceKeys:
+        return self.secrets.device
+
+
+@dataclass
+class World:
+    server: ServerThread
+    alice: Actor
+    bob: Actor
+    carol: Actor
+    drafting: str = ""
+    side: str = ""
+
+
+@asynccontextmanager
+async def session(w: World, actor: Actor) -> AsyncIterator[Session]:
+    """An in-process client session (logs in through the API)."""
+    async with Api(w.server.url, bytes.fromhex(w.server.fingerprint)) as api:
+        yield await Session.open(actor.home, actor.secrets, api)
+
+
+async def _side_team(w: World) -> tuple[str, str]:
+    async with session(w, w.alice) as s:
+        side = await s.create_team("side", "program")
+        await s.add_member("side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
+        view = await s.view(refresh=True)
+        return view.team_by_name("drafting").team_id, side.team_id
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("api")
+    pf = root / "passphrase"
+    pf.write_text(PASSPHRASE + "\n")
+    server = ServerThread(root / "server-data").start()
+    w: World | None = None
+    try:
+        members = {n: Member(root / f"home-{n}", n, pf) for n in ("alice", "bob", "carol")}
+        alice = members["alice"]
+        assert server.invite is not None
+        alice.ok("join", server.invite, "--name", "alice")
+        for name in ("bob", "carol"):
+            members[name].ok("join", alice.json("invite")["invite"], "--name", name)
+        alice.ok("team", "create", "drafting", "--kind", "program")
+        alice.ok("team", "add", "drafting", "bob", "--role", "writer")
+        actors = {}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MVAULT_PASSPHRASE_FILE", str(pf))
+            mp.delenv("MVAULT_SESSION", raising=False)
+            for name, m in members.items():
+                home = Home(m.home)
+                actors[name] = Actor(m, home, home.unlock(), home.config().member_id)
+        w = World(server, actors["alice"], actors["bob"], actors["carol"])
+        w.drafting, w.side = asyncio.run(_side_team(w))
+        yield w
+    finally:
+        (w.server if w is not None else server).stop()
+
+
+@pytest.fixture
+def w(world: World) -> Iterator[World]:
+    """The shared organization; clock offset and upload limit are put back afterwards."""
+    offset = world.server.offset
+    yield world
+    world.server.offset = offset
+    world.server.app[CONFIG].max_upload = Config.max_upload
+
+
+def now(w: World) -> int:
+    return int(w.server.clock())
+
+
+async def login(h: Http, actor: Actor) -> str:
+    return await login_as(h, actor.member_id, actor.device)
+
+
+async def login_as(h: Http, member_id: str, device: DeviceKeys) -> str:
+    """Challenge, sign with the device key, log in: the session token."""
+    status, ch = await h.call("POST", "/api/v1/auth/challenge",
+                              js={"member": member_id, "device": device.device_id})
+    assert status == 200, ch
+    statement, sig = sign_login(device, origin=h.server.url, nonce=base64.b64decode(ch["nonce"]),
+                                member=member_id, time=int(h.server.clock()))
+    status, res = await h.call("POST", "/api/v1/auth/login",
+                               js={"statement": b64(statement), "sig": b64(sig)})
+    assert status == 200, res
+    return str(res["token"])
+
+
+def bad_sig(link: Link) -> bytes:
+    """The same link with one bit of its signature flipped."""
+    sig = bytes([link.sig[0] ^ 1]) + link.sig[1:]
+    return encode({"link": link.raw, "sig": sig, "xsig": link.xsig})
+
+
+# -- new members and organizations (built by hand, as the client does) ----------------------------
+
+
+@dataclass
+class Newcomer:
+    device: DeviceKeys
+    member_id: str
+    link: Link
+    puk_box: bytes
+
+
+def newcomer(name: str, when: int) -> Newcomer:
+    device, puk = DeviceKeys.generate(), PukKeys.generate(1)
+    mid = member_id_for(device.sign_public)
+    puk_box = puk.seal_for_device(mid, device.box_public)
+    link = make_link(
+        chain=None, seq=1, prev=None, time=when, signer=mid, device=device, type_="member.create",
+        body={"name": name,
+              "device": {"id": device.device_id, "sign_pk": device.sign_public,
+                         "box_pk": device.box_public, "name": "device-1"},
+              "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
+              "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
+    )
+    return Newcomer(device, mid, link, puk_box)
+
+
+def org_create(n: Newcomer, secret: bytes, when: int) -> Link:
+    return make_link(chain=None, seq=1, prev=None, time=when, signer=n.member_id, device=n.device,
+                     type_="org.create",
+                     body={"name": "test-org", "founder_invite": invite_public(secret),
+                           "member_head": n.link.hash},
+                     invite_secret=secret)
+
+
+def org_join(n: Newcomer, secret: bytes, info: dict[str, Any], when: int, seq_delta: int = 1) -> Link:
+    root = bytes.fromhex(info["org_root"]) if info.get("org_root") else b"\x00" * 32
+    head = base64.b64decode(info["org_head"]) if info.get("org_head") else root
+    return make_link(chain=org_id_for(root), seq=int(info["org_seq"]) + seq_delta, prev=head,
+                     time=when, signer=n.member_id, device=n.device, type_="org.join",
+                     body={"invite": invite_public(secret), "member_head": n.link.hash},
+                     invite_secret=secret)
+
+
+def found_body(n: Newcomer, org_link: Link) -> dict[str, str]:
+    return {"member_link": b64(n.link.wire), "puk_box": b64(n.puk_box), "org_link": b64(org_link.wire)}
+
+
+def join_body(n: Newcomer, join_link: Link) -> dict[str, str]:
+    return {"member_link": b64(n.link.wire), "puk_box": b64(n.puk_box), "join_link": b64(join_link.wire)}
+
+
+async def info_of(h: Http) -> dict[str, Any]:
+    status, info = await h.call("GET", "/api/v1/info")
+    assert status == 200
+    return dict(info)
+
+
+async def new_invite(s: Session, w: World, *, expires_in: int = 86400) -> bytes:
+    """alice records an org.invite link; returns the invite secret."""
+    view = await s.view(refresh=True)
+    secret = os.urandom(32)
+    when = max(now(w), view.org.time)
+    link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=when,
+                     signer=s.me, device=s.device, type_="org.invite",
+                     body={"invite": invite_public(secret), "role": "member", "note": "test",
+                           "expires": when + expires_in})
+    await s.api.post("/api/v1/org/links", {"link": b64(link.wire)})
+    return secret
+
+
+# -- documents ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Upload:
+    data: bytes
+    vid: str
+    head_len: int  # magic + length + prelude
+
+    @property
+    def body(self) -> bytes:
+        return self.data[self.head_len:-64]
+
+
+async def team_key(s: Session, team_id: str) -> TeamKey:
+    view = await s.view(refresh=True)
+    team = view.teams[team_id]
+    return await s.team_key(team, team.generation)
+
+
+def make_upload(w: World, s: Session, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
+                size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
+                when: int | None = None) -> Upload:
+    writer = DocWriter(key=key, device=device or s.device, author=author or s.me, doc=doc, seq=seq,
+                       parent=parent, time=now(w) if when is None else when, name=f"{doc[:8]}.bin",
+                       size=size)
+    data = writer.upload_prefix() + writer.encrypt(os.urandom(size)) + writer.finish()
+    assert writer.record is not None
+    (n,) = struct.unpack(">I", data[len(MAGIC):len(MAGIC) + 4])
+    return Upload(data, writer.record.version_id, len(MAGIC) + 4 + n)
+
+
+def new_doc() -> str:
+    return os.urandom(16).hex()
+
+
+def docs_path(team: str, doc: str) -> str:
+    return f"/api/v1/teams/{team}/docs/{doc}"
+
+
+# == the contract ====================================================================================
+
+
+def test_every_documented_status_is_covered() -> None:
+    documented = {(method, path, status)
+                  for path, ops in OPENAPI["paths"].items()
+                  for method, op in ops.items()
+                  for status in op["responses"]}
+    missing = sorted(documented - set(COVERAGE))
+    assert not missing, f"documented in server/openapi.py but not in COVERAGE: {missing}"
+    stale = sorted(set(COVERAGE) - documented)
+    assert not stale, f"COVERAGE names operations or statuses the API does not document: {stale}"
+    source = "\n".join(p.read_text() for p in sorted(Path(__file__).parent.rglob("*.py")))
+    defined = set(re.findall(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(", source, re.M))
+    unknown = sorted({name for name in COVERAGE.values() if name not in defined})
+    assert not unknown, f"COVERAGE points to tests that do not exist: {unknown}"
+    assert all(name.startswith("test_") for name in COVERAGE.values())
+
+
+# == public ==========================================================================================
+
+
+async def test_public_endpoints(w: World) -> None:
+    async with Http(w.server) as h:
+        status, health = await h.call("GET", "/api/health")
+        assert status == 200 and health["status"] == "ok"
+        status, doc = await h.call("GET", "/api/openapi.json")
+        assert status == 200 and doc == json.loads(json.dumps(OPENAPI))
+        status, info = await h.call("GET", "/api/v1/info")
+        assert status == 200
+        assert len(bytes.fromhex(info["org_root"])) == 32 and info["org_seq"] >= 3
+        assert abs(info["time"] - w.server.clock()) < 5
+
+
+async def test_unknown_routes_and_methods_answer_json_errors(w: World) -> None:
+    async with Http(w.server) as h:
+        token = await login(h, w.alice)
+        await refused(h, "GET", "/api/v1/nothing-here", 401)
+        await refused(h, "GET", "/api/v1/nothing-here", 404, token=token)
+        await refused(h, "GET", "/nothing-here", 404)
+        await refused(h, "PUT", "/api/v1/directory", 405, token=token)
+        await refused(h, "DELETE", f"/api/v1/teams/{w.drafting}/docs/{'0' * 32}", 405, token=token)
+
+
+async def test_json_body_arriving_in_pieces_is_read_whole(w: World) -> None:
+    body = json.dumps({"member": w.alice.member_id, "device": w.alice.device.device_id}).encode()
+    head = request_head(w.server, "POST", "/api/v1/auth/challenge", len(body))
+    answer = await raw_exchange(w.server, head, [body[:10], body[10:]])
+    assert answer is not None
+    status, raw = answer
+    assert status == 200, raw
+    assert len(base64.b64decode(json.loads(raw)["nonce"])) == 32
+
+
+# == founding and joining ============================================================================
+
+
+async def test_join_before_the_organization_exists(server: ServerThread) -> None:
+    async with Http(server) as h:
+        info = await info_of(h)
+        assert info["org_root"] is None and info["org_seq"] == 0
+        n = newcomer("early", int(server.clock()))
+        link = org_join(n, os.urandom(32), info, int(server.clock()))
+        await refused(h, "POST", "/api/v1/join", 404, js=join_body(n, link), contains="no organization")
+
+
+async def test_found_rejects_malformed_requests(server: ServerThread) -> None:
+    assert server.invite is not None
+    secret = InviteCode.parse(server.invite).secret
+    t = int(server.clock())
+    founder = newcomer("founder", t)
+    valid = found_body(founder, org_create(founder, secret, t))
+    async with Http(server) as h:
+        await refuse_bad_json(h, "/api/v1/found", valid, valid.keys())
+        other = newcomer("other", t)
+        cases: list[tuple[str, dict[str, str]]] = [
+            ("org link in the member slot", {**valid, "member_link": valid["org_link"]}),
+            ("member link in the org slot", {**valid, "org_link": valid["member_link"]}),
+            ("PUK box not committed", {**valid, "puk_box": b64(other.puk_box)}),
+            ("org.create signed by a stranger", {**valid, "org_link": b64(org_create(other, secret, t).wire)}),
+            ("member link badly signed", {**valid, "member_link": b64(bad_sig(founder.link))}),
+            ("org link badly signed", {**valid, "org_link": b64(bad_sig(org_create(founder, secret, t)))}),
+        ]
+        stale = newcomer("stale", t - 3600)
+        cases.append(("member link an hour old", found_body(stale, org_create(stale, secret, t))))
+        cases.append(("org link an hour ahead", found_body(founder, org_create(founder, secret, t + 3600))))
+        for label, body in cases:
+            await refused(h, "POST", "/api/v1/found", 400, js=body, what=label)
+        assert (await info_of(h))["org_root"] is None
+        # Nothing was consumed: the valid request still founds the organization.
+        status, res = await h.call("POST", "/api/v1/found", js=valid)
+        assert status == 201, res
+
+
+async def test_found_on_a_fresh_server(server: ServerThread) -> None:
+    assert server.invite is not None
+    secret = InviteCode.parse(server.invite).secret
+    t = int(server.clock())
+    founder = newcomer("founder", t)
+    org_link = org_create(founder, secret, t)
+    async with Http(server) as h:
+        status, res = await h.call("POST", "/api/v1/found", js=found_body(founder, org_link))
+        assert status == 201, res
+        assert res == {"org_root": org_link.hash.hex(), "member": founder.member_id}
+        info = await info_of(h)
+        assert info["org_root"] == org_link.hash.hex() and info["org_seq"] == 1
+        token = await login_as(h, founder.member_id, founder.device)
+        status, directory = await h.call("GET", "/api/v1/directory", token=token)
+        assert status == 200 and list(directory["members"]) == [founder.member_id]
+    assert snapshot(server)["links"] == 2 and snapshot(server)["puk_boxes"] == 1
+
+
+async def test_found_needs_the_founder_invite_once(server: ServerThread) -> None:
+    assert server.invite is not None
+    secret = InviteCode.parse(server.invite).secret
+    t = int(server.clock())
+    founder = newcomer("founder", t)
+    async with Http(server) as h:
+        await refused(h, "POST", "/api/v1/found", 403, js=found_body(founder, org_create(founder, os.urandom(32), t)),
+                      contains="founder invite", what="another invite secret")
+        status, res = await h.call("POST", "/api/v1/found", js=found_body(founder, org_create(founder, secret, t)))
+        assert status == 201, res
+        second = newcomer("second", t)
+        await refused(h, "POST", "/api/v1/found", 403, js=found_body(second, org_create(second, secret, t)),
+                      contains="already founded", what="second founding")
+
+
+async def test_join_with_an_invite(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        secret = await new_invite(s, w)
+        n = newcomer("dave", now(w))
+        status, res = await h.call("POST", "/api/v1/join",
+                                   js=join_body(n, org_join(n, secret, await info_of(h), now(w))))
+        assert status == 201, res
+        assert res == {"member": n.member_id, "status": "admitted"}
+        status, chain = await h.call("GET", f"/api/v1/chains/member/{n.member_id}", token=s.api.token)
+        assert status == 200 and [parse_link(base64.b64decode(x)).hash for x in chain["links"]] == [n.link.hash]
+
+
+async def test_join_rejects_malformed_requests(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        secret = await new_invite(s, w)
+        info, t = await info_of(h), now(w)
+        n = newcomer("erin", t)
+        join_link = org_join(n, secret, info, t)
+        valid = join_body(n, join_link)
+        await refuse_bad_json(h, "/api/v1/join", valid, valid.keys())
+        other = newcomer("other", t)
+        stale = newcomer("erin", t - 3600)
+        status, bob_chain = await h.call("GET", f"/api/v1/chains/member/{w.bob.member_id}",
+                                         token=s.api.token)
+        assert status == 200
+        cases = [
+            ("member link in the join slot", {**valid, "join_link": valid["member_link"]}),
+            ("PUK box not committed", {**valid, "puk_box": b64(other.puk_box)}),
+            ("join link a sequence ahead", join_body(n, org_join(n, secret, info, t, seq_delta=2))),
+            ("join link replaces the head", join_body(n, org_join(n, secret, info, t, seq_delta=0))),
+            ("join link badly signed", {**valid, "join_link": b64(bad_sig(join_link))}),
+            ("join link signed by someone else", {**valid, "join_link": b64(org_join(other, secret, info, t).wire)}),
+            ("member link an hour old", join_body(stale, org_join(stale, secret, info, t))),
+            ("join link an hour ahead", join_body(n, org_join(n, secret, info, t + 3600))),
+            ("existing member joins again", {**valid, "member_link": bob_chain["links"][0]}),
+        ]
+        for label, body in cases:
+            await refused(h, "POST", "/api/v1/join", 400, js=body, what=label)
+        # Nothing was consumed: the invite still works.
+        status, res = await h.call("POST", "/api/v1/join", js=valid)
+        assert status == 201, res
+
+
+async def test_join_refuses_unknown_expired_and_reused_invites(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        n = newcomer("frank", now(w))
+        await refused(h, "POST", "/api/v1/join", 403, contains="unknown invite", what="unknown invite",
+                      js=join_body(n, org_join(n, os.urandom(32), await info_of(h), now(w))))
+
+        short = await new_invite(s, w, expires_in=5)
+        late = now(w) + 30  # within the clock skew the server allows, after the invite's expiry
+        n = newcomer("frank", late)
+        await refused(h, "POST", "/api/v1/join", 403, contains="expired", what="expired invite",
+                      js=join_body(n, org_join(n, short, await info_of(h), late)))
+
+        secret = await new_invite(s, w)
+        n = newcomer("frank", now(w))
+        status, res = await h.call("POST", "/api/v1/join",
+                                   js=join_body(n, org_join(n, secret, await info_of(h), now(w))))
+        assert status == 201, res
+        again = newcomer("gina", now(w))
+        await refused(h, "POST", "/api/v1/join", 403, contains="already been used", what="reused invite",
+                      js=join_body(again, org_join(again, secret, await info_of(h), now(w))))
+
+
+async def test_join_refuses_an_invite_expired_by_the_server_clock(w: World) -> None:
+    """An ordinary 7-day invite, claimed 8 days later by the server's clock."""
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        secret = await new_invite(s, w, expires_in=7 * 86400)
+        w.server.advance(8 * 86400)
+        n = newcomer("hugo", now(w))
+        await refused(h, "POST", "/api/v1/join", 403, contains="expired",
+                      js=join_body(n, org_join(n, secret, await info_of(h), now(w))))
+
+
+# == sessions and chains =============================================================================
+
+
+async def test_private_operations_need_a_session(w: World) -> None:
+    params = {"{team}": w.drafting, "{doc}": "0" * 32, "{member}": w.alice.member_id, "{vid}": "0" * 32}
+    async with Http(w.server) as h:
+        token = await login(h, w.alice)
+        checked = 0
+        for template, ops in OPENAPI["paths"].items():
+            path = template
+            for name, value in params.items():
+                path = path.replace(name, value)
+            for method, op in ops.items():
+                if op.get("security") == []:
+                    continue
+                for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer "},
+                                {"Authorization": "Bearer not-a-token"},
+                                {"Authorization": f"Bearer {token[:-2]}xx"},
+                                {"Authorization": f"Basic {b64(b'alice:' + PASSPHRASE.encode())}"},
+                                {"Authorization": token}):
+                    await refused(h, method.upper(), path, 401, headers=headers, data=b"{}",
+                                  what=f"Authorization {headers.get('Authorization', '(none)')[:12]!r}")
+                checked += 1
+        assert checked >= 13
+        status, _ = await h.call("GET", "/api/v1/directory", token=token)
+        assert status == 200
+
+
+async def test_directory_lists_what_each_member_may_see(w: World) -> None:
+    async with Http(w.server) as h:
+        seen = {}
+        for actor in (w.alice, w.bob, w.carol):
+            status, directory = await h.call("GET", "/api/v1/directory", token=await login(h, actor))
+            assert status == 200
+            names = {m["name"] for m in directory["members"].values()}
+            assert {"alice", "bob", "carol"} <= names
+            assert directory["org"]["seq"] >= 3
+            seen[actor.member.name] = set(directory["teams"])
+        assert {w.drafting, w.side} <= seen["alice"]
+        assert w.drafting in seen["bob"] and w.side not in seen["bob"]
+        assert w.side in seen["carol"] and w.drafting not in seen["carol"]
+
+
+async def test_org_chain(w: World) -> None:
+    async with Http(w.server) as h:
+        token = await login(h, w.bob)
+        status, chain = await h.call("GET", "/api/v1/chains/org", token=token)
+        assert status == 200
+        links = [parse_link(base64.b64decode(x)) for x in chain["links"]]
+        assert links[0].type == "org.create" and len(links) >= 3
+        status, tail = await h.call("GET", "/api/v1/chains/org?after=1", token=token)
+        assert status == 200 and tail["links"] == chain["links"][1:]
+        for after in ("-1", "abc", "1.5", "", "1e3", "9" * 13):
+            await refused(h, "GET", f"/api/v1/chains/org?after={after}", 400, token=token, what=after)
+
+
+async def test_member_chain(w: World) -> None:
+    async with Http(w.server) as h:
+        token = await login(h, w.bob)
+        status, chain = await h.call("GET", f"/api/v1/chains/member/{w.alice.member_id}", token=token)
+        assert status == 200
+        first = parse_link(base64.b64decode(chain["links"][0]))
+        assert first.type == "member.create" and first.signer == w.alice.member_id
+        for unknown in ("nobody", "0" * 32, w.alice.device.device_id):
+            await refused(h, "GET", f"/api/v1/chains/member/{unknown}", 404, token=token, what=unknown)
+
+
+async def test_team_chain_and_boxes(w: World) -> None:
+    async with Http(w.server) as h:
+        bob = await login(h, w.bob)
+        status, chain = await h.call("GET", f"/api/v1/chains/team/{w.drafting}", token=bob)
+        assert status == 200
+        assert [parse_link(base64.b64decode(x)).type for x in chain["links"]] == ["team.create", "team.add"]
+        status, boxes = await h.call("GET", f"/api/v1/teams/{w.drafting}/boxes", token=bob)
+        assert status == 200 and [b["gen"] for b in boxes["boxes"]] == [1]
+        assert base64.b64decode(boxes["boxes"][0]["box"])
+        carol = await login(h, w.carol)
+        for token, team in ((bob, w.side), (carol, w.drafting), (bob, "f" * 32), (bob, "nope")):
+            await refused(h, "GET", f"/api/v1/chains/team/{team}", 404, token=token, what=team)
+            await refused(h, "GET", f"/api/v1/teams/{team}/boxes", 404, token=token, what=team)
+
+
+async def test_puk_boxes(w: World) -> None:
+    async with Http(w.server) as h:
+        for actor in (w.alice, w.bob):
+            status, res = await h.call("GET", "/api/v1/puk-boxes", token=await login(h, actor))
+            assert status == 200 and [b["puk_gen"] for b in res["boxes"]] == [1]
+            puk = PukKeys.open_device_box(actor.device, actor.member_id, 1,
+                                          base64.b64decode(res["boxes"][0]["box"]))
+            assert puk.seed == actor.secrets.puks[1].seed
+
+
+async def test_org_links(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        view = await s.view(refresh=True)
+        org, t = view.org, max(now(w), view.org.time)
+
+        def link(seq: int | None = None, prev: bytes | None = None, when: int | None = None,
+                 type_: str = "org.invite", role: str = "member") -> Link:
+            return make_link(chain=org.org_id, seq=org.seq + 1 if seq is None else seq,
+                             prev=org.head if prev is None else prev, time=t if when is None else when,
+                             signer=s.me, device=s.device, type_=type_,
+                             body={"invite": invite_public(os.urandom(32)), "role": role, "note": "",
+                                   "expires": t + 86400})
+
+        good = link()
+        path = "/api/v1/org/links"
+        await refuse_bad_json(h, path, {"link": b64(good.wire)}, ["link"], token=s.api.token)
+        for label, wire, contains in (
+            ("a sequence ahead", link(seq=org.seq + 2).wire, "sequence"),
+            ("wrong previous link", link(prev=b"\x01" * 32).wire, "head"),
+            ("bad signature", bad_sig(good), "signature"),
+            ("an hour old", link(when=t - 3600).wire, "clock"),
+            ("dated before the head", link(when=org.time - 1).wire, ""),
+            ("a join", link(type_="org.join").wire, "join"),
+            ("role that invites cannot grant", link(role="ncc").wire, "invite"),
+            ("a team link", make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t,
+                                      signer=s.me, device=s.device, type_="team.add", body={}).wire, ""),
+        ):
+            await refused(h, "POST", path, 400, token=s.api.token, js={"link": b64(wire)}, what=label,
+                          contains=contains)
+        bob = await login(h, w.bob)
+        await refused(h, "POST", path, 403, token=bob, js={"link": b64(good.wire)},
+                      contains="logged-in device", what="alice's link from bob's session")
+
+        status, res = await h.call("POST", path, token=s.api.token, js={"link": b64(good.wire)})
+        assert status == 201 and res == {"seq": org.seq + 1}, res
+        await refused(h, "POST", path, 409, token=s.api.token, js={"link": b64(good.wire)}, what="replay")
+        await refused(h, "POST", path, 409, token=s.api.token, js={"link": b64(link().wire)},
+                      what="same sequence as the accepted link")
+
+
+# == teams ===========================================================================================
+
+
+def team_create_link(s: Session, view: View, name: str, *, kind: str = "program",
+                     when: int | None = None) -> tuple[Link, dict[str, bytes]]:
+    nonce = os.urandom(16)
+    key = TeamKey.generate(team_id_for(view.org.org_id, nonce), 1)
+    mine = view.members[s.me]
+    box = key.seal_for(s.me, mine.puk_gen, mine.puk_box_public)
+    link = make_link(
+        chain=None, seq=1, prev=None, time=int(time.time()) if when is None else when, signer=s.me,
+        device=s.device, type_="team.create",
+        body={"org": view.org.org_id, "nonce": nonce, "name": name, "kind": kind, "history": True,
+              "members": [{"member": s.me, "role": "admin", "until": None}],
+              "key": {"gen": 1, "canary": key.canary,
+                      "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
+    )
+    return link, {s.me: box}
+
+
+def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: str, *,
+                  role: str = "reader", seq_delta: int = 1, prev: bytes | None = None,
+                  when: int | None = None, chain: str | None = None) -> tuple[Link, dict[str, bytes]]:
+    team, m = view.teams[team_id], view.members[member]
+    box = key.seal_for(member, m.puk_gen, m.puk_box_public)
+    link = make_link(
+        chain=chain or team_id, seq=team.seq + seq_delta, prev=team.head if prev is None else prev,
+        time=max(int(time.time()), team.time) if when is None else when, signer=s.me, device=s.device,
+        type_="team.add",
+        body={"member": member, "role": role, "until": None,
+              "key": {"gen": key.gen, "boxes": [{"member": member, "puk_gen": m.puk_gen,
+                                                  "hash": box_hash(box)}]}},
+    )
+    return link, {member: box}
+
+
+def team_json(link: Link | bytes, boxes: dict[str, bytes]) -> dict[str, Any]:
+    wire = link if isinstance(link, bytes) else link.wire
+    return {"link": b64(wire), "boxes": {m: b64(b) for m, b in boxes.items()}}
+
+
+async def test_create_team_and_add_a_member(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        view = await s.view(refresh=True)
+        link, boxes = team_create_link(s, view, f"scratch-{os.urandom(3).hex()}")
+        status, res = await h.call("POST", "/api/v1/teams", token=s.api.token, js=team_json(link, boxes))
+        team_id = team_id_for(view.org.org_id, link.body.bytes_("nonce", 16))
+        assert status == 201 and res == {"team": team_id, "seq": 1}, res
+
+        view = await s.view(refresh=True)
+        key = await s.team_key(view.teams[team_id], 1)
+        add, add_boxes = team_add_link(s, view, team_id, key, w.bob.member_id)
+        status, res = await h.call("POST", f"/api/v1/teams/{team_id}/links", token=s.api.token,
+                                   js=team_json(add, add_boxes))
+        assert status == 201 and res == {"team": team_id, "seq": 2}, res
+
+    async with session(w, w.bob) as bs:
+        view = await bs.view(refresh=True)
+        assert view.teams[team_id].role_of(bs.me, now(w)) == "reader"
+        assert (await team_key(bs, team_id)).seed == key.seed
+        assert (await bs.api.get(f"/api/v1/teams/{team_id}/docs")) == {"docs": []}
+
+
+async def test_create_team_rejects_bad_requests(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        view = await s.view(refresh=True)
+        name = f"never-{os.urandom(3).hex()}"
+        link, boxes = team_create_link(s, view, name)
+        valid = team_json(link, boxes)
+        await refuse_bad_json(h, "/api/v1/teams", valid, ["link"], token=s.api.token)
+        other_box = team_create_link(s, view, name)[1][s.me]
+        cases = [
+            ("no key boxes", {**valid, "boxes": {}}),
+            ("box that is not base64", {**valid, "boxes": {s.me: "@@"}}),
+            ("box for someone else", {**valid, "boxes": {w.bob.member_id: valid["boxes"][s.me]}}),
+            ("extra box", {**valid, "boxes": {**valid["boxes"], w.bob.member_id: valid["boxes"][s.me]}}),
+            ("box not matching its commitment", {**valid, "boxes": {s.me: b64(other_box)}}),
+            ("boxes as a list", {**valid, "boxes": [valid["boxes"][s.me]]}),
+            ("name already taken", team_json(*team_create_link(s, view, "drafting"))),
+            ("unknown kind", team_json(*team_create_link(s, view, name, kind="bogus"))),
+            ("an hour old", team_json(*team_create_link(s, view, name, when=now(w) - 3600))),
+            ("bad signature", team_json(bad_sig(link), boxes)),
+            ("not a team.create", team_json(team_add_link(s, view, w.drafting, TeamKey(w.drafting, 1, b"k" * 32),
+                                                          w.carol.member_id)[0], boxes)),
+        ]
+        for label, body in cases:
+            await refused(h, "POST", "/api/v1/teams", 400, token=s.api.token, js=body, what=label)
+
+        bob_token = await login(h, w.bob)
+        await refused(h, "POST", "/api/v1/teams", 403, token=bob_token, js=valid,
+                      contains="logged-in device", what="alice's link from bob's session")
+    async with session(w, w.bob) as bs:
+        link, boxes = team_create_link(bs, await bs.view(refresh=True), name)
+        async with Http(w.server) as h:
+            await refused(h, "POST", "/api/v1/teams", 403, token=bs.api.token, js=team_json(link, boxes),
+                          contains="may not create", what="a plain member creates a program team")
+
+
+async def test_team_links_reject_bad_requests(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        view = await s.view(refresh=True)
+        key = await team_key(s, w.drafting)
+        team = view.teams[w.drafting]
+        carol = w.carol.member_id
+        link, boxes = team_add_link(s, view, w.drafting, key, carol)
+        valid = team_json(link, boxes)
+        path = f"/api/v1/teams/{w.drafting}/links"
+        await refuse_bad_json(h, path, valid, ["link"], token=s.api.token)
+        side_link = team_add_link(s, view, w.side, await team_key(s, w.side), w.bob.member_id)
+        cases = [
+            ("a sequence ahead", team_json(*team_add_link(s, view, w.drafting, key, carol, seq_delta=2))),
+            ("wrong previous link", team_json(*team_add_link(s, view, w.drafting, key, carol, prev=b"\x02" * 32))),
+            ("a link of another team", team_json(*side_link)),
+            ("bad signature", team_json(bad_sig(link), boxes)),
+            ("an hour old", team_json(*team_add_link(s, view, w.drafting, key, carol, when=now(w) - 3600))),
+            ("dated before the head", team_json(*team_add_link(s, view, w.drafting, key, carol,
+                                                               when=team.time - 1))),
+            ("no key box", {**valid, "boxes": {}}),
+            ("box not matching its commitment",
+             {**valid, "boxes": {carol: b64(key.seal_for(carol, 1, view.members[carol].puk_box_public))}}),
+            ("box for someone else", {**valid, "boxes": {w.bob.member_id: valid["boxes"][carol]}}),
+            ("adds a member already in the team",
+             team_json(*team_add_link(s, view, w.drafting, key, w.bob.member_id))),
+            ("unknown role", team_json(*team_add_link(s, view, w.drafting, key, carol, role="owner"))),
+            ("key generation that does not exist",
+             team_json(*team_add_link(s, view, w.drafting, TeamKey(w.drafting, 2, b"k" * 32), carol))),
+        ]
+        for label, body in cases:
+            await refused(h, "POST", path, 400, token=s.api.token, js=body, what=label)
+
+        await refused(h, "POST", f"/api/v1/teams/{'e' * 32}/links", 404, token=s.api.token, js=valid,
+                      what="unknown team")
+        status, chain = await h.call("GET", f"/api/v1/chains/team/{w.drafting}", token=s.api.token)
+        assert status == 200
+        for i, wire in enumerate(chain["links"][1:], start=2):
+            await refused(h, "POST", path, 409, token=s.api.token, js={"link": wire, "boxes": {}},
+                          what=f"replay of link {i}")
+        await refused(h, "POST", path, 400, token=s.api.token, js={"link": chain["links"][0], "boxes": {}},
+                      contains="another chain", what="the team.create link sent as an append")
+        stale = team_add_link(s, view, w.drafting, key, carol, seq_delta=0, prev=b"\x00" * 32)
+        await refused(h, "POST", path, 409, token=s.api.token, js=team_json(*stale), what="current sequence")
+
+        bob_token = await login(h, w.bob)
+        await refused(h, "POST", path, 403, token=bob_token, js=valid, contains="logged-in device",
+                      what="alice's link from bob's session")
+    async with session(w, w.bob) as bs, Http(w.server) as h:
+        bview = await bs.view(refresh=True)
+        bkey = await team_key(bs, w.drafting)
+        by_bob = team_json(*team_add_link(bs, bview, w.drafting, bkey, carol))
+        await refused(h, "POST", path, 403, token=bs.api.token, js=by_bob, contains="may not",
+                      what="a writer adds a member")
+        side_by_bob = make_link(chain=w.side, seq=3, prev=b"\x00" * 32, time=now(w), signer=bs.me,
+                                device=bs.device, type_="team.add", body={})
+        await refused(h, "POST", f"/api/v1/teams/{w.side}/links", 404, token=bs.api.token,
+                      js=team_json(side_by_bob, {}), what="a team bob is not in")
+    async with session(w, w.alice) as s:
+        assert (await s.view(refresh=True)).teams[w.drafting].seq == team.seq
+
+
+# == documents =======================================================================================
+
+
+async def test_put_and_read_versions(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        v1 = make_upload(w, s, key, doc, size=2000)
+        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=v1.data)
+        assert status == 201 and res == {"vid": v1.vid, "seq": 1}, res
+        v2 = make_upload(w, s, key, doc, seq=2, parent=v1.vid, size=0)
+        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=v2.data)
+        assert status == 201 and res == {"vid": v2.vid, "seq": 2}, res
+
+        alice = await login(h, w.alice)
+        for token in (s.api.token, alice):
+            status, listing = await h.call("GET", f"/api/v1/teams/{w.drafting}/docs", token=token)
+            assert status == 200
+            heads = {d["doc"]: d for d in listing["docs"]}
+            assert heads[doc]["vid"] == v2.vid and heads[doc]["seq"] == 2
+            status, versions = await h.call("GET", docs_path(w.drafting, doc), token=token)
+            assert status == 200
+            assert [(v["vid"], v["seq"], v["body_len"]) for v in versions["versions"]] == [
+                (v1.vid, 1, body_length(2000)), (v2.vid, 2, body_length(0))]
+            for v in (v1, v2):
+                status, body = await h.call("GET", f"/api/v1/teams/{w.drafting}/versions/{v.vid}/body",
+                                            token=token)
+                assert status == 200 and body == v.body
+    assert snapshot(w.server)["tmp"] == []
+    assert (w.server.data_dir / "blobs" / v1.vid[:2] / v1.vid).read_bytes() == v1.body
+
+
+async def test_put_rejects_malformed_uploads(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        path = docs_path(w.drafting, doc)
+        up = make_upload(w, s, key, doc, size=3000)
+        head, body = up.data[:up.head_len], up.body
+        flipped_sig = up.data[:-1] + bytes([up.data[-1] ^ 1])
+        mid = up.head_len + len(body) // 2
+        flipped_body = up.data[:mid] + bytes([up.data[mid] ^ 1]) + up.data[mid + 1:]
+        cases = [
+            ("empty upload", b"", "ended inside"),
+            ("wrong magic", b"MVDOC9\n" + up.data[len(MAGIC):], "magic"),
+            ("not a document at all", b"%PDF-1.7\n" + os.urandom(200), "magic"),
+            ("ends inside the length", MAGIC + b"\x00\x01", "ended inside"),
+            ("ends inside the prelude", head[:-10], "ended inside"),
+            ("prelude too large", MAGIC + struct.pack(">I", MAX_PRELUDE + 1) + b"\x00" * 64, "too large"),
+            ("prelude is not canonical bytes", MAGIC + struct.pack(">I", 5) + b"hello" + body, ""),
+            ("prelude without a core", MAGIC + _prelude({"wrapped": b"w" * 48, "meta": b"m"}) + body, ""),
+            ("document of another doc id", make_upload(w, s, key, new_doc()).data, "another team or document"),
+            ("document of another team", make_upload(w, s, TeamKey(w.side, 1, b"s" * 32), doc).data,
+             "another team or document"),
+            ("dated an hour ago", make_upload(w, s, key, doc, when=now(w) - 3600).data, "time"),
+            ("dated an hour ahead", make_upload(w, s, key, doc, when=now(w) + 3600).data, "time"),
+            ("body shorter than declared", up.data[:mid], "ended"),
+            ("no signature", head + body, "ended inside the signature"),
+            ("half a signature", up.data[:-32], "ended inside the signature"),
+            ("bytes after the signature", up.data + b"\x00", "after the signature"),
+            ("a second document appended", up.data + up.data, "after the signature"),
+            ("signature altered", flipped_sig, "signature"),
+            ("body altered", flipped_body, "signature"),
+        ]
+        for label, data, contains in cases:
+            await refused(h, "POST", path, 400, token=s.api.token, data=data, contains=contains, what=label)
+        for bad_doc in ("NOTHEX", "A" * 32, "0" * 31, "0" * 33, "g" * 32):
+            await refused(h, "POST", docs_path(w.drafting, bad_doc), 400, token=s.api.token, data=up.data,
+                          what=f"doc id {bad_doc}")
+        # Nothing was half-stored: the same upload is still accepted as version 1.
+        status, res = await h.call("POST", path, token=s.api.token, data=up.data)
+        assert status == 201 and res["seq"] == 1, res
+
+
+def _prelude(value: dict[str, Any]) -> bytes:
+    raw = encode(value)
+    return struct.pack(">I", len(raw)) + raw
+
+
+async def test_put_refuses_other_authors_and_non_writers(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        path = docs_path(w.drafting, doc)
+        as_alice = make_upload(w, s, key, doc, device=w.alice.device, author=w.alice.member_id)
+        await refused(h, "POST", path, 403, token=s.api.token, data=as_alice.data,
+                      contains="uploading device", what="authored and signed by alice")
+        alice_device = make_upload(w, s, key, doc, device=w.alice.device)
+        await refused(h, "POST", path, 403, token=s.api.token, data=alice_device.data,
+                      contains="uploading device", what="signed by alice's device")
+        mine = make_upload(w, s, key, doc)
+        alice_token = await login(h, w.alice)
+        await refused(h, "POST", path, 403, token=alice_token, data=mine.data,
+                      contains="uploading device", what="bob's document from alice's session")
+        await refused(h, "POST", docs_path(w.side, doc), 404, token=s.api.token, data=mine.data,
+                      what="a team bob is not in")
+    async with session(w, w.carol) as cs, Http(w.server) as h:
+        side_key = await team_key(cs, w.side)
+        doc = new_doc()
+        up = make_upload(w, cs, side_key, doc)
+        await refused(h, "POST", docs_path(w.side, doc), 403, token=cs.api.token, data=up.data,
+                      contains="may not write", what="a reader writes")
+
+
+async def test_put_conflicts(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        path = docs_path(w.drafting, doc)
+        v1 = make_upload(w, s, key, doc)
+        status, res = await h.call("POST", path, token=s.api.token, data=v1.data)
+        assert status == 201, res
+        for label, data in (
+            ("the same upload again", v1.data),
+            ("another first version", make_upload(w, s, key, doc).data),
+            ("parent that is not the head", make_upload(w, s, key, doc, seq=2, parent="ab" * 16).data),
+            ("sequence that skips one", make_upload(w, s, key, doc, seq=3, parent=v1.vid).data),
+            ("old team key generation", make_upload(w, s, TeamKey(w.drafting, 2, b"n" * 32), doc, seq=2,
+                                                    parent=v1.vid).data),
+        ):
+            await refused(h, "POST", path, 409, token=s.api.token, data=data, what=label)
+        v2 = make_upload(w, s, key, doc, seq=2, parent=v1.vid)
+        status, res = await h.call("POST", path, token=s.api.token, data=v2.data)
+        assert status == 201 and res["seq"] == 2, res
+        # alice edited from v1 at the same time: stale parent.
+        async with session(w, w.alice) as a:
+            stale = make_upload(w, a, key, doc, seq=2, parent=v1.vid)
+            await refused(h, "POST", path, 409, token=a.api.token, data=stale.data,
+                          contains="changed on the server", what="stale parent")
+
+
+async def test_put_too_large(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        up = make_upload(w, s, key, doc, size=5000)
+        w.server.app[CONFIG].max_upload = body_length(5000) - 1
+        await refused(h, "POST", docs_path(w.drafting, doc), 413, token=s.api.token, data=up.data)
+        w.server.app[CONFIG].max_upload = body_length(5000)
+        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=up.data)
+        assert status == 201, res
+
+
+async def test_doc_reads_need_a_current_role(w: World) -> None:
+    async with session(w, w.carol) as cs, Http(w.server) as h:
+        w.server.advance(PAST_CAROL)  # carol's reader role in "side" has ended
+        token = await login(h, w.carol)
+        for label, path in (
+            ("list", f"/api/v1/teams/{w.side}/docs"),
+            ("versions", docs_path(w.side, new_doc())),
+            ("body", f"/api/v1/teams/{w.side}/versions/{'0' * 32}/body"),
+        ):
+            await refused(h, "GET", path, 403, token=token, contains="may not read", what=label)
+        # Still a member of the team's chain, so the team itself is visible to her.
+        status, _ = await h.call("GET", f"/api/v1/chains/team/{w.side}", token=cs.api.token)
+        assert status == 200
+
+
+async def test_doc_reads_of_unknown_or_invisible_things(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        up = make_upload(w, s, key, doc)
+        status, _ = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=up.data)
+        assert status == 201
+        carol = await login(h, w.carol)
+        for label, token, team in (("team bob is not in", s.api.token, w.side),
+                                   ("team carol is not in", carol, w.drafting),
+                                   ("unknown team", s.api.token, "c" * 32)):
+            for path in (f"/api/v1/teams/{team}/docs", docs_path(team, doc),
+                         f"/api/v1/teams/{team}/versions/{up.vid}/body"):
+                await refused(h, "GET", path, 404, token=token, what=f"{label}: {path}")
+        await refused(h, "GET", docs_path(w.drafting, new_doc()), 404, token=s.api.token,
+                      contains="no such document", what="unknown document")
+        await refused(h, "GET", f"/api/v1/teams/{w.drafting}/versions/{'d' * 32}/body", 404,
+                      token=s.api.token, what="unknown version")
+        for bad_doc in ("NOTHEX", "A" * 32, "0" * 31, "0" * 33):
+            await refused(h, "GET", docs_path(w.drafting, bad_doc), 400, token=s.api.token, what=bad_doc)
+
+
+# == interrupted uploads and restarts ================================================================
+
+
+async def _wait_for_empty_tmp(server: ServerThread) -> None:
+    tmp = server.data_dir / "tmp"
+    for _ in range(100):
+        if not any(tmp.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # let the handler finish noticing the disconnect
+    assert not any(tmp.iterdir()), "an interrupted upload left a temporary file"
+
+
+async def test_interrupted_upload_leaves_nothing_and_restart_works(w: World) -> None:
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        doc = new_doc()
+        path = docs_path(w.drafting, doc)
+        up = make_upload(w, s, key, doc, size=3 * 1024 * 1024 + 17)
+        before = snapshot(w.server)
+        for label, cut in (("inside the header", 20),
+                           ("half way through the body", up.head_len + len(up.body) // 2),
+                           ("just before the signature", len(up.data) - 64),
+                           ("one byte short", len(up.data) - 1)):
+            head = request_head(w.server, "POST", path, len(up.data), s.api.token, "application/octet-stream")
+            await raw_exchange(w.server, head, [up.data[:cut]], close=True)
+            await _wait_for_empty_tmp(w.server)
+            assert snapshot(w.server) == before, f"upload cut off {label} changed the stored state"
+            await refused(h, "GET", path, 404, token=s.api.token, what=f"after a cut {label}")
+            status, listing = await h.call("GET", f"/api/v1/teams/{w.drafting}/docs", token=s.api.token)
+            assert status == 200 and doc not in {d["doc"] for d in listing["docs"]}
+
+    # A crash could leave a temporary file and an unreferenced blob; start-up removes both.
+    (w.server.data_dir / "tmp" / "upload-crashed").write_bytes(b"partial")
+    (w.server.data_dir / "blobs" / "zz").mkdir(exist_ok=True)
+    (w.server.data_dir / "blobs" / "zz" / ("zz" + "0" * 30)).write_bytes(b"orphan")
+    w.server = await asyncio.to_thread(w.server.restart)
+    assert snapshot(w.server) == before
+
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        status, res = await h.call("POST", path, token=s.api.token, data=up.data)
+        assert status == 201 and res == {"vid": up.vid, "seq": 1}, res
+        status, body = await h.call("GET", f"/api/v1/teams/{w.drafting}/versions/{up.vid}/body",
+                                    token=s.api.token)
+        assert status == 200 and body == up.body
+    assert "drafting" in w.bob.member.json("whoami")["teams"]
