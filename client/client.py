@@ -36,6 +36,7 @@ from vault.chains import (
 from vault.envelope import BodyDecryptor, DocWriter, Opened, Record, open_record
 from vault.errors import (
     ChainError,
+    Conflict,
     IntegrityError,
     NotFound,
     PolicyDenied,
@@ -45,9 +46,9 @@ from vault.errors import (
     VaultError,
 )
 from vault.invite import InviteCode
-from vault.keys import DeviceKeys, PukKeys
+from vault.keys import DeviceKeys, PukKeys, key_fingerprint
 from vault.links import Link, invite_public, make_link, parse_link
-from vault.teamkeys import TeamKey, box_hash, open_team_box
+from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_history
 
 Progress = Callable[[int], None]
 INVITE_DAYS = 7
@@ -91,8 +92,17 @@ class DocVersion:
     vid: str
 
 
+def device_body(device: DeviceKeys, name: str, kind: str = "device") -> dict[str, Any]:
+    return {"id": device.device_id, "sign_pk": device.sign_public, "box_pk": device.box_public, "name": name,
+            "kind": kind}
+
+
 async def join(home: Home, code: str, name: str, passphrase: str, org_name: str = "member-vault") -> Config:
-    """Create keys, then found the organization (founder invite) or join it."""
+    """Create keys, then found the organization (founder invite) or join it.
+
+    The keystore is written first: a passphrase problem stops us before the server records
+    anything, and a server refusal removes the keystore again.
+    """
     if home.exists:
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
     check_name(name, "member name")
@@ -100,60 +110,55 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
     device = DeviceKeys.generate()
     puk = PukKeys.generate(1)
     member_id = member_id_for(device.sign_public)
-    async with Api(invite.url, invite.cert_fingerprint) as api:
-        info = await api.get("/api/v1/info")
-        member_link = make_link(
-            chain=None, seq=1, prev=None, time=now(), signer=member_id, device=device, type_="member.create",
-            body={
-                "name": name,
-                "device": {"id": device.device_id, "sign_pk": device.sign_public, "box_pk": device.box_public,
-                           "name": "device-1"},
-                "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
-                "puk_boxes": [],
-            },
-        )
-        puk_box = puk.seal_for_device(member_id, device.box_public)
-        member_link = make_link(
-            chain=None, seq=1, prev=None, time=member_link.time, signer=member_id, device=device,
-            type_="member.create",
-            body={**_body(member_link), "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
-        )
-        member = MemberState.create(member_link)
-        if member.member_id != member_id:
-            raise IntegrityError("member id derivation mismatch")
-        if invite.org_root is None:
-            if info.get("org_root"):
-                raise VaultError("this server's organization is already founded; ask a member for an invite")
-            org_link = make_link(
-                chain=None, seq=1, prev=None, time=now(), signer=member_id, device=device, type_="org.create",
-                body={"name": org_name, "founder_invite": invite_public(invite.secret), "member_head": member.root},
-                invite_secret=invite.secret,
+    puk_box = puk.seal_for_device(member_id, device.box_public)
+    home.create_keystore(Secrets(device, {1: puk}), passphrase)
+    try:
+        async with Api(invite.url, invite.cert_fingerprint) as api:
+            info = await api.get("/api/v1/info")
+            member_link = make_link(
+                chain=None, seq=1, prev=None, time=now(), signer=member_id, device=device, type_="member.create",
+                body={"name": name, "device": device_body(device, "device-1"),
+                      "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
+                      "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
             )
-            res = await api.post("/api/v1/found", {"member_link": b64(member_link.wire), "puk_box": b64(puk_box),
-                                                   "org_link": b64(org_link.wire)})
-            org_root = str(res["org_root"])
-        else:
-            if info.get("org_root") != invite.org_root.hex():
-                raise ServerMismatch("the server's organization does not match the invite (wrong or impostor server)")
-            org_id = org_id_for(invite.org_root)
-            head = unb64(info.get("org_head"))
-            join_link = make_link(
-                chain=org_id, seq=int(info["org_seq"]) + 1, prev=head, time=now(), signer=member_id, device=device,
-                type_="org.join", body={"invite": invite_public(invite.secret), "member_head": member.root},
-                invite_secret=invite.secret,
-            )
-            await api.post("/api/v1/join", {"member_link": b64(member_link.wire), "puk_box": b64(puk_box),
-                                            "join_link": b64(join_link.wire)})
-            org_root = invite.org_root.hex()
+            member = MemberState.create(member_link)
+            if invite.org_root is None:
+                if info.get("org_root"):
+                    raise VaultError("this server's organization is already founded; ask a member for an invite")
+                org_link = make_link(
+                    chain=None, seq=1, prev=None, time=now(), signer=member_id, device=device, type_="org.create",
+                    body={"name": org_name, "founder_invite": invite_public(invite.secret),
+                          "member_head": member.root},
+                    invite_secret=invite.secret,
+                )
+                res = await api.post("/api/v1/found", {"member_link": b64(member_link.wire),
+                                                       "puk_box": b64(puk_box), "org_link": b64(org_link.wire)})
+                org_root = str(res["org_root"])
+            else:
+                if info.get("org_root") != invite.org_root.hex():
+                    raise ServerMismatch(
+                        "the server's organization does not match the invite (wrong or impostor server)")
+                join_link = make_link(
+                    chain=org_id_for(invite.org_root), seq=int(info["org_seq"]) + 1, prev=unb64(info.get("org_head")),
+                    time=now(), signer=member_id, device=device, type_="org.join",
+                    body={"invite": invite_public(invite.secret), "member_head": member.root},
+                    invite_secret=invite.secret,
+                )
+                await api.post("/api/v1/join", {"member_link": b64(member_link.wire), "puk_box": b64(puk_box),
+                                                "join_link": b64(join_link.wire)})
+                org_root = invite.org_root.hex()
+    except BaseException:
+        home.remove_identity()
+        raise
     cfg = Config(url=invite.url, cert_fp=invite.cert_fingerprint.hex(), org_root=org_root, member_id=member_id,
                  device_id=device.device_id, name=name)
-    home.create_keystore(Secrets(device, {1: puk}), passphrase)
     home.save_config(cfg)
     return cfg
 
 
-def _body(link: Link) -> dict[str, Any]:
-    return dict(link.body.raw)
+def member_fingerprint(ms: MemberState) -> bytes:
+    return key_fingerprint(ms.member_id, [(d.device_id, d.sign_public) for d in ms.active_devices()],
+                           ms.puk_sign_public)
 
 
 class Session:
@@ -165,6 +170,9 @@ class Session:
         self.secrets = secrets
         self.api = api
         self._view: View | None = None
+        self._box_cache: dict[str, dict[int, bytes]] = {}
+        self._key_cache: dict[tuple[str, int], TeamKey] = {}
+        self.warnings: list[str] = []
 
     @classmethod
     async def open(cls, home: Home, secrets: Secrets, api: Api) -> Session:
@@ -233,71 +241,197 @@ class Session:
         if self.me not in org.members:
             raise ChainError("you are not a member of this organization's chain")
         teams: dict[str, TeamState] = {}
-        for tid in directory.get("teams", {}):
+        gone: set[str] = set()
+        for tid, info in directory.get("teams", {}).items():
             links = await self._links(f"/api/v1/chains/team/{tid}")
             team = replay_team(links, org, members, POLICY, TEAM_KINDS)
             if team.team_id != tid:
                 raise ChainError("server served a team chain under another team's id")
             self._check_pin(pins, tid, links)
+            if info.get("removed_at") is not None:
+                # We were removed: the chain must end with the link that removed us.
+                if team.removed_at.get(self.me) != len(links) or self.me in team.members:
+                    raise ChainError("the server hid a team from us without a valid removal")
+                gone.add(tid)
+                continue
             teams[tid] = team
-        # A pinned team chain that disappeared from our view is a rollback unless we left it.
+        # A pinned team chain that disappeared from our view is a rollback unless we were removed.
         for chain_id in pins.chains:
-            if chain_id not in members and chain_id != "org" and chain_id not in teams:
+            if chain_id not in members and chain_id != "org" and chain_id not in teams and chain_id not in gone:
                 raise RollbackDetected(f"the server no longer shows chain {chain_id[:12]} that we saw before")
+        self._note_key_changes(pins, members)
         self.home.save_pins(pins)
         self._view = View(org, members, teams)
         return self._view
 
-    async def _append_team(self, team: TeamState, type_: str, body: dict[str, Any], boxes: dict[str, bytes]) -> None:
-        link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head, time=max(now(), team.time),
-                         signer=self.me, device=self.device, type_=type_, body=body)
+    def _note_key_changes(self, pins: Pins, members: dict[str, MemberState]) -> None:
+        for mid, ms in members.items():
+            fp = member_fingerprint(ms).hex()
+            seen = pins.keys.get(mid)
+            if seen is not None and seen != fp and mid != self.me:
+                if pins.verified.get(mid) is not None:
+                    self.warnings.append(f"{ms.name}'s keys changed (devices or member key); they were verified "
+                                         f"and are now UNVERIFIED: check with `mvault verify {ms.name}`")
+                else:
+                    self.warnings.append(f"{ms.name}'s keys changed (devices or member key)")
+            pins.keys[mid] = fp
+
+    def verified(self, ms: MemberState) -> str:
+        pins = self.home.pins()
+        v = pins.verified.get(ms.member_id)
+        if v is None:
+            return "no"
+        return "yes" if v == member_fingerprint(ms).hex() else "changed"
+
+    async def _post_link(self, path: str, link: Link, extra: dict[str, Any]) -> None:
+        await self.api.post(path, {"link": b64(link.wire), **extra})
+        self._view = None
+
+    async def append_org(self, type_: str, body: dict[str, Any]) -> None:
         view = await self.view()
-        team.apply(link, view.org, view.members, POLICY)  # fail here, before the server, on a bad request
-        await self.api.post(f"/api/v1/teams/{team.team_id}/links",
-                            {"link": b64(link.wire), "boxes": {m: b64(b) for m, b in boxes.items()}})
-        await self.view(refresh=True)
+        link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head,
+                         time=max(now(), view.org.time), signer=self.me, device=self.device, type_=type_, body=body)
+        clone(view.org).apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
+        await self._post_link("/api/v1/org/links", link, {})
+
+    async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
+                            signer: DeviceKeys | None = None) -> None:
+        view = await self.view()
+        mine = view.members[self.me]
+        device = signer or self.device
+        link = make_link(chain=self.me, seq=mine.seq + 1, prev=mine.head, time=max(now(), mine.time),
+                         signer=self.me, device=device, type_=type_, body=body)
+        clone(mine).apply(link)
+        await self._post_link(f"/api/v1/members/{self.me}/links", link,
+                              {"puk_boxes": {d: b64(b) for d, b in puk_boxes.items()}})
+
+    async def append_team(self, team: TeamState, type_: str, body: dict[str, Any],
+                          boxes: dict[str, bytes] | None = None) -> None:
+        view = await self.view()
+        link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head, time=max(now(), team.time),
+                         signer=self.me, device=self.device, type_=type_, body={**body, "org_seq": view.org.seq})
+        clone(team).apply(link, view.org, view.members, POLICY)
+        await self._post_link(f"/api/v1/teams/{team.team_id}/links", link,
+                              {"boxes": {m: b64(b) for m, b in (boxes or {}).items()}})
 
     # -- keys ------------------------------------------------------------------------------------
 
     async def puk(self, gen: int) -> PukKeys:
+        """One of our PUK generations: from the keystore, a box for this device, or history."""
         if gen in self.secrets.puks:
             return self.secrets.puks[gen]
-        res = await self.api.get("/api/v1/puk-boxes")
         view = await self.view()
         mine = view.members[self.me]
-        for item in res.get("boxes", []):
-            if int(item["puk_gen"]) == gen:
-                box = unb64(item["box"])
-                if gen == mine.puk_gen and mine.puk_box_hashes.get(self.device.device_id) != box_hash(box):
-                    raise IntegrityError("the server sent a PUK box that the member chain does not commit to")
-                puk = PukKeys.open_device_box(self.device, self.me, gen, box)
-                self.secrets.puks[gen] = puk
-                self.home.save_secrets(self.secrets)
-                return puk
-        raise NotFound(f"no key box for your member key generation {gen}")
+        if gen not in mine.puks:
+            raise NotFound(f"no member key generation {gen}")
+        if gen < mine.puk_gen:
+            newer = await self.puk(gen + 1)
+            prev = mine.puks[gen + 1].prev
+            if prev is None:
+                raise NotFound(f"member key generation {gen} has no history")
+            puk = newer.open_previous(prev)
+            if puk.sign_public != mine.puks[gen].sign_public:
+                raise IntegrityError("member key history does not match the member chain")
+        else:
+            res = await self.api.get("/api/v1/puk-boxes")
+            box = next((unb64(i["box"]) for i in res.get("boxes", []) if int(i["puk_gen"]) == gen), None)
+            if box is None:
+                raise NotFound(f"no key box for your member key generation {gen}")
+            if mine.puks[gen].box_hashes.get(self.device.device_id) != box_hash(box):
+                raise IntegrityError("the server sent a PUK box that the member chain does not commit to")
+            puk = PukKeys.open_device_box(self.device, self.me, gen, box)
+            if puk.sign_public != mine.puks[gen].sign_public:
+                raise IntegrityError("the PUK box holds a key the member chain does not name")
+        self.secrets.puks[gen] = puk
+        self.home.save_secrets(self.secrets)
+        return puk
+
+    async def _boxes(self, team: TeamState) -> dict[int, bytes]:
+        if team.team_id not in self._box_cache:
+            res = await self.api.get(f"/api/v1/teams/{team.team_id}/boxes")
+            self._box_cache[team.team_id] = {int(i["gen"]): unb64(i["box"]) for i in res.get("boxes", [])}
+        return self._box_cache[team.team_id]
 
     async def team_key(self, team: TeamState, gen: int) -> TeamKey:
+        """Generation ``gen`` of a team key: from our box, or down the history chain."""
+        cache_key = (team.team_id, gen)
+        if cache_key in self._key_cache:
+            return self._key_cache[cache_key]
         commitment = team.boxes.get((gen, self.me))
-        if commitment is None:
-            raise PolicyDenied(f"you hold no key for team {team.name} generation {gen}")
-        res = await self.api.get(f"/api/v1/teams/{team.team_id}/boxes")
-        for item in res.get("boxes", []):
-            if int(item.get("gen", -1)) == gen:
-                puk = await self.puk(commitment.puk_gen)
-                return open_team_box(unb64(item["box"]), puk, team.team_id, self.me, commitment, team.canaries[gen])
-        raise NotFound(f"the server has no key box for you in team {team.name} generation {gen}")
+        if commitment is not None:
+            box = (await self._boxes(team)).get(gen)
+            if box is None:
+                raise NotFound(f"the server has no key box for you in team {team.name} generation {gen}")
+            puk = await self.puk(commitment.puk_gen)
+            key = open_team_box(box, puk, team.team_id, self.me, commitment, team.canaries[gen])
+        else:
+            newer = [g for (g, m) in team.boxes if m == self.me and g > gen]
+            if not newer or gen < 1 or any(g not in team.prev for g in range(gen + 1, min(newer) + 1)):
+                raise PolicyDenied(f"you hold no key for team {team.name} generation {gen}")
+            key = await self.team_key(team, gen + 1)
+            key = open_history(key, team.prev[gen + 1], team.canaries[gen])
+        self._key_cache[cache_key] = key
+        return key
+
+    def _new_generation(self, team: TeamState, view: View, old: TeamKey | None,
+                        leaving: str | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """A fresh key generation boxed to the team's current members (minus ``leaving``)."""
+        key = TeamKey.generate(team.team_id, team.generation + 1)
+        boxes: dict[str, bytes] = {}
+        commits = []
+        for mid in sorted(team.active_members(now()) - ({leaving} if leaving else set())):
+            ms = view.members[mid]
+            boxes[mid] = key.seal_for(mid, ms.puk_gen, ms.puk_box_public)
+            commits.append({"member": mid, "puk_gen": ms.puk_gen, "hash": box_hash(boxes[mid])})
+        body: dict[str, Any] = {"gen": key.gen, "canary": key.canary, "boxes": commits}
+        if team.history and old is not None:
+            body["prev"] = seal_history(key, old)
+        return body, boxes
+
+    async def rotate(self, team: TeamState) -> None:
+        view = await self.view()
+        old = await self.team_key(team, team.generation)
+        body, boxes = self._new_generation(team, view, old)
+        await self.append_team(team, "team.rotate", {"key": body}, boxes)
+
+    async def maintain(self) -> list[str]:
+        """Pending work any key holder's client does on its next run: rotations, key shares."""
+        done: list[str] = []
+        view = await self.view()
+        for team in list(view.teams.values()):
+            t = now()
+            if not team.holds_key(self.me, t):
+                continue
+            try:
+                if team.rotation_reasons(t, view.members):
+                    await self.rotate(team)
+                    done.append(f"rotated the key of team {team.name}")
+                    view = await self.view()
+                    team = view.teams[team.team_id]
+                for mid in sorted(team.pending_share):
+                    await self._share(team, view.members[mid])
+                    done.append(f"shared the key of team {team.name} with {view.name_of(mid)}")
+                    view = await self.view()
+                    team = view.teams[team.team_id]
+            except (Conflict, PolicyDenied) as e:  # someone else did it first, or we may not: not fatal
+                self.warnings.append(f"could not finish pending work in team {team.name}: {e}")
+        return done
+
+    async def _share(self, team: TeamState, member: MemberState) -> None:
+        key = await self.team_key(team, team.generation)
+        box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public)
+        await self.append_team(team, "team.share", {
+            "member": member.member_id,
+            "key": {"gen": team.generation,
+                    "boxes": [{"member": member.member_id, "puk_gen": member.puk_gen, "hash": box_hash(box)}]},
+        }, {member.member_id: box})
 
     # -- invites and teams ----------------------------------------------------------------------
 
     async def invite(self, role: str, note: str, days: int = INVITE_DAYS) -> str:
-        view = await self.view()
         secret = os.urandom(32)
-        link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head,
-                         time=max(now(), view.org.time), signer=self.me, device=self.device, type_="org.invite",
-                         body={"invite": invite_public(secret), "role": role, "note": note,
-                               "expires": now() + days * 86400})
-        clone(view.org).apply(link, view.members, POLICY)
-        await self.api.post("/api/v1/org/links", {"link": b64(link.wire)})
+        await self.append_org("org.invite", {"invite": invite_public(secret), "role": role, "note": note,
+                                             "expires": now() + days * 86400})
         return InviteCode(self.cfg.url, bytes.fromhex(self.cfg.cert_fp), bytes.fromhex(self.cfg.org_root),
                           secret).encode()
 
@@ -310,8 +444,8 @@ class Session:
         box = key.seal_for(self.me, mine.puk_gen, mine.puk_box_public)
         link = make_link(
             chain=None, seq=1, prev=None, time=now(), signer=self.me, device=self.device, type_="team.create",
-            body={"org": view.org.org_id, "nonce": nonce, "name": name, "kind": kind, "history": history,
-                  "members": [{"member": self.me, "role": "admin", "until": None}],
+            body={"org": view.org.org_id, "org_seq": view.org.seq, "nonce": nonce, "name": name, "kind": kind,
+                  "history": history, "members": [{"member": self.me, "role": "admin", "until": None}],
                   "key": {"gen": 1, "canary": key.canary,
                           "boxes": [{"member": self.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
         )
@@ -320,24 +454,32 @@ class Session:
         view = await self.view(refresh=True)
         return view.teams[team_id]
 
-    async def add_member(self, team_name: str, member_name: str, role: str, until: int | None) -> None:
+    async def add_member(self, team_name: str, member_name: str, role: str, until: int | None) -> bool:
+        """Add a member; returns False when the key share waits for a key holder."""
         view = await self.view()
         team = view.team_by_name(team_name)
         member = view.member_by_name(member_name)
+        body: dict[str, Any] = {"member": member.member_id, "role": role, "until": until, "key": None}
+        if not team.holds_key(self.me, now()):
+            await self.append_team(team, "team.add", body)
+            return False
         key = await self.team_key(team, team.generation)
         box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public)
-        body = {"member": member.member_id, "role": role, "until": until,
-                "key": {"gen": team.generation,
-                        "boxes": [{"member": member.member_id, "puk_gen": member.puk_gen, "hash": box_hash(box)}]}}
-        await self._append_team(clone(team), "team.add", body, {member.member_id: box})
+        body["key"] = {"gen": team.generation,
+                       "boxes": [{"member": member.member_id, "puk_gen": member.puk_gen, "hash": box_hash(box)}]}
+        await self.append_team(team, "team.add", body, {member.member_id: box})
+        return True
 
     # -- documents ----------------------------------------------------------------------------
 
     async def _keys_for(self, team: TeamState) -> list[TeamKey]:
+        """Every generation we can open, newest first (history reaches back where allowed)."""
         keys = []
         for gen in range(team.generation, 0, -1):
-            if (gen, self.me) in team.boxes:
+            try:
                 keys.append(await self.team_key(team, gen))
+            except PolicyDenied:
+                continue
         if not keys:
             raise PolicyDenied(f"you hold no key for team {team.name}")
         return keys
@@ -367,10 +509,13 @@ class Session:
 
     def _verify_author(self, view: View, team: TeamState, rec: Record) -> None:
         author = view.members.get(rec.core.author)
-        device = author.devices.get(rec.core.device) if author else None
-        if author is None or device is None:
-            raise IntegrityError("document version signed by an unknown member or device")
-        if rec.core.author not in team.members:
+        if author is None:
+            raise IntegrityError("document version signed by an unknown member")
+        try:
+            device = author.device_at(rec.core.device, rec.core.time)
+        except ChainError as e:
+            raise IntegrityError("document version signed by a device that was not active then") from e
+        if rec.core.author not in team.ever:
             raise IntegrityError("document version written by someone who was never in the team")
         rec.verify(device.sign_public)
 
@@ -413,8 +558,9 @@ class Session:
             raise PolicyDenied(f"you may not write documents in team {team.name}")
         name = name or path.name
         doc, records = await self.find_doc(team, name)
-        keys = await self._keys_for(team)
-        current = next(k for k in keys if k.gen == team.generation)
+        if team.rotation_reasons(now(), view.members):
+            raise Conflict(f"team {team.name} needs a key rotation first and you could not do it")
+        current = await self.team_key(team, team.generation)
         parent = records[-1].version_id if records else None
         size = path.stat().st_size
         writer = DocWriter(key=current, device=self.device, author=self.me, doc=doc, seq=len(records) + 1,

@@ -56,6 +56,8 @@ class Config:
 class Pins:
     chains: dict[str, list[Any]] = field(default_factory=dict)  # chain id -> [seq, head hex]
     docs: dict[str, list[Any]] = field(default_factory=dict)  # team/doc -> [seq, vid]
+    keys: dict[str, str] = field(default_factory=dict)  # member -> key fingerprint last seen
+    verified: dict[str, str] = field(default_factory=dict)  # member -> key fingerprint verified in person
 
 
 @dataclass
@@ -106,7 +108,7 @@ class Home:
     def pins(self) -> Pins:
         try:
             raw = json.loads((self.path / "pins.json").read_text())
-            return Pins(raw.get("chains", {}), raw.get("docs", {}))
+            return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}))
         except FileNotFoundError:
             return Pins()
         except ValueError as e:
@@ -148,6 +150,12 @@ class Home:
         value, key, _ = keystore.open_keystore(blob, read_passphrase())
         self._key = key
         return Secrets.from_value(value)
+
+    def remove_identity(self) -> None:
+        """Undo a failed join: remove what it wrote (never called once config.json exists)."""
+        if not self.exists:
+            for name in ("keystore.bin", "pins.json", "session.bin"):
+                (self.path / name).unlink(missing_ok=True)
 
     def save_secrets(self, secrets: Secrets) -> None:
         assert self._key is not None and self._salt is not None and self._params is not None

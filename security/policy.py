@@ -41,6 +41,7 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     "team.remove": frozenset({"admin"}),
     "team.role": frozenset({"admin"}),
     "team.rotate": frozenset({"admin", "writer", "reader"}),
+    "team.share": frozenset({"admin", "writer", "reader"}),
     "team.leave": frozenset({"admin", "writer", "reader"}),
     "doc.write": frozenset({"admin", "writer"}),
     "doc.read": frozenset({"admin", "writer", "reader"}),

@@ -68,6 +68,7 @@ LOCK = web.AppKey("lock", asyncio.Lock)
 SESSION_KEY = web.RequestKey("session", Session)
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
           "/api/v1/auth/challenge", "/api/v1/auth/login"}
+PUBLIC_SUFFIXES = ("/offer",)
 MAX_JSON = 4 * 1024 * 1024
 
 
@@ -111,7 +112,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC or not request.path.startswith("/api/"):
+    if (request.path in PUBLIC or not request.path.startswith("/api/")
+            or (request.path.startswith("/api/v1/device-links/") and request.path.endswith(PUBLIC_SUFFIXES))):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
@@ -122,7 +124,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise AuthError("session expired or unknown; log in again")
     directory = request.app[DIRECTORY]
     member = directory.members.get(session.member)
-    if member is None or session.device not in member.devices or member.devices[session.device].revoked:
+    if member is None or session.device not in member.devices or member.devices[session.device].revoked is not None:
         raise AuthError("this device is no longer active")
     request[SESSION_KEY] = session
     return await handler(request)
@@ -259,7 +261,7 @@ async def challenge(request: web.Request) -> web.Response:
     f = await read_json(request, {"member", "device"})
     member_id, device_id = f.str_("member", 64), f.str_("device", 64)
     member = request.app[DIRECTORY].members.get(member_id)
-    if member is None or device_id not in member.devices or member.devices[device_id].revoked:
+    if member is None or device_id not in member.devices or member.devices[device_id].revoked is not None:
         raise AuthError("unknown member or device")
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
@@ -306,7 +308,7 @@ def _visible_team(request: web.Request, team_id: str) -> Any:
     team = directory.team(team_id)
     me = session_of(request).member
     org = directory.require_org()
-    if me in team.members or "ncc" in org.roles_of(me):
+    if me in team.members or "ncc" in org.roles_of(me, int(now_of(request))):
         return team
     raise NotFound(f"unknown team {team_id}")
 
@@ -316,9 +318,12 @@ async def directory_view(request: web.Request) -> web.Response:
     org = directory.require_org()
     me = session_of(request).member
     teams = {}
+    ncc = "ncc" in org.roles_of(me, int(now_of(request)))
     for tid, t in directory.teams.items():
-        if me in t.members or "ncc" in org.roles_of(me):
-            teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex()}
+        if me in t.members or ncc:
+            teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
+        elif me in t.removed_at:  # a removed member sees the chain up to its removal, to verify it
+            teams[tid] = {"name": t.name, "seq": t.removed_at[me], "removed_at": t.removed_at[me]}
     return web.json_response(
         {
             "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
@@ -353,8 +358,15 @@ async def member_chain(request: web.Request) -> web.Response:
 
 
 async def team_chain(request: web.Request) -> web.Response:
-    team = _visible_team(request, request.match_info["team"])
-    return _links_response(request.app[DIRECTORY].team_links[team.team_id], _after(request))
+    directory = request.app[DIRECTORY]
+    team = directory.team(request.match_info["team"])
+    me = session_of(request).member
+    links = directory.team_links[team.team_id]
+    if me not in team.members and me in team.removed_at and "ncc" not in directory.require_org().roles_of(me):
+        links = links[: team.removed_at[me]]
+    else:
+        _visible_team(request, team.team_id)
+    return _links_response(links, _after(request))
 
 
 async def append_org_link(request: web.Request) -> web.Response:
@@ -396,6 +408,14 @@ def _new_box_rows(before: Any, after: Any, boxes: dict[str, bytes]) -> list[tupl
     return rows
 
 
+def _require_fresh_org(request: web.Request, link: Link) -> None:
+    """Team links must be made against the current organization state."""
+    org = request.app[DIRECTORY].require_org()
+    seq = link.body.raw.get("org_seq")
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq < org.seq:
+        raise Conflict("the organization chain moved on; fetch it and retry")
+
+
 def _require_signer(request: web.Request, link: Link) -> None:
     s = session_of(request)
     if (link.signer, link.device) != (s.member, s.device):
@@ -410,6 +430,7 @@ async def create_team(request: web.Request) -> web.Response:
     boxes = _boxes(f)
     app = request.app
     async with app[LOCK]:
+        _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
         await app[STORAGE].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
@@ -430,11 +451,70 @@ async def append_team_link(request: web.Request) -> web.Response:
             raise ChainError("link belongs to another chain")
         if link.seq <= team.seq:
             raise Conflict("the team chain moved on; fetch it and retry")
+        _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_link(team.team_id, link)
         rows = _new_box_rows(team, state, boxes)
         await app[STORAGE].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
     return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
+
+
+async def append_member_link(request: web.Request) -> web.Response:
+    f = await read_json(request, {"link", "puk_boxes"})
+    link = parse_link_field(f, "link")
+    _require_signer(request, link)
+    check_link_time(request, link)
+    if link.chain != request.match_info["member"]:
+        raise ChainError("link belongs to another chain")
+    raw = f.raw.get("puk_boxes", {})
+    if not isinstance(raw, dict) or len(raw) > 64:
+        raise EncodingError("puk_boxes must be an object of device id -> base64 box")
+    boxes = {str(k): unb64(v, "puk box", 4096) for k, v in raw.items()}
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        before = directory.member(link.chain or "")
+        if link.seq <= before.seq:
+            raise Conflict("your member chain moved on; fetch it and retry")
+        state, _ = directory.check_member_link(link)
+        gen = state.puk_gen
+        old = before.puks[gen].box_hashes if gen in before.puks else {}
+        new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
+        if set(new) != set(boxes) or any(box_hash(boxes[d]) != h for d, h in new.items()):
+            raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
+        await app[STORAGE].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
+                                        [(state.member_id, gen, d, boxes[d]) for d in new], [])
+        directory.commit_member((state, link))
+    return web.json_response({"seq": state.seq}, status=201)
+
+
+LINK_SLOT_TTL = 600.0
+
+
+def _slot(request: web.Request) -> str:
+    slot = request.match_info["slot"]
+    if len(slot) != 32 or any(c not in "0123456789abcdef" for c in slot):
+        raise EncodingError("slot must be 32 lowercase hex characters")
+    return slot
+
+
+async def open_link_slot(request: web.Request) -> web.Response:
+    s = session_of(request)
+    slot = _slot(request)
+    await request.app[STORAGE].open_slot(slot, s.member, now_of(request) + LINK_SLOT_TTL)
+    return web.json_response({"slot": slot, "expires": now_of(request) + LINK_SLOT_TTL}, status=201)
+
+
+async def offer_link_slot(request: web.Request) -> web.Response:
+    f = await read_json(request, {"payload"})
+    payload = unb64(f.raw.get("payload"), "payload", 4096)
+    await request.app[STORAGE].fill_slot(_slot(request), payload, now_of(request))
+    return web.json_response({"ok": True}, status=201)
+
+
+async def read_link_slot(request: web.Request) -> web.Response:
+    payload = await request.app[STORAGE].read_slot(_slot(request), session_of(request).member, now_of(request))
+    return web.json_response({"payload": b64(payload) if payload is not None else None})
 
 
 async def my_team_boxes(request: web.Request) -> web.Response:
@@ -527,6 +607,10 @@ async def put_version(request: web.Request) -> web.Response:
         raise PolicyDenied("document must be signed by the uploading device")
     if core.gen != team.generation:
         raise Conflict(f"team key generation {core.gen} is not current ({team.generation}); sync and retry")
+    reasons = team.rotation_reasons(int(now_of(request)), directory.members)
+    if reasons:
+        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
+                       "any team member's client does it on its next run")
     if abs(core.time - now_of(request)) > config.clock_skew:
         raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
     if core.body_len > config.max_upload:
@@ -603,6 +687,10 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
     r.add_get("/api/v1/chains/org", org_chain)
     r.add_post("/api/v1/org/links", append_org_link)
     r.add_get("/api/v1/chains/member/{member}", member_chain)
+    r.add_post("/api/v1/members/{member}/links", append_member_link)
+    r.add_post("/api/v1/device-links/{slot}", open_link_slot)
+    r.add_post("/api/v1/device-links/{slot}/offer", offer_link_slot)
+    r.add_get("/api/v1/device-links/{slot}", read_link_slot)
     r.add_get("/api/v1/chains/team/{team}", team_chain)
     r.add_post("/api/v1/teams", create_team)
     r.add_post("/api/v1/teams/{team}/links", append_team_link)

@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosqlite
 
-from vault.errors import Conflict
+from vault.errors import Conflict, NotFound
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS versions (
     UNIQUE (team, doc, seq));
 CREATE TABLE IF NOT EXISTS nonces (
     nonce BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS link_slots (
+    slot TEXT PRIMARY KEY, member TEXT NOT NULL, expires REAL NOT NULL, payload BLOB);
 CREATE TABLE IF NOT EXISTS sessions (
     token BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
 """
@@ -88,6 +90,9 @@ class Storage(Protocol):
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None: ...
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None: ...
     async def session(self, token: bytes) -> Session | None: ...
+    async def open_slot(self, slot: str, member: str, expires: float) -> None: ...
+    async def fill_slot(self, slot: str, payload: bytes, now: float) -> None: ...
+    async def read_slot(self, slot: str, member: str, now: float) -> bytes | None: ...
     async def purge_expired(self, now: float) -> None: ...
     async def close(self) -> None: ...
 
@@ -219,8 +224,8 @@ class SQLiteStorage:
             await self._db.execute("ROLLBACK")
             raise
 
-    def _version(self, r: sqlite3.Row | tuple[object, ...]) -> StoredVersion:
-        return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))  # type: ignore[call-overload]
+    def _version(self, r: Any) -> StoredVersion:
+        return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
 
     _COLS = "vid, team, doc, seq, record, blob, body_len"
 
@@ -264,6 +269,36 @@ class SQLiteStorage:
             row = await cur.fetchone()
         return None if row is None else Session(str(row[0]), str(row[1]), float(row[2]))
 
+    # -- device-link mailbox ---------------------------------------------------------------
+
+    async def open_slot(self, slot: str, member: str, expires: float) -> None:
+        try:
+            await self._db.execute("INSERT INTO link_slots VALUES (?, ?, ?, NULL)", (slot, member, expires))
+        except sqlite3.IntegrityError as e:
+            raise Conflict("that device-link code is already in use") from e
+
+    async def fill_slot(self, slot: str, payload: bytes, now: float) -> None:
+        """Deliver a new device's keys once; unknown, expired or filled slots are refused."""
+        async with self._db.execute(
+            "UPDATE link_slots SET payload=? WHERE slot=? AND payload IS NULL AND expires > ? RETURNING slot",
+            (payload, slot, now),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound("unknown, expired or already used device-link code")
+
+    async def read_slot(self, slot: str, member: str, now: float) -> bytes | None:
+        async with self._db.execute(
+            "SELECT payload FROM link_slots WHERE slot=? AND member=? AND expires > ?", (slot, member, now)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound("unknown or expired device-link code")
+        if row[0] is not None:
+            await self._db.execute("DELETE FROM link_slots WHERE slot=?", (slot,))
+        return None if row[0] is None else bytes(row[0])
+
     async def purge_expired(self, now: float) -> None:
+        await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))
         await self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
         await self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))

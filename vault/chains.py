@@ -1,18 +1,34 @@
 """Chain replay: member, organization and team chains as pure state machines.
 
 Each ``*State.apply(link, ...)`` checks a link against the state *before* it (sequence,
-previous hash, chain id, time order, signer's device, signer's right under the policy)
-and then applies it. ``replay_*`` folds a whole chain. Server and clients run the same
-code; a server that forges, alters, reorders or drops links is caught here.
+previous hash, chain id, time order, signer's device at the link's time, signer's right
+under the policy) and then applies it. ``replay_*`` folds a whole chain. Server and
+clients run the same code; a server that forges, alters, reorders or drops links is
+caught here. Always apply a candidate link to a ``clone`` (a rejected link may leave the
+state it was applied to half changed).
 
 Transitions (link type -> effect)::
 
-    member.create  new member: first device, PUK generation 1 (self-signed)
-    org.create     founds the organization; founder becomes member + ncc (invite-cosigned)
-    org.invite     records a one-time invite key with the role it grants and its expiry
-    org.join       a new member claims an invite (cosigned with the invite key)
-    team.create    team with kind, initial members and key generation 1
-    team.add       adds a member with a role (and optional expiry) and their key box
+    member.create   new member: first device, PUK generation 1 (self-signed)
+    device.add      another device (or a paper key); cosigned by the new device's key
+    device.revoke   device revoked; PUK rolls to a new generation sealed to the rest
+    org.create      founds the organization; founder becomes member + ncc (invite-cosigned)
+    org.invite      records a one-time invite key with the role it grants and its expiry
+    org.join        a new member claims an invite (cosigned with the invite key)
+    org.admit       NCC admits a pending member
+    org.role        NCC grants or revokes ncc / staff / security / compa (optional end date)
+    team.create     team with kind, initial members and key generation 1
+    team.add        adds a member with role (+ expiry) and their key box (none if the
+                    signer holds no key: the member waits for a holder's team.share)
+    team.share      a key holder boxes the current key for a member added by a non-holder
+    team.remove     removes a member; a key holder rotates in the same link, otherwise
+                    the team is blocked for new content until a holder's team.rotate
+    team.leave      a member leaves; the team needs a rotation
+    team.role       changes a member's role or expiry
+    team.rotate     a key holder starts a new generation for the current members
+
+Team links carry ``org_seq``: the organization chain head they were made against, so the
+signer's organization roles are judged as they were at that point.
 """
 
 from __future__ import annotations
@@ -26,10 +42,20 @@ from vault.crypto import labels
 from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.keys import device_id_for, short_id
-from vault.links import Link, check_sequence, verify_invite_signature, verify_link_signature
+from vault.links import (
+    Link,
+    check_sequence,
+    verify_device_proof,
+    verify_invite_signature,
+    verify_link_signature,
+)
 
 MAX_NAME = 64
 ORG_INVITE_ROLES = ("member", "compa")
+GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
+TEAM_ROLE_NAMES = ("admin", "writer", "reader")
+HISTORY_BLOB = 24 + 32 + 16
+T = TypeVar("T")
 
 
 class Policy(Protocol):
@@ -40,6 +66,11 @@ class Policy(Protocol):
     def may_hold_team_role(self, org_roles: frozenset[str], team_role: str) -> bool: ...
 
 
+def clone(state: T) -> T:
+    """A deep copy to apply a candidate link to without touching the original."""
+    return copy.deepcopy(state)
+
+
 def member_id_for(first_device_sign_public: bytes) -> str:
     return short_id(labels.H_MEMBER_ID, first_device_sign_public)
 
@@ -47,6 +78,10 @@ def member_id_for(first_device_sign_public: bytes) -> str:
 def org_id_for(root: bytes) -> str:
     """The organization id: derived from the hash of its org.create link (its root)."""
     return short_id(labels.H_ORG_ID, root)
+
+
+def team_id_for(org_id: str, nonce: bytes) -> str:
+    return short_id(labels.H_TEAM_ID, org_id.encode() + b"\x00" + nonce)
 
 
 def check_name(name: str, what: str) -> str:
@@ -64,7 +99,22 @@ class Device:
     sign_public: bytes
     box_public: bytes
     name: str
-    revoked: bool = False
+    kind: str  # "device" | "paper"
+    added: int
+    revoked: int | None = None  # time of the revocation link
+
+    def active_at(self, t: int) -> bool:
+        return self.added <= t and (self.revoked is None or t < self.revoked)
+
+
+@dataclass
+class PukGeneration:
+    gen: int
+    sign_public: bytes
+    box_public: bytes
+    since: int
+    box_hashes: dict[str, bytes]  # device id -> hash of the PUK box sealed to it
+    prev: bytes | None  # the previous generation's seed, encrypted under this one
 
 
 @dataclass
@@ -72,50 +122,72 @@ class MemberState:
     member_id: str
     name: str
     devices: dict[str, Device]
-    puk_gen: int
-    puk_sign_public: bytes
-    puk_box_public: bytes
-    puk_box_hashes: dict[str, bytes]
+    puks: dict[int, PukGeneration]
     root: bytes
     seq: int
     head: bytes
     time: int
 
+    @property
+    def puk_gen(self) -> int:
+        return max(self.puks)
+
+    @property
+    def puk_box_public(self) -> bytes:
+        return self.puks[self.puk_gen].box_public
+
+    @property
+    def puk_sign_public(self) -> bytes:
+        return self.puks[self.puk_gen].sign_public
+
+    @property
+    def puk_box_hashes(self) -> dict[str, bytes]:
+        return self.puks[self.puk_gen].box_hashes
+
+    def puk_gen_at(self, t: int) -> int:
+        return max(g for g, pg in self.puks.items() if pg.since <= t or g == 1)
+
+    def active_devices(self) -> list[Device]:
+        return [d for d in self.devices.values() if d.revoked is None]
+
     def device(self, device_id: str) -> Device:
+        """An active device (for new actions: logins, new links)."""
         d = self.devices.get(device_id)
-        if d is None or d.revoked:
+        if d is None or d.revoked is not None:
             raise ChainError(f"device {device_id} is not an active device of member {self.member_id}")
+        return d
+
+    def device_at(self, device_id: str, t: int) -> Device:
+        """The device as it was at time ``t`` (to verify what it signed back then)."""
+        d = self.devices.get(device_id)
+        if d is None or not d.active_at(t):
+            raise ChainError(f"device {device_id} was not an active device of member {self.member_id} then")
         return d
 
     @classmethod
     def create(cls, link: Link) -> MemberState:
         if link.type != "member.create" or link.seq != 1 or link.prev is not None or link.chain:
             raise ChainError("a member chain must start with member.create")
-        b = link.body
         try:
-            dev = b.dict_("device", {"id", "sign_pk", "box_pk", "name"})
-            puk = b.dict_("puk", {"gen", "sign_pk", "box_pk"})
-            sign_pk = dev.bytes_("sign_pk", 32)
-            device = Device(device_id_for(sign_pk), sign_pk, dev.bytes_("box_pk", 32),
-                            check_name(dev.str_("name"), "device name"))
-            if dev.str_("id") != device.device_id or link.device != device.device_id:
-                raise ChainError("member.create names a device id that does not match its key")
-            member_id = member_id_for(sign_pk)
+            b = link.body
+            device = _device(b.dict_("device", {"id", "sign_pk", "box_pk", "name", "kind"}), link.time)
+            if link.device != device.device_id or device.kind != "device":
+                raise ChainError("member.create must be signed by the device it introduces")
+            member_id = member_id_for(device.sign_public)
             if link.signer != member_id:
                 raise ChainError("member.create signer is not the member its key defines")
+            puk = b.dict_("puk", {"gen", "sign_pk", "box_pk"})
             if puk.int_("gen") != 1:
                 raise ChainError("first PUK generation must be 1")
-            boxes = _box_hashes(b.list_("puk_boxes", 64), "device")
+            boxes = _hashes(b.list_("puk_boxes", 64), "device")
             if set(boxes) != {device.device_id}:
                 raise ChainError("member.create must box the PUK to exactly its device")
             state = cls(
                 member_id=member_id,
                 name=check_name(b.str_("name"), "member name"),
                 devices={device.device_id: device},
-                puk_gen=1,
-                puk_sign_public=puk.bytes_("sign_pk", 32),
-                puk_box_public=puk.bytes_("box_pk", 32),
-                puk_box_hashes=boxes,
+                puks={1: PukGeneration(1, puk.bytes_("sign_pk", 32), puk.bytes_("box_pk", 32), link.time, boxes,
+                                       None)},
                 root=link.hash,
                 seq=1,
                 head=link.hash,
@@ -128,10 +200,66 @@ class MemberState:
 
     def apply(self, link: Link) -> None:
         check_sequence(link, self.member_id, self.seq, self.head, self.time)
-        raise ChainError(f"unsupported member link type {link.type!r}")
+        if link.signer != self.member_id:
+            raise ChainError("a member chain link must be signed by the member")
+        verify_link_signature(link, self.device(link.device).sign_public)
+        try:
+            if link.type == "device.add":
+                self._device_add(link)
+            elif link.type == "device.revoke":
+                self._device_revoke(link)
+            else:
+                raise ChainError(f"unsupported member link type {link.type!r}")
+        except EncodingError as e:
+            raise ChainError(f"malformed {link.type}: {e}") from e
+        self.seq, self.head, self.time = link.seq, link.hash, link.time
+
+    def _device_add(self, link: Link) -> None:
+        new = _device(link.body.dict_("device", {"id", "sign_pk", "box_pk", "name", "kind"}), link.time)
+        if new.device_id in self.devices:
+            raise ChainError("device is already known (a revoked device cannot come back)")
+        if any(d.name == new.name for d in self.active_devices()):
+            raise ChainError(f"a device named {new.name!r} already exists")
+        verify_device_proof(self.member_id, new.device_id, new.sign_public, new.box_public,
+                            link.body.bytes_("proof", 64))
+        boxes = _hashes(link.body.list_("puk_boxes", 1), "device")
+        if set(boxes) != {new.device_id} or link.body.int_("puk_gen") != self.puk_gen:
+            raise ChainError("device.add must box the current PUK to exactly the new device")
+        self.devices[new.device_id] = new
+        self.puks[self.puk_gen].box_hashes.update(boxes)
+
+    def _device_revoke(self, link: Link) -> None:
+        b = link.body
+        target = self.device(b.str_("device", 64))
+        remaining = {d.device_id for d in self.active_devices()} - {target.device_id}
+        if not remaining:
+            raise ChainError("cannot revoke the last device (use a recovery key first)")
+        puk = b.dict_("puk", {"gen", "sign_pk", "box_pk"})
+        gen = puk.int_("gen")
+        if gen != self.puk_gen + 1:
+            raise ChainError("device.revoke must roll the PUK to the next generation")
+        boxes = _hashes(b.list_("puk_boxes", 64), "device")
+        if set(boxes) != remaining:
+            raise ChainError("the new PUK must be boxed to exactly the remaining devices")
+        prev = b.bytes_("prev", 24 + 32 + 16)
+        target.revoked = link.time
+        self.puks[gen] = PukGeneration(gen, puk.bytes_("sign_pk", 32), puk.bytes_("box_pk", 32), link.time, boxes,
+                                       prev)
 
 
-def _box_hashes(items: Iterable[Value], key: str) -> dict[str, bytes]:
+def _device(d: Fields, t: int) -> Device:
+    sign_pk = d.bytes_("sign_pk", 32)
+    kind = d.str_("kind", 16)
+    if kind not in ("device", "paper"):
+        raise ChainError(f"unknown device kind {kind!r}")
+    device = Device(device_id_for(sign_pk), sign_pk, d.bytes_("box_pk", 32), check_name(d.str_("name"), "device name"),
+                    kind, t)
+    if d.str_("id") != device.device_id:
+        raise ChainError("a device id does not match its key")
+    return device
+
+
+def _hashes(items: Iterable[Value], key: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for item in items:
         f = Fields(item, "box commitment", {key, "hash"})
@@ -151,6 +279,15 @@ def replay_member(links: list[Link]) -> MemberState:
     return state
 
 
+def verify_signer(link: Link, members: Mapping[str, MemberState]) -> MemberState:
+    """Check a link's signature with the signer's device as it was at the link's time."""
+    ms = members.get(link.signer)
+    if ms is None:
+        raise ChainError(f"link signed by unknown member {link.signer}")
+    verify_link_signature(link, ms.device_at(link.device, link.time).sign_public)
+    return ms
+
+
 # -- organization chain -------------------------------------------------------------------
 
 
@@ -165,13 +302,38 @@ class Invite:
 
 
 @dataclass
+class RoleEntry:
+    seq: int
+    status: str  # "admitted" | "pending"
+    roles: dict[str, int | None]  # role -> until (None: no end)
+
+
+@dataclass
 class OrgMember:
     member_id: str
-    roles: frozenset[str]
-    status: str  # "admitted" | "pending"
     invited_by: str | None
     since: int
     member_head: bytes
+    log: list[RoleEntry] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.log[-1].status
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(self.log[-1].roles)
+
+    @property
+    def role_terms(self) -> dict[str, int | None]:
+        return dict(self.log[-1].roles)
+
+    def entry_at(self, seq: int) -> RoleEntry | None:
+        found = None
+        for e in self.log:
+            if e.seq <= seq:
+                found = e
+        return found
 
 
 @dataclass
@@ -186,74 +348,62 @@ class OrgState:
     head: bytes
     time: int
 
-    def roles_of(self, member_id: str) -> frozenset[str]:
+    def roles_of(self, member_id: str, now: int | None = None, seq: int | None = None) -> frozenset[str]:
+        """Org roles in force for an admitted member (at org ``seq`` and time ``now``)."""
         m = self.members.get(member_id)
-        if m is None or m.status != "admitted":
+        if m is None:
             return frozenset()
-        return m.roles
+        e = m.entry_at(self.seq if seq is None else seq)
+        if e is None or e.status != "admitted":
+            return frozenset()
+        return frozenset(r for r, until in e.roles.items() if until is None or now is None or now < until)
 
-    def _signer(self, link: Link, members: Mapping[str, MemberState]) -> MemberState:
-        ms = members.get(link.signer)
-        if ms is None:
-            raise ChainError(f"link signed by unknown member {link.signer}")
-        verify_link_signature(link, ms.device(link.device).sign_public)
-        return ms
+    def admitted(self, member_id: str, seq: int | None = None) -> bool:
+        m = self.members.get(member_id)
+        e = m.entry_at(self.seq if seq is None else seq) if m else None
+        return e is not None and e.status == "admitted"
 
     @classmethod
     def create(cls, link: Link, members: Mapping[str, MemberState]) -> OrgState:
         if link.type != "org.create" or link.seq != 1 or link.prev is not None or link.chain:
             raise ChainError("an organization chain must start with org.create")
-        founder = members.get(link.signer)
-        if founder is None:
-            raise ChainError("org.create signed by an unknown member")
-        verify_link_signature(link, founder.device(link.device).sign_public)
+        founder = verify_signer(link, members)
         try:
             invite_pk = link.body.bytes_("founder_invite", 32)
             name = check_name(link.body.str_("name"), "organization name")
-            if link.body.bytes_("member_head", 32) != _first_head(founder):
+            if link.body.bytes_("member_head", 32) != founder.root:
                 raise ChainError("org.create does not pin the founder's member chain")
         except EncodingError as e:
             raise ChainError(f"malformed org.create: {e}") from e
         verify_invite_signature(link, invite_pk)
         root = link.hash
-        return cls(
-            org_id=org_id_for(root),
-            root=root,
-            name=name,
-            founder_invite=invite_pk,
-            members={
-                founder.member_id: OrgMember(
-                    founder.member_id, frozenset({"member", "ncc"}), "admitted", None, link.time,
-                    _first_head(founder),
-                )
-            },
-            invites={},
-            seq=1,
-            head=root,
-            time=link.time,
-        )
+        m = OrgMember(founder.member_id, None, link.time, founder.root,
+                      [RoleEntry(1, "admitted", {"member": None, "ncc": None})])
+        return cls(org_id_for(root), root, name, invite_pk, {founder.member_id: m}, {}, 1, root, link.time)
 
     def apply(self, link: Link, members: Mapping[str, MemberState], policy: Policy) -> None:
         check_sequence(link, self.org_id, self.seq, self.head, self.time)
+        ms = verify_signer(link, members)
+        handlers = {"org.invite": self._invite, "org.join": self._join, "org.admit": self._admit,
+                    "org.role": self._role}
+        handler = handlers.get(link.type)
+        if handler is None:
+            raise ChainError(f"unsupported organization link type {link.type!r}")
         try:
-            if link.type == "org.invite":
-                self._invite(link, members, policy)
-            elif link.type == "org.join":
-                self._join(link, members, policy)
-            else:
-                raise ChainError(f"unsupported organization link type {link.type!r}")
+            handler(link, ms, policy)
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
         self.seq, self.head, self.time = link.seq, link.hash, link.time
 
-    def _invite(self, link: Link, members: Mapping[str, MemberState], policy: Policy) -> None:
-        self._signer(link, members)
+    def _record(self, member_id: str, seq: int, status: str, roles: dict[str, int | None]) -> None:
+        self.members[member_id].log.append(RoleEntry(seq, status, roles))
+
+    def _invite(self, link: Link, ms: MemberState, policy: Policy) -> None:
         b = link.body
         role = b.str_("role", 16)
         if role not in ORG_INVITE_ROLES:
             raise ChainError(f"an invite grants one of {ORG_INVITE_ROLES}, not {role!r}")
-        roles = self.roles_of(link.signer)
-        if not policy.org_allows(roles, f"org.invite.{role}"):
+        if not policy.org_allows(self.roles_of(link.signer, link.time), f"org.invite.{role}"):
             raise PolicyDenied(f"member {link.signer} may not invite with role {role!r}")
         pk = b.bytes_("invite", 32)
         if pk in self.invites or pk == self.founder_invite:
@@ -263,8 +413,7 @@ class OrgState:
             raise ChainError("invite expires before it is issued")
         self.invites[pk] = Invite(pk, role, b.str_("note", 256), expires, link.signer)
 
-    def _join(self, link: Link, members: Mapping[str, MemberState], policy: Policy) -> None:
-        ms = self._signer(link, members)
+    def _join(self, link: Link, ms: MemberState, policy: Policy) -> None:
         pk = link.body.bytes_("invite", 32)
         inv = self.invites.get(pk)
         if inv is None:
@@ -275,21 +424,60 @@ class OrgState:
             raise ChainError("invite has expired")
         if link.signer in self.members:
             raise ChainError("member has already joined")
-        if link.body.bytes_("member_head", 32) != _first_head(ms):
+        if link.body.bytes_("member_head", 32) != ms.root:
             raise ChainError("org.join does not pin the member's chain")
         verify_invite_signature(link, pk)
         inv.used_by = link.signer
-        # An invite from someone allowed to admit is an admission; otherwise it waits.
-        admitted = policy.org_allows(self.roles_of(inv.by), "org.admit")
-        self.members[link.signer] = OrgMember(
-            link.signer, frozenset({inv.role}), "admitted" if admitted else "pending", inv.by,
-            link.time, _first_head(ms),
-        )
+        # An invite from someone allowed to admit is an admission; otherwise it waits for org.admit.
+        admitted = policy.org_allows(self.roles_of(inv.by, link.time), "org.admit")
+        self.members[link.signer] = OrgMember(link.signer, inv.by, link.time, ms.root)
+        self._record(link.signer, link.seq, "admitted" if admitted else "pending", {inv.role: None})
 
+    def _admit(self, link: Link, ms: MemberState, policy: Policy) -> None:
+        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.admit"):
+            raise PolicyDenied(f"member {link.signer} may not admit members")
+        target = link.body.str_("member", 64)
+        m = self.members.get(target)
+        if m is None:
+            raise ChainError(f"unknown member {target}")
+        if m.status == "admitted":
+            raise ChainError(f"member {target} is already admitted")
+        self._record(target, link.seq, "admitted", m.role_terms)
 
-def _first_head(ms: MemberState) -> bytes:
-    # The member-chain hash an org link pins: the member.create link (the identity root).
-    return ms.root
+    def _role(self, link: Link, ms: MemberState, policy: Policy) -> None:
+        b = link.body
+        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.role"):
+            raise PolicyDenied(f"member {link.signer} may not grant or revoke roles")
+        target, role, grant = b.str_("member", 64), b.str_("role", 16), b.bool_("grant")
+        until = b.opt_int("until", 0)
+        if role not in GRANTABLE_ROLES:
+            raise ChainError(f"role must be one of {GRANTABLE_ROLES}, not {role!r}")
+        m = self.members.get(target)
+        if m is None or m.status != "admitted":
+            raise ChainError(f"member {target} is not an admitted member")
+        roles = m.role_terms
+        active = self.roles_of(target, link.time)
+        if grant:
+            if until is not None and until <= link.time:
+                raise ChainError("role end date is in the past")
+            if role in active:
+                raise ChainError(f"member already holds role {role!r}")
+            roles[role] = until
+            if role == "compa":
+                roles.pop("member", None)
+        else:
+            if until is not None:
+                raise ChainError("a revocation takes no end date")
+            if role not in active:
+                raise ChainError(f"member does not hold role {role!r}")
+            if role == "ncc" and not any(
+                mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
+            ):
+                raise ChainError("cannot remove the last NCC member")
+            del roles[role]
+            if role == "compa":
+                roles["member"] = None
+        self._record(target, link.seq, "admitted", roles)
 
 
 def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: Policy) -> OrgState:
@@ -334,6 +522,12 @@ class TeamState:
     generation: int
     canaries: dict[int, bytes]
     boxes: dict[tuple[int, str], BoxCommitment] = field(default_factory=dict)
+    prev: dict[int, bytes] = field(default_factory=dict)  # gen -> previous seed under gen
+    pending_rotation: bool = False
+    pending_share: set[str] = field(default_factory=set)
+    ever: set[str] = field(default_factory=set)  # everyone who was ever a member (authors of old versions)
+    removed_at: dict[str, int] = field(default_factory=dict)  # member -> seq of the link that removed them
+    org_seq: int = 0
     seq: int = 0
     head: bytes = b""
     time: int = 0
@@ -344,111 +538,238 @@ class TeamState:
             return None
         return m.role
 
+    def active_members(self, now: int) -> set[str]:
+        return {m for m, tm in self.members.items() if tm.active(now)}
+
+    def admins(self, now: int) -> set[str]:
+        return {m for m, tm in self.members.items() if tm.active(now) and tm.role == "admin"}
+
+    def holds_key(self, member_id: str, now: int) -> bool:
+        return self.role_of(member_id, now) is not None and (self.generation, member_id) in self.boxes
+
+    def rotation_reasons(self, now: int, members: Mapping[str, MemberState]) -> list[str]:
+        """Why the current generation must not be used for new content (empty: it may)."""
+        reasons = []
+        if self.pending_rotation:
+            reasons.append("a member was removed or left and the key was not rotated yet")
+        for (gen, mid), c in self.boxes.items():
+            if gen != self.generation:
+                continue
+            if mid not in self.members:
+                reasons.append(f"{mid} was removed but holds the current key")
+            elif not self.members[mid].active(now):
+                reasons.append(f"{mid}'s role ended but they hold the current key")
+            elif mid in members and members[mid].puk_gen != c.puk_gen:
+                reasons.append(f"{mid} revoked a device that could open the current key")
+        return reasons
+
     @classmethod
-    def create(cls, link: Link, org: OrgState, members: Mapping[str, MemberState],
-               policy: Policy, kinds: Iterable[str]) -> TeamState:
+    def create(cls, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy,
+               kinds: Iterable[str]) -> TeamState:
         if link.type != "team.create" or link.seq != 1 or link.prev is not None or link.chain:
             raise ChainError("a team chain must start with team.create")
-        _verify_member_link(link, members)
+        verify_signer(link, members)
         try:
             b = link.body
             if b.str_("org") != org.org_id:
                 raise ChainError("team belongs to another organization")
+            org_seq = _org_seq(b, org, 0)
             kind = b.str_("kind", 16)
             if kind not in kinds:
                 raise ChainError(f"unknown team kind {kind!r}")
-            if not policy.org_allows(org.roles_of(link.signer), f"team.create.{kind}"):
+            if not policy.org_allows(org.roles_of(link.signer, link.time, org_seq), f"team.create.{kind}"):
                 raise PolicyDenied(f"member {link.signer} may not create a {kind} team")
-            team_id = team_id_for(org.org_id, b.bytes_("nonce", 16))
-            state = cls(
-                team_id=team_id,
-                org_id=org.org_id,
-                name=check_name(b.str_("name"), "team name"),
-                kind=kind,
-                history=b.bool_("history"),
-                members={},
-                generation=0,
-                canaries={},
-            )
+            state = cls(team_id_for(org.org_id, b.bytes_("nonce", 16)), org.org_id,
+                        check_name(b.str_("name"), "team name"), kind, b.bool_("history"), {}, 0, {})
+            state.org_seq = org_seq
             for item in b.list_("members", 1000):
                 m = Fields(item, "team member", {"member", "role", "until"})
-                state._add_member(m, link, org, policy)
+                state._add_member(m, link, org, org_seq, policy)
             if state.role_of(link.signer, link.time) != "admin":
                 raise ChainError("the creator of a team must be one of its admins")
-            state._new_generation(b.dict_("key", {"gen", "canary", "boxes"}), members, link.time)
+            state._new_generation(b.dict_("key"), link, members)
         except EncodingError as e:
             raise ChainError(f"malformed team.create: {e}") from e
         state.seq, state.head, state.time = 1, link.hash, link.time
         return state
 
-    def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState],
-              policy: Policy) -> None:
+    def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
         check_sequence(link, self.team_id, self.seq, self.head, self.time)
-        _verify_member_link(link, members)
+        verify_signer(link, members)
+        handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
+                    "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate}
+        handler = handlers.get(link.type)
+        if handler is None:
+            raise ChainError(f"unsupported team link type {link.type!r}")
         try:
-            if link.type == "team.add":
-                self._authorize(link, org, policy, "team.add")
-                self._add_member(link.body, link, org, policy)
-                key = link.body.dict_("key", {"gen", "boxes"})
-                if key.int_("gen") != self.generation:
-                    raise ChainError("team.add boxes a generation that is not current")
-                added = link.body.str_("member")
-                commits = _team_boxes(key.list_("boxes", 1), self.generation)
-                if set(commits) != {added}:
-                    raise ChainError("team.add must carry exactly the new member's key box")
-                self._record_boxes(commits, members)
-            else:
-                raise ChainError(f"unsupported team link type {link.type!r}")
+            org_seq = _org_seq(link.body, org, self.org_seq)
+            handler(link, org, org_seq, members, policy)
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
+        self.org_seq = org_seq
         self.seq, self.head, self.time = link.seq, link.hash, link.time
 
-    def _authorize(self, link: Link, org: OrgState, policy: Policy, action: str) -> None:
+    # -- transitions --------------------------------------------------------------------------
+
+    def _authorize(self, link: Link, org: OrgState, org_seq: int, policy: Policy, action: str) -> None:
         role = self.role_of(link.signer, link.time)
-        if not policy.team_allows(org.roles_of(link.signer), role, action):
+        if not policy.team_allows(org.roles_of(link.signer, link.time, org_seq), role, action):
             raise PolicyDenied(f"member {link.signer} may not {action.split('.', 1)[1]} in team {self.name}")
 
-    def _add_member(self, f: Fields, link: Link, org: OrgState, policy: Policy) -> None:
+    def _add(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+             policy: Policy) -> None:
+        self._authorize(link, org, org_seq, policy, "team.add")
+        added = self._add_member(link.body, link, org, org_seq, policy)
+        key = link.body.opt_dict("key", {"gen", "boxes"})
+        if key is None:
+            if self.holds_key(link.signer, link.time):
+                raise ChainError("a key holder must box the key for the member it adds")
+            self.pending_share.add(added)
+            return
+        self._one_box(key, added, link, members)
+
+    def _share(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+               policy: Policy) -> None:
+        self._authorize(link, org, org_seq, policy, "team.share")
+        if not self.holds_key(link.signer, link.time):
+            raise PolicyDenied("only a holder of the current team key can share it")
+        target = link.body.str_("member", 64)
+        if target not in self.pending_share or self.role_of(target, link.time) is None:
+            raise ChainError(f"member {target} is not waiting for the team key")
+        self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members)
+        self.pending_share.discard(target)
+
+    def _remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                policy: Policy) -> None:
+        self._authorize(link, org, org_seq, policy, "team.remove")
+        target = link.body.str_("member", 64)
+        if target not in self.members:
+            raise ChainError(f"member {target} is not in team {self.name}")
+        if self.admins(link.time) == {target}:
+            raise ChainError("cannot remove the last admin of a team; make someone else admin first")
+        holder = self.holds_key(link.signer, link.time) and link.signer != target
+        del self.members[target]
+        self.removed_at[target] = link.seq
+        self.pending_share.discard(target)
+        key = link.body.opt_dict("key")
+        if key is None:
+            if holder:
+                raise ChainError("a key holder must rotate the key in the same link as a removal")
+            self.pending_rotation = True
+        else:
+            if not holder:
+                raise ChainError("only a holder of the current key can rotate it")
+            self._new_generation(key, link, members)
+
+    def _leave(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+               policy: Policy) -> None:
+        if link.signer not in self.members:
+            raise ChainError("you are not in this team")
+        self._authorize(link, org, org_seq, policy, "team.leave")
+        if self.admins(link.time) == {link.signer}:
+            raise ChainError("you are the last admin of this team; make someone else admin first")
+        del self.members[link.signer]
+        self.removed_at[link.signer] = link.seq
+        self.pending_share.discard(link.signer)
+        self.pending_rotation = True
+
+    def _role(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+              policy: Policy) -> None:
+        self._authorize(link, org, org_seq, policy, "team.role")
+        b = link.body
+        target, role, until = b.str_("member", 64), b.str_("role", 16), b.opt_int("until", 0)
+        m = self.members.get(target)
+        if m is None or not m.active(link.time):
+            raise ChainError(f"member {target} is not in team {self.name}")
+        if role not in TEAM_ROLE_NAMES:
+            raise ChainError(f"unknown team role {role!r}")
+        if until is not None and until <= link.time:
+            raise ChainError("role expiry is in the past")
+        if m.role == "admin" and role != "admin" and self.admins(link.time) == {target}:
+            raise ChainError("cannot demote the last admin of a team")
+        if not policy.may_hold_team_role(org.roles_of(target, link.time, org_seq), role):
+            raise PolicyDenied(f"member {target} may not hold team role {role!r}")
+        if (m.role, m.until) == (role, until):
+            raise ChainError("nothing to change")
+        m.role, m.until = role, until
+
+    def _rotate(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                policy: Policy) -> None:
+        self._authorize(link, org, org_seq, policy, "team.rotate")
+        if not self.holds_key(link.signer, link.time):
+            raise PolicyDenied("only a holder of the current team key can rotate it")
+        self._new_generation(link.body.dict_("key"), link, members)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _add_member(self, f: Fields, link: Link, org: OrgState, org_seq: int, policy: Policy) -> str:
         mid = f.str_("member", 64)
         role = f.str_("role", 16)
         until = f.opt_int("until", 0)
-        if role not in ("admin", "writer", "reader"):
+        if role not in TEAM_ROLE_NAMES:
             raise ChainError(f"unknown team role {role!r}")
-        if mid not in org.members or org.members[mid].status != "admitted":
+        if not org.admitted(mid, org_seq):
             raise ChainError(f"member {mid} is not an admitted member of the organization")
-        if not policy.may_hold_team_role(org.roles_of(mid), role):
+        if not policy.may_hold_team_role(org.roles_of(mid, link.time, org_seq), role):
             raise PolicyDenied(f"member {mid} may not hold team role {role!r}")
         if mid in self.members and self.members[mid].active(link.time):
             raise ChainError(f"member {mid} is already in team {self.name}")
         if until is not None and until <= link.time:
             raise ChainError("role expiry is in the past")
         self.members[mid] = TeamMember(mid, role, until, link.time)
+        self.ever.add(mid)
+        self.removed_at.pop(mid, None)
+        return mid
 
-    def _new_generation(self, key: Fields, members: Mapping[str, MemberState], now: int) -> None:
+    def _one_box(self, key: Fields, member_id: str, link: Link, members: Mapping[str, MemberState]) -> None:
+        if key.int_("gen") != self.generation:
+            raise ChainError("key box for a generation that is not current")
+        if self.rotation_reasons(link.time, members):
+            raise ChainError("the team key must be rotated before it is shared")
+        commits = _box_commits(key.list_("boxes", 1), self.generation)
+        if set(commits) != {member_id}:
+            raise ChainError("the link must carry exactly the new member's key box")
+        self._record_boxes(commits, link, members)
+
+    def _new_generation(self, key: Fields, link: Link, members: Mapping[str, MemberState]) -> None:
         gen = key.int_("gen", 1)
         if gen != self.generation + 1:
             raise ChainError(f"key generation {gen} does not follow {self.generation}")
+        allowed = {"gen", "canary", "boxes", "prev"}
+        if set(key.raw) - allowed:
+            raise ChainError("unexpected fields in a key generation")
+        prev = key.opt_bytes("prev", HISTORY_BLOB)
+        if gen > 1 and self.history and prev is None:
+            raise ChainError("a team with history must carry the previous key in a rotation")
+        if (gen == 1 or not self.history) and prev is not None:
+            raise ChainError("this key generation must not carry a previous key")
+        commits = _box_commits(key.list_("boxes", 1000), gen)
+        if set(commits) != self.active_members(link.time):
+            raise ChainError("key boxes do not match the team's membership (missing or extra box)")
+        self._record_boxes(commits, link, members)
         self.generation = gen
         self.canaries[gen] = key.bytes_("canary", 32)
-        commits = _team_boxes(key.list_("boxes", 1000), gen)
-        current = {m for m, tm in self.members.items() if tm.active(now)}
-        if set(commits) != current:
-            raise ChainError("key boxes do not match the team's membership (missing or extra box)")
-        self._record_boxes(commits, members)
+        if prev is not None:
+            self.prev[gen] = prev
+        self.pending_rotation = False
+        self.pending_share.clear()
 
-    def _record_boxes(self, commits: dict[str, BoxCommitment], members: Mapping[str, MemberState]) -> None:
+    def _record_boxes(self, commits: dict[str, BoxCommitment], link: Link, members: Mapping[str, MemberState]) -> None:
         for mid, c in commits.items():
             ms = members.get(mid)
-            if ms is None or c.puk_gen != ms.puk_gen:
+            if ms is None or c.puk_gen != ms.puk_gen_at(link.time):
                 raise ChainError(f"key box for {mid} is not sealed to the member's current key")
             self.boxes[(c.gen, mid)] = c
 
 
-def team_id_for(org_id: str, nonce: bytes) -> str:
-    return short_id(labels.H_TEAM_ID, org_id.encode() + b"\x00" + nonce)
+def _org_seq(b: Fields, org: OrgState, previous: int) -> int:
+    seq = b.int_("org_seq", 1)
+    if seq > org.seq or seq < previous:
+        raise ChainError("team link refers to an organization state that does not exist or went back")
+    return seq
 
 
-def _team_boxes(items: Iterable[Value], gen: int) -> dict[str, BoxCommitment]:
+def _box_commits(items: Iterable[Value], gen: int) -> dict[str, BoxCommitment]:
     out: dict[str, BoxCommitment] = {}
     for item in items:
         f = Fields(item, "key box commitment", {"member", "puk_gen", "hash"})
@@ -459,26 +780,11 @@ def _team_boxes(items: Iterable[Value], gen: int) -> dict[str, BoxCommitment]:
     return out
 
 
-def _verify_member_link(link: Link, members: Mapping[str, MemberState]) -> None:
-    ms = members.get(link.signer)
-    if ms is None:
-        raise ChainError(f"link signed by unknown member {link.signer}")
-    verify_link_signature(link, ms.device(link.device).sign_public)
-
-
-def replay_team(links: list[Link], org: OrgState, members: Mapping[str, MemberState],
-                policy: Policy, kinds: Iterable[str]) -> TeamState:
+def replay_team(links: list[Link], org: OrgState, members: Mapping[str, MemberState], policy: Policy,
+                kinds: Iterable[str]) -> TeamState:
     if not links:
         raise ChainError("empty team chain")
     state = TeamState.create(links[0], org, members, policy, kinds)
     for link in links[1:]:
         state.apply(link, org, members, policy)
     return state
-
-
-T = TypeVar("T")
-
-
-def clone(state: T) -> T:
-    """A deep copy to apply a candidate link to without touching the original."""
-    return copy.deepcopy(state)

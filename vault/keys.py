@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, decode, encode
-from vault.errors import EncodingError
+from vault.errors import DecryptionFailed, EncodingError
 
 
 def short_id(label: bytes, data: bytes) -> str:
@@ -46,6 +46,11 @@ class DeviceKeys:
     def device_id(self) -> str:
         return device_id_for(self.sign_public)
 
+    @classmethod
+    def from_paper(cls, secret: bytes) -> DeviceKeys:
+        """A paper (recovery) device: both seeds derived from the printed secret."""
+        return cls(p.kdf(secret, labels.KDF_PAPER_SIGN), p.kdf(secret, labels.KDF_PAPER_BOX))
+
     def sign(self, tag: bytes, message: bytes) -> bytes:
         return p.sign(p.sign_keypair(self.sign_seed)[1], tag, message)
 
@@ -61,6 +66,41 @@ def verify(public: bytes, tag: bytes, message: bytes, signature: bytes) -> None:
 
 def seal_to(box_public: bytes, message: bytes) -> bytes:
     return p.seal(box_public, message)
+
+
+def key_fingerprint(member_id: str, devices: list[tuple[str, bytes]], puk_sign_public: bytes) -> bytes:
+    """What a member's identity is today: member id, active device keys, current PUK."""
+    return p.tagged_hash(
+        labels.H_KEYS,
+        encode({"member": member_id, "devices": sorted([d, k] for d, k in devices), "puk": puk_sign_public}),
+    )
+
+
+def safety_number(a: tuple[str, bytes], b: tuple[str, bytes]) -> str:
+    """Twelve groups of five digits that two members compare in person (order-independent)."""
+    first, second = sorted([a, b])
+    digest = p.tagged_hash(labels.H_SAFETY, encode([list(first), list(second)]))
+    digits = "".join(f"{int.from_bytes(digest[i:i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+    digest2 = p.tagged_hash(labels.H_SAFETY, digest)
+    digits += "".join(f"{int.from_bytes(digest2[i:i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+    return " ".join(digits[i : i + 5] for i in range(0, 60, 5))
+
+
+def link_slot(secret: bytes) -> str:
+    """The server-side mailbox id of a one-time device-link code."""
+    return p.kdf(secret, labels.KDF_LINK_SLOT, 16).hex()
+
+
+def seal_link_payload(secret: bytes, payload: bytes) -> bytes:
+    nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
+    return nonce + p.aead_encrypt(p.kdf(secret, labels.KDF_LINK_KEY), nonce, labels.AD_DEVICE_LINK, payload)
+
+
+def open_link_payload(secret: bytes, blob: bytes) -> bytes:
+    n = p.AEAD_NONCE_BYTES
+    if len(blob) < n + p.AEAD_TAG_BYTES:
+        raise DecryptionFailed()
+    return p.aead_decrypt(p.kdf(secret, labels.KDF_LINK_KEY), blob[:n], labels.AD_DEVICE_LINK, blob[n:])
 
 
 @dataclass(frozen=True)
@@ -90,6 +130,19 @@ class PukKeys:
         """The PUK seed sealed to one device, bound to member and generation."""
         payload = encode({"member": member_id, "gen": self.generation, "seed": self.seed})
         return p.seal(device_box_public, payload)
+
+    def seal_previous(self, previous: PukKeys) -> bytes:
+        """The previous generation's seed under this one (so new devices can read history)."""
+        nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
+        ad = labels.AD_PUK_PREV + b"\x00" + encode({"gen": previous.generation})
+        return nonce + p.aead_encrypt(p.kdf(self.seed, labels.KDF_PUK_SECRETBOX), nonce, ad, previous.seed)
+
+    def open_previous(self, blob: bytes) -> PukKeys:
+        gen = self.generation - 1
+        ad = labels.AD_PUK_PREV + b"\x00" + encode({"gen": gen})
+        n = p.AEAD_NONCE_BYTES
+        seed = p.aead_decrypt(p.kdf(self.seed, labels.KDF_PUK_SECRETBOX), blob[:n], ad, blob[n:])
+        return PukKeys(gen, seed)
 
     @classmethod
     def open_device_box(cls, device: DeviceKeys, member_id: str, generation: int, box: bytes) -> PukKeys:

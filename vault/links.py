@@ -134,6 +134,21 @@ def verify_invite_signature(link: Link, invite_public: bytes) -> None:
     p.verify(invite_public, labels.SIG_INVITE, link.raw, link.xsig)
 
 
+def device_proof_statement(member_id: str, device_id: str, sign_public: bytes, box_public: bytes) -> bytes:
+    return encode({"member": member_id, "device": device_id, "sign_pk": sign_public, "box_pk": box_public})
+
+
+def sign_device_proof(device: DeviceKeys, member_id: str) -> bytes:
+    """A new device's proof that it holds the keys a device.add link introduces."""
+    statement = device_proof_statement(member_id, device.device_id, device.sign_public, device.box_public)
+    return device.sign(labels.SIG_DEVICE_PROOF, statement)
+
+
+def verify_device_proof(member_id: str, device_id: str, sign_public: bytes, box_public: bytes, sig: bytes) -> None:
+    statement = device_proof_statement(member_id, device_id, sign_public, box_public)
+    p.verify(sign_public, labels.SIG_DEVICE_PROOF, statement, sig)
+
+
 def invite_public(invite_secret: bytes) -> bytes:
     """The public key of a one-time invite secret (what the org chain records)."""
     return p.sign_keypair(p.kdf(invite_secret, labels.KDF_INVITE_SIGN))[0]

@@ -60,6 +60,26 @@ class TeamKey:
         return p.seal(puk_box_public, payload)
 
 
+def seal_history(new: TeamKey, old: TeamKey) -> bytes:
+    """The previous generation's seed encrypted under the new one (history for new members)."""
+    nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
+    ad = labels.AD_TEAM_PREV + b"\x00" + encode({"team": new.team_id, "gen": old.gen})
+    return nonce + p.aead_encrypt(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), nonce, ad, old.seed)
+
+
+def open_history(new: TeamKey, blob: bytes, canary: bytes) -> TeamKey:
+    """The previous generation from ``new``'s history blob, checked against its canary."""
+    gen = new.gen - 1
+    ad = labels.AD_TEAM_PREV + b"\x00" + encode({"team": new.team_id, "gen": gen})
+    n = p.AEAD_NONCE_BYTES
+    if len(blob) < n + p.AEAD_TAG_BYTES:
+        raise IntegrityError("team key history is malformed")
+    key = TeamKey(new.team_id, gen, p.aead_decrypt(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), blob[:n], ad, blob[n:]))
+    if not p.equal(key.canary, canary):
+        raise IntegrityError("team key history does not match the generation's canary")
+    return key
+
+
 def box_hash(box: bytes) -> bytes:
     return p.tagged_hash(labels.H_BOX, box)
 

@@ -1,0 +1,1 @@
+"""Member Vault client: API client, local state and the mvault CLI."""

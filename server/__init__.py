@@ -1,0 +1,1 @@
+"""Member Vault server: aiohttp app, storage, TLS and the mvault-server CLI."""
