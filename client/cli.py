@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from client import admin
 from client.api import Api
 from client.client import DocVersion, Session, join
 from client.home import SESSION_MINUTES, Home, default_home, read_passphrase
@@ -48,16 +49,27 @@ def _run(coro: Awaitable[T]) -> T:
     return uvloop.run(wrap())
 
 
-def with_session(ctx: Ctx, fn: Callable[[Session], Awaitable[T]]) -> T:
+def with_session(ctx: Ctx, fn: Callable[[Session], Awaitable[T]], maintain: bool = True) -> T:
+    """Unlock, log in, verify, do pending key work (rotations, shares), then run ``fn``."""
     cfg = ctx.home.config()
     secrets = ctx.home.unlock()
+    notes: list[str] = []
 
     async def go() -> T:
         async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
             session = await Session.open(ctx.home, secrets, api)
-            return await fn(session)
+            try:
+                if maintain:
+                    notes.extend(await session.maintain())
+                return await fn(session)
+            finally:
+                notes.extend(f"warning: {w}" for w in session.warnings)
 
-    return _run(go())
+    try:
+        return _run(go())
+    finally:
+        for note in notes:
+            err.print(note, markup=False, soft_wrap=True)
 
 
 def emit(ctx: Ctx, value: Any, human: Callable[[], None]) -> None:
@@ -203,9 +215,10 @@ def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
 @click.pass_obj
 def team_add(ctx: Ctx, team_name: str, member: str, role: str, until: str | None) -> None:
     """Add MEMBER to TEAM with a role (and give them the team key)."""
-    with_session(ctx, lambda s: s.add_member(team_name, member, role, _until(until)))
-    emit(ctx, {"team": team_name, "member": member, "role": role, "until": until},
-         lambda: out.print(f"added {member} to {team_name} as {role}"))
+    boxed = with_session(ctx, lambda s: s.add_member(team_name, member, role, _until(until)))
+    emit(ctx, {"team": team_name, "member": member, "role": role, "until": until, "key_shared": boxed},
+         lambda: out.print(f"added {member} to {team_name} as {role}"
+                           + ("" if boxed else "; they get the key when a key holder's client next runs")))
 
 
 @team.command("ls")
@@ -236,26 +249,235 @@ def team_ls(ctx: Ctx) -> None:
 @json_flag
 @click.pass_obj
 def team_show(ctx: Ctx, team_name: str) -> None:
-    """Members, roles, expiries and key generation of a team."""
-
-    async def go(s: Session) -> dict[str, Any]:
-        view = await s.view()
-        t = view.team_by_name(team_name)
-        return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation,
-                "history": t.history,
-                "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role,
-                             "until": m.until} for m in t.members.values()]}
-
-    info = with_session(ctx, go)
+    """Members, roles, expiries, key generation and pending work of a team."""
+    info = with_session(ctx, lambda s: admin.team_info(s, team_name))
 
     def human() -> None:
-        out.print(f"{info['name']} ({info['kind']}), key generation {info['generation']}")
-        table = Table("member", "role", "until")
+        out.print(f"{info['name']} ({info['kind']}), key generation {info['generation']}"
+                  + ("" if info["history"] else ", no history for new members"))
+        table = Table("member", "role", "until", "key")
         for m in info["members"]:
-            table.add_row(m["name"], m["role"], _when(m["until"]) if m["until"] else "-")
+            until = _when(m["until"]) if m["until"] else "-"
+            table.add_row(m["name"], m["role"] if m["active"] else f"{m['role']} (ended)", until,
+                          "yes" if m["has_key"] else "no")
         out.print(table)
+        for p in info["pending"]:
+            out.print(f"pending: {p}")
 
     emit(ctx, info, human)
+
+
+@team.command("remove")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("member")
+@json_flag
+@click.pass_obj
+def team_remove(ctx: Ctx, team_name: str, member: str) -> None:
+    """Remove MEMBER from TEAM and rotate the team key in the same step."""
+    rotated = with_session(ctx, lambda s: admin.remove_from_team(s, team_name, member))
+    emit(ctx, {"team": team_name, "member": member, "rotated": rotated},
+         lambda: out.print(f"removed {member} from {team_name}; "
+                           + ("key rotated" if rotated else "new content waits until a key holder rotates")))
+
+
+@team.command("role")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("member")
+@click.argument("role", type=click.Choice(TEAM_ROLES))
+@click.option("--until", default=None, help="role ends on this date (YYYY-MM-DD)")
+@json_flag
+@click.pass_obj
+def team_role(ctx: Ctx, team_name: str, member: str, role: str, until: str | None) -> None:
+    """Change MEMBER's role (and expiry) in TEAM."""
+    with_session(ctx, lambda s: admin.set_team_role(s, team_name, member, role, _until(until)))
+    emit(ctx, {"team": team_name, "member": member, "role": role, "until": until},
+         lambda: out.print(f"{member} is now {role} in {team_name}"))
+
+
+@team.command("rotate")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def team_rotate(ctx: Ctx, team_name: str) -> None:
+    """Start a new key generation for TEAM now."""
+
+    async def go(s: Session) -> int:
+        team = (await s.view()).team_by_name(team_name)
+        await s.rotate(team)
+        return (await s.view()).team_by_name(team_name).generation
+
+    gen = with_session(ctx, go)
+    emit(ctx, {"team": team_name, "generation": gen}, lambda: out.print(f"{team_name}: key generation {gen}"))
+
+
+@cli.command("leave")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def leave_cmd(ctx: Ctx, team_name: str) -> None:
+    """Leave a team (its key is rotated by the next key holder's client)."""
+    with_session(ctx, lambda s: admin.leave(s, team_name))
+    emit(ctx, {"team": team_name, "left": True}, lambda: out.print(f"left {team_name}"))
+
+
+@cli.command()
+@click.argument("member")
+@json_flag
+@click.pass_obj
+def admit(ctx: Ctx, member: str) -> None:
+    """Admit a pending member (NCC; after the bootcamp)."""
+    m = with_session(ctx, lambda s: admin.admit(s, member))
+    emit(ctx, {"member": m.member_id, "name": m.name, "status": "admitted"},
+         lambda: out.print(f"admitted {m.name}"))
+
+
+@cli.group()
+def role() -> None:
+    """Grant or revoke organization roles (NCC only)."""
+
+
+def _role_cmd(grant: bool) -> Callable[..., None]:
+    @click.argument("member")
+    @click.argument("role_name", metavar="ROLE", type=click.Choice(["ncc", "staff", "security", "compa"]))
+    @json_flag
+    @click.pass_obj
+    def cmd(ctx: Ctx, member: str, role_name: str, **kw: Any) -> None:
+        until = _until(kw.get("until"))
+        m = with_session(ctx, lambda s: admin.set_org_role(s, member, role_name, grant, until))
+        verb = "granted" if grant else "revoked"
+        emit(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: True, "until": kw.get("until")},
+             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {m.name}"))
+
+    return cmd
+
+
+role.command("grant", help="Grant ROLE to MEMBER.")(
+    click.option("--until", default=None, help="role ends on this date (YYYY-MM-DD)")(_role_cmd(True)))
+role.command("revoke", help="Revoke ROLE from MEMBER.")(_role_cmd(False))
+
+
+@cli.command("members")
+@json_flag
+@click.pass_obj
+def members_cmd(ctx: Ctx) -> None:
+    """The organization: roles, devices, verified or not."""
+    rows = with_session(ctx, admin.members)
+
+    def human() -> None:
+        table = Table("name", "roles", "status", "devices", "verified", "teams")
+        for r in rows:
+            table.add_row(r["name"], ", ".join(r["roles"]), r["status"], str(r["devices"]), r["verified"],
+                          ", ".join(r["teams"]))
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@cli.command()
+@click.argument("member")
+@click.option("--confirm", is_flag=True, help="mark verified after comparing the number in person")
+@json_flag
+@click.pass_obj
+def verify(ctx: Ctx, member: str, confirm: bool) -> None:
+    """Show the safety number you and MEMBER compare in person."""
+    info = with_session(ctx, lambda s: admin.verify(s, member, confirm))
+    emit(ctx, info, lambda: out.print(f"safety number with {info['name']}:\n  {info['safety_number']}\n"
+                                      f"verified: {info['verified']}"))
+
+
+@cli.group()
+def device() -> None:
+    """Your devices: add, link, list, revoke."""
+
+
+@device.command("add")
+@click.option("--name", default=None, help="name for the new device")
+@click.option("--wait", default=600, show_default=True, type=click.IntRange(5, 3600), help="seconds to wait")
+@json_flag
+@click.pass_obj
+def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
+    """Print a one-time code, then wait for `mvault device link CODE` on the new device."""
+
+    def show(code: str) -> None:
+        if ctx.as_json:
+            click.echo(json.dumps({"code": code}))
+        else:
+            click.echo(f"on the new device run:\n  mvault device link {code}")
+        sys.stdout.flush()
+
+    added = with_session(ctx, lambda s: admin.device_add(s, name, show, wait))
+    emit(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {added}"))
+
+
+@device.command("link")
+@click.argument("code")
+@click.option("--name", default=None, help="name for this device")
+@click.option("--wait", default=600, show_default=True, type=click.IntRange(5, 3600), help="seconds to wait")
+@json_flag
+@click.pass_obj
+def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
+    """On a new machine: join your member identity with the code from `device add`."""
+    passphrase = read_passphrase(confirm=True)
+    cfg = _run(admin.device_link(ctx.home, code, name, passphrase, wait))
+    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+         lambda: out.print(f"this device now belongs to {cfg.name} ({cfg.member_id})"))
+
+
+@device.command("ls")
+@json_flag
+@click.pass_obj
+def device_ls(ctx: Ctx) -> None:
+    """Your devices (and paper keys), active and revoked."""
+    rows = with_session(ctx, admin.device_list)
+
+    def human() -> None:
+        table = Table("name", "kind", "added", "revoked", "")
+        for r in rows:
+            table.add_row(r["name"], r["kind"], _when(r["added"]), _when(r["revoked"]) if r["revoked"] else "-",
+                          "this device" if r["this"] else "")
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@device.command("revoke")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def device_revoke(ctx: Ctx, name: str) -> None:
+    """Revoke a device: rolls your member key and rotates your teams' keys."""
+
+    async def go(s: Session) -> tuple[int, list[str]]:
+        gen = await admin.device_revoke(s, name)
+        return gen, await s.maintain()
+
+    gen, rotated = with_session(ctx, go)
+    emit(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
+         lambda: out.print(f"revoked {name}; member key generation {gen}" + "".join(f"\n{r}" for r in rotated)))
+
+
+@cli.command("recovery-key")
+@click.option("--name", default=None, help="name for the paper key")
+@json_flag
+@click.pass_obj
+def recovery_key(ctx: Ctx, name: str | None) -> None:
+    """Make a paper key (an offline device): write it down, keep it safe."""
+    code = with_session(ctx, lambda s: admin.recovery_key(s, name))
+    emit(ctx, {"recovery_key": code}, lambda: out.print(
+        f"recovery key (anyone holding it can act as you until you revoke it):\n  {code}"))
+
+
+@cli.command()
+@click.argument("code")
+@click.option("--name", default=None, help="name for this device")
+@json_flag
+@click.pass_obj
+def recover(ctx: Ctx, code: str, name: str | None) -> None:
+    """On a fresh machine: restore access with a recovery key."""
+    passphrase = read_passphrase(confirm=True)
+    cfg = _run(admin.recover(ctx.home, code, passphrase, name))
+    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+         lambda: out.print(f"restored {cfg.name} ({cfg.member_id}) on this machine"))
 
 
 def _doc_json(d: DocVersion, s: Session | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.invite import InviteCode
-from vault.keys import DeviceKeys, PukKeys, key_fingerprint
+from vault.keys import DeviceKeys, PukKeys, device_id_for, key_fingerprint
 from vault.links import Link, invite_public, make_link, parse_link
 from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_history
 
@@ -92,8 +92,8 @@ class DocVersion:
     vid: str
 
 
-def device_body(device: DeviceKeys, name: str, kind: str = "device") -> dict[str, Any]:
-    return {"id": device.device_id, "sign_pk": device.sign_public, "box_pk": device.box_public, "name": name,
+def device_body(sign_public: bytes, box_public: bytes, name: str, kind: str = "device") -> dict[str, Any]:
+    return {"id": device_id_for(sign_public), "sign_pk": sign_public, "box_pk": box_public, "name": name,
             "kind": kind}
 
 
@@ -117,7 +117,7 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
             info = await api.get("/api/v1/info")
             member_link = make_link(
                 chain=None, seq=1, prev=None, time=now(), signer=member_id, device=device, type_="member.create",
-                body={"name": name, "device": device_body(device, "device-1"),
+                body={"name": name, "device": device_body(device.sign_public, device.box_public, "device-1"),
                       "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
                       "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
             )

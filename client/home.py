@@ -157,6 +157,11 @@ class Home:
             for name in ("keystore.bin", "pins.json", "session.bin"):
                 (self.path / name).unlink(missing_ok=True)
 
+    def forget(self) -> None:
+        """Undo a failed device link or recovery: remove every file it wrote."""
+        for name in ("config.json", "keystore.bin", "pins.json", "session.bin"):
+            (self.path / name).unlink(missing_ok=True)
+
     def save_secrets(self, secrets: Secrets) -> None:
         assert self._key is not None and self._salt is not None and self._params is not None
         atomic_write(self.path / "keystore.bin",

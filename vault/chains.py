@@ -559,7 +559,7 @@ class TeamState:
                 reasons.append(f"{mid} was removed but holds the current key")
             elif not self.members[mid].active(now):
                 reasons.append(f"{mid}'s role ended but they hold the current key")
-            elif mid in members and members[mid].puk_gen != c.puk_gen:
+            elif mid in members and members[mid].puk_gen_at(now) != c.puk_gen:
                 reasons.append(f"{mid} revoked a device that could open the current key")
         return reasons
 

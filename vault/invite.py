@@ -49,3 +49,46 @@ class InviteCode:
             return cls(url, f.bytes_("cert", 32), f.opt_bytes("org", 32), f.bytes_("secret", 32))
         except (binascii.Error, ValueError, EncodingError) as e:
             raise InviteError("invite code is damaged (copy it again, whole)") from e
+
+
+@dataclass(frozen=True)
+class MemberCode:
+    """A device-link code (``mvd1-``) or a paper recovery key (``mvr1-``).
+
+    Both carry what a fresh machine needs to trust (server URL, certificate fingerprint,
+    organization root) plus the member id and a 32-byte secret: for a device link the
+    one-time mailbox secret, for a recovery key the seed of the paper device.
+    """
+
+    prefix: str
+    url: str
+    cert_fingerprint: bytes
+    org_root: bytes
+    member_id: str
+    secret: bytes
+
+    def encode(self) -> str:
+        raw = encode({"v": 1, "url": self.url, "cert": self.cert_fingerprint, "org": self.org_root,
+                      "member": self.member_id, "secret": self.secret})
+        return self.prefix + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def parse(cls, code: str, prefix: str) -> MemberCode:
+        code = "".join(code.split())
+        what = "recovery key" if prefix == RECOVERY_PREFIX else "device-link code"
+        if not code.startswith(prefix) or len(code) > 2048:
+            raise InviteError(f"not a Member Vault {what} (it starts with {prefix})")
+        body = code[len(prefix) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            f = Fields(decode(raw), what, {"v", "url", "cert", "org", "member", "secret"})
+            if f.int_("v") != 1:
+                raise InviteError(f"unsupported {what} version")
+            return cls(prefix, f.str_("url", 512), f.bytes_("cert", 32), f.bytes_("org", 32), f.str_("member", 64),
+                       f.bytes_("secret", 32))
+        except (binascii.Error, ValueError, EncodingError) as e:
+            raise InviteError(f"{what} is damaged (copy it again, whole)") from e
+
+
+DEVICE_PREFIX = "mvd1-"
+RECOVERY_PREFIX = "mvr1-"

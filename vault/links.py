@@ -28,6 +28,8 @@ CHAIN_TAGS = {
     "org": labels.SIG_ORG_LINK,
     "team": labels.SIG_TEAM_LINK,
 }
+# Link type prefix -> the kind of chain it belongs to.
+CHAIN_OF_TYPE = {"member": "member", "device": "member", "org": "org", "team": "team"}
 MAX_LINK_BYTES = 256 * 1024
 _LINK_FIELDS = {"v", "chain", "seq", "prev", "time", "signer", "device", "type", "body"}
 
@@ -55,7 +57,8 @@ class Link:
 
     @property
     def kind(self) -> str:
-        return self.type.split(".", 1)[0]
+        """The kind of chain this link belongs to: member, org or team."""
+        return CHAIN_OF_TYPE[self.type.split(".", 1)[0]]
 
 
 def parse_link(wire: bytes) -> Link:
@@ -70,7 +73,7 @@ def parse_link(wire: bytes) -> Link:
     if f.int_("v") != 1:
         raise EncodingError("unsupported link version")
     type_ = f.str_("type", 64)
-    if type_.split(".", 1)[0] not in CHAIN_TAGS:
+    if type_.split(".", 1)[0] not in CHAIN_OF_TYPE:
         raise EncodingError(f"unknown link type {type_!r}")
     return Link(
         wire=wire,
@@ -114,7 +117,7 @@ def make_link(
             "body": body,
         }
     )
-    tag = CHAIN_TAGS[type_.split(".", 1)[0]]
+    tag = CHAIN_TAGS[CHAIN_OF_TYPE[type_.split(".", 1)[0]]]
     sig = device.sign(tag, raw)
     xsig = None
     if invite_secret is not None:

@@ -1,0 +1,299 @@
+"""Organization, team and device management (issue 3): thin wrappers that build links.
+
+Every operation builds a link, checks it locally against the verified state with the
+shared replay code (so a bad request fails before the server sees it), and posts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from client.api import Api, b64, unb64
+from client.client import Session, device_body, member_fingerprint, now
+from client.home import Config, Home, Secrets
+from vault.chains import MemberState, check_name
+from vault.encoding import Fields, decode, encode
+from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
+from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, MemberCode
+from vault.keys import (
+    DeviceKeys,
+    PukKeys,
+    device_id_for,
+    link_slot,
+    open_link_payload,
+    safety_number,
+    seal_link_payload,
+)
+from vault.links import sign_device_proof
+from vault.teamkeys import box_hash
+
+LINK_WAIT_SECONDS = 600.0
+POLL_SECONDS = 0.5
+
+
+# -- organization -------------------------------------------------------------------------------
+
+
+async def admit(s: Session, name: str) -> MemberState:
+    view = await s.view()
+    m = view.member_by_name(name)
+    await s.append_org("org.admit", {"member": m.member_id})
+    return m
+
+
+async def set_org_role(s: Session, name: str, role: str, grant: bool, until: int | None) -> MemberState:
+    view = await s.view()
+    m = view.member_by_name(name)
+    await s.append_org("org.role", {"member": m.member_id, "role": role, "grant": grant, "until": until})
+    return m
+
+
+async def members(s: Session) -> list[dict[str, Any]]:
+    view = await s.view()
+    t = now()
+    rows = []
+    for mid, om in sorted(view.org.members.items(), key=lambda kv: view.name_of(kv[0])):
+        ms = view.members[mid]
+        rows.append({
+            "member": mid, "name": ms.name, "status": om.status,
+            "roles": sorted(view.org.roles_of(mid, t)),
+            "role_terms": {r: u for r, u in om.role_terms.items() if u is not None},
+            "devices": len(ms.active_devices()), "puk_gen": ms.puk_gen,
+            "verified": "self" if mid == s.me else s.verified(ms),
+            "teams": sorted(tm.name for tm in view.teams.values() if mid in tm.members),
+        })
+    return rows
+
+
+async def verify(s: Session, name: str, confirm: bool) -> dict[str, Any]:
+    view = await s.view()
+    them = view.member_by_name(name)
+    if them.member_id == s.me:
+        raise VaultError("that is you; verify someone else")
+    me = view.members[s.me]
+    number = safety_number((s.me, member_fingerprint(me)), (them.member_id, member_fingerprint(them)))
+    if confirm:
+        pins = s.home.pins()
+        pins.verified[them.member_id] = member_fingerprint(them).hex()
+        s.home.save_pins(pins)
+    return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.verified(them)}
+
+
+# -- teams -----------------------------------------------------------------------------------------
+
+
+async def remove_from_team(s: Session, team_name: str, member_name: str) -> bool:
+    """Remove a member; True when the key was rotated in the same link."""
+    view = await s.view()
+    team = view.team_by_name(team_name)
+    target = view.member_by_name(member_name)
+    if target.member_id not in team.members:
+        raise NotFound(f"{target.name} is not in team {team.name}")
+    if target.member_id == s.me:
+        raise VaultError("to leave a team yourself use `mvault leave TEAM`")
+    body: dict[str, Any] = {"member": target.member_id, "key": None}
+    boxes: dict[str, bytes] = {}
+    rotated = team.holds_key(s.me, now())
+    if rotated:
+        old = await s.team_key(team, team.generation)
+        body["key"], boxes = s._new_generation(team, view, old, leaving=target.member_id)
+    await s.append_team(team, "team.remove", body, boxes)
+    return rotated
+
+
+async def set_team_role(s: Session, team_name: str, member_name: str, role: str, until: int | None) -> None:
+    view = await s.view()
+    team = view.team_by_name(team_name)
+    target = view.member_by_name(member_name)
+    await s.append_team(team, "team.role", {"member": target.member_id, "role": role, "until": until})
+
+
+async def leave(s: Session, team_name: str) -> None:
+    view = await s.view()
+    team = view.team_by_name(team_name)
+    if s.me not in team.members:
+        raise NotFound(f"you are not in team {team.name}")
+    await s.append_team(team, "team.leave", {})
+
+
+async def team_info(s: Session, team_name: str) -> dict[str, Any]:
+    view = await s.view()
+    t = view.team_by_name(team_name)
+    pending = t.rotation_reasons(now(), view.members)
+    pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
+    return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation, "history": t.history,
+            "pending": pending,
+            "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role, "until": m.until,
+                         "active": m.active(now()), "has_key": (t.generation, m.member_id) in t.boxes}
+                        for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id))]}
+
+
+# -- devices ---------------------------------------------------------------------------------------
+
+
+def _device_name(ms: MemberState, wanted: str | None, stem: str) -> str:
+    if wanted:
+        return check_name(wanted, "device name")
+    used = {d.name for d in ms.devices.values()}
+    n = 1
+    while f"{stem}-{n}" in used:
+        n += 1
+    return f"{stem}-{n}"
+
+
+async def _add_device(s: Session, sign_public: bytes, box_public: bytes, name: str, kind: str,
+                      proof: bytes) -> None:
+    view = await s.view()
+    mine = view.members[s.me]
+    puk = await s.puk(mine.puk_gen)
+    box = puk.seal_for_device(s.me, box_public)
+    device_id = device_id_for(sign_public)
+    await s.append_member("device.add", {
+        "device": device_body(sign_public, box_public, name, kind), "puk_gen": mine.puk_gen,
+        "puk_boxes": [{"device": device_id, "hash": box_hash(box)}], "proof": proof,
+    }, {device_id: box})
+
+
+async def device_add(s: Session, name: str | None, show_code: Callable[[str], None],
+                     wait: float = LINK_WAIT_SECONDS) -> str:
+    """Open a one-time mailbox, show its code, wait for the new device, then add it."""
+    secret = os.urandom(32)
+    slot = link_slot(secret)
+    await s.api.post(f"/api/v1/device-links/{slot}", {})
+    show_code(MemberCode(DEVICE_PREFIX, s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
+                         s.me, secret).encode())
+    deadline = time.monotonic() + wait
+    while True:
+        res = await s.api.get(f"/api/v1/device-links/{slot}")
+        if res.get("payload"):
+            break
+        if time.monotonic() > deadline:
+            raise VaultError("no device used the code in time; run `mvault device add` again")
+        await asyncio.sleep(POLL_SECONDS)
+    f = Fields(decode(open_link_payload(secret, unb64(res["payload"]))), "device offer",
+               {"name", "sign_pk", "box_pk", "proof"})
+    view = await s.view()
+    name = _device_name(view.members[s.me], name or f.str_("name", 64) or None, "device")
+    await _add_device(s, f.bytes_("sign_pk", 32), f.bytes_("box_pk", 32), name, "device", f.bytes_("proof", 64))
+    return name
+
+
+async def _wait_until_active(api: Api, member: str, device: str, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            await api.post("/api/v1/auth/challenge", {"member": member, "device": device})
+            return
+        except AuthError:
+            if time.monotonic() > deadline:
+                raise VaultError("the existing device did not add this one in time") from None
+            await asyncio.sleep(POLL_SECONDS)
+
+
+async def device_link(home: Home, code: str, name: str | None, passphrase: str,
+                      wait: float = LINK_WAIT_SECONDS) -> Config:
+    """On a new machine: deliver fresh keys through the code's mailbox, wait to be added."""
+    if home.exists:
+        raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
+    mc = MemberCode.parse(code, DEVICE_PREFIX)
+    device = DeviceKeys.generate()
+    home.create_keystore(Secrets(device, {}), passphrase)
+    cfg = Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(), member_id=mc.member_id,
+                 device_id=device.device_id, name="")
+    try:
+        async with Api(mc.url, mc.cert_fingerprint) as api:
+            offer = encode({"name": name or "", "sign_pk": device.sign_public, "box_pk": device.box_public,
+                            "proof": sign_device_proof(device, mc.member_id)})
+            await api.post(f"/api/v1/device-links/{link_slot(mc.secret)}/offer",
+                           {"payload": b64(seal_link_payload(mc.secret, offer))})
+            await _wait_until_active(api, mc.member_id, device.device_id, wait)
+            home.save_config(cfg)
+            s = await Session.open(home, Secrets(device, {}), api)
+            view = await s.view()
+            cfg.name = view.members[mc.member_id].name
+            home.save_config(cfg)
+            await s.puk(view.members[mc.member_id].puk_gen)
+    except BaseException:
+        home.forget()
+        raise
+    return cfg
+
+
+async def device_list(s: Session) -> list[dict[str, Any]]:
+    view = await s.view()
+    return [{"device": d.device_id, "name": d.name, "kind": d.kind, "added": d.added, "revoked": d.revoked,
+             "this": d.device_id == s.device.device_id}
+            for d in sorted(view.members[s.me].devices.values(), key=lambda d: d.added)]
+
+
+async def device_revoke(s: Session, name: str) -> int:
+    """Revoke a device and roll the member key; returns the new PUK generation."""
+    view = await s.view()
+    mine = view.members[s.me]
+    target = next((d for d in mine.active_devices() if d.name == name or d.device_id == name), None)
+    if target is None:
+        raise NotFound(f"no active device named {name!r}")
+    if target.device_id == s.device.device_id:
+        raise PolicyDenied("revoke this device from another one of your devices")
+    old = await s.puk(mine.puk_gen)
+    new = PukKeys.generate(mine.puk_gen + 1)
+    boxes = {d.device_id: new.seal_for_device(s.me, d.box_public)
+             for d in mine.active_devices() if d.device_id != target.device_id}
+    await s.append_member("device.revoke", {
+        "device": target.device_id, "puk": {"gen": new.generation, "sign_pk": new.sign_public,
+                                            "box_pk": new.box_public},
+        "puk_boxes": [{"device": d, "hash": box_hash(b)} for d, b in boxes.items()],
+        "prev": new.seal_previous(old),
+    }, boxes)
+    s.secrets.puks[new.generation] = new
+    s.home.save_secrets(s.secrets)
+    return new.generation
+
+
+async def recovery_key(s: Session, name: str | None) -> str:
+    """Add a paper device whose seed is the printed code."""
+    secret = os.urandom(32)
+    paper = DeviceKeys.from_paper(secret)
+    view = await s.view()
+    label = _device_name(view.members[s.me], name, "paper")
+    await _add_device(s, paper.sign_public, paper.box_public, label, "paper", sign_device_proof(paper, s.me))
+    return MemberCode(RECOVERY_PREFIX, s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
+                      s.me, secret).encode()
+
+
+async def recover(home: Home, code: str, passphrase: str, name: str | None) -> Config:
+    """On a fresh machine: use the paper key to add a new device and restore access."""
+    if home.exists:
+        raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
+    mc = MemberCode.parse(code, RECOVERY_PREFIX)
+    paper = DeviceKeys.from_paper(mc.secret)
+    device = DeviceKeys.generate()
+    home.create_keystore(Secrets(device, {}), passphrase)
+    try:
+        async with Api(mc.url, mc.cert_fingerprint) as api:
+            try:
+                await api.post("/api/v1/auth/challenge", {"member": mc.member_id, "device": paper.device_id})
+            except AuthError as e:
+                raise AuthError("this recovery key is not (or no longer) an active device of that member") from e
+            home.save_config(Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(),
+                                    member_id=mc.member_id, device_id=paper.device_id, name=""))
+            s = await Session.open(home, Secrets(paper, {}), api)
+            view = await s.view()
+            mine = view.members[mc.member_id]
+            label = _device_name(mine, name, "device")
+            await _add_device(s, device.sign_public, device.box_public, label, "device",
+                              sign_device_proof(device, mc.member_id))
+            puks = dict(s.secrets.puks)
+    except BaseException:
+        home.forget()
+        raise
+    cfg = Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(), member_id=mc.member_id,
+                 device_id=device.device_id, name=mine.name)
+    home.save_secrets(Secrets(device, puks))
+    home.save_config(cfg)
+    return cfg
+
