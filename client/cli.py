@@ -30,8 +30,9 @@ from vault.errors import VaultError
 
 T = TypeVar("T")
 PROGRESS_MIN = 4 * 1024 * 1024
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# markup=False: names shown come from other members (and the server); never interpret them.
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 class Ctx:
@@ -101,7 +102,10 @@ def json_flag(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _when(ts: int) -> str:
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return f"@{ts}"
 
 
 def _until(value: str | None) -> int | None:

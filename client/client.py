@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -75,10 +76,12 @@ class View:
         return found[0]
 
     def team_by_name(self, name: str) -> TeamState:
-        for t in self.teams.values():
-            if t.name == name or t.team_id == name:
-                return t
-        raise NotFound(f"no team named {name!r} (or you are not in it)")
+        found = [t for t in self.teams.values() if t.name == name or t.team_id == name]
+        if not found:
+            raise NotFound(f"no team named {name!r} (or you are not in it)")
+        if len(found) > 1:
+            raise ChainError(f"several teams are named {name!r} (the server should never allow that); use the team id")
+        return found[0]
 
     def name_of(self, member_id: str) -> str:
         m = self.members.get(member_id)
@@ -147,6 +150,12 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
                 await api.post("/api/v1/join", {"member_link": b64(member_link.wire), "puk_box": b64(puk_box),
                                                 "join_link": b64(join_link.wire)})
                 org_root = invite.org_root.hex()
+    except TransportError as e:
+        # The server may have recorded us: keep the keys so nothing is lost.
+        home.save_config(Config(url=invite.url, cert_fp=invite.cert_fingerprint.hex(), org_root="", member_id=member_id,
+                                device_id=device.device_id, name=name))
+        raise TransportError(f"{e}; the server did not confirm the join. Your new keys are kept in {home.path}: "
+                             "check with the organization before joining again") from e
     except BaseException:
         home.remove_identity()
         raise
@@ -408,7 +417,15 @@ class Session:
                     done.append(f"rotated the key of team {team.name}")
                     view = await self.view()
                     team = view.teams[team.team_id]
-                for mid in sorted(team.pending_share):
+                for mid, adder in sorted(team.pending_share.items()):
+                    # Share only if whoever added them may still add members now (the chain
+                    # judged the add at the org state it named; a key leaves only on today's rules).
+                    t = now()
+                    if not (POLICY.team_allows(view.org.roles_of(adder, t), team.role_of(adder, t), "team.add")
+                            and view.org.admitted(mid) and team.role_of(mid, t) is not None):
+                        self.warnings.append(f"not sharing team {team.name}'s key with {view.name_of(mid)}: "
+                                             f"{view.name_of(adder)} may no longer add members")
+                        continue
                     await self._share(team, view.members[mid])
                     done.append(f"shared the key of team {team.name} with {view.name_of(mid)}")
                     view = await self.view()
@@ -503,6 +520,8 @@ class Session:
                 raise IntegrityError("the server sent a version of another document or team")
             if c.seq != i + 1 or c.parent != parent:
                 raise IntegrityError("document versions are missing, reordered or do not chain")
+            if i and (c.team_seq < records[i - 1].core.team_seq or c.gen < records[i - 1].core.gen):
+                raise IntegrityError("a document version goes back to an older team state or key")
             self._verify_author(view, team, rec)
             parent = rec.version_id
         return self._check_doc_pin(team, doc, records)
@@ -515,9 +534,11 @@ class Session:
             device = author.device_at(rec.core.device, rec.core.time)
         except ChainError as e:
             raise IntegrityError("document version signed by a device that was not active then") from e
-        if rec.core.author not in team.ever:
-            raise IntegrityError("document version written by someone who was never in the team")
         rec.verify(device.sign_public)
+        c = rec.core
+        if c.team_seq > team.seq or not team.may_write_at(c.team_seq, c.author, c.gen, c.time, view.org, POLICY):
+            raise IntegrityError("document version written by someone who could not write then, "
+                                 "or under a key generation that was not current")
 
     def _check_doc_pin(self, team: TeamState, doc: str, records: list[Record]) -> list[Record]:
         pins = self.home.pins()
@@ -563,8 +584,8 @@ class Session:
         current = await self.team_key(team, team.generation)
         parent = records[-1].version_id if records else None
         size = path.stat().st_size
-        writer = DocWriter(key=current, device=self.device, author=self.me, doc=doc, seq=len(records) + 1,
-                           parent=parent, time=now(), name=name, size=size,
+        writer = DocWriter(key=current, team_seq=team.seq, device=self.device, author=self.me, doc=doc,
+                           seq=len(records) + 1, parent=parent, time=now(), name=name, size=size,
                            mime="application/octet-stream", mtime=int(path.stat().st_mtime))
         res = await self.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
                                     _encrypting_stream(writer, path, progress))
@@ -630,9 +651,11 @@ class Session:
     async def _download(self, team: TeamState, rec: Record, opened: Opened, out: Path,
                         progress: Progress | None) -> None:
         out = out.resolve()
-        tmp = out.with_name(f".{out.name}.mvault-{os.getpid()}.part")
+        if out.is_dir():
+            raise VaultError(f"{out} is a directory; give a file name with -o")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mvault-part", dir=out.parent)
+        tmp = Path(tmp_name)
         dec = BodyDecryptor(opened)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         ok = False
         loop = asyncio.get_running_loop()
         try:
@@ -647,9 +670,10 @@ class Session:
             ok = True
         finally:
             os.close(fd)
-            if ok:
-                os.replace(tmp, out)
-            else:
+            try:
+                if ok:
+                    os.replace(tmp, out)
+            finally:
                 tmp.unlink(missing_ok=True)
 
 

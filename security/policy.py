@@ -67,7 +67,14 @@ class DefaultPolicy:
         allowed = ORG_RULES.get(action)
         return allowed is not None and bool(roles & allowed)
 
+    def effective_team_role(self, org_roles: frozenset[str], team_role: str | None) -> str | None:
+        """A team role capped by org roles (a member later made compa acts as a reader)."""
+        if team_role is not None and not self.may_hold_team_role(org_roles, team_role):
+            return "reader"
+        return team_role
+
     def team_allows(self, org_roles: frozenset[str], team_role: str | None, action: str) -> bool:
+        team_role = self.effective_team_role(org_roles, team_role)
         if team_role is not None and team_role in TEAM_RULES.get(action, frozenset()):
             return True
         return bool(org_roles & TEAM_OVERRIDES.get(action, frozenset()))

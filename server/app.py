@@ -66,9 +66,9 @@ DIRECTORY = web.AppKey("directory", Directory)
 CONFIG = web.AppKey("config", Config)
 LOCK = web.AppKey("lock", asyncio.Lock)
 SESSION_KEY = web.RequestKey("session", Session)
+# Routes (by their canonical pattern, never the raw path) that need no session.
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
-          "/api/v1/auth/challenge", "/api/v1/auth/login"}
-PUBLIC_SUFFIXES = ("/offer",)
+          "/api/v1/auth/challenge", "/api/v1/auth/login", "/api/v1/device-links/{slot}/offer"}
 MAX_JSON = 4 * 1024 * 1024
 
 
@@ -112,8 +112,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if (request.path in PUBLIC or not request.path.startswith("/api/")
-            or (request.path.startswith("/api/v1/device-links/") and request.path.endswith(PUBLIC_SUFFIXES))):
+    route = request.match_info.route.resource
+    canonical = route.canonical if route is not None else request.path
+    if canonical in PUBLIC or not canonical.startswith("/api/"):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
@@ -131,8 +132,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def session_of(request: web.Request) -> Session:
-    s = request[SESSION_KEY]
-    assert isinstance(s, Session)
+    s = request.get(SESSION_KEY)
+    if not isinstance(s, Session):
+        raise AuthError("log in first (no session token)")
     return s
 
 
@@ -335,7 +337,7 @@ async def directory_view(request: web.Request) -> web.Response:
 
 def _after(request: web.Request) -> int:
     raw = request.query.get("after", "0")
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise EncodingError("after must be a non-negative integer")
     return int(raw)
 
@@ -605,6 +607,8 @@ async def put_version(request: web.Request) -> web.Response:
         raise IntegrityError("document header names another team or document")
     if (core.author, core.device) != (s.member, s.device):
         raise PolicyDenied("document must be signed by the uploading device")
+    if core.team_seq != team.seq:
+        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
     if core.gen != team.generation:
         raise Conflict(f"team key generation {core.gen} is not current ({team.generation}); sync and retry")
     reasons = team.rotation_reasons(int(now_of(request)), directory.members)
@@ -639,7 +643,8 @@ async def put_version(request: web.Request) -> web.Response:
         placed = None
     finally:
         temp.unlink(missing_ok=True)
-        if placed is not None:
+        # A refused version's blob goes, unless an identical upload already made it a real version.
+        if placed is not None and await storage.version(team.team_id, vid) is None:
             placed.unlink(missing_ok=True)
     return web.json_response({"vid": vid, "seq": core.seq}, status=201)
 

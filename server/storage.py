@@ -1,9 +1,9 @@
 """Storage interface and its embedded default: SQLite (aiosqlite, WAL) + blobs on disk.
 
 The server stores only what clients sent it: signed chain links, sealed key boxes,
-signed document records and ciphertext bodies. Blobs are content-addressed by the SHA-256
-of the ciphertext body and written with write, fsync, rename, fsync(dir), so an
-acknowledged write survives a crash. A blob is referenced by the database only after it
+signed document records and ciphertext bodies. Blobs are named by the version id (a hash
+over the signed header, which covers the SHA-256 of the body) and written with write,
+fsync, rename, fsync(dir), so an acknowledged write survives a crash. A blob is referenced by the database only after it
 is in place; blobs nobody references (a crash between rename and commit) and temporary
 files of interrupted uploads are removed at start-up by ``collect_garbage``.
 """

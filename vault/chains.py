@@ -52,6 +52,8 @@ from vault.links import (
 
 MAX_NAME = 64
 ORG_INVITE_ROLES = ("member", "compa")
+MAX_INVITE_SECONDS = 30 * 86400
+MAX_OPEN_INVITES = 20  # per member: unused, unexpired invites
 GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
 TEAM_ROLE_NAMES = ("admin", "writer", "reader")
 HISTORY_BLOB = 24 + 32 + 16
@@ -411,6 +413,12 @@ class OrgState:
         expires = b.int_("expires", 0)
         if expires <= link.time:
             raise ChainError("invite expires before it is issued")
+        if expires > link.time + MAX_INVITE_SECONDS:
+            raise ChainError("an invite may be valid for at most 30 days")
+        open_invites = [i for i in self.invites.values()
+                        if i.by == link.signer and i.used_by is None and i.expires > link.time]
+        if len(open_invites) >= MAX_OPEN_INVITES:
+            raise PolicyDenied(f"you have {MAX_OPEN_INVITES} unused invites open; let some be used or expire")
         self.invites[pk] = Invite(pk, role, b.str_("note", 256), expires, link.signer)
 
     def _join(self, link: Link, ms: MemberState, policy: Policy) -> None:
@@ -511,6 +519,15 @@ class BoxCommitment:
     hash: bytes
 
 
+@dataclass(frozen=True)
+class TeamSnapshot:
+    """What a document header's ``team_seq`` refers to: generation, roles and org state then."""
+
+    generation: int
+    org_seq: int
+    roles: dict[str, tuple[str, int | None]]  # member -> (role, until)
+
+
 @dataclass
 class TeamState:
     team_id: str
@@ -524,13 +541,27 @@ class TeamState:
     boxes: dict[tuple[int, str], BoxCommitment] = field(default_factory=dict)
     prev: dict[int, bytes] = field(default_factory=dict)  # gen -> previous seed under gen
     pending_rotation: bool = False
-    pending_share: set[str] = field(default_factory=set)
-    ever: set[str] = field(default_factory=set)  # everyone who was ever a member (authors of old versions)
+    pending_share: dict[str, str] = field(default_factory=dict)  # member -> who added them without a key
     removed_at: dict[str, int] = field(default_factory=dict)  # member -> seq of the link that removed them
     org_seq: int = 0
     seq: int = 0
     head: bytes = b""
     time: int = 0
+    snapshots: dict[int, TeamSnapshot] = field(default_factory=dict)
+
+    def _snapshot(self) -> None:
+        self.snapshots[self.seq] = TeamSnapshot(
+            self.generation, self.org_seq, {m: (tm.role, tm.until) for m, tm in self.members.items()})
+
+    def may_write_at(self, team_seq: int, member_id: str, gen: int, t: int, org: OrgState, policy: Policy) -> bool:
+        """Could ``member_id`` write under generation ``gen`` at team state ``team_seq`` and time ``t``?"""
+        snap = self.snapshots.get(team_seq)
+        if snap is None or snap.generation != gen or member_id not in snap.roles:
+            return False
+        role, until = snap.roles[member_id]
+        if until is not None and t >= until:
+            return False
+        return policy.team_allows(org.roles_of(member_id, t, snap.org_seq), role, "doc.write")
 
     def role_of(self, member_id: str, now: int) -> str | None:
         m = self.members.get(member_id)
@@ -591,6 +622,7 @@ class TeamState:
         except EncodingError as e:
             raise ChainError(f"malformed team.create: {e}") from e
         state.seq, state.head, state.time = 1, link.hash, link.time
+        state._snapshot()
         return state
 
     def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
@@ -608,6 +640,7 @@ class TeamState:
             raise ChainError(f"malformed {link.type}: {e}") from e
         self.org_seq = org_seq
         self.seq, self.head, self.time = link.seq, link.hash, link.time
+        self._snapshot()
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -624,7 +657,7 @@ class TeamState:
         if key is None:
             if self.holds_key(link.signer, link.time):
                 raise ChainError("a key holder must box the key for the member it adds")
-            self.pending_share.add(added)
+            self.pending_share[added] = link.signer
             return
         self._one_box(key, added, link, members)
 
@@ -637,7 +670,7 @@ class TeamState:
         if target not in self.pending_share or self.role_of(target, link.time) is None:
             raise ChainError(f"member {target} is not waiting for the team key")
         self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members)
-        self.pending_share.discard(target)
+        self.pending_share.pop(target, None)
 
     def _remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                 policy: Policy) -> None:
@@ -650,7 +683,7 @@ class TeamState:
         holder = self.holds_key(link.signer, link.time) and link.signer != target
         del self.members[target]
         self.removed_at[target] = link.seq
-        self.pending_share.discard(target)
+        self.pending_share.pop(target, None)
         key = link.body.opt_dict("key")
         if key is None:
             if holder:
@@ -670,7 +703,7 @@ class TeamState:
             raise ChainError("you are the last admin of this team; make someone else admin first")
         del self.members[link.signer]
         self.removed_at[link.signer] = link.seq
-        self.pending_share.discard(link.signer)
+        self.pending_share.pop(link.signer, None)
         self.pending_rotation = True
 
     def _role(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
@@ -717,7 +750,6 @@ class TeamState:
         if until is not None and until <= link.time:
             raise ChainError("role expiry is in the past")
         self.members[mid] = TeamMember(mid, role, until, link.time)
-        self.ever.add(mid)
         self.removed_at.pop(mid, None)
         return mid
 

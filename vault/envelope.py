@@ -4,7 +4,7 @@ Upload stream (``docs/format.md`` has every byte)::
 
     MAGIC "MVDOC1\\n" || u32 len || prelude || body || signature(64)
     prelude = encode({"core": core_raw, "wrapped": bytes, "meta": bytes})
-    core    = encode({"v", "team", "doc", "seq", "parent", "gen", "author", "device", "time",
+    core    = encode({"v", "team", "team_seq", "doc", "seq", "parent", "gen", "author", "device", "time",
                       "frame", "body_len", "key_commit", "nonce", "meta_nonce"})
     wrapped = AEAD(team doc_key[gen], nonce,      AD_DOC_WRAP || core_raw, data_key)
     meta    = AEAD(kdf(data_key, META), meta_nonce, AD_DOC_META || core_raw, padded metadata)
@@ -43,7 +43,7 @@ META_BUCKET = 256
 META_MAX = 4096
 MAX_NAME_BYTES = 1024
 _CORE_FIELDS = {
-    "v", "team", "doc", "seq", "parent", "gen", "author", "device", "time", "frame", "body_len",
+    "v", "team", "team_seq", "doc", "seq", "parent", "gen", "author", "device", "time", "frame", "body_len",
     "key_commit", "nonce", "meta_nonce",
 }
 
@@ -68,6 +68,7 @@ def plaintext_length(body_len: int, frame: int = FRAME) -> int:
 class Core:
     raw: bytes
     team: str
+    team_seq: int  # the team chain head the writer saw: fixes its role and key generation
     doc: str
     seq: int
     parent: str | None
@@ -94,6 +95,7 @@ class Core:
         return cls(
             raw=raw,
             team=f.str_("team", 64),
+            team_seq=f.int_("team_seq", 1),
             doc=f.str_("doc", 64),
             seq=f.int_("seq", 1),
             parent=f.opt_str("parent", 64),
@@ -191,7 +193,7 @@ def unpad_metadata(padded: bytes) -> dict[str, Value]:
 class DocWriter:
     """Encrypts one version as a stream: ``upload_prefix``, ``encrypt``*, ``finish``."""
 
-    def __init__(self, *, key: TeamKey, device: DeviceKeys, author: str, doc: str, seq: int,
+    def __init__(self, *, key: TeamKey, team_seq: int, device: DeviceKeys, author: str, doc: str, seq: int,
                  parent: str | None, time: int, name: str, size: int, mime: str = "application/octet-stream",
                  mtime: int = 0) -> None:
         try:
@@ -206,7 +208,7 @@ class DocWriter:
         nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
         meta_nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
         core: dict[str, Value] = {
-            "v": 1, "team": key.team_id, "doc": doc, "seq": seq, "parent": parent, "gen": key.gen,
+            "v": 1, "team": key.team_id, "team_seq": team_seq, "doc": doc, "seq": seq, "parent": parent, "gen": key.gen,
             "author": author, "device": device.device_id, "time": time, "frame": FRAME,
             "body_len": body_length(size), "key_commit": _key_commit(data_key), "nonce": nonce,
             "meta_nonce": meta_nonce,
