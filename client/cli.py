@@ -23,7 +23,7 @@ from rich.table import Table
 
 from client import admin
 from client.api import Api
-from client.client import DocVersion, Session, join
+from client.client import DocVersion, Session, join, now
 from client.home import SESSION_MINUTES, Home, default_home, read_passphrase
 from security.policy import TEAM_KINDS, TEAM_ROLES
 from vault.errors import VaultError
@@ -234,7 +234,7 @@ def team_ls(ctx: Ctx) -> None:
     async def go(s: Session) -> list[dict[str, Any]]:
         view = await s.view()
         return [{"team": t.team_id, "name": t.name, "kind": t.kind, "members": len(t.members),
-                 "generation": t.generation, "role": t.role_of(s.me, int(datetime.datetime.now().timestamp()))}
+                 "generation": t.generation, "role": t.role_of(s.me, now())}
                 for t in sorted(view.teams.values(), key=lambda t: t.name)]
 
     rows = with_session(ctx, go)

@@ -56,7 +56,8 @@ INVITE_DAYS = 7
 
 
 def now() -> int:
-    return int(time.time())
+    """The client's clock. MVAULT_TEST_CLOCK_OFFSET (seconds) moves it, for tests of expiry."""
+    return int(time.time() + float(os.environ.get("MVAULT_TEST_CLOCK_OFFSET", "0") or 0))
 
 
 @dataclass
@@ -295,6 +296,7 @@ class Session:
     async def _post_link(self, path: str, link: Link, extra: dict[str, Any]) -> None:
         await self.api.post(path, {"link": b64(link.wire), **extra})
         self._view = None
+        self._box_cache.clear()  # a link may have added boxes (rotation, share)
 
     async def append_org(self, type_: str, body: dict[str, Any]) -> None:
         view = await self.view()
