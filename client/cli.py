@@ -486,7 +486,11 @@ def recover(ctx: Ctx, code: str, name: str | None) -> None:
 
 def _doc_json(d: DocVersion, s: Session | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
     c = d.record.core
-    return {"name": d.opened.name, "size": d.opened.size, "version": c.seq, "vid": d.vid, "author": c.author,
+    if d.opened is None:
+        name, size = f"(no key for generation {c.gen})", None
+    else:
+        name, size = d.opened.name, d.opened.size
+    return {"name": name, "size": size, "version": c.seq, "vid": d.vid, "author": c.author,
             "author_name": (names or {}).get(c.author, c.author[:8]), "time": c.time, "generation": c.gen}
 
 
@@ -521,7 +525,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
 
     d = with_session(ctx, go)
     emit(ctx, {**_doc_json(d), "output": str(target)},
-         lambda: out.print(f"{d.opened.name} version {d.record.core.seq} -> {target}"))
+         lambda: out.print(f"{name} version {d.record.core.seq} -> {target}"))
 
 
 def _names(s: Session) -> Callable[[], Awaitable[dict[str, str]]]:
@@ -549,7 +553,8 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
     def human() -> None:
         table = Table("name", "size", "version", "author", "time")
         for r in rows:
-            table.add_row(r["name"], str(r["size"]), str(r["version"]), r["author_name"], _when(r["time"]))
+            size = "-" if r["size"] is None else str(r["size"])
+            table.add_row(r["name"], size, str(r["version"]), r["author_name"], _when(r["time"]))
         out.print(table)
 
     emit(ctx, rows, human)

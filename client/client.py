@@ -92,7 +92,7 @@ class View:
 @dataclass
 class DocVersion:
     record: Record
-    opened: Opened
+    opened: Opened | None  # None: a version under a key generation we never held (no-history teams)
     vid: str
 
 
@@ -388,6 +388,8 @@ class Session:
                         leaving: str | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
         """A fresh key generation boxed to the team's current members (minus ``leaving``)."""
         key = TeamKey.generate(team.team_id, team.generation + 1)
+        if old is not None:
+            key = TeamKey(key.team_id, key.gen, key.seed, old.name_key)
         boxes: dict[str, bytes] = {}
         commits = []
         for mid in sorted(team.active_members(now()) - ({leaving} if leaving else set())):
@@ -438,7 +440,7 @@ class Session:
 
     async def _share(self, team: TeamState, member: MemberState) -> None:
         key = await self.team_key(team, team.generation)
-        box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public)
+        box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public, key.name_key)
         await self.append_team(team, "team.share", {
             "member": member.member_id,
             "key": {"gen": team.generation,
@@ -483,7 +485,7 @@ class Session:
             await self.append_team(team, "team.add", body)
             return False
         key = await self.team_key(team, team.generation)
-        box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public)
+        box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public, key.name_key)
         body["key"] = {"gen": team.generation,
                        "boxes": [{"member": member.member_id, "puk_gen": member.puk_gen, "hash": box_hash(box)}]}
         await self.append_team(team, "team.add", body, {member.member_id: box})
@@ -558,14 +560,10 @@ class Session:
         return records
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
-        """The document id for a name (any generation's name key) and its verified versions."""
+        """The document id for a name (the team's name key, the same in every generation)."""
         keys = await self._keys_for(team)
-        for key in keys:
-            doc = key.doc_id(name)
-            records = await self._versions(team, doc)
-            if records:
-                return doc, records
-        return keys[0].doc_id(name), []
+        doc = keys[0].doc_id(name)
+        return doc, await self._versions(team, doc)
 
     def _open(self, rec: Record, keys: list[TeamKey]) -> Opened:
         for key in keys:
@@ -616,13 +614,17 @@ class Session:
                 raise RollbackDetected(
                     f"the server rolled back a document (we saw version {pin[0]} before); tell your Security Team"
                 )
-            out.append(DocVersion(rec, self._open(rec, keys), rec.version_id))
+            try:
+                opened: Opened | None = self._open(rec, keys)
+            except PolicyDenied:
+                opened = None
+            out.append(DocVersion(rec, opened, rec.version_id))
         listed = {f"{team.team_id}/{d.record.core.doc}" for d in out}
         if any(k.startswith(f"{team.team_id}/") and k not in listed for k in pins.docs):
             raise RollbackDetected(
                 "the server rolled back a document we saw before (it is no longer listed); tell your Security Team"
             )
-        out.sort(key=lambda d: d.opened.name)
+        out.sort(key=lambda d: d.opened.name if d.opened else "\uffff" + d.vid)
         return out
 
     async def history(self, team_name: str, name: str) -> list[DocVersion]:

@@ -168,8 +168,17 @@ def test_no_history_team_keeps_old_documents_from_new_members(org: Org, make_mem
     org.alice.ok("team", "remove", "action", "bob")
     gail = _join(org, make_member, "gail")
     org.alice.ok("team", "add", "action", "gail", "--role", "reader")
-    gail.fails("get", "action", "plan.md", "-o", str(tmp_path / "g.md"))
+    gail.fails("get", "action", "plan.md", "-o", str(tmp_path / "g.md"), contains="no key for generation 1")
     assert not (tmp_path / "g.md").exists()
+    listed = gail.json("ls", "action")
+    assert [(d["name"], d["version"]) for d in listed] == [("(no key for generation 1)", 1)]
+    # The name key survives rotations: a late joiner's put is version 2 of the same document.
+    org.alice.ok("team", "role", "action", "gail", "writer")
+    doc.write_text("after the rotation")
+    assert gail.json("put", "action", str(doc))["version"] == 2
+    assert [d["name"] for d in org.alice.json("ls", "action")] == ["plan.md"]
+    gail.ok("get", "action", "plan.md", "-o", str(tmp_path / "g2.md"))
+    assert (tmp_path / "g2.md").read_text() == "after the rotation"
 
 
 def test_admission_roles_and_bad_input(org: Org, make_member: Any) -> None:

@@ -21,9 +21,18 @@ from vault.keys import PukKeys
 
 @dataclass(frozen=True)
 class TeamKey:
+    """One generation of a team key.
+
+    ``names`` is the team's name key, the same in every generation so a document keeps
+    one id across rotations (and members who joined after a rotation, in a team without
+    history, still find it). It is generated with the team (as the KDF of the first
+    seed) and travels inside every key box.
+    """
+
     team_id: str
     gen: int
     seed: bytes
+    names: bytes | None = None
 
     @classmethod
     def generate(cls, team_id: str, gen: int) -> TeamKey:
@@ -39,7 +48,7 @@ class TeamKey:
 
     @property
     def name_key(self) -> bytes:
-        return p.kdf(self.seed, labels.KDF_TEAM_NAME)
+        return self.names if self.names is not None else p.kdf(self.seed, labels.KDF_TEAM_NAME)
 
     @property
     def canary(self) -> bytes:
@@ -53,10 +62,10 @@ class TeamKey:
             raise EncodingError("document name is not valid Unicode") from e
         return p.kdf(self.name_key, labels.H_DOC_NAME + b"\x00" + raw, 16).hex()
 
-    def seal_for(self, member_id: str, puk_gen: int, puk_box_public: bytes) -> bytes:
-        payload = encode(
-            {"team": self.team_id, "gen": self.gen, "member": member_id, "puk_gen": puk_gen, "seed": self.seed}
-        )
+    def seal_for(self, member_id: str, puk_gen: int, puk_box_public: bytes, names: bytes | None = None) -> bytes:
+        """The box for one member; ``names`` is the team's name key (default: this key's)."""
+        payload = encode({"team": self.team_id, "gen": self.gen, "member": member_id, "puk_gen": puk_gen,
+                          "seed": self.seed, "names": names if names is not None else self.name_key})
         return p.seal(puk_box_public, payload)
 
 
@@ -74,7 +83,8 @@ def open_history(new: TeamKey, blob: bytes, canary: bytes) -> TeamKey:
     n = p.AEAD_NONCE_BYTES
     if len(blob) < n + p.AEAD_TAG_BYTES:
         raise IntegrityError("team key history is malformed")
-    key = TeamKey(new.team_id, gen, p.aead_decrypt(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), blob[:n], ad, blob[n:]))
+    seed = p.aead_decrypt(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), blob[:n], ad, blob[n:])
+    key = TeamKey(new.team_id, gen, seed, new.name_key)
     if not p.equal(key.canary, canary):
         raise IntegrityError("team key history does not match the generation's canary")
     return key
@@ -92,8 +102,9 @@ def open_team_box(box: bytes, puk: PukKeys, team_id: str, member_id: str, commit
     if commitment.member_id != member_id or commitment.puk_gen != puk.generation:
         raise IntegrityError("team key box is committed for another member or key")
     try:
-        f = Fields(decode(puk.open_sealed(box)), "team key box", {"team", "gen", "member", "puk_gen", "seed"})
-        key = TeamKey(f.str_("team", 64), f.int_("gen", 1), f.bytes_("seed", 32))
+        f = Fields(decode(puk.open_sealed(box)), "team key box",
+                   {"team", "gen", "member", "puk_gen", "seed", "names"})
+        key = TeamKey(f.str_("team", 64), f.int_("gen", 1), f.bytes_("seed", 32), f.opt_bytes("names", 32))
         bound = (f.str_("member", 64), f.int_("puk_gen", 1))
     except EncodingError as e:
         raise IntegrityError(f"team key box is malformed: {e}") from e
