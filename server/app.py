@@ -372,10 +372,7 @@ async def team_chain(request: web.Request) -> web.Response:
 
 
 async def append_org_link(request: web.Request) -> web.Response:
-    f = await read_json(request, {"link"})
-    link = parse_link_field(f, "link")
-    _require_signer(request, link)
-    check_link_time(request, link)
+    _, link = await _signed_link(request, {"link"})
     if link.type == "org.join":
         raise ChainError("joins go through /api/v1/join")
     app = request.app
@@ -424,11 +421,17 @@ def _require_signer(request: web.Request, link: Link) -> None:
         raise PolicyDenied("links must be signed by the logged-in device")
 
 
-async def create_team(request: web.Request) -> web.Response:
-    f = await read_json(request, {"link", "boxes"})
+async def _signed_link(request: web.Request, allowed: set[str]) -> tuple[Fields, Link]:
+    """The request's link, signed by the logged-in device and dated near the server's clock."""
+    f = await read_json(request, allowed)
     link = parse_link_field(f, "link")
     _require_signer(request, link)
     check_link_time(request, link)
+    return f, link
+
+
+async def create_team(request: web.Request) -> web.Response:
+    f, link = await _signed_link(request, {"link", "boxes"})
     boxes = _boxes(f)
     app = request.app
     async with app[LOCK]:
@@ -441,10 +444,7 @@ async def create_team(request: web.Request) -> web.Response:
 
 
 async def append_team_link(request: web.Request) -> web.Response:
-    f = await read_json(request, {"link", "boxes"})
-    link = parse_link_field(f, "link")
-    _require_signer(request, link)
-    check_link_time(request, link)
+    f, link = await _signed_link(request, {"link", "boxes"})
     boxes = _boxes(f)
     app = request.app
     async with app[LOCK]:
@@ -462,10 +462,7 @@ async def append_team_link(request: web.Request) -> web.Response:
 
 
 async def append_member_link(request: web.Request) -> web.Response:
-    f = await read_json(request, {"link", "puk_boxes"})
-    link = parse_link_field(f, "link")
-    _require_signer(request, link)
-    check_link_time(request, link)
+    f, link = await _signed_link(request, {"link", "puk_boxes"})
     if link.chain != request.match_info["member"]:
         raise ChainError("link belongs to another chain")
     raw = f.raw.get("puk_boxes", {})
