@@ -575,7 +575,8 @@ class Session:
                   progress: Progress | None = None) -> tuple[int, str]:
         view = await self.view()
         team = view.team_by_name(team_name)
-        if not POLICY.team_allows(view.org.roles_of(self.me), team.role_of(self.me, now()), "doc.write"):
+        t = now()
+        if not POLICY.team_allows(view.org.roles_of(self.me, t), team.role_of(self.me, t), "doc.write"):
             raise PolicyDenied(f"you may not write documents in team {team.name}")
         name = name or path.name
         doc, records = await self.find_doc(team, name)

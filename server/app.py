@@ -364,7 +364,9 @@ async def team_chain(request: web.Request) -> web.Response:
     team = directory.team(request.match_info["team"])
     me = session_of(request).member
     links = directory.team_links[team.team_id]
-    if me not in team.members and me in team.removed_at and "ncc" not in directory.require_org().roles_of(me):
+    # Org roles as of now (an NCC term that ended is over), exactly as the directory judged them.
+    ncc = "ncc" in directory.require_org().roles_of(me, int(now_of(request)))
+    if me not in team.members and me in team.removed_at and not ncc:
         links = links[: team.removed_at[me]]
     else:
         _visible_team(request, team.team_id)
@@ -536,8 +538,9 @@ def _doc_access(request: web.Request, action: str) -> Any:
     team = _visible_team(request, request.match_info["team"])
     directory = request.app[DIRECTORY]
     me = session_of(request).member
-    role = team.role_of(me, int(now_of(request)))
-    if not POLICY.team_allows(directory.require_org().roles_of(me), role, action):
+    t = int(now_of(request))
+    role = team.role_of(me, t)
+    if not POLICY.team_allows(directory.require_org().roles_of(me, t), role, action):
         raise PolicyDenied(f"you may not {action.split('.')[1]} documents in team {team.name}")
     return team
 

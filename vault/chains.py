@@ -468,6 +468,8 @@ class OrgState:
         if grant:
             if until is not None and until <= link.time:
                 raise ChainError("role end date is in the past")
+            if role == "compa" and until is not None:
+                raise ChainError("compa replaces the member role; it takes no end date")
             if role in active:
                 raise ChainError(f"member already holds role {role!r}")
             roles[role] = until
