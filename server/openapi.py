@@ -64,7 +64,7 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/chains/member/{member}": {"get": _op("a member chain", "200", ["401", "404"])},
         "/api/v1/chains/team/{team}": {"get": _op("a team chain (members and NCC)", "200", ["401", "404"])},
         "/api/v1/teams": {"post": _op("create a team (team.create link + key boxes)", "201",
-                                      ["400", "401", "403"], body="json")},
+                                      ["400", "401", "403", "409"], body="json")},
         "/api/v1/teams/{team}/links": {"post": _op("append a team link (+ key boxes)", "201",
                                                    ["400", "401", "403", "404", "409"], body="json")},
         "/api/v1/teams/{team}/boxes": {"get": _op("the caller's key boxes for a team", "200", ["401", "404"])},

@@ -37,7 +37,7 @@ import pytest
 from client.api import Api
 from client.client import Session, View
 from client.home import Home, Secrets
-from server.app import CONFIG, Config
+from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
 from server.openapi import OPENAPI
 from tests.conftest import PASSPHRASE, Member, ServerThread
 from vault.auth import sign_login
@@ -45,8 +45,8 @@ from vault.chains import member_id_for, org_id_for, team_id_for
 from vault.encoding import encode
 from vault.envelope import MAGIC, MAX_PRELUDE, DocWriter, body_length
 from vault.invite import InviteCode
-from vault.keys import DeviceKeys, PukKeys
-from vault.links import Link, invite_public, make_link, parse_link
+from vault.keys import DeviceKeys, PukKeys, link_slot, open_link_payload, seal_link_payload
+from vault.links import Link, invite_public, make_link, parse_link, sign_device_proof
 from vault.teamkeys import TeamKey, box_hash
 
 # (method, path, status) -> the test that exercises it (any module under tests/).
@@ -77,6 +77,23 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/org/links", "401"): "test_private_operations_need_a_session",
     ("post", "/api/v1/org/links", "403"): "test_org_links",
     ("post", "/api/v1/org/links", "409"): "test_org_links",
+    ("post", "/api/v1/members/{member}/links", "201"): "test_member_links_add_and_revoke_a_device",
+    ("post", "/api/v1/members/{member}/links", "400"): "test_member_links_add_and_revoke_a_device",
+    ("post", "/api/v1/members/{member}/links", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/members/{member}/links", "403"): "test_member_links_add_and_revoke_a_device",
+    ("post", "/api/v1/members/{member}/links", "404"): "test_member_links_add_and_revoke_a_device",
+    ("post", "/api/v1/members/{member}/links", "409"): "test_member_links_add_and_revoke_a_device",
+    ("post", "/api/v1/device-links/{slot}", "201"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}", "400"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/device-links/{slot}", "409"): "test_device_link_mailbox",
+    ("get", "/api/v1/device-links/{slot}", "200"): "test_device_link_mailbox",
+    ("get", "/api/v1/device-links/{slot}", "400"): "test_device_link_mailbox",
+    ("get", "/api/v1/device-links/{slot}", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/device-links/{slot}", "404"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}/offer", "201"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}/offer", "400"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}/offer", "404"): "test_device_link_mailbox",
     ("get", "/api/v1/chains/member/{member}", "200"): "test_member_chain",
     ("get", "/api/v1/chains/member/{member}", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/chains/member/{member}", "404"): "test_member_chain",
@@ -87,6 +104,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/teams", "400"): "test_create_team_rejects_bad_requests",
     ("post", "/api/v1/teams", "401"): "test_private_operations_need_a_session",
     ("post", "/api/v1/teams", "403"): "test_create_team_rejects_bad_requests",
+    ("post", "/api/v1/teams", "409"): "test_create_team_rejects_bad_requests",
     ("post", "/api/v1/teams/{team}/links", "201"): "test_create_team_and_add_a_member",
     ("post", "/api/v1/teams/{team}/links", "400"): "test_team_links_reject_bad_requests",
     ("post", "/api/v1/teams/{team}/links", "401"): "test_private_operations_need_a_session",
@@ -394,6 +412,7 @@ class Newcomer:
     member_id: str
     link: Link
     puk_box: bytes
+    puk: PukKeys
 
 
 def newcomer(name: str, when: int) -> Newcomer:
@@ -404,11 +423,11 @@ def newcomer(name: str, when: int) -> Newcomer:
         chain=None, seq=1, prev=None, time=when, signer=mid, device=device, type_="member.create",
         body={"name": name,
               "device": {"id": device.device_id, "sign_pk": device.sign_public,
-                         "box_pk": device.box_public, "name": "device-1"},
+                         "box_pk": device.box_public, "name": "device-1", "kind": "device"},
               "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
               "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
     )
-    return Newcomer(device, mid, link, puk_box)
+    return Newcomer(device, mid, link, puk_box, puk)
 
 
 def org_create(n: Newcomer, secret: bytes, when: int) -> Link:
@@ -475,10 +494,16 @@ async def team_key(s: Session, team_id: str) -> TeamKey:
     return await s.team_key(team, team.generation)
 
 
+def team_seq_of(w: World, team_id: str) -> int:
+    """The team chain head as the server holds it now (what an up-to-date writer names)."""
+    return w.server.app[DIRECTORY].team(team_id).seq
+
+
 def make_upload(w: World, s: Session, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
                 size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
-                when: int | None = None) -> Upload:
-    writer = DocWriter(key=key, device=device or s.device, author=author or s.me, doc=doc, seq=seq,
+                when: int | None = None, team_seq: int | None = None) -> Upload:
+    writer = DocWriter(key=key, team_seq=team_seq_of(w, key.team_id) if team_seq is None else team_seq,
+                       device=device or s.device, author=author or s.me, doc=doc, seq=seq,
                        parent=parent, time=now(w) if when is None else when, name=f"{doc[:8]}.bin",
                        size=size)
     data = writer.upload_prefix() + writer.encrypt(os.urandom(size)) + writer.finish()
@@ -701,7 +726,8 @@ async def test_join_refuses_an_invite_expired_by_the_server_clock(w: World) -> N
 
 
 async def test_private_operations_need_a_session(w: World) -> None:
-    params = {"{team}": w.drafting, "{doc}": "0" * 32, "{member}": w.alice.member_id, "{vid}": "0" * 32}
+    params = {"{team}": w.drafting, "{doc}": "0" * 32, "{member}": w.alice.member_id, "{vid}": "0" * 32,
+              "{slot}": "0" * 32}
     async with Http(w.server) as h:
         token = await login(h, w.alice)
         checked = 0
@@ -720,7 +746,7 @@ async def test_private_operations_need_a_session(w: World) -> None:
                     await refused(h, method.upper(), path, 401, headers=headers, data=b"{}",
                                   what=f"Authorization {headers.get('Authorization', '(none)')[:12]!r}")
                 checked += 1
-        assert checked >= 13
+        assert checked >= 16
         status, _ = await h.call("GET", "/api/v1/directory", token=token)
         assert status == 200
 
@@ -829,11 +855,314 @@ async def test_org_links(w: World) -> None:
                       what="same sequence as the accepted link")
 
 
+async def org_link_of(s: Session, w: World, type_: str, body: dict[str, Any], *, signer: Actor | None = None,
+                      when: int | None = None) -> Link:
+    """An organization link on top of the current head, signed by ``signer`` (default: the session's member)."""
+    org = (await s.view(refresh=True)).org
+    member_id, device = (s.me, s.device) if signer is None else (signer.member_id, signer.device)
+    return make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head,
+                     time=max(now(w), org.time) if when is None else when, signer=member_id, device=device,
+                     type_=type_, body=body)
+
+
+async def test_org_admission_roles_and_invite_limits(w: World) -> None:
+    path = "/api/v1/org/links"
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        bob = await login(h, w.bob)
+        t = now(w)
+
+        # A plain member's invitee joins as pending; only NCC admits.
+        secret = os.urandom(32)
+        invite = await org_link_of(s, w, "org.invite", {"invite": invite_public(secret), "role": "member",
+                                                        "note": "", "expires": t + 86400}, signer=w.bob)
+        status, res = await h.call("POST", path, token=bob, js={"link": b64(invite.wire)})
+        assert status == 201, res
+        jt = max(now(w), invite.time)
+        n = newcomer(f"pending-{os.urandom(3).hex()}", jt)
+        status, res = await h.call("POST", "/api/v1/join", js=join_body(n, org_join(n, secret, await info_of(h), jt)))
+        assert status == 201 and res == {"member": n.member_id, "status": "pending"}, res
+        admit = {"member": n.member_id}
+        await refused(h, "POST", path, 403, token=bob, contains="may not admit", what="a plain member admits",
+                      js={"link": b64((await org_link_of(s, w, "org.admit", admit, signer=w.bob)).wire)})
+        status, res = await h.call("POST", path, token=s.api.token,
+                                   js={"link": b64((await org_link_of(s, w, "org.admit", admit)).wire)})
+        assert status == 201, res
+        assert (await s.view(refresh=True)).org.roles_of(n.member_id) == {"member"}
+        await refused(h, "POST", path, 400, token=s.api.token, contains="already admitted", what="admitted twice",
+                      js={"link": b64((await org_link_of(s, w, "org.admit", admit)).wire)})
+
+        # Roles: only NCC grants; the last NCC stays; no end date in the past.
+        def role(member: str, name: str, grant: bool = True, until: int | None = None) -> dict[str, Any]:
+            return {"member": member, "role": name, "grant": grant, "until": until}
+
+        for label, token, link, status_, contains in (
+            ("a plain member grants itself NCC", bob,
+             await org_link_of(s, w, "org.role", role(w.bob.member_id, "ncc"), signer=w.bob), 403, "may not grant"),
+            ("the last NCC revoked", s.api.token,
+             await org_link_of(s, w, "org.role", role(s.me, "ncc", grant=False)), 400, "last ncc"),
+            ("an end date in the past", s.api.token,
+             await org_link_of(s, w, "org.role", role(w.carol.member_id, "security", until=t - 1)), 400, "past"),
+            ("a role that cannot be granted", s.api.token,
+             await org_link_of(s, w, "org.role", role(w.carol.member_id, "admin")), 400, "role must be one of"),
+            ("a role for a pending or unknown member", s.api.token,
+             await org_link_of(s, w, "org.role", role("0" * 32, "staff")), 400, "not an admitted member"),
+        ):
+            await refused(h, "POST", path, status_, token=token, js={"link": b64(link.wire)}, what=label,
+                          contains=contains)
+        for grant in (role(w.carol.member_id, "security", until=t + 3600), role(n.member_id, "compa")):
+            link = await org_link_of(s, w, "org.role", grant)
+            status, res = await h.call("POST", path, token=s.api.token, js={"link": b64(link.wire)})
+            assert status == 201, res
+        org = (await s.view(refresh=True)).org
+        assert org.roles_of(w.carol.member_id) == {"member", "security"}
+        assert org.roles_of(n.member_id) == {"compa"}  # compa replaces the base role
+        link = await org_link_of(s, w, "org.role", role(w.carol.member_id, "security", grant=False))
+        status, res = await h.call("POST", path, token=s.api.token, js={"link": b64(link.wire)})
+        assert status == 201, res
+        assert (await s.view(refresh=True)).org.roles_of(w.carol.member_id) == {"member"}
+
+        # Invites: valid for at most 30 days, at most 20 open per member.
+        def invite_body(days: float) -> dict[str, Any]:
+            return {"invite": invite_public(os.urandom(32)), "role": "member", "note": "",
+                    "expires": now(w) + int(days * 86400)}
+
+        await refused(h, "POST", path, 400, token=s.api.token, contains="30 days", what="a 31-day invite",
+                      js={"link": b64((await org_link_of(s, w, "org.invite", invite_body(31))).wire)})
+        org = (await s.view(refresh=True)).org
+        open_now = [i for i in org.invites.values() if i.by == w.bob.member_id and i.used_by is None
+                    and i.expires > now(w)]
+        for _ in range(20 - len(open_now)):
+            link = await org_link_of(s, w, "org.invite", invite_body(1), signer=w.bob)
+            status, res = await h.call("POST", path, token=bob, js={"link": b64(link.wire)})
+            assert status == 201, res
+        await refused(h, "POST", path, 403, token=bob, contains="20 unused invites", what="a 21st open invite",
+                      js={"link": b64((await org_link_of(s, w, "org.invite", invite_body(1), signer=w.bob)).wire)})
+
+
+# == member chains and device links ==================================================================
+
+
+async def joined_newcomer(s: Session, w: World, h: Http, name: str) -> Newcomer:
+    """A new member (own member chain) admitted through alice's invite."""
+    secret = await new_invite(s, w)
+    n = newcomer(name, now(w))
+    status, res = await h.call("POST", "/api/v1/join",
+                               js=join_body(n, org_join(n, secret, await info_of(h), now(w))))
+    assert status == 201 and res["status"] == "admitted", res
+    return n
+
+
+def device_body(new: DeviceKeys, name: str = "phone", kind: str = "device") -> dict[str, Any]:
+    return {"id": new.device_id, "sign_pk": new.sign_public, "box_pk": new.box_public, "name": name, "kind": kind}
+
+
+def member_link(n: Newcomer, type_: str, body: dict[str, Any], *, seq: int, prev: bytes, when: int,
+                chain: str | None = None, device: DeviceKeys | None = None) -> Link:
+    return make_link(chain=n.member_id if chain is None else chain, seq=seq, prev=prev, time=when,
+                     signer=n.member_id, device=device or n.device, type_=type_, body=body)
+
+
+def member_json(link: Link | bytes, boxes: dict[str, bytes]) -> dict[str, Any]:
+    wire = link if isinstance(link, bytes) else link.wire
+    return {"link": b64(wire), "puk_boxes": {d: b64(b) for d, b in boxes.items()}}
+
+
+async def test_member_links_add_and_revoke_a_device(w: World) -> None:
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        n = await joined_newcomer(s, w, h, f"devices-{os.urandom(3).hex()}")
+        mid = n.member_id
+        token = await login_as(h, mid, n.device)
+        path = f"/api/v1/members/{mid}/links"
+        phone, other = DeviceKeys.generate(), DeviceKeys.generate()
+        t = max(now(w), n.link.time)
+        box = n.puk.seal_for_device(mid, phone.box_public)
+
+        def add(**over: Any) -> tuple[Link, dict[str, bytes]]:
+            """device.add of ``phone`` (seq 2 on the newcomer's chain); ``over`` replaces body fields."""
+            body: dict[str, Any] = {"device": device_body(phone), "puk_gen": 1,
+                                    "puk_boxes": [{"device": phone.device_id, "hash": box_hash(box)}],
+                                    "proof": sign_device_proof(phone, mid)}
+            link_kw = {k: over.pop(k) for k in ("seq", "prev", "when", "chain") if k in over}
+            body.update(over)
+            body = {k: v for k, v in body.items() if v is not NOTHING}
+            link = member_link(n, "device.add", body, seq=link_kw.get("seq", 2), prev=link_kw.get("prev", n.link.hash),
+                               when=link_kw.get("when", t), chain=link_kw.get("chain"))
+            return link, {phone.device_id: box}
+
+        good, good_boxes = add()
+        valid = member_json(good, good_boxes)
+        await refuse_bad_json(h, path, valid, ["link"], token=token)
+        alice_view = await s.view(refresh=True)
+        alice_chain = alice_view.members[s.me]
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            ("proof signed by another key (substituted device key)",
+             member_json(*add(proof=sign_device_proof(other, mid))), "signature"),
+            ("proof made for another member", member_json(*add(proof=sign_device_proof(phone, s.me))), "signature"),
+            ("no proof", member_json(*add(proof=NOTHING)), "proof"),
+            ("device id that is not its key", member_json(*add(device={**device_body(phone), "id": other.device_id})),
+             "does not match its key"),
+            ("name of an existing device", member_json(*add(device=device_body(phone, name="device-1"))),
+             "already exists"),
+            ("unknown device kind", member_json(*add(device=device_body(phone, kind="server"))), "kind"),
+            ("PUK box committed for another device",
+             member_json(*add(puk_boxes=[{"device": n.device.device_id, "hash": box_hash(box)}])), "exactly the new"),
+            ("PUK generation that is not current", member_json(*add(puk_gen=2)), "exactly the new"),
+            ("uploaded PUK box not matching its commitment",
+             {**valid, "puk_boxes": {phone.device_id: b64(n.puk.seal_for_device(mid, other.box_public))}},
+             "commitments"),
+            ("no uploaded PUK box", {**valid, "puk_boxes": {}}, "commitments"),
+            ("PUK box uploaded for another device", {**valid, "puk_boxes": {other.device_id: b64(box)}},
+             "commitments"),
+            ("a sequence ahead", member_json(*add(seq=3)), "sequence"),
+            ("wrong previous link", member_json(*add(prev=b"\x01" * 32)), "head"),
+            ("bad signature", member_json(bad_sig(good), good_boxes), "signature"),
+            ("an hour old", member_json(*add(when=t - 3600)), "clock"),
+            ("dated before the head", member_json(*add(when=n.link.time - 1)), "dated before"),
+            ("a link naming another chain", member_json(*add(chain=s.me)), "another chain"),
+            ("an organization link", member_json(member_link(n, "org.invite", {}, seq=2, prev=n.link.hash, when=t),
+                                                 {}), "unsupported member link type"),
+            ("the only device revoked",
+             member_json(member_link(n, "device.revoke", {
+                 "device": n.device.device_id, "puk": {"gen": 2, "sign_pk": bytes(32), "box_pk": bytes(32)},
+                 "puk_boxes": [], "prev": bytes(72)}, seq=2, prev=n.link.hash, when=t), {}), "last device"),
+        ]
+        for label, body, contains in cases:
+            await refused(h, "POST", path, 400, token=token, js=body, what=label, contains=contains)
+        # A link on alice's chain, signed by the newcomer, posted to alice's chain.
+        on_alice = member_link(n, "device.add", {}, seq=alice_chain.seq + 1, prev=alice_chain.head, when=t,
+                               chain=s.me)
+        await refused(h, "POST", f"/api/v1/members/{s.me}/links", 400, token=token, js=member_json(on_alice, {}),
+                      contains="signed by the member", what="a link on another member's chain")
+        await refused(h, "POST", path, 403, token=s.api.token, js=valid, contains="logged-in device",
+                      what="the newcomer's link from alice's session")
+        ghost = "0" * 32
+        await refused(h, "POST", f"/api/v1/members/{ghost}/links", 404, token=token,
+                      js=member_json(*add(chain=ghost)), contains="unknown member", what="unknown member chain")
+
+        before = snapshot(w.server)
+        status, res = await h.call("POST", path, token=token, js=valid)
+        assert status == 201 and res == {"seq": 2}, res
+        after = snapshot(w.server)
+        assert (after["links"], after["puk_boxes"]) == (before["links"] + 1, before["puk_boxes"] + 1)
+        await refused(h, "POST", path, 409, token=token, js=valid, contains="moved on", what="replay")
+        # The new device logs in and opens its PUK box.
+        phone_token = await login_as(h, mid, phone)
+        status, res = await h.call("GET", "/api/v1/puk-boxes", token=phone_token)
+        assert status == 200 and [b["puk_gen"] for b in res["boxes"]] == [1]
+        opened = PukKeys.open_device_box(phone, mid, 1, base64.b64decode(res["boxes"][0]["box"]))
+        assert opened.seed == n.puk.seed
+
+        # Revoke the phone: the PUK rolls to generation 2, sealed to the remaining device only.
+        new_puk = PukKeys.generate(2)
+        new_box = new_puk.seal_for_device(mid, n.device.box_public)
+        phone_box2 = new_puk.seal_for_device(mid, phone.box_public)
+        t = max(now(w), good.time)
+
+        def revoke(**over: Any) -> tuple[Link, dict[str, bytes]]:
+            body: dict[str, Any] = {
+                "device": phone.device_id,
+                "puk": {"gen": 2, "sign_pk": new_puk.sign_public, "box_pk": new_puk.box_public},
+                "puk_boxes": [{"device": n.device.device_id, "hash": box_hash(new_box)}],
+                "prev": new_puk.seal_previous(n.puk),
+            }
+            body.update(over)
+            body = {k: v for k, v in body.items() if v is not NOTHING}
+            return member_link(n, "device.revoke", body, seq=3, prev=good.hash, when=t), {n.device.device_id: new_box}
+
+        good_revoke, revoke_boxes = revoke()
+        for label, body, contains in (
+            ("PUK not rolled", member_json(*revoke(puk={"gen": 1, "sign_pk": n.puk.sign_public,
+                                                         "box_pk": n.puk.box_public})), "next generation"),
+            ("PUK skips a generation", member_json(*revoke(puk={"gen": 3, "sign_pk": new_puk.sign_public,
+                                                                 "box_pk": new_puk.box_public})), "next generation"),
+            ("new PUK boxed to the revoked device too",
+             member_json(revoke(puk_boxes=[{"device": n.device.device_id, "hash": box_hash(new_box)},
+                                           {"device": phone.device_id, "hash": box_hash(phone_box2)}])[0],
+                         {n.device.device_id: new_box, phone.device_id: phone_box2}), "remaining devices"),
+            ("new PUK boxed to nobody", member_json(revoke(puk_boxes=[])[0], {}), "remaining devices"),
+            ("no previous PUK for history", member_json(*revoke(prev=NOTHING)), "prev"),
+            ("unknown device", member_json(*revoke(device=other.device_id)), "not an active device"),
+            ("uploaded box not matching its commitment",
+             member_json(good_revoke, {n.device.device_id: new_puk.seal_for_device(mid, n.device.box_public)}),
+             "commitments"),
+        ):
+            await refused(h, "POST", path, 400, token=token, js=body, what=label, contains=contains)
+        status, res = await h.call("POST", path, token=token, js=member_json(good_revoke, revoke_boxes))
+        assert status == 201 and res == {"seq": 3}, res
+
+        # The revoked device is out: its session, a new challenge, and a re-add are refused.
+        await refused(h, "GET", "/api/v1/directory", 401, token=phone_token, contains="no longer active",
+                      what="the revoked device's session")
+        await refused(h, "POST", "/api/v1/auth/challenge", 401, js={"member": mid, "device": phone.device_id},
+                      what="a challenge for the revoked device")
+        readd = add(seq=4, prev=good_revoke.hash, when=t)
+        await refused(h, "POST", path, 400, token=token, js=member_json(*readd), contains="cannot come back",
+                      what="the revoked device added again")
+        status, res = await h.call("GET", "/api/v1/puk-boxes", token=token)
+        assert status == 200 and [b["puk_gen"] for b in res["boxes"]] == [1, 2]
+        gen2 = next(base64.b64decode(b["box"]) for b in res["boxes"] if b["puk_gen"] == 2)
+        assert PukKeys.open_device_box(n.device, mid, 2, gen2).seed == new_puk.seed
+        assert new_puk.open_previous(good_revoke.body.bytes_("prev")).seed == n.puk.seed
+        # Every client replays the same member chain.
+        ms = (await s.view(refresh=True)).members[mid]
+        assert ms.puk_gen == 2 and ms.puk_sign_public == new_puk.sign_public
+        assert [d.device_id for d in ms.active_devices()] == [n.device.device_id]
+        assert ms.devices[phone.device_id].revoked == t
+
+
+async def test_device_link_mailbox(w: World) -> None:
+    async with Http(w.server) as h:
+        alice, bob = await login(h, w.alice), await login(h, w.bob)
+        secret = os.urandom(32)
+        slot = link_slot(secret)
+        status, res = await h.call("POST", f"/api/v1/device-links/{slot}", token=alice, js={})
+        assert status == 201 and res["slot"] == slot, res
+        assert abs(res["expires"] - (w.server.clock() + LINK_SLOT_TTL)) < 5
+        await refused(h, "POST", f"/api/v1/device-links/{slot}", 409, token=bob, js={}, contains="already in use",
+                      what="the same code opened twice")
+        for bad in ("NOTHEX", "A" * 32, "0" * 31, "0" * 33, "g" * 32):
+            await refused(h, "POST", f"/api/v1/device-links/{bad}", 400, token=alice, js={}, what=f"open {bad}")
+            await refused(h, "GET", f"/api/v1/device-links/{bad}", 400, token=alice, what=f"read {bad}")
+            await refused(h, "POST", f"/api/v1/device-links/{bad}/offer", 400, js={"payload": b64(b"x" * 64)},
+                          what=f"offer {bad}")
+        status, res = await h.call("GET", f"/api/v1/device-links/{slot}", token=alice)
+        assert status == 200 and res == {"payload": None}, res
+        await refused(h, "GET", f"/api/v1/device-links/{slot}", 404, token=bob, what="another member's code")
+        await refused(h, "GET", f"/api/v1/device-links/{'e' * 32}", 404, token=alice, what="unknown code")
+        await refused(h, "POST", f"/api/v1/device-links/{'e' * 32}/offer", 404, js={"payload": b64(b"x" * 64)},
+                      what="offer for an unknown code")
+
+        phone = DeviceKeys.generate()
+        offer = encode({"name": "phone", "sign_pk": phone.sign_public, "box_pk": phone.box_public,
+                        "proof": sign_device_proof(phone, w.alice.member_id)})
+        sealed = seal_link_payload(secret, offer)
+        offer_path = f"/api/v1/device-links/{slot}/offer"
+        await refuse_bad_json(h, offer_path, {"payload": b64(sealed)}, ["payload"], encoded_fields=[])
+        await refused(h, "POST", offer_path, 400, js={"payload": b64(os.urandom(4000))}, what="oversized payload")
+        status, res = await h.call("POST", offer_path, js={"payload": b64(sealed)})  # public: no session
+        assert status == 201 and res == {"ok": True}, res
+        await refused(h, "POST", offer_path, 404, js={"payload": b64(seal_link_payload(secret, b"swap"))},
+                      contains="already used", what="a second offer")
+        status, res = await h.call("GET", f"/api/v1/device-links/{slot}", token=alice)
+        assert status == 200 and open_link_payload(secret, base64.b64decode(res["payload"])) == offer
+        await refused(h, "GET", f"/api/v1/device-links/{slot}", 404, token=alice, what="read after delivery")
+
+        # A code nobody used in time is gone.
+        late = link_slot(os.urandom(32))
+        status, _ = await h.call("POST", f"/api/v1/device-links/{late}", token=alice, js={})
+        assert status == 201
+        w.server.advance(LINK_SLOT_TTL + 60)
+        alice = await login(h, w.alice)
+        await refused(h, "POST", f"/api/v1/device-links/{late}/offer", 404, js={"payload": b64(sealed)},
+                      what="offer after expiry")
+        await refused(h, "GET", f"/api/v1/device-links/{late}", 404, token=alice, what="read after expiry")
+
+
 # == teams ===========================================================================================
 
 
 def team_create_link(s: Session, view: View, name: str, *, kind: str = "program",
-                     when: int | None = None) -> tuple[Link, dict[str, bytes]]:
+                     when: int | None = None, org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
     nonce = os.urandom(16)
     key = TeamKey.generate(team_id_for(view.org.org_id, nonce), 1)
     mine = view.members[s.me]
@@ -841,7 +1170,8 @@ def team_create_link(s: Session, view: View, name: str, *, kind: str = "program"
     link = make_link(
         chain=None, seq=1, prev=None, time=int(time.time()) if when is None else when, signer=s.me,
         device=s.device, type_="team.create",
-        body={"org": view.org.org_id, "nonce": nonce, "name": name, "kind": kind, "history": True,
+        body={"org": view.org.org_id, "org_seq": view.org.seq if org_seq is None else org_seq, "nonce": nonce,
+              "name": name, "kind": kind, "history": True,
               "members": [{"member": s.me, "role": "admin", "until": None}],
               "key": {"gen": 1, "canary": key.canary,
                       "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
@@ -851,7 +1181,8 @@ def team_create_link(s: Session, view: View, name: str, *, kind: str = "program"
 
 def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: str, *,
                   role: str = "reader", seq_delta: int = 1, prev: bytes | None = None,
-                  when: int | None = None, chain: str | None = None) -> tuple[Link, dict[str, bytes]]:
+                  when: int | None = None, chain: str | None = None,
+                  org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
     team, m = view.teams[team_id], view.members[member]
     box = key.seal_for(member, m.puk_gen, m.puk_box_public)
     link = make_link(
@@ -859,6 +1190,7 @@ def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: st
         time=max(int(time.time()), team.time) if when is None else when, signer=s.me, device=s.device,
         type_="team.add",
         body={"member": member, "role": role, "until": None,
+              "org_seq": view.org.seq if org_seq is None else org_seq,
               "key": {"gen": key.gen, "boxes": [{"member": member, "puk_gen": m.puk_gen,
                                                   "hash": box_hash(box)}]}},
     )
@@ -917,6 +1249,13 @@ async def test_create_team_rejects_bad_requests(w: World) -> None:
         for label, body in cases:
             await refused(h, "POST", "/api/v1/teams", 400, token=s.api.token, js=body, what=label)
 
+        ahead = team_create_link(s, view, name, org_seq=view.org.seq + 1)
+        await refused(h, "POST", "/api/v1/teams", 400, token=s.api.token, js=team_json(*ahead),
+                      contains="organization state", what="made against an org state that does not exist")
+        older = team_create_link(s, view, name, org_seq=view.org.seq - 1)
+        await refused(h, "POST", "/api/v1/teams", 409, token=s.api.token, js=team_json(*older),
+                      contains="organization chain moved on", what="made against an older org state")
+
         bob_token = await login(h, w.bob)
         await refused(h, "POST", "/api/v1/teams", 403, token=bob_token, js=valid,
                       contains="logged-in device", what="alice's link from bob's session")
@@ -970,6 +1309,12 @@ async def test_team_links_reject_bad_requests(w: World) -> None:
                       contains="another chain", what="the team.create link sent as an append")
         stale = team_add_link(s, view, w.drafting, key, carol, seq_delta=0, prev=b"\x00" * 32)
         await refused(h, "POST", path, 409, token=s.api.token, js=team_json(*stale), what="current sequence")
+        older = team_add_link(s, view, w.drafting, key, carol, org_seq=view.org.seq - 1)
+        await refused(h, "POST", path, 409, token=s.api.token, js=team_json(*older),
+                      contains="organization chain moved on", what="made against an older org state")
+        ahead = team_add_link(s, view, w.drafting, key, carol, org_seq=view.org.seq + 1)
+        await refused(h, "POST", path, 400, token=s.api.token, js=team_json(*ahead),
+                      contains="organization state", what="made against an org state that does not exist")
 
         bob_token = await login(h, w.bob)
         await refused(h, "POST", path, 403, token=bob_token, js=valid, contains="logged-in device",
@@ -1100,15 +1445,22 @@ async def test_put_conflicts(w: World) -> None:
         v1 = make_upload(w, s, key, doc)
         status, res = await h.call("POST", path, token=s.api.token, data=v1.data)
         assert status == 201, res
-        for label, data in (
-            ("the same upload again", v1.data),
-            ("another first version", make_upload(w, s, key, doc).data),
-            ("parent that is not the head", make_upload(w, s, key, doc, seq=2, parent="ab" * 16).data),
-            ("sequence that skips one", make_upload(w, s, key, doc, seq=3, parent=v1.vid).data),
+        team_seq = team_seq_of(w, w.drafting)
+        for label, data, contains in (
+            ("the same upload again", v1.data, "document changed"),
+            ("another first version", make_upload(w, s, key, doc).data, "document changed"),
+            ("parent that is not the head", make_upload(w, s, key, doc, seq=2, parent="ab" * 16).data,
+             "document changed"),
+            ("sequence that skips one", make_upload(w, s, key, doc, seq=3, parent=v1.vid).data, "document changed"),
             ("old team key generation", make_upload(w, s, TeamKey(w.drafting, 2, b"n" * 32), doc, seq=2,
-                                                    parent=v1.vid).data),
+                                                    parent=v1.vid).data, "generation"),
+            # The header names the team state the writer saw: it must be the current one.
+            ("an older team state", make_upload(w, s, key, doc, seq=2, parent=v1.vid,
+                                                team_seq=team_seq - 1).data, "team changed"),
+            ("a team state that does not exist yet", make_upload(w, s, key, doc, seq=2, parent=v1.vid,
+                                                                 team_seq=team_seq + 1).data, "team changed"),
         ):
-            await refused(h, "POST", path, 409, token=s.api.token, data=data, what=label)
+            await refused(h, "POST", path, 409, token=s.api.token, data=data, what=label, contains=contains)
         v2 = make_upload(w, s, key, doc, seq=2, parent=v1.vid)
         status, res = await h.call("POST", path, token=s.api.token, data=v2.data)
         assert status == 201 and res["seq"] == 2, res

@@ -19,11 +19,13 @@ import pytest
 
 from client.home import Home
 from tests.conftest import PASSPHRASE, Member, ServerThread
-from tests.test_api import Http, b64, refuse_bad_json, refused
+from tests.test_api import Http, b64, device_body, member_json, refuse_bad_json, refused
 from vault.auth import sign_login
 from vault.crypto import labels
 from vault.encoding import encode
-from vault.keys import DeviceKeys
+from vault.keys import DeviceKeys, PukKeys
+from vault.links import make_link, parse_link, sign_device_proof
+from vault.teamkeys import box_hash
 
 CHALLENGE, LOGIN, DIRECTORY = "/api/v1/auth/challenge", "/api/v1/auth/login", "/api/v1/directory"
 
@@ -263,6 +265,57 @@ async def test_login_rejects_malformed_requests(p: Pair) -> None:
             await refused(h, "POST", LOGIN, 400, js=body, what=label)
         # None of these reached the nonce: the genuine statement still logs in.
         await log_in(h, valid)
+
+
+async def test_revoked_device_can_no_longer_log_in(p: Pair) -> None:
+    """A device the member revoked loses its session, its challenges and any challenge it held."""
+    bob = identity(p.bob)
+    puk1 = Home(p.bob.home).unlock().puks[1]
+    spare = DeviceKeys.generate()
+    async with Http(p.server) as h:
+        token = await log_in(h, statement_for(h, bob, await challenge(h, bob)))
+        path = f"/api/v1/members/{bob.member_id}/links"
+        status, chain = await h.call("GET", f"/api/v1/chains/member/{bob.member_id}", token=token)
+        assert status == 200
+        head = parse_link(base64.b64decode(chain["links"][-1]))
+        box = puk1.seal_for_device(bob.member_id, spare.box_public)
+        add = make_link(chain=bob.member_id, seq=head.seq + 1, prev=head.hash,
+                        time=max(int(p.server.clock()), head.time), signer=bob.member_id, device=bob.device,
+                        type_="device.add",
+                        body={"device": device_body(spare, name=f"spare-{os.urandom(2).hex()}"),
+                              "puk_gen": puk1.generation,
+                              "puk_boxes": [{"device": spare.device_id, "hash": box_hash(box)}],
+                              "proof": sign_device_proof(spare, bob.member_id)})
+        status, res = await h.call("POST", path, token=token, js=member_json(add, {spare.device_id: box}))
+        assert status == 201, res
+        spare_id = Identity(bob.member_id, spare)
+        spare_token = await log_in(h, statement_for(h, spare_id, await challenge(h, spare_id)))
+        assert (await h.call("GET", DIRECTORY, token=spare_token))[0] == 200
+        pending = await challenge(h, spare_id)  # answered only after the revocation
+
+        new_puk = PukKeys.generate(puk1.generation + 1)
+        new_box = new_puk.seal_for_device(bob.member_id, bob.device.box_public)
+        revoke = make_link(chain=bob.member_id, seq=add.seq + 1, prev=add.hash,
+                           time=max(int(p.server.clock()), add.time), signer=bob.member_id, device=bob.device,
+                           type_="device.revoke",
+                           body={"device": spare.device_id,
+                                 "puk": {"gen": new_puk.generation, "sign_pk": new_puk.sign_public,
+                                         "box_pk": new_puk.box_public},
+                                 "puk_boxes": [{"device": bob.device.device_id, "hash": box_hash(new_box)}],
+                                 "prev": new_puk.seal_previous(puk1)})
+        status, res = await h.call("POST", path, token=token, js=member_json(revoke, {bob.device.device_id: new_box}))
+        assert status == 201, res
+
+        await refused(h, "GET", DIRECTORY, 401, token=spare_token, contains="no longer active",
+                      what="the revoked device's session")
+        await refused(h, "POST", CHALLENGE, 401, js={"member": bob.member_id, "device": spare.device_id},
+                      contains="unknown", what="a challenge for the revoked device")
+        await refused(h, "POST", LOGIN, 401, js=statement_for(h, spare_id, pending), contains="signature",
+                      what="a challenge issued before the revocation")
+        # The member's other device is unaffected.
+        assert (await h.call("GET", DIRECTORY, token=token))[0] == 200
+        await log_in(h, statement_for(h, bob, await challenge(h, bob)))
+    assert p.bob.json("whoami")["name"] == "bob"
 
 
 # -- the CLI's passphrase and unlock session ----------------------------------------------------------

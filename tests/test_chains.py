@@ -74,7 +74,7 @@ def member_create_body(name: str, device: DeviceKeys, puk: PukKeys) -> dict[str,
     return {
         "name": name,
         "device": {"id": device.device_id, "sign_pk": device.sign_public, "box_pk": device.box_public,
-                   "name": "laptop"},
+                   "name": "laptop", "kind": "device"},
         "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
         "puk_boxes": [{"device": device.device_id, "hash": box_hash(box)}],
     }
@@ -138,6 +138,11 @@ class World:
         self.time += 10
         return self.time
 
+    @property
+    def org_seq(self) -> int:
+        """The organization chain head new team links are made against."""
+        return len(self.org_links)
+
     def person(self, name: str) -> Person:
         person = new_person(name)
         self.people[person.id] = person
@@ -179,15 +184,16 @@ class World:
     # -- teams --
 
     def team_create_body(self, members: list[tuple[Person, str]], *, kind: str = "circle",
-                         boxed: list[Person] | None = None, until: dict[str, int] | None = None
-                         ) -> tuple[dict[str, Any], Team]:
+                         boxed: list[Person] | None = None, until: dict[str, int] | None = None,
+                         org_seq: int | None = None) -> tuple[dict[str, Any], Team]:
         nonce = p.random_bytes(16)
         team_id = team_id_for(self.org_id, nonce)
         key = TeamKey.generate(team_id, 1)
         boxed = [m for m, _ in members] if boxed is None else boxed
         boxes = {m.id: key.seal_for(m.id, 1, m.puk.box_public) for m in boxed}
         body = {
-            "org": self.org_id, "kind": kind, "name": f"{kind}-team", "history": True, "nonce": nonce,
+            "org": self.org_id, "org_seq": self.org_seq if org_seq is None else org_seq,
+            "kind": kind, "name": f"{kind}-team", "history": True, "nonce": nonce,
             "members": [{"member": m.id, "role": role, "until": (until or {}).get(m.id)} for m, role in members],
             "key": {"gen": 1, "canary": key.canary,
                     "boxes": [{"member": mid, "puk_gen": 1, "hash": box_hash(b)} for mid, b in boxes.items()]},
@@ -203,7 +209,8 @@ class World:
     def team_add_link(self, team: Team, signer: Person, person: Person, role: str = "writer", *,
                       box_for: Person | None = None, boxes: list[dict[str, Any]] | None = None,
                       gen: int = 1, puk_gen: int = 1, until: int | None = None, time: int | None = None,
-                      append: bool = True) -> Link:
+                      append: bool = True, org_seq: int | None = None, keyless: bool = False) -> Link:
+        """A team.add; ``keyless``: the signer holds no key, the member waits for a team.share."""
         box = team.key.seal_for(person.id, 1, person.puk.box_public)
         if boxes is None:
             boxes = [{"member": (box_for or person).id, "puk_gen": puk_gen, "hash": box_hash(box)}]
@@ -212,10 +219,12 @@ class World:
                          time=self.tick() if time is None else time, signer=signer.id, device=signer.device,
                          type_="team.add",
                          body={"member": person.id, "role": role, "until": until,
-                               "key": {"gen": gen, "boxes": boxes}})
+                               "org_seq": self.org_seq if org_seq is None else org_seq,
+                               "key": None if keyless else {"gen": gen, "boxes": boxes}})
         if append:
             team.links.append(link)
-            team.boxes[person.id] = box
+            if not keyless:
+                team.boxes[person.id] = box
         return link
 
     def replay_team(self, links: list[Link]) -> TeamState:
@@ -575,7 +584,8 @@ def test_team_chain_valid_history(circle: tuple[World, Person, Person, Team]) ->
     for person in (world.founder, alice, bob):
         key = open_team_box(team.boxes[person.id], person.puk, team.team_id, person.id,
                             state.boxes[(1, person.id)], state.canaries[1])
-        assert key == team.key
+        assert (key.team_id, key.gen, key.seed) == (team.key.team_id, 1, team.key.seed)
+        assert (key.doc_key, key.name_key) == (team.key.doc_key, team.key.name_key)
 
 
 def test_plain_member_may_not_create_a_circle(circle: tuple[World, Person, Person, Team]) -> None:
@@ -633,11 +643,19 @@ def test_mo_term_expiry_ends_admin_rights_and_ncc_override_remains(world: World)
     late = world.team_add_link(team, mo, carol, "writer", time=term_end, append=False)
     expect(PolicyDenied, lambda: world.replay_team([*team.links, late]))
     # The founder's own team role expired too, but NCC may sign membership changes anywhere.
-    world.team_add_link(team, world.founder, carol, "writer", time=term_end)
+    # Without a team role the founder holds no usable key: carol waits for a key holder.
+    boxed = world.team_add_link(team, world.founder, carol, "writer", time=term_end, append=False)
+    expect(ChainError, lambda: world.replay_team([*team.links, boxed]), "rotated before it is shared")
+    world.team_add_link(team, world.founder, carol, "writer", time=term_end, keyless=True)
     state = world.replay_team(team.links)
     assert state.role_of(mo.id, term_end) is None
     assert state.role_of(world.founder.id, term_end) is None
     assert state.role_of(carol.id, term_end) == "writer"
+    assert state.pending_share == {carol.id: world.founder.id}
+    assert (1, carol.id) not in state.boxes
+    # The expired admins still hold generation 1: it must be rotated before new content.
+    reasons = state.rotation_reasons(term_end, world.members())
+    assert any(mo.id in r and "role ended" in r for r in reasons)
 
 
 def test_team_create_forged_signature(circle: tuple[World, Person, Person, Team]) -> None:

@@ -49,6 +49,7 @@ STREAM_CHUNK = 65_537  # an odd piece size, as a network read would deliver
 VECTORS = Path(__file__).parent / "vectors" / "envelope.json"
 TEAM_A = "a" * 32
 TEAM_B = "b" * 32
+TEAM_SEQ = 3  # the team chain head the writer saw
 
 
 def data_of(size: int, seed: int = 1) -> bytes:
@@ -65,8 +66,8 @@ class Doc:
 
 def write_doc(key: TeamKey, device: DeviceKeys, plaintext: bytes, chunk: int | None = None, *,
               seq: int = 1, parent: str | None = None, name: str = "plan.txt") -> Doc:
-    w = DocWriter(key=key, device=device, author="author-1", doc="doc-1", seq=seq, parent=parent,
-                  time=1_700_000_000, name=name, size=len(plaintext), mime="text/plain", mtime=42)
+    w = DocWriter(key=key, team_seq=TEAM_SEQ, device=device, author="author-1", doc="doc-1", seq=seq,
+                  parent=parent, time=1_700_000_000, name=name, size=len(plaintext), mime="text/plain", mtime=42)
     prefix = w.upload_prefix()
     parts = [prefix]
     step = chunk or max(1, len(plaintext))
@@ -126,7 +127,7 @@ def forge(key: TeamKey, device: DeviceKeys, frames: list[tuple[bytes, bool]], *,
     data_key = p.random_bytes(32)
     plain_size = sum(len(f) for f, _ in frames) if size is None else size
     core: dict[str, Any] = {
-        "v": 1, "team": key.team_id, "doc": "doc-1", "seq": 1, "parent": None, "gen": key.gen,
+        "v": 1, "team": key.team_id, "team_seq": TEAM_SEQ, "doc": "doc-1", "seq": 1, "parent": None, "gen": key.gen,
         "author": "author-1", "device": device.device_id, "time": 1, "frame": FRAME,
         "body_len": sum(len(f) + p.STREAM_ABYTES for f, _ in frames) + HDR,
         "key_commit": p.kdf(commit_key or data_key, labels.KDF_DATA_COMMIT),
@@ -211,6 +212,7 @@ def test_metadata_and_record_fields(doc: Doc, key_a: TeamKey, author: DeviceKeys
     assert opened.meta["mime"] == "text/plain" and opened.meta["mtime"] == 42
     core = record.core
     assert (core.team, core.gen, core.seq, core.parent, core.device) == (TEAM_A, 1, 1, None, author.device_id)
+    assert core.team_seq == TEAM_SEQ
     # Nothing readable leaks into what the server stores.
     assert b"plan.txt" not in doc.upload and b"text/plain" not in doc.upload
 
@@ -230,11 +232,11 @@ def test_metadata_is_padded_to_hide_name_length(key_a: TeamKey, author: DeviceKe
 
 
 def test_writer_refuses_size_changes(key_a: TeamKey, author: DeviceKeys) -> None:
-    w = DocWriter(key=key_a, device=author, author="a", doc="d", seq=1, parent=None, time=1,
+    w = DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
                   name="n", size=10)
     with pytest.raises(IntegrityError):
         w.encrypt(b"x" * 11)
-    w = DocWriter(key=key_a, device=author, author="a", doc="d", seq=1, parent=None, time=1,
+    w = DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
                   name="n", size=10)
     w.encrypt(b"x" * 9)
     with pytest.raises(IntegrityError):
@@ -243,7 +245,7 @@ def test_writer_refuses_size_changes(key_a: TeamKey, author: DeviceKeys) -> None
 
 def test_writer_refuses_overlong_name(key_a: TeamKey, author: DeviceKeys) -> None:
     with pytest.raises(EncodingError):
-        DocWriter(key=key_a, device=author, author="a", doc="d", seq=1, parent=None, time=1,
+        DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
                   name="é" * 513, size=0)
 
 
@@ -251,7 +253,8 @@ def test_writer_refuses_overlong_name(key_a: TeamKey, author: DeviceKeys) -> Non
 def test_writer_refuses_names_that_are_not_unicode(key_a: TeamKey, author: DeviceKeys, name: str) -> None:
     # os.listdir hands back undecodable bytes as lone surrogates (surrogateescape).
     with pytest.raises(EncodingError):
-        DocWriter(key=key_a, device=author, author="a", doc="d", seq=1, parent=None, time=1, name=name, size=0)
+        DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
+                  name=name, size=0)
     with pytest.raises(EncodingError):
         key_a.doc_id(name)
 
@@ -376,8 +379,8 @@ def test_bit_flip_in_core(doc: Doc, key_a: TeamKey, author: DeviceKeys, field: s
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("team", TEAM_B), ("gen", 2), ("seq", 7), ("parent", "p" * 32), ("author", "someone-else"),
-     ("time", 0), ("body_len", body_length(3 * FRAME + 4)), ("doc", "doc-2")],
+    [("team", TEAM_B), ("team_seq", TEAM_SEQ + 1), ("gen", 2), ("seq", 7), ("parent", "p" * 32),
+     ("author", "someone-else"), ("time", 0), ("body_len", body_length(3 * FRAME + 4)), ("doc", "doc-2")],
 )
 def test_altered_core_field_without_signature(doc: Doc, key_a: TeamKey, author: DeviceKeys, field: str,
                                               value: object) -> None:
@@ -455,7 +458,7 @@ def test_key_commitment_mismatch_with_consistent_wrap(key_a: TeamKey, author: De
 @pytest.mark.parametrize(
     ("field", "value"),
     [("body_len", body_length(3 * FRAME + 4)), ("seq", 9), ("doc", "doc-2"), ("time", 5),
-     ("parent", "p" * 32), ("author", "author-2")],
+     ("parent", "p" * 32), ("author", "author-2"), ("team_seq", TEAM_SEQ + 1)],
 )
 def test_core_altered_and_resigned_breaks_the_wrap(doc: Doc, key_a: TeamKey, author: DeviceKeys,
                                                    field: str, value: object) -> None:
@@ -527,6 +530,15 @@ def test_core_parse_rejects_unknown_fields(doc: Doc) -> None:
         Core.parse(encode(core))
     core.pop("extra")
     core["v"] = 2
+    with pytest.raises(EncodingError):
+        Core.parse(encode(core))
+    core["v"] = 1
+    Core.parse(encode(core))
+    for bad in (0, -1, "3", None):  # the team state a header names is a chain sequence number (>= 1)
+        core["team_seq"] = bad
+        with pytest.raises(EncodingError):
+            Core.parse(encode(core))
+    del core["team_seq"]
     with pytest.raises(EncodingError):
         Core.parse(encode(core))
 

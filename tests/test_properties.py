@@ -55,14 +55,22 @@ LINKS = [
     make_link(chain="o" * 32, seq=7, prev=b"\x01" * 32, time=9, signer="m" * 32, device=_DEVICE,
               type_="org.join", body={"invite": invite_public(_INVITE), "member_head": b"\x02" * 32},
               invite_secret=_INVITE).wire,
+    make_link(chain="m" * 32, seq=2, prev=b"\x03" * 32, time=11, signer="m" * 32, device=_DEVICE, type_="device.add",
+              body={"device": {"id": "d" * 32, "sign_pk": b"\x04" * 32, "box_pk": b"\x05" * 32, "name": "phone",
+                               "kind": "device"},
+                    "puk_gen": 1, "puk_boxes": [{"device": "d" * 32, "hash": b"\x06" * 32}],
+                    "proof": b"\x07" * 64}).wire,
+    make_link(chain="t" * 32, seq=5, prev=b"\x08" * 32, time=12, signer="m" * 32, device=_DEVICE, type_="team.rotate",
+              body={"org_seq": 3, "key": {"gen": 2, "canary": b"\x09" * 32, "prev": b"\x0a" * 72,
+                                          "boxes": [{"member": "m" * 32, "puk_gen": 1, "hash": b"\x0b" * 32}]}}).wire,
 ]
 
 _KEY = TeamKey.generate("t" * 32, 3)
 
 
 def _record(size: int) -> Record:
-    w = DocWriter(key=_KEY, device=_DEVICE, author="a" * 32, doc="d" * 32, seq=2, parent="p" * 32, time=1,
-                  name="notes.md", size=size)
+    w = DocWriter(key=_KEY, team_seq=4, device=_DEVICE, author="a" * 32, doc="d" * 32, seq=2, parent="p" * 32,
+                  time=1, name="notes.md", size=size)
     w.upload_prefix()
     w.encrypt(b"x" * size)
     w.finish()
@@ -291,6 +299,7 @@ def _check_core(data: bytes) -> None:
     except EncodingError:
         return
     assert core.raw == data and core.frame == FRAME
+    assert core.team_seq >= 1 and core.seq >= 1 and core.gen >= 1
     assert len(core.key_commit) == 32 and len(core.nonce) == 24 and len(core.meta_nonce) == 24
 
 

@@ -214,6 +214,7 @@ RECORD_CASES: list[tuple[str, str, Callable[[Any], Any], str]] = [
     ("header nonce bit", "core.nonce", flip_middle, SIGNATURE),
     ("header key commitment bit", "core.key_commit", flip_middle, SIGNATURE),
     ("header generation", "core.gen", lambda v: v + 1, SIGNATURE),
+    ("header team state", "core.team_seq", lambda v: v - 1, SIGNATURE),
     ("header body length", "core.body_len", lambda v: v + 17, SIGNATURE),
     ("wrapped data key bit", "wrapped", flip_middle, SIGNATURE),
     ("encrypted metadata bit", "meta", flip_middle, SIGNATURE),
@@ -547,7 +548,7 @@ def test_forged_team_links_are_rejected(org: Org, tmp_path: Path) -> None:
     # 1. A team.add in alice's name, signed by a device the server made up.
     fake = make_link(chain=tid, seq=head.seq + 1, prev=head.hash, time=head.time + 1, signer=alice_id,
                      device=server_device, type_="team.add",
-                     body={"member": alice_id, "role": "admin", "until": None,
+                     body={"member": alice_id, "role": "admin", "until": None, "org_seq": d.require_org().seq,
                            "key": {"gen": 1, "boxes": []}})
     links.append(fake)
     try:
@@ -574,7 +575,7 @@ def test_forged_team_links_are_rejected(org: Org, tmp_path: Path) -> None:
         type_="member.create",
         body={"name": "mallory",
               "device": {"id": intruder_dev.device_id, "sign_pk": intruder_dev.sign_public,
-                         "box_pk": intruder_dev.box_public, "name": "device-1"},
+                         "box_pk": intruder_dev.box_public, "name": "device-1", "kind": "device"},
               "puk": {"gen": 1, "sign_pk": intruder_puk.sign_public, "box_pk": intruder_puk.box_public},
               "puk_boxes": [{"device": intruder_dev.device_id, "hash": box_hash(puk_box)}]},
     )
@@ -582,7 +583,7 @@ def test_forged_team_links_are_rejected(org: Org, tmp_path: Path) -> None:
     box = key.seal_for(intruder_id, 1, intruder_puk.box_public)
     add = make_link(chain=tid, seq=head.seq + 1, prev=head.hash, time=max(head.time + 1, int(time.time())),
                     signer=intruder_id, device=intruder_dev, type_="team.add",
-                    body={"member": intruder_id, "role": "admin", "until": None,
+                    body={"member": intruder_id, "role": "admin", "until": None, "org_seq": d.require_org().seq,
                           "key": {"gen": 1, "boxes": [{"member": intruder_id, "puk_gen": 1,
                                                         "hash": box_hash(box)}]}})
     d.members[intruder_id] = MemberState.create(member_link)

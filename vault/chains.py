@@ -149,6 +149,15 @@ class MemberState:
     def puk_gen_at(self, t: int) -> int:
         return max(g for g, pg in self.puks.items() if pg.since <= t or g == 1)
 
+    def puk_gens_at(self, t: int) -> set[int]:
+        """PUK generations current at second ``t``: two when a roll happened in that very second.
+
+        Times come from different chains' signers, so a link dated in the same second as a
+        PUK roll may have been made with either key; both are accepted for that second.
+        """
+        before = max(g for g, pg in self.puks.items() if pg.since < t or g == 1)
+        return {before, self.puk_gen_at(t)}
+
     def active_devices(self) -> list[Device]:
         return [d for d in self.devices.values() if d.revoked is None]
 
@@ -592,7 +601,7 @@ class TeamState:
                 reasons.append(f"{mid} was removed but holds the current key")
             elif not self.members[mid].active(now):
                 reasons.append(f"{mid}'s role ended but they hold the current key")
-            elif mid in members and members[mid].puk_gen_at(now) != c.puk_gen:
+            elif mid in members and c.puk_gen not in members[mid].puk_gens_at(now):
                 reasons.append(f"{mid} revoked a device that could open the current key")
         return reasons
 
@@ -791,7 +800,7 @@ class TeamState:
     def _record_boxes(self, commits: dict[str, BoxCommitment], link: Link, members: Mapping[str, MemberState]) -> None:
         for mid, c in commits.items():
             ms = members.get(mid)
-            if ms is None or c.puk_gen != ms.puk_gen_at(link.time):
+            if ms is None or c.puk_gen not in ms.puk_gens_at(link.time):
                 raise ChainError(f"key box for {mid} is not sealed to the member's current key")
             self.boxes[(c.gen, mid)] = c
 
