@@ -158,7 +158,7 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
         raise TransportError(f"{e}; the server did not confirm the join. Your new keys are kept in {home.path}: "
                              "check with the organization before joining again") from e
     except BaseException:
-        home.remove_identity()
+        home.forget()
         raise
     cfg = Config(url=invite.url, cert_fp=invite.cert_fingerprint.hex(), org_root=org_root, member_id=member_id,
                  device_id=device.device_id, name=name)

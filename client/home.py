@@ -151,14 +151,8 @@ class Home:
         self._key = key
         return Secrets.from_value(value)
 
-    def remove_identity(self) -> None:
-        """Undo a failed join: remove what it wrote (never called once config.json exists)."""
-        if not self.exists:
-            for name in ("keystore.bin", "pins.json", "session.bin"):
-                (self.path / name).unlink(missing_ok=True)
-
     def forget(self) -> None:
-        """Undo a failed device link or recovery: remove every file it wrote."""
+        """Undo a failed join, device link or recovery: remove every file it wrote."""
         for name in ("config.json", "keystore.bin", "pins.json", "session.bin"):
             (self.path / name).unlink(missing_ok=True)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, decode, encode
-from vault.errors import DecryptionFailed, EncodingError
+from vault.errors import EncodingError
 
 
 def short_id(label: bytes, data: bytes) -> str:
@@ -92,15 +92,11 @@ def link_slot(secret: bytes) -> str:
 
 
 def seal_link_payload(secret: bytes, payload: bytes) -> bytes:
-    nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
-    return nonce + p.aead_encrypt(p.kdf(secret, labels.KDF_LINK_KEY), nonce, labels.AD_DEVICE_LINK, payload)
+    return p.aead_seal(p.kdf(secret, labels.KDF_LINK_KEY), labels.AD_DEVICE_LINK, payload)
 
 
 def open_link_payload(secret: bytes, blob: bytes) -> bytes:
-    n = p.AEAD_NONCE_BYTES
-    if len(blob) < n + p.AEAD_TAG_BYTES:
-        raise DecryptionFailed()
-    return p.aead_decrypt(p.kdf(secret, labels.KDF_LINK_KEY), blob[:n], labels.AD_DEVICE_LINK, blob[n:])
+    return p.aead_open(p.kdf(secret, labels.KDF_LINK_KEY), labels.AD_DEVICE_LINK, blob)
 
 
 @dataclass(frozen=True)
@@ -133,16 +129,13 @@ class PukKeys:
 
     def seal_previous(self, previous: PukKeys) -> bytes:
         """The previous generation's seed under this one (so new devices can read history)."""
-        nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
         ad = labels.AD_PUK_PREV + b"\x00" + encode({"gen": previous.generation})
-        return nonce + p.aead_encrypt(p.kdf(self.seed, labels.KDF_PUK_SECRETBOX), nonce, ad, previous.seed)
+        return p.aead_seal(p.kdf(self.seed, labels.KDF_PUK_SECRETBOX), ad, previous.seed)
 
     def open_previous(self, blob: bytes) -> PukKeys:
         gen = self.generation - 1
         ad = labels.AD_PUK_PREV + b"\x00" + encode({"gen": gen})
-        n = p.AEAD_NONCE_BYTES
-        seed = p.aead_decrypt(p.kdf(self.seed, labels.KDF_PUK_SECRETBOX), blob[:n], ad, blob[n:])
-        return PukKeys(gen, seed)
+        return PukKeys(gen, p.aead_open(p.kdf(self.seed, labels.KDF_PUK_SECRETBOX), ad, blob))
 
     @classmethod
     def open_device_box(cls, device: DeviceKeys, member_id: str, generation: int, box: bytes) -> PukKeys:

@@ -71,19 +71,17 @@ class TeamKey:
 
 def seal_history(new: TeamKey, old: TeamKey) -> bytes:
     """The previous generation's seed encrypted under the new one (history for new members)."""
-    nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
     ad = labels.AD_TEAM_PREV + b"\x00" + encode({"team": new.team_id, "gen": old.gen})
-    return nonce + p.aead_encrypt(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), nonce, ad, old.seed)
+    return p.aead_seal(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), ad, old.seed)
 
 
 def open_history(new: TeamKey, blob: bytes, canary: bytes) -> TeamKey:
     """The previous generation from ``new``'s history blob, checked against its canary."""
     gen = new.gen - 1
     ad = labels.AD_TEAM_PREV + b"\x00" + encode({"team": new.team_id, "gen": gen})
-    n = p.AEAD_NONCE_BYTES
-    if len(blob) < n + p.AEAD_TAG_BYTES:
+    if len(blob) < p.AEAD_NONCE_BYTES + p.AEAD_TAG_BYTES:
         raise IntegrityError("team key history is malformed")
-    seed = p.aead_decrypt(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), blob[:n], ad, blob[n:])
+    seed = p.aead_open(p.kdf(new.seed, labels.KDF_TEAM_HISTORY), ad, blob)
     key = TeamKey(new.team_id, gen, seed, new.name_key)
     if not p.equal(key.canary, canary):
         raise IntegrityError("team key history does not match the generation's canary")

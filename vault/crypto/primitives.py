@@ -120,6 +120,19 @@ def aead_decrypt(key: bytes, nonce: bytes, ad: bytes, ciphertext: bytes) -> byte
         raise DecryptionFailed() from e
 
 
+def aead_seal(key: bytes, ad: bytes, plaintext: bytes) -> bytes:
+    """``nonce || AEAD(key, nonce, ad, plaintext)`` with a fresh random nonce."""
+    nonce = random_bytes(AEAD_NONCE_BYTES)
+    return nonce + aead_encrypt(key, nonce, ad, plaintext)
+
+
+def aead_open(key: bytes, ad: bytes, blob: bytes) -> bytes:
+    """Inverse of ``aead_seal``; anything short or altered is ``DecryptionFailed``."""
+    if len(blob) < AEAD_NONCE_BYTES + AEAD_TAG_BYTES:
+        raise DecryptionFailed()
+    return aead_decrypt(key, blob[:AEAD_NONCE_BYTES], ad, blob[AEAD_NONCE_BYTES:])
+
+
 # -- secretstream (XChaCha20-Poly1305) ---------------------------------------------------
 
 
