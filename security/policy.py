@@ -26,6 +26,8 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.invite.compa": frozenset({"member", "ncc", "staff", "security"}),
     "org.admit": frozenset({"ncc"}),
     "org.role": frozenset({"ncc"}),
+    "org.remove": frozenset({"ncc"}),
+    "org.protocols": frozenset({"ncc"}),
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),
@@ -81,6 +83,11 @@ class DefaultPolicy:
 
     def may_hold_team_role(self, org_roles: frozenset[str], team_role: str) -> bool:
         return all(team_role in limit for org_role, limit in MAX_TEAM_ROLE.items() if org_role in org_roles)
+
+    def protocols_version(self, text: str) -> int:
+        from security.protocols import parse  # noqa: PLC0415 (keeps TOML parsing out of import time)
+
+        return parse(text, "proposed security protocols").version
 
 
 POLICY: Final = DefaultPolicy()

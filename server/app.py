@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from security.policy import POLICY
+from server.audit import note
 from server.directory import Directory
 from server.openapi import OPENAPI
 from server.storage import Session, SQLiteStorage, StoredLink, StoredVersion
@@ -127,8 +128,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     member = directory.members.get(session.member)
     if member is None or session.device not in member.devices or member.devices[session.device].revoked is not None:
         raise AuthError("this device is no longer active")
+    if _removed(directory, session.member):
+        raise AuthError("this member was removed from the organization")
     request[SESSION_KEY] = session
     return await handler(request)
+
+
+def _removed(directory: Directory, member_id: str) -> bool:
+    org = directory.org
+    return org is not None and member_id in org.members and org.members[member_id].status == "removed"
 
 
 def session_of(request: web.Request) -> Session:
@@ -220,6 +228,7 @@ async def found(request: web.Request) -> web.Response:
         )
         directory.commit_member((member, member_link))
         directory.commit_org(org, org_link)
+    note_links(request, member_link, org_link)
     return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
 
 
@@ -255,6 +264,7 @@ async def join(request: web.Request) -> web.Response:
         )
         directory.commit_member((member, member_link))
         directory.commit_org(org, join_link)
+    note_links(request, member_link, join_link)
     return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
                              status=201)
 
@@ -265,6 +275,11 @@ async def challenge(request: web.Request) -> web.Response:
     member = request.app[DIRECTORY].members.get(member_id)
     if member is None or device_id not in member.devices or member.devices[device_id].revoked is not None:
         raise AuthError("unknown member or device")
+    if _removed(request.app[DIRECTORY], member_id):
+        raise AuthError("this member was removed from the organization")
+    from server.audit_api import check_lockout  # noqa: PLC0415 (audit_api imports this module)
+
+    await check_lockout(request.app, device_id)
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
     await request.app[STORAGE].purge_expired(now_of(request))
@@ -282,6 +297,7 @@ async def login(request: web.Request) -> web.Response:
     if taken is None:
         raise AuthError("login challenge unknown or already used; ask for a new one")
     member_id, device_id, expires = taken
+    note(request, "auth.login", actor=member_id, device=device_id)
     if expires <= now:
         raise AuthError("login challenge expired; ask for a new one")
     if (statement.member, statement.device) != (member_id, device_id):
@@ -386,6 +402,7 @@ async def append_org_link(request: web.Request) -> web.Response:
         state = directory.check_org_link(link)
         await app[STORAGE].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
         directory.commit_org(state, link)
+    note_links(request, link)
     return web.json_response({"seq": state.seq}, status=201)
 
 
@@ -423,6 +440,19 @@ def _require_signer(request: web.Request, link: Link) -> None:
         raise PolicyDenied("links must be signed by the logged-in device")
 
 
+def note_links(request: web.Request, *links: Link) -> None:
+    """One audit event per accepted chain link: its type, chain, position and hash (ids, never names)."""
+    for link in links:
+        res = {"chain": link.chain or "", "seq": str(link.seq), "link": link.hash.hex()}
+        subject = link.body.raw.get("member")
+        if link.type.startswith("team."):
+            res["team"] = link.chain or ""
+        if isinstance(subject, str):
+            res["member"] = subject
+        note(request, link.type, res, subject if isinstance(subject, str) else None,
+             actor=link.signer, device=link.device)
+
+
 async def _signed_link(request: web.Request, allowed: set[str]) -> tuple[Fields, Link]:
     """The request's link, signed by the logged-in device and dated near the server's clock."""
     f = await read_json(request, allowed)
@@ -442,6 +472,7 @@ async def create_team(request: web.Request) -> web.Response:
         rows = _new_box_rows(None, state, boxes)
         await app[STORAGE].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
+    note_links(request, link)
     return web.json_response({"team": state.team_id, "seq": 1}, status=201)
 
 
@@ -460,6 +491,7 @@ async def append_team_link(request: web.Request) -> web.Response:
         rows = _new_box_rows(team, state, boxes)
         await app[STORAGE].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
+    note_links(request, link)
     return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
 
 
@@ -486,6 +518,7 @@ async def append_member_link(request: web.Request) -> web.Response:
         await app[STORAGE].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
                                         [(state.member_id, gen, d, boxes[d]) for d in new], [])
         directory.commit_member((state, link))
+    note_links(request, link)
     return web.json_response({"seq": state.seq}, status=201)
 
 
@@ -521,12 +554,14 @@ async def read_link_slot(request: web.Request) -> web.Response:
 async def my_team_boxes(request: web.Request) -> web.Response:
     team = _visible_team(request, request.match_info["team"])
     me = session_of(request).member
+    note(request, "keys.team", {"team": team.team_id})
     rows = await request.app[STORAGE].team_boxes_for(team.team_id, me)
     return web.json_response({"boxes": [{"gen": g, "box": b64(b)} for g, b in rows]})
 
 
 async def my_puk_boxes(request: web.Request) -> web.Response:
     s = session_of(request)
+    note(request, "keys.member")
     rows = await request.app[STORAGE].puk_boxes_for(s.member, s.device)
     return web.json_response({"boxes": [{"puk_gen": g, "box": b64(b)} for g, b in rows]})
 
@@ -557,6 +592,7 @@ def _version_json(v: StoredVersion) -> dict[str, Any]:
 
 async def list_docs(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
+    note(request, "doc.list", {"team": team.team_id})
     heads = await request.app[STORAGE].heads(team.team_id)
     return web.json_response({"docs": [_version_json(v) for v in heads]})
 
@@ -564,6 +600,7 @@ async def list_docs(request: web.Request) -> web.Response:
 async def doc_versions(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
     doc = _check_doc_id(request.match_info["doc"])
+    note(request, "doc.list", {"team": team.team_id, "doc": doc})
     versions = await request.app[STORAGE].versions(team.team_id, doc)
     if not versions:
         raise NotFound("no such document in this team")
@@ -573,9 +610,11 @@ async def doc_versions(request: web.Request) -> web.Response:
 async def version_body(request: web.Request) -> web.StreamResponse:
     team = _doc_access(request, "doc.read")
     storage = request.app[STORAGE]
+    event = note(request, "doc.read", {"team": team.team_id, "vid": request.match_info["vid"][:64]})
     v = await storage.version(team.team_id, request.match_info["vid"])
     if v is None:
         raise NotFound("no such document version in this team")
+    event.res["doc"] = v.doc
     path = storage.blob_path(v.blob)
     if not path.exists():
         raise NotFound("document body is missing on the server")
@@ -594,6 +633,7 @@ async def put_version(request: web.Request) -> web.Response:
     doc = _check_doc_id(request.match_info["doc"])
     s = session_of(request)
     app = request.app
+    event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
     storage, directory, config = app[STORAGE], app[DIRECTORY], app[CONFIG]
     if await _read_exactly(request, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")
@@ -641,6 +681,8 @@ async def put_version(request: web.Request) -> web.Response:
             int(now_of(request)),
         )
         placed = None
+        event.res["vid"] = vid
+        event.detail.update({"gen": core.gen, "seq": core.seq})
     finally:
         temp.unlink(missing_ok=True)
         # A refused version's blob goes, unless an identical upload already made it a real version.
@@ -675,7 +717,10 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
 
 
 def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_JSON)
+    from server.audit_api import audit_middleware, register  # noqa: PLC0415 (audit_api imports this module)
+
+    app = web.Application(middlewares=[errors_middleware, auth_middleware, audit_middleware],
+                          client_max_size=MAX_JSON)
     app[STORAGE] = storage
     app[DIRECTORY] = directory
     app[CONFIG] = config
@@ -705,19 +750,33 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
     r.add_get("/api/v1/teams/{team}/docs/{doc}", doc_versions)
     r.add_post("/api/v1/teams/{team}/docs/{doc}", put_version)
     r.add_get("/api/v1/teams/{team}/versions/{vid}/body", version_body)
+    register(app)
     return app
 
 
 async def open_app(config: Config) -> web.Application:
+    from server.audit import AuditStore  # noqa: PLC0415
+    from server.audit_api import AUDIT, STATE, load_state  # noqa: PLC0415
+
     storage = await SQLiteStorage.open(config.data_dir)
     try:
         directory = await Directory.load(storage)
+        audit = await AuditStore.open(config.data_dir)
     except BaseException:
         await storage.close()
         raise
+    try:
+        state = await load_state(audit)
+    except BaseException:
+        await audit.close()
+        await storage.close()
+        raise
     app = make_app(storage, directory, config)
+    app[AUDIT] = audit
+    app[STATE] = state
 
     async def close(app: web.Application) -> None:
+        await app[AUDIT].close()
         await app[STORAGE].close()
 
     app.on_cleanup.append(close)

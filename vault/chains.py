@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from vault.crypto import labels
+from vault.crypto import primitives as p
 from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.keys import device_id_for, short_id
@@ -66,6 +67,10 @@ class Policy(Protocol):
     def team_allows(self, org_roles: frozenset[str], team_role: str | None, action: str) -> bool: ...
 
     def may_hold_team_role(self, org_roles: frozenset[str], team_role: str) -> bool: ...
+
+    def protocols_version(self, text: str) -> int:
+        """Validate a security-protocols text; its version (``EncodingError`` if invalid)."""
+        ...
 
 
 def clone(state: T) -> T:
@@ -315,7 +320,7 @@ class Invite:
 @dataclass
 class RoleEntry:
     seq: int
-    status: str  # "admitted" | "pending"
+    status: str  # "admitted" | "pending" | "removed"
     roles: dict[str, int | None]  # role -> until (None: no end)
 
 
@@ -326,6 +331,7 @@ class OrgMember:
     since: int
     member_head: bytes
     log: list[RoleEntry] = field(default_factory=list)
+    removed_at: int | None = None  # time of the org.remove link
 
     @property
     def status(self) -> str:
@@ -347,6 +353,19 @@ class OrgMember:
         return found
 
 
+@dataclass(frozen=True)
+class ProtocolsChange:
+    """A proposed security-protocols text; in force once a second NCC member approves it."""
+
+    digest: bytes
+    text: str
+    version: int
+    proposer: str
+    proposed_at: int
+    approver: str | None = None
+    approved_at: int | None = None
+
+
 @dataclass
 class OrgState:
     org_id: str
@@ -358,6 +377,9 @@ class OrgState:
     seq: int
     head: bytes
     time: int
+    proposals: dict[bytes, ProtocolsChange] = field(default_factory=dict)
+    protocols: ProtocolsChange | None = None  # None: the shipped defaults
+    protocols_log: list[ProtocolsChange] = field(default_factory=list)
 
     def roles_of(self, member_id: str, now: int | None = None, seq: int | None = None) -> frozenset[str]:
         """Org roles in force for an admitted member (at org ``seq`` and time ``now``)."""
@@ -396,7 +418,8 @@ class OrgState:
         check_sequence(link, self.org_id, self.seq, self.head, self.time)
         ms = verify_signer(link, members)
         handlers = {"org.invite": self._invite, "org.join": self._join, "org.admit": self._admit,
-                    "org.role": self._role}
+                    "org.role": self._role, "org.remove": self._remove,
+                    "org.protocols.propose": self._propose, "org.protocols.approve": self._approve}
         handler = handlers.get(link.type)
         if handler is None:
             raise ChainError(f"unsupported organization link type {link.type!r}")
@@ -497,6 +520,58 @@ class OrgState:
             if role == "compa":
                 roles["member"] = None
         self._record(target, link.seq, "admitted", roles)
+
+
+    def _remove(self, link: Link, ms: MemberState, policy: Policy) -> None:
+        """A departure: no roles, no logins, the member's open invites die with it."""
+        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.remove"):
+            raise PolicyDenied(f"member {link.signer} may not remove members")
+        target = link.body.str_("member", 64)
+        link.body.str_("reason", 256)
+        m = self.members.get(target)
+        if m is None or m.status == "removed":
+            raise ChainError(f"member {target} is not a current member")
+        if target == link.signer:
+            raise ChainError("members leave the organization through another NCC member")
+        if "ncc" in self.roles_of(target, link.time) and not any(
+            mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
+        ):
+            raise ChainError("cannot remove the last NCC member")
+        for inv in self.invites.values():
+            if inv.by == target and inv.used_by is None and inv.expires > link.time:
+                inv.expires = link.time
+        self._record(target, link.seq, "removed", {})
+        m.removed_at = link.time
+
+    def _propose(self, link: Link, ms: MemberState, policy: Policy) -> None:
+        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.protocols"):
+            raise PolicyDenied(f"member {link.signer} may not change the security protocols")
+        text = link.body.str_("text", 64 * 1024)
+        version = policy.protocols_version(text)
+        current = self.protocols.version if self.protocols else 1
+        if version <= current:
+            raise ChainError(f"a protocols change must raise the version above {current}")
+        digest = p.sha256(text.encode("utf-8"))
+        if digest in self.proposals:
+            raise ChainError("this protocols text is already proposed")
+        self.proposals[digest] = ProtocolsChange(digest, text, version, link.signer, link.time)
+
+    def _approve(self, link: Link, ms: MemberState, policy: Policy) -> None:
+        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.protocols"):
+            raise PolicyDenied(f"member {link.signer} may not approve security-protocols changes")
+        digest = link.body.bytes_("digest", 32)
+        proposal = self.proposals.get(digest)
+        if proposal is None:
+            raise ChainError("no such security-protocols proposal")
+        if proposal.proposer == link.signer:
+            raise PolicyDenied("a protocols change needs a second NCC member: you proposed it")
+        current = self.protocols.version if self.protocols else 1
+        if proposal.version <= current:
+            raise ChainError("a newer protocols version is already in force")
+        approved = replace(proposal, approver=link.signer, approved_at=link.time)
+        self.protocols = approved
+        self.protocols_log.append(approved)
+        self.proposals = {d: c for d, c in self.proposals.items() if c.version > approved.version}
 
 
 def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: Policy) -> OrgState:

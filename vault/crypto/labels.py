@@ -58,3 +58,10 @@ H_VERSION = b"mvault/v1/doc/version-id"
 H_TOKEN = b"mvault/v1/session-token"
 H_SAFETY = b"mvault/v1/safety-number"
 H_KEYS = b"mvault/v1/member-keys"
+
+# Audit log (security/events.py).
+SIG_COSIGN = b"mvault/v1/checkpoint-cosign"
+SIG_AUDIT_KEY = b"mvault/v1/audit-key"
+SIG_ATTEST = b"mvault/v1/attestation"
+KDF_AUDIT_SEAL = b"mvault/v1/audit/seal-key"
+AD_AUDIT_EVENT = b"mvault/v1/audit/event"

@@ -1,0 +1,122 @@
+"""Security protocols as data: ``security-protocols.toml``.
+
+The shipped file holds the defaults and is also the schema: an organization's version
+may change values, enable or disable rules and reorder nothing else. Unknown rules,
+unknown keys and values of the wrong type are refused with a message that names them,
+so a typo never silently switches a rule off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from vault.errors import EncodingError
+
+SEVERITIES = ("critical", "high", "medium", "low")
+MAX_TEXT = 64 * 1024
+
+
+def default_text() -> str:
+    return resources.files("security").joinpath("security-protocols.toml").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    enabled: bool
+    severity: str
+    params: dict[str, Any]
+
+    def int_(self, key: str) -> int:
+        value = self.params[key]
+        assert isinstance(value, int)
+        return value
+
+    def strs(self, key: str) -> tuple[str, ...]:
+        value = self.params[key]
+        assert isinstance(value, list)
+        return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Protocols:
+    version: int
+    rules: dict[str, Rule]
+    retention_days: int
+    text: str
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.text.encode("utf-8")).digest()
+
+    def rule(self, rule_id: str) -> Rule:
+        return self.rules[rule_id]
+
+
+def _parse_toml(text: str, what: str) -> dict[str, Any]:
+    if len(text.encode("utf-8")) > MAX_TEXT:
+        raise EncodingError(f"{what} is larger than {MAX_TEXT} bytes")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise EncodingError(f"{what} is not valid TOML: {e}") from e
+
+
+def _same_type(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return type(default) is type(value)
+
+
+def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
+    """Validate ``text`` against the shipped defaults' schema; missing keys take the default."""
+    schema = _parse_toml(default_text(), "the shipped security-protocols.toml")
+    data = _parse_toml(text, what)
+    unknown = set(data) - {"version", "rules", "retention"}
+    if unknown:
+        raise EncodingError(f"{what}: unknown top-level keys {sorted(unknown)}")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise EncodingError(f"{what}: 'version' must be a positive integer")
+    rules_in = data.get("rules", {})
+    if not isinstance(rules_in, dict):
+        raise EncodingError(f"{what}: [rules] must be a table")
+    unknown = set(rules_in) - set(schema["rules"])
+    if unknown:
+        raise EncodingError(f"{what}: unknown rules {sorted(unknown)} (known: {sorted(schema['rules'])})")
+    rules: dict[str, Rule] = {}
+    for rule_id, defaults in schema["rules"].items():
+        given = rules_in.get(rule_id, {})
+        if not isinstance(given, dict):
+            raise EncodingError(f"{what}: rules.{rule_id} must be a table")
+        unknown = set(given) - set(defaults)
+        if unknown:
+            raise EncodingError(f"{what}: rules.{rule_id} has unknown keys {sorted(unknown)}")
+        merged = dict(defaults)
+        for key, value in given.items():
+            if not _same_type(defaults[key], value):
+                raise EncodingError(f"{what}: rules.{rule_id}.{key} must be like {defaults[key]!r}")
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise EncodingError(f"{what}: rules.{rule_id}.{key} must not be negative")
+            merged[key] = value
+        if merged["severity"] not in SEVERITIES:
+            raise EncodingError(f"{what}: rules.{rule_id}.severity must be one of {SEVERITIES}")
+        enabled, severity = merged.pop("enabled"), merged.pop("severity")
+        rules[rule_id] = Rule(rule_id, bool(enabled), str(severity), merged)
+    retention = data.get("retention", {})
+    if not isinstance(retention, dict) or set(retention) - {"days"}:
+        raise EncodingError(f"{what}: [retention] takes only 'days'")
+    days = retention.get("days", schema["retention"]["days"])
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
+        raise EncodingError(f"{what}: retention.days must be an integer from 1 to 3650")
+    return Protocols(version, rules, days, text)
+
+
+def defaults() -> Protocols:
+    return parse(default_text(), "the shipped security-protocols.toml")

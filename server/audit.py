@@ -1,0 +1,272 @@
+"""The server side of the audit log: storage, group commit, checkpoints, lockouts.
+
+The log lives in its own SQLite file (``audit.db``, WAL, ``synchronous=FULL``) with its
+own connection, so its transactions never interleave with the vault's. Appends are
+group-committed: events that arrive while a transaction is being written wait for the
+next one, so concurrent requests share one fsync. A request that records an event
+waits until the event is durable before its answer is sent.
+
+The server holds the sealed leaves and their hashes; it cannot read an event after
+sealing it (nor can anyone who seizes the disk) unless it is the actor's or the
+Security Team's. Retention deletes leaf bytes older than the protocol's cap and keeps
+their hashes, so the tree and every checkpoint stay verifiable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosqlite
+from aiohttp import web
+
+from security.events import DAY, Checkpoint
+from security.merkle import MerkleTree, leaf_hash
+from vault.crypto import primitives as p
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, day INTEGER NOT NULL, hash BLOB NOT NULL, leaf BLOB);
+CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, raw BLOB NOT NULL, sig BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cosigs (
+    size INTEGER NOT NULL, member TEXT NOT NULL, device TEXT NOT NULL, sig BLOB NOT NULL, time INTEGER NOT NULL,
+    PRIMARY KEY (size, device));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (device TEXT NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS lockouts (device TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+MAX_PAGE = 2000
+
+
+@dataclass
+class Note:
+    """An event a handler asks the audit middleware to record once the request's outcome is known."""
+
+    action: str
+    res: dict[str, str] = field(default_factory=dict)
+    subject: str | None = None  # the member the event is about, if not (only) the actor
+    detail: dict[str, int | str] = field(default_factory=dict)
+    actor: str | None = None  # default: the session's member and device
+    device: str | None = None
+
+
+NOTES = web.RequestKey("audit_notes", list)
+
+
+def note(request: web.Request, action: str, res: dict[str, str] | None = None, subject: str | None = None,
+         detail: dict[str, int | str] | None = None, actor: str | None = None, device: str | None = None) -> Note:
+    n = Note(action, res or {}, subject, detail or {}, actor, device)
+    request.setdefault(NOTES, []).append(n)
+    return n
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    checkpoint: Checkpoint
+    sig: bytes
+
+
+@dataclass(frozen=True)
+class Cosig:
+    member: str
+    device: str
+    sig: bytes
+    time: int
+
+
+class LogCorrupted(Exception):
+    """The stored log is not a contiguous sequence of leaves (the server refuses to start)."""
+
+
+class AuditStore:
+    def __init__(self, db: aiosqlite.Connection, tree: MerkleTree, log_secret: bytes, log_public: bytes) -> None:
+        self._db = db
+        self.tree = tree
+        self.committed = tree.size
+        self.log_secret = log_secret
+        self.log_public = log_public
+        self._pending: list[tuple[bytes, int, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._latest: StoredCheckpoint | None = None
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> AuditStore:
+        seed = _log_seed(data_dir / "log.key")
+        public, secret = p.sign_keypair(seed)
+        db = await aiosqlite.connect(data_dir / "audit.db", isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.executescript(SCHEMA)
+            tree = MerkleTree()
+            async with db.execute("SELECT idx, hash, leaf FROM events ORDER BY idx") as cur:
+                async for idx, stored_hash, leaf in cur:
+                    if idx != tree.size:
+                        raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
+                    # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
+                    tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, tree, secret, public)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._db.close()
+
+    # -- appends ------------------------------------------------------------------------------
+
+    async def append(self, leaf: bytes, day: int) -> int:
+        """Append one sealed leaf; returns its index once it is durable."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((leaf, day, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            start = self.tree.size
+            rows = []
+            for leaf, day, _ in batch:
+                h = leaf_hash(leaf)
+                rows.append((self.tree.append(h), day, h, leaf))
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    await self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+            except Exception as e:  # noqa: BLE001 - every waiter gets the failure
+                self.tree.truncate(start)
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            self.committed = self.tree.size
+            for i, (_, _, fut) in enumerate(batch):
+                if not fut.done():
+                    fut.set_result(start + i)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def leaves(self, start: int, count: int) -> list[tuple[int, bytes, bytes | None]]:
+        end = min(self.committed, start + min(count, MAX_PAGE))
+        async with self._db.execute(
+            "SELECT idx, hash, leaf FROM events WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        ) as cur:
+            return [(int(r[0]), bytes(r[1]), None if r[2] is None else bytes(r[2])) for r in await cur.fetchall()]
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    async def checkpoint(self, org: str, now: int) -> StoredCheckpoint:
+        """A signed checkpoint of everything committed (the same one while nothing changed)."""
+        size = self.committed
+        if self._latest is not None and self._latest.checkpoint.size == size:
+            return self._latest
+        async with self._db.execute("SELECT raw, sig FROM checkpoints WHERE size=?", (size,)) as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            cp = Checkpoint.parse(bytes(row[0]))
+            if cp.root == self.tree.root(size):
+                self._latest = StoredCheckpoint(cp, bytes(row[1]))
+                return self._latest
+        cp = Checkpoint.build(org, size, self.tree.root(size), now)
+        stored = StoredCheckpoint(cp, cp.sign(self.log_secret))
+        await self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (size, cp.raw, stored.sig))
+        self._latest = stored
+        return stored
+
+    async def issued(self, raw: bytes) -> StoredCheckpoint | None:
+        cp = Checkpoint.parse(raw)
+        async with self._db.execute("SELECT raw, sig FROM checkpoints WHERE size=?", (cp.size,)) as cur:
+            row = await cur.fetchone()
+        if row is None or bytes(row[0]) != raw or cp.size > self.committed or cp.root != self.tree.root(cp.size):
+            return None
+        return StoredCheckpoint(cp, bytes(row[1]))
+
+    async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int) -> None:
+        await self._db.execute("INSERT OR REPLACE INTO cosigs VALUES (?, ?, ?, ?, ?)", (size, member, device, sig, now))
+
+    async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
+        """The newest cosigned checkpoint and its cosignatures."""
+        async with self._db.execute("SELECT MAX(size) FROM cosigs") as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        size = int(row[0])
+        async with self._db.execute("SELECT raw, sig FROM checkpoints WHERE size=?", (size,)) as cur:
+            cp_row = await cur.fetchone()
+        if cp_row is None:
+            return None
+        async with self._db.execute("SELECT member, device, sig, time FROM cosigs WHERE size=? ORDER BY time",
+                                    (size,)) as cur:
+            cosigs = [Cosig(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in await cur.fetchall()]
+        return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
+
+    # -- meta (the Security Team's audit key) -----------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        async with self._db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def prune(self, before_day: int) -> int:
+        """Delete leaf bytes of days before ``before_day``; hashes stay. Returns how many went."""
+        async with self._db.execute(
+            "UPDATE events SET leaf=NULL WHERE day < ? AND leaf IS NOT NULL AND idx < ? RETURNING idx",
+            (before_day, self.committed),
+        ) as cur:
+            return len(list(await cur.fetchall()))
+
+    # -- failed logins --------------------------------------------------------------------------
+
+    async def locked_until(self, device: str, now: float) -> float | None:
+        async with self._db.execute("SELECT until FROM lockouts WHERE device=? AND until > ?", (device, now)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else float(row[0])
+
+    async def failure(self, device: str, now: float, window: float, limit: int, lock: float) -> float | None:
+        """Count a failed login; lock the device (returning until when) once ``limit`` is exceeded."""
+        await self._db.execute("DELETE FROM failures WHERE time < ?", (now - window,))
+        await self._db.execute("INSERT INTO failures VALUES (?, ?)", (device, now))
+        async with self._db.execute("SELECT COUNT(*) FROM failures WHERE device=?", (device,)) as cur:
+            row = await cur.fetchone()
+        if row is not None and int(row[0]) > limit:
+            await self._db.execute("DELETE FROM failures WHERE device=?", (device,))
+            await self._db.execute("INSERT OR REPLACE INTO lockouts VALUES (?, ?)", (device, now + lock))
+            return now + lock
+        return None
+
+
+def _log_seed(path: Path) -> bytes:
+    """The server's checkpoint-signing seed, created once (0600) next to the database."""
+    try:
+        seed = path.read_bytes()
+    except FileNotFoundError:
+        seed = p.random_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, seed)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if len(seed) != 32:
+        raise LogCorrupted(f"{path} is not a 32-byte key")
+    return seed
+
+
+def today(now: float) -> int:
+    return int(now) // DAY
+
+

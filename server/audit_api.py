@@ -1,0 +1,361 @@
+"""Audit endpoints and the middleware that turns every request's outcome into an event.
+
+Handlers describe what they do with ``server.audit.note``; the middleware seals one
+event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
+with the error code) and waits until it is durable before the answer leaves. A refusal
+by the policy that no handler described becomes a ``request.denied`` event. Failed
+logins count toward a lockout of the device (rule ``failed-logins``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from security.events import (
+    AUDIT_KEY_FIELDS,
+    DAY,
+    Event,
+    Statement,
+    rules_for,
+    seal_event,
+)
+from security.protocols import Protocols, defaults, parse
+from server.app import (
+    CONFIG,
+    DIRECTORY,
+    SESSION_KEY,
+    STORAGE,
+    Handler,
+    b64,
+    now_of,
+    read_json,
+    session_of,
+    unb64,
+)
+from server.audit import NOTES, AuditStore, Note, note, today
+from server.storage import Session
+from vault.crypto import labels
+from vault.encoding import Fields, decode, encode
+from vault.errors import AuthError, ChainError, EncodingError, NotFound, PolicyDenied, VaultError
+from vault.keys import verify
+
+AUDIT = web.AppKey("audit", AuditStore)
+
+
+@dataclass
+class AuditKey:
+    gen: int = 0
+    pub: bytes | None = None
+    team: str = ""
+    statement: bytes = b""
+    sig: bytes = b""
+
+
+@dataclass
+class AuditState:
+    key: AuditKey
+    protocols: Protocols
+    protocols_digest: bytes
+    pruned_day: int = -1
+
+
+STATE = web.AppKey("audit_state", AuditState)
+
+
+class Locked(AuthError):
+    code = "locked"
+    status = 429
+
+
+def protocols_of(app: web.Application) -> Protocols:
+    st = app[STATE]
+    org = app[DIRECTORY].org
+    change = org.protocols if org is not None else None
+    digest = change.digest if change is not None else b""
+    if digest != st.protocols_digest:
+        st.protocols = parse(change.text) if change is not None else defaults()
+        st.protocols_digest = digest
+    return st.protocols
+
+
+async def record(app: web.Application, n: Note, result: str, session: Session | None) -> int:
+    now = int(app[CONFIG].clock())
+    actor = n.actor if n.actor is not None else (session.member if session else "")
+    device = n.device if n.device is not None else (session.device if session else "")
+    event = Event(now, actor, device, n.action, result, n.res, rules_for(n.action), n.detail)
+    members = app[DIRECTORY].members
+    readers = [m for m in dict.fromkeys([actor, n.subject or ""]) if m in members]
+    key = app[STATE].key
+    leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers])
+    return await app[AUDIT].append(leaf, now // DAY)
+
+
+def _result(status: int) -> str:
+    return "denied" if status in (401, 403, 429) else "failed"
+
+
+@web.middleware
+async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    app = request.app
+    try:
+        response = await handler(request)
+    except (VaultError, web.HTTPException) as e:
+        status = e.status
+        if status < 400:
+            raise
+        code = e.code if isinstance(e, VaultError) else str(status)
+        await _record_failure(request, status, code)
+        raise
+    session = request.get(SESSION_KEY)
+    for n in request.get(NOTES, []):
+        await record(app, n, "ok", session)
+    await _prune(app)
+    return response
+
+
+async def _record_failure(request: web.Request, status: int, code: str) -> None:
+    app = request.app
+    session = request.get(SESSION_KEY)
+    notes = request.get(NOTES, [])
+    if not notes and status == 403 and session is not None:
+        res = {"route": _route(request)}
+        if "team" in request.match_info:
+            res["team"] = request.match_info["team"][:64]
+        notes = [Note("request.denied", res, detail={"method": request.method})]
+    for n in notes:
+        n.detail["error"] = code
+        if n.action == "auth.login":
+            n.action = "auth.fail"
+            await record(app, n, _result(status), session)
+            await _count_failure(app, n)
+        else:
+            await record(app, n, _result(status), session)
+
+
+async def _count_failure(app: web.Application, n: Note) -> None:
+    rule = protocols_of(app).rule("failed-logins")
+    if not rule.enabled or not n.device:
+        return
+    now = app[CONFIG].clock()
+    until = await app[AUDIT].failure(n.device, now, rule.int_("window_minutes") * 60.0, rule.int_("max_failures"),
+                                     rule.int_("lock_minutes") * 60.0)
+    if until is not None:
+        await record(app, Note("auth.lockout", {}, None, {"until": int(until)}, n.actor, n.device), "denied", None)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "?"
+
+
+async def _prune(app: web.Application) -> None:
+    st = app[STATE]
+    day = today(app[CONFIG].clock())
+    if st.pruned_day == day:
+        return
+    st.pruned_day = day
+    before = day - protocols_of(app).retention_days
+    count = await app[AUDIT].prune(before)
+    if count:
+        await record(app, Note("audit.prune", {}, None, {"before_day": before, "count": count}, "", ""), "ok", None)
+
+
+async def check_lockout(app: web.Application, device: str) -> None:
+    until = await app[AUDIT].locked_until(device, app[CONFIG].clock())
+    if until is not None:
+        raise Locked(f"too many failed logins: this device is locked until {int(until)} (server time)")
+
+
+# -- endpoints ------------------------------------------------------------------------------
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise EncodingError(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def _org_id(request: web.Request) -> str:
+    org = request.app[DIRECTORY].org
+    return org.org_id if org is not None else ""
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    app = request.app
+    store = app[AUDIT]
+    old = _int_query(request, "from", 0)
+    cp = await store.checkpoint(_org_id(request), int(now_of(request)))
+    size = cp.checkpoint.size
+    proof = store.tree.consistency_proof(old, size) if 0 < old <= size else []
+    witness = None
+    found = await store.witnessed()
+    if found is not None:
+        w, cosigs = found
+        w_proof = store.tree.consistency_proof(w.checkpoint.size, size) if 0 < w.checkpoint.size <= size else []
+        witness = {"checkpoint": b64(w.checkpoint.raw), "sig": b64(w.sig), "proof": [b64(h) for h in w_proof],
+                   "cosigs": [{"member": c.member, "device": c.device, "sig": b64(c.sig), "time": c.time}
+                              for c in cosigs]}
+    return web.json_response({"checkpoint": b64(cp.checkpoint.raw), "sig": b64(cp.sig),
+                              "proof": [b64(h) for h in proof], "witness": witness,
+                              "log_key": b64(store.log_public)})
+
+
+def _require_admitted(request: web.Request) -> str:
+    me = session_of(request).member
+    if not request.app[DIRECTORY].require_org().admitted(me):
+        raise PolicyDenied("members still waiting for admission cannot read the audit log")
+    return me
+
+
+def _require_security(request: web.Request) -> str:
+    me = session_of(request).member
+    if "security" not in request.app[DIRECTORY].require_org().roles_of(me, int(now_of(request))):
+        raise PolicyDenied("only the Security Team may do this")
+    return me
+
+
+async def leaves(request: web.Request) -> web.Response:
+    _require_admitted(request)
+    start, count = _int_query(request, "start", 0), _int_query(request, "count", 1000)
+    rows = await request.app[AUDIT].leaves(start, count)
+    note(request, "audit.read", detail={"start": start, "count": len(rows)})
+    return web.json_response({"leaves": [{"index": i, "hash": b64(h), "leaf": b64(leaf) if leaf is not None else None}
+                                         for i, h, leaf in rows]})
+
+
+async def cosign(request: web.Request) -> web.Response:
+    _require_security(request)
+    f = await read_json(request, {"checkpoint", "sig"})
+    raw = unb64(f.raw.get("checkpoint"), "checkpoint", 4096)
+    sig = unb64(f.raw.get("sig"), "sig", 128)
+    s = session_of(request)
+    store = request.app[AUDIT]
+    issued = await store.issued(raw)
+    if issued is None:
+        raise NotFound("this server never issued that checkpoint for its current log")
+    try:
+        issued.checkpoint.verify_cosig(request.app[DIRECTORY].member(s.member).device(s.device).sign_public, sig)
+    except VaultError as e:
+        raise EncodingError("the cosignature does not verify with your device key") from e
+    note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
+    await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, int(now_of(request)))
+    return web.json_response({"size": issued.checkpoint.size}, status=201)
+
+
+async def get_key(request: web.Request) -> web.Response:
+    key = request.app[STATE].key
+    if key.pub is None:
+        return web.json_response({"key": None})
+    return web.json_response({"key": {"statement": b64(key.statement), "sig": b64(key.sig)}})
+
+
+def parse_key_statement(raw: bytes) -> tuple[Fields, AuditKey]:
+    st = Statement.parse(raw, "audit key statement", AUDIT_KEY_FIELDS)
+    f = st.fields
+    key = AuditKey(f.int_("gen", 1), f.bytes_("pub", 32), f.str_("team", 64), raw)
+    return f, key
+
+
+async def put_key(request: web.Request) -> web.Response:
+    me = _require_security(request)
+    s = session_of(request)
+    body = await read_json(request, {"statement", "sig"})
+    raw = unb64(body.raw.get("statement"), "statement", 4096)
+    sig = unb64(body.raw.get("sig"), "sig", 128)
+    f, key = parse_key_statement(raw)
+    app = request.app
+    directory = app[DIRECTORY]
+    now = int(now_of(request))
+    if (f.str_("org", 64), f.str_("member", 64), f.str_("device", 64)) != (_org_id(request), me, s.device):
+        raise PolicyDenied("the statement must name this organization and the logged-in device")
+    if abs(f.int_("time") - now) > app[CONFIG].clock_skew:
+        raise EncodingError("the statement's time is too far from the server's")
+    verify(directory.member(me).device(s.device).sign_public, labels.SIG_AUDIT_KEY, raw, sig)
+    team = directory.team(key.team)
+    if team.kind != "security":
+        raise PolicyDenied("the audit key comes from a team of kind 'security'")
+    if key.gen != team.generation or not team.holds_key(me, now):
+        raise ChainError(f"the audit key must be the team's current generation ({team.generation}), held by you")
+    current = app[STATE].key
+    if current.pub is not None and current.team == key.team and current.gen > key.gen:
+        raise ChainError("a newer audit key is already in force")
+    note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen})
+    key.sig = sig
+    await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
+    app[STATE].key = key
+    return web.json_response({"gen": key.gen}, status=201)
+
+
+ATTEST_KINDS = {"keystore", "verify", "approve", "lost", "export"}
+
+
+async def attest(request: web.Request) -> web.Response:
+    f = await read_json(request, {"kind", "time_cost", "memory_kib", "parallelism", "member", "device", "link",
+                                  "fingerprint", "count"})
+    kind = f.str_("kind", 16)
+    if kind not in ATTEST_KINDS:
+        raise EncodingError(f"kind must be one of {sorted(ATTEST_KINDS)}")
+    directory = request.app[DIRECTORY]
+    me = session_of(request).member
+    now = int(now_of(request))
+    if kind == "keystore":
+        detail: dict[str, int | str] = {k: f.int_(k, 1) for k in ("time_cost", "memory_kib", "parallelism")}
+        note(request, "attest.keystore", detail=detail)
+    elif kind == "verify":
+        verified = directory.member(f.str_("member", 64)).member_id
+        note(request, "attest.verify", {"member": verified}, verified, {"fingerprint": f.str_("fingerprint", 128)})
+    elif kind == "approve":
+        link = f.str_("link", 64)
+        if not any(x.hash.hex() == link for x in directory.org_links):
+            raise NotFound("no organization link has that hash")
+        if "ncc" not in directory.require_org().roles_of(me, now):
+            raise PolicyDenied("only NCC members approve organization changes")
+        note(request, "attest.approve", {"link": link, "chain": ""})
+    elif kind == "lost":
+        target = directory.member(f.str_("member", 64))
+        device = target.device(f.str_("device", 64)).device_id
+        roles = directory.require_org().roles_of(me, now)
+        if target.member_id != me and not roles & {"security", "ncc"}:
+            raise PolicyDenied("only the device's member, the Security Team or the NCC report a device lost")
+        note(request, "attest.lost", {"member": target.member_id, "device": device}, target.member_id)
+    else:
+        note(request, "audit.export", detail={"count": f.int_("count", 0)})
+    return web.json_response({"ok": True}, status=201)
+
+
+async def team_versions(request: web.Request) -> web.Response:
+    """Every version's signed record (no body, no key) of one team: for exposure reports."""
+    _require_security(request)
+    team = request.app[DIRECTORY].team(request.match_info["team"])
+    versions = await request.app[STORAGE].team_versions(team.team_id)
+    note(request, "doc.list", {"team": team.team_id})
+    return web.json_response({"versions": [{"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record)}
+                                           for v in versions]})
+
+
+def register(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/audit/checkpoint", checkpoint)
+    r.add_get("/api/v1/audit/leaves", leaves)
+    r.add_post("/api/v1/audit/cosign", cosign)
+    r.add_get("/api/v1/audit/key", get_key)
+    r.add_post("/api/v1/audit/key", put_key)
+    r.add_post("/api/v1/audit/attest", attest)
+    r.add_get("/api/v1/audit/teams/{team}/versions", team_versions)
+
+
+async def load_state(store: AuditStore) -> AuditState:
+    key = AuditKey()
+    stored = await store.get_meta("audit_key")
+    if stored is not None:
+        f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
+        _, key = parse_key_statement(f.bytes_("statement"))
+        key.sig = f.bytes_("sig")
+    return AuditState(key, defaults(), b"")
+
+
