@@ -80,7 +80,18 @@ async def verify(s: Session, name: str, confirm: bool) -> dict[str, Any]:
         pins = s.home.pins()
         pins.verified[them.member_id] = member_fingerprint(them).hex()
         s.home.save_pins(pins)
+        # The Security Team sees that (and when) keys were checked in person: rule key-verification.
+        await s.api.post("/api/v1/audit/attest", {"kind": "verify", "member": them.member_id,
+                                                  "fingerprint": member_fingerprint(them).hex()})
     return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.verified(them)}
+
+
+async def remove_member(s: Session, name: str, reason: str) -> MemberState:
+    """NCC: a departure. The member loses every role and login; its teams still need `team remove`."""
+    view = await s.view()
+    m = view.member_by_name(name)
+    await s.append_org("org.remove", {"member": m.member_id, "reason": reason})
+    return m
 
 
 # -- teams -----------------------------------------------------------------------------------------

@@ -584,6 +584,15 @@ def history(ctx: Ctx, team_name: str, name: str) -> None:
     emit(ctx, rows, human)
 
 
+def _register_audit() -> None:
+    from client.audit_cli import register  # noqa: PLC0415 (audit_cli imports this module)
+
+    register(cli)
+
+
+_register_audit()
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from client.api import Api, b64, unb64
+from client.audit import LogView, check_witness, protocols_of, publish_audit_key, sync_log
 from client.home import Config, Home, Pins, Secrets
 from security.policy import POLICY, TEAM_KINDS
 from vault.auth import sign_login
@@ -183,6 +184,7 @@ class Session:
         self._box_cache: dict[str, dict[int, bytes]] = {}
         self._key_cache: dict[tuple[str, int], TeamKey] = {}
         self.warnings: list[str] = []
+        self.log: LogView | None = None
 
     @classmethod
     async def open(cls, home: Home, secrets: Secrets, api: Api) -> Session:
@@ -204,6 +206,8 @@ class Session:
                                     time=now())
         res = await self.api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig)})
         self.api.token = str(res["token"])
+        # Every session proves the audit log only grew since we last looked (stops on a fork).
+        self.log = await sync_log(self)
 
     # -- chains ---------------------------------------------------------------------------------
 
@@ -272,6 +276,12 @@ class Session:
         self._note_key_changes(pins, members)
         self.home.save_pins(pins)
         self._view = View(org, members, teams)
+        if self.log is not None and self.log.witness is not None:
+            witnessed = check_witness(self._view, self.log.witness)
+            hours = protocols_of(self._view).rule("log-integrity").int_("witness_hours")
+            if now() - witnessed > hours * 3600:
+                self.warnings.append(f"the Security Team last witnessed the audit log {(now() - witnessed) // 3600} "
+                                     f"hours ago (the protocols ask for every {hours} hours)")
         return self._view
 
     def _note_key_changes(self, pins: Pins, members: dict[str, MemberState]) -> None:
@@ -411,6 +421,7 @@ class Session:
         """Pending work any key holder's client does on its next run: rotations, key shares."""
         done: list[str] = []
         view = await self.view()
+        await self._attest_keystore()
         for team in list(view.teams.values()):
             t = now()
             if not team.holds_key(self.me, t):
@@ -436,7 +447,28 @@ class Session:
                     team = view.teams[team.team_id]
             except (Conflict, PolicyDenied) as e:  # someone else did it first, or we may not: not fatal
                 self.warnings.append(f"could not finish pending work in team {team.name}: {e}")
+        try:
+            published = await publish_audit_key(self, await self.view())
+        except (Conflict, PolicyDenied, ChainError) as e:
+            self.warnings.append(f"could not publish the audit key: {e}")
+            published = None
+        if published:
+            done.append(published)
         return done
+
+    async def _attest_keystore(self) -> None:
+        """Once a day, tell the Security Team this device's keystore KDF parameters (rule keystore-kdf)."""
+        pins = self.home.pins()
+        day = now() // 86400
+        if pins.log.get("attested") == day:
+            return
+        params = self.home.keystore_params()
+        await self.api.post("/api/v1/audit/attest", {"kind": "keystore", "time_cost": params.time_cost,
+                                                     "memory_kib": params.memory_kib,
+                                                     "parallelism": params.parallelism})
+        pins = self.home.pins()
+        pins.log["attested"] = day
+        self.home.save_pins(pins)
 
     async def _share(self, team: TeamState, member: MemberState) -> None:
         key = await self.team_key(team, team.generation)

@@ -58,6 +58,7 @@ class Pins:
     docs: dict[str, list[Any]] = field(default_factory=dict)  # team/doc -> [seq, vid]
     keys: dict[str, str] = field(default_factory=dict)  # member -> key fingerprint last seen
     verified: dict[str, str] = field(default_factory=dict)  # member -> key fingerprint verified in person
+    log: dict[str, Any] = field(default_factory=dict)  # last accepted audit checkpoint: size, root, time, log_key
 
 
 @dataclass
@@ -108,7 +109,8 @@ class Home:
     def pins(self) -> Pins:
         try:
             raw = json.loads((self.path / "pins.json").read_text())
-            return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}))
+            return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}),
+                        raw.get("log", {}))
         except FileNotFoundError:
             return Pins()
         except ValueError as e:
@@ -128,6 +130,10 @@ class Home:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(self.path / "keystore.bin", keystore.seal_keystore(secrets.to_value(), key, salt, params))
         self._key, self._salt, self._params = key, salt, params
+
+    def keystore_params(self) -> keystore.KdfParams:
+        header, _ = keystore.parse_keystore((self.path / "keystore.bin").read_bytes())
+        return header.params
 
     def unlock(self) -> Secrets:
         """Open the keystore: unlock session, passphrase file, or an interactive prompt."""

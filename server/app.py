@@ -336,9 +336,10 @@ async def directory_view(request: web.Request) -> web.Response:
     org = directory.require_org()
     me = session_of(request).member
     teams = {}
-    ncc = "ncc" in org.roles_of(me, int(now_of(request)))
+    # NCC and the Security Team see every team chain (membership, not content: that needs a key box).
+    overseer = bool(org.roles_of(me, int(now_of(request))) & {"ncc", "security"})
     for tid, t in directory.teams.items():
-        if me in t.members or ncc:
+        if me in t.members or overseer:
             teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
         elif me in t.removed_at:  # a removed member sees the chain up to its removal, to verify it
             teams[tid] = {"name": t.name, "seq": t.removed_at[me], "removed_at": t.removed_at[me]}
@@ -381,10 +382,10 @@ async def team_chain(request: web.Request) -> web.Response:
     me = session_of(request).member
     links = directory.team_links[team.team_id]
     # Org roles as of now (an NCC term that ended is over), exactly as the directory judged them.
-    ncc = "ncc" in directory.require_org().roles_of(me, int(now_of(request)))
-    if me not in team.members and me in team.removed_at and not ncc:
+    overseer = bool(directory.require_org().roles_of(me, int(now_of(request))) & {"ncc", "security"})
+    if me not in team.members and me in team.removed_at and not overseer:
         links = links[: team.removed_at[me]]
-    else:
+    elif not overseer:
         _visible_team(request, team.team_id)
     return _links_response(links, _after(request))
 

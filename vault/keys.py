@@ -118,8 +118,12 @@ class PukKeys:
     def box_public(self) -> bytes:
         return p.box_keypair(p.kdf(self.seed, labels.KDF_PUK_BOX))[0]
 
+    @property
+    def box_keypair(self) -> tuple[bytes, bytes]:
+        return p.box_keypair(p.kdf(self.seed, labels.KDF_PUK_BOX))
+
     def open_sealed(self, box: bytes) -> bytes:
-        pk, sk = p.box_keypair(p.kdf(self.seed, labels.KDF_PUK_BOX))
+        pk, sk = self.box_keypair
         return p.seal_open(pk, sk, box)
 
     def seal_for_device(self, member_id: str, device_box_public: bytes) -> bytes:

@@ -1,0 +1,485 @@
+"""The client side of the audit log: checkpoints, verification, reading, reports, exposure.
+
+Every session checks the server's newest signed checkpoint against the one this
+member accepted last (a consistency proof whose sizes come from the two signed
+checkpoints, never from the proof), and against the newest checkpoint the Security
+Team cosigned. Any mismatch stops the client with ``LogInconsistent``.
+
+Reading events needs a key: the Security Team's audit key (derived from its team key)
+opens every event; a member's own member keys open the events about that member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from client.api import b64, unb64
+from client.home import Pins
+from security.events import DAY, Checkpoint, Event, Leaf, audit_key_statement, audit_keypair, open_leaf
+from security.merkle import EMPTY_ROOT, ProofError, leaf_hash, root_of, verify_consistency
+from security.protocols import Protocols, defaults, parse
+from security.rules import AuditInput, RuleResult, evaluate
+from vault.chains import MemberState, TeamState, org_id_for
+from vault.crypto import labels
+from vault.envelope import Record
+from vault.errors import DecryptionFailed, IntegrityError, NotFound, PolicyDenied, VaultError
+from vault.keys import verify
+from vault.links import Link
+
+if TYPE_CHECKING:
+    from client.client import Session, View
+
+PAGE = 2000
+
+
+class LogInconsistent(ProofError):
+    """The server's audit log contradicts a checkpoint this member accepted: stop."""
+
+    code = "log_inconsistent"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("STOP: " + message + ". The audit log was rewritten, truncated or forked; do not trust "
+                         "this server and tell your Security Team.")
+
+
+@dataclass
+class Witness:
+    checkpoint: Checkpoint
+    cosigs: list[dict[str, Any]]
+
+
+@dataclass
+class LogView:
+    checkpoint: Checkpoint
+    witness: Witness | None = None
+
+
+def _pinned(pins: Pins) -> tuple[int, bytes, int]:
+    log = pins.log
+    size = int(log.get("size", 0))
+    root = bytes.fromhex(str(log.get("root", ""))) if size else EMPTY_ROOT
+    return size, root, int(log.get("time", 0))
+
+
+def _extends(old_size: int, old_root: bytes, cp: Checkpoint, proof: list[bytes], what: str) -> None:
+    if cp.size < old_size:
+        raise LogInconsistent(f"the server's log has {cp.size} events but {what} had {old_size}")
+    try:
+        verify_consistency(old_size, cp.size, old_root, cp.root, proof)
+    except ProofError as e:
+        raise LogInconsistent(f"the server's log does not extend {what} (size {old_size}): {e}") from e
+
+
+def _proof(value: Any) -> list[bytes]:
+    if not isinstance(value, list) or len(value) > 128:
+        raise LogInconsistent("the server sent a malformed proof")
+    return [unb64(h) for h in value]
+
+
+async def sync_log(s: Session) -> LogView:
+    """Fetch the newest checkpoint and prove it extends ours and the newest witnessed one."""
+    pins = s.home.pins()
+    old_size, old_root, old_time = _pinned(pins)
+    res = await s.api.get(f"/api/v1/audit/checkpoint?from={old_size}")
+    if not isinstance(res, dict):
+        raise LogInconsistent("the server sent a malformed checkpoint")
+    log_key = unb64(res.get("log_key"))
+    pinned_key = pins.log.get("log_key")
+    if pinned_key is not None and pinned_key != log_key.hex():
+        raise LogInconsistent("the server's checkpoint-signing key changed")
+    cp = Checkpoint.parse(unb64(res.get("checkpoint")))
+    try:
+        cp.verify(log_key, unb64(res.get("sig")))
+    except VaultError as e:
+        raise LogInconsistent("the checkpoint's signature does not verify") from e
+    if cp.org not in ("", org_id_for(bytes.fromhex(s.cfg.org_root))):
+        raise LogInconsistent("the checkpoint is for another organization")
+    if len(old_root) != 32:
+        raise LogInconsistent("the pinned checkpoint is damaged")
+    _extends(old_size, old_root, cp, _proof(res.get("proof", [])), "the checkpoint you accepted before")
+    if cp.time + 600 < old_time:
+        raise LogInconsistent("the checkpoint is older than one you accepted before")
+    witness = None
+    w = res.get("witness")
+    if w is not None:
+        wcp = Checkpoint.parse(unb64(w.get("checkpoint")))
+        try:
+            wcp.verify(log_key, unb64(w.get("sig")))
+        except VaultError as e:
+            raise LogInconsistent("the witnessed checkpoint's server signature does not verify") from e
+        if wcp.size > cp.size:
+            raise LogInconsistent("the server shows a witnessed log longer than its current one")
+        # The witnessed tree must be a prefix of the current one: its root at its size is signed twice.
+        _extends(wcp.size, wcp.root, cp, _proof(w.get("proof", [])), "the log the Security Team witnessed")
+        if wcp.size < int(pins.log.get("witness_size", 0)):
+            raise LogInconsistent("the server hides a newer witnessed checkpoint that you saw before")
+        cosigs = w.get("cosigs")
+        if not isinstance(cosigs, list) or not cosigs:
+            raise LogInconsistent("a witnessed checkpoint without cosignatures")
+        witness = Witness(wcp, cosigs)
+        pins.log["witness_size"] = wcp.size
+    pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex()})
+    s.home.save_pins(pins)
+    return LogView(cp, witness)
+
+
+def check_witness(view: View, witness: Witness) -> int:
+    """Verify every cosignature (a Security Team member's device); returns the newest one's time."""
+    newest = 0
+    for c in witness.cosigs:
+        member, device = str(c.get("member")), str(c.get("device"))
+        t = int(c.get("time", 0))
+        ms = view.members.get(member)
+        if ms is None or device not in ms.devices or "security" not in view.org.roles_of(member, t):
+            raise LogInconsistent("a cosignature names someone who is not on the Security Team")
+        try:
+            verify(ms.devices[device].sign_public, labels.SIG_COSIGN, witness.checkpoint.raw, unb64(c.get("sig")))
+        except VaultError as e:
+            raise LogInconsistent("a witness cosignature does not verify") from e
+        newest = max(newest, t)
+    return newest
+
+
+# -- reading the log --------------------------------------------------------------------------------
+
+
+@dataclass
+class Fetched:
+    checkpoint: Checkpoint
+    hashes: list[bytes]
+    leaves: dict[int, Leaf] = field(default_factory=dict)  # index -> leaf (pruned ones missing)
+
+
+async def fetch_log(s: Session, lv: LogView) -> Fetched:
+    """Every leaf up to the checkpoint, each checked against the tree the checkpoint signs."""
+    cp = lv.checkpoint
+    hashes: list[bytes] = []
+    leaves: dict[int, Leaf] = {}
+    while len(hashes) < cp.size:
+        res = await s.api.get(f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}")
+        rows = res.get("leaves") if isinstance(res, dict) else None
+        if not isinstance(rows, list) or not rows:
+            raise LogInconsistent(f"the server stopped serving the log at event {len(hashes)} of {cp.size}")
+        for row in rows:
+            if len(hashes) == cp.size:
+                break
+            index = int(row.get("index", -1))
+            if index != len(hashes):
+                raise LogInconsistent(f"the server served event {index} where {len(hashes)} belongs")
+            h = unb64(row.get("hash"))
+            if row.get("leaf") is not None:
+                raw = unb64(row.get("leaf"))
+                if leaf_hash(raw) != h:
+                    raise LogInconsistent(f"event {index} does not match its hash")
+                try:
+                    leaves[index] = Leaf.parse(raw)
+                except IntegrityError as e:
+                    raise LogInconsistent(f"event {index} is malformed: {e}") from e
+            hashes.append(h)
+    if root_of(hashes) != cp.root:
+        raise LogInconsistent("the events the server served do not hash to its signed checkpoint")
+    return Fetched(cp, hashes, leaves)
+
+
+@dataclass
+class Keys:
+    audit: dict[int, tuple[bytes, bytes]]  # audit generation -> key pair
+    member: list[tuple[bytes, bytes]]
+
+    @property
+    def security(self) -> bool:
+        return bool(self.audit)
+
+
+def security_team(view: View, me: str) -> TeamState | None:
+    now = _now()
+    for team in sorted(view.teams.values(), key=lambda t: t.team_id):
+        if team.kind == "security" and team.holds_key(me, now):
+            return team
+    return None
+
+
+async def keys_of(s: Session, view: View) -> Keys:
+    audit: dict[int, tuple[bytes, bytes]] = {}
+    team = security_team(view, s.me)
+    if team is not None and "security" in view.org.roles_of(s.me, _now()):
+        for gen in range(1, team.generation + 1):
+            try:
+                audit[gen] = audit_keypair((await s.team_key(team, gen)).seed)
+            except (PolicyDenied, NotFound):
+                continue
+    mine = view.members[s.me]
+    member = []
+    for gen in sorted(mine.puks):
+        try:
+            member.append((await s.puk(gen)).box_keypair)
+        except VaultError:
+            continue
+    return Keys(audit, member)
+
+
+def read_events(fetched: Fetched, keys: Keys) -> list[tuple[int, Event]]:
+    """Every event these keys open, in log order."""
+    out = []
+    for index in sorted(fetched.leaves):
+        leaf = fetched.leaves[index]
+        event = None
+        pair = keys.audit.get(leaf.audit_gen)
+        if pair is not None:
+            try:
+                event = open_leaf(leaf, pair[0], pair[1], (0,))
+            except DecryptionFailed:
+                event = None
+        if event is None:
+            for pk, sk in keys.member:
+                try:
+                    event = open_leaf(leaf, pk, sk, (1, 2))
+                    break
+                except DecryptionFailed:
+                    continue
+        if event is not None:
+            out.append((index, event))
+    return out
+
+
+def _now() -> int:
+    from client.client import now  # noqa: PLC0415
+
+    return now()
+
+
+async def load(s: Session) -> tuple[View, LogView, Fetched, Keys, list[tuple[int, Event]], int | None]:
+    lv = await sync_log(s)
+    view = await s.view()
+    last_witness = check_witness(view, lv.witness) if lv.witness is not None else None
+    fetched = await fetch_log(s, lv)
+    keys = await keys_of(s, view)
+    return view, lv, fetched, keys, read_events(fetched, keys), last_witness
+
+
+def parse_since(text: str | None) -> int | None:
+    """``7d``, ``12h``, ``30m`` or a unix time -> unix time (None: no limit)."""
+    if not text:
+        return None
+    units = {"d": DAY, "h": 3600, "m": 60, "s": 1}
+    if text[-1:] in units and text[:-1].isdigit():
+        return _now() - int(text[:-1]) * units[text[-1]]
+    if text.isdigit():
+        return int(text)
+    raise VaultError(f"--since takes a duration like 7d, 12h or 30m, not {text!r}")
+
+
+def event_json(index: int, event: Event, view: View) -> dict[str, Any]:
+    out = event.to_json()
+    out["index"] = index
+    out["actor_name"] = view.name_of(event.actor) if event.actor in view.members else ""
+    return out
+
+
+def filter_events(events: Iterable[tuple[int, Event]], view: View, member: str | None, team: str | None,
+                  action: str | None, since: int | None) -> list[tuple[int, Event]]:
+    member_id = view.member_by_name(member).member_id if member else None
+    team_id = _team_id(view, team) if team else None
+    out = []
+    for index, e in events:
+        if member_id and member_id not in (e.actor, e.res.get("member")):
+            continue
+        if team_id and e.res.get("team") != team_id:
+            continue
+        if action and not (e.action == action or e.action.startswith(action + ".")):
+            continue
+        if since is not None and e.time < since:
+            continue
+        out.append((index, e))
+    return out
+
+
+def _team_id(view: View, name: str) -> str:
+    for t in view.teams.values():
+        if t.name == name or t.team_id == name:
+            return t.team_id
+    raise NotFound(f"unknown team {name}")
+
+
+# -- verification and witnessing ----------------------------------------------------------------------
+
+
+@dataclass
+class Verified:
+    checkpoint: Checkpoint
+    pruned: int
+    events_read: int
+    last_witness: int | None
+    problems: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": not self.problems, "size": self.checkpoint.size, "root": self.checkpoint.root.hex(),
+                "time": self.checkpoint.time, "pruned": self.pruned, "events_read": self.events_read,
+                "last_witness": self.last_witness, "problems": self.problems}
+
+
+async def verify_log(s: Session) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
+    """Replay the whole log; with the audit key also check the events against the chains."""
+    view, lv, fetched, keys, events, last_witness = await load(s)
+    problems: list[str] = []
+    if keys.security:
+        unreadable = [i for i, leaf in fetched.leaves.items() if leaf.audit_gen in keys.audit
+                      and i not in {j for j, _ in events}]
+        if unreadable:
+            problems.append(f"{len(unreadable)} events sealed to the audit key do not open (first: {unreadable[0]})")
+        problems += await _check_links_logged(s, view, events)
+        problems += _check_order(events)
+    return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
+                    problems), view, events, keys
+
+
+def _check_order(events: list[tuple[int, Event]]) -> list[str]:
+    problems = []
+    last = 0
+    for index, e in events:
+        if e.time + 600 < last:
+            problems.append(f"event {index} is dated {last - e.time} s before the event logged ahead of it")
+        last = max(last, e.time)
+    return problems
+
+
+async def chain_links(s: Session, view: View) -> tuple[list[Link], dict[str, list[Link]], dict[str, list[Link]]]:
+    org_links = await s._links("/api/v1/chains/org")
+    team_links = {tid: await s._links(f"/api/v1/chains/team/{tid}") for tid in view.teams}
+    member_links = {mid: await s._links(f"/api/v1/chains/member/{mid}") for mid in view.members}
+    return org_links, team_links, member_links
+
+
+async def _check_links_logged(s: Session, view: View, events: list[tuple[int, Event]]) -> list[str]:
+    """Every chain link must have its event, logged when it was made (no backdating)."""
+    logged = {e.res.get("link"): e for _, e in events if "link" in e.res and not e.action.startswith("attest.")}
+    earliest = min((e.time for _, e in events), default=None)
+    org_links, team_links, member_links = await chain_links(s, view)
+    problems = []
+    for link in [*org_links, *(x for ls in team_links.values() for x in ls),
+                 *(x for ls in member_links.values() for x in ls)]:
+        e = logged.get(link.hash.hex())
+        if e is None:
+            if earliest is not None and link.time >= earliest:
+                problems.append(f"chain link {link.type} {link.hash.hex()[:16]} has no audit event")
+            continue
+        if abs(e.time - link.time) > 600:
+            problems.append(f"chain link {link.type} {link.hash.hex()[:16]} is dated {link.time} but was "
+                            f"logged at {e.time}: backdated")
+    return problems
+
+
+async def witness(s: Session) -> tuple[Verified, int]:
+    result, view, _, keys = await verify_log(s)
+    if "security" not in view.org.roles_of(s.me, _now()):
+        raise PolicyDenied("only the Security Team witnesses the log")
+    if result.problems:
+        raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
+    sig = s.device.sign(labels.SIG_COSIGN, result.checkpoint.raw)
+    res = await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(result.checkpoint.raw), "sig": b64(sig)})
+    return result, int(res.get("size", 0))
+
+
+async def publish_audit_key(s: Session, view: View) -> str | None:
+    """Security Team clients make sure the server seals to the team's current generation."""
+    team = security_team(view, s.me)
+    if team is None or "security" not in view.org.roles_of(s.me, _now()):
+        return None
+    key = await s.team_key(team, team.generation)
+    pub = audit_keypair(key.seed)[0]
+    res = await s.api.get("/api/v1/audit/key")
+    current = res.get("key") if isinstance(res, dict) else None
+    if current is not None:
+        from security.events import AUDIT_KEY_FIELDS, Statement  # noqa: PLC0415
+
+        st = Statement.parse(unb64(current.get("statement")), "audit key statement", AUDIT_KEY_FIELDS)
+        if st.fields.bytes_("pub", 32) == pub and st.fields.int_("gen") == team.generation:
+            return None
+    raw = audit_key_statement(org_id_for(bytes.fromhex(s.cfg.org_root)), team.team_id, team.generation, pub,
+                              _now(), s.me, s.device.device_id)
+    await s.api.post("/api/v1/audit/key", {"statement": b64(raw), "sig": b64(s.device.sign(labels.SIG_AUDIT_KEY,
+                                                                                             raw))})
+    return f"published the audit key of team {team.name} (generation {team.generation})"
+
+
+# -- report and exposure ------------------------------------------------------------------------------
+
+
+def protocols_of(view: View) -> Protocols:
+    change = view.org.protocols
+    return parse(change.text) if change is not None else defaults()
+
+
+async def report(s: Session) -> tuple[list[RuleResult], Verified]:
+    result, view, events, keys = await verify_log(s)
+    if not keys.security:
+        raise PolicyDenied("the report needs the Security Team's audit key (a key of a 'security' team)")
+    org_links, team_links, member_links = await chain_links(s, view)
+    inp = AuditInput(now=_now(), org=view.org, members=view.members, teams=view.teams, org_links=org_links,
+                     team_links=team_links, member_links=member_links, events=events,
+                     log_ok=not result.problems, log_problem="; ".join(result.problems),
+                     last_witness=result.last_witness)
+    return evaluate(inp, protocols_of(view)), result
+
+
+async def exposure(s: Session, name: str) -> dict[str, Any]:
+    result, view, events, keys = await verify_log(s)
+    if "security" not in view.org.roles_of(s.me, _now()) and "ncc" not in view.org.roles_of(s.me, _now()):
+        raise PolicyDenied("exposure reports are for the Security Team")
+    ms = view.member_by_name(name)
+    mid = ms.member_id
+    mine = [(i, e) for i, e in events if e.actor == mid]
+    fetched_vids = {e.res.get("vid") for _, e in mine if e.action == "doc.read" and e.result == "ok"}
+    last_seen: dict[str, int] = {}
+    for _, e in mine:
+        if e.action == "auth.login" and e.result == "ok":
+            last_seen[e.device] = max(last_seen.get(e.device, 0), e.time)
+    teams = []
+    for team in sorted(view.teams.values(), key=lambda t: t.name):
+        held = sorted(g for (g, m) in team.boxes if m == mid)
+        if not held and mid not in team.members:
+            continue
+        readable = set(range(1, max(held) + 1)) if (team.history and held) else set(held)
+        versions = await _team_versions(s, team)
+        exposed = [v for v in versions if v["gen"] in readable]
+        teams.append({
+            "team": team.team_id, "name": team.name, "kind": team.kind,
+            "member": mid in team.members, "role": team.members[mid].role if mid in team.members else None,
+            "removed_at_link": team.removed_at.get(mid), "generations": sorted(readable),
+            "current_generation": team.generation, "rotation_needed": team.rotation_reasons(_now(), view.members),
+            "versions": [{**v, "fetched": v["vid"] in fetched_vids} for v in exposed],
+            "co_members": sorted(view.name_of(m) for m in team.active_members(_now()) if m != mid),
+        })
+    om = view.org.members.get(mid)
+    return {
+        "member": mid, "name": ms.name, "status": om.status if om else "unknown",
+        "removed_at": om.removed_at if om else None,
+        "devices": [{"device": d.device_id, "name": d.name, "kind": d.kind, "added": d.added, "revoked": d.revoked,
+                     "last_seen": last_seen.get(d.device_id)} for d in ms.devices.values()],
+        "verified": s.verified(ms),
+        "invited": sorted(view.name_of(i.used_by) for i in view.org.invites.values()
+                          if i.by == mid and i.used_by is not None),
+        "teams": teams,
+        "fetched": len(fetched_vids),
+        "events": len(mine),
+        "retention_days": protocols_of(view).retention_days,
+        "log": result.to_json(),
+    }
+
+
+async def _team_versions(s: Session, team: TeamState) -> list[dict[str, Any]]:
+    res = await s.api.get(f"/api/v1/audit/teams/{team.team_id}/versions")
+    out = []
+    for v in res.get("versions", []):
+        rec = Record.parse(unb64(v["record"]))
+        if rec.core.team != team.team_id:
+            raise IntegrityError("the server listed another team's document version")
+        out.append({"vid": rec.version_id, "doc": rec.core.doc, "seq": rec.core.seq, "gen": rec.core.gen,
+                    "author": rec.core.author, "time": rec.core.time})
+    return out
+
+
+def member_name(view: View, ms: MemberState) -> str:
+    return view.name_of(ms.member_id)

@@ -1,0 +1,299 @@
+"""``mvault audit ...`` and ``mvault remove``: the audit log from the command line.
+
+Exit codes: 0 fine; 1 an error, a log that does not verify, or (``audit report``) a
+violated rule. Alerts and warnings are printed but do not fail the report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from client import admin
+from client import audit as A
+from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
+from client.client import Session
+from vault.errors import NotFound, VaultError
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(audit)
+    cli.add_command(remove_cmd)
+
+
+@click.command("remove")
+@click.argument("member")
+@click.option("--reason", default="", help="a short reason for the record (kept in the org chain)")
+@json_flag
+@click.pass_obj
+def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
+    """NCC: remove MEMBER from the organization (logins stop; then remove them from their teams)."""
+    m = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
+    emit(ctx, {"member": m.member_id, "status": "removed"},
+         lambda: out.print(f"removed {m.name} from the organization; now remove them from their teams "
+                           "(`mvault team remove TEAM NAME`): their keys rotate there"))
+
+
+@click.group()
+def audit() -> None:
+    """The audit log: read, export, verify, witness, report, exposure."""
+
+
+def _events_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("#", "time", "actor", "action", "result", "resources", "rules")
+    for r in rows:
+        res = " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items()))
+        table.add_row(str(r["index"]), _when(r["time"]), r["actor_name"] or r["actor"][:12], r["action"],
+                      r["result"], res, ",".join(r["rules"]))
+    return table
+
+
+@audit.command("log")
+@click.option("--member", default=None, help="events by or about this member")
+@click.option("--team", "team_name", default=None, help="events about this team")
+@click.option("--action", default=None, help="an action (doc.read) or a prefix (doc)")
+@click.option("--since", default=None, help="a duration (7d, 12h, 30m) or a unix time")
+@json_flag
+@click.pass_obj
+def audit_log(ctx: Ctx, member: str | None, team_name: str | None, action: str | None, since: str | None) -> None:
+    """Events you may read: all of them for the Security Team, your own for everyone else."""
+    start = A.parse_since(since)
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        view, _, _, _, events, _ = await A.load(s)
+        return [A.event_json(i, e, view) for i, e in A.filter_events(events, view, member, team_name, action, start)]
+
+    rows = with_session(ctx, go)
+    emit(ctx, {"events": rows}, lambda: out.print(_events_table(rows)))
+
+
+@audit.command("export")
+@click.option("--since", default=None, help="a duration (30d) or a unix time")
+@click.pass_obj
+def audit_export(ctx: Ctx, since: str | None) -> None:
+    """Events as JSON lines on stdout (for a SIEM or an archive). The export is itself audited."""
+    start = A.parse_since(since)
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        view, lv, fetched, _, events, _ = await A.load(s)
+        rows = [A.event_json(i, e, view) | {"leaf_hash": fetched.hashes[i].hex()}
+                for i, e in A.filter_events(events, view, None, None, None, start)]
+        await s.api.post("/api/v1/audit/attest", {"kind": "export", "count": len(rows)})
+        return rows
+
+    for row in with_session(ctx, go):
+        sys.stdout.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def _print_verified(v: A.Verified) -> None:
+    out.print(f"log verified: {v.checkpoint.size} events, root {v.checkpoint.root.hex()[:32]}…")
+    out.print(f"  events you can read: {v.events_read}; pruned by retention: {v.pruned}")
+    out.print(f"  last witnessed: {_when(v.last_witness) if v.last_witness else 'never'}")
+    for p in v.problems:
+        out.print(f"  PROBLEM: {p}")
+
+
+@audit.command("verify")
+@json_flag
+@click.pass_obj
+def audit_verify(ctx: Ctx) -> None:
+    """Replay the whole log against the checkpoints you accepted; exit 1 on any problem."""
+
+    async def go(s: Session) -> A.Verified:
+        v, _, _, _ = await A.verify_log(s)
+        return v
+
+    v = with_session(ctx, go)
+    emit(ctx, v.to_json(), lambda: _print_verified(v))
+    if v.problems:
+        sys.exit(1)
+
+
+@audit.command("witness")
+@json_flag
+@click.pass_obj
+def audit_witness(ctx: Ctx) -> None:
+    """Security Team: verify the log, then cosign its checkpoint."""
+    v, size = with_session(ctx, A.witness)
+
+    def human() -> None:
+        _print_verified(v)
+        out.print(f"cosigned the checkpoint at {size} events")
+
+    emit(ctx, v.to_json() | {"cosigned": size}, human)
+
+
+_MARK = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warning", "disabled": "disabled"}
+
+
+@audit.command("report")
+@json_flag
+@click.pass_obj
+def audit_report(ctx: Ctx) -> None:
+    """Security Team: evaluate every security protocol; exit 1 if any is violated."""
+    results, v = with_session(ctx, A.report)
+
+    def human() -> None:
+        table = Table("rule", "severity", "status", "findings")
+        for r in results:
+            table.add_row(r.rule, r.severity, _MARK.get(r.status, r.status), str(len(r.findings)))
+        out.print(table)
+        for r in results:
+            for f in r.findings:
+                events = f" (events {', '.join(map(str, f.events))})" if f.events else ""
+                out.print(f"{r.rule} [{f.level}]: {f.message}{events}")
+
+    emit(ctx, {"rules": [r.to_json() for r in results], "log": v.to_json(),
+               "violated": [r.rule for r in results if r.status == "violated"]}, human)
+    if any(r.status == "violated" for r in results):
+        sys.exit(1)
+
+
+@audit.command("exposure")
+@click.argument("member")
+@json_flag
+@click.pass_obj
+def audit_exposure(ctx: Ctx, member: str) -> None:
+    """Security Team: what MEMBER could decrypt, and what it actually fetched."""
+    info = with_session(ctx, lambda s: A.exposure(s, member))
+
+    def human() -> None:
+        out.print(f"{info['name']} ({info['member']}): {info['status']}; verified in person: {info['verified']}")
+        for d in info["devices"]:
+            seen = _when(d["last_seen"]) if d["last_seen"] else "never"
+            revoked = f", revoked {_when(d['revoked'])}" if d["revoked"] else ""
+            out.print(f"  device {d['name']} ({d['kind']}): last seen {seen}{revoked}")
+        for t in info["teams"]:
+            gens = ",".join(map(str, t["generations"])) or "none"
+            state = "member" if t["member"] else "former member"
+            out.print(f"  team {t['name']} ({t['kind']}, {state}): key generations {gens} of {t['current_generation']}"
+                      f"; {len(t['versions'])} versions readable, {sum(v['fetched'] for v in t['versions'])} fetched")
+            if t["rotation_needed"]:
+                out.print(f"    ROTATION NEEDED: {t['rotation_needed'][0]}")
+            if t["co_members"]:
+                out.print(f"    notify: {', '.join(t['co_members'])}")
+        if info["invited"]:
+            out.print(f"  invited: {', '.join(info['invited'])}")
+        out.print(f"  copies may remain on their devices for anything fetched; audit detail kept "
+                  f"{info['retention_days']} days")
+
+    emit(ctx, info, human)
+
+
+@audit.command("approve")
+@click.argument("link")
+@json_flag
+@click.pass_obj
+def audit_approve(ctx: Ctx, link: str) -> None:
+    """NCC: approve an organization link (e.g. a role grant) as the second person (rule two-person)."""
+
+    async def go(s: Session) -> str:
+        org_links = await s._links("/api/v1/chains/org")
+        found = [x.hash.hex() for x in org_links if x.hash.hex().startswith(link.lower())] if len(link) >= 8 else []
+        if len(found) != 1:
+            raise NotFound("give at least 8 hex characters of exactly one organization link's hash")
+        await s.api.post("/api/v1/audit/attest", {"kind": "approve", "link": found[0]})
+        return found[0]
+
+    h = with_session(ctx, go)
+    emit(ctx, {"approved": h}, lambda: out.print(f"approved link {h[:16]}"))
+
+
+@audit.command("lost")
+@click.argument("member")
+@click.argument("device_name", metavar="DEVICE")
+@json_flag
+@click.pass_obj
+def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
+    """Report MEMBER's DEVICE lost or seized (rule lost-device); then revoke it from another device."""
+
+    async def go(s: Session) -> str:
+        view = await s.view()
+        ms = view.member_by_name(member)
+        devices = [d for d in ms.devices.values() if d.name == device_name or d.device_id == device_name]
+        if len(devices) != 1:
+            raise NotFound(f"{member} has no device named {device_name}")
+        await s.api.post("/api/v1/audit/attest", {"kind": "lost", "member": ms.member_id,
+                                                  "device": devices[0].device_id})
+        return devices[0].device_id
+
+    d = with_session(ctx, go)
+    emit(ctx, {"device": d, "reported": True},
+         lambda: out.print(f"reported device {device_name} lost; revoke it now (`mvault device revoke`)"))
+
+
+@audit.group("protocols")
+def protocols() -> None:
+    """The organization's security protocols (security-protocols.toml)."""
+
+
+@protocols.command("show")
+@json_flag
+@click.pass_obj
+def protocols_show(ctx: Ctx) -> None:
+    """Print the protocols in force (and pending proposals)."""
+
+    async def go(s: Session) -> dict[str, Any]:
+        view = await s.view()
+        p = A.protocols_of(view)
+        current = view.org.protocols
+        return {"version": p.version, "text": p.text,
+                "approved_by": [current.proposer, current.approver] if current else [],
+                "pending": [{"digest": c.digest.hex(), "version": c.version, "proposer": view.name_of(c.proposer)}
+                            for c in view.org.proposals.values()]}
+
+    info = with_session(ctx, go)
+
+    def human() -> None:
+        sys.stdout.write(info["text"])
+        for pending in info["pending"]:
+            err.print(f"pending: version {pending['version']} proposed by {pending['proposer']} "
+                      f"(approve with `mvault audit protocols approve {pending['digest'][:16]}`)")
+
+    emit(ctx, info, human)
+
+
+@protocols.command("propose")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_flag
+@click.pass_obj
+def protocols_propose(ctx: Ctx, path: Path) -> None:
+    """NCC: propose a new version; a second NCC member must approve it."""
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as e:
+        raise VaultError(f"{path} is not UTF-8 text") from e
+
+    async def go(s: Session) -> str:
+        await s.append_org("org.protocols.propose", {"text": text})
+        from vault.crypto import primitives as p  # noqa: PLC0415
+
+        return p.sha256(text.encode("utf-8")).hex()
+
+    digest = with_session(ctx, go)
+    emit(ctx, {"digest": digest}, lambda: out.print(
+        f"proposed; another NCC member approves with `mvault audit protocols approve {digest[:16]}`"))
+
+
+@protocols.command("approve")
+@click.argument("digest")
+@json_flag
+@click.pass_obj
+def protocols_approve(ctx: Ctx, digest: str) -> None:
+    """NCC: approve a proposed protocols version (you may not approve your own)."""
+
+    async def go(s: Session) -> int:
+        view = await s.view()
+        matches = [c for d, c in view.org.proposals.items() if d.hex().startswith(digest.lower())]
+        if len(digest) < 8 or len(matches) != 1:
+            raise NotFound("give at least 8 hex characters of exactly one pending proposal")
+        await s.append_org("org.protocols.approve", {"digest": matches[0].digest})
+        return matches[0].version
+
+    version = with_session(ctx, go)
+    emit(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))

@@ -1,0 +1,641 @@
+"""Security-protocol rules (``security.rules``) evaluated over real chains and hand-made audit events.
+
+Chains are built with the chain tests' builders (``MWorld``): every organization, member and
+team state here is a real replay. Events are ``Event`` objects as the server records them;
+their audit log index is their position in the list given to ``audit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from security.events import Event
+from security.policy import POLICY, TEAM_KINDS
+from security.protocols import Protocols, defaults, parse
+from security.rules import CHECKS, AuditInput, Finding, RuleResult, evaluate, status_of
+from tests.test_chains import Person, Team
+from tests.test_chains_membership import DAY, MWorld
+from vault.chains import ProtocolsChange, replay_team
+from vault.links import Link
+
+HOUR = 3600
+MINUTE = 60
+DEFAULTS = defaults()
+STRONG = {"time_cost": 3, "memory_kib": 65536, "parallelism": 1}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def event(t: int, action: str, actor: str = "", device: str = "", result: str = "ok",
+          res: Mapping[str, str] | None = None, detail: Mapping[str, int | str] | None = None) -> Event:
+    return Event(t, actor, device, action, result, res or {}, (), detail or {})
+
+
+def link_event(link: Link, **extra: str) -> Event:
+    """The event the server records when it appends ``link`` to a chain."""
+    res = {"chain": link.chain or "", "seq": str(link.seq), "link": link.hash.hex(), **extra}
+    return event(link.time, link.type, link.signer, link.device, res=res)
+
+
+def audit(world: MWorld, teams: list[Team], events: list[Event] | None = None, *, now: int | None = None,
+          **kw: Any) -> AuditInput:
+    members = world.members()
+    org = world.org()
+    states = {t.team_id: replay_team(t.links, org, members, POLICY, TEAM_KINDS) for t in teams}
+    kw.setdefault("last_witness", now if now is not None else world.time)
+    return AuditInput(now=world.time if now is None else now, org=org, members=members, teams=states,
+                      org_links=list(world.org_links), team_links={t.team_id: list(t.links) for t in teams},
+                      member_links={pid: list(p.chain) for pid, p in world.people.items()},
+                      events=list(enumerate(events or [])), **kw)
+
+
+def result(inp: AuditInput, rule_id: str, protocols: Protocols = DEFAULTS) -> RuleResult:
+    found = [r for r in evaluate(inp, protocols) if r.rule == rule_id]
+    assert len(found) == 1
+    return found[0]
+
+
+def only(res: RuleResult, level: str | None = None) -> Finding:
+    assert len(res.findings) == 1, res.findings
+    f = res.findings[0]
+    assert f.rule == res.rule
+    if level is not None:
+        assert f.level == level
+    return f
+
+
+def ok(res: RuleResult) -> None:
+    assert res.enabled and res.status == "ok" and res.findings == (), res.findings
+
+
+def with_params(text: str) -> Protocols:
+    return parse("version = 2\n" + text)
+
+
+def circle_of(world: MWorld, *people: tuple[Person, str], **kw: Any) -> Team:
+    return world.create_team(world.founder, [(world.founder, "admin"), *people], **kw)
+
+
+def ncc(world: MWorld, name: str) -> Person:
+    """An NCC member outside every team (holds no team key)."""
+    person = world.admit(name)
+    world.role(world.founder, person, "ncc")
+    return person
+
+
+@pytest.fixture
+def world() -> MWorld:
+    return MWorld()
+
+
+# -- evaluate as a whole ----------------------------------------------------------------------------
+
+
+def test_every_shipped_rule_is_implemented() -> None:
+    assert set(CHECKS) == set(DEFAULTS.rules)
+
+
+def test_one_result_per_rule_in_protocol_order(world: MWorld) -> None:
+    results = evaluate(audit(world, []), DEFAULTS)
+    assert [r.rule for r in results] == list(DEFAULTS.rules)
+    assert all(r.severity == DEFAULTS.rule(r.rule).severity for r in results)
+    data = results[0].to_json()
+    assert set(data) == {"rule", "severity", "enabled", "status", "findings"}
+
+
+def test_disabled_rule(world: MWorld) -> None:
+    t = circle_of(world)  # one admin: admin-count is violated under the defaults
+    inp = audit(world, [t])
+    assert result(inp, "admin-count").status == "violated"
+    res = result(inp, "admin-count", with_params("[rules.admin-count]\nenabled = false\n"))
+    assert (res.status, res.enabled, res.findings) == ("disabled", False, ())
+    assert res.to_json() == {"rule": "admin-count", "severity": "medium", "enabled": False, "status": "disabled",
+                             "findings": []}
+
+
+def test_status_precedence() -> None:
+    def f(level: str) -> Finding:
+        return Finding("r", level, "m", "")
+
+    assert status_of(True, []) == "ok"
+    assert status_of(True, [f("warning")]) == "warning"
+    assert status_of(True, [f("warning"), f("alert")]) == "alert"
+    assert status_of(True, [f("alert"), f("violation"), f("warning")]) == "violated"
+    assert status_of(False, [f("violation")]) == "disabled"
+
+
+def test_a_parameter_change_changes_the_verdict(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "admin"))
+    inp = audit(world, [t])
+    ok(result(inp, "admin-count"))
+    f = only(result(inp, "admin-count", with_params("[rules.admin-count]\nmax = 1\n")), "violation")
+    assert f.subject == t.team_id and "2 active admin" in f.message
+
+
+# -- offboarding ------------------------------------------------------------------------------------
+
+
+def test_offboarding_removed_member_still_in_a_team(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    removal = world.org_link(world.founder, "org.remove", {"member": alice.id, "reason": "left"})
+    events = [event(removal.time - 5, "doc.read", alice.id), link_event(removal, member=alice.id)]
+    res = result(audit(world, [t], events, now=removal.time + 25 * HOUR), "offboarding")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == alice.id and f.events == (1,)
+    assert t.team_id in f.message and alice.id in f.message
+    # Inside the window it is a warning (the removal still has to reach the team).
+    res = result(audit(world, [t], events, now=removal.time + HOUR), "offboarding")
+    assert res.status == "warning" and only(res).subject == alice.id
+
+
+def test_offboarding_member_removed_from_every_team(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    removal = world.org_link(world.founder, "org.remove", {"member": alice.id, "reason": "left"})
+    world.remove(t, world.founder, alice, [world.founder])
+    ok(result(audit(world, [t], [link_event(removal, member=alice.id)], now=removal.time + 30 * DAY),
+              "offboarding"))
+
+
+# -- rotate-on-removal ------------------------------------------------------------------------------
+
+
+def test_rotate_on_removal_removal_without_rotation(world: MWorld) -> None:
+    alice, nina = world.admit("alice"), ncc(world, "nina")
+    t = circle_of(world, (alice, "writer"))
+    removal = world.remove(t, nina, alice, None)  # nina holds no key: the rotation is pending
+    events = [link_event(t.links[0]), link_event(removal, team=t.team_id, member=alice.id)]
+    res = result(audit(world, [t], events, now=removal.time + 25 * HOUR), "rotate-on-removal")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == t.team_id and f.events == (1,)
+    assert alice.id in f.message
+    res = result(audit(world, [t], events, now=removal.time + 2 * HOUR), "rotate-on-removal")
+    assert res.status == "warning" and only(res).subject == t.team_id
+
+
+def test_rotate_on_removal_device_revocation(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    t = circle_of(world, (alice, "writer"))
+    world.revoke_device(alice, phone)
+    revoke = alice.chain[-1]
+    events = [link_event(revoke)]
+    f = only(result(audit(world, [t], events, now=revoke.time + 2 * DAY), "rotate-on-removal"), "violation")
+    assert f.subject == t.team_id and f.events == (0,) and phone.device_id in f.message
+    # After a rotation by a key holder the team is fine again.
+    world.rotate(t, world.founder, [world.founder, alice])
+    ok(result(audit(world, [t], events, now=revoke.time + 2 * DAY), "rotate-on-removal"))
+
+
+def test_rotate_on_removal_leave(world: MWorld) -> None:
+    alice, bob = world.admit("alice"), world.admit("bob")
+    t = circle_of(world, (alice, "writer"), (bob, "reader"))
+    leave = world.team_link(t, bob, "team.leave", {})
+    f = only(result(audit(world, [t], [link_event(leave, team=t.team_id)], now=leave.time + 2 * DAY),
+                    "rotate-on-removal"), "violation")
+    assert f.subject == t.team_id and f.events == (0,) and f"{bob.id} left" in f.message
+
+
+def test_rotate_on_removal_role_end(world: MWorld) -> None:
+    alice = world.admit("alice")
+    end = world.time + DAY
+    t = circle_of(world, (alice, "writer"), until={alice.id: end})
+    f = only(result(audit(world, [t], now=end + 2 * DAY), "rotate-on-removal"), "violation")
+    assert f.subject == t.team_id and alice.id in f.message
+
+
+def test_rotate_on_removal_rotated_in_the_removal(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    world.remove(t, world.founder, alice, [world.founder])
+    ok(result(audit(world, [t], now=world.time + 30 * DAY), "rotate-on-removal"))
+
+
+# -- role-terms -------------------------------------------------------------------------------------
+
+
+def test_role_terms_open_ended_and_overlong_terms(world: MWorld) -> None:
+    alice, bob = world.admit("alice"), world.admit("bob")
+    grant = world.role(world.founder, alice, "security")
+    long = world.role(world.founder, bob, "staff", until=world.time + 800 * DAY)
+    t = circle_of(world, (alice, "writer"))
+    events = [link_event(grant, member=alice.id), link_event(long, member=bob.id)]
+    res = result(audit(world, [t], events), "role-terms")
+    assert res.status == "violated"
+    by_subject: dict[str, list[Finding]] = {}
+    for f in res.findings:
+        by_subject.setdefault(f.subject, []).append(f)
+    assert set(by_subject) == {world.founder.id, alice.id, bob.id}
+    (a,) = by_subject[alice.id]
+    assert "'security'" in a.message and "without an end date" in a.message and a.events == (0,)
+    (b,) = by_subject[bob.id]
+    assert "'staff'" in b.message and b.events == (1,)
+    # The founder's open-ended NCC seat and their open-ended circle admin term.
+    messages = sorted(f.message for f in by_subject[world.founder.id])
+    assert len(messages) == 2 and any(t.team_id in m for m in messages) and any("'ncc'" in m for m in messages)
+
+
+def test_role_terms_organizer_term_too_short(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"), until={world.founder.id: world.time + 30 * DAY})
+    f = next(f for f in result(audit(world, [t]), "role-terms").findings if t.team_id in f.message)
+    assert f.level == "violation" and f.subject == world.founder.id and "a term of 29d 23h" in f.message
+
+
+def test_role_terms_every_term_bounded(world: MWorld) -> None:
+    alice = world.admit("alice")
+    term = world.time + 200 * DAY
+    t = circle_of(world, (alice, "admin"), until={world.founder.id: term, alice.id: term})
+    nina = world.admit("nina")
+    world.role(world.founder, nina, "ncc", until=world.time + 365 * DAY)
+    # The founder's open-ended seat is re-granted with a term by another NCC member.
+    world.role(nina, world.founder, "ncc", grant=False)
+    world.role(nina, world.founder, "ncc", until=world.time + 365 * DAY)
+    world.role(nina, alice, "security", until=world.time + 700 * DAY)
+    ok(result(audit(world, [t], now=world.time + 10 * DAY), "role-terms"))
+
+
+# -- dormant-devices ----------------------------------------------------------------------------------
+
+
+def test_dormant_devices(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    world.add_device(alice, "paper", kind="paper")  # paper keys never log in
+    bob = world.admit("bob")
+    world.org_link(world.founder, "org.remove", {"member": bob.id, "reason": "left"})  # removed: not judged
+    now = world.time + 61 * DAY
+    logins = [event(now - DAY, "auth.login", p.id, p.device.device_id) for p in (world.founder, alice)]
+    res = result(audit(world, [], logins, now=now), "dormant-devices")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == phone.device_id and alice.id in f.message and f.events == ()
+    # Seen 50 days ago: a warning naming the login event.
+    old = event(now - 50 * DAY, "auth.login", alice.id, phone.device_id)
+    res = result(audit(world, [], [*logins, old], now=now), "dormant-devices")
+    f = only(res, "warning")
+    assert res.status == "warning" and f.subject == phone.device_id and f.events == (2,)
+    # A failed login is not a sighting.
+    failed = event(now - DAY, "auth.login", alice.id, phone.device_id, result="failed")
+    assert result(audit(world, [], [*logins, failed], now=now), "dormant-devices").status == "violated"
+
+
+def test_dormant_devices_all_seen(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    old = world.add_device(alice, "old-phone")
+    world.revoke_device(alice, old)  # revoked devices are not judged
+    now = world.time + 100 * DAY
+    logins = [event(now - 3 * DAY, "auth.login", p, d) for p, d in
+              ((world.founder.id, world.founder.device.device_id), (alice.id, alice.device.device_id),
+               (alice.id, phone.device_id))]
+    ok(result(audit(world, [], logins, now=now), "dormant-devices"))
+
+
+# -- lost-device ----------------------------------------------------------------------------------------
+
+
+def test_lost_device_revoked_late_not_rotated_and_used(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    t = circle_of(world, (alice, "writer"))
+    reported = world.time + HOUR
+    world.time = reported + 2 * HOUR
+    world.revoke_device(alice, phone)
+    revoke = alice.chain[-1]
+    events = [event(reported, "attest.lost", alice.id, alice.device.device_id,
+                    res={"member": alice.id, "device": phone.device_id}),
+              event(reported + 10 * MINUTE, "doc.read", alice.id, phone.device_id, res={"team": t.team_id}),
+              link_event(revoke)]
+    res = result(audit(world, [t], events, now=revoke.time + 4 * HOUR), "lost-device")
+    assert res.status == "violated" and {f.level for f in res.findings} == {"violation"}
+    late, unrotated, used = res.findings
+    assert late.subject == phone.device_id and late.events == (0, 2) and "revoked 2h" in late.message
+    assert unrotated.subject == t.team_id and phone.device_id in unrotated.message and unrotated.events == (0, 2)
+    assert used.subject == phone.device_id and used.events == (0, 1) and "doc.read" in used.message
+
+
+def test_lost_device_team_rotated_late(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    t = circle_of(world, (alice, "writer"))
+    reported = world.time + 60
+    world.time = reported + 10 * MINUTE
+    world.revoke_device(alice, phone)
+    revoke = alice.chain[-1]
+    world.time += 3 * HOUR
+    rotation = world.rotate(t, world.founder, [world.founder, alice])
+    events = [event(reported, "attest.lost", alice.id, alice.device.device_id,
+                    res={"member": alice.id, "device": phone.device_id}),
+              link_event(revoke), link_event(rotation, team=t.team_id)]
+    f = only(result(audit(world, [t], events, now=world.time + DAY), "lost-device"), "violation")
+    assert f.subject == t.team_id and f.events == (0, 1, 2) and "rotated 3h" in f.message
+
+
+def test_lost_device_inside_the_window_is_a_warning(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    reported = world.time
+    events = [event(reported, "attest.lost", alice.id, alice.device.device_id,
+                    res={"member": alice.id, "device": phone.device_id})]
+    res = result(audit(world, [], events, now=reported + 20 * MINUTE), "lost-device")
+    f = only(res, "warning")
+    assert res.status == "warning" and f.subject == phone.device_id and f.events == (0,)
+    assert result(audit(world, [], events, now=reported + 2 * HOUR), "lost-device").status == "violated"
+
+
+def test_lost_device_handled_in_time(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    t = circle_of(world, (alice, "writer"))
+    other = world.create_team(world.founder, [(world.founder, "admin")], kind="program")
+    reported = world.time + 60
+    world.time = reported + 20 * MINUTE
+    world.revoke_device(alice, phone)
+    world.time += 20 * MINUTE
+    world.rotate(t, world.founder, [world.founder, alice])
+    events = [event(reported - 60, "auth.login", alice.id, phone.device_id),  # before the report: fine
+              event(reported, "attest.lost", alice.id, alice.device.device_id,
+                    res={"member": alice.id, "device": phone.device_id}),
+              link_event(alice.chain[-1])]
+    ok(result(audit(world, [t, other], events, now=world.time + DAY), "lost-device"))
+
+
+# -- key-verification ---------------------------------------------------------------------------------
+
+
+def test_key_verification_missing(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    joined = world.time
+    res = result(audit(world, [t], now=joined + 31 * DAY), "key-verification")
+    f = only(res, "violation")  # the founder, the only admin, has nobody to verify
+    assert res.status == "violated" and f.subject == alice.id and t.team_id in f.message
+    assert world.founder.id in f.message and f.events == ()
+    ok(result(audit(world, [t], now=joined + 29 * DAY), "key-verification"))
+
+
+def test_key_verification_after_a_key_change(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    verify = event(world.time + HOUR, "attest.verify", alice.id, alice.device.device_id,
+                   res={"member": world.founder.id})
+    world.time += 2 * DAY
+    world.add_device(world.founder, "phone")  # the founder's keys change after alice verified them
+    change = world.founder.chain[-1]
+    events = [verify, link_event(change)]
+    res = result(audit(world, [t], events, now=change.time + 8 * DAY), "key-verification")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == alice.id and f.events == (0, 1)
+    assert "re-verified" in f.message and world.founder.id in f.message
+    res = result(audit(world, [t], events, now=change.time + DAY), "key-verification")
+    assert res.status == "warning" and only(res).subject == alice.id
+    # A new verification after the change settles it.
+    again = event(change.time + DAY, "attest.verify", alice.id, alice.device.device_id,
+                  res={"member": world.founder.id})
+    ok(result(audit(world, [t], [*events, again], now=change.time + 60 * DAY), "key-verification"))
+
+
+def test_key_verification_done_or_not_sensitive(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    program = world.create_team(world.founder, [(world.founder, "admin"), (alice, "writer")], kind="program")
+    events = [event(world.time + DAY, "attest.verify", alice.id, alice.device.device_id,
+                    res={"member": world.founder.id})]
+    ok(result(audit(world, [t, program], events, now=world.time + 90 * DAY), "key-verification"))
+
+
+# -- need-to-know -------------------------------------------------------------------------------------
+
+
+def test_need_to_know_compa_and_probation(world: MWorld) -> None:
+    alice = world.admit("alice")
+    compa = world.admit("carol", role="compa")
+    t = circle_of(world, (alice, "writer"))
+    world.add(t, world.founder, compa, "reader")
+    events = [link_event(t.links[0]), link_event(t.links[1], team=t.team_id, member=compa.id)]
+    res = result(audit(world, [t], events, now=world.time + 10 * DAY), "need-to-know")
+    assert res.status == "violated"
+    by_subject = {f.subject: f for f in res.findings}
+    assert set(by_subject) == {alice.id, compa.id}  # the founder has no probation
+    assert "probation" in by_subject[alice.id].message and by_subject[alice.id].events == (0,)
+    assert "compa" in by_subject[compa.id].message and by_subject[compa.id].events == (1,)
+    # After the probation only the compa remains.
+    res = result(audit(world, [t], events, now=world.time + 61 * DAY), "need-to-know")
+    assert only(res, "violation").subject == compa.id
+
+
+def test_need_to_know_followed(world: MWorld) -> None:
+    alice = world.admit("alice")
+    compa = world.admit("carol", role="compa")
+    t = circle_of(world, (alice, "writer"))
+    program = world.create_team(world.founder, [(world.founder, "admin"), (compa, "reader")], kind="program")
+    ok(result(audit(world, [t, program], now=world.time + 61 * DAY), "need-to-know"))
+
+
+# -- admin-count ----------------------------------------------------------------------------------------
+
+
+def test_admin_count(world: MWorld) -> None:
+    alice = world.admit("alice")
+    single = circle_of(world, (alice, "writer"))
+    pair = circle_of(world, (alice, "admin"))
+    res = result(audit(world, [single, pair]), "admin-count")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == single.team_id and "1 active admin" in f.message
+    ok(result(audit(world, [pair]), "admin-count"))
+
+
+def test_admin_count_expired_admin_terms_do_not_count(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "admin"), until={alice.id: world.time + DAY})
+    ok(result(audit(world, [t]), "admin-count"))
+    assert only(result(audit(world, [t], now=world.time + 2 * DAY), "admin-count")).subject == t.team_id
+
+
+# -- two-person -----------------------------------------------------------------------------------------
+
+
+def test_two_person_missing_approval(world: MWorld) -> None:
+    alice, bob = world.admit("alice"), world.admit("bob")
+    grant = world.role(world.founder, alice, "security")
+    world.role(world.founder, bob, "staff")  # not a two-person role
+    events = [link_event(grant, member=alice.id),
+              # approvals that do not count: by the signer, by the subject, by a non-NCC member
+              event(grant.time + 60, "attest.approve", world.founder.id, res={"link": grant.hash.hex(), "chain": ""}),
+              event(grant.time + 60, "attest.approve", alice.id, res={"link": grant.hash.hex(), "chain": ""}),
+              event(grant.time + 60, "attest.approve", bob.id, res={"link": grant.hash.hex(), "chain": ""})]
+    res = result(audit(world, [], events, now=grant.time + 73 * HOUR), "two-person")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == alice.id and f.events == (0,)
+    assert "'security'" in f.message and world.founder.id in f.message
+    res = result(audit(world, [], events, now=grant.time + HOUR), "two-person")
+    assert res.status == "warning" and only(res).subject == alice.id
+
+
+def test_two_person_late_approval(world: MWorld) -> None:
+    nina, carol = ncc(world, "nina"), world.admit("carol")
+    grant = world.role(world.founder, carol, "security")
+    events = [event(grant.time + 80 * HOUR, "attest.approve", nina.id, res={"link": grant.hash.hex(), "chain": ""})]
+    res = result(audit(world, [], events, now=grant.time + 100 * HOUR), "two-person")
+    late = next(f for f in res.findings if f.subject == carol.id)
+    assert late.level == "violation" and late.events == (0,) and "late" in late.message and nina.id in late.message
+    assert any(f.subject == nina.id for f in res.findings)  # nina's own NCC grant was never approved
+
+
+def test_two_person_bootstrapped_and_approved(world: MWorld) -> None:
+    nina, carol, alice = world.admit("nina"), world.admit("carol"), world.admit("alice")
+    g1 = world.role(world.founder, nina, "ncc")
+    g2 = world.role(world.founder, carol, "ncc")
+    g3 = world.role(world.founder, alice, "security")
+    g4 = world.role(world.founder, alice, "security", grant=False)
+
+    def approve(link: Link, by: Person, after: int) -> Event:
+        return event(link.time + after, "attest.approve", by.id, res={"link": link.hash.hex(), "chain": ""})
+
+    world.time += HOUR
+    events = [approve(g2, nina, HOUR), approve(g1, carol, 2 * HOUR), approve(g3, nina, HOUR),
+              approve(g4, carol, 70 * HOUR)]
+    inp = audit(world, [], events, now=world.time + 30 * DAY)
+    ok(result(inp, "two-person"))
+    # A protocols change that (impossibly) has its proposer as its approver is reported.
+    inp.org.protocols_log.append(ProtocolsChange(b"\x00" * 32, "version = 2\n", 2, nina.id, world.time, nina.id,
+                                                 world.time))
+    f = only(result(inp, "two-person"), "violation")
+    assert f.subject == nina.id and "version 2" in f.message
+
+
+# -- bulk-access ----------------------------------------------------------------------------------------
+
+
+def test_bulk_access_reads(world: MWorld) -> None:
+    alice = world.admit("alice")
+    now = world.time + DAY
+    burst = [event(now - HOUR + i * 30, "doc.read", alice.id, res={"team": "t1", "doc": f"d{i}", "vid": "v"})
+             for i in range(21)]  # 21 reads within 10.5 minutes
+    res = result(audit(world, [], burst, now=now), "bulk-access")
+    f = only(res, "alert")
+    assert res.status == "alert" and f.subject == alice.id and f.events == tuple(range(21)) and "t1" in f.message
+    ok(result(audit(world, [], burst[:20], now=now), "bulk-access"))
+    spread = [event(now - DAY + i * 60, "doc.read", alice.id) for i in range(40)]  # 15 per 15 minutes
+    ok(result(audit(world, [], spread, now=now), "bulk-access"))
+    refused = [event(now - HOUR + i * 30, "doc.read", alice.id, result="denied") for i in range(21)]
+    f = only(result(audit(world, [], refused, now=now), "bulk-access"), "alert")  # refusals are not reads
+    assert "refused access 21 times" in f.message
+
+
+def test_bulk_access_refusals(world: MWorld) -> None:
+    bob = world.admit("bob")
+    now = world.time + 30 * DAY
+    old = [event(now - 8 * DAY, "request.denied", bob.id, result="denied") for _ in range(5)]
+    recent = [event(now - DAY, "request.denied", bob.id, result="denied", res={"team": "x"}) for _ in range(6)]
+    ok(result(audit(world, [], [*old, *recent], now=now), "bulk-access"))  # 6 in the last 7 days
+    more = [event(now - 2 * DAY, "doc.read", bob.id, result="denied") for _ in range(5)]
+    res = result(audit(world, [], [*old, *recent, *more], now=now), "bulk-access")
+    f = only(res, "alert")
+    assert f.subject == bob.id and f.events == tuple(range(5, 16)) and "11 times" in f.message
+    # The parameters are read: a higher threshold silences it.
+    ok(result(audit(world, [], [*old, *recent, *more], now=now), "bulk-access",
+              with_params("[rules.bulk-access]\nmax_denied = 11\n")))
+
+
+# -- log-integrity --------------------------------------------------------------------------------------
+
+
+def test_log_integrity(world: MWorld) -> None:
+    now = world.time + DAY
+    f = only(result(audit(world, [], now=now, log_ok=False, log_problem="root differs at size 12",
+                          last_witness=now - HOUR), "log-integrity"), "violation")
+    assert "root differs at size 12" in f.message and f.subject == ""
+    cosign = [event(now - 30 * HOUR, "audit.cosign", world.founder.id, detail={"size": 3})]
+    res = result(audit(world, [], cosign, now=now, last_witness=now - 30 * HOUR), "log-integrity")
+    f = only(res, "violation")
+    assert res.status == "violated" and "1d 6h ago" in f.message and f.events == (0,)
+    assert "never" in only(result(audit(world, [], now=now, last_witness=None), "log-integrity")).message
+    ok(result(audit(world, [], cosign, now=now, last_witness=now - 23 * HOUR), "log-integrity"))
+
+
+# -- failed-logins --------------------------------------------------------------------------------------
+
+
+def test_failed_logins(world: MWorld) -> None:
+    alice = world.admit("alice")
+    dev = alice.device.device_id
+    now = world.time + DAY
+    fails = [event(now - HOUR + i * 60, "auth.fail", alice.id, dev, result="failed") for i in range(6)]
+    res = result(audit(world, [], fails, now=now), "failed-logins")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == dev and f.events == tuple(range(6)) and "not locked" in f.message
+    # With the lockout the server owes: the lockout itself is reported.
+    lockout = event(fails[-1].time, "auth.lockout", alice.id, dev, detail={"until": fails[-1].time + 15 * MINUTE})
+    during = event(fails[-1].time + 60, "auth.fail", alice.id, dev, result="failed")
+    res = result(audit(world, [], [*fails, lockout, during], now=now), "failed-logins")
+    f = only(res, "violation")
+    assert f.subject == dev and f.events == (6,) and "locked out" in f.message
+
+
+def test_failed_logins_below_the_limit(world: MWorld) -> None:
+    alice = world.admit("alice")
+    dev = alice.device.device_id
+    now = world.time + DAY
+    few = [event(now - HOUR + i * 60, "auth.fail", alice.id, dev, result="failed") for i in range(5)]
+    ok(result(audit(world, [], few, now=now), "failed-logins"))
+    spread = [event(now - 5 * HOUR + i * 20 * MINUTE, "auth.fail", alice.id, dev, result="failed")
+              for i in range(12)]  # at most 1 per 15 minutes
+    ok(result(audit(world, [], spread, now=now), "failed-logins"))
+    others = [event(now - HOUR, "auth.fail", alice.id, f"device-{i}", result="failed") for i in range(10)]
+    ok(result(audit(world, [], others, now=now), "failed-logins"))  # per device
+
+
+# -- pending-shares -------------------------------------------------------------------------------------
+
+
+def test_pending_shares(world: MWorld) -> None:
+    alice, nina, carol = world.admit("alice"), ncc(world, "nina"), world.admit("carol")
+    t = circle_of(world, (alice, "writer"))
+    add = world.add(t, nina, carol, "reader", keyless=True)  # nina holds no key: carol waits for a share
+    events = [link_event(add, team=t.team_id, member=carol.id)]
+    res = result(audit(world, [t], events, now=add.time + 25 * HOUR), "pending-shares")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == carol.id and f.events == (0,) and t.team_id in f.message
+    res = result(audit(world, [t], events, now=add.time + HOUR), "pending-shares")
+    assert res.status == "warning" and only(res).subject == carol.id
+    world.share(t, alice, carol)  # any key holder shares
+    ok(result(audit(world, [t], events, now=add.time + 25 * HOUR), "pending-shares"))
+
+
+# -- keystore-kdf ---------------------------------------------------------------------------------------
+
+
+def test_keystore_kdf(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    world.add_device(alice, "paper", kind="paper")
+    t = world.time
+    events = [event(t, "attest.keystore", world.founder.id, world.founder.device.device_id, detail=STRONG),
+              event(t, "attest.keystore", alice.id, alice.device.device_id,
+                    detail={**STRONG, "memory_kib": 1024}),
+              event(t - 100, "attest.keystore", alice.id, phone.device_id, detail={**STRONG, "time_cost": 1}),
+              event(t, "attest.keystore", alice.id, phone.device_id, detail=STRONG)]  # the newest one counts
+    res = result(audit(world, [], events, now=t + DAY), "keystore-kdf")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == alice.device.device_id and f.events == (1,)
+    assert "memory_kib 1024 < 65536" in f.message
+    # No attestation at all is a warning.
+    res = result(audit(world, [], [events[0], events[3]], now=t + DAY), "keystore-kdf")
+    f = only(res, "warning")
+    assert res.status == "warning" and f.subject == alice.device.device_id
+
+
+def test_keystore_kdf_all_strong(world: MWorld) -> None:
+    alice = world.admit("alice")
+    phone = world.add_device(alice, "phone")
+    events = [event(world.time, "attest.keystore", p.id, d, detail={**STRONG, "memory_kib": 262144})
+              for p, d in ((world.founder, world.founder.device.device_id), (alice, alice.device.device_id),
+                           (alice, phone.device_id))]
+    ok(result(audit(world, [], events, now=world.time + DAY), "keystore-kdf"))
