@@ -329,7 +329,8 @@ async def verify_log(s: Session) -> tuple[Verified, View, list[tuple[int, Event]
                       and i not in {j for j, _ in events}]
         if unreadable:
             problems.append(f"{len(unreadable)} events sealed to the audit key do not open (first: {unreadable[0]})")
-        problems += await _check_links_logged(s, view, events)
+        sealed_to_us = [(i, e) for i, e in events if fetched.leaves[i].audit_gen in keys.audit]
+        problems += await _check_links_logged(s, view, sealed_to_us)
         problems += _check_order(events)
     return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
                     problems), view, events, keys
@@ -353,7 +354,11 @@ async def chain_links(s: Session, view: View) -> tuple[list[Link], dict[str, lis
 
 
 async def _check_links_logged(s: Session, view: View, events: list[tuple[int, Event]]) -> list[str]:
-    """Every chain link must have its event, logged when it was made (no backdating)."""
+    """Every chain link must have its event, logged when it was made (no backdating).
+
+    ``events`` are those sealed to the audit key; links older than the first of them (made
+    before the Security Team published its key, or in that same second) cannot be checked.
+    """
     logged = {e.res.get("link"): e for _, e in events if "link" in e.res and not e.action.startswith("attest.")}
     earliest = min((e.time for _, e in events), default=None)
     org_links, team_links, member_links = await chain_links(s, view)
@@ -362,7 +367,7 @@ async def _check_links_logged(s: Session, view: View, events: list[tuple[int, Ev
                  *(x for ls in member_links.values() for x in ls)]:
         e = logged.get(link.hash.hex())
         if e is None:
-            if earliest is not None and link.time >= earliest:
+            if earliest is not None and link.time > earliest:
                 problems.append(f"chain link {link.type} {link.hash.hex()[:16]} has no audit event")
             continue
         if abs(e.time - link.time) > 600:

@@ -311,10 +311,13 @@ async def attest(request: web.Request) -> web.Response:
         note(request, "attest.verify", {"member": verified}, verified, {"fingerprint": f.str_("fingerprint", 128)})
     elif kind == "approve":
         link = f.str_("link", 64)
-        if not any(x.hash.hex() == link for x in directory.org_links):
+        approved = next((x for x in directory.org_links if x.hash.hex() == link), None)
+        if approved is None:
             raise NotFound("no organization link has that hash")
         if "ncc" not in directory.require_org().roles_of(me, now):
             raise PolicyDenied("only NCC members approve organization changes")
+        if me in (approved.signer, approved.body.raw.get("member")):
+            raise PolicyDenied("the second approver is neither the link's signer nor its subject")
         note(request, "attest.approve", {"link": link, "chain": ""})
     elif kind == "lost":
         target = directory.member(f.str_("member", 64))

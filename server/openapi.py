@@ -45,7 +45,8 @@ OPENAPI: dict[str, Any] = {
                                       ["400", "403"], auth=False, body="json")},
         "/api/v1/join": {"post": _op("join with an invite: member chain + org.join link", "201",
                                      ["400", "403", "404"], auth=False, body="json")},
-        "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s)", "200", ["400", "401"],
+        "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s); 429 while the device is locked "
+                                               "after failed logins", "200", ["400", "401", "429"],
                                                auth=False, body="json")},
         "/api/v1/auth/login": {"post": _op("signed challenge -> session token", "200", ["400", "401"],
                                            auth=False, body="json")},
@@ -77,6 +78,25 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/teams/{team}/versions/{vid}/body": {
             "get": _op("ciphertext body of a version (streamed)", "200", ["401", "403", "404"])
+        },
+        "/api/v1/audit/checkpoint": {"get": _op("newest signed checkpoint of the audit log, the consistency proof "
+                                                "from ?from=SIZE and the newest cosigned checkpoint", "200",
+                                                ["400", "401"])},
+        "/api/v1/audit/leaves": {"get": _op("sealed leaves and their hashes from ?start= (?count=, at most 2000); "
+                                            "admitted members", "200", ["400", "401", "403"])},
+        "/api/v1/audit/cosign": {"post": _op("Security Team cosignature of a checkpoint this server issued", "201",
+                                             ["400", "401", "403", "404"], body="json")},
+        "/api/v1/audit/key": {
+            "get": _op("the Security Team's signed audit key statement (null until one is published)", "200",
+                       ["401"]),
+            "post": _op("publish the audit key of the current generation of a team of kind security", "201",
+                        ["400", "401", "403", "404"], body="json"),
+        },
+        "/api/v1/audit/attest": {"post": _op("record an attestation: keystore, verify, approve, lost or export", "201",
+                                             ["400", "401", "403", "404"], body="json")},
+        "/api/v1/audit/teams/{team}/versions": {
+            "get": _op("every version's signed record of a team, no body (Security Team)", "200",
+                       ["401", "403", "404"])
         },
     },
 }
