@@ -9,6 +9,7 @@ and time, and a session token expires; everything else is refused with 401.
 from __future__ import annotations
 
 import base64
+import sqlite3
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +69,11 @@ def p(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(pair.passphrase_file))
     monkeypatch.delenv("MVAULT_SESSION", raising=False)
     offset = pair.server.offset
+    # Tests here fail logins on purpose; each starts below the lockout threshold (tested in test_audit*.py).
+    db = sqlite3.connect(pair.server.data_dir / "audit.db", isolation_level=None)
+    db.execute("DELETE FROM failures")
+    db.execute("DELETE FROM lockouts")
+    db.close()
     yield pair
     pair.server.offset = offset
     (pair.alice.home / "session.bin").unlink(missing_ok=True)
