@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from security.events import DAY, Event, Leaf, audit_keypair, open_leaf, seal_event  # noqa: E402
+from security.events import DAY, Event, Leaf, Opener, Sealer, audit_keypair, seal_event  # noqa: E402
 from security.merkle import leaf_hash, root_of  # noqa: E402
 from server.audit import AuditStore  # noqa: E402
 from vault.crypto import primitives as p  # noqa: E402
@@ -47,10 +47,11 @@ async def ours_appends(n: int, audit_pub: bytes, member_pub: bytes) -> float:
     with tempfile.TemporaryDirectory() as d:
         store = await AuditStore.open(Path(d))
         now = int(time.time())
+        sealer = Sealer()
 
         async def writer(w: int) -> None:
             for i in range(w, n, WRITERS):
-                leaf = seal_event(make_event(i, now), 1, audit_pub, [member_pub])
+                leaf = seal_event(make_event(i, now), 1, audit_pub, [member_pub], sealer)
                 await store.append(leaf, now // DAY)
 
         t0 = time.perf_counter()
@@ -102,8 +103,9 @@ def reference_root(raws: list[bytes]) -> float:
 
 def open_all(raws: list[bytes], pair: tuple[bytes, bytes]) -> float:
     t0 = time.perf_counter()
+    opener = Opener(*pair)
     for raw in raws:
-        open_leaf(Leaf.parse(raw), pair[0], pair[1], (0,))
+        opener.open(Leaf.parse(raw), (0,))
     return time.perf_counter() - t0
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from client.api import b64, unb64
 from client.home import Pins
-from security.events import DAY, Checkpoint, Event, Leaf, audit_key_statement, audit_keypair, open_leaf
+from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_key_statement, audit_keypair
 from security.merkle import EMPTY_ROOT, ProofError, leaf_hash, root_of, verify_consistency
 from security.protocols import Protocols, defaults, parse
 from security.rules import AuditInput, RuleResult, evaluate
@@ -222,20 +222,22 @@ async def keys_of(s: Session, view: View) -> Keys:
 
 def read_events(fetched: Fetched, keys: Keys) -> list[tuple[int, Event]]:
     """Every event these keys open, in log order."""
+    audit = {gen: Opener(*pair) for gen, pair in keys.audit.items()}
+    member = [Opener(*pair) for pair in keys.member]
     out = []
     for index in sorted(fetched.leaves):
         leaf = fetched.leaves[index]
         event = None
-        pair = keys.audit.get(leaf.audit_gen)
-        if pair is not None:
+        opener = audit.get(leaf.audit_gen)
+        if opener is not None:
             try:
-                event = open_leaf(leaf, pair[0], pair[1], (0,))
+                event = opener.open(leaf, (0,))
             except DecryptionFailed:
                 event = None
         if event is None:
-            for pk, sk in keys.member:
+            for m in member:
                 try:
-                    event = open_leaf(leaf, pk, sk, (1, 2))
+                    event = m.open(leaf, (1, 2))
                     break
                 except DecryptionFailed:
                     continue

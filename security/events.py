@@ -3,14 +3,18 @@
 An event is what happened (actor, device, action, resource ids, result, time, rules).
 A leaf is what the Merkle tree hashes and every member may fetch::
 
-    leaf = encode({"v": 1, "day": unix_day, "ag": audit_gen, "c": AEAD(k, body), "k": [slot0, slot1, slot2]})
+    leaf = encode({"v": 1, "day": unix_day, "ag": audit_gen, "e": eph_pk,
+                   "c": AEAD(k, body), "k": [slot0, slot1, slot2]})
 
-``k`` is a fresh 32-byte key per event; ``slot0`` seals it to the Security Team's audit
-key of generation ``ag`` (random bytes while no audit key exists: ``ag == 0``), ``slot1``
-and ``slot2`` to the actor's and the subject's member keys (random bytes when there is
-none), so a member reads events about itself and nobody else reads anything. All slots
-have the same length and are indistinguishable. The body is padded to a multiple of
-128 bytes. The AEAD's associated data binds ``day`` and ``ag``.
+``k`` is a fresh 32-byte key per event. ``slot_i = AEAD(KDF(X25519(eph_sk, pk_i), eph_pk
+|| pk_i), k)`` wraps it for recipient ``pk_i``: slot 0 for the Security Team's audit key
+of generation ``ag`` (``ag == 0``: no audit key yet), slots 1 and 2 for the actor's and
+the subject's member keys. A slot without a recipient is random bytes of the same
+length, so slots are indistinguishable. ``eph`` is the server's ephemeral X25519 key: it
+lives in memory only, changes at every start and every ``Sealer.MAX_USES`` events, and
+lets the server derive each recipient's slot key once rather than per event (a sealed
+box per slot would cost two scalar multiplications per event per recipient). The body
+is padded to a multiple of 128 bytes; the AEAD's associated data binds ``day`` and ``ag``.
 
 A checkpoint ``encode({"org", "size", "root", "time"})`` is signed by the server's log
 key; a Security Team member's cosignature signs the same bytes under another tag.
@@ -18,6 +22,7 @@ key; a Security Team member's cosignature signs the same bytes under another tag
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +34,7 @@ from vault.encoding import Fields, Value, decode, encode
 from vault.errors import DecryptionFailed, EncodingError, IntegrityError
 
 DAY = 86400
-SLOT_BYTES = 32 + 48  # a sealed 32-byte key
+SLOT_BYTES = 24 + 32 + 16  # nonce || a wrapped 32-byte key || tag
 PAD = 128
 MAX_LEAF = 16 * 1024
 RESULTS = ("ok", "denied", "failed")
@@ -124,6 +129,7 @@ class Leaf:
     raw: bytes
     day: int
     audit_gen: int
+    eph: bytes
     ciphertext: bytes
     slots: tuple[bytes, ...]
 
@@ -136,13 +142,13 @@ class Leaf:
         if len(raw) > MAX_LEAF:
             raise IntegrityError("audit leaf is too large")
         try:
-            f = Fields(decode(raw), "audit leaf", {"v", "day", "ag", "c", "k"})
+            f = Fields(decode(raw), "audit leaf", {"v", "day", "ag", "e", "c", "k"})
             if f.int_("v") != 1:
                 raise EncodingError("unknown audit leaf version")
             slots = f.list_("k", 3)
             if len(slots) != 3 or not all(isinstance(s, bytes) and len(s) == SLOT_BYTES for s in slots):
                 raise EncodingError("an audit leaf has three key slots")
-            leaf = cls(raw, f.int_("day", 0), f.int_("ag", 0), f.bytes_("c", max_size=MAX_LEAF),
+            leaf = cls(raw, f.int_("day", 0), f.int_("ag", 0), f.bytes_("e", 32), f.bytes_("c", max_size=MAX_LEAF),
                        tuple(bytes(s) for s in slots if isinstance(s, bytes)))
         except EncodingError as e:
             raise IntegrityError(f"malformed audit leaf: {e}") from e
@@ -153,44 +159,117 @@ def _ad(day: int, audit_gen: int) -> bytes:
     return labels.AD_AUDIT_EVENT + b"\x00" + encode({"day": day, "ag": audit_gen})
 
 
+def _slot_key(shared: bytes, eph_public: bytes, recipient_public: bytes) -> bytes:
+    return p.kdf(shared, labels.KDF_AUDIT_SLOT + b"\x00" + eph_public + recipient_public)
+
+
+class Sealer:
+    """The server's ephemeral key for event slots, with one derived slot key per recipient."""
+
+    MAX_USES = 100_000
+
+    def __init__(self) -> None:
+        self.public, self._secret = p.box_keypair(p.random_bytes(32))
+        self._keys: dict[bytes, bytes] = {}
+        self._uses = 0
+
+    def slot_key(self, recipient_public: bytes) -> bytes:
+        key = self._keys.get(recipient_public)
+        if key is None:
+            key = _slot_key(p.box_shared(recipient_public, self._secret), self.public, recipient_public)
+            self._keys[recipient_public] = key
+        return key
+
+    def used(self) -> Sealer:
+        """This sealer, or a fresh one once it has wrapped ``MAX_USES`` events."""
+        self._uses += 1
+        return self if self._uses <= self.MAX_USES else Sealer()
+
+
+def _wrap(sealer: Sealer, recipient: bytes | None, key: bytes) -> bytes:
+    """One slot; random bytes for no recipient, or for a key no one can hold (a low-order point)."""
+    if recipient is not None:
+        try:
+            return p.aead_seal(sealer.slot_key(recipient), labels.AD_AUDIT_SLOT, key)
+        except DecryptionFailed:
+            pass
+    return p.random_bytes(SLOT_BYTES)
+
+
+def valid_box_public(public: bytes) -> bool:
+    """Can anyone hold the secret of this X25519 key (not a low-order point)?"""
+    try:
+        p.box_shared(public, p.random_bytes(32))
+    except DecryptionFailed:
+        return False
+    return True
+
+
 def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
-               member_publics: Sequence[bytes]) -> bytes:
+               member_publics: Sequence[bytes], sealer: Sealer | None = None) -> bytes:
     """The leaf bytes for ``event``: readable with the audit key and the given member keys."""
     if len(member_publics) > 2:
         raise ValueError("at most two member slots")
     if (audit_public is None) != (audit_gen == 0):
         raise ValueError("audit generation 0 means no audit key")
+    sealer = sealer if sealer is not None else Sealer()
     day = event.time // DAY
     key = p.random_bytes(32)
-    body: dict[str, Value] = {"e": event.to_value(), "pad": b""}
-    pad = (-len(encode(body))) % PAD
-    body["pad"] = bytes(pad)
-    ciphertext = p.aead_seal(key, _ad(day, audit_gen), encode(body))
+    # encode({"e": event, "pad": zeros}) without encoding twice: the pad is the last field,
+    # so the unpadded form ends with its 4-byte length, which we overwrite.
+    unpadded = encode({"e": event.to_value(), "pad": b""})
+    pad = (-len(unpadded)) % PAD
+    body = unpadded[:-4] + struct.pack(">I", pad) + bytes(pad)
+    ciphertext = p.aead_seal(key, _ad(day, audit_gen), body)
     publics: list[bytes | None] = [audit_public, *member_publics]
     publics += [None] * (3 - len(publics))
-    slots = [p.seal(pk, key) if pk is not None else p.random_bytes(SLOT_BYTES) for pk in publics]
-    return encode({"v": 1, "day": day, "ag": audit_gen, "c": ciphertext, "k": slots})
+    slots = [_wrap(sealer, pk, key) for pk in publics]
+    return encode({"v": 1, "day": day, "ag": audit_gen, "e": sealer.public, "c": ciphertext, "k": slots})
+
+
+class Opener:
+    """Opens leaves with one X25519 key pair; one scalar multiplication per ephemeral key seen."""
+
+    def __init__(self, box_public: bytes, box_secret: bytes) -> None:
+        self.public = box_public
+        self._secret = box_secret
+        self._keys: dict[bytes, bytes | None] = {}
+
+    def _key(self, eph: bytes) -> bytes | None:
+        if eph not in self._keys:
+            try:
+                self._keys[eph] = _slot_key(p.box_shared(eph, self._secret), eph, self.public)
+            except DecryptionFailed:
+                self._keys[eph] = None
+        return self._keys[eph]
+
+    def open(self, leaf: Leaf, slots: Sequence[int]) -> Event:
+        """The event, if one of ``slots`` is ours. ``DecryptionFailed`` if none opens."""
+        slot_key = self._key(leaf.eph)
+        if slot_key is None:
+            raise DecryptionFailed("the leaf's ephemeral key is invalid")
+        for i in slots:
+            try:
+                key = p.aead_open(slot_key, labels.AD_AUDIT_SLOT, leaf.slots[i])
+            except DecryptionFailed:
+                continue
+            if len(key) != 32:
+                continue
+            try:
+                body = Fields(decode(p.aead_open(key, _ad(leaf.day, leaf.audit_gen), leaf.ciphertext)),
+                              "audit body", {"e", "pad"})
+                event = Event.from_value(body.raw["e"])
+            except EncodingError as e:
+                raise IntegrityError(f"audit event body is malformed: {e}") from e
+            if event.time // DAY != leaf.day:
+                raise IntegrityError("audit event time does not match its leaf's day")
+            return event
+        raise DecryptionFailed("this key opens no slot of the audit event")
 
 
 def open_leaf(leaf: Leaf, box_public: bytes, box_secret: bytes, slots: Sequence[int]) -> Event:
     """Open ``leaf`` with one X25519 key pair, trying the given slots. ``DecryptionFailed`` if none opens."""
-    for i in slots:
-        try:
-            key = p.seal_open(box_public, box_secret, leaf.slots[i])
-        except DecryptionFailed:
-            continue
-        if len(key) != 32:
-            continue
-        try:
-            body = Fields(decode(p.aead_open(key, _ad(leaf.day, leaf.audit_gen), leaf.ciphertext)), "audit body",
-                          {"e", "pad"})
-            event = Event.from_value(body.raw["e"])
-        except EncodingError as e:
-            raise IntegrityError(f"audit event body is malformed: {e}") from e
-        if event.time // DAY != leaf.day:
-            raise IntegrityError("audit event time does not match its leaf's day")
-        return event
-    raise DecryptionFailed("this key opens no slot of the audit event")
+    return Opener(box_public, box_secret).open(leaf, slots)
 
 
 def audit_keypair(team_seed: bytes) -> tuple[bytes, bytes]:

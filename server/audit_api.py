@@ -9,7 +9,7 @@ logins count toward a lockout of the device (rule ``failed-logins``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -17,9 +17,11 @@ from security.events import (
     AUDIT_KEY_FIELDS,
     DAY,
     Event,
+    Sealer,
     Statement,
     rules_for,
     seal_event,
+    valid_box_public,
 )
 from security.protocols import Protocols, defaults, parse
 from server.app import (
@@ -59,6 +61,7 @@ class AuditState:
     protocols: Protocols
     protocols_digest: bytes
     pruned_day: int = -1
+    sealer: Sealer = field(default_factory=Sealer)
 
 
 STATE = web.AppKey("audit_state", AuditState)
@@ -87,8 +90,9 @@ async def record(app: web.Application, n: Note, result: str, session: Session | 
     event = Event(now, actor, device, n.action, result, n.res, rules_for(n.action), n.detail)
     members = app[DIRECTORY].members
     readers = [m for m in dict.fromkeys([actor, n.subject or ""]) if m in members]
-    key = app[STATE].key
-    leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers])
+    st = app[STATE]
+    st.sealer = st.sealer.used()
+    leaf = seal_event(event, st.key.gen, st.key.pub, [members[m].puk_box_public for m in readers], st.sealer)
     return await app[AUDIT].append(leaf, now // DAY)
 
 
@@ -268,6 +272,8 @@ async def put_key(request: web.Request) -> web.Response:
     raw = unb64(body.raw.get("statement"), "statement", 4096)
     sig = unb64(body.raw.get("sig"), "sig", 128)
     f, key = parse_key_statement(raw)
+    if key.pub is None or not valid_box_public(key.pub):
+        raise EncodingError("the audit public key is not a usable X25519 key")
     app = request.app
     directory = app[DIRECTORY]
     now = int(now_of(request))

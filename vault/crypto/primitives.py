@@ -106,6 +106,15 @@ def seal_open(public: bytes, secret: bytes, box: bytes) -> bytes:
         raise DecryptionFailed() from e
 
 
+def box_shared(their_public: bytes, my_secret: bytes) -> bytes:
+    """Raw X25519 shared secret; a low-order public key (all-zero result) is refused."""
+    try:
+        return bytes(sodium.crypto_scalarmult(my_secret, their_public))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.RuntimeError, nacl.exceptions.TypeError,
+            nacl.exceptions.ValueError) as e:
+        raise DecryptionFailed() from e
+
+
 # -- XChaCha20-Poly1305 AEAD ----------------------------------------------------------------
 
 
