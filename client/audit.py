@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from client.api import b64, unb64
 from client.home import Pins
-from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_key_statement, audit_keypair
+from security.events import (
+    DAY,
+    Checkpoint,
+    Event,
+    Leaf,
+    Opener,
+    audit_key_statement,
+    audit_keypair,
+    cosign_statement,
+)
 from security.merkle import EMPTY_ROOT, ProofError, leaf_hash, root_of, verify_consistency
 from security.protocols import Protocols, defaults, parse
 from security.rules import AuditInput, RuleResult, evaluate
@@ -78,67 +87,104 @@ def _proof(value: Any) -> list[bytes]:
     return [unb64(h) for h in value]
 
 
-async def sync_log(s: Session) -> LogView:
-    """Fetch the newest checkpoint and prove it extends ours and the newest witnessed one."""
+def _dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LogInconsistent(f"the server sent a malformed {what}")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LogInconsistent(f"the server sent a malformed {what}")
+    return value
+
+
+def _b64(value: Any, what: str) -> bytes:
+    try:
+        return unb64(value)
+    except VaultError as e:
+        raise LogInconsistent(f"the server sent a malformed {what}") from e
+
+
+async def sync_log(s: Session, after_login: bool = False) -> LogView:
+    """Fetch the newest checkpoint and prove it extends ours and the newest witnessed one.
+
+    ``after_login``: our login was just logged, so the log must have grown since our pin."""
     pins = s.home.pins()
     old_size, old_root, old_time = _pinned(pins)
-    res = await s.api.get(f"/api/v1/audit/checkpoint?from={old_size}")
-    if not isinstance(res, dict):
-        raise LogInconsistent("the server sent a malformed checkpoint")
-    log_key = unb64(res.get("log_key"))
+    res = _dict(await s.api.get(f"/api/v1/audit/checkpoint?from={old_size}"), "checkpoint answer")
+    log_key = _b64(res.get("log_key"), "log key")
     pinned_key = pins.log.get("log_key")
     if pinned_key is not None and pinned_key != log_key.hex():
         raise LogInconsistent("the server's checkpoint-signing key changed")
-    cp = Checkpoint.parse(unb64(res.get("checkpoint")))
+    org_id = org_id_for(bytes.fromhex(s.cfg.org_root))
+    cp = Checkpoint.parse(_b64(res.get("checkpoint"), "checkpoint"))
     try:
-        cp.verify(log_key, unb64(res.get("sig")))
+        cp.verify(log_key, _b64(res.get("sig"), "checkpoint signature"))
     except VaultError as e:
         raise LogInconsistent("the checkpoint's signature does not verify") from e
-    if cp.org not in ("", org_id_for(bytes.fromhex(s.cfg.org_root))):
+    if cp.org != org_id:
         raise LogInconsistent("the checkpoint is for another organization")
     if len(old_root) != 32:
         raise LogInconsistent("the pinned checkpoint is damaged")
     _extends(old_size, old_root, cp, _proof(res.get("proof", [])), "the checkpoint you accepted before")
+    if after_login and old_size and cp.size == old_size:
+        # Our login was logged before this checkpoint was asked for: an unchanged size is a frozen view.
+        raise LogInconsistent("the server shows a log that did not record your login")
     if cp.time + 600 < old_time:
         raise LogInconsistent("the checkpoint is older than one you accepted before")
     witness = None
+    seen_witness = int(pins.log.get("witness_size", 0))
     w = res.get("witness")
+    if w is None and seen_witness:
+        raise LogInconsistent("the server no longer shows the Security Team's cosigned checkpoint you saw before")
     if w is not None:
-        wcp = Checkpoint.parse(unb64(w.get("checkpoint")))
+        w = _dict(w, "witness")
+        wcp = Checkpoint.parse(_b64(w.get("checkpoint"), "witnessed checkpoint"))
         try:
-            wcp.verify(log_key, unb64(w.get("sig")))
+            wcp.verify(log_key, _b64(w.get("sig"), "witnessed checkpoint signature"))
         except VaultError as e:
             raise LogInconsistent("the witnessed checkpoint's server signature does not verify") from e
+        if wcp.org != org_id:
+            raise LogInconsistent("the witnessed checkpoint is for another organization")
         if wcp.size > cp.size:
             raise LogInconsistent("the server shows a witnessed log longer than its current one")
         # The witnessed tree must be a prefix of the current one: its root at its size is signed twice.
         _extends(wcp.size, wcp.root, cp, _proof(w.get("proof", [])), "the log the Security Team witnessed")
-        if wcp.size < int(pins.log.get("witness_size", 0)):
+        if wcp.size < seen_witness:
             raise LogInconsistent("the server hides a newer witnessed checkpoint that you saw before")
         cosigs = w.get("cosigs")
-        if not isinstance(cosigs, list) or not cosigs:
-            raise LogInconsistent("a witnessed checkpoint without cosignatures")
+        if not isinstance(cosigs, list) or not cosigs or not all(isinstance(c, dict) for c in cosigs):
+            raise LogInconsistent("a witnessed checkpoint without well-formed cosignatures")
         witness = Witness(wcp, cosigs)
-        pins.log["witness_size"] = wcp.size
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex()})
     s.home.save_pins(pins)
     return LogView(cp, witness)
 
 
-def check_witness(view: View, witness: Witness) -> int:
-    """Verify every cosignature (a Security Team member's device); returns the newest one's time."""
+def check_witness(s: Session, view: View, witness: Witness) -> int:
+    """Verify every cosignature (a current Security Team member's active device) and pin the
+    witnessed size; returns the newest cosignature's (signed) time."""
     newest = 0
+    t_now = _now()
     for c in witness.cosigs:
         member, device = str(c.get("member")), str(c.get("device"))
-        t = int(c.get("time", 0))
+        t = _int(c.get("time"), "cosignature time")
         ms = view.members.get(member)
-        if ms is None or device not in ms.devices or "security" not in view.org.roles_of(member, t):
-            raise LogInconsistent("a cosignature names someone who is not on the Security Team")
+        if (ms is None or device not in ms.devices or ms.devices[device].revoked is not None
+                or "security" not in view.org.roles_of(member, t_now)):
+            raise LogInconsistent("a cosignature names someone who is not (or no longer) on the Security Team")
+        if not witness.checkpoint.time - 600 <= t <= t_now + 600:
+            raise LogInconsistent("a cosignature is dated outside its checkpoint's lifetime")
+        statement = cosign_statement(witness.checkpoint.raw, member, device, t)
         try:
-            verify(ms.devices[device].sign_public, labels.SIG_COSIGN, witness.checkpoint.raw, unb64(c.get("sig")))
+            verify(ms.devices[device].sign_public, labels.SIG_COSIGN, statement, _b64(c.get("sig"), "cosignature"))
         except VaultError as e:
             raise LogInconsistent("a witness cosignature does not verify") from e
         newest = max(newest, t)
+    pins = s.home.pins()
+    pins.log["witness_size"] = max(int(pins.log.get("witness_size", 0)), witness.checkpoint.size)
+    s.home.save_pins(pins)
     return newest
 
 
@@ -165,12 +211,13 @@ async def fetch_log(s: Session, lv: LogView) -> Fetched:
         for row in rows:
             if len(hashes) == cp.size:
                 break
-            index = int(row.get("index", -1))
+            row = _dict(row, "log page")
+            index = _int(row.get("index"), "event index")
             if index != len(hashes):
                 raise LogInconsistent(f"the server served event {index} where {len(hashes)} belongs")
-            h = unb64(row.get("hash"))
+            h = _b64(row.get("hash"), "event hash")
             if row.get("leaf") is not None:
-                raw = unb64(row.get("leaf"))
+                raw = _b64(row.get("leaf"), "event")
                 if leaf_hash(raw) != h:
                     raise LogInconsistent(f"event {index} does not match its hash")
                 try:
@@ -255,7 +302,7 @@ def _now() -> int:
 async def load(s: Session) -> tuple[View, LogView, Fetched, Keys, list[tuple[int, Event]], int | None]:
     lv = await sync_log(s)
     view = await s.view()
-    last_witness = check_witness(view, lv.witness) if lv.witness is not None else None
+    last_witness = check_witness(s, view, lv.witness) if lv.witness is not None else None
     fetched = await fetch_log(s, lv)
     keys = await keys_of(s, view)
     return view, lv, fetched, keys, read_events(fetched, keys), last_witness
@@ -325,17 +372,53 @@ class Verified:
 async def verify_log(s: Session) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
     """Replay the whole log; with the audit key also check the events against the chains."""
     view, lv, fetched, keys, events, last_witness = await load(s)
-    problems: list[str] = []
+    problems = _check_pruning(fetched, protocols_of(view).retention_days)
     if keys.security:
-        unreadable = [i for i, leaf in fetched.leaves.items() if leaf.audit_gen in keys.audit
-                      and i not in {j for j, _ in events}]
+        opened = {i for i, _ in events}
+        unreadable = [i for i, leaf in fetched.leaves.items() if leaf.audit_gen in keys.audit and i not in opened]
         if unreadable:
             problems.append(f"{len(unreadable)} events sealed to the audit key do not open (first: {unreadable[0]})")
+        problems += _check_generations(fetched, events, max(keys.audit))
         sealed_to_us = [(i, e) for i, e in events if fetched.leaves[i].audit_gen in keys.audit]
         problems += await _check_links_logged(s, view, sealed_to_us)
         problems += _check_order(events)
     return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
                     problems), view, events, keys
+
+
+def _check_pruning(fetched: Fetched, retention_days: int) -> list[str]:
+    """Retention deletes the oldest leaves only: the pruned ones must be a prefix of the log,
+    and nothing the retention period still covers may be missing."""
+    kept = sorted(fetched.leaves)
+    first_kept = kept[0] if kept else fetched.checkpoint.size
+    missing = [i for i in range(first_kept, fetched.checkpoint.size) if i not in fetched.leaves]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} events are missing after kept ones (first: {missing[0]}); "
+                        "retention deletes only the oldest")
+    if first_kept and kept:
+        cutoff = _now() // DAY - retention_days
+        if fetched.leaves[first_kept].day < cutoff - 1:
+            problems.append(f"events before {first_kept} were deleted although event {first_kept}, "
+                            "older than the retention period, was kept")
+    return problems
+
+
+def _check_generations(fetched: Fetched, events: list[tuple[int, Event]], newest_held: int) -> list[str]:
+    """Once the audit key exists, every event is sealed to it, never to an older generation
+    than the newest one published, and never to a generation the Security Team does not hold."""
+    published = {i: int(e.detail.get("gen", 0)) for i, e in events if e.action == "audit.key" and e.result == "ok"}
+    problems = []
+    current = 0
+    for i in sorted(fetched.leaves):
+        ag = fetched.leaves[i].audit_gen
+        if current and ag < current:
+            problems.append(f"event {i} is sealed to audit key generation {ag}, not the published {current}")
+        if ag > newest_held:
+            problems.append(f"event {i} is sealed to an audit key generation ({ag}) the Security Team never held")
+        # The event that records a publication is sealed before the new key takes effect.
+        current = max(current, ag, published.get(i, 0))
+    return problems[:20]
 
 
 def _check_order(events: list[tuple[int, Event]]) -> list[str]:
@@ -384,8 +467,10 @@ async def witness(s: Session) -> tuple[Verified, int]:
         raise PolicyDenied("only the Security Team witnesses the log")
     if result.problems:
         raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
-    sig = s.device.sign(labels.SIG_COSIGN, result.checkpoint.raw)
-    res = await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(result.checkpoint.raw), "sig": b64(sig)})
+    t = _now()
+    sig = s.device.sign(labels.SIG_COSIGN, cosign_statement(result.checkpoint.raw, s.me, s.device.device_id, t))
+    res = await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(result.checkpoint.raw), "sig": b64(sig),
+                                                    "time": t})
     return result, int(res.get("size", 0))
 
 

@@ -207,7 +207,7 @@ class Session:
         res = await self.api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig)})
         self.api.token = str(res["token"])
         # Every session proves the audit log only grew since we last looked (stops on a fork).
-        self.log = await sync_log(self)
+        self.log = await sync_log(self, after_login=True)
 
     # -- chains ---------------------------------------------------------------------------------
 
@@ -276,12 +276,15 @@ class Session:
         self._note_key_changes(pins, members)
         self.home.save_pins(pins)
         self._view = View(org, members, teams)
-        if self.log is not None and self.log.witness is not None:
-            witnessed = check_witness(self._view, self.log.witness)
+        if self.log is not None:
             hours = protocols_of(self._view).rule("log-integrity").int_("witness_hours")
-            if now() - witnessed > hours * 3600:
-                self.warnings.append(f"the Security Team last witnessed the audit log {(now() - witnessed) // 3600} "
-                                     f"hours ago (the protocols ask for every {hours} hours)")
+            if self.log.witness is not None:
+                witnessed = check_witness(self, self._view, self.log.witness)
+                if now() - witnessed > hours * 3600:
+                    self.warnings.append(f"the Security Team last witnessed the audit log "
+                                         f"{(now() - witnessed) // 3600} hours ago (the protocols ask for every "
+                                         f"{hours} hours)")
+
         return self._view
 
     def _note_key_changes(self, pins: Pins, members: dict[str, MemberState]) -> None:

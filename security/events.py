@@ -14,7 +14,7 @@ length, so slots are indistinguishable. ``eph`` is the server's ephemeral X25519
 lives in memory only, changes at every start and every ``Sealer.MAX_USES`` events, and
 lets the server derive each recipient's slot key once rather than per event (a sealed
 box per slot would cost two scalar multiplications per event per recipient). The body
-is padded to a multiple of 128 bytes; the AEAD's associated data binds ``day`` and ``ag``.
+is padded to at least 768 bytes and to a multiple of 128; the AEAD's associated data binds ``day`` and ``ag``.
 
 A checkpoint ``encode({"org", "size", "root", "time"})`` is signed by the server's log
 key; a Security Team member's cosignature signs the same bytes under another tag.
@@ -36,6 +36,7 @@ from vault.errors import DecryptionFailed, EncodingError, IntegrityError
 DAY = 86400
 SLOT_BYTES = 24 + 32 + 16  # nonce || a wrapped 32-byte key || tag
 PAD = 128
+MIN_BODY = 768
 MAX_LEAF = 16 * 1024
 RESULTS = ("ok", "denied", "failed")
 
@@ -218,7 +219,8 @@ def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
     # encode({"e": event, "pad": zeros}) without encoding twice: the pad is the last field,
     # so the unpadded form ends with its 4-byte length, which we overwrite.
     unpadded = encode({"e": event.to_value(), "pad": b""})
-    pad = (-len(unpadded)) % PAD
+    # Every common event fits MIN_BODY, so sizes do not tell logins from reads.
+    pad = max(MIN_BODY - len(unpadded), (-len(unpadded)) % PAD)
     body = unpadded[:-4] + struct.pack(">I", pad) + bytes(pad)
     ciphertext = p.aead_seal(key, _ad(day, audit_gen), body)
     publics: list[bytes | None] = [audit_public, *member_publics]
@@ -307,8 +309,10 @@ class Checkpoint:
     def verify(self, log_public: bytes, sig: bytes) -> None:
         p.verify(log_public, labels.SIG_CHECKPOINT, self.raw, sig)
 
-    def verify_cosig(self, device_public: bytes, sig: bytes) -> None:
-        p.verify(device_public, labels.SIG_COSIGN, self.raw, sig)
+
+def cosign_statement(checkpoint_raw: bytes, member: str, device: str, time: int) -> bytes:
+    """What a Security Team device signs to cosign a checkpoint: the checkpoint, who, and when."""
+    return encode({"checkpoint": checkpoint_raw, "member": member, "device": device, "time": time})
 
 
 @dataclass(frozen=True)

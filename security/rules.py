@@ -619,10 +619,18 @@ def _two_person(ctx: _Context, rule: Rule) -> list[Finding]:
         approvals[ev.res.get("link", "")].append((idx, ev))
     out = []
     for link in ctx.inp.org_links:
-        if link.type != "org.role" or _body_str(link, "role") not in roles:
+        if link.type == "org.remove":
+            # Removing a member who held a guarded role ends that role: it needs the same approval.
+            subject = _body_str(link, "member")
+            held = sorted(set(roles) & ctx.inp.org.roles_of(subject, link.time, link.seq - 1))
+            if not held:
+                continue
+            role, grant = held[0], False
+        elif link.type != "org.role" or _body_str(link, "role") not in roles:
             continue
-        subject, role = _body_str(link, "member"), _body_str(link, "role")
-        grant = link.body.raw.get("grant") is True
+        else:
+            subject, role = _body_str(link, "member"), _body_str(link, "role")
+            grant = link.body.raw.get("grant") is True
         valid = [(i, ev) for i, ev in approvals.get(link.hash.hex(), [])
                  if ev.actor not in (link.signer, subject)
                  and "ncc" in ctx.inp.org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]

@@ -124,6 +124,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     session = await storage.session(token_hash(header[7:].strip()))
     if session is None or session.expires <= config.clock():
         raise AuthError("session expired or unknown; log in again")
+    from server.audit_api import CLAIMED  # noqa: PLC0415 (audit_api imports this module)
+
+    request[CLAIMED] = (session.member, session.device)  # so a refusal below is recorded against them
     directory = request.app[DIRECTORY]
     member = directory.members.get(session.member)
     if member is None or session.device not in member.devices or member.devices[session.device].revoked is not None:
@@ -272,6 +275,7 @@ async def join(request: web.Request) -> web.Response:
 async def challenge(request: web.Request) -> web.Response:
     f = await read_json(request, {"member", "device"})
     member_id, device_id = f.str_("member", 64), f.str_("device", 64)
+    note(request, "auth.challenge", actor=member_id, device=device_id, failure_only=True)
     member = request.app[DIRECTORY].members.get(member_id)
     if member is None or device_id not in member.devices or member.devices[device_id].revoked is not None:
         raise AuthError("unknown member or device")
@@ -298,6 +302,9 @@ async def login(request: web.Request) -> web.Response:
         raise AuthError("login challenge unknown or already used; ask for a new one")
     member_id, device_id, expires = taken
     note(request, "auth.login", actor=member_id, device=device_id)
+    from server.audit_api import check_lockout  # noqa: PLC0415 (audit_api imports this module)
+
+    await check_lockout(app, device_id)  # a challenge taken before the lock does not get around it
     if expires <= now:
         raise AuthError("login challenge expired; ask for a new one")
     if (statement.member, statement.device) != (member_id, device_id):
@@ -720,7 +727,7 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
 def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> web.Application:
     from server.audit_api import audit_middleware, register  # noqa: PLC0415 (audit_api imports this module)
 
-    app = web.Application(middlewares=[errors_middleware, auth_middleware, audit_middleware],
+    app = web.Application(middlewares=[errors_middleware, audit_middleware, auth_middleware],
                           client_max_size=MAX_JSON)
     app[STORAGE] = storage
     app[DIRECTORY] = directory

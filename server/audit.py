@@ -49,14 +49,16 @@ class Note:
     detail: dict[str, int | str] = field(default_factory=dict)
     actor: str | None = None  # default: the session's member and device
     device: str | None = None
+    failure_only: bool = False  # recorded only if the request fails (e.g. a login challenge)
 
 
 NOTES = web.RequestKey("audit_notes", list)
 
 
 def note(request: web.Request, action: str, res: dict[str, str] | None = None, subject: str | None = None,
-         detail: dict[str, int | str] | None = None, actor: str | None = None, device: str | None = None) -> Note:
-    n = Note(action, res or {}, subject, detail or {}, actor, device)
+         detail: dict[str, int | str] | None = None, actor: str | None = None, device: str | None = None,
+         failure_only: bool = False) -> Note:
+    n = Note(action, res or {}, subject, detail or {}, actor, device, failure_only)
     request.setdefault(NOTES, []).append(n)
     return n
 
@@ -89,6 +91,8 @@ class AuditStore:
         self._pending: list[tuple[bytes, int, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._latest: StoredCheckpoint | None = None
+        # One connection: no other write may land inside the flusher's transaction (or be rolled back with it).
+        self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, data_dir: Path) -> AuditStore:
@@ -135,13 +139,14 @@ class AuditStore:
                 h = leaf_hash(leaf)
                 rows.append((self.tree.append(h), day, h, leaf))
             try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    await self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
+                async with self._write:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        await self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+                        await self._db.execute("COMMIT")
+                    except BaseException:
+                        await self._db.execute("ROLLBACK")
+                        raise
             except Exception as e:  # noqa: BLE001 - every waiter gets the failure
                 self.tree.truncate(start)
                 for _, _, fut in batch:
@@ -178,7 +183,8 @@ class AuditStore:
                 return self._latest
         cp = Checkpoint.build(org, size, self.tree.root(size), now)
         stored = StoredCheckpoint(cp, cp.sign(self.log_secret))
-        await self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (size, cp.raw, stored.sig))
+        async with self._write:
+            await self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (size, cp.raw, stored.sig))
         self._latest = stored
         return stored
 
@@ -191,7 +197,9 @@ class AuditStore:
         return StoredCheckpoint(cp, bytes(row[1]))
 
     async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int) -> None:
-        await self._db.execute("INSERT OR REPLACE INTO cosigs VALUES (?, ?, ?, ?, ?)", (size, member, device, sig, now))
+        async with self._write:
+            await self._db.execute("INSERT OR REPLACE INTO cosigs VALUES (?, ?, ?, ?, ?)",
+                                   (size, member, device, sig, now))
 
     async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
         """The newest cosigned checkpoint and its cosignatures."""
@@ -217,13 +225,14 @@ class AuditStore:
         return None if row is None else bytes(row[0])
 
     async def set_meta(self, key: str, value: bytes) -> None:
-        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        async with self._write:
+            await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- retention ------------------------------------------------------------------------------
 
     async def prune(self, before_day: int) -> int:
         """Delete leaf bytes of days before ``before_day``; hashes stay. Returns how many went."""
-        async with self._db.execute(
+        async with self._write, self._db.execute(
             "UPDATE events SET leaf=NULL WHERE day < ? AND leaf IS NOT NULL AND idx < ? RETURNING idx",
             (before_day, self.committed),
         ) as cur:
@@ -238,14 +247,16 @@ class AuditStore:
 
     async def failure(self, device: str, now: float, window: float, limit: int, lock: float) -> float | None:
         """Count a failed login; lock the device (returning until when) once ``limit`` is exceeded."""
-        await self._db.execute("DELETE FROM failures WHERE time < ?", (now - window,))
-        await self._db.execute("INSERT INTO failures VALUES (?, ?)", (device, now))
-        async with self._db.execute("SELECT COUNT(*) FROM failures WHERE device=?", (device,)) as cur:
-            row = await cur.fetchone()
-        if row is not None and int(row[0]) > limit:
-            await self._db.execute("DELETE FROM failures WHERE device=?", (device,))
-            await self._db.execute("INSERT OR REPLACE INTO lockouts VALUES (?, ?)", (device, now + lock))
-            return now + lock
+        async with self._write:
+            await self._db.execute("DELETE FROM failures WHERE time < ?", (now - window,))
+            await self._db.execute("DELETE FROM lockouts WHERE until < ?", (now,))
+            await self._db.execute("INSERT INTO failures VALUES (?, ?)", (device, now))
+            async with self._db.execute("SELECT COUNT(*) FROM failures WHERE device=?", (device,)) as cur:
+                row = await cur.fetchone()
+            if row is not None and int(row[0]) > limit:
+                await self._db.execute("DELETE FROM failures WHERE device=?", (device,))
+                await self._db.execute("INSERT OR REPLACE INTO lockouts VALUES (?, ?)", (device, now + lock))
+                return now + lock
         return None
 
 

@@ -9,6 +9,8 @@ logins count toward a lockout of the device (rule ``failed-logins``).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -19,6 +21,7 @@ from security.events import (
     Event,
     Sealer,
     Statement,
+    cosign_statement,
     rules_for,
     seal_event,
     valid_box_public,
@@ -44,6 +47,7 @@ from vault.errors import AuthError, ChainError, EncodingError, NotFound, PolicyD
 from vault.keys import verify
 
 AUDIT = web.AppKey("audit", AuditStore)
+log = logging.getLogger("mvault.server")
 
 
 @dataclass
@@ -62,6 +66,7 @@ class AuditState:
     protocols_digest: bytes
     pruned_day: int = -1
     sealer: Sealer = field(default_factory=Sealer)
+    broken: bool = False
 
 
 STATE = web.AppKey("audit_state", AuditState)
@@ -70,6 +75,11 @@ STATE = web.AppKey("audit_state", AuditState)
 class Locked(AuthError):
     code = "locked"
     status = 429
+
+
+class ServiceUnavailable(VaultError):
+    code = "unavailable"
+    status = 503
 
 
 def protocols_of(app: web.Application) -> Protocols:
@@ -100,40 +110,67 @@ def _result(status: int) -> str:
     return "denied" if status in (401, 403, 429) else "failed"
 
 
+CLAIMED = web.RequestKey("audit_claimed", tuple)
+
+
 @web.middleware
 async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outside the auth middleware, so refused sessions are recorded too. Fails closed: if an
+    event cannot be recorded, the server answers 503 to everything until it is restarted."""
     app = request.app
+    st = app[STATE]
+    if st.broken:
+        raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server")
     try:
-        response = await handler(request)
-    except (VaultError, web.HTTPException) as e:
-        status = e.status
-        if status < 400:
+        try:
+            response = await handler(request)
+        except (VaultError, web.HTTPException) as e:
+            status = e.status
+            if status < 400:
+                raise
+            code = e.code if isinstance(e, VaultError) else str(status)
+            await _record_failure(request, status, code)
             raise
-        code = e.code if isinstance(e, VaultError) else str(status)
-        await _record_failure(request, status, code)
+        session = request.get(SESSION_KEY)
+        for n in request.get(NOTES, []):
+            if not n.failure_only:
+                await record(app, n, "ok", session)
+        await _prune(app)
+    except (VaultError, web.HTTPException, asyncio.CancelledError):
         raise
-    session = request.get(SESSION_KEY)
-    for n in request.get(NOTES, []):
-        await record(app, n, "ok", session)
-    await _prune(app)
+    except Exception as e:
+        st.broken = True
+        log.exception("could not record an audit event; refusing all requests from now on")
+        raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server") from e
     return response
 
 
 async def _record_failure(request: web.Request, status: int, code: str) -> None:
     app = request.app
     session = request.get(SESSION_KEY)
+    claimed = request.get(CLAIMED)
     notes = request.get(NOTES, [])
-    if not notes and status == 403 and session is not None:
+    if not notes and status in (401, 403, 404) and (session is not None or claimed is not None):
+        # Refused or probing requests by someone we can name: a 404 on a team route is a team the
+        # member may not see (the server does not tell which), so it counts as refused.
         res = {"route": _route(request)}
         if "team" in request.match_info:
             res["team"] = request.match_info["team"][:64]
-        notes = [Note("request.denied", res, detail={"method": request.method})]
+        actor, device = (None, None) if claimed is None else claimed
+        notes = [Note("request.denied", res, detail={"method": request.method, "status": status, "error": code},
+                      actor=actor, device=device)]
+        await record(app, notes[0], "denied", session)
+        return
     for n in notes:
         n.detail["error"] = code
         if n.action == "auth.login":
             n.action = "auth.fail"
             await record(app, n, _result(status), session)
-            await _count_failure(app, n)
+            if code != Locked.code:
+                await _count_failure(app, n)
+        elif n.action == "auth.challenge":
+            n.action = "auth.fail"
+            await record(app, n, _result(status), session)
         else:
             await record(app, n, _result(status), session)
 
@@ -234,20 +271,24 @@ async def leaves(request: web.Request) -> web.Response:
 
 async def cosign(request: web.Request) -> web.Response:
     _require_security(request)
-    f = await read_json(request, {"checkpoint", "sig"})
+    f = await read_json(request, {"checkpoint", "sig", "time"})
     raw = unb64(f.raw.get("checkpoint"), "checkpoint", 4096)
     sig = unb64(f.raw.get("sig"), "sig", 128)
+    t = f.int_("time", 0)
     s = session_of(request)
     store = request.app[AUDIT]
+    if abs(t - now_of(request)) > request.app[CONFIG].clock_skew:
+        raise EncodingError("the cosignature's time is too far from the server's")
     issued = await store.issued(raw)
     if issued is None:
         raise NotFound("this server never issued that checkpoint for its current log")
     try:
-        issued.checkpoint.verify_cosig(request.app[DIRECTORY].member(s.member).device(s.device).sign_public, sig)
+        verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public, labels.SIG_COSIGN,
+               cosign_statement(raw, s.member, s.device, t), sig)
     except VaultError as e:
         raise EncodingError("the cosignature does not verify with your device key") from e
     note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
-    await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, int(now_of(request)))
+    await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t)
     return web.json_response({"size": issued.checkpoint.size}, status=201)
 
 
@@ -310,7 +351,7 @@ async def attest(request: web.Request) -> web.Response:
     me = session_of(request).member
     now = int(now_of(request))
     if kind == "keystore":
-        detail: dict[str, int | str] = {k: f.int_(k, 1) for k in ("time_cost", "memory_kib", "parallelism")}
+        detail: dict[str, int | str] = {k: f.int_(k, 1, 2**32) for k in ("time_cost", "memory_kib", "parallelism")}
         note(request, "attest.keystore", detail=detail)
     elif kind == "verify":
         verified = directory.member(f.str_("member", 64)).member_id
@@ -331,9 +372,12 @@ async def attest(request: web.Request) -> web.Response:
         roles = directory.require_org().roles_of(me, now)
         if target.member_id != me and not roles & {"security", "ncc"}:
             raise PolicyDenied("only the device's member, the Security Team or the NCC report a device lost")
-        note(request, "attest.lost", {"member": target.member_id, "device": device}, target.member_id)
+        # Sealed to the reporter and the Security Team only: a member under suspicion does not
+        # learn who reported their device.
+        note(request, "attest.lost", {"member": target.member_id, "device": device},
+             target.member_id if target.member_id == me else None)
     else:
-        note(request, "audit.export", detail={"count": f.int_("count", 0)})
+        note(request, "audit.export", detail={"count": f.int_("count", 0, 2**40)})
     return web.json_response({"ok": True}, status=201)
 
 

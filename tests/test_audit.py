@@ -344,7 +344,9 @@ def test_failed_logins_lock_the_device_and_are_reported(sec: Sec) -> None:
     sec.alice.ok("whoami")  # other devices are unaffected
     rule = _rule(sec, "failed-logins")
     assert rule["status"] == "violated" and rule["findings"][0]["subject"] in (me["device"], me["member"])
-    assert len(events(sec.carol, "--action", "auth.fail")) == 6
+    fails = events(sec.carol, "--action", "auth.fail")
+    assert len([e for e in fails if e["detail"]["error"] == "unauthorized"]) == 6  # the bad signatures
+    assert [e["detail"]["error"] for e in fails[6:]] == ["locked", "locked"]  # then refused while locked
     sec.server.advance(16 * 60)
     for m in (sec.bob, sec.carol):
         m.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(16 * 60)
