@@ -163,7 +163,7 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
 
 
 def check_witness(s: Session, view: View, witness: Witness) -> int:
-    """Verify every cosignature (a current Security Team member's active device) and pin the
+    """Verify every cosignature (a Security Team member's device active at the signed time) and pin the
     witnessed size; returns the newest cosignature's (signed) time."""
     newest = 0
     t_now = _now()
@@ -171,9 +171,11 @@ def check_witness(s: Session, view: View, witness: Witness) -> int:
         member, device = str(c.get("member")), str(c.get("device"))
         t = _int(c.get("time"), "cosignature time")
         ms = view.members.get(member)
-        if (ms is None or device not in ms.devices or ms.devices[device].revoked is not None
-                or "security" not in view.org.roles_of(member, t_now)):
-            raise LogInconsistent("a cosignature names someone who is not (or no longer) on the Security Team")
+        # Judged at the (signed) time of the cosignature: a device revoked later, or a term that
+        # ended later, does not undo a witness that was valid when made.
+        if (ms is None or device not in ms.devices or not ms.devices[device].active_at(t)
+                or "security" not in view.org.roles_of(member, t)):
+            raise LogInconsistent("a cosignature names a device or member that was not on the Security Team then")
         if not witness.checkpoint.time - 600 <= t <= t_now + 600:
             raise LogInconsistent("a cosignature is dated outside its checkpoint's lifetime")
         statement = cosign_statement(witness.checkpoint.raw, member, device, t)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from client.home import Home
+from security.events import cosign_statement
 from security.merkle import leaf_hash
 from tests.conftest import Member, Org, ServerThread
 from vault.crypto import labels
@@ -383,3 +386,100 @@ def _rule(sec: Sec, rule: str) -> dict[str, Any]:
     out = r.json()
     assert r.code == (1 if out["violated"] else 0)
     return dict(next(x for x in out["rules"] if x["rule"] == rule))
+
+
+# -- what a hostile review found ---------------------------------------------------------------------------
+
+
+def test_hiding_the_witness_after_a_member_saw_it_stops_the_member(sec: Sec) -> None:
+    sec.carol.ok("audit", "witness")
+    sec.bob.ok("whoami")  # bob sees (and pins) the witnessed checkpoint
+    db = audit_db(sec.server)
+    db.execute("DELETE FROM cosigs")
+    db.close()
+    sec.bob.fails("whoami", contains="cosigned checkpoint you saw before")
+
+
+def test_a_cosignature_time_changed_by_the_server_is_detected(sec: Sec) -> None:
+    sec.carol.ok("audit", "witness")
+    db = audit_db(sec.server)
+    db.execute("UPDATE cosigs SET time = time + 60")
+    db.close()
+    sec.bob.fails("whoami", contains="cosignature does not verify")
+
+
+def test_a_revoked_security_device_cannot_vouch_for_a_log(sec: Sec, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    sec.carol.ok("audit", "witness")
+    carol = sec.carol.json("whoami")
+    # The cosigning device is seized: carol recovers on a new machine and revokes it.
+    paper = sec.carol.json("recovery-key")["recovery_key"]
+    fresh = Member(tmp_path / "home-carol2", "carol", sec.carol.passphrase_file)
+    fresh.ok("recover", paper)
+    fresh.ok("device", "revoke", carol["device"])
+    sec.bob.ok("whoami")  # the witness made before the revocation still stands
+    # The server, holding the seized device, has it cosign now: refused.
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(sec.carol.passphrase_file))
+    seized = Home(sec.carol.home).unlock().device
+    db = audit_db(sec.server)
+    size, raw = db.execute("SELECT size, raw FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    t = int(time.time())
+    sig = seized.sign(labels.SIG_COSIGN, cosign_statement(bytes(raw), carol["member"], carol["device"], t))
+    db.execute("INSERT OR REPLACE INTO cosigs VALUES (?, ?, ?, ?, ?)", (size, carol["member"], carol["device"], sig, t))
+    db.close()
+    sec.bob.fails("whoami", contains="not on the Security Team then")
+
+
+def test_events_sealed_to_no_audit_key_after_publication_are_flagged(sec: Sec) -> None:
+    from server.audit_api import STATE, AuditKey
+
+    sec.carol.ok("audit", "verify")
+    # The server quietly stops sealing to the Security Team.
+    sec.server.app[STATE].key = AuditKey()
+    sec.bob.ok("ls", "drafting")
+    r = sec.carol.run("audit", "verify", "--json")
+    assert r.code == 1
+    assert any("not the published" in p for p in r.json()["problems"])
+
+
+def test_events_deleted_from_the_middle_as_if_by_retention_are_flagged(sec: Sec) -> None:
+    sec.bob.ok("ls", "drafting")
+    n = _size(sec.server)
+    db = audit_db(sec.server)
+    db.execute("UPDATE events SET leaf=NULL WHERE idx=?", (n - 2,))
+    db.close()
+    r = sec.carol.run("audit", "verify", "--json")
+    assert r.code == 1
+    assert any("missing after kept ones" in p for p in r.json()["problems"])
+
+
+def test_probing_other_teams_is_logged(sec: Sec, monkeypatch: pytest.MonkeyPatch) -> None:
+    sec.carol.ok("audit", "verify")
+    drafting = next(t["team"] for t in sec.bob.json("team", "ls") if t["name"] == "drafting")
+    # carol is not in "drafting": its documents answer 404 to her, and each try is logged as refused.
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(sec.carol.passphrase_file))
+    assert _probe(sec, drafting) == 404
+    denied = [e for e in events(sec.carol, "--action", "request.denied") if e["res"].get("team") == drafting]
+    assert denied and denied[-1]["detail"]["status"] == 404 and denied[-1]["actor_name"] == "carol"
+
+
+def _probe(sec: Sec, team: str) -> int:
+    import asyncio
+
+    from client.api import Api
+    from client.client import Session
+    from client.home import Home
+    from vault.errors import VaultError
+
+    async def go() -> int:
+        home = Home(sec.carol.home)
+        cfg = home.config()
+        async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
+            s = await Session.open(home, home.unlock(), api)
+            try:
+                await s.api.get(f"/api/v1/teams/{team}/docs")
+            except VaultError as e:
+                return 404 if "unknown team" in e.message else 0
+        return 200
+
+    return asyncio.run(go())
