@@ -73,6 +73,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "audit.key": ("log-integrity",),
     "audit.prune": ("log-integrity",),
     "audit.export": ("exports",),
+    "audit.report": ("log-integrity",),
     "attest.keystore": ("keystore-kdf",),
     "attest.verify": ("key-verification",),
     "attest.approve": ("two-person",),

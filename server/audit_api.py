@@ -338,12 +338,12 @@ async def put_key(request: web.Request) -> web.Response:
     return web.json_response({"gen": key.gen}, status=201)
 
 
-ATTEST_KINDS = {"keystore", "verify", "approve", "lost", "export"}
+ATTEST_KINDS = {"keystore", "verify", "approve", "lost", "export", "report"}
 
 
 async def attest(request: web.Request) -> web.Response:
     f = await read_json(request, {"kind", "time_cost", "memory_kib", "parallelism", "member", "device", "link",
-                                  "fingerprint", "count"})
+                                  "fingerprint", "count", "violated"})
     kind = f.str_("kind", 16)
     if kind not in ATTEST_KINDS:
         raise EncodingError(f"kind must be one of {sorted(ATTEST_KINDS)}")
@@ -376,6 +376,10 @@ async def attest(request: web.Request) -> web.Response:
         # learn who reported their device.
         note(request, "attest.lost", {"member": target.member_id, "device": device},
              target.member_id if target.member_id == me else None)
+    elif kind == "report":
+        # The Security Team's report found these rules violated: policy violations become events too.
+        _require_security(request)
+        note(request, "audit.report", detail={"violated": f.str_("violated", 1024), "count": f.int_("count", 0, 2**40)})
     else:
         note(request, "audit.export", detail={"count": f.int_("count", 0, 2**40)})
     return web.json_response({"ok": True}, status=201)

@@ -84,6 +84,8 @@ def test_security_team_reads_every_access_but_no_content(sec: Sec, tmp_path: Pat
                                                      "keystore-kdf", "bulk-access"}
     assert next(x for x in report["rules"] if x["rule"] == "log-integrity")["status"] == "ok"
     assert r.code == (1 if report["violated"] else 0)
+    logged = events(sec.carol, "--action", "audit.report")
+    assert logged and logged[-1]["detail"]["violated"] == ",".join(report["violated"])
     exp = sec.carol.json("audit", "exposure", "bob")
     drafting = next(t for t in exp["teams"] if t["name"] == "drafting")
     assert drafting["generations"] == [1] and [v["fetched"] for v in drafting["versions"]] == [True]
