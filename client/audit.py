@@ -106,6 +106,18 @@ def _b64(value: Any, what: str) -> bytes:
         raise LogInconsistent(f"the server sent a malformed {what}") from e
 
 
+def _signed_checkpoint(answer: dict[str, Any], log_key: bytes, org_id: str, what: str) -> Checkpoint:
+    """``answer["checkpoint"]``, signed by the pinned log key (``answer["sig"]``), for this organization."""
+    cp = Checkpoint.parse(_b64(answer.get("checkpoint"), what))
+    try:
+        cp.verify(log_key, _b64(answer.get("sig"), f"{what} signature"))
+    except VaultError as e:
+        raise LogInconsistent(f"the {what}'s server signature does not verify") from e
+    if cp.org != org_id:
+        raise LogInconsistent(f"the {what} is for another organization")
+    return cp
+
+
 async def sync_log(s: Session, after_login: bool = False) -> LogView:
     """Fetch the newest checkpoint and prove it extends ours and the newest witnessed one.
 
@@ -118,13 +130,7 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     if pinned_key is not None and pinned_key != log_key.hex():
         raise LogInconsistent("the server's checkpoint-signing key changed")
     org_id = org_id_for(bytes.fromhex(s.cfg.org_root))
-    cp = Checkpoint.parse(_b64(res.get("checkpoint"), "checkpoint"))
-    try:
-        cp.verify(log_key, _b64(res.get("sig"), "checkpoint signature"))
-    except VaultError as e:
-        raise LogInconsistent("the checkpoint's signature does not verify") from e
-    if cp.org != org_id:
-        raise LogInconsistent("the checkpoint is for another organization")
+    cp = _signed_checkpoint(res, log_key, org_id, "checkpoint")
     if len(old_root) != 32:
         raise LogInconsistent("the pinned checkpoint is damaged")
     _extends(old_size, old_root, cp, _proof(res.get("proof", [])), "the checkpoint you accepted before")
@@ -140,13 +146,7 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
         raise LogInconsistent("the server no longer shows the Security Team's cosigned checkpoint you saw before")
     if w is not None:
         w = _dict(w, "witness")
-        wcp = Checkpoint.parse(_b64(w.get("checkpoint"), "witnessed checkpoint"))
-        try:
-            wcp.verify(log_key, _b64(w.get("sig"), "witnessed checkpoint signature"))
-        except VaultError as e:
-            raise LogInconsistent("the witnessed checkpoint's server signature does not verify") from e
-        if wcp.org != org_id:
-            raise LogInconsistent("the witnessed checkpoint is for another organization")
+        wcp = _signed_checkpoint(w, log_key, org_id, "witnessed checkpoint")
         if wcp.size > cp.size:
             raise LogInconsistent("the server shows a witnessed log longer than its current one")
         # The witnessed tree must be a prefix of the current one: its root at its size is signed twice.
