@@ -21,6 +21,7 @@ from typing import Any, Final
 from security.events import Event
 from security.protocols import Protocols, Rule
 from vault.chains import MemberState, OrgMember, OrgState, TeamState
+from vault.keys import key_fingerprint
 from vault.links import Link
 
 MINUTE: Final = 60
@@ -509,6 +510,20 @@ def _key_changes(ctx: _Context, member_id: str) -> list[tuple[int, Link | None]]
     return [(t, None) for t in sorted(times)]
 
 
+def _fingerprint_matches(ctx: _Context, member_id: str, ev: Event) -> bool:
+    """Does the attested fingerprint name the member's keys at the attestation's time?"""
+    ms = ctx.inp.members.get(member_id)
+    if ms is None:
+        return False
+    t = ev.time
+    devices = [(d.device_id, d.sign_public) for d in ms.devices.values() if d.active_at(t)]
+    gens = [g for g, puk in ms.puks.items() if puk.since <= t]
+    if not gens:
+        return False
+    expected = key_fingerprint(member_id, devices, ms.puks[max(gens)].sign_public).hex()
+    return ev.detail.get("fingerprint") == expected
+
+
 def _key_verification(ctx: _Context, rule: Rule) -> list[Finding]:
     """Members of sensitive teams verify an admin within ``join_days`` and re-verify within ``grace_days``
     of that admin's key change."""
@@ -518,6 +533,8 @@ def _key_verification(ctx: _Context, rule: Rule) -> list[Finding]:
     verified: dict[tuple[str, str], tuple[int, int]] = {}  # (verifier, verified) -> newest (time, index)
     for idx, ev in _ok_events(ctx.actions("attest.verify")):
         key = (ev.actor, ev.res.get("member", ""))
+        if not _fingerprint_matches(ctx, key[1], ev):
+            continue  # a verification of keys that were not the member's keys then counts for nothing
         if ev.time <= now and (key not in verified or ev.time >= verified[key][0]):
             verified[key] = (ev.time, idx)
     out = []

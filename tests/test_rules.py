@@ -19,6 +19,7 @@ from security.rules import CHECKS, AuditInput, Finding, RuleResult, evaluate, st
 from tests.test_chains import Person, Team
 from tests.test_chains_membership import DAY, MWorld
 from vault.chains import ProtocolsChange, replay_team
+from vault.keys import key_fingerprint
 from vault.links import Link
 
 HOUR = 3600
@@ -33,6 +34,19 @@ STRONG = {"time_cost": 3, "memory_kib": 65536, "parallelism": 1}
 def event(t: int, action: str, actor: str = "", device: str = "", result: str = "ok",
           res: Mapping[str, str] | None = None, detail: Mapping[str, int | str] | None = None) -> Event:
     return Event(t, actor, device, action, result, res or {}, (), detail or {})
+
+
+def fingerprint_at(world: MWorld, member_id: str, t: int) -> str:
+    """The key fingerprint ``mvault verify`` showed for ``member_id`` at time ``t``."""
+    ms = world.members()[member_id]
+    devices = [(d.device_id, d.sign_public) for d in ms.devices.values() if d.active_at(t)]
+    puk = max(g for g, k in ms.puks.items() if k.since <= t)
+    return key_fingerprint(member_id, devices, ms.puks[puk].sign_public).hex()
+
+
+def verify_event(world: MWorld, t: int, who: Any, subject: str, fingerprint: str | None = None) -> Event:
+    fp = fingerprint if fingerprint is not None else fingerprint_at(world, subject, t)
+    return event(t, "attest.verify", who.id, who.device.device_id, res={"member": subject}, detail={"fingerprint": fp})
 
 
 def link_event(link: Link, **extra: str) -> Event:
@@ -383,8 +397,7 @@ def test_key_verification_missing(world: MWorld) -> None:
 def test_key_verification_after_a_key_change(world: MWorld) -> None:
     alice = world.admit("alice")
     t = circle_of(world, (alice, "writer"))
-    verify = event(world.time + HOUR, "attest.verify", alice.id, alice.device.device_id,
-                   res={"member": world.founder.id})
+    verify = verify_event(world, world.time + HOUR, alice, world.founder.id)
     world.time += 2 * DAY
     world.add_device(world.founder, "phone")  # the founder's keys change after alice verified them
     change = world.founder.chain[-1]
@@ -396,8 +409,7 @@ def test_key_verification_after_a_key_change(world: MWorld) -> None:
     res = result(audit(world, [t], events, now=change.time + DAY), "key-verification")
     assert res.status == "warning" and only(res).subject == alice.id
     # A new verification after the change settles it.
-    again = event(change.time + DAY, "attest.verify", alice.id, alice.device.device_id,
-                  res={"member": world.founder.id})
+    again = verify_event(world, change.time + DAY, alice, world.founder.id)
     ok(result(audit(world, [t], [*events, again], now=change.time + 60 * DAY), "key-verification"))
 
 
@@ -405,9 +417,16 @@ def test_key_verification_done_or_not_sensitive(world: MWorld) -> None:
     alice = world.admit("alice")
     t = circle_of(world, (alice, "writer"))
     program = world.create_team(world.founder, [(world.founder, "admin"), (alice, "writer")], kind="program")
-    events = [event(world.time + DAY, "attest.verify", alice.id, alice.device.device_id,
-                    res={"member": world.founder.id})]
+    events = [verify_event(world, world.time + DAY, alice, world.founder.id)]
     ok(result(audit(world, [t, program], events, now=world.time + 90 * DAY), "key-verification"))
+
+
+def test_key_verification_of_other_keys_counts_for_nothing(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    wrong = verify_event(world, world.time + DAY, alice, world.founder.id, fingerprint="00" * 32)
+    res = result(audit(world, [t], [wrong], now=world.time + 31 * DAY), "key-verification")
+    assert res.status == "violated" and only(res, "violation").subject == alice.id
 
 
 # -- need-to-know -------------------------------------------------------------------------------------
