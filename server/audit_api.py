@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -122,27 +123,33 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     if st.broken:
         raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server")
     try:
-        try:
-            response = await handler(request)
-        except (VaultError, web.HTTPException) as e:
-            status = e.status
-            if status < 400:
-                raise
-            code = e.code if isinstance(e, VaultError) else str(status)
-            await _record_failure(request, status, code)
+        response = await handler(request)
+    except (VaultError, web.HTTPException) as e:
+        status = e.status
+        if status < 400:
             raise
-        session = request.get(SESSION_KEY)
-        for n in request.get(NOTES, []):
-            if not n.failure_only:
-                await record(app, n, "ok", session)
-        await _prune(app)
+        code = e.code if isinstance(e, VaultError) else str(status)
+        await _guarded(app, _record_failure(request, status, code))
+        raise
+    session = request.get(SESSION_KEY)
+    for n in request.get(NOTES, []):
+        if not n.failure_only:
+            await _guarded(app, record(app, n, "ok", session))
+    await _guarded(app, _prune(app))
+    return response
+
+
+async def _guarded(app: web.Application, work: Awaitable[object]) -> None:
+    """Run audit work; if it fails for any reason but a client error, stop serving (fail closed).
+    Only failures to record trip this: a handler's own errors never pass through here."""
+    try:
+        await work
     except (VaultError, web.HTTPException, asyncio.CancelledError):
         raise
     except Exception as e:
-        st.broken = True
+        app[STATE].broken = True
         log.exception("could not record an audit event; refusing all requests from now on")
         raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server") from e
-    return response
 
 
 async def _record_failure(request: web.Request, status: int, code: str) -> None:

@@ -48,7 +48,8 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s); 429 while the device is locked "
                                                "after failed logins", "200", ["400", "401", "429"],
                                                auth=False, body="json")},
-        "/api/v1/auth/login": {"post": _op("signed challenge -> session token", "200", ["400", "401"],
+        "/api/v1/auth/login": {"post": _op("signed challenge -> session token; 429 while the device is locked "
+                                           "after failed logins", "200", ["400", "401", "429"],
                                            auth=False, body="json")},
         "/api/v1/directory": {"get": _op("heads of every chain the caller may see", "200", ["401"])},
         "/api/v1/chains/org": {"get": _op("organization chain links", "200", ["400", "401"])},

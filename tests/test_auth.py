@@ -9,8 +9,8 @@ and time, and a session token expires; everything else is refused with 401.
 from __future__ import annotations
 
 import base64
-import sqlite3
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
