@@ -76,6 +76,7 @@ from security.policy import (
     TEAM_ROLES,
     TEAM_RULES,
 )
+from security.protocols import default_text
 from tests.conftest import PASSPHRASE, Member, Result, ServerThread
 from vault.auth import sign_login
 from vault.chains import HISTORY_BLOB, TeamState, team_id_for
@@ -106,6 +107,8 @@ ORG_ACTIONS: dict[str, tuple[str, ...]] = {
     "org.invite.compa": ("invite", "--role", "compa"),
     "org.admit": ("admit", "{pending}"),
     "org.role": ("role", "grant", "t_role", "staff"),
+    "org.remove": ("remove", "{target}", "--reason", "authz matrix"),
+    "org.protocols": ("audit", "protocols", "propose", "{protocols}"),
     **{f"team.create.{k}": ("team", "create", "{team}", "--kind", k) for k in TEAM_KINDS},
 }
 TEAM_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -255,7 +258,7 @@ class World:
 
 async def _helpers(w: World) -> None:
     async with w.session("alice") as a:
-        for name in ("h_ncc", "t_add", "t_y", "t_z", "t_role", "t_cap"):
+        for name in ("h_ncc", "t_add", "t_y", "t_z", "t_role", "t_cap", "t_rm"):
             await w.join(name, await a.invite("member", "authz helper"))
         await a.view(refresh=True)
         await admin.set_org_role(a, "h_ncc", "ncc", True, None)  # an NCC member who holds no team keys
@@ -470,12 +473,28 @@ async def forged_org_requests(w: World, actor: Actor, action: str,
     elif action == "org.role":  # grant, and revoke a role the target holds
         bodies = [{"member": w.id("t_role"), "role": "staff", "grant": True, "until": None},
                   {"member": w.id("t_role"), "role": "security", "grant": False, "until": None}]
+    elif action == "org.remove":
+        bodies = [{"member": w.id("t_rm"), "reason": "forged"}]
+    elif action == "org.protocols":  # a proposal, and an approval (of a proposal that may not even exist)
+        forged = [("org.protocols.propose", {"text": protocols_text(org, next(w.serial))}),
+                  ("org.protocols.approve", {"digest": os.urandom(32)})]
+        return [("POST", "/api/v1/org/links", {"js": {"link": b64(make_link(
+            chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t, signer=actor.member_id,
+            device=actor.device, type_=type_, body=b).wire)}}) for type_, b in forged]
     else:
         raise AssertionError(f"no forged request for {action}")
     type_ = "org.invite" if action.startswith("org.invite") else action
     links = [make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t, signer=actor.member_id,
                        device=actor.device, type_=type_, body=b) for b in bodies]
     return [("POST", "/api/v1/org/links", {"js": {"link": b64(link.wire)}}) for link in links]
+
+
+def protocols_text(org: Any, serial: int) -> str:
+    """The shipped protocols with the version raised past the one in force (a valid proposal)."""
+    current = org.protocols.version if org.protocols else 1
+    text = default_text()
+    assert "\nversion = 1\n" in text
+    return text.replace("\nversion = 1\n", f"\nversion = {current + 1}\n# authz {serial}\n", 1)
 
 
 # -- team fixtures: one team per (org role, team role), put back in shape before each cell ---------
@@ -688,7 +707,14 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
     if action == "org.admit" and expected:
         pending = await w.pending_member()  # an admission uses up its pending member
     team = f"oc-{org_role}-{action.rsplit('.', 1)[-1]}-{next(w.serial)}"
-    args = tuple(a.format(pending=pending.name, team=team) for a in ORG_ACTIONS[action])
+    target = w.actors["t_rm"]
+    if action == "org.remove" and expected:  # a removal uses up its member
+        async with w.session("alice") as a:
+            target = await w.join(f"r_{next(w.serial)}", await a.invite("member", "authz: to remove"))
+    proposal = w.root / f"protocols-{next(w.serial)}.toml"
+    proposal.write_text(protocols_text((await w.view()).org, next(w.serial)), "utf-8")
+    args = tuple(a.format(pending=pending.name, team=team, target=target.name, protocols=proposal)
+                 for a in ORG_ACTIONS[action])
     before = counts(w.server)
     if expected:
         r = actor.member.ok(*args)
@@ -710,6 +736,15 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
             actor.member.ok("role", "revoke", "t_role", "staff")  # revoking is the same action
             assert counts(w.server)["links"] == after["links"] + 1
             assert "staff" not in (await w.view()).org.roles_of(w.id("t_role"))
+        elif action == "org.remove":
+            assert view.org.members[target.member_id].status == "removed"
+        elif action == "org.protocols":  # proposed; a second NCC member (alice) approves: the same action
+            version = (view.org.protocols.version if view.org.protocols else 1) + 1
+            [digest] = [d for d, c in view.org.proposals.items() if c.version == version]
+            alice = w.actors["alice"]
+            assert alice.member_id != actor.member_id
+            alice.member.ok("audit", "protocols", "approve", digest.hex()[:16])
+            assert (await w.view()).org.protocols.version == version
         else:
             t = view.team_by_name(team)
             assert t.kind == action.removeprefix("team.create.")
@@ -720,6 +755,8 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
         if action == "org.role":
             assert "security" in (await w.view()).org.roles_of(w.id("t_role"))
             actor.member.fails("role", "revoke", "t_role", "security")
+        if action == "org.remove":
+            assert (await w.view()).org.members[target.member_id].status == "admitted"
         assert counts(w.server) == before, "a denied action changed the server's rows"
         reqs = await forged_org_requests(w, actor, action, pending.member_id)
         await refused_raw(w, actor, reqs, 403, f"{org_role} x {action}")
