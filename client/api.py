@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from vault import errors
-from vault.errors import ServerMismatch, TransportError, VaultError
+from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, TransportError, VaultError
 
 _CODES: dict[str, type[VaultError]] = {}
 for _cls in (
@@ -103,6 +103,19 @@ class Api:
 
     async def upload(self, path: str, body: AsyncIterator[bytes]) -> Any:
         return await self.request("POST", path, data=body)
+
+    async def websocket(self, path: str) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket on the same pinned HTTPS connection, authenticated with the session."""
+        try:
+            return await self._session_or_fail().ws_connect(self.url + path, headers=self._headers(), heartbeat=20,
+                                                            max_msg_size=4 * 1024 * 1024)
+        except aiohttp.WSServerHandshakeError as e:
+            cls = {401: AuthError, 403: PolicyDenied, 404: NotFound}.get(e.status, TransportError)
+            raise cls(f"the server refused to deliver live messages (HTTP {e.status})") from e
+        except aiohttp.ServerFingerprintMismatch as e:
+            raise ServerMismatch("the server's certificate does not match the pinned fingerprint") from e
+        except aiohttp.ClientError as e:
+            raise TransportError(f"cannot reach the server at {self.url}: {e}") from e
 
     async def download(self, path: str) -> AsyncIterator[bytes]:
         try:

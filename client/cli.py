@@ -586,8 +586,10 @@ def history(ctx: Ctx, team_name: str, name: str) -> None:
 
 def _register_audit() -> None:
     from client.audit_cli import register  # noqa: PLC0415 (audit_cli imports this module)
+    from client.thread_cli import register as register_threads  # noqa: PLC0415 (the same)
 
     register(cli)
+    register_threads(cli)
 
 
 _register_audit()

@@ -47,6 +47,8 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     "team.leave": frozenset({"admin", "writer", "reader"}),
     "doc.write": frozenset({"admin", "writer"}),
     "doc.read": frozenset({"admin", "writer", "reader"}),
+    "thread.post": frozenset({"admin", "writer"}),  # also creating a thread
+    "thread.read": frozenset({"admin", "writer", "reader"}),
 }
 
 # team action -> org roles that may perform it in any team, member of it or not.

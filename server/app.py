@@ -59,6 +59,7 @@ class Config:
     session_ttl: float = 3600.0
     nonce_ttl: float = 60.0
     clock_skew: float = 600.0
+    purge_interval: float = 30.0  # seconds between background purges of expired thread messages
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -725,6 +726,7 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
 
 
 def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> web.Application:
+    from server import threads  # noqa: PLC0415 (threads imports this module)
     from server.audit_api import audit_middleware, register  # noqa: PLC0415 (audit_api imports this module)
 
     app = web.Application(middlewares=[errors_middleware, audit_middleware, auth_middleware],
@@ -759,6 +761,7 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
     r.add_post("/api/v1/teams/{team}/docs/{doc}", put_version)
     r.add_get("/api/v1/teams/{team}/versions/{vid}/body", version_body)
     register(app)
+    threads.register(app)
     return app
 
 

@@ -80,6 +80,22 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/teams/{team}/versions/{vid}/body": {
             "get": _op("ciphertext body of a version (streamed)", "200", ["401", "403", "404"])
         },
+        "/api/v1/teams/{team}/threads": {
+            "get": _op("every thread of a team: signed record, next position, last activity, count", "200",
+                       ["401", "403", "404"]),
+            "post": _op("create a thread (signed thread record: encrypted name, expiry)", "201",
+                        ["400", "401", "403", "404", "409"], body="json"),
+        },
+        "/api/v1/teams/{team}/threads/{thread}/messages": {
+            "get": _op("messages after ?after=POS (?limit=, at most 1000), oldest first, and the calling "
+                       "device's last message", "200", ["400", "401", "403", "404"]),
+            "post": _op("post a signed, encrypted message under the current key generation", "201",
+                        ["400", "401", "403", "404", "409", "413"], body="json"),
+        },
+        "/api/v1/teams/{team}/live": {
+            "get": _op("WebSocket: first frame {after: {thread: pos}, all: bool}; then missed messages, "
+                       "{type: live}, and each new message", "101", ["401", "403", "404"]),
+        },
         "/api/v1/audit/checkpoint": {"get": _op("newest signed checkpoint of the audit log, the consistency proof "
                                                 "from ?from=SIZE and the newest cosigned checkpoint", "200",
                                                 ["400", "401"])},

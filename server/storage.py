@@ -43,6 +43,17 @@ CREATE TABLE IF NOT EXISTS link_slots (
     slot TEXT PRIMARY KEY, member TEXT NOT NULL, expires REAL NOT NULL, payload BLOB);
 CREATE TABLE IF NOT EXISTS sessions (
     token BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS threads (
+    team TEXT NOT NULL, thread TEXT NOT NULL, record BLOB NOT NULL, expire INTEGER NOT NULL,
+    created INTEGER NOT NULL, next_pos INTEGER NOT NULL, last_time INTEGER NOT NULL,
+    PRIMARY KEY (team, thread));
+CREATE TABLE IF NOT EXISTS messages (
+    team TEXT NOT NULL, thread TEXT NOT NULL, pos INTEGER NOT NULL, mid TEXT NOT NULL, device TEXT NOT NULL,
+    seq INTEGER NOT NULL, time INTEGER NOT NULL, record BLOB NOT NULL,
+    PRIMARY KEY (team, thread, pos), UNIQUE (team, thread, device, seq));
+CREATE TABLE IF NOT EXISTS thread_senders (
+    team TEXT NOT NULL, thread TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL, mid TEXT NOT NULL,
+    time INTEGER NOT NULL, PRIMARY KEY (team, thread, device));
 """
 
 
@@ -52,6 +63,29 @@ class StoredLink:
     seq: int
     kind: str
     wire: bytes
+
+
+@dataclass(frozen=True)
+class StoredThread:
+    team: str
+    thread: str
+    record: bytes
+    expire: int
+    next_pos: int
+    last_time: int
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    team: str
+    thread: str
+    pos: int
+    mid: str
+    device: str
+    seq: int
+    time: int
+    record: bytes
 
 
 @dataclass(frozen=True)
@@ -94,6 +128,100 @@ class Storage(Protocol):
     async def open_slot(self, slot: str, member: str, expires: float) -> None: ...
     async def fill_slot(self, slot: str, payload: bytes, now: float) -> None: ...
     async def read_slot(self, slot: str, member: str, now: float) -> bytes | None: ...
+    # -- threads ----------------------------------------------------------------------------
+
+    async def add_thread(self, t: StoredThread, now: int) -> None:
+        try:
+            await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
+                                   (t.team, t.thread, t.record, t.expire, now, now))
+        except sqlite3.IntegrityError as e:
+            raise Conflict("a thread with this name already exists in the team") from e
+
+    def _thread(self, r: Any) -> StoredThread:
+        return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+
+    async def threads(self, team: str, now: int) -> list[StoredThread]:
+        async with self._db.execute(
+            "SELECT t.team, t.thread, t.record, t.expire, t.next_pos, t.last_time, "
+            "(SELECT COUNT(*) FROM messages m WHERE m.team=t.team AND m.thread=t.thread "
+            " AND (t.expire = 0 OR m.time + t.expire > ?)) "
+            "FROM threads t WHERE team=? ORDER BY created, thread", (now, team)
+        ) as cur:
+            return [self._thread(r) for r in await cur.fetchall()]
+
+    async def thread(self, team: str, thread: str) -> StoredThread | None:
+        async with self._db.execute(
+            "SELECT team, thread, record, expire, next_pos, last_time, 0 FROM threads WHERE team=? AND thread=?",
+            (team, thread),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else self._thread(row)
+
+    async def add_message(self, m: StoredMessage, prev: str | None) -> int:
+        """Append on top of the sending device's previous message (``Conflict`` otherwise); the position."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute("SELECT seq, mid FROM thread_senders WHERE team=? AND thread=? AND device=?",
+                                        (m.team, m.thread, m.device)) as cur:
+                row = await cur.fetchone()
+            last_seq, last_mid = (int(row[0]), str(row[1])) if row else (0, None)
+            if m.seq != last_seq + 1 or prev != last_mid:
+                raise Conflict(f"this device's last message in the thread is number {last_seq}; "
+                               "read the thread and post again")
+            async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?",
+                                        (m.team, m.thread)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound("no such thread in this team")
+            pos = int(row[0])
+            await self._db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (m.team, m.thread, pos, m.mid, m.device, m.seq, m.time, m.record))
+            await self._db.execute("UPDATE threads SET next_pos=?, last_time=MAX(last_time, ?) WHERE team=? AND "
+                                   "thread=?", (pos + 1, m.time, m.team, m.thread))
+            await self._db.execute("INSERT OR REPLACE INTO thread_senders VALUES (?, ?, ?, ?, ?, ?)",
+                                   (m.team, m.thread, m.device, m.seq, m.mid, m.time))
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return pos
+
+    async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
+        """Messages after position ``after`` that have not expired, oldest first."""
+        async with self._db.execute(
+            "SELECT m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record FROM messages m "
+            "JOIN threads t ON t.team=m.team AND t.thread=m.thread "
+            "WHERE m.team=? AND m.thread=? AND m.pos>? AND (t.expire = 0 OR m.time + t.expire > ?) "
+            "ORDER BY m.pos LIMIT ?", (team, thread, after, now, limit)
+        ) as cur:
+            return [StoredMessage(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]),
+                                  bytes(r[7])) for r in await cur.fetchall()]
+
+    async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None:
+        async with self._db.execute("SELECT seq, mid, time FROM thread_senders WHERE team=? AND thread=? AND "
+                                    "device=?", (team, thread, device)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    async def purge_messages(self, now: int) -> list[tuple[str, str, int]]:
+        """Delete expired messages; (team, thread, count) for each thread that lost some."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute(
+                "SELECT m.team, m.thread, COUNT(*) FROM messages m JOIN threads t ON t.team=m.team AND "
+                "t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ? GROUP BY m.team, m.thread",
+                (now,)
+            ) as cur:
+                gone = [(str(r[0]), str(r[1]), int(r[2])) for r in await cur.fetchall()]
+            await self._db.execute(
+                "DELETE FROM messages WHERE rowid IN (SELECT m.rowid FROM messages m JOIN threads t ON "
+                "t.team=m.team AND t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ?)", (now,))
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return gone
+
     async def purge_expired(self, now: float) -> None: ...
     async def close(self) -> None: ...
 
@@ -303,6 +431,100 @@ class SQLiteStorage:
         if row[0] is not None:
             await self._db.execute("DELETE FROM link_slots WHERE slot=?", (slot,))
         return None if row[0] is None else bytes(row[0])
+
+    # -- threads ----------------------------------------------------------------------------
+
+    async def add_thread(self, t: StoredThread, now: int) -> None:
+        try:
+            await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
+                                   (t.team, t.thread, t.record, t.expire, now, now))
+        except sqlite3.IntegrityError as e:
+            raise Conflict("a thread with this name already exists in the team") from e
+
+    def _thread(self, r: Any) -> StoredThread:
+        return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+
+    async def threads(self, team: str, now: int) -> list[StoredThread]:
+        async with self._db.execute(
+            "SELECT t.team, t.thread, t.record, t.expire, t.next_pos, t.last_time, "
+            "(SELECT COUNT(*) FROM messages m WHERE m.team=t.team AND m.thread=t.thread "
+            " AND (t.expire = 0 OR m.time + t.expire > ?)) "
+            "FROM threads t WHERE team=? ORDER BY created, thread", (now, team)
+        ) as cur:
+            return [self._thread(r) for r in await cur.fetchall()]
+
+    async def thread(self, team: str, thread: str) -> StoredThread | None:
+        async with self._db.execute(
+            "SELECT team, thread, record, expire, next_pos, last_time, 0 FROM threads WHERE team=? AND thread=?",
+            (team, thread),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else self._thread(row)
+
+    async def add_message(self, m: StoredMessage, prev: str | None) -> int:
+        """Append on top of the sending device's previous message (``Conflict`` otherwise); the position."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute("SELECT seq, mid FROM thread_senders WHERE team=? AND thread=? AND device=?",
+                                        (m.team, m.thread, m.device)) as cur:
+                row = await cur.fetchone()
+            last_seq, last_mid = (int(row[0]), str(row[1])) if row else (0, None)
+            if m.seq != last_seq + 1 or prev != last_mid:
+                raise Conflict(f"this device's last message in the thread is number {last_seq}; "
+                               "read the thread and post again")
+            async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?",
+                                        (m.team, m.thread)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound("no such thread in this team")
+            pos = int(row[0])
+            await self._db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (m.team, m.thread, pos, m.mid, m.device, m.seq, m.time, m.record))
+            await self._db.execute("UPDATE threads SET next_pos=?, last_time=MAX(last_time, ?) WHERE team=? AND "
+                                   "thread=?", (pos + 1, m.time, m.team, m.thread))
+            await self._db.execute("INSERT OR REPLACE INTO thread_senders VALUES (?, ?, ?, ?, ?, ?)",
+                                   (m.team, m.thread, m.device, m.seq, m.mid, m.time))
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return pos
+
+    async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
+        """Messages after position ``after`` that have not expired, oldest first."""
+        async with self._db.execute(
+            "SELECT m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record FROM messages m "
+            "JOIN threads t ON t.team=m.team AND t.thread=m.thread "
+            "WHERE m.team=? AND m.thread=? AND m.pos>? AND (t.expire = 0 OR m.time + t.expire > ?) "
+            "ORDER BY m.pos LIMIT ?", (team, thread, after, now, limit)
+        ) as cur:
+            return [StoredMessage(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]),
+                                  bytes(r[7])) for r in await cur.fetchall()]
+
+    async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None:
+        async with self._db.execute("SELECT seq, mid, time FROM thread_senders WHERE team=? AND thread=? AND "
+                                    "device=?", (team, thread, device)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    async def purge_messages(self, now: int) -> list[tuple[str, str, int]]:
+        """Delete expired messages; (team, thread, count) for each thread that lost some."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute(
+                "SELECT m.team, m.thread, COUNT(*) FROM messages m JOIN threads t ON t.team=m.team AND "
+                "t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ? GROUP BY m.team, m.thread",
+                (now,)
+            ) as cur:
+                gone = [(str(r[0]), str(r[1]), int(r[2])) for r in await cur.fetchall()]
+            await self._db.execute(
+                "DELETE FROM messages WHERE rowid IN (SELECT m.rowid FROM messages m JOIN threads t ON "
+                "t.team=m.team AND t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ?)", (now,))
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return gone
 
     async def purge_expired(self, now: float) -> None:
         await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))

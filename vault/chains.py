@@ -639,15 +639,17 @@ class TeamState:
         self.snapshots[self.seq] = TeamSnapshot(
             self.generation, self.org_seq, {m: (tm.role, tm.until) for m, tm in self.members.items()})
 
-    def may_write_at(self, team_seq: int, member_id: str, gen: int, t: int, org: OrgState, policy: Policy) -> bool:
-        """Could ``member_id`` write under generation ``gen`` at team state ``team_seq`` and time ``t``?"""
+    def may_write_at(self, team_seq: int, member_id: str, gen: int, t: int, org: OrgState, policy: Policy,
+                     action: str = "doc.write") -> bool:
+        """Could ``member_id`` do ``action`` (write a document, post a message) under generation
+        ``gen`` at team state ``team_seq`` and time ``t``?"""
         snap = self.snapshots.get(team_seq)
         if snap is None or snap.generation != gen or member_id not in snap.roles:
             return False
         role, until = snap.roles[member_id]
         if until is not None and t >= until:
             return False
-        return policy.team_allows(org.roles_of(member_id, t, snap.org_seq), role, "doc.write")
+        return policy.team_allows(org.roles_of(member_id, t, snap.org_seq), role, action)
 
     def role_of(self, member_id: str, now: int) -> str | None:
         m = self.members.get(member_id)

@@ -67,3 +67,16 @@ KDF_AUDIT_SEAL = b"mvault/v1/audit/seal-key"
 KDF_AUDIT_SLOT = b"mvault/v1/audit/slot-key"
 AD_AUDIT_SLOT = b"mvault/v1/audit/slot"
 AD_AUDIT_EVENT = b"mvault/v1/audit/event"
+
+# Team threads (vault/messages.py).
+SIG_THREAD = b"mvault/v1/thread"
+KDF_THREAD_NAME = b"mvault/v1/thread/name-key"
+KDF_MSG_BODY = b"mvault/v1/msg/body-key"
+AD_THREAD_NAME = b"mvault/v1/thread/name"
+AD_MSG = b"mvault/v1/msg"
+H_THREAD_ID = b"mvault/v1/thread/id"
+H_MSG = b"mvault/v1/msg/id"
+
+# Local state at rest (client caches: thread messages, unread counts).
+KDF_LOCAL = b"mvault/v1/local/cache-key"
+AD_LOCAL = b"mvault/v1/local/cache"

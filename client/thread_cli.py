@@ -1,0 +1,193 @@
+"""``mvault thread ...``: encrypted team threads from the command line.
+
+``follow`` runs until Ctrl-C (or SIGTERM), reconnecting by itself; with ``--json`` it
+prints one JSON object per message, one per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from client.audit import parse_since
+from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
+from client.client import Session
+from client.threads import Shown, Threads, attachment_for, parse_duration
+from vault.errors import NotFound, VaultError
+from vault.messages import Attachment
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(thread)
+
+
+@click.group()
+def thread() -> None:
+    """Team threads: end-to-end encrypted, signed messages, delivered live."""
+
+
+def _shown_json(m: Shown, s: Session, thread_name: str) -> dict[str, Any]:
+    view = s._view
+    name = view.name_of(m.sender) if view is not None and m.sender in view.members else m.sender
+    return {"thread": thread_name, "pos": m.pos, "id": m.id, "time": m.time, "sender": m.sender, "sender_name": name,
+            "device": m.device, "seq": m.seq, "gen": m.gen, "text": m.text, "attach": m.attach}
+
+
+def _print_message(r: dict[str, Any], with_thread: bool = False) -> None:
+    where = f"[{r['thread']}] " if with_thread else ""
+    out.print(f"{where}{_when(r['time'])}  {r['sender_name']}: {r['text']}", markup=False, highlight=False,
+              soft_wrap=True)
+    for a in r["attach"]:
+        out.print(f"    attached: {a['name']} (document version {a['vid']})", markup=False, highlight=False)
+
+
+@thread.command("create")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("name", metavar="THREAD")
+@click.option("--expire", default="0", help="messages disappear after this long (7d, 12h, 30m; 0 keeps them)")
+@json_flag
+@click.pass_obj
+def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
+    """Create a thread (writers and admins)."""
+    seconds = parse_duration(expire)
+
+    async def go(s: Session) -> str:
+        return await (await Threads.open(s, team_name)).create(name, seconds)
+
+    tid = with_session(ctx, go)
+    emit(ctx, {"thread": tid, "name": name, "expire": seconds},
+         lambda: out.print(f"created thread {name} in {team_name}" +
+                           (f" (messages disappear after {expire})" if seconds else ""), markup=False))
+
+
+@thread.command("post")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("name", metavar="THREAD")
+@click.argument("text")
+@click.option("--attach", "attach", multiple=True, help="a file to put in the vault and attach, or the name of "
+              "a document already in the team (repeatable)")
+@json_flag
+@click.pass_obj
+def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[str, ...]) -> None:
+    """Post TEXT to a thread (TEXT '-' reads it from standard input)."""
+    if text == "-":
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise VaultError("the message on standard input is not UTF-8 text") from e
+
+    async def go(s: Session) -> dict[str, Any]:
+        threads = await Threads.open(s, team_name)
+        await threads.resolve(name)  # an unknown thread fails before anything is uploaded
+        attached = []
+        for item in attach:
+            path, doc_name = attachment_for(item)
+            if path is not None:
+                await s.put(team_name, path, doc_name)
+            doc, records = await s.find_doc(threads.team, doc_name)
+            if not records:
+                raise NotFound(f"no file or document named {item!r} to attach")
+            attached.append(Attachment(doc_name, doc, records[-1].version_id))
+        shown = await threads.post(name, text, attached)
+        return {"thread": name, "pos": shown.pos, "id": shown.id, "attach": [a.name for a in attached]}
+
+    res = with_session(ctx, go)
+    emit(ctx, res, lambda: out.print(f"posted to {team_name}/{name} (message {res['pos']})", markup=False))
+
+
+@thread.command("read")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("name", metavar="THREAD")
+@click.option("--since", default=None, help="only messages newer than this (2d, 12h, 30m) or a unix time")
+@json_flag
+@click.pass_obj
+def thread_read(ctx: Ctx, team_name: str, name: str, since: str | None) -> None:
+    """Read a thread (every message is verified first); marks it read."""
+    start = parse_since(since)
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        msgs = await (await Threads.open(s, team_name)).read(name, start)
+        return [_shown_json(m, s, name) for m in msgs]
+
+    rows = with_session(ctx, go)
+
+    def human() -> None:
+        if not rows:
+            out.print("no messages", markup=False)
+        for r in rows:
+            _print_message(r)
+
+    emit(ctx, rows, human)
+
+
+@thread.command("ls")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def thread_ls(ctx: Ctx, team_name: str) -> None:
+    """Threads of a team: last activity, messages kept, unread counts."""
+
+    async def go(s: Session) -> list[dict[str, Any]]:
+        return await (await Threads.open(s, team_name)).list()
+
+    rows = with_session(ctx, go)
+
+    def human() -> None:
+        table = Table("thread", "last activity", "messages", "unread", "expiry")
+        for r in rows:
+            table.add_row(r["name"], _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
+                          f"{r['expire'] // 3600} h" if r["expire"] else "keep")
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@thread.command("follow")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("name", metavar="[THREAD]", required=False)
+@json_flag
+@click.pass_obj
+def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
+    """Print new messages as they arrive, until Ctrl-C; reconnects by itself."""
+
+    async def go(s: Session) -> None:
+        threads = await Threads.open(s, team_name)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        names: dict[str, str] = {}
+
+        async def on_message(tid: str, m: Shown) -> None:
+            if tid not in names:
+                names[tid] = threads.cache.threads[tid].name
+            r = _shown_json(m, s, names[tid])
+            if ctx.as_json:
+                click.echo(json.dumps(r, sort_keys=True))
+                sys.stdout.flush()
+            else:
+                _print_message(r, with_thread=name is None)
+
+        async def on_state(state: str) -> None:
+            if ctx.as_json:
+                click.echo(json.dumps({"state": state}))
+                sys.stdout.flush()
+            elif state != "live":
+                err.print(state, markup=False)
+
+        try:
+            await threads.follow(name, on_message, on_state, stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+    with_session(ctx, go)
+

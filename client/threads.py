@@ -1,0 +1,472 @@
+"""Team threads on the client: create, post, read, list, follow live.
+
+Every message is checked before it is shown: the sender's device signature (the device as
+it was when the message was written), that the sender could post at the team state the
+header names, the key generation, the decryption, and the thread's ordering
+(``vault.messages.ThreadChecker``: drops, reorders, replays, splices). What we accepted is
+kept in an encrypted cache per team (``threads/<team>.bin`` under the client's home,
+sealed with a key from the unlocked keystore): messages, read positions (unread counts),
+and the checker's state, so a later read also catches a server that rolls a thread back.
+Expired messages are dropped from the cache whenever it is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from client.api import b64, unb64
+from client.client import Session, View, now
+from client.home import atomic_write
+from security.policy import POLICY
+from vault.chains import TeamState
+from vault.encoding import Fields, Value
+from vault.errors import (
+    AuthError,
+    ChainError,
+    Conflict,
+    DecryptionFailed,
+    EncodingError,
+    IntegrityError,
+    NotFound,
+    PolicyDenied,
+    TransportError,
+    VaultError,
+)
+from vault.localstate import local_key, open_local, seal_local
+from vault.messages import (
+    Attachment,
+    Body,
+    Message,
+    ThreadChecker,
+    ThreadRecord,
+    make_message,
+    make_thread,
+    thread_id,
+)
+
+MAX_CACHED = 2000  # messages kept per thread in the local cache
+
+
+@dataclass
+class Shown:
+    """A verified, decrypted message."""
+
+    pos: int
+    id: str
+    time: int
+    sender: str
+    device: str
+    seq: int
+    text: str
+    attach: list[dict[str, str]]
+    gen: int
+
+    def to_value(self) -> dict[str, Value]:
+        return {"pos": self.pos, "id": self.id, "time": self.time, "sender": self.sender, "device": self.device,
+                "seq": self.seq, "text": self.text, "attach": list(self.attach), "gen": self.gen}
+
+    @classmethod
+    def from_value(cls, v: Value) -> Shown:
+        f = Fields(v, "cached message")
+        attach = [{str(k): str(x) for k, x in Fields(a, "attachment").raw.items()} for a in f.list_("attach")]
+        return cls(f.int_("pos"), f.str_("id"), f.int_("time"), f.str_("sender"), f.str_("device"), f.int_("seq"),
+                   f.str_("text", 1 << 20), attach, f.int_("gen"))
+
+
+@dataclass
+class CachedThread:
+    name: str
+    record: bytes
+    checker: ThreadChecker
+    pos: int = 0  # highest server position accepted
+    read: int = 0  # highest position shown to the member (unread = messages after it)
+    messages: list[Shown] = field(default_factory=list)
+
+    def to_value(self) -> dict[str, Value]:
+        return {"name": self.name, "record": self.record, "checker": self.checker.to_value(), "pos": self.pos,
+                "read": self.read, "messages": [m.to_value() for m in self.messages[-MAX_CACHED:]]}
+
+    @classmethod
+    def from_value(cls, v: Value) -> CachedThread:
+        f = Fields(v, "cached thread")
+        return cls(f.str_("name"), f.bytes_("record", max_size=4096), ThreadChecker.from_value(f.raw["checker"]),
+                   f.int_("pos", 0), f.int_("read", 0), [Shown.from_value(m) for m in f.list_("messages")])
+
+    @property
+    def expire(self) -> int:
+        return self.checker.expire
+
+    def drop_expired(self, t: int) -> None:
+        if self.expire:
+            self.messages = [m for m in self.messages if not self.checker.expired(m.time, t)]
+        self.checker.forget_expired(t)
+
+    def unread(self, me: str) -> int:
+        return sum(1 for m in self.messages if m.pos > self.read and m.sender != me)
+
+
+class ThreadCache:
+    """The encrypted per-team cache file."""
+
+    def __init__(self, s: Session, team_id: str) -> None:
+        self.path = s.home.path / "threads" / f"{team_id}.bin"
+        self.name = f"threads/{team_id}"
+        self._key = local_key(s.device)
+        self.threads: dict[str, CachedThread] = {}
+        if self.path.exists():
+            value = open_local(self._key, self.name, self.path.read_bytes())
+            for tid, item in Fields(value, "thread cache").dict_("threads").raw.items():
+                self.threads[tid] = CachedThread.from_value(item)
+        t = now()
+        for ct in self.threads.values():
+            ct.drop_expired(t)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(self.path, seal_local(self._key, self.name,
+                                           {"threads": {tid: c.to_value() for tid, c in self.threads.items()}}))
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def _device_key(view: View, member_id: str, device_id: str, t: int, what: str) -> bytes:
+    ms = view.members.get(member_id)
+    if ms is None:
+        raise IntegrityError(f"{what} signed by an unknown member")
+    try:
+        return ms.device_at(device_id, t).sign_public
+    except ChainError as e:
+        raise IntegrityError(f"{what} signed by a device that was not active then") from e
+
+
+def _could_post(team: TeamState, view: View, member: str, team_seq: int, gen: int, t: int) -> bool:
+    return team_seq <= team.seq and team.may_write_at(team_seq, member, gen, t, view.org, POLICY, "thread.post")
+
+
+async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[ThreadRecord, str]:
+    """A thread record checked (creator's signature and right to post, name and id): (record, name)."""
+    try:
+        rec = ThreadRecord.parse(raw)
+    except EncodingError as e:
+        raise IntegrityError(f"the server sent a malformed thread record: {e}") from e
+    if rec.team != team.team_id:
+        raise IntegrityError("the server sent a thread of another team")
+    view = await s.view()
+    rec.verify(_device_key(view, rec.creator, rec.device, rec.time, "thread"))
+    snap = team.snapshots.get(rec.team_seq)
+    if snap is None or not _could_post(team, view, rec.creator, rec.team_seq, snap.generation, rec.time):
+        raise IntegrityError("thread created by someone who could not post in the team then")
+    keys = await s._keys_for(team)
+    return rec, rec.name(keys[0])
+
+
+async def _check_message(s: Session, team: TeamState, m: Message) -> Body | None:
+    """Signature and right to post; the decrypted body (None when we hold no key for its generation)."""
+    h = m.header
+    view = await s.view()
+    if h.team_seq > team.seq:  # written after a team change we have not seen yet
+        view = await s.view(refresh=True)
+        team = view.teams.get(team.team_id, team)
+    m.verify(_device_key(view, h.sender, h.device, h.time, "message"))
+    if not _could_post(team, view, h.sender, h.team_seq, h.gen, h.time):
+        raise IntegrityError("message posted by someone who could not post then, or under a key generation "
+                             "that was not current")
+    try:
+        key = await s.team_key(team, h.gen)
+    except PolicyDenied:
+        return None
+    try:
+        return m.open(key)
+    except DecryptionFailed as e:
+        raise IntegrityError("a message does not decrypt: it was altered") from e
+
+
+def _parse_served(item: Any) -> tuple[int, Message]:
+    try:
+        pos = int(item["pos"])
+        return pos, Message.parse(unb64(item["record"]))
+    except (KeyError, TypeError, ValueError, VaultError) as e:
+        raise IntegrityError(f"the server sent a malformed message: {e}") from e
+
+
+# -- the thread session ---------------------------------------------------------------------------
+
+
+class Threads:
+    """Thread operations of one session in one team."""
+
+    def __init__(self, s: Session, team: TeamState) -> None:
+        self.s = s
+        self.team = team
+        self.cache = ThreadCache(s, team.team_id)
+        self.base = f"/api/v1/teams/{team.team_id}/threads"
+
+    @classmethod
+    async def open(cls, s: Session, team_name: str) -> Threads:
+        view = await s.view()
+        return cls(s, view.team_by_name(team_name))
+
+    async def _name_key_holder(self) -> Any:
+        return (await self.s._keys_for(self.team))[0]
+
+    async def thread_of(self, name: str) -> str:
+        return thread_id(await self._name_key_holder(), name)
+
+    async def create(self, name: str, expire: int) -> str:
+        t = now()
+        roles = (await self.s.view()).org.roles_of(self.s.me, t)
+        if not POLICY.team_allows(roles, self.team.role_of(self.s.me, t), "thread.post"):
+            raise PolicyDenied(f"you may not create threads in team {self.team.name}")
+        key = await self._name_key_holder()
+        rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.me,
+                          device=self.s.device, time=t)
+        await self.s.api.post(self.base, {"record": b64(rec.raw)})
+        return rec.thread
+
+    async def list(self) -> list[dict[str, Any]]:
+        res = await self.s.api.get(self.base)
+        out = []
+        for item in res.get("threads", []):
+            rec, name = await open_thread_record(self.s, self.team, unb64(item.get("record")))
+            if item.get("thread") != rec.thread:
+                raise IntegrityError("the server listed a thread under another id")
+            ct = await self.sync(rec.thread, name=name, record=rec)
+            out.append({"thread": rec.thread, "name": name, "expire": rec.expire, "last_time": ct.messages[-1].time
+                        if ct.messages else int(item.get("last_time", rec.time)), "messages": len(ct.messages),
+                        "unread": ct.unread(self.s.me)})
+        self.cache.save()
+        return out
+
+    async def _cached(self, tid: str, name: str | None, record: ThreadRecord | None) -> CachedThread:
+        ct = self.cache.threads.get(tid)
+        if ct is not None:
+            return ct
+        if record is None:
+            res = await self.s.api.get(f"{self.base}/{tid}/messages?after=0&limit=1")
+            record, name = await open_thread_record(self.s, self.team, unb64(res["thread"]["record"]))
+        if record.thread != tid:
+            raise IntegrityError("the server sent another thread's record")
+        ct = CachedThread(name or "", record.raw, ThreadChecker(self.team.team_id, tid, record.expire))
+        self.cache.threads[tid] = ct
+        return ct
+
+    async def accept(self, ct: CachedThread, pos: int, m: Message) -> Shown | None:
+        """One served message, in order: checked, decrypted, remembered (None: already had it)."""
+        if pos <= ct.pos:
+            return None  # delivered twice (a reconnect): shown once
+        body = await _check_message(self.s, self.team, m)
+        ct.checker.accept(m, now())
+        h = m.header
+        shown = Shown(pos, m.id, h.time, h.sender, h.device, h.seq,
+                      body.text if body is not None else "[no key for this message's generation]",
+                      [{"name": a.name, "doc": a.doc, "vid": a.vid} for a in body.attach] if body else [], h.gen)
+        ct.pos = pos
+        ct.messages.append(shown)
+        del ct.messages[:-MAX_CACHED]
+        return shown
+
+    async def sync(self, tid: str, name: str | None = None, record: ThreadRecord | None = None) -> CachedThread:
+        """Fetch and check everything after what we have; detect a thread rolled back."""
+        ct = await self._cached(tid, name, record)
+        while True:
+            try:
+                res = await self.s.api.get(f"{self.base}/{tid}/messages?after={ct.pos}")
+            except NotFound as e:
+                if ct.pos:
+                    raise IntegrityError("the server no longer shows a thread we read before") from e
+                raise
+            info = res.get("thread", {})
+            if info.get("record") != b64(ct.record):
+                raise IntegrityError("the server changed the thread's record")
+            if int(info.get("next_pos", 0)) <= ct.pos and ct.pos:
+                raise IntegrityError("the server rolled the thread back (it is shorter than we saw)")
+            for item in res.get("messages", []):
+                pos, m = _parse_served(item)
+                if pos <= ct.pos:
+                    raise IntegrityError("the server sent messages out of order")
+                await self.accept(ct, pos, m)
+            mine = res.get("mine")
+            last = ct.checker.senders.get(self.s.device.device_id)
+            if last is not None and not ct.checker.expired(last.time, now()) and (
+                    mine is None or int(mine.get("seq", 0)) < last.seq):
+                raise IntegrityError("the server withheld our own messages (the thread was rolled back)")
+            if not res.get("more"):
+                return ct
+
+    async def resolve(self, name: str) -> CachedThread:
+        tid = await self.thread_of(name)
+        try:
+            ct = await self.sync(tid, name=None)
+        except NotFound as e:
+            raise NotFound(f"no thread named {name!r} in team {self.team.name}; create it with "
+                           f"`mvault thread create {self.team.name} {name}`") from e
+        if ct.name != name:
+            raise IntegrityError("the thread's encrypted name does not match the requested name")
+        return ct
+
+    async def post(self, name: str, text: str, attach: list[Attachment] | None = None) -> Shown:
+        """Post (after reading what is new, so ``seen`` and our sequence are current)."""
+        for attempt in range(4):
+            view = await self.s.view(refresh=attempt > 0)
+            self.team = view.team_by_name(self.team.name)
+            t = now()
+            if not POLICY.team_allows(view.org.roles_of(self.s.me, t), self.team.role_of(self.s.me, t),
+                                      "thread.post"):
+                raise PolicyDenied(f"you may not post in team {self.team.name}")
+            ct = await self.resolve(name)
+            if self.team.rotation_reasons(t, view.members):
+                raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
+            key = await self.s.team_key(self.team, self.team.generation)
+            me = self.s.device.device_id
+            last = ct.checker.senders.get(me)
+            seq, prev, prev_time = (last.seq + 1, last.id, last.time) if last else (1, None, 0)
+            if last is None:
+                res = await self.s.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1")
+                mine = res.get("mine")
+                if mine:  # our earlier messages expired (or were never cached here)
+                    seq, prev, prev_time = int(mine["seq"]) + 1, str(mine["id"]), int(mine["time"])
+            m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, team_seq=self.team.seq,
+                             sender=self.s.me, device=self.s.device, seq=seq, prev=prev, prev_time=prev_time,
+                             seen=ct.checker.newest_seen(me), time=max(t, prev_time))
+            try:
+                res = await self.s.api.post(f"{self.base}/{ct.checker.thread}/messages", {"message": b64(m.raw)})
+            except Conflict:
+                if attempt == 3:
+                    raise
+                continue  # the team changed, or we raced ourselves: read again and retry
+            if res.get("id") != m.id:
+                raise IntegrityError("the server acknowledged a different message than we sent")
+            shown = await self.accept(ct, int(res["pos"]), m) if int(res["pos"]) == ct.pos + 1 else None
+            self.cache.save()
+            return shown or Shown(int(res["pos"]), m.id, m.header.time, self.s.me, me, seq, text,
+                                  [a.__dict__ for a in attach or ()], key.gen)
+        raise AssertionError("unreachable")
+
+    async def read(self, name: str, since: int | None = None) -> list[Shown]:
+        ct = await self.resolve(name)
+        ct.read = ct.pos
+        self.cache.save()
+        return [m for m in ct.messages if since is None or m.time >= since]
+
+    # -- live ---------------------------------------------------------------------------------
+
+    async def follow(self, name: str | None, on_message: Callable[[str, Shown], Awaitable[None]],
+                     on_state: Callable[[str], Awaitable[None]] | None = None, stop: asyncio.Event | None = None,
+                     max_retries: int | None = None) -> None:
+        """Deliver every new message (after what we have) until ``stop`` is set; reconnect by itself."""
+        scope: dict[str, CachedThread] = {}
+        if name is not None:
+            ct = await self.resolve(name)
+            scope[ct.checker.thread] = ct
+        else:
+            for item in await self.list():
+                scope[item["thread"]] = self.cache.threads[item["thread"]]
+        for tid, ct in scope.items():  # what arrived since we last read: shown first
+            for m in ct.messages:
+                if m.pos > ct.read:
+                    await on_message(tid, m)
+            ct.read = ct.pos
+        self.cache.save()
+        stop = stop or asyncio.Event()
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self._follow_once(scope, name is None, on_message, on_state, stop)
+                failures = 0
+            except AuthError:
+                await self.s.login()  # the session expired: a new one
+            except (TimeoutError, TransportError, aiohttp.ClientError, ConnectionError) as e:
+                failures += 1
+                if max_retries is not None and failures > max_retries:
+                    raise TransportError(f"live delivery stopped: {e}") from e
+                if on_state:
+                    await on_state(f"connection lost ({e}); reconnecting")
+            if not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    async def _follow_once(self, scope: dict[str, CachedThread], follow_all: bool,
+                           on_message: Callable[[str, Shown], Awaitable[None]],
+                           on_state: Callable[[str], Awaitable[None]] | None, stop: asyncio.Event) -> None:
+        ws = await self.s.api.websocket(f"/api/v1/teams/{self.team.team_id}/live")
+        try:
+            await ws.send_json({"after": {tid: ct.pos for tid, ct in scope.items()}, "all": follow_all})
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                while True:
+                    receiving = asyncio.ensure_future(ws.receive())
+                    done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if stopping in done:
+                        receiving.cancel()
+                        return
+                    msg = receiving.result()
+                    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING,
+                                    aiohttp.WSMsgType.ERROR):
+                        raise TransportError("the server closed the live connection")
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        raise IntegrityError("the server sent a malformed live frame")
+                    try:
+                        frame = json.loads(msg.data)
+                    except ValueError as e:
+                        raise IntegrityError("the server sent a malformed live frame") from e
+                    await self._frame(frame, scope, follow_all, on_message, on_state)
+            finally:
+                stopping.cancel()
+        finally:
+            await ws.close()
+
+    async def _frame(self, frame: Any, scope: dict[str, CachedThread], follow_all: bool,
+                     on_message: Callable[[str, Shown], Awaitable[None]],
+                     on_state: Callable[[str], Awaitable[None]] | None) -> None:
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "live":
+            if on_state:
+                await on_state("live")
+        elif kind == "thread" and follow_all:
+            rec, name = await open_thread_record(self.s, self.team, unb64(frame.get("record")))
+            if rec.thread not in scope:
+                scope[rec.thread] = await self._cached(rec.thread, name, rec)
+        elif kind == "msg":
+            tid = str(frame.get("thread"))
+            ct = scope.get(tid)
+            if ct is None:
+                raise IntegrityError("the server delivered a message of a thread we do not follow")
+            pos, m = _parse_served(frame)
+            if m.header.thread != tid:
+                raise IntegrityError("the server delivered a message of another thread")
+            shown = await self.accept(ct, pos, m)
+            if shown is not None:
+                ct.read = ct.pos
+                self.cache.save()
+                await on_message(tid, shown)
+        elif kind == "closed":
+            raise PolicyDenied(str(frame.get("message", "the server stopped live delivery")))
+        elif kind == "error":
+            raise VaultError(str(frame.get("message", "the server refused live delivery")))
+        elif kind != "thread":
+            raise IntegrityError("the server sent an unknown live frame")
+
+
+def parse_duration(text: str) -> int:
+    """``7d``, ``12h``, ``30m``, ``45s`` or ``0`` (keep) -> seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    if text == "0":
+        return 0
+    if text[-1:] in units and text[:-1].isdigit() and int(text[:-1]) > 0:
+        return int(text[:-1]) * units[text[-1]]
+    raise VaultError(f"give a duration like 7d, 12h or 30m (or 0 to keep messages), not {text!r}")
+
+
+def attachment_for(path_or_name: str) -> tuple[Path | None, str]:
+    p = Path(path_or_name)
+    return (p, p.name) if p.is_file() else (None, path_or_name)
+

@@ -1,0 +1,381 @@
+"""Team threads on the server: create, post, read, live delivery over a WebSocket, expiry.
+
+The server stores signed thread records and signed, encrypted messages; it checks what
+it can without keys (signatures, the sender is the session's device, the team state and
+key generation are current, each device's messages chain) and hands messages out in the
+order it accepted them. Live delivery: ``GET /api/v1/teams/{team}/live`` upgrades to a
+WebSocket; the client's first frame says where it is (``{"after": {thread: pos}, "all":
+bool}``); the server sends what it missed, then ``{"type": "live"}``, then every new message
+as it is accepted. A follower that loses the connection reconnects with the positions it
+has and receives the rest exactly once, in order. Access is checked again before every
+delivery: a member removed from the team stops receiving at once.
+
+Expiry: a thread's record names how long its messages are kept; expired messages are no
+longer served, and are deleted (one ``msg.expire`` audit event per thread and purge) at
+most a second after they expire whenever the server is asked for messages, and every
+``Config.purge_interval`` seconds in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from security.policy import POLICY
+from server.app import CONFIG, DIRECTORY, STORAGE, _visible_team, b64, now_of, read_json, session_of, unb64
+from server.audit import Note, note
+from server.storage import StoredMessage, StoredThread
+from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, VaultError
+from vault.messages import MAX_RECORD, Message, ThreadRecord
+
+log = logging.getLogger("mvault.server")
+PAGE = 1000
+QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
+
+
+@dataclass
+class Follower:
+    member: str
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    lagged: bool = False
+
+    def offer(self, item: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.lagged = True  # it reads the rest from storage
+
+
+@dataclass
+class Hub:
+    """Followers per team (one process; delivery across processes comes with scale-out)."""
+
+    teams: dict[str, set[Follower]] = field(default_factory=dict)
+    last_purge: float = float("-inf")
+
+    def publish(self, team: str, item: dict[str, Any]) -> None:
+        for f in list(self.teams.get(team, ())):
+            f.offer(item)
+
+
+HUB = web.AppKey("thread_hub", Hub)
+
+
+def _team_for(request: web.Request, action: str) -> Any:
+    team = _visible_team(request, request.match_info["team"])
+    me = session_of(request).member
+    t = int(now_of(request))
+    if not POLICY.team_allows(request.app[DIRECTORY].require_org().roles_of(me, t), team.role_of(me, t), action):
+        verb = "post in" if action == "thread.post" else "read"
+        raise PolicyDenied(f"you may not {verb} threads of team {team.name}")
+    return team
+
+
+def _thread_id(raw: str) -> str:
+    if len(raw) != 32 or any(c not in "0123456789abcdef" for c in raw):
+        raise EncodingError("thread id must be 32 lowercase hex characters")
+    return raw
+
+
+def _int_query(request: web.Request, key: str, default: int, maximum: int) -> int:
+    raw = request.query.get(key, str(default))
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+        raise EncodingError(f"{key} must be a non-negative integer")
+    return min(int(raw), maximum)
+
+
+def _check_time(request: web.Request, t: int, what: str) -> None:
+    now = now_of(request)
+    if abs(t - now) > request.app[CONFIG].clock_skew:
+        raise EncodingError(f"{what} time {t} is too far from the server's time {int(now)}; check your clock")
+
+
+def _thread_json(t: StoredThread) -> dict[str, Any]:
+    return {"thread": t.thread, "record": b64(t.record), "next_pos": t.next_pos, "last_time": t.last_time,
+            "count": t.count}
+
+
+def _message_json(m: StoredMessage) -> dict[str, Any]:
+    return {"type": "msg", "thread": m.thread, "pos": m.pos, "record": b64(m.record)}
+
+
+async def purge_due(app: web.Application, force: bool = False) -> None:
+    """Delete expired messages (at most once a second unless forced) and audit each deletion."""
+    from server.audit_api import record  # noqa: PLC0415 (audit_api imports server.app)
+
+    hub, now = app[HUB], app[CONFIG].clock()
+    if not force and now - hub.last_purge < 1.0:
+        return
+    hub.last_purge = now
+    for team, thread, count in await app[STORAGE].purge_messages(int(now)):
+        await record(app, Note("msg.expire", {"team": team, "thread": thread}, detail={"count": count},
+                               actor="", device=""), "ok", None)
+
+
+# -- handlers ---------------------------------------------------------------------------------------
+
+
+async def create_thread(request: web.Request) -> web.Response:
+    team = _team_for(request, "thread.post")
+    s = session_of(request)
+    event = note(request, "thread.create", {"team": team.team_id})
+    f = await read_json(request, {"record"})
+    rec = ThreadRecord.parse(unb64(f.raw.get("record"), "record", 4096))
+    event.res["thread"] = rec.thread
+    if rec.team != team.team_id:
+        raise IntegrityError("thread record names another team")
+    if (rec.creator, rec.device) != (s.member, s.device):
+        raise PolicyDenied("a thread must be signed by the creating device")
+    if rec.team_seq != team.seq:
+        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
+    _check_time(request, rec.time, "thread")
+    rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
+    t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
+    await request.app[STORAGE].add_thread(t, int(now_of(request)))
+    event.detail["expire"] = rec.expire
+    request.app[HUB].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
+    return web.json_response({"thread": rec.thread}, status=201)
+
+
+async def list_threads(request: web.Request) -> web.Response:
+    team = _team_for(request, "thread.read")
+    note(request, "thread.list", {"team": team.team_id})
+    await purge_due(request.app)
+    threads = await request.app[STORAGE].threads(team.team_id, int(now_of(request)))
+    return web.json_response({"threads": [_thread_json(t) for t in threads]})
+
+
+async def _stored_thread(request: web.Request, team: Any) -> StoredThread:
+    tid = _thread_id(request.match_info["thread"])
+    t = await request.app[STORAGE].thread(team.team_id, tid)
+    if t is None:
+        raise NotFound("no such thread in this team")
+    return t
+
+
+async def read_messages(request: web.Request) -> web.Response:
+    team = _team_for(request, "thread.read")
+    event = note(request, "msg.read", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
+    t = await _stored_thread(request, team)
+    after = _int_query(request, "after", 0, 2**62)
+    limit = _int_query(request, "limit", PAGE, PAGE) or PAGE
+    await purge_due(request.app)
+    storage, s = request.app[STORAGE], session_of(request)
+    msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
+    mine = await storage.last_sent(team.team_id, t.thread, s.device)
+    event.detail.update({"after": after, "count": len(msgs)})
+    return web.json_response({
+        "thread": _thread_json(t),
+        "messages": [_message_json(m) for m in msgs],
+        "more": len(msgs) == limit,
+        "mine": None if mine is None else {"seq": mine[0], "id": mine[1], "time": mine[2]},
+    })
+
+
+async def post_message(request: web.Request) -> web.Response:
+    team = _team_for(request, "thread.post")
+    s = session_of(request)
+    app = request.app
+    event = note(request, "msg.post", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
+    t = await _stored_thread(request, team)
+    if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
+        raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
+    f = await read_json(request, {"message"})
+    raw = unb64(f.raw.get("message"), "message", 2 * MAX_RECORD)
+    if len(raw) > MAX_RECORD:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORD, actual_size=len(raw))
+    m = Message.parse(raw)
+    h = m.header
+    event.res["msg"] = m.id
+    event.detail.update({"gen": h.gen, "seq": h.seq})
+    if (h.team, h.thread) != (team.team_id, t.thread):
+        raise IntegrityError("message header names another team or thread")
+    if (h.sender, h.device) != (s.member, s.device):
+        raise PolicyDenied("a message must be signed by the posting device")
+    if h.gen != team.generation:
+        raise Conflict(f"team key generation {h.gen} is not current ({team.generation}); "
+                       "messages under an old key are refused")
+    if h.team_seq != team.seq:
+        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
+    reasons = team.rotation_reasons(int(now_of(request)), app[DIRECTORY].members)
+    if reasons:
+        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
+                       "any team member's client does it on its next run")
+    _check_time(request, h.time, "message")
+    m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
+    stored = StoredMessage(team.team_id, t.thread, 0, m.id, h.device, h.seq, h.time, m.raw)
+    pos = await app[STORAGE].add_message(stored, h.prev)
+    event.detail["pos"] = pos
+    app[HUB].publish(team.team_id, _message_json(StoredMessage(**{**stored.__dict__, "pos": pos})))
+    return web.json_response({"id": m.id, "pos": pos}, status=201)
+
+
+# -- live delivery ----------------------------------------------------------------------------------
+
+
+def _may_read(app: web.Application, team_id: str, member: str) -> bool:
+    directory = app[DIRECTORY]
+    team = directory.teams.get(team_id)
+    org = directory.org
+    if team is None or org is None:
+        return False
+    t = int(app[CONFIG].clock())
+    removed = member in org.members and org.members[member].status == "removed"
+    return not removed and POLICY.team_allows(org.roles_of(member, t), team.role_of(member, t), "thread.read")
+
+
+async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]:
+    try:
+        msg = await ws.receive(timeout=30)
+    except TimeoutError as e:
+        raise EncodingError("send where you are first: {\"after\": {thread: pos}, \"all\": bool}") from e
+    if msg.type != WSMsgType.TEXT:
+        raise EncodingError("the first frame must be JSON text")
+    try:
+        value = json.loads(msg.data)
+    except ValueError as e:
+        raise EncodingError("the first frame is not valid JSON") from e
+    if not isinstance(value, dict) or set(value) - {"after", "all"}:
+        raise EncodingError("the first frame takes only 'after' and 'all'")
+    after = value.get("after", {})
+    follow_all = value.get("all", False)
+    if not isinstance(after, dict) or len(after) > 10_000 or not isinstance(follow_all, bool):
+        raise EncodingError("'after' maps thread ids to positions; 'all' is true or false")
+    out = {}
+    for tid, pos in after.items():
+        if not isinstance(pos, int) or isinstance(pos, bool) or not 0 <= pos < 2**62:
+            raise EncodingError("positions are non-negative integers")
+        out[_thread_id(tid)] = pos
+    if not out and not follow_all:
+        raise EncodingError("follow at least one thread, or all")
+    return out, follow_all
+
+
+async def follow(request: web.Request) -> web.StreamResponse:
+    from server.audit_api import record  # noqa: PLC0415 (audit_api imports server.app)
+
+    team = _team_for(request, "thread.read")
+    s = session_of(request)
+    app = request.app
+    storage, hub = app[STORAGE], app[HUB]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    delivered = 0
+    done = note(request, "thread.unfollow", {"team": team.team_id})
+    try:
+        after, follow_all = await _first_frame(ws)
+    except VaultError as e:
+        await ws.send_json({"type": "error", "error": e.code, "message": e.message})
+        await ws.close(code=4400)
+        return ws
+    threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
+    unknown = [tid for tid in after if tid not in threads]
+    if unknown:
+        await ws.send_json({"type": "error", "error": "not_found", "message": "no such thread in this team"})
+        await ws.close(code=4404)
+        return ws
+    await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
+                                                                         "all": int(follow_all)}), "ok", s)
+    me = Follower(s.member)
+    hub.teams.setdefault(team.team_id, set()).add(me)
+    sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                break
+        me.lagged = True
+        with contextlib.suppress(asyncio.QueueFull):
+            me.queue.put_nowait(None)  # wake the sender loop: the follower is gone
+
+    async def catch_up(tid: str) -> int:
+        n = 0
+        while True:
+            msgs = await storage.messages(team.team_id, tid, sent[tid], PAGE, int(now_of(request)))
+            for m in msgs:
+                await ws.send_json(_message_json(m))
+                sent[tid] = m.pos
+                n += 1
+            if len(msgs) < PAGE:
+                return n
+
+    reading = asyncio.create_task(reader())
+    try:
+        if follow_all:
+            for t in threads.values():
+                await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+        for tid in list(sent):
+            delivered += await catch_up(tid)
+        await ws.send_json({"type": "live"})
+        while not ws.closed:
+            item = await me.queue.get()
+            if item is None or ws.closed:
+                break
+            if not _may_read(app, team.team_id, s.member):
+                await ws.send_json({"type": "closed", "message": "you no longer have access to this team"})
+                break
+            tid = str(item["thread"])
+            if item["type"] == "thread":
+                if follow_all and tid not in sent:
+                    sent[tid] = 0
+                    await ws.send_json(item)
+                continue
+            if tid not in sent or int(item["pos"]) <= sent[tid]:
+                continue  # already sent from storage
+            if int(item["pos"]) != sent[tid] + 1 or me.lagged:
+                me.lagged = False
+                for t_id in list(sent):
+                    delivered += await catch_up(t_id)
+                continue
+            await ws.send_json(item)
+            sent[tid] = int(item["pos"])
+            delivered += 1
+    except (ConnectionResetError, RuntimeError):
+        pass  # the follower went away mid-send
+    finally:
+        hub.teams.get(team.team_id, set()).discard(me)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reading
+        if not ws.closed:
+            await ws.close()
+        done.detail["delivered"] = delivered
+    return ws
+
+
+# -- wiring -----------------------------------------------------------------------------------------
+
+
+async def _purge_loop(app: web.Application) -> None:
+    interval = app[CONFIG].purge_interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await purge_due(app, force=True)
+        except Exception:  # logged; the next round tries again
+            log.exception("purging expired messages failed")
+
+
+async def _start(app: web.Application) -> Any:
+    task = asyncio.create_task(_purge_loop(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def register(app: web.Application) -> None:
+    app[HUB] = Hub()
+    r = app.router
+    r.add_get("/api/v1/teams/{team}/threads", list_threads)
+    r.add_post("/api/v1/teams/{team}/threads", create_thread)
+    r.add_get("/api/v1/teams/{team}/threads/{thread}/messages", read_messages)
+    r.add_post("/api/v1/teams/{team}/threads/{thread}/messages", post_message)
+    r.add_get("/api/v1/teams/{team}/live", follow)
+    app.cleanup_ctx.append(_start)
