@@ -122,7 +122,11 @@ class ThreadCache:
         self._key = local_key(s.device)
         self.threads: dict[str, CachedThread] = {}
         if self.path.exists():
-            value = open_local(self._key, self.name, self.path.read_bytes())
+            try:
+                value = open_local(self._key, self.name, self.path.read_bytes())
+            except DecryptionFailed as e:
+                raise VaultError(f"the local thread cache {self.path} does not open: it was altered or is not "
+                                 "yours (delete it to start over; the next read checks everything again)") from e
             for tid, item in Fields(value, "thread cache").dict_("threads").raw.items():
                 self.threads[tid] = CachedThread.from_value(item)
         t = now()

@@ -10,13 +10,15 @@ files of interrupted uploads are removed at start-up by ``collect_garbage``.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -55,6 +57,21 @@ CREATE TABLE IF NOT EXISTS thread_senders (
     team TEXT NOT NULL, thread TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL, mid TEXT NOT NULL,
     time INTEGER NOT NULL, PRIMARY KEY (team, thread, device));
 """
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _atomic(method: F) -> F:
+    """One storage call at a time on the shared connection: a statement of one call never
+    lands inside another call's open transaction (or sees its uncommitted rows)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: SQLiteStorage, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -128,100 +145,13 @@ class Storage(Protocol):
     async def open_slot(self, slot: str, member: str, expires: float) -> None: ...
     async def fill_slot(self, slot: str, payload: bytes, now: float) -> None: ...
     async def read_slot(self, slot: str, member: str, now: float) -> bytes | None: ...
-    # -- threads ----------------------------------------------------------------------------
-
-    async def add_thread(self, t: StoredThread, now: int) -> None:
-        try:
-            await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
-                                   (t.team, t.thread, t.record, t.expire, now, now))
-        except sqlite3.IntegrityError as e:
-            raise Conflict("a thread with this name already exists in the team") from e
-
-    def _thread(self, r: Any) -> StoredThread:
-        return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
-
-    async def threads(self, team: str, now: int) -> list[StoredThread]:
-        async with self._db.execute(
-            "SELECT t.team, t.thread, t.record, t.expire, t.next_pos, t.last_time, "
-            "(SELECT COUNT(*) FROM messages m WHERE m.team=t.team AND m.thread=t.thread "
-            " AND (t.expire = 0 OR m.time + t.expire > ?)) "
-            "FROM threads t WHERE team=? ORDER BY created, thread", (now, team)
-        ) as cur:
-            return [self._thread(r) for r in await cur.fetchall()]
-
-    async def thread(self, team: str, thread: str) -> StoredThread | None:
-        async with self._db.execute(
-            "SELECT team, thread, record, expire, next_pos, last_time, 0 FROM threads WHERE team=? AND thread=?",
-            (team, thread),
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else self._thread(row)
-
-    async def add_message(self, m: StoredMessage, prev: str | None) -> int:
-        """Append on top of the sending device's previous message (``Conflict`` otherwise); the position."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self._db.execute("SELECT seq, mid FROM thread_senders WHERE team=? AND thread=? AND device=?",
-                                        (m.team, m.thread, m.device)) as cur:
-                row = await cur.fetchone()
-            last_seq, last_mid = (int(row[0]), str(row[1])) if row else (0, None)
-            if m.seq != last_seq + 1 or prev != last_mid:
-                raise Conflict(f"this device's last message in the thread is number {last_seq}; "
-                               "read the thread and post again")
-            async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?",
-                                        (m.team, m.thread)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                raise NotFound("no such thread in this team")
-            pos = int(row[0])
-            await self._db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                   (m.team, m.thread, pos, m.mid, m.device, m.seq, m.time, m.record))
-            await self._db.execute("UPDATE threads SET next_pos=?, last_time=MAX(last_time, ?) WHERE team=? AND "
-                                   "thread=?", (pos + 1, m.time, m.team, m.thread))
-            await self._db.execute("INSERT OR REPLACE INTO thread_senders VALUES (?, ?, ?, ?, ?, ?)",
-                                   (m.team, m.thread, m.device, m.seq, m.mid, m.time))
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        return pos
-
-    async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
-        """Messages after position ``after`` that have not expired, oldest first."""
-        async with self._db.execute(
-            "SELECT m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record FROM messages m "
-            "JOIN threads t ON t.team=m.team AND t.thread=m.thread "
-            "WHERE m.team=? AND m.thread=? AND m.pos>? AND (t.expire = 0 OR m.time + t.expire > ?) "
-            "ORDER BY m.pos LIMIT ?", (team, thread, after, now, limit)
-        ) as cur:
-            return [StoredMessage(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]),
-                                  bytes(r[7])) for r in await cur.fetchall()]
-
-    async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None:
-        async with self._db.execute("SELECT seq, mid, time FROM thread_senders WHERE team=? AND thread=? AND "
-                                    "device=?", (team, thread, device)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
-
-    async def purge_messages(self, now: int) -> list[tuple[str, str, int]]:
-        """Delete expired messages; (team, thread, count) for each thread that lost some."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self._db.execute(
-                "SELECT m.team, m.thread, COUNT(*) FROM messages m JOIN threads t ON t.team=m.team AND "
-                "t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ? GROUP BY m.team, m.thread",
-                (now,)
-            ) as cur:
-                gone = [(str(r[0]), str(r[1]), int(r[2])) for r in await cur.fetchall()]
-            await self._db.execute(
-                "DELETE FROM messages WHERE rowid IN (SELECT m.rowid FROM messages m JOIN threads t ON "
-                "t.team=m.team AND t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ?)", (now,))
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        return gone
-
+    async def add_thread(self, t: StoredThread, now: int) -> None: ...
+    async def threads(self, team: str, now: int) -> list[StoredThread]: ...
+    async def thread(self, team: str, thread: str) -> StoredThread | None: ...
+    async def add_message(self, m: StoredMessage, prev: str | None) -> int: ...
+    async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]: ...
+    async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None: ...
+    async def purge_messages(self, now: int) -> list[tuple[str, str, int]]: ...
     async def purge_expired(self, now: float) -> None: ...
     async def close(self) -> None: ...
 
@@ -231,6 +161,7 @@ class SQLiteStorage:
 
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
+        self._lock = asyncio.Lock()
         self.data_dir = data_dir
         self.blob_dir = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"
@@ -283,21 +214,25 @@ class SQLiteStorage:
 
     # -- meta -------------------------------------------------------------------------------
 
+    @_atomic
     async def get_meta(self, key: str) -> bytes | None:
         async with self._db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
+    @_atomic
     async def set_meta(self, key: str, value: bytes) -> None:
         await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- chains and boxes -------------------------------------------------------------------
 
+    @_atomic
     async def all_links(self) -> list[StoredLink]:
         async with self._db.execute("SELECT chain, seq, kind, wire FROM links ORDER BY rowid") as cur:
             rows = await cur.fetchall()
         return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
+    @_atomic
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> None:
         await self._db.execute("BEGIN IMMEDIATE")
@@ -317,12 +252,14 @@ class SQLiteStorage:
             await self._db.execute("ROLLBACK")
             raise
 
+    @_atomic
     async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]:
         async with self._db.execute(
             "SELECT gen, box FROM team_boxes WHERE team=? AND member=? ORDER BY gen", (team, member)
         ) as cur:
             return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
 
+    @_atomic
     async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]:
         async with self._db.execute(
             "SELECT puk_gen, box FROM puk_boxes WHERE member=? AND device=? ORDER BY puk_gen", (member, device)
@@ -331,6 +268,7 @@ class SQLiteStorage:
 
     # -- documents --------------------------------------------------------------------------
 
+    @_atomic
     async def add_version(self, v: StoredVersion, parent: str | None, now: int) -> None:
         """Insert a version only on top of the current head (``Conflict`` otherwise)."""
         await self._db.execute("BEGIN IMMEDIATE")
@@ -358,12 +296,14 @@ class SQLiteStorage:
 
     _COLS = "vid, team, doc, seq, record, blob, body_len"
 
+    @_atomic
     async def versions(self, team: str, doc: str) -> list[StoredVersion]:
         async with self._db.execute(
             f"SELECT {self._COLS} FROM versions WHERE team=? AND doc=? ORDER BY seq", (team, doc)
         ) as cur:
             return [self._version(r) for r in await cur.fetchall()]
 
+    @_atomic
     async def heads(self, team: str) -> list[StoredVersion]:
         async with self._db.execute(
             f"SELECT {self._COLS} FROM versions v WHERE team=? AND seq = "
@@ -372,11 +312,13 @@ class SQLiteStorage:
         ) as cur:
             return [self._version(r) for r in await cur.fetchall()]
 
+    @_atomic
     async def team_versions(self, team: str) -> list[StoredVersion]:
         async with self._db.execute(f"SELECT {self._COLS} FROM versions WHERE team=? ORDER BY created, doc, seq",
                                     (team,)) as cur:
             return [self._version(r) for r in await cur.fetchall()]
 
+    @_atomic
     async def version(self, team: str, vid: str) -> StoredVersion | None:
         async with self._db.execute(f"SELECT {self._COLS} FROM versions WHERE team=? AND vid=?", (team, vid)) as cur:
             row = await cur.fetchone()
@@ -384,9 +326,11 @@ class SQLiteStorage:
 
     # -- login ------------------------------------------------------------------------------
 
+    @_atomic
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
         await self._db.execute("INSERT INTO nonces VALUES (?, ?, ?, ?)", (nonce, member, device, expires))
 
+    @_atomic
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
         """Fetch and delete in one statement: a nonce can be taken once."""
         async with self._db.execute(
@@ -395,9 +339,11 @@ class SQLiteStorage:
             row = await cur.fetchone()
         return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
+    @_atomic
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         await self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (token, member, device, expires))
 
+    @_atomic
     async def session(self, token: bytes) -> Session | None:
         async with self._db.execute("SELECT member, device, expires FROM sessions WHERE token=?", (token,)) as cur:
             row = await cur.fetchone()
@@ -405,12 +351,14 @@ class SQLiteStorage:
 
     # -- device-link mailbox ---------------------------------------------------------------
 
+    @_atomic
     async def open_slot(self, slot: str, member: str, expires: float) -> None:
         try:
             await self._db.execute("INSERT INTO link_slots VALUES (?, ?, ?, NULL)", (slot, member, expires))
         except sqlite3.IntegrityError as e:
             raise Conflict("that device-link code is already in use") from e
 
+    @_atomic
     async def fill_slot(self, slot: str, payload: bytes, now: float) -> None:
         """Deliver a new device's keys once; unknown, expired or filled slots are refused."""
         async with self._db.execute(
@@ -421,6 +369,7 @@ class SQLiteStorage:
         if row is None:
             raise NotFound("unknown, expired or already used device-link code")
 
+    @_atomic
     async def read_slot(self, slot: str, member: str, now: float) -> bytes | None:
         async with self._db.execute(
             "SELECT payload FROM link_slots WHERE slot=? AND member=? AND expires > ?", (slot, member, now)
@@ -434,6 +383,7 @@ class SQLiteStorage:
 
     # -- threads ----------------------------------------------------------------------------
 
+    @_atomic
     async def add_thread(self, t: StoredThread, now: int) -> None:
         try:
             await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
@@ -444,6 +394,7 @@ class SQLiteStorage:
     def _thread(self, r: Any) -> StoredThread:
         return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
 
+    @_atomic
     async def threads(self, team: str, now: int) -> list[StoredThread]:
         async with self._db.execute(
             "SELECT t.team, t.thread, t.record, t.expire, t.next_pos, t.last_time, "
@@ -453,6 +404,7 @@ class SQLiteStorage:
         ) as cur:
             return [self._thread(r) for r in await cur.fetchall()]
 
+    @_atomic
     async def thread(self, team: str, thread: str) -> StoredThread | None:
         async with self._db.execute(
             "SELECT team, thread, record, expire, next_pos, last_time, 0 FROM threads WHERE team=? AND thread=?",
@@ -461,6 +413,7 @@ class SQLiteStorage:
             row = await cur.fetchone()
         return None if row is None else self._thread(row)
 
+    @_atomic
     async def add_message(self, m: StoredMessage, prev: str | None) -> int:
         """Append on top of the sending device's previous message (``Conflict`` otherwise); the position."""
         await self._db.execute("BEGIN IMMEDIATE")
@@ -490,6 +443,7 @@ class SQLiteStorage:
             raise
         return pos
 
+    @_atomic
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
         """Messages after position ``after`` that have not expired, oldest first."""
         async with self._db.execute(
@@ -501,12 +455,14 @@ class SQLiteStorage:
             return [StoredMessage(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]),
                                   bytes(r[7])) for r in await cur.fetchall()]
 
+    @_atomic
     async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None:
         async with self._db.execute("SELECT seq, mid, time FROM thread_senders WHERE team=? AND thread=? AND "
                                     "device=?", (team, thread, device)) as cur:
             row = await cur.fetchone()
         return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
 
+    @_atomic
     async def purge_messages(self, now: int) -> list[tuple[str, str, int]]:
         """Delete expired messages; (team, thread, count) for each thread that lost some."""
         await self._db.execute("BEGIN IMMEDIATE")
@@ -526,6 +482,7 @@ class SQLiteStorage:
             raise
         return gone
 
+    @_atomic
     async def purge_expired(self, now: float) -> None:
         await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))
         await self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))

@@ -39,9 +39,10 @@ PAGE = 1000
 QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
 
 
-@dataclass
+@dataclass(eq=False)
 class Follower:
     member: str
+    ws: web.WebSocketResponse
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     lagged: bool = False
 
@@ -282,7 +283,7 @@ async def follow(request: web.Request) -> web.StreamResponse:
         return ws
     await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
                                                                          "all": int(follow_all)}), "ok", s)
-    me = Follower(s.member)
+    me = Follower(s.member, ws)
     hub.teams.setdefault(team.team_id, set()).add(me)
     sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
 
@@ -370,6 +371,14 @@ async def _start(app: web.Application) -> Any:
         await task
 
 
+async def _close_followers(app: web.Application) -> None:
+    """At shutdown: every live connection closes (clients reconnect to the next server)."""
+    for followers in list(app[HUB].teams.values()):
+        for f in list(followers):
+            with contextlib.suppress(Exception):
+                await f.ws.close(code=1001, message=b"server shutting down")
+
+
 def register(app: web.Application) -> None:
     app[HUB] = Hub()
     r = app.router
@@ -379,3 +388,4 @@ def register(app: web.Application) -> None:
     r.add_post("/api/v1/teams/{team}/threads/{thread}/messages", post_message)
     r.add_get("/api/v1/teams/{team}/live", follow)
     app.cleanup_ctx.append(_start)
+    app.on_shutdown.append(_close_followers)

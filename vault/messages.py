@@ -43,6 +43,7 @@ MAX_ATTACH = 8
 MAX_SEEN = 4
 MAX_NAME = 200  # bytes of a thread name
 MAX_EXPIRE = 3650 * 86400
+MIN_EXPIRE = 600  # shorter expiries would let the reader's clock grace hide every drop
 BODY_BUCKET = 256
 MAX_BODY = MAX_TEXT + 4096  # padded plaintext body, text plus attachments and framing
 MAX_RECORD = MAX_BODY + 2048
@@ -110,7 +111,7 @@ class ThreadRecord:
         if f.int_("v") != 1:
             raise EncodingError("unsupported thread record version")
         return cls(raw, core_raw, outer.bytes_("sig", p.SIG_BYTES), f.str_("team", 64), f.str_("thread", 64),
-                   f.int_("team_seq", 1), f.int_("expire", 0, MAX_EXPIRE), f.str_("creator", 64),
+                   f.int_("team_seq", 1), _expire(f.int_("expire", 0, MAX_EXPIRE)), f.str_("creator", 64),
                    f.str_("device", 64), f.int_("time", 0), f.bytes_("name_box", max_size=1024))
 
     def verify(self, device_sign_public: bytes) -> None:
@@ -129,14 +130,21 @@ class ThreadRecord:
         return name
 
 
+def _expire(value: int) -> int:
+    if value != 0 and value < MIN_EXPIRE:
+        raise EncodingError(f"a thread's expiry is 0 or at least {MIN_EXPIRE} seconds")
+    return value
+
+
 def _name_ad(team: str, thread: str) -> bytes:
     return labels.AD_THREAD_NAME + b"\x00" + encode({"team": team, "thread": thread})
 
 
 def make_thread(key: TeamKey, name: str, *, team_seq: int, expire: int, creator: str, device: DeviceKeys,
                 time: int) -> ThreadRecord:
-    if not 0 <= expire <= MAX_EXPIRE:
-        raise EncodingError(f"a thread's expiry is 0 (keep) up to {MAX_EXPIRE // 86400} days")
+    if expire != 0 and not MIN_EXPIRE <= expire <= MAX_EXPIRE:
+        raise EncodingError(f"a thread's expiry is 0 (keep messages) or {MIN_EXPIRE // 60} minutes to "
+                            f"{MAX_EXPIRE // 86400} days")
     tid = thread_id(key, name)
     name_box = p.aead_seal(p.kdf(key.name_key, labels.KDF_THREAD_NAME), _name_ad(key.team_id, tid),
                            _pad(name.encode("utf-8"), 64))
@@ -185,7 +193,7 @@ class Header:
         if (seq == 1) != (prev is None):
             raise EncodingError("a message names a previous message exactly when it is not the sender's first")
         return cls(raw, f.str_("team", 64), f.str_("thread", 64), f.int_("team_seq", 1), f.int_("gen", 1),
-                   f.str_("sender", 64), f.str_("device", 64), seq, _hex_id(prev) if prev else None,
+                   f.str_("sender", 64), f.str_("device", 64), seq, _hex_id(prev) if prev is not None else None,
                    f.int_("prev_time", 0), tuple(seen), f.int_("time", 0), f.bytes_("nonce", p.AEAD_NONCE_BYTES))
 
 
@@ -273,7 +281,7 @@ def check_text(text: str) -> bytes:
         raw = text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise EncodingError("message text is not valid Unicode") from e
-    if not raw.strip():
+    if not text.strip():
         raise EncodingError("message is empty")
     if len(raw) > MAX_TEXT:
         raise EncodingError(f"message is {len(raw)} bytes; the limit is {MAX_TEXT} bytes")
@@ -285,6 +293,9 @@ def make_message(key: TeamKey, body: Body, *, thread: str, team_seq: int, sender
     check_text(body.text)
     if len(body.attach) > MAX_ATTACH:
         raise EncodingError(f"at most {MAX_ATTACH} attachments")
+    for a in body.attach:  # what a reader's ``open`` accepts, so no member can post an unreadable message
+        if len(a.name.encode("utf-8", "surrogatepass")) > 1024 or len(a.doc) > 64 or len(a.vid) > 64:
+            raise EncodingError("an attachment's name is at most 1024 bytes and its ids 64 characters")
     nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
     header = encode({"v": 1, "team": key.team_id, "thread": thread, "team_seq": team_seq, "gen": key.gen,
                      "sender": sender, "device": device.device_id, "seq": seq, "prev": prev,
@@ -348,8 +359,9 @@ class ThreadChecker:
                                  "and the thread's expiry does not explain the gap)")
         if h.time < h.prev_time:
             raise IntegrityError("a message is older than its sender's previous message")
+        lasts = {st.id for st in self.senders.values()}
         for s in h.seen:
-            if s.id not in self.known and not self.expired(s.time, now):
+            if s.id not in self.known and s.id not in lasts and not self.expired(s.time, now):
                 raise IntegrityError("the server dropped or reordered a message another member had already read")
         self.senders[h.device] = SenderState(h.seq, mid, h.time)
         self.known[mid] = h.time

@@ -1,0 +1,534 @@
+"""Thread fan-out: messages posted at a target rate to one thread that F members follow live.
+
+Setup: a real ``mvault-server run`` in its own process (HTTPS, uvloop, SQLite in a temporary
+directory), a founder, a team, F reader members (the followers) and P writer members (the
+posters), all made in-process with the client library (``join``, ``Session.invite``,
+``create_team``, ``add_member``, ``Threads.create``). Each join costs one Argon2id keystore at
+the enforced minimum parameters (the client cannot choose weaker ones); the bench opens each
+keystore with the key derived at join instead of deriving it again.
+
+A round: every follower opens ``GET /api/v1/teams/{team}/live`` with its own session token,
+sends ``{"after": {thread: current position}, "all": false}`` and waits for ``{"type": "live"}``;
+then the posters send M real messages (encrypted, signed, chained per device with
+``vault.messages.make_message``, built before the round) as raw ``POST .../messages`` at the
+target rate, each poster device in its own order, message i due at ``i / rate``. Latency is
+from the moment a POST is sent to the moment a follower's receive loop has the frame; the
+delivery rate is every frame received by all followers over the time from the first POST to
+the last receipt. Server fan-out only: clients do not decrypt or verify (a separate figure
+gives that cost per message, with ``vault.messages`` alone).
+
+Reference, in the same run: a bare aiohttp WebSocket broadcast server (this file with
+``--reference-server``), in its own process like ours, HTTPS with the same certificate and
+uvloop, same URLs and first frame; each POST is turned into one frame of the same shape and
+size and sent to every socket in turn. No checks, storage, audit or per-follower queues.
+Clients, posters and bodies are identical. Rounds alternate reference and ours; medians and
+the ratio of medians are printed and written to ``bench/results-fanout.json``. Nothing here
+asserts a time. Both servers and this client share the machine's CPUs (their CPU time per
+delivery is reported too).
+
+    python bench/fanout.py [--quick] [--followers F] [--posters P] [--messages M] [--rate R] [--rounds K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+from client.api import Api  # noqa: E402
+from client.client import Session, join, now  # noqa: E402
+from client.home import Home, Secrets  # noqa: E402
+from client.threads import Threads  # noqa: E402
+from vault import keystore  # noqa: E402
+from vault.keys import DeviceKeys  # noqa: E402
+from vault.messages import Body, Message, ThreadChecker, make_message  # noqa: E402
+from vault.teamkeys import TeamKey  # noqa: E402
+
+PASSPHRASE = "bench passphrase for fan-out"
+TEXT_BYTES = 200
+TEAM = "fanout"
+THREAD = "bench"
+MSG_PREFIX = '{"type": "msg"'
+NOTE = "server fan-out, clients do not decrypt"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+# -- the reference server -----------------------------------------------------------------------
+
+
+def reference_server(port: int, cert: Path, key: Path) -> None:
+    """A bare aiohttp broadcast server: same URLs and frames as ours, nothing else."""
+    import ssl
+
+    import uvloop
+
+    sockets: set[web.WebSocketResponse] = set()
+    counter = [0]
+
+    async def live(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        first = await ws.receive(timeout=30)
+        json.loads(first.data)
+        await ws.send_json({"type": "live"})
+        sockets.add(ws)
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            sockets.discard(ws)
+        return ws
+
+    async def post(request: web.Request) -> web.Response:
+        body = await request.json()
+        raw = base64.b64decode(body["message"], validate=True)
+        counter[0] += 1
+        pos = counter[0]
+        frame = json.dumps({"type": "msg", "thread": request.match_info["thread"], "pos": pos, "record": b64(raw)})
+        for ws in list(sockets):
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await ws.send_str(frame)
+        return web.json_response({"pos": pos}, status=201)
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_get("/api/v1/teams/{team}/live", live)
+        app.router.add_post("/api/v1/teams/{team}/threads/{thread}/messages", post)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+        print(json.dumps({"url": f"https://127.0.0.1:{port}"}), flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve())
+
+
+# -- setup through the client library ---------------------------------------------------------------
+
+
+@dataclass
+class Poster:
+    member: str
+    device: DeviceKeys
+    token: str
+    seq: int = 0
+    prev: str | None = None
+    prev_time: int = 0
+
+
+@dataclass
+class World:
+    url: str
+    fp: bytes
+    team_id: str
+    thread: str
+    team_seq: int
+    key: TeamKey
+    founder_token: str
+    follower_tokens: list[str]
+    posters: list[Poster]
+    sign_publics: dict[str, bytes] = field(default_factory=dict)  # device -> public key
+
+
+def secrets_after_join(home: Home) -> Secrets:
+    """The keystore just written by ``join``, opened with the key it derived (no second Argon2id)."""
+    key = home._key
+    assert key is not None
+    return Secrets.from_value(keystore.open_with_key((home.path / "keystore.bin").read_bytes(), key))
+
+
+async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, posters: int) -> World:
+    fhome = Home(root / "home-founder")
+    await join(fhome, invite, "founder", PASSPHRASE)
+    members: list[tuple[str, Home, Secrets]] = []
+    async with Api(url, fp) as api:
+        s = await Session.open(fhome, secrets_after_join(fhome), api)
+        await s.create_team(TEAM, "program")
+        for i in range(followers + posters):
+            name = f"f{i:03d}" if i < followers else f"p{i - followers:02d}"
+            code = await s.invite("member", "fan-out bench")
+            home = Home(root / f"home-{name}")
+            await join(home, code, name, PASSPHRASE)
+            await s.add_member(TEAM, name, "reader" if i < followers else "writer", None)
+            members.append((name, home, secrets_after_join(home)))
+        threads = await Threads.open(s, TEAM)
+        tid = await threads.create(THREAD, 0)
+        founder_token = str(api.token)
+    tokens: list[str] = []
+    out: list[Poster] = []
+    key: TeamKey | None = None
+    team_seq = 0
+    team_id = ""
+    for name, home, secrets in members:
+        async with Api(url, fp) as api:
+            ms = await Session.open(home, secrets, api)
+            if name.startswith("p"):
+                team = (await ms.view(refresh=True)).team_by_name(TEAM)
+                key, team_seq, team_id = await ms.team_key(team, team.generation), team.seq, team.team_id
+                out.append(Poster(ms.me, secrets.device, str(api.token)))
+            else:
+                tokens.append(str(api.token))
+    assert key is not None
+    world = World(url, fp, team_id, tid, team_seq, key, founder_token, tokens, out)
+    world.sign_publics = {p.device.device_id: p.device.sign_public for p in out}
+    return world
+
+
+def build_messages(world: World, count: int) -> tuple[list[list[bytes]], list[Message]]:
+    """``count`` messages, message i by poster i % P, chained per device: request bodies per poster."""
+    bodies: list[list[bytes]] = [[] for _ in world.posters]
+    built: list[Message] = []
+    for i in range(count):
+        p = world.posters[i % len(world.posters)]
+        text = (f"message {i:06d} " + "lorem ipsum dolor sit amet " * 10)[:TEXT_BYTES]
+        m = make_message(world.key, Body(text), thread=world.thread, team_seq=world.team_seq, sender=p.member,
+                         device=p.device, seq=p.seq + 1, prev=p.prev, prev_time=p.prev_time, seen=[],
+                         time=max(now(), p.prev_time))
+        p.seq, p.prev, p.prev_time = p.seq + 1, m.id, m.header.time
+        bodies[i % len(world.posters)].append(json.dumps({"message": b64(m.raw)}).encode())
+        built.append(m)
+    return bodies, built
+
+
+# -- one measured round (the same client code for both servers) -----------------------------------
+
+
+@dataclass
+class Round:
+    deliveries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    post_rate: float
+    received: int
+    expected: int
+    failed_posts: int
+    in_order: bool
+    server_cpu_us_per_delivery: float
+    client_cpu_us_per_delivery: float
+
+    def summary(self) -> dict[str, Any]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+def frame_pos(data: str) -> int:
+    """The position of a ``msg`` frame without a full JSON parse (both servers write the same shape)."""
+    i = data.index('"pos": ') + 7
+    return int(data[i:data.index(",", i)])
+
+
+async def measure(url: str, fp: bytes, world: World, bodies: list[list[bytes]], rate: float, after: int,
+                  server_pid: int) -> Round:
+    ssl_fp = aiohttp.Fingerprint(fp)
+    live = f"{url}/api/v1/teams/{world.team_id}/live"
+    post_url = f"{url}/api/v1/teams/{world.team_id}/threads/{world.thread}/messages"
+    total = sum(len(b) for b in bodies)
+    nf = len(world.follower_tokens)
+    received: list[list[tuple[int, float]]] = [[] for _ in range(nf)]
+    sent: dict[int, float] = {}  # position -> time its POST was sent
+    failed = [0]
+    remaining = [nf]
+    all_in = asyncio.Event()
+    wss = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_fp, limit=0),
+                                timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=None))
+    posts = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_fp, limit=0),
+                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=20))
+    try:
+        async def connect(token: str) -> aiohttp.ClientWebSocketResponse:
+            ws = await wss.ws_connect(live, headers={"Authorization": f"Bearer {token}"}, heartbeat=20,
+                                      max_msg_size=4 * 1024 * 1024)
+            await ws.send_json({"after": {world.thread: after}, "all": False})
+            while True:
+                msg = await ws.receive(timeout=30)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise SystemExit(f"live connection refused: {msg.type} {msg.data!r}")
+                if json.loads(msg.data).get("type") == "live":
+                    return ws
+
+        sockets = await asyncio.gather(*(connect(t) for t in world.follower_tokens))
+
+        async def follower(k: int, ws: aiohttp.ClientWebSocketResponse) -> None:
+            mine = received[k]
+            clock = time.perf_counter
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                data = msg.data
+                if data.startswith(MSG_PREFIX):
+                    mine.append((frame_pos(data), clock()))
+                    if len(mine) == total:
+                        remaining[0] -= 1
+                        if not remaining[0]:
+                            all_in.set()
+
+        readers = [asyncio.create_task(follower(k, ws)) for k, ws in enumerate(sockets)]
+        proc, me = psutil.Process(server_pid), psutil.Process()
+        cpu0, mine0 = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+        auths = [{"Authorization": f"Bearer {p.token}", "Content-Type": "application/json"} for p in world.posters]
+        t0 = time.perf_counter() + 0.05
+        np_ = len(world.posters)
+
+        async def poster(d: int) -> None:
+            for j, body in enumerate(bodies[d]):
+                due = t0 + (j * np_ + d) / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                start = time.perf_counter()
+                try:
+                    async with posts.post(post_url, data=body, headers=auths[d]) as resp:
+                        answer = await resp.json(content_type=None)
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    answer, status = repr(e), 0
+                if status != 201:
+                    failed[0] += 1
+                    print(f"  POST {j} of poster {d} failed ({status}): {answer}", file=sys.stderr)
+                    continue
+                sent[int(answer["pos"])] = start
+
+        await asyncio.gather(*(poster(d) for d in range(np_)))
+        last_post = time.perf_counter()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 30)
+        cpu1, mine1 = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+        for ws in sockets:
+            await ws.close()
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    finally:
+        await wss.close()
+        await posts.close()
+    lat = [(t - sent[pos]) * 1000 for mine in received for pos, t in mine if pos in sent]
+    got = sum(len(m) for m in received)
+    first = min(sent.values()) if sent else t0
+    last = max((t for mine in received for _, t in mine), default=last_post)
+    return Round(
+        deliveries_per_s=got / (last - first) if last > first else 0.0,
+        p50_ms=pct(lat, 50) if lat else float("nan"),
+        p99_ms=pct(lat, 99) if lat else float("nan"),
+        max_ms=max(lat) if lat else float("nan"),
+        post_rate=len(sent) / (last_post - first) if last_post > first else 0.0,
+        received=got,
+        expected=total * nf,
+        failed_posts=failed[0],
+        in_order=all([q for q, _ in mine] == sorted(sent) for mine in received),
+        server_cpu_us_per_delivery=(cpu1 - cpu0) / max(got, 1) * 1e6,
+        client_cpu_us_per_delivery=(mine1 - mine0) / max(got, 1) * 1e6,
+    )
+
+
+async def thread_position(world: World) -> int:
+    """The thread's last position, from the server (where followers start)."""
+    async with Api(world.url, world.fp) as api:
+        api.token = world.founder_token
+        res = await api.get(f"/api/v1/teams/{world.team_id}/threads/{world.thread}/messages?after=0&limit=1")
+    return int(res["thread"]["next_pos"]) - 1
+
+
+def reader_cost(world: World, msgs: list[Message]) -> float:
+    """Microseconds per message a follower would spend: parse, signature, decrypt, ordering checks."""
+    raws = [m.raw for m in msgs]
+    checker = ThreadChecker(world.team_id, world.thread, 0)
+    t = now()
+    start = time.perf_counter()
+    for raw in raws:
+        m = Message.parse(raw)
+        m.verify(world.sign_publics[m.header.device])
+        m.open(world.key)
+        checker.accept(m, t)
+    return (time.perf_counter() - start) / len(raws) * 1e6
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start a server process (stderr to ``log``); its first stdout line is JSON connection info."""
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(10)
+        raise SystemExit(f"{cmd[0]} did not start: {log.read_text()}")
+    return proc, json.loads(line)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def git_modified() -> list[str]:
+    """Tracked files changed from the commit (figures of a dirty tree are not the commit's)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [line[3:] for line in out.splitlines()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--followers", type=int, default=50)
+    ap.add_argument("--posters", type=int, default=8, help="poster devices (each posts its messages in order)")
+    ap.add_argument("--messages", type=int, default=2000, help="messages per round")
+    ap.add_argument("--rate", type=float, default=800.0, help="target messages per second")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-fanout.json")
+    ap.add_argument("--reference-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--key", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.reference_server:
+        reference_server(args.port, args.cert, args.key)
+        return 0
+    if args.quick:
+        args.followers, args.messages, args.rounds = 5, 200, 2
+    import uvloop
+
+    started = time.perf_counter()
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="mvault-fanout-") as tmp_s:
+            tmp = Path(tmp_s)
+            data = tmp / "data"
+            server, info = start([str(BIN / "mvault-server"), "run", "--data", str(data), "--port",
+                                  str(free_port()), "--json"], tmp / "server.log")
+            procs.append(server)
+            reference, ref_info = start([sys.executable, __file__, "--reference-server", "--port", str(free_port()),
+                                         "--cert", str(data / "server.crt"), "--key", str(data / "server.key")],
+                                        tmp / "reference.log")
+            procs.append(reference)
+            fp = bytes.fromhex(info["fingerprint"])
+            world = uvloop.run(setup(tmp, info["invite"], info["url"], fp, args.followers, args.posters))
+            setup_s = time.perf_counter() - started
+            print(f"setup: server, founder, team, {args.followers} followers and {args.posters} posters "
+                  f"in {setup_s:.1f} s")
+            ours: list[Round] = []
+            refs: list[Round] = []
+            all_built: list[Message] = []
+            for r in range(args.rounds):
+                bodies, built = build_messages(world, args.messages)
+                all_built.extend(built)
+                ref = uvloop.run(measure(ref_info["url"], fp, world, bodies, args.rate, 0, reference.pid))
+                after = uvloop.run(thread_position(world))
+                our = uvloop.run(measure(info["url"], fp, world, bodies, args.rate, after, server.pid))
+                refs.append(ref)
+                ours.append(our)
+                print(f"round {r + 1}: reference {ref.deliveries_per_s:,.0f}/s p50 {ref.p50_ms:.2f} "
+                      f"p99 {ref.p99_ms:.2f} ms | ours {our.deliveries_per_s:,.0f}/s p50 {our.p50_ms:.2f} "
+                      f"p99 {our.p99_ms:.2f} ms ({our.received}/{our.expected} delivered, "
+                      f"posted at {our.post_rate:,.0f}/s)")
+            frame_bytes = len(json.dumps({"type": "msg", "thread": world.thread, "pos": len(all_built),
+                                          "record": b64(all_built[0].raw)}))
+            decrypt_us = reader_cost(world, all_built[: min(len(all_built), 2000)])
+            server_log = (tmp / "server.log").read_text().splitlines()
+            if server_log:
+                print(f"the server logged {len(server_log)} lines, the first ones:", *server_log[:20], sep="\n  ",
+                      file=sys.stderr)
+    finally:
+        for p in procs:
+            p.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(10)
+
+    def med(rounds: list[Round], key: str) -> float:
+        return float(statistics.median(getattr(x, key) for x in rounds))
+
+    keys = ["deliveries_per_s", "p50_ms", "p99_ms", "max_ms", "post_rate", "server_cpu_us_per_delivery",
+            "client_cpu_us_per_delivery"]
+    o = {k: round(med(ours, k), 3) for k in keys}
+    f = {k: round(med(refs, k), 3) for k in keys}
+    ratio = o["deliveries_per_s"] / f["deliveries_per_s"] if f["deliveries_per_s"] else float("nan")
+    complete = all(x.received == x.expected and not x.failed_posts for x in ours + refs)
+    ordered = all(x.in_order for x in ours)
+    result = {
+        "note": NOTE,
+        "followers": args.followers, "posters": args.posters, "messages_per_round": args.messages,
+        "text_bytes": TEXT_BYTES, "record_bytes": len(all_built[0].raw), "frame_bytes": frame_bytes,
+        "target_rate": args.rate, "rounds": args.rounds, "setup_s": round(setup_s, 1),
+        "ours": {**o, "rounds": [x.summary() for x in ours],
+                 "what": "mvault-server run in its own process (HTTPS, uvloop, SQLite synchronous=FULL, audit "
+                         "log); real signed, encrypted, chained messages"},
+        "reference": {**f, "rounds": [x.summary() for x in refs],
+                      "what": "bare aiohttp WebSocket broadcast server in its own process (HTTPS with the same "
+                              "certificate, uvloop, same URLs and frames); no checks, storage or audit"},
+        "ratio_deliveries": round(ratio, 3),
+        "latency": "from sending a POST to a follower's receive loop having the frame",
+        "all_delivered": complete,
+        "ours_in_order": ordered,
+        "reference_in_order": all(x.in_order for x in refs),
+        "server_log_lines": len(server_log),
+        "reader_verify_decrypt_us_per_msg": round(decrypt_us, 1),
+        "reader_cost": "Message.parse + verify + open + ThreadChecker.accept (vault.messages), per message",
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform,
+                    "commit": git_commit(), "modified": git_modified()},
+    }
+    print(f"fan-out to {args.followers} followers: {args.messages} messages x {TEXT_BYTES} B text "
+          f"({frame_bytes} B frames) per round, target {args.rate:,.0f} msg/s from {args.posters} poster devices, "
+          f"{args.rounds} rounds, medians; {NOTE}")
+    print(f"{'':<11}{'deliveries/s':>13}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'posted/s':>10}"
+          f"{'server us/delivery':>20}{'client us/delivery':>20}")
+    for label, v in (("ours", o), ("reference", f)):
+        print(f"{label:<11}{v['deliveries_per_s']:>13,.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}{v['max_ms']:>9.2f}"
+              f"{v['post_rate']:>10,.0f}{v['server_cpu_us_per_delivery']:>20.1f}"
+              f"{v['client_cpu_us_per_delivery']:>20.1f}")
+    print(f"ratio of medians (ours / reference deliveries/s): {ratio:.3f}; every message delivered to every "
+          f"follower: {complete}; ours in order: {ordered}")
+    print(f"a follower's parse + verify + decrypt + ordering check (vault.messages, not in the figures above): "
+          f"{decrypt_us:.0f} us per message")
+    print(f"{os.cpu_count()} CPUs shared by both servers and this client; Python {sys.version.split()[0]}")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0 if complete and ordered else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
