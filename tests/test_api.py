@@ -37,16 +37,19 @@ import pytest
 from client.api import Api
 from client.client import Session, View
 from client.home import Home, Secrets
+from client.threads import Threads
 from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
 from server.openapi import OPENAPI
 from tests.conftest import PASSPHRASE, Member, ServerThread
 from vault.auth import sign_login
 from vault.chains import member_id_for, org_id_for, team_id_for
-from vault.encoding import encode
+from vault.encoding import Fields, decode, encode
 from vault.envelope import MAGIC, MAX_PRELUDE, DocWriter, body_length
 from vault.invite import InviteCode
 from vault.keys import DeviceKeys, PukKeys, link_slot, open_link_payload, seal_link_payload
 from vault.links import Link, invite_public, make_link, parse_link, sign_device_proof
+from vault.messages import MAX_RECORD, Message, ThreadRecord, make_message, make_thread
+from vault.messages import Body as MsgBody
 from vault.teamkeys import TeamKey, box_hash
 
 # (method, path, status) -> the test that exercises it (any module under tests/).
@@ -166,9 +169,38 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/v1/audit/teams/{team}/versions", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/audit/teams/{team}/versions", "403"): "test_team_versions_for_the_security_team",
     ("get", "/api/v1/audit/teams/{team}/versions", "404"): "test_team_versions_for_the_security_team",
+    # team threads (this file, the end)
+    ("get", "/api/v1/teams/{team}/threads", "200"): "test_threads_create_list_post_read_follow",
+    ("get", "/api/v1/teams/{team}/threads", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/threads", "403"): "test_thread_reads_need_a_current_role",
+    ("get", "/api/v1/teams/{team}/threads", "404"): "test_threads_of_invisible_teams_and_unknown_threads",
+    ("post", "/api/v1/teams/{team}/threads", "201"): "test_threads_create_list_post_read_follow",
+    ("post", "/api/v1/teams/{team}/threads", "400"): "test_thread_create_refusals",
+    ("post", "/api/v1/teams/{team}/threads", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/teams/{team}/threads", "403"): "test_thread_create_refusals",
+    ("post", "/api/v1/teams/{team}/threads", "404"): "test_threads_of_invisible_teams_and_unknown_threads",
+    ("post", "/api/v1/teams/{team}/threads", "409"): "test_thread_create_refusals",
+    ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "200"): "test_threads_create_list_post_read_follow",
+    ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "400"): "test_thread_reads_refuse_bad_parameters",
+    ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "403"): "test_thread_reads_need_a_current_role",
+    ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "404"):
+        "test_threads_of_invisible_teams_and_unknown_threads",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "201"): "test_threads_create_list_post_read_follow",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "400"): "test_post_refusals",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "403"): "test_post_refusals",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "404"):
+        "test_threads_of_invisible_teams_and_unknown_threads",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "409"): "test_post_refusals",
+    ("post", "/api/v1/teams/{team}/threads/{thread}/messages", "413"): "test_post_refusals",
+    ("get", "/api/v1/teams/{team}/live", "101"): "test_threads_create_list_post_read_follow",
+    ("get", "/api/v1/teams/{team}/live", "401"): "test_private_operations_need_a_session",
+    ("get", "/api/v1/teams/{team}/live", "403"): "test_thread_reads_need_a_current_role",
+    ("get", "/api/v1/teams/{team}/live", "404"): "test_threads_of_invisible_teams_and_unknown_threads",
 }
 
-TABLES = ("links", "team_boxes", "puk_boxes", "versions")
+TABLES = ("links", "team_boxes", "puk_boxes", "versions", "threads", "messages", "thread_senders")
 CAROL_UNTIL = 30  # carol's role in "side" ends this many seconds after the module starts
 PAST_CAROL = 120  # move the server clock this far to be past it (still inside the 600 s skew)
 NOTHING: Any = object()
@@ -758,7 +790,7 @@ async def test_join_refuses_an_invite_expired_by_the_server_clock(w: World) -> N
 
 async def test_private_operations_need_a_session(w: World) -> None:
     params = {"{team}": w.drafting, "{doc}": "0" * 32, "{member}": w.alice.member_id, "{vid}": "0" * 32,
-              "{slot}": "0" * 32}
+              "{slot}": "0" * 32, "{thread}": "0" * 32}
     async with Http(w.server) as h:
         token = await login(h, w.alice)
         checked = 0
@@ -1597,3 +1629,205 @@ async def test_interrupted_upload_leaves_nothing_and_restart_works(w: World) -> 
                                     token=s.api.token)
         assert status == 200 and body == up.body
     assert "drafting" in w.bob.member.json("whoami")["teams"]
+
+
+# == team threads ===================================================================================
+
+
+async def thread_in(w: World, actor: Actor, team_name: str, name: str, expire: int = 0) -> tuple[str, str]:
+    """(team id, thread id) of ``name``, created by ``actor`` if it does not exist yet."""
+    async with session(w, actor) as s:
+        threads = await Threads.open(s, team_name)
+        tid = await threads.thread_of(name)
+        if any(t["thread"] == tid for t in (await s.api.get(threads.base))["threads"]):
+            return threads.team.team_id, tid
+        await threads.create(name, expire)
+        return threads.team.team_id, tid
+
+
+async def next_message(w: World, actor: Actor, team_name: str, name: str, text: str = "hello", *,
+                       gen: int | None = None, **override: Any) -> Message:
+    """A correctly chained message of ``actor`` (fields can be overridden), not posted."""
+    async with session(w, actor) as s:
+        threads = await Threads.open(s, team_name)
+        ct = await threads.resolve(name)
+        team = threads.team
+        key = await s.team_key(team, gen or team.generation)
+        last = ct.checker.senders.get(s.device.device_id)
+        fields: dict[str, Any] = {
+            "thread": ct.checker.thread, "team_seq": team.seq, "sender": s.me, "device": s.device,
+            "seq": last.seq + 1 if last else 1, "prev": last.id if last else None,
+            "prev_time": last.time if last else 0, "seen": [], "time": now(w)}
+        fields.update(override)
+        return make_message(key, MsgBody(text), **fields)
+
+
+def msgs_path(team: str, thread: str) -> str:
+    return f"/api/v1/teams/{team}/threads/{thread}/messages"
+
+
+async def test_threads_create_list_post_read_follow(w: World) -> None:
+    team, thread = await thread_in(w, w.alice, "drafting", "api-walk")
+    async with Http(w.server) as h:
+        bob = await login(h, w.bob)
+        status, listing = await h.call("GET", f"/api/v1/teams/{team}/threads", token=bob)
+        assert status == 200 and thread in [t["thread"] for t in listing["threads"]]
+        fp = aiohttp.Fingerprint(bytes.fromhex(w.server.fingerprint))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp)) as cs, cs.ws_connect(
+                f"{w.server.url}/api/v1/teams/{team}/live", headers={"Authorization": f"Bearer {bob}"}) as ws:
+            await ws.send_json({"after": {thread: 0}})
+            assert (await ws.receive_json(timeout=10)) == {"type": "live"}
+            m = await next_message(w, w.bob, "drafting", "api-walk", "over the API")
+            status, res = await h.call("POST", msgs_path(team, thread), token=bob, js={"message": b64(m.raw)})
+            assert status == 201 and res == {"id": m.id, "pos": 1}
+            frame = await ws.receive_json(timeout=10)
+            assert frame["type"] == "msg" and frame["pos"] == 1 and base64.b64decode(frame["record"]) == m.raw
+        status, page = await h.call("GET", msgs_path(team, thread) + "?after=0", token=bob)
+        assert status == 200 and [x["pos"] for x in page["messages"]] == [1]
+        assert page["mine"] == {"seq": 1, "id": m.id, "time": m.header.time} and page["more"] is False
+        status, page = await h.call("GET", msgs_path(team, thread) + "?after=1", token=bob)
+        assert status == 200 and page["messages"] == []
+
+
+async def test_thread_create_refusals(w: World) -> None:
+    async with session(w, w.alice) as s:
+        threads = await Threads.open(s, "drafting")
+        key = await s.team_key(threads.team, threads.team.generation)
+        team = threads.team
+    side_team, _ = await thread_in(w, w.alice, "side", "side-talk")
+
+    def record(name: str, **kw: Any) -> str:
+        f: dict[str, Any] = {"team_seq": team.seq, "expire": 0, "creator": w.alice.member_id,
+                             "device": w.alice.device, "time": now(w)}
+        f.update(kw)
+        return b64(make_thread(kw.pop("key", key), name, **{k: v for k, v in f.items() if k != "key"}).raw)
+
+    path = f"/api/v1/teams/{team.team_id}/threads"
+    async with Http(w.server) as h:
+        alice, bob, carol = await login(h, w.alice), await login(h, w.bob), await login(h, w.carol)
+        await refuse_bad_json(h, path, {"record": record("bad-json")}, b64_fields=["record"], token=alice)
+        await refused(h, "POST", path, 400, token=alice, what="another team's record",
+                      js={"record": record("x", key=TeamKey(side_team, 1, os.urandom(32)))})
+        await refused(h, "POST", path, 400, token=alice, contains="too far", what="old time",
+                      js={"record": record("old", time=now(w) - 3600)})
+        forged = ThreadRecord.parse(base64.b64decode(record("forged")))
+        tampered = encode({"core": forged.core_raw, "sig": bytes(64)})
+        await refused(h, "POST", path, 400, token=alice, what="bad signature", js={"record": b64(tampered)})
+        await refused(h, "POST", path, 403, token=bob, contains="signed by the creating device",
+                      what="alice's record from bob", js={"record": record("not-bobs")})
+        async with session(w, w.carol) as s:
+            side = (await s.view()).team_by_name("side")
+            ckey = await s.team_key(side, side.generation)
+        carol_rec = make_thread(ckey, "readers-thread", team_seq=side.seq, expire=0, creator=w.carol.member_id,
+                                device=w.carol.device, time=now(w))
+        await refused(h, "POST", f"/api/v1/teams/{side.team_id}/threads", 403, token=carol,
+                      what="a reader creates", js={"record": b64(carol_rec.raw)})
+        await refused(h, "POST", path, 409, token=alice, contains="team changed", what="stale team state",
+                      js={"record": record("stale", team_seq=team.seq - 1)})
+        status, _ = await h.call("POST", path, token=alice, js={"record": record("twice")})
+        assert status == 201
+        await refused(h, "POST", path, 409, token=alice, contains="already exists", js={"record": record("twice")})
+
+
+async def test_thread_reads_refuse_bad_parameters(w: World) -> None:
+    team, thread = await thread_in(w, w.alice, "drafting", "params")
+    async with Http(w.server) as h:
+        bob = await login(h, w.bob)
+        for query in ("?after=-1", "?after=abc", "?after=" + "9" * 13, "?limit=x"):
+            await refused(h, "GET", msgs_path(team, thread) + query, 400, token=bob, what=query)
+        await refused(h, "GET", msgs_path(team, "not-a-thread-id"), 400, token=bob)
+
+
+async def test_threads_of_invisible_teams_and_unknown_threads(w: World) -> None:
+    side, side_thread = await thread_in(w, w.alice, "side", "hidden-from-bob")
+    team, _ = await thread_in(w, w.alice, "drafting", "known")
+    unknown = "0" * 32
+    m = await next_message(w, w.alice, "drafting", "known")
+    async with Http(w.server) as h:
+        bob = await login(h, w.bob)
+        await refused(h, "GET", f"/api/v1/teams/{side}/threads", 404, token=bob)
+        await refused(h, "POST", f"/api/v1/teams/{side}/threads", 404, token=bob, js={"record": "x"})
+        await refused(h, "GET", msgs_path(side, side_thread), 404, token=bob)
+        await refused(h, "POST", msgs_path(side, side_thread), 404, token=bob, js={"message": "x"})
+        await refused(h, "GET", msgs_path(team, unknown), 404, token=bob, contains="no such thread")
+        await refused(h, "POST", msgs_path(team, unknown), 404, token=bob, contains="no such thread",
+                      js={"message": b64(m.raw)})
+        fp = aiohttp.Fingerprint(bytes.fromhex(w.server.fingerprint))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp)) as cs:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await cs.ws_connect(f"{w.server.url}/api/v1/teams/{side}/live",
+                                    headers={"Authorization": f"Bearer {bob}"})
+            assert e.value.status == 404
+            async with cs.ws_connect(f"{w.server.url}/api/v1/teams/{team}/live",
+                                     headers={"Authorization": f"Bearer {bob}"}) as ws:
+                await ws.send_json({"after": {unknown: 0}})
+                assert (await ws.receive_json(timeout=10))["error"] == "not_found"
+                assert (await ws.receive(timeout=10)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            for bad in ("not json", json.dumps({"after": {"x": 0}}), json.dumps({"after": {}, "all": False}),
+                        json.dumps({"surprise": 1}), json.dumps({"after": {unknown: -1}})):
+                async with cs.ws_connect(f"{w.server.url}/api/v1/teams/{team}/live",
+                                         headers={"Authorization": f"Bearer {bob}"}) as ws:
+                    await ws.send_str(bad)
+                    frame = await ws.receive_json(timeout=10)
+                    assert frame["type"] == "error" and frame["error"] == "bad_encoding", (bad, frame)
+
+
+async def test_post_refusals(w: World) -> None:
+    team, thread = await thread_in(w, w.alice, "drafting", "refusals")
+    side, side_thread = await thread_in(w, w.alice, "side", "carol-reads")
+    _, other_thread = await thread_in(w, w.alice, "drafting", "refusals-other")
+    path = msgs_path(team, thread)
+    async with Http(w.server) as h:
+        bob, carol = await login(h, w.bob), await login(h, w.carol)
+        ok = await next_message(w, w.bob, "drafting", "refusals")
+        await refuse_bad_json(h, path, {"message": b64(ok.raw)}, b64_fields=["message"], token=bob)
+        other = await next_message(w, w.bob, "drafting", "refusals-other")
+        await refused(h, "POST", path, 400, token=bob, contains="another team or thread", what="other thread",
+                      js={"message": b64(other.raw)})
+        skewed = await next_message(w, w.bob, "drafting", "refusals", time=now(w) - 3600)
+        await refused(h, "POST", path, 400, token=bob, contains="too far", js={"message": b64(skewed.raw)})
+        f = Fields(decode(ok.raw), "message")
+        unsigned = encode({"header": f.raw["header"], "ct": f.raw["ct"], "sig": bytes(64)})
+        await refused(h, "POST", path, 400, token=bob, what="bad signature", js={"message": b64(unsigned)})
+        alices = await next_message(w, w.alice, "drafting", "refusals")
+        await refused(h, "POST", path, 403, token=bob, contains="signed by the posting device",
+                      js={"message": b64(alices.raw)})
+        carols = await next_message(w, w.carol, "side", "carol-reads")
+        await refused(h, "POST", msgs_path(side, side_thread), 403, token=carol, contains="may not post",
+                      js={"message": b64(carols.raw)})
+        await refused(h, "POST", path, 409, token=bob, contains="team changed", what="stale team state",
+                      js={"message": b64((await next_message(w, w.bob, "drafting", "refusals",
+                                                             team_seq=1)).raw)})
+        gap = await next_message(w, w.bob, "drafting", "refusals", seq=5, prev="ab" * 16, prev_time=now(w) - 5)
+        await refused(h, "POST", path, 409, token=bob, contains="last message", what="a gap in our own sequence",
+                      js={"message": b64(gap.raw)})
+        huge = b"x" * (MAX_RECORD + 1)
+        await refused(h, "POST", path, 413, token=bob, js={"message": b64(huge)})
+        status, _ = await h.call("POST", path, token=bob, js={"message": b64(ok.raw)})
+        assert status == 201
+        await refused(h, "POST", path, 409, token=bob, contains="last message", what="the same message again",
+                      js={"message": b64(ok.raw)})
+    async with session(w, w.alice) as s:
+        await s.rotate((await s.view(refresh=True)).team_by_name("drafting"))
+    old = await next_message(w, w.bob, "drafting", "refusals", gen=1)
+    async with Http(w.server) as h:
+        await refused(h, "POST", path, 409, token=await login(h, w.bob), contains="not current",
+                      js={"message": b64(old.raw)})
+
+
+async def test_thread_reads_need_a_current_role(w: World) -> None:
+    side, thread = await thread_in(w, w.alice, "side", "expiring-role")
+    async with Http(w.server) as h:
+        carol = await login(h, w.carol)
+        status, _ = await h.call("GET", f"/api/v1/teams/{side}/threads", token=carol)
+        assert status == 200  # while her role lasts
+        w.server.advance(PAST_CAROL)
+        carol = await login(h, w.carol)
+        await refused(h, "GET", f"/api/v1/teams/{side}/threads", 403, token=carol, contains="may not read")
+        await refused(h, "GET", msgs_path(side, thread), 403, token=carol, contains="may not read")
+        fp = aiohttp.Fingerprint(bytes.fromhex(w.server.fingerprint))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp)) as cs:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+                await cs.ws_connect(f"{w.server.url}/api/v1/teams/{side}/live",
+                                    headers={"Authorization": f"Bearer {carol}"})
+            assert e.value.status == 403

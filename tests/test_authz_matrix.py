@@ -66,6 +66,7 @@ from client import admin
 from client.api import Api
 from client.client import Session, View, join
 from client.home import Home, Secrets
+from client.threads import Threads
 from security.policy import (
     MAX_TEAM_ROLE,
     ORG_ROLES,
@@ -84,6 +85,7 @@ from vault.envelope import DocWriter
 from vault.errors import VaultError
 from vault.keys import DeviceKeys
 from vault.links import Link, invite_public, make_link
+from vault.messages import Body, make_message
 from vault.teamkeys import TeamKey, box_hash, seal_history
 
 # -- the matrix ----------------------------------------------------------------------------------
@@ -121,9 +123,12 @@ TEAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "team.rotate": ("team", "rotate", "{team}"),
     "team.remove": ("team", "remove", "{team}", "t_y"),
     "team.leave": ("leave", "{team}"),
+    "thread.post": ("thread", "post", "{team}", "seed-thread", "posted by {tag}"),
+    "thread.read": ("thread", "read", "{team}", "seed-thread", "--json"),
 }
 SEED = "seed.txt"
-TABLES = ("links", "team_boxes", "versions", "puk_boxes")
+THREAD = "seed-thread"
+TABLES = ("links", "team_boxes", "versions", "puk_boxes", "threads", "messages")
 
 
 def team_role_of(choice: str) -> str | None:
@@ -405,6 +410,8 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
         team = view.team_by_name(team_name)
         if action == "doc.read":
             doc, records = await a.find_doc(team, SEED)
+        if action.startswith("thread."):
+            thread = await (await Threads.open(a, team_name)).thread_of(THREAD)
     key: TeamKey | None = None
     if holds_key:
         async with w.session(actor.name) as s:
@@ -413,6 +420,15 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
     if action == "doc.read":
         return [("GET", f"/api/v1/teams/{tid}/docs", {}), ("GET", f"/api/v1/teams/{tid}/docs/{doc}", {}),
                 ("GET", f"/api/v1/teams/{tid}/versions/{records[-1].version_id}/body", {})]
+    if action == "thread.read":
+        return [("GET", f"/api/v1/teams/{tid}/threads", {}),
+                ("GET", f"/api/v1/teams/{tid}/threads/{thread}/messages", {})]
+    if action == "thread.post":
+        k = key or TeamKey.generate(tid, team.generation)
+        m = make_message(k, Body("posted without the client's checks"), thread=thread, team_seq=team.seq,
+                         sender=actor.member_id, device=actor.device, seq=1, prev=None, prev_time=0, seen=[],
+                         time=int(w.server.clock()))
+        return [("POST", f"/api/v1/teams/{tid}/threads/{thread}/messages", {"js": {"message": b64(m.raw)}})]
     if action == "doc.write":
         k = key or TeamKey.generate(tid, team.generation)  # a non-holder can only guess a key
         data, name = b"written without the client's checks", f"forged-{next(w.serial)}.txt"
@@ -526,6 +542,9 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
             seed = w.root / f"{name}-{SEED}"
             seed.write_bytes(f"seed of {name}".encode())
             await a.put(name, seed, SEED)
+            threads = await Threads.open(a, name)
+            await threads.create(THREAD, 0)
+            await threads.post(THREAD, f"seed of {name}")
             w.teams.add(name)
 
         async def team() -> TeamState:
@@ -566,13 +585,18 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
 def cli_args(action: str, team: str, tmp: Path, tag: str) -> tuple[str, ...]:
     src = tmp / f"{tag}.txt"
     src.write_bytes(f"written by {tag}".encode())
-    fill = {"team": team, "out": str(tmp / f"{tag}.out"), "file": str(src), "doc": f"{tag}.txt"}
+    fill = {"team": team, "out": str(tmp / f"{tag}.out"), "file": str(src), "doc": f"{tag}.txt", "tag": tag}
     return tuple(a.format(**fill) for a in TEAM_ACTIONS[action])
 
 
 async def attempt_with_client(w: World, actor: Actor, action: str, team: str, tmp: Path, tag: str) -> Any:
     """The action through the real client library (its own checks included)."""
     async with w.session(actor.name) as s:
+        if action == "thread.read":
+            msgs = await (await Threads.open(s, team)).read(THREAD)
+            return [m.text for m in msgs]
+        if action == "thread.post":
+            return await (await Threads.open(s, team)).post(THREAD, f"posted by {tag}")
         if action == "doc.read":
             out = tmp / f"{tag}.out"
             await s.get(team, SEED, out)
@@ -607,6 +631,12 @@ async def check_effect(w: World, action: str, actor: Actor, team_name: str, befo
     team = (await w.view()).team_by_name(team_name)  # replayed and verified by alice's client
     t = int(time.time())
     links = after["links"] - before["links"]
+    if action == "thread.read":
+        assert after == before and f"seed of {team_name}" in result
+        return
+    if action == "thread.post":
+        assert after["messages"] == before["messages"] + 1 and links == 0
+        return
     if action == "doc.read":
         assert after == before
         if result is not None:
@@ -664,9 +694,11 @@ async def test_team_cell(world: World, org_role: str, team_role: str, action: st
         if via_cli:
             args = cli_args(action, name, tmp_path, tag)
             if expected:
-                actor.member.ok(*args)
+                done = actor.member.ok(*args)
                 if action == "doc.read":
                     result = (tmp_path / f"{tag}.out").read_bytes()
+                if action == "thread.read":
+                    result = [m["text"] for m in json.loads(done.out)]
             else:
                 r = actor.member.run(*args)
                 if action != "team.share" or r.code != 0:  # `team show` itself may succeed
