@@ -25,6 +25,7 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/memory.py $(if $(QUICK),--quick,)
 	$(BIN)/python bench/audit.py $(if $(QUICK),--quick,)
+	$(BIN)/python bench/fanout.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -11,11 +11,14 @@ A round: every follower opens ``GET /api/v1/teams/{team}/live`` with its own ses
 sends ``{"after": {thread: current position}, "all": false}`` and waits for ``{"type": "live"}``;
 then the posters send M real messages (encrypted, signed, chained per device with
 ``vault.messages.make_message``, built before the round) as raw ``POST .../messages`` at the
-target rate, each poster device in its own order, message i due at ``i / rate``. Latency is
-from the moment a POST is sent to the moment a follower's receive loop has the frame; the
-delivery rate is every frame received by all followers over the time from the first POST to
-the last receipt. Server fan-out only: clients do not decrypt or verify (a separate figure
-gives that cost per message, with ``vault.messages`` alone).
+target rate: message i is due at ``i / rate`` and is posted by device ``i % P``, each device one
+POST at a time in its own sequence order (the server refuses a device's messages out of
+order), so a server slower than the rate is offered less (the achieved rate is reported as
+posted/s). Latency is from the moment a POST is sent to the moment a follower's receive loop
+has the frame; the delivery rate is every frame received by all followers over the time from
+the first POST to the last receipt. Server fan-out only: clients do not decrypt or verify (a
+separate figure gives that cost per message, with ``vault.messages`` alone). Each follower
+also checks that it got every position once, in order.
 
 Reference, in the same run: a bare aiohttp WebSocket broadcast server (this file with
 ``--reference-server``), in its own process like ours, HTTPS with the same certificate and
@@ -23,8 +26,9 @@ uvloop, same URLs and first frame; each POST is turned into one frame of the sam
 size and sent to every socket in turn. No checks, storage, audit or per-follower queues.
 Clients, posters and bodies are identical. Rounds alternate reference and ours; medians and
 the ratio of medians are printed and written to ``bench/results-fanout.json``. Nothing here
-asserts a time. Both servers and this client share the machine's CPUs (their CPU time per
-delivery is reported too).
+asserts a time. Both servers and this client share the machine's CPUs: each server's CPU
+time per delivery (its POST handling included) and the client's are reported too.
+``--quick``: 5 followers, 200 messages, 2 rounds.
 
     python bench/fanout.py [--quick] [--followers F] [--posters P] [--messages M] [--rate R] [--rounds K]
 """

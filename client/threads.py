@@ -267,6 +267,8 @@ class Threads:
         """One served message, in order: checked, decrypted, remembered (None: already had it)."""
         if pos <= ct.pos:
             return None  # delivered twice (a reconnect): shown once
+        if (m.header.team, m.header.thread) != (self.team.team_id, ct.checker.thread):
+            raise IntegrityError("the server served a message of another thread or team")
         body = await _check_message(self.s, self.team, m)
         ct.checker.accept(m, now())
         h = m.header

@@ -355,8 +355,8 @@ class ThreadChecker:
                 raise IntegrityError("a message does not chain to its sender's previous message")
         elif not self.expired(h.prev_time, now):
             have = last.seq if last else 0
-            raise IntegrityError(f"the server dropped messages of one sender (sequence {h.seq} follows {have}, "
-                                 "and the thread's expiry does not explain the gap)")
+            raise IntegrityError(f"the server dropped or reordered messages of one sender (sequence {h.seq} "
+                                 f"follows {have}, and the thread's expiry does not explain the gap)")
         if h.time < h.prev_time:
             raise IntegrityError("a message is older than its sender's previous message")
         lasts = {st.id for st in self.senders.values()}

@@ -1,0 +1,238 @@
+"""Threads when the server is the attacker: it edits its own storage between a post and a read.
+
+The messages table is changed under the running server (rows dropped, swapped, replayed,
+copied from another thread or team, headers altered, senders re-labelled, previous-message
+hashes stripped, the thread rolled back). Each time the reading member's ``mvault thread
+read`` (and ``follow``) must stop with one clear error line instead of showing the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from server.threads import HUB
+from tests.conftest import Member, Org, ServerThread
+from tests.test_threads import Follower, add_members
+from vault.encoding import Fields, decode, encode
+from vault.messages import Message
+
+
+@pytest.fixture
+def talk(org: Org, make_member: Any) -> tuple[Org, Member]:
+    """alice and bob talk in 'plans' (alice: 1, 2; bob: 3; alice: 4); carol reads it afresh."""
+    [carol] = add_members(org, make_member, ["carol"], role="reader")
+    org.alice.ok("thread", "create", "drafting", "plans")
+    org.alice.ok("thread", "create", "drafting", "other")
+    org.alice.ok("thread", "post", "drafting", "plans", "alice one")
+    org.alice.ok("thread", "post", "drafting", "plans", "alice two")
+    org.bob.ok("thread", "post", "drafting", "plans", "bob three")
+    org.alice.ok("thread", "post", "drafting", "plans", "alice four")
+    org.alice.ok("thread", "post", "drafting", "other", "elsewhere")
+    return org, carol
+
+
+def db(server: ServerThread) -> sqlite3.Connection:
+    return sqlite3.connect(server.data_dir / "vault.db", isolation_level=None)
+
+
+def thread_rows(server: ServerThread, thread: str | None = None) -> list[tuple[Any, ...]]:
+    """(team, thread, pos, record) of 'plans' (the first thread with four messages) or ``thread``."""
+    with db(server) as con:
+        if thread is None:
+            thread = con.execute("SELECT thread FROM messages GROUP BY thread HAVING COUNT(*) = 4").fetchone()[0]
+        return con.execute("SELECT team, thread, pos, record FROM messages WHERE thread=? ORDER BY pos",
+                           (thread,)).fetchall()
+
+
+def set_record(server: ServerThread, team: str, thread: str, pos: int, record: bytes) -> None:
+    with db(server) as con:
+        con.execute("UPDATE messages SET record=? WHERE team=? AND thread=? AND pos=?", (record, team, thread, pos))
+
+
+def rebuild(record: bytes, **header: Any) -> bytes:
+    """The record with header fields replaced (the signature is kept: the server cannot sign)."""
+    f = Fields(decode(record), "message")
+    h = dict(Fields(decode(f.raw["header"]), "header").raw)  # type: ignore[arg-type]
+    h.update(header)
+    return encode({"header": encode(h), "ct": f.raw["ct"], "sig": f.raw["sig"]})  # type: ignore[dict-item]
+
+
+def reader_fails(m: Member, contains: str = "") -> None:
+    m.fails("thread", "read", "drafting", "plans", contains=contains)
+
+
+def test_untouched_thread_reads(talk: tuple[Org, Member]) -> None:
+    _, carol = talk
+    assert [x["text"] for x in carol.json("thread", "read", "drafting", "plans")] == [
+        "alice one", "alice two", "bob three", "alice four"]
+
+
+def test_a_dropped_message_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    team, thread, _, _ = thread_rows(org.server)[1]
+    with db(org.server) as con:
+        con.execute("DELETE FROM messages WHERE team=? AND thread=? AND pos=2", (team, thread))
+    reader_fails(carol, "dropped")
+
+
+def test_a_dropped_message_another_member_had_read_is_detected(talk: tuple[Org, Member]) -> None:
+    """bob's message is the last of his; alice's next one names it as seen."""
+    org, carol = talk
+    team, thread, _, _ = thread_rows(org.server)[2]
+    with db(org.server) as con:
+        con.execute("DELETE FROM messages WHERE team=? AND thread=? AND pos=3", (team, thread))
+    reader_fails(carol, "another member had already read")
+
+
+def test_two_reordered_messages_are_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    set_record(org.server, team, thread, 1, rows[1][3])
+    set_record(org.server, team, thread, 2, rows[0][3])
+    reader_fails(carol, "reordered")
+
+
+def test_a_replayed_message_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        con.execute("INSERT INTO messages VALUES (?, ?, 5, 'ffffffffffffffffffffffffffffffff', 'd', 99, 0, ?)",
+                    (team, thread, rows[0][3]))
+        con.execute("UPDATE threads SET next_pos=6 WHERE team=? AND thread=?", (team, thread))
+    reader_fails(carol, "replayed")
+
+
+def test_a_replay_after_the_reader_saw_the_thread_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    carol.ok("thread", "read", "drafting", "plans")  # carol's cache now holds all four
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        con.execute("INSERT INTO messages VALUES (?, ?, 5, 'ffffffffffffffffffffffffffffffff', 'd', 99, 0, ?)",
+                    (team, thread, rows[1][3]))
+        con.execute("UPDATE threads SET next_pos=6 WHERE team=? AND thread=?", (team, thread))
+    reader_fails(carol, "replayed")
+
+
+def test_a_message_from_another_thread_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        elsewhere = con.execute("SELECT record FROM messages WHERE thread != ?", (thread,)).fetchone()[0]
+    set_record(org.server, team, thread, 4, elsewhere)
+    reader_fails(carol, "another thread")
+
+
+def test_a_message_from_another_team_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    org.alice.ok("team", "create", "secret-team", "--kind", "program")
+    org.alice.ok("thread", "create", "secret-team", "plans")
+    org.alice.ok("thread", "post", "secret-team", "plans", "not for drafting")
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        foreign = con.execute("SELECT record FROM messages WHERE team != ?", (team,)).fetchone()[0]
+    set_record(org.server, team, thread, 4, foreign)
+    reader_fails(carol, "another thread or team")
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda r: rebuild(r, time=Fields(decode(Fields(decode(r), "m").raw["header"]), "h").raw["time"] + 1),
+                 id="time"),
+    pytest.param(lambda r: rebuild(r, gen=2), id="generation"),
+    pytest.param(lambda r: rebuild(r, team_seq=1), id="team-state"),
+    pytest.param(lambda r: r[:40] + bytes([r[40] ^ 1]) + r[41:], id="bit-flip-in-header"),
+    pytest.param(lambda r: r[:-70] + bytes([r[-70] ^ 1]) + r[-69:], id="bit-flip-in-ciphertext"),
+])
+def test_an_altered_header_or_body_is_detected(talk: tuple[Org, Member], change: Callable[[bytes], bytes]) -> None:
+    org, carol = talk
+    team, thread, _, record = thread_rows(org.server)[1]
+    set_record(org.server, team, thread, 2, change(record))
+    reader_fails(carol)
+
+
+def test_a_relabelled_sender_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    rows = thread_rows(org.server)
+    bob = Message.parse(rows[2][3]).header
+    team, thread, _, record = rows[1]
+    set_record(org.server, team, thread, 2, rebuild(record, sender=bob.sender, device=bob.device))
+    reader_fails(carol)
+
+
+def test_stripped_previous_message_hashes_are_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    rows = thread_rows(org.server)
+    team, thread, _, record = rows[3]  # alice four: names alice two as previous and bob three as seen
+    h = Message.parse(record).header
+    assert h.prev is not None and h.seen
+    set_record(org.server, team, thread, 4, rebuild(record, seen=[]))
+    reader_fails(carol)
+    set_record(org.server, team, thread, 4, rebuild(record, seq=1, prev=None, prev_time=0))
+    reader_fails(carol)
+
+
+def test_a_thread_rolled_back_after_a_read_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    carol.ok("thread", "read", "drafting", "plans")
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        con.execute("DELETE FROM messages WHERE team=? AND thread=? AND pos=4", (team, thread))
+        con.execute("UPDATE threads SET next_pos=4 WHERE team=? AND thread=?", (team, thread))
+    reader_fails(carol, "rolled")
+
+
+def test_own_messages_withheld_are_detected(talk: tuple[Org, Member]) -> None:
+    """bob's only message vanishes with its sender record: bob's next post notices."""
+    org, _ = talk
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        [device] = con.execute("SELECT device FROM messages WHERE team=? AND thread=? AND pos=3",
+                               (team, thread)).fetchone()
+        con.execute("DELETE FROM messages WHERE team=? AND thread=? AND pos=3", (team, thread))
+        con.execute("DELETE FROM thread_senders WHERE team=? AND thread=? AND device=?", (team, thread, device))
+    org.bob.fails("thread", "post", "drafting", "plans", "hello?", contains="withheld")
+
+
+def test_a_swapped_thread_record_is_detected(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    carol.ok("thread", "read", "drafting", "plans")
+    rows = thread_rows(org.server)
+    team, thread = rows[0][0], rows[0][1]
+    with db(org.server) as con:
+        other = con.execute("SELECT record FROM threads WHERE team=? AND thread != ?", (team, thread)).fetchone()[0]
+        con.execute("UPDATE threads SET record=? WHERE team=? AND thread=?", (other, team, thread))
+    reader_fails(carol, "record")
+
+
+async def test_a_follower_detects_a_live_message_from_another_thread(talk: tuple[Org, Member]) -> None:
+    """The server forges a live delivery: a follower stops instead of showing it."""
+    org, carol = talk
+    f = await Follower(org.server, carol, "plans").start()
+    try:
+        await f.wait_for(4)
+        hub = org.server.app[HUB]
+        rows = thread_rows(org.server)
+        team, thread = rows[0][0], rows[0][1]
+        with db(org.server) as con:
+            elsewhere = con.execute("SELECT record FROM messages WHERE thread != ?", (thread,)).fetchone()[0]
+        item = {"type": "msg", "thread": thread, "pos": 5, "record": base64.b64encode(elsewhere).decode()}
+        assert org.server._loop is not None
+        org.server._loop.call_soon_threadsafe(hub.publish, team, item)
+        assert f.task is not None
+        with pytest.raises(Exception, match="another thread"):
+            await asyncio.wait_for(f.task, 20)
+        assert [m.text for m in f.got] == ["alice one", "alice two", "bob three", "alice four"]
+    finally:
+        f.stop.set()
