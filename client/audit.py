@@ -534,6 +534,7 @@ async def exposure(s: Session, name: str) -> dict[str, Any]:
     for _, e in mine:
         if e.action == "auth.login" and e.result == "ok":
             last_seen[e.device] = max(last_seen.get(e.device, 0), e.time)
+    threads = _threads_seen(events, mine)
     teams = []
     for team in sorted(view.teams.values(), key=lambda t: t.name):
         held = sorted(g for (g, m) in team.boxes if m == mid)
@@ -548,6 +549,11 @@ async def exposure(s: Session, name: str) -> dict[str, Any]:
             "removed_at_link": team.removed_at.get(mid), "generations": sorted(readable),
             "current_generation": team.generation, "rotation_needed": team.rotation_reasons(_now(), view.members),
             "versions": [{**v, "fetched": v["vid"] in fetched_vids} for v in exposed],
+            "threads": [{**t, "messages": sum(n for g, n in t.pop("by_gen").items() if g in readable)}
+                        for t in threads.get(team.team_id, {}).values()],
+            "live_delivered": sum(d for _, e in mine if e.action == "thread.unfollow"
+                                  and e.res.get("team") == team.team_id
+                                  and isinstance(d := e.detail.get("delivered", 0), int)),
             "co_members": sorted(view.name_of(m) for m in team.active_members(_now()) if m != mid),
         })
     om = view.org.members.get(mid)
@@ -561,10 +567,34 @@ async def exposure(s: Session, name: str) -> dict[str, Any]:
                           if i.by == mid and i.used_by is not None),
         "teams": teams,
         "fetched": len(fetched_vids),
+        "messages_fetched": sum(t["fetched"] for ts in threads.values() for t in ts.values()),
         "events": len(mine),
         "retention_days": protocols_of(view).retention_days,
         "log": result.to_json(),
     }
+
+
+def _threads_seen(events: list[tuple[int, Event]], mine: list[tuple[int, Event]]) -> dict[str, dict[str, Any]]:
+    """team id -> thread id -> what the log tells of the thread: its expiry (what may still sit on a
+    device), messages posted per key generation, and how many the member fetched (reads and live)."""
+    out: dict[str, dict[str, Any]] = {}
+    for _, e in events:
+        if e.result != "ok" or not e.res.get("team") or not e.res.get("thread"):
+            continue
+        team, thread = e.res["team"], e.res["thread"]
+        if e.action == "thread.create":
+            out.setdefault(team, {})[thread] = {"thread": thread, "expire": e.detail.get("expire", 0),
+                                                "created": e.time, "by_gen": {}, "fetched": 0}
+        elif e.action == "msg.post" and thread in out.get(team, {}):
+            gen = e.detail.get("gen")
+            by_gen = out[team][thread]["by_gen"]
+            by_gen[gen] = by_gen.get(gen, 0) + 1
+    for _, e in mine:
+        t = out.get(e.res.get("team", ""), {}).get(e.res.get("thread", ""))
+        if t is not None and e.action == "msg.read" and e.result == "ok":
+            count = e.detail.get("count", 0)
+            t["fetched"] += count if isinstance(count, int) else 0
+    return out
 
 
 async def _team_versions(s: Session, team: TeamState) -> list[dict[str, Any]]:

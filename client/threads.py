@@ -254,9 +254,11 @@ class Threads:
         ct = self.cache.threads.get(tid)
         if ct is not None:
             return ct
-        if record is None:
-            res = await self.s.api.get(f"{self.base}/{tid}/messages?after=0&limit=1")
-            record, name = await open_thread_record(self.s, self.team, unb64(res["thread"]["record"]))
+        if record is None:  # the record from the thread list: fetching no message for it
+            listed = {t.get("thread"): t for t in (await self.s.api.get(self.base)).get("threads", [])}
+            if tid not in listed:
+                raise NotFound("no such thread in this team")
+            record, name = await open_thread_record(self.s, self.team, unb64(listed[tid].get("record")))
         if record.thread != tid:
             raise IntegrityError("the server sent another thread's record")
         ct = CachedThread(name or "", record.raw, ThreadChecker(self.team.team_id, tid, record.expire))

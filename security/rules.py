@@ -829,6 +829,56 @@ def _keystore_kdf(ctx: _Context, rule: Rule) -> list[Finding]:
     return out
 
 
+# -- retention and small-threads (team threads) ---------------------------------------------------------
+
+
+def _threads(ctx: _Context) -> dict[str, tuple[int, Event]]:
+    """Every thread the log saw created: thread id -> (event index, thread.create event)."""
+    return {ev.res["thread"]: (idx, ev) for idx, ev in _ok_events(ctx.actions("thread.create"))
+            if ev.res.get("thread") and ev.res.get("team") in ctx.inp.teams}
+
+
+def _retention(ctx: _Context, rule: Rule) -> list[Finding]:
+    """Threads keep messages no longer than their team's class allows, and never forever."""
+    limits = {k: rule.int_("sensitive_max_days") * DAY for k in rule.strs("sensitive_kinds")}
+    for k in rule.strs("internal_kinds"):
+        limits.setdefault(k, rule.int_("internal_max_days") * DAY)
+    out = []
+    for tid, (idx, ev) in _threads(ctx).items():
+        team = ctx.inp.teams[ev.res["team"]]
+        limit = limits.get(team.kind)
+        expire = _as_int(ev.detail.get("expire"))
+        if limit is None or expire is None:
+            continue
+        if expire == 0 or expire > limit:
+            kept = "forever" if expire == 0 else f"for {_dur(expire)}"
+            out.append(_finding(rule, VIOLATION, f"thread {tid} of {team.kind} team {team.team_id} keeps messages "
+                                f"{kept}; at most {_dur(limit)} is allowed", tid, [idx]))
+    return out
+
+
+def _small_threads(ctx: _Context, rule: Rule) -> list[Finding]:
+    """Sensitive threads are read by few members; idle threads are flagged for closing."""
+    kinds, most, idle = set(rule.strs("sensitive_kinds")), rule.int_("max_members"), rule.int_("idle_days") * DAY
+    last: dict[str, tuple[int, int]] = {}
+    for idx, ev in _ok_events(ctx.actions("msg.post")):
+        tid = ev.res.get("thread", "")
+        if tid and (tid not in last or ev.time >= last[tid][0]):
+            last[tid] = (ev.time, idx)
+    out = []
+    for tid, (idx, ev) in _threads(ctx).items():
+        team = ctx.inp.teams[ev.res["team"]]
+        readers = len(team.active_members(ctx.now))
+        if team.kind in kinds and readers > most:
+            out.append(_finding(rule, VIOLATION, f"thread {tid} of {team.kind} team {team.team_id} is read by "
+                                f"{readers} members; at most {most}", tid, [idx]))
+        t, at = last.get(tid, (ev.time, idx))
+        if ctx.now - t > idle:
+            out.append(_finding(rule, WARNING, f"thread {tid} of team {team.team_id} has been idle for "
+                                f"{_dur(ctx.now - t)}; close it (more than {_dur(idle)})", tid, [at]))
+    return out
+
+
 CHECKS: Final[Mapping[str, Callable[[_Context, Rule], list[Finding]]]] = {
     "offboarding": _offboarding,
     "rotate-on-removal": _rotate_on_removal,
@@ -844,4 +894,6 @@ CHECKS: Final[Mapping[str, Callable[[_Context, Rule], list[Finding]]]] = {
     "failed-logins": _failed_logins,
     "pending-shares": _pending_shares,
     "keystore-kdf": _keystore_kdf,
+    "retention": _retention,
+    "small-threads": _small_threads,
 }

@@ -39,14 +39,19 @@ PAGE = 1000
 QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
 
 
+Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once for every follower)
+
+
 @dataclass(eq=False)
 class Follower:
     member: str
     ws: web.WebSocketResponse
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    queue: asyncio.Queue[Item | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     lagged: bool = False
+    # The last access check: the team and org states it judged (replaced on every change) and when.
+    checked: tuple[object, object, float] | None = None
 
-    def offer(self, item: dict[str, Any]) -> None:
+    def offer(self, item: Item) -> None:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -61,8 +66,11 @@ class Hub:
     last_purge: float = float("-inf")
 
     def publish(self, team: str, item: dict[str, Any]) -> None:
-        for f in list(self.teams.get(team, ())):
-            f.offer(item)
+        followers = self.teams.get(team)
+        if followers:
+            entry = (item, json.dumps(item))
+            for f in list(followers):
+                f.offer(entry)
 
 
 HUB = web.AppKey("thread_hub", Hub)
@@ -220,15 +228,22 @@ async def post_message(request: web.Request) -> web.Response:
 # -- live delivery ----------------------------------------------------------------------------------
 
 
-def _may_read(app: web.Application, team_id: str, member: str) -> bool:
+def _may_read(app: web.Application, team_id: str, f: Follower) -> bool:
+    """Still allowed to read? Judged again whenever the team or org state changed (the
+    directory replaces a state object on every link) and at least once a second (terms end)."""
     directory = app[DIRECTORY]
     team = directory.teams.get(team_id)
     org = directory.org
     if team is None or org is None:
         return False
-    t = int(app[CONFIG].clock())
+    now = app[CONFIG].clock()
+    if f.checked is not None and f.checked[0] is team and f.checked[1] is org and now - f.checked[2] < 1.0:
+        return True
+    t, member = int(now), f.member
     removed = member in org.members and org.members[member].status == "removed"
-    return not removed and POLICY.team_allows(org.roles_of(member, t), team.role_of(member, t), "thread.read")
+    allowed = not removed and POLICY.team_allows(org.roles_of(member, t), team.role_of(member, t), "thread.read")
+    f.checked = (team, org, now) if allowed else None
+    return allowed
 
 
 async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]:
@@ -315,17 +330,18 @@ async def follow(request: web.Request) -> web.StreamResponse:
             delivered += await catch_up(tid)
         await ws.send_json({"type": "live"})
         while not ws.closed:
-            item = await me.queue.get()
-            if item is None or ws.closed:
+            entry = await me.queue.get()
+            if entry is None or ws.closed:
                 break
-            if not _may_read(app, team.team_id, s.member):
+            if not _may_read(app, team.team_id, me):
                 await ws.send_json({"type": "closed", "message": "you no longer have access to this team"})
                 break
+            item, text = entry
             tid = str(item["thread"])
             if item["type"] == "thread":
                 if follow_all and tid not in sent:
                     sent[tid] = 0
-                    await ws.send_json(item)
+                    await ws.send_str(text)
                 continue
             if tid not in sent or int(item["pos"]) <= sent[tid]:
                 continue  # already sent from storage
@@ -334,7 +350,7 @@ async def follow(request: web.Request) -> web.StreamResponse:
                 for t_id in list(sent):
                     delivered += await catch_up(t_id)
                 continue
-            await ws.send_json(item)
+            await ws.send_str(text)
             sent[tid] = int(item["pos"])
             delivered += 1
     except (ConnectionResetError, RuntimeError):

@@ -658,3 +658,60 @@ def test_keystore_kdf_all_strong(world: MWorld) -> None:
               for p, d in ((world.founder, world.founder.device.device_id), (alice, alice.device.device_id),
                            (alice, phone.device_id))]
     ok(result(audit(world, [], events, now=world.time + DAY), "keystore-kdf"))
+
+
+# -- retention and small-threads ---------------------------------------------------------------------
+
+
+def thread_created(team: Team, t: int, thread: str, expire: int, actor: str = "") -> Event:
+    return event(t, "thread.create", actor, res={"team": team.team_id, "thread": thread}, detail={"expire": expire})
+
+
+def test_retention_forever_and_too_long(world: MWorld) -> None:
+    circle = circle_of(world)
+    program = world.create_team(world.founder, [(world.founder, "admin")], kind="program")
+    t = world.time
+    events = [thread_created(circle, t, "a" * 32, 0), thread_created(circle, t, "b" * 32, 8 * DAY),
+              thread_created(program, t, "c" * 32, 0), thread_created(program, t, "d" * 32, 29 * DAY)]
+    res = result(audit(world, [circle, program], events), "retention")
+    assert res.status == "violated"
+    assert sorted(f.subject for f in res.findings) == ["a" * 32, "b" * 32, "c" * 32, "d" * 32]
+    forever = next(f for f in res.findings if f.subject == "a" * 32)
+    assert "forever" in forever.message and forever.events == (0,)
+
+
+def test_retention_within_the_limits(world: MWorld) -> None:
+    circle = circle_of(world)
+    program = world.create_team(world.founder, [(world.founder, "admin")], kind="program")
+    t = world.time
+    events = [thread_created(circle, t, "a" * 32, 7 * DAY), thread_created(circle, t, "b" * 32, DAY),
+              thread_created(program, t, "c" * 32, 28 * DAY),
+              event(t, "thread.create", result="failed", res={"team": circle.team_id, "thread": "e" * 32},
+                    detail={"expire": 0})]  # refused by the server: no thread
+    ok(result(audit(world, [circle, program], events), "retention"))
+    # A parameter change moves the verdict: circles may now keep messages one day at most.
+    strict = with_params('[rules.retention]\nsensitive_max_days = 1\n')
+    assert only(result(audit(world, [circle, program], events), "retention", strict)).subject == "a" * 32
+
+
+def test_small_threads_too_many_readers_and_idle(world: MWorld) -> None:
+    people = [(world.admit(f"p{i}"), "reader") for i in range(12)]
+    big = circle_of(world, *people)  # founder + 12: 13 readers
+    program = world.create_team(world.founder, [(world.founder, "admin"), *people], kind="program")
+    t = world.time
+    events = [thread_created(big, t, "a" * 32, DAY), thread_created(program, t, "b" * 32, DAY),
+              event(t + 40 * DAY, "msg.post", world.founder.id, res={"team": program.team_id, "thread": "b" * 32})]
+    res = result(audit(world, [big, program], events, now=t + 41 * DAY), "small-threads")
+    levels = sorted((f.level, f.subject) for f in res.findings)
+    # the circle thread: too many readers and idle; the program thread (not sensitive) was active yesterday
+    assert levels == [("violation", "a" * 32), ("warning", "a" * 32)], levels
+    assert "13 members" in next(f.message for f in res.findings if f.level == "violation")
+
+
+def test_small_threads_small_and_active(world: MWorld) -> None:
+    alice = world.admit("alice")
+    circle = circle_of(world, (alice, "writer"))
+    t = world.time
+    events = [thread_created(circle, t, "a" * 32, DAY),
+              event(t + 20 * DAY, "msg.post", alice.id, res={"team": circle.team_id, "thread": "a" * 32})]
+    ok(result(audit(world, [circle], events, now=t + 21 * DAY), "small-threads"))

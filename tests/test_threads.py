@@ -429,7 +429,7 @@ def test_thread_events_reach_the_security_team(org: Org, make_member: Any) -> No
     org.alice.ok("team", "rotate", "drafting")
     assert isinstance(asyncio.run(post_under(org.server, org.bob, "audited", 1)), Conflict)
     org.server.advance(3600 + 5)
-    for m in (org.bob, carol):
+    for m in (org.alice, org.bob, carol):
         m.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(3600 + 5)
     org.bob.ok("thread", "read", "drafting", "audited")  # the server purges: one msg.expire event
     events = carol.json("audit", "log")["events"]
@@ -444,6 +444,18 @@ def test_thread_events_reach_the_security_team(org: Org, make_member: Any) -> No
     assert any(e["actor_name"] == "bob" and e["detail"].get("count") == 1 for e in by_action["msg.read"])
     [expire] = by_action["msg.expire"]
     assert expire["detail"]["count"] == 1 and expire["res"]["thread"] == post["res"]["thread"]
+    # The exposure report: the thread bob could read, its expiry, what was posted and what he fetched.
+    exp = carol.json("audit", "exposure", "bob")
+    [drafting] = [t for t in exp["teams"] if t["name"] == "drafting"]
+    [th] = drafting["threads"]
+    assert th["thread"] == post["res"]["thread"] and th["expire"] == 3600 and th["messages"] == 1
+    assert th["fetched"] == 1 and exp["messages_fetched"] == 1
+    # retention: a thread of this (program) team that keeps messages forever is a violation.
+    org.alice.ok("thread", "create", "drafting", "forever")
+    report = carol.run("audit", "report", "--json").json()
+    [retention] = [r for r in report["rules"] if r["rule"] == "retention"]
+    assert retention["status"] == "violated" and len(retention["findings"]) == 1
+    assert "forever" in retention["findings"][0]["message"]
     refused = [e for e in by_action["msg.post"] if e["result"] != "ok"]
     assert refused and refused[0]["actor_name"] == "bob" and refused[0]["detail"]["error"] == "conflict"
     assert "audited" not in json.dumps(events) and "one" not in [str(v) for e in events for v in e["res"].values()]

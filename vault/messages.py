@@ -27,6 +27,7 @@ clear because the server deletes expired messages.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -228,11 +229,11 @@ class Message:
     ct: bytes
     sig: bytes
 
-    @property
+    @functools.cached_property
     def statement(self) -> bytes:
         return encode({"header": self.header.raw, "ct_hash": p.sha256(self.ct)})
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         return p.tagged_hash(labels.H_MSG, self.statement)[:16].hex()
 
