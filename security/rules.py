@@ -829,6 +829,31 @@ def _keystore_kdf(ctx: _Context, rule: Rule) -> list[Finding]:
     return out
 
 
+# -- circle-shape -------------------------------------------------------------------------------------------
+
+
+def _circle_shape(ctx: _Context, rule: Rule) -> list[Finding]:
+    """Circles have ``min_members`` to ``max_members`` active members; nobody is in more than ``max_circles``."""
+    lo, hi, most = rule.int_("min_members"), rule.int_("max_members"), rule.int_("max_circles")
+    removed = {mid for mid, om in ctx.inp.org.members.items() if om.status == "removed"}
+    circles_of: dict[str, list[str]] = defaultdict(list)
+    out = []
+    for tid, team in sorted(ctx.inp.teams.items()):
+        if team.kind != "circle":
+            continue
+        members = team.active_members(ctx.now) - removed
+        for mid in members:
+            circles_of[mid].append(tid)
+        if not lo <= len(members) <= hi:
+            out.append(_finding(rule, VIOLATION, f"circle {tid} has {len(members)} active members; it needs "
+                                f"{lo} to {hi}", tid))
+    for mid, tids in sorted(circles_of.items()):
+        if len(tids) > most:
+            out.append(_finding(rule, VIOLATION, f"member {mid} is in {len(tids)} circles ({', '.join(tids)}); "
+                                f"at most {most}", mid))
+    return out
+
+
 # -- retention and small-threads (team threads) ---------------------------------------------------------
 
 
@@ -894,6 +919,7 @@ CHECKS: Final[Mapping[str, Callable[[_Context, Rule], list[Finding]]]] = {
     "failed-logins": _failed_logins,
     "pending-shares": _pending_shares,
     "keystore-kdf": _keystore_kdf,
+    "circle-shape": _circle_shape,
     "retention": _retention,
     "small-threads": _small_threads,
 }

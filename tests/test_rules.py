@@ -715,3 +715,29 @@ def test_small_threads_small_and_active(world: MWorld) -> None:
     events = [thread_created(circle, t, "a" * 32, DAY),
               event(t + 20 * DAY, "msg.post", alice.id, res={"team": circle.team_id, "thread": "a" * 32})]
     ok(result(audit(world, [circle], events, now=t + 21 * DAY), "small-threads"))
+
+
+# -- circle-shape -------------------------------------------------------------------------------------
+
+
+def test_circle_shape_too_small_too_large_and_double_membership(world: MWorld) -> None:
+    people = [world.admit(f"c{i}") for i in range(9)]
+    small = circle_of(world, (people[0], "writer"))  # founder + 1
+    large = circle_of(world, *[(x, "reader") for x in people[:8]])  # founder + 8 = 9
+    program = world.create_team(world.founder, [(world.founder, "admin"), *[(x, "reader") for x in people]],
+                                kind="program")  # not a circle: any size
+    res = result(audit(world, [small, large, program]), "circle-shape")
+    subjects = sorted(f.subject for f in res.findings)
+    # both circles are the wrong size; founder and c0 are in two circles each
+    assert subjects == sorted([small.team_id, large.team_id, world.founder.id, people[0].id]), res.findings
+    assert res.status == "violated"
+
+
+def test_circle_shape_well_formed(world: MWorld) -> None:
+    people = [world.admit(f"d{i}") for i in range(8)]
+    a = circle_of(world, *[(x, "reader") for x in people[:4]])  # founder + 4 = 5
+    ok(result(audit(world, [a]), "circle-shape"))
+    b = circle_of(world, *[(x, "reader") for x in people[4:8]])  # the founder is in both circles
+    assert only(result(audit(world, [a, b]), "circle-shape")).subject == world.founder.id
+    liaison = with_params("[rules.circle-shape]\nmax_circles = 2\n")  # e.g. a designated liaison
+    ok(result(audit(world, [a, b]), "circle-shape", liaison))
