@@ -148,7 +148,8 @@ class Storage(Protocol):
     async def add_thread(self, t: StoredThread, now: int) -> None: ...
     async def threads(self, team: str, now: int) -> list[StoredThread]: ...
     async def thread(self, team: str, thread: str) -> StoredThread | None: ...
-    async def add_message(self, m: StoredMessage, prev: str | None) -> int: ...
+    async def thread_head(self, team: str, thread: str) -> tuple[int, dict[str, tuple[int, str, int]]]: ...
+    async def add_messages(self, rows: list[StoredMessage]) -> None: ...
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]: ...
     async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None: ...
     async def purge_messages(self, now: int) -> list[tuple[str, str, int]]: ...
@@ -414,34 +415,35 @@ class SQLiteStorage:
         return None if row is None else self._thread(row)
 
     @_atomic
-    async def add_message(self, m: StoredMessage, prev: str | None) -> int:
-        """Append on top of the sending device's previous message (``Conflict`` otherwise); the position."""
+    async def thread_head(self, team: str, thread: str) -> tuple[int, dict[str, tuple[int, str, int]]]:
+        """A thread's next position and each device's last message (seq, id, time)."""
+        async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?", (team, thread)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound("no such thread in this team")
+        async with self._db.execute("SELECT device, seq, mid, time FROM thread_senders WHERE team=? AND thread=?",
+                                    (team, thread)) as cur:
+            senders = {str(r[0]): (int(r[1]), str(r[2]), int(r[3])) for r in await cur.fetchall()}
+        return int(row[0]), senders
+
+    @_atomic
+    async def add_messages(self, rows: list[StoredMessage]) -> None:
+        """Store messages whose positions and chains the caller already checked: one transaction
+        (and one fsync) for many concurrent posts."""
         await self._db.execute("BEGIN IMMEDIATE")
         try:
-            async with self._db.execute("SELECT seq, mid FROM thread_senders WHERE team=? AND thread=? AND device=?",
-                                        (m.team, m.thread, m.device)) as cur:
-                row = await cur.fetchone()
-            last_seq, last_mid = (int(row[0]), str(row[1])) if row else (0, None)
-            if m.seq != last_seq + 1 or prev != last_mid:
-                raise Conflict(f"this device's last message in the thread is number {last_seq}; "
-                               "read the thread and post again")
-            async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?",
-                                        (m.team, m.thread)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                raise NotFound("no such thread in this team")
-            pos = int(row[0])
-            await self._db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                   (m.team, m.thread, pos, m.mid, m.device, m.seq, m.time, m.record))
-            await self._db.execute("UPDATE threads SET next_pos=?, last_time=MAX(last_time, ?) WHERE team=? AND "
-                                   "thread=?", (pos + 1, m.time, m.team, m.thread))
-            await self._db.execute("INSERT OR REPLACE INTO thread_senders VALUES (?, ?, ?, ?, ?, ?)",
-                                   (m.team, m.thread, m.device, m.seq, m.mid, m.time))
+            await self._db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                       [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record)
+                                        for m in rows])
+            await self._db.executemany("INSERT OR REPLACE INTO thread_senders VALUES (?, ?, ?, ?, ?, ?)",
+                                       [(m.team, m.thread, m.device, m.seq, m.mid, m.time) for m in rows])
+            await self._db.executemany("UPDATE threads SET next_pos=MAX(next_pos, ?), last_time=MAX(last_time, ?) "
+                                       "WHERE team=? AND thread=?",
+                                       [(m.pos + 1, m.time, m.team, m.thread) for m in rows])
             await self._db.execute("COMMIT")
         except BaseException:
             await self._db.execute("ROLLBACK")
             raise
-        return pos
 
     @_atomic
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -30,7 +30,8 @@ from aiohttp import WSMsgType, web
 from security.policy import POLICY
 from server.app import CONFIG, DIRECTORY, STORAGE, _visible_team, b64, now_of, read_json, session_of, unb64
 from server.audit import Note, note
-from server.storage import StoredMessage, StoredThread
+from server.audit_api import ServiceUnavailable, record
+from server.storage import SQLiteStorage, StoredMessage, StoredThread
 from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 
@@ -76,6 +77,70 @@ class Hub:
 HUB = web.AppKey("thread_hub", Hub)
 
 
+@dataclass
+class ThreadHead:
+    next_pos: int
+    senders: dict[str, tuple[int, str, int]]  # device -> its last message (seq, id, time)
+
+
+class MessageLog:
+    """Appends with group commit: each post is checked against the thread's head in memory
+    (its position and the device's chain), then waits until the batch it joined is durable.
+    Concurrent posts share one transaction and one fsync. If a commit fails, every waiting
+    post fails and the heads are read again from storage."""
+
+    def __init__(self, storage: SQLiteStorage) -> None:
+        self.storage = storage
+        self.heads: dict[tuple[str, str], ThreadHead] = {}
+        self.pending: list[tuple[StoredMessage, asyncio.Future[None]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def head(self, team: str, thread: str) -> ThreadHead:
+        key = (team, thread)
+        if key not in self.heads:
+            next_pos, senders = await self.storage.thread_head(team, thread)
+            self.heads.setdefault(key, ThreadHead(next_pos, senders))  # a concurrent load may have won
+        return self.heads[key]
+
+    async def append(self, m: StoredMessage, prev: str | None) -> int:
+        head = await self.head(m.team, m.thread)
+        last = head.senders.get(m.device)
+        last_seq, last_id = (last[0], last[1]) if last else (0, None)
+        if m.seq != last_seq + 1 or prev != last_id:
+            raise Conflict(f"this device's last message in the thread is number {last_seq}; "
+                           "read the thread and post again")
+        row = replace(m, pos=head.next_pos)
+        head.next_pos += 1
+        head.senders[m.device] = (m.seq, m.mid, m.time)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((row, done))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(done)  # a client that hangs up does not undo a write in flight
+        return row.pos
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await self.storage.add_messages([row for row, _ in batch])
+            except Exception:
+                log.exception("storing %d thread messages failed", len(batch))
+                self.heads.clear()  # later posts were checked against heads that included these
+                failed = ServiceUnavailable("the server could not store the message; try again")
+                for _, done in batch + self.pending:
+                    if not done.done():
+                        done.set_exception(failed)
+                self.pending = []
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
+LOG = web.AppKey("thread_log", MessageLog)
+
+
 def _team_for(request: web.Request, action: str) -> Any:
     team = _visible_team(request, request.match_info["team"])
     me = session_of(request).member
@@ -116,8 +181,6 @@ def _message_json(m: StoredMessage) -> dict[str, Any]:
 
 async def purge_due(app: web.Application, force: bool = False) -> None:
     """Delete expired messages (at most once a second unless forced) and audit each deletion."""
-    from server.audit_api import record  # noqa: PLC0415 (audit_api imports server.app)
-
     hub, now = app[HUB], app[CONFIG].clock()
     if not force and now - hub.last_purge < 1.0:
         return
@@ -219,9 +282,9 @@ async def post_message(request: web.Request) -> web.Response:
     _check_time(request, h.time, "message")
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
     stored = StoredMessage(team.team_id, t.thread, 0, m.id, h.device, h.seq, h.time, m.raw)
-    pos = await app[STORAGE].add_message(stored, h.prev)
+    pos = await app[LOG].append(stored, h.prev)
     event.detail["pos"] = pos
-    app[HUB].publish(team.team_id, _message_json(StoredMessage(**{**stored.__dict__, "pos": pos})))
+    app[HUB].publish(team.team_id, _message_json(replace(stored, pos=pos)))
     return web.json_response({"id": m.id, "pos": pos}, status=201)
 
 
@@ -274,8 +337,6 @@ async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]
 
 
 async def follow(request: web.Request) -> web.StreamResponse:
-    from server.audit_api import record  # noqa: PLC0415 (audit_api imports server.app)
-
     team = _team_for(request, "thread.read")
     s = session_of(request)
     app = request.app
@@ -397,6 +458,7 @@ async def _close_followers(app: web.Application) -> None:
 
 def register(app: web.Application) -> None:
     app[HUB] = Hub()
+    app[LOG] = MessageLog(app[STORAGE])
     r = app.router
     r.add_get("/api/v1/teams/{team}/threads", list_threads)
     r.add_post("/api/v1/teams/{team}/threads", create_thread)
