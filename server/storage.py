@@ -163,6 +163,7 @@ class SQLiteStorage:
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
         self._lock = asyncio.Lock()
+        self._sessions: dict[bytes, Session] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
         self.blob_dir = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"
@@ -346,9 +347,18 @@ class SQLiteStorage:
 
     @_atomic
     async def session(self, token: bytes) -> Session | None:
+        """A session by its token hash (found ones are kept in memory: one query fewer per request)."""
+        cached = self._sessions.get(token)
+        if cached is not None:
+            return cached
         async with self._db.execute("SELECT member, device, expires FROM sessions WHERE token=?", (token,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else Session(str(row[0]), str(row[1]), float(row[2]))
+        if row is None:
+            return None
+        if len(self._sessions) >= 10_000:
+            self._sessions.clear()
+        found = self._sessions[token] = Session(str(row[0]), str(row[1]), float(row[2]))
+        return found
 
     # -- device-link mailbox ---------------------------------------------------------------
 
@@ -489,3 +499,4 @@ class SQLiteStorage:
         await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))
         await self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
         await self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
+        self._sessions = {t: v for t, v in self._sessions.items() if v.expires >= now}

@@ -255,7 +255,8 @@ async def post_message(request: web.Request) -> web.Response:
     s = session_of(request)
     app = request.app
     event = note(request, "msg.post", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
-    t = await _stored_thread(request, team)
+    thread = _thread_id(request.match_info["thread"])
+    await app[LOG].head(team.team_id, thread)  # the thread exists (kept in memory after the first post)
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
     f = await read_json(request, {"message"})
@@ -266,7 +267,7 @@ async def post_message(request: web.Request) -> web.Response:
     h = m.header
     event.res["msg"] = m.id
     event.detail.update({"gen": h.gen, "seq": h.seq})
-    if (h.team, h.thread) != (team.team_id, t.thread):
+    if (h.team, h.thread) != (team.team_id, thread):
         raise IntegrityError("message header names another team or thread")
     if (h.sender, h.device) != (s.member, s.device):
         raise PolicyDenied("a message must be signed by the posting device")
@@ -281,7 +282,7 @@ async def post_message(request: web.Request) -> web.Response:
                        "any team member's client does it on its next run")
     _check_time(request, h.time, "message")
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
-    stored = StoredMessage(team.team_id, t.thread, 0, m.id, h.device, h.seq, h.time, m.raw)
+    stored = StoredMessage(team.team_id, thread, 0, m.id, h.device, h.seq, h.time, m.raw)
     pos = await app[LOG].append(stored, h.prev)
     event.detail["pos"] = pos
     app[HUB].publish(team.team_id, _message_json(replace(stored, pos=pos)))
