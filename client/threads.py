@@ -442,7 +442,14 @@ class Threads:
                      on_message: Callable[[str, Shown], Awaitable[None]],
                      on_state: Callable[[str], Awaitable[None]] | None) -> None:
         kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind == "live":
+        if kind == "msgs":  # several at once: each is a msg or thread frame
+            items = frame.get("items")
+            if not isinstance(items, list) or any(not isinstance(i, dict) or i.get("type") not in ("msg", "thread")
+                                                  for i in items):
+                raise IntegrityError("the server sent a malformed live frame")
+            for item in items:
+                await self._frame(item, scope, follow_all, on_message, on_state)
+        elif kind == "live":
             if on_state:
                 await on_state("live")
         elif kind == "thread" and follow_all:

@@ -38,6 +38,7 @@ from vault.messages import MAX_RECORD, Message, ThreadRecord
 log = logging.getLogger("mvault.server")
 PAGE = 1000
 QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
+BATCH = 64  # live items sent together in one frame when a follower has several waiting
 
 
 Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once for every follower)
@@ -391,30 +392,46 @@ async def follow(request: web.Request) -> web.StreamResponse:
         for tid in list(sent):
             delivered += await catch_up(tid)
         await ws.send_json({"type": "live"})
+        out: list[str] = []
+
+        async def flush() -> None:
+            """What is ready goes out as one frame (a ``msgs`` frame when there are several)."""
+            if len(out) == 1:
+                await ws.send_str(out[0])
+            elif out:
+                await ws.send_str('{"type": "msgs", "items": [' + ",".join(out) + "]}")
+            out.clear()
+
         while not ws.closed:
-            entry = await me.queue.get()
-            if entry is None or ws.closed:
+            batch = [await me.queue.get()]
+            while len(batch) < BATCH and not me.queue.empty():
+                batch.append(me.queue.get_nowait())
+            if any(entry is None for entry in batch) or ws.closed:
                 break
             if not _may_read(app, team.team_id, me):
                 await ws.send_json({"type": "closed", "message": "you no longer have access to this team"})
                 break
-            item, text = entry
-            tid = str(item["thread"])
-            if item["type"] == "thread":
-                if follow_all and tid not in sent:
-                    sent[tid] = 0
-                    await ws.send_str(text)
-                continue
-            if tid not in sent or int(item["pos"]) <= sent[tid]:
-                continue  # already sent from storage
-            if int(item["pos"]) != sent[tid] + 1 or me.lagged:
-                me.lagged = False
-                for t_id in list(sent):
-                    delivered += await catch_up(t_id)
-                continue
-            await ws.send_str(text)
-            sent[tid] = int(item["pos"])
-            delivered += 1
+            for entry in batch:
+                assert entry is not None
+                item, text = entry
+                tid = str(item["thread"])
+                if item["type"] == "thread":
+                    if follow_all and tid not in sent:
+                        sent[tid] = 0
+                        out.append(text)
+                    continue
+                if tid not in sent or int(item["pos"]) <= sent[tid]:
+                    continue  # already sent from storage
+                if int(item["pos"]) != sent[tid] + 1 or me.lagged:
+                    me.lagged = False
+                    await flush()
+                    for t_id in list(sent):
+                        delivered += await catch_up(t_id)
+                    continue
+                out.append(text)
+                sent[tid] = int(item["pos"])
+                delivered += 1
+            await flush()
     except (ConnectionResetError, RuntimeError):
         pass  # the follower went away mid-send
     finally:

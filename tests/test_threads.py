@@ -27,7 +27,7 @@ from client.client import Session
 from client.home import Home
 from client.threads import Shown, Threads
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread
-from vault.errors import Conflict, NotFound, PolicyDenied, VaultError
+from vault.errors import Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message
 
 SECRETS: dict[Path, Any] = {}
@@ -461,3 +461,33 @@ def test_thread_events_reach_the_security_team(org: Org, make_member: Any) -> No
     refused = [e for e in by_action["msg.post"] if e["result"] != "ok"]
     assert refused and refused[0]["actor_name"] == "bob" and refused[0]["detail"]["error"] == "conflict"
     assert "audited" not in json.dumps(events) and "one" not in [str(v) for e in events for v in e["res"].values()]
+
+
+async def test_a_follower_takes_several_messages_in_one_frame(org: Org) -> None:
+    """The server sends what waited for a follower as one ``msgs`` frame; the client checks each."""
+    org.alice.ok("thread", "create", "drafting", "batched")
+    for i in range(3):
+        org.alice.ok("thread", "post", "drafting", "batched", f"m{i}")
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        tid = await threads.thread_of("batched")
+        res = await s.api.get(f"{threads.base}/{tid}/messages?after=0")
+        items = [{"type": "msg", "thread": tid, "pos": m["pos"], "record": m["record"]} for m in res["messages"]]
+        scope = {tid: await threads._cached(tid, None, None)}
+        got: list[Shown] = []
+
+        async def on_message(_tid: str, m: Shown) -> None:
+            got.append(m)
+
+        await threads._frame({"type": "msgs", "items": items}, scope, False, on_message, None)
+        assert [m.text for m in got] == ["m0", "m1", "m2"]
+        await threads._frame({"type": "msgs", "items": items[:1]}, scope, False, on_message, None)
+        assert len(got) == 3  # delivered again after a reconnect: shown once
+        with pytest.raises(IntegrityError, match="malformed live frame"):
+            await threads._frame({"type": "msgs", "items": [{"type": "msgs", "items": []}]}, scope, False,
+                                 on_message, None)
+        reordered = [items[1], items[0]]
+        fresh = {tid: await Threads(s, threads.team)._cached(tid, None, None)}
+        fresh[tid].pos, fresh[tid].checker = 0, type(fresh[tid].checker)(threads.team.team_id, tid, 0)
+        with pytest.raises(IntegrityError):
+            await threads._frame({"type": "msgs", "items": reordered}, fresh, False, on_message, None)
