@@ -578,21 +578,31 @@ async def my_puk_boxes(request: web.Request) -> web.Response:
 # -- documents ---------------------------------------------------------------------------------
 
 
-def _doc_access(request: web.Request, action: str) -> Any:
+def team_access(request: web.Request, action: str, denied: str) -> Any:
+    """The route's team, if the caller may see it (else 404) and do ``action`` in it now (else 403:
+    "you may not {denied} team NAME")."""
     team = _visible_team(request, request.match_info["team"])
     directory = request.app[DIRECTORY]
     me = session_of(request).member
     t = int(now_of(request))
-    role = team.role_of(me, t)
-    if not POLICY.team_allows(directory.require_org().roles_of(me, t), role, action):
-        raise PolicyDenied(f"you may not {action.split('.')[1]} documents in team {team.name}")
+    if not POLICY.team_allows(directory.require_org().roles_of(me, t), team.role_of(me, t), action):
+        raise PolicyDenied(f"you may not {denied} team {team.name}")
     return team
 
 
+def _doc_access(request: web.Request, action: str) -> Any:
+    return team_access(request, action, f"{action.split('.')[1]} documents in")
+
+
+def hex_id(value: str, what: str) -> str:
+    """A 32-character lowercase hex id from a route (documents, threads)."""
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise EncodingError(f"{what} id must be 32 lowercase hex characters")
+    return value
+
+
 def _check_doc_id(doc: str) -> str:
-    if len(doc) != 32 or any(c not in "0123456789abcdef" for c in doc):
-        raise EncodingError("document id must be 32 lowercase hex characters")
-    return doc
+    return hex_id(doc, "document")
 
 
 def _version_json(v: StoredVersion) -> dict[str, Any]:

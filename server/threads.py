@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from security.policy import POLICY
-from server.app import CONFIG, DIRECTORY, STORAGE, _visible_team, b64, now_of, read_json, session_of, unb64
+from server.app import CONFIG, DIRECTORY, STORAGE, b64, hex_id, now_of, read_json, session_of, team_access, unb64
 from server.audit import Note, note
 from server.audit_api import ServiceUnavailable, record
 from server.storage import SQLiteStorage, StoredMessage, StoredThread
@@ -143,19 +143,11 @@ LOG = web.AppKey("thread_log", MessageLog)
 
 
 def _team_for(request: web.Request, action: str) -> Any:
-    team = _visible_team(request, request.match_info["team"])
-    me = session_of(request).member
-    t = int(now_of(request))
-    if not POLICY.team_allows(request.app[DIRECTORY].require_org().roles_of(me, t), team.role_of(me, t), action):
-        verb = "post in" if action == "thread.post" else "read"
-        raise PolicyDenied(f"you may not {verb} threads of team {team.name}")
-    return team
+    return team_access(request, action, "post in threads of" if action == "thread.post" else "read threads of")
 
 
 def _thread_id(raw: str) -> str:
-    if len(raw) != 32 or any(c not in "0123456789abcdef" for c in raw):
-        raise EncodingError("thread id must be 32 lowercase hex characters")
-    return raw
+    return hex_id(raw, "thread")
 
 
 def _int_query(request: web.Request, key: str, default: int, maximum: int) -> int:
