@@ -262,6 +262,9 @@ async def post_message(request: web.Request) -> web.Response:
     event.detail.update({"gen": h.gen, "seq": h.seq})
     if (h.team, h.thread) != (team.team_id, thread):
         raise IntegrityError("message header names another team or thread")
+    # The team as it is now (a link may have landed while the body arrived): from here to the
+    # append nothing waits, so messages are stored in the order of the team states they name.
+    team = app[DIRECTORY].team(team.team_id)
     if (h.sender, h.device) != (s.member, s.device):
         raise PolicyDenied("a message must be signed by the posting device")
     if h.gen != team.generation:

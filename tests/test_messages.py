@@ -1287,3 +1287,22 @@ def test_dropping_from_an_expiring_thread_is_excused_only_by_expiry(steps: list[
         assert not excused and "dropped" in str(e)
     else:
         assert excused
+
+
+def test_a_message_naming_an_older_team_state_than_one_before_it_is_refused() -> None:
+    """After a removal the team state moves on; a message written at the old state and stored later is spliced in."""
+    a, b = DeviceKeys.generate(), DeviceKeys.generate()
+    checker = ThreadChecker(KEY.team_id, THREAD, 0)
+    new = make_message(KEY, Body("after the change"), thread=THREAD, team_seq=5, sender="a", device=a, seq=1,
+                       prev=None, prev_time=0, seen=[], time=T0)
+    old = make_message(KEY, Body("from before"), thread=THREAD, team_seq=4, sender="b", device=b, seq=1, prev=None,
+                       prev_time=0, seen=[], time=T0 + 1)
+    checker.accept(new, T0 + 2)
+    with pytest.raises(IntegrityError, match="older than a message before it"):
+        checker.accept(old, T0 + 2)
+    again = ThreadChecker.from_value(checker.to_value())  # the high-water mark survives a reload
+    with pytest.raises(IntegrityError, match="older than a message before it"):
+        again.accept(old, T0 + 2)
+    fresh = ThreadChecker(KEY.team_id, THREAD, 0)
+    fresh.accept(old, T0 + 2)
+    fresh.accept(new, T0 + 2)  # in the order an honest server stores them

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from client.threads import Threads
 from server.threads import HUB
 from tests.conftest import Member, Org, ServerThread
-from tests.test_threads import Follower, add_members
+from tests.test_threads import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
-from vault.messages import Message
+from vault.messages import Body, Message, make_message
 
 
 @pytest.fixture
@@ -236,3 +238,29 @@ async def test_a_follower_detects_a_live_message_from_another_thread(talk: tuple
         assert [m.text for m in f.got] == ["alice one", "alice two", "bob three", "alice four"]
     finally:
         f.stop.set()
+
+
+async def test_a_removed_members_old_key_message_spliced_in_after_the_rotation_is_detected(
+        talk: tuple[Org, Member]) -> None:
+    """bob signs a message under generation 1 while still a member; after his removal and the
+    rotation, the server (colluding with him) stores it at the end of the thread."""
+    org, carol = talk
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        ct = await threads.resolve("plans")
+        key = await s.team_key(threads.team, threads.team.generation)
+        last = ct.checker.senders[s.device.device_id]
+        late = make_message(key, Body("signed before, stored after my removal"), thread=ct.checker.thread,
+                            team_seq=threads.team.seq, sender=s.me, device=s.device, seq=last.seq + 1,
+                            prev=last.id, prev_time=last.time, seen=ct.checker.newest_seen(s.device.device_id),
+                            time=int(time.time()) + 5)
+    org.alice.ok("team", "remove", "drafting", "bob")
+    org.alice.ok("thread", "post", "drafting", "plans", "after the removal")
+    assert [m["gen"] for m in carol.json("thread", "read", "drafting", "plans")][-1] == 2
+    rows = thread_rows(org.server, Message.parse(late.raw).header.thread)
+    team, thread, pos = rows[0][0], rows[0][1], rows[-1][2] + 1
+    with db(org.server) as con:
+        con.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (team, thread, pos, late.id, late.header.device, late.header.seq, late.header.time, late.raw))
+        con.execute("UPDATE threads SET next_pos=? WHERE team=? AND thread=?", (pos + 1, team, thread))
+    reader_fails(carol, "older than a message before it")

@@ -336,6 +336,7 @@ class ThreadChecker:
     expire: int
     senders: dict[str, SenderState] = field(default_factory=dict)  # device -> last message seen
     known: dict[str, int] = field(default_factory=dict)  # message id -> time, for `seen` checks
+    team_seq: int = 0  # the newest team state a message named so far
 
     def expired(self, t: int, now: int) -> bool:
         return self.expire > 0 and t + self.expire <= now + EXPIRY_GRACE
@@ -347,6 +348,11 @@ class ThreadChecker:
         mid = m.id
         if mid in self.known:
             raise IntegrityError("the server replayed a message we already have")
+        if h.team_seq < self.team_seq:
+            # An honest server stores a message only under the current team state, so states never go
+            # back in its order: this one was written before a later team change (e.g. a removal).
+            raise IntegrityError(f"a message names team state {h.team_seq}, older than a message before it "
+                                 f"({self.team_seq}): it was inserted out of order")
         last = self.senders.get(h.device)
         if last is not None and h.seq <= last.seq:
             raise IntegrityError(f"the server replayed or reordered messages of one sender "
@@ -366,6 +372,7 @@ class ThreadChecker:
                 raise IntegrityError("the server dropped or reordered a message another member had already read")
         self.senders[h.device] = SenderState(h.seq, mid, h.time)
         self.known[mid] = h.time
+        self.team_seq = h.team_seq
 
     def check_nothing_withheld(self, served_last: Mapping[str, int], now: int) -> None:
         """After a full read: every sender's newest message we saw before is still there
@@ -386,11 +393,11 @@ class ThreadChecker:
     def to_value(self) -> dict[str, Value]:
         return {"team": self.team, "thread": self.thread, "expire": self.expire,
                 "senders": {d: [s.seq, s.id, s.time] for d, s in self.senders.items()},
-                "known": dict(self.known)}
+                "known": dict(self.known), "team_seq": self.team_seq}
 
     @classmethod
     def from_value(cls, value: Value) -> ThreadChecker:
-        f = Fields(value, "thread state", {"team", "thread", "expire", "senders", "known"})
+        f = Fields(value, "thread state", {"team", "thread", "expire", "senders", "known", "team_seq"})
         senders = {}
         for d, v in f.dict_("senders").raw.items():
             if not isinstance(v, list) or len(v) != 3:
@@ -404,4 +411,5 @@ class ThreadChecker:
             if not isinstance(t, int):
                 raise EncodingError("thread state is malformed")
             known[mid] = t
-        return cls(f.str_("team", 64), f.str_("thread", 64), f.int_("expire", 0), senders, known)
+        return cls(f.str_("team", 64), f.str_("thread", 64), f.int_("expire", 0), senders, known,
+                   f.int_("team_seq", 0))
