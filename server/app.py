@@ -72,6 +72,7 @@ SESSION_KEY = web.RequestKey("session", Session)
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
           "/api/v1/auth/challenge", "/api/v1/auth/login", "/api/v1/device-links/{slot}/offer"}
 MAX_JSON = 4 * 1024 * 1024
+JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
 
 
 def b64(data: bytes) -> str:
@@ -128,14 +129,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     from server.audit_api import CLAIMED  # noqa: PLC0415 (audit_api imports this module)
 
     request[CLAIMED] = (session.member, session.device)  # so a refusal below is recorded against them
-    directory = request.app[DIRECTORY]
+    check_session(request.app, session)
+    request[SESSION_KEY] = session
+    return await handler(request)
+
+
+def check_session(app: web.Application, session: Session) -> None:
+    """The session is unexpired, its device active and its member not removed. Handlers that
+    wait for a request body call it again afterwards (a removal may land meanwhile)."""
+    if session.expires <= app[CONFIG].clock():
+        raise AuthError("session expired or unknown; log in again")
+    directory = app[DIRECTORY]
     member = directory.members.get(session.member)
     if member is None or session.device not in member.devices or member.devices[session.device].revoked is not None:
         raise AuthError("this device is no longer active")
     if _removed(directory, session.member):
         raise AuthError("this member was removed from the organization")
-    request[SESSION_KEY] = session
-    return await handler(request)
 
 
 def _removed(directory: Directory, member_id: str) -> bool:
@@ -154,8 +163,12 @@ async def read_json(request: web.Request, allowed: set[str]) -> Fields:
     if request.content_length is not None and request.content_length > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
     raw = bytearray()  # read() returns what has arrived so far: loop until the end of the body
-    while len(raw) <= MAX_JSON and (chunk := await request.content.read(MAX_JSON + 1 - len(raw))):
-        raw += chunk
+    try:
+        async with asyncio.timeout(JSON_TIMEOUT):
+            while len(raw) <= MAX_JSON and (chunk := await request.content.read(MAX_JSON + 1 - len(raw))):
+                raw += chunk
+    except TimeoutError as e:
+        raise EncodingError(f"the request body did not arrive within {JSON_TIMEOUT} s") from e
     if len(raw) > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
     try:
@@ -690,6 +703,11 @@ async def put_version(request: web.Request) -> web.Response:
         if await request.content.read(1):
             raise EncodingError("upload has bytes after the signature")
         record = Record.build(core.raw, wrapped, meta, body_hash, sig)
+        # The upload may have taken long: the writer must still be allowed, under the same team state.
+        check_session(app, s)
+        team = _doc_access(request, "doc.write")
+        if (core.team_seq, core.gen) != (team.seq, team.generation):
+            raise Conflict(f"the team changed during the upload (now at link {team.seq}); sync and put again")
         record.verify(directory.member(s.member).device(s.device).sign_public)
         vid = record.version_id
         loop = asyncio.get_running_loop()

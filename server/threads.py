@@ -28,7 +28,19 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from security.policy import POLICY
-from server.app import CONFIG, DIRECTORY, STORAGE, b64, hex_id, now_of, read_json, session_of, team_access, unb64
+from server.app import (
+    CONFIG,
+    DIRECTORY,
+    STORAGE,
+    b64,
+    check_session,
+    hex_id,
+    now_of,
+    read_json,
+    session_of,
+    team_access,
+    unb64,
+)
 from server.audit import Note, note
 from server.audit_api import ServiceUnavailable, record
 from server.storage import SQLiteStorage, StoredMessage, StoredThread
@@ -192,7 +204,10 @@ async def create_thread(request: web.Request) -> web.Response:
     event = note(request, "thread.create", {"team": team.team_id})
     f = await read_json(request, {"record"})
     rec = ThreadRecord.parse(unb64(f.raw.get("record"), "record", 4096))
-    event.res["thread"] = rec.thread
+    event.res["thread"] = rec.thread[:64]
+    _thread_id(rec.thread)
+    check_session(request.app, s)  # as things are now that the body arrived
+    team = _team_for(request, "thread.post")
     if rec.team != team.team_id:
         raise IntegrityError("thread record names another team")
     if (rec.creator, rec.device) != (s.member, s.device):
@@ -262,9 +277,11 @@ async def post_message(request: web.Request) -> web.Response:
     event.detail.update({"gen": h.gen, "seq": h.seq})
     if (h.team, h.thread) != (team.team_id, thread):
         raise IntegrityError("message header names another team or thread")
-    # The team as it is now (a link may have landed while the body arrived): from here to the
-    # append nothing waits, so messages are stored in the order of the team states they name.
-    team = app[DIRECTORY].team(team.team_id)
+    # Judged again as things are now (a removal or a team change may have landed while the body
+    # arrived); from here to the append nothing waits, so messages are stored in the order of the
+    # team states they name, and only while their sender may post.
+    check_session(app, s)
+    team = _team_for(request, "thread.post")
     if (h.sender, h.device) != (s.member, s.device):
         raise PolicyDenied("a message must be signed by the posting device")
     if h.gen != team.generation:

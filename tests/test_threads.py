@@ -26,9 +26,11 @@ from client.api import Api, b64
 from client.client import Session
 from client.home import Home
 from client.threads import Shown, Threads
+from server.app import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread
-from vault.errors import Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
-from vault.messages import MAX_TEXT, Body, make_message
+from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
+from vault.messages import MAX_TEXT, Body, make_message, make_thread
+from vault.teamkeys import TeamKey
 
 SECRETS: dict[Path, Any] = {}
 
@@ -491,3 +493,43 @@ async def test_a_follower_takes_several_messages_in_one_frame(org: Org) -> None:
         fresh[tid].pos, fresh[tid].checker = 0, type(fresh[tid].checker)(threads.team.team_id, tid, 0)
         with pytest.raises(IntegrityError):
             await threads._frame({"type": "msgs", "items": reordered}, fresh, False, on_message, None)
+
+
+@pytest.mark.parametrize("what", ["post", "create"])
+async def test_a_request_whose_body_arrives_after_the_removal_is_refused(org: Org, make_member: Any,
+                                                                         what: str) -> None:
+    """bob starts a post (or a thread creation), is removed while its body is still arriving,
+    then finishes it naming the new team state: the server judges him again and refuses."""
+    [carol] = add_members(org, make_member, ["carol"], role="reader")
+    org.alice.ok("thread", "create", "drafting", "rot")
+    org.alice.ok("thread", "post", "drafting", "rot", "before the removal")
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        ct = await threads.resolve("rot")
+        names_key = await s.team_key(threads.team, threads.team.generation)
+        go = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b'{"' + (b"message" if what == "post" else b"record") + b'": "'
+            await go.wait()
+            team = org.server.app[DIRECTORY].teams[threads.team.team_id]  # after the removal and rotation
+            if what == "post":
+                forged = TeamKey(team.team_id, team.generation, os.urandom(32))  # bob cannot know the new key
+                raw = make_message(forged, Body("after my removal"), thread=ct.checker.thread, team_seq=team.seq,
+                                   sender=s.me, device=s.device, seq=1, prev=None, prev_time=0, seen=[],
+                                   time=int(time.time())).raw
+            else:
+                raw = make_thread(names_key, "from-the-admins-urgent", team_seq=team.seq, expire=0, creator=s.me,
+                                  device=s.device, time=int(time.time())).raw
+            yield (b64(raw) + '"}').encode()
+
+        path = f"{threads.base}/{ct.checker.thread}/messages" if what == "post" else threads.base
+        request = asyncio.create_task(s.api.upload(path, body()))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(org.alice.ok, "team", "remove", "drafting", "bob")
+        go.set()
+        with pytest.raises((NotFound, PolicyDenied, AuthError)):
+            await request
+    assert rows(org.server)[0][0] == 1 and rows(org.server, "SELECT COUNT(*) FROM threads")[0][0] == 1
+    assert [m["text"] for m in carol.json("thread", "read", "drafting", "rot")] == ["before the removal"]
+    assert [t["name"] for t in carol.json("thread", "ls", "drafting")] == ["rot"]
