@@ -42,6 +42,7 @@ from vault.errors import (
 )
 from vault.localstate import local_key, open_local, seal_local
 from vault.messages import (
+    LINK_SKEW,
     Attachment,
     Body,
     Message,
@@ -89,16 +90,25 @@ class CachedThread:
     pos: int = 0  # highest server position accepted
     read: int = 0  # highest position shown to the member (unread = messages after it)
     messages: list[Shown] = field(default_factory=list)
+    # Our device's newest message the server acknowledged (seq, id, time): the next post chains
+    # to it, and a server that never serves it is caught.
+    own: tuple[int, str, int] | None = None
 
     def to_value(self) -> dict[str, Value]:
         return {"name": self.name, "record": self.record, "checker": self.checker.to_value(), "pos": self.pos,
-                "read": self.read, "messages": [m.to_value() for m in self.messages[-MAX_CACHED:]]}
+                "read": self.read, "messages": [m.to_value() for m in self.messages[-MAX_CACHED:]],
+                "own": list(self.own) if self.own else None}
 
     @classmethod
     def from_value(cls, v: Value) -> CachedThread:
         f = Fields(v, "cached thread")
+        own = f.raw.get("own")
+        mine = None
+        if isinstance(own, list) and len(own) == 3 and isinstance(own[0], int) and isinstance(own[1], str) \
+                and isinstance(own[2], int):
+            mine = (own[0], own[1], own[2])
         return cls(f.str_("name"), f.bytes_("record", max_size=4096), ThreadChecker.from_value(f.raw["checker"]),
-                   f.int_("pos", 0), f.int_("read", 0), [Shown.from_value(m) for m in f.list_("messages")])
+                   f.int_("pos", 0), f.int_("read", 0), [Shown.from_value(m) for m in f.list_("messages")], mine)
 
     @property
     def expire(self) -> int:
@@ -153,6 +163,11 @@ def _device_key(view: View, member_id: str, device_id: str, t: int, what: str) -
 
 
 def _could_post(team: TeamState, view: View, member: str, team_seq: int, gen: int, t: int) -> bool:
+    """Could ``member`` post at team state ``team_seq`` under ``gen``, at time ``t``, while that
+    state lasted (a message dated well after the next team link was written after it)?"""
+    ended = team.superseded_at(team_seq)
+    if ended is not None and t > ended + LINK_SKEW:
+        return False
     return team_seq <= team.seq and team.may_write_at(team_seq, member, gen, t, view.org, POLICY, "thread.post")
 
 
@@ -192,6 +207,12 @@ async def _check_message(s: Session, team: TeamState, m: Message) -> Body | None
         return m.open(key)
     except DecryptionFailed as e:
         raise IntegrityError("a message does not decrypt: it was altered") from e
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise IntegrityError("the server sent a malformed answer")
+    return value
 
 
 def _parse_served(item: Any) -> tuple[int, Message]:
@@ -261,7 +282,8 @@ class Threads:
             record, name = await open_thread_record(self.s, self.team, unb64(listed[tid].get("record")))
         if record.thread != tid:
             raise IntegrityError("the server sent another thread's record")
-        ct = CachedThread(name or "", record.raw, ThreadChecker(self.team.team_id, tid, record.expire))
+        ct = CachedThread(name or "", record.raw,
+                          ThreadChecker(self.team.team_id, tid, record.expire, team_seq=record.team_seq))
         self.cache.threads[tid] = ct
         return ct
 
@@ -305,9 +327,13 @@ class Threads:
             mine = res.get("mine")
             last = ct.checker.senders.get(self.s.device.device_id)
             if last is not None and not ct.checker.expired(last.time, now()) and (
-                    mine is None or int(mine.get("seq", 0)) < last.seq):
+                    not isinstance(mine, dict) or _int(mine.get("seq")) < last.seq):
                 raise IntegrityError("the server withheld our own messages (the thread was rolled back)")
             if not res.get("more"):
+                served = last.seq if last else 0
+                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2], now()):
+                    raise IntegrityError("the server acknowledged one of our messages but does not serve it "
+                                         "(it was dropped)")
                 return ct
 
     async def resolve(self, name: str) -> CachedThread:
@@ -342,11 +368,16 @@ class Threads:
             me = self.s.device.device_id
             last = ct.checker.senders.get(me)
             seq, prev, prev_time = (last.seq + 1, last.id, last.time) if last else (1, None, 0)
-            if last is None:
+            if ct.own is not None and ct.own[0] >= seq:  # acknowledged, expired since: chain to it all the same
+                seq, prev, prev_time = ct.own[0] + 1, ct.own[1], ct.own[2]
+            if last is None and ct.own is None:
                 res = await self.s.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1")
                 mine = res.get("mine")
-                if mine:  # our earlier messages expired (or were never cached here)
-                    seq, prev, prev_time = int(mine["seq"]) + 1, str(mine["id"]), int(mine["time"])
+                if isinstance(mine, dict):  # never posted from this cache: the server's word for our last
+                    try:
+                        seq, prev, prev_time = int(mine["seq"]) + 1, str(mine["id"]), int(mine["time"])
+                    except (KeyError, TypeError, ValueError) as e:
+                        raise IntegrityError("the server sent a malformed answer") from e
             m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, team_seq=self.team.seq,
                              sender=self.s.me, device=self.s.device, seq=seq, prev=prev, prev_time=prev_time,
                              seen=ct.checker.newest_seen(me), time=max(t, prev_time))
@@ -357,11 +388,12 @@ class Threads:
                 if attempt == 3:
                     raise
                 continue  # the team changed, or we raced ourselves: read again and retry
-            if res.get("id") != m.id:
+            if not isinstance(res, dict) or res.get("id") != m.id or not isinstance(res.get("pos"), int):
                 raise IntegrityError("the server acknowledged a different message than we sent")
-            shown = await self.accept(ct, int(res["pos"]), m) if int(res["pos"]) == ct.pos + 1 else None
+            ct.own = (seq, m.id, m.header.time)  # before anything else: never reuse this number
+            shown = await self.accept(ct, res["pos"], m) if res["pos"] == ct.pos + 1 else None
             self.cache.save()
-            return shown or Shown(int(res["pos"]), m.id, m.header.time, self.s.me, me, seq, text,
+            return shown or Shown(res["pos"], m.id, m.header.time, self.s.me, me, seq, text,
                                   [a.__dict__ for a in attach or ()], key.gen)
         raise AssertionError("unreachable")
 

@@ -22,7 +22,7 @@ from server.threads import HUB
 from tests.conftest import Member, Org, ServerThread
 from tests.test_threads import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
-from vault.messages import Body, Message, make_message
+from vault.messages import LINK_SKEW, Body, Message, make_message
 
 
 @pytest.fixture
@@ -264,3 +264,61 @@ async def test_a_removed_members_old_key_message_spliced_in_after_the_rotation_i
                     (team, thread, pos, late.id, late.header.device, late.header.seq, late.header.time, late.raw))
         con.execute("UPDATE threads SET next_pos=? WHERE team=? AND thread=?", (pos + 1, team, thread))
     reader_fails(carol, "older than a message before it")
+
+
+async def test_a_message_acknowledged_but_never_stored_is_detected(talk: tuple[Org, Member]) -> None:
+    """The server answers 201 for bob's post but drops it: bob's next command notices, and bob
+    never signs a second message under the same number."""
+    org, _ = talk
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        real_post = s.api.post
+        sent: list[Message] = []
+
+        async def swallow(path: str, body: Any) -> Any:
+            if path.endswith("/messages"):
+                m = Message.parse(base64.b64decode(body["message"]))
+                sent.append(m)
+                return {"id": m.id, "pos": 99}  # acknowledged, never stored
+            return await real_post(path, body)
+
+        s.api.post = swallow  # type: ignore[method-assign]
+        await threads.post("plans", "two: do NOT sign the contract")
+        s.api.post = real_post  # type: ignore[method-assign]
+        with pytest.raises(Exception, match="acknowledged one of our messages but does not serve it"):
+            await threads.post("plans", "three")
+    # The cache remembers it across runs too.
+    org.bob.fails("thread", "read", "drafting", "plans", contains="does not serve it")
+    assert len(sent) == 1
+
+
+def inject(server: ServerThread, thread: str, m: Message) -> None:
+    with db(server) as con:
+        team, pos = con.execute("SELECT team, next_pos FROM threads WHERE thread=?", (thread,)).fetchone()
+        con.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (team, thread, pos, m.id, m.header.device, m.header.seq, m.header.time, m.raw))
+        con.execute("UPDATE threads SET next_pos=? WHERE thread=?", (pos + 1, thread))
+
+
+async def test_a_removed_members_message_dated_after_the_removal_is_detected(talk: tuple[Org, Member]) -> None:
+    """Colluding with the server, removed bob signs messages naming the team state before his
+    removal: in an idle thread (dated well after the removal) and in a thread created after it."""
+    org, carol = talk
+    org.alice.ok("thread", "create", "drafting", "idle")
+    org.alice.ok("thread", "post", "drafting", "idle", "before the removal")
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        idle = (await threads.resolve("idle")).checker.thread
+        key, old_seq, me, device = await s.team_key(threads.team, 1), threads.team.seq, s.me, s.device
+    org.alice.ok("team", "remove", "drafting", "bob")
+    org.alice.ok("thread", "create", "drafting", "after-removal")
+    fresh = next(t["thread"] for t in org.alice.json("thread", "ls", "drafting") if t["name"] == "after-removal")
+    late = make_message(key, Body("bob, removed, writes later"), thread=idle, team_seq=old_seq, sender=me,
+                        device=device, seq=1, prev=None, prev_time=0, seen=[],
+                        time=int(time.time()) + LINK_SKEW + 120)
+    inject(org.server, idle, late)
+    carol.fails("thread", "read", "drafting", "idle", contains="could not post then")
+    first = make_message(key, Body("bob, removed, writes first"), thread=fresh, team_seq=old_seq, sender=me,
+                         device=device, seq=1, prev=None, prev_time=0, seen=[], time=int(time.time()))
+    inject(org.server, fresh, first)
+    carol.fails("thread", "read", "drafting", "after-removal", contains="older than")

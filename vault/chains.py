@@ -612,6 +612,7 @@ class TeamSnapshot:
     generation: int
     org_seq: int
     roles: dict[str, tuple[str, int | None]]  # member -> (role, until)
+    time: int = 0  # the time of the link that made this state
 
 
 @dataclass
@@ -637,7 +638,12 @@ class TeamState:
 
     def _snapshot(self) -> None:
         self.snapshots[self.seq] = TeamSnapshot(
-            self.generation, self.org_seq, {m: (tm.role, tm.until) for m, tm in self.members.items()})
+            self.generation, self.org_seq, {m: (tm.role, tm.until) for m, tm in self.members.items()}, self.time)
+
+    def superseded_at(self, team_seq: int) -> int | None:
+        """When the state ``team_seq`` ended: the time of the next team link (None: still current)."""
+        nxt = self.snapshots.get(team_seq + 1)
+        return None if nxt is None else nxt.time
 
     def may_write_at(self, team_seq: int, member_id: str, gen: int, t: int, org: OrgState, policy: Policy,
                      action: str = "doc.write") -> bool:

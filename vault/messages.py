@@ -49,6 +49,10 @@ BODY_BUCKET = 256
 MAX_BODY = MAX_TEXT + 4096  # padded plaintext body, text plus attachments and framing
 MAX_RECORD = MAX_BODY + 2048
 EXPIRY_GRACE = 120  # seconds: a reader's clock may trail the server's when it purges
+# A message (or thread) is stored only under the current team state, and the server accepts
+# signer times within 600 s of its clock: so an honest one is dated at most twice that after
+# the next team link's time. Later means it was written after the state it names had ended.
+LINK_SKEW = 1200
 MAX_KNOWN = 5000  # message ids a reader remembers per thread (``seen`` names the newest ones)
 _HEADER_FIELDS = {"v", "team", "thread", "team_seq", "gen", "sender", "device", "seq", "prev", "prev_time",
                   "seen", "time", "nonce"}
