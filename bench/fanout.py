@@ -171,6 +171,7 @@ class World:
     founder_token: str
     follower_tokens: list[str]
     posters: list[Poster]
+    rec: str = ""  # the thread record's ref
     sign_publics: dict[str, bytes] = field(default_factory=dict)  # device -> public key
 
 
@@ -197,6 +198,7 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, po
             members.append((name, home, secrets_after_join(home)))
         threads = await Threads.open(s, TEAM)
         tid = await threads.create(THREAD, 0)
+        rec = (await threads.resolve(THREAD)).checker.rec
         founder_token = str(api.token)
     tokens: list[str] = []
     out: list[Poster] = []
@@ -213,7 +215,7 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, po
             else:
                 tokens.append(str(api.token))
     assert key is not None
-    world = World(url, fp, team_id, tid, team_seq, key, founder_token, tokens, out)
+    world = World(url, fp, team_id, tid, team_seq, key, founder_token, tokens, out, rec=rec)
     world.sign_publics = {p.device.device_id: p.device.sign_public for p in out}
     return world
 
@@ -225,7 +227,8 @@ def build_messages(world: World, count: int) -> tuple[list[list[bytes]], list[Me
     for i in range(count):
         p = world.posters[i % len(world.posters)]
         text = (f"message {i:06d} " + "lorem ipsum dolor sit amet " * 10)[:TEXT_BYTES]
-        m = make_message(world.key, Body(text), thread=world.thread, team_seq=world.team_seq, sender=p.member,
+        m = make_message(world.key, Body(text), thread=world.thread, rec=world.rec, team_seq=world.team_seq,
+                         sender=p.member,
                          device=p.device, seq=p.seq + 1, prev=p.prev, prev_time=p.prev_time, seen=[],
                          time=max(now(), p.prev_time))
         p.seq, p.prev, p.prev_time = p.seq + 1, m.id, m.header.time

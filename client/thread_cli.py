@@ -142,7 +142,8 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
     def human() -> None:
         table = Table("thread", "last activity", "messages", "unread", "expiry")
         for r in rows:
-            table.add_row(r["name"], _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
+            table.add_row(r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)",
+                          _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
                           f"{r['expire'] // 3600} h" if r["expire"] else "keep")
         out.print(table)
 

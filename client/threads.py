@@ -171,8 +171,9 @@ def _could_post(team: TeamState, view: View, member: str, team_seq: int, gen: in
     return team_seq <= team.seq and team.may_write_at(team_seq, member, gen, t, view.org, POLICY, "thread.post")
 
 
-async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[ThreadRecord, str]:
-    """A thread record checked (creator's signature and right to post, name and id): (record, name)."""
+async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[ThreadRecord, str | None]:
+    """A thread record checked (creator's signature and right to post, name and id): (record, name;
+    None when the name is under a key generation we do not hold)."""
     try:
         rec = ThreadRecord.parse(raw)
     except EncodingError as e:
@@ -182,10 +183,14 @@ async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[T
     view = await s.view()
     rec.verify(_device_key(view, rec.creator, rec.device, rec.time, "thread"))
     snap = team.snapshots.get(rec.team_seq)
-    if snap is None or not _could_post(team, view, rec.creator, rec.team_seq, snap.generation, rec.time):
+    if snap is None or snap.generation != rec.gen or not _could_post(team, view, rec.creator, rec.team_seq,
+                                                                      rec.gen, rec.time):
         raise IntegrityError("thread created by someone who could not post in the team then")
-    keys = await s._keys_for(team)
-    return rec, rec.name(keys[0])
+    try:
+        key = await s.team_key(team, rec.gen)
+    except PolicyDenied:  # created under a generation we hold no key for (we joined later, without history)
+        return rec, None
+    return rec, rec.name(key)
 
 
 async def _check_message(s: Session, team: TeamState, m: Message) -> Body | None:
@@ -251,7 +256,10 @@ class Threads:
         roles = (await self.s.view()).org.roles_of(self.s.me, t)
         if not POLICY.team_allows(roles, self.team.role_of(self.s.me, t), "thread.post"):
             raise PolicyDenied(f"you may not create threads in team {self.team.name}")
-        key = await self._name_key_holder()
+        key = await self.s.team_key(self.team, self.team.generation)
+        tid = thread_id(key, name)
+        if any(item.get("thread") == tid for item in (await self.s.api.get(self.base)).get("threads", [])):
+            raise Conflict(f"a thread named {name!r} already exists in team {self.team.name}")  # nothing signed
         rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.me,
                           device=self.s.device, time=t)
         await self.s.api.post(self.base, {"record": b64(rec.raw)})
@@ -265,8 +273,8 @@ class Threads:
             if item.get("thread") != rec.thread:
                 raise IntegrityError("the server listed a thread under another id")
             ct = await self.sync(rec.thread, name=name, record=rec)
-            out.append({"thread": rec.thread, "name": name, "expire": rec.expire, "last_time": ct.messages[-1].time
-                        if ct.messages else int(item.get("last_time", rec.time)), "messages": len(ct.messages),
+            out.append({"thread": rec.thread, "name": name or ct.name or None, "expire": rec.expire,
+                        "last_time": ct.messages[-1].time if ct.messages else rec.time, "messages": len(ct.messages),
                         "unread": ct.unread(self.s.me)})
         self.cache.save()
         return out
@@ -283,7 +291,8 @@ class Threads:
         if record.thread != tid:
             raise IntegrityError("the server sent another thread's record")
         ct = CachedThread(name or "", record.raw,
-                          ThreadChecker(self.team.team_id, tid, record.expire, team_seq=record.team_seq))
+                          ThreadChecker(self.team.team_id, tid, record.expire, team_seq=record.team_seq,
+                                        rec=record.ref))
         self.cache.threads[tid] = ct
         return ct
 
@@ -343,7 +352,9 @@ class Threads:
         except NotFound as e:
             raise NotFound(f"no thread named {name!r} in team {self.team.name}; create it with "
                            f"`mvault thread create {self.team.name} {name}`") from e
-        if ct.name != name:
+        if not ct.name:
+            ct.name = name  # its id is the keyed hash of this name: that proves it
+        elif ct.name != name:
             raise IntegrityError("the thread's encrypted name does not match the requested name")
         return ct
 
@@ -378,7 +389,8 @@ class Threads:
                         seq, prev, prev_time = int(mine["seq"]) + 1, str(mine["id"]), int(mine["time"])
                     except (KeyError, TypeError, ValueError) as e:
                         raise IntegrityError("the server sent a malformed answer") from e
-            m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, team_seq=self.team.seq,
+            m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, rec=ct.checker.rec,
+                             team_seq=self.team.seq,
                              sender=self.s.me, device=self.s.device, seq=seq, prev=prev, prev_time=prev_time,
                              seen=ct.checker.newest_seen(me), time=max(t, prev_time))
             tried.add(m.id)

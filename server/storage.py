@@ -148,7 +148,7 @@ class Storage(Protocol):
     async def add_thread(self, t: StoredThread, now: int) -> None: ...
     async def threads(self, team: str, now: int) -> list[StoredThread]: ...
     async def thread(self, team: str, thread: str) -> StoredThread | None: ...
-    async def thread_head(self, team: str, thread: str) -> tuple[int, dict[str, tuple[int, str, int]]]: ...
+    async def thread_head(self, team: str, thread: str) -> tuple[int, bytes, dict[str, tuple[int, str, int]]]: ...
     async def add_messages(self, rows: list[StoredMessage]) -> None: ...
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]: ...
     async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None: ...
@@ -425,16 +425,17 @@ class SQLiteStorage:
         return None if row is None else self._thread(row)
 
     @_atomic
-    async def thread_head(self, team: str, thread: str) -> tuple[int, dict[str, tuple[int, str, int]]]:
-        """A thread's next position and each device's last message (seq, id, time)."""
-        async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?", (team, thread)) as cur:
+    async def thread_head(self, team: str, thread: str) -> tuple[int, bytes, dict[str, tuple[int, str, int]]]:
+        """A thread's next position, its record, and each device's last message (seq, id, time)."""
+        async with self._db.execute("SELECT next_pos, record FROM threads WHERE team=? AND thread=?",
+                                    (team, thread)) as cur:
             row = await cur.fetchone()
         if row is None:
             raise NotFound("no such thread in this team")
         async with self._db.execute("SELECT device, seq, mid, time FROM thread_senders WHERE team=? AND thread=?",
                                     (team, thread)) as cur:
             senders = {str(r[0]): (int(r[1]), str(r[2]), int(r[3])) for r in await cur.fetchall()}
-        return int(row[0]), senders
+        return int(row[0]), bytes(row[1]), senders
 
     @_atomic
     async def add_messages(self, rows: list[StoredMessage]) -> None:

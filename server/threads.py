@@ -93,6 +93,7 @@ HUB = web.AppKey("thread_hub", Hub)
 @dataclass
 class ThreadHead:
     next_pos: int
+    ref: str  # the thread record's ref, which every message names
     senders: dict[str, tuple[int, str, int]]  # device -> its last message (seq, id, time)
 
 
@@ -111,8 +112,9 @@ class MessageLog:
     async def head(self, team: str, thread: str) -> ThreadHead:
         key = (team, thread)
         if key not in self.heads:
-            next_pos, senders = await self.storage.thread_head(team, thread)
-            self.heads.setdefault(key, ThreadHead(next_pos, senders))  # a concurrent load may have won
+            next_pos, record, senders = await self.storage.thread_head(team, thread)
+            ref = ThreadRecord.parse(record).ref
+            self.heads.setdefault(key, ThreadHead(next_pos, ref, senders))  # a concurrent load may have won
         return self.heads[key]
 
     async def append(self, m: StoredMessage, prev: str | None) -> int:
@@ -264,7 +266,7 @@ async def post_message(request: web.Request) -> web.Response:
     app = request.app
     event = note(request, "msg.post", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
     thread = _thread_id(request.match_info["thread"])
-    await app[LOG].head(team.team_id, thread)  # the thread exists (kept in memory after the first post)
+    head = await app[LOG].head(team.team_id, thread)  # the thread exists (kept in memory after the first post)
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
     f = await read_json(request, {"message"})
@@ -277,6 +279,8 @@ async def post_message(request: web.Request) -> web.Response:
     event.detail.update({"gen": h.gen, "seq": h.seq})
     if (h.team, h.thread) != (team.team_id, thread):
         raise IntegrityError("message header names another team or thread")
+    if h.rec != head.ref:
+        raise IntegrityError("message header names another record of this thread")
     # Judged again as things are now (a removal or a team change may have landed while the body
     # arrived); from here to the append nothing waits, so messages are stored in the order of the
     # team states they name, and only while their sender may post.

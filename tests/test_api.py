@@ -1655,7 +1655,8 @@ async def next_message(w: World, actor: Actor, team_name: str, name: str, text: 
         key = await s.team_key(team, gen or team.generation)
         last = ct.checker.senders.get(s.device.device_id)
         fields: dict[str, Any] = {
-            "thread": ct.checker.thread, "team_seq": team.seq, "sender": s.me, "device": s.device,
+            "thread": ct.checker.thread, "rec": ct.checker.rec, "team_seq": team.seq, "sender": s.me,
+            "device": s.device,
             "seq": last.seq + 1 if last else 1, "prev": last.id if last else None,
             "prev_time": last.time if last else 0, "seen": [], "time": now(w)}
         fields.update(override)

@@ -411,7 +411,8 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
         if action == "doc.read":
             doc, records = await a.find_doc(team, SEED)
         if action.startswith("thread."):
-            thread = await (await Threads.open(a, team_name)).thread_of(THREAD)
+            checker = (await (await Threads.open(a, team_name)).resolve(THREAD)).checker
+            thread, rec = checker.thread, checker.rec
     key: TeamKey | None = None
     if holds_key:
         async with w.session(actor.name) as s:
@@ -425,7 +426,7 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
                 ("GET", f"/api/v1/teams/{tid}/threads/{thread}/messages", {})]
     if action == "thread.post":
         k = key or TeamKey.generate(tid, team.generation)
-        m = make_message(k, Body("posted without the client's checks"), thread=thread, team_seq=team.seq,
+        m = make_message(k, Body("posted without the client's checks"), thread=thread, rec=rec, team_seq=team.seq,
                          sender=actor.member_id, device=actor.device, seq=1, prev=None, prev_time=0, seen=[],
                          time=int(w.server.clock()))
         return [("POST", f"/api/v1/teams/{tid}/threads/{thread}/messages", {"js": {"message": b64(m.raw)}})]

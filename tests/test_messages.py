@@ -71,6 +71,7 @@ THREAD_NAME = "design review"
 THREAD = thread_id(KEY, THREAD_NAME)
 OTHER_THREAD = thread_id(KEY, "lunch")
 T0 = 1_700_000_000
+REC = "0" * 32  # a thread record's ref (what ThreadChecker(rec=...) would require)
 NOW = T0 + 10**6  # long after every message in the expiry-free tests
 
 
@@ -95,9 +96,18 @@ class Poster:
 
     def make(self, at: int, seen: Iterable[Seen] = (), text: str = "hello", **override: Any) -> Message:
         """The next message, without advancing the chain (``override`` crafts bad ones)."""
-        args: dict[str, Any] = {"thread": self.thread, "team_seq": 1, "sender": self.member, "device": self.device,
-                                "seq": self.seq + 1, "prev": self.last_id, "prev_time": self.last_time,
-                                "seen": list(seen), "time": max(at, self.last_time)}
+        args: dict[str, Any] = {
+            "thread": self.thread,
+            "rec": REC,
+            "team_seq": 1,
+            "sender": self.member,
+            "device": self.device,
+            "seq": self.seq + 1,
+            "prev": self.last_id,
+            "prev_time": self.last_time,
+            "seen": list(seen),
+            "time": max(at, self.last_time),
+        }
         args.update(override)
         return make_message(self.key, Body(text), **args)
 
@@ -127,7 +137,7 @@ class Room:
         return m
 
     def catch_up(self, now: int) -> None:
-        for m in self.log[self.read_upto:]:
+        for m in self.log[self.read_upto :]:
             self.view.accept(m, now)
         self.read_upto = len(self.log)
 
@@ -156,8 +166,9 @@ def reload(c: ThreadChecker) -> ThreadChecker:
     return ThreadChecker.from_value(decode(encode(c.to_value())))
 
 
-def rebuild(m: Message, *, header: dict[str, Value] | None = None, ct: bytes | None = None,
-            sig: bytes | None = None) -> bytes:
+def rebuild(
+    m: Message, *, header: dict[str, Value] | None = None, ct: bytes | None = None, sig: bytes | None = None
+) -> bytes:
     """The stored record with some parts replaced (nothing re-signed)."""
     h = m.header.raw if header is None else encode(header)
     return encode({"header": h, "ct": m.ct if ct is None else ct, "sig": m.sig if sig is None else sig})
@@ -188,8 +199,15 @@ def _chained() -> list[Message]:
 # Samples shared with the Hypothesis tests (function-scoped fixtures do not mix with @given).
 CHAINED = _chained()
 THREAD_REC = make_thread(KEY, THREAD_NAME, team_seq=3, expire=3600, creator="member-0", device=CREATOR, time=T0)
-CHECKER_STATE: dict[str, Value] = dict(ThreadChecker(TEAM, THREAD, 60, {DEVICES[0].device_id: SenderState(
-    2, CHAINED[2].id, T0 + 9)}, {m.id: m.header.time for m in CHAINED}).to_value())
+CHECKER_STATE: dict[str, Value] = dict(
+    ThreadChecker(
+        TEAM,
+        THREAD,
+        60,
+        {DEVICES[0].device_id: SenderState(2, CHAINED[2].id, T0 + 9)},
+        {m.id: m.header.time for m in CHAINED},
+    ).to_value()
+)
 
 
 @pytest.fixture
@@ -240,15 +258,24 @@ def test_thread_id_is_a_keyed_hash_of_the_name() -> None:
     assert thread_id(TeamKey(TEAM, 7, p.random_bytes(32), KEY.name_key), THREAD_NAME) == THREAD
 
 
-def test_thread_name_opens_under_a_later_generation_carrying_the_name_key(thread_rec: ThreadRecord) -> None:
-    assert thread_rec.name(KEY2) == THREAD_NAME
+def test_thread_name_is_readable_only_under_the_generation_it_was_created_in(thread_rec: ThreadRecord) -> None:
+    """A later generation finds the thread by name (same name key) but cannot read names
+    created under generations it does not hold, and a removed member cannot read new ones."""
+    assert thread_rec.gen == KEY.gen and thread_rec.name(KEY) == THREAD_NAME
+    assert thread_id(KEY2, THREAD_NAME) == thread_rec.thread
+    with pytest.raises(IntegrityError, match="another key generation"):
+        thread_rec.name(KEY2)
+    later = make_thread(KEY2, THREAD_NAME, team_seq=2, expire=0, creator="member-0", device=CREATOR, time=T0)
+    assert later.name(KEY2) == THREAD_NAME
+    with pytest.raises(IntegrityError):
+        later.name(KEY)
 
 
 def test_thread_record_of_another_team_key_does_not_name(thread_rec: ThreadRecord) -> None:
-    with pytest.raises(IntegrityError, match="does not open"):
+    with pytest.raises(IntegrityError, match="another key generation"):
         thread_rec.name(OTHER_KEY)
-    with pytest.raises(IntegrityError):
-        thread_rec.name(TeamKey.generate(TEAM, 1))  # the right team id, the wrong key
+    with pytest.raises(IntegrityError, match="does not open"):
+        thread_rec.name(TeamKey.generate(TEAM, 1))  # the right team id and generation, the wrong key
     other = make_thread(OTHER_KEY, THREAD_NAME, team_seq=1, expire=0, creator="member-0", device=CREATOR, time=T0)
     with pytest.raises(IntegrityError):
         other.name(KEY)
@@ -282,18 +309,22 @@ def test_name_box_swapped_from_another_thread_is_refused(thread_rec: ThreadRecor
 
 def test_name_that_does_not_hash_to_the_id_is_refused(thread_rec: ThreadRecord) -> None:
     """A box that opens (right key, right binding) but names another thread."""
-    box = p.aead_seal(p.kdf(KEY.name_key, labels.KDF_THREAD_NAME), messages._name_ad(TEAM, THREAD),
-                      messages._pad(b"lunch", 64))
+    box = p.aead_seal(
+        p.kdf(KEY.seed, labels.KDF_THREAD_NAME), messages._name_ad(TEAM, THREAD), messages._pad(b"lunch", 64)
+    )
     core = _core(thread_rec)
     core["name_box"] = box
     with pytest.raises(IntegrityError, match="does not match its id"):
         _signed_thread(core).name(KEY)
 
 
-@pytest.mark.parametrize("padded", [messages._pad(b"\xff\xfe name", 64), b"\x00\x00\x00\x05abc" + b"\x01" * 57,
-                                    b"\x00\x00\x00\x05abc"], ids=["invalid-utf8", "bad-padding", "short"])
+@pytest.mark.parametrize(
+    "padded",
+    [messages._pad(b"\xff\xfe name", 64), b"\x00\x00\x00\x05abc" + b"\x01" * 57, b"\x00\x00\x00\x05abc"],
+    ids=["invalid-utf8", "bad-padding", "short"],
+)
 def test_name_box_with_malformed_content_is_refused(thread_rec: ThreadRecord, padded: bytes) -> None:
-    box = p.aead_seal(p.kdf(KEY.name_key, labels.KDF_THREAD_NAME), messages._name_ad(TEAM, THREAD), padded)
+    box = p.aead_seal(p.kdf(KEY.seed, labels.KDF_THREAD_NAME), messages._name_ad(TEAM, THREAD), padded)
     core = _core(thread_rec)
     core["name_box"] = box
     with pytest.raises(IntegrityError, match="does not open"):
@@ -307,10 +338,20 @@ def test_thread_record_claiming_another_team_does_not_name(thread_rec: ThreadRec
         _signed_thread(core).name(KEY)
 
 
-@pytest.mark.parametrize("change", [
-    {"v": 2}, {"team_seq": 0}, {"expire": -1}, {"expire": MAX_EXPIRE + 1}, {"time": -1}, {"extra": 1},
-    {"team": "x" * 65}, {"name_box": b"\x00" * 1025}, {"creator": 5},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"v": 2},
+        {"team_seq": 0},
+        {"expire": -1},
+        {"expire": MAX_EXPIRE + 1},
+        {"time": -1},
+        {"extra": 1},
+        {"team": "x" * 65},
+        {"name_box": b"\x00" * 1025},
+        {"creator": 5},
+    ],
+)
 def test_malformed_thread_core_is_an_encoding_error(thread_rec: ThreadRecord, change: dict[str, Value]) -> None:
     core = _core(thread_rec)
     core.update(change)
@@ -321,11 +362,15 @@ def test_malformed_thread_core_is_an_encoding_error(thread_rec: ThreadRecord, ch
 def test_malformed_thread_records_are_encoding_errors(thread_rec: ThreadRecord) -> None:
     with pytest.raises(EncodingError, match="too large"):
         ThreadRecord.parse(b"\x00" * 4097)
-    for raw in [b"", thread_rec.raw[:-1], thread_rec.raw + b"\x00",
-                encode({"core": thread_rec.core_raw}),
-                encode({"core": thread_rec.core_raw, "sig": thread_rec.sig[:-1]}),
-                encode({"core": thread_rec.core_raw, "sig": thread_rec.sig, "x": 1}),
-                encode({"core": b"\x00" * 2049, "sig": thread_rec.sig})]:
+    for raw in [
+        b"",
+        thread_rec.raw[:-1],
+        thread_rec.raw + b"\x00",
+        encode({"core": thread_rec.core_raw}),
+        encode({"core": thread_rec.core_raw, "sig": thread_rec.sig[:-1]}),
+        encode({"core": thread_rec.core_raw, "sig": thread_rec.sig, "x": 1}),
+        encode({"core": b"\x00" * 2049, "sig": thread_rec.sig}),
+    ]:
         with pytest.raises(EncodingError):
             ThreadRecord.parse(raw)
 
@@ -354,8 +399,14 @@ def test_message_round_trip(chained: list[Message]) -> None:
     m.verify(DEVICES[0].sign_public)
     assert m.open(KEY) == Body("hello")
     h = m.header
-    assert (h.team, h.thread, h.team_seq, h.gen, h.sender, h.device) == (TEAM, THREAD, 1, 1, "member-0",
-                                                                           DEVICES[0].device_id)
+    assert (h.team, h.thread, h.team_seq, h.gen, h.sender, h.device) == (
+        TEAM,
+        THREAD,
+        1,
+        1,
+        "member-0",
+        DEVICES[0].device_id,
+    )
     assert (h.seq, h.prev, h.prev_time, h.time) == (2, a1.id, T0, T0 + 9)
     assert h.seen == (Seen(b1.id, T0 + 5),)
     assert b1.header.seen == (Seen(a1.id, T0),)
@@ -367,8 +418,20 @@ def test_message_round_trip(chained: list[Message]) -> None:
 def test_message_with_attachments_round_trips() -> None:
     attach = tuple(Attachment(f"file {i}.pdf", "d" * 32, "v" * 64) for i in range(MAX_ATTACH))
     body = Body("see attached ✓", attach)
-    m = make_message(KEY, body, thread=THREAD, team_seq=2, sender="member-1", device=DEVICES[1], seq=1, prev=None,
-                     prev_time=0, seen=[], time=T0)
+    m = make_message(
+        KEY,
+        body,
+        thread=THREAD,
+        rec=REC,
+        team_seq=2,
+        sender="member-1",
+        device=DEVICES[1],
+        seq=1,
+        prev=None,
+        prev_time=0,
+        seen=[],
+        time=T0,
+    )
     assert Message.parse(m.raw).open(KEY) == body
 
 
@@ -378,8 +441,9 @@ def test_message_id_is_stable_and_covers_header_and_ciphertext(chained: list[Mes
     for m in chained:
         assert Message.parse(m.raw).id == m.id == Message.parse(Message.parse(m.raw).raw).id
         assert len(m.id) == 32 and all(c in "0123456789abcdef" for c in m.id)
-        assert m.id == p.tagged_hash(labels.H_MSG, encode({"header": m.header.raw, "ct_hash": p.sha256(m.ct)}))[
-            :16].hex()
+        assert (
+            m.id == p.tagged_hash(labels.H_MSG, encode({"header": m.header.raw, "ct_hash": p.sha256(m.ct)}))[:16].hex()
+        )
     # The same inputs twice: a fresh nonce, so another message and another id.
     again = Poster(DEVICES[0], "member-0").make(T0)
     assert again.id != a1.id and again.header.nonce != a1.header.nonce
@@ -392,26 +456,64 @@ def test_message_signed_by_another_device_is_refused(chained: list[Message]) -> 
 
 def test_message_body_is_bound_to_the_padding_bucket(chained: list[Message]) -> None:
     assert (len(chained[0].ct) - p.AEAD_TAG_BYTES) % BODY_BUCKET == 0
-    short = make_message(KEY, Body("x"), thread=THREAD, team_seq=1, sender="m", device=CREATOR, seq=1, prev=None,
-                         prev_time=0, seen=[], time=T0)
-    longer = make_message(KEY, Body("x" * 200), thread=THREAD, team_seq=1, sender="m", device=CREATOR, seq=1,
-                          prev=None, prev_time=0, seen=[], time=T0)
+    short = make_message(
+        KEY,
+        Body("x"),
+        thread=THREAD,
+        rec=REC,
+        team_seq=1,
+        sender="m",
+        device=CREATOR,
+        seq=1,
+        prev=None,
+        prev_time=0,
+        seen=[],
+        time=T0,
+    )
+    longer = make_message(
+        KEY,
+        Body("x" * 200),
+        thread=THREAD,
+        rec=REC,
+        team_seq=1,
+        sender="m",
+        device=CREATOR,
+        seq=1,
+        prev=None,
+        prev_time=0,
+        seen=[],
+        time=T0,
+    )
     assert len(short.ct) == len(longer.ct)  # lengths leak only the bucket
 
 
 def test_make_message_keeps_at_most_max_seen() -> None:
     seen = [Seen(f"{i:032x}", T0 + i) for i in range(MAX_SEEN + 3)]
-    m = make_message(KEY, Body("x"), thread=THREAD, team_seq=1, sender="m", device=CREATOR, seq=1, prev=None,
-                     prev_time=0, seen=iter(seen), time=T0)
+    m = make_message(
+        KEY,
+        Body("x"),
+        thread=THREAD,
+        rec=REC,
+        team_seq=1,
+        sender="m",
+        device=CREATOR,
+        seq=1,
+        prev=None,
+        prev_time=0,
+        seen=iter(seen),
+        time=T0,
+    )
     assert m.header.seen == tuple(seen[:MAX_SEEN])
 
 
 # -- messages: wrong key, re-labelled sender, splices -----------------------------------------------------
 
 
-@pytest.mark.parametrize("key", [KEY2, OTHER_KEY, TeamKey(TEAM, 1, p.random_bytes(32), KEY.name_key),
-                                 TeamKey(OTHER_TEAM, 1, KEY.seed)],
-                         ids=["next-generation", "other-team", "same-gen-wrong-seed", "other-team-same-seed"])
+@pytest.mark.parametrize(
+    "key",
+    [KEY2, OTHER_KEY, TeamKey(TEAM, 1, p.random_bytes(32), KEY.name_key), TeamKey(OTHER_TEAM, 1, KEY.seed)],
+    ids=["next-generation", "other-team", "same-gen-wrong-seed", "other-team-same-seed"],
+)
 def test_open_under_the_wrong_key_fails(chained: list[Message], key: TeamKey) -> None:
     with pytest.raises(DecryptionFailed):
         chained[0].open(key)
@@ -484,10 +586,12 @@ def test_signed_but_undecryptable_body_is_reported(chained: list[Message]) -> No
     nonce = a1.header.nonce
     ad = labels.AD_MSG + b"\x00" + a1.header.raw
     body_key = p.kdf(KEY.msg_key, labels.KDF_MSG_BODY)
-    for padded in [messages._pad(b"not an encoding", BODY_BUCKET),
-                   messages._pad(encode({"text": "x", "attach": [], "extra": 1}), BODY_BUCKET),
-                   messages._pad(encode({"text": "x", "attach": [{"name": "n"}]}), BODY_BUCKET),
-                   b"\x00\x00\x00\x03abc" + b"\x07" * (BODY_BUCKET - 7)]:
+    for padded in [
+        messages._pad(b"not an encoding", BODY_BUCKET),
+        messages._pad(encode({"text": "x", "attach": [], "extra": 1}), BODY_BUCKET),
+        messages._pad(encode({"text": "x", "attach": [{"name": "n"}]}), BODY_BUCKET),
+        b"\x00\x00\x00\x03abc" + b"\x07" * (BODY_BUCKET - 7),
+    ]:
         m = resign(DEVICES[0], header_dict(a1), p.aead_encrypt(body_key, nonce, ad, padded))
         m.verify(DEVICES[0].sign_public)
         with pytest.raises(IntegrityError, match="malformed"):
@@ -500,17 +604,34 @@ def test_signed_but_undecryptable_body_is_reported(chained: list[Message]) -> No
 # -- messages: malformed records ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change", [
-    {"v": 2}, {"extra": 1}, {"seq": 0}, {"team_seq": 0}, {"gen": 0}, {"time": -1}, {"prev_time": -1},
-    {"nonce": b"\x00" * 23}, {"team": "x" * 65}, {"sender": "x" * 65}, {"device": 7}, {"seen": "x"},
-    {"prev": None},  # seq 2 without its predecessor
-    {"seq": 1},  # a first message naming a predecessor
-    {"prev": "A" * 32}, {"prev": "0" * 31}, {"prev": "g" * 32},
-    {"seen": [{"id": "0" * 32, "time": 1}] * (MAX_SEEN + 1)},
-    {"seen": [{"id": "0" * 32}]}, {"seen": [{"id": "0" * 32, "time": 1, "x": 1}]}, {"seen": [{"id": "Z" * 32,
-                                                                                              "time": 1}]},
-    {"seen": [{"id": "0" * 32, "time": -1}]}, {"seen": [5]},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"v": 2},
+        {"extra": 1},
+        {"seq": 0},
+        {"team_seq": 0},
+        {"gen": 0},
+        {"time": -1},
+        {"prev_time": -1},
+        {"nonce": b"\x00" * 23},
+        {"team": "x" * 65},
+        {"sender": "x" * 65},
+        {"device": 7},
+        {"seen": "x"},
+        {"prev": None},  # seq 2 without its predecessor
+        {"seq": 1},  # a first message naming a predecessor
+        {"prev": "A" * 32},
+        {"prev": "0" * 31},
+        {"prev": "g" * 32},
+        {"seen": [{"id": "0" * 32, "time": 1}] * (MAX_SEEN + 1)},
+        {"seen": [{"id": "0" * 32}]},
+        {"seen": [{"id": "0" * 32, "time": 1, "x": 1}]},
+        {"seen": [{"id": "Z" * 32, "time": 1}]},
+        {"seen": [{"id": "0" * 32, "time": -1}]},
+        {"seen": [5]},
+    ],
+)
 def test_malformed_header_is_an_encoding_error(chained: list[Message], change: dict[str, Value]) -> None:
     h = header_dict(chained[2])  # seq 2, prev a1
     h.update(change)
@@ -522,12 +643,20 @@ def test_malformed_message_records_are_encoding_errors(chained: list[Message]) -
     m = chained[0]
     with pytest.raises(EncodingError, match=f"at most {MAX_TEXT} bytes"):
         Message.parse(b"\x00" * (MAX_RECORD + 1))
-    for raw in [b"", m.raw[:-1], m.raw + b"\x00", encode({"header": m.header.raw, "ct": m.ct}),
-                encode({"header": m.header.raw, "ct": m.ct, "sig": m.sig, "x": 1}),
-                rebuild(m, sig=m.sig[:-1]), rebuild(m, ct=m.ct[:-1]), rebuild(m, ct=b""),
-                encode({"header": b"\x00" * 2049, "ct": m.ct, "sig": m.sig}),
-                rebuild(m, ct=b"\x00" * (MAX_BODY + p.AEAD_TAG_BYTES + 1)),
-                encode({"header": "text", "ct": m.ct, "sig": m.sig}), encode([m.header.raw, m.ct, m.sig])]:
+    for raw in [
+        b"",
+        m.raw[:-1],
+        m.raw + b"\x00",
+        encode({"header": m.header.raw, "ct": m.ct}),
+        encode({"header": m.header.raw, "ct": m.ct, "sig": m.sig, "x": 1}),
+        rebuild(m, sig=m.sig[:-1]),
+        rebuild(m, ct=m.ct[:-1]),
+        rebuild(m, ct=b""),
+        encode({"header": b"\x00" * 2049, "ct": m.ct, "sig": m.sig}),
+        rebuild(m, ct=b"\x00" * (MAX_BODY + p.AEAD_TAG_BYTES + 1)),
+        encode({"header": "text", "ct": m.ct, "sig": m.sig}),
+        encode([m.header.raw, m.ct, m.sig]),
+    ]:
         with pytest.raises(EncodingError):
             Message.parse(raw)
     for i in range(len(m.raw)):
@@ -611,12 +740,18 @@ def test_random_byte_changes_of_a_thread_record_are_caught(data: st.DataObject) 
         _check_tampered_thread(THREAD_REC, bytes(raw))
 
 
-scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-           | st.binary(max_size=40) | st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
-           | st.sampled_from(["0" * 32, "f" * 32, "", "a" * 64, "a" * 65]))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.binary(max_size=40)
+    | st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+    | st.sampled_from(["0" * 32, "f" * 32, "", "a" * 64, "a" * 65])
+)
 keys = st.text(st.characters(exclude_categories=["Cs"]), max_size=6)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
-                      max_leaves=8)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=8
+)
 
 
 @PROPS
@@ -660,8 +795,9 @@ def test_check_text_accepts_up_to_the_limit(text: str) -> None:
     assert check_text(text) == text.encode()
 
 
-@pytest.mark.parametrize("text", ["a" * (MAX_TEXT + 1), "é" * (MAX_TEXT // 2) + "a", "🧵" * (MAX_TEXT // 4) + "a",
-                                  "a" * (10 * MAX_TEXT)])
+@pytest.mark.parametrize(
+    "text", ["a" * (MAX_TEXT + 1), "é" * (MAX_TEXT // 2) + "a", "🧵" * (MAX_TEXT // 4) + "a", "a" * (10 * MAX_TEXT)]
+)
 def test_check_text_refuses_too_long_text_stating_the_limit(text: str) -> None:
     size = len(text.encode())
     with pytest.raises(EncodingError) as e:
@@ -704,30 +840,81 @@ def test_largest_body_round_trips_and_one_more_byte_is_refused() -> None:
     assert len(encode({"text": text, "attach": [a.to_value() for a in attach]})) + 4 == MAX_BODY
     body = Body(text, attach)
     seen = [Seen(f"{i:032x}", 2**62) for i in range(MAX_SEEN)]
-    m = make_message(KEY, body, thread="x" * 64, team_seq=2**62, sender="s" * 64, device=CREATOR, seq=2**62,
-                     prev="f" * 32, prev_time=2**62, seen=seen, time=2**62)
+    m = make_message(
+        KEY,
+        body,
+        thread="x" * 64,
+        rec=REC,
+        team_seq=2**62,
+        sender="s" * 64,
+        device=CREATOR,
+        seq=2**62,
+        prev="f" * 32,
+        prev_time=2**62,
+        seen=seen,
+        time=2**62,
+    )
     assert len(m.raw) <= MAX_RECORD
     assert Message.parse(m.raw).open(KEY) == body
     bigger = Body(text, (*attach[:-1], Attachment(attach[-1].name, attach[-1].doc, attach[-1].vid + "v")))
     with pytest.raises(EncodingError, match="too large|at most"):
-        make_message(KEY, bigger, thread=THREAD, team_seq=1, sender="s", device=CREATOR, seq=1, prev=None,
-                     prev_time=0, seen=[], time=T0)
+        make_message(
+            KEY,
+            bigger,
+            thread=THREAD,
+            rec=REC,
+            team_seq=1,
+            sender="s",
+            device=CREATOR,
+            seq=1,
+            prev=None,
+            prev_time=0,
+            seen=[],
+            time=T0,
+        )
 
 
 def test_make_message_refuses_too_many_attachments() -> None:
     attach = tuple(Attachment("f", "d", "v") for _ in range(MAX_ATTACH + 1))
     with pytest.raises(EncodingError, match=f"at most {MAX_ATTACH} attachments"):
-        make_message(KEY, Body("x", attach), thread=THREAD, team_seq=1, sender="s", device=CREATOR, seq=1, prev=None,
-                     prev_time=0, seen=[], time=T0)
+        make_message(
+            KEY,
+            Body("x", attach),
+            thread=THREAD,
+            rec=REC,
+            team_seq=1,
+            sender="s",
+            device=CREATOR,
+            seq=1,
+            prev=None,
+            prev_time=0,
+            seen=[],
+            time=T0,
+        )
 
 
-@pytest.mark.parametrize("attach", [Attachment("n" * 1025, "d", "v"), Attachment("n", "d" * 65, "v"),
-                                    Attachment("n", "d", "v" * 65)], ids=["name", "doc", "vid"])
+@pytest.mark.parametrize(
+    "attach",
+    [Attachment("n" * 1025, "d", "v"), Attachment("n", "d" * 65, "v"), Attachment("n", "d", "v" * 65)],
+    ids=["name", "doc", "vid"],
+)
 def test_make_message_refuses_attachments_open_would_refuse(attach: Attachment) -> None:
     """A sender must not be able to post a message every reader then reports as tampered."""
     try:
-        m = make_message(KEY, Body("x", (attach,)), thread=THREAD, team_seq=1, sender="s", device=CREATOR, seq=1,
-                         prev=None, prev_time=0, seen=[], time=T0)
+        m = make_message(
+            KEY,
+            Body("x", (attach,)),
+            thread=THREAD,
+            rec=REC,
+            team_seq=1,
+            sender="s",
+            device=CREATOR,
+            seq=1,
+            prev=None,
+            prev_time=0,
+            seen=[],
+            time=T0,
+        )
     except EncodingError:
         return
     m.open(KEY)  # today: IntegrityError("message body is malformed: ...")
@@ -740,8 +927,9 @@ def test_header_with_empty_prev_is_refused(chained: list[Message]) -> None:
         Message.parse(rebuild(chained[2], header=h))
 
 
-@pytest.mark.parametrize("name", ["", "/", "a/b", "a\nb", "a\rb", "a\x00b", "x" * (MAX_NAME + 1),
-                                  "é" * (MAX_NAME // 2) + "x", "\n"])
+@pytest.mark.parametrize(
+    "name", ["", "/", "a/b", "a\nb", "a\rb", "a\x00b", "x" * (MAX_NAME + 1), "é" * (MAX_NAME // 2) + "x", "\n"]
+)
 def test_check_thread_name_refuses(name: str) -> None:
     with pytest.raises(EncodingError, match=f"1 to {MAX_NAME} bytes"):
         check_thread_name(name)
@@ -770,8 +958,11 @@ def test_interleaved_senders_in_order_are_accepted() -> None:
         room.post(who, T0 + i)
     reader = room.reader()
     serve(reader, room.log, NOW)
-    assert {d: s.seq for d, s in reader.senders.items()} == {DEVICES[0].device_id: 4, DEVICES[1].device_id: 3,
-                                                              DEVICES[2].device_id: 3}
+    assert {d: s.seq for d, s in reader.senders.items()} == {
+        DEVICES[0].device_id: 4,
+        DEVICES[1].device_id: 3,
+        DEVICES[2].device_id: 3,
+    }
     assert set(reader.known) == {m.id for m in room.log}
     assert reader.senders[DEVICES[2].device_id] == SenderState(3, room.log[7].id, T0 + 7)
     # The posting clients' own view agrees.
@@ -1098,8 +1289,11 @@ def test_newest_seen_names_the_newest_of_other_devices() -> None:
         room.post(who, T0 + i)
     room.catch_up(NOW)
     log = room.log
-    assert room.view.newest_seen(DEVICES[0].device_id) == [Seen(log[5].id, T0 + 5), Seen(log[4].id, T0 + 4),
-                                                           Seen(log[3].id, T0 + 3)]
+    assert room.view.newest_seen(DEVICES[0].device_id) == [
+        Seen(log[5].id, T0 + 5),
+        Seen(log[4].id, T0 + 4),
+        Seen(log[3].id, T0 + 3),
+    ]
     assert [s.id for s in room.view.newest_seen("x" * 32)] == [log[5].id, log[4].id, log[3].id, log[0].id]
     assert len(room.view.newest_seen("x" * 32)) == MAX_SEEN
 
@@ -1127,12 +1321,24 @@ def test_checker_state_round_trips() -> None:
     assert reload(empty) == empty
 
 
-@pytest.mark.parametrize("change", [
-    {"senders": {"d": [1, "x"]}}, {"senders": {"d": [1, "x", 2, 3]}}, {"senders": {"d": "x"}},
-    {"senders": {"d": ["1", "x", 2]}}, {"senders": {"d": [1, 2, 2]}}, {"senders": {"d": [1, "x", "2"]}},
-    {"senders": [1]}, {"known": {"x": "1"}}, {"known": [1]}, {"expire": -1}, {"team": 5}, {"extra": 1},
-    {"team": "x" * 65},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"senders": {"d": [1, "x"]}},
+        {"senders": {"d": [1, "x", 2, 3]}},
+        {"senders": {"d": "x"}},
+        {"senders": {"d": ["1", "x", 2]}},
+        {"senders": {"d": [1, 2, 2]}},
+        {"senders": {"d": [1, "x", "2"]}},
+        {"senders": [1]},
+        {"known": {"x": "1"}},
+        {"known": [1]},
+        {"expire": -1},
+        {"team": 5},
+        {"extra": 1},
+        {"team": "x" * 65},
+    ],
+)
 def test_malformed_checker_state_is_an_encoding_error(change: dict[str, Value]) -> None:
     state = dict(ThreadChecker(TEAM, THREAD, 0).to_value())
     state.update(change)
@@ -1172,7 +1378,7 @@ def simulate(schedule: Sequence[tuple[int, int]]) -> list[Message]:
     log: list[Message] = []
     for i, (who, fraction) in enumerate(schedule):
         upto = read[who] + (len(log) - read[who]) * fraction // 100
-        for m in log[read[who]:upto]:
+        for m in log[read[who] : upto]:
             views[who].accept(m, NOW)  # every client is itself a checking reader
         read[who] = upto
         log.append(posters[who].post(T0 + i, views[who].newest_seen(posters[who].device_id)))
@@ -1206,7 +1412,7 @@ def test_dropping_one_message_is_detected_exactly_when_provable(schedule: list[t
     """Provable: a later message of the same sender (sequence gap) or a later ``seen`` names it."""
     log = simulate(schedule)
     for j, dropped in enumerate(log):
-        later = log[j + 1:]
+        later = log[j + 1 :]
         not_last = any(m.header.device == dropped.header.device for m in later)
         named = any(s.id == dropped.id for m in later for s in m.header.seen)
         assert accepts(log[:j] + later) is not (not_last or named), (j, not_last, named)
@@ -1237,8 +1443,7 @@ def test_swapping_two_messages_of_one_sender_is_detected(schedule: list[tuple[in
 
 @SIMS
 @given(schedules, st.randoms(use_true_random=False))
-def test_any_causal_order_is_accepted_and_others_are_not(schedule: list[tuple[int, int]],
-                                                         rnd: random.Random) -> None:
+def test_any_causal_order_is_accepted_and_others_are_not(schedule: list[tuple[int, int]], rnd: random.Random) -> None:
     """The server may interleave senders freely, as long as each message follows its predecessor and what it
     names in ``seen``; every other order breaks one of those and is refused."""
     log = simulate(schedule)
@@ -1267,8 +1472,9 @@ EXPIRE = 600
 
 @SIMS
 @given(st.lists(st.integers(1, 400), min_size=2, max_size=8), st.integers(0, 3000), st.data())
-def test_dropping_from_an_expiring_thread_is_excused_only_by_expiry(steps: list[int], age: int,
-                                                                    data: st.DataObject) -> None:
+def test_dropping_from_an_expiring_thread_is_excused_only_by_expiry(
+    steps: list[int], age: int, data: st.DataObject
+) -> None:
     poster = Poster(DEVICES[0], "member-0")
     t = T0
     log = []
@@ -1278,7 +1484,7 @@ def test_dropping_from_an_expiring_thread_is_excused_only_by_expiry(steps: list[
     now = T0 + age
     j = data.draw(st.integers(0, len(log) - 2))  # drop log[j], never the last one
     reader = ThreadChecker(TEAM, THREAD, EXPIRE)
-    served = log[:j] + log[j + 1:]
+    served = log[:j] + log[j + 1 :]
     excused = log[j].header.time + EXPIRE <= now + EXPIRY_GRACE
     try:
         for m in served:
@@ -1293,10 +1499,34 @@ def test_a_message_naming_an_older_team_state_than_one_before_it_is_refused() ->
     """After a removal the team state moves on; a message written at the old state and stored later is spliced in."""
     a, b = DeviceKeys.generate(), DeviceKeys.generate()
     checker = ThreadChecker(KEY.team_id, THREAD, 0)
-    new = make_message(KEY, Body("after the change"), thread=THREAD, team_seq=5, sender="a", device=a, seq=1,
-                       prev=None, prev_time=0, seen=[], time=T0)
-    old = make_message(KEY, Body("from before"), thread=THREAD, team_seq=4, sender="b", device=b, seq=1, prev=None,
-                       prev_time=0, seen=[], time=T0 + 1)
+    new = make_message(
+        KEY,
+        Body("after the change"),
+        thread=THREAD,
+        rec=REC,
+        team_seq=5,
+        sender="a",
+        device=a,
+        seq=1,
+        prev=None,
+        prev_time=0,
+        seen=[],
+        time=T0,
+    )
+    old = make_message(
+        KEY,
+        Body("from before"),
+        thread=THREAD,
+        rec=REC,
+        team_seq=4,
+        sender="b",
+        device=b,
+        seq=1,
+        prev=None,
+        prev_time=0,
+        seen=[],
+        time=T0 + 1,
+    )
     checker.accept(new, T0 + 2)
     with pytest.raises(IntegrityError, match="older than a message before it"):
         checker.accept(old, T0 + 2)

@@ -22,7 +22,7 @@ from server.threads import HUB
 from tests.conftest import Member, Org, ServerThread
 from tests.test_threads import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
-from vault.messages import LINK_SKEW, Body, Message, make_message
+from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message, make_thread
 
 
 @pytest.fixture
@@ -251,7 +251,8 @@ async def test_a_removed_members_old_key_message_spliced_in_after_the_rotation_i
         key = await s.team_key(threads.team, threads.team.generation)
         last = ct.checker.senders[s.device.device_id]
         late = make_message(key, Body("signed before, stored after my removal"), thread=ct.checker.thread,
-                            team_seq=threads.team.seq, sender=s.me, device=s.device, seq=last.seq + 1,
+                            rec=ct.checker.rec, team_seq=threads.team.seq, sender=s.me, device=s.device,
+                            seq=last.seq + 1,
                             prev=last.id, prev_time=last.time, seen=ct.checker.newest_seen(s.device.device_id),
                             time=int(time.time()) + 5)
     org.alice.ok("team", "remove", "drafting", "bob")
@@ -308,17 +309,37 @@ async def test_a_removed_members_message_dated_after_the_removal_is_detected(tal
     org.alice.ok("thread", "post", "drafting", "idle", "before the removal")
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
-        idle = (await threads.resolve("idle")).checker.thread
+        idle_ct = await threads.resolve("idle")
+        idle, idle_rec = idle_ct.checker.thread, idle_ct.checker.rec
         key, old_seq, me, device = await s.team_key(threads.team, 1), threads.team.seq, s.me, s.device
     org.alice.ok("team", "remove", "drafting", "bob")
     org.alice.ok("thread", "create", "drafting", "after-removal")
     fresh = next(t["thread"] for t in org.alice.json("thread", "ls", "drafting") if t["name"] == "after-removal")
-    late = make_message(key, Body("bob, removed, writes later"), thread=idle, team_seq=old_seq, sender=me,
+    with db(org.server) as con:
+        fresh_rec = ThreadRecord.parse(con.execute("SELECT record FROM threads WHERE thread=?",
+                                                   (fresh,)).fetchone()[0]).ref
+    late = make_message(key, Body("bob, removed, writes later"), thread=idle, rec=idle_rec, team_seq=old_seq, sender=me,
                         device=device, seq=1, prev=None, prev_time=0, seen=[],
                         time=int(time.time()) + LINK_SKEW + 120)
     inject(org.server, idle, late)
     carol.fails("thread", "read", "drafting", "idle", contains="could not post then")
-    first = make_message(key, Body("bob, removed, writes first"), thread=fresh, team_seq=old_seq, sender=me,
+    first = make_message(key, Body("bob, removed, writes first"), thread=fresh, rec=fresh_rec, team_seq=old_seq,
+                         sender=me,
                          device=device, seq=1, prev=None, prev_time=0, seen=[], time=int(time.time()))
     inject(org.server, fresh, first)
     carol.fails("thread", "read", "drafting", "after-removal", contains="older than")
+
+
+async def test_a_second_record_with_a_shorter_expiry_is_detected_by_a_new_reader(talk: tuple[Org, Member]) -> None:
+    """bob signs another record for 'plans' with a short expiry (the client itself refuses to,
+    the thread exists); the server shows it to carol, who never read the thread."""
+    org, carol = talk
+    org.bob.fails("thread", "create", "drafting", "plans", "--expire", "1h", contains="already exists")
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        key = await s.team_key(threads.team, threads.team.generation)
+        short = make_thread(key, "plans", team_seq=threads.team.seq, expire=3600, creator=s.me, device=s.device,
+                            time=int(time.time()))
+    with db(org.server) as con:
+        con.execute("UPDATE threads SET record=?, expire=3600 WHERE thread=?", (short.raw, short.thread))
+    reader_fails(carol, "another record of this thread")

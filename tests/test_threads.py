@@ -289,7 +289,7 @@ async def test_removed_member_receives_nothing_new_and_old_generation_is_refused
             ct = await threads.resolve("rot")
             key = await s.team_key(threads.team, 1)
             last = ct.checker.senders.get(s.device.device_id)
-            stale = make_message(key, Body("sent after my removal"), thread=ct.checker.thread,
+            stale = make_message(key, Body("sent after my removal"), thread=ct.checker.thread, rec=ct.checker.rec,
                                  team_seq=threads.team.seq, sender=s.me, device=s.device, seq=1, prev=None,
                                  prev_time=0, seen=ct.checker.newest_seen(s.device.device_id), time=int(time.time()))
             assert last is None
@@ -323,7 +323,8 @@ async def post_under(server: ServerThread, m: Member, thread: str, gen: int) -> 
         ct = await threads.resolve(thread)
         key = await s.team_key(threads.team, gen)
         last = ct.checker.senders.get(s.device.device_id)
-        msg = make_message(key, Body(f"under generation {gen}"), thread=ct.checker.thread, team_seq=threads.team.seq,
+        msg = make_message(key, Body(f"under generation {gen}"), thread=ct.checker.thread,
+                            rec=ct.checker.rec, team_seq=threads.team.seq,
                            sender=s.me, device=s.device, seq=last.seq + 1 if last else 1,
                            prev=last.id if last else None, prev_time=last.time if last else 0, seen=[],
                            time=int(time.time()))
@@ -515,7 +516,8 @@ async def test_a_request_whose_body_arrives_after_the_removal_is_refused(org: Or
             team = org.server.app[DIRECTORY].teams[threads.team.team_id]  # after the removal and rotation
             if what == "post":
                 forged = TeamKey(team.team_id, team.generation, os.urandom(32))  # bob cannot know the new key
-                raw = make_message(forged, Body("after my removal"), thread=ct.checker.thread, team_seq=team.seq,
+                raw = make_message(forged, Body("after my removal"), thread=ct.checker.thread,
+                            rec=ct.checker.rec, team_seq=team.seq,
                                    sender=s.me, device=s.device, seq=1, prev=None, prev_time=0, seen=[],
                                    time=int(time.time())).raw
             else:

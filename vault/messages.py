@@ -3,13 +3,14 @@
 Formats (``docs/format.md`` has every byte)::
 
     thread id   = hex(BLAKE2b_16(name_key, H_THREAD_ID || 0x00 || name))
-    thread core = encode({"v": 1, "team", "thread", "team_seq", "expire", "creator", "device", "time",
+    thread core = encode({"v": 1, "team", "thread", "team_seq", "gen", "expire", "creator", "device", "time",
                           "name_box"})
-    name_box    = nonce || AEAD(kdf(name_key, KDF_THREAD_NAME), nonce, AD_THREAD_NAME || 0x00 || team || thread,
+    name_box    = nonce || AEAD(kdf(seed[gen], KDF_THREAD_NAME), nonce, AD_THREAD_NAME || 0x00 || team || thread,
                                 padded name)
     thread rec  = encode({"core": core, "sig": Ed25519(device, SIG_THREAD || 0x00 || core)})
+    thread ref  = hex(H(H_THREAD_REF || thread rec)[:16])
 
-    header  = encode({"v": 1, "team", "thread", "team_seq", "gen", "sender", "device", "seq",
+    header  = encode({"v": 1, "team", "thread", "rec": thread ref, "team_seq", "gen", "sender", "device", "seq",
                       "prev", "prev_time", "seen", "time", "nonce"})
     ct      = AEAD(kdf(msg_key[gen], KDF_MSG_BODY), nonce, AD_MSG || 0x00 || header, padded body)
     signed  = encode({"header": header, "ct_hash": sha256(ct)})
@@ -54,9 +55,9 @@ EXPIRY_GRACE = 120  # seconds: a reader's clock may trail the server's when it p
 # the next team link's time. Later means it was written after the state it names had ended.
 LINK_SKEW = 1200
 MAX_KNOWN = 5000  # message ids a reader remembers per thread (``seen`` names the newest ones)
-_HEADER_FIELDS = {"v", "team", "thread", "team_seq", "gen", "sender", "device", "seq", "prev", "prev_time",
+_HEADER_FIELDS = {"v", "team", "thread", "rec", "team_seq", "gen", "sender", "device", "seq", "prev", "prev_time",
                   "seen", "time", "nonce"}
-_THREAD_FIELDS = {"v", "team", "thread", "team_seq", "expire", "creator", "device", "time", "name_box"}
+_THREAD_FIELDS = {"v", "team", "thread", "team_seq", "gen", "expire", "creator", "device", "time", "name_box"}
 
 
 def thread_id(key: TeamKey, name: str) -> str:
@@ -100,6 +101,7 @@ class ThreadRecord:
     team: str
     thread: str
     team_seq: int
+    gen: int  # the key generation whose seed encrypts the name
     expire: int  # seconds a message is kept; 0 = no expiry
     creator: str
     device: str
@@ -116,16 +118,25 @@ class ThreadRecord:
         if f.int_("v") != 1:
             raise EncodingError("unsupported thread record version")
         return cls(raw, core_raw, outer.bytes_("sig", p.SIG_BYTES), f.str_("team", 64), f.str_("thread", 64),
-                   f.int_("team_seq", 1), _expire(f.int_("expire", 0, MAX_EXPIRE)), f.str_("creator", 64),
+                   f.int_("team_seq", 1), f.int_("gen", 1), _expire(f.int_("expire", 0, MAX_EXPIRE)),
+                   f.str_("creator", 64),
                    f.str_("device", 64), f.int_("time", 0), f.bytes_("name_box", max_size=1024))
 
     def verify(self, device_sign_public: bytes) -> None:
         p.verify(device_sign_public, labels.SIG_THREAD, self.core_raw, self.sig)
 
+    @functools.cached_property
+    def ref(self) -> str:
+        """What every message of the thread names: one record per thread for all readers."""
+        return p.tagged_hash(labels.H_THREAD_REF, self.raw)[:16].hex()
+
     def name(self, key: TeamKey) -> str:
-        """The thread's name, checked against its id (raises ``IntegrityError``)."""
+        """The thread's name, checked against its id (raises ``IntegrityError``). ``key`` is the
+        generation the record names: whoever lost that key (a removed member) cannot read it."""
+        if (key.team_id, key.gen) != (self.team, self.gen):
+            raise IntegrityError("the thread's name is encrypted under another key generation")
         try:
-            padded = p.aead_open(p.kdf(key.name_key, labels.KDF_THREAD_NAME), _name_ad(self.team, self.thread),
+            padded = p.aead_open(p.kdf(key.seed, labels.KDF_THREAD_NAME), _name_ad(self.team, self.thread),
                                  self.name_box)
             name = _unpad(padded, 64, "thread name").decode("utf-8")
         except (DecryptionFailed, EncodingError, UnicodeDecodeError) as e:
@@ -151,9 +162,9 @@ def make_thread(key: TeamKey, name: str, *, team_seq: int, expire: int, creator:
         raise EncodingError(f"a thread's expiry is 0 (keep messages) or {MIN_EXPIRE // 60} minutes to "
                             f"{MAX_EXPIRE // 86400} days")
     tid = thread_id(key, name)
-    name_box = p.aead_seal(p.kdf(key.name_key, labels.KDF_THREAD_NAME), _name_ad(key.team_id, tid),
+    name_box = p.aead_seal(p.kdf(key.seed, labels.KDF_THREAD_NAME), _name_ad(key.team_id, tid),
                            _pad(name.encode("utf-8"), 64))
-    core = encode({"v": 1, "team": key.team_id, "thread": tid, "team_seq": team_seq, "expire": expire,
+    core = encode({"v": 1, "team": key.team_id, "thread": tid, "team_seq": team_seq, "gen": key.gen, "expire": expire,
                    "creator": creator, "device": device.device_id, "time": time, "name_box": name_box})
     sig = device.sign(labels.SIG_THREAD, core)
     return ThreadRecord.parse(encode({"core": core, "sig": sig}))
@@ -173,6 +184,7 @@ class Header:
     raw: bytes
     team: str
     thread: str
+    rec: str  # the thread record's ref
     team_seq: int
     gen: int
     sender: str
@@ -197,7 +209,8 @@ class Header:
         prev = f.opt_str("prev", 32)
         if (seq == 1) != (prev is None):
             raise EncodingError("a message names a previous message exactly when it is not the sender's first")
-        return cls(raw, f.str_("team", 64), f.str_("thread", 64), f.int_("team_seq", 1), f.int_("gen", 1),
+        return cls(raw, f.str_("team", 64), f.str_("thread", 64), _hex_id(f.str_("rec", 32)), f.int_("team_seq", 1),
+                   f.int_("gen", 1),
                    f.str_("sender", 64), f.str_("device", 64), seq, _hex_id(prev) if prev is not None else None,
                    f.int_("prev_time", 0), tuple(seen), f.int_("time", 0), f.bytes_("nonce", p.AEAD_NONCE_BYTES))
 
@@ -293,8 +306,9 @@ def check_text(text: str) -> bytes:
     return raw
 
 
-def make_message(key: TeamKey, body: Body, *, thread: str, team_seq: int, sender: str, device: DeviceKeys,
-                 seq: int, prev: str | None, prev_time: int, seen: Iterable[Seen], time: int) -> Message:
+def make_message(key: TeamKey, body: Body, *, thread: str, rec: str, team_seq: int, sender: str,
+                 device: DeviceKeys, seq: int, prev: str | None, prev_time: int, seen: Iterable[Seen],
+                 time: int) -> Message:
     check_text(body.text)
     if len(body.attach) > MAX_ATTACH:
         raise EncodingError(f"at most {MAX_ATTACH} attachments")
@@ -302,7 +316,7 @@ def make_message(key: TeamKey, body: Body, *, thread: str, team_seq: int, sender
         if len(a.name.encode("utf-8", "surrogatepass")) > 1024 or len(a.doc) > 64 or len(a.vid) > 64:
             raise EncodingError("an attachment's name is at most 1024 bytes and its ids 64 characters")
     nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
-    header = encode({"v": 1, "team": key.team_id, "thread": thread, "team_seq": team_seq, "gen": key.gen,
+    header = encode({"v": 1, "team": key.team_id, "thread": thread, "rec": rec, "team_seq": team_seq, "gen": key.gen,
                      "sender": sender, "device": device.device_id, "seq": seq, "prev": prev,
                      "prev_time": prev_time, "seen": [{"id": s.id, "time": s.time} for s in list(seen)[:MAX_SEEN]],
                      "time": time, "nonce": nonce})
@@ -341,6 +355,7 @@ class ThreadChecker:
     senders: dict[str, SenderState] = field(default_factory=dict)  # device -> last message seen
     known: dict[str, int] = field(default_factory=dict)  # message id -> time, for `seen` checks
     team_seq: int = 0  # the newest team state a message named so far
+    rec: str = ""  # the thread record's ref every message must name ("" = not checked: unit tests)
 
     def expired(self, t: int, now: int) -> bool:
         return self.expire > 0 and t + self.expire <= now + EXPIRY_GRACE
@@ -349,6 +364,9 @@ class ThreadChecker:
         h = m.header
         if (h.team, h.thread) != (self.team, self.thread):
             raise IntegrityError("the server served a message of another thread or team")
+        if self.rec and h.rec != self.rec:
+            raise IntegrityError("a message belongs to another record of this thread (the server showed us a "
+                                 "thread record its members did not post under)")
         mid = m.id
         if mid in self.known:
             raise IntegrityError("the server replayed a message we already have")
@@ -397,11 +415,11 @@ class ThreadChecker:
     def to_value(self) -> dict[str, Value]:
         return {"team": self.team, "thread": self.thread, "expire": self.expire,
                 "senders": {d: [s.seq, s.id, s.time] for d, s in self.senders.items()},
-                "known": dict(self.known), "team_seq": self.team_seq}
+                "known": dict(self.known), "team_seq": self.team_seq, "rec": self.rec}
 
     @classmethod
     def from_value(cls, value: Value) -> ThreadChecker:
-        f = Fields(value, "thread state", {"team", "thread", "expire", "senders", "known", "team_seq"})
+        f = Fields(value, "thread state", {"team", "thread", "expire", "senders", "known", "team_seq", "rec"})
         senders = {}
         for d, v in f.dict_("senders").raw.items():
             if not isinstance(v, list) or len(v) != 3:
@@ -416,4 +434,4 @@ class ThreadChecker:
                 raise EncodingError("thread state is malformed")
             known[mid] = t
         return cls(f.str_("team", 64), f.str_("thread", 64), f.int_("expire", 0), senders, known,
-                   f.int_("team_seq", 0))
+                   f.int_("team_seq", 0), f.str_("rec", 32))

@@ -76,6 +76,7 @@ AD_THREAD_NAME = b"mvault/v1/thread/name"
 AD_MSG = b"mvault/v1/msg"
 H_THREAD_ID = b"mvault/v1/thread/id"
 H_MSG = b"mvault/v1/msg/id"
+H_THREAD_REF = b"mvault/v1/thread/ref"
 
 # Local state at rest (client caches: thread messages, unread counts).
 KDF_LOCAL = b"mvault/v1/local/cache-key"
