@@ -514,7 +514,10 @@ class Threads:
                 self.cache.save()
                 await on_message(tid, shown)
         elif kind == "closed":
-            raise PolicyDenied(str(frame.get("message", "the server stopped live delivery")))
+            message = str(frame.get("message", "the server stopped live delivery"))
+            if frame.get("error") == "unauthorized":
+                raise AuthError(message)  # the session ended: follow logs in again and reconnects
+            raise PolicyDenied(message)
         elif kind == "error":
             raise VaultError(str(frame.get("message", "the server refused live delivery")))
         elif kind != "thread":

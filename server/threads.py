@@ -43,14 +43,15 @@ from server.app import (
 )
 from server.audit import Note, note
 from server.audit_api import ServiceUnavailable, record
-from server.storage import SQLiteStorage, StoredMessage, StoredThread
-from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, VaultError
+from server.storage import Session, SQLiteStorage, StoredMessage, StoredThread
+from vault.errors import AuthError, Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 
 log = logging.getLogger("mvault.server")
 PAGE = 1000
 QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
-BATCH = 64  # live items sent together in one frame when a follower has several waiting
+BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
+BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
 
 
 Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once for every follower)
@@ -58,12 +59,13 @@ Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once
 
 @dataclass(eq=False)
 class Follower:
-    member: str
+    session: Session
     ws: web.WebSocketResponse
     queue: asyncio.Queue[Item | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     lagged: bool = False
-    # The last access check: the team and org states it judged (replaced on every change) and when.
-    checked: tuple[object, object, float] | None = None
+    # The last access check: the team, org and member states it judged (each replaced on every
+    # change to it) and when.
+    checked: tuple[object, object, object, float] | None = None
 
     def offer(self, item: Item) -> None:
         try:
@@ -309,22 +311,37 @@ async def post_message(request: web.Request) -> web.Response:
 # -- live delivery ----------------------------------------------------------------------------------
 
 
-def _may_read(app: web.Application, team_id: str, f: Follower) -> bool:
-    """Still allowed to read? Judged again whenever the team or org state changed (the
-    directory replaces a state object on every link) and at least once a second (terms end)."""
+def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultError | None:
+    """Why the follower may no longer read (None: it may): session expired, device revoked, member
+    removed, team role ended. Judged again whenever the team, org or member state changed (the
+    directory replaces a state object on every link) and at least once a second."""
     directory = app[DIRECTORY]
     team = directory.teams.get(team_id)
     org = directory.org
-    if team is None or org is None:
-        return False
+    member = f.session.member
+    ms = directory.members.get(member)
+    if team is None or org is None or ms is None:
+        return PolicyDenied("you no longer have access to this team")
     now = app[CONFIG].clock()
-    if f.checked is not None and f.checked[0] is team and f.checked[1] is org and now - f.checked[2] < 1.0:
-        return True
-    t, member = int(now), f.member
-    removed = member in org.members and org.members[member].status == "removed"
-    allowed = not removed and POLICY.team_allows(org.roles_of(member, t), team.role_of(member, t), "thread.read")
-    f.checked = (team, org, now) if allowed else None
-    return allowed
+    c = f.checked
+    if c is not None and c[0] is team and c[1] is org and c[2] is ms and now - c[3] < 1.0:
+        return None
+    f.checked = None
+    try:
+        check_session(app, f.session)
+    except AuthError as e:
+        return e
+    t = int(now)
+    if not POLICY.team_allows(org.roles_of(member, t), team.role_of(member, t), "thread.read"):
+        return PolicyDenied("you no longer have access to this team")
+    f.checked = (team, org, ms, now)
+    return None
+
+
+async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
+    """Tell the follower why delivery stops (``unauthorized``: log in again; ``forbidden``: access ended)."""
+    await ws.send_json({"type": "closed", "error": problem.code, "message": problem.message})
+    await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
 
 
 async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]:
@@ -336,7 +353,7 @@ async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]
         raise EncodingError("the first frame must be JSON text")
     try:
         value = json.loads(msg.data)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise EncodingError("the first frame is not valid JSON") from e
     if not isinstance(value, dict) or set(value) - {"after", "all"}:
         raise EncodingError("the first frame takes only 'after' and 'all'")
@@ -369,17 +386,31 @@ async def follow(request: web.Request) -> web.StreamResponse:
         await ws.send_json({"type": "error", "error": e.code, "message": e.message})
         await ws.close(code=4400)
         return ws
+    me = Follower(s, ws)
+    hub.teams.setdefault(team.team_id, set()).add(me)  # before listing: a thread created meanwhile is not missed
+    problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
+    if problem is not None:
+        hub.teams[team.team_id].discard(me)
+        await _close_for(ws, problem)
+        return ws
     threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
     unknown = [tid for tid in after if tid not in threads]
     if unknown:
+        hub.teams[team.team_id].discard(me)
         await ws.send_json({"type": "error", "error": "not_found", "message": "no such thread in this team"})
         await ws.close(code=4404)
         return ws
     await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
                                                                          "all": int(follow_all)}), "ok", s)
-    me = Follower(s.member, ws)
-    hub.teams.setdefault(team.team_id, set()).add(me)
     sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
+
+    async def new_threads() -> None:
+        """After a lag (dropped live items): threads created meanwhile are announced from storage."""
+        if follow_all:
+            for t in await storage.threads(team.team_id, int(now_of(request))):
+                if t.thread not in sent:
+                    sent[t.thread] = 0
+                    await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
 
     async def reader() -> None:
         async for msg in ws:
@@ -420,12 +451,16 @@ async def follow(request: web.Request) -> web.StreamResponse:
 
         while not ws.closed:
             batch = [await me.queue.get()]
-            while len(batch) < BATCH and not me.queue.empty():
-                batch.append(me.queue.get_nowait())
+            size = 0
+            while len(batch) < BATCH and size < BATCH_BYTES and not me.queue.empty():
+                entry = me.queue.get_nowait()
+                size += len(entry[1]) if entry is not None else 0
+                batch.append(entry)
             if any(entry is None for entry in batch) or ws.closed:
                 break
-            if not _may_read(app, team.team_id, me):
-                await ws.send_json({"type": "closed", "message": "you no longer have access to this team"})
+            problem = _access_problem(app, team.team_id, me)
+            if problem is not None:
+                await _close_for(ws, problem)
                 break
             for entry in batch:
                 assert entry is not None
@@ -441,6 +476,7 @@ async def follow(request: web.Request) -> web.StreamResponse:
                 if int(item["pos"]) != sent[tid] + 1 or me.lagged:
                     me.lagged = False
                     await flush()
+                    await new_threads()
                     for t_id in list(sent):
                         delivered += await catch_up(t_id)
                     continue

@@ -1764,7 +1764,8 @@ async def test_threads_of_invisible_teams_and_unknown_threads(w: World) -> None:
                 await ws.send_json({"after": {unknown: 0}})
                 assert (await ws.receive_json(timeout=10))["error"] == "not_found"
                 assert (await ws.receive(timeout=10)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            for bad in ("not json", json.dumps({"after": {"x": 0}}), json.dumps({"after": {}, "all": False}),
+            for bad in ("not json", "[" * 30000, json.dumps({"after": {"x": 0}}),
+                        json.dumps({"after": {}, "all": False}),
                         json.dumps({"surprise": 1}), json.dumps({"after": {unknown: -1}})):
                 async with cs.ws_connect(f"{w.server.url}/api/v1/teams/{team}/live",
                                          headers={"Authorization": f"Bearer {bob}"}) as ws:

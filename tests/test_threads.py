@@ -535,3 +535,23 @@ async def test_a_request_whose_body_arrives_after_the_removal_is_refused(org: Or
     assert rows(org.server)[0][0] == 1 and rows(org.server, "SELECT COUNT(*) FROM threads")[0][0] == 1
     assert [m["text"] for m in carol.json("thread", "read", "drafting", "rot")] == ["before the removal"]
     assert [t["name"] for t in carol.json("thread", "ls", "drafting")] == ["rot"]
+
+
+async def test_a_follower_whose_session_ends_logs_in_again(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live delivery re-checks the session: when it expires the server closes with 'unauthorized',
+    and the follower logs in again and goes on from where it was (nothing lost, nothing twice)."""
+    org.alice.ok("thread", "create", "drafting", "long")
+    org.alice.ok("thread", "post", "drafting", "long", "first")
+    f = await Follower(org.server, org.bob, "long").start()
+    try:
+        await f.wait_for(1)
+        hour = 3600 + 60  # past the 1 h session lifetime
+        org.server.advance(hour)
+        monkeypatch.setenv("MVAULT_TEST_CLOCK_OFFSET", str(hour))  # the in-process follower's clock too
+        org.alice.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(hour)
+        org.alice.ok("thread", "post", "drafting", "long", "after an hour")
+        await f.wait_for(2)
+        assert [m.text for m in f.got] == ["first", "after an hour"]
+        assert f.states.count("live") >= 2
+    finally:
+        await f.close()
