@@ -45,11 +45,13 @@ MAX_ATTACH = 8
 MAX_SEEN = 4
 MAX_NAME = 200  # bytes of a thread name
 MAX_EXPIRE = 3650 * 86400
-MIN_EXPIRE = 600  # shorter expiries would let the reader's clock grace hide every drop
+MIN_EXPIRE = 3600  # shorter expiries would let the grace above hide most drops
 BODY_BUCKET = 256
 MAX_BODY = MAX_TEXT + 4096  # padded plaintext body, text plus attachments and framing
 MAX_RECORD = MAX_BODY + 2048
-EXPIRY_GRACE = 120  # seconds: a reader's clock may trail the server's when it purges
+# Seconds by which a message may count as expired early: the server accepts message times up to
+# 600 s off its clock (and purges by those times), and a reader's clock may differ a little more.
+EXPIRY_GRACE = 660
 # A message (or thread) is stored only under the current team state, and the server accepts
 # signer times within 600 s of its clock: so an honest one is dated at most twice that after
 # the next team link's time. Later means it was written after the state it names had ended.
