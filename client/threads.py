@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,29 +126,61 @@ class CachedThread:
 
 
 class ThreadCache:
-    """The encrypted per-team cache file."""
+    """The encrypted per-team cache file.
+
+    Several commands of one member may run at once (``thread follow`` beside ``thread post``):
+    each save takes a lock, reads what the others saved and keeps, per thread, the state that
+    got furthest (and the newest read position and own message of both), so no save rolls
+    another's back."""
 
     def __init__(self, s: Session, team_id: str) -> None:
         self.path = s.home.path / "threads" / f"{team_id}.bin"
         self.name = f"threads/{team_id}"
         self._key = local_key(s.device)
-        self.threads: dict[str, CachedThread] = {}
-        if self.path.exists():
-            try:
-                value = open_local(self._key, self.name, self.path.read_bytes())
-            except DecryptionFailed as e:
-                raise VaultError(f"the local thread cache {self.path} does not open: it was altered or is not "
-                                 "yours (delete it to start over; the next read checks everything again)") from e
-            for tid, item in Fields(value, "thread cache").dict_("threads").raw.items():
-                self.threads[tid] = CachedThread.from_value(item)
+        self.threads: dict[str, CachedThread] = self._load()
         t = now()
         for ct in self.threads.values():
             ct.drop_expired(t)
 
-    def save(self) -> None:
+    def _load(self) -> dict[str, CachedThread]:
+        if not self.path.exists():
+            return {}
+        try:
+            value = open_local(self._key, self.name, self.path.read_bytes())
+            return {tid: CachedThread.from_value(item)
+                    for tid, item in Fields(value, "thread cache").dict_("threads").raw.items()}
+        except (DecryptionFailed, EncodingError) as e:
+            raise VaultError(f"the local thread cache {self.path} does not open: it was altered, is not yours or "
+                             "is from another version (delete it to start over; the next read checks everything "
+                             "again)") from e
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        atomic_write(self.path, seal_local(self._key, self.name,
-                                           {"threads": {tid: c.to_value() for tid, c in self.threads.items()}}))
+        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def save(self) -> None:
+        with self._locked():
+            for tid, theirs in self._load().items():
+                mine = self.threads.get(tid)
+                if mine is None:
+                    self.threads[tid] = theirs
+                    continue
+                read = max(mine.read, theirs.read)
+                own = max((o for o in (mine.own, theirs.own) if o is not None), default=None)
+                if theirs.pos > mine.pos and theirs.record == mine.record:
+                    mine.__dict__.update(theirs.__dict__)  # in place: callers hold this object
+                mine.read, mine.own = read, own
+            t = now()
+            for ct in self.threads.values():
+                ct.drop_expired(t)  # a long follow drops what expired meanwhile, too
+            atomic_write(self.path, seal_local(self._key, self.name,
+                                               {"threads": {tid: c.to_value() for tid, c in self.threads.items()}}))
 
 
 # -- checks -------------------------------------------------------------------------------------

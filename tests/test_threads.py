@@ -555,3 +555,28 @@ async def test_a_follower_whose_session_ends_logs_in_again(org: Org, monkeypatch
         assert f.states.count("live") >= 2
     finally:
         await f.close()
+
+
+def test_follow_and_post_from_one_home_share_the_cache(org: Org) -> None:
+    """`thread follow` runs while the same member posts from another shell: neither breaks or
+    rolls back the other's cache."""
+    org.alice.ok("thread", "create", "drafting", "same-home")
+    p = subprocess.Popen([MVAULT, "thread", "follow", "drafting", "same-home", "--json"], env=org.bob.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert json.loads(p.stdout.readline()) == {"state": "live"}
+        for i in range(4):
+            org.bob.ok("thread", "post", "drafting", "same-home", f"bob {i}")
+            org.alice.ok("thread", "post", "drafting", "same-home", f"alice {i}")
+        seen = [json.loads(p.stdout.readline())["text"] for _ in range(8)]
+        assert seen == [x for i in range(4) for x in (f"bob {i}", f"alice {i}")]
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    texts = [m["text"] for m in org.bob.json("thread", "read", "drafting", "same-home")]
+    assert texts == [x for i in range(4) for x in (f"bob {i}", f"alice {i}")]
+    org.bob.ok("thread", "post", "drafting", "same-home", "and one more")
+    assert org.alice.json("thread", "read", "drafting", "same-home")[-1]["text"] == "and one more"
