@@ -36,6 +36,8 @@ def thread() -> None:
 def _shown_json(m: Shown, s: Session, thread_name: str) -> dict[str, Any]:
     view = s._view
     name = view.name_of(m.sender) if view is not None and m.sender in view.members else m.sender
+    if view is not None and sum(1 for ms in view.members.values() if ms.name == name) > 1:
+        name = f"{name} ({m.sender[:8]})"  # names are chosen by their owners and may collide
     return {"thread": thread_name, "pos": m.pos, "id": m.id, "time": m.time, "sender": m.sender, "sender_name": name,
             "device": m.device, "seq": m.seq, "gen": m.gen, "text": m.text, "attach": m.attach}
 

@@ -23,6 +23,7 @@ from tests.conftest import Member, Org, ServerThread
 from tests.test_threads import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
 from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message, make_thread
+from vault.teamkeys import TeamKey
 
 
 @pytest.fixture
@@ -343,3 +344,31 @@ async def test_a_second_record_with_a_shorter_expiry_is_detected_by_a_new_reader
     with db(org.server) as con:
         con.execute("UPDATE threads SET record=?, expire=3600 WHERE thread=?", (short.raw, short.thread))
     reader_fails(carol, "another record of this thread")
+
+
+async def test_a_message_its_sender_wrote_broken_does_not_stop_the_thread(talk: tuple[Org, Member]) -> None:
+    """bob (a writer) posts a signed message whose ciphertext is garbage: readers show it as
+    unreadable and go on; the thread stays usable for everyone."""
+    org, carol = talk
+    async with session(org.server, org.bob) as s:
+        threads = await Threads.open(s, "drafting")
+        ct = await threads.resolve("plans")
+        last = ct.checker.senders[s.device.device_id]
+        wrong = TeamKey(threads.team.team_id, threads.team.generation, b"\x07" * 32)  # not the team's key
+        m = make_message(wrong, Body("garbage for everyone"), thread=ct.checker.thread, rec=ct.checker.rec,
+                         team_seq=threads.team.seq, sender=s.me, device=s.device, seq=last.seq + 1, prev=last.id,
+                         prev_time=last.time, seen=[], time=int(time.time()))
+        await s.api.post(f"{threads.base}/{ct.checker.thread}/messages", {"message": base64.b64encode(m.raw).decode()})
+    org.alice.ok("thread", "post", "drafting", "plans", "still here")
+    texts = [x["text"] for x in carol.json("thread", "read", "drafting", "plans")]
+    assert texts[4].startswith("[unreadable") and texts[5] == "still here"
+
+
+def test_a_bad_thread_record_does_not_hide_the_other_threads(talk: tuple[Org, Member]) -> None:
+    org, carol = talk
+    rows = thread_rows(org.server)
+    with db(org.server) as con:
+        con.execute("INSERT INTO threads VALUES (?, ?, ?, 0, 0, 1, 0)", (rows[0][0], "ab" * 16, b"not a record"))
+    r = carol.run("thread", "ls", "drafting", "--json")
+    assert r.code == 0 and "cannot be shown" in r.err
+    assert sorted(t["name"] for t in r.json()) == ["other", "plans"]
