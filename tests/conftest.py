@@ -205,6 +205,21 @@ def org(server: ServerThread, make_member: Any) -> Org:
     return Org(server, alice, bob)
 
 
+def security_team(org: Org, make_member: Any, name: str = "carol") -> Member:
+    """A Security Team member (org role security, admin of team "sec", from which the audit key
+    comes) whose first command published the audit key."""
+    m = make_member(name)
+    m.ok("join", org.alice.json("invite")["invite"], "--name", name)
+    org.alice.ok("role", "grant", name, "security", "--until", "2099-01-01")
+    org.alice.ok("team", "create", "sec", "--kind", "security")
+    org.alice.ok("team", "add", "sec", name, "--role", "admin")
+    org.alice.ok("leave", "sec")
+    # the next command rotates the team key (alice left) and publishes the audit key.
+    r = m.ok("whoami")
+    assert "published the audit key" in r.err, r.err
+    return m
+
+
 class _ErrorCatcher(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)

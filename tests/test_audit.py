@@ -19,7 +19,7 @@ import pytest
 from client.home import Home
 from security.events import cosign_statement
 from security.merkle import leaf_hash
-from tests.conftest import Member, Org, ServerThread
+from tests.conftest import Member, Org, ServerThread, security_team
 from vault.crypto import labels
 from vault.encoding import encode
 
@@ -34,16 +34,7 @@ class Sec:
 
 @pytest.fixture
 def sec(org: Org, make_member: Any) -> Sec:
-    carol = make_member("carol")
-    carol.ok("join", org.alice.json("invite")["invite"], "--name", "carol")
-    org.alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
-    org.alice.ok("team", "create", "sec", "--kind", "security")
-    org.alice.ok("team", "add", "sec", "carol", "--role", "admin")
-    org.alice.ok("leave", "sec")
-    # carol's next command rotates the team key (alice left) and publishes the audit key.
-    r = carol.ok("whoami")
-    assert "published the audit key" in r.err, r.err
-    return Sec(org.server, org.alice, org.bob, carol)
+    return Sec(org.server, org.alice, org.bob, security_team(org, make_member))
 
 
 def audit_db(server: ServerThread) -> sqlite3.Connection:

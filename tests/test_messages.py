@@ -72,6 +72,14 @@ THREAD = thread_id(KEY, THREAD_NAME)
 OTHER_THREAD = thread_id(KEY, "lunch")
 T0 = 1_700_000_000
 REC = "0" * 32  # a thread record's ref (what ThreadChecker(rec=...) would require)
+
+
+def simple_message(body: Body, **kw: Any) -> Message:
+    """A first message of one device (``kw`` overrides any field)."""
+    fields: dict[str, Any] = {"thread": THREAD, "rec": REC, "team_seq": 1, "sender": "s", "device": CREATOR,
+                              "seq": 1, "prev": None, "prev_time": 0, "seen": [], "time": T0}
+    fields.update(kw)
+    return make_message(KEY, body, **fields)
 NOW = T0 + 10**6  # long after every message in the expiry-free tests
 
 
@@ -858,39 +866,13 @@ def test_largest_body_round_trips_and_one_more_byte_is_refused() -> None:
     assert Message.parse(m.raw).open(KEY) == body
     bigger = Body(text, (*attach[:-1], Attachment(attach[-1].name, attach[-1].doc, attach[-1].vid + "v")))
     with pytest.raises(EncodingError, match="too large|at most"):
-        make_message(
-            KEY,
-            bigger,
-            thread=THREAD,
-            rec=REC,
-            team_seq=1,
-            sender="s",
-            device=CREATOR,
-            seq=1,
-            prev=None,
-            prev_time=0,
-            seen=[],
-            time=T0,
-        )
+        simple_message(bigger)
 
 
 def test_make_message_refuses_too_many_attachments() -> None:
     attach = tuple(Attachment("f", "d", "v") for _ in range(MAX_ATTACH + 1))
     with pytest.raises(EncodingError, match=f"at most {MAX_ATTACH} attachments"):
-        make_message(
-            KEY,
-            Body("x", attach),
-            thread=THREAD,
-            rec=REC,
-            team_seq=1,
-            sender="s",
-            device=CREATOR,
-            seq=1,
-            prev=None,
-            prev_time=0,
-            seen=[],
-            time=T0,
-        )
+        simple_message(Body("x", attach))
 
 
 @pytest.mark.parametrize(
@@ -901,20 +883,7 @@ def test_make_message_refuses_too_many_attachments() -> None:
 def test_make_message_refuses_attachments_open_would_refuse(attach: Attachment) -> None:
     """A sender must not be able to post a message every reader then reports as tampered."""
     try:
-        m = make_message(
-            KEY,
-            Body("x", (attach,)),
-            thread=THREAD,
-            rec=REC,
-            team_seq=1,
-            sender="s",
-            device=CREATOR,
-            seq=1,
-            prev=None,
-            prev_time=0,
-            seen=[],
-            time=T0,
-        )
+        m = simple_message(Body("x", (attach,)))
     except EncodingError:
         return
     m.open(KEY)  # today: IntegrityError("message body is malformed: ...")

@@ -27,7 +27,7 @@ from client.client import Session
 from client.home import Home
 from client.threads import Shown, Threads
 from server.app import DIRECTORY
-from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread
+from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
@@ -421,13 +421,7 @@ def test_passphrase_is_needed_for_the_cache(org: Org) -> None:
 
 
 def test_thread_events_reach_the_security_team(org: Org, make_member: Any) -> None:
-    carol = make_member("carol")
-    carol.ok("join", org.alice.json("invite")["invite"], "--name", "carol")
-    org.alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
-    org.alice.ok("team", "create", "sec", "--kind", "security")
-    org.alice.ok("team", "add", "sec", "carol", "--role", "admin")
-    org.alice.ok("leave", "sec")
-    assert "published the audit key" in carol.ok("whoami").err
+    carol = security_team(org, make_member)
     org.alice.ok("thread", "create", "drafting", "audited", "--expire", "1h")
     org.alice.ok("thread", "post", "drafting", "audited", "one")
     org.bob.ok("thread", "read", "drafting", "audited")
