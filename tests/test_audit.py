@@ -7,6 +7,7 @@ in its storage, or two members are shown different logs, and both ordinary clien
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import time
@@ -134,8 +135,11 @@ def _size(server: ServerThread) -> int:
 
 
 def _assert_detected(*members: Member) -> None:
+    """Each member's ordinary command stops, and so does its `audit verify`."""
     for m in members:
         r = m.fails("whoami", contains="STOP")
+        assert "audit log" in r.err
+        r = m.fails("audit", "verify", contains="STOP")
         assert "audit log" in r.err
 
 
@@ -181,6 +185,7 @@ def test_deleted_event_is_detected(sec: Sec) -> None:
 
 def test_reordered_events_are_detected(sec: Sec) -> None:
     sec.carol.ok("audit", "verify")
+    sec.bob.ok("whoami")
     sec.server.stop()
     db = audit_db(sec.server)
     db.execute("UPDATE events SET idx=-1 WHERE idx=5")
@@ -188,15 +193,18 @@ def test_reordered_events_are_detected(sec: Sec) -> None:
     db.execute("UPDATE events SET idx=6 WHERE idx=-1")
     db.close()
     sec.server = sec.server.restart()
-    _assert_detected(sec.carol)
+    _assert_detected(sec.carol, sec.bob)
 
 
 def test_truncated_log_is_detected(sec: Sec) -> None:
+    sec.carol.ok("audit", "verify")
     sec.bob.ok("whoami")
-    n = _size(sec.server)
-    sec.server = _tamper(sec, "DELETE FROM events WHERE idx >= ?", n - 3)
+    carol_pin = int(json.loads((sec.carol.home / "pins.json").read_text())["log"]["size"])
+    # Cut below both members' checkpoints (a cut above a member's checkpoint is consistent with its view).
+    sec.server = _tamper(sec, "DELETE FROM events WHERE idx >= ?", carol_pin - 3)
     r = sec.bob.fails("whoami", contains="STOP")
     assert "events but the checkpoint you accepted before had" in r.err
+    _assert_detected(sec.bob, sec.carol)
 
 
 def test_forked_logs_are_detected(sec: Sec, tmp_path: Path) -> None:
