@@ -484,3 +484,37 @@ def _probe(sec: Sec, team: str) -> int:
         return 200
 
     return asyncio.run(go())
+
+
+def test_ncc_reads_the_events_of_its_own_actions_only(sec: Sec, tmp_path: Path) -> None:
+    doc = tmp_path / "n.txt"
+    doc.write_text("x")
+    sec.bob.ok("put", "drafting", str(doc))
+    sec.alice.ok("team", "create", "ncc-made", "--kind", "program")
+    alice_id = sec.alice.json("whoami")["member"]
+    mine = events(sec.alice)
+    assert any(e["action"] == "team.create" for e in mine)
+    assert all(alice_id in (e["actor"], e["res"].get("member")) for e in mine)
+    assert not any(e["action"] == "doc.write" for e in mine)  # bob's upload is not alice's to read
+    assert any(e["action"] == "doc.write" for e in events(sec.carol))
+
+
+def test_retention_deletes_old_event_bodies_and_the_log_still_verifies(sec: Sec) -> None:
+    sec.carol.ok("audit", "witness")
+    before = events(sec.carol)
+    days = 181 * 86400
+    sec.server.advance(days)
+    for m in (sec.alice, sec.bob, sec.carol):
+        m.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(days)
+    sec.bob.ok("whoami")  # the first request of the new day prunes
+    db = audit_db(sec.server)
+    pruned = db.execute("SELECT COUNT(*) FROM events WHERE leaf IS NULL").fetchone()[0]
+    hashes = db.execute("SELECT COUNT(*) FROM events WHERE hash IS NOT NULL").fetchone()[0]
+    total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    db.close()
+    assert pruned >= len(before) and hashes == total
+    v = sec.carol.json("audit", "verify")
+    assert v["ok"] and v["size"] >= total
+    [prune] = [e for e in events(sec.carol) if e["action"] == "audit.prune"]
+    assert prune["detail"]["count"] == pruned
+    assert not any(e["index"] < pruned for e in events(sec.carol) if e["action"] != "audit.prune")
