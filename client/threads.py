@@ -167,21 +167,26 @@ class ThreadCache:
 
     def save(self) -> None:
         with self._locked():
-            for tid, theirs in self._load().items():
-                mine = self.threads.get(tid)
-                if mine is None:
-                    self.threads[tid] = theirs
-                    continue
-                read = max(mine.read, theirs.read)
-                own = max((o for o in (mine.own, theirs.own) if o is not None), default=None)
-                if theirs.pos > mine.pos and theirs.record == mine.record:
-                    mine.__dict__.update(theirs.__dict__)  # in place: callers hold this object
-                mine.read, mine.own = read, own
             t = now()
             for ct in self.threads.values():
                 ct.drop_expired(t)  # a long follow drops what expired meanwhile, too
-            atomic_write(self.path, seal_local(self._key, self.name,
-                                               {"threads": {tid: c.to_value() for tid, c in self.threads.items()}}))
+            written: dict[str, Value] = {}
+            disk = self._load()
+            for tid in set(disk) | set(self.threads):
+                mine, theirs = self.threads.get(tid), disk.get(tid)
+                if mine is None or theirs is None:
+                    written[tid] = (mine or theirs).to_value()  # type: ignore[union-attr]
+                    continue
+                # Our own numbers and read positions from both; in memory too (never reuse a number).
+                mine.own = max((o for o in (mine.own, theirs.own) if o is not None), default=None)
+                mine.read = max(mine.read, theirs.read)
+                # What is written is whichever state got further; our in-memory state stays ours (a
+                # follow must still show what it has not shown yet).
+                ahead = theirs.pos > mine.pos and theirs.record == mine.record
+                value = theirs.to_value() if ahead else mine.to_value()
+                value.update({"own": list(mine.own) if mine.own else None, "read": mine.read})
+                written[tid] = value
+            atomic_write(self.path, seal_local(self._key, self.name, {"threads": written}))
 
 
 # -- checks -------------------------------------------------------------------------------------
