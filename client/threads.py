@@ -293,11 +293,9 @@ class Threads:
         view = await s.view()
         return cls(s, view.team_by_name(team_name))
 
-    async def _name_key_holder(self) -> Any:
-        return (await self.s._keys_for(self.team))[0]
-
     async def thread_of(self, name: str) -> str:
-        return thread_id(await self._name_key_holder(), name)
+        """The id of a thread name (the name key is the same in every generation we hold)."""
+        return thread_id((await self.s._keys_for(self.team))[0], name)
 
     async def create(self, name: str, expire: int) -> str:
         t = now()

@@ -373,11 +373,18 @@ async def directory_view(request: web.Request) -> web.Response:
     )
 
 
-def _after(request: web.Request) -> int:
-    raw = request.query.get("after", "0")
+def int_query(request: web.Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter (at most 12 digits), ``default`` when absent."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
-        raise EncodingError("after must be a non-negative integer")
+        raise EncodingError(f"{name} must be a non-negative integer")
     return int(raw)
+
+
+def _after(request: web.Request) -> int:
+    return int_query(request, "after", 0)
 
 
 def _links_response(links: list[Link], after: int) -> web.Response:

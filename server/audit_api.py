@@ -35,6 +35,7 @@ from server.app import (
     STORAGE,
     Handler,
     b64,
+    int_query,
     now_of,
     read_json,
     session_of,
@@ -219,15 +220,6 @@ async def check_lockout(app: web.Application, device: str) -> None:
 # -- endpoints ------------------------------------------------------------------------------
 
 
-def _int_query(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
-        raise EncodingError(f"{name} must be a non-negative integer")
-    return int(raw)
-
-
 def _org_id(request: web.Request) -> str:
     org = request.app[DIRECTORY].org
     return org.org_id if org is not None else ""
@@ -236,7 +228,7 @@ def _org_id(request: web.Request) -> str:
 async def checkpoint(request: web.Request) -> web.Response:
     app = request.app
     store = app[AUDIT]
-    old = _int_query(request, "from", 0)
+    old = int_query(request, "from", 0)
     cp = await store.checkpoint(_org_id(request), int(now_of(request)))
     size = cp.checkpoint.size
     proof = store.tree.consistency_proof(old, size) if 0 < old <= size else []
@@ -269,7 +261,7 @@ def _require_security(request: web.Request) -> str:
 
 async def leaves(request: web.Request) -> web.Response:
     _require_admitted(request)
-    start, count = _int_query(request, "start", 0), _int_query(request, "count", 1000)
+    start, count = int_query(request, "start", 0), int_query(request, "count", 1000)
     rows = await request.app[AUDIT].leaves(start, count)
     note(request, "audit.read", detail={"start": start, "count": len(rows)})
     return web.json_response({"leaves": [{"index": i, "hash": b64(h), "leaf": b64(leaf) if leaf is not None else None}

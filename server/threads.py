@@ -35,6 +35,7 @@ from server.app import (
     b64,
     check_session,
     hex_id,
+    int_query,
     now_of,
     read_json,
     session_of,
@@ -166,13 +167,6 @@ def _thread_id(raw: str) -> str:
     return hex_id(raw, "thread")
 
 
-def _int_query(request: web.Request, key: str, default: int, maximum: int) -> int:
-    raw = request.query.get(key, str(default))
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
-        raise EncodingError(f"{key} must be a non-negative integer")
-    return min(int(raw), maximum)
-
-
 def _check_time(request: web.Request, t: int, what: str) -> None:
     now = now_of(request)
     if abs(t - now) > request.app[CONFIG].clock_skew:
@@ -247,8 +241,8 @@ async def read_messages(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     event = note(request, "msg.read", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
     t = await _stored_thread(request, team)
-    after = _int_query(request, "after", 0, 2**62)
-    limit = _int_query(request, "limit", PAGE, PAGE) or PAGE
+    after = int_query(request, "after", 0)
+    limit = min(int_query(request, "limit", PAGE), PAGE) or PAGE
     await purge_due(request.app)
     storage, s = request.app[STORAGE], session_of(request)
     msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
