@@ -23,7 +23,7 @@ from rich.table import Table
 
 from client import admin
 from client.api import Api
-from client.client import DocVersion, Session, join, now
+from client.client import BatchFailed, DocVersion, Session, join, now
 from client.home import SESSION_MINUTES, Home, default_home, read_passphrase
 from security.policy import TEAM_KINDS, TEAM_ROLES
 from vault.errors import VaultError
@@ -496,17 +496,42 @@ def _doc_json(d: DocVersion, s: Session | None = None, names: dict[str, str] | N
 
 @cli.command()
 @click.argument("team_name", metavar="TEAM")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "as_name", default=None, help="document name (default: the file's name)")
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_name", default=None, help="document name (default: the file's name; one PATH only)")
 @json_flag
 @click.pass_obj
-def put(ctx: Ctx, team_name: str, path: Path, as_name: str | None) -> None:
-    """Encrypt and upload PATH as a new document, or a new version of it."""
-    with progress_bar(ctx, path.stat().st_size, f"put {path.name}") as advance:
-        seq, vid = with_session(ctx, lambda s: s.put(team_name, path, as_name, advance))
-    name = as_name or path.name
-    emit(ctx, {"name": name, "version": seq, "vid": vid, "size": path.stat().st_size},
-         lambda: out.print(f"{name}: version {seq} stored ({vid})"))
+def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) -> None:
+    """Encrypt and upload each PATH as a new document, or a new version of it.
+
+    Many files go in one session, several uploads at a time; each is its own signed version.
+    If some fail, the others are still stored and the command exits 1 naming the failed ones.
+    """
+    if as_name is not None and len(paths) > 1:
+        raise click.UsageError("--as names one document: give exactly one PATH with it")
+    items = [(path, as_name or path.name) for path in paths]
+    sizes = {name: path.stat().st_size for path, name in items}
+    total = sum(sizes.values())
+    label = f"put {paths[0].name}" if len(paths) == 1 else f"put {len(paths)} files"
+    failure: BatchFailed | None = None
+    with progress_bar(ctx, total, label) as advance:
+        async def go(s: Session) -> list[tuple[str, int, str]]:
+            nonlocal failure
+            try:
+                return await s.put_many(team_name, items, advance)
+            except BatchFailed as e:
+                failure = e
+                return e.stored
+        stored = with_session(ctx, go)
+    rows = [{"name": name, "version": seq, "vid": vid, "size": sizes[name]} for name, seq, vid in stored]
+
+    def human() -> None:
+        for name, seq, vid in stored:
+            out.print(f"{name}: version {seq} stored ({vid})")
+
+    emit(ctx, rows[0] if len(paths) == 1 and rows else rows, human)
+    if failure is not None:
+        raise failure
 
 
 @cli.command()

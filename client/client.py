@@ -9,13 +9,14 @@ signed by their author's device and form an unbroken version chain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from client.api import Api, b64, unb64
 from client.audit import LogView, check_witness, protocols_of, publish_audit_key, sync_log
@@ -35,7 +36,7 @@ from vault.chains import (
     replay_team,
     team_id_for,
 )
-from vault.envelope import BodyDecryptor, DocWriter, Opened, Record, open_record
+from vault.envelope import FRAME, BodyDecryptor, DocWriter, Opened, Record, open_record
 from vault.errors import (
     ChainError,
     Conflict,
@@ -54,6 +55,8 @@ from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_
 
 Progress = Callable[[int], None]
 INVITE_DAYS = 7
+PUT_CONCURRENCY = 8  # uploads in flight in one batch put
+DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting thread
 
 
 def now() -> int:
@@ -172,6 +175,24 @@ def member_fingerprint(ms: MemberState) -> bytes:
                            ms.puk_sign_public)
 
 
+class BatchFailed(VaultError):
+    """Some files of a batch put failed; the others were stored."""
+
+    code = "batch_failed"
+
+    def __init__(self, stored: list[tuple[str, int, str]], failed: list[tuple[str, BaseException]]) -> None:
+        self.stored, self.failed = stored, failed
+        why = "; ".join(f"{name}: {_reason(e)}" for name, e in failed)
+        super().__init__(f"{len(failed)} of {len(stored) + len(failed)} files were not stored "
+                         f"({len(stored)} were): {why}")
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
 class Session:
     """A logged-in, verified connection for one command."""
 
@@ -185,6 +206,9 @@ class Session:
         self._key_cache: dict[tuple[str, int], TeamKey] = {}
         self.warnings: list[str] = []
         self.log: LogView | None = None
+        # During a batch put: the pins read once, and the document pins to merge in at the end.
+        self._batch_pins: Pins | None = None
+        self._batch_docs: dict[str, list[Any]] = {}
 
     @classmethod
     async def open(cls, home: Home, secrets: Secrets, api: Api) -> Session:
@@ -580,7 +604,7 @@ class Session:
                                  "or under a key generation that was not current")
 
     def _check_doc_pin(self, team: TeamState, doc: str, records: list[Record]) -> list[Record]:
-        pins = self.home.pins()
+        pins = self._batch_pins if self._batch_pins is not None else self.home.pins()
         key = f"{team.team_id}/{doc}"
         pin = pins.docs.get(key)
         if pin is not None:
@@ -591,8 +615,29 @@ class Session:
                 )
         if records:
             pins.docs[key] = [len(records), records[-1].version_id]
-            self.home.save_pins(pins)
+            if self._batch_pins is None:
+                self.home.save_pins(pins)
+            else:
+                self._batch_docs[key] = pins.docs[key]
         return records
+
+    @contextlib.contextmanager
+    def _pin_batch(self) -> Iterator[None]:
+        """Document pins of many puts written once at the end: the file read again then and the
+        batch's pins merged in (the furthest version of each document wins), so pins that other
+        steps saved meanwhile are kept."""
+        self._batch_pins, self._batch_docs = self.home.pins(), {}
+        try:
+            yield
+        finally:
+            batch, self._batch_pins, self._batch_docs = self._batch_docs, None, {}
+            if batch:
+                pins = self.home.pins()
+                for key, value in batch.items():
+                    old = pins.docs.get(key)
+                    if old is None or int(old[0]) < int(value[0]):
+                        pins.docs[key] = value
+                self.home.save_pins(pins)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
@@ -608,28 +653,73 @@ class Session:
 
     async def put(self, team_name: str, path: Path, name: str | None = None,
                   progress: Progress | None = None) -> tuple[int, str]:
+        [(_, seq, vid)] = await self.put_many(team_name, [(path, name or path.name)], progress)
+        return seq, vid
+
+    async def put_many(self, team_name: str, items: list[tuple[Path, str]], progress: Progress | None = None,
+                       concurrency: int = PUT_CONCURRENCY) -> list[tuple[str, int, str]]:
+        """Encrypt and upload files as new documents or versions: (name, version, vid) for each.
+
+        One view of the team and one listing for the whole batch; up to ``concurrency`` uploads in
+        flight. Every file is still its own signed version, checked against the pins like a single
+        put. If some fail, the others are still stored, and a ``BatchFailed`` names both sides.
+        """
+        names = [name for _, name in items]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise VaultError(f"the document name {dup!r} is given twice")
         view = await self.view()
         team = view.team_by_name(team_name)
         t = now()
         if not POLICY.team_allows(view.org.roles_of(self.me, t), team.role_of(self.me, t), "doc.write"):
             raise PolicyDenied(f"you may not write documents in team {team.name}")
-        name = name or path.name
-        doc, records = await self.find_doc(team, name)
         if team.rotation_reasons(now(), view.members):
             raise Conflict(f"team {team.name} needs a key rotation first and you could not do it")
+        keys = await self._keys_for(team)
         current = await self.team_key(team, team.generation)
+        known: set[str] = set(self.home.pins().docs)
+        if len(items) > 1:  # which names exist already: one listing instead of a request per file
+            res = await self.api.get(f"/api/v1/teams/{team.team_id}/docs")
+            for item in res.get("docs", []):
+                try:
+                    known.add(f"{team.team_id}/{Record.parse(unb64(item['record'])).core.doc}")
+                except (VaultError, KeyError, TypeError) as e:
+                    raise IntegrityError(f"the server listed a malformed document record: {e}") from e
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(path: Path, name: str) -> tuple[str, int, str]:
+            async with gate:
+                doc = keys[0].doc_id(name)
+                records = await self._versions(team, doc) if len(items) == 1 or f"{team.team_id}/{doc}" in known \
+                    else []
+                return await self._put_version(team, current, doc, records, path, name, progress)
+
+        with self._pin_batch():
+            results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
+        failed = [(name, r) for (_, name), r in zip(items, results, strict=True) if isinstance(r, BaseException)]
+        stored = [r for r in results if not isinstance(r, BaseException)]
+        if failed:
+            if len(items) == 1:
+                raise failed[0][1]
+            raise BatchFailed(stored, failed)
+        return stored
+
+    async def _put_version(self, team: TeamState, current: TeamKey, doc: str, records: list[Record], path: Path,
+                           name: str, progress: Progress | None) -> tuple[str, int, str]:
         parent = records[-1].version_id if records else None
-        size = path.stat().st_size
-        writer = DocWriter(key=current, team_seq=team.seq, device=self.device, author=self.me, doc=doc,
-                           seq=len(records) + 1, parent=parent, time=now(), name=name, size=size,
-                           mime="application/octet-stream", mtime=int(path.stat().st_mtime))
-        res = await self.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                    _encrypting_stream(writer, path, progress))
+        # Opened before the request: a file we cannot read is its own error, not a broken upload.
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            writer = DocWriter(key=current, team_seq=team.seq, device=self.device, author=self.me, doc=doc,
+                               seq=len(records) + 1, parent=parent, time=now(), name=name, size=st.st_size,
+                               mime="application/octet-stream", mtime=int(st.st_mtime))
+            res = await self.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
+                                        _encrypting_stream(writer, f, progress))
         assert writer.record is not None
         if res.get("vid") != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
         self._check_doc_pin(team, doc, [*records, writer.record])
-        return len(records) + 1, str(res["vid"])
+        return name, len(records) + 1, str(res["vid"])
 
     async def ls(self, team_name: str) -> list[DocVersion]:
         view = await self.view()
@@ -698,17 +788,41 @@ class Session:
         dec = BodyDecryptor(opened)
         ok = False
         loop = asyncio.get_running_loop()
+
+        def decrypt_and_write(data: bytes) -> None:
+            for piece in dec.feed(data):
+                _write_all(fd, piece)
+
+        # Pipelined and constant-memory: while a worker thread decrypts and writes one batch
+        # (~1 MiB), the event loop receives the next; at most two batches are held.
+        pending: asyncio.Future[None] | None = None
+        batch: list[bytes] = []
+        batched = 0
         try:
             async for chunk in self.api.download(f"/api/v1/teams/{team.team_id}/versions/{rec.version_id}/body"):
-                pieces = await loop.run_in_executor(None, dec.feed, chunk) if len(chunk) > 65536 else dec.feed(chunk)
-                for piece in pieces:
-                    _write_all(fd, piece)
+                batch.append(chunk)
+                batched += len(chunk)
                 if progress:
                     progress(len(chunk))
+                if batched < DOWNLOAD_BATCH:
+                    continue
+                if pending is not None:
+                    await pending
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                batch, batched = [], 0
+                pending = loop.run_in_executor(None, decrypt_and_write, data)
+            if pending is not None:
+                await pending
+                pending = None
+            if batch:
+                decrypt_and_write(b"".join(batch))
             dec.finish()
             os.fsync(fd)
             ok = True
         finally:
+            if pending is not None:  # interrupted: let the worker finish with fd before it is closed
+                with contextlib.suppress(Exception):
+                    await pending
             os.close(fd)
             try:
                 if ok:
@@ -723,15 +837,35 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-async def _encrypting_stream(writer: DocWriter, path: Path, progress: Progress | None) -> AsyncIterator[bytes]:
+async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None) -> AsyncIterator[bytes]:
+    """The upload body. A worker thread reads and encrypts the next MiB while the event loop sends
+    this one (at most two in memory); small files are done inline (a thread trip costs more)."""
     loop = asyncio.get_running_loop()
     yield writer.upload_prefix()
-    with path.open("rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            yield await loop.run_in_executor(None, writer.encrypt, chunk)
-            if progress:
-                progress(len(chunk))
+
+    def next_piece() -> tuple[int, bytes]:
+        chunk = f.read(FRAME)
+        return len(chunk), writer.encrypt(chunk) if chunk else b""
+
+    if writer.size <= FRAME:
+        n, data = next_piece()
+        if data:
+            yield data
+        if progress and n:
+            progress(n)
+    else:
+        pending = loop.run_in_executor(None, next_piece)
+        try:
+            while True:
+                n, data = await pending
+                if not n:
+                    break
+                pending = loop.run_in_executor(None, next_piece)
+                yield data
+                if progress:
+                    progress(n)
+        finally:
+            # Never leave a worker reading a closed file or encrypting behind finish().
+            with contextlib.suppress(Exception):
+                await pending
     yield writer.finish()

@@ -427,6 +427,27 @@ def test_rollback_of_a_document_is_reported(org: Org, tmp_path: Path) -> None:
     assert [h["version"] for h in bob.json("history", "drafting", "notes.md")] == [1, 2]
 
 
+def test_rollback_is_reported_by_a_batch_put(org: Org, tmp_path: Path) -> None:
+    """A put of many files learns which documents exist from one listing; a document we pinned
+    still has its versions checked, so hiding versions (or the whole document) is caught, and
+    the batch stores no fork of it."""
+    alice = org.alice
+    unlock_fast(alice)
+    doc, other = tmp_path / "notes.md", tmp_path / "other.md"
+    v1 = put(alice, "drafting", doc, b"version one\n")
+    v2 = put(alice, "drafting", doc, b"version two\n")
+    other.write_bytes(b"unrelated\n")
+    with rows_deleted(org, v2):
+        r = alice.fails("put", "drafting", str(doc), str(other), contains=ROLLBACK)
+        assert "notes.md" in r.err and "1 of 2 files were not stored" in r.err
+    with rows_deleted(org, v1, v2):
+        alice.fails("put", "drafting", str(other), str(doc), contains=ROLLBACK)
+        assert sql(org, "SELECT count(*) FROM versions WHERE blob NOT IN (?, ?)", v1, v2) \
+            == [(2,)]  # other.md v1 and v2 only: nothing was written for notes.md
+    assert [h["version"] for h in alice.json("history", "drafting", "notes.md")] == [1, 2]
+    assert [h["version"] for h in alice.json("history", "drafting", "other.md")] == [1, 2]
+
+
 # -- team key boxes and PUK boxes --------------------------------------------------------------
 
 

@@ -93,3 +93,59 @@ def test_no_plaintext_at_rest(org: Org, tmp_path: Path) -> None:
                 assert needle not in data, f"plaintext {needle!r} found in {path}"
     assert scanned >= 4  # database, WAL, certificate, blobs at least
     assert any(p.name == "vault.db" for p in org.server.data_dir.rglob("*"))
+
+
+def test_put_of_many_files_in_one_command(org: Org, tmp_path: Path) -> None:
+    alice, bob = org.alice, org.bob
+    files = []
+    for i in range(30):
+        f = tmp_path / f"note-{i:02d}.txt"
+        f.write_bytes(f"note {i}\n".encode() * (i + 1))
+        files.append(f)
+    stored = alice.json("put", "drafting", *map(str, files))
+    assert [(d["name"], d["version"], d["size"]) for d in stored] == \
+        [(f.name, 1, f.stat().st_size) for f in files]
+    listing = {d["name"]: d for d in bob.json("ls", "drafting")}
+    assert {f.name for f in files} <= set(listing)
+    assert all(listing[f.name]["vid"] == d["vid"] for f, d in zip(files, stored, strict=True))
+    out = tmp_path / "back.txt"
+    bob.ok("get", "drafting", "note-17.txt", "-o", str(out))
+    assert out.read_bytes() == files[17].read_bytes()
+
+    # Again, with one new file among them: existing ones get version 2, the new one version 1.
+    files[3].write_bytes(b"changed\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_bytes(b"new\n")
+    again = alice.json("put", "drafting", str(files[3]), str(files[4]), str(extra))
+    assert [(d["name"], d["version"]) for d in again] == [("note-03.txt", 2), ("note-04.txt", 2), ("extra.txt", 1)]
+    human = bob.ok("put", "drafting", str(files[5]), str(files[6])).out
+    assert "note-05.txt: version 2 stored" in human and "note-06.txt: version 2 stored" in human
+    bob.ok("get", "drafting", "note-03.txt", "-o", str(out))
+    assert out.read_bytes() == b"changed\n"
+
+
+def test_put_of_many_files_refusals_and_partial_failure(org: Org, tmp_path: Path) -> None:
+    import socket
+
+    alice = org.alice
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_bytes(b"a\n")
+    b.write_bytes(b"b\n")
+    r = alice.run("put", "drafting", str(a), str(b), "--as", "x.txt")
+    assert r.code == 2 and "--as names one document" in r.err
+    (tmp_path / "sub").mkdir()
+    twin = tmp_path / "sub" / "a.txt"
+    twin.write_bytes(b"other a\n")
+    alice.fails("put", "drafting", str(a), str(twin), contains="given twice")
+    assert alice.json("ls", "drafting") == []
+    # A file that cannot be read (a socket) fails alone; the others are stored, exit 1 names it.
+    sock_path = tmp_path / "s.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    try:
+        r = alice.fails("put", "drafting", str(a), str(sock_path), str(b), contains="1 of 3 files were not stored")
+        assert "s.sock" in r.err
+    finally:
+        sock.close()
+    assert sorted(d["name"] for d in alice.json("ls", "drafting")) == ["a.txt", "b.txt"]
+

@@ -34,9 +34,10 @@ signer's organization roles are judged as they were at that point.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from vault.crypto import labels
 from vault.crypto import primitives as p
@@ -635,6 +636,15 @@ class TeamState:
     head: bytes = b""
     time: int = 0
     snapshots: dict[int, TeamSnapshot] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
+        """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
+        once made (a link only adds one), and a team grown one member at a time holds a snapshot of
+        every member's role per link (O(members^2); copying them made a removal from a 500-member
+        team cost ~0.4 s)."""
+        fields = {f.name: copy.deepcopy(getattr(self, f.name), memo) for f in dataclasses.fields(self)
+                  if f.name != "snapshots"}
+        return TeamState(**fields, snapshots=dict(self.snapshots))
 
     def _snapshot(self) -> None:
         self.snapshots[self.seq] = TeamSnapshot(

@@ -237,14 +237,13 @@ class DocWriter:
         if self._consumed > self.size:
             raise IntegrityError("file grew while it was being encrypted")
         self._pending += chunk
-        out = bytearray()
+        frames: list[bytes] = []
         # Keep the last full frame back while more input is due: the final frame needs TAG_FINAL.
         while len(self._pending) > FRAME or (len(self._pending) == FRAME and self._consumed < self.size):
-            frame = self._stream.push(bytes(self._pending[:FRAME]))
-            del self._pending[:FRAME]
+            frame = self._stream.push(_take(self._pending, FRAME))
             self._hash.update(frame)
-            out += frame
-        return bytes(out)
+            frames.append(frame)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
 
     def finish(self) -> bytes:
         """The final frame and the signature; afterwards ``record`` is set."""
@@ -349,8 +348,7 @@ class BodyDecryptor:
         return out
 
     def _pull(self, n: int) -> bytes:
-        frame = bytes(self._buf[:n])
-        del self._buf[:n]
+        frame = _take(self._buf, n)
         if self._done:
             raise IntegrityError("data after the final frame")
         assert self._stream is not None
@@ -369,3 +367,11 @@ class BodyDecryptor:
             raise IntegrityError("document body does not match its signed hash")
         if not self._done:
             raise Truncated("document body ended without its final frame")
+
+
+def _take(buf: bytearray, n: int) -> bytes:
+    """The first ``n`` bytes of ``buf`` as bytes, removed from it (one copy)."""
+    with memoryview(buf) as view:
+        head = bytes(view[:n])
+    del buf[:n]
+    return head

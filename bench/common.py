@@ -1,0 +1,140 @@
+"""What every bench script shares: alternating rounds, medians, ratios, rows, machine facts.
+
+A *row* is one line of ``make bench``'s table: our figure and the reference's, both medians of
+rounds that alternate reference and ours in the same run, the ratio of medians (always
+oriented so that higher is better for us: ours/reference for rates, reference/ours for
+times) and the issue's target. Each script writes ``{"rows": [...], ...}`` to its ``--out``
+file; ``bench/run.py`` gathers the rows into one table and ``bench/results.json``.
+Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+
+def alternate(reference: Callable[[], float], ours: Callable[[], float],
+              rounds: int) -> tuple[list[float], list[float]]:
+    """Run reference then ours, ``rounds`` times; return both lists of samples."""
+    refs: list[float] = []
+    mine: list[float] = []
+    for _ in range(rounds):
+        refs.append(reference())
+        mine.append(ours())
+    return refs, mine
+
+
+@dataclass
+class Row:
+    row: str
+    unit: str
+    ours: list[float]
+    reference: list[float] | None
+    higher_is_better: bool
+    ours_what: str
+    reference_what: str = ""
+    target_ratio: float | None = None
+    #: an absolute bound beside the ratio: ("<", 0.2) or (">=", 10000) on our median
+    target_abs: tuple[str, float] | None = None
+    target_text: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ours_median(self) -> float:
+        return float(statistics.median(self.ours))
+
+    @property
+    def reference_median(self) -> float | None:
+        return float(statistics.median(self.reference)) if self.reference else None
+
+    @property
+    def ratio(self) -> float | None:
+        ref = self.reference_median
+        if ref is None:
+            return None
+        mine = self.ours_median
+        if self.higher_is_better:
+            return mine / ref if ref else None
+        return ref / mine if mine else None
+
+    @property
+    def met(self) -> bool | None:
+        checks: list[bool] = []
+        if self.target_ratio is not None and self.ratio is not None:
+            checks.append(self.ratio >= self.target_ratio)
+        if self.target_abs is not None:
+            op, bound = self.target_abs
+            checks.append(self.ours_median < bound if op == "<" else self.ours_median >= bound)
+        return all(checks) if checks else None
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(ours_median=round(self.ours_median, 4), reference_median=None if self.reference_median is None
+                 else round(self.reference_median, 4), ratio=None if self.ratio is None else round(self.ratio, 4),
+                 met=self.met, rounds=len(self.ours))
+        return d
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def git_modified() -> list[str]:
+    """Tracked files changed from the commit (figures of a dirty tree are not the commit's)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [line[3:] for line in out.splitlines()]
+
+
+def machine() -> dict[str, Any]:
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_mib": mem, "python": sys.version.split()[0],
+            "platform": platform.platform(), "commit": git_commit(), "modified": git_modified()}
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        s = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        s = f"{value:.1f}"
+    elif abs(value) >= 1:
+        s = f"{value:.2f}"
+    else:
+        s = f"{value:.3f}"
+    return f"{s} {unit}".strip()
+
+
+def uvloop_run() -> Callable[..., Any]:
+    import uvloop
+    return uvloop.run

@@ -1,0 +1,275 @@
+"""Upload, download, memory and many small files: the real CLI beside ``age``, in the same run.
+
+Setup: a real ``mvault-server run`` in its own process (HTTPS on loopback, uvloop, SQLite and
+fsync'd blobs in a temporary directory), one member joined with the real ``mvault`` CLI and
+unlocked once (``mvault unlock``, as a member does at the start of a session), a team.
+
+Rows, each alternating the reference and ours ``--rounds`` times (medians, ratio of medians):
+
+* upload: ``mvault put TEAM big.bin`` (encrypt, sign, send over HTTPS; the server fsyncs the
+  blob and commits the version before it answers) beside ``age -r KEY -o big.age big.bin``
+  (encrypt to a local file, no fsync). MiB/s of the plaintext, whole commands timed (process
+  start, login and checks included).
+* download: ``mvault get TEAM big.bin -o out`` (verify, decrypt, fsync, rename) beside
+  ``age -d -i KEY -o out big.age``.
+* memory: peak RSS of the client (each put/get) and of the server (the whole run), sampled every
+  20 ms, at ``--size-mib`` and once more at ``--big-mib`` to show it does not grow with the file.
+* many small files: ``mvault put TEAM f1 ... fN`` (one command, a fresh team each round) beside a
+  shell loop running ``age -r`` once per file. Files/s.
+
+``age`` comes from Debian's packages; it is installed with apt-get when missing (as root).
+Nothing here asserts a time. Writes ``bench/results-transfer.json``.
+
+    python bench/transfer.py [--quick] [--size-mib N] [--big-mib N] [--files N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MIB, ROOT, Row, machine  # noqa: E402
+
+BIN = Path(sys.executable).parent
+LIMIT_MIB = 200
+SMALL = 4096
+
+
+class Sampler:
+    """Peak RSS of one process, sampled every 20 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def need_age() -> None:
+    if shutil.which("age") and shutil.which("age-keygen"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit("this bench compares against age: install it (Debian: apt-get install age)")
+    print("installing age from Debian's packages ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "age"], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "age"], env=env, capture_output=True, text=True)
+    if r.returncode != 0 or not shutil.which("age"):
+        raise SystemExit(f"could not install age: {r.stderr[-500:]}")
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, sample: bool = False) -> tuple[float, int]:
+    """Run a command to completion; (wall seconds, peak RSS bytes if sampled)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = Sampler(proc.pid) if sample else None
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - t0
+    peak = sampler.stop() if sampler else 0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}): {err[-2000:]}{out[-500:]}")
+    return elapsed, peak
+
+
+def write_file(path: Path, size_mib: int) -> None:
+    """Incompressible content without spending the setup on urandom for every MiB."""
+    block = os.urandom(MIB)
+    with path.open("wb") as f:
+        for i in range(size_mib):
+            f.write(block[i % 4093:] + block[: i % 4093])
+
+
+def same_file(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(MIB), fb.read(MIB)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--big-mib", type=int, default=2048, help="one more put/get at this size for the memory row")
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-transfer.json")
+    args = ap.parse_args()
+    if args.quick:
+        args.size_mib, args.big_mib, args.files = 16, 64, 100
+    need_age()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mvault-transfer-") as tmp_s:
+        tmp = Path(tmp_s)
+        (tmp / "pass").write_text("bench passphrase 123\n")
+        env = {**os.environ, "MVAULT_HOME": str(tmp / "home"), "MVAULT_PASSPHRASE_FILE": str(tmp / "pass")}
+        subprocess.run(["age-keygen", "-o", str(tmp / "age.key")], check=True, capture_output=True)
+        recipient = next(line.split(": ", 1)[1] for line in (tmp / "age.key").read_text().splitlines()
+                         if line.startswith("# public key: "))
+        mvault = str(BIN / "mvault")
+        server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
+                                   str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True)
+        try:
+            assert server.stdout is not None
+            info = json.loads(server.stdout.readline())
+            server_sampler = Sampler(server.pid)
+            timed([mvault, "join", info["invite"], "--name", "bench"], env)
+            unlocked = subprocess.run([mvault, "--json", "unlock", "--minutes", "60"], env=env, check=True,
+                                      capture_output=True, text=True)
+            env["MVAULT_SESSION"] = json.loads(unlocked.stdout)["session"]
+            del env["MVAULT_PASSPHRASE_FILE"]  # the session must carry every command from here
+            timed([mvault, "team", "create", "bench", "--kind", "program"], env)
+            big = tmp / "big.bin"
+            write_file(big, args.size_mib)
+            up_ref: list[float] = []
+            up_ours: list[float] = []
+            down_ref: list[float] = []
+            down_ours: list[float] = []
+            client_peaks: list[int] = []
+            for r in range(args.rounds):
+                s, _ = timed(["age", "-r", recipient, "-o", str(tmp / "big.age"), str(big)])
+                up_ref.append(args.size_mib / s)
+                s, peak = timed([mvault, "put", "bench", str(big)], env, sample=True)
+                up_ours.append(args.size_mib / s)
+                client_peaks.append(peak)
+                s, _ = timed(["age", "-d", "-i", str(tmp / "age.key"), "-o", str(tmp / "age.out"),
+                              str(tmp / "big.age")])
+                down_ref.append(args.size_mib / s)
+                s, peak = timed([mvault, "get", "bench", "big.bin", "-o", str(tmp / "big.out")], env, sample=True)
+                down_ours.append(args.size_mib / s)
+                client_peaks.append(peak)
+                if r == 0 and not (same_file(big, tmp / "big.out") and same_file(big, tmp / "age.out")):
+                    raise SystemExit("a downloaded file differs from the original")
+                (tmp / "age.out").unlink()
+                (tmp / "big.out").unlink()
+            server_peak_small = server_sampler.peak
+            # The same once more at a bigger size: memory must not grow with the file.
+            huge = tmp / "huge.bin"
+            big.unlink()
+            write_file(huge, args.big_mib)
+            _, put_big_peak = timed([mvault, "put", "bench", str(huge)], env, sample=True)
+            _, get_big_peak = timed([mvault, "get", "bench", "huge.bin", "-o", str(tmp / "huge.out")], env,
+                                    sample=True)
+            huge_ok = (tmp / "huge.out").stat().st_size == huge.stat().st_size
+            huge.unlink()
+            (tmp / "huge.out").unlink()
+            server_peak_big = server_sampler.peak
+
+            # Many small files: a fresh directory of N files and a fresh team per round.
+            small_ref: list[float] = []
+            small_ours: list[float] = []
+            for r in range(args.rounds):
+                d = tmp / f"small{r}"
+                d.mkdir()
+                files = []
+                for i in range(args.files):
+                    f = d / f"f{i:04d}.bin"
+                    f.write_bytes(os.urandom(SMALL))
+                    files.append(str(f))
+                (tmp / f"age{r}").mkdir()
+                loop = f'for f in "{d}"/*.bin; do age -r "{recipient}" -o "{tmp}/age{r}/${{f##*/}}.age" "$f"; done'
+                s, _ = timed(["bash", "-c", loop])
+                small_ref.append(args.files / s)
+                timed([mvault, "team", "create", f"small{r}", "--kind", "program"], env)
+                s, _ = timed([mvault, "put", f"small{r}", *files], env)
+                small_ours.append(args.files / s)
+            listed = json.loads(subprocess.run([mvault, "--json", "ls", f"small{args.rounds - 1}"], env=env,
+                                               check=True, capture_output=True, text=True).stdout)
+            server_peak = server_sampler.stop()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+    client_small = max(client_peaks)
+    client_big = max(put_big_peak, get_big_peak)
+    flat = client_big <= client_small + 16 * MIB and server_peak_big <= server_peak_small + 16 * MIB
+    rows = [
+        Row("upload", "MiB/s", up_ours, up_ref, True,
+            f"mvault put of a {args.size_mib} MiB file over HTTPS on loopback to fsync'd storage (whole command)",
+            f"age -r encrypting the same file to a file (no fsync); age {age_version()}",
+            target_ratio=0.30, target_text=">= 0.30x"),
+        Row("download", "MiB/s", down_ours, down_ref, True,
+            "mvault get of it to a file: verified, decrypted, fsync'd, renamed (whole command)",
+            "age -d of the age file to a file (no fsync)", target_ratio=0.45, target_text=">= 0.45x"),
+        Row("memory", "MiB", [max(client_small, client_big, server_peak) / MIB], None, False,
+            "peak RSS, the larger of client (every put/get) and server (whole run)",
+            target_abs=("<", LIMIT_MIB), target_text=f"< {LIMIT_MIB} MiB each, flat in file size",
+            detail={"client_peak_mib": round(client_small / MIB, 1),
+                    "server_peak_mib": round(server_peak_small / MIB, 1),
+                    "size_mib": args.size_mib, "big_mib": args.big_mib,
+                    "client_peak_big_mib": round(client_big / MIB, 1),
+                    "server_peak_big_mib": round(server_peak_big / MIB, 1),
+                    "server_peak_whole_run_mib": round(server_peak / MIB, 1), "flat": flat,
+                    "big_round_trip_ok": huge_ok}),
+        Row("many small files", "files/s", small_ours, small_ref, True,
+            f"one mvault put of {args.files} files of 4 KiB into a fresh team (each its own signed version)",
+            "age -r once per file in a bash loop", target_ratio=1.0, target_text=">= 1.0x",
+            detail={"listed_after_last_round": len(listed)}),
+    ]
+    memory_row = rows[2]
+    if not flat or not huge_ok:
+        memory_row.target_abs = ("<", 0.0)  # not met, whatever the peak: it grew with the file or broke
+    result: dict[str, Any] = {"rows": [r.as_json() for r in rows], "machine": machine(), "rounds": args.rounds,
+                              "seconds": round(time.perf_counter() - started, 1)}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    for row in rows:
+        ref = row.reference_median
+        print(f"{row.row:<17} ours {row.ours_median:,.1f} {row.unit}"
+              + (f", reference {ref:,.1f} {row.unit}, ratio {row.ratio:.2f}" if ref is not None and row.ratio else "")
+              + f" ({row.target_text}: {'met' if row.met else 'NOT met'})")
+    print(f"memory: client {client_small / MIB:.0f} MiB at {args.size_mib} MiB, {client_big / MIB:.0f} MiB at "
+          f"{args.big_mib} MiB; server {server_peak_small / MIB:.0f} / {server_peak_big / MIB:.0f} MiB; flat: {flat}")
+    ok = huge_ok and len(listed) == args.files
+    return 0 if ok else 1
+
+
+def age_version() -> str:
+    try:
+        return subprocess.run(["age", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
