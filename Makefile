@@ -23,9 +23,7 @@ test: $(BIN)/.installed
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/memory.py $(if $(QUICK),--quick,)
-	$(BIN)/python bench/audit.py $(if $(QUICK),--quick,)
-	$(BIN)/python bench/fanout.py $(if $(QUICK),--quick,)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

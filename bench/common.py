@@ -49,6 +49,8 @@ class Row:
     target_abs: tuple[str, float] | None = None
     target_text: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    #: further conditions of the target, by name (e.g. "p99 < 15 ms": True)
+    checks: dict[str, bool] = field(default_factory=dict)
 
     @property
     def ours_median(self) -> float:
@@ -76,6 +78,7 @@ class Row:
         if self.target_abs is not None:
             op, bound = self.target_abs
             checks.append(self.ours_median < bound if op == "<" else self.ours_median >= bound)
+        checks.extend(self.checks.values())
         return all(checks) if checks else None
 
     def as_json(self) -> dict[str, Any]:
