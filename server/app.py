@@ -67,6 +67,8 @@ STORAGE = web.AppKey("storage", SQLiteStorage)
 DIRECTORY = web.AppKey("directory", Directory)
 CONFIG = web.AppKey("config", Config)
 LOCK = web.AppKey("lock", asyncio.Lock)
+LAST_PURGE = web.AppKey("last_purge", list)  # [time of the last purge of expired login rows]
+PURGE_EVERY = 60.0
 SESSION_KEY = web.RequestKey("session", Session)
 # Routes (by their canonical pattern, never the raw path) that need no session.
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
@@ -300,9 +302,17 @@ async def challenge(request: web.Request) -> web.Response:
     await check_lockout(request.app, device_id)
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
-    await request.app[STORAGE].purge_expired(now_of(request))
+    await _purge_now_and_then(request.app, now_of(request))
     await request.app[STORAGE].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
     return web.json_response({"nonce": b64(nonce), "expires": expires})
+
+
+async def _purge_now_and_then(app: web.Application, now: float) -> None:
+    """Expired nonces, sessions and link slots are refused where they are read; deleting them is
+    housekeeping, done at most once a minute (on every challenge it cost a table scan per login)."""
+    if now - app[LAST_PURGE][0] >= PURGE_EVERY:
+        app[LAST_PURGE][0] = now
+        await app[STORAGE].purge_expired(now)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -771,6 +781,7 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
     app[DIRECTORY] = directory
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()
+    app[LAST_PURGE] = [0.0]
     r = app.router
     r.add_get("/api/health", health)
     r.add_get("/api/openapi.json", openapi)

@@ -39,12 +39,13 @@ CREATE TABLE IF NOT EXISTS versions (
     vid TEXT PRIMARY KEY, team TEXT NOT NULL, doc TEXT NOT NULL, seq INTEGER NOT NULL,
     record BLOB NOT NULL, blob TEXT NOT NULL, body_len INTEGER NOT NULL, created INTEGER NOT NULL,
     UNIQUE (team, doc, seq));
-CREATE TABLE IF NOT EXISTS nonces (
-    nonce BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS link_slots (
     slot TEXT PRIMARY KEY, member TEXT NOT NULL, expires REAL NOT NULL, payload BLOB);
 CREATE TABLE IF NOT EXISTS sessions (
     token BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires);
+DROP TABLE IF EXISTS nonces;
+CREATE INDEX IF NOT EXISTS link_slots_expires ON link_slots (expires);
 CREATE TABLE IF NOT EXISTS threads (
     team TEXT NOT NULL, thread TEXT NOT NULL, record BLOB NOT NULL, expire INTEGER NOT NULL,
     created INTEGER NOT NULL, next_pos INTEGER NOT NULL, last_time INTEGER NOT NULL,
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS thread_senders (
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+MAX_NONCES = 100_000
 
 
 def _atomic(method: F) -> F:
@@ -163,6 +165,10 @@ class SQLiteStorage:
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
         self._lock = asyncio.Lock()
+        self._nonces: dict[bytes, tuple[str, str, float]] = {}  # nonce hash -> (member, device, expires)
+        self._session_rows: list[tuple[bytes, str, str, float]] = []
+        self._session_batch: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[bytes, Session] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
         self.blob_dir = data_dir / "blobs"
@@ -328,22 +334,47 @@ class SQLiteStorage:
 
     # -- login ------------------------------------------------------------------------------
 
-    @_atomic
+    # Login nonces live in memory: single-use and valid for a minute, they need no disk. A restart
+    # forgets them all, which can only make a pending login ask for a new challenge (never accept
+    # a used one). At most MAX_NONCES are held (a flood of challenges evicts the oldest).
+
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
-        await self._db.execute("INSERT INTO nonces VALUES (?, ?, ?, ?)", (nonce, member, device, expires))
+        while len(self._nonces) >= MAX_NONCES:  # the oldest first (expired ones also go every minute)
+            del self._nonces[next(iter(self._nonces))]
+        self._nonces[nonce] = (member, device, expires)
 
-    @_atomic
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        """Fetch and delete in one statement: a nonce can be taken once."""
-        async with self._db.execute(
-            "DELETE FROM nonces WHERE nonce=? RETURNING member, device, expires", (nonce,)
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
+        """A nonce can be taken once."""
+        return self._nonces.pop(nonce, None)
+
+    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
+        """Durable before it returns; concurrent logins share one transaction (one fsync)."""
+        self._session_rows.append((token, member, device, expires))
+        if self._session_batch is None:
+            self._session_batch = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._commit_sessions())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(self._session_batch)
 
     @_atomic
-    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
-        await self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (token, member, device, expires))
+    async def _commit_sessions(self) -> None:
+        # Under the storage lock: every session queued while we waited for it joins this batch.
+        rows, self._session_rows = self._session_rows, []
+        done, self._session_batch = self._session_batch, None
+        assert done is not None
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", rows)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        except Exception as e:
+            done.set_exception(e)
+        else:
+            done.set_result(None)
 
     @_atomic
     async def session(self, token: bytes) -> Session | None:
@@ -498,6 +529,6 @@ class SQLiteStorage:
     @_atomic
     async def purge_expired(self, now: float) -> None:
         await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))
-        await self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+        self._nonces = {n: v for n, v in self._nonces.items() if v[2] >= now}
         await self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
         self._sessions = {t: v for t, v in self._sessions.items() if v.expires >= now}
