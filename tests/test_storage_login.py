@@ -1,0 +1,72 @@
+"""Login state in the real SQLite storage: in-memory single-use nonces, group-committed sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from server import storage as storage_mod
+from server.storage import SQLiteStorage
+
+
+async def test_a_nonce_is_taken_once_and_a_flood_evicts_the_oldest(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await SQLiteStorage.open(tmp_path)
+    try:
+        await store.add_nonce(b"n1", "m", "d", 100.0)
+        assert await store.take_nonce(b"n1") == ("m", "d", 100.0)
+        assert await store.take_nonce(b"n1") is None  # single use
+        assert await store.take_nonce(b"never") is None
+        monkeypatch.setattr(storage_mod, "MAX_NONCES", 3)
+        for i in range(5):
+            await store.add_nonce(b"f%d" % i, "m", "d", 100.0 + i)
+        assert [await store.take_nonce(b"f%d" % i) is not None for i in range(5)] == [False, False, True, True, True]
+        await store.add_nonce(b"old", "m", "d", 10.0)
+        await store.add_nonce(b"new", "m", "d", 1000.0)
+        await store.purge_expired(500.0)
+        assert await store.take_nonce(b"old") is None and await store.take_nonce(b"new") is not None
+    finally:
+        await store.close()
+
+
+async def test_a_nonce_does_not_survive_a_restart(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(tmp_path)
+    await store.add_nonce(b"n", "m", "d", 1e12)
+    await store.close()
+    store = await SQLiteStorage.open(tmp_path)
+    try:
+        assert await store.take_nonce(b"n") is None
+    finally:
+        await store.close()
+
+
+async def test_concurrent_sessions_are_all_durable_when_their_calls_return(tmp_path: Path) -> None:
+    store = await SQLiteStorage.open(tmp_path)
+    try:
+        tokens = [b"t%03d" % i for i in range(50)]
+        await asyncio.gather(*(store.add_session(t, f"m{i}", "d", 1e12) for i, t in enumerate(tokens)))
+        # Read by another connection: committed, not only in this process's cache.
+        db = sqlite3.connect(tmp_path / "vault.db")
+        try:
+            rows = dict(db.execute("SELECT token, member FROM sessions").fetchall())
+        finally:
+            db.close()
+        assert {bytes(t): m for t, m in rows.items()} == {t: f"m{i}" for i, t in enumerate(tokens)}
+        found = await store.session(tokens[7])
+        assert found is not None and found.member == "m7"
+        # A failing batch fails every caller in it and leaves nothing half-written.
+        with pytest.raises(sqlite3.IntegrityError):
+            await asyncio.gather(store.add_session(b"fresh", "m", "d", 1e12),
+                                 store.add_session(tokens[0], "x", "d", 1e12))
+        db = sqlite3.connect(tmp_path / "vault.db")
+        try:
+            assert db.execute("SELECT count(*) FROM sessions WHERE token=?", (b"fresh",)).fetchone() == (0,)
+        finally:
+            db.close()
+        await store.add_session(b"after", "m", "d", 1e12)  # the next batch works
+        assert await store.session(b"after") is not None
+    finally:
+        await store.close()
