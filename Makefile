@@ -12,6 +12,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@# An editable install leaves our own modules uncompiled; with PYTHONDONTWRITEBYTECODE set they
+	@# would be compiled again at every command's start (~0.25 s here). A wheel install compiles them.
+	$(BIN)/python -m compileall -q vault server client security >/dev/null
 	@touch $@
 
 serve: $(BIN)/.installed

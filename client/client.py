@@ -789,13 +789,30 @@ class Session:
         ok = False
         loop = asyncio.get_running_loop()
 
-        def decrypt_and_write(data: bytes) -> None:
-            for piece in dec.feed(data):
+        def write_pieces(pieces: list[bytes]) -> None:
+            for piece in pieces:
                 _write_all(fd, piece)
 
-        # Pipelined and constant-memory: while a worker thread decrypts and writes one batch
-        # (~1 MiB), the event loop receives the next; at most two batches are held.
-        pending: asyncio.Future[None] | None = None
+        def decrypt(chunks: list[bytes]) -> list[bytes]:
+            return [piece for chunk in chunks for piece in dec.feed(chunk)]
+
+        # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
+        # worker thread decrypts batch k+1 and another writes batch k (libsodium, hashing and
+        # write() release the GIL). Each stage keeps its order: one call in flight per stage.
+        decrypting: asyncio.Future[list[bytes]] | None = None
+        writing: asyncio.Future[None] | None = None
+
+        async def hand_on(data: list[bytes] | None) -> None:
+            nonlocal decrypting, writing
+            if decrypting is not None:
+                pieces = await decrypting
+                decrypting = None
+                if writing is not None:
+                    await writing
+                writing = loop.run_in_executor(None, write_pieces, pieces)
+            if data is not None:
+                decrypting = loop.run_in_executor(None, decrypt, data)
+
         batch: list[bytes] = []
         batched = 0
         try:
@@ -804,25 +821,23 @@ class Session:
                 batched += len(chunk)
                 if progress:
                     progress(len(chunk))
-                if batched < DOWNLOAD_BATCH:
-                    continue
-                if pending is not None:
-                    await pending
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
-                batch, batched = [], 0
-                pending = loop.run_in_executor(None, decrypt_and_write, data)
-            if pending is not None:
-                await pending
-                pending = None
+                if batched >= DOWNLOAD_BATCH:
+                    data, batch, batched = batch, [], 0
+                    await hand_on(data)
             if batch:
-                decrypt_and_write(b"".join(batch))
+                await hand_on(batch)
+            await hand_on(None)  # the last decrypted batch goes to the writer
+            if writing is not None:
+                await writing
+                writing = None
             dec.finish()
             os.fsync(fd)
             ok = True
         finally:
-            if pending is not None:  # interrupted: let the worker finish with fd before it is closed
-                with contextlib.suppress(Exception):
-                    await pending
+            for stage in (decrypting, writing):  # interrupted: let the workers finish before fd closes
+                if stage is not None:
+                    with contextlib.suppress(Exception):
+                        await stage
             os.close(fd)
             try:
                 if ok:

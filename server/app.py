@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -747,9 +748,15 @@ async def put_version(request: web.Request) -> web.Response:
 
 
 async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
+    """Hash the body on the event loop while a worker thread writes the previous piece (one write
+    in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held); small bodies are written inline
+    (a thread trip costs more)."""
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    writing: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    batched = 0
     try:
         remaining = length
         while remaining:
@@ -758,14 +765,37 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
                 raise Truncated(f"upload ended {remaining} bytes before the end of the document body")
             remaining -= len(chunk)
             hasher.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-        await loop.run_in_executor(None, os.fsync, fd)
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= 1 << 20 or not remaining:
+                if writing is not None:
+                    await writing
+                    writing = None
+                if batched < 65536:
+                    _write_chunks(fd, batch)
+                else:
+                    writing = loop.run_in_executor(None, _write_chunks, fd, batch)
+                batch, batched = [], 0
+        if writing is not None:
+            await writing
+            writing = None
+        if length > 65536:
+            await loop.run_in_executor(None, os.fsync, fd)
+        else:
+            os.fsync(fd)
     finally:
+        if writing is not None:  # cancelled or failed: the worker must be done with fd first
+            with contextlib.suppress(Exception):
+                await writing
         os.close(fd)
     return hasher.digest()
+
+
+def _write_chunks(fd: int, chunks: list[bytes]) -> None:
+    for data in chunks:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 # -- application -------------------------------------------------------------------------------
