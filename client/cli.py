@@ -525,9 +525,9 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
         stored = with_session(ctx, go)
     rows = [{"name": name, "version": seq, "vid": vid, "size": sizes[name]} for name, seq, vid in stored]
 
-    def human() -> None:
-        for name, seq, vid in stored:
-            out.print(f"{name}: version {seq} stored ({vid})")
+    def human() -> None:  # one write: rich renders line by line, ~0.3 ms a line for 1,000 files
+        if stored:
+            click.echo("\n".join(f"{name}: version {seq} stored ({vid})" for name, seq, vid in stored))
 
     emit(ctx, rows[0] if len(paths) == 1 and rows else rows, human)
     if failure is not None:

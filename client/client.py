@@ -55,7 +55,7 @@ from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_
 
 Progress = Callable[[int], None]
 INVITE_DAYS = 7
-PUT_CONCURRENCY = 8  # uploads in flight in one batch put
+PUT_CONCURRENCY = 16  # uploads in flight in one batch put
 DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting thread
 
 

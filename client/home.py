@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,9 @@ class Home:
             raise VaultError(f"{self.path / 'pins.json'} is damaged") from e
 
     def save_pins(self, pins: Pins) -> None:
-        atomic_write(self.path / "pins.json", json.dumps(asdict(pins), indent=1).encode())
+        # Pins hold only plain dicts and lists: no dataclasses.asdict (a deep copy of every entry).
+        atomic_write(self.path / "pins.json", json.dumps({f.name: getattr(pins, f.name) for f in fields(pins)},
+                                                         indent=1).encode())
 
     # -- keystore -----------------------------------------------------------------------------
 

@@ -779,10 +779,7 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
         if writing is not None:
             await writing
             writing = None
-        if length > 65536:
-            await loop.run_in_executor(None, os.fsync, fd)
-        else:
-            os.fsync(fd)
+        await loop.run_in_executor(None, os.fsync, fd)  # never on the loop: it would stall every request
     finally:
         if writing is not None:  # cancelled or failed: the worker must be done with fd first
             with contextlib.suppress(Exception):

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
-from vault.errors import Conflict, NotFound
+from vault.errors import Conflict, NotFound, VaultError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -166,8 +166,7 @@ class SQLiteStorage:
         self._db = db
         self._lock = asyncio.Lock()
         self._nonces: dict[bytes, tuple[str, str, float]] = {}  # nonce hash -> (member, device, expires)
-        self._session_rows: list[tuple[bytes, str, str, float]] = []
-        self._session_batch: asyncio.Future[None] | None = None
+        self._queued: list[tuple[tuple[str, Any], asyncio.Future[None]]] = []  # see _group_commit
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[bytes, Session] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
@@ -276,28 +275,10 @@ class SQLiteStorage:
 
     # -- documents --------------------------------------------------------------------------
 
-    @_atomic
     async def add_version(self, v: StoredVersion, parent: str | None, now: int) -> None:
-        """Insert a version only on top of the current head (``Conflict`` otherwise)."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self._db.execute(
-                "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
-            ) as cur:
-                head = await cur.fetchone()
-            head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
-            if parent != head_vid or v.seq != head_seq + 1:
-                raise Conflict(
-                    f"document changed on the server (now at version {head_seq}); fetch it, merge, put again"
-                )
-            await self._db.execute(
-                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now),
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        """Insert a version only on top of the current head (``Conflict`` otherwise); concurrent
+        uploads share one transaction."""
+        await self._group_commit(("version", (v, parent, now)))
 
     def _version(self, r: Any) -> StoredVersion:
         return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
@@ -349,32 +330,63 @@ class SQLiteStorage:
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         """Durable before it returns; concurrent logins share one transaction (one fsync)."""
-        self._session_rows.append((token, member, device, expires))
-        if self._session_batch is None:
-            self._session_batch = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(self._commit_sessions())
+        await self._group_commit(("session", (token, member, device, expires)))
+
+    async def _group_commit(self, item: tuple[str, Any]) -> None:
+        """Queue one write for the next shared transaction and wait until it is committed.
+
+        Writes queued while the storage lock is busy run together: one BEGIN .. COMMIT, so one
+        fsync for all of them. Each is checked on its own (a refused one fails alone, leaving
+        no row); if the commit itself fails, every write of the batch fails."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((item, done))
+        if len(self._queued) == 1:
+            task = asyncio.create_task(self._commit_queued())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(self._session_batch)
+        await asyncio.shield(done)
 
     @_atomic
-    async def _commit_sessions(self) -> None:
-        # Under the storage lock: every session queued while we waited for it joins this batch.
-        rows, self._session_rows = self._session_rows, []
-        done, self._session_batch = self._session_batch, None
-        assert done is not None
+    async def _commit_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        results: list[BaseException | None] = []
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                await self._db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", rows)
+                for (kind, args), _ in batch:
+                    try:
+                        await self._apply_write(kind, args)
+                        results.append(None)
+                    except (VaultError, sqlite3.IntegrityError) as e:  # this write only: its statement undid itself
+                        results.append(e)
                 await self._db.execute("COMMIT")
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
         except Exception as e:
-            done.set_exception(e)
-        else:
-            done.set_result(None)
+            results = [e] * len(batch)
+        for (_, done), result in zip(batch, results, strict=True):
+            if done.cancelled():
+                continue
+            if result is None:
+                done.set_result(None)
+            else:
+                done.set_exception(result)
+
+    async def _apply_write(self, kind: str, args: Any) -> None:
+        if kind == "session":
+            await self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", args)
+            return
+        v, parent, now = args
+        async with self._db.execute(
+            "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
+        ) as cur:
+            head = await cur.fetchone()
+        head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
+        if parent != head_vid or v.seq != head_seq + 1:
+            raise Conflict(f"document changed on the server (now at version {head_seq}); fetch it, merge, put again")
+        await self._db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now))
 
     @_atomic
     async def session(self, token: bytes) -> Session | None:

@@ -1,4 +1,4 @@
-"""Login state in the real SQLite storage: in-memory single-use nonces, group-committed sessions."""
+"""Real SQLite storage: in-memory single-use nonces; sessions and versions group-committed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from server import storage as storage_mod
 from server.storage import SQLiteStorage
+from vault.errors import Conflict
 
 
 async def test_a_nonce_is_taken_once_and_a_flood_evicts_the_oldest(tmp_path: Path,
@@ -57,16 +58,40 @@ async def test_concurrent_sessions_are_all_durable_when_their_calls_return(tmp_p
         assert {bytes(t): m for t, m in rows.items()} == {t: f"m{i}" for i, t in enumerate(tokens)}
         found = await store.session(tokens[7])
         assert found is not None and found.member == "m7"
-        # A failing batch fails every caller in it and leaves nothing half-written.
-        with pytest.raises(sqlite3.IntegrityError):
-            await asyncio.gather(store.add_session(b"fresh", "m", "d", 1e12),
-                                 store.add_session(tokens[0], "x", "d", 1e12))
+        # In one batch, a refused write fails alone (its row is not written) and the others commit.
+        results = await asyncio.gather(store.add_session(b"fresh", "m", "d", 1e12),
+                                       store.add_session(tokens[0], "x", "d", 1e12), return_exceptions=True)
+        assert results[0] is None and isinstance(results[1], sqlite3.IntegrityError)
         db = sqlite3.connect(tmp_path / "vault.db")
         try:
-            assert db.execute("SELECT count(*) FROM sessions WHERE token=?", (b"fresh",)).fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM sessions WHERE token=?", (b"fresh",)).fetchone() == (1,)
+            assert db.execute("SELECT member FROM sessions WHERE token=?", (tokens[0],)).fetchone() == ("m0",)
         finally:
             db.close()
         await store.add_session(b"after", "m", "d", 1e12)  # the next batch works
         assert await store.session(b"after") is not None
+    finally:
+        await store.close()
+
+
+async def test_concurrent_versions_commit_together_and_a_conflict_fails_alone(tmp_path: Path) -> None:
+    from server.storage import StoredVersion
+
+    store = await SQLiteStorage.open(tmp_path)
+    try:
+        def v(doc: str, seq: int) -> StoredVersion:
+            return StoredVersion(f"{doc}-{seq}", "team", doc, seq, b"record", f"{doc}-{seq}", 0)
+
+        await asyncio.gather(*(store.add_version(v(f"d{i}", 1), None, 1) for i in range(20)))
+        assert [x.vid for x in await store.versions("team", "d7")] == ["d7-1"]
+        # Same batch: d0 v2 on top of v1 is fine; a second v2 of d0 and a v2 with a wrong parent are not.
+        results = await asyncio.gather(store.add_version(v("d0", 2), "d0-1", 2),
+                                       store.add_version(v("d0", 2), "d0-1", 2),
+                                       store.add_version(v("d1", 2), "elsewhere", 2),
+                                       store.add_version(v("d2", 2), "d2-1", 2), return_exceptions=True)
+        assert results[0] is None and results[3] is None
+        assert isinstance(results[1], Conflict) and isinstance(results[2], Conflict)
+        assert [x.vid for x in await store.versions("team", "d0")] == ["d0-1", "d0-2"]
+        assert [x.vid for x in await store.versions("team", "d1")] == ["d1-1"]
     finally:
         await store.close()
