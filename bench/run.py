@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, fmt, machine  # noqa: E402
+from common import ROOT, fmt, machine, precompile  # noqa: E402
 
 BENCH = ROOT / "bench"
 #: (script, the rows it writes), in the order of the issue's table
@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=BENCH / "results.json")
     args = ap.parse_args()
     started = time.perf_counter()
+    precompile()
     rows: list[dict[str, Any]] = []
     scripts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mvault-bench-") as tmp:

@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, machine  # noqa: E402
+from common import MIB, ROOT, Row, machine, precompile  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LIMIT_MIB = 200
@@ -136,8 +136,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-transfer.json")
     args = ap.parse_args()
     if args.quick:
-        args.size_mib, args.big_mib, args.files = 16, 64, 100
+        args.size_mib, args.big_mib, args.files = 8, 32, 50
     need_age()
+    precompile()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mvault-transfer-") as tmp_s:
         tmp = Path(tmp_s)

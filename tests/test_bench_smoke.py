@@ -38,3 +38,110 @@ def test_fanout_bench_runs(tmp_path: Path) -> None:
     assert result["all_delivered"] is True and result["ours_in_order"] is True
     assert result["note"] == "server fan-out, clients do not decrypt"
     assert "ratio of medians" in r.stdout and "server fan-out, clients do not decrypt" in r.stdout
+
+
+def test_rotation_bench_runs(tmp_path: Path) -> None:
+    """bench/rotation.py --quick: the "rotation" row with its keys and >= 5 rounds; no timing asserted."""
+    out = tmp_path / "rotation.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "rotation.py"), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    for key in ("rows", "machine", "members", "rounds", "setup_s", "ours_what", "reference_what"):
+        assert key in result, key
+    (row,) = result["rows"]
+    assert row["row"] == "rotation" and row["unit"] == "s" and row["higher_is_better"] is False
+    for key in ("ours", "reference", "ours_median", "reference_median", "ratio", "met", "rounds", "ours_what",
+                "reference_what", "target_ratio", "target_abs", "target_text"):
+        assert key in row, key
+    assert row["rounds"] >= 5 and len(row["ours"]) == len(row["reference"]) == row["rounds"]
+    assert row["target_ratio"] == 0.5 and list(row["target_abs"]) == ["<", 0.2]
+    assert row["target_text"] == ">= 0.5x, < 0.2 s"
+    assert row["detail"]["boxes"] == row["detail"]["boxes_posted"] == result["members"] - 1
+    assert "server" in row["ours_what"] and "SealedBox" in row["reference_what"]
+    assert "ratio of medians" in r.stdout
+
+
+def test_login_bench_runs(tmp_path: Path) -> None:
+    """bench/login.py --quick: real server and reference, real logins; keys and counts only, no timings."""
+    out = tmp_path / "login.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "login.py"), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert "machine" in result
+    [row] = result["rows"]
+    for key in ("row", "unit", "ours", "reference", "higher_is_better", "ours_what", "reference_what",
+                "target_ratio", "target_text", "detail", "ours_median", "reference_median", "ratio", "met",
+                "rounds"):
+        assert key in row, key
+    assert row["row"] == "login" and row["unit"] == "logins/s" and row["higher_is_better"] is True
+    assert row["target_ratio"] == 0.3 and row["target_text"] == ">= 0.3x"
+    assert row["rounds"] >= 5 and len(row["ours"]) == len(row["reference"]) == row["rounds"]
+    detail = row["detail"]
+    assert detail["failed_logins"] == 0 and detail["failed_reference_requests"] == 0
+    assert detail["round_trips_per_login"] == 2
+    assert detail["audit_event_per_login"] is True
+    assert all(x["failed"] == 0 and x["done"] > 0 for x in result["ours_rounds"] + result["reference_rounds"])
+    assert "ratio of medians" in r.stdout
+
+
+def test_audit_bench_runs(tmp_path: Path) -> None:
+    """bench/audit.py --quick: both rows in the common format, at least 5 rounds each; no timings."""
+    out = tmp_path / "audit.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "audit.py"), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    rows = {row["row"]: row for row in result["rows"]}
+    assert set(rows) == {"audit appends", "audit verify"}
+    for row in rows.values():
+        for key in ("unit", "ours", "reference", "higher_is_better", "ours_what", "reference_what", "target_ratio",
+                    "target_abs", "target_text", "detail", "ours_median", "reference_median", "ratio", "met",
+                    "rounds"):
+            assert key in row, (row["row"], key)
+        assert row["rounds"] >= 5 and len(row["ours"]) == len(row["reference"]) == row["rounds"]
+        assert all(x > 0 for x in row["ours"] + row["reference"])
+    assert (rows["audit appends"]["unit"], rows["audit appends"]["higher_is_better"]) == ("events/s", True)
+    assert (rows["audit appends"]["target_ratio"], rows["audit appends"]["target_abs"]) == (0.35, [">=", 10000])
+    assert (rows["audit verify"]["unit"], rows["audit verify"]["higher_is_better"]) == ("s", False)
+    assert (rows["audit verify"]["target_ratio"], rows["audit verify"]["target_abs"]) == (0.2, ["<", 5.0])
+    for key in ("appends", "verify", "rounds", "machine"):  # the script's own keys stay
+        assert key in result, key
+    assert result["rounds"] >= 5
+    assert "audit appends" in r.stdout and "audit verify" in r.stdout
+
+
+def test_transfer_bench_runs(tmp_path: Path) -> None:
+    """bench/transfer.py --quick: real server and CLI beside age; rows and round trips, no timings."""
+    out = tmp_path / "transfer.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "transfer.py"), "--quick", "--rounds", "2", "--out",
+                        str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    rows = {row["row"]: row for row in result["rows"]}
+    assert set(rows) == {"upload", "download", "memory", "many small files"}
+    for name in ("upload", "download", "many small files"):
+        assert len(rows[name]["ours"]) == len(rows[name]["reference"]) == 2
+        assert rows[name]["ratio"] is not None and rows[name]["ours_median"] > 0
+    mem = rows["memory"]["detail"]
+    assert mem["big_round_trip_ok"] is True and mem["flat"] in (True, False)
+    assert rows["memory"]["ours_median"] < 200  # a memory bound, not a timing
+    assert rows["many small files"]["detail"]["listed_after_last_round"] == 50
+
+
+def test_run_gathers_rows_into_one_table_and_results_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "rotation", "login",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert [row["row"] for row in result["rows"]] == ["rotation", "login"]
+    assert result["quick"] is True and result["machine"]["cpus"] and len(result["machine"]["commit"]) == 40
+    assert set(result["scripts"]) == {"rotation", "login"}
+    assert all(s["exit"] == 0 and s["missing_rows"] == [] for s in result["scripts"].values())
+    for row in result["rows"]:
+        assert {"ours_median", "reference_median", "ratio", "target_text", "met", "rounds"} <= set(row)
+        assert row["rounds"] >= 5
+    table = r.stdout[r.stdout.index("row  "):]
+    assert "rotation" in table and "login" in table and "ratio" in table
