@@ -25,6 +25,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from security.merkle import leaf_hash
@@ -34,7 +36,8 @@ from vault.encoding import Fields, Value, decode, encode
 from vault.errors import DecryptionFailed, EncodingError, IntegrityError
 
 DAY = 86400
-SLOT_BYTES = 24 + 32 + 16  # nonce || a wrapped 32-byte key || tag
+NONCE_BYTES = p.AEAD_NONCE_BYTES
+SLOT_BYTES = NONCE_BYTES + 32 + p.AEAD_TAG_BYTES  # nonce || a wrapped 32-byte key || tag
 PAD = 128
 MIN_BODY = 768
 MAX_LEAF = 16 * 1024
@@ -150,6 +153,14 @@ class Leaf:
     def parse(cls, raw: bytes) -> Leaf:
         if len(raw) > MAX_LEAF:
             raise IntegrityError("audit leaf is too large")
+        leaf = _parse_exact(raw)
+        return leaf if leaf is not None else cls.parse_decoded(raw)
+
+    @classmethod
+    def parse_decoded(cls, raw: bytes) -> Leaf:
+        """``parse`` through the general decoder and ``Fields`` (what ``_parse_exact`` must agree with)."""
+        if len(raw) > MAX_LEAF:
+            raise IntegrityError("audit leaf is too large")
         try:
             f = Fields(decode(raw), "audit leaf", {"v", "day", "ag", "e", "c", "k"})
             if f.int_("v") != 1:
@@ -164,7 +175,140 @@ class Leaf:
         return leaf
 
 
+# The one canonical form of a valid leaf, byte for byte. Every field is required and no other is
+# allowed, so the dictionary has exactly six keys, in byte order "ag" < "c" < "day" < "e" < "k" < "v";
+# every length but the ciphertext's is fixed, and "v" is the integer 1:
+#
+#   d 6 | 2 "ag" i ag(8) | 1 "c" b len(4) c | 3 "day" i day(8) | 1 "e" b 32 e(32)
+#       | 1 "k" l 3 (b 72 slot(72)) x3 | 1 "v" i 1(8)
+_LEAF_HEAD = b"d\x00\x00\x00\x06" + b"\x00\x00\x00\x02agi"
+_LEAF_C = b"\x00\x00\x00\x01cb"
+_LEAF_DAY = b"\x00\x00\x00\x03dayi"
+_LEAF_E = b"\x00\x00\x00\x01eb" + struct.pack(">I", 32)
+_LEAF_K = b"\x00\x00\x00\x01kl" + struct.pack(">I", 3)
+_LEAF_SLOT = b"b" + struct.pack(">I", SLOT_BYTES)
+_LEAF_TAIL = b"\x00\x00\x00\x01vi" + struct.pack(">q", 1)
+# The fixed parts before the ciphertext and after it, each read with one unpack.
+_BEFORE_C = struct.Struct(f">{len(_LEAF_HEAD)}sq{len(_LEAF_C)}sI")
+_AFTER_C = struct.Struct(f">{len(_LEAF_DAY)}sq{len(_LEAF_E)}s32s{len(_LEAF_K)}s"
+                         + f"{len(_LEAF_SLOT)}s{SLOT_BYTES}s" * 3 + f"{len(_LEAF_TAIL)}s")
+
+
+def _parse_exact(raw: bytes) -> Leaf | None:
+    """The leaf, if ``raw`` is byte for byte the canonical form above with ``day, ag >= 0``; else None.
+
+    Exactly the inputs ``Leaf.parse_decoded`` accepts, with the same result, without building the
+    decoded dictionary: the general decoder would find the same type bytes, lengths, key order and
+    end of input, and ``Fields`` the same keys, types, sizes and bounds. Anything else (including
+    every malformed leaf) goes to ``parse_decoded``, which reports what is wrong.
+    """
+    if type(raw) is not bytes or len(raw) < _BEFORE_C.size + _AFTER_C.size:
+        return None
+    head, ag, c_key, c_len = _BEFORE_C.unpack_from(raw)
+    c_end = _BEFORE_C.size + c_len
+    if head != _LEAF_HEAD or c_key != _LEAF_C or c_end + _AFTER_C.size != len(raw):
+        return None
+    day_key, day, e_key, eph, k_key, b0, s0, b1, s1, b2, s2, tail = _AFTER_C.unpack_from(raw, c_end)
+    if (day_key != _LEAF_DAY or e_key != _LEAF_E or k_key != _LEAF_K or b0 != _LEAF_SLOT or b1 != _LEAF_SLOT
+            or b2 != _LEAF_SLOT or tail != _LEAF_TAIL or ag < 0 or day < 0):
+        return None
+    return Leaf(raw, day, ag, eph, raw[_BEFORE_C.size : c_end], (s0, s1, s2))
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_type_len = struct.Struct(">BI").pack  # a type byte and a 4-byte length or count
+_type_int = struct.Struct(">Bq").pack
+_u32 = struct.Struct(">I").pack
+_first = itemgetter(0)
+
+
+def _key(name: str) -> bytes:
+    return struct.pack(">I", len(name)) + name.encode()
+
+
+# An event body's two dictionaries have fixed keys, so their canonical order is fixed:
+#   d 2 | "e" d 8 (action, actor, detail, device, res, result, rules, time) | "pad" b 0
+_BODY_HEAD = _type_len(0x64, 2) + _key("e") + _type_len(0x64, 8) + _key("action")
+_KEY_ACTOR, _KEY_DETAIL, _KEY_DEVICE, _KEY_RES, _KEY_RESULT, _KEY_RULES, _KEY_TIME = map(
+    _key, ("actor", "detail", "device", "res", "result", "rules", "time"))
+_BODY_TAIL = _key("pad") + _type_len(0x62, 0)
+
+
+class _Unusual(Exception):
+    """A value outside the shape ``_body_bytes`` writes (the general encoder takes it)."""
+
+
+def _utf8(value: object) -> bytes:
+    if type(value) is not str:
+        raise _Unusual
+    try:
+        return value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the general encoder refuses it
+        raise _Unusual from None
+
+
+def _str(value: object) -> bytes:
+    raw = _utf8(value)
+    return _type_len(0x73, len(raw)) + raw
+
+
+def _flat_dict(value: object) -> bytes:
+    """A dict of str keys to str or int values, canonically encoded."""
+    if type(value) is not dict:
+        raise _Unusual
+    items = sorted([(_utf8(k), v) for k, v in value.items()], key=_first)  # by the keys' bytes
+    parts = [_type_len(0x64, len(items))]
+    for k, v in items:
+        parts.append(_u32(len(k)))
+        parts.append(k)
+        if type(v) is int and _INT64_MIN <= v <= _INT64_MAX:
+            parts.append(_type_int(0x69, v))
+        else:
+            parts.append(_str(v))
+    return b"".join(parts)
+
+
+def _body_bytes(event: Event) -> bytes | None:
+    """``encode({"e": event.to_value(), "pad": b""})`` for an event whose fields hold exactly their
+    declared built-in types (str, int, dict of str, tuple or list of str); None for any other, which
+    the general encoder then encodes (or refuses) as always. Same bytes as ``encode``'s."""
+    try:
+        rules: object = event.rules
+        if type(rules) is not tuple and type(rules) is not list:
+            raise _Unusual
+        time = event.time
+        if type(time) is not int or not _INT64_MIN <= time <= _INT64_MAX:
+            raise _Unusual
+        return b"".join((
+            _BODY_HEAD, _str(event.action), _KEY_ACTOR, _str(event.actor), _KEY_DETAIL,
+            _flat_dict(event.detail), _KEY_DEVICE, _str(event.device), _KEY_RES, _flat_dict(event.res),
+            _KEY_RESULT, _str(event.result), _KEY_RULES, _type_len(0x6C, len(rules)), *map(_str, rules),
+            _KEY_TIME, _type_int(0x69, time), _BODY_TAIL))
+    except _Unusual:
+        return None
+
+
+def _leaf_bytes(day: int, audit_gen: int, eph: bytes, ciphertext: bytes, slots: Sequence[bytes]) -> bytes:
+    """``encode({"v": 1, "day": day, "ag": audit_gen, "e": eph, "c": ciphertext, "k": slots})``.
+
+    Written straight into the form ``_parse_exact`` reads when the values fit it (the bytes are the
+    same as ``encode``'s); anything else goes through ``encode`` itself.
+    """
+    if (type(day) is int and type(audit_gen) is int and 0 <= day <= _INT64_MAX and 0 <= audit_gen <= _INT64_MAX
+            and type(eph) is bytes and len(eph) == 32 and type(ciphertext) is bytes
+            and len(ciphertext) <= 0xFFFFFFFF and len(slots) == 3):
+        s0, s1, s2 = slots
+        if (type(s0) is bytes and type(s1) is bytes and type(s2) is bytes
+                and len(s0) == len(s1) == len(s2) == SLOT_BYTES):
+            return b"".join((_BEFORE_C.pack(_LEAF_HEAD, audit_gen, _LEAF_C, len(ciphertext)), ciphertext,
+                             _AFTER_C.pack(_LEAF_DAY, day, _LEAF_E, eph, _LEAF_K, _LEAF_SLOT, s0, _LEAF_SLOT, s1,
+                                           _LEAF_SLOT, s2, _LEAF_TAIL)))
+    return encode({"v": 1, "day": day, "ag": audit_gen, "e": eph, "c": ciphertext, "k": list(slots)})
+
+
+@lru_cache(maxsize=256, typed=True)
 def _ad(day: int, audit_gen: int) -> bytes:
+    """The associated data of an event body (a few days and generations are live at once: cached)."""
     return labels.AD_AUDIT_EVENT + b"\x00" + encode({"day": day, "ag": audit_gen})
 
 
@@ -195,14 +339,21 @@ class Sealer:
         return self if self._uses <= self.MAX_USES else Sealer()
 
 
-def _wrap(sealer: Sealer, recipient: bytes | None, key: bytes) -> bytes:
-    """One slot; random bytes for no recipient, or for a key no one can hold (a low-order point)."""
+def _aead_seal(key: bytes, nonce: bytes, ad: bytes, plaintext: bytes) -> bytes:
+    """``p.aead_seal`` with a nonce the caller drew at random (one draw serves a whole event)."""
+    return nonce + p.aead_encrypt(key, nonce, ad, plaintext)
+
+
+def _wrap(sealer: Sealer, recipient: bytes | None, key: bytes, fresh: bytes) -> bytes:
+    """One slot from ``SLOT_BYTES`` fresh random bytes: the nonce of a slot wrapping ``key`` for
+    ``recipient``, or the whole slot for no recipient or a key no one can hold (a low-order point)."""
     if recipient is not None:
         try:
-            return p.aead_seal(sealer.slot_key(recipient), labels.AD_AUDIT_SLOT, key)
+            slot_key = sealer.slot_key(recipient)
         except DecryptionFailed:
-            pass
-    return p.random_bytes(SLOT_BYTES)
+            return fresh
+        return _aead_seal(slot_key, fresh[:NONCE_BYTES], labels.AD_AUDIT_SLOT, key)
+    return fresh
 
 
 def valid_box_public(public: bytes) -> bool:
@@ -223,18 +374,24 @@ def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
         raise ValueError("audit generation 0 means no audit key")
     sealer = sealer if sealer is not None else Sealer()
     day = event.time // DAY
-    key = p.random_bytes(32)
+    # One draw for the event: its key, the body's nonce, then a slot's worth for each slot.
+    fresh = p.random_bytes(32 + NONCE_BYTES + 3 * SLOT_BYTES)
+    key = fresh[:32]
     # encode({"e": event, "pad": zeros}) without encoding twice: the pad is the last field,
     # so the unpadded form ends with its 4-byte length, which we overwrite.
-    unpadded = encode({"e": event.to_value(), "pad": b""})
+    unpadded = _body_bytes(event)
+    if unpadded is None:
+        unpadded = encode({"e": event.to_value(), "pad": b""})
     # Every common event fits MIN_BODY, so sizes do not tell logins from reads.
     pad = max(MIN_BODY - len(unpadded), (-len(unpadded)) % PAD)
     body = unpadded[:-4] + struct.pack(">I", pad) + bytes(pad)
-    ciphertext = p.aead_seal(key, _ad(day, audit_gen), body)
+    ciphertext = _aead_seal(key, fresh[32 : 32 + NONCE_BYTES], _ad(day, audit_gen), body)
     publics: list[bytes | None] = [audit_public, *member_publics]
     publics += [None] * (3 - len(publics))
-    slots = [_wrap(sealer, pk, key) for pk in publics]
-    return encode({"v": 1, "day": day, "ag": audit_gen, "e": sealer.public, "c": ciphertext, "k": slots})
+    at = 32 + NONCE_BYTES
+    slots = [_wrap(sealer, pk, key, fresh[at + i * SLOT_BYTES : at + (i + 1) * SLOT_BYTES])
+             for i, pk in enumerate(publics)]
+    return _leaf_bytes(day, audit_gen, sealer.public, ciphertext, slots)
 
 
 class Opener:

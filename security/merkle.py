@@ -58,16 +58,25 @@ def _split(n: int) -> int:
 
 
 def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH(D[n]) over already-hashed leaves: the plain recursive definition, for reference."""
+    """MTH(D[n]) over already-hashed leaves, level by level.
 
-    def mth(lo: int, hi: int) -> bytes:
-        n = hi - lo
-        if n == 1:
-            return leaf_hashes[lo]
-        k = _split(n)
-        return node_hash(mth(lo, lo + k), mth(lo + k, hi))
-
-    return mth(0, len(leaf_hashes)) if leaf_hashes else EMPTY_ROOT
+    The RFC's recursion splits at the largest power of two below n, so the left part is always a
+    complete subtree: hashing each level in pairs from the left and carrying an odd last node up
+    unchanged builds exactly that tree (what ``MerkleTree`` stores, and what the CT vectors check),
+    with one SHA-256 per interior node and no recursion.
+    """
+    if not leaf_hashes:
+        return EMPTY_ROOT
+    sha256 = hashlib.sha256
+    join = b"".join
+    level = list(leaf_hashes)
+    while len(level) > 1:
+        pairs = iter(level)  # zipped with itself: (0, 1), (2, 3), ...; an odd last one is left over
+        upper = [sha256(join((b"\x01", left, right))).digest() for left, right in zip(pairs, pairs, strict=False)]
+        if len(level) & 1:
+            upper.append(level[-1])
+        level = upper
+    return level[0]
 
 
 def _check_hash(value: bytes, what: str) -> bytes:

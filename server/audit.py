@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import aiosqlite
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS failures (device TEXT NOT NULL, time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS lockouts (device TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 MAX_PAGE = 2000
+ROWS_PER_STATEMENT = 249  # 4 parameters a row: within SQLite's smallest limit of 999 per statement
+
+
+@lru_cache(maxsize=ROWS_PER_STATEMENT)
+def _insert_rows(n: int) -> str:
+    return "INSERT INTO events VALUES " + ", ".join(["(?, ?, ?, ?)"] * n)
 
 
 @dataclass
@@ -139,14 +146,7 @@ class AuditStore:
                 h = leaf_hash(leaf)
                 rows.append((self.tree.append(h), day, h, leaf))
             try:
-                async with self._write:
-                    await self._db.execute("BEGIN IMMEDIATE")
-                    try:
-                        await self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
-                        await self._db.execute("COMMIT")
-                    except BaseException:
-                        await self._db.execute("ROLLBACK")
-                        raise
+                await self._insert(rows)
             except Exception as e:  # noqa: BLE001 - every waiter gets the failure
                 self.tree.truncate(start)
                 for _, _, fut in batch:
@@ -157,6 +157,27 @@ class AuditStore:
             for i, (_, _, fut) in enumerate(batch):
                 if not fut.done():
                     fut.set_result(start + i)
+
+    async def _insert(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        """One transaction for the whole batch, durable (synchronous=FULL) when this returns."""
+        async with self._write:
+            if len(rows) <= ROWS_PER_STATEMENT:
+                # A single statement outside BEGIN is its own transaction: all rows or none, committed
+                # when it returns; one trip to the database thread instead of three.
+                try:
+                    await self._db.execute(_insert_rows(len(rows)), [v for row in rows for v in row])
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+                return
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Tests for ``security.merkle``: RFC 9162 / RFC 6962 Merkle tree, proofs and verifiers.
 
 1. Published known-answer vectors from the Certificate Transparency reference implementations.
-2. Exhaustive round trips for every tree size 1..64 against the recursive reference ``root_of``.
+2. Exhaustive round trips for every tree size 1..64 against ``root_of`` (itself checked against the
+   RFC's recursive definition for every size up to 300).
 3. Every single alteration of every proof (sizes 1..64) is rejected with ``ProofError``.
 4. The incremental tree: append, historical sizes, truncate and re-append, argument checking.
 5. Hypothesis properties up to ~300 leaves, including the proof-length bounds.
@@ -667,3 +668,20 @@ def test_random_leaves_match_reference(leaves: list[bytes], data: st.DataObject)
     verify_consistency(old, size, old_root, root, tree.consistency_proof(old, size))
     tree.truncate(old)
     assert tree.root() == old_root
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """MTH(D[n]) exactly as RFC 9162 2.1.1 writes it: split at the largest power of two below n."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+
+
+def test_root_of_is_the_recursive_definition() -> None:
+    """``root_of`` hashes level by level; every size up to BIG gives the RFC's recursive head."""
+    for n in range(BIG + 1):
+        assert root_of(LEAVES[:n]) == _mth(LEAVES[:n]), n
+    assert root_of(tuple(LEAVES[:37])) == _mth(LEAVES[:37])  # any sequence

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Union
 
 from vault.errors import EncodingError
@@ -39,10 +40,41 @@ def encode(value: Value) -> bytes:
     return bytes(out)
 
 
+_type_len = struct.Struct(">BI").pack  # a type byte and a 4-byte length or count
+_type_int = struct.Struct(">Bq").pack  # 'i' and its int64
+_len = _U32.pack
+_first = itemgetter(0)
+
+
 def _encode(value: Value, out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise EncodingError("structure nested too deeply")
-    if value is None:
+    # The exact built-in types first, by identity of their type; anything else (subclasses, other
+    # mappings, bytearray, memoryview) takes the general checks below, which give the same bytes.
+    if type(value) is str:
+        raw = _to_utf8(value)
+        out += _type_len(0x73, len(raw))
+        out += raw
+    elif type(value) is bytes:
+        out += _type_len(0x62, len(value))
+        out += value
+    elif type(value) is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise EncodingError("integer out of range")
+        out += _type_int(0x69, value)
+    elif type(value) is dict:
+        _encode_mapping(value, out, depth)
+    elif type(value) is list or type(value) is tuple:
+        out += _type_len(0x6C, len(value))
+        depth += 1
+        for item in value:
+            if type(item) is str and depth <= MAX_DEPTH:  # inline, with the check ``_encode`` makes
+                raw = _to_utf8(item)
+                out += _type_len(0x73, len(raw))
+                out += raw
+            else:
+                _encode(item, out, depth)
+    elif value is None:
         out += b"N"
     elif value is True:
         out += b"T"
@@ -59,22 +91,41 @@ def _encode(value: Value, out: bytearray, depth: int) -> None:
         raw = _to_utf8(value)
         out += b"s" + _U32.pack(len(raw)) + raw
     elif isinstance(value, Mapping):
-        items = []
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise EncodingError("dictionary keys must be strings")
-            items.append((_to_utf8(k), v))
-        items.sort(key=lambda kv: kv[0])
-        out += b"d" + _U32.pack(len(items))
-        for kb, v in items:
-            out += _U32.pack(len(kb)) + kb
-            _encode(v, out, depth + 1)
+        _encode_mapping(value, out, depth)
     elif isinstance(value, list | tuple):
         out += b"l" + _U32.pack(len(value))
         for item in value:
             _encode(item, out, depth + 1)
     else:
         raise EncodingError(f"cannot encode a value of type {type(value).__name__}")
+
+
+def _encode_mapping(value: Mapping[str, Value], out: bytearray, depth: int) -> None:
+    """Every key checked and encoded first, then the entries in the byte order of their keys."""
+    items = []
+    for k, v in value.items():
+        if type(k) is not str and not isinstance(k, str):
+            raise EncodingError("dictionary keys must be strings")
+        items.append((_to_utf8(k), v))
+    items.sort(key=_first)
+    out += _type_len(0x64, len(items))
+    depth += 1
+    inline = depth <= MAX_DEPTH  # the check ``_encode`` makes first, for the values inlined here
+    for kb, v in items:
+        out += _len(len(kb))
+        out += kb
+        # The commonest values inline: strings, integers, bytes.
+        if inline and type(v) is str:
+            raw = _to_utf8(v)
+            out += _type_len(0x73, len(raw))
+            out += raw
+        elif inline and type(v) is int and _INT_MIN <= v <= _INT_MAX:
+            out += _type_int(0x69, v)
+        elif inline and type(v) is bytes:
+            out += _type_len(0x62, len(v))
+            out += v
+        else:
+            _encode(v, out, depth)
 
 
 def _to_utf8(text: str) -> bytes:
@@ -88,72 +139,88 @@ def decode(data: bytes) -> Value:
     """Decode exactly one value; anything malformed raises ``EncodingError``."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise EncodingError("expected bytes")
-    buf = bytes(data)
+    buf = data if type(data) is bytes else bytes(data)
     value, pos = _decode(buf, 0, 0)
     if pos != len(buf):
         raise EncodingError("trailing bytes after encoded value")
     return value
 
 
-def _take(buf: bytes, pos: int, n: int) -> tuple[bytes, int]:
-    end = pos + n
-    if n < 0 or end > len(buf):
-        raise EncodingError("encoded value is truncated")
-    return buf[pos:end], end
+# Type bytes as integers (indexing ``bytes`` gives an ``int``, with no one-byte slice to make).
+_N, _T, _F, _INT, _BYTES, _STR, _LIST, _DICT = b"NTFibsld"
+_u32_at = _U32.unpack_from
+_i64_at = _I64.unpack_from
 
 
-def _length(buf: bytes, pos: int) -> tuple[int, int]:
-    raw, pos = _take(buf, pos, 4)
-    (n,) = _U32.unpack(raw)
-    return int(n), pos
+def _truncated() -> EncodingError:
+    return EncodingError("encoded value is truncated")
 
 
 def _decode(buf: bytes, pos: int, depth: int) -> tuple[Value, int]:
+    # The grammar's checks, inlined: each length is read with ``unpack_from`` after checking that
+    # its 4 bytes are there, and each payload is sliced once after checking that it is all there.
     if depth > MAX_DEPTH:
         raise EncodingError("structure nested too deeply")
-    kind, pos = _take(buf, pos, 1)
-    if kind == b"N":
-        return None, pos
-    if kind == b"T":
-        return True, pos
-    if kind == b"F":
-        return False, pos
-    if kind == b"i":
-        raw, pos = _take(buf, pos, 8)
-        return int(_I64.unpack(raw)[0]), pos
-    if kind == b"b":
-        n, pos = _length(buf, pos)
-        raw, pos = _take(buf, pos, n)
-        return raw, pos
-    if kind == b"s":
-        n, pos = _length(buf, pos)
-        raw, pos = _take(buf, pos, n)
-        return _utf8(raw), pos
-    if kind == b"l":
-        n, pos = _length(buf, pos)
-        if n > len(buf) - pos:  # every item takes at least one byte
-            raise EncodingError("encoded value is truncated")
-        items: list[Value] = []
-        for _ in range(n):
-            item, pos = _decode(buf, pos, depth + 1)
-            items.append(item)
-        return items, pos
-    if kind == b"d":
-        n, pos = _length(buf, pos)
-        if n > len(buf) - pos:
-            raise EncodingError("encoded value is truncated")
+    size = len(buf)
+    if pos >= size:
+        raise _truncated()
+    kind = buf[pos]
+    pos += 1
+    if kind in (_BYTES, _STR):
+        if pos + 4 > size:
+            raise _truncated()
+        end = pos + 4 + _u32_at(buf, pos)[0]
+        if end > size:
+            raise _truncated()
+        raw = buf[pos + 4 : end]
+        return (raw if kind == _BYTES else _utf8(raw)), end
+    if kind == _INT:
+        if pos + 8 > size:
+            raise _truncated()
+        return _i64_at(buf, pos)[0], pos + 8
+    if kind == _DICT:
+        if pos + 4 > size:
+            raise _truncated()
+        n = _u32_at(buf, pos)[0]
+        pos += 4
+        if n > size - pos:  # every entry takes at least one byte
+            raise _truncated()
         result: dict[str, Value] = {}
         previous: bytes | None = None
+        depth += 1
         for _ in range(n):
-            klen, pos = _length(buf, pos)
-            kb, pos = _take(buf, pos, klen)
+            if pos + 4 > size:
+                raise _truncated()
+            end = pos + 4 + _u32_at(buf, pos)[0]
+            if end > size:
+                raise _truncated()
+            kb = buf[pos + 4 : end]
             if previous is not None and kb <= previous:
                 raise EncodingError("dictionary keys are duplicated or not in canonical order")
             previous = kb
-            value, pos = _decode(buf, pos, depth + 1)
+            value, pos = _decode(buf, end, depth)
             result[_utf8(kb)] = value
         return result, pos
-    raise EncodingError(f"unknown type byte {kind!r}")
+    if kind == _LIST:
+        if pos + 4 > size:
+            raise _truncated()
+        n = _u32_at(buf, pos)[0]
+        pos += 4
+        if n > size - pos:  # every item takes at least one byte
+            raise _truncated()
+        items: list[Value] = []
+        depth += 1
+        for _ in range(n):
+            item, pos = _decode(buf, pos, depth)
+            items.append(item)
+        return items, pos
+    if kind == _N:
+        return None, pos
+    if kind == _T:
+        return True, pos
+    if kind == _F:
+        return False, pos
+    raise EncodingError(f"unknown type byte {bytes((kind,))!r}")
 
 
 def _utf8(raw: bytes) -> str:
