@@ -51,6 +51,8 @@ class Row:
     detail: dict[str, Any] = field(default_factory=dict)
     #: further conditions of the target, by name (e.g. "p99 < 15 ms": True)
     checks: dict[str, bool] = field(default_factory=dict)
+    #: the reference's unit when it differs (login: logins/s against requests/s)
+    reference_unit: str = ""
 
     @property
     def ours_median(self) -> float:

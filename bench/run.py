@@ -59,8 +59,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         failed = [k for k, v in r.get("checks", {}).items() if not v]
         if failed:
             met += " (" + "; ".join(failed) + ")"
-        lines.append((r["row"], fmt(r["ours_median"], r["unit"]), fmt(r["reference_median"], r["unit"]), ratio,
-                      r["target_text"], met, str(r["rounds"])))
+        ref = fmt(r["reference_median"], r.get("reference_unit") or r["unit"])
+        lines.append((r["row"], fmt(r["ours_median"], r["unit"]), ref, ratio, r["target_text"], met, str(r["rounds"])))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
     for k, line in enumerate(lines):

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from client import admin
 from client.api import Api
-from client.client import BatchFailed, DocVersion, Session, join, now
+from client.client import BatchFailed, DocVersion, Session, check_unique_names, join, now
 from client.home import SESSION_MINUTES, Home, default_home, read_passphrase
 from security.policy import TEAM_KINDS, TEAM_ROLES
 from vault.errors import VaultError
@@ -510,6 +510,7 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
     if as_name is not None and len(paths) > 1:
         raise click.UsageError("--as names one document: give exactly one PATH with it")
     items = [(path, as_name or path.name) for path in paths]
+    check_unique_names([name for _, name in items])  # before unlocking and logging in
     sizes = {name: path.stat().st_size for path, name in items}
     total = sum(sizes.values())
     label = f"put {paths[0].name}" if len(paths) == 1 else f"put {len(paths)} files"

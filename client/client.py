@@ -9,6 +9,7 @@ signed by their author's device and form an unbroken version chain.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import tempfile
@@ -40,6 +41,7 @@ from vault.envelope import FRAME, BodyDecryptor, DocWriter, Opened, Record, open
 from vault.errors import (
     ChainError,
     Conflict,
+    CryptoError,
     IntegrityError,
     NotFound,
     PolicyDenied,
@@ -56,6 +58,11 @@ from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_
 Progress = Callable[[int], None]
 INVITE_DAYS = 7
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
+PIN_FLUSH = 64  # document pins saved at least this often during a batch put
+# Worker threads for streaming crypto and file writes. Our own pool, not the loop's: on any exit
+# (errors, Ctrl-C) we wait for submitted work on its concurrent futures before closing the file,
+# which asyncio's wrappers do not allow once cancelled.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-io")
 DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting thread
 
 
@@ -175,6 +182,14 @@ def member_fingerprint(ms: MemberState) -> bytes:
                            ms.puk_sign_public)
 
 
+def check_unique_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise VaultError(f"the document name {name!r} is given twice")
+        seen.add(name)
+
+
 class BatchFailed(VaultError):
     """Some files of a batch put failed; the others were stored."""
 
@@ -209,6 +224,7 @@ class Session:
         # During a batch put: the pins read once, and the document pins to merge in at the end.
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
+        self._batch_flushed = 0.0
 
     @classmethod
     async def open(cls, home: Home, secrets: Secrets, api: Api) -> Session:
@@ -619,6 +635,8 @@ class Session:
                 self.home.save_pins(pins)
             else:
                 self._batch_docs[key] = pins.docs[key]
+                if len(self._batch_docs) >= PIN_FLUSH or time.monotonic() - self._batch_flushed >= 1.0:
+                    self._flush_batch_pins()
         return records
 
     @contextlib.contextmanager
@@ -626,18 +644,28 @@ class Session:
         """Document pins of many puts written once at the end: the file read again then and the
         batch's pins merged in (the furthest version of each document wins), so pins that other
         steps saved meanwhile are kept."""
-        self._batch_pins, self._batch_docs = self.home.pins(), {}
+        if self._batch_pins is not None:
+            raise VaultError("one batch put at a time per session")
+        self._batch_pins, self._batch_docs, self._batch_flushed = self.home.pins(), {}, time.monotonic()
         try:
             yield
         finally:
-            batch, self._batch_pins, self._batch_docs = self._batch_docs, None, {}
-            if batch:
-                pins = self.home.pins()
-                for key, value in batch.items():
-                    old = pins.docs.get(key)
-                    if old is None or int(old[0]) < int(value[0]):
-                        pins.docs[key] = value
-                self.home.save_pins(pins)
+            self._flush_batch_pins()
+            self._batch_pins = None
+
+    def _flush_batch_pins(self) -> None:
+        """Merge the batch's new document pins into the file (re-read: the furthest version of
+        each document wins, so pins others saved meanwhile stay). Also done every second or
+        PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned."""
+        batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
+        if not batch:
+            return
+        pins = self.home.pins()
+        for key, value in batch.items():
+            old = pins.docs.get(key)
+            if old is None or int(old[0]) < int(value[0]):
+                pins.docs[key] = value
+        self.home.save_pins(pins)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
@@ -664,10 +692,7 @@ class Session:
         flight. Every file is still its own signed version, checked against the pins like a single
         put. If some fail, the others are still stored, and a ``BatchFailed`` names both sides.
         """
-        names = [name for _, name in items]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup is not None:
-            raise VaultError(f"the document name {dup!r} is given twice")
+        check_unique_names([name for _, name in items])
         view = await self.view()
         team = view.team_by_name(team_name)
         t = now()
@@ -686,18 +711,27 @@ class Session:
                 except (VaultError, KeyError, TypeError) as e:
                     raise IntegrityError(f"the server listed a malformed document record: {e}") from e
         gate = asyncio.Semaphore(concurrency)
+        alarm: list[VaultError] = []  # a server caught lying: no more uploads to it in this batch
 
         async def one(path: Path, name: str) -> tuple[str, int, str]:
             async with gate:
+                if alarm:
+                    raise VaultError("not attempted after the error above")
                 doc = keys[0].doc_id(name)
-                records = await self._versions(team, doc) if len(items) == 1 or f"{team.team_id}/{doc}" in known \
-                    else []
-                return await self._put_version(team, current, doc, records, path, name, progress)
+                try:
+                    records = await self._versions(team, doc) if len(items) == 1 or f"{team.team_id}/{doc}" in known \
+                        else []
+                    return await self._put_version(team, current, doc, records, path, name, progress)
+                except (RollbackDetected, CryptoError, ServerMismatch) as e:
+                    alarm.append(e)
+                    raise
 
         with self._pin_batch():
             results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
         failed = [(name, r) for (_, name), r in zip(items, results, strict=True) if isinstance(r, BaseException)]
         stored = [r for r in results if not isinstance(r, BaseException)]
+        if alarm and len(items) > 1:  # the security error itself, with its own code, not a batch failure
+            raise type(alarm[0])(f"{alarm[0]} ({len(stored)} of {len(items)} files were stored before it)")
         if failed:
             if len(items) == 1:
                 raise failed[0][1]
@@ -787,7 +821,6 @@ class Session:
         tmp = Path(tmp_name)
         dec = BodyDecryptor(opened)
         ok = False
-        loop = asyncio.get_running_loop()
 
         def write_pieces(pieces: list[bytes]) -> None:
             for piece in pieces:
@@ -799,19 +832,19 @@ class Session:
         # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
         # worker thread decrypts batch k+1 and another writes batch k (libsodium, hashing and
         # write() release the GIL). Each stage keeps its order: one call in flight per stage.
-        decrypting: asyncio.Future[list[bytes]] | None = None
-        writing: asyncio.Future[None] | None = None
+        decrypting: concurrent.futures.Future[list[bytes]] | None = None
+        writing: concurrent.futures.Future[None] | None = None
 
         async def hand_on(data: list[bytes] | None) -> None:
             nonlocal decrypting, writing
             if decrypting is not None:
-                pieces = await decrypting
+                pieces = await asyncio.wrap_future(decrypting)
                 decrypting = None
                 if writing is not None:
-                    await writing
-                writing = loop.run_in_executor(None, write_pieces, pieces)
+                    await asyncio.wrap_future(writing)
+                writing = _POOL.submit(write_pieces, pieces)
             if data is not None:
-                decrypting = loop.run_in_executor(None, decrypt, data)
+                decrypting = _POOL.submit(decrypt, data)
 
         batch: list[bytes] = []
         batched = 0
@@ -828,22 +861,21 @@ class Session:
                 await hand_on(batch)
             await hand_on(None)  # the last decrypted batch goes to the writer
             if writing is not None:
-                await writing
+                await asyncio.wrap_future(writing)
                 writing = None
             dec.finish()
             os.fsync(fd)
             ok = True
         finally:
-            for stage in (decrypting, writing):  # interrupted: let the workers finish before fd closes
-                if stage is not None:
-                    with contextlib.suppress(Exception):
-                        await stage
-            os.close(fd)
-            try:
-                if ok:
-                    os.replace(tmp, out)
+            try:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
+                concurrent.futures.wait([f for f in (decrypting, writing) if f is not None])
             finally:
-                tmp.unlink(missing_ok=True)
+                os.close(fd)
+                try:
+                    if ok:
+                        os.replace(tmp, out)
+                finally:
+                    tmp.unlink(missing_ok=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -855,32 +887,30 @@ def _write_all(fd: int, data: bytes) -> None:
 async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None) -> AsyncIterator[bytes]:
     """The upload body. A worker thread reads and encrypts the next MiB while the event loop sends
     this one (at most two in memory); small files are done inline (a thread trip costs more)."""
-    loop = asyncio.get_running_loop()
     yield writer.upload_prefix()
 
-    def next_piece() -> tuple[int, bytes]:
-        chunk = f.read(FRAME)
+    def next_piece(limit: int = FRAME) -> tuple[int, bytes]:
+        chunk = f.read(limit)
         return len(chunk), writer.encrypt(chunk) if chunk else b""
 
-    if writer.size <= FRAME:
-        n, data = next_piece()
+    if writer.size < FRAME:
+        n, data = next_piece(FRAME)  # a byte more than its size: a file that grew is refused
         if data:
             yield data
         if progress and n:
             progress(n)
     else:
-        pending = loop.run_in_executor(None, next_piece)
+        pending = _POOL.submit(next_piece)
         try:
             while True:
-                n, data = await pending
+                n, data = await asyncio.wrap_future(pending)
                 if not n:
                     break
-                pending = loop.run_in_executor(None, next_piece)
+                pending = _POOL.submit(next_piece)
                 yield data
                 if progress:
                     progress(n)
         finally:
             # Never leave a worker reading a closed file or encrypting behind finish().
-            with contextlib.suppress(Exception):
-                await pending
+            concurrent.futures.wait([pending])
     yield writer.finish()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -754,7 +754,7 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    writing: asyncio.Future[None] | None = None
+    writing: concurrent.futures.Future[None] | None = None
     batch: list[bytes] = []
     batched = 0
     try:
@@ -769,23 +769,28 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
             batched += len(chunk)
             if batched >= 1 << 20 or not remaining:
                 if writing is not None:
-                    await writing
+                    await asyncio.wrap_future(writing)
                     writing = None
                 if batched < 65536:
                     _write_chunks(fd, batch)
                 else:
-                    writing = loop.run_in_executor(None, _write_chunks, fd, batch)
+                    writing = _WRITERS.submit(_write_chunks, fd, batch)
                 batch, batched = [], 0
         if writing is not None:
-            await writing
+            await asyncio.wrap_future(writing)
             writing = None
         await loop.run_in_executor(None, os.fsync, fd)  # never on the loop: it would stall every request
     finally:
-        if writing is not None:  # cancelled or failed: the worker must be done with fd first
-            with contextlib.suppress(Exception):
-                await writing
-        os.close(fd)
+        try:  # cancelled or failed: the worker must be done with fd first (at most one 1 MiB write)
+            if writing is not None:
+                concurrent.futures.wait([writing])
+        finally:
+            os.close(fd)
     return hasher.digest()
+
+
+# Upload writes: our own pool, so a cancelled handler can still wait for its write (see above).
+_WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-upload")
 
 
 def _write_chunks(fd: int, chunks: list[bytes]) -> None:

@@ -11,10 +11,12 @@ files of interrupted uploads are removed at start-up by ``collect_garbage``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,8 +167,9 @@ class SQLiteStorage:
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
         self._lock = asyncio.Lock()
-        self._nonces: dict[bytes, tuple[str, str, float]] = {}  # nonce hash -> (member, device, expires)
+        self._nonces: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # hash -> (member, device, expires)
         self._queued: list[tuple[tuple[str, Any], asyncio.Future[None]]] = []  # see _group_commit
+        self._committing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[bytes, Session] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
@@ -321,7 +324,7 @@ class SQLiteStorage:
 
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
         while len(self._nonces) >= MAX_NONCES:  # the oldest first (expired ones also go every minute)
-            del self._nonces[next(iter(self._nonces))]
+            self._nonces.popitem(last=False)
         self._nonces[nonce] = (member, device, expires)
 
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
@@ -340,11 +343,23 @@ class SQLiteStorage:
         no row); if the commit itself fails, every write of the batch fails."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queued.append((item, done))
-        if len(self._queued) == 1:
-            task = asyncio.create_task(self._commit_queued())
+        if not self._committing:
+            self._committing = True
+            task = asyncio.create_task(self._committer())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         await asyncio.shield(done)
+
+    async def _committer(self) -> None:
+        try:
+            while self._queued:  # writes queued during a commit go in the next one
+                await self._commit_queued()
+        finally:
+            self._committing = False
+            left, self._queued = self._queued, []  # only when cancelled (shutdown): fail them clearly
+            for _, done in left:
+                if not done.done():
+                    done.set_exception(Conflict("the server is shutting down; try again"))
 
     @_atomic
     async def _commit_queued(self) -> None:
@@ -361,17 +376,21 @@ class SQLiteStorage:
                         results.append(e)
                 await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    await self._db.execute("ROLLBACK")
                 raise
         except Exception as e:
             results = [e] * len(batch)
-        for (_, done), result in zip(batch, results, strict=True):
-            if done.cancelled():
-                continue
-            if result is None:
-                done.set_result(None)
-            else:
-                done.set_exception(result)
+        finally:
+            if len(results) != len(batch):  # cancelled mid-way: nothing of this batch was committed
+                results = [Conflict("the server is shutting down; try again")] * len(batch)
+            for (_, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if result is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(result)
 
     async def _apply_write(self, kind: str, args: Any) -> None:
         if kind == "session":
@@ -541,6 +560,6 @@ class SQLiteStorage:
     @_atomic
     async def purge_expired(self, now: float) -> None:
         await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))
-        self._nonces = {n: v for n, v in self._nonces.items() if v[2] >= now}
+        self._nonces = OrderedDict((n, v) for n, v in self._nonces.items() if v[2] >= now)
         await self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
         self._sessions = {t: v for t, v in self._sessions.items() if v.expires >= now}

@@ -438,14 +438,15 @@ def test_rollback_is_reported_by_a_batch_put(org: Org, tmp_path: Path) -> None:
     v2 = put(alice, "drafting", doc, b"version two\n")
     other.write_bytes(b"unrelated\n")
     with rows_deleted(org, v2):
+        # The security error itself (not a generic batch failure), and no more uploads after it.
         r = alice.fails("put", "drafting", str(doc), str(other), contains=ROLLBACK)
-        assert "notes.md" in r.err and "1 of 2 files were not stored" in r.err
+        assert "files were stored before it" in r.err and "batch" not in r.err
+    notes_doc = sql(org, "SELECT doc FROM versions WHERE vid=?", v1)[0][0]
     with rows_deleted(org, v1, v2):
         alice.fails("put", "drafting", str(other), str(doc), contains=ROLLBACK)
-        assert sql(org, "SELECT count(*) FROM versions WHERE blob NOT IN (?, ?)", v1, v2) \
-            == [(2,)]  # other.md v1 and v2 only: nothing was written for notes.md
+        assert sql(org, "SELECT count(*) FROM versions WHERE doc=?", notes_doc) == [(0,)]  # no fork written
+    assert sql(org, "SELECT vid FROM versions WHERE doc=? ORDER BY seq", notes_doc) == [(v1,), (v2,)]
     assert [h["version"] for h in alice.json("history", "drafting", "notes.md")] == [1, 2]
-    assert [h["version"] for h in alice.json("history", "drafting", "other.md")] == [1, 2]
 
 
 # -- team key boxes and PUK boxes --------------------------------------------------------------

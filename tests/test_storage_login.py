@@ -95,3 +95,24 @@ async def test_concurrent_versions_commit_together_and_a_conflict_fails_alone(tm
         assert [x.vid for x in await store.versions("team", "d1")] == ["d1-1"]
     finally:
         await store.close()
+
+
+async def test_a_cancelled_commit_fails_its_writes_and_the_queue_goes_on(tmp_path: Path) -> None:
+    """Shutdown cancels the committing task: its waiting writes get a clear error (never hang),
+    nothing of them is stored, and later writes are committed by a new committer."""
+    store = await SQLiteStorage.open(tmp_path)
+    try:
+        await store._lock.acquire()  # another storage call is running
+        waiter = asyncio.ensure_future(store.add_session(b"queued", "m", "d", 1e12))
+        await asyncio.sleep(0.01)
+        (committer,) = store._tasks
+        committer.cancel()
+        await asyncio.sleep(0.01)
+        store._lock.release()
+        with pytest.raises(Conflict, match="shutting down"):
+            await asyncio.wait_for(waiter, 5)
+        assert await store.session(b"queued") is None
+        await asyncio.wait_for(store.add_session(b"later", "m", "d", 1e12), 5)
+        assert await store.session(b"later") is not None
+    finally:
+        await store.close()

@@ -149,3 +149,36 @@ def test_put_of_many_files_refusals_and_partial_failure(org: Org, tmp_path: Path
         sock.close()
     assert sorted(d["name"] for d in alice.json("ls", "drafting")) == ["a.txt", "b.txt"]
 
+
+
+def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path) -> None:
+    """SIGINT while the download pipeline is busy: the command stops, the temporary file with
+    part of the plaintext is gone, and no output file appears."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import MVAULT
+
+    alice = org.alice
+    alice.env_extra["MVAULT_SESSION"] = str(alice.json("unlock", "--minutes", "30")["session"])
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        block = os.urandom(1 << 20)
+        for i in range(256):
+            f.write(block[i:] + block[:i])
+    alice.ok("put", "drafting", str(big))
+    where = tmp_path / "out"
+    where.mkdir()
+    proc = subprocess.Popen([MVAULT, "get", "drafting", "big.bin", "-o", str(where / "big.bin")], env=alice.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.endswith(".mvault-part") and p.stat().st_size > (8 << 20) for p in where.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert list(where.iterdir()) == []
