@@ -15,6 +15,8 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,4 +154,56 @@ def precompile() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(ROOT / d) for d in
                                                                 ("vault", "server", "client", "security"))],
                    check=True, capture_output=True)
+
+
+class Sampler:
+    """Peak RSS of one process, sampled every 20 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self._error = psutil.Error
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except self._error:
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def serve_reference(app: Any, port: int, cert: Path, key: Path) -> None:
+    """Run a bare aiohttp app the way ours runs: HTTPS with the same certificate, uvloop, its own
+    process; the first stdout line is ``{"url": ...}``. Returns at Ctrl-C."""
+    import asyncio
+    import contextlib
+    import json
+    import ssl
+
+    import uvloop
+    from aiohttp import web
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+        print(json.dumps({"url": f"https://127.0.0.1:{port}"}), flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve())
 

@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-from common import Row, machine  # noqa: E402
+from common import Row, machine, serve_reference  # noqa: E402
 
 from client.api import Api  # noqa: E402
 from client.client import Session, join, now  # noqa: E402
@@ -100,9 +100,7 @@ def pct(values: list[float], q: float) -> float:
 
 def reference_server(port: int, cert: Path, key: Path) -> None:
     """A bare aiohttp broadcast server: same URLs and frames as ours, nothing else."""
-    import ssl
 
-    import uvloop
 
     sockets: set[web.WebSocketResponse] = set()
     counter = [0]
@@ -132,21 +130,10 @@ def reference_server(port: int, cert: Path, key: Path) -> None:
                 await ws.send_str(frame)
         return web.json_response({"pos": pos}, status=201)
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_get("/api/v1/teams/{team}/live", live)
-        app.router.add_post("/api/v1/teams/{team}/threads/{thread}/messages", post)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(cert, key)
-        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
-        print(json.dumps({"url": f"https://127.0.0.1:{port}"}), flush=True)
-        await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve())
+    app = web.Application()
+    app.router.add_get("/api/v1/teams/{team}/live", live)
+    app.router.add_post("/api/v1/teams/{team}/threads/{thread}/messages", post)
+    serve_reference(app, port, cert, key)
 
 
 # -- setup through the client library ---------------------------------------------------------------

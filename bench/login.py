@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-from bench.common import Row, alternate, fmt, machine  # noqa: E402
+from bench.common import Row, alternate, fmt, machine, serve_reference  # noqa: E402
 from client.api import Api, b64, unb64  # noqa: E402
 from client.client import Session, join, now  # noqa: E402
 from client.home import Home, Secrets  # noqa: E402
@@ -81,28 +81,15 @@ def free_port() -> int:
 
 def reference_server(port: int, cert: Path, key: Path) -> None:
     """A bare aiohttp server: one JSON POST endpoint, HTTPS with our certificate, uvloop."""
-    import ssl
 
-    import uvloop
 
     async def echo(request: web.Request) -> web.Response:
         body = await request.json()
         return web.json_response({"ok": True, "member": body.get("member")})
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_post(ECHO, echo)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(cert, key)
-        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
-        print(json.dumps({"url": f"https://127.0.0.1:{port}"}), flush=True)
-        await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve())
+    app = web.Application()
+    app.router.add_post(ECHO, echo)
+    serve_reference(app, port, cert, key)
 
 
 # -- setup through the client library -----------------------------------------------------------

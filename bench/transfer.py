@@ -33,43 +33,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, machine, precompile  # noqa: E402
+from common import MIB, ROOT, Row, Sampler, machine, precompile  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LIMIT_MIB = 200
 SMALL = 4096
-
-
-class Sampler:
-    """Peak RSS of one process, sampled every 20 ms in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 def free_port() -> int:
