@@ -207,3 +207,36 @@ def serve_reference(app: Any, port: int, cert: Path, key: Path) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(serve())
 
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start a server process (stderr to ``log``); its first stdout line is JSON connection info."""
+    import json
+
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(10)
+        raise SystemExit(f"{cmd[0]} did not start: {log.read_text()}")
+    return proc, dict(json.loads(line))
+
+
+def secrets_after_join(home: Any) -> Any:
+    """The keystore just written by ``join`` (a ``client.home.Home``), opened with the key it
+    derived: no second Argon2id per member in a bench's setup."""
+    from client.home import Secrets
+    from vault import keystore
+
+    key = home._key
+    assert key is not None
+    return Secrets.from_value(keystore.open_with_key((home.path / "keystore.bin").read_bytes(), key))
+

@@ -41,7 +41,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,13 +58,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-from common import Row, machine, serve_reference  # noqa: E402
+from common import Row, free_port, machine, secrets_after_join, serve_reference, start  # noqa: E402
 
 from client.api import Api  # noqa: E402
 from client.client import Session, join, now  # noqa: E402
 from client.home import Home, Secrets  # noqa: E402
 from client.threads import Threads  # noqa: E402
-from vault import keystore  # noqa: E402
 from vault.keys import DeviceKeys  # noqa: E402
 from vault.messages import Body, Message, ThreadChecker, make_message  # noqa: E402
 from vault.teamkeys import TeamKey  # noqa: E402
@@ -77,12 +75,6 @@ THREAD = "bench"
 MSG_PREFIX = '{"type": "msg"'
 BATCH_PREFIX = '{"type": "msgs"'
 NOTE = "server fan-out, clients do not decrypt"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def b64(data: bytes) -> str:
@@ -162,13 +154,6 @@ class World:
     posters: list[Poster]
     rec: str = ""  # the thread record's ref
     sign_publics: dict[str, bytes] = field(default_factory=dict)  # device -> public key
-
-
-def secrets_after_join(home: Home) -> Secrets:
-    """The keystore just written by ``join``, opened with the key it derived (no second Argon2id)."""
-    key = home._key
-    assert key is not None
-    return Secrets.from_value(keystore.open_with_key((home.path / "keystore.bin").read_bytes(), key))
 
 
 async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, posters: int) -> World:
@@ -383,18 +368,6 @@ def reader_cost(world: World, msgs: list[Message]) -> float:
 
 
 # -- main -------------------------------------------------------------------------------------------
-
-
-def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start a server process (stderr to ``log``); its first stdout line is JSON connection info."""
-    with log.open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(10)
-        raise SystemExit(f"{cmd[0]} did not start: {log.read_text()}")
-    return proc, json.loads(line)
 
 
 def main() -> int:

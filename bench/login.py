@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,12 +54,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-from bench.common import Row, alternate, fmt, machine, serve_reference  # noqa: E402
+from bench.common import (  # noqa: E402
+    Row,
+    alternate,
+    fmt,
+    free_port,
+    machine,
+    secrets_after_join,
+    serve_reference,
+    start,
+)
 from client.api import Api, b64, unb64  # noqa: E402
 from client.client import Session, join, now  # noqa: E402
-from client.home import Home, Secrets  # noqa: E402
+from client.home import Home  # noqa: E402
 from security.events import Checkpoint  # noqa: E402
-from vault import keystore  # noqa: E402
 from vault.auth import sign_login  # noqa: E402
 from vault.errors import VaultError  # noqa: E402
 from vault.keys import DeviceKeys  # noqa: E402
@@ -68,12 +75,6 @@ from vault.keys import DeviceKeys  # noqa: E402
 PASSPHRASE = "bench passphrase for logins"
 ECHO = "/api/v1/echo"
 ROUND_TRIPS_PER_LOGIN = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the reference server -----------------------------------------------------------------------
@@ -107,13 +108,6 @@ class World:
     fp: bytes
     members: list[Member]
     token: str  # a session of the founder's, to read the audit checkpoint between rounds
-
-
-def secrets_after_join(home: Home) -> Secrets:
-    """The keystore just written by ``join``, opened with the key it derived (no second Argon2id)."""
-    key = home._key
-    assert key is not None
-    return Secrets.from_value(keystore.open_with_key((home.path / "keystore.bin").read_bytes(), key))
 
 
 async def setup(root: Path, invite: str, url: str, fp: bytes, devices: int) -> World:
@@ -211,18 +205,6 @@ async def measure(url: str, fp: bytes, n: int, concurrency: int, server_pid: int
 
 
 # -- main -----------------------------------------------------------------------------------------
-
-
-def start(cmd: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start a server process (stderr to ``log``); its first stdout line is JSON connection info."""
-    with log.open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(10)
-        raise SystemExit(f"{cmd[0]} did not start: {log.read_text()}")
-    return proc, json.loads(line)
 
 
 def main() -> int:

@@ -13,23 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import Sampler
+from common import Sampler, free_port
 
 BIN = Path(sys.executable).parent
 LIMIT_MIB = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_client(env: dict[str, str], *args: str) -> tuple[float, int, str]:

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,17 +37,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, Sampler, machine, precompile  # noqa: E402
+from common import MIB, ROOT, Row, Sampler, free_port, machine, precompile  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LIMIT_MIB = 200
 SMALL = 4096
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def need_age() -> None:
