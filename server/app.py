@@ -734,7 +734,7 @@ async def put_version(request: web.Request) -> web.Response:
         placed = storage.blob_path(vid)
         await storage.add_version(
             StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
-            int(now_of(request)),
+            int(now_of(request)), team_seq=core.team_seq,
         )
         placed = None
         event.res["vid"] = vid

@@ -137,7 +137,8 @@ class Storage(Protocol):
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> None: ...
     async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]: ...
     async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]: ...
-    async def add_version(self, v: StoredVersion, parent: str | None, now: int) -> None: ...
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int,
+                          team_seq: int | None = None) -> None: ...
     async def versions(self, team: str, doc: str) -> list[StoredVersion]: ...
     async def heads(self, team: str) -> list[StoredVersion]: ...
     async def version(self, team: str, vid: str) -> StoredVersion | None: ...
@@ -278,10 +279,13 @@ class SQLiteStorage:
 
     # -- documents --------------------------------------------------------------------------
 
-    async def add_version(self, v: StoredVersion, parent: str | None, now: int) -> None:
-        """Insert a version only on top of the current head (``Conflict`` otherwise); concurrent
-        uploads share one transaction."""
-        await self._group_commit(("version", (v, parent, now)))
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int,
+                          team_seq: int | None = None) -> None:
+        """Insert a version only on top of the current head, and (with ``team_seq``) only while
+        the team chain is still at that link: checked inside the transaction, so a removal and
+        rotation stored while the upload waited cannot let in a version under the old key
+        (``Conflict`` otherwise). Concurrent uploads share one transaction."""
+        await self._group_commit(("version", (v, parent, now, team_seq)))
 
     def _version(self, r: Any) -> StoredVersion:
         return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
@@ -396,7 +400,12 @@ class SQLiteStorage:
         if kind == "session":
             await self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", args)
             return
-        v, parent, now = args
+        v, parent, now, team_seq = args
+        if team_seq is not None:
+            async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
+                row = await cur.fetchone()
+            if row is None or row[0] != team_seq:
+                raise Conflict("the team changed during the upload; sync and put again")
         async with self._db.execute(
             "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
         ) as cur:

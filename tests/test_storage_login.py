@@ -116,3 +116,24 @@ async def test_a_cancelled_commit_fails_its_writes_and_the_queue_goes_on(tmp_pat
         assert await store.session(b"later") is not None
     finally:
         await store.close()
+
+
+async def test_a_version_is_refused_when_the_team_chain_moved_while_it_waited(tmp_path: Path) -> None:
+    """The team-state check runs inside the commit: a team link stored after the handler's own
+    check (a removal with its rotation, say) makes the version a Conflict, and nothing is stored."""
+    from server.storage import StoredLink, StoredVersion
+
+    store = await SQLiteStorage.open(tmp_path)
+    try:
+        await store.append_links([StoredLink("team", 1, "team", b"create")], [], [])
+        v1 = StoredVersion("v1", "team", "doc", 1, b"record", "v1", 0)
+        await store.add_version(v1, None, 1, team_seq=1)
+        await store.append_links([StoredLink("team", 2, "team", b"remove+rotate")], [], [])
+        v2 = StoredVersion("v2", "team", "doc", 2, b"record", "v2", 0)
+        with pytest.raises(Conflict, match="team changed"):
+            await store.add_version(v2, "v1", 2, team_seq=1)
+        assert [x.vid for x in await store.versions("team", "doc")] == ["v1"]
+        await store.add_version(v2, "v1", 2, team_seq=2)
+        assert [x.vid for x in await store.versions("team", "doc")] == ["v1", "v2"]
+    finally:
+        await store.close()
