@@ -221,7 +221,7 @@ class Session:
         self._key_cache: dict[tuple[str, int], TeamKey] = {}
         self.warnings: list[str] = []
         self.log: LogView | None = None
-        # During a batch put: the pins read once, and the document pins to merge in at the end.
+        # During a batch put: the pins read once, and the document pins not yet merged into the file.
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
         self._batch_flushed = 0.0
@@ -641,9 +641,8 @@ class Session:
 
     @contextlib.contextmanager
     def _pin_batch(self) -> Iterator[None]:
-        """Document pins of many puts written once at the end: the file read again then and the
-        batch's pins merged in (the furthest version of each document wins), so pins that other
-        steps saved meanwhile are kept."""
+        """Document pins of many puts kept in memory and merged into the file now and then and at
+        the end (``_flush_batch_pins``), instead of the file being rewritten after every put."""
         if self._batch_pins is not None:
             raise VaultError("one batch put at a time per session")
         self._batch_pins, self._batch_docs, self._batch_flushed = self.home.pins(), {}, time.monotonic()
@@ -702,7 +701,13 @@ class Session:
             raise Conflict(f"team {team.name} needs a key rotation first and you could not do it")
         keys = await self._keys_for(team)
         current = await self.team_key(team, team.generation)
-        known: set[str] = set(self.home.pins().docs)
+        with self._pin_batch():
+            return await self._put_all(team, keys, current, items, progress, concurrency)
+
+    async def _put_all(self, team: TeamState, keys: list[TeamKey], current: TeamKey, items: list[tuple[Path, str]],
+                       progress: Progress | None, concurrency: int) -> list[tuple[str, int, str]]:
+        assert self._batch_pins is not None
+        known: set[str] = set(self._batch_pins.docs)
         if len(items) > 1:  # which names exist already: one listing instead of a request per file
             res = await self.api.get(f"/api/v1/teams/{team.team_id}/docs")
             for item in res.get("docs", []):
@@ -726,8 +731,7 @@ class Session:
                     alarm.append(e)
                     raise
 
-        with self._pin_batch():
-            results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
+        results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
         failed = [(name, r) for (_, name), r in zip(items, results, strict=True) if isinstance(r, BaseException)]
         stored = [r for r in results if not isinstance(r, BaseException)]
         if alarm and len(items) > 1:  # the security error itself, with its own code, not a batch failure
@@ -889,12 +893,12 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
     this one (at most two in memory); small files are done inline (a thread trip costs more)."""
     yield writer.upload_prefix()
 
-    def next_piece(limit: int = FRAME) -> tuple[int, bytes]:
-        chunk = f.read(limit)
+    def next_piece() -> tuple[int, bytes]:
+        chunk = f.read(FRAME)
         return len(chunk), writer.encrypt(chunk) if chunk else b""
 
     if writer.size < FRAME:
-        n, data = next_piece(FRAME)  # a byte more than its size: a file that grew is refused
+        n, data = next_piece()  # reads more than its size: a file that grew is refused
         if data:
             yield data
         if progress and n:

@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS thread_senders (
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _shutting_down() -> Conflict:
+    return Conflict("the server is shutting down; try again")
 MAX_NONCES = 100_000
 
 
@@ -169,7 +173,7 @@ class SQLiteStorage:
         self._db = db
         self._lock = asyncio.Lock()
         self._nonces: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # hash -> (member, device, expires)
-        self._queued: list[tuple[tuple[str, Any], asyncio.Future[None]]] = []  # see _group_commit
+        self._queued: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[None]]] = []  # see _group_commit
         self._committing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[bytes, Session] = {}  # token hash -> session (never changed, only expired)
@@ -285,7 +289,7 @@ class SQLiteStorage:
         the team chain is still at that link: checked inside the transaction, so a removal and
         rotation stored while the upload waited cannot let in a version under the old key
         (``Conflict`` otherwise). Concurrent uploads share one transaction."""
-        await self._group_commit(("version", (v, parent, now, team_seq)))
+        await self._group_commit(functools.partial(self._insert_version, v, parent, now, team_seq))
 
     def _version(self, r: Any) -> StoredVersion:
         return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
@@ -337,16 +341,17 @@ class SQLiteStorage:
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         """Durable before it returns; concurrent logins share one transaction (one fsync)."""
-        await self._group_commit(("session", (token, member, device, expires)))
+        await self._group_commit(functools.partial(self._db.execute, "INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                                                   (token, member, device, expires)))
 
-    async def _group_commit(self, item: tuple[str, Any]) -> None:
+    async def _group_commit(self, write: Callable[[], Awaitable[Any]]) -> None:
         """Queue one write for the next shared transaction and wait until it is committed.
 
         Writes queued while the storage lock is busy run together: one BEGIN .. COMMIT, so one
         fsync for all of them. Each is checked on its own (a refused one fails alone, leaving
         no row); if the commit itself fails, every write of the batch fails."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued.append((item, done))
+        self._queued.append((write, done))
         if not self._committing:
             self._committing = True
             task = asyncio.create_task(self._committer())
@@ -363,7 +368,7 @@ class SQLiteStorage:
             left, self._queued = self._queued, []  # only when cancelled (shutdown): fail them clearly
             for _, done in left:
                 if not done.done():
-                    done.set_exception(Conflict("the server is shutting down; try again"))
+                    done.set_exception(_shutting_down())
 
     @_atomic
     async def _commit_queued(self) -> None:
@@ -372,9 +377,9 @@ class SQLiteStorage:
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                for (kind, args), _ in batch:
+                for write, _ in batch:
                     try:
-                        await self._apply_write(kind, args)
+                        await write()
                         results.append(None)
                     except (VaultError, sqlite3.IntegrityError) as e:  # this write only: its statement undid itself
                         results.append(e)
@@ -387,7 +392,7 @@ class SQLiteStorage:
             results = [e] * len(batch)
         finally:
             if len(results) != len(batch):  # cancelled mid-way: nothing of this batch was committed
-                results = [Conflict("the server is shutting down; try again")] * len(batch)
+                results = [_shutting_down()] * len(batch)
             for (_, done), result in zip(batch, results, strict=True):
                 if done.done():
                     continue
@@ -396,11 +401,8 @@ class SQLiteStorage:
                 else:
                     done.set_exception(result)
 
-    async def _apply_write(self, kind: str, args: Any) -> None:
-        if kind == "session":
-            await self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", args)
-            return
-        v, parent, now, team_seq = args
+    async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None) -> None:
+        """One write of a group commit (see ``add_version``)."""
         if team_seq is not None:
             async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
                 row = await cur.fetchone()
