@@ -240,3 +240,18 @@ def secrets_after_join(home: Any) -> Any:
     assert key is not None
     return Secrets.from_value(keystore.open_with_key((home.path / "keystore.bin").read_bytes(), key))
 
+
+def start_with_reference(tmp: Path, script: str, procs: list[subprocess.Popen[str]]) -> tuple[Any, Any]:
+    """``mvault-server run`` on ``tmp/data``, and ``script --reference-server`` with the same
+    certificate; both appended to ``procs`` (ours, then the reference; the caller stops them).
+    Returns both servers' connection info."""
+    data = tmp / "data"
+    server, info = start([str(Path(sys.executable).parent / "mvault-server"), "run", "--data", str(data), "--port",
+                          str(free_port()), "--json"], tmp / "server.log")
+    procs.append(server)
+    reference, ref_info = start([sys.executable, script, "--reference-server", "--port", str(free_port()),
+                                 "--cert", str(data / "server.crt"), "--key", str(data / "server.key")],
+                                tmp / "reference.log")
+    procs.append(reference)
+    return info, ref_info
+

@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-from common import Row, free_port, machine, secrets_after_join, serve_reference, start  # noqa: E402
+from common import Row, machine, secrets_after_join, serve_reference, start_with_reference  # noqa: E402
 
 from client.api import Api  # noqa: E402
 from client.client import Session, join, now  # noqa: E402
@@ -396,14 +396,8 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="mvault-fanout-") as tmp_s:
             tmp = Path(tmp_s)
-            data = tmp / "data"
-            server, info = start([str(BIN / "mvault-server"), "run", "--data", str(data), "--port",
-                                  str(free_port()), "--json"], tmp / "server.log")
-            procs.append(server)
-            reference, ref_info = start([sys.executable, __file__, "--reference-server", "--port", str(free_port()),
-                                         "--cert", str(data / "server.crt"), "--key", str(data / "server.key")],
-                                        tmp / "reference.log")
-            procs.append(reference)
+            info, ref_info = start_with_reference(tmp, __file__, procs)
+            server, reference = procs[-2:]
             fp = bytes.fromhex(info["fingerprint"])
             world = uvloop.run(setup(tmp, info["invite"], info["url"], fp, args.followers, args.posters))
             setup_s = time.perf_counter() - started

@@ -58,11 +58,10 @@ from bench.common import (  # noqa: E402
     Row,
     alternate,
     fmt,
-    free_port,
     machine,
     secrets_after_join,
     serve_reference,
-    start,
+    start_with_reference,
 )
 from client.api import Api, b64, unb64  # noqa: E402
 from client.client import Session, join, now  # noqa: E402
@@ -242,14 +241,8 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="mvault-login-") as tmp_s:
             tmp = Path(tmp_s)
-            data = tmp / "data"
-            server, info = start([str(BIN / "mvault-server"), "run", "--data", str(data), "--port",
-                                  str(free_port()), "--json"], tmp / "server.log")
-            procs.append(server)
-            reference, ref_info = start([sys.executable, __file__, "--reference-server", "--port", str(free_port()),
-                                         "--cert", str(data / "server.crt"), "--key", str(data / "server.key")],
-                                        tmp / "reference.log")
-            procs.append(reference)
+            info, ref_info = start_with_reference(tmp, __file__, procs)
+            server, reference = procs[-2:]
             fp = bytes.fromhex(info["fingerprint"])
             world = uvloop.run(setup(tmp, info["invite"], info["url"], fp, args.devices))
             setup_s = time.perf_counter() - started
