@@ -41,7 +41,8 @@ from client.admin import remove_from_team  # noqa: E402
 from client.api import unb64  # noqa: E402
 from client.client import Session, View  # noqa: E402
 from client.home import Config, Secrets  # noqa: E402
-from security.policy import POLICY, TEAM_KINDS  # noqa: E402
+from security.authority import POLICY  # noqa: E402
+from security.policy import TEAM_KINDS  # noqa: E402
 from vault.chains import (  # noqa: E402
     MemberState,
     OrgState,

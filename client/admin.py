@@ -134,7 +134,7 @@ async def leave(s: Session, team_name: str) -> None:
 async def team_info(s: Session, team_name: str) -> dict[str, Any]:
     view = await s.view()
     t = view.team_by_name(team_name)
-    pending = t.rotation_reasons(now(), view.members)
+    pending = t.rotation_reasons(now(), view.members, view.org)
     pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
     return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation, "history": t.history,
             "pending": pending,

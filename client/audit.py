@@ -547,7 +547,8 @@ async def exposure(s: Session, name: str) -> dict[str, Any]:
             "team": team.team_id, "name": team.name, "kind": team.kind,
             "member": mid in team.members, "role": team.members[mid].role if mid in team.members else None,
             "removed_at_link": team.removed_at.get(mid), "generations": sorted(readable),
-            "current_generation": team.generation, "rotation_needed": team.rotation_reasons(_now(), view.members),
+            "current_generation": team.generation,
+            "rotation_needed": team.rotation_reasons(_now(), view.members, view.org),
             "versions": [{**v, "fetched": v["vid"] in fetched_vids} for v in exposed],
             "threads": [{**t, "messages": sum(n for g, n in t.pop("by_gen").items() if g in readable)}
                         for t in threads.get(team.team_id, {}).values()],

@@ -22,7 +22,9 @@ from typing import Any, BinaryIO
 from client.api import Api, b64, unb64
 from client.audit import LogView, check_witness, protocols_of, publish_audit_key, sync_log
 from client.home import Config, Home, Pins, Secrets
-from security.policy import POLICY, TEAM_KINDS
+from security.authority import ALLOWANCE, POLICY
+from security.policy import TEAM_KINDS
+from vault.acts import Act
 from vault.auth import sign_login
 from vault.chains import (
     MemberState,
@@ -445,7 +447,8 @@ class Session:
             key = TeamKey(key.team_id, key.gen, key.seed, old.name_key)
         boxes: dict[str, bytes] = {}
         commits = []
-        for mid in sorted(team.active_members(now()) - ({leaving} if leaving else set())):
+        recipients = POLICY.key_recipients(team, view.org, view.org.seq, now())
+        for mid in sorted(recipients - ({leaving} if leaving else set())):
             ms = view.members[mid]
             boxes[mid] = key.seal_for(mid, ms.puk_gen, ms.puk_box_public)
             commits.append({"member": mid, "puk_gen": ms.puk_gen, "hash": box_hash(boxes[mid])})
@@ -470,17 +473,20 @@ class Session:
             if not team.holds_key(self.me, t):
                 continue
             try:
-                if team.rotation_reasons(t, view.members):
+                if team.rotation_reasons(t, view.members, view.org):
                     await self.rotate(team)
                     done.append(f"rotated the key of team {team.name}")
                     view = await self.view()
                     team = view.teams[team.team_id]
                 for mid, adder in sorted(team.pending_share.items()):
-                    # Share only if whoever added them may still add members now (the chain
-                    # judged the add at the org state it named; a key leaves only on today's rules).
+                    # Share only if whoever added them may still add members now (the chain judged
+                    # the add at the states it named; a key leaves only if the judge agrees today).
                     t = now()
-                    if not (POLICY.team_allows(view.org.roles_of(adder, t), team.role_of(adder, t), "team.add")
-                            and view.org.admitted(mid) and team.role_of(mid, t) is not None):
+                    adder_ms = view.members.get(adder)
+                    devices = [d.device_id for d in adder_ms.active_devices()] if adder_ms else []
+                    may_add = bool(devices) and POLICY.entitled(Act(adder, devices[0], t, "team.add"), view.org,
+                                                                view.members, team)
+                    if not (may_add and mid in POLICY.key_recipients(team, view.org, view.org.seq, t)):
                         self.warnings.append(f"not sharing team {team.name}'s key with {view.name_of(mid)}: "
                                              f"{view.name_of(adder)} may no longer add members")
                         continue
@@ -601,6 +607,8 @@ class Session:
                 raise IntegrityError("document versions are missing, reordered or do not chain")
             if i and (c.team_seq < records[i - 1].core.team_seq or c.gen < records[i - 1].core.gen):
                 raise IntegrityError("a document version goes back to an older team state or key")
+            if i and c.time < records[i - 1].core.time - ALLOWANCE:
+                raise IntegrityError("a document version is dated before the version it follows")
             self._verify_author(view, team, rec)
             parent = rec.version_id
         return self._check_doc_pin(team, doc, records)
@@ -615,9 +623,11 @@ class Session:
             raise IntegrityError("document version signed by a device that was not active then") from e
         rec.verify(device.sign_public)
         c = rec.core
-        if c.team_seq > team.seq or not team.may_write_at(c.team_seq, c.author, c.gen, c.time, view.org, POLICY):
-            raise IntegrityError("document version written by someone who could not write then, "
-                                 "or under a key generation that was not current")
+        try:
+            POLICY.judge(Act(c.author, c.device, c.time, "doc.write", team_seq=c.team_seq, gen=c.gen), view.org,
+                         view.members, team)
+        except (PolicyDenied, ChainError) as e:
+            raise IntegrityError(f"document version refused: {e}") from e
 
     def _check_doc_pin(self, team: TeamState, doc: str, records: list[Record]) -> list[Record]:
         pins = self._batch_pins if self._batch_pins is not None else self.home.pins()
@@ -694,10 +704,9 @@ class Session:
         check_unique_names([name for _, name in items])
         view = await self.view()
         team = view.team_by_name(team_name)
-        t = now()
-        if not POLICY.team_allows(view.org.roles_of(self.me, t), team.role_of(self.me, t), "doc.write"):
+        if not POLICY.entitled(Act(self.me, self.device.device_id, now(), "doc.write"), view.org, view.members, team):
             raise PolicyDenied(f"you may not write documents in team {team.name}")
-        if team.rotation_reasons(now(), view.members):
+        if team.rotation_reasons(now(), view.members, view.org):
             raise Conflict(f"team {team.name} needs a key rotation first and you could not do it")
         keys = await self._keys_for(team)
         current = await self.team_key(team, team.generation)

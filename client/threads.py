@@ -27,7 +27,8 @@ import aiohttp
 from client.api import b64, unb64
 from client.client import Session, View, now
 from client.home import atomic_write
-from security.policy import POLICY
+from security.authority import POLICY
+from vault.acts import Act
 from vault.chains import TeamState
 from vault.encoding import Fields, Value
 from vault.errors import (
@@ -44,7 +45,6 @@ from vault.errors import (
 )
 from vault.localstate import local_key, open_local, seal_local
 from vault.messages import (
-    LINK_SKEW,
     Attachment,
     Body,
     Message,
@@ -202,13 +202,11 @@ def _device_key(view: View, member_id: str, device_id: str, t: int, what: str) -
         raise IntegrityError(f"{what} signed by a device that was not active then") from e
 
 
-def _could_post(team: TeamState, view: View, member: str, team_seq: int, gen: int, t: int) -> bool:
-    """Could ``member`` post at team state ``team_seq`` under ``gen``, at time ``t``, while that
-    state lasted (a message dated well after the next team link was written after it)?"""
-    ended = team.superseded_at(team_seq)
-    if ended is not None and t > ended + LINK_SKEW:
-        return False
-    return team_seq <= team.seq and team.may_write_at(team_seq, member, gen, t, view.org, POLICY, "thread.post")
+def _could_post(view: View, team: TeamState, member: str, device: str, team_seq: int, gen: int, t: int) -> bool:
+    """Could ``member`` post (or create a thread) at team state ``team_seq`` under ``gen``, at time ``t``?
+    The one judge decides (a message dated well after the next team link was written after it)."""
+    return POLICY.entitled(Act(member, device, t, "thread.post", team_seq=team_seq, gen=gen), view.org, view.members,
+                           team)
 
 
 async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[ThreadRecord, str | None]:
@@ -222,9 +220,7 @@ async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[T
         raise IntegrityError("the server sent a thread of another team")
     view = await s.view()
     rec.verify(_device_key(view, rec.creator, rec.device, rec.time, "thread"))
-    snap = team.snapshots.get(rec.team_seq)
-    if snap is None or snap.generation != rec.gen or not _could_post(team, view, rec.creator, rec.team_seq,
-                                                                      rec.gen, rec.time):
+    if not _could_post(view, team, rec.creator, rec.device, rec.team_seq, rec.gen, rec.time):
         raise IntegrityError("thread created by someone who could not post in the team then")
     try:
         key = await s.team_key(team, rec.gen)
@@ -241,7 +237,7 @@ async def _check_message(s: Session, team: TeamState, m: Message) -> Body | None
         view = await s.view(refresh=True)
         team = view.teams.get(team.team_id, team)
     m.verify(_device_key(view, h.sender, h.device, h.time, "message"))
-    if not _could_post(team, view, h.sender, h.team_seq, h.gen, h.time):
+    if not _could_post(view, team, h.sender, h.device, h.team_seq, h.gen, h.time):
         raise IntegrityError("message posted by someone who could not post then, or under a key generation "
                              "that was not current")
     try:
@@ -299,9 +295,11 @@ class Threads:
 
     async def create(self, name: str, expire: int) -> str:
         t = now()
-        roles = (await self.s.view()).org.roles_of(self.s.me, t)
-        if not POLICY.team_allows(roles, self.team.role_of(self.s.me, t), "thread.post"):
+        view = await self.s.view()
+        if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq, self.team.generation, t):
             raise PolicyDenied(f"you may not create threads in team {self.team.name}")
+        if self.team.rotation_reasons(t, view.members, view.org):
+            raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
         key = await self.s.team_key(self.team, self.team.generation)
         tid = thread_id(key, name)
         items = _obj(await self.s.api.get(self.base)).get("threads", [])
@@ -420,15 +418,15 @@ class Threads:
             view = await self.s.view(refresh=attempt > 0)
             self.team = view.team_by_name(self.team.name)
             t = now()
-            if not POLICY.team_allows(view.org.roles_of(self.s.me, t), self.team.role_of(self.s.me, t),
-                                      "thread.post"):
+            if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq,
+                               self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
             ct = await self.resolve(name)
             landed = [m for m in ct.messages if m.id in tried]
             if landed:
                 self.cache.save()
                 return landed[0]
-            if self.team.rotation_reasons(t, view.members):
+            if self.team.rotation_reasons(t, view.members, view.org):
                 raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
             key = await self.s.team_key(self.team, self.team.generation)
             me = self.s.device.device_id

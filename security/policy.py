@@ -1,7 +1,7 @@
 """The permission table: who may do what. Data, not code paths.
 
-The server authorizes every call with it, and clients validate every chain link with it
-(through ``vault.chains``, which takes any object with ``org_allows`` / ``team_allows``).
+The tables only; ``security.authority`` builds the one judge on top of them (``POLICY``), which
+the server and every client use for every signed act.
 
 Organization roles: a member holds a base role (``member`` or ``compa``) and any of the
 extra roles ``ncc``, ``staff``, ``security``. Team roles: ``admin``, ``writer``,
@@ -91,5 +91,3 @@ class DefaultPolicy:
 
         return parse(text, "proposed security protocols").version
 
-
-POLICY: Final = DefaultPolicy()

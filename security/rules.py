@@ -231,7 +231,8 @@ def _ok_events(events: Iterable[tuple[int, Event]]) -> list[tuple[int, Event]]:
 
 
 def _offboarding(ctx: _Context, rule: Rule) -> list[Finding]:
-    """A removed member still in a team more than ``hours`` after the removal (warning before that)."""
+    """A removed member still holding a team's current key more than ``hours`` after the removal (warning
+    before that)."""
     limit = rule.int_("hours") * HOUR
     removal_events: dict[str, int] = {}
     for idx, ev in ctx.actions("org.remove"):
@@ -250,7 +251,10 @@ def _offboarding(ctx: _Context, rule: Rule) -> list[Finding]:
         age = ctx.now - om.removed_at
         events = [removal_events[mid]] if mid in removal_events else []
         for tid, team in ctx.inp.teams.items():
-            if mid not in team.active_members(ctx.now):
+            # Organization removal takes a member out of every team at once (security.authority): no
+            # role, no box in any later generation. What is left to do is the rotation: until then the
+            # member still holds the key new content would be written under.
+            if (team.generation, mid) not in team.boxes:
                 continue
             if age > limit:
                 out.append(_finding(rule, VIOLATION, f"member {mid} was removed from the organization {_dur(age)} ago "
@@ -312,7 +316,7 @@ def _rotate_on_removal(ctx: _Context, rule: Rule) -> list[Finding]:
     limit = rule.int_("hours") * HOUR
     out = []
     for tid, team in ctx.inp.teams.items():
-        reasons = team.rotation_reasons(ctx.now, ctx.inp.members)
+        reasons = team.rotation_reasons(ctx.now, ctx.inp.members, ctx.inp.org)
         if not reasons:
             continue
         triggers = _rotation_triggers(ctx, team)

@@ -24,13 +24,15 @@ from typing import Any
 
 from aiohttp import web
 
-from security.policy import POLICY
+from security.authority import POLICY
 from server.audit import note
 from server.directory import Directory
 from server.openapi import OPENAPI
 from server.storage import Session, SQLiteStorage, StoredLink, StoredVersion
 from vault import __version__
+from vault.acts import Act
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
+from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import (
@@ -621,6 +623,12 @@ def team_access(request: web.Request, action: str, denied: str) -> Any:
     return team
 
 
+def judge_act(request: web.Request, act: Act, team: TeamState | None) -> None:
+    """The one judge (``security.authority``) on a signed act, exactly as every client will judge it."""
+    directory = request.app[DIRECTORY]
+    POLICY.judge(act, directory.require_org(), directory.members, team)
+
+
 def _doc_access(request: web.Request, action: str) -> Any:
     return team_access(request, action, f"{action.split('.')[1]} documents in")
 
@@ -702,7 +710,7 @@ async def put_version(request: web.Request) -> web.Response:
         raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
     if core.gen != team.generation:
         raise Conflict(f"team key generation {core.gen} is not current ({team.generation}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), directory.members)
+    reasons = team.rotation_reasons(int(now_of(request)), directory.members, directory.require_org())
     if reasons:
         raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
                        "any team member's client does it on its next run")
@@ -728,6 +736,8 @@ async def put_version(request: web.Request) -> web.Response:
         if (core.team_seq, core.gen) != (team.seq, team.generation):
             raise Conflict(f"the team changed during the upload (now at link {team.seq}); sync and put again")
         record.verify(directory.member(s.member).device(s.device).sign_public)
+        judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
+                  team)
         vid = record.version_id
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, storage.place_blob, temp, vid)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from security.policy import POLICY, TEAM_KINDS
+from security.authority import POLICY
+from security.policy import TEAM_KINDS
 from server.storage import Storage
 from vault.chains import (
     MemberState,

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from security.policy import POLICY
+from security.authority import POLICY
 from server.app import (
     CONFIG,
     DIRECTORY,
@@ -36,6 +36,7 @@ from server.app import (
     check_session,
     hex_id,
     int_query,
+    judge_act,
     now_of,
     read_json,
     session_of,
@@ -45,6 +46,7 @@ from server.app import (
 from server.audit import Note, note
 from server.audit_api import ServiceUnavailable, record
 from server.storage import Session, SQLiteStorage, StoredMessage, StoredThread
+from vault.acts import Act
 from vault.errors import AuthError, Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 
@@ -212,7 +214,15 @@ async def create_thread(request: web.Request) -> web.Response:
         raise PolicyDenied("a thread must be signed by the creating device")
     if rec.team_seq != team.seq:
         raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
+    if rec.gen != team.generation:
+        raise Conflict(f"team key generation {rec.gen} is not current ({team.generation}); sync and retry")
+    reasons = team.rotation_reasons(int(now_of(request)), request.app[DIRECTORY].members,
+                                    request.app[DIRECTORY].require_org())
+    if reasons:
+        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
+                       "any team member's client does it on its next run")
     _check_time(request, rec.time, "thread")
+    judge_act(request, Act(rec.creator, rec.device, rec.time, "thread.post", team_seq=rec.team_seq, gen=rec.gen), team)
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     await request.app[STORAGE].add_thread(t, int(now_of(request)))
@@ -289,11 +299,12 @@ async def post_message(request: web.Request) -> web.Response:
                        "messages under an old key are refused")
     if h.team_seq != team.seq:
         raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), app[DIRECTORY].members)
+    reasons = team.rotation_reasons(int(now_of(request)), app[DIRECTORY].members, app[DIRECTORY].require_org())
     if reasons:
         raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
                        "any team member's client does it on its next run")
     _check_time(request, h.time, "message")
+    judge_act(request, Act(h.sender, h.device, h.time, "thread.post", team_seq=h.team_seq, gen=h.gen), team)
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
     stored = StoredMessage(team.team_id, thread, 0, m.id, h.device, h.seq, h.time, m.raw)
     pos = await app[LOG].append(stored, h.prev)

@@ -67,11 +67,11 @@ from client.api import Api
 from client.client import Session, View, join
 from client.home import Home, Secrets
 from client.threads import Threads
+from security.authority import POLICY
 from security.policy import (
     MAX_TEAM_ROLE,
     ORG_ROLES,
     ORG_RULES,
-    POLICY,
     TEAM_KINDS,
     TEAM_OVERRIDES,
     TEAM_ROLES,

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from security.policy import POLICY, TEAM_KINDS
+from security.authority import POLICY
+from security.policy import TEAM_KINDS
 from vault.chains import (
     BoxCommitment,
     MemberState,
@@ -654,7 +655,7 @@ def test_mo_term_expiry_ends_admin_rights_and_ncc_override_remains(world: World)
     assert state.pending_share == {carol.id: world.founder.id}
     assert (1, carol.id) not in state.boxes
     # The expired admins still hold generation 1: it must be rotated before new content.
-    reasons = state.rotation_reasons(term_end, world.members())
+    reasons = state.rotation_reasons(term_end, world.members(), world.org())
     assert any(mo.id in r and "role ended" in r for r in reasons)
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from security.policy import POLICY
+from security.authority import POLICY
 from tests.test_chains import Person, Team, World, expect, new_person
+from vault.acts import Act
 from vault.chains import MAX_OPEN_INVITES, replay_member, replay_org
 from vault.errors import BadSignature, ChainError, PolicyDenied
 from vault.keys import DeviceKeys, PukKeys
@@ -508,7 +509,7 @@ def test_team_valid_history_through_every_link_type(team: tuple[MWorld, Person, 
     key2 = t.key
     world.team_link(t, bob, "team.leave", {})
     state = world.replay_team(t.links)
-    assert state.pending_rotation and state.rotation_reasons(world.time, world.members())
+    assert state.pending_rotation and state.rotation_reasons(world.time, world.members(), world.org())
     world.rotate(t, carol, [world.founder, carol])
     state = world.replay_team(t.links)
 
@@ -516,7 +517,7 @@ def test_team_valid_history_through_every_link_type(team: tuple[MWorld, Person, 
     assert set(state.members) == {world.founder.id, carol.id}
     assert state.removed_at == {alice.id: 6, bob.id: 7}
     assert not state.pending_rotation and not state.pending_share
-    assert state.rotation_reasons(world.time, world.members()) == []
+    assert state.rotation_reasons(world.time, world.members(), world.org()) == []
     assert {(g, m) for g, m in state.boxes if g == 3} == {(3, world.founder.id), (3, carol.id)}
     assert (2, alice.id) not in state.boxes and (2, bob.id) in state.boxes
     # History: each generation carries the previous seed; members can walk back to generation 1.
@@ -566,7 +567,7 @@ def test_removal_by_a_non_holder_blocks_until_a_holder_rotates(team: tuple[MWorl
     # ...so the team waits for one.
     world.remove(t, nina, alice, None)
     state = world.replay_team(t.links)
-    reasons = state.rotation_reasons(world.time, world.members())
+    reasons = state.rotation_reasons(world.time, world.members(), world.org())
     assert state.pending_rotation and any("not rotated" in r for r in reasons)
     assert any(alice.id in r and "removed" in r for r in reasons)
     carol = world.admit("carol")
@@ -574,7 +575,7 @@ def test_removal_by_a_non_holder_blocks_until_a_holder_rotates(team: tuple[MWorl
     rejected(world, [*t.links, link], ChainError, "rotated before it is shared")
     world.rotate(t, bob, [world.founder, bob])
     state = world.replay_team(t.links)
-    assert not state.pending_rotation and state.rotation_reasons(world.time, world.members()) == []
+    assert not state.pending_rotation and state.rotation_reasons(world.time, world.members(), world.org()) == []
 
 
 @pytest.mark.parametrize("boxes", ["miss a member", "include the removed member", "include an outsider"])
@@ -710,7 +711,7 @@ def test_team_leave_rules(team: tuple[MWorld, Person, Person, Team]) -> None:
     state = world.replay_team(t.links)
     assert alice.id not in state.members and state.removed_at[alice.id] == 2 and state.pending_rotation
     # Leaving does not rotate: the leaver's box of the current key is still out there.
-    assert any(alice.id in r for r in state.rotation_reasons(world.time, world.members()))
+    assert any(alice.id in r for r in state.rotation_reasons(world.time, world.members(), world.org()))
 
 
 # == team chains: the organization state a link names ================================================
@@ -841,7 +842,7 @@ def test_links_signed_by_a_device_revoked_before_the_links_time(team: tuple[MWor
 # == document headers: who could write at a team state ================================================
 
 
-def test_may_write_at(team: tuple[MWorld, Person, Person, Team]) -> None:
+def test_who_could_write_at_a_team_state(team: tuple[MWorld, Person, Person, Team]) -> None:
     world, alice, bob, t = team
     compa = world.admit("compa", role="compa")
     until = world.time + 1000
@@ -854,7 +855,8 @@ def test_may_write_at(team: tuple[MWorld, Person, Person, Team]) -> None:
     now = world.time
 
     def can(seq: int, who: Person, gen: int, at: int = now) -> bool:
-        return state.may_write_at(seq, who.id, gen, at, org, POLICY)
+        act = Act(who.id, who.device.device_id, at, "doc.write", team_seq=seq, gen=gen)
+        return POLICY.entitled(act, org, world.members(), state)
 
     assert can(1, alice, 1) and can(4, alice, 1)  # alice wrote while she was a writer
     assert not can(5, alice, 2) and not can(5, alice, 1)  # removed: no state after that lets her
@@ -865,10 +867,12 @@ def test_may_write_at(team: tuple[MWorld, Person, Person, Team]) -> None:
     assert not can(1, bob, 1)  # not in the team yet
     assert not can(4, compa, 1)  # compas only read
     assert can(5, world.founder, 2)  # admins write
-    # Org roles are taken at the org state the team link named: a later compa grant does not reach back.
+    # Org roles are taken at the org state current at the act's time: a later compa grant does not reach
+    # back, but it counts for what bob signs after it.
     world.role(world.founder, bob, "compa")
     org = world.org()
-    assert state.may_write_at(5, bob.id, 2, now, org, POLICY)
+    assert can(5, bob, 2)
+    assert not can(5, bob, 2, at=world.time)
 
 
 # == rotation reasons ===============================================================================
@@ -880,11 +884,11 @@ def test_rotation_reasons_after_expiry(team: tuple[MWorld, Person, Person, Team]
     world.add(t, world.founder, bob, "reader", until=until)
     state = world.replay_team(t.links)
     members = world.members()
-    assert state.rotation_reasons(world.time, members) == []
+    assert state.rotation_reasons(world.time, members, world.org()) == []
     # Expiry: bob's role ends while he holds the current key.
-    reasons = state.rotation_reasons(until, members)
+    reasons = state.rotation_reasons(until, members, world.org())
     assert len(reasons) == 1 and bob.id in reasons[0] and "role ended" in reasons[0]
-    assert state.rotation_reasons(until - 1, members) == []
+    assert state.rotation_reasons(until - 1, members, world.org()) == []
 
 
 def test_rotation_reasons_after_a_device_revocation(team: tuple[MWorld, Person, Person, Team]) -> None:
@@ -897,11 +901,11 @@ def test_rotation_reasons_after_a_device_revocation(team: tuple[MWorld, Person, 
     # Replaying the chain as it was (made before the revocation) still passes...
     state = world.replay_team(t.links)
     members = world.members()
-    assert state.rotation_reasons(boxed_at, members) == []
+    assert state.rotation_reasons(boxed_at, members, world.org()) == []
     # ...but from the revocation on, the current key must be rotated (only the replay of a
     # share judges the revocation's own second leniently).
-    assert state.rotation_reasons(revoked_at, members, tolerant=True) == []
-    reasons = state.rotation_reasons(revoked_at, members)
+    assert state.rotation_reasons(revoked_at, members, world.org(), tolerant=True) == []
+    reasons = state.rotation_reasons(revoked_at, members, world.org())
     assert len(reasons) == 1 and alice.id in reasons[0] and "revoked a device" in reasons[0]
     carol = world.admit("carol")
     link = world.add(t, world.founder, carol, "reader", append=False)
@@ -916,7 +920,7 @@ def test_rotation_reasons_after_a_device_revocation(team: tuple[MWorld, Person, 
     rejected(world, [*t.links, link], ChainError, "current key")
     world.rotate(t, bob, [world.founder, alice, bob])
     state = world.replay_team(t.links)
-    assert state.rotation_reasons(world.time, world.members()) == []
+    assert state.rotation_reasons(world.time, world.members(), world.org()) == []
     assert state.boxes[(2, alice.id)].puk_gen == 2
 
 
@@ -934,7 +938,7 @@ def test_a_revocation_dated_like_an_earlier_team_link_keeps_the_team_replayable(
     # ask for a rotation, since alice's old member key could open the current team key).
     state = world.replay_team(t.links)
     assert state.seq == len(t.links)
-    assert any(alice.id in r for r in state.rotation_reasons(boxed_at + 10, world.members()))
+    assert any(alice.id in r for r in state.rotation_reasons(boxed_at + 10, world.members(), world.org()))
 
 
 def test_no_rotation_reason_for_a_box_made_after_the_revocation(team: tuple[MWorld, Person, Person, Team]) -> None:
@@ -944,7 +948,7 @@ def test_no_rotation_reason_for_a_box_made_after_the_revocation(team: tuple[MWor
     world.add(t, world.founder, bob, "reader")
     state = world.replay_team(t.links)
     assert state.boxes[(1, bob.id)].puk_gen == 2
-    assert state.rotation_reasons(world.time, world.members()) == []
+    assert state.rotation_reasons(world.time, world.members(), world.org()) == []
     # A box sealed to the PUK bob revoked is refused outright.
     t.links.pop()
     stale = t.key.seal_for(bob.id, 1, PukKeys.generate(1).box_public)
@@ -961,15 +965,15 @@ def test_rotation_reasons_after_removal_and_leave(team: tuple[MWorld, Person, Pe
     world.add(t, world.founder, bob, "reader")
     base = list(t.links)
     world.remove(t, nina, alice, None)  # removal without rotation (nina holds no key)
-    reasons = world.replay_team(t.links).rotation_reasons(world.time, world.members())
+    reasons = world.replay_team(t.links).rotation_reasons(world.time, world.members(), world.org())
     assert any("not rotated" in r for r in reasons) and any(f"{alice.id} was removed" in r for r in reasons)
     t.links = list(base)
     world.team_link(t, bob, "team.leave", {})
-    reasons = world.replay_team(t.links).rotation_reasons(world.time, world.members())
+    reasons = world.replay_team(t.links).rotation_reasons(world.time, world.members(), world.org())
     assert any("not rotated" in r for r in reasons) and any(f"{bob.id} was removed" in r for r in reasons)
     t.links = list(base)
     world.remove(t, world.founder, alice, [world.founder, bob])  # a holder rotates: nothing pending
-    assert world.replay_team(t.links).rotation_reasons(world.time, world.members()) == []
+    assert world.replay_team(t.links).rotation_reasons(world.time, world.members(), world.org()) == []
 
 
 def test_replaying_older_states_is_stable(team: tuple[MWorld, Person, Person, Team]) -> None:

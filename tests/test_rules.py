@@ -12,13 +12,15 @@ from typing import Any
 
 import pytest
 
+from security.authority import POLICY
 from security.events import Event
-from security.policy import POLICY, TEAM_KINDS
+from security.policy import TEAM_KINDS
 from security.protocols import Protocols, defaults, parse
 from security.rules import CHECKS, AuditInput, Finding, RuleResult, evaluate, status_of
-from tests.test_chains import Person, Team
+from tests.test_chains import Person, Team, expect
 from tests.test_chains_membership import DAY, MWorld
 from vault.chains import ProtocolsChange, replay_team
+from vault.errors import ChainError
 from vault.keys import key_fingerprint
 from vault.links import Link
 
@@ -172,9 +174,14 @@ def test_offboarding_member_removed_from_every_team(world: MWorld) -> None:
     alice = world.admit("alice")
     t = circle_of(world, (alice, "writer"))
     removal = world.org_link(world.founder, "org.remove", {"member": alice.id, "reason": "left"})
-    world.remove(t, world.founder, alice, [world.founder])
+    # Organization removal takes alice out of every team at once: the rotation (boxed to everyone but
+    # her, as the judge requires) is all the team needs; a team.remove of her is refused.
+    world.rotate(t, world.founder, [world.founder])
     ok(result(audit(world, [t], [link_event(removal, member=alice.id)], now=removal.time + 30 * DAY),
               "offboarding"))
+    assert alice.id not in world.replay_team(t.links).members
+    late = world.remove(t, world.founder, alice, [world.founder], append=False)
+    expect(ChainError, lambda: world.replay_team([*t.links, late]), "not in team")
 
 
 # -- rotate-on-removal ------------------------------------------------------------------------------

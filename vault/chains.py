@@ -33,12 +33,14 @@ signer's organization roles are judged as they were at that point.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
+from vault.acts import Act
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value
@@ -57,6 +59,7 @@ ORG_INVITE_ROLES = ("member", "compa")
 MAX_INVITE_SECONDS = 30 * 86400
 MAX_OPEN_INVITES = 20  # per member: unused, unexpired invites
 GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
+SELF_GRANT_NEEDS_ANOTHER = ("ncc", "security")  # two people: the subject never signs its own grant
 TEAM_ROLE_NAMES = ("admin", "writer", "reader")
 HISTORY_BLOB = 24 + 32 + 16
 T = TypeVar("T")
@@ -71,6 +74,14 @@ class Policy(Protocol):
 
     def protocols_version(self, text: str) -> int:
         """Validate a security-protocols text; its version (``EncodingError`` if invalid)."""
+        ...
+
+    def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: TeamState | None) -> None:
+        """Refuse (``PolicyDenied``/``ChainError``) an act its author was not entitled to at its time."""
+        ...
+
+    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """Who must receive a box of a new key generation made at org state ``org_seq``, time ``t``."""
         ...
 
 
@@ -381,6 +392,15 @@ class OrgState:
     proposals: dict[bytes, ProtocolsChange] = field(default_factory=dict)
     protocols: ProtocolsChange | None = None  # None: the shipped defaults
     protocols_log: list[ProtocolsChange] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # the time of each link, by seq - 1
+
+    def seq_at(self, t: int) -> int:
+        """The organization state current at time ``t``: the last link dated at or before it (0: none)."""
+        return bisect.bisect_right(self.times, t)
+
+    def superseded_at(self, seq: int) -> int | None:
+        """When the state ``seq`` ended: the time of the next link (None: still current)."""
+        return self.times[seq] if 0 < seq < len(self.times) else None
 
     def roles_of(self, member_id: str, now: int | None = None, seq: int | None = None) -> frozenset[str]:
         """Org roles in force for an admitted member (at org ``seq`` and time ``now``)."""
@@ -413,7 +433,8 @@ class OrgState:
         root = link.hash
         m = OrgMember(founder.member_id, None, link.time, founder.root,
                       [RoleEntry(1, "admitted", {"member": None, "ncc": None})])
-        return cls(org_id_for(root), root, name, invite_pk, {founder.member_id: m}, {}, 1, root, link.time)
+        return cls(org_id_for(root), root, name, invite_pk, {founder.member_id: m}, {}, 1, root, link.time,
+                   times=[link.time])
 
     def apply(self, link: Link, members: Mapping[str, MemberState], policy: Policy) -> None:
         check_sequence(link, self.org_id, self.seq, self.head, self.time)
@@ -429,6 +450,11 @@ class OrgState:
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
         self.seq, self.head, self.time = link.seq, link.hash, link.time
+        self.times.append(link.time)
+
+    def _authorize(self, link: Link, ms: MemberState, policy: Policy, action: str) -> None:
+        """The signer's right to an org link, judged by the one judge at the state before it."""
+        policy.judge(Act(link.signer, link.device, link.time, action), self, {ms.member_id: ms}, None)
 
     def _record(self, member_id: str, seq: int, status: str, roles: dict[str, int | None]) -> None:
         self.members[member_id].log.append(RoleEntry(seq, status, roles))
@@ -438,8 +464,7 @@ class OrgState:
         role = b.str_("role", 16)
         if role not in ORG_INVITE_ROLES:
             raise ChainError(f"an invite grants one of {ORG_INVITE_ROLES}, not {role!r}")
-        if not policy.org_allows(self.roles_of(link.signer, link.time), f"org.invite.{role}"):
-            raise PolicyDenied(f"member {link.signer} may not invite with role {role!r}")
+        self._authorize(link, ms, policy, f"org.invite.{role}")
         pk = b.bytes_("invite", 32)
         if pk in self.invites or pk == self.founder_invite:
             raise ChainError("invite key is already recorded")
@@ -475,20 +500,21 @@ class OrgState:
         self._record(link.signer, link.seq, "admitted" if admitted else "pending", {inv.role: None})
 
     def _admit(self, link: Link, ms: MemberState, policy: Policy) -> None:
-        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.admit"):
-            raise PolicyDenied(f"member {link.signer} may not admit members")
+        self._authorize(link, ms, policy, "org.admit")
         target = link.body.str_("member", 64)
         m = self.members.get(target)
         if m is None:
             raise ChainError(f"unknown member {target}")
         if m.status == "admitted":
             raise ChainError(f"member {target} is already admitted")
+        if m.status == "removed":
+            raise ChainError(f"member {target} was removed from the organization and cannot come back; "
+                             "they join again with a new invite (a new identity)")
         self._record(target, link.seq, "admitted", m.role_terms)
 
     def _role(self, link: Link, ms: MemberState, policy: Policy) -> None:
         b = link.body
-        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.role"):
-            raise PolicyDenied(f"member {link.signer} may not grant or revoke roles")
+        self._authorize(link, ms, policy, "org.role")
         target, role, grant = b.str_("member", 64), b.str_("role", 16), b.bool_("grant")
         until = b.opt_int("until", 0)
         if role not in GRANTABLE_ROLES:
@@ -505,6 +531,9 @@ class OrgState:
                 raise ChainError("compa replaces the member role; it takes no end date")
             if role in active:
                 raise ChainError(f"member already holds role {role!r}")
+            if target == link.signer and role in SELF_GRANT_NEEDS_ANOTHER:
+                raise PolicyDenied(f"granting yourself the {role} role needs a second person: "
+                                   "another NCC member must sign the grant")
             roles[role] = until
             if role == "compa":
                 roles.pop("member", None)
@@ -525,8 +554,7 @@ class OrgState:
 
     def _remove(self, link: Link, ms: MemberState, policy: Policy) -> None:
         """A departure: no roles, no logins, the member's open invites die with it."""
-        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.remove"):
-            raise PolicyDenied(f"member {link.signer} may not remove members")
+        self._authorize(link, ms, policy, "org.remove")
         target = link.body.str_("member", 64)
         link.body.str_("reason", 256)
         m = self.members.get(target)
@@ -545,8 +573,7 @@ class OrgState:
         m.removed_at = link.time
 
     def _propose(self, link: Link, ms: MemberState, policy: Policy) -> None:
-        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.protocols"):
-            raise PolicyDenied(f"member {link.signer} may not change the security protocols")
+        self._authorize(link, ms, policy, "org.protocols")
         text = link.body.str_("text", 64 * 1024)
         version = policy.protocols_version(text)
         current = self.protocols.version if self.protocols else 1
@@ -558,8 +585,7 @@ class OrgState:
         self.proposals[digest] = ProtocolsChange(digest, text, version, link.signer, link.time)
 
     def _approve(self, link: Link, ms: MemberState, policy: Policy) -> None:
-        if not policy.org_allows(self.roles_of(link.signer, link.time), "org.protocols"):
-            raise PolicyDenied(f"member {link.signer} may not approve security-protocols changes")
+        self._authorize(link, ms, policy, "org.protocols")
         digest = link.body.bytes_("digest", 32)
         proposal = self.proposals.get(digest)
         if proposal is None:
@@ -655,18 +681,6 @@ class TeamState:
         nxt = self.snapshots.get(team_seq + 1)
         return None if nxt is None else nxt.time
 
-    def may_write_at(self, team_seq: int, member_id: str, gen: int, t: int, org: OrgState, policy: Policy,
-                     action: str = "doc.write") -> bool:
-        """Could ``member_id`` do ``action`` (write a document, post a message) under generation
-        ``gen`` at team state ``team_seq`` and time ``t``?"""
-        snap = self.snapshots.get(team_seq)
-        if snap is None or snap.generation != gen or member_id not in snap.roles:
-            return False
-        role, until = snap.roles[member_id]
-        if until is not None and t >= until:
-            return False
-        return policy.team_allows(org.roles_of(member_id, t, snap.org_seq), role, action)
-
     def role_of(self, member_id: str, now: int) -> str | None:
         m = self.members.get(member_id)
         if m is None or not m.active(now):
@@ -682,8 +696,12 @@ class TeamState:
     def holds_key(self, member_id: str, now: int) -> bool:
         return self.role_of(member_id, now) is not None and (self.generation, member_id) in self.boxes
 
-    def rotation_reasons(self, now: int, members: Mapping[str, MemberState], tolerant: bool = False) -> list[str]:
-        """Why the current generation must not be used for new content (empty: it may)."""
+    def rotation_reasons(self, now: int, members: Mapping[str, MemberState], org: OrgState,
+                         tolerant: bool = False, org_seq: int | None = None) -> list[str]:
+        """Why the current generation must not be used for new content (empty: it may).
+
+        Judged at organization state ``org_seq`` (default: the head): a member removed from the
+        organization takes no part in any team, so a box they hold makes every team of theirs rotate."""
         reasons = []
         if self.pending_rotation:
             reasons.append("a member was removed or left and the key was not rotated yet")
@@ -692,6 +710,8 @@ class TeamState:
                 continue
             if mid not in self.members:
                 reasons.append(f"{mid} was removed but holds the current key")
+            elif not org.admitted(mid, org_seq):
+                reasons.append(f"{mid} was removed from the organization but holds the current key")
             elif not self.members[mid].active(now):
                 reasons.append(f"{mid}'s role ended but they hold the current key")
             elif mid in members and (c.puk_gen not in members[mid].puk_gens_at(now) if tolerant
@@ -713,8 +733,8 @@ class TeamState:
             kind = b.str_("kind", 16)
             if kind not in kinds:
                 raise ChainError(f"unknown team kind {kind!r}")
-            if not policy.org_allows(org.roles_of(link.signer, link.time, org_seq), f"team.create.{kind}"):
-                raise PolicyDenied(f"member {link.signer} may not create a {kind} team")
+            policy.judge(Act(link.signer, link.device, link.time, f"team.create.{kind}", org_seq=org_seq), org,
+                         members, None)
             state = cls(team_id_for(org.org_id, b.bytes_("nonce", 16)), org.org_id,
                         check_name(b.str_("name"), "team name"), kind, b.bool_("history"), {}, 0, {})
             state.org_seq = org_seq
@@ -723,7 +743,7 @@ class TeamState:
                 state._add_member(m, link, org, org_seq, policy)
             if state.role_of(link.signer, link.time) != "admin":
                 raise ChainError("the creator of a team must be one of its admins")
-            state._new_generation(b.dict_("key"), link, members)
+            state._new_generation(b.dict_("key"), link, members, org, org_seq, policy)
         except EncodingError as e:
             raise ChainError(f"malformed team.create: {e}") from e
         state.seq, state.head, state.time = 1, link.hash, link.time
@@ -740,6 +760,7 @@ class TeamState:
             raise ChainError(f"unsupported team link type {link.type!r}")
         try:
             org_seq = _org_seq(link.body, org, self.org_seq)
+            self._drop_departed(link, org, org_seq)
             handler(link, org, org_seq, members, policy)
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
@@ -749,14 +770,16 @@ class TeamState:
 
     # -- transitions --------------------------------------------------------------------------
 
-    def _authorize(self, link: Link, org: OrgState, org_seq: int, policy: Policy, action: str) -> None:
-        role = self.role_of(link.signer, link.time)
-        if not policy.team_allows(org.roles_of(link.signer, link.time, org_seq), role, action):
-            raise PolicyDenied(f"member {link.signer} may not {action.split('.', 1)[1]} in team {self.name}")
+    def _authorize(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState], policy: Policy,
+                   action: str) -> None:
+        """The signer's right to this link, judged by the one judge at the states the link names (this
+        team state, the organization state ``org_seq``)."""
+        policy.judge(Act(link.signer, link.device, link.time, action, org_seq=org_seq, team_seq=self.seq), org,
+                     members, self)
 
     def _add(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
              policy: Policy) -> None:
-        self._authorize(link, org, org_seq, policy, "team.add")
+        self._authorize(link, org, org_seq, members, policy, "team.add")
         added = self._add_member(link.body, link, org, org_seq, policy)
         key = link.body.opt_dict("key", {"gen", "boxes"})
         if key is None:
@@ -764,22 +787,22 @@ class TeamState:
                 raise ChainError("a key holder must box the key for the member it adds")
             self.pending_share[added] = link.signer
             return
-        self._one_box(key, added, link, members)
+        self._one_box(key, added, link, members, org, org_seq)
 
     def _share(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                policy: Policy) -> None:
-        self._authorize(link, org, org_seq, policy, "team.share")
+        self._authorize(link, org, org_seq, members, policy, "team.share")
         if not self.holds_key(link.signer, link.time):
             raise PolicyDenied("only a holder of the current team key can share it")
         target = link.body.str_("member", 64)
-        if target not in self.pending_share or self.role_of(target, link.time) is None:
+        if target not in self.pending_share or target not in policy.key_recipients(self, org, org_seq, link.time):
             raise ChainError(f"member {target} is not waiting for the team key")
-        self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members)
+        self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members, org, org_seq)
         self.pending_share.pop(target, None)
 
     def _remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                 policy: Policy) -> None:
-        self._authorize(link, org, org_seq, policy, "team.remove")
+        self._authorize(link, org, org_seq, members, policy, "team.remove")
         target = link.body.str_("member", 64)
         if target not in self.members:
             raise ChainError(f"member {target} is not in team {self.name}")
@@ -797,13 +820,13 @@ class TeamState:
         else:
             if not holder:
                 raise ChainError("only a holder of the current key can rotate it")
-            self._new_generation(key, link, members)
+            self._new_generation(key, link, members, org, org_seq, policy)
 
     def _leave(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                policy: Policy) -> None:
         if link.signer not in self.members:
             raise ChainError("you are not in this team")
-        self._authorize(link, org, org_seq, policy, "team.leave")
+        self._authorize(link, org, org_seq, members, policy, "team.leave")
         if self.admins(link.time) == {link.signer}:
             raise ChainError("you are the last admin of this team; make someone else admin first")
         del self.members[link.signer]
@@ -813,7 +836,7 @@ class TeamState:
 
     def _role(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
               policy: Policy) -> None:
-        self._authorize(link, org, org_seq, policy, "team.role")
+        self._authorize(link, org, org_seq, members, policy, "team.role")
         b = link.body
         target, role, until = b.str_("member", 64), b.str_("role", 16), b.opt_int("until", 0)
         m = self.members.get(target)
@@ -833,12 +856,22 @@ class TeamState:
 
     def _rotate(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                 policy: Policy) -> None:
-        self._authorize(link, org, org_seq, policy, "team.rotate")
+        self._authorize(link, org, org_seq, members, policy, "team.rotate")
         if not self.holds_key(link.signer, link.time):
             raise PolicyDenied("only a holder of the current team key can rotate it")
-        self._new_generation(link.body.dict_("key"), link, members)
+        self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _drop_departed(self, link: Link, org: OrgState, org_seq: int) -> None:
+        """Members removed from the organization (at the state this link names) leave the team with it.
+
+        Organization removal is final (``org.admit`` refuses a removed member), so this only ever
+        drops; a box such a member holds still makes the team rotate (``rotation_reasons``)."""
+        for mid in [m for m in self.members if not org.admitted(m, org_seq)]:
+            del self.members[mid]
+            self.removed_at[mid] = link.seq
+            self.pending_share.pop(mid, None)
 
     def _add_member(self, f: Fields, link: Link, org: OrgState, org_seq: int, policy: Policy) -> str:
         mid = f.str_("member", 64)
@@ -858,20 +891,22 @@ class TeamState:
         self.removed_at.pop(mid, None)
         return mid
 
-    def _one_box(self, key: Fields, member_id: str, link: Link, members: Mapping[str, MemberState]) -> None:
+    def _one_box(self, key: Fields, member_id: str, link: Link, members: Mapping[str, MemberState],
+                 org: OrgState, org_seq: int) -> None:
         if key.int_("gen") != self.generation:
             raise ChainError("key box for a generation that is not current")
         # Replaying a share: a PUK roll in the link's own second may postdate it (other chain,
         # other signer's clock), so judge that second leniently; clients and the server judge
         # new content strictly (from the roll's second on).
-        if self.rotation_reasons(link.time, members, tolerant=True):
+        if self.rotation_reasons(link.time, members, org, tolerant=True, org_seq=org_seq):
             raise ChainError("the team key must be rotated before it is shared")
         commits = _box_commits(key.list_("boxes", 1), self.generation)
         if set(commits) != {member_id}:
             raise ChainError("the link must carry exactly the new member's key box")
         self._record_boxes(commits, link, members)
 
-    def _new_generation(self, key: Fields, link: Link, members: Mapping[str, MemberState]) -> None:
+    def _new_generation(self, key: Fields, link: Link, members: Mapping[str, MemberState], org: OrgState,
+                        org_seq: int, policy: Policy) -> None:
         gen = key.int_("gen", 1)
         if gen != self.generation + 1:
             raise ChainError(f"key generation {gen} does not follow {self.generation}")
@@ -884,7 +919,7 @@ class TeamState:
         if (gen == 1 or not self.history) and prev is not None:
             raise ChainError("this key generation must not carry a previous key")
         commits = _box_commits(key.list_("boxes", 1000), gen)
-        if set(commits) != self.active_members(link.time):
+        if set(commits) != policy.key_recipients(self, org, org_seq, link.time):
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
         self.generation = gen

@@ -33,6 +33,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from vault.acts import ALLOWANCE
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value, decode, encode
@@ -55,7 +56,7 @@ EXPIRY_GRACE = 660
 # A message (or thread) is stored only under the current team state, and the server accepts
 # signer times within 600 s of its clock: so an honest one is dated at most twice that after
 # the next team link's time. Later means it was written after the state it names had ended.
-LINK_SKEW = 1200
+LINK_SKEW = ALLOWANCE
 MAX_KNOWN = 5000  # message ids a reader remembers per thread (``seen`` names the newest ones)
 _HEADER_FIELDS = {"v", "team", "thread", "rec", "team_seq", "gen", "sender", "device", "seq", "prev", "prev_time",
                   "seen", "time", "nonce"}

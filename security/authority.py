@@ -1,0 +1,128 @@
+"""The one judge of authority: may member m do act a at time t?
+
+Every signed act is reduced to an ``Act`` (``vault.acts``) and judged here, by the server before
+it accepts anything and by every client before it believes anything: chain links (through the
+chain replay in ``vault.chains``, which receives this object as its policy), document versions,
+thread records and messages, key shares and the set of key boxes a new generation must carry.
+
+The rule (SECURITY.md "Authority", docs/format.md "Judging an act"): an act dated t by member m,
+signed with device d, is valid only if
+
+1. d was an active (not revoked) device of m at t;
+2. the organization state the act is judged at is the one it names (team links, team.create),
+   which must still have been current at t within ``ALLOWANCE``, or, for acts that name none
+   (documents, thread records, messages, org links), the state current at t: the last
+   organization link dated at or before t;
+3. the team state it names (documents, thread records and messages name one; a team link names
+   the link before it) existed and was still current at t within ``ALLOWANCE``, and the key
+   generation it uses was that state's generation;
+4. at those states m was admitted (never removed: removal is final), and the org roles m held
+   at t together with the team role m held at t (expiries included; a compa acts as a reader)
+   allow the action under the policy table.
+
+``ALLOWANCE`` is twice the server's clock window: an honest server accepts a link only within
+its window of its own clock and only against the current heads, so an act it accepted never
+becomes invalid when later links arrive (replay stays stable). A colluding server can at most
+get an act accepted that names a state which ended less than ``ALLOWANCE`` before the act's
+time; SECURITY.md lists that residue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from security.policy import DefaultPolicy
+from vault.acts import ALLOWANCE, Act
+from vault.chains import MemberState, OrgState, TeamState
+from vault.errors import ChainError, PolicyDenied
+
+
+def _verb(action: str) -> str:
+    """A readable name for an action in refusals: 'doc.write' -> 'write documents'."""
+    named = {"doc.write": "write documents", "thread.post": "post in threads", "org.admit": "admit members",
+             "org.role": "grant or revoke roles", "org.remove": "remove members",
+             "org.protocols": "change the security protocols"}
+    if action in named:
+        return named[action]
+    parts = action.split(".")
+    if parts[:2] == ["team", "create"] and len(parts) == 3:
+        return f"create a {parts[2]} team"
+    if parts[:2] == ["org", "invite"] and len(parts) == 3:
+        return f"invite with role {parts[2]!r}"
+    return parts[-1]  # team actions: 'add', 'remove', 'role', 'rotate', 'share', 'leave'
+
+
+class Authority(DefaultPolicy):
+    """The policy table plus the judge; the same object on the server and every client."""
+
+    def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: TeamState | None) -> None:
+        where = f" in team {team.name}" if team is not None else ""
+        refused = f"member {act.author} may not {_verb(act.action)}{where}"
+        ms = members.get(act.author)
+        if ms is None:
+            raise PolicyDenied(f"{refused}: not a known member")
+        try:
+            ms.device_at(act.device, act.time)
+        except ChainError as e:
+            raise PolicyDenied(f"{refused}: signed with a device that was not active at {act.time}") from e
+        org_seq = self._org_state(act, org, refused)
+        if not org.admitted(act.author, org_seq):
+            raise PolicyDenied(f"{refused}: not an admitted member of the organization at {act.time} "
+                               "(removed, or not admitted yet)")
+        org_roles = org.roles_of(act.author, act.time, org_seq)
+        if team is None:
+            if not self.org_allows(org_roles, act.action):
+                raise PolicyDenied(f"{refused} (organization roles at {act.time}: "
+                                   f"{', '.join(sorted(org_roles)) or 'none'})")
+            return
+        team_role = self._team_role(act, team, refused)
+        if not self.team_allows(org_roles, team_role, act.action):
+            raise PolicyDenied(f"{refused} (team role at {act.time}: {team_role or 'none'})")
+
+    def _org_state(self, act: Act, org: OrgState, refused: str) -> int:
+        if act.org_seq is None:
+            seq = org.seq_at(act.time)
+            if seq == 0:
+                raise PolicyDenied(f"{refused}: dated {act.time}, before the organization existed")
+            return seq
+        if not 1 <= act.org_seq <= org.seq:
+            raise ChainError(f"{refused}: names organization state {act.org_seq}, which does not exist")
+        ended = org.superseded_at(act.org_seq)
+        if ended is not None and act.time >= ended + ALLOWANCE:
+            raise PolicyDenied(f"{refused}: dated {act.time}, but names organization state {act.org_seq}, "
+                               f"which ended at {ended} (more than {ALLOWANCE} s before)")
+        return act.org_seq
+
+    def _team_role(self, act: Act, team: TeamState, refused: str) -> str | None:
+        seq = team.seq if act.team_seq is None else act.team_seq
+        snap = team.snapshots.get(seq)
+        if snap is None or seq > team.seq:
+            raise PolicyDenied(f"{refused}: names state {seq} of team {team.name}, which does not exist")
+        ended = team.superseded_at(seq)
+        if ended is not None and act.time >= ended + ALLOWANCE:
+            raise PolicyDenied(f"{refused}: dated {act.time}, but names state {seq} of team {team.name}, "
+                               f"which ended at {ended} (more than {ALLOWANCE} s before)")
+        if act.gen is not None and act.gen != snap.generation:
+            raise PolicyDenied(f"{refused}: uses key generation {act.gen}, not the generation {snap.generation} of the "
+                               f"team state it names")
+        role, until = snap.roles.get(act.author, (None, None))
+        if until is not None and act.time >= until:
+            return None
+        return role
+
+    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """Exactly who a new key generation (made at org state ``org_seq``, time ``t``) is boxed to:
+        the team's members whose role has not ended and who are admitted in the organization."""
+        return {m for m, tm in team.members.items() if tm.active(t) and org.admitted(m, org_seq)}
+
+    def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
+                 team: TeamState | None) -> bool:
+        try:
+            self.judge(act, org, members, team)
+        except (PolicyDenied, ChainError):
+            return False
+        return True
+
+
+POLICY: Final = Authority()
