@@ -64,7 +64,7 @@ async def members(s: Session) -> list[dict[str, Any]]:
             "role_terms": {r: u for r, u in om.role_terms.items() if u is not None},
             "devices": len(ms.active_devices()), "puk_gen": ms.puk_gen,
             "verified": "self" if mid == s.me else s.verified(ms),
-            "teams": sorted(tm.name for tm in view.teams.values() if mid in tm.members),
+            "teams": sorted(tm.name for tm in view.teams.values() if mid in tm.members and view.org.admitted(mid)),
         })
     return rows
 
@@ -104,6 +104,8 @@ async def remove_from_team(s: Session, team_name: str, member_name: str) -> bool
     target = view.member_by_name(member_name)
     if target.member_id not in team.members:
         raise NotFound(f"{target.name} is not in team {team.name}")
+    if not view.org.admitted(target.member_id):
+        raise VaultError(f"{target.name} was removed from the organization and is out of every team already")
     if target.member_id == s.me:
         raise VaultError("to leave a team yourself use `mvault leave TEAM`")
     body: dict[str, Any] = {"member": target.member_id, "key": None}
@@ -140,7 +142,8 @@ async def team_info(s: Session, team_name: str) -> dict[str, Any]:
             "pending": pending,
             "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role, "until": m.until,
                          "active": m.active(now()), "has_key": (t.generation, m.member_id) in t.boxes}
-                        for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id))]}
+                        for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id))
+                        if view.org.admitted(m.member_id)]}
 
 
 # -- devices ---------------------------------------------------------------------------------------

@@ -32,11 +32,11 @@ def register(cli: click.Group) -> None:
 @json_flag
 @click.pass_obj
 def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
-    """NCC: remove MEMBER from the organization (logins stop; then remove them from their teams)."""
+    """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
     m = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
     emit(ctx, {"member": m.member_id, "status": "removed"},
-         lambda: out.print(f"removed {m.name} from the organization; now remove them from their teams "
-                           "(`mvault team remove TEAM NAME`): their keys rotate there"))
+         lambda: out.print(f"removed {m.name} from the organization and from every team; the keys of their "
+                           "teams rotate on a key holder's next command"))
 
 
 @click.group()

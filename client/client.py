@@ -305,8 +305,12 @@ class Session:
                 raise ChainError("server served a team chain under another team's id")
             self._check_pin(pins, tid, links)
             if info.get("removed_at") is not None:
-                # We were removed: the chain must end with the link that removed us.
-                if team.removed_at.get(self.me) != len(links) or self.me in team.members:
+                # We were removed (the chain must end with the link that removed us), or our role ended
+                # (the chain is what was signed before the end).
+                tm = team.members.get(self.me)
+                removed = team.removed_at.get(self.me) == len(links) and tm is None
+                lapsed = tm is not None and tm.until is not None and tm.until <= now() and team.time < tm.until
+                if not (removed or lapsed):
                     raise ChainError("the server hid a team from us without a valid removal")
                 gone.add(tid)
                 continue

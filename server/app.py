@@ -355,12 +355,21 @@ async def login(request: web.Request) -> web.Response:
 # -- chains ------------------------------------------------------------------------------------
 
 
+def _overseer(request: web.Request) -> bool:
+    """NCC and the Security Team see every team chain (membership, not content: that needs a key box).
+    Org roles as of now: an NCC term that ended is over."""
+    org = request.app[DIRECTORY].require_org()
+    return bool(org.roles_of(session_of(request).member, int(now_of(request))) & {"ncc", "security"})
+
+
 def _visible_team(request: web.Request, team_id: str) -> Any:
+    """A team the caller may act in now: a current team role, or NCC (which may sign membership changes
+    anywhere). A member whose role ended or who was removed gets 404, as for a team never seen."""
     directory = request.app[DIRECTORY]
     team = directory.team(team_id)
     me = session_of(request).member
-    org = directory.require_org()
-    if me in team.members or "ncc" in org.roles_of(me, int(now_of(request))):
+    now = int(now_of(request))
+    if team.role_of(me, now) is not None or "ncc" in directory.require_org().roles_of(me, now):
         return team
     raise NotFound(f"unknown team {team_id}")
 
@@ -369,14 +378,14 @@ async def directory_view(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     org = directory.require_org()
     me = session_of(request).member
-    teams = {}
-    # NCC and the Security Team see every team chain (membership, not content: that needs a key box).
-    overseer = bool(org.roles_of(me, int(now_of(request))) & {"ncc", "security"})
+    now, overseer = int(now_of(request)), _overseer(request)
+    teams: dict[str, Any] = {}
     for tid, t in directory.teams.items():
-        if me in t.members or overseer:
+        served = directory.served_length(tid, me, now, overseer)
+        if served == len(directory.team_links[tid]):
             teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
-        elif me in t.removed_at:  # a removed member sees the chain up to its removal, to verify it
-            teams[tid] = {"name": t.name, "seq": t.removed_at[me], "removed_at": t.removed_at[me]}
+        elif served is not None:  # removed, or the role ended: the chain up to then, to verify it
+            teams[tid] = {"name": t.name, "seq": served, "removed_at": served}
     return web.json_response(
         {
             "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
@@ -420,15 +429,11 @@ async def member_chain(request: web.Request) -> web.Response:
 async def team_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     team = directory.team(request.match_info["team"])
-    me = session_of(request).member
-    links = directory.team_links[team.team_id]
-    # Org roles as of now (an NCC term that ended is over), exactly as the directory judged them.
-    overseer = bool(directory.require_org().roles_of(me, int(now_of(request))) & {"ncc", "security"})
-    if me not in team.members and me in team.removed_at and not overseer:
-        links = links[: team.removed_at[me]]
-    elif not overseer:
-        _visible_team(request, team.team_id)
-    return _links_response(links, _after(request))
+    served = directory.served_length(team.team_id, session_of(request).member, int(now_of(request)),
+                                     _overseer(request))
+    if served is None:
+        raise NotFound(f"unknown team {team.team_id}")
+    return _links_response(directory.team_links[team.team_id][:served], _after(request))
 
 
 async def append_org_link(request: web.Request) -> web.Response:
@@ -512,6 +517,7 @@ async def create_team(request: web.Request) -> web.Response:
         _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
+        app[DIRECTORY].check_team_name(state)  # last: no other refusal may tell whether a name exists
         await app[STORAGE].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)

@@ -106,12 +106,31 @@ class Directory:
         return None
 
     def check_team_create(self, link: Link) -> TeamState:
+        """A valid team.create; its name is checked apart (``check_team_name``), after everything else,
+        so that a refusal for any other reason tells nothing about which names exist."""
         state = TeamState.create(link, self.require_org(), self.members, POLICY, TEAM_KINDS)
         if state.team_id in self.teams:
             raise ChainError("team already exists")
+        return state
+
+    def check_team_name(self, state: TeamState) -> None:
         if self.team_by_name(state.name) is not None:
             raise ChainError(f"a team named {state.name!r} already exists")
-        return state
+
+    def served_length(self, team_id: str, member_id: str, now: int, overseer: bool) -> int | None:
+        """How many links of a team chain a member may see (None: the team is hidden from them).
+
+        All of them while their team role lasts (and for NCC and the Security Team); for a member
+        removed from the team, up to the link that removed them; for one whose role ended (a term's
+        ``until`` passed), the links dated before the end. Either way they can verify what they saw,
+        and nothing later (no new members, no new key generations)."""
+        team = self.team(team_id)
+        if overseer or team.role_of(member_id, now) is not None:
+            return len(self.team_links[team_id])
+        tm = team.members.get(member_id)
+        if tm is not None and tm.until is not None:
+            return sum(1 for link in self.team_links[team_id] if link.time < tm.until)
+        return team.removed_at.get(member_id)
 
     def check_team_link(self, team_id: str, link: Link) -> TeamState:
         state = clone(self.team(team_id))

@@ -48,6 +48,7 @@ from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.keys import device_id_for, short_id
 from vault.links import (
     Link,
+    check_no_cosignature,
     check_sequence,
     verify_device_proof,
     verify_invite_signature,
@@ -196,6 +197,7 @@ class MemberState:
     def create(cls, link: Link) -> MemberState:
         if link.type != "member.create" or link.seq != 1 or link.prev is not None or link.chain:
             raise ChainError("a member chain must start with member.create")
+        check_no_cosignature(link)
         try:
             b = link.body
             device = _device(b.dict_("device", {"id", "sign_pk", "box_pk", "name", "kind"}), link.time)
@@ -724,6 +726,7 @@ class TeamState:
                kinds: Iterable[str]) -> TeamState:
         if link.type != "team.create" or link.seq != 1 or link.prev is not None or link.chain:
             raise ChainError("a team chain must start with team.create")
+        check_no_cosignature(link)
         verify_signer(link, members)
         try:
             b = link.body

@@ -168,3 +168,14 @@ def check_sequence(link: Link, chain_id: str | None, head_seq: int, head_hash: b
         raise ChainError("link belongs to another chain")
     if link.time < head_time:
         raise ChainError("link is dated before the previous link")
+    check_no_cosignature(link)
+
+
+INVITE_COSIGNED = ("org.create", "org.join")
+
+
+def check_no_cosignature(link: Link) -> None:
+    """Only invite-cosigned link types carry ``xsig``: anywhere else the slot would let whoever stores
+    the link change its bytes (and hash) without breaking its signature."""
+    if link.xsig is not None and link.type not in INVITE_COSIGNED:
+        raise ChainError(f"a {link.type} link carries no invite signature")

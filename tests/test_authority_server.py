@@ -1,0 +1,291 @@
+"""Issue 13's findings against the real server: removal, expulsion and role loss cut off everything.
+
+Each test is an exploit the hostile review ran (with a colluding server where it says so), made
+against the real server and the real ``mvault`` CLI with the ``forge`` fixture of
+``tests/test_server_forgery.py`` (alice: founder and NCC, admin of "drafting" and "ops"; bob:
+writer in "drafting", reader in "ops"; carol: reader in "ops"). Each failed on the code before
+the one judge (``security/authority.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from client.home import Home
+from security.authority import ALLOWANCE
+from tests import test_server_forgery
+from tests.test_api import Http, b64, login_as
+from tests.test_server_forgery import Forge, Forgery, served, team_link
+from vault.encoding import Fields, decode, encode
+from vault.envelope import MAGIC, DocWriter
+from vault.errors import DecryptionFailed
+from vault.keys import PukKeys
+from vault.links import make_link, parse_link
+from vault.teamkeys import TeamKey
+
+forge = test_server_forgery.forge  # the fixture
+
+
+def _rows(f: Forge, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    db = f.server.db()
+    try:
+        return db.execute(query, args).fetchall()
+    finally:
+        db.close()
+
+
+def _open_box(puks: dict[int, PukKeys], box: bytes) -> TeamKey | None:
+    """What a former member does offline with its own keys: try every PUK it ever had."""
+    for puk in puks.values():
+        try:
+            f = Fields(decode(puk.open_sealed(box)), "box")
+            return TeamKey(f.str_("team"), f.int_("gen"), f.bytes_("seed", 32))
+        except DecryptionFailed:
+            continue
+    return None
+
+
+def _generations_opened(f: Forge, name: str) -> dict[str, set[int]]:
+    """Team id -> the key generations ``name`` opens from a full copy of the server's boxes."""
+    out: dict[str, set[int]] = {}
+    for team, _gen, _member, box in _rows(f, "SELECT team, gen, member, box FROM team_boxes"):
+        key = _open_box(f.keys[name].puks, bytes(box))
+        if key is not None:
+            out.setdefault(team, set()).add(key.gen)
+    return out
+
+
+def _team_key(f: Forge, name: str, team: str, gen: int) -> TeamKey:
+    for _member, box in _rows(f, "SELECT member, box FROM team_boxes WHERE team=? AND gen=?", team, gen):
+        key = _open_box(f.keys[name].puks, bytes(box))
+        if key is not None:
+            return key
+    raise AssertionError(f"{name} holds no key of {team} generation {gen}")
+
+
+def _plant_document(f: Forge, author: str, key: TeamKey, doc_name: str, *, team_seq: int, when: int) -> None:
+    """A colluding server stores a version ``author`` signed (dated ``when``, naming ``team_seq``) as the
+    first version of a new document, with its body, as if it had been uploaded."""
+    data = os.urandom(200)
+    writer = DocWriter(key=key, team_seq=team_seq, device=f.device(author), author=f.ids[author],
+                       doc=key.doc_id(doc_name), seq=1, parent=None, time=when, name=doc_name, size=len(data))
+    upload = writer.upload_prefix() + writer.encrypt(data) + writer.finish()
+    assert writer.record is not None
+    (n,) = struct.unpack(">I", upload[len(MAGIC):len(MAGIC) + 4])
+    body = upload[len(MAGIC) + 4 + n:-64]
+    vid = writer.record.version_id
+    blob = f.server.data_dir / "blobs" / vid[:2] / vid
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(body)
+    db = f.server.db()
+    try:
+        db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (vid, key.team_id, key.doc_id(doc_name), 1, writer.record.raw, vid, len(body), when))
+    finally:
+        db.close()
+
+
+def _file(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+# -- 1. expelled members keep getting keys -------------------------------------------------------------
+
+
+def test_an_expelled_member_gets_no_later_key_and_nothing_they_sign_is_accepted(forge: Forge, tmp_path: Path) -> None:
+    f = forge
+    alice = f.org.alice
+    drafting_seq = f.d.team(f.drafting).seq
+    alice.ok("remove", "bob", "--reason", "expelled")
+    # Any later rotation in his teams (here: another member's removal) must not seal to bob.
+    alice.ok("team", "remove", "ops", "carol")
+    alice.ok("put", "drafting", str(_file(tmp_path, "after.md", "written after bob's expulsion")))
+    opened = _generations_opened(f, "bob")
+    assert opened.get(f.ops) == {1} and opened.get(f.drafting) == {1}, opened
+    assert f.d.team(f.ops).generation >= 2 and f.d.team(f.drafting).generation == 2
+    # Expulsion takes bob out of every team at once: the rotation left him without a box.
+    for team in (f.drafting, f.ops):
+        assert (f.d.team(team).generation, f.ids["bob"]) not in f.d.team(team).boxes
+
+    # A colluding server stores a document bob signed after his expulsion (under the key he still has,
+    # naming the team state he last saw): every reader refuses it.
+    key = _team_key(f, "bob", f.drafting, 1)
+    _plant_document(f, "bob", key, "from-bob.md", team_seq=drafting_seq, when=f.now())
+    alice.fails("get", "drafting", "from-bob.md", "-o", str(tmp_path / "x"), contains="not an admitted member")
+    assert not (tmp_path / "x").exists()
+
+
+# -- 2. removed writers can still publish ---------------------------------------------------------------
+
+
+def test_a_removed_writer_cannot_publish_under_the_state_before_the_removal(forge: Forge, tmp_path: Path) -> None:
+    f = forge
+    alice = f.org.alice
+    alice.ok("team", "role", "ops", "carol", "writer")
+    before = f.d.team(f.ops).seq
+    key = _team_key(f, "carol", f.ops, 1)
+    alice.ok("team", "remove", "ops", "carol")
+    removed_at = f.d.team(f.ops).time
+    # Dated after the allowance: refused by every reader, whatever state it names.
+    _plant_document(f, "carol", key, "late.md", team_seq=before, when=removed_at + ALLOWANCE + 60)
+    for m in (alice, f.org.bob):
+        m.fails("get", "ops", "late.md", "-o", str(tmp_path / "x"), contains="which ended at")
+    # Demoted to reader: the same.
+    alice.ok("team", "role", "drafting", "bob", "reader")
+    demoted_at = f.d.team(f.drafting).time
+    drafting_key = _team_key(f, "bob", f.drafting, 1)
+    _plant_document(f, "bob", drafting_key, "demoted.md", team_seq=f.d.team(f.drafting).seq - 1,
+                    when=demoted_at + ALLOWANCE + 60)
+    alice.fails("get", "drafting", "demoted.md", "-o", str(tmp_path / "y"), contains="which ended at")
+
+
+def test_the_clock_allowance_is_the_documented_residue(forge: Forge, tmp_path: Path) -> None:
+    """Within the allowance a removed writer's act naming the state before the removal is accepted (with a
+    colluding server only: an honest one stores nothing naming an old state). SECURITY.md says so."""
+    f = forge
+    alice = f.org.alice
+    alice.ok("team", "role", "ops", "carol", "writer")
+    before = f.d.team(f.ops).seq
+    key = _team_key(f, "carol", f.ops, 1)
+    alice.ok("team", "remove", "ops", "carol")
+    _plant_document(f, "carol", key, "racing.md", team_seq=before, when=f.d.team(f.ops).time + 60)
+    alice.ok("get", "ops", "racing.md", "-o", str(tmp_path / "x"))
+
+
+# -- 3. stale authority for links ------------------------------------------------------------------------
+
+
+def test_a_former_ncc_member_cannot_replay_old_authority(forge: Forge, make_member: Any) -> None:
+    f = forge
+    alice = f.org.alice
+    dave = make_member("dave")
+    dave.ok("join", alice.json("invite")["invite"], "--name", "dave")
+    alice.ok("role", "grant", "dave", "ncc")
+    as_ncc = f.d.require_org().seq
+    alice.ok("role", "revoke", "dave", "ncc")
+    alice.ok("remove", "dave", "--reason", "left")
+    revoked_at = f.d.require_org().times[as_ncc]
+    os.environ["MVAULT_PASSPHRASE_FILE"] = str(dave.passphrase_file)
+    try:
+        f.keys["dave"] = Home(dave.home).unlock()
+    finally:
+        del os.environ["MVAULT_PASSPHRASE_FILE"]
+    f.ids["dave"] = next(mid for mid, ms in f.d.members.items() if ms.name == "dave")
+    ops = f.d.team(f.ops)
+    forged = make_link(chain=f.ops, seq=ops.seq + 1, prev=ops.head, time=max(revoked_at + ALLOWANCE + 60, ops.time),
+                       signer=f.ids["dave"], device=f.device("dave"), type_="team.role",
+                       body={"member": f.ids["carol"], "role": "admin", "until": None, "org_seq": as_ncc})
+    with served(f, Forgery("stale NCC authority", f.ops, forged, "")):
+        for m in (alice, f.org.bob, f.carol):
+            m.fails("team", "show", "ops", contains="may not role")
+
+
+# -- 9. hidden team names cannot be probed ---------------------------------------------------------------
+
+
+def test_team_names_cannot_be_probed_through_refusals(forge: Forge) -> None:
+    f = forge
+    f.org.alice.ok("role", "grant", "carol", "staff")
+
+    async def probe(name: str) -> tuple[int, str]:
+        org = f.d.require_org()
+        ms = f.d.members[f.ids["carol"]]
+        key = TeamKey.generate("x" * 32, 1)
+        body = {"org": org.org_id, "org_seq": org.seq, "nonce": os.urandom(16), "name": name, "kind": "program",
+                "history": True, "members": [{"member": ms.member_id, "role": "admin", "until": None}],
+                "key": {"gen": 1, "canary": key.canary,
+                        "boxes": [{"member": ms.member_id, "puk_gen": ms.puk_gen, "hash": bytes(32)}]}}
+        link = make_link(chain=None, seq=1, prev=None, time=f.now(), signer=ms.member_id, device=f.device("carol"),
+                         type_="team.create", body=body)
+        async with Http(f.server) as h:
+            token = await login_as(h, ms.member_id, f.device("carol"))
+            status, res = await h.call("POST", "/api/v1/teams", token=token, js={"link": b64(link.wire), "boxes": {}})
+        return status, str(res["message"])
+
+    hidden = asyncio.run(probe("drafting"))  # exists, and carol is not in it
+    free = asyncio.run(probe("no-such-team"))
+    assert hidden == free, (hidden, free)
+    assert "already exists" not in hidden[1]
+
+
+# -- 10. a lapsed term keeps the roster visible ------------------------------------------------------------
+
+
+def test_a_lapsed_term_ends_the_view_of_the_roster(forge: Forge, make_member: Any) -> None:
+    f = forge
+    alice = f.org.alice
+    until = f.now() + 30
+    role = team_link(f, f.ops, "alice", "team.role", {"member": f.ids["bob"], "role": "reader", "until": until})
+
+    async def post() -> None:
+        async with Http(f.server) as h:
+            token = await login_as(h, f.ids["alice"], f.device("alice"))
+            status, res = await h.call("POST", f"/api/v1/teams/{f.ops}/links", token=token,
+                                       js={"link": b64(role.wire), "boxes": {}})
+            assert status == 201, res
+
+    asyncio.run(post())
+    f.server.advance(60)  # bob's term is over
+    alice.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = "60"
+    dave = make_member("dave")
+    dave.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = "60"
+    dave.ok("join", alice.json("invite")["invite"], "--name", "dave")
+    alice.ok("team", "add", "ops", "dave", "--role", "reader")
+    dave_id = next(mid for mid, ms in f.d.members.items() if ms.name == "dave")
+
+    async def bobs_view() -> tuple[Any, list[Any]]:
+        async with Http(f.server) as h:
+            token = await login_as(h, f.ids["bob"], f.device("bob"))
+            _, directory = await h.call("GET", "/api/v1/directory", token=token)
+            _, chain = await h.call("GET", f"/api/v1/chains/team/{f.ops}", token=token)
+        return directory, chain["links"]
+
+    directory, links = asyncio.run(bobs_view())
+    served_links = [parse_link(base64.b64decode(x)) for x in links]
+    assert all(lk.time < until for lk in served_links)
+    assert not any(lk.body.raw.get("member") == dave_id for lk in served_links), "bob sees who joined after his term"
+    assert directory["teams"][f.ops]["removed_at"] == len(served_links)
+    # bob's client accepts the shortened chain (and shows no team "ops"), and still works elsewhere.
+    bob = f.org.bob
+    bob.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = "60"
+    assert "ops" not in bob.json("whoami")["teams"]
+
+
+# -- the invite-signature slot ---------------------------------------------------------------------------
+
+
+def test_a_link_that_takes_no_cosignature_carries_none(forge: Forge) -> None:
+    """A server that fills the unused invite-signature slot changes a link's hash without breaking its
+    signature (false rollback alarms): such a link is refused."""
+    f = forge
+    link = team_link(f, f.ops, "alice", "team.role", {"member": f.ids["carol"], "role": "writer", "until": None})
+    outer = decode(link.wire)
+    assert isinstance(outer, dict)
+    stuffed = parse_link(encode({"link": outer["link"], "sig": outer["sig"], "xsig": os.urandom(64)}))
+    with served(f, Forgery("xsig on a team link", f.ops, stuffed, "")):
+        f.org.alice.fails("team", "show", "ops", contains="carries no invite signature")
+
+
+# -- two people for ncc and security ---------------------------------------------------------------------
+
+
+def test_granting_oneself_ncc_or_security_needs_another_ncc_member(forge: Forge) -> None:
+    f = forge
+    f.org.alice.fails("role", "grant", "alice", "security", contains="second person")
+    f.org.alice.ok("role", "grant", "bob", "ncc")
+    f.org.bob.ok("role", "grant", "alice", "security", "--until", "2099-01-01")
+    assert "security" in {r for m in f.org.alice.json("members") if m["name"] == "alice" for r in m["roles"]}
+
+
+def test_a_removed_member_cannot_be_admitted_again(forge: Forge) -> None:
+    f = forge
+    f.org.alice.ok("remove", "carol", "--reason", "left")
+    f.org.alice.ok("whoami")  # rotates ops (carol held its key)
+    f.org.alice.fails("admit", "carol", contains="cannot come back")
