@@ -16,6 +16,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.home import Home
 from security.authority import ALLOWANCE
 from tests import test_server_forgery
@@ -162,7 +164,8 @@ def test_the_clock_allowance_is_the_documented_residue(forge: Forge, tmp_path: P
 # -- 3. stale authority for links ------------------------------------------------------------------------
 
 
-def test_a_former_ncc_member_cannot_replay_old_authority(forge: Forge, make_member: Any) -> None:
+def test_a_former_ncc_member_cannot_replay_old_authority(forge: Forge, make_member: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     f = forge
     alice = f.org.alice
     dave = make_member("dave")
@@ -171,12 +174,9 @@ def test_a_former_ncc_member_cannot_replay_old_authority(forge: Forge, make_memb
     as_ncc = f.d.require_org().seq
     alice.ok("role", "revoke", "dave", "ncc")
     alice.ok("remove", "dave", "--reason", "left")
-    revoked_at = f.d.require_org().times[as_ncc]
-    os.environ["MVAULT_PASSPHRASE_FILE"] = str(dave.passphrase_file)
-    try:
-        f.keys["dave"] = Home(dave.home).unlock()
-    finally:
-        del os.environ["MVAULT_PASSPHRASE_FILE"]
+    revoked_at = f.d.org_links[as_ncc].time  # the revocation: the link after the state dave was NCC in
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(dave.passphrase_file))
+    f.keys["dave"] = Home(dave.home).unlock()  # the keys dave kept
     f.ids["dave"] = next(mid for mid, ms in f.d.members.items() if ms.name == "dave")
     ops = f.d.team(f.ops)
     forged = make_link(chain=f.ops, seq=ops.seq + 1, prev=ops.head, time=max(revoked_at + ALLOWANCE + 60, ops.time),
