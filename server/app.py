@@ -621,12 +621,17 @@ def team_access(request: web.Request, action: str, denied: str) -> Any:
     """The route's team, if the caller may see it (else 404) and do ``action`` in it now (else 403:
     "you may not {denied} team NAME")."""
     team = _visible_team(request, request.match_info["team"])
-    directory = request.app[DIRECTORY]
-    me = session_of(request).member
-    t = int(now_of(request))
-    if not POLICY.team_allows(directory.require_org().roles_of(me, t), team.role_of(me, t), action):
+    s = session_of(request)
+    if not may_now(request.app, s, action, team):
         raise PolicyDenied(f"you may not {denied} team {team.name}")
     return team
+
+
+def may_now(app: web.Application, s: Session, action: str, team: TeamState | None) -> bool:
+    """May the session's member, with its device, do ``action`` now? The one judge decides."""
+    directory = app[DIRECTORY]
+    act = Act(s.member, s.device, int(app[CONFIG].clock()), action)
+    return POLICY.entitled(act, directory.require_org(), directory.members, team)
 
 
 def judge_act(request: web.Request, act: Act, team: TeamState | None) -> None:

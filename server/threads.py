@@ -27,7 +27,6 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from security.authority import POLICY
 from server.app import (
     CONFIG,
     DIRECTORY,
@@ -37,6 +36,7 @@ from server.app import (
     hex_id,
     int_query,
     judge_act,
+    may_now,
     now_of,
     read_json,
     session_of,
@@ -336,8 +336,7 @@ def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultErr
         check_session(app, f.session)
     except AuthError as e:
         return e
-    t = int(now)
-    if not POLICY.team_allows(org.roles_of(member, t), team.role_of(member, t), "thread.read"):
+    if not may_now(app, f.session, "thread.read", team):
         return PolicyDenied("you no longer have access to this team")
     f.checked = (team, org, ms, now)
     return None
