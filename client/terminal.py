@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len, chop_cells
 from rich.console import Console
 from rich.text import Text
 
-from client.sanitize import neutralize, one_line
+from client.sanitize import CONTINUATION, neutralize, one_line
 
 
 class SafeConsole(Console):
@@ -26,6 +27,17 @@ class SafeConsole(Console):
     def print_line(self, text: str) -> None:
         """Print composed text (an error, a warning) as exactly one line."""
         self.print(one_line(text), soft_wrap=True)
+
+
+def fold(line: str, width: int) -> list[str]:
+    """Screen rows for one line of a message on a terminal ``width`` cells wide. The terminal
+    would wrap a longer line to column 0, where padding could place a forged message line;
+    here every row past the first starts with ``CONTINUATION`` instead."""
+    if cell_len(line) <= width or width <= 2 * len(CONTINUATION):
+        return [line]
+    first, *_ = chop_cells(line, width)
+    rest = line[len(first):]
+    return [first] + [CONTINUATION + row for row in chop_cells(rest, width - len(CONTINUATION))]
 
 
 out = SafeConsole()

@@ -20,6 +20,7 @@ from client.audit import parse_since
 from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
 from client.client import Session
 from client.sanitize import escape, message_lines
+from client.terminal import fold
 from client.threads import Shown, Threads, attachment_for, parse_duration
 from vault.errors import NotFound, VaultError
 from vault.messages import Attachment
@@ -49,6 +50,8 @@ def _print_message(r: dict[str, Any], with_thread: bool = False) -> None:
     where = f"[{escape(r['thread'])}] " if with_thread else ""
     lines = message_lines(f"{where}{_when(r['time'])}  {escape(r['sender_name'])}: ", r["text"])
     lines += [f"    attached: {escape(a['name'])} (document version {escape(a['vid'])})" for a in r["attach"]]
+    if out.is_terminal:  # the terminal would wrap a long line to column 0: fold it under the marker
+        lines = [row for line in lines for row in fold(line, out.width)]
     out.print("\n".join(lines), soft_wrap=True)
 
 

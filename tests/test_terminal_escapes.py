@@ -21,8 +21,10 @@ from typing import Any
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 
 from client.sanitize import CONTINUATION, escape, is_unsafe, message_lines, neutralize, one_line
+from client.terminal import fold
 from server.app import STORAGE
 from tests.conftest import MVAULT, Member, Org, Result
 from vault.errors import PolicyDenied
@@ -42,11 +44,11 @@ def chunks(chars: list[str], size: int = 8) -> list[str]:
     return ["".join(chars[i:i + size]) for i in range(0, len(chars), size)]
 
 
-def shown(m: Member, *args: str, input: str | None = None, code: int = 0) -> Result:
+def shown(m: Member, *args: str, input: str | None = None, code: int = 0, env: dict[str, str] | None = None) -> Result:
     """Run the real CLI and read its output as bytes: ``Member.run`` reads text with universal
     newlines, which would turn a raw carriage return into a newline and hide it."""
-    env = m.env() | {"COLUMNS": "1000"}  # wide enough that rich wraps no line of a long escaped name
-    p = subprocess.run([MVAULT, *args], env=env, capture_output=True, timeout=300,
+    full = m.env() | {"COLUMNS": "1000"} | (env or {})  # 1000: rich wraps no line of a long escaped name
+    p = subprocess.run([MVAULT, *args], env=full, capture_output=True, timeout=300,
                        input=None if input is None else input.encode("utf-8"), cwd=m.home.parent)
     r = Result(p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8"))
     assert r.code == code, f"mvault {args} exited {r.code}: {r.err}"
@@ -141,6 +143,14 @@ def test_hostile_names_and_messages_are_shown_escaped(org: Org, tmp_path: Path) 
     assert [m["text"] for m in json.loads(r.out)][:2] == [body, forged]  # the exact texts, escaped as JSON
     assert r.out.strip().isascii() and "\x7f" not in r.out
 
+    # on a terminal a long line would wrap to column 0: spaces could put a forged line there
+    shown(bob, "thread", "post", "drafting", thread, "-", input="hi" + " " * 100 + FORGED + "wrapped")
+    r = shown(alice, "thread", "read", "drafting", thread, env={"TTY_COMPATIBLE": "1", "COLUMNS": "60"})
+    rows = r.out.splitlines()
+    assert rows and all(cell_len(row) <= 60 for row in rows), rows
+    assert not any(row.startswith(FORGED) for row in rows), rows
+    assert sum(1 for row in rows if MESSAGE_LINE.match(row)) == 4, rows
+
 
 HOSTILE_ERROR = f"the end{OSC52}\x1b[2K\r\nerror: nothing happened\u202e\x85[red]"
 
@@ -226,3 +236,15 @@ def test_message_lines_cannot_pass_for_messages(header: str, text: str) -> None:
     assert all(line.startswith(CONTINUATION) for line in lines[1:])
     assert not any(is_unsafe(c) for line in lines for c in line)
     assert all(unicodedata.category(line[0]) != "Cc" for line in lines if line)
+
+
+@PROPS
+@given(texts.map(escape), st.integers(1, 120))
+def test_fold_keeps_rows_within_the_width_and_marks_them(line: str, width: int) -> None:
+    rows = fold(line, width)
+    if width <= 2 * len(CONTINUATION):
+        assert rows == [line]
+        return
+    assert all(cell_len(row) <= width for row in rows)
+    assert all(row.startswith(CONTINUATION) for row in rows[1:])
+    assert rows[0] + "".join(row[len(CONTINUATION):] for row in rows[1:]) == line
