@@ -18,6 +18,7 @@ from client import admin
 from client import audit as A
 from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
 from client.client import Session
+from client.sanitize import escape, neutralize
 from vault.errors import NotFound, VaultError
 
 
@@ -35,8 +36,8 @@ def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
     """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
     m = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
     emit(ctx, {"member": m.member_id, "status": "removed"},
-         lambda: out.print(f"removed {m.name} from the organization and from every team; the keys of their "
-                           "teams rotate on a key holder's next command"))
+         lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
+                           "their teams rotate on a key holder's next command"))
 
 
 @click.group()
@@ -48,8 +49,8 @@ def _events_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("#", "time", "actor", "action", "result", "resources", "rules")
     for r in rows:
         res = " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items()))
-        table.add_row(str(r["index"]), _when(r["time"]), r["actor_name"] or r["actor"][:12], r["action"],
-                      r["result"], res, ",".join(r["rules"]))
+        table.add_row(str(r["index"]), _when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
+                      escape(r["action"]), escape(r["result"]), escape(res), escape(",".join(r["rules"])))
     return table
 
 
@@ -95,7 +96,7 @@ def _print_verified(v: A.Verified) -> None:
     out.print(f"  events you can read: {v.events_read}; pruned by retention: {v.pruned}")
     out.print(f"  last witnessed: {_when(v.last_witness) if v.last_witness else 'never'}")
     for p in v.problems:
-        out.print(f"  PROBLEM: {p}")
+        out.print_line(f"  PROBLEM: {p}")
 
 
 @audit.command("verify")
@@ -141,12 +142,13 @@ def audit_report(ctx: Ctx) -> None:
     def human() -> None:
         table = Table("rule", "severity", "status", "findings")
         for r in results:
-            table.add_row(r.rule, r.severity, _MARK.get(r.status, r.status), str(len(r.findings)))
+            table.add_row(escape(r.rule), escape(r.severity), escape(_MARK.get(r.status, r.status)),
+                          str(len(r.findings)))
         out.print(table)
         for r in results:
             for f in r.findings:
                 events = f" (events {', '.join(map(str, f.events))})" if f.events else ""
-                out.print(f"{r.rule} [{f.level}]: {f.message}{events}")
+                out.print_line(f"{r.rule} [{f.level}]: {f.message}{events}")
 
     emit(ctx, {"rules": [r.to_json() for r in results], "log": v.to_json(),
                "violated": [r.rule for r in results if r.status == "violated"]}, human)
@@ -163,22 +165,24 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
     info = with_session(ctx, lambda s: A.exposure(s, member))
 
     def human() -> None:
-        out.print(f"{info['name']} ({info['member']}): {info['status']}; verified in person: {info['verified']}")
+        out.print(f"{escape(info['name'])} ({info['member']}): {escape(info['status'])}; "
+                  f"verified in person: {info['verified']}")
         for d in info["devices"]:
             seen = _when(d["last_seen"]) if d["last_seen"] else "never"
             revoked = f", revoked {_when(d['revoked'])}" if d["revoked"] else ""
-            out.print(f"  device {d['name']} ({d['kind']}): last seen {seen}{revoked}")
+            out.print(f"  device {escape(d['name'])} ({escape(d['kind'])}): last seen {seen}{revoked}")
         for t in info["teams"]:
             gens = ",".join(map(str, t["generations"])) or "none"
             state = "member" if t["member"] else "former member"
-            out.print(f"  team {t['name']} ({t['kind']}, {state}): key generations {gens} of {t['current_generation']}"
+            out.print(f"  team {escape(t['name'])} ({escape(t['kind'])}, {state}): "
+                      f"key generations {gens} of {t['current_generation']}"
                       f"; {len(t['versions'])} versions readable, {sum(v['fetched'] for v in t['versions'])} fetched")
             if t["rotation_needed"]:
-                out.print(f"    ROTATION NEEDED: {t['rotation_needed'][0]}")
+                out.print_line(f"    ROTATION NEEDED: {t['rotation_needed'][0]}")
             if t["co_members"]:
-                out.print(f"    notify: {', '.join(t['co_members'])}")
+                out.print(f"    notify: {escape(', '.join(t['co_members']))}")
         if info["invited"]:
-            out.print(f"  invited: {', '.join(info['invited'])}")
+            out.print(f"  invited: {escape(', '.join(info['invited']))}")
         out.print(f"  copies may remain on their devices for anything fetched; audit detail kept "
                   f"{info['retention_days']} days")
 
@@ -224,7 +228,7 @@ def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
 
     d = with_session(ctx, go)
     emit(ctx, {"device": d, "reported": True},
-         lambda: out.print(f"reported device {device_name} lost; revoke it now (`mvault device revoke`)"))
+         lambda: out.print(f"reported device {escape(device_name)} lost; revoke it now (`mvault device revoke`)"))
 
 
 @audit.group("protocols")
@@ -250,9 +254,9 @@ def protocols_show(ctx: Ctx) -> None:
     info = with_session(ctx, go)
 
     def human() -> None:
-        sys.stdout.write(info["text"])
+        sys.stdout.write(neutralize(info["text"], keep="\n\t"))  # the layout of the file, nothing else
         for pending in info["pending"]:
-            err.print(f"pending: version {pending['version']} proposed by {pending['proposer']} "
+            err.print(f"pending: version {pending['version']} proposed by {escape(pending['proposer'])} "
                       f"(approve with `mvault audit protocols approve {pending['digest'][:16]}`)")
 
     emit(ctx, info, human)

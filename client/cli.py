@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -25,14 +25,15 @@ from client import admin
 from client.api import Api
 from client.client import BatchFailed, DocVersion, Session, check_unique_names, join, now
 from client.home import SESSION_MINUTES, Home, default_home, read_passphrase
+from client.sanitize import escape, one_line
+from client.terminal import err, out
 from security.policy import TEAM_KINDS, TEAM_ROLES
 from vault.errors import VaultError
 
 T = TypeVar("T")
 PROGRESS_MIN = 4 * 1024 * 1024
-# markup=False: names shown come from other members (and the server); never interpret them.
-out = Console(highlight=False, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
+# Names and texts shown come from other members and the server: each field passes ``escape``
+# (client/sanitize.py), and ``out``/``err`` escape any control character left (client/terminal.py).
 
 
 class Ctx:
@@ -70,12 +71,12 @@ def with_session(ctx: Ctx, fn: Callable[[Session], Awaitable[T]], maintain: bool
         return _run(go())
     finally:
         for note in notes:
-            err.print(note, markup=False, soft_wrap=True)
+            err.print_line(note)
 
 
 def emit(ctx: Ctx, value: Any, human: Callable[[], None]) -> None:
     if ctx.as_json:
-        click.echo(json.dumps(value, sort_keys=True))
+        click.echo(json.dumps(value, sort_keys=True, ensure_ascii=True))  # control characters stay escaped
     else:
         human()
 
@@ -87,7 +88,7 @@ def progress_bar(ctx: Ctx, total: int, label: str) -> Iterator[Callable[[int], N
         return
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(escape_markup(escape(label)), total=total)
         yield lambda n: bar.advance(task, n)
 
 
@@ -137,7 +138,7 @@ def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
     passphrase = read_passphrase(confirm=True)
     cfg = _run(join(ctx.home, code, name, passphrase, org_name))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
-         lambda: out.print(f"joined as {cfg.name} ({cfg.member_id}); keys are in {ctx.home.path}"))
+         lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
 
 
 @cli.command()
@@ -176,8 +177,9 @@ def whoami(ctx: Ctx) -> None:
 
     info = with_session(ctx, go)
     emit(ctx, info, lambda: out.print(
-        f"{info['name']} ({info['member']}) on {info['server']}\n"
-        f"roles: {', '.join(info['roles'])} ({info['status']}); teams: {', '.join(info['teams']) or '-'}"))
+        f"{escape(info['name'])} ({info['member']}) on {escape(info['server'])}\n"
+        f"roles: {escape(', '.join(info['roles']))} ({escape(info['status'])}); "
+        f"teams: {escape(', '.join(info['teams'])) or '-'}"))
 
 
 @cli.command()
@@ -207,7 +209,7 @@ def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
     """Create a team; you become its first admin."""
     t = with_session(ctx, lambda s: s.create_team(name, kind, not no_history))
     emit(ctx, {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation},
-         lambda: out.print(f"created {t.kind} team {t.name} ({t.team_id})"))
+         lambda: out.print(f"created {escape(t.kind)} team {escape(t.name)} ({t.team_id})"))
 
 
 @team.command("add")
@@ -221,7 +223,7 @@ def team_add(ctx: Ctx, team_name: str, member: str, role: str, until: str | None
     """Add MEMBER to TEAM with a role (and give them the team key)."""
     boxed = with_session(ctx, lambda s: s.add_member(team_name, member, role, _until(until)))
     emit(ctx, {"team": team_name, "member": member, "role": role, "until": until, "key_shared": boxed},
-         lambda: out.print(f"added {member} to {team_name} as {role}"
+         lambda: out.print(f"added {escape(member)} to {escape(team_name)} as {role}"
                            + ("" if boxed else "; they get the key when a key holder's client next runs")))
 
 
@@ -242,7 +244,8 @@ def team_ls(ctx: Ctx) -> None:
     def human() -> None:
         table = Table("team", "kind", "members", "key gen", "your role")
         for r in rows:
-            table.add_row(r["name"], r["kind"], str(r["members"]), str(r["generation"]), r["role"] or "-")
+            table.add_row(escape(r["name"]), escape(r["kind"]), str(r["members"]), str(r["generation"]),
+                          escape(r["role"] or "-"))
         out.print(table)
 
     emit(ctx, rows, human)
@@ -257,16 +260,16 @@ def team_show(ctx: Ctx, team_name: str) -> None:
     info = with_session(ctx, lambda s: admin.team_info(s, team_name))
 
     def human() -> None:
-        out.print(f"{info['name']} ({info['kind']}), key generation {info['generation']}"
+        out.print(f"{escape(info['name'])} ({escape(info['kind'])}), key generation {info['generation']}"
                   + ("" if info["history"] else ", no history for new members"))
         table = Table("member", "role", "until", "key")
         for m in info["members"]:
             until = _when(m["until"]) if m["until"] else "-"
-            table.add_row(m["name"], m["role"] if m["active"] else f"{m['role']} (ended)", until,
+            table.add_row(escape(m["name"]), escape(m["role"] if m["active"] else f"{m['role']} (ended)"), until,
                           "yes" if m["has_key"] else "no")
         out.print(table)
         for p in info["pending"]:
-            out.print(f"pending: {p}")
+            out.print_line(f"pending: {p}")
 
     emit(ctx, info, human)
 
@@ -280,7 +283,7 @@ def team_remove(ctx: Ctx, team_name: str, member: str) -> None:
     """Remove MEMBER from TEAM and rotate the team key in the same step."""
     rotated = with_session(ctx, lambda s: admin.remove_from_team(s, team_name, member))
     emit(ctx, {"team": team_name, "member": member, "rotated": rotated},
-         lambda: out.print(f"removed {member} from {team_name}; "
+         lambda: out.print(f"removed {escape(member)} from {escape(team_name)}; "
                            + ("key rotated" if rotated else "new content waits until a key holder rotates")))
 
 
@@ -295,7 +298,7 @@ def team_role(ctx: Ctx, team_name: str, member: str, role: str, until: str | Non
     """Change MEMBER's role (and expiry) in TEAM."""
     with_session(ctx, lambda s: admin.set_team_role(s, team_name, member, role, _until(until)))
     emit(ctx, {"team": team_name, "member": member, "role": role, "until": until},
-         lambda: out.print(f"{member} is now {role} in {team_name}"))
+         lambda: out.print(f"{escape(member)} is now {role} in {escape(team_name)}"))
 
 
 @team.command("rotate")
@@ -311,7 +314,7 @@ def team_rotate(ctx: Ctx, team_name: str) -> None:
         return (await s.view()).team_by_name(team_name).generation
 
     gen = with_session(ctx, go)
-    emit(ctx, {"team": team_name, "generation": gen}, lambda: out.print(f"{team_name}: key generation {gen}"))
+    emit(ctx, {"team": team_name, "generation": gen}, lambda: out.print(f"{escape(team_name)}: key generation {gen}"))
 
 
 @cli.command("leave")
@@ -321,7 +324,7 @@ def team_rotate(ctx: Ctx, team_name: str) -> None:
 def leave_cmd(ctx: Ctx, team_name: str) -> None:
     """Leave a team (its key is rotated by the next key holder's client)."""
     with_session(ctx, lambda s: admin.leave(s, team_name))
-    emit(ctx, {"team": team_name, "left": True}, lambda: out.print(f"left {team_name}"))
+    emit(ctx, {"team": team_name, "left": True}, lambda: out.print(f"left {escape(team_name)}"))
 
 
 @cli.command()
@@ -332,7 +335,7 @@ def admit(ctx: Ctx, member: str) -> None:
     """Admit a pending member (NCC; after the bootcamp)."""
     m = with_session(ctx, lambda s: admin.admit(s, member))
     emit(ctx, {"member": m.member_id, "name": m.name, "status": "admitted"},
-         lambda: out.print(f"admitted {m.name}"))
+         lambda: out.print(f"admitted {escape(m.name)}"))
 
 
 @cli.group()
@@ -350,7 +353,7 @@ def _role_cmd(grant: bool) -> Callable[..., None]:
         m = with_session(ctx, lambda s: admin.set_org_role(s, member, role_name, grant, until))
         verb = "granted" if grant else "revoked"
         emit(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: True, "until": kw.get("until")},
-             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {m.name}"))
+             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}"))
 
     return cmd
 
@@ -370,8 +373,8 @@ def members_cmd(ctx: Ctx) -> None:
     def human() -> None:
         table = Table("name", "roles", "status", "devices", "verified", "teams")
         for r in rows:
-            table.add_row(r["name"], ", ".join(r["roles"]), r["status"], str(r["devices"]), r["verified"],
-                          ", ".join(r["teams"]))
+            table.add_row(escape(r["name"]), escape(", ".join(r["roles"])), escape(r["status"]), str(r["devices"]),
+                          r["verified"], escape(", ".join(r["teams"])))
         out.print(table)
 
     emit(ctx, rows, human)
@@ -385,7 +388,7 @@ def members_cmd(ctx: Ctx) -> None:
 def verify(ctx: Ctx, member: str, confirm: bool) -> None:
     """Show the safety number you and MEMBER compare in person."""
     info = with_session(ctx, lambda s: admin.verify(s, member, confirm))
-    emit(ctx, info, lambda: out.print(f"safety number with {info['name']}:\n  {info['safety_number']}\n"
+    emit(ctx, info, lambda: out.print(f"safety number with {escape(info['name'])}:\n  {info['safety_number']}\n"
                                       f"verified: {info['verified']}"))
 
 
@@ -410,7 +413,7 @@ def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
         sys.stdout.flush()
 
     added = with_session(ctx, lambda s: admin.device_add(s, name, show, wait))
-    emit(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {added}"))
+    emit(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {escape(added)}"))
 
 
 @device.command("link")
@@ -424,7 +427,7 @@ def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
     passphrase = read_passphrase(confirm=True)
     cfg = _run(admin.device_link(ctx.home, code, name, passphrase, wait))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"this device now belongs to {cfg.name} ({cfg.member_id})"))
+         lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
 
 
 @device.command("ls")
@@ -437,8 +440,8 @@ def device_ls(ctx: Ctx) -> None:
     def human() -> None:
         table = Table("name", "kind", "added", "revoked", "")
         for r in rows:
-            table.add_row(r["name"], r["kind"], _when(r["added"]), _when(r["revoked"]) if r["revoked"] else "-",
-                          "this device" if r["this"] else "")
+            table.add_row(escape(r["name"]), escape(r["kind"]), _when(r["added"]),
+                          _when(r["revoked"]) if r["revoked"] else "-", "this device" if r["this"] else "")
         out.print(table)
 
     emit(ctx, rows, human)
@@ -457,7 +460,8 @@ def device_revoke(ctx: Ctx, name: str) -> None:
 
     gen, rotated = with_session(ctx, go)
     emit(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
-         lambda: out.print(f"revoked {name}; member key generation {gen}" + "".join(f"\n{r}" for r in rotated)))
+         lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
+                           + "".join(f"\n{one_line(r)}" for r in rotated)))
 
 
 @cli.command("recovery-key")
@@ -481,7 +485,7 @@ def recover(ctx: Ctx, code: str, name: str | None) -> None:
     passphrase = read_passphrase(confirm=True)
     cfg = _run(admin.recover(ctx.home, code, passphrase, name))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"restored {cfg.name} ({cfg.member_id}) on this machine"))
+         lambda: out.print(f"restored {escape(cfg.name)} ({cfg.member_id}) on this machine"))
 
 
 def _doc_json(d: DocVersion, s: Session | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -528,7 +532,7 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
 
     def human() -> None:  # one write: rich renders line by line, ~0.3 ms a line for 1,000 files
         if stored:
-            click.echo("\n".join(f"{name}: version {seq} stored ({vid})" for name, seq, vid in stored))
+            click.echo("\n".join(f"{escape(name)}: version {seq} stored ({escape(vid)})" for name, seq, vid in stored))
 
     emit(ctx, rows[0] if len(paths) == 1 and rows else rows, human)
     if failure is not None:
@@ -551,7 +555,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
 
     d = with_session(ctx, go)
     emit(ctx, {**_doc_json(d), "output": str(target)},
-         lambda: out.print(f"{name} version {d.record.core.seq} -> {target}"))
+         lambda: out.print(f"{escape(name)} version {d.record.core.seq} -> {escape(str(target))}"))
 
 
 def _names(s: Session) -> Callable[[], Awaitable[dict[str, str]]]:
@@ -580,7 +584,7 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
         table = Table("name", "size", "version", "author", "time")
         for r in rows:
             size = "-" if r["size"] is None else str(r["size"])
-            table.add_row(r["name"], size, str(r["version"]), r["author_name"], _when(r["time"]))
+            table.add_row(escape(r["name"]), size, str(r["version"]), escape(r["author_name"]), _when(r["time"]))
         out.print(table)
 
     emit(ctx, rows, human)
@@ -604,7 +608,8 @@ def history(ctx: Ctx, team_name: str, name: str) -> None:
     def human() -> None:
         table = Table("version", "size", "author", "time", "id")
         for r in rows:
-            table.add_row(str(r["version"]), str(r["size"]), r["author_name"], _when(r["time"]), r["vid"])
+            table.add_row(str(r["version"]), str(r["size"]), escape(r["author_name"]), _when(r["time"]),
+                          escape(r["vid"]))
         out.print(table)
 
     emit(ctx, rows, human)
@@ -625,7 +630,7 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except VaultError as e:
-        err.print(f"error: {e.message}", markup=False, soft_wrap=True)
+        err.print_line(f"error: {e.message}")
         sys.exit(1)
     except click.exceptions.Abort:
         err.print("aborted")
@@ -637,12 +642,12 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except OSError as e:
-        err.print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), markup=False)
+        err.print_line(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
         sys.exit(1)
     except Exception as e:  # never a traceback for people; MVAULT_DEBUG=1 shows it
         if os.environ.get("MVAULT_DEBUG"):
             raise
-        err.print(f"internal error: {type(e).__name__}: {e}", markup=False)
+        err.print_line(f"internal error: {type(e).__name__}: {e}")
         sys.exit(70)
 
 

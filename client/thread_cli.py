@@ -19,6 +19,8 @@ from rich.table import Table
 from client.audit import parse_since
 from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
 from client.client import Session
+from client.sanitize import escape, message_lines
+from client.terminal import fold
 from client.threads import Shown, Threads, attachment_for, parse_duration
 from vault.errors import NotFound, VaultError
 from vault.messages import Attachment
@@ -43,11 +45,14 @@ def _shown_json(m: Shown, s: Session, thread_name: str) -> dict[str, Any]:
 
 
 def _print_message(r: dict[str, Any], with_thread: bool = False) -> None:
-    where = f"[{r['thread']}] " if with_thread else ""
-    out.print(f"{where}{_when(r['time'])}  {r['sender_name']}: {r['text']}", markup=False, highlight=False,
-              soft_wrap=True)
-    for a in r["attach"]:
-        out.print(f"    attached: {a['name']} (document version {a['vid']})", markup=False, highlight=False)
+    """One message: its first line after the header, each further line indented under a marker
+    (``sanitize.CONTINUATION``), so that no line of a message can pass for another message."""
+    where = f"[{escape(r['thread'])}] " if with_thread else ""
+    lines = message_lines(f"{where}{_when(r['time'])}  {escape(r['sender_name'])}: ", r["text"])
+    lines += [f"    attached: {escape(a['name'])} (document version {escape(a['vid'])})" for a in r["attach"]]
+    if out.is_terminal:  # the terminal would wrap a long line to column 0: fold it under the marker
+        lines = [row for line in lines for row in fold(line, out.width)]
+    out.print("\n".join(lines), soft_wrap=True)
 
 
 @thread.command("create")
@@ -65,7 +70,7 @@ def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
 
     tid = with_session(ctx, go)
     emit(ctx, {"thread": tid, "name": name, "expire": seconds},
-         lambda: out.print(f"created thread {name} in {team_name}" +
+         lambda: out.print(f"created thread {escape(name)} in {escape(team_name)}" +
                            (f" (messages disappear after {expire})" if seconds else ""), markup=False))
 
 
@@ -101,7 +106,7 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
         return {"thread": name, "pos": shown.pos, "id": shown.id, "attach": [a.name for a in attached]}
 
     res = with_session(ctx, go)
-    emit(ctx, res, lambda: out.print(f"posted to {team_name}/{name} (message {res['pos']})", markup=False))
+    emit(ctx, res, lambda: out.print(f"posted to {escape(team_name)}/{escape(name)} (message {res['pos']})"))
 
 
 @thread.command("read")
@@ -144,7 +149,8 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
     def human() -> None:
         table = Table("thread", "last activity", "messages", "unread", "expiry")
         for r in rows:
-            table.add_row(r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)",
+            name = r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)"
+            table.add_row(escape(name),
                           _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
                           f"{r['expire'] // 3600} h" if r["expire"] else "keep")
         out.print(table)
@@ -173,7 +179,7 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
                 names[tid] = threads.cache.threads[tid].name
             r = _shown_json(m, s, names[tid])
             if ctx.as_json:
-                click.echo(json.dumps(r, sort_keys=True))
+                click.echo(json.dumps(r, sort_keys=True, ensure_ascii=True))
                 sys.stdout.flush()
             else:
                 _print_message(r, with_thread=name is None)
@@ -183,7 +189,7 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
                 click.echo(json.dumps({"state": state}))
                 sys.stdout.flush()
             elif state != "live":
-                err.print(state, markup=False)
+                err.print_line(state)
 
         try:
             await threads.follow(name, on_message, on_state, stop)
