@@ -526,7 +526,8 @@ async def settle(w: World, team_name: str) -> None:
     any key holder then has nothing to do before its command."""
     async with w.session("alice") as a:
         team = (await a.view(refresh=True)).team_by_name(team_name)
-        if team.pending_share or team.rotation_reasons(int(time.time()), (await a.view()).members):
+        view = await a.view()
+        if team.pending_share or team.rotation_reasons(int(time.time()), view.members, view.org):
             await a.rotate(team)
 
 
@@ -552,7 +553,8 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
             return (await a.view(refresh=True)).team_by_name(name)
 
         t = await team()
-        if t.pending_share or t.rotation_reasons(int(time.time()), (await a.view()).members):
+        view = await a.view()
+        if t.pending_share or t.rotation_reasons(int(time.time()), view.members, view.org):
             await a.rotate(t)
             t = await team()
         for who, role in ((actor.name, want), ("t_y", "writer")):
