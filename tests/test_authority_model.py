@@ -96,6 +96,10 @@ class AuthorityMachine(RuleBasedStateMachine):
     def now(self) -> int:
         return self.w.time
 
+    def order(self, ids: Any) -> list[str]:
+        """Member ids in the order the people joined (ids are random: sorting them would make runs irreproducible)."""
+        return [q for q in self.w.people if q in ids]
+
     def dev(self, q: Person) -> DeviceKeys:
         return self.main[q.id]
 
@@ -162,12 +166,16 @@ class AuthorityMachine(RuleBasedStateMachine):
 
     # -- organization steps --
 
-    @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS))
-    def start(self, seed: int, compa: bool, term: int | None) -> None:
-        """Every run starts from a small organization with one team: founder (NCC, admin), three members."""
+    @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),
+                outsider=st.sampled_from([None, "ncc", "staff"]))
+    def start(self, seed: int, compa: bool, term: int | None, outsider: str | None) -> None:
+        """Every run starts from a small organization with one team: founder (NCC, admin), three members in
+        it, and a fourth outside it (sometimes NCC: it signs team changes without holding the key)."""
         self.rnd = random.Random(seed)
-        for i in range(3):
+        for i in range(4):
             self.invite_and_join(0, compa and i == 2)
+        if outsider is not None:
+            self.org_role(0, 4, outsider, None, True)
         self.create_team(0, [(1, "writer", term), (2, "reader", None), (3, "writer", None)])
 
     @precondition(lambda self: len(self.w.people) < MAX_PEOPLE)
@@ -357,7 +365,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.m.holds_key(mt, q.id, t) and self.may(ti, q, "team.share")],
                        signer)
-        who = self.pick(sorted(mt.awaiting & self.m.key_recipients(mt, self.m.org_seq, t)), whom)
+        who = self.pick(self.order(mt.awaiting & self.m.key_recipients(mt, self.m.org_seq, t)), whom)
         if by is None or who is None or self.m.rotation_pending(mt, t):
             return
         puk = self.puks[who][-1]
@@ -379,7 +387,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         ti, mt = ctx
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.remove")], signer)
-        who = self.pick(sorted(mt.view(self.m, self.m.org_seq)), whom)
+        who = self.pick(self.order(mt.view(self.m, self.m.org_seq)), whom)
         cur = mt.view(self.m, self.m.org_seq)
         if by is None or who is None or self.m.admins(cur, t) == {who}:
             return
@@ -410,7 +418,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         t = self.now + 10
         until = None if term is None else t + term
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.role")], signer)
-        who = self.pick([q for q in sorted(self.m.key_recipients(mt, self.m.org_seq, t))
+        who = self.pick([q for q in self.order(self.m.key_recipients(mt, self.m.org_seq, t))
                          if mt.members[q] != (role, until) and self.m.may_hold(self.m.org_roles(q, self.m.org_seq, t),
                                                                                role)], whom)
         last = self.m.admins(mt.view(self.m, self.m.org_seq), t) == {who}
@@ -539,13 +547,13 @@ class AuthorityMachine(RuleBasedStateMachine):
                 key = {"gen": mt.gen, "boxes": [self.seal(ti, mt.gen, who, self.puk_at(who, t), record=False)]}
                 body = {"member": who, "role": "reader", "until": None, "key": key if holder else None}
             elif kind == "role":
-                targets = [m for m in sorted(self.m.key_recipients(mt, o, t, view)) if view[m] != ("admin", None)
+                targets = [m for m in self.order(self.m.key_recipients(mt, o, t, view)) if view[m] != ("admin", None)
                            and self.m.may_hold(self.m.org_roles(m, o, t), "admin")]
                 if not targets:
                     continue
                 body = {"member": rnd.choice(targets), "role": "admin", "until": None}
             elif kind == "remove":
-                targets = [m for m in sorted(view) if self.m.admins(view, t) != {m}]
+                targets = [m for m in self.order(view) if self.m.admins(view, t) != {m}]
                 if not targets:
                     continue
                 who = rnd.choice(targets)
@@ -622,7 +630,71 @@ def decode_box(payload: bytes) -> bytes:
 
 
 AuthorityMachine.TestCase.settings = settings(
-    max_examples=LONG or 200, stateful_step_count=25, deadline=None,
-    phases=None if not os.environ.get("MVAULT_NOSHRINK") else [Phase.explicit, Phase.reuse, Phase.generate],
+    max_examples=LONG or 200, stateful_step_count=25, deadline=None, database=None,
+    phases=[ph for ph in Phase if ph != Phase.shrink or not os.environ.get("MVAULT_NOSHRINK")],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 TestAuthorityModel = pytest.mark.long(AuthorityMachine.TestCase)
+
+
+# == the three reviewed exploits, as fixed sequences =================================================
+
+
+def entitled(w: MWorld, team: Team, who: Person, t: int, seq: int, gen: int) -> bool:
+    act = Act(who.id, who.device.device_id, t, "doc.write", team_seq=seq, gen=gen)
+    return POLICY.entitled(act, w.org(), w.members(), w.replay_team(team.links))
+
+
+def circle() -> tuple[MWorld, Person, Person, Team]:
+    w = MWorld()
+    alice, bob = w.admit("alice"), w.admit("bob")
+    return w, alice, bob, w.create_team(w.founder, [(w.founder, "admin"), (alice, "writer"), (bob, "writer")])
+
+
+def refused(w: MWorld, team: Team, link: Link, match: str) -> None:
+    with pytest.raises((ChainError, PolicyDenied), match=match):
+        w.replay_team([*team.links, link])
+
+
+def test_expelled_member_gets_no_box_in_a_later_rotation_and_cannot_write() -> None:
+    w, alice, bob, team = circle()
+    w.org_link(w.founder, "org.remove", {"member": alice.id, "reason": "expelled"})
+    state = w.replay_team(team.links)
+    assert any(alice.id in r for r in state.rotation_reasons(w.time, w.members(), w.org()))  # no new content yet
+    body, _ = w.new_generation(team, [w.founder, alice, bob])  # bob's rotation still boxing alice: refused
+    refused(w, team, w.team_link(team, bob, "team.rotate", {"key": body}, append=False), "missing or extra box")
+    w.rotate(team, bob, [w.founder, bob])
+    state = w.replay_team(team.links)
+    assert state.generation == 2 and (2, alice.id) not in state.boxes and alice.id not in state.members
+    assert state.rotation_reasons(w.time, w.members(), w.org()) == []
+    for seq, gen in ((2, 2), (1, 1)):  # her later document, naming the new state or the one she was in
+        assert not entitled(w, team, alice, w.time, seq, gen)
+    assert entitled(w, team, bob, w.time, 2, 2)
+
+
+def test_removed_writer_naming_the_team_state_before_the_removal() -> None:
+    w, alice, bob, team = circle()
+    w.remove(team, w.founder, alice, [w.founder, bob])  # state 2: alice out, generation 2
+    removed = w.time
+    assert entitled(w, team, alice, removed - 1, 1, 1)  # what she wrote before
+    assert entitled(w, team, alice, removed + ALLOWANCE - 1, 1, 1)  # the documented residue (a colluding server)
+    assert not entitled(w, team, alice, removed + ALLOWANCE, 1, 1)
+    assert not entitled(w, team, alice, removed + 10 * ALLOWANCE, 1, 1)
+    assert not entitled(w, team, alice, removed + 1, 2, 2)
+
+
+def test_former_ncc_member_naming_an_old_organization_state() -> None:
+    w, alice, bob, team = circle()
+    nina = w.admit("nina")
+    w.role(w.founder, nina, "ncc")
+    old = w.org_seq  # nina is NCC here
+    team = w.create_team(w.founder, [(w.founder, "admin"), (bob, "writer")])
+    w.role(w.founder, nina, "ncc", grant=False)  # ends state `old`
+    ended = w.time
+    w.org_link(w.founder, "org.remove", {"member": nina.id, "reason": "expelled"})
+    w.time = ended + ALLOWANCE
+    link = w.team_role(team, nina, bob, "admin", org_seq=old, append=False)
+    refused(w, team, link, "names organization state")
+    refused(w, team, w.team_role(team, nina, bob, "admin", append=False), "not an admitted member")
+    # Within the allowance the old state still counts (the residue SECURITY.md lists).
+    w.time = ended + 10
+    w.replay_team([*team.links, w.team_role(team, nina, bob, "admin", org_seq=old, append=False)])
