@@ -111,8 +111,9 @@ class AuthorityMachine(RuleBasedStateMachine):
 
     def ncc(self, i: int, exclude: str | None = None) -> Person | None:
         t = self.now + 10
-        return self.pick([q for q in self.people() if "ncc" in self.m.org_roles(q.id, self.m.org_seq, t)
-                          and q.id != exclude], i)
+        found: Person | None = self.pick([q for q in self.people() if q.id != exclude
+                                          and "ncc" in self.m.org_roles(q.id, self.m.org_seq, t)], i)
+        return found
 
     def roles(self, q: Person, t: int | None = None) -> frozenset[str]:
         return self.m.org_roles(q.id, self.m.org_seq, self.now + 10 if t is None else t)

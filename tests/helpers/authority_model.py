@@ -158,15 +158,18 @@ class Model:
 
     def holds_key(self, mt: MTeam, m: str, t: int, members: dict[str, tuple[str, int | None]] | None = None) -> bool:
         members = mt.members if members is None else members
-        return m in members and (members[m][1] is None or t < members[m][1]) and m in mt.boxed.get(mt.gen, {})
+        until = members[m][1] if m in members else None
+        return m in members and (until is None or t < until) and m in mt.boxed.get(mt.gen, {})
 
     def rotation_pending(self, mt: MTeam, t: int, org_seq: int | None = None, *, tolerant: bool = False,
                          members: dict[str, tuple[str, int | None]] | None = None) -> bool:
         """The current generation must not be used: someone not entitled to it (or a key they revoked) holds it."""
         org_seq = self.org_seq if org_seq is None else org_seq
         entitled = self.key_recipients(mt, org_seq, t, members)
-        gens = (lambda m: {self.puk_gen_at(m, t - 1), self.puk_gen_at(m, t)}) if tolerant else (
-            lambda m: {self.puk_gen_at(m, t)})
+
+        def gens(m: str) -> set[int]:  # a PUK roll in the very second counts either way when tolerant
+            return {self.puk_gen_at(m, t - 1), self.puk_gen_at(m, t)} if tolerant else {self.puk_gen_at(m, t)}
+
         return mt.unrotated or any(m not in entitled or pg not in gens(m) for m, pg in mt.boxed[mt.gen].items())
 
     def admins(self, members: dict[str, tuple[str, int | None]], t: int) -> set[str]:
