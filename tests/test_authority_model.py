@@ -30,16 +30,16 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
+from tests.helpers.keyholder import openable
 from tests.test_chains import Person, Team
 from tests.test_chains_membership import MWorld
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team, team_id_for
 from vault.crypto import primitives as p
-from vault.encoding import decode
 from vault.errors import ChainError, PolicyDenied, VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, invite_public, make_link
-from vault.teamkeys import TeamKey, box_hash, open_history, seal_history
+from vault.teamkeys import TeamKey, box_hash, seal_history
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
 MAX_PEOPLE, MAX_TEAMS = 7, 2
@@ -310,9 +310,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         self.m.team_link(mt, self.now, self.m.org_seq)
         self.sync("create_team")
 
-    def team_ctx(self, team: int) -> tuple[int, MTeam] | None:
-        if not self.teams:
-            return None
+    def team_ctx(self, team: int) -> tuple[int, MTeam]:
         return team % len(self.teams), self.m.teams[team % len(self.teams)]
 
     def dropped(self, mt: MTeam) -> None:
@@ -328,10 +326,7 @@ class AuthorityMachine(RuleBasedStateMachine):
     @rule(team=idx, signer=idx, whom=idx, role=st.sampled_from(["writer", "reader", "admin"]),
           term=st.sampled_from(TERMS))
     def team_add(self, team: int, signer: int, whom: int, role: str, term: int | None) -> None:
-        ctx = self.team_ctx(team)
-        if ctx is None:
-            return
-        ti, mt = ctx
+        ti, mt = self.team_ctx(team)
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.add")], signer)
         who = self.pick([q for q in self.people() if self.m.admitted(q.id) and self.m.may_hold(self.roles(q), role)
@@ -359,10 +354,7 @@ class AuthorityMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.teams))
     @rule(team=idx, signer=idx, whom=idx)
     def team_share(self, team: int, signer: int, whom: int) -> None:
-        ctx = self.team_ctx(team)
-        if ctx is None:
-            return
-        ti, mt = ctx
+        ti, mt = self.team_ctx(team)
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.m.holds_key(mt, q.id, t) and self.may(ti, q, "team.share")],
                        signer)
@@ -382,10 +374,7 @@ class AuthorityMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.teams))
     @rule(team=idx, signer=idx, whom=idx)
     def team_remove(self, team: int, signer: int, whom: int) -> None:
-        ctx = self.team_ctx(team)
-        if ctx is None:
-            return
-        ti, mt = ctx
+        ti, mt = self.team_ctx(team)
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.remove")], signer)
         who = self.pick(self.order(mt.view(self.m, self.m.org_seq)), whom)
@@ -412,10 +401,7 @@ class AuthorityMachine(RuleBasedStateMachine):
     @rule(team=idx, signer=idx, whom=idx, role=st.sampled_from(["writer", "reader", "admin"]),
           term=st.sampled_from(TERMS))
     def team_role(self, team: int, signer: int, whom: int, role: str, term: int | None) -> None:
-        ctx = self.team_ctx(team)
-        if ctx is None:
-            return
-        ti, mt = ctx
+        ti, mt = self.team_ctx(team)
         t = self.now + 10
         until = None if term is None else t + term
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.role")], signer)
@@ -435,10 +421,7 @@ class AuthorityMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.teams))
     @rule(team=idx, who=idx)
     def team_leave(self, team: int, who: int) -> None:
-        ctx = self.team_ctx(team)
-        if ctx is None:
-            return
-        ti, mt = ctx
+        ti, mt = self.team_ctx(team)
         t = self.now + 10
         cur = mt.view(self.m, self.m.org_seq)
         q = self.pick([q for q in self.people() if q.id in cur and self.may(ti, q, "team.leave")], who)
@@ -456,10 +439,7 @@ class AuthorityMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.teams))
     @rule(team=idx, holder=idx)
     def rotate(self, team: int, holder: int) -> None:
-        ctx = self.team_ctx(team)
-        if ctx is None:
-            return
-        ti, mt = ctx
+        ti, mt = self.team_ctx(team)
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.m.holds_key(mt, q.id, t) and self.may(ti, q, "team.rotate")],
                        holder)
@@ -577,24 +557,8 @@ class AuthorityMachine(RuleBasedStateMachine):
                                  f"(team names {mt.org_seq}, head {self.m.org_seq}): model {want}, code {got} {why}")
 
     def openable(self, ti: int, q: str, puks: list[PukKeys], boxes: list[tuple[int, str, int, bytes]]) -> set[int]:
-        """Every generation ``q`` opens with ``puks`` from ``boxes``, following history down."""
-        state, team_id = self.states[ti], self.teams[ti].team_id
-        opened: dict[int, TeamKey] = {}
-        for gen, _, _, box in boxes:
-            for puk in puks:
-                try:
-                    seed = decode_box(puk.open_sealed(box))
-                except VaultError:
-                    continue
-                key = TeamKey(team_id, gen, seed)
-                assert p.equal(key.canary, state.canaries[gen])
-                opened[gen] = key
-        for gen in sorted(opened, reverse=True):
-            key = opened[gen]
-            while key.gen > 1 and key.gen - 1 not in opened and key.gen in state.prev:
-                key = open_history(key, state.prev[key.gen], state.canaries[key.gen - 1])
-                opened[key.gen] = key
-        return set(opened)
+        state = self.states[ti]
+        return openable(self.teams[ti].team_id, state.canaries, state.prev, puks, [(g, b) for g, _, _, b in boxes])
 
     @invariant()
     def c_nobody_opens_a_generation_made_after_they_lost_their_place(self) -> None:
@@ -624,78 +588,8 @@ class AuthorityMachine(RuleBasedStateMachine):
                     self.openable(ti, q.id, self.puks[q.id], mine)
 
 
-def decode_box(payload: bytes) -> bytes:
-    value = decode(payload)
-    assert isinstance(value, dict) and isinstance(value["seed"], bytes)
-    return value["seed"]
-
-
 AuthorityMachine.TestCase.settings = settings(
     max_examples=LONG or 200, stateful_step_count=25, deadline=None, database=None,
     phases=[ph for ph in Phase if ph != Phase.shrink or not os.environ.get("MVAULT_NOSHRINK")],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 TestAuthorityModel = pytest.mark.long(AuthorityMachine.TestCase)
-
-
-# == the three reviewed exploits, as fixed sequences =================================================
-
-
-def entitled(w: MWorld, team: Team, who: Person, t: int, seq: int, gen: int) -> bool:
-    act = Act(who.id, who.device.device_id, t, "doc.write", team_seq=seq, gen=gen)
-    return POLICY.entitled(act, w.org(), w.members(), w.replay_team(team.links))
-
-
-def circle() -> tuple[MWorld, Person, Person, Team]:
-    w = MWorld()
-    alice, bob = w.admit("alice"), w.admit("bob")
-    return w, alice, bob, w.create_team(w.founder, [(w.founder, "admin"), (alice, "writer"), (bob, "writer")])
-
-
-def refused(w: MWorld, team: Team, link: Link, match: str) -> None:
-    with pytest.raises((ChainError, PolicyDenied), match=match):
-        w.replay_team([*team.links, link])
-
-
-def test_expelled_member_gets_no_box_in_a_later_rotation_and_cannot_write() -> None:
-    w, alice, bob, team = circle()
-    w.org_link(w.founder, "org.remove", {"member": alice.id, "reason": "expelled"})
-    state = w.replay_team(team.links)
-    assert any(alice.id in r for r in state.rotation_reasons(w.time, w.members(), w.org()))  # no new content yet
-    body, _ = w.new_generation(team, [w.founder, alice, bob])  # bob's rotation still boxing alice: refused
-    refused(w, team, w.team_link(team, bob, "team.rotate", {"key": body}, append=False), "missing or extra box")
-    w.rotate(team, bob, [w.founder, bob])
-    state = w.replay_team(team.links)
-    assert state.generation == 2 and (2, alice.id) not in state.boxes and alice.id not in state.members
-    assert state.rotation_reasons(w.time, w.members(), w.org()) == []
-    for seq, gen in ((2, 2), (1, 1)):  # her later document, naming the new state or the one she was in
-        assert not entitled(w, team, alice, w.time, seq, gen)
-    assert entitled(w, team, bob, w.time, 2, 2)
-
-
-def test_removed_writer_naming_the_team_state_before_the_removal() -> None:
-    w, alice, bob, team = circle()
-    w.remove(team, w.founder, alice, [w.founder, bob])  # state 2: alice out, generation 2
-    removed = w.time
-    assert entitled(w, team, alice, removed - 1, 1, 1)  # what she wrote before
-    assert entitled(w, team, alice, removed + ALLOWANCE - 1, 1, 1)  # the documented residue (a colluding server)
-    assert not entitled(w, team, alice, removed + ALLOWANCE, 1, 1)
-    assert not entitled(w, team, alice, removed + 10 * ALLOWANCE, 1, 1)
-    assert not entitled(w, team, alice, removed + 1, 2, 2)
-
-
-def test_former_ncc_member_naming_an_old_organization_state() -> None:
-    w, alice, bob, team = circle()
-    nina = w.admit("nina")
-    w.role(w.founder, nina, "ncc")
-    old = w.org_seq  # nina is NCC here
-    team = w.create_team(w.founder, [(w.founder, "admin"), (bob, "writer")])
-    w.role(w.founder, nina, "ncc", grant=False)  # ends state `old`
-    ended = w.time
-    w.org_link(w.founder, "org.remove", {"member": nina.id, "reason": "expelled"})
-    w.time = ended + ALLOWANCE
-    link = w.team_role(team, nina, bob, "admin", org_seq=old, append=False)
-    refused(w, team, link, "names organization state")
-    refused(w, team, w.team_role(team, nina, bob, "admin", append=False), "not an admitted member")
-    # Within the allowance the old state still counts (the residue SECURITY.md lists).
-    w.time = ended + 10
-    w.replay_team([*team.links, w.team_role(team, nina, bob, "admin", org_seq=old, append=False)])
