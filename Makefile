@@ -5,7 +5,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8443
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test test-long lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or: make PY=python3 ...)"; exit 1; }
@@ -24,6 +24,10 @@ test: $(BIN)/.installed
 	$(BIN)/ruff check vault server client security tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Tests marked `long` (the authority state machine) with many examples: EXAMPLES=2000 make test-long.
+test-long: $(BIN)/.installed
+	MVAULT_LONG=$(or $(EXAMPLES),5000) $(BIN)/pytest -q -m long $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)

@@ -1,0 +1,176 @@
+"""A reference model of "who may do this, at this time", written from the rule, not from the judge.
+
+It knows only what an organization's history says (who joined, who was admitted or removed, which
+org roles with which terms, which teams with which members, roles and expiries, which devices and
+member keys, and when) and answers the rule of SECURITY.md "Authority" from that. It shares the
+policy *table* (``security.policy``) and ``ALLOWANCE`` with the code under test, nothing else: no
+``vault.chains`` state and no call into ``security.authority``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from dataclasses import dataclass, field
+
+from security.policy import MAX_TEAM_ROLE, ORG_RULES, TEAM_OVERRIDES, TEAM_RULES
+from vault.acts import ALLOWANCE
+
+Roles = dict[str, int | None]  # role -> until (None: no end)
+
+
+@dataclass
+class OrgEntry:
+    status: str  # "admitted" | "pending" | "removed"
+    roles: Roles
+
+
+@dataclass
+class TeamSnap:
+    time: int
+    gen: int
+    org_seq: int
+    roles: dict[str, tuple[str, int | None]]  # member -> (role, until)
+
+
+@dataclass
+class MTeam:
+    """One team as the model sees it."""
+
+    index: int
+    members: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    snaps: list[TeamSnap] = field(default_factory=list)  # by seq - 1
+    gen: int = 1
+    boxed: dict[int, dict[str, int]] = field(default_factory=dict)  # gen -> member -> puk gen of its box
+    awaiting: set[str] = field(default_factory=set)  # added by a non-holder, waiting for a share
+    unrotated: bool = False  # a removal without rotation or a leave happened since the last generation
+    org_seq: int = 0  # the org state the last link named
+
+    @property
+    def seq(self) -> int:
+        return len(self.snaps)
+
+    def view(self, model: Model, org_seq: int) -> dict[str, tuple[str, int | None]]:
+        """The members as a link naming ``org_seq`` finds them: whoever left the organization is out."""
+        return {m: r for m, r in self.members.items() if model.admitted(m, org_seq)}
+
+
+class Model:
+    def __init__(self) -> None:
+        self.org: list[dict[str, OrgEntry]] = []  # org state by seq - 1
+        self.org_times: list[int] = []
+        self.devices: dict[str, dict[str, tuple[int, int | None]]] = {}  # member -> device -> (added, revoked)
+        self.puks: dict[str, list[int]] = {}  # member -> since-time of each PUK generation (gen = index + 1)
+        self.teams: list[MTeam] = []
+
+    # -- recording history --
+
+    def org_link(self, t: int, change: dict[str, OrgEntry] | None = None) -> None:
+        state = copy.deepcopy(self.org[-1]) if self.org else {}
+        state.update(change or {})
+        self.org.append(state)
+        self.org_times.append(t)
+
+    def entry(self, m: str, seq: int | None = None) -> OrgEntry | None:
+        return self.org[(seq or len(self.org)) - 1].get(m)
+
+    def team_link(self, mt: MTeam, t: int, org_seq: int) -> None:
+        mt.snaps.append(TeamSnap(t, mt.gen, org_seq, dict(mt.members)))
+        mt.org_seq = org_seq
+
+    # -- questions --
+
+    @property
+    def org_seq(self) -> int:
+        return len(self.org)
+
+    def org_seq_at(self, t: int) -> int:
+        return bisect.bisect_right(self.org_times, t)
+
+    def admitted(self, m: str, seq: int | None = None) -> bool:
+        e = self.entry(m, seq)
+        return e is not None and e.status == "admitted"
+
+    def org_roles(self, m: str, seq: int, t: int) -> frozenset[str]:
+        e = self.entry(m, seq)
+        if e is None or e.status != "admitted":
+            return frozenset()
+        return frozenset(r for r, until in e.roles.items() if until is None or t < until)
+
+    def device_active(self, m: str, device: str, t: int) -> bool:
+        d = self.devices.get(m, {}).get(device)
+        return d is not None and d[0] <= t and (d[1] is None or t < d[1])
+
+    def puk_gen_at(self, m: str, t: int) -> int:
+        return max([1] + [g + 1 for g, since in enumerate(self.puks[m]) if since <= t])
+
+    @staticmethod
+    def may_hold(org_roles: frozenset[str], team_role: str) -> bool:
+        return all(team_role in allowed for r, allowed in MAX_TEAM_ROLE.items() if r in org_roles)
+
+    def team_allows(self, org_roles: frozenset[str], team_role: str | None, action: str) -> bool:
+        if team_role is not None and not self.may_hold(org_roles, team_role):
+            team_role = "reader"  # a compa acts as a reader
+        if team_role is not None and team_role in TEAM_RULES.get(action, frozenset()):
+            return True
+        return bool(org_roles & TEAM_OVERRIDES.get(action, frozenset()))
+
+    @staticmethod
+    def fresh(ended: int | None, t: int) -> bool:
+        """A named state was current at ``t`` within ALLOWANCE: the link after it is dated > t - ALLOWANCE."""
+        return ended is None or ended > t - ALLOWANCE
+
+    def entitled(self, m: str, device: str, t: int, action: str, *, org_seq: int | None = None,
+                 team: MTeam | None = None, team_seq: int | None = None, gen: int | None = None) -> bool:
+        """The rule, clause by clause."""
+        if not self.device_active(m, device, t):  # 1
+            return False
+        if org_seq is None:  # 2
+            org_seq = self.org_seq_at(t)
+            if org_seq == 0:
+                return False
+        elif not 1 <= org_seq <= self.org_seq or not self.fresh(
+                self.org_times[org_seq] if org_seq < self.org_seq else None, t):
+            return False
+        if not self.admitted(m, org_seq):  # 4
+            return False
+        roles = self.org_roles(m, org_seq, t)
+        if team is None:
+            return bool(roles & ORG_RULES.get(action, frozenset()))
+        seq = team.seq if team_seq is None else team_seq  # 3
+        if not 1 <= seq <= team.seq:
+            return False
+        snap = team.snaps[seq - 1]
+        if not self.fresh(team.snaps[seq].time if seq < team.seq else None, t):
+            return False
+        if gen is not None and gen != snap.gen:
+            return False
+        role, until = snap.roles.get(m, (None, None))
+        if until is not None and t >= until:
+            role = None
+        return self.team_allows(roles, role, action)
+
+    def key_recipients(self, mt: MTeam, org_seq: int, t: int,
+                       members: dict[str, tuple[str, int | None]] | None = None) -> set[str]:
+        """Who a new generation made at org state ``org_seq``, time ``t`` is boxed to."""
+        members = mt.view(self, org_seq) if members is None else members
+        return {m for m, (_, until) in members.items() if (until is None or t < until) and self.admitted(m, org_seq)}
+
+    def holds_key(self, mt: MTeam, m: str, t: int, members: dict[str, tuple[str, int | None]] | None = None) -> bool:
+        members = mt.members if members is None else members
+        until = members[m][1] if m in members else None
+        return m in members and (until is None or t < until) and m in mt.boxed.get(mt.gen, {})
+
+    def rotation_pending(self, mt: MTeam, t: int, org_seq: int | None = None, *, tolerant: bool = False,
+                         members: dict[str, tuple[str, int | None]] | None = None) -> bool:
+        """The current generation must not be used: someone not entitled to it (or a key they revoked) holds it."""
+        org_seq = self.org_seq if org_seq is None else org_seq
+        entitled = self.key_recipients(mt, org_seq, t, members)
+
+        def gens(m: str) -> set[int]:  # a PUK roll in the very second counts either way when tolerant
+            return {self.puk_gen_at(m, t - 1), self.puk_gen_at(m, t)} if tolerant else {self.puk_gen_at(m, t)}
+
+        return mt.unrotated or any(m not in entitled or pg not in gens(m) for m, pg in mt.boxed[mt.gen].items())
+
+    def admins(self, members: dict[str, tuple[str, int | None]], t: int) -> set[str]:
+        return {m for m, (role, until) in members.items() if role == "admin" and (until is None or t < until)}
