@@ -13,7 +13,7 @@ import pytest
 
 from client.home import Home
 from tests.conftest import MVAULT, Member, Org
-from vault.encoding import Fields, decode
+from tests.helpers.keyholder import open_box
 from vault.envelope import BodyDecryptor, Record, open_record
 from vault.errors import DecryptionFailed
 from vault.keys import PukKeys
@@ -40,14 +40,10 @@ def _puk_seeds(member: Member, monkeypatch: pytest.MonkeyPatch) -> dict[int, Puk
 
 
 def _open_box(puks: dict[int, PukKeys], box: bytes) -> TeamKey:
-    """What a former member can do offline with its own keys: try every PUK it ever had."""
-    for puk in puks.values():
-        try:
-            f = Fields(decode(puk.open_sealed(box)), "box")
-            return TeamKey(f.str_("team"), f.int_("gen"), f.bytes_("seed", 32))
-        except DecryptionFailed:
-            continue
-    raise DecryptionFailed()
+    key = open_box(puks, box)
+    if key is None:
+        raise DecryptionFailed()
+    return key
 
 
 def _decrypt(record: bytes, blob: Path, key: TeamKey) -> bytes:

@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vault.crypto import primitives as p
-from vault.encoding import decode
-from vault.errors import VaultError
+from vault.encoding import Fields, decode
+from vault.errors import DecryptionFailed, VaultError
 from vault.keys import PukKeys
 from vault.teamkeys import TeamKey, open_history
+
+
+def open_box(puks: Mapping[int, PukKeys], box: bytes) -> TeamKey | None:
+    """What a former member does offline with one box and its own keys: try every PUK it ever had."""
+    for puk in puks.values():
+        try:
+            f = Fields(decode(puk.open_sealed(box)), "box")
+        except DecryptionFailed:
+            continue
+        return TeamKey(f.str_("team"), f.int_("gen"), f.bytes_("seed", 32))
+    return None
 
 
 def openable(team_id: str, canaries: Mapping[int, bytes], prev: Mapping[int, bytes], puks: list[PukKeys],
