@@ -2,8 +2,10 @@
 
 Every stored document version and thread has one row in ``authored`` (its author, its
 body's bytes, when the server stored it), written in the same transaction as the version
-or thread, so the counts are exact across restarts and never drift. Rows stored before the
-table existed get their author from the signed record at start-up. "Per day" is the 24
+or thread, so the counts are exact across restarts and never drift; ``authored_bytes`` keeps
+each member's sum (updated in the same transaction, recomputed from ``authored`` at start-up:
+summing on every upload cost ~50 ms for a member with 100,000 versions). Rows stored before
+the table existed get their author from the signed record at start-up. "Per day" is the 24
 hours before the server's clock. Device-link slots are counted in their own table.
 """
 
@@ -22,7 +24,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS authored (
     kind TEXT NOT NULL, ref TEXT NOT NULL, member TEXT NOT NULL, bytes INTEGER NOT NULL, created INTEGER NOT NULL,
     PRIMARY KEY (kind, ref));
-CREATE INDEX IF NOT EXISTS authored_member ON authored (member, kind, created, bytes);
+CREATE INDEX IF NOT EXISTS authored_member ON authored (member, kind, created);
+CREATE TABLE IF NOT EXISTS authored_bytes (
+    member TEXT NOT NULL, kind TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (member, kind));
 CREATE INDEX IF NOT EXISTS link_slots_member ON link_slots (member, expires);
 """
 DAY = 86400
@@ -62,13 +66,14 @@ async def check(db: aiosqlite.Connection, kind: str, a: Allowance, now: int, add
 
 
 async def usage_of(db: aiosqlite.Connection, member: str, kind: str, now: int, per_day: int) -> Usage:
-    """What ``member`` stores and added in the last 24 hours (read from the ``authored_member`` index)."""
+    """What ``member`` stores and added in the last 24 hours (at most ``per_day`` rows of the index)."""
     async with db.execute(
-        "SELECT COALESCE(SUM(bytes), 0), COUNT(*) FILTER (WHERE created > ?) FROM authored "
-        "WHERE member=? AND kind=?", (now - DAY, member, kind)
+        "SELECT (SELECT bytes FROM authored_bytes WHERE member=? AND kind=?), "
+        "(SELECT COUNT(*) FROM authored WHERE member=? AND kind=? AND created > ?)", (member, kind, member, kind,
+                                                                                     now - DAY)
     ) as cur:
         row = await cur.fetchone()
-    stored, today = (int(row[0]), int(row[1])) if row else (0, 0)
+    stored, today = (int(row[0] or 0), int(row[1])) if row else (0, 0)
     retry = 0
     if today >= per_day:  # one more is allowed when the (today - per_day + 1)th oldest leaves the window
         async with db.execute(
@@ -82,6 +87,8 @@ async def usage_of(db: aiosqlite.Connection, member: str, kind: str, now: int, p
 
 async def add_authored(db: aiosqlite.Connection, kind: str, ref: str, member: str, size: int, now: int) -> None:
     await db.execute("INSERT INTO authored VALUES (?, ?, ?, ?, ?)", (kind, ref, member, size, now))
+    await db.execute("INSERT INTO authored_bytes VALUES (?, ?, ?) ON CONFLICT (member, kind) DO UPDATE "
+                     "SET bytes = bytes + excluded.bytes", (member, kind, size))
 
 
 def version_author(record: bytes) -> str:
@@ -116,7 +123,13 @@ async def prepare(db: aiosqlite.Connection) -> None:
         for r in await cur.fetchall():
             with contextlib.suppress(EncodingError):
                 rows.append(("thread", str(r[0]), thread_creator(bytes(r[1])), 0, int(r[2])))
-    if rows:
-        await db.execute("BEGIN IMMEDIATE")
+    await db.execute("BEGIN IMMEDIATE")
+    try:
         await db.executemany("INSERT OR IGNORE INTO authored VALUES (?, ?, ?, ?, ?)", rows)
+        await db.execute("DELETE FROM authored_bytes")
+        await db.execute("INSERT INTO authored_bytes SELECT member, kind, SUM(bytes) FROM authored "
+                         "GROUP BY member, kind")
         await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
