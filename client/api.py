@@ -16,7 +16,7 @@ _CODES: dict[str, type[VaultError]] = {}
 for _cls in (
     errors.EncodingError, errors.DecryptionFailed, errors.BadSignature, errors.Truncated, errors.IntegrityError,
     errors.ChainError, errors.RollbackDetected, errors.PolicyDenied, errors.NotFound, errors.Conflict,
-    errors.InviteError, errors.AuthError,
+    errors.InviteError, errors.AuthError, errors.QuotaExceeded,
 ):
     _CODES[_cls.code] = _cls
 
@@ -116,6 +116,9 @@ class Api:
             return await self._session_or_fail().ws_connect(self.url + path, headers=self._headers(), heartbeat=20,
                                                             max_msg_size=4 * 1024 * 1024)
         except aiohttp.WSServerHandshakeError as e:
+            if e.status == 429:  # the handshake's answer body is not available here
+                raise errors.QuotaExceeded("the server refused another live connection: you hold as many as "
+                                           "the organization's live_followers quota allows (HTTP 429)") from e
             cls = {401: AuthError, 403: PolicyDenied, 404: NotFound}.get(e.status, TransportError)
             raise cls(f"the server refused to deliver live messages (HTTP {e.status})") from e
         except aiohttp.ServerFingerprintMismatch as e:

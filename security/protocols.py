@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -18,6 +18,7 @@ from vault.errors import EncodingError
 
 SEVERITIES = ("critical", "high", "medium", "low")
 MAX_TEXT = 64 * 1024
+MAX_QUOTA = 2**62
 
 
 def default_text() -> str:
@@ -48,6 +49,7 @@ class Protocols:
     rules: dict[str, Rule]
     retention_days: int
     text: str
+    quotas: dict[str, int] = field(default_factory=dict)  # [quotas]: per-member limits the server enforces
 
     @property
     def digest(self) -> bytes:
@@ -78,7 +80,7 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     """Validate ``text`` against the shipped defaults' schema; missing keys take the default."""
     schema = _parse_toml(default_text(), "the shipped security-protocols.toml")
     data = _parse_toml(text, what)
-    unknown = set(data) - {"version", "rules", "retention"}
+    unknown = set(data) - {"version", "rules", "retention", "quotas"}
     if unknown:
         raise EncodingError(f"{what}: unknown top-level keys {sorted(unknown)}")
     version = data.get("version")
@@ -115,7 +117,22 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     days = retention.get("days", schema["retention"]["days"])
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
         raise EncodingError(f"{what}: retention.days must be an integer from 1 to 3650")
-    return Protocols(version, rules, days, text)
+    return Protocols(version, rules, days, text, _quotas(data.get("quotas", {}), schema["quotas"], what))
+
+
+def _quotas(given: Any, defaults: dict[str, int], what: str) -> dict[str, int]:
+    """[quotas]: every key is a known quota and a positive integer; missing keys take the default."""
+    if not isinstance(given, dict):
+        raise EncodingError(f"{what}: [quotas] must be a table")
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise EncodingError(f"{what}: [quotas] has unknown keys {sorted(unknown)} (known: {sorted(defaults)})")
+    merged = dict(defaults)
+    for key, value in given.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_QUOTA:
+            raise EncodingError(f"{what}: quotas.{key} must be an integer from 1 to {MAX_QUOTA}")
+        merged[key] = value
+    return merged
 
 
 def defaults() -> Protocols:

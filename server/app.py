@@ -29,6 +29,7 @@ from server.audit import note
 from server.directory import Directory
 from server.openapi import OPENAPI
 from server.storage import Session, SQLiteStorage, StoredLink, StoredVersion
+from server.usage import Allowance, check_allowance
 from vault import __version__
 from vault.acts import Act
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
@@ -44,6 +45,7 @@ from vault.errors import (
     InviteError,
     NotFound,
     PolicyDenied,
+    QuotaExceeded,
     Truncated,
     VaultError,
 )
@@ -63,6 +65,9 @@ class Config:
     nonce_ttl: float = 60.0
     clock_skew: float = 600.0
     purge_interval: float = 30.0  # seconds between background purges of expired thread messages
+    # The operator's own per-member limits (keys of the protocols' [quotas]): each applies where it is
+    # lower than the organization's; the protocols' values are never exceeded.
+    quota_caps: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -102,7 +107,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except VaultError as e:
-        return error_response(e.status, e.code, e.message)
+        response = error_response(e.status, e.code, e.message)
+        if isinstance(e, QuotaExceeded) and e.retry_after is not None:
+            response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -137,6 +145,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     check_session(request.app, session)
     request[SESSION_KEY] = session
     return await handler(request)
+
+
+def quotas(app: web.Application) -> dict[str, int]:
+    """The per-member quotas in force: the organization's protocols, lowered by the operator's caps."""
+    from server.audit_api import protocols_of  # noqa: PLC0415 (audit_api imports this module)
+
+    caps = app[CONFIG].quota_caps
+    return {key: min(value, caps.get(key, value)) for key, value in protocols_of(app).quotas.items()}
 
 
 def check_session(app: web.Application, session: Session) -> None:
@@ -583,7 +599,8 @@ def _slot(request: web.Request) -> str:
 async def open_link_slot(request: web.Request) -> web.Response:
     s = session_of(request)
     slot = _slot(request)
-    await request.app[STORAGE].open_slot(slot, s.member, now_of(request) + LINK_SLOT_TTL)
+    await request.app[STORAGE].open_slot(slot, s.member, now_of(request) + LINK_SLOT_TTL, now_of(request),
+                                         quotas(request.app)["link_slots"])
     return web.json_response({"slot": slot, "expires": now_of(request) + LINK_SLOT_TTL}, status=201)
 
 
@@ -729,6 +746,14 @@ async def put_version(request: web.Request) -> web.Response:
         raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
     if core.body_len > config.max_upload:
         raise web.HTTPRequestEntityTooLarge(max_size=config.max_upload, actual_size=core.body_len)
+    # Quotas before the body arrives (its length is declared); checked again as the version is stored.
+    limits = quotas(app)
+    if core.body_len > limits["version_bytes"]:
+        raise QuotaExceeded(f"quota version_bytes: a document version may have at most {limits['version_bytes']} "
+                            f"bytes; this one has {core.body_len}", status=413)
+    allowance = Allowance(s.member, limits["versions_per_day"], limits["stored_bytes"])
+    check_allowance("version", allowance, await storage.usage(s.member, "version", int(now_of(request)),
+                                                              allowance.per_day), core.body_len)
     existing = await storage.versions(team.team_id, doc)
     head_vid = existing[-1].vid if existing else None
     if core.parent != head_vid or core.seq != len(existing) + 1:
@@ -755,7 +780,7 @@ async def put_version(request: web.Request) -> web.Response:
         placed = storage.blob_path(vid)
         await storage.add_version(
             StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
-            int(now_of(request)), team_seq=core.team_seq,
+            int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
         )
         placed = None
         event.res["vid"] = vid

@@ -58,7 +58,8 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/members/{member}/links": {"post": _op("append a member link (device add / revoke + PUK boxes)",
                                                         "201", ["400", "401", "403", "404", "409"], body="json")},
         "/api/v1/device-links/{slot}": {
-            "post": _op("open a one-time device-link mailbox (existing device)", "201", ["400", "401", "409"]),
+            "post": _op("open a one-time device-link mailbox (existing device); 429 at the quota link_slots",
+                        "201", ["400", "401", "409", "429"]),
             "get": _op("read the new device's sealed keys from the mailbox", "200", ["400", "401", "404"]),
         },
         "/api/v1/device-links/{slot}/offer": {"post": _op("new device delivers its sealed public keys once", "201",
@@ -74,8 +75,9 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/teams/{team}/docs": {"get": _op("head version of every document", "200", ["401", "403", "404"])},
         "/api/v1/teams/{team}/docs/{doc}": {
             "get": _op("every version of a document", "200", ["400", "401", "403", "404"]),
-            "post": _op("upload a new version (streamed envelope)", "201",
-                        ["400", "401", "403", "409", "413"], body="stream"),
+            "post": _op("upload a new version (streamed envelope); 413 over max_upload or the quotas "
+                        "version_bytes or stored_bytes, 429 at versions_per_day (Retry-After)", "201",
+                        ["400", "401", "403", "409", "413", "429"], body="stream"),
         },
         "/api/v1/teams/{team}/versions/{vid}/body": {
             "get": _op("ciphertext body of a version (streamed)", "200", ["401", "403", "404"])
@@ -83,8 +85,9 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/teams/{team}/threads": {
             "get": _op("every thread of a team: signed record, next position, last activity, count", "200",
                        ["401", "403", "404"]),
-            "post": _op("create a thread (signed thread record: encrypted name, expiry)", "201",
-                        ["400", "401", "403", "404", "409"], body="json"),
+            "post": _op("create a thread (signed thread record: encrypted name, expiry); 429 at the quota "
+                        "threads_per_day (Retry-After)", "201", ["400", "401", "403", "404", "409", "429"],
+                        body="json"),
         },
         "/api/v1/teams/{team}/threads/{thread}/messages": {
             "get": _op("messages after ?after=POS (?limit=, at most 1000), oldest first, and the calling "
@@ -94,7 +97,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/teams/{team}/live": {
             "get": _op("WebSocket: first frame {after: {thread: pos}, all: bool}; then missed messages, "
-                       "{type: live}, and each new message", "101", ["401", "403", "404"]),
+                       "{type: live}, and each new message; 429 (before the upgrade) at the quota "
+                       "live_followers", "101", ["401", "403", "404", "429"]),
         },
         "/api/v1/audit/checkpoint": {"get": _op("newest signed checkpoint of the audit log, the consistency proof "
                                                 "from ?from=SIZE and the newest cosigned checkpoint", "200",

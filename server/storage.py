@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
+from server import usage as U
 from vault.errors import Conflict, NotFound, VaultError
 
 SCHEMA = """
@@ -142,7 +143,8 @@ class Storage(Protocol):
     async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]: ...
     async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]: ...
     async def add_version(self, v: StoredVersion, parent: str | None, now: int,
-                          team_seq: int | None = None) -> None: ...
+                          team_seq: int | None = None, allowance: U.Allowance | None = None) -> None: ...
+    async def usage(self, member: str, kind: str, now: int, per_day: int) -> U.Usage: ...
     async def versions(self, team: str, doc: str) -> list[StoredVersion]: ...
     async def heads(self, team: str) -> list[StoredVersion]: ...
     async def version(self, team: str, vid: str) -> StoredVersion | None: ...
@@ -151,10 +153,10 @@ class Storage(Protocol):
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None: ...
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None: ...
     async def session(self, token: bytes) -> Session | None: ...
-    async def open_slot(self, slot: str, member: str, expires: float) -> None: ...
+    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0, max_open: int = 0) -> None: ...
     async def fill_slot(self, slot: str, payload: bytes, now: float) -> None: ...
     async def read_slot(self, slot: str, member: str, now: float) -> bytes | None: ...
-    async def add_thread(self, t: StoredThread, now: int) -> None: ...
+    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> None: ...
     async def threads(self, team: str, now: int) -> list[StoredThread]: ...
     async def thread(self, team: str, thread: str) -> StoredThread | None: ...
     async def thread_head(self, team: str, thread: str) -> tuple[int, bytes, dict[str, tuple[int, str, int]]]: ...
@@ -192,6 +194,7 @@ class SQLiteStorage:
         await db.executescript(SCHEMA)
         store = cls(db, data_dir)
         await store.collect_garbage()
+        await U.prepare(db)
         return store
 
     async def close(self) -> None:
@@ -284,12 +287,17 @@ class SQLiteStorage:
     # -- documents --------------------------------------------------------------------------
 
     async def add_version(self, v: StoredVersion, parent: str | None, now: int,
-                          team_seq: int | None = None) -> None:
+                          team_seq: int | None = None, allowance: U.Allowance | None = None) -> None:
         """Insert a version only on top of the current head, and (with ``team_seq``) only while
         the team chain is still at that link: checked inside the transaction, so a removal and
         rotation stored while the upload waited cannot let in a version under the old key
-        (``Conflict`` otherwise). Concurrent uploads share one transaction."""
-        await self._group_commit(functools.partial(self._insert_version, v, parent, now, team_seq))
+        (``Conflict`` otherwise); with ``allowance``, only within the author's quotas.
+        Concurrent uploads share one transaction."""
+        await self._group_commit(functools.partial(self._insert_version, v, parent, now, team_seq, allowance))
+
+    @_atomic
+    async def usage(self, member: str, kind: str, now: int, per_day: int) -> U.Usage:
+        return await U.usage_of(self._db, member, kind, now, per_day)
 
     def _version(self, r: Any) -> StoredVersion:
         return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
@@ -401,7 +409,8 @@ class SQLiteStorage:
                 else:
                     done.set_exception(result)
 
-    async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None) -> None:
+    async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None,
+                              allowance: U.Allowance | None = None) -> None:
         """One write of a group commit (see ``add_version``)."""
         if team_seq is not None:
             async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
@@ -415,8 +424,12 @@ class SQLiteStorage:
         head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
         if parent != head_vid or v.seq != head_seq + 1:
             raise Conflict(f"document changed on the server (now at version {head_seq}); fetch it, merge, put again")
+        if allowance is not None:  # after the other checks: rows written by earlier writes of the batch count
+            await U.check(self._db, "version", allowance, now, v.body_len)
+        author = allowance.member if allowance is not None else U.version_author(v.record)
         await self._db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now))
+        await U.add_authored(self._db, "version", v.vid, author, v.body_len, now)
 
     @_atomic
     async def session(self, token: bytes) -> Session | None:
@@ -436,7 +449,9 @@ class SQLiteStorage:
     # -- device-link mailbox ---------------------------------------------------------------
 
     @_atomic
-    async def open_slot(self, slot: str, member: str, expires: float) -> None:
+    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0, max_open: int = 0) -> None:
+        if max_open:
+            await U.check_open_slots(self._db, member, now, max_open)
         try:
             await self._db.execute("INSERT INTO link_slots VALUES (?, ?, ?, NULL)", (slot, member, expires))
         except sqlite3.IntegrityError as e:
@@ -468,12 +483,21 @@ class SQLiteStorage:
     # -- threads ----------------------------------------------------------------------------
 
     @_atomic
-    async def add_thread(self, t: StoredThread, now: int) -> None:
+    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> None:
+        creator = allowance.member if allowance is not None else U.thread_creator(t.record)
+        await self._db.execute("BEGIN IMMEDIATE")
         try:
+            if allowance is not None:
+                await U.check(self._db, "thread", allowance, now, 0)
             await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
                                    (t.team, t.thread, t.record, t.expire, now, now))
-        except sqlite3.IntegrityError as e:
-            raise Conflict("a thread with this name already exists in the team") from e
+            await U.add_authored(self._db, "thread", f"{t.team}/{t.thread}", creator, 0, now)
+        except BaseException as e:
+            await self._db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.IntegrityError):
+                raise Conflict("a thread with this name already exists in the team") from e
+            raise
+        await self._db.execute("COMMIT")
 
     def _thread(self, r: Any) -> StoredThread:
         return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))

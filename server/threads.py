@@ -38,6 +38,7 @@ from server.app import (
     judge_act,
     may_now,
     now_of,
+    quotas,
     read_json,
     session_of,
     team_access,
@@ -46,8 +47,18 @@ from server.app import (
 from server.audit import Note, note
 from server.audit_api import ServiceUnavailable, record
 from server.storage import Session, SQLiteStorage, StoredMessage, StoredThread
+from server.usage import Allowance
 from vault.acts import Act
-from vault.errors import AuthError, Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, VaultError
+from vault.errors import (
+    AuthError,
+    Conflict,
+    EncodingError,
+    IntegrityError,
+    NotFound,
+    PolicyDenied,
+    QuotaExceeded,
+    VaultError,
+)
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 
 log = logging.getLogger("mvault.server")
@@ -83,6 +94,7 @@ class Hub:
 
     teams: dict[str, set[Follower]] = field(default_factory=dict)
     last_purge: float = float("-inf")
+    live: dict[str, int] = field(default_factory=dict)  # member -> live connections held (quota live_followers)
 
     def publish(self, team: str, item: dict[str, Any]) -> None:
         followers = self.teams.get(team)
@@ -225,7 +237,8 @@ async def create_thread(request: web.Request) -> web.Response:
     judge_act(request, Act(rec.creator, rec.device, rec.time, "thread.post", team_seq=rec.team_seq, gen=rec.gen), team)
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
-    await request.app[STORAGE].add_thread(t, int(now_of(request)))
+    allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
+    await request.app[STORAGE].add_thread(t, int(now_of(request)), allowance)
     event.detail["expire"] = rec.expire
     request.app[HUB].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
     return web.json_response({"thread": rec.thread}, status=201)
@@ -376,8 +389,25 @@ async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]
 
 
 async def follow(request: web.Request) -> web.StreamResponse:
+    """A live connection, refused before the upgrade if the member already holds as many as the
+    quota ``live_followers`` allows (reserved here, with nothing awaited between check and count)."""
     team = _team_for(request, "thread.read")
-    s = session_of(request)
+    s, hub = session_of(request), request.app[HUB]
+    limit = quotas(request.app)["live_followers"]
+    held = hub.live.get(s.member, 0)
+    if held >= limit:
+        raise QuotaExceeded(f"quota live_followers: at most {limit} live connections per member; "
+                            "close one (another mvault thread follow) first")
+    hub.live[s.member] = held + 1
+    try:
+        return await _follow(request, team, s)
+    finally:
+        hub.live[s.member] -= 1
+        if not hub.live[s.member]:
+            del hub.live[s.member]
+
+
+async def _follow(request: web.Request, team: Any, s: Session) -> web.StreamResponse:
     app = request.app
     storage, hub = app[STORAGE], app[HUB]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)

@@ -92,6 +92,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/device-links/{slot}", "400"): "test_device_link_mailbox",
     ("post", "/api/v1/device-links/{slot}", "401"): "test_private_operations_need_a_session",
     ("post", "/api/v1/device-links/{slot}", "409"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}", "429"): "test_link_slots",
     ("get", "/api/v1/device-links/{slot}", "200"): "test_device_link_mailbox",
     ("get", "/api/v1/device-links/{slot}", "400"): "test_device_link_mailbox",
     ("get", "/api/v1/device-links/{slot}", "401"): "test_private_operations_need_a_session",
@@ -136,6 +137,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/teams/{team}/docs/{doc}", "403"): "test_put_refuses_other_authors_and_non_writers",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "409"): "test_put_conflicts",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "413"): "test_put_too_large",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "429"): "test_versions_per_day_refused_with_429_until_the_window_moves",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "200"): "test_put_and_read_versions",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "403"): "test_doc_reads_need_a_current_role",
@@ -180,6 +182,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/teams/{team}/threads", "403"): "test_thread_create_refusals",
     ("post", "/api/v1/teams/{team}/threads", "404"): "test_threads_of_invisible_teams_and_unknown_threads",
     ("post", "/api/v1/teams/{team}/threads", "409"): "test_thread_create_refusals",
+    ("post", "/api/v1/teams/{team}/threads", "429"): "test_threads_per_day",
     ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "200"): "test_threads_create_list_post_read_follow",
     ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "400"): "test_thread_reads_refuse_bad_parameters",
     ("get", "/api/v1/teams/{team}/threads/{thread}/messages", "401"): "test_private_operations_need_a_session",
@@ -198,6 +201,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/v1/teams/{team}/live", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/teams/{team}/live", "403"): "test_thread_reads_need_a_current_role",
     ("get", "/api/v1/teams/{team}/live", "404"): "test_threads_of_invisible_teams_and_unknown_threads",
+    ("get", "/api/v1/teams/{team}/live", "429"): "test_live_followers",
 }
 
 TABLES = ("links", "team_boxes", "puk_boxes", "versions", "threads", "messages", "thread_senders")

@@ -19,6 +19,7 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     ├── PolicyDenied             the actor lacks the right for this action
     ├── NotFound                 unknown team, document, member or version
     ├── Conflict                 the document moved on (concurrent writer) / duplicate
+    ├── QuotaExceeded            a per-member quota of the security protocols (413 or 429)
     ├── InviteError              expired, used or unknown invite
     ├── AuthError                login / session failure
     ├── ServerMismatch           certificate or organization fingerprint differs from the pin
@@ -108,6 +109,19 @@ class NotFound(VaultError):
 class Conflict(VaultError):
     code = "conflict"
     status = 409
+
+
+class QuotaExceeded(VaultError):
+    """A per-member quota: 413 (too large: nothing helps but deleting or a higher quota) or 429 (too
+    many: ``retry_after`` seconds until the quota allows one more, when it is known)."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, status: int = 429, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class InviteError(VaultError):
