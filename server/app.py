@@ -379,13 +379,13 @@ def _overseer(request: web.Request) -> bool:
 
 
 def _visible_team(request: web.Request, team_id: str) -> Any:
-    """A team the caller may act in now: a current team role, or NCC (which may sign membership changes
-    anywhere). A member whose role ended or who was removed gets 404, as for a team never seen."""
+    """A team the caller may address: one it is in (its role may have ended: the judge then refuses with
+    403, which tells nothing new to a former member), or any team for NCC (which may sign membership
+    changes anywhere). Anyone else gets 404, as for a team that does not exist."""
     directory = request.app[DIRECTORY]
     team = directory.team(team_id)
     me = session_of(request).member
-    now = int(now_of(request))
-    if team.role_of(me, now) is not None or "ncc" in directory.require_org().roles_of(me, now):
+    if me in team.members or "ncc" in directory.require_org().roles_of(me, int(now_of(request))):
         return team
     raise NotFound(f"unknown team {team_id}")
 
