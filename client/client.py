@@ -490,7 +490,7 @@ class Session:
                     devices = [d.device_id for d in adder_ms.active_devices()] if adder_ms else []
                     may_add = bool(devices) and POLICY.entitled(Act(adder, devices[0], t, "team.add"), view.org,
                                                                 view.members, team)
-                    if not (may_add and mid in POLICY.key_recipients(team, view.org, view.org.seq, t)):
+                    if not (may_add and mid in POLICY.team_members(team, view.org, view.org.seq, t)):
                         self.warnings.append(f"not sharing team {team.name}'s key with {view.name_of(mid)}: "
                                              f"{view.name_of(adder)} may no longer add members")
                         continue

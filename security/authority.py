@@ -111,10 +111,16 @@ class Authority(DefaultPolicy):
             return None
         return role
 
-    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
-        """Exactly who a new key generation (made at org state ``org_seq``, time ``t``) is boxed to:
-        the team's members whose role has not ended and who are admitted in the organization."""
+    def team_members(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """The team's members at time ``t``: role not ended, admitted at org state ``org_seq``."""
         return {m for m, tm in team.members.items() if tm.active(t) and org.admitted(m, org_seq)}
+
+    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """Exactly who a new key generation (made at org state ``org_seq``, time ``t``) is boxed to: the
+        team's members, except those added by a non-holder and still waiting for a key share. A share
+        is judged on its own (the adder must still be entitled when it is made); a rotation must not
+        hand them the key behind that judgement's back."""
+        return self.team_members(team, org, org_seq, t) - set(team.pending_share)
 
     def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
                  team: TeamState | None) -> bool:

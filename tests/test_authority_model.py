@@ -162,8 +162,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         self.gen_times[mt.index][gen] = t
         mt.gen = gen
         mt.boxed[gen] = {q: self.m.puk_gen_at(q, t) for q in recipients}
-        mt.awaiting.clear()
-        mt.unrotated = False
+        mt.unrotated = False  # whoever waits for a share keeps waiting: a rotation does not box them
 
     # -- organization steps --
 
@@ -330,7 +329,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.add")], signer)
         who = self.pick([q for q in self.people() if self.m.admitted(q.id) and self.m.may_hold(self.roles(q), role)
-                         and not (q.id in mt.members and self.m.key_recipients(mt, self.m.org_seq, t) >= {q.id})],
+                         and not (q.id in mt.members and self.m.team_members(mt, self.m.org_seq, t) >= {q.id})],
                         whom)
         if by is None or who is None:
             return
@@ -346,6 +345,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         mt.members[who.id] = (role, until)
         if holder:
             mt.boxed[mt.gen][who.id] = who.puk.generation
+            mt.awaiting.discard(who.id)
         else:
             mt.awaiting.add(who.id)
         self.m.team_link(mt, self.now, self.m.org_seq)
@@ -358,7 +358,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         t = self.now + 10
         by = self.pick([q for q in self.people() if self.m.holds_key(mt, q.id, t) and self.may(ti, q, "team.share")],
                        signer)
-        who = self.pick(self.order(mt.awaiting & self.m.key_recipients(mt, self.m.org_seq, t)), whom)
+        who = self.pick(self.order(mt.awaiting & self.m.team_members(mt, self.m.org_seq, t)), whom)
         if by is None or who is None or self.m.rotation_pending(mt, t):
             return
         puk = self.puks[who][-1]
@@ -405,7 +405,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         t = self.now + 10
         until = None if term is None else t + term
         by = self.pick([q for q in self.people() if self.may(ti, q, "team.role")], signer)
-        who = self.pick([q for q in self.order(self.m.key_recipients(mt, self.m.org_seq, t))
+        who = self.pick([q for q in self.order(self.m.team_members(mt, self.m.org_seq, t))
                          if mt.members[q] != (role, until) and self.m.may_hold(self.m.org_roles(q, self.m.org_seq, t),
                                                                                role)], whom)
         last = self.m.admins(mt.view(self.m, self.m.org_seq), t) == {who}
@@ -469,8 +469,9 @@ class AuthorityMachine(RuleBasedStateMachine):
             pending = self.m.rotation_pending(mt, self.now)
             assert bool(reasons) == pending, f"model says rotation pending={pending}, code says {reasons}"
             if not pending:
-                entitled = self.m.key_recipients(mt, self.m.org_seq, self.now)
+                entitled = self.m.team_members(mt, self.m.org_seq, self.now)
                 assert boxed <= entitled and entitled - boxed <= mt.awaiting, (boxed, entitled, mt.awaiting)
+                assert not boxed & mt.awaiting, "a rotation boxed someone still waiting for a share"
 
     @invariant()
     def b_acts_judged_as_the_model_says(self) -> None:
@@ -517,7 +518,7 @@ class AuthorityMachine(RuleBasedStateMachine):
             body: dict[str, Any]
             if kind == "add":
                 targets = [x.id for x in people if self.m.admitted(x.id, o)
-                           and x.id not in self.m.key_recipients(mt, o, t, view)]
+                           and x.id not in self.m.team_members(mt, o, t, view)]
                 if not targets:
                     continue
                 who = rnd.choice(targets)
@@ -528,7 +529,7 @@ class AuthorityMachine(RuleBasedStateMachine):
                 key = {"gen": mt.gen, "boxes": [self.seal(ti, mt.gen, who, self.puk_at(who, t), record=False)]}
                 body = {"member": who, "role": "reader", "until": None, "key": key if holder else None}
             elif kind == "role":
-                targets = [m for m in self.order(self.m.key_recipients(mt, o, t, view)) if view[m] != ("admin", None)
+                targets = [m for m in self.order(self.m.team_members(mt, o, t, view)) if view[m] != ("admin", None)
                            and self.m.may_hold(self.m.org_roles(m, o, t), "admin")]
                 if not targets:
                     continue

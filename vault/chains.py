@@ -81,6 +81,10 @@ class Policy(Protocol):
         """Refuse (``PolicyDenied``/``ChainError``) an act its author was not entitled to at its time."""
         ...
 
+    def team_members(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """The team's members at time ``t`` (role not ended, admitted at org state ``org_seq``)."""
+        ...
+
     def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
         """Who must receive a box of a new key generation made at org state ``org_seq``, time ``t``."""
         ...
@@ -791,6 +795,7 @@ class TeamState:
             self.pending_share[added] = link.signer
             return
         self._one_box(key, added, link, members, org, org_seq)
+        self.pending_share.pop(added, None)  # boxed now: no longer waiting (a re-add by a key holder)
 
     def _share(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                policy: Policy) -> None:
@@ -798,7 +803,7 @@ class TeamState:
         if not self.holds_key(link.signer, link.time):
             raise PolicyDenied("only a holder of the current team key can share it")
         target = link.body.str_("member", 64)
-        if target not in self.pending_share or target not in policy.key_recipients(self, org, org_seq, link.time):
+        if target not in self.pending_share or target not in policy.team_members(self, org, org_seq, link.time):
             raise ChainError(f"member {target} is not waiting for the team key")
         self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members, org, org_seq)
         self.pending_share.pop(target, None)
@@ -929,8 +934,7 @@ class TeamState:
         self.canaries[gen] = key.bytes_("canary", 32)
         if prev is not None:
             self.prev[gen] = prev
-        self.pending_rotation = False
-        self.pending_share.clear()
+        self.pending_rotation = False  # members waiting for a share keep waiting (``key_recipients``)
 
     def _record_boxes(self, commits: dict[str, BoxCommitment], link: Link, members: Mapping[str, MemberState]) -> None:
         for mid, c in commits.items():

@@ -153,6 +153,11 @@ class Model:
     def key_recipients(self, mt: MTeam, org_seq: int, t: int,
                        members: dict[str, tuple[str, int | None]] | None = None) -> set[str]:
         """Who a new generation made at org state ``org_seq``, time ``t`` is boxed to."""
+        return self.team_members(mt, org_seq, t, members) - mt.awaiting
+
+    def team_members(self, mt: MTeam, org_seq: int, t: int,
+                     members: dict[str, tuple[str, int | None]] | None = None) -> set[str]:
+        """The team's members at ``t``: role not ended, admitted at ``org_seq``."""
         members = mt.view(self, org_seq) if members is None else members
         return {m for m, (_, until) in members.items() if (until is None or t < until) and self.admitted(m, org_seq)}
 
@@ -165,7 +170,7 @@ class Model:
                          members: dict[str, tuple[str, int | None]] | None = None) -> bool:
         """The current generation must not be used: someone not entitled to it (or a key they revoked) holds it."""
         org_seq = self.org_seq if org_seq is None else org_seq
-        entitled = self.key_recipients(mt, org_seq, t, members)
+        entitled = self.team_members(mt, org_seq, t, members)
 
         def gens(m: str) -> set[int]:  # a PUK roll in the very second counts either way when tolerant
             return {self.puk_gen_at(m, t - 1), self.puk_gen_at(m, t)} if tolerant else {self.puk_gen_at(m, t)}
