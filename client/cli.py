@@ -160,7 +160,7 @@ def _duration(text: str) -> int:
     t = text.strip().lower()
     number, unit = (t[:-1], t[-1]) if t[-1:] in units else (t, "m")
     if not number.isdigit() or not 0 < int(number) * units[unit] <= 3600:
-        raise click.BadParameter(f"{text!r}: give a duration from 1s to 1h, e.g. 90s, 10m, 1h", param_hint="--for")
+        raise VaultError(f"--for {text!r}: give a duration from 1s to 1h, e.g. 90s, 10m, 1h")
     return int(number) * units[unit]
 
 

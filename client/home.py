@@ -131,12 +131,13 @@ class Home:
     def _read_state(self, name: str) -> Any:
         """The JSON value sealed in ``<name>.bin``, or None if there is no such file."""
         path = self.path / f"{name}.bin"
+        key = self._local_key()  # first: the first unlock may be what migrates the file
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            data = localstate.open_local(self._local_key(), name, blob)
+            data = localstate.open_local(key, name, blob)
             if not isinstance(data, bytes):
                 raise DecryptionFailed()
             return json.loads(data)
