@@ -225,7 +225,7 @@ def _peer_ok(conn: socket.socket) -> bool:
         return True  # no peer credentials here: the 0700 directory and 0600 socket are the guard
     raw = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", raw)
-    return uid == os.getuid()
+    return bool(uid == os.getuid())
 
 
 class _Stop(Exception):
