@@ -185,6 +185,7 @@ def main() -> int:
                                                check=True, capture_output=True, text=True).stdout)
             server_peak = server_sampler.stop()
         finally:
+            subprocess.run([mvault, "lock"], env=env, capture_output=True)  # stop the unlock agent
             server.terminate()
             server.wait(10)
 

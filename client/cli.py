@@ -143,21 +143,33 @@ def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
 
 @cli.command()
 @click.option("--minutes", default=SESSION_MINUTES, show_default=True, type=click.IntRange(1, 60))
+@click.option("--for", "duration", metavar="DURATION", help="instead of --minutes: e.g. 90s, 10m, 1h (at most 1h)")
 @json_flag
 @click.pass_obj
-def unlock(ctx: Ctx, minutes: int) -> None:
-    """Unlock for a few minutes: prints `export MVAULT_SESSION=...` for your shell."""
-    ctx.home.config()
-    ctx.home.unlock()
-    token, expires = ctx.home.start_session(minutes)
+def unlock(ctx: Ctx, minutes: int, duration: str | None) -> None:
+    """Unlock for a few minutes: an agent holds the key in memory; prints `export MVAULT_SESSION=...`
+    for your shell (not key material: useless once the agent is gone). Always asks the passphrase."""
+    seconds = _duration(duration) if duration is not None else minutes * 60
+    ctx.home.require()
+    ctx.home.unlock(agent_ok=False)
+    token, expires = ctx.home.start_session(seconds)
     emit(ctx, {"session": token, "expires": expires}, lambda: click.echo(f"export MVAULT_SESSION={token}"))
+
+
+def _duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    number, unit = (t[:-1], t[-1]) if t[-1:] in units else (t, "m")
+    if not number.isdigit() or not 0 < int(number) * units[unit] <= 3600:
+        raise VaultError(f"--for {text!r}: give a duration from 1s to 1h, e.g. 90s, 10m, 1h")
+    return int(number) * units[unit]
 
 
 @cli.command()
 @json_flag
 @click.pass_obj
 def lock(ctx: Ctx) -> None:
-    """End the unlock session now."""
+    """End the unlock session now: the agent forgets the key and exits."""
     ended = ctx.home.end_session()
     emit(ctx, {"locked": True, "ended_session": ended}, lambda: out.print("locked"))
 

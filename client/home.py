@@ -1,15 +1,24 @@
-"""The client's state directory (``MVAULT_HOME``, default ``~/.mvault``).
+"""The client's state directory (``MVAULT_HOME``, default ``~/.mvault``; mode 0700).
 
-    config.json    server URL, pinned certificate fingerprint, pinned org root, own ids
     keystore.bin   device and PUK secrets under the passphrase (vault.keystore)
-    pins.json      highest chain heads and document versions seen (rollback detection)
-    session.bin    optional unlock session (key wrapped under MVAULT_SESSION)
+    config.bin     sealed: server URL, pinned certificate fingerprint, pinned org root, own ids
+    pins.bin       sealed: highest chain heads and document versions seen (rollback detection),
+                   key fingerprints seen and verified in person, the last audit checkpoint
+    threads/       sealed thread caches (client.threads)
+    agent.sock     while unlocked: the unlock agent's socket (client.agent); no secret on disk
+
+"Sealed" is ``vault.localstate.seal_local`` under the key derived from the device's signing seed,
+which is inside the keystore: nothing in this directory is readable before the keystore is opened.
+An older version's plaintext ``config.json``/``pins.json`` are sealed and removed at the first unlock,
+and its ``session.bin`` (the keystore key wrapped on disk) is removed.
 
 Files are written atomically (temp + fsync + rename) with mode 0600.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import tempfile
@@ -20,12 +29,15 @@ from typing import Any
 
 import click
 
-from vault import keystore
+from client import agent
+from vault import keystore, localstate
 from vault.encoding import Fields
-from vault.errors import KeystoreError, VaultError
+from vault.errors import DecryptionFailed, KeystoreError, VaultError
 from vault.keys import DeviceKeys, PukKeys
 
 SESSION_MINUTES = 5
+CONFIG, PINS, LEGACY_CONFIG = "config.bin", "pins.bin", "config.json"
+PAD_MIN = 4096
 
 
 def default_home() -> Path:
@@ -97,37 +109,94 @@ class Home:
         self._key: bytes | None = None
         self._salt: bytes | None = None
         self._params: keystore.KdfParams | None = None
+        self._local: bytes | None = None  # key of the sealed local state (config, pins), once unlocked
 
     @property
     def exists(self) -> bool:
-        return (self.path / "config.json").exists()
+        return any((self.path / name).exists() for name in (CONFIG, LEGACY_CONFIG))
+
+    def require(self) -> None:
+        """Raise the "no identity here" error unless this home holds one (no unlocking)."""
+        if not self.exists:
+            raise VaultError(f"no Member Vault identity in {self.path}; run `mvault join INVITE --name NAME`")
+
+    # -- sealed local state (config.bin, pins.bin) ---------------------------------------------
+
+    def _local_key(self) -> bytes:
+        if self._local is None:
+            self.unlock()
+        assert self._local is not None
+        return self._local
+
+    def _read_state(self, name: str) -> Any:
+        """The JSON value sealed in ``<name>.bin``, or None if there is no such file."""
+        path = self.path / f"{name}.bin"
+        key = self._local_key()  # first: the first unlock may be what migrates the file
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data = localstate.open_local(key, name, blob)
+            if not isinstance(data, bytes):
+                raise DecryptionFailed()
+            return json.loads(data)
+        except (DecryptionFailed, ValueError) as e:
+            raise VaultError(f"{path} failed its integrity check (altered, damaged or not this device's); "
+                             "refusing to use it") from e
+
+    def _write_state(self, name: str, value: Any) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.path / f"{name}.bin", localstate.seal_local(self._local_key(), name, _padded(value)))
 
     def config(self) -> Config:
+        self.require()
+        raw = self._read_state("config")
+        if raw is None:
+            raise VaultError(f"no Member Vault identity in {self.path}; run `mvault join INVITE --name NAME`")
         try:
-            return Config(**json.loads((self.path / "config.json").read_text()))
-        except FileNotFoundError as e:
-            raise VaultError(f"no Member Vault identity in {self.path}; run `mvault join INVITE --name NAME`") from e
-        except (ValueError, TypeError) as e:
-            raise VaultError(f"{self.path / 'config.json'} is damaged") from e
+            return Config(**raw)
+        except TypeError as e:
+            raise VaultError(f"{self.path / CONFIG} is damaged") from e
 
     def save_config(self, cfg: Config) -> None:
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self.path / "config.json", json.dumps(asdict(cfg), indent=2).encode())
+        self._write_state("config", asdict(cfg))
+        if not (self.path / PINS).exists():
+            self._write_state("pins", _pins_value(Pins()))  # from now on a missing pins file is an attack
 
     def pins(self) -> Pins:
-        try:
-            raw = json.loads((self.path / "pins.json").read_text())
-            return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}),
-                        raw.get("log", {}))
-        except FileNotFoundError:
-            return Pins()
-        except ValueError as e:
-            raise VaultError(f"{self.path / 'pins.json'} is damaged") from e
+        raw = self._read_state("pins")
+        if raw is None:
+            raise VaultError(f"{self.path / PINS} is missing: without it this device cannot tell a server that "
+                             "rolls back from an honest one; restore it from a backup or link this device again")
+        if not isinstance(raw, dict):
+            raise VaultError(f"{self.path / PINS} is damaged")
+        return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}),
+                    raw.get("log", {}))
 
     def save_pins(self, pins: Pins) -> None:
-        # Pins hold only plain dicts and lists: no dataclasses.asdict (a deep copy of every entry).
-        atomic_write(self.path / "pins.json", json.dumps({f.name: getattr(pins, f.name) for f in fields(pins)},
-                                                         indent=1).encode())
+        self._write_state("pins", _pins_value(pins))
+
+    def _migrate(self) -> None:
+        """Seal what an older version left in plaintext (config.json, pins.json), then remove it."""
+        migrated = False
+        for name in ("config", "pins"):
+            path = self.path / f"{name}.json"
+            try:
+                text = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if not (self.path / f"{name}.bin").exists():  # else a migration was cut short: the sealed copy is it
+                try:
+                    value = json.loads(text)
+                except ValueError as e:
+                    raise VaultError(f"{path} is damaged") from e
+                self._write_state(name, value)
+            _shred(path)
+            migrated = True
+        if migrated and (self.path / CONFIG).exists() and not (self.path / PINS).exists():
+            self._write_state("pins", _pins_value(Pins()))  # a home that never saved pins
+        _shred(self.path / "session.bin")  # the old unlock session wrapped the keystore key on disk
 
     # -- keystore -----------------------------------------------------------------------------
 
@@ -140,36 +209,56 @@ class Home:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(self.path / "keystore.bin", keystore.seal_keystore(secrets.to_value(), key, salt, params))
         self._key, self._salt, self._params = key, salt, params
+        self._local = localstate.local_key(secrets.device)
 
     def keystore_params(self) -> keystore.KdfParams:
         header, _ = keystore.parse_keystore((self.path / "keystore.bin").read_bytes())
         return header.params
 
-    def unlock(self) -> Secrets:
-        """Open the keystore: unlock session, passphrase file, or an interactive prompt."""
+    def unlock(self, agent_ok: bool = True) -> Secrets:
+        """Open the keystore: the key this object already derived, the unlock agent (with the session
+        secret in ``MVAULT_SESSION``), a passphrase file, or an interactive prompt. The first unlock of a
+        home an older version wrote seals its plaintext state."""
         try:
             blob = (self.path / "keystore.bin").read_bytes()
         except FileNotFoundError as e:
             raise KeystoreError(f"no keystore in {self.path}; run `mvault join` first") from e
         header, _ = keystore.parse_keystore(blob)
         self._salt, self._params = header.salt, header.params
-        session = os.environ.get("MVAULT_SESSION")
-        session_file = self.path / "session.bin"
-        if session and session_file.exists():
-            try:
-                key = keystore.open_session(session_file.read_bytes(), _session_secret(session), int(time.time()))
-                value = keystore.open_with_key(blob, key)
-                self._key = key
-                return Secrets.from_value(value)
-            except KeystoreError:
-                session_file.unlink(missing_ok=True)
-        value, key, _ = keystore.open_keystore(blob, read_passphrase())
-        self._key = key
-        return Secrets.from_value(value)
+        value = None
+        if self._key is not None:
+            value = keystore.open_with_key(blob, self._key)
+        elif agent_ok:
+            key = self._key_from_agent()
+            if key is not None:
+                try:
+                    value = keystore.open_with_key(blob, key)
+                    self._key = key
+                except KeystoreError:
+                    value = None  # a session for a keystore since replaced: ask for the passphrase
+        if value is None:
+            value, self._key, _ = keystore.open_keystore(blob, read_passphrase())
+        secrets = Secrets.from_value(value)
+        self._local = localstate.local_key(secrets.device)
+        self._migrate()
+        return secrets
+
+    def _key_from_agent(self) -> bytes | None:
+        token = os.environ.get("MVAULT_SESSION")
+        if not token:
+            return None
+        sealed = agent.fetch(self.path)
+        if sealed is None:
+            return None  # no agent (never started, expired, locked, killed): the passphrase it is
+        try:
+            return keystore.open_session(sealed, _session_secret(token), int(time.time()))
+        except KeystoreError:
+            return None
 
     def forget(self) -> None:
         """Undo a failed join, device link or recovery: remove every file it wrote."""
-        for name in ("config.json", "keystore.bin", "pins.json", "session.bin"):
+        agent.stop(self.path)
+        for name in (CONFIG, "keystore.bin", PINS, LEGACY_CONFIG, "pins.json", "session.bin"):
             (self.path / name).unlink(missing_ok=True)
 
     def save_secrets(self, secrets: Secrets) -> None:
@@ -177,25 +266,56 @@ class Home:
         atomic_write(self.path / "keystore.bin",
                      keystore.seal_keystore(secrets.to_value(), self._key, self._salt, self._params))
 
-    def start_session(self, minutes: int) -> tuple[str, int]:
+    def start_session(self, seconds: int) -> tuple[str, int]:
+        """Hand the unlocked key, wrapped under a fresh session secret, to an unlock agent for ``seconds``;
+        returns (the secret for ``MVAULT_SESSION``, the expiry). Nothing is written to disk."""
         assert self._key is not None
-        import base64
-
         secret = keystore.new_session_secret()
-        expires = int(time.time()) + minutes * 60
-        atomic_write(self.path / "session.bin", keystore.seal_session(self._key, secret, expires))
+        expires = int(time.time()) + seconds
+        try:
+            agent.start(self.path, keystore.seal_session(self._key, secret, expires), seconds)
+        except agent.AgentError as e:
+            raise KeystoreError(str(e)) from e
         return base64.urlsafe_b64encode(secret).decode().rstrip("="), expires
 
     def end_session(self) -> bool:
-        f = self.path / "session.bin"
-        existed = f.exists()
-        f.unlink(missing_ok=True)
-        return existed
+        """Stop the unlock agent (and remove a session file an older version left); True if one was there."""
+        ended = agent.stop(self.path)
+        legacy = self.path / "session.bin"
+        if legacy.exists():
+            _shred(legacy)
+            ended = True
+        return ended
+
+
+def _pins_value(pins: Pins) -> dict[str, Any]:
+    # Pins hold only plain dicts and lists: no dataclasses.asdict (a deep copy of every entry).
+    return {f.name: getattr(pins, f.name) for f in fields(pins)}
+
+
+def _padded(value: Any) -> bytes:
+    """JSON, padded with spaces to a power of two (at least 4 KiB): the file's size says little about
+    how many chains, documents and members it pins."""
+    data = json.dumps(value, separators=(",", ":")).encode()
+    size = max(PAD_MIN, 1 << (len(data) - 1).bit_length())
+    return data + b" " * (size - len(data))
+
+
+def _shred(path: Path) -> None:
+    """Overwrite, then remove (best effort: journaling and flash storage may keep old blocks)."""
+    try:
+        with path.open("r+b") as f:
+            f.write(bytes(path.stat().st_size))
+            f.flush()
+            os.fsync(f.fileno())
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    path.unlink(missing_ok=True)
 
 
 def _session_secret(value: str) -> bytes:
-    import base64
-    import binascii
 
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))

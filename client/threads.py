@@ -43,7 +43,7 @@ from vault.errors import (
     TransportError,
     VaultError,
 )
-from vault.localstate import local_key, open_local, seal_local
+from vault.localstate import file_name, local_key, open_local, seal_local
 from vault.messages import (
     Attachment,
     Body,
@@ -135,9 +135,14 @@ class ThreadCache:
     another's back."""
 
     def __init__(self, s: Session, team_id: str) -> None:
-        self.path = s.home.path / "threads" / f"{team_id}.bin"
         self.name = f"threads/{team_id}"
         self._key = local_key(s.device)
+        # The file is named by a keyed hash of the team id: the listing does not say which teams we are in.
+        self.path = s.home.path / "threads" / f"{file_name(self._key, self.name)}.bin"
+        legacy = s.home.path / "threads" / f"{team_id}.bin"
+        if legacy.exists() and not self.path.exists():  # written by an older version
+            legacy.replace(self.path)
+        legacy.with_suffix(".lock").unlink(missing_ok=True)
         self.threads: dict[str, CachedThread] = self._load()
         t = now()
         for ct in self.threads.values():

@@ -150,6 +150,8 @@ class Member:
         return env
 
     def run(self, *args: str, input: str | None = None, cwd: Path | None = None) -> Result:
+        if "unlock" in args:
+            UNLOCKED.add(self.home)  # its agent is stopped after the test (stop_unlock_agents)
         p = subprocess.run([MVAULT, *args], env=self.env(), capture_output=True, text=True, input=input,
                            cwd=cwd or self.home.parent, timeout=600)
         return Result(p.returncode, p.stdout, p.stderr)
@@ -172,6 +174,19 @@ class Member:
 
     def json(self, *args: str) -> Any:
         return self.ok(*args, "--json").json()
+
+
+UNLOCKED: set[Path] = set()
+
+
+@pytest.fixture(autouse=True)
+def stop_unlock_agents() -> Iterator[None]:
+    """``mvault unlock`` leaves an agent process running (by design): stop every one a test started."""
+    yield
+    from client import agent
+
+    while UNLOCKED:
+        agent.stop(UNLOCKED.pop())
 
 
 @pytest.fixture

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from client import agent
 from client.home import Home
 from tests.conftest import PASSPHRASE, Member, ServerThread
 from tests.test_api import Http, b64, device_body, member_json, refuse_bad_json, refused
@@ -76,7 +79,7 @@ def p(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     db.close()
     yield pair
     pair.server.offset = offset
-    (pair.alice.home / "session.bin").unlink(missing_ok=True)
+    agent.stop(pair.alice.home)
 
 
 def identity(member: Member) -> Identity:
@@ -343,16 +346,17 @@ def test_wrong_passphrase_file_fails_with_one_line(p: Pair) -> None:
 
 
 def test_unlock_session_replaces_the_passphrase_until_lock(p: Pair) -> None:
-    session_file = p.alice.home / "session.bin"
     unlocked = p.alice.json("unlock", "--minutes", "5")
-    assert session_file.exists() and unlocked["expires"] > p.server.clock()
+    assert unlocked["expires"] > p.server.clock()
+    # The agent outlived `mvault unlock`; nothing holding the key was written to disk.
+    assert agent.status(p.alice.home) is not None
+    assert not (p.alice.home / "session.bin").exists()
     secret = unlocked["session"]
-    assert secret not in session_file.read_bytes().decode("latin-1")
     wrong = with_passphrase(p, p.alice, "not the passphrase at all", MVAULT_SESSION=secret)
     assert wrong.json("whoami")["name"] == "alice"
     assert wrong.json("team", "ls") == []
     assert p.alice.json("lock") == {"locked": True, "ended_session": True}
-    assert not session_file.exists()
+    assert agent.status(p.alice.home) is None and not (p.alice.home / "agent.sock").exists()
     wrong.fails("whoami", contains="passphrase")
     assert p.alice.json("lock") == {"locked": True, "ended_session": False}
 
@@ -365,30 +369,33 @@ def test_unlock_session_needs_its_own_secret(p: Pair) -> None:
         wrong.fails("whoami", contains="passphrase")
 
 
-def test_tampered_session_is_refused_and_falls_back_to_the_passphrase(p: Pair) -> None:
-    session_file = p.alice.home / "session.bin"
-
-    def flip(at: int) -> Any:
-        def tamper(data: bytes) -> bytes:
-            return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
-        return tamper
-
-    tampers = {
-        "magic": flip(0),
-        "header length": flip(9),
-        "header": flip(14),
-        "wrapped key": flip(-3),
-        "truncated": lambda data: data[:-20],
-    }
-    for label, tamper in tampers.items():
-        secret = p.alice.json("unlock")["session"]
-        session_file.write_bytes(tamper(session_file.read_bytes()))
-        # With the right passphrase file the command still works, through the passphrase.
-        fallback = with_passphrase(p, p.alice, PASSPHRASE, MVAULT_SESSION=secret)
-        assert fallback.json("whoami")["name"] == "alice", label
-        assert not session_file.exists(), f"tampered session ({label}) was kept"
-    # With a wrong passphrase file it fails: the tampered session opened nothing.
+def test_killed_agent_leaves_a_stale_socket_and_the_passphrase_takes_over(p: Pair) -> None:
     secret = p.alice.json("unlock")["session"]
-    session_file.write_bytes(tampers["wrapped key"](session_file.read_bytes()))
-    wrong = with_passphrase(p, p.alice, "not the passphrase at all", MVAULT_SESSION=secret)
-    wrong.fails("whoami", contains="passphrase")
+    st = agent.status(p.alice.home)
+    assert st is not None
+    os.kill(st.pid, signal.SIGKILL)
+    wait_until(lambda: agent.status(p.alice.home) is None)
+    assert (p.alice.home / "agent.sock").exists()  # SIGKILL: nobody removed it
+    # The stale socket is no agent: the right passphrase file still works, a wrong one fails in one line.
+    assert with_passphrase(p, p.alice, PASSPHRASE, MVAULT_SESSION=secret).json("whoami")["name"] == "alice"
+    with_passphrase(p, p.alice, "not the passphrase at all", MVAULT_SESSION=secret).fails("whoami",
+                                                                                         contains="passphrase")
+    # A new unlock replaces the stale socket; the old secret opens nothing with the new agent.
+    fresh = p.alice.json("unlock")["session"]
+    assert with_passphrase(p, p.alice, "not the passphrase at all", MVAULT_SESSION=fresh).json("whoami")
+    with_passphrase(p, p.alice, "not the passphrase at all", MVAULT_SESSION=secret).fails("whoami",
+                                                                                         contains="passphrase")
+
+
+def test_unlock_asks_the_passphrase_even_while_unlocked(p: Pair) -> None:
+    # A session cannot extend itself: only the passphrase starts (or renews) an agent.
+    secret = p.alice.json("unlock")["session"]
+    with_passphrase(p, p.alice, "not the passphrase at all", MVAULT_SESSION=secret).fails("unlock",
+                                                                                         contains="passphrase")
+
+
+def wait_until(cond: Callable[[], bool], seconds: float = 30) -> None:
+    end = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.05)

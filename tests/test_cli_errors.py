@@ -108,7 +108,7 @@ def test_short_passphrase_refused(server: ServerThread, tmp_path: Path) -> None:
     assert server.invite is not None
     m = Member(tmp_path / "home-x", "x", short)
     m.fails("join", server.invite, "--name", "x", contains="too short")
-    assert not (tmp_path / "home-x" / "config.json").exists()
+    assert not (tmp_path / "home-x" / "config.json").exists() and not (tmp_path / "home-x" / "config.bin").exists()
 
 
 def test_server_with_another_certificate_is_refused(org: Org, tmp_path: Path) -> None:

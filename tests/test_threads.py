@@ -32,25 +32,27 @@ from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDe
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
 
-SECRETS: dict[Path, Any] = {}
+SECRETS: dict[Path, tuple[Home, Any]] = {}
 
 
 @asynccontextmanager
 async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
-    """An in-process session of a CLI member (its keystore unlocked once per test run)."""
-    home = Home(m.home)
+    """An in-process session of a CLI member (its keystore unlocked once per test run; the unlocked
+    ``Home`` is kept too: it opens the sealed config and pins)."""
     if m.home not in SECRETS:
+        home = Home(m.home)
         old = os.environ.get("MVAULT_PASSPHRASE_FILE")
         os.environ["MVAULT_PASSPHRASE_FILE"] = str(m.passphrase_file)
         try:
-            SECRETS[m.home] = home.unlock()
+            SECRETS[m.home] = home, home.unlock()
         finally:
             if old is None:
                 os.environ.pop("MVAULT_PASSPHRASE_FILE", None)
             else:
                 os.environ["MVAULT_PASSPHRASE_FILE"] = old
+    home, secrets = SECRETS[m.home]
     async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-        yield await Session.open(home, SECRETS[m.home], api)
+        yield await Session.open(home, secrets, api)
 
 
 def rows(server: ServerThread, sql: str = "SELECT COUNT(*) FROM messages") -> Any:
@@ -421,8 +423,10 @@ def test_passphrase_is_needed_for_the_cache(org: Org) -> None:
     org.alice.ok("thread", "create", "drafting", "c")
     org.alice.ok("thread", "post", "drafting", "c", "cached")
     org.bob.ok("thread", "read", "drafting", "c")
+    org.alice.ok("thread", "read", "drafting", "c")
     [cache] = list((org.bob.home / "threads").glob("*.bin"))
-    alice_cache = org.alice.home / "threads" / cache.name
+    [alice_cache] = list((org.alice.home / "threads").glob("*.bin"))
+    assert cache.name != alice_cache.name  # named by a keyed hash of the team id: each device its own
     alice_cache.write_bytes(cache.read_bytes())  # bob's cache copied over alice's
     org.alice.fails("thread", "read", "drafting", "c", contains="cache")
     assert PASSPHRASE  # (the keystore passphrase is the only way to the cache key)

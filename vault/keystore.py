@@ -11,7 +11,8 @@ below the enforced minimum are refused *before* any derivation (a downgraded fil
 make us spend less work).
 
 An unlock session (``mvault unlock``) wraps the derived key under a random session secret
-held only in the user's environment, with an authenticated expiry; see ``seal_session``.
+held only in the user's environment, with an authenticated expiry; see ``seal_session``. The
+wrapped key lives only in the unlock agent's memory (``client/agent.py``), never on disk.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 
 A cache file is ``MAGIC || nonce || AEAD(kdf(device sign seed, KDF_LOCAL), nonce,
 AD_LOCAL || 0x00 || name, encode(value))``: readable only with the unlocked keystore,
-and bound to its name so two cache files cannot be swapped.
+and bound to its name so two cache files cannot be swapped. The same recipe seals the client's
+config and pins (names ``config`` and ``pins``).
+
+A file whose name would say something (a team id) is stored under ``file_name(key, name)``:
+a keyed hash of the name, so the directory listing does not tell which teams this member is in.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ MAGIC = b"MVLOC1\n"
 
 def local_key(device: DeviceKeys) -> bytes:
     return p.kdf(device.sign_seed, labels.KDF_LOCAL)
+
+
+def file_name(key: bytes, name: str) -> str:
+    """The on-disk name for the local file called ``name``: 32 hex digits, meaningless without the key."""
+    return p.kdf(key, labels.KDF_LOCAL_NAME + b"\x00" + name.encode("utf-8"), 16).hex()
 
 
 def seal_local(key: bytes, name: str, value: Value) -> bytes:

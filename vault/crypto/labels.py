@@ -81,3 +81,4 @@ H_THREAD_REF = b"mvault/v1/thread/ref"
 # Local state at rest (client caches: thread messages, unread counts).
 KDF_LOCAL = b"mvault/v1/local/cache-key"
 AD_LOCAL = b"mvault/v1/local/cache"
+KDF_LOCAL_NAME = b"mvault/v1/local/file-name"
