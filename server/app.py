@@ -27,6 +27,7 @@ from aiohttp import web
 from security.policy import POLICY
 from server.audit import note
 from server.directory import Directory
+from server.guard import FailureThrottle, Refusals, SourceLimiter, Throttled
 from server.openapi import OPENAPI
 from server.storage import Session, SQLiteStorage, StoredLink, StoredVersion
 from vault import __version__
@@ -45,6 +46,7 @@ from vault.errors import (
     Truncated,
     VaultError,
 )
+from vault.keys import DeviceKeys
 from vault.links import Link, parse_link
 from vault.teamkeys import box_hash
 
@@ -61,6 +63,11 @@ class Config:
     nonce_ttl: float = 60.0
     clock_skew: float = 600.0
     purge_interval: float = 30.0  # seconds between background purges of expired thread messages
+    # Requests without a session (PUBLIC routes), per source address: a token bucket of rate_burst
+    # refilled at rate_per_second; at most rate_sources addresses are remembered (the oldest go first).
+    rate_per_second: float = 20.0
+    rate_burst: int = 200
+    rate_sources: int = 10_000
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -71,9 +78,14 @@ LOCK = web.AppKey("lock", asyncio.Lock)
 LAST_PURGE = web.AppKey("last_purge", list)  # [time of the last purge of expired login rows]
 PURGE_EVERY = 60.0
 SESSION_KEY = web.RequestKey("session", Session)
+LIMITER = web.AppKey("limiter", SourceLimiter)
+FAILURES = web.AppKey("failures", FailureThrottle)
+REFUSALS = web.AppKey("refusals", Refusals)
+NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
 # Routes (by their canonical pattern, never the raw path) that need no session.
+CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
-          "/api/v1/auth/challenge", "/api/v1/auth/login", "/api/v1/device-links/{slot}/offer"}
+          CHALLENGE, LOGIN, "/api/v1/device-links/{slot}/offer"}
 MAX_JSON = 4 * 1024 * 1024
 JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
 
@@ -99,6 +111,10 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except Throttled as e:
+        response = error_response(e.status, e.code, e.message)
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except VaultError as e:
         return error_response(e.status, e.code, e.message)
     except web.HTTPException as e:
@@ -114,6 +130,31 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")
+
+
+def source_of(request: web.Request) -> str:
+    """The peer's address. No proxy is trusted: a forwarded-for header would let anyone pick its own."""
+    return request.remote or "?"
+
+
+@web.middleware
+async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Requests without a session spend a token of their source address (429 ``throttled`` when out);
+    a source that failed too many logins may not ask for challenges or log in for a while."""
+    route = request.match_info.route.resource
+    canonical = route.canonical if route is not None else request.path
+    if canonical not in PUBLIC:
+        return await handler(request)
+    app, source = request.app, source_of(request)
+    now = app[CONFIG].clock()
+    wait = app[LIMITER].take(source, now)
+    if wait > 0:
+        raise Throttled("too many requests from your address; wait and try again", wait)
+    if canonical in (CHALLENGE, LOGIN):
+        wait = app[FAILURES].blocked(source, now)
+        if wait > 0:
+            raise Throttled("too many failed logins from your address; wait and try again", wait)
+    return await handler(request)
 
 
 @web.middleware
@@ -290,17 +331,10 @@ async def join(request: web.Request) -> web.Response:
 
 
 async def challenge(request: web.Request) -> web.Response:
+    """A nonce for any (member, device), known or not, active or not: the answer and the work are the
+    same for all, so the ids alone tell nothing. A nonce for a device that cannot log in never succeeds."""
     f = await read_json(request, {"member", "device"})
     member_id, device_id = f.str_("member", 64), f.str_("device", 64)
-    note(request, "auth.challenge", actor=member_id, device=device_id, failure_only=True)
-    member = request.app[DIRECTORY].members.get(member_id)
-    if member is None or device_id not in member.devices or member.devices[device_id].revoked is not None:
-        raise AuthError("unknown member or device")
-    if _removed(request.app[DIRECTORY], member_id):
-        raise AuthError("this member was removed from the organization")
-    from server.audit_api import check_lockout  # noqa: PLC0415 (audit_api imports this module)
-
-    await check_lockout(request.app, device_id)
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
     await _purge_now_and_then(request.app, now_of(request))
@@ -316,7 +350,15 @@ async def _purge_now_and_then(app: web.Application, now: float) -> None:
         await app[STORAGE].purge_expired(now)
 
 
+LOGIN_REFUSED = "login refused: the signature does not verify for this member and device"
+# Checked instead of a device key the server does not have, so that every refused login does the same work.
+_NO_KEY = DeviceKeys.generate().sign_public
+
+
 async def login(request: web.Request) -> web.Response:
+    """Until the signature verifies the caller is nobody: its failures are counted against its address
+    (never against the device it names) and answered without telling what the server knows of the ids.
+    Once it verifies, the caller holds the device key and may learn why it still cannot log in."""
     f = await read_json(request, {"statement", "sig"})
     statement = AuthStatement.parse(unb64(f.raw.get("statement"), "statement", 4096))
     sig = unb64(f.raw.get("sig"), "sig", 128)
@@ -326,10 +368,11 @@ async def login(request: web.Request) -> web.Response:
     if taken is None:
         raise AuthError("login challenge unknown or already used; ask for a new one")
     member_id, device_id, expires = taken
-    note(request, "auth.login", actor=member_id, device=device_id)
-    from server.audit_api import check_lockout  # noqa: PLC0415 (audit_api imports this module)
-
-    await check_lockout(app, device_id)  # a challenge taken before the lock does not get around it
+    directory = app[DIRECTORY]
+    member = directory.members.get(member_id)
+    device = member.devices.get(device_id) if member is not None else None
+    if device is not None:
+        request[NAMED_DEVICE] = device_id  # counted in the refusal summary if this login fails
     if expires <= now:
         raise AuthError("login challenge expired; ask for a new one")
     if (statement.member, statement.device) != (member_id, device_id):
@@ -339,11 +382,20 @@ async def login(request: web.Request) -> web.Response:
         raise AuthError(f"login statement is for another server ({statement.origin})")
     if abs(statement.time - now) > app[CONFIG].clock_skew:
         raise AuthError(f"your clock is off: server time is {int(now)}")
-    member = app[DIRECTORY].member(member_id)
     try:
-        verify_login(member.device(device_id).sign_public, statement, sig)
-    except VaultError as e:
-        raise AuthError("login signature does not verify") from e
+        verify_login(device.sign_public if device is not None else _NO_KEY, statement, sig)
+        verified = device is not None
+    except VaultError:
+        verified = False
+    if not verified:
+        raise AuthError(LOGIN_REFUSED)
+    # The caller holds this device's key: from here it is accountable, and told why it is refused.
+    note(request, "auth.login", actor=member_id, device=device_id)
+    assert device is not None
+    if device.revoked is not None:
+        raise AuthError("this device is no longer active")
+    if _removed(directory, member_id):
+        raise AuthError("this member was removed from the organization")
     token = new_token()
     session_expires = now + app[CONFIG].session_ttl
     await app[STORAGE].add_session(token_hash(token), member_id, device_id, session_expires)
@@ -807,13 +859,16 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
     from server import threads  # noqa: PLC0415 (threads imports this module)
     from server.audit_api import audit_middleware, register  # noqa: PLC0415 (audit_api imports this module)
 
-    app = web.Application(middlewares=[errors_middleware, audit_middleware, auth_middleware],
+    app = web.Application(middlewares=[errors_middleware, audit_middleware, limit_middleware, auth_middleware],
                           client_max_size=MAX_JSON)
     app[STORAGE] = storage
     app[DIRECTORY] = directory
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()
     app[LAST_PURGE] = [0.0]
+    app[LIMITER] = SourceLimiter(config.rate_per_second, config.rate_burst, config.rate_sources)
+    app[FAILURES] = FailureThrottle(config.rate_sources)
+    app[REFUSALS] = Refusals()
     r = app.router
     r.add_get("/api/health", health)
     r.add_get("/api/openapi.json", openapi)
