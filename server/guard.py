@@ -52,6 +52,9 @@ class SourceLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def clear(self) -> None:
+        self._buckets.clear()
+
     def take(self, source: str, now: float) -> float:
         """Spend one token of ``source``: 0 if it had one, else the seconds until it will."""
         b = self._buckets.get(source)

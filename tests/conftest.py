@@ -43,8 +43,9 @@ def free_port() -> int:
 class ServerThread:
     """The real server in a thread with its own event loop and a movable clock."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, **config: Any) -> None:
         self.data_dir = data_dir
+        self.config = config  # Config fields other than data_dir and clock
         self.port = port or free_port()
         self.offset = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,7 +89,7 @@ class ServerThread:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        app = await open_app(Config(data_dir=self.data_dir, clock=self.clock))
+        app = await open_app(Config(data_dir=self.data_dir, clock=self.clock, **self.config))
         self.app = app
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -104,10 +105,21 @@ class ServerThread:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(20)
 
+    def forget_sources(self) -> None:
+        """Forget every source address's request budget and failed logins (the server's loop does it)."""
+        from server.app import FAILURES, LIMITER
+
+        async def forget() -> None:
+            self.app[FAILURES].clear()
+            self.app[LIMITER].clear()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(forget(), self._loop).result(10)
+
     def restart(self) -> ServerThread:
         """Stop and start again on the same data and port (reloads state from storage)."""
         self.stop()
-        fresh = ServerThread(self.data_dir, self.port)
+        fresh = ServerThread(self.data_dir, self.port, **self.config)
         fresh.offset = self.offset
         return fresh.start()
 
