@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
