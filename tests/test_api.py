@@ -1161,11 +1161,16 @@ async def test_member_links_add_and_revoke_a_device(w: World) -> None:
         status, res = await h.call("POST", path, token=token, js=member_json(good_revoke, revoke_boxes))
         assert status == 201 and res == {"seq": 3}, res
 
-        # The revoked device is out: its session, a new challenge, and a re-add are refused.
+        # The revoked device is out: its session, a login (a challenge answers as for any ids), and a re-add
+        # are refused.
         await refused(h, "GET", "/api/v1/directory", 401, token=phone_token, contains="no longer active",
                       what="the revoked device's session")
-        await refused(h, "POST", "/api/v1/auth/challenge", 401, js={"member": mid, "device": phone.device_id},
-                      what="a challenge for the revoked device")
+        status, ch = await h.call("POST", "/api/v1/auth/challenge", js={"member": mid, "device": phone.device_id})
+        assert status == 200, ch
+        statement, sig = sign_login(phone, origin=h.server.url, nonce=base64.b64decode(ch["nonce"]), member=mid,
+                                    time=int(h.server.clock()))
+        await refused(h, "POST", "/api/v1/auth/login", 401, js={"statement": b64(statement), "sig": b64(sig)},
+                      contains="no longer active", what="a login of the revoked device")
         readd = add(seq=4, prev=good_revoke.hash, when=t)
         await refused(h, "POST", path, 400, token=token, js=member_json(*readd), contains="cannot come back",
                       what="the revoked device added again")
