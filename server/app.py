@@ -46,7 +46,7 @@ from vault.errors import (
     Truncated,
     VaultError,
 )
-from vault.keys import DeviceKeys
+from vault.keys import DeviceKeys, device_id_for
 from vault.links import Link, parse_link
 from vault.teamkeys import box_hash
 
@@ -82,6 +82,7 @@ LIMITER = web.AppKey("limiter", SourceLimiter)
 FAILURES = web.AppKey("failures", FailureThrottle)
 REFUSALS = web.AppKey("refusals", Refusals)
 NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
+KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
 # Routes (by their canonical pattern, never the raw path) that need no session.
 CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
@@ -359,9 +360,12 @@ async def login(request: web.Request) -> web.Response:
     """Until the signature verifies the caller is nobody: its failures are counted against its address
     (never against the device it names) and answered without telling what the server knows of the ids.
     Once it verifies, the caller holds the device key and may learn why it still cannot log in."""
-    f = await read_json(request, {"statement", "sig"})
+    f = await read_json(request, {"statement", "sig", "key"})
     statement = AuthStatement.parse(unb64(f.raw.get("statement"), "statement", 4096))
     sig = unb64(f.raw.get("sig"), "sig", 128)
+    # Optional: the signing key itself. A device that is not (yet) in its member's chain shows it, so
+    # that its own failed login is no guess (a new device waiting to be added polls this way).
+    own = unb64(f.raw.get("key"), "key", 64) if "key" in f.raw else None
     app = request.app
     now = now_of(request)
     taken = await app[STORAGE].take_nonce(nonce_hash(statement.nonce))
@@ -382,11 +386,16 @@ async def login(request: web.Request) -> web.Response:
         raise AuthError(f"login statement is for another server ({statement.origin})")
     if abs(statement.time - now) > app[CONFIG].clock_skew:
         raise AuthError(f"your clock is off: server time is {int(now)}")
+    holder = device is None and own is not None and len(own) == 32 and device_id_for(own) == device_id
     try:
-        verify_login(device.sign_public if device is not None else _NO_KEY, statement, sig)
+        verify_login(device.sign_public if device is not None else own if holder and own else _NO_KEY,
+                     statement, sig)
         verified = device is not None
     except VaultError:
-        verified = False
+        verified = holder = False
+    if holder:  # the caller holds the key of a device id that names no device of that member
+        request[KEY_HOLDER] = True
+        raise AuthError("this device is not an active device of that member (not added yet?)")
     if not verified:
         raise AuthError(LOGIN_REFUSED)
     # The caller holds this device's key: from here it is accountable, and told why it is refused.

@@ -40,6 +40,7 @@ from server.app import (
     CONFIG,
     DIRECTORY,
     FAILURES,
+    KEY_HOLDER,
     LOGIN,
     NAMED_DEVICE,
     REFUSALS,
@@ -206,7 +207,7 @@ async def _count_refusal(request: web.Request, status: int, code: str) -> None:
     route = _route(request)
     closed = app[REFUSALS].add(now, route, code, source, request.get(NAMED_DEVICE) if route == LOGIN else None,
                                status == Throttled.status)
-    if route == LOGIN and status == 401:
+    if route == LOGIN and status == 401 and not request.get(KEY_HOLDER):  # a key holder guessed nothing
         rule = protocols_of(app).rule("failed-logins")
         if rule.enabled and app[FAILURES].failure(source, now, rule.int_("max_failures"),
                                                   rule.int_("window_minutes") * 60.0,

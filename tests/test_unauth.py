@@ -284,3 +284,29 @@ async def test_refused_team_creations_are_audited_one_by_one(org: Org, make_memb
     r = carol.run("audit", "report", "--json")
     rule = next(x for x in r.json()["rules"] if x["rule"] == "bulk-access")
     assert any(f["subject"] == alice and "refused access 15 times" in f["message"] for f in rule["findings"]), rule
+
+
+async def test_a_new_device_may_poll_until_it_is_added(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device not (yet) in its member's chain logs in showing its key: told so, never throttled; the
+    same key shown for another device id helps nobody (a generic refusal, counted)."""
+    server = org.server
+    bob, bob_device = ids_of(org.bob, monkeypatch)
+    fresh = DeviceKeys.generate()
+
+    async def attempt(h: Http, device: str, key: DeviceKeys) -> tuple[int, dict[str, Any]]:
+        status, ch = await h.call("POST", CHALLENGE, js={"member": bob, "device": device})
+        assert status == 200, ch
+        raw = encode({"origin": server.url, "nonce": base64.b64decode(ch["nonce"]), "member": bob, "device": device,
+                      "time": int(server.clock())})
+        return await h.call("POST", LOGIN, js={"statement": b64(raw), "sig": b64(key.sign(labels.SIG_AUTH, raw)),
+                                               "key": b64(key.sign_public)})
+
+    async with Http(server, source=ATTACKER) as h:
+        for _ in range(20):
+            status, res = await attempt(h, fresh.device_id, fresh)
+            assert (status, res["error"]) == (401, "unauthorized") and "not an active device" in res["message"]
+        for _ in range(6):  # bob's device id with the fresh key: a guess like any other
+            status, res = await attempt(h, bob_device.device_id, fresh)
+            assert res["message"] == "login refused: the signature does not verify for this member and device"
+        status, res = await h.call("POST", CHALLENGE, js={"member": bob, "device": fresh.device_id})
+        assert (status, res["error"]) == (429, "throttled")
