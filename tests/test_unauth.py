@@ -310,3 +310,19 @@ async def test_a_new_device_may_poll_until_it_is_added(org: Org, monkeypatch: py
             assert res["message"] == "login refused: the signature does not verify for this member and device"
         status, res = await h.call("POST", CHALLENGE, js={"member": bob, "device": fresh.device_id})
         assert (status, res["error"]) == (429, "throttled")
+
+
+def test_the_open_minute_is_written_at_shutdown(server: ServerThread) -> None:
+    async def refused() -> None:
+        async with Http(server, source=ATTACKER) as h:
+            for _ in range(3):
+                status, _ = await h.call("POST", LOGIN, js={"statement": b64(b"x"), "sig": b64(bytes(64))})
+                assert status == 400
+
+    asyncio.run(refused())
+    before = leaves(server)
+    fresh = server.restart()
+    try:
+        assert leaves(fresh)[0] == before[0] + 1  # the summary of the three refusals
+    finally:
+        fresh.stop()
