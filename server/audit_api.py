@@ -2,9 +2,9 @@
 
 Handlers describe what they do with ``server.audit.note``; the middleware seals one
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
-with the error code) and waits until it is durable before the answer leaves. A refusal
-refused to someone with a session (or a session token that names a member) that no handler
-described becomes a ``request.denied`` event, whatever the status. Refusals of requests by
+with the error code) and waits until it is durable before the answer leaves. A request of
+someone with a session (or a session token that still names a member) refused with any 4xx
+that no handler described becomes a ``request.denied`` event. Refusals of requests by
 nobody in particular (no session: a failed login, a bad join, an unknown token) are not one
 event each: they are counted per minute into one ``request.summary`` event (``server/guard.py``),
 written when the minute closes (checked every few seconds, and at shutdown), so that anyone
@@ -234,7 +234,8 @@ FLUSH_EVERY = 5.0  # seconds between checks for a closed minute of refusals
 async def _flush_loop(app: web.Application) -> None:
     while True:
         await asyncio.sleep(FLUSH_EVERY)
-        if app[STATE].broken:
+        state = app.get(STATE)
+        if state is None or state.broken:
             continue
         with contextlib.suppress(ServiceUnavailable):  # logged by _guarded; the server now refuses everything
             await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
@@ -246,7 +247,8 @@ async def _refusal_flusher(app: web.Application) -> Any:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    if not app[STATE].broken and AUDIT in app:
+    state = app.get(STATE)
+    if state is not None and not state.broken and AUDIT in app:
         try:
             await flush_refusals(app, math.inf)
         except Exception:
