@@ -52,11 +52,11 @@ from server.app import (
     now_of,
     read_json,
     session_of,
-    source_of,
     unb64,
 )
 from server.audit import NOTES, AuditStore, Note, note, today
 from server.guard import Summary, Throttled
+from server.login import source_of
 from server.storage import Session
 from vault.crypto import labels
 from vault.encoding import Fields, decode, encode
