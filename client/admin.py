@@ -15,6 +15,7 @@ from typing import Any
 from client.api import Api, b64, unb64
 from client.client import Session, device_body, member_fingerprint, now
 from client.home import Config, Home, Secrets
+from vault.auth import sign_login
 from vault.chains import MemberState, check_name
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
@@ -196,16 +197,26 @@ async def device_add(s: Session, name: str | None, show_code: Callable[[str], No
     return name
 
 
-async def _wait_until_active(api: Api, member: str, device: str, wait: float) -> None:
+async def _active(api: Api, member: str, device: DeviceKeys) -> bool:
+    """Can this device log in as ``member``? The challenge answers alike for any ids, so only a login
+    tells; it shows its public key, so that the server does not count a not-yet-added device's refused
+    login as a failed guess against this address."""
+    ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
+    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=now())
+    try:
+        await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig),
+                                              "key": b64(device.sign_public)})
+    except AuthError:
+        return False
+    return True
+
+
+async def _wait_until_active(api: Api, member: str, device: DeviceKeys, wait: float) -> None:
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            await api.post("/api/v1/auth/challenge", {"member": member, "device": device})
-            return
-        except AuthError:
-            if time.monotonic() > deadline:
-                raise VaultError("the existing device did not add this one in time") from None
-            await asyncio.sleep(POLL_SECONDS)
+    while not await _active(api, member, device):
+        if time.monotonic() > deadline:
+            raise VaultError("the existing device did not add this one in time")
+        await asyncio.sleep(POLL_SECONDS)
 
 
 async def device_link(home: Home, code: str, name: str | None, passphrase: str,
@@ -224,7 +235,7 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
                             "proof": sign_device_proof(device, mc.member_id)})
             await api.post(f"/api/v1/device-links/{link_slot(mc.secret)}/offer",
                            {"payload": b64(seal_link_payload(mc.secret, offer))})
-            await _wait_until_active(api, mc.member_id, device.device_id, wait)
+            await _wait_until_active(api, mc.member_id, device, wait)
             home.save_config(cfg)
             s = await Session.open(home, Secrets(device, {}), api)
             view = await s.view()
@@ -289,10 +300,8 @@ async def recover(home: Home, code: str, passphrase: str, name: str | None) -> C
     home.create_keystore(Secrets(device, {}), passphrase)
     try:
         async with Api(mc.url, mc.cert_fingerprint) as api:
-            try:
-                await api.post("/api/v1/auth/challenge", {"member": mc.member_id, "device": paper.device_id})
-            except AuthError as e:
-                raise AuthError("this recovery key is not (or no longer) an active device of that member") from e
+            if not await _active(api, mc.member_id, paper):
+                raise AuthError("this recovery key is not (or no longer) an active device of that member")
             home.save_config(Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(),
                                     member_id=mc.member_id, device_id=paper.device_id, name=""))
             s = await Session.open(home, Secrets(paper, {}), api)

@@ -89,6 +89,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "attest.approve": ("two-person",),
     "attest.lost": ("lost-device",),
     "request.denied": ("need-to-know", "bulk-access"),
+    "request.summary": ("failed-logins",),
 }
 
 

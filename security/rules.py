@@ -742,36 +742,49 @@ def _log_integrity(ctx: _Context, rule: Rule) -> list[Finding]:
 
 
 def _failed_logins(ctx: _Context, rule: Rule) -> list[Finding]:
-    """Every lockout; more than ``max_failures`` failures of one device within ``window_minutes`` and no lockout."""
+    """Alerts: a device named in more than ``max_failures`` failed logins within ``window_minutes`` (someone
+    who knows its ids is trying; the server throttles the sources, it never locks a device); source addresses
+    the server throttled. Violations: device lockouts (``auth.lockout``, only in logs of older servers).
+
+    Failed logins are ``auth.fail`` events (the key holder was refused, e.g. a revoked device) and the
+    ``d:<device>`` counts of ``request.summary`` events (unauthenticated failures, counted per minute)."""
     max_failures, width = rule.int_("max_failures"), rule.int_("window_minutes") * MINUTE
     lock = rule.int_("lock_minutes") * MINUTE
     out = []
-    locks: dict[str, list[tuple[int, int]]] = defaultdict(list)  # device -> (from, until)
     for idx, ev in ctx.actions("auth.lockout"):
         until = _as_int(ev.detail.get("until"))
         until = ev.time + lock if until is None else until
-        locks[ev.device].append((ev.time, until))
         out.append(_finding(rule, VIOLATION, f"device {ev.device} of member {ev.actor or '?'} was locked out after "
                             f"repeated failed logins (for {_dur(until - ev.time)})", ev.device, [idx]))
-    fails: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    actors: dict[str, str] = {}
+    fails: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # device -> (time, count, event index)
     for idx, ev in ctx.actions("auth.fail"):
-        if any(start < ev.time < until for start, until in locks[ev.device]):
-            continue  # refused while locked: not a guess the server evaluated
-        fails[ev.device].append((ev.time, idx))
-        actors.setdefault(ev.device, ev.actor)
+        if ev.detail.get("error") != "locked":  # refused while locked (older servers): not a guess
+            fails[ev.device].append((ev.time, 1, idx))
+    for idx, ev in ctx.actions("request.summary"):
+        start = _as_int(ev.detail.get("from"))
+        t = ev.time if start is None else start
+        for key, value in ev.detail.items():
+            n = _as_int(value)
+            if key.startswith("d:") and key != "d:other" and n:
+                fails[key[2:]].append((t, n, idx))
+        blocked = _as_int(ev.detail.get("blocked_sources")) or 0
+        if blocked:
+            out.append(_finding(rule, ALERT, f"{blocked} source address(es) failed more than {max_failures} logins "
+                                f"within {_dur(width)} and were throttled (minute from {t})", "", [idx]))
+    owner = {d.device_id: mid for mid, ms in ctx.inp.members.items() for d in ms.devices.values()}
     for device in sorted(fails):
         items = sorted(fails[device])
-        times = [t for t, _ in items]
-        i = 0
+        i, total = 0, 0
         for j in range(len(items)):
-            while times[j] - times[i] >= width:
+            total += items[j][1]
+            while items[j][0] - items[i][0] >= width:
+                total -= items[i][1]
                 i += 1
-            if j + 1 - i > max_failures and not any(times[i] <= start <= times[j] for start, _ in locks[device]):
-                window = [idx for _, idx in items[i:j + 1]]
-                out.append(_finding(rule, VIOLATION, f"device {device} of member {actors[device] or '?'} failed "
-                                    f"{len(window)} logins within {_dur(width)} and was not locked out "
-                                    f"(more than {max_failures})", device, window))
+            if total > max_failures:
+                window = [idx for _, _, idx in items[i:j + 1]]
+                out.append(_finding(rule, ALERT, f"device {device} of member {owner.get(device, '?')} was named in "
+                                    f"{total} failed logins within {_dur(width)} (more than {max_failures}); the "
+                                    "sources are throttled, the device is not locked", device, window))
                 break
     return out
 

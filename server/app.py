@@ -27,12 +27,13 @@ from aiohttp import web
 from security.authority import POLICY
 from server.audit import note
 from server.directory import Directory
+from server.guard import FailureThrottle, Refusals, SourceLimiter, Throttled
 from server.openapi import OPENAPI
 from server.storage import Session, SQLiteStorage, StoredLink, StoredVersion
 from server.usage import Allowance, check_allowance
 from vault import __version__
 from vault.acts import Act
-from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
+from vault.auth import token_hash
 from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
@@ -68,6 +69,11 @@ class Config:
     # The operator's own per-member limits (keys of the protocols' [quotas]): each applies where it is
     # lower than the organization's; the protocols' values are never exceeded.
     quota_caps: dict[str, int] = field(default_factory=dict)
+    # Requests without a session (PUBLIC routes), per source address: a token bucket of rate_burst
+    # refilled at rate_per_second; at most rate_sources addresses are remembered (the oldest go first).
+    rate_per_second: float = 20.0
+    rate_burst: int = 200
+    rate_sources: int = 10_000
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -78,9 +84,15 @@ LOCK = web.AppKey("lock", asyncio.Lock)
 LAST_PURGE = web.AppKey("last_purge", list)  # [time of the last purge of expired login rows]
 PURGE_EVERY = 60.0
 SESSION_KEY = web.RequestKey("session", Session)
+LIMITER = web.AppKey("limiter", SourceLimiter)
+FAILURES = web.AppKey("failures", FailureThrottle)
+REFUSALS = web.AppKey("refusals", Refusals)
+NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
+KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
 # Routes (by their canonical pattern, never the raw path) that need no session.
+CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
 PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
-          "/api/v1/auth/challenge", "/api/v1/auth/login", "/api/v1/device-links/{slot}/offer"}
+          CHALLENGE, LOGIN, "/api/v1/device-links/{slot}/offer"}
 MAX_JSON = 4 * 1024 * 1024
 JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
 
@@ -106,6 +118,10 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except Throttled as e:
+        response = error_response(e.status, e.code, e.message)
+        response.headers["Retry-After"] = str(e.retry_after)
+        return response
     except VaultError as e:
         response = error_response(e.status, e.code, e.message)
         if isinstance(e, QuotaExceeded) and e.retry_after is not None:
@@ -305,67 +321,6 @@ async def join(request: web.Request) -> web.Response:
     note_links(request, member_link, join_link)
     return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
                              status=201)
-
-
-async def challenge(request: web.Request) -> web.Response:
-    f = await read_json(request, {"member", "device"})
-    member_id, device_id = f.str_("member", 64), f.str_("device", 64)
-    note(request, "auth.challenge", actor=member_id, device=device_id, failure_only=True)
-    member = request.app[DIRECTORY].members.get(member_id)
-    if member is None or device_id not in member.devices or member.devices[device_id].revoked is not None:
-        raise AuthError("unknown member or device")
-    if _removed(request.app[DIRECTORY], member_id):
-        raise AuthError("this member was removed from the organization")
-    from server.audit_api import check_lockout  # noqa: PLC0415 (audit_api imports this module)
-
-    await check_lockout(request.app, device_id)
-    nonce = new_nonce()
-    expires = now_of(request) + request.app[CONFIG].nonce_ttl
-    await _purge_now_and_then(request.app, now_of(request))
-    await request.app[STORAGE].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
-    return web.json_response({"nonce": b64(nonce), "expires": expires})
-
-
-async def _purge_now_and_then(app: web.Application, now: float) -> None:
-    """Expired nonces, sessions and link slots are refused where they are read; deleting them is
-    housekeeping, done at most once a minute (on every challenge it cost a table scan per login)."""
-    if now - app[LAST_PURGE][0] >= PURGE_EVERY:
-        app[LAST_PURGE][0] = now
-        await app[STORAGE].purge_expired(now)
-
-
-async def login(request: web.Request) -> web.Response:
-    f = await read_json(request, {"statement", "sig"})
-    statement = AuthStatement.parse(unb64(f.raw.get("statement"), "statement", 4096))
-    sig = unb64(f.raw.get("sig"), "sig", 128)
-    app = request.app
-    now = now_of(request)
-    taken = await app[STORAGE].take_nonce(nonce_hash(statement.nonce))
-    if taken is None:
-        raise AuthError("login challenge unknown or already used; ask for a new one")
-    member_id, device_id, expires = taken
-    note(request, "auth.login", actor=member_id, device=device_id)
-    from server.audit_api import check_lockout  # noqa: PLC0415 (audit_api imports this module)
-
-    await check_lockout(app, device_id)  # a challenge taken before the lock does not get around it
-    if expires <= now:
-        raise AuthError("login challenge expired; ask for a new one")
-    if (statement.member, statement.device) != (member_id, device_id):
-        raise AuthError("login statement names another member or device")
-    expected_origin = app[CONFIG].public_url or f"https://{request.host}"
-    if statement.origin.rstrip("/") != expected_origin.rstrip("/"):
-        raise AuthError(f"login statement is for another server ({statement.origin})")
-    if abs(statement.time - now) > app[CONFIG].clock_skew:
-        raise AuthError(f"your clock is off: server time is {int(now)}")
-    member = app[DIRECTORY].member(member_id)
-    try:
-        verify_login(member.device(device_id).sign_public, statement, sig)
-    except VaultError as e:
-        raise AuthError("login signature does not verify") from e
-    token = new_token()
-    session_expires = now + app[CONFIG].session_ttl
-    await app[STORAGE].add_session(token_hash(token), member_id, device_id, session_expires)
-    return web.json_response({"token": token, "expires": session_expires})
 
 
 # -- chains ------------------------------------------------------------------------------------
@@ -850,24 +805,27 @@ def _write_chunks(fd: int, chunks: list[bytes]) -> None:
 
 
 def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> web.Application:
-    from server import threads  # noqa: PLC0415 (threads imports this module)
+    from server import login, threads  # noqa: PLC0415 (both import this module)
     from server.audit_api import audit_middleware, register  # noqa: PLC0415 (audit_api imports this module)
 
-    app = web.Application(middlewares=[errors_middleware, audit_middleware, auth_middleware],
+    app = web.Application(middlewares=[errors_middleware, audit_middleware, login.limit_middleware, auth_middleware],
                           client_max_size=MAX_JSON)
     app[STORAGE] = storage
     app[DIRECTORY] = directory
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()
     app[LAST_PURGE] = [0.0]
+    app[LIMITER] = SourceLimiter(config.rate_per_second, config.rate_burst, config.rate_sources)
+    app[FAILURES] = FailureThrottle(config.rate_sources)
+    app[REFUSALS] = Refusals()
     r = app.router
     r.add_get("/api/health", health)
     r.add_get("/api/openapi.json", openapi)
     r.add_get("/api/v1/info", info)
     r.add_post("/api/v1/found", found)
     r.add_post("/api/v1/join", join)
-    r.add_post("/api/v1/auth/challenge", challenge)
-    r.add_post("/api/v1/auth/login", login)
+    r.add_post(CHALLENGE, login.challenge)
+    r.add_post(LOGIN, login.login)
     r.add_get("/api/v1/directory", directory_view)
     r.add_get("/api/v1/chains/org", org_chain)
     r.add_post("/api/v1/org/links", append_org_link)

@@ -1,4 +1,4 @@
-"""The server side of the audit log: storage, group commit, checkpoints, lockouts.
+"""The server side of the audit log: storage, group commit, checkpoints, retention.
 
 The log lives in its own SQLite file (``audit.db``, WAL, ``synchronous=FULL``) with its
 own connection, so its transactions never interleave with the vault's. Appends are
@@ -34,8 +34,8 @@ CREATE TABLE IF NOT EXISTS cosigs (
     size INTEGER NOT NULL, member TEXT NOT NULL, device TEXT NOT NULL, sig BLOB NOT NULL, time INTEGER NOT NULL,
     PRIMARY KEY (size, device));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS failures (device TEXT NOT NULL, time REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS lockouts (device TEXT PRIMARY KEY, until REAL NOT NULL);
+DROP TABLE IF EXISTS failures;
+DROP TABLE IF EXISTS lockouts;
 """
 MAX_PAGE = 2000
 ROWS_PER_STATEMENT = 249  # 4 parameters a row: within SQLite's smallest limit of 999 per statement
@@ -56,7 +56,7 @@ class Note:
     detail: dict[str, int | str] = field(default_factory=dict)
     actor: str | None = None  # default: the session's member and device
     device: str | None = None
-    failure_only: bool = False  # recorded only if the request fails (e.g. a login challenge)
+    failure_only: bool = False  # recorded only if the request fails
 
 
 NOTES = web.RequestKey("audit_notes", list)
@@ -258,27 +258,6 @@ class AuditStore:
             (before_day, self.committed),
         ) as cur:
             return len(list(await cur.fetchall()))
-
-    # -- failed logins --------------------------------------------------------------------------
-
-    async def locked_until(self, device: str, now: float) -> float | None:
-        async with self._db.execute("SELECT until FROM lockouts WHERE device=? AND until > ?", (device, now)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else float(row[0])
-
-    async def failure(self, device: str, now: float, window: float, limit: int, lock: float) -> float | None:
-        """Count a failed login; lock the device (returning until when) once ``limit`` is exceeded."""
-        async with self._write:
-            await self._db.execute("DELETE FROM failures WHERE time < ?", (now - window,))
-            await self._db.execute("DELETE FROM lockouts WHERE until < ?", (now,))
-            await self._db.execute("INSERT INTO failures VALUES (?, ?)", (device, now))
-            async with self._db.execute("SELECT COUNT(*) FROM failures WHERE device=?", (device,)) as cur:
-                row = await cur.fetchone()
-            if row is not None and int(row[0]) > limit:
-                await self._db.execute("DELETE FROM failures WHERE device=?", (device,))
-                await self._db.execute("INSERT OR REPLACE INTO lockouts VALUES (?, ?)", (device, now + lock))
-                return now + lock
-        return None
 
 
 def _log_seed(path: Path) -> bytes:

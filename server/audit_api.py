@@ -2,17 +2,25 @@
 
 Handlers describe what they do with ``server.audit.note``; the middleware seals one
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
-with the error code) and waits until it is durable before the answer leaves. A refusal
-by the policy that no handler described becomes a ``request.denied`` event. Failed
-logins count toward a lockout of the device (rule ``failed-logins``).
+with the error code) and waits until it is durable before the answer leaves. A request of
+someone with a session (or a session token that still names a member) refused with any 4xx
+that no handler described becomes a ``request.denied`` event. Refusals of requests by
+nobody in particular (no session: a failed login, a bad join, an unknown token) are not one
+event each: they are counted per minute into one ``request.summary`` event (``server/guard.py``),
+written when the minute closes (checked every few seconds, and at shutdown), so that anyone
+on the network can add at most one event a minute. Failed logins count against the source
+address (rule ``failed-logins``), never against the device they name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +39,11 @@ from security.protocols import Protocols, defaults, parse
 from server.app import (
     CONFIG,
     DIRECTORY,
+    FAILURES,
+    KEY_HOLDER,
+    LOGIN,
+    NAMED_DEVICE,
+    REFUSALS,
     SESSION_KEY,
     STORAGE,
     Handler,
@@ -42,10 +55,12 @@ from server.app import (
     unb64,
 )
 from server.audit import NOTES, AuditStore, Note, note, today
+from server.guard import Summary, Throttled
+from server.login import source_of
 from server.storage import Session
 from vault.crypto import labels
 from vault.encoding import Fields, decode, encode
-from vault.errors import AuthError, ChainError, EncodingError, NotFound, PolicyDenied, VaultError
+from vault.errors import ChainError, EncodingError, NotFound, PolicyDenied, VaultError
 from vault.keys import verify
 
 AUDIT = web.AppKey("audit", AuditStore)
@@ -72,11 +87,6 @@ class AuditState:
 
 
 STATE = web.AppKey("audit_state", AuditState)
-
-
-class Locked(AuthError):
-    code = "locked"
-    status = 429
 
 
 class ServiceUnavailable(VaultError):
@@ -137,6 +147,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not n.failure_only:
             await _guarded(app, record(app, n, "ok", session))
     await _guarded(app, _prune(app))
+    await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
     return response
 
 
@@ -158,40 +169,90 @@ async def _record_failure(request: web.Request, status: int, code: str) -> None:
     session = request.get(SESSION_KEY)
     claimed = request.get(CLAIMED)
     notes = request.get(NOTES, [])
-    if not notes and status in (401, 403, 404) and (session is not None or claimed is not None):
-        # Refused or probing requests by someone we can name: a 404 on a team route is a team the
-        # member may not see (the server does not tell which), so it counts as refused.
+    if session is None and claimed is None and not notes:
+        await _count_refusal(request, status, code)
+        return
+    if not notes:
+        # Refused requests by someone we can name (a member with a session, or a session token that
+        # still names one), whatever the status: a 404 on a team route is a team the member may not
+        # see (the server does not tell which), a 400 or 409 a refused change (e.g. a team.create the
+        # chain rules refuse). One event each: members are accountable.
         res = {"route": _route(request)}
         if "team" in request.match_info:
             res["team"] = request.match_info["team"][:64]
         actor, device = (None, None) if claimed is None else claimed
-        notes = [Note("request.denied", res, detail={"method": request.method, "status": status, "error": code},
-                      actor=actor, device=device)]
-        await record(app, notes[0], "denied", session)
+        n = Note("request.denied", res, detail={"method": request.method, "status": status, "error": code},
+                 actor=actor, device=device)
+        await record(app, n, _refusal_result(status), session)
         return
     for n in notes:
         n.detail["error"] = code
-        if n.action == "auth.login":
+        if n.action == "auth.login":  # only after the signature verified: the key holder was refused
             n.action = "auth.fail"
-            await record(app, n, _result(status), session)
-            if code != Locked.code:
-                await _count_failure(app, n)
-        elif n.action == "auth.challenge":
-            n.action = "auth.fail"
-            await record(app, n, _result(status), session)
-        else:
-            await record(app, n, _result(status), session)
+        await record(app, n, _result(status), session)
 
 
-async def _count_failure(app: web.Application, n: Note) -> None:
-    rule = protocols_of(app).rule("failed-logins")
-    if not rule.enabled or not n.device:
-        return
+def _refusal_result(status: int) -> str:
+    """``failed`` for what an honest client meets in normal use (a conflict with another writer, an upload
+    over the size limit); ``denied`` for every other refusal (``bulk-access`` counts these)."""
+    return "failed" if status in (409, 413) else "denied"
+
+
+async def _count_refusal(request: web.Request, status: int, code: str) -> None:
+    """An unauthenticated refusal: counted into this minute's summary; a failed login also counts
+    against its source address (blocked for ``lock_minutes`` after ``max_failures`` in the window)."""
+    app = request.app
     now = app[CONFIG].clock()
-    until = await app[AUDIT].failure(n.device, now, rule.int_("window_minutes") * 60.0, rule.int_("max_failures"),
-                                     rule.int_("lock_minutes") * 60.0)
-    if until is not None:
-        await record(app, Note("auth.lockout", {}, None, {"until": int(until)}, n.actor, n.device), "denied", None)
+    source = source_of(request)
+    route = _route(request)
+    closed = app[REFUSALS].add(now, route, code, source, request.get(NAMED_DEVICE) if route == LOGIN else None,
+                               status == Throttled.status)
+    if route == LOGIN and status == 401 and not request.get(KEY_HOLDER):  # a key holder guessed nothing
+        rule = protocols_of(app).rule("failed-logins")
+        if rule.enabled and app[FAILURES].failure(source, now, rule.int_("max_failures"),
+                                                  rule.int_("window_minutes") * 60.0,
+                                                  rule.int_("lock_minutes") * 60.0):
+            app[REFUSALS].blocked()
+    if closed is not None:
+        await _record_summary(app, closed)
+
+
+async def _record_summary(app: web.Application, s: Summary) -> None:
+    await record(app, Note("request.summary", {}, None, s.detail(), "", ""), "denied", None)
+
+
+async def flush_refusals(app: web.Application, now: float) -> None:
+    """Record the summary of a minute that has closed (``now=math.inf``: the current one, at shutdown)."""
+    closed = app[REFUSALS].take_closed(now)
+    if closed is not None:
+        await _record_summary(app, closed)
+
+
+FLUSH_EVERY = 5.0  # seconds between checks for a closed minute of refusals
+
+
+async def _flush_loop(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_EVERY)
+        state = app.get(STATE)
+        if state is None or state.broken:
+            continue
+        with contextlib.suppress(ServiceUnavailable):  # logged by _guarded; the server now refuses everything
+            await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
+
+
+async def _refusal_flusher(app: web.Application) -> Any:
+    task = asyncio.create_task(_flush_loop(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    state = app.get(STATE)
+    if state is not None and not state.broken and AUDIT in app:
+        try:
+            await flush_refusals(app, math.inf)
+        except Exception:
+            log.exception("could not record the last summary of refused requests at shutdown")
 
 
 def _route(request: web.Request) -> str:
@@ -209,12 +270,6 @@ async def _prune(app: web.Application) -> None:
     count = await app[AUDIT].prune(before)
     if count:
         await record(app, Note("audit.prune", {}, None, {"before_day": before, "count": count}, "", ""), "ok", None)
-
-
-async def check_lockout(app: web.Application, device: str) -> None:
-    until = await app[AUDIT].locked_until(device, app[CONFIG].clock())
-    if until is not None:
-        raise Locked(f"too many failed logins: this device is locked until {int(until)} (server time)")
 
 
 # -- endpoints ------------------------------------------------------------------------------
@@ -403,6 +458,7 @@ def register(app: web.Application) -> None:
     r.add_post("/api/v1/audit/key", put_key)
     r.add_post("/api/v1/audit/attest", attest)
     r.add_get("/api/v1/audit/teams/{team}/versions", team_versions)
+    app.cleanup_ctx.append(_refusal_flusher)
 
 
 async def load_state(store: AuditStore) -> AuditState:

@@ -38,18 +38,18 @@ OPENAPI: dict[str, Any] = {
     },
     "security": [{"session": []}],
     "paths": {
-        "/api/health": {"get": _op("liveness", "200", [], auth=False)},
-        "/api/openapi.json": {"get": _op("this document", "200", [], auth=False)},
-        "/api/v1/info": {"get": _op("server version, organization root, time", "200", [], auth=False)},
+        # Every operation without a session may answer 429 "throttled" (with Retry-After): too many requests
+        # from one address, or (challenge and login) too many failed logins from it.
+        "/api/health": {"get": _op("liveness", "200", ["429"], auth=False)},
+        "/api/openapi.json": {"get": _op("this document", "200", ["429"], auth=False)},
+        "/api/v1/info": {"get": _op("server version, organization root, time", "200", ["429"], auth=False)},
         "/api/v1/found": {"post": _op("found the organization with the founder invite", "201",
-                                      ["400", "403"], auth=False, body="json")},
+                                      ["400", "403", "429"], auth=False, body="json")},
         "/api/v1/join": {"post": _op("join with an invite: member chain + org.join link", "201",
-                                     ["400", "403", "404"], auth=False, body="json")},
-        "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s); 429 while the device is locked "
-                                               "after failed logins", "200", ["400", "401", "429"],
-                                               auth=False, body="json")},
-        "/api/v1/auth/login": {"post": _op("signed challenge -> session token; 429 while the device is locked "
-                                           "after failed logins", "200", ["400", "401", "429"],
+                                     ["400", "403", "404", "429"], auth=False, body="json")},
+        "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s), the same answer for any ids",
+                                               "200", ["400", "429"], auth=False, body="json")},
+        "/api/v1/auth/login": {"post": _op("signed challenge -> session token", "200", ["400", "401", "429"],
                                            auth=False, body="json")},
         "/api/v1/directory": {"get": _op("heads of every chain the caller may see", "200", ["401"])},
         "/api/v1/chains/org": {"get": _op("organization chain links", "200", ["400", "401"])},
@@ -63,7 +63,7 @@ OPENAPI: dict[str, Any] = {
             "get": _op("read the new device's sealed keys from the mailbox", "200", ["400", "401", "404"]),
         },
         "/api/v1/device-links/{slot}/offer": {"post": _op("new device delivers its sealed public keys once", "201",
-                                                          ["400", "404"], auth=False, body="json")},
+                                                          ["400", "404", "429"], auth=False, body="json")},
         "/api/v1/chains/member/{member}": {"get": _op("a member chain", "200", ["401", "404"])},
         "/api/v1/chains/team/{team}": {"get": _op("a team chain (members and NCC)", "200", ["401", "404"])},
         "/api/v1/teams": {"post": _op("create a team (team.create link + key boxes)", "201",

@@ -40,11 +40,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TEST_LIMITS: dict[str, Any] = {"rate_per_second": 1000.0, "rate_burst": 10_000}
+
+
 class ServerThread:
     """The real server in a thread with its own event loop and a movable clock."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, **config: Any) -> None:
         self.data_dir = data_dir
+        # Config fields other than data_dir and clock. The suite is one address doing the work of a whole
+        # organization: requests without a session get a far larger budget than the defaults (tests/test_unauth.py
+        # sets the defaults back where it tests them).
+        self.config = {**TEST_LIMITS, **config}
         self.port = port or free_port()
         self.offset = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,7 +95,7 @@ class ServerThread:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        app = await open_app(Config(data_dir=self.data_dir, clock=self.clock))
+        app = await open_app(Config(data_dir=self.data_dir, clock=self.clock, **self.config))
         self.app = app
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -104,10 +111,33 @@ class ServerThread:
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(20)
 
+    def forget_sources(self) -> None:
+        """Forget every source address's request budget and failed logins (the server's loop does it)."""
+        from server.app import FAILURES, LIMITER
+
+        async def forget() -> None:
+            self.app[FAILURES].clear()
+            self.app[LIMITER].clear()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(forget(), self._loop).result(10)
+
+    def set_limits(self, rate_per_second: float, burst: int) -> None:
+        """Give requests without a session this budget per address from now on (the server's loop does it)."""
+        from server.app import LIMITER
+
+        async def put() -> None:
+            limiter = self.app[LIMITER]
+            limiter.rate, limiter.burst = rate_per_second, float(burst)
+            limiter.clear()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(put(), self._loop).result(10)
+
     def restart(self) -> ServerThread:
         """Stop and start again on the same data and port (reloads state from storage)."""
         self.stop()
-        fresh = ServerThread(self.data_dir, self.port)
+        fresh = ServerThread(self.data_dir, self.port, **self.config)
         fresh.offset = self.offset
         return fresh.start()
 

@@ -55,23 +55,27 @@ from vault.teamkeys import TeamKey, box_hash
 # (method, path, status) -> the test that exercises it (any module under tests/).
 COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/health", "200"): "test_public_endpoints",
+    ("get", "/api/health", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("get", "/api/openapi.json", "200"): "test_public_endpoints",
+    ("get", "/api/openapi.json", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("get", "/api/v1/info", "200"): "test_public_endpoints",
+    ("get", "/api/v1/info", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("post", "/api/v1/found", "201"): "test_found_on_a_fresh_server",
     ("post", "/api/v1/found", "400"): "test_found_rejects_malformed_requests",
     ("post", "/api/v1/found", "403"): "test_found_needs_the_founder_invite_once",
+    ("post", "/api/v1/found", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("post", "/api/v1/join", "201"): "test_join_with_an_invite",
     ("post", "/api/v1/join", "400"): "test_join_rejects_malformed_requests",
     ("post", "/api/v1/join", "403"): "test_join_refuses_unknown_expired_and_reused_invites",
     ("post", "/api/v1/join", "404"): "test_join_before_the_organization_exists",
+    ("post", "/api/v1/join", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("post", "/api/v1/auth/challenge", "200"): "test_login_gives_a_working_token",
     ("post", "/api/v1/auth/challenge", "400"): "test_challenge_rejects_malformed_requests",
-    ("post", "/api/v1/auth/challenge", "401"): "test_challenge_refuses_unknown_member_or_device",
-    ("post", "/api/v1/auth/challenge", "429"): "test_failed_logins_lock_the_device",
+    ("post", "/api/v1/auth/challenge", "429"): "test_failed_logins_throttle_the_source_not_the_device",
     ("post", "/api/v1/auth/login", "200"): "test_login_gives_a_working_token",
     ("post", "/api/v1/auth/login", "400"): "test_login_rejects_malformed_requests",
     ("post", "/api/v1/auth/login", "401"): "test_replayed_nonce_is_refused",
-    ("post", "/api/v1/auth/login", "429"): "test_a_locked_device_cannot_log_in_with_an_earlier_challenge",
+    ("post", "/api/v1/auth/login", "429"): "test_a_throttled_address_cannot_log_in_with_an_earlier_challenge",
     ("get", "/api/v1/directory", "200"): "test_directory_lists_what_each_member_may_see",
     ("get", "/api/v1/directory", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/chains/org", "200"): "test_org_chain",
@@ -100,6 +104,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/device-links/{slot}/offer", "201"): "test_device_link_mailbox",
     ("post", "/api/v1/device-links/{slot}/offer", "400"): "test_device_link_mailbox",
     ("post", "/api/v1/device-links/{slot}/offer", "404"): "test_device_link_mailbox",
+    ("post", "/api/v1/device-links/{slot}/offer", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("get", "/api/v1/chains/member/{member}", "200"): "test_member_chain",
     ("get", "/api/v1/chains/member/{member}", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/chains/member/{member}", "404"): "test_member_chain",
@@ -231,13 +236,16 @@ def check_error(status: int, content_type: str, raw: bytes) -> dict[str, str]:
 class Http:
     """Raw calls to the server with its certificate pinned; every error answer is checked."""
 
-    def __init__(self, server: ServerThread) -> None:
+    def __init__(self, server: ServerThread, source: str | None = None) -> None:
         self.server = server
+        self.source = source  # the local address to connect from (another loopback address: another source)
+        self.headers: Any = {}  # of the last answer
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Http:
         fp = aiohttp.Fingerprint(bytes.fromhex(self.server.fingerprint))
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp))
+        local = None if self.source is None else (self.source, 0)
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp, local_addr=local))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -256,7 +264,7 @@ class Http:
         async with self._session.request(method, self.server.url + path, data=data,
                                          headers=hdrs) as resp:
             raw = await resp.read()
-            status, ctype = resp.status, resp.content_type
+            status, ctype, self.headers = resp.status, resp.content_type, resp.headers
         if status >= 400:
             return status, check_error(status, ctype, raw)
         return status, json.loads(raw) if ctype == "application/json" else raw
@@ -1157,11 +1165,16 @@ async def test_member_links_add_and_revoke_a_device(w: World) -> None:
         status, res = await h.call("POST", path, token=token, js=member_json(good_revoke, revoke_boxes))
         assert status == 201 and res == {"seq": 3}, res
 
-        # The revoked device is out: its session, a new challenge, and a re-add are refused.
+        # The revoked device is out: its session, a login (a challenge answers as for any ids), and a re-add
+        # are refused.
         await refused(h, "GET", "/api/v1/directory", 401, token=phone_token, contains="no longer active",
                       what="the revoked device's session")
-        await refused(h, "POST", "/api/v1/auth/challenge", 401, js={"member": mid, "device": phone.device_id},
-                      what="a challenge for the revoked device")
+        status, ch = await h.call("POST", "/api/v1/auth/challenge", js={"member": mid, "device": phone.device_id})
+        assert status == 200, ch
+        statement, sig = sign_login(phone, origin=h.server.url, nonce=base64.b64decode(ch["nonce"]), member=mid,
+                                    time=int(h.server.clock()))
+        await refused(h, "POST", "/api/v1/auth/login", 401, js={"statement": b64(statement), "sig": b64(sig)},
+                      contains="no longer active", what="a login of the revoked device")
         readd = add(seq=4, prev=good_revoke.hash, when=t)
         await refused(h, "POST", path, 400, token=token, js=member_json(*readd), contains="cannot come back",
                       what="the revoked device added again")

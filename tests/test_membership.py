@@ -242,7 +242,7 @@ def test_device_link_revoke_and_recovery(org: Org, make_member: Any, tmp_path: P
     revoked = org.alice.json("device", "revoke", "laptop")
     assert revoked["puk_gen"] == 2 and any("drafting" in r for r in revoked["rotated"])
     assert org.alice.json("team", "show", "drafting")["generation"] == gen_before + 1
-    laptop.fails("whoami", contains="unknown member or device")
+    laptop.fails("whoami", contains="no longer active")
     org.alice.fails("device", "revoke", "device-1", contains="another one of your devices")
     assert [d["name"] for d in org.alice.json("device", "ls") if d["revoked"] is None] == ["device-1"]
 

@@ -590,32 +590,47 @@ def test_log_integrity(world: MWorld) -> None:
 
 
 def test_failed_logins(world: MWorld) -> None:
+    """A device named in more than max_failures failed logins within the window is an alert (the server
+    throttles the sources; it owes no device lockout); lockouts in older logs are still reported."""
     alice = world.admit("alice")
     dev = alice.device.device_id
     now = world.time + DAY
-    fails = [event(now - HOUR + i * 60, "auth.fail", alice.id, dev, result="failed") for i in range(6)]
+    fails = [event(now - HOUR + i * 60, "auth.fail", alice.id, dev, result="denied") for i in range(6)]
     res = result(audit(world, [], fails, now=now), "failed-logins")
-    f = only(res, "violation")
-    assert res.status == "violated" and f.subject == dev and f.events == tuple(range(6)) and "not locked" in f.message
-    # With the lockout the server owes: the lockout itself is reported.
+    f = only(res, "alert")
+    assert res.status == "alert" and f.subject == dev and f.events == tuple(range(6))
+    assert "named in 6 failed logins" in f.message and alice.id in f.message
+    # Summaries of unauthenticated refusals count per device, with the failures of the key holder.
+    summary = event(now - HOUR, "request.summary", result="denied",
+                    detail={"from": now - HOUR - 30, "until": now - HOUR + 30, "count": 9, "sources": 2,
+                            "throttled": 0, "blocked_sources": 1, f"d:{dev}": 4, "d:other": 50,
+                            "r:/api/v1/auth/login unauthorized": 9})
+    res = result(audit(world, [], [summary, *fails[:2]], now=now), "failed-logins")
+    assert res.status == "alert"
+    assert {f.message.split(" ")[0] for f in res.findings} == {"1", "device"}  # the throttled source; the device
+    named = next(f for f in res.findings if f.subject == dev)
+    assert "named in 6 failed logins" in named.message and named.events == (0, 1, 2)
+    # With a lockout (an older server): the lockout itself is reported as before.
     lockout = event(fails[-1].time, "auth.lockout", alice.id, dev, detail={"until": fails[-1].time + 15 * MINUTE})
-    during = event(fails[-1].time + 60, "auth.fail", alice.id, dev, result="failed")
-    res = result(audit(world, [], [*fails, lockout, during], now=now), "failed-logins")
-    f = only(res, "violation")
-    assert f.subject == dev and f.events == (6,) and "locked out" in f.message
+    res = result(audit(world, [], [*fails, lockout], now=now), "failed-logins")
+    (v,) = [f for f in res.findings if f.level == "violation"]
+    assert res.status == "violated" and v.subject == dev and v.events == (6,) and "locked out" in v.message
 
 
 def test_failed_logins_below_the_limit(world: MWorld) -> None:
     alice = world.admit("alice")
     dev = alice.device.device_id
     now = world.time + DAY
-    few = [event(now - HOUR + i * 60, "auth.fail", alice.id, dev, result="failed") for i in range(5)]
+    few = [event(now - HOUR + i * 60, "auth.fail", alice.id, dev, result="denied") for i in range(5)]
     ok(result(audit(world, [], few, now=now), "failed-logins"))
-    spread = [event(now - 5 * HOUR + i * 20 * MINUTE, "auth.fail", alice.id, dev, result="failed")
+    spread = [event(now - 5 * HOUR + i * 20 * MINUTE, "auth.fail", alice.id, dev, result="denied")
               for i in range(12)]  # at most 1 per 15 minutes
     ok(result(audit(world, [], spread, now=now), "failed-logins"))
-    others = [event(now - HOUR, "auth.fail", alice.id, f"device-{i}", result="failed") for i in range(10)]
+    others = [event(now - HOUR, "auth.fail", alice.id, f"device-{i}", result="denied") for i in range(10)]
     ok(result(audit(world, [], others, now=now), "failed-logins"))  # per device
+    summary = event(now - HOUR, "request.summary", result="denied",
+                    detail={"from": now - HOUR, "count": 5000, "sources": 40, f"d:{dev}": 5, "d:other": 4995})
+    ok(result(audit(world, [], [summary], now=now), "failed-logins"))  # "other" names no device
 
 
 # -- pending-shares -------------------------------------------------------------------------------------

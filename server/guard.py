@@ -1,0 +1,187 @@
+"""What unauthenticated callers may cost: a request budget per source address, a throttle for
+sources that keep failing logins, and counted summaries of refusals instead of one event each.
+
+Everything here lives in memory (a restart forgets it) and is bounded: at most
+``Config.rate_sources`` addresses are tracked per table (the least recently seen go first), and a
+refusal summary holds at most ``MAX_ROUTES`` route keys and ``MAX_DEVICES`` device keys. Addresses
+are never written anywhere; a summary carries only how many distinct sources it saw.
+
+Nothing here imports the application: ``server.app`` and ``server.audit_api`` wire it in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from vault.errors import VaultError
+
+MINUTE = 60
+V = TypeVar("V")
+MAX_ROUTES = 16  # "r:<route> <code>" keys in one summary; the rest add up in "r:other"
+MAX_DEVICES = 8  # "d:<device>" keys (the most named known devices); the rest add up in "d:other"
+MAX_SUMMARY_SOURCES = 10_000  # distinct sources counted exactly in one minute (then the count saturates)
+
+
+class Throttled(VaultError):
+    """429 with ``Retry-After``: this source sent too many requests, or failed too many logins."""
+
+    code = "throttled"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class SourceLimiter:
+    """A token bucket per source address: ``burst`` requests at once, refilled at ``rate`` a second."""
+
+    def __init__(self, rate: float, burst: int, max_sources: int) -> None:
+        self.rate, self.burst, self.max_sources = rate, float(burst), max_sources
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def clear(self) -> None:
+        self._buckets.clear()
+
+    def take(self, source: str, now: float) -> float:
+        """Spend one token of ``source``: 0 if it had one, else the seconds until it will."""
+        b = self._buckets.get(source)
+        if b is None:
+            while len(self._buckets) >= self.max_sources:
+                self._buckets.popitem(last=False)
+            b = self._buckets[source] = _Bucket(self.burst, now)
+        else:
+            self._buckets.move_to_end(source)
+            b.tokens = min(self.burst, b.tokens + max(0.0, now - b.at) * self.rate)
+            b.at = now
+        if b.tokens >= 1.0:
+            b.tokens -= 1.0
+            return 0.0
+        return (1.0 - b.tokens) / self.rate if self.rate > 0 else 3600.0
+
+
+class FailureThrottle:
+    """Failed logins per source: more than ``limit`` within ``window`` seconds block the source for ``lock``
+    seconds (login and challenge only). Devices are never locked: whoever fails is the one held back."""
+
+    def __init__(self, max_sources: int) -> None:
+        self.max_sources = max_sources
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._blocked: OrderedDict[str, float] = OrderedDict()
+
+    def blocked(self, source: str, now: float) -> float:
+        """Seconds ``source`` must still wait (0: not blocked)."""
+        until = self._blocked.get(source)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._blocked[source]
+            return 0.0
+        return until - now
+
+    def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool:
+        """Count one failed login of ``source``; True if this one made it blocked."""
+        times = self._failures.pop(source, [])
+        times = [t for t in times if t > now - window]
+        times.append(now)
+        if len(times) > limit:
+            _bounded_put(self._blocked, source, now + lock, self.max_sources)
+            return True
+        _bounded_put(self._failures, source, times[-(limit + 1):], self.max_sources)
+        return False
+
+    def clear(self) -> None:
+        self._failures.clear()
+        self._blocked.clear()
+
+
+def _bounded_put(table: OrderedDict[str, V], key: str, value: V, cap: int) -> None:
+    """Put ``key`` last (newest); the oldest entries go while the table is full."""
+    table.pop(key, None)
+    while len(table) >= cap:
+        table.popitem(last=False)
+    table[key] = value
+
+
+@dataclass
+class Summary:
+    """The refusals of unauthenticated requests within one minute ``[start, start + 60)``."""
+
+    start: int
+    count: int = 0
+    throttled: int = 0  # of them answered 429
+    blocked_sources: int = 0  # sources that crossed the failed-login limit in this minute
+    routes: dict[str, int] = field(default_factory=dict)  # "<route> <error code>" -> count
+    devices: dict[str, int] = field(default_factory=dict)  # known device named by a failed login -> count
+    sources: set[str] = field(default_factory=set)
+
+    def detail(self) -> dict[str, int | str]:
+        """The event's detail: counts only (no address), at most MAX_ROUTES + MAX_DEVICES + 8 keys."""
+        out: dict[str, int | str] = {"from": self.start, "until": self.start + MINUTE, "count": self.count,
+                                     "sources": len(self.sources), "throttled": self.throttled,
+                                     "blocked_sources": self.blocked_sources}
+        out.update(_top("r:", self.routes, MAX_ROUTES))
+        out.update(_top("d:", self.devices, MAX_DEVICES))
+        return out
+
+
+def _top(prefix: str, counts: dict[str, int], most: int) -> dict[str, int]:
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = {prefix + k: n for k, n in ranked[:most]}
+    rest = sum(n for _, n in ranked[most:])
+    if rest:
+        out[prefix + "other"] = rest
+    return out
+
+
+class Refusals:
+    """Counts unauthenticated refusals per minute; a minute's summary is handed out once it has closed."""
+
+    def __init__(self) -> None:
+        self.current: Summary | None = None
+
+    def add(self, now: float, route: str, code: str, source: str, device: str | None,
+            throttled: bool) -> Summary | None:
+        """Count one refusal; returns the previous minute's summary if this one closed it (record it)."""
+        minute = int(now) // MINUTE * MINUTE
+        closed = None
+        if self.current is None or self.current.start != minute:
+            closed = self.current if self.current is not None and self.current.count else None
+            self.current = Summary(minute)
+        s = self.current
+        s.count += 1
+        s.throttled += throttled
+        key = f"{route} {code}"
+        if key in s.routes or len(s.routes) < 4 * MAX_ROUTES:
+            s.routes[key] = s.routes.get(key, 0) + 1
+        else:
+            s.routes["other"] = s.routes.get("other", 0) + 1
+        if device is not None:  # only devices the directory knows: a bounded set
+            s.devices[device] = s.devices.get(device, 0) + 1
+        if len(s.sources) < MAX_SUMMARY_SOURCES:
+            s.sources.add(source)
+        return closed
+
+    def blocked(self) -> None:
+        if self.current is not None:
+            self.current.blocked_sources += 1
+
+    def take_closed(self, now: float) -> Summary | None:
+        """The summary of a minute that has ended by ``now`` (``math.inf``: the current one too), once."""
+        s = self.current
+        if s is None or s.count == 0 or now < s.start + MINUTE:
+            return None
+        self.current = None
+        return s

@@ -1,0 +1,143 @@
+"""Logging in, and what callers without a session may cost: the challenge, the login, and the
+per-address limits in front of every route that needs no session (``server/guard.py`` holds the
+limiters and the per-minute refusal summary; ``server/audit_api.py`` records the outcomes).
+
+Until a login's signature verifies, the caller is nobody: nothing it is told and no work the server
+does depends on what the server knows of the ids it names (see SECURITY.md, "What ids tell a caller
+without a session").
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.app import (
+    CHALLENGE,
+    CONFIG,
+    DIRECTORY,
+    FAILURES,
+    KEY_HOLDER,
+    LAST_PURGE,
+    LIMITER,
+    LOGIN,
+    NAMED_DEVICE,
+    PUBLIC,
+    PURGE_EVERY,
+    STORAGE,
+    Handler,
+    b64,
+    now_of,
+    read_json,
+    unb64,
+)
+from server.app import _removed as removed
+from server.audit import note
+from server.guard import Throttled
+from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
+from vault.errors import AuthError, VaultError
+from vault.keys import DeviceKeys, device_id_for
+
+
+def source_of(request: web.Request) -> str:
+    """The peer's address. No proxy is trusted: a forwarded-for header would let anyone pick its own."""
+    return request.remote or "?"
+
+
+@web.middleware
+async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Requests without a session spend a token of their source address (429 ``throttled`` when out);
+    a source that failed too many logins may not ask for challenges or log in for a while."""
+    route = request.match_info.route.resource
+    canonical = route.canonical if route is not None else request.path
+    if canonical not in PUBLIC:
+        return await handler(request)
+    app, source = request.app, source_of(request)
+    now = app[CONFIG].clock()
+    wait = app[LIMITER].take(source, now)
+    if wait > 0:
+        raise Throttled("too many requests from your address; wait and try again", wait)
+    if canonical in (CHALLENGE, LOGIN):
+        wait = app[FAILURES].blocked(source, now)
+        if wait > 0:
+            raise Throttled("too many failed logins from your address; wait and try again", wait)
+    return await handler(request)
+
+
+async def challenge(request: web.Request) -> web.Response:
+    """A nonce for any (member, device), known or not, active or not: the answer and the work are the
+    same for all, so the ids alone tell nothing. A nonce for a device that cannot log in never succeeds."""
+    f = await read_json(request, {"member", "device"})
+    member_id, device_id = f.str_("member", 64), f.str_("device", 64)
+    nonce = new_nonce()
+    expires = now_of(request) + request.app[CONFIG].nonce_ttl
+    await _purge_now_and_then(request.app, now_of(request))
+    await request.app[STORAGE].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
+    return web.json_response({"nonce": b64(nonce), "expires": expires})
+
+
+async def _purge_now_and_then(app: web.Application, now: float) -> None:
+    """Expired nonces, sessions and link slots are refused where they are read; deleting them is
+    housekeeping, done at most once a minute (on every challenge it cost a table scan per login)."""
+    if now - app[LAST_PURGE][0] >= PURGE_EVERY:
+        app[LAST_PURGE][0] = now
+        await app[STORAGE].purge_expired(now)
+
+
+LOGIN_REFUSED = "login refused: the signature does not verify for this member and device"
+# Checked instead of a device key the server does not have, so that every refused login does the same work.
+_NO_KEY = DeviceKeys.generate().sign_public
+
+
+async def login(request: web.Request) -> web.Response:
+    """Until the signature verifies the caller is nobody: its failures are counted against its address
+    (never against the device it names) and answered without telling what the server knows of the ids.
+    Once it verifies, the caller holds the device key and may learn why it still cannot log in."""
+    f = await read_json(request, {"statement", "sig", "key"})
+    statement = AuthStatement.parse(unb64(f.raw.get("statement"), "statement", 4096))
+    sig = unb64(f.raw.get("sig"), "sig", 128)
+    # Optional: the signing key itself. A device that is not (yet) in its member's chain shows it, so
+    # that its own failed login is no guess (a new device waiting to be added polls this way).
+    own = unb64(f.raw.get("key"), "key", 64) if "key" in f.raw else None
+    app = request.app
+    now = now_of(request)
+    taken = await app[STORAGE].take_nonce(nonce_hash(statement.nonce))
+    if taken is None:
+        raise AuthError("login challenge unknown or already used; ask for a new one")
+    member_id, device_id, expires = taken
+    directory = app[DIRECTORY]
+    member = directory.members.get(member_id)
+    device = member.devices.get(device_id) if member is not None else None
+    if device is not None:
+        request[NAMED_DEVICE] = device_id  # counted in the refusal summary if this login fails
+    if expires <= now:
+        raise AuthError("login challenge expired; ask for a new one")
+    if (statement.member, statement.device) != (member_id, device_id):
+        raise AuthError("login statement names another member or device")
+    expected_origin = app[CONFIG].public_url or f"https://{request.host}"
+    if statement.origin.rstrip("/") != expected_origin.rstrip("/"):
+        raise AuthError(f"login statement is for another server ({statement.origin})")
+    if abs(statement.time - now) > app[CONFIG].clock_skew:
+        raise AuthError(f"your clock is off: server time is {int(now)}")
+    holder = device is None and own is not None and len(own) == 32 and device_id_for(own) == device_id
+    try:
+        verify_login(device.sign_public if device is not None else own if holder and own else _NO_KEY,
+                     statement, sig)
+        verified = device is not None
+    except VaultError:
+        verified = holder = False
+    if holder:  # the caller holds the key of a device id that names no device of that member
+        request[KEY_HOLDER] = True
+        raise AuthError("this device is not an active device of that member (not added yet?)")
+    if not verified:
+        raise AuthError(LOGIN_REFUSED)
+    # The caller holds this device's key: from here it is accountable, and told why it is refused.
+    note(request, "auth.login", actor=member_id, device=device_id)
+    assert device is not None
+    if device.revoked is not None:
+        raise AuthError("this device is no longer active")
+    if removed(directory, member_id):
+        raise AuthError("this member was removed from the organization")
+    token = new_token()
+    session_expires = now + app[CONFIG].session_ttl
+    await app[STORAGE].add_session(token_hash(token), member_id, device_id, session_expires)
+    return web.json_response({"token": token, "expires": session_expires})
