@@ -42,7 +42,9 @@ def _verb(action: str) -> str:
     """A readable name for an action in refusals: 'doc.write' -> 'write documents'."""
     named = {"doc.write": "write documents", "thread.post": "post in threads", "org.admit": "admit members",
              "org.role": "grant or revoke roles", "org.remove": "remove members",
-             "org.protocols": "change the security protocols"}
+             "org.protocols": "change the security protocols",
+             "org.audit_team": "designate the audit log's security team", "audit.key": "publish the audit key",
+             "audit.cosign": "cosign the audit log"}
     if action in named:
         return named[action]
     parts = action.split(".")
