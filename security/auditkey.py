@@ -65,16 +65,16 @@ def judge_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, members: Ma
     POLICY.judge(Act(claim.member, claim.device, claim.time, "audit.key"), org, members, None)
     verify(members[claim.member].device_at(claim.device, claim.time).sign_public, labels.SIG_AUDIT_KEY, claim.raw,
            sig)
-    if designated is not None and claim.team != designated:
-        raise PolicyDenied(f"the audit key must come from the designated security team {designated}, "
-                           f"not team {claim.team}")
     if team is not None:
         if team.team_id != claim.team:
             raise ChainError("the audit key statement names another team")
         if team.kind != "security":
             raise PolicyDenied("the audit key comes from a team of kind 'security'")
         if not 1 <= claim.gen <= team.generation or (claim.gen, claim.member) not in team.boxes:
-            raise PolicyDenied(f"member {claim.member} never held generation {claim.gen} of team {team.name}")
+            raise ChainError(f"member {claim.member} never held generation {claim.gen} of team {team.name}")
+    if designated is not None and claim.team != designated:
+        raise PolicyDenied(f"the audit key must come from the designated security team {designated}, "
+                           f"not team {claim.team}")
 
 
 def designated_at(org: OrgState, t: int) -> str | None:

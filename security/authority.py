@@ -43,8 +43,9 @@ def _verb(action: str) -> str:
     named = {"doc.write": "write documents", "thread.post": "post in threads", "org.admit": "admit members",
              "org.role": "grant or revoke roles", "org.remove": "remove members",
              "org.protocols": "change the security protocols",
-             "org.audit_team": "designate the audit log's security team", "audit.key": "publish the audit key",
-             "audit.cosign": "cosign the audit log"}
+             "org.audit_team": "designate the audit log's security team",
+             "audit.key": "publish the Security Team's audit key",
+             "audit.cosign": "cosign the audit log for the Security Team"}
     if action in named:
         return named[action]
     parts = action.split(".")

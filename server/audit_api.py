@@ -324,8 +324,8 @@ async def put_key(request: web.Request) -> web.Response:
         raise EncodingError("the statement's time is too far from the server's")
     # The one judge (act audit.key at the statement's time), the designated team (the current one:
     # a statement for a team designated until a moment ago is refused), the team's kind.
-    judge_audit_key(claim, sig, org, directory.members, directory.teams.get(claim.team), org.audit_team)
     team = directory.team(claim.team)
+    judge_audit_key(claim, sig, org, directory.members, team, org.audit_team)
     if key.gen != team.generation or not team.holds_key(s.member, now):
         raise ChainError(f"the audit key must be the team's current generation ({team.generation}), held by you")
     current = app[STATE].key
