@@ -17,6 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from client.api import b64, unb64
 from client.home import Pins
+from security.auditkey import (
+    AuditKeyClaim,
+    designated_at,
+    entitled_cosigner,
+    judge_audit_key,
+    judge_cosignature,
+    parse_claim,
+)
+from security.authority import POLICY
 from security.events import (
     DAY,
     Checkpoint,
@@ -30,11 +39,11 @@ from security.events import (
 from security.merkle import EMPTY_ROOT, ProofError, leaf_hash, root_of, verify_consistency
 from security.protocols import Protocols, defaults, parse
 from security.rules import AuditInput, RuleResult, evaluate
+from vault.acts import Act
 from vault.chains import MemberState, TeamState, org_id_for
 from vault.crypto import labels
 from vault.envelope import Record
 from vault.errors import DecryptionFailed, IntegrityError, NotFound, PolicyDenied, VaultError
-from vault.keys import verify
 from vault.links import Link
 
 if TYPE_CHECKING:
@@ -170,17 +179,15 @@ def check_witness(s: Session, view: View, witness: Witness) -> int:
     for c in witness.cosigs:
         member, device = str(c.get("member")), str(c.get("device"))
         t = _int(c.get("time"), "cosignature time")
-        ms = view.members.get(member)
-        # Judged at the (signed) time of the cosignature: a device revoked later, or a term that
-        # ended later, does not undo a witness that was valid when made.
-        if (ms is None or device not in ms.devices or not ms.devices[device].active_at(t)
-                or "security" not in view.org.roles_of(member, t)):
+        # Judged by the one judge at the (signed) time of the cosignature: a device revoked later, or a
+        # term that ended later, does not undo a witness that was valid when made.
+        if not entitled_cosigner(member, device, t, view.org, view.members):
             raise LogInconsistent("a cosignature names a device or member that was not on the Security Team then")
         if not witness.checkpoint.time - 600 <= t <= t_now + 600:
             raise LogInconsistent("a cosignature is dated outside its checkpoint's lifetime")
-        statement = cosign_statement(witness.checkpoint.raw, member, device, t)
         try:
-            verify(ms.devices[device].sign_public, labels.SIG_COSIGN, statement, _b64(c.get("sig"), "cosignature"))
+            judge_cosignature(witness.checkpoint.raw, member, device, t, _b64(c.get("sig"), "cosignature"), view.org,
+                              view.members)
         except VaultError as e:
             raise LogInconsistent("a witness cosignature does not verify") from e
         newest = max(newest, t)
@@ -243,9 +250,12 @@ class Keys:
 
 
 def security_team(view: View, me: str) -> TeamState | None:
+    """The security team whose key seals the audit log, if ``me`` holds its key: the team designated in
+    the organization chain (``org.audit_team``); before any designation, any team of kind security."""
     now = _now()
+    designated = view.org.audit_team
     for team in sorted(view.teams.values(), key=lambda t: t.team_id):
-        if team.kind == "security" and team.holds_key(me, now):
+        if team.kind == "security" and designated in (None, team.team_id) and team.holds_key(me, now):
             return team
     return None
 
@@ -465,7 +475,7 @@ async def _check_links_logged(s: Session, view: View, events: list[tuple[int, Ev
 
 async def witness(s: Session) -> tuple[Verified, int]:
     result, view, _, keys = await verify_log(s)
-    if "security" not in view.org.roles_of(s.me, _now()):
+    if not _entitled(s, view, "audit.cosign"):
         raise PolicyDenied("only the Security Team witnesses the log")
     if result.problems:
         raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
@@ -476,26 +486,77 @@ async def witness(s: Session) -> tuple[Verified, int]:
     return result, int(res.get("size", 0))
 
 
-async def publish_audit_key(s: Session, view: View) -> str | None:
-    """Security Team clients make sure the server seals to the team's current generation."""
-    team = security_team(view, s.me)
-    if team is None or "security" not in view.org.roles_of(s.me, _now()):
+def _entitled(s: Session, view: View, action: str) -> bool:
+    return POLICY.entitled(Act(s.me, s.device.device_id, _now(), action), view.org, view.members, None)
+
+
+async def served_audit_key(s: Session, view: View) -> AuditKeyClaim | None:
+    """The audit-key statement the server says it seals to, judged before it is believed: signed by a
+    member entitled to at its time, for the security team designated then (the server may lie)."""
+    res = await s.api.get("/api/v1/audit/key")
+    current = res.get("key") if isinstance(res, dict) else None
+    if current is None:
+        return None
+    if not isinstance(current, dict):
+        raise IntegrityError("the server sent a malformed audit key")
+    claim = parse_claim(_b64(current.get("statement"), "audit key statement"))
+    try:
+        judge_audit_key(claim, _b64(current.get("sig"), "audit key signature"), view.org, view.members,
+                        view.teams.get(claim.team), designated_at(view.org, claim.time))
+    except VaultError as e:
+        raise IntegrityError(f"the server says it seals the audit log to a key no one entitled published ({e}); "
+                             "do not trust this server and tell your Security Team") from e
+    return claim
+
+
+async def publish_audit_key(s: Session, view: View, team_name: str | None = None,
+                            explicit: bool = False) -> str | None:
+    """Security Team clients make sure the server seals to the designated team's current generation.
+
+    ``explicit`` (``mvault audit key``): refusals are errors, and a key already in force is said so;
+    ``team_name``: publish that team's key (the server refuses any but the designated team's)."""
+    team = security_team(view, s.me) if team_name is None else view.team_by_name(team_name)
+    if not _entitled(s, view, "audit.key"):
+        if explicit:
+            raise PolicyDenied("only the Security Team publishes the audit key")
+        return None
+    if team is None:
+        if explicit:
+            raise PolicyDenied("you hold no key of the designated security team")
         return None
     key = await s.team_key(team, team.generation)
     pub = audit_keypair(key.seed)[0]
-    res = await s.api.get("/api/v1/audit/key")
-    current = res.get("key") if isinstance(res, dict) else None
-    if current is not None:
-        from security.events import AUDIT_KEY_FIELDS, Statement  # noqa: PLC0415
-
-        st = Statement.parse(unb64(current.get("statement")), "audit key statement", AUDIT_KEY_FIELDS)
-        if st.fields.bytes_("pub", 32) == pub and st.fields.int_("gen") == team.generation:
-            return None
+    current = await served_audit_key(s, view)
+    if current is not None and (current.team, current.gen, current.pub) == (team.team_id, team.generation, pub):
+        return f"the audit key of team {team.name} (generation {team.generation}) is in force" if explicit else None
     raw = audit_key_statement(org_id_for(bytes.fromhex(s.cfg.org_root)), team.team_id, team.generation, pub,
                               _now(), s.me, s.device.device_id)
     await s.api.post("/api/v1/audit/key", {"statement": b64(raw), "sig": b64(s.device.sign(labels.SIG_AUDIT_KEY,
                                                                                              raw))})
     return f"published the audit key of team {team.name} (generation {team.generation})"
+
+
+async def designate(s: Session, team_name: str) -> bool:
+    """NCC: designate ``team_name`` as the audit log's security team; True if in force, False if it
+    waits for a second NCC member's same designation."""
+    view = await s.view()
+    team = view.team_by_name(team_name)
+    if team.kind != "security":
+        raise PolicyDenied(f"team {team.name} is of kind {team.kind!r}: the audit log's team is of kind 'security'")
+    await s.append_org("org.audit_team", {"team": team.team_id})
+    return (await s.view(refresh=True)).org.audit_team == team.team_id
+
+
+async def designate_first(s: Session, team: TeamState) -> bool:
+    """After creating a security team: designate it if no team is designated or proposed and ``s.me`` is
+    the only NCC member (a young organization: one signature suffices). Otherwise nothing."""
+    view = await s.view()
+    org, t = view.org, _now()
+    ncc = {m for m in org.members if "ncc" in org.roles_of(m, t)}
+    if team.kind != "security" or org.audit_team is not None or org.audit_team_proposals or ncc != {s.me}:
+        return False
+    await s.append_org("org.audit_team", {"team": team.team_id})
+    return (await s.view(refresh=True)).org.audit_team == team.team_id
 
 
 # -- report and exposure ------------------------------------------------------------------------------

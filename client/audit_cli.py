@@ -208,6 +208,35 @@ def audit_approve(ctx: Ctx, link: str) -> None:
     emit(ctx, {"approved": h}, lambda: out.print(f"approved link {h[:16]}"))
 
 
+@audit.command("key")
+@click.option("--team", "team_name", default=None, help="this security team's key (default: the designated one)")
+@json_flag
+@click.pass_obj
+def audit_key(ctx: Ctx, team_name: str | None) -> None:
+    """Security Team: have the server seal the log to your team's current audit key (every command of
+    yours does this; this one says what is in force)."""
+
+    async def go(s: Session) -> str:
+        return await A.publish_audit_key(s, await s.view(), team_name, explicit=True) or ""
+
+    said = with_session(ctx, go)
+    emit(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
+
+
+@audit.command("designate")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def audit_designate(ctx: Ctx, team_name: str) -> None:
+    """NCC: designate TEAM (of kind security) as the one whose key seals the audit log. With another
+    NCC member, a second NCC member must designate the same team for it to take effect."""
+    in_force = with_session(ctx, lambda s: A.designate(s, team_name))
+    emit(ctx, {"team": team_name, "in_force": in_force},
+         lambda: out.print(f"team {escape(team_name)} is the audit log's security team" if in_force else
+                           f"proposed team {escape(team_name)}; another NCC member confirms with "
+                           f"`mvault audit designate {escape(team_name)}`"))
+
+
 @audit.command("lost")
 @click.argument("member")
 @click.argument("device_name", metavar="DEVICE")

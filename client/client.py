@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from client.api import Api, b64, unb64
-from client.audit import LogView, check_witness, protocols_of, publish_audit_key, sync_log
+from client.audit import LogView, check_witness, designate_first, protocols_of, publish_audit_key, sync_log
 from client.home import Config, Home, Pins, Secrets
 from security.authority import ALLOWANCE, POLICY
 from security.policy import TEAM_KINDS
@@ -558,6 +558,10 @@ class Session:
         TeamState.create(link, view.org, view.members, POLICY, TEAM_KINDS)
         await self.api.post("/api/v1/teams", {"link": b64(link.wire), "boxes": {self.me: b64(box)}})
         view = await self.view(refresh=True)
+        if kind == "security" and await designate_first(self, view.teams[team_id]):
+            self.warnings.append(f"designated team {name} as the audit log's security team (you are the only NCC "
+                                 "member; a change of designation will need a second one once there is one)")
+            view = await self.view()
         return view.teams[team_id]
 
     async def add_member(self, team_name: str, member_name: str, role: str, until: int | None) -> bool:

@@ -3,7 +3,8 @@
 Every signed act is reduced to an ``Act`` (``vault.acts``) and judged here, by the server before
 it accepts anything and by every client before it believes anything: chain links (through the
 chain replay in ``vault.chains``, which receives this object as its policy), document versions,
-thread records and messages, key shares and the set of key boxes a new generation must carry.
+thread records and messages, key shares and the set of key boxes a new generation must carry,
+audit-key statements and checkpoint cosignatures (``security.auditkey``).
 
 The rule (SECURITY.md "Authority", docs/format.md "Judging an act"): an act dated t by member m,
 signed with device d, is valid only if
@@ -42,7 +43,10 @@ def _verb(action: str) -> str:
     """A readable name for an action in refusals: 'doc.write' -> 'write documents'."""
     named = {"doc.write": "write documents", "thread.post": "post in threads", "org.admit": "admit members",
              "org.role": "grant or revoke roles", "org.remove": "remove members",
-             "org.protocols": "change the security protocols"}
+             "org.protocols": "change the security protocols",
+             "org.audit_team": "designate the audit log's security team",
+             "audit.key": "publish the Security Team's audit key",
+             "audit.cosign": "cosign the audit log for the Security Team"}
     if action in named:
         return named[action]
     parts = action.split(".")

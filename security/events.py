@@ -56,6 +56,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "org.remove": ("offboarding",),
     "org.protocols.propose": ("two-person",),
     "org.protocols.approve": ("two-person",),
+    "org.audit_team": ("two-person", "log-integrity"),
     "member.create": ("key-verification",),
     "device.add": ("key-verification", "dormant-devices"),
     "device.revoke": ("offboarding", "lost-device", "rotate-on-removal"),

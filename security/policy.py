@@ -28,6 +28,9 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.role": frozenset({"ncc"}),
     "org.remove": frozenset({"ncc"}),
     "org.protocols": frozenset({"ncc"}),
+    "org.audit_team": frozenset({"ncc"}),  # designate the security team the audit log is sealed to
+    "audit.key": frozenset({"security"}),  # sign which key generation the server seals the audit log to
+    "audit.cosign": frozenset({"security"}),  # cosign (witness) an audit log checkpoint
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),

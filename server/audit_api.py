@@ -24,13 +24,12 @@ from typing import Any
 
 from aiohttp import web
 
+from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
+from security.authority import POLICY
 from security.events import (
-    AUDIT_KEY_FIELDS,
     DAY,
     Event,
     Sealer,
-    Statement,
-    cosign_statement,
     rules_for,
     seal_event,
     valid_box_public,
@@ -58,10 +57,9 @@ from server.audit import NOTES, AuditStore, Note, note, today
 from server.guard import Summary, Throttled
 from server.login import source_of
 from server.storage import Session
-from vault.crypto import labels
+from vault.acts import Act
 from vault.encoding import Fields, decode, encode
-from vault.errors import ChainError, EncodingError, NotFound, PolicyDenied, VaultError
-from vault.keys import verify
+from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied, VaultError
 
 AUDIT = web.AppKey("audit", AuditStore)
 log = logging.getLogger("mvault.server")
@@ -323,23 +321,31 @@ async def leaves(request: web.Request) -> web.Response:
                                          for i, h, leaf in rows]})
 
 
+def _judge_now(request: web.Request, action: str) -> None:
+    """The one judge on the logged-in device now, before the body is read (its signed time is judged later)."""
+    s = session_of(request)
+    directory = request.app[DIRECTORY]
+    POLICY.judge(Act(s.member, s.device, int(now_of(request)), action), directory.require_org(), directory.members,
+                 None)
+
+
 async def cosign(request: web.Request) -> web.Response:
-    _require_security(request)
+    _judge_now(request, "audit.cosign")
     f = await read_json(request, {"checkpoint", "sig", "time"})
     raw = unb64(f.raw.get("checkpoint"), "checkpoint", 4096)
     sig = unb64(f.raw.get("sig"), "sig", 128)
     t = f.int_("time", 0)
     s = session_of(request)
     store = request.app[AUDIT]
+    directory = request.app[DIRECTORY]
     if abs(t - now_of(request)) > request.app[CONFIG].clock_skew:
         raise EncodingError("the cosignature's time is too far from the server's")
     issued = await store.issued(raw)
     if issued is None:
         raise NotFound("this server never issued that checkpoint for its current log")
-    try:
-        verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public, labels.SIG_COSIGN,
-               cosign_statement(raw, s.member, s.device, t), sig)
-    except VaultError as e:
+    try:  # the one judge again, at the cosignature's signed time
+        judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
+    except BadSignature as e:
         raise EncodingError("the cosignature does not verify with your device key") from e
     note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
     await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t)
@@ -353,34 +359,29 @@ async def get_key(request: web.Request) -> web.Response:
     return web.json_response({"key": {"statement": b64(key.statement), "sig": b64(key.sig)}})
 
 
-def parse_key_statement(raw: bytes) -> tuple[Fields, AuditKey]:
-    st = Statement.parse(raw, "audit key statement", AUDIT_KEY_FIELDS)
-    f = st.fields
-    key = AuditKey(f.int_("gen", 1), f.bytes_("pub", 32), f.str_("team", 64), raw)
-    return f, key
-
-
 async def put_key(request: web.Request) -> web.Response:
-    me = _require_security(request)
+    _judge_now(request, "audit.key")
     s = session_of(request)
     body = await read_json(request, {"statement", "sig"})
     raw = unb64(body.raw.get("statement"), "statement", 4096)
     sig = unb64(body.raw.get("sig"), "sig", 128)
-    f, key = parse_key_statement(raw)
-    if key.pub is None or not valid_box_public(key.pub):
+    claim = AuditKeyClaim.parse(raw)
+    key = AuditKey(claim.gen, claim.pub, claim.team, raw)
+    if not valid_box_public(claim.pub):
         raise EncodingError("the audit public key is not a usable X25519 key")
     app = request.app
     directory = app[DIRECTORY]
+    org = directory.require_org()
     now = int(now_of(request))
-    if (f.str_("org", 64), f.str_("member", 64), f.str_("device", 64)) != (_org_id(request), me, s.device):
+    if (claim.org, claim.member, claim.device) != (_org_id(request), s.member, s.device):
         raise PolicyDenied("the statement must name this organization and the logged-in device")
-    if abs(f.int_("time") - now) > app[CONFIG].clock_skew:
+    if abs(claim.time - now) > app[CONFIG].clock_skew:
         raise EncodingError("the statement's time is too far from the server's")
-    verify(directory.member(me).device(s.device).sign_public, labels.SIG_AUDIT_KEY, raw, sig)
-    team = directory.team(key.team)
-    if team.kind != "security":
-        raise PolicyDenied("the audit key comes from a team of kind 'security'")
-    if key.gen != team.generation or not team.holds_key(me, now):
+    # The one judge (act audit.key at the statement's time), the designated team (the current one:
+    # a statement for a team designated until a moment ago is refused), the team's kind.
+    team = directory.team(claim.team)
+    judge_audit_key(claim, sig, org, directory.members, team, org.audit_team)
+    if key.gen != team.generation or not team.holds_key(s.member, now):
         raise ChainError(f"the audit key must be the team's current generation ({team.generation}), held by you")
     current = app[STATE].key
     if current.pub is not None and current.team == key.team and current.gen > key.gen:
@@ -466,7 +467,8 @@ async def load_state(store: AuditStore) -> AuditState:
     stored = await store.get_meta("audit_key")
     if stored is not None:
         f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
-        _, key = parse_key_statement(f.bytes_("statement"))
+        claim = AuditKeyClaim.parse(f.bytes_("statement"))
+        key = AuditKey(claim.gen, claim.pub, claim.team, claim.raw)
         key.sig = f.bytes_("sig")
     return AuditState(key, defaults(), b"")
 

@@ -19,7 +19,7 @@ from vault.chains import (
     TeamState,
     clone,
 )
-from vault.errors import ChainError, NotFound
+from vault.errors import ChainError, NotFound, PolicyDenied
 from vault.links import Link, parse_link
 
 
@@ -80,6 +80,11 @@ class Directory:
             return OrgState.create(link, members)
         state = clone(self.org)
         state.apply(link, members, POLICY)
+        if link.type == "org.audit_team":
+            # The org chain does not know teams: the server checks the kind (clients do where they see it).
+            team = self.teams.get(link.body.str_("team", 64))
+            if team is None or team.kind != "security":
+                raise PolicyDenied("the audit log's team must be an existing team of kind 'security'")
         return state
 
     def commit_org(self, state: OrgState, link: Link) -> None:

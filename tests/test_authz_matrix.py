@@ -67,7 +67,9 @@ from client.api import Api
 from client.client import Session, View, join
 from client.home import Home, Secrets
 from client.threads import Threads
+from security.auditkey import AuditKeyClaim
 from security.authority import POLICY
+from security.events import audit_key_statement, audit_keypair, cosign_statement
 from security.policy import (
     MAX_TEAM_ROLE,
     ORG_ROLES,
@@ -81,6 +83,7 @@ from security.protocols import default_text
 from tests.conftest import PASSPHRASE, Member, Result, ServerThread
 from vault.auth import sign_login
 from vault.chains import HISTORY_BLOB, TeamState, team_id_for
+from vault.crypto import labels
 from vault.envelope import DocWriter
 from vault.errors import VaultError
 from vault.keys import DeviceKeys
@@ -102,6 +105,9 @@ NONE = "none"  # not a member of the team
 TEAM_ROLE_CHOICES = (NONE, *TEAM_ROLES)
 KEY_ACTIONS = frozenset({"team.rotate", "team.share"})  # need the current team key (DESIGN.md)
 
+AUDIT_TEAM = "mx-audit"  # a security team every matrix actor holds the key of (audit.key, org.audit_team)
+NO_LINK_ACTIONS = frozenset({"audit.key", "audit.cosign"})  # signed statements, not chain links
+
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {
     "org.invite": ("invite",),
@@ -111,6 +117,9 @@ ORG_ACTIONS: dict[str, tuple[str, ...]] = {
     "org.role": ("role", "grant", "t_role", "staff"),
     "org.remove": ("remove", "{target}", "--reason", "authz matrix"),
     "org.protocols": ("audit", "protocols", "propose", "{protocols}"),
+    "org.audit_team": ("audit", "designate", AUDIT_TEAM),
+    "audit.key": ("audit", "key"),  # every actor holds the key of the security team AUDIT_TEAM
+    "audit.cosign": ("audit", "witness"),
     **{f"team.create.{k}": ("team", "create", "{team}", "--kind", k) for k in TEAM_KINDS},
 }
 TEAM_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -268,6 +277,11 @@ async def _helpers(w: World) -> None:
         await a.view(refresh=True)
         await admin.set_org_role(a, "h_ncc", "ncc", True, None)  # an NCC member who holds no team keys
         await admin.set_org_role(a, "t_role", "security", True, None)  # for denied revocations
+        await a.create_team(AUDIT_TEAM, "security")  # not designated: alice is not the only NCC member
+        for role in ORG_ROLES:
+            await a.add_member(AUDIT_TEAM, f"m_{role}", "reader" if role == "compa" else "writer", None)
+    async with w.session("m_security") as s:  # publishes the audit key: later CLI runs have nothing to do first
+        assert any("published the audit key" in done for done in await s.maintain())
     w.actors["p_shared"] = await w.pending_member()  # never admitted: target of denied admits
 
 
@@ -492,6 +506,10 @@ async def forged_org_requests(w: World, actor: Actor, action: str,
                   {"member": w.id("t_role"), "role": "security", "grant": False, "until": None}]
     elif action == "org.remove":
         bodies = [{"member": w.id("t_rm"), "reason": "forged"}]
+    elif action == "org.audit_team":
+        bodies = [{"team": view.team_by_name(AUDIT_TEAM).team_id}]
+    elif action in NO_LINK_ACTIONS:
+        return await forged_audit_requests(w, actor, action)
     elif action == "org.protocols":  # a proposal, and an approval (of a proposal that may not even exist)
         forged = [("org.protocols.propose", {"text": protocols_text(org, next(w.serial))}),
                   ("org.protocols.approve", {"digest": os.urandom(32)})]
@@ -504,6 +522,24 @@ async def forged_org_requests(w: World, actor: Actor, action: str,
     links = [make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t, signer=actor.member_id,
                        device=actor.device, type_=type_, body=b) for b in bodies]
     return [("POST", "/api/v1/org/links", {"js": {"link": b64(link.wire)}}) for link in links]
+
+
+async def forged_audit_requests(w: World, actor: Actor, action: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """An audit-key statement for the actor's generation of AUDIT_TEAM, or a cosignature of the current
+    checkpoint, signed by the actor's device."""
+    t = int(w.server.clock())
+    async with w.session(actor.name) as s:
+        view = await s.view()
+        if action == "audit.key":
+            team = view.team_by_name(AUDIT_TEAM)
+            pub = audit_keypair((await s.team_key(team, team.generation)).seed)[0]
+            raw = audit_key_statement(view.org.org_id, team.team_id, team.generation, pub, t, actor.member_id,
+                                      actor.device.device_id)
+            return [("POST", "/api/v1/audit/key",
+                     {"js": {"statement": b64(raw), "sig": b64(actor.device.sign(labels.SIG_AUDIT_KEY, raw))}})]
+        cp = base64.b64decode((await s.api.get("/api/v1/audit/checkpoint"))["checkpoint"])
+    sig = actor.device.sign(labels.SIG_COSIGN, cosign_statement(cp, actor.member_id, actor.device.device_id, t))
+    return [("POST", "/api/v1/audit/cosign", {"js": {"checkpoint": b64(cp), "sig": b64(sig), "time": t}})]
 
 
 def protocols_text(org: Any, serial: int) -> str:
@@ -754,9 +790,23 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
     if expected:
         r = actor.member.ok(*args)
         after = counts(w.server)
-        assert after["links"] == before["links"] + 1
+        assert after["links"] == before["links"] + (action not in NO_LINK_ACTIONS)
         view = await w.view()
-        if action.startswith("org.invite"):
+        if action in NO_LINK_ACTIONS:
+            async with Raw(w.server) as raw:
+                _, res = await raw.call("GET", "/api/v1/audit/" + ("key" if action == "audit.key" else "checkpoint"),
+                                        await raw.login(w.actors["alice"]))
+            if action == "audit.key":
+                claim = AuditKeyClaim.parse(base64.b64decode(res["key"]["statement"]))
+                assert (claim.member, claim.team) == (actor.member_id, view.team_by_name(AUDIT_TEAM).team_id)
+            else:
+                assert actor.member_id in {c["member"] for c in res["witness"]["cosigs"]}
+        elif action == "org.audit_team":  # proposed; a second NCC member (alice) confirms: the same action
+            team_id = view.team_by_name(AUDIT_TEAM).team_id
+            assert view.org.audit_team_proposals[team_id][0] == actor.member_id
+            w.actors["alice"].member.ok("audit", "designate", AUDIT_TEAM)
+            assert (await w.view()).org.audit_team == team_id
+        elif action.startswith("org.invite"):
             code = r.out.strip()
             if action != "org.invite":  # the invitee joins: admitted at once only if the inviter may admit
                 role = action.removeprefix("org.invite.")

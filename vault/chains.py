@@ -17,6 +17,8 @@ Transitions (link type -> effect)::
     org.join        a new member claims an invite (cosigned with the invite key)
     org.admit       NCC admits a pending member
     org.role        NCC grants or revokes ncc / staff / security / compa (optional end date)
+    org.audit_team  NCC designates the security team whose key seals the audit log; with another
+                    NCC member at the time it is a proposal until a second NCC member signs the same
     team.create     team with kind, initial members and key generation 1
     team.add        adds a member with role (+ expiry) and their key box (none if the
                     signer holds no key: the member waits for a holder's team.share)
@@ -399,6 +401,17 @@ class OrgState:
     protocols: ProtocolsChange | None = None  # None: the shipped defaults
     protocols_log: list[ProtocolsChange] = field(default_factory=list)
     times: list[int] = field(default_factory=list)  # the time of each link, by seq - 1
+    audit_team: str | None = None  # the designated security team (None: none designated yet)
+    audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
+    audit_team_proposals: dict[str, tuple[str, int]] = field(default_factory=dict)  # team -> (proposer, time)
+
+    def audit_team_at(self, seq: int) -> str | None:
+        """The security team designated for the audit log at organization state ``seq`` (None: none yet)."""
+        found = None
+        for s, team in self.audit_team_log:
+            if s <= seq:
+                found = team
+        return found
 
     def seq_at(self, t: int) -> int:
         """The organization state current at time ``t``: the last link dated at or before it (0: none)."""
@@ -447,7 +460,8 @@ class OrgState:
         ms = verify_signer(link, members)
         handlers = {"org.invite": self._invite, "org.join": self._join, "org.admit": self._admit,
                     "org.role": self._role, "org.remove": self._remove,
-                    "org.protocols.propose": self._propose, "org.protocols.approve": self._approve}
+                    "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
+                    "org.audit_team": self._audit_team}
         handler = handlers.get(link.type)
         if handler is None:
             raise ChainError(f"unsupported organization link type {link.type!r}")
@@ -605,6 +619,29 @@ class OrgState:
         self.protocols = approved
         self.protocols_log.append(approved)
         self.proposals = {d: c for d, c in self.proposals.items() if c.version > approved.version}
+
+    def _audit_team(self, link: Link, ms: MemberState, policy: Policy) -> None:
+        """Designate the audit log's security team (its kind is checked where teams are known: the server
+        on accepting the link, clients when they judge an audit-key statement).
+
+        Two people: with another NCC member at the link's time, the first link is a proposal and the
+        same link by a second NCC member puts it in force; with one NCC member only, one signature does."""
+        self._authorize(link, ms, policy, "org.audit_team")
+        team = link.body.str_("team", 64)
+        if not team:
+            raise ChainError("org.audit_team names no team")
+        if team == self.audit_team:
+            raise ChainError(f"team {team} is already the designated security team")
+        others = [m for m in self.members if m != link.signer and "ncc" in self.roles_of(m, link.time)]
+        proposed = self.audit_team_proposals.get(team)
+        if proposed is not None and proposed[0] == link.signer and others:
+            raise PolicyDenied("designating the audit team needs a second NCC member: you proposed it")
+        if others and (proposed is None or "ncc" not in self.roles_of(proposed[0], link.time)):
+            self.audit_team_proposals[team] = (link.signer, link.time)
+            return
+        self.audit_team = team
+        self.audit_team_log.append((link.seq, team))
+        self.audit_team_proposals.clear()
 
 
 def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: Policy) -> OrgState:

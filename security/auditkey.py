@@ -1,0 +1,97 @@
+"""Judging the audit log's signed acts: audit-key statements and witness cosignatures.
+
+The server (before it accepts one) and every client (before it believes one) judge them the
+same way, with the one judge (``security.authority.POLICY``):
+
+* an audit-key statement (``security.events.audit_key_statement``) is an act ``audit.key`` by
+  its member, with its device, at its signed time; it must name the organization, verify with
+  that device's key, name the security team designated in the organization chain
+  (``org.audit_team``; before any designation, any team of kind ``security``) and, where the
+  team's chain is known, a team of kind ``security`` and a generation the signer held;
+* a cosignature of a checkpoint is an act ``audit.cosign`` by its member, with its device, at
+  its signed time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from security.authority import POLICY
+from security.events import AUDIT_KEY_FIELDS, Statement, cosign_statement
+from vault.acts import Act
+from vault.chains import MemberState, OrgState, TeamState
+from vault.crypto import labels
+from vault.errors import ChainError, EncodingError, IntegrityError, PolicyDenied
+from vault.keys import verify
+
+
+@dataclass(frozen=True)
+class AuditKeyClaim:
+    """What an audit-key statement says, parsed (not yet judged)."""
+
+    raw: bytes
+    org: str
+    team: str
+    gen: int
+    pub: bytes
+    time: int
+    member: str
+    device: str
+
+    @classmethod
+    def parse(cls, raw: bytes) -> AuditKeyClaim:
+        f = Statement.parse(raw, "audit key statement", AUDIT_KEY_FIELDS).fields
+        return cls(raw, f.str_("org", 64), f.str_("team", 64), f.int_("gen", 1), f.bytes_("pub", 32),
+                   f.int_("time", 0), f.str_("member", 64), f.str_("device", 64))
+
+
+def parse_claim(raw: bytes) -> AuditKeyClaim:
+    """``AuditKeyClaim.parse``, malformed input as ``IntegrityError`` (for bytes a server served)."""
+    try:
+        return AuditKeyClaim.parse(raw)
+    except EncodingError as e:
+        raise IntegrityError(f"malformed audit key statement: {e}") from e
+
+
+def judge_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, members: Mapping[str, MemberState],
+                    team: TeamState | None, designated: str | None) -> None:
+    """Refuse (``PolicyDenied``, ``ChainError``, ``BadSignature``) a statement its signer was not
+    entitled to make. ``designated``: the team the statement must name (None: none designated yet);
+    ``team``: the named team's replayed chain, if the judge can see it (then its kind and the
+    signer's key generation are checked too)."""
+    if claim.org != org.org_id:
+        raise PolicyDenied("the audit key statement names another organization")
+    POLICY.judge(Act(claim.member, claim.device, claim.time, "audit.key"), org, members, None)
+    verify(members[claim.member].device_at(claim.device, claim.time).sign_public, labels.SIG_AUDIT_KEY, claim.raw,
+           sig)
+    if team is not None:
+        if team.team_id != claim.team:
+            raise ChainError("the audit key statement names another team")
+        if team.kind != "security":
+            raise PolicyDenied("the audit key comes from a team of kind 'security'")
+        if not 1 <= claim.gen <= team.generation or (claim.gen, claim.member) not in team.boxes:
+            raise ChainError(f"member {claim.member} never held generation {claim.gen} of team {team.name}")
+    if designated is not None and claim.team != designated:
+        raise PolicyDenied(f"the audit key must come from the designated security team {designated}, "
+                           f"not team {claim.team}")
+
+
+def designated_at(org: OrgState, t: int) -> str | None:
+    """The designated security team at time ``t`` (the organization state then)."""
+    return org.audit_team_at(org.seq_at(t))
+
+
+def judge_cosignature(checkpoint_raw: bytes, member: str, device: str, t: int, sig: bytes, org: OrgState,
+                      members: Mapping[str, MemberState]) -> None:
+    """Refuse a witness cosignature by anyone but a Security Team member's device active at its signed
+    time ``t``, or one that does not verify (``PolicyDenied``/``ChainError``/``BadSignature``)."""
+    POLICY.judge(Act(member, device, t, "audit.cosign"), org, members, None)
+    verify(members[member].device_at(device, t).sign_public, labels.SIG_COSIGN,
+           cosign_statement(checkpoint_raw, member, device, t), sig)
+
+
+def entitled_cosigner(member: str, device: str, t: int, org: OrgState, members: Mapping[str, MemberState]) -> bool:
+    """Was ``member`` on the Security Team, signing with an active ``device``, at ``t``?"""
+    return POLICY.entitled(Act(member, device, t, "audit.cosign"), org, members, None)
+
