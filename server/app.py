@@ -417,6 +417,7 @@ async def append_org_link(request: web.Request) -> web.Response:
         org = directory.require_org()
         if link.seq <= org.seq:
             raise Conflict("the organization chain moved on; fetch it and retry")
+        directory.check_not_before(link)
         state = directory.check_org_link(link)
         await app[STORAGE].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
         directory.commit_org(state, link)
@@ -528,6 +529,7 @@ async def append_member_link(request: web.Request) -> web.Response:
         before = directory.member(link.chain or "")
         if link.seq <= before.seq:
             raise Conflict("your member chain moved on; fetch it and retry")
+        directory.check_not_before(link)
         state, _ = directory.check_member_link(link)
         gen = state.puk_gen
         old = before.puks[gen].box_hashes if gen in before.puks else {}
@@ -737,6 +739,7 @@ async def put_version(request: web.Request) -> web.Response:
             StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
             int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
         )
+        directory.note_signed(core.author, core.device, core.time)
         placed = None
         event.res["vid"] = vid
         event.detail.update({"gen": core.gen, "seq": core.seq})

@@ -19,8 +19,10 @@ from vault.chains import (
     TeamState,
     clone,
 )
-from vault.errors import ChainError, NotFound, PolicyDenied
+from vault.envelope import Record
+from vault.errors import ChainError, Conflict, NotFound, PolicyDenied
 from vault.links import Link, parse_link
+from vault.messages import ThreadRecord
 
 
 @dataclass
@@ -31,6 +33,11 @@ class Directory:
     org_links: list[Link] = field(default_factory=list)
     teams: dict[str, TeamState] = field(default_factory=dict)
     team_links: dict[str, list[Link]] = field(default_factory=dict)
+    # The latest time of anything each device / member signed that this server accepted (links,
+    # document versions, thread records, messages): a change that ends their rights must not be
+    # dated before it, or every client's replay would refuse what was accepted (see ``check_not_before``).
+    signed_by_device: dict[str, int] = field(default_factory=dict)
+    signed_by_member: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, storage: Storage) -> Directory:
@@ -44,7 +51,25 @@ class Directory:
             else:
                 state = d.check_team_create(link) if link.seq == 1 else d.check_team_link(stored.chain, link)
                 d.commit_team(state, link)
+        await d._note_stored_acts(storage)
         return d
+
+    async def _note_stored_acts(self, storage: Storage) -> None:
+        """``signed_by_*`` from the stored document versions, thread records and messages (links are
+        noted as they are committed)."""
+        owner = {dev: mid for mid, ms in self.members.items() for dev in ms.devices}
+        for team in self.teams:
+            for v in await storage.team_versions(team):
+                core = Record.parse(v.record).core
+                self.note_signed(core.author, core.device, core.time)
+            for t in await storage.threads(team, 0):
+                rec = ThreadRecord.parse(t.record)
+                self.note_signed(rec.creator, rec.device, rec.time)
+                after = 0
+                while page := await storage.messages(team, t.thread, after, 1000, 0):
+                    for m in page:
+                        self.note_signed(owner.get(m.device, ""), m.device, m.time)
+                    after = page[-1].pos
 
     # -- members ------------------------------------------------------------------------------
 
@@ -69,6 +94,35 @@ class Directory:
         state, link = checked
         self.members[state.member_id] = state
         self.member_links.setdefault(state.member_id, []).append(link)
+        self.note_signed(link.signer, link.device, link.time)
+
+    def note_signed(self, member_id: str, device_id: str, t: int) -> None:
+        """Remember that ``device_id`` of ``member_id`` signed something dated ``t`` that was accepted."""
+        if t > self.signed_by_device.get(device_id, 0):
+            self.signed_by_device[device_id] = t
+        if t > self.signed_by_member.get(member_id, 0):
+            self.signed_by_member[member_id] = t
+
+    def check_not_before(self, link: Link) -> None:
+        """A link that ends someone's rights is dated no earlier than what they already signed.
+
+        Rights are judged at each act's own time (a device revoked from its revocation's time; a
+        document at the organization state current at its time), so a revocation, removal or compa
+        grant dated before an act the server already accepted would make every client refuse that
+        act, and a whole chain or document with it (a member with two devices and a fast clock could
+        do it on purpose). Refused with 409: sign it again with a later time."""
+        body = link.body.raw
+        if link.type == "device.revoke":
+            subject, latest = body.get("device"), self.signed_by_device
+        elif link.type == "org.remove" or (link.type == "org.role" and (body.get("grant") is False
+                                                                         or body.get("role") == "compa")):
+            subject, latest = body.get("member"), self.signed_by_member
+        else:
+            return
+        t = latest.get(subject, 0) if isinstance(subject, str) else 0
+        if link.time < t:
+            raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
+                           f"sign it again dated {t} or later (check the clocks)")
 
     # -- organization ----------------------------------------------------------------------------
 
@@ -90,6 +144,7 @@ class Directory:
     def commit_org(self, state: OrgState, link: Link) -> None:
         self.org = state
         self.org_links.append(link)
+        self.note_signed(link.signer, link.device, link.time)
 
     def require_org(self) -> OrgState:
         if self.org is None:
@@ -145,3 +200,4 @@ class Directory:
     def commit_team(self, state: TeamState, link: Link) -> None:
         self.teams[state.team_id] = state
         self.team_links.setdefault(state.team_id, []).append(link)
+        self.note_signed(link.signer, link.device, link.time)

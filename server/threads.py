@@ -239,6 +239,7 @@ async def create_thread(request: web.Request) -> web.Response:
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
     await request.app[STORAGE].add_thread(t, int(now_of(request)), allowance)
+    request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
     request.app[HUB].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
     return web.json_response({"thread": rec.thread}, status=201)
@@ -321,6 +322,7 @@ async def post_message(request: web.Request) -> web.Response:
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
     stored = StoredMessage(team.team_id, thread, 0, m.id, h.device, h.seq, h.time, m.raw)
     pos = await app[LOG].append(stored, h.prev)
+    app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
     app[HUB].publish(team.team_id, _message_json(replace(stored, pos=pos)))
     return web.json_response({"id": m.id, "pos": pos}, status=201)
