@@ -353,10 +353,12 @@ async def directory_view(request: web.Request) -> web.Response:
     teams: dict[str, Any] = {}
     for tid, t in directory.teams.items():
         served = directory.served_length(tid, me, now, overseer)
-        if served == len(directory.team_links[tid]):
+        if served is None:
+            continue
+        if served[1]:
             teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
-        elif served is not None:  # removed, or the role ended: the chain up to then, to verify it
-            teams[tid] = {"name": t.name, "seq": served, "removed_at": served}
+        else:  # removed, or the role ended: the chain up to then, to verify it
+            teams[tid] = {"name": t.name, "seq": served[0], "removed_at": served[0]}
     return web.json_response(
         {
             "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
@@ -404,7 +406,7 @@ async def team_chain(request: web.Request) -> web.Response:
                                      _overseer(request))
     if served is None:
         raise NotFound(f"unknown team {team.team_id}")
-    return _links_response(directory.team_links[team.team_id][:served], _after(request))
+    return _links_response(directory.team_links[team.team_id][:served[0]], _after(request))
 
 
 async def append_org_link(request: web.Request) -> web.Response:

@@ -93,9 +93,15 @@ def init(data: Path, host: str, port: int, as_json: bool) -> None:
         sys.exit(1)
 
 
-async def serve(data: Path, host: str, port: int, as_json: bool) -> None:
+async def serve(data: Path, host: str, port: int, as_json: bool, rate: float | None = None,
+                burst: int | None = None) -> None:
     info = await initialize(data, host, port)
-    app = await open_app(Config(data_dir=data))
+    config = Config(data_dir=data)
+    if rate is not None:
+        config.rate_per_second = rate
+    if burst is not None:
+        config.rate_burst = burst
+    app = await open_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=server_context(data / "server.crt", data / "server.key"))
@@ -113,13 +119,17 @@ async def serve(data: Path, host: str, port: int, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="print the connection info as JSON")
-def run(data: Path, host: str, port: int, as_json: bool) -> None:
+@click.option("--rate", type=click.FloatRange(0.1), default=None,
+              help="requests without a session per second and source address [default: 20]")
+@click.option("--burst", type=click.IntRange(1), default=None,
+              help="burst of requests without a session per source address [default: 200]")
+def run(data: Path, host: str, port: int, as_json: bool, rate: float | None, burst: int | None) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
     import uvloop
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        uvloop.run(serve(data, host, port, as_json))
+        uvloop.run(serve(data, host, port, as_json, rate, burst))
     except KeyboardInterrupt:
         pass
     except (VaultError, OSError) as e:

@@ -177,8 +177,9 @@ class Directory:
         if self.team_by_name(state.name) is not None:
             raise ChainError(f"a team named {state.name!r} already exists")
 
-    def served_length(self, team_id: str, member_id: str, now: int, overseer: bool) -> int | None:
-        """How many links of a team chain a member may see (None: the team is hidden from them).
+    def served_length(self, team_id: str, member_id: str, now: int, overseer: bool) -> tuple[int, bool] | None:
+        """How many links of a team chain a member may see, and whether that is all of it as a current
+        member (None: the team is hidden from them).
 
         All of them while their team role lasts (and for NCC and the Security Team); for a member
         removed from the team, up to the link that removed them; for one whose role ended (a term's
@@ -186,11 +187,12 @@ class Directory:
         and nothing later (no new members, no new key generations)."""
         team = self.team(team_id)
         if overseer or team.role_of(member_id, now) is not None:
-            return len(self.team_links[team_id])
+            return len(self.team_links[team_id]), True
         tm = team.members.get(member_id)
         if tm is not None and tm.until is not None:
-            return sum(1 for link in self.team_links[team_id] if link.time < tm.until)
-        return team.removed_at.get(member_id)
+            return sum(1 for link in self.team_links[team_id] if link.time < tm.until), False
+        removed = team.removed_at.get(member_id)
+        return None if removed is None else (removed, False)
 
     def check_team_link(self, team_id: str, link: Link) -> TeamState:
         state = clone(self.team(team_id))

@@ -558,13 +558,13 @@ def team_name_for(org_role: str, team_role: str) -> str:
 
 
 async def settle(w: World, team_name: str) -> None:
-    """No pending work left in the team (alice, a key holder, rotates): a later CLI run of
-    any key holder then has nothing to do before its command."""
+    """No pending work left in the team (alice, a key holder, rotates and shares): a later CLI run
+    of any key holder then has nothing to do before its command."""
     async with w.session("alice") as a:
         team = (await a.view(refresh=True)).team_by_name(team_name)
         view = await a.view()
         if team.pending_share or team.rotation_reasons(int(time.time()), view.members, view.org):
-            await a.rotate(team)
+            await a.maintain()  # a rotation does not end a wait for a share: the share does
 
 
 async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
@@ -591,7 +591,7 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
         t = await team()
         view = await a.view()
         if t.pending_share or t.rotation_reasons(int(time.time()), view.members, view.org):
-            await a.rotate(t)
+            await a.maintain()  # rotates, then shares with whoever waits (a rotation does not box them)
             t = await team()
         for who, role in ((actor.name, want), ("t_y", "writer")):
             cur = t.role_of(w.id(who), int(time.time()))
