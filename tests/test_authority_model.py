@@ -346,7 +346,7 @@ class AuthorityMachine(RuleBasedStateMachine):
         if holder:
             mt.boxed[mt.gen][who.id] = who.puk.generation
             mt.awaiting.discard(who.id)
-        else:
+        elif who.id not in mt.boxed[mt.gen]:  # a re-added member may hold the current key already
             mt.awaiting.add(who.id)
         self.m.team_link(mt, self.now, self.m.org_seq)
         self.sync("team_add")

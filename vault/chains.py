@@ -829,7 +829,8 @@ class TeamState:
         if key is None:
             if self.holds_key(link.signer, link.time):
                 raise ChainError("a key holder must box the key for the member it adds")
-            self.pending_share[added] = link.signer
+            if (self.generation, added) not in self.boxes:  # a re-added member may hold it already
+                self.pending_share[added] = link.signer
             return
         self._one_box(key, added, link, members, org, org_seq)
         self.pending_share.pop(added, None)  # boxed now: no longer waiting (a re-add by a key holder)
