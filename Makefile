@@ -20,10 +20,12 @@ $(BIN)/.installed: pyproject.toml
 serve: $(BIN)/.installed
 	$(BIN)/mvault-server run --data $(DATA) --host $(HOST) --port $(PORT)
 
+# Two workers (this machine has two cores); a file's tests stay in one worker (the authorization
+# matrix and the API walk check, after their file, that every cell ran).
 test: $(BIN)/.installed
 	$(BIN)/ruff check vault server client security tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Tests marked `long` (the authority state machine) with many examples: EXAMPLES=2000 make test-long.
 test-long: $(BIN)/.installed
