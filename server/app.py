@@ -11,13 +11,14 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -459,6 +460,19 @@ def _require_signer(request: web.Request, link: Link) -> None:
     s = session_of(request)
     if (link.signer, link.device) != (s.member, s.device):
         raise PolicyDenied("links must be signed by the logged-in device")
+
+
+@contextlib.asynccontextmanager
+async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """A background job for the app's lifetime (inside a ``cleanup_ctx``): started on entry,
+    cancelled and awaited on exit."""
+    task = asyncio.create_task(job)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def note_links(request: web.Request, *links: Link) -> None:

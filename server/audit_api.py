@@ -50,6 +50,7 @@ from server.app import (
     int_query,
     now_of,
     read_json,
+    running,
     session_of,
     unb64,
 )
@@ -240,11 +241,8 @@ async def _flush_loop(app: web.Application) -> None:
 
 
 async def _refusal_flusher(app: web.Application) -> Any:
-    task = asyncio.create_task(_flush_loop(app))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(_flush_loop(app)):
+        yield
     state = app.get(STATE)
     if state is not None and not state.broken and AUDIT in app:
         try:

@@ -40,6 +40,7 @@ from server.app import (
     now_of,
     quotas,
     read_json,
+    running,
     session_of,
     team_access,
     unb64,
@@ -547,11 +548,8 @@ async def _purge_loop(app: web.Application) -> None:
 
 
 async def _start(app: web.Application) -> Any:
-    task = asyncio.create_task(_purge_loop(app))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(_purge_loop(app)):
+        yield
 
 
 async def _close_followers(app: web.Application) -> None:

@@ -23,6 +23,7 @@ from security.authority import ALLOWANCE
 from tests import test_server_forgery
 from tests.helpers.keyholder import open_box
 from tests.test_api import Http, b64, login_as
+from tests.test_server_attacker import sql
 from tests.test_server_forgery import Forge, Forgery, served, team_link
 from vault.encoding import decode, encode
 from vault.envelope import MAGIC, DocWriter
@@ -32,18 +33,10 @@ from vault.teamkeys import TeamKey
 forge = test_server_forgery.forge  # the fixture
 
 
-def _rows(f: Forge, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    db = f.server.db()
-    try:
-        return db.execute(query, args).fetchall()
-    finally:
-        db.close()
-
-
 def _generations_opened(f: Forge, name: str) -> dict[str, set[int]]:
     """Team id -> the key generations ``name`` opens from a full copy of the server's boxes."""
     out: dict[str, set[int]] = {}
-    for team, _gen, _member, box in _rows(f, "SELECT team, gen, member, box FROM team_boxes"):
+    for team, _gen, _member, box in sql(f.org, "SELECT team, gen, member, box FROM team_boxes"):
         key = open_box(f.keys[name].puks, bytes(box))
         if key is not None:
             out.setdefault(team, set()).add(key.gen)
@@ -51,7 +44,7 @@ def _generations_opened(f: Forge, name: str) -> dict[str, set[int]]:
 
 
 def _team_key(f: Forge, name: str, team: str, gen: int) -> TeamKey:
-    for _member, box in _rows(f, "SELECT member, box FROM team_boxes WHERE team=? AND gen=?", team, gen):
+    for _member, box in sql(f.org, "SELECT member, box FROM team_boxes WHERE team=? AND gen=?", team, gen):
         key = open_box(f.keys[name].puks, bytes(box))
         if key is not None:
             return key
