@@ -369,6 +369,12 @@ def _role_terms(ctx: _Context, rule: Rule) -> list[Finding]:
             elif until - granted > max_term:
                 out.append(_finding(rule, VIOLATION, f"member {mid} holds org role {role!r} for a term of "
                                     f"{_dur(until - granted)} (at most {_dur(max_term)})", mid, events))
+    org = ctx.inp.org
+    for mid in sorted(org.caretakers(org.seq, now)):
+        until = org.members[mid].log[-1].roles.get("ncc")
+        out.append(_finding(rule, VIOLATION, f"member {mid}'s NCC term ended {_dur(now - (until or now))} ago and no "
+                            "one holds NCC since: they stay NCC as caretaker until they grant NCC to another member",
+                            mid, ctx.link_event(ctx.org_by_seq.get(_grant_seq(org.members[mid], "ncc") or 0))))
     kinds = rule.strs("organizer_kinds")
     lo, hi = rule.int_("organizer_min_days") * DAY, rule.int_("organizer_max_days") * DAY
     for tid, team in ctx.inp.teams.items():

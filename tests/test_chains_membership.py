@@ -400,6 +400,35 @@ def test_an_expired_ncc_term_does_not_count_as_another_ncc(world: MWorld) -> Non
     expect(ChainError, world.org, "last NCC")
 
 
+def test_the_last_ncc_term_ending_leaves_a_caretaker(world: MWorld) -> None:
+    """When every NCC term has ended and no one was granted NCC since, whoever's term ended last stays
+    NCC (a caretaker) until they grant it to someone else: the organization is never left without
+    anyone who may admit, remove or grant roles. The caretaker cannot renew themselves."""
+    nina, omar, alice = world.admit("nina"), world.admit("omar"), world.admit("alice")
+    t = world.tick()
+    world.role(world.founder, nina, "ncc", until=t + 1000)
+    world.role(world.founder, omar, "ncc", until=t + 500)
+    world.role(world.founder, world.founder, "ncc", grant=False)
+    org = world.org()
+    assert "ncc" in org.roles_of(omar.id, t + 400) and "ncc" not in org.roles_of(omar.id, t + 600)
+    assert "ncc" in org.roles_of(nina.id, t + 600)
+    assert org.caretakers(org.seq, t + 999) == frozenset()
+    # Both terms over: nina's ended last, so she stays; omar does not.
+    assert org.caretakers(org.seq, t + 2000) == {nina.id}
+    assert "ncc" in org.roles_of(nina.id, t + 2000) and "ncc" not in org.roles_of(omar.id, t + 2000)
+    # She cannot renew herself (she holds the role; a new term comes from someone else)...
+    world.role(nina, nina, "ncc", until=t + 90 * DAY, time=t + 2000)
+    expect(ChainError, world.org, "already holds")
+    world.org_links.pop()
+    # ...but may hand over: once alice holds NCC, nina's caretaking ends.
+    world.role(nina, alice, "ncc", until=t + 90 * DAY, time=t + 2000)
+    org = world.org()
+    assert "ncc" in org.roles_of(alice.id, t + 2001)
+    assert "ncc" not in org.roles_of(nina.id, t + 2001) and org.caretakers(org.seq, t + 2001) == frozenset()
+    # The state before the hand-over still judges acts dated then as nina's.
+    assert "ncc" in org.roles_of(nina.id, t + 1999, org.seq - 1)
+
+
 @pytest.mark.parametrize("offset", [-1, 0])
 def test_role_grant_with_past_until(world: MWorld, offset: int) -> None:
     alice = world.admit("alice")

@@ -282,6 +282,20 @@ def test_role_terms_every_term_bounded(world: MWorld) -> None:
     ok(result(audit(world, [t], now=world.time + 10 * DAY), "role-terms"))
 
 
+def test_role_terms_reports_a_caretaker_ncc(world: MWorld) -> None:
+    """Every NCC term over and nobody granted since: the member whose term ended last stays NCC as a
+    caretaker (vault.chains), and the rule says so until they hand the role on."""
+    alice, nina = world.admit("alice"), world.admit("nina")
+    t = circle_of(world, (alice, "writer"), until={world.founder.id: world.time + 200 * DAY})
+    world.role(world.founder, nina, "ncc", until=world.time + 100 * DAY)
+    world.role(world.founder, world.founder, "ncc", grant=False)
+    during = result(audit(world, [t], now=world.time + 10 * DAY), "role-terms")
+    assert not any("caretaker" in f.message for f in during.findings)
+    after = result(audit(world, [t], now=world.time + 130 * DAY), "role-terms")
+    (f,) = [f for f in after.findings if "caretaker" in f.message]
+    assert f.subject == nina.id and f.level == "violation" and "ended 30d" in f.message
+
+
 # -- dormant-devices ----------------------------------------------------------------------------------
 
 

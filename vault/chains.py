@@ -404,6 +404,8 @@ class OrgState:
     audit_team: str | None = None  # the designated security team (None: none designated yet)
     audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
     audit_team_proposals: dict[str, tuple[str, int]] = field(default_factory=dict)  # team -> (proposer, time)
+    _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
+                                                                         compare=False)
 
     def audit_team_at(self, seq: int) -> str | None:
         """The security team designated for the audit log at organization state ``seq`` (None: none yet)."""
@@ -426,10 +428,41 @@ class OrgState:
         m = self.members.get(member_id)
         if m is None:
             return frozenset()
-        e = m.entry_at(self.seq if seq is None else seq)
+        s = self.seq if seq is None else seq
+        e = m.entry_at(s)
         if e is None or e.status != "admitted":
             return frozenset()
-        return frozenset(r for r, until in e.roles.items() if until is None or now is None or now < until)
+        roles = {r for r, until in e.roles.items() if until is None or now is None or now < until}
+        if now is not None and "ncc" in e.roles and "ncc" not in roles and member_id in self.caretakers(s, now):
+            roles.add("ncc")
+        return frozenset(roles)
+
+    def caretakers(self, seq: int, now: int) -> frozenset[str]:
+        """Who keeps the NCC role past the end of their term at org state ``seq`` and time ``now``.
+
+        The organization is never left without NCC: when every NCC term has ended and nobody was
+        granted NCC since, the member(s) whose NCC term ended last stay NCC (caretakers) until
+        another member is granted the role (``role-terms`` reports it; they cannot renew themselves)."""
+        last, holders = self._ncc_terms(seq)
+        return holders if last is not None and now >= last else frozenset()
+
+    def _ncc_terms(self, seq: int) -> tuple[int | None, frozenset[str]]:
+        """(the latest end of an NCC term at org state ``seq``, who holds it); None: some term has no end."""
+        cached = self._ncc_terms_cache.get(seq)
+        if cached is None:
+            ends: dict[str, int | None] = {}
+            for mid, om in self.members.items():
+                e = om.entry_at(seq)
+                if e is not None and e.status == "admitted" and "ncc" in e.roles:
+                    ends[mid] = e.roles["ncc"]
+            bounded = [u for u in ends.values() if u is not None]
+            if not ends or len(bounded) < len(ends):
+                cached = (None, frozenset())
+            else:
+                last = max(bounded)
+                cached = (last, frozenset(mid for mid, u in ends.items() if u == last))
+            self._ncc_terms_cache[seq] = cached
+        return cached
 
     def admitted(self, member_id: str, seq: int | None = None) -> bool:
         m = self.members.get(member_id)
@@ -478,6 +511,7 @@ class OrgState:
 
     def _record(self, member_id: str, seq: int, status: str, roles: dict[str, int | None]) -> None:
         self.members[member_id].log.append(RoleEntry(seq, status, roles))
+        self._ncc_terms_cache.clear()  # entries changed: past answers may name a later seq
 
     def _invite(self, link: Link, ms: MemberState, policy: Policy) -> None:
         b = link.body

@@ -95,7 +95,14 @@ class Model:
         e = self.entry(m, seq)
         if e is None or e.status != "admitted":
             return frozenset()
-        return frozenset(r for r, until in e.roles.items() if until is None or t < until)
+        roles = {r for r, until in e.roles.items() if until is None or t < until}
+        if "ncc" in e.roles and "ncc" not in roles:  # the caretaker: nobody else holds NCC, their term ended last
+            terms = [x.roles["ncc"] for x in self.org[(seq or len(self.org)) - 1].values()
+                     if x.status == "admitted" and "ncc" in x.roles]
+            bounded = [u for u in terms if u is not None]
+            if len(bounded) == len(terms) and t >= max(bounded) and e.roles["ncc"] == max(bounded):
+                roles.add("ncc")
+        return frozenset(roles)
 
     def device_active(self, m: str, device: str, t: int) -> bool:
         d = self.devices.get(m, {}).get(device)
