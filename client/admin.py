@@ -15,6 +15,7 @@ from typing import Any
 from client.api import Api, b64, unb64
 from client.client import Session, device_body, member_fingerprint, now
 from client.home import Config, Home, Secrets
+from security.authority import POLICY
 from vault.auth import sign_login
 from vault.chains import MemberState, check_name
 from vault.encoding import Fields, decode, encode
@@ -139,8 +140,10 @@ async def team_info(s: Session, team_name: str) -> dict[str, Any]:
     t = view.team_by_name(team_name)
     pending = t.rotation_reasons(now(), view.members, view.org)
     pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
+    if not t.key_holders(view.org, view.org.seq, now(), POLICY):
+        pending.append("no member holds the key: one of the team's admins must re-key it (mvault team rotate)")
     return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation, "history": t.history,
-            "pending": pending,
+            "pending": pending, "rekeyed": {str(g): view.name_of(m) for g, m in sorted(t.rekeyed.items())},
             "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role, "until": m.until,
                          "active": m.active(now()), "has_key": (t.generation, m.member_id) in t.boxes}
                         for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id))

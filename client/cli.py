@@ -280,6 +280,8 @@ def team_show(ctx: Ctx, team_name: str) -> None:
             table.add_row(escape(m["name"]), escape(m["role"] if m["active"] else f"{m['role']} (ended)"), until,
                           "yes" if m["has_key"] else "no")
         out.print(table)
+        for g, who in info["rekeyed"].items():
+            out.print_line(f"generation {g} was re-keyed by {who} (nothing from before it is readable with it)")
         for p in info["pending"]:
             out.print_line(f"pending: {p}")
 
@@ -320,13 +322,16 @@ def team_role(ctx: Ctx, team_name: str, member: str, role: str, until: str | Non
 def team_rotate(ctx: Ctx, team_name: str) -> None:
     """Start a new key generation for TEAM now."""
 
-    async def go(s: Session) -> int:
+    async def go(s: Session) -> tuple[int, bool]:
         team = (await s.view()).team_by_name(team_name)
-        await s.rotate(team)
-        return (await s.view()).team_by_name(team_name).generation
+        rekeyed = await s.rotate(team)
+        return (await s.view()).team_by_name(team_name).generation, rekeyed
 
-    gen = with_session(ctx, go)
-    emit(ctx, {"team": team_name, "generation": gen}, lambda: out.print(f"{escape(team_name)}: key generation {gen}"))
+    gen, rekeyed = with_session(ctx, go)
+    emit(ctx, {"team": team_name, "generation": gen, "rekeyed": rekeyed},
+         lambda: out.print(f"{escape(team_name)}: key generation {gen}" + (
+             " (re-keyed: no member held the key; documents and threads from before are readable only to "
+             "those who held the old keys, and members waiting for a share get it from you)" if rekeyed else "")))
 
 
 @cli.command("leave")

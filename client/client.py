@@ -445,13 +445,18 @@ class Session:
 
     def _new_generation(self, team: TeamState, view: View, old: TeamKey | None,
                         leaving: str | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """A fresh key generation boxed to the team's current members (minus ``leaving``)."""
+        """A fresh key generation boxed to the team's current members (minus ``leaving``).
+
+        Without ``old`` (a re-key of a team none of whose members holds the key) it has a new name
+        key and no history, and we (an admin waiting for a share) get a box too, as the chain says."""
         key = TeamKey.generate(team.team_id, team.generation + 1)
         if old is not None:
             key = TeamKey(key.team_id, key.gen, key.seed, old.name_key)
         boxes: dict[str, bytes] = {}
         commits = []
         recipients = POLICY.key_recipients(team, view.org, view.org.seq, now())
+        if old is None and team.generation:
+            recipients |= {self.me}
         for mid in sorted(recipients - ({leaving} if leaving else set())):
             ms = view.members[mid]
             boxes[mid] = key.seal_for(mid, ms.puk_gen, ms.puk_box_public)
@@ -461,11 +466,21 @@ class Session:
             body["prev"] = seal_history(key, old)
         return body, boxes
 
-    async def rotate(self, team: TeamState) -> None:
+    async def rotate(self, team: TeamState) -> bool:
+        """A new key generation; True when it was a re-key (no member held the key: a fresh key
+        without history, which only an admin of the team may make)."""
         view = await self.view()
-        old = await self.team_key(team, team.generation)
-        body, boxes = self._new_generation(team, view, old)
+        t = now()
+        if team.holds_key(self.me, t):
+            body, boxes = self._new_generation(team, view, await self.team_key(team, team.generation))
+        elif team.key_holders(view.org, view.org.seq, t, POLICY):
+            raise PolicyDenied(f"you hold no key of team {team.name}; a member who does can rotate it")
+        elif team.role_of(self.me, t) != "admin":
+            raise PolicyDenied(f"no member holds the key of team {team.name}: only one of its admins can re-key it")
+        else:
+            body, boxes = self._new_generation(team, view, None)
         await self.append_team(team, "team.rotate", {"key": body}, boxes)
+        return not team.holds_key(self.me, t)
 
     async def maintain(self) -> list[str]:
         """Pending work any key holder's client does on its next run: rotations, key shares."""
@@ -475,6 +490,10 @@ class Session:
         for team in list(view.teams.values()):
             t = now()
             if not team.holds_key(self.me, t):
+                if team.role_of(self.me, t) == "admin" and not team.key_holders(view.org, view.org.seq, t, POLICY):
+                    self.warnings.append(f"no member holds the key of team {team.name}: re-key it with "
+                                         f"`mvault team rotate {team.name}` (a fresh key: what was written "
+                                         "before stays readable only to those who held the old keys)")
                 continue
             try:
                 if team.rotation_reasons(t, view.members, view.org):

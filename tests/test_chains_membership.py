@@ -1021,3 +1021,60 @@ def test_replaying_older_states_is_stable(team: tuple[MWorld, Person, Person, Te
     state = world.replay_team(t.links)
     assert state.role_of(bob.id, world.time) == "reader"  # kept in the chain, capped by the org role
     assert not POLICY.team_allows(world.org().roles_of(bob.id), state.role_of(bob.id, world.time), "doc.write")
+
+
+# == orphaned teams: a re-key when no member holds the key =====================================
+
+
+def test_an_orphaned_team_is_re_keyed_by_one_of_its_admins(team: tuple[MWorld, Person, Person, Team]) -> None:
+    """The founder (NCC) holds the key alone; an NCC member outside the team adds an admin and a reader
+    without keys and removes the founder: no member holds the key, so nobody could rotate. Only an
+    admin of the team may then re-key it: a `team.rotate` without the old key, no history, boxed to
+    the members who are not waiting for a share plus the admin itself."""
+    world, alice, bob, t = team
+    nina, erin = world.admit("nina"), world.admit("erin")
+    world.role(world.founder, nina, "ncc")
+    world.team_link(t, nina, "team.remove", {"member": alice.id, "key": None})  # alice out, no rotation
+    world.add(t, nina, erin, "admin", keyless=True)
+    world.add(t, nina, bob, "reader", keyless=True)
+    world.team_link(t, nina, "team.remove", {"member": world.founder.id, "key": None})
+    state = world.replay_team(t.links)
+    assert state.key_holders(world.org(), world.org_seq, world.time, POLICY) == set()
+    good = list(t.links)
+
+    body, _ = world.new_generation(t, [erin], history=False)
+    world.team_link(t, bob, "team.rotate", {"key": body})  # a reader may not
+    rejected(world, t.links, PolicyDenied, "only one of its admins")
+    t.links[:] = good
+    body, _ = world.new_generation(t, [erin], history=True)  # it has no old key to carry
+    world.team_link(t, erin, "team.rotate", {"key": body})
+    rejected(world, t.links, ChainError, "must not carry a previous key")
+    t.links[:] = good
+    body, _ = world.new_generation(t, [erin, bob], history=False)  # bob waits for a share: not boxed
+    world.team_link(t, erin, "team.rotate", {"key": body})
+    rejected(world, t.links, ChainError, "do not match")
+    t.links[:] = good
+
+    body, key = world.new_generation(t, [erin], history=False)
+    world.team_link(t, erin, "team.rotate", {"key": body})
+    t.key = key
+    state = world.replay_team(t.links)
+    assert state.generation == 2 and state.rekeyed == {2: erin.id} and state.rotation_reasons(
+        world.time, world.members(), world.org()) == []
+    assert state.pending_share == {bob.id: nina.id} and state.holds_key(erin.id, world.time)
+    world.share(t, erin, bob)
+    assert world.replay_team(t.links).holds_key(bob.id, world.time)
+
+
+def test_a_non_holder_may_not_re_key_while_a_member_holds_the_key(team: tuple[MWorld, Person, Person, Team]) -> None:
+    world, alice, bob, t = team
+    erin = world.admit("erin")
+    world.add(t, world.founder, erin, "admin", keyless=True)  # a holder adding without a box is refused...
+    rejected(world, t.links, ChainError, "must box")
+    t.links.pop()
+    nina = world.admit("nina")
+    world.role(world.founder, nina, "ncc")
+    world.add(t, nina, erin, "admin", keyless=True)  # ...an NCC member outside the team may
+    body, _ = world.new_generation(t, [world.founder, alice], history=False)
+    world.team_link(t, erin, "team.rotate", {"key": body})
+    rejected(world, t.links, PolicyDenied, "only a holder")

@@ -734,6 +734,7 @@ class TeamState:
     pending_rotation: bool = False
     pending_share: dict[str, str] = field(default_factory=dict)  # member -> who added them without a key
     removed_at: dict[str, int] = field(default_factory=dict)  # member -> seq of the link that removed them
+    rekeyed: dict[int, str] = field(default_factory=dict)  # gen -> admin who re-keyed the team (no member held it)
     org_seq: int = 0
     seq: int = 0
     head: bytes = b""
@@ -772,6 +773,12 @@ class TeamState:
 
     def holds_key(self, member_id: str, now: int) -> bool:
         return self.role_of(member_id, now) is not None and (self.generation, member_id) in self.boxes
+
+    def key_holders(self, org: OrgState, org_seq: int, now: int, policy: Policy) -> set[str]:
+        """The team's members (at org state ``org_seq``) who hold the current key: who can rotate.
+        None left (an orphaned team): one of the team's admins may re-key it (``team.rotate`` without
+        the old key, a fresh generation with no history)."""
+        return {m for m in policy.team_members(self, org, org_seq, now) if self.holds_key(m, now)}
 
     def rotation_reasons(self, now: int, members: Mapping[str, MemberState], org: OrgState,
                          tolerant: bool = False, org_seq: int | None = None) -> list[str]:
@@ -937,9 +944,18 @@ class TeamState:
     def _rotate(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                 policy: Policy) -> None:
         self._authorize(link, org, org_seq, members, policy, "team.rotate")
-        if not self.holds_key(link.signer, link.time):
+        if self.holds_key(link.signer, link.time):
+            self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy)
+            return
+        if self.key_holders(org, org_seq, link.time, policy):
             raise PolicyDenied("only a holder of the current team key can rotate it")
-        self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy)
+        # A re-key: no member holds the key (its only holders were removed by someone who held none),
+        # so nobody could ever rotate again. An admin of the team starts a fresh key without history.
+        if self.role_of(link.signer, link.time) != "admin":
+            raise PolicyDenied(f"no member holds the key of team {self.name}: only one of its admins can re-key it")
+        self.pending_share.pop(link.signer, None)
+        self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy, fresh=True)
+        self.rekeyed[self.generation] = link.signer
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -986,7 +1002,7 @@ class TeamState:
         self._record_boxes(commits, link, members)
 
     def _new_generation(self, key: Fields, link: Link, members: Mapping[str, MemberState], org: OrgState,
-                        org_seq: int, policy: Policy) -> None:
+                        org_seq: int, policy: Policy, fresh: bool = False) -> None:
         gen = key.int_("gen", 1)
         if gen != self.generation + 1:
             raise ChainError(f"key generation {gen} does not follow {self.generation}")
@@ -994,9 +1010,9 @@ class TeamState:
         if set(key.raw) - allowed:
             raise ChainError("unexpected fields in a key generation")
         prev = key.opt_bytes("prev", HISTORY_BLOB)
-        if gen > 1 and self.history and prev is None:
+        if gen > 1 and self.history and not fresh and prev is None:
             raise ChainError("a team with history must carry the previous key in a rotation")
-        if (gen == 1 or not self.history) and prev is not None:
+        if (gen == 1 or not self.history or fresh) and prev is not None:
             raise ChainError("this key generation must not carry a previous key")
         commits = _box_commits(key.list_("boxes", 1000), gen)
         if set(commits) != policy.key_recipients(self, org, org_seq, link.time):
