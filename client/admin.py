@@ -17,7 +17,7 @@ from client.client import Session, device_body, member_fingerprint, now
 from client.home import Config, Home, Secrets
 from security.authority import POLICY
 from vault.auth import sign_login
-from vault.chains import MemberState, check_name
+from vault.chains import MemberState, check_name, role_act
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, MemberCode
@@ -47,11 +47,12 @@ async def admit(s: Session, name: str) -> MemberState:
     return m
 
 
-async def set_org_role(s: Session, name: str, role: str, grant: bool, until: int | None) -> MemberState:
+async def set_org_role(s: Session, name: str, role: str, grant: bool, until: int | None) -> tuple[MemberState, bool]:
+    """(the member, True when it took effect; False: proposed, a second NCC member signs the same)."""
     view = await s.view()
     m = view.member_by_name(name)
     await s.append_org("org.role", {"member": m.member_id, "role": role, "grant": grant, "until": until})
-    return m
+    return m, role_act(m.member_id, role, grant, until) not in (await s.view()).org.role_proposals
 
 
 async def members(s: Session) -> list[dict[str, Any]]:
@@ -88,12 +89,13 @@ async def verify(s: Session, name: str, confirm: bool) -> dict[str, Any]:
     return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.verified(them)}
 
 
-async def remove_member(s: Session, name: str, reason: str) -> MemberState:
-    """NCC: a departure. The member loses every role and login; its teams still need `team remove`."""
+async def remove_member(s: Session, name: str, reason: str) -> tuple[MemberState, bool]:
+    """NCC: a departure (the member loses every role, login and team); False: only proposed (two people
+    remove an NCC or Security Team member when there are two NCC members besides them)."""
     view = await s.view()
     m = view.member_by_name(name)
     await s.append_org("org.remove", {"member": m.member_id, "reason": reason})
-    return m
+    return m, ("org.remove", m.member_id) not in (await s.view()).org.role_proposals
 
 
 # -- teams -----------------------------------------------------------------------------------------

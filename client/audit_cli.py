@@ -34,10 +34,12 @@ def register(cli: click.Group) -> None:
 @click.pass_obj
 def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
     """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
-    m = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
-    emit(ctx, {"member": m.member_id, "status": "removed"},
+    m, done = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
+    emit(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
          lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
-                           "their teams rotate on a key holder's next command"))
+                           "their teams rotate on a key holder's next command" if done else
+                           f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
+                           f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
 
 
 @click.group()

@@ -367,10 +367,15 @@ def _role_cmd(grant: bool) -> Callable[..., None]:
     @click.pass_obj
     def cmd(ctx: Ctx, member: str, role_name: str, **kw: Any) -> None:
         until = _until(kw.get("until"))
-        m = with_session(ctx, lambda s: admin.set_org_role(s, member, role_name, grant, until))
+        m, done = with_session(ctx, lambda s: admin.set_org_role(s, member, role_name, grant, until))
         verb = "granted" if grant else "revoked"
-        emit(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: True, "until": kw.get("until")},
-             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}"))
+        again = f"mvault role {'grant' if grant else 'revoke'} {m.name} {role_name}" + (
+            f" --until {kw['until']}" if kw.get("until") else "")
+        emit(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: done, "proposed": not done,
+                   "until": kw.get("until")},
+             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}" if done else
+                               f"proposed: another NCC member (not {escape(m.name)}) puts it in force with "
+                               f"`{escape(again)}`"))
 
     return cmd
 

@@ -115,6 +115,11 @@ class AuthorityMachine(RuleBasedStateMachine):
                                           and "ncc" in self.m.org_roles(q.id, self.m.org_seq, t)], i)
         return found
 
+    def second(self, by: Person, subject: Person, t: int) -> Person | None:
+        """The second NCC member an act on the strongest roles needs (None: there is none, one signs)."""
+        others = [q for q in self.people() if q.id not in (by.id, subject.id) and "ncc" in self.roles(q, t)]
+        return others[0] if others else None
+
     def roles(self, q: Person, t: int | None = None) -> frozenset[str]:
         return self.m.org_roles(q.id, self.m.org_seq, self.now + 10 if t is None else t)
 
@@ -225,6 +230,11 @@ class AuthorityMachine(RuleBasedStateMachine):
         until = None if role == "compa" or not grant or term is None else t + term
         if held == grant or (not grant and role == "ncc" and not others_ncc):
             return
+        second = self.second(by, who, t) if role in ("ncc", "security") else None
+        if second is not None:  # two people: by proposes, another NCC member (not the subject) puts it in force
+            self.w.role(by, who, role, grant, until, by=self.dev(by))
+            self.m.org_link(self.now)
+            by = second
         self.w.role(by, who, role, grant, until, by=self.dev(by))
         e = self.m.entry(who.id)
         assert e is not None
@@ -250,6 +260,11 @@ class AuthorityMachine(RuleBasedStateMachine):
         if by is None or ("ncc" in self.roles(who, t) and not any(
                 "ncc" in self.roles(q, t) for q in self.people() if q.id != who.id)):
             return
+        second = self.second(by, who, t) if self.roles(who, t) & {"ncc", "security"} else None
+        if second is not None:
+            self.w.org_link(by, "org.remove", {"member": who.id, "reason": "expelled"}, by=self.dev(by))
+            self.m.org_link(self.now)
+            by = second
         self.w.org_link(by, "org.remove", {"member": who.id, "reason": "expelled"}, by=self.dev(by))
         self.m.org_link(self.now, {who.id: OrgEntry("removed", {})})
         self.sync("org_remove")

@@ -63,6 +63,7 @@ MAX_INVITE_SECONDS = 30 * 86400
 MAX_OPEN_INVITES = 20  # per member: unused, unexpired invites
 GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
 SELF_GRANT_NEEDS_ANOTHER = ("ncc", "security")  # two people: the subject never signs its own grant
+TWO_PERSON_ROLES = ("ncc", "security")  # granting, revoking or removing them takes two NCC members when there are
 TEAM_ROLE_NAMES = ("admin", "writer", "reader")
 HISTORY_BLOB = 24 + 32 + 16
 T = TypeVar("T")
@@ -90,6 +91,13 @@ class Policy(Protocol):
     def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
         """Who must receive a box of a new key generation made at org state ``org_seq``, time ``t``."""
         ...
+
+
+def role_act(member: str, role: str, grant: bool, until: int | None) -> tuple[str, ...]:
+    """How a two-person ``org.role`` waits in ``OrgState.role_proposals``.
+
+    An ``org.remove`` waits there as ("org.remove", member)."""
+    return ("org.role", member, role, "grant", str(until)) if grant else ("org.role", member, role, "revoke")
 
 
 def clone(state: T) -> T:
@@ -404,6 +412,7 @@ class OrgState:
     audit_team: str | None = None  # the designated security team (None: none designated yet)
     audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
     audit_team_proposals: dict[str, tuple[str, int]] = field(default_factory=dict)  # team -> (proposer, time)
+    role_proposals: dict[tuple[str, ...], tuple[str, int]] = field(default_factory=dict)  # act -> (proposer, time)
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -588,6 +597,8 @@ class OrgState:
             if target == link.signer and role in SELF_GRANT_NEEDS_ANOTHER:
                 raise PolicyDenied(f"granting yourself the {role} role needs a second person: "
                                    "another NCC member must sign the grant")
+            if role in TWO_PERSON_ROLES and not self._second_person(link, role_act(target, role, True, until), target):
+                return
             roles[role] = until
             if role == "compa":
                 roles.pop("member", None)
@@ -600,6 +611,8 @@ class OrgState:
                 mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
             ):
                 raise ChainError("cannot remove the last NCC member")
+            if role in TWO_PERSON_ROLES and not self._second_person(link, role_act(target, role, False, None), target):
+                return
             del roles[role]
             if role == "compa":
                 roles["member"] = None
@@ -620,11 +633,32 @@ class OrgState:
             mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
         ):
             raise ChainError("cannot remove the last NCC member")
+        strong = self.roles_of(target, link.time) & set(TWO_PERSON_ROLES)
+        if strong and not self._second_person(link, ("org.remove", target), target):
+            return
         for inv in self.invites.values():
             if inv.by == target and inv.used_by is None and inv.expires > link.time:
                 inv.expires = link.time
         self._record(target, link.seq, "removed", {})
         m.removed_at = link.time
+
+    def _second_person(self, link: Link, act: tuple[str, ...], subject: str) -> bool:
+        """Two people for the strongest roles: does ``act`` take effect with this link?
+
+        When an NCC member other than the signer and the subject exists at the link's time, the first
+        link only proposes the act (False) and the same act signed by a second NCC member, neither
+        the proposer nor the subject, puts it in force (True). With no such member, one signature
+        does (the ``two-person`` rule reports it)."""
+        if not any(m not in (link.signer, subject) and "ncc" in self.roles_of(m, link.time) for m in self.members):
+            return True
+        proposed = self.role_proposals.get(act)
+        if proposed is not None and proposed[0] == link.signer:
+            raise PolicyDenied("this needs a second NCC member (neither you nor its subject): you proposed it already")
+        if proposed is None or proposed[0] == subject or "ncc" not in self.roles_of(proposed[0], link.time):
+            self.role_proposals[act] = (link.signer, link.time)
+            return False
+        del self.role_proposals[act]
+        return True
 
     def _propose(self, link: Link, ms: MemberState, policy: Policy) -> None:
         self._authorize(link, ms, policy, "org.protocols")
