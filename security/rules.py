@@ -645,7 +645,10 @@ def _two_person(ctx: _Context, rule: Rule) -> list[Finding]:
     for idx, ev in _ok_events(ctx.actions("attest.approve")):
         approvals[ev.res.get("link", "")].append((idx, ev))
     out = []
+    cosigned = ctx.inp.org.cosigned
     for link in ctx.inp.org_links:
+        if link.seq in cosigned:
+            continue  # two NCC signatures in the chain itself: a proposal (in force only once approved) or its approval
         if link.type == "org.remove":
             # Removing a member who held a guarded role ends that role: it needs the same approval.
             subject = _body_str(link, "member")

@@ -113,8 +113,28 @@ async def record(app: web.Application, n: Note, result: str, session: Session | 
     readers = [m for m in dict.fromkeys([actor, n.subject or ""]) if m in members]
     st = app[STATE]
     st.sealer = st.sealer.used()
-    leaf = seal_event(event, st.key.gen, st.key.pub, [members[m].puk_box_public for m in readers], st.sealer)
+    key = usable_audit_key(app, now)
+    leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers], st.sealer)
     return await app[AUDIT].append(leaf, now // DAY)
+
+
+def usable_audit_key(app: web.Application, now: int) -> AuditKey:
+    """The audit key events are sealed to now, or none (``AuditKey()``: only the actor and subject read them).
+
+    Only a key of the designated team's current generation, with no rotation pending: once a member
+    who holds that generation leaves (a removal, an expulsion, a revoked device, a role's end), new
+    events are sealed to no audit key until a Security Team client publishes the next generation's
+    key (it does so in the command that rotates). Review round 3: an expelled Security Team member
+    with a copy of the server's data read the events recorded after the expulsion."""
+    key = app[STATE].key
+    if key.pub is None:
+        return key
+    directory = app[DIRECTORY]
+    org, team = directory.org, directory.teams.get(key.team)
+    if (org is None or team is None or org.audit_team not in (None, key.team) or team.generation != key.gen
+            or team.rotation_reasons(now, directory.members, org)):
+        return AuditKey()
+    return key
 
 
 def _result(status: int) -> str:

@@ -69,9 +69,11 @@ def test_with_a_second_ncc_member_a_designation_needs_their_approval(world: MWor
 def test_an_approval_needs_a_proposer_still_on_the_ncc(world: MWorld) -> None:
     nina, olga = world.admit("nina"), world.admit("olga")
     world.role(world.founder, nina, "ncc")
-    world.role(world.founder, olga, "ncc")
+    world.role(world.founder, olga, "ncc")  # proposed (nina is NCC)...
+    world.role(nina, olga, "ncc")  # ...in force
     designate(world, nina, "team-a")
-    world.role(world.founder, nina, "ncc", grant=False)
+    world.role(world.founder, nina, "ncc", grant=False)  # proposed (olga is NCC)...
+    world.role(olga, nina, "ncc", grant=False)  # ...in force
     designate(world, olga, "team-a")  # nina is no NCC member now: olga's link is a new proposal
     org = world.org()
     assert org.audit_team is None and org.audit_team_proposals["team-a"][0] == olga.id

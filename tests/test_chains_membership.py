@@ -407,8 +407,9 @@ def test_the_last_ncc_term_ending_leaves_a_caretaker(world: MWorld) -> None:
     nina, omar, alice = world.admit("nina"), world.admit("omar"), world.admit("alice")
     t = world.tick()
     world.role(world.founder, nina, "ncc", until=t + 1000)
-    world.role(world.founder, omar, "ncc", until=t + 500)
-    world.role(world.founder, world.founder, "ncc", grant=False)
+    world.role(world.founder, omar, "ncc", until=t + 500)  # two NCC members: omar's grant is only proposed...
+    world.role(nina, omar, "ncc", until=t + 500)  # ...until nina agrees
+    world.role(world.founder, world.founder, "ncc", grant=False)  # stepping down: one signature
     org = world.org()
     assert "ncc" in org.roles_of(omar.id, t + 400) and "ncc" not in org.roles_of(omar.id, t + 600)
     assert "ncc" in org.roles_of(nina.id, t + 600)
@@ -811,8 +812,9 @@ def test_roles_are_judged_at_the_org_seq_a_link_names(world: MWorld) -> None:
     t = world.create_team(world.founder, [(world.founder, "admin")])
     nina = world.admit("nina")
     before_nina = world.org_seq
-    world.role(world.founder, nina, "ncc")
-    link = world.add(t, nina, bob, "reader", keyless=True, org_seq=before_nina, append=False)
+    world.role(world.founder, nina, "ncc")  # proposed (alice is NCC too)...
+    world.role(alice, nina, "ncc")  # ...and put in force by alice
+    link = world.add(t, nina, bob, "reader", keyless=True, org_seq=before_nina + 1, append=False)
     rejected(world, [*t.links, link], PolicyDenied, "may not add")
     world.add(t, nina, bob, "reader", keyless=True)
     world.replay_team(t.links)

@@ -413,6 +413,7 @@ class OrgState:
     audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
     audit_team_proposals: dict[str, tuple[str, int]] = field(default_factory=dict)  # team -> (proposer, time)
     role_proposals: dict[tuple[str, ...], tuple[str, int]] = field(default_factory=dict)  # act -> (proposer, time)
+    cosigned: dict[int, str | None] = field(default_factory=dict)  # seq -> its proposer (None: a proposal only)
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -611,8 +612,9 @@ class OrgState:
                 mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
             ):
                 raise ChainError("cannot remove the last NCC member")
-            if role in TWO_PERSON_ROLES and not self._second_person(link, role_act(target, role, False, None), target):
-                return
+            if role in TWO_PERSON_ROLES and target != link.signer and not self._second_person(
+                    link, role_act(target, role, False, None), target):
+                return  # (stepping down oneself takes one signature: it only gives power up)
             del roles[role]
             if role == "compa":
                 roles["member"] = None
@@ -656,8 +658,10 @@ class OrgState:
             raise PolicyDenied("this needs a second NCC member (neither you nor its subject): you proposed it already")
         if proposed is None or proposed[0] == subject or "ncc" not in self.roles_of(proposed[0], link.time):
             self.role_proposals[act] = (link.signer, link.time)
+            self.cosigned[link.seq] = None
             return False
         del self.role_proposals[act]
+        self.cosigned[link.seq] = proposed[0]
         return True
 
     def _propose(self, link: Link, ms: MemberState, policy: Policy) -> None:
