@@ -6,7 +6,7 @@ header names, the key generation, the decryption, and the thread's ordering
 (``vault.messages.ThreadChecker``: drops, reorders, replays, splices). What we accepted is
 kept in an encrypted cache per team (``client.thread_cache``): messages, read positions
 (unread counts), and the checker's state, so a later read also catches a server that rolls a
-thread back.
+thread back. Who created a thread and its expiry: ``client.thread_info``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import aiohttp
 from client.api import b64, unb64
 from client.client import Session, View, now
 from client.thread_cache import MAX_CACHED, CachedThread, Shown, ThreadCache
+from client.thread_info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
+from client.thread_info import parse_duration as parse_duration  # re-exported: it lived here
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
@@ -165,13 +167,36 @@ class Threads:
             raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
         key = await self.s.team_key(self.team, self.team.generation)
         tid = thread_id(key, name)
-        items = _obj(await self.s.api.get(self.base)).get("threads", [])
-        if any(_obj(item).get("thread") == tid for item in (items if isinstance(items, list) else [])):
-            raise Conflict(f"a thread named {name!r} already exists in team {self.team.name}")  # nothing signed
+        await self._taken(tid, name)  # nothing signed
         rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.me,
                           device=self.s.device, time=t)
-        await self.s.api.post(self.base, {"record": b64(rec.raw)})
+        try:
+            await self.s.api.post(self.base, {"record": b64(rec.raw)})
+        except Conflict:
+            await self._taken(tid, name)  # someone created it meanwhile: say who
+            raise
         return rec.thread
+
+    async def _taken(self, tid: str, name: str) -> None:
+        """Raise ``ThreadExists`` (naming its creator and expiry) if the server lists thread ``tid``."""
+        items = _obj(await self.s.api.get(self.base)).get("threads", [])
+        for item in items if isinstance(items, list) else []:
+            if _obj(item).get("thread") == tid:
+                rec, _ = await open_thread_record(self.s, self.team, unb64(_obj(item).get("record")))
+                if rec.thread != tid:
+                    raise IntegrityError("the server listed a thread under another id")
+                raise ThreadExists(name, self.team.name, await self._info(rec))
+
+    async def _info(self, rec: ThreadRecord) -> ThreadInfo:
+        return thread_info((await self.s.view()).members, self.team, rec, now())
+
+    async def info(self, ct: CachedThread) -> ThreadInfo:
+        """Who created a thread and its signed expiry (from the record we verified when we first met it)."""
+        return await self._info(ThreadRecord.parse(ct.record))
+
+    async def about(self, name: str) -> ThreadInfo:
+        """``info`` of the thread ``name`` (read from the server if we do not hold it yet)."""
+        return await self.info(self.cache.threads.get(await self.thread_of(name)) or await self.resolve(name))
 
     async def list(self) -> list[dict[str, Any]]:
         res = _obj(await self.s.api.get(self.base))
@@ -187,7 +212,8 @@ class Threads:
                 self.s.warnings.append(f"a thread of team {self.team.name} cannot be shown: {e.message}")
                 continue
             ct = await self.sync(rec.thread, name=name, record=rec)
-            out.append({"thread": rec.thread, "name": name or ct.name or None, "expire": rec.expire,
+            out.append({**(await self._info(rec)).to_json(), "thread": rec.thread,
+                        "name": name or ct.name or None, "expire": rec.expire,
                         "last_time": ct.messages[-1].time if ct.messages else rec.time, "messages": len(ct.messages),
                         "unread": ct.unread(self.s.me)})
         self.cache.save()
@@ -274,8 +300,10 @@ class Threads:
             raise IntegrityError("the thread's encrypted name does not match the requested name")
         return ct
 
-    async def post(self, name: str, text: str, attach: list[Attachment] | None = None) -> Shown:
-        """Post (after reading what is new, so ``seen`` and our sequence are current)."""
+    async def post(self, name: str, text: str, attach: list[Attachment] | None = None,
+                   expect_expire: int | None = None) -> Shown:
+        """Post (after reading what is new, so ``seen`` and our sequence are current); with
+        ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
         tried: set[str] = set()  # ids of earlier attempts: one may have landed though we saw a refusal
         for attempt in range(4):
             view = await self.s.view(refresh=attempt > 0)
@@ -285,6 +313,8 @@ class Threads:
                                self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
             ct = await self.resolve(name)
+            if expect_expire is not None:
+                check_expected_expire(await self.info(ct), expect_expire, name)
             landed = [m for m in ct.messages if m.id in tried]
             if landed:
                 self.cache.save()
@@ -440,17 +470,6 @@ class Threads:
             raise IntegrityError("the server sent an unknown live frame")
 
 
-def parse_duration(text: str) -> int:
-    """``7d``, ``12h``, ``30m``, ``45s`` or ``0`` (keep) -> seconds."""
-    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-    if text == "0":
-        return 0
-    if text[-1:] in units and text[:-1].isdigit() and int(text[:-1]) > 0:
-        return int(text[:-1]) * units[text[-1]]
-    raise VaultError(f"give a duration like 7d, 12h or 30m (or 0 to keep messages), not {text!r}")
-
-
 def attachment_for(path_or_name: str) -> tuple[Path | None, str]:
     p = Path(path_or_name)
     return (p, p.name) if p.is_file() else (None, path_or_name)
-
