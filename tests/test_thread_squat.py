@@ -23,6 +23,7 @@ import pytest
 from client.threads import Threads
 from tests.conftest import MVAULT, Member, Org
 from tests.test_threads import add_members, rows, session
+from vault.errors import Conflict
 
 
 @pytest.fixture
@@ -172,7 +173,7 @@ async def test_expect_expire_in_the_library(squat: tuple[Org, Member, str]) -> N
     org, _mallory, _mid = squat
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
-        with pytest.raises(Exception, match="keeps messages for 1h, not for 2h"):
+        with pytest.raises(Conflict, match="keeps messages for 1h, not for 2h"):
             await threads.post("strategy", "x", expect_expire=7200)
         assert (await threads.post("strategy", "y", expect_expire=3600)).pos == 1
     assert rows(org.server)[0][0] == 1
