@@ -115,7 +115,7 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
         except UnicodeDecodeError as e:
             raise VaultError("the message on standard input is not UTF-8 text") from e
 
-    async def go(s: Session) -> dict[str, Any]:
+    async def go(s: Session) -> tuple[ThreadInfo, dict[str, Any]]:
         threads = await Threads.open(s, team_name)
         info = await threads.info(await threads.resolve(name))  # an unknown thread fails before any upload ...
         if expected is not None:
@@ -130,15 +130,14 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
                 raise NotFound(f"no file or document named {item!r} to attach")
             attached.append(Attachment(doc_name, doc, records[-1].version_id))
         shown = await threads.post(name, text, attached, expect_expire=expected)
-        return {**info.to_json(), "thread": name, "pos": shown.pos, "id": shown.id,
-                "attach": [a.name for a in attached]}
+        return info, {**info.to_json(), "thread": name, "pos": shown.pos, "id": shown.id,
+                      "attach": [a.name for a in attached]}
 
-    res = with_session(ctx, go)
+    info, res = with_session(ctx, go)
 
     def human() -> None:
         out.print(f"posted to {escape(team_name)}/{escape(name)} (message {res['pos']})")
-        _print_header(name, ThreadInfo(res["thread"], res["creator"], res["creator_name"], res["creator_role"],
-                                       res["created"], res["expire"]))
+        _print_header(name, info)
 
     emit(ctx, res, human)
 
@@ -187,11 +186,10 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
         table = Table("thread", "last activity", "messages", "unread", "expiry", "created by")
         for r in rows:
             name = r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)"
-            creator = ThreadInfo(r["thread"], r["creator"], r["creator_name"], r["creator_role"], r["created"],
-                                 r["expire"])
             table.add_row(escape(name),
                           _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
-                          duration_text(r["expire"]) if r["expire"] else "keep", creator.creator_text())
+                          duration_text(r["expire"]) if r["expire"] else "keep",
+                          ThreadInfo.from_json(r["thread"], r).creator_text())
         out.print(table)
 
     emit(ctx, rows, human)
@@ -223,7 +221,7 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
                 ct = threads.cache.threads[tid]
                 names[tid] = (ct.name, await threads.info(ct))
                 if not ctx.as_json:
-                    _print_header(*names[tid])
+                    _print_header(ct.name or f"({tid[:12]}…: name under a key you do not hold)", names[tid][1])
             r = _shown_json(m, s, *names[tid])
             if ctx.as_json:
                 click.echo(json.dumps(r, sort_keys=True, ensure_ascii=True))

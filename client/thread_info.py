@@ -84,6 +84,12 @@ class ThreadInfo:
         return {"creator": self.creator, "creator_name": self.creator_name, "creator_role": self.creator_role,
                 "created": self.created, "expire": self.expire}
 
+    @classmethod
+    def from_json(cls, thread: str, value: dict[str, Any]) -> ThreadInfo:
+        """Back from the keys ``to_json`` wrote into a row."""
+        return cls(thread, value["creator"], value["creator_name"], value["creator_role"], value["created"],
+                   value["expire"])
+
     def creator_text(self) -> str:
         """``name (id start)``, escaped for a terminal: the id's start always (it cannot be chosen),
         and whether the creator has left the team."""
