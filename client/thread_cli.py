@@ -2,6 +2,12 @@
 
 ``follow`` runs until Ctrl-C (or SIGTERM), reconnecting by itself; with ``--json`` it
 prints one JSON object per message, one per line.
+
+Whoever creates a thread name first chooses its expiry for everyone (``client/thread_info.py``):
+``ls``, ``post``, ``read`` and ``follow`` always show who created the thread and how long it
+keeps messages (a header line; under ``--json`` the keys ``creator``, ``creator_name``,
+``creator_role``, ``created`` and ``expire``, on every message of ``read``/``follow``),
+``create`` of a taken name names them, and ``post --expect-expire`` refuses a different expiry.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
 from client.client import Session
 from client.sanitize import escape, message_lines
 from client.terminal import fold
-from client.threads import Shown, Threads, attachment_for, parse_duration
+from client.thread_info import ThreadExists, ThreadInfo, check_expected_expire, duration_text, kept_text, parse_duration
+from client.threads import Shown, Threads, attachment_for
 from vault.errors import NotFound, VaultError
 from vault.messages import Attachment
 
@@ -35,13 +42,22 @@ def thread() -> None:
     """Team threads: end-to-end encrypted, signed messages, delivered live."""
 
 
-def _shown_json(m: Shown, s: Session, thread_name: str) -> dict[str, Any]:
+def _shown_json(m: Shown, s: Session, thread_name: str, info: ThreadInfo) -> dict[str, Any]:
     view = s._view
     name = view.name_of(m.sender) if view is not None and m.sender in view.members else m.sender
     if view is not None and sum(1 for ms in view.members.values() if ms.name == name) > 1:
         name = f"{name} ({m.sender[:8]})"  # names are chosen by their owners and may collide
-    return {"thread": thread_name, "pos": m.pos, "id": m.id, "time": m.time, "sender": m.sender, "sender_name": name,
-            "device": m.device, "seq": m.seq, "gen": m.gen, "text": m.text, "attach": m.attach}
+    return {**info.to_json(), "thread": thread_name, "pos": m.pos, "id": m.id, "time": m.time, "sender": m.sender,
+            "sender_name": name, "device": m.device, "seq": m.seq, "gen": m.gen, "text": m.text, "attach": m.attach}
+
+
+def _print_header(name: str, info: ThreadInfo) -> None:
+    """The thread's creator and signed expiry, one line (folded on a terminal like a message line):
+    the name and expiry of a thread are chosen by whoever created it first."""
+    line = (f"thread {escape(name)}: created by {info.creator_text()} on {_when(info.created)}; "
+            f"{kept_text(info.expire)}")
+    rows = fold(line, out.width) if out.is_terminal else [line]
+    out.print("\n".join(rows), soft_wrap=True)
 
 
 def _print_message(r: dict[str, Any], with_thread: bool = False) -> None:
@@ -68,7 +84,12 @@ def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
     async def go(s: Session) -> str:
         return await (await Threads.open(s, team_name)).create(name, seconds)
 
-    tid = with_session(ctx, go)
+    try:
+        tid = with_session(ctx, go)
+    except ThreadExists as e:  # the error line names who took the name; --json also says it on stdout
+        emit(ctx, {**e.info.to_json(), "error": e.code, "message": e.message, "thread": e.info.thread, "name": name},
+             lambda: None)
+        raise
     emit(ctx, {"thread": tid, "name": name, "expire": seconds},
          lambda: out.print(f"created thread {escape(name)} in {escape(team_name)}" +
                            (f" (messages disappear after {expire})" if seconds else ""), markup=False))
@@ -80,19 +101,25 @@ def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
 @click.argument("text")
 @click.option("--attach", "attach", multiple=True, help="a file to put in the vault and attach, or the name of "
               "a document already in the team (repeatable)")
+@click.option("--expect-expire", "expect", default=None, metavar="DURATION",
+              help="post only if the thread's messages disappear after exactly this long (7d, 12h, 30m; 0: only "
+                   "if they are kept); its creator chose that")
 @json_flag
 @click.pass_obj
-def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[str, ...]) -> None:
+def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[str, ...], expect: str | None) -> None:
     """Post TEXT to a thread (TEXT '-' reads it from standard input)."""
+    expected = parse_duration(expect) if expect is not None else None
     if text == "-":
         try:
             text = sys.stdin.buffer.read().decode("utf-8")
         except UnicodeDecodeError as e:
             raise VaultError("the message on standard input is not UTF-8 text") from e
 
-    async def go(s: Session) -> dict[str, Any]:
+    async def go(s: Session) -> tuple[ThreadInfo, dict[str, Any]]:
         threads = await Threads.open(s, team_name)
-        await threads.resolve(name)  # an unknown thread fails before anything is uploaded
+        info = await threads.info(await threads.resolve(name))  # an unknown thread fails before any upload ...
+        if expected is not None:
+            check_expected_expire(info, expected, name)  # ... and so does an unexpected expiry
         attached = []
         for item in attach:
             path, doc_name = attachment_for(item)
@@ -102,11 +129,17 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
             if not records:
                 raise NotFound(f"no file or document named {item!r} to attach")
             attached.append(Attachment(doc_name, doc, records[-1].version_id))
-        shown = await threads.post(name, text, attached)
-        return {"thread": name, "pos": shown.pos, "id": shown.id, "attach": [a.name for a in attached]}
+        shown = await threads.post(name, text, attached, expect_expire=expected)
+        return info, {**info.to_json(), "thread": name, "pos": shown.pos, "id": shown.id,
+                      "attach": [a.name for a in attached]}
 
-    res = with_session(ctx, go)
-    emit(ctx, res, lambda: out.print(f"posted to {escape(team_name)}/{escape(name)} (message {res['pos']})"))
+    info, res = with_session(ctx, go)
+
+    def human() -> None:
+        out.print(f"posted to {escape(team_name)}/{escape(name)} (message {res['pos']})")
+        _print_header(name, info)
+
+    emit(ctx, res, human)
 
 
 @thread.command("read")
@@ -119,13 +152,16 @@ def thread_read(ctx: Ctx, team_name: str, name: str, since: str | None) -> None:
     """Read a thread (every message is verified first); marks it read."""
     start = parse_since(since)
 
-    async def go(s: Session) -> list[dict[str, Any]]:
-        msgs = await (await Threads.open(s, team_name)).read(name, start)
-        return [_shown_json(m, s, name) for m in msgs]
+    async def go(s: Session) -> tuple[ThreadInfo, list[dict[str, Any]]]:
+        threads = await Threads.open(s, team_name)
+        msgs = await threads.read(name, start)
+        info = await threads.about(name)
+        return info, [_shown_json(m, s, name, info) for m in msgs]
 
-    rows = with_session(ctx, go)
+    info, rows = with_session(ctx, go)
 
     def human() -> None:
+        _print_header(name, info)
         if not rows:
             out.print("no messages", markup=False)
         for r in rows:
@@ -147,12 +183,13 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
     rows = with_session(ctx, go)
 
     def human() -> None:
-        table = Table("thread", "last activity", "messages", "unread", "expiry")
+        table = Table("thread", "last activity", "messages", "unread", "expiry", "created by")
         for r in rows:
             name = r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)"
             table.add_row(escape(name),
                           _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
-                          f"{r['expire'] // 3600} h" if r["expire"] else "keep")
+                          duration_text(r["expire"]) if r["expire"] else "keep",
+                          ThreadInfo.from_json(r["thread"], r).creator_text())
         out.print(table)
 
     emit(ctx, rows, human)
@@ -172,12 +209,20 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        names: dict[str, str] = {}
+        names: dict[str, tuple[str, ThreadInfo]] = {}
+        if name is not None:  # who created it and its expiry, before anything else
+            info = await threads.about(name)
+            names[info.thread] = (name, info)
+            if not ctx.as_json:
+                _print_header(name, info)
 
         async def on_message(tid: str, m: Shown) -> None:
-            if tid not in names:
-                names[tid] = threads.cache.threads[tid].name
-            r = _shown_json(m, s, names[tid])
+            if tid not in names:  # following all: a thread's header before its first message
+                ct = threads.cache.threads[tid]
+                names[tid] = (ct.name, await threads.info(ct))
+                if not ctx.as_json:
+                    _print_header(ct.name or f"({tid[:12]}…: name under a key you do not hold)", names[tid][1])
+            r = _shown_json(m, s, *names[tid])
             if ctx.as_json:
                 click.echo(json.dumps(r, sort_keys=True, ensure_ascii=True))
                 sys.stdout.flush()

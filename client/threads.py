@@ -4,21 +4,17 @@ Every message is checked before it is shown: the sender's device signature (the 
 it was when the message was written), that the sender could post at the team state the
 header names, the key generation, the decryption, and the thread's ordering
 (``vault.messages.ThreadChecker``: drops, reorders, replays, splices). What we accepted is
-kept in an encrypted cache per team (``threads/<team>.bin`` under the client's home,
-sealed with a key from the unlocked keystore): messages, read positions (unread counts),
-and the checker's state, so a later read also catches a server that rolls a thread back.
-Expired messages are dropped from the cache whenever it is loaded.
+kept in an encrypted cache per team (``client.thread_cache``): messages, read positions
+(unread counts), and the checker's state, so a later read also catches a server that rolls a
+thread back. Who created a thread and its expiry: ``client.thread_info``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import os
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +22,12 @@ import aiohttp
 
 from client.api import b64, unb64
 from client.client import Session, View, now
-from client.home import atomic_write
+from client.thread_cache import MAX_CACHED, CachedThread, Shown, ThreadCache
+from client.thread_info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
+from client.thread_info import parse_duration as parse_duration  # re-exported: it lived here
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
-from vault.encoding import Fields, Value
 from vault.errors import (
     AuthError,
     ChainError,
@@ -43,7 +40,6 @@ from vault.errors import (
     TransportError,
     VaultError,
 )
-from vault.localstate import file_name, local_key, open_local, seal_local
 from vault.messages import (
     Attachment,
     Body,
@@ -55,143 +51,7 @@ from vault.messages import (
     thread_id,
 )
 
-MAX_CACHED = 2000  # messages kept per thread in the local cache
 UNREADABLE = "[unreadable: this message, signed by its sender, does not decrypt]"
-
-
-@dataclass
-class Shown:
-    """A verified, decrypted message."""
-
-    pos: int
-    id: str
-    time: int
-    sender: str
-    device: str
-    seq: int
-    text: str
-    attach: list[dict[str, str]]
-    gen: int
-
-    def to_value(self) -> dict[str, Value]:
-        return {"pos": self.pos, "id": self.id, "time": self.time, "sender": self.sender, "device": self.device,
-                "seq": self.seq, "text": self.text, "attach": list(self.attach), "gen": self.gen}
-
-    @classmethod
-    def from_value(cls, v: Value) -> Shown:
-        f = Fields(v, "cached message")
-        attach = [{str(k): str(x) for k, x in Fields(a, "attachment").raw.items()} for a in f.list_("attach")]
-        return cls(f.int_("pos"), f.str_("id"), f.int_("time"), f.str_("sender"), f.str_("device"), f.int_("seq"),
-                   f.str_("text", 1 << 20), attach, f.int_("gen"))
-
-
-@dataclass
-class CachedThread:
-    name: str
-    record: bytes
-    checker: ThreadChecker
-    pos: int = 0  # highest server position accepted
-    read: int = 0  # highest position shown to the member (unread = messages after it)
-    messages: list[Shown] = field(default_factory=list)
-    # Our device's newest message the server acknowledged (seq, id, time): the next post chains
-    # to it, and a server that never serves it is caught.
-    own: tuple[int, str, int] | None = None
-
-    def to_value(self) -> dict[str, Value]:
-        return {"name": self.name, "record": self.record, "checker": self.checker.to_value(), "pos": self.pos,
-                "read": self.read, "messages": [m.to_value() for m in self.messages[-MAX_CACHED:]],
-                "own": list(self.own) if self.own else None}
-
-    @classmethod
-    def from_value(cls, v: Value) -> CachedThread:
-        f = Fields(v, "cached thread")
-        own = f.raw.get("own")
-        mine = None
-        if isinstance(own, list) and len(own) == 3 and isinstance(own[0], int) and isinstance(own[1], str) \
-                and isinstance(own[2], int):
-            mine = (own[0], own[1], own[2])
-        return cls(f.str_("name"), f.bytes_("record", max_size=4096), ThreadChecker.from_value(f.raw["checker"]),
-                   f.int_("pos", 0), f.int_("read", 0), [Shown.from_value(m) for m in f.list_("messages")], mine)
-
-    @property
-    def expire(self) -> int:
-        return self.checker.expire
-
-    def drop_expired(self, t: int) -> None:
-        if self.expire:
-            self.messages = [m for m in self.messages if not self.checker.expired(m.time, t)]
-        self.checker.forget_expired(t)
-
-    def unread(self, me: str) -> int:
-        return sum(1 for m in self.messages if m.pos > self.read and m.sender != me)
-
-
-class ThreadCache:
-    """The encrypted per-team cache file.
-
-    Several commands of one member may run at once (``thread follow`` beside ``thread post``):
-    each save takes a lock, reads what the others saved and keeps, per thread, the state that
-    got furthest (and the newest read position and own message of both), so no save rolls
-    another's back."""
-
-    def __init__(self, s: Session, team_id: str) -> None:
-        self.name = f"threads/{team_id}"
-        self._key = local_key(s.device)
-        # The file is named by a keyed hash of the team id: the listing does not say which teams we are in.
-        self.path = s.home.path / "threads" / f"{file_name(self._key, self.name)}.bin"
-        legacy = s.home.path / "threads" / f"{team_id}.bin"
-        if legacy.exists() and not self.path.exists():  # written by an older version
-            legacy.replace(self.path)
-        legacy.with_suffix(".lock").unlink(missing_ok=True)
-        self.threads: dict[str, CachedThread] = self._load()
-        t = now()
-        for ct in self.threads.values():
-            ct.drop_expired(t)
-
-    def _load(self) -> dict[str, CachedThread]:
-        if not self.path.exists():
-            return {}
-        try:
-            value = open_local(self._key, self.name, self.path.read_bytes())
-            return {tid: CachedThread.from_value(item)
-                    for tid, item in Fields(value, "thread cache").dict_("threads").raw.items()}
-        except (DecryptionFailed, EncodingError) as e:
-            raise VaultError(f"the local thread cache {self.path} does not open: it was altered, is not yours or "
-                             "is from another version (delete it to start over; the next read checks everything "
-                             "again)") from e
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def save(self) -> None:
-        with self._locked():
-            t = now()
-            for ct in self.threads.values():
-                ct.drop_expired(t)  # a long follow drops what expired meanwhile, too
-            written: dict[str, Value] = {}
-            disk = self._load()
-            for tid in set(disk) | set(self.threads):
-                mine, theirs = self.threads.get(tid), disk.get(tid)
-                if mine is None or theirs is None:
-                    written[tid] = (mine or theirs).to_value()  # type: ignore[union-attr]
-                    continue
-                # Our own numbers and read positions from both; in memory too (never reuse a number).
-                mine.own = max((o for o in (mine.own, theirs.own) if o is not None), default=None)
-                mine.read = max(mine.read, theirs.read)
-                # What is written is whichever state got further; our in-memory state stays ours (a
-                # follow must still show what it has not shown yet).
-                ahead = theirs.pos > mine.pos and theirs.record == mine.record
-                value = theirs.to_value() if ahead else mine.to_value()
-                value.update({"own": list(mine.own) if mine.own else None, "read": mine.read})
-                written[tid] = value
-            atomic_write(self.path, seal_local(self._key, self.name, {"threads": written}))
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -307,13 +167,36 @@ class Threads:
             raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
         key = await self.s.team_key(self.team, self.team.generation)
         tid = thread_id(key, name)
-        items = _obj(await self.s.api.get(self.base)).get("threads", [])
-        if any(_obj(item).get("thread") == tid for item in (items if isinstance(items, list) else [])):
-            raise Conflict(f"a thread named {name!r} already exists in team {self.team.name}")  # nothing signed
+        await self._taken(tid, name)  # nothing signed
         rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.me,
                           device=self.s.device, time=t)
-        await self.s.api.post(self.base, {"record": b64(rec.raw)})
+        try:
+            await self.s.api.post(self.base, {"record": b64(rec.raw)})
+        except Conflict:
+            await self._taken(tid, name)  # someone created it meanwhile: say who
+            raise
         return rec.thread
+
+    async def _taken(self, tid: str, name: str) -> None:
+        """Raise ``ThreadExists`` (naming its creator and expiry) if the server lists thread ``tid``."""
+        items = _obj(await self.s.api.get(self.base)).get("threads", [])
+        for item in items if isinstance(items, list) else []:
+            if _obj(item).get("thread") == tid:
+                rec, _ = await open_thread_record(self.s, self.team, unb64(_obj(item).get("record")))
+                if rec.thread != tid:
+                    raise IntegrityError("the server listed a thread under another id")
+                raise ThreadExists(name, self.team.name, await self._info(rec))
+
+    async def _info(self, rec: ThreadRecord) -> ThreadInfo:
+        return thread_info((await self.s.view()).members, self.team, rec, now())
+
+    async def info(self, ct: CachedThread) -> ThreadInfo:
+        """Who created a thread and its signed expiry (from the record we verified when we first met it)."""
+        return await self._info(ThreadRecord.parse(ct.record))
+
+    async def about(self, name: str) -> ThreadInfo:
+        """``info`` of the thread ``name`` (read from the server if we do not hold it yet)."""
+        return await self.info(self.cache.threads.get(await self.thread_of(name)) or await self.resolve(name))
 
     async def list(self) -> list[dict[str, Any]]:
         res = _obj(await self.s.api.get(self.base))
@@ -329,7 +212,8 @@ class Threads:
                 self.s.warnings.append(f"a thread of team {self.team.name} cannot be shown: {e.message}")
                 continue
             ct = await self.sync(rec.thread, name=name, record=rec)
-            out.append({"thread": rec.thread, "name": name or ct.name or None, "expire": rec.expire,
+            out.append({**(await self._info(rec)).to_json(), "thread": rec.thread,
+                        "name": name or ct.name or None, "expire": rec.expire,
                         "last_time": ct.messages[-1].time if ct.messages else rec.time, "messages": len(ct.messages),
                         "unread": ct.unread(self.s.me)})
         self.cache.save()
@@ -416,8 +300,10 @@ class Threads:
             raise IntegrityError("the thread's encrypted name does not match the requested name")
         return ct
 
-    async def post(self, name: str, text: str, attach: list[Attachment] | None = None) -> Shown:
-        """Post (after reading what is new, so ``seen`` and our sequence are current)."""
+    async def post(self, name: str, text: str, attach: list[Attachment] | None = None,
+                   expect_expire: int | None = None) -> Shown:
+        """Post (after reading what is new, so ``seen`` and our sequence are current); with
+        ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
         tried: set[str] = set()  # ids of earlier attempts: one may have landed though we saw a refusal
         for attempt in range(4):
             view = await self.s.view(refresh=attempt > 0)
@@ -427,6 +313,8 @@ class Threads:
                                self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
             ct = await self.resolve(name)
+            if expect_expire is not None:
+                check_expected_expire(await self.info(ct), expect_expire, name)
             landed = [m for m in ct.messages if m.id in tried]
             if landed:
                 self.cache.save()
@@ -582,17 +470,6 @@ class Threads:
             raise IntegrityError("the server sent an unknown live frame")
 
 
-def parse_duration(text: str) -> int:
-    """``7d``, ``12h``, ``30m``, ``45s`` or ``0`` (keep) -> seconds."""
-    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-    if text == "0":
-        return 0
-    if text[-1:] in units and text[:-1].isdigit() and int(text[:-1]) > 0:
-        return int(text[:-1]) * units[text[-1]]
-    raise VaultError(f"give a duration like 7d, 12h or 30m (or 0 to keep messages), not {text!r}")
-
-
 def attachment_for(path_or_name: str) -> tuple[Path | None, str]:
     p = Path(path_or_name)
     return (p, p.name) if p.is_file() else (None, path_or_name)
-

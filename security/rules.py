@@ -890,7 +890,9 @@ def _threads(ctx: _Context) -> dict[str, tuple[int, Event]]:
 
 
 def _retention(ctx: _Context, rule: Rule) -> list[Finding]:
-    """Threads keep messages no longer than their team's class allows, and never forever."""
+    """Threads keep messages no longer than their team's class allows, and never forever. The
+    finding names the thread's creator, who chose its expiry (a writer who took a likely name first
+    with "keep" is named here; a shorter expiry than a team expects is within the protocol)."""
     limits = {k: rule.int_("sensitive_max_days") * DAY for k in rule.strs("sensitive_kinds")}
     for k in rule.strs("internal_kinds"):
         limits.setdefault(k, rule.int_("internal_max_days") * DAY)
@@ -903,8 +905,9 @@ def _retention(ctx: _Context, rule: Rule) -> list[Finding]:
             continue
         if expire == 0 or expire > limit:
             kept = "forever" if expire == 0 else f"for {_dur(expire)}"
-            out.append(_finding(rule, VIOLATION, f"thread {tid} of {team.kind} team {team.team_id} keeps messages "
-                                f"{kept}; at most {_dur(limit)} is allowed", tid, [idx]))
+            out.append(_finding(rule, VIOLATION, f"thread {tid} of {team.kind} team {team.team_id}, created by "
+                                f"member {ev.actor or '?'}, keeps messages {kept}; at most {_dur(limit)} is "
+                                "allowed", tid, [idx]))
     return out
 
 

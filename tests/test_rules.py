@@ -710,13 +710,14 @@ def test_retention_forever_and_too_long(world: MWorld) -> None:
     circle = circle_of(world)
     program = world.create_team(world.founder, [(world.founder, "admin")], kind="program")
     t = world.time
-    events = [thread_created(circle, t, "a" * 32, 0), thread_created(circle, t, "b" * 32, 8 * DAY),
+    events = [thread_created(circle, t, "a" * 32, 0, actor="m" * 32), thread_created(circle, t, "b" * 32, 8 * DAY),
               thread_created(program, t, "c" * 32, 0), thread_created(program, t, "d" * 32, 29 * DAY)]
     res = result(audit(world, [circle, program], events), "retention")
     assert res.status == "violated"
     assert sorted(f.subject for f in res.findings) == ["a" * 32, "b" * 32, "c" * 32, "d" * 32]
     forever = next(f for f in res.findings if f.subject == "a" * 32)
     assert "forever" in forever.message and forever.events == (0,)
+    assert f"created by member {'m' * 32}" in forever.message  # who chose the expiry (issue 13)
 
 
 def test_retention_within_the_limits(world: MWorld) -> None:
