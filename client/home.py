@@ -9,8 +9,13 @@
 
 "Sealed" is ``vault.localstate.seal_local`` under the key derived from the device's signing seed,
 which is inside the keystore: nothing in this directory is readable before the keystore is opened.
-An older version's plaintext ``config.json``/``pins.json`` are sealed and removed at the first unlock,
-and its ``session.bin`` (the keystore key wrapped on disk) is removed.
+
+Every keystore this version writes says ``"sealed": true`` (authenticated with the secrets): this home's
+config and pins live in ``config.bin``/``pins.bin`` only, and both must be there. Only a keystore without
+it (written by an older version) lets the first unlock seal a plaintext ``config.json``/``pins.json``
+and remove it (and the old ``session.bin``, the keystore key wrapped on disk); that unlock then marks the
+keystore. On a marked home a plaintext config or pins file, or a missing sealed one, is refused: someone
+who had the disk once could otherwise plant the pins or the server of their choice.
 
 Files are written atomically (temp + fsync + rename) with mode 0600.
 """
@@ -36,7 +41,8 @@ from vault.errors import DecryptionFailed, KeystoreError, VaultError
 from vault.keys import DeviceKeys, PukKeys
 
 SESSION_MINUTES = 5
-CONFIG, PINS, LEGACY_CONFIG = "config.bin", "pins.bin", "config.json"
+CONFIG, PINS, LEGACY_CONFIG, LEGACY_PINS = "config.bin", "pins.bin", "config.json", "pins.json"
+KEYSTORE = "keystore.bin"
 PAD_MIN = 4096
 
 
@@ -85,11 +91,15 @@ class Pins:
 class Secrets:
     device: DeviceKeys
     puks: dict[int, PukKeys]
+    # As read from the keystore: False only in one an older version wrote (its home may hold plaintext state to
+    # migrate). Every keystore this version writes is marked, whatever this says (``to_value``).
+    sealed: bool = True
 
     def to_value(self) -> dict[str, Any]:
         return {
             "device": {"sign": self.device.sign_seed, "box": self.device.box_seed},
             "puks": {str(g): k.seed for g, k in self.puks.items()},
+            "sealed": True,
         }
 
     @classmethod
@@ -100,6 +110,7 @@ class Secrets:
         return cls(
             DeviceKeys(d.bytes_("sign", 32), d.bytes_("box", 32)),
             {int(g): PukKeys(int(g), puks.bytes_(g, 32)) for g in puks.raw},
+            f.has("sealed") and f.bool_("sealed"),
         )
 
 
@@ -110,10 +121,13 @@ class Home:
         self._salt: bytes | None = None
         self._params: keystore.KdfParams | None = None
         self._local: bytes | None = None  # key of the sealed local state (config, pins), once unlocked
+        self._sealed = False  # once unlocked: the keystore says config.bin and pins.bin must exist
 
     @property
     def exists(self) -> bool:
-        return any((self.path / name).exists() for name in (CONFIG, LEGACY_CONFIG))
+        """Whether this home holds an identity (or what is left of one: a keystore whose config.bin is gone
+        is not a fresh home, and ``join`` must not overwrite its keys)."""
+        return any((self.path / name).exists() for name in (CONFIG, LEGACY_CONFIG, KEYSTORE))
 
     def require(self) -> None:
         """Raise the "no identity here" error unless this home holds one (no unlocking)."""
@@ -131,10 +145,12 @@ class Home:
     def _read_state(self, name: str) -> Any:
         """The JSON value sealed in ``<name>.bin``, or None if there is no such file."""
         path = self.path / f"{name}.bin"
-        key = self._local_key()  # first: the first unlock may be what migrates the file
+        key = self._local_key()  # first: the first unlock may be what migrates the file (and it checks it is there)
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
+            if self._sealed:
+                raise _missing(path) from None
             return None
         try:
             data = localstate.open_local(key, name, blob)
@@ -160,15 +176,15 @@ class Home:
             raise VaultError(f"{self.path / CONFIG} is damaged") from e
 
     def save_config(self, cfg: Config) -> None:
+        if not (self.path / CONFIG).exists() and not (self.path / PINS).exists():
+            # A new identity (join, device link, recovery): from now on a missing pins file is an attack.
+            self._write_state("pins", _pins_value(Pins()))
         self._write_state("config", asdict(cfg))
-        if not (self.path / PINS).exists():
-            self._write_state("pins", _pins_value(Pins()))  # from now on a missing pins file is an attack
 
     def pins(self) -> Pins:
         raw = self._read_state("pins")
         if raw is None:
-            raise VaultError(f"{self.path / PINS} is missing: without it this device cannot tell a server that "
-                             "rolls back from an honest one; restore it from a backup or link this device again")
+            raise _missing(self.path / PINS)
         if not isinstance(raw, dict):
             raise VaultError(f"{self.path / PINS} is damaged")
         return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}),
@@ -177,8 +193,22 @@ class Home:
     def save_pins(self, pins: Pins) -> None:
         self._write_state("pins", _pins_value(pins))
 
+    def _check_sealed(self) -> None:
+        """On a home whose keystore is marked sealed: no plaintext state (this version never writes any, and
+        a migration removes it before it marks the keystore), and both sealed files present."""
+        for name in (LEGACY_CONFIG, LEGACY_PINS):
+            if (self.path / name).exists():
+                raise VaultError(f"{self.path / name} is a plaintext file in a home whose state is sealed: Member "
+                                 "Vault did not write it (someone with access to this disk may have); refusing to "
+                                 "use it or anything here until you have checked this device and removed it")
+        for name in (CONFIG, PINS):
+            if not (self.path / name).exists():
+                raise _missing(self.path / name)
+        _shred(self.path / "session.bin")
+
     def _migrate(self) -> None:
-        """Seal what an older version left in plaintext (config.json, pins.json), then remove it."""
+        """Seal what an older version left in plaintext (config.json, pins.json), then remove it. Only for a
+        keystore an older version wrote: the caller marks it afterwards (a crash before that repeats this)."""
         migrated = False
         for name in ("config", "pins"):
             path = self.path / f"{name}.json"
@@ -207,12 +237,13 @@ class Home:
         params = keystore.KdfParams()
         key = keystore.derive_key(passphrase, salt, params)
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self.path / "keystore.bin", keystore.seal_keystore(secrets.to_value(), key, salt, params))
+        atomic_write(self.path / KEYSTORE, keystore.seal_keystore(secrets.to_value(), key, salt, params))
         self._key, self._salt, self._params = key, salt, params
         self._local = localstate.local_key(secrets.device)
+        # Not self._sealed: config.bin and pins.bin are written next (save_config) by the command that made it.
 
     def keystore_params(self) -> keystore.KdfParams:
-        header, _ = keystore.parse_keystore((self.path / "keystore.bin").read_bytes())
+        header, _ = keystore.parse_keystore((self.path / KEYSTORE).read_bytes())
         return header.params
 
     def unlock(self, agent_ok: bool = True) -> Secrets:
@@ -220,7 +251,7 @@ class Home:
         secret in ``MVAULT_SESSION``), a passphrase file, or an interactive prompt. The first unlock of a
         home an older version wrote seals its plaintext state."""
         try:
-            blob = (self.path / "keystore.bin").read_bytes()
+            blob = (self.path / KEYSTORE).read_bytes()
         except FileNotFoundError as e:
             raise KeystoreError(f"no keystore in {self.path}; run `mvault join` first") from e
         header, _ = keystore.parse_keystore(blob)
@@ -240,7 +271,13 @@ class Home:
             value, self._key, _ = keystore.open_keystore(blob, read_passphrase())
         secrets = Secrets.from_value(value)
         self._local = localstate.local_key(secrets.device)
-        self._migrate()
+        if secrets.sealed:
+            self._sealed = True
+            self._check_sealed()
+        else:
+            self._migrate()
+            self.save_secrets(secrets)  # marks the keystore: no plaintext state is taken from now on
+            secrets.sealed = self._sealed = True
         return secrets
 
     def _key_from_agent(self) -> bytes | None:
@@ -258,12 +295,12 @@ class Home:
     def forget(self) -> None:
         """Undo a failed join, device link or recovery: remove every file it wrote."""
         agent.stop(self.path)
-        for name in (CONFIG, "keystore.bin", PINS, LEGACY_CONFIG, "pins.json", "session.bin"):
+        for name in (CONFIG, KEYSTORE, PINS, LEGACY_CONFIG, LEGACY_PINS, "session.bin"):
             (self.path / name).unlink(missing_ok=True)
 
     def save_secrets(self, secrets: Secrets) -> None:
         assert self._key is not None and self._salt is not None and self._params is not None
-        atomic_write(self.path / "keystore.bin",
+        atomic_write(self.path / KEYSTORE,
                      keystore.seal_keystore(secrets.to_value(), self._key, self._salt, self._params))
 
     def start_session(self, seconds: int) -> tuple[str, int]:
@@ -286,6 +323,11 @@ class Home:
             _shred(legacy)
             ended = True
         return ended
+
+
+def _missing(path: Path) -> VaultError:
+    return VaultError(f"{path} is missing: without it this device cannot tell a server that rolls back (or an "
+                      "impostor) from an honest one; restore it from a backup or link this device again")
 
 
 def _pins_value(pins: Pins) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from client import agent
-from client.home import Home
+from client.home import Home, Pins
 from tests.conftest import Member, Org
 from vault import keystore
 from vault.errors import KeystoreError
@@ -270,10 +270,32 @@ def test_tampered_state_is_detected(org: Org, intact: dict[str, bytes]) -> None:
     assert org.alice.json("whoami")["name"] == "alice"
 
 
+def keystore_value(member: Member) -> dict[str, Any]:
+    value, _, _ = keystore.open_keystore((member.home / "keystore.bin").read_bytes(),
+                                         member.passphrase_file.read_text().rstrip("\n"))
+    assert isinstance(value, dict)
+    return value
+
+
+def as_older_version(member: Member) -> None:
+    """Rewrite the member's keystore as a version before the "sealed" mark wrote it: the same secrets, salt
+    and KDF parameters, without the mark (what ``Secrets.to_value`` used to return)."""
+    blob = (member.home / "keystore.bin").read_bytes()
+    value, key, header = keystore.open_keystore(blob, member.passphrase_file.read_text().rstrip("\n"))
+    assert isinstance(value, dict) and value.pop("sealed") is True
+    assert set(value) == {"device", "puks"}
+    (member.home / "keystore.bin").write_bytes(keystore.seal_keystore(value, key, header.salt, header.params))
+
+
+def test_a_new_keystore_is_marked_sealed(org: Org) -> None:
+    assert keystore_value(org.alice)["sealed"] is True
+
+
 def test_plaintext_home_is_migrated_at_the_first_unlock(org: Org, tmp_path: Path, passphrase_env: None) -> None:
     busy_home(org, tmp_path)
     home = Home(org.alice.home)
     cfg, pins = home.config(), home.pins()
+    as_older_version(org.alice)
     # What an older version left: plaintext config.json and pins.json, its session.bin, a thread cache named
     # by the team id.
     (org.alice.home / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -298,11 +320,19 @@ def test_plaintext_home_is_migrated_at_the_first_unlock(org: Org, tmp_path: Path
     # The thread cache got its keyed name back, and still opens.
     assert org.alice.json("thread", "read", "drafting", "planning")
     assert sealed_cache.exists() and not (org.alice.home / "threads" / f"{team_id}.bin").exists()
+    # Migrated once: the keystore is marked now, and plaintext put there again is refused.
+    assert keystore_value(org.alice)["sealed"] is True
+    (org.alice.home / "pins.json").write_text(json.dumps(asdict(Pins())))
+    org.alice.fails("whoami", contains="pins.json is a plaintext file in a home whose state is sealed")
+    assert (org.alice.home / "pins.json").exists()  # left for the member to look at
+    (org.alice.home / "pins.json").unlink()
+    assert Home(org.alice.home).pins().verified == pins.verified  # untouched
 
 
 def test_plaintext_home_without_pins_gets_empty_pins(org: Org, passphrase_env: None) -> None:
     home = Home(org.alice.home)
     cfg = home.config()
+    as_older_version(org.alice)
     (org.alice.home / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     (org.alice.home / "config.bin").unlink()
     (org.alice.home / "pins.bin").unlink()
@@ -312,9 +342,49 @@ def test_plaintext_home_without_pins_gets_empty_pins(org: Org, passphrase_env: N
 
 
 def test_damaged_plaintext_config_is_one_line(org: Org) -> None:
+    as_older_version(org.alice)
     (org.alice.home / "config.json").write_text("{not json")
     (org.alice.home / "config.bin").unlink()
     org.alice.fails("whoami", contains="config.json is damaged")
+    assert "sealed" not in keystore_value(org.alice)  # not marked: a failed migration can be retried
+
+
+def test_a_home_the_previous_version_sealed_is_marked_at_the_first_unlock(org: Org, passphrase_env: None) -> None:
+    """config.bin and pins.bin already sealed, the keystore not marked (the version before the mark): the
+    first unlock marks it and changes nothing else; from then on planted plaintext state is refused."""
+    before = {n: (org.alice.home / n).read_bytes() for n in ("config.bin", "pins.bin")}
+    as_older_version(org.alice)
+    assert org.alice.json("whoami")["name"] == "alice"
+    assert keystore_value(org.alice)["sealed"] is True
+    assert Home(org.alice.home).config().name == "alice"
+    assert (org.alice.home / "config.bin").read_bytes() == before["config.bin"]
+    forged = asdict(Home(org.alice.home).config())
+    forged["name"] = "mallory"
+    (org.alice.home / "config.json").write_text(json.dumps(forged))
+    org.alice.fails("whoami", contains="config.json is a plaintext file in a home whose state is sealed")
+
+
+@pytest.mark.parametrize("name", ["config", "pins"])
+def test_a_sealed_home_refuses_planted_or_missing_state(org: Org, name: str) -> None:
+    """Once sealed, no plaintext file is taken, even beside its sealed copy, and neither sealed file may be
+    missing (a missing config.bin is not "no identity": join must not overwrite the keys)."""
+    home = org.alice.home
+    sealed = (home / f"{name}.bin").read_bytes()
+    planted = {"url": "https://127.0.0.1:1", "cert_fp": "00" * 32} if name == "config" else asdict(Pins())
+    (home / f"{name}.json").write_text(json.dumps(planted))
+    org.alice.fails("whoami", contains=f"{name}.json is a plaintext file in a home whose state is sealed")
+    org.alice.fails("unlock", contains=f"{name}.json is a plaintext file")
+    (home / f"{name}.bin").unlink()
+    org.alice.fails("whoami", contains=f"{name}.json is a plaintext file")
+    assert (home / f"{name}.json").exists() and not (home / f"{name}.bin").exists()  # nothing sealed from it
+    (home / f"{name}.json").unlink()
+    org.alice.fails("whoami", contains=f"{name}.bin is missing")
+    org.alice.fails("unlock", contains=f"{name}.bin is missing")
+    keys = (home / "keystore.bin").read_bytes()
+    org.alice.fails("join", "mv1-AAAA", "--name", "alice2", contains="already holds an identity")
+    assert (home / "keystore.bin").read_bytes() == keys
+    (home / f"{name}.bin").write_bytes(sealed)
+    assert org.alice.json("whoami")["name"] == "alice"
 
 
 def test_home_without_identity_says_so(make_member: Any) -> None:
