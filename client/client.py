@@ -54,7 +54,7 @@ from vault.errors import (
 )
 from vault.invite import InviteCode
 from vault.keys import DeviceKeys, PukKeys, device_id_for, key_fingerprint
-from vault.links import Link, invite_public, make_link, parse_link
+from vault.links import Link, invite_public, make_link, parse_link, sign_invite_holder
 from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_history
 
 Progress = Callable[[int], None]
@@ -155,8 +155,12 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
                 if info.get("org_root") != invite.org_root.hex():
                     raise ServerMismatch(
                         "the server's organization does not match the invite (wrong or impostor server)")
+                t = now()
+                head = await api.post("/api/v1/join/head", {
+                    "invite": b64(invite_public(invite.secret)), "time": t,
+                    "proof": b64(sign_invite_holder(invite.secret, invite.org_root, t))})
                 join_link = make_link(
-                    chain=org_id_for(invite.org_root), seq=int(info["org_seq"]) + 1, prev=unb64(info.get("org_head")),
+                    chain=org_id_for(invite.org_root), seq=int(head["org_seq"]) + 1, prev=unb64(head.get("org_head")),
                     time=now(), signer=member_id, device=device, type_="org.join",
                     body={"invite": invite_public(invite.secret), "member_head": member.root},
                     invite_secret=invite.secret,

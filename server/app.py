@@ -40,6 +40,7 @@ from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import (
     AuthError,
+    BadSignature,
     ChainError,
     Conflict,
     EncodingError,
@@ -51,7 +52,7 @@ from vault.errors import (
     Truncated,
     VaultError,
 )
-from vault.links import Link, parse_link
+from vault.links import Link, parse_link, verify_invite_holder, verify_invite_signature
 from vault.teamkeys import box_hash
 
 log = logging.getLogger("mvault.server")
@@ -92,7 +93,7 @@ NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauth
 KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
 # Routes (by their canonical pattern, never the raw path) that need no session.
 CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
-PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join",
+PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join", "/api/v1/join/head",
           CHALLENGE, LOGIN, "/api/v1/device-links/{slot}/offer"}
 MAX_JSON = 4 * 1024 * 1024
 JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
@@ -253,11 +254,35 @@ async def info(request: web.Request) -> web.Response:
         {
             "version": __version__,
             "org_root": org.root.hex() if org else None,
-            "org_seq": org.seq if org else 0,
-            "org_head": b64(org.head) if org else None,
             "time": int(now_of(request)),
         }
     )
+
+
+def _open_invite(request: web.Request, public: bytes) -> None:
+    """Refuse (one answer whatever the reason) unless ``public`` is an unused, unexpired invite."""
+    org = request.app[DIRECTORY].require_org()
+    inv = org.invites.get(public)
+    if inv is None or inv.used_by is not None or inv.expires <= int(now_of(request)):
+        raise InviteError("the invite is unknown, used or expired")
+
+
+async def join_head(request: web.Request) -> web.Response:
+    """The organization chain's head, for a joiner who proves it holds an open invite (review round 3: a
+    stranger watched the organization grow through /api/v1/info)."""
+    f = await read_json(request, {"invite", "time", "proof"})
+    public = unb64(f.raw.get("invite"), "invite", 64)
+    t = f.int_("time", 0)
+    proof = unb64(f.raw.get("proof"), "proof", 128)
+    if abs(t - int(now_of(request))) > request.app[CONFIG].clock_skew:
+        raise EncodingError("the proof's time is too far from the server's")
+    _open_invite(request, public)
+    org = request.app[DIRECTORY].require_org()
+    try:
+        verify_invite_holder(public, org.root, t, proof)
+    except BadSignature as e:
+        raise InviteError("the invite is unknown, used or expired") from e
+    return web.json_response({"org_seq": org.seq, "org_head": b64(org.head)})
 
 
 async def found(request: web.Request) -> web.Response:
@@ -304,6 +329,12 @@ async def join(request: web.Request) -> web.Response:
             check_link_time(request, link)
         if join_link.type != "org.join":
             raise ChainError("expected an org.join link")
+        # The invite first: nothing about the chain (its length, its head) to a caller without one.
+        _open_invite(request, join_link.body.bytes_("invite", 32))
+        try:
+            verify_invite_signature(join_link, join_link.body.bytes_("invite", 32))
+        except (BadSignature, ChainError) as e:
+            raise InviteError("the invite is unknown, used or expired") from e
         member, _ = directory.check_member_create(member_link)
         _check_puk_box(member, member_link.device, puk_box)
         try:
@@ -843,6 +874,7 @@ def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> we
     r.add_get("/api/v1/info", info)
     r.add_post("/api/v1/found", found)
     r.add_post("/api/v1/join", join)
+    r.add_post("/api/v1/join/head", join_head)
     r.add_post(CHALLENGE, login.challenge)
     r.add_post(LOGIN, login.login)
     r.add_get("/api/v1/directory", directory_view)

@@ -45,6 +45,8 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/info": {"get": _op("server version, organization root, time", "200", ["429"], auth=False)},
         "/api/v1/found": {"post": _op("found the organization with the founder invite", "201",
                                       ["400", "403", "429"], auth=False, body="json")},
+        "/api/v1/join/head": {"post": _op("the organization chain's head, for the holder of an open invite", "200",
+                                          ["400", "403", "404", "429"], auth=False, body="json")},
         "/api/v1/join": {"post": _op("join with an invite: member chain + org.join link", "201",
                                      ["400", "403", "404", "429"], auth=False, body="json")},
         "/api/v1/auth/challenge": {"post": _op("single-use login nonce (60 s), the same answer for any ids",

@@ -64,6 +64,11 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/found", "400"): "test_found_rejects_malformed_requests",
     ("post", "/api/v1/found", "403"): "test_found_needs_the_founder_invite_once",
     ("post", "/api/v1/found", "429"): "test_requests_without_a_session_are_limited_per_source",
+    ("post", "/api/v1/join/head", "200"): "test_the_chain_head_only_for_the_holder_of_an_open_invite",
+    ("post", "/api/v1/join/head", "400"): "test_the_chain_head_only_for_the_holder_of_an_open_invite",
+    ("post", "/api/v1/join/head", "403"): "test_the_chain_head_only_for_the_holder_of_an_open_invite",
+    ("post", "/api/v1/join/head", "404"): "test_join_before_the_organization_exists",
+    ("post", "/api/v1/join/head", "429"): "test_requests_without_a_session_are_limited_per_source",
     ("post", "/api/v1/join", "201"): "test_join_with_an_invite",
     ("post", "/api/v1/join", "400"): "test_join_rejects_malformed_requests",
     ("post", "/api/v1/join", "403"): "test_join_refuses_unknown_expired_and_reused_invites",
@@ -531,9 +536,12 @@ def join_body(n: Newcomer, join_link: Link) -> dict[str, str]:
 
 
 async def info_of(h: Http) -> dict[str, Any]:
+    """/api/v1/info plus the organization chain's head, which the server tells only a member or the holder
+    of an open invite (/api/v1/join/head): read here from the server's own state, for the tests' forged links."""
     status, info = await h.call("GET", "/api/v1/info")
-    assert status == 200
-    return dict(info)
+    assert status == 200 and "org_seq" not in info and "org_head" not in info
+    org = h.server.app[DIRECTORY].org
+    return {**info, "org_seq": org.seq if org else 0, "org_head": b64(org.head) if org else None}
 
 
 async def new_invite(s: Session, w: World, *, expires_in: int = 86400) -> bytes:
@@ -625,7 +633,7 @@ async def test_public_endpoints(w: World) -> None:
         assert status == 200 and doc == json.loads(json.dumps(OPENAPI))
         status, info = await h.call("GET", "/api/v1/info")
         assert status == 200
-        assert len(bytes.fromhex(info["org_root"])) == 32 and info["org_seq"] >= 3
+        assert len(bytes.fromhex(info["org_root"])) == 32 and "org_seq" not in info and "org_head" not in info
         assert abs(info["time"] - w.server.clock()) < 5
 
 
@@ -659,6 +667,9 @@ async def test_join_before_the_organization_exists(server: ServerThread) -> None
         n = newcomer("early", int(server.clock()))
         link = org_join(n, os.urandom(32), info, int(server.clock()))
         await refused(h, "POST", "/api/v1/join", 404, js=join_body(n, link), contains="no organization")
+        secret = os.urandom(32)
+        await refused(h, "POST", "/api/v1/join/head", 404, contains="no organization",
+                      js={"invite": b64(invite_public(secret)), "time": int(server.clock()), "proof": b64(bytes(64))})
 
 
 async def test_found_rejects_malformed_requests(server: ServerThread) -> None:
@@ -734,6 +745,33 @@ async def test_join_with_an_invite(w: World) -> None:
         assert status == 200 and [parse_link(base64.b64decode(x)).hash for x in chain["links"]] == [n.link.hash]
 
 
+async def test_the_chain_head_only_for_the_holder_of_an_open_invite(w: World) -> None:
+    """/api/v1/join/head tells the organization chain's length and head only to whoever proves an open
+    invite; a stranger, a wrong proof, a stale time and a used invite get one answer (review round 3)."""
+    from vault.links import sign_invite_holder  # the recipe the client uses
+
+    async with session(w, w.alice) as s, Http(w.server) as h:
+        secret = await new_invite(s, w)
+        root, t = bytes.fromhex((await info_of(h))["org_root"]), now(w)
+
+        def body(sec: bytes, when: int, proof_of: bytes | None = None) -> dict[str, Any]:
+            return {"invite": b64(invite_public(sec)), "time": when,
+                    "proof": b64(sign_invite_holder(proof_of or sec, root, when))}
+
+        status, head = await h.call("POST", "/api/v1/join/head", js=body(secret, t))
+        org = w.server.app[DIRECTORY].org
+        assert status == 200 and head == {"org_seq": org.seq, "org_head": b64(org.head)}
+        stranger = os.urandom(32)
+        for label, js in [("no invite", body(stranger, t)), ("another key's proof", body(secret, t, stranger))]:
+            await refused(h, "POST", "/api/v1/join/head", 403, js=js, contains="unknown, used or expired", what=label)
+        await refused(h, "POST", "/api/v1/join/head", 400, js=body(secret, t - 3600), what="stale proof")
+        n = newcomer("hana", t)
+        status, res = await h.call("POST", "/api/v1/join", js=join_body(n, org_join(n, secret, await info_of(h), t)))
+        assert status == 201, res
+        await refused(h, "POST", "/api/v1/join/head", 403, js=body(secret, now(w)), contains="unknown, used",
+                      what="used invite")
+
+
 async def test_join_rejects_malformed_requests(w: World) -> None:
     async with session(w, w.alice) as s, Http(w.server) as h:
         secret = await new_invite(s, w)
@@ -768,7 +806,7 @@ async def test_join_rejects_malformed_requests(w: World) -> None:
 async def test_join_refuses_unknown_expired_and_reused_invites(w: World) -> None:
     async with session(w, w.alice) as s, Http(w.server) as h:
         n = newcomer("frank", now(w))
-        await refused(h, "POST", "/api/v1/join", 403, contains="unknown invite", what="unknown invite",
+        await refused(h, "POST", "/api/v1/join", 403, contains="unknown, used or expired", what="unknown invite",
                       js=join_body(n, org_join(n, os.urandom(32), await info_of(h), now(w))))
 
         short = await new_invite(s, w, expires_in=5)
@@ -783,7 +821,7 @@ async def test_join_refuses_unknown_expired_and_reused_invites(w: World) -> None
                                    js=join_body(n, org_join(n, secret, await info_of(h), now(w))))
         assert status == 201, res
         again = newcomer("gina", now(w))
-        await refused(h, "POST", "/api/v1/join", 403, contains="already been used", what="reused invite",
+        await refused(h, "POST", "/api/v1/join", 403, contains="unknown, used or expired", what="reused invite",
                       js=join_body(again, org_join(again, secret, await info_of(h), now(w))))
 
 

@@ -152,6 +152,21 @@ def verify_device_proof(member_id: str, device_id: str, sign_public: bytes, box_
     p.verify(sign_public, labels.SIG_DEVICE_PROOF, statement, sig)
 
 
+def invite_holder_statement(org_root: bytes, time: int) -> bytes:
+    return encode({"org_root": org_root, "time": time})
+
+
+def sign_invite_holder(invite_secret: bytes, org_root: bytes, time: int) -> bytes:
+    """Proof that the caller holds an invite: what a joiner shows to learn the organization chain's
+    head (its length and hash are no stranger's business)."""
+    seed = p.kdf(invite_secret, labels.KDF_INVITE_SIGN)
+    return p.sign(p.sign_keypair(seed)[1], labels.SIG_INVITE_HOLDER, invite_holder_statement(org_root, time))
+
+
+def verify_invite_holder(invite_public: bytes, org_root: bytes, time: int, sig: bytes) -> None:
+    p.verify(invite_public, labels.SIG_INVITE_HOLDER, invite_holder_statement(org_root, time), sig)
+
+
 def invite_public(invite_secret: bytes) -> bytes:
     """The public key of a one-time invite secret (what the org chain records)."""
     return p.sign_keypair(p.kdf(invite_secret, labels.KDF_INVITE_SIGN))[0]
