@@ -631,7 +631,8 @@ def _admin_count(ctx: _Context, rule: Rule) -> list[Finding]:
 
 def _two_person(ctx: _Context, rule: Rule) -> list[Finding]:
     """Grants and revocations of ``roles`` need an approval by another NCC member (not the signer, not the subject)
-    within ``hours``; protocol changes need an approver other than the proposer."""
+    within ``hours``; protocol changes need an approver other than the proposer; a designation of the audit
+    log's security team signed by a lone NCC member needs another NCC member's approval once there is one."""
     roles = rule.strs("roles")
     window = rule.int_("hours") * HOUR
     now = ctx.now
@@ -671,6 +672,61 @@ def _two_person(ctx: _Context, rule: Rule) -> list[Finding]:
         if change.approver is None or change.approver == change.proposer:
             out.append(_finding(rule, VIOLATION, f"security protocols version {change.version} was put in force by "
                                 f"{change.proposer} without a second NCC approver", change.proposer))
+    out.extend(_lone_designations(ctx, rule, approvals, window))
+    return out
+
+
+def _second_ncc_since(ctx: _Context, signer: str, link: Link) -> int | None:
+    """When a member other than ``signer`` first held ``ncc`` at or after ``link`` (None: nobody yet)."""
+    found: int | None = None
+    for mid, om in ctx.inp.org.members.items():
+        if mid == signer:
+            continue
+        for entry in om.log:
+            if entry.seq < link.seq or entry.status != "admitted" or "ncc" not in entry.roles:
+                continue
+            t = ctx.org_time(entry.seq, link.time)
+            until = entry.roles["ncc"]
+            if until is None or t < until:
+                found = t if found is None else min(found, t)
+                break
+    return found
+
+
+def _lone_designations(ctx: _Context, rule: Rule, approvals: Mapping[str, list[tuple[int, Event]]],
+                       window: int) -> list[Finding]:
+    """Designations of the audit log's security team (``org.audit_team``) put in force by one signature: the
+    chain allows that while the signer is the only NCC member. Each is reported until another NCC member
+    approves its link (``mvault audit approve``): a warning while there is no second NCC member, then within
+    ``hours`` of there being one, a violation after."""
+    org, now = ctx.inp.org, ctx.now
+    out = []
+    for seq, team in org.audit_team_log:
+        signers = org.audit_team_signers.get(seq, ())
+        link = ctx.org_by_seq.get(seq)
+        if len(signers) != 1 or link is None:
+            continue
+        signer, h = signers[0], link.hash.hex()
+        valid = [(i, ev) for i, ev in approvals.get(h, [])
+                 if ev.actor != signer and "ncc" in org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
+        what = (f"designation of team {team} as the audit log's security team by member {signer} alone (the only "
+                f"NCC member then; org seq {seq}, link {h[:16]})")
+        events = [*ctx.link_event(link), *(i for i, _ in valid)]
+        second = _second_ncc_since(ctx, signer, link)
+        if second is None:
+            out.append(_finding(rule, WARNING, f"the {what} needs a second NCC member's approval once there is one "
+                                f"(`mvault audit approve {h[:16]}`)", signer, events))
+            continue
+        deadline = second + window
+        if any(ev.time <= deadline for _, ev in valid):
+            continue
+        if now > deadline:
+            late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
+            out.append(_finding(rule, VIOLATION, f"the {what} has no second NCC approval within {_dur(window)} of "
+                                f"there being a second NCC member{late}", signer, events))
+        else:
+            out.append(_finding(rule, WARNING, f"the {what} needs a second NCC approval within "
+                                f"{_dur(deadline - now)} (`mvault audit approve {h[:16]}`)", signer, events))
     return out
 
 

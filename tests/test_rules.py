@@ -536,6 +536,53 @@ def test_two_person_bootstrapped_and_approved(world: MWorld) -> None:
     assert f.subject == nina.id and "version 2" in f.message
 
 
+def test_two_person_lone_designation_of_the_audit_team(world: MWorld) -> None:
+    """A lone NCC member designates the audit log's team with one signature (the chain allows it): reported,
+    a warning while nobody can approve it, then within ``hours`` of there being a second NCC member."""
+    lone = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})
+    h = lone.hash.hex()
+    designation = link_event(lone)
+    res = result(audit(world, [], [designation], now=lone.time + 30 * DAY), "two-person")
+    f = only(res, "warning")
+    assert f.subject == world.founder.id and f.events == (0,)
+    assert world.founder.id in f.message and h[:16] in f.message and "team-a" in f.message and "alone" in f.message
+    # A second NCC member arrives; the clock for their approval starts then.
+    nina = ncc(world, "nina")
+    arrived = world.time
+    grant_links = [lk for lk in world.org_links if lk.type == "org.role"]
+    approve_grant = event(arrived + 60, "attest.approve", world.founder.id,
+                          res={"link": grant_links[-1].hash.hex(), "chain": ""})  # (not counted: the signer)
+    events = [designation, approve_grant]
+    lone_of = [f for f in result(audit(world, [], events, now=arrived + HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["warning"]
+    lone_of = [f for f in result(audit(world, [], events, now=arrived + 73 * HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"] and lone_of[0].subject == world.founder.id
+    # Approvals by the signer itself or by a non-NCC member count for nothing; nina's does.
+    bob = world.admit("bob")
+    bad = [event(arrived + 60, "attest.approve", who.id, res={"link": h, "chain": ""}) for who in (world.founder, bob)]
+    still = result(audit(world, [], [designation, *bad], now=arrived + HOUR), "two-person").findings
+    assert any(h[:16] in f.message for f in still)
+    good = event(arrived + 2 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    settled = result(audit(world, [], [designation, good], now=arrived + 100 * HOUR), "two-person").findings
+    assert not any(h[:16] in f.message for f in settled)
+    late = event(arrived + 80 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    lone_of = [f for f in result(audit(world, [], [designation, late], now=arrived + 100 * HOUR),
+                                 "two-person").findings if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"]
+    assert "late" in lone_of[0].message and nina.id in lone_of[0].message
+
+
+def test_two_person_designation_by_two_ncc_members_is_not_reported(world: MWorld) -> None:
+    nina = ncc(world, "nina")
+    first = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})  # a proposal
+    second = world.org_link(nina, "org.audit_team", {"team": "team-a"})  # in force, two signatures
+    inp = audit(world, [], [link_event(first), link_event(second)], now=world.time + 30 * DAY)
+    assert inp.org.audit_team == "team-a" and inp.org.audit_team_signers == {second.seq: (world.founder.id, nina.id)}
+    assert not any("audit log's security team" in f.message for f in result(inp, "two-person").findings)
+
+
 # -- bulk-access ----------------------------------------------------------------------------------------
 
 

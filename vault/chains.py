@@ -404,6 +404,9 @@ class OrgState:
     audit_team: str | None = None  # the designated security team (None: none designated yet)
     audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
     audit_team_proposals: dict[str, tuple[str, int]] = field(default_factory=dict)  # team -> (proposer, time)
+    # seq of each designation in force -> who signed it: (proposer, approver), or (signer,) alone when the
+    # signer was the only NCC member (rule two-person reports those)
+    audit_team_signers: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def audit_team_at(self, seq: int) -> str | None:
         """The security team designated for the audit log at organization state ``seq`` (None: none yet)."""
@@ -641,6 +644,8 @@ class OrgState:
             return
         self.audit_team = team
         self.audit_team_log.append((link.seq, team))
+        # Here ``others`` means a proposal by another member still on the NCC: two signatures.
+        self.audit_team_signers[link.seq] = (proposed[0], link.signer) if others and proposed else (link.signer,)
         self.audit_team_proposals.clear()
 
 
