@@ -879,7 +879,7 @@ async def open_app(config: Config) -> web.Application:
         await storage.close()
         raise
     try:
-        state = await load_state(audit)
+        state = await load_state(audit, directory)
     except BaseException:
         await audit.close()
         await storage.close()

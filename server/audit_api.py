@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
+from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, judge_cosignature
 from security.authority import POLICY
 from security.events import (
     DAY,
@@ -55,6 +55,7 @@ from server.app import (
     unb64,
 )
 from server.audit import NOTES, AuditStore, Note, note, today
+from server.directory import Directory
 from server.guard import Summary, Throttled
 from server.login import source_of
 from server.storage import Session
@@ -460,14 +461,39 @@ def register(app: web.Application) -> None:
     app.cleanup_ctx.append(_refusal_flusher)
 
 
-async def load_state(store: AuditStore) -> AuditState:
+async def load_state(store: AuditStore, directory: Directory) -> AuditState:
+    """The audit state at start: the stored audit key only if it still checks (``stored_audit_key``)."""
     key = AuditKey()
     stored = await store.get_meta("audit_key")
     if stored is not None:
-        f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
-        claim = AuditKeyClaim.parse(f.bytes_("statement"))
-        key = AuditKey(claim.gen, claim.pub, claim.team, claim.raw)
-        key.sig = f.bytes_("sig")
+        try:
+            key = stored_audit_key(stored, directory)
+        except VaultError as e:
+            # Safer than refusing to start: nothing is sealed to a key no entitled member published (whoever
+            # could write audit.db may hold its secret), events stay readable by their actors, the Security
+            # Team's next command publishes the key again, and `audit verify` flags the events sealed to
+            # no audit key in between. A refusal to start would stop the whole vault until an operator
+            # deleted the row by hand, which ends in this same state.
+            log.error("the stored audit key does not check against the organization chain and is not used "
+                      "(%s); events are sealed to no audit key until a Security Team member publishes it again "
+                      "(their next command does)", e)
     return AuditState(key, defaults(), b"")
+
+
+def stored_audit_key(stored: bytes, directory: Directory) -> AuditKey:
+    """The stored audit-key statement, judged again as every client judges it before it believes it (the one
+    judge at the statement's time, the team designated then, the team's kind, a generation the signer held);
+    refused (``VaultError``) if it does not check: altered on disk, or never valid."""
+    f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
+    raw, sig = f.bytes_("statement", max_size=4096), f.bytes_("sig", max_size=128)
+    claim = AuditKeyClaim.parse(raw)
+    if not valid_box_public(claim.pub):
+        raise EncodingError("the audit public key is not a usable X25519 key")
+    org = directory.require_org()
+    team = directory.teams.get(claim.team)
+    if team is None:
+        raise ChainError(f"the statement names team {claim.team}, which is not a team of this organization")
+    judge_audit_key(claim, sig, org, directory.members, team, designated_at(org, claim.time))
+    return AuditKey(claim.gen, claim.pub, claim.team, raw, sig)
 
 
