@@ -755,10 +755,15 @@ def _bulk_access(ctx: _Context, rule: Rule) -> list[Finding]:
     for idx, ev in _ok_events(ctx.actions("doc.read")):
         reads[ev.actor].append((ev.time, idx))
     denied: dict[str, list[int]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
     since = ctx.now - days * DAY
     for idx, ev in ctx.inp.events:
         if ev.result == "denied" and ev.actor and since < ev.time <= ctx.now:
-            denied[ev.actor].append(idx)
+            # A member's refusals beyond the first few of a minute are counted in one request.refusals event.
+            n = (_as_int(ev.detail.get("denied")) or 0) if ev.action == "request.refusals" else 1
+            if n > 0:
+                denied[ev.actor].append(idx)
+                counts[ev.actor] += n
     out = []
     for actor in sorted(reads):
         window = _densest(reads[actor], width)
@@ -769,8 +774,8 @@ def _bulk_access(ctx: _Context, rule: Rule) -> list[Finding]:
                                 f"{_dur(width)} (more than {max_reads}; teams {', '.join(teams) or '-'})",
                                 actor, window))
     for actor in sorted(denied):
-        if len(denied[actor]) > max_denied:
-            out.append(_finding(rule, ALERT, f"member {actor} was refused access {len(denied[actor])} times in the "
+        if counts[actor] > max_denied:
+            out.append(_finding(rule, ALERT, f"member {actor} was refused access {counts[actor]} times in the "
                                 f"last {days}d (more than {max_denied})", actor, denied[actor]))
     return out
 
@@ -803,7 +808,8 @@ def _failed_logins(ctx: _Context, rule: Rule) -> list[Finding]:
     the server throttled. Violations: device lockouts (``auth.lockout``, only in logs of older servers).
 
     Failed logins are ``auth.fail`` events (the key holder was refused, e.g. a revoked device) and the
-    ``d:<device>`` counts of ``request.summary`` events (unauthenticated failures, counted per minute)."""
+    ``d:<device>`` counts of ``request.summary`` events (unauthenticated failures, counted per minute) and of
+    ``request.refusals`` events (a member's refusals beyond the first few of a minute, ``auth.fail`` among them)."""
     max_failures, width = rule.int_("max_failures"), rule.int_("window_minutes") * MINUTE
     lock = rule.int_("lock_minutes") * MINUTE
     out = []
@@ -816,7 +822,8 @@ def _failed_logins(ctx: _Context, rule: Rule) -> list[Finding]:
     for idx, ev in ctx.actions("auth.fail"):
         if ev.detail.get("error") != "locked":  # refused while locked (older servers): not a guess
             fails[ev.device].append((ev.time, 1, idx))
-    for idx, ev in ctx.actions("request.summary"):
+    summaries = sorted([*ctx.actions("request.summary"), *ctx.actions("request.refusals")], key=lambda x: x[0])
+    for idx, ev in summaries:
         start = _as_int(ev.detail.get("from"))
         t = ev.time if start is None else start
         for key, value in ev.detail.items():

@@ -617,6 +617,37 @@ def test_bulk_access_refusals(world: MWorld) -> None:
               with_params("[rules.bulk-access]\nmax_denied = 11\n")))
 
 
+def test_bulk_access_counts_the_refusals_folded_into_a_members_summary(world: MWorld) -> None:
+    """Beyond a few a minute, a member's refusals are counted in one request.refusals event (server/guard.py):
+    the rule counts what it says was denied, not one per event."""
+    bob = world.admit("bob")
+    now = world.time + DAY
+    single = [event(now - HOUR, "request.denied", bob.id, bob.device.device_id, result="denied") for _ in range(3)]
+    folded = event(now - HOUR + 60, "request.refusals", bob.id, result="denied",
+                   detail={"from": now - HOUR, "until": now - HOUR + 60, "count": 500, "denied": 495, "failed": 5,
+                           "r:request.denied /api/v1/audit/leaves forbidden": 495})
+    f = only(result(audit(world, [], [*single, folded], now=now), "bulk-access"), "alert")
+    assert f.subject == bob.id and "refused access 498 times" in f.message and f.events == (0, 1, 2, 3)
+    conflicts = event(now - HOUR + 60, "request.refusals", bob.id, result="failed",
+                      detail={"from": now - HOUR, "until": now - HOUR + 60, "count": 40, "denied": 0, "failed": 40})
+    ok(result(audit(world, [], [*single, conflicts], now=now), "bulk-access"))  # conflicts are not refusals of access
+    few = event(now - HOUR + 60, "request.refusals", bob.id, result="denied", detail={"count": 7, "denied": 7})
+    assert "refused access 10 times" not in str(result(audit(world, [], [*single, few], now=now), "bulk-access"))
+    ok(result(audit(world, [], [*single, few], now=now), "bulk-access"))
+
+
+def test_failed_logins_counts_a_members_folded_refused_logins(world: MWorld) -> None:
+    alice = world.admit("alice")
+    dev = alice.device.device_id
+    now = world.time + DAY
+    fails = [event(now - HOUR - 10 + i, "auth.fail", alice.id, dev, result="denied") for i in range(2)]
+    folded = event(now - HOUR + 60, "request.refusals", alice.id, result="denied",
+                   detail={"from": now - HOUR, "until": now - HOUR + 60, "count": 30, "denied": 30, "failed": 0,
+                           f"d:{dev}": 30, "r:auth.fail /api/v1/auth/login unauthorized": 30})
+    f = only(result(audit(world, [], [*fails, folded], now=now), "failed-logins"), "alert")
+    assert f.subject == dev and "named in 32 failed logins" in f.message and f.events == (0, 1, 2)
+
+
 # -- log-integrity --------------------------------------------------------------------------------------
 
 
