@@ -4,8 +4,8 @@ Handlers describe what they do with ``server.audit.note``; the middleware seals 
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
 with the error code) and waits until it is durable before the answer leaves. A request of
 someone with a session (or a session token that still names a member) refused with any 4xx
-that no handler described becomes a ``request.denied`` event; from a member's
-``Config.member_refusals``-th refusal in a minute on, the rest of that minute are counted into one
+that no handler described becomes a ``request.denied`` event; beyond a member's first
+``Config.member_refusals`` refusals in a minute, the rest of that minute are counted into one
 ``request.refusals`` event of the member instead (``server/guard.py``). Refusals of requests by
 nobody in particular (no session: a failed login, a bad join, an unknown token) are not one
 event each: they are counted per minute into one ``request.summary`` event (``server/guard.py``),
