@@ -91,6 +91,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "attest.lost": ("lost-device",),
     "request.denied": ("need-to-know", "bulk-access"),
     "request.summary": ("failed-logins",),
+    "request.refusals": ("need-to-know", "bulk-access", "failed-logins"),
 }
 
 

@@ -637,7 +637,8 @@ def _admin_count(ctx: _Context, rule: Rule) -> list[Finding]:
 
 def _two_person(ctx: _Context, rule: Rule) -> list[Finding]:
     """Grants and revocations of ``roles`` need an approval by another NCC member (not the signer, not the subject)
-    within ``hours``; protocol changes need an approver other than the proposer."""
+    within ``hours``; protocol changes need an approver other than the proposer; a designation of the audit
+    log's security team signed by a lone NCC member needs another NCC member's approval once there is one."""
     roles = rule.strs("roles")
     window = rule.int_("hours") * HOUR
     now = ctx.now
@@ -680,6 +681,61 @@ def _two_person(ctx: _Context, rule: Rule) -> list[Finding]:
         if change.approver is None or change.approver == change.proposer:
             out.append(_finding(rule, VIOLATION, f"security protocols version {change.version} was put in force by "
                                 f"{change.proposer} without a second NCC approver", change.proposer))
+    out.extend(_lone_designations(ctx, rule, approvals, window))
+    return out
+
+
+def _second_ncc_since(ctx: _Context, signer: str, link: Link) -> int | None:
+    """When a member other than ``signer`` first held ``ncc`` at or after ``link`` (None: nobody yet)."""
+    found: int | None = None
+    for mid, om in ctx.inp.org.members.items():
+        if mid == signer:
+            continue
+        for entry in om.log:
+            if entry.seq < link.seq or entry.status != "admitted" or "ncc" not in entry.roles:
+                continue
+            t = ctx.org_time(entry.seq, link.time)
+            until = entry.roles["ncc"]
+            if until is None or t < until:
+                found = t if found is None else min(found, t)
+                break
+    return found
+
+
+def _lone_designations(ctx: _Context, rule: Rule, approvals: Mapping[str, list[tuple[int, Event]]],
+                       window: int) -> list[Finding]:
+    """Designations of the audit log's security team (``org.audit_team``) put in force by one signature: the
+    chain allows that while the signer is the only NCC member. Each is reported until another NCC member
+    approves its link (``mvault audit approve``): a warning while there is no second NCC member, then within
+    ``hours`` of there being one, a violation after."""
+    org, now = ctx.inp.org, ctx.now
+    out = []
+    for seq, team in org.audit_team_log:
+        signers = org.audit_team_signers.get(seq, ())
+        link = ctx.org_by_seq.get(seq)
+        if len(signers) != 1 or link is None:
+            continue
+        signer, h = signers[0], link.hash.hex()
+        valid = [(i, ev) for i, ev in approvals.get(h, [])
+                 if ev.actor != signer and "ncc" in org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
+        what = (f"designation of team {team} as the audit log's security team by member {signer} alone (the only "
+                f"NCC member then; org seq {seq}, link {h[:16]})")
+        events = [*ctx.link_event(link), *(i for i, _ in valid)]
+        second = _second_ncc_since(ctx, signer, link)
+        if second is None:
+            out.append(_finding(rule, WARNING, f"the {what} needs a second NCC member's approval once there is one "
+                                f"(`mvault audit approve {h[:16]}`)", signer, events))
+            continue
+        deadline = second + window
+        if any(ev.time <= deadline for _, ev in valid):
+            continue
+        if now > deadline:
+            late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
+            out.append(_finding(rule, VIOLATION, f"the {what} has no second NCC approval within {_dur(window)} of "
+                                f"there being a second NCC member{late}", signer, events))
+        else:
+            out.append(_finding(rule, WARNING, f"the {what} needs a second NCC approval within "
+                                f"{_dur(deadline - now)} (`mvault audit approve {h[:16]}`)", signer, events))
     return out
 
 
@@ -708,10 +764,15 @@ def _bulk_access(ctx: _Context, rule: Rule) -> list[Finding]:
     for idx, ev in _ok_events(ctx.actions("doc.read")):
         reads[ev.actor].append((ev.time, idx))
     denied: dict[str, list[int]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
     since = ctx.now - days * DAY
     for idx, ev in ctx.inp.events:
         if ev.result == "denied" and ev.actor and since < ev.time <= ctx.now:
-            denied[ev.actor].append(idx)
+            # A member's refusals beyond the first few of a minute are counted in one request.refusals event.
+            n = (_as_int(ev.detail.get("denied")) or 0) if ev.action == "request.refusals" else 1
+            if n > 0:
+                denied[ev.actor].append(idx)
+                counts[ev.actor] += n
     out = []
     for actor in sorted(reads):
         window = _densest(reads[actor], width)
@@ -722,8 +783,8 @@ def _bulk_access(ctx: _Context, rule: Rule) -> list[Finding]:
                                 f"{_dur(width)} (more than {max_reads}; teams {', '.join(teams) or '-'})",
                                 actor, window))
     for actor in sorted(denied):
-        if len(denied[actor]) > max_denied:
-            out.append(_finding(rule, ALERT, f"member {actor} was refused access {len(denied[actor])} times in the "
+        if counts[actor] > max_denied:
+            out.append(_finding(rule, ALERT, f"member {actor} was refused access {counts[actor]} times in the "
                                 f"last {days}d (more than {max_denied})", actor, denied[actor]))
     return out
 
@@ -756,7 +817,8 @@ def _failed_logins(ctx: _Context, rule: Rule) -> list[Finding]:
     the server throttled. Violations: device lockouts (``auth.lockout``, only in logs of older servers).
 
     Failed logins are ``auth.fail`` events (the key holder was refused, e.g. a revoked device) and the
-    ``d:<device>`` counts of ``request.summary`` events (unauthenticated failures, counted per minute)."""
+    ``d:<device>`` counts of ``request.summary`` events (unauthenticated failures, counted per minute) and of
+    ``request.refusals`` events (a member's refusals beyond the first few of a minute, ``auth.fail`` among them)."""
     max_failures, width = rule.int_("max_failures"), rule.int_("window_minutes") * MINUTE
     lock = rule.int_("lock_minutes") * MINUTE
     out = []
@@ -769,7 +831,8 @@ def _failed_logins(ctx: _Context, rule: Rule) -> list[Finding]:
     for idx, ev in ctx.actions("auth.fail"):
         if ev.detail.get("error") != "locked":  # refused while locked (older servers): not a guess
             fails[ev.device].append((ev.time, 1, idx))
-    for idx, ev in ctx.actions("request.summary"):
+    summaries = sorted([*ctx.actions("request.summary"), *ctx.actions("request.refusals")], key=lambda x: x[0])
+    for idx, ev in summaries:
         start = _as_int(ev.detail.get("from"))
         t = ev.time if start is None else start
         for key, value in ev.detail.items():

@@ -76,6 +76,9 @@ class Config:
     rate_per_second: float = 20.0
     rate_burst: int = 200
     rate_sources: int = 10_000
+    # Refusals of one member's requests recorded as events of their own per minute; the rest of that
+    # minute are counted in one request.refusals event of the member (server/guard.py MemberRefusals).
+    member_refusals: int = 10
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -911,7 +914,7 @@ async def open_app(config: Config) -> web.Application:
         await storage.close()
         raise
     try:
-        state = await load_state(audit)
+        state = await load_state(audit, directory)
     except BaseException:
         await audit.close()
         await storage.close()

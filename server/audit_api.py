@@ -4,7 +4,9 @@ Handlers describe what they do with ``server.audit.note``; the middleware seals 
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
 with the error code) and waits until it is durable before the answer leaves. A request of
 someone with a session (or a session token that still names a member) refused with any 4xx
-that no handler described becomes a ``request.denied`` event. Refusals of requests by
+that no handler described becomes a ``request.denied`` event; beyond a member's first
+``Config.member_refusals`` refusals in a minute, the rest of that minute are counted into one
+``request.refusals`` event of the member instead (``server/guard.py``). Refusals of requests by
 nobody in particular (no session: a failed login, a bad join, an unknown token) are not one
 event each: they are counted per minute into one ``request.summary`` event (``server/guard.py``),
 written when the minute closes (checked every few seconds, and at shutdown), so that anyone
@@ -24,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
+from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, judge_cosignature
 from security.authority import POLICY
 from security.events import (
     DAY,
@@ -55,7 +57,8 @@ from server.app import (
     unb64,
 )
 from server.audit import NOTES, AuditStore, Note, note, today
-from server.guard import Summary, Throttled
+from server.directory import Directory
+from server.guard import MemberRefusals, Summary, Throttled
 from server.login import source_of
 from server.storage import Session
 from vault.acts import Act
@@ -63,6 +66,7 @@ from vault.encoding import Fields, decode, encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied, VaultError
 
 AUDIT = web.AppKey("audit", AuditStore)
+MEMBER_REFUSALS = web.AppKey("member_refusals", MemberRefusals)
 log = logging.getLogger("mvault.server")
 
 
@@ -184,7 +188,6 @@ async def _guarded(app: web.Application, work: Awaitable[object]) -> None:
 
 
 async def _record_failure(request: web.Request, status: int, code: str) -> None:
-    app = request.app
     session = request.get(SESSION_KEY)
     claimed = request.get(CLAIMED)
     notes = request.get(NOTES, [])
@@ -202,13 +205,29 @@ async def _record_failure(request: web.Request, status: int, code: str) -> None:
         actor, device = (None, None) if claimed is None else claimed
         n = Note("request.denied", res, detail={"method": request.method, "status": status, "error": code},
                  actor=actor, device=device)
-        await record(app, n, _refusal_result(status), session)
+        await _record_member_refusal(request, n, _refusal_result(status), session, code)
         return
     for n in notes:
         n.detail["error"] = code
         if n.action == "auth.login":  # only after the signature verified: the key holder was refused
             n.action = "auth.fail"
-        await record(app, n, _result(status), session)
+        await _record_member_refusal(request, n, _result(status), session, code)
+
+
+async def _record_member_refusal(request: web.Request, n: Note, result: str, session: Session | None,
+                                 code: str) -> None:
+    """A refusal we can attribute to a member: an event of its own for the first ``Config.member_refusals``
+    of that member in a minute, the rest counted into the member's ``request.refusals`` event of that
+    minute (so nobody, not even a member pending admission, grows the log by repeating a refused request)."""
+    app = request.app
+    actor = n.actor if n.actor is not None else (session.member if session else "")
+    if actor:
+        team = n.res.get("team", "") or request.match_info.get("team", "")[:64]
+        login_device = (n.device or "") if n.action == "auth.fail" else ""
+        if not app[MEMBER_REFUSALS].admit(app[CONFIG].clock(), actor, n.action, _route(request), code,
+                                          result == "denied", team, login_device):
+            return
+    await record(app, n, result, session)
 
 
 def _refusal_result(status: int) -> str:
@@ -241,10 +260,13 @@ async def _record_summary(app: web.Application, s: Summary) -> None:
 
 
 async def flush_refusals(app: web.Application, now: float) -> None:
-    """Record the summary of a minute that has closed (``now=math.inf``: the current one, at shutdown)."""
+    """Record the summaries of a minute that has closed (``now=math.inf``: the current one, at shutdown)."""
     closed = app[REFUSALS].take_closed(now)
     if closed is not None:
         await _record_summary(app, closed)
+    for s in app[MEMBER_REFUSALS].take_closed(now):
+        await record(app, Note("request.refusals", {}, None, s.detail(), s.member, ""),
+                     "denied" if s.denied else "failed", None)
 
 
 FLUSH_EVERY = 5.0  # seconds between checks for a closed minute of refusals
@@ -477,17 +499,43 @@ def register(app: web.Application) -> None:
     r.add_post("/api/v1/audit/key", put_key)
     r.add_post("/api/v1/audit/attest", attest)
     r.add_get("/api/v1/audit/teams/{team}/versions", team_versions)
+    app[MEMBER_REFUSALS] = MemberRefusals(app[CONFIG].member_refusals)
     app.cleanup_ctx.append(_refusal_flusher)
 
 
-async def load_state(store: AuditStore) -> AuditState:
+async def load_state(store: AuditStore, directory: Directory) -> AuditState:
+    """The audit state at start: the stored audit key only if it still checks (``stored_audit_key``)."""
     key = AuditKey()
     stored = await store.get_meta("audit_key")
     if stored is not None:
-        f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
-        claim = AuditKeyClaim.parse(f.bytes_("statement"))
-        key = AuditKey(claim.gen, claim.pub, claim.team, claim.raw)
-        key.sig = f.bytes_("sig")
+        try:
+            key = stored_audit_key(stored, directory)
+        except VaultError as e:
+            # Safer than refusing to start: nothing is sealed to a key no entitled member published (whoever
+            # could write audit.db may hold its secret), events stay readable by their actors, the Security
+            # Team's next command publishes the key again, and `audit verify` flags the events sealed to
+            # no audit key in between. A refusal to start would stop the whole vault until an operator
+            # deleted the row by hand, which ends in this same state.
+            log.error("the stored audit key does not check against the organization chain and is not used "
+                      "(%s); events are sealed to no audit key until a Security Team member publishes it again "
+                      "(their next command does)", e)
     return AuditState(key, defaults(), b"")
+
+
+def stored_audit_key(stored: bytes, directory: Directory) -> AuditKey:
+    """The stored audit-key statement, judged again as every client judges it before it believes it (the one
+    judge at the statement's time, the team designated then, the team's kind, a generation the signer held);
+    refused (``VaultError``) if it does not check: altered on disk, or never valid."""
+    f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
+    raw, sig = f.bytes_("statement", max_size=4096), f.bytes_("sig", max_size=128)
+    claim = AuditKeyClaim.parse(raw)
+    if not valid_box_public(claim.pub):
+        raise EncodingError("the audit public key is not a usable X25519 key")
+    org = directory.require_org()
+    team = directory.teams.get(claim.team)
+    if team is None:
+        raise ChainError(f"the statement names team {claim.team}, which is not a team of this organization")
+    judge_audit_key(claim, sig, org, directory.members, team, designated_at(org, claim.time))
+    return AuditKey(claim.gen, claim.pub, claim.team, raw, sig)
 
 

@@ -1,10 +1,12 @@
-"""What unauthenticated callers may cost: a request budget per source address, a throttle for
-sources that keep failing logins, and counted summaries of refusals instead of one event each.
+"""What callers may cost the audit log and the server: a request budget per source address, a
+throttle for sources that keep failing logins, counted summaries of unauthenticated refusals instead
+of one event each, and, for members, a few refusal events a minute each with the rest counted.
 
 Everything here lives in memory (a restart forgets it) and is bounded: at most
 ``Config.rate_sources`` addresses are tracked per table (the least recently seen go first), and a
 refusal summary holds at most ``MAX_ROUTES`` route keys and ``MAX_DEVICES`` device keys. Addresses
-are never written anywhere; a summary carries only how many distinct sources it saw.
+are never written anywhere; a summary carries only how many distinct sources it saw. Member refusal
+counts are kept per member (an authenticated id, so the directory bounds them) for the current minute.
 
 Nothing here imports the application: ``server.app`` and ``server.audit_api`` wire it in.
 """
@@ -23,6 +25,7 @@ V = TypeVar("V")
 MAX_ROUTES = 16  # "r:<route> <code>" keys in one summary; the rest add up in "r:other"
 MAX_DEVICES = 8  # "d:<device>" keys (the most named known devices); the rest add up in "d:other"
 MAX_SUMMARY_SOURCES = 10_000  # distinct sources counted exactly in one minute (then the count saturates)
+MAX_TEAMS = 8  # "t:<team>" keys in a member's refusal summary; the rest add up in "t:other"
 
 
 class Throttled(VaultError):
@@ -138,9 +141,10 @@ class Summary:
 
 
 def _top(prefix: str, counts: dict[str, int], most: int) -> dict[str, int]:
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    """The ``most`` largest counts; the rest (and what was already counted as ``"other"``) in ``other``."""
+    ranked = sorted(((k, n) for k, n in counts.items() if k != "other"), key=lambda kv: (-kv[1], kv[0]))
     out = {prefix + k: n for k, n in ranked[:most]}
-    rest = sum(n for _, n in ranked[most:])
+    rest = sum(n for _, n in ranked[most:]) + counts.get("other", 0)
     if rest:
         out[prefix + "other"] = rest
     return out
@@ -185,3 +189,78 @@ class Refusals:
             return None
         self.current = None
         return s
+
+
+def _count(counts: dict[str, int], key: str, most: int) -> None:
+    """Add one to ``key``, or to ``"other"`` once ``4 * most`` keys are held (the keys may be chosen by the caller)."""
+    if key not in counts and len(counts) >= 4 * most:
+        key = "other"
+    counts[key] = counts.get(key, 0) + 1
+
+
+@dataclass
+class MemberSummary:
+    """One member's refusals within one minute beyond the ones recorded as events of their own."""
+
+    member: str
+    start: int
+    count: int = 0
+    denied: int = 0  # of them with result ``denied`` (what rule bulk-access counts); the rest ``failed``
+    routes: dict[str, int] = field(default_factory=dict)  # "<action> <route> <error code>" -> count
+    teams: dict[str, int] = field(default_factory=dict)  # team id the refused request named -> count
+    devices: dict[str, int] = field(default_factory=dict)  # device named by a refused login (auth.fail) -> count
+
+    def detail(self) -> dict[str, int | str]:
+        """The event's detail: at most MAX_ROUTES + MAX_TEAMS + MAX_DEVICES + 8 keys."""
+        out: dict[str, int | str] = {"from": self.start, "until": self.start + MINUTE, "count": self.count,
+                                     "denied": self.denied, "failed": self.count - self.denied}
+        out.update(_top("r:", self.routes, MAX_ROUTES))
+        out.update(_top("t:", self.teams, MAX_TEAMS))
+        out.update(_top("d:", self.devices, MAX_DEVICES))
+        return out
+
+
+class MemberRefusals:
+    """Refusals of members' requests: the first ``per_minute`` of each member in a minute are recorded one
+    by one; the rest are counted into one ``MemberSummary`` per member, handed out once the minute closed."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.minute = -MINUTE  # start of the minute the counts below are for
+        self.individual: dict[str, int] = {}  # member -> refusals recorded as their own events this minute
+        self.folded: dict[str, MemberSummary] = {}  # member -> the rest, counted
+        self.closed: list[MemberSummary] = []
+
+    def admit(self, now: float, member: str, action: str, route: str, code: str, denied: bool, team: str,
+              login_device: str) -> bool:
+        """Count one refusal of ``member``: True if it is to be recorded as an event of its own, False if it
+        was counted into the member's summary of this minute."""
+        self._roll(now)
+        n = self.individual.get(member, 0)
+        if n < self.per_minute:
+            self.individual[member] = n + 1
+            return True
+        s = self.folded.get(member)
+        if s is None:
+            s = self.folded[member] = MemberSummary(member, self.minute)
+        s.count += 1
+        s.denied += denied
+        _count(s.routes, f"{action} {route} {code}", MAX_ROUTES)
+        if team:
+            _count(s.teams, team, MAX_TEAMS)
+        if login_device:
+            _count(s.devices, login_device, MAX_DEVICES)
+        return False
+
+    def _roll(self, now: float) -> None:
+        if now >= self.minute + MINUTE or now < self.minute:  # a new minute (or the clock was set back)
+            self.closed.extend(self.folded.values())
+            self.folded, self.individual = {}, {}
+            if math.isfinite(now):
+                self.minute = int(now) // MINUTE * MINUTE
+
+    def take_closed(self, now: float) -> list[MemberSummary]:
+        """The summaries of minutes that have ended by ``now`` (``math.inf``: the current one too), once each."""
+        self._roll(now)
+        out, self.closed = self.closed, []
+        return out

@@ -553,6 +553,53 @@ def test_two_person_bootstrapped_and_approved(world: MWorld) -> None:
     assert f.subject == nina.id and "version 2" in f.message
 
 
+def test_two_person_lone_designation_of_the_audit_team(world: MWorld) -> None:
+    """A lone NCC member designates the audit log's team with one signature (the chain allows it): reported,
+    a warning while nobody can approve it, then within ``hours`` of there being a second NCC member."""
+    lone = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})
+    h = lone.hash.hex()
+    designation = link_event(lone)
+    res = result(audit(world, [], [designation], now=lone.time + 30 * DAY), "two-person")
+    f = only(res, "warning")
+    assert f.subject == world.founder.id and f.events == (0,)
+    assert world.founder.id in f.message and h[:16] in f.message and "team-a" in f.message and "alone" in f.message
+    # A second NCC member arrives; the clock for their approval starts then.
+    nina = ncc(world, "nina")
+    arrived = world.time
+    grant_links = [lk for lk in world.org_links if lk.type == "org.role"]
+    approve_grant = event(arrived + 60, "attest.approve", world.founder.id,
+                          res={"link": grant_links[-1].hash.hex(), "chain": ""})  # (not counted: the signer)
+    events = [designation, approve_grant]
+    lone_of = [f for f in result(audit(world, [], events, now=arrived + HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["warning"]
+    lone_of = [f for f in result(audit(world, [], events, now=arrived + 73 * HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"] and lone_of[0].subject == world.founder.id
+    # Approvals by the signer itself or by a non-NCC member count for nothing; nina's does.
+    bob = world.admit("bob")
+    bad = [event(arrived + 60, "attest.approve", who.id, res={"link": h, "chain": ""}) for who in (world.founder, bob)]
+    still = result(audit(world, [], [designation, *bad], now=arrived + HOUR), "two-person").findings
+    assert any(h[:16] in f.message for f in still)
+    good = event(arrived + 2 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    settled = result(audit(world, [], [designation, good], now=arrived + 100 * HOUR), "two-person").findings
+    assert not any(h[:16] in f.message for f in settled)
+    late = event(arrived + 80 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    lone_of = [f for f in result(audit(world, [], [designation, late], now=arrived + 100 * HOUR),
+                                 "two-person").findings if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"]
+    assert "late" in lone_of[0].message and nina.id in lone_of[0].message
+
+
+def test_two_person_designation_by_two_ncc_members_is_not_reported(world: MWorld) -> None:
+    nina = ncc(world, "nina")
+    first = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})  # a proposal
+    second = world.org_link(nina, "org.audit_team", {"team": "team-a"})  # in force, two signatures
+    inp = audit(world, [], [link_event(first), link_event(second)], now=world.time + 30 * DAY)
+    assert inp.org.audit_team == "team-a" and inp.org.audit_team_signers == {second.seq: (world.founder.id, nina.id)}
+    assert not any("audit log's security team" in f.message for f in result(inp, "two-person").findings)
+
+
 # -- bulk-access ----------------------------------------------------------------------------------------
 
 
@@ -585,6 +632,37 @@ def test_bulk_access_refusals(world: MWorld) -> None:
     # The parameters are read: a higher threshold silences it.
     ok(result(audit(world, [], [*old, *recent, *more], now=now), "bulk-access",
               with_params("[rules.bulk-access]\nmax_denied = 11\n")))
+
+
+def test_bulk_access_counts_the_refusals_folded_into_a_members_summary(world: MWorld) -> None:
+    """Beyond a few a minute, a member's refusals are counted in one request.refusals event (server/guard.py):
+    the rule counts what it says was denied, not one per event."""
+    bob = world.admit("bob")
+    now = world.time + DAY
+    single = [event(now - HOUR, "request.denied", bob.id, bob.device.device_id, result="denied") for _ in range(3)]
+    folded = event(now - HOUR + 60, "request.refusals", bob.id, result="denied",
+                   detail={"from": now - HOUR, "until": now - HOUR + 60, "count": 500, "denied": 495, "failed": 5,
+                           "r:request.denied /api/v1/audit/leaves forbidden": 495})
+    f = only(result(audit(world, [], [*single, folded], now=now), "bulk-access"), "alert")
+    assert f.subject == bob.id and "refused access 498 times" in f.message and f.events == (0, 1, 2, 3)
+    conflicts = event(now - HOUR + 60, "request.refusals", bob.id, result="failed",
+                      detail={"from": now - HOUR, "until": now - HOUR + 60, "count": 40, "denied": 0, "failed": 40})
+    ok(result(audit(world, [], [*single, conflicts], now=now), "bulk-access"))  # conflicts are not refusals of access
+    few = event(now - HOUR + 60, "request.refusals", bob.id, result="denied", detail={"count": 7, "denied": 7})
+    assert "refused access 10 times" not in str(result(audit(world, [], [*single, few], now=now), "bulk-access"))
+    ok(result(audit(world, [], [*single, few], now=now), "bulk-access"))
+
+
+def test_failed_logins_counts_a_members_folded_refused_logins(world: MWorld) -> None:
+    alice = world.admit("alice")
+    dev = alice.device.device_id
+    now = world.time + DAY
+    fails = [event(now - HOUR - 10 + i, "auth.fail", alice.id, dev, result="denied") for i in range(2)]
+    folded = event(now - HOUR + 60, "request.refusals", alice.id, result="denied",
+                   detail={"from": now - HOUR, "until": now - HOUR + 60, "count": 30, "denied": 30, "failed": 0,
+                           f"d:{dev}": 30, "r:auth.fail /api/v1/auth/login unauthorized": 30})
+    f = only(result(audit(world, [], [*fails, folded], now=now), "failed-logins"), "alert")
+    assert f.subject == dev and "named in 32 failed logins" in f.message and f.events == (0, 1, 2)
 
 
 # -- log-integrity --------------------------------------------------------------------------------------

@@ -416,6 +416,9 @@ class OrgState:
     cosigned: dict[int, str | None] = field(default_factory=dict)  # seq -> its proposer (None: a proposal only)
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
+    # seq of each designation in force -> who signed it: (proposer, approver), or (signer,) alone when the
+    # signer was the only NCC member (rule two-person reports those)
+    audit_team_signers: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def audit_team_at(self, seq: int) -> str | None:
         """The security team designated for the audit log at organization state ``seq`` (None: none yet)."""
@@ -713,6 +716,8 @@ class OrgState:
             return
         self.audit_team = team
         self.audit_team_log.append((link.seq, team))
+        # Here ``others`` means a proposal by another member still on the NCC: two signatures.
+        self.audit_team_signers[link.seq] = (proposed[0], link.signer) if others and proposed else (link.signer,)
         self.audit_team_proposals.clear()
 
 
