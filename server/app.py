@@ -35,7 +35,7 @@ from server.usage import Allowance, check_allowance
 from vault import __version__
 from vault.acts import Act
 from vault.auth import token_hash
-from vault.chains import TeamState
+from vault.chains import OrgState, TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import (
@@ -262,12 +262,23 @@ async def info(request: web.Request) -> web.Response:
     )
 
 
-def _open_invite(request: web.Request, public: bytes) -> None:
-    """Refuse (one answer whatever the reason) unless ``public`` is an unused, unexpired invite."""
+def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None]) -> OrgState:
+    """The organization, once the caller proved it holds the secret of invite ``public`` (``prove`` raises
+    otherwise) and the invite is open. Only a holder is told what is wrong with its invite, and nobody
+    learns anything about the chain (its length, its head) without one."""
     org = request.app[DIRECTORY].require_org()
+    try:
+        prove()
+    except (BadSignature, ChainError) as e:
+        raise InviteError("the invite proof does not verify") from e
     inv = org.invites.get(public)
-    if inv is None or inv.used_by is not None or inv.expires <= int(now_of(request)):
-        raise InviteError("the invite is unknown, used or expired")
+    if inv is None:
+        raise InviteError("unknown invite")
+    if inv.used_by is not None:
+        raise InviteError("invite has already been used")
+    if inv.expires <= int(now_of(request)):
+        raise InviteError("invite has expired")
+    return org
 
 
 async def join_head(request: web.Request) -> web.Response:
@@ -279,12 +290,8 @@ async def join_head(request: web.Request) -> web.Response:
     proof = unb64(f.raw.get("proof"), "proof", 128)
     if abs(t - int(now_of(request))) > request.app[CONFIG].clock_skew:
         raise EncodingError("the proof's time is too far from the server's")
-    _open_invite(request, public)
-    org = request.app[DIRECTORY].require_org()
-    try:
-        verify_invite_holder(public, org.root, t, proof)
-    except BadSignature as e:
-        raise InviteError("the invite is unknown, used or expired") from e
+    root = request.app[DIRECTORY].require_org().root
+    org = _invite_holder(request, public, lambda: verify_invite_holder(public, root, t, proof))
     return web.json_response({"org_seq": org.seq, "org_head": b64(org.head)})
 
 
@@ -333,11 +340,8 @@ async def join(request: web.Request) -> web.Response:
         if join_link.type != "org.join":
             raise ChainError("expected an org.join link")
         # The invite first: nothing about the chain (its length, its head) to a caller without one.
-        _open_invite(request, join_link.body.bytes_("invite", 32))
-        try:
-            verify_invite_signature(join_link, join_link.body.bytes_("invite", 32))
-        except (BadSignature, ChainError) as e:
-            raise InviteError("the invite is unknown, used or expired") from e
+        public = join_link.body.bytes_("invite", 32)
+        _invite_holder(request, public, lambda: verify_invite_signature(join_link, public))
         member, _ = directory.check_member_create(member_link)
         _check_puk_box(member, member_link.device, puk_box)
         try:

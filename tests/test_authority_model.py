@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, settings
@@ -115,10 +115,15 @@ class AuthorityMachine(RuleBasedStateMachine):
                                           and "ncc" in self.m.org_roles(q.id, self.m.org_seq, t)], i)
         return found
 
-    def second(self, by: Person, subject: Person, t: int) -> Person | None:
-        """The second NCC member an act on the strongest roles needs (None: there is none, one signs)."""
+    def second(self, by: Person, subject: Person, t: int) -> Person | None | Literal[False]:
+        """The second NCC member an act on the strongest roles needs: None when there is none at ``t`` (one
+        signs); False when the act cannot be finished honestly (the approval is signed 10 s later, when the
+        proposer and an approver must still be NCC: a term ending in between leaves a mere proposal)."""
         others = [q for q in self.people() if q.id not in (by.id, subject.id) and "ncc" in self.roles(q, t)]
-        return others[0] if others else None
+        if not others:
+            return None
+        later = [q for q in others if "ncc" in self.roles(q, t + 10)]
+        return later[0] if later and "ncc" in self.roles(by, t + 10) else False
 
     def roles(self, q: Person, t: int | None = None) -> frozenset[str]:
         return self.m.org_roles(q.id, self.m.org_seq, self.now + 10 if t is None else t)
@@ -230,7 +235,10 @@ class AuthorityMachine(RuleBasedStateMachine):
         until = None if role == "compa" or not grant or term is None else t + term
         if held == grant or (not grant and role == "ncc" and not others_ncc):
             return
-        second = self.second(by, who, t) if role in ("ncc", "security") else None
+        stepping_down = not grant and by.id == who.id  # one signature: it only gives power up
+        second = self.second(by, who, t) if role in ("ncc", "security") and not stepping_down else None
+        if second is False:
+            return
         if second is not None:  # two people: by proposes, another NCC member (not the subject) puts it in force
             self.w.role(by, who, role, grant, until, by=self.dev(by))
             self.m.org_link(self.now)
@@ -261,6 +269,8 @@ class AuthorityMachine(RuleBasedStateMachine):
                 "ncc" in self.roles(q, t) for q in self.people() if q.id != who.id)):
             return
         second = self.second(by, who, t) if self.roles(who, t) & {"ncc", "security"} else None
+        if second is False:
+            return
         if second is not None:
             self.w.org_link(by, "org.remove", {"member": who.id, "reason": "expelled"}, by=self.dev(by))
             self.m.org_link(self.now)
