@@ -711,11 +711,10 @@ def _lone_designations(ctx: _Context, rule: Rule, approvals: Mapping[str, list[t
     org, now = ctx.inp.org, ctx.now
     out = []
     for seq, team in org.audit_team_log:
-        signers = org.audit_team_signers.get(seq, ())
         link = ctx.org_by_seq.get(seq)
-        if len(signers) != 1 or link is None:
-            continue
-        signer, h = signers[0], link.hash.hex()
+        if seq in org.cosigned or link is None:
+            continue  # two signatures in the chain
+        signer, h = link.signer, link.hash.hex()
         valid = [(i, ev) for i, ev in approvals.get(h, [])
                  if ev.actor != signer and "ncc" in org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
         what = (f"designation of team {team} as the audit log's security team by member {signer} alone (the only "

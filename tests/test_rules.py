@@ -596,7 +596,8 @@ def test_two_person_designation_by_two_ncc_members_is_not_reported(world: MWorld
     first = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})  # a proposal
     second = world.org_link(nina, "org.audit_team", {"team": "team-a"})  # in force, two signatures
     inp = audit(world, [], [link_event(first), link_event(second)], now=world.time + 30 * DAY)
-    assert inp.org.audit_team == "team-a" and inp.org.audit_team_signers == {second.seq: (world.founder.id, nina.id)}
+    assert inp.org.audit_team == "team-a" and inp.org.cosigned == {first.seq: None, second.seq: world.founder.id}
+    assert second.signer == nina.id
     assert not any("audit log's security team" in f.message for f in result(inp, "two-person").findings)
 
 

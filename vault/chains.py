@@ -62,8 +62,9 @@ ORG_INVITE_ROLES = ("member", "compa")
 MAX_INVITE_SECONDS = 30 * 86400
 MAX_OPEN_INVITES = 20  # per member: unused, unexpired invites
 GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
-SELF_GRANT_NEEDS_ANOTHER = ("ncc", "security")  # two people: the subject never signs its own grant
-TWO_PERSON_ROLES = ("ncc", "security")  # granting, revoking or removing them takes two NCC members when there are
+# Two people: the subject never signs its own grant of these, and granting, revoking (other than stepping
+# down) or removing a holder takes two NCC members when there is one besides the signer and the subject.
+TWO_PERSON_ROLES = ("ncc", "security")
 TEAM_ROLE_NAMES = ("admin", "writer", "reader")
 HISTORY_BLOB = 24 + 32 + 16
 T = TypeVar("T")
@@ -96,7 +97,7 @@ class Policy(Protocol):
 def role_act(member: str, role: str, grant: bool, until: int | None) -> tuple[str, ...]:
     """How a two-person ``org.role`` waits in ``OrgState.role_proposals``.
 
-    An ``org.remove`` waits there as ("org.remove", member)."""
+    An ``org.remove`` waits there as ("org.remove", member), an ``org.audit_team`` as ("org.audit_team", team)."""
     return ("org.role", member, role, "grant", str(until)) if grant else ("org.role", member, role, "revoke")
 
 
@@ -411,14 +412,18 @@ class OrgState:
     times: list[int] = field(default_factory=list)  # the time of each link, by seq - 1
     audit_team: str | None = None  # the designated security team (None: none designated yet)
     audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
-    audit_team_proposals: dict[str, tuple[str, int]] = field(default_factory=dict)  # team -> (proposer, time)
-    role_proposals: dict[tuple[str, ...], tuple[str, int]] = field(default_factory=dict)  # act -> (proposer, time)
-    cosigned: dict[int, str | None] = field(default_factory=dict)  # seq -> its proposer (None: a proposal only)
+    # Two-person acts waiting for their second signature (``role_act``): act -> (proposer, time)
+    role_proposals: dict[tuple[str, ...], tuple[str, int]] = field(default_factory=dict)
+    # seq of each link of a two-person act signed by two -> its proposer (None: the proposal itself); a
+    # two-person act's link missing here took effect on one signature (rule two-person reports those)
+    cosigned: dict[int, str | None] = field(default_factory=dict)
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
-    # seq of each designation in force -> who signed it: (proposer, approver), or (signer,) alone when the
-    # signer was the only NCC member (rule two-person reports those)
-    audit_team_signers: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def audit_team_proposals(self) -> dict[str, tuple[str, int]]:
+        """Designations of the audit team waiting for a second NCC member: team -> (proposer, time)."""
+        return {act[1]: v for act, v in self.role_proposals.items() if act[0] == "org.audit_team"}
 
     def audit_team_at(self, seq: int) -> str | None:
         """The security team designated for the audit log at organization state ``seq`` (None: none yet)."""
@@ -598,7 +603,7 @@ class OrgState:
                 raise ChainError("compa replaces the member role; it takes no end date")
             if role in active:
                 raise ChainError(f"member already holds role {role!r}")
-            if target == link.signer and role in SELF_GRANT_NEEDS_ANOTHER:
+            if target == link.signer and role in TWO_PERSON_ROLES:
                 raise PolicyDenied(f"granting yourself the {role} role needs a second person: "
                                    "another NCC member must sign the grant")
             if role in TWO_PERSON_ROLES and not self._second_person(link, role_act(target, role, True, until), target):
@@ -647,7 +652,7 @@ class OrgState:
         self._record(target, link.seq, "removed", {})
         m.removed_at = link.time
 
-    def _second_person(self, link: Link, act: tuple[str, ...], subject: str) -> bool:
+    def _second_person(self, link: Link, act: tuple[str, ...], subject: str | None) -> bool:
         """Two people for the strongest roles: does ``act`` take effect with this link?
 
         When an NCC member other than the signer and the subject exists at the link's time, the first
@@ -707,18 +712,12 @@ class OrgState:
             raise ChainError("org.audit_team names no team")
         if team == self.audit_team:
             raise ChainError(f"team {team} is already the designated security team")
-        others = [m for m in self.members if m != link.signer and "ncc" in self.roles_of(m, link.time)]
-        proposed = self.audit_team_proposals.get(team)
-        if proposed is not None and proposed[0] == link.signer and others:
-            raise PolicyDenied("designating the audit team needs a second NCC member: you proposed it")
-        if others and (proposed is None or "ncc" not in self.roles_of(proposed[0], link.time)):
-            self.audit_team_proposals[team] = (link.signer, link.time)
+        if not self._second_person(link, ("org.audit_team", team), None):
             return
         self.audit_team = team
         self.audit_team_log.append((link.seq, team))
-        # Here ``others`` means a proposal by another member still on the NCC: two signatures.
-        self.audit_team_signers[link.seq] = (proposed[0], link.signer) if others and proposed else (link.signer,)
-        self.audit_team_proposals.clear()
+        for act in [act for act in self.role_proposals if act[0] == "org.audit_team"]:
+            del self.role_proposals[act]  # taking effect clears every pending designation
 
 
 def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: Policy) -> OrgState:
