@@ -252,6 +252,13 @@ def org(server: ServerThread, make_member: Any) -> Org:
     return Org(server, alice, bob)
 
 
+def join_member(org: Org, make_member: Any, name: str, role: str = "member") -> Member:
+    """A new member who joined with an invite from alice (admitted at once: she is NCC)."""
+    m: Member = make_member(name)
+    m.ok("join", org.alice.json("invite", "--role", role)["invite"], "--name", name)
+    return m
+
+
 def security_team(org: Org, make_member: Any, name: str = "carol") -> Member:
     """A Security Team member (org role security, admin of team "sec", from which the audit key
     comes) whose first command published the audit key."""

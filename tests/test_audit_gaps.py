@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from typing import Any
 
@@ -23,11 +22,12 @@ import pytest
 
 from client.home import Home
 from security.auditkey import AuditKeyClaim
-from security.events import Leaf, audit_key_statement, audit_keypair, open_leaf
+from security.events import audit_key_statement, audit_keypair, open_leaf
 from server.app import DIRECTORY
 from server.audit_api import MEMBER_REFUSALS, STATE
 from tests.conftest import Member, Org, ServerThread, _ErrorCatcher, security_team
 from tests.test_api import Http, login_as
+from tests.test_audit_api import audit_db, leaves_from, log_size
 from vault.crypto import labels
 from vault.encoding import decode, encode
 from vault.errors import DecryptionFailed
@@ -57,27 +57,6 @@ def ids_of(m: Member, monkeypatch: pytest.MonkeyPatch) -> tuple[str, DeviceKeys]
     monkeypatch.delenv("MVAULT_SESSION", raising=False)
     home = Home(m.home)
     return home.config().member_id, home.unlock().device
-
-
-def audit_db(server: ServerThread) -> sqlite3.Connection:
-    return sqlite3.connect(server.data_dir / "audit.db", isolation_level=None)
-
-
-def log_size(server: ServerThread) -> int:
-    con = audit_db(server)
-    try:
-        return int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-    finally:
-        con.close()
-
-
-def leaves_from(server: ServerThread, start: int) -> list[Leaf]:
-    con = audit_db(server)
-    try:
-        rows = con.execute("SELECT leaf FROM events WHERE idx >= ? ORDER BY idx", (start,)).fetchall()
-    finally:
-        con.close()
-    return [Leaf.parse(bytes(r[0])) for r in rows]
 
 
 # -- 1. a lone NCC member's designation of the audit team --------------------------------------------

@@ -12,18 +12,12 @@ from typing import Any
 import pytest
 
 from client.home import Home
-from tests.conftest import MVAULT, Member, Org
+from tests.conftest import MVAULT, Member, Org, join_member
 from tests.helpers.keyholder import open_box
 from vault.envelope import BodyDecryptor, Record, open_record
 from vault.errors import DecryptionFailed
 from vault.keys import PukKeys
 from vault.teamkeys import TeamKey
-
-
-def _join(org: Org, make_member: Any, name: str, role: str = "member") -> Member:
-    m: Member = make_member(name)
-    m.ok("join", org.alice.json("invite", "--role", role)["invite"], "--name", name)
-    return m
 
 
 def _rows(db_path: Path, sql: str, *args: Any) -> list[Any]:
@@ -56,7 +50,7 @@ def _decrypt(record: bytes, blob: Path, key: TeamKey) -> bytes:
 
 def test_removed_member_cannot_decrypt_anything_created_after_removal(
         org: Org, make_member: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    carol = _join(org, make_member, "carol")
+    carol = join_member(org, make_member, "carol")
     org.alice.ok("team", "create", "circle-3", "--kind", "circle")
     org.alice.ok("team", "add", "circle-3", "bob", "--role", "writer")
     org.alice.ok("team", "add", "circle-3", "carol", "--role", "writer")
@@ -107,8 +101,8 @@ def test_removed_member_cannot_decrypt_anything_created_after_removal(
 
 def test_ncc_outside_a_circle_adds_and_removes_without_its_keys(org: Org, make_member: Any,
                                                                  tmp_path: Path) -> None:
-    dana = _join(org, make_member, "dana")
-    erin = _join(org, make_member, "erin")
+    dana = join_member(org, make_member, "dana")
+    erin = join_member(org, make_member, "erin")
     org.alice.ok("role", "grant", "dana", "ncc")
     org.alice.ok("team", "create", "circle-5", "--kind", "circle")
     org.alice.ok("team", "add", "circle-5", "bob", "--role", "admin")
@@ -149,7 +143,7 @@ def test_leaving_triggers_rotation_and_history_reaches_new_members(org: Org, mak
     org.bob.fails("ls", "drafting", contains="no team named")
     r = org.alice.ok("team", "show", "drafting")
     assert "rotated the key of team drafting" in r.err
-    frank = _join(org, make_member, "frank")
+    frank = join_member(org, make_member, "frank")
     org.alice.ok("team", "add", "drafting", "frank", "--role", "reader")
     frank.ok("get", "drafting", "old.md", "-o", str(tmp_path / "f.md"))  # gen 1 via the history chain
     assert (tmp_path / "f.md").read_text() == "from generation one"
@@ -162,7 +156,7 @@ def test_no_history_team_keeps_old_documents_from_new_members(org: Org, make_mem
     doc.write_text("before the rotation")
     org.alice.ok("put", "action", str(doc))
     org.alice.ok("team", "remove", "action", "bob")
-    gail = _join(org, make_member, "gail")
+    gail = join_member(org, make_member, "gail")
     org.alice.ok("team", "add", "action", "gail", "--role", "reader")
     gail.fails("get", "action", "plan.md", "-o", str(tmp_path / "g.md"), contains="no key for generation 1")
     assert not (tmp_path / "g.md").exists()
@@ -205,13 +199,13 @@ def test_admission_roles_and_bad_input(org: Org, make_member: Any) -> None:
     org.alice.fails("team", "remove", "drafting", "alice", contains="leave")
     org.alice.fails("leave", "drafting", contains="last admin")
     org.alice.fails("team", "role", "drafting", "bob", "reader", "--until", "2000-01-01", contains="past")
-    _join(org, make_member, "dave")
+    join_member(org, make_member, "dave")
     org.alice.fails("team", "add", "drafting", "dave", "--until", "2000-01-01", contains="past")
     assert "dave" not in {m["name"] for m in org.alice.json("team", "show", "drafting")["members"]}
 
 
 def test_compas_are_readers_only(org: Org, make_member: Any, tmp_path: Path) -> None:
-    compa = _join(org, make_member, "compa1", role="compa")
+    compa = join_member(org, make_member, "compa1", role="compa")
     org.alice.fails("team", "add", "drafting", "compa1", "--role", "writer", contains="may not hold")
     org.alice.ok("team", "add", "drafting", "compa1", "--role", "reader")
     doc = tmp_path / "update.md"
@@ -273,8 +267,8 @@ def test_verification_and_key_change_warnings(org: Org, tmp_path: Path) -> None:
 
 def test_expired_mo_loses_admin_rights(org: Org, make_member: Any, tmp_path: Path) -> None:
     """Expiry is judged from the signed --until by clients and the server alike."""
-    frank = _join(org, make_member, "frank")
-    _join(org, make_member, "gina")
+    frank = join_member(org, make_member, "frank")
+    join_member(org, make_member, "gina")
     org.alice.ok("team", "create", "circle-7", "--kind", "circle")
     tomorrow = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)).date().isoformat()
     org.alice.ok("team", "add", "circle-7", "frank", "--role", "admin", "--until", tomorrow)

@@ -6,18 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Member, Org
-
-
-def _join(org: Org, make_member: Any, name: str) -> Member:
-    m: Member = make_member(name)
-    m.ok("join", org.alice.json("invite")["invite"], "--name", name)
-    return m
+from tests.conftest import Org, join_member
 
 
 def test_an_admin_re_keys_a_team_whose_only_key_holder_was_removed(org: Org, make_member: Any,
                                                                      tmp_path: Path) -> None:
-    dana, erin = _join(org, make_member, "dana"), _join(org, make_member, "erin")
+    dana, erin = join_member(org, make_member, "dana"), join_member(org, make_member, "erin")
     org.alice.ok("role", "grant", "dana", "ncc")
     org.alice.ok("team", "create", "circle-9", "--kind", "circle")
     old = tmp_path / "old.md"
