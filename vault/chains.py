@@ -990,7 +990,8 @@ class TeamState:
             self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy)
             return
         if self.key_holders(org, org_seq, link.time, policy):
-            raise PolicyDenied("only a holder of the current team key can rotate it")
+            raise PolicyDenied(f"member {link.signer} holds no key of team {self.name}: only a holder of the "
+                               "current team key can rotate it")
         # A re-key: no member holds the key (its only holders were removed by someone who held none),
         # so nobody could ever rotate again. An admin of the team starts a fresh key without history.
         if self.role_of(link.signer, link.time) != "admin":
