@@ -1,0 +1,456 @@
+"""Every JSON body of the HTTP API, as msgspec Structs.
+
+One Struct per request body and per JSON answer, with the constraints the server enforces today
+(``server/app.py``, ``server/login.py``, ``server/threads.py``, ``server/audit_api.py``). Unknown
+fields are refused both ways (``forbid_unknown_fields``): the server refuses a request field it does
+not know, and a field the server starts to send must be declared here first.
+
+Bytes travel as standard base64 with padding, which is what msgspec reads and writes for ``bytes``.
+A byte limit here is the server's limit on the base64 text (``unb64(value, what, max_len)``) in
+bytes: ``max_len * 3 // 4``, so the generated schema's ``maxLength`` is the server's ``max_len``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from vault.messages import MAX_RECORD
+
+HEX_ID = "^[0-9a-f]{32}$"
+HEX_HASH = "^[0-9a-f]{64}$"
+
+Id = Annotated[str, Meta(pattern=HEX_ID, description="an id: 32 lowercase hex characters")]
+HexHash = Annotated[str, Meta(pattern=HEX_HASH, description="a 32-byte hash as 64 lowercase hex characters")]
+Time = Annotated[int, Meta(ge=0, description="seconds since the Unix epoch")]
+Instant = Annotated[float, Meta(description="seconds since the Unix epoch (with a fraction)")]
+Seq = Annotated[int, Meta(ge=0, description="a position in a chain, a document or a thread (1 is the first)")]
+
+
+LinkBytes = Annotated[bytes, Meta(max_length=2 * 1024 * 1024 * 3 // 4,
+                                  description="a signed chain link (canonical bytes)")]
+Box = Annotated[bytes, Meta(max_length=4096 * 3 // 4, description="a sealed key box")]
+Signature = Annotated[bytes, Meta(max_length=128 * 3 // 4, description="an Ed25519 signature")]
+PublicKey = Annotated[bytes, Meta(max_length=64 * 3 // 4, description="a public key")]
+Statement = Annotated[bytes, Meta(max_length=4096 * 3 // 4, description="a signed statement (canonical bytes)")]
+MessageBytes = Annotated[bytes, Meta(max_length=MAX_RECORD, description="a signed, encrypted thread message; "
+                                     "413 when longer")]
+
+
+class Wire(Struct, forbid_unknown_fields=True):
+    """A JSON object of the API: every field declared, none other accepted."""
+
+
+class Error(Wire):
+    """Every refusal (4xx): a stable code and a sentence for people."""
+
+    error: str
+    message: str
+
+
+class Ok(Wire):
+    ok: bool
+
+
+# -- public --------------------------------------------------------------------------------------
+
+
+class Health(Wire):
+    status: str
+    version: str
+
+
+class Info(Wire):
+    """Server version, organization root (null before the founder joined) and server time."""
+
+    version: str
+    org_root: HexHash | None
+    time: Time
+
+
+class FoundRequest(Wire):
+    """The founder's member chain (first link), its PUK box and the organization's org.create link."""
+
+    member_link: LinkBytes
+    puk_box: Box
+    org_link: LinkBytes
+
+
+class Founded(Wire):
+    org_root: HexHash
+    member: Id
+
+
+class JoinHeadRequest(Wire):
+    """Proof of holding an open invite: the invite's public key, a time and the holder's signature."""
+
+    invite: PublicKey
+    time: Time
+    proof: Signature
+
+
+class JoinHead(Wire):
+    org_seq: Seq
+    org_head: bytes
+
+
+class JoinRequest(Wire):
+    """The joiner's member chain (first link), its PUK box and the org.join link signed with the invite."""
+
+    member_link: LinkBytes
+    puk_box: Box
+    join_link: LinkBytes
+
+
+class Joined(Wire):
+    member: Id
+    status: str
+
+
+class ChallengeRequest(Wire):
+    member: Annotated[str, Meta(max_length=64)]
+    device: Annotated[str, Meta(max_length=64)]
+
+
+class Challenge(Wire):
+    nonce: bytes
+    expires: Instant
+
+
+class LoginRequest(Wire):
+    """The signed login statement; ``key`` (optional) is the signing key of a device not yet added."""
+
+    statement: Statement
+    sig: Signature
+    key: PublicKey | UnsetType = UNSET
+
+
+class LoginToken(Wire):
+    token: str
+    expires: Instant
+
+
+# -- chains --------------------------------------------------------------------------------------
+
+
+class OrgHead(Wire):
+    seq: Seq
+    head: HexHash
+    root: HexHash
+
+
+class MemberHead(Wire):
+    seq: Seq
+    head: HexHash
+    name: str
+
+
+class TeamHead(Wire):
+    """A team the caller may see: up to its head, or (``removed_at`` set, no ``head``) up to the link where
+    the caller was removed or its role ended."""
+
+    name: str
+    seq: Seq
+    removed_at: Seq | None
+    head: HexHash | UnsetType = UNSET
+
+
+class DirectoryView(Wire):
+    org: OrgHead
+    members: dict[Id, MemberHead]
+    teams: dict[Id, TeamHead]
+
+
+class Links(Wire):
+    """Chain links after ``?after=``, oldest first."""
+
+    links: list[bytes]
+
+
+class LinkRequest(Wire):
+    """An organization link signed by the logged-in device."""
+
+    link: LinkBytes
+
+
+class MemberLinkRequest(Wire):
+    """A member link and the PUK boxes it commits to, by device id (at most 64)."""
+
+    link: LinkBytes
+    puk_boxes: Annotated[dict[str, Box], Meta(max_length=64)] | UnsetType = UNSET
+
+
+class TeamLinkRequest(Wire):
+    """A team link and the key boxes it commits to, by member id (at most 1000)."""
+
+    link: LinkBytes
+    boxes: Annotated[dict[str, Box], Meta(max_length=1000)] | UnsetType = UNSET
+
+
+class SeqAnswer(Wire):
+    seq: Seq
+
+
+class TeamSeq(Wire):
+    team: Id
+    seq: Seq
+
+
+class SlotOpened(Wire):
+    slot: Id
+    expires: Instant
+
+
+class SlotOffer(Wire):
+    payload: Box
+
+
+class SlotPayload(Wire):
+    """The new device's sealed keys, null until it delivered them."""
+
+    payload: bytes | None
+
+
+class TeamBox(Wire):
+    gen: int
+    box: bytes
+
+
+class TeamBoxes(Wire):
+    boxes: list[TeamBox]
+
+
+class PukBox(Wire):
+    puk_gen: int
+    box: bytes
+
+
+class PukBoxes(Wire):
+    boxes: list[PukBox]
+
+
+# -- documents -----------------------------------------------------------------------------------
+
+
+class Version(Wire):
+    """A document version's signed record (the body is fetched separately)."""
+
+    vid: Id
+    doc: Id
+    seq: Seq
+    record: bytes
+    body_len: Annotated[int, Meta(ge=0)]
+
+
+class Docs(Wire):
+    docs: list[Version]
+
+
+class Versions(Wire):
+    versions: list[Version]
+
+
+class Stored(Wire):
+    vid: Id
+    seq: Seq
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+
+class Thread(Wire):
+    thread: Id
+    record: bytes
+    next_pos: Seq
+    last_time: Time
+    count: Annotated[int, Meta(ge=0)]
+
+
+class ThreadList(Wire):
+    threads: list[Thread]
+
+
+class ThreadCreate(Wire):
+    record: Statement
+
+
+class ThreadCreated(Wire):
+    thread: Id
+
+
+class MessageItem(Wire, tag_field="type", tag="msg"):
+    """A stored message: its thread, position and signed, encrypted record."""
+
+    thread: Id
+    pos: Seq
+    record: bytes
+
+
+class LastSent(Wire):
+    """The calling device's last message in the thread (its number, id and time)."""
+
+    seq: Seq
+    id: Id
+    time: Time
+
+
+class MessagePage(Wire):
+    thread: Thread
+    messages: list[MessageItem]
+    more: bool
+    mine: LastSent | None
+
+
+class MessagePost(Wire):
+    message: MessageBytes
+
+
+class Posted(Wire):
+    id: Id
+    pos: Seq
+
+
+# -- live delivery (WebSocket frames of GET /api/v1/teams/{team}/live) ----------------------------
+
+
+class FollowStart(Wire):
+    """The follower's first frame: its position in each thread, and whether it follows every thread."""
+
+    after: Annotated[dict[Id, Annotated[int, Meta(ge=0, lt=2**62)]], Meta(max_length=10_000)] = {}
+    all: bool = False
+
+
+class ThreadFrame(Wire, tag_field="type", tag="thread"):
+    thread: Id
+    record: bytes
+
+
+class LiveFrame(Wire, tag_field="type", tag="live"):
+    """Every missed message was sent; what follows is new."""
+
+
+class MessagesFrame(Wire, tag_field="type", tag="msgs"):
+    items: list[MessageItem | ThreadFrame]
+
+
+class ClosedFrame(Wire, tag_field="type", tag="closed"):
+    """Delivery stops: ``unauthorized`` (log in again) or ``forbidden`` (access ended)."""
+
+    error: str
+    message: str
+
+
+class ErrorFrame(Wire, tag_field="type", tag="error"):
+    """The first frame was refused, or names an unknown thread."""
+
+    error: str
+    message: str
+
+
+LiveEvent = MessageItem | ThreadFrame | LiveFrame | MessagesFrame | ClosedFrame | ErrorFrame
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+class Cosignature(Wire):
+    member: Id
+    device: Id
+    sig: bytes
+    time: Time
+
+
+class Witnessed(Wire):
+    """The newest cosigned checkpoint, its consistency proof to the newest checkpoint, its cosignatures."""
+
+    checkpoint: bytes
+    sig: bytes
+    proof: list[bytes]
+    cosigs: list[Cosignature]
+
+
+class CheckpointAnswer(Wire):
+    checkpoint: bytes
+    sig: bytes
+    proof: list[bytes]
+    witness: Witnessed | None
+    log_key: bytes
+
+
+class Leaf(Wire):
+    """A leaf's hash, and its sealed event (null once pruned)."""
+
+    index: Annotated[int, Meta(ge=0)]
+    hash: bytes
+    leaf: bytes | None
+
+
+class Leaves(Wire):
+    leaves: list[Leaf]
+
+
+class CosignRequest(Wire):
+    checkpoint: Statement
+    sig: Signature
+    time: Time
+
+
+class CosignAnswer(Wire):
+    size: Annotated[int, Meta(ge=0)]
+
+
+class AuditKeyStatement(Wire):
+    statement: bytes
+    sig: bytes
+
+
+class AuditKeyAnswer(Wire):
+    """The Security Team's signed audit key statement, null until one is published."""
+
+    key: AuditKeyStatement | None
+
+
+class AuditKeyRequest(Wire):
+    statement: Statement
+    sig: Signature
+
+
+class AuditKeyStored(Wire):
+    gen: int
+
+
+AttestKind = Literal["keystore", "verify", "approve", "lost", "export", "report"]
+Count = Annotated[int, Meta(ge=0, le=2**40)]
+KdfParameter = Annotated[int, Meta(ge=1, le=2**32)]
+
+
+class AttestRequest(Wire):
+    """What each kind needs: keystore (time_cost, memory_kib, parallelism), verify (member, fingerprint),
+    approve (link: an organization link's hash, hex), lost (member, device), export (count), report
+    (violated, count)."""
+
+    kind: AttestKind
+    time_cost: KdfParameter | UnsetType = UNSET
+    memory_kib: KdfParameter | UnsetType = UNSET
+    parallelism: KdfParameter | UnsetType = UNSET
+    member: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
+    device: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
+    link: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
+    fingerprint: Annotated[str, Meta(max_length=128)] | UnsetType = UNSET
+    count: Count | UnsetType = UNSET
+    violated: Annotated[str, Meta(max_length=1024)] | UnsetType = UNSET
+
+
+class VersionRecord(Wire):
+    vid: Id
+    doc: Id
+    seq: Seq
+    record: bytes
+
+
+class TeamVersions(Wire):
+    versions: list[VersionRecord]
+
+
+OpenApiDocument = dict[str, Any]  # GET /api/openapi.json: this API's own description
