@@ -1,0 +1,253 @@
+"""The API as data matches the real server and the real client.
+
+One organization is driven through every operation by the real ``mvault`` CLI (in subprocesses) with
+``tests/helpers/wire_log/sitecustomize.py`` recording, outside the client, every request it sends and
+every answer it gets; the two operations the client never calls (health, the OpenAPI document) are
+called directly. Then:
+
+- every answer's body validates against the Struct ``vault/wire/operations.py`` declares for its
+  (operation, status), refusals included (``Error``): a field the server sends that the Struct lacks,
+  or a required field it omits, fails;
+- every JSON body the client sent validates against the operation's request Struct, and its query
+  parameters are declared;
+- every WebSocket frame either side sent validates (``FollowStart``, ``LiveEvent``);
+- every operation of the table had a successful call in the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+import pytest
+
+from tests.conftest import MVAULT, PASSPHRASE, Member, ServerThread
+from tests.test_api import Http
+from vault.wire import schemas
+from vault.wire.operations import OPERATIONS, Binary, Operation, WebSocket, operation_for
+
+RECORDER = Path(__file__).parent / "helpers" / "wire_log"
+
+
+@dataclass
+class Exchange:
+    """One call as the client (or the test) made it, and the answer."""
+
+    method: str
+    path: str  # with its query
+    request: Any  # the JSON body sent, "<binary>" for an upload, None for no body
+    status: int
+    response: Any  # the JSON body received, "<binary>" for a download, None for none
+
+    @property
+    def operation(self) -> Operation:
+        op = operation_for(self.method, urlsplit(self.path).path)
+        assert op is not None, f"{self.method} {self.path} is no operation of vault/wire/operations.py"
+        return op
+
+
+@dataclass
+class Recording:
+    exchanges: list[Exchange]
+    sent_frames: list[Any]  # the client's WebSocket frames (decoded JSON)
+    received_frames: list[str]  # the server's WebSocket frames (JSON text)
+
+
+def validate(value: Any, shape: Any) -> Any:
+    """``value`` (decoded JSON) decoded again, from its JSON text, as ``shape`` (raises ``msgspec.ValidationError``)."""
+    return msgspec.json.decode(json.dumps(value).encode(), type=shape)
+
+
+def check_answer(x: Exchange) -> None:
+    op = x.operation
+    status = str(x.status)
+    assert status in op.statuses, f"{op.method} {op.path} answered {status}, which it does not declare"
+    if status != op.ok:
+        validate(x.response, schemas.Error)
+    elif op.response is Binary:
+        assert x.response == "<binary>"
+    elif op.response is WebSocket:
+        assert x.response is None
+    else:
+        validate(x.response, op.response)
+
+
+def check_request(x: Exchange) -> None:
+    op = x.operation
+    query = urlsplit(x.path).query
+    names = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    assert names <= {q.name for q in op.query}, f"{op.method} {op.path}: undeclared query parameters {names}"
+    if op.request is Binary:
+        assert x.request == "<binary>"
+    elif op.request is None:
+        # The client posts {} to open a device-link mailbox; the server reads no body there.
+        assert x.request in (None, {}), f"{op.method} {op.path} takes no body, the client sent {x.request}"
+    else:
+        validate(x.request, op.request)
+
+
+def _read(log: Path) -> Recording:
+    rec = Recording([], [], [])
+    for file in sorted(log.glob("*.jsonl")):
+        for line in file.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["kind"] == "http":
+                rec.exchanges.append(Exchange(entry["method"], entry["path"], entry["request"], entry["status"],
+                                              entry["response"]))
+            elif entry["kind"] == "ws-send":
+                rec.sent_frames.append(entry["frame"])
+            else:
+                rec.received_frames.append(entry["text"])
+    return rec
+
+
+def _member(root: Path, log: Path, name: str) -> Member:
+    pf = root / "passphrase"
+    pf.write_text(PASSPHRASE + "\n")
+    return Member(root / f"home-{name}", name, pf, {"PYTHONPATH": str(RECORDER), "WIRE_LOG": str(log)})
+
+
+def _follow(m: Member, poster: Member, team: str) -> None:
+    """``mvault thread follow TEAM`` (every thread): once it is live, ``poster`` posts, and the message arrives."""
+    p = subprocess.Popen([MVAULT, "thread", "follow", team, "--json"], env=m.env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        while (line := p.stdout.readline()) and json.loads(line) != {"state": "live"}:
+            pass
+        assert line, p.stderr.read() if p.stderr else ""
+        poster.ok("thread", "post", team, "talk", "while you follow")
+        assert json.loads(p.stdout.readline())["text"] == "while you follow"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def _link_a_device(alice: Member, laptop: Member) -> None:
+    adder = subprocess.Popen([MVAULT, "device", "add", "--json", "--wait", "60"], env=alice.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert adder.stdout is not None
+        code = json.loads(adder.stdout.readline())["code"]
+        laptop.ok("device", "link", code, "--name", "laptop")
+        _, err = adder.communicate(timeout=60)
+        assert adder.returncode == 0, err
+    finally:
+        if adder.poll() is None:
+            adder.kill()
+
+
+def _drive(server: ServerThread, root: Path, log: Path) -> None:
+    """Every operation of the API, through the real CLI."""
+    alice, bob, carol = (_member(root, log, n) for n in ("alice", "bob", "carol"))
+    laptop = Member(root / "home-alice-laptop", "alice", alice.passphrase_file, alice.env_extra)
+    assert server.invite is not None
+    alice.ok("join", server.invite, "--name", "alice")  # info, found, challenge, login, chains, boxes, attest
+    bob.ok("join", alice.json("invite")["invite"], "--name", "bob")  # org link; join/head, join
+    alice.ok("team", "create", "drafting", "--kind", "program")
+    alice.ok("team", "add", "drafting", "bob", "--role", "writer")  # team link
+    doc = root / "plan.md"
+    doc.write_text("first")
+    bob.ok("put", "drafting", str(doc))
+    doc.write_text("second")
+    bob.ok("put", "drafting", str(doc))
+    alice.ok("ls", "drafting")
+    alice.ok("history", "drafting", "plan.md")
+    alice.ok("get", "drafting", "plan.md", "-o", str(root / "out.md"))  # the version body
+    alice.ok("thread", "create", "drafting", "talk")
+    bob.ok("thread", "post", "drafting", "talk", "hello")
+    alice.ok("thread", "ls", "drafting")
+    alice.ok("thread", "read", "drafting", "talk")
+    _follow(bob, alice, "drafting")  # live delivery: thread frames, then live, then the new message
+    _link_a_device(alice, laptop)  # device-link mailbox, offer, member link
+    # the Security Team (as tests/conftest.py security_team): the audit key, then the audit operations
+    carol.ok("join", alice.json("invite")["invite"], "--name", "carol")
+    alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
+    alice.ok("team", "create", "sec", "--kind", "security")
+    alice.ok("team", "add", "sec", "carol", "--role", "admin")
+    alice.ok("leave", "sec")
+    assert "published the audit key" in carol.ok("whoami").err
+    carol.ok("audit", "witness")  # checkpoint, leaves, cosign
+    assert carol.run("audit", "report", "--json").code in (0, 1)  # attest report (1: a protocol is violated)
+    carol.ok("audit", "exposure", "bob")  # the team's version records
+    carol.ok("audit", "log")
+
+
+async def _direct(server: ServerThread, log: Path) -> None:
+    """The operations the client never calls, recorded as the client's are."""
+    lines = []
+    async with Http(server) as h:
+        for path in ("/api/health", "/api/openapi.json"):
+            status, body = await h.call("GET", path)
+            lines.append({"kind": "http", "method": "GET", "path": path, "request": None, "status": status,
+                          "response": body})
+    (log / "direct.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in lines))
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
+    root = tmp_path_factory.mktemp("schemas")
+    log = root / "wire"
+    log.mkdir()
+    server = ServerThread(root / "server-data").start()
+    try:
+        _drive(server, root, log)
+        asyncio.run(_direct(server, log))
+        yield _read(log)
+    finally:
+        server.stop()
+
+
+def test_every_operation_succeeded_in_the_run(recording: Recording) -> None:
+    succeeded = {x.operation.name for x in recording.exchanges if str(x.status) == x.operation.ok}
+    missing = sorted(op.name for op in OPERATIONS if op.name not in succeeded)
+    assert not missing, f"no successful call of {missing}: drive them in _drive"
+
+
+def test_every_answer_matches_its_struct(recording: Recording) -> None:
+    for x in recording.exchanges:
+        try:
+            check_answer(x)
+        except msgspec.ValidationError as e:
+            pytest.fail(f"{x.method} {x.path} answered {x.status}: {e}\n{json.dumps(x.response)[:500]}")
+
+
+def test_every_request_the_client_sends_matches_its_struct(recording: Recording) -> None:
+    sent = [x for x in recording.exchanges if x.request not in (None, "<binary>")]
+    assert len(sent) >= 20
+    for x in recording.exchanges:
+        try:
+            check_request(x)
+        except msgspec.ValidationError as e:
+            pytest.fail(f"the client sent {x.method} {x.path}: {e}\n{json.dumps(x.request)[:500]}")
+
+
+def test_every_websocket_frame_matches_its_struct(recording: Recording) -> None:
+    assert recording.sent_frames and recording.received_frames
+    for frame in recording.sent_frames:
+        validate(frame, schemas.FollowStart)
+    kinds = {type(msgspec.json.decode(text, type=schemas.LiveEvent)).__name__ for text in recording.received_frames}
+    assert {"ThreadFrame", "MessageItem", "LiveFrame"} <= kinds
+
+
+def test_an_undeclared_or_missing_field_fails_the_check(recording: Recording) -> None:
+    """The checks above are strict: one field more, or one required field less, in a real answer fails."""
+    x = next(x for x in recording.exchanges if x.operation.name == "directory" and x.status == 200)
+    check_answer(x)
+    extra = Exchange(x.method, x.path, x.request, x.status, {**x.response, "surprise": 1})
+    with pytest.raises(msgspec.ValidationError, match="unknown field `surprise`"):
+        check_answer(extra)
+    nested = json.loads(json.dumps(x.response))
+    del next(iter(nested["members"].values()))["name"]
+    with pytest.raises(msgspec.ValidationError, match="missing required field `name`"):
+        check_answer(Exchange(x.method, x.path, x.request, x.status, nested))
