@@ -170,6 +170,8 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     alice.ok("thread", "read", "drafting", "talk")
     _follow(bob, alice, "drafting")  # live delivery: thread frames, then live, then the new message
     _link_a_device(alice, laptop)  # device-link mailbox, offer, member link
+    alice.ok("verify", "bob", "--confirm")  # attest verify
+    alice.ok("audit", "lost", "alice", "laptop")  # attest lost
     # the Security Team (as tests/conftest.py security_team): the audit key, then the audit operations
     carol.ok("join", alice.json("invite")["invite"], "--name", "carol")
     alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
@@ -181,6 +183,7 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     assert carol.run("audit", "report", "--json").code in (0, 1)  # attest report (1: a protocol is violated)
     carol.ok("audit", "exposure", "bob")  # the team's version records
     carol.ok("audit", "log")
+    carol.ok("audit", "export", "--since", "30d")  # attest export
 
 
 async def _direct(server: ServerThread, log: Path) -> None:
