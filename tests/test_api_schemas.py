@@ -20,7 +20,7 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,22 +218,27 @@ def test_every_operation_succeeded_in_the_run(recording: Recording) -> None:
     assert not missing, f"no successful call of {missing}: drive them in _drive"
 
 
-def test_every_answer_matches_its_struct(recording: Recording) -> None:
-    for x in recording.exchanges:
+def _mismatches(exchanges: list[Exchange], check: Callable[[Exchange], None]) -> list[str]:
+    """Every exchange ``check`` refuses, with what msgspec says is wrong (and where)."""
+    found = []
+    for x in exchanges:
         try:
-            check_answer(x)
+            check(x)
         except msgspec.ValidationError as e:
-            pytest.fail(f"{x.method} {x.path} answered {x.status}: {e}\n{json.dumps(x.response)[:500]}")
+            found.append(f"{x.method} {x.path} ({x.status}): {e}")
+    return found
+
+
+def test_every_answer_matches_its_struct(recording: Recording) -> None:
+    wrong = _mismatches(recording.exchanges, check_answer)
+    assert not wrong, "answers that do not match vault/wire/schemas.py:\n" + "\n".join(wrong)
 
 
 def test_every_request_the_client_sends_matches_its_struct(recording: Recording) -> None:
     sent = [x for x in recording.exchanges if x.request not in (None, "<binary>")]
     assert len(sent) >= 20
-    for x in recording.exchanges:
-        try:
-            check_request(x)
-        except msgspec.ValidationError as e:
-            pytest.fail(f"the client sent {x.method} {x.path}: {e}\n{json.dumps(x.request)[:500]}")
+    wrong = _mismatches(recording.exchanges, check_request)
+    assert not wrong, "requests that do not match vault/wire/schemas.py:\n" + "\n".join(wrong)
 
 
 def test_every_websocket_frame_matches_its_struct(recording: Recording) -> None:
