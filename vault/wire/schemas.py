@@ -146,14 +146,14 @@ class MemberHead(Wire):
     name: str
 
 
-class TeamHead(Wire):
+class TeamHead(Wire, kw_only=True):
     """A team the caller may see: up to its head, or (``removed_at`` set, no ``head``) up to the link where
     the caller was removed or its role ended."""
 
     name: str
     seq: Seq
+    head: HexHash | UnsetType = UNSET  # kw_only: the fields in the order the server writes them
     removed_at: Seq | None
-    head: HexHash | UnsetType = UNSET
 
 
 class DirectoryView(Wire):
