@@ -59,6 +59,7 @@ class Recording:
     exchanges: list[Exchange]
     sent_frames: list[Any]  # the client's WebSocket frames (decoded JSON)
     received_frames: list[str]  # the server's WebSocket frames (JSON text)
+    routes: set[tuple[str, str]]  # (method, path) of every route the running server serves
 
 
 def validate(value: Any, shape: Any) -> Any:
@@ -102,7 +103,7 @@ def check_request(x: Exchange) -> None:
 
 
 def _read(log: Path) -> Recording:
-    rec = Recording([], [], [])
+    rec = Recording([], [], [], set())
     for file in sorted(log.glob("*.jsonl")):
         for line in file.read_text().splitlines():
             entry = json.loads(line)
@@ -214,9 +215,17 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     try:
         _drive(server, root, log)
         asyncio.run(_direct(server, log))
-        yield _read(log)
+        rec = _read(log)
+        rec.routes = {(r.method.lower(), r.resource.canonical) for r in server.app.router.routes()
+                      if r.method != "HEAD" and r.resource is not None}  # aiohttp adds a HEAD to each GET
+        yield rec
     finally:
         server.stop()
+
+
+def test_the_operations_are_the_routes_of_the_server(recording: Recording) -> None:
+    assert {(op.method, op.path) for op in OPERATIONS} == recording.routes
+    assert len(OPERATIONS) == len(recording.routes)
 
 
 def test_every_operation_succeeded_in_the_run(recording: Recording) -> None:
