@@ -145,6 +145,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/teams/{team}/docs/{doc}", "400"): "test_put_rejects_malformed_uploads",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "401"): "test_private_operations_need_a_session",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "403"): "test_put_refuses_other_authors_and_non_writers",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "404"): "test_put_refuses_other_authors_and_non_writers",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "409"): "test_put_conflicts",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "413"): "test_put_too_large",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "429"): "test_versions_per_day_refused_with_429_until_the_window_moves",

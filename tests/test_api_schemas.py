@@ -21,7 +21,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,7 +32,7 @@ import pytest
 
 from tests.conftest import MVAULT, PASSPHRASE, Member, ServerThread
 from vault.wire import schemas
-from vault.wire.operations import OPERATIONS, Binary, Operation, WebSocket, operation_for
+from vault.wire.operations import OPERATIONS, Binary, Operation, PathParam, WebSocket, operation_for
 
 RECORDER = Path(__file__).parent / "helpers" / "wire_log"
 
@@ -46,6 +46,7 @@ class Exchange:
     request: Any  # the JSON body sent, "<binary>" for an upload, None for no body
     status: int
     response: Any  # the JSON body received, "<binary>" for a download, None for none
+    process: str = ""  # the mvault process that made it (its log file)
 
     @property
     def operation(self) -> Operation:
@@ -60,6 +61,8 @@ class Recording:
     sent_frames: list[Any]  # the client's WebSocket frames (decoded JSON)
     received_frames: list[str]  # the server's WebSocket frames (JSON text)
     routes: set[tuple[str, str]]  # (method, path) of every route the running server serves
+    # (operation, parameter, status): a call whose one path parameter does not match its pattern
+    probes: list[tuple[Operation, PathParam, int]] = field(default_factory=list)
 
 
 def validate(value: Any, shape: Any) -> Any:
@@ -109,7 +112,7 @@ def _read(log: Path) -> Recording:
             entry = json.loads(line)
             if entry["kind"] == "http":
                 rec.exchanges.append(Exchange(entry["method"], entry["path"], entry["request"], entry["status"],
-                                              entry["response"]))
+                                              entry["response"], file.stem))
             elif entry["kind"] == "ws-send":
                 rec.sent_frames.append(entry["frame"])
             else:
@@ -206,6 +209,49 @@ async def _direct(server: ServerThread, log: Path) -> None:
     (log / "direct.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in lines))
 
 
+def _tokens(rec: Recording) -> dict[str, str]:
+    """member id -> a session token the recorded client got (a login follows its challenge in one process)."""
+    tokens, asked = {}, {}
+    for x in rec.exchanges:
+        if x.operation.name == "challenge" and x.status == 200:
+            asked[x.process] = x.request["member"]
+        elif x.operation.name == "login" and x.status == 200:
+            tokens[asked[x.process]] = x.response["token"]
+    return tokens
+
+
+# A value no path parameter's pattern accepts, and one each accepts (the probes need no real document,
+# version, thread or slot: a value that matches is looked up, one that does not is refused before).
+NO_ID, SOME_ID = "not-an-id", "0" * 32
+
+
+async def _probe_path_params(server: ServerThread, rec: Recording) -> list[tuple[Operation, PathParam, int]]:
+    """Each path parameter of each operation that has no JSON body, given a value its pattern refuses (the
+    others valid), as alice (writer of drafting) or, for the Security Team's operation, carol."""
+    views = [x.response for x in rec.exchanges if x.operation.name == "directory" and x.status == 200]
+    view = max(views, key=lambda v: len(v["members"]))  # one from after carol joined (logs are not in time order)
+    names = {m["name"]: mid for mid, m in view["members"].items()}
+    values = {"member": names["alice"], "team": next(t for t, v in view["teams"].items() if v["name"] == "drafting")}
+    tokens = _tokens(rec)
+    found = []
+    fingerprint = aiohttp.Fingerprint(bytes.fromhex(server.fingerprint))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fingerprint)) as http:
+        for op in OPERATIONS:
+            if op.request not in (None, Binary):
+                continue  # a JSON body is read (and may be refused) before some parameters are checked
+            token = tokens[names["carol" if op.name == "audit_team_versions" else "alice"]]
+            for param in op.path_params:
+                path = op.path
+                for other in op.path_params:
+                    value = NO_ID if other is param else values.get(other.name, SOME_ID)
+                    path = path.replace(f"{{{other.name}}}", value)
+                async with http.request(op.method, server.url + path,
+                                        headers={"Authorization": f"Bearer {token}"}) as resp:
+                    check_same_json(await resp.json(), schemas.Error)  # (the path is no operation's: no check_answer)
+                    found.append((op, param, resp.status))
+    return found
+
+
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     root = tmp_path_factory.mktemp("schemas")
@@ -216,6 +262,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         _drive(server, root, log)
         asyncio.run(_direct(server, log))
         rec = _read(log)
+        rec.probes = asyncio.run(_probe_path_params(server, rec))
         rec.routes = {(r.method.lower(), r.resource.canonical) for r in server.app.router.routes()
                       if r.method != "HEAD" and r.resource is not None}  # aiohttp adds a HEAD to each GET
         yield rec
@@ -226,6 +273,16 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
 def test_the_operations_are_the_routes_of_the_server(recording: Recording) -> None:
     assert {(op.method, op.path) for op in OPERATIONS} == recording.routes
     assert len(OPERATIONS) == len(recording.routes)
+
+
+def test_a_path_parameter_that_does_not_match_is_refused_as_declared(recording: Recording) -> None:
+    for op in OPERATIONS:
+        for param in op.path_params:
+            assert param.refused in op.errors, f"{op.method} {op.path}: {param.refused} ({param.name}) undeclared"
+    assert len(recording.probes) >= 15
+    wrong = [f"{op.method} {op.path} with {p.name}={NO_ID!r}: {status}, declared {p.refused}"
+             for op, p, status in recording.probes if str(status) != p.refused]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_every_operation_succeeded_in_the_run(recording: Recording) -> None:

@@ -40,6 +40,7 @@ class PathParam:
     name: str
     pattern: str
     description: str
+    refused: Literal["400", "404"]  # the answer to a value that does not match: checked (400) or looked up (404)
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,12 @@ class QueryParam:
 
 _ID, _ID_404 = "32 lowercase hex characters (400 otherwise)", "32 lowercase hex characters (an unknown id: 404)"
 PATH_PARAMS: dict[str, PathParam] = {
-    "member": PathParam("member", s.HEX_ID, f"a member id, {_ID_404}"),
-    "team": PathParam("team", s.HEX_ID, f"a team id, {_ID_404}"),
-    "doc": PathParam("doc", s.HEX_ID, f"a document id, {_ID}"),
-    "vid": PathParam("vid", s.HEX_ID, f"a document version id, {_ID_404}"),
-    "thread": PathParam("thread", s.HEX_ID, f"a thread id, {_ID}"),
-    "slot": PathParam("slot", s.HEX_ID, f"a device-link mailbox (from the one-time code), {_ID}"),
+    "member": PathParam("member", s.HEX_ID, f"a member id, {_ID_404}", "404"),
+    "team": PathParam("team", s.HEX_ID, f"a team id, {_ID_404}", "404"),
+    "doc": PathParam("doc", s.HEX_ID, f"a document id, {_ID}", "400"),
+    "vid": PathParam("vid", s.HEX_ID, f"a document version id, {_ID_404}", "404"),
+    "thread": PathParam("thread", s.HEX_ID, f"a thread id, {_ID}", "400"),
+    "slot": PathParam("slot", s.HEX_ID, f"a device-link mailbox (from the one-time code), {_ID}", "400"),
 }
 AFTER = QueryParam("after", "only the links (or messages) after this position; default 0")
 
@@ -149,7 +150,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "400 401 403 404"),
     _op("put_version", "post", f"{TEAM}/docs/{{doc}}",
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
-        "stored_bytes, 429 at versions_per_day (Retry-After)", "201", s.Stored, "400 401 403 409 413 429", Binary),
+        "stored_bytes, 429 at versions_per_day (Retry-After)", "201", s.Stored, "400 401 403 404 409 413 429", Binary),
     _op("version_body", "get", f"{TEAM}/versions/{{vid}}/body", "ciphertext body of a version (streamed)", "200",
         Binary, "401 403 404"),
     # -- threads
