@@ -7,11 +7,13 @@ called directly. Then:
 
 - every answer's body validates against the Struct ``vault/wire/operations.py`` declares for its
   (operation, status), refusals included (``Error``): a field the server sends that the Struct lacks,
-  or a required field it omits, fails;
-- every JSON body the client sent validates against the operation's request Struct, and its query
-  parameters are declared;
+  or a required field it omits, fails; written back, it is the same JSON text;
+- every JSON body the client sent validates against the operation's request Struct (and is the same
+  JSON value written back), and its query parameters are declared;
 - every WebSocket frame either side sent validates (``FollowStart``, ``LiveEvent``);
-- every operation of the table had a successful call in the run.
+- every operation of the table had a successful call in the run, and the table is exactly the running
+  server's routes;
+- a path parameter that does not match its pattern is answered with the status the table declares.
 """
 
 from __future__ import annotations
