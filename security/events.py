@@ -238,7 +238,10 @@ _BODY_TAIL = _key("pad") + _type_len(0x62, 0)
 
 
 class _Unusual(Exception):
-    """A value outside the shape ``_body_bytes`` writes (the general encoder takes it)."""
+    """A value outside the shape ``_body_bytes`` writes (the general encoder takes it).
+
+    Internal control flow, not an error: raised and caught inside ``_body_bytes`` only, it never
+    leaves this module, so it stays outside the error tree of ``vault/errors.py``."""
 
 
 def _utf8(value: object) -> bytes:
