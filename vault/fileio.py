@@ -19,22 +19,23 @@ import asyncio
 import concurrent.futures
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+Buffer = bytes | bytearray | memoryview
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+def write_all(fd: int, data: Buffer) -> None:
     """Write every byte of ``data`` to ``fd`` (``os.write`` may take fewer); ``OSError`` on failure."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def write_chunks(fd: int, chunks: Iterable[bytes]) -> None:
+def write_chunks(fd: int, chunks: Iterable[Buffer]) -> None:
     """``write_all`` each chunk, in order."""
     for chunk in chunks:
         write_all(fd, chunk)
@@ -55,7 +56,7 @@ def replace_durably(temp: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: Buffer | Iterable[Buffer], mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks written in order) atomically and durably.
 
     The temporary file is made beside ``path`` with a unique name (two writers of one file do not
@@ -80,7 +81,7 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = 0o600) -
 
 
 async def prefetch(items: AsyncIterable[In], work: Callable[[In], Out],
-                   executor: concurrent.futures.Executor) -> AsyncIterator[Out]:
+                   executor: concurrent.futures.Executor) -> AsyncGenerator[Out, None]:
     """``work(item)`` for each item, in order, each in a worker of ``executor``: while the caller handles
     one result, the worker computes the next one (one call in flight, so at most two results exist).
 
