@@ -143,6 +143,12 @@ def finding(rule: Rule, level: str, message: str, subject: str, events: Iterable
     return Finding(rule.id, level, message, subject, tuple(sorted(set(events))))
 
 
+def obligation(rule: Rule, overdue: bool, subject: str, events: Iterable[int], violation: str,
+               warning: str) -> Finding:
+    """An obligation with a window: a violation once it has passed (``overdue``), a warning while it is open."""
+    return finding(rule, VIOLATION if overdue else WARNING, violation if overdue else warning, subject, events)
+
+
 def dur(seconds: int) -> str:
     """A coarse human duration: 3d 4h, 5h 10m, 12m, 40s."""
     s = max(0, int(seconds))

@@ -20,6 +20,7 @@ from security.rules.base import (
     body_str,
     dur,
     finding,
+    obligation,
     ok_events,
     starts_generation,
 )
@@ -201,13 +202,11 @@ def _key_verification(ctx: Context, rule: Rule) -> list[Finding]:
                     continue
                 tc, lk = min(changes, key=lambda c: c[0])
                 events = [vidx, *ctx.link_event(lk)]
-                if now - tc > grace:
-                    out.append(finding(rule, VIOLATION, f"member {mid} of {team.kind} team {tid} has not re-verified "
-                                        f"admin {a}, whose keys changed {dur(now - tc)} ago (grace {dur(grace)})",
-                                        mid, events))
-                else:
-                    out.append(finding(rule, WARNING, f"member {mid} of {team.kind} team {tid} must re-verify admin "
-                                        f"{a} within {dur(grace - (now - tc))} (keys changed)", mid, events))
+                out.append(obligation(rule, now - tc > grace, mid, events,
+                                      f"member {mid} of {team.kind} team {tid} has not re-verified "
+                                      f"admin {a}, whose keys changed {dur(now - tc)} ago (grace {dur(grace)})",
+                                      f"member {mid} of {team.kind} team {tid} must re-verify admin "
+                                      f"{a} within {dur(grace - (now - tc))} (keys changed)"))
     return out
 
 

@@ -21,6 +21,7 @@ from security.rules.base import (
     body_str,
     dur,
     finding,
+    obligation,
     ok_events,
     sets_member,
     starts_generation,
@@ -57,12 +58,11 @@ def _offboarding(ctx: Context, rule: Rule) -> list[Finding]:
             # member still holds the key new content would be written under.
             if (team.generation, mid) not in team.boxes:
                 continue
-            if age > limit:
-                out.append(finding(rule, VIOLATION, f"member {mid} was removed from the organization {dur(age)} ago "
-                                    f"but is still in team {tid} (limit {dur(limit)})", mid, events))
-            else:
-                out.append(finding(rule, WARNING, f"member {mid} was removed from the organization {dur(age)} ago "
-                                    f"and is still in team {tid}: remove within {dur(limit - age)}", mid, events))
+            out.append(obligation(rule, age > limit, mid, events,
+                                  f"member {mid} was removed from the organization {dur(age)} ago "
+                                  f"but is still in team {tid} (limit {dur(limit)})",
+                                  f"member {mid} was removed from the organization {dur(age)} ago "
+                                  f"and is still in team {tid}: remove within {dur(limit - age)}"))
     return out
 
 
@@ -125,12 +125,11 @@ def _rotate_on_removal(ctx: Context, rule: Rule) -> list[Finding]:
         what = "; ".join(w for _, w, _ in sorted(triggers)) or "; ".join(reasons)
         events = [i for _, _, evs in triggers for i in evs]
         age = ctx.now - first
-        if age > limit:
-            out.append(finding(rule, VIOLATION, f"team {tid} still uses key generation {team.generation} "
-                                f"{dur(age)} after it had to rotate (limit {dur(limit)}): {what}", tid, events))
-        else:
-            out.append(finding(rule, WARNING, f"team {tid} must rotate key generation {team.generation} "
-                                f"within {dur(limit - age)}: {what}", tid, events))
+        out.append(obligation(rule, age > limit, tid, events,
+                              f"team {tid} still uses key generation {team.generation} "
+                              f"{dur(age)} after it had to rotate (limit {dur(limit)}): {what}",
+                              f"team {tid} must rotate key generation {team.generation} "
+                              f"within {dur(limit - age)}: {what}"))
     return out
 
 
@@ -369,12 +368,11 @@ def _pending_shares(ctx: Context, rule: Rule) -> list[Finding]:
             t = team.members[mid].since if mid in team.members else (team.time if added is None else added.time)
             age = ctx.now - t
             events = ctx.link_event(added)
-            if age > limit:
-                out.append(finding(rule, VIOLATION, f"member {mid} was added to team {tid} by {by} {dur(age)} ago "
-                                    f"and still has no key (limit {dur(limit)})", mid, events))
-            else:
-                out.append(finding(rule, WARNING, f"member {mid} added to team {tid} by {by} waits for a key "
-                                    f"holder to share it (within {dur(limit - age)})", mid, events))
+            out.append(obligation(rule, age > limit, mid, events,
+                                  f"member {mid} was added to team {tid} by {by} {dur(age)} ago "
+                                  f"and still has no key (limit {dur(limit)})",
+                                  f"member {mid} added to team {tid} by {by} waits for a key "
+                                  f"holder to share it (within {dur(limit - age)})"))
     return out
 
 
