@@ -41,10 +41,10 @@ from security.protocols import Protocols, defaults, parse
 from security.rules import AuditInput, RuleResult, evaluate
 from vault.acts import Act
 from vault.chains import MemberState, TeamState, org_id_for
-from vault.crypto import labels
 from vault.envelope import Record
 from vault.errors import DecryptionFailed, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.links import Link
+from vault.logsign import sign_audit_key, sign_cosignature
 
 if TYPE_CHECKING:
     from client.client import Session, View
@@ -480,7 +480,7 @@ async def witness(s: Session) -> tuple[Verified, int]:
     if result.problems:
         raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
     t = _now()
-    sig = s.device.sign(labels.SIG_COSIGN, cosign_statement(result.checkpoint.raw, s.me, s.device.device_id, t))
+    sig = sign_cosignature(s.device, cosign_statement(result.checkpoint.raw, s.me, s.device.device_id, t))
     res = await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(result.checkpoint.raw), "sig": b64(sig),
                                                     "time": t})
     return result, int(res.get("size", 0))
@@ -531,8 +531,7 @@ async def publish_audit_key(s: Session, view: View, team_name: str | None = None
         return f"the audit key of team {team.name} (generation {team.generation}) is in force" if explicit else None
     raw = audit_key_statement(org_id_for(bytes.fromhex(s.cfg.org_root)), team.team_id, team.generation, pub,
                               _now(), s.me, s.device.device_id)
-    await s.api.post("/api/v1/audit/key", {"statement": b64(raw), "sig": b64(s.device.sign(labels.SIG_AUDIT_KEY,
-                                                                                             raw))})
+    await s.api.post("/api/v1/audit/key", {"statement": b64(raw), "sig": b64(sign_audit_key(s.device, raw))})
     return f"published the audit key of team {team.name} (generation {team.generation})"
 
 

@@ -19,6 +19,7 @@ from client import audit as A
 from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
 from client.client import Session
 from client.sanitize import escape, neutralize
+from vault.chains import protocols_digest
 from vault.errors import NotFound, VaultError
 
 
@@ -306,9 +307,7 @@ def protocols_propose(ctx: Ctx, path: Path) -> None:
 
     async def go(s: Session) -> str:
         await s.append_org("org.protocols.propose", {"text": text})
-        from vault.crypto import primitives as p  # noqa: PLC0415
-
-        return p.sha256(text.encode("utf-8")).hex()
+        return protocols_digest(text).hex()
 
     digest = with_session(ctx, go)
     emit(ctx, {"digest": digest}, lambda: out.print(

@@ -21,9 +21,8 @@ from security.authority import POLICY
 from security.events import AUDIT_KEY_FIELDS, Statement, cosign_statement
 from vault.acts import Act
 from vault.chains import MemberState, OrgState, TeamState
-from vault.crypto import labels
 from vault.errors import ChainError, EncodingError, IntegrityError, PolicyDenied
-from vault.keys import verify
+from vault.logsign import verify_audit_key, verify_cosignature
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ def judge_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, members: Ma
     if claim.org != org.org_id:
         raise PolicyDenied("the audit key statement names another organization")
     POLICY.judge(Act(claim.member, claim.device, claim.time, "audit.key"), org, members, None)
-    verify(members[claim.member].device_at(claim.device, claim.time).sign_public, labels.SIG_AUDIT_KEY, claim.raw,
-           sig)
+    verify_audit_key(members[claim.member].device_at(claim.device, claim.time).sign_public, claim.raw, sig)
     if team is not None:
         if team.team_id != claim.team:
             raise ChainError("the audit key statement names another team")
@@ -87,8 +85,8 @@ def judge_cosignature(checkpoint_raw: bytes, member: str, device: str, t: int, s
     """Refuse a witness cosignature by anyone but a Security Team member's device active at its signed
     time ``t``, or one that does not verify (``PolicyDenied``/``ChainError``/``BadSignature``)."""
     POLICY.judge(Act(member, device, t, "audit.cosign"), org, members, None)
-    verify(members[member].device_at(device, t).sign_public, labels.SIG_COSIGN,
-           cosign_statement(checkpoint_raw, member, device, t), sig)
+    verify_cosignature(members[member].device_at(device, t).sign_public,
+                       cosign_statement(checkpoint_raw, member, device, t), sig)
 
 
 def entitled_cosigner(member: str, device: str, t: int, org: OrgState, members: Mapping[str, MemberState]) -> bool:

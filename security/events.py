@@ -25,19 +25,23 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
 from security.merkle import leaf_hash
-from vault.crypto import labels
-from vault.crypto import primitives as p
+from vault import sealing
 from vault.encoding import Fields, Value, decode, encode
-from vault.errors import DecryptionFailed, EncodingError, IntegrityError
+from vault.errors import EncodingError, IntegrityError
+from vault.logsign import sign_checkpoint, verify_checkpoint
+from vault.sealing import NONCE_BYTES, SLOT_BYTES, Sealer, audit_keypair, event_ad, valid_box_public
+
+__all__ = [
+    "ACTION_RULES", "AUDIT_KEY_FIELDS", "DAY", "MAX_LEAF", "MIN_BODY", "NONCE_BYTES", "PAD", "RESULTS", "SLOT_BYTES",
+    "Checkpoint", "Event", "Leaf", "Opener", "Sealer", "Statement", "audit_key_statement", "audit_keypair",
+    "cosign_statement", "open_leaf", "rules_for", "seal_event", "valid_box_public",
+]
 
 DAY = 86400
-NONCE_BYTES = p.AEAD_NONCE_BYTES
-SLOT_BYTES = NONCE_BYTES + 32 + p.AEAD_TAG_BYTES  # nonce || a wrapped 32-byte key || tag
 PAD = 128
 MIN_BODY = 768
 MAX_LEAF = 16 * 1024
@@ -238,7 +242,10 @@ _BODY_TAIL = _key("pad") + _type_len(0x62, 0)
 
 
 class _Unusual(Exception):
-    """A value outside the shape ``_body_bytes`` writes (the general encoder takes it)."""
+    """A value outside the shape ``_body_bytes`` writes (the general encoder takes it).
+
+    Internal control flow, not an error: raised and caught inside ``_body_bytes`` only, it never
+    leaves this module, so it stays outside the error tree of ``vault/errors.py``."""
 
 
 def _utf8(value: object) -> bytes:
@@ -309,65 +316,6 @@ def _leaf_bytes(day: int, audit_gen: int, eph: bytes, ciphertext: bytes, slots: 
     return encode({"v": 1, "day": day, "ag": audit_gen, "e": eph, "c": ciphertext, "k": list(slots)})
 
 
-@lru_cache(maxsize=256, typed=True)
-def _ad(day: int, audit_gen: int) -> bytes:
-    """The associated data of an event body (a few days and generations are live at once: cached)."""
-    return labels.AD_AUDIT_EVENT + b"\x00" + encode({"day": day, "ag": audit_gen})
-
-
-def _slot_key(shared: bytes, eph_public: bytes, recipient_public: bytes) -> bytes:
-    return p.kdf(shared, labels.KDF_AUDIT_SLOT + b"\x00" + eph_public + recipient_public)
-
-
-class Sealer:
-    """The server's ephemeral key for event slots, with one derived slot key per recipient."""
-
-    MAX_USES = 100_000
-
-    def __init__(self) -> None:
-        self.public, self._secret = p.box_keypair(p.random_bytes(32))
-        self._keys: dict[bytes, bytes] = {}
-        self._uses = 0
-
-    def slot_key(self, recipient_public: bytes) -> bytes:
-        key = self._keys.get(recipient_public)
-        if key is None:
-            key = _slot_key(p.box_shared(recipient_public, self._secret), self.public, recipient_public)
-            self._keys[recipient_public] = key
-        return key
-
-    def used(self) -> Sealer:
-        """This sealer, or a fresh one once it has wrapped ``MAX_USES`` events."""
-        self._uses += 1
-        return self if self._uses <= self.MAX_USES else Sealer()
-
-
-def _aead_seal(key: bytes, nonce: bytes, ad: bytes, plaintext: bytes) -> bytes:
-    """``p.aead_seal`` with a nonce the caller drew at random (one draw serves a whole event)."""
-    return nonce + p.aead_encrypt(key, nonce, ad, plaintext)
-
-
-def _wrap(sealer: Sealer, recipient: bytes | None, key: bytes, fresh: bytes) -> bytes:
-    """One slot from ``SLOT_BYTES`` fresh random bytes: the nonce of a slot wrapping ``key`` for
-    ``recipient``, or the whole slot for no recipient or a key no one can hold (a low-order point)."""
-    if recipient is not None:
-        try:
-            slot_key = sealer.slot_key(recipient)
-        except DecryptionFailed:
-            return fresh
-        return _aead_seal(slot_key, fresh[:NONCE_BYTES], labels.AD_AUDIT_SLOT, key)
-    return fresh
-
-
-def valid_box_public(public: bytes) -> bool:
-    """Can anyone hold the secret of this X25519 key (not a low-order point)?"""
-    try:
-        p.box_shared(public, p.random_bytes(32))
-    except DecryptionFailed:
-        return False
-    return True
-
-
 def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
                member_publics: Sequence[bytes], sealer: Sealer | None = None) -> bytes:
     """The leaf bytes for ``event``: readable with the audit key and the given member keys."""
@@ -377,9 +325,6 @@ def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
         raise ValueError("audit generation 0 means no audit key")
     sealer = sealer if sealer is not None else Sealer()
     day = event.time // DAY
-    # One draw for the event: its key, the body's nonce, then a slot's worth for each slot.
-    fresh = p.random_bytes(32 + NONCE_BYTES + 3 * SLOT_BYTES)
-    key = fresh[:32]
     # encode({"e": event, "pad": zeros}) without encoding twice: the pad is the last field,
     # so the unpadded form ends with its 4-byte length, which we overwrite.
     unpadded = _body_bytes(event)
@@ -388,12 +333,9 @@ def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
     # Every common event fits MIN_BODY, so sizes do not tell logins from reads.
     pad = max(MIN_BODY - len(unpadded), (-len(unpadded)) % PAD)
     body = unpadded[:-4] + struct.pack(">I", pad) + bytes(pad)
-    ciphertext = _aead_seal(key, fresh[32 : 32 + NONCE_BYTES], _ad(day, audit_gen), body)
     publics: list[bytes | None] = [audit_public, *member_publics]
     publics += [None] * (3 - len(publics))
-    at = 32 + NONCE_BYTES
-    slots = [_wrap(sealer, pk, key, fresh[at + i * SLOT_BYTES : at + (i + 1) * SLOT_BYTES])
-             for i, pk in enumerate(publics)]
+    ciphertext, slots = sealer.seal(event_ad(day, audit_gen), body, publics)
     return _leaf_bytes(day, audit_gen, sealer.public, ciphertext, slots)
 
 
@@ -402,49 +344,25 @@ class Opener:
 
     def __init__(self, box_public: bytes, box_secret: bytes) -> None:
         self.public = box_public
-        self._secret = box_secret
-        self._keys: dict[bytes, bytes | None] = {}
-
-    def _key(self, eph: bytes) -> bytes | None:
-        if eph not in self._keys:
-            try:
-                self._keys[eph] = _slot_key(p.box_shared(eph, self._secret), eph, self.public)
-            except DecryptionFailed:
-                self._keys[eph] = None
-        return self._keys[eph]
+        self._opener = sealing.Opener(box_public, box_secret)
 
     def open(self, leaf: Leaf, slots: Sequence[int]) -> Event:
         """The event, if one of ``slots`` is ours. ``DecryptionFailed`` if none opens."""
-        slot_key = self._key(leaf.eph)
-        if slot_key is None:
-            raise DecryptionFailed("the leaf's ephemeral key is invalid")
-        for i in slots:
-            try:
-                key = p.aead_open(slot_key, labels.AD_AUDIT_SLOT, leaf.slots[i])
-            except DecryptionFailed:
-                continue
-            if len(key) != 32:
-                continue
-            try:
-                body = Fields(decode(p.aead_open(key, _ad(leaf.day, leaf.audit_gen), leaf.ciphertext)),
-                              "audit body", {"e", "pad"})
-                event = Event.from_value(body.raw["e"])
-            except EncodingError as e:
-                raise IntegrityError(f"audit event body is malformed: {e}") from e
-            if event.time // DAY != leaf.day:
-                raise IntegrityError("audit event time does not match its leaf's day")
-            return event
-        raise DecryptionFailed("this key opens no slot of the audit event")
+        plaintext = self._opener.open(leaf.eph, event_ad(leaf.day, leaf.audit_gen), leaf.ciphertext, leaf.slots,
+                                      slots)
+        try:
+            body = Fields(decode(plaintext), "audit body", {"e", "pad"})
+            event = Event.from_value(body.raw["e"])
+        except EncodingError as e:
+            raise IntegrityError(f"audit event body is malformed: {e}") from e
+        if event.time // DAY != leaf.day:
+            raise IntegrityError("audit event time does not match its leaf's day")
+        return event
 
 
 def open_leaf(leaf: Leaf, box_public: bytes, box_secret: bytes, slots: Sequence[int]) -> Event:
     """Open ``leaf`` with one X25519 key pair, trying the given slots. ``DecryptionFailed`` if none opens."""
     return Opener(box_public, box_secret).open(leaf, slots)
-
-
-def audit_keypair(team_seed: bytes) -> tuple[bytes, bytes]:
-    """The Security Team's audit key pair for one generation of its team key."""
-    return p.box_keypair(p.kdf(team_seed, labels.KDF_AUDIT_SEAL))
 
 
 # -- signed statements -----------------------------------------------------------------------
@@ -472,10 +390,10 @@ class Checkpoint:
             raise IntegrityError(f"malformed checkpoint: {e}") from e
 
     def sign(self, log_secret: bytes) -> bytes:
-        return p.sign(log_secret, labels.SIG_CHECKPOINT, self.raw)
+        return sign_checkpoint(log_secret, self.raw)
 
     def verify(self, log_public: bytes, sig: bytes) -> None:
-        p.verify(log_public, labels.SIG_CHECKPOINT, self.raw, sig)
+        verify_checkpoint(log_public, self.raw, sig)
 
 
 def cosign_statement(checkpoint_raw: bytes, member: str, device: str, time: int) -> bytes:

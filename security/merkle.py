@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from vault.errors import IntegrityError
+from vault.errors import ProofError
 
 __all__ = [
     "EMPTY_ROOT",
@@ -30,16 +30,6 @@ __all__ = [
 
 HASH_SIZE: Final = 32
 EMPTY_ROOT: Final[bytes] = hashlib.sha256(b"").digest()
-
-
-class ProofError(IntegrityError):
-    """A Merkle inclusion or consistency proof does not verify: the log is not what it claims."""
-
-    code = "log_inconsistent"
-    status = 409
-
-    def __init__(self, message: str = "Merkle proof does not verify") -> None:
-        super().__init__(message)
 
 
 def leaf_hash(data: bytes) -> bytes:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from security.protocols import parse
+
 ORG_ROLES: Final = ("member", "compa", "ncc", "staff", "security")
 BASE_ROLES: Final = ("member", "compa")
 TEAM_ROLES: Final = ("admin", "writer", "reader")
@@ -90,7 +92,5 @@ class DefaultPolicy:
         return all(team_role in limit for org_role, limit in MAX_TEAM_ROLE.items() if org_role in org_roles)
 
     def protocols_version(self, text: str) -> int:
-        from security.protocols import parse  # noqa: PLC0415 (keeps TOML parsing out of import time)
-
         return parse(text, "proposed security protocols").version
 

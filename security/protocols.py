@@ -8,12 +8,12 @@ so a typo never silently switches a rule off.
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from vault.chains import protocols_digest
 from vault.errors import EncodingError
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -53,7 +53,7 @@ class Protocols:
 
     @property
     def digest(self) -> bytes:
-        return hashlib.sha256(self.text.encode("utf-8")).digest()
+        return protocols_digest(self.text)
 
     def rule(self, rule_id: str) -> Rule:
         return self.rules[rule_id]

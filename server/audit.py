@@ -25,7 +25,7 @@ from aiohttp import web
 
 from security.events import DAY, Checkpoint
 from security.merkle import MerkleTree, leaf_hash
-from vault.crypto import primitives as p
+from vault.logsign import log_keypair, new_log_seed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, day INTEGER NOT NULL, hash BLOB NOT NULL, leaf BLOB);
@@ -104,7 +104,7 @@ class AuditStore:
     @classmethod
     async def open(cls, data_dir: Path) -> AuditStore:
         seed = _log_seed(data_dir / "log.key")
-        public, secret = p.sign_keypair(seed)
+        public, secret = log_keypair(seed)
         db = await aiosqlite.connect(data_dir / "audit.db", isolation_level=None)
         try:
             await db.execute("PRAGMA journal_mode=WAL")
@@ -265,7 +265,7 @@ def _log_seed(path: Path) -> bytes:
     try:
         seed = path.read_bytes()
     except FileNotFoundError:
-        seed = p.random_bytes(32)
+        seed = new_log_seed()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, seed)

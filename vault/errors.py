@@ -11,6 +11,7 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   ├── BadSignature         a signature that does not verify
     │   ├── Truncated            a stream that ended without its final tag / short body
     │   └── IntegrityError       hashes, commitments or bindings that do not match
+    │       └── ProofError       a Merkle inclusion or consistency proof that does not verify
     ├── KeystoreError
     │   ├── WrongPassphrase
     │   └── WeakParameters       KDF parameters below the enforced minimum
@@ -140,3 +141,16 @@ class ServerMismatch(VaultError):
 
 class TransportError(VaultError):
     code = "transport"
+
+
+# -- the audit log's Merkle tree (security/merkle.py) ----------------------------------------
+
+
+class ProofError(IntegrityError):
+    """A Merkle inclusion or consistency proof does not verify: the log is not what it claims."""
+
+    code = "log_inconsistent"
+    status = 409
+
+    def __init__(self, message: str = "Merkle proof does not verify") -> None:
+        super().__init__(message)

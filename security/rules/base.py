@@ -1,0 +1,210 @@
+"""What every rule check shares: the input and result types, levels, and lookups over the input.
+
+``Context`` indexes one ``AuditInput`` once (events by action, chain links by hash, the organization's
+link times), so that each check reads it without scanning everything again."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from security.events import Event
+from security.protocols import Rule
+from vault.chains import MemberState, OrgMember, OrgState, TeamState
+from vault.links import Link
+
+MINUTE: Final = 60
+HOUR: Final = 3600
+DAY: Final = 86400
+
+VIOLATION: Final = "violation"
+WARNING: Final = "warning"
+ALERT: Final = "alert"
+
+CHAIN_LINK_PREFIXES: Final = frozenset({"member", "device", "org", "team"})
+KEY_CHANGE_LINKS: Final = ("device.add", "device.revoke")
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    level: str  # "violation" | "warning" | "alert"
+    message: str  # one line; names member/team/device ids
+    subject: str  # the member, team or device id it is about ("" if none)
+    events: tuple[int, ...] = ()  # audit log indices of the events behind it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "level": self.level, "message": self.message, "subject": self.subject,
+                "events": list(self.events)}
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    severity: str
+    enabled: bool
+    status: str  # "disabled" | "violated" | "alert" | "warning" | "ok"
+    findings: tuple[Finding, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "enabled": self.enabled, "status": self.status,
+                "findings": [f.to_json() for f in self.findings]}
+
+
+@dataclass(frozen=True)
+class AuditInput:
+    now: int
+    org: OrgState
+    members: Mapping[str, MemberState]
+    teams: Mapping[str, TeamState]
+    org_links: Sequence[Link]
+    team_links: Mapping[str, Sequence[Link]]  # team id -> links
+    member_links: Mapping[str, Sequence[Link]]  # member id -> links
+    events: Sequence[tuple[int, Event]]  # (log index, decrypted event), in log order
+    log_ok: bool = True  # did the log verify against every checkpoint
+    log_problem: str = ""
+    last_witness: int | None = None  # time of the newest verified Security Team cosignature
+
+
+def status_of(enabled: bool, findings: Iterable[Finding]) -> str:
+    if not enabled:
+        return "disabled"
+    levels = {f.level for f in findings}
+    for level, status in ((VIOLATION, "violated"), (ALERT, "alert"), (WARNING, "warning")):
+        if level in levels:
+            return status
+    return "ok"
+
+
+# -- shared lookups ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    inp: AuditInput
+    now: int
+    link_events: dict[str, int]  # hex hash of a chain link -> index of the event that recorded it
+    org_by_seq: dict[int, Link]
+    org_times: list[int]  # times of org links, in chain order (non-decreasing)
+    org_seqs: list[int]
+    by_action: dict[str, list[tuple[int, Event]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, inp: AuditInput) -> Context:
+        link_events: dict[str, int] = {}
+        by_action: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+        for idx, ev in inp.events:
+            by_action[ev.action].append((idx, ev))
+            link = ev.res.get("link")
+            if link and ev.action.split(".", 1)[0] in CHAIN_LINK_PREFIXES:
+                link_events.setdefault(link, idx)
+        org_links = sorted(inp.org_links, key=lambda lk: lk.seq)
+        return cls(inp, inp.now, link_events, {lk.seq: lk for lk in org_links}, [lk.time for lk in org_links],
+                   [lk.seq for lk in org_links], dict(by_action))
+
+    def actions(self, action: str) -> list[tuple[int, Event]]:
+        return self.by_action.get(action, [])
+
+    def link_event(self, link: Link | None) -> tuple[int, ...]:
+        if link is None:
+            return ()
+        idx = self.link_events.get(link.hash.hex())
+        return () if idx is None else (idx,)
+
+    def org_time(self, seq: int, default: int) -> int:
+        link = self.org_by_seq.get(seq)
+        return default if link is None else link.time
+
+    def org_seq_at(self, t: int) -> int:
+        """The organization chain head in force at time ``t`` (0: none yet)."""
+        i = bisect.bisect_right(self.org_times, t)
+        return self.org_seqs[i - 1] if i else 0
+
+    def team_links(self, team_id: str) -> Sequence[Link]:
+        return self.inp.team_links.get(team_id, ())
+
+    def member_links(self, member_id: str) -> Sequence[Link]:
+        return self.inp.member_links.get(member_id, ())
+
+    def current_members(self) -> list[tuple[OrgMember, MemberState]]:
+        """Organization members who are not removed, with their member chain state."""
+        out = []
+        for mid, om in self.inp.org.members.items():
+            ms = self.inp.members.get(mid)
+            if ms is not None and om.status != "removed" and om.removed_at is None:
+                out.append((om, ms))
+        return out
+
+
+def finding(rule: Rule, level: str, message: str, subject: str, events: Iterable[int] = ()) -> Finding:
+    return Finding(rule.id, level, message, subject, tuple(sorted(set(events))))
+
+
+def obligation(rule: Rule, overdue: bool, subject: str, events: Iterable[int], violation: str,
+               warning: str) -> Finding:
+    """An obligation with a window: a violation once it has passed (``overdue``), a warning while it is open."""
+    return finding(rule, VIOLATION if overdue else WARNING, violation if overdue else warning, subject, events)
+
+
+def dur(seconds: int) -> str:
+    """A coarse human duration: 3d 4h, 5h 10m, 12m, 40s."""
+    s = max(0, int(seconds))
+    d, h, m = s // DAY, s % DAY // HOUR, s % HOUR // MINUTE
+    if d:
+        return f"{d}d {h}h" if h else f"{d}d"
+    if h:
+        return f"{h}h {m}m" if m else f"{h}h"
+    if m:
+        return f"{m}m"
+    return f"{s}s"
+
+
+def body_str(link: Link, key: str) -> str:
+    v = link.body.raw.get(key)
+    return v if isinstance(v, str) else ""
+
+
+def as_int(v: int | str | None) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return None
+
+
+def starts_generation(link: Link) -> bool:
+    """Does this team link start a new key generation?"""
+    if link.type in ("team.create", "team.rotate"):
+        return True
+    return link.type == "team.remove" and link.body.raw.get("key") is not None
+
+
+def sets_member(link: Link, member_id: str) -> bool:
+    """Does this team link set ``member_id``'s role or term (create, add, role)?"""
+    if link.type in ("team.add", "team.role"):
+        return body_str(link, "member") == member_id
+    if link.type == "team.create":
+        items = link.body.raw.get("members")
+        return isinstance(items, list) and any(isinstance(i, dict) and i.get("member") == member_id for i in items)
+    return False
+
+
+def adding_link(links: Sequence[Link], member_id: str) -> Link | None:
+    """The last team.create/team.add that put ``member_id`` into the team."""
+    found = None
+    for link in links:
+        if link.type in ("team.create", "team.add") and sets_member(link, member_id):
+            found = link
+    return found
+
+
+def ok_events(events: Iterable[tuple[int, Event]]) -> list[tuple[int, Event]]:
+    return [(i, e) for i, e in events if e.result == "ok"]
+
+
+Check = Callable[[Context, Rule], list[Finding]]

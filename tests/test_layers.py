@@ -1,0 +1,80 @@
+"""The core's structure as tests: the crypto fence, module sizes, no import cycles, no hidden imports.
+
+Read from the source (``ast``), so these hold for every module whether a test imports it or not.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ("vault", "security")
+MAX_LINES = 600
+
+
+def modules(*packages: str) -> Iterator[tuple[str, Path]]:
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
+
+
+def imported(tree: ast.AST) -> Iterator[tuple[ast.stmt, str]]:
+    """Every module an import statement names (``from a import b`` names ``a`` and ``a.b``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node, node.module
+            for alias in node.names:
+                yield node, f"{node.module}.{alias.name}"
+
+
+def test_only_vault_imports_the_crypto_primitives() -> None:
+    crossings = [f"{name} imports {target}" for name, path in modules("security", "server", "client")
+                 for _, target in imported(ast.parse(path.read_text()))
+                 if target == "vault.crypto" or target.startswith("vault.crypto.")]
+    assert crossings == []
+
+
+def test_core_modules_are_small() -> None:
+    large = [f"{path.relative_to(ROOT)}: {n} lines" for _, path in modules(*CORE)
+             if (n := len(path.read_text().splitlines())) > MAX_LINES]
+    assert large == []
+
+
+def test_core_imports_only_at_module_level() -> None:
+    """No import inside a function or class (the way to dodge a cycle); ``TYPE_CHECKING`` blocks aside."""
+    hidden = []
+    for name, path in modules(*CORE):
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        for node, target in imported(tree):
+            if id(node) not in top:
+                hidden.append(f"{name}:{node.lineno} imports {target}")
+    assert hidden == []
+
+
+def test_core_has_no_import_cycles() -> None:
+    known = dict(modules(*CORE))
+    graph = {name: {t for _, t in imported(ast.parse(path.read_text())) if t in known and t != name}
+             for name, path in known.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []

@@ -1,0 +1,44 @@
+"""What every chain shares: identifiers derived from keys and hashes, names, and cloning states."""
+
+from __future__ import annotations
+
+import copy
+from typing import TypeVar
+
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.errors import ChainError
+from vault.keys import short_id
+
+MAX_NAME = 64
+T = TypeVar("T")
+
+
+def clone(state: T) -> T:
+    """A deep copy to apply a candidate link to without touching the original."""
+    return copy.deepcopy(state)
+
+
+def member_id_for(first_device_sign_public: bytes) -> str:
+    return short_id(labels.H_MEMBER_ID, first_device_sign_public)
+
+
+def org_id_for(root: bytes) -> str:
+    """The organization id: derived from the hash of its org.create link (its root)."""
+    return short_id(labels.H_ORG_ID, root)
+
+
+def team_id_for(org_id: str, nonce: bytes) -> str:
+    return short_id(labels.H_TEAM_ID, org_id.encode() + b"\x00" + nonce)
+
+
+def protocols_digest(text: str) -> bytes:
+    """The digest that names a security-protocols text in ``org.protocols.*`` links: SHA-256 of its UTF-8."""
+    return p.sha256(text.encode("utf-8"))
+
+
+def check_name(name: str, what: str) -> str:
+    if not name or len(name) > MAX_NAME or not all(c.isalnum() or c in "-_." for c in name):
+        raise ChainError(f"{what} {name!r} is not valid: use 1-{MAX_NAME} letters, digits, - _ .")
+    return name
+

@@ -1,0 +1,441 @@
+"""The organization chain: members and their organization roles, invites, admissions, removals, the
+security-protocols text in force and the designated audit team.
+
+Transitions: ``org.create``, ``org.invite``, ``org.join``, ``org.admit``, ``org.role``, ``org.remove``,
+``org.protocols.propose`` / ``org.protocols.approve`` and ``org.audit_team`` (see ``vault.chains``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from vault.acts import Act
+from vault.chains.common import check_name, org_id_for, protocols_digest
+from vault.chains.member import MemberState, verify_signer
+from vault.errors import ChainError, EncodingError, PolicyDenied
+from vault.links import Link, check_sequence, verify_invite_signature
+
+ORG_INVITE_ROLES = ("member", "compa")
+MAX_INVITE_SECONDS = 30 * 86400
+MAX_OPEN_INVITES = 20  # per member: unused, unexpired invites
+GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
+# Two people: the subject never signs its own grant of these, and granting, revoking (other than stepping
+# down) or removing a holder takes two NCC members when there is one besides the signer and the subject.
+TWO_PERSON_ROLES = ("ncc", "security")
+
+
+class OrgPolicy(Protocol):
+    """What the organization chain asks of the policy (``vault.chains.team.Policy`` adds the teams')."""
+
+    def org_allows(self, roles: frozenset[str], action: str) -> bool: ...
+
+    def protocols_version(self, text: str) -> int:
+        """Validate a security-protocols text; its version (``EncodingError`` if invalid)."""
+        ...
+
+    def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: None) -> None:
+        """Refuse (``PolicyDenied``/``ChainError``) an act its author was not entitled to at its time."""
+        ...
+
+
+def role_act(member: str, role: str, grant: bool, until: int | None) -> tuple[str, ...]:
+    """How a two-person ``org.role`` waits in ``OrgState.role_proposals``.
+
+    An ``org.remove`` waits there as ("org.remove", member), an ``org.audit_team`` as ("org.audit_team", team)."""
+    return ("org.role", member, role, "grant", str(until)) if grant else ("org.role", member, role, "revoke")
+
+
+@dataclass
+class Invite:
+    public: bytes
+    role: str
+    note: str
+    expires: int
+    by: str
+    used_by: str | None = None
+
+
+@dataclass
+class RoleEntry:
+    seq: int
+    status: str  # "admitted" | "pending" | "removed"
+    roles: dict[str, int | None]  # role -> until (None: no end)
+
+
+@dataclass
+class OrgMember:
+    member_id: str
+    invited_by: str | None
+    since: int
+    member_head: bytes
+    log: list[RoleEntry] = field(default_factory=list)
+    removed_at: int | None = None  # time of the org.remove link
+
+    @property
+    def status(self) -> str:
+        return self.log[-1].status
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(self.log[-1].roles)
+
+    @property
+    def role_terms(self) -> dict[str, int | None]:
+        return dict(self.log[-1].roles)
+
+    def entry_at(self, seq: int) -> RoleEntry | None:
+        found = None
+        for e in self.log:
+            if e.seq <= seq:
+                found = e
+        return found
+
+
+@dataclass(frozen=True)
+class ProtocolsChange:
+    """A proposed security-protocols text; in force once a second NCC member approves it."""
+
+    digest: bytes
+    text: str
+    version: int
+    proposer: str
+    proposed_at: int
+    approver: str | None = None
+    approved_at: int | None = None
+
+
+@dataclass
+class OrgState:
+    org_id: str
+    root: bytes
+    name: str
+    founder_invite: bytes
+    members: dict[str, OrgMember]
+    invites: dict[bytes, Invite]
+    seq: int
+    head: bytes
+    time: int
+    proposals: dict[bytes, ProtocolsChange] = field(default_factory=dict)
+    protocols: ProtocolsChange | None = None  # None: the shipped defaults
+    protocols_log: list[ProtocolsChange] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # the time of each link, by seq - 1
+    audit_team: str | None = None  # the designated security team (None: none designated yet)
+    audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
+    # Two-person acts waiting for their second signature (``role_act``): act -> (proposer, time)
+    role_proposals: dict[tuple[str, ...], tuple[str, int]] = field(default_factory=dict)
+    # seq of each link of a two-person act signed by two -> its proposer (None: the proposal itself); a
+    # two-person act's link missing here took effect on one signature (rule two-person reports those)
+    cosigned: dict[int, str | None] = field(default_factory=dict)
+    _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
+                                                                         compare=False)
+
+    @property
+    def audit_team_proposals(self) -> dict[str, tuple[str, int]]:
+        """Designations of the audit team waiting for a second NCC member: team -> (proposer, time)."""
+        return {act[1]: v for act, v in self.role_proposals.items() if act[0] == "org.audit_team"}
+
+    def audit_team_at(self, seq: int) -> str | None:
+        """The security team designated for the audit log at organization state ``seq`` (None: none yet)."""
+        found = None
+        for s, team in self.audit_team_log:
+            if s <= seq:
+                found = team
+        return found
+
+    def seq_at(self, t: int) -> int:
+        """The organization state current at time ``t``: the last link dated at or before it (0: none)."""
+        return bisect.bisect_right(self.times, t)
+
+    def superseded_at(self, seq: int) -> int | None:
+        """When the state ``seq`` ended: the time of the next link (None: still current)."""
+        return self.times[seq] if 0 < seq < len(self.times) else None
+
+    def roles_of(self, member_id: str, now: int | None = None, seq: int | None = None) -> frozenset[str]:
+        """Org roles in force for an admitted member (at org ``seq`` and time ``now``)."""
+        m = self.members.get(member_id)
+        if m is None:
+            return frozenset()
+        s = self.seq if seq is None else seq
+        e = m.entry_at(s)
+        if e is None or e.status != "admitted":
+            return frozenset()
+        roles = {r for r, until in e.roles.items() if until is None or now is None or now < until}
+        if now is not None and "ncc" in e.roles and "ncc" not in roles and member_id in self.caretakers(s, now):
+            roles.add("ncc")
+        return frozenset(roles)
+
+    def caretakers(self, seq: int, now: int) -> frozenset[str]:
+        """Who keeps the NCC role past the end of their term at org state ``seq`` and time ``now``.
+
+        The organization is never left without NCC: when every NCC term has ended and nobody was
+        granted NCC since, the member(s) whose NCC term ended last stay NCC (caretakers) until
+        another member is granted the role (``role-terms`` reports it; they cannot renew themselves)."""
+        last, holders = self._ncc_terms(seq)
+        return holders if last is not None and now >= last else frozenset()
+
+    def _ncc_terms(self, seq: int) -> tuple[int | None, frozenset[str]]:
+        """(the latest end of an NCC term at org state ``seq``, who holds it); None: some term has no end."""
+        cached = self._ncc_terms_cache.get(seq)
+        if cached is None:
+            ends: dict[str, int | None] = {}
+            for mid, om in self.members.items():
+                e = om.entry_at(seq)
+                if e is not None and e.status == "admitted" and "ncc" in e.roles:
+                    ends[mid] = e.roles["ncc"]
+            bounded = [u for u in ends.values() if u is not None]
+            if not ends or len(bounded) < len(ends):
+                cached = (None, frozenset())
+            else:
+                last = max(bounded)
+                cached = (last, frozenset(mid for mid, u in ends.items() if u == last))
+            self._ncc_terms_cache[seq] = cached
+        return cached
+
+    def admitted(self, member_id: str, seq: int | None = None) -> bool:
+        m = self.members.get(member_id)
+        e = m.entry_at(self.seq if seq is None else seq) if m else None
+        return e is not None and e.status == "admitted"
+
+    @classmethod
+    def create(cls, link: Link, members: Mapping[str, MemberState]) -> OrgState:
+        if link.type != "org.create" or link.seq != 1 or link.prev is not None or link.chain:
+            raise ChainError("an organization chain must start with org.create")
+        founder = verify_signer(link, members)
+        try:
+            invite_pk = link.body.bytes_("founder_invite", 32)
+            name = check_name(link.body.str_("name"), "organization name")
+            if link.body.bytes_("member_head", 32) != founder.root:
+                raise ChainError("org.create does not pin the founder's member chain")
+        except EncodingError as e:
+            raise ChainError(f"malformed org.create: {e}") from e
+        verify_invite_signature(link, invite_pk)
+        root = link.hash
+        m = OrgMember(founder.member_id, None, link.time, founder.root,
+                      [RoleEntry(1, "admitted", {"member": None, "ncc": None})])
+        return cls(org_id_for(root), root, name, invite_pk, {founder.member_id: m}, {}, 1, root, link.time,
+                   times=[link.time])
+
+    def apply(self, link: Link, members: Mapping[str, MemberState], policy: OrgPolicy) -> None:
+        check_sequence(link, self.org_id, self.seq, self.head, self.time)
+        ms = verify_signer(link, members)
+        handlers = {"org.invite": self._invite, "org.join": self._join, "org.admit": self._admit,
+                    "org.role": self._role, "org.remove": self._remove,
+                    "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
+                    "org.audit_team": self._audit_team}
+        handler = handlers.get(link.type)
+        if handler is None:
+            raise ChainError(f"unsupported organization link type {link.type!r}")
+        try:
+            handler(link, ms, policy)
+        except EncodingError as e:
+            raise ChainError(f"malformed {link.type}: {e}") from e
+        self.seq, self.head, self.time = link.seq, link.hash, link.time
+        self.times.append(link.time)
+
+    def _authorize(self, link: Link, ms: MemberState, policy: OrgPolicy, action: str) -> None:
+        """The signer's right to an org link, judged by the one judge at the state before it."""
+        policy.judge(Act(link.signer, link.device, link.time, action), self, {ms.member_id: ms}, None)
+
+    def _record(self, member_id: str, seq: int, status: str, roles: dict[str, int | None]) -> None:
+        self.members[member_id].log.append(RoleEntry(seq, status, roles))
+        self._ncc_terms_cache.clear()  # entries changed: past answers may name a later seq
+
+    def _invite(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        b = link.body
+        role = b.str_("role", 16)
+        if role not in ORG_INVITE_ROLES:
+            raise ChainError(f"an invite grants one of {ORG_INVITE_ROLES}, not {role!r}")
+        self._authorize(link, ms, policy, f"org.invite.{role}")
+        pk = b.bytes_("invite", 32)
+        if pk in self.invites or pk == self.founder_invite:
+            raise ChainError("invite key is already recorded")
+        expires = b.int_("expires", 0)
+        if expires <= link.time:
+            raise ChainError("invite expires before it is issued")
+        if expires > link.time + MAX_INVITE_SECONDS:
+            raise ChainError("an invite may be valid for at most 30 days")
+        open_invites = [i for i in self.invites.values()
+                        if i.by == link.signer and i.used_by is None and i.expires > link.time]
+        if len(open_invites) >= MAX_OPEN_INVITES:
+            raise PolicyDenied(f"you have {MAX_OPEN_INVITES} unused invites open; let some be used or expire")
+        self.invites[pk] = Invite(pk, role, b.str_("note", 256), expires, link.signer)
+
+    def _join(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        pk = link.body.bytes_("invite", 32)
+        inv = self.invites.get(pk)
+        if inv is None:
+            raise ChainError("org.join claims an unknown invite")
+        if inv.used_by is not None:
+            raise ChainError("invite has already been used")
+        if link.time >= inv.expires:
+            raise ChainError("invite has expired")
+        if link.signer in self.members:
+            raise ChainError("member has already joined")
+        if link.body.bytes_("member_head", 32) != ms.root:
+            raise ChainError("org.join does not pin the member's chain")
+        verify_invite_signature(link, pk)
+        inv.used_by = link.signer
+        # An invite from someone allowed to admit is an admission; otherwise it waits for org.admit.
+        admitted = policy.org_allows(self.roles_of(inv.by, link.time), "org.admit")
+        self.members[link.signer] = OrgMember(link.signer, inv.by, link.time, ms.root)
+        self._record(link.signer, link.seq, "admitted" if admitted else "pending", {inv.role: None})
+
+    def _admit(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        self._authorize(link, ms, policy, "org.admit")
+        target = link.body.str_("member", 64)
+        m = self.members.get(target)
+        if m is None:
+            raise ChainError(f"unknown member {target}")
+        if m.status == "admitted":
+            raise ChainError(f"member {target} is already admitted")
+        if m.status == "removed":
+            raise ChainError(f"member {target} was removed from the organization and cannot come back; "
+                             "they join again with a new invite (a new identity)")
+        self._record(target, link.seq, "admitted", m.role_terms)
+
+    def _role(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        b = link.body
+        self._authorize(link, ms, policy, "org.role")
+        target, role, grant = b.str_("member", 64), b.str_("role", 16), b.bool_("grant")
+        until = b.opt_int("until", 0)
+        if role not in GRANTABLE_ROLES:
+            raise ChainError(f"role must be one of {GRANTABLE_ROLES}, not {role!r}")
+        m = self.members.get(target)
+        if m is None or m.status != "admitted":
+            raise ChainError(f"member {target} is not an admitted member")
+        roles = m.role_terms
+        active = self.roles_of(target, link.time)
+        if grant:
+            if until is not None and until <= link.time:
+                raise ChainError("role end date is in the past")
+            if role == "compa" and until is not None:
+                raise ChainError("compa replaces the member role; it takes no end date")
+            if role in active:
+                raise ChainError(f"member already holds role {role!r}")
+            if target == link.signer and role in TWO_PERSON_ROLES:
+                raise PolicyDenied(f"granting yourself the {role} role needs a second person: "
+                                   "another NCC member must sign the grant")
+            if role in TWO_PERSON_ROLES and not self._second_person(link, role_act(target, role, True, until), target):
+                return
+            roles[role] = until
+            if role == "compa":
+                roles.pop("member", None)
+        else:
+            if until is not None:
+                raise ChainError("a revocation takes no end date")
+            if role not in active:
+                raise ChainError(f"member does not hold role {role!r}")
+            if role == "ncc" and not any(
+                mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
+            ):
+                raise ChainError("cannot remove the last NCC member")
+            if role in TWO_PERSON_ROLES and target != link.signer and not self._second_person(
+                    link, role_act(target, role, False, None), target):
+                return  # (stepping down oneself takes one signature: it only gives power up)
+            del roles[role]
+            if role == "compa":
+                roles["member"] = None
+        self._record(target, link.seq, "admitted", roles)
+
+
+    def _remove(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """A departure: no roles, no logins, the member's open invites die with it."""
+        self._authorize(link, ms, policy, "org.remove")
+        target = link.body.str_("member", 64)
+        link.body.str_("reason", 256)
+        m = self.members.get(target)
+        if m is None or m.status == "removed":
+            raise ChainError(f"member {target} is not a current member")
+        if target == link.signer:
+            raise ChainError("members leave the organization through another NCC member")
+        if "ncc" in self.roles_of(target, link.time) and not any(
+            mid != target and "ncc" in self.roles_of(mid, link.time) for mid in self.members
+        ):
+            raise ChainError("cannot remove the last NCC member")
+        strong = self.roles_of(target, link.time) & set(TWO_PERSON_ROLES)
+        if strong and not self._second_person(link, ("org.remove", target), target):
+            return
+        for inv in self.invites.values():
+            if inv.by == target and inv.used_by is None and inv.expires > link.time:
+                inv.expires = link.time
+        self._record(target, link.seq, "removed", {})
+        m.removed_at = link.time
+
+    def _second_person(self, link: Link, act: tuple[str, ...], subject: str | None) -> bool:
+        """Two people for the strongest roles: does ``act`` take effect with this link?
+
+        When an NCC member other than the signer and the subject exists at the link's time, the first
+        link only proposes the act (False) and the same act signed by a second NCC member, neither
+        the proposer nor the subject, puts it in force (True). With no such member, one signature
+        does (the ``two-person`` rule reports it)."""
+        if not any(m not in (link.signer, subject) and "ncc" in self.roles_of(m, link.time) for m in self.members):
+            return True
+        proposed = self.role_proposals.get(act)
+        if proposed is not None and proposed[0] == link.signer:
+            raise PolicyDenied("this needs a second NCC member (neither you nor its subject): you proposed it already")
+        if proposed is None or proposed[0] == subject or "ncc" not in self.roles_of(proposed[0], link.time):
+            self.role_proposals[act] = (link.signer, link.time)
+            self.cosigned[link.seq] = None
+            return False
+        del self.role_proposals[act]
+        self.cosigned[link.seq] = proposed[0]
+        return True
+
+    def _propose(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        self._authorize(link, ms, policy, "org.protocols")
+        text = link.body.str_("text", 64 * 1024)
+        version = policy.protocols_version(text)
+        current = self.protocols.version if self.protocols else 1
+        if version <= current:
+            raise ChainError(f"a protocols change must raise the version above {current}")
+        digest = protocols_digest(text)
+        if digest in self.proposals:
+            raise ChainError("this protocols text is already proposed")
+        self.proposals[digest] = ProtocolsChange(digest, text, version, link.signer, link.time)
+
+    def _approve(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        self._authorize(link, ms, policy, "org.protocols")
+        digest = link.body.bytes_("digest", 32)
+        proposal = self.proposals.get(digest)
+        if proposal is None:
+            raise ChainError("no such security-protocols proposal")
+        if proposal.proposer == link.signer:
+            raise PolicyDenied("a protocols change needs a second NCC member: you proposed it")
+        current = self.protocols.version if self.protocols else 1
+        if proposal.version <= current:
+            raise ChainError("a newer protocols version is already in force")
+        approved = replace(proposal, approver=link.signer, approved_at=link.time)
+        self.protocols = approved
+        self.protocols_log.append(approved)
+        self.proposals = {d: c for d, c in self.proposals.items() if c.version > approved.version}
+
+    def _audit_team(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """Designate the audit log's security team (its kind is checked where teams are known: the server
+        on accepting the link, clients when they judge an audit-key statement).
+
+        Two people: with another NCC member at the link's time, the first link is a proposal and the
+        same link by a second NCC member puts it in force; with one NCC member only, one signature does."""
+        self._authorize(link, ms, policy, "org.audit_team")
+        team = link.body.str_("team", 64)
+        if not team:
+            raise ChainError("org.audit_team names no team")
+        if team == self.audit_team:
+            raise ChainError(f"team {team} is already the designated security team")
+        if not self._second_person(link, ("org.audit_team", team), None):
+            return
+        self.audit_team = team
+        self.audit_team_log.append((link.seq, team))
+        for act in [act for act in self.role_proposals if act[0] == "org.audit_team"]:
+            del self.role_proposals[act]  # taking effect clears every pending designation
+
+
+def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: OrgPolicy) -> OrgState:
+    if not links:
+        raise ChainError("empty organization chain")
+    state = OrgState.create(links[0], members)
+    for link in links[1:]:
+        state.apply(link, members, policy)
+    return state

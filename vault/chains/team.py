@@ -1,0 +1,417 @@
+"""The team chain: a team's kind, members with team roles and expiries, and its key generations.
+
+Transitions: ``team.create``, ``team.add``, ``team.share``, ``team.remove``, ``team.leave``,
+``team.role`` and ``team.rotate`` (see ``vault.chains``). Team links carry ``org_seq``: the
+organization chain head they were made against, so the signer's organization roles are judged as
+they were at that point.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vault.acts import Act
+from vault.chains.common import check_name, team_id_for
+from vault.chains.member import MemberState, verify_signer
+from vault.chains.org import OrgPolicy, OrgState
+from vault.encoding import Fields, Value
+from vault.errors import ChainError, EncodingError, PolicyDenied
+from vault.links import Link, check_no_cosignature, check_sequence
+
+TEAM_ROLE_NAMES = ("admin", "writer", "reader")
+HISTORY_BLOB = 24 + 32 + 16
+
+
+class Policy(OrgPolicy, Protocol):
+    """What the chains ask of the policy (``security.policy.DefaultPolicy`` through ``security.authority``)."""
+
+    def team_allows(self, org_roles: frozenset[str], team_role: str | None, action: str) -> bool: ...
+
+    def may_hold_team_role(self, org_roles: frozenset[str], team_role: str) -> bool: ...
+
+    def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: TeamState | None) -> None:
+        """Refuse (``PolicyDenied``/``ChainError``) an act its author was not entitled to at its time."""
+        ...
+
+    def team_members(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """The team's members at time ``t`` (role not ended, admitted at org state ``org_seq``)."""
+        ...
+
+    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+        """Who must receive a box of a new key generation made at org state ``org_seq``, time ``t``."""
+        ...
+
+
+@dataclass
+class TeamMember:
+    member_id: str
+    role: str
+    until: int | None
+    since: int
+
+    def active(self, now: int) -> bool:
+        return self.until is None or now < self.until
+
+
+@dataclass
+class BoxCommitment:
+    gen: int
+    member_id: str
+    puk_gen: int
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class TeamSnapshot:
+    """What a document header's ``team_seq`` refers to: generation, roles and org state then."""
+
+    generation: int
+    org_seq: int
+    roles: dict[str, tuple[str, int | None]]  # member -> (role, until)
+    time: int = 0  # the time of the link that made this state
+
+
+@dataclass
+class TeamState:
+    team_id: str
+    org_id: str
+    name: str
+    kind: str
+    history: bool
+    members: dict[str, TeamMember]
+    generation: int
+    canaries: dict[int, bytes]
+    boxes: dict[tuple[int, str], BoxCommitment] = field(default_factory=dict)
+    prev: dict[int, bytes] = field(default_factory=dict)  # gen -> previous seed under gen
+    pending_rotation: bool = False
+    pending_share: dict[str, str] = field(default_factory=dict)  # member -> who added them without a key
+    removed_at: dict[str, int] = field(default_factory=dict)  # member -> seq of the link that removed them
+    rekeyed: dict[int, str] = field(default_factory=dict)  # gen -> admin who re-keyed the team (no member held it)
+    org_seq: int = 0
+    seq: int = 0
+    head: bytes = b""
+    time: int = 0
+    snapshots: dict[int, TeamSnapshot] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
+        """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
+        once made (a link only adds one), and a team grown one member at a time holds a snapshot of
+        every member's role per link (O(members^2); copying them made a removal from a 500-member
+        team cost ~0.4 s)."""
+        fields = {f.name: copy.deepcopy(getattr(self, f.name), memo) for f in dataclasses.fields(self)
+                  if f.name != "snapshots"}
+        return TeamState(**fields, snapshots=dict(self.snapshots))
+
+    def _snapshot(self) -> None:
+        self.snapshots[self.seq] = TeamSnapshot(
+            self.generation, self.org_seq, {m: (tm.role, tm.until) for m, tm in self.members.items()}, self.time)
+
+    def superseded_at(self, team_seq: int) -> int | None:
+        """When the state ``team_seq`` ended: the time of the next team link (None: still current)."""
+        nxt = self.snapshots.get(team_seq + 1)
+        return None if nxt is None else nxt.time
+
+    def role_of(self, member_id: str, now: int) -> str | None:
+        m = self.members.get(member_id)
+        if m is None or not m.active(now):
+            return None
+        return m.role
+
+    def active_members(self, now: int) -> set[str]:
+        return {m for m, tm in self.members.items() if tm.active(now)}
+
+    def admins(self, now: int) -> set[str]:
+        return {m for m, tm in self.members.items() if tm.active(now) and tm.role == "admin"}
+
+    def holds_key(self, member_id: str, now: int) -> bool:
+        return self.role_of(member_id, now) is not None and (self.generation, member_id) in self.boxes
+
+    def key_holders(self, org: OrgState, org_seq: int, now: int, policy: Policy) -> set[str]:
+        """The team's members (at org state ``org_seq``) who hold the current key: who can rotate.
+        None left (an orphaned team): one of the team's admins may re-key it (``team.rotate`` without
+        the old key, a fresh generation with no history)."""
+        return {m for m in policy.team_members(self, org, org_seq, now) if self.holds_key(m, now)}
+
+    def rotation_reasons(self, now: int, members: Mapping[str, MemberState], org: OrgState,
+                         tolerant: bool = False, org_seq: int | None = None) -> list[str]:
+        """Why the current generation must not be used for new content (empty: it may).
+
+        Judged at organization state ``org_seq`` (default: the head): a member removed from the
+        organization takes no part in any team, so a box they hold makes every team of theirs rotate."""
+        reasons = []
+        if self.pending_rotation:
+            reasons.append("a member was removed or left and the key was not rotated yet")
+        for (gen, mid), c in self.boxes.items():
+            if gen != self.generation:
+                continue
+            if mid not in self.members:
+                reasons.append(f"{mid} was removed but holds the current key")
+            elif not org.admitted(mid, org_seq):
+                reasons.append(f"{mid} was removed from the organization but holds the current key")
+            elif not self.members[mid].active(now):
+                reasons.append(f"{mid}'s role ended but they hold the current key")
+            elif mid in members and (c.puk_gen not in members[mid].puk_gens_at(now) if tolerant
+                                     else c.puk_gen != members[mid].puk_gen_at(now)):
+                reasons.append(f"{mid} revoked a device that could open the current key")
+        return reasons
+
+    @classmethod
+    def create(cls, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy,
+               kinds: Iterable[str]) -> TeamState:
+        if link.type != "team.create" or link.seq != 1 or link.prev is not None or link.chain:
+            raise ChainError("a team chain must start with team.create")
+        check_no_cosignature(link)
+        verify_signer(link, members)
+        try:
+            b = link.body
+            if b.str_("org") != org.org_id:
+                raise ChainError("team belongs to another organization")
+            org_seq = _org_seq(b, org, 0)
+            kind = b.str_("kind", 16)
+            if kind not in kinds:
+                raise ChainError(f"unknown team kind {kind!r}")
+            policy.judge(Act(link.signer, link.device, link.time, f"team.create.{kind}", org_seq=org_seq), org,
+                         members, None)
+            state = cls(team_id_for(org.org_id, b.bytes_("nonce", 16)), org.org_id,
+                        check_name(b.str_("name"), "team name"), kind, b.bool_("history"), {}, 0, {})
+            state.org_seq = org_seq
+            for item in b.list_("members", 1000):
+                m = Fields(item, "team member", {"member", "role", "until"})
+                state._add_member(m, link, org, org_seq, policy)
+            if state.role_of(link.signer, link.time) != "admin":
+                raise ChainError("the creator of a team must be one of its admins")
+            state._new_generation(b.dict_("key"), link, members, org, org_seq, policy)
+        except EncodingError as e:
+            raise ChainError(f"malformed team.create: {e}") from e
+        state.seq, state.head, state.time = 1, link.hash, link.time
+        state._snapshot()
+        return state
+
+    def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
+        check_sequence(link, self.team_id, self.seq, self.head, self.time)
+        verify_signer(link, members)
+        handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
+                    "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate}
+        handler = handlers.get(link.type)
+        if handler is None:
+            raise ChainError(f"unsupported team link type {link.type!r}")
+        try:
+            org_seq = _org_seq(link.body, org, self.org_seq)
+            self._drop_departed(link, org, org_seq)
+            handler(link, org, org_seq, members, policy)
+        except EncodingError as e:
+            raise ChainError(f"malformed {link.type}: {e}") from e
+        self.org_seq = org_seq
+        self.seq, self.head, self.time = link.seq, link.hash, link.time
+        self._snapshot()
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def _authorize(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState], policy: Policy,
+                   action: str) -> None:
+        """The signer's right to this link, judged by the one judge at the states the link names (this
+        team state, the organization state ``org_seq``)."""
+        policy.judge(Act(link.signer, link.device, link.time, action, org_seq=org_seq, team_seq=self.seq), org,
+                     members, self)
+
+    def _add(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+             policy: Policy) -> None:
+        self._authorize(link, org, org_seq, members, policy, "team.add")
+        added = self._add_member(link.body, link, org, org_seq, policy)
+        key = link.body.opt_dict("key", {"gen", "boxes"})
+        if key is None:
+            if self.holds_key(link.signer, link.time):
+                raise ChainError("a key holder must box the key for the member it adds")
+            if (self.generation, added) not in self.boxes:  # a re-added member may hold it already
+                self.pending_share[added] = link.signer
+            return
+        self._one_box(key, added, link, members, org, org_seq)
+        self.pending_share.pop(added, None)  # boxed now: no longer waiting (a re-add by a key holder)
+
+    def _share(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+               policy: Policy) -> None:
+        self._authorize(link, org, org_seq, members, policy, "team.share")
+        if not self.holds_key(link.signer, link.time):
+            raise PolicyDenied("only a holder of the current team key can share it")
+        target = link.body.str_("member", 64)
+        if target not in self.pending_share or target not in policy.team_members(self, org, org_seq, link.time):
+            raise ChainError(f"member {target} is not waiting for the team key")
+        self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members, org, org_seq)
+        self.pending_share.pop(target, None)
+
+    def _remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                policy: Policy) -> None:
+        self._authorize(link, org, org_seq, members, policy, "team.remove")
+        target = link.body.str_("member", 64)
+        if target not in self.members:
+            raise ChainError(f"member {target} is not in team {self.name}")
+        if self.admins(link.time) == {target}:
+            raise ChainError("cannot remove the last admin of a team; make someone else admin first")
+        holder = self.holds_key(link.signer, link.time) and link.signer != target
+        del self.members[target]
+        self.removed_at[target] = link.seq
+        self.pending_share.pop(target, None)
+        key = link.body.opt_dict("key")
+        if key is None:
+            if holder:
+                raise ChainError("a key holder must rotate the key in the same link as a removal")
+            self.pending_rotation = True
+        else:
+            if not holder:
+                raise ChainError("only a holder of the current key can rotate it")
+            self._new_generation(key, link, members, org, org_seq, policy)
+
+    def _leave(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+               policy: Policy) -> None:
+        if link.signer not in self.members:
+            raise ChainError("you are not in this team")
+        self._authorize(link, org, org_seq, members, policy, "team.leave")
+        if self.admins(link.time) == {link.signer}:
+            raise ChainError("you are the last admin of this team; make someone else admin first")
+        del self.members[link.signer]
+        self.removed_at[link.signer] = link.seq
+        self.pending_share.pop(link.signer, None)
+        self.pending_rotation = True
+
+    def _role(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+              policy: Policy) -> None:
+        self._authorize(link, org, org_seq, members, policy, "team.role")
+        b = link.body
+        target, role, until = b.str_("member", 64), b.str_("role", 16), b.opt_int("until", 0)
+        m = self.members.get(target)
+        if m is None or not m.active(link.time):
+            raise ChainError(f"member {target} is not in team {self.name}")
+        if role not in TEAM_ROLE_NAMES:
+            raise ChainError(f"unknown team role {role!r}")
+        if until is not None and until <= link.time:
+            raise ChainError("role expiry is in the past")
+        if m.role == "admin" and role != "admin" and self.admins(link.time) == {target}:
+            raise ChainError("cannot demote the last admin of a team")
+        if not policy.may_hold_team_role(org.roles_of(target, link.time, org_seq), role):
+            raise PolicyDenied(f"member {target} may not hold team role {role!r}")
+        if (m.role, m.until) == (role, until):
+            raise ChainError("nothing to change")
+        m.role, m.until = role, until
+
+    def _rotate(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                policy: Policy) -> None:
+        self._authorize(link, org, org_seq, members, policy, "team.rotate")
+        if self.holds_key(link.signer, link.time):
+            self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy)
+            return
+        if self.key_holders(org, org_seq, link.time, policy):
+            raise PolicyDenied(f"member {link.signer} holds no key of team {self.name}: only a holder of the "
+                               "current team key can rotate it")
+        # A re-key: no member holds the key (its only holders were removed by someone who held none),
+        # so nobody could ever rotate again. An admin of the team starts a fresh key without history.
+        if self.role_of(link.signer, link.time) != "admin":
+            raise PolicyDenied(f"no member holds the key of team {self.name}: only one of its admins can re-key it")
+        self.pending_share.pop(link.signer, None)
+        self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy, fresh=True)
+        self.rekeyed[self.generation] = link.signer
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _drop_departed(self, link: Link, org: OrgState, org_seq: int) -> None:
+        """Members removed from the organization (at the state this link names) leave the team with it.
+
+        Organization removal is final (``org.admit`` refuses a removed member), so this only ever
+        drops; a box such a member holds still makes the team rotate (``rotation_reasons``)."""
+        for mid in [m for m in self.members if not org.admitted(m, org_seq)]:
+            del self.members[mid]
+            self.removed_at[mid] = link.seq
+            self.pending_share.pop(mid, None)
+
+    def _add_member(self, f: Fields, link: Link, org: OrgState, org_seq: int, policy: Policy) -> str:
+        mid = f.str_("member", 64)
+        role = f.str_("role", 16)
+        until = f.opt_int("until", 0)
+        if role not in TEAM_ROLE_NAMES:
+            raise ChainError(f"unknown team role {role!r}")
+        if not org.admitted(mid, org_seq):
+            raise ChainError(f"member {mid} is not an admitted member of the organization")
+        if not policy.may_hold_team_role(org.roles_of(mid, link.time, org_seq), role):
+            raise PolicyDenied(f"member {mid} may not hold team role {role!r}")
+        if mid in self.members and self.members[mid].active(link.time):
+            raise ChainError(f"member {mid} is already in team {self.name}")
+        if until is not None and until <= link.time:
+            raise ChainError("role expiry is in the past")
+        self.members[mid] = TeamMember(mid, role, until, link.time)
+        self.removed_at.pop(mid, None)
+        return mid
+
+    def _one_box(self, key: Fields, member_id: str, link: Link, members: Mapping[str, MemberState],
+                 org: OrgState, org_seq: int) -> None:
+        if key.int_("gen") != self.generation:
+            raise ChainError("key box for a generation that is not current")
+        # Replaying a share: a PUK roll in the link's own second may postdate it (other chain,
+        # other signer's clock), so judge that second leniently; clients and the server judge
+        # new content strictly (from the roll's second on).
+        if self.rotation_reasons(link.time, members, org, tolerant=True, org_seq=org_seq):
+            raise ChainError("the team key must be rotated before it is shared")
+        commits = _box_commits(key.list_("boxes", 1), self.generation)
+        if set(commits) != {member_id}:
+            raise ChainError("the link must carry exactly the new member's key box")
+        self._record_boxes(commits, link, members)
+
+    def _new_generation(self, key: Fields, link: Link, members: Mapping[str, MemberState], org: OrgState,
+                        org_seq: int, policy: Policy, fresh: bool = False) -> None:
+        gen = key.int_("gen", 1)
+        if gen != self.generation + 1:
+            raise ChainError(f"key generation {gen} does not follow {self.generation}")
+        allowed = {"gen", "canary", "boxes", "prev"}
+        if set(key.raw) - allowed:
+            raise ChainError("unexpected fields in a key generation")
+        prev = key.opt_bytes("prev", HISTORY_BLOB)
+        if gen > 1 and self.history and not fresh and prev is None:
+            raise ChainError("a team with history must carry the previous key in a rotation")
+        if (gen == 1 or not self.history or fresh) and prev is not None:
+            raise ChainError("this key generation must not carry a previous key")
+        commits = _box_commits(key.list_("boxes", 1000), gen)
+        if set(commits) != policy.key_recipients(self, org, org_seq, link.time):
+            raise ChainError("key boxes do not match the team's membership (missing or extra box)")
+        self._record_boxes(commits, link, members)
+        self.generation = gen
+        self.canaries[gen] = key.bytes_("canary", 32)
+        if prev is not None:
+            self.prev[gen] = prev
+        self.pending_rotation = False  # members waiting for a share keep waiting (``key_recipients``)
+
+    def _record_boxes(self, commits: dict[str, BoxCommitment], link: Link, members: Mapping[str, MemberState]) -> None:
+        for mid, c in commits.items():
+            ms = members.get(mid)
+            if ms is None or c.puk_gen not in ms.puk_gens_at(link.time):
+                raise ChainError(f"key box for {mid} is not sealed to the member's current key")
+            self.boxes[(c.gen, mid)] = c
+
+
+def _org_seq(b: Fields, org: OrgState, previous: int) -> int:
+    seq = b.int_("org_seq", 1)
+    if seq > org.seq or seq < previous:
+        raise ChainError("team link refers to an organization state that does not exist or went back")
+    return seq
+
+
+def _box_commits(items: Iterable[Value], gen: int) -> dict[str, BoxCommitment]:
+    out: dict[str, BoxCommitment] = {}
+    for item in items:
+        f = Fields(item, "key box commitment", {"member", "puk_gen", "hash"})
+        mid = f.str_("member", 64)
+        if mid in out:
+            raise ChainError("duplicate key box for one member")
+        out[mid] = BoxCommitment(gen, mid, f.int_("puk_gen", 1), f.bytes_("hash", 32))
+    return out
+
+
+def replay_team(links: list[Link], org: OrgState, members: Mapping[str, MemberState], policy: Policy,
+                kinds: Iterable[str]) -> TeamState:
+    if not links:
+        raise ChainError("empty team chain")
+    state = TeamState.create(links[0], org, members, policy, kinds)
+    for link in links[1:]:
+        state.apply(link, org, members, policy)
+    return state

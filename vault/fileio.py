@@ -1,0 +1,134 @@
+"""File I/O shared by the client and the server: complete writes, atomic replacement, and a pipeline.
+
+* ``write_all`` / ``write_chunks``: ``os.write`` may write less than it was given; these loop until
+  every byte is written (or raise ``OSError``).
+* ``atomic_write`` and ``replace_durably``: write to a temporary file in the target's directory,
+  fsync it, rename it over the target and fsync the directory, so a reader (or a crash) sees the old
+  file or the new one, never a part, and an acknowledged write survives a crash.
+* ``prefetch`` and ``Stage``: the one-stage-in-flight pipeline of uploads and downloads. While the
+  event loop sends (or receives, or hashes) one piece, a worker thread prepares the next (reads and
+  encrypts, decrypts, writes). One call in flight per stage keeps the order and bounds memory to two
+  pieces; libsodium, hashing and ``write()`` release the GIL, so the two really overlap.
+
+Plain standard library: no event-loop framework, no crypto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+Buffer = bytes | bytearray | memoryview
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+def write_all(fd: int, data: Buffer) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may take fewer); ``OSError`` on failure."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_chunks(fd: int, chunks: Iterable[Buffer]) -> None:
+    """``write_all`` each chunk, in order."""
+    for chunk in chunks:
+        write_all(fd, chunk)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory, so that a rename or a new entry in it survives a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(temp: Path, target: Path) -> None:
+    """Rename the (already fsync'd) ``temp`` over ``target``, then fsync ``target``'s directory."""
+    os.replace(temp, target)
+    fsync_dir(target.parent)
+
+
+def atomic_write(path: Path, data: Buffer | Iterable[Buffer], mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` (bytes, or chunks written in order) atomically and durably.
+
+    The temporary file is made beside ``path`` with a unique name (two writers of one file do not
+    trip over each other) and ``mode``. If anything fails (a write, the source of the chunks, the
+    fsync), ``path`` keeps its old content and the temporary file is removed.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            if isinstance(data, bytes | bytearray | memoryview):
+                write_all(fd, data)
+            else:
+                write_chunks(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def prefetch(items: AsyncIterable[In], work: Callable[[In], Out],
+                   executor: concurrent.futures.Executor) -> AsyncGenerator[Out, None]:
+    """``work(item)`` for each item, in order, each in a worker of ``executor``: while the caller handles
+    one result, the worker computes the next one (one call in flight, so at most two results exist).
+
+    If the caller stops early (an error, a cancellation, ``aclose``), the call in flight is waited for
+    before this generator returns, so the worker is done with whatever it uses (a file descriptor).
+    """
+    pending: concurrent.futures.Future[Out] | None = None
+    try:
+        async for item in items:
+            if pending is None:
+                pending = executor.submit(work, item)
+                continue
+            result = await asyncio.wrap_future(pending)
+            pending = executor.submit(work, item)
+            yield result
+        if pending is not None:
+            result = await asyncio.wrap_future(pending)
+            pending = None
+            yield result
+    finally:
+        if pending is not None:
+            concurrent.futures.wait([pending])
+
+
+class Stage(Generic[In]):
+    """A sink run in a worker, one call in flight: ``await push(item)`` waits for the previous call to
+    finish, then starts ``work(item)``, and returns while it runs (the caller reads the next piece).
+
+    ``await drain()`` waits for the last call. ``settle()`` (in a ``finally``) blocks until no call is in
+    flight, whatever happened: cancelled or failed, the worker must be done before its file closes.
+    A failed call's exception is raised by the next ``push`` or ``drain``.
+    """
+
+    def __init__(self, work: Callable[[In], object], executor: concurrent.futures.Executor) -> None:
+        self._work = work
+        self._executor = executor
+        self._pending: concurrent.futures.Future[object] | None = None
+
+    async def push(self, item: In) -> None:
+        await self.drain()
+        self._pending = self._executor.submit(self._work, item)
+
+    async def drain(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await asyncio.wrap_future(pending)
+
+    def settle(self) -> None:
+        if self._pending is not None:
+            concurrent.futures.wait([self._pending])

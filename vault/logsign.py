@@ -1,0 +1,53 @@
+"""The audit log's signatures, each under its own domain tag (docs/format.md, "Audit log").
+
+* the server's log key (Ed25519, from a 32-byte seed kept next to the log) signs checkpoints;
+* a Security Team device cosigns a checkpoint (``security.events.cosign_statement``);
+* a Security Team device signs the audit-key statement (``security.events.audit_key_statement``).
+
+The statements' bytes are built in ``security/events.py``; this module only signs and verifies them.
+"""
+
+from __future__ import annotations
+
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.keys import DeviceKeys
+
+SEED_BYTES = 32
+
+
+def new_log_seed() -> bytes:
+    """A fresh seed for the server's checkpoint-signing key."""
+    return p.random_bytes(SEED_BYTES)
+
+
+def log_keypair(seed: bytes) -> tuple[bytes, bytes]:
+    """``(public, secret)`` of the server's log key from its seed."""
+    return p.sign_keypair(seed)
+
+
+def sign_checkpoint(log_secret: bytes, checkpoint_raw: bytes) -> bytes:
+    return p.sign(log_secret, labels.SIG_CHECKPOINT, checkpoint_raw)
+
+
+def verify_checkpoint(log_public: bytes, checkpoint_raw: bytes, sig: bytes) -> None:
+    """Raises ``BadSignature`` unless ``sig`` is the log key's signature of the checkpoint."""
+    p.verify(log_public, labels.SIG_CHECKPOINT, checkpoint_raw, sig)
+
+
+def sign_cosignature(device: DeviceKeys, statement: bytes) -> bytes:
+    return device.sign(labels.SIG_COSIGN, statement)
+
+
+def verify_cosignature(sign_public: bytes, statement: bytes, sig: bytes) -> None:
+    """Raises ``BadSignature`` unless ``sig`` is the device's cosignature of ``statement``."""
+    p.verify(sign_public, labels.SIG_COSIGN, statement, sig)
+
+
+def sign_audit_key(device: DeviceKeys, statement: bytes) -> bytes:
+    return device.sign(labels.SIG_AUDIT_KEY, statement)
+
+
+def verify_audit_key(sign_public: bytes, statement: bytes, sig: bytes) -> None:
+    """Raises ``BadSignature`` unless ``sig`` is the device's signature of the audit-key statement."""
+    p.verify(sign_public, labels.SIG_AUDIT_KEY, statement, sig)
