@@ -262,7 +262,7 @@ def join_member(org: Org, make_member: Any, name: str, role: str = "member") -> 
 def security_team(org: Org, make_member: Any, name: str = "carol") -> Member:
     """A Security Team member (org role security, admin of team "sec", from which the audit key
     comes) whose first command published the audit key."""
-    m = make_member(name)
+    m: Member = make_member(name)
     m.ok("join", org.alice.json("invite")["invite"], "--name", name)
     org.alice.ok("role", "grant", name, "security", "--until", "2099-01-01")
     org.alice.ok("team", "create", "sec", "--kind", "security")
