@@ -306,3 +306,70 @@ def test_keystore_local_state_and_audit_leaves_follow_the_document(org: Org) -> 
             assert i == 1 if body["e"]["actor"] == who["member"] else i == 2
             opened.append(body["e"]["action"])
     assert {"auth.login", "thread.create", "msg.post"} <= set(opened)
+
+
+def test_team_keys_documents_and_messages_follow_the_document(org: Org, tmp_path: Path) -> None:
+    doc = tmp_path / "notes.txt"
+    doc.write_bytes(b"x" * 1000)
+    org.alice.ok("put", "drafting", str(doc))
+    org.bob.ok("thread", "create", "drafting", "plans")
+    org.bob.ok("thread", "post", "drafting", "plans", "hello")
+    who = org.bob.json("whoami")
+    chains = stored_links(org)
+    (team_id,) = [c for c in chains if chains[c][0]["type"] == "team.create"]
+    secrets = _open_keystore(org.bob.home, org.bob.passphrase_file)
+    puk_pk, puk_sk = sodium.crypto_box_seed_keypair(KDF(secrets["puks"]["1"], b"mvault/v1/puk/box"))
+
+    with org.server.db() as db:
+        (box,) = [bytes(r[0]) for r in db.execute(
+            "SELECT box FROM team_boxes WHERE team=? AND gen=1 AND member=?", (team_id, who["member"]))]
+        (version,) = db.execute("SELECT vid, doc, record, blob, body_len FROM versions").fetchall()
+        (thread_row,) = db.execute("SELECT thread FROM threads").fetchall()
+        (message_row,) = db.execute("SELECT mid, record FROM messages").fetchall()
+    # The team key box, its commitment in the chain and the generation's canary (in team.create's KEY).
+    key_body = chains[team_id][0]["body"]["key"]
+    commits = [c for link in chains[team_id] if link["body"].get("key") for c in link["body"]["key"]["boxes"]]
+    assert {"member": who["member"], "puk_gen": 1, "hash": H(b"mvault/v1/box-hash", box)} in commits
+    opened = dec(bytes(sodium.crypto_box_seal_open(box, puk_pk, puk_sk)))
+    assert set(opened) == {"team", "gen", "member", "puk_gen", "seed", "names"}
+    assert (opened["team"], opened["gen"], opened["member"]) == (team_id, 1, who["member"])
+    seed, names = opened["seed"], opened["names"]
+    assert key_body["canary"] == KDF(seed, b"mvault/v1/team/canary\x00" + enc({"team": team_id, "gen": 1}))
+    assert names == KDF(seed, b"mvault/v1/team/name-key")  # generation 1 makes the name key
+
+    # Documents: the id of a name, the version id, the blob and its length.
+    vid, doc_id, record_raw, blob, body_len = version
+    assert doc_id == KDF(names, b"mvault/v1/doc/name\x00" + b"notes.txt", 16).hex()
+    record = dec(bytes(record_raw))
+    core = dec(record["core"])
+    signed = enc({"core": record["core"], "wrapped": record["wrapped"],
+                  "meta_hash": hashlib.sha256(record["meta"]).digest(), "body_hash": record["body_hash"]})
+    assert vid == blob == H(b"mvault/v1/doc/version-id", signed)[:16].hex()
+    alice_device = chains[org.alice.json("whoami")["member"]][0]["body"]["device"]
+    assert core["device"] == alice_device["id"]
+    sodium.crypto_sign_open(record["sig"] + b"mvault/v1/doc\x00" + signed, alice_device["sign_pk"])
+    body = (org.server.data_dir / "blobs" / vid[:2] / vid).read_bytes()
+    assert len(body) == body_len == core["body_len"] == 24 + 1000 + 17 * (1000 // (1 << 20) + 1)
+    assert hashlib.sha256(body).digest() == record["body_hash"]
+    data_key = AEAD_open(KDF(seed, b"mvault/v1/team/doc-key"), core["nonce"],
+                         b"mvault/v1/doc/wrap\x00" + record["core"], record["wrapped"])
+    assert core["key_commit"] == KDF(data_key, b"mvault/v1/doc/key-commit")
+    padded = AEAD_open(KDF(data_key, b"mvault/v1/doc/meta-key"), core["meta_nonce"],
+                       b"mvault/v1/doc/meta\x00" + record["core"], record["meta"])
+    assert len(padded) % 256 == 0 and len(padded) <= 4096
+    (n,) = struct.unpack(">I", padded[:4])
+    meta = dec(padded[4:4 + n])
+    assert meta["name"] == "notes.txt" and meta["size"] == 1000 and not any(padded[4 + n:])
+
+    # Threads: the thread id of a name, the message id, and the body under the message key.
+    assert thread_row[0] == KDF(names, b"mvault/v1/thread/id\x00" + b"plans", 16).hex()
+    mid, message_raw = message_row
+    message = dec(bytes(message_raw))
+    header = dec(message["header"])
+    assert mid == H(b"mvault/v1/msg/id", enc({"header": message["header"],
+                                              "ct_hash": hashlib.sha256(message["ct"]).digest()}))[:16].hex()
+    plain = AEAD_open(KDF(KDF(seed, b"mvault/v1/team/msg-key"), b"mvault/v1/msg/body-key"), header["nonce"],
+                      b"mvault/v1/msg\x00" + message["header"], message["ct"])
+    assert len(plain) % 256 == 0
+    (n,) = struct.unpack(">I", plain[:4])
+    assert dec(plain[4:4 + n]) == {"text": "hello", "attach": []}
