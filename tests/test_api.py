@@ -17,34 +17,53 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import hashlib
 import json
 import os
 import re
-import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from client.api import Api
 from client.client import Session, View
-from client.home import Home, Secrets
+from client.home import Home
 from client.threads import Threads
 from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
 from server.openapi import OPENAPI
 from tests.conftest import PASSPHRASE, Member, ServerThread
+from tests.helpers.api_world import (
+    Actor,
+    Newcomer,
+    World,
+    device_body,
+    docs_path,
+    found_body,
+    info_of,
+    join_body,
+    make_upload,
+    member_json,
+    new_doc,
+    new_invite,
+    newcomer,
+    now,
+    org_create,
+    org_join,
+    session,
+    team_create_link,
+    team_json,
+    team_key,
+    team_seq_of,
+)
+from tests.helpers.db import snapshot
+from tests.helpers.http import NOTHING, Http, b64, login, login_as, raw_exchange, refuse_bad_json, refused, request_head
 from vault.auth import sign_login
-from vault.chains import member_id_for, org_id_for, team_id_for
+from vault.chains import team_id_for
 from vault.encoding import Fields, decode, encode
-from vault.envelope import MAGIC, MAX_PRELUDE, DocWriter, body_length
+from vault.envelope import MAGIC, MAX_PRELUDE, body_length
 from vault.invite import InviteCode
 from vault.keys import DeviceKeys, PukKeys, link_slot, open_link_payload, seal_link_payload
 from vault.links import Link, invite_public, make_link, parse_link, sign_device_proof
@@ -215,199 +234,11 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/v1/teams/{team}/live", "429"): "test_live_followers",
 }
 
-TABLES = ("links", "team_boxes", "puk_boxes", "versions", "threads", "messages", "thread_senders")
 CAROL_UNTIL = 30  # carol's role in "side" ends this many seconds after the module starts
 PAST_CAROL = 120  # move the server clock this far to be past it (still inside the 600 s skew)
-NOTHING: Any = object()
-
-
-# -- HTTP helpers (also used by test_auth) ------------------------------------------------------
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def check_error(status: int, content_type: str, raw: bytes) -> dict[str, str]:
-    """An error answer: 4xx, JSON, exactly {"error": str, "message": str}."""
-    assert 400 <= status < 500, f"HTTP {status} (never a 5xx): {raw[:300]!r}"
-    assert content_type == "application/json", f"error answer is {content_type}: {raw[:300]!r}"
-    body = json.loads(raw)
-    assert isinstance(body, dict) and set(body) == {"error", "message"}, body
-    assert isinstance(body["error"], str) and body["error"], body
-    assert isinstance(body["message"], str) and body["message"], body
-    return body
-
-
-class Http:
-    """Raw calls to the server with its certificate pinned; every error answer is checked."""
-
-    def __init__(self, server: ServerThread, source: str | None = None) -> None:
-        self.server = server
-        self.source = source  # the local address to connect from (another loopback address: another source)
-        self.headers: Any = {}  # of the last answer
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Http:
-        fp = aiohttp.Fingerprint(bytes.fromhex(self.server.fingerprint))
-        local = None if self.source is None else (self.source, 0)
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp, local_addr=local))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._session is not None
-        await self._session.close()
-
-    async def call(self, method: str, path: str, *, token: str | None = None, js: Any = NOTHING,
-                   data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        assert self._session is not None
-        hdrs = dict(headers or {})
-        if token is not None:
-            hdrs["Authorization"] = f"Bearer {token}"
-        if js is not NOTHING:
-            data = json.dumps(js).encode()
-            hdrs["Content-Type"] = "application/json"
-        async with self._session.request(method, self.server.url + path, data=data,
-                                         headers=hdrs) as resp:
-            raw = await resp.read()
-            status, ctype, self.headers = resp.status, resp.content_type, resp.headers
-        if status >= 400:
-            return status, check_error(status, ctype, raw)
-        return status, json.loads(raw) if ctype == "application/json" else raw
-
-
-def snapshot(server: ServerThread) -> dict[str, Any]:
-    """What a refused request must not change: row counts and blob/temp files."""
-    con = server.db()
-    try:
-        state: dict[str, Any] = {
-            t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES
-        }
-    finally:
-        con.close()
-    for d in ("blobs", "tmp"):
-        state[d] = sorted(str(p.relative_to(server.data_dir))
-                          for p in (server.data_dir / d).rglob("*") if p.is_file())
-    return state
-
-
-async def refused(h: Http, method: str, path: str, status: int, *, contains: str = "",
-                  what: str = "", **kw: Any) -> dict[str, str]:
-    """The request is refused with ``status`` and the stored state is unchanged."""
-    before = snapshot(h.server)
-    got, body = await h.call(method, path, **kw)
-    label = f"{method} {path} ({what or 'request'})"
-    assert got == status, f"{label}: expected {status}, got {got}: {body}"
-    if contains:
-        assert contains.lower() in body["message"].lower(), f"{label}: {body}"
-    assert snapshot(h.server) == before, f"{label} changed the stored state"
-    return body
-
-
-def bad_json_cases(valid: dict[str, Any], b64_fields: Iterable[str] = (),
-                   encoded_fields: Iterable[str] | None = None) -> list[tuple[str, dict]]:
-    """(label, request kwargs) for bodies every JSON endpoint must refuse with 400.
-
-    ``b64_fields`` hold base64; ``encoded_fields`` (default: all of them) hold canonical bytes.
-    """
-    cases: list[tuple[str, dict[str, Any]]] = [
-        ("not JSON", {"data": b"{not json"}),
-        ("truncated JSON", {"data": json.dumps(valid).encode()[:-3]}),
-        ("not UTF-8", {"data": b"\xff\xfe\x00{"}),
-        ("empty body", {"data": b""}),
-        ("deeply nested JSON", {"data": b"[" * 5000 + b"]" * 5000}),
-        ("JSON array", {"js": [valid]}),
-        ("JSON string", {"js": "hello"}),
-        ("JSON null", {"js": None}),
-        ("empty object", {"js": {}}),
-        ("unknown field", {"js": {**valid, "surprise": 1}}),
-    ]
-    for key in valid:
-        cases.append((f"missing {key}", {"js": {k: v for k, v in valid.items() if k != key}}))
-        cases.append((f"{key} is a number", {"js": {**valid, key: 12}}))
-        cases.append((f"{key} is a list", {"js": {**valid, key: ["x"]}}))
-    b64_fields = list(b64_fields)
-    for key in b64_fields:
-        cases.append((f"{key} is not base64", {"js": {**valid, key: "@@not*base64@@"}}))
-    for key in b64_fields if encoded_fields is None else encoded_fields:
-        cases.append((f"{key} is not canonical bytes", {"js": {**valid, key: b64(b"garbage")}}))
-    return cases
-
-
-async def refuse_bad_json(h: Http, path: str, valid: dict[str, Any], b64_fields: Iterable[str] = (),
-                          token: str | None = None, encoded_fields: Iterable[str] | None = None) -> None:
-    for label, kw in bad_json_cases(valid, b64_fields, encoded_fields):
-        await refused(h, "POST", path, 400, token=token, what=label, **kw)
-
-
-async def raw_exchange(server: ServerThread, head: bytes, parts: list[bytes], *,
-                       close: bool = False, pause: float = 0.2) -> tuple[int, bytes] | None:
-    """Speak HTTP/1.1 over TLS by hand: write ``head`` then each part with a pause.
-
-    With ``close`` the connection is dropped after the parts (no answer is read).
-    """
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # pinned by fingerprint just below
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
-    try:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        assert hashlib.sha256(der).hexdigest() == server.fingerprint
-        writer.write(head)
-        for part in parts:
-            writer.write(part)
-            await writer.drain()
-            await asyncio.sleep(pause)
-        if close:
-            return None
-        answer = await asyncio.wait_for(reader.read(), 20)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-    header, _, body = answer.partition(b"\r\n\r\n")
-    return int(header.split()[1]), body
-
-
-def request_head(server: ServerThread, method: str, path: str, length: int,
-                 token: str | None = None, ctype: str = "application/json") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}",
-             f"Content-Type: {ctype}", f"Content-Length: {length}", "Connection: close"]
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 # -- the shared organization ---------------------------------------------------------------------
-
-
-@dataclass
-class Actor:
-    member: Member
-    home: Home
-    secrets: Secrets
-    member_id: str
-
-    @property
-    def device(self) -> DeviceKeys:
-        return self.secrets.device
-
-
-@dataclass
-class World:
-    server: ServerThread
-    alice: Actor
-    bob: Actor
-    carol: Actor
-    drafting: str = ""
-    side: str = ""
-
-
-@asynccontextmanager
-async def session(w: World, actor: Actor) -> AsyncIterator[Session]:
-    """An in-process client session (logs in through the API)."""
-    async with Api(w.server.url, bytes.fromhex(w.server.fingerprint)) as api:
-        yield await Session.open(actor.home, actor.secrets, api)
 
 
 async def _side_team(w: World) -> tuple[str, str]:
@@ -457,151 +288,10 @@ def w(world: World) -> Iterator[World]:
     world.server.app[CONFIG].max_upload = Config.max_upload
 
 
-def now(w: World) -> int:
-    return int(w.server.clock())
-
-
-async def login(h: Http, actor: Actor) -> str:
-    return await login_as(h, actor.member_id, actor.device)
-
-
-async def login_as(h: Http, member_id: str, device: DeviceKeys) -> str:
-    """Challenge, sign with the device key, log in: the session token."""
-    status, ch = await h.call("POST", "/api/v1/auth/challenge",
-                              js={"member": member_id, "device": device.device_id})
-    assert status == 200, ch
-    statement, sig = sign_login(device, origin=h.server.url, nonce=base64.b64decode(ch["nonce"]),
-                                member=member_id, time=int(h.server.clock()))
-    status, res = await h.call("POST", "/api/v1/auth/login",
-                               js={"statement": b64(statement), "sig": b64(sig)})
-    assert status == 200, res
-    return str(res["token"])
-
-
 def bad_sig(link: Link) -> bytes:
     """The same link with one bit of its signature flipped."""
     sig = bytes([link.sig[0] ^ 1]) + link.sig[1:]
     return encode({"link": link.raw, "sig": sig, "xsig": link.xsig})
-
-
-# -- new members and organizations (built by hand, as the client does) ----------------------------
-
-
-@dataclass
-class Newcomer:
-    device: DeviceKeys
-    member_id: str
-    link: Link
-    puk_box: bytes
-    puk: PukKeys
-
-
-def newcomer(name: str, when: int) -> Newcomer:
-    device, puk = DeviceKeys.generate(), PukKeys.generate(1)
-    mid = member_id_for(device.sign_public)
-    puk_box = puk.seal_for_device(mid, device.box_public)
-    link = make_link(
-        chain=None, seq=1, prev=None, time=when, signer=mid, device=device, type_="member.create",
-        body={"name": name,
-              "device": {"id": device.device_id, "sign_pk": device.sign_public,
-                         "box_pk": device.box_public, "name": "device-1", "kind": "device"},
-              "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
-              "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
-    )
-    return Newcomer(device, mid, link, puk_box, puk)
-
-
-def org_create(n: Newcomer, secret: bytes, when: int) -> Link:
-    return make_link(chain=None, seq=1, prev=None, time=when, signer=n.member_id, device=n.device,
-                     type_="org.create",
-                     body={"name": "test-org", "founder_invite": invite_public(secret),
-                           "member_head": n.link.hash},
-                     invite_secret=secret)
-
-
-def org_join(n: Newcomer, secret: bytes, info: dict[str, Any], when: int, seq_delta: int = 1) -> Link:
-    root = bytes.fromhex(info["org_root"]) if info.get("org_root") else b"\x00" * 32
-    head = base64.b64decode(info["org_head"]) if info.get("org_head") else root
-    return make_link(chain=org_id_for(root), seq=int(info["org_seq"]) + seq_delta, prev=head,
-                     time=when, signer=n.member_id, device=n.device, type_="org.join",
-                     body={"invite": invite_public(secret), "member_head": n.link.hash},
-                     invite_secret=secret)
-
-
-def found_body(n: Newcomer, org_link: Link) -> dict[str, str]:
-    return {"member_link": b64(n.link.wire), "puk_box": b64(n.puk_box), "org_link": b64(org_link.wire)}
-
-
-def join_body(n: Newcomer, join_link: Link) -> dict[str, str]:
-    return {"member_link": b64(n.link.wire), "puk_box": b64(n.puk_box), "join_link": b64(join_link.wire)}
-
-
-async def info_of(h: Http) -> dict[str, Any]:
-    """/api/v1/info plus the organization chain's head, which the server tells only a member or the holder
-    of an open invite (/api/v1/join/head): read here from the server's own state, for the tests' forged links."""
-    status, info = await h.call("GET", "/api/v1/info")
-    assert status == 200 and "org_seq" not in info and "org_head" not in info
-    org = h.server.app[DIRECTORY].org
-    return {**info, "org_seq": org.seq if org else 0, "org_head": b64(org.head) if org else None}
-
-
-async def new_invite(s: Session, w: World, *, expires_in: int = 86400) -> bytes:
-    """alice records an org.invite link; returns the invite secret."""
-    view = await s.view(refresh=True)
-    secret = os.urandom(32)
-    when = max(now(w), view.org.time)
-    link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=when,
-                     signer=s.me, device=s.device, type_="org.invite",
-                     body={"invite": invite_public(secret), "role": "member", "note": "test",
-                           "expires": when + expires_in})
-    await s.api.post("/api/v1/org/links", {"link": b64(link.wire)})
-    return secret
-
-
-# -- documents ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Upload:
-    data: bytes
-    vid: str
-    head_len: int  # magic + length + prelude
-
-    @property
-    def body(self) -> bytes:
-        return self.data[self.head_len:-64]
-
-
-async def team_key(s: Session, team_id: str) -> TeamKey:
-    view = await s.view(refresh=True)
-    team = view.teams[team_id]
-    return await s.team_key(team, team.generation)
-
-
-def team_seq_of(w: World, team_id: str) -> int:
-    """The team chain head as the server holds it now (what an up-to-date writer names)."""
-    return w.server.app[DIRECTORY].team(team_id).seq
-
-
-def make_upload(w: World, s: Session, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
-                size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
-                when: int | None = None, team_seq: int | None = None) -> Upload:
-    writer = DocWriter(key=key, team_seq=team_seq_of(w, key.team_id) if team_seq is None else team_seq,
-                       device=device or s.device, author=author or s.me, doc=doc, seq=seq,
-                       parent=parent, time=now(w) if when is None else when, name=f"{doc[:8]}.bin",
-                       size=size)
-    data = writer.upload_prefix() + writer.encrypt(os.urandom(size)) + writer.finish()
-    assert writer.record is not None
-    (n,) = struct.unpack(">I", data[len(MAGIC):len(MAGIC) + 4])
-    return Upload(data, writer.record.version_id, len(MAGIC) + 4 + n)
-
-
-def new_doc() -> str:
-    return os.urandom(16).hex()
-
-
-def docs_path(team: str, doc: str) -> str:
-    return f"/api/v1/teams/{team}/docs/{doc}"
 
 
 # == the contract ====================================================================================
@@ -1068,19 +758,10 @@ async def joined_newcomer(s: Session, w: World, h: Http, name: str) -> Newcomer:
     return n
 
 
-def device_body(new: DeviceKeys, name: str = "phone", kind: str = "device") -> dict[str, Any]:
-    return {"id": new.device_id, "sign_pk": new.sign_public, "box_pk": new.box_public, "name": name, "kind": kind}
-
-
 def member_link(n: Newcomer, type_: str, body: dict[str, Any], *, seq: int, prev: bytes, when: int,
                 chain: str | None = None, device: DeviceKeys | None = None) -> Link:
     return make_link(chain=n.member_id if chain is None else chain, seq=seq, prev=prev, time=when,
                      signer=n.member_id, device=device or n.device, type_=type_, body=body)
-
-
-def member_json(link: Link | bytes, boxes: dict[str, bytes]) -> dict[str, Any]:
-    wire = link if isinstance(link, bytes) else link.wire
-    return {"link": b64(wire), "puk_boxes": {d: b64(b) for d, b in boxes.items()}}
 
 
 async def test_member_links_add_and_revoke_a_device(w: World) -> None:
@@ -1282,24 +963,6 @@ async def test_device_link_mailbox(w: World) -> None:
 # == teams ===========================================================================================
 
 
-def team_create_link(s: Session, view: View, name: str, *, kind: str = "program",
-                     when: int | None = None, org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
-    nonce = os.urandom(16)
-    key = TeamKey.generate(team_id_for(view.org.org_id, nonce), 1)
-    mine = view.members[s.me]
-    box = key.seal_for(s.me, mine.puk_gen, mine.puk_box_public)
-    link = make_link(
-        chain=None, seq=1, prev=None, time=int(time.time()) if when is None else when, signer=s.me,
-        device=s.device, type_="team.create",
-        body={"org": view.org.org_id, "org_seq": view.org.seq if org_seq is None else org_seq, "nonce": nonce,
-              "name": name, "kind": kind, "history": True,
-              "members": [{"member": s.me, "role": "admin", "until": None}],
-              "key": {"gen": 1, "canary": key.canary,
-                      "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
-    )
-    return link, {s.me: box}
-
-
 def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: str, *,
                   role: str = "reader", seq_delta: int = 1, prev: bytes | None = None,
                   when: int | None = None, chain: str | None = None,
@@ -1316,11 +979,6 @@ def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: st
                                                   "hash": box_hash(box)}]}},
     )
     return link, {member: box}
-
-
-def team_json(link: Link | bytes, boxes: dict[str, bytes]) -> dict[str, Any]:
-    wire = link if isinstance(link, bytes) else link.wire
-    return {"link": b64(wire), "boxes": {m: b64(b) for m, b in boxes.items()}}
 
 
 async def test_create_team_and_add_a_member(w: World) -> None:

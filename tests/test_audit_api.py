@@ -1,6 +1,6 @@
 """The audit endpoints, operation by operation and error by error, against the real server.
 
-Same contract as ``tests/test_api.py`` (whose helpers this module reuses): every refused
+Same contract as ``tests/test_api.py`` (helpers shared through ``tests/helpers/``): every refused
 request answers ``{"error", "message"}`` with a 4xx and leaves the vault's stored state as
 it was, and here also the audit state (the published audit key, cosignatures, failed
 logins and lockouts in ``audit.db``). Every refusal by the policy (a 403 to a logged-in
@@ -50,31 +50,25 @@ from security.merkle import ProofError, leaf_hash, root_of, verify_consistency
 from server.audit import MAX_PAGE
 from server.audit_api import AUDIT
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread
-from tests.test_api import (
+from tests.helpers.api_world import (
     Actor,
-    Http,
     Newcomer,
     World,
-    b64,
-    bad_json_cases,
     found_body,
     info_of,
     join_body,
-    login,
-    login_as,
     new_invite,
     newcomer,
     now,
     org_create,
     org_join,
-    raw_exchange,
-    refused,
-    request_head,
     session,
     team_create_link,
     team_json,
     team_key,
 )
+from tests.helpers.db import audit_db, leaves_from, log_size
+from tests.helpers.http import Http, b64, bad_json_cases, login, login_as, raw_exchange, refused, request_head
 from vault.auth import sign_login
 from vault.chains import member_id_for, org_id_for
 from vault.crypto import labels
@@ -166,27 +160,6 @@ def aw(world: AuditWorld) -> Iterator[AuditWorld]:
 
 
 # -- audit.db, read as a seized disk would be ------------------------------------------------------------
-
-
-def audit_db(server: ServerThread) -> sqlite3.Connection:
-    return sqlite3.connect(server.data_dir / "audit.db", isolation_level=None)
-
-
-def log_size(server: ServerThread) -> int:
-    con = audit_db(server)
-    try:
-        return int(con.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-    finally:
-        con.close()
-
-
-def leaves_from(server: ServerThread, start: int) -> list[Leaf]:
-    con = audit_db(server)
-    try:
-        rows = con.execute("SELECT leaf FROM events WHERE idx >= ? ORDER BY idx", (start,)).fetchall()
-    finally:
-        con.close()
-    return [Leaf.parse(bytes(r[0])) for r in rows]
 
 
 def stored_hashes(server: ServerThread) -> list[bytes]:

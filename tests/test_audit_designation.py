@@ -9,40 +9,25 @@ judged at their signed time.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from client import admin
-from client.api import Api, b64, unb64
+from client.api import b64, unb64
 from client.client import Session
 from client.home import Home
 from security.auditkey import AuditKeyClaim
 from security.events import audit_key_statement, audit_keypair, cosign_statement
 from server.audit_api import STATE, AuditKey
 from tests.conftest import Member, Org, ServerThread, security_team
+from tests.helpers.members import in_session
 from vault.crypto import labels
 from vault.errors import VaultError
-
-T = TypeVar("T")
-
-
-def in_session(server: ServerThread, m: Member, fn: Callable[[Session], Awaitable[T]],
-               monkeypatch: pytest.MonkeyPatch) -> T:
-    """``fn`` in an in-process client session of ``m`` (the real client library, logged in)."""
-    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(m.passphrase_file))
-    home = Home(m.home)
-
-    async def go() -> T:
-        async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-            return await fn(await Session.open(home, home.unlock(), api))
-
-    return asyncio.run(go())
 
 
 def served_key(server: ServerThread) -> AuditKeyClaim:

@@ -16,8 +16,7 @@ from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, jud
 from security.authority import POLICY
 from security.events import audit_key_statement, cosign_statement
 from server.directory import Directory
-from tests.test_chains import Person, expect
-from tests.test_chains_membership import MWorld
+from tests.helpers.chain_world import MWorld, Person, expect
 from vault.chains import replay_org
 from vault.crypto import labels
 from vault.errors import BadSignature, ChainError, PolicyDenied

@@ -22,7 +22,8 @@ import pytest
 from client import agent
 from client.home import Home
 from tests.conftest import PASSPHRASE, Member, ServerThread
-from tests.test_api import Http, b64, device_body, member_json, refuse_bad_json, refused
+from tests.helpers.api_world import device_body, member_json
+from tests.helpers.http import Http, b64, refuse_bad_json, refused
 from vault.auth import sign_login
 from vault.crypto import labels
 from vault.encoding import encode

@@ -30,9 +30,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
+from tests.helpers.chain_world import MWorld, Person, Team
 from tests.helpers.keyholder import openable
-from tests.test_chains import Person, Team
-from tests.test_chains_membership import MWorld
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team, team_id_for
 from vault.crypto import primitives as p

@@ -2,7 +2,7 @@
 
 Each test is an exploit the hostile review ran (with a colluding server where it says so), made
 against the real server and the real ``mvault`` CLI with the ``forge`` fixture of
-``tests/test_server_forgery.py`` (alice: founder and NCC, admin of "drafting" and "ops"; bob:
+``tests/helpers/forgery.py`` (alice: founder and NCC, admin of "drafting" and "ops"; bob:
 writer in "drafting", reader in "ops"; carol: reader in "ops"). Each failed on the code before
 the one judge (``security/authority.py``).
 """
@@ -20,17 +20,17 @@ import pytest
 
 from client.home import Home
 from security.authority import ALLOWANCE
-from tests import test_server_forgery
+from tests.helpers import forgery
+from tests.helpers.db import sql
+from tests.helpers.forgery import Forge, Forgery, served, team_link
+from tests.helpers.http import Http, b64, login_as
 from tests.helpers.keyholder import open_box
-from tests.test_api import Http, b64, login_as
-from tests.test_server_attacker import sql
-from tests.test_server_forgery import Forge, Forgery, served, team_link
 from vault.encoding import decode, encode
 from vault.envelope import MAGIC, DocWriter
 from vault.links import make_link, parse_link
 from vault.teamkeys import TeamKey
 
-forge = test_server_forgery.forge  # the fixture
+forge = forgery.forge  # the fixture
 
 
 def _generations_opened(f: Forge, name: str) -> dict[str, set[int]]:

@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from client import admin
@@ -81,7 +80,8 @@ from security.policy import (
 )
 from security.protocols import default_text
 from tests.conftest import PASSPHRASE, Member, Result, ServerThread
-from vault.auth import sign_login
+from tests.helpers.db import counts as db_counts
+from tests.helpers.http import Http, b64, login
 from vault.chains import HISTORY_BLOB, TeamState, team_id_for
 from vault.crypto import labels
 from vault.envelope import DocWriter
@@ -323,65 +323,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 # -- raw API calls (no client checks) ---------------------------------------------------------------
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def counts(server: ServerThread) -> dict[str, int]:
-    con = server.db()
-    try:
-        return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
-    finally:
-        con.close()
-
-
-class Raw:
-    """HTTPS straight to the API with the server certificate pinned."""
-
-    def __init__(self, server: ServerThread) -> None:
-        self.server = server
-        self._s: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> Raw:
-        fp = aiohttp.Fingerprint(bytes.fromhex(self.server.fingerprint))
-        self._s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fp))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._s is not None
-        await self._s.close()
-
-    async def call(self, method: str, path: str, token: str | None = None, js: Any = None,
-                   data: bytes | None = None) -> tuple[int, Any]:
-        assert self._s is not None
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if js is not None:
-            data, headers["Content-Type"] = json.dumps(js).encode(), "application/json"
-        async with self._s.request(method, self.server.url + path, data=data, headers=headers) as resp:
-            raw = await resp.read()
-            status, ctype = resp.status, resp.content_type
-        return status, json.loads(raw) if ctype == "application/json" else raw
-
-    async def login(self, actor: Actor) -> str:
-        status, ch = await self.call("POST", "/api/v1/auth/challenge",
-                                     js={"member": actor.member_id, "device": actor.device.device_id})
-        assert status == 200, ch
-        statement, sig = sign_login(actor.device, origin=self.server.url, nonce=base64.b64decode(ch["nonce"]),
-                                    member=actor.member_id, time=int(self.server.clock()))
-        status, res = await self.call("POST", "/api/v1/auth/login", js={"statement": b64(statement), "sig": b64(sig)})
-        assert status == 200, res
-        return str(res["token"])
+    return db_counts(server, TABLES)
 
 
 async def refused_raw(w: World, actor: Actor, requests: list[tuple[str, str, dict[str, Any]]], status: int,
                       what: str, contains: str = "") -> None:
     """Each request, sent as ``actor`` without any client check, is refused with ``status``
     (a JSON error, never a 5xx) and changes nothing on the server."""
-    async with Raw(w.server) as raw:
-        token = await raw.login(actor)
+    async with Http(w.server) as raw:
+        token = await login(raw, actor)
         for method, path, kw in requests:
             before = counts(w.server)
-            got, body = await raw.call(method, path, token, **kw)
+            got, body = await raw.call(method, path, token=token, **kw)
             assert got == status, f"{what}: {method} {path}: expected {status}, got {got}: {body!r}"[:600]
             assert isinstance(body, dict) and body.get("error") and body.get("message"), body
             assert contains in body["message"], f"{what}: {body}"
@@ -797,9 +751,9 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
         assert after["links"] == before["links"] + (action not in NO_LINK_ACTIONS)
         view = await w.view()
         if action in NO_LINK_ACTIONS:
-            async with Raw(w.server) as raw:
+            async with Http(w.server) as raw:
                 _, res = await raw.call("GET", "/api/v1/audit/" + ("key" if action == "audit.key" else "checkpoint"),
-                                        await raw.login(w.actors["alice"]))
+                                        token=await login(raw, w.actors["alice"]))
             if action == "audit.key":
                 claim = AuditKeyClaim.parse(base64.b64decode(res["key"]["statement"]))
                 assert (claim.member, claim.team) == (actor.member_id, view.team_by_name(AUDIT_TEAM).team_id)
@@ -989,9 +943,9 @@ async def test_ended_ncc_term_is_no_ncc(world: World) -> None:
                      {"member": w.id("t_add"), "role": "reader", "until": None, "key": None}, view.org.seq)
     await refused_raw(w, ex, [("POST", f"/api/v1/teams/{team.team_id}/links", {"js": {"link": b64(link.wire)}}),
                               ("GET", f"/api/v1/chains/team/{team.team_id}", {})], 404, "NCC after its term")
-    async with Raw(w.server) as raw:  # the chain of the team it left: up to its leave link
+    async with Http(w.server) as raw:  # the chain of the team it left: up to its leave link
         status, res = await raw.call("GET", f"/api/v1/chains/team/{view.team_by_name(left).team_id}",
-                                     await raw.login(ex))
+                                     token=await login(raw, ex))
         assert status == 200 and len(res["links"]) == view.team_by_name(left).removed_at[ex.member_id], res
 
 

@@ -20,18 +20,8 @@ from client.home import Home
 from security.protocols import default_text, defaults, parse
 from server.app import CONFIG, LINK_SLOT_TTL
 from tests.conftest import Member, Org, ServerThread
-from tests.test_api import (
-    Actor,
-    Http,
-    World,
-    docs_path,
-    login,
-    make_upload,
-    new_doc,
-    refused,
-    session,
-    team_key,
-)
+from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_doc, session, team_key
+from tests.helpers.http import Http, login, refused
 from vault.errors import EncodingError
 from vault.keys import link_slot
 

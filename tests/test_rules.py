@@ -17,8 +17,7 @@ from security.events import Event
 from security.policy import TEAM_KINDS
 from security.protocols import Protocols, defaults, parse
 from security.rules import CHECKS, AuditInput, Finding, RuleResult, evaluate, status_of
-from tests.test_chains import Person, Team, expect
-from tests.test_chains_membership import DAY, MWorld
+from tests.helpers.chain_world import DAY, MWorld, Person, Team, expect
 from vault.chains import ProtocolsChange, replay_team
 from vault.errors import ChainError
 from vault.keys import key_fingerprint

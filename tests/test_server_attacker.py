@@ -13,7 +13,6 @@ the same command succeeds again, which shows the failure came from the tampering
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -29,11 +28,14 @@ from client.home import Home
 from server.app import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, ServerThread
+from tests.helpers.db import rows_deleted, sql
+from tests.helpers.forgery import relink
+from tests.helpers.members import get_ok, put, unlock_fast
 from vault.chains import MemberState, member_id_for
 from vault.encoding import decode, encode
 from vault.errors import VaultError
 from vault.keys import DeviceKeys, PukKeys
-from vault.links import Link, make_link, parse_link
+from vault.links import make_link, parse_link
 from vault.teamkeys import TeamKey, box_hash
 
 MiB = 1024 * 1024
@@ -47,14 +49,6 @@ ROLLBACK = "rolled back"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def sql(org: Org, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    db = org.server.db()
-    try:
-        return db.execute(query, args).fetchall()
-    finally:
-        db.close()
 
 
 def version_row(org: Org, vid: str) -> dict[str, Any]:
@@ -91,18 +85,6 @@ def column_replaced(org: Org, vid: str, column: str, value: Any) -> Iterator[Non
         sql(org, f"UPDATE versions SET {column}=? WHERE vid=?", original, vid)
 
 
-@contextmanager
-def rows_deleted(org: Org, *vids: str) -> Iterator[None]:
-    saved = [sql(org, "SELECT * FROM versions WHERE vid=?", vid)[0] for vid in vids]
-    for vid in vids:
-        sql(org, "DELETE FROM versions WHERE vid=?", vid)
-    try:
-        yield
-    finally:
-        for row in saved:
-            sql(org, f"INSERT INTO versions VALUES ({', '.join('?' * len(row))})", *row)
-
-
 def flip(data: bytes, index: int, bit: int = 0) -> bytes:
     out = bytearray(data)
     out[index] ^= 1 << bit
@@ -137,11 +119,6 @@ def frames(body: bytes) -> tuple[bytes, list[bytes]]:
     return header, out
 
 
-def put(member: Member, team: str, path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    return str(member.json("put", team, str(path))["vid"])
-
-
 def get_fails(member: Member, team: str, name: str, where: Path, contains: str, *,
               version: int | None = None, existing: bytes | None = None) -> str:
     """``mvault get`` fails with one clear line and leaves nothing in the output directory.
@@ -166,16 +143,6 @@ def get_fails(member: Member, team: str, name: str, where: Path, contains: str, 
     return r.err
 
 
-def get_ok(member: Member, team: str, name: str, where: Path, expected: bytes, version: int | None = None) -> None:
-    where.mkdir(parents=True, exist_ok=False)
-    target = where / "result.bin"
-    args = ["get", team, name, "-o", str(target)]
-    if version is not None:
-        args += ["--version", str(version)]
-    member.ok(*args)
-    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(expected).digest()
-
-
 def team_id(member: Member, name: str) -> str:
     for t in member.json("team", "ls"):
         if t["name"] == name:
@@ -191,19 +158,6 @@ def directory(org: Org) -> Directory:
     d = org.server.app[DIRECTORY]
     assert isinstance(d, Directory)
     return d
-
-
-def relink(link: Link, change: Callable[[dict[str, Any]], None]) -> Link:
-    """The same link with its signed body altered and the original signature kept."""
-    outer, inner = dict(dec(link.wire)), dict(dec(link.raw))
-    change(inner)
-    return parse_link(encode({**outer, "link": encode(inner)}))
-
-
-def unlock_fast(*members: Member) -> None:
-    """An unlock session per member, so each CLI call skips the Argon2 passphrase step."""
-    for m in members:
-        m.env_extra["MVAULT_SESSION"] = str(m.json("unlock", "--minutes", "30")["session"])
 
 
 # -- the document record (signed header) ---------------------------------------------------------

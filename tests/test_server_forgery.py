@@ -22,18 +22,17 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client.home import Home, Secrets
-from server.app import DIRECTORY
 from server.directory import Directory
-from tests.conftest import Member, Org, ServerThread
-from tests.test_api import Http, b64, device_body, login_as, member_json, refused
-from tests.test_server_attacker import relink, unlock_fast
+from tests.conftest import ServerThread
+from tests.helpers.api_world import device_body, member_json
+from tests.helpers.forgery import Forge, Forgery, relink, served, team_link
+from tests.helpers.forgery import forge as forge_fixture
+from tests.helpers.http import Http, b64, login_as, refused
 from vault.crypto import labels
 from vault.encoding import encode
 from vault.errors import VaultError
@@ -41,70 +40,13 @@ from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link, parse_link, sign_device_proof
 from vault.teamkeys import TeamKey, box_hash
 
+forge = forge_fixture  # the fixture (tests/helpers/forgery.py)
+
 SIGNATURE = "signature does not verify"
 ROLLBACK = "rolled back"
 
 
-@dataclass
-class Forge:
-    org: Org
-    carol: Member
-    keys: dict[str, Secrets]  # name -> keystore secrets (device keys, PUKs)
-    ids: dict[str, str]  # name -> member id
-    drafting: str
-    ops: str
-
-    @property
-    def server(self) -> ServerThread:
-        return self.org.server
-
-    @property
-    def d(self) -> Directory:
-        d = self.server.app[DIRECTORY]
-        assert isinstance(d, Directory)
-        return d
-
-    def now(self) -> int:
-        return int(self.server.clock())
-
-    def device(self, name: str) -> DeviceKeys:
-        return self.keys[name].device
-
-    def clients(self) -> list[Member]:
-        return [self.org.alice, self.org.bob]
-
-
-@pytest.fixture
-def forge(org: Org, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Forge:
-    carol = make_member("carol")
-    carol.ok("join", org.alice.json("invite")["invite"], "--name", "carol")
-    unlock_fast(org.alice, org.bob, carol)
-    org.alice.ok("team", "create", "ops", "--kind", "program")
-    org.alice.ok("team", "add", "ops", "bob", "--role", "reader")
-    org.alice.ok("team", "add", "ops", "carol", "--role", "reader")
-    monkeypatch.delenv("MVAULT_SESSION", raising=False)
-    keys = {}
-    for m in (org.alice, org.bob, carol):
-        monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(m.passphrase_file))
-        keys[m.name] = Home(m.home).unlock()
-    d = org.server.app[DIRECTORY]
-    ids = {ms.name: mid for mid, ms in d.members.items()}
-    drafting, ops = d.team_by_name("drafting"), d.team_by_name("ops")
-    assert drafting is not None and ops is not None
-    assert [link.type for link in d.team_links[ops.team_id]] == ["team.create", "team.add", "team.add"]
-    return Forge(org, carol, keys, ids, drafting.team_id, ops.team_id)
-
-
 # -- forged links ------------------------------------------------------------------------------------
-
-
-def team_link(f: Forge, team: str, signer: str, type_: str, body: dict[str, Any], *,
-              device: DeviceKeys | None = None, seq: int | None = None, prev: bytes | None = None) -> Link:
-    """A link on top of a team chain's head as the server holds it, made against the current org state."""
-    state = f.d.team(team)
-    return make_link(chain=team, seq=state.seq + 1 if seq is None else seq, prev=state.head if prev is None else prev,
-                     time=max(f.now(), state.time), signer=f.ids[signer], device=device or f.device(signer),
-                     type_=type_, body={**body, "org_seq": f.d.require_org().seq})
 
 
 def org_link(f: Forge, signer: str, type_: str, body: dict[str, Any]) -> Link:
@@ -176,14 +118,6 @@ def heads(d: Directory) -> dict[str, tuple[int, bytes]]:
     return out
 
 
-@dataclass
-class Forgery:
-    label: str
-    chain: str  # "org", a member id or a team id: where the server would put it
-    link: Link
-    client_error: str  # what every client reports when the server serves it
-
-
 def forgeries(f: Forge) -> list[Forgery]:
     """Every forgery of this file, made against the current heads (none of them is stored)."""
     drafting, ops = f.drafting, f.ops
@@ -224,25 +158,6 @@ def forgeries(f: Forge) -> list[Forgery]:
                 device_add(f, "bob", DeviceKeys.generate(), proof=sign_device_proof(invented, f.ids["bob"]))[0],
                 SIGNATURE),
     ]
-
-
-def served_list(f: Forge, chain: str) -> list[Link]:
-    if chain == "org":
-        return f.d.org_links
-    if chain in f.d.member_links:
-        return f.d.member_links[chain]
-    return f.d.team_links[chain]
-
-
-@contextmanager
-def served(f: Forge, forgery: Forgery) -> Iterator[None]:
-    """The server serves ``forgery`` at the end of its chain (its own state is left as it was)."""
-    links = served_list(f, forgery.chain)
-    links.append(forgery.link)
-    try:
-        yield
-    finally:
-        links.remove(forgery.link)
 
 
 # == (a) forged links posted to the API ==============================================================

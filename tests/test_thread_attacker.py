@@ -20,7 +20,7 @@ import pytest
 from client.threads import Threads
 from server.threads import HUB
 from tests.conftest import Member, Org, ServerThread
-from tests.test_threads import Follower, add_members, session
+from tests.helpers.members import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
 from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message, make_thread
 from vault.teamkeys import TeamKey

@@ -22,7 +22,8 @@ import pytest
 
 from client.threads import Threads
 from tests.conftest import MVAULT, Member, Org
-from tests.test_threads import add_members, rows, session
+from tests.helpers.db import rows
+from tests.helpers.members import add_members, session
 from vault.errors import Conflict
 
 

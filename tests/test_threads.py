@@ -16,116 +16,20 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client.api import Api, b64
-from client.client import Session
-from client.home import Home
+from client.api import b64
 from client.threads import Shown, Threads
 from server.app import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
+from tests.helpers.db import rows
+from tests.helpers.members import Follower, add_members, session
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
-
-SECRETS: dict[Path, tuple[Home, Any]] = {}
-
-
-@asynccontextmanager
-async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
-    """An in-process session of a CLI member (its keystore unlocked once per test run; the unlocked
-    ``Home`` is kept too: it opens the sealed config and pins)."""
-    if m.home not in SECRETS:
-        home = Home(m.home)
-        old = os.environ.get("MVAULT_PASSPHRASE_FILE")
-        os.environ["MVAULT_PASSPHRASE_FILE"] = str(m.passphrase_file)
-        try:
-            SECRETS[m.home] = home, home.unlock()
-        finally:
-            if old is None:
-                os.environ.pop("MVAULT_PASSPHRASE_FILE", None)
-            else:
-                os.environ["MVAULT_PASSPHRASE_FILE"] = old
-    home, secrets = SECRETS[m.home]
-    async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-        yield await Session.open(home, secrets, api)
-
-
-def rows(server: ServerThread, sql: str = "SELECT COUNT(*) FROM messages") -> Any:
-    with server.db() as db:
-        return db.execute(sql).fetchall()
-
-
-def add_members(org: Org, make_member: Any, names: list[str], role: str = "writer") -> list[Member]:
-    out = []
-    for name in names:
-        m = make_member(name)
-        m.ok("join", org.alice.json("invite")["invite"], "--name", name)
-        org.alice.ok("team", "add", "drafting", name, "--role", role)
-        out.append(m)
-    return out
-
-
-class Follower:
-    """An in-process follower (the real client's follow loop) collecting what it receives."""
-
-    def __init__(self, server: ServerThread, member: Member, thread: str | None) -> None:
-        self.server, self.member, self.thread = server, member, thread
-        self.got: list[Shown] = []
-        self.live = asyncio.Event()
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.states: list[str] = []
-
-    async def _run(self) -> None:
-        async with session(self.server, self.member) as s:
-            threads = await Threads.open(s, "drafting")
-
-            async def on_message(_tid: str, m: Shown) -> None:
-                self.got.append(m)
-
-            async def on_state(state: str) -> None:
-                self.states.append(state)
-                if state == "live":
-                    self.live.set()
-
-            await threads.follow(self.thread, on_message, on_state, self.stop)
-
-    async def start(self) -> Follower:
-        self.task = asyncio.create_task(self._run())
-        done, _ = await asyncio.wait({self.task, asyncio.create_task(self.live.wait())}, timeout=30,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if self.task in done:
-            self.task.result()  # raises what went wrong
-        assert self.live.is_set(), "the follower never went live"
-        return self
-
-    async def wait_for(self, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.got) < n and time.monotonic() < deadline:
-            if self.task is not None and self.task.done():
-                self.task.result()
-            await asyncio.sleep(0.02)
-        assert len(self.got) >= n, f"{self.member.name} got {len(self.got)} of {n}"
-
-    async def live_again(self, times: int = 2, timeout: float = 20) -> None:
-        """Wait until the follower went live ``times`` times (a reconnect: its catch-up may deliver
-        the messages a test waits for before the server says it is live again)."""
-        deadline = time.monotonic() + timeout
-        while self.states.count("live") < times and time.monotonic() < deadline:
-            if self.task is not None and self.task.done():
-                self.task.result()
-            await asyncio.sleep(0.02)
-        assert self.states.count("live") >= times, self.states
-
-    async def close(self) -> None:
-        self.stop.set()
-        if self.task is not None:
-            await asyncio.wait_for(self.task, 30)
 
 
 def check_order(got: list[Shown], expected_texts: set[str]) -> None:

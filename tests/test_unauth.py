@@ -22,8 +22,9 @@ import pytest
 
 from client.home import Home
 from tests.conftest import Member, Org, ServerThread, security_team
-from tests.test_api import Actor as ApiActor
-from tests.test_api import Http, session, team_create_link, team_json
+from tests.helpers.api_world import Actor as ApiActor
+from tests.helpers.api_world import session, team_create_link, team_json
+from tests.helpers.http import Http
 from vault.crypto import labels
 from vault.encoding import encode
 from vault.keys import DeviceKeys

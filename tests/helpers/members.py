@@ -1,0 +1,150 @@
+"""Helpers around members driven through the real CLI and the real client library: in-process sessions of
+CLI members, a live follower, joining members, puts and gets, fast unlocks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from client.api import Api
+from client.client import Session
+from client.home import Home
+from client.thread_cache import Shown
+from client.threads import Threads
+from tests.conftest import Member, Org, ServerThread
+
+
+def put(member: Member, team: str, path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(member.json("put", team, str(path))["vid"])
+
+
+def get_ok(member: Member, team: str, name: str, where: Path, expected: bytes, version: int | None = None) -> None:
+    where.mkdir(parents=True, exist_ok=False)
+    target = where / "result.bin"
+    args = ["get", team, name, "-o", str(target)]
+    if version is not None:
+        args += ["--version", str(version)]
+    member.ok(*args)
+    assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(expected).digest()
+
+
+def unlock_fast(*members: Member) -> None:
+    """An unlock session per member, so each CLI call skips the Argon2 passphrase step."""
+    for m in members:
+        m.env_extra["MVAULT_SESSION"] = str(m.json("unlock", "--minutes", "30")["session"])
+
+
+SECRETS: dict[Path, tuple[Home, Any]] = {}
+
+
+@asynccontextmanager
+async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
+    """An in-process session of a CLI member (its keystore unlocked once per test run; the unlocked
+    ``Home`` is kept too: it opens the sealed config and pins)."""
+    if m.home not in SECRETS:
+        home = Home(m.home)
+        old = os.environ.get("MVAULT_PASSPHRASE_FILE")
+        os.environ["MVAULT_PASSPHRASE_FILE"] = str(m.passphrase_file)
+        try:
+            SECRETS[m.home] = home, home.unlock()
+        finally:
+            if old is None:
+                os.environ.pop("MVAULT_PASSPHRASE_FILE", None)
+            else:
+                os.environ["MVAULT_PASSPHRASE_FILE"] = old
+    home, secrets = SECRETS[m.home]
+    async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
+        yield await Session.open(home, secrets, api)
+
+
+def add_members(org: Org, make_member: Any, names: list[str], role: str = "writer") -> list[Member]:
+    out = []
+    for name in names:
+        m = make_member(name)
+        m.ok("join", org.alice.json("invite")["invite"], "--name", name)
+        org.alice.ok("team", "add", "drafting", name, "--role", role)
+        out.append(m)
+    return out
+
+
+class Follower:
+    """An in-process follower (the real client's follow loop) collecting what it receives."""
+
+    def __init__(self, server: ServerThread, member: Member, thread: str | None) -> None:
+        self.server, self.member, self.thread = server, member, thread
+        self.got: list[Shown] = []
+        self.live = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.states: list[str] = []
+
+    async def _run(self) -> None:
+        async with session(self.server, self.member) as s:
+            threads = await Threads.open(s, "drafting")
+
+            async def on_message(_tid: str, m: Shown) -> None:
+                self.got.append(m)
+
+            async def on_state(state: str) -> None:
+                self.states.append(state)
+                if state == "live":
+                    self.live.set()
+
+            await threads.follow(self.thread, on_message, on_state, self.stop)
+
+    async def start(self) -> Follower:
+        self.task = asyncio.create_task(self._run())
+        done, _ = await asyncio.wait({self.task, asyncio.create_task(self.live.wait())}, timeout=30,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if self.task in done:
+            self.task.result()  # raises what went wrong
+        assert self.live.is_set(), "the follower never went live"
+        return self
+
+    async def wait_for(self, n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline:
+            if self.task is not None and self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+        assert len(self.got) >= n, f"{self.member.name} got {len(self.got)} of {n}"
+
+    async def live_again(self, times: int = 2, timeout: float = 20) -> None:
+        """Wait until the follower went live ``times`` times (a reconnect: its catch-up may deliver
+        the messages a test waits for before the server says it is live again)."""
+        deadline = time.monotonic() + timeout
+        while self.states.count("live") < times and time.monotonic() < deadline:
+            if self.task is not None and self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+        assert self.states.count("live") >= times, self.states
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 30)
+
+
+T = TypeVar("T")
+
+
+def in_session(server: ServerThread, m: Member, fn: Callable[[Session], Awaitable[T]],
+               monkeypatch: pytest.MonkeyPatch) -> T:
+    """``fn`` in an in-process client session of ``m`` (the real client library, logged in)."""
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(m.passphrase_file))
+    home = Home(m.home)
+
+    async def go() -> T:
+        async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
+            return await fn(await Session.open(home, home.unlock(), api))
+
+    return asyncio.run(go())
