@@ -22,9 +22,9 @@ from typing import Any, BinaryIO
 from client.api import Api, b64, unb64
 from client.audit import LogView, check_witness, designate_first, protocols_of, publish_audit_key, sync_log
 from client.home import Config, Home, Pins, Secrets
-from security.authority import ALLOWANCE, POLICY
+from security.authority import POLICY
 from security.policy import TEAM_KINDS
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
 from vault.auth import sign_login
 from vault.chains import (
     MemberState,
@@ -906,7 +906,8 @@ class Session:
             ok = True
         finally:
             try:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
-                concurrent.futures.wait([f for f in (decrypting, writing) if f is not None])
+                running: list[concurrent.futures.Future[Any]] = [f for f in (decrypting, writing) if f is not None]
+                concurrent.futures.wait(running)
             finally:
                 os.close(fd)
                 try:

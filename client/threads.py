@@ -12,6 +12,7 @@ thread back. Who created a thread and its expiry: ``client.thread_info``.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
@@ -300,7 +301,7 @@ class Threads:
             raise IntegrityError("the thread's encrypted name does not match the requested name")
         return ct
 
-    async def post(self, name: str, text: str, attach: list[Attachment] | None = None,
+    async def post(self, name: str, text: str, attach: builtins.list[Attachment] | None = None,
                    expect_expire: int | None = None) -> Shown:
         """Post (after reading what is new, so ``seen`` and our sequence are current); with
         ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
@@ -355,7 +356,7 @@ class Threads:
                                   [a.__dict__ for a in attach or ()], key.gen)
         raise AssertionError("unreachable")
 
-    async def read(self, name: str, since: int | None = None) -> list[Shown]:
+    async def read(self, name: str, since: int | None = None) -> builtins.list[Shown]:
         ct = await self.resolve(name)
         ct.read = ct.pos
         self.cache.save()

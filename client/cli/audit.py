@@ -1,4 +1,4 @@
-"""``mvault audit ...`` and ``mvault remove``: the audit log from the command line.
+"""``mvault audit ...``: the audit log from the command line.
 
 Exit codes: 0 fine; 1 an error, a log that does not verify, or (``audit report``) a
 violated rule. Alerts and warnings are printed but do not fail the report.
@@ -14,32 +14,11 @@ from typing import Any
 import click
 from rich.table import Table
 
-from client import admin
 from client import audit as A
-from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
+from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
 from client.client import Session
 from client.sanitize import escape, neutralize
 from vault.errors import NotFound, VaultError
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(audit)
-    cli.add_command(remove_cmd)
-
-
-@click.command("remove")
-@click.argument("member")
-@click.option("--reason", default="", help="a short reason for the record (kept in the org chain)")
-@json_flag
-@click.pass_obj
-def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
-    """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
-    m, done = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
-    emit(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
-         lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
-                           "their teams rotate on a key holder's next command" if done else
-                           f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
-                           f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
 
 
 @click.group()
@@ -51,7 +30,7 @@ def _events_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("#", "time", "actor", "action", "result", "resources", "rules")
     for r in rows:
         res = " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items()))
-        table.add_row(str(r["index"]), _when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
+        table.add_row(str(r["index"]), when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
                       escape(r["action"]), escape(r["result"]), escape(res), escape(",".join(r["rules"])))
     return table
 
@@ -96,7 +75,7 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
 def _print_verified(v: A.Verified) -> None:
     out.print(f"log verified: {v.checkpoint.size} events, root {v.checkpoint.root.hex()[:32]}…")
     out.print(f"  events you can read: {v.events_read}; pruned by retention: {v.pruned}")
-    out.print(f"  last witnessed: {_when(v.last_witness) if v.last_witness else 'never'}")
+    out.print(f"  last witnessed: {when(v.last_witness) if v.last_witness else 'never'}")
     for p in v.problems:
         out.print_line(f"  PROBLEM: {p}")
 
@@ -170,8 +149,8 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
         out.print(f"{escape(info['name'])} ({info['member']}): {escape(info['status'])}; "
                   f"verified in person: {info['verified']}")
         for d in info["devices"]:
-            seen = _when(d["last_seen"]) if d["last_seen"] else "never"
-            revoked = f", revoked {_when(d['revoked'])}" if d["revoked"] else ""
+            seen = when(d["last_seen"]) if d["last_seen"] else "never"
+            revoked = f", revoked {when(d['revoked'])}" if d["revoked"] else ""
             out.print(f"  device {escape(d['name'])} ({escape(d['kind'])}): last seen {seen}{revoked}")
         for t in info["teams"]:
             gens = ",".join(map(str, t["generations"])) or "none"
@@ -332,3 +311,6 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
 
     version = with_session(ctx, go)
     emit(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
+
+
+COMMANDS: tuple[click.Command, ...] = (audit,)

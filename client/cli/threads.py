@@ -23,18 +23,15 @@ import click
 from rich.table import Table
 
 from client.audit import parse_since
-from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
+from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
 from client.client import Session
 from client.sanitize import escape, message_lines
 from client.terminal import fold
+from client.thread_cache import Shown
 from client.thread_info import ThreadExists, ThreadInfo, check_expected_expire, duration_text, kept_text, parse_duration
-from client.threads import Shown, Threads, attachment_for
+from client.threads import Threads, attachment_for
 from vault.errors import NotFound, VaultError
 from vault.messages import Attachment
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(thread)
 
 
 @click.group()
@@ -54,7 +51,7 @@ def _shown_json(m: Shown, s: Session, thread_name: str, info: ThreadInfo) -> dic
 def _print_header(name: str, info: ThreadInfo) -> None:
     """The thread's creator and signed expiry, one line (folded on a terminal like a message line):
     the name and expiry of a thread are chosen by whoever created it first."""
-    line = (f"thread {escape(name)}: created by {info.creator_text()} on {_when(info.created)}; "
+    line = (f"thread {escape(name)}: created by {info.creator_text()} on {when(info.created)}; "
             f"{kept_text(info.expire)}")
     rows = fold(line, out.width) if out.is_terminal else [line]
     out.print("\n".join(rows), soft_wrap=True)
@@ -64,7 +61,7 @@ def _print_message(r: dict[str, Any], with_thread: bool = False) -> None:
     """One message: its first line after the header, each further line indented under a marker
     (``sanitize.CONTINUATION``), so that no line of a message can pass for another message."""
     where = f"[{escape(r['thread'])}] " if with_thread else ""
-    lines = message_lines(f"{where}{_when(r['time'])}  {escape(r['sender_name'])}: ", r["text"])
+    lines = message_lines(f"{where}{when(r['time'])}  {escape(r['sender_name'])}: ", r["text"])
     lines += [f"    attached: {escape(a['name'])} (document version {escape(a['vid'])})" for a in r["attach"]]
     if out.is_terminal:  # the terminal would wrap a long line to column 0: fold it under the marker
         lines = [row for line in lines for row in fold(line, out.width)]
@@ -187,7 +184,7 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
         for r in rows:
             name = r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)"
             table.add_row(escape(name),
-                          _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
+                          when(r["last_time"]), str(r["messages"]), str(r["unread"]),
                           duration_text(r["expire"]) if r["expire"] else "keep",
                           ThreadInfo.from_json(r["thread"], r).creator_text())
         out.print(table)
@@ -245,3 +242,5 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
 
     with_session(ctx, go)
 
+
+COMMANDS: tuple[click.Command, ...] = (thread,)
