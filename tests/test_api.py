@@ -34,10 +34,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from client import admin, maintenance
 from client.api import Api
-from client.client import Session, View
+from client.client import Client
 from client.home import Home, Secrets
-from client.threads import Threads
+from client.threads.team import Threads
+from client.view import View
 from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
 from server.openapi import OPENAPI
 from tests.conftest import PASSPHRASE, Member, ServerThread
@@ -403,16 +405,16 @@ class World:
 
 
 @asynccontextmanager
-async def session(w: World, actor: Actor) -> AsyncIterator[Session]:
+async def session(w: World, actor: Actor) -> AsyncIterator[Client]:
     """An in-process client session (logs in through the API)."""
     async with Api(w.server.url, bytes.fromhex(w.server.fingerprint)) as api:
-        yield await Session.open(actor.home, actor.secrets, api)
+        yield await Client.open(actor.home, actor.secrets, api)
 
 
 async def _side_team(w: World) -> tuple[str, str]:
     async with session(w, w.alice) as s:
-        side = await s.create_team("side", "program")
-        await s.add_member("side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
+        side = await admin.create_team(s, "side", "program")
+        await admin.add_member(s, "side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
         view = await s.view(refresh=True)
         return view.team_by_name("drafting").team_id, side.team_id
 
@@ -544,7 +546,7 @@ async def info_of(h: Http) -> dict[str, Any]:
     return {**info, "org_seq": org.seq if org else 0, "org_head": b64(org.head) if org else None}
 
 
-async def new_invite(s: Session, w: World, *, expires_in: int = 86400) -> bytes:
+async def new_invite(s: Client, w: World, *, expires_in: int = 86400) -> bytes:
     """alice records an org.invite link; returns the invite secret."""
     view = await s.view(refresh=True)
     secret = os.urandom(32)
@@ -571,7 +573,7 @@ class Upload:
         return self.data[self.head_len:-64]
 
 
-async def team_key(s: Session, team_id: str) -> TeamKey:
+async def team_key(s: Client, team_id: str) -> TeamKey:
     view = await s.view(refresh=True)
     team = view.teams[team_id]
     return await s.team_key(team, team.generation)
@@ -582,7 +584,7 @@ def team_seq_of(w: World, team_id: str) -> int:
     return w.server.app[DIRECTORY].team(team_id).seq
 
 
-def make_upload(w: World, s: Session, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
+def make_upload(w: World, s: Client, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
                 size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
                 when: int | None = None, team_seq: int | None = None) -> Upload:
     writer = DocWriter(key=key, team_seq=team_seq_of(w, key.team_id) if team_seq is None else team_seq,
@@ -970,7 +972,7 @@ async def test_org_links(w: World) -> None:
                       what="same sequence as the accepted link")
 
 
-async def org_link_of(s: Session, w: World, type_: str, body: dict[str, Any], *, signer: Actor | None = None,
+async def org_link_of(s: Client, w: World, type_: str, body: dict[str, Any], *, signer: Actor | None = None,
                       when: int | None = None) -> Link:
     """An organization link on top of the current head, signed by ``signer`` (default: the session's member)."""
     org = (await s.view(refresh=True)).org
@@ -1057,7 +1059,7 @@ async def test_org_admission_roles_and_invite_limits(w: World) -> None:
 # == member chains and device links ==================================================================
 
 
-async def joined_newcomer(s: Session, w: World, h: Http, name: str) -> Newcomer:
+async def joined_newcomer(s: Client, w: World, h: Http, name: str) -> Newcomer:
     """A new member (own member chain) admitted through alice's invite."""
     secret = await new_invite(s, w)
     n = newcomer(name, now(w))
@@ -1281,7 +1283,7 @@ async def test_device_link_mailbox(w: World) -> None:
 # == teams ===========================================================================================
 
 
-def team_create_link(s: Session, view: View, name: str, *, kind: str = "program",
+def team_create_link(s: Client, view: View, name: str, *, kind: str = "program",
                      when: int | None = None, org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
     nonce = os.urandom(16)
     key = TeamKey.generate(team_id_for(view.org.org_id, nonce), 1)
@@ -1299,7 +1301,7 @@ def team_create_link(s: Session, view: View, name: str, *, kind: str = "program"
     return link, {s.me: box}
 
 
-def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: str, *,
+def team_add_link(s: Client, view: View, team_id: str, key: TeamKey, member: str, *,
                   role: str = "reader", seq_delta: int = 1, prev: bytes | None = None,
                   when: int | None = None, chain: str | None = None,
                   org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
@@ -1867,7 +1869,7 @@ async def test_post_refusals(w: World) -> None:
         await refused(h, "POST", path, 409, token=bob, contains="last message", what="the same message again",
                       js={"message": b64(ok.raw)})
     async with session(w, w.alice) as s:
-        await s.rotate((await s.view(refresh=True)).team_by_name("drafting"))
+        await maintenance.rotate(s, (await s.view(refresh=True)).team_by_name("drafting"))
     old = await next_message(w, w.bob, "drafting", "refusals", gen=1)
     async with Http(w.server) as h:
         await refused(h, "POST", path, 409, token=await login(h, w.bob), contains="not current",

@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 
 from client.api import Api, b64
-from client.client import Session
+from client.client import Client
 from client.home import Home
-from client.threads import Shown, Threads
+from client.threads.cache import Shown
+from client.threads.team import Threads
 from server.app import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
@@ -36,7 +37,7 @@ SECRETS: dict[Path, tuple[Home, Any]] = {}
 
 
 @asynccontextmanager
-async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
+async def session(server: ServerThread, m: Member) -> AsyncIterator[Client]:
     """An in-process session of a CLI member (its keystore unlocked once per test run; the unlocked
     ``Home`` is kept too: it opens the sealed config and pins)."""
     if m.home not in SECRETS:
@@ -52,7 +53,7 @@ async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
                 os.environ["MVAULT_PASSPHRASE_FILE"] = old
     home, secrets = SECRETS[m.home]
     async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-        yield await Session.open(home, secrets, api)
+        yield await Client.open(home, secrets, api)
 
 
 def rows(server: ServerThread, sql: str = "SELECT COUNT(*) FROM messages") -> Any:

@@ -18,8 +18,10 @@ import click
 from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from client import maintenance
 from client.api import Api
-from client.client import Session
+from client.client import Client
+from client.clock import Clock
 from client.home import Home, default_home
 from client.sanitize import escape
 from client.terminal import err, out
@@ -34,6 +36,7 @@ class Ctx:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.home = Home(default_home())
+        self.clock = Clock.from_environment()  # the one clock of this command
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -45,7 +48,7 @@ def run(coro: Awaitable[T]) -> T:
     return uvloop.run(wrap())
 
 
-def with_session(ctx: Ctx, fn: Callable[[Session], Awaitable[T]], maintain: bool = True) -> T:
+def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool = True) -> T:
     """Unlock, log in, verify, do pending key work (rotations, shares), then run ``fn``."""
     cfg = ctx.home.config()
     secrets = ctx.home.unlock()
@@ -53,10 +56,10 @@ def with_session(ctx: Ctx, fn: Callable[[Session], Awaitable[T]], maintain: bool
 
     async def go() -> T:
         async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
-            session = await Session.open(ctx.home, secrets, api)
+            session = await Client.open(ctx.home, secrets, api, ctx.clock)
             try:
                 if maintain:
-                    notes.extend(await session.maintain())
+                    notes.extend(await maintenance.maintain(session))
                 return await fn(session)
             finally:
                 notes.extend(f"warning: {w}" for w in session.warnings)

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
+from client import admin
 from client.cli._common import Ctx, emit, json_flag, out, run, with_session
-from client.client import Session, join
+from client.client import Client, join
 from client.home import SESSION_MINUTES, read_passphrase
 from client.sanitize import escape
 from vault.errors import VaultError
@@ -22,7 +23,7 @@ from vault.errors import VaultError
 def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
     """Make keys (asks a passphrase) and join the organization with an invite CODE."""
     passphrase = read_passphrase(confirm=True)
-    cfg = run(join(ctx.home, code, name, passphrase, org_name))
+    cfg = run(join(ctx.home, code, name, passphrase, org_name, ctx.clock))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
          lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
 
@@ -66,7 +67,7 @@ def lock(ctx: Ctx) -> None:
 def whoami(ctx: Ctx) -> None:
     """Who you are, on which server, with which roles."""
 
-    async def go(s: Session) -> dict[str, Any]:
+    async def go(s: Client) -> dict[str, Any]:
         view = await s.view()
         om = view.org.members[s.me]
         return {"name": s.cfg.name, "member": s.me, "device": s.device.device_id, "server": s.cfg.url,
@@ -88,7 +89,7 @@ def whoami(ctx: Ctx) -> None:
 @click.pass_obj
 def invite(ctx: Ctx, role: str, note: str, days: int) -> None:
     """Print a one-time invite code for a new member."""
-    code = with_session(ctx, lambda s: s.invite(role, note, days))
+    code = with_session(ctx, lambda s: admin.invite(s, role, note, days))
     emit(ctx, {"invite": code}, lambda: click.echo(code))
 
 

@@ -10,8 +10,9 @@ from rich.table import Table
 
 from client import admin
 from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
-from client.client import Session
+from client.client import Client
 from client.home import read_passphrase
+from client.maintenance import maintain
 from client.sanitize import escape, one_line
 
 
@@ -48,7 +49,7 @@ def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
 def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
     """On a new machine: join your member identity with the code from `device add`."""
     passphrase = read_passphrase(confirm=True)
-    cfg = run(admin.device_link(ctx.home, code, name, passphrase, wait))
+    cfg = run(admin.device_link(ctx.home, code, name, passphrase, wait, ctx.clock))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
          lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
 
@@ -77,9 +78,9 @@ def device_ls(ctx: Ctx) -> None:
 def device_revoke(ctx: Ctx, name: str) -> None:
     """Revoke a device: rolls your member key and rotates your teams' keys."""
 
-    async def go(s: Session) -> tuple[int, list[str]]:
+    async def go(s: Client) -> tuple[int, list[str]]:
         gen = await admin.device_revoke(s, name)
-        return gen, await s.maintain()
+        return gen, await maintain(s)
 
     gen, rotated = with_session(ctx, go)
     emit(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
@@ -106,7 +107,7 @@ def recovery_key(ctx: Ctx, name: str | None) -> None:
 def recover(ctx: Ctx, code: str, name: str | None) -> None:
     """On a fresh machine: restore access with a recovery key."""
     passphrase = read_passphrase(confirm=True)
-    cfg = run(admin.recover(ctx.home, code, passphrase, name))
+    cfg = run(admin.recover(ctx.home, code, passphrase, name, ctx.clock))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
          lambda: out.print(f"restored {escape(cfg.name)} ({cfg.member_id}) on this machine"))
 

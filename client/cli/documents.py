@@ -11,11 +11,13 @@ import click
 from rich.table import Table
 
 from client.cli._common import Ctx, emit, json_flag, out, progress_bar, when, with_session
-from client.client import BatchFailed, DocVersion, Session, check_unique_names
+from client.client import Client
+from client.docs import DocVersion, check_unique_names
 from client.sanitize import escape
+from vault.errors import BatchFailed
 
 
-def _doc_json(d: DocVersion, s: Session | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
+def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
     c = d.record.core
     if d.opened is None:
         name, size = f"(no key for generation {c.gen})", None
@@ -47,7 +49,7 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
     label = f"put {paths[0].name}" if len(paths) == 1 else f"put {len(paths)} files"
     failure: BatchFailed | None = None
     with progress_bar(ctx, total, label) as advance:
-        async def go(s: Session) -> list[tuple[str, int, str]]:
+        async def go(s: Client) -> list[tuple[str, int, str]]:
             nonlocal failure
             try:
                 return await s.put_many(team_name, items, advance)
@@ -77,7 +79,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
     """Download, verify and decrypt a document (written only if everything verifies)."""
     target = output or Path(os.path.basename(name))
 
-    async def go(s: Session) -> DocVersion:
+    async def go(s: Client) -> DocVersion:
         return await s.get(team_name, name, target, version)
 
     d = with_session(ctx, go)
@@ -85,7 +87,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
          lambda: out.print(f"{escape(name)} version {d.record.core.seq} -> {escape(str(target))}"))
 
 
-def _names(s: Session) -> Callable[[], Awaitable[dict[str, str]]]:
+def _names(s: Client) -> Callable[[], Awaitable[dict[str, str]]]:
     async def go() -> dict[str, str]:
         view = await s.view()
         return {m: st.name for m, st in view.members.items()}
@@ -100,7 +102,7 @@ def _names(s: Session) -> Callable[[], Awaitable[dict[str, str]]]:
 def ls_cmd(ctx: Ctx, team_name: str) -> None:
     """Documents of a team: names, sizes, versions, authors."""
 
-    async def go(s: Session) -> list[dict[str, Any]]:
+    async def go(s: Client) -> list[dict[str, Any]]:
         docs = await s.ls(team_name)
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
@@ -125,7 +127,7 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
 def history(ctx: Ctx, team_name: str, name: str) -> None:
     """Every version of a document."""
 
-    async def go(s: Session) -> list[dict[str, Any]]:
+    async def go(s: Client) -> list[dict[str, Any]]:
         docs = await s.history(team_name, name)
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]

@@ -9,7 +9,8 @@ from rich.table import Table
 
 from client import admin
 from client.cli._common import Ctx, emit, json_flag, out, parse_until, when, with_session
-from client.client import Session, now
+from client.client import Client
+from client.maintenance import rotate
 from client.sanitize import escape
 from security.policy import TEAM_KINDS, TEAM_ROLES
 
@@ -27,7 +28,7 @@ def team() -> None:
 @click.pass_obj
 def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
     """Create a team; you become its first admin."""
-    t = with_session(ctx, lambda s: s.create_team(name, kind, not no_history))
+    t = with_session(ctx, lambda s: admin.create_team(s, name, kind, not no_history))
     emit(ctx, {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation},
          lambda: out.print(f"created {escape(t.kind)} team {escape(t.name)} ({t.team_id})"))
 
@@ -41,7 +42,7 @@ def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
 @click.pass_obj
 def team_add(ctx: Ctx, team_name: str, member: str, role: str, until: str | None) -> None:
     """Add MEMBER to TEAM with a role (and give them the team key)."""
-    boxed = with_session(ctx, lambda s: s.add_member(team_name, member, role, parse_until(until)))
+    boxed = with_session(ctx, lambda s: admin.add_member(s, team_name, member, role, parse_until(until)))
     emit(ctx, {"team": team_name, "member": member, "role": role, "until": until, "key_shared": boxed},
          lambda: out.print(f"added {escape(member)} to {escape(team_name)} as {role}"
                            + ("" if boxed else "; they get the key when a key holder's client next runs")))
@@ -53,10 +54,10 @@ def team_add(ctx: Ctx, team_name: str, member: str, role: str, until: str | None
 def team_ls(ctx: Ctx) -> None:
     """Teams you can see."""
 
-    async def go(s: Session) -> list[dict[str, Any]]:
+    async def go(s: Client) -> list[dict[str, Any]]:
         view = await s.view()
         return [{"team": t.team_id, "name": t.name, "kind": t.kind, "members": len(t.members),
-                 "generation": t.generation, "role": t.role_of(s.me, now())}
+                 "generation": t.generation, "role": t.role_of(s.me, s.now())}
                 for t in sorted(view.teams.values(), key=lambda t: t.name)]
 
     rows = with_session(ctx, go)
@@ -130,9 +131,9 @@ def team_role(ctx: Ctx, team_name: str, member: str, role: str, until: str | Non
 def team_rotate(ctx: Ctx, team_name: str) -> None:
     """Start a new key generation for TEAM now."""
 
-    async def go(s: Session) -> tuple[int, bool]:
+    async def go(s: Client) -> tuple[int, bool]:
         team = (await s.view()).team_by_name(team_name)
-        rekeyed = await s.rotate(team)
+        rekeyed = await rotate(s, team)
         return (await s.view()).team_by_name(team_name).generation, rekeyed
 
     gen, rekeyed = with_session(ctx, go)
