@@ -15,7 +15,7 @@ from typing import Any
 from client.api import Api, b64, unb64
 from client.audit.keys import designate_first
 from client.client import Client, device_body
-from client.clock import ENVIRONMENT, Clock
+from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
 from client.view import member_fingerprint
 from security.authority import POLICY
@@ -282,7 +282,7 @@ async def _wait_until_active(api: Api, member: str, device: DeviceKeys, wait: fl
 
 
 async def device_link(home: Home, code: str, name: str | None, passphrase: str,
-                      wait: float = LINK_WAIT_SECONDS, clock: Clock = ENVIRONMENT) -> Config:
+                      wait: float = LINK_WAIT_SECONDS, clock: Clock = SYSTEM) -> Config:
     """On a new machine: deliver fresh keys through the code's mailbox, wait to be added."""
     if home.exists:
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
@@ -353,7 +353,7 @@ async def recovery_key(s: Client, name: str | None) -> str:
 
 
 async def recover(home: Home, code: str, passphrase: str, name: str | None,
-                  clock: Clock = ENVIRONMENT) -> Config:
+                  clock: Clock = SYSTEM) -> Config:
     """On a fresh machine: use the paper key to add a new device and restore access."""
     if home.exists:
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")

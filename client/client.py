@@ -14,7 +14,7 @@ from typing import Any
 
 from client.api import Api, b64, unb64
 from client.audit.checkpoints import LogView, sync_log
-from client.clock import ENVIRONMENT, Clock
+from client.clock import SYSTEM, Clock
 from client.docs import Documents, DocVersion, Progress
 from client.home import Config, Home, Secrets
 from client.keyring import Keyring
@@ -33,7 +33,7 @@ class Client:
     """A logged-in, verified connection for one command."""
 
     def __init__(self, home: Home, secrets: Secrets, api: Api, clock: Clock | None = None) -> None:
-        self.session = Session(home, secrets, api, clock if clock is not None else ENVIRONMENT)
+        self.session = Session(home, secrets, api, clock if clock is not None else SYSTEM)
         self.chains = Chains(self.session)
         self.keys = Keyring(self.session, self.chains)
         self.docs = Documents(self.session, self.chains, self.keys)
@@ -146,7 +146,7 @@ def device_body(sign_public: bytes, box_public: bytes, name: str, kind: str = "d
 
 
 async def join(home: Home, code: str, name: str, passphrase: str, org_name: str = "member-vault",
-               clock: Clock = ENVIRONMENT) -> Config:
+               clock: Clock = SYSTEM) -> Config:
     """Create keys, then found the organization (founder invite) or join it.
 
     The keystore is written first: a passphrase problem stops us before the server records

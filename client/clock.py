@@ -31,11 +31,3 @@ class Clock:
 
 SYSTEM = Clock()
 
-
-class EnvironmentClock(Clock):
-    """Reads MVAULT_TEST_CLOCK_OFFSET at every reading (what the client did before the clock was injected)."""
-
-    def now(self) -> int:
-        return Clock.from_environment().now()
-
-ENVIRONMENT = EnvironmentClock()

@@ -43,6 +43,7 @@ from client.view import View
 from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
 from server.openapi import OPENAPI
 from tests.conftest import PASSPHRASE, Member, ServerThread
+from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 from vault.auth import sign_login
 from vault.chains import member_id_for, org_id_for, team_id_for
 from vault.encoding import Fields, decode, encode
@@ -408,7 +409,7 @@ class World:
 async def session(w: World, actor: Actor) -> AsyncIterator[Client]:
     """An in-process client session (logs in through the API)."""
     async with Api(w.server.url, bytes.fromhex(w.server.fingerprint)) as api:
-        yield await Client.open(actor.home, actor.secrets, api)
+        yield await Client.open(actor.home, actor.secrets, api, FOLLOWS_ENVIRONMENT)
 
 
 async def _side_team(w: World) -> tuple[str, str]:

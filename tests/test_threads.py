@@ -29,6 +29,7 @@ from client.threads.cache import Shown
 from client.threads.team import Threads
 from server.app import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
+from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
@@ -53,7 +54,7 @@ async def session(server: ServerThread, m: Member) -> AsyncIterator[Client]:
                 os.environ["MVAULT_PASSPHRASE_FILE"] = old
     home, secrets = SECRETS[m.home]
     async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-        yield await Client.open(home, secrets, api)
+        yield await Client.open(home, secrets, api, FOLLOWS_ENVIRONMENT)
 
 
 def rows(server: ServerThread, sql: str = "SELECT COUNT(*) FROM messages") -> Any:
