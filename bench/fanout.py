@@ -2,7 +2,7 @@
 
 Setup: a real ``mvault-server run`` in its own process (HTTPS, uvloop, SQLite in a temporary
 directory), a founder, a team, F reader members (the followers) and P writer members (the
-posters), all made in-process with the client library (``join``, ``Session.invite``,
+posters), all made in-process with the client library (``join``, ``client.admin.invite``,
 ``create_team``, ``add_member``, ``Threads.create``). Each join costs one Argon2id keystore at
 the enforced minimum parameters (the client cannot choose weaker ones); the bench opens each
 keystore with the key derived at join instead of deriving it again.
@@ -60,10 +60,12 @@ BIN = Path(sys.executable).parent
 
 from common import Row, machine, secrets_after_join, serve_reference, start_with_reference  # noqa: E402
 
+from client import admin  # noqa: E402
 from client.api import Api  # noqa: E402
-from client.client import Session, join, now  # noqa: E402
+from client.client import Client, join  # noqa: E402
+from client.clock import SYSTEM  # noqa: E402
 from client.home import Home, Secrets  # noqa: E402
-from client.threads import Threads  # noqa: E402
+from client.threads.team import Threads  # noqa: E402
 from vault.keys import DeviceKeys  # noqa: E402
 from vault.messages import Body, Message, ThreadChecker, make_message  # noqa: E402
 from vault.teamkeys import TeamKey  # noqa: E402
@@ -161,14 +163,14 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, po
     await join(fhome, invite, "founder", PASSPHRASE)
     members: list[tuple[str, Home, Secrets]] = []
     async with Api(url, fp) as api:
-        s = await Session.open(fhome, secrets_after_join(fhome), api)
-        await s.create_team(TEAM, "program")
+        s = await Client.open(fhome, secrets_after_join(fhome), api)
+        await admin.create_team(s, TEAM, "program")
         for i in range(followers + posters):
             name = f"f{i:03d}" if i < followers else f"p{i - followers:02d}"
-            code = await s.invite("member", "fan-out bench")
+            code = await admin.invite(s, "member", "fan-out bench")
             home = Home(root / f"home-{name}")
             await join(home, code, name, PASSPHRASE)
-            await s.add_member(TEAM, name, "reader" if i < followers else "writer", None)
+            await admin.add_member(s, TEAM, name, "reader" if i < followers else "writer", None)
             members.append((name, home, secrets_after_join(home)))
         threads = await Threads.open(s, TEAM)
         tid = await threads.create(THREAD, 0)
@@ -181,7 +183,7 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, po
     team_id = ""
     for name, home, secrets in members:
         async with Api(url, fp) as api:
-            ms = await Session.open(home, secrets, api)
+            ms = await Client.open(home, secrets, api)
             if name.startswith("p"):
                 team = (await ms.view(refresh=True)).team_by_name(TEAM)
                 key, team_seq, team_id = await ms.team_key(team, team.generation), team.seq, team.team_id
@@ -204,7 +206,7 @@ def build_messages(world: World, count: int) -> tuple[list[list[bytes]], list[Me
         m = make_message(world.key, Body(text), thread=world.thread, rec=world.rec, team_seq=world.team_seq,
                          sender=p.member,
                          device=p.device, seq=p.seq + 1, prev=p.prev, prev_time=p.prev_time, seen=[],
-                         time=max(now(), p.prev_time))
+                         time=max(SYSTEM.now(), p.prev_time))
         p.seq, p.prev, p.prev_time = p.seq + 1, m.id, m.header.time
         bodies[i % len(world.posters)].append(json.dumps({"message": b64(m.raw)}).encode())
         built.append(m)
@@ -357,7 +359,7 @@ def reader_cost(world: World, msgs: list[Message]) -> float:
     """Microseconds per message a follower would spend: parse, signature, decrypt, ordering checks."""
     raws = [m.raw for m in msgs]
     checker = ThreadChecker(world.team_id, world.thread, 0)
-    t = now()
+    t = SYSTEM.now()
     start = time.perf_counter()
     for raw in raws:
         m = Message.parse(raw)

@@ -2,15 +2,15 @@
 
 Ours: a real ``mvault-server run`` in its own process (HTTPS, uvloop, SQLite synchronous=FULL,
 audit log), a founder and a few invited members made in-process with the client library
-(``join``, ``Session.invite``; each join costs one Argon2id keystore at the enforced minimum
+(``join``, ``client.admin.invite``; each join costs one Argon2id keystore at the enforced minimum
 parameters, and the keystore is opened with the key derived at join). A login is exactly what
-``client.client.Session.login`` sends, through the client's own ``Api`` (the server
+``client.session.Session.login`` sends, through the client's own ``Api`` (the server
 certificate pinned by fingerprint): ``POST /api/v1/auth/challenge`` for a nonce, the device
 signs the login statement (``vault.auth.sign_login``: origin, nonce, member, device, time),
 ``POST /api/v1/auth/login`` answers a session token. Two round trips per login. The server
 records one durable audit event (``auth.login``, group commit, synchronous=FULL) per login
 before it answers; the bench counts the audit log's growth in each round and reports events
-per login. ``Session.login`` then fetches an audit checkpoint (``sync_log``) to check the log
+per login. ``Client.login`` then fetches an audit checkpoint (``sync_log``) to check the log
 grew; that third round trip is not part of the challenge-response and is not measured here.
 
 C concurrent tasks share one pinned ``Api`` (one aiohttp session); task k logs in as device
@@ -63,8 +63,10 @@ from bench.common import (  # noqa: E402
     serve_reference,
     start_with_reference,
 )
+from client import admin  # noqa: E402
 from client.api import Api, b64, unb64  # noqa: E402
-from client.client import Session, join, now  # noqa: E402
+from client.client import Client, join  # noqa: E402
+from client.clock import SYSTEM  # noqa: E402
 from client.home import Home  # noqa: E402
 from security.events import Checkpoint  # noqa: E402
 from vault.auth import sign_login  # noqa: E402
@@ -115,9 +117,9 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, devices: int) -> W
     fsecrets = secrets_after_join(fhome)
     members = [Member(fhome.config().member_id, fsecrets.device)]
     async with Api(url, fp) as api:
-        s = await Session.open(fhome, fsecrets, api)  # the client's own login, once, end to end
+        s = await Client.open(fhome, fsecrets, api)  # the client's own login, once, end to end
         for i in range(devices - 1):
-            code = await s.invite("member", "login bench")
+            code = await admin.invite(s, "member", "login bench")
             home = Home(root / f"home-m{i:02d}")
             await join(home, code, f"m{i:02d}", PASSPHRASE)
             members.append(Member(home.config().member_id, secrets_after_join(home).device))
@@ -126,9 +128,9 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, devices: int) -> W
 
 
 async def login_once(api: Api, member: str, device: DeviceKeys) -> str:
-    """The challenge-response of ``client.client.Session.login``, line for line; returns the token."""
+    """The challenge-response of ``client.session.Session.login``, line for line; returns the token."""
     ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
-    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=now())
+    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=SYSTEM.now())
     res = await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig)})
     return str(res["token"])
 
@@ -308,9 +310,9 @@ def main() -> int:
         "rows": [row.as_json()],
         "machine": machine(),
         "setup_s": round(setup_s, 1),
-        "login": "client.client.Session.login's challenge-response through client.api.Api (pinned "
+        "login": "client.session.Session.login's challenge-response through client.api.Api (pinned "
                  "certificate): POST /api/v1/auth/challenge, vault.auth.sign_login, POST /api/v1/auth/login -> "
-                 "token; Session.login's later audit checkpoint fetch (sync_log) is not included",
+                 "token; Client.login's later audit checkpoint fetch (sync_log) is not included",
         "audit": "the server seals and durably appends one auth.login event per successful login before it "
                  "answers (server/audit_api.py audit_middleware); a successful challenge records nothing "
                  "(failure_only); measured: audit log growth per round over the round's logins",

@@ -1,11 +1,11 @@
 """Rotation: removing one member from an N-member team, client CPU, beside bare sealed boxes.
 
-Ours: the real ``client.admin.remove_from_team`` on a real ``Session`` whose verified view
+Ours: the real ``client.admin.remove_from_team`` on a real ``Client`` whose verified view
 (org state, N member states, the team's state) was built by replaying real chains made in
 memory with the vault code (member.create, org.invite + org.join per member, team.create
 then one team.add per member, each with its key box), as a team grows with ``mvault team
-add``. It runs ``Session._new_generation`` (a fresh TeamKey, one sealed box per remaining
-member, the box hashes, the history blob) and ``Session.append_team`` (``make_link``
+add``. It runs ``Keyring.new_generation`` (a fresh TeamKey, one sealed box per remaining
+member, the box hashes, the history blob) and ``Chains.append_team`` (``make_link``
 signing, then ``clone(team).apply(...)``, the client's own check of the new link). The
 server is a stub whose ``post`` records the request and returns: network, JSON, TLS and
 the server's work are not part of this row, and no server is started (building a large org
@@ -39,8 +39,9 @@ import nacl.public  # noqa: E402
 from bench.common import Row, alternate, fmt, machine  # noqa: E402
 from client.admin import remove_from_team  # noqa: E402
 from client.api import unb64  # noqa: E402
-from client.client import Session, View  # noqa: E402
+from client.client import Client  # noqa: E402
 from client.home import Config, Secrets  # noqa: E402
+from client.view import View  # noqa: E402
 from security.authority import POLICY  # noqa: E402
 from security.policy import TEAM_KINDS  # noqa: E402
 from vault.chains import (  # noqa: E402
@@ -148,11 +149,11 @@ class Builder:
         return View(org, members, {team.team_id: team})
 
 
-# -- a Session without a server ------------------------------------------------------------------
+# -- a Client without a server ------------------------------------------------------------------
 
 
 class StubHome:
-    """Only what ``Session.__init__`` reads: the config."""
+    """Only what ``Client.__init__`` reads: the config."""
 
     def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
@@ -187,22 +188,23 @@ def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
     raise RuntimeError("the measured path awaited real I/O")
 
 
-def make_session(b: Builder, view: View) -> tuple[Session, StubApi]:
+def make_session(b: Builder, view: View) -> tuple[Client, StubApi]:
     f = b.founder
     cfg = Config(url=StubApi.url, cert_fp="", org_root=view.org.root.hex(), member_id=f.id,
                  device_id=f.device.device_id, name=f.name)
     api = StubApi()
-    s = Session(StubHome(cfg), Secrets(f.device, {1: f.puk}), api)  # type: ignore[arg-type]
+    s = Client(StubHome(cfg), Secrets(f.device, {1: f.puk}), api)  # type: ignore[arg-type]
     team = view.teams[b.team_id]
-    s._key_cache[(team.team_id, team.generation)] = b.key  # we hold the team key (opened earlier)
+    assert (team.team_id, team.generation) == (b.key.team_id, b.key.gen)
+    s.keys.remember(b.key)  # we hold the team key (opened earlier)
     return s, api
 
 
 # -- the two sides -------------------------------------------------------------------------------
 
 
-def ours(s: Session, view: View, team_name: str, target: str) -> float:
-    s._view = view  # the verified view the command starts from (append_team's post clears it)
+def ours(s: Client, view: View, team_name: str, target: str) -> float:
+    s.chains.adopt(view)  # the verified view the command starts from (append_team's post clears it)
     t0 = time.process_time()
     rotated = run_sync(remove_from_team(s, team_name, target))
     elapsed = time.process_time() - t0
@@ -236,7 +238,7 @@ def check_posted(api: StubApi, view: View, b: Builder, target: str) -> dict[str,
     return {"link_bytes": len(link.wire), "boxes_posted": len(boxes), "box_bytes": len(boxes[someone.id])}
 
 
-def breakdown(s: Session, view: View, b: Builder, target: str, rounds: int) -> dict[str, float]:
+def breakdown(s: Client, view: View, b: Builder, target: str, rounds: int) -> dict[str, float]:
     """Medians of the steps of ``ours``, each timed alone (same calls, same order)."""
     team = view.teams[b.team_id]
     old = b.key
@@ -249,7 +251,7 @@ def breakdown(s: Session, view: View, b: Builder, target: str, rounds: int) -> d
         return out
 
     for _ in range(rounds):
-        key_body, _boxes = timed("new_generation_s", lambda: s._new_generation(team, view, old, leaving=target))
+        key_body, _boxes = timed("new_generation_s", lambda: s.keys.new_generation(team, view, old, leaving=target))
         body = {"member": target, "key": key_body, "org_seq": view.org.seq}
 
         def sign(body: dict[str, Any] = body) -> Link:
@@ -321,10 +323,10 @@ def main() -> None:
     row = Row(
         row="rotation", unit="s", ours=mine, reference=refs, higher_is_better=False,
         ours_what=(f"client CPU (time.process_time, one thread) of client.admin.remove_from_team removing one member "
-                   f"from a {n}-member team whose key we hold, on a real Session over a view built by replaying "
+                   f"from a {n}-member team whose key we hold, on a real Client over a view built by replaying "
                    f"real chains ({n} member chains, {len(b.org_links)} org links, {len(b.team_links)} team links: "
-                   "team.create + one team.add per member): Session._new_generation (TeamKey.generate, "
-                   f"{n - 1} TeamKey.seal_for boxes + box_hash, seal_history) and Session.append_team (make_link "
+                   "team.create + one team.add per member): Keyring.new_generation (TeamKey.generate, "
+                   f"{n - 1} TeamKey.seal_for boxes + box_hash, seal_history) and Client.append_team (make_link "
                    "signing, clone(team).apply(...) replay check of the new link, base64 of the boxes); the view "
                    "and team key were cached (no fetch). Network, JSON, TLS and the server are NOT included: "
                    "the Api is a stub whose post returns at once"),

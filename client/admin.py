@@ -13,14 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 from client.api import Api, b64, unb64
-from client.client import Session, device_body, member_fingerprint, now
+from client.audit.keys import designate_first
+from client.client import Client, device_body
+from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
+from client.view import member_fingerprint
 from security.authority import POLICY
+from security.policy import TEAM_KINDS
 from vault.auth import sign_login
-from vault.chains import MemberState, check_name, role_act
+from vault.chains import MemberState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
-from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, MemberCode
+from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
     DeviceKeys,
     PukKeys,
@@ -30,24 +34,77 @@ from vault.keys import (
     safety_number,
     seal_link_payload,
 )
-from vault.links import sign_device_proof
-from vault.teamkeys import box_hash
+from vault.links import invite_public, make_link, sign_device_proof
+from vault.teamkeys import TeamKey, box_hash
 
+INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
 POLL_SECONDS = 0.5
+
+
+# -- invites and teams ---------------------------------------------------------------------------
+
+
+async def invite(s: Client, role: str, note: str, days: int = INVITE_DAYS) -> str:
+    secret = os.urandom(32)
+    await s.append_org("org.invite", {"invite": invite_public(secret), "role": role, "note": note,
+                                      "expires": s.now() + days * 86400})
+    return InviteCode(s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
+                      secret).encode()
+
+
+async def create_team(s: Client, name: str, kind: str, history: bool = True) -> TeamState:
+    view = await s.view()
+    nonce = os.urandom(16)
+    team_id = team_id_for(view.org.org_id, nonce)
+    key = TeamKey.generate(team_id, 1)
+    mine = view.members[s.me]
+    box = key.seal_for(s.me, mine.puk_gen, mine.puk_box_public)
+    link = make_link(
+        chain=None, seq=1, prev=None, time=s.now(), signer=s.me, device=s.device, type_="team.create",
+        body={"org": view.org.org_id, "org_seq": view.org.seq, "nonce": nonce, "name": name, "kind": kind,
+              "history": history, "members": [{"member": s.me, "role": "admin", "until": None}],
+              "key": {"gen": 1, "canary": key.canary,
+                      "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
+    )
+    TeamState.create(link, view.org, view.members, POLICY, TEAM_KINDS)
+    await s.api.post("/api/v1/teams", {"link": b64(link.wire), "boxes": {s.me: b64(box)}})
+    view = await s.view(refresh=True)
+    if kind == "security" and await designate_first(s, view.teams[team_id]):
+        s.warnings.append(f"designated team {name} as the audit log's security team (you are the only NCC "
+                          "member; a change of designation will need a second one once there is one)")
+        view = await s.view()
+    return view.teams[team_id]
+
+
+async def add_member(s: Client, team_name: str, member_name: str, role: str, until: int | None) -> bool:
+    """Add a member; returns False when the key share waits for a key holder."""
+    view = await s.view()
+    team = view.team_by_name(team_name)
+    member = view.member_by_name(member_name)
+    body: dict[str, Any] = {"member": member.member_id, "role": role, "until": until, "key": None}
+    if not team.holds_key(s.me, s.now()):
+        await s.append_team(team, "team.add", body)
+        return False
+    key = await s.team_key(team, team.generation)
+    box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public, key.name_key)
+    body["key"] = {"gen": team.generation,
+                   "boxes": [{"member": member.member_id, "puk_gen": member.puk_gen, "hash": box_hash(box)}]}
+    await s.append_team(team, "team.add", body, {member.member_id: box})
+    return True
 
 
 # -- organization -------------------------------------------------------------------------------
 
 
-async def admit(s: Session, name: str) -> MemberState:
+async def admit(s: Client, name: str) -> MemberState:
     view = await s.view()
     m = view.member_by_name(name)
     await s.append_org("org.admit", {"member": m.member_id})
     return m
 
 
-async def set_org_role(s: Session, name: str, role: str, grant: bool, until: int | None) -> tuple[MemberState, bool]:
+async def set_org_role(s: Client, name: str, role: str, grant: bool, until: int | None) -> tuple[MemberState, bool]:
     """(the member, True when it took effect; False: proposed, a second NCC member signs the same)."""
     view = await s.view()
     m = view.member_by_name(name)
@@ -55,9 +112,9 @@ async def set_org_role(s: Session, name: str, role: str, grant: bool, until: int
     return m, role_act(m.member_id, role, grant, until) not in (await s.view()).org.role_proposals
 
 
-async def members(s: Session) -> list[dict[str, Any]]:
+async def members(s: Client) -> list[dict[str, Any]]:
     view = await s.view()
-    t = now()
+    t = s.now()
     rows = []
     for mid, om in sorted(view.org.members.items(), key=lambda kv: view.name_of(kv[0])):
         ms = view.members[mid]
@@ -72,7 +129,7 @@ async def members(s: Session) -> list[dict[str, Any]]:
     return rows
 
 
-async def verify(s: Session, name: str, confirm: bool) -> dict[str, Any]:
+async def verify(s: Client, name: str, confirm: bool) -> dict[str, Any]:
     view = await s.view()
     them = view.member_by_name(name)
     if them.member_id == s.me:
@@ -89,7 +146,7 @@ async def verify(s: Session, name: str, confirm: bool) -> dict[str, Any]:
     return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.verified(them)}
 
 
-async def remove_member(s: Session, name: str, reason: str) -> tuple[MemberState, bool]:
+async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState, bool]:
     """NCC: a departure (the member loses every role, login and team); False: only proposed (two people
     remove an NCC or Security Team member when there are two NCC members besides them)."""
     view = await s.view()
@@ -101,7 +158,7 @@ async def remove_member(s: Session, name: str, reason: str) -> tuple[MemberState
 # -- teams -----------------------------------------------------------------------------------------
 
 
-async def remove_from_team(s: Session, team_name: str, member_name: str) -> bool:
+async def remove_from_team(s: Client, team_name: str, member_name: str) -> bool:
     """Remove a member; True when the key was rotated in the same link."""
     view = await s.view()
     team = view.team_by_name(team_name)
@@ -114,22 +171,22 @@ async def remove_from_team(s: Session, team_name: str, member_name: str) -> bool
         raise VaultError("to leave a team yourself use `mvault leave TEAM`")
     body: dict[str, Any] = {"member": target.member_id, "key": None}
     boxes: dict[str, bytes] = {}
-    rotated = team.holds_key(s.me, now())
+    rotated = team.holds_key(s.me, s.now())
     if rotated:
         old = await s.team_key(team, team.generation)
-        body["key"], boxes = s._new_generation(team, view, old, leaving=target.member_id)
+        body["key"], boxes = s.keys.new_generation(team, view, old, leaving=target.member_id)
     await s.append_team(team, "team.remove", body, boxes)
     return rotated
 
 
-async def set_team_role(s: Session, team_name: str, member_name: str, role: str, until: int | None) -> None:
+async def set_team_role(s: Client, team_name: str, member_name: str, role: str, until: int | None) -> None:
     view = await s.view()
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
     await s.append_team(team, "team.role", {"member": target.member_id, "role": role, "until": until})
 
 
-async def leave(s: Session, team_name: str) -> None:
+async def leave(s: Client, team_name: str) -> None:
     view = await s.view()
     team = view.team_by_name(team_name)
     if s.me not in team.members:
@@ -137,17 +194,17 @@ async def leave(s: Session, team_name: str) -> None:
     await s.append_team(team, "team.leave", {})
 
 
-async def team_info(s: Session, team_name: str) -> dict[str, Any]:
+async def team_info(s: Client, team_name: str) -> dict[str, Any]:
     view = await s.view()
     t = view.team_by_name(team_name)
-    pending = t.rotation_reasons(now(), view.members, view.org)
+    pending = t.rotation_reasons(s.now(), view.members, view.org)
     pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
-    if not t.key_holders(view.org, view.org.seq, now(), POLICY):
+    if not t.key_holders(view.org, view.org.seq, s.now(), POLICY):
         pending.append("no member holds the key: one of the team's admins must re-key it (mvault team rotate)")
     return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation, "history": t.history,
             "pending": pending, "rekeyed": {str(g): view.name_of(m) for g, m in sorted(t.rekeyed.items())},
             "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role, "until": m.until,
-                         "active": m.active(now()), "has_key": (t.generation, m.member_id) in t.boxes}
+                         "active": m.active(s.now()), "has_key": (t.generation, m.member_id) in t.boxes}
                         for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id))
                         if view.org.admitted(m.member_id)]}
 
@@ -165,7 +222,7 @@ def _device_name(ms: MemberState, wanted: str | None, stem: str) -> str:
     return f"{stem}-{n}"
 
 
-async def _add_device(s: Session, sign_public: bytes, box_public: bytes, name: str, kind: str,
+async def _add_device(s: Client, sign_public: bytes, box_public: bytes, name: str, kind: str,
                       proof: bytes) -> None:
     view = await s.view()
     mine = view.members[s.me]
@@ -178,7 +235,7 @@ async def _add_device(s: Session, sign_public: bytes, box_public: bytes, name: s
     }, {device_id: box})
 
 
-async def device_add(s: Session, name: str | None, show_code: Callable[[str], None],
+async def device_add(s: Client, name: str | None, show_code: Callable[[str], None],
                      wait: float = LINK_WAIT_SECONDS) -> str:
     """Open a one-time mailbox, show its code, wait for the new device, then add it."""
     secret = os.urandom(32)
@@ -202,12 +259,12 @@ async def device_add(s: Session, name: str | None, show_code: Callable[[str], No
     return name
 
 
-async def _active(api: Api, member: str, device: DeviceKeys) -> bool:
+async def _active(api: Api, member: str, device: DeviceKeys, clock: Clock) -> bool:
     """Can this device log in as ``member``? The challenge answers alike for any ids, so only a login
     tells; it shows its public key, so that the server does not count a not-yet-added device's refused
     login as a failed guess against this address."""
     ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
-    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=now())
+    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=clock.now())
     try:
         await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig),
                                               "key": b64(device.sign_public)})
@@ -216,16 +273,16 @@ async def _active(api: Api, member: str, device: DeviceKeys) -> bool:
     return True
 
 
-async def _wait_until_active(api: Api, member: str, device: DeviceKeys, wait: float) -> None:
+async def _wait_until_active(api: Api, member: str, device: DeviceKeys, wait: float, clock: Clock) -> None:
     deadline = time.monotonic() + wait
-    while not await _active(api, member, device):
+    while not await _active(api, member, device, clock):
         if time.monotonic() > deadline:
             raise VaultError("the existing device did not add this one in time")
         await asyncio.sleep(POLL_SECONDS)
 
 
 async def device_link(home: Home, code: str, name: str | None, passphrase: str,
-                      wait: float = LINK_WAIT_SECONDS) -> Config:
+                      wait: float = LINK_WAIT_SECONDS, clock: Clock = SYSTEM) -> Config:
     """On a new machine: deliver fresh keys through the code's mailbox, wait to be added."""
     if home.exists:
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
@@ -240,9 +297,9 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
                             "proof": sign_device_proof(device, mc.member_id)})
             await api.post(f"/api/v1/device-links/{link_slot(mc.secret)}/offer",
                            {"payload": b64(seal_link_payload(mc.secret, offer))})
-            await _wait_until_active(api, mc.member_id, device, wait)
+            await _wait_until_active(api, mc.member_id, device, wait, clock)
             home.save_config(cfg)
-            s = await Session.open(home, Secrets(device, {}), api)
+            s = await Client.open(home, Secrets(device, {}), api, clock)
             view = await s.view()
             cfg.name = view.members[mc.member_id].name
             home.save_config(cfg)
@@ -253,14 +310,14 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
     return cfg
 
 
-async def device_list(s: Session) -> list[dict[str, Any]]:
+async def device_list(s: Client) -> list[dict[str, Any]]:
     view = await s.view()
     return [{"device": d.device_id, "name": d.name, "kind": d.kind, "added": d.added, "revoked": d.revoked,
              "this": d.device_id == s.device.device_id}
             for d in sorted(view.members[s.me].devices.values(), key=lambda d: d.added)]
 
 
-async def device_revoke(s: Session, name: str) -> int:
+async def device_revoke(s: Client, name: str) -> int:
     """Revoke a device and roll the member key; returns the new PUK generation."""
     view = await s.view()
     mine = view.members[s.me]
@@ -284,7 +341,7 @@ async def device_revoke(s: Session, name: str) -> int:
     return new.generation
 
 
-async def recovery_key(s: Session, name: str | None) -> str:
+async def recovery_key(s: Client, name: str | None) -> str:
     """Add a paper device whose seed is the printed code."""
     secret = os.urandom(32)
     paper = DeviceKeys.from_paper(secret)
@@ -295,7 +352,8 @@ async def recovery_key(s: Session, name: str | None) -> str:
                       s.me, secret).encode()
 
 
-async def recover(home: Home, code: str, passphrase: str, name: str | None) -> Config:
+async def recover(home: Home, code: str, passphrase: str, name: str | None,
+                  clock: Clock = SYSTEM) -> Config:
     """On a fresh machine: use the paper key to add a new device and restore access."""
     if home.exists:
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
@@ -305,11 +363,11 @@ async def recover(home: Home, code: str, passphrase: str, name: str | None) -> C
     home.create_keystore(Secrets(device, {}), passphrase)
     try:
         async with Api(mc.url, mc.cert_fingerprint) as api:
-            if not await _active(api, mc.member_id, paper):
+            if not await _active(api, mc.member_id, paper, clock):
                 raise AuthError("this recovery key is not (or no longer) an active device of that member")
             home.save_config(Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(),
                                     member_id=mc.member_id, device_id=paper.device_id, name=""))
-            s = await Session.open(home, Secrets(paper, {}), api)
+            s = await Client.open(home, Secrets(paper, {}), api, clock)
             view = await s.view()
             mine = view.members[mc.member_id]
             label = _device_name(mine, name, "device")

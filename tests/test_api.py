@@ -29,9 +29,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from client.client import Session, View
+from client import admin, maintenance
+from client.client import Client
 from client.home import Home
-from client.threads import Threads
+from client.threads.team import Threads
+from client.view import View
 from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
 from server.openapi import OPENAPI
 from tests.conftest import PASSPHRASE, Member, ServerThread
@@ -243,8 +245,8 @@ PAST_CAROL = 120  # move the server clock this far to be past it (still inside t
 
 async def _side_team(w: World) -> tuple[str, str]:
     async with session(w, w.alice) as s:
-        side = await s.create_team("side", "program")
-        await s.add_member("side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
+        side = await admin.create_team(s, "side", "program")
+        await admin.add_member(s, "side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
         view = await s.view(refresh=True)
         return view.team_by_name("drafting").team_id, side.team_id
 
@@ -661,7 +663,7 @@ async def test_org_links(w: World) -> None:
                       what="same sequence as the accepted link")
 
 
-async def org_link_of(s: Session, w: World, type_: str, body: dict[str, Any], *, signer: Actor | None = None,
+async def org_link_of(s: Client, w: World, type_: str, body: dict[str, Any], *, signer: Actor | None = None,
                       when: int | None = None) -> Link:
     """An organization link on top of the current head, signed by ``signer`` (default: the session's member)."""
     org = (await s.view(refresh=True)).org
@@ -748,7 +750,7 @@ async def test_org_admission_roles_and_invite_limits(w: World) -> None:
 # == member chains and device links ==================================================================
 
 
-async def joined_newcomer(s: Session, w: World, h: Http, name: str) -> Newcomer:
+async def joined_newcomer(s: Client, w: World, h: Http, name: str) -> Newcomer:
     """A new member (own member chain) admitted through alice's invite."""
     secret = await new_invite(s, w)
     n = newcomer(name, now(w))
@@ -963,7 +965,7 @@ async def test_device_link_mailbox(w: World) -> None:
 # == teams ===========================================================================================
 
 
-def team_add_link(s: Session, view: View, team_id: str, key: TeamKey, member: str, *,
+def team_add_link(s: Client, view: View, team_id: str, key: TeamKey, member: str, *,
                   role: str = "reader", seq_delta: int = 1, prev: bytes | None = None,
                   when: int | None = None, chain: str | None = None,
                   org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
@@ -1526,7 +1528,7 @@ async def test_post_refusals(w: World) -> None:
         await refused(h, "POST", path, 409, token=bob, contains="last message", what="the same message again",
                       js={"message": b64(ok.raw)})
     async with session(w, w.alice) as s:
-        await s.rotate((await s.view(refresh=True)).team_by_name("drafting"))
+        await maintenance.rotate(s, (await s.view(refresh=True)).team_by_name("drafting"))
     old = await next_message(w, w.bob, "drafting", "refusals", gen=1)
     async with Http(w.server) as h:
         await refused(h, "POST", path, 409, token=await login(h, w.bob), contains="not current",

@@ -473,7 +473,7 @@ def _probe(sec: Sec, team: str) -> int:
     import asyncio
 
     from client.api import Api
-    from client.client import Session
+    from client.client import Client
     from client.home import Home
     from vault.errors import VaultError
 
@@ -481,7 +481,7 @@ def _probe(sec: Sec, team: str) -> int:
         home = Home(sec.carol.home)
         cfg = home.config()
         async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
-            s = await Session.open(home, home.unlock(), api)
+            s = await Client.open(home, home.unlock(), api)
             try:
                 await s.api.get(f"/api/v1/teams/{team}/docs")
             except VaultError as e:

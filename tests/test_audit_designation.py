@@ -19,7 +19,7 @@ import pytest
 
 from client import admin
 from client.api import b64, unb64
-from client.client import Session
+from client.client import Client
 from client.home import Home
 from security.auditkey import AuditKeyClaim
 from security.events import audit_key_statement, audit_keypair, cosign_statement
@@ -64,7 +64,7 @@ def test_the_server_refuses_the_audit_key_of_a_team_that_is_not_designated(
     carol.fails("audit", "key", "--team", "sec2", contains="designated security team")
     assert served_key(org.server) == before
 
-    async def post_sec2(s: Session) -> str:  # the same without the client: 403, nothing changes
+    async def post_sec2(s: Client) -> str:  # the same without the client: 403, nothing changes
         view = await s.view()
         team = view.team_by_name("sec2")
         pub = audit_keypair((await s.team_key(team, team.generation)).seed)[0]
@@ -109,14 +109,14 @@ def test_a_cosignature_dated_after_the_security_term_is_refused(org: Org, make_m
     carol = security_team(org, make_member)
     end = int(time.time()) + 120
 
-    async def shorten(s: Session) -> None:  # carol's term now ends in two minutes
+    async def shorten(s: Client) -> None:  # carol's term now ends in two minutes
         await admin.set_org_role(s, "carol", "security", False, None)
         await admin.set_org_role(s, "carol", "security", True, end)
 
     in_session(org.server, org.alice, shorten, monkeypatch)
 
-    def cosign_at(t: int) -> Callable[[Session], Awaitable[str]]:
-        async def go(s: Session) -> str:
+    def cosign_at(t: int) -> Callable[[Client], Awaitable[str]]:
+        async def go(s: Client) -> str:
             res = await s.api.get("/api/v1/audit/checkpoint")
             cp = unb64(res["checkpoint"])
             sig = s.device.sign(labels.SIG_COSIGN, cosign_statement(cp, s.me, s.device.device_id, t))

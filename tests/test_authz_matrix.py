@@ -61,11 +61,12 @@ from typing import Any
 
 import pytest
 
-from client import admin
+from client import admin, maintenance
 from client.api import Api
-from client.client import Session, View, join
+from client.client import Client, join
 from client.home import Home, Secrets
-from client.threads import Threads
+from client.threads.team import Threads
+from client.view import View
 from security.auditkey import AuditKeyClaim
 from security.authority import POLICY
 from security.events import audit_key_statement, audit_keypair, cosign_statement
@@ -244,11 +245,11 @@ class World:
         return self.actors[name].member_id
 
     @asynccontextmanager
-    async def session(self, name: str) -> AsyncIterator[Session]:
+    async def session(self, name: str) -> AsyncIterator[Client]:
         """An in-process client session of ``name`` (the real client library, logged in)."""
         actor = self.actors[name]
         async with Api(self.server.url, bytes.fromhex(self.server.fingerprint)) as api:
-            yield await Session.open(actor.home, actor.secrets, api)
+            yield await Client.open(actor.home, actor.secrets, api)
 
     async def join(self, name: str, code: str) -> Actor:
         await join(Home(self.member(name).home), code, name, PASSPHRASE)
@@ -264,7 +265,7 @@ class World:
         inviter = next(r for r in ORG_ROLES if POLICY.org_allows(ACTOR_ROLES[r], "org.invite.member")
                        and not POLICY.org_allows(ACTOR_ROLES[r], "org.admit"))
         async with self.session(f"m_{inviter}") as s:
-            code = await s.invite("member", "authz: pending")
+            code = await admin.invite(s, "member", "authz: pending")
         actor = await self.join(f"p_{next(self.serial)}", code)
         assert (await self.view()).org.members[actor.member_id].status == "pending"
         return actor
@@ -273,7 +274,7 @@ class World:
 async def _helpers(w: World) -> None:
     async with w.session("alice") as a:
         for name in ("h_ncc", "t_add", "t_y", "t_z", "t_role", "t_cap", "t_rm"):
-            await w.join(name, await a.invite("member", "authz helper"))
+            await w.join(name, await admin.invite(a, "member", "authz helper"))
         await a.view(refresh=True)
         await admin.set_org_role(a, "h_ncc", "ncc", True, None)  # an NCC member who holds no team keys
         await admin.set_org_role(a, "t_role", "security", True, None)  # for denied revocations
@@ -281,11 +282,11 @@ async def _helpers(w: World) -> None:
         await admin.set_org_role(n, "h_ncc", "ncc", True, None)
         await admin.set_org_role(n, "t_role", "security", True, None)
     async with w.session("alice") as a:
-        await a.create_team(AUDIT_TEAM, "security")  # not designated: alice is not the only NCC member
+        await admin.create_team(a, AUDIT_TEAM, "security")  # not designated: alice is not the only NCC member
         for role in ORG_ROLES:
-            await a.add_member(AUDIT_TEAM, f"m_{role}", "reader" if role == "compa" else "writer", None)
+            await admin.add_member(a, AUDIT_TEAM, f"m_{role}", "reader" if role == "compa" else "writer", None)
     async with w.session("m_security") as s:  # publishes the audit key: later CLI runs have nothing to do first
-        assert any("published the audit key" in done for done in await s.maintain())
+        assert any("published the audit key" in done for done in await maintenance.maintain(s))
     w.actors["p_shared"] = await w.pending_member()  # never admitted: target of denied admits
 
 
@@ -522,7 +523,7 @@ async def settle(w: World, team_name: str) -> None:
         team = (await a.view(refresh=True)).team_by_name(team_name)
         view = await a.view()
         if team.pending_share or team.rotation_reasons(int(time.time()), view.members, view.org):
-            await a.maintain()  # a rotation does not end a wait for a share: the share does
+            await maintenance.maintain(a)  # a rotation does not end a wait for a share: the share does
 
 
 async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
@@ -534,7 +535,7 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
     want = team_role_of(team_role)
     async with w.session("alice") as a:
         if name not in w.teams:
-            await a.create_team(name, "program")
+            await admin.create_team(a, name, "program")
             seed = w.root / f"{name}-{SEED}"
             seed.write_bytes(f"seed of {name}".encode())
             await a.put(name, seed, SEED)
@@ -549,7 +550,7 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
         t = await team()
         view = await a.view()
         if t.pending_share or t.rotation_reasons(int(time.time()), view.members, view.org):
-            await a.maintain()  # rotates, then shares with whoever waits (a rotation does not box them)
+            await maintenance.maintain(a)  # rotates, then shares with whoever waits (a rotation does not box them)
             t = await team()
         for who, role in ((actor.name, want), ("t_y", "writer")):
             cur = t.role_of(w.id(who), int(time.time()))
@@ -558,7 +559,7 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
             if role is None:
                 await admin.remove_from_team(a, name, who)
             elif cur is None:
-                await a.add_member(name, who, role, None)
+                await admin.add_member(a, name, who, role, None)
             else:
                 await admin.set_team_role(a, name, who, role, None)
             t = await team()
@@ -571,7 +572,7 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
             t = await team()
     if action == "team.share" and z not in t.members:
         async with w.session("h_ncc") as h:
-            assert await h.add_member(name, "t_z", "reader", None) is False  # waits for a key holder
+            assert await admin.add_member(h, name, "t_z", "reader", None) is False  # waits for a key holder
     t = (await w.view()).team_by_name(name)
     assert t.role_of(actor.member_id, int(time.time())) == want
     assert (t.generation, actor.member_id) in t.boxes or want is None  # a team member holds the key
@@ -604,16 +605,16 @@ async def attempt_with_client(w: World, actor: Actor, action: str, team: str, tm
             src.write_bytes(f"written by {tag}".encode())
             return await s.put(team, src, f"{tag}.txt")
         if action == "team.add":
-            return await s.add_member(team, "t_add", "reader", None)
+            return await admin.add_member(s, team, "t_add", "reader", None)
         if action == "team.role":
             return await admin.set_team_role(s, team, "t_y", "reader", None)
         if action == "team.share":
-            done = await s.maintain()  # what the client does on every run
+            done = await maintenance.maintain(s)  # what the client does on every run
             if not any("shared the key" in d for d in done):
                 raise VaultError(f"the client did not share the key: {done} {s.warnings}")
             return done
         if action == "team.rotate":
-            return await s.rotate((await s.view()).team_by_name(team))
+            return await maintenance.rotate(s, (await s.view()).team_by_name(team))
         if action == "team.remove":
             return await admin.remove_from_team(s, team, "t_y")
         if action == "team.leave":
@@ -739,7 +740,7 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
     target = w.actors["t_rm"]
     if action == "org.remove" and expected:  # a removal uses up its member
         async with w.session("alice") as a:
-            target = await w.join(f"r_{next(w.serial)}", await a.invite("member", "authz: to remove"))
+            target = await w.join(f"r_{next(w.serial)}", await admin.invite(a, "member", "authz: to remove"))
     proposal = w.root / f"protocols-{next(w.serial)}.toml"
     proposal.write_text(protocols_text((await w.view()).org, next(w.serial)), "utf-8")
     args = tuple(a.format(pending=pending.name, team=team, target=target.name, protocols=proposal)
@@ -819,8 +820,8 @@ async def test_compa_may_only_be_a_reader(world: World) -> None:
     compa, alice = w.actor("compa"), w.actors["alice"]
     name = f"cap-{next(w.serial)}"
     async with w.session("alice") as a:
-        await a.create_team(name, "program")
-        await a.add_member(name, "t_cap", "writer", None)
+        await admin.create_team(a, name, "program")
+        await admin.add_member(a, name, "t_cap", "writer", None)
     before = counts(w.server)
     for role in ("admin", "writer"):
         alice.member.fails("team", "add", name, compa.name, "--role", role, contains="may not hold team role")
@@ -873,18 +874,18 @@ async def test_key_actions_need_the_key(world: World) -> None:
     w = world
     name = f"keyless-{next(w.serial)}"
     async with w.session("alice") as a:
-        await a.create_team(name, "program")
+        await admin.create_team(a, name, "program")
     async with w.session("h_ncc") as h:  # h_ncc holds no key: both wait for a key holder
-        assert await h.add_member(name, "t_z", "reader", None) is False
-        assert await h.add_member(name, "t_add", "reader", None) is False
+        assert await admin.add_member(h, name, "t_z", "reader", None) is False
+        assert await admin.add_member(h, name, "t_add", "reader", None) is False
     z = w.actors["t_z"]
     team = (await w.view()).team_by_name(name)
     assert team.role_of(z.member_id, int(time.time())) == "reader" and not team.holds_key(z.member_id, int(time.time()))
     before = counts(w.server)
     async with w.session("t_z") as s:
         with pytest.raises(VaultError, match="no key"):
-            await s.rotate((await s.view()).team_by_name(name))
-        assert await s.maintain() == []  # shares nothing: it holds no key
+            await maintenance.rotate(s, (await s.view()).team_by_name(name))
+        assert await maintenance.maintain(s) == []  # shares nothing: it holds no key
     assert counts(w.server) == before
     reqs = await forged_team_requests(w, z, name, "team.rotate", holds_key=False)
     view = await w.view()
@@ -912,10 +913,10 @@ async def test_ended_ncc_term_is_no_ncc(world: World) -> None:
     n = next(w.serial)
     left, other = f"left-{n}", f"other-{n}"
     async with w.session("alice") as a:
-        ex = await w.join(f"e_{n}", await a.invite("member", "authz: ncc term"))
-        await a.create_team(left, "program")
-        await a.create_team(other, "program")
-        await a.add_member(left, ex.name, "reader", None)
+        ex = await w.join(f"e_{n}", await admin.invite(a, "member", "authz: ncc term"))
+        await admin.create_team(a, left, "program")
+        await admin.create_team(a, other, "program")
+        await admin.add_member(a, left, ex.name, "reader", None)
     async with w.session(ex.name) as s:
         await admin.leave(s, left)
     await settle(w, left)

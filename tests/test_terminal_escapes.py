@@ -72,8 +72,8 @@ def assert_clean(r: Result, expected: str = "") -> None:
 WRITER = """
 import asyncio, json, sys
 from pathlib import Path
-from client.cli import Ctx, with_session
-from client.threads import Threads
+from client.cli._common import Ctx, with_session
+from client.threads.team import Threads
 team, path, docs, threads = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 async def go(s):
     await s.put_many(team, [(path, n) for n in docs])

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from client.threads import Threads
+from client.threads.team import Threads
 from server.threads import HUB
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.members import Follower, add_members, session

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from client.threads import Threads
+from client.threads.team import Threads
 from tests.conftest import MVAULT, Member, Org
 from tests.helpers.db import rows
 from tests.helpers.members import add_members, session
@@ -123,7 +123,7 @@ async def test_create_racing_the_squatter_names_her_too(squat: tuple[Org, Member
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """mallory creates the name after alice's client looked and before its record arrived: the
     server refuses alice's record, and alice's client names mallory all the same."""
-    from client.thread_info import ThreadExists  # noqa: PLC0415 (the pre-fix check runs the others without it)
+    from client.threads.info import ThreadExists  # noqa: PLC0415 (the pre-fix check runs the others without it)
 
     org, mallory, mid = squat
     taken = Threads._taken

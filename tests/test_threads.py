@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from client.api import b64
-from client.threads import Shown, Threads
+from client.threads.cache import Shown
+from client.threads.team import Threads
 from server.app import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from tests.helpers.db import rows

@@ -12,6 +12,8 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   ├── Truncated            a stream that ended without its final tag / short body
     │   └── IntegrityError       hashes, commitments or bindings that do not match
     │       └── ProofError       a Merkle inclusion or consistency proof that does not verify
+    │           └── LogInconsistent  (raised by the client) the server's audit log contradicts an accepted
+    │                                checkpoint: stop
     ├── KeystoreError
     │   ├── WrongPassphrase
     │   └── WeakParameters       KDF parameters below the enforced minimum
@@ -24,7 +26,10 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     ├── InviteError              expired, used or unknown invite
     ├── AuthError                login / session failure
     ├── ServerMismatch           certificate or organization fingerprint differs from the pin
-    └── TransportError           the server could not be reached or answered nonsense
+    ├── TransportError           the server could not be reached or answered nonsense
+    │
+    │   raised by the client (client/):
+    └── BatchFailed              some files of a batch put failed; the others were stored
 
 Decryption fails one way (``DecryptionFailed``) so that callers never branch on why.
 """
@@ -154,3 +159,33 @@ class ProofError(IntegrityError):
 
     def __init__(self, message: str = "Merkle proof does not verify") -> None:
         super().__init__(message)
+
+
+# -- raised by the client (client/) -----------------------------------------------------------------
+
+
+class BatchFailed(VaultError):
+    """Some files of a batch put failed; the others were stored."""
+
+    code = "batch_failed"
+
+    def __init__(self, stored: list[tuple[str, int, str]], failed: list[tuple[str, BaseException]]) -> None:
+        self.stored, self.failed = stored, failed
+        why = "; ".join(f"{name}: {_reason(e)}" for name, e in failed)
+        super().__init__(f"{len(failed)} of {len(stored) + len(failed)} files were not stored "
+                         f"({len(stored)} were): {why}")
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+class LogInconsistent(ProofError):
+    """The server's audit log contradicts a checkpoint this member accepted: stop."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("STOP: " + message + ". The audit log was rewritten, truncated or forked; do not trust "
+                         "this server and tell your Security Team.")
+

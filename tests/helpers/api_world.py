@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from client.api import Api
-from client.client import Session, View
+from client.client import Client
 from client.home import Home, Secrets
+from client.view import View
 from server.app import DIRECTORY
 from tests.conftest import Member, ServerThread
+from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 from tests.helpers.http import Http, b64
 from vault.chains import member_id_for, org_id_for, team_id_for
 from vault.envelope import MAGIC, DocWriter
@@ -48,10 +50,10 @@ class World:
 
 
 @asynccontextmanager
-async def session(w: World, actor: Actor) -> AsyncIterator[Session]:
+async def session(w: World, actor: Actor) -> AsyncIterator[Client]:
     """An in-process client session (logs in through the API)."""
     async with Api(w.server.url, bytes.fromhex(w.server.fingerprint)) as api:
-        yield await Session.open(actor.home, actor.secrets, api)
+        yield await Client.open(actor.home, actor.secrets, api, FOLLOWS_ENVIRONMENT)
 
 
 def now(w: World) -> int:
@@ -119,7 +121,7 @@ async def info_of(h: Http) -> dict[str, Any]:
     return {**info, "org_seq": org.seq if org else 0, "org_head": b64(org.head) if org else None}
 
 
-async def new_invite(s: Session, w: World, *, expires_in: int = 86400) -> bytes:
+async def new_invite(s: Client, w: World, *, expires_in: int = 86400) -> bytes:
     """alice records an org.invite link; returns the invite secret."""
     view = await s.view(refresh=True)
     secret = os.urandom(32)
@@ -146,7 +148,7 @@ class Upload:
         return self.data[self.head_len:-64]
 
 
-async def team_key(s: Session, team_id: str) -> TeamKey:
+async def team_key(s: Client, team_id: str) -> TeamKey:
     view = await s.view(refresh=True)
     team = view.teams[team_id]
     return await s.team_key(team, team.generation)
@@ -157,7 +159,7 @@ def team_seq_of(w: World, team_id: str) -> int:
     return w.server.app[DIRECTORY].team(team_id).seq
 
 
-def make_upload(w: World, s: Session, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
+def make_upload(w: World, s: Client, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
                 size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
                 when: int | None = None, team_seq: int | None = None) -> Upload:
     writer = DocWriter(key=key, team_seq=team_seq_of(w, key.team_id) if team_seq is None else team_seq,
@@ -187,7 +189,7 @@ def member_json(link: Link | bytes, boxes: dict[str, bytes]) -> dict[str, Any]:
     return {"link": b64(wire), "puk_boxes": {d: b64(b) for d, b in boxes.items()}}
 
 
-def team_create_link(s: Session, view: View, name: str, *, kind: str = "program",
+def team_create_link(s: Client, view: View, name: str, *, kind: str = "program",
                      when: int | None = None, org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
     nonce = os.urandom(16)
     key = TeamKey.generate(team_id_for(view.org.org_id, nonce), 1)

@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 import pytest
 
 from client.api import Api
-from client.client import Session
+from client.client import Client
 from client.home import Home
-from client.thread_cache import Shown
-from client.threads import Threads
+from client.threads.cache import Shown
+from client.threads.team import Threads
 from tests.conftest import Member, Org, ServerThread
+from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 
 
 def put(member: Member, team: str, path: Path, data: bytes) -> str:
@@ -47,7 +48,7 @@ SECRETS: dict[Path, tuple[Home, Any]] = {}
 
 
 @asynccontextmanager
-async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
+async def session(server: ServerThread, m: Member) -> AsyncIterator[Client]:
     """An in-process session of a CLI member (its keystore unlocked once per test run; the unlocked
     ``Home`` is kept too: it opens the sealed config and pins)."""
     if m.home not in SECRETS:
@@ -63,7 +64,7 @@ async def session(server: ServerThread, m: Member) -> AsyncIterator[Session]:
                 os.environ["MVAULT_PASSPHRASE_FILE"] = old
     home, secrets = SECRETS[m.home]
     async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-        yield await Session.open(home, secrets, api)
+        yield await Client.open(home, secrets, api, FOLLOWS_ENVIRONMENT)
 
 
 def add_members(org: Org, make_member: Any, names: list[str], role: str = "writer") -> list[Member]:
@@ -137,7 +138,7 @@ class Follower:
 T = TypeVar("T")
 
 
-def in_session(server: ServerThread, m: Member, fn: Callable[[Session], Awaitable[T]],
+def in_session(server: ServerThread, m: Member, fn: Callable[[Client], Awaitable[T]],
                monkeypatch: pytest.MonkeyPatch) -> T:
     """``fn`` in an in-process client session of ``m`` (the real client library, logged in)."""
     monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(m.passphrase_file))
@@ -145,6 +146,6 @@ def in_session(server: ServerThread, m: Member, fn: Callable[[Session], Awaitabl
 
     async def go() -> T:
         async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
-            return await fn(await Session.open(home, home.unlock(), api))
+            return await fn(await Client.open(home, home.unlock(), api))
 
     return asyncio.run(go())

@@ -1,4 +1,4 @@
-"""``mvault audit ...`` and ``mvault remove``: the audit log from the command line.
+"""``mvault audit ...``: the audit log from the command line.
 
 Exit codes: 0 fine; 1 an error, a log that does not verify, or (``audit report``) a
 violated rule. Alerts and warnings are printed but do not fail the report.
@@ -14,33 +14,13 @@ from typing import Any
 import click
 from rich.table import Table
 
-from client import admin
-from client import audit as A
-from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
-from client.client import Session
+from client.audit import keys, log, report
+from client.audit.checkpoints import protocols_of
+from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
+from client.client import Client
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
 from vault.errors import NotFound, VaultError
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(audit)
-    cli.add_command(remove_cmd)
-
-
-@click.command("remove")
-@click.argument("member")
-@click.option("--reason", default="", help="a short reason for the record (kept in the org chain)")
-@json_flag
-@click.pass_obj
-def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
-    """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
-    m, done = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
-    emit(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
-         lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
-                           "their teams rotate on a key holder's next command" if done else
-                           f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
-                           f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
 
 
 @click.group()
@@ -52,7 +32,7 @@ def _events_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("#", "time", "actor", "action", "result", "resources", "rules")
     for r in rows:
         res = " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items()))
-        table.add_row(str(r["index"]), _when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
+        table.add_row(str(r["index"]), when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
                       escape(r["action"]), escape(r["result"]), escape(res), escape(",".join(r["rules"])))
     return table
 
@@ -66,11 +46,12 @@ def _events_table(rows: list[dict[str, Any]]) -> Table:
 @click.pass_obj
 def audit_log(ctx: Ctx, member: str | None, team_name: str | None, action: str | None, since: str | None) -> None:
     """Events you may read: all of them for the Security Team, your own for everyone else."""
-    start = A.parse_since(since)
+    start = log.parse_since(since, ctx.clock.now())
 
-    async def go(s: Session) -> list[dict[str, Any]]:
-        view, _, _, _, events, _ = await A.load(s)
-        return [A.event_json(i, e, view) for i, e in A.filter_events(events, view, member, team_name, action, start)]
+    async def go(s: Client) -> list[dict[str, Any]]:
+        view, _, _, _, events, _ = await log.load(s)
+        found = log.filter_events(events, view, member, team_name, action, start)
+        return [log.event_json(i, e, view) for i, e in found]
 
     rows = with_session(ctx, go)
     emit(ctx, {"events": rows}, lambda: out.print(_events_table(rows)))
@@ -81,12 +62,12 @@ def audit_log(ctx: Ctx, member: str | None, team_name: str | None, action: str |
 @click.pass_obj
 def audit_export(ctx: Ctx, since: str | None) -> None:
     """Events as JSON lines on stdout (for a SIEM or an archive). The export is itself audited."""
-    start = A.parse_since(since)
+    start = log.parse_since(since, ctx.clock.now())
 
-    async def go(s: Session) -> list[dict[str, Any]]:
-        view, lv, fetched, _, events, _ = await A.load(s)
-        rows = [A.event_json(i, e, view) | {"leaf_hash": fetched.hashes[i].hex()}
-                for i, e in A.filter_events(events, view, None, None, None, start)]
+    async def go(s: Client) -> list[dict[str, Any]]:
+        view, lv, fetched, _, events, _ = await log.load(s)
+        rows = [log.event_json(i, e, view) | {"leaf_hash": fetched.hashes[i].hex()}
+                for i, e in log.filter_events(events, view, None, None, None, start)]
         await s.api.post("/api/v1/audit/attest", {"kind": "export", "count": len(rows)})
         return rows
 
@@ -94,10 +75,10 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
         sys.stdout.write(json.dumps(row, sort_keys=True) + "\n")
 
 
-def _print_verified(v: A.Verified) -> None:
+def _print_verified(v: log.Verified) -> None:
     out.print(f"log verified: {v.checkpoint.size} events, root {v.checkpoint.root.hex()[:32]}…")
     out.print(f"  events you can read: {v.events_read}; pruned by retention: {v.pruned}")
-    out.print(f"  last witnessed: {_when(v.last_witness) if v.last_witness else 'never'}")
+    out.print(f"  last witnessed: {when(v.last_witness) if v.last_witness else 'never'}")
     for p in v.problems:
         out.print_line(f"  PROBLEM: {p}")
 
@@ -108,8 +89,8 @@ def _print_verified(v: A.Verified) -> None:
 def audit_verify(ctx: Ctx) -> None:
     """Replay the whole log against the checkpoints you accepted; exit 1 on any problem."""
 
-    async def go(s: Session) -> A.Verified:
-        v, _, _, _ = await A.verify_log(s)
+    async def go(s: Client) -> log.Verified:
+        v, _, _, _ = await log.verify_log(s)
         return v
 
     v = with_session(ctx, go)
@@ -123,7 +104,7 @@ def audit_verify(ctx: Ctx) -> None:
 @click.pass_obj
 def audit_witness(ctx: Ctx) -> None:
     """Security Team: verify the log, then cosign its checkpoint."""
-    v, size = with_session(ctx, A.witness)
+    v, size = with_session(ctx, log.witness)
 
     def human() -> None:
         _print_verified(v)
@@ -140,7 +121,7 @@ _MARK = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warni
 @click.pass_obj
 def audit_report(ctx: Ctx) -> None:
     """Security Team: evaluate every security protocol; exit 1 if any is violated."""
-    results, v = with_session(ctx, A.report)
+    results, v = with_session(ctx, report.report)
 
     def human() -> None:
         table = Table("rule", "severity", "status", "findings")
@@ -165,14 +146,14 @@ def audit_report(ctx: Ctx) -> None:
 @click.pass_obj
 def audit_exposure(ctx: Ctx, member: str) -> None:
     """Security Team: what MEMBER could decrypt, and what it actually fetched."""
-    info = with_session(ctx, lambda s: A.exposure(s, member))
+    info = with_session(ctx, lambda s: report.exposure(s, member))
 
     def human() -> None:
         out.print(f"{escape(info['name'])} ({info['member']}): {escape(info['status'])}; "
                   f"verified in person: {info['verified']}")
         for d in info["devices"]:
-            seen = _when(d["last_seen"]) if d["last_seen"] else "never"
-            revoked = f", revoked {_when(d['revoked'])}" if d["revoked"] else ""
+            seen = when(d["last_seen"]) if d["last_seen"] else "never"
+            revoked = f", revoked {when(d['revoked'])}" if d["revoked"] else ""
             out.print(f"  device {escape(d['name'])} ({escape(d['kind'])}): last seen {seen}{revoked}")
         for t in info["teams"]:
             gens = ",".join(map(str, t["generations"])) or "none"
@@ -199,8 +180,8 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
 def audit_approve(ctx: Ctx, link: str) -> None:
     """NCC: approve an organization link (e.g. a role grant) as the second person (rule two-person)."""
 
-    async def go(s: Session) -> str:
-        org_links = await s._links("/api/v1/chains/org")
+    async def go(s: Client) -> str:
+        org_links = await s.links("/api/v1/chains/org")
         found = [x.hash.hex() for x in org_links if x.hash.hex().startswith(link.lower())] if len(link) >= 8 else []
         if len(found) != 1:
             raise NotFound("give at least 8 hex characters of exactly one organization link's hash")
@@ -219,8 +200,8 @@ def audit_key(ctx: Ctx, team_name: str | None) -> None:
     """Security Team: have the server seal the log to your team's current audit key (every command of
     yours does this; this one says what is in force)."""
 
-    async def go(s: Session) -> str:
-        return await A.publish_audit_key(s, await s.view(), team_name, explicit=True) or ""
+    async def go(s: Client) -> str:
+        return await keys.publish_audit_key(s, await s.view(), team_name, explicit=True) or ""
 
     said = with_session(ctx, go)
     emit(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
@@ -233,7 +214,7 @@ def audit_key(ctx: Ctx, team_name: str | None) -> None:
 def audit_designate(ctx: Ctx, team_name: str) -> None:
     """NCC: designate TEAM (of kind security) as the one whose key seals the audit log. With another
     NCC member, a second NCC member must designate the same team for it to take effect."""
-    in_force = with_session(ctx, lambda s: A.designate(s, team_name))
+    in_force = with_session(ctx, lambda s: keys.designate(s, team_name))
     emit(ctx, {"team": team_name, "in_force": in_force},
          lambda: out.print(f"team {escape(team_name)} is the audit log's security team" if in_force else
                            f"proposed team {escape(team_name)}; another NCC member confirms with "
@@ -248,7 +229,7 @@ def audit_designate(ctx: Ctx, team_name: str) -> None:
 def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
     """Report MEMBER's DEVICE lost or seized (rule lost-device); then revoke it from another device."""
 
-    async def go(s: Session) -> str:
+    async def go(s: Client) -> str:
         view = await s.view()
         ms = view.member_by_name(member)
         devices = [d for d in ms.devices.values() if d.name == device_name or d.device_id == device_name]
@@ -274,9 +255,9 @@ def protocols() -> None:
 def protocols_show(ctx: Ctx) -> None:
     """Print the protocols in force (and pending proposals)."""
 
-    async def go(s: Session) -> dict[str, Any]:
+    async def go(s: Client) -> dict[str, Any]:
         view = await s.view()
-        p = A.protocols_of(view)
+        p = protocols_of(view.org)
         current = view.org.protocols
         return {"version": p.version, "text": p.text,
                 "approved_by": [current.proposer, current.approver] if current else [],
@@ -305,7 +286,7 @@ def protocols_propose(ctx: Ctx, path: Path) -> None:
     except UnicodeDecodeError as e:
         raise VaultError(f"{path} is not UTF-8 text") from e
 
-    async def go(s: Session) -> str:
+    async def go(s: Client) -> str:
         await s.append_org("org.protocols.propose", {"text": text})
         return protocols_digest(text).hex()
 
@@ -321,7 +302,7 @@ def protocols_propose(ctx: Ctx, path: Path) -> None:
 def protocols_approve(ctx: Ctx, digest: str) -> None:
     """NCC: approve a proposed protocols version (you may not approve your own)."""
 
-    async def go(s: Session) -> int:
+    async def go(s: Client) -> int:
         view = await s.view()
         matches = [c for d, c in view.org.proposals.items() if d.hex().startswith(digest.lower())]
         if len(digest) < 8 or len(matches) != 1:
@@ -331,3 +312,6 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
 
     version = with_session(ctx, go)
     emit(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
+
+
+COMMANDS: tuple[click.Command, ...] = (audit,)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from client.client import Session, now
+from client.client import Client
 from client.home import atomic_write
 from vault.encoding import Fields, Value
 from vault.errors import DecryptionFailed, EncodingError, VaultError
@@ -100,8 +100,9 @@ class ThreadCache:
     got furthest (and the newest read position and own message of both), so no save rolls
     another's back."""
 
-    def __init__(self, s: Session, team_id: str) -> None:
+    def __init__(self, s: Client, team_id: str) -> None:
         self.name = f"threads/{team_id}"
+        self.clock = s.clock
         self._key = local_key(s.device)
         # The file is named by a keyed hash of the team id: the listing does not say which teams we are in.
         self.path = s.home.path / "threads" / f"{file_name(self._key, self.name)}.bin"
@@ -110,7 +111,7 @@ class ThreadCache:
             legacy.replace(self.path)
         legacy.with_suffix(".lock").unlink(missing_ok=True)
         self.threads: dict[str, CachedThread] = self._load()
-        t = now()
+        t = self.clock.now()
         for ct in self.threads.values():
             ct.drop_expired(t)
 
@@ -138,7 +139,7 @@ class ThreadCache:
 
     def save(self) -> None:
         with self._locked():
-            t = now()
+            t = self.clock.now()
             for ct in self.threads.values():
                 ct.drop_expired(t)  # a long follow drops what expired meanwhile, too
             written: dict[str, Value] = {}

@@ -3,7 +3,7 @@
 ``follow`` runs until Ctrl-C (or SIGTERM), reconnecting by itself; with ``--json`` it
 prints one JSON object per message, one per line.
 
-Whoever creates a thread name first chooses its expiry for everyone (``client/thread_info.py``):
+Whoever creates a thread name first chooses its expiry for everyone (``client/threads/info.py``):
 ``ls``, ``post``, ``read`` and ``follow`` always show who created the thread and how long it
 keeps messages (a header line; under ``--json`` the keys ``creator``, ``creator_name``,
 ``creator_role``, ``created`` and ``expire``, on every message of ``read``/``follow``),
@@ -22,19 +22,23 @@ from typing import Any
 import click
 from rich.table import Table
 
-from client.audit import parse_since
-from client.cli import Ctx, _when, emit, err, json_flag, out, with_session
-from client.client import Session
+from client.audit.log import parse_since
+from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
+from client.client import Client
 from client.sanitize import escape, message_lines
 from client.terminal import fold
-from client.thread_info import ThreadExists, ThreadInfo, check_expected_expire, duration_text, kept_text, parse_duration
-from client.threads import Shown, Threads, attachment_for
+from client.threads.cache import Shown
+from client.threads.info import (
+    ThreadExists,
+    ThreadInfo,
+    check_expected_expire,
+    duration_text,
+    kept_text,
+    parse_duration,
+)
+from client.threads.team import Threads, attachment_for
 from vault.errors import NotFound, VaultError
 from vault.messages import Attachment
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(thread)
 
 
 @click.group()
@@ -42,8 +46,8 @@ def thread() -> None:
     """Team threads: end-to-end encrypted, signed messages, delivered live."""
 
 
-def _shown_json(m: Shown, s: Session, thread_name: str, info: ThreadInfo) -> dict[str, Any]:
-    view = s._view
+def _shown_json(m: Shown, s: Client, thread_name: str, info: ThreadInfo) -> dict[str, Any]:
+    view = s.chains.cached
     name = view.name_of(m.sender) if view is not None and m.sender in view.members else m.sender
     if view is not None and sum(1 for ms in view.members.values() if ms.name == name) > 1:
         name = f"{name} ({m.sender[:8]})"  # names are chosen by their owners and may collide
@@ -54,7 +58,7 @@ def _shown_json(m: Shown, s: Session, thread_name: str, info: ThreadInfo) -> dic
 def _print_header(name: str, info: ThreadInfo) -> None:
     """The thread's creator and signed expiry, one line (folded on a terminal like a message line):
     the name and expiry of a thread are chosen by whoever created it first."""
-    line = (f"thread {escape(name)}: created by {info.creator_text()} on {_when(info.created)}; "
+    line = (f"thread {escape(name)}: created by {info.creator_text()} on {when(info.created)}; "
             f"{kept_text(info.expire)}")
     rows = fold(line, out.width) if out.is_terminal else [line]
     out.print("\n".join(rows), soft_wrap=True)
@@ -64,7 +68,7 @@ def _print_message(r: dict[str, Any], with_thread: bool = False) -> None:
     """One message: its first line after the header, each further line indented under a marker
     (``sanitize.CONTINUATION``), so that no line of a message can pass for another message."""
     where = f"[{escape(r['thread'])}] " if with_thread else ""
-    lines = message_lines(f"{where}{_when(r['time'])}  {escape(r['sender_name'])}: ", r["text"])
+    lines = message_lines(f"{where}{when(r['time'])}  {escape(r['sender_name'])}: ", r["text"])
     lines += [f"    attached: {escape(a['name'])} (document version {escape(a['vid'])})" for a in r["attach"]]
     if out.is_terminal:  # the terminal would wrap a long line to column 0: fold it under the marker
         lines = [row for line in lines for row in fold(line, out.width)]
@@ -81,7 +85,7 @@ def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
     """Create a thread (writers and admins)."""
     seconds = parse_duration(expire)
 
-    async def go(s: Session) -> str:
+    async def go(s: Client) -> str:
         return await (await Threads.open(s, team_name)).create(name, seconds)
 
     try:
@@ -115,7 +119,7 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
         except UnicodeDecodeError as e:
             raise VaultError("the message on standard input is not UTF-8 text") from e
 
-    async def go(s: Session) -> tuple[ThreadInfo, dict[str, Any]]:
+    async def go(s: Client) -> tuple[ThreadInfo, dict[str, Any]]:
         threads = await Threads.open(s, team_name)
         info = await threads.info(await threads.resolve(name))  # an unknown thread fails before any upload ...
         if expected is not None:
@@ -150,9 +154,9 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
 @click.pass_obj
 def thread_read(ctx: Ctx, team_name: str, name: str, since: str | None) -> None:
     """Read a thread (every message is verified first); marks it read."""
-    start = parse_since(since)
+    start = parse_since(since, ctx.clock.now())
 
-    async def go(s: Session) -> tuple[ThreadInfo, list[dict[str, Any]]]:
+    async def go(s: Client) -> tuple[ThreadInfo, list[dict[str, Any]]]:
         threads = await Threads.open(s, team_name)
         msgs = await threads.read(name, start)
         info = await threads.about(name)
@@ -177,7 +181,7 @@ def thread_read(ctx: Ctx, team_name: str, name: str, since: str | None) -> None:
 def thread_ls(ctx: Ctx, team_name: str) -> None:
     """Threads of a team: last activity, messages kept, unread counts."""
 
-    async def go(s: Session) -> list[dict[str, Any]]:
+    async def go(s: Client) -> list[dict[str, Any]]:
         return await (await Threads.open(s, team_name)).list()
 
     rows = with_session(ctx, go)
@@ -187,7 +191,7 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
         for r in rows:
             name = r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)"
             table.add_row(escape(name),
-                          _when(r["last_time"]), str(r["messages"]), str(r["unread"]),
+                          when(r["last_time"]), str(r["messages"]), str(r["unread"]),
                           duration_text(r["expire"]) if r["expire"] else "keep",
                           ThreadInfo.from_json(r["thread"], r).creator_text())
         out.print(table)
@@ -203,7 +207,7 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
 def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
     """Print new messages as they arrive, until Ctrl-C; reconnects by itself."""
 
-    async def go(s: Session) -> None:
+    async def go(s: Client) -> None:
         threads = await Threads.open(s, team_name)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -245,3 +249,5 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
 
     with_session(ctx, go)
 
+
+COMMANDS: tuple[click.Command, ...] = (thread,)

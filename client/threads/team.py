@@ -4,14 +4,15 @@ Every message is checked before it is shown: the sender's device signature (the 
 it was when the message was written), that the sender could post at the team state the
 header names, the key generation, the decryption, and the thread's ordering
 (``vault.messages.ThreadChecker``: drops, reorders, replays, splices). What we accepted is
-kept in an encrypted cache per team (``client.thread_cache``): messages, read positions
+kept in an encrypted cache per team (``client.threads.cache``): messages, read positions
 (unread counts), and the checker's state, so a later read also catches a server that rolls a
-thread back. Who created a thread and its expiry: ``client.thread_info``.
+thread back. Who created a thread and its expiry: ``client.threads.info``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,10 @@ from typing import Any
 import aiohttp
 
 from client.api import b64, unb64
-from client.client import Session, View, now
-from client.thread_cache import MAX_CACHED, CachedThread, Shown, ThreadCache
-from client.thread_info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
-from client.thread_info import parse_duration as parse_duration  # re-exported: it lived here
+from client.client import Client
+from client.threads.cache import MAX_CACHED, CachedThread, Shown, ThreadCache
+from client.threads.info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
+from client.view import View
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
@@ -74,7 +75,7 @@ def _could_post(view: View, team: TeamState, member: str, device: str, team_seq:
                            team)
 
 
-async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[ThreadRecord, str | None]:
+async def open_thread_record(s: Client, team: TeamState, raw: bytes) -> tuple[ThreadRecord, str | None]:
     """A thread record checked (creator's signature and right to post, name and id): (record, name;
     None when the name is under a key generation we do not hold)."""
     try:
@@ -94,7 +95,7 @@ async def open_thread_record(s: Session, team: TeamState, raw: bytes) -> tuple[T
     return rec, rec.name(key)
 
 
-async def _check_message(s: Session, team: TeamState, m: Message) -> Body | None:
+async def _check_message(s: Client, team: TeamState, m: Message) -> Body | None:
     """Signature and right to post; the decrypted body (None when we hold no key for its generation)."""
     h = m.header
     view = await s.view()
@@ -143,23 +144,23 @@ def _parse_served(item: Any) -> tuple[int, Message]:
 class Threads:
     """Thread operations of one session in one team."""
 
-    def __init__(self, s: Session, team: TeamState) -> None:
+    def __init__(self, s: Client, team: TeamState) -> None:
         self.s = s
         self.team = team
         self.cache = ThreadCache(s, team.team_id)
         self.base = f"/api/v1/teams/{team.team_id}/threads"
 
     @classmethod
-    async def open(cls, s: Session, team_name: str) -> Threads:
+    async def open(cls, s: Client, team_name: str) -> Threads:
         view = await s.view()
         return cls(s, view.team_by_name(team_name))
 
     async def thread_of(self, name: str) -> str:
         """The id of a thread name (the name key is the same in every generation we hold)."""
-        return thread_id((await self.s._keys_for(self.team))[0], name)
+        return thread_id((await self.s.keys.keys_for(self.team))[0], name)
 
     async def create(self, name: str, expire: int) -> str:
-        t = now()
+        t = self.s.now()
         view = await self.s.view()
         if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq, self.team.generation, t):
             raise PolicyDenied(f"you may not create threads in team {self.team.name}")
@@ -188,7 +189,7 @@ class Threads:
                 raise ThreadExists(name, self.team.name, await self._info(rec))
 
     async def _info(self, rec: ThreadRecord) -> ThreadInfo:
-        return thread_info((await self.s.view()).members, self.team, rec, now())
+        return thread_info((await self.s.view()).members, self.team, rec, self.s.now())
 
     async def info(self, ct: CachedThread) -> ThreadInfo:
         """Who created a thread and its signed expiry (from the record we verified when we first met it)."""
@@ -244,7 +245,7 @@ class Threads:
         if (m.header.team, m.header.thread) != (self.team.team_id, ct.checker.thread):
             raise IntegrityError("the server served a message of another thread or team")
         body = await _check_message(self.s, self.team, m)
-        ct.checker.accept(m, now())
+        ct.checker.accept(m, self.s.now())
         h = m.header
         shown = Shown(pos, m.id, h.time, h.sender, h.device, h.seq,
                       body.text if body is not None else "[no key for this message's generation]",
@@ -277,12 +278,12 @@ class Threads:
                 await self.accept(ct, pos, m)
             mine = res.get("mine")
             last = ct.checker.senders.get(self.s.device.device_id)
-            if last is not None and not ct.checker.expired(last.time, now()) and (
+            if last is not None and not ct.checker.expired(last.time, self.s.now()) and (
                     not isinstance(mine, dict) or _int(mine.get("seq")) < last.seq):
                 raise IntegrityError("the server withheld our own messages (the thread was rolled back)")
             if not res.get("more"):
                 served = last.seq if last else 0
-                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2], now()):
+                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2], self.s.now()):
                     raise IntegrityError("the server acknowledged one of our messages but does not serve it "
                                          "(it was dropped)")
                 return ct
@@ -300,7 +301,7 @@ class Threads:
             raise IntegrityError("the thread's encrypted name does not match the requested name")
         return ct
 
-    async def post(self, name: str, text: str, attach: list[Attachment] | None = None,
+    async def post(self, name: str, text: str, attach: builtins.list[Attachment] | None = None,
                    expect_expire: int | None = None) -> Shown:
         """Post (after reading what is new, so ``seen`` and our sequence are current); with
         ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
@@ -308,7 +309,7 @@ class Threads:
         for attempt in range(4):
             view = await self.s.view(refresh=attempt > 0)
             self.team = view.team_by_name(self.team.name)
-            t = now()
+            t = self.s.now()
             if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq,
                                self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
@@ -355,7 +356,7 @@ class Threads:
                                   [a.__dict__ for a in attach or ()], key.gen)
         raise AssertionError("unreachable")
 
-    async def read(self, name: str, since: int | None = None) -> list[Shown]:
+    async def read(self, name: str, since: int | None = None) -> builtins.list[Shown]:
         ct = await self.resolve(name)
         ct.read = ct.pos
         self.cache.save()

@@ -1,0 +1,161 @@
+"""The audit log's checkpoints, checked on every login: the server's newest signed checkpoint must
+extend the one this member accepted last (a consistency proof whose sizes come from the two signed
+checkpoints, never from the proof) and the newest one the Security Team cosigned. Any mismatch stops
+the client with ``LogInconsistent`` (``vault.errors``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from client.api import unb64
+from client.home import Pins
+from client.session import Session
+from security.auditkey import entitled_cosigner, judge_cosignature
+from security.events import Checkpoint
+from security.merkle import EMPTY_ROOT, ProofError, verify_consistency
+from security.protocols import Protocols, defaults, parse
+from vault.chains import MemberState, OrgState, org_id_for
+from vault.errors import LogInconsistent, VaultError
+
+
+@dataclass
+class Witness:
+    checkpoint: Checkpoint
+    cosigs: list[dict[str, Any]]
+
+
+@dataclass
+class LogView:
+    checkpoint: Checkpoint
+    witness: Witness | None = None
+
+
+def _pinned(pins: Pins) -> tuple[int, bytes, int]:
+    log = pins.log
+    size = int(log.get("size", 0))
+    root = bytes.fromhex(str(log.get("root", ""))) if size else EMPTY_ROOT
+    return size, root, int(log.get("time", 0))
+
+
+def _extends(old_size: int, old_root: bytes, cp: Checkpoint, proof: list[bytes], what: str) -> None:
+    if cp.size < old_size:
+        raise LogInconsistent(f"the server's log has {cp.size} events but {what} had {old_size}")
+    try:
+        verify_consistency(old_size, cp.size, old_root, cp.root, proof)
+    except ProofError as e:
+        raise LogInconsistent(f"the server's log does not extend {what} (size {old_size}): {e}") from e
+
+
+def _proof(value: Any) -> list[bytes]:
+    if not isinstance(value, list) or len(value) > 128:
+        raise LogInconsistent("the server sent a malformed proof")
+    return [unb64(h) for h in value]
+
+
+def parse_dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LogInconsistent(f"the server sent a malformed {what}")
+    return value
+
+
+def parse_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LogInconsistent(f"the server sent a malformed {what}")
+    return value
+
+
+def parse_b64(value: Any, what: str) -> bytes:
+    try:
+        return unb64(value)
+    except VaultError as e:
+        raise LogInconsistent(f"the server sent a malformed {what}") from e
+
+
+def _signed_checkpoint(answer: dict[str, Any], log_key: bytes, org_id: str, what: str) -> Checkpoint:
+    """``answer["checkpoint"]``, signed by the pinned log key (``answer["sig"]``), for this organization."""
+    cp = Checkpoint.parse(parse_b64(answer.get("checkpoint"), what))
+    try:
+        cp.verify(log_key, parse_b64(answer.get("sig"), f"{what} signature"))
+    except VaultError as e:
+        raise LogInconsistent(f"the {what}'s server signature does not verify") from e
+    if cp.org != org_id:
+        raise LogInconsistent(f"the {what} is for another organization")
+    return cp
+
+
+async def sync_log(s: Session, after_login: bool = False) -> LogView:
+    """Fetch the newest checkpoint and prove it extends ours and the newest witnessed one.
+
+    ``after_login``: our login was just logged, so the log must have grown since our pin."""
+    pins = s.home.pins()
+    old_size, old_root, old_time = _pinned(pins)
+    res = parse_dict(await s.api.get(f"/api/v1/audit/checkpoint?from={old_size}"), "checkpoint answer")
+    log_key = parse_b64(res.get("log_key"), "log key")
+    pinned_key = pins.log.get("log_key")
+    if pinned_key is not None and pinned_key != log_key.hex():
+        raise LogInconsistent("the server's checkpoint-signing key changed")
+    org_id = org_id_for(bytes.fromhex(s.cfg.org_root))
+    cp = _signed_checkpoint(res, log_key, org_id, "checkpoint")
+    if len(old_root) != 32:
+        raise LogInconsistent("the pinned checkpoint is damaged")
+    _extends(old_size, old_root, cp, _proof(res.get("proof", [])), "the checkpoint you accepted before")
+    if after_login and old_size and cp.size == old_size:
+        # Our login was logged before this checkpoint was asked for: an unchanged size is a frozen view.
+        raise LogInconsistent("the server shows a log that did not record your login")
+    if cp.time + 600 < old_time:
+        raise LogInconsistent("the checkpoint is older than one you accepted before")
+    witness = None
+    seen_witness = int(pins.log.get("witness_size", 0))
+    w = res.get("witness")
+    if w is None and seen_witness:
+        raise LogInconsistent("the server no longer shows the Security Team's cosigned checkpoint you saw before")
+    if w is not None:
+        w = parse_dict(w, "witness")
+        wcp = _signed_checkpoint(w, log_key, org_id, "witnessed checkpoint")
+        if wcp.size > cp.size:
+            raise LogInconsistent("the server shows a witnessed log longer than its current one")
+        # The witnessed tree must be a prefix of the current one: its root at its size is signed twice.
+        _extends(wcp.size, wcp.root, cp, _proof(w.get("proof", [])), "the log the Security Team witnessed")
+        if wcp.size < seen_witness:
+            raise LogInconsistent("the server hides a newer witnessed checkpoint that you saw before")
+        cosigs = w.get("cosigs")
+        if not isinstance(cosigs, list) or not cosigs or not all(isinstance(c, dict) for c in cosigs):
+            raise LogInconsistent("a witnessed checkpoint without well-formed cosignatures")
+        witness = Witness(wcp, cosigs)
+    pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex()})
+    s.home.save_pins(pins)
+    return LogView(cp, witness)
+
+
+def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], witness: Witness) -> int:
+    """Verify every cosignature (a Security Team member's device active at the signed time) and pin the
+    witnessed size; returns the newest cosignature's (signed) time."""
+    newest = 0
+    t_now = s.now()
+    for c in witness.cosigs:
+        member, device = str(c.get("member")), str(c.get("device"))
+        t = parse_int(c.get("time"), "cosignature time")
+        # Judged by the one judge at the (signed) time of the cosignature: a device revoked later, or a
+        # term that ended later, does not undo a witness that was valid when made.
+        if not entitled_cosigner(member, device, t, org, members):
+            raise LogInconsistent("a cosignature names a device or member that was not on the Security Team then")
+        if not witness.checkpoint.time - 600 <= t <= t_now + 600:
+            raise LogInconsistent("a cosignature is dated outside its checkpoint's lifetime")
+        try:
+            judge_cosignature(witness.checkpoint.raw, member, device, t, parse_b64(c.get("sig"), "cosignature"), org,
+                              members)
+        except VaultError as e:
+            raise LogInconsistent("a witness cosignature does not verify") from e
+        newest = max(newest, t)
+    pins = s.home.pins()
+    pins.log["witness_size"] = max(int(pins.log.get("witness_size", 0)), witness.checkpoint.size)
+    s.home.save_pins(pins)
+    return newest
+
+
+def protocols_of(org: OrgState) -> Protocols:
+    """The security protocols in force in the organization (the defaults until some are approved)."""
+    change = org.protocols
+    return parse(change.text) if change is not None else defaults()

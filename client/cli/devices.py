@@ -1,0 +1,115 @@
+"""``mvault device ...``, ``recovery-key``, ``recover``: this member's devices and paper keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.table import Table
+
+from client import admin
+from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
+from client.client import Client
+from client.home import read_passphrase
+from client.maintenance import maintain
+from client.sanitize import escape, one_line
+
+
+@click.group()
+def device() -> None:
+    """Your devices: add, link, list, revoke."""
+
+
+@device.command("add")
+@click.option("--name", default=None, help="name for the new device")
+@click.option("--wait", default=600, show_default=True, type=click.IntRange(5, 3600), help="seconds to wait")
+@json_flag
+@click.pass_obj
+def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
+    """Print a one-time code, then wait for `mvault device link CODE` on the new device."""
+
+    def show(code: str) -> None:
+        if ctx.as_json:
+            click.echo(json.dumps({"code": code}))
+        else:
+            click.echo(f"on the new device run:\n  mvault device link {code}")
+        sys.stdout.flush()
+
+    added = with_session(ctx, lambda s: admin.device_add(s, name, show, wait))
+    emit(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {escape(added)}"))
+
+
+@device.command("link")
+@click.argument("code")
+@click.option("--name", default=None, help="name for this device")
+@click.option("--wait", default=600, show_default=True, type=click.IntRange(5, 3600), help="seconds to wait")
+@json_flag
+@click.pass_obj
+def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
+    """On a new machine: join your member identity with the code from `device add`."""
+    passphrase = read_passphrase(confirm=True)
+    cfg = run(admin.device_link(ctx.home, code, name, passphrase, wait, ctx.clock))
+    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+         lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
+
+
+@device.command("ls")
+@json_flag
+@click.pass_obj
+def device_ls(ctx: Ctx) -> None:
+    """Your devices (and paper keys), active and revoked."""
+    rows = with_session(ctx, admin.device_list)
+
+    def human() -> None:
+        table = Table("name", "kind", "added", "revoked", "")
+        for r in rows:
+            table.add_row(escape(r["name"]), escape(r["kind"]), when(r["added"]),
+                          when(r["revoked"]) if r["revoked"] else "-", "this device" if r["this"] else "")
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@device.command("revoke")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def device_revoke(ctx: Ctx, name: str) -> None:
+    """Revoke a device: rolls your member key and rotates your teams' keys."""
+
+    async def go(s: Client) -> tuple[int, list[str]]:
+        gen = await admin.device_revoke(s, name)
+        return gen, await maintain(s)
+
+    gen, rotated = with_session(ctx, go)
+    emit(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
+         lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
+                           + "".join(f"\n{one_line(r)}" for r in rotated)))
+
+
+@click.command("recovery-key")
+@click.option("--name", default=None, help="name for the paper key")
+@json_flag
+@click.pass_obj
+def recovery_key(ctx: Ctx, name: str | None) -> None:
+    """Make a paper key (an offline device): write it down, keep it safe."""
+    code = with_session(ctx, lambda s: admin.recovery_key(s, name))
+    emit(ctx, {"recovery_key": code}, lambda: out.print(
+        f"recovery key (anyone holding it can act as you until you revoke it):\n  {code}"))
+
+
+@click.command()
+@click.argument("code")
+@click.option("--name", default=None, help="name for this device")
+@json_flag
+@click.pass_obj
+def recover(ctx: Ctx, code: str, name: str | None) -> None:
+    """On a fresh machine: restore access with a recovery key."""
+    passphrase = read_passphrase(confirm=True)
+    cfg = run(admin.recover(ctx.home, code, passphrase, name, ctx.clock))
+    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+         lambda: out.print(f"restored {escape(cfg.name)} ({cfg.member_id}) on this machine"))
+
+
+COMMANDS: tuple[click.Command, ...] = (device, recovery_key, recover)

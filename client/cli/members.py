@@ -1,0 +1,101 @@
+"""``mvault admit``, ``role grant|revoke``, ``members``, ``verify``, ``remove``: the organization's members."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.table import Table
+
+from client import admin
+from client.cli._common import Ctx, emit, json_flag, out, parse_until, with_session
+from client.sanitize import escape
+
+
+@click.command()
+@click.argument("member")
+@json_flag
+@click.pass_obj
+def admit(ctx: Ctx, member: str) -> None:
+    """Admit a pending member (NCC; after the bootcamp)."""
+    m = with_session(ctx, lambda s: admin.admit(s, member))
+    emit(ctx, {"member": m.member_id, "name": m.name, "status": "admitted"},
+         lambda: out.print(f"admitted {escape(m.name)}"))
+
+
+@click.group()
+def role() -> None:
+    """Grant or revoke organization roles (NCC only)."""
+
+
+def _role_cmd(grant: bool) -> Callable[..., None]:
+    @click.argument("member")
+    @click.argument("role_name", metavar="ROLE", type=click.Choice(["ncc", "staff", "security", "compa"]))
+    @json_flag
+    @click.pass_obj
+    def cmd(ctx: Ctx, /, member: str, role_name: str, **kw: Any) -> None:
+        until = parse_until(kw.get("until"))
+        m, done = with_session(ctx, lambda s: admin.set_org_role(s, member, role_name, grant, until))
+        verb = "granted" if grant else "revoked"
+        again = f"mvault role {'grant' if grant else 'revoke'} {m.name} {role_name}" + (
+            f" --until {kw['until']}" if kw.get("until") else "")
+        emit(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: done, "proposed": not done,
+                   "until": kw.get("until")},
+             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}" if done else
+                               f"proposed: another NCC member (not {escape(m.name)}) puts it in force with "
+                               f"`{escape(again)}`"))
+
+    return cmd
+
+
+role.command("grant", help="Grant ROLE to MEMBER.")(
+    click.option("--until", default=None, help="role ends on this date (YYYY-MM-DD)")(_role_cmd(True)))
+role.command("revoke", help="Revoke ROLE from MEMBER.")(_role_cmd(False))
+
+
+@click.command("members")
+@json_flag
+@click.pass_obj
+def members_cmd(ctx: Ctx) -> None:
+    """The organization: roles, devices, verified or not."""
+    rows = with_session(ctx, admin.members)
+
+    def human() -> None:
+        table = Table("name", "roles", "status", "devices", "verified", "teams")
+        for r in rows:
+            table.add_row(escape(r["name"]), escape(", ".join(r["roles"])), escape(r["status"]), str(r["devices"]),
+                          r["verified"], escape(", ".join(r["teams"])))
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@click.command()
+@click.argument("member")
+@click.option("--confirm", is_flag=True, help="mark verified after comparing the number in person")
+@json_flag
+@click.pass_obj
+def verify(ctx: Ctx, member: str, confirm: bool) -> None:
+    """Show the safety number you and MEMBER compare in person."""
+    info = with_session(ctx, lambda s: admin.verify(s, member, confirm))
+    emit(ctx, info, lambda: out.print(f"safety number with {escape(info['name'])}:\n  {info['safety_number']}\n"
+                                      f"verified: {info['verified']}"))
+
+
+@click.command("remove")
+@click.argument("member")
+@click.option("--reason", default="", help="a short reason for the record (kept in the org chain)")
+@json_flag
+@click.pass_obj
+def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
+    """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
+    m, done = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
+    emit(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
+         lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
+                           "their teams rotate on a key holder's next command" if done else
+                           f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
+                           f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
+
+
+COMMANDS: tuple[click.Command, ...] = (admit, role, members_cmd, verify, remove_cmd)

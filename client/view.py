@@ -1,0 +1,264 @@
+"""The verified view: every chain this member can see, fetched, replayed and checked against the pins.
+
+The rollback checks are plain functions over the pins (``Pins``) and what the server served: a
+pinned chain or document must be extended, never rolled back, forked or hidden. ``Chains`` does the
+fetching (and the writing of new links), and keeps the verified ``View`` of one command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from client.api import b64, unb64
+from client.audit.checkpoints import LogView, check_witness, protocols_of
+from client.home import Pins
+from client.session import Session
+from security.authority import POLICY
+from security.policy import TEAM_KINDS
+from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
+from vault.envelope import Record
+from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, TransportError, VaultError
+from vault.keys import DeviceKeys, key_fingerprint
+from vault.links import Link, make_link, parse_link
+
+
+@dataclass
+class View:
+    """The verified state of everything this member can see."""
+
+    org: OrgState
+    members: dict[str, MemberState]
+    teams: dict[str, TeamState]
+
+    def member_by_name(self, name: str) -> MemberState:
+        found = [m for m in self.members.values() if m.name == name or m.member_id == name]
+        if not found:
+            raise NotFound(f"no member named {name!r}")
+        if len(found) > 1:
+            raise VaultError(f"several members are named {name!r}; use the member id")
+        return found[0]
+
+    def team_by_name(self, name: str) -> TeamState:
+        found = [t for t in self.teams.values() if t.name == name or t.team_id == name]
+        if not found:
+            raise NotFound(f"no team named {name!r} (or you are not in it)")
+        if len(found) > 1:
+            raise ChainError(f"several teams are named {name!r} (the server should never allow that); use the team id")
+        return found[0]
+
+    def name_of(self, member_id: str) -> str:
+        m = self.members.get(member_id)
+        return m.name if m else member_id[:8]
+
+
+# -- the pin and rollback checks -------------------------------------------------------------------
+
+
+def member_fingerprint(ms: MemberState) -> bytes:
+    return key_fingerprint(ms.member_id, [(d.device_id, d.sign_public) for d in ms.active_devices()],
+                           ms.puk_sign_public)
+
+
+def check_chain_pin(pins: Pins, chain_id: str, links: list[Link]) -> None:
+    """The served chain must extend the one we pinned; then pin its new head."""
+    pin = pins.chains.get(chain_id)
+    if pin is not None:
+        seq, head = int(pin[0]), str(pin[1])
+        if len(links) < seq or links[seq - 1].hash.hex() != head:
+            raise RollbackDetected(
+                f"the server rolled back or forked chain {chain_id[:12]} (we saw link {seq} before); "
+                "stop and tell your Security Team"
+            )
+    if links:
+        pins.chains[chain_id] = [len(links), links[-1].hash.hex()]
+
+
+def check_team_gone(team: TeamState, me: str, length: int, now: int) -> None:
+    """A team the directory says we left: we were removed (the chain must end with the link that
+    removed us), or our role ended (the chain is what was signed before the end)."""
+    tm = team.members.get(me)
+    removed = team.removed_at.get(me) == length and tm is None
+    lapsed = tm is not None and tm.until is not None and tm.until <= now and team.time < tm.until
+    if not (removed or lapsed):
+        raise ChainError("the server hid a team from us without a valid removal")
+
+
+def check_no_chain_hidden(pins: Pins, members: dict[str, MemberState], teams: dict[str, TeamState],
+                          gone: set[str]) -> None:
+    """A pinned team chain that disappeared from our view is a rollback unless we were removed."""
+    for chain_id in pins.chains:
+        if chain_id not in members and chain_id != "org" and chain_id not in teams and chain_id not in gone:
+            raise RollbackDetected(f"the server no longer shows chain {chain_id[:12]} that we saw before")
+
+
+def key_change_warnings(pins: Pins, members: dict[str, MemberState], me: str) -> list[str]:
+    """Pin every member's key fingerprint; a warning for each other member whose keys changed."""
+    warnings = []
+    for mid, ms in members.items():
+        fp = member_fingerprint(ms).hex()
+        seen = pins.keys.get(mid)
+        if seen is not None and seen != fp and mid != me:
+            if pins.verified.get(mid) is not None:
+                warnings.append(f"{ms.name}'s keys changed (devices or member key); they were verified "
+                                f"and are now UNVERIFIED: check with `mvault verify {ms.name}`")
+            else:
+                warnings.append(f"{ms.name}'s keys changed (devices or member key)")
+        pins.keys[mid] = fp
+    return warnings
+
+
+def check_doc_pin(pins: Pins, key: str, records: list[Record]) -> bool:
+    """The served versions of document ``key`` (team/doc) must extend the pinned ones; then pin the
+    newest. True when there was something to pin."""
+    pin = pins.docs.get(key)
+    if pin is not None:
+        seq, vid = int(pin[0]), str(pin[1])
+        if len(records) < seq or records[seq - 1].version_id != vid:
+            raise RollbackDetected(
+                f"the server rolled back this document (we saw version {seq} before); tell your Security Team"
+            )
+    if records:
+        pins.docs[key] = [len(records), records[-1].version_id]
+    return bool(records)
+
+
+def check_listed_head(pins: Pins, key: str, rec: Record) -> None:
+    """A listed head older than (or forked from) the version we pinned is a rollback."""
+    pin = pins.docs.get(key)
+    if pin is not None and (rec.core.seq < int(pin[0]) or
+                            (rec.core.seq == int(pin[0]) and rec.version_id != str(pin[1]))):
+        raise RollbackDetected(
+            f"the server rolled back a document (we saw version {pin[0]} before); tell your Security Team"
+        )
+
+
+def check_no_doc_hidden(pins: Pins, team_id: str, listed: set[str]) -> None:
+    if any(k.startswith(f"{team_id}/") and k not in listed for k in pins.docs):
+        raise RollbackDetected(
+            "the server rolled back a document we saw before (it is no longer listed); tell your Security Team"
+        )
+
+
+# -- fetching and writing chains ---------------------------------------------------------------------
+
+
+class Chains:
+    """The chains of one command: fetched and verified once (``view``), and new links appended."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.log: LogView | None = None  # the audit checkpoint accepted at login
+        self.links_posted = 0  # links this command appended (what was cached from before may be stale)
+        self._view: View | None = None
+
+    @property
+    def cached(self) -> View | None:
+        """The view fetched last, if it is still current (None after a link was appended)."""
+        return self._view
+
+    def adopt(self, view: View) -> None:
+        """Start from a view verified elsewhere (a benchmark replays the chains itself)."""
+        self._view = view
+
+    async def links(self, path: str) -> list[Link]:
+        res = await self.session.api.get(path)
+        links = res.get("links") if isinstance(res, dict) else None
+        if not isinstance(links, list):
+            raise TransportError("server sent a malformed chain")
+        try:
+            return [parse_link(unb64(x)) for x in links]
+        except VaultError as e:
+            raise ChainError(f"server sent a malformed chain link: {e}") from e
+
+    async def view(self, refresh: bool = False) -> View:
+        """Fetch and replay every visible chain; check pins; return the verified state."""
+        if self._view is not None and not refresh:
+            return self._view
+        s = self.session
+        directory = await s.api.get("/api/v1/directory")
+        pins = s.home.pins()
+        members: dict[str, MemberState] = {}
+        for mid in directory.get("members", {}):
+            links = await self.links(f"/api/v1/chains/member/{mid}")
+            state = replay_member(links)
+            if state.member_id != mid:
+                raise ChainError("server served a member chain under another member's id")
+            check_chain_pin(pins, mid, links)
+            members[mid] = state
+        org_links = await self.links("/api/v1/chains/org")
+        if not org_links or org_links[0].hash.hex() != s.cfg.org_root:
+            raise ServerMismatch("the organization chain does not start at the pinned root")
+        org = replay_org(org_links, members, POLICY)
+        check_chain_pin(pins, "org", org_links)
+        if s.me not in org.members:
+            raise ChainError("you are not a member of this organization's chain")
+        teams: dict[str, TeamState] = {}
+        gone: set[str] = set()
+        for tid, info in directory.get("teams", {}).items():
+            links = await self.links(f"/api/v1/chains/team/{tid}")
+            team = replay_team(links, org, members, POLICY, TEAM_KINDS)
+            if team.team_id != tid:
+                raise ChainError("server served a team chain under another team's id")
+            check_chain_pin(pins, tid, links)
+            if info.get("removed_at") is not None:
+                check_team_gone(team, s.me, len(links), s.now())
+                gone.add(tid)
+                continue
+            teams[tid] = team
+        check_no_chain_hidden(pins, members, teams, gone)
+        s.warnings.extend(key_change_warnings(pins, members, s.me))
+        s.home.save_pins(pins)
+        self._view = View(org, members, teams)
+        if self.log is not None:
+            hours = protocols_of(org).rule("log-integrity").int_("witness_hours")
+            if self.log.witness is not None:
+                witnessed = check_witness(s, org, members, self.log.witness)
+                if s.now() - witnessed > hours * 3600:
+                    s.warnings.append(f"the Security Team last witnessed the audit log "
+                                      f"{(s.now() - witnessed) // 3600} hours ago (the protocols ask for every "
+                                      f"{hours} hours)")
+
+        return self._view
+
+    def verified(self, ms: MemberState) -> str:
+        pins = self.session.home.pins()
+        v = pins.verified.get(ms.member_id)
+        if v is None:
+            return "no"
+        return "yes" if v == member_fingerprint(ms).hex() else "changed"
+
+    async def _post_link(self, path: str, link: Link, extra: dict[str, Any]) -> None:
+        await self.session.api.post(path, {"link": b64(link.wire), **extra})
+        self._view = None
+        self.links_posted += 1  # a link may have added boxes (rotation, share)
+
+    async def append_org(self, type_: str, body: dict[str, Any]) -> None:
+        s = self.session
+        view = await self.view()
+        link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head,
+                         time=max(s.now(), view.org.time), signer=s.me, device=s.device, type_=type_, body=body)
+        clone(view.org).apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
+        await self._post_link("/api/v1/org/links", link, {})
+
+    async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
+                            signer: DeviceKeys | None = None) -> None:
+        s = self.session
+        view = await self.view()
+        mine = view.members[s.me]
+        device = signer or s.device
+        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time),
+                         signer=s.me, device=device, type_=type_, body=body)
+        clone(mine).apply(link)
+        await self._post_link(f"/api/v1/members/{s.me}/links", link,
+                              {"puk_boxes": {d: b64(b) for d, b in puk_boxes.items()}})
+
+    async def append_team(self, team: TeamState, type_: str, body: dict[str, Any],
+                          boxes: dict[str, bytes] | None = None) -> None:
+        s = self.session
+        view = await self.view()
+        link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head, time=max(s.now(), team.time),
+                         signer=s.me, device=s.device, type_=type_, body={**body, "org_seq": view.org.seq})
+        clone(team).apply(link, view.org, view.members, POLICY)
+        await self._post_link(f"/api/v1/teams/{team.team_id}/links", link,
+                              {"boxes": {m: b64(b) for m, b in (boxes or {}).items()}})
