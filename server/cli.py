@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from server.app import Config, open_app
+from server.app import open_app
+from server.context import Config
 from server.storage import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
 from vault.errors import VaultError

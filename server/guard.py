@@ -8,7 +8,7 @@ refusal summary holds at most ``MAX_ROUTES`` route keys and ``MAX_DEVICES`` devi
 are never written anywhere; a summary carries only how many distinct sources it saw. Member refusal
 counts are kept per member (an authenticated id, so the directory bounds them) for the current minute.
 
-Nothing here imports the application: ``server.app`` and ``server.audit_api`` wire it in.
+Nothing here imports the application: ``server.app`` wires it in.
 """
 
 from __future__ import annotations

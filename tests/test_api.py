@@ -38,8 +38,9 @@ from client.api import Api
 from client.client import Session, View
 from client.home import Home, Secrets
 from client.threads import Threads
-from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
+from server.context import CONFIG, DIRECTORY, Config
 from server.openapi import OPENAPI
+from server.routes.devices import LINK_SLOT_TTL
 from tests.conftest import PASSPHRASE, Member, ServerThread
 from vault.auth import sign_login
 from vault.chains import member_id_for, org_id_for, team_id_for

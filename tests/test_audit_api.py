@@ -48,7 +48,7 @@ from security.events import (
 )
 from security.merkle import ProofError, leaf_hash, root_of, verify_consistency
 from server.audit import MAX_PAGE
-from server.audit_api import AUDIT
+from server.context import AUDIT
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread
 from tests.test_api import (
     Actor,

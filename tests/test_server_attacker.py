@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from client.home import Home
-from server.app import DIRECTORY
+from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, ServerThread
 from vault.chains import MemberState, member_id_for

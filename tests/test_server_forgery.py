@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from client.home import Home, Secrets
-from server.app import DIRECTORY
+from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, ServerThread
 from tests.test_api import Http, b64, device_body, login_as, member_json, refused

@@ -26,7 +26,7 @@ from client.api import Api, b64
 from client.client import Session
 from client.home import Home
 from client.threads import Shown, Threads
-from server.app import DIRECTORY
+from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread

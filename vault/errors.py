@@ -23,7 +23,10 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     ├── InviteError              expired, used or unknown invite
     ├── AuthError                login / session failure
     ├── ServerMismatch           certificate or organization fingerprint differs from the pin
-    └── TransportError           the server could not be reached or answered nonsense
+    ├── TransportError           the server could not be reached or answered nonsense
+    │
+    │   raised by the server only (its answers carry their code and status):
+    └── ServiceUnavailable       the server cannot record or store right now (503)
 
 Decryption fails one way (``DecryptionFailed``) so that callers never branch on why.
 """
@@ -140,3 +143,11 @@ class ServerMismatch(VaultError):
 
 class TransportError(VaultError):
     code = "transport"
+
+
+# -- raised by the server only --------------------------------------------------------------------
+
+
+class ServiceUnavailable(VaultError):
+    code = "unavailable"
+    status = 503
