@@ -22,21 +22,20 @@ from server.context import (
     FAILURES,
     LIMITER,
     LOGIN,
+    LOGINS,
     PUBLIC,
     SESSION_KEY,
     STATE,
-    STORAGE,
     Handler,
     now_of,
 )
 from server.directory import Directory
-from server.guard import Throttled
 from server.http import source_of
-from server.storage import Session
+from server.store.records import AuthSession
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import TeamState
-from vault.errors import AuthError, NotFound, PolicyDenied
+from vault.errors import AuthError, NotFound, PolicyDenied, Throttled
 
 
 @web.middleware
@@ -68,8 +67,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise AuthError("log in first (no session token)")
-    storage, config = request.app[STORAGE], request.app[CONFIG]
-    session = await storage.session(token_hash(header[7:].strip()))
+    logins, config = request.app[LOGINS], request.app[CONFIG]
+    session = await logins.session(token_hash(header[7:].strip()))
     if session is None or session.expires <= config.clock():
         raise AuthError("session expired or unknown; log in again")
     request[CLAIMED] = (session.member, session.device)  # so a refusal below is recorded against them
@@ -95,7 +94,7 @@ def quotas(app: web.Application) -> dict[str, int]:
     return {key: min(value, caps.get(key, value)) for key, value in protocols_of(app).quotas.items()}
 
 
-def check_session(app: web.Application, session: Session) -> None:
+def check_session(app: web.Application, session: AuthSession) -> None:
     """The session is unexpired, its device active and its member not removed. Handlers that
     wait for a request body call it again afterwards (a removal may land meanwhile)."""
     if session.expires <= app[CONFIG].clock():
@@ -113,9 +112,9 @@ def removed(directory: Directory, member_id: str) -> bool:
     return org is not None and member_id in org.members and org.members[member_id].status == "removed"
 
 
-def session_of(request: web.Request) -> Session:
+def session_of(request: web.Request) -> AuthSession:
     s = request.get(SESSION_KEY)
-    if not isinstance(s, Session):
+    if not isinstance(s, AuthSession):
         raise AuthError("log in first (no session token)")
     return s
 
@@ -149,7 +148,7 @@ def team_access(request: web.Request, action: str, denied: str) -> TeamState:
     return team
 
 
-def may_now(app: web.Application, s: Session, action: str, team: TeamState | None) -> bool:
+def may_now(app: web.Application, s: AuthSession, action: str, team: TeamState | None) -> bool:
     """May the session's member, with its device, do ``action`` now? The one judge decides."""
     directory = app[DIRECTORY]
     act = Act(s.member, s.device, int(app[CONFIG].clock()), action)

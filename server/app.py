@@ -14,21 +14,25 @@ import asyncio
 from aiohttp import web
 
 from server.access import auth_middleware, limit_middleware
-from server.audit import AuditStore
 from server.context import (
     AUDIT,
+    CHAINS,
     CONFIG,
     DIRECTORY,
+    DOCUMENTS,
     FAILURES,
     HUB,
     LAST_PURGE,
     LIMITER,
     LOCK,
     LOG,
+    LOGINS,
     MEMBER_REFUSALS,
     REFUSALS,
+    SLOTS,
     STATE,
     STORAGE,
+    THREADS,
     Config,
 )
 from server.directory import Directory
@@ -38,15 +42,18 @@ from server.live import Hub
 from server.messagelog import MessageLog
 from server.recorder import audit_middleware, load_state, refusal_flusher
 from server.routes import audit, auth, chains, devices, docs, public, threads
-from server.storage import SQLiteStorage
+from server.store.protocols import Storage
+from server.store.sqlite.audit import AuditStore
+from server.store.sqlite.vault import SQLiteStorage
 
 __all__ = ["make_app", "open_app"]
 
 
-def make_app(storage: SQLiteStorage, directory: Directory, config: Config) -> web.Application:
+def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, audit_middleware, limit_middleware, auth_middleware],
                           client_max_size=MAX_JSON)
     app[STORAGE] = storage
+    app[CHAINS] = app[DOCUMENTS] = app[THREADS] = app[LOGINS] = app[SLOTS] = storage
     app[DIRECTORY] = directory
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from server.app import open_app
 from server.context import Config
-from server.storage import SQLiteStorage
+from server.store.sqlite.vault import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
 from vault.errors import VaultError
 from vault.invite import InviteCode

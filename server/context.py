@@ -20,12 +20,12 @@ from aiohttp import web
 
 from security.events import Sealer
 from security.protocols import Protocols
-from server.audit import AuditStore
 from server.directory import Directory
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
 from server.live import Hub
 from server.messagelog import MessageLog
-from server.storage import Session, SQLiteStorage
+from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
+from server.store.records import AuthSession
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,7 +72,15 @@ class AuditState:
     broken: bool = False
 
 
-STORAGE = web.AppKey("storage", SQLiteStorage)
+# The stores, each typed on its protocol (server/store/protocols.py); STORAGE is the whole backend,
+# for the composition root that opens and closes it.
+STORAGE = web.AppKey("storage", Storage)
+CHAINS = web.AppKey("chains", ChainStore)
+DOCUMENTS = web.AppKey("documents", DocumentStore)
+THREADS = web.AppKey("threads", ThreadStore)
+LOGINS = web.AppKey("logins", AuthStore)
+SLOTS = web.AppKey("slots", SlotStore)
+AUDIT = web.AppKey("audit", AuditLog)
 DIRECTORY = web.AppKey("directory", Directory)
 CONFIG = web.AppKey("config", Config)
 LOCK = web.AppKey("lock", asyncio.Lock)
@@ -82,12 +90,11 @@ LIMITER = web.AppKey("limiter", SourceLimiter)
 FAILURES = web.AppKey("failures", FailureThrottle)
 REFUSALS = web.AppKey("refusals", Refusals)
 MEMBER_REFUSALS = web.AppKey("member_refusals", MemberRefusals)
-AUDIT = web.AppKey("audit", AuditStore)
 STATE = web.AppKey("audit_state", AuditState)
 HUB = web.AppKey("thread_hub", Hub)
 LOG = web.AppKey("thread_log", MessageLog)
 
-SESSION_KEY = web.RequestKey("session", Session)
+SESSION_KEY = web.RequestKey("session", AuthSession)
 NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
 KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
 CLAIMED = web.RequestKey("audit_claimed", tuple)  # (member, device) a session token names, even a refused one

@@ -16,9 +16,8 @@ import logging
 from aiohttp import web
 
 from server.context import Handler
-from server.guard import Throttled
 from vault.encoding import Fields
-from vault.errors import EncodingError, QuotaExceeded, Truncated, VaultError
+from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 
 log = logging.getLogger("mvault.server")
 MAX_JSON = 4 * 1024 * 1024

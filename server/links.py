@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.access import session_of
-from server.audit import note
 from server.context import CONFIG, now_of
 from server.http import read_json, unb64
+from server.notes import note
 from vault.encoding import Fields
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link, parse_link

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.storage import Session
+from server.store.records import AuthSession
 
 QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
 
@@ -23,7 +23,7 @@ Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once
 
 @dataclass(eq=False)
 class Follower:
-    session: Session
+    session: AuthSession
     ws: web.WebSocketResponse
     queue: asyncio.Queue[Item | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     lagged: bool = False

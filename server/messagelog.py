@@ -6,7 +6,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 
-from server.storage import SQLiteStorage, StoredMessage
+from server.store.protocols import ThreadStore
+from server.store.records import StoredMessage
 from vault.errors import Conflict, ServiceUnavailable
 from vault.messages import ThreadRecord
 
@@ -26,7 +27,7 @@ class MessageLog:
     Concurrent posts share one transaction and one fsync. If a commit fails, every waiting
     post fails and the heads are read again from storage."""
 
-    def __init__(self, storage: SQLiteStorage) -> None:
+    def __init__(self, storage: ThreadStore) -> None:
         self.storage = storage
         self.heads: dict[tuple[str, str], ThreadHead] = {}
         self.pending: list[tuple[StoredMessage, asyncio.Future[None]]] = []

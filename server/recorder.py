@@ -1,6 +1,6 @@
 """The middleware that turns every request's outcome into an audit event, and the audit state at start.
 
-Handlers describe what they do with ``server.audit.note``
+Handlers describe what they do with ``server.notes.note``
 (the audit endpoints are in ``server/routes/audit.py``); the middleware seals one
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
 with the error code) and waits until it is durable before the answer leaves. A request of
@@ -29,7 +29,6 @@ from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key
 from security.events import DAY, Event, rules_for, seal_event, valid_box_public
 from security.protocols import defaults
 from server.access import protocols_of
-from server.audit import NOTES, AuditStore, Note, today
 from server.context import (
     AUDIT,
     CLAIMED,
@@ -49,16 +48,18 @@ from server.context import (
     running,
 )
 from server.directory import Directory
-from server.guard import Summary, Throttled
+from server.guard import Summary
 from server.http import source_of
-from server.storage import Session
+from server.notes import NOTES, Note, today
+from server.store.protocols import AuditLog
+from server.store.records import AuthSession
 from vault.encoding import Fields, decode
-from vault.errors import ChainError, EncodingError, ServiceUnavailable, VaultError
+from vault.errors import ChainError, EncodingError, ServiceUnavailable, Throttled, VaultError
 
 log = logging.getLogger("mvault.server")
 
 
-async def record(app: web.Application, n: Note, result: str, session: Session | None) -> int:
+async def record(app: web.Application, n: Note, result: str, session: AuthSession | None) -> int:
     now = int(app[CONFIG].clock())
     actor = n.actor if n.actor is not None else (session.member if session else "")
     device = n.device if n.device is not None else (session.device if session else "")
@@ -161,7 +162,7 @@ async def _record_failure(request: web.Request, status: int, code: str) -> None:
         await _record_member_refusal(request, n, _result(status), session, code)
 
 
-async def _record_member_refusal(request: web.Request, n: Note, result: str, session: Session | None,
+async def _record_member_refusal(request: web.Request, n: Note, result: str, session: AuthSession | None,
                                  code: str) -> None:
     """A refusal we can attribute to a member: an event of its own for the first ``Config.member_refusals``
     of that member in a minute, the rest counted into the member's ``request.refusals`` event of that
@@ -257,7 +258,7 @@ async def _prune(app: web.Application) -> None:
         await record(app, Note("audit.prune", {}, None, {"before_day": before, "count": count}, "", ""), "ok", None)
 
 
-async def load_state(store: AuditStore, directory: Directory) -> AuditState:
+async def load_state(store: AuditLog, directory: Directory) -> AuditState:
     """The audit state at start: the stored audit key only if it still checks (``stored_audit_key``)."""
     key = AuditKey()
     stored = await store.get_meta("audit_key")

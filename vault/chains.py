@@ -46,7 +46,7 @@ from vault.acts import Act
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value
-from vault.errors import ChainError, EncodingError, PolicyDenied
+from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied
 from vault.keys import device_id_for, short_id
 from vault.links import (
     Link,
@@ -555,11 +555,11 @@ class OrgState:
         pk = link.body.bytes_("invite", 32)
         inv = self.invites.get(pk)
         if inv is None:
-            raise ChainError("org.join claims an unknown invite")
+            raise InviteNotOpen("org.join claims an unknown invite")
         if inv.used_by is not None:
-            raise ChainError("invite has already been used")
+            raise InviteNotOpen("invite has already been used")
         if link.time >= inv.expires:
-            raise ChainError("invite has expired")
+            raise InviteNotOpen("invite has expired")
         if link.signer in self.members:
             raise ChainError("member has already joined")
         if link.body.bytes_("member_head", 32) != ms.root:

@@ -10,9 +10,9 @@ from aiohttp import web
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from server.access import judge_now, session_of
-from server.audit import note
-from server.context import AUDIT, CONFIG, DIRECTORY, STATE, STORAGE, AuditKey, now_of
+from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, now_of
 from server.http import b64, int_query, read_json, unb64
+from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
 
@@ -189,7 +189,7 @@ async def team_versions(request: web.Request) -> web.Response:
     """Every version's signed record (no body, no key) of one team: for exposure reports."""
     _require_security(request)
     team = request.app[DIRECTORY].team(request.match_info["team"])
-    versions = await request.app[STORAGE].team_versions(team.team_id)
+    versions = await request.app[DOCUMENTS].team_versions(team.team_id)
     note(request, "doc.list", {"team": team.team_id})
     return web.json_response({"versions": [{"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record)}
                                            for v in versions]})

@@ -13,7 +13,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.access import removed
-from server.audit import note
 from server.context import (
     CHALLENGE,
     CONFIG,
@@ -21,12 +20,13 @@ from server.context import (
     KEY_HOLDER,
     LAST_PURGE,
     LOGIN,
+    LOGINS,
     NAMED_DEVICE,
     PURGE_EVERY,
-    STORAGE,
     now_of,
 )
 from server.http import b64, read_json, unb64
+from server.notes import note
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
 from vault.errors import AuthError, VaultError
 from vault.keys import DeviceKeys, device_id_for
@@ -43,7 +43,7 @@ async def challenge(request: web.Request) -> web.Response:
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
     await _purge_now_and_then(request.app, now_of(request))
-    await request.app[STORAGE].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
+    await request.app[LOGINS].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
     return web.json_response({"nonce": b64(nonce), "expires": expires})
 
 
@@ -52,7 +52,7 @@ async def _purge_now_and_then(app: web.Application, now: float) -> None:
     housekeeping, done at most once a minute (on every challenge it cost a table scan per login)."""
     if now - app[LAST_PURGE][0] >= PURGE_EVERY:
         app[LAST_PURGE][0] = now
-        await app[STORAGE].purge_expired(now)
+        await app[LOGINS].purge_expired(now)
 
 
 LOGIN_REFUSED = "login refused: the signature does not verify for this member and device"
@@ -73,7 +73,7 @@ async def login(request: web.Request) -> web.Response:
     own = unb64(f.raw.get("key"), "key", 64) if "key" in f.raw else None
     app = request.app
     now = now_of(request)
-    taken = await app[STORAGE].take_nonce(nonce_hash(statement.nonce))
+    taken = await app[LOGINS].take_nonce(nonce_hash(statement.nonce))
     if taken is None:
         raise AuthError("login challenge unknown or already used; ask for a new one")
     member_id, device_id, expires = taken
@@ -112,7 +112,7 @@ async def login(request: web.Request) -> web.Response:
         raise AuthError("this member was removed from the organization")
     token = new_token()
     session_expires = now + app[CONFIG].session_ttl
-    await app[STORAGE].add_session(token_hash(token), member_id, device_id, session_expires)
+    await app[LOGINS].add_session(token_hash(token), member_id, device_id, session_expires)
     return web.json_response({"token": token, "expires": session_expires})
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from server.access import is_overseer, session_of, visible_team
-from server.audit import note
-from server.context import DIRECTORY, LOCK, STORAGE, now_of
+from server.context import CHAINS, DIRECTORY, LOCK, now_of
 from server.http import b64, int_query, unb64
 from server.links import note_links, signed_link
-from server.storage import StoredLink
+from server.notes import note
+from server.store.records import StoredLink
 from vault.chains import TeamState
 from vault.encoding import Fields
 from vault.errors import ChainError, Conflict, EncodingError, IntegrityError, NotFound
@@ -74,7 +74,7 @@ async def append_org_link(request: web.Request) -> web.Response:
             raise Conflict("the organization chain moved on; fetch it and retry")
         directory.check_not_before(link)
         state = directory.check_org_link(link)
-        await app[STORAGE].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
+        await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
         directory.commit_org(state, link)
     note_links(request, link)
     return web.json_response({"seq": state.seq}, status=201)
@@ -110,7 +110,7 @@ async def append_member_link(request: web.Request) -> web.Response:
         new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
         if set(new) != set(boxes) or any(box_hash(boxes[d]) != h for d, h in new.items()):
             raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
-        await app[STORAGE].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
+        await app[CHAINS].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
                                         [(state.member_id, gen, d, boxes[d]) for d in new], [])
         directory.commit_member((state, link))
     note_links(request, link)
@@ -167,7 +167,7 @@ async def create_team(request: web.Request) -> web.Response:
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
         app[DIRECTORY].check_team_name(state)  # last: no other refusal may tell whether a name exists
-        await app[STORAGE].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
+        await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
     return web.json_response({"team": state.team_id, "seq": 1}, status=201)
@@ -187,7 +187,7 @@ async def append_team_link(request: web.Request) -> web.Response:
         _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_link(team.team_id, link)
         rows = _new_box_rows(team, state, boxes)
-        await app[STORAGE].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
+        await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
     return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
@@ -198,7 +198,7 @@ async def my_team_boxes(request: web.Request) -> web.Response:
     team = visible_team(request, request.match_info["team"])
     me = session_of(request).member
     note(request, "keys.team", {"team": team.team_id})
-    rows = await request.app[STORAGE].team_boxes_for(team.team_id, me)
+    rows = await request.app[CHAINS].team_boxes_for(team.team_id, me)
     return web.json_response({"boxes": [{"gen": g, "box": b64(b)} for g, b in rows]})
 
 

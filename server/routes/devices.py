@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.access import quotas, session_of
-from server.audit import note
-from server.context import STORAGE, now_of
+from server.context import CHAINS, SLOTS, now_of
 from server.http import b64, read_json, unb64
+from server.notes import note
 from vault.errors import EncodingError
 
 routes = web.RouteTableDef()
@@ -28,7 +28,7 @@ def _slot(request: web.Request) -> str:
 async def open_link_slot(request: web.Request) -> web.Response:
     s = session_of(request)
     slot = _slot(request)
-    await request.app[STORAGE].open_slot(slot, s.member, now_of(request) + LINK_SLOT_TTL, now_of(request),
+    await request.app[SLOTS].open_slot(slot, s.member, now_of(request) + LINK_SLOT_TTL, now_of(request),
                                          quotas(request.app)["link_slots"])
     return web.json_response({"slot": slot, "expires": now_of(request) + LINK_SLOT_TTL}, status=201)
 
@@ -37,13 +37,13 @@ async def open_link_slot(request: web.Request) -> web.Response:
 async def offer_link_slot(request: web.Request) -> web.Response:
     f = await read_json(request, {"payload"})
     payload = unb64(f.raw.get("payload"), "payload", 4096)
-    await request.app[STORAGE].fill_slot(_slot(request), payload, now_of(request))
+    await request.app[SLOTS].fill_slot(_slot(request), payload, now_of(request))
     return web.json_response({"ok": True}, status=201)
 
 
 @routes.get("/api/v1/device-links/{slot}")
 async def read_link_slot(request: web.Request) -> web.Response:
-    payload = await request.app[STORAGE].read_slot(_slot(request), session_of(request).member, now_of(request))
+    payload = await request.app[SLOTS].read_slot(_slot(request), session_of(request).member, now_of(request))
     return web.json_response({"payload": b64(payload) if payload is not None else None})
 
 
@@ -51,7 +51,7 @@ async def read_link_slot(request: web.Request) -> web.Response:
 async def my_puk_boxes(request: web.Request) -> web.Response:
     s = session_of(request)
     note(request, "keys.member")
-    rows = await request.app[STORAGE].puk_boxes_for(s.member, s.device)
+    rows = await request.app[CHAINS].puk_boxes_for(s.member, s.device)
     return web.json_response({"boxes": [{"puk_gen": g, "box": b64(b)} for g, b in rows]})
 
 

@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from server.access import check_session, judge_act, quotas, session_of, team_access
-from server.audit import note
-from server.context import CONFIG, DIRECTORY, STORAGE, now_of
+from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
 from server.http import b64, hex_id
-from server.storage import StoredVersion
+from server.notes import note
+from server.store.records import StoredVersion
 from server.usage import Allowance, check_allowance
 from vault.acts import Act
 from vault.chains import TeamState
@@ -44,7 +44,7 @@ def _version_json(v: StoredVersion) -> dict[str, Any]:
 async def list_docs(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
     note(request, "doc.list", {"team": team.team_id})
-    heads = await request.app[STORAGE].heads(team.team_id)
+    heads = await request.app[DOCUMENTS].heads(team.team_id)
     return web.json_response({"docs": [_version_json(v) for v in heads]})
 
 
@@ -53,7 +53,7 @@ async def doc_versions(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
     doc = _check_doc_id(request.match_info["doc"])
     note(request, "doc.list", {"team": team.team_id, "doc": doc})
-    versions = await request.app[STORAGE].versions(team.team_id, doc)
+    versions = await request.app[DOCUMENTS].versions(team.team_id, doc)
     if not versions:
         raise NotFound("no such document in this team")
     return web.json_response({"versions": [_version_json(v) for v in versions]})
@@ -66,7 +66,7 @@ async def put_version(request: web.Request) -> web.Response:
     s = session_of(request)
     app = request.app
     event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
-    storage, directory, config = app[STORAGE], app[DIRECTORY], app[CONFIG]
+    storage, directory, config = app[DOCUMENTS], app[DIRECTORY], app[CONFIG]
     if await _read_exactly(request, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")
     (n,) = struct.unpack(">I", await _read_exactly(request, 4, "header"))
@@ -202,7 +202,7 @@ def _write_chunks(fd: int, chunks: list[bytes]) -> None:
 @routes.get("/api/v1/teams/{team}/versions/{vid}/body")
 async def version_body(request: web.Request) -> web.StreamResponse:
     team = _doc_access(request, "doc.read")
-    storage = request.app[STORAGE]
+    storage = request.app[DOCUMENTS]
     event = note(request, "doc.read", {"team": team.team_id, "vid": request.match_info["vid"][:64]})
     v = await storage.version(team.team_id, request.match_info["vid"])
     if v is None:

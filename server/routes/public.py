@@ -7,14 +7,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from server.context import CONFIG, DIRECTORY, LOCK, STORAGE, now_of
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
 from server.http import b64, read_json, unb64
 from server.links import check_link_time, note_links, parse_link_field
 from server.openapi import OPENAPI
-from server.storage import StoredLink
+from server.store.records import StoredLink
 from vault import __version__
 from vault.chains import MemberState, OrgState
-from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError, InviteError
+from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError, InviteError, InviteNotOpen
 from vault.links import verify_invite_holder, verify_invite_signature
 from vault.teamkeys import box_hash
 
@@ -85,7 +85,7 @@ async def found(request: web.Request) -> web.Response:
         directory = app[DIRECTORY]
         if directory.org is not None:
             raise InviteError("this organization is already founded; the founder invite is used")
-        founder_invite = await app[STORAGE].get_meta("founder_invite")
+        founder_invite = await app[CHAINS].get_meta("founder_invite")
         member_link, org_link = parse_link_field(f, "member_link"), parse_link_field(f, "org_link")
         puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
         for link in (member_link, org_link):
@@ -95,7 +95,7 @@ async def found(request: web.Request) -> web.Response:
         org = directory.check_org_link(org_link, extra_member=member)
         if founder_invite is None or org.founder_invite != founder_invite:
             raise InviteError("the founder invite is not valid for this server")
-        await app[STORAGE].append_links(
+        await app[CHAINS].append_links(
             [StoredLink(member.member_id, 1, "member", member_link.wire), StoredLink("org", 1, "org", org_link.wire)],
             [(member.member_id, 1, member_link.device, puk_box)], [],
         )
@@ -130,11 +130,9 @@ async def join(request: web.Request) -> web.Response:
         _check_puk_box(member, member_link.device, puk_box)
         try:
             org = directory.check_org_link(join_link, extra_member=member)
-        except ChainError as e:
-            if "invite" in e.message:
-                raise InviteError(e.message) from e
-            raise
-        await app[STORAGE].append_links(
+        except InviteNotOpen as e:
+            raise InviteError(e.message) from e
+        await app[CHAINS].append_links(
             [StoredLink(member.member_id, 1, "member", member_link.wire),
              StoredLink("org", join_link.seq, "org", join_link.wire)],
             [(member.member_id, 1, member_link.device, puk_box)], [],

@@ -29,12 +29,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from server.access import check_session, judge_act, may_now, quotas, session_of, team_access
-from server.audit import Note, note
-from server.context import CONFIG, DIRECTORY, HUB, LOG, STORAGE, now_of, running
+from server.context import CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
 from server.http import b64, hex_id, int_query, read_json, unb64
 from server.live import Follower
+from server.notes import Note, note
 from server.recorder import record
-from server.storage import Session, StoredMessage, StoredThread
+from server.store.records import AuthSession, StoredMessage, StoredThread
 from server.usage import Allowance
 from vault.acts import Act
 from vault.chains import TeamState
@@ -86,7 +86,7 @@ async def purge_due(app: web.Application, force: bool = False) -> None:
     if not force and now - hub.last_purge < 1.0:
         return
     hub.last_purge = now
-    for team, thread, count in await app[STORAGE].purge_messages(int(now)):
+    for team, thread, count in await app[THREADS].purge_messages(int(now)):
         await record(app, Note("msg.expire", {"team": team, "thread": thread}, detail={"count": count},
                                actor="", device=""), "ok", None)
 
@@ -123,7 +123,7 @@ async def create_thread(request: web.Request) -> web.Response:
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
-    await request.app[STORAGE].add_thread(t, int(now_of(request)), allowance)
+    await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
     request.app[HUB].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
@@ -135,13 +135,13 @@ async def list_threads(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     note(request, "thread.list", {"team": team.team_id})
     await purge_due(request.app)
-    threads = await request.app[STORAGE].threads(team.team_id, int(now_of(request)))
+    threads = await request.app[THREADS].threads(team.team_id, int(now_of(request)))
     return web.json_response({"threads": [_thread_json(t) for t in threads]})
 
 
 async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
     tid = _thread_id(request.match_info["thread"])
-    t = await request.app[STORAGE].thread(team.team_id, tid)
+    t = await request.app[THREADS].thread(team.team_id, tid)
     if t is None:
         raise NotFound("no such thread in this team")
     return t
@@ -155,7 +155,7 @@ async def read_messages(request: web.Request) -> web.Response:
     after = int_query(request, "after", 0)
     limit = min(int_query(request, "limit", PAGE), PAGE) or PAGE
     await purge_due(request.app)
-    storage, s = request.app[STORAGE], session_of(request)
+    storage, s = request.app[THREADS], session_of(request)
     msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
     mine = await storage.last_sent(team.team_id, t.thread, s.device)
     event.detail.update({"after": after, "count": len(msgs)})
@@ -298,9 +298,9 @@ async def follow(request: web.Request) -> web.StreamResponse:
             del hub.live[s.member]
 
 
-async def _follow(request: web.Request, team: TeamState, s: Session) -> web.StreamResponse:
+async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.StreamResponse:
     app = request.app
-    storage, hub = app[STORAGE], app[HUB]
+    storage, hub = app[THREADS], app[HUB]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
     await ws.prepare(request)
     delivered = 0
