@@ -35,7 +35,7 @@ from server.store.records import AuthSession
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import TeamState
-from vault.errors import AuthError, NotFound, PolicyDenied, Throttled
+from vault.errors import AuthError, Conflict, NotFound, PolicyDenied, Throttled
 
 
 @web.middleware
@@ -146,6 +146,25 @@ def team_access(request: web.Request, action: str, denied: str) -> TeamState:
     if not may_now(request.app, s, action, team):
         raise PolicyDenied(f"you may not {denied} team {team.name}")
     return team
+
+
+def check_current_team(request: web.Request, team: TeamState, team_seq: int, gen: int) -> None:
+    """New content (a document version, a thread) names the team's current link and key generation,
+    and no key rotation is due."""
+    if team_seq != team.seq:
+        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
+    if gen != team.generation:
+        raise Conflict(f"team key generation {gen} is not current ({team.generation}); sync and retry")
+    check_no_rotation_due(request, team)
+
+
+def check_no_rotation_due(request: web.Request, team: TeamState) -> None:
+    """No new content while the team key must be rotated (a member left, a device was revoked, ...)."""
+    directory = request.app[DIRECTORY]
+    reasons = team.rotation_reasons(int(now_of(request)), directory.members, directory.require_org())
+    if reasons:
+        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
+                       "any team member's client does it on its next run")
 
 
 def may_now(app: web.Application, s: AuthSession, action: str, team: TeamState | None) -> bool:

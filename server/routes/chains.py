@@ -128,6 +128,12 @@ async def team_chain(request: web.Request) -> web.Response:
     return _links_response(directory.team_links[team.team_id][:served[0]], _after(request))
 
 
+async def _team_link(request: web.Request) -> tuple[Link, dict[str, bytes]]:
+    """A team link signed by the logged-in device, with the key boxes it commits to."""
+    f, link = await signed_link(request, {"link", "boxes"})
+    return link, _boxes(f)
+
+
 def _boxes(f: Fields) -> dict[str, bytes]:
     raw = f.raw.get("boxes", {})
     if not isinstance(raw, dict) or len(raw) > 1000:
@@ -159,8 +165,7 @@ def _require_fresh_org(request: web.Request, link: Link) -> None:
 
 @routes.post("/api/v1/teams")
 async def create_team(request: web.Request) -> web.Response:
-    f, link = await signed_link(request, {"link", "boxes"})
-    boxes = _boxes(f)
+    link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
         _require_fresh_org(request, link)
@@ -175,8 +180,7 @@ async def create_team(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/teams/{team}/links")
 async def append_team_link(request: web.Request) -> web.Response:
-    f, link = await signed_link(request, {"link", "boxes"})
-    boxes = _boxes(f)
+    link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
         team = visible_team(request, request.match_info["team"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.access import check_session, judge_act, quotas, session_of, team_access
+from server.access import check_current_team, check_session, judge_act, quotas, session_of, team_access
 from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
 from server.http import b64, hex_id
 from server.notes import note
@@ -79,14 +79,7 @@ async def put_version(request: web.Request) -> web.Response:
         raise IntegrityError("document header names another team or document")
     if (core.author, core.device) != (s.member, s.device):
         raise PolicyDenied("document must be signed by the uploading device")
-    if core.team_seq != team.seq:
-        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    if core.gen != team.generation:
-        raise Conflict(f"team key generation {core.gen} is not current ({team.generation}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), directory.members, directory.require_org())
-    if reasons:
-        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
-                       "any team member's client does it on its next run")
+    check_current_team(request, team, core.team_seq, core.gen)
     if abs(core.time - now_of(request)) > config.clock_skew:
         raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
     if core.body_len > config.max_upload:

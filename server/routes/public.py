@@ -14,8 +14,9 @@ from server.openapi import OPENAPI
 from server.store.records import StoredLink
 from vault import __version__
 from vault.chains import MemberState, OrgState
+from vault.encoding import Fields
 from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError, InviteError, InviteNotOpen
-from vault.links import verify_invite_holder, verify_invite_signature
+from vault.links import Link, verify_invite_holder, verify_invite_signature
 from vault.teamkeys import box_hash
 
 routes = web.RouteTableDef()
@@ -86,10 +87,7 @@ async def found(request: web.Request) -> web.Response:
         if directory.org is not None:
             raise InviteError("this organization is already founded; the founder invite is used")
         founder_invite = await app[CHAINS].get_meta("founder_invite")
-        member_link, org_link = parse_link_field(f, "member_link"), parse_link_field(f, "org_link")
-        puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
-        for link in (member_link, org_link):
-            check_link_time(request, link)
+        member_link, org_link, puk_box = _newcomer_links(request, f, "org_link")
         member, _ = directory.check_member_create(member_link)
         _check_puk_box(member, member_link.device, puk_box)
         org = directory.check_org_link(org_link, extra_member=member)
@@ -105,6 +103,16 @@ async def found(request: web.Request) -> web.Response:
     return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
 
 
+def _newcomer_links(request: web.Request, f: Fields, org_key: str) -> tuple[Link, Link, bytes]:
+    """A newcomer's first member link, its organization link (``org_key``) and its PUK box, both links
+    dated near the server's clock."""
+    member_link, org_link = parse_link_field(f, "member_link"), parse_link_field(f, org_key)
+    puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
+    for link in (member_link, org_link):
+        check_link_time(request, link)
+    return member_link, org_link, puk_box
+
+
 def _check_puk_box(member: MemberState, device: str, box: bytes) -> None:
     if member.puk_box_hashes.get(device) != box_hash(box):
         raise IntegrityError("the PUK box does not match the member chain's commitment")
@@ -117,10 +125,7 @@ async def join(request: web.Request) -> web.Response:
     async with app[LOCK]:
         directory = app[DIRECTORY]
         directory.require_org()
-        member_link, join_link = parse_link_field(f, "member_link"), parse_link_field(f, "join_link")
-        puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
-        for link in (member_link, join_link):
-            check_link_time(request, link)
+        member_link, join_link, puk_box = _newcomer_links(request, f, "join_link")
         if join_link.type != "org.join":
             raise ChainError("expected an org.join link")
         # The invite first: nothing about the chain (its length, its head) to a caller without one.

@@ -28,7 +28,16 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server.access import check_session, judge_act, may_now, quotas, session_of, team_access
+from server.access import (
+    check_current_team,
+    check_no_rotation_due,
+    check_session,
+    judge_act,
+    may_now,
+    quotas,
+    session_of,
+    team_access,
+)
 from server.context import CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
 from server.http import b64, hex_id, int_query, read_json, unb64
 from server.live import Follower
@@ -109,15 +118,7 @@ async def create_thread(request: web.Request) -> web.Response:
         raise IntegrityError("thread record names another team")
     if (rec.creator, rec.device) != (s.member, s.device):
         raise PolicyDenied("a thread must be signed by the creating device")
-    if rec.team_seq != team.seq:
-        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    if rec.gen != team.generation:
-        raise Conflict(f"team key generation {rec.gen} is not current ({team.generation}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), request.app[DIRECTORY].members,
-                                    request.app[DIRECTORY].require_org())
-    if reasons:
-        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
-                       "any team member's client does it on its next run")
+    check_current_team(request, team, rec.team_seq, rec.gen)
     _check_time(request, rec.time, "thread")
     judge_act(request, Act(rec.creator, rec.device, rec.time, "thread.post", team_seq=rec.team_seq, gen=rec.gen), team)
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
@@ -201,10 +202,7 @@ async def post_message(request: web.Request) -> web.Response:
                        "messages under an old key are refused")
     if h.team_seq != team.seq:
         raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), app[DIRECTORY].members, app[DIRECTORY].require_org())
-    if reasons:
-        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
-                       "any team member's client does it on its next run")
+    check_no_rotation_due(request, team)
     _check_time(request, h.time, "message")
     judge_act(request, Act(h.sender, h.device, h.time, "thread.post", team_seq=h.team_seq, gen=h.gen), team)
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
