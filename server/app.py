@@ -16,6 +16,7 @@ from aiohttp import web
 from server.access import auth_middleware, limit_middleware
 from server.context import (
     AUDIT,
+    BUS,
     CHAINS,
     CONFIG,
     DIRECTORY,
@@ -36,9 +37,9 @@ from server.context import (
     Config,
 )
 from server.directory import Directory
+from server.events import Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
 from server.http import MAX_JSON, errors_middleware
-from server.live import Hub
 from server.messagelog import MessageLog
 from server.recorder import audit_middleware, load_state, refusal_flusher
 from server.routes import audit, auth, chains, devices, docs, public, threads
@@ -62,7 +63,7 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[FAILURES] = FailureThrottle(config.rate_sources)
     app[REFUSALS] = Refusals()
     app[MEMBER_REFUSALS] = MemberRefusals(config.member_refusals)
-    app[HUB] = Hub()
+    app[HUB] = app[BUS] = Hub()
     app[LOG] = MessageLog(storage)
     app.cleanup_ctx.append(refusal_flusher)  # entered before the thread purge loop, left after it
     for routes in (public, auth, chains, devices, docs, audit, threads):

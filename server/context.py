@@ -21,8 +21,8 @@ from aiohttp import web
 from security.events import Sealer
 from security.protocols import Protocols
 from server.directory import Directory
+from server.events import EventBus, Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
-from server.live import Hub
 from server.messagelog import MessageLog
 from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
 from server.store.records import AuthSession
@@ -91,7 +91,8 @@ FAILURES = web.AppKey("failures", FailureThrottle)
 REFUSALS = web.AppKey("refusals", Refusals)
 MEMBER_REFUSALS = web.AppKey("member_refusals", MemberRefusals)
 STATE = web.AppKey("audit_state", AuditState)
-HUB = web.AppKey("thread_hub", Hub)
+HUB = web.AppKey("thread_hub", Hub)  # this process's live connections (and its EventBus)
+BUS = web.AppKey("event_bus", EventBus)  # where thread items are published and followed
 LOG = web.AppKey("thread_log", MessageLog)
 
 SESSION_KEY = web.RequestKey("session", AuthSession)

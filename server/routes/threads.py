@@ -38,9 +38,9 @@ from server.access import (
     session_of,
     team_access,
 )
-from server.context import CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
+from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
+from server.events import Follower
 from server.http import b64, hex_id, int_query, read_json, unb64
-from server.live import Follower
 from server.notes import Note, note
 from server.recorder import record
 from server.store.records import AuthSession, StoredMessage, StoredThread
@@ -127,7 +127,7 @@ async def create_thread(request: web.Request) -> web.Response:
     await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
-    request.app[HUB].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
+    request.app[BUS].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
     return web.json_response({"thread": rec.thread}, status=201)
 
 
@@ -210,7 +210,7 @@ async def post_message(request: web.Request) -> web.Response:
     pos = await app[LOG].append(stored, h.prev)
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
-    app[HUB].publish(team.team_id, _message_json(replace(stored, pos=pos)))
+    app[BUS].publish(team.team_id, _message_json(replace(stored, pos=pos)))
     return web.json_response({"id": m.id, "pos": pos}, status=201)
 
 
@@ -298,7 +298,7 @@ async def follow(request: web.Request) -> web.StreamResponse:
 
 async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.StreamResponse:
     app = request.app
-    storage, hub = app[THREADS], app[HUB]
+    storage, bus = app[THREADS], app[BUS]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
     await ws.prepare(request)
     delivered = 0
@@ -310,16 +310,16 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
         await ws.close(code=4400)
         return ws
     me = Follower(s, ws)
-    hub.teams.setdefault(team.team_id, set()).add(me)  # before listing: a thread created meanwhile is not missed
+    bus.subscribe(team.team_id, me)  # before listing: a thread created meanwhile is not missed
     problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
     if problem is not None:
-        hub.teams[team.team_id].discard(me)
+        bus.unsubscribe(team.team_id, me)
         await _close_for(ws, problem)
         return ws
     threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
     unknown = [tid for tid in after if tid not in threads]
     if unknown:
-        hub.teams[team.team_id].discard(me)
+        bus.unsubscribe(team.team_id, me)
         await ws.send_json({"type": "error", "error": "not_found", "message": "no such thread in this team"})
         await ws.close(code=4404)
         return ws
@@ -410,7 +410,7 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
     except (ConnectionResetError, RuntimeError):
         pass  # the follower went away mid-send
     finally:
-        hub.teams.get(team.team_id, set()).discard(me)
+        bus.unsubscribe(team.team_id, me)
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reading
@@ -440,14 +440,13 @@ async def _start(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_followers(app: web.Application) -> None:
     """At shutdown: every live connection closes (clients reconnect to the next server)."""
-    for followers in list(app[HUB].teams.values()):
-        for f in list(followers):
-            with contextlib.suppress(Exception):
-                await f.ws.close(code=1001, message=b"server shutting down")
+    for f in app[BUS].followers():
+        with contextlib.suppress(Exception):
+            await f.ws.close(code=1001, message=b"server shutting down")
 
 
 def register(app: web.Application) -> None:
-    """The thread routes and their background work (the app's ``HUB`` and ``LOG`` are wired by ``server.app``)."""
+    """The thread routes and their background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
     app.router.add_routes(routes)
     app.cleanup_ctx.append(_start)
     app.on_shutdown.append(_close_followers)
