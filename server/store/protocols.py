@@ -14,6 +14,11 @@ from security.merkle import MerkleTree
 from server.store.records import (
     AuthSession,
     Cosig,
+    SlotFill,
+    SlotMissing,
+    SlotOpen,
+    SlotRead,
+    SlotsFull,
     StoredCheckpoint,
     StoredLink,
     StoredMessage,
@@ -66,9 +71,10 @@ class AuthStore(Protocol):
 class SlotStore(Protocol):
     """The device-link mailbox."""
 
-    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0, max_open: int = 0) -> None: ...
-    async def fill_slot(self, slot: str, payload: bytes, now: float) -> None: ...
-    async def read_slot(self, slot: str, member: str, now: float) -> bytes | None: ...
+    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0,
+                        max_open: int = 0) -> SlotOpen | SlotsFull: ...
+    async def fill_slot(self, slot: str, payload: bytes, now: float) -> SlotFill: ...
+    async def read_slot(self, slot: str, member: str, now: float) -> SlotRead | SlotMissing: ...
 
 
 class ThreadStore(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from security.events import Checkpoint
 
@@ -68,3 +69,33 @@ class Cosig:
     device: str
     sig: bytes
     time: int
+
+
+# -- device-link slots: what the slot store answers (the routes turn each into a reply) --------------
+
+
+class SlotOpen(Enum):
+    OPENED = "opened"
+    IN_USE = "in_use"  # another member's or an earlier code: the slot exists
+
+
+@dataclass(frozen=True)
+class SlotsFull:
+    """The member holds as many open slots as allowed; the oldest expires in ``retry_after`` seconds."""
+
+    max_open: int
+    retry_after: int
+
+
+class SlotFill(Enum):
+    FILLED = "filled"
+    UNAVAILABLE = "unavailable"  # unknown, expired or already filled
+
+
+@dataclass(frozen=True)
+class SlotRead:
+    payload: bytes | None  # None: not filled yet
+
+
+class SlotMissing(Enum):
+    UNKNOWN = "unknown"  # unknown, expired, or another member's

@@ -24,7 +24,18 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from server import usage as U
-from server.store.records import AuthSession, StoredLink, StoredMessage, StoredThread, StoredVersion
+from server.store.records import (
+    AuthSession,
+    SlotFill,
+    SlotMissing,
+    SlotOpen,
+    SlotRead,
+    SlotsFull,
+    StoredLink,
+    StoredMessage,
+    StoredThread,
+    StoredVersion,
+)
 from vault.errors import Conflict, NotFound, VaultError
 
 SCHEMA = """
@@ -364,36 +375,39 @@ class SQLiteStorage:
     # -- device-link mailbox ---------------------------------------------------------------
 
     @_atomic
-    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0, max_open: int = 0) -> None:
+    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0,
+                        max_open: int = 0) -> SlotOpen | SlotsFull:
         if max_open:
-            await U.check_open_slots(self._db, member, now, max_open)
+            wait = await U.open_slots_wait(self._db, member, now, max_open)
+            if wait is not None:
+                return SlotsFull(max_open, wait)
         try:
             await self._db.execute("INSERT INTO link_slots VALUES (?, ?, ?, NULL)", (slot, member, expires))
-        except sqlite3.IntegrityError as e:
-            raise Conflict("that device-link code is already in use") from e
+        except sqlite3.IntegrityError:
+            return SlotOpen.IN_USE
+        return SlotOpen.OPENED
 
     @_atomic
-    async def fill_slot(self, slot: str, payload: bytes, now: float) -> None:
+    async def fill_slot(self, slot: str, payload: bytes, now: float) -> SlotFill:
         """Deliver a new device's keys once; unknown, expired or filled slots are refused."""
         async with self._db.execute(
             "UPDATE link_slots SET payload=? WHERE slot=? AND payload IS NULL AND expires > ? RETURNING slot",
             (payload, slot, now),
         ) as cur:
             row = await cur.fetchone()
-        if row is None:
-            raise NotFound("unknown, expired or already used device-link code")
+        return SlotFill.UNAVAILABLE if row is None else SlotFill.FILLED
 
     @_atomic
-    async def read_slot(self, slot: str, member: str, now: float) -> bytes | None:
+    async def read_slot(self, slot: str, member: str, now: float) -> SlotRead | SlotMissing:
         async with self._db.execute(
             "SELECT payload FROM link_slots WHERE slot=? AND member=? AND expires > ?", (slot, member, now)
         ) as cur:
             row = await cur.fetchone()
         if row is None:
-            raise NotFound("unknown or expired device-link code")
+            return SlotMissing.UNKNOWN
         if row[0] is not None:
             await self._db.execute("DELETE FROM link_slots WHERE slot=?", (slot,))
-        return None if row[0] is None else bytes(row[0])
+        return SlotRead(None if row[0] is None else bytes(row[0]))
 
     # -- threads ----------------------------------------------------------------------------
 
