@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Row, alternate, fmt, machine  # noqa: E402
 from security.events import DAY, Event, Leaf, Opener, Sealer, audit_keypair, seal_event  # noqa: E402
 from security.merkle import leaf_hash, root_of  # noqa: E402
-from server.audit import AuditStore  # noqa: E402
+from server.store.sqlite.audit import AuditStore  # noqa: E402
 from vault.crypto import primitives as p  # noqa: E402
 
 WRITERS = 32
@@ -152,7 +152,7 @@ def main() -> None:
     appends = Row(
         row="audit appends", unit="events/s", ours=our_rates, reference=ref_rates, higher_is_better=True,
         ours_what=f"events sealed (audit key + actor + empty slot) and appended durably by {WRITERS} concurrent "
-                  "writers through server.audit.AuditStore (group commit, SQLite WAL, synchronous=FULL)",
+                  "writers through server.store.sqlite.audit.AuditStore (group commit, SQLite WAL, synchronous=FULL)",
         reference_what="plain sqlite3 inserts of the same rows, WAL, synchronous=FULL, one commit per row",
         target_ratio=0.35, target_abs=(">=", 10000), target_text=">= 0.35x, >= 10,000/s",
         detail={"events": args.appends, "writers": WRITERS},

@@ -314,7 +314,7 @@ def main() -> int:
                  "certificate): POST /api/v1/auth/challenge, vault.auth.sign_login, POST /api/v1/auth/login -> "
                  "token; Client.login's later audit checkpoint fetch (sync_log) is not included",
         "audit": "the server seals and durably appends one auth.login event per successful login before it "
-                 "answers (server/audit_api.py audit_middleware); a successful challenge records nothing "
+                 "answers (server/recorder.py audit_middleware); a successful challenge records nothing "
                  "(failure_only); measured: audit log growth per round over the round's logins",
         "sessions": "every login stores a session (1 h lifetime, written durably before the token is returned; "
                     "concurrent logins share one transaction), so the sessions table grows by logins + "

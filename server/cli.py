@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from server.app import Config, open_app
-from server.storage import SQLiteStorage
+from server.app import open_app
+from server.context import Config
+from server.store.sqlite.vault import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
 from vault.errors import VaultError
 from vault.invite import InviteCode

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
-from server.storage import Storage
+from server.store.protocols import Storage
 from vault.chains import (
     MemberState,
     OrgState,

@@ -8,7 +8,7 @@ refusal summary holds at most ``MAX_ROUTES`` route keys and ``MAX_DEVICES`` devi
 are never written anywhere; a summary carries only how many distinct sources it saw. Member refusal
 counts are kept per member (an authenticated id, so the directory bounds them) for the current minute.
 
-Nothing here imports the application: ``server.app`` and ``server.audit_api`` wire it in.
+Nothing here imports the application: ``server.app`` wires it in.
 """
 
 from __future__ import annotations
@@ -18,25 +18,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from vault.errors import VaultError
-
 MINUTE = 60
 V = TypeVar("V")
 MAX_ROUTES = 16  # "r:<route> <code>" keys in one summary; the rest add up in "r:other"
 MAX_DEVICES = 8  # "d:<device>" keys (the most named known devices); the rest add up in "d:other"
 MAX_SUMMARY_SOURCES = 10_000  # distinct sources counted exactly in one minute (then the count saturates)
 MAX_TEAMS = 8  # "t:<team>" keys in a member's refusal summary; the rest add up in "t:other"
-
-
-class Throttled(VaultError):
-    """429 with ``Retry-After``: this source sent too many requests, or failed too many logins."""
-
-    code = "throttled"
-    status = 429
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass

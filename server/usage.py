@@ -104,14 +104,14 @@ def thread_creator(record: bytes) -> str:
     return ThreadRecord.parse(record).creator
 
 
-async def check_open_slots(db: aiosqlite.Connection, member: str, now: float, max_open: int) -> None:
+async def open_slots_wait(db: aiosqlite.Connection, member: str, now: float, max_open: int) -> int | None:
+    """Seconds until the member may open another device-link slot, or None if it may now."""
     async with db.execute("SELECT COUNT(*), MIN(expires) FROM link_slots WHERE member=? AND expires > ?",
                           (member, now)) as cur:
         row = await cur.fetchone()
     if row is not None and int(row[0]) >= max_open:
-        retry = max(1, int(float(row[1]) - now) + 1)
-        raise QuotaExceeded(f"quota link_slots: at most {max_open} open device-link codes per member; "
-                            f"finish one or wait until it expires (in {retry} s)", retry_after=retry)
+        return max(1, int(float(row[1]) - now) + 1)
+    return None
 
 
 async def prepare(db: aiosqlite.Connection) -> None:

@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from server.app import Config, open_app
+from server.app import open_app
 from server.cli import initialize
+from server.context import Config
 from server.tls import server_context
 
 MVAULT = str(Path(sys.executable).parent / "mvault")
@@ -115,7 +116,7 @@ class ServerThread:
 
     def forget_sources(self) -> None:
         """Forget every source address's request budget and failed logins (the server's loop does it)."""
-        from server.app import FAILURES, LIMITER
+        from server.context import FAILURES, LIMITER
 
         async def forget() -> None:
             self.app[FAILURES].clear()
@@ -126,7 +127,7 @@ class ServerThread:
 
     def set_limits(self, rate_per_second: float, burst: int) -> None:
         """Give requests without a session this budget per address from now on (the server's loop does it)."""
-        from server.app import LIMITER
+        from server.context import LIMITER
 
         async def put() -> None:
             limiter = self.app[LIMITER]

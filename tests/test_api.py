@@ -34,8 +34,9 @@ from client.client import Client
 from client.home import Home
 from client.threads.team import Threads
 from client.view import View
-from server.app import CONFIG, DIRECTORY, LINK_SLOT_TTL, Config
+from server.context import CONFIG, DIRECTORY, Config
 from server.openapi import OPENAPI
+from server.routes.devices import LINK_SLOT_TTL
 from tests.conftest import PASSPHRASE, Member, ServerThread
 from tests.helpers.api_world import (
     Actor,

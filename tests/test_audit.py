@@ -437,7 +437,7 @@ def test_a_revoked_security_device_cannot_vouch_for_a_log(sec: Sec, tmp_path: Pa
 
 
 def test_events_sealed_to_no_audit_key_after_publication_are_flagged(sec: Sec) -> None:
-    from server.audit_api import STATE, AuditKey
+    from server.context import STATE, AuditKey
 
     sec.carol.ok("audit", "verify")
     # The server quietly stops sealing to the Security Team.

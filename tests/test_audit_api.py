@@ -47,8 +47,8 @@ from security.events import (
     open_leaf,
 )
 from security.merkle import ProofError, leaf_hash, root_of, verify_consistency
-from server.audit import MAX_PAGE
-from server.audit_api import AUDIT
+from server.context import AUDIT
+from server.store.sqlite.audit import MAX_PAGE
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread
 from tests.helpers.api_world import (
     Actor,

@@ -23,7 +23,7 @@ from client.client import Client
 from client.home import Home
 from security.auditkey import AuditKeyClaim
 from security.events import audit_key_statement, audit_keypair, cosign_statement
-from server.audit_api import STATE, AuditKey
+from server.context import STATE, AuditKey
 from tests.conftest import Member, Org, ServerThread, security_team
 from tests.helpers.members import in_session
 from vault.crypto import labels

@@ -23,8 +23,7 @@ import pytest
 from client.home import Home
 from security.auditkey import AuditKeyClaim
 from security.events import audit_key_statement, audit_keypair, open_leaf
-from server.app import DIRECTORY
-from server.audit_api import MEMBER_REFUSALS, STATE
+from server.context import DIRECTORY, MEMBER_REFUSALS, STATE
 from tests.conftest import Member, Org, ServerThread, _ErrorCatcher, security_team
 from tests.helpers.db import audit_db, leaves_from, log_size
 from tests.helpers.http import Http, login_as

@@ -29,6 +29,7 @@ from vault.errors import (
     ChainError,
     DecryptionFailed,
     IntegrityError,
+    InviteNotOpen,
     PolicyDenied,
 )
 from vault.links import invite_public, make_link, parse_link
@@ -303,7 +304,7 @@ def test_join_with_used_invite(world: World) -> None:
     world.join(world.person("alice"), secret)
     world.org()
     world.join(world.person("mallory"), secret)
-    expect(ChainError, world.org, "already been used")
+    expect(InviteNotOpen, world.org, "already been used")
 
 
 @pytest.mark.parametrize("late", [0, 1, 10**6])
@@ -312,7 +313,7 @@ def test_join_with_expired_invite(world: World, late: int) -> None:
     expires = world.org().invites[invite_public(secret)].expires
     alice = world.person("alice")
     world.org_link(alice, "org.join", world.join_body(alice, secret), invite_secret=secret, time=expires + late)
-    expect(ChainError, world.org, "expired")
+    expect(InviteNotOpen, world.org, "expired")
 
 
 def test_join_just_before_expiry(world: World) -> None:
@@ -341,7 +342,7 @@ def test_join_cosigned_with_another_invite_key(world: World) -> None:
 def test_join_with_unknown_invite(world: World) -> None:
     secret = p.random_bytes(32)
     world.join(world.person("alice"), secret)
-    expect(ChainError, world.org)
+    expect(InviteNotOpen, world.org)
 
 
 def test_join_twice(world: World) -> None:

@@ -18,7 +18,8 @@ import pytest
 
 from client.home import Home
 from security.protocols import default_text, defaults, parse
-from server.app import CONFIG, LINK_SLOT_TTL
+from server.context import CONFIG
+from server.routes.devices import LINK_SLOT_TTL
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_doc, session, team_key
 from tests.helpers.http import Http, login, refused
@@ -174,7 +175,7 @@ async def test_version_size_and_stored_bytes_refused_with_413_before_the_body(or
     assert w.server.app[CONFIG].quota_caps["version_bytes"] > defaults().quotas["version_bytes"]
     w.server.app[CONFIG].max_upload = 10**16
     try:
-        from server.app import quotas
+        from server.access import quotas
 
         assert quotas(w.server.app)["version_bytes"] == defaults().quotas["version_bytes"]
     finally:
@@ -231,7 +232,7 @@ async def test_live_followers(org: Org, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def bob_free(server: ServerThread, member: str) -> bool:
-    from server.threads import HUB
+    from server.context import HUB
 
     return member not in server.app[HUB].live
 

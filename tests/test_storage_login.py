@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server import storage as storage_mod
-from server.storage import SQLiteStorage
+from server.store.sqlite import vault as storage_mod
+from server.store.sqlite.vault import SQLiteStorage
 from vault.errors import Conflict
 
 
@@ -75,7 +75,7 @@ async def test_concurrent_sessions_are_all_durable_when_their_calls_return(tmp_p
 
 
 async def test_concurrent_versions_commit_together_and_a_conflict_fails_alone(tmp_path: Path) -> None:
-    from server.storage import StoredVersion
+    from server.store.records import StoredVersion
 
     store = await SQLiteStorage.open(tmp_path)
     try:
@@ -121,7 +121,7 @@ async def test_a_cancelled_commit_fails_its_writes_and_the_queue_goes_on(tmp_pat
 async def test_a_version_is_refused_when_the_team_chain_moved_while_it_waited(tmp_path: Path) -> None:
     """The team-state check runs inside the commit: a team link stored after the handler's own
     check (a removal with its rotation, say) makes the version a Conflict, and nothing is stored."""
-    from server.storage import StoredLink, StoredVersion
+    from server.store.records import StoredLink, StoredVersion
 
     store = await SQLiteStorage.open(tmp_path)
     try:

@@ -25,7 +25,7 @@ from rich.cells import cell_len
 
 from client.sanitize import CONTINUATION, escape, is_unsafe, message_lines, neutralize, one_line
 from client.terminal import fold
-from server.app import STORAGE
+from server.context import STORAGE
 from tests.conftest import MVAULT, Member, Org, Result
 from vault.errors import PolicyDenied
 

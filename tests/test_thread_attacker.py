@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from client.threads.team import Threads
-from server.threads import HUB
+from server.context import HUB
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.members import Follower, add_members, session
 from vault.encoding import Fields, decode, encode

@@ -24,7 +24,7 @@ import pytest
 from client.api import b64
 from client.threads.cache import Shown
 from client.threads.team import Threads
-from server.app import DIRECTORY
+from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from tests.helpers.db import rows
 from tests.helpers.members import Follower, add_members, session

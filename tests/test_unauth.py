@@ -193,7 +193,7 @@ async def test_requests_without_a_session_are_limited_per_source(slow_server: Se
 
 def test_the_default_limits(tmp_path: Path) -> None:
     """Config defaults: 20 a second, bursts of 200, 10,000 addresses remembered."""
-    from server.app import Config
+    from server.context import Config
 
     config = Config(data_dir=tmp_path)
     assert (config.rate_per_second, config.rate_burst, config.rate_sources) == (20.0, 200, 10_000)

@@ -18,7 +18,8 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   ├── WrongPassphrase
     │   └── WeakParameters       KDF parameters below the enforced minimum
     ├── ChainError               a chain link that is invalid, unauthorized or out of order
-    │   └── RollbackDetected     the server served an older or forked chain / document
+    │   ├── RollbackDetected     the server served an older or forked chain / document
+    │   └── InviteNotOpen        an org.join names an invite that is unknown, used or expired
     ├── PolicyDenied             the actor lacks the right for this action
     ├── NotFound                 unknown team, document, member or version
     ├── Conflict                 the document moved on (concurrent writer) / duplicate
@@ -29,12 +30,19 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     ├── TransportError           the server could not be reached or answered nonsense
     │
     │   raised by the client (client/):
-    └── BatchFailed              some files of a batch put failed; the others were stored
+    ├── BatchFailed              some files of a batch put failed; the others were stored
+    │
+    │   raised by the server only (its answers carry their code and status):
+    ├── Throttled                a source sent too many requests or failed too many logins (429)
+    ├── ServiceUnavailable       the server cannot record or store right now (503)
+    └── LogCorrupted             the stored audit log is not contiguous (the server refuses to start)
 
 Decryption fails one way (``DecryptionFailed``) so that callers never branch on why.
 """
 
 from __future__ import annotations
+
+import math
 
 
 class VaultError(Exception):
@@ -100,6 +108,10 @@ class ChainError(VaultError):
 
 class RollbackDetected(ChainError):
     code = "rollback"
+
+
+class InviteNotOpen(ChainError):
+    """An org.join whose invite is unknown, already used or expired (the server answers ``InviteError``)."""
 
 
 class PolicyDenied(VaultError):
@@ -189,3 +201,28 @@ class LogInconsistent(ProofError):
         super().__init__("STOP: " + message + ". The audit log was rewritten, truncated or forked; do not trust "
                          "this server and tell your Security Team.")
 
+
+# -- raised by the server only --------------------------------------------------------------------
+
+
+class Throttled(VaultError):
+    """429 with ``Retry-After``: this source sent too many requests, or failed too many logins."""
+
+    code = "throttled"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class ServiceUnavailable(VaultError):
+    code = "unavailable"
+    status = 503
+
+
+class LogCorrupted(VaultError):
+    """The stored log is not a contiguous sequence of leaves (the server refuses to start)."""
+
+    code = "log_corrupted"
+    status = 500

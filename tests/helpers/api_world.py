@@ -16,7 +16,7 @@ from client.api import Api
 from client.client import Client
 from client.home import Home, Secrets
 from client.view import View
-from server.app import DIRECTORY
+from server.context import DIRECTORY
 from tests.conftest import Member, ServerThread
 from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 from tests.helpers.http import Http, b64

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from client.home import Home, Secrets
-from server.app import DIRECTORY
+from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.members import unlock_fast

@@ -15,7 +15,7 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.member import MemberState, verify_signer
-from vault.errors import ChainError, EncodingError, PolicyDenied
+from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied
 from vault.links import Link, check_sequence, verify_invite_signature
 
 ORG_INVITE_ROLES = ("member", "compa")
@@ -267,11 +267,11 @@ class OrgState:
         pk = link.body.bytes_("invite", 32)
         inv = self.invites.get(pk)
         if inv is None:
-            raise ChainError("org.join claims an unknown invite")
+            raise InviteNotOpen("org.join claims an unknown invite")
         if inv.used_by is not None:
-            raise ChainError("invite has already been used")
+            raise InviteNotOpen("invite has already been used")
         if link.time >= inv.expires:
-            raise ChainError("invite has expired")
+            raise InviteNotOpen("invite has expired")
         if link.signer in self.members:
             raise ChainError("member has already joined")
         if link.body.bytes_("member_head", 32) != ms.root:

@@ -1,4 +1,4 @@
-"""The server side of the audit log: storage, group commit, checkpoints, retention.
+"""The audit log in SQLite (``AuditLog``): storage, group commit, checkpoints, retention.
 
 The log lives in its own SQLite file (``audit.db``, WAL, ``synchronous=FULL``) with its
 own connection, so its transactions never interleave with the vault's. Appends are
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import aiosqlite
-from aiohttp import web
 
-from security.events import DAY, Checkpoint
+from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
+from server.store.records import Cosig, StoredCheckpoint
+from vault.errors import LogCorrupted
 from vault.logsign import log_keypair, new_log_seed
 
 SCHEMA = """
@@ -44,48 +44,6 @@ ROWS_PER_STATEMENT = 249  # 4 parameters a row: within SQLite's smallest limit o
 @lru_cache(maxsize=ROWS_PER_STATEMENT)
 def _insert_rows(n: int) -> str:
     return "INSERT INTO events VALUES " + ", ".join(["(?, ?, ?, ?)"] * n)
-
-
-@dataclass
-class Note:
-    """An event a handler asks the audit middleware to record once the request's outcome is known."""
-
-    action: str
-    res: dict[str, str] = field(default_factory=dict)
-    subject: str | None = None  # the member the event is about, if not (only) the actor
-    detail: dict[str, int | str] = field(default_factory=dict)
-    actor: str | None = None  # default: the session's member and device
-    device: str | None = None
-    failure_only: bool = False  # recorded only if the request fails
-
-
-NOTES = web.RequestKey("audit_notes", list)
-
-
-def note(request: web.Request, action: str, res: dict[str, str] | None = None, subject: str | None = None,
-         detail: dict[str, int | str] | None = None, actor: str | None = None, device: str | None = None,
-         failure_only: bool = False) -> Note:
-    n = Note(action, res or {}, subject, detail or {}, actor, device, failure_only)
-    request.setdefault(NOTES, []).append(n)
-    return n
-
-
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    checkpoint: Checkpoint
-    sig: bytes
-
-
-@dataclass(frozen=True)
-class Cosig:
-    member: str
-    device: str
-    sig: bytes
-    time: int
-
-
-class LogCorrupted(Exception):
-    """The stored log is not a contiguous sequence of leaves (the server refuses to start)."""
 
 
 class AuditStore:
@@ -275,9 +233,3 @@ def _log_seed(path: Path) -> bytes:
     if len(seed) != 32:
         raise LogCorrupted(f"{path} is not a 32-byte key")
     return seed
-
-
-def today(now: float) -> int:
-    return int(now) // DAY
-
-

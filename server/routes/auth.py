@@ -1,6 +1,7 @@
 """Logging in, and what callers without a session may cost: the challenge, the login, and the
-per-address limits in front of every route that needs no session (``server/guard.py`` holds the
-limiters and the per-minute refusal summary; ``server/audit_api.py`` records the outcomes).
+per-address limits in front of every route that needs no session (``server/access.py`` holds
+the per-address middleware, ``server/guard.py`` the limiters and the per-minute refusal summary,
+``server/recorder.py`` records the outcomes).
 
 Until a login's signature verifies, the caller is nobody: nothing it is told and no work the server
 does depends on what the server knows of the ids it names (see SECURITY.md, "What ids tell a caller
@@ -11,58 +12,29 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.app import (
+from server.access import removed
+from server.context import (
     CHALLENGE,
     CONFIG,
     DIRECTORY,
-    FAILURES,
     KEY_HOLDER,
     LAST_PURGE,
-    LIMITER,
     LOGIN,
+    LOGINS,
     NAMED_DEVICE,
-    PUBLIC,
     PURGE_EVERY,
-    STORAGE,
-    Handler,
-    b64,
     now_of,
-    read_json,
-    unb64,
 )
-from server.app import _removed as removed
-from server.audit import note
-from server.guard import Throttled
+from server.http import b64, read_json, unb64
+from server.notes import note
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
 from vault.errors import AuthError, VaultError
 from vault.keys import DeviceKeys, device_id_for
 
-
-def source_of(request: web.Request) -> str:
-    """The peer's address. No proxy is trusted: a forwarded-for header would let anyone pick its own."""
-    return request.remote or "?"
+routes = web.RouteTableDef()
 
 
-@web.middleware
-async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Requests without a session spend a token of their source address (429 ``throttled`` when out);
-    a source that failed too many logins may not ask for challenges or log in for a while."""
-    route = request.match_info.route.resource
-    canonical = route.canonical if route is not None else request.path
-    if canonical not in PUBLIC:
-        return await handler(request)
-    app, source = request.app, source_of(request)
-    now = app[CONFIG].clock()
-    wait = app[LIMITER].take(source, now)
-    if wait > 0:
-        raise Throttled("too many requests from your address; wait and try again", wait)
-    if canonical in (CHALLENGE, LOGIN):
-        wait = app[FAILURES].blocked(source, now)
-        if wait > 0:
-            raise Throttled("too many failed logins from your address; wait and try again", wait)
-    return await handler(request)
-
-
+@routes.post(CHALLENGE)
 async def challenge(request: web.Request) -> web.Response:
     """A nonce for any (member, device), known or not, active or not: the answer and the work are the
     same for all, so the ids alone tell nothing. A nonce for a device that cannot log in never succeeds."""
@@ -71,7 +43,7 @@ async def challenge(request: web.Request) -> web.Response:
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
     await _purge_now_and_then(request.app, now_of(request))
-    await request.app[STORAGE].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
+    await request.app[LOGINS].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
     return web.json_response({"nonce": b64(nonce), "expires": expires})
 
 
@@ -80,7 +52,7 @@ async def _purge_now_and_then(app: web.Application, now: float) -> None:
     housekeeping, done at most once a minute (on every challenge it cost a table scan per login)."""
     if now - app[LAST_PURGE][0] >= PURGE_EVERY:
         app[LAST_PURGE][0] = now
-        await app[STORAGE].purge_expired(now)
+        await app[LOGINS].purge_expired(now)
 
 
 LOGIN_REFUSED = "login refused: the signature does not verify for this member and device"
@@ -88,6 +60,7 @@ LOGIN_REFUSED = "login refused: the signature does not verify for this member an
 _NO_KEY = DeviceKeys.generate().sign_public
 
 
+@routes.post(LOGIN)
 async def login(request: web.Request) -> web.Response:
     """Until the signature verifies the caller is nobody: its failures are counted against its address
     (never against the device it names) and answered without telling what the server knows of the ids.
@@ -100,7 +73,7 @@ async def login(request: web.Request) -> web.Response:
     own = unb64(f.raw.get("key"), "key", 64) if "key" in f.raw else None
     app = request.app
     now = now_of(request)
-    taken = await app[STORAGE].take_nonce(nonce_hash(statement.nonce))
+    taken = await app[LOGINS].take_nonce(nonce_hash(statement.nonce))
     if taken is None:
         raise AuthError("login challenge unknown or already used; ask for a new one")
     member_id, device_id, expires = taken
@@ -139,5 +112,9 @@ async def login(request: web.Request) -> web.Response:
         raise AuthError("this member was removed from the organization")
     token = new_token()
     session_expires = now + app[CONFIG].session_ttl
-    await app[STORAGE].add_session(token_hash(token), member_id, device_id, session_expires)
+    await app[LOGINS].add_session(token_hash(token), member_id, device_id, session_expires)
     return web.json_response({"token": token, "expires": session_expires})
+
+
+def register(app: web.Application) -> None:
+    app.router.add_routes(routes)

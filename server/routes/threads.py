@@ -22,34 +22,31 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server.app import (
-    CONFIG,
-    DIRECTORY,
-    STORAGE,
-    b64,
+from server.access import (
+    check_current_team,
+    check_no_rotation_due,
     check_session,
-    hex_id,
-    int_query,
     judge_act,
     may_now,
-    now_of,
     quotas,
-    read_json,
-    running,
     session_of,
     team_access,
-    unb64,
 )
-from server.audit import Note, note
-from server.audit_api import ServiceUnavailable, record
-from server.storage import Session, SQLiteStorage, StoredMessage, StoredThread
+from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
+from server.events import Follower
+from server.http import b64, hex_id, int_query, read_json, unb64
+from server.notes import Note, note
+from server.recorder import record
+from server.store.records import AuthSession, StoredMessage, StoredThread
 from server.usage import Allowance
 from vault.acts import Act
+from vault.chains import TeamState
 from vault.errors import (
     AuthError,
     Conflict,
@@ -63,118 +60,13 @@ from vault.errors import (
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 
 log = logging.getLogger("mvault.server")
+routes = web.RouteTableDef()
 PAGE = 1000
-QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
 BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
 BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
 
 
-Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once for every follower)
-
-
-@dataclass(eq=False)
-class Follower:
-    session: Session
-    ws: web.WebSocketResponse
-    queue: asyncio.Queue[Item | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
-    lagged: bool = False
-    # The last access check: the team, org and member states it judged (each replaced on every
-    # change to it) and when.
-    checked: tuple[object, object, object, float] | None = None
-
-    def offer(self, item: Item) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.lagged = True  # it reads the rest from storage
-
-
-@dataclass
-class Hub:
-    """Followers per team (one process; delivery across processes comes with scale-out)."""
-
-    teams: dict[str, set[Follower]] = field(default_factory=dict)
-    last_purge: float = float("-inf")
-    live: dict[str, int] = field(default_factory=dict)  # member -> live connections held (quota live_followers)
-
-    def publish(self, team: str, item: dict[str, Any]) -> None:
-        followers = self.teams.get(team)
-        if followers:
-            entry = (item, json.dumps(item))
-            for f in list(followers):
-                f.offer(entry)
-
-
-HUB = web.AppKey("thread_hub", Hub)
-
-
-@dataclass
-class ThreadHead:
-    next_pos: int
-    ref: str  # the thread record's ref, which every message names
-    senders: dict[str, tuple[int, str, int]]  # device -> its last message (seq, id, time)
-
-
-class MessageLog:
-    """Appends with group commit: each post is checked against the thread's head in memory
-    (its position and the device's chain), then waits until the batch it joined is durable.
-    Concurrent posts share one transaction and one fsync. If a commit fails, every waiting
-    post fails and the heads are read again from storage."""
-
-    def __init__(self, storage: SQLiteStorage) -> None:
-        self.storage = storage
-        self.heads: dict[tuple[str, str], ThreadHead] = {}
-        self.pending: list[tuple[StoredMessage, asyncio.Future[None]]] = []
-        self.flusher: asyncio.Task[None] | None = None
-
-    async def head(self, team: str, thread: str) -> ThreadHead:
-        key = (team, thread)
-        if key not in self.heads:
-            next_pos, record, senders = await self.storage.thread_head(team, thread)
-            ref = ThreadRecord.parse(record).ref
-            self.heads.setdefault(key, ThreadHead(next_pos, ref, senders))  # a concurrent load may have won
-        return self.heads[key]
-
-    async def append(self, m: StoredMessage, prev: str | None) -> int:
-        head = await self.head(m.team, m.thread)
-        last = head.senders.get(m.device)
-        last_seq, last_id = (last[0], last[1]) if last else (0, None)
-        if m.seq != last_seq + 1 or prev != last_id:
-            raise Conflict(f"this device's last message in the thread is number {last_seq}; "
-                           "read the thread and post again")
-        row = replace(m, pos=head.next_pos)
-        head.next_pos += 1
-        head.senders[m.device] = (m.seq, m.mid, m.time)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((row, done))
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.create_task(self._flush())
-        await asyncio.shield(done)  # a client that hangs up does not undo a write in flight
-        return row.pos
-
-    async def _flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending, []
-            try:
-                await self.storage.add_messages([row for row, _ in batch])
-            except Exception:
-                log.exception("storing %d thread messages failed", len(batch))
-                self.heads.clear()  # later posts were checked against heads that included these
-                failed = ServiceUnavailable("the server could not store the message; try again")
-                for _, done in batch + self.pending:
-                    if not done.done():
-                        done.set_exception(failed)
-                self.pending = []
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
-
-
-LOG = web.AppKey("thread_log", MessageLog)
-
-
-def _team_for(request: web.Request, action: str) -> Any:
+def _team_for(request: web.Request, action: str) -> TeamState:
     return team_access(request, action, "post in threads of" if action == "thread.post" else "read threads of")
 
 
@@ -203,7 +95,7 @@ async def purge_due(app: web.Application, force: bool = False) -> None:
     if not force and now - hub.last_purge < 1.0:
         return
     hub.last_purge = now
-    for team, thread, count in await app[STORAGE].purge_messages(int(now)):
+    for team, thread, count in await app[THREADS].purge_messages(int(now)):
         await record(app, Note("msg.expire", {"team": team, "thread": thread}, detail={"count": count},
                                actor="", device=""), "ok", None)
 
@@ -211,6 +103,7 @@ async def purge_due(app: web.Application, force: bool = False) -> None:
 # -- handlers ---------------------------------------------------------------------------------------
 
 
+@routes.post("/api/v1/teams/{team}/threads")
 async def create_thread(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
@@ -225,43 +118,37 @@ async def create_thread(request: web.Request) -> web.Response:
         raise IntegrityError("thread record names another team")
     if (rec.creator, rec.device) != (s.member, s.device):
         raise PolicyDenied("a thread must be signed by the creating device")
-    if rec.team_seq != team.seq:
-        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    if rec.gen != team.generation:
-        raise Conflict(f"team key generation {rec.gen} is not current ({team.generation}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), request.app[DIRECTORY].members,
-                                    request.app[DIRECTORY].require_org())
-    if reasons:
-        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
-                       "any team member's client does it on its next run")
+    check_current_team(request, team, rec.team_seq, rec.gen)
     _check_time(request, rec.time, "thread")
     judge_act(request, Act(rec.creator, rec.device, rec.time, "thread.post", team_seq=rec.team_seq, gen=rec.gen), team)
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
-    await request.app[STORAGE].add_thread(t, int(now_of(request)), allowance)
+    await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
-    request.app[HUB].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
+    request.app[BUS].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
     return web.json_response({"thread": rec.thread}, status=201)
 
 
+@routes.get("/api/v1/teams/{team}/threads")
 async def list_threads(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     note(request, "thread.list", {"team": team.team_id})
     await purge_due(request.app)
-    threads = await request.app[STORAGE].threads(team.team_id, int(now_of(request)))
+    threads = await request.app[THREADS].threads(team.team_id, int(now_of(request)))
     return web.json_response({"threads": [_thread_json(t) for t in threads]})
 
 
-async def _stored_thread(request: web.Request, team: Any) -> StoredThread:
+async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
     tid = _thread_id(request.match_info["thread"])
-    t = await request.app[STORAGE].thread(team.team_id, tid)
+    t = await request.app[THREADS].thread(team.team_id, tid)
     if t is None:
         raise NotFound("no such thread in this team")
     return t
 
 
+@routes.get("/api/v1/teams/{team}/threads/{thread}/messages")
 async def read_messages(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     event = note(request, "msg.read", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
@@ -269,7 +156,7 @@ async def read_messages(request: web.Request) -> web.Response:
     after = int_query(request, "after", 0)
     limit = min(int_query(request, "limit", PAGE), PAGE) or PAGE
     await purge_due(request.app)
-    storage, s = request.app[STORAGE], session_of(request)
+    storage, s = request.app[THREADS], session_of(request)
     msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
     mine = await storage.last_sent(team.team_id, t.thread, s.device)
     event.detail.update({"after": after, "count": len(msgs)})
@@ -281,6 +168,7 @@ async def read_messages(request: web.Request) -> web.Response:
     })
 
 
+@routes.post("/api/v1/teams/{team}/threads/{thread}/messages")
 async def post_message(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
@@ -314,10 +202,7 @@ async def post_message(request: web.Request) -> web.Response:
                        "messages under an old key are refused")
     if h.team_seq != team.seq:
         raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    reasons = team.rotation_reasons(int(now_of(request)), app[DIRECTORY].members, app[DIRECTORY].require_org())
-    if reasons:
-        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
-                       "any team member's client does it on its next run")
+    check_no_rotation_due(request, team)
     _check_time(request, h.time, "message")
     judge_act(request, Act(h.sender, h.device, h.time, "thread.post", team_seq=h.team_seq, gen=h.gen), team)
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
@@ -325,7 +210,7 @@ async def post_message(request: web.Request) -> web.Response:
     pos = await app[LOG].append(stored, h.prev)
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
-    app[HUB].publish(team.team_id, _message_json(replace(stored, pos=pos)))
+    app[BUS].publish(team.team_id, _message_json(replace(stored, pos=pos)))
     return web.json_response({"id": m.id, "pos": pos}, status=201)
 
 
@@ -391,6 +276,7 @@ async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]
     return out, follow_all
 
 
+@routes.get("/api/v1/teams/{team}/live")
 async def follow(request: web.Request) -> web.StreamResponse:
     """A live connection, refused before the upgrade if the member already holds as many as the
     quota ``live_followers`` allows (reserved here, with nothing awaited between check and count)."""
@@ -410,9 +296,9 @@ async def follow(request: web.Request) -> web.StreamResponse:
             del hub.live[s.member]
 
 
-async def _follow(request: web.Request, team: Any, s: Session) -> web.StreamResponse:
+async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.StreamResponse:
     app = request.app
-    storage, hub = app[STORAGE], app[HUB]
+    storage, bus = app[THREADS], app[BUS]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
     await ws.prepare(request)
     delivered = 0
@@ -424,16 +310,16 @@ async def _follow(request: web.Request, team: Any, s: Session) -> web.StreamResp
         await ws.close(code=4400)
         return ws
     me = Follower(s, ws)
-    hub.teams.setdefault(team.team_id, set()).add(me)  # before listing: a thread created meanwhile is not missed
+    bus.subscribe(team.team_id, me)  # before listing: a thread created meanwhile is not missed
     problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
     if problem is not None:
-        hub.teams[team.team_id].discard(me)
+        bus.unsubscribe(team.team_id, me)
         await _close_for(ws, problem)
         return ws
     threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
     unknown = [tid for tid in after if tid not in threads]
     if unknown:
-        hub.teams[team.team_id].discard(me)
+        bus.unsubscribe(team.team_id, me)
         await ws.send_json({"type": "error", "error": "not_found", "message": "no such thread in this team"})
         await ws.close(code=4404)
         return ws
@@ -524,7 +410,7 @@ async def _follow(request: web.Request, team: Any, s: Session) -> web.StreamResp
     except (ConnectionResetError, RuntimeError):
         pass  # the follower went away mid-send
     finally:
-        hub.teams.get(team.team_id, set()).discard(me)
+        bus.unsubscribe(team.team_id, me)
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reading
@@ -547,27 +433,20 @@ async def _purge_loop(app: web.Application) -> None:
             log.exception("purging expired messages failed")
 
 
-async def _start(app: web.Application) -> Any:
+async def _start(app: web.Application) -> AsyncIterator[None]:
     async with running(_purge_loop(app)):
         yield
 
 
 async def _close_followers(app: web.Application) -> None:
     """At shutdown: every live connection closes (clients reconnect to the next server)."""
-    for followers in list(app[HUB].teams.values()):
-        for f in list(followers):
-            with contextlib.suppress(Exception):
-                await f.ws.close(code=1001, message=b"server shutting down")
+    for f in app[BUS].followers():
+        with contextlib.suppress(Exception):
+            await f.ws.close(code=1001, message=b"server shutting down")
 
 
 def register(app: web.Application) -> None:
-    app[HUB] = Hub()
-    app[LOG] = MessageLog(app[STORAGE])
-    r = app.router
-    r.add_get("/api/v1/teams/{team}/threads", list_threads)
-    r.add_post("/api/v1/teams/{team}/threads", create_thread)
-    r.add_get("/api/v1/teams/{team}/threads/{thread}/messages", read_messages)
-    r.add_post("/api/v1/teams/{team}/threads/{thread}/messages", post_message)
-    r.add_get("/api/v1/teams/{team}/live", follow)
+    """The thread routes and their background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
+    app.router.add_routes(routes)
     app.cleanup_ctx.append(_start)
     app.on_shutdown.append(_close_followers)

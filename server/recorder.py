@@ -1,6 +1,7 @@
-"""Audit endpoints and the middleware that turns every request's outcome into an event.
+"""The middleware that turns every request's outcome into an audit event, and the audit state at start.
 
-Handlers describe what they do with ``server.audit.note``; the middleware seals one
+Handlers describe what they do with ``server.notes.note``
+(the audit endpoints are in ``server/routes/audit.py``); the middleware seals one
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
 with the error code) and waits until it is durable before the answer leaves. A request of
 someone with a session (or a session token that still names a member) refused with any 4xx
@@ -20,95 +21,45 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
-from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, judge_cosignature
-from security.authority import POLICY
-from security.events import (
-    DAY,
-    Event,
-    Sealer,
-    rules_for,
-    seal_event,
-    valid_box_public,
-)
-from security.protocols import Protocols, defaults, parse
-from server.app import (
+from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key
+from security.events import DAY, Event, rules_for, seal_event, valid_box_public
+from security.protocols import defaults
+from server.access import protocols_of
+from server.context import (
+    AUDIT,
+    CLAIMED,
     CONFIG,
     DIRECTORY,
     FAILURES,
     KEY_HOLDER,
     LOGIN,
+    MEMBER_REFUSALS,
     NAMED_DEVICE,
     REFUSALS,
     SESSION_KEY,
-    STORAGE,
+    STATE,
+    AuditKey,
+    AuditState,
     Handler,
-    b64,
-    int_query,
-    now_of,
-    read_json,
     running,
-    session_of,
-    unb64,
 )
-from server.audit import NOTES, AuditStore, Note, note, today
 from server.directory import Directory
-from server.guard import MemberRefusals, Summary, Throttled
-from server.login import source_of
-from server.storage import Session
-from vault.acts import Act
-from vault.encoding import Fields, decode, encode
-from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied, VaultError
+from server.guard import Summary
+from server.http import source_of
+from server.notes import NOTES, Note, today
+from server.store.protocols import AuditLog
+from server.store.records import AuthSession
+from vault.encoding import Fields, decode
+from vault.errors import ChainError, EncodingError, ServiceUnavailable, Throttled, VaultError
 
-AUDIT = web.AppKey("audit", AuditStore)
-MEMBER_REFUSALS = web.AppKey("member_refusals", MemberRefusals)
 log = logging.getLogger("mvault.server")
 
 
-@dataclass
-class AuditKey:
-    gen: int = 0
-    pub: bytes | None = None
-    team: str = ""
-    statement: bytes = b""
-    sig: bytes = b""
-
-
-@dataclass
-class AuditState:
-    key: AuditKey
-    protocols: Protocols
-    protocols_digest: bytes
-    pruned_day: int = -1
-    sealer: Sealer = field(default_factory=Sealer)
-    broken: bool = False
-
-
-STATE = web.AppKey("audit_state", AuditState)
-
-
-class ServiceUnavailable(VaultError):
-    code = "unavailable"
-    status = 503
-
-
-def protocols_of(app: web.Application) -> Protocols:
-    st = app[STATE]
-    org = app[DIRECTORY].org
-    change = org.protocols if org is not None else None
-    digest = change.digest if change is not None else b""
-    if digest != st.protocols_digest:
-        st.protocols = parse(change.text) if change is not None else defaults()
-        st.protocols_digest = digest
-    return st.protocols
-
-
-async def record(app: web.Application, n: Note, result: str, session: Session | None) -> int:
+async def record(app: web.Application, n: Note, result: str, session: AuthSession | None) -> int:
     now = int(app[CONFIG].clock())
     actor = n.actor if n.actor is not None else (session.member if session else "")
     device = n.device if n.device is not None else (session.device if session else "")
@@ -143,9 +94,6 @@ def usable_audit_key(app: web.Application, now: int) -> AuditKey:
 
 def _result(status: int) -> str:
     return "denied" if status in (401, 403, 429) else "failed"
-
-
-CLAIMED = web.RequestKey("audit_claimed", tuple)
 
 
 @web.middleware
@@ -214,7 +162,7 @@ async def _record_failure(request: web.Request, status: int, code: str) -> None:
         await _record_member_refusal(request, n, _result(status), session, code)
 
 
-async def _record_member_refusal(request: web.Request, n: Note, result: str, session: Session | None,
+async def _record_member_refusal(request: web.Request, n: Note, result: str, session: AuthSession | None,
                                  code: str) -> None:
     """A refusal we can attribute to a member: an event of its own for the first ``Config.member_refusals``
     of that member in a minute, the rest counted into the member's ``request.refusals`` event of that
@@ -282,7 +230,7 @@ async def _flush_loop(app: web.Application) -> None:
             await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
 
 
-async def _refusal_flusher(app: web.Application) -> Any:
+async def refusal_flusher(app: web.Application) -> AsyncIterator[None]:
     async with running(_flush_loop(app)):
         yield
     state = app.get(STATE)
@@ -310,200 +258,7 @@ async def _prune(app: web.Application) -> None:
         await record(app, Note("audit.prune", {}, None, {"before_day": before, "count": count}, "", ""), "ok", None)
 
 
-# -- endpoints ------------------------------------------------------------------------------
-
-
-def _org_id(request: web.Request) -> str:
-    org = request.app[DIRECTORY].org
-    return org.org_id if org is not None else ""
-
-
-async def checkpoint(request: web.Request) -> web.Response:
-    app = request.app
-    store = app[AUDIT]
-    old = int_query(request, "from", 0)
-    cp = await store.checkpoint(_org_id(request), int(now_of(request)))
-    size = cp.checkpoint.size
-    proof = store.tree.consistency_proof(old, size) if 0 < old <= size else []
-    witness = None
-    found = await store.witnessed()
-    if found is not None:
-        w, cosigs = found
-        w_proof = store.tree.consistency_proof(w.checkpoint.size, size) if 0 < w.checkpoint.size <= size else []
-        witness = {"checkpoint": b64(w.checkpoint.raw), "sig": b64(w.sig), "proof": [b64(h) for h in w_proof],
-                   "cosigs": [{"member": c.member, "device": c.device, "sig": b64(c.sig), "time": c.time}
-                              for c in cosigs]}
-    return web.json_response({"checkpoint": b64(cp.checkpoint.raw), "sig": b64(cp.sig),
-                              "proof": [b64(h) for h in proof], "witness": witness,
-                              "log_key": b64(store.log_public)})
-
-
-def _require_admitted(request: web.Request) -> str:
-    me = session_of(request).member
-    if not request.app[DIRECTORY].require_org().admitted(me):
-        raise PolicyDenied("members still waiting for admission cannot read the audit log")
-    return me
-
-
-def _require_security(request: web.Request) -> str:
-    me = session_of(request).member
-    if "security" not in request.app[DIRECTORY].require_org().roles_of(me, int(now_of(request))):
-        raise PolicyDenied("only the Security Team may do this")
-    return me
-
-
-async def leaves(request: web.Request) -> web.Response:
-    _require_admitted(request)
-    start, count = int_query(request, "start", 0), int_query(request, "count", 1000)
-    rows = await request.app[AUDIT].leaves(start, count)
-    note(request, "audit.read", detail={"start": start, "count": len(rows)})
-    return web.json_response({"leaves": [{"index": i, "hash": b64(h), "leaf": b64(leaf) if leaf is not None else None}
-                                         for i, h, leaf in rows]})
-
-
-def _judge_now(request: web.Request, action: str) -> None:
-    """The one judge on the logged-in device now, before the body is read (its signed time is judged later)."""
-    s = session_of(request)
-    directory = request.app[DIRECTORY]
-    POLICY.judge(Act(s.member, s.device, int(now_of(request)), action), directory.require_org(), directory.members,
-                 None)
-
-
-async def cosign(request: web.Request) -> web.Response:
-    _judge_now(request, "audit.cosign")
-    f = await read_json(request, {"checkpoint", "sig", "time"})
-    raw = unb64(f.raw.get("checkpoint"), "checkpoint", 4096)
-    sig = unb64(f.raw.get("sig"), "sig", 128)
-    t = f.int_("time", 0)
-    s = session_of(request)
-    store = request.app[AUDIT]
-    directory = request.app[DIRECTORY]
-    if abs(t - now_of(request)) > request.app[CONFIG].clock_skew:
-        raise EncodingError("the cosignature's time is too far from the server's")
-    issued = await store.issued(raw)
-    if issued is None:
-        raise NotFound("this server never issued that checkpoint for its current log")
-    try:  # the one judge again, at the cosignature's signed time
-        judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
-    except BadSignature as e:
-        raise EncodingError("the cosignature does not verify with your device key") from e
-    note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
-    await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t)
-    return web.json_response({"size": issued.checkpoint.size}, status=201)
-
-
-async def get_key(request: web.Request) -> web.Response:
-    key = request.app[STATE].key
-    if key.pub is None:
-        return web.json_response({"key": None})
-    return web.json_response({"key": {"statement": b64(key.statement), "sig": b64(key.sig)}})
-
-
-async def put_key(request: web.Request) -> web.Response:
-    _judge_now(request, "audit.key")
-    s = session_of(request)
-    body = await read_json(request, {"statement", "sig"})
-    raw = unb64(body.raw.get("statement"), "statement", 4096)
-    sig = unb64(body.raw.get("sig"), "sig", 128)
-    claim = AuditKeyClaim.parse(raw)
-    key = AuditKey(claim.gen, claim.pub, claim.team, raw)
-    if not valid_box_public(claim.pub):
-        raise EncodingError("the audit public key is not a usable X25519 key")
-    app = request.app
-    directory = app[DIRECTORY]
-    org = directory.require_org()
-    now = int(now_of(request))
-    if (claim.org, claim.member, claim.device) != (_org_id(request), s.member, s.device):
-        raise PolicyDenied("the statement must name this organization and the logged-in device")
-    if abs(claim.time - now) > app[CONFIG].clock_skew:
-        raise EncodingError("the statement's time is too far from the server's")
-    # The one judge (act audit.key at the statement's time), the designated team (the current one:
-    # a statement for a team designated until a moment ago is refused), the team's kind.
-    team = directory.team(claim.team)
-    judge_audit_key(claim, sig, org, directory.members, team, org.audit_team)
-    if key.gen != team.generation or not team.holds_key(s.member, now):
-        raise ChainError(f"the audit key must be the team's current generation ({team.generation}), held by you")
-    current = app[STATE].key
-    if current.pub is not None and current.team == key.team and current.gen > key.gen:
-        raise ChainError("a newer audit key is already in force")
-    note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen})
-    key.sig = sig
-    await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
-    app[STATE].key = key
-    return web.json_response({"gen": key.gen}, status=201)
-
-
-ATTEST_KINDS = {"keystore", "verify", "approve", "lost", "export", "report"}
-
-
-async def attest(request: web.Request) -> web.Response:
-    f = await read_json(request, {"kind", "time_cost", "memory_kib", "parallelism", "member", "device", "link",
-                                  "fingerprint", "count", "violated"})
-    kind = f.str_("kind", 16)
-    if kind not in ATTEST_KINDS:
-        raise EncodingError(f"kind must be one of {sorted(ATTEST_KINDS)}")
-    directory = request.app[DIRECTORY]
-    me = session_of(request).member
-    now = int(now_of(request))
-    if kind == "keystore":
-        detail: dict[str, int | str] = {k: f.int_(k, 1, 2**32) for k in ("time_cost", "memory_kib", "parallelism")}
-        note(request, "attest.keystore", detail=detail)
-    elif kind == "verify":
-        verified = directory.member(f.str_("member", 64)).member_id
-        note(request, "attest.verify", {"member": verified}, verified, {"fingerprint": f.str_("fingerprint", 128)})
-    elif kind == "approve":
-        link = f.str_("link", 64)
-        approved = next((x for x in directory.org_links if x.hash.hex() == link), None)
-        if approved is None:
-            raise NotFound("no organization link has that hash")
-        if "ncc" not in directory.require_org().roles_of(me, now):
-            raise PolicyDenied("only NCC members approve organization changes")
-        if me in (approved.signer, approved.body.raw.get("member")):
-            raise PolicyDenied("the second approver is neither the link's signer nor its subject")
-        note(request, "attest.approve", {"link": link, "chain": ""})
-    elif kind == "lost":
-        target = directory.member(f.str_("member", 64))
-        device = target.device(f.str_("device", 64)).device_id
-        roles = directory.require_org().roles_of(me, now)
-        if target.member_id != me and not roles & {"security", "ncc"}:
-            raise PolicyDenied("only the device's member, the Security Team or the NCC report a device lost")
-        # Sealed to the reporter and the Security Team only: a member under suspicion does not
-        # learn who reported their device.
-        note(request, "attest.lost", {"member": target.member_id, "device": device},
-             target.member_id if target.member_id == me else None)
-    elif kind == "report":
-        # The Security Team's report found these rules violated: policy violations become events too.
-        _require_security(request)
-        note(request, "audit.report", detail={"violated": f.str_("violated", 1024), "count": f.int_("count", 0, 2**40)})
-    else:
-        note(request, "audit.export", detail={"count": f.int_("count", 0, 2**40)})
-    return web.json_response({"ok": True}, status=201)
-
-
-async def team_versions(request: web.Request) -> web.Response:
-    """Every version's signed record (no body, no key) of one team: for exposure reports."""
-    _require_security(request)
-    team = request.app[DIRECTORY].team(request.match_info["team"])
-    versions = await request.app[STORAGE].team_versions(team.team_id)
-    note(request, "doc.list", {"team": team.team_id})
-    return web.json_response({"versions": [{"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record)}
-                                           for v in versions]})
-
-
-def register(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/api/v1/audit/checkpoint", checkpoint)
-    r.add_get("/api/v1/audit/leaves", leaves)
-    r.add_post("/api/v1/audit/cosign", cosign)
-    r.add_get("/api/v1/audit/key", get_key)
-    r.add_post("/api/v1/audit/key", put_key)
-    r.add_post("/api/v1/audit/attest", attest)
-    r.add_get("/api/v1/audit/teams/{team}/versions", team_versions)
-    app[MEMBER_REFUSALS] = MemberRefusals(app[CONFIG].member_refusals)
-    app.cleanup_ctx.append(_refusal_flusher)
-
-
-async def load_state(store: AuditStore, directory: Directory) -> AuditState:
+async def load_state(store: AuditLog, directory: Directory) -> AuditState:
     """The audit state at start: the stored audit key only if it still checks (``stored_audit_key``)."""
     key = AuditKey()
     stored = await store.get_meta("audit_key")
@@ -537,5 +292,3 @@ def stored_audit_key(stored: bytes, directory: Directory) -> AuditKey:
         raise ChainError(f"the statement names team {claim.team}, which is not a team of this organization")
     judge_audit_key(claim, sig, org, directory.members, team, designated_at(org, claim.time))
     return AuditKey(claim.gen, claim.pub, claim.team, raw, sig)
-
-

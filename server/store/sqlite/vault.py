@@ -1,4 +1,4 @@
-"""Storage interface and its embedded default: SQLite (aiosqlite, WAL) + blobs on disk.
+"""The embedded backend of ``server.store.protocols.Storage``: SQLite (aiosqlite, WAL) + blobs on disk.
 
 The server stores only what clients sent it: signed chain links, sealed key boxes,
 signed document records and ciphertext bodies. Blobs are named by the version id (a hash
@@ -18,13 +18,24 @@ import sqlite3
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from server import usage as U
+from server.store.records import (
+    AuthSession,
+    SlotFill,
+    SlotMissing,
+    SlotOpen,
+    SlotRead,
+    SlotsFull,
+    StoredLink,
+    StoredMessage,
+    StoredThread,
+    StoredVersion,
+)
 from vault.errors import Conflict, NotFound, VaultError
 
 SCHEMA = """
@@ -83,91 +94,6 @@ def _atomic(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class StoredLink:
-    chain: str
-    seq: int
-    kind: str
-    wire: bytes
-
-
-@dataclass(frozen=True)
-class StoredThread:
-    team: str
-    thread: str
-    record: bytes
-    expire: int
-    next_pos: int
-    last_time: int
-    count: int = 0
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    team: str
-    thread: str
-    pos: int
-    mid: str
-    device: str
-    seq: int
-    time: int
-    record: bytes
-
-
-@dataclass(frozen=True)
-class StoredVersion:
-    vid: str
-    team: str
-    doc: str
-    seq: int
-    record: bytes
-    blob: str
-    body_len: int
-
-
-@dataclass(frozen=True)
-class Session:
-    member: str
-    device: str
-    expires: float
-
-
-class Storage(Protocol):
-    """What the server needs from a backend. Every method is atomic."""
-
-    async def get_meta(self, key: str) -> bytes | None: ...
-    async def set_meta(self, key: str, value: bytes) -> None: ...
-    async def all_links(self) -> list[StoredLink]: ...
-    async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
-                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> None: ...
-    async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]: ...
-    async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]: ...
-    async def add_version(self, v: StoredVersion, parent: str | None, now: int,
-                          team_seq: int | None = None, allowance: U.Allowance | None = None) -> None: ...
-    async def usage(self, member: str, kind: str, now: int, per_day: int) -> U.Usage: ...
-    async def versions(self, team: str, doc: str) -> list[StoredVersion]: ...
-    async def heads(self, team: str) -> list[StoredVersion]: ...
-    async def version(self, team: str, vid: str) -> StoredVersion | None: ...
-    async def team_versions(self, team: str) -> list[StoredVersion]: ...
-    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None: ...
-    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None: ...
-    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None: ...
-    async def session(self, token: bytes) -> Session | None: ...
-    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0, max_open: int = 0) -> None: ...
-    async def fill_slot(self, slot: str, payload: bytes, now: float) -> None: ...
-    async def read_slot(self, slot: str, member: str, now: float) -> bytes | None: ...
-    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> None: ...
-    async def threads(self, team: str, now: int) -> list[StoredThread]: ...
-    async def thread(self, team: str, thread: str) -> StoredThread | None: ...
-    async def thread_head(self, team: str, thread: str) -> tuple[int, bytes, dict[str, tuple[int, str, int]]]: ...
-    async def add_messages(self, rows: list[StoredMessage]) -> None: ...
-    async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]: ...
-    async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None: ...
-    async def purge_messages(self, now: int) -> list[tuple[str, str, int]]: ...
-    async def purge_expired(self, now: float) -> None: ...
-    async def close(self) -> None: ...
-
-
 class SQLiteStorage:
     """The default backend: one SQLite file in WAL mode, explicit transactions."""
 
@@ -178,7 +104,7 @@ class SQLiteStorage:
         self._queued: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[None]]] = []  # see _group_commit
         self._committing = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sessions: dict[bytes, Session] = {}  # token hash -> session (never changed, only expired)
+        self._sessions: dict[bytes, AuthSession] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
         self.blob_dir = data_dir / "blobs"
         self.tmp_dir = data_dir / "tmp"
@@ -432,7 +358,7 @@ class SQLiteStorage:
         await U.add_authored(self._db, "version", v.vid, author, v.body_len, now)
 
     @_atomic
-    async def session(self, token: bytes) -> Session | None:
+    async def session(self, token: bytes) -> AuthSession | None:
         """A session by its token hash (found ones are kept in memory: one query fewer per request)."""
         cached = self._sessions.get(token)
         if cached is not None:
@@ -443,42 +369,45 @@ class SQLiteStorage:
             return None
         if len(self._sessions) >= 10_000:
             self._sessions.clear()
-        found = self._sessions[token] = Session(str(row[0]), str(row[1]), float(row[2]))
+        found = self._sessions[token] = AuthSession(str(row[0]), str(row[1]), float(row[2]))
         return found
 
     # -- device-link mailbox ---------------------------------------------------------------
 
     @_atomic
-    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0, max_open: int = 0) -> None:
+    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0,
+                        max_open: int = 0) -> SlotOpen | SlotsFull:
         if max_open:
-            await U.check_open_slots(self._db, member, now, max_open)
+            wait = await U.open_slots_wait(self._db, member, now, max_open)
+            if wait is not None:
+                return SlotsFull(max_open, wait)
         try:
             await self._db.execute("INSERT INTO link_slots VALUES (?, ?, ?, NULL)", (slot, member, expires))
-        except sqlite3.IntegrityError as e:
-            raise Conflict("that device-link code is already in use") from e
+        except sqlite3.IntegrityError:
+            return SlotOpen.IN_USE
+        return SlotOpen.OPENED
 
     @_atomic
-    async def fill_slot(self, slot: str, payload: bytes, now: float) -> None:
+    async def fill_slot(self, slot: str, payload: bytes, now: float) -> SlotFill:
         """Deliver a new device's keys once; unknown, expired or filled slots are refused."""
         async with self._db.execute(
             "UPDATE link_slots SET payload=? WHERE slot=? AND payload IS NULL AND expires > ? RETURNING slot",
             (payload, slot, now),
         ) as cur:
             row = await cur.fetchone()
-        if row is None:
-            raise NotFound("unknown, expired or already used device-link code")
+        return SlotFill.UNAVAILABLE if row is None else SlotFill.FILLED
 
     @_atomic
-    async def read_slot(self, slot: str, member: str, now: float) -> bytes | None:
+    async def read_slot(self, slot: str, member: str, now: float) -> SlotRead | SlotMissing:
         async with self._db.execute(
             "SELECT payload FROM link_slots WHERE slot=? AND member=? AND expires > ?", (slot, member, now)
         ) as cur:
             row = await cur.fetchone()
         if row is None:
-            raise NotFound("unknown or expired device-link code")
+            return SlotMissing.UNKNOWN
         if row[0] is not None:
             await self._db.execute("DELETE FROM link_slots WHERE slot=?", (slot,))
-        return None if row[0] is None else bytes(row[0])
+        return SlotRead(None if row[0] is None else bytes(row[0]))
 
     # -- threads ----------------------------------------------------------------------------
 

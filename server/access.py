@@ -1,0 +1,188 @@
+"""Who may call what: the session behind a request, and the team it may address.
+
+The two middlewares at the door (``limit_middleware``: what callers without a session may cost;
+``auth_middleware``: the session token), then the checks handlers call: the session is still
+good (``check_session``), the team is one the caller may see (``visible_team``) and act in
+(``team_access``), and the one judge (``security.authority``) on acts now or signed. The
+organization's protocols in force (``protocols_of``) and the quotas they set live here too:
+both the handlers and the audit recorder read them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from security.authority import POLICY
+from security.protocols import Protocols, defaults, parse
+from server.context import (
+    CHALLENGE,
+    CLAIMED,
+    CONFIG,
+    DIRECTORY,
+    FAILURES,
+    LIMITER,
+    LOGIN,
+    LOGINS,
+    PUBLIC,
+    SESSION_KEY,
+    STATE,
+    Handler,
+    now_of,
+)
+from server.directory import Directory
+from server.http import source_of
+from server.store.records import AuthSession
+from vault.acts import Act
+from vault.auth import token_hash
+from vault.chains import TeamState
+from vault.errors import AuthError, Conflict, NotFound, PolicyDenied, Throttled
+
+
+@web.middleware
+async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Requests without a session spend a token of their source address (429 ``throttled`` when out);
+    a source that failed too many logins may not ask for challenges or log in for a while."""
+    route = request.match_info.route.resource
+    canonical = route.canonical if route is not None else request.path
+    if canonical not in PUBLIC:
+        return await handler(request)
+    app, source = request.app, source_of(request)
+    now = app[CONFIG].clock()
+    wait = app[LIMITER].take(source, now)
+    if wait > 0:
+        raise Throttled("too many requests from your address; wait and try again", wait)
+    if canonical in (CHALLENGE, LOGIN):
+        wait = app[FAILURES].blocked(source, now)
+        if wait > 0:
+            raise Throttled("too many failed logins from your address; wait and try again", wait)
+    return await handler(request)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    canonical = route.canonical if route is not None else request.path
+    if canonical in PUBLIC or not canonical.startswith("/api/"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise AuthError("log in first (no session token)")
+    logins, config = request.app[LOGINS], request.app[CONFIG]
+    session = await logins.session(token_hash(header[7:].strip()))
+    if session is None or session.expires <= config.clock():
+        raise AuthError("session expired or unknown; log in again")
+    request[CLAIMED] = (session.member, session.device)  # so a refusal below is recorded against them
+    check_session(request.app, session)
+    request[SESSION_KEY] = session
+    return await handler(request)
+
+
+def protocols_of(app: web.Application) -> Protocols:
+    st = app[STATE]
+    org = app[DIRECTORY].org
+    change = org.protocols if org is not None else None
+    digest = change.digest if change is not None else b""
+    if digest != st.protocols_digest:
+        st.protocols = parse(change.text) if change is not None else defaults()
+        st.protocols_digest = digest
+    return st.protocols
+
+
+def quotas(app: web.Application) -> dict[str, int]:
+    """The per-member quotas in force: the organization's protocols, lowered by the operator's caps."""
+    caps = app[CONFIG].quota_caps
+    return {key: min(value, caps.get(key, value)) for key, value in protocols_of(app).quotas.items()}
+
+
+def check_session(app: web.Application, session: AuthSession) -> None:
+    """The session is unexpired, its device active and its member not removed. Handlers that
+    wait for a request body call it again afterwards (a removal may land meanwhile)."""
+    if session.expires <= app[CONFIG].clock():
+        raise AuthError("session expired or unknown; log in again")
+    directory = app[DIRECTORY]
+    member = directory.members.get(session.member)
+    if member is None or session.device not in member.devices or member.devices[session.device].revoked is not None:
+        raise AuthError("this device is no longer active")
+    if removed(directory, session.member):
+        raise AuthError("this member was removed from the organization")
+
+
+def removed(directory: Directory, member_id: str) -> bool:
+    org = directory.org
+    return org is not None and member_id in org.members and org.members[member_id].status == "removed"
+
+
+def session_of(request: web.Request) -> AuthSession:
+    s = request.get(SESSION_KEY)
+    if not isinstance(s, AuthSession):
+        raise AuthError("log in first (no session token)")
+    return s
+
+
+def is_overseer(request: web.Request) -> bool:
+    """NCC and the Security Team see every team chain (membership, not content: that needs a key box).
+    Org roles as of now: an NCC term that ended is over."""
+    org = request.app[DIRECTORY].require_org()
+    return bool(org.roles_of(session_of(request).member, int(now_of(request))) & {"ncc", "security"})
+
+
+def visible_team(request: web.Request, team_id: str) -> TeamState:
+    """A team the caller may address: one it is in (its role may have ended: the judge then refuses with
+    403, which tells nothing new to a former member), or any team for NCC (which may sign membership
+    changes anywhere). Anyone else gets 404, as for a team that does not exist."""
+    directory = request.app[DIRECTORY]
+    team = directory.team(team_id)
+    me = session_of(request).member
+    if me in team.members or "ncc" in directory.require_org().roles_of(me, int(now_of(request))):
+        return team
+    raise NotFound(f"unknown team {team_id}")
+
+
+def team_access(request: web.Request, action: str, denied: str) -> TeamState:
+    """The route's team, if the caller may see it (else 404) and do ``action`` in it now (else 403:
+    "you may not {denied} team NAME")."""
+    team = visible_team(request, request.match_info["team"])
+    s = session_of(request)
+    if not may_now(request.app, s, action, team):
+        raise PolicyDenied(f"you may not {denied} team {team.name}")
+    return team
+
+
+def check_current_team(request: web.Request, team: TeamState, team_seq: int, gen: int) -> None:
+    """New content (a document version, a thread) names the team's current link and key generation,
+    and no key rotation is due."""
+    if team_seq != team.seq:
+        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
+    if gen != team.generation:
+        raise Conflict(f"team key generation {gen} is not current ({team.generation}); sync and retry")
+    check_no_rotation_due(request, team)
+
+
+def check_no_rotation_due(request: web.Request, team: TeamState) -> None:
+    """No new content while the team key must be rotated (a member left, a device was revoked, ...)."""
+    directory = request.app[DIRECTORY]
+    reasons = team.rotation_reasons(int(now_of(request)), directory.members, directory.require_org())
+    if reasons:
+        raise Conflict(f"the team key must be rotated before new content ({reasons[0]}); "
+                       "any team member's client does it on its next run")
+
+
+def may_now(app: web.Application, s: AuthSession, action: str, team: TeamState | None) -> bool:
+    """May the session's member, with its device, do ``action`` now? The one judge decides."""
+    directory = app[DIRECTORY]
+    act = Act(s.member, s.device, int(app[CONFIG].clock()), action)
+    return POLICY.entitled(act, directory.require_org(), directory.members, team)
+
+
+def judge_act(request: web.Request, act: Act, team: TeamState | None) -> None:
+    """The one judge (``security.authority``) on a signed act, exactly as every client will judge it."""
+    directory = request.app[DIRECTORY]
+    POLICY.judge(act, directory.require_org(), directory.members, team)
+
+
+def judge_now(request: web.Request, action: str) -> None:
+    """The one judge on the logged-in device now, before the body is read (its signed time is judged later)."""
+    s = session_of(request)
+    directory = request.app[DIRECTORY]
+    POLICY.judge(Act(s.member, s.device, int(now_of(request)), action), directory.require_org(), directory.members,
+                 None)

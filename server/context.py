@@ -1,0 +1,123 @@
+"""What every part of the server shares: the configuration, the application's keys (the
+components the composition root ``server/app.py`` builds and wires), the audit state, the
+routes that need no session, and the server's clock.
+
+This module knows nothing of HTTP beyond aiohttp's typed keys; every other server module may
+import it, and it imports none of them but the components whose types its keys name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from security.events import Sealer
+from security.protocols import Protocols
+from server.directory import Directory
+from server.events import EventBus, Hub
+from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
+from server.messagelog import MessageLog
+from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
+from server.store.records import AuthSession
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    public_url: str = ""
+    max_upload: int = 16 * 1024**3
+    session_ttl: float = 3600.0
+    nonce_ttl: float = 60.0
+    clock_skew: float = 600.0
+    purge_interval: float = 30.0  # seconds between background purges of expired thread messages
+    # The operator's own per-member limits (keys of the protocols' [quotas]): each applies where it is
+    # lower than the organization's; the protocols' values are never exceeded.
+    quota_caps: dict[str, int] = field(default_factory=dict)
+    # Requests without a session (PUBLIC routes), per source address: a token bucket of rate_burst
+    # refilled at rate_per_second; at most rate_sources addresses are remembered (the oldest go first).
+    rate_per_second: float = 20.0
+    rate_burst: int = 200
+    rate_sources: int = 10_000
+    # Refusals of one member's requests recorded as events of their own per minute; the rest of that
+    # minute are counted in one request.refusals event of the member (server/guard.py MemberRefusals).
+    member_refusals: int = 10
+    clock: Callable[[], float] = field(default=time.time)
+
+
+@dataclass
+class AuditKey:
+    gen: int = 0
+    pub: bytes | None = None
+    team: str = ""
+    statement: bytes = b""
+    sig: bytes = b""
+
+
+@dataclass
+class AuditState:
+    key: AuditKey
+    protocols: Protocols
+    protocols_digest: bytes
+    pruned_day: int = -1
+    sealer: Sealer = field(default_factory=Sealer)
+    broken: bool = False
+
+
+# The stores, each typed on its protocol (server/store/protocols.py); STORAGE is the whole backend,
+# for the composition root that opens and closes it.
+STORAGE = web.AppKey("storage", Storage)
+CHAINS = web.AppKey("chains", ChainStore)
+DOCUMENTS = web.AppKey("documents", DocumentStore)
+THREADS = web.AppKey("threads", ThreadStore)
+LOGINS = web.AppKey("logins", AuthStore)
+SLOTS = web.AppKey("slots", SlotStore)
+AUDIT = web.AppKey("audit", AuditLog)
+DIRECTORY = web.AppKey("directory", Directory)
+CONFIG = web.AppKey("config", Config)
+LOCK = web.AppKey("lock", asyncio.Lock)
+LAST_PURGE = web.AppKey("last_purge", list)  # [time of the last purge of expired login rows]
+PURGE_EVERY = 60.0
+LIMITER = web.AppKey("limiter", SourceLimiter)
+FAILURES = web.AppKey("failures", FailureThrottle)
+REFUSALS = web.AppKey("refusals", Refusals)
+MEMBER_REFUSALS = web.AppKey("member_refusals", MemberRefusals)
+STATE = web.AppKey("audit_state", AuditState)
+HUB = web.AppKey("thread_hub", Hub)  # this process's live connections (and its EventBus)
+BUS = web.AppKey("event_bus", EventBus)  # where thread items are published and followed
+LOG = web.AppKey("thread_log", MessageLog)
+
+SESSION_KEY = web.RequestKey("session", AuthSession)
+NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
+KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
+CLAIMED = web.RequestKey("audit_claimed", tuple)  # (member, device) a session token names, even a refused one
+
+# Routes (by their canonical pattern, never the raw path) that need no session.
+CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
+PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join", "/api/v1/join/head",
+          CHALLENGE, LOGIN, "/api/v1/device-links/{slot}/offer"}
+
+
+def now_of(request: web.Request) -> float:
+    return request.app[CONFIG].clock()
+
+
+@contextlib.asynccontextmanager
+async def running(job: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """A background job for the app's lifetime (inside a ``cleanup_ctx``): started on entry,
+    cancelled and awaited on exit."""
+    task = asyncio.create_task(job)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

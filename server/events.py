@@ -1,0 +1,85 @@
+"""Live delivery of thread items to the members following a team: the ``EventBus`` interface and
+its in-process implementation.
+
+A ``Follower`` is one open WebSocket (``server/routes/threads.py`` runs it) with a bounded queue;
+the bus hands each published item to every follower subscribed to its team, encoded once. A
+follower whose queue is full is marked ``lagged`` and reads what it missed from storage, so a bus
+may drop items for a follower but never reorders them. ``InProcessBus`` serves one process; a bus
+across processes (PostgreSQL ``LISTEN/NOTIFY``) implements the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from server.store.records import AuthSession
+
+QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
+
+Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once for every follower)
+
+
+@dataclass(eq=False)
+class Follower:
+    session: AuthSession
+    ws: web.WebSocketResponse
+    queue: asyncio.Queue[Item | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    lagged: bool = False
+    # The last access check: the team, org and member states it judged (each replaced on every
+    # change to it) and when.
+    checked: tuple[object, object, object, float] | None = None
+
+    def offer(self, item: Item) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.lagged = True  # it reads the rest from storage
+
+
+class EventBus(Protocol):
+    """Where accepted thread items are published and followers of a team receive them."""
+
+    def subscribe(self, team: str, follower: Follower) -> None: ...
+    def unsubscribe(self, team: str, follower: Follower) -> None: ...
+    def publish(self, team: str, item: dict[str, Any]) -> None: ...
+    def followers(self) -> Iterator[Follower]: ...
+
+
+@dataclass
+class InProcessBus:
+    """Followers per team, in this process."""
+
+    teams: dict[str, set[Follower]] = field(default_factory=dict)
+
+    def subscribe(self, team: str, follower: Follower) -> None:
+        self.teams.setdefault(team, set()).add(follower)
+
+    def unsubscribe(self, team: str, follower: Follower) -> None:
+        self.teams.get(team, set()).discard(follower)
+
+    def publish(self, team: str, item: dict[str, Any]) -> None:
+        followers = self.teams.get(team)
+        if followers:
+            entry = (item, json.dumps(item))
+            for f in list(followers):
+                f.offer(entry)
+
+    def followers(self) -> Iterator[Follower]:
+        """Every follower, team by team (each team's set copied as it is reached)."""
+        for followers in list(self.teams.values()):
+            yield from list(followers)
+
+
+@dataclass
+class Hub(InProcessBus):
+    """The in-process bus, with what this process counts of live delivery: the connections each member
+    holds (quota ``live_followers``) and the last purge of expired messages."""
+
+    last_purge: float = float("-inf")
+    live: dict[str, int] = field(default_factory=dict)  # member -> live connections held (quota live_followers)

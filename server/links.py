@@ -1,0 +1,57 @@
+"""Chain links arriving in requests: parsed from a JSON field, dated against the server's clock,
+signed by the logged-in device, and noted for the audit log once accepted."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.access import session_of
+from server.context import CONFIG, now_of
+from server.http import read_json, unb64
+from server.notes import note
+from vault.encoding import Fields
+from vault.errors import ChainError, PolicyDenied
+from vault.links import Link, parse_link
+
+
+def check_link_time(request: web.Request, link: Link) -> None:
+    now = now_of(request)
+    skew = request.app[CONFIG].clock_skew
+    if abs(link.time - now) > skew:
+        raise ChainError(
+            f"link time {link.time} is too far from the server's time {int(now)} "
+            f"(allowed difference {int(skew)} s); check your clock"
+        )
+
+
+def parse_link_field(f: Fields, key: str) -> Link:
+    return parse_link(unb64(f.raw.get(key), key))
+
+
+def require_signer(request: web.Request, link: Link) -> None:
+    s = session_of(request)
+    if (link.signer, link.device) != (s.member, s.device):
+        raise PolicyDenied("links must be signed by the logged-in device")
+
+
+def note_links(request: web.Request, *links: Link) -> None:
+    """One audit event per accepted chain link: its type, chain, position and hash (ids, never names)."""
+    for link in links:
+        res = {"chain": link.chain or "", "seq": str(link.seq), "link": link.hash.hex()}
+        subject = link.body.raw.get("member")
+        if link.type.startswith("team."):
+            res["team"] = link.chain or ""
+        if isinstance(subject, str):
+            res["member"] = subject
+        note(request, link.type, res, subject if isinstance(subject, str) else None,
+             actor=link.signer, device=link.device)
+
+
+async def signed_link(request: web.Request, allowed: set[str]) -> tuple[Fields, Link]:
+    """The request's link, signed by the logged-in device and dated near the server's clock."""
+    f = await read_json(request, allowed)
+    link = parse_link_field(f, "link")
+    require_signer(request, link)
+    check_link_time(request, link)
+    return f, link
+

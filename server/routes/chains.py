@@ -1,0 +1,211 @@
+"""The chains: the directory of heads, each chain's links, and appending links to the organization,
+member and team chains (with the key boxes they commit to); a member's own team key boxes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server.access import is_overseer, session_of, visible_team
+from server.context import CHAINS, DIRECTORY, LOCK, now_of
+from server.http import b64, int_query, unb64
+from server.links import note_links, signed_link
+from server.notes import note
+from server.store.records import StoredLink
+from vault.chains import TeamState
+from vault.encoding import Fields
+from vault.errors import ChainError, Conflict, EncodingError, IntegrityError, NotFound
+from vault.links import Link
+from vault.teamkeys import box_hash
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/directory")
+async def directory_view(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    org = directory.require_org()
+    me = session_of(request).member
+    now, overseer = int(now_of(request)), is_overseer(request)
+    teams: dict[str, Any] = {}
+    for tid, t in directory.teams.items():
+        served = directory.served_length(tid, me, now, overseer)
+        if served is None:
+            continue
+        if served[1]:
+            teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
+        else:  # removed, or the role ended: the chain up to then, to verify it
+            teams[tid] = {"name": t.name, "seq": served[0], "removed_at": served[0]}
+    return web.json_response(
+        {
+            "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
+            "members": {m: {"seq": s.seq, "head": s.head.hex(), "name": s.name} for m, s in directory.members.items()},
+            "teams": teams,
+        }
+    )
+
+
+def _after(request: web.Request) -> int:
+    return int_query(request, "after", 0)
+
+
+def _links_response(links: list[Link], after: int) -> web.Response:
+    return web.json_response({"links": [b64(link.wire) for link in links[after:]]})
+
+
+@routes.get("/api/v1/chains/org")
+async def org_chain(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    directory.require_org()
+    return _links_response(directory.org_links, _after(request))
+
+
+@routes.post("/api/v1/org/links")
+async def append_org_link(request: web.Request) -> web.Response:
+    _, link = await signed_link(request, {"link"})
+    if link.type == "org.join":
+        raise ChainError("joins go through /api/v1/join")
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        org = directory.require_org()
+        if link.seq <= org.seq:
+            raise Conflict("the organization chain moved on; fetch it and retry")
+        directory.check_not_before(link)
+        state = directory.check_org_link(link)
+        await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
+        directory.commit_org(state, link)
+    note_links(request, link)
+    return web.json_response({"seq": state.seq}, status=201)
+
+
+@routes.get("/api/v1/chains/member/{member}")
+async def member_chain(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    mid = request.match_info["member"]
+    directory.member(mid)
+    return _links_response(directory.member_links[mid], _after(request))
+
+
+@routes.post("/api/v1/members/{member}/links")
+async def append_member_link(request: web.Request) -> web.Response:
+    f, link = await signed_link(request, {"link", "puk_boxes"})
+    if link.chain != request.match_info["member"]:
+        raise ChainError("link belongs to another chain")
+    raw = f.raw.get("puk_boxes", {})
+    if not isinstance(raw, dict) or len(raw) > 64:
+        raise EncodingError("puk_boxes must be an object of device id -> base64 box")
+    boxes = {str(k): unb64(v, "puk box", 4096) for k, v in raw.items()}
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        before = directory.member(link.chain or "")
+        if link.seq <= before.seq:
+            raise Conflict("your member chain moved on; fetch it and retry")
+        directory.check_not_before(link)
+        state, _ = directory.check_member_link(link)
+        gen = state.puk_gen
+        old = before.puks[gen].box_hashes if gen in before.puks else {}
+        new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
+        if set(new) != set(boxes) or any(box_hash(boxes[d]) != h for d, h in new.items()):
+            raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
+        await app[CHAINS].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
+                                        [(state.member_id, gen, d, boxes[d]) for d in new], [])
+        directory.commit_member((state, link))
+    note_links(request, link)
+    return web.json_response({"seq": state.seq}, status=201)
+
+
+@routes.get("/api/v1/chains/team/{team}")
+async def team_chain(request: web.Request) -> web.Response:
+    directory = request.app[DIRECTORY]
+    team = directory.team(request.match_info["team"])
+    served = directory.served_length(team.team_id, session_of(request).member, int(now_of(request)),
+                                     is_overseer(request))
+    if served is None:
+        raise NotFound(f"unknown team {team.team_id}")
+    return _links_response(directory.team_links[team.team_id][:served[0]], _after(request))
+
+
+async def _team_link(request: web.Request) -> tuple[Link, dict[str, bytes]]:
+    """A team link signed by the logged-in device, with the key boxes it commits to."""
+    f, link = await signed_link(request, {"link", "boxes"})
+    return link, _boxes(f)
+
+
+def _boxes(f: Fields) -> dict[str, bytes]:
+    raw = f.raw.get("boxes", {})
+    if not isinstance(raw, dict) or len(raw) > 1000:
+        raise EncodingError("boxes must be an object of member id -> base64 box")
+    return {str(k): unb64(v, "box", 4096) for k, v in raw.items()}
+
+
+def _new_box_rows(before: TeamState | None, after: TeamState,
+                  boxes: dict[str, bytes]) -> list[tuple[str, int, str, bytes]]:
+    old = before.boxes if before is not None else {}
+    rows = []
+    new = {k: c for k, c in after.boxes.items() if k not in old}
+    if {mid for (_, mid) in new} != set(boxes) or len(new) != len(boxes):
+        raise IntegrityError("uploaded key boxes do not match the link's box commitments")
+    for (gen, mid), c in new.items():
+        if box_hash(boxes[mid]) != c.hash:
+            raise IntegrityError(f"key box for {mid} does not match its commitment")
+        rows.append((after.team_id, gen, mid, boxes[mid]))
+    return rows
+
+
+def _require_fresh_org(request: web.Request, link: Link) -> None:
+    """Team links must be made against the current organization state."""
+    org = request.app[DIRECTORY].require_org()
+    seq = link.body.raw.get("org_seq")
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq < org.seq:
+        raise Conflict("the organization chain moved on; fetch it and retry")
+
+
+@routes.post("/api/v1/teams")
+async def create_team(request: web.Request) -> web.Response:
+    link, boxes = await _team_link(request)
+    app = request.app
+    async with app[LOCK]:
+        _require_fresh_org(request, link)
+        state = app[DIRECTORY].check_team_create(link)
+        rows = _new_box_rows(None, state, boxes)
+        app[DIRECTORY].check_team_name(state)  # last: no other refusal may tell whether a name exists
+        await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
+        app[DIRECTORY].commit_team(state, link)
+    note_links(request, link)
+    return web.json_response({"team": state.team_id, "seq": 1}, status=201)
+
+
+@routes.post("/api/v1/teams/{team}/links")
+async def append_team_link(request: web.Request) -> web.Response:
+    link, boxes = await _team_link(request)
+    app = request.app
+    async with app[LOCK]:
+        team = visible_team(request, request.match_info["team"])
+        if link.chain != team.team_id:
+            raise ChainError("link belongs to another chain")
+        if link.seq <= team.seq:
+            raise Conflict("the team chain moved on; fetch it and retry")
+        _require_fresh_org(request, link)
+        state = app[DIRECTORY].check_team_link(team.team_id, link)
+        rows = _new_box_rows(team, state, boxes)
+        await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
+        app[DIRECTORY].commit_team(state, link)
+    note_links(request, link)
+    return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
+
+
+@routes.get("/api/v1/teams/{team}/boxes")
+async def my_team_boxes(request: web.Request) -> web.Response:
+    team = visible_team(request, request.match_info["team"])
+    me = session_of(request).member
+    note(request, "keys.team", {"team": team.team_id})
+    rows = await request.app[CHAINS].team_boxes_for(team.team_id, me)
+    return web.json_response({"boxes": [{"gen": g, "box": b64(b)} for g, b in rows]})
+
+
+
+def register(app: web.Application) -> None:
+    app.router.add_routes(routes)

@@ -1,0 +1,213 @@
+"""Documents: a team's heads, a document's versions, uploading a version (streamed to a blob,
+checked, then stored on top of the current head) and downloading a version's body."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from server.access import check_current_team, check_session, judge_act, quotas, session_of, team_access
+from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
+from server.http import b64, hex_id
+from server.notes import note
+from server.store.records import StoredVersion
+from server.usage import Allowance, check_allowance
+from vault.acts import Act
+from vault.chains import TeamState
+from vault.encoding import Fields, decode
+from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
+from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
+
+routes = web.RouteTableDef()
+
+
+def _doc_access(request: web.Request, action: str) -> TeamState:
+    return team_access(request, action, f"{action.split('.')[1]} documents in")
+
+
+def _check_doc_id(doc: str) -> str:
+    return hex_id(doc, "document")
+
+
+def _version_json(v: StoredVersion) -> dict[str, Any]:
+    return {"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record), "body_len": v.body_len}
+
+
+@routes.get("/api/v1/teams/{team}/docs")
+async def list_docs(request: web.Request) -> web.Response:
+    team = _doc_access(request, "doc.read")
+    note(request, "doc.list", {"team": team.team_id})
+    heads = await request.app[DOCUMENTS].heads(team.team_id)
+    return web.json_response({"docs": [_version_json(v) for v in heads]})
+
+
+@routes.get("/api/v1/teams/{team}/docs/{doc}")
+async def doc_versions(request: web.Request) -> web.Response:
+    team = _doc_access(request, "doc.read")
+    doc = _check_doc_id(request.match_info["doc"])
+    note(request, "doc.list", {"team": team.team_id, "doc": doc})
+    versions = await request.app[DOCUMENTS].versions(team.team_id, doc)
+    if not versions:
+        raise NotFound("no such document in this team")
+    return web.json_response({"versions": [_version_json(v) for v in versions]})
+
+
+@routes.post("/api/v1/teams/{team}/docs/{doc}")
+async def put_version(request: web.Request) -> web.Response:
+    team = _doc_access(request, "doc.write")
+    doc = _check_doc_id(request.match_info["doc"])
+    s = session_of(request)
+    app = request.app
+    event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
+    storage, directory, config = app[DOCUMENTS], app[DIRECTORY], app[CONFIG]
+    if await _read_exactly(request, len(MAGIC), "header") != MAGIC:
+        raise EncodingError("upload does not start with the document magic")
+    (n,) = struct.unpack(">I", await _read_exactly(request, 4, "header"))
+    if n > MAX_PRELUDE:
+        raise EncodingError("document header is too large")
+    pre = Fields(decode(await _read_exactly(request, n, "header")), "document prelude", {"core", "wrapped", "meta"})
+    core = Core.parse(pre.bytes_("core", max_size=2048))
+    wrapped, meta = pre.bytes_("wrapped", 48), pre.bytes_("meta", max_size=4096 + 16)
+    if (core.team, core.doc) != (team.team_id, doc):
+        raise IntegrityError("document header names another team or document")
+    if (core.author, core.device) != (s.member, s.device):
+        raise PolicyDenied("document must be signed by the uploading device")
+    check_current_team(request, team, core.team_seq, core.gen)
+    if abs(core.time - now_of(request)) > config.clock_skew:
+        raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
+    if core.body_len > config.max_upload:
+        raise web.HTTPRequestEntityTooLarge(max_size=config.max_upload, actual_size=core.body_len)
+    # Quotas before the body arrives (its length is declared); checked again as the version is stored.
+    limits = quotas(app)
+    if core.body_len > limits["version_bytes"]:
+        raise QuotaExceeded(f"quota version_bytes: a document version may have at most {limits['version_bytes']} "
+                            f"bytes; this one has {core.body_len}", status=413)
+    allowance = Allowance(s.member, limits["versions_per_day"], limits["stored_bytes"])
+    check_allowance("version", allowance, await storage.usage(s.member, "version", int(now_of(request)),
+                                                              allowance.per_day), core.body_len)
+    existing = await storage.versions(team.team_id, doc)
+    head_vid = existing[-1].vid if existing else None
+    if core.parent != head_vid or core.seq != len(existing) + 1:
+        raise Conflict(f"document changed on the server (now at version {len(existing)}); fetch, merge, put again")
+    temp = storage.temp_path()
+    placed: Path | None = None
+    try:
+        body_hash = await _receive_body(request, temp, core.body_len)
+        sig = await _read_exactly(request, 64, "signature")
+        if await request.content.read(1):
+            raise EncodingError("upload has bytes after the signature")
+        record = Record.build(core.raw, wrapped, meta, body_hash, sig)
+        # The upload may have taken long: the writer must still be allowed, under the same team state.
+        check_session(app, s)
+        team = _doc_access(request, "doc.write")
+        if (core.team_seq, core.gen) != (team.seq, team.generation):
+            raise Conflict(f"the team changed during the upload (now at link {team.seq}); sync and put again")
+        record.verify(directory.member(s.member).device(s.device).sign_public)
+        judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
+                  team)
+        vid = record.version_id
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, storage.place_blob, temp, vid)
+        placed = storage.blob_path(vid)
+        await storage.add_version(
+            StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
+            int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
+        )
+        directory.note_signed(core.author, core.device, core.time)
+        placed = None
+        event.res["vid"] = vid
+        event.detail.update({"gen": core.gen, "seq": core.seq})
+    finally:
+        temp.unlink(missing_ok=True)
+        # A refused version's blob goes, unless an identical upload already made it a real version.
+        if placed is not None and await storage.version(team.team_id, vid) is None:
+            placed.unlink(missing_ok=True)
+    return web.json_response({"vid": vid, "seq": core.seq}, status=201)
+
+
+async def _read_exactly(request: web.Request, n: int, what: str) -> bytes:
+    try:
+        return await request.content.readexactly(n)
+    except asyncio.IncompleteReadError as e:
+        raise Truncated(f"upload ended inside the {what}") from e
+
+
+async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
+    """Hash the body on the event loop while a worker thread writes the previous piece (one write
+    in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held); small bodies are written inline
+    (a thread trip costs more)."""
+    hasher = hashlib.sha256()
+    loop = asyncio.get_running_loop()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    writing: concurrent.futures.Future[None] | None = None
+    batch: list[bytes] = []
+    batched = 0
+    try:
+        remaining = length
+        while remaining:
+            chunk = await request.content.read(min(remaining, 1 << 20))
+            if not chunk:
+                raise Truncated(f"upload ended {remaining} bytes before the end of the document body")
+            remaining -= len(chunk)
+            hasher.update(chunk)
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= 1 << 20 or not remaining:
+                if writing is not None:
+                    await asyncio.wrap_future(writing)
+                    writing = None
+                if batched < 65536:
+                    _write_chunks(fd, batch)
+                else:
+                    writing = _WRITERS.submit(_write_chunks, fd, batch)
+                batch, batched = [], 0
+        if writing is not None:
+            await asyncio.wrap_future(writing)
+            writing = None
+        await loop.run_in_executor(None, os.fsync, fd)  # never on the loop: it would stall every request
+    finally:
+        try:  # cancelled or failed: the worker must be done with fd first (at most one 1 MiB write)
+            if writing is not None:
+                concurrent.futures.wait([writing])
+        finally:
+            os.close(fd)
+    return hasher.digest()
+
+
+# Upload writes: our own pool, so a cancelled handler can still wait for its write (see above).
+_WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-upload")
+
+
+def _write_chunks(fd: int, chunks: list[bytes]) -> None:
+    for data in chunks:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+@routes.get("/api/v1/teams/{team}/versions/{vid}/body")
+async def version_body(request: web.Request) -> web.StreamResponse:
+    team = _doc_access(request, "doc.read")
+    storage = request.app[DOCUMENTS]
+    event = note(request, "doc.read", {"team": team.team_id, "vid": request.match_info["vid"][:64]})
+    v = await storage.version(team.team_id, request.match_info["vid"])
+    if v is None:
+        raise NotFound("no such document version in this team")
+    event.res["doc"] = v.doc
+    path = storage.blob_path(v.blob)
+    if not path.exists():
+        raise NotFound("document body is missing on the server")
+    # 1 MiB reads: over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk.
+    return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"})
+
+
+
+def register(app: web.Application) -> None:
+    app.router.add_routes(routes)

@@ -1,0 +1,154 @@
+"""The routes anyone may call without a session: health, the API description, the server's info,
+founding the organization, and joining it with an invite (only a holder learns anything)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
+from server.http import b64, read_json, unb64
+from server.links import check_link_time, note_links, parse_link_field
+from server.openapi import OPENAPI
+from server.store.records import StoredLink
+from vault import __version__
+from vault.chains import MemberState, OrgState
+from vault.encoding import Fields
+from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError, InviteError, InviteNotOpen
+from vault.links import Link, verify_invite_holder, verify_invite_signature
+from vault.teamkeys import box_hash
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+@routes.get("/api/v1/info")
+async def info(request: web.Request) -> web.Response:
+    org = request.app[DIRECTORY].org
+    return web.json_response(
+        {
+            "version": __version__,
+            "org_root": org.root.hex() if org else None,
+            "time": int(now_of(request)),
+        }
+    )
+
+
+def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None]) -> OrgState:
+    """The organization, once the caller proved it holds the secret of invite ``public`` (``prove`` raises
+    otherwise) and the invite is open. Only a holder is told what is wrong with its invite, and nobody
+    learns anything about the chain (its length, its head) without one."""
+    org = request.app[DIRECTORY].require_org()
+    try:
+        prove()
+    except (BadSignature, ChainError) as e:
+        raise InviteError("the invite proof does not verify") from e
+    inv = org.invites.get(public)
+    if inv is None:
+        raise InviteError("unknown invite")
+    if inv.used_by is not None:
+        raise InviteError("invite has already been used")
+    if inv.expires <= int(now_of(request)):
+        raise InviteError("invite has expired")
+    return org
+
+
+@routes.post("/api/v1/join/head")
+async def join_head(request: web.Request) -> web.Response:
+    """The organization chain's head, for a joiner who proves it holds an open invite (review round 3: a
+    stranger watched the organization grow through /api/v1/info)."""
+    f = await read_json(request, {"invite", "time", "proof"})
+    public = unb64(f.raw.get("invite"), "invite", 64)
+    t = f.int_("time", 0)
+    proof = unb64(f.raw.get("proof"), "proof", 128)
+    if abs(t - int(now_of(request))) > request.app[CONFIG].clock_skew:
+        raise EncodingError("the proof's time is too far from the server's")
+    root = request.app[DIRECTORY].require_org().root
+    org = _invite_holder(request, public, lambda: verify_invite_holder(public, root, t, proof))
+    return web.json_response({"org_seq": org.seq, "org_head": b64(org.head)})
+
+
+@routes.post("/api/v1/found")
+async def found(request: web.Request) -> web.Response:
+    f = await read_json(request, {"member_link", "puk_box", "org_link"})
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        if directory.org is not None:
+            raise InviteError("this organization is already founded; the founder invite is used")
+        founder_invite = await app[CHAINS].get_meta("founder_invite")
+        member_link, org_link, puk_box = _newcomer_links(request, f, "org_link")
+        member, _ = directory.check_member_create(member_link)
+        _check_puk_box(member, member_link.device, puk_box)
+        org = directory.check_org_link(org_link, extra_member=member)
+        if founder_invite is None or org.founder_invite != founder_invite:
+            raise InviteError("the founder invite is not valid for this server")
+        await app[CHAINS].append_links(
+            [StoredLink(member.member_id, 1, "member", member_link.wire), StoredLink("org", 1, "org", org_link.wire)],
+            [(member.member_id, 1, member_link.device, puk_box)], [],
+        )
+        directory.commit_member((member, member_link))
+        directory.commit_org(org, org_link)
+    note_links(request, member_link, org_link)
+    return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
+
+
+def _newcomer_links(request: web.Request, f: Fields, org_key: str) -> tuple[Link, Link, bytes]:
+    """A newcomer's first member link, its organization link (``org_key``) and its PUK box, both links
+    dated near the server's clock."""
+    member_link, org_link = parse_link_field(f, "member_link"), parse_link_field(f, org_key)
+    puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
+    for link in (member_link, org_link):
+        check_link_time(request, link)
+    return member_link, org_link, puk_box
+
+
+def _check_puk_box(member: MemberState, device: str, box: bytes) -> None:
+    if member.puk_box_hashes.get(device) != box_hash(box):
+        raise IntegrityError("the PUK box does not match the member chain's commitment")
+
+
+@routes.post("/api/v1/join")
+async def join(request: web.Request) -> web.Response:
+    f = await read_json(request, {"member_link", "puk_box", "join_link"})
+    app = request.app
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        directory.require_org()
+        member_link, join_link, puk_box = _newcomer_links(request, f, "join_link")
+        if join_link.type != "org.join":
+            raise ChainError("expected an org.join link")
+        # The invite first: nothing about the chain (its length, its head) to a caller without one.
+        public = join_link.body.bytes_("invite", 32)
+        _invite_holder(request, public, lambda: verify_invite_signature(join_link, public))
+        member, _ = directory.check_member_create(member_link)
+        _check_puk_box(member, member_link.device, puk_box)
+        try:
+            org = directory.check_org_link(join_link, extra_member=member)
+        except InviteNotOpen as e:
+            raise InviteError(e.message) from e
+        await app[CHAINS].append_links(
+            [StoredLink(member.member_id, 1, "member", member_link.wire),
+             StoredLink("org", join_link.seq, "org", join_link.wire)],
+            [(member.member_id, 1, member_link.device, puk_box)], [],
+        )
+        directory.commit_member((member, member_link))
+        directory.commit_org(org, join_link)
+    note_links(request, member_link, join_link)
+    return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
+                             status=201)
+
+
+
+def register(app: web.Application) -> None:
+    app.router.add_routes(routes)
