@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from client.api import Api, b64, unb64
-from client.audit.checkpoints import LogView, sync_log
+from client.checkpoints import LogView, sync_log
 from client.clock import SYSTEM, Clock
 from client.docs import Documents, DocVersion, Progress
 from client.home import Config, Home, Secrets

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from client.api import b64, unb64
-from client.audit.checkpoints import LogView, check_witness, protocols_of
+from client.checkpoints import LogView, check_witness, protocols_of
 from client.home import Pins
 from client.session import Session
 from security.authority import POLICY

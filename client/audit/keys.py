@@ -4,7 +4,7 @@ publication by a Security Team member's client; the server's claim of it is judg
 from __future__ import annotations
 
 from client.api import b64
-from client.audit.checkpoints import parse_b64
+from client.checkpoints import parse_b64
 from client.client import Client
 from client.view import View
 from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, parse_claim

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.api import b64
-from client.audit.checkpoints import (
+from client.checkpoints import (
     LogView,
     check_witness,
     parse_b64,

@@ -15,7 +15,7 @@ import click
 from rich.table import Table
 
 from client.audit import keys, log, report
-from client.audit.checkpoints import protocols_of
+from client.checkpoints import protocols_of
 from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
 from client.client import Client
 from client.sanitize import escape, neutralize
