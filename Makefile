@@ -25,6 +25,7 @@ serve: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check vault server client security tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Tests marked `long` (the authority state machine) with many examples: EXAMPLES=2000 make test-long.

@@ -1,4 +1,4 @@
-"""The core's structure as tests: the crypto fence, module sizes, no import cycles, no hidden imports.
+"""The code's structure as tests: the crypto fence, module sizes, no import cycles, no hidden imports.
 
 Read from the source (``ast``), so these hold for every module whether a test imports it or not.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ("vault", "security")
+ALL = (*CORE, "server", "client")
 MAX_LINES = 600
 
 
@@ -40,8 +41,8 @@ def test_only_vault_imports_the_crypto_primitives() -> None:
     assert crossings == []
 
 
-def test_core_modules_are_small() -> None:
-    large = [f"{path.relative_to(ROOT)}: {n} lines" for _, path in modules(*CORE)
+def test_modules_are_small() -> None:
+    large = [f"{path.relative_to(ROOT)}: {n} lines" for _, path in modules(*ALL)
              if (n := len(path.read_text().splitlines())) > MAX_LINES]
     assert large == []
 
@@ -58,8 +59,21 @@ def test_core_imports_only_at_module_level() -> None:
     assert hidden == []
 
 
-def test_core_has_no_import_cycles() -> None:
-    known = dict(modules(*CORE))
+def test_no_project_import_hides_in_a_function() -> None:
+    """In server/ and client/ an import inside a function may only load an optional or platform library
+    (uvloop, resource, ctypes), never one of our modules: that is how a cycle is dodged."""
+    hidden = []
+    for name, path in modules("server", "client"):
+        tree = ast.parse(path.read_text())
+        top = {id(node) for node in tree.body}
+        for node, target in imported(tree):
+            if id(node) not in top and target.split(".")[0] in ALL:
+                hidden.append(f"{name}:{node.lineno} imports {target}")
+    assert hidden == []
+
+
+def test_no_import_cycles() -> None:
+    known = dict(modules(*ALL))
     graph = {name: {t for _, t in imported(ast.parse(path.read_text())) if t in known and t != name}
              for name, path in known.items()}
     cycles = []

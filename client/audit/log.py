@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.api import b64
+from client.audit.keys import entitled, security_team
 from client.checkpoints import (
     LogView,
     check_witness,
@@ -18,7 +19,6 @@ from client.checkpoints import (
     protocols_of,
     sync_log,
 )
-from client.audit.keys import entitled, security_team
 from client.client import Client
 from client.view import View
 from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_keypair, cosign_statement

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from client.api import unb64
-from client.checkpoints import protocols_of
 from client.audit.log import Verified, chain_links, verify_log
+from client.checkpoints import protocols_of
 from client.client import Client
 from client.view import View
 from security.events import Event

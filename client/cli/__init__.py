@@ -1,6 +1,2 @@
-"""``mvault``, the member's command line: ``main`` (the ``mvault`` entry point) lives in
-``client.cli.main``, shared helpers in ``client.cli._common``, one module per command group."""
-
-from client.cli.main import main
-
-__all__ = ["main"]
+"""``mvault``, the member's command line: the entry point is ``client.cli.main:main``, shared helpers are in
+``client.cli._common``, and there is one module per command group."""
