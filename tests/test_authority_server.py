@@ -257,3 +257,45 @@ def test_two_people_for_ncc_and_security_and_no_return_after_removal(forge: Forg
     f.org.alice.ok("remove", "carol", "--reason", "left")
     f.org.alice.ok("whoami")  # rotates ops (carol held its key)
     f.org.alice.fails("admit", "carol", contains="cannot come back")
+
+
+# -- found while tracing one upload (issue 14) ---------------------------------------------------------------
+
+
+def test_an_upload_that_ends_after_a_removal_waits_for_the_rotation(forge: Forge) -> None:
+    """The server re-checked only the team's link and key generation once an upload's body had arrived. An org
+    removal changes neither, so a version whose upload began before carol's removal was stored under the key
+    carol still holds. The check after the body is now the whole one: no new content while a rotation is due."""
+    f = forge
+    key = _team_key(f, "alice", f.ops, 1)
+    doc = key.doc_id("held.md")
+    data = os.urandom(3 << 20)
+    writer = DocWriter(key=key, team_seq=f.d.team(f.ops).seq, device=f.device("alice"), author=f.ids["alice"],
+                       doc=doc, seq=1, parent=None, time=f.now(), name="held.md", size=len(data))
+    upload = writer.upload_prefix() + writer.encrypt(data) + writer.finish()
+    tmp = f.server.data_dir / "tmp"
+    before = sql(f.org, "SELECT COUNT(*) FROM versions")[0][0]
+
+    async def go() -> tuple[int, Any]:
+        go_on = asyncio.Event()
+
+        async def body() -> Any:
+            yield upload[:1 << 20]
+            await go_on.wait()
+            yield upload[1 << 20:]
+
+        async with Http(f.server) as h:
+            token = await login_as(h, f.ids["alice"], f.device("alice"))
+            call = asyncio.create_task(h.call("POST", f"/api/v1/teams/{f.ops}/docs/{doc}", token=token,
+                                              data=body()))  # type: ignore[arg-type]
+            while not any(tmp.iterdir()):  # the header was accepted: the body is being received
+                assert not call.done(), await call
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(f.org.alice.ok, "remove", "carol", "--reason", "left")
+            go_on.set()
+            return await call
+
+    status, res = asyncio.run(go())
+    assert status == 409 and "must be rotated" in res["message"], res
+    assert sql(f.org, "SELECT COUNT(*) FROM versions")[0][0] == before
+    assert not any(tmp.iterdir())

@@ -13,7 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
-from server.access import check_current_team, check_session, judge_act, quotas, session_of, team_access
+from server.access import (
+    check_current_team,
+    check_no_rotation_due,
+    check_session,
+    judge_act,
+    quotas,
+    session_of,
+    team_access,
+)
 from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
 from server.http import b64, hex_id
 from server.notes import note
@@ -109,6 +117,7 @@ async def put_version(request: web.Request) -> web.Response:
         team = _doc_access(request, "doc.write")
         if (core.team_seq, core.gen) != (team.seq, team.generation):
             raise Conflict(f"the team changed during the upload (now at link {team.seq}); sync and put again")
+        check_no_rotation_due(request, team)  # an org removal or a revoked device changes neither
         record.verify(directory.member(s.member).device(s.device).sign_public)
         judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
                   team)
