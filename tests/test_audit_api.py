@@ -70,15 +70,14 @@ from tests.helpers.api_world import (
 from tests.helpers.db import audit_db, leaves_from, log_size
 from tests.helpers.http import Http, b64, bad_json_cases, login, login_as, raw_exchange, refused, request_head
 from vault.auth import sign_login
-from vault.chains import member_id_for, org_id_for
+from vault.chains import org_id_for
 from vault.crypto import labels
 from vault.encoding import encode
 from vault.envelope import Record
 from vault.errors import BadSignature, DecryptionFailed
 from vault.invite import InviteCode
-from vault.keys import DeviceKeys, PukKeys, verify
+from vault.keys import DeviceKeys, verify
 from vault.links import Link, invite_public, make_link, parse_link
-from vault.teamkeys import box_hash
 
 CHECKPOINT = "/api/v1/audit/checkpoint"
 LEAVES = "/api/v1/audit/leaves"
@@ -955,18 +954,7 @@ async def test_every_refusal_by_the_policy_is_logged(aw: AuditWorld) -> None:
 
 def _member_with_low_order_puk(name: str, when: int) -> Newcomer:
     """A newcomer whose member chain names a PUK box key nothing can be sealed to."""
-    device, puk = DeviceKeys.generate(), PukKeys.generate(1)
-    mid = member_id_for(device.sign_public)
-    puk_box = puk.seal_for_device(mid, device.box_public)
-    link = make_link(
-        chain=None, seq=1, prev=None, time=when, signer=mid, device=device, type_="member.create",
-        body={"name": name,
-              "device": {"id": device.device_id, "sign_pk": device.sign_public,
-                         "box_pk": device.box_public, "name": "device-1", "kind": "device"},
-              "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": LOW_ORDER},
-              "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
-    )
-    return Newcomer(device, mid, link, puk_box, puk)
+    return newcomer(name, when, puk_box_public=LOW_ORDER)
 
 
 async def test_a_member_key_nothing_can_be_sealed_to_breaks_no_event(server: ServerThread) -> None:

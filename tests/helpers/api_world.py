@@ -72,7 +72,8 @@ class Newcomer:
     puk: PukKeys
 
 
-def newcomer(name: str, when: int) -> Newcomer:
+def newcomer(name: str, when: int, *, puk_box_public: bytes | None = None) -> Newcomer:
+    """A new member's own chain (``member.create``); ``puk_box_public`` replaces the PUK's box key it names."""
     device, puk = DeviceKeys.generate(), PukKeys.generate(1)
     mid = member_id_for(device.sign_public)
     puk_box = puk.seal_for_device(mid, device.box_public)
@@ -81,7 +82,7 @@ def newcomer(name: str, when: int) -> Newcomer:
         body={"name": name,
               "device": {"id": device.device_id, "sign_pk": device.sign_public,
                          "box_pk": device.box_public, "name": "device-1", "kind": "device"},
-              "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk.box_public},
+              "puk": {"gen": 1, "sign_pk": puk.sign_public, "box_pk": puk_box_public or puk.box_public},
               "puk_boxes": [{"device": device.device_id, "hash": box_hash(puk_box)}]},
     )
     return Newcomer(device, mid, link, puk_box, puk)
