@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from client.api import unb64
 from client.home import Pins
 from client.keyring import Keyring
 from client.session import Session
@@ -40,6 +39,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.teamkeys import TeamKey
+from vault.wire64 import unb64_answer
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
@@ -86,7 +86,7 @@ class Documents:
         records = []
         for item in res.get("versions", []):
             try:
-                records.append(Record.parse(unb64(item["record"])))
+                records.append(Record.parse(unb64_answer(item["record"])))
             except VaultError as e:
                 raise IntegrityError(f"the server sent a malformed document record: {e}") from e
         view = await self.chains.view()
@@ -206,7 +206,7 @@ class Documents:
             res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs")
             for item in res.get("docs", []):
                 try:
-                    known.add(f"{team.team_id}/{Record.parse(unb64(item['record'])).core.doc}")
+                    known.add(f"{team.team_id}/{Record.parse(unb64_answer(item['record'])).core.doc}")
                 except (VaultError, KeyError, TypeError) as e:
                     raise IntegrityError(f"the server listed a malformed document record: {e}") from e
         gate = asyncio.Semaphore(concurrency)
@@ -262,7 +262,7 @@ class Documents:
         pins = self.session.home.pins()
         out = []
         for item in res.get("docs", []):
-            rec = Record.parse(unb64(item["record"]))
+            rec = Record.parse(unb64_answer(item["record"]))
             if rec.core.team != team.team_id:
                 raise IntegrityError("the server listed a document of another team")
             self._verify_author(view, team, rec)

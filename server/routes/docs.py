@@ -15,7 +15,7 @@ from aiohttp import web
 
 from server.access import check_current_team, check_session, judge_act, quotas, session_of, team_access
 from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
-from server.http import b64, hex_id
+from server.http import hex_id
 from server.notes import note
 from server.store.records import StoredVersion
 from server.usage import Allowance, check_allowance
@@ -24,6 +24,7 @@ from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
+from vault.wire64 import b64
 
 routes = web.RouteTableDef()
 
