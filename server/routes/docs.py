@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import os
 import struct
@@ -24,6 +25,7 @@ from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
+from vault.fileio import Stage, write_chunks
 from vault.wire64 import b64
 
 routes = web.RouteTableDef()
@@ -147,7 +149,7 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    writing: concurrent.futures.Future[None] | None = None
+    writing: Stage[list[bytes]] = Stage(functools.partial(write_chunks, fd), _WRITERS)
     batch: list[bytes] = []
     batched = 0
     try:
@@ -161,22 +163,17 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
             batch.append(chunk)
             batched += len(chunk)
             if batched >= 1 << 20 or not remaining:
-                if writing is not None:
-                    await asyncio.wrap_future(writing)
-                    writing = None
                 if batched < 65536:
-                    _write_chunks(fd, batch)
+                    await writing.drain()
+                    write_chunks(fd, batch)
                 else:
-                    writing = _WRITERS.submit(_write_chunks, fd, batch)
+                    await writing.push(batch)
                 batch, batched = [], 0
-        if writing is not None:
-            await asyncio.wrap_future(writing)
-            writing = None
+        await writing.drain()
         await loop.run_in_executor(None, os.fsync, fd)  # never on the loop: it would stall every request
     finally:
         try:  # cancelled or failed: the worker must be done with fd first (at most one 1 MiB write)
-            if writing is not None:
-                concurrent.futures.wait([writing])
+            writing.settle()
         finally:
             os.close(fd)
     return hasher.digest()
@@ -184,13 +181,6 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
 
 # Upload writes: our own pool, so a cancelled handler can still wait for its write (see above).
 _WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-upload")
-
-
-def _write_chunks(fd: int, chunks: list[bytes]) -> None:
-    for data in chunks:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
 
 
 @routes.get("/api/v1/teams/{team}/versions/{vid}/body")

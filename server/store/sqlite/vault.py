@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import sqlite3
 import uuid
 from collections import OrderedDict
@@ -37,6 +36,7 @@ from server.store.records import (
     StoredVersion,
 )
 from vault.errors import Conflict, NotFound, VaultError
+from vault.fileio import replace_durably
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -138,12 +138,7 @@ class SQLiteStorage:
         """fsync'd temp file -> its content address; fsync the directory (blocking)."""
         target = self.blob_path(name)
         target.parent.mkdir(exist_ok=True)
-        os.replace(temp, target)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        replace_durably(temp, target)
 
     async def collect_garbage(self) -> None:
         for f in self.tmp_dir.iterdir():
