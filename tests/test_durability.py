@@ -1,4 +1,4 @@
-"""What the server writes outside SQLite reaches the disk with its directory entry: the audit log's key and blobs.
+"""What the server writes outside SQLite reaches the disk with its directory entry: the audit log key and blobs.
 
 The real stores open in a temporary data directory; ``os.fsync`` is wrapped (the real one still runs) to
 record which files and directories were synced, and in which order.
@@ -44,17 +44,28 @@ async def test_a_new_log_key_and_its_directory_entry_are_synced(tmp_path: Path,
     assert synced == []
 
 
-async def test_a_placed_blob_is_synced_into_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_committed_blob_is_synced_into_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path.resolve()
     store = await SQLiteStorage.open(data)
     try:
-        temp = store.temp_path()
-        temp.write_bytes(b"ciphertext")
+        blobs = store.blobs
+        name = "ab" + "0" * 62
+        temp = blobs.create()
         synced = record_fsyncs(monkeypatch)
-        store.place_blob(temp, "ab" + "0" * 62)
-        target = store.blob_path("ab" + "0" * 62)
+        try:
+            temp.write([b"cipher", b"text"])
+            temp.sync()
+            temp.close()
+            blobs.commit(temp, name)
+        finally:
+            blobs.discard(temp)
+        target = data / "blobs" / "ab" / name
         assert target.read_bytes() == b"ciphertext"
-        assert not temp.exists()
-        assert synced == [target.parent]
+        assert synced[1:] == [target.parent]
+        assert list((data / "tmp").iterdir()) == []
+        assert blobs.response(name, {}) is not None
+        blobs.delete(name)
+        assert not target.exists()
+        assert blobs.response(name, {}) is None
     finally:
         await store.close()

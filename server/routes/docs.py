@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import hashlib
-import os
 import struct
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +15,7 @@ from server.access import check_current_team, check_session, judge_act, quotas, 
 from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
 from server.http import hex_id
 from server.notes import note
+from server.store.blobs import TempBlob
 from server.store.records import StoredVersion
 from server.usage import Allowance, check_allowance
 from vault.acts import Act
@@ -25,7 +23,7 @@ from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
-from vault.fileio import Stage, write_chunks
+from vault.fileio import Stage
 from vault.wire64 import b64
 
 routes = web.RouteTableDef()
@@ -99,8 +97,9 @@ async def put_version(request: web.Request) -> web.Response:
     head_vid = existing[-1].vid if existing else None
     if core.parent != head_vid or core.seq != len(existing) + 1:
         raise Conflict(f"document changed on the server (now at version {len(existing)}); fetch, merge, put again")
-    temp = storage.temp_path()
-    placed: Path | None = None
+    blobs = storage.blobs
+    temp = blobs.create()
+    placed = False
     try:
         body_hash = await _receive_body(request, temp, core.body_len)
         sig = await _read_exactly(request, 64, "signature")
@@ -117,21 +116,21 @@ async def put_version(request: web.Request) -> web.Response:
                   team)
         vid = record.version_id
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, storage.place_blob, temp, vid)
-        placed = storage.blob_path(vid)
+        await loop.run_in_executor(None, blobs.commit, temp, vid)
+        placed = True
         await storage.add_version(
             StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
             int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
         )
         directory.note_signed(core.author, core.device, core.time)
-        placed = None
+        placed = False
         event.res["vid"] = vid
         event.detail.update({"gen": core.gen, "seq": core.seq})
     finally:
-        temp.unlink(missing_ok=True)
+        blobs.discard(temp)
         # A refused version's blob goes, unless an identical upload already made it a real version.
-        if placed is not None and await storage.version(team.team_id, vid) is None:
-            placed.unlink(missing_ok=True)
+        if placed and await storage.version(team.team_id, vid) is None:
+            blobs.delete(vid)
     return web.json_response({"vid": vid, "seq": core.seq}, status=201)
 
 
@@ -142,14 +141,13 @@ async def _read_exactly(request: web.Request, n: int, what: str) -> bytes:
         raise Truncated(f"upload ended inside the {what}") from e
 
 
-async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
+async def _receive_body(request: web.Request, temp: TempBlob, length: int) -> bytes:
     """Hash the body on the event loop while a worker thread writes the previous piece (one write
     in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held); small bodies are written inline
     (a thread trip costs more)."""
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    writing: Stage[list[bytes]] = Stage(functools.partial(write_chunks, fd), _WRITERS)
+    writing: Stage[list[bytes]] = Stage(temp.write, _WRITERS)
     batch: list[bytes] = []
     batched = 0
     try:
@@ -165,17 +163,17 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
             if batched >= 1 << 20 or not remaining:
                 if batched < 65536:
                     await writing.drain()
-                    write_chunks(fd, batch)
+                    temp.write(batch)
                 else:
                     await writing.push(batch)
                 batch, batched = [], 0
         await writing.drain()
-        await loop.run_in_executor(None, os.fsync, fd)  # never on the loop: it would stall every request
+        await loop.run_in_executor(None, temp.sync)  # never on the loop: it would stall every request
     finally:
-        try:  # cancelled or failed: the worker must be done with fd first (at most one 1 MiB write)
+        try:  # cancelled or failed: the worker must be done with the file first (at most one 1 MiB write)
             writing.settle()
         finally:
-            os.close(fd)
+            temp.close()
     return hasher.digest()
 
 
@@ -192,11 +190,10 @@ async def version_body(request: web.Request) -> web.StreamResponse:
     if v is None:
         raise NotFound("no such document version in this team")
     event.res["doc"] = v.doc
-    path = storage.blob_path(v.blob)
-    if not path.exists():
+    response = storage.blobs.response(v.blob, {"Content-Type": "application/octet-stream"})
+    if response is None:
         raise NotFound("document body is missing on the server")
-    # 1 MiB reads: over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk.
-    return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"})
+    return response
 
 
 
