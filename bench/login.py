@@ -64,7 +64,7 @@ from bench.common import (  # noqa: E402
     start_with_reference,
 )
 from client import admin  # noqa: E402
-from client.api import Api, b64, unb64  # noqa: E402
+from client.api import Api  # noqa: E402
 from client.client import Client, join  # noqa: E402
 from client.clock import SYSTEM  # noqa: E402
 from client.home import Home  # noqa: E402
@@ -72,6 +72,7 @@ from security.events import Checkpoint  # noqa: E402
 from vault.auth import sign_login  # noqa: E402
 from vault.errors import VaultError  # noqa: E402
 from vault.keys import DeviceKeys  # noqa: E402
+from vault.wire64 import b64, unb64_answer  # noqa: E402
 
 PASSPHRASE = "bench passphrase for logins"
 ECHO = "/api/v1/echo"
@@ -130,7 +131,8 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, devices: int) -> W
 async def login_once(api: Api, member: str, device: DeviceKeys) -> str:
     """The challenge-response of ``client.session.Session.login``, line for line; returns the token."""
     ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
-    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=SYSTEM.now())
+    statement, sig = sign_login(device, origin=api.url, nonce=unb64_answer(ch["nonce"]), member=member,
+                                time=SYSTEM.now())
     res = await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig)})
     return str(res["token"])
 
@@ -139,7 +141,7 @@ async def audit_size(world: World) -> int:
     async with Api(world.url, world.fp) as api:
         api.token = world.token
         res = await api.get("/api/v1/audit/checkpoint?from=0")
-    return int(Checkpoint.parse(unb64(res["checkpoint"])).size)
+    return int(Checkpoint.parse(unb64_answer(res["checkpoint"])).size)
 
 
 # -- one measured round (the same client for both servers) --------------------------------------

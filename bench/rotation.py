@@ -38,7 +38,6 @@ import nacl.public  # noqa: E402
 
 from bench.common import Row, alternate, fmt, machine  # noqa: E402
 from client.admin import remove_from_team  # noqa: E402
-from client.api import unb64  # noqa: E402
 from client.client import Client  # noqa: E402
 from client.home import Config, Secrets  # noqa: E402
 from client.view import View  # noqa: E402
@@ -60,6 +59,7 @@ from vault.crypto import primitives as p  # noqa: E402
 from vault.keys import DeviceKeys, PukKeys, short_id  # noqa: E402
 from vault.links import Link, invite_public, make_link, parse_link  # noqa: E402
 from vault.teamkeys import TeamKey, box_hash, open_team_box, seal_history  # noqa: E402
+from vault.wire64 import unb64_answer  # noqa: E402
 
 T0 = 1_700_000_000
 
@@ -224,12 +224,12 @@ def check_posted(api: StubApi, view: View, b: Builder, target: str) -> dict[str,
     """Outside the timing: the posted link is valid, drops the member, and its boxes open."""
     path, body = api.posts[-1]
     team = view.teams[b.team_id]
-    link = parse_link(unb64(body["link"]))
+    link = parse_link(unb64_answer(body["link"]))
     after = clone(team)
     after.apply(link, view.org, view.members, POLICY)
     assert path == f"/api/v1/teams/{b.team_id}/links" and link.type == "team.remove"
     assert target not in after.members and after.generation == team.generation + 1
-    boxes = {m: unb64(x) for m, x in body["boxes"].items()}
+    boxes = {m: unb64_answer(x) for m, x in body["boxes"].items()}
     assert set(boxes) == after.active_members(link.time) and target not in boxes
     someone = b.people[1]
     key = open_team_box(boxes[someone.id], someone.puk, b.team_id, someone.id,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from client.api import Api, b64, unb64
+from client.api import Api
 from client.audit.keys import designate_first
 from client.client import Client, device_body
 from client.clock import SYSTEM, Clock
@@ -36,6 +36,7 @@ from vault.keys import (
 )
 from vault.links import invite_public, make_link, sign_device_proof
 from vault.teamkeys import TeamKey, box_hash
+from vault.wire64 import b64, unb64_answer
 
 INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
@@ -251,7 +252,7 @@ async def device_add(s: Client, name: str | None, show_code: Callable[[str], Non
         if time.monotonic() > deadline:
             raise VaultError("no device used the code in time; run `mvault device add` again")
         await asyncio.sleep(POLL_SECONDS)
-    f = Fields(decode(open_link_payload(secret, unb64(res["payload"]))), "device offer",
+    f = Fields(decode(open_link_payload(secret, unb64_answer(res["payload"]))), "device offer",
                {"name", "sign_pk", "box_pk", "proof"})
     view = await s.view()
     name = _device_name(view.members[s.me], name or f.str_("name", 64) or None, "device")
@@ -264,7 +265,8 @@ async def _active(api: Api, member: str, device: DeviceKeys, clock: Clock) -> bo
     tells; it shows its public key, so that the server does not count a not-yet-added device's refused
     login as a failed guess against this address."""
     ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
-    statement, sig = sign_login(device, origin=api.url, nonce=unb64(ch["nonce"]), member=member, time=clock.now())
+    statement, sig = sign_login(device, origin=api.url, nonce=unb64_answer(ch["nonce"]), member=member,
+                                time=clock.now())
     try:
         await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig),
                                               "key": b64(device.sign_public)})

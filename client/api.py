@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,19 +17,6 @@ for _cls in (
     errors.InviteError, errors.AuthError, errors.QuotaExceeded,
 ):
     _CODES[_cls.code] = _cls
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise TransportError("server sent a malformed answer (expected base64)")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise TransportError("server sent malformed base64") from e
 
 
 READ_BUFSIZE = 4 << 20

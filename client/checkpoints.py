@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client.api import unb64
 from client.home import Pins
 from client.session import Session
 from security.auditkey import entitled_cosigner, judge_cosignature
@@ -18,6 +17,7 @@ from security.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from security.protocols import Protocols, defaults, parse
 from vault.chains import MemberState, OrgState, org_id_for
 from vault.errors import LogInconsistent, VaultError
+from vault.wire64 import unb64_answer
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _extends(old_size: int, old_root: bytes, cp: Checkpoint, proof: list[bytes],
 def _proof(value: Any) -> list[bytes]:
     if not isinstance(value, list) or len(value) > 128:
         raise LogInconsistent("the server sent a malformed proof")
-    return [unb64(h) for h in value]
+    return [unb64_answer(h) for h in value]
 
 
 def parse_dict(value: Any, what: str) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def parse_int(value: Any, what: str) -> int:
 
 def parse_b64(value: Any, what: str) -> bytes:
     try:
-        return unb64(value)
+        return unb64_answer(value)
     except VaultError as e:
         raise LogInconsistent(f"the server sent a malformed {what}") from e
 

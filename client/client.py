@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from client.api import Api, b64, unb64
+from client.api import Api
 from client.checkpoints import LogView, sync_log
 from client.clock import SYSTEM, Clock
 from client.docs import Documents, DocVersion, Progress
@@ -27,6 +27,7 @@ from vault.invite import InviteCode
 from vault.keys import DeviceKeys, PukKeys, device_id_for
 from vault.links import Link, invite_public, make_link, sign_invite_holder
 from vault.teamkeys import TeamKey, box_hash
+from vault.wire64 import b64, unb64_answer
 
 
 class Client:
@@ -192,8 +193,9 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
                     "invite": b64(invite_public(invite.secret)), "time": t,
                     "proof": b64(sign_invite_holder(invite.secret, invite.org_root, t))})
                 join_link = make_link(
-                    chain=org_id_for(invite.org_root), seq=int(head["org_seq"]) + 1, prev=unb64(head.get("org_head")),
-                    time=clock.now(), signer=member_id, device=device, type_="org.join",
+                    chain=org_id_for(invite.org_root), seq=int(head["org_seq"]) + 1,
+                    prev=unb64_answer(head.get("org_head")), time=clock.now(), signer=member_id, device=device,
+                    type_="org.join",
                     body={"invite": invite_public(invite.secret), "member_head": member.root},
                     invite_secret=invite.secret,
                 )

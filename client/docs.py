@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import tempfile
 import time
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from client.api import unb64
 from client.home import Pins
 from client.keyring import Keyring
 from client.session import Session
@@ -39,7 +39,9 @@ from vault.errors import (
     ServerMismatch,
     VaultError,
 )
+from vault.fileio import Stage, prefetch, replace_durably, write_chunks
 from vault.teamkeys import TeamKey
+from vault.wire64 import unb64_answer
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
@@ -86,7 +88,7 @@ class Documents:
         records = []
         for item in res.get("versions", []):
             try:
-                records.append(Record.parse(unb64(item["record"])))
+                records.append(Record.parse(unb64_answer(item["record"])))
             except VaultError as e:
                 raise IntegrityError(f"the server sent a malformed document record: {e}") from e
         view = await self.chains.view()
@@ -206,7 +208,7 @@ class Documents:
             res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs")
             for item in res.get("docs", []):
                 try:
-                    known.add(f"{team.team_id}/{Record.parse(unb64(item['record'])).core.doc}")
+                    known.add(f"{team.team_id}/{Record.parse(unb64_answer(item['record'])).core.doc}")
                 except (VaultError, KeyError, TypeError) as e:
                     raise IntegrityError(f"the server listed a malformed document record: {e}") from e
         gate = asyncio.Semaphore(concurrency)
@@ -262,7 +264,7 @@ class Documents:
         pins = self.session.home.pins()
         out = []
         for item in res.get("docs", []):
-            rec = Record.parse(unb64(item["record"]))
+            rec = Record.parse(unb64_answer(item["record"]))
             if rec.core.team != team.team_id:
                 raise IntegrityError("the server listed a document of another team")
             self._verify_author(view, team, rec)
@@ -312,68 +314,55 @@ class Documents:
         dec = BodyDecryptor(opened)
         ok = False
 
-        def write_pieces(pieces: list[bytes]) -> None:
-            for piece in pieces:
-                _write_all(fd, piece)
-
         def decrypt(chunks: list[bytes]) -> list[bytes]:
             return [piece for chunk in chunks for piece in dec.feed(chunk)]
 
         # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
-        # worker thread decrypts batch k+1 and another writes batch k (libsodium, hashing and
-        # write() release the GIL). Each stage keeps its order: one call in flight per stage.
-        decrypting: concurrent.futures.Future[list[bytes]] | None = None
-        writing: concurrent.futures.Future[None] | None = None
-
-        async def hand_on(data: list[bytes] | None) -> None:
-            nonlocal decrypting, writing
-            if decrypting is not None:
-                pieces = await asyncio.wrap_future(decrypting)
-                decrypting = None
-                if writing is not None:
-                    await asyncio.wrap_future(writing)
-                writing = _POOL.submit(write_pieces, pieces)
-            if data is not None:
-                decrypting = _POOL.submit(decrypt, data)
-
-        batch: list[bytes] = []
-        batched = 0
+        # worker thread decrypts batch k+1 (prefetch) and another writes batch k (the Stage); libsodium,
+        # hashing and write() release the GIL. Each stage keeps its order: one call in flight per stage.
+        writing: Stage[list[bytes]] = Stage(functools.partial(write_chunks, fd), _POOL)
+        body = f"/api/v1/teams/{team.team_id}/versions/{rec.version_id}/body"
         try:
-            body = f"/api/v1/teams/{team.team_id}/versions/{rec.version_id}/body"
-            async for chunk in self.session.api.download(body):
-                batch.append(chunk)
-                batched += len(chunk)
-                if progress:
-                    progress(len(chunk))
-                if batched >= DOWNLOAD_BATCH:
-                    data, batch, batched = batch, [], 0
-                    await hand_on(data)
-            if batch:
-                await hand_on(batch)
-            await hand_on(None)  # the last decrypted batch goes to the writer
-            if writing is not None:
-                await asyncio.wrap_future(writing)
-                writing = None
+            batches = _batches(self.session.api.download(body), progress)
+            async with contextlib.aclosing(prefetch(batches, decrypt, _POOL)) as decrypted:
+                async for pieces in decrypted:
+                    await writing.push(pieces)
+            await writing.drain()
             dec.finish()
             os.fsync(fd)
             ok = True
         finally:
             try:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
-                running: list[concurrent.futures.Future[Any]] = [f for f in (decrypting, writing) if f is not None]
-                concurrent.futures.wait(running)
+                writing.settle()
             finally:
                 os.close(fd)
                 try:
                     if ok:
-                        os.replace(tmp, out)
+                        replace_durably(tmp, out)
                 finally:
                     tmp.unlink(missing_ok=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+async def _batches(chunks: AsyncIterator[bytes], progress: Progress | None) -> AsyncIterator[list[bytes]]:
+    """The received body in batches of at least DOWNLOAD_BATCH bytes (the last one smaller), counted as it arrives."""
+    batch: list[bytes] = []
+    batched = 0
+    async for chunk in chunks:
+        batch.append(chunk)
+        batched += len(chunk)
+        if progress:
+            progress(len(chunk))
+        if batched >= DOWNLOAD_BATCH:
+            yield batch
+            batch, batched = [], 0
+    if batch:
+        yield batch
+
+
+async def _ticks() -> AsyncIterator[None]:
+    """An endless stream of turns for ``prefetch`` (the work itself says when the file ends)."""
+    while True:
+        yield None
 
 
 async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None) -> AsyncIterator[bytes]:
@@ -381,8 +370,14 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
     this one (at most two in memory); small files are done inline (a thread trip costs more)."""
     yield writer.upload_prefix()
 
-    def next_piece() -> tuple[int, bytes]:
+    eof = False
+
+    def next_piece(_: None = None) -> tuple[int, bytes]:
+        nonlocal eof
+        if eof:  # prefetch asks for one piece ahead: nothing is read after the end
+            return 0, b""
         chunk = f.read(FRAME)
+        eof = not chunk
         return len(chunk), writer.encrypt(chunk) if chunk else b""
 
     if writer.size < FRAME:
@@ -392,17 +387,12 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
         if progress and n:
             progress(n)
     else:
-        pending = _POOL.submit(next_piece)
-        try:
-            while True:
-                n, data = await asyncio.wrap_future(pending)
+        # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
+        async with contextlib.aclosing(prefetch(_ticks(), next_piece, _POOL)) as pieces:
+            async for n, data in pieces:
                 if not n:
                     break
-                pending = _POOL.submit(next_piece)
                 yield data
                 if progress:
                     progress(n)
-        finally:
-            # Never leave a worker reading a closed file or encrypting behind finish().
-            concurrent.futures.wait([pending])
     yield writer.finish()

@@ -26,7 +26,6 @@ import base64
 import binascii
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +37,7 @@ from client import agent
 from vault import keystore, localstate
 from vault.encoding import Fields
 from vault.errors import DecryptionFailed, KeystoreError, VaultError
+from vault.fileio import atomic_write
 from vault.keys import DeviceKeys, PukKeys
 
 SESSION_MINUTES = 5
@@ -48,24 +48,6 @@ PAD_MIN = 4096
 
 def default_home() -> Path:
     return Path(os.environ.get("MVAULT_HOME") or Path.home() / ".mvault")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write, fsync, rename: readers see the old file or the new one, never a part. The temporary
-    name is unique, so two processes writing the same file do not trip over each other."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.api import unb64
 from client.session import Session
 from client.view import Chains, View
 from security.authority import POLICY
@@ -13,6 +12,7 @@ from vault.chains import TeamState
 from vault.errors import IntegrityError, NotFound, PolicyDenied
 from vault.keys import PukKeys
 from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_history
+from vault.wire64 import unb64_answer
 
 
 class Keyring:
@@ -42,7 +42,7 @@ class Keyring:
                 raise IntegrityError("member key history does not match the member chain")
         else:
             res = await s.api.get("/api/v1/puk-boxes")
-            box = next((unb64(i["box"]) for i in res.get("boxes", []) if int(i["puk_gen"]) == gen), None)
+            box = next((unb64_answer(i["box"]) for i in res.get("boxes", []) if int(i["puk_gen"]) == gen), None)
             if box is None:
                 raise NotFound(f"no key box for your member key generation {gen}")
             if mine.puks[gen].box_hashes.get(s.device.device_id) != box_hash(box):
@@ -61,7 +61,7 @@ class Keyring:
             self._boxes_at = self.chains.links_posted
         if team.team_id not in self._box_cache:
             res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/boxes")
-            self._box_cache[team.team_id] = {int(i["gen"]): unb64(i["box"]) for i in res.get("boxes", [])}
+            self._box_cache[team.team_id] = {int(i["gen"]): unb64_answer(i["box"]) for i in res.get("boxes", [])}
         return self._box_cache[team.team_id]
 
     def remember(self, key: TeamKey) -> None:

@@ -3,11 +3,12 @@ the challenge-response login that gives the connection its token."""
 
 from __future__ import annotations
 
-from client.api import Api, b64, unb64
+from client.api import Api
 from client.clock import Clock
 from client.home import Config, Home, Secrets
 from vault.auth import sign_login
 from vault.keys import DeviceKeys
+from vault.wire64 import b64, unb64_answer
 
 
 class Session:
@@ -34,7 +35,7 @@ class Session:
 
     async def login(self) -> None:
         ch = await self.api.post("/api/v1/auth/challenge", {"member": self.me, "device": self.device.device_id})
-        statement, sig = sign_login(self.device, origin=self.api.url, nonce=unb64(ch["nonce"]), member=self.me,
+        statement, sig = sign_login(self.device, origin=self.api.url, nonce=unb64_answer(ch["nonce"]), member=self.me,
                                     time=self.now())
         res = await self.api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig)})
         self.api.token = str(res["token"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client.api import b64, unb64
 from client.checkpoints import LogView, check_witness, protocols_of
 from client.home import Pins
 from client.session import Session
@@ -21,6 +20,7 @@ from vault.envelope import Record
 from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, TransportError, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
+from vault.wire64 import b64, unb64_answer
 
 
 @dataclass
@@ -167,7 +167,7 @@ class Chains:
         if not isinstance(links, list):
             raise TransportError("server sent a malformed chain")
         try:
-            return [parse_link(unb64(x)) for x in links]
+            return [parse_link(unb64_answer(x)) for x in links]
         except VaultError as e:
             raise ChainError(f"server sent a malformed chain link: {e}") from e
 

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by every route: reading JSON bodies, base64, query and id parsing, and
+"""HTTP plumbing shared by every route: reading JSON bodies, query and id parsing, and
 the middleware that turns every error into ``{"error": code, "message": text}``.
 
 Every handler either succeeds or raises a ``VaultError`` (or an aiohttp HTTP error), which the
@@ -8,8 +8,6 @@ error middleware turns into a 4xx JSON answer; nothing is written before every c
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 
@@ -22,19 +20,6 @@ from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, Vau
 log = logging.getLogger("mvault.server")
 MAX_JSON = 4 * 1024 * 1024
 JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(value: object, what: str, max_len: int = 2 * 1024 * 1024) -> bytes:
-    if not isinstance(value, str) or len(value) > max_len:
-        raise EncodingError(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise EncodingError(f"{what} is not valid base64") from e
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

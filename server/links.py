@@ -7,11 +7,12 @@ from aiohttp import web
 
 from server.access import session_of
 from server.context import CONFIG, now_of
-from server.http import read_json, unb64
+from server.http import read_json
 from server.notes import note
 from vault.encoding import Fields
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link, parse_link
+from vault.wire64 import unb64
 
 
 def check_link_time(request: web.Request, link: Link) -> None:

@@ -319,9 +319,10 @@ def _bad_logins(server: ServerThread, member: str, device: str, count: int) -> l
     import asyncio
     import time
 
-    from client.api import Api, b64, unb64
+    from client.api import Api
     from vault.errors import VaultError
     from vault.keys import DeviceKeys
+    from vault.wire64 import b64, unb64_answer
 
     async def go() -> list[str]:
         errors = []
@@ -330,7 +331,7 @@ def _bad_logins(server: ServerThread, member: str, device: str, count: int) -> l
             for _ in range(count):
                 try:
                     ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device})
-                    raw = encode({"origin": api.url, "nonce": unb64(ch["nonce"]), "member": member,
+                    raw = encode({"origin": api.url, "nonce": unb64_answer(ch["nonce"]), "member": member,
                                   "device": device, "time": int(time.time() + server.offset)})
                     await api.post("/api/v1/auth/login", {"statement": b64(raw),
                                                           "sig": b64(thief.sign(labels.SIG_AUTH, raw))})

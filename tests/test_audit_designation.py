@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from client import admin
-from client.api import b64, unb64
 from client.client import Client
 from client.home import Home
 from security.auditkey import AuditKeyClaim
@@ -28,6 +27,7 @@ from tests.conftest import Member, Org, ServerThread, security_team
 from tests.helpers.members import in_session
 from vault.crypto import labels
 from vault.errors import VaultError
+from vault.wire64 import b64, unb64_answer
 
 
 def served_key(server: ServerThread) -> AuditKeyClaim:
@@ -118,7 +118,7 @@ def test_a_cosignature_dated_after_the_security_term_is_refused(org: Org, make_m
     def cosign_at(t: int) -> Callable[[Client], Awaitable[str]]:
         async def go(s: Client) -> str:
             res = await s.api.get("/api/v1/audit/checkpoint")
-            cp = unb64(res["checkpoint"])
+            cp = unb64_answer(res["checkpoint"])
             sig = s.device.sign(labels.SIG_COSIGN, cosign_statement(cp, s.me, s.device.device_id, t))
             try:
                 await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(cp), "sig": b64(sig), "time": t})

@@ -242,3 +242,33 @@ async def test_stage_reports_a_failed_call_and_settles() -> None:
                 stage.settle()
         assert work.running == 0
         assert work.seen == [0, 1, 2]
+
+
+async def test_stage_cancelled_while_draining_still_settles() -> None:
+    """A cancelled ``drain`` (Ctrl-C, a client gone) leaves the call in flight known, so ``settle`` waits for it:
+    the worker is done with the file before the caller closes it."""
+    started, release = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def write(item: int) -> None:
+        started.set()
+        release.wait(10)
+        done.append(item)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        stage: Stage[int] = Stage(write, pool)
+        await stage.push(1)
+        draining = asyncio.create_task(stage.drain())
+        await asyncio.to_thread(started.wait, 10)
+        await asyncio.sleep(0)
+        draining.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await draining
+        releaser = threading.Timer(0.2, release.set)
+        releaser.start()
+        try:
+            stage.settle()
+            assert done == [1]
+        finally:
+            release.set()
+            releaser.join()

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from client.api import b64
 from client.threads.cache import Shown
 from client.threads.team import Threads
 from server.context import DIRECTORY
@@ -31,6 +30,7 @@ from tests.helpers.members import Follower, add_members, session
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
+from vault.wire64 import b64
 
 
 def check_order(got: list[Shown], expected_texts: set[str]) -> None:

@@ -126,8 +126,9 @@ class Stage(Generic[In]):
 
     async def drain(self) -> None:
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await asyncio.wrap_future(pending)
+            # Forgotten only once it is done: a drain cancelled while the call runs leaves it to ``settle``.
+            await asyncio.wrap_future(self._pending)
+            self._pending = None
 
     def settle(self) -> None:
         if self._pending is not None:

@@ -3,7 +3,6 @@ publication by a Security Team member's client; the server's claim of it is judg
 
 from __future__ import annotations
 
-from client.api import b64
 from client.checkpoints import parse_b64
 from client.client import Client
 from client.view import View
@@ -14,6 +13,7 @@ from vault.acts import Act
 from vault.chains import TeamState, org_id_for
 from vault.errors import IntegrityError, PolicyDenied, VaultError
 from vault.logsign import sign_audit_key
+from vault.wire64 import b64
 
 
 def security_team(view: View, me: str, now: int) -> TeamState | None:

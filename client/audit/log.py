@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.api import b64
 from client.audit.keys import entitled, security_team
 from client.checkpoints import (
     LogView,
@@ -26,6 +25,7 @@ from security.merkle import leaf_hash, root_of
 from vault.errors import DecryptionFailed, IntegrityError, LogInconsistent, NotFound, PolicyDenied, VaultError
 from vault.links import Link
 from vault.logsign import sign_cosignature
+from vault.wire64 import b64
 
 PAGE = 2000
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.api import unb64
 from client.audit.log import Verified, chain_links, verify_log
 from client.checkpoints import protocols_of
 from client.client import Client
@@ -15,6 +14,7 @@ from security.rules import AuditInput, RuleResult, evaluate
 from vault.chains import MemberState, TeamState
 from vault.envelope import Record
 from vault.errors import IntegrityError, PolicyDenied
+from vault.wire64 import unb64_answer
 
 
 async def report(s: Client) -> tuple[list[RuleResult], Verified]:
@@ -113,7 +113,7 @@ async def _team_versions(s: Client, team: TeamState) -> list[dict[str, Any]]:
     res = await s.api.get(f"/api/v1/audit/teams/{team.team_id}/versions")
     out = []
     for v in res.get("versions", []):
-        rec = Record.parse(unb64(v["record"]))
+        rec = Record.parse(unb64_answer(v["record"]))
         if rec.core.team != team.team_id:
             raise IntegrityError("the server listed another team's document version")
         out.append({"vid": rec.version_id, "doc": rec.core.doc, "seq": rec.core.seq, "gen": rec.core.gen,

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from client.client import Client
-from client.home import atomic_write
 from vault.encoding import Fields, Value
 from vault.errors import DecryptionFailed, EncodingError, VaultError
+from vault.fileio import atomic_write
 from vault.localstate import file_name, local_key, open_local, seal_local
 from vault.messages import ThreadChecker
 

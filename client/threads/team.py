@@ -21,7 +21,6 @@ from typing import Any
 
 import aiohttp
 
-from client.api import b64, unb64
 from client.client import Client
 from client.threads.cache import MAX_CACHED, CachedThread, Shown, ThreadCache
 from client.threads.info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
@@ -51,6 +50,7 @@ from vault.messages import (
     make_thread,
     thread_id,
 )
+from vault.wire64 import b64, unb64_answer
 
 UNREADABLE = "[unreadable: this message, signed by its sender, does not decrypt]"
 
@@ -133,7 +133,7 @@ def _int(value: Any) -> int:
 def _parse_served(item: Any) -> tuple[int, Message]:
     try:
         pos = int(item["pos"])
-        return pos, Message.parse(unb64(item["record"]))
+        return pos, Message.parse(unb64_answer(item["record"]))
     except (KeyError, TypeError, ValueError, VaultError) as e:
         raise IntegrityError(f"the server sent a malformed message: {e}") from e
 
@@ -183,7 +183,7 @@ class Threads:
         items = _obj(await self.s.api.get(self.base)).get("threads", [])
         for item in items if isinstance(items, list) else []:
             if _obj(item).get("thread") == tid:
-                rec, _ = await open_thread_record(self.s, self.team, unb64(_obj(item).get("record")))
+                rec, _ = await open_thread_record(self.s, self.team, unb64_answer(_obj(item).get("record")))
                 if rec.thread != tid:
                     raise IntegrityError("the server listed a thread under another id")
                 raise ThreadExists(name, self.team.name, await self._info(rec))
@@ -206,7 +206,7 @@ class Threads:
         for item in items if isinstance(items, list) else _obj(items):
             try:
                 item = _obj(item)
-                rec, name = await open_thread_record(self.s, self.team, unb64(item.get("record")))
+                rec, name = await open_thread_record(self.s, self.team, unb64_answer(item.get("record")))
                 if item.get("thread") != rec.thread:
                     raise IntegrityError("the server listed a thread under another id")
             except VaultError as e:  # one bad record does not hide the others; it is reported
@@ -229,7 +229,7 @@ class Threads:
             listed = {_obj(t).get("thread"): t for t in (items if isinstance(items, list) else [])}
             if tid not in listed:
                 raise NotFound("no such thread in this team")
-            record, name = await open_thread_record(self.s, self.team, unb64(listed[tid].get("record")))
+            record, name = await open_thread_record(self.s, self.team, unb64_answer(listed[tid].get("record")))
         if record.thread != tid:
             raise IntegrityError("the server sent another thread's record")
         ct = CachedThread(name or "", record.raw,
@@ -444,7 +444,7 @@ class Threads:
             if on_state:
                 await on_state("live")
         elif kind == "thread" and follow_all:
-            rec, name = await open_thread_record(self.s, self.team, unb64(frame.get("record")))
+            rec, name = await open_thread_record(self.s, self.team, unb64_answer(frame.get("record")))
             if rec.thread not in scope:
                 scope[rec.thread] = await self._cached(rec.thread, name, rec)
         elif kind == "msg":

@@ -11,10 +11,11 @@ from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from server.access import judge_now, session_of
 from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, now_of
-from server.http import b64, int_query, read_json, unb64
+from server.http import int_query, read_json
 from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
+from vault.wire64 import b64, unb64
 
 routes = web.RouteTableDef()
 

@@ -25,11 +25,12 @@ from server.context import (
     PURGE_EVERY,
     now_of,
 )
-from server.http import b64, read_json, unb64
+from server.http import read_json
 from server.notes import note
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
 from vault.errors import AuthError, VaultError
 from vault.keys import DeviceKeys, device_id_for
+from vault.wire64 import b64, unb64
 
 routes = web.RouteTableDef()
 

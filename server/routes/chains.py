@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server.access import is_overseer, session_of, visible_team
 from server.context import CHAINS, DIRECTORY, LOCK, now_of
-from server.http import b64, int_query, unb64
+from server.http import int_query
 from server.links import note_links, signed_link
 from server.notes import note
 from server.store.records import StoredLink
@@ -18,6 +18,7 @@ from vault.encoding import Fields
 from vault.errors import ChainError, Conflict, EncodingError, IntegrityError, NotFound
 from vault.links import Link
 from vault.teamkeys import box_hash
+from vault.wire64 import b64, unb64
 
 routes = web.RouteTableDef()
 

@@ -9,10 +9,11 @@ from aiohttp import web
 
 from server.access import quotas, session_of
 from server.context import CHAINS, SLOTS, now_of
-from server.http import b64, read_json, unb64
+from server.http import read_json
 from server.notes import note
 from server.store.records import SlotFill, SlotMissing, SlotOpen, SlotRead, SlotsFull
 from vault.errors import Conflict, EncodingError, NotFound, QuotaExceeded
+from vault.wire64 import b64, unb64
 
 routes = web.RouteTableDef()
 

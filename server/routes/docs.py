@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import os
 import struct
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +21,9 @@ from server.access import (
     team_access,
 )
 from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
-from server.http import b64, hex_id
+from server.http import hex_id
 from server.notes import note
+from server.store.blobs import TempBlob
 from server.store.records import StoredVersion
 from server.usage import Allowance, check_allowance
 from vault.acts import Act
@@ -32,6 +31,8 @@ from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
+from vault.fileio import Stage
+from vault.wire64 import b64
 
 routes = web.RouteTableDef()
 
@@ -104,8 +105,9 @@ async def put_version(request: web.Request) -> web.Response:
     head_vid = existing[-1].vid if existing else None
     if core.parent != head_vid or core.seq != len(existing) + 1:
         raise Conflict(f"document changed on the server (now at version {len(existing)}); fetch, merge, put again")
-    temp = storage.temp_path()
-    placed: Path | None = None
+    blobs = storage.blobs
+    temp = blobs.create()
+    placed = False
     try:
         body_hash = await _receive_body(request, temp, core.body_len)
         sig = await _read_exactly(request, 64, "signature")
@@ -123,21 +125,21 @@ async def put_version(request: web.Request) -> web.Response:
                   team)
         vid = record.version_id
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, storage.place_blob, temp, vid)
-        placed = storage.blob_path(vid)
+        await loop.run_in_executor(None, blobs.commit, temp, vid)
+        placed = True
         await storage.add_version(
             StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
             int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
         )
         directory.note_signed(core.author, core.device, core.time)
-        placed = None
+        placed = False
         event.res["vid"] = vid
         event.detail.update({"gen": core.gen, "seq": core.seq})
     finally:
-        temp.unlink(missing_ok=True)
+        blobs.discard(temp)
         # A refused version's blob goes, unless an identical upload already made it a real version.
-        if placed is not None and await storage.version(team.team_id, vid) is None:
-            placed.unlink(missing_ok=True)
+        if placed and await storage.version(team.team_id, vid) is None:
+            blobs.delete(vid)
     return web.json_response({"vid": vid, "seq": core.seq}, status=201)
 
 
@@ -148,14 +150,13 @@ async def _read_exactly(request: web.Request, n: int, what: str) -> bytes:
         raise Truncated(f"upload ended inside the {what}") from e
 
 
-async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
+async def _receive_body(request: web.Request, temp: TempBlob, length: int) -> bytes:
     """Hash the body on the event loop while a worker thread writes the previous piece (one write
     in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held); small bodies are written inline
     (a thread trip costs more)."""
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    writing: concurrent.futures.Future[None] | None = None
+    writing: Stage[list[bytes]] = Stage(temp.write, _WRITERS)
     batch: list[bytes] = []
     batched = 0
     try:
@@ -169,36 +170,24 @@ async def _receive_body(request: web.Request, temp: Path, length: int) -> bytes:
             batch.append(chunk)
             batched += len(chunk)
             if batched >= 1 << 20 or not remaining:
-                if writing is not None:
-                    await asyncio.wrap_future(writing)
-                    writing = None
                 if batched < 65536:
-                    _write_chunks(fd, batch)
+                    await writing.drain()
+                    temp.write(batch)
                 else:
-                    writing = _WRITERS.submit(_write_chunks, fd, batch)
+                    await writing.push(batch)
                 batch, batched = [], 0
-        if writing is not None:
-            await asyncio.wrap_future(writing)
-            writing = None
-        await loop.run_in_executor(None, os.fsync, fd)  # never on the loop: it would stall every request
+        await writing.drain()
+        await loop.run_in_executor(None, temp.sync)  # never on the loop: it would stall every request
     finally:
-        try:  # cancelled or failed: the worker must be done with fd first (at most one 1 MiB write)
-            if writing is not None:
-                concurrent.futures.wait([writing])
+        try:  # cancelled or failed: the worker must be done with the file first (at most one 1 MiB write)
+            writing.settle()
         finally:
-            os.close(fd)
+            temp.close()
     return hasher.digest()
 
 
 # Upload writes: our own pool, so a cancelled handler can still wait for its write (see above).
 _WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-upload")
-
-
-def _write_chunks(fd: int, chunks: list[bytes]) -> None:
-    for data in chunks:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
 
 
 @routes.get("/api/v1/teams/{team}/versions/{vid}/body")
@@ -210,11 +199,10 @@ async def version_body(request: web.Request) -> web.StreamResponse:
     if v is None:
         raise NotFound("no such document version in this team")
     event.res["doc"] = v.doc
-    path = storage.blob_path(v.blob)
-    if not path.exists():
+    response = storage.blobs.response(v.blob, {"Content-Type": "application/octet-stream"})
+    if response is None:
         raise NotFound("document body is missing on the server")
-    # 1 MiB reads: over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk.
-    return web.FileResponse(path, chunk_size=1 << 20, headers={"Content-Type": "application/octet-stream"})
+    return response
 
 
 

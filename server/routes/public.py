@@ -8,7 +8,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
-from server.http import b64, read_json, unb64
+from server.http import read_json
 from server.links import check_link_time, note_links, parse_link_field
 from server.openapi import OPENAPI
 from server.store.records import StoredLink
@@ -18,6 +18,7 @@ from vault.encoding import Fields
 from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError, InviteError, InviteNotOpen
 from vault.links import Link, verify_invite_holder, verify_invite_signature
 from vault.teamkeys import box_hash
+from vault.wire64 import b64, unb64
 
 routes = web.RouteTableDef()
 

@@ -40,7 +40,7 @@ from server.access import (
 )
 from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
 from server.events import Follower
-from server.http import b64, hex_id, int_query, read_json, unb64
+from server.http import hex_id, int_query, read_json
 from server.notes import Note, note
 from server.recorder import record
 from server.store.records import AuthSession, StoredMessage, StoredThread
@@ -58,6 +58,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.messages import MAX_RECORD, Message, ThreadRecord
+from vault.wire64 import b64, unb64
 
 log = logging.getLogger("mvault.server")
 routes = web.RouteTableDef()

@@ -7,10 +7,10 @@ object to every key it implements (``server/store/sqlite/``). Every method is at
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Protocol
 
 from security.merkle import MerkleTree
+from server.store.blobs import BlobStore
 from server.store.records import (
     AuthSession,
     Cosig,
@@ -44,7 +44,9 @@ class ChainStore(MetaStore, Protocol):
 
 
 class DocumentStore(Protocol):
-    """Document versions, their authors' usage, and their bodies (blobs named by version id)."""
+    """Document versions, their authors' usage, and their bodies (``blobs``, named by version id)."""
+
+    blobs: BlobStore
 
     async def add_version(self, v: StoredVersion, parent: str | None, now: int,
                           team_seq: int | None = None, allowance: Allowance | None = None) -> None: ...
@@ -53,9 +55,6 @@ class DocumentStore(Protocol):
     async def heads(self, team: str) -> list[StoredVersion]: ...
     async def version(self, team: str, vid: str) -> StoredVersion | None: ...
     async def team_versions(self, team: str) -> list[StoredVersion]: ...
-    def temp_path(self) -> Path: ...
-    def blob_path(self, name: str) -> Path: ...
-    def place_blob(self, temp: Path, name: str) -> None: ...
 
 
 class AuthStore(Protocol):

@@ -25,6 +25,7 @@ from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.store.records import Cosig, StoredCheckpoint
 from vault.errors import LogCorrupted
+from vault.fileio import fsync_dir, write_all
 from vault.logsign import log_keypair, new_log_seed
 
 SCHEMA = """
@@ -219,17 +220,19 @@ class AuditStore:
 
 
 def _log_seed(path: Path) -> bytes:
-    """The server's checkpoint-signing seed, created once (0600) next to the database."""
+    """The server's checkpoint-signing seed, created once (0600) next to the database; the file and its
+    directory entry are fsync'd before any checkpoint is signed with it."""
     try:
         seed = path.read_bytes()
     except FileNotFoundError:
         seed = new_log_seed()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, seed)
+            write_all(fd, seed)
             os.fsync(fd)
         finally:
             os.close(fd)
+        fsync_dir(path.parent)
     if len(seed) != 32:
         raise LogCorrupted(f"{path} is not a 32-byte key")
     return seed

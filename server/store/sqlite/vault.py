@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import sqlite3
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from server import usage as U
+from server.store.blobs import BlobStore, FileBlobs
 from server.store.records import (
     AuthSession,
     SlotFill,
@@ -106,13 +105,11 @@ class SQLiteStorage:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions: dict[bytes, AuthSession] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
-        self.blob_dir = data_dir / "blobs"
-        self.tmp_dir = data_dir / "tmp"
+        self.blobs: BlobStore = FileBlobs(data_dir)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SQLiteStorage:
-        (data_dir / "blobs").mkdir(parents=True, exist_ok=True)
-        (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(data_dir / "vault.db", isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
@@ -128,33 +125,10 @@ class SQLiteStorage:
 
     # -- blobs ----------------------------------------------------------------------------
 
-    def temp_path(self) -> Path:
-        return self.tmp_dir / f"upload-{uuid.uuid4().hex}"
-
-    def blob_path(self, name: str) -> Path:
-        return self.blob_dir / name[:2] / name
-
-    def place_blob(self, temp: Path, name: str) -> None:
-        """fsync'd temp file -> its content address; fsync the directory (blocking)."""
-        target = self.blob_path(name)
-        target.parent.mkdir(exist_ok=True)
-        os.replace(temp, target)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     async def collect_garbage(self) -> None:
-        for f in self.tmp_dir.iterdir():
-            f.unlink(missing_ok=True)
         async with self._db.execute("SELECT blob FROM versions") as cur:
             used = {row[0] for row in await cur.fetchall()}
-        for sub in self.blob_dir.iterdir():
-            if sub.is_dir():
-                for f in sub.iterdir():
-                    if f.name not in used:
-                        f.unlink(missing_ok=True)
+        self.blobs.collect(used)
 
     # -- meta -------------------------------------------------------------------------------
 

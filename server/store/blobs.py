@@ -1,0 +1,130 @@
+"""Content-addressed blobs (the ciphertext bodies of document versions), so that no route handles a path.
+
+A blob is written as a temporary blob (``BlobStore.create``), made durable (``TempBlob.sync``), then
+committed under its name (the version id: a hash over the signed header, which covers the body's SHA-256)
+or discarded. Committed blobs are read back as an HTTP answer (``BlobStore.response``), which for files is
+aiohttp's ``FileResponse`` (sendfile where the transport allows it). Blocking methods are marked: callers
+run them in a worker thread.
+
+``FileBlobs`` keeps them as files: ``blobs/<first two characters>/<name>``, temporaries in ``tmp/``;
+write, fsync, rename, fsync(dir), so an acknowledged blob survives a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from vault.fileio import Buffer, replace_durably, write_chunks
+
+READ_CHUNK = 1 << 20  # over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk
+
+
+class TempBlob(Protocol):
+    """A blob being written, open until ``close``."""
+
+    def write(self, chunks: Iterable[Buffer]) -> None:
+        """Append every byte of ``chunks`` (blocking)."""
+
+    def sync(self) -> None:
+        """fsync what was written (blocking)."""
+
+    def close(self) -> None:
+        """Close it for writing (it stays until committed or discarded); closing twice is harmless."""
+
+
+class BlobStore(Protocol):
+    def create(self) -> TempBlob:
+        """A new, empty temporary blob, open for writing."""
+
+    def commit(self, temp: TempBlob, name: str) -> None:
+        """The (closed, synced) temporary blob becomes blob ``name``, durably (blocking)."""
+
+    def discard(self, temp: TempBlob) -> None:
+        """Remove a temporary blob (closed first), committed or not; harmless if it is gone."""
+
+    def delete(self, name: str) -> None:
+        """Remove blob ``name``; harmless if it is gone."""
+
+    def response(self, name: str, headers: Mapping[str, str]) -> web.StreamResponse | None:
+        """An answer streaming blob ``name``, or ``None`` if it is missing."""
+
+    def collect(self, used: set[str]) -> None:
+        """At start-up: remove every temporary blob and every blob whose name is not in ``used`` (blocking)."""
+
+
+class _TempFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise ValueError("temporary blob is closed")
+        return self._fd
+
+    def write(self, chunks: Iterable[Buffer]) -> None:
+        write_chunks(self._open_fd(), chunks)
+
+    def sync(self) -> None:
+        os.fsync(self._open_fd())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+class FileBlobs:
+    """Blobs as files under a data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.blob_dir = data_dir / "blobs"
+        self.tmp_dir = data_dir / "tmp"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, name: str) -> Path:
+        return self.blob_dir / name[:2] / name
+
+    @staticmethod
+    def _file(temp: TempBlob) -> _TempFile:
+        if not isinstance(temp, _TempFile):
+            raise TypeError("not a temporary blob of this store")
+        return temp
+
+    def create(self) -> TempBlob:
+        return _TempFile(self.tmp_dir / f"upload-{uuid.uuid4().hex}")
+
+    def commit(self, temp: TempBlob, name: str) -> None:
+        target = self._path(name)
+        target.parent.mkdir(exist_ok=True)
+        replace_durably(self._file(temp).path, target)
+
+    def discard(self, temp: TempBlob) -> None:
+        f = self._file(temp)
+        f.close()
+        f.path.unlink(missing_ok=True)
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def response(self, name: str, headers: Mapping[str, str]) -> web.StreamResponse | None:
+        path = self._path(name)
+        if not path.exists():
+            return None
+        return web.FileResponse(path, chunk_size=READ_CHUNK, headers=headers)
+
+    def collect(self, used: set[str]) -> None:
+        for f in self.tmp_dir.iterdir():
+            f.unlink(missing_ok=True)
+        for sub in self.blob_dir.iterdir():
+            if sub.is_dir():
+                for f in sub.iterdir():
+                    if f.name not in used:
+                        f.unlink(missing_ok=True)
