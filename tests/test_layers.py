@@ -47,29 +47,26 @@ def test_modules_are_small() -> None:
     assert large == []
 
 
-def test_core_imports_only_at_module_level() -> None:
-    """No import inside a function or class (the way to dodge a cycle); ``TYPE_CHECKING`` blocks aside."""
-    hidden = []
-    for name, path in modules(*CORE):
+def hidden_imports(*packages: str) -> Iterator[tuple[str, int, str]]:
+    """Every import inside a function or class: (module, line, what it imports)."""
+    for name, path in modules(*packages):
         tree = ast.parse(path.read_text())
         top = {id(node) for node in tree.body}
         for node, target in imported(tree):
             if id(node) not in top:
-                hidden.append(f"{name}:{node.lineno} imports {target}")
-    assert hidden == []
+                yield name, node.lineno, target
+
+
+def test_core_imports_only_at_module_level() -> None:
+    """No import inside a function or class (the way to dodge a cycle); ``TYPE_CHECKING`` blocks aside."""
+    assert [f"{name}:{line} imports {target}" for name, line, target in hidden_imports(*CORE)] == []
 
 
 def test_no_project_import_hides_in_a_function() -> None:
     """In server/ and client/ an import inside a function may only load an optional or platform library
     (uvloop, resource, ctypes), never one of our modules: that is how a cycle is dodged."""
-    hidden = []
-    for name, path in modules("server", "client"):
-        tree = ast.parse(path.read_text())
-        top = {id(node) for node in tree.body}
-        for node, target in imported(tree):
-            if id(node) not in top and target.split(".")[0] in ALL:
-                hidden.append(f"{name}:{node.lineno} imports {target}")
-    assert hidden == []
+    assert [f"{name}:{line} imports {target}" for name, line, target in hidden_imports("server", "client")
+            if target.split(".")[0] in ALL] == []
 
 
 def test_no_import_cycles() -> None:
