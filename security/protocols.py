@@ -9,6 +9,7 @@ so a typo never silently switches a rule off.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -86,27 +87,15 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise EncodingError(f"{what}: 'version' must be a positive integer")
-    rules_in = data.get("rules", {})
-    if not isinstance(rules_in, dict):
-        raise EncodingError(f"{what}: [rules] must be a table")
-    unknown = set(rules_in) - set(schema["rules"])
-    if unknown:
-        raise EncodingError(f"{what}: unknown rules {sorted(unknown)} (known: {sorted(schema['rules'])})")
+    # Each rule's table as given ({} where none is): its keys and values are checked below.
+    given_rules = _table(data.get("rules", {}), dict.fromkeys(schema["rules"], {}),
+                         not_a_table=f"{what}: [rules] must be a table", unknown_keys=f"{what}: unknown rules",
+                         name_known=True)
     rules: dict[str, Rule] = {}
     for rule_id, defaults in schema["rules"].items():
-        given = rules_in.get(rule_id, {})
-        if not isinstance(given, dict):
-            raise EncodingError(f"{what}: rules.{rule_id} must be a table")
-        unknown = set(given) - set(defaults)
-        if unknown:
-            raise EncodingError(f"{what}: rules.{rule_id} has unknown keys {sorted(unknown)}")
-        merged = dict(defaults)
-        for key, value in given.items():
-            if not _same_type(defaults[key], value):
-                raise EncodingError(f"{what}: rules.{rule_id}.{key} must be like {defaults[key]!r}")
-            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-                raise EncodingError(f"{what}: rules.{rule_id}.{key} must not be negative")
-            merged[key] = value
+        merged = _table(given_rules[rule_id], defaults, not_a_table=f"{what}: rules.{rule_id} must be a table",
+                        unknown_keys=f"{what}: rules.{rule_id} has unknown keys", where=f"{what}: rules.{rule_id}",
+                        check=_rule_value)
         if merged["severity"] not in SEVERITIES:
             raise EncodingError(f"{what}: rules.{rule_id}.severity must be one of {SEVERITIES}")
         enabled, severity = merged.pop("enabled"), merged.pop("severity")
@@ -122,17 +111,44 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
 
 def _quotas(given: Any, defaults: dict[str, int], what: str) -> dict[str, int]:
     """[quotas]: every key is a known quota and a positive integer; missing keys take the default."""
+    return _table(given, defaults, not_a_table=f"{what}: [quotas] must be a table",
+                  unknown_keys=f"{what}: [quotas] has unknown keys", name_known=True, where=f"{what}: quotas",
+                  check=_quota_value)
+
+
+def _table(given: Any, defaults: dict[str, Any], *, not_a_table: str, unknown_keys: str, name_known: bool = False,
+           where: str = "", check: Callable[[Any, Any], str | None] | None = None) -> dict[str, Any]:
+    """``defaults`` with the table ``given`` over it: ``given`` is a table of keys ``defaults`` has, and ``check``
+    (default value, given value) returns what is wrong with a value, or None. The messages: ``not_a_table``;
+    ``unknown_keys`` followed by the sorted unknown keys (and the known ones with ``name_known``);
+    ``where.key`` followed by what ``check`` said."""
     if not isinstance(given, dict):
-        raise EncodingError(f"{what}: [quotas] must be a table")
+        raise EncodingError(not_a_table)
     unknown = set(given) - set(defaults)
     if unknown:
-        raise EncodingError(f"{what}: [quotas] has unknown keys {sorted(unknown)} (known: {sorted(defaults)})")
+        known = f" (known: {sorted(defaults)})" if name_known else ""
+        raise EncodingError(f"{unknown_keys} {sorted(unknown)}{known}")
     merged = dict(defaults)
     for key, value in given.items():
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_QUOTA:
-            raise EncodingError(f"{what}: quotas.{key} must be an integer from 1 to {MAX_QUOTA}")
+        problem = None if check is None else check(defaults[key], value)
+        if problem is not None:
+            raise EncodingError(f"{where}.{key} {problem}")
         merged[key] = value
     return merged
+
+
+def _rule_value(default: Any, value: Any) -> str | None:
+    if not _same_type(default, value):
+        return f"must be like {default!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return "must not be negative"
+    return None
+
+
+def _quota_value(default: int, value: Any) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_QUOTA:
+        return f"must be an integer from 1 to {MAX_QUOTA}"
+    return None
 
 
 def defaults() -> Protocols:
