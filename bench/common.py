@@ -10,14 +10,17 @@ Nothing here asserts a time.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,3 +259,57 @@ def start_with_reference(tmp: Path, script: str, procs: list[subprocess.Popen[st
     procs.append(reference)
     return info, ref_info
 
+
+
+def args_or_reference(ap: argparse.ArgumentParser,
+                      reference_server: Callable[[int, Path, Path], None]) -> argparse.Namespace | None:
+    """Parse the script's command line, with the hidden flags ``start_with_reference`` starts the script's
+    reference server with: given ``--reference-server``, run ``reference_server(port, cert, key)`` and
+    return None."""
+    ap.add_argument("--reference-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--key", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.reference_server:
+        reference_server(args.port, args.cert, args.key)
+        return None
+    return args
+
+
+@dataclass
+class Servers:
+    """Ours and the reference, as ``with_reference`` started them in ``tmp``."""
+
+    tmp: Path
+    ours: subprocess.Popen[str]
+    info: dict[str, Any]
+    reference: subprocess.Popen[str]
+    ref_info: dict[str, Any]
+    server_log: list[str] = field(default_factory=list)  # our server's log lines, read once the run is done
+
+    @property
+    def fp(self) -> bytes:
+        return bytes.fromhex(self.info["fingerprint"])
+
+
+@contextlib.contextmanager
+def with_reference(script: str, prefix: str) -> Iterator[Servers]:
+    """``start_with_reference`` in a temporary directory; both servers are stopped at the end. After a run
+    that did not fail, our server's log is kept in ``server_log`` and its first lines go to stderr."""
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp_s:
+            tmp = Path(tmp_s)
+            info, ref_info = start_with_reference(tmp, script, procs)
+            servers = Servers(tmp, procs[0], info, procs[1], ref_info)
+            yield servers
+            servers.server_log = (tmp / "server.log").read_text().splitlines()
+            if servers.server_log:
+                print(f"the server logged {len(servers.server_log)} lines, the first ones:", *servers.server_log[:20],
+                      sep="\n  ", file=sys.stderr)
+    finally:
+        for p in procs:
+            p.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(10)

@@ -42,9 +42,7 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,9 +54,8 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
 
-from common import Row, machine, secrets_after_join, serve_reference, start_with_reference  # noqa: E402
+from common import Row, args_or_reference, machine, secrets_after_join, serve_reference, with_reference  # noqa: E402
 
 from client import admin  # noqa: E402
 from client.api import Api  # noqa: E402
@@ -69,6 +66,7 @@ from client.threads.team import Threads  # noqa: E402
 from vault.keys import DeviceKeys  # noqa: E402
 from vault.messages import Body, Message, ThreadChecker, make_message  # noqa: E402
 from vault.teamkeys import TeamKey  # noqa: E402
+from vault.wire64 import b64  # noqa: E402
 
 PASSPHRASE = "bench passphrase for fan-out"
 TEXT_BYTES = 200
@@ -77,10 +75,6 @@ THREAD = "bench"
 MSG_PREFIX = '{"type": "msg"'
 BATCH_PREFIX = '{"type": "msgs"'
 NOTE = "server fan-out, clients do not decrypt"
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -381,57 +375,39 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=800.0, help="target messages per second")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-fanout.json")
-    ap.add_argument("--reference-server", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--key", type=Path, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.reference_server:
-        reference_server(args.port, args.cert, args.key)
+    args = args_or_reference(ap, reference_server)
+    if args is None:
         return 0
     if args.quick:
         args.followers, args.messages, args.rounds = 5, 200, 5
     import uvloop
 
     started = time.perf_counter()
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="mvault-fanout-") as tmp_s:
-            tmp = Path(tmp_s)
-            info, ref_info = start_with_reference(tmp, __file__, procs)
-            server, reference = procs[-2:]
-            fp = bytes.fromhex(info["fingerprint"])
-            world = uvloop.run(setup(tmp, info["invite"], info["url"], fp, args.followers, args.posters))
-            setup_s = time.perf_counter() - started
-            print(f"setup: server, founder, team, {args.followers} followers and {args.posters} posters "
-                  f"in {setup_s:.1f} s")
-            ours: list[Round] = []
-            refs: list[Round] = []
-            all_built: list[Message] = []
-            for r in range(args.rounds):
-                bodies, built = build_messages(world, args.messages)
-                all_built.extend(built)
-                ref = uvloop.run(measure(ref_info["url"], fp, world, bodies, args.rate, 0, reference.pid))
-                after = uvloop.run(thread_position(world))
-                our = uvloop.run(measure(info["url"], fp, world, bodies, args.rate, after, server.pid))
-                refs.append(ref)
-                ours.append(our)
-                print(f"round {r + 1}: reference {ref.deliveries_per_s:,.0f}/s p50 {ref.p50_ms:.2f} "
-                      f"p99 {ref.p99_ms:.2f} ms | ours {our.deliveries_per_s:,.0f}/s p50 {our.p50_ms:.2f} "
-                      f"p99 {our.p99_ms:.2f} ms ({our.received}/{our.expected} delivered, "
-                      f"posted at {our.post_rate:,.0f}/s)")
-            frame_bytes = len(json.dumps({"type": "msg", "thread": world.thread, "pos": len(all_built),
-                                          "record": b64(all_built[0].raw)}))
-            decrypt_us = reader_cost(world, all_built[: min(len(all_built), 2000)])
-            server_log = (tmp / "server.log").read_text().splitlines()
-            if server_log:
-                print(f"the server logged {len(server_log)} lines, the first ones:", *server_log[:20], sep="\n  ",
-                      file=sys.stderr)
-    finally:
-        for p in procs:
-            p.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(10)
+    with with_reference(__file__, "mvault-fanout-") as servers:
+        fp = servers.fp
+        world = uvloop.run(setup(servers.tmp, servers.info["invite"], servers.info["url"], fp, args.followers,
+                                 args.posters))
+        setup_s = time.perf_counter() - started
+        print(f"setup: server, founder, team, {args.followers} followers and {args.posters} posters "
+              f"in {setup_s:.1f} s")
+        ours: list[Round] = []
+        refs: list[Round] = []
+        all_built: list[Message] = []
+        for r in range(args.rounds):
+            bodies, built = build_messages(world, args.messages)
+            all_built.extend(built)
+            ref = uvloop.run(measure(servers.ref_info["url"], fp, world, bodies, args.rate, 0, servers.reference.pid))
+            after = uvloop.run(thread_position(world))
+            our = uvloop.run(measure(servers.info["url"], fp, world, bodies, args.rate, after, servers.ours.pid))
+            refs.append(ref)
+            ours.append(our)
+            print(f"round {r + 1}: reference {ref.deliveries_per_s:,.0f}/s p50 {ref.p50_ms:.2f} "
+                  f"p99 {ref.p99_ms:.2f} ms | ours {our.deliveries_per_s:,.0f}/s p50 {our.p50_ms:.2f} "
+                  f"p99 {our.p99_ms:.2f} ms ({our.received}/{our.expected} delivered, "
+                  f"posted at {our.post_rate:,.0f}/s)")
+        frame_bytes = len(json.dumps({"type": "msg", "thread": world.thread, "pos": len(all_built),
+                                      "record": b64(all_built[0].raw)}))
+        decrypt_us = reader_cost(world, all_built[: min(len(all_built), 2000)])
 
     def med(rounds: list[Round], key: str) -> float:
         return float(statistics.median(getattr(x, key) for x in rounds))
@@ -459,7 +435,7 @@ def main() -> int:
         "all_delivered": complete,
         "ours_in_order": ordered,
         "reference_in_order": all(x.in_order for x in refs),
-        "server_log_lines": len(server_log),
+        "server_log_lines": len(servers.server_log),
         "reader_verify_decrypt_us_per_msg": round(decrypt_us, 1),
         "reader_cost": "Message.parse + verify + open + ThreadChecker.accept (vault.messages), per message",
         "machine": machine(),

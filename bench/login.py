@@ -36,12 +36,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,16 +49,16 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
 
 from bench.common import (  # noqa: E402
     Row,
     alternate,
+    args_or_reference,
     fmt,
     machine,
     secrets_after_join,
     serve_reference,
-    start_with_reference,
+    with_reference,
 )
 from client import admin  # noqa: E402
 from client.api import Api  # noqa: E402
@@ -220,13 +217,8 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=None,
                     help="members logging in: the founder and D-1 invited (default 4; --quick 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-login.json")
-    ap.add_argument("--reference-server", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--key", type=Path, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.reference_server:
-        reference_server(args.port, args.cert, args.key)
+    args = args_or_reference(ap, reference_server)
+    if args is None:
         return 0
     quick = {"rounds": 5, "logins": 120, "devices": 1}
     full = {"rounds": 7, "logins": 3000, "devices": 4}
@@ -239,45 +231,32 @@ def main() -> int:
     import uvloop
 
     started = time.perf_counter()
-    procs: list[subprocess.Popen[str]] = []
     ours: list[Round] = []
     refs: list[Round] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="mvault-login-") as tmp_s:
-            tmp = Path(tmp_s)
-            info, ref_info = start_with_reference(tmp, __file__, procs)
-            server, reference = procs[-2:]
-            fp = bytes.fromhex(info["fingerprint"])
-            world = uvloop.run(setup(tmp, info["invite"], info["url"], fp, args.devices))
-            setup_s = time.perf_counter() - started
-            print(f"setup: server, reference and {args.devices} member(s) in {setup_s:.1f} s")
+    with with_reference(__file__, "mvault-login-") as servers:
+        fp = servers.fp
+        world = uvloop.run(setup(servers.tmp, servers.info["invite"], servers.info["url"], fp, args.devices))
+        setup_s = time.perf_counter() - started
+        print(f"setup: server, reference and {args.devices} member(s) in {setup_s:.1f} s")
 
-            def run_reference() -> float:
-                r = uvloop.run(measure(ref_info["url"], fp, args.logins, args.concurrency, reference.pid, None))
-                refs.append(r)
-                return r.per_s
+        def run_reference() -> float:
+            r = uvloop.run(measure(servers.ref_info["url"], fp, args.logins, args.concurrency, servers.reference.pid,
+                                   None))
+            refs.append(r)
+            return r.per_s
 
-            def run_ours() -> float:
-                before = uvloop.run(audit_size(world))
-                r = uvloop.run(measure(world.url, fp, args.logins, args.concurrency, server.pid, world.members))
-                # Warm-up logins (one per task) are in the log's growth too.
-                r.audit_events = uvloop.run(audit_size(world)) - before
-                ours.append(r)
-                k = len(ours)
-                print(f"round {k}: reference {refs[-1].per_s:,.0f} requests/s | ours {r.per_s:,.0f} logins/s "
-                      f"({r.done} ok, {r.failed} failed, {r.audit_events} audit events)")
-                return r.per_s
+        def run_ours() -> float:
+            before = uvloop.run(audit_size(world))
+            r = uvloop.run(measure(world.url, fp, args.logins, args.concurrency, servers.ours.pid, world.members))
+            # Warm-up logins (one per task) are in the log's growth too.
+            r.audit_events = uvloop.run(audit_size(world)) - before
+            ours.append(r)
+            k = len(ours)
+            print(f"round {k}: reference {refs[-1].per_s:,.0f} requests/s | ours {r.per_s:,.0f} logins/s "
+                  f"({r.done} ok, {r.failed} failed, {r.audit_events} audit events)")
+            return r.per_s
 
-            ref_samples, our_samples = alternate(run_reference, run_ours, args.rounds)
-            server_log = (tmp / "server.log").read_text().splitlines()
-            if server_log:
-                print(f"the server logged {len(server_log)} lines, the first ones:", *server_log[:20], sep="\n  ",
-                      file=sys.stderr)
-    finally:
-        for p in procs:
-            p.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(10)
+        ref_samples, our_samples = alternate(run_reference, run_ours, args.rounds)
 
     failed = sum(r.failed for r in ours)
     ref_failed = sum(r.failed for r in refs)
@@ -325,7 +304,7 @@ def main() -> int:
                   "single use, 60 s lifetime",
         "ours_rounds": [r.summary() for r in ours],
         "reference_rounds": [r.summary() for r in refs],
-        "server_log_lines": len(server_log),
+        "server_log_lines": len(servers.server_log),
     }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     ratio = row.ratio
