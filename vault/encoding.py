@@ -178,16 +178,22 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Value, int]:
         if pos + 8 > size:
             raise _truncated()
         return _i64_at(buf, pos)[0], pos + 8
-    if kind == _DICT:
+    if kind in (_DICT, _LIST):
         if pos + 4 > size:
             raise _truncated()
         n = _u32_at(buf, pos)[0]
         pos += 4
-        if n > size - pos:  # every entry takes at least one byte
+        if n > size - pos:  # every entry or item takes at least one byte
             raise _truncated()
+        depth += 1
+        if kind == _LIST:
+            items: list[Value] = []
+            for _ in range(n):
+                item, pos = _decode(buf, pos, depth)
+                items.append(item)
+            return items, pos
         result: dict[str, Value] = {}
         previous: bytes | None = None
-        depth += 1
         for _ in range(n):
             if pos + 4 > size:
                 raise _truncated()
@@ -201,19 +207,6 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Value, int]:
             value, pos = _decode(buf, end, depth)
             result[_utf8(kb)] = value
         return result, pos
-    if kind == _LIST:
-        if pos + 4 > size:
-            raise _truncated()
-        n = _u32_at(buf, pos)[0]
-        pos += 4
-        if n > size - pos:  # every item takes at least one byte
-            raise _truncated()
-        items: list[Value] = []
-        depth += 1
-        for _ in range(n):
-            item, pos = _decode(buf, pos, depth)
-            items.append(item)
-        return items, pos
     if kind == _N:
         return None, pos
     if kind == _T:
