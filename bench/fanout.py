@@ -28,7 +28,7 @@ Clients, posters and bodies are identical. Rounds alternate reference and ours; 
 the ratio of medians are printed and written to ``bench/results-fanout.json``. Nothing here
 asserts a time. Both servers and this client share the machine's CPUs: each server's CPU
 time per delivery (its POST handling included) and the client's are reported too.
-``--quick``: 5 followers, 200 messages, 2 rounds.
+``--quick``: 5 followers, 200 messages, 5 rounds.
 
     python bench/fanout.py [--quick] [--followers F] [--posters P] [--messages M] [--rate R] [--rounds K]
 """
