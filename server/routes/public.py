@@ -11,6 +11,7 @@ from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
 from server.http import read_json
 from server.links import check_link_time, note_links, parse_link_field
 from server.openapi import OPENAPI
+from server.replies import check_appended
 from server.store.records import StoredLink
 from vault import __version__
 from vault.chains import MemberState, OrgState
@@ -94,10 +95,10 @@ async def found(request: web.Request) -> web.Response:
         org = directory.check_org_link(org_link, extra_member=member)
         if founder_invite is None or org.founder_invite != founder_invite:
             raise InviteError("the founder invite is not valid for this server")
-        await app[CHAINS].append_links(
+        check_appended(await app[CHAINS].append_links(
             [StoredLink(member.member_id, 1, "member", member_link.wire), StoredLink("org", 1, "org", org_link.wire)],
             [(member.member_id, 1, member_link.device, puk_box)], [],
-        )
+        ))
         directory.commit_member((member, member_link))
         directory.commit_org(org, org_link)
     note_links(request, member_link, org_link)
@@ -138,11 +139,11 @@ async def join(request: web.Request) -> web.Response:
             org = directory.check_org_link(join_link, extra_member=member)
         except InviteNotOpen as e:
             raise InviteError(e.message) from e
-        await app[CHAINS].append_links(
+        check_appended(await app[CHAINS].append_links(
             [StoredLink(member.member_id, 1, "member", member_link.wire),
              StoredLink("org", join_link.seq, "org", join_link.wire)],
             [(member.member_id, 1, member_link.device, puk_box)], [],
-        )
+        ))
         directory.commit_member((member, member_link))
         directory.commit_org(org, join_link)
     note_links(request, member_link, join_link)

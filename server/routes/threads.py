@@ -24,10 +24,11 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, assert_never
 
 from aiohttp import WSMsgType, web
 
+from server import replies
 from server.access import (
     check_current_team,
     check_no_rotation_due,
@@ -43,8 +44,8 @@ from server.events import Follower
 from server.http import hex_id, int_query, read_json
 from server.notes import Note, note
 from server.recorder import record
-from server.store.records import AuthSession, StoredMessage, StoredThread
-from server.usage import Allowance
+from server.store.records import AuthSession, StoredMessage, StoredThread, ThreadAdded, ThreadExists
+from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.acts import Act
 from vault.chains import TeamState
 from vault.errors import (
@@ -52,7 +53,6 @@ from vault.errors import (
     Conflict,
     EncodingError,
     IntegrityError,
-    NotFound,
     PolicyDenied,
     QuotaExceeded,
     VaultError,
@@ -125,7 +125,16 @@ async def create_thread(request: web.Request) -> web.Response:
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
-    await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
+    added = await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
+    match added:
+        case ThreadAdded():
+            pass
+        case ThreadExists():
+            raise replies.thread_exists()
+        case OverStoredBytes() | OverDailyCount():
+            raise replies.over_quota(added)
+        case _:
+            assert_never(added)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
     request.app[BUS].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
@@ -145,7 +154,7 @@ async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
     tid = _thread_id(request.match_info["thread"])
     t = await request.app[THREADS].thread(team.team_id, tid)
     if t is None:
-        raise NotFound("no such thread in this team")
+        raise replies.no_such_thread()
     return t
 
 
@@ -176,7 +185,9 @@ async def post_message(request: web.Request) -> web.Response:
     app = request.app
     event = note(request, "msg.post", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
     thread = _thread_id(request.match_info["thread"])
-    head = await app[LOG].head(team.team_id, thread)  # the thread exists (kept in memory after the first post)
+    head = await app[LOG].head(team.team_id, thread)  # kept in memory after the first post
+    if head is None:
+        raise replies.no_such_thread()
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
     f = await read_json(request, {"message"})
