@@ -14,7 +14,6 @@ from aiohttp import web
 from server import replies
 from server.access import (
     check_current_team,
-    check_no_rotation_due,
     check_session,
     judge_act,
     quotas,
@@ -43,7 +42,7 @@ def _doc_access(request: web.Request, action: str) -> TeamState:
 
 
 def _check_doc_id(doc: str) -> str:
-    return hex_id(doc, "document")
+    return hex_id(doc, "document id")
 
 
 def _version_json(v: StoredVersion) -> dict[str, Any]:
@@ -120,9 +119,8 @@ async def put_version(request: web.Request) -> web.Response:
         # The upload may have taken long: the writer must still be allowed, under the same team state.
         check_session(app, s)
         team = _doc_access(request, "doc.write")
-        if (core.team_seq, core.gen) != (team.seq, team.generation):
-            raise replies.team_moved(TeamMoved(team.seq))
-        check_no_rotation_due(request, team)  # an org removal or a revoked device changes neither
+        # The whole check again: an org removal or a revoked device changes neither link nor generation.
+        check_current_team(request, team, core.team_seq, core.gen, after_body=True)
         record.verify(directory.member(s.member).device(s.device).sign_public)
         judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
                   team)

@@ -72,7 +72,7 @@ def _team_for(request: web.Request, action: str) -> TeamState:
 
 
 def _thread_id(raw: str) -> str:
-    return hex_id(raw, "thread")
+    return hex_id(raw, "thread id")
 
 
 def _check_time(request: web.Request, t: int, what: str) -> None:

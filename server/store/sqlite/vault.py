@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS thread_senders (
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Outcome = TypeVar("Outcome")  # what a store answers
 
 
 def _shutting_down() -> Conflict:
@@ -161,11 +162,25 @@ class SQLiteStorage:
             rows = await cur.fetchall()
         return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
+    async def _refusable(self, write: Callable[[], Awaitable[Outcome]], done: Outcome, conflict: Outcome) -> Outcome:
+        """``write`` in one transaction, committed only if it answers ``done``; any other answer (a refusal
+        it found) rolls it back, and so does a row that is there already (the ``conflict`` outcome)."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            outcome = await write()
+            await self._db.execute("COMMIT" if outcome == done else "ROLLBACK")
+        except sqlite3.IntegrityError:
+            await self._db.execute("ROLLBACK")
+            return conflict
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return outcome
+
     @_atomic
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async def write() -> LinksOutcome:
             for link in links:
                 await self._db.execute(
                     "INSERT INTO links (chain, seq, kind, wire, time) VALUES (?, ?, ?, ?, strftime('%s','now'))",
@@ -173,28 +188,23 @@ class SQLiteStorage:
                 )
             await self._db.executemany("INSERT INTO puk_boxes VALUES (?, ?, ?, ?)", list(puk_boxes))
             await self._db.executemany("INSERT INTO team_boxes VALUES (?, ?, ?, ?)", list(team_boxes))
-            await self._db.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            await self._db.execute("ROLLBACK")
-            return ChainMoved()
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        return LinksAppended()
+            return LinksAppended()
+
+        return await self._refusable(write, LinksAppended(), ChainMoved())
 
     @_atomic
     async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]:
-        async with self._db.execute(
-            "SELECT gen, box FROM team_boxes WHERE team=? AND member=? ORDER BY gen", (team, member)
-        ) as cur:
-            return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
+        return await self._boxes("SELECT gen, box FROM team_boxes WHERE team=? AND member=? ORDER BY gen", team, member)
 
     @_atomic
     async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]:
-        async with self._db.execute(
-            "SELECT puk_gen, box FROM puk_boxes WHERE member=? AND device=? ORDER BY puk_gen", (member, device)
-        ) as cur:
-            return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
+        return await self._boxes("SELECT puk_gen, box FROM puk_boxes WHERE member=? AND device=? ORDER BY puk_gen",
+                                 member, device)
+
+    async def _boxes(self, query: str, *args: str) -> list[tuple[int, bytes]]:
+        """Key boxes with their generation, oldest first."""
+        async with self._db.execute(query, args) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     # -- documents --------------------------------------------------------------------------
 
@@ -411,25 +421,19 @@ class SQLiteStorage:
     @_atomic
     async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> ThreadOutcome:
         creator = allowance.member if allowance is not None else U.thread_creator(t.record)
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        async def write() -> ThreadOutcome:
             if allowance is not None:
                 over = U.over_quota("thread", allowance, await U.usage_of(self._db, allowance.member, "thread", now,
                                                                            allowance.per_day), 0)
                 if over is not None:
-                    await self._db.execute("ROLLBACK")
                     return over
             await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
                                    (t.team, t.thread, t.record, t.expire, now, now))
             await U.add_authored(self._db, "thread", f"{t.team}/{t.thread}", creator, 0, now)
-        except sqlite3.IntegrityError:
-            await self._db.execute("ROLLBACK")
-            return ThreadExists()
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
-        return ThreadAdded()
+            return ThreadAdded()
+
+        return await self._refusable(write, ThreadAdded(), ThreadExists())
 
     def _thread(self, r: Any) -> StoredThread:
         return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
