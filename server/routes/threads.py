@@ -36,13 +36,7 @@ from server.store.records import StoredMessage, StoredThread, ThreadAdded, Threa
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.acts import Act
 from vault.chains import TeamState
-from vault.errors import (
-    Conflict,
-    EncodingError,
-    IntegrityError,
-    PolicyDenied,
-    QuotaExceeded,
-)
+from vault.errors import Conflict, EncodingError, IntegrityError, PolicyDenied, QuotaExceeded
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 from vault.wire64 import b64, unb64
 
