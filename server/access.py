@@ -14,6 +14,7 @@ from aiohttp import web
 
 from security.authority import POLICY
 from security.protocols import Protocols, defaults, parse
+from server import replies
 from server.context import (
     CHALLENGE,
     CLAIMED,
@@ -31,7 +32,7 @@ from server.context import (
 )
 from server.directory import Directory
 from server.http import source_of
-from server.store.records import AuthSession
+from server.store.records import AuthSession, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import TeamState
@@ -148,9 +149,13 @@ def team_access(request: web.Request, action: str, denied: str) -> TeamState:
     return team
 
 
-def check_current_team(request: web.Request, team: TeamState, team_seq: int, gen: int) -> None:
+def check_current_team(request: web.Request, team: TeamState, team_seq: int, gen: int, *,
+                       after_body: bool = False) -> None:
     """New content (a document version, a thread) names the team's current link and key generation,
-    and no key rotation is due."""
+    and no key rotation is due. ``after_body``: checked again once an upload's body has arrived, when a
+    change is one the uploader could not have known of (the reply the store's ``TeamMoved`` gets too)."""
+    if after_body and (team_seq, gen) != (team.seq, team.generation):
+        raise replies.team_moved(TeamMoved(team.seq))
     if team_seq != team.seq:
         raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
     if gen != team.generation:

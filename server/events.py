@@ -1,7 +1,7 @@
 """Live delivery of thread items to the members following a team: the ``EventBus`` interface and
 its in-process implementation.
 
-A ``Follower`` is one open WebSocket (``server/routes/threads.py`` runs it) with a bounded queue;
+A ``Follower`` is one open WebSocket (``server/live.py`` serves it) with a bounded queue;
 the bus hands each published item to every follower subscribed to its team, encoded once. A
 follower whose queue is full is marked ``lagged`` and reads what it missed from storage, so a bus
 may drop items for a follower but never reorders them. ``InProcessBus`` serves one process; a bus

@@ -86,9 +86,10 @@ def int_query(request: web.Request, name: str, default: int) -> int:
 
 
 def hex_id(value: str, what: str) -> str:
-    """A 32-character lowercase hex id from a route (documents, threads)."""
+    """A 32-character lowercase hex id from a route; ``what`` names it in the refusal ("document id",
+    "thread id", "slot")."""
     if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
-        raise EncodingError(f"{what} id must be 32 lowercase hex characters")
+        raise EncodingError(f"{what} must be 32 lowercase hex characters")
     return value
 
 

@@ -33,16 +33,23 @@ class MessageLog:
         self.pending: list[tuple[StoredMessage, asyncio.Future[None]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    async def head(self, team: str, thread: str) -> ThreadHead:
+    async def head(self, team: str, thread: str) -> ThreadHead | None:
+        """The thread's head (None: no such thread in the team)."""
         key = (team, thread)
         if key not in self.heads:
-            next_pos, record, senders = await self.storage.thread_head(team, thread)
-            ref = ThreadRecord.parse(record).ref
-            self.heads.setdefault(key, ThreadHead(next_pos, ref, senders))  # a concurrent load may have won
+            stored = await self.storage.thread_head(team, thread)
+            if stored is None:
+                return None
+            ref = ThreadRecord.parse(stored.record).ref
+            # a concurrent load may have won:
+            self.heads.setdefault(key, ThreadHead(stored.next_pos, ref, stored.senders))
         return self.heads[key]
 
     async def append(self, m: StoredMessage, prev: str | None) -> int:
+        """Append to a thread whose head the caller found (threads are never deleted)."""
         head = await self.head(m.team, m.thread)
+        if head is None:
+            raise RuntimeError(f"thread {m.thread} of team {m.team} vanished from storage")
         last = head.senders.get(m.device)
         last_seq, last_id = (last[0], last[1]) if last else (0, None)
         if m.seq != last_seq + 1 or prev != last_id:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import aiosqlite
 
 from vault.envelope import Record
-from vault.errors import EncodingError, QuotaExceeded, VaultError
+from vault.errors import EncodingError, VaultError
 from vault.messages import ThreadRecord
 
 SCHEMA = """
@@ -30,7 +31,6 @@ CREATE TABLE IF NOT EXISTS authored_bytes (
 CREATE INDEX IF NOT EXISTS link_slots_member ON link_slots (member, expires);
 """
 DAY = 86400
-_KINDS = {"version": "document versions", "thread": "threads"}
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,35 @@ class Usage:
     retry_after: int  # seconds until one of today's rows leaves the window (when today >= the quota)
 
 
-def check_allowance(kind: str, a: Allowance, use: Usage, add_bytes: int) -> None:
-    """Raise ``QuotaExceeded`` if one more row of ``kind`` with ``add_bytes`` is over ``a``."""
+@dataclass(frozen=True)
+class OverStoredBytes:
+    """Quota ``stored_bytes``: the member stores ``stored`` bytes, the write adds ``adds``; at most ``limit``."""
+
+    stored: int
+    adds: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class OverDailyCount:
+    """Quota ``{kind}s_per_day``: ``per_day`` rows of ``kind`` in 24 hours; one more in ``retry_after`` s."""
+
+    kind: str
+    per_day: int
+    retry_after: int
+
+
+OverQuota: TypeAlias = OverStoredBytes | OverDailyCount  # what a store answers for a write over a quota
+
+
+def over_quota(kind: str, a: Allowance, use: Usage, add_bytes: int) -> OverQuota | None:
+    """Whether one more row of ``kind`` with ``add_bytes`` is over ``a`` (None: it is within): the one rule
+    for the check before the work and the one inside the write's transaction."""
     if a.stored_bytes is not None and use.stored_bytes + add_bytes > a.stored_bytes:
-        raise QuotaExceeded(f"quota stored_bytes: you store {use.stored_bytes} bytes of documents and this version "
-                            f"adds {add_bytes}; the limit is {a.stored_bytes} bytes per member", status=413)
+        return OverStoredBytes(use.stored_bytes, add_bytes, a.stored_bytes)
     if use.today >= a.per_day:
-        raise QuotaExceeded(f"quota {kind}s_per_day: at most {a.per_day} new {_KINDS[kind]} per member in 24 hours; "
-                            f"try again in {use.retry_after} s", retry_after=use.retry_after)
-
-
-async def check(db: aiosqlite.Connection, kind: str, a: Allowance, now: int, add_bytes: int) -> None:
-    """``check_allowance`` against the usage stored now (inside the caller's transaction)."""
-    check_allowance(kind, a, await usage_of(db, a.member, kind, now, a.per_day), add_bytes)
+        return OverDailyCount(kind, a.per_day, use.retry_after)
+    return None
 
 
 async def usage_of(db: aiosqlite.Connection, member: str, kind: str, now: int, per_day: int) -> Usage:

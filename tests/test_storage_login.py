@@ -75,7 +75,7 @@ async def test_concurrent_sessions_are_all_durable_when_their_calls_return(tmp_p
 
 
 async def test_concurrent_versions_commit_together_and_a_conflict_fails_alone(tmp_path: Path) -> None:
-    from server.store.records import StoredVersion
+    from server.store.records import HeadMoved, StoredVersion, VersionAdded
 
     store = await SQLiteStorage.open(tmp_path)
     try:
@@ -89,8 +89,8 @@ async def test_concurrent_versions_commit_together_and_a_conflict_fails_alone(tm
                                        store.add_version(v("d0", 2), "d0-1", 2),
                                        store.add_version(v("d1", 2), "elsewhere", 2),
                                        store.add_version(v("d2", 2), "d2-1", 2), return_exceptions=True)
-        assert results[0] is None and results[3] is None
-        assert isinstance(results[1], Conflict) and isinstance(results[2], Conflict)
+        assert results[0] == VersionAdded() and results[3] == VersionAdded()
+        assert results[1] == HeadMoved(2) and results[2] == HeadMoved(1)
         assert [x.vid for x in await store.versions("team", "d0")] == ["d0-1", "d0-2"]
         assert [x.vid for x in await store.versions("team", "d1")] == ["d1-1"]
     finally:
@@ -120,8 +120,8 @@ async def test_a_cancelled_commit_fails_its_writes_and_the_queue_goes_on(tmp_pat
 
 async def test_a_version_is_refused_when_the_team_chain_moved_while_it_waited(tmp_path: Path) -> None:
     """The team-state check runs inside the commit: a team link stored after the handler's own
-    check (a removal with its rotation, say) makes the version a Conflict, and nothing is stored."""
-    from server.store.records import StoredLink, StoredVersion
+    check (a removal with its rotation, say) makes the version TeamMoved, and nothing is stored."""
+    from server.store.records import StoredLink, StoredVersion, TeamMoved
 
     store = await SQLiteStorage.open(tmp_path)
     try:
@@ -130,8 +130,7 @@ async def test_a_version_is_refused_when_the_team_chain_moved_while_it_waited(tm
         await store.add_version(v1, None, 1, team_seq=1)
         await store.append_links([StoredLink("team", 2, "team", b"remove+rotate")], [], [])
         v2 = StoredVersion("v2", "team", "doc", 2, b"record", "v2", 0)
-        with pytest.raises(Conflict, match="team changed"):
-            await store.add_version(v2, "v1", 2, team_seq=1)
+        assert await store.add_version(v2, "v1", 2, team_seq=1) == TeamMoved(2)
         assert [x.vid for x in await store.versions("team", "doc")] == ["v1"]
         await store.add_version(v2, "v1", 2, team_seq=2)
         assert [x.vid for x in await store.versions("team", "doc")] == ["v1", "v2"]

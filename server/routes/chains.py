@@ -12,6 +12,7 @@ from server.context import CHAINS, DIRECTORY, LOCK, now_of
 from server.http import int_query
 from server.links import note_links, signed_link
 from server.notes import note
+from server.replies import check_appended
 from server.store.records import StoredLink
 from vault.chains import TeamState
 from vault.encoding import Fields
@@ -75,7 +76,7 @@ async def append_org_link(request: web.Request) -> web.Response:
             raise Conflict("the organization chain moved on; fetch it and retry")
         directory.check_not_before(link)
         state = directory.check_org_link(link)
-        await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
+        check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
         directory.commit_org(state, link)
     note_links(request, link)
     return web.json_response({"seq": state.seq}, status=201)
@@ -111,8 +112,8 @@ async def append_member_link(request: web.Request) -> web.Response:
         new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
         if set(new) != set(boxes) or any(box_hash(boxes[d]) != h for d, h in new.items()):
             raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
-        await app[CHAINS].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
-                                        [(state.member_id, gen, d, boxes[d]) for d in new], [])
+        check_appended(await app[CHAINS].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
+                                                      [(state.member_id, gen, d, boxes[d]) for d in new], []))
         directory.commit_member((state, link))
     note_links(request, link)
     return web.json_response({"seq": state.seq}, status=201)
@@ -173,7 +174,7 @@ async def create_team(request: web.Request) -> web.Response:
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
         app[DIRECTORY].check_team_name(state)  # last: no other refusal may tell whether a name exists
-        await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
+        check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows))
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
     return web.json_response({"team": state.team_id, "seq": 1}, status=201)
@@ -192,7 +193,8 @@ async def append_team_link(request: web.Request) -> web.Response:
         _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_link(team.team_id, link)
         rows = _new_box_rows(team, state, boxes)
-        await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
+        check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [],
+                                                      rows))
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
     return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)

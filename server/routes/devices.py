@@ -9,10 +9,10 @@ from aiohttp import web
 
 from server.access import quotas, session_of
 from server.context import CHAINS, SLOTS, now_of
-from server.http import read_json
+from server.http import hex_id, read_json
 from server.notes import note
 from server.store.records import SlotFill, SlotMissing, SlotOpen, SlotRead, SlotsFull
-from vault.errors import Conflict, EncodingError, NotFound, QuotaExceeded
+from vault.errors import Conflict, NotFound, QuotaExceeded
 from vault.wire64 import b64, unb64
 
 routes = web.RouteTableDef()
@@ -22,10 +22,7 @@ LINK_SLOT_TTL = 600.0
 
 
 def _slot(request: web.Request) -> str:
-    slot = request.match_info["slot"]
-    if len(slot) != 32 or any(c not in "0123456789abcdef" for c in slot):
-        raise EncodingError("slot must be 32 lowercase hex characters")
-    return slot
+    return hex_id(request.match_info["slot"], "slot")
 
 
 @routes.post("/api/v1/device-links/{slot}")

@@ -7,13 +7,13 @@ import asyncio
 import concurrent.futures
 import hashlib
 import struct
-from typing import Any
+from typing import Any, assert_never
 
 from aiohttp import web
 
+from server import replies
 from server.access import (
     check_current_team,
-    check_no_rotation_due,
     check_session,
     judge_act,
     quotas,
@@ -24,13 +24,13 @@ from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
 from server.http import hex_id
 from server.notes import note
 from server.store.blobs import TempBlob
-from server.store.records import StoredVersion
-from server.usage import Allowance, check_allowance
+from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
+from server.usage import Allowance, OverDailyCount, OverStoredBytes, over_quota
 from vault.acts import Act
 from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
-from vault.errors import Conflict, EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
+from vault.errors import EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
 from vault.fileio import Stage
 from vault.wire64 import b64
 
@@ -42,7 +42,7 @@ def _doc_access(request: web.Request, action: str) -> TeamState:
 
 
 def _check_doc_id(doc: str) -> str:
-    return hex_id(doc, "document")
+    return hex_id(doc, "document id")
 
 
 def _version_json(v: StoredVersion) -> dict[str, Any]:
@@ -99,12 +99,14 @@ async def put_version(request: web.Request) -> web.Response:
         raise QuotaExceeded(f"quota version_bytes: a document version may have at most {limits['version_bytes']} "
                             f"bytes; this one has {core.body_len}", status=413)
     allowance = Allowance(s.member, limits["versions_per_day"], limits["stored_bytes"])
-    check_allowance("version", allowance, await storage.usage(s.member, "version", int(now_of(request)),
-                                                              allowance.per_day), core.body_len)
+    over = over_quota("version", allowance, await storage.usage(s.member, "version", int(now_of(request)),
+                                                                allowance.per_day), core.body_len)
+    if over is not None:
+        raise replies.over_quota(over)
     existing = await storage.versions(team.team_id, doc)
-    head_vid = existing[-1].vid if existing else None
-    if core.parent != head_vid or core.seq != len(existing) + 1:
-        raise Conflict(f"document changed on the server (now at version {len(existing)}); fetch, merge, put again")
+    moved = moved_head(core.parent, core.seq, existing[-1].vid if existing else None, len(existing))
+    if moved is not None:
+        raise replies.head_moved(moved)
     blobs = storage.blobs
     temp = blobs.create()
     placed = False
@@ -117,9 +119,8 @@ async def put_version(request: web.Request) -> web.Response:
         # The upload may have taken long: the writer must still be allowed, under the same team state.
         check_session(app, s)
         team = _doc_access(request, "doc.write")
-        if (core.team_seq, core.gen) != (team.seq, team.generation):
-            raise Conflict(f"the team changed during the upload (now at link {team.seq}); sync and put again")
-        check_no_rotation_due(request, team)  # an org removal or a revoked device changes neither
+        # The whole check again: an org removal or a revoked device changes neither link nor generation.
+        check_current_team(request, team, core.team_seq, core.gen, after_body=True)
         record.verify(directory.member(s.member).device(s.device).sign_public)
         judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
                   team)
@@ -127,10 +128,21 @@ async def put_version(request: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, blobs.commit, temp, vid)
         placed = True
-        await storage.add_version(
+        added = await storage.add_version(
             StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
             int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
         )
+        match added:
+            case VersionAdded():
+                pass
+            case HeadMoved():
+                raise replies.head_moved(added)
+            case TeamMoved():
+                raise replies.team_moved(added)
+            case OverStoredBytes() | OverDailyCount():
+                raise replies.over_quota(added)
+            case _:
+                assert_never(added)
         directory.note_signed(core.author, core.device, core.time)
         placed = False
         event.res["vid"] = vid

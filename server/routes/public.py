@@ -11,6 +11,7 @@ from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
 from server.http import read_json
 from server.links import check_link_time, note_links, parse_link_field
 from server.openapi import OPENAPI
+from server.replies import check_appended
 from server.store.records import StoredLink
 from vault import __version__
 from vault.chains import MemberState, OrgState
@@ -94,12 +95,7 @@ async def found(request: web.Request) -> web.Response:
         org = directory.check_org_link(org_link, extra_member=member)
         if founder_invite is None or org.founder_invite != founder_invite:
             raise InviteError("the founder invite is not valid for this server")
-        await app[CHAINS].append_links(
-            [StoredLink(member.member_id, 1, "member", member_link.wire), StoredLink("org", 1, "org", org_link.wire)],
-            [(member.member_id, 1, member_link.device, puk_box)], [],
-        )
-        directory.commit_member((member, member_link))
-        directory.commit_org(org, org_link)
+        await _store_newcomer(app, member, member_link, puk_box, org, org_link)
     note_links(request, member_link, org_link)
     return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
 
@@ -112,6 +108,19 @@ def _newcomer_links(request: web.Request, f: Fields, org_key: str) -> tuple[Link
     for link in (member_link, org_link):
         check_link_time(request, link)
     return member_link, org_link, puk_box
+
+
+async def _store_newcomer(app: web.Application, member: MemberState, member_link: Link, puk_box: bytes,
+                          org: OrgState, org_link: Link) -> None:
+    """A newcomer's first member link with its PUK box, and the organization link that admits it (the
+    founding one or a join): stored together, then the directory's states (under ``LOCK``)."""
+    check_appended(await app[CHAINS].append_links(
+        [StoredLink(member.member_id, 1, "member", member_link.wire),
+         StoredLink("org", org_link.seq, "org", org_link.wire)],
+        [(member.member_id, 1, member_link.device, puk_box)], [],
+    ))
+    app[DIRECTORY].commit_member((member, member_link))
+    app[DIRECTORY].commit_org(org, org_link)
 
 
 def _check_puk_box(member: MemberState, device: str, box: bytes) -> None:
@@ -138,13 +147,7 @@ async def join(request: web.Request) -> web.Response:
             org = directory.check_org_link(join_link, extra_member=member)
         except InviteNotOpen as e:
             raise InviteError(e.message) from e
-        await app[CHAINS].append_links(
-            [StoredLink(member.member_id, 1, "member", member_link.wire),
-             StoredLink("org", join_link.seq, "org", join_link.wire)],
-            [(member.member_id, 1, member_link.device, puk_box)], [],
-        )
-        directory.commit_member((member, member_link))
-        directory.commit_org(org, join_link)
+        await _store_newcomer(app, member, member_link, puk_box, org, join_link)
     note_links(request, member_link, join_link)
     return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
                              status=201)

@@ -3,68 +3,44 @@
 The server stores signed thread records and signed, encrypted messages; it checks what
 it can without keys (signatures, the sender is the session's device, the team state and
 key generation are current, each device's messages chain) and hands messages out in the
-order it accepted them. Live delivery: ``GET /api/v1/teams/{team}/live`` upgrades to a
-WebSocket; the client's first frame says where it is (``{"after": {thread: pos}, "all":
-bool}``); the server sends what it missed, then ``{"type": "live"}``, then every new message
-as it is accepted. A follower that loses the connection reconnects with the positions it
-has and receives the rest exactly once, in order. Access is checked again before every
-delivery: a member removed from the team stops receiving at once.
+order it accepted them, and publishes each accepted item on the team's bus. Live delivery
+(``GET /api/v1/teams/{team}/live``): the route judges the request and counts the connection
+(quota ``live_followers``), then ``server/live.py`` serves it.
 
-Expiry: a thread's record names how long its messages are kept; expired messages are no
-longer served, and are deleted (one ``msg.expire`` audit event per thread and purge) at
-most a second after they expire whenever the server is asked for messages, and every
-``Config.purge_interval`` seconds in the background.
+Expiry: expired messages are no longer served; ``server/expiry.py`` deletes them (``purge_due``,
+called here before messages are listed or read, and in the background).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, assert_never
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from server import expiry, live, replies
 from server.access import (
     check_current_team,
     check_no_rotation_due,
     check_session,
     judge_act,
-    may_now,
     quotas,
     session_of,
     team_access,
 )
-from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
-from server.events import Follower
+from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of
 from server.http import hex_id, int_query, read_json
-from server.notes import Note, note
-from server.recorder import record
-from server.store.records import AuthSession, StoredMessage, StoredThread
-from server.usage import Allowance
+from server.live import PAGE, message_json
+from server.notes import note
+from server.store.records import StoredMessage, StoredThread, ThreadAdded, ThreadExists
+from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.acts import Act
 from vault.chains import TeamState
-from vault.errors import (
-    AuthError,
-    Conflict,
-    EncodingError,
-    IntegrityError,
-    NotFound,
-    PolicyDenied,
-    QuotaExceeded,
-    VaultError,
-)
+from vault.errors import Conflict, EncodingError, IntegrityError, PolicyDenied, QuotaExceeded
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 from vault.wire64 import b64, unb64
 
-log = logging.getLogger("mvault.server")
 routes = web.RouteTableDef()
-PAGE = 1000
-BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
-BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
 
 
 def _team_for(request: web.Request, action: str) -> TeamState:
@@ -72,7 +48,7 @@ def _team_for(request: web.Request, action: str) -> TeamState:
 
 
 def _thread_id(raw: str) -> str:
-    return hex_id(raw, "thread")
+    return hex_id(raw, "thread id")
 
 
 def _check_time(request: web.Request, t: int, what: str) -> None:
@@ -84,21 +60,6 @@ def _check_time(request: web.Request, t: int, what: str) -> None:
 def _thread_json(t: StoredThread) -> dict[str, Any]:
     return {"thread": t.thread, "record": b64(t.record), "next_pos": t.next_pos, "last_time": t.last_time,
             "count": t.count}
-
-
-def _message_json(m: StoredMessage) -> dict[str, Any]:
-    return {"type": "msg", "thread": m.thread, "pos": m.pos, "record": b64(m.record)}
-
-
-async def purge_due(app: web.Application, force: bool = False) -> None:
-    """Delete expired messages (at most once a second unless forced) and audit each deletion."""
-    hub, now = app[HUB], app[CONFIG].clock()
-    if not force and now - hub.last_purge < 1.0:
-        return
-    hub.last_purge = now
-    for team, thread, count in await app[THREADS].purge_messages(int(now)):
-        await record(app, Note("msg.expire", {"team": team, "thread": thread}, detail={"count": count},
-                               actor="", device=""), "ok", None)
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -125,7 +86,16 @@ async def create_thread(request: web.Request) -> web.Response:
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
-    await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
+    added = await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
+    match added:
+        case ThreadAdded():
+            pass
+        case ThreadExists():
+            raise replies.thread_exists()
+        case OverStoredBytes() | OverDailyCount():
+            raise replies.over_quota(added)
+        case _:
+            assert_never(added)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
     request.app[BUS].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
@@ -136,7 +106,7 @@ async def create_thread(request: web.Request) -> web.Response:
 async def list_threads(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     note(request, "thread.list", {"team": team.team_id})
-    await purge_due(request.app)
+    await expiry.purge_due(request.app)
     threads = await request.app[THREADS].threads(team.team_id, int(now_of(request)))
     return web.json_response({"threads": [_thread_json(t) for t in threads]})
 
@@ -145,7 +115,7 @@ async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
     tid = _thread_id(request.match_info["thread"])
     t = await request.app[THREADS].thread(team.team_id, tid)
     if t is None:
-        raise NotFound("no such thread in this team")
+        raise replies.no_such_thread()
     return t
 
 
@@ -156,14 +126,14 @@ async def read_messages(request: web.Request) -> web.Response:
     t = await _stored_thread(request, team)
     after = int_query(request, "after", 0)
     limit = min(int_query(request, "limit", PAGE), PAGE) or PAGE
-    await purge_due(request.app)
+    await expiry.purge_due(request.app)
     storage, s = request.app[THREADS], session_of(request)
     msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
     mine = await storage.last_sent(team.team_id, t.thread, s.device)
     event.detail.update({"after": after, "count": len(msgs)})
     return web.json_response({
         "thread": _thread_json(t),
-        "messages": [_message_json(m) for m in msgs],
+        "messages": [message_json(m) for m in msgs],
         "more": len(msgs) == limit,
         "mine": None if mine is None else {"seq": mine[0], "id": mine[1], "time": mine[2]},
     })
@@ -176,7 +146,9 @@ async def post_message(request: web.Request) -> web.Response:
     app = request.app
     event = note(request, "msg.post", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
     thread = _thread_id(request.match_info["thread"])
-    head = await app[LOG].head(team.team_id, thread)  # the thread exists (kept in memory after the first post)
+    head = await app[LOG].head(team.team_id, thread)  # kept in memory after the first post
+    if head is None:
+        raise replies.no_such_thread()
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
     f = await read_json(request, {"message"})
@@ -211,70 +183,11 @@ async def post_message(request: web.Request) -> web.Response:
     pos = await app[LOG].append(stored, h.prev)
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
-    app[BUS].publish(team.team_id, _message_json(replace(stored, pos=pos)))
+    app[BUS].publish(team.team_id, message_json(replace(stored, pos=pos)))
     return web.json_response({"id": m.id, "pos": pos}, status=201)
 
 
-# -- live delivery ----------------------------------------------------------------------------------
-
-
-def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultError | None:
-    """Why the follower may no longer read (None: it may): session expired, device revoked, member
-    removed, team role ended. Judged again whenever the team, org or member state changed (the
-    directory replaces a state object on every link) and at least once a second."""
-    directory = app[DIRECTORY]
-    team = directory.teams.get(team_id)
-    org = directory.org
-    member = f.session.member
-    ms = directory.members.get(member)
-    if team is None or org is None or ms is None:
-        return PolicyDenied("you no longer have access to this team")
-    now = app[CONFIG].clock()
-    c = f.checked
-    if c is not None and c[0] is team and c[1] is org and c[2] is ms and now - c[3] < 1.0:
-        return None
-    f.checked = None
-    try:
-        check_session(app, f.session)
-    except AuthError as e:
-        return e
-    if not may_now(app, f.session, "thread.read", team):
-        return PolicyDenied("you no longer have access to this team")
-    f.checked = (team, org, ms, now)
-    return None
-
-
-async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
-    """Tell the follower why delivery stops (``unauthorized``: log in again; ``forbidden``: access ended)."""
-    await ws.send_json({"type": "closed", "error": problem.code, "message": problem.message})
-    await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
-
-
-async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]:
-    try:
-        msg = await ws.receive(timeout=30)
-    except TimeoutError as e:
-        raise EncodingError("send where you are first: {\"after\": {thread: pos}, \"all\": bool}") from e
-    if msg.type != WSMsgType.TEXT:
-        raise EncodingError("the first frame must be JSON text")
-    try:
-        value = json.loads(msg.data)
-    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
-        raise EncodingError("the first frame is not valid JSON") from e
-    if not isinstance(value, dict) or set(value) - {"after", "all"}:
-        raise EncodingError("the first frame takes only 'after' and 'all'")
-    after = value.get("after", {})
-    follow_all = value.get("all", False)
-    if not isinstance(after, dict) or len(after) > 10_000 or not isinstance(follow_all, bool):
-        raise EncodingError("'after' maps thread ids to positions; 'all' is true or false")
-    out = {}
-    for tid, pos in after.items():
-        if not isinstance(pos, int) or isinstance(pos, bool) or not 0 <= pos < 2**62:
-            raise EncodingError("positions are non-negative integers")
-        out[_thread_id(tid)] = pos
-    if not out and not follow_all:
-        raise EncodingError("follow at least one thread, or all")
-    return out, follow_all
+# -- live delivery (served by server/live.py) ------------------------------------------------------
 
 
 @routes.get("/api/v1/teams/{team}/live")
@@ -290,164 +203,18 @@ async def follow(request: web.Request) -> web.StreamResponse:
                             "close one (another mvault thread follow) first")
     hub.live[s.member] = held + 1
     try:
-        return await _follow(request, team, s)
+        return await live.deliver(request, team, s)
     finally:
         hub.live[s.member] -= 1
         if not hub.live[s.member]:
             del hub.live[s.member]
 
 
-async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.StreamResponse:
-    app = request.app
-    storage, bus = app[THREADS], app[BUS]
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
-    await ws.prepare(request)
-    delivered = 0
-    done = note(request, "thread.unfollow", {"team": team.team_id})
-    try:
-        after, follow_all = await _first_frame(ws)
-    except VaultError as e:
-        await ws.send_json({"type": "error", "error": e.code, "message": e.message})
-        await ws.close(code=4400)
-        return ws
-    me = Follower(s, ws)
-    bus.subscribe(team.team_id, me)  # before listing: a thread created meanwhile is not missed
-    problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
-    if problem is not None:
-        bus.unsubscribe(team.team_id, me)
-        await _close_for(ws, problem)
-        return ws
-    threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
-    unknown = [tid for tid in after if tid not in threads]
-    if unknown:
-        bus.unsubscribe(team.team_id, me)
-        await ws.send_json({"type": "error", "error": "not_found", "message": "no such thread in this team"})
-        await ws.close(code=4404)
-        return ws
-    await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
-                                                                         "all": int(follow_all)}), "ok", s)
-    sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
-
-    async def new_threads() -> None:
-        """After a lag (dropped live items): threads created meanwhile are announced from storage."""
-        if follow_all:
-            for t in await storage.threads(team.team_id, int(now_of(request))):
-                if t.thread not in sent:
-                    sent[t.thread] = 0
-                    await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
-
-    async def reader() -> None:
-        async for msg in ws:
-            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
-                break
-        me.lagged = True
-        with contextlib.suppress(asyncio.QueueFull):
-            me.queue.put_nowait(None)  # wake the sender loop: the follower is gone
-
-    async def catch_up(tid: str) -> int:
-        n = 0
-        while True:
-            msgs = await storage.messages(team.team_id, tid, sent[tid], PAGE, int(now_of(request)))
-            for m in msgs:
-                await ws.send_json(_message_json(m))
-                sent[tid] = m.pos
-                n += 1
-            if len(msgs) < PAGE:
-                return n
-
-    reading = asyncio.create_task(reader())
-    try:
-        if follow_all:
-            for t in threads.values():
-                await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
-        for tid in list(sent):
-            delivered += await catch_up(tid)
-        await ws.send_json({"type": "live"})
-        out: list[str] = []
-
-        async def flush() -> None:
-            """What is ready goes out as one frame (a ``msgs`` frame when there are several)."""
-            if len(out) == 1:
-                await ws.send_str(out[0])
-            elif out:
-                await ws.send_str('{"type": "msgs", "items": [' + ",".join(out) + "]}")
-            out.clear()
-
-        while not ws.closed:
-            batch = [await me.queue.get()]
-            size = 0
-            while len(batch) < BATCH and size < BATCH_BYTES and not me.queue.empty():
-                entry = me.queue.get_nowait()
-                size += len(entry[1]) if entry is not None else 0
-                batch.append(entry)
-            if any(entry is None for entry in batch) or ws.closed:
-                break
-            problem = _access_problem(app, team.team_id, me)
-            if problem is not None:
-                await _close_for(ws, problem)
-                break
-            for entry in batch:
-                assert entry is not None
-                item, text = entry
-                tid = str(item["thread"])
-                if item["type"] == "thread":
-                    if follow_all and tid not in sent:
-                        sent[tid] = 0
-                        out.append(text)
-                    continue
-                if tid not in sent or int(item["pos"]) <= sent[tid]:
-                    continue  # already sent from storage
-                if int(item["pos"]) != sent[tid] + 1 or me.lagged:
-                    me.lagged = False
-                    await flush()
-                    await new_threads()
-                    for t_id in list(sent):
-                        delivered += await catch_up(t_id)
-                    continue
-                out.append(text)
-                sent[tid] = int(item["pos"])
-                delivered += 1
-            await flush()
-    except (ConnectionResetError, RuntimeError):
-        pass  # the follower went away mid-send
-    finally:
-        bus.unsubscribe(team.team_id, me)
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reading
-        if not ws.closed:
-            await ws.close()
-        done.detail["delivered"] = delivered
-    return ws
-
-
 # -- wiring -----------------------------------------------------------------------------------------
-
-
-async def _purge_loop(app: web.Application) -> None:
-    interval = app[CONFIG].purge_interval
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await purge_due(app, force=True)
-        except Exception:  # logged; the next round tries again
-            log.exception("purging expired messages failed")
-
-
-async def _start(app: web.Application) -> AsyncIterator[None]:
-    async with running(_purge_loop(app)):
-        yield
-
-
-async def _close_followers(app: web.Application) -> None:
-    """At shutdown: every live connection closes (clients reconnect to the next server)."""
-    for f in app[BUS].followers():
-        with contextlib.suppress(Exception):
-            await f.ws.close(code=1001, message=b"server shutting down")
 
 
 def register(app: web.Application) -> None:
     """The thread routes and their background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(_start)
-    app.on_shutdown.append(_close_followers)
+    app.cleanup_ctx.append(expiry.purging)
+    app.on_shutdown.append(live.close_followers)

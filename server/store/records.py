@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
 from security.events import Checkpoint
+from server.usage import OverQuota
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,71 @@ class SlotRead:
 
 class SlotMissing(Enum):
     UNKNOWN = "unknown"  # unknown, expired, or another member's
+
+
+# -- chains, documents and threads: what a store answers where it may refuse -------------------------
+# Each store method that can refuse returns one of these (never a refusal as an exception); the routes
+# turn each into a reply (``server/replies.py`` holds the texts). The store raises only for real failures.
+
+
+@dataclass(frozen=True)
+class LinksAppended:
+    """Every link and key box was stored."""
+
+
+@dataclass(frozen=True)
+class ChainMoved:
+    """A link at one of these positions (or one of these boxes) is stored already: nothing was stored."""
+
+
+LinksOutcome: TypeAlias = LinksAppended | ChainMoved
+
+
+@dataclass(frozen=True)
+class VersionAdded:
+    """The version is stored on top of its document's head."""
+
+
+@dataclass(frozen=True)
+class HeadMoved:
+    """The version does not sit on the document's head, now version ``head_seq`` (0: no version yet)."""
+
+    head_seq: int
+
+
+@dataclass(frozen=True)
+class TeamMoved:
+    """The team chain moved on from the link the version names; it is now at link ``team_seq``."""
+
+    team_seq: int
+
+
+VersionOutcome: TypeAlias = VersionAdded | HeadMoved | TeamMoved | OverQuota
+
+
+def moved_head(parent: str | None, seq: int, head_vid: str | None, head_seq: int) -> HeadMoved | None:
+    """Whether a version with ``parent`` and number ``seq`` misses the head (``head_vid``, ``head_seq``):
+    the one rule for the check before an upload's body and the one in the store's transaction."""
+    return None if parent == head_vid and seq == head_seq + 1 else HeadMoved(head_seq)
+
+
+@dataclass(frozen=True)
+class ThreadAdded:
+    """The thread record is stored."""
+
+
+@dataclass(frozen=True)
+class ThreadExists:
+    """A thread with this id (the keyed hash of its name) is stored in the team already."""
+
+
+ThreadOutcome: TypeAlias = ThreadAdded | ThreadExists | OverQuota
+
+
+@dataclass(frozen=True)
+class StoredHead:
+    """A thread's next position, its record, and each device's last message (seq, id, time)."""
+
+    next_pos: int
+    record: bytes
+    senders: dict[str, tuple[int, str, int]]

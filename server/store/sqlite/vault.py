@@ -25,17 +25,28 @@ from server import usage as U
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.records import (
     AuthSession,
+    ChainMoved,
+    LinksAppended,
+    LinksOutcome,
     SlotFill,
     SlotMissing,
     SlotOpen,
     SlotRead,
     SlotsFull,
+    StoredHead,
     StoredLink,
     StoredMessage,
     StoredThread,
     StoredVersion,
+    TeamMoved,
+    ThreadAdded,
+    ThreadExists,
+    ThreadOutcome,
+    VersionAdded,
+    VersionOutcome,
+    moved_head,
 )
-from vault.errors import Conflict, NotFound, VaultError
+from vault.errors import Conflict, VaultError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -74,6 +85,7 @@ CREATE TABLE IF NOT EXISTS thread_senders (
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Outcome = TypeVar("Outcome")  # what a store answers
 
 
 def _shutting_down() -> Conflict:
@@ -150,11 +162,25 @@ class SQLiteStorage:
             rows = await cur.fetchall()
         return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
-    @_atomic
-    async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
-                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> None:
+    async def _refusable(self, write: Callable[[], Awaitable[Outcome]], done: Outcome, conflict: Outcome) -> Outcome:
+        """``write`` in one transaction, committed only if it answers ``done``; any other answer (a refusal
+        it found) rolls it back, and so does a row that is there already (the ``conflict`` outcome)."""
         await self._db.execute("BEGIN IMMEDIATE")
         try:
+            outcome = await write()
+            await self._db.execute("COMMIT" if outcome == done else "ROLLBACK")
+        except sqlite3.IntegrityError:
+            await self._db.execute("ROLLBACK")
+            return conflict
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return outcome
+
+    @_atomic
+    async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
+                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
+        async def write() -> LinksOutcome:
             for link in links:
                 await self._db.execute(
                     "INSERT INTO links (chain, seq, kind, wire, time) VALUES (?, ?, ?, ?, strftime('%s','now'))",
@@ -162,38 +188,40 @@ class SQLiteStorage:
                 )
             await self._db.executemany("INSERT INTO puk_boxes VALUES (?, ?, ?, ?)", list(puk_boxes))
             await self._db.executemany("INSERT INTO team_boxes VALUES (?, ?, ?, ?)", list(team_boxes))
-            await self._db.execute("COMMIT")
-        except sqlite3.IntegrityError as e:
-            await self._db.execute("ROLLBACK")
-            raise Conflict("the chain moved on; fetch and retry") from e
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+            return LinksAppended()
+
+        return await self._refusable(write, LinksAppended(), ChainMoved())
 
     @_atomic
     async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]:
-        async with self._db.execute(
-            "SELECT gen, box FROM team_boxes WHERE team=? AND member=? ORDER BY gen", (team, member)
-        ) as cur:
-            return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
+        return await self._boxes("SELECT gen, box FROM team_boxes WHERE team=? AND member=? ORDER BY gen", team, member)
 
     @_atomic
     async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]:
-        async with self._db.execute(
-            "SELECT puk_gen, box FROM puk_boxes WHERE member=? AND device=? ORDER BY puk_gen", (member, device)
-        ) as cur:
-            return [(r[0], bytes(r[1])) for r in await cur.fetchall()]
+        return await self._boxes("SELECT puk_gen, box FROM puk_boxes WHERE member=? AND device=? ORDER BY puk_gen",
+                                 member, device)
+
+    async def _boxes(self, query: str, *args: str) -> list[tuple[int, bytes]]:
+        """Key boxes with their generation, oldest first."""
+        async with self._db.execute(query, args) as cur:
+            return [(int(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     # -- documents --------------------------------------------------------------------------
 
     async def add_version(self, v: StoredVersion, parent: str | None, now: int,
-                          team_seq: int | None = None, allowance: U.Allowance | None = None) -> None:
+                          team_seq: int | None = None, allowance: U.Allowance | None = None) -> VersionOutcome:
         """Insert a version only on top of the current head, and (with ``team_seq``) only while
         the team chain is still at that link: checked inside the transaction, so a removal and
         rotation stored while the upload waited cannot let in a version under the old key
-        (``Conflict`` otherwise); with ``allowance``, only within the author's quotas.
+        (``TeamMoved`` otherwise); with ``allowance``, only within the author's quotas.
         Concurrent uploads share one transaction."""
-        await self._group_commit(functools.partial(self._insert_version, v, parent, now, team_seq, allowance))
+        outcome: list[VersionOutcome] = []  # _group_commit hands back nothing of the write
+
+        async def write() -> None:
+            outcome.append(await self._insert_version(v, parent, now, team_seq, allowance))
+
+        await self._group_commit(write)
+        return outcome[0]
 
     @_atomic
     async def usage(self, member: str, kind: str, now: int, per_day: int) -> U.Usage:
@@ -310,26 +338,31 @@ class SQLiteStorage:
                     done.set_exception(result)
 
     async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None,
-                              allowance: U.Allowance | None = None) -> None:
-        """One write of a group commit (see ``add_version``)."""
+                              allowance: U.Allowance | None = None) -> VersionOutcome:
+        """One write of a group commit (see ``add_version``): a refusal writes nothing."""
         if team_seq is not None:
             async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
                 row = await cur.fetchone()
             if row is None or row[0] != team_seq:
-                raise Conflict("the team changed during the upload; sync and put again")
+                return TeamMoved(int(row[0] or 0) if row is not None else 0)
         async with self._db.execute(
             "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
         ) as cur:
             head = await cur.fetchone()
         head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
-        if parent != head_vid or v.seq != head_seq + 1:
-            raise Conflict(f"document changed on the server (now at version {head_seq}); fetch it, merge, put again")
+        moved = moved_head(parent, v.seq, head_vid, head_seq)
+        if moved is not None:
+            return moved
         if allowance is not None:  # after the other checks: rows written by earlier writes of the batch count
-            await U.check(self._db, "version", allowance, now, v.body_len)
+            over = U.over_quota("version", allowance, await U.usage_of(self._db, allowance.member, "version", now,
+                                                                        allowance.per_day), v.body_len)
+            if over is not None:
+                return over
         author = allowance.member if allowance is not None else U.version_author(v.record)
         await self._db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now))
         await U.add_authored(self._db, "version", v.vid, author, v.body_len, now)
+        return VersionAdded()
 
     @_atomic
     async def session(self, token: bytes) -> AuthSession | None:
@@ -386,21 +419,21 @@ class SQLiteStorage:
     # -- threads ----------------------------------------------------------------------------
 
     @_atomic
-    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> None:
+    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> ThreadOutcome:
         creator = allowance.member if allowance is not None else U.thread_creator(t.record)
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        async def write() -> ThreadOutcome:
             if allowance is not None:
-                await U.check(self._db, "thread", allowance, now, 0)
+                over = U.over_quota("thread", allowance, await U.usage_of(self._db, allowance.member, "thread", now,
+                                                                           allowance.per_day), 0)
+                if over is not None:
+                    return over
             await self._db.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, 1, ?)",
                                    (t.team, t.thread, t.record, t.expire, now, now))
             await U.add_authored(self._db, "thread", f"{t.team}/{t.thread}", creator, 0, now)
-        except BaseException as e:
-            await self._db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.IntegrityError):
-                raise Conflict("a thread with this name already exists in the team") from e
-            raise
-        await self._db.execute("COMMIT")
+            return ThreadAdded()
+
+        return await self._refusable(write, ThreadAdded(), ThreadExists())
 
     def _thread(self, r: Any) -> StoredThread:
         return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
@@ -425,17 +458,17 @@ class SQLiteStorage:
         return None if row is None else self._thread(row)
 
     @_atomic
-    async def thread_head(self, team: str, thread: str) -> tuple[int, bytes, dict[str, tuple[int, str, int]]]:
-        """A thread's next position, its record, and each device's last message (seq, id, time)."""
+    async def thread_head(self, team: str, thread: str) -> StoredHead | None:
+        """A thread's next position, its record, and each device's last message (None: no such thread)."""
         async with self._db.execute("SELECT next_pos, record FROM threads WHERE team=? AND thread=?",
                                     (team, thread)) as cur:
             row = await cur.fetchone()
         if row is None:
-            raise NotFound("no such thread in this team")
+            return None
         async with self._db.execute("SELECT device, seq, mid, time FROM thread_senders WHERE team=? AND thread=?",
                                     (team, thread)) as cur:
             senders = {str(r[0]): (int(r[1]), str(r[2]), int(r[3])) for r in await cur.fetchall()}
-        return int(row[0]), bytes(row[1]), senders
+        return StoredHead(int(row[0]), bytes(row[1]), senders)
 
     @_atomic
     async def add_messages(self, rows: list[StoredMessage]) -> None:

@@ -1,0 +1,233 @@
+"""Live delivery of a team's thread items to one follower (``GET /api/v1/teams/{team}/live``, a WebSocket),
+beside the bus it reads from (``server/events.py``); ``server/routes/threads.py`` judges the request, counts
+the connection and hands it over to ``deliver``.
+
+The client's first frame says where it is (``{"after": {thread: pos}, "all": bool}``); the server sends what
+it missed from storage, then ``{"type": "live"}``, then every new item as it is accepted, several ready ones
+as one ``msgs`` frame. A follower that loses the connection reconnects with the positions it has and
+receives the rest exactly once, in order; one whose queue overflowed (``lagged``) or that sees a gap in
+positions reads the rest from storage. Access is judged again before every delivery (``_access_problem``):
+a member removed from the team stops receiving at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from server import replies
+from server.access import check_session, may_now
+from server.context import BUS, CONFIG, DIRECTORY, THREADS, now_of
+from server.events import Follower
+from server.http import hex_id
+from server.notes import Note, note
+from server.recorder import record
+from server.store.records import AuthSession, StoredMessage
+from vault.chains import TeamState
+from vault.errors import AuthError, EncodingError, PolicyDenied, VaultError
+from vault.wire64 import b64
+
+PAGE = 1000  # messages read from storage at a time
+BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
+BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
+
+
+def message_json(m: StoredMessage) -> dict[str, Any]:
+    """A stored message as it is published, delivered and read."""
+    return {"type": "msg", "thread": m.thread, "pos": m.pos, "record": b64(m.record)}
+
+
+def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultError | None:
+    """Why the follower may no longer read (None: it may): session expired, device revoked, member
+    removed, team role ended. Judged again whenever the team, org or member state changed (the
+    directory replaces a state object on every link) and at least once a second."""
+    directory = app[DIRECTORY]
+    team = directory.teams.get(team_id)
+    org = directory.org
+    member = f.session.member
+    ms = directory.members.get(member)
+    if team is None or org is None or ms is None:
+        return PolicyDenied("you no longer have access to this team")
+    now = app[CONFIG].clock()
+    c = f.checked
+    if c is not None and c[0] is team and c[1] is org and c[2] is ms and now - c[3] < 1.0:
+        return None
+    f.checked = None
+    try:
+        check_session(app, f.session)
+    except AuthError as e:
+        return e
+    if not may_now(app, f.session, "thread.read", team):
+        return PolicyDenied("you no longer have access to this team")
+    f.checked = (team, org, ms, now)
+    return None
+
+
+async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
+    """Tell the follower why delivery stops (``unauthorized``: log in again; ``forbidden``: access ended)."""
+    await ws.send_json({"type": "closed", "error": problem.code, "message": problem.message})
+    await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
+
+
+async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]:
+    try:
+        msg = await ws.receive(timeout=30)
+    except TimeoutError as e:
+        raise EncodingError("send where you are first: {\"after\": {thread: pos}, \"all\": bool}") from e
+    if msg.type != WSMsgType.TEXT:
+        raise EncodingError("the first frame must be JSON text")
+    try:
+        value = json.loads(msg.data)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
+        raise EncodingError("the first frame is not valid JSON") from e
+    if not isinstance(value, dict) or set(value) - {"after", "all"}:
+        raise EncodingError("the first frame takes only 'after' and 'all'")
+    after = value.get("after", {})
+    follow_all = value.get("all", False)
+    if not isinstance(after, dict) or len(after) > 10_000 or not isinstance(follow_all, bool):
+        raise EncodingError("'after' maps thread ids to positions; 'all' is true or false")
+    out = {}
+    for tid, pos in after.items():
+        if not isinstance(pos, int) or isinstance(pos, bool) or not 0 <= pos < 2**62:
+            raise EncodingError("positions are non-negative integers")
+        out[hex_id(tid, "thread id")] = pos
+    if not out and not follow_all:
+        raise EncodingError("follow at least one thread, or all")
+    return out, follow_all
+
+
+async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.StreamResponse:
+    """Serve one live connection (the route has judged the request and counted it): see the module's docstring."""
+    app = request.app
+    storage, bus = app[THREADS], app[BUS]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    delivered = 0
+    done = note(request, "thread.unfollow", {"team": team.team_id})
+    try:
+        after, follow_all = await _first_frame(ws)
+    except VaultError as e:
+        await ws.send_json({"type": "error", "error": e.code, "message": e.message})
+        await ws.close(code=4400)
+        return ws
+    me = Follower(s, ws)
+    bus.subscribe(team.team_id, me)  # before listing: a thread created meanwhile is not missed
+    problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
+    if problem is not None:
+        bus.unsubscribe(team.team_id, me)
+        await _close_for(ws, problem)
+        return ws
+    threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
+    unknown = [tid for tid in after if tid not in threads]
+    if unknown:
+        bus.unsubscribe(team.team_id, me)
+        missing = replies.no_such_thread()
+        await ws.send_json({"type": "error", "error": missing.code, "message": missing.message})
+        await ws.close(code=4404)
+        return ws
+    await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
+                                                                         "all": int(follow_all)}), "ok", s)
+    sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
+
+    async def new_threads() -> None:
+        """After a lag (dropped live items): threads created meanwhile are announced from storage."""
+        if follow_all:
+            for t in await storage.threads(team.team_id, int(now_of(request))):
+                if t.thread not in sent:
+                    sent[t.thread] = 0
+                    await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                break
+        me.lagged = True
+        with contextlib.suppress(asyncio.QueueFull):
+            me.queue.put_nowait(None)  # wake the sender loop: the follower is gone
+
+    async def catch_up(tid: str) -> int:
+        n = 0
+        while True:
+            msgs = await storage.messages(team.team_id, tid, sent[tid], PAGE, int(now_of(request)))
+            for m in msgs:
+                await ws.send_json(message_json(m))
+                sent[tid] = m.pos
+                n += 1
+            if len(msgs) < PAGE:
+                return n
+
+    reading = asyncio.create_task(reader())
+    try:
+        if follow_all:
+            for t in threads.values():
+                await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+        for tid in list(sent):
+            delivered += await catch_up(tid)
+        await ws.send_json({"type": "live"})
+        out: list[str] = []
+
+        async def flush() -> None:
+            """What is ready goes out as one frame (a ``msgs`` frame when there are several)."""
+            if len(out) == 1:
+                await ws.send_str(out[0])
+            elif out:
+                await ws.send_str('{"type": "msgs", "items": [' + ",".join(out) + "]}")
+            out.clear()
+
+        while not ws.closed:
+            batch = [await me.queue.get()]
+            size = 0
+            while len(batch) < BATCH and size < BATCH_BYTES and not me.queue.empty():
+                entry = me.queue.get_nowait()
+                size += len(entry[1]) if entry is not None else 0
+                batch.append(entry)
+            if any(entry is None for entry in batch) or ws.closed:
+                break
+            problem = _access_problem(app, team.team_id, me)
+            if problem is not None:
+                await _close_for(ws, problem)
+                break
+            for entry in batch:
+                assert entry is not None
+                item, text = entry
+                tid = str(item["thread"])
+                if item["type"] == "thread":
+                    if follow_all and tid not in sent:
+                        sent[tid] = 0
+                        out.append(text)
+                    continue
+                if tid not in sent or int(item["pos"]) <= sent[tid]:
+                    continue  # already sent from storage
+                if int(item["pos"]) != sent[tid] + 1 or me.lagged:
+                    me.lagged = False
+                    await flush()
+                    await new_threads()
+                    for t_id in list(sent):
+                        delivered += await catch_up(t_id)
+                    continue
+                out.append(text)
+                sent[tid] = int(item["pos"])
+                delivered += 1
+            await flush()
+    except (ConnectionResetError, RuntimeError):
+        pass  # the follower went away mid-send
+    finally:
+        bus.unsubscribe(team.team_id, me)
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reading
+        if not ws.closed:
+            await ws.close()
+        done.detail["delivered"] = delivered
+    return ws
+
+
+async def close_followers(app: web.Application) -> None:
+    """At shutdown: every live connection closes (clients reconnect to the next server)."""
+    for f in app[BUS].followers():
+        with contextlib.suppress(Exception):
+            await f.ws.close(code=1001, message=b"server shutting down")
