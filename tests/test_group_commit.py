@@ -123,7 +123,8 @@ async def notes(tmp_path: Path) -> AsyncIterator[Notes]:
     try:
         yield n
     finally:
-        await n.committer.close()
+        n.gate.set()  # a failed test may have left a batch held
+        await asyncio.wait_for(n.committer.close(), 10)
         await db.close()
 
 
@@ -186,7 +187,7 @@ async def test_close_commits_what_is_queued_and_refuses_the_rest(notes: Notes) -
     closing = asyncio.ensure_future(notes.committer.close())
     await asyncio.sleep(0)
     with pytest.raises(ServiceUnavailable, match="^the server is shutting down; try again$"):
-        await notes.committer.submit("late")
+        await asyncio.wait_for(notes.committer.submit("late"), 5)
     assert not closing.done()
     notes.gate.set()
     await asyncio.wait_for(closing, 5)
