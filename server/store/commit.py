@@ -33,7 +33,7 @@ from typing import Generic, TypeVar
 
 from vault.errors import ServiceUnavailable
 
-I = TypeVar("I")  # noqa: E741 - an item of a batch
+Item = TypeVar("Item")  # an item of a batch
 R = TypeVar("R")
 
 log = logging.getLogger("mvault.server")
@@ -50,22 +50,22 @@ def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("the server is shutting down; try again")
 
 
-class GroupCommitter(Generic[I, R]):
+class GroupCommitter(Generic[Item, R]):
     """Queues items and commits them in batches with ``write`` (see the module's rule).
 
     ``what`` names an item in the error a failed batch gives ("the message": "the server could not
     store the message; try again")."""
 
-    def __init__(self, write: Callable[[list[I]], Awaitable[Sequence[R | Refused]]], what: str,
-                 on_failure: Callable[[list[I]], None] | None = None) -> None:
+    def __init__(self, write: Callable[[list[Item]], Awaitable[Sequence[R | Refused]]], what: str,
+                 on_failure: Callable[[list[Item]], None] | None = None) -> None:
         self._write = write
         self._what = what
         self._on_failure = on_failure
-        self._queue: list[tuple[I, asyncio.Future[R]]] = []
+        self._queue: list[tuple[Item, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def submit(self, item: I) -> R:
+    async def submit(self, item: Item) -> R:
         """Queue ``item`` for the next batch; its outcome once that batch is committed."""
         if self._closed:
             raise shutting_down()
@@ -104,7 +104,7 @@ class GroupCommitter(Generic[I, R]):
                 else:
                     done.set_result(outcome)
 
-    def _fail(self, batch: list[tuple[I, asyncio.Future[R]]], error: Callable[[], Exception]) -> None:
+    def _fail(self, batch: list[tuple[Item, asyncio.Future[R]]], error: Callable[[], Exception]) -> None:
         failed, self._queue = batch + self._queue, []
         if self._on_failure is not None:
             try:
