@@ -90,6 +90,7 @@ async def open_app(config: Config) -> web.Application:
     app[STATE] = state
 
     async def close(app: web.Application) -> None:
+        await app[LOG].close()  # its last batch goes into the storage closed below
         await app[AUDIT].close()
         await app[STORAGE].close()
 

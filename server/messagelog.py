@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass, replace
 
+from server.store.commit import GroupCommitter
 from server.store.protocols import ThreadStore
 from server.store.records import StoredMessage
-from vault.errors import Conflict, ServiceUnavailable
+from vault.errors import Conflict
 from vault.messages import ThreadRecord
-
-log = logging.getLogger("mvault.server")
 
 
 @dataclass
@@ -24,14 +21,15 @@ class ThreadHead:
 class MessageLog:
     """Appends with group commit: each post is checked against the thread's head in memory
     (its position and the device's chain), then waits until the batch it joined is durable.
-    Concurrent posts share one transaction and one fsync. If a commit fails, every waiting
-    post fails and the heads are read again from storage."""
+    Concurrent posts share one transaction and one fsync (``server.store.commit``). If a commit
+    fails, the posts of the batch and those queued behind it fail (503) and the heads, which
+    counted them, are read again from storage."""
 
     def __init__(self, storage: ThreadStore) -> None:
         self.storage = storage
         self.heads: dict[tuple[str, str], ThreadHead] = {}
-        self.pending: list[tuple[StoredMessage, asyncio.Future[None]]] = []
-        self.flusher: asyncio.Task[None] | None = None
+        self.committer: GroupCommitter[StoredMessage, None] = GroupCommitter(
+            self._store, "the message", on_failure=self._forget_heads)
 
     async def head(self, team: str, thread: str) -> ThreadHead | None:
         """The thread's head (None: no such thread in the team)."""
@@ -58,27 +56,15 @@ class MessageLog:
         row = replace(m, pos=head.next_pos)
         head.next_pos += 1
         head.senders[m.device] = (m.seq, m.mid, m.time)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((row, done))
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.create_task(self._flush())
-        await asyncio.shield(done)  # a client that hangs up does not undo a write in flight
+        await self.committer.submit(row)
         return row.pos
 
-    async def _flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending, []
-            try:
-                await self.storage.add_messages([row for row, _ in batch])
-            except Exception:
-                log.exception("storing %d thread messages failed", len(batch))
-                self.heads.clear()  # later posts were checked against heads that included these
-                failed = ServiceUnavailable("the server could not store the message; try again")
-                for _, done in batch + self.pending:
-                    if not done.done():
-                        done.set_exception(failed)
-                self.pending = []
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+    async def close(self) -> None:
+        await self.committer.close()
+
+    async def _store(self, rows: list[StoredMessage]) -> list[None]:
+        await self.storage.add_messages(rows)
+        return [None] * len(rows)
+
+    def _forget_heads(self, rows: list[StoredMessage]) -> None:
+        self.heads.clear()  # they counted the failed rows; read again from storage when next needed

@@ -127,12 +127,17 @@ async def _guarded(app: web.Application, work: Awaitable[object]) -> None:
     Only failures to record trip this: a handler's own errors never pass through here."""
     try:
         await work
-    except (VaultError, web.HTTPException, asyncio.CancelledError):
-        raise
+    except (VaultError, web.HTTPException, asyncio.CancelledError) as e:
+        if not isinstance(e, ServiceUnavailable):  # the audit store's group commit failed (server.store.commit)
+            raise
+        failure: BaseException = e
     except Exception as e:
-        app[STATE].broken = True
-        log.exception("could not record an audit event; refusing all requests from now on")
-        raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server") from e
+        failure = e
+    else:
+        return
+    app[STATE].broken = True
+    log.error("could not record an audit event; refusing all requests from now on", exc_info=failure)
+    raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server") from failure
 
 
 async def _record_failure(request: web.Request, status: int, code: str) -> None:

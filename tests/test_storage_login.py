@@ -10,7 +10,7 @@ import pytest
 
 from server.store.sqlite import vault as storage_mod
 from server.store.sqlite.vault import SQLiteStorage
-from vault.errors import Conflict
+from vault.errors import ServiceUnavailable
 
 
 async def test_a_nonce_is_taken_once_and_a_flood_evicts_the_oldest(tmp_path: Path,
@@ -105,11 +105,12 @@ async def test_a_cancelled_commit_fails_its_writes_and_the_queue_goes_on(tmp_pat
         await store._lock.acquire()  # another storage call is running
         waiter = asyncio.ensure_future(store.add_session(b"queued", "m", "d", 1e12))
         await asyncio.sleep(0.01)
-        (committer,) = store._tasks
+        committer = store._writes._task
+        assert committer is not None
         committer.cancel()
         await asyncio.sleep(0.01)
         store._lock.release()
-        with pytest.raises(Conflict, match="shutting down"):
+        with pytest.raises(ServiceUnavailable, match="shutting down"):
             await asyncio.wait_for(waiter, 5)
         assert await store.session(b"queued") is None
         await asyncio.wait_for(store.add_session(b"later", "m", "d", 1e12), 5)

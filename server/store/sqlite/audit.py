@@ -2,9 +2,11 @@
 
 The log lives in its own SQLite file (``audit.db``, WAL, ``synchronous=FULL``) with its
 own connection, so its transactions never interleave with the vault's. Appends are
-group-committed: events that arrive while a transaction is being written wait for the
-next one, so concurrent requests share one fsync. A request that records an event
-waits until the event is durable before its answer is sent.
+group-committed (``server.store.commit``): events that arrive while a transaction is being
+written wait for the next one, so concurrent requests share one fsync. A request that records
+an event waits until the event is durable before its answer is sent. A leaf gets its index in
+the Merkle tree when its batch is written; if the batch fails, the tree's uncommitted tail is
+dropped (and the next batch first adopts any rows the database has beyond it).
 
 The server holds the sealed leaves and their hashes; it cannot read an event after
 sealing it (nor can anyone who seizes the disk) unless it is the actor's or the
@@ -23,6 +25,7 @@ import aiosqlite
 
 from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
+from server.store.commit import GroupCommitter
 from server.store.records import Cosig, StoredCheckpoint
 from vault.errors import LogCorrupted
 from vault.fileio import fsync_dir, write_all
@@ -54,8 +57,9 @@ class AuditStore:
         self.committed = tree.size
         self.log_secret = log_secret
         self.log_public = log_public
-        self._pending: list[tuple[bytes, int, asyncio.Future[int]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._leaves: GroupCommitter[tuple[bytes, int], int] = GroupCommitter(
+            self._store_leaves, "the audit event", on_failure=self._drop_uncommitted)
+        self._unsure = False  # a batch failed: the database may hold rows beyond ``committed`` (see _adopt)
         self._latest: StoredCheckpoint | None = None
         # One connection: no other write may land inside the flusher's transaction (or be rolled back with it).
         self._write = asyncio.Lock()
@@ -70,52 +74,44 @@ class AuditStore:
             await db.execute("PRAGMA synchronous=FULL")
             await db.executescript(SCHEMA)
             tree = MerkleTree()
-            async with db.execute("SELECT idx, hash, leaf FROM events ORDER BY idx") as cur:
-                async for idx, stored_hash, leaf in cur:
-                    if idx != tree.size:
-                        raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
-                    # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
-                    tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
+            await _extend(db, tree)
         except BaseException:
             await db.close()
             raise
         return cls(db, tree, secret, public)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._leaves.close()
         await self._db.close()
 
     # -- appends ------------------------------------------------------------------------------
 
     async def append(self, leaf: bytes, day: int) -> int:
         """Append one sealed leaf; returns its index once it is durable."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((leaf, day, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await fut
+        return await self._leaves.submit((leaf, day))
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            start = self.tree.size
-            rows = []
-            for leaf, day, _ in batch:
-                h = leaf_hash(leaf)
-                rows.append((self.tree.append(h), day, h, leaf))
-            try:
-                await self._insert(rows)
-            except Exception as e:  # noqa: BLE001 - every waiter gets the failure
-                self.tree.truncate(start)
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            self.committed = self.tree.size
-            for i, (_, _, fut) in enumerate(batch):
-                if not fut.done():
-                    fut.set_result(start + i)
+    async def _store_leaves(self, leaves: list[tuple[bytes, int]]) -> list[int]:
+        if self._unsure:
+            await self._adopt()
+        start = self.tree.size
+        rows = []
+        for leaf, day in leaves:
+            h = leaf_hash(leaf)
+            rows.append((self.tree.append(h), day, h, leaf))
+        await self._insert(rows)
+        self.committed = self.tree.size
+        return list(range(start, self.committed))
+
+    def _drop_uncommitted(self, leaves: list[tuple[bytes, int]]) -> None:
+        self.tree.truncate(self.committed)
+        self._unsure = True
+
+    async def _adopt(self) -> None:
+        """After a failed batch: rows the database has beyond ``committed`` (a batch cut by a cancellation
+        may have been committed all the same) join the tree before the next index is given."""
+        await _extend(self._db, self.tree)
+        self.committed = self.tree.size
+        self._unsure = False
 
     async def _insert(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         """One transaction for the whole batch, durable (synchronous=FULL) when this returns."""
@@ -217,6 +213,16 @@ class AuditStore:
             (before_day, self.committed),
         ) as cur:
             return len(list(await cur.fetchall()))
+
+
+async def _extend(db: aiosqlite.Connection, tree: MerkleTree) -> None:
+    """Append to ``tree`` the stored leaves from its size on."""
+    async with db.execute("SELECT idx, hash, leaf FROM events WHERE idx >= ? ORDER BY idx", (tree.size,)) as cur:
+        async for idx, stored_hash, leaf in cur:
+            if idx != tree.size:
+                raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
+            # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
+            tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
 
 
 def _log_seed(path: Path) -> bytes:

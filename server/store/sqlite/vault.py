@@ -17,12 +17,13 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from server import usage as U
 from server.store.blobs import BlobStore, FileBlobs
+from server.store.commit import GroupCommitter, Refused
 from server.store.records import (
     AuthSession,
     ChainMoved,
@@ -46,7 +47,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
-from vault.errors import Conflict, VaultError
+from vault.errors import VaultError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -86,10 +87,7 @@ CREATE TABLE IF NOT EXISTS thread_senders (
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Outcome = TypeVar("Outcome")  # what a store answers
-
-
-def _shutting_down() -> Conflict:
-    return Conflict("the server is shutting down; try again")
+T = TypeVar("T")
 MAX_NONCES = 100_000
 
 
@@ -112,9 +110,8 @@ class SQLiteStorage:
         self._db = db
         self._lock = asyncio.Lock()
         self._nonces: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # hash -> (member, device, expires)
-        self._queued: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[None]]] = []  # see _group_commit
-        self._committing = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes: GroupCommitter[Callable[[], Awaitable[Any]], Any] = GroupCommitter(
+            self._commit_writes, "the change")  # sessions and versions: see _group_commit
         self._sessions: dict[bytes, AuthSession] = {}  # token hash -> session (never changed, only expired)
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
@@ -133,6 +130,7 @@ class SQLiteStorage:
         return store
 
     async def close(self) -> None:
+        await self._writes.close()
         await self._db.close()
 
     # -- blobs ----------------------------------------------------------------------------
@@ -215,13 +213,7 @@ class SQLiteStorage:
         rotation stored while the upload waited cannot let in a version under the old key
         (``TeamMoved`` otherwise); with ``allowance``, only within the author's quotas.
         Concurrent uploads share one transaction."""
-        outcome: list[VersionOutcome] = []  # _group_commit hands back nothing of the write
-
-        async def write() -> None:
-            outcome.append(await self._insert_version(v, parent, now, team_seq, allowance))
-
-        await self._group_commit(write)
-        return outcome[0]
+        return await self._group_commit(functools.partial(self._insert_version, v, parent, now, team_seq, allowance))
 
     @_atomic
     async def usage(self, member: str, kind: str, now: int, per_day: int) -> U.Usage:
@@ -280,62 +272,31 @@ class SQLiteStorage:
         await self._group_commit(functools.partial(self._db.execute, "INSERT INTO sessions VALUES (?, ?, ?, ?)",
                                                    (token, member, device, expires)))
 
-    async def _group_commit(self, write: Callable[[], Awaitable[Any]]) -> None:
-        """Queue one write for the next shared transaction and wait until it is committed.
-
-        Writes queued while the storage lock is busy run together: one BEGIN .. COMMIT, so one
-        fsync for all of them. Each is checked on its own (a refused one fails alone, leaving
-        no row); if the commit itself fails, every write of the batch fails."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued.append((write, done))
-        if not self._committing:
-            self._committing = True
-            task = asyncio.create_task(self._committer())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(done)
-
-    async def _committer(self) -> None:
-        try:
-            while self._queued:  # writes queued during a commit go in the next one
-                await self._commit_queued()
-        finally:
-            self._committing = False
-            left, self._queued = self._queued, []  # only when cancelled (shutdown): fail them clearly
-            for _, done in left:
-                if not done.done():
-                    done.set_exception(_shutting_down())
+    async def _group_commit(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Run one write in the next shared transaction (``server.store.commit``); its result once committed."""
+        return cast(T, await self._writes.submit(write))
 
     @_atomic
-    async def _commit_queued(self) -> None:
-        batch, self._queued = self._queued, []
-        results: list[BaseException | None] = []
+    async def _commit_writes(self, writes: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+        """One BEGIN .. COMMIT for a batch of writes (one fsync). Each runs in its own savepoint: one that
+        refuses (a ``VaultError`` or a constraint) is rolled back alone and fails alone."""
+        outcomes: list[Any] = []
+        await self._db.execute("BEGIN IMMEDIATE")
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for write, _ in batch:
-                    try:
-                        await write()
-                        results.append(None)
-                    except (VaultError, sqlite3.IntegrityError) as e:  # this write only: its statement undid itself
-                        results.append(e)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                    await self._db.execute("ROLLBACK")
-                raise
-        except Exception as e:
-            results = [e] * len(batch)
-        finally:
-            if len(results) != len(batch):  # cancelled mid-way: nothing of this batch was committed
-                results = [_shutting_down()] * len(batch)
-            for (_, done), result in zip(batch, results, strict=True):
-                if done.done():
-                    continue
-                if result is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(result)
+            for write in writes:
+                await self._db.execute("SAVEPOINT write")
+                try:
+                    outcomes.append(await write())
+                except (VaultError, sqlite3.IntegrityError) as e:
+                    await self._db.execute("ROLLBACK TO write")
+                    outcomes.append(Refused(e))
+                await self._db.execute("RELEASE write")
+            await self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                await self._db.execute("ROLLBACK")
+            raise
+        return outcomes
 
     async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None,
                               allowance: U.Allowance | None = None) -> VersionOutcome:
