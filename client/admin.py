@@ -17,10 +17,10 @@ from client.audit.keys import designate_first
 from client.client import Client, device_body
 from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
+from client.session import log_in
 from client.view import member_fingerprint
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
-from vault.auth import sign_login
 from vault.chains import MemberState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
@@ -36,7 +36,7 @@ from vault.keys import (
 )
 from vault.links import invite_public, make_link, sign_device_proof
 from vault.teamkeys import TeamKey, box_hash
-from vault.wire64 import b64, unb64_answer
+from vault.wire.schemas import AttestRequest, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
 
 INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
@@ -69,7 +69,7 @@ async def create_team(s: Client, name: str, kind: str, history: bool = True) -> 
                       "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
     )
     TeamState.create(link, view.org, view.members, POLICY, TEAM_KINDS)
-    await s.api.post("/api/v1/teams", {"link": b64(link.wire), "boxes": {s.me: b64(box)}})
+    await s.api.post("/api/v1/teams", TeamLinkRequest(link.wire, {s.me: box}), TeamSeq)
     view = await s.view(refresh=True)
     if kind == "security" and await designate_first(s, view.teams[team_id]):
         s.warnings.append(f"designated team {name} as the audit log's security team (you are the only NCC "
@@ -142,8 +142,8 @@ async def verify(s: Client, name: str, confirm: bool) -> dict[str, Any]:
         pins.verified[them.member_id] = member_fingerprint(them).hex()
         s.home.save_pins(pins)
         # The Security Team sees that (and when) keys were checked in person: rule key-verification.
-        await s.api.post("/api/v1/audit/attest", {"kind": "verify", "member": them.member_id,
-                                                  "fingerprint": member_fingerprint(them).hex()})
+        await s.api.post("/api/v1/audit/attest", AttestRequest("verify", member=them.member_id,
+                                                               fingerprint=member_fingerprint(them).hex()), Ok)
     return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.verified(them)}
 
 
@@ -241,18 +241,18 @@ async def device_add(s: Client, name: str | None, show_code: Callable[[str], Non
     """Open a one-time mailbox, show its code, wait for the new device, then add it."""
     secret = os.urandom(32)
     slot = link_slot(secret)
-    await s.api.post(f"/api/v1/device-links/{slot}", {})
+    await s.api.post(f"/api/v1/device-links/{slot}", None, SlotOpened)
     show_code(MemberCode(DEVICE_PREFIX, s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
                          s.me, secret).encode())
     deadline = time.monotonic() + wait
     while True:
-        res = await s.api.get(f"/api/v1/device-links/{slot}")
-        if res.get("payload"):
+        payload = (await s.api.get(f"/api/v1/device-links/{slot}", SlotPayload)).payload
+        if payload:
             break
         if time.monotonic() > deadline:
             raise VaultError("no device used the code in time; run `mvault device add` again")
         await asyncio.sleep(POLL_SECONDS)
-    f = Fields(decode(open_link_payload(secret, unb64_answer(res["payload"]))), "device offer",
+    f = Fields(decode(open_link_payload(secret, payload)), "device offer",
                {"name", "sign_pk", "box_pk", "proof"})
     view = await s.view()
     name = _device_name(view.members[s.me], name or f.str_("name", 64) or None, "device")
@@ -264,12 +264,8 @@ async def _active(api: Api, member: str, device: DeviceKeys, clock: Clock) -> bo
     """Can this device log in as ``member``? The challenge answers alike for any ids, so only a login
     tells; it shows its public key, so that the server does not count a not-yet-added device's refused
     login as a failed guess against this address."""
-    ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
-    statement, sig = sign_login(device, origin=api.url, nonce=unb64_answer(ch["nonce"]), member=member,
-                                time=clock.now())
     try:
-        await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig),
-                                              "key": b64(device.sign_public)})
+        await log_in(api, member, device, clock.now(), show_key=True)
     except AuthError:
         return False
     return True
@@ -298,7 +294,7 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
             offer = encode({"name": name or "", "sign_pk": device.sign_public, "box_pk": device.box_public,
                             "proof": sign_device_proof(device, mc.member_id)})
             await api.post(f"/api/v1/device-links/{link_slot(mc.secret)}/offer",
-                           {"payload": b64(seal_link_payload(mc.secret, offer))})
+                           SlotOffer(seal_link_payload(mc.secret, offer)), Ok)
             await _wait_until_active(api, mc.member_id, device, wait, clock)
             home.save_config(cfg)
             s = await Client.open(home, Secrets(device, {}), api, clock)

@@ -27,7 +27,7 @@ from vault.invite import InviteCode
 from vault.keys import DeviceKeys, PukKeys, device_id_for
 from vault.links import Link, invite_public, make_link, sign_invite_holder
 from vault.teamkeys import TeamKey, box_hash
-from vault.wire64 import b64, unb64_answer
+from vault.wire.schemas import Founded, FoundRequest, Info, Joined, JoinHead, JoinHeadRequest, JoinRequest
 
 
 class Client:
@@ -164,7 +164,7 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
     home.create_keystore(Secrets(device, {1: puk}), passphrase)
     try:
         async with Api(invite.url, invite.cert_fingerprint) as api:
-            info = await api.get("/api/v1/info")
+            info = await api.get("/api/v1/info", Info)
             member_link = make_link(
                 chain=None, seq=1, prev=None, time=clock.now(), signer=member_id, device=device, type_="member.create",
                 body={"name": name, "device": device_body(device.sign_public, device.box_public, "device-1"),
@@ -173,7 +173,7 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
             )
             member = MemberState.create(member_link)
             if invite.org_root is None:
-                if info.get("org_root"):
+                if info.org_root:
                     raise VaultError("this server's organization is already founded; ask a member for an invite")
                 org_link = make_link(
                     chain=None, seq=1, prev=None, time=clock.now(), signer=member_id, device=device, type_="org.create",
@@ -181,26 +181,23 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
                           "member_head": member.root},
                     invite_secret=invite.secret,
                 )
-                res = await api.post("/api/v1/found", {"member_link": b64(member_link.wire),
-                                                       "puk_box": b64(puk_box), "org_link": b64(org_link.wire)})
-                org_root = str(res["org_root"])
+                res = await api.post("/api/v1/found", FoundRequest(member_link.wire, puk_box, org_link.wire), Founded)
+                org_root = res.org_root
             else:
-                if info.get("org_root") != invite.org_root.hex():
+                if info.org_root != invite.org_root.hex():
                     raise ServerMismatch(
                         "the server's organization does not match the invite (wrong or impostor server)")
                 t = clock.now()
-                head = await api.post("/api/v1/join/head", {
-                    "invite": b64(invite_public(invite.secret)), "time": t,
-                    "proof": b64(sign_invite_holder(invite.secret, invite.org_root, t))})
+                head = await api.post("/api/v1/join/head", JoinHeadRequest(
+                    invite_public(invite.secret), t, sign_invite_holder(invite.secret, invite.org_root, t)), JoinHead)
                 join_link = make_link(
-                    chain=org_id_for(invite.org_root), seq=int(head["org_seq"]) + 1,
-                    prev=unb64_answer(head.get("org_head")), time=clock.now(), signer=member_id, device=device,
+                    chain=org_id_for(invite.org_root), seq=head.org_seq + 1,
+                    prev=head.org_head, time=clock.now(), signer=member_id, device=device,
                     type_="org.join",
                     body={"invite": invite_public(invite.secret), "member_head": member.root},
                     invite_secret=invite.secret,
                 )
-                await api.post("/api/v1/join", {"member_link": b64(member_link.wire), "puk_box": b64(puk_box),
-                                                "join_link": b64(join_link.wire)})
+                await api.post("/api/v1/join", JoinRequest(member_link.wire, puk_box, join_link.wire), Joined)
                 org_root = invite.org_root.hex()
     except TransportError as e:
         # The server may have recorded us: keep the keys so nothing is lost.

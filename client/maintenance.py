@@ -11,6 +11,7 @@ from vault.acts import Act
 from vault.chains import MemberState, TeamState
 from vault.errors import ChainError, Conflict, PolicyDenied
 from vault.teamkeys import box_hash
+from vault.wire.schemas import AttestRequest, Ok
 
 
 async def rotate(s: Client, team: TeamState) -> bool:
@@ -78,9 +79,9 @@ async def attest_keystore(s: Client) -> None:
     if pins.log.get("attested") == day:
         return
     params = s.home.keystore_params()
-    await s.api.post("/api/v1/audit/attest", {"kind": "keystore", "time_cost": params.time_cost,
-                                              "memory_kib": params.memory_kib,
-                                              "parallelism": params.parallelism})
+    await s.api.post("/api/v1/audit/attest", AttestRequest("keystore", time_cost=params.time_cost,
+                                                           memory_kib=params.memory_kib,
+                                                           parallelism=params.parallelism), Ok)
     pins = s.home.pins()
     pins.log["attested"] = day
     s.home.save_pins(pins)

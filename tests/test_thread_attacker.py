@@ -24,6 +24,7 @@ from tests.helpers.members import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
 from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message, make_thread
 from vault.teamkeys import TeamKey
+from vault.wire.schemas import Posted
 
 
 @pytest.fixture
@@ -277,12 +278,12 @@ async def test_a_message_acknowledged_but_never_stored_is_detected(talk: tuple[O
         real_post = s.api.post
         sent: list[Message] = []
 
-        async def swallow(path: str, body: Any) -> Any:
+        async def swallow(path: str, body: Any, answer: Any = None) -> Any:
             if path.endswith("/messages"):
-                m = Message.parse(base64.b64decode(body["message"]))
+                m = Message.parse(body.message)
                 sent.append(m)
-                return {"id": m.id, "pos": 99}  # acknowledged, never stored
-            return await real_post(path, body)
+                return Posted(m.id, 99)  # acknowledged, never stored
+            return await real_post(path, body, answer)
 
         s.api.post = swallow  # type: ignore[method-assign]
         await threads.post("plans", "two: do NOT sign the contract")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from client.threads.cache import Shown
-from client.threads.team import Threads
+from client.threads.team import Threads, _live_event
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from tests.helpers.db import rows
@@ -396,18 +396,21 @@ async def test_a_follower_takes_several_messages_in_one_frame(org: Org) -> None:
         async def on_message(_tid: str, m: Shown) -> None:
             got.append(m)
 
-        await threads._frame({"type": "msgs", "items": items}, scope, False, on_message, None)
+        frame = _live_event(json.dumps({"type": "msgs", "items": items}))
+        await threads._frame(frame, scope, False, on_message, None)
         assert [m.text for m in got] == ["m0", "m1", "m2"]
-        await threads._frame({"type": "msgs", "items": items[:1]}, scope, False, on_message, None)
+        frame = _live_event(json.dumps({"type": "msgs", "items": items[:1]}))
+        await threads._frame(frame, scope, False, on_message, None)
         assert len(got) == 3  # delivered again after a reconnect: shown once
         with pytest.raises(IntegrityError, match="malformed live frame"):
-            await threads._frame({"type": "msgs", "items": [{"type": "msgs", "items": []}]}, scope, False,
-                                 on_message, None)
+            nested = _live_event(json.dumps({"type": "msgs", "items": [{"type": "msgs", "items": []}]}))
+            await threads._frame(nested, scope, False, on_message, None)
         reordered = [items[1], items[0]]
         fresh = {tid: await Threads(s, threads.team)._cached(tid, None, None)}
         fresh[tid].pos, fresh[tid].checker = 0, type(fresh[tid].checker)(threads.team.team_id, tid, 0)
         with pytest.raises(IntegrityError):
-            await threads._frame({"type": "msgs", "items": reordered}, fresh, False, on_message, None)
+            frame = _live_event(json.dumps({"type": "msgs", "items": reordered}))
+            await threads._frame(frame, fresh, False, on_message, None)
 
 
 @pytest.mark.parametrize("what", ["post", "create"])

@@ -3,7 +3,6 @@ publication by a Security Team member's client; the server's claim of it is judg
 
 from __future__ import annotations
 
-from client.checkpoints import parse_b64
 from client.client import Client
 from client.view import View
 from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, parse_claim
@@ -13,7 +12,7 @@ from vault.acts import Act
 from vault.chains import TeamState, org_id_for
 from vault.errors import IntegrityError, PolicyDenied, VaultError
 from vault.logsign import sign_audit_key
-from vault.wire64 import b64
+from vault.wire.schemas import AuditKeyAnswer, AuditKeyRequest, AuditKeyStored
 
 
 def security_team(view: View, me: str, now: int) -> TeamState | None:
@@ -35,15 +34,12 @@ def entitled(s: Client, view: View, action: str) -> bool:
 async def served_audit_key(s: Client, view: View) -> AuditKeyClaim | None:
     """The audit-key statement the server says it seals to, judged before it is believed: signed by a
     member entitled to at its time, for the security team designated then (the server may lie)."""
-    res = await s.api.get("/api/v1/audit/key")
-    current = res.get("key") if isinstance(res, dict) else None
+    current = (await s.api.get("/api/v1/audit/key", AuditKeyAnswer)).key
     if current is None:
         return None
-    if not isinstance(current, dict):
-        raise IntegrityError("the server sent a malformed audit key")
-    claim = parse_claim(parse_b64(current.get("statement"), "audit key statement"))
+    claim = parse_claim(current.statement)
     try:
-        judge_audit_key(claim, parse_b64(current.get("sig"), "audit key signature"), view.org, view.members,
+        judge_audit_key(claim, current.sig, view.org, view.members,
                         view.teams.get(claim.team), designated_at(view.org, claim.time))
     except VaultError as e:
         raise IntegrityError(f"the server says it seals the audit log to a key no one entitled published ({e}); "
@@ -73,7 +69,7 @@ async def publish_audit_key(s: Client, view: View, team_name: str | None = None,
         return f"the audit key of team {team.name} (generation {team.generation}) is in force" if explicit else None
     raw = audit_key_statement(org_id_for(bytes.fromhex(s.cfg.org_root)), team.team_id, team.generation, pub,
                               s.now(), s.me, s.device.device_id)
-    await s.api.post("/api/v1/audit/key", {"statement": b64(raw), "sig": b64(sign_audit_key(s.device, raw))})
+    await s.api.post("/api/v1/audit/key", AuditKeyRequest(raw, sign_audit_key(s.device, raw)), AuditKeyStored)
     return f"published the audit key of team {team.name} (generation {team.generation})"
 
 

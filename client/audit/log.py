@@ -12,9 +12,6 @@ from client.audit.keys import entitled, security_team
 from client.checkpoints import (
     LogView,
     check_witness,
-    parse_b64,
-    parse_dict,
-    parse_int,
     protocols_of,
     sync_log,
 )
@@ -25,7 +22,7 @@ from security.merkle import leaf_hash, root_of
 from vault.errors import DecryptionFailed, IntegrityError, LogInconsistent, NotFound, PolicyDenied, VaultError
 from vault.links import Link
 from vault.logsign import sign_cosignature
-from vault.wire64 import b64
+from vault.wire.schemas import CosignAnswer, CosignRequest, Leaves
 
 PAGE = 2000
 
@@ -43,20 +40,19 @@ async def fetch_log(s: Client, lv: LogView) -> Fetched:
     hashes: list[bytes] = []
     leaves: dict[int, Leaf] = {}
     while len(hashes) < cp.size:
-        res = await s.api.get(f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}")
-        rows = res.get("leaves") if isinstance(res, dict) else None
-        if not isinstance(rows, list) or not rows:
+        rows = (await s.api.get(f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}",
+                                Leaves)).leaves
+        if not rows:
             raise LogInconsistent(f"the server stopped serving the log at event {len(hashes)} of {cp.size}")
         for row in rows:
             if len(hashes) == cp.size:
                 break
-            row = parse_dict(row, "log page")
-            index = parse_int(row.get("index"), "event index")
+            index = row.index
             if index != len(hashes):
                 raise LogInconsistent(f"the server served event {index} where {len(hashes)} belongs")
-            h = parse_b64(row.get("hash"), "event hash")
-            if row.get("leaf") is not None:
-                raw = parse_b64(row.get("leaf"), "event")
+            h = row.hash
+            if row.leaf is not None:
+                raw = row.leaf
                 if leaf_hash(raw) != h:
                     raise LogInconsistent(f"event {index} does not match its hash")
                 try:
@@ -296,6 +292,5 @@ async def witness(s: Client) -> tuple[Verified, int]:
         raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
     t = s.now()
     sig = sign_cosignature(s.device, cosign_statement(result.checkpoint.raw, s.me, s.device.device_id, t))
-    res = await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(result.checkpoint.raw), "sig": b64(sig),
-                                                    "time": t})
-    return result, int(res.get("size", 0))
+    res = await s.api.post("/api/v1/audit/cosign", CosignRequest(result.checkpoint.raw, sig, t), CosignAnswer)
+    return result, res.size

@@ -14,7 +14,7 @@ from security.rules import AuditInput, RuleResult, evaluate
 from vault.chains import MemberState, TeamState
 from vault.envelope import Record
 from vault.errors import IntegrityError, PolicyDenied
-from vault.wire64 import unb64_answer
+from vault.wire.schemas import AttestRequest, Ok, TeamVersions
 
 
 async def report(s: Client) -> tuple[list[RuleResult], Verified]:
@@ -28,8 +28,8 @@ async def report(s: Client) -> tuple[list[RuleResult], Verified]:
                      last_witness=result.last_witness)
     results = evaluate(inp, protocols_of(view.org))
     violated = [r for r in results if r.status == "violated"]
-    await s.api.post("/api/v1/audit/attest", {"kind": "report", "violated": ",".join(r.rule for r in violated)[:1024],
-                                              "count": sum(len(r.findings) for r in violated)})
+    await s.api.post("/api/v1/audit/attest", AttestRequest("report", violated=",".join(r.rule for r in violated)[:1024],
+                                                           count=sum(len(r.findings) for r in violated)), Ok)
     return results, result
 
 
@@ -110,10 +110,10 @@ def _threads_seen(events: list[tuple[int, Event]], mine: list[tuple[int, Event]]
 
 
 async def _team_versions(s: Client, team: TeamState) -> list[dict[str, Any]]:
-    res = await s.api.get(f"/api/v1/audit/teams/{team.team_id}/versions")
+    res = await s.api.get(f"/api/v1/audit/teams/{team.team_id}/versions", TeamVersions)
     out = []
-    for v in res.get("versions", []):
-        rec = Record.parse(unb64_answer(v["record"]))
+    for v in res.versions:
+        rec = Record.parse(v.record)
         if rec.core.team != team.team_id:
             raise IntegrityError("the server listed another team's document version")
         out.append({"vid": rec.version_id, "doc": rec.core.doc, "seq": rec.core.seq, "gen": rec.core.gen,

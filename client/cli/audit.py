@@ -21,6 +21,7 @@ from client.client import Client
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
 from vault.errors import NotFound, VaultError
+from vault.wire.schemas import AttestRequest, Ok
 
 
 @click.group()
@@ -68,7 +69,7 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
         view, lv, fetched, _, events, _ = await log.load(s)
         rows = [log.event_json(i, e, view) | {"leaf_hash": fetched.hashes[i].hex()}
                 for i, e in log.filter_events(events, view, None, None, None, start)]
-        await s.api.post("/api/v1/audit/attest", {"kind": "export", "count": len(rows)})
+        await s.api.post("/api/v1/audit/attest", AttestRequest("export", count=len(rows)), Ok)
         return rows
 
     for row in with_session(ctx, go):
@@ -185,7 +186,7 @@ def audit_approve(ctx: Ctx, link: str) -> None:
         found = [x.hash.hex() for x in org_links if x.hash.hex().startswith(link.lower())] if len(link) >= 8 else []
         if len(found) != 1:
             raise NotFound("give at least 8 hex characters of exactly one organization link's hash")
-        await s.api.post("/api/v1/audit/attest", {"kind": "approve", "link": found[0]})
+        await s.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found[0]), Ok)
         return found[0]
 
     h = with_session(ctx, go)
@@ -235,8 +236,8 @@ def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
         devices = [d for d in ms.devices.values() if d.name == device_name or d.device_id == device_name]
         if len(devices) != 1:
             raise NotFound(f"{member} has no device named {device_name}")
-        await s.api.post("/api/v1/audit/attest", {"kind": "lost", "member": ms.member_id,
-                                                  "device": devices[0].device_id})
+        await s.api.post("/api/v1/audit/attest", AttestRequest("lost", member=ms.member_id,
+                                                               device=devices[0].device_id), Ok)
         return devices[0].device_id
 
     d = with_session(ctx, go)
