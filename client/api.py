@@ -124,9 +124,15 @@ class Api:
         json = msgspec.to_builtins(body) if isinstance(body, Wire) else body
         return decode(await self.request("POST", path, json=json), answer)
 
-    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[T]) -> T:
-        """A streamed request body (the upload keeps its constant memory); the JSON answer typed."""
-        return decode(await self.request("POST", path, data=body), answer)  # type: ignore[no-any-return]
+    @overload
+    async def upload(self, path: str, body: AsyncIterator[bytes]) -> Any: ...
+
+    @overload
+    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[T]) -> T: ...
+
+    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[Any] | None = None) -> Any:
+        """A streamed request body (the upload keeps its constant memory); the JSON answer as ``answer``."""
+        return decode(await self.request("POST", path, data=body), answer)
 
     async def websocket(self, path: str) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket on the same pinned HTTPS connection, authenticated with the session."""
