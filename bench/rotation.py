@@ -255,7 +255,7 @@ def breakdown(s: Client, view: View, b: Builder, target: str, rounds: int) -> di
 
         def sign(body: dict[str, Any] = body) -> Link:
             return make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head,
-                             time=max(int(time.time()), team.time), signer=s.me, device=s.device,
+                             time=max(int(time.time()), team.time), signer=s.session.me, device=s.session.device,
                              type_="team.remove", body=body)
 
         link: Link = timed("make_link_s", sign)

@@ -40,8 +40,8 @@ async def fetch_log(s: Client, lv: LogView) -> Fetched:
     hashes: list[bytes] = []
     leaves: dict[int, Leaf] = {}
     while len(hashes) < cp.size:
-        rows = (await s.api.get(f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}",
-                                Leaves)).leaves
+        page = f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}"
+        rows = (await s.session.api.get(page, Leaves)).leaves
         if not rows:
             raise LogInconsistent(f"the server stopped serving the log at event {len(hashes)} of {cp.size}")
         for row in rows:
@@ -77,18 +77,18 @@ class Keys:
 
 async def keys_of(s: Client, view: View) -> Keys:
     audit: dict[int, tuple[bytes, bytes]] = {}
-    team = security_team(view, s.me, s.now())
-    if team is not None and "security" in view.org.roles_of(s.me, s.now()):
+    team = security_team(view, s.session.me, s.session.now())
+    if team is not None and "security" in view.org.roles_of(s.session.me, s.session.now()):
         for gen in range(1, team.generation + 1):
             try:
-                audit[gen] = audit_keypair((await s.team_key(team, gen)).seed)
+                audit[gen] = audit_keypair((await s.keys.team_key(team, gen)).seed)
             except (PolicyDenied, NotFound):
                 continue
-    mine = view.members[s.me]
+    mine = view.members[s.session.me]
     member = []
     for gen in sorted(mine.puks):
         try:
-            member.append((await s.puk(gen)).box_keypair)
+            member.append((await s.keys.puk(gen)).box_keypair)
         except VaultError:
             continue
     return Keys(audit, member)
@@ -123,7 +123,7 @@ def read_events(fetched: Fetched, keys: Keys) -> list[tuple[int, Event]]:
 
 async def load(s: Client) -> tuple[View, LogView, Fetched, Keys, list[tuple[int, Event]], int | None]:
     lv = await sync_log(s.session)
-    view = await s.view()
+    view = await s.chains.view()
     last_witness = check_witness(s.session, view.org, view.members, lv.witness) if lv.witness is not None else None
     fetched = await fetch_log(s, lv)
     keys = await keys_of(s, view)
@@ -194,7 +194,7 @@ class Verified:
 async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
     """Replay the whole log; with the audit key also check the events against the chains."""
     view, lv, fetched, keys, events, last_witness = await load(s)
-    problems = _check_pruning(fetched, protocols_of(view.org).retention_days, s.now())
+    problems = _check_pruning(fetched, protocols_of(view.org).retention_days, s.session.now())
     if keys.security:
         opened = {i for i, _ in events}
         unreadable = [i for i, leaf in fetched.leaves.items() if leaf.audit_gen in keys.audit and i not in opened]
@@ -254,9 +254,9 @@ def _check_order(events: list[tuple[int, Event]]) -> list[str]:
 
 
 async def chain_links(s: Client, view: View) -> tuple[list[Link], dict[str, list[Link]], dict[str, list[Link]]]:
-    org_links = await s.links("/api/v1/chains/org")
-    team_links = {tid: await s.links(f"/api/v1/chains/team/{tid}") for tid in view.teams}
-    member_links = {mid: await s.links(f"/api/v1/chains/member/{mid}") for mid in view.members}
+    org_links = await s.chains.links("/api/v1/chains/org")
+    team_links = {tid: await s.chains.links(f"/api/v1/chains/team/{tid}") for tid in view.teams}
+    member_links = {mid: await s.chains.links(f"/api/v1/chains/member/{mid}") for mid in view.members}
     return org_links, team_links, member_links
 
 
@@ -290,7 +290,8 @@ async def witness(s: Client) -> tuple[Verified, int]:
         raise PolicyDenied("only the Security Team witnesses the log")
     if result.problems:
         raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
-    t = s.now()
-    sig = sign_cosignature(s.device, cosign_statement(result.checkpoint.raw, s.me, s.device.device_id, t))
-    res = await s.api.post("/api/v1/audit/cosign", CosignRequest(result.checkpoint.raw, sig, t), CosignAnswer)
+    t = s.session.now()
+    sig = sign_cosignature(s.session.device, cosign_statement(result.checkpoint.raw, s.session.me,
+                                                              s.session.device.device_id, t))
+    res = await s.session.api.post("/api/v1/audit/cosign", CosignRequest(result.checkpoint.raw, sig, t), CosignAnswer)
     return result, res.size

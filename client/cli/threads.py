@@ -128,8 +128,8 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
         for item in attach:
             path, doc_name = attachment_for(item)
             if path is not None:
-                await s.put(team_name, path, doc_name)
-            doc, records = await s.find_doc(threads.team, doc_name)
+                await s.docs.put(team_name, path, doc_name)
+            doc, records = await s.docs.find_doc(threads.team, doc_name)
             if not records:
                 raise NotFound(f"no file or document named {item!r} to attach")
             attached.append(Attachment(doc_name, doc, records[-1].version_id))

@@ -99,12 +99,12 @@ async def open_thread_record(s: Client, team: TeamState, raw: bytes) -> tuple[Th
         raise IntegrityError(f"the server sent a malformed thread record: {e}") from e
     if rec.team != team.team_id:
         raise IntegrityError("the server sent a thread of another team")
-    view = await s.view()
+    view = await s.chains.view()
     rec.verify(_device_key(view, rec.creator, rec.device, rec.time, "thread"))
     if not _could_post(view, team, rec.creator, rec.device, rec.team_seq, rec.gen, rec.time):
         raise IntegrityError("thread created by someone who could not post in the team then")
     try:
-        key = await s.team_key(team, rec.gen)
+        key = await s.keys.team_key(team, rec.gen)
     except PolicyDenied:  # created under a generation we hold no key for (we joined later, without history)
         return rec, None
     return rec, rec.name(key)
@@ -113,16 +113,16 @@ async def open_thread_record(s: Client, team: TeamState, raw: bytes) -> tuple[Th
 async def _check_message(s: Client, team: TeamState, m: Message) -> Body | None:
     """Signature and right to post; the decrypted body (None when we hold no key for its generation)."""
     h = m.header
-    view = await s.view()
+    view = await s.chains.view()
     if h.team_seq > team.seq:  # written after a team change we have not seen yet
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         team = view.teams.get(team.team_id, team)
     m.verify(_device_key(view, h.sender, h.device, h.time, "message"))
     if not _could_post(view, team, h.sender, h.device, h.team_seq, h.gen, h.time):
         raise IntegrityError("message posted by someone who could not post then, or under a key generation "
                              "that was not current")
     try:
-        key = await s.team_key(team, h.gen)
+        key = await s.keys.team_key(team, h.gen)
     except PolicyDenied:
         return None
     try:
@@ -163,7 +163,7 @@ class Threads:
 
     @classmethod
     async def open(cls, s: Client, team_name: str) -> Threads:
-        view = await s.view()
+        view = await s.chains.view()
         return cls(s, view.team_by_name(team_name))
 
     async def thread_of(self, name: str) -> str:
@@ -171,19 +171,20 @@ class Threads:
         return thread_id((await self.s.keys.keys_for(self.team))[0], name)
 
     async def create(self, name: str, expire: int) -> str:
-        t = self.s.now()
-        view = await self.s.view()
-        if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq, self.team.generation, t):
+        t = self.s.session.now()
+        view = await self.s.chains.view()
+        if not _could_post(view, self.team, self.s.session.me, self.s.session.device.device_id, self.team.seq,
+                           self.team.generation, t):
             raise PolicyDenied(f"you may not create threads in team {self.team.name}")
         if self.team.rotation_reasons(t, view.members, view.org):
             raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
-        key = await self.s.team_key(self.team, self.team.generation)
+        key = await self.s.keys.team_key(self.team, self.team.generation)
         tid = thread_id(key, name)
         await self._taken(tid, name)  # nothing signed
-        rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.me,
-                          device=self.s.device, time=t)
+        rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.session.me,
+                          device=self.s.session.device, time=t)
         try:
-            await self.s.api.post(self.base, ThreadCreate(rec.raw), ThreadCreated)
+            await self.s.session.api.post(self.base, ThreadCreate(rec.raw), ThreadCreated)
         except Conflict:
             await self._taken(tid, name)  # someone created it meanwhile: say who
             raise
@@ -191,7 +192,7 @@ class Threads:
 
     async def _taken(self, tid: str, name: str) -> None:
         """Raise ``ThreadExists`` (naming its creator and expiry) if the server lists thread ``tid``."""
-        for item in (await self.s.api.get(self.base, ThreadList)).threads:
+        for item in (await self.s.session.api.get(self.base, ThreadList)).threads:
             if item.thread == tid:
                 rec, _ = await open_thread_record(self.s, self.team, item.record)
                 if rec.thread != tid:
@@ -199,7 +200,7 @@ class Threads:
                 raise ThreadExists(name, self.team.name, await self._info(rec))
 
     async def _info(self, rec: ThreadRecord) -> ThreadInfo:
-        return thread_info((await self.s.view()).members, self.team, rec, self.s.now())
+        return thread_info((await self.s.chains.view()).members, self.team, rec, self.s.session.now())
 
     async def info(self, ct: CachedThread) -> ThreadInfo:
         """Who created a thread and its signed expiry (from the record we verified when we first met it)."""
@@ -211,19 +212,19 @@ class Threads:
 
     async def list(self) -> list[dict[str, Any]]:
         out = []
-        for item in (await self.s.api.get(self.base, ThreadList)).threads:
+        for item in (await self.s.session.api.get(self.base, ThreadList)).threads:
             try:
                 rec, name = await open_thread_record(self.s, self.team, item.record)
                 if item.thread != rec.thread:
                     raise IntegrityError("the server listed a thread under another id")
             except VaultError as e:  # one bad record does not hide the others; it is reported
-                self.s.warnings.append(f"a thread of team {self.team.name} cannot be shown: {e.message}")
+                self.s.session.warnings.append(f"a thread of team {self.team.name} cannot be shown: {e.message}")
                 continue
             ct = await self.sync(rec.thread, name=name, record=rec)
             out.append({**(await self._info(rec)).to_json(), "thread": rec.thread,
                         "name": name or ct.name or None, "expire": rec.expire,
                         "last_time": ct.messages[-1].time if ct.messages else rec.time, "messages": len(ct.messages),
-                        "unread": ct.unread(self.s.me)})
+                        "unread": ct.unread(self.s.session.me)})
         self.cache.save()
         return out
 
@@ -232,7 +233,7 @@ class Threads:
         if ct is not None:
             return ct
         if record is None:  # the record from the thread list: fetching no message for it
-            listed = {t.thread: t for t in (await self.s.api.get(self.base, ThreadList)).threads}
+            listed = {t.thread: t for t in (await self.s.session.api.get(self.base, ThreadList)).threads}
             if tid not in listed:
                 raise NotFound("no such thread in this team")
             record, name = await open_thread_record(self.s, self.team, listed[tid].record)
@@ -251,7 +252,7 @@ class Threads:
         if (m.header.team, m.header.thread) != (self.team.team_id, ct.checker.thread):
             raise IntegrityError("the server served a message of another thread or team")
         body = await _check_message(self.s, self.team, m)
-        ct.checker.accept(m, self.s.now())
+        ct.checker.accept(m, self.s.session.now())
         h = m.header
         shown = Shown(pos, m.id, h.time, h.sender, h.device, h.seq,
                       body.text if body is not None else "[no key for this message's generation]",
@@ -266,7 +267,7 @@ class Threads:
         ct = await self._cached(tid, name, record)
         while True:
             try:
-                res = await self.s.api.get(f"{self.base}/{tid}/messages?after={ct.pos}", MessagePage)
+                res = await self.s.session.api.get(f"{self.base}/{tid}/messages?after={ct.pos}", MessagePage)
             except NotFound as e:
                 if ct.pos:
                     raise IntegrityError("the server no longer shows a thread we read before") from e
@@ -280,13 +281,14 @@ class Threads:
                     raise IntegrityError("the server sent messages out of order")
                 await self.accept(ct, item.pos, _served(item))
             mine = res.mine
-            last = ct.checker.senders.get(self.s.device.device_id)
-            if last is not None and not ct.checker.expired(last.time, self.s.now()) and (
+            last = ct.checker.senders.get(self.s.session.device.device_id)
+            if last is not None and not ct.checker.expired(last.time, self.s.session.now()) and (
                     mine is None or mine.seq < last.seq):
                 raise IntegrityError("the server withheld our own messages (the thread was rolled back)")
             if not res.more:
                 served = last.seq if last else 0
-                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2], self.s.now()):
+                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2],
+                                                                                        self.s.session.now()):
                     raise IntegrityError("the server acknowledged one of our messages but does not serve it "
                                          "(it was dropped)")
                 return ct
@@ -310,10 +312,10 @@ class Threads:
         ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
         tried: set[str] = set()  # ids of earlier attempts: one may have landed though we saw a refusal
         for attempt in range(4):
-            view = await self.s.view(refresh=attempt > 0)
+            view = await self.s.chains.view(refresh=attempt > 0)
             self.team = view.team_by_name(self.team.name)
-            t = self.s.now()
-            if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq,
+            t = self.s.session.now()
+            if not _could_post(view, self.team, self.s.session.me, self.s.session.device.device_id, self.team.seq,
                                self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
             ct = await self.resolve(name)
@@ -325,24 +327,25 @@ class Threads:
                 return landed[0]
             if self.team.rotation_reasons(t, view.members, view.org):
                 raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
-            key = await self.s.team_key(self.team, self.team.generation)
-            me = self.s.device.device_id
+            key = await self.s.keys.team_key(self.team, self.team.generation)
+            me = self.s.session.device.device_id
             last = ct.checker.senders.get(me)
             seq, prev, prev_time = (last.seq + 1, last.id, last.time) if last else (1, None, 0)
             if ct.own is not None and ct.own[0] >= seq:  # acknowledged, expired since: chain to it all the same
                 seq, prev, prev_time = ct.own[0] + 1, ct.own[1], ct.own[2]
             if last is None and ct.own is None:
-                mine = (await self.s.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1",
-                                             MessagePage)).mine
+                mine = (await self.s.session.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1",
+                                                     MessagePage)).mine
                 if mine is not None:  # never posted from this cache: the server's word for our last
                     seq, prev, prev_time = mine.seq + 1, mine.id, mine.time
             m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, rec=ct.checker.rec,
-                             team_seq=self.team.seq,
-                             sender=self.s.me, device=self.s.device, seq=seq, prev=prev, prev_time=prev_time,
+                             team_seq=self.team.seq, sender=self.s.session.me, device=self.s.session.device,
+                             seq=seq, prev=prev, prev_time=prev_time,
                              seen=ct.checker.newest_seen(me), time=max(t, prev_time))
             tried.add(m.id)
             try:
-                res = await self.s.api.post(f"{self.base}/{ct.checker.thread}/messages", MessagePost(m.raw), Posted)
+                res = await self.s.session.api.post(f"{self.base}/{ct.checker.thread}/messages", MessagePost(m.raw),
+                                                    Posted)
             except Conflict:
                 if attempt == 3:
                     raise
@@ -352,7 +355,7 @@ class Threads:
             ct.own = (seq, m.id, m.header.time)  # before anything else: never reuse this number
             shown = await self.accept(ct, res.pos, m) if res.pos == ct.pos + 1 else None
             self.cache.save()
-            return shown or Shown(res.pos, m.id, m.header.time, self.s.me, me, seq, text,
+            return shown or Shown(res.pos, m.id, m.header.time, self.s.session.me, me, seq, text,
                                   [a.__dict__ for a in attach or ()], key.gen)
         raise AssertionError("unreachable")
 
@@ -402,7 +405,7 @@ class Threads:
     async def _follow_once(self, scope: dict[str, CachedThread], follow_all: bool,
                            on_message: Callable[[str, Shown], Awaitable[None]],
                            on_state: Callable[[str], Awaitable[None]] | None, stop: asyncio.Event) -> None:
-        ws = await self.s.api.websocket(f"/api/v1/teams/{self.team.team_id}/live")
+        ws = await self.s.session.api.websocket(f"/api/v1/teams/{self.team.team_id}/live")
         try:
             await ws.send_json(msgspec.to_builtins(FollowStart({tid: ct.pos for tid, ct in scope.items()}, follow_all)))
             stopping = asyncio.ensure_future(stop.wait())
