@@ -249,8 +249,7 @@ class Threads:
         """One served message, in order: checked, decrypted, remembered (None: already had it)."""
         if pos <= ct.pos:
             return None  # delivered twice (a reconnect): shown once
-        if (m.header.team, m.header.thread) != (self.team.team_id, ct.checker.thread):
-            raise IntegrityError("the server served a message of another thread or team")
+        ct.checker.check_place(m)  # before the signature and the judge, which read the header as this team's
         body = await _check_message(self.s, self.team, m)
         ct.checker.accept(m, self.s.session.now())
         h = m.header
@@ -307,9 +306,11 @@ class Threads:
         return ct
 
     async def post(self, name: str, text: str, attach: builtins.list[Attachment] | None = None,
-                   expect_expire: int | None = None) -> Shown:
+                   expect_expire: int | None = None, resolved: CachedThread | None = None) -> Shown:
         """Post (after reading what is new, so ``seen`` and our sequence are current); with
-        ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
+        ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise).
+        ``resolved``: the thread as ``resolve(name)`` just returned it in this session, so that the first
+        attempt does not read it again (a retry after a conflict always does)."""
         tried: set[str] = set()  # ids of earlier attempts: one may have landed though we saw a refusal
         for attempt in range(4):
             view = await self.s.chains.view(refresh=attempt > 0)
@@ -318,7 +319,7 @@ class Threads:
             if not _could_post(view, self.team, self.s.session.me, self.s.session.device.device_id, self.team.seq,
                                self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
-            ct = await self.resolve(name)
+            ct = resolved if attempt == 0 and resolved is not None else await self.resolve(name)
             if expect_expire is not None:
                 check_expected_expire(await self.info(ct), expect_expire, name)
             landed = [m for m in ct.messages if m.id in tried]
@@ -446,10 +447,7 @@ class Threads:
             ct = scope.get(frame.thread)
             if ct is None:
                 raise IntegrityError("the server delivered a message of a thread we do not follow")
-            m = _served(frame)
-            if m.header.thread != frame.thread:
-                raise IntegrityError("the server delivered a message of another thread")
-            shown = await self.accept(ct, frame.pos, m)
+            shown = await self.accept(ct, frame.pos, _served(frame))  # accept checks the header names ct's thread
             if shown is not None:
                 ct.read = ct.pos
                 self.cache.save()
