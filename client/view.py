@@ -8,7 +8,7 @@ fetching (and the writing of new links), and keeps the verified ``View`` of one 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from client.checkpoints import LogView, check_witness, protocols_of
 from client.home import Pins
@@ -22,6 +22,17 @@ from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
 from vault.wire.schemas import DirectoryView, LinkRequest, Links, MemberLinkRequest, SeqAnswer, TeamLinkRequest, TeamSeq
 
+T = TypeVar("T")
+
+
+def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
+    """The one thing a name (or id) names: ``missing`` raised for none, ``several`` for more than one."""
+    if not found:
+        raise missing
+    if len(found) > 1:
+        raise several
+    return found[0]
+
 
 @dataclass
 class View:
@@ -32,20 +43,15 @@ class View:
     teams: dict[str, TeamState]
 
     def member_by_name(self, name: str) -> MemberState:
-        found = [m for m in self.members.values() if m.name == name or m.member_id == name]
-        if not found:
-            raise NotFound(f"no member named {name!r}")
-        if len(found) > 1:
-            raise VaultError(f"several members are named {name!r}; use the member id")
-        return found[0]
+        return _the_one([m for m in self.members.values() if m.name == name or m.member_id == name],
+                        NotFound(f"no member named {name!r}"),
+                        VaultError(f"several members are named {name!r}; use the member id"))
 
     def team_by_name(self, name: str) -> TeamState:
-        found = [t for t in self.teams.values() if t.name == name or t.team_id == name]
-        if not found:
-            raise NotFound(f"no team named {name!r} (or you are not in it)")
-        if len(found) > 1:
-            raise ChainError(f"several teams are named {name!r} (the server should never allow that); use the team id")
-        return found[0]
+        return _the_one([t for t in self.teams.values() if t.name == name or t.team_id == name],
+                        NotFound(f"no team named {name!r} (or you are not in it)"),
+                        ChainError(f"several teams are named {name!r} (the server should never allow that); "
+                                   "use the team id"))
 
     def name_of(self, member_id: str) -> str:
         m = self.members.get(member_id)
