@@ -179,9 +179,9 @@ async def setup(root: Path, invite: str, url: str, fp: bytes, followers: int, po
         async with Api(url, fp) as api:
             ms = await Client.open(home, secrets, api)
             if name.startswith("p"):
-                team = (await ms.view(refresh=True)).team_by_name(TEAM)
-                key, team_seq, team_id = await ms.team_key(team, team.generation), team.seq, team.team_id
-                out.append(Poster(ms.me, secrets.device, str(api.token)))
+                team = (await ms.chains.view(refresh=True)).team_by_name(TEAM)
+                key, team_seq, team_id = await ms.keys.team_key(team, team.generation), team.seq, team.team_id
+                out.append(Poster(ms.session.me, secrets.device, str(api.token)))
             else:
                 tokens.append(str(api.token))
     assert key is not None

@@ -59,7 +59,6 @@ from vault.crypto import primitives as p  # noqa: E402
 from vault.keys import DeviceKeys, PukKeys, short_id  # noqa: E402
 from vault.links import Link, invite_public, make_link, parse_link  # noqa: E402
 from vault.teamkeys import TeamKey, box_hash, open_team_box, seal_history  # noqa: E402
-from vault.wire64 import unb64_answer  # noqa: E402
 
 T0 = 1_700_000_000
 
@@ -170,11 +169,11 @@ class StubApi:
     def __init__(self) -> None:
         self.posts: list[tuple[str, Any]] = []
 
-    async def post(self, path: str, body: Any) -> Any:
+    async def post(self, path: str, body: Any, answer: Any = None) -> Any:
         self.posts.append((path, body))
-        return {}
+        return None  # the answer is not read
 
-    async def get(self, path: str) -> Any:
+    async def get(self, path: str, answer: Any = None) -> Any:
         raise AssertionError(f"the bench must not fetch anything ({path})")
 
 
@@ -224,12 +223,12 @@ def check_posted(api: StubApi, view: View, b: Builder, target: str) -> dict[str,
     """Outside the timing: the posted link is valid, drops the member, and its boxes open."""
     path, body = api.posts[-1]
     team = view.teams[b.team_id]
-    link = parse_link(unb64_answer(body["link"]))
+    link = parse_link(body.link)
     after = clone(team)
     after.apply(link, view.org, view.members, POLICY)
     assert path == f"/api/v1/teams/{b.team_id}/links" and link.type == "team.remove"
     assert target not in after.members and after.generation == team.generation + 1
-    boxes = {m: unb64_answer(x) for m, x in body["boxes"].items()}
+    boxes = dict(body.boxes)
     assert set(boxes) == after.active_members(link.time) and target not in boxes
     someone = b.people[1]
     key = open_team_box(boxes[someone.id], someone.puk, b.team_id, someone.id,
@@ -256,7 +255,7 @@ def breakdown(s: Client, view: View, b: Builder, target: str, rounds: int) -> di
 
         def sign(body: dict[str, Any] = body) -> Link:
             return make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head,
-                             time=max(int(time.time()), team.time), signer=s.me, device=s.device,
+                             time=max(int(time.time()), team.time), signer=s.session.me, device=s.session.device,
                              type_="team.remove", body=body)
 
         link: Link = timed("make_link_s", sign)

@@ -17,10 +17,10 @@ from client.audit.keys import designate_first
 from client.client import Client, device_body
 from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
+from client.session import log_in
 from client.view import member_fingerprint
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
-from vault.auth import sign_login
 from vault.chains import MemberState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
@@ -36,7 +36,7 @@ from vault.keys import (
 )
 from vault.links import invite_public, make_link, sign_device_proof
 from vault.teamkeys import TeamKey, box_hash
-from vault.wire64 import b64, unb64_answer
+from vault.wire.schemas import AttestRequest, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
 
 INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
@@ -48,50 +48,51 @@ POLL_SECONDS = 0.5
 
 async def invite(s: Client, role: str, note: str, days: int = INVITE_DAYS) -> str:
     secret = os.urandom(32)
-    await s.append_org("org.invite", {"invite": invite_public(secret), "role": role, "note": note,
-                                      "expires": s.now() + days * 86400})
-    return InviteCode(s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
+    await s.chains.append_org("org.invite", {"invite": invite_public(secret), "role": role, "note": note,
+                                             "expires": s.session.now() + days * 86400})
+    return InviteCode(s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp), bytes.fromhex(s.session.cfg.org_root),
                       secret).encode()
 
 
 async def create_team(s: Client, name: str, kind: str, history: bool = True) -> TeamState:
-    view = await s.view()
+    view = await s.chains.view()
     nonce = os.urandom(16)
     team_id = team_id_for(view.org.org_id, nonce)
     key = TeamKey.generate(team_id, 1)
-    mine = view.members[s.me]
-    box = key.seal_for(s.me, mine.puk_gen, mine.puk_box_public)
+    mine = view.members[s.session.me]
+    box = key.seal_for(s.session.me, mine.puk_gen, mine.puk_box_public)
     link = make_link(
-        chain=None, seq=1, prev=None, time=s.now(), signer=s.me, device=s.device, type_="team.create",
+        chain=None, seq=1, prev=None, time=s.session.now(), signer=s.session.me, device=s.session.device,
+        type_="team.create",
         body={"org": view.org.org_id, "org_seq": view.org.seq, "nonce": nonce, "name": name, "kind": kind,
-              "history": history, "members": [{"member": s.me, "role": "admin", "until": None}],
+              "history": history, "members": [{"member": s.session.me, "role": "admin", "until": None}],
               "key": {"gen": 1, "canary": key.canary,
-                      "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
+                      "boxes": [{"member": s.session.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
     )
     TeamState.create(link, view.org, view.members, POLICY, TEAM_KINDS)
-    await s.api.post("/api/v1/teams", {"link": b64(link.wire), "boxes": {s.me: b64(box)}})
-    view = await s.view(refresh=True)
+    await s.session.api.post("/api/v1/teams", TeamLinkRequest(link.wire, {s.session.me: box}), TeamSeq)
+    view = await s.chains.view(refresh=True)
     if kind == "security" and await designate_first(s, view.teams[team_id]):
-        s.warnings.append(f"designated team {name} as the audit log's security team (you are the only NCC "
-                          "member; a change of designation will need a second one once there is one)")
-        view = await s.view()
+        s.session.warnings.append(f"designated team {name} as the audit log's security team (you are the only NCC "
+                                  "member; a change of designation will need a second one once there is one)")
+        view = await s.chains.view()
     return view.teams[team_id]
 
 
 async def add_member(s: Client, team_name: str, member_name: str, role: str, until: int | None) -> bool:
     """Add a member; returns False when the key share waits for a key holder."""
-    view = await s.view()
+    view = await s.chains.view()
     team = view.team_by_name(team_name)
     member = view.member_by_name(member_name)
     body: dict[str, Any] = {"member": member.member_id, "role": role, "until": until, "key": None}
-    if not team.holds_key(s.me, s.now()):
-        await s.append_team(team, "team.add", body)
+    if not team.holds_key(s.session.me, s.session.now()):
+        await s.chains.append_team(team, "team.add", body)
         return False
-    key = await s.team_key(team, team.generation)
+    key = await s.keys.team_key(team, team.generation)
     box = key.seal_for(member.member_id, member.puk_gen, member.puk_box_public, key.name_key)
     body["key"] = {"gen": team.generation,
                    "boxes": [{"member": member.member_id, "puk_gen": member.puk_gen, "hash": box_hash(box)}]}
-    await s.append_team(team, "team.add", body, {member.member_id: box})
+    await s.chains.append_team(team, "team.add", body, {member.member_id: box})
     return True
 
 
@@ -99,23 +100,23 @@ async def add_member(s: Client, team_name: str, member_name: str, role: str, unt
 
 
 async def admit(s: Client, name: str) -> MemberState:
-    view = await s.view()
+    view = await s.chains.view()
     m = view.member_by_name(name)
-    await s.append_org("org.admit", {"member": m.member_id})
+    await s.chains.append_org("org.admit", {"member": m.member_id})
     return m
 
 
 async def set_org_role(s: Client, name: str, role: str, grant: bool, until: int | None) -> tuple[MemberState, bool]:
     """(the member, True when it took effect; False: proposed, a second NCC member signs the same)."""
-    view = await s.view()
+    view = await s.chains.view()
     m = view.member_by_name(name)
-    await s.append_org("org.role", {"member": m.member_id, "role": role, "grant": grant, "until": until})
-    return m, role_act(m.member_id, role, grant, until) not in (await s.view()).org.role_proposals
+    await s.chains.append_org("org.role", {"member": m.member_id, "role": role, "grant": grant, "until": until})
+    return m, role_act(m.member_id, role, grant, until) not in (await s.chains.view()).org.role_proposals
 
 
 async def members(s: Client) -> list[dict[str, Any]]:
-    view = await s.view()
-    t = s.now()
+    view = await s.chains.view()
+    t = s.session.now()
     rows = []
     for mid, om in sorted(view.org.members.items(), key=lambda kv: view.name_of(kv[0])):
         ms = view.members[mid]
@@ -124,36 +125,36 @@ async def members(s: Client) -> list[dict[str, Any]]:
             "roles": sorted(view.org.roles_of(mid, t)),
             "role_terms": {r: u for r, u in om.role_terms.items() if u is not None},
             "devices": len(ms.active_devices()), "puk_gen": ms.puk_gen,
-            "verified": "self" if mid == s.me else s.verified(ms),
+            "verified": "self" if mid == s.session.me else s.chains.verified(ms),
             "teams": sorted(tm.name for tm in view.teams.values() if mid in tm.members and view.org.admitted(mid)),
         })
     return rows
 
 
 async def verify(s: Client, name: str, confirm: bool) -> dict[str, Any]:
-    view = await s.view()
+    view = await s.chains.view()
     them = view.member_by_name(name)
-    if them.member_id == s.me:
+    if them.member_id == s.session.me:
         raise VaultError("that is you; verify someone else")
-    me = view.members[s.me]
-    number = safety_number((s.me, member_fingerprint(me)), (them.member_id, member_fingerprint(them)))
+    me = view.members[s.session.me]
+    number = safety_number((s.session.me, member_fingerprint(me)), (them.member_id, member_fingerprint(them)))
     if confirm:
-        pins = s.home.pins()
+        pins = s.session.home.pins()
         pins.verified[them.member_id] = member_fingerprint(them).hex()
-        s.home.save_pins(pins)
+        s.session.home.save_pins(pins)
         # The Security Team sees that (and when) keys were checked in person: rule key-verification.
-        await s.api.post("/api/v1/audit/attest", {"kind": "verify", "member": them.member_id,
-                                                  "fingerprint": member_fingerprint(them).hex()})
-    return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.verified(them)}
+        await s.session.api.post("/api/v1/audit/attest", AttestRequest("verify", member=them.member_id,
+                                                                       fingerprint=member_fingerprint(them).hex()), Ok)
+    return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.chains.verified(them)}
 
 
 async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState, bool]:
     """NCC: a departure (the member loses every role, login and team); False: only proposed (two people
     remove an NCC or Security Team member when there are two NCC members besides them)."""
-    view = await s.view()
+    view = await s.chains.view()
     m = view.member_by_name(name)
-    await s.append_org("org.remove", {"member": m.member_id, "reason": reason})
-    return m, ("org.remove", m.member_id) not in (await s.view()).org.role_proposals
+    await s.chains.append_org("org.remove", {"member": m.member_id, "reason": reason})
+    return m, ("org.remove", m.member_id) not in (await s.chains.view()).org.role_proposals
 
 
 # -- teams -----------------------------------------------------------------------------------------
@@ -161,51 +162,51 @@ async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState,
 
 async def remove_from_team(s: Client, team_name: str, member_name: str) -> bool:
     """Remove a member; True when the key was rotated in the same link."""
-    view = await s.view()
+    view = await s.chains.view()
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
     if target.member_id not in team.members:
         raise NotFound(f"{target.name} is not in team {team.name}")
     if not view.org.admitted(target.member_id):
         raise VaultError(f"{target.name} was removed from the organization and is out of every team already")
-    if target.member_id == s.me:
+    if target.member_id == s.session.me:
         raise VaultError("to leave a team yourself use `mvault leave TEAM`")
     body: dict[str, Any] = {"member": target.member_id, "key": None}
     boxes: dict[str, bytes] = {}
-    rotated = team.holds_key(s.me, s.now())
+    rotated = team.holds_key(s.session.me, s.session.now())
     if rotated:
-        old = await s.team_key(team, team.generation)
+        old = await s.keys.team_key(team, team.generation)
         body["key"], boxes = s.keys.new_generation(team, view, old, leaving=target.member_id)
-    await s.append_team(team, "team.remove", body, boxes)
+    await s.chains.append_team(team, "team.remove", body, boxes)
     return rotated
 
 
 async def set_team_role(s: Client, team_name: str, member_name: str, role: str, until: int | None) -> None:
-    view = await s.view()
+    view = await s.chains.view()
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
-    await s.append_team(team, "team.role", {"member": target.member_id, "role": role, "until": until})
+    await s.chains.append_team(team, "team.role", {"member": target.member_id, "role": role, "until": until})
 
 
 async def leave(s: Client, team_name: str) -> None:
-    view = await s.view()
+    view = await s.chains.view()
     team = view.team_by_name(team_name)
-    if s.me not in team.members:
+    if s.session.me not in team.members:
         raise NotFound(f"you are not in team {team.name}")
-    await s.append_team(team, "team.leave", {})
+    await s.chains.append_team(team, "team.leave", {})
 
 
 async def team_info(s: Client, team_name: str) -> dict[str, Any]:
-    view = await s.view()
+    view = await s.chains.view()
     t = view.team_by_name(team_name)
-    pending = t.rotation_reasons(s.now(), view.members, view.org)
+    pending = t.rotation_reasons(s.session.now(), view.members, view.org)
     pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
-    if not t.key_holders(view.org, view.org.seq, s.now(), POLICY):
+    if not t.key_holders(view.org, view.org.seq, s.session.now(), POLICY):
         pending.append("no member holds the key: one of the team's admins must re-key it (mvault team rotate)")
     return {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation, "history": t.history,
             "pending": pending, "rekeyed": {str(g): view.name_of(m) for g, m in sorted(t.rekeyed.items())},
             "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role, "until": m.until,
-                         "active": m.active(s.now()), "has_key": (t.generation, m.member_id) in t.boxes}
+                         "active": m.active(s.session.now()), "has_key": (t.generation, m.member_id) in t.boxes}
                         for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id))
                         if view.org.admitted(m.member_id)]}
 
@@ -225,12 +226,12 @@ def _device_name(ms: MemberState, wanted: str | None, stem: str) -> str:
 
 async def _add_device(s: Client, sign_public: bytes, box_public: bytes, name: str, kind: str,
                       proof: bytes) -> None:
-    view = await s.view()
-    mine = view.members[s.me]
-    puk = await s.puk(mine.puk_gen)
-    box = puk.seal_for_device(s.me, box_public)
+    view = await s.chains.view()
+    mine = view.members[s.session.me]
+    puk = await s.keys.puk(mine.puk_gen)
+    box = puk.seal_for_device(s.session.me, box_public)
     device_id = device_id_for(sign_public)
-    await s.append_member("device.add", {
+    await s.chains.append_member("device.add", {
         "device": device_body(sign_public, box_public, name, kind), "puk_gen": mine.puk_gen,
         "puk_boxes": [{"device": device_id, "hash": box_hash(box)}], "proof": proof,
     }, {device_id: box})
@@ -241,21 +242,22 @@ async def device_add(s: Client, name: str | None, show_code: Callable[[str], Non
     """Open a one-time mailbox, show its code, wait for the new device, then add it."""
     secret = os.urandom(32)
     slot = link_slot(secret)
-    await s.api.post(f"/api/v1/device-links/{slot}", {})
-    show_code(MemberCode(DEVICE_PREFIX, s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
-                         s.me, secret).encode())
+    await s.session.api.post(f"/api/v1/device-links/{slot}", None, SlotOpened)
+    show_code(MemberCode(DEVICE_PREFIX, s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp),
+                         bytes.fromhex(s.session.cfg.org_root),
+                         s.session.me, secret).encode())
     deadline = time.monotonic() + wait
     while True:
-        res = await s.api.get(f"/api/v1/device-links/{slot}")
-        if res.get("payload"):
+        payload = (await s.session.api.get(f"/api/v1/device-links/{slot}", SlotPayload)).payload
+        if payload:
             break
         if time.monotonic() > deadline:
             raise VaultError("no device used the code in time; run `mvault device add` again")
         await asyncio.sleep(POLL_SECONDS)
-    f = Fields(decode(open_link_payload(secret, unb64_answer(res["payload"]))), "device offer",
+    f = Fields(decode(open_link_payload(secret, payload)), "device offer",
                {"name", "sign_pk", "box_pk", "proof"})
-    view = await s.view()
-    name = _device_name(view.members[s.me], name or f.str_("name", 64) or None, "device")
+    view = await s.chains.view()
+    name = _device_name(view.members[s.session.me], name or f.str_("name", 64) or None, "device")
     await _add_device(s, f.bytes_("sign_pk", 32), f.bytes_("box_pk", 32), name, "device", f.bytes_("proof", 64))
     return name
 
@@ -264,12 +266,8 @@ async def _active(api: Api, member: str, device: DeviceKeys, clock: Clock) -> bo
     """Can this device log in as ``member``? The challenge answers alike for any ids, so only a login
     tells; it shows its public key, so that the server does not count a not-yet-added device's refused
     login as a failed guess against this address."""
-    ch = await api.post("/api/v1/auth/challenge", {"member": member, "device": device.device_id})
-    statement, sig = sign_login(device, origin=api.url, nonce=unb64_answer(ch["nonce"]), member=member,
-                                time=clock.now())
     try:
-        await api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig),
-                                              "key": b64(device.sign_public)})
+        await log_in(api, member, device, clock.now(), show_key=True)
     except AuthError:
         return False
     return True
@@ -298,14 +296,14 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
             offer = encode({"name": name or "", "sign_pk": device.sign_public, "box_pk": device.box_public,
                             "proof": sign_device_proof(device, mc.member_id)})
             await api.post(f"/api/v1/device-links/{link_slot(mc.secret)}/offer",
-                           {"payload": b64(seal_link_payload(mc.secret, offer))})
+                           SlotOffer(seal_link_payload(mc.secret, offer)), Ok)
             await _wait_until_active(api, mc.member_id, device, wait, clock)
             home.save_config(cfg)
             s = await Client.open(home, Secrets(device, {}), api, clock)
-            view = await s.view()
+            view = await s.chains.view()
             cfg.name = view.members[mc.member_id].name
             home.save_config(cfg)
-            await s.puk(view.members[mc.member_id].puk_gen)
+            await s.keys.puk(view.members[mc.member_id].puk_gen)
     except BaseException:
         home.forget()
         raise
@@ -313,33 +311,33 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
 
 
 async def device_list(s: Client) -> list[dict[str, Any]]:
-    view = await s.view()
+    view = await s.chains.view()
     return [{"device": d.device_id, "name": d.name, "kind": d.kind, "added": d.added, "revoked": d.revoked,
-             "this": d.device_id == s.device.device_id}
-            for d in sorted(view.members[s.me].devices.values(), key=lambda d: d.added)]
+             "this": d.device_id == s.session.device.device_id}
+            for d in sorted(view.members[s.session.me].devices.values(), key=lambda d: d.added)]
 
 
 async def device_revoke(s: Client, name: str) -> int:
     """Revoke a device and roll the member key; returns the new PUK generation."""
-    view = await s.view()
-    mine = view.members[s.me]
+    view = await s.chains.view()
+    mine = view.members[s.session.me]
     target = next((d for d in mine.active_devices() if d.name == name or d.device_id == name), None)
     if target is None:
         raise NotFound(f"no active device named {name!r}")
-    if target.device_id == s.device.device_id:
+    if target.device_id == s.session.device.device_id:
         raise PolicyDenied("revoke this device from another one of your devices")
-    old = await s.puk(mine.puk_gen)
+    old = await s.keys.puk(mine.puk_gen)
     new = PukKeys.generate(mine.puk_gen + 1)
-    boxes = {d.device_id: new.seal_for_device(s.me, d.box_public)
+    boxes = {d.device_id: new.seal_for_device(s.session.me, d.box_public)
              for d in mine.active_devices() if d.device_id != target.device_id}
-    await s.append_member("device.revoke", {
+    await s.chains.append_member("device.revoke", {
         "device": target.device_id, "puk": {"gen": new.generation, "sign_pk": new.sign_public,
                                             "box_pk": new.box_public},
         "puk_boxes": [{"device": d, "hash": box_hash(b)} for d, b in boxes.items()],
         "prev": new.seal_previous(old),
     }, boxes)
-    s.secrets.puks[new.generation] = new
-    s.home.save_secrets(s.secrets)
+    s.session.secrets.puks[new.generation] = new
+    s.session.home.save_secrets(s.session.secrets)
     return new.generation
 
 
@@ -347,11 +345,12 @@ async def recovery_key(s: Client, name: str | None) -> str:
     """Add a paper device whose seed is the printed code."""
     secret = os.urandom(32)
     paper = DeviceKeys.from_paper(secret)
-    view = await s.view()
-    label = _device_name(view.members[s.me], name, "paper")
-    await _add_device(s, paper.sign_public, paper.box_public, label, "paper", sign_device_proof(paper, s.me))
-    return MemberCode(RECOVERY_PREFIX, s.cfg.url, bytes.fromhex(s.cfg.cert_fp), bytes.fromhex(s.cfg.org_root),
-                      s.me, secret).encode()
+    view = await s.chains.view()
+    label = _device_name(view.members[s.session.me], name, "paper")
+    await _add_device(s, paper.sign_public, paper.box_public, label, "paper", sign_device_proof(paper, s.session.me))
+    return MemberCode(RECOVERY_PREFIX, s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp),
+                      bytes.fromhex(s.session.cfg.org_root),
+                      s.session.me, secret).encode()
 
 
 async def recover(home: Home, code: str, passphrase: str, name: str | None,
@@ -370,12 +369,12 @@ async def recover(home: Home, code: str, passphrase: str, name: str | None,
             home.save_config(Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(),
                                     member_id=mc.member_id, device_id=paper.device_id, name=""))
             s = await Client.open(home, Secrets(paper, {}), api, clock)
-            view = await s.view()
+            view = await s.chains.view()
             mine = view.members[mc.member_id]
             label = _device_name(mine, name, "device")
             await _add_device(s, device.sign_public, device.box_public, label, "device",
                               sign_device_proof(device, mc.member_id))
-            puks = dict(s.secrets.puks)
+            puks = dict(s.session.secrets.puks)
     except BaseException:
         home.forget()
         raise

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar, overload
 
 import aiohttp
+import msgspec
 
 from vault import errors
 from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, TransportError, VaultError
+from vault.wire.schemas import Wire
+
+T = TypeVar("T")
 
 _CODES: dict[str, type[VaultError]] = {}
 for _cls in (
@@ -20,6 +24,17 @@ for _cls in (
 
 
 READ_BUFSIZE = 4 << 20
+
+
+def decode(raw: bytes, answer: type[Any] | None) -> Any:
+    """A server's JSON answer as ``answer`` (plain Python values without one); ``TransportError`` if it is
+    not JSON or not of that shape: the client stops talking to a server that answers nonsense."""
+    try:
+        return msgspec.json.decode(raw) if answer is None else msgspec.json.decode(raw, type=answer)
+    except msgspec.ValidationError as e:
+        raise TransportError(f"server sent a malformed answer: {e}") from e
+    except msgspec.DecodeError as e:
+        raise TransportError("server sent a malformed answer: not JSON") from e
 
 
 class Api:
@@ -68,16 +83,14 @@ class Api:
             raise TransportError("API client used outside its context")
         return self._session
 
-    async def request(self, method: str, path: str, json: Any = None, data: Any = None) -> Any:
+    async def request(self, method: str, path: str, json: Any = None, data: Any = None) -> bytes:
+        """The answer's JSON text (a refusal raised as its ``VaultError``)."""
         try:
             async with self._session_or_fail().request(
                 method, self.url + path, json=json, data=data, headers=self._headers()
             ) as resp:
                 await self._check(resp)
-                try:
-                    return await resp.json(content_type=None)
-                except ValueError as e:
-                    raise TransportError("server sent a malformed answer") from e
+                return await resp.read()
         except aiohttp.ServerFingerprintMismatch as e:
             raise ServerMismatch(
                 "the server's certificate does not match the pinned fingerprint: "
@@ -86,14 +99,40 @@ class Api:
         except aiohttp.ClientError as e:
             raise TransportError(f"cannot reach the server at {self.url}: {e}") from e
 
-    async def get(self, path: str) -> Any:
-        return await self.request("GET", path)
+    # The typed calls: the request is a Struct of ``vault.wire.schemas`` (written as the JSON the server
+    # reads), the answer is decoded as ``answer`` (every field declared, types and limits checked, base64
+    # bytes decoded) or refused as a ``TransportError``. Without ``answer`` (tests and tools that build
+    # bodies by hand, some malformed on purpose) the JSON arrives as Python values, unchecked.
 
-    async def post(self, path: str, body: Any) -> Any:
-        return await self.request("POST", path, json=body)
+    @overload
+    async def get(self, path: str) -> Any: ...
 
-    async def upload(self, path: str, body: AsyncIterator[bytes]) -> Any:
-        return await self.request("POST", path, data=body)
+    @overload
+    async def get(self, path: str, answer: type[T]) -> T: ...
+
+    async def get(self, path: str, answer: type[Any] | None = None) -> Any:
+        return decode(await self.request("GET", path), answer)
+
+    @overload
+    async def post(self, path: str, body: Mapping[str, Any]) -> Any: ...
+
+    @overload
+    async def post(self, path: str, body: Wire | None, answer: type[T]) -> T: ...
+
+    async def post(self, path: str, body: Wire | Mapping[str, Any] | None, answer: type[Any] | None = None) -> Any:
+        # ``to_builtins`` then aiohttp's ``json.dumps``: the same request bytes as the dictionaries it replaced.
+        json = msgspec.to_builtins(body) if isinstance(body, Wire) else body
+        return decode(await self.request("POST", path, json=json), answer)
+
+    @overload
+    async def upload(self, path: str, body: AsyncIterator[bytes]) -> Any: ...
+
+    @overload
+    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[T]) -> T: ...
+
+    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[Any] | None = None) -> Any:
+        """A streamed request body (the upload keeps its constant memory); the JSON answer as ``answer``."""
+        return decode(await self.request("POST", path, data=body), answer)
 
     async def websocket(self, path: str) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket on the same pinned HTTPS connection, authenticated with the session."""

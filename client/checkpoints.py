@@ -7,7 +7,6 @@ the client with ``LogInconsistent`` (``vault.errors``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from client.home import Pins
 from client.session import Session
@@ -17,13 +16,13 @@ from security.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from security.protocols import Protocols, defaults, parse
 from vault.chains import MemberState, OrgState, org_id_for
 from vault.errors import LogInconsistent, VaultError
-from vault.wire64 import unb64_answer
+from vault.wire.schemas import CheckpointAnswer, Cosignature, Witnessed
 
 
 @dataclass
 class Witness:
     checkpoint: Checkpoint
-    cosigs: list[dict[str, Any]]
+    cosigs: list[Cosignature]
 
 
 @dataclass
@@ -48,36 +47,17 @@ def _extends(old_size: int, old_root: bytes, cp: Checkpoint, proof: list[bytes],
         raise LogInconsistent(f"the server's log does not extend {what} (size {old_size}): {e}") from e
 
 
-def _proof(value: Any) -> list[bytes]:
-    if not isinstance(value, list) or len(value) > 128:
+def _proof(value: list[bytes]) -> list[bytes]:
+    if len(value) > 128:
         raise LogInconsistent("the server sent a malformed proof")
-    return [unb64_answer(h) for h in value]
-
-
-def parse_dict(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise LogInconsistent(f"the server sent a malformed {what}")
     return value
 
 
-def parse_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LogInconsistent(f"the server sent a malformed {what}")
-    return value
-
-
-def parse_b64(value: Any, what: str) -> bytes:
+def _signed_checkpoint(answer: CheckpointAnswer | Witnessed, log_key: bytes, org_id: str, what: str) -> Checkpoint:
+    """``answer.checkpoint``, signed by the pinned log key (``answer.sig``), for this organization."""
+    cp = Checkpoint.parse(answer.checkpoint)
     try:
-        return unb64_answer(value)
-    except VaultError as e:
-        raise LogInconsistent(f"the server sent a malformed {what}") from e
-
-
-def _signed_checkpoint(answer: dict[str, Any], log_key: bytes, org_id: str, what: str) -> Checkpoint:
-    """``answer["checkpoint"]``, signed by the pinned log key (``answer["sig"]``), for this organization."""
-    cp = Checkpoint.parse(parse_b64(answer.get("checkpoint"), what))
-    try:
-        cp.verify(log_key, parse_b64(answer.get("sig"), f"{what} signature"))
+        cp.verify(log_key, answer.sig)
     except VaultError as e:
         raise LogInconsistent(f"the {what}'s server signature does not verify") from e
     if cp.org != org_id:
@@ -91,8 +71,8 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     ``after_login``: our login was just logged, so the log must have grown since our pin."""
     pins = s.home.pins()
     old_size, old_root, old_time = _pinned(pins)
-    res = parse_dict(await s.api.get(f"/api/v1/audit/checkpoint?from={old_size}"), "checkpoint answer")
-    log_key = parse_b64(res.get("log_key"), "log key")
+    res = await s.api.get(f"/api/v1/audit/checkpoint?from={old_size}", CheckpointAnswer)
+    log_key = res.log_key
     pinned_key = pins.log.get("log_key")
     if pinned_key is not None and pinned_key != log_key.hex():
         raise LogInconsistent("the server's checkpoint-signing key changed")
@@ -100,7 +80,7 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     cp = _signed_checkpoint(res, log_key, org_id, "checkpoint")
     if len(old_root) != 32:
         raise LogInconsistent("the pinned checkpoint is damaged")
-    _extends(old_size, old_root, cp, _proof(res.get("proof", [])), "the checkpoint you accepted before")
+    _extends(old_size, old_root, cp, _proof(res.proof), "the checkpoint you accepted before")
     if after_login and old_size and cp.size == old_size:
         # Our login was logged before this checkpoint was asked for: an unchanged size is a frozen view.
         raise LogInconsistent("the server shows a log that did not record your login")
@@ -108,22 +88,20 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
         raise LogInconsistent("the checkpoint is older than one you accepted before")
     witness = None
     seen_witness = int(pins.log.get("witness_size", 0))
-    w = res.get("witness")
+    w = res.witness
     if w is None and seen_witness:
         raise LogInconsistent("the server no longer shows the Security Team's cosigned checkpoint you saw before")
     if w is not None:
-        w = parse_dict(w, "witness")
         wcp = _signed_checkpoint(w, log_key, org_id, "witnessed checkpoint")
         if wcp.size > cp.size:
             raise LogInconsistent("the server shows a witnessed log longer than its current one")
         # The witnessed tree must be a prefix of the current one: its root at its size is signed twice.
-        _extends(wcp.size, wcp.root, cp, _proof(w.get("proof", [])), "the log the Security Team witnessed")
+        _extends(wcp.size, wcp.root, cp, _proof(w.proof), "the log the Security Team witnessed")
         if wcp.size < seen_witness:
             raise LogInconsistent("the server hides a newer witnessed checkpoint that you saw before")
-        cosigs = w.get("cosigs")
-        if not isinstance(cosigs, list) or not cosigs or not all(isinstance(c, dict) for c in cosigs):
+        if not w.cosigs:
             raise LogInconsistent("a witnessed checkpoint without well-formed cosignatures")
-        witness = Witness(wcp, cosigs)
+        witness = Witness(wcp, w.cosigs)
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex()})
     s.home.save_pins(pins)
     return LogView(cp, witness)
@@ -135,8 +113,7 @@ def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], wi
     newest = 0
     t_now = s.now()
     for c in witness.cosigs:
-        member, device = str(c.get("member")), str(c.get("device"))
-        t = parse_int(c.get("time"), "cosignature time")
+        member, device, t = c.member, c.device, c.time
         # Judged by the one judge at the (signed) time of the cosignature: a device revoked later, or a
         # term that ended later, does not undo a witness that was valid when made.
         if not entitled_cosigner(member, device, t, org, members):
@@ -144,7 +121,7 @@ def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], wi
         if not witness.checkpoint.time - 600 <= t <= t_now + 600:
             raise LogInconsistent("a cosignature is dated outside its checkpoint's lifetime")
         try:
-            judge_cosignature(witness.checkpoint.raw, member, device, t, parse_b64(c.get("sig"), "cosignature"), org,
+            judge_cosignature(witness.checkpoint.raw, member, device, t, c.sig, org,
                               members)
         except VaultError as e:
             raise LogInconsistent("a witness cosignature does not verify") from e

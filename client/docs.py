@@ -41,7 +41,7 @@ from vault.errors import (
 )
 from vault.fileio import Stage, prefetch, replace_durably, write_chunks
 from vault.teamkeys import TeamKey
-from vault.wire64 import unb64_answer
+from vault.wire.schemas import Docs, Stored, Versions
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
@@ -82,13 +82,13 @@ class Documents:
 
     async def _versions(self, team: TeamState, doc: str) -> list[Record]:
         try:
-            res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs/{doc}")
+            res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs/{doc}", Versions)
         except NotFound:
             return self._check_doc_pin(team, doc, [])
         records = []
-        for item in res.get("versions", []):
+        for item in res.versions:
             try:
-                records.append(Record.parse(unb64_answer(item["record"])))
+                records.append(Record.parse(item.record))
             except VaultError as e:
                 raise IntegrityError(f"the server sent a malformed document record: {e}") from e
         view = await self.chains.view()
@@ -205,11 +205,11 @@ class Documents:
         assert self._batch_pins is not None
         known: set[str] = set(self._batch_pins.docs)
         if len(items) > 1:  # which names exist already: one listing instead of a request per file
-            res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs")
-            for item in res.get("docs", []):
+            res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
+            for item in res.docs:
                 try:
-                    known.add(f"{team.team_id}/{Record.parse(unb64_answer(item['record'])).core.doc}")
-                except (VaultError, KeyError, TypeError) as e:
+                    known.add(f"{team.team_id}/{Record.parse(item.record).core.doc}")
+                except VaultError as e:
                     raise IntegrityError(f"the server listed a malformed document record: {e}") from e
         gate = asyncio.Semaphore(concurrency)
         alarm: list[VaultError] = []  # a server caught lying: no more uploads to it in this batch
@@ -249,22 +249,22 @@ class Documents:
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime))
             res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        _encrypting_stream(writer, f, progress))
+                                        _encrypting_stream(writer, f, progress), Stored)
         assert writer.record is not None
-        if res.get("vid") != writer.record.version_id:
+        if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
         self._check_doc_pin(team, doc, [*records, writer.record])
-        return name, len(records) + 1, str(res["vid"])
+        return name, len(records) + 1, res.vid
 
     async def ls(self, team_name: str) -> list[DocVersion]:
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         keys = await self.keyring.keys_for(team)
-        res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs")
+        res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
         pins = self.session.home.pins()
         out = []
-        for item in res.get("docs", []):
-            rec = Record.parse(unb64_answer(item["record"]))
+        for item in res.docs:
+            rec = Record.parse(item.record)
             if rec.core.team != team.team_id:
                 raise IntegrityError("the server listed a document of another team")
             self._verify_author(view, team, rec)

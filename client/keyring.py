@@ -12,7 +12,7 @@ from vault.chains import TeamState
 from vault.errors import IntegrityError, NotFound, PolicyDenied
 from vault.keys import PukKeys
 from vault.teamkeys import TeamKey, box_hash, open_history, open_team_box, seal_history
-from vault.wire64 import unb64_answer
+from vault.wire.schemas import PukBoxes, TeamBoxes
 
 
 class Keyring:
@@ -41,8 +41,8 @@ class Keyring:
             if puk.sign_public != mine.puks[gen].sign_public:
                 raise IntegrityError("member key history does not match the member chain")
         else:
-            res = await s.api.get("/api/v1/puk-boxes")
-            box = next((unb64_answer(i["box"]) for i in res.get("boxes", []) if int(i["puk_gen"]) == gen), None)
+            res = await s.api.get("/api/v1/puk-boxes", PukBoxes)
+            box = next((i.box for i in res.boxes if i.puk_gen == gen), None)
             if box is None:
                 raise NotFound(f"no key box for your member key generation {gen}")
             if mine.puks[gen].box_hashes.get(s.device.device_id) != box_hash(box):
@@ -60,8 +60,8 @@ class Keyring:
             self._box_cache.clear()  # a link may have added boxes (rotation, share)
             self._boxes_at = self.chains.links_posted
         if team.team_id not in self._box_cache:
-            res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/boxes")
-            self._box_cache[team.team_id] = {int(i["gen"]): unb64_answer(i["box"]) for i in res.get("boxes", [])}
+            res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/boxes", TeamBoxes)
+            self._box_cache[team.team_id] = {i.gen: i.box for i in res.boxes}
         return self._box_cache[team.team_id]
 
     def remember(self, key: TeamKey) -> None:

@@ -8,7 +8,7 @@ from client.clock import Clock
 from client.home import Config, Home, Secrets
 from vault.auth import sign_login
 from vault.keys import DeviceKeys
-from vault.wire64 import b64, unb64_answer
+from vault.wire.schemas import Challenge, ChallengeRequest, LoginRequest, LoginToken
 
 
 class Session:
@@ -34,8 +34,13 @@ class Session:
         return self.clock.now()
 
     async def login(self) -> None:
-        ch = await self.api.post("/api/v1/auth/challenge", {"member": self.me, "device": self.device.device_id})
-        statement, sig = sign_login(self.device, origin=self.api.url, nonce=unb64_answer(ch["nonce"]), member=self.me,
-                                    time=self.now())
-        res = await self.api.post("/api/v1/auth/login", {"statement": b64(statement), "sig": b64(sig)})
-        self.api.token = str(res["token"])
+        self.api.token = (await log_in(self.api, self.me, self.device, self.now())).token
+
+
+async def log_in(api: Api, member: str, device: DeviceKeys, now: int, show_key: bool = False) -> LoginToken:
+    """The challenge-response login of ``device`` as ``member`` (``show_key``: the device's public key goes
+    along, for a device not yet added); a refused login is an ``AuthError``."""
+    ch = await api.post("/api/v1/auth/challenge", ChallengeRequest(member, device.device_id), Challenge)
+    statement, sig = sign_login(device, origin=api.url, nonce=ch.nonce, member=member, time=now)
+    body = LoginRequest(statement, sig, device.sign_public) if show_key else LoginRequest(statement, sig)
+    return await api.post("/api/v1/auth/login", body, LoginToken)

@@ -8,7 +8,7 @@ fetching (and the writing of new links), and keeps the verified ``View`` of one 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from client.checkpoints import LogView, check_witness, protocols_of
 from client.home import Pins
@@ -17,10 +17,21 @@ from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
 from vault.envelope import Record
-from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, TransportError, VaultError
+from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
-from vault.wire64 import b64, unb64_answer
+from vault.wire.schemas import DirectoryView, LinkRequest, Links, MemberLinkRequest, SeqAnswer, TeamLinkRequest, TeamSeq
+
+T = TypeVar("T")
+
+
+def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
+    """The one thing a name (or id) names: ``missing`` raised for none, ``several`` for more than one."""
+    if not found:
+        raise missing
+    if len(found) > 1:
+        raise several
+    return found[0]
 
 
 @dataclass
@@ -32,20 +43,15 @@ class View:
     teams: dict[str, TeamState]
 
     def member_by_name(self, name: str) -> MemberState:
-        found = [m for m in self.members.values() if m.name == name or m.member_id == name]
-        if not found:
-            raise NotFound(f"no member named {name!r}")
-        if len(found) > 1:
-            raise VaultError(f"several members are named {name!r}; use the member id")
-        return found[0]
+        return _the_one([m for m in self.members.values() if m.name == name or m.member_id == name],
+                        NotFound(f"no member named {name!r}"),
+                        VaultError(f"several members are named {name!r}; use the member id"))
 
     def team_by_name(self, name: str) -> TeamState:
-        found = [t for t in self.teams.values() if t.name == name or t.team_id == name]
-        if not found:
-            raise NotFound(f"no team named {name!r} (or you are not in it)")
-        if len(found) > 1:
-            raise ChainError(f"several teams are named {name!r} (the server should never allow that); use the team id")
-        return found[0]
+        return _the_one([t for t in self.teams.values() if t.name == name or t.team_id == name],
+                        NotFound(f"no team named {name!r} (or you are not in it)"),
+                        ChainError(f"several teams are named {name!r} (the server should never allow that); "
+                                   "use the team id"))
 
     def name_of(self, member_id: str) -> str:
         m = self.members.get(member_id)
@@ -162,12 +168,9 @@ class Chains:
         self._view = view
 
     async def links(self, path: str) -> list[Link]:
-        res = await self.session.api.get(path)
-        links = res.get("links") if isinstance(res, dict) else None
-        if not isinstance(links, list):
-            raise TransportError("server sent a malformed chain")
+        res = await self.session.api.get(path, Links)
         try:
-            return [parse_link(unb64_answer(x)) for x in links]
+            return [parse_link(x) for x in res.links]
         except VaultError as e:
             raise ChainError(f"server sent a malformed chain link: {e}") from e
 
@@ -176,10 +179,10 @@ class Chains:
         if self._view is not None and not refresh:
             return self._view
         s = self.session
-        directory = await s.api.get("/api/v1/directory")
+        directory = await s.api.get("/api/v1/directory", DirectoryView)
         pins = s.home.pins()
         members: dict[str, MemberState] = {}
-        for mid in directory.get("members", {}):
+        for mid in directory.members:
             links = await self.links(f"/api/v1/chains/member/{mid}")
             state = replay_member(links)
             if state.member_id != mid:
@@ -195,13 +198,13 @@ class Chains:
             raise ChainError("you are not a member of this organization's chain")
         teams: dict[str, TeamState] = {}
         gone: set[str] = set()
-        for tid, info in directory.get("teams", {}).items():
+        for tid, info in directory.teams.items():
             links = await self.links(f"/api/v1/chains/team/{tid}")
             team = replay_team(links, org, members, POLICY, TEAM_KINDS)
             if team.team_id != tid:
                 raise ChainError("server served a team chain under another team's id")
             check_chain_pin(pins, tid, links)
-            if info.get("removed_at") is not None:
+            if info.removed_at is not None:
                 check_team_gone(team, s.me, len(links), s.now())
                 gone.add(tid)
                 continue
@@ -228,8 +231,9 @@ class Chains:
             return "no"
         return "yes" if v == member_fingerprint(ms).hex() else "changed"
 
-    async def _post_link(self, path: str, link: Link, extra: dict[str, Any]) -> None:
-        await self.session.api.post(path, {"link": b64(link.wire), **extra})
+    async def _post_link(self, path: str, body: LinkRequest | MemberLinkRequest | TeamLinkRequest,
+                         answer: type[SeqAnswer | TeamSeq]) -> None:
+        await self.session.api.post(path, body, answer)
         self._view = None
         self.links_posted += 1  # a link may have added boxes (rotation, share)
 
@@ -239,7 +243,7 @@ class Chains:
         link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head,
                          time=max(s.now(), view.org.time), signer=s.me, device=s.device, type_=type_, body=body)
         clone(view.org).apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
-        await self._post_link("/api/v1/org/links", link, {})
+        await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
 
     async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
                             signer: DeviceKeys | None = None) -> None:
@@ -250,8 +254,8 @@ class Chains:
         link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time),
                          signer=s.me, device=device, type_=type_, body=body)
         clone(mine).apply(link)
-        await self._post_link(f"/api/v1/members/{s.me}/links", link,
-                              {"puk_boxes": {d: b64(b) for d, b in puk_boxes.items()}})
+        await self._post_link(f"/api/v1/members/{s.me}/links", MemberLinkRequest(link.wire, dict(puk_boxes)),
+                              SeqAnswer)
 
     async def append_team(self, team: TeamState, type_: str, body: dict[str, Any],
                           boxes: dict[str, bytes] | None = None) -> None:
@@ -260,5 +264,5 @@ class Chains:
         link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head, time=max(s.now(), team.time),
                          signer=s.me, device=s.device, type_=type_, body={**body, "org_seq": view.org.seq})
         clone(team).apply(link, view.org, view.members, POLICY)
-        await self._post_link(f"/api/v1/teams/{team.team_id}/links", link,
-                              {"boxes": {m: b64(b) for m, b in (boxes or {}).items()}})
+        await self._post_link(f"/api/v1/teams/{team.team_id}/links", TeamLinkRequest(link.wire, dict(boxes or {})),
+                              TeamSeq)

@@ -248,7 +248,7 @@ async def _side_team(w: World) -> tuple[str, str]:
     async with session(w, w.alice) as s:
         side = await admin.create_team(s, "side", "program")
         await admin.add_member(s, "side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         return view.team_by_name("drafting").team_id, side.team_id
 
 
@@ -435,7 +435,7 @@ async def test_join_with_an_invite(w: World) -> None:
                                    js=join_body(n, org_join(n, secret, await info_of(h), now(w))))
         assert status == 201, res
         assert res == {"member": n.member_id, "status": "admitted"}
-        status, chain = await h.call("GET", f"/api/v1/chains/member/{n.member_id}", token=s.api.token)
+        status, chain = await h.call("GET", f"/api/v1/chains/member/{n.member_id}", token=s.session.api.token)
         assert status == 200 and [parse_link(base64.b64decode(x)).hash for x in chain["links"]] == [n.link.hash]
 
 
@@ -479,7 +479,7 @@ async def test_join_rejects_malformed_requests(w: World) -> None:
         other = newcomer("other", t)
         stale = newcomer("erin", t - 3600)
         status, bob_chain = await h.call("GET", f"/api/v1/chains/member/{w.bob.member_id}",
-                                         token=s.api.token)
+                                         token=s.session.api.token)
         assert status == 200
         cases = [
             ("member link in the join slot", {**valid, "join_link": valid["member_link"]}),
@@ -626,20 +626,20 @@ async def test_puk_boxes(w: World) -> None:
 
 async def test_org_links(w: World) -> None:
     async with session(w, w.alice) as s, Http(w.server) as h:
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         org, t = view.org, max(now(w), view.org.time)
 
         def link(seq: int | None = None, prev: bytes | None = None, when: int | None = None,
                  type_: str = "org.invite", role: str = "member") -> Link:
             return make_link(chain=org.org_id, seq=org.seq + 1 if seq is None else seq,
                              prev=org.head if prev is None else prev, time=t if when is None else when,
-                             signer=s.me, device=s.device, type_=type_,
+                             signer=s.session.me, device=s.session.device, type_=type_,
                              body={"invite": invite_public(os.urandom(32)), "role": role, "note": "",
                                    "expires": t + 86400})
 
         good = link()
         path = "/api/v1/org/links"
-        await refuse_bad_json(h, path, {"link": b64(good.wire)}, ["link"], token=s.api.token)
+        await refuse_bad_json(h, path, {"link": b64(good.wire)}, ["link"], token=s.session.api.token)
         for label, wire, contains in (
             ("a sequence ahead", link(seq=org.seq + 2).wire, "sequence"),
             ("wrong previous link", link(prev=b"\x01" * 32).wire, "head"),
@@ -649,26 +649,27 @@ async def test_org_links(w: World) -> None:
             ("a join", link(type_="org.join").wire, "join"),
             ("role that invites cannot grant", link(role="ncc").wire, "invite"),
             ("a team link", make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t,
-                                      signer=s.me, device=s.device, type_="team.add", body={}).wire, ""),
+                                      signer=s.session.me, device=s.session.device, type_="team.add",
+                                      body={}).wire, ""),
         ):
-            await refused(h, "POST", path, 400, token=s.api.token, js={"link": b64(wire)}, what=label,
+            await refused(h, "POST", path, 400, token=s.session.api.token, js={"link": b64(wire)}, what=label,
                           contains=contains)
         bob = await login(h, w.bob)
         await refused(h, "POST", path, 403, token=bob, js={"link": b64(good.wire)},
                       contains="logged-in device", what="alice's link from bob's session")
 
-        status, res = await h.call("POST", path, token=s.api.token, js={"link": b64(good.wire)})
+        status, res = await h.call("POST", path, token=s.session.api.token, js={"link": b64(good.wire)})
         assert status == 201 and res == {"seq": org.seq + 1}, res
-        await refused(h, "POST", path, 409, token=s.api.token, js={"link": b64(good.wire)}, what="replay")
-        await refused(h, "POST", path, 409, token=s.api.token, js={"link": b64(link().wire)},
+        await refused(h, "POST", path, 409, token=s.session.api.token, js={"link": b64(good.wire)}, what="replay")
+        await refused(h, "POST", path, 409, token=s.session.api.token, js={"link": b64(link().wire)},
                       what="same sequence as the accepted link")
 
 
 async def org_link_of(s: Client, w: World, type_: str, body: dict[str, Any], *, signer: Actor | None = None,
                       when: int | None = None) -> Link:
     """An organization link on top of the current head, signed by ``signer`` (default: the session's member)."""
-    org = (await s.view(refresh=True)).org
-    member_id, device = (s.me, s.device) if signer is None else (signer.member_id, signer.device)
+    org = (await s.chains.view(refresh=True)).org
+    member_id, device = (s.session.me, s.session.device) if signer is None else (signer.member_id, signer.device)
     return make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head,
                      time=max(now(w), org.time) if when is None else when, signer=member_id, device=device,
                      type_=type_, body=body)
@@ -693,11 +694,12 @@ async def test_org_admission_roles_and_invite_limits(w: World) -> None:
         admit = {"member": n.member_id}
         await refused(h, "POST", path, 403, token=bob, contains="may not admit", what="a plain member admits",
                       js={"link": b64((await org_link_of(s, w, "org.admit", admit, signer=w.bob)).wire)})
-        status, res = await h.call("POST", path, token=s.api.token,
+        status, res = await h.call("POST", path, token=s.session.api.token,
                                    js={"link": b64((await org_link_of(s, w, "org.admit", admit)).wire)})
         assert status == 201, res
-        assert (await s.view(refresh=True)).org.roles_of(n.member_id) == {"member"}
-        await refused(h, "POST", path, 400, token=s.api.token, contains="already admitted", what="admitted twice",
+        assert (await s.chains.view(refresh=True)).org.roles_of(n.member_id) == {"member"}
+        await refused(h, "POST", path, 400, token=s.session.api.token, contains="already admitted",
+                      what="admitted twice",
                       js={"link": b64((await org_link_of(s, w, "org.admit", admit)).wire)})
 
         # Roles: only NCC grants; the last NCC stays; no end date in the past.
@@ -707,37 +709,37 @@ async def test_org_admission_roles_and_invite_limits(w: World) -> None:
         for label, token, link, status_, contains in (
             ("a plain member grants itself NCC", bob,
              await org_link_of(s, w, "org.role", role(w.bob.member_id, "ncc"), signer=w.bob), 403, "may not grant"),
-            ("the last NCC revoked", s.api.token,
-             await org_link_of(s, w, "org.role", role(s.me, "ncc", grant=False)), 400, "last ncc"),
-            ("an end date in the past", s.api.token,
+            ("the last NCC revoked", s.session.api.token,
+             await org_link_of(s, w, "org.role", role(s.session.me, "ncc", grant=False)), 400, "last ncc"),
+            ("an end date in the past", s.session.api.token,
              await org_link_of(s, w, "org.role", role(w.carol.member_id, "security", until=t - 1)), 400, "past"),
-            ("a role that cannot be granted", s.api.token,
+            ("a role that cannot be granted", s.session.api.token,
              await org_link_of(s, w, "org.role", role(w.carol.member_id, "admin")), 400, "role must be one of"),
-            ("a role for a pending or unknown member", s.api.token,
+            ("a role for a pending or unknown member", s.session.api.token,
              await org_link_of(s, w, "org.role", role("0" * 32, "staff")), 400, "not an admitted member"),
         ):
             await refused(h, "POST", path, status_, token=token, js={"link": b64(link.wire)}, what=label,
                           contains=contains)
         for grant in (role(w.carol.member_id, "security", until=t + 3600), role(n.member_id, "compa")):
             link = await org_link_of(s, w, "org.role", grant)
-            status, res = await h.call("POST", path, token=s.api.token, js={"link": b64(link.wire)})
+            status, res = await h.call("POST", path, token=s.session.api.token, js={"link": b64(link.wire)})
             assert status == 201, res
-        org = (await s.view(refresh=True)).org
+        org = (await s.chains.view(refresh=True)).org
         assert org.roles_of(w.carol.member_id) == {"member", "security"}
         assert org.roles_of(n.member_id) == {"compa"}  # compa replaces the base role
         link = await org_link_of(s, w, "org.role", role(w.carol.member_id, "security", grant=False))
-        status, res = await h.call("POST", path, token=s.api.token, js={"link": b64(link.wire)})
+        status, res = await h.call("POST", path, token=s.session.api.token, js={"link": b64(link.wire)})
         assert status == 201, res
-        assert (await s.view(refresh=True)).org.roles_of(w.carol.member_id) == {"member"}
+        assert (await s.chains.view(refresh=True)).org.roles_of(w.carol.member_id) == {"member"}
 
         # Invites: valid for at most 30 days, at most 20 open per member.
         def invite_body(days: float) -> dict[str, Any]:
             return {"invite": invite_public(os.urandom(32)), "role": "member", "note": "",
                     "expires": now(w) + int(days * 86400)}
 
-        await refused(h, "POST", path, 400, token=s.api.token, contains="30 days", what="a 31-day invite",
+        await refused(h, "POST", path, 400, token=s.session.api.token, contains="30 days", what="a 31-day invite",
                       js={"link": b64((await org_link_of(s, w, "org.invite", invite_body(31))).wire)})
-        org = (await s.view(refresh=True)).org
+        org = (await s.chains.view(refresh=True)).org
         open_now = [i for i in org.invites.values() if i.by == w.bob.member_id and i.used_by is None
                     and i.expires > now(w)]
         for _ in range(20 - len(open_now)):
@@ -792,12 +794,13 @@ async def test_member_links_add_and_revoke_a_device(w: World) -> None:
         good, good_boxes = add()
         valid = member_json(good, good_boxes)
         await refuse_bad_json(h, path, valid, ["link"], token=token)
-        alice_view = await s.view(refresh=True)
-        alice_chain = alice_view.members[s.me]
+        alice_view = await s.chains.view(refresh=True)
+        alice_chain = alice_view.members[s.session.me]
         cases: list[tuple[str, dict[str, Any], str]] = [
             ("proof signed by another key (substituted device key)",
              member_json(*add(proof=sign_device_proof(other, mid))), "signature"),
-            ("proof made for another member", member_json(*add(proof=sign_device_proof(phone, s.me))), "signature"),
+            ("proof made for another member", member_json(*add(proof=sign_device_proof(phone, s.session.me))),
+             "signature"),
             ("no proof", member_json(*add(proof=NOTHING)), "proof"),
             ("device id that is not its key", member_json(*add(device={**device_body(phone), "id": other.device_id})),
              "does not match its key"),
@@ -818,7 +821,7 @@ async def test_member_links_add_and_revoke_a_device(w: World) -> None:
             ("bad signature", member_json(bad_sig(good), good_boxes), "signature"),
             ("an hour old", member_json(*add(when=t - 3600)), "clock"),
             ("dated before the head", member_json(*add(when=n.link.time - 1)), "dated before"),
-            ("a link naming another chain", member_json(*add(chain=s.me)), "another chain"),
+            ("a link naming another chain", member_json(*add(chain=s.session.me)), "another chain"),
             ("an organization link", member_json(member_link(n, "org.invite", {}, seq=2, prev=n.link.hash, when=t),
                                                  {}), "unsupported member link type"),
             ("the only device revoked",
@@ -830,10 +833,11 @@ async def test_member_links_add_and_revoke_a_device(w: World) -> None:
             await refused(h, "POST", path, 400, token=token, js=body, what=label, contains=contains)
         # A link on alice's chain, signed by the newcomer, posted to alice's chain.
         on_alice = member_link(n, "device.add", {}, seq=alice_chain.seq + 1, prev=alice_chain.head, when=t,
-                               chain=s.me)
-        await refused(h, "POST", f"/api/v1/members/{s.me}/links", 400, token=token, js=member_json(on_alice, {}),
+                               chain=s.session.me)
+        await refused(h, "POST", f"/api/v1/members/{s.session.me}/links", 400, token=token, js=member_json(on_alice,
+                                                                                                           {}),
                       contains="signed by the member", what="a link on another member's chain")
-        await refused(h, "POST", path, 403, token=s.api.token, js=valid, contains="logged-in device",
+        await refused(h, "POST", path, 403, token=s.session.api.token, js=valid, contains="logged-in device",
                       what="the newcomer's link from alice's session")
         ghost = "0" * 32
         await refused(h, "POST", f"/api/v1/members/{ghost}/links", 404, token=token,
@@ -909,7 +913,7 @@ async def test_member_links_add_and_revoke_a_device(w: World) -> None:
         assert PukKeys.open_device_box(n.device, mid, 2, gen2).seed == new_puk.seed
         assert new_puk.open_previous(good_revoke.body.bytes_("prev")).seed == n.puk.seed
         # Every client replays the same member chain.
-        ms = (await s.view(refresh=True)).members[mid]
+        ms = (await s.chains.view(refresh=True)).members[mid]
         assert ms.puk_gen == 2 and ms.puk_sign_public == new_puk.sign_public
         assert [d.device_id for d in ms.active_devices()] == [n.device.device_id]
         assert ms.devices[phone.device_id].revoked == t
@@ -974,7 +978,7 @@ def team_add_link(s: Client, view: View, team_id: str, key: TeamKey, member: str
     box = key.seal_for(member, m.puk_gen, m.puk_box_public)
     link = make_link(
         chain=chain or team_id, seq=team.seq + seq_delta, prev=team.head if prev is None else prev,
-        time=max(int(time.time()), team.time) if when is None else when, signer=s.me, device=s.device,
+        time=max(int(time.time()), team.time) if when is None else when, signer=s.session.me, device=s.session.device,
         type_="team.add",
         body={"member": member, "role": role, "until": None,
               "org_seq": view.org.seq if org_seq is None else org_seq,
@@ -986,41 +990,41 @@ def team_add_link(s: Client, view: View, team_id: str, key: TeamKey, member: str
 
 async def test_create_team_and_add_a_member(w: World) -> None:
     async with session(w, w.alice) as s, Http(w.server) as h:
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         link, boxes = team_create_link(s, view, f"scratch-{os.urandom(3).hex()}")
-        status, res = await h.call("POST", "/api/v1/teams", token=s.api.token, js=team_json(link, boxes))
+        status, res = await h.call("POST", "/api/v1/teams", token=s.session.api.token, js=team_json(link, boxes))
         team_id = team_id_for(view.org.org_id, link.body.bytes_("nonce", 16))
         assert status == 201 and res == {"team": team_id, "seq": 1}, res
 
-        view = await s.view(refresh=True)
-        key = await s.team_key(view.teams[team_id], 1)
+        view = await s.chains.view(refresh=True)
+        key = await s.keys.team_key(view.teams[team_id], 1)
         add, add_boxes = team_add_link(s, view, team_id, key, w.bob.member_id)
-        status, res = await h.call("POST", f"/api/v1/teams/{team_id}/links", token=s.api.token,
+        status, res = await h.call("POST", f"/api/v1/teams/{team_id}/links", token=s.session.api.token,
                                    js=team_json(add, add_boxes))
         assert status == 201 and res == {"team": team_id, "seq": 2}, res
 
     async with session(w, w.bob) as bs:
-        view = await bs.view(refresh=True)
-        assert view.teams[team_id].role_of(bs.me, now(w)) == "reader"
+        view = await bs.chains.view(refresh=True)
+        assert view.teams[team_id].role_of(bs.session.me, now(w)) == "reader"
         assert (await team_key(bs, team_id)).seed == key.seed
-        assert (await bs.api.get(f"/api/v1/teams/{team_id}/docs")) == {"docs": []}
+        assert (await bs.session.api.get(f"/api/v1/teams/{team_id}/docs")) == {"docs": []}
 
 
 async def test_create_team_rejects_bad_requests(w: World) -> None:
     async with session(w, w.alice) as s, Http(w.server) as h:
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         name = f"never-{os.urandom(3).hex()}"
         link, boxes = team_create_link(s, view, name)
         valid = team_json(link, boxes)
-        await refuse_bad_json(h, "/api/v1/teams", valid, ["link"], token=s.api.token)
-        other_box = team_create_link(s, view, name)[1][s.me]
+        await refuse_bad_json(h, "/api/v1/teams", valid, ["link"], token=s.session.api.token)
+        other_box = team_create_link(s, view, name)[1][s.session.me]
         cases = [
             ("no key boxes", {**valid, "boxes": {}}),
-            ("box that is not base64", {**valid, "boxes": {s.me: "@@"}}),
-            ("box for someone else", {**valid, "boxes": {w.bob.member_id: valid["boxes"][s.me]}}),
-            ("extra box", {**valid, "boxes": {**valid["boxes"], w.bob.member_id: valid["boxes"][s.me]}}),
-            ("box not matching its commitment", {**valid, "boxes": {s.me: b64(other_box)}}),
-            ("boxes as a list", {**valid, "boxes": [valid["boxes"][s.me]]}),
+            ("box that is not base64", {**valid, "boxes": {s.session.me: "@@"}}),
+            ("box for someone else", {**valid, "boxes": {w.bob.member_id: valid["boxes"][s.session.me]}}),
+            ("extra box", {**valid, "boxes": {**valid["boxes"], w.bob.member_id: valid["boxes"][s.session.me]}}),
+            ("box not matching its commitment", {**valid, "boxes": {s.session.me: b64(other_box)}}),
+            ("boxes as a list", {**valid, "boxes": [valid["boxes"][s.session.me]]}),
             ("name already taken", team_json(*team_create_link(s, view, "drafting"))),
             ("unknown kind", team_json(*team_create_link(s, view, name, kind="bogus"))),
             ("an hour old", team_json(*team_create_link(s, view, name, when=now(w) - 3600))),
@@ -1029,35 +1033,35 @@ async def test_create_team_rejects_bad_requests(w: World) -> None:
                                                           w.carol.member_id)[0], boxes)),
         ]
         for label, body in cases:
-            await refused(h, "POST", "/api/v1/teams", 400, token=s.api.token, js=body, what=label)
+            await refused(h, "POST", "/api/v1/teams", 400, token=s.session.api.token, js=body, what=label)
 
         ahead = team_create_link(s, view, name, org_seq=view.org.seq + 1)
-        await refused(h, "POST", "/api/v1/teams", 400, token=s.api.token, js=team_json(*ahead),
+        await refused(h, "POST", "/api/v1/teams", 400, token=s.session.api.token, js=team_json(*ahead),
                       contains="organization state", what="made against an org state that does not exist")
         older = team_create_link(s, view, name, org_seq=view.org.seq - 1)
-        await refused(h, "POST", "/api/v1/teams", 409, token=s.api.token, js=team_json(*older),
+        await refused(h, "POST", "/api/v1/teams", 409, token=s.session.api.token, js=team_json(*older),
                       contains="organization chain moved on", what="made against an older org state")
 
         bob_token = await login(h, w.bob)
         await refused(h, "POST", "/api/v1/teams", 403, token=bob_token, js=valid,
                       contains="logged-in device", what="alice's link from bob's session")
     async with session(w, w.bob) as bs:
-        link, boxes = team_create_link(bs, await bs.view(refresh=True), name)
+        link, boxes = team_create_link(bs, await bs.chains.view(refresh=True), name)
         async with Http(w.server) as h:
-            await refused(h, "POST", "/api/v1/teams", 403, token=bs.api.token, js=team_json(link, boxes),
+            await refused(h, "POST", "/api/v1/teams", 403, token=bs.session.api.token, js=team_json(link, boxes),
                           contains="may not create", what="a plain member creates a program team")
 
 
 async def test_team_links_reject_bad_requests(w: World) -> None:
     async with session(w, w.alice) as s, Http(w.server) as h:
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         key = await team_key(s, w.drafting)
         team = view.teams[w.drafting]
         carol = w.carol.member_id
         link, boxes = team_add_link(s, view, w.drafting, key, carol)
         valid = team_json(link, boxes)
         path = f"/api/v1/teams/{w.drafting}/links"
-        await refuse_bad_json(h, path, valid, ["link"], token=s.api.token)
+        await refuse_bad_json(h, path, valid, ["link"], token=s.session.api.token)
         side_link = team_add_link(s, view, w.side, await team_key(s, w.side), w.bob.member_id)
         cases = [
             ("a sequence ahead", team_json(*team_add_link(s, view, w.drafting, key, carol, seq_delta=2))),
@@ -1078,41 +1082,41 @@ async def test_team_links_reject_bad_requests(w: World) -> None:
              team_json(*team_add_link(s, view, w.drafting, TeamKey(w.drafting, 2, b"k" * 32), carol))),
         ]
         for label, body in cases:
-            await refused(h, "POST", path, 400, token=s.api.token, js=body, what=label)
+            await refused(h, "POST", path, 400, token=s.session.api.token, js=body, what=label)
 
-        await refused(h, "POST", f"/api/v1/teams/{'e' * 32}/links", 404, token=s.api.token, js=valid,
+        await refused(h, "POST", f"/api/v1/teams/{'e' * 32}/links", 404, token=s.session.api.token, js=valid,
                       what="unknown team")
-        status, chain = await h.call("GET", f"/api/v1/chains/team/{w.drafting}", token=s.api.token)
+        status, chain = await h.call("GET", f"/api/v1/chains/team/{w.drafting}", token=s.session.api.token)
         assert status == 200
         for i, wire in enumerate(chain["links"][1:], start=2):
-            await refused(h, "POST", path, 409, token=s.api.token, js={"link": wire, "boxes": {}},
+            await refused(h, "POST", path, 409, token=s.session.api.token, js={"link": wire, "boxes": {}},
                           what=f"replay of link {i}")
-        await refused(h, "POST", path, 400, token=s.api.token, js={"link": chain["links"][0], "boxes": {}},
+        await refused(h, "POST", path, 400, token=s.session.api.token, js={"link": chain["links"][0], "boxes": {}},
                       contains="another chain", what="the team.create link sent as an append")
         stale = team_add_link(s, view, w.drafting, key, carol, seq_delta=0, prev=b"\x00" * 32)
-        await refused(h, "POST", path, 409, token=s.api.token, js=team_json(*stale), what="current sequence")
+        await refused(h, "POST", path, 409, token=s.session.api.token, js=team_json(*stale), what="current sequence")
         older = team_add_link(s, view, w.drafting, key, carol, org_seq=view.org.seq - 1)
-        await refused(h, "POST", path, 409, token=s.api.token, js=team_json(*older),
+        await refused(h, "POST", path, 409, token=s.session.api.token, js=team_json(*older),
                       contains="organization chain moved on", what="made against an older org state")
         ahead = team_add_link(s, view, w.drafting, key, carol, org_seq=view.org.seq + 1)
-        await refused(h, "POST", path, 400, token=s.api.token, js=team_json(*ahead),
+        await refused(h, "POST", path, 400, token=s.session.api.token, js=team_json(*ahead),
                       contains="organization state", what="made against an org state that does not exist")
 
         bob_token = await login(h, w.bob)
         await refused(h, "POST", path, 403, token=bob_token, js=valid, contains="logged-in device",
                       what="alice's link from bob's session")
     async with session(w, w.bob) as bs, Http(w.server) as h:
-        bview = await bs.view(refresh=True)
+        bview = await bs.chains.view(refresh=True)
         bkey = await team_key(bs, w.drafting)
         by_bob = team_json(*team_add_link(bs, bview, w.drafting, bkey, carol))
-        await refused(h, "POST", path, 403, token=bs.api.token, js=by_bob, contains="may not",
+        await refused(h, "POST", path, 403, token=bs.session.api.token, js=by_bob, contains="may not",
                       what="a writer adds a member")
-        side_by_bob = make_link(chain=w.side, seq=3, prev=b"\x00" * 32, time=now(w), signer=bs.me,
-                                device=bs.device, type_="team.add", body={})
-        await refused(h, "POST", f"/api/v1/teams/{w.side}/links", 404, token=bs.api.token,
+        side_by_bob = make_link(chain=w.side, seq=3, prev=b"\x00" * 32, time=now(w), signer=bs.session.me,
+                                device=bs.session.device, type_="team.add", body={})
+        await refused(h, "POST", f"/api/v1/teams/{w.side}/links", 404, token=bs.session.api.token,
                       js=team_json(side_by_bob, {}), what="a team bob is not in")
     async with session(w, w.alice) as s:
-        assert (await s.view(refresh=True)).teams[w.drafting].seq == team.seq
+        assert (await s.chains.view(refresh=True)).teams[w.drafting].seq == team.seq
 
 
 # == documents =======================================================================================
@@ -1123,14 +1127,14 @@ async def test_put_and_read_versions(w: World) -> None:
         key = await team_key(s, w.drafting)
         doc = new_doc()
         v1 = make_upload(w, s, key, doc, size=2000)
-        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=v1.data)
+        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.session.api.token, data=v1.data)
         assert status == 201 and res == {"vid": v1.vid, "seq": 1}, res
         v2 = make_upload(w, s, key, doc, seq=2, parent=v1.vid, size=0)
-        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=v2.data)
+        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.session.api.token, data=v2.data)
         assert status == 201 and res == {"vid": v2.vid, "seq": 2}, res
 
         alice = await login(h, w.alice)
-        for token in (s.api.token, alice):
+        for token in (s.session.api.token, alice):
             status, listing = await h.call("GET", f"/api/v1/teams/{w.drafting}/docs", token=token)
             assert status == 200
             heads = {d["doc"]: d for d in listing["docs"]}
@@ -1180,12 +1184,12 @@ async def test_put_rejects_malformed_uploads(w: World) -> None:
             ("body altered", flipped_body, "signature"),
         ]
         for label, data, contains in cases:
-            await refused(h, "POST", path, 400, token=s.api.token, data=data, contains=contains, what=label)
+            await refused(h, "POST", path, 400, token=s.session.api.token, data=data, contains=contains, what=label)
         for bad_doc in ("NOTHEX", "A" * 32, "0" * 31, "0" * 33, "g" * 32):
-            await refused(h, "POST", docs_path(w.drafting, bad_doc), 400, token=s.api.token, data=up.data,
+            await refused(h, "POST", docs_path(w.drafting, bad_doc), 400, token=s.session.api.token, data=up.data,
                           what=f"doc id {bad_doc}")
         # Nothing was half-stored: the same upload is still accepted as version 1.
-        status, res = await h.call("POST", path, token=s.api.token, data=up.data)
+        status, res = await h.call("POST", path, token=s.session.api.token, data=up.data)
         assert status == 201 and res["seq"] == 1, res
 
 
@@ -1200,22 +1204,22 @@ async def test_put_refuses_other_authors_and_non_writers(w: World) -> None:
         doc = new_doc()
         path = docs_path(w.drafting, doc)
         as_alice = make_upload(w, s, key, doc, device=w.alice.device, author=w.alice.member_id)
-        await refused(h, "POST", path, 403, token=s.api.token, data=as_alice.data,
+        await refused(h, "POST", path, 403, token=s.session.api.token, data=as_alice.data,
                       contains="uploading device", what="authored and signed by alice")
         alice_device = make_upload(w, s, key, doc, device=w.alice.device)
-        await refused(h, "POST", path, 403, token=s.api.token, data=alice_device.data,
+        await refused(h, "POST", path, 403, token=s.session.api.token, data=alice_device.data,
                       contains="uploading device", what="signed by alice's device")
         mine = make_upload(w, s, key, doc)
         alice_token = await login(h, w.alice)
         await refused(h, "POST", path, 403, token=alice_token, data=mine.data,
                       contains="uploading device", what="bob's document from alice's session")
-        await refused(h, "POST", docs_path(w.side, doc), 404, token=s.api.token, data=mine.data,
+        await refused(h, "POST", docs_path(w.side, doc), 404, token=s.session.api.token, data=mine.data,
                       what="a team bob is not in")
     async with session(w, w.carol) as cs, Http(w.server) as h:
         side_key = await team_key(cs, w.side)
         doc = new_doc()
         up = make_upload(w, cs, side_key, doc)
-        await refused(h, "POST", docs_path(w.side, doc), 403, token=cs.api.token, data=up.data,
+        await refused(h, "POST", docs_path(w.side, doc), 403, token=cs.session.api.token, data=up.data,
                       contains="may not write", what="a reader writes")
 
 
@@ -1225,7 +1229,7 @@ async def test_put_conflicts(w: World) -> None:
         doc = new_doc()
         path = docs_path(w.drafting, doc)
         v1 = make_upload(w, s, key, doc)
-        status, res = await h.call("POST", path, token=s.api.token, data=v1.data)
+        status, res = await h.call("POST", path, token=s.session.api.token, data=v1.data)
         assert status == 201, res
         team_seq = team_seq_of(w, w.drafting)
         for label, data, contains in (
@@ -1242,14 +1246,14 @@ async def test_put_conflicts(w: World) -> None:
             ("a team state that does not exist yet", make_upload(w, s, key, doc, seq=2, parent=v1.vid,
                                                                  team_seq=team_seq + 1).data, "team changed"),
         ):
-            await refused(h, "POST", path, 409, token=s.api.token, data=data, what=label, contains=contains)
+            await refused(h, "POST", path, 409, token=s.session.api.token, data=data, what=label, contains=contains)
         v2 = make_upload(w, s, key, doc, seq=2, parent=v1.vid)
-        status, res = await h.call("POST", path, token=s.api.token, data=v2.data)
+        status, res = await h.call("POST", path, token=s.session.api.token, data=v2.data)
         assert status == 201 and res["seq"] == 2, res
         # alice edited from v1 at the same time: stale parent.
         async with session(w, w.alice) as a:
             stale = make_upload(w, a, key, doc, seq=2, parent=v1.vid)
-            await refused(h, "POST", path, 409, token=a.api.token, data=stale.data,
+            await refused(h, "POST", path, 409, token=a.session.api.token, data=stale.data,
                           contains="changed on the server", what="stale parent")
 
 
@@ -1259,9 +1263,9 @@ async def test_put_too_large(w: World) -> None:
         doc = new_doc()
         up = make_upload(w, s, key, doc, size=5000)
         w.server.app[CONFIG].max_upload = body_length(5000) - 1
-        await refused(h, "POST", docs_path(w.drafting, doc), 413, token=s.api.token, data=up.data)
+        await refused(h, "POST", docs_path(w.drafting, doc), 413, token=s.session.api.token, data=up.data)
         w.server.app[CONFIG].max_upload = body_length(5000)
-        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=up.data)
+        status, res = await h.call("POST", docs_path(w.drafting, doc), token=s.session.api.token, data=up.data)
         assert status == 201, res
 
 
@@ -1276,7 +1280,7 @@ async def test_doc_reads_need_a_current_role(w: World) -> None:
         ):
             await refused(h, "GET", path, 403, token=token, contains="may not read", what=label)
         # Still a member of the team's chain, so the team itself is visible to her.
-        status, _ = await h.call("GET", f"/api/v1/chains/team/{w.side}", token=cs.api.token)
+        status, _ = await h.call("GET", f"/api/v1/chains/team/{w.side}", token=cs.session.api.token)
         assert status == 200
 
 
@@ -1285,21 +1289,21 @@ async def test_doc_reads_of_unknown_or_invisible_things(w: World) -> None:
         key = await team_key(s, w.drafting)
         doc = new_doc()
         up = make_upload(w, s, key, doc)
-        status, _ = await h.call("POST", docs_path(w.drafting, doc), token=s.api.token, data=up.data)
+        status, _ = await h.call("POST", docs_path(w.drafting, doc), token=s.session.api.token, data=up.data)
         assert status == 201
         carol = await login(h, w.carol)
-        for label, token, team in (("team bob is not in", s.api.token, w.side),
+        for label, token, team in (("team bob is not in", s.session.api.token, w.side),
                                    ("team carol is not in", carol, w.drafting),
-                                   ("unknown team", s.api.token, "c" * 32)):
+                                   ("unknown team", s.session.api.token, "c" * 32)):
             for path in (f"/api/v1/teams/{team}/docs", docs_path(team, doc),
                          f"/api/v1/teams/{team}/versions/{up.vid}/body"):
                 await refused(h, "GET", path, 404, token=token, what=f"{label}: {path}")
-        await refused(h, "GET", docs_path(w.drafting, new_doc()), 404, token=s.api.token,
+        await refused(h, "GET", docs_path(w.drafting, new_doc()), 404, token=s.session.api.token,
                       contains="no such document", what="unknown document")
         await refused(h, "GET", f"/api/v1/teams/{w.drafting}/versions/{'d' * 32}/body", 404,
-                      token=s.api.token, what="unknown version")
+                      token=s.session.api.token, what="unknown version")
         for bad_doc in ("NOTHEX", "A" * 32, "0" * 31, "0" * 33):
-            await refused(h, "GET", docs_path(w.drafting, bad_doc), 400, token=s.api.token, what=bad_doc)
+            await refused(h, "GET", docs_path(w.drafting, bad_doc), 400, token=s.session.api.token, what=bad_doc)
 
 
 # == interrupted uploads and restarts ================================================================
@@ -1326,12 +1330,12 @@ async def test_interrupted_upload_leaves_nothing_and_restart_works(w: World) -> 
                            ("half way through the body", up.head_len + len(up.body) // 2),
                            ("just before the signature", len(up.data) - 64),
                            ("one byte short", len(up.data) - 1)):
-            head = request_head(w.server, "POST", path, len(up.data), s.api.token, "application/octet-stream")
+            head = request_head(w.server, "POST", path, len(up.data), s.session.api.token, "application/octet-stream")
             await raw_exchange(w.server, head, [up.data[:cut]], close=True)
             await _wait_for_empty_tmp(w.server)
             assert snapshot(w.server) == before, f"upload cut off {label} changed the stored state"
-            await refused(h, "GET", path, 404, token=s.api.token, what=f"after a cut {label}")
-            status, listing = await h.call("GET", f"/api/v1/teams/{w.drafting}/docs", token=s.api.token)
+            await refused(h, "GET", path, 404, token=s.session.api.token, what=f"after a cut {label}")
+            status, listing = await h.call("GET", f"/api/v1/teams/{w.drafting}/docs", token=s.session.api.token)
             assert status == 200 and doc not in {d["doc"] for d in listing["docs"]}
 
     # A crash could leave a temporary file and an unreferenced blob; start-up removes both.
@@ -1342,10 +1346,10 @@ async def test_interrupted_upload_leaves_nothing_and_restart_works(w: World) -> 
     assert snapshot(w.server) == before
 
     async with session(w, w.bob) as s, Http(w.server) as h:
-        status, res = await h.call("POST", path, token=s.api.token, data=up.data)
+        status, res = await h.call("POST", path, token=s.session.api.token, data=up.data)
         assert status == 201 and res == {"vid": up.vid, "seq": 1}, res
         status, body = await h.call("GET", f"/api/v1/teams/{w.drafting}/versions/{up.vid}/body",
-                                    token=s.api.token)
+                                    token=s.session.api.token)
         assert status == 200 and body == up.body
     assert "drafting" in w.bob.member.json("whoami")["teams"]
 
@@ -1358,7 +1362,7 @@ async def thread_in(w: World, actor: Actor, team_name: str, name: str, expire: i
     async with session(w, actor) as s:
         threads = await Threads.open(s, team_name)
         tid = await threads.thread_of(name)
-        if any(t["thread"] == tid for t in (await s.api.get(threads.base))["threads"]):
+        if any(t["thread"] == tid for t in (await s.session.api.get(threads.base))["threads"]):
             return threads.team.team_id, tid
         await threads.create(name, expire)
         return threads.team.team_id, tid
@@ -1371,11 +1375,11 @@ async def next_message(w: World, actor: Actor, team_name: str, name: str, text: 
         threads = await Threads.open(s, team_name)
         ct = await threads.resolve(name)
         team = threads.team
-        key = await s.team_key(team, gen or team.generation)
-        last = ct.checker.senders.get(s.device.device_id)
+        key = await s.keys.team_key(team, gen or team.generation)
+        last = ct.checker.senders.get(s.session.device.device_id)
         fields: dict[str, Any] = {
-            "thread": ct.checker.thread, "rec": ct.checker.rec, "team_seq": team.seq, "sender": s.me,
-            "device": s.device,
+            "thread": ct.checker.thread, "rec": ct.checker.rec, "team_seq": team.seq, "sender": s.session.me,
+            "device": s.session.device,
             "seq": last.seq + 1 if last else 1, "prev": last.id if last else None,
             "prev_time": last.time if last else 0, "seen": [], "time": now(w)}
         fields.update(override)
@@ -1412,7 +1416,7 @@ async def test_threads_create_list_post_read_follow(w: World) -> None:
 async def test_thread_create_refusals(w: World) -> None:
     async with session(w, w.alice) as s:
         threads = await Threads.open(s, "drafting")
-        key = await s.team_key(threads.team, threads.team.generation)
+        key = await s.keys.team_key(threads.team, threads.team.generation)
         team = threads.team
     side_team, _ = await thread_in(w, w.alice, "side", "side-talk")
 
@@ -1436,8 +1440,8 @@ async def test_thread_create_refusals(w: World) -> None:
         await refused(h, "POST", path, 403, token=bob, contains="signed by the creating device",
                       what="alice's record from bob", js={"record": record("not-bobs")})
         async with session(w, w.carol) as s:
-            side = (await s.view()).team_by_name("side")
-            ckey = await s.team_key(side, side.generation)
+            side = (await s.chains.view()).team_by_name("side")
+            ckey = await s.keys.team_key(side, side.generation)
         carol_rec = make_thread(ckey, "readers-thread", team_seq=side.seq, expire=0, creator=w.carol.member_id,
                                 device=w.carol.device, time=now(w))
         await refused(h, "POST", f"/api/v1/teams/{side.team_id}/threads", 403, token=carol,
@@ -1529,7 +1533,7 @@ async def test_post_refusals(w: World) -> None:
         await refused(h, "POST", path, 409, token=bob, contains="last message", what="the same message again",
                       js={"message": b64(ok.raw)})
     async with session(w, w.alice) as s:
-        await maintenance.rotate(s, (await s.view(refresh=True)).team_by_name("drafting"))
+        await maintenance.rotate(s, (await s.chains.view(refresh=True)).team_by_name("drafting"))
     old = await next_message(w, w.bob, "drafting", "refusals", gen=1)
     async with Http(w.server) as h:
         await refused(h, "POST", path, 409, token=await login(h, w.bob), contains="not current",

@@ -484,7 +484,7 @@ def _probe(sec: Sec, team: str) -> int:
         async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
             s = await Client.open(home, home.unlock(), api)
             try:
-                await s.api.get(f"/api/v1/teams/{team}/docs")
+                await s.session.api.get(f"/api/v1/teams/{team}/docs")
             except VaultError as e:
                 return 404 if "unknown team" in e.message else 0
         return 200

@@ -106,7 +106,7 @@ class AuditWorld(World):
 
 async def _setup(w: AuditWorld) -> None:
     async with session(w, w.alice) as s:
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         w.drafting, w.sec = view.team_by_name("drafting").team_id, view.team_by_name("sec").team_id
     async with session(w, w.bob) as s, Http(w.server) as h:
         secret = await new_invite(s, w)  # an invite by a plain member: the newcomer waits for admission
@@ -489,7 +489,7 @@ async def test_cosign_a_checkpoint(aw: AuditWorld) -> None:
         verify_consistency(cp.size, current.size, cp.root, current.root, [unb64(x) for x in witness["proof"]])
         # The real client accepts the witness (a current Security Team device, a time in range) and pins it.
         async with session(aw, aw.bob) as s:
-            await s.view(refresh=True)
+            await s.chains.view(refresh=True)
         assert aw.bob.home.pins().log["witness_size"] >= cp.size
 
 
@@ -590,8 +590,8 @@ async def test_audit_key_is_published_by_the_security_team(aw: AuditWorld) -> No
 async def audit_pair_of(w: AuditWorld, gen: int) -> Keys:
     """The Security Team's audit key pair of generation ``gen`` (carol holds the team's key)."""
     async with session(w, w.carol) as s:
-        team = (await s.view(refresh=True)).teams[w.sec]
-        return audit_keypair((await s.team_key(team, gen)).seed)
+        team = (await s.chains.view(refresh=True)).teams[w.sec]
+        return audit_keypair((await s.keys.team_key(team, gen)).seed)
 
 
 async def test_attestations(aw: AuditWorld) -> None:
@@ -911,7 +911,7 @@ async def test_event_bodies_are_sealed_on_disk(aw: AuditWorld) -> None:
 
 async def test_every_refusal_by_the_policy_is_logged(aw: AuditWorld) -> None:
     async with session(aw, aw.bob) as bs, Http(aw.server) as h:
-        bob, carol = bs.api.token or "", await login(h, aw.carol)
+        bob, carol = bs.session.api.token or "", await login(h, aw.carol)
         dave = await login_as(h, aw.pending.member_id, aw.pending.device)
         links = await org_links(h, bob)
         cp = (await checkpoint_of(h, bob)).checkpoint
@@ -919,7 +919,7 @@ async def test_every_refusal_by_the_policy_is_logged(aw: AuditWorld) -> None:
                                            aw.bob.device.device_id)
         refusals: list[tuple[Actor | Newcomer, str, str, str, dict[str, Any], str]] = [
             (aw.bob, bob, "POST", "/api/v1/teams",
-             {"js": team_json(*team_create_link(bs, await bs.view(refresh=True), "bobs-own"))}, "/api/v1/teams"),
+             {"js": team_json(*team_create_link(bs, await bs.chains.view(refresh=True), "bobs-own"))}, "/api/v1/teams"),
             (aw.bob, bob, "POST", COSIGN,
              {"js": {"checkpoint": b64(cp.raw), "sig": b64(cosignature(aw.bob, cp.raw, now(aw))), "time": now(aw)}},
              COSIGN),

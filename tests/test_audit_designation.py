@@ -65,14 +65,14 @@ def test_the_server_refuses_the_audit_key_of_a_team_that_is_not_designated(
     assert served_key(org.server) == before
 
     async def post_sec2(s: Client) -> str:  # the same without the client: 403, nothing changes
-        view = await s.view()
+        view = await s.chains.view()
         team = view.team_by_name("sec2")
-        pub = audit_keypair((await s.team_key(team, team.generation)).seed)[0]
-        raw = audit_key_statement(view.org.org_id, team.team_id, team.generation, pub, int(time.time()), s.me,
-                                  s.device.device_id)
+        pub = audit_keypair((await s.keys.team_key(team, team.generation)).seed)[0]
+        raw = audit_key_statement(view.org.org_id, team.team_id, team.generation, pub, int(time.time()), s.session.me,
+                                  s.session.device.device_id)
         try:
-            await s.api.post("/api/v1/audit/key", {"statement": b64(raw),
-                                                   "sig": b64(s.device.sign(labels.SIG_AUDIT_KEY, raw))})
+            await s.session.api.post("/api/v1/audit/key", {"statement": b64(raw),
+                                                   "sig": b64(s.session.device.sign(labels.SIG_AUDIT_KEY, raw))})
         except VaultError as e:
             return f"{e.status} {e.message}"
         return "accepted"
@@ -117,11 +117,12 @@ def test_a_cosignature_dated_after_the_security_term_is_refused(org: Org, make_m
 
     def cosign_at(t: int) -> Callable[[Client], Awaitable[str]]:
         async def go(s: Client) -> str:
-            res = await s.api.get("/api/v1/audit/checkpoint")
+            res = await s.session.api.get("/api/v1/audit/checkpoint")
             cp = unb64_answer(res["checkpoint"])
-            sig = s.device.sign(labels.SIG_COSIGN, cosign_statement(cp, s.me, s.device.device_id, t))
+            sig = s.session.device.sign(labels.SIG_COSIGN, cosign_statement(cp, s.session.me,
+                                                                            s.session.device.device_id, t))
             try:
-                await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(cp), "sig": b64(sig), "time": t})
+                await s.session.api.post("/api/v1/audit/cosign", {"checkpoint": b64(cp), "sig": b64(sig), "time": t})
             except VaultError as e:
                 return f"{e.status} {e.message}"
             return "accepted"

@@ -258,7 +258,7 @@ class World:
     async def view(self) -> View:
         """alice's verified view (NCC: every team)."""
         async with self.session("alice") as a:
-            return await a.view(refresh=True)
+            return await a.chains.view(refresh=True)
 
     async def pending_member(self) -> Actor:
         """A fresh pending member: invited by someone whose invites are not admissions."""
@@ -275,7 +275,7 @@ async def _helpers(w: World) -> None:
     async with w.session("alice") as a:
         for name in ("h_ncc", "t_add", "t_y", "t_z", "t_role", "t_cap", "t_rm"):
             await w.join(name, await admin.invite(a, "member", "authz helper"))
-        await a.view(refresh=True)
+        await a.chains.view(refresh=True)
         await admin.set_org_role(a, "h_ncc", "ncc", True, None)  # an NCC member who holds no team keys
         await admin.set_org_role(a, "t_role", "security", True, None)  # for denied revocations
     async with w.session("m_ncc") as n:  # the second NCC signature these grants take
@@ -379,17 +379,17 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
     """The request(s) a client without checks would send for ``action``: well formed, signed
     by ``actor``'s device, boxed with the real key when the actor holds it."""
     async with w.session("alice") as a:
-        view = await a.view(refresh=True)
+        view = await a.chains.view(refresh=True)
         team = view.team_by_name(team_name)
         if action == "doc.read":
-            doc, records = await a.find_doc(team, SEED)
+            doc, records = await a.docs.find_doc(team, SEED)
         if action.startswith("thread."):
             checker = (await (await Threads.open(a, team_name)).resolve(THREAD)).checker
             thread, rec = checker.thread, checker.rec
     key: TeamKey | None = None
     if holds_key:
         async with w.session(actor.name) as s:
-            key = await s.team_key((await s.view()).team_by_name(team_name), team.generation)
+            key = await s.keys.team_key((await s.chains.view()).team_by_name(team_name), team.generation)
     tid, org_seq = team.team_id, view.org.seq
     if action == "doc.read":
         return [("GET", f"/api/v1/teams/{tid}/docs", {}), ("GET", f"/api/v1/teams/{tid}/docs/{doc}", {}),
@@ -488,15 +488,15 @@ async def forged_audit_requests(w: World, actor: Actor, action: str) -> list[tup
     checkpoint, signed by the actor's device."""
     t = int(w.server.clock())
     async with w.session(actor.name) as s:
-        view = await s.view()
+        view = await s.chains.view()
         if action == "audit.key":
             team = view.team_by_name(AUDIT_TEAM)
-            pub = audit_keypair((await s.team_key(team, team.generation)).seed)[0]
+            pub = audit_keypair((await s.keys.team_key(team, team.generation)).seed)[0]
             raw = audit_key_statement(view.org.org_id, team.team_id, team.generation, pub, t, actor.member_id,
                                       actor.device.device_id)
             return [("POST", "/api/v1/audit/key",
                      {"js": {"statement": b64(raw), "sig": b64(actor.device.sign(labels.SIG_AUDIT_KEY, raw))}})]
-        cp = base64.b64decode((await s.api.get("/api/v1/audit/checkpoint"))["checkpoint"])
+        cp = base64.b64decode((await s.session.api.get("/api/v1/audit/checkpoint"))["checkpoint"])
     sig = actor.device.sign(labels.SIG_COSIGN, cosign_statement(cp, actor.member_id, actor.device.device_id, t))
     return [("POST", "/api/v1/audit/cosign", {"js": {"checkpoint": b64(cp), "sig": b64(sig), "time": t}})]
 
@@ -520,8 +520,8 @@ async def settle(w: World, team_name: str) -> None:
     """No pending work left in the team (alice, a key holder, rotates and shares): a later CLI run
     of any key holder then has nothing to do before its command."""
     async with w.session("alice") as a:
-        team = (await a.view(refresh=True)).team_by_name(team_name)
-        view = await a.view()
+        team = (await a.chains.view(refresh=True)).team_by_name(team_name)
+        view = await a.chains.view()
         if team.pending_share or team.rotation_reasons(int(time.time()), view.members, view.org):
             await maintenance.maintain(a)  # a rotation does not end a wait for a share: the share does
 
@@ -538,17 +538,17 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
             await admin.create_team(a, name, "program")
             seed = w.root / f"{name}-{SEED}"
             seed.write_bytes(f"seed of {name}".encode())
-            await a.put(name, seed, SEED)
+            await a.docs.put(name, seed, SEED)
             threads = await Threads.open(a, name)
             await threads.create(THREAD, 0)
             await threads.post(THREAD, f"seed of {name}")
             w.teams.add(name)
 
         async def team() -> TeamState:
-            return (await a.view(refresh=True)).team_by_name(name)
+            return (await a.chains.view(refresh=True)).team_by_name(name)
 
         t = await team()
-        view = await a.view()
+        view = await a.chains.view()
         if t.pending_share or t.rotation_reasons(int(time.time()), view.members, view.org):
             await maintenance.maintain(a)  # rotates, then shares with whoever waits (a rotation does not box them)
             t = await team()
@@ -597,13 +597,13 @@ async def attempt_with_client(w: World, actor: Actor, action: str, team: str, tm
             return await (await Threads.open(s, team)).post(THREAD, f"posted by {tag}")
         if action == "doc.read":
             out = tmp / f"{tag}.out"
-            await s.get(team, SEED, out)
-            assert SEED in [d.opened.name for d in await s.ls(team) if d.opened is not None]
+            await s.docs.get(team, SEED, out)
+            assert SEED in [d.opened.name for d in await s.docs.ls(team) if d.opened is not None]
             return out.read_bytes()
         if action == "doc.write":
             src = tmp / f"{tag}.txt"
             src.write_bytes(f"written by {tag}".encode())
-            return await s.put(team, src, f"{tag}.txt")
+            return await s.docs.put(team, src, f"{tag}.txt")
         if action == "team.add":
             return await admin.add_member(s, team, "t_add", "reader", None)
         if action == "team.role":
@@ -611,10 +611,10 @@ async def attempt_with_client(w: World, actor: Actor, action: str, team: str, tm
         if action == "team.share":
             done = await maintenance.maintain(s)  # what the client does on every run
             if not any("shared the key" in d for d in done):
-                raise VaultError(f"the client did not share the key: {done} {s.warnings}")
+                raise VaultError(f"the client did not share the key: {done} {s.session.warnings}")
             return done
         if action == "team.rotate":
-            return await maintenance.rotate(s, (await s.view()).team_by_name(team))
+            return await maintenance.rotate(s, (await s.chains.view()).team_by_name(team))
         if action == "team.remove":
             return await admin.remove_from_team(s, team, "t_y")
         if action == "team.leave":
@@ -828,9 +828,9 @@ async def test_compa_may_only_be_a_reader(world: World) -> None:
     assert counts(w.server) == before
     # The server refuses it too (alice holds the key and boxes it properly).
     async with w.session("alice") as a:
-        view = await a.view(refresh=True)
+        view = await a.chains.view(refresh=True)
         team = view.team_by_name(name)
-        key = await a.team_key(team, team.generation)
+        key = await a.keys.team_key(team, team.generation)
     share, box = one_box(key, view, compa.member_id)
     link = team_link(w, alice, team, "team.add",
                      {"member": compa.member_id, "role": "writer", "until": None, "key": share}, view.org.seq)
@@ -857,7 +857,7 @@ async def test_compa_may_only_be_a_reader(world: World) -> None:
     before = counts(w.server)
     async with w.session("t_cap") as s:
         with pytest.raises(VaultError, match="may not write"):
-            await s.put(name, src, "cap.txt")
+            await s.docs.put(name, src, "cap.txt")
     assert counts(w.server) == before
     await refused_raw(w, cap, await forged_team_requests(w, cap, name, "doc.write", True), 403,
                       "writer made compa writes")
@@ -884,7 +884,7 @@ async def test_key_actions_need_the_key(world: World) -> None:
     before = counts(w.server)
     async with w.session("t_z") as s:
         with pytest.raises(VaultError, match="no key"):
-            await maintenance.rotate(s, (await s.view()).team_by_name(name))
+            await maintenance.rotate(s, (await s.chains.view()).team_by_name(name))
         assert await maintenance.maintain(s) == []  # shares nothing: it holds no key
     assert counts(w.server) == before
     reqs = await forged_team_requests(w, z, name, "team.rotate", holds_key=False)
@@ -921,7 +921,7 @@ async def test_ended_ncc_term_is_no_ncc(world: World) -> None:
         await admin.leave(s, left)
     await settle(w, left)
     async with w.session("alice") as a:
-        await a.view(refresh=True)
+        await a.chains.view(refresh=True)
         until = int(time.time()) + 3
         _, done = await admin.set_org_role(a, ex.name, "ncc", True, until)
     if not done:

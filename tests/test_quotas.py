@@ -72,7 +72,7 @@ async def put(w: World, who: Actor, size: int = 300) -> tuple[int, Any, dict[str
         async with Http(w.server) as h:
             assert h._session is not None
             async with h._session.post(w.server.url + docs_path(w.drafting, doc), data=up.data,
-                                       headers={"Authorization": f"Bearer {s.api.token}"}) as resp:
+                                       headers={"Authorization": f"Bearer {s.session.api.token}"}) as resp:
                 return resp.status, await resp.json(), dict(resp.headers)
 
 
@@ -83,7 +83,7 @@ async def put_refused(w: World, who: Actor, status: int, contains: str, size: in
         up = make_upload(w, s, key, doc, size=size)
         async with Http(w.server) as h:
             before = authored(w.server)
-            body = await refused(h, "POST", docs_path(w.drafting, doc), status, token=s.api.token, data=up.data,
+            body = await refused(h, "POST", docs_path(w.drafting, doc), status, token=s.session.api.token, data=up.data,
                                  contains=contains)
             assert authored(w.server) == before
             return body

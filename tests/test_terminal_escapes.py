@@ -76,7 +76,7 @@ from client.cli._common import Ctx, with_session
 from client.threads.team import Threads
 team, path, docs, threads = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 async def go(s):
-    await s.put_many(team, [(path, n) for n in docs])
+    await s.docs.put_many(team, [(path, n) for n in docs])
     t = await Threads.open(s, team)
     for n in threads:
         await t.create(n, 0)

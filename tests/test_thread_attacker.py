@@ -24,6 +24,7 @@ from tests.helpers.members import Follower, add_members, session
 from vault.encoding import Fields, decode, encode
 from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message, make_thread
 from vault.teamkeys import TeamKey
+from vault.wire.schemas import Posted
 
 
 @pytest.fixture
@@ -249,12 +250,12 @@ async def test_a_removed_members_old_key_message_spliced_in_after_the_rotation_i
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
         ct = await threads.resolve("plans")
-        key = await s.team_key(threads.team, threads.team.generation)
-        last = ct.checker.senders[s.device.device_id]
+        key = await s.keys.team_key(threads.team, threads.team.generation)
+        last = ct.checker.senders[s.session.device.device_id]
         late = make_message(key, Body("signed before, stored after my removal"), thread=ct.checker.thread,
-                            rec=ct.checker.rec, team_seq=threads.team.seq, sender=s.me, device=s.device,
+                            rec=ct.checker.rec, team_seq=threads.team.seq, sender=s.session.me, device=s.session.device,
                             seq=last.seq + 1,
-                            prev=last.id, prev_time=last.time, seen=ct.checker.newest_seen(s.device.device_id),
+                            prev=last.id, prev_time=last.time, seen=ct.checker.newest_seen(s.session.device.device_id),
                             time=int(time.time()) + 5)
     org.alice.ok("team", "remove", "drafting", "bob")
     org.alice.ok("thread", "post", "drafting", "plans", "after the removal")
@@ -274,19 +275,19 @@ async def test_a_message_acknowledged_but_never_stored_is_detected(talk: tuple[O
     org, _ = talk
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
-        real_post = s.api.post
+        real_post = s.session.api.post
         sent: list[Message] = []
 
-        async def swallow(path: str, body: Any) -> Any:
+        async def swallow(path: str, body: Any, answer: Any = None) -> Any:
             if path.endswith("/messages"):
-                m = Message.parse(base64.b64decode(body["message"]))
+                m = Message.parse(body.message)
                 sent.append(m)
-                return {"id": m.id, "pos": 99}  # acknowledged, never stored
-            return await real_post(path, body)
+                return Posted(m.id, 99)  # acknowledged, never stored
+            return await real_post(path, body, answer)
 
-        s.api.post = swallow  # type: ignore[method-assign]
+        s.session.api.post = swallow  # type: ignore[method-assign]
         await threads.post("plans", "two: do NOT sign the contract")
-        s.api.post = real_post  # type: ignore[method-assign]
+        s.session.api.post = real_post  # type: ignore[method-assign]
         with pytest.raises(Exception, match="acknowledged one of our messages but does not serve it"):
             await threads.post("plans", "three")
     # The cache remembers it across runs too.
@@ -312,7 +313,8 @@ async def test_a_removed_members_message_dated_after_the_removal_is_detected(tal
         threads = await Threads.open(s, "drafting")
         idle_ct = await threads.resolve("idle")
         idle, idle_rec = idle_ct.checker.thread, idle_ct.checker.rec
-        key, old_seq, me, device = await s.team_key(threads.team, 1), threads.team.seq, s.me, s.device
+        key, old_seq, me, device = await s.keys.team_key(threads.team,
+                                                         1), threads.team.seq, s.session.me, s.session.device
     org.alice.ok("team", "remove", "drafting", "bob")
     org.alice.ok("thread", "create", "drafting", "after-removal")
     fresh = next(t["thread"] for t in org.alice.json("thread", "ls", "drafting") if t["name"] == "after-removal")
@@ -338,8 +340,9 @@ async def test_a_second_record_with_a_shorter_expiry_is_detected_by_a_new_reader
     org.bob.fails("thread", "create", "drafting", "plans", "--expire", "1h", contains="already exists")
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
-        key = await s.team_key(threads.team, threads.team.generation)
-        short = make_thread(key, "plans", team_seq=threads.team.seq, expire=3600, creator=s.me, device=s.device,
+        key = await s.keys.team_key(threads.team, threads.team.generation)
+        short = make_thread(key, "plans", team_seq=threads.team.seq, expire=3600, creator=s.session.me,
+                            device=s.session.device,
                             time=int(time.time()))
     with db(org.server) as con:
         con.execute("UPDATE threads SET record=?, expire=3600 WHERE thread=?", (short.raw, short.thread))
@@ -353,12 +356,14 @@ async def test_a_message_its_sender_wrote_broken_does_not_stop_the_thread(talk: 
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
         ct = await threads.resolve("plans")
-        last = ct.checker.senders[s.device.device_id]
+        last = ct.checker.senders[s.session.device.device_id]
         wrong = TeamKey(threads.team.team_id, threads.team.generation, b"\x07" * 32)  # not the team's key
         m = make_message(wrong, Body("garbage for everyone"), thread=ct.checker.thread, rec=ct.checker.rec,
-                         team_seq=threads.team.seq, sender=s.me, device=s.device, seq=last.seq + 1, prev=last.id,
+                         team_seq=threads.team.seq, sender=s.session.me, device=s.session.device, seq=last.seq + 1,
+                         prev=last.id,
                          prev_time=last.time, seen=[], time=int(time.time()))
-        await s.api.post(f"{threads.base}/{ct.checker.thread}/messages", {"message": base64.b64encode(m.raw).decode()})
+        await s.session.api.post(f"{threads.base}/{ct.checker.thread}/messages",
+                                 {"message": base64.b64encode(m.raw).decode()})
     org.alice.ok("thread", "post", "drafting", "plans", "still here")
     texts = [x["text"] for x in carol.json("thread", "read", "drafting", "plans")]
     assert texts[4].startswith("[unreadable") and texts[5] == "still here"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from client.threads.cache import Shown
-from client.threads.team import Threads
+from client.threads.team import Threads, _live_event
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from tests.helpers.db import rows
@@ -205,17 +205,18 @@ async def test_removed_member_receives_nothing_new_and_old_generation_is_refused
         async with session(org.server, org.bob) as s:
             threads = await Threads.open(s, "drafting")
             ct = await threads.resolve("rot")
-            key = await s.team_key(threads.team, 1)
-            last = ct.checker.senders.get(s.device.device_id)
+            key = await s.keys.team_key(threads.team, 1)
+            last = ct.checker.senders.get(s.session.device.device_id)
             stale = make_message(key, Body("sent after my removal"), thread=ct.checker.thread, rec=ct.checker.rec,
-                                 team_seq=threads.team.seq, sender=s.me, device=s.device, seq=1, prev=None,
-                                 prev_time=0, seen=ct.checker.newest_seen(s.device.device_id), time=int(time.time()))
+                                 team_seq=threads.team.seq, sender=s.session.me, device=s.session.device, seq=1,
+                                 prev=None, prev_time=0, seen=ct.checker.newest_seen(s.session.device.device_id),
+                                 time=int(time.time()))
             assert last is None
             org.alice.ok("team", "remove", "drafting", "bob")  # removal rotates to generation 2
             # ... and the server refuses it: bob is no longer in the team.
             with pytest.raises((PolicyDenied, NotFound)):
-                await s.api.post(f"/api/v1/teams/{threads.team.team_id}/threads/{ct.checker.thread}/messages",
-                                 {"message": b64(stale.raw)})
+                await s.session.api.post(f"/api/v1/teams/{threads.team.team_id}/threads/{ct.checker.thread}/messages",
+                                         {"message": b64(stale.raw)})
         org.alice.ok("thread", "post", "drafting", "rot", "after the removal")
         await asyncio.sleep(0.5)
         assert [m.text for m in bob_follow.got] == ["before the removal"], "a removed member received a message"
@@ -239,16 +240,16 @@ async def post_under(server: ServerThread, m: Member, thread: str, gen: int) -> 
     async with session(server, m) as s:
         threads = await Threads.open(s, "drafting")
         ct = await threads.resolve(thread)
-        key = await s.team_key(threads.team, gen)
-        last = ct.checker.senders.get(s.device.device_id)
+        key = await s.keys.team_key(threads.team, gen)
+        last = ct.checker.senders.get(s.session.device.device_id)
         msg = make_message(key, Body(f"under generation {gen}"), thread=ct.checker.thread,
                             rec=ct.checker.rec, team_seq=threads.team.seq,
-                           sender=s.me, device=s.device, seq=last.seq + 1 if last else 1,
+                           sender=s.session.me, device=s.session.device, seq=last.seq + 1 if last else 1,
                            prev=last.id if last else None, prev_time=last.time if last else 0, seen=[],
                            time=int(time.time()))
         try:
-            await s.api.post(f"/api/v1/teams/{threads.team.team_id}/threads/{ct.checker.thread}/messages",
-                             {"message": b64(msg.raw)})
+            await s.session.api.post(f"/api/v1/teams/{threads.team.team_id}/threads/{ct.checker.thread}/messages",
+                                     {"message": b64(msg.raw)})
         except VaultError as e:
             # Without its traceback: holding the frames of the failed request until the end of the
             # run made CPython 3.11.7's ast.parse fail later in the session ("recursion depth mismatch").
@@ -388,7 +389,7 @@ async def test_a_follower_takes_several_messages_in_one_frame(org: Org) -> None:
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
         tid = await threads.thread_of("batched")
-        res = await s.api.get(f"{threads.base}/{tid}/messages?after=0")
+        res = await s.session.api.get(f"{threads.base}/{tid}/messages?after=0")
         items = [{"type": "msg", "thread": tid, "pos": m["pos"], "record": m["record"]} for m in res["messages"]]
         scope = {tid: await threads._cached(tid, None, None)}
         got: list[Shown] = []
@@ -396,18 +397,21 @@ async def test_a_follower_takes_several_messages_in_one_frame(org: Org) -> None:
         async def on_message(_tid: str, m: Shown) -> None:
             got.append(m)
 
-        await threads._frame({"type": "msgs", "items": items}, scope, False, on_message, None)
+        frame = _live_event(json.dumps({"type": "msgs", "items": items}))
+        await threads._frame(frame, scope, False, on_message, None)
         assert [m.text for m in got] == ["m0", "m1", "m2"]
-        await threads._frame({"type": "msgs", "items": items[:1]}, scope, False, on_message, None)
+        frame = _live_event(json.dumps({"type": "msgs", "items": items[:1]}))
+        await threads._frame(frame, scope, False, on_message, None)
         assert len(got) == 3  # delivered again after a reconnect: shown once
         with pytest.raises(IntegrityError, match="malformed live frame"):
-            await threads._frame({"type": "msgs", "items": [{"type": "msgs", "items": []}]}, scope, False,
-                                 on_message, None)
+            nested = _live_event(json.dumps({"type": "msgs", "items": [{"type": "msgs", "items": []}]}))
+            await threads._frame(nested, scope, False, on_message, None)
         reordered = [items[1], items[0]]
         fresh = {tid: await Threads(s, threads.team)._cached(tid, None, None)}
         fresh[tid].pos, fresh[tid].checker = 0, type(fresh[tid].checker)(threads.team.team_id, tid, 0)
         with pytest.raises(IntegrityError):
-            await threads._frame({"type": "msgs", "items": reordered}, fresh, False, on_message, None)
+            frame = _live_event(json.dumps({"type": "msgs", "items": reordered}))
+            await threads._frame(frame, fresh, False, on_message, None)
 
 
 @pytest.mark.parametrize("what", ["post", "create"])
@@ -421,7 +425,7 @@ async def test_a_request_whose_body_arrives_after_the_removal_is_refused(org: Or
     async with session(org.server, org.bob) as s:
         threads = await Threads.open(s, "drafting")
         ct = await threads.resolve("rot")
-        names_key = await s.team_key(threads.team, threads.team.generation)
+        names_key = await s.keys.team_key(threads.team, threads.team.generation)
         go = asyncio.Event()
 
         async def body() -> AsyncIterator[bytes]:
@@ -432,15 +436,16 @@ async def test_a_request_whose_body_arrives_after_the_removal_is_refused(org: Or
                 forged = TeamKey(team.team_id, team.generation, os.urandom(32))  # bob cannot know the new key
                 raw = make_message(forged, Body("after my removal"), thread=ct.checker.thread,
                             rec=ct.checker.rec, team_seq=team.seq,
-                                   sender=s.me, device=s.device, seq=1, prev=None, prev_time=0, seen=[],
+                                   sender=s.session.me, device=s.session.device, seq=1, prev=None, prev_time=0, seen=[],
                                    time=int(time.time())).raw
             else:
-                raw = make_thread(names_key, "from-the-admins-urgent", team_seq=team.seq, expire=0, creator=s.me,
-                                  device=s.device, time=int(time.time())).raw
+                raw = make_thread(names_key, "from-the-admins-urgent", team_seq=team.seq, expire=0,
+                                  creator=s.session.me,
+                                  device=s.session.device, time=int(time.time())).raw
             yield (b64(raw) + '"}').encode()
 
         path = f"{threads.base}/{ct.checker.thread}/messages" if what == "post" else threads.base
-        request = asyncio.create_task(s.api.upload(path, body()))
+        request = asyncio.create_task(s.session.api.upload(path, body()))
         await asyncio.sleep(0.5)
         await asyncio.to_thread(org.alice.ok, "team", "remove", "drafting", "bob")
         go.set()

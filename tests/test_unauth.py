@@ -264,8 +264,8 @@ async def test_refused_team_creations_are_audited_one_by_one(org: Org, make_memb
     before = len(events(carol, "--action", "request.denied"))
     statuses: list[int] = []
     async with session(_W(org.server), actor) as s, Http(org.server) as h:  # type: ignore[arg-type]
-        view = await s.view(refresh=True)
-        token = s.api.token
+        view = await s.chains.view(refresh=True)
+        token = s.session.api.token
         for i in range(20):
             if i < 10:  # a name that exists: the chain rules refuse it (400)
                 body = team_json(*team_create_link(s, view, "drafting"))

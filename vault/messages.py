@@ -363,10 +363,15 @@ class ThreadChecker:
     def expired(self, t: int, now: int) -> bool:
         return self.expire > 0 and t + self.expire <= now + EXPIRY_GRACE
 
+    def check_place(self, m: Message) -> None:
+        """The message's header names this thread of this team (``accept`` checks it first; a reader calls it
+        alone before the signature and the judge, which would otherwise judge it in the wrong team)."""
+        if (m.header.team, m.header.thread) != (self.team, self.thread):
+            raise IntegrityError("the server served a message of another thread or team")
+
     def accept(self, m: Message, now: int) -> None:
         h = m.header
-        if (h.team, h.thread) != (self.team, self.thread):
-            raise IntegrityError("the server served a message of another thread or team")
+        self.check_place(m)
         if self.rec and h.rec != self.rec:
             raise IntegrityError("a message belongs to another record of this thread (the server showed us a "
                                  "thread record its members did not post under)")

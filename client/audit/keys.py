@@ -3,7 +3,6 @@ publication by a Security Team member's client; the server's claim of it is judg
 
 from __future__ import annotations
 
-from client.checkpoints import parse_b64
 from client.client import Client
 from client.view import View
 from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, parse_claim
@@ -13,7 +12,7 @@ from vault.acts import Act
 from vault.chains import TeamState, org_id_for
 from vault.errors import IntegrityError, PolicyDenied, VaultError
 from vault.logsign import sign_audit_key
-from vault.wire64 import b64
+from vault.wire.schemas import AuditKeyAnswer, AuditKeyRequest, AuditKeyStored
 
 
 def security_team(view: View, me: str, now: int) -> TeamState | None:
@@ -28,22 +27,20 @@ def security_team(view: View, me: str, now: int) -> TeamState | None:
 
 
 def entitled(s: Client, view: View, action: str) -> bool:
-    return POLICY.entitled(Act(s.me, s.device.device_id, s.now(), action), view.org, view.members, None)
+    return POLICY.entitled(Act(s.session.me, s.session.device.device_id, s.session.now(), action), view.org,
+                           view.members, None)
 
 
 
 async def served_audit_key(s: Client, view: View) -> AuditKeyClaim | None:
     """The audit-key statement the server says it seals to, judged before it is believed: signed by a
     member entitled to at its time, for the security team designated then (the server may lie)."""
-    res = await s.api.get("/api/v1/audit/key")
-    current = res.get("key") if isinstance(res, dict) else None
+    current = (await s.session.api.get("/api/v1/audit/key", AuditKeyAnswer)).key
     if current is None:
         return None
-    if not isinstance(current, dict):
-        raise IntegrityError("the server sent a malformed audit key")
-    claim = parse_claim(parse_b64(current.get("statement"), "audit key statement"))
+    claim = parse_claim(current.statement)
     try:
-        judge_audit_key(claim, parse_b64(current.get("sig"), "audit key signature"), view.org, view.members,
+        judge_audit_key(claim, current.sig, view.org, view.members,
                         view.teams.get(claim.team), designated_at(view.org, claim.time))
     except VaultError as e:
         raise IntegrityError(f"the server says it seals the audit log to a key no one entitled published ({e}); "
@@ -57,7 +54,7 @@ async def publish_audit_key(s: Client, view: View, team_name: str | None = None,
 
     ``explicit`` (``mvault audit key``): refusals are errors, and a key already in force is said so;
     ``team_name``: publish that team's key (the server refuses any but the designated team's)."""
-    team = security_team(view, s.me, s.now()) if team_name is None else view.team_by_name(team_name)
+    team = security_team(view, s.session.me, s.session.now()) if team_name is None else view.team_by_name(team_name)
     if not entitled(s, view, "audit.key"):
         if explicit:
             raise PolicyDenied("only the Security Team publishes the audit key")
@@ -66,35 +63,36 @@ async def publish_audit_key(s: Client, view: View, team_name: str | None = None,
         if explicit:
             raise PolicyDenied("you hold no key of the designated security team")
         return None
-    key = await s.team_key(team, team.generation)
+    key = await s.keys.team_key(team, team.generation)
     pub = audit_keypair(key.seed)[0]
     current = await served_audit_key(s, view)
     if current is not None and (current.team, current.gen, current.pub) == (team.team_id, team.generation, pub):
         return f"the audit key of team {team.name} (generation {team.generation}) is in force" if explicit else None
-    raw = audit_key_statement(org_id_for(bytes.fromhex(s.cfg.org_root)), team.team_id, team.generation, pub,
-                              s.now(), s.me, s.device.device_id)
-    await s.api.post("/api/v1/audit/key", {"statement": b64(raw), "sig": b64(sign_audit_key(s.device, raw))})
+    raw = audit_key_statement(org_id_for(bytes.fromhex(s.session.cfg.org_root)), team.team_id, team.generation, pub,
+                              s.session.now(), s.session.me, s.session.device.device_id)
+    await s.session.api.post("/api/v1/audit/key", AuditKeyRequest(raw, sign_audit_key(s.session.device, raw)),
+                             AuditKeyStored)
     return f"published the audit key of team {team.name} (generation {team.generation})"
 
 
 async def designate(s: Client, team_name: str) -> bool:
     """NCC: designate ``team_name`` as the audit log's security team; True if in force, False if it
     waits for a second NCC member's same designation."""
-    view = await s.view()
+    view = await s.chains.view()
     team = view.team_by_name(team_name)
     if team.kind != "security":
         raise PolicyDenied(f"team {team.name} is of kind {team.kind!r}: the audit log's team is of kind 'security'")
-    await s.append_org("org.audit_team", {"team": team.team_id})
-    return (await s.view(refresh=True)).org.audit_team == team.team_id
+    await s.chains.append_org("org.audit_team", {"team": team.team_id})
+    return (await s.chains.view(refresh=True)).org.audit_team == team.team_id
 
 
 async def designate_first(s: Client, team: TeamState) -> bool:
     """After creating a security team: designate it if no team is designated or proposed and ``s.me`` is
     the only NCC member (a young organization: one signature suffices). Otherwise nothing."""
-    view = await s.view()
-    org, t = view.org, s.now()
+    view = await s.chains.view()
+    org, t = view.org, s.session.now()
     ncc = {m for m in org.members if "ncc" in org.roles_of(m, t)}
-    if team.kind != "security" or org.audit_team is not None or org.audit_team_proposals or ncc != {s.me}:
+    if team.kind != "security" or org.audit_team is not None or org.audit_team_proposals or ncc != {s.session.me}:
         return False
-    await s.append_org("org.audit_team", {"team": team.team_id})
-    return (await s.view(refresh=True)).org.audit_team == team.team_id
+    await s.chains.append_org("org.audit_team", {"team": team.team_id})
+    return (await s.chains.view(refresh=True)).org.audit_team == team.team_id

@@ -12,9 +12,6 @@ from client.audit.keys import entitled, security_team
 from client.checkpoints import (
     LogView,
     check_witness,
-    parse_b64,
-    parse_dict,
-    parse_int,
     protocols_of,
     sync_log,
 )
@@ -25,7 +22,7 @@ from security.merkle import leaf_hash, root_of
 from vault.errors import DecryptionFailed, IntegrityError, LogInconsistent, NotFound, PolicyDenied, VaultError
 from vault.links import Link
 from vault.logsign import sign_cosignature
-from vault.wire64 import b64
+from vault.wire.schemas import CosignAnswer, CosignRequest, Leaves
 
 PAGE = 2000
 
@@ -43,20 +40,19 @@ async def fetch_log(s: Client, lv: LogView) -> Fetched:
     hashes: list[bytes] = []
     leaves: dict[int, Leaf] = {}
     while len(hashes) < cp.size:
-        res = await s.api.get(f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}")
-        rows = res.get("leaves") if isinstance(res, dict) else None
-        if not isinstance(rows, list) or not rows:
+        page = f"/api/v1/audit/leaves?start={len(hashes)}&count={min(PAGE, cp.size - len(hashes))}"
+        rows = (await s.session.api.get(page, Leaves)).leaves
+        if not rows:
             raise LogInconsistent(f"the server stopped serving the log at event {len(hashes)} of {cp.size}")
         for row in rows:
             if len(hashes) == cp.size:
                 break
-            row = parse_dict(row, "log page")
-            index = parse_int(row.get("index"), "event index")
+            index = row.index
             if index != len(hashes):
                 raise LogInconsistent(f"the server served event {index} where {len(hashes)} belongs")
-            h = parse_b64(row.get("hash"), "event hash")
-            if row.get("leaf") is not None:
-                raw = parse_b64(row.get("leaf"), "event")
+            h = row.hash
+            if row.leaf is not None:
+                raw = row.leaf
                 if leaf_hash(raw) != h:
                     raise LogInconsistent(f"event {index} does not match its hash")
                 try:
@@ -81,18 +77,18 @@ class Keys:
 
 async def keys_of(s: Client, view: View) -> Keys:
     audit: dict[int, tuple[bytes, bytes]] = {}
-    team = security_team(view, s.me, s.now())
-    if team is not None and "security" in view.org.roles_of(s.me, s.now()):
+    team = security_team(view, s.session.me, s.session.now())
+    if team is not None and "security" in view.org.roles_of(s.session.me, s.session.now()):
         for gen in range(1, team.generation + 1):
             try:
-                audit[gen] = audit_keypair((await s.team_key(team, gen)).seed)
+                audit[gen] = audit_keypair((await s.keys.team_key(team, gen)).seed)
             except (PolicyDenied, NotFound):
                 continue
-    mine = view.members[s.me]
+    mine = view.members[s.session.me]
     member = []
     for gen in sorted(mine.puks):
         try:
-            member.append((await s.puk(gen)).box_keypair)
+            member.append((await s.keys.puk(gen)).box_keypair)
         except VaultError:
             continue
     return Keys(audit, member)
@@ -127,7 +123,7 @@ def read_events(fetched: Fetched, keys: Keys) -> list[tuple[int, Event]]:
 
 async def load(s: Client) -> tuple[View, LogView, Fetched, Keys, list[tuple[int, Event]], int | None]:
     lv = await sync_log(s.session)
-    view = await s.view()
+    view = await s.chains.view()
     last_witness = check_witness(s.session, view.org, view.members, lv.witness) if lv.witness is not None else None
     fetched = await fetch_log(s, lv)
     keys = await keys_of(s, view)
@@ -198,7 +194,7 @@ class Verified:
 async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
     """Replay the whole log; with the audit key also check the events against the chains."""
     view, lv, fetched, keys, events, last_witness = await load(s)
-    problems = _check_pruning(fetched, protocols_of(view.org).retention_days, s.now())
+    problems = _check_pruning(fetched, protocols_of(view.org).retention_days, s.session.now())
     if keys.security:
         opened = {i for i, _ in events}
         unreadable = [i for i, leaf in fetched.leaves.items() if leaf.audit_gen in keys.audit and i not in opened]
@@ -258,9 +254,9 @@ def _check_order(events: list[tuple[int, Event]]) -> list[str]:
 
 
 async def chain_links(s: Client, view: View) -> tuple[list[Link], dict[str, list[Link]], dict[str, list[Link]]]:
-    org_links = await s.links("/api/v1/chains/org")
-    team_links = {tid: await s.links(f"/api/v1/chains/team/{tid}") for tid in view.teams}
-    member_links = {mid: await s.links(f"/api/v1/chains/member/{mid}") for mid in view.members}
+    org_links = await s.chains.links("/api/v1/chains/org")
+    team_links = {tid: await s.chains.links(f"/api/v1/chains/team/{tid}") for tid in view.teams}
+    member_links = {mid: await s.chains.links(f"/api/v1/chains/member/{mid}") for mid in view.members}
     return org_links, team_links, member_links
 
 
@@ -294,8 +290,8 @@ async def witness(s: Client) -> tuple[Verified, int]:
         raise PolicyDenied("only the Security Team witnesses the log")
     if result.problems:
         raise LogInconsistent("not cosigning: " + "; ".join(result.problems[:3]))
-    t = s.now()
-    sig = sign_cosignature(s.device, cosign_statement(result.checkpoint.raw, s.me, s.device.device_id, t))
-    res = await s.api.post("/api/v1/audit/cosign", {"checkpoint": b64(result.checkpoint.raw), "sig": b64(sig),
-                                                    "time": t})
-    return result, int(res.get("size", 0))
+    t = s.session.now()
+    sig = sign_cosignature(s.session.device, cosign_statement(result.checkpoint.raw, s.session.me,
+                                                              s.session.device.device_id, t))
+    res = await s.session.api.post("/api/v1/audit/cosign", CosignRequest(result.checkpoint.raw, sig, t), CosignAnswer)
+    return result, res.size

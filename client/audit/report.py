@@ -14,7 +14,7 @@ from security.rules import AuditInput, RuleResult, evaluate
 from vault.chains import MemberState, TeamState
 from vault.envelope import Record
 from vault.errors import IntegrityError, PolicyDenied
-from vault.wire64 import unb64_answer
+from vault.wire.schemas import AttestRequest, Ok, TeamVersions
 
 
 async def report(s: Client) -> tuple[list[RuleResult], Verified]:
@@ -22,20 +22,22 @@ async def report(s: Client) -> tuple[list[RuleResult], Verified]:
     if not keys.security:
         raise PolicyDenied("the report needs the Security Team's audit key (a key of a 'security' team)")
     org_links, team_links, member_links = await chain_links(s, view)
-    inp = AuditInput(now=s.now(), org=view.org, members=view.members, teams=view.teams, org_links=org_links,
+    inp = AuditInput(now=s.session.now(), org=view.org, members=view.members, teams=view.teams, org_links=org_links,
                      team_links=team_links, member_links=member_links, events=events,
                      log_ok=not result.problems, log_problem="; ".join(result.problems),
                      last_witness=result.last_witness)
     results = evaluate(inp, protocols_of(view.org))
     violated = [r for r in results if r.status == "violated"]
-    await s.api.post("/api/v1/audit/attest", {"kind": "report", "violated": ",".join(r.rule for r in violated)[:1024],
-                                              "count": sum(len(r.findings) for r in violated)})
+    await s.session.api.post("/api/v1/audit/attest", AttestRequest("report",
+                                                                   violated=",".join(r.rule for r in violated)[:1024],
+                                                                   count=sum(len(r.findings) for r in violated)), Ok)
     return results, result
 
 
 async def exposure(s: Client, name: str) -> dict[str, Any]:
     result, view, events, keys = await verify_log(s)
-    if "security" not in view.org.roles_of(s.me, s.now()) and "ncc" not in view.org.roles_of(s.me, s.now()):
+    roles = view.org.roles_of(s.session.me, s.session.now())
+    if "security" not in roles and "ncc" not in roles:
         raise PolicyDenied("exposure reports are for the Security Team")
     ms = view.member_by_name(name)
     mid = ms.member_id
@@ -59,14 +61,14 @@ async def exposure(s: Client, name: str) -> dict[str, Any]:
             "member": mid in team.members, "role": team.members[mid].role if mid in team.members else None,
             "removed_at_link": team.removed_at.get(mid), "generations": sorted(readable),
             "current_generation": team.generation,
-            "rotation_needed": team.rotation_reasons(s.now(), view.members, view.org),
+            "rotation_needed": team.rotation_reasons(s.session.now(), view.members, view.org),
             "versions": [{**v, "fetched": v["vid"] in fetched_vids} for v in exposed],
             "threads": [{**t, "messages": sum(n for g, n in t.pop("by_gen").items() if g in readable)}
                         for t in threads.get(team.team_id, {}).values()],
             "live_delivered": sum(d for _, e in mine if e.action == "thread.unfollow"
                                   and e.res.get("team") == team.team_id
                                   and isinstance(d := e.detail.get("delivered", 0), int)),
-            "co_members": sorted(view.name_of(m) for m in team.active_members(s.now()) if m != mid),
+            "co_members": sorted(view.name_of(m) for m in team.active_members(s.session.now()) if m != mid),
         })
     om = view.org.members.get(mid)
     return {
@@ -74,7 +76,7 @@ async def exposure(s: Client, name: str) -> dict[str, Any]:
         "removed_at": om.removed_at if om else None,
         "devices": [{"device": d.device_id, "name": d.name, "kind": d.kind, "added": d.added, "revoked": d.revoked,
                      "last_seen": last_seen.get(d.device_id)} for d in ms.devices.values()],
-        "verified": s.verified(ms),
+        "verified": s.chains.verified(ms),
         "invited": sorted(view.name_of(i.used_by) for i in view.org.invites.values()
                           if i.by == mid and i.used_by is not None),
         "teams": teams,
@@ -110,10 +112,10 @@ def _threads_seen(events: list[tuple[int, Event]], mine: list[tuple[int, Event]]
 
 
 async def _team_versions(s: Client, team: TeamState) -> list[dict[str, Any]]:
-    res = await s.api.get(f"/api/v1/audit/teams/{team.team_id}/versions")
+    res = await s.session.api.get(f"/api/v1/audit/teams/{team.team_id}/versions", TeamVersions)
     out = []
-    for v in res.get("versions", []):
-        rec = Record.parse(unb64_answer(v["record"]))
+    for v in res.versions:
+        rec = Record.parse(v.record)
         if rec.core.team != team.team_id:
             raise IntegrityError("the server listed another team's document version")
         out.append({"vid": rec.version_id, "doc": rec.core.doc, "seq": rec.core.seq, "gen": rec.core.gen,

@@ -62,7 +62,7 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
                     notes.extend(await maintenance.maintain(session))
                 return await fn(session)
             finally:
-                notes.extend(f"warning: {w}" for w in session.warnings)
+                notes.extend(f"warning: {w}" for w in session.session.warnings)
 
     try:
         return run(go())

@@ -68,11 +68,12 @@ def whoami(ctx: Ctx) -> None:
     """Who you are, on which server, with which roles."""
 
     async def go(s: Client) -> dict[str, Any]:
-        view = await s.view()
-        om = view.org.members[s.me]
-        return {"name": s.cfg.name, "member": s.me, "device": s.device.device_id, "server": s.cfg.url,
-                "org_root": s.cfg.org_root, "roles": sorted(om.roles), "status": om.status,
-                "teams": sorted(t.name for t in view.teams.values() if s.me in t.members)}
+        view = await s.chains.view()
+        om = view.org.members[s.session.me]
+        return {"name": s.session.cfg.name, "member": s.session.me, "device": s.session.device.device_id,
+                "server": s.session.cfg.url,
+                "org_root": s.session.cfg.org_root, "roles": sorted(om.roles), "status": om.status,
+                "teams": sorted(t.name for t in view.teams.values() if s.session.me in t.members)}
 
     info = with_session(ctx, go)
     emit(ctx, info, lambda: out.print(

@@ -21,6 +21,7 @@ from client.client import Client
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
 from vault.errors import NotFound, VaultError
+from vault.wire.schemas import AttestRequest, Ok
 
 
 @click.group()
@@ -68,7 +69,7 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
         view, lv, fetched, _, events, _ = await log.load(s)
         rows = [log.event_json(i, e, view) | {"leaf_hash": fetched.hashes[i].hex()}
                 for i, e in log.filter_events(events, view, None, None, None, start)]
-        await s.api.post("/api/v1/audit/attest", {"kind": "export", "count": len(rows)})
+        await s.session.api.post("/api/v1/audit/attest", AttestRequest("export", count=len(rows)), Ok)
         return rows
 
     for row in with_session(ctx, go):
@@ -181,11 +182,11 @@ def audit_approve(ctx: Ctx, link: str) -> None:
     """NCC: approve an organization link (e.g. a role grant) as the second person (rule two-person)."""
 
     async def go(s: Client) -> str:
-        org_links = await s.links("/api/v1/chains/org")
+        org_links = await s.chains.links("/api/v1/chains/org")
         found = [x.hash.hex() for x in org_links if x.hash.hex().startswith(link.lower())] if len(link) >= 8 else []
         if len(found) != 1:
             raise NotFound("give at least 8 hex characters of exactly one organization link's hash")
-        await s.api.post("/api/v1/audit/attest", {"kind": "approve", "link": found[0]})
+        await s.session.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found[0]), Ok)
         return found[0]
 
     h = with_session(ctx, go)
@@ -201,7 +202,7 @@ def audit_key(ctx: Ctx, team_name: str | None) -> None:
     yours does this; this one says what is in force)."""
 
     async def go(s: Client) -> str:
-        return await keys.publish_audit_key(s, await s.view(), team_name, explicit=True) or ""
+        return await keys.publish_audit_key(s, await s.chains.view(), team_name, explicit=True) or ""
 
     said = with_session(ctx, go)
     emit(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
@@ -230,13 +231,13 @@ def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
     """Report MEMBER's DEVICE lost or seized (rule lost-device); then revoke it from another device."""
 
     async def go(s: Client) -> str:
-        view = await s.view()
+        view = await s.chains.view()
         ms = view.member_by_name(member)
         devices = [d for d in ms.devices.values() if d.name == device_name or d.device_id == device_name]
         if len(devices) != 1:
             raise NotFound(f"{member} has no device named {device_name}")
-        await s.api.post("/api/v1/audit/attest", {"kind": "lost", "member": ms.member_id,
-                                                  "device": devices[0].device_id})
+        await s.session.api.post("/api/v1/audit/attest", AttestRequest("lost", member=ms.member_id,
+                                                                       device=devices[0].device_id), Ok)
         return devices[0].device_id
 
     d = with_session(ctx, go)
@@ -256,7 +257,7 @@ def protocols_show(ctx: Ctx) -> None:
     """Print the protocols in force (and pending proposals)."""
 
     async def go(s: Client) -> dict[str, Any]:
-        view = await s.view()
+        view = await s.chains.view()
         p = protocols_of(view.org)
         current = view.org.protocols
         return {"version": p.version, "text": p.text,
@@ -287,7 +288,7 @@ def protocols_propose(ctx: Ctx, path: Path) -> None:
         raise VaultError(f"{path} is not UTF-8 text") from e
 
     async def go(s: Client) -> str:
-        await s.append_org("org.protocols.propose", {"text": text})
+        await s.chains.append_org("org.protocols.propose", {"text": text})
         return protocols_digest(text).hex()
 
     digest = with_session(ctx, go)
@@ -303,11 +304,11 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
     """NCC: approve a proposed protocols version (you may not approve your own)."""
 
     async def go(s: Client) -> int:
-        view = await s.view()
+        view = await s.chains.view()
         matches = [c for d, c in view.org.proposals.items() if d.hex().startswith(digest.lower())]
         if len(digest) < 8 or len(matches) != 1:
             raise NotFound("give at least 8 hex characters of exactly one pending proposal")
-        await s.append_org("org.protocols.approve", {"digest": matches[0].digest})
+        await s.chains.append_org("org.protocols.approve", {"digest": matches[0].digest})
         return matches[0].version
 
     version = with_session(ctx, go)

@@ -52,7 +52,7 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
         async def go(s: Client) -> list[tuple[str, int, str]]:
             nonlocal failure
             try:
-                return await s.put_many(team_name, items, advance)
+                return await s.docs.put_many(team_name, items, advance)
             except BatchFailed as e:
                 failure = e
                 return e.stored
@@ -80,7 +80,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
     target = output or Path(os.path.basename(name))
 
     async def go(s: Client) -> DocVersion:
-        return await s.get(team_name, name, target, version)
+        return await s.docs.get(team_name, name, target, version)
 
     d = with_session(ctx, go)
     emit(ctx, {**_doc_json(d), "output": str(target)},
@@ -89,7 +89,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
 
 def _names(s: Client) -> Callable[[], Awaitable[dict[str, str]]]:
     async def go() -> dict[str, str]:
-        view = await s.view()
+        view = await s.chains.view()
         return {m: st.name for m, st in view.members.items()}
 
     return go
@@ -103,7 +103,7 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
     """Documents of a team: names, sizes, versions, authors."""
 
     async def go(s: Client) -> list[dict[str, Any]]:
-        docs = await s.ls(team_name)
+        docs = await s.docs.ls(team_name)
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
 
@@ -128,7 +128,7 @@ def history(ctx: Ctx, team_name: str, name: str) -> None:
     """Every version of a document."""
 
     async def go(s: Client) -> list[dict[str, Any]]:
-        docs = await s.history(team_name, name)
+        docs = await s.docs.history(team_name, name)
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
 

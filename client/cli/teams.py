@@ -55,9 +55,9 @@ def team_ls(ctx: Ctx) -> None:
     """Teams you can see."""
 
     async def go(s: Client) -> list[dict[str, Any]]:
-        view = await s.view()
+        view = await s.chains.view()
         return [{"team": t.team_id, "name": t.name, "kind": t.kind, "members": len(t.members),
-                 "generation": t.generation, "role": t.role_of(s.me, s.now())}
+                 "generation": t.generation, "role": t.role_of(s.session.me, s.session.now())}
                 for t in sorted(view.teams.values(), key=lambda t: t.name)]
 
     rows = with_session(ctx, go)
@@ -132,9 +132,9 @@ def team_rotate(ctx: Ctx, team_name: str) -> None:
     """Start a new key generation for TEAM now."""
 
     async def go(s: Client) -> tuple[int, bool]:
-        team = (await s.view()).team_by_name(team_name)
+        team = (await s.chains.view()).team_by_name(team_name)
         rekeyed = await rotate(s, team)
-        return (await s.view()).team_by_name(team_name).generation, rekeyed
+        return (await s.chains.view()).team_by_name(team_name).generation, rekeyed
 
     gen, rekeyed = with_session(ctx, go)
     emit(ctx, {"team": team_name, "generation": gen, "rekeyed": rekeyed},

@@ -121,19 +121,22 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
 
     async def go(s: Client) -> tuple[ThreadInfo, dict[str, Any]]:
         threads = await Threads.open(s, team_name)
-        info = await threads.info(await threads.resolve(name))  # an unknown thread fails before any upload ...
+        ct = await threads.resolve(name)  # an unknown thread fails before any upload ...
+        info = await threads.info(ct)
         if expected is not None:
             check_expected_expire(info, expected, name)  # ... and so does an unexpected expiry
-        attached = []
+        attached, uploaded = [], False
         for item in attach:
             path, doc_name = attachment_for(item)
             if path is not None:
-                await s.put(team_name, path, doc_name)
-            doc, records = await s.find_doc(threads.team, doc_name)
+                await s.docs.put(team_name, path, doc_name)
+                uploaded = True
+            doc, records = await s.docs.find_doc(threads.team, doc_name)
             if not records:
                 raise NotFound(f"no file or document named {item!r} to attach")
             attached.append(Attachment(doc_name, doc, records[-1].version_id))
-        shown = await threads.post(name, text, attached, expect_expire=expected)
+        # The thread as just read, unless an upload took time since: then the post reads it again.
+        shown = await threads.post(name, text, attached, expect_expire=expected, resolved=None if uploaded else ct)
         return info, {**info.to_json(), "thread": name, "pos": shown.pos, "id": shown.id,
                       "attach": [a.name for a in attached]}
 

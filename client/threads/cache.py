@@ -102,11 +102,11 @@ class ThreadCache:
 
     def __init__(self, s: Client, team_id: str) -> None:
         self.name = f"threads/{team_id}"
-        self.clock = s.clock
-        self._key = local_key(s.device)
+        self.clock = s.session.clock
+        self._key = local_key(s.session.device)
         # The file is named by a keyed hash of the team id: the listing does not say which teams we are in.
-        self.path = s.home.path / "threads" / f"{file_name(self._key, self.name)}.bin"
-        legacy = s.home.path / "threads" / f"{team_id}.bin"
+        self.path = s.session.home.path / "threads" / f"{file_name(self._key, self.name)}.bin"
+        legacy = s.session.home.path / "threads" / f"{team_id}.bin"
         if legacy.exists() and not self.path.exists():  # written by an older version
             legacy.replace(self.path)
         legacy.with_suffix(".lock").unlink(missing_ok=True)

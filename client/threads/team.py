@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from client.client import Client
 from client.threads.cache import MAX_CACHED, CachedThread, Shown, ThreadCache
@@ -50,7 +50,22 @@ from vault.messages import (
     make_thread,
     thread_id,
 )
-from vault.wire64 import b64, unb64_answer
+from vault.wire.schemas import (
+    ClosedFrame,
+    ErrorFrame,
+    FollowStart,
+    LiveEvent,
+    LiveFrame,
+    MessageItem,
+    MessagePage,
+    MessagePost,
+    MessagesFrame,
+    Posted,
+    ThreadCreate,
+    ThreadCreated,
+    ThreadFrame,
+    ThreadList,
+)
 
 UNREADABLE = "[unreadable: this message, signed by its sender, does not decrypt]"
 
@@ -84,12 +99,12 @@ async def open_thread_record(s: Client, team: TeamState, raw: bytes) -> tuple[Th
         raise IntegrityError(f"the server sent a malformed thread record: {e}") from e
     if rec.team != team.team_id:
         raise IntegrityError("the server sent a thread of another team")
-    view = await s.view()
+    view = await s.chains.view()
     rec.verify(_device_key(view, rec.creator, rec.device, rec.time, "thread"))
     if not _could_post(view, team, rec.creator, rec.device, rec.team_seq, rec.gen, rec.time):
         raise IntegrityError("thread created by someone who could not post in the team then")
     try:
-        key = await s.team_key(team, rec.gen)
+        key = await s.keys.team_key(team, rec.gen)
     except PolicyDenied:  # created under a generation we hold no key for (we joined later, without history)
         return rec, None
     return rec, rec.name(key)
@@ -98,16 +113,16 @@ async def open_thread_record(s: Client, team: TeamState, raw: bytes) -> tuple[Th
 async def _check_message(s: Client, team: TeamState, m: Message) -> Body | None:
     """Signature and right to post; the decrypted body (None when we hold no key for its generation)."""
     h = m.header
-    view = await s.view()
+    view = await s.chains.view()
     if h.team_seq > team.seq:  # written after a team change we have not seen yet
-        view = await s.view(refresh=True)
+        view = await s.chains.view(refresh=True)
         team = view.teams.get(team.team_id, team)
     m.verify(_device_key(view, h.sender, h.device, h.time, "message"))
     if not _could_post(view, team, h.sender, h.device, h.team_seq, h.gen, h.time):
         raise IntegrityError("message posted by someone who could not post then, or under a key generation "
                              "that was not current")
     try:
-        key = await s.team_key(team, h.gen)
+        key = await s.keys.team_key(team, h.gen)
     except PolicyDenied:
         return None
     try:
@@ -118,24 +133,20 @@ async def _check_message(s: Client, team: TeamState, m: Message) -> Body | None:
         return Body(UNREADABLE)
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise IntegrityError("the server sent a malformed answer")
-    return value
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise IntegrityError("the server sent a malformed answer")
-    return value
-
-
-def _parse_served(item: Any) -> tuple[int, Message]:
+def _served(item: MessageItem) -> Message:
     try:
-        pos = int(item["pos"])
-        return pos, Message.parse(unb64_answer(item["record"]))
-    except (KeyError, TypeError, ValueError, VaultError) as e:
+        return Message.parse(item.record)
+    except VaultError as e:
         raise IntegrityError(f"the server sent a malformed message: {e}") from e
+
+
+def _live_event(data: str) -> LiveEvent:
+    """A live frame's text as its frame type (``IntegrityError`` if it is none of them)."""
+    try:
+        event: LiveEvent = msgspec.json.decode(data, type=LiveEvent)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise IntegrityError(f"the server sent a malformed live frame: {e}") from e
+    return event
 
 
 # -- the thread session ---------------------------------------------------------------------------
@@ -152,7 +163,7 @@ class Threads:
 
     @classmethod
     async def open(cls, s: Client, team_name: str) -> Threads:
-        view = await s.view()
+        view = await s.chains.view()
         return cls(s, view.team_by_name(team_name))
 
     async def thread_of(self, name: str) -> str:
@@ -160,19 +171,20 @@ class Threads:
         return thread_id((await self.s.keys.keys_for(self.team))[0], name)
 
     async def create(self, name: str, expire: int) -> str:
-        t = self.s.now()
-        view = await self.s.view()
-        if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq, self.team.generation, t):
+        t = self.s.session.now()
+        view = await self.s.chains.view()
+        if not _could_post(view, self.team, self.s.session.me, self.s.session.device.device_id, self.team.seq,
+                           self.team.generation, t):
             raise PolicyDenied(f"you may not create threads in team {self.team.name}")
         if self.team.rotation_reasons(t, view.members, view.org):
             raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
-        key = await self.s.team_key(self.team, self.team.generation)
+        key = await self.s.keys.team_key(self.team, self.team.generation)
         tid = thread_id(key, name)
         await self._taken(tid, name)  # nothing signed
-        rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.me,
-                          device=self.s.device, time=t)
+        rec = make_thread(key, name, team_seq=self.team.seq, expire=expire, creator=self.s.session.me,
+                          device=self.s.session.device, time=t)
         try:
-            await self.s.api.post(self.base, {"record": b64(rec.raw)})
+            await self.s.session.api.post(self.base, ThreadCreate(rec.raw), ThreadCreated)
         except Conflict:
             await self._taken(tid, name)  # someone created it meanwhile: say who
             raise
@@ -180,16 +192,15 @@ class Threads:
 
     async def _taken(self, tid: str, name: str) -> None:
         """Raise ``ThreadExists`` (naming its creator and expiry) if the server lists thread ``tid``."""
-        items = _obj(await self.s.api.get(self.base)).get("threads", [])
-        for item in items if isinstance(items, list) else []:
-            if _obj(item).get("thread") == tid:
-                rec, _ = await open_thread_record(self.s, self.team, unb64_answer(_obj(item).get("record")))
+        for item in (await self.s.session.api.get(self.base, ThreadList)).threads:
+            if item.thread == tid:
+                rec, _ = await open_thread_record(self.s, self.team, item.record)
                 if rec.thread != tid:
                     raise IntegrityError("the server listed a thread under another id")
                 raise ThreadExists(name, self.team.name, await self._info(rec))
 
     async def _info(self, rec: ThreadRecord) -> ThreadInfo:
-        return thread_info((await self.s.view()).members, self.team, rec, self.s.now())
+        return thread_info((await self.s.chains.view()).members, self.team, rec, self.s.session.now())
 
     async def info(self, ct: CachedThread) -> ThreadInfo:
         """Who created a thread and its signed expiry (from the record we verified when we first met it)."""
@@ -200,23 +211,20 @@ class Threads:
         return await self.info(self.cache.threads.get(await self.thread_of(name)) or await self.resolve(name))
 
     async def list(self) -> list[dict[str, Any]]:
-        res = _obj(await self.s.api.get(self.base))
         out = []
-        items = res.get("threads", [])
-        for item in items if isinstance(items, list) else _obj(items):
+        for item in (await self.s.session.api.get(self.base, ThreadList)).threads:
             try:
-                item = _obj(item)
-                rec, name = await open_thread_record(self.s, self.team, unb64_answer(item.get("record")))
-                if item.get("thread") != rec.thread:
+                rec, name = await open_thread_record(self.s, self.team, item.record)
+                if item.thread != rec.thread:
                     raise IntegrityError("the server listed a thread under another id")
             except VaultError as e:  # one bad record does not hide the others; it is reported
-                self.s.warnings.append(f"a thread of team {self.team.name} cannot be shown: {e.message}")
+                self.s.session.warnings.append(f"a thread of team {self.team.name} cannot be shown: {e.message}")
                 continue
             ct = await self.sync(rec.thread, name=name, record=rec)
             out.append({**(await self._info(rec)).to_json(), "thread": rec.thread,
                         "name": name or ct.name or None, "expire": rec.expire,
                         "last_time": ct.messages[-1].time if ct.messages else rec.time, "messages": len(ct.messages),
-                        "unread": ct.unread(self.s.me)})
+                        "unread": ct.unread(self.s.session.me)})
         self.cache.save()
         return out
 
@@ -225,11 +233,10 @@ class Threads:
         if ct is not None:
             return ct
         if record is None:  # the record from the thread list: fetching no message for it
-            items = _obj(await self.s.api.get(self.base)).get("threads", [])
-            listed = {_obj(t).get("thread"): t for t in (items if isinstance(items, list) else [])}
+            listed = {t.thread: t for t in (await self.s.session.api.get(self.base, ThreadList)).threads}
             if tid not in listed:
                 raise NotFound("no such thread in this team")
-            record, name = await open_thread_record(self.s, self.team, unb64_answer(listed[tid].get("record")))
+            record, name = await open_thread_record(self.s, self.team, listed[tid].record)
         if record.thread != tid:
             raise IntegrityError("the server sent another thread's record")
         ct = CachedThread(name or "", record.raw,
@@ -242,10 +249,9 @@ class Threads:
         """One served message, in order: checked, decrypted, remembered (None: already had it)."""
         if pos <= ct.pos:
             return None  # delivered twice (a reconnect): shown once
-        if (m.header.team, m.header.thread) != (self.team.team_id, ct.checker.thread):
-            raise IntegrityError("the server served a message of another thread or team")
+        ct.checker.check_place(m)  # before the signature and the judge, which read the header as this team's
         body = await _check_message(self.s, self.team, m)
-        ct.checker.accept(m, self.s.now())
+        ct.checker.accept(m, self.s.session.now())
         h = m.header
         shown = Shown(pos, m.id, h.time, h.sender, h.device, h.seq,
                       body.text if body is not None else "[no key for this message's generation]",
@@ -260,30 +266,28 @@ class Threads:
         ct = await self._cached(tid, name, record)
         while True:
             try:
-                res = _obj(await self.s.api.get(f"{self.base}/{tid}/messages?after={ct.pos}"))
+                res = await self.s.session.api.get(f"{self.base}/{tid}/messages?after={ct.pos}", MessagePage)
             except NotFound as e:
                 if ct.pos:
                     raise IntegrityError("the server no longer shows a thread we read before") from e
                 raise
-            info = _obj(res.get("thread", {}))
-            if info.get("record") != b64(ct.record):
+            if res.thread.record != ct.record:
                 raise IntegrityError("the server changed the thread's record")
-            if _int(info.get("next_pos", 0)) <= ct.pos and ct.pos:
+            if res.thread.next_pos <= ct.pos and ct.pos:
                 raise IntegrityError("the server rolled the thread back (it is shorter than we saw)")
-            served = res.get("messages", [])
-            for item in served if isinstance(served, list) else _obj(served):
-                pos, m = _parse_served(item)
-                if pos <= ct.pos:
+            for item in res.messages:
+                if item.pos <= ct.pos:
                     raise IntegrityError("the server sent messages out of order")
-                await self.accept(ct, pos, m)
-            mine = res.get("mine")
-            last = ct.checker.senders.get(self.s.device.device_id)
-            if last is not None and not ct.checker.expired(last.time, self.s.now()) and (
-                    not isinstance(mine, dict) or _int(mine.get("seq")) < last.seq):
+                await self.accept(ct, item.pos, _served(item))
+            mine = res.mine
+            last = ct.checker.senders.get(self.s.session.device.device_id)
+            if last is not None and not ct.checker.expired(last.time, self.s.session.now()) and (
+                    mine is None or mine.seq < last.seq):
                 raise IntegrityError("the server withheld our own messages (the thread was rolled back)")
-            if not res.get("more"):
+            if not res.more:
                 served = last.seq if last else 0
-                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2], self.s.now()):
+                if ct.own is not None and served < ct.own[0] and not ct.checker.expired(ct.own[2],
+                                                                                        self.s.session.now()):
                     raise IntegrityError("the server acknowledged one of our messages but does not serve it "
                                          "(it was dropped)")
                 return ct
@@ -302,18 +306,20 @@ class Threads:
         return ct
 
     async def post(self, name: str, text: str, attach: builtins.list[Attachment] | None = None,
-                   expect_expire: int | None = None) -> Shown:
+                   expect_expire: int | None = None, resolved: CachedThread | None = None) -> Shown:
         """Post (after reading what is new, so ``seen`` and our sequence are current); with
-        ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise)."""
+        ``expect_expire``, only if the thread's signed expiry is that (``Conflict`` otherwise).
+        ``resolved``: the thread as ``resolve(name)`` just returned it in this session, so that the first
+        attempt does not read it again (a retry after a conflict always does)."""
         tried: set[str] = set()  # ids of earlier attempts: one may have landed though we saw a refusal
         for attempt in range(4):
-            view = await self.s.view(refresh=attempt > 0)
+            view = await self.s.chains.view(refresh=attempt > 0)
             self.team = view.team_by_name(self.team.name)
-            t = self.s.now()
-            if not _could_post(view, self.team, self.s.me, self.s.device.device_id, self.team.seq,
+            t = self.s.session.now()
+            if not _could_post(view, self.team, self.s.session.me, self.s.session.device.device_id, self.team.seq,
                                self.team.generation, t):
                 raise PolicyDenied(f"you may not post in team {self.team.name}")
-            ct = await self.resolve(name)
+            ct = resolved if attempt == 0 and resolved is not None else await self.resolve(name)
             if expect_expire is not None:
                 check_expected_expire(await self.info(ct), expect_expire, name)
             landed = [m for m in ct.messages if m.id in tried]
@@ -322,37 +328,35 @@ class Threads:
                 return landed[0]
             if self.team.rotation_reasons(t, view.members, view.org):
                 raise Conflict(f"team {self.team.name} needs a key rotation first and you could not do it")
-            key = await self.s.team_key(self.team, self.team.generation)
-            me = self.s.device.device_id
+            key = await self.s.keys.team_key(self.team, self.team.generation)
+            me = self.s.session.device.device_id
             last = ct.checker.senders.get(me)
             seq, prev, prev_time = (last.seq + 1, last.id, last.time) if last else (1, None, 0)
             if ct.own is not None and ct.own[0] >= seq:  # acknowledged, expired since: chain to it all the same
                 seq, prev, prev_time = ct.own[0] + 1, ct.own[1], ct.own[2]
             if last is None and ct.own is None:
-                res = await self.s.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1")
-                mine = res.get("mine")
-                if isinstance(mine, dict):  # never posted from this cache: the server's word for our last
-                    try:
-                        seq, prev, prev_time = int(mine["seq"]) + 1, str(mine["id"]), int(mine["time"])
-                    except (KeyError, TypeError, ValueError) as e:
-                        raise IntegrityError("the server sent a malformed answer") from e
+                mine = (await self.s.session.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1",
+                                                     MessagePage)).mine
+                if mine is not None:  # never posted from this cache: the server's word for our last
+                    seq, prev, prev_time = mine.seq + 1, mine.id, mine.time
             m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, rec=ct.checker.rec,
-                             team_seq=self.team.seq,
-                             sender=self.s.me, device=self.s.device, seq=seq, prev=prev, prev_time=prev_time,
+                             team_seq=self.team.seq, sender=self.s.session.me, device=self.s.session.device,
+                             seq=seq, prev=prev, prev_time=prev_time,
                              seen=ct.checker.newest_seen(me), time=max(t, prev_time))
             tried.add(m.id)
             try:
-                res = await self.s.api.post(f"{self.base}/{ct.checker.thread}/messages", {"message": b64(m.raw)})
+                res = await self.s.session.api.post(f"{self.base}/{ct.checker.thread}/messages", MessagePost(m.raw),
+                                                    Posted)
             except Conflict:
                 if attempt == 3:
                     raise
                 continue  # the team changed, or we raced ourselves: read again and retry
-            if not isinstance(res, dict) or res.get("id") != m.id or not isinstance(res.get("pos"), int):
+            if res.id != m.id:
                 raise IntegrityError("the server acknowledged a different message than we sent")
             ct.own = (seq, m.id, m.header.time)  # before anything else: never reuse this number
-            shown = await self.accept(ct, res["pos"], m) if res["pos"] == ct.pos + 1 else None
+            shown = await self.accept(ct, res.pos, m) if res.pos == ct.pos + 1 else None
             self.cache.save()
-            return shown or Shown(res["pos"], m.id, m.header.time, self.s.me, me, seq, text,
+            return shown or Shown(res.pos, m.id, m.header.time, self.s.session.me, me, seq, text,
                                   [a.__dict__ for a in attach or ()], key.gen)
         raise AssertionError("unreachable")
 
@@ -402,9 +406,9 @@ class Threads:
     async def _follow_once(self, scope: dict[str, CachedThread], follow_all: bool,
                            on_message: Callable[[str, Shown], Awaitable[None]],
                            on_state: Callable[[str], Awaitable[None]] | None, stop: asyncio.Event) -> None:
-        ws = await self.s.api.websocket(f"/api/v1/teams/{self.team.team_id}/live")
+        ws = await self.s.session.api.websocket(f"/api/v1/teams/{self.team.team_id}/live")
         try:
-            await ws.send_json({"after": {tid: ct.pos for tid, ct in scope.items()}, "all": follow_all})
+            await ws.send_json(msgspec.to_builtins(FollowStart({tid: ct.pos for tid, ct in scope.items()}, follow_all)))
             stopping = asyncio.ensure_future(stop.wait())
             try:
                 while True:
@@ -419,56 +423,41 @@ class Threads:
                         raise TransportError("the server closed the live connection")
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         raise IntegrityError("the server sent a malformed live frame")
-                    try:
-                        frame = json.loads(msg.data)
-                    except ValueError as e:
-                        raise IntegrityError("the server sent a malformed live frame") from e
-                    await self._frame(frame, scope, follow_all, on_message, on_state)
+                    await self._frame(_live_event(msg.data), scope, follow_all, on_message, on_state)
             finally:
                 stopping.cancel()
         finally:
             await ws.close()
 
-    async def _frame(self, frame: Any, scope: dict[str, CachedThread], follow_all: bool,
+    async def _frame(self, frame: LiveEvent, scope: dict[str, CachedThread], follow_all: bool,
                      on_message: Callable[[str, Shown], Awaitable[None]],
                      on_state: Callable[[str], Awaitable[None]] | None) -> None:
-        kind = frame.get("type") if isinstance(frame, dict) else None
-        if kind == "msgs":  # several at once: each is a msg or thread frame
-            items = frame.get("items")
-            if not isinstance(items, list) or any(not isinstance(i, dict) or i.get("type") not in ("msg", "thread")
-                                                  for i in items):
-                raise IntegrityError("the server sent a malformed live frame")
-            for item in items:
+        if isinstance(frame, MessagesFrame):  # several at once: each is a msg or thread frame
+            for item in frame.items:
                 await self._frame(item, scope, follow_all, on_message, on_state)
-        elif kind == "live":
+        elif isinstance(frame, LiveFrame):
             if on_state:
                 await on_state("live")
-        elif kind == "thread" and follow_all:
-            rec, name = await open_thread_record(self.s, self.team, unb64_answer(frame.get("record")))
-            if rec.thread not in scope:
-                scope[rec.thread] = await self._cached(rec.thread, name, rec)
-        elif kind == "msg":
-            tid = str(frame.get("thread"))
-            ct = scope.get(tid)
+        elif isinstance(frame, ThreadFrame):
+            if follow_all:
+                rec, name = await open_thread_record(self.s, self.team, frame.record)
+                if rec.thread not in scope:
+                    scope[rec.thread] = await self._cached(rec.thread, name, rec)
+        elif isinstance(frame, MessageItem):
+            ct = scope.get(frame.thread)
             if ct is None:
                 raise IntegrityError("the server delivered a message of a thread we do not follow")
-            pos, m = _parse_served(frame)
-            if m.header.thread != tid:
-                raise IntegrityError("the server delivered a message of another thread")
-            shown = await self.accept(ct, pos, m)
+            shown = await self.accept(ct, frame.pos, _served(frame))  # accept checks the header names ct's thread
             if shown is not None:
                 ct.read = ct.pos
                 self.cache.save()
-                await on_message(tid, shown)
-        elif kind == "closed":
-            message = str(frame.get("message", "the server stopped live delivery"))
-            if frame.get("error") == "unauthorized":
-                raise AuthError(message)  # the session ended: follow logs in again and reconnects
-            raise PolicyDenied(message)
-        elif kind == "error":
-            raise VaultError(str(frame.get("message", "the server refused live delivery")))
-        elif kind != "thread":
-            raise IntegrityError("the server sent an unknown live frame")
+                await on_message(frame.thread, shown)
+        elif isinstance(frame, ClosedFrame):
+            if frame.error == "unauthorized":
+                raise AuthError(frame.message)  # the session ended: follow logs in again and reconnects
+            raise PolicyDenied(frame.message)
+        elif isinstance(frame, ErrorFrame):
+            raise VaultError(frame.message)
 
 
 def attachment_for(path_or_name: str) -> tuple[Path | None, str]:

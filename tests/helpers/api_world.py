@@ -124,14 +124,14 @@ async def info_of(h: Http) -> dict[str, Any]:
 
 async def new_invite(s: Client, w: World, *, expires_in: int = 86400) -> bytes:
     """alice records an org.invite link; returns the invite secret."""
-    view = await s.view(refresh=True)
+    view = await s.chains.view(refresh=True)
     secret = os.urandom(32)
     when = max(now(w), view.org.time)
     link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=when,
-                     signer=s.me, device=s.device, type_="org.invite",
+                     signer=s.session.me, device=s.session.device, type_="org.invite",
                      body={"invite": invite_public(secret), "role": "member", "note": "test",
                            "expires": when + expires_in})
-    await s.api.post("/api/v1/org/links", {"link": b64(link.wire)})
+    await s.session.api.post("/api/v1/org/links", {"link": b64(link.wire)})
     return secret
 
 
@@ -150,9 +150,9 @@ class Upload:
 
 
 async def team_key(s: Client, team_id: str) -> TeamKey:
-    view = await s.view(refresh=True)
+    view = await s.chains.view(refresh=True)
     team = view.teams[team_id]
-    return await s.team_key(team, team.generation)
+    return await s.keys.team_key(team, team.generation)
 
 
 def team_seq_of(w: World, team_id: str) -> int:
@@ -164,7 +164,7 @@ def make_upload(w: World, s: Client, key: TeamKey, doc: str, *, seq: int = 1, pa
                 size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
                 when: int | None = None, team_seq: int | None = None) -> Upload:
     writer = DocWriter(key=key, team_seq=team_seq_of(w, key.team_id) if team_seq is None else team_seq,
-                       device=device or s.device, author=author or s.me, doc=doc, seq=seq,
+                       device=device or s.session.device, author=author or s.session.me, doc=doc, seq=seq,
                        parent=parent, time=now(w) if when is None else when, name=f"{doc[:8]}.bin",
                        size=size)
     data = writer.upload_prefix() + writer.encrypt(os.urandom(size)) + writer.finish()
@@ -194,18 +194,18 @@ def team_create_link(s: Client, view: View, name: str, *, kind: str = "program",
                      when: int | None = None, org_seq: int | None = None) -> tuple[Link, dict[str, bytes]]:
     nonce = os.urandom(16)
     key = TeamKey.generate(team_id_for(view.org.org_id, nonce), 1)
-    mine = view.members[s.me]
-    box = key.seal_for(s.me, mine.puk_gen, mine.puk_box_public)
+    mine = view.members[s.session.me]
+    box = key.seal_for(s.session.me, mine.puk_gen, mine.puk_box_public)
     link = make_link(
-        chain=None, seq=1, prev=None, time=int(time.time()) if when is None else when, signer=s.me,
-        device=s.device, type_="team.create",
+        chain=None, seq=1, prev=None, time=int(time.time()) if when is None else when, signer=s.session.me,
+        device=s.session.device, type_="team.create",
         body={"org": view.org.org_id, "org_seq": view.org.seq if org_seq is None else org_seq, "nonce": nonce,
               "name": name, "kind": kind, "history": True,
-              "members": [{"member": s.me, "role": "admin", "until": None}],
+              "members": [{"member": s.session.me, "role": "admin", "until": None}],
               "key": {"gen": 1, "canary": key.canary,
-                      "boxes": [{"member": s.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
+                      "boxes": [{"member": s.session.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
     )
-    return link, {s.me: box}
+    return link, {s.session.me: box}
 
 
 def team_json(link: Link | bytes, boxes: dict[str, bytes]) -> dict[str, Any]:
