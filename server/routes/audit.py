@@ -5,17 +5,21 @@ audit middleware's work (``server/recorder.py``).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from aiohttp import web
+from msgspec import UnsetType
 
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from server.access import judge_now, session_of
 from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, now_of
-from server.http import int_query, read_json
+from server.http import int_query, read_body
 from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
-from vault.wire64 import b64, unb64
+from vault.wire import schemas
+from vault.wire64 import b64
 
 routes = web.RouteTableDef()
 
@@ -73,10 +77,8 @@ async def leaves(request: web.Request) -> web.Response:
 @routes.post("/api/v1/audit/cosign")
 async def cosign(request: web.Request) -> web.Response:
     judge_now(request, "audit.cosign")
-    f = await read_json(request, {"checkpoint", "sig", "time"})
-    raw = unb64(f.raw.get("checkpoint"), "checkpoint", 4096)
-    sig = unb64(f.raw.get("sig"), "sig", 128)
-    t = f.int_("time", 0)
+    body = await read_body(request, schemas.CosignRequest)
+    raw, sig, t = body.checkpoint, body.sig, body.time
     s = session_of(request)
     store = request.app[AUDIT]
     directory = request.app[DIRECTORY]
@@ -106,9 +108,8 @@ async def get_key(request: web.Request) -> web.Response:
 async def put_key(request: web.Request) -> web.Response:
     judge_now(request, "audit.key")
     s = session_of(request)
-    body = await read_json(request, {"statement", "sig"})
-    raw = unb64(body.raw.get("statement"), "statement", 4096)
-    sig = unb64(body.raw.get("sig"), "sig", 128)
+    body = await read_body(request, schemas.AuditKeyRequest)
+    raw, sig = body.statement, body.sig
     claim = AuditKeyClaim.parse(raw)
     key = AuditKey(claim.gen, claim.pub, claim.team, raw)
     if not valid_box_public(claim.pub):
@@ -137,27 +138,34 @@ async def put_key(request: web.Request) -> web.Response:
     return web.json_response({"gen": key.gen}, status=201)
 
 
-ATTEST_KINDS = {"keystore", "verify", "approve", "lost", "export", "report"}
+Field = TypeVar("Field", int, str)
+
+
+def _needed(value: Field | UnsetType, name: str) -> Field:
+    """A field of ``AttestRequest`` that its kind needs."""
+    if isinstance(value, UnsetType):
+        raise EncodingError(f"request: missing field {name!r}")
+    return value
 
 
 @routes.post("/api/v1/audit/attest")
 async def attest(request: web.Request) -> web.Response:
-    f = await read_json(request, {"kind", "time_cost", "memory_kib", "parallelism", "member", "device", "link",
-                                  "fingerprint", "count", "violated"})
-    kind = f.str_("kind", 16)
-    if kind not in ATTEST_KINDS:
-        raise EncodingError(f"kind must be one of {sorted(ATTEST_KINDS)}")
+    f = await read_body(request, schemas.AttestRequest)
+    kind = f.kind
     directory = request.app[DIRECTORY]
     me = session_of(request).member
     now = int(now_of(request))
     if kind == "keystore":
-        detail: dict[str, int | str] = {k: f.int_(k, 1, 2**32) for k in ("time_cost", "memory_kib", "parallelism")}
+        detail: dict[str, int | str] = {
+            "time_cost": _needed(f.time_cost, "time_cost"), "memory_kib": _needed(f.memory_kib, "memory_kib"),
+            "parallelism": _needed(f.parallelism, "parallelism")}
         note(request, "attest.keystore", detail=detail)
     elif kind == "verify":
-        verified = directory.member(f.str_("member", 64)).member_id
-        note(request, "attest.verify", {"member": verified}, verified, {"fingerprint": f.str_("fingerprint", 128)})
+        verified = directory.member(_needed(f.member, "member")).member_id
+        note(request, "attest.verify", {"member": verified}, verified,
+             {"fingerprint": _needed(f.fingerprint, "fingerprint")})
     elif kind == "approve":
-        link = f.str_("link", 64)
+        link = _needed(f.link, "link")
         approved = next((x for x in directory.org_links if x.hash.hex() == link), None)
         if approved is None:
             raise NotFound("no organization link has that hash")
@@ -167,8 +175,8 @@ async def attest(request: web.Request) -> web.Response:
             raise PolicyDenied("the second approver is neither the link's signer nor its subject")
         note(request, "attest.approve", {"link": link, "chain": ""})
     elif kind == "lost":
-        target = directory.member(f.str_("member", 64))
-        device = target.device(f.str_("device", 64)).device_id
+        target = directory.member(_needed(f.member, "member"))
+        device = target.device(_needed(f.device, "device")).device_id
         roles = directory.require_org().roles_of(me, now)
         if target.member_id != me and not roles & {"security", "ncc"}:
             raise PolicyDenied("only the device's member, the Security Team or the NCC report a device lost")
@@ -179,9 +187,10 @@ async def attest(request: web.Request) -> web.Response:
     elif kind == "report":
         # The Security Team's report found these rules violated: policy violations become events too.
         _require_security(request)
-        note(request, "audit.report", detail={"violated": f.str_("violated", 1024), "count": f.int_("count", 0, 2**40)})
+        note(request, "audit.report", detail={"violated": _needed(f.violated, "violated"),
+                                                 "count": _needed(f.count, "count")})
     else:
-        note(request, "audit.export", detail={"count": f.int_("count", 0, 2**40)})
+        note(request, "audit.export", detail={"count": _needed(f.count, "count")})
     return web.json_response({"ok": True}, status=201)
 
 

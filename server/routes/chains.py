@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from msgspec import UnsetType
 
 from server.access import is_overseer, session_of, visible_team
 from server.context import CHAINS, DIRECTORY, LOCK, now_of
@@ -14,11 +15,11 @@ from server.links import note_links, signed_link
 from server.notes import note
 from server.store.records import StoredLink
 from vault.chains import TeamState
-from vault.encoding import Fields
-from vault.errors import ChainError, Conflict, EncodingError, IntegrityError, NotFound
+from vault.errors import ChainError, Conflict, IntegrityError, NotFound
 from vault.links import Link
 from vault.teamkeys import box_hash
-from vault.wire64 import b64, unb64
+from vault.wire import schemas
+from vault.wire64 import b64
 
 routes = web.RouteTableDef()
 
@@ -64,7 +65,7 @@ async def org_chain(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/org/links")
 async def append_org_link(request: web.Request) -> web.Response:
-    _, link = await signed_link(request, {"link"})
+    _, link = await signed_link(request, schemas.LinkRequest)
     if link.type == "org.join":
         raise ChainError("joins go through /api/v1/join")
     app = request.app
@@ -91,13 +92,10 @@ async def member_chain(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/members/{member}/links")
 async def append_member_link(request: web.Request) -> web.Response:
-    f, link = await signed_link(request, {"link", "puk_boxes"})
+    body, link = await signed_link(request, schemas.MemberLinkRequest)
     if link.chain != request.match_info["member"]:
         raise ChainError("link belongs to another chain")
-    raw = f.raw.get("puk_boxes", {})
-    if not isinstance(raw, dict) or len(raw) > 64:
-        raise EncodingError("puk_boxes must be an object of device id -> base64 box")
-    boxes = {str(k): unb64(v, "puk box", 4096) for k, v in raw.items()}
+    boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
     async with app[LOCK]:
         directory = app[DIRECTORY]
@@ -131,15 +129,8 @@ async def team_chain(request: web.Request) -> web.Response:
 
 async def _team_link(request: web.Request) -> tuple[Link, dict[str, bytes]]:
     """A team link signed by the logged-in device, with the key boxes it commits to."""
-    f, link = await signed_link(request, {"link", "boxes"})
-    return link, _boxes(f)
-
-
-def _boxes(f: Fields) -> dict[str, bytes]:
-    raw = f.raw.get("boxes", {})
-    if not isinstance(raw, dict) or len(raw) > 1000:
-        raise EncodingError("boxes must be an object of member id -> base64 box")
-    return {str(k): unb64(v, "box", 4096) for k, v in raw.items()}
+    body, link = await signed_link(request, schemas.TeamLinkRequest)
+    return link, {} if isinstance(body.boxes, UnsetType) else body.boxes
 
 
 def _new_box_rows(before: TeamState | None, after: TeamState,

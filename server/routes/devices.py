@@ -9,11 +9,12 @@ from aiohttp import web
 
 from server.access import quotas, session_of
 from server.context import CHAINS, SLOTS, now_of
-from server.http import read_json
+from server.http import read_body
 from server.notes import note
 from server.store.records import SlotFill, SlotMissing, SlotOpen, SlotRead, SlotsFull
 from vault.errors import Conflict, EncodingError, NotFound, QuotaExceeded
-from vault.wire64 import b64, unb64
+from vault.wire import schemas
+from vault.wire64 import b64
 
 routes = web.RouteTableDef()
 
@@ -48,8 +49,7 @@ async def open_link_slot(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/device-links/{slot}/offer")
 async def offer_link_slot(request: web.Request) -> web.Response:
-    f = await read_json(request, {"payload"})
-    payload = unb64(f.raw.get("payload"), "payload", 4096)
+    payload = (await read_body(request, schemas.SlotOffer)).payload
     filled = await request.app[SLOTS].fill_slot(_slot(request), payload, now_of(request))
     match filled:
         case SlotFill.FILLED:

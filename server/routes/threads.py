@@ -40,7 +40,7 @@ from server.access import (
 )
 from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
 from server.events import Follower
-from server.http import hex_id, int_query, read_json
+from server.http import hex_id, int_query, read_body
 from server.notes import Note, note
 from server.recorder import record
 from server.store.records import AuthSession, StoredMessage, StoredThread
@@ -58,7 +58,8 @@ from vault.errors import (
     VaultError,
 )
 from vault.messages import MAX_RECORD, Message, ThreadRecord
-from vault.wire64 import b64, unb64
+from vault.wire import schemas
+from vault.wire64 import b64
 
 log = logging.getLogger("mvault.server")
 routes = web.RouteTableDef()
@@ -109,8 +110,7 @@ async def create_thread(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
     event = note(request, "thread.create", {"team": team.team_id})
-    f = await read_json(request, {"record"})
-    rec = ThreadRecord.parse(unb64(f.raw.get("record"), "record", 4096))
+    rec = ThreadRecord.parse((await read_body(request, schemas.ThreadCreate)).record)
     event.res["thread"] = rec.thread[:64]
     _thread_id(rec.thread)
     check_session(request.app, s)  # as things are now that the body arrived
@@ -179,11 +179,8 @@ async def post_message(request: web.Request) -> web.Response:
     head = await app[LOG].head(team.team_id, thread)  # the thread exists (kept in memory after the first post)
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
-    f = await read_json(request, {"message"})
-    raw = unb64(f.raw.get("message"), "message", 2 * MAX_RECORD)
-    if len(raw) > MAX_RECORD:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORD, actual_size=len(raw))
-    m = Message.parse(raw)
+    # A record over MAX_RECORD is 413 (schemas.MessageBytes), as the body over twice that just above.
+    m = Message.parse((await read_body(request, schemas.MessagePost, oversize=frozenset({"message"}))).message)
     h = m.header
     event.res["msg"] = m.id
     event.detail.update({"gen": h.gen, "seq": h.seq})
