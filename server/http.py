@@ -17,6 +17,7 @@ from aiohttp import web
 
 from server.context import Handler
 from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
+from vault.wire.schemas import Error
 
 log = logging.getLogger("mvault.server")
 MAX_JSON = 4 * 1024 * 1024
@@ -24,8 +25,15 @@ JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
 T = TypeVar("T")
 
 
+def answer(value: msgspec.Struct, status: int = 200) -> web.Response:
+    """A JSON answer written from its Struct of ``vault/wire/schemas.py``: the same text as the dictionaries
+    written before (``web.json_response`` writes with ``json.dumps``; bytes become standard padded base64,
+    unset fields are left out, a tagged Struct's tag comes first)."""
+    return web.json_response(msgspec.to_builtins(value), status=status)
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    return answer(Error(error=code, message=message), status)
 
 
 @web.middleware

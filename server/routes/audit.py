@@ -13,15 +13,12 @@ from msgspec import UnsetType
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from server.access import judge_now, session_of
-from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, now_of
-from server.http import int_query, read_body
+from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, Handler, now_of
+from server.http import answer, int_query, read_body
 from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
 from vault.wire import schemas
-from vault.wire64 import b64
-
-routes = web.RouteTableDef()
 
 
 def _org_id(request: web.Request) -> str:
@@ -29,7 +26,6 @@ def _org_id(request: web.Request) -> str:
     return org.org_id if org is not None else ""
 
 
-@routes.get("/api/v1/audit/checkpoint")
 async def checkpoint(request: web.Request) -> web.Response:
     app = request.app
     store = app[AUDIT]
@@ -42,12 +38,10 @@ async def checkpoint(request: web.Request) -> web.Response:
     if found is not None:
         w, cosigs = found
         w_proof = store.tree.consistency_proof(w.checkpoint.size, size) if 0 < w.checkpoint.size <= size else []
-        witness = {"checkpoint": b64(w.checkpoint.raw), "sig": b64(w.sig), "proof": [b64(h) for h in w_proof],
-                   "cosigs": [{"member": c.member, "device": c.device, "sig": b64(c.sig), "time": c.time}
-                              for c in cosigs]}
-    return web.json_response({"checkpoint": b64(cp.checkpoint.raw), "sig": b64(cp.sig),
-                              "proof": [b64(h) for h in proof], "witness": witness,
-                              "log_key": b64(store.log_public)})
+        witness = schemas.Witnessed(checkpoint=w.checkpoint.raw, sig=w.sig, proof=list(w_proof), cosigs=[
+            schemas.Cosignature(member=c.member, device=c.device, sig=c.sig, time=c.time) for c in cosigs])
+    return answer(schemas.CheckpointAnswer(checkpoint=cp.checkpoint.raw, sig=cp.sig, proof=list(proof),
+                                           witness=witness, log_key=store.log_public))
 
 
 def _require_admitted(request: web.Request) -> str:
@@ -64,17 +58,14 @@ def _require_security(request: web.Request) -> str:
     return me
 
 
-@routes.get("/api/v1/audit/leaves")
 async def leaves(request: web.Request) -> web.Response:
     _require_admitted(request)
     start, count = int_query(request, "start", 0), int_query(request, "count", 1000)
     rows = await request.app[AUDIT].leaves(start, count)
     note(request, "audit.read", detail={"start": start, "count": len(rows)})
-    return web.json_response({"leaves": [{"index": i, "hash": b64(h), "leaf": b64(leaf) if leaf is not None else None}
-                                         for i, h, leaf in rows]})
+    return answer(schemas.Leaves(leaves=[schemas.Leaf(index=i, hash=h, leaf=leaf) for i, h, leaf in rows]))
 
 
-@routes.post("/api/v1/audit/cosign")
 async def cosign(request: web.Request) -> web.Response:
     judge_now(request, "audit.cosign")
     body = await read_body(request, schemas.CosignRequest)
@@ -93,18 +84,16 @@ async def cosign(request: web.Request) -> web.Response:
         raise EncodingError("the cosignature does not verify with your device key") from e
     note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
     await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t)
-    return web.json_response({"size": issued.checkpoint.size}, status=201)
+    return answer(schemas.CosignAnswer(size=issued.checkpoint.size), 201)
 
 
-@routes.get("/api/v1/audit/key")
 async def get_key(request: web.Request) -> web.Response:
     key = request.app[STATE].key
     if key.pub is None:
-        return web.json_response({"key": None})
-    return web.json_response({"key": {"statement": b64(key.statement), "sig": b64(key.sig)}})
+        return answer(schemas.AuditKeyAnswer(key=None))
+    return answer(schemas.AuditKeyAnswer(key=schemas.AuditKeyStatement(statement=key.statement, sig=key.sig)))
 
 
-@routes.post("/api/v1/audit/key")
 async def put_key(request: web.Request) -> web.Response:
     judge_now(request, "audit.key")
     s = session_of(request)
@@ -135,7 +124,7 @@ async def put_key(request: web.Request) -> web.Response:
     key.sig = sig
     await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
     app[STATE].key = key
-    return web.json_response({"gen": key.gen}, status=201)
+    return answer(schemas.AuditKeyStored(gen=key.gen), 201)
 
 
 Field = TypeVar("Field", int, str)
@@ -148,7 +137,6 @@ def _needed(value: Field | UnsetType, name: str) -> Field:
     return value
 
 
-@routes.post("/api/v1/audit/attest")
 async def attest(request: web.Request) -> web.Response:
     f = await read_body(request, schemas.AttestRequest)
     kind = f.kind
@@ -191,19 +179,21 @@ async def attest(request: web.Request) -> web.Response:
                                                  "count": _needed(f.count, "count")})
     else:
         note(request, "audit.export", detail={"count": _needed(f.count, "count")})
-    return web.json_response({"ok": True}, status=201)
+    return answer(schemas.Ok(ok=True), 201)
 
 
-@routes.get("/api/v1/audit/teams/{team}/versions")
 async def team_versions(request: web.Request) -> web.Response:
     """Every version's signed record (no body, no key) of one team: for exposure reports."""
     _require_security(request)
     team = request.app[DIRECTORY].team(request.match_info["team"])
     versions = await request.app[DOCUMENTS].team_versions(team.team_id)
     note(request, "doc.list", {"team": team.team_id})
-    return web.json_response({"versions": [{"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record)}
-                                           for v in versions]})
+    return answer(schemas.TeamVersions(versions=[schemas.VersionRecord(vid=v.vid, doc=v.doc, seq=v.seq,
+                                                                       record=v.record) for v in versions]))
 
 
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "audit_checkpoint": checkpoint, "audit_leaves": leaves, "audit_cosign": cosign, "audit_key": get_key,
+    "publish_audit_key": put_key, "attest": attest, "audit_team_versions": team_versions,
+}

@@ -3,14 +3,12 @@ member and team chains (with the key boxes they commit to); a member's own team 
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from msgspec import UnsetType
 
 from server.access import is_overseer, session_of, visible_team
-from server.context import CHAINS, DIRECTORY, LOCK, now_of
-from server.http import int_query
+from server.context import CHAINS, DIRECTORY, LOCK, Handler, now_of
+from server.http import answer, int_query
 from server.links import note_links, signed_link
 from server.notes import note
 from server.store.records import StoredLink
@@ -19,33 +17,28 @@ from vault.errors import ChainError, Conflict, IntegrityError, NotFound
 from vault.links import Link
 from vault.teamkeys import box_hash
 from vault.wire import schemas
-from vault.wire64 import b64
-
-routes = web.RouteTableDef()
 
 
-@routes.get("/api/v1/directory")
 async def directory_view(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     org = directory.require_org()
     me = session_of(request).member
     now, overseer = int(now_of(request)), is_overseer(request)
-    teams: dict[str, Any] = {}
+    teams: dict[str, schemas.TeamHead] = {}
     for tid, t in directory.teams.items():
         served = directory.served_length(tid, me, now, overseer)
         if served is None:
             continue
         if served[1]:
-            teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
+            teams[tid] = schemas.TeamHead(name=t.name, seq=t.seq, head=t.head.hex(), removed_at=None)
         else:  # removed, or the role ended: the chain up to then, to verify it
-            teams[tid] = {"name": t.name, "seq": served[0], "removed_at": served[0]}
-    return web.json_response(
-        {
-            "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
-            "members": {m: {"seq": s.seq, "head": s.head.hex(), "name": s.name} for m, s in directory.members.items()},
-            "teams": teams,
-        }
-    )
+            teams[tid] = schemas.TeamHead(name=t.name, seq=served[0], removed_at=served[0])
+    return answer(schemas.DirectoryView(
+        org=schemas.OrgHead(seq=org.seq, head=org.head.hex(), root=org.root.hex()),
+        members={m: schemas.MemberHead(seq=s.seq, head=s.head.hex(), name=s.name)
+                 for m, s in directory.members.items()},
+        teams=teams,
+    ))
 
 
 def _after(request: web.Request) -> int:
@@ -53,17 +46,15 @@ def _after(request: web.Request) -> int:
 
 
 def _links_response(links: list[Link], after: int) -> web.Response:
-    return web.json_response({"links": [b64(link.wire) for link in links[after:]]})
+    return answer(schemas.Links(links=[link.wire for link in links[after:]]))
 
 
-@routes.get("/api/v1/chains/org")
 async def org_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     directory.require_org()
     return _links_response(directory.org_links, _after(request))
 
 
-@routes.post("/api/v1/org/links")
 async def append_org_link(request: web.Request) -> web.Response:
     _, link = await signed_link(request, schemas.LinkRequest)
     if link.type == "org.join":
@@ -79,10 +70,9 @@ async def append_org_link(request: web.Request) -> web.Response:
         await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], [])
         directory.commit_org(state, link)
     note_links(request, link)
-    return web.json_response({"seq": state.seq}, status=201)
+    return answer(schemas.SeqAnswer(seq=state.seq), 201)
 
 
-@routes.get("/api/v1/chains/member/{member}")
 async def member_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     mid = request.match_info["member"]
@@ -90,7 +80,6 @@ async def member_chain(request: web.Request) -> web.Response:
     return _links_response(directory.member_links[mid], _after(request))
 
 
-@routes.post("/api/v1/members/{member}/links")
 async def append_member_link(request: web.Request) -> web.Response:
     body, link = await signed_link(request, schemas.MemberLinkRequest)
     if link.chain != request.match_info["member"]:
@@ -113,10 +102,9 @@ async def append_member_link(request: web.Request) -> web.Response:
                                         [(state.member_id, gen, d, boxes[d]) for d in new], [])
         directory.commit_member((state, link))
     note_links(request, link)
-    return web.json_response({"seq": state.seq}, status=201)
+    return answer(schemas.SeqAnswer(seq=state.seq), 201)
 
 
-@routes.get("/api/v1/chains/team/{team}")
 async def team_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     team = directory.team(request.match_info["team"])
@@ -155,7 +143,6 @@ def _require_fresh_org(request: web.Request, link: Link) -> None:
         raise Conflict("the organization chain moved on; fetch it and retry")
 
 
-@routes.post("/api/v1/teams")
 async def create_team(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
@@ -167,10 +154,9 @@ async def create_team(request: web.Request) -> web.Response:
         await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
-    return web.json_response({"team": state.team_id, "seq": 1}, status=201)
+    return answer(schemas.TeamSeq(team=state.team_id, seq=1), 201)
 
 
-@routes.post("/api/v1/teams/{team}/links")
 async def append_team_link(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
@@ -186,18 +172,20 @@ async def append_team_link(request: web.Request) -> web.Response:
         await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
-    return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
+    return answer(schemas.TeamSeq(team=state.team_id, seq=state.seq), 201)
 
 
-@routes.get("/api/v1/teams/{team}/boxes")
 async def my_team_boxes(request: web.Request) -> web.Response:
     team = visible_team(request, request.match_info["team"])
     me = session_of(request).member
     note(request, "keys.team", {"team": team.team_id})
     rows = await request.app[CHAINS].team_boxes_for(team.team_id, me)
-    return web.json_response({"boxes": [{"gen": g, "box": b64(b)} for g, b in rows]})
+    return answer(schemas.TeamBoxes(boxes=[schemas.TeamBox(gen=g, box=b) for g, b in rows]))
 
 
-
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "directory": directory_view, "org_chain": org_chain, "append_org_link": append_org_link,
+    "append_member_link": append_member_link, "member_chain": member_chain, "team_chain": team_chain,
+    "create_team": create_team, "append_team_link": append_team_link, "team_boxes": my_team_boxes,
+}

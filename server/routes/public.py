@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
-from server.http import read_body
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, Handler, now_of
+from server.http import answer, read_body
 from server.links import check_link_time, note_links
 from server.openapi import OPENAPI
 from server.store.records import StoredLink
@@ -18,31 +18,20 @@ from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError
 from vault.links import Link, parse_link, verify_invite_holder, verify_invite_signature
 from vault.teamkeys import box_hash
 from vault.wire import schemas
-from vault.wire64 import b64
-
-routes = web.RouteTableDef()
 
 
-@routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "version": __version__})
+    return answer(schemas.Health(status="ok", version=__version__))
 
 
-@routes.get("/api/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-@routes.get("/api/v1/info")
 async def info(request: web.Request) -> web.Response:
     org = request.app[DIRECTORY].org
-    return web.json_response(
-        {
-            "version": __version__,
-            "org_root": org.root.hex() if org else None,
-            "time": int(now_of(request)),
-        }
-    )
+    return answer(schemas.Info(version=__version__, org_root=org.root.hex() if org else None,
+                               time=int(now_of(request))))
 
 
 def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None]) -> OrgState:
@@ -64,7 +53,6 @@ def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None
     return org
 
 
-@routes.post("/api/v1/join/head")
 async def join_head(request: web.Request) -> web.Response:
     """The organization chain's head, for a joiner who proves it holds an open invite (review round 3: a
     stranger watched the organization grow through /api/v1/info)."""
@@ -74,10 +62,9 @@ async def join_head(request: web.Request) -> web.Response:
         raise EncodingError("the proof's time is too far from the server's")
     root = request.app[DIRECTORY].require_org().root
     org = _invite_holder(request, public, lambda: verify_invite_holder(public, root, t, proof))
-    return web.json_response({"org_seq": org.seq, "org_head": b64(org.head)})
+    return answer(schemas.JoinHead(org_seq=org.seq, org_head=org.head))
 
 
-@routes.post("/api/v1/found")
 async def found(request: web.Request) -> web.Response:
     body = await read_body(request, schemas.FoundRequest)
     app = request.app
@@ -100,7 +87,7 @@ async def found(request: web.Request) -> web.Response:
         directory.commit_member((member, member_link))
         directory.commit_org(org, org_link)
     note_links(request, member_link, org_link)
-    return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
+    return answer(schemas.Founded(org_root=org.root.hex(), member=member.member_id), 201)
 
 
 def _newcomer_links(request: web.Request, member_raw: bytes, org_raw: bytes) -> tuple[Link, Link]:
@@ -116,7 +103,6 @@ def _check_puk_box(member: MemberState, device: str, box: bytes) -> None:
         raise IntegrityError("the PUK box does not match the member chain's commitment")
 
 
-@routes.post("/api/v1/join")
 async def join(request: web.Request) -> web.Response:
     body = await read_body(request, schemas.JoinRequest)
     app = request.app
@@ -144,10 +130,10 @@ async def join(request: web.Request) -> web.Response:
         directory.commit_member((member, member_link))
         directory.commit_org(org, join_link)
     note_links(request, member_link, join_link)
-    return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
-                             status=201)
+    return answer(schemas.Joined(member=member.member_id, status=org.members[member.member_id].status), 201)
 
 
-
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "health": health, "openapi": openapi, "info": info, "found": found, "join_head": join_head, "join": join,
+}

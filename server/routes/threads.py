@@ -24,8 +24,9 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from server.access import (
@@ -38,9 +39,9 @@ from server.access import (
     session_of,
     team_access,
 )
-from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of, running
+from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, Handler, now_of, running
 from server.events import Follower
-from server.http import hex_id, int_query, read_body
+from server.http import answer, hex_id, int_query, read_body
 from server.notes import Note, note
 from server.recorder import record
 from server.store.records import AuthSession, StoredMessage, StoredThread
@@ -59,10 +60,8 @@ from vault.errors import (
 )
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 from vault.wire import schemas
-from vault.wire64 import b64
 
 log = logging.getLogger("mvault.server")
-routes = web.RouteTableDef()
 PAGE = 1000
 BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
 BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
@@ -82,13 +81,18 @@ def _check_time(request: web.Request, t: int, what: str) -> None:
         raise EncodingError(f"{what} time {t} is too far from the server's time {int(now)}; check your clock")
 
 
-def _thread_json(t: StoredThread) -> dict[str, Any]:
-    return {"thread": t.thread, "record": b64(t.record), "next_pos": t.next_pos, "last_time": t.last_time,
-            "count": t.count}
+def _thread(t: StoredThread) -> schemas.Thread:
+    return schemas.Thread(thread=t.thread, record=t.record, next_pos=t.next_pos, last_time=t.last_time,
+                          count=t.count)
 
 
-def _message_json(m: StoredMessage) -> dict[str, Any]:
-    return {"type": "msg", "thread": m.thread, "pos": m.pos, "record": b64(m.record)}
+def _message(m: StoredMessage) -> schemas.MessageItem:
+    return schemas.MessageItem(thread=m.thread, pos=m.pos, record=m.record)
+
+
+def _json(frame: schemas.Wire) -> dict[str, Any]:
+    """A live frame (or an item published to the followers) as the JSON object it is sent as."""
+    return cast(dict[str, Any], msgspec.to_builtins(frame))
 
 
 async def purge_due(app: web.Application, force: bool = False) -> None:
@@ -105,7 +109,6 @@ async def purge_due(app: web.Application, force: bool = False) -> None:
 # -- handlers ---------------------------------------------------------------------------------------
 
 
-@routes.post("/api/v1/teams/{team}/threads")
 async def create_thread(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
@@ -128,17 +131,16 @@ async def create_thread(request: web.Request) -> web.Response:
     await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
-    request.app[BUS].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
-    return web.json_response({"thread": rec.thread}, status=201)
+    request.app[BUS].publish(team.team_id, _json(schemas.ThreadFrame(thread=rec.thread, record=rec.raw)))
+    return answer(schemas.ThreadCreated(thread=rec.thread), 201)
 
 
-@routes.get("/api/v1/teams/{team}/threads")
 async def list_threads(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     note(request, "thread.list", {"team": team.team_id})
     await purge_due(request.app)
     threads = await request.app[THREADS].threads(team.team_id, int(now_of(request)))
-    return web.json_response({"threads": [_thread_json(t) for t in threads]})
+    return answer(schemas.ThreadList(threads=[_thread(t) for t in threads]))
 
 
 async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
@@ -149,7 +151,6 @@ async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
     return t
 
 
-@routes.get("/api/v1/teams/{team}/threads/{thread}/messages")
 async def read_messages(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     event = note(request, "msg.read", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
@@ -161,15 +162,14 @@ async def read_messages(request: web.Request) -> web.Response:
     msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
     mine = await storage.last_sent(team.team_id, t.thread, s.device)
     event.detail.update({"after": after, "count": len(msgs)})
-    return web.json_response({
-        "thread": _thread_json(t),
-        "messages": [_message_json(m) for m in msgs],
-        "more": len(msgs) == limit,
-        "mine": None if mine is None else {"seq": mine[0], "id": mine[1], "time": mine[2]},
-    })
+    return answer(schemas.MessagePage(
+        thread=_thread(t),
+        messages=[_message(m) for m in msgs],
+        more=len(msgs) == limit,
+        mine=None if mine is None else schemas.LastSent(seq=mine[0], id=mine[1], time=mine[2]),
+    ))
 
 
-@routes.post("/api/v1/teams/{team}/threads/{thread}/messages")
 async def post_message(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
@@ -208,8 +208,8 @@ async def post_message(request: web.Request) -> web.Response:
     pos = await app[LOG].append(stored, h.prev)
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
-    app[BUS].publish(team.team_id, _message_json(replace(stored, pos=pos)))
-    return web.json_response({"id": m.id, "pos": pos}, status=201)
+    app[BUS].publish(team.team_id, _json(_message(replace(stored, pos=pos))))
+    return answer(schemas.Posted(id=m.id, pos=pos), 201)
 
 
 # -- live delivery ----------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultErr
 
 async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
     """Tell the follower why delivery stops (``unauthorized``: log in again; ``forbidden``: access ended)."""
-    await ws.send_json({"type": "closed", "error": problem.code, "message": problem.message})
+    await ws.send_json(_json(schemas.ClosedFrame(error=problem.code, message=problem.message)))
     await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
 
 
@@ -274,7 +274,6 @@ async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]
     return out, follow_all
 
 
-@routes.get("/api/v1/teams/{team}/live")
 async def follow(request: web.Request) -> web.StreamResponse:
     """A live connection, refused before the upgrade if the member already holds as many as the
     quota ``live_followers`` allows (reserved here, with nothing awaited between check and count)."""
@@ -304,7 +303,7 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
     try:
         after, follow_all = await _first_frame(ws)
     except VaultError as e:
-        await ws.send_json({"type": "error", "error": e.code, "message": e.message})
+        await ws.send_json(_json(schemas.ErrorFrame(error=e.code, message=e.message)))
         await ws.close(code=4400)
         return ws
     me = Follower(s, ws)
@@ -318,7 +317,7 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
     unknown = [tid for tid in after if tid not in threads]
     if unknown:
         bus.unsubscribe(team.team_id, me)
-        await ws.send_json({"type": "error", "error": "not_found", "message": "no such thread in this team"})
+        await ws.send_json(_json(schemas.ErrorFrame(error="not_found", message="no such thread in this team")))
         await ws.close(code=4404)
         return ws
     await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
@@ -331,7 +330,7 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
             for t in await storage.threads(team.team_id, int(now_of(request))):
                 if t.thread not in sent:
                     sent[t.thread] = 0
-                    await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+                    await ws.send_json(_json(schemas.ThreadFrame(thread=t.thread, record=t.record)))
 
     async def reader() -> None:
         async for msg in ws:
@@ -346,7 +345,7 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
         while True:
             msgs = await storage.messages(team.team_id, tid, sent[tid], PAGE, int(now_of(request)))
             for m in msgs:
-                await ws.send_json(_message_json(m))
+                await ws.send_json(_json(_message(m)))
                 sent[tid] = m.pos
                 n += 1
             if len(msgs) < PAGE:
@@ -356,10 +355,10 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
     try:
         if follow_all:
             for t in threads.values():
-                await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+                await ws.send_json(_json(schemas.ThreadFrame(thread=t.thread, record=t.record)))
         for tid in list(sent):
             delivered += await catch_up(tid)
-        await ws.send_json({"type": "live"})
+        await ws.send_json(_json(schemas.LiveFrame()))
         out: list[str] = []
 
         async def flush() -> None:
@@ -418,6 +417,13 @@ async def _follow(request: web.Request, team: TeamState, s: AuthSession) -> web.
     return ws
 
 
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "list_threads": list_threads, "create_thread": create_thread, "read_messages": read_messages,
+    "post_message": post_message, "follow": follow,
+}
+
+
 # -- wiring -----------------------------------------------------------------------------------------
 
 
@@ -444,7 +450,6 @@ async def _close_followers(app: web.Application) -> None:
 
 
 def register(app: web.Application) -> None:
-    """The thread routes and their background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
-    app.router.add_routes(routes)
+    """The threads' background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
     app.cleanup_ctx.append(_start)
     app.on_shutdown.append(_close_followers)
