@@ -1,5 +1,6 @@
 """The composition root: builds the server's components, wires them into one aiohttp application
-and registers the routes. Nothing else lives here; every module below knows the others only
+and registers the routes: one per operation of ``vault/wire/operations.py``, each served by the handler
+its routes module names for it (``HANDLERS``). Nothing else lives here; every module below knows the others only
 through the application's keys (``server/context.py``).
 
 Middlewares, outermost first: errors become JSON answers (``server/http.py``); every outcome is
@@ -35,6 +36,7 @@ from server.context import (
     STORAGE,
     THREADS,
     Config,
+    Handler,
 )
 from server.directory import Directory
 from server.events import Hub
@@ -46,6 +48,7 @@ from server.routes import audit, auth, chains, devices, docs, public, threads
 from server.store.protocols import Storage
 from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
+from vault.wire.operations import OPERATIONS
 
 __all__ = ["make_app", "open_app"]
 
@@ -66,9 +69,21 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[HUB] = app[BUS] = Hub()
     app[LOG] = MessageLog(storage)
     app.cleanup_ctx.append(refusal_flusher)  # entered before the thread purge loop, left after it
-    for routes in (public, auth, chains, devices, docs, audit, threads):
-        routes.register(app)
+    threads.register(app)
+    add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, audit, threads)
+                         for name, handler in routes.HANDLERS.items()})
     return app
+
+
+def add_operations(app: web.Application, handlers: dict[str, Handler]) -> None:
+    """One route per operation of ``vault/wire/operations.py``, served by the handler of its name: no route
+    without its description, no operation without its handler (checked here, at start)."""
+    names = {op.name for op in OPERATIONS}
+    if set(handlers) != names or len(names) != len(OPERATIONS):
+        raise RuntimeError(f"operations without a handler: {sorted(names - set(handlers))}; "
+                           f"handlers without an operation: {sorted(set(handlers) - names)}")
+    for op in OPERATIONS:
+        getattr(app.router, f"add_{op.method}")(op.path, handlers[op.name])  # add_get also answers HEAD
 
 
 async def open_app(config: Config) -> web.Application:

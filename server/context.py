@@ -26,6 +26,7 @@ from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimite
 from server.messagelog import MessageLog
 from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
 from server.store.records import AuthSession
+from vault.wire.operations import OPERATIONS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -102,8 +103,7 @@ CLAIMED = web.RequestKey("audit_claimed", tuple)  # (member, device) a session t
 
 # Routes (by their canonical pattern, never the raw path) that need no session.
 CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
-PUBLIC = {"/api/health", "/api/openapi.json", "/api/v1/info", "/api/v1/found", "/api/v1/join", "/api/v1/join/head",
-          CHALLENGE, LOGIN, "/api/v1/device-links/{slot}/offer"}
+PUBLIC = frozenset(op.path for op in OPERATIONS if not op.auth)
 
 
 def now_of(request: web.Request) -> float:

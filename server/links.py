@@ -3,16 +3,19 @@ signed by the logged-in device, and noted for the audit log once accepted."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from aiohttp import web
 
 from server.access import session_of
 from server.context import CONFIG, now_of
-from server.http import read_json
+from server.http import read_body
 from server.notes import note
-from vault.encoding import Fields
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link, parse_link
-from vault.wire64 import unb64
+from vault.wire import schemas
+
+LinkBody = TypeVar("LinkBody", schemas.LinkRequest, schemas.MemberLinkRequest, schemas.TeamLinkRequest)
 
 
 def check_link_time(request: web.Request, link: Link) -> None:
@@ -23,10 +26,6 @@ def check_link_time(request: web.Request, link: Link) -> None:
             f"link time {link.time} is too far from the server's time {int(now)} "
             f"(allowed difference {int(skew)} s); check your clock"
         )
-
-
-def parse_link_field(f: Fields, key: str) -> Link:
-    return parse_link(unb64(f.raw.get(key), key))
 
 
 def require_signer(request: web.Request, link: Link) -> None:
@@ -48,11 +47,11 @@ def note_links(request: web.Request, *links: Link) -> None:
              actor=link.signer, device=link.device)
 
 
-async def signed_link(request: web.Request, allowed: set[str]) -> tuple[Fields, Link]:
+async def signed_link(request: web.Request, shape: type[LinkBody]) -> tuple[LinkBody, Link]:
     """The request's link, signed by the logged-in device and dated near the server's clock."""
-    f = await read_json(request, allowed)
-    link = parse_link_field(f, "link")
+    body = await read_body(request, shape)
+    link = parse_link(body.link)
     require_signer(request, link)
     check_link_time(request, link)
-    return f, link
+    return body, link
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 from aiohttp import WSMsgType, web
 
 from server import replies
@@ -29,16 +30,21 @@ from server.recorder import record
 from server.store.records import AuthSession, StoredMessage
 from vault.chains import TeamState
 from vault.errors import AuthError, EncodingError, PolicyDenied, VaultError
-from vault.wire64 import b64
+from vault.wire import schemas
 
 PAGE = 1000  # messages read from storage at a time
 BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
 BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
 
 
-def message_json(m: StoredMessage) -> dict[str, Any]:
+def message_item(m: StoredMessage) -> schemas.MessageItem:
     """A stored message as it is published, delivered and read."""
-    return {"type": "msg", "thread": m.thread, "pos": m.pos, "record": b64(m.record)}
+    return schemas.MessageItem(thread=m.thread, pos=m.pos, record=m.record)
+
+
+def frame(value: schemas.Wire) -> dict[str, Any]:
+    """A live frame (or an item published to the followers) as the JSON object it is sent as."""
+    return cast(dict[str, Any], msgspec.to_builtins(value))
 
 
 def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultError | None:
@@ -69,7 +75,7 @@ def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultErr
 
 async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
     """Tell the follower why delivery stops (``unauthorized``: log in again; ``forbidden``: access ended)."""
-    await ws.send_json({"type": "closed", "error": problem.code, "message": problem.message})
+    await ws.send_json(frame(schemas.ClosedFrame(error=problem.code, message=problem.message)))
     await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
 
 
@@ -111,7 +117,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     try:
         after, follow_all = await _first_frame(ws)
     except VaultError as e:
-        await ws.send_json({"type": "error", "error": e.code, "message": e.message})
+        await ws.send_json(frame(schemas.ErrorFrame(error=e.code, message=e.message)))
         await ws.close(code=4400)
         return ws
     me = Follower(s, ws)
@@ -126,7 +132,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     if unknown:
         bus.unsubscribe(team.team_id, me)
         missing = replies.no_such_thread()
-        await ws.send_json({"type": "error", "error": missing.code, "message": missing.message})
+        await ws.send_json(frame(schemas.ErrorFrame(error=missing.code, message=missing.message)))
         await ws.close(code=4404)
         return ws
     await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
@@ -139,7 +145,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             for t in await storage.threads(team.team_id, int(now_of(request))):
                 if t.thread not in sent:
                     sent[t.thread] = 0
-                    await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+                    await ws.send_json(frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
 
     async def reader() -> None:
         async for msg in ws:
@@ -154,7 +160,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
         while True:
             msgs = await storage.messages(team.team_id, tid, sent[tid], PAGE, int(now_of(request)))
             for m in msgs:
-                await ws.send_json(message_json(m))
+                await ws.send_json(frame(message_item(m)))
                 sent[tid] = m.pos
                 n += 1
             if len(msgs) < PAGE:
@@ -164,10 +170,10 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     try:
         if follow_all:
             for t in threads.values():
-                await ws.send_json({"type": "thread", "thread": t.thread, "record": b64(t.record)})
+                await ws.send_json(frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
         for tid in list(sent):
             delivered += await catch_up(tid)
-        await ws.send_json({"type": "live"})
+        await ws.send_json(frame(schemas.LiveFrame()))
         out: list[str] = []
 
         async def flush() -> None:

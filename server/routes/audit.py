@@ -5,19 +5,20 @@ audit middleware's work (``server/recorder.py``).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from aiohttp import web
+from msgspec import UnsetType
 
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from server.access import judge_now, session_of
-from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, now_of
-from server.http import int_query, read_json
+from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, Handler, now_of
+from server.http import answer, int_query, read_body
 from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
-from vault.wire64 import b64, unb64
-
-routes = web.RouteTableDef()
+from vault.wire import schemas
 
 
 def _org_id(request: web.Request) -> str:
@@ -25,7 +26,6 @@ def _org_id(request: web.Request) -> str:
     return org.org_id if org is not None else ""
 
 
-@routes.get("/api/v1/audit/checkpoint")
 async def checkpoint(request: web.Request) -> web.Response:
     app = request.app
     store = app[AUDIT]
@@ -38,12 +38,10 @@ async def checkpoint(request: web.Request) -> web.Response:
     if found is not None:
         w, cosigs = found
         w_proof = store.tree.consistency_proof(w.checkpoint.size, size) if 0 < w.checkpoint.size <= size else []
-        witness = {"checkpoint": b64(w.checkpoint.raw), "sig": b64(w.sig), "proof": [b64(h) for h in w_proof],
-                   "cosigs": [{"member": c.member, "device": c.device, "sig": b64(c.sig), "time": c.time}
-                              for c in cosigs]}
-    return web.json_response({"checkpoint": b64(cp.checkpoint.raw), "sig": b64(cp.sig),
-                              "proof": [b64(h) for h in proof], "witness": witness,
-                              "log_key": b64(store.log_public)})
+        witness = schemas.Witnessed(checkpoint=w.checkpoint.raw, sig=w.sig, proof=list(w_proof), cosigs=[
+            schemas.Cosignature(member=c.member, device=c.device, sig=c.sig, time=c.time) for c in cosigs])
+    return answer(schemas.CheckpointAnswer(checkpoint=cp.checkpoint.raw, sig=cp.sig, proof=list(proof),
+                                           witness=witness, log_key=store.log_public))
 
 
 def _require_admitted(request: web.Request) -> str:
@@ -60,23 +58,18 @@ def _require_security(request: web.Request) -> str:
     return me
 
 
-@routes.get("/api/v1/audit/leaves")
 async def leaves(request: web.Request) -> web.Response:
     _require_admitted(request)
     start, count = int_query(request, "start", 0), int_query(request, "count", 1000)
     rows = await request.app[AUDIT].leaves(start, count)
     note(request, "audit.read", detail={"start": start, "count": len(rows)})
-    return web.json_response({"leaves": [{"index": i, "hash": b64(h), "leaf": b64(leaf) if leaf is not None else None}
-                                         for i, h, leaf in rows]})
+    return answer(schemas.Leaves(leaves=[schemas.Leaf(index=i, hash=h, leaf=leaf) for i, h, leaf in rows]))
 
 
-@routes.post("/api/v1/audit/cosign")
 async def cosign(request: web.Request) -> web.Response:
     judge_now(request, "audit.cosign")
-    f = await read_json(request, {"checkpoint", "sig", "time"})
-    raw = unb64(f.raw.get("checkpoint"), "checkpoint", 4096)
-    sig = unb64(f.raw.get("sig"), "sig", 128)
-    t = f.int_("time", 0)
+    body = await read_body(request, schemas.CosignRequest)
+    raw, sig, t = body.checkpoint, body.sig, body.time
     s = session_of(request)
     store = request.app[AUDIT]
     directory = request.app[DIRECTORY]
@@ -91,24 +84,21 @@ async def cosign(request: web.Request) -> web.Response:
         raise EncodingError("the cosignature does not verify with your device key") from e
     note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
     await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t)
-    return web.json_response({"size": issued.checkpoint.size}, status=201)
+    return answer(schemas.CosignAnswer(size=issued.checkpoint.size), 201)
 
 
-@routes.get("/api/v1/audit/key")
 async def get_key(request: web.Request) -> web.Response:
     key = request.app[STATE].key
     if key.pub is None:
-        return web.json_response({"key": None})
-    return web.json_response({"key": {"statement": b64(key.statement), "sig": b64(key.sig)}})
+        return answer(schemas.AuditKeyAnswer(key=None))
+    return answer(schemas.AuditKeyAnswer(key=schemas.AuditKeyStatement(statement=key.statement, sig=key.sig)))
 
 
-@routes.post("/api/v1/audit/key")
 async def put_key(request: web.Request) -> web.Response:
     judge_now(request, "audit.key")
     s = session_of(request)
-    body = await read_json(request, {"statement", "sig"})
-    raw = unb64(body.raw.get("statement"), "statement", 4096)
-    sig = unb64(body.raw.get("sig"), "sig", 128)
+    body = await read_body(request, schemas.AuditKeyRequest)
+    raw, sig = body.statement, body.sig
     claim = AuditKeyClaim.parse(raw)
     key = AuditKey(claim.gen, claim.pub, claim.team, raw)
     if not valid_box_public(claim.pub):
@@ -134,30 +124,36 @@ async def put_key(request: web.Request) -> web.Response:
     key.sig = sig
     await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
     app[STATE].key = key
-    return web.json_response({"gen": key.gen}, status=201)
+    return answer(schemas.AuditKeyStored(gen=key.gen), 201)
 
 
-ATTEST_KINDS = {"keystore", "verify", "approve", "lost", "export", "report"}
+Field = TypeVar("Field", int, str)
 
 
-@routes.post("/api/v1/audit/attest")
+def _needed(value: Field | UnsetType, name: str) -> Field:
+    """A field of ``AttestRequest`` that its kind needs."""
+    if isinstance(value, UnsetType):
+        raise EncodingError(f"request: missing field {name!r}")
+    return value
+
+
 async def attest(request: web.Request) -> web.Response:
-    f = await read_json(request, {"kind", "time_cost", "memory_kib", "parallelism", "member", "device", "link",
-                                  "fingerprint", "count", "violated"})
-    kind = f.str_("kind", 16)
-    if kind not in ATTEST_KINDS:
-        raise EncodingError(f"kind must be one of {sorted(ATTEST_KINDS)}")
+    f = await read_body(request, schemas.AttestRequest)
+    kind = f.kind
     directory = request.app[DIRECTORY]
     me = session_of(request).member
     now = int(now_of(request))
     if kind == "keystore":
-        detail: dict[str, int | str] = {k: f.int_(k, 1, 2**32) for k in ("time_cost", "memory_kib", "parallelism")}
+        detail: dict[str, int | str] = {
+            "time_cost": _needed(f.time_cost, "time_cost"), "memory_kib": _needed(f.memory_kib, "memory_kib"),
+            "parallelism": _needed(f.parallelism, "parallelism")}
         note(request, "attest.keystore", detail=detail)
     elif kind == "verify":
-        verified = directory.member(f.str_("member", 64)).member_id
-        note(request, "attest.verify", {"member": verified}, verified, {"fingerprint": f.str_("fingerprint", 128)})
+        verified = directory.member(_needed(f.member, "member")).member_id
+        note(request, "attest.verify", {"member": verified}, verified,
+             {"fingerprint": _needed(f.fingerprint, "fingerprint")})
     elif kind == "approve":
-        link = f.str_("link", 64)
+        link = _needed(f.link, "link")
         approved = next((x for x in directory.org_links if x.hash.hex() == link), None)
         if approved is None:
             raise NotFound("no organization link has that hash")
@@ -167,8 +163,8 @@ async def attest(request: web.Request) -> web.Response:
             raise PolicyDenied("the second approver is neither the link's signer nor its subject")
         note(request, "attest.approve", {"link": link, "chain": ""})
     elif kind == "lost":
-        target = directory.member(f.str_("member", 64))
-        device = target.device(f.str_("device", 64)).device_id
+        target = directory.member(_needed(f.member, "member"))
+        device = target.device(_needed(f.device, "device")).device_id
         roles = directory.require_org().roles_of(me, now)
         if target.member_id != me and not roles & {"security", "ncc"}:
             raise PolicyDenied("only the device's member, the Security Team or the NCC report a device lost")
@@ -179,22 +175,25 @@ async def attest(request: web.Request) -> web.Response:
     elif kind == "report":
         # The Security Team's report found these rules violated: policy violations become events too.
         _require_security(request)
-        note(request, "audit.report", detail={"violated": f.str_("violated", 1024), "count": f.int_("count", 0, 2**40)})
+        note(request, "audit.report", detail={"violated": _needed(f.violated, "violated"),
+                                                 "count": _needed(f.count, "count")})
     else:
-        note(request, "audit.export", detail={"count": f.int_("count", 0, 2**40)})
-    return web.json_response({"ok": True}, status=201)
+        note(request, "audit.export", detail={"count": _needed(f.count, "count")})
+    return answer(schemas.Ok(ok=True), 201)
 
 
-@routes.get("/api/v1/audit/teams/{team}/versions")
 async def team_versions(request: web.Request) -> web.Response:
     """Every version's signed record (no body, no key) of one team: for exposure reports."""
     _require_security(request)
     team = request.app[DIRECTORY].team(request.match_info["team"])
     versions = await request.app[DOCUMENTS].team_versions(team.team_id)
     note(request, "doc.list", {"team": team.team_id})
-    return web.json_response({"versions": [{"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record)}
-                                           for v in versions]})
+    return answer(schemas.TeamVersions(versions=[schemas.VersionRecord(vid=v.vid, doc=v.doc, seq=v.seq,
+                                                                       record=v.record) for v in versions]))
 
 
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "audit_checkpoint": checkpoint, "audit_leaves": leaves, "audit_cosign": cosign, "audit_key": get_key,
+    "publish_audit_key": put_key, "attest": attest, "audit_team_versions": team_versions,
+}

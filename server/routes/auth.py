@@ -11,41 +11,38 @@ without a session").
 from __future__ import annotations
 
 from aiohttp import web
+from msgspec import UnsetType
 
 from server.access import removed
 from server.context import (
-    CHALLENGE,
     CONFIG,
     DIRECTORY,
     KEY_HOLDER,
     LAST_PURGE,
-    LOGIN,
     LOGINS,
     NAMED_DEVICE,
     PURGE_EVERY,
+    Handler,
     now_of,
 )
-from server.http import read_json
+from server.http import answer, read_body
 from server.notes import note
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
 from vault.errors import AuthError, VaultError
 from vault.keys import DeviceKeys, device_id_for
-from vault.wire64 import b64, unb64
-
-routes = web.RouteTableDef()
+from vault.wire import schemas
 
 
-@routes.post(CHALLENGE)
 async def challenge(request: web.Request) -> web.Response:
     """A nonce for any (member, device), known or not, active or not: the answer and the work are the
     same for all, so the ids alone tell nothing. A nonce for a device that cannot log in never succeeds."""
-    f = await read_json(request, {"member", "device"})
-    member_id, device_id = f.str_("member", 64), f.str_("device", 64)
+    body = await read_body(request, schemas.ChallengeRequest)
+    member_id, device_id = body.member, body.device
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
     await _purge_now_and_then(request.app, now_of(request))
     await request.app[LOGINS].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
-    return web.json_response({"nonce": b64(nonce), "expires": expires})
+    return answer(schemas.Challenge(nonce=nonce, expires=expires))
 
 
 async def _purge_now_and_then(app: web.Application, now: float) -> None:
@@ -61,17 +58,16 @@ LOGIN_REFUSED = "login refused: the signature does not verify for this member an
 _NO_KEY = DeviceKeys.generate().sign_public
 
 
-@routes.post(LOGIN)
 async def login(request: web.Request) -> web.Response:
     """Until the signature verifies the caller is nobody: its failures are counted against its address
     (never against the device it names) and answered without telling what the server knows of the ids.
     Once it verifies, the caller holds the device key and may learn why it still cannot log in."""
-    f = await read_json(request, {"statement", "sig", "key"})
-    statement = AuthStatement.parse(unb64(f.raw.get("statement"), "statement", 4096))
-    sig = unb64(f.raw.get("sig"), "sig", 128)
+    body = await read_body(request, schemas.LoginRequest)
+    statement = AuthStatement.parse(body.statement)
+    sig = body.sig
     # Optional: the signing key itself. A device that is not (yet) in its member's chain shows it, so
     # that its own failed login is no guess (a new device waiting to be added polls this way).
-    own = unb64(f.raw.get("key"), "key", 64) if "key" in f.raw else None
+    own = None if isinstance(body.key, UnsetType) else body.key
     app = request.app
     now = now_of(request)
     taken = await app[LOGINS].take_nonce(nonce_hash(statement.nonce))
@@ -114,8 +110,10 @@ async def login(request: web.Request) -> web.Response:
     token = new_token()
     session_expires = now + app[CONFIG].session_ttl
     await app[LOGINS].add_session(token_hash(token), member_id, device_id, session_expires)
-    return web.json_response({"token": token, "expires": session_expires})
+    return answer(schemas.LoginToken(token=token, expires=session_expires))
 
 
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "challenge": challenge, "login": login,
+}

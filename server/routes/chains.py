@@ -3,49 +3,43 @@ member and team chains (with the key boxes they commit to); a member's own team 
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
+from msgspec import UnsetType
 
 from server.access import is_overseer, session_of, visible_team
-from server.context import CHAINS, DIRECTORY, LOCK, now_of
-from server.http import int_query
+from server.context import CHAINS, DIRECTORY, LOCK, Handler, now_of
+from server.http import answer, int_query
 from server.links import note_links, signed_link
 from server.notes import note
 from server.replies import check_appended
 from server.store.records import StoredLink
 from vault.chains import TeamState
-from vault.encoding import Fields
-from vault.errors import ChainError, Conflict, EncodingError, IntegrityError, NotFound
+from vault.errors import ChainError, Conflict, IntegrityError, NotFound
 from vault.links import Link
 from vault.teamkeys import box_hash
-from vault.wire64 import b64, unb64
-
-routes = web.RouteTableDef()
+from vault.wire import schemas
 
 
-@routes.get("/api/v1/directory")
 async def directory_view(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     org = directory.require_org()
     me = session_of(request).member
     now, overseer = int(now_of(request)), is_overseer(request)
-    teams: dict[str, Any] = {}
+    teams: dict[str, schemas.TeamHead] = {}
     for tid, t in directory.teams.items():
         served = directory.served_length(tid, me, now, overseer)
         if served is None:
             continue
         if served[1]:
-            teams[tid] = {"name": t.name, "seq": t.seq, "head": t.head.hex(), "removed_at": None}
+            teams[tid] = schemas.TeamHead(name=t.name, seq=t.seq, head=t.head.hex(), removed_at=None)
         else:  # removed, or the role ended: the chain up to then, to verify it
-            teams[tid] = {"name": t.name, "seq": served[0], "removed_at": served[0]}
-    return web.json_response(
-        {
-            "org": {"seq": org.seq, "head": org.head.hex(), "root": org.root.hex()},
-            "members": {m: {"seq": s.seq, "head": s.head.hex(), "name": s.name} for m, s in directory.members.items()},
-            "teams": teams,
-        }
-    )
+            teams[tid] = schemas.TeamHead(name=t.name, seq=served[0], removed_at=served[0])
+    return answer(schemas.DirectoryView(
+        org=schemas.OrgHead(seq=org.seq, head=org.head.hex(), root=org.root.hex()),
+        members={m: schemas.MemberHead(seq=s.seq, head=s.head.hex(), name=s.name)
+                 for m, s in directory.members.items()},
+        teams=teams,
+    ))
 
 
 def _after(request: web.Request) -> int:
@@ -53,19 +47,17 @@ def _after(request: web.Request) -> int:
 
 
 def _links_response(links: list[Link], after: int) -> web.Response:
-    return web.json_response({"links": [b64(link.wire) for link in links[after:]]})
+    return answer(schemas.Links(links=[link.wire for link in links[after:]]))
 
 
-@routes.get("/api/v1/chains/org")
 async def org_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     directory.require_org()
     return _links_response(directory.org_links, _after(request))
 
 
-@routes.post("/api/v1/org/links")
 async def append_org_link(request: web.Request) -> web.Response:
-    _, link = await signed_link(request, {"link"})
+    _, link = await signed_link(request, schemas.LinkRequest)
     if link.type == "org.join":
         raise ChainError("joins go through /api/v1/join")
     app = request.app
@@ -79,10 +71,9 @@ async def append_org_link(request: web.Request) -> web.Response:
         check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
         directory.commit_org(state, link)
     note_links(request, link)
-    return web.json_response({"seq": state.seq}, status=201)
+    return answer(schemas.SeqAnswer(seq=state.seq), 201)
 
 
-@routes.get("/api/v1/chains/member/{member}")
 async def member_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     mid = request.match_info["member"]
@@ -90,15 +81,11 @@ async def member_chain(request: web.Request) -> web.Response:
     return _links_response(directory.member_links[mid], _after(request))
 
 
-@routes.post("/api/v1/members/{member}/links")
 async def append_member_link(request: web.Request) -> web.Response:
-    f, link = await signed_link(request, {"link", "puk_boxes"})
+    body, link = await signed_link(request, schemas.MemberLinkRequest)
     if link.chain != request.match_info["member"]:
         raise ChainError("link belongs to another chain")
-    raw = f.raw.get("puk_boxes", {})
-    if not isinstance(raw, dict) or len(raw) > 64:
-        raise EncodingError("puk_boxes must be an object of device id -> base64 box")
-    boxes = {str(k): unb64(v, "puk box", 4096) for k, v in raw.items()}
+    boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
     async with app[LOCK]:
         directory = app[DIRECTORY]
@@ -116,10 +103,9 @@ async def append_member_link(request: web.Request) -> web.Response:
                                                       [(state.member_id, gen, d, boxes[d]) for d in new], []))
         directory.commit_member((state, link))
     note_links(request, link)
-    return web.json_response({"seq": state.seq}, status=201)
+    return answer(schemas.SeqAnswer(seq=state.seq), 201)
 
 
-@routes.get("/api/v1/chains/team/{team}")
 async def team_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     team = directory.team(request.match_info["team"])
@@ -132,15 +118,8 @@ async def team_chain(request: web.Request) -> web.Response:
 
 async def _team_link(request: web.Request) -> tuple[Link, dict[str, bytes]]:
     """A team link signed by the logged-in device, with the key boxes it commits to."""
-    f, link = await signed_link(request, {"link", "boxes"})
-    return link, _boxes(f)
-
-
-def _boxes(f: Fields) -> dict[str, bytes]:
-    raw = f.raw.get("boxes", {})
-    if not isinstance(raw, dict) or len(raw) > 1000:
-        raise EncodingError("boxes must be an object of member id -> base64 box")
-    return {str(k): unb64(v, "box", 4096) for k, v in raw.items()}
+    body, link = await signed_link(request, schemas.TeamLinkRequest)
+    return link, {} if isinstance(body.boxes, UnsetType) else body.boxes
 
 
 def _new_box_rows(before: TeamState | None, after: TeamState,
@@ -165,7 +144,6 @@ def _require_fresh_org(request: web.Request, link: Link) -> None:
         raise Conflict("the organization chain moved on; fetch it and retry")
 
 
-@routes.post("/api/v1/teams")
 async def create_team(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
@@ -177,10 +155,9 @@ async def create_team(request: web.Request) -> web.Response:
         check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows))
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
-    return web.json_response({"team": state.team_id, "seq": 1}, status=201)
+    return answer(schemas.TeamSeq(team=state.team_id, seq=1), 201)
 
 
-@routes.post("/api/v1/teams/{team}/links")
 async def append_team_link(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
@@ -197,18 +174,20 @@ async def append_team_link(request: web.Request) -> web.Response:
                                                       rows))
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
-    return web.json_response({"team": state.team_id, "seq": state.seq}, status=201)
+    return answer(schemas.TeamSeq(team=state.team_id, seq=state.seq), 201)
 
 
-@routes.get("/api/v1/teams/{team}/boxes")
 async def my_team_boxes(request: web.Request) -> web.Response:
     team = visible_team(request, request.match_info["team"])
     me = session_of(request).member
     note(request, "keys.team", {"team": team.team_id})
     rows = await request.app[CHAINS].team_boxes_for(team.team_id, me)
-    return web.json_response({"boxes": [{"gen": g, "box": b64(b)} for g, b in rows]})
+    return answer(schemas.TeamBoxes(boxes=[schemas.TeamBox(gen=g, box=b) for g, b in rows]))
 
 
-
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "directory": directory_view, "org_chain": org_chain, "append_org_link": append_org_link,
+    "append_member_link": append_member_link, "member_chain": member_chain, "team_chain": team_chain,
+    "create_team": create_team, "append_team_link": append_team_link, "team_boxes": my_team_boxes,
+}

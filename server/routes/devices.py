@@ -8,15 +8,12 @@ from typing import assert_never
 from aiohttp import web
 
 from server.access import quotas, session_of
-from server.context import CHAINS, SLOTS, now_of
-from server.http import hex_id, read_json
+from server.context import CHAINS, SLOTS, Handler, now_of
+from server.http import answer, hex_id, read_body
 from server.notes import note
 from server.store.records import SlotFill, SlotMissing, SlotOpen, SlotRead, SlotsFull
 from vault.errors import Conflict, NotFound, QuotaExceeded
-from vault.wire64 import b64, unb64
-
-routes = web.RouteTableDef()
-
+from vault.wire import schemas
 
 LINK_SLOT_TTL = 600.0
 
@@ -25,7 +22,6 @@ def _slot(request: web.Request) -> str:
     return hex_id(request.match_info["slot"], "slot")
 
 
-@routes.post("/api/v1/device-links/{slot}")
 async def open_link_slot(request: web.Request) -> web.Response:
     s = session_of(request)
     slot = _slot(request)
@@ -33,7 +29,7 @@ async def open_link_slot(request: web.Request) -> web.Response:
                                                  quotas(request.app)["link_slots"])
     match opened:
         case SlotOpen.OPENED:
-            return web.json_response({"slot": slot, "expires": now_of(request) + LINK_SLOT_TTL}, status=201)
+            return answer(schemas.SlotOpened(slot=slot, expires=now_of(request) + LINK_SLOT_TTL), 201)
         case SlotOpen.IN_USE:
             raise Conflict("that device-link code is already in use")
         case SlotsFull(max_open=max_open, retry_after=retry):
@@ -43,40 +39,38 @@ async def open_link_slot(request: web.Request) -> web.Response:
             assert_never(opened)
 
 
-@routes.post("/api/v1/device-links/{slot}/offer")
 async def offer_link_slot(request: web.Request) -> web.Response:
-    f = await read_json(request, {"payload"})
-    payload = unb64(f.raw.get("payload"), "payload", 4096)
+    payload = (await read_body(request, schemas.SlotOffer)).payload
     filled = await request.app[SLOTS].fill_slot(_slot(request), payload, now_of(request))
     match filled:
         case SlotFill.FILLED:
-            return web.json_response({"ok": True}, status=201)
+            return answer(schemas.Ok(ok=True), 201)
         case SlotFill.UNAVAILABLE:
             raise NotFound("unknown, expired or already used device-link code")
         case _:
             assert_never(filled)
 
 
-@routes.get("/api/v1/device-links/{slot}")
 async def read_link_slot(request: web.Request) -> web.Response:
     found = await request.app[SLOTS].read_slot(_slot(request), session_of(request).member, now_of(request))
     match found:
         case SlotRead(payload=payload):
-            return web.json_response({"payload": b64(payload) if payload is not None else None})
+            return answer(schemas.SlotPayload(payload=payload))
         case SlotMissing.UNKNOWN:
             raise NotFound("unknown or expired device-link code")
         case _:
             assert_never(found)
 
 
-@routes.get("/api/v1/puk-boxes")
 async def my_puk_boxes(request: web.Request) -> web.Response:
     s = session_of(request)
     note(request, "keys.member")
     rows = await request.app[CHAINS].puk_boxes_for(s.member, s.device)
-    return web.json_response({"boxes": [{"puk_gen": g, "box": b64(b)} for g, b in rows]})
+    return answer(schemas.PukBoxes(boxes=[schemas.PukBox(puk_gen=g, box=b) for g, b in rows]))
 
 
-
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "open_link_slot": open_link_slot, "read_link_slot": read_link_slot, "offer_link_slot": offer_link_slot,
+    "puk_boxes": my_puk_boxes,
+}

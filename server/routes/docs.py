@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import struct
-from typing import Any, assert_never
+from typing import assert_never
 
 from aiohttp import web
 
@@ -20,8 +20,8 @@ from server.access import (
     session_of,
     team_access,
 )
-from server.context import CONFIG, DIRECTORY, DOCUMENTS, now_of
-from server.http import hex_id
+from server.context import CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
+from server.http import answer, hex_id
 from server.notes import note
 from server.store.blobs import TempBlob
 from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
@@ -32,9 +32,7 @@ from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
 from vault.errors import EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
 from vault.fileio import Stage
-from vault.wire64 import b64
-
-routes = web.RouteTableDef()
+from vault.wire import schemas
 
 
 def _doc_access(request: web.Request, action: str) -> TeamState:
@@ -45,19 +43,17 @@ def _check_doc_id(doc: str) -> str:
     return hex_id(doc, "document id")
 
 
-def _version_json(v: StoredVersion) -> dict[str, Any]:
-    return {"vid": v.vid, "doc": v.doc, "seq": v.seq, "record": b64(v.record), "body_len": v.body_len}
+def _version(v: StoredVersion) -> schemas.Version:
+    return schemas.Version(vid=v.vid, doc=v.doc, seq=v.seq, record=v.record, body_len=v.body_len)
 
 
-@routes.get("/api/v1/teams/{team}/docs")
 async def list_docs(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
     note(request, "doc.list", {"team": team.team_id})
     heads = await request.app[DOCUMENTS].heads(team.team_id)
-    return web.json_response({"docs": [_version_json(v) for v in heads]})
+    return answer(schemas.Docs(docs=[_version(v) for v in heads]))
 
 
-@routes.get("/api/v1/teams/{team}/docs/{doc}")
 async def doc_versions(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
     doc = _check_doc_id(request.match_info["doc"])
@@ -65,10 +61,9 @@ async def doc_versions(request: web.Request) -> web.Response:
     versions = await request.app[DOCUMENTS].versions(team.team_id, doc)
     if not versions:
         raise NotFound("no such document in this team")
-    return web.json_response({"versions": [_version_json(v) for v in versions]})
+    return answer(schemas.Versions(versions=[_version(v) for v in versions]))
 
 
-@routes.post("/api/v1/teams/{team}/docs/{doc}")
 async def put_version(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.write")
     doc = _check_doc_id(request.match_info["doc"])
@@ -152,7 +147,7 @@ async def put_version(request: web.Request) -> web.Response:
         # A refused version's blob goes, unless an identical upload already made it a real version.
         if placed and await storage.version(team.team_id, vid) is None:
             blobs.delete(vid)
-    return web.json_response({"vid": vid, "seq": core.seq}, status=201)
+    return answer(schemas.Stored(vid=vid, seq=core.seq), 201)
 
 
 async def _read_exactly(request: web.Request, n: int, what: str) -> bytes:
@@ -202,7 +197,6 @@ async def _receive_body(request: web.Request, temp: TempBlob, length: int) -> by
 _WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-upload")
 
 
-@routes.get("/api/v1/teams/{team}/versions/{vid}/body")
 async def version_body(request: web.Request) -> web.StreamResponse:
     team = _doc_access(request, "doc.read")
     storage = request.app[DOCUMENTS]
@@ -217,6 +211,7 @@ async def version_body(request: web.Request) -> web.StreamResponse:
     return response
 
 
-
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "list_docs": list_docs, "doc_versions": doc_versions, "put_version": put_version, "version_body": version_body,
+}

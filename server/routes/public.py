@@ -7,43 +7,32 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, now_of
-from server.http import read_json
-from server.links import check_link_time, note_links, parse_link_field
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, Handler, now_of
+from server.http import answer, read_body
+from server.links import check_link_time, note_links
 from server.openapi import OPENAPI
 from server.replies import check_appended
 from server.store.records import StoredLink
 from vault import __version__
 from vault.chains import MemberState, OrgState
-from vault.encoding import Fields
 from vault.errors import BadSignature, ChainError, EncodingError, IntegrityError, InviteError, InviteNotOpen
-from vault.links import Link, verify_invite_holder, verify_invite_signature
+from vault.links import Link, parse_link, verify_invite_holder, verify_invite_signature
 from vault.teamkeys import box_hash
-from vault.wire64 import b64, unb64
-
-routes = web.RouteTableDef()
+from vault.wire import schemas
 
 
-@routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "version": __version__})
+    return answer(schemas.Health(status="ok", version=__version__))
 
 
-@routes.get("/api/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-@routes.get("/api/v1/info")
 async def info(request: web.Request) -> web.Response:
     org = request.app[DIRECTORY].org
-    return web.json_response(
-        {
-            "version": __version__,
-            "org_root": org.root.hex() if org else None,
-            "time": int(now_of(request)),
-        }
-    )
+    return answer(schemas.Info(version=__version__, org_root=org.root.hex() if org else None,
+                               time=int(now_of(request))))
 
 
 def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None]) -> OrgState:
@@ -65,31 +54,28 @@ def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None
     return org
 
 
-@routes.post("/api/v1/join/head")
 async def join_head(request: web.Request) -> web.Response:
     """The organization chain's head, for a joiner who proves it holds an open invite (review round 3: a
     stranger watched the organization grow through /api/v1/info)."""
-    f = await read_json(request, {"invite", "time", "proof"})
-    public = unb64(f.raw.get("invite"), "invite", 64)
-    t = f.int_("time", 0)
-    proof = unb64(f.raw.get("proof"), "proof", 128)
+    body = await read_body(request, schemas.JoinHeadRequest)
+    public, t, proof = body.invite, body.time, body.proof
     if abs(t - int(now_of(request))) > request.app[CONFIG].clock_skew:
         raise EncodingError("the proof's time is too far from the server's")
     root = request.app[DIRECTORY].require_org().root
     org = _invite_holder(request, public, lambda: verify_invite_holder(public, root, t, proof))
-    return web.json_response({"org_seq": org.seq, "org_head": b64(org.head)})
+    return answer(schemas.JoinHead(org_seq=org.seq, org_head=org.head))
 
 
-@routes.post("/api/v1/found")
 async def found(request: web.Request) -> web.Response:
-    f = await read_json(request, {"member_link", "puk_box", "org_link"})
+    body = await read_body(request, schemas.FoundRequest)
     app = request.app
     async with app[LOCK]:
         directory = app[DIRECTORY]
         if directory.org is not None:
             raise InviteError("this organization is already founded; the founder invite is used")
         founder_invite = await app[CHAINS].get_meta("founder_invite")
-        member_link, org_link, puk_box = _newcomer_links(request, f, "org_link")
+        member_link, org_link = _newcomer_links(request, body.member_link, body.org_link)
+        puk_box = body.puk_box
         member, _ = directory.check_member_create(member_link)
         _check_puk_box(member, member_link.device, puk_box)
         org = directory.check_org_link(org_link, extra_member=member)
@@ -97,17 +83,15 @@ async def found(request: web.Request) -> web.Response:
             raise InviteError("the founder invite is not valid for this server")
         await _store_newcomer(app, member, member_link, puk_box, org, org_link)
     note_links(request, member_link, org_link)
-    return web.json_response({"org_root": org.root.hex(), "member": member.member_id}, status=201)
+    return answer(schemas.Founded(org_root=org.root.hex(), member=member.member_id), 201)
 
 
-def _newcomer_links(request: web.Request, f: Fields, org_key: str) -> tuple[Link, Link, bytes]:
-    """A newcomer's first member link, its organization link (``org_key``) and its PUK box, both links
-    dated near the server's clock."""
-    member_link, org_link = parse_link_field(f, "member_link"), parse_link_field(f, org_key)
-    puk_box = unb64(f.raw.get("puk_box"), "puk_box", 4096)
+def _newcomer_links(request: web.Request, member_raw: bytes, org_raw: bytes) -> tuple[Link, Link]:
+    """A newcomer's first member link and its organization link, both dated near the server's clock."""
+    member_link, org_link = parse_link(member_raw), parse_link(org_raw)
     for link in (member_link, org_link):
         check_link_time(request, link)
-    return member_link, org_link, puk_box
+    return member_link, org_link
 
 
 async def _store_newcomer(app: web.Application, member: MemberState, member_link: Link, puk_box: bytes,
@@ -128,14 +112,14 @@ def _check_puk_box(member: MemberState, device: str, box: bytes) -> None:
         raise IntegrityError("the PUK box does not match the member chain's commitment")
 
 
-@routes.post("/api/v1/join")
 async def join(request: web.Request) -> web.Response:
-    f = await read_json(request, {"member_link", "puk_box", "join_link"})
+    body = await read_body(request, schemas.JoinRequest)
     app = request.app
     async with app[LOCK]:
         directory = app[DIRECTORY]
         directory.require_org()
-        member_link, join_link, puk_box = _newcomer_links(request, f, "join_link")
+        member_link, join_link = _newcomer_links(request, body.member_link, body.join_link)
+        puk_box = body.puk_box
         if join_link.type != "org.join":
             raise ChainError("expected an org.join link")
         # The invite first: nothing about the chain (its length, its head) to a caller without one.
@@ -149,10 +133,10 @@ async def join(request: web.Request) -> web.Response:
             raise InviteError(e.message) from e
         await _store_newcomer(app, member, member_link, puk_box, org, join_link)
     note_links(request, member_link, join_link)
-    return web.json_response({"member": member.member_id, "status": org.members[member.member_id].status},
-                             status=201)
+    return answer(schemas.Joined(member=member.member_id, status=org.members[member.member_id].status), 201)
 
 
-
-def register(app: web.Application) -> None:
-    app.router.add_routes(routes)
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "health": health, "openapi": openapi, "info": info, "found": found, "join_head": join_head, "join": join,
+}

@@ -14,7 +14,7 @@ called here before messages are listed or read, and in the background).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, assert_never
+from typing import assert_never
 
 from aiohttp import web
 
@@ -28,9 +28,9 @@ from server.access import (
     session_of,
     team_access,
 )
-from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, now_of
-from server.http import hex_id, int_query, read_json
-from server.live import PAGE, message_json
+from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, Handler, now_of
+from server.http import answer, hex_id, int_query, read_body
+from server.live import PAGE, frame, message_item
 from server.notes import note
 from server.store.records import StoredMessage, StoredThread, ThreadAdded, ThreadExists
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
@@ -38,9 +38,7 @@ from vault.acts import Act
 from vault.chains import TeamState
 from vault.errors import Conflict, EncodingError, IntegrityError, PolicyDenied, QuotaExceeded
 from vault.messages import MAX_RECORD, Message, ThreadRecord
-from vault.wire64 import b64, unb64
-
-routes = web.RouteTableDef()
+from vault.wire import schemas
 
 
 def _team_for(request: web.Request, action: str) -> TeamState:
@@ -57,21 +55,19 @@ def _check_time(request: web.Request, t: int, what: str) -> None:
         raise EncodingError(f"{what} time {t} is too far from the server's time {int(now)}; check your clock")
 
 
-def _thread_json(t: StoredThread) -> dict[str, Any]:
-    return {"thread": t.thread, "record": b64(t.record), "next_pos": t.next_pos, "last_time": t.last_time,
-            "count": t.count}
+def _thread(t: StoredThread) -> schemas.Thread:
+    return schemas.Thread(thread=t.thread, record=t.record, next_pos=t.next_pos, last_time=t.last_time,
+                          count=t.count)
 
 
 # -- handlers ---------------------------------------------------------------------------------------
 
 
-@routes.post("/api/v1/teams/{team}/threads")
 async def create_thread(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
     event = note(request, "thread.create", {"team": team.team_id})
-    f = await read_json(request, {"record"})
-    rec = ThreadRecord.parse(unb64(f.raw.get("record"), "record", 4096))
+    rec = ThreadRecord.parse((await read_body(request, schemas.ThreadCreate)).record)
     event.res["thread"] = rec.thread[:64]
     _thread_id(rec.thread)
     check_session(request.app, s)  # as things are now that the body arrived
@@ -98,17 +94,16 @@ async def create_thread(request: web.Request) -> web.Response:
             assert_never(added)
     request.app[DIRECTORY].note_signed(rec.creator, rec.device, rec.time)
     event.detail["expire"] = rec.expire
-    request.app[BUS].publish(team.team_id, {"type": "thread", "thread": rec.thread, "record": b64(rec.raw)})
-    return web.json_response({"thread": rec.thread}, status=201)
+    request.app[BUS].publish(team.team_id, frame(schemas.ThreadFrame(thread=rec.thread, record=rec.raw)))
+    return answer(schemas.ThreadCreated(thread=rec.thread), 201)
 
 
-@routes.get("/api/v1/teams/{team}/threads")
 async def list_threads(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     note(request, "thread.list", {"team": team.team_id})
     await expiry.purge_due(request.app)
     threads = await request.app[THREADS].threads(team.team_id, int(now_of(request)))
-    return web.json_response({"threads": [_thread_json(t) for t in threads]})
+    return answer(schemas.ThreadList(threads=[_thread(t) for t in threads]))
 
 
 async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
@@ -119,7 +114,6 @@ async def _stored_thread(request: web.Request, team: TeamState) -> StoredThread:
     return t
 
 
-@routes.get("/api/v1/teams/{team}/threads/{thread}/messages")
 async def read_messages(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.read")
     event = note(request, "msg.read", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
@@ -131,15 +125,14 @@ async def read_messages(request: web.Request) -> web.Response:
     msgs = await storage.messages(team.team_id, t.thread, after, limit, int(now_of(request)))
     mine = await storage.last_sent(team.team_id, t.thread, s.device)
     event.detail.update({"after": after, "count": len(msgs)})
-    return web.json_response({
-        "thread": _thread_json(t),
-        "messages": [message_json(m) for m in msgs],
-        "more": len(msgs) == limit,
-        "mine": None if mine is None else {"seq": mine[0], "id": mine[1], "time": mine[2]},
-    })
+    return answer(schemas.MessagePage(
+        thread=_thread(t),
+        messages=[message_item(m) for m in msgs],
+        more=len(msgs) == limit,
+        mine=None if mine is None else schemas.LastSent(seq=mine[0], id=mine[1], time=mine[2]),
+    ))
 
 
-@routes.post("/api/v1/teams/{team}/threads/{thread}/messages")
 async def post_message(request: web.Request) -> web.Response:
     team = _team_for(request, "thread.post")
     s = session_of(request)
@@ -151,11 +144,8 @@ async def post_message(request: web.Request) -> web.Response:
         raise replies.no_such_thread()
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
-    f = await read_json(request, {"message"})
-    raw = unb64(f.raw.get("message"), "message", 2 * MAX_RECORD)
-    if len(raw) > MAX_RECORD:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORD, actual_size=len(raw))
-    m = Message.parse(raw)
+    # A record over MAX_RECORD is 413 (schemas.MessageBytes), as the body over twice that just above.
+    m = Message.parse((await read_body(request, schemas.MessagePost, oversize=frozenset({"message"}))).message)
     h = m.header
     event.res["msg"] = m.id
     event.detail.update({"gen": h.gen, "seq": h.seq})
@@ -183,14 +173,13 @@ async def post_message(request: web.Request) -> web.Response:
     pos = await app[LOG].append(stored, h.prev)
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
-    app[BUS].publish(team.team_id, message_json(replace(stored, pos=pos)))
-    return web.json_response({"id": m.id, "pos": pos}, status=201)
+    app[BUS].publish(team.team_id, frame(message_item(replace(stored, pos=pos))))
+    return answer(schemas.Posted(id=m.id, pos=pos), 201)
 
 
 # -- live delivery (served by server/live.py) ------------------------------------------------------
 
 
-@routes.get("/api/v1/teams/{team}/live")
 async def follow(request: web.Request) -> web.StreamResponse:
     """A live connection, refused before the upgrade if the member already holds as many as the
     quota ``live_followers`` allows (reserved here, with nothing awaited between check and count)."""
@@ -210,11 +199,17 @@ async def follow(request: web.Request) -> web.StreamResponse:
             del hub.live[s.member]
 
 
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {
+    "list_threads": list_threads, "create_thread": create_thread, "read_messages": read_messages,
+    "post_message": post_message, "follow": follow,
+}
+
+
 # -- wiring -----------------------------------------------------------------------------------------
 
 
 def register(app: web.Application) -> None:
-    """The thread routes and their background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
-    app.router.add_routes(routes)
+    """The threads' background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
     app.cleanup_ctx.append(expiry.purging)
     app.on_shutdown.append(live.close_followers)

@@ -134,10 +134,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "200", s.SlotPayload, "400 401 404"),
     _op("offer_link_slot", "post", "/api/v1/device-links/{slot}/offer",
         "new device delivers its sealed public keys once", "201", s.Ok, "400 404 429", s.SlotOffer, auth=False),
-    _op("member_chain", "get", "/api/v1/chains/member/{member}", "a member chain", "200", s.Links, "401 404",
+    _op("member_chain", "get", "/api/v1/chains/member/{member}", "a member chain", "200", s.Links, "400 401 404",
         query=(AFTER,)),
     _op("team_chain", "get", "/api/v1/chains/team/{team}", "a team chain (members and NCC)", "200", s.Links,
-        "401 404", query=(AFTER,)),
+        "400 401 404", query=(AFTER,)),
     _op("create_team", "post", "/api/v1/teams", "create a team (team.create link + key boxes)", "201", s.TeamSeq,
         "400 401 403 409", s.TeamLinkRequest),
     _op("append_team_link", "post", f"{TEAM}/links", "append a team link (+ key boxes)", "201", s.TeamSeq,
@@ -169,7 +169,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "400 401 403 404 409 413", s.MessagePost),
     _op("follow", "get", f"{TEAM}/live",
         "WebSocket: first frame {after: {thread: pos}, all: bool}; then missed messages, {type: live}, and each "
-        "new message; 429 (before the upgrade) at the quota live_followers", "101", WebSocket, "401 403 404 429"),
+        "new message; 429 (before the upgrade) at the quota live_followers; 400 for a request that is no WebSocket "
+        "upgrade", "101", WebSocket, "400 401 403 404 429"),
     # -- audit
     _op("audit_checkpoint", "get", "/api/v1/audit/checkpoint",
         "newest signed checkpoint of the audit log, the consistency proof from ?from=SIZE and the newest "
