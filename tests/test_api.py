@@ -7,10 +7,11 @@ Every refused request must answer ``{"error": str, "message": str}`` with a 4xx 
 ``team_boxes``, ``puk_boxes`` and ``versions`` and the files under ``blobs/`` and ``tmp/``.
 
 Most tests share one organization per module (``world``): alice founded it (NCC), bob is a
-writer in team "drafting", carol a reader of team "side" whose role ends 30 s after it was
-given (tests move the server clock past it). Building it costs several Argon2 unlocks and
-CLI runs, so it is built once; every test leaves it usable for the next. Tests that need
-a server without an organization use the ``server`` fixture.
+writer in team "drafting", carol a reader of team "side" whose role ends half an hour after it
+was given (``World.carol_until``, on the server's clock: far past the module's run even on a loaded
+machine); the tests that need it ended move the server clock to a minute past it (``past_carol``).
+Building it costs several Argon2 unlocks and CLI runs, so it is built once; every test leaves it
+usable for the next. Tests that need a server without an organization use the ``server`` fixture.
 """
 
 from __future__ import annotations
@@ -237,8 +238,13 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/v1/teams/{team}/live", "429"): "test_live_followers",
 }
 
-CAROL_UNTIL = 30  # carol's role in "side" ends this many seconds after the module starts
-PAST_CAROL = 120  # move the server clock this far to be past it (still inside the 600 s skew)
+CAROL_TERM = 1800  # carol's role in "side" ends this many seconds (server clock) after it is given
+
+
+def past_carol(w: World) -> None:
+    """Move the server clock to a minute past the end of carol's role, however long the module took to get
+    here. The jump stays shorter than a session's life (sessions opened before it still work)."""
+    w.server.advance(w.carol_until + 60 - w.server.clock())
 
 
 # -- the shared organization ---------------------------------------------------------------------
@@ -247,7 +253,8 @@ PAST_CAROL = 120  # move the server clock this far to be past it (still inside t
 async def _side_team(w: World) -> tuple[str, str]:
     async with session(w, w.alice) as s:
         side = await admin.create_team(s, "side", "program")
-        await admin.add_member(s, "side", "carol", "reader", int(time.time()) + CAROL_UNTIL)
+        w.carol_until = int(w.server.clock()) + CAROL_TERM
+        await admin.add_member(s, "side", "carol", "reader", w.carol_until)
         view = await s.view(refresh=True)
         return view.team_by_name("drafting").team_id, side.team_id
 
@@ -1267,7 +1274,7 @@ async def test_put_too_large(w: World) -> None:
 
 async def test_doc_reads_need_a_current_role(w: World) -> None:
     async with session(w, w.carol) as cs, Http(w.server) as h:
-        w.server.advance(PAST_CAROL)  # carol's reader role in "side" has ended
+        past_carol(w)  # carol's reader role in "side" has ended
         token = await login(h, w.carol)
         for label, path in (
             ("list", f"/api/v1/teams/{w.side}/docs"),
@@ -1542,7 +1549,7 @@ async def test_thread_reads_need_a_current_role(w: World) -> None:
         carol = await login(h, w.carol)
         status, _ = await h.call("GET", f"/api/v1/teams/{side}/threads", token=carol)
         assert status == 200  # while her role lasts
-        w.server.advance(PAST_CAROL)
+        past_carol(w)
         carol = await login(h, w.carol)
         await refused(h, "GET", f"/api/v1/teams/{side}/threads", 403, token=carol, contains="may not read")
         await refused(h, "GET", msgs_path(side, thread), 403, token=carol, contains="may not read")
