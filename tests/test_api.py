@@ -172,6 +172,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("post", "/api/v1/teams/{team}/docs/{doc}", "409"): "test_put_conflicts",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "413"): "test_put_too_large",
     ("post", "/api/v1/teams/{team}/docs/{doc}", "429"): "test_versions_per_day_refused_with_429_until_the_window_moves",
+    ("post", "/api/v1/teams/{team}/docs/{doc}", "507"): "test_an_upload_onto_a_full_disk_is_refused_cleanly",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "200"): "test_put_and_read_versions",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "403"): "test_doc_reads_need_a_current_role",
