@@ -1,7 +1,7 @@
 """Every operation of the HTTP API as data: method, path and its parameters, query parameters,
 request body, answer per status, session or not, and what it does.
 
-``server/openapi.py`` generates the OpenAPI document from ``OPERATIONS``; ``tests/test_api.py``
+``server/openapi.py`` generates the OpenAPI document from ``OPERATIONS``; ``tests/test_api_contract.py``
 checks that every (method, path, status) has a test, and ``tests/test_api_schemas.py`` that every
 operation's real answers and the real client's requests match the Structs named here.
 """
