@@ -40,11 +40,11 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
     data = tmp_path / "server-data"
     if not _mount(data):
         pytest.skip("mounting a tmpfs needs root")
-    s = ServerThread(data).start()
+    s = ServerThread(data)
     try:
-        yield s
+        yield s.start()
     finally:
-        s.stop()
+        s.stop()  # harmless if it never started
         subprocess.run(["umount", str(data)], check=True)
 
 
