@@ -1,7 +1,8 @@
 """A full disk on the server during an upload (a real one: the data directory is a small tmpfs).
 
-The upload gets a clear JSON error, 507 ``insufficient_storage``, not a bare 500; it leaves no
-temporary file, no blob and no version row; and once space is freed the same upload is stored.
+The upload gets a clear JSON error, 507 ``insufficient_storage``, not a bare 500; it is recorded in
+the audit log like any refused request; it leaves no temporary file, no blob and no version row; and
+once space is freed the same upload is stored.
 Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere the test is skipped.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from client.home import Home
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_doc, session, team_key
-from tests.helpers.db import snapshot
+from tests.helpers.db import log_size, snapshot
 from tests.helpers.http import Http, refused
 
 TMPFS = 16 * 1024 * 1024  # the server's whole data directory
@@ -76,10 +77,11 @@ async def test_an_upload_onto_a_full_disk_is_refused_cleanly(org: Org, monkeypat
         path = docs_path(w.drafting, doc)
         up = make_upload(w, s, key, doc, size=BODY)
         filler = fill(data, LEFT)
-        before = snapshot(w.server)
+        before, events = snapshot(w.server), log_size(w.server)
         answer = await refused(h, "POST", path, 507, token=s.api.token, data=up.data, contains="space")
         assert answer["error"] == "insufficient_storage", answer
         assert snapshot(w.server) == before  # no temporary file, no blob, no version row
+        assert log_size(w.server) == events + 1  # the failed upload is an audit event like any refusal
         await refused(h, "GET", path, 404, token=s.api.token)
         filler.unlink()
         status, res = await h.call("POST", path, token=s.api.token, data=up.data)
