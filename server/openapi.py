@@ -1,5 +1,5 @@
 """The HTTP API's OpenAPI 3.1 document, generated from the operation table (``vault/wire/operations.py``)
-and its Structs (``vault/wire/schemas.py``). ``tests/test_api.py`` walks it: every operation and every
+and its Structs (``vault/wire/schemas.py``). ``tests/test_api_contract.py`` walks it: every operation and every
 documented error status must have a test."""
 
 from __future__ import annotations

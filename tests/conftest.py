@@ -31,6 +31,9 @@ from server.cli import initialize
 from server.context import Config
 from server.tls import server_context
 
+# Shared worlds of split test modules, as fixtures (a test module never imports another).
+pytest_plugins = ["tests.helpers.api_fixtures", "tests.helpers.audit_world"]
+
 MVAULT = str(Path(sys.executable).parent / "mvault")
 PASSPHRASE = "correct horse battery staple"
 

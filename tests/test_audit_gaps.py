@@ -91,7 +91,7 @@ def test_a_lone_ncc_members_designation_is_reported_until_a_second_one_approves(
     carol.fails("audit", "approve", link[:16])  # only NCC members approve
     dave.ok("audit", "approve", link[:16])
     assert lone_designation(carol, link) is None
-    # (A designation signed by two NCC members is not reported: tests/test_rules.py.)
+    # (A designation signed by two NCC members is not reported: tests/test_rules_teams.py.)
 
 
 # -- 2. the stored audit key is judged again at start ---------------------------------------------------

@@ -20,159 +20,28 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from security.authority import POLICY
-from security.policy import TEAM_KINDS
-from tests.helpers.authority_model import Model, MTeam, OrgEntry
-from tests.helpers.chain_world import MWorld, Person, Team
+from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, MachineBase, idx
+from tests.helpers.authority_model import MTeam, OrgEntry
+from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
 from vault.acts import ALLOWANCE, Act
-from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team, team_id_for
+from vault.chains import clone, team_id_for
 from vault.crypto import primitives as p
-from vault.errors import ChainError, PolicyDenied, VaultError
+from vault.errors import ChainError, PolicyDenied
 from vault.keys import DeviceKeys, PukKeys
-from vault.links import Link, invite_public, make_link
-from vault.teamkeys import TeamKey, box_hash, seal_history
-
-LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
-MAX_PEOPLE, MAX_TEAMS = 7, 2
-STEPS = [1, 30, 600, ALLOWANCE - 1, ALLOWANCE, ALLOWANCE + 1, 5000, 90000]
-TERMS = [None, 40, 700, ALLOWANCE + 50, 4000]
-idx = st.integers(0, 50)
+from vault.links import invite_public, make_link
+from vault.teamkeys import TeamKey
 
 
-class Honest(AssertionError):
-    """The real code refused a step the model says is valid."""
-
-
-class AuthorityMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = MWorld()
-        self.m = Model()
-        self.rnd = random.Random(0)
-        self.teams: list[Team] = []
-        self.keys: list[dict[int, TeamKey]] = []  # team -> gen -> key
-        self.sealed: list[list[tuple[int, str, int, bytes]]] = []  # team -> every box: gen, member, puk gen, box
-        self.puks: dict[str, list[PukKeys]] = {}  # member -> every PUK it ever held
-        self.revoked: dict[str, list[DeviceKeys]] = {}
-        self.main: dict[str, DeviceKeys] = {}  # member -> the device it signs with (Person.device is its id)
-        self.gen_times: list[dict[int, int]] = []  # team -> gen -> time it was made
-        f = self.w.founder
-        self._person_recorded(f)
-        self.m.org_link(self.w.org_links[0].time, {f.id: OrgEntry("admitted", {"member": None, "ncc": None})})
-        self.checked_c = (-1, -1)
-        self.sync()
-
-    # -- plumbing --
-
-    def _person_recorded(self, person: Person) -> None:
-        self.m.devices[person.id] = {person.device.device_id: (person.chain[0].time, None)}
-        self.main[person.id] = person.device
-        self.m.puks[person.id] = [person.chain[0].time]
-        self.puks[person.id] = [person.puk]
-        self.revoked[person.id] = []
-
-    def sync(self, step: str = "") -> None:
-        """Replay every chain from scratch with the real code (what a fresh client does)."""
-        if step:
-            event(f"step {step}")
-        try:
-            self.members: dict[str, MemberState] = self.w.members()
-            self.org: OrgState = replay_org(self.w.org_links, self.members, POLICY)
-            self.states: list[TeamState] = [replay_team(t.links, self.org, self.members, POLICY, TEAM_KINDS)
-                                            for t in self.teams]
-        except VaultError as e:
-            raise Honest(f"the real code refused an honest history: {type(e).__name__}: {e}") from e
-
-    @property
-    def now(self) -> int:
-        return self.w.time
-
-    def order(self, ids: Any) -> list[str]:
-        """Member ids in the order the people joined (ids are random: sorting them would make runs irreproducible)."""
-        return [q for q in self.w.people if q in ids]
-
-    def dev(self, q: Person) -> DeviceKeys:
-        return self.main[q.id]
-
-    def people(self) -> list[Person]:
-        return list(self.w.people.values())
-
-    def pick(self, items: list[Any], i: int) -> Any:
-        return items[i % len(items)] if items else None
-
-    def ncc(self, i: int, exclude: str | None = None) -> Person | None:
-        t = self.now + 10
-        found: Person | None = self.pick([q for q in self.people() if q.id != exclude
-                                          and "ncc" in self.m.org_roles(q.id, self.m.org_seq, t)], i)
-        return found
-
-    def second(self, by: Person, subject: Person, t: int) -> Person | None | Literal[False]:
-        """The second NCC member an act on the strongest roles needs: None when there is none at ``t`` (one
-        signs); False when the act cannot be finished honestly (the approval is signed 10 s later, when the
-        proposer and an approver must still be NCC: a term ending in between leaves a mere proposal)."""
-        others = [q for q in self.people() if q.id not in (by.id, subject.id) and "ncc" in self.roles(q, t)]
-        if not others:
-            return None
-        later = [q for q in others if "ncc" in self.roles(q, t + 10)]
-        return later[0] if later and "ncc" in self.roles(by, t + 10) else False
-
-    def roles(self, q: Person, t: int | None = None) -> frozenset[str]:
-        return self.m.org_roles(q.id, self.m.org_seq, self.now + 10 if t is None else t)
-
-    def seal(self, ti: int, gen: int, q: str, puk: PukKeys, record: bool = True) -> dict[str, Any]:
-        box = self.keys[ti][gen].seal_for(q, puk.generation, puk.box_public)
-        if record:
-            self.sealed[ti].append((gen, q, puk.generation, box))
-        return {"member": q, "puk_gen": puk.generation, "hash": box_hash(box)}
-
-    def puk_at(self, q: str, t: int) -> PukKeys:
-        return self.puks[q][self.m.puk_gen_at(q, t) - 1]
-
-    def generation(self, ti: int, recipients: set[str], t: int, record: bool = True) -> tuple[dict[str, Any], int]:
-        """A new key generation's body boxed to ``recipients`` (sealed to their PUK at ``t``)."""
-        mt = self.m.teams[ti]
-        gen = mt.gen + 1
-        key = TeamKey.generate(self.teams[ti].team_id, gen)
-        self.keys[ti][gen] = key
-        n = len(self.sealed[ti])
-        boxes = [self.seal(ti, gen, q, self.puk_at(q, t)) for q in sorted(recipients)]
-        if not record:
-            del self.sealed[ti][n:]
-            del self.keys[ti][gen]
-        prev = seal_history(key, self.keys[ti][gen - 1])
-        return {"gen": gen, "canary": key.canary, "boxes": boxes, "prev": prev}, gen
-
-    def team_link(self, ti: int, signer: Person, type_: str, body: dict[str, Any], *, t: int | None = None,
-                  org_seq: int | None = None, device: DeviceKeys | None = None, append: bool = True) -> Link:
-        team = self.teams[ti]
-        head = team.links[-1]
-        link = make_link(chain=team.team_id, seq=head.seq + 1, prev=head.hash, time=self.w.tick() if t is None else t,
-                         signer=signer.id, device=device or self.dev(signer), type_=type_,
-                         body={**body, "org_seq": self.m.org_seq if org_seq is None else org_seq})
-        if append:
-            team.links.append(link)
-        return link
-
-    def honest_team(self, ti: int, link: Link, action: str) -> None:
-        """The model's own check that a step it makes is valid, then the team's model state moves on."""
-        mt = self.m.teams[ti]
-        assert self.m.entitled(link.signer, link.device, link.time, action, org_seq=self.m.org_seq, team=mt), \
-            "model bug: an honest step the model itself refuses"
-
-    def new_gen_recorded(self, mt: MTeam, gen: int, recipients: set[str], t: int) -> None:
-        self.gen_times[mt.index][gen] = t
-        mt.gen = gen
-        mt.boxed[gen] = {q: self.m.puk_gen_at(q, t) for q in recipients}
-        mt.unrotated = False  # whoever waits for a share keeps waiting: a rotation does not box them
-
+class AuthorityMachine(MachineBase):
     # -- organization steps --
 
     @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),

@@ -434,7 +434,7 @@ async def _add_and_revoke(f: Forge, member: str, spare: DeviceKeys) -> None:
         assert status == 201, res
         # Date the revocation after every team link boxed to the old member key: a revocation dated in
         # the same second as such a link makes that (older) team chain unreplayable for every client
-        # (see test_chains_membership.py::test_a_revocation_dated_like_an_earlier_team_link_*).
+        # (see test_chains_membership_team_state.py::test_a_revocation_dated_like_an_earlier_team_link_*).
         newest = max(t.time for t in f.d.teams.values())
         while f.now() <= newest:
             await asyncio.sleep(0.1)

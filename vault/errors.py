@@ -35,6 +35,7 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   raised by the server only (its answers carry their code and status):
     ├── Throttled                a source sent too many requests or failed too many logins (429)
     ├── ServiceUnavailable       the server cannot record or store right now (503)
+    ├── InsufficientStorage      the server's disk is full: an upload was not stored (507)
     └── LogCorrupted             the stored audit log is not contiguous (the server refuses to start)
 
 Decryption fails one way (``DecryptionFailed``) so that callers never branch on why.
@@ -219,6 +220,13 @@ class Throttled(VaultError):
 class ServiceUnavailable(VaultError):
     code = "unavailable"
     status = 503
+
+
+class InsufficientStorage(VaultError):
+    """The server ran out of disk space (or a file size limit) while storing a request's bytes."""
+
+    code = "insufficient_storage"
+    status = 507
 
 
 class LogCorrupted(VaultError):

@@ -7,19 +7,23 @@ aiohttp's ``FileResponse`` (sendfile where the transport allows it). Blocking me
 run them in a worker thread.
 
 ``FileBlobs`` keeps them as files: ``blobs/<first two characters>/<name>``, temporaries in ``tmp/``;
-write, fsync, rename, fsync(dir), so an acknowledged blob survives a crash.
+write, fsync, rename, fsync(dir), so an acknowledged blob survives a crash. A full disk (or a file size
+limit) while a blob is made is ``InsufficientStorage`` (507), not an unexplained failure.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
 
+from vault.errors import InsufficientStorage
 from vault.fileio import Buffer, replace_durably, write_chunks
 
 READ_CHUNK = 1 << 20  # over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk
@@ -58,10 +62,25 @@ class BlobStore(Protocol):
         """At start-up: remove every temporary blob and every blob whose name is not in ``used`` (blocking)."""
 
 
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@contextmanager
+def _space() -> Iterator[None]:
+    """A write that fails for want of space raises ``InsufficientStorage``; other failures pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _NO_SPACE:
+            raise
+        raise InsufficientStorage("the server has no space left to store this upload; nothing was stored") from e
+
+
 class _TempFile:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with _space():
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -69,10 +88,12 @@ class _TempFile:
         return self._fd
 
     def write(self, chunks: Iterable[Buffer]) -> None:
-        write_chunks(self._open_fd(), chunks)
+        with _space():
+            write_chunks(self._open_fd(), chunks)
 
     def sync(self) -> None:
-        os.fsync(self._open_fd())
+        with _space():
+            os.fsync(self._open_fd())
 
     def close(self) -> None:
         if self._fd is not None:
@@ -103,8 +124,9 @@ class FileBlobs:
 
     def commit(self, temp: TempBlob, name: str) -> None:
         target = self._path(name)
-        target.parent.mkdir(exist_ok=True)
-        replace_durably(self._file(temp).path, target)
+        with _space():
+            target.parent.mkdir(exist_ok=True)
+            replace_durably(self._file(temp).path, target)
 
     def discard(self, temp: TempBlob) -> None:
         f = self._file(temp)

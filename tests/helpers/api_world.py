@@ -47,6 +47,7 @@ class World:
     carol: Actor
     drafting: str = ""
     side: str = ""
+    carol_until: int = 0  # the end of carol's reader role in "side" (server clock)
 
 
 @asynccontextmanager

@@ -367,3 +367,8 @@ class MWorld(World):
                   **kw: Any) -> Link:
         return self.team_link(team, signer, "team.role", {"member": member.id, "role": role, "until": until}, **kw)
 
+
+
+def rejected(world: MWorld, links: list[Link], exc: type[Exception], match: str | None = None) -> None:
+    """The team chain ``links`` does not replay in ``world``: ``exc`` (whose message contains ``match``)."""
+    expect(exc, lambda: world.replay_team(links), match)  # type: ignore[arg-type]

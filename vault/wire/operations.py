@@ -1,7 +1,7 @@
 """Every operation of the HTTP API as data: method, path and its parameters, query parameters,
 request body, answer per status, session or not, and what it does.
 
-``server/openapi.py`` generates the OpenAPI document from ``OPERATIONS``; ``tests/test_api.py``
+``server/openapi.py`` generates the OpenAPI document from ``OPERATIONS``; ``tests/test_api_contract.py``
 checks that every (method, path, status) has a test, and ``tests/test_api_schemas.py`` that every
 operation's real answers and the real client's requests match the Structs named here.
 """
@@ -23,6 +23,7 @@ ERROR_MEANINGS: dict[str, str] = {
     "409": "conflict: the chain, team or document moved on; fetch and retry",
     "413": "too large: over the server's max_upload or a size quota",
     "429": "throttled or over a quota; Retry-After says when to try again where it applies",
+    "507": "insufficient storage: the server's disk is full; nothing was stored, try again later",
 }
 
 
@@ -150,7 +151,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "400 401 403 404"),
     _op("put_version", "post", f"{TEAM}/docs/{{doc}}",
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
-        "stored_bytes, 429 at versions_per_day (Retry-After)", "201", s.Stored, "400 401 403 404 409 413 429", Binary),
+        "stored_bytes, 429 at versions_per_day (Retry-After), 507 when the server's disk is full", "201", s.Stored,
+        "400 401 403 404 409 413 429 507", Binary),
     _op("version_body", "get", f"{TEAM}/versions/{{vid}}/body", "ciphertext body of a version (streamed)", "200",
         Binary, "401 403 404"),
     # -- threads

@@ -1,4 +1,4 @@
-"""Document envelopes: round trips, and "the storage is the attacker".
+"""Document envelopes: "the storage is the attacker", wrong keys, and a malicious author.
 
 Every read goes through the same pipeline a client uses: parse the record, verify the
 author's signature, unwrap the data key, decrypt the metadata, stream the body in pieces,
@@ -8,29 +8,33 @@ and release the plaintext only after ``finish()``. Each tampering must raise one
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from vault.crypto import labels
+from tests.helpers.envelope import (
+    FRAME_CT,
+    HDR,
+    TEAM_A,
+    TEAM_B,
+    TEAM_SEQ,
+    Doc,
+    data_of,
+    expect,
+    flip,
+    forge,
+    frames_of,
+    read_doc,
+    replace_record,
+    resign,
+    write_doc,
+)
 from vault.crypto import primitives as p
 from vault.encoding import decode, encode
 from vault.envelope import (
     FRAME,
-    MAGIC,
     BodyDecryptor,
     Core,
-    DocWriter,
-    Record,
     body_length,
     open_record,
-    pad_metadata,
-    plaintext_length,
 )
 from vault.errors import (
     BadSignature,
@@ -38,114 +42,9 @@ from vault.errors import (
     EncodingError,
     IntegrityError,
     Truncated,
-    VaultError,
 )
 from vault.keys import DeviceKeys
 from vault.teamkeys import TeamKey
-
-HDR = p.STREAM_HEADER_BYTES
-FRAME_CT = FRAME + p.STREAM_ABYTES
-STREAM_CHUNK = 65_537  # an odd piece size, as a network read would deliver
-VECTORS = Path(__file__).parent / "vectors" / "envelope.json"
-TEAM_A = "a" * 32
-TEAM_B = "b" * 32
-TEAM_SEQ = 3  # the team chain head the writer saw
-
-
-def data_of(size: int, seed: int = 1) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-@dataclass(frozen=True)
-class Doc:
-    record: Record
-    body: bytes
-    plaintext: bytes
-    upload: bytes
-
-
-def write_doc(key: TeamKey, device: DeviceKeys, plaintext: bytes, chunk: int | None = None, *,
-              seq: int = 1, parent: str | None = None, name: str = "plan.txt") -> Doc:
-    w = DocWriter(key=key, team_seq=TEAM_SEQ, device=device, author="author-1", doc="doc-1", seq=seq,
-                  parent=parent, time=1_700_000_000, name=name, size=len(plaintext), mime="text/plain", mtime=42)
-    prefix = w.upload_prefix()
-    parts = [prefix]
-    step = chunk or max(1, len(plaintext))
-    for i in range(0, len(plaintext), step):
-        parts.append(w.encrypt(plaintext[i : i + step]))
-    parts.append(w.finish())
-    upload = b"".join(parts)
-    assert w.record is not None
-    body = upload[len(prefix) - HDR : -p.SIG_BYTES]
-    return Doc(w.record, body, plaintext, upload)
-
-
-def read_doc(record_raw: bytes, body: bytes, key: TeamKey, author_public: bytes,
-             chunk: int | None = STREAM_CHUNK) -> bytes:
-    record = Record.parse(record_raw)
-    record.verify(author_public)
-    opened = open_record(record, key)
-    dec = BodyDecryptor(opened)
-    out: list[bytes] = []
-    step = chunk or max(1, len(body))
-    for i in range(0, len(body), step):
-        out += dec.feed(body[i : i + step])
-    dec.finish()
-    return b"".join(out)
-
-
-def frames_of(body: bytes) -> list[bytes]:
-    frames = [body[i : i + FRAME_CT] for i in range(HDR, len(body), FRAME_CT)]
-    assert b"".join([body[:HDR], *frames]) == body
-    return frames
-
-
-def replace_record(record: Record, **fields: bytes) -> bytes:
-    value = decode(record.raw)
-    assert isinstance(value, dict)
-    value.update(fields)
-    return encode(value)
-
-
-def flip(data: bytes, offset: int, bit: int = 0x01) -> bytes:
-    out = bytearray(data)
-    out[offset] ^= bit
-    return bytes(out)
-
-
-def resign(device: DeviceKeys, core_raw: bytes, wrapped: bytes, meta: bytes, body_hash: bytes) -> bytes:
-    """The author (an insider, not the storage) signs whatever it likes."""
-    unsigned = Record.build(core_raw, wrapped, meta, body_hash, bytes(p.SIG_BYTES))
-    sig = device.sign(labels.SIG_DOC, unsigned.statement)
-    return Record.build(core_raw, wrapped, meta, body_hash, sig).raw
-
-
-def forge(key: TeamKey, device: DeviceKeys, frames: list[tuple[bytes, bool]], *, size: int | None = None,
-          commit_key: bytes | None = None, padded_meta: bytes | None = None,
-          core_changes: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
-    """A record + body built by hand, consistently wrapped and signed by the author."""
-    data_key = p.random_bytes(32)
-    plain_size = sum(len(f) for f, _ in frames) if size is None else size
-    core: dict[str, Any] = {
-        "v": 1, "team": key.team_id, "team_seq": TEAM_SEQ, "doc": "doc-1", "seq": 1, "parent": None, "gen": key.gen,
-        "author": "author-1", "device": device.device_id, "time": 1, "frame": FRAME,
-        "body_len": sum(len(f) + p.STREAM_ABYTES for f, _ in frames) + HDR,
-        "key_commit": p.kdf(commit_key or data_key, labels.KDF_DATA_COMMIT),
-        "nonce": p.random_bytes(24), "meta_nonce": p.random_bytes(24),
-    }
-    core.update(core_changes or {})
-    core_raw = encode(core)
-    wrapped = p.aead_encrypt(key.doc_key, core["nonce"], labels.AD_DOC_WRAP + b"\x00" + core_raw, data_key)
-    if padded_meta is None:
-        padded_meta = pad_metadata({"name": "x", "size": plain_size, "mime": "a/b", "mtime": 0})
-    meta = p.aead_encrypt(p.kdf(data_key, labels.KDF_DATA_META), core["meta_nonce"],
-                          labels.AD_DOC_META + b"\x00" + core_raw, padded_meta)
-    stream = p.StreamPush(p.kdf(data_key, labels.KDF_DATA_STREAM))
-    body = stream.header + b"".join(stream.push(f, final=final) for f, final in frames)
-    return resign(device, core_raw, wrapped, meta, p.sha256(body)), body
-
-
-# -- fixtures -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -162,114 +61,6 @@ def key_a() -> TeamKey:
 def doc(key_a: TeamKey, author: DeviceKeys) -> Doc:
     """Four frames: three full ones and a 5-byte final frame."""
     return write_doc(key_a, author, data_of(3 * FRAME + 5), 99_991)
-
-
-def expect(exc: type[VaultError], fn: Callable[[], object]) -> VaultError:
-    with pytest.raises(VaultError) as info:
-        fn()
-    assert type(info.value) is exc, f"expected {exc.__name__}, got {type(info.value).__name__}: {info.value}"
-    return info.value
-
-
-# -- round trips ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("size", "write_chunk", "read_chunk"),
-    [
-        (0, 1, 1),
-        (1, 1, 1),
-        (1, None, 7),
-        (FRAME - 1, 99_991, STREAM_CHUNK),
-        (FRAME - 1, None, None),
-        (FRAME, 333_333, FRAME_CT),
-        (FRAME, FRAME, 1_000_003),
-        (FRAME + 1, 524_287, STREAM_CHUNK),
-        (FRAME + 1, FRAME + 1, FRAME_CT + 1),
-        (3 * FRAME + 5, 99_991, STREAM_CHUNK),
-        (3 * FRAME + 5, FRAME - 3, FRAME_CT - 1),
-        (3 * FRAME + 5, None, None),
-    ],
-)
-def test_round_trip(key_a: TeamKey, author: DeviceKeys, size: int, write_chunk: int | None,
-                    read_chunk: int | None) -> None:
-    plaintext = data_of(size, seed=size)
-    d = write_doc(key_a, author, plaintext, write_chunk)
-    assert len(d.body) == body_length(size) == d.record.core.body_len
-    assert plaintext_length(len(d.body)) == size
-    assert p.sha256(d.body) == d.record.body_hash
-    assert d.upload.startswith(MAGIC)
-    assert read_doc(d.record.raw, d.body, key_a, author.sign_public, read_chunk) == plaintext
-
-
-def test_metadata_and_record_fields(doc: Doc, key_a: TeamKey, author: DeviceKeys) -> None:
-    record = Record.parse(doc.record.raw)
-    assert record == doc.record
-    assert record.version_id == doc.record.version_id and len(record.version_id) == 32
-    opened = open_record(record, key_a)
-    assert opened.name == "plan.txt"
-    assert opened.size == len(doc.plaintext)
-    assert opened.meta["mime"] == "text/plain" and opened.meta["mtime"] == 42
-    core = record.core
-    assert (core.team, core.gen, core.seq, core.parent, core.device) == (TEAM_A, 1, 1, None, author.device_id)
-    assert core.team_seq == TEAM_SEQ
-    # Nothing readable leaks into what the server stores.
-    assert b"plan.txt" not in doc.upload and b"text/plain" not in doc.upload
-
-
-def test_fresh_data_key_per_version(key_a: TeamKey, author: DeviceKeys) -> None:
-    a = write_doc(key_a, author, b"same")
-    b = write_doc(key_a, author, b"same")
-    assert a.body != b.body
-    assert a.record.core.key_commit != b.record.core.key_commit
-    assert a.record.version_id != b.record.version_id
-
-
-def test_metadata_is_padded_to_hide_name_length(key_a: TeamKey, author: DeviceKeys) -> None:
-    short = write_doc(key_a, author, b"x", name="a")
-    longer = write_doc(key_a, author, b"x", name="a" * 100)
-    assert len(short.record.meta) == len(longer.record.meta)
-
-
-def test_writer_refuses_size_changes(key_a: TeamKey, author: DeviceKeys) -> None:
-    w = DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
-                  name="n", size=10)
-    with pytest.raises(IntegrityError):
-        w.encrypt(b"x" * 11)
-    w = DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
-                  name="n", size=10)
-    w.encrypt(b"x" * 9)
-    with pytest.raises(IntegrityError):
-        w.finish()
-
-
-def test_writer_refuses_overlong_name(key_a: TeamKey, author: DeviceKeys) -> None:
-    with pytest.raises(EncodingError):
-        DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
-                  name="é" * 513, size=0)
-
-
-@pytest.mark.parametrize("name", ["report\udcff.pdf", "\ud800"])
-def test_writer_refuses_names_that_are_not_unicode(key_a: TeamKey, author: DeviceKeys, name: str) -> None:
-    # os.listdir hands back undecodable bytes as lone surrogates (surrogateescape).
-    with pytest.raises(EncodingError):
-        DocWriter(key=key_a, team_seq=1, device=author, author="a", doc="d", seq=1, parent=None, time=1,
-                  name=name, size=0)
-    with pytest.raises(EncodingError):
-        key_a.doc_id(name)
-
-
-def test_doc_id_is_keyed_and_stable(key_a: TeamKey) -> None:
-    assert key_a.doc_id("plan.txt") == key_a.doc_id("plan.txt")
-    assert key_a.doc_id("plan.txt") != key_a.doc_id("plan.txt ")
-    assert key_a.doc_id("plan.txt") != TeamKey.generate(TEAM_A, 1).doc_id("plan.txt")
-    assert len(key_a.doc_id("plan.txt")) == 32
-
-
-def test_no_plaintext_before_signature_check(doc: Doc, key_a: TeamKey) -> None:
-    # A record signed by someone else is refused before any key is unwrapped.
-    other = DeviceKeys.generate()
-    expect(BadSignature, lambda: read_doc(doc.record.raw, doc.body, key_a, other.sign_public))
 
 
 # -- the storage is the attacker: body ------------------------------------------------------------
@@ -541,135 +332,3 @@ def test_core_parse_rejects_unknown_fields(doc: Doc) -> None:
     del core["team_seq"]
     with pytest.raises(EncodingError):
         Core.parse(encode(core))
-
-
-# -- vectors -----------------------------------------------------------------------------------------
-
-EXPECT: dict[str, type[VaultError] | None] = {
-    "ok": None,
-    "bad_signature": BadSignature,
-    "truncated": Truncated,
-    "decryption_failed": DecryptionFailed,
-    "integrity": IntegrityError,
-    "encoding": EncodingError,
-}
-
-
-def load_vectors() -> dict[str, Any]:
-    data = json.loads(VECTORS.read_text())
-    assert data["version"] == 1
-    return data  # type: ignore[no-any-return]
-
-
-VECTOR_DATA = load_vectors()
-
-
-@dataclass(frozen=True)
-class VectorWorld:
-    key: TeamKey
-    author: DeviceKeys
-    doc: Doc
-    other: Doc
-
-
-@pytest.fixture(scope="module")
-def world() -> VectorWorld:
-    spec = VECTOR_DATA["document"]
-    key = TeamKey.generate(TEAM_A, 1)
-    author = DeviceKeys.generate()
-    size = spec["frames"] * FRAME + spec["extra"]
-    doc = write_doc(key, author, data_of(size, 7), spec["write_chunk"])
-    other = write_doc(key, author, data_of(size, 8), spec["write_chunk"], seq=2,
-                      parent=doc.record.version_id)
-    return VectorWorld(key, author, doc, other)
-
-
-def apply_case(case: dict[str, Any], w: VectorWorld) -> tuple[bytes, bytes, TeamKey, bytes]:
-    record = w.doc.record
-    record_raw, body, key, signer = record.raw, w.doc.body, w.key, w.author.sign_public
-    target = case.get("target")
-    bit = case.get("bit", 1)
-    if target == "body":
-        body = flip(body, case["offset"], bit)
-    elif target == "stream_header":
-        assert 0 <= case["offset"] < HDR
-        body = flip(body, case["offset"], bit)
-    elif target == "frame":
-        body = flip(body, HDR + case["frame"] * FRAME_CT + case["offset"], bit)
-    elif target == "record_field":
-        value = getattr(record, case["field"])
-        record_raw = replace_record(record, **{case["field"]: flip(value, case["offset"], bit)})
-    elif target == "record_raw":
-        record_raw = flip(record_raw, case["offset"], bit)
-    elif target == "core":
-        core = decode(record.core.raw)
-        assert isinstance(core, dict)
-        if "set" in case:
-            core[case["field"]] = case["set"]
-        else:
-            core[case["field"]] = bytes.fromhex(case["set_hex"])
-        if case.get("resign"):
-            record_raw = resign(w.author, encode(core), record.wrapped, record.meta, record.body_hash)
-        else:
-            record_raw = replace_record(record, core=encode(core))
-    elif target is not None:
-        raise AssertionError(f"unknown target {target!r}")
-
-    frames = frames_of(body)
-    op = case.get("op")
-    if op == "swap_frames":
-        i, j = case["frames"]
-        frames[i], frames[j] = frames[j], frames[i]
-    elif op == "drop_frames":
-        frames = [f for n, f in enumerate(frames) if n not in case["frames"]]
-        if "then_append_frame" in case:
-            frames.insert(len(frames) - 1, frames[case["then_append_frame"]])
-    elif op == "duplicate_frame":
-        frames.insert(case["frame"], frames[case["frame"]])
-    elif op == "copy_frame":
-        frames[case["to"]] = frames[case["from"]]
-    elif op == "truncate_body":
-        body = body[: case["length"]]
-    elif op == "append":
-        body = body + bytes.fromhex(case["hex"])
-    elif op == "body_of_other_version":
-        body = w.other.body
-    elif op == "record_of_other_version":
-        record_raw = w.other.record.raw
-    elif op is not None:
-        raise AssertionError(f"unknown op {op!r}")
-    if op in ("swap_frames", "drop_frames", "duplicate_frame", "copy_frame"):
-        body = body[:HDR] + b"".join(frames)
-
-    which = case.get("key")
-    if which == "other_team":
-        key = TeamKey.generate(TEAM_B, 1)
-    elif which == "other_generation":
-        key = TeamKey.generate(TEAM_A, 2)
-    elif which == "wrong_seed":
-        key = TeamKey.generate(TEAM_A, 1)
-    elif which is not None:
-        raise AssertionError(f"unknown key {which!r}")
-    if case.get("signer") == "other_device":
-        signer = DeviceKeys.generate().sign_public
-    return record_raw, body, key, signer
-
-
-@pytest.mark.parametrize("case", VECTOR_DATA["cases"], ids=[c["name"] for c in VECTOR_DATA["cases"]])
-def test_envelope_vector(case: dict[str, Any], world: VectorWorld) -> None:
-    assert case["expect"] in EXPECT, case
-    record_raw, body, key, signer = apply_case(case, world)
-    chunk = case.get("read_chunk", STREAM_CHUNK)
-    wanted = EXPECT[case["expect"]]
-    if wanted is None:
-        plaintext = read_doc(record_raw, body, key, signer, chunk)
-        assert plaintext == world.doc.plaintext
-    else:
-        expect(wanted, lambda: read_doc(record_raw, body, key, signer, chunk))
-
-
-def test_vectors_cover_every_outcome() -> None:
-    seen = {c["expect"] for c in VECTOR_DATA["cases"]}
-    assert seen == set(EXPECT)
-    names = [c["name"] for c in VECTOR_DATA["cases"]]
-    assert len(names) == len(set(names))

@@ -1,0 +1,231 @@
+"""Security-protocol rules (``security.rules``): key verification, need-to-know, admin count, two-person.
+
+Chains are real replays (``MWorld``); events are ``Event`` objects as the server records them
+(``tests/helpers/rules.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from security.events import Event
+from tests.helpers.chain_world import DAY, MWorld, Person
+from tests.helpers.rules import (
+    HOUR,
+    audit,
+    circle_of,
+    event,
+    link_event,
+    ncc,
+    ok,
+    only,
+    result,
+    verify_event,
+)
+from vault.chains import ProtocolsChange
+from vault.links import Link
+
+
+@pytest.fixture
+def world() -> MWorld:
+    return MWorld()
+
+
+# -- key-verification ---------------------------------------------------------------------------------
+
+
+def test_key_verification_missing(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    joined = world.time
+    res = result(audit(world, [t], now=joined + 31 * DAY), "key-verification")
+    f = only(res, "violation")  # the founder, the only admin, has nobody to verify
+    assert res.status == "violated" and f.subject == alice.id and t.team_id in f.message
+    assert world.founder.id in f.message and f.events == ()
+    ok(result(audit(world, [t], now=joined + 29 * DAY), "key-verification"))
+
+
+def test_key_verification_after_a_key_change(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    verify = verify_event(world, world.time + HOUR, alice, world.founder.id)
+    world.time += 2 * DAY
+    world.add_device(world.founder, "phone")  # the founder's keys change after alice verified them
+    change = world.founder.chain[-1]
+    events = [verify, link_event(change)]
+    res = result(audit(world, [t], events, now=change.time + 8 * DAY), "key-verification")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == alice.id and f.events == (0, 1)
+    assert "re-verified" in f.message and world.founder.id in f.message
+    res = result(audit(world, [t], events, now=change.time + DAY), "key-verification")
+    assert res.status == "warning" and only(res).subject == alice.id
+    # A new verification after the change settles it.
+    again = verify_event(world, change.time + DAY, alice, world.founder.id)
+    ok(result(audit(world, [t], [*events, again], now=change.time + 60 * DAY), "key-verification"))
+
+
+def test_key_verification_done_or_not_sensitive(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    program = world.create_team(world.founder, [(world.founder, "admin"), (alice, "writer")], kind="program")
+    events = [verify_event(world, world.time + DAY, alice, world.founder.id)]
+    ok(result(audit(world, [t, program], events, now=world.time + 90 * DAY), "key-verification"))
+
+
+def test_key_verification_of_other_keys_counts_for_nothing(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    wrong = verify_event(world, world.time + DAY, alice, world.founder.id, fingerprint="00" * 32)
+    res = result(audit(world, [t], [wrong], now=world.time + 31 * DAY), "key-verification")
+    assert res.status == "violated" and only(res, "violation").subject == alice.id
+
+
+# -- need-to-know -------------------------------------------------------------------------------------
+
+
+def test_need_to_know_compa_and_probation(world: MWorld) -> None:
+    alice = world.admit("alice")
+    compa = world.admit("carol", role="compa")
+    t = circle_of(world, (alice, "writer"))
+    world.add(t, world.founder, compa, "reader")
+    events = [link_event(t.links[0]), link_event(t.links[1], team=t.team_id, member=compa.id)]
+    res = result(audit(world, [t], events, now=world.time + 10 * DAY), "need-to-know")
+    assert res.status == "violated"
+    by_subject = {f.subject: f for f in res.findings}
+    assert set(by_subject) == {alice.id, compa.id}  # the founder has no probation
+    assert "probation" in by_subject[alice.id].message and by_subject[alice.id].events == (0,)
+    assert "compa" in by_subject[compa.id].message and by_subject[compa.id].events == (1,)
+    # After the probation only the compa remains.
+    res = result(audit(world, [t], events, now=world.time + 61 * DAY), "need-to-know")
+    assert only(res, "violation").subject == compa.id
+
+
+def test_need_to_know_followed(world: MWorld) -> None:
+    alice = world.admit("alice")
+    compa = world.admit("carol", role="compa")
+    t = circle_of(world, (alice, "writer"))
+    program = world.create_team(world.founder, [(world.founder, "admin"), (compa, "reader")], kind="program")
+    ok(result(audit(world, [t, program], now=world.time + 61 * DAY), "need-to-know"))
+
+
+# -- admin-count ----------------------------------------------------------------------------------------
+
+
+def test_admin_count(world: MWorld) -> None:
+    alice = world.admit("alice")
+    single = circle_of(world, (alice, "writer"))
+    pair = circle_of(world, (alice, "admin"))
+    res = result(audit(world, [single, pair]), "admin-count")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == single.team_id and "1 active admin" in f.message
+    ok(result(audit(world, [pair]), "admin-count"))
+
+
+def test_admin_count_expired_admin_terms_do_not_count(world: MWorld) -> None:
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "admin"), until={alice.id: world.time + DAY})
+    ok(result(audit(world, [t]), "admin-count"))
+    assert only(result(audit(world, [t], now=world.time + 2 * DAY), "admin-count")).subject == t.team_id
+
+
+# -- two-person -----------------------------------------------------------------------------------------
+
+
+def test_two_person_missing_approval(world: MWorld) -> None:
+    alice, bob = world.admit("alice"), world.admit("bob")
+    grant = world.role(world.founder, alice, "security")
+    world.role(world.founder, bob, "staff")  # not a two-person role
+    events = [link_event(grant, member=alice.id),
+              # approvals that do not count: by the signer, by the subject, by a non-NCC member
+              event(grant.time + 60, "attest.approve", world.founder.id, res={"link": grant.hash.hex(), "chain": ""}),
+              event(grant.time + 60, "attest.approve", alice.id, res={"link": grant.hash.hex(), "chain": ""}),
+              event(grant.time + 60, "attest.approve", bob.id, res={"link": grant.hash.hex(), "chain": ""})]
+    res = result(audit(world, [], events, now=grant.time + 73 * HOUR), "two-person")
+    f = only(res, "violation")
+    assert res.status == "violated" and f.subject == alice.id and f.events == (0,)
+    assert "'security'" in f.message and world.founder.id in f.message
+    res = result(audit(world, [], events, now=grant.time + HOUR), "two-person")
+    assert res.status == "warning" and only(res).subject == alice.id
+
+
+def test_two_person_late_approval(world: MWorld) -> None:
+    carol = world.admit("carol")
+    grant = world.role(world.founder, carol, "security")  # the only NCC member: one signature
+    nina = ncc(world, "nina")
+    events = [event(grant.time + 80 * HOUR, "attest.approve", nina.id, res={"link": grant.hash.hex(), "chain": ""})]
+    res = result(audit(world, [], events, now=grant.time + 100 * HOUR), "two-person")
+    late = next(f for f in res.findings if f.subject == carol.id)
+    assert late.level == "violation" and late.events == (0,) and "late" in late.message and nina.id in late.message
+    assert any(f.subject == nina.id for f in res.findings)  # nina's own NCC grant was never approved
+
+
+def test_two_person_bootstrapped_and_approved(world: MWorld) -> None:
+    nina, carol, alice = world.admit("nina"), world.admit("carol"), world.admit("alice")
+    g1 = world.role(world.founder, nina, "ncc")  # one NCC member: one signature, approved afterwards
+    world.role(world.founder, carol, "ncc")  # two: the chain itself takes a proposal and a second signature
+    world.role(nina, carol, "ncc")
+    world.role(world.founder, alice, "security")
+    world.role(carol, alice, "security")
+    world.role(world.founder, alice, "security", grant=False)  # a proposal still waiting: nothing to report
+    assert len(world.org().cosigned) == 5
+
+    def approve(link: Link, by: Person, after: int) -> Event:
+        return event(link.time + after, "attest.approve", by.id, res={"link": link.hash.hex(), "chain": ""})
+
+    world.time += HOUR
+    events = [approve(g1, carol, 2 * HOUR)]
+    inp = audit(world, [], events, now=world.time + 30 * DAY)
+    ok(result(inp, "two-person"))
+    # A protocols change that (impossibly) has its proposer as its approver is reported.
+    inp.org.protocols_log.append(ProtocolsChange(b"\x00" * 32, "version = 2\n", 2, nina.id, world.time, nina.id,
+                                                 world.time))
+    f = only(result(inp, "two-person"), "violation")
+    assert f.subject == nina.id and "version 2" in f.message
+
+
+def test_two_person_lone_designation_of_the_audit_team(world: MWorld) -> None:
+    """A lone NCC member designates the audit log's team with one signature (the chain allows it): reported,
+    a warning while nobody can approve it, then within ``hours`` of there being a second NCC member."""
+    lone = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})
+    h = lone.hash.hex()
+    designation = link_event(lone)
+    res = result(audit(world, [], [designation], now=lone.time + 30 * DAY), "two-person")
+    f = only(res, "warning")
+    assert f.subject == world.founder.id and f.events == (0,)
+    assert world.founder.id in f.message and h[:16] in f.message and "team-a" in f.message and "alone" in f.message
+    # A second NCC member arrives; the clock for their approval starts then.
+    nina = ncc(world, "nina")
+    arrived = world.time
+    grant_links = [lk for lk in world.org_links if lk.type == "org.role"]
+    approve_grant = event(arrived + 60, "attest.approve", world.founder.id,
+                          res={"link": grant_links[-1].hash.hex(), "chain": ""})  # (not counted: the signer)
+    events = [designation, approve_grant]
+    lone_of = [f for f in result(audit(world, [], events, now=arrived + HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["warning"]
+    lone_of = [f for f in result(audit(world, [], events, now=arrived + 73 * HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"] and lone_of[0].subject == world.founder.id
+    # Approvals by the signer itself or by a non-NCC member count for nothing; nina's does.
+    bob = world.admit("bob")
+    bad = [event(arrived + 60, "attest.approve", who.id, res={"link": h, "chain": ""}) for who in (world.founder, bob)]
+    still = result(audit(world, [], [designation, *bad], now=arrived + HOUR), "two-person").findings
+    assert any(h[:16] in f.message for f in still)
+    good = event(arrived + 2 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    settled = result(audit(world, [], [designation, good], now=arrived + 100 * HOUR), "two-person").findings
+    assert not any(h[:16] in f.message for f in settled)
+    late = event(arrived + 80 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    lone_of = [f for f in result(audit(world, [], [designation, late], now=arrived + 100 * HOUR),
+                                 "two-person").findings if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"]
+    assert "late" in lone_of[0].message and nina.id in lone_of[0].message
+
+
+def test_two_person_designation_by_two_ncc_members_is_not_reported(world: MWorld) -> None:
+    nina = ncc(world, "nina")
+    first = world.org_link(world.founder, "org.audit_team", {"team": "team-a"})  # a proposal
+    second = world.org_link(nina, "org.audit_team", {"team": "team-a"})  # in force, two signatures
+    inp = audit(world, [], [link_event(first), link_event(second)], now=world.time + 30 * DAY)
+    assert inp.org.audit_team == "team-a" and inp.org.cosigned == {first.seq: None, second.seq: world.founder.id}
+    assert second.signer == nina.id
+    assert not any("audit log's security team" in f.message for f in result(inp, "two-person").findings)
