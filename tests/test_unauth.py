@@ -117,7 +117,11 @@ async def test_a_flood_of_refused_requests_adds_a_bounded_number_of_events(org: 
     assert sum(d["throttled"] for d in detail) == refused[429]
     assert all(d["sources"] == 1 for d in detail)  # a count of addresses, never an address
     assert not any(ATTACKER in str(v) or ATTACKER in k for d in detail for k, v in d.items())
-    routes = {k: v for d in detail for k, v in d.items() if k.startswith("r:")}
+    routes: dict[str, int] = {}  # summed: a flood that spans a minute boundary is told in two summaries
+    for d in detail:
+        for k, v in d.items():
+            if k.startswith("r:"):
+                routes[k] = routes.get(k, 0) + v
     assert routes.get(f"r:{LOGIN} unauthorized", 0) + routes.get(f"r:{LOGIN} throttled", 0) == 1000
     assert routes.get(f"r:{CHALLENGE} throttled", 0) > 2000
 

@@ -173,11 +173,18 @@ def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path)
     proc = subprocess.Popen([MVAULT, "get", "drafting", "big.bin", "-o", str(where / "big.bin")], env=alice.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not any(p.name.endswith(".mvault-part") and p.stat().st_size > (8 << 20) for p in where.iterdir()):
+    # The client runs in short steps between SIGSTOP and SIGCONT, so a slow poller on a loaded machine
+    # cannot miss the middle of the download: the SIGINT is sent while the client is stopped mid-way.
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        if any(p.name.endswith(".mvault-part") and p.stat().st_size > (8 << 20) for p in where.iterdir()):
+            break
+        proc.send_signal(signal.SIGCONT)
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
