@@ -14,7 +14,7 @@ from vault.wire.operations import ERROR_MEANINGS, OPERATIONS, Binary, Operation,
 REF = "#/components/schemas/{name}"
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
-# Query parameters are non-negative integers of at most 12 digits (server/app.py int_query).
+# Query parameters are non-negative integers of at most 12 digits (server/http.py int_query).
 _QUERY_INT = {"type": "integer", "minimum": 0, "maximum": 10**12 - 1}
 
 

@@ -1,13 +1,14 @@
 """Every JSON body of the HTTP API, as msgspec Structs.
 
-One Struct per request body and per JSON answer, with the constraints the server enforces today
-(``server/app.py``, ``server/login.py``, ``server/threads.py``, ``server/audit_api.py``). Unknown
-fields are refused both ways (``forbid_unknown_fields``): the server refuses a request field it does
-not know, and a field the server starts to send must be declared here first.
+One Struct per request body and per JSON answer, with the constraints the server enforces. The server
+reads every request body with them (``server/http.py`` ``read_body``) and writes every answer from them
+(``answer``); the client decodes every answer with them (``client/api.py``). Unknown fields are refused
+both ways (``forbid_unknown_fields``): the server refuses a request field it does not know, and a field
+the server starts to send must be declared here first.
 
 Bytes travel as standard base64 with padding, which is what msgspec reads and writes for ``bytes``.
-A byte limit here is the server's limit on the base64 text (``unb64(value, what, max_len)``) in
-bytes: ``max_len * 3 // 4``, so the generated schema's ``maxLength`` is the server's ``max_len``.
+A byte limit here is ``max_len * 3 // 4`` for a limit of ``max_len`` characters of base64 text, so the
+generated schema's ``maxLength`` is that text limit.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 naming a directory: records what the real client sends and receives, one JSON line per exchange, in
 ``WIRE_LOG/<pid>.jsonl`` (tests/test_api_schemas.py checks them against ``vault/wire``).
 
-It wraps ``client.api.Api`` from outside (the client is not changed): ``request`` (JSON calls and
+It wraps ``client.api.Api`` from outside (nothing in the client knows of it): ``request`` (JSON calls and
 uploads), ``_check`` (the status and body of every answer, refusals included), ``download`` and
 ``websocket`` (the frames the client sends and receives).
 """
