@@ -3,7 +3,8 @@ are no longer served (the store's queries skip them) and are deleted here, with 
 event per thread and purge, at most a second after they expire whenever the server is asked for messages
 (``server/routes/threads.py``), and every ``Config.purge_interval`` seconds in the background.
 
-The events are recorded directly (``server/recorder.py`` ``record``): a purge has no request whose end the
+The events are recorded directly (``server/recorder.py`` ``record_outside_a_request``: a failure to record
+stops the server serving, as for a request): a purge has no request whose end the
 audit middleware could record a note at.
 """
 
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from server.context import CONFIG, HUB, THREADS, running
 from server.notes import Note
-from server.recorder import record
+from server.recorder import record_outside_a_request
 
 log = logging.getLogger("mvault.server")
 
@@ -29,8 +30,8 @@ async def purge_due(app: web.Application, force: bool = False) -> None:
         return
     hub.last_purge = now
     for team, thread, count in await app[THREADS].purge_messages(int(now)):
-        await record(app, Note("msg.expire", {"team": team, "thread": thread}, detail={"count": count},
-                               actor="", device=""), "ok", None)
+        expired = Note("msg.expire", {"team": team, "thread": thread}, detail={"count": count}, actor="", device="")
+        await record_outside_a_request(app, expired, "ok", None)
 
 
 async def _purge_loop(app: web.Application) -> None:

@@ -26,7 +26,7 @@ from server.context import BUS, CONFIG, DIRECTORY, THREADS, now_of
 from server.events import Follower
 from server.http import hex_id
 from server.notes import Note, note
-from server.recorder import record
+from server.recorder import record_outside_a_request
 from server.store.records import AuthSession, StoredMessage
 from vault.chains import TeamState
 from vault.errors import AuthError, EncodingError, PolicyDenied, VaultError
@@ -135,8 +135,8 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
         await ws.send_json(frame(schemas.ErrorFrame(error=missing.code, message=missing.message)))
         await ws.close(code=4404)
         return ws
-    await record(app, Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after),
-                                                                         "all": int(follow_all)}), "ok", s)
+    started = Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after), "all": int(follow_all)})
+    await record_outside_a_request(app, started, "ok", s)
     sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
 
     async def new_threads() -> None:

@@ -73,6 +73,12 @@ async def record(app: web.Application, n: Note, result: str, session: AuthSessio
     return await app[AUDIT].append(leaf, now // DAY)
 
 
+async def record_outside_a_request(app: web.Application, n: Note, result: str, session: AuthSession | None) -> None:
+    """``record`` for an event no request's middleware records (an expiry purge, a live connection's start):
+    a failure to record stops the server serving (fail closed), exactly as in ``audit_middleware``."""
+    await _guarded(app, record(app, n, result, session))
+
+
 def usable_audit_key(app: web.Application, now: int) -> AuditKey:
     """The audit key events are sealed to now, or none (``AuditKey()``: only the actor and subject read them).
 

@@ -26,7 +26,7 @@ from client.threads.cache import MAX_CACHED, CachedThread, Shown, ThreadCache
 from client.threads.info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
 from client.view import View
 from security.authority import POLICY
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
 from vault.chains import TeamState
 from vault.errors import (
     AuthError,
@@ -275,6 +275,8 @@ class Threads:
                 raise IntegrityError("the server changed the thread's record")
             if res.thread.next_pos <= ct.pos and ct.pos:
                 raise IntegrityError("the server rolled the thread back (it is shorter than we saw)")
+            if res.more and not res.messages:  # else the reader would ask for the same page forever
+                raise IntegrityError("the server says more messages follow but sent none")
             for item in res.messages:
                 if item.pos <= ct.pos:
                     raise IntegrityError("the server sent messages out of order")
@@ -338,6 +340,9 @@ class Threads:
                 mine = (await self.s.session.api.get(f"{self.base}/{ct.checker.thread}/messages?after={ct.pos}&limit=1",
                                                      MessagePage)).mine
                 if mine is not None:  # never posted from this cache: the server's word for our last
+                    if mine.time > t + ALLOWANCE:  # we would sign the server's date (time >= prev_time)
+                        raise IntegrityError(f"the server says this device's last message in the thread is dated "
+                                             f"{mine.time - t} s ahead of this device's clock")
                     seq, prev, prev_time = mine.seq + 1, mine.id, mine.time
             m = make_message(key, Body(text, tuple(attach or ())), thread=ct.checker.thread, rec=ct.checker.rec,
                              team_seq=self.team.seq, sender=self.s.session.me, device=self.s.session.device,
