@@ -17,6 +17,7 @@ from server.app import open_app
 from server.context import Config
 from server.store.sqlite.vault import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
+from vault import __version__
 from vault.errors import VaultError
 from vault.invite import InviteCode
 from vault.links import invite_public
@@ -76,6 +77,7 @@ def _print(info: Initialized, as_json: bool) -> None:
 
 
 @click.group()
+@click.version_option(__version__, "--version", prog_name="mvault-server", message="%(prog)s %(version)s")
 def main() -> None:
     """Member Vault server."""
 

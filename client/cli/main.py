@@ -21,10 +21,12 @@ import click
 
 from client.cli import account, audit, devices, documents, members, teams, threads
 from client.cli._common import Ctx, err
+from vault import __version__
 from vault.errors import VaultError
 
 
 @click.group()
+@click.version_option(__version__, "--version", prog_name="mvault", message="%(prog)s %(version)s")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def cli(c: click.Context, as_json: bool) -> None:
