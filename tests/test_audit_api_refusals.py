@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -143,26 +142,6 @@ async def test_a_member_key_nothing_can_be_sealed_to_breaks_no_event(server: Ser
 
 
 # == failing closed =================================================================================
-
-
-@pytest.fixture
-def server_errors() -> Iterator[list[logging.LogRecord]]:
-    """The errors the server logs during the test (``mvault.server``), for the test to check: taken
-    before the autouse check that fails a test on any server error. aiohttp's own still fail it."""
-    records: list[logging.LogRecord] = []
-
-    def take(record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
-            return True
-        records.append(record)
-        return False
-
-    logger = logging.getLogger("mvault.server")
-    logger.addFilter(take)
-    try:
-        yield records
-    finally:
-        logger.removeFilter(take)
 
 
 async def raw_call(server: ServerThread, method: str, path: str, *, token: str | None = None,

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -38,25 +38,6 @@ from vault.teamkeys import TeamKey
 
 POISON = ("CREATE TRIGGER poison BEFORE INSERT ON notes WHEN NEW.text = 'poison' "
           "BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
-
-
-@pytest.fixture
-def errors() -> Iterator[list[logging.LogRecord]]:
-    """The errors the server logs (a failed batch is logged once), taken before the autouse check."""
-    records: list[logging.LogRecord] = []
-
-    def take(record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
-            return True
-        records.append(record)
-        return False
-
-    logger = logging.getLogger("mvault.server")
-    logger.addFilter(take)
-    try:
-        yield records
-    finally:
-        logger.removeFilter(take)
 
 
 class Notes:
@@ -151,7 +132,7 @@ async def test_a_refused_item_fails_alone_and_leaves_nothing(notes: Notes) -> No
 
 
 async def test_a_failed_transaction_fails_its_batch_and_the_queue_behind_it(
-        notes: Notes, errors: list[logging.LogRecord]) -> None:
+        notes: Notes, server_errors: list[logging.LogRecord]) -> None:
     await notes.committer.submit("before")
     batch = await notes.in_flight("ok-1", "poison", "ok-2")
     behind = [asyncio.ensure_future(notes.committer.submit(t)) for t in ("queued-1", "queued-2")]
@@ -162,7 +143,7 @@ async def test_a_failed_transaction_fails_its_batch_and_the_queue_behind_it(
     assert {str(r) for r in results} == {"the server could not store the note; try again"}
     assert notes.failed == [["ok-1", "poison", "ok-2", "queued-1", "queued-2"]]  # on_failure, once, with all
     assert notes.stored() == ["before"]
-    assert [(r.getMessage(), type(r.exc_info[1]) if r.exc_info else None) for r in errors] == [
+    assert [(r.getMessage(), type(r.exc_info[1]) if r.exc_info else None) for r in server_errors] == [
         ("storing 3 items (the note) failed; they and 2 queued behind them get 503", sqlite3.IntegrityError)]
     assert await notes.committer.submit("after") > 0  # the committer goes on
     assert notes.stored() == ["before", "after"]
@@ -211,7 +192,7 @@ def _deferred_failure(path: Path, table: str, when: str) -> None:
 
 
 async def test_vault_writes_a_failed_commit_fails_the_batch_and_the_queue_with_503(
-        tmp_path: Path, errors: list[logging.LogRecord]) -> None:
+        tmp_path: Path, server_errors: list[logging.LogRecord]) -> None:
     store = await SQLiteStorage.open(tmp_path)
     try:
         _deferred_failure(tmp_path / "vault.db", "sessions", "NEW.member = 'poison'")
@@ -223,7 +204,7 @@ async def test_vault_writes_a_failed_commit_fails_the_batch_and_the_queue_with_5
         store._lock.release()
         results = await asyncio.gather(*batch, behind, return_exceptions=True)
         assert [type(r) for r in results] == [ServiceUnavailable] * 3, results
-        assert len(errors) == 1
+        assert len(server_errors) == 1
         db = sqlite3.connect(tmp_path / "vault.db")
         try:
             assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
@@ -262,7 +243,7 @@ async def test_vault_writes_a_refused_write_leaves_nothing_of_itself(tmp_path: P
 
 
 async def test_messages_a_failed_commit_leaves_the_heads_as_stored(tmp_path: Path,
-                                                                   errors: list[logging.LogRecord]) -> None:
+                                                                   server_errors: list[logging.LogRecord]) -> None:
     """Posts checked against heads that counted a failed batch fail with it; the heads are read again,
     so the next post of the device follows its last stored message and gets the next stored position."""
     store = await SQLiteStorage.open(tmp_path)
@@ -286,7 +267,7 @@ async def test_messages_a_failed_commit_leaves_the_heads_as_stored(tmp_path: Pat
         store._lock.release()
         results = await asyncio.gather(*batch, *behind, return_exceptions=True)
         assert [type(r) for r in results] == [ServiceUnavailable] * 3, results
-        assert str(results[0]) == "the server could not store the message; try again" and len(errors) == 1
+        assert str(results[0]) == "the server could not store the message; try again" and len(server_errors) == 1
         with pytest.raises(Conflict, match="number 1;"):  # the device's chain is what is stored
             await log.append(msg(3, "m3"), "poison")
         assert await log.append(msg(2, "m2"), "m1") == 2
@@ -299,7 +280,7 @@ async def test_messages_a_failed_commit_leaves_the_heads_as_stored(tmp_path: Pat
 
 
 async def test_audit_a_failed_commit_leaves_the_tree_as_stored(tmp_path: Path,
-                                                               errors: list[logging.LogRecord]) -> None:
+                                                               server_errors: list[logging.LogRecord]) -> None:
     store = await AuditStore.open(tmp_path)
     try:
         db = sqlite3.connect(tmp_path / "audit.db")
@@ -314,7 +295,7 @@ async def test_audit_a_failed_commit_leaves_the_tree_as_stored(tmp_path: Path,
             await asyncio.sleep(0.01)
         results = await asyncio.gather(*batch, behind, return_exceptions=True)
         assert [type(r) for r in results] == [ServiceUnavailable] * 3, results
-        assert len(errors) == 1
+        assert len(server_errors) == 1
         assert store.tree.size == store.committed == 3
         assert await store.append(b"leaf3", 1) == 3  # the next index is the next row
         db = sqlite3.connect(tmp_path / "audit.db")
@@ -329,7 +310,7 @@ async def test_audit_a_failed_commit_leaves_the_tree_as_stored(tmp_path: Path,
 
 
 async def test_the_server_fails_closed_when_an_audit_batch_cannot_be_committed(
-        server: ServerThread, errors: list[logging.LogRecord]) -> None:
+        server: ServerThread, server_errors: list[logging.LogRecord]) -> None:
     """The audit store answers a failed batch with ServiceUnavailable: the recorder still takes it as an
     event it could not record (503 to everything until a restart), not as a client's error."""
     async with Http(server) as h:
@@ -358,6 +339,6 @@ async def test_the_server_fails_closed_when_an_audit_batch_cannot_be_committed(
             body = await resp.json()  # the login's token is not handed out; then the server refuses everything
             assert (resp.status, body["error"]) == (503, "unavailable"), (path, body)
     assert log_size(server) == size
-    assert [r.getMessage() for r in errors] == [
+    assert [r.getMessage() for r in server_errors] == [
         "storing 1 items (the audit event) failed; they and 0 queued behind them get 503",
         "could not record an audit event; refusing all requests from now on"]
