@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from client.api import Api
@@ -21,9 +22,10 @@ from client.session import log_in
 from client.view import member_fingerprint
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
+from vault import recovery
 from vault.chains import MemberState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
-from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
+from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
     DeviceKeys,
@@ -35,8 +37,9 @@ from vault.keys import (
     seal_link_payload,
 )
 from vault.links import invite_public, make_link, sign_device_proof
+from vault.recovery import RecoveryCode
 from vault.teamkeys import TeamKey, box_hash
-from vault.wire.schemas import AttestRequest, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
+from vault.wire.schemas import AttestRequest, Info, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
 
 INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
@@ -341,46 +344,85 @@ async def device_revoke(s: Client, name: str) -> int:
     return new.generation
 
 
-async def recovery_key(s: Client, name: str | None) -> str:
+@dataclass(frozen=True)
+class PaperKey:
+    """What ``recovery-key`` prints: the code (secret) and the server line beside it (not secret)."""
+
+    code: str
+    device: str
+    server: str
+    cert: str  # hex SHA-256 of the server's certificate
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """What ``recover`` needs, from a code (format 2: with the server line given apart; an old ``mvr1-``
+    code: all inside it). ``org`` is the whole organization root (old) or its first 11 bytes."""
+
+    url: str
+    cert: bytes
+    org: bytes
+    member_id: str
+    secret: bytes
+
+
+async def recovery_key(s: Client, name: str | None) -> PaperKey:
     """Add a paper device whose seed is the printed code."""
-    secret = os.urandom(32)
+    secret = os.urandom(recovery.SECRET_BYTES)
     paper = DeviceKeys.from_paper(secret)
     view = await s.chains.view()
     label = _device_name(view.members[s.session.me], name, "paper")
     await _add_device(s, paper.sign_public, paper.box_public, label, "paper", sign_device_proof(paper, s.session.me))
-    return MemberCode(RECOVERY_PREFIX, s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp),
-                      bytes.fromhex(s.session.cfg.org_root),
-                      s.session.me, secret).encode()
+    code = RecoveryCode(secret, s.session.me, bytes.fromhex(s.session.cfg.org_root)[:recovery.ORG_PREFIX_BYTES])
+    return PaperKey(code.encode(), label, s.session.cfg.url, s.session.cfg.cert_fp)
 
 
-async def recover(home: Home, code: str, passphrase: str, name: str | None,
+def recovery_target(code: str, server: str | None, cert: str | None) -> RecoveryTarget:
+    """Read a recovery key as typed; ``server``/``cert`` (the line printed beside it) are required for a
+    format-2 code and, given with an old ``mvr1-`` code, replace the server it names (a moved server)."""
+    url = recovery.check_server_url(server) if server is not None else None
+    fp = recovery.parse_cert_fingerprint(cert) if cert is not None else None
+    if not recovery.looks_like_recovery_code(code):
+        mc = MemberCode.parse(code, RECOVERY_PREFIX)
+        return RecoveryTarget(url or mc.url, fp or mc.cert_fingerprint, mc.org_root, mc.member_id, mc.secret)
+    rc = RecoveryCode.parse(code)
+    if url is None or fp is None:
+        raise VaultError("a recovery key does not name its server: give --server URL and --cert FINGERPRINT "
+                         "(printed beside the key)")
+    return RecoveryTarget(url, fp, rc.org_prefix, rc.member_id, rc.secret)
+
+
+async def recover(home: Home, target: RecoveryTarget, passphrase: str, name: str | None,
                   clock: Clock = SYSTEM) -> Config:
     """On a fresh machine: use the paper key to add a new device and restore access."""
     if home.exists:
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
-    mc = MemberCode.parse(code, RECOVERY_PREFIX)
-    paper = DeviceKeys.from_paper(mc.secret)
+    paper = DeviceKeys.from_paper(target.secret)
     device = DeviceKeys.generate()
     home.create_keystore(Secrets(device, {}), passphrase)
     try:
-        async with Api(mc.url, mc.cert_fingerprint) as api:
-            if not await _active(api, mc.member_id, paper, clock):
+        async with Api(target.url, target.cert) as api:
+            # Before the paper device signs anything: the organization must be the one the key names.
+            root = (await api.get("/api/v1/info", Info)).org_root or ""
+            if not root.startswith(target.org.hex()):
+                raise ServerMismatch("the server's organization does not match the recovery key (wrong or "
+                                     "impostor server)")
+            if not await _active(api, target.member_id, paper, clock):
                 raise AuthError("this recovery key is not (or no longer) an active device of that member")
-            home.save_config(Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(),
-                                    member_id=mc.member_id, device_id=paper.device_id, name=""))
+            home.save_config(Config(url=target.url, cert_fp=target.cert.hex(), org_root=root,
+                                    member_id=target.member_id, device_id=paper.device_id, name=""))
             s = await Client.open(home, Secrets(paper, {}), api, clock)
             view = await s.chains.view()
-            mine = view.members[mc.member_id]
+            mine = view.members[target.member_id]
             label = _device_name(mine, name, "device")
             await _add_device(s, device.sign_public, device.box_public, label, "device",
-                              sign_device_proof(device, mc.member_id))
+                              sign_device_proof(device, target.member_id))
             puks = dict(s.session.secrets.puks)
     except BaseException:
         home.forget()
         raise
-    cfg = Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(), member_id=mc.member_id,
+    cfg = Config(url=target.url, cert_fp=target.cert.hex(), org_root=root, member_id=target.member_id,
                  device_id=device.device_id, name=mine.name)
     home.save_secrets(Secrets(device, puks))
     home.save_config(cfg)
     return cfg
-

@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import click
-
 from client import agent
+from client.passphrase import MIN_LENGTH, Passphrases
 from vault import keystore, localstate
 from vault.encoding import Fields
 from vault.errors import DecryptionFailed, KeystoreError, VaultError
@@ -104,6 +103,8 @@ class Home:
         self._params: keystore.KdfParams | None = None
         self._local: bytes | None = None  # key of the sealed local state (config, pins), once unlocked
         self._sealed = False  # once unlocked: the keystore says config.bin and pins.bin must exist
+        self.passphrases = Passphrases()  # the CLI's --passphrase-command replaces it
+        self._by_passphrase = False  # the key was derived from a passphrase here (not taken from an agent)
 
     @property
     def exists(self) -> bool:
@@ -213,8 +214,8 @@ class Home:
     # -- keystore -----------------------------------------------------------------------------
 
     def create_keystore(self, secrets: Secrets, passphrase: str) -> None:
-        if len(passphrase) < 8:
-            raise KeystoreError("passphrase too short: use at least 8 characters")
+        if len(passphrase) < MIN_LENGTH:  # the strength check (client.passphrase) came first; this is a floor
+            raise KeystoreError(f"passphrase too short: use at least {MIN_LENGTH} characters")
         salt = keystore.new_salt()
         params = keystore.KdfParams()
         key = keystore.derive_key(passphrase, salt, params)
@@ -224,14 +225,32 @@ class Home:
         self._local = localstate.local_key(secrets.device)
         # Not self._sealed: config.bin and pins.bin are written next (save_config) by the command that made it.
 
+    def change_passphrase(self, new: str) -> None:
+        """Re-seal the keystore under ``new``; only after ``unlock(agent_ok=False)`` opened it with the current
+        passphrase (not an unlock session). A fresh salt; the KDF parameters it had or the default, whichever is
+        stronger. The new file is written beside the old one, fsync'd and renamed over it (``atomic_write``): at
+        every moment one of the two passphrases opens it. The unlock session (it holds the old key) is ended."""
+        if not self._by_passphrase:
+            raise KeystoreError("changing the passphrase needs the current one (not an unlock session)")
+        secrets = self.unlock()
+        assert self._params is not None
+        old, default = self._params, keystore.KdfParams()
+        params = keystore.KdfParams(max(old.time_cost, default.time_cost), max(old.memory_kib, default.memory_kib),
+                                    max(old.parallelism, default.parallelism))
+        salt = keystore.new_salt()
+        key = keystore.derive_key(new, salt, params)
+        atomic_write(self.path / KEYSTORE, keystore.seal_keystore(secrets.to_value(), key, salt, params))
+        self._key, self._salt, self._params = key, salt, params
+        self.end_session()
+
     def keystore_params(self) -> keystore.KdfParams:
         header, _ = keystore.parse_keystore((self.path / KEYSTORE).read_bytes())
         return header.params
 
-    def unlock(self, agent_ok: bool = True) -> Secrets:
+    def unlock(self, agent_ok: bool = True, passphrase: str | None = None) -> Secrets:
         """Open the keystore: the key this object already derived, the unlock agent (with the session
-        secret in ``MVAULT_SESSION``), a passphrase file, or an interactive prompt. The first unlock of a
-        home an older version wrote seals its plaintext state."""
+        secret in ``MVAULT_SESSION``), ``passphrase``, or ``self.passphrases`` (a command, a file, a prompt).
+        The first unlock of a home an older version wrote seals its plaintext state."""
         try:
             blob = (self.path / KEYSTORE).read_bytes()
         except FileNotFoundError as e:
@@ -250,7 +269,8 @@ class Home:
                 except KeystoreError:
                     value = None  # a session for a keystore since replaced: ask for the passphrase
         if value is None:
-            value, self._key, _ = keystore.open_keystore(blob, read_passphrase())
+            value, self._key, _ = keystore.open_keystore(blob, passphrase or self.passphrases.current())
+            self._by_passphrase = True
         secrets = Secrets.from_value(value)
         self._local = localstate.local_key(secrets.device)
         if secrets.sealed:
@@ -348,16 +368,3 @@ def _session_secret(value: str) -> bytes:
     if len(raw) != 32:
         raise KeystoreError("MVAULT_SESSION is damaged; run `mvault unlock` again")
     return raw
-
-
-def read_passphrase(confirm: bool = False) -> str:
-    path = os.environ.get("MVAULT_PASSPHRASE_FILE")
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise KeystoreError(f"cannot read MVAULT_PASSPHRASE_FILE: {e.strerror}") from e
-        return text.rstrip("\r\n")
-    if not os.isatty(0):
-        raise KeystoreError("no passphrase: set MVAULT_PASSPHRASE_FILE or run in a terminal")
-    return str(click.prompt("passphrase", hide_input=True, confirmation_prompt=confirm, err=True))

@@ -420,9 +420,9 @@ def test_a_revoked_security_device_cannot_vouch_for_a_log(sec: Sec, tmp_path: Pa
     sec.carol.ok("audit", "witness")
     carol = sec.carol.json("whoami")
     # The cosigning device is seized: carol recovers on a new machine and revokes it.
-    paper = sec.carol.json("recovery-key")["recovery_key"]
+    sheet = sec.carol.json("recovery-key")
     fresh = Member(tmp_path / "home-carol2", "carol", sec.carol.passphrase_file)
-    fresh.ok("recover", paper)
+    fresh.ok("recover", sheet["recovery_key"], "--server", sheet["server"], "--cert", sheet["cert"])
     fresh.ok("device", "revoke", carol["device"])
     sec.bob.ok("whoami")  # the witness made before the revocation still stands
     # The server, holding the seized device, has it cosign now: refused.

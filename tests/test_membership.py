@@ -241,13 +241,14 @@ def test_device_link_revoke_and_recovery(org: Org, make_member: Any, tmp_path: P
     assert [d["name"] for d in org.alice.json("device", "ls") if d["revoked"] is None] == ["device-1"]
 
     # A paper key restores access on a fresh machine.
-    paper = org.alice.json("recovery-key")["recovery_key"]
+    sheet = org.alice.json("recovery-key")
+    paper, line = sheet["recovery_key"], ("--server", sheet["server"], "--cert", sheet["cert"])
     fresh = Member(tmp_path / "home-alice-fresh", "alice", org.alice.passphrase_file)
-    fresh.ok("recover", paper)
+    fresh.ok("recover", paper, *line)
     fresh.ok("get", "drafting", "shared.md", "-o", str(tmp_path / "r.md"))
     assert (tmp_path / "r.md").read_text() == "for every device"
     assert fresh.json("whoami")["member"] == org.alice.json("whoami")["member"]
-    Member(tmp_path / "home-x", "x", org.alice.passphrase_file).fails("recover", paper[:-4] + "AAAA")
+    Member(tmp_path / "home-x", "x", org.alice.passphrase_file).fails("recover", paper[:-4] + "AAAA", *line)
 
 
 def test_verification_and_key_change_warnings(org: Org, tmp_path: Path) -> None:

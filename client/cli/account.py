@@ -1,4 +1,5 @@
-"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``invite``: this member's identity and unlock session."""
+"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``invite``, ``passphrase change``: this member's identity,
+passphrase and unlock session."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import click
 from client import admin
 from client.cli._common import Ctx, emit, json_flag, out, run, with_session
 from client.client import Client, join
-from client.home import SESSION_MINUTES, read_passphrase
+from client.home import SESSION_MINUTES
+from client.passphrase import ask_new, new_from_file
 from client.sanitize import escape
 from vault.errors import VaultError
 
@@ -22,7 +24,7 @@ from vault.errors import VaultError
 @click.pass_obj
 def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
     """Make keys (asks a passphrase) and join the organization with an invite CODE."""
-    passphrase = read_passphrase(confirm=True)
+    passphrase = ctx.home.passphrases.new([name, org_name])
     cfg = run(join(ctx.home, code, name, passphrase, org_name, ctx.clock))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
          lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
@@ -94,4 +96,29 @@ def invite(ctx: Ctx, role: str, note: str, days: int) -> None:
     emit(ctx, {"invite": code}, lambda: click.echo(code))
 
 
-COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite)
+@click.group()
+def passphrase() -> None:
+    """Your keystore's passphrase."""
+
+
+@passphrase.command("change")
+@click.option("--new-passphrase-file", metavar="PATH", default=None,
+              help="read the new passphrase from PATH (first line) instead of asking it twice")
+@json_flag
+@click.pass_obj
+def passphrase_change(ctx: Ctx, new_passphrase_file: str | None) -> None:
+    """Change the passphrase: asks the current one (or takes it from MVAULT_PASSPHRASE_FILE or a passphrase
+    command; never from an unlock session), then the new one twice. Ends the unlock session."""
+    ctx.home.require()
+    current = ctx.home.passphrases.current()
+    ctx.home.unlock(agent_ok=False, passphrase=current)  # a wrong current passphrase stops here, before the new one
+    context = [ctx.home.config().name]
+    new = new_from_file(new_passphrase_file, context) if new_passphrase_file else ask_new(context)
+    if new == current:
+        raise VaultError("the new passphrase is the current one; nothing changed")
+    ctx.home.change_passphrase(new)
+    emit(ctx, {"changed": True, "ended_session": True},
+         lambda: out.print("passphrase changed; copies of the old keystore.bin (backups) still open with the old one"))
+
+
+COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite, passphrase)

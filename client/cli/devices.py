@@ -11,7 +11,6 @@ from rich.table import Table
 from client import admin
 from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
 from client.client import Client
-from client.home import read_passphrase
 from client.maintenance import maintain
 from client.sanitize import escape, one_line
 
@@ -48,7 +47,7 @@ def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
 @click.pass_obj
 def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
     """On a new machine: join your member identity with the code from `device add`."""
-    passphrase = read_passphrase(confirm=True)
+    passphrase = ctx.home.passphrases.new([name or ""])
     cfg = run(admin.device_link(ctx.home, code, name, passphrase, wait, ctx.clock))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
          lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
@@ -93,23 +92,38 @@ def device_revoke(ctx: Ctx, name: str) -> None:
 @json_flag
 @click.pass_obj
 def recovery_key(ctx: Ctx, name: str | None) -> None:
-    """Make a paper key (an offline device): write it down, keep it safe."""
-    code = with_session(ctx, lambda s: admin.recovery_key(s, name))
-    emit(ctx, {"recovery_key": code}, lambda: out.print(
-        f"recovery key (anyone holding it can act as you until you revoke it):\n  {code}"))
+    """Make a paper key (an offline device): write down the key and the server line, keep them safe."""
+    paper = with_session(ctx, lambda s: admin.recovery_key(s, name))
+    groups = paper.code.split("-")
+
+    def human() -> None:
+        rows = [f"  {i + 1:>2}  " + "-".join(groups[i:i + 4]) for i in range(0, len(groups), 4)]
+        out.print(f"recovery key {escape(paper.device)} (anyone holding it can act as you until you revoke it):\n"
+                  + "\n".join(rows) + "\n"
+                  "server (not secret; a new machine needs it with the key):\n"
+                  f"  mvault recover --server {escape(paper.server)} --cert {paper.cert}", soft_wrap=True)
+
+    emit(ctx, {"recovery_key": paper.code, "device": paper.device, "server": paper.server, "cert": paper.cert},
+         human)
 
 
 @click.command()
-@click.argument("code")
+@click.argument("code", nargs=-1)
+@click.option("--server", metavar="URL", default=None, help="the server's URL (printed beside the recovery key)")
+@click.option("--cert", metavar="FINGERPRINT", default=None,
+              help="the server certificate's SHA-256 fingerprint (printed beside the recovery key)")
 @click.option("--name", default=None, help="name for this device")
 @json_flag
 @click.pass_obj
-def recover(ctx: Ctx, code: str, name: str | None) -> None:
-    """On a fresh machine: restore access with a recovery key."""
-    passphrase = read_passphrase(confirm=True)
-    cfg = run(admin.recover(ctx.home, code, passphrase, name, ctx.clock))
+def recover(ctx: Ctx, code: tuple[str, ...], server: str | None, cert: str | None, name: str | None) -> None:
+    """On a fresh machine: restore access with a recovery key (CODE, its groups with or without spaces; asked
+    when not given, so that it stays out of the shell's history). An old mvr1- key names its server itself."""
+    text = " ".join(code) or str(click.prompt("recovery key", err=True))
+    target = admin.recovery_target(text, server, cert)  # a mistyped group is named before any passphrase
+    passphrase = ctx.home.passphrases.new([name or ""])
+    cfg = run(admin.recover(ctx.home, target, passphrase, name, ctx.clock))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"restored {escape(cfg.name)} ({cfg.member_id}) on this machine"))
+         lambda: out.print(f"restored {escape(cfg.name)} on this machine"))
 
 
 COMMANDS: tuple[click.Command, ...] = (device, recovery_key, recover)
