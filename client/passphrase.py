@@ -63,14 +63,14 @@ class Passphrases:
 
     command: str | None = None
 
-    def current(self) -> str:
-        """The passphrase of the existing keystore."""
+    def current(self, label: str = "passphrase") -> str:
+        """The passphrase of the existing keystore (``label``: the prompt's)."""
         given = self._given()
         if given is not None:
             return given
         if not os.isatty(0):
             raise KeystoreError(NO_SOURCE)
-        return _prompt("passphrase")
+        return _prompt(label)
 
     def new(self, context: Sequence[str] = ()) -> str:
         """A new passphrase from the usual sources (checked, no confirmation) or prompts."""

@@ -110,7 +110,7 @@ def passphrase_change(ctx: Ctx, new_passphrase_file: str | None) -> None:
     """Change the passphrase: asks the current one (or takes it from MVAULT_PASSPHRASE_FILE or a passphrase
     command; never from an unlock session), then the new one twice. Ends the unlock session."""
     ctx.home.require()
-    current = ctx.home.passphrases.current()
+    current = ctx.home.passphrases.current("current passphrase")
     ctx.home.unlock(agent_ok=False, passphrase=current)  # a wrong current passphrase stops here, before the new one
     context = [ctx.home.config().name]
     new = new_from_file(new_passphrase_file, context) if new_passphrase_file else ask_new(context)
