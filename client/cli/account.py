@@ -1,13 +1,16 @@
-"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``invite``: this member's identity and unlock session."""
+"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``invite`` (``ls``, ``revoke``): this member's identity, unlock
+session and invites."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import click
+from click.core import ParameterSource
+from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, run, with_session
+from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
 from client.client import Client, join
 from client.home import SESSION_MINUTES, read_passphrase
 from client.sanitize import escape
@@ -82,16 +85,64 @@ def whoami(ctx: Ctx) -> None:
         f"teams: {escape(', '.join(info['teams'])) or '-'}"))
 
 
-@click.command()
+_INVITE_OPTIONS = ("role", "note", "days")
+
+
+@click.group(invoke_without_command=True, subcommand_metavar="[ls | revoke ID]")
 @click.option("--role", type=click.Choice(["member", "compa"]), default="member", show_default=True)
 @click.option("--note", default="", help="a note for the record (e.g. bootcamp)")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 30), help="validity")
 @json_flag
-@click.pass_obj
-def invite(ctx: Ctx, role: str, note: str, days: int) -> None:
-    """Print a one-time invite code for a new member."""
+@click.pass_context
+def invite(c: click.Context, role: str, note: str, days: int) -> None:
+    """Print a one-time invite code for a new member; `invite ls` lists open invites, `invite revoke ID`
+    withdraws one."""
+    if c.invoked_subcommand is not None:
+        given = [f"--{p}" for p in _INVITE_OPTIONS if c.get_parameter_source(p) != ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for creating an invite: "
+                                   f"not with `{c.invoked_subcommand}`")
+        return
+    ctx: Ctx = c.obj
     code = with_session(ctx, lambda s: admin.invite(s, role, note, days))
     emit(ctx, {"invite": code}, lambda: click.echo(code))
+
+
+@invite.command("ls")
+@click.option("--all", "every", is_flag=True, help="also used, expired and revoked invites")
+@json_flag
+@click.pass_obj
+def invite_ls(ctx: Ctx, every: bool) -> None:
+    """The organization's open invites (from its chain): id, created, by whom, role, note, expiry."""
+    rows = with_session(ctx, lambda s: admin.invites(s, every))
+
+    def human() -> None:
+        if not rows:
+            out.print("no open invites" + ("" if every else " (--all shows used, expired and revoked ones)"))
+            return
+        table = Table("id", "seq", "created", "by", "role", "note", "expires", "state")
+        for r in rows:
+            state = r["state"]
+            if state == "used":
+                state = f"used by {escape(r['used_by_name'])}"
+            elif state == "revoked":
+                state = f"revoked by {escape(r['revoked_by_name'])}"
+            table.add_row(r["id"], str(r["seq"]), when(r["created"]), escape(r["by_name"]), r["role"],
+                          escape(r["note"]), when(r["expires"]), state)
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@invite.command("revoke")
+@click.argument("invite_id", metavar="ID")
+@json_flag
+@click.pass_obj
+def invite_revoke(ctx: Ctx, invite_id: str) -> None:
+    """Withdraw an open invite (ID or seq as `invite ls` prints it): joining with its code is refused."""
+    r = with_session(ctx, lambda s: admin.revoke_invite(s, invite_id))
+    emit(ctx, r, lambda: out.print(f"revoked invite {r['id']} ({r['role']}, by {escape(r['by_name'])}"
+                                   + (f", {escape(r['note'])}" if r["note"] else "") + ")"))
 
 
 COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite)
