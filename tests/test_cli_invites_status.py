@@ -114,3 +114,73 @@ def test_invite_group_keeps_the_old_form(org: Org, make_member: Any) -> None:
     r = org.alice.run("invite", "--role", "compa", "ls")  # not silently ignored (a usage error: exit 2)
     assert r.code == 2 and "--role is for creating an invite" in r.err and not r.out
     assert _links(org.server) == before
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+
+def _without_passphrase(m: Member, **env: str) -> Member:
+    """The same home in a shell that has no passphrase file (and maybe an unlock session)."""
+    return Member(m.home, m.name, m.passphrase_file, {"MVAULT_PASSPHRASE_FILE": "", **env})
+
+
+def test_status_locked_then_unlocked(org: Org) -> None:
+    locked = _without_passphrase(org.alice)
+    st = locked.json("status")  # no prompt (stdin is no terminal: a prompt would have failed the command)
+    assert st["session"]["state"] == "locked" and st["session"]["agent"] is False
+    assert st["server"]["url"] is None and st["member"] is None and st["checkpoint"] is None
+    assert st["session"]["kdf"]["memory_kib"] >= 65536
+    assert any("locked" in w for w in st["warnings"])
+    human = locked.ok("status").out
+    assert "session:    locked" in human and "server:" not in human
+    locked.fails("status", "--unlock", contains="no passphrase")  # --unlock asks: here nobody can answer
+
+    st = org.alice.json("status")  # MVAULT_PASSPHRASE_FILE opens the keys, as for every command
+    assert st["session"]["state"] == "passphrase file"
+    assert st["server"]["url"] == org.server.url and st["server"]["reachable"] is True
+    assert st["server"]["certificate"] == "matches the pin" and st["server"]["version"]
+    assert st["member"]["name"] == "alice" and "ncc" in st["member"]["roles"]
+    assert st["device"]["name"] == "device-1"
+    assert st["checkpoint"]["size"] > 0 and st["pending"] == [] and st["warnings"] == []
+    human = org.alice.ok("status").out
+    assert "member:     alice (member, ncc; admitted) on device-1" in human and "pending:    nothing" in human
+
+    token = org.alice.json("unlock", "--minutes", "5")["session"]
+    agent = _without_passphrase(org.alice, MVAULT_SESSION=token).json("status")
+    assert agent["session"]["state"] == "agent" and agent["session"]["agent"] is True
+    assert 0 < agent["session"]["seconds_left"] <= 300 and agent["member"]["name"] == "alice"
+    other_shell = locked.json("status")  # an agent runs, but this shell does not hold its secret
+    assert other_shell["session"]["state"] == "locked" and other_shell["session"]["agent"] is True
+
+
+def test_status_with_the_server_down(org: Org) -> None:
+    size = org.alice.json("status")["checkpoint"]["size"]
+    org.server.stop()
+    r = org.alice.ok("status", "--json")
+    st = r.json()
+    assert st["server"]["reachable"] is False and st["server"]["url"] == org.server.url
+    assert st["member"]["name"] == "alice" and st["checkpoint"]["size"] >= size
+    assert any("does not answer" in w for w in st["warnings"])
+    assert "does not answer" in org.alice.ok("status").out
+    offline = org.alice.json("status", "--offline")
+    assert offline["server"]["reachable"] is None and offline["member"]["name"] == "alice"
+
+
+def test_status_lists_pending_work_without_doing_it(org: Org, make_member: Any) -> None:
+    org.alice.ok("invite", "--note", "for status")
+    org.bob.ok("leave", "drafting")  # the key must rotate: alice's next ordinary command does it
+    before = _links(org.server)
+    st = org.alice.json("status")
+    kinds = {p["kind"]: p for p in st["pending"]}
+    assert kinds["rotate"]["team"] == "drafting"
+    assert kinds["invites"]["open"] == 1 and kinds["invites"]["yours"] == 1
+    assert _links(org.server) == before  # status did nothing
+    assert "drafting: " in org.alice.ok("status").out
+    assert [p["kind"] for p in org.bob.json("status")["pending"]] == ["invites"]
+    assert {p["yours"] for p in org.bob.json("status")["pending"]} == {0}
+    org.alice.ok("whoami")  # does the pending rotation
+    assert [p["kind"] for p in org.alice.json("status")["pending"]] == ["invites"]
+
+
+def test_status_without_an_identity(make_member: Any) -> None:
+    make_member("nobody").fails("status", contains="no member vault identity")

@@ -1,5 +1,5 @@
-"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``invite`` (``ls``, ``revoke``): this member's identity, unlock
-session and invites."""
+"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``status``, ``invite`` (``ls``, ``revoke``): this member's
+identity, unlock session and invites."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 from rich.table import Table
 
-from client import admin
+from client import admin, status
 from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
 from client.client import Client, join
 from client.home import SESSION_MINUTES, read_passphrase
@@ -145,4 +145,44 @@ def invite_revoke(ctx: Ctx, invite_id: str) -> None:
                                    + (f", {escape(r['note'])}" if r["note"] else "") + ")"))
 
 
-COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite)
+@click.command("status")
+@click.option("--unlock", "ask", is_flag=True, help="ask the passphrase if no unlock session or file opens the keys")
+@click.option("--offline", is_flag=True, help="do not contact the server")
+@json_flag
+@click.pass_obj
+def status_cmd(ctx: Ctx, ask: bool, offline: bool) -> None:
+    """Server, unlock session, who you are, pinned checkpoint, pending work, warnings. Changes nothing and never
+    asks the passphrase unless --unlock; exits 0 whenever the status could be determined."""
+    st = run(status.gather(ctx.home, ctx.clock, unlock=ask, offline=offline))
+    emit(ctx, st.to_value(), lambda: _print_status(st))
+
+
+def _print_status(st: status.Status) -> None:
+    sess = st.session
+    how = {"agent": "unlocked (unlock agent)", "passphrase file": "unlocked (MVAULT_PASSPHRASE_FILE)",
+           "passphrase": "unlocked (passphrase)", "locked": "locked"}[sess["state"]]
+    if sess["agent"]:
+        how += f"; an unlock agent runs ({sess['seconds_left']} s left)"
+    lines = [f"home:       {escape(st.home)}", f"session:    {how}"]
+    srv = st.server
+    if srv["url"] is not None:
+        reach = {True: f"answers (version {escape(srv['version'] or '?')}); certificate {srv['certificate']}",
+                 False: "does not answer", None: "not contacted"}[srv["reachable"]]
+        lines.append(f"server:     {escape(srv['url'])}: {reach}")
+    if st.member is not None:
+        who = escape(st.member["name"])
+        if "roles" in st.member:
+            who += f" ({escape(', '.join(st.member['roles']))}; {escape(st.member['status'])})"
+        named = st.device is not None and st.device["name"] is not None
+        device = escape(st.device["name"]) if st.device and named else "this device (its name is not known offline)"
+        lines.append(f"member:     {who} on {device}")
+    if st.checkpoint is not None:
+        lines.append(f"checkpoint: audit log of {st.checkpoint['size']} events, {when(st.checkpoint['time'])}")
+    if srv["reachable"]:
+        lines.append("pending:    " + ("nothing" if not st.pending else ""))
+        lines += [f"  - {escape(p['team']) + ': ' if 'team' in p else ''}{escape(p['detail'])}" for p in st.pending]
+    lines += [f"warning:    {escape(w)}" for w in st.warnings]
+    out.print("\n".join(lines))
+
+
+COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite, status_cmd)
