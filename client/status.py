@@ -78,10 +78,14 @@ async def _online(st: Status, home: Home, secrets: Secrets, clock: Clock) -> Non
         st.server.update(reachable=True, version=health.version, certificate="matches the pin")
         try:
             s = await Client.open(home, secrets, api, clock)
+            view = await s.chains.view()
         except AuthError as e:
             st.warnings.append(f"this device cannot log in: {e.message}")
             return
-        view = await s.chains.view()
+        except TransportError as e:  # it answered the health check, then stopped
+            st.server.update(reachable=False, error=e.message)
+            st.warnings.append(f"the server stopped answering: {e.message}")
+            return
         st.warnings.extend(s.session.warnings)
         now = s.session.now()
         mine = view.members[s.session.me]

@@ -3,6 +3,7 @@ real server."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Member, Org, ServerThread, join_member
@@ -180,6 +181,20 @@ def test_status_lists_pending_work_without_doing_it(org: Org, make_member: Any) 
     assert {p["yours"] for p in org.bob.json("status")["pending"]} == {0}
     org.alice.ok("whoami")  # does the pending rotation
     assert [p["kind"] for p in org.alice.json("status")["pending"]] == ["invites"]
+
+
+def test_status_fails_on_a_server_with_another_certificate(org: Org, tmp_path: Path) -> None:
+    """A security problem is not a status: the command fails (and the locked status, which asks no server,
+    cannot see it)."""
+    port = org.server.port
+    org.server.stop()
+    impostor = ServerThread(tmp_path / "impostor-data", port).start()
+    try:
+        org.alice.fails("status", contains="certificate does not match")
+        assert _without_passphrase(org.alice).json("status")["session"]["state"] == "locked"
+        assert org.alice.json("status", "--offline")["server"]["reachable"] is None
+    finally:
+        impostor.stop()
 
 
 def test_status_without_an_identity(make_member: Any) -> None:
