@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Member, Org, ServerThread, join_member
+from tests.conftest import Member, Org, ServerThread, join_member, security_team
 
 
 def _links(server: ServerThread) -> int:
@@ -101,6 +101,15 @@ def test_who_may_revoke(org: Org, make_member: Any) -> None:
     _, bob_second = org.bob.json("invite"), org.bob.json("invite", "ls")[-1]
     org.bob.ok("invite", "revoke", bob_second["id"])  # its author
     assert org.alice.json("invite", "ls") == [alice_row]
+
+
+def test_a_revocation_is_in_the_audit_log(org: Org, make_member: Any) -> None:
+    carol = security_team(org, make_member)
+    _, row = _invite(org)
+    org.alice.ok("invite", "revoke", row["id"])
+    [event] = carol.json("audit", "log", "--action", "org.invite.revoke")["events"]
+    assert event["actor_name"] == "alice" and event["rules"] == ["offboarding"]
+    assert carol.json("audit", "verify")["problems"] == []
 
 
 def test_a_used_invite_cannot_be_revoked(org: Org) -> None:
