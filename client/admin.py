@@ -23,7 +23,8 @@ from client.view import member_fingerprint
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from vault import recovery
-from vault.chains import MemberState, TeamState, check_name, role_act, team_id_for
+from vault.acts import Act
+from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
@@ -55,6 +56,80 @@ async def invite(s: Client, role: str, note: str, days: int = INVITE_DAYS) -> st
                                              "expires": s.session.now() + days * 86400})
     return InviteCode(s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp), bytes.fromhex(s.session.cfg.org_root),
                       secret).encode()
+
+
+INVITE_ID_CHARS = 12  # the id `invite ls` prints: this many hex digits of the invite's public key
+MIN_INVITE_PREFIX = 6
+MAX_SEQ_DIGITS = 7  # an invite named by up to this many digits is named by its org.invite link's seq
+
+
+def invite_state(inv: Invite, now: int) -> str:
+    """"open", "used", "revoked" or "expired" (an invite of a member removed since expired at the removal)."""
+    if inv.used_by is not None:
+        return "used"
+    if inv.revoked_by is not None:
+        return "revoked"
+    return "expired" if now >= inv.expires else "open"
+
+
+async def invites(s: Client, every: bool = False) -> list[dict[str, Any]]:
+    """The organization's invites from its chain, oldest first: open ones (``every``: all of them)."""
+    view = await s.chains.view()
+    now = s.session.now()
+    rows = []
+    for inv in sorted(view.org.invites.values(), key=lambda i: i.seq):
+        state = invite_state(inv, now)
+        if state != "open" and not every:
+            continue
+        rows.append({
+            "id": inv.public.hex()[:INVITE_ID_CHARS], "invite": inv.public.hex(), "seq": inv.seq,
+            "created": inv.created, "by": inv.by, "by_name": view.name_of(inv.by), "role": inv.role,
+            "note": inv.note, "expires": inv.expires, "state": state,
+            "used_by": inv.used_by, "used_by_name": view.name_of(inv.used_by) if inv.used_by else None,
+            "revoked_by": inv.revoked_by,
+            "revoked_by_name": view.name_of(inv.revoked_by) if inv.revoked_by else None,
+            "revoked_at": inv.revoked_at,
+        })
+    return rows
+
+
+def find_invite(org: OrgState, ref: str) -> Invite:
+    """The invite ``ref`` names: its org.invite link's seq (up to 7 digits) or a prefix of at least 6 hex
+    digits of its public key, as ``invite ls`` prints them."""
+    text = ref.strip().lower().removeprefix("#")
+    if text.isdigit() and len(text) <= MAX_SEQ_DIGITS:
+        found = [i for i in org.invites.values() if i.seq == int(text)]
+    elif len(text) >= MIN_INVITE_PREFIX and all(c in "0123456789abcdef" for c in text):
+        found = [i for i in org.invites.values() if i.public.hex().startswith(text)]
+    else:
+        raise VaultError(f"name an invite by the id `mvault invite ls` prints (at least {MIN_INVITE_PREFIX} hex "
+                         "digits) or by its seq")
+    if not found:
+        raise NotFound(f"no invite {ref!r} (see `mvault invite ls --all`)")
+    if len(found) > 1:
+        raise VaultError(f"{ref!r} names {len(found)} invites: give more digits of the id")
+    return found[0]
+
+
+async def revoke_invite(s: Client, ref: str) -> dict[str, Any]:
+    """Withdraw an open invite (signed ``org.invite.revoke``): a join with its code is refused afterwards."""
+    view = await s.chains.view()
+    inv = find_invite(view.org, ref)
+    ident = inv.public.hex()[:INVITE_ID_CHARS]
+    state = invite_state(inv, s.session.now())
+    if state == "used":
+        raise VaultError(f"invite {ident} was used by {view.name_of(inv.used_by or '')}: to undo that, "
+                         "remove the member")
+    if state != "open":
+        raise VaultError(f"invite {ident} is {state} already")
+    action = f"org.invite.{inv.role}" if inv.by == s.session.me else f"org.invite.revoke.{inv.role}"
+    if not POLICY.entitled(Act(s.session.me, s.session.device.device_id, s.session.now(), action),
+                           view.org, view.members, None):
+        raise PolicyDenied(f"you may not revoke invite {ident} by {view.name_of(inv.by)}: only its author "
+                           "(while they may invite) or an NCC member may")
+    await s.chains.append_org("org.invite.revoke", {"invite": inv.public})
+    return {"id": ident, "invite": inv.public.hex(), "seq": inv.seq, "by": inv.by, "by_name": view.name_of(inv.by),
+            "role": inv.role, "note": inv.note, "state": "revoked"}
 
 
 async def create_team(s: Client, name: str, kind: str, history: bool = True) -> TeamState:

@@ -282,6 +282,21 @@ class Home:
             secrets.sealed = self._sealed = True
         return secrets
 
+    def unlock_quietly(self) -> tuple[Secrets, str] | None:
+        """``unlock`` without a prompt: through the unlock agent ("agent"), a passphrase command or
+        MVAULT_PASSPHRASE_FILE (``Passphrases.source``); None when only a prompt would open the keystore."""
+        key = self._key or self._key_from_agent()
+        if key is not None:
+            self._key = key
+            try:
+                return self.unlock(), "agent"
+            except KeystoreError:
+                self._key = None  # a session for a keystore since replaced
+        source = self.passphrases.source()
+        if source is not None:
+            return self.unlock(agent_ok=False), source
+        return None
+
     def _key_from_agent(self) -> bytes | None:
         token = os.environ.get("MVAULT_SESSION")
         if not token:

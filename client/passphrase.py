@@ -79,6 +79,13 @@ class Passphrases:
             return _checked(given, context)
         return ask_new(context)
 
+    def source(self) -> str | None:
+        """Where ``current`` would take the passphrase from without a prompt ("passphrase command" or
+        "passphrase file"), or None: it would ask."""
+        if self.command or os.environ.get("MVAULT_PASSPHRASE_COMMAND"):
+            return "passphrase command"
+        return "passphrase file" if os.environ.get("MVAULT_PASSPHRASE_FILE") else None
+
     def _given(self) -> str | None:
         """From a command or file (see the module docstring), or None: ask."""
         if self.command:

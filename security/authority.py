@@ -54,6 +54,8 @@ def _verb(action: str) -> str:
         return f"create a {parts[2]} team"
     if parts[:2] == ["org", "invite"] and len(parts) == 3:
         return f"invite with role {parts[2]!r}"
+    if parts[:3] == ["org", "invite", "revoke"] and len(parts) == 4:
+        return f"revoke another member's invite with role {parts[3]!r}"
     return parts[-1]  # team actions: 'add', 'remove', 'role', 'rotate', 'share', 'leave'
 
 

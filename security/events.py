@@ -54,6 +54,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "auth.lockout": ("failed-logins",),
     "org.create": ("two-person",),
     "org.invite": ("offboarding",),
+    "org.invite.revoke": ("offboarding",),
     "org.join": ("need-to-know",),
     "org.admit": ("need-to-know",),
     "org.role": ("role-terms", "two-person"),

@@ -26,6 +26,11 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.invite": frozenset({"member", "ncc", "staff", "security"}),
     "org.invite.member": frozenset({"member", "ncc", "staff", "security"}),
     "org.invite.compa": frozenset({"member", "ncc", "staff", "security"}),
+    # Withdrawing someone else's open invite (its author withdraws it with the right to issue it, org.invite.<role>):
+    # NCC, who may also admit and remove. Any member may invite, so letting "whoever may invite with that role"
+    # revoke would let every member cancel every other member's invites.
+    "org.invite.revoke.member": frozenset({"ncc"}),
+    "org.invite.revoke.compa": frozenset({"ncc"}),
     "org.admit": frozenset({"ncc"}),
     "org.role": frozenset({"ncc"}),
     "org.remove": frozenset({"ncc"}),

@@ -29,13 +29,13 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from security.authority import POLICY
 from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, MachineBase, idx
-from tests.helpers.authority_model import MTeam, OrgEntry
+from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
 from vault.acts import ALLOWANCE, Act
-from vault.chains import clone, team_id_for
+from vault.chains import MAX_OPEN_INVITES, clone, team_id_for
 from vault.crypto import primitives as p
-from vault.errors import ChainError, PolicyDenied
+from vault.errors import ChainError, InviteNotOpen, PolicyDenied
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import invite_public, make_link
 from vault.teamkeys import TeamKey
@@ -69,6 +69,7 @@ class AuthorityMachine(MachineBase):
         self.w.org_link(by, "org.invite", {"role": role, "invite": invite_public(secret),
                                            "expires": self.now + 3600, "note": "x"}, by=self.dev(by))
         self.m.org_link(self.now)
+        self.m.invites[invite_public(secret)] = MInvite(by.id, role, self.now + 3600, used=True)
         person = self.w.person(f"p{len(self.w.people)}")
         self._person_recorded(person)
         self.w.join(person, secret)
@@ -145,7 +146,50 @@ class AuthorityMachine(MachineBase):
             by = second
         self.w.org_link(by, "org.remove", {"member": who.id, "reason": "expelled"}, by=self.dev(by))
         self.m.org_link(self.now, {who.id: OrgEntry("removed", {})})
+        self.m.removed_from_org(who.id, self.now)
         self.sync("org_remove")
+
+    @rule(inviter=idx, revoker=idx, pick=idx, compa=st.booleans(), fresh=st.booleans(), author=st.booleans(),
+          lifetime=st.sampled_from([60, 3600]))
+    def invite_revoke(self, inviter: int, revoker: int, pick: int, compa: bool, fresh: bool, author: bool,
+                      lifetime: int) -> None:
+        """Anyone, with any of their devices (revoked ones too), tries to withdraw some invite (open, used, expired
+        or revoked): the real chain accepts exactly what the model allows, and a withdrawn invite admits nobody."""
+        role = "compa" if compa else "member"
+        by = self.pick([q for q in self.people() if self.m.entitled(q.id, self.dev(q).device_id, self.now + 10,
+                                                                     f"org.invite.{role}")], inviter)
+        if (fresh or not self.m.invites) and by is not None and sum(
+                1 for i in self.m.invites.values() if i.by == by.id and i.open(self.now + 10)) < MAX_OPEN_INVITES:
+            secret = p.random_bytes(32)
+            self.w.org_link(by, "org.invite", {"role": role, "invite": invite_public(secret),
+                                               "expires": self.now + 10 + lifetime, "note": "x"}, by=self.dev(by))
+            self.m.org_link(self.now)
+            self.m.invites[invite_public(secret)] = MInvite(by.id, role, self.now + lifetime)
+            self.sync("invite")
+        if not self.m.invites:
+            return
+        pk = list(self.m.invites)[pick % len(self.m.invites)]
+        q = self.w.people[self.m.invites[pk].by] if author else self.pick(self.people(), revoker)
+        d = self.rnd.choice(self.devices_of(q))
+        link = self.w.org_link(q, "org.invite.revoke", {"invite": pk}, by=d, append=False)
+        want = self.m.may_revoke(q.id, d.device_id, link.time, pk)
+        try:
+            clone(self.org).apply(link, self.members, POLICY)
+            got, why = True, ""
+        except (ChainError, PolicyDenied) as e:
+            got, why = False, f"{type(e).__name__}: {e}"
+        event(f"invite revoke {'accepted' if want else 'refused'}")
+        assert got == want, f"org.invite.revoke by {q.name} dated {link.time}: model {want}, code {got} {why}"
+        if not got:
+            return
+        self.w.org_links.append(link)
+        self.m.org_link(self.now)
+        self.m.invites[pk].revoked = True
+        self.sync("invite_revoke")
+        joiner = self.w.org_link(q, "org.join", {"invite": pk, "member_head": q.root}, by=self.dev(q),
+                                 append=False)  # the invite is checked before anything about the joiner
+        with pytest.raises(InviteNotOpen, match="revoked"):
+            clone(self.org).apply(joiner, self.members, POLICY)
 
     @rule(step=st.sampled_from(STEPS))
     def advance(self, step: int) -> None:
@@ -375,7 +419,8 @@ class AuthorityMachine(MachineBase):
             d = rnd.choice(self.devices_of(q))
             t = rnd.choice([self.now, self.now, rnd.choice(times) + rnd.choice([-1, 0, 1, ALLOWANCE - 1, ALLOWANCE])])
             if not self.teams or rnd.random() < 0.15:
-                action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle"])
+                action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
+                                     "org.invite.revoke.member"])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)

@@ -10,8 +10,8 @@ Expected outcomes come from the policy table itself (``security.policy``), never
 copy of it here:
 
 * organization cells: ``POLICY.org_allows(roles, action)`` for every action of
-  ``ORG_RULES``, attempted with the CLI (``invite``, ``admit``, ``role grant``,
-  ``team create --kind``);
+  ``ORG_RULES``, attempted with the CLI (``invite``, ``invite revoke`` of a member's invite, ``admit``,
+  ``role grant``, ``team create --kind``);
 * team cells: ``POLICY.team_allows(roles, team_role, action)`` for every action of
   ``TEAM_RULES`` / ``TEAM_OVERRIDES`` and every team role (none, admin, writer, reader),
   plus the key rule of DESIGN.md: only a holder of the current key may rotate or share it
@@ -223,10 +223,15 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
     if action == "org.remove" and expected:  # a removal uses up its member
         async with w.session("alice") as a:
             target = await w.join(f"r_{next(w.serial)}", await admin.invite(a, "member", "authz: to remove"))
+    invite = None
+    if action.startswith("org.invite.revoke."):  # someone else's open invite: t_add's (a member)
+        async with w.session("t_add") as s:
+            await admin.invite(s, action.rsplit(".", 1)[-1], "authz: to revoke")
+            invite = max((await s.chains.view(refresh=True)).org.invites.values(), key=lambda i: i.seq)
     proposal = w.root / f"protocols-{next(w.serial)}.toml"
     proposal.write_text(protocols_text((await w.view()).org, next(w.serial)), "utf-8")
-    args = tuple(a.format(pending=pending.name, team=team, target=target.name, protocols=proposal)
-                 for a in ORG_ACTIONS[action])
+    args = tuple(a.format(pending=pending.name, team=team, target=target.name, protocols=proposal,
+                          invite=invite.public.hex()[:12] if invite else "") for a in ORG_ACTIONS[action])
     before = counts(w.server)
     if expected:
         r = actor.member.ok(*args)
@@ -247,6 +252,8 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
             assert view.org.audit_team_proposals[team_id][0] == actor.member_id
             w.actors["alice"].member.ok("audit", "designate", AUDIT_TEAM)
             assert (await w.view()).org.audit_team == team_id
+        elif invite is not None:
+            assert view.org.invites[invite.public].revoked_by == actor.member_id
         elif action.startswith("org.invite"):
             code = r.out.strip()
             if action != "org.invite":  # the invitee joins: admitted at once only if the inviter may admit
@@ -284,7 +291,7 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
         if action == "org.remove":
             assert (await w.view()).org.members[target.member_id].status == "admitted"
         assert counts(w.server) == before, "a denied action changed the server's rows"
-        reqs = await forged_org_requests(w, actor, action, pending.member_id)
+        reqs = await forged_org_requests(w, actor, action, pending.member_id, invite.public if invite else None)
         await refused_raw(w, actor, reqs, 403, f"{org_role} x {action}")
         EXERCISED[action].add(("server", False))
     EXERCISED[action].add(("cli", expected))

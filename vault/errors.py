@@ -19,12 +19,12 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   └── WeakParameters       KDF parameters below the enforced minimum
     ├── ChainError               a chain link that is invalid, unauthorized or out of order
     │   ├── RollbackDetected     the server served an older or forked chain / document
-    │   └── InviteNotOpen        an org.join names an invite that is unknown, used or expired
+    │   └── InviteNotOpen        an org.join names an invite that is unknown, used, revoked or expired
     ├── PolicyDenied             the actor lacks the right for this action
     ├── NotFound                 unknown team, document, member or version
     ├── Conflict                 the document moved on (concurrent writer) / duplicate
     ├── QuotaExceeded            a per-member quota of the security protocols (413 or 429)
-    ├── InviteError              expired, used or unknown invite
+    ├── InviteError              expired, used, revoked or unknown invite
     ├── AuthError                login / session failure
     ├── ServerMismatch           certificate or organization fingerprint differs from the pin
     ├── TransportError           the server could not be reached or answered nonsense
@@ -112,7 +112,7 @@ class RollbackDetected(ChainError):
 
 
 class InviteNotOpen(ChainError):
-    """An org.join whose invite is unknown, already used or expired (the server answers ``InviteError``)."""
+    """An org.join whose invite is unknown, already used, revoked or expired (the server answers ``InviteError``)."""
 
 
 class PolicyDenied(VaultError):

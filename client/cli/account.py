@@ -1,14 +1,16 @@
-"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``invite``, ``passphrase change``: this member's identity,
-passphrase and unlock session."""
+"""``mvault join``, ``unlock``, ``lock``, ``whoami``, ``status``, ``invite`` (``ls``, ``revoke``),
+``passphrase change``: this member's identity, passphrase, unlock session and invites."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import click
+from click.core import ParameterSource
+from rich.table import Table
 
-from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, run, with_session
+from client import admin, status
+from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
 from client.client import Client, join
 from client.home import SESSION_MINUTES
 from client.passphrase import ask_new, new_from_file
@@ -84,16 +86,105 @@ def whoami(ctx: Ctx) -> None:
         f"teams: {escape(', '.join(info['teams'])) or '-'}"))
 
 
-@click.command()
+_INVITE_OPTIONS = ("role", "note", "days")
+
+
+@click.group(invoke_without_command=True, subcommand_metavar="[ls | revoke ID]")
 @click.option("--role", type=click.Choice(["member", "compa"]), default="member", show_default=True)
 @click.option("--note", default="", help="a note for the record (e.g. bootcamp)")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 30), help="validity")
 @json_flag
-@click.pass_obj
-def invite(ctx: Ctx, role: str, note: str, days: int) -> None:
-    """Print a one-time invite code for a new member."""
+@click.pass_context
+def invite(c: click.Context, role: str, note: str, days: int) -> None:
+    """Print a one-time invite code for a new member; `invite ls` lists open invites, `invite revoke ID`
+    withdraws one."""
+    if c.invoked_subcommand is not None:
+        given = [f"--{p}" for p in _INVITE_OPTIONS if c.get_parameter_source(p) != ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for creating an invite: "
+                                   f"not with `{c.invoked_subcommand}`")
+        return
+    ctx: Ctx = c.obj
     code = with_session(ctx, lambda s: admin.invite(s, role, note, days))
     emit(ctx, {"invite": code}, lambda: click.echo(code))
+
+
+@invite.command("ls")
+@click.option("--all", "every", is_flag=True, help="also used, expired and revoked invites")
+@json_flag
+@click.pass_obj
+def invite_ls(ctx: Ctx, every: bool) -> None:
+    """The organization's open invites (from its chain): id, created, by whom, role, note, expiry."""
+    rows = with_session(ctx, lambda s: admin.invites(s, every))
+
+    def human() -> None:
+        if not rows:
+            out.print("no open invites" + ("" if every else " (--all shows used, expired and revoked ones)"))
+            return
+        table = Table("id", "seq", "created", "by", "role", "note", "expires", "state")
+        for r in rows:
+            state = r["state"]
+            if state == "used":
+                state = f"used by {escape(r['used_by_name'])}"
+            elif state == "revoked":
+                state = f"revoked by {escape(r['revoked_by_name'])}"
+            table.add_row(r["id"], str(r["seq"]), when(r["created"]), escape(r["by_name"]), r["role"],
+                          escape(r["note"]), when(r["expires"]), state)
+        out.print(table)
+
+    emit(ctx, rows, human)
+
+
+@invite.command("revoke")
+@click.argument("invite_id", metavar="ID")
+@json_flag
+@click.pass_obj
+def invite_revoke(ctx: Ctx, invite_id: str) -> None:
+    """Withdraw an open invite (ID or seq as `invite ls` prints it): joining with its code is refused."""
+    r = with_session(ctx, lambda s: admin.revoke_invite(s, invite_id))
+    emit(ctx, r, lambda: out.print(f"revoked invite {r['id']} ({r['role']}, by {escape(r['by_name'])}"
+                                   + (f", {escape(r['note'])}" if r["note"] else "") + ")"))
+
+
+@click.command("status")
+@click.option("--unlock", "ask", is_flag=True, help="ask the passphrase if no unlock session or file opens the keys")
+@click.option("--offline", is_flag=True, help="do not contact the server")
+@json_flag
+@click.pass_obj
+def status_cmd(ctx: Ctx, ask: bool, offline: bool) -> None:
+    """Server, unlock session, who you are, pinned checkpoint, pending work, warnings. Changes nothing and never
+    asks the passphrase unless --unlock; exits 0 whenever the status could be determined."""
+    st = run(status.gather(ctx.home, ctx.clock, unlock=ask, offline=offline))
+    emit(ctx, st.to_value(), lambda: _print_status(st))
+
+
+def _print_status(st: status.Status) -> None:
+    sess = st.session
+    how = {"agent": "unlocked (unlock agent)", "passphrase file": "unlocked (MVAULT_PASSPHRASE_FILE)",
+           "passphrase command": "unlocked (passphrase command)",
+           "passphrase": "unlocked (passphrase)", "locked": "locked"}[sess["state"]]
+    if sess["agent"]:
+        how += f"; an unlock agent runs ({sess['seconds_left']} s left)"
+    lines = [f"home:       {escape(st.home)}", f"session:    {how}"]
+    srv = st.server
+    if srv["url"] is not None:
+        reach = {True: f"answers (version {escape(srv['version'] or '?')}); certificate {srv['certificate']}",
+                 False: "does not answer", None: "not contacted"}[srv["reachable"]]
+        lines.append(f"server:     {escape(srv['url'])}: {reach}")
+    if st.member is not None:
+        who = escape(st.member["name"])
+        if "roles" in st.member:
+            who += f" ({escape(', '.join(st.member['roles']))}; {escape(st.member['status'])})"
+        named = st.device is not None and st.device["name"] is not None
+        device = escape(st.device["name"]) if st.device and named else "this device (its name is not known offline)"
+        lines.append(f"member:     {who} on {device}")
+    if st.checkpoint is not None:
+        lines.append(f"checkpoint: audit log of {st.checkpoint['size']} events, {when(st.checkpoint['time'])}")
+    if srv["reachable"]:
+        lines.append("pending:    " + ("nothing" if not st.pending else ""))
+        lines += [f"  - {escape(p['team']) + ': ' if 'team' in p else ''}{escape(p['detail'])}" for p in st.pending]
+    lines += [f"warning:    {escape(w)}" for w in st.warnings]
+    out.print("\n".join(lines))
 
 
 @click.group()
@@ -121,4 +212,4 @@ def passphrase_change(ctx: Ctx, new_passphrase_file: str | None) -> None:
          lambda: out.print("passphrase changed; copies of the old keystore.bin (backups) still open with the old one"))
 
 
-COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite, passphrase)
+COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite, status_cmd, passphrase)

@@ -47,10 +47,9 @@ def _invite_holder(request: web.Request, public: bytes, prove: Callable[[], None
     inv = org.invites.get(public)
     if inv is None:
         raise InviteError("unknown invite")
-    if inv.used_by is not None:
-        raise InviteError("invite has already been used")
-    if inv.expires <= int(now_of(request)):
-        raise InviteError("invite has expired")
+    why = inv.refusal(int(now_of(request)))  # used, revoked or expired: the chain replay's own answer
+    if why is not None:
+        raise InviteError(why)
     return org
 
 

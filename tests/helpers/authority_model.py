@@ -26,6 +26,20 @@ class OrgEntry:
 
 
 @dataclass
+class MInvite:
+    """An invite as the model sees it: open until used, revoked, or past its expiry."""
+
+    by: str
+    role: str
+    expires: int
+    used: bool = False
+    revoked: bool = False
+
+    def open(self, t: int) -> bool:
+        return not self.used and not self.revoked and t < self.expires
+
+
+@dataclass
 class TeamSnap:
     time: int
     gen: int
@@ -62,6 +76,7 @@ class Model:
         self.devices: dict[str, dict[str, tuple[int, int | None]]] = {}  # member -> device -> (added, revoked)
         self.puks: dict[str, list[int]] = {}  # member -> since-time of each PUK generation (gen = index + 1)
         self.teams: list[MTeam] = []
+        self.invites: dict[bytes, MInvite] = {}  # invite public key -> invite
 
     # -- recording history --
 
@@ -156,6 +171,20 @@ class Model:
         if until is not None and t >= until:
             role = None
         return self.team_allows(roles, role, action)
+
+    def may_revoke(self, m: str, device: str, t: int, invite: bytes) -> bool:
+        """An open invite may be withdrawn by its author, with the right to issue one of its role, and by whoever
+        the policy lets withdraw others' invites of that role."""
+        inv = self.invites.get(invite)
+        if inv is None or not inv.open(t):
+            return False
+        return self.entitled(m, device, t, f"org.invite.{inv.role}" if m == inv.by else f"org.invite.revoke.{inv.role}")
+
+    def removed_from_org(self, m: str, t: int) -> None:
+        """An organization removal ends the member's open invites at its time."""
+        for inv in self.invites.values():
+            if inv.by == m and inv.open(t):
+                inv.expires = t
 
     def key_recipients(self, mt: MTeam, org_seq: int, t: int,
                        members: dict[str, tuple[str, int | None]] | None = None) -> set[str]:

@@ -61,6 +61,8 @@ ORG_ACTIONS: dict[str, tuple[str, ...]] = {
     "org.invite": ("invite",),
     "org.invite.member": ("invite", "--role", "member"),
     "org.invite.compa": ("invite", "--role", "compa"),
+    "org.invite.revoke.member": ("invite", "revoke", "{invite}"),  # an open invite by t_add (a member)
+    "org.invite.revoke.compa": ("invite", "revoke", "{invite}"),
     "org.admit": ("admit", "{pending}"),
     "org.role": ("role", "grant", "t_role", "staff"),
     "org.remove": ("remove", "{target}", "--reason", "authz matrix"),
@@ -346,8 +348,8 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
              {"js": {"link": b64(link.wire), "boxes": {m: b64(b) for m, b in boxes.items()}}})]
 
 
-async def forged_org_requests(w: World, actor: Actor, action: str,
-                              pending: str) -> list[tuple[str, str, dict[str, Any]]]:
+async def forged_org_requests(w: World, actor: Actor, action: str, pending: str,
+                              invite: bytes | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     view = await w.view()
     org = view.org
     t = max(int(w.server.clock()), org.time)
@@ -362,7 +364,9 @@ async def forged_org_requests(w: World, actor: Actor, action: str,
         link = make_link(chain=None, seq=1, prev=None, time=t, signer=actor.member_id, device=actor.device,
                          type_="team.create", body=body)
         return [("POST", "/api/v1/teams", {"js": {"link": b64(link.wire), "boxes": {actor.member_id: b64(box)}}})]
-    if action.startswith("org.invite"):
+    if action.startswith("org.invite.revoke."):
+        bodies = [{"invite": invite}]
+    elif action.startswith("org.invite"):
         role = action.removeprefix("org.invite").lstrip(".") or "member"
         bodies = [{"invite": invite_public(os.urandom(32)), "role": role, "note": "forged", "expires": t + 86400}]
     elif action == "org.admit":
@@ -384,7 +388,8 @@ async def forged_org_requests(w: World, actor: Actor, action: str,
             device=actor.device, type_=type_, body=b).wire)}}) for type_, b in forged]
     else:
         raise AssertionError(f"no forged request for {action}")
-    type_ = "org.invite" if action.startswith("org.invite") else action
+    type_ = ("org.invite.revoke" if action.startswith("org.invite.revoke.")
+             else "org.invite" if action.startswith("org.invite") else action)
     links = [make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t, signer=actor.member_id,
                        device=actor.device, type_=type_, body=b) for b in bodies]
     return [("POST", "/api/v1/org/links", {"js": {"link": b64(link.wire)}}) for link in links]

@@ -14,6 +14,7 @@ Transitions (link type -> effect)::
     device.revoke   device revoked; PUK rolls to a new generation sealed to the rest
     org.create      founds the organization; founder becomes member + ncc (invite-cosigned)
     org.invite      records a one-time invite key with the role it grants and its expiry
+    org.invite.revoke  withdraws an open invite (its author, or NCC for anyone's): a join with it is refused
     org.join        a new member claims an invite (cosigned with the invite key)
     org.admit       NCC admits a pending member
     org.role        NCC grants or revokes ncc / staff / security / compa (optional end date)

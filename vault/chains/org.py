@@ -1,8 +1,8 @@
 """The organization chain: members and their organization roles, invites, admissions, removals, the
 security-protocols text in force and the designated audit team.
 
-Transitions: ``org.create``, ``org.invite``, ``org.join``, ``org.admit``, ``org.role``, ``org.remove``,
-``org.protocols.propose`` / ``org.protocols.approve`` and ``org.audit_team`` (see ``vault.chains``).
+Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
+``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve`` and ``org.audit_team`` (see ``vault.chains``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,24 @@ class Invite:
     expires: int
     by: str
     used_by: str | None = None
+    seq: int = 0  # the org.invite link's sequence number
+    created: int = 0  # its time
+    revoked_by: str | None = None  # who signed the org.invite.revoke
+    revoked_at: int | None = None
+
+    def refusal(self, t: int) -> str | None:
+        """Why this invite cannot be claimed at time ``t`` (None: it is open). One text for the chain replay and
+        the server's join route."""
+        if self.used_by is not None:
+            return "invite has already been used"
+        if self.revoked_by is not None:
+            return "invite has been revoked"
+        if t >= self.expires:
+            return "invite has expired"
+        return None
+
+    def is_open(self, t: int) -> bool:
+        return self.refusal(t) is None
 
 
 @dataclass
@@ -221,7 +239,8 @@ class OrgState:
     def apply(self, link: Link, members: Mapping[str, MemberState], policy: OrgPolicy) -> None:
         check_sequence(link, self.org_id, self.seq, self.head, self.time)
         ms = verify_signer(link, members)
-        handlers = {"org.invite": self._invite, "org.join": self._join, "org.admit": self._admit,
+        handlers = {"org.invite": self._invite, "org.invite.revoke": self._revoke_invite, "org.join": self._join,
+                    "org.admit": self._admit,
                     "org.role": self._role, "org.remove": self._remove,
                     "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
                     "org.audit_team": self._audit_team}
@@ -257,21 +276,34 @@ class OrgState:
             raise ChainError("invite expires before it is issued")
         if expires > link.time + MAX_INVITE_SECONDS:
             raise ChainError("an invite may be valid for at most 30 days")
-        open_invites = [i for i in self.invites.values()
-                        if i.by == link.signer and i.used_by is None and i.expires > link.time]
+        open_invites = [i for i in self.invites.values() if i.by == link.signer and i.is_open(link.time)]
         if len(open_invites) >= MAX_OPEN_INVITES:
-            raise PolicyDenied(f"you have {MAX_OPEN_INVITES} unused invites open; let some be used or expire")
-        self.invites[pk] = Invite(pk, role, b.str_("note", 256), expires, link.signer)
+            raise PolicyDenied(f"you have {MAX_OPEN_INVITES} unused invites open; let some be used or expire, "
+                               "or revoke some")
+        self.invites[pk] = Invite(pk, role, b.str_("note", 256), expires, link.signer, seq=link.seq, created=link.time)
+
+    def _revoke_invite(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """Withdraw an open invite: its author may, with the right to issue it (``org.invite.<role>``), and so
+        may whoever the policy lets withdraw others' invites of its role (``org.invite.revoke.<role>``)."""
+        pk = link.body.bytes_("invite", 32)
+        inv = self.invites.get(pk)
+        if inv is None:
+            raise ChainError("org.invite.revoke names an unknown invite")
+        own = inv.by == link.signer
+        self._authorize(link, ms, policy, f"org.invite.{inv.role}" if own else f"org.invite.revoke.{inv.role}")
+        why = inv.refusal(link.time)
+        if why is not None:
+            raise ChainError(f"only an open invite can be revoked: {why}")
+        inv.revoked_by, inv.revoked_at = link.signer, link.time
 
     def _join(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         pk = link.body.bytes_("invite", 32)
         inv = self.invites.get(pk)
         if inv is None:
             raise InviteNotOpen("org.join claims an unknown invite")
-        if inv.used_by is not None:
-            raise InviteNotOpen("invite has already been used")
-        if link.time >= inv.expires:
-            raise InviteNotOpen("invite has expired")
+        why = inv.refusal(link.time)
+        if why is not None:
+            raise InviteNotOpen(why)
         if link.signer in self.members:
             raise ChainError("member has already joined")
         if link.body.bytes_("member_head", 32) != ms.root:
@@ -359,7 +391,7 @@ class OrgState:
         if strong and not self._second_person(link, ("org.remove", target), target):
             return
         for inv in self.invites.values():
-            if inv.by == target and inv.used_by is None and inv.expires > link.time:
+            if inv.by == target and inv.is_open(link.time):
                 inv.expires = link.time
         self._record(target, link.seq, "removed", {})
         m.removed_at = link.time
