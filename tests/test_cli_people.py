@@ -1,0 +1,66 @@
+"""Issue 15, "people": messages name members and teams by name (ids stay in --json, names beside them), a
+finding carries what its next command needs, and a revoked device is told so.
+
+Everything through the real CLI against the real server."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.conftest import Member, Org, join_member, security_team
+
+HEX_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+
+
+def report_lines(carol: Member, rule: str) -> list[str]:
+    r = carol.run("audit", "report")
+    assert r.code in (0, 1), r.err
+    return [line for line in r.out.splitlines() if line.startswith(f"{rule} [")]
+
+
+def findings(carol: Member, rule: str) -> list[dict[str, Any]]:
+    r = carol.run("audit", "report", "--json")
+    assert r.code in (0, 1), r.err
+    return list(next(x for x in r.json()["rules"] if x["rule"] == rule)["findings"])
+
+
+def test_a_finding_names_people_and_its_command_approves(org: Org, make_member: Any) -> None:
+    carol = security_team(org, make_member)  # alice (the only NCC member) granted carol the security role
+    carol_id = carol.json("whoami")["member"]
+    org.alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")  # bob: a second NCC member
+
+    (line,) = [x for x in report_lines(carol, "two-person") if "'security' to carol" in x]
+    assert "by alice" in line and not HEX_ID.search(line), line  # names, not ids
+    command = re.findall(r"`(mvault audit approve [0-9a-f]{16})`", line)
+    assert len(command) == 1, line
+    # --json: the ids as before, the names and the same command beside them.
+    (f,) = [x for x in findings(carol, "two-person") if x["subject"] == carol_id]
+    assert f["subject_name"] == "carol" and carol_id in f["message"] and "carol" in f["text"]
+    assert f["next"] == f["next_command"] == command[0]
+
+    org.bob.ok(*command[0].split()[1:])  # exactly what the finding printed
+    assert not [x for x in findings(carol, "two-person") if x["subject"] == carol_id]
+
+
+def test_approve_takes_the_org_sequence_number_a_finding_prints(org: Org, make_member: Any) -> None:
+    carol = security_team(org, make_member)  # alice designated "sec" alone: reported until approved
+    org.alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")
+    (line,) = [x for x in report_lines(carol, "two-person") if "designation of team sec" in x]
+    assert "by member alice alone" in line and not HEX_ID.search(line), line
+    seq = re.search(r"org seq (\d+)", line)
+    assert seq is not None, line
+    approved = org.bob.json("audit", "approve", seq.group(1))
+    assert approved["seq"] == int(seq.group(1)) and approved["type"] == "org.audit_team"
+    assert approved["signer_name"] == "alice"
+    assert not [x for x in report_lines(carol, "two-person") if "designation of team sec" in x]
+    org.bob.fails("audit", "approve", "999", contains="no link 999")
+    org.bob.fails("audit", "approve", "abc", contains="sequence number")
+
+
+def test_an_error_about_a_member_names_them(org: Org, make_member: Any) -> None:
+    compa = join_member(org, make_member, "compa1", role="compa")
+    compa_id = compa.json("whoami")["member"]
+    r = org.alice.fails("team", "add", "drafting", "compa1", "--role", "writer", contains="member compa1 may not")
+    assert compa_id not in r.err and not HEX_ID.search(r.err), r.err
+
