@@ -17,13 +17,14 @@ from client.audit.keys import designate_first
 from client.client import Client, device_body
 from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
+from client.names import Names
 from client.session import log_in
 from client.view import member_fingerprint
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from vault.chains import MemberState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
-from vault.errors import AuthError, NotFound, PolicyDenied, VaultError
+from vault.errors import AuthError, DeviceRevoked, NotFound, PolicyDenied, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
     DeviceKeys,
@@ -199,7 +200,8 @@ async def leave(s: Client, team_name: str) -> None:
 async def team_info(s: Client, team_name: str) -> dict[str, Any]:
     view = await s.chains.view()
     t = view.team_by_name(team_name)
-    pending = t.rotation_reasons(s.session.now(), view.members, view.org)
+    names = Names(view)
+    pending = [names.text(r) for r in t.rotation_reasons(s.session.now(), view.members, view.org)]
     pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
     if not t.key_holders(view.org, view.org.seq, s.session.now(), POLICY):
         pending.append("no member holds the key: one of the team's admins must re-key it (mvault team rotate)")
@@ -268,6 +270,8 @@ async def _active(api: Api, member: str, device: DeviceKeys, clock: Clock) -> bo
     login as a failed guess against this address."""
     try:
         await log_in(api, member, device, clock.now(), show_key=True)
+    except DeviceRevoked:
+        raise  # the key holder is told which device was revoked and when: not a wait for an add
     except AuthError:
         return False
     return True
@@ -364,7 +368,12 @@ async def recover(home: Home, code: str, passphrase: str, name: str | None,
     home.create_keystore(Secrets(device, {}), passphrase)
     try:
         async with Api(mc.url, mc.cert_fingerprint) as api:
-            if not await _active(api, mc.member_id, paper, clock):
+            try:
+                active = await _active(api, mc.member_id, paper, clock)
+            except DeviceRevoked as e:
+                raise DeviceRevoked(f"this recovery key was revoked: {e.message}; recover with another recovery "
+                                    "key, or make one on a device of yours (`mvault recovery-key`)") from e
+            if not active:
                 raise AuthError("this recovery key is not (or no longer) an active device of that member")
             home.save_config(Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(),
                                     member_id=mc.member_id, device_id=paper.device_id, name=""))

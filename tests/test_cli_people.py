@@ -5,7 +5,9 @@ Everything through the real CLI against the real server."""
 
 from __future__ import annotations
 
+import datetime
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Member, Org, join_member, security_team
@@ -64,3 +66,26 @@ def test_an_error_about_a_member_names_them(org: Org, make_member: Any) -> None:
     r = org.alice.fails("team", "add", "drafting", "compa1", "--role", "writer", contains="member compa1 may not")
     assert compa_id not in r.err and not HEX_ID.search(r.err), r.err
 
+
+def test_a_revoked_device_is_told_so_and_what_to_do(org: Org, make_member: Any, tmp_path: Path) -> None:
+    carol = security_team(org, make_member)
+    paper = org.alice.json("recovery-key", "--name", "paper-1")["recovery_key"]
+    spare = Member(tmp_path / "home-alice-spare", "alice", org.alice.passphrase_file)
+    spare.ok("recover", paper, "--name", "spare")
+    org.alice.ok("device", "revoke", "spare")
+    org.alice.ok("device", "revoke", "paper-1")
+    revoked = {d["name"]: d["revoked"] for d in org.alice.json("device", "ls")}
+    day = datetime.datetime.fromtimestamp(revoked["spare"], datetime.UTC).strftime("%Y-%m-%d")
+
+    r = spare.fails("whoami", contains=f"this device (spare) was revoked on {day}")
+    assert "another of your devices" in r.err and "mvault recover" in r.err, r.err
+    # The refusal is still an event of the Security Team's log (the key holder is accountable).
+    spare_id = next(d["device"] for d in org.alice.json("device", "ls") if d["name"] == "spare")
+    fails = carol.json("audit", "log", "--action", "auth.fail")["events"]
+    assert [e for e in fails if e["device"] == spare_id and e["detail"]["error"] == "device_revoked"], fails
+
+    # A revoked recovery key says so too (it is a device of the member's chain).
+    fresh = Member(tmp_path / "home-alice-fresh", "alice", org.alice.passphrase_file)
+    r = fresh.fails("recover", paper, contains="this recovery key was revoked")
+    assert f"(paper-1) was revoked on {day}" in r.err and "mvault recovery-key" in r.err, r.err
+    assert not fresh.home.exists() or not any(fresh.home.iterdir())  # nothing left behind
