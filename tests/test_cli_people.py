@@ -89,3 +89,40 @@ def test_a_revoked_device_is_told_so_and_what_to_do(org: Org, make_member: Any, 
     r = fresh.fails("recover", paper, contains="this recovery key was revoked")
     assert f"(paper-1) was revoked on {day}" in r.err and "mvault recovery-key" in r.err, r.err
     assert not fresh.home.exists() or not any(fresh.home.iterdir())  # nothing left behind
+
+
+def test_exposure_and_the_log_name_people_and_teams(org: Org, make_member: Any, tmp_path: Path) -> None:
+    carol = security_team(org, make_member)
+    bob_id, alice_id = org.bob.json("whoami")["member"], org.alice.json("whoami")["member"]
+    doc = tmp_path / "plan.md"
+    doc.write_text("plan")
+    org.alice.ok("put", "drafting", str(doc))
+
+    human = carol.ok("audit", "exposure", "bob").out
+    assert human.startswith("bob: ") and "team drafting" in human and "notify: alice" in human, human
+    assert not HEX_ID.search(human), human
+    info = carol.json("audit", "exposure", "bob")
+    assert info["member"] == bob_id and info["member_name"] == "bob"
+    (team,) = [t for t in info["teams"] if t["team_name"] == "drafting"]
+    assert team["co_member_ids"] == [alice_id] and team["co_members"] == ["alice"]
+    assert {v["author_name"] for v in team["versions"]} == {"alice"}
+
+    # (events before the audit key existed are not readable: carol's own addition to "sec" is the first)
+    table = carol.ok("audit", "log", "--action", "team.add").out
+    assert "member=carol" in table and "team=sec" in table, table
+    (added,) = carol.json("audit", "log", "--action", "team.add")["events"]
+    assert added["member_name"] == "carol" and added["team_name"] == "sec" and added["res"]["member"] != "carol"
+
+
+def test_a_findings_next_command_resolves_it(org: Org, make_member: Any) -> None:
+    carol = security_team(org, make_member)
+    join_member(org, make_member, "compa1", role="compa")
+    carol.ok("team", "add", "sec", "compa1", "--role", "reader")  # a compa in the security team: need-to-know
+    (f,) = [x for x in findings(carol, "need-to-know") if x["subject_name"] == "compa1"]
+    assert f["next"] == "mvault team remove sec compa1", f
+    assert f["next_command"].startswith("mvault team remove ") and f["subject"] in f["next_command"]
+    (line,) = [x for x in report_lines(carol, "need-to-know") if "compa1" in x]
+    assert "compa compa1 is a member of security team sec" in line, line
+    assert "\n  next: mvault team remove sec compa1\n" in carol.run("audit", "report").out
+    carol.ok(*f["next"].split()[1:])
+    assert not [x for x in findings(carol, "need-to-know") if x["subject_name"] == "compa1"]
