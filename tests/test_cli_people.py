@@ -65,6 +65,12 @@ def test_an_error_about_a_member_names_them(org: Org, make_member: Any) -> None:
     compa_id = compa.json("whoami")["member"]
     r = org.alice.fails("team", "add", "drafting", "compa1", "--role", "writer", contains="member compa1 may not")
     assert compa_id not in r.err and not HEX_ID.search(r.err), r.err
+    # Where two members share a name, the start of the id tells them apart.
+    other = make_member("bob2")
+    other.ok("join", org.alice.json("invite", "--role", "compa")["invite"], "--name", "bob")
+    other_id = other.json("whoami")["member"]
+    org.alice.fails("team", "add", "drafting", other_id, "--role", "writer",
+                    contains=f"member bob ({other_id[:8]}) may not")
 
 
 def test_a_revoked_device_is_told_so_and_what_to_do(org: Org, make_member: Any, tmp_path: Path) -> None:
