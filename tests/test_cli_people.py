@@ -6,11 +6,13 @@ Everything through the real CLI against the real server."""
 from __future__ import annotations
 
 import datetime
+import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Member, Org, join_member, security_team
+from tests.conftest import MVAULT, Member, Org, join_member, security_team
 
 HEX_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
@@ -132,3 +134,23 @@ def test_a_findings_next_command_resolves_it(org: Org, make_member: Any) -> None
     assert "\n  next: mvault team remove sec compa1\n" in carol.run("audit", "report").out
     carol.ok(*f["next"].split()[1:])
     assert not [x for x in findings(carol, "need-to-know") if x["subject_name"] == "compa1"]
+
+
+def test_a_follower_on_a_revoked_device_is_told_so(org: Org, tmp_path: Path) -> None:
+    org.alice.ok("thread", "create", "drafting", "talk")
+    paper = org.alice.json("recovery-key")["recovery_key"]
+    spare = Member(tmp_path / "home-alice-spare", "alice", org.alice.passphrase_file)
+    spare.ok("recover", paper, "--name", "spare")
+    p = subprocess.Popen([MVAULT, "thread", "follow", "drafting", "talk", "--json"], env=spare.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert json.loads(p.stdout.readline()) == {"state": "live"}
+        org.alice.ok("device", "revoke", "spare")
+        org.alice.ok("thread", "post", "drafting", "talk", "after the revocation")
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 1 and err.startswith("error: this device (spare) was revoked on "), err
+    assert "another of your devices" in err and len(err.strip().splitlines()) == 1, err
