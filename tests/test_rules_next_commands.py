@@ -61,3 +61,10 @@ def test_key_verification_carries_verify(world: MWorld) -> None:
     change = world.founder.chain[-1]
     f = only(result(audit(world, [t], [verify, link_event(change)], now=change.time + DAY), "key-verification"))
     assert f.next_command == f"mvault verify {world.founder.id}"
+
+
+def test_an_unwitnessed_log_carries_audit_witness(world: MWorld) -> None:
+    now = world.time + DAY
+    for last in (None, now - 30 * HOUR):
+        f = only(result(audit(world, [], now=now, last_witness=last), "log-integrity"), "violation")
+        assert f.next_command == "mvault audit witness"
