@@ -18,6 +18,7 @@ from client.audit.keys import designate_first
 from client.client import Client, device_body
 from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
+from client.names import Names
 from client.session import log_in
 from client.view import member_fingerprint
 from security.authority import POLICY
@@ -26,7 +27,7 @@ from vault import recovery
 from vault.acts import Act
 from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
-from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, VaultError
+from vault.errors import AuthError, DeviceRevoked, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
     DeviceKeys,
@@ -277,7 +278,8 @@ async def leave(s: Client, team_name: str) -> None:
 async def team_info(s: Client, team_name: str) -> dict[str, Any]:
     view = await s.chains.view()
     t = view.team_by_name(team_name)
-    pending = t.rotation_reasons(s.session.now(), view.members, view.org)
+    names = Names(view)
+    pending = [names.text(r) for r in t.rotation_reasons(s.session.now(), view.members, view.org)]
     pending += [f"{view.name_of(m)} waits for a key holder to share the key" for m in sorted(t.pending_share)]
     if not t.key_holders(view.org, view.org.seq, s.session.now(), POLICY):
         pending.append("no member holds the key: one of the team's admins must re-key it (mvault team rotate)")
@@ -346,6 +348,8 @@ async def _active(api: Api, member: str, device: DeviceKeys, clock: Clock) -> bo
     login as a failed guess against this address."""
     try:
         await log_in(api, member, device, clock.now(), show_key=True)
+    except DeviceRevoked:
+        raise  # the key holder is told which device was revoked and when: not a wait for an add
     except AuthError:
         return False
     return True
@@ -482,7 +486,12 @@ async def recover(home: Home, target: RecoveryTarget, passphrase: str, name: str
             if not root.startswith(target.org.hex()):
                 raise ServerMismatch("the server's organization does not match the recovery key (wrong or "
                                      "impostor server)")
-            if not await _active(api, target.member_id, paper, clock):
+            try:
+                active = await _active(api, target.member_id, paper, clock)
+            except DeviceRevoked as e:
+                raise DeviceRevoked(f"this recovery key was revoked: {e.message}; recover with another recovery "
+                                    "key, or make one on a device of yours (`mvault recovery-key`)") from e
+            if not active:
                 raise AuthError("this recovery key is not (or no longer) an active device of that member")
             home.save_config(Config(url=target.url, cert_fp=target.cert.hex(), org_root=root,
                                     member_id=target.member_id, device_id=paper.device_id, name=""))

@@ -7,8 +7,12 @@ from client.api import Api
 from client.clock import Clock
 from client.home import Config, Home, Secrets
 from vault.auth import sign_login
+from vault.errors import DeviceRevoked
 from vault.keys import DeviceKeys
 from vault.wire.schemas import Challenge, ChallengeRequest, LoginRequest, LoginToken
+
+REVOKED_NEXT = ("work from another of your devices, or set this machine up again with your recovery key "
+                "(`mvault recover` in a new MVAULT_HOME); if you did not revoke it, tell your Security Team")
 
 
 class Session:
@@ -34,7 +38,10 @@ class Session:
         return self.clock.now()
 
     async def login(self) -> None:
-        self.api.token = (await log_in(self.api, self.me, self.device, self.now())).token
+        try:
+            self.api.token = (await log_in(self.api, self.me, self.device, self.now())).token
+        except DeviceRevoked as e:  # the server's sentence says which device and when; this says what to do
+            raise DeviceRevoked(f"{e.message}; {REVOKED_NEXT}") from e
 
 
 async def log_in(api: Api, member: str, device: DeviceKeys, now: int, show_key: bool = False) -> LoginToken:

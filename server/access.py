@@ -10,6 +10,8 @@ both the handlers and the audit recorder read them.
 
 from __future__ import annotations
 
+import datetime
+
 from aiohttp import web
 
 from security.authority import POLICY
@@ -35,8 +37,8 @@ from server.http import source_of
 from server.store.records import AuthSession, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
-from vault.chains import TeamState
-from vault.errors import AuthError, Conflict, NotFound, PolicyDenied, Throttled
+from vault.chains import Device, TeamState
+from vault.errors import AuthError, Conflict, DeviceRevoked, NotFound, PolicyDenied, Throttled
 
 
 @web.middleware
@@ -102,10 +104,22 @@ def check_session(app: web.Application, session: AuthSession) -> None:
         raise AuthError("session expired or unknown; log in again")
     directory = app[DIRECTORY]
     member = directory.members.get(session.member)
-    if member is None or session.device not in member.devices or member.devices[session.device].revoked is not None:
+    if member is None or session.device not in member.devices:
         raise AuthError("this device is no longer active")
+    device = member.devices[session.device]
+    if device.revoked is not None:
+        raise revoked_refusal(device)
     if removed(directory, session.member):
         raise AuthError("this member was removed from the organization")
+
+
+def revoked_refusal(device: Device) -> DeviceRevoked:
+    """The refusal of a revoked device, for a caller that holds its key (a session, or a login whose signature
+    verified): which device and the day of the revocation, as its member chain says (SECURITY.md, "What ids
+    tell a caller without a session")."""
+    assert device.revoked is not None
+    day = datetime.datetime.fromtimestamp(device.revoked, datetime.UTC).strftime("%Y-%m-%d")
+    return DeviceRevoked(f"this device ({device.name}) was revoked on {day} (UTC): it is no longer active")
 
 
 def removed(directory: Directory, member_id: str) -> bool:

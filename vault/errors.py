@@ -26,6 +26,7 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     ├── QuotaExceeded            a per-member quota of the security protocols (413 or 429)
     ├── InviteError              expired, used, revoked or unknown invite
     ├── AuthError                login / session failure
+    │   └── DeviceRevoked        the device was revoked (told only to a caller holding its key)
     ├── ServerMismatch           certificate or organization fingerprint differs from the pin
     ├── TransportError           the server could not be reached or answered nonsense
     │
@@ -151,6 +152,14 @@ class InviteError(VaultError):
 class AuthError(VaultError):
     code = "unauthorized"
     status = 401
+
+
+class DeviceRevoked(AuthError):
+    """The device logging in (or whose session it is) was revoked from its member's chain. The server says so,
+    with the device's name and the day, only to a caller that proved it holds the device key (SECURITY.md,
+    "What ids tell a caller without a session")."""
+
+    code = "device_revoked"
 
 
 class ServerMismatch(VaultError):

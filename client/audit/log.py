@@ -16,6 +16,7 @@ from client.checkpoints import (
     sync_log,
 )
 from client.client import Client
+from client.names import Names
 from client.view import View
 from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_keypair, cosign_statement
 from security.merkle import leaf_hash, root_of
@@ -25,6 +26,7 @@ from vault.logsign import sign_cosignature
 from vault.wire.schemas import CosignAnswer, CosignRequest, Leaves
 
 PAGE = 2000
+NAMED_RESOURCES = ("member", "team", "device")  # an event's resources that are ids of something with a name
 
 
 @dataclass
@@ -142,10 +144,15 @@ def parse_since(text: str | None, now: int) -> int | None:
     raise VaultError(f"--since takes a duration like 7d, 12h or 30m, not {text!r}")
 
 
-def event_json(index: int, event: Event, view: View) -> dict[str, Any]:
+def event_json(index: int, event: Event, view: View, names: Names) -> dict[str, Any]:
+    """An event for ``--json``: its ids, and beside them the names (``actor_name``; ``member_name``,
+    ``team_name``, ``device_name`` for those resources; null for an id the view does not name)."""
     out = event.to_json()
     out["index"] = index
     out["actor_name"] = view.name_of(event.actor) if event.actor in view.members else ""
+    for key in NAMED_RESOURCES:
+        if key in event.res:
+            out[f"{key}_name"] = names.raw.get(event.res[key])
     return out
 
 

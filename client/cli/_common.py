@@ -23,8 +23,10 @@ from client.api import Api
 from client.client import Client
 from client.clock import Clock
 from client.home import Home, default_home
+from client.names import Names
 from client.sanitize import escape
 from client.terminal import err, out
+from vault.errors import VaultError
 
 __all__ = ["Ctx", "emit", "err", "json_flag", "out", "parse_until", "progress_bar", "run", "when", "with_session"]
 
@@ -61,8 +63,15 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
                 if maintain:
                     notes.extend(await maintenance.maintain(session))
                 return await fn(session)
+            except VaultError as e:  # an error that names a member or team by id names them by name
+                view = session.chains.cached
+                if view is not None:
+                    Names(view).error(e)
+                raise
             finally:
-                notes.extend(f"warning: {w}" for w in session.session.warnings)
+                view = session.chains.cached
+                named = Names(view).text if view is not None else str
+                notes.extend(f"warning: {named(w)}" for w in session.session.warnings)
 
     try:
         return run(go())

@@ -18,9 +18,11 @@ from client.audit import keys, log, report
 from client.checkpoints import protocols_of
 from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
 from client.client import Client
+from client.names import Names
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
 from vault.errors import NotFound, VaultError
+from vault.links import Link
 from vault.wire.schemas import AttestRequest, Ok
 
 
@@ -32,10 +34,16 @@ def audit() -> None:
 def _events_table(rows: list[dict[str, Any]]) -> Table:
     table = Table("#", "time", "actor", "action", "result", "resources", "rules")
     for r in rows:
-        res = " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items()))
+        res = " ".join(f"{k}={_resource(r, k, v)}" for k, v in sorted(r["res"].items()))
         table.add_row(str(r["index"]), when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
                       escape(r["action"]), escape(r["result"]), escape(res), escape(",".join(r["rules"])))
     return table
+
+
+def _resource(row: dict[str, Any], key: str, value: str) -> str:
+    """A resource of an event for people: a member, team or device by its name, anything else by its id's start."""
+    name = row.get(f"{key}_name") if key in log.NAMED_RESOURCES else None
+    return name if isinstance(name, str) else value[:12]
 
 
 @audit.command("log")
@@ -52,7 +60,8 @@ def audit_log(ctx: Ctx, member: str | None, team_name: str | None, action: str |
     async def go(s: Client) -> list[dict[str, Any]]:
         view, _, _, _, events, _ = await log.load(s)
         found = log.filter_events(events, view, member, team_name, action, start)
-        return [log.event_json(i, e, view) for i, e in found]
+        names = Names(view)
+        return [log.event_json(i, e, view, names) for i, e in found]
 
     rows = with_session(ctx, go)
     emit(ctx, {"events": rows}, lambda: out.print(_events_table(rows)))
@@ -67,7 +76,8 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
 
     async def go(s: Client) -> list[dict[str, Any]]:
         view, lv, fetched, _, events, _ = await log.load(s)
-        rows = [log.event_json(i, e, view) | {"leaf_hash": fetched.hashes[i].hex()}
+        names = Names(view)
+        rows = [log.event_json(i, e, view, names) | {"leaf_hash": fetched.hashes[i].hex()}
                 for i, e in log.filter_events(events, view, None, None, None, start)]
         await s.session.api.post("/api/v1/audit/attest", AttestRequest("export", count=len(rows)), Ok)
         return rows
@@ -122,7 +132,7 @@ _MARK = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warni
 @click.pass_obj
 def audit_report(ctx: Ctx) -> None:
     """Security Team: evaluate every security protocol; exit 1 if any is violated."""
-    results, v = with_session(ctx, report.report)
+    results, v, names = with_session(ctx, report.report)
 
     def human() -> None:
         table = Table("rule", "severity", "status", "findings")
@@ -133,9 +143,11 @@ def audit_report(ctx: Ctx) -> None:
         for r in results:
             for f in r.findings:
                 events = f" (events {', '.join(map(str, f.events))})" if f.events else ""
-                out.print_line(f"{r.rule} [{f.level}]: {f.message}{events}")
+                out.print_line(f"{r.rule} [{f.level}]: {names.text(f.message)}{events}")
+                if f.next_command and f.next_command not in f.message:  # (a message may say it already)
+                    out.print_line(f"  next: {names.command(f.next_command)}")
 
-    emit(ctx, {"rules": [r.to_json() for r in results], "log": v.to_json(),
+    emit(ctx, {"rules": [report.rule_json(r, names) for r in results], "log": v.to_json(),
                "violated": [r.rule for r in results if r.status == "violated"]}, human)
     if any(r.status == "violated" for r in results):
         sys.exit(1)
@@ -147,11 +159,10 @@ def audit_report(ctx: Ctx) -> None:
 @click.pass_obj
 def audit_exposure(ctx: Ctx, member: str) -> None:
     """Security Team: what MEMBER could decrypt, and what it actually fetched."""
-    info = with_session(ctx, lambda s: report.exposure(s, member))
+    info, names = with_session(ctx, lambda s: report.exposure(s, member))
 
     def human() -> None:
-        out.print(f"{escape(info['name'])} ({info['member']}): {escape(info['status'])}; "
-                  f"verified in person: {info['verified']}")
+        out.print(f"{names.member(info['member'])}: {escape(info['status'])}; verified in person: {info['verified']}")
         for d in info["devices"]:
             seen = when(d["last_seen"]) if d["last_seen"] else "never"
             revoked = f", revoked {when(d['revoked'])}" if d["revoked"] else ""
@@ -163,11 +174,11 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
                       f"key generations {gens} of {t['current_generation']}"
                       f"; {len(t['versions'])} versions readable, {sum(v['fetched'] for v in t['versions'])} fetched")
             if t["rotation_needed"]:
-                out.print_line(f"    ROTATION NEEDED: {t['rotation_needed'][0]}")
+                out.print_line(f"    ROTATION NEEDED: {names.text(t['rotation_needed'][0])}")
             if t["co_members"]:
-                out.print(f"    notify: {escape(', '.join(t['co_members']))}")
+                out.print(f"    notify: {', '.join(map(names.member, t['co_member_ids']))}")
         if info["invited"]:
-            out.print(f"  invited: {escape(', '.join(info['invited']))}")
+            out.print(f"  invited: {', '.join(map(names.member, info['invited_ids']))}")
         out.print(f"  copies may remain on their devices for anything fetched; audit detail kept "
                   f"{info['retention_days']} days")
 
@@ -179,18 +190,36 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
 @json_flag
 @click.pass_obj
 def audit_approve(ctx: Ctx, link: str) -> None:
-    """NCC: approve an organization link (e.g. a role grant) as the second person (rule two-person)."""
+    """NCC: approve an organization link (e.g. a role grant) as the second person (rule two-person).
 
-    async def go(s: Client) -> str:
-        org_links = await s.chains.links("/api/v1/chains/org")
-        found = [x.hash.hex() for x in org_links if x.hash.hex().startswith(link.lower())] if len(link) >= 8 else []
-        if len(found) != 1:
-            raise NotFound("give at least 8 hex characters of exactly one organization link's hash")
-        await s.session.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found[0]), Ok)
-        return found[0]
+    LINK is what the finding of `mvault audit report` prints: the start of the link's hash (at least 8 hex
+    characters), or its organization sequence number (up to 7 digits)."""
 
-    h = with_session(ctx, go)
-    emit(ctx, {"approved": h}, lambda: out.print(f"approved link {h[:16]}"))
+    async def go(s: Client) -> tuple[Link, Names]:
+        found = _org_link(await s.chains.links("/api/v1/chains/org"), link)
+        await s.session.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found.hash.hex()), Ok)
+        return found, Names(await s.chains.view())
+
+    found, names = with_session(ctx, go)
+    h = found.hash.hex()
+    signer = names.raw.get(found.signer)
+    emit(ctx, {"approved": h, "seq": found.seq, "type": found.type, "signer": found.signer, "signer_name": signer},
+         lambda: out.print(f"approved link {h[:16]} (org seq {found.seq}, {escape(found.type)} "
+                           f"signed by {names.member(found.signer)})"))
+
+
+def _org_link(org_links: list[Link], given: str) -> Link:
+    """The one organization link ``given`` names: a sequence number (all digits, at most 7) or a hash prefix."""
+    if given.isdigit() and len(given) < 8:
+        by_seq = [x for x in org_links if x.seq == int(given)]
+        if not by_seq:
+            raise NotFound(f"the organization chain has no link {given} (it has {len(org_links)})")
+        return by_seq[0]
+    found = [x for x in org_links if x.hash.hex().startswith(given.lower())] if len(given) >= 8 else []
+    if len(found) != 1:
+        raise NotFound("give the organization link's sequence number, or at least 8 hex characters of exactly "
+                       "one organization link's hash")
+    return found[0]
 
 
 @audit.command("key")

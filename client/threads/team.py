@@ -22,6 +22,7 @@ import aiohttp
 import msgspec
 
 from client.client import Client
+from client.session import REVOKED_NEXT
 from client.threads.cache import MAX_CACHED, CachedThread, Shown, ThreadCache
 from client.threads.info import ThreadExists, ThreadInfo, check_expected_expire, thread_info
 from client.view import View
@@ -33,6 +34,7 @@ from vault.errors import (
     ChainError,
     Conflict,
     DecryptionFailed,
+    DeviceRevoked,
     EncodingError,
     IntegrityError,
     NotFound,
@@ -396,6 +398,8 @@ class Threads:
             try:
                 await self._follow_once(scope, name is None, on_message, on_state, stop)
                 failures = 0
+            except DeviceRevoked:
+                raise
             except AuthError:
                 await self.s.login()  # the session expired: a new one
             except (TimeoutError, TransportError, aiohttp.ClientError, ConnectionError) as e:
@@ -460,6 +464,8 @@ class Threads:
         elif isinstance(frame, ClosedFrame):
             if frame.error == "unauthorized":
                 raise AuthError(frame.message)  # the session ended: follow logs in again and reconnects
+            if frame.error == DeviceRevoked.code:  # a new login would be refused alike: stop, and say what to do
+                raise DeviceRevoked(f"{frame.message}; {REVOKED_NEXT}")
             raise PolicyDenied(frame.message)
         elif isinstance(frame, ErrorFrame):
             raise VaultError(frame.message)

@@ -6,8 +6,11 @@ switched off), ``violated`` (any violation), ``alert`` (any alert: suspicious co
 verdict), ``warning`` (an obligation whose window is still open, or a missing attestation),
 ``ok``. Every parameter comes from the protocols; nothing here does I/O.
 
-Times are unix seconds. Findings name member, team and device ids (never names) and the
-audit log indices of the events behind them.
+Times are unix seconds. Findings name member, team and device ids (never names: the client puts
+the names in, ``client/names.py``) and the audit log indices of the events behind them; one that a
+single command resolves carries it (``next_command``: ``mvault audit approve`` with the link hash,
+``mvault team rotate``, ``mvault device revoke``, ``mvault verify``, ``mvault team remove``, with ids;
+``mvault audit witness``).
 
 The package: ``base`` (input, result and finding types, the shared lookups), and one module per group
 of rules (``membership``, ``devices``, ``activity``), each with its ``CHECKS``. This module evaluates

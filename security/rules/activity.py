@@ -78,6 +78,9 @@ def _bulk_access(ctx: Context, rule: Rule) -> list[Finding]:
 # -- log-integrity ------------------------------------------------------------------------------------
 
 
+WITNESS: Final = "mvault audit witness"  # the Security Team verifies the log and cosigns its checkpoint
+
+
 def _log_integrity(ctx: Context, rule: Rule) -> list[Finding]:
     window = rule.int_("witness_hours") * HOUR
     out = []
@@ -86,11 +89,12 @@ def _log_integrity(ctx: Context, rule: Rule) -> list[Finding]:
                             f"{ctx.inp.log_problem or 'unknown problem'}", ""))
     cosigns = [i for i, _ in ctx.actions("audit.cosign")][-1:]
     if ctx.inp.last_witness is None:
-        out.append(finding(rule, VIOLATION, "the audit log has never been cosigned by the Security Team", ""))
+        out.append(finding(rule, VIOLATION, "the audit log has never been cosigned by the Security Team", "",
+                            next_command=WITNESS))
     elif ctx.now - ctx.inp.last_witness > window:
         out.append(finding(rule, VIOLATION, f"the audit log was last cosigned by the Security Team "
                             f"{dur(ctx.now - ctx.inp.last_witness)} ago (at least every {dur(window)})", "",
-                            cosigns))
+                            cosigns, WITNESS))
     return out
 
 

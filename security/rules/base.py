@@ -32,13 +32,14 @@ KEY_CHANGE_LINKS: Final = ("device.add", "device.revoke")
 class Finding:
     rule: str
     level: str  # "violation" | "warning" | "alert"
-    message: str  # one line; names member/team/device ids
+    message: str  # one line; names member/team/device ids (the client shows names in their place)
     subject: str  # the member, team or device id it is about ("" if none)
     events: tuple[int, ...] = ()  # audit log indices of the events behind it
+    next_command: str = ""  # the command that resolves it, exactly as it is to be run (ids for members and teams)
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "level": self.level, "message": self.message, "subject": self.subject,
-                "events": list(self.events)}
+                "events": list(self.events), "next_command": self.next_command}
 
 
 @dataclass(frozen=True)
@@ -139,14 +140,30 @@ class Context:
         return out
 
 
-def finding(rule: Rule, level: str, message: str, subject: str, events: Iterable[int] = ()) -> Finding:
-    return Finding(rule.id, level, message, subject, tuple(sorted(set(events))))
+def finding(rule: Rule, level: str, message: str, subject: str, events: Iterable[int] = (),
+            next_command: str = "") -> Finding:
+    return Finding(rule.id, level, message, subject, tuple(sorted(set(events))), next_command)
 
 
 def obligation(rule: Rule, overdue: bool, subject: str, events: Iterable[int], violation: str,
-               warning: str) -> Finding:
+               warning: str, next_command: str = "") -> Finding:
     """An obligation with a window: a violation once it has passed (``overdue``), a warning while it is open."""
-    return finding(rule, VIOLATION if overdue else WARNING, violation if overdue else warning, subject, events)
+    return finding(rule, VIOLATION if overdue else WARNING, violation if overdue else warning, subject, events,
+                   next_command)
+
+
+def approve_command(link: Link) -> str:
+    """What a second NCC member runs to approve ``link`` (``mvault audit approve`` takes this hash prefix)."""
+    return f"mvault audit approve {link.hash.hex()[:16]}"
+
+
+def rotate_command(team_id: str) -> str:
+    return f"mvault team rotate {team_id}"
+
+
+def revoke_command(device_id: str) -> str:
+    """Run by the device's member, from another of their devices."""
+    return f"mvault device revoke {device_id}"
 
 
 def dur(seconds: int) -> str:

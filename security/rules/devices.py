@@ -22,6 +22,8 @@ from security.rules.base import (
     finding,
     obligation,
     ok_events,
+    revoke_command,
+    rotate_command,
     starts_generation,
 )
 from vault.chains import TeamState
@@ -50,7 +52,8 @@ def _dormant_devices(ctx: Context, rule: Rule) -> list[Finding]:
             idle = ctx.now - seen
             if idle > revoke:
                 out.append(finding(rule, VIOLATION, f"device {d.device_id} of member {om.member_id} {how} "
-                                    f"{dur(idle)} ago: revoke it (limit {dur(revoke)})", d.device_id, events))
+                                    f"{dur(idle)} ago: revoke it (limit {dur(revoke)})", d.device_id, events,
+                                    revoke_command(d.device_id)))
             elif idle > warn:
                 out.append(finding(rule, WARNING, f"device {d.device_id} of member {om.member_id} {how} "
                                     f"{dur(idle)} ago (revoked at {dur(revoke)})", d.device_id, events))
@@ -93,10 +96,10 @@ def _lost_device(ctx: Context, rule: Rule) -> list[Finding]:
                                 did, [rep_idx]))
         elif revoked is None and now > deadline:
             out.append(finding(rule, VIOLATION, f"device {did} of member {mid} was reported lost {dur(now - t)} ago "
-                                f"and is not revoked (limit {dur(revoke_win)})", did, rev_events))
+                                f"and is not revoked (limit {dur(revoke_win)})", did, rev_events, revoke_command(did)))
         elif revoked is None:
             out.append(finding(rule, WARNING, f"device {did} of member {mid} was reported lost: revoke it within "
-                                f"{dur(deadline - now)}", did, rev_events))
+                                f"{dur(deadline - now)}", did, rev_events, revoke_command(did)))
         elif revoked > deadline:
             out.append(finding(rule, VIOLATION, f"device {did} of member {mid} was revoked {dur(revoked - t)} after "
                                 f"it was reported lost (limit {dur(revoke_win)})", did, rev_events))
@@ -130,10 +133,10 @@ def _lost_device_rotations(ctx: Context, rule: Rule, mid: str, did: str, revoked
         elif ctx.now > deadline:
             out.append(finding(rule, VIOLATION, f"team {tid} has not rotated since lost device {did} of member {mid} "
                                 f"was revoked {dur(ctx.now - revoked)} ago (limit {dur(rotate_win)})", tid,
-                                rev_events))
+                                rev_events, rotate_command(tid)))
         else:
             out.append(finding(rule, WARNING, f"team {tid} must rotate within {dur(deadline - ctx.now)} (lost device "
-                                f"{did} of member {mid} was revoked)", tid, rev_events))
+                                f"{did} of member {mid} was revoked)", tid, rev_events, rotate_command(tid)))
     return out
 
 
@@ -194,7 +197,7 @@ def _key_verification(ctx: Context, rule: Rule) -> list[Finding]:
             if not done and now - since > join:
                 out.append(finding(rule, VIOLATION, f"member {mid} joined {team.kind} team {tid} {dur(now - since)} "
                                     f"ago and has not verified any of its admins ({', '.join(others)}) in person "
-                                    f"(limit {dur(join)})", mid))
+                                    f"(limit {dur(join)})", mid, (), f"mvault verify {others[0]}"))
             for a in done:
                 tv, vidx = verified[(mid, a)]
                 changes = [(tc, lk) for tc, lk in _key_changes(ctx, a) if tc > tv]
@@ -206,7 +209,7 @@ def _key_verification(ctx: Context, rule: Rule) -> list[Finding]:
                                       f"member {mid} of {team.kind} team {tid} has not re-verified "
                                       f"admin {a}, whose keys changed {dur(now - tc)} ago (grace {dur(grace)})",
                                       f"member {mid} of {team.kind} team {tid} must re-verify admin "
-                                      f"{a} within {dur(grace - (now - tc))} (keys changed)"))
+                                      f"{a} within {dur(grace - (now - tc))} (keys changed)", f"mvault verify {a}"))
     return out
 
 

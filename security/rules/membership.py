@@ -18,11 +18,13 @@ from security.rules.base import (
     Context,
     Finding,
     adding_link,
+    approve_command,
     body_str,
     dur,
     finding,
     obligation,
     ok_events,
+    rotate_command,
     sets_member,
     starts_generation,
 )
@@ -62,7 +64,8 @@ def _offboarding(ctx: Context, rule: Rule) -> list[Finding]:
                                   f"member {mid} was removed from the organization {dur(age)} ago "
                                   f"but is still in team {tid} (limit {dur(limit)})",
                                   f"member {mid} was removed from the organization {dur(age)} ago "
-                                  f"and is still in team {tid}: remove within {dur(limit - age)}"))
+                                  f"and is still in team {tid}: remove within {dur(limit - age)}",
+                                  rotate_command(tid)))
     return out
 
 
@@ -129,7 +132,7 @@ def _rotate_on_removal(ctx: Context, rule: Rule) -> list[Finding]:
                               f"team {tid} still uses key generation {team.generation} "
                               f"{dur(age)} after it had to rotate (limit {dur(limit)}): {what}",
                               f"team {tid} must rotate key generation {team.generation} "
-                              f"within {dur(limit - age)}: {what}"))
+                              f"within {dur(limit - age)}: {what}", rotate_command(tid)))
     return out
 
 
@@ -220,9 +223,10 @@ def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
             if om is None or om.status == "removed":
                 continue  # offboarding reports removed members
             events = ctx.link_event(adding_link(links, mid))
+            leave = f"mvault team remove {tid} {mid}"
             if "compa" in ctx.inp.org.roles_of(mid, now):
                 out.append(finding(rule, VIOLATION, f"compa {mid} is a member of {team.kind} team {tid}", mid,
-                                    events))
+                                    events, leave))
                 continue
             admitted = _admitted_at(ctx, om)
             if om.invited_by is None or admitted is None:
@@ -230,7 +234,7 @@ def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
             if now - admitted < probation:
                 out.append(finding(rule, VIOLATION, f"member {mid} is in {team.kind} team {tid} while on probation "
                                     f"(admitted {dur(now - admitted)} ago; probation {dur(probation)})", mid,
-                                    events))
+                                    events, leave))
     return out
 
 
@@ -284,7 +288,9 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
         in_time = [i for i, ev in valid if abs(ev.time - link.time) <= window]
         if in_time:
             continue
-        what = f"{'grant' if grant else 'revocation'} of {role!r} to {subject} by {link.signer} (org seq {link.seq})"
+        # The link hash is what `mvault audit approve` takes; the org seq is said beside it for people.
+        what = (f"{'grant' if grant else 'revocation'} of {role!r} to {subject} by {link.signer} "
+                f"(org seq {link.seq}, link {link.hash.hex()[:16]})")
         events = [*ctx.link_event(link), *(i for i, _ in valid)]
         if now - link.time > window:
             late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
@@ -292,7 +298,8 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
                                 subject, events))
         else:
             out.append(finding(rule, WARNING, f"the {what} needs a second NCC approval within "
-                                f"{dur(link.time + window - now)}", subject, events))
+                                f"{dur(link.time + window - now)} (`{approve_command(link)}`)", subject, events,
+                                approve_command(link)))
     for change in ctx.inp.org.protocols_log:
         if change.approver is None or change.approver == change.proposer:
             out.append(finding(rule, VIOLATION, f"security protocols version {change.version} was put in force by "
@@ -339,7 +346,7 @@ def _lone_designations(ctx: Context, rule: Rule, approvals: Mapping[str, list[tu
         second = _second_ncc_since(ctx, signer, link)
         if second is None:
             out.append(finding(rule, WARNING, f"the {what} needs a second NCC member's approval once there is one "
-                                f"(`mvault audit approve {h[:16]}`)", signer, events))
+                                f"(`{approve_command(link)}`)", signer, events, approve_command(link)))
             continue
         deadline = second + window
         if any(ev.time <= deadline for _, ev in valid):
@@ -350,7 +357,8 @@ def _lone_designations(ctx: Context, rule: Rule, approvals: Mapping[str, list[tu
                                 f"there being a second NCC member{late}", signer, events))
         else:
             out.append(finding(rule, WARNING, f"the {what} needs a second NCC approval within "
-                                f"{dur(deadline - now)} (`mvault audit approve {h[:16]}`)", signer, events))
+                                f"{dur(deadline - now)} (`{approve_command(link)}`)", signer, events,
+                                approve_command(link)))
     return out
 
 

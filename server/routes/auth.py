@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import removed
+from server.access import removed, revoked_refusal
 from server.context import (
     CONFIG,
     DIRECTORY,
@@ -104,7 +104,7 @@ async def login(request: web.Request) -> web.Response:
     note(request, "auth.login", actor=member_id, device=device_id)
     assert device is not None
     if device.revoked is not None:
-        raise AuthError("this device is no longer active")
+        raise revoked_refusal(device)
     if removed(directory, member_id):
         raise AuthError("this member was removed from the organization")
     token = new_token()
