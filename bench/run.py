@@ -33,6 +33,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("audit", ["audit appends", "audit verify"]),
     ("fanout", ["fan-out"]),
     ("login", ["login"]),
+    ("startup", ["start-up --help", "start-up --version", "start-up lock"]),
 ]
 
 

@@ -28,6 +28,9 @@ from vault.links import invite_public, make_link, sign_invite_holder
 from vault.teamkeys import box_hash
 from vault.wire.schemas import Founded, FoundRequest, Info, Joined, JoinHead, JoinHeadRequest, JoinRequest
 
+#: the founder's NCC term when the founder names none: one year (the ``role-terms`` rule allows at most 730 days)
+FOUNDER_TERM = 365 * 86400
+
 
 class Client:
     """A logged-in, verified connection for one command."""
@@ -56,8 +59,12 @@ def device_body(sign_public: bytes, box_public: bytes, name: str, kind: str = "d
 
 
 async def join(home: Home, code: str, name: str, passphrase: str, org_name: str = "member-vault",
-               clock: Clock = SYSTEM) -> Config:
+               clock: Clock = SYSTEM, ncc_until: int | None = None) -> Config:
     """Create keys, then found the organization (founder invite) or join it.
+
+    A founder's NCC role ends at ``ncc_until`` (default: ``FOUNDER_TERM`` after founding), as the
+    ``role-terms`` rule wants of every NCC term; the org chain's caretaker rule keeps a founder whose
+    term ended NCC until someone else holds the role. ``ncc_until`` is refused on a member's invite.
 
     The keystore is written first: a passphrase problem stops us before the server records
     anything, and a server refusal removes the keystore again.
@@ -66,6 +73,11 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
         raise VaultError(f"{home.path} already holds an identity; use another MVAULT_HOME")
     check_name(name, "member name")
     invite = InviteCode.parse(code)
+    if ncc_until is not None and invite.org_root is not None:
+        raise VaultError("an NCC term at joining (--until) is for the founder only; "
+                         "the NCC grants roles with `mvault role grant`")
+    if ncc_until is not None and ncc_until <= clock.now():
+        raise VaultError("the end of the founder's NCC term must be in the future")
     device = DeviceKeys.generate()
     puk = PukKeys.generate(1)
     member_id = member_id_for(device.sign_public)
@@ -87,7 +99,8 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
                 org_link = make_link(
                     chain=None, seq=1, prev=None, time=clock.now(), signer=member_id, device=device, type_="org.create",
                     body={"name": org_name, "founder_invite": invite_public(invite.secret),
-                          "member_head": member.root},
+                          "member_head": member.root,
+                          "ncc_until": clock.now() + FOUNDER_TERM if ncc_until is None else ncc_until},
                     invite_secret=invite.secret,
                 )
                 res = await api.post("/api/v1/found", FoundRequest(member_link.wire, puk_box, org_link.wire), Founded)

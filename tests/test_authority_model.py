@@ -33,7 +33,7 @@ from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
 from vault.acts import ALLOWANCE, Act
-from vault.chains import MAX_OPEN_INVITES, clone, team_id_for
+from vault.chains import MAX_OPEN_INVITES, clone, org_id_for, team_id_for
 from vault.crypto import primitives as p
 from vault.errors import ChainError, InviteNotOpen, PolicyDenied
 from vault.keys import DeviceKeys, PukKeys
@@ -45,16 +45,31 @@ class AuthorityMachine(MachineBase):
     # -- organization steps --
 
     @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),
-                outsider=st.sampled_from([None, "ncc", "staff"]))
-    def start(self, seed: int, compa: bool, term: int | None, outsider: str | None) -> None:
-        """Every run starts from a small organization with one team: founder (NCC, admin), three members in
-        it, and a fourth outside it (sometimes NCC: it signs team changes without holding the key)."""
+                outsider=st.sampled_from([None, "ncc", "staff"]), founder_term=st.sampled_from(TERMS))
+    def start(self, seed: int, compa: bool, term: int | None, outsider: str | None,
+              founder_term: int | None) -> None:
+        """Every run starts from a small organization with one team: founder (NCC, admin; its NCC term, when
+        it has one, set by ``org.create``'s ``ncc_until``), three members in it, and a fourth outside it
+        (sometimes NCC: it signs team changes without holding the key)."""
         self.rnd = random.Random(seed)
+        if founder_term is not None:
+            self.found_with_term(founder_term)
         for i in range(4):
             self.invite_and_join(0, compa and i == 2)
         if outsider is not None:
             self.org_role(0, 4, outsider, None, True)
         self.create_team(0, [(1, "writer", term), (2, "reader", None), (3, "writer", None)])
+
+    def found_with_term(self, term: int) -> None:
+        """The organization founded anew, its founder's NCC term ending ``term`` seconds after founding."""
+        create, f = self.w.org_links[0], self.w.founder
+        until = create.time + term
+        link = make_link(chain=None, seq=1, prev=None, time=create.time, signer=f.id, device=f.device,
+                         type_="org.create", body={**create.body.raw, "ncc_until": until},
+                         invite_secret=self.w.founder_secret)
+        self.w.org_links[0], self.w.org_id = link, org_id_for(link.hash)
+        self.m.org[0][f.id].roles["ncc"] = until
+        self.sync("found_with_term")
 
     @precondition(lambda self: len(self.w.people) < MAX_PEOPLE)
     @rule(inviter=idx, compa=st.booleans())

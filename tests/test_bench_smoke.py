@@ -145,3 +145,22 @@ def test_run_gathers_rows_into_one_table_and_results_json(tmp_path: Path) -> Non
         assert row["rounds"] >= 5
     table = r.stdout[r.stdout.index("row  "):]
     assert "rotation" in table and "login" in table and "ratio" in table
+
+
+def test_startup_bench_runs(tmp_path: Path) -> None:
+    """bench/startup.py --quick: three rows beside `python -c pass`, 5 alternations each; no timing asserted."""
+    out = tmp_path / "startup.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(out.read_text())
+    assert "machine" in result and result["rounds"] == 5
+    rows = {row["row"]: row for row in result["rows"]}
+    assert list(rows) == ["start-up --help", "start-up --version", "start-up lock"]
+    for row in rows.values():
+        assert row["unit"] == "s" and row["higher_is_better"] is False
+        assert row["rounds"] == 5 and len(row["ours"]) == len(row["reference"]) == 5
+        assert "python -c pass" in row["reference_what"]
+    assert list(rows["start-up --help"]["target_abs"]) == ["<", 0.1]
+    assert rows["start-up lock"]["target_abs"] is None
+    assert "ratio of medians" in r.stdout

@@ -10,7 +10,7 @@ from click.core import ParameterSource
 from rich.table import Table
 
 from client import admin, status
-from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
+from client.cli._common import Ctx, emit, json_flag, out, parse_until, run, when, with_session
 from client.client import Client, join
 from client.home import SESSION_MINUTES
 from client.passphrase import ask_new, new_from_file
@@ -22,12 +22,15 @@ from vault.errors import VaultError
 @click.argument("code")
 @click.option("--name", required=True, help="your member name (letters, digits, - _ .)")
 @click.option("--org-name", default="member-vault", help="organization name (founder only)")
+@click.option("--until", default=None, help="founder only: your NCC term ends on this date (YYYY-MM-DD; "
+              "default: one year from founding)")
 @json_flag
 @click.pass_obj
-def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
+def join_cmd(ctx: Ctx, code: str, name: str, org_name: str, until: str | None) -> None:
     """Make keys (asks a passphrase) and join the organization with an invite CODE."""
+    ncc_until = parse_until(until)
     passphrase = ctx.home.passphrases.new([name, org_name])
-    cfg = run(join(ctx.home, code, name, passphrase, org_name, ctx.clock))
+    cfg = run(join(ctx.home, code, name, passphrase, org_name, ctx.clock, ncc_until))
     emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
          lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
 

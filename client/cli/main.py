@@ -9,25 +9,109 @@ Exit codes: 0 fine; 1 an error (or a log that does not verify, a violated rule: 
 2 a usage error; 70 an internal error (a bug: ``MVAULT_DEBUG=1`` shows the traceback);
 130 aborted or interrupted.
 
-Each group module (account, teams, members, devices, documents, audit, threads) imports only
-``client.cli._common`` and the client API, never another group; this module registers them.
+Each group module (account, teams, members, devices, documents, audit, threads, completion) imports
+only ``client.cli._common`` and the client API, never another group. This module imports none of
+them: ``COMMANDS`` names each command's module and short help, and a module is imported (by name,
+``importlib``) only when one of its commands runs, as pip's command registry does. So
+``mvault --help`` and ``--version`` load click and nothing heavy (no aiohttp, rich, nacl), and a
+command pays only for its own group's imports. tests/test_cli_startup.py keeps the table equal to
+the modules' own ``COMMANDS`` and checks what ``--help`` imports.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
-from client.cli import account, audit, devices, documents, members, teams, threads
-from client.cli._common import Ctx, err
 from client.passphrase import Passphrases
+from client.sanitize import one_line
 from vault import __version__
 from vault.errors import VaultError
 
+#: Every ``mvault`` command: its name -> (the module whose ``COMMANDS`` holds it, its short help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "join": ("client.cli.account", "Make keys (asks a passphrase) and join the organization with an invite CODE."),
+    "unlock": ("client.cli.account", "Unlock for a few minutes: an agent holds the key in memory; prints `export "
+                                     "MVAULT_SESSION=...` for your shell (not key material: useless once the agent is"
+                                     " gone)."),
+    "lock": ("client.cli.account", "End the unlock session now: the agent forgets the key and exits."),
+    "whoami": ("client.cli.account", "Who you are, on which server, with which roles."),
+    "invite": ("client.cli.account", "Print a one-time invite code for a new member; `invite ls` lists open invites, "
+                                     "`invite revoke ID` withdraws one."),
+    "status": ("client.cli.account", "Server, unlock session, who you are, pinned checkpoint, pending work, warnings."),
+    "passphrase": ("client.cli.account", "Your keystore's passphrase."),
+    "team": ("client.cli.teams", "Create and manage teams."),
+    "leave": ("client.cli.teams", "Leave a team (its key is rotated by the next key holder's client)."),
+    "admit": ("client.cli.members", "Admit a pending member (NCC; after the bootcamp)."),
+    "role": ("client.cli.members", "Grant or revoke organization roles (NCC only)."),
+    "members": ("client.cli.members", "The organization: roles, devices, verified or not."),
+    "verify": ("client.cli.members", "Show the safety number you and MEMBER compare in person."),
+    "remove": ("client.cli.members", "NCC: remove MEMBER from the organization: logins stop, and they are out of "
+                                     "every team at once."),
+    "device": ("client.cli.devices", "Your devices: add, link, list, revoke."),
+    "recovery-key": ("client.cli.devices", "Make a paper key (an offline device): write down the key and the server "
+                                           "line, keep them safe."),
+    "recover": ("client.cli.devices", "On a fresh machine: restore access with a recovery key (CODE, its groups with "
+                                      "or without spaces; asked when not given, so that it stays out of the shell's "
+                                      "history)."),
+    "put": ("client.cli.documents", "Encrypt and upload each PATH as a new document, or a new version of it."),
+    "get": ("client.cli.documents", "Download, verify and decrypt a document (written only if everything verifies)."),
+    "ls": ("client.cli.documents", "Documents of a team: names, sizes, versions, authors."),
+    "history": ("client.cli.documents", "Every version of a document."),
+    "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
+    "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
+    "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),
+}
+#: the module of ``Ctx``, the object every command is given (imported when a command runs, not for ``--help``)
+CONTEXT_MODULE = "client.cli._common"
 
-@click.group()
+
+def load_command(name: str, module_name: str) -> click.Command:
+    """Import ``module_name`` and return its command ``name`` (from the module's ``COMMANDS``)."""
+    commands: tuple[click.Command, ...] = importlib.import_module(module_name).COMMANDS
+    for command in commands:
+        if command.name == name:
+            return command
+    raise LookupError(f"{module_name} has no command {name!r}")  # a wrong table: tests/test_cli_startup.py
+
+
+class LazyGroup(click.Group):
+    """A group that knows its commands by name and short help (``table``) and imports a command's module
+    only when that command is resolved (run, its own help shown, its arguments completed)."""
+
+    def __init__(self, *args: Any, table: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.table = table
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.table})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.table and cmd_name not in self.commands:
+            self.add_command(load_command(cmd_name, self.table[cmd_name][0]))
+        return super().get_command(ctx, cmd_name)
+
+    def listing(self) -> click.Group:
+        """A stand-in group of every command's name and short help, for listing (never run)."""
+        stand_ins = [click.Command(name, help=short_help) for name, (_, short_help) in self.table.items()]
+        return click.Group(self.name, commands=[*stand_ins, *self.commands.values()])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.listing().format_commands(ctx, formatter)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        listed = self.listing().commands
+        names = [CompletionItem(name, help=listed[name].get_short_help_str()) for name in self.list_commands(ctx)
+                 if name.startswith(incomplete) and not listed[name].hidden]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
+
+
+@click.group(cls=LazyGroup, table=COMMANDS)
 @click.version_option(__version__, "--version", prog_name="mvault", message="%(prog)s %(version)s")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--passphrase-command", metavar="CMD", default=None,
@@ -36,37 +120,37 @@ from vault.errors import VaultError
 @click.pass_context
 def cli(c: click.Context, as_json: bool, passphrase_command: str | None) -> None:
     """Member Vault: end-to-end encrypted team documents."""
-    c.obj = Ctx(as_json)
+    c.obj = importlib.import_module(CONTEXT_MODULE).Ctx(as_json)
     c.obj.home.passphrases = Passphrases(passphrase_command)
 
 
-for group in (account, teams, members, devices, documents, audit, threads):
-    for command in group.COMMANDS:
-        cli.add_command(command)
+def error_line(text: str) -> None:
+    """One line on stderr, control characters shown escaped (without loading the rich consoles)."""
+    click.echo(one_line(text), err=True)
 
 
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except VaultError as e:
-        err.print_line(f"error: {e.message}")
+        error_line(f"error: {e.message}")
         sys.exit(1)
     except click.exceptions.Abort:
-        err.print("aborted")
+        error_line("aborted")
         sys.exit(130)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        error_line("interrupted")
         sys.exit(130)
     except OSError as e:
-        err.print_line(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
+        error_line(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
         sys.exit(1)
     except Exception as e:  # never a traceback for people; MVAULT_DEBUG=1 shows it
         if os.environ.get("MVAULT_DEBUG"):
             raise
-        err.print_line(f"internal error: {type(e).__name__}: {e}")
+        error_line(f"internal error: {type(e).__name__}: {e}")
         sys.exit(70)
 
 

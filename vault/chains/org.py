@@ -227,12 +227,15 @@ class OrgState:
             name = check_name(link.body.str_("name"), "organization name")
             if link.body.bytes_("member_head", 32) != founder.root:
                 raise ChainError("org.create does not pin the founder's member chain")
+            ncc_until = link.body.opt_int("ncc_until")  # the founder's NCC term (absent: no end)
         except EncodingError as e:
             raise ChainError(f"malformed org.create: {e}") from e
+        if ncc_until is not None and ncc_until <= link.time:
+            raise ChainError("the founder's NCC term ends before the founding")
         verify_invite_signature(link, invite_pk)
         root = link.hash
         m = OrgMember(founder.member_id, None, link.time, founder.root,
-                      [RoleEntry(1, "admitted", {"member": None, "ncc": None})])
+                      [RoleEntry(1, "admitted", {"member": None, "ncc": ncc_until})])
         return cls(org_id_for(root), root, name, invite_pk, {founder.member_id: m}, {}, 1, root, link.time,
                    times=[link.time])
 
