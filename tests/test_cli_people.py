@@ -77,9 +77,10 @@ def test_an_error_about_a_member_names_them(org: Org, make_member: Any) -> None:
 
 def test_a_revoked_device_is_told_so_and_what_to_do(org: Org, make_member: Any, tmp_path: Path) -> None:
     carol = security_team(org, make_member)
-    paper = org.alice.json("recovery-key", "--name", "paper-1")["recovery_key"]
+    sheet = org.alice.json("recovery-key", "--name", "paper-1")
+    paper, line = sheet["recovery_key"], ("--server", sheet["server"], "--cert", sheet["cert"])
     spare = Member(tmp_path / "home-alice-spare", "alice", org.alice.passphrase_file)
-    spare.ok("recover", paper, "--name", "spare")
+    spare.ok("recover", paper, *line, "--name", "spare")
     org.alice.ok("device", "revoke", "spare")
     org.alice.ok("device", "revoke", "paper-1")
     revoked = {d["name"]: d["revoked"] for d in org.alice.json("device", "ls")}
@@ -94,7 +95,7 @@ def test_a_revoked_device_is_told_so_and_what_to_do(org: Org, make_member: Any, 
 
     # A revoked recovery key says so too (it is a device of the member's chain).
     fresh = Member(tmp_path / "home-alice-fresh", "alice", org.alice.passphrase_file)
-    r = fresh.fails("recover", paper, contains="this recovery key was revoked")
+    r = fresh.fails("recover", paper, *line, contains="this recovery key was revoked")
     assert f"(paper-1) was revoked on {day}" in r.err and "mvault recovery-key" in r.err, r.err
     assert not fresh.home.exists() or not any(fresh.home.iterdir())  # nothing left behind
 
@@ -138,9 +139,9 @@ def test_a_findings_next_command_resolves_it(org: Org, make_member: Any) -> None
 
 def test_a_follower_on_a_revoked_device_is_told_so(org: Org, tmp_path: Path) -> None:
     org.alice.ok("thread", "create", "drafting", "talk")
-    paper = org.alice.json("recovery-key")["recovery_key"]
+    sheet = org.alice.json("recovery-key")
     spare = Member(tmp_path / "home-alice-spare", "alice", org.alice.passphrase_file)
-    spare.ok("recover", paper, "--name", "spare")
+    spare.ok("recover", sheet["recovery_key"], "--server", sheet["server"], "--cert", sheet["cert"], "--name", "spare")
     p = subprocess.Popen([MVAULT, "thread", "follow", "drafting", "talk", "--json"], env=spare.env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
