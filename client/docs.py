@@ -327,15 +327,18 @@ class Documents:
         return [DocVersion(r, self._open(r, keys), r.version_id) for r in records]
 
     async def get(self, team_name: str, name: str, out: Path | None, version: int | None = None,
-                  progress: Progress | None = None, force: bool = False) -> Fetched:
-        """Fetch one version (the newest by default) into ``out`` (None: standard output). An existing
-        file is replaced only with ``force``; if it already holds exactly that version, nothing is done."""
+                  progress: Progress | None = None, force: bool = False, make_folders: bool = False) -> Fetched:
+        """Fetch one version (the newest by default) into ``out`` (None: standard output; ``make_folders``:
+        make the folders on its way). An existing file is replaced only with ``force``; if it already holds
+        exactly that version, nothing is done."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         d, opened = await self._version(team, name, version)
         if out is None:
             await download.to_stdout(self.session.api, d.record, opened, progress)
             return Fetched(d, None, True)
+        if make_folders:
+            out.parent.mkdir(parents=True, exist_ok=True)
         target = out.resolve()
         written = await self._fetch_into(team, d, opened, target, progress, force)
         self.copies.save(self._batch_copies)

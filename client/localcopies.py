@@ -8,14 +8,10 @@ between a stale local file and someone's newer version.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from vault.errors import DecryptionFailed, VaultError
-from vault.fileio import atomic_write
+from vault.fileio import atomic_write, locked
 from vault.keys import DeviceKeys
 from vault.localindex import NAME, LocalCopy, LocalIndex, open_index, seal_index
 from vault.localstate import local_key
@@ -53,20 +49,11 @@ class LocalCopies:
                              "refusing to use it (remove it to forget which versions your local files are based "
                              "on)") from e
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     def save(self, entries: list[Entry]) -> None:
         """Record ``entries`` (in order: a later one for a path wins) on top of what is on disk now."""
         if not entries:
             return
-        with self._locked():
+        with locked(self.path.with_suffix(".lock")):
             index = self._read()
             for team, doc, path, copy in entries:
                 index.record(team, doc, path, copy)

@@ -173,6 +173,11 @@ def test_folders_put_and_get_keep_relative_paths(org: Org, tmp_path: Path) -> No
     write(tmp_path / "outside.md", "o\n")
     bob.ok("put", "drafting", "notes/n1.md", "./notes/n2.md", "../outside.md", cwd=work)
     assert {"notes/n1.md", "notes/n2.md", "outside.md"} <= set(names(bob))
+    # without -o a document goes to its name here, folders and all (and put names it back the same way)
+    here = tmp_path / "here"
+    here.mkdir()
+    alice.ok("get", "drafting", "notes/n1.md", cwd=here)
+    assert (here / "notes" / "n1.md").read_text() == "n1\n"
     bob.ok("put", "drafting", str(work / "notes" / "n1.md"), "--as", "archive/2027/n1.md")
     assert "archive/2027/n1.md" in names(bob)
     r = bob.run("put", "drafting", str(tree))

@@ -9,8 +9,9 @@ its own refusal:
 * not empty; at most ``MAX_NAME_BYTES`` bytes of UTF-8, each segment at most ``MAX_SEGMENT_BYTES``;
 * no leading ``/`` (absolute), no empty segment (``a//b``, a trailing ``/``), no ``.`` or ``..``;
 * no backslash (a separator elsewhere), no control or format character (Unicode categories Cc and
-  Cf: C0, DEL, C1, bidi embeddings, overrides, isolates and marks, zero-width characters, BOM), no
-  line or paragraph separator (Zl, Zp), no lone surrogate (Cs);
+  Cf: C0, DEL, C1, bidi embeddings, overrides, isolates and marks, zero-width space, BOM, tags), no
+  line or paragraph separator (Zl, Zp), no lone surrogate (Cs). The joiners U+200C and U+200D are
+  the one exception, as in ``client.sanitize``: Persian, Indic scripts and emoji need them;
 * in Unicode normalization form NFC (so one name has one spelling, and one document id).
 
 Plain functions, no I/O: ``check_name`` raises ``BadName``; ``name_problem`` returns the reason or None.
@@ -27,6 +28,7 @@ MAX_NAME_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
 _FORBIDDEN_CATEGORIES = {"Cc": "a control character", "Cf": "a format character (bidi or invisible)",
                          "Zl": "a line separator", "Zp": "a paragraph separator", "Cs": "a lone surrogate"}
+_JOINERS = frozenset("\u200c\u200d")  # zero-width non-joiner and joiner (Cf): words and emoji need them
 
 
 def name_problem(name: str) -> str | None:
@@ -35,7 +37,7 @@ def name_problem(name: str) -> str | None:
         return "a name may not be empty"
     for char in name:
         what = _FORBIDDEN_CATEGORIES.get(unicodedata.category(char))
-        if what is not None:
+        if what is not None and char not in _JOINERS:
             return f"a name may not contain {what} (U+{ord(char):04X})"
     if "\\" in name:
         return "a name may not contain a backslash (use / between folders)"

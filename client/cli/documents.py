@@ -64,7 +64,7 @@ def _put_items(paths: tuple[Path, ...], as_name: str | None, recursive: bool) ->
     for path, name in items:
         problem = name_problem(name)
         if problem is not None:
-            raise BadName(f"{escape(str(path))}: {escape(name)!r} is not a valid document name: {problem}")
+            raise BadName(f"{escape(str(path))}: '{escape(name)}' is not a valid document name: {problem}")
     check_unique_names([name for _, name in items])
     return items
 
@@ -142,6 +142,7 @@ def _fetched_line(f: Fetched) -> str:
 def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | None, force: bool) -> None:
     """Download, verify and decrypt a document (written only if everything verifies).
 
+    Without -o, the document goes to its name here (notes/a.md, folders made), as put names it.
     An existing file is never replaced unless --force (if it already holds exactly this version,
     nothing is done). NAME ending in / (notes/, or / for all) fetches every document under it into
     the folder -o (default: here), keeping the names' folders.
@@ -152,13 +153,13 @@ def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | 
     if output == "-" and ctx.as_json:
         raise click.UsageError("-o - writes the document to standard output: no --json with it")
     if output is None:
-        check_name(name)  # the name becomes a local path: only a valid one
-        target: Path | None = Path(os.path.basename(name))
+        check_name(name)  # the name becomes a local path, here (folders made): only a valid one
+        target: Path | None = Path(name)
     else:
         target = None if output == "-" else Path(output)  # an explicit file: any name may be fetched into it
 
     async def go(s: Client) -> Fetched:
-        return await s.docs.get(team_name, name, target, version, force=force)
+        return await s.docs.get(team_name, name, target, version, force=force, make_folders=output is None)
 
     f = with_session(ctx, go)
     if f.path is None:
