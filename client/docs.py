@@ -423,6 +423,7 @@ class Documents:
                                                                                  digest)))
         return placed
 
+
 async def _ticks() -> AsyncIterator[None]:
     """An endless stream of turns for ``prefetch`` (the work itself says when the file ends)."""
     while True:
