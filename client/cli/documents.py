@@ -119,15 +119,14 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None, 
         raise failure
 
 
-def _fetched_json(f: Fetched) -> dict[str, Any]:
-    return {**_doc_json(f.doc), "output": "-" if f.path is None else str(f.path), "written": f.written}
+def _fetched_json(f: Fetched, shown: str) -> dict[str, Any]:
+    return {**_doc_json(f.doc), "output": shown, "written": f.written}
 
 
-def _fetched_line(f: Fetched) -> str:
+def _fetched_line(f: Fetched, shown: str) -> str:
     assert f.doc.opened is not None
-    where = "standard output" if f.path is None else escape(str(f.path))
     same = "" if f.written else " (already there, unchanged)"
-    return f"{escape(f.doc.opened.name)} version {f.doc.record.core.seq} -> {where}{same}"
+    return f"{escape(f.doc.opened.name)} version {f.doc.record.core.seq} -> {escape(shown)}{same}"
 
 
 @click.command()
@@ -162,9 +161,10 @@ def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | 
         return await s.docs.get(team_name, name, target, version, force=force, make_folders=output is None)
 
     f = with_session(ctx, go)
-    if f.path is None:
+    if target is None:
         return  # standard output holds the document and nothing else
-    emit(ctx, _fetched_json(f), lambda: out.print(_fetched_line(f)))
+    shown = str(target)  # as given (-o), or the name
+    emit(ctx, _fetched_json(f, shown), lambda: out.print(_fetched_line(f, shown)))
 
 
 def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, version: int | None,
@@ -186,8 +186,8 @@ def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, versi
         return done
 
     done = with_session(ctx, go)
-    emit(ctx, [_fetched_json(f) for f in done],
-         lambda: out.print("\n".join(_fetched_line(f) for f in done)) if done else None)
+    emit(ctx, [_fetched_json(f, str(f.path)) for f in done],
+         lambda: out.print("\n".join(_fetched_line(f, str(f.path)) for f in done)) if done else None)
     if failed:
         raise FetchFailed(len(done), failed)
 
