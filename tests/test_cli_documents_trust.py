@@ -154,6 +154,17 @@ def test_a_stale_put_is_refused_as_a_conflict_naming_both_versions(org: Org, tmp
     assert "based on version 5 but version 6" in r.err
     assert "notes.md" in names(alice) and versions(alice, "strategy.md") == 6
 
+    # the issue's own steps, in bob's folder with the README's commands: get, someone stores a newer
+    # version, bob edits and puts: refused
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    bob.ok("get", "drafting", "notes.md", cwd=desk)
+    write(other, "alice's notes, version 2\n")
+    assert alice.json("put", "drafting", str(other))["version"] == 2
+    write(desk / "notes.md", "bob's edit of version 1\n")
+    bob.fails("put", "drafting", "notes.md", cwd=desk, contains="based on version 1 but version 2 (by alice")
+    assert versions(bob, "notes.md") == 2
+
 
 def test_folders_put_and_get_keep_relative_paths(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
