@@ -102,8 +102,15 @@ class Documents:
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
         self._batch_flushed = 0.0
-        self.copies = LocalCopies(session.home.path, session.device)
+        self._copies: LocalCopies | None = None
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
+
+    @property
+    def copies(self) -> LocalCopies:
+        """The local copies index of this home (opened when a command first needs it)."""
+        if self._copies is None:
+            self._copies = LocalCopies(self.session.home.path, self.session.device)
+        return self._copies
 
     async def _versions(self, team: TeamState, doc: str) -> list[Record]:
         try:
