@@ -1,33 +1,37 @@
-"""A team's documents: put (one file or a batch), get (the download pipeline), ls and history.
+"""A team's documents: put (one file or a batch), get, ls and history.
 
 Every record the server returns is checked before use: signed by its author's device, judged by
 the authority, and forming an unbroken version chain that extends the pinned one. Plaintext is
-written only after the signature and the final tag verify (a temporary file, renamed on success).
+written only after the signature and the final tag verify (client/download.py), and never over an
+existing file unless asked. Every upload names its parent: the version its file came from, as the
+local copies index (client/localcopies.py) remembers it; a file based on an older version than the
+newest is a conflict, not a silent overwrite of someone else's work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from client import download
 from client.home import Pins
 from client.keyring import Keyring
+from client.localcopies import Entry, LocalCopies, copy_of
+from client.putbase import Base
 from client.session import Session
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act
 from vault.chains import TeamState
-from vault.envelope import FRAME, BodyDecryptor, DocWriter, Opened, Record, open_record
+from vault.envelope import FRAME, DocWriter, Opened, Record, open_record
 from vault.errors import (
+    BadName,
     BatchFailed,
     ChainError,
     Conflict,
@@ -38,19 +42,17 @@ from vault.errors import (
     RollbackDetected,
     ServerMismatch,
     VaultError,
+    WouldOverwrite,
 )
-from vault.fileio import Stage, prefetch, replace_durably, write_chunks
+from vault.fileio import prefetch
+from vault.localindex import Hasher, LocalCopy, content_hasher
+from vault.names import check_name
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Docs, Stored, Versions
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
 PIN_FLUSH = 64  # document pins saved at least this often during a batch put
-# Worker threads for streaming crypto and file writes. Our own pool, not the loop's: on any exit
-# (errors, Ctrl-C) we wait for submitted work on its concurrent futures before closing the file,
-# which asyncio's wrappers do not allow once cancelled.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-io")
-DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting thread
 
 
 @dataclass
@@ -58,6 +60,27 @@ class DocVersion:
     record: Record
     opened: Opened | None  # None: a version under a key generation we never held (no-history teams)
     vid: str
+
+
+@dataclass
+class Fetched:
+    doc: DocVersion
+    path: Path | None  # where it is (absolute); None: written to standard output
+    written: bool  # False: the file already held exactly this version
+
+
+def _inside(root: Path, name: str) -> Path:
+    """``root``/``name`` resolved, refused unless it is still inside ``root`` (names are checked, and
+    links on the way are followed here: neither may lead out)."""
+    target = (root / name).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise BadName(f"{name!r} would be written outside {root}; not fetched")
+    return target
+
+
+def _would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
+    return WouldOverwrite(f"{out} exists and is not version {rec.core.seq} of {name!r}; nothing written (use "
+                          "--force to replace it, or -o to write elsewhere)")
 
 
 def check_unique_names(names: list[str]) -> None:
@@ -79,6 +102,15 @@ class Documents:
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
         self._batch_flushed = 0.0
+        self._copies: LocalCopies | None = None
+        self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
+
+    @property
+    def copies(self) -> LocalCopies:
+        """The local copies index of this home (opened when a command first needs it)."""
+        if self._copies is None:
+            self._copies = LocalCopies(self.session.home.path, self.session.device)
+        return self._copies
 
     async def _versions(self, team: TeamState, doc: str) -> list[Record]:
         try:
@@ -151,16 +183,18 @@ class Documents:
     def _flush_batch_pins(self) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
         each document wins, so pins others saved meanwhile stay). Also done every second or
-        PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned."""
+        PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned.
+        The local copies index entries of the stored files follow (never ahead of the pins)."""
         batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
-        if not batch:
-            return
-        pins = self.session.home.pins()
-        for key, value in batch.items():
-            old = pins.docs.get(key)
-            if old is None or int(old[0]) < int(value[0]):
-                pins.docs[key] = value
-        self.session.home.save_pins(pins)
+        copies, self._batch_copies = self._batch_copies, []
+        if batch:
+            pins = self.session.home.pins()
+            for key, value in batch.items():
+                old = pins.docs.get(key)
+                if old is None or int(old[0]) < int(value[0]):
+                    pins.docs[key] = value
+            self.session.home.save_pins(pins)
+        self.copies.save(copies)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
@@ -180,13 +214,16 @@ class Documents:
         return seq, vid
 
     async def put_many(self, team_name: str, items: list[tuple[Path, str]], progress: Progress | None = None,
-                       concurrency: int = PUT_CONCURRENCY) -> list[tuple[str, int, str]]:
+                       concurrency: int = PUT_CONCURRENCY, base: Base | None = None) -> list[tuple[str, int, str]]:
         """Encrypt and upload files as new documents or versions: (name, version, vid) for each.
 
         One view of the team and one listing for the whole batch; up to ``concurrency`` uploads in
         flight. Every file is still its own signed version, checked against the pins like a single
-        put. If some fail, the others are still stored, and a ``BatchFailed`` names both sides.
+        put, and on top of the version it is based on (``Base``). If some fail, the others are still
+        stored, and a ``BatchFailed`` names both sides.
         """
+        for _, name in items:
+            check_name(name)
         check_unique_names([name for _, name in items])
         view = await self.chains.view()
         team = view.team_by_name(team_name)
@@ -198,12 +235,14 @@ class Documents:
         keys = await self.keyring.keys_for(team)
         current = await self.keyring.team_key(team, team.generation)
         with self._pin_batch():
-            return await self._put_all(team, keys, current, items, progress, concurrency)
+            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base())
 
-    async def _put_all(self, team: TeamState, keys: list[TeamKey], current: TeamKey, items: list[tuple[Path, str]],
-                       progress: Progress | None, concurrency: int) -> list[tuple[str, int, str]]:
+    async def _put_all(self, view: View, team: TeamState, keys: list[TeamKey], current: TeamKey,
+                       items: list[tuple[Path, str]], progress: Progress | None, concurrency: int,
+                       base: Base) -> list[tuple[str, int, str]]:
         assert self._batch_pins is not None
         known: set[str] = set(self._batch_pins.docs)
+        index = self.copies.load()
         if len(items) > 1:  # which names exist already: one listing instead of a request per file
             res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
             for item in res.docs:
@@ -219,10 +258,12 @@ class Documents:
                 if alarm:
                     raise VaultError("not attempted after the error above")
                 doc = keys[0].doc_id(name)
+                local = str(path.resolve())
                 try:
-                    records = await self._versions(team, doc) if len(items) == 1 or f"{team.team_id}/{doc}" in known \
-                        else []
-                    return await self._put_version(team, current, doc, records, path, name, progress)
+                    listed = len(items) == 1 or f"{team.team_id}/{doc}" in known
+                    records = await self._versions(team, doc) if listed else []
+                    base.check(view, team, name, records, index.copy(team.team_id, doc, local))
+                    return await self._put_version(team, current, doc, records, path, local, name, progress)
                 except (RollbackDetected, CryptoError, ServerMismatch) as e:
                     alarm.append(e)
                     raise
@@ -239,8 +280,9 @@ class Documents:
         return stored
 
     async def _put_version(self, team: TeamState, current: TeamKey, doc: str, records: list[Record], path: Path,
-                           name: str, progress: Progress | None) -> tuple[str, int, str]:
-        parent = records[-1].version_id if records else None
+                           local: str, name: str, progress: Progress | None) -> tuple[str, int, str]:
+        parent = records[-1].version_id if records else None  # the base, which Base.check found is the head
+        hasher = content_hasher()
         # Opened before the request: a file we cannot read is its own error, not a broken upload.
         with path.open("rb") as f:
             st = os.fstat(f.fileno())
@@ -249,12 +291,15 @@ class Documents:
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime))
             res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        _encrypting_stream(writer, f, progress), Stored)
+                                        _encrypting_stream(writer, f, progress, hasher), Stored)
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
+        seq = len(records) + 1
         self._check_doc_pin(team, doc, [*records, writer.record])
-        return name, len(records) + 1, res.vid
+        self._batch_copies.append((team.team_id, doc, local, LocalCopy(res.vid, seq, hasher.digest(), st.st_size,
+                                                                      st.st_mtime_ns, st.st_ino)))
+        return name, seq, res.vid
 
     async def ls(self, team_name: str) -> list[DocVersion]:
         view = await self.chains.view()
@@ -288,10 +333,60 @@ class Documents:
         keys = await self.keyring.keys_for(team)
         return [DocVersion(r, self._open(r, keys), r.version_id) for r in records]
 
-    async def get(self, team_name: str, name: str, out: Path, version: int | None = None,
-                  progress: Progress | None = None) -> DocVersion:
+    async def get(self, team_name: str, name: str, out: Path | None, version: int | None = None,
+                  progress: Progress | None = None, force: bool = False, make_folders: bool = False) -> Fetched:
+        """Fetch one version (the newest by default) into ``out`` (None: standard output; ``make_folders``:
+        make the folders on its way). An existing file is replaced only with ``force``; if it already holds
+        exactly that version, nothing is done."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
+        d, opened = await self._version(team, name, version)
+        if out is None:
+            await download.to_stdout(self.session.api, d.record, opened, progress)
+            return Fetched(d, None, True)
+        if make_folders:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        target = out.resolve()
+        written = await self._fetch_into(team, d, opened, target, progress, force)
+        self.copies.save(self._batch_copies)
+        self._batch_copies = []
+        return Fetched(d, target, written)
+
+    async def get_folder(self, team_name: str, prefix: str, folder: Path, progress: Progress | None = None,
+                         force: bool = False) -> tuple[list[Fetched], list[tuple[str, BaseException]]]:
+        """Every document whose name starts with ``prefix`` (``""``: all), newest version, into
+        ``folder``/NAME (folders made as needed), each as ``get`` would. A name that is not a valid
+        document name, or would land outside ``folder`` however it resolves, is not used as a path:
+        it is reported among the failures with the others that failed, after the rest were fetched."""
+        view = await self.chains.view()
+        team = view.team_by_name(team_name)
+        root = folder.resolve()
+        names = sorted(d.opened.name for d in await self.ls(team_name)
+                       if d.opened is not None and d.opened.name.startswith(prefix))
+        if not names:
+            raise NotFound(f"no document under {prefix!r} in team {team.name}")
+        done: list[Fetched] = []
+        failed: list[tuple[str, BaseException]] = []
+        try:
+            for name in names:
+                try:
+                    check_name(name)
+                    target = _inside(root, name)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target = _inside(root, name)  # again: a folder on the way may be a link made meanwhile
+                    d, opened = await self._version(team, name, None)
+                    done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress, force)))
+                except (VaultError, OSError) as e:
+                    if isinstance(e, (RollbackDetected, CryptoError, ServerMismatch)):
+                        raise  # a lying server: stop, not one more file from it
+                    failed.append((name, e))
+        finally:
+            self.copies.save(self._batch_copies)
+            self._batch_copies = []
+        return done, failed
+
+    async def _version(self, team: TeamState, name: str, version: int | None) -> tuple[DocVersion, Opened]:
+        """Version ``version`` (default: the newest) of document ``name``, checked and opened."""
         _, records = await self.find_doc(team, name)
         if not records:
             raise NotFound(f"no document named {name!r} in team {team.name}")
@@ -301,62 +396,39 @@ class Documents:
         opened = self._open(rec, await self.keyring.keys_for(team))
         if opened.name != name:
             raise IntegrityError("the document's encrypted name does not match the requested name")
-        await self._download(team, rec, opened, out, progress)
-        return DocVersion(rec, opened, rec.version_id)
+        return DocVersion(rec, opened, rec.version_id), opened
 
-    async def _download(self, team: TeamState, rec: Record, opened: Opened, out: Path,
-                        progress: Progress | None) -> None:
-        out = out.resolve()
+    async def _fetch_into(self, team: TeamState, d: DocVersion, opened: Opened, out: Path, progress: Progress | None,
+                          force: bool) -> bool:
+        """``out`` (absolute) holds the version afterwards: False if it already did (nothing written).
+        The index entry for ``out`` waits in ``_batch_copies`` for the caller to save."""
+        rec = d.record
         if out.is_dir():
             raise VaultError(f"{out} is a directory; give a file name with -o")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mvault-part", dir=out.parent)
-        tmp = Path(tmp_name)
-        dec = BodyDecryptor(opened)
-        ok = False
-
-        def decrypt(chunks: list[bytes]) -> list[bytes]:
-            return [piece for chunk in chunks for piece in dec.feed(chunk)]
-
-        # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
-        # worker thread decrypts batch k+1 (prefetch) and another writes batch k (the Stage); libsodium,
-        # hashing and write() release the GIL. Each stage keeps its order: one call in flight per stage.
-        writing: Stage[list[bytes]] = Stage(functools.partial(write_chunks, fd), _POOL)
-        body = f"/api/v1/teams/{team.team_id}/versions/{rec.version_id}/body"
+        exists = os.path.lexists(out)
+        if exists and not force:
+            st = out.stat()
+            if st.st_size != opened.size:
+                raise _would_overwrite(out, opened.name, rec)
+            known = self.copies.load().copy(team.team_id, rec.core.doc, str(out))
+            if known is not None and known.vid == rec.version_id and known.same_file(st.st_size, st.st_mtime_ns,
+                                                                                     st.st_ino):
+                return False  # written (or stored) from this very file, and untouched since
+        tmp, digest = await download.receive_beside(self.session.api, rec, opened, out, progress)
         try:
-            batches = _batches(self.session.api.download(body), progress)
-            async with contextlib.aclosing(prefetch(batches, decrypt, _POOL)) as decrypted:
-                async for pieces in decrypted:
-                    await writing.push(pieces)
-            await writing.drain()
-            dec.finish()
-            os.fsync(fd)
-            ok = True
+            if exists and not force:
+                if download.hash_file(out) != digest:
+                    raise _would_overwrite(out, opened.name, rec)
+                placed = False
+            elif not download.place(tmp, out, force):
+                raise _would_overwrite(out, opened.name, rec)  # created while we downloaded
+            else:
+                placed = True
         finally:
-            try:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
-                writing.settle()
-            finally:
-                os.close(fd)
-                try:
-                    if ok:
-                        replace_durably(tmp, out)
-                finally:
-                    tmp.unlink(missing_ok=True)
-
-
-async def _batches(chunks: AsyncIterator[bytes], progress: Progress | None) -> AsyncIterator[list[bytes]]:
-    """The received body in batches of at least DOWNLOAD_BATCH bytes (the last one smaller), counted as it arrives."""
-    batch: list[bytes] = []
-    batched = 0
-    async for chunk in chunks:
-        batch.append(chunk)
-        batched += len(chunk)
-        if progress:
-            progress(len(chunk))
-        if batched >= DOWNLOAD_BATCH:
-            yield batch
-            batch, batched = [], 0
-    if batch:
-        yield batch
+            tmp.unlink(missing_ok=True)
+        self._batch_copies.append((team.team_id, rec.core.doc, str(out), copy_of(out, rec.version_id, rec.core.seq,
+                                                                                 digest)))
+        return placed
 
 
 async def _ticks() -> AsyncIterator[None]:
@@ -365,7 +437,8 @@ async def _ticks() -> AsyncIterator[None]:
         yield None
 
 
-async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None) -> AsyncIterator[bytes]:
+async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None,
+                             hasher: Hasher) -> AsyncIterator[bytes]:
     """The upload body. A worker thread reads and encrypts the next MiB while the event loop sends
     this one (at most two in memory); small files are done inline (a thread trip costs more)."""
     yield writer.upload_prefix()
@@ -378,6 +451,7 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
             return 0, b""
         chunk = f.read(FRAME)
         eof = not chunk
+        hasher.update(chunk)
         return len(chunk), writer.encrypt(chunk) if chunk else b""
 
     if writer.size < FRAME:
@@ -388,7 +462,7 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
             progress(n)
     else:
         # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
-        async with contextlib.aclosing(prefetch(_ticks(), next_piece, _POOL)) as pieces:
+        async with contextlib.aclosing(prefetch(_ticks(), next_piece, download.POOL)) as pieces:
             async for n, data in pieces:
                 if not n:
                     break

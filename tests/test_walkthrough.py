@@ -120,7 +120,7 @@ def test_put_of_many_files_in_one_command(org: Org, tmp_path: Path) -> None:
     assert [(d["name"], d["version"]) for d in again] == [("note-03.txt", 2), ("note-04.txt", 2), ("extra.txt", 1)]
     human = bob.ok("put", "drafting", str(files[5]), str(files[6])).out
     assert "note-05.txt: version 2 stored" in human and "note-06.txt: version 2 stored" in human
-    bob.ok("get", "drafting", "note-03.txt", "-o", str(out))
+    bob.ok("get", "drafting", "note-03.txt", "-o", str(out), "--force")  # over note-17: get never replaces unasked
     assert out.read_bytes() == b"changed\n"
 
 

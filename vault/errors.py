@@ -32,6 +32,9 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │
     │   raised by the client (client/):
     ├── BatchFailed              some files of a batch put failed; the others were stored
+    ├── FetchFailed              some documents of a folder get failed; the others were fetched
+    ├── BadName                  a document name that breaks a rule of vault/names.py
+    ├── WouldOverwrite           get would replace a local file that is not the version fetched
     │
     │   raised by the server only (its answers carry their code and status):
     ├── Throttled                a source sent too many requests or failed too many logins (429)
@@ -196,6 +199,29 @@ class BatchFailed(VaultError):
         why = "; ".join(f"{name}: {_reason(e)}" for name, e in failed)
         super().__init__(f"{len(failed)} of {len(stored) + len(failed)} files were not stored "
                          f"({len(stored)} were): {why}")
+
+
+class FetchFailed(VaultError):
+    """Some documents of a folder ``get`` were not fetched; the others were."""
+
+    code = "fetch_failed"
+
+    def __init__(self, fetched: int, failed: list[tuple[str, BaseException]]) -> None:
+        self.failed = failed
+        why = "; ".join(f"{name!r}: {_reason(e)}" for name, e in failed)
+        super().__init__(f"{len(failed)} of {fetched + len(failed)} documents were not fetched ({fetched} were): {why}")
+
+
+class BadName(VaultError):
+    """A document name that breaks one of the rules of ``vault/names.py`` (the message names it)."""
+
+    code = "bad_name"
+
+
+class WouldOverwrite(VaultError):
+    """``get`` would replace an existing local file whose content is not the version fetched."""
+
+    code = "would_overwrite"
 
 
 def _reason(e: BaseException) -> str:

@@ -5,6 +5,7 @@
 * ``atomic_write`` and ``replace_durably``: write to a temporary file in the target's directory,
   fsync it, rename it over the target and fsync the directory, so a reader (or a crash) sees the old
   file or the new one, never a part, and an acknowledged write survives a crash.
+* ``locked``: an exclusive ``flock`` on a lock file, for the read-merge-write of a shared local file.
 * ``prefetch`` and ``Stage``: the one-stage-in-flight pipeline of uploads and downloads. While the
   event loop sends (or receives, or hashes) one piece, a worker thread prepares the next (reads and
   encrypts, decrypts, writes). One call in flight per stage keeps the order and bounds memory to two
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -78,6 +81,17 @@ def atomic_write(path: Path, data: Buffer | Iterable[Buffer], mode: int = 0o600)
         replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (made empty, 0600, if missing) for the block."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 async def prefetch(items: AsyncIterable[In], work: Callable[[In], Out],

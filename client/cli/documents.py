@@ -10,11 +10,13 @@ from typing import Any
 import click
 from rich.table import Table
 
-from client.cli._common import Ctx, emit, json_flag, out, progress_bar, when, with_session
+from client.cli._common import Ctx, emit, err, json_flag, out, progress_bar, when, with_session
 from client.client import Client
-from client.docs import DocVersion, check_unique_names
+from client.docs import DocVersion, Fetched, check_unique_names
+from client.putbase import Base
 from client.sanitize import escape
-from vault.errors import BatchFailed
+from vault.errors import BadName, BatchFailed, FetchFailed
+from vault.names import check_name, check_prefix, name_for_path, name_in_folder, name_problem
 
 
 def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -27,32 +29,81 @@ def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | No
             "author_name": (names or {}).get(c.author, c.author[:8]), "time": c.time, "generation": c.gen}
 
 
+def _files_under(folder: Path) -> list[tuple[Path, str]]:
+    """Every regular file under ``folder`` with its name relative to it (symbolic links and special
+    files are skipped, with a warning: never followed out of the folder)."""
+    found: list[tuple[Path, str]] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for d in dirs:
+            if os.path.islink(os.path.join(root, d)):
+                err.print_line(f"warning: skipped {escape(os.path.join(root, d))}: a symbolic link")
+        for f in sorted(files):
+            path = Path(root) / f
+            if path.is_symlink() or not path.is_file():
+                err.print_line(f"warning: skipped {escape(str(path))}: not a regular file")
+                continue
+            found.append((path, name_in_folder(str(path), str(folder))))
+    if not found:
+        raise click.UsageError(f"no files under {escape(str(folder))}")
+    return found
+
+
+def _put_items(paths: tuple[Path, ...], as_name: str | None, recursive: bool) -> list[tuple[Path, str]]:
+    """(file, document name) for each file to put, every name valid and given once."""
+    if as_name is not None and (len(paths) > 1 or recursive):
+        raise click.UsageError("--as names one document: give exactly one PATH with it, without -r")
+    items: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            if not recursive:
+                raise click.UsageError(f"{escape(str(path))} is a folder: use put -r to store the files in it")
+            items.extend(_files_under(path))
+        else:
+            items.append((path, as_name if as_name is not None else name_for_path(str(path))))
+    for path, name in items:
+        problem = name_problem(name)
+        if problem is not None:
+            raise BadName(f"{escape(str(path))}: '{escape(name)}' is not a valid document name: {problem}")
+    check_unique_names([name for _, name in items])
+    return items
+
+
 @click.command()
 @click.argument("team_name", metavar="TEAM")
 @click.argument("paths", metavar="PATH...", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "as_name", default=None, help="document name (default: the file's name; one PATH only)")
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--as", "as_name", default=None, help="document name (default: the path; one PATH only)")
+@click.option("-r", "--recursive", is_flag=True, help="store every file under each folder PATH, named by its path "
+              "relative to that folder (a/b.md)")
+@click.option("--if-version", "if_version", type=click.IntRange(0), default=None,
+              help="store only if the newest version is N (0: only if the document does not exist yet)")
+@click.option("--force-new-version", is_flag=True,
+              help="store on top of the newest version even if your file is based on an older one")
 @json_flag
 @click.pass_obj
-def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) -> None:
+def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None, recursive: bool,
+        if_version: int | None, force_new_version: bool) -> None:
     """Encrypt and upload each PATH as a new document, or a new version of it.
 
+    A relative PATH inside the current folder is stored under that path (notes/a.md), any other under
+    its file name. A file fetched or stored from here before is stored only on top of the version it
+    came from: if someone stored a newer one meanwhile, that is a conflict (exit 1, nothing stored).
     Many files go in one session, several uploads at a time; each is its own signed version.
     If some fail, the others are still stored and the command exits 1 naming the failed ones.
     """
-    if as_name is not None and len(paths) > 1:
-        raise click.UsageError("--as names one document: give exactly one PATH with it")
-    items = [(path, as_name or path.name) for path in paths]
-    check_unique_names([name for _, name in items])  # before unlocking and logging in
+    if if_version is not None and force_new_version:
+        raise click.UsageError("--if-version and --force-new-version exclude each other")
+    items = _put_items(paths, as_name, recursive)  # before unlocking and logging in
     sizes = {name: path.stat().st_size for path, name in items}
     total = sum(sizes.values())
-    label = f"put {paths[0].name}" if len(paths) == 1 else f"put {len(paths)} files"
+    label = f"put {items[0][1]}" if len(items) == 1 else f"put {len(items)} files"
     failure: BatchFailed | None = None
     with progress_bar(ctx, total, label) as advance:
         async def go(s: Client) -> list[tuple[str, int, str]]:
             nonlocal failure
             try:
-                return await s.docs.put_many(team_name, items, advance)
+                return await s.docs.put_many(team_name, items, advance, base=Base(if_version, force_new_version))
             except BatchFailed as e:
                 failure = e
                 return e.stored
@@ -63,28 +114,82 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
         if stored:
             click.echo("\n".join(f"{escape(name)}: version {seq} stored ({escape(vid)})" for name, seq, vid in stored))
 
-    emit(ctx, rows[0] if len(paths) == 1 and rows else rows, human)
+    emit(ctx, rows[0] if len(items) == 1 and not recursive and rows else rows, human)
     if failure is not None:
         raise failure
+
+
+def _fetched_json(f: Fetched, shown: str) -> dict[str, Any]:
+    return {**_doc_json(f.doc), "output": shown, "written": f.written}
+
+
+def _fetched_line(f: Fetched, shown: str) -> str:
+    assert f.doc.opened is not None
+    same = "" if f.written else " (already there, unchanged)"
+    return f"{escape(f.doc.opened.name)} version {f.doc.record.core.seq} -> {escape(shown)}{same}"
 
 
 @click.command()
 @click.argument("team_name", metavar="TEAM")
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("-o", "--output", default=None,
+              help="file to write (- for standard output); for a FOLDER/ name, the folder to fetch into")
 @click.option("--version", "version", type=click.IntRange(1), default=None)
+@click.option("--force", is_flag=True, help="replace an existing file that is not this version")
 @json_flag
 @click.pass_obj
-def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int | None) -> None:
-    """Download, verify and decrypt a document (written only if everything verifies)."""
-    target = output or Path(os.path.basename(name))
+def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | None, force: bool) -> None:
+    """Download, verify and decrypt a document (written only if everything verifies).
 
-    async def go(s: Client) -> DocVersion:
-        return await s.docs.get(team_name, name, target, version)
+    Without -o, the document goes to its name here (notes/a.md, folders made), as put names it.
+    An existing file is never replaced unless --force (if it already holds exactly this version,
+    nothing is done). NAME ending in / (notes/, or / for all) fetches every document under it into
+    the folder -o (default: here), keeping the names' folders.
+    """
+    if name.endswith("/"):
+        _get_folder(ctx, team_name, name, output, version, force)
+        return
+    if output == "-" and ctx.as_json:
+        raise click.UsageError("-o - writes the document to standard output: no --json with it")
+    if output is None:
+        check_name(name)  # the name becomes a local path, here (folders made): only a valid one
+        target: Path | None = Path(name)
+    else:
+        target = None if output == "-" else Path(output)  # an explicit file: any name may be fetched into it
 
-    d = with_session(ctx, go)
-    emit(ctx, {**_doc_json(d), "output": str(target)},
-         lambda: out.print(f"{escape(name)} version {d.record.core.seq} -> {escape(str(target))}"))
+    async def go(s: Client) -> Fetched:
+        return await s.docs.get(team_name, name, target, version, force=force, make_folders=output is None)
+
+    f = with_session(ctx, go)
+    if target is None:
+        return  # standard output holds the document and nothing else
+    shown = str(target)  # as given (-o), or the name
+    emit(ctx, _fetched_json(f, shown), lambda: out.print(_fetched_line(f, shown)))
+
+
+def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, version: int | None,
+                force: bool) -> None:
+    if version is not None:
+        raise click.UsageError("--version is for one document, not a folder")
+    if output == "-":
+        raise click.UsageError("a folder cannot go to standard output: give -o FOLDER")
+    check_prefix(prefix)
+    folder = Path(output or ".")
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"{escape(str(folder))} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    failed: list[tuple[str, BaseException]] = []
+
+    async def go(s: Client) -> list[Fetched]:
+        done, bad = await s.docs.get_folder(team_name, "" if prefix == "/" else prefix, folder, force=force)
+        failed.extend(bad)
+        return done
+
+    done = with_session(ctx, go)
+    emit(ctx, [_fetched_json(f, str(f.path)) for f in done],
+         lambda: out.print("\n".join(_fetched_line(f, str(f.path)) for f in done)) if done else None)
+    if failed:
+        raise FetchFailed(len(done), failed)
 
 
 def _names(s: Client) -> Callable[[], Awaitable[dict[str, str]]]:
@@ -113,7 +218,10 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
         table = Table("name", "size", "version", "author", "time")
         for r in rows:
             size = "-" if r["size"] is None else str(r["size"])
-            table.add_row(escape(r["name"]), size, str(r["version"]), escape(r["author_name"]), when(r["time"]))
+            shown = escape(r["name"])
+            if r["size"] is not None and name_problem(r["name"]) is not None:
+                shown += " (not a valid name: get it with -o FILE)"
+            table.add_row(shown, size, str(r["version"]), escape(r["author_name"]), when(r["time"]))
         out.print(table)
 
     emit(ctx, rows, human)

@@ -10,15 +10,13 @@ loaded or saved. ``client.threads`` fills it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from client.client import Client
 from vault.encoding import Fields, Value
 from vault.errors import DecryptionFailed, EncodingError, VaultError
-from vault.fileio import atomic_write
+from vault.fileio import atomic_write, locked
 from vault.localstate import file_name, local_key, open_local, seal_local
 from vault.messages import ThreadChecker
 
@@ -130,12 +128,8 @@ class ThreadCache:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(self.path.with_suffix(".lock")):
             yield
-        finally:
-            os.close(fd)
 
     def save(self) -> None:
         with self._locked():

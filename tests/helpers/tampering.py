@@ -106,6 +106,8 @@ def get_fails(member: Member, team: str, name: str, where: Path, contains: str, 
     args = ["get", team, name, "-o", str(target)]
     if version is not None:
         args += ["--version", str(version)]
+    if existing is not None:
+        args.append("--force")  # asked to replace it: the failed download still must not touch it
     r = member.fails(*args, contains=contains)
     if existing is None:
         assert not target.exists(), "a failed get wrote its output file"

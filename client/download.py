@@ -1,0 +1,140 @@
+"""Receiving a document version's body: the verified download pipeline and where its plaintext lands.
+
+Plaintext is released only after the signature (checked before), every frame, the body hash and the
+final tag verify: it goes to a temporary file first, then either a new name beside the target
+(``place``: never over an existing file unless forced) or standard output (``to_stdout``: the anonymous
+temporary file is copied out only once everything verified).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import errno
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from client.api import Api
+from vault.envelope import BodyDecryptor, Opened, Record
+from vault.fileio import Stage, fsync_dir, prefetch, replace_durably, write_all, write_chunks
+from vault.localindex import content_hasher
+
+Progress = Callable[[int], None]
+# Worker threads for streaming crypto and file writes. Our own pool, not the loop's: on any exit
+# (errors, Ctrl-C) we wait for submitted work on its concurrent futures before closing the file,
+# which asyncio's wrappers do not allow once cancelled.
+POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="mvault-io")
+DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting thread
+COPY_CHUNK = 1 << 20
+
+
+async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Progress | None) -> bytes:
+    """Write the version's plaintext to ``fd`` and verify all of it; the SHA-256 of the plaintext.
+    On any failure (or Ctrl-C) the workers are done with ``fd`` before this returns or raises."""
+    dec = BodyDecryptor(opened)
+    hasher = content_hasher()
+
+    def decrypt(chunks: list[bytes]) -> list[bytes]:
+        return [piece for chunk in chunks for piece in dec.feed(chunk)]
+
+    def write(pieces: list[bytes]) -> None:
+        for piece in pieces:
+            hasher.update(piece)
+        write_chunks(fd, pieces)
+
+    # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
+    # worker thread decrypts batch k+1 (prefetch) and another writes batch k (the Stage); libsodium,
+    # hashing and write() release the GIL. Each stage keeps its order: one call in flight per stage.
+    writing: Stage[list[bytes]] = Stage(write, POOL)
+    body = f"/api/v1/teams/{rec.core.team}/versions/{rec.version_id}/body"
+    try:
+        batches = _batches(api.download(body), progress)
+        async with contextlib.aclosing(prefetch(batches, decrypt, POOL)) as decrypted:
+            async for pieces in decrypted:
+                await writing.push(pieces)
+        await writing.drain()
+        dec.finish()
+    finally:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
+        writing.settle()
+    return hasher.digest()
+
+
+async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
+                         progress: Progress | None) -> tuple[Path, bytes]:
+    """The verified plaintext in a new temporary file beside ``out`` (fsync'd), and its SHA-256.
+    The caller renames or removes it; on failure nothing is left."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mvault-part", dir=out.parent)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            digest = await receive(api, rec, opened, fd, progress)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, digest
+
+
+def place(tmp: Path, out: Path, force: bool) -> bool:
+    """Give ``tmp`` the name ``out`` durably; without ``force`` only if no file has that name (checked
+    atomically where the file system can link: a file created meanwhile is not replaced). False if one has."""
+    if force:
+        replace_durably(tmp, out)
+        return True
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(out):  # no hard links here (FAT, some network file systems): check, then rename
+            return False
+        replace_durably(tmp, out)
+        return True
+    tmp.unlink()
+    fsync_dir(out.parent)
+    return True
+
+
+def hash_file(path: Path) -> bytes:
+    """SHA-256 of a local file's content."""
+    hasher = content_hasher()
+    with path.open("rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            hasher.update(chunk)
+    return hasher.digest()
+
+
+async def to_stdout(api: Api, rec: Record, opened: Opened, progress: Progress | None) -> None:
+    """The verified plaintext on standard output: received into an anonymous temporary file (no name
+    on disk, gone with the process), copied out only once all of it verified."""
+    with tempfile.TemporaryFile(prefix="mvault-get-") as f:
+        await receive(api, rec, opened, f.fileno(), progress)
+        f.seek(0)
+        sys.stdout.flush()
+        out = sys.stdout.fileno()
+        while chunk := f.read(COPY_CHUNK):
+            write_all(out, chunk)
+
+
+async def _batches(chunks: AsyncIterator[bytes], progress: Progress | None) -> AsyncIterator[list[bytes]]:
+    """The received body in batches of at least DOWNLOAD_BATCH bytes (the last one smaller), counted as it arrives."""
+    batch: list[bytes] = []
+    batched = 0
+    async for chunk in chunks:
+        batch.append(chunk)
+        batched += len(chunk)
+        if progress:
+            progress(len(chunk))
+        if batched >= DOWNLOAD_BATCH:
+            yield batch
+            batch, batched = [], 0
+    if batch:
+        yield batch
+

@@ -1,0 +1,61 @@
+"""The local copies index on disk (``$MVAULT_HOME/index.bin``, format in ``vault.localindex``).
+
+Several commands of one member may run at once (a ``get`` beside a batch ``put``): each save takes
+a lock (``index.lock``), re-reads the file and applies only its own new entries, so no command drops
+another's. A file that does not open is refused with one line, like the pins: it is what stands
+between a stale local file and someone's newer version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vault.errors import DecryptionFailed, VaultError
+from vault.fileio import atomic_write, locked
+from vault.keys import DeviceKeys
+from vault.localindex import NAME, LocalCopy, LocalIndex, open_index, seal_index
+from vault.localstate import local_key
+
+Entry = tuple[str, str, str, LocalCopy]  # team id, doc id, absolute path, the copy there
+
+
+def copy_of(path: Path, vid: str, seq: int, sha256: bytes) -> LocalCopy:
+    """The entry for ``path`` as it is now on disk, holding version ``seq`` (``vid``)."""
+    st = path.stat()
+    return LocalCopy(vid, seq, sha256, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class LocalCopies:
+    def __init__(self, home: Path, device: DeviceKeys) -> None:
+        self.path = home / f"{NAME}.bin"
+        self._key = local_key(device)
+        self._index: LocalIndex | None = None
+
+    def load(self) -> LocalIndex:
+        """The index as on disk (read once per command; ``save`` re-reads under the lock)."""
+        if self._index is None:
+            self._index = self._read()
+        return self._index
+
+    def _read(self) -> LocalIndex:
+        try:
+            blob = self.path.read_bytes()
+        except FileNotFoundError:
+            return LocalIndex()
+        try:
+            return open_index(self._key, blob)
+        except DecryptionFailed as e:
+            raise VaultError(f"{self.path} failed its integrity check (altered, damaged or not this device's); "
+                             "refusing to use it (remove it to forget which versions your local files are based "
+                             "on)") from e
+
+    def save(self, entries: list[Entry]) -> None:
+        """Record ``entries`` (in order: a later one for a path wins) on top of what is on disk now."""
+        if not entries:
+            return
+        with locked(self.path.with_suffix(".lock")):
+            index = self._read()
+            for team, doc, path, copy in entries:
+                index.record(team, doc, path, copy)
+            atomic_write(self.path, seal_index(self._key, index))
+        self._index = index

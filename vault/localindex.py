@@ -1,0 +1,124 @@
+"""The local copies index: which version each local file of a document came from (pure format, no I/O).
+
+``get`` and ``put`` record, per (team id, document id) and absolute local path, the version the file
+holds (its vid and number), the SHA-256 of its plaintext and the file's size, mtime (ns) and inode as
+written. ``put`` names that version as the upload's parent (so a file based on an older version is a
+conflict, not a silent overwrite of someone's newer one); ``get`` knows a file it wrote and that is
+unchanged without reading it. The sync engine (issue 16) reuses the same entries.
+
+One path holds one document: recording a path for a document drops it from any other. The sealed
+form (docs/format.md, "Local copies index")::
+
+    index.bin = sealed("index", u32 len || encode({"v": 1, "docs": {...}}) || zeros)
+
+padded to ``max(4096, the next power of two)`` bytes, so its size says little about how many files
+it knows.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vault.crypto import primitives as p
+from vault.encoding import Fields, Value, decode, encode
+from vault.errors import DecryptionFailed, EncodingError
+from vault.localstate import open_local, seal_local
+
+NAME = "index"  # the sealed file's name (in its AD): $MVAULT_HOME/index.bin
+PAD_MIN = 4096
+HASH_BYTES = 32
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+def content_hasher() -> Hasher:
+    """The hash of a local file's plaintext (SHA-256), fed in pieces."""
+    return p.sha256_hasher()
+
+
+@dataclass(frozen=True)
+class LocalCopy:
+    """One local file as ``get`` wrote it or ``put`` read it."""
+
+    vid: str  # the version it holds (32 hex)
+    seq: int  # that version's number (from 1)
+    sha256: bytes  # SHA-256 of the plaintext
+    size: int
+    mtime_ns: int
+    ino: int
+
+    def to_value(self) -> dict[str, Value]:
+        return {"vid": self.vid, "seq": self.seq, "sha256": self.sha256, "size": self.size,
+                "mtime_ns": self.mtime_ns, "ino": self.ino}
+
+    @classmethod
+    def from_value(cls, v: Value) -> LocalCopy:
+        f = Fields(v, "local copy", {"vid", "seq", "sha256", "size", "mtime_ns", "ino"})
+        return cls(f.str_("vid", 32), f.int_("seq", 1), f.bytes_("sha256", HASH_BYTES), f.int_("size", 0),
+                   f.int_("mtime_ns"), f.int_("ino", 0))
+
+    def same_file(self, size: int, mtime_ns: int, ino: int) -> bool:
+        """Whether a file with this stat is, by all signs short of reading it, the one recorded."""
+        return (self.size, self.mtime_ns, self.ino) == (size, mtime_ns, ino)
+
+
+@dataclass
+class LocalIndex:
+    # "<team id>/<doc id>" -> absolute local path -> the copy there
+    docs: dict[str, dict[str, LocalCopy]] = field(default_factory=dict)
+
+    @staticmethod
+    def key(team: str, doc: str) -> str:
+        return f"{team}/{doc}"
+
+    def copy(self, team: str, doc: str, path: str) -> LocalCopy | None:
+        return self.docs.get(self.key(team, doc), {}).get(path)
+
+    def record(self, team: str, doc: str, path: str, copy: LocalCopy) -> None:
+        key = self.key(team, doc)
+        for other, paths in list(self.docs.items()):
+            if other != key and paths.pop(path, None) is not None and not paths:
+                del self.docs[other]
+        self.docs.setdefault(key, {})[path] = copy
+
+    def to_value(self) -> dict[str, Value]:
+        docs: dict[str, Value] = {k: {path: copy.to_value() for path, copy in paths.items()}
+                                  for k, paths in self.docs.items()}
+        return {"v": 1, "docs": docs}
+
+    @classmethod
+    def from_value(cls, v: Value) -> LocalIndex:
+        f = Fields(v, "local copies index", {"v", "docs"})
+        if f.int_("v") != 1:
+            raise EncodingError("local copies index: unknown version")
+        docs = f.dict_("docs")
+        return cls({k: {str(path): LocalCopy.from_value(c) for path, c in Fields(paths, "index entry").raw.items()}
+                    for k, paths in docs.raw.items()})
+
+
+def seal_index(key: bytes, index: LocalIndex) -> bytes:
+    """The sealed, padded file for ``index`` under the local key (``vault.localstate.local_key``)."""
+    body = encode(index.to_value())
+    data = struct.pack(">I", len(body)) + body
+    size = max(PAD_MIN, 1 << (len(data) - 1).bit_length())
+    return seal_local(key, NAME, data + bytes(size - len(data)))
+
+
+def open_index(key: bytes, blob: bytes) -> LocalIndex:
+    """The index sealed in ``blob``; ``DecryptionFailed`` when it was altered, swapped, or is not ours."""
+    data = open_local(key, NAME, blob)
+    if not isinstance(data, bytes) or len(data) < 4:
+        raise DecryptionFailed("local copies index is malformed")
+    (n,) = struct.unpack(">I", data[:4])
+    if 4 + n > len(data) or any(data[4 + n:]):
+        raise DecryptionFailed("local copies index is malformed")
+    try:
+        return LocalIndex.from_value(decode(data[4:4 + n]))
+    except EncodingError as e:
+        raise DecryptionFailed("local copies index is malformed") from e
