@@ -57,7 +57,8 @@ def walkthrough_blocks(text: str) -> list[Block]:
 
 def words(command: str, day: str) -> list[str]:
     command = re.sub(r"\s*\[[^\]]*\]", "", command)
-    return shlex.split(DATE.sub(day, command), comments=True)
+    found = shlex.split(DATE.sub(day, command), comments=True)
+    return found[:found.index("|")] if "|" in found else found  # `mvault ... | less`: the mvault part
 
 
 def test_the_walkthrough_blocks_are_the_whole_path() -> None:
@@ -126,4 +127,7 @@ def workdir(tmp_path: Path, who: str) -> Path:
         (cwd / "strategy.md").write_text(f"# Strategy\n\n{who}'s draft.\n")
         (cwd / "notes" / "n1.md").write_text("note one\n")
         (cwd / "notes" / "n2.md").write_text("note two\n")
+        (cwd / "drafts" / "2027").mkdir(parents=True)
+        (cwd / "drafts" / "plan.md").write_text("plan\n")
+        (cwd / "drafts" / "2027" / "budget.md").write_text("budget\n")
     return cwd
