@@ -353,11 +353,15 @@ class Documents:
         return Fetched(d, target, written)
 
     async def get_folder(self, team_name: str, prefix: str, folder: Path, progress: Progress | None = None,
-                         force: bool = False) -> tuple[list[Fetched], list[tuple[str, BaseException]]]:
+                         force: bool = False, hidden: bool = False,
+                         ) -> tuple[list[Fetched], list[tuple[str, BaseException]]]:
         """Every document whose name starts with ``prefix`` (``""``: all), newest version, into
         ``folder``/NAME (folders made as needed), each as ``get`` would. A name that is not a valid
         document name, or would land outside ``folder`` however it resolves, is not used as a path:
-        it is reported among the failures with the others that failed, after the rest were fetched."""
+        it is reported among the failures with the others that failed, after the rest were fetched.
+        Hidden names (a part starting with ``.``: ``.ssh/authorized_keys``, ``.bash_profile``) are not
+        written unless ``hidden`` (review round 5: a writer of the team planting start-up files in the
+        folder a member fetches everything into, often their home); nothing is written into this home."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         root = folder.resolve()
@@ -371,7 +375,10 @@ class Documents:
             for name in names:
                 try:
                     check_name(name)
-                    target = _inside(root, name)
+                    if not hidden and any(part.startswith(".") for part in name.split("/")):
+                        raise BadName(f"{name!r} is a hidden name (a part starts with '.'): a folder get writes "
+                                      "it only with --hidden (or get it by name)")
+                    target = self._outside_home(_inside(root, name))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target = _inside(root, name)  # again: a folder on the way may be a link made meanwhile
                     d, opened = await self._version(team, name, None)
@@ -384,6 +391,15 @@ class Documents:
             self.copies.save(self._batch_copies)
             self._batch_copies = []
         return done, failed
+
+    def _outside_home(self, out: Path) -> Path:
+        """``out``, refused if it resolves into this client's home (MVAULT_HOME): a document never
+        becomes one of its files (review round 5: a planted ``config.json`` stopped every command)."""
+        home = self.session.home.path.resolve()
+        resolved = out.resolve()
+        if resolved == home or home in resolved.parents:
+            raise VaultError(f"{out} is inside this client's home ({home}): documents are never written there")
+        return out
 
     async def _version(self, team: TeamState, name: str, version: int | None) -> tuple[DocVersion, Opened]:
         """Version ``version`` (default: the newest) of document ``name``, checked and opened."""
@@ -403,6 +419,7 @@ class Documents:
         """``out`` (absolute) holds the version afterwards: False if it already did (nothing written).
         The index entry for ``out`` waits in ``_batch_copies`` for the caller to save."""
         rec = d.record
+        self._outside_home(out)
         if out.is_dir():
             raise VaultError(f"{out} is a directory; give a file name with -o")
         exists = os.path.lexists(out)

@@ -36,12 +36,13 @@ from client.passphrase import MIN_LENGTH, Passphrases
 from vault import keystore, localstate
 from vault.encoding import Fields
 from vault.errors import DecryptionFailed, KeystoreError, VaultError
-from vault.fileio import atomic_write
+from vault.fileio import atomic_write, locked
 from vault.keys import DeviceKeys, PukKeys
 
 SESSION_MINUTES = 5
 CONFIG, PINS, LEGACY_CONFIG, LEGACY_PINS = "config.bin", "pins.bin", "config.json", "pins.json"
 KEYSTORE = "keystore.bin"
+KEYSTORE_LOCK = "keystore.lock"  # held while the keystore is re-sealed (save_secrets, change_passphrase)
 PAD_MIN = 4096
 
 
@@ -239,7 +240,9 @@ class Home:
                                     max(old.parallelism, default.parallelism))
         salt = keystore.new_salt()
         key = keystore.derive_key(new, salt, params)
-        atomic_write(self.path / KEYSTORE, keystore.seal_keystore(secrets.to_value(), key, salt, params))
+        with locked(self.path / KEYSTORE_LOCK):
+            self._check_still_mine()
+            atomic_write(self.path / KEYSTORE, keystore.seal_keystore(secrets.to_value(), key, salt, params))
         self._key, self._salt, self._params = key, salt, params
         self.end_session()
 
@@ -312,13 +315,28 @@ class Home:
     def forget(self) -> None:
         """Undo a failed join, device link or recovery: remove every file it wrote."""
         agent.stop(self.path)
-        for name in (CONFIG, KEYSTORE, PINS, LEGACY_CONFIG, LEGACY_PINS, "session.bin"):
+        for name in (CONFIG, KEYSTORE, KEYSTORE_LOCK, PINS, LEGACY_CONFIG, LEGACY_PINS, "session.bin"):
             (self.path / name).unlink(missing_ok=True)
 
     def save_secrets(self, secrets: Secrets) -> None:
+        """Re-seal the keystore with the key it was opened with, if it is still that keystore: a passphrase
+        changed meanwhile (by another command) is never undone by a command that opened the old one (review
+        round 5); that command stops, and run again it opens the new keystore and finds its keys again."""
         assert self._key is not None and self._salt is not None and self._params is not None
-        atomic_write(self.path / KEYSTORE,
-                     keystore.seal_keystore(secrets.to_value(), self._key, self._salt, self._params))
+        with locked(self.path / KEYSTORE_LOCK):
+            self._check_still_mine()
+            atomic_write(self.path / KEYSTORE,
+                         keystore.seal_keystore(secrets.to_value(), self._key, self._salt, self._params))
+
+    def _check_still_mine(self) -> None:
+        """The keystore on disk is the one this object opened (same salt); call with KEYSTORE_LOCK held."""
+        try:
+            header, _ = keystore.parse_keystore((self.path / KEYSTORE).read_bytes())
+        except FileNotFoundError:
+            return  # being created
+        if header.salt != self._salt:
+            raise KeystoreError("the keystore's passphrase was changed while this command ran: nothing was saved; "
+                                "run the command again")
 
     def start_session(self, seconds: int) -> tuple[str, int]:
         """Hand the unlocked key, wrapped under a fresh session secret, to an unlock agent for ``seconds``;

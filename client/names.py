@@ -26,7 +26,7 @@ SHORT: Final = 8  # characters of an id shown beside a name shared by two
 class Names:
     """Labels of the members, teams and devices of one verified view."""
 
-    def __init__(self, view: View) -> None:
+    def __init__(self, view: View, me: str | None = None) -> None:
         member_names = Counter(m.name for m in view.members.values())
         team_names = Counter(t.name for t in view.teams.values())
         self.members = {mid: _label(m.name, mid, member_names[m.name] > 1) for mid, m in view.members.items()}
@@ -35,15 +35,17 @@ class Names:
         # id -> the name as its owner chose it (for --json, beside the id)
         self.raw = {mid: m.name for mid, m in view.members.items()} | {tid: t.name for tid, t in view.teams.items()}
         self.raw.update({did: d.name for m in view.members.values() for did, d in m.devices.items()})
-        # id -> the command argument naming it: its name where that alone names it (device names are unique
-        # within their member, who is the one to run `mvault device revoke NAME`).
+        # id -> the command argument naming it: its name where that alone names it. Device names are unique only
+        # within their member, and `mvault device revoke NAME` looks NAME up among the devices of whoever runs it:
+        # only the reader's own devices (``me``) are named; another member's device keeps its id (review round 5:
+        # "paper-1" is in every home, and the auditor pasting the command revoked their own paper key).
         self._arguments = {mid: m.name for mid, m in view.members.items() if member_names[m.name] == 1}
         self._arguments.update({tid: t.name for tid, t in view.teams.items() if team_names[t.name] == 1})
         for m in view.members.values():
             device_names = Counter(d.name for d in m.devices.values())
             for did, d in m.devices.items():
                 self.devices[did] = _label(d.name, did, device_names[d.name] > 1)
-                if device_names[d.name] == 1:
+                if device_names[d.name] == 1 and m.member_id == me:
                     self._arguments[did] = d.name
 
     def member(self, member_id: str) -> str:

@@ -32,7 +32,7 @@ async def report(s: Client) -> tuple[list[RuleResult], Verified, Names]:
     await s.session.api.post("/api/v1/audit/attest", AttestRequest("report",
                                                                    violated=",".join(r.rule for r in violated)[:1024],
                                                                    count=sum(len(r.findings) for r in violated)), Ok)
-    return results, result, Names(view)
+    return results, result, Names(view, s.session.me)
 
 
 def rule_json(r: RuleResult, names: Names) -> dict[str, Any]:

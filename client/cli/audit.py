@@ -21,7 +21,7 @@ from client.client import Client
 from client.names import Names
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
-from vault.errors import NotFound, VaultError
+from vault.errors import ChainError, NotFound, VaultError
 from vault.links import Link
 from vault.wire.schemas import AttestRequest, Ok
 
@@ -196,9 +196,10 @@ def audit_approve(ctx: Ctx, link: str) -> None:
     characters), or its organization sequence number (up to 7 digits)."""
 
     async def go(s: Client) -> tuple[Link, Names]:
-        found = _org_link(await s.chains.links("/api/v1/chains/org"), link)
+        view = await s.chains.view()  # replayed and pinned: the links below must lead to its head
+        found = _org_link(_leading_to(await s.chains.links("/api/v1/chains/org"), view.org.seq, view.org.head), link)
         await s.session.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found.hash.hex()), Ok)
-        return found, Names(await s.chains.view())
+        return found, Names(view, s.session.me)
 
     found, names = with_session(ctx, go)
     h = found.hash.hex()
@@ -206,6 +207,16 @@ def audit_approve(ctx: Ctx, link: str) -> None:
     emit(ctx, {"approved": h, "seq": found.seq, "type": found.type, "signer": found.signer, "signer_name": signer},
          lambda: out.print(f"approved link {h[:16]} (org seq {found.seq}, {escape(found.type)} "
                            f"signed by {names.member(found.signer)})"))
+
+
+def _leading_to(links: list[Link], seq: int, head: bytes) -> list[Link]:
+    """``links`` if they are the chain whose verified head is (``seq``, ``head``): each names the one before it
+    and the last is the head. A server that swaps a link (to have the approval name a hash of its choosing) is
+    caught here (review round 5)."""
+    chained = all(b.prev == a.hash and b.seq == a.seq + 1 for a, b in zip(links, links[1:], strict=False))
+    if len(links) != seq or not links or links[0].prev is not None or links[-1].hash != head or not chained:
+        raise ChainError("the server's organization chain does not lead to the head this client verified")
+    return links
 
 
 def _org_link(org_links: list[Link], given: str) -> Link:

@@ -136,19 +136,24 @@ def _fetched_line(f: Fetched, shown: str) -> str:
               help="file to write (- for standard output); for a FOLDER/ name, the folder to fetch into")
 @click.option("--version", "version", type=click.IntRange(1), default=None)
 @click.option("--force", is_flag=True, help="replace an existing file that is not this version")
+@click.option("--hidden", is_flag=True, help="FOLDER/ only: also write hidden names (a part starting with '.')")
 @json_flag
 @click.pass_obj
-def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | None, force: bool) -> None:
+def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | None, force: bool,
+        hidden: bool) -> None:
     """Download, verify and decrypt a document (written only if everything verifies).
 
     Without -o, the document goes to its name here (notes/a.md, folders made), as put names it.
     An existing file is never replaced unless --force (if it already holds exactly this version,
     nothing is done). NAME ending in / (notes/, or / for all) fetches every document under it into
-    the folder -o (default: here), keeping the names' folders.
+    the folder -o (default: here), keeping the names' folders; hidden names (.ssh/..., .profile) only
+    with --hidden. Nothing is ever written into the client's own home (MVAULT_HOME).
     """
     if name.endswith("/"):
-        _get_folder(ctx, team_name, name, output, version, force)
+        _get_folder(ctx, team_name, name, output, version, force, hidden)
         return
+    if hidden:
+        raise click.UsageError("--hidden is for a FOLDER/ name (a single document is fetched by its name)")
     if output == "-" and ctx.as_json:
         raise click.UsageError("-o - writes the document to standard output: no --json with it")
     if output is None:
@@ -168,7 +173,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | 
 
 
 def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, version: int | None,
-                force: bool) -> None:
+                force: bool, hidden: bool) -> None:
     if version is not None:
         raise click.UsageError("--version is for one document, not a folder")
     if output == "-":
@@ -181,7 +186,8 @@ def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, versi
     failed: list[tuple[str, BaseException]] = []
 
     async def go(s: Client) -> list[Fetched]:
-        done, bad = await s.docs.get_folder(team_name, "" if prefix == "/" else prefix, folder, force=force)
+        done, bad = await s.docs.get_folder(team_name, "" if prefix == "/" else prefix, folder, force=force,
+                                            hidden=hidden)
         failed.extend(bad)
         return done
 
