@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client.audit import keys, log, report
 from client.checkpoints import protocols_of
-from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
+from client.cli._common import Column, Ctx, Time, emit, emit_rows, err, json_flag, out, print_rows, when, with_session
 from client.client import Client
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
@@ -29,13 +28,17 @@ def audit() -> None:
     """The audit log: read, export, verify, witness, report, exposure."""
 
 
-def _events_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("#", "time", "actor", "action", "result", "resources", "rules")
-    for r in rows:
-        res = " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items()))
-        table.add_row(str(r["index"]), when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
-                      escape(r["action"]), escape(r["result"]), escape(res), escape(",".join(r["rules"])))
-    return table
+_EVENTS = (Column("#", lambda r: r["index"]), Column("time", lambda r: Time(r["time"])),
+           Column("actor", lambda r: r["actor_name"] or r["actor"][:12], lambda r: r["actor_name"] or r["actor"]),
+           Column("action", lambda r: r["action"]), Column("result", lambda r: r["result"]),
+           Column("resources", lambda r: " ".join(f"{k}={v[:12]}" for k, v in sorted(r["res"].items())),
+                  lambda r: " ".join(f"{k}={v}" for k, v in sorted(r["res"].items()))),
+           Column("rules", lambda r: ",".join(r["rules"])))
+_MARK: dict[str, str] = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warning",
+                         "disabled": "disabled"}
+_RULES = (Column("rule", lambda r: r["rule"]), Column("severity", lambda r: r["severity"]),
+          Column("status", lambda r: _MARK.get(r["status"], r["status"])),
+          Column("findings", lambda r: len(r["findings"])))
 
 
 @audit.command("log")
@@ -54,15 +57,16 @@ def audit_log(ctx: Ctx, member: str | None, team_name: str | None, action: str |
         found = log.filter_events(events, view, member, team_name, action, start)
         return [log.event_json(i, e, view) for i, e in found]
 
-    rows = with_session(ctx, go)
-    emit(ctx, {"events": rows}, lambda: out.print(_events_table(rows)))
+    emit_rows(ctx, with_session(ctx, go), _EVENTS)  # under --json a list (it was {"events": [...]})
 
 
 @audit.command("export")
 @click.option("--since", default=None, help="a duration (30d) or a unix time")
+@json_flag
 @click.pass_obj
 def audit_export(ctx: Ctx, since: str | None) -> None:
-    """Events as JSON lines on stdout (for a SIEM or an archive). The export is itself audited."""
+    """Events as JSON lines on stdout (for a SIEM or an archive); with --json one JSON list. The export is
+    itself audited."""
     start = log.parse_since(since, ctx.clock.now())
 
     async def go(s: Client) -> list[dict[str, Any]]:
@@ -72,8 +76,11 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
         await s.session.api.post("/api/v1/audit/attest", AttestRequest("export", count=len(rows)), Ok)
         return rows
 
-    for row in with_session(ctx, go):
-        sys.stdout.write(json.dumps(row, sort_keys=True) + "\n")
+    rows = with_session(ctx, go)
+    if ctx.as_json:
+        emit_rows(ctx, rows, ())
+    else:
+        sys.stdout.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
 def _print_verified(v: log.Verified) -> None:
@@ -114,9 +121,6 @@ def audit_witness(ctx: Ctx) -> None:
     emit(ctx, v.to_json() | {"cosigned": size}, human)
 
 
-_MARK = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warning", "disabled": "disabled"}
-
-
 @audit.command("report")
 @json_flag
 @click.pass_obj
@@ -125,11 +129,7 @@ def audit_report(ctx: Ctx) -> None:
     results, v = with_session(ctx, report.report)
 
     def human() -> None:
-        table = Table("rule", "severity", "status", "findings")
-        for r in results:
-            table.add_row(escape(r.rule), escape(r.severity), escape(_MARK.get(r.status, r.status)),
-                          str(len(r.findings)))
-        out.print(table)
+        print_rows([r.to_json() for r in results], _RULES)
         for r in results:
             for f in r.findings:
                 events = f" (events {', '.join(map(str, f.events))})" if f.events else ""

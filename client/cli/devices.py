@@ -6,14 +6,18 @@ import json
 import sys
 
 import click
-from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
+from client.cli._common import Column, Ctx, Time, emit, emit_rows, json_flag, out, run, with_session
 from client.client import Client
 from client.home import read_passphrase
 from client.maintenance import maintain
 from client.sanitize import escape, one_line
+
+_DEVICES = (Column("name", lambda r: r["name"]), Column("kind", lambda r: r["kind"]),
+            Column("added", lambda r: Time(r["added"])),
+            Column("revoked", lambda r: Time(r["revoked"]) if r["revoked"] else None),
+            Column("", lambda r: "this device" if r["this"] else ""))
 
 
 @click.group()
@@ -59,16 +63,7 @@ def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
 @click.pass_obj
 def device_ls(ctx: Ctx) -> None:
     """Your devices (and paper keys), active and revoked."""
-    rows = with_session(ctx, admin.device_list)
-
-    def human() -> None:
-        table = Table("name", "kind", "added", "revoked", "")
-        for r in rows:
-            table.add_row(escape(r["name"]), escape(r["kind"]), when(r["added"]),
-                          when(r["revoked"]) if r["revoked"] else "-", "this device" if r["this"] else "")
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, admin.device_list), _DEVICES)
 
 
 @device.command("revoke")

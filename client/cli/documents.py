@@ -8,13 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
-from client.cli._common import Ctx, emit, json_flag, out, progress_bar, when, with_session
+from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, progress_bar, with_session
 from client.client import Client
 from client.docs import DocVersion, check_unique_names
-from client.sanitize import escape
 from vault.errors import BatchFailed
+
+_STORED = (Column("name", lambda r: r["name"]), Column("version", lambda r: r["version"]),
+           Column("size", lambda r: r["size"]), Column("id", lambda r: r["vid"]))
+_GOT = (Column("name", lambda r: r["name"]), Column("version", lambda r: r["version"]),
+        Column("output", lambda r: r["output"]))
+_LISTED = (Column("name", lambda r: r["name"]), Column("size", lambda r: r["size"]),
+           Column("version", lambda r: r["version"]), Column("author", lambda r: r["author_name"]),
+           Column("time", lambda r: Time(r["time"])))
+_VERSIONS = (Column("version", lambda r: r["version"]), Column("size", lambda r: r["size"]),
+             Column("author", lambda r: r["author_name"]), Column("time", lambda r: Time(r["time"])),
+             Column("id", lambda r: r["vid"]))
 
 
 def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -58,12 +67,7 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None) 
                 return e.stored
         stored = with_session(ctx, go)
     rows = [{"name": name, "version": seq, "vid": vid, "size": sizes[name]} for name, seq, vid in stored]
-
-    def human() -> None:  # one write: rich renders line by line, ~0.3 ms a line for 1,000 files
-        if stored:
-            click.echo("\n".join(f"{escape(name)}: version {seq} stored ({escape(vid)})" for name, seq, vid in stored))
-
-    emit(ctx, rows[0] if len(paths) == 1 and rows else rows, human)
+    emit_rows(ctx, rows, _STORED)  # under --json a list, even for one file
     if failure is not None:
         raise failure
 
@@ -83,8 +87,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: Path | None, version: int |
         return await s.docs.get(team_name, name, target, version)
 
     d = with_session(ctx, go)
-    emit(ctx, {**_doc_json(d), "output": str(target)},
-         lambda: out.print(f"{escape(name)} version {d.record.core.seq} -> {escape(str(target))}"))
+    emit_rows(ctx, [{**_doc_json(d), "output": str(target)}], _GOT)  # a list: one row a document
 
 
 def _names(s: Client) -> Callable[[], Awaitable[dict[str, str]]]:
@@ -107,16 +110,7 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("name", "size", "version", "author", "time")
-        for r in rows:
-            size = "-" if r["size"] is None else str(r["size"])
-            table.add_row(escape(r["name"]), size, str(r["version"]), escape(r["author_name"]), when(r["time"]))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _LISTED)
 
 
 @click.command()
@@ -132,16 +126,7 @@ def history(ctx: Ctx, team_name: str, name: str) -> None:
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("version", "size", "author", "time", "id")
-        for r in rows:
-            table.add_row(str(r["version"]), str(r["size"]), escape(r["author_name"]), when(r["time"]),
-                          escape(r["vid"]))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _VERSIONS)
 
 
 COMMANDS: tuple[click.Command, ...] = (put, get, ls_cmd, history)

@@ -6,11 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, parse_until, with_session
+from client.cli._common import Column, Ctx, emit, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
+
+_MEMBERS = (Column("name", lambda r: r["name"]), Column("roles", lambda r: ", ".join(r["roles"])),
+            Column("status", lambda r: r["status"]), Column("devices", lambda r: r["devices"]),
+            Column("verified", lambda r: r["verified"]), Column("teams", lambda r: ", ".join(r["teams"])))
 
 
 @click.command()
@@ -59,16 +62,7 @@ role.command("revoke", help="Revoke ROLE from MEMBER.")(_role_cmd(False))
 @click.pass_obj
 def members_cmd(ctx: Ctx) -> None:
     """The organization: roles, devices, verified or not."""
-    rows = with_session(ctx, admin.members)
-
-    def human() -> None:
-        table = Table("name", "roles", "status", "devices", "verified", "teams")
-        for r in rows:
-            table.add_row(escape(r["name"]), escape(", ".join(r["roles"])), escape(r["status"]), str(r["devices"]),
-                          r["verified"], escape(", ".join(r["teams"])))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, admin.members), _MEMBERS)
 
 
 @click.command()

@@ -5,14 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, parse_until, when, with_session
+from client.cli._common import Column, Ctx, Time, emit, emit_rows, json_flag, out, parse_until, print_rows, with_session
 from client.client import Client
 from client.maintenance import rotate
 from client.sanitize import escape
 from security.policy import TEAM_KINDS, TEAM_ROLES
+
+_TEAMS = (Column("team", lambda r: r["name"]), Column("kind", lambda r: r["kind"]),
+          Column("members", lambda r: r["members"]), Column("key gen", lambda r: r["generation"]),
+          Column("your role", lambda r: r["role"]))
+_TEAM_MEMBERS = (Column("member", lambda m: m["name"]),
+                 Column("role", lambda m: m["role"] if m["active"] else f"{m['role']} (ended)"),
+                 Column("until", lambda m: Time(m["until"]) if m["until"] else None),
+                 Column("key", lambda m: "yes" if m["has_key"] else "no"))
 
 
 @click.group()
@@ -60,16 +67,7 @@ def team_ls(ctx: Ctx) -> None:
                  "generation": t.generation, "role": t.role_of(s.session.me, s.session.now())}
                 for t in sorted(view.teams.values(), key=lambda t: t.name)]
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("team", "kind", "members", "key gen", "your role")
-        for r in rows:
-            table.add_row(escape(r["name"]), escape(r["kind"]), str(r["members"]), str(r["generation"]),
-                          escape(r["role"] or "-"))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _TEAMS)
 
 
 @team.command("show")
@@ -83,12 +81,7 @@ def team_show(ctx: Ctx, team_name: str) -> None:
     def human() -> None:
         out.print(f"{escape(info['name'])} ({escape(info['kind'])}), key generation {info['generation']}"
                   + ("" if info["history"] else ", no history for new members"))
-        table = Table("member", "role", "until", "key")
-        for m in info["members"]:
-            until = when(m["until"]) if m["until"] else "-"
-            table.add_row(escape(m["name"]), escape(m["role"] if m["active"] else f"{m['role']} (ended)"), until,
-                          "yes" if m["has_key"] else "no")
-        out.print(table)
+        print_rows(info["members"], _TEAM_MEMBERS)
         for g, who in info["rekeyed"].items():
             out.print_line(f"generation {g} was re-keyed by {who} (nothing from before it is readable with it)")
         for p in info["pending"]:
