@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from client.cli.main import EXIT_INTERRUPTED, EXIT_SECURITY, EXIT_USAGE, cli
+from client.cli.main import cli
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, Member, Org, Result
 from tests.helpers.tampering import blob_file, blob_replaced, flip, version_row
@@ -35,6 +35,7 @@ BOX = set("─│┌┐└┘├┤┬┴┼━┃┏┓┗┛┡┩╇╈╋═
 LONG_DOC = "report-" + "x" * 186 + ".md"  # 196 characters: longer than any line rich would leave whole
 LONG_THREAD = "t" * 200  # the longest thread name (bytes)
 LONG_NAME = "n" * 64  # the longest member, team and device name
+EXIT_USAGE, EXIT_SECURITY, EXIT_INTERRUPTED = 2, 3, 130  # the documented codes (README, docs/cli.md), as numbers
 
 
 def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
