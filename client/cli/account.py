@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, run, with_session
+from client.cli._common import Ctx, emit_one, json_flag, out, run, with_session
 from client.client import Client, join
 from client.home import SESSION_MINUTES, read_passphrase
 from client.sanitize import escape
@@ -24,8 +24,8 @@ def join_cmd(ctx: Ctx, code: str, name: str, org_name: str) -> None:
     """Make keys (asks a passphrase) and join the organization with an invite CODE."""
     passphrase = read_passphrase(confirm=True)
     cfg = run(join(ctx.home, code, name, passphrase, org_name, ctx.clock))
-    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
-         lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
+    emit_one(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
+             lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
 
 
 @click.command()
@@ -40,7 +40,7 @@ def unlock(ctx: Ctx, minutes: int, duration: str | None) -> None:
     ctx.home.require()
     ctx.home.unlock(agent_ok=False)
     token, expires = ctx.home.start_session(seconds)
-    emit(ctx, {"session": token, "expires": expires}, lambda: click.echo(f"export MVAULT_SESSION={token}"))
+    emit_one(ctx, {"session": token, "expires": expires}, lambda: click.echo(f"export MVAULT_SESSION={token}"))
 
 
 def _duration(text: str) -> int:
@@ -58,7 +58,7 @@ def _duration(text: str) -> int:
 def lock(ctx: Ctx) -> None:
     """End the unlock session now: the agent forgets the key and exits."""
     ended = ctx.home.end_session()
-    emit(ctx, {"locked": True, "ended_session": ended}, lambda: out.print("locked"))
+    emit_one(ctx, {"locked": True, "ended_session": ended}, lambda: out.print("locked"))
 
 
 @click.command()
@@ -76,7 +76,7 @@ def whoami(ctx: Ctx) -> None:
                 "teams": sorted(t.name for t in view.teams.values() if s.session.me in t.members)}
 
     info = with_session(ctx, go)
-    emit(ctx, info, lambda: out.print(
+    emit_one(ctx, info, lambda: out.print(
         f"{escape(info['name'])} ({info['member']}) on {escape(info['server'])}\n"
         f"roles: {escape(', '.join(info['roles']))} ({escape(info['status'])}); "
         f"teams: {escape(', '.join(info['teams'])) or '-'}"))
@@ -91,7 +91,7 @@ def whoami(ctx: Ctx) -> None:
 def invite(ctx: Ctx, role: str, note: str, days: int) -> None:
     """Print a one-time invite code for a new member."""
     code = with_session(ctx, lambda s: admin.invite(s, role, note, days))
-    emit(ctx, {"invite": code}, lambda: click.echo(code))
+    emit_one(ctx, {"invite": code}, lambda: click.echo(code))
 
 
 COMMANDS: tuple[click.Command, ...] = (join_cmd, unlock, lock, whoami, invite)

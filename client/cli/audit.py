@@ -15,7 +15,19 @@ import click
 
 from client.audit import keys, log, report
 from client.checkpoints import protocols_of
-from client.cli._common import Column, Ctx, Time, emit, emit_rows, err, json_flag, out, print_rows, when, with_session
+from client.cli._common import (
+    Column,
+    Ctx,
+    Time,
+    emit_one,
+    emit_rows,
+    err,
+    json_flag,
+    out,
+    print_rows,
+    when,
+    with_session,
+)
 from client.client import Client
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
@@ -102,7 +114,7 @@ def audit_verify(ctx: Ctx) -> None:
         return v
 
     v = with_session(ctx, go)
-    emit(ctx, v.to_json(), lambda: _print_verified(v))
+    emit_one(ctx, v.to_json(), lambda: _print_verified(v))
     if v.problems:
         sys.exit(1)
 
@@ -118,7 +130,7 @@ def audit_witness(ctx: Ctx) -> None:
         _print_verified(v)
         out.print(f"cosigned the checkpoint at {size} events")
 
-    emit(ctx, v.to_json() | {"cosigned": size}, human)
+    emit_one(ctx, v.to_json() | {"cosigned": size}, human)
 
 
 @audit.command("report")
@@ -135,8 +147,8 @@ def audit_report(ctx: Ctx) -> None:
                 events = f" (events {', '.join(map(str, f.events))})" if f.events else ""
                 out.print_line(f"{r.rule} [{f.level}]: {f.message}{events}")
 
-    emit(ctx, {"rules": [r.to_json() for r in results], "log": v.to_json(),
-               "violated": [r.rule for r in results if r.status == "violated"]}, human)
+    emit_one(ctx, {"rules": [r.to_json() for r in results], "log": v.to_json(),
+                   "violated": [r.rule for r in results if r.status == "violated"]}, human)
     if any(r.status == "violated" for r in results):
         sys.exit(1)
 
@@ -171,7 +183,7 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
         out.print(f"  copies may remain on their devices for anything fetched; audit detail kept "
                   f"{info['retention_days']} days")
 
-    emit(ctx, info, human)
+    emit_one(ctx, info, human)
 
 
 @audit.command("approve")
@@ -190,7 +202,7 @@ def audit_approve(ctx: Ctx, link: str) -> None:
         return found[0]
 
     h = with_session(ctx, go)
-    emit(ctx, {"approved": h}, lambda: out.print(f"approved link {h[:16]}"))
+    emit_one(ctx, {"approved": h}, lambda: out.print(f"approved link {h[:16]}"))
 
 
 @audit.command("key")
@@ -205,7 +217,7 @@ def audit_key(ctx: Ctx, team_name: str | None) -> None:
         return await keys.publish_audit_key(s, await s.chains.view(), team_name, explicit=True) or ""
 
     said = with_session(ctx, go)
-    emit(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
+    emit_one(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
 
 
 @audit.command("designate")
@@ -216,10 +228,10 @@ def audit_designate(ctx: Ctx, team_name: str) -> None:
     """NCC: designate TEAM (of kind security) as the one whose key seals the audit log. With another
     NCC member, a second NCC member must designate the same team for it to take effect."""
     in_force = with_session(ctx, lambda s: keys.designate(s, team_name))
-    emit(ctx, {"team": team_name, "in_force": in_force},
-         lambda: out.print(f"team {escape(team_name)} is the audit log's security team" if in_force else
-                           f"proposed team {escape(team_name)}; another NCC member confirms with "
-                           f"`mvault audit designate {escape(team_name)}`"))
+    emit_one(ctx, {"team": team_name, "in_force": in_force},
+             lambda: out.print(f"team {escape(team_name)} is the audit log's security team" if in_force else
+                               f"proposed team {escape(team_name)}; another NCC member confirms with "
+                               f"`mvault audit designate {escape(team_name)}`"))
 
 
 @audit.command("lost")
@@ -241,8 +253,8 @@ def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
         return devices[0].device_id
 
     d = with_session(ctx, go)
-    emit(ctx, {"device": d, "reported": True},
-         lambda: out.print(f"reported device {escape(device_name)} lost; revoke it now (`mvault device revoke`)"))
+    emit_one(ctx, {"device": d, "reported": True},
+             lambda: out.print(f"reported device {escape(device_name)} lost; revoke it now (`mvault device revoke`)"))
 
 
 @audit.group("protocols")
@@ -273,7 +285,7 @@ def protocols_show(ctx: Ctx) -> None:
             err.print(f"pending: version {pending['version']} proposed by {escape(pending['proposer'])} "
                       f"(approve with `mvault audit protocols approve {pending['digest'][:16]}`)")
 
-    emit(ctx, info, human)
+    emit_one(ctx, info, human)
 
 
 @protocols.command("propose")
@@ -292,7 +304,7 @@ def protocols_propose(ctx: Ctx, path: Path) -> None:
         return protocols_digest(text).hex()
 
     digest = with_session(ctx, go)
-    emit(ctx, {"digest": digest}, lambda: out.print(
+    emit_one(ctx, {"digest": digest}, lambda: out.print(
         f"proposed; another NCC member approves with `mvault audit protocols approve {digest[:16]}`"))
 
 
@@ -312,7 +324,7 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
         return matches[0].version
 
     version = with_session(ctx, go)
-    emit(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
+    emit_one(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
 
 
 COMMANDS: tuple[click.Command, ...] = (audit,)

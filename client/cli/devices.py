@@ -8,7 +8,7 @@ import sys
 import click
 
 from client import admin
-from client.cli._common import Column, Ctx, Time, emit, emit_rows, json_flag, out, run, with_session
+from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, run, with_session
 from client.client import Client
 from client.home import read_passphrase
 from client.maintenance import maintain
@@ -41,7 +41,7 @@ def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
         sys.stdout.flush()
 
     added = with_session(ctx, lambda s: admin.device_add(s, name, show, wait))
-    emit(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {escape(added)}"))
+    emit_one(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {escape(added)}"))
 
 
 @device.command("link")
@@ -54,8 +54,8 @@ def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
     """On a new machine: join your member identity with the code from `device add`."""
     passphrase = read_passphrase(confirm=True)
     cfg = run(admin.device_link(ctx.home, code, name, passphrase, wait, ctx.clock))
-    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
+    emit_one(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+             lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
 
 
 @device.command("ls")
@@ -78,9 +78,9 @@ def device_revoke(ctx: Ctx, name: str) -> None:
         return gen, await maintain(s)
 
     gen, rotated = with_session(ctx, go)
-    emit(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
-         lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
-                           + "".join(f"\n{one_line(r)}" for r in rotated)))
+    emit_one(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
+             lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
+                               + "".join(f"\n{one_line(r)}" for r in rotated)))
 
 
 @click.command("recovery-key")
@@ -90,7 +90,7 @@ def device_revoke(ctx: Ctx, name: str) -> None:
 def recovery_key(ctx: Ctx, name: str | None) -> None:
     """Make a paper key (an offline device): write it down, keep it safe."""
     code = with_session(ctx, lambda s: admin.recovery_key(s, name))
-    emit(ctx, {"recovery_key": code}, lambda: out.print(
+    emit_one(ctx, {"recovery_key": code}, lambda: out.print(
         f"recovery key (anyone holding it can act as you until you revoke it):\n  {code}"))
 
 
@@ -103,8 +103,8 @@ def recover(ctx: Ctx, code: str, name: str | None) -> None:
     """On a fresh machine: restore access with a recovery key."""
     passphrase = read_passphrase(confirm=True)
     cfg = run(admin.recover(ctx.home, code, passphrase, name, ctx.clock))
-    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"restored {escape(cfg.name)} ({cfg.member_id}) on this machine"))
+    emit_one(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+             lambda: out.print(f"restored {escape(cfg.name)} ({cfg.member_id}) on this machine"))
 
 
 COMMANDS: tuple[click.Command, ...] = (device, recovery_key, recover)

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from client.audit.log import parse_since
-from client.cli._common import Column, Ctx, Escaped, Time, emit, emit_rows, err, json_flag, out, when, with_session
+from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
 from client.sanitize import escape, message_lines
 from client.terminal import fold
@@ -96,13 +96,13 @@ def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
 
     try:
         tid = with_session(ctx, go)
-    except ThreadExists as e:  # the error line names who took the name; --json also says it on stdout
-        emit(ctx, {**e.info.to_json(), "error": e.code, "message": e.message, "thread": e.info.thread, "name": name},
-             lambda: None)
+    except ThreadExists as e:  # the error names who took the name; --json also says it on stdout
+        taken = {**e.info.to_json(), "error": e.code, "message": e.message, "thread": e.info.thread, "name": name}
+        emit_one(ctx, taken, lambda: None)
         raise
-    emit(ctx, {"thread": tid, "name": name, "expire": seconds},
-         lambda: out.print(f"created thread {escape(name)} in {escape(team_name)}" +
-                           (f" (messages disappear after {expire})" if seconds else ""), markup=False))
+    emit_one(ctx, {"thread": tid, "name": name, "expire": seconds},
+             lambda: out.print(f"created thread {escape(name)} in {escape(team_name)}" +
+                               (f" (messages disappear after {expire})" if seconds else ""), markup=False))
 
 
 @thread.command("post")
@@ -152,7 +152,7 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
         out.print(f"posted to {escape(team_name)}/{escape(name)} (message {res['pos']})")
         _print_header(name, info)
 
-    emit(ctx, res, human)
+    emit_one(ctx, res, human)
 
 
 @thread.command("read")
@@ -180,7 +180,7 @@ def thread_read(ctx: Ctx, team_name: str, name: str, since: str | None) -> None:
         for r in rows:
             _print_message(r)
 
-    emit(ctx, rows, human)
+    emit_one(ctx, rows, human)
 
 
 @thread.command("ls")
