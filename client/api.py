@@ -76,7 +76,9 @@ class Api:
             if resp.status == 413:
                 raise VaultError(f"the server refused the upload as too large: {message}")
             raise TransportError(f"server error (HTTP {resp.status}): {message}")
-        raise cls(message)
+        refusal = cls(message)
+        refusal.exit_code = errors.EXIT_FAILED  # the server refused our request (even as "bad_signature"): not a lie
+        raise refusal
 
     def _session_or_fail(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -4,11 +4,18 @@ Every string rich renders (``print`` arguments, table cells and headers) goes th
 ``render_str``; here it first passes ``sanitize.neutralize``, so an ESC, C1 or bidi control
 that a caller forgot to escape is still shown escaped. Markup, emoji codes and highlighting
 are off: ``[bold]`` or ``:warning:`` in a name prints as typed.
+
+Not on a terminal (a pipe, a file), nothing is wrapped or cut: rich would otherwise wrap at
+80 columns (or ``COLUMNS``). ``MVAULT_FORCE_TTY=1`` makes both consoles behave as on a
+terminal (tables, progress bars, folding), ``MVAULT_FORCE_TTY=0`` as in a pipe; tests use it,
+since they run without a terminal (``is_terminal``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import sys
+from typing import Any, TextIO
 
 from rich.cells import cell_len, chop_cells
 from rich.console import Console
@@ -16,10 +23,29 @@ from rich.text import Text
 
 from client.sanitize import CONTINUATION, neutralize, one_line
 
+FORCE_TTY = "MVAULT_FORCE_TTY"
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether output to ``stream`` is for a terminal: ``MVAULT_FORCE_TTY`` (1 or 0) if set, else rich's
+    ``TTY_COMPATIBLE`` (1 or 0), else ``isatty()``. Not ``FORCE_COLOR``, which rich would also take as a
+    terminal: colour asked for in CI must not turn a script's tab-separated rows into a table."""
+    for name in (FORCE_TTY, "TTY_COMPATIBLE"):
+        forced = os.environ.get(name, "")
+        if forced in ("0", "1"):
+            return forced == "1"
+    try:
+        return stream.isatty()
+    except ValueError:  # a closed stream
+        return False
+
 
 class SafeConsole(Console):
     def __init__(self, stderr: bool = False) -> None:
-        super().__init__(stderr=stderr, highlight=False, markup=False, emoji=False)
+        terminal = is_terminal(sys.stderr if stderr else sys.stdout)
+        # Not a terminal (a pipe, a file): soft wrap, which neither wraps nor crops, whatever the width.
+        super().__init__(stderr=stderr, highlight=False, markup=False, emoji=False, force_terminal=terminal,
+                         soft_wrap=not terminal)
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(neutralize(text), **kwargs)

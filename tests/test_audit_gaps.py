@@ -36,7 +36,7 @@ LEAVES = "/api/v1/audit/leaves"
 
 
 def events(m: Member, *args: str) -> list[dict[str, Any]]:
-    return list(m.json("audit", "log", *args)["events"])
+    return list(m.json("audit", "log", *args))
 
 
 def report(m: Member) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def test_no_history_team_keeps_old_documents_from_new_members(org: Org, make_mem
     # The name key survives rotations: a late joiner's put is version 2 of the same document.
     org.alice.ok("team", "role", "action", "gail", "writer")
     doc.write_text("after the rotation")
-    assert gail.json("put", "action", str(doc))["version"] == 2
+    assert gail.json("put", "action", str(doc))[0]["version"] == 2
     assert [d["name"] for d in org.alice.json("ls", "action")] == ["plan.md"]
     gail.ok("get", "action", "plan.md", "-o", str(tmp_path / "g2.md"))
     assert (tmp_path / "g2.md").read_text() == "after the rotation"

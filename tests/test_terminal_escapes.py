@@ -35,6 +35,7 @@ BIDI = list("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\
 OTHER = ["\x7f", "\u2028", "\u2029", "\u200b", "\ufeff", "\u00ad", "\U000e0041", "\u3164"]
 FORBIDDEN = C0 + C1 + BIDI + OTHER
 LAYOUT = "\n"  # our own output uses newlines between lines; everything else forbidden must never appear
+ROWS = LAYOUT + "\t"  # and a piped listing tabs between fields (a tab in a field is escaped: rows keep their fields)
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # writes the clipboard where the terminal allows it
 FORGED = "2026-12-04 19:45  alice: "
 MESSAGE_LINE = re.compile(r"^(\[.*\] )?\d{4}-\d\d-\d\d \d\d:\d\d  ")
@@ -56,11 +57,11 @@ def shown(m: Member, *args: str, input: str | None = None, code: int = 0, env: d
     return r
 
 
-def assert_clean(r: Result, expected: str = "") -> None:
-    """No forbidden code point in the output (newlines only as layout); every forbidden one
-    of ``expected`` is there in its escaped form."""
+def assert_clean(r: Result, expected: str = "", layout: str = LAYOUT) -> None:
+    """No forbidden code point in the output (newlines only as layout, tabs too in a piped listing:
+    ``ROWS``); every forbidden one of ``expected`` is there in its escaped form."""
     for c in FORBIDDEN:
-        if c not in LAYOUT:
+        if c not in layout:
             assert c not in r.out and c not in r.err, f"raw {c!r} printed: {r.out!r} {r.err!r}"
     for c in expected:
         if is_unsafe(c):
@@ -104,15 +105,16 @@ def test_hostile_names_and_messages_are_shown_escaped(org: Org, tmp_path: Path) 
     write_hostile(bob, "drafting", src, doc_names, thread_names)
 
     r = shown(alice, "ls", "drafting")
-    assert_clean(r, "".join(FORBIDDEN))
+    assert_clean(r, "".join(FORBIDDEN), ROWS)
     assert "osc\\x1b]52;c;aGVsbG8=\\x07[bold]x[/bold]:warning:\\\\x1b" in r.out  # literal text stays literal
-    assert len(r.out.splitlines()) == 4 + len(doc_names)  # table: 3 border lines and a header, one line a doc
+    assert [len(line.split("\t")) for line in r.out.splitlines()] == [6] * len(doc_names)  # a pipe: one row a doc
     r = shown(alice, "ls", "drafting", "--json")
     assert sorted(d["name"] for d in json.loads(r.out)) == sorted(doc_names)  # exact names, escaped as JSON
     assert r.out.strip().isascii() and "\x7f" not in r.out
 
     r = shown(alice, "thread", "ls", "drafting")
-    assert_clean(r, "".join(thread_chars))
+    assert_clean(r, "".join(thread_chars), ROWS)
+    assert [len(line.split("\t")) for line in r.out.splitlines()] == [6] * len(thread_names)
 
     # a name with every forbidden code point argv can carry: refused (vault/names.py), the refusal escaped;
     # one the modified client stored is fetched into a file alice names, her output escaped
@@ -123,7 +125,7 @@ def test_hostile_names_and_messages_are_shown_escaped(org: Org, tmp_path: Path) 
     stored = doc_names[1]  # no NUL in it: argv carries it
     r = shown(alice, "get", "drafting", stored, "-o", str(tmp_path / "got.txt"))
     assert_clean(r, stored)
-    assert len(r.out.splitlines()) == 1
+    assert [len(line.split("\t")) for line in r.out.splitlines()] == [4]  # a pipe: one row, four fields
 
     # messages: every forbidden code point (NUL from standard input), lines that imitate alice
     thread = thread_names[0]

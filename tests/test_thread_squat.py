@@ -44,7 +44,7 @@ def test_members_see_who_created_a_thread_and_its_expiry(squat: tuple[Org, Membe
         "strategy": (mid, "mallory", "writer", 3600), "incident": (mid, "mallory", "writer", 0)}
     assert all(isinstance(t["created"], int) and t["created"] > 0 for t in listing.values())
     human = bob.ok("thread", "ls", "drafting").out
-    assert "created by" in human and f"mallory ({mid[:8]})" in human
+    assert f"mallory ({mid[:8]})" in human  # piped: tab-separated rows, the creator in the last field
 
     # post: the answer names the creator and the expiry (human and JSON)
     r = bob.ok("thread", "post", "drafting", "strategy", "our plan")
@@ -109,9 +109,11 @@ def test_create_of_a_taken_name_names_who_took_it(squat: tuple[Org, Member, str]
     assert "--expect-expire 1h" in r.err
     r = org.alice.fails("thread", "create", "drafting", "incident", "--expire", "1h", contains="already exists")
     assert "mallory" in r.err and "messages are kept (no expiry)" in r.err, r.err
-    # --json: the same error line, and the facts on stdout for a script
+    # --json: the error as one JSON object on stderr (docs/cli.md), and the facts on stdout for a script
     r = org.alice.run("thread", "create", "drafting", "strategy", "--json")
-    assert r.code == 1 and r.err.startswith("error: a thread named 'strategy' already exists"), r.err
+    error = json.loads(r.err)
+    assert r.code == 1 and error["error"] == "conflict" and error["exit_code"] == 1, r.err
+    assert error["message"].startswith("a thread named 'strategy' already exists"), r.err
     res = json.loads(r.out)
     assert (res["error"], res["name"], res["creator"], res["creator_name"], res["creator_role"], res["expire"]) == (
         "conflict", "strategy", mid, "mallory", "writer", 3600)

@@ -19,11 +19,11 @@ def test_whole_walkthrough(org: Org, tmp_path: Path) -> None:
     text.write_text("# Strategy\n\nOrganize the east side first.\n")
     binary = tmp_path / "logo.bin"
     binary.write_bytes(bytes(range(256)) * 1000 + b"\x00\xff")
-    assert alice.json("put", "drafting", str(text))["version"] == 1
-    assert bob.json("put", "drafting", str(binary))["version"] == 1
+    assert alice.json("put", "drafting", str(text))[0]["version"] == 1
+    assert bob.json("put", "drafting", str(binary))[0]["version"] == 1
 
     text.write_text("# Strategy v2\n\nEast side, then the harbour.\n")
-    assert bob.json("put", "drafting", str(text))["version"] == 2
+    assert bob.json("put", "drafting", str(text))[0]["version"] == 2
 
     listing = {d["name"]: d for d in alice.json("ls", "drafting")}
     assert set(listing) == {"strategy.md", "logo.bin"}
@@ -58,7 +58,7 @@ def test_fifty_mib_file_round_trip(org: Org, tmp_path: Path) -> None:
     with big.open("wb") as f:
         for _ in range(50):
             f.write(os.urandom(1024 * 1024))
-    assert org.bob.json("put", "drafting", str(big))["size"] == 50 * 1024 * 1024
+    assert org.bob.json("put", "drafting", str(big))[0]["size"] == 50 * 1024 * 1024
     out = tmp_path / "big.out"
     org.alice.ok("get", "drafting", "big.bin", "-o", str(out))
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(big.read_bytes()).digest()
@@ -119,7 +119,7 @@ def test_put_of_many_files_in_one_command(org: Org, tmp_path: Path) -> None:
     again = alice.json("put", "drafting", str(files[3]), str(files[4]), str(extra))
     assert [(d["name"], d["version"]) for d in again] == [("note-03.txt", 2), ("note-04.txt", 2), ("extra.txt", 1)]
     human = bob.ok("put", "drafting", str(files[5]), str(files[6])).out
-    assert "note-05.txt: version 2 stored" in human and "note-06.txt: version 2 stored" in human
+    assert [line.split("\t")[:2] for line in human.splitlines()] == [["note-05.txt", "2"], ["note-06.txt", "2"]]
     bob.ok("get", "drafting", "note-03.txt", "-o", str(out), "--force")  # over note-17: get never replaces unasked
     assert out.read_bytes() == b"changed\n"
 

@@ -43,11 +43,20 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     └── LogCorrupted             the stored audit log is not contiguous (the server refuses to start)
 
 Decryption fails one way (``DecryptionFailed``) so that callers never branch on why.
+
+``exit_code`` is the ``mvault`` exit code of an error (client/cli/main.py): ``EXIT_SECURITY`` (3)
+for what the server or storage served failing a check here (``CryptoError`` and below,
+``RollbackDetected``, ``ServerMismatch``), ``EXIT_FAILED`` (1) for everything else. The client
+gives a refusal the server names with one of those codes ``EXIT_FAILED`` (client/api.py): the
+server refused a request; it was not caught lying.
 """
 
 from __future__ import annotations
 
 import math
+
+EXIT_FAILED = 1  # refused, a conflict, or a failure
+EXIT_SECURITY = 3  # a security check failed: the server or storage served something false
 
 
 class VaultError(Exception):
@@ -55,6 +64,7 @@ class VaultError(Exception):
 
     code = "vault_error"
     status = 400
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -70,6 +80,7 @@ class EncodingError(VaultError):
 
 class CryptoError(VaultError):
     code = "crypto_error"
+    exit_code = EXIT_SECURITY
 
 
 class DecryptionFailed(CryptoError):
@@ -113,6 +124,7 @@ class ChainError(VaultError):
 
 class RollbackDetected(ChainError):
     code = "rollback"
+    exit_code = EXIT_SECURITY
 
 
 class InviteNotOpen(ChainError):
@@ -167,6 +179,7 @@ class DeviceRevoked(AuthError):
 
 class ServerMismatch(VaultError):
     code = "server_mismatch"
+    exit_code = EXIT_SECURITY
 
 
 class TransportError(VaultError):

@@ -1,22 +1,32 @@
 """What every ``mvault`` command group shares: the context object, running a command in a
 verified session, output (``--json`` or text for people), progress bars, dates.
 
+Output has one API, so that every command pipes the same way (as ``gh`` does):
+
+* ``emit_rows(ctx, rows, columns)`` for a listing: a table on a terminal; in a pipe or a file
+  one line per row, fields separated by tabs, no header, nothing wrapped or cut, times in
+  ISO 8601 (UTC); under ``--json`` the list ``rows`` itself (a list even for one row or none).
+* ``emit_one(ctx, value, text)`` for one result: ``text`` (a string, or a function that prints)
+  for people, the object ``value`` under ``--json``.
+
 Names and texts shown come from other members and the server: each field passes ``escape``
-(client/sanitize.py), and ``out``/``err`` escape any control character left (client/terminal.py).
+(client/sanitize.py): in a table cell and a tab-separated field alike (which escapes a tab, a
+newline and the backslash, so a field never splits a row), and ``out``/``err`` escape any
+control character left (client/terminal.py).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
-from rich.markup import escape as escape_markup
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
 
 from client import maintenance
 from client.api import Api
@@ -28,7 +38,8 @@ from client.sanitize import escape
 from client.terminal import err, out
 from vault.errors import VaultError
 
-__all__ = ["Ctx", "emit", "err", "json_flag", "out", "parse_until", "progress_bar", "run", "when", "with_session"]
+__all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", "err", "json_flag", "out",
+           "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
 
 T = TypeVar("T")
 PROGRESS_MIN = 4 * 1024 * 1024
@@ -80,21 +91,90 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
             err.print_line(note)
 
 
-def emit(ctx: Ctx, value: Any, human: Callable[[], None]) -> None:
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, sort_keys=True, ensure_ascii=True))  # control characters stay escaped
+
+
+def emit_one(ctx: Ctx, value: Any, text: str | Callable[[], None]) -> None:
+    """One result: ``value`` under ``--json``; otherwise ``text`` (its fields already escaped), or what the
+    function ``text`` prints."""
     if ctx.as_json:
-        click.echo(json.dumps(value, sort_keys=True, ensure_ascii=True))  # control characters stay escaped
+        print_json(value)
+    elif isinstance(text, str):
+        out.print(text)
     else:
-        human()
+        text()
+
+
+def emit(ctx: Ctx, value: Any, human: Callable[[], None]) -> None:
+    """The older name of ``emit_one``; a command that can return several items uses ``emit_rows``."""
+    emit_one(ctx, value, human)
+
+
+@dataclass(frozen=True)
+class Time:
+    """A cell holding a unix time: ``when`` on a terminal, ISO 8601 (UTC) in a pipe."""
+
+    ts: int
+
+
+class Escaped(str):
+    """A cell's text that already passed ``escape`` (with our words around the fields): shown as it is."""
+
+
+Cell = str | int | Time | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """A listing's column: its header on a terminal, and its cell for each row (a JSON row dict); ``piped``
+    when a pipe gets more than a terminal (whole ids where a table shows their start). String cells are
+    escaped here; ``None`` shows as ``-`` on a terminal and as an empty field in a pipe."""
+
+    header: str
+    cell: Callable[[dict[str, Any]], Cell]
+    piped: Callable[[dict[str, Any]], Cell] | None = None
+
+
+def _text(value: Cell, terminal: bool) -> str:
+    if value is None:
+        return "-" if terminal else ""
+    if isinstance(value, Time):
+        return when(value.ts) if terminal else iso_time(value.ts)
+    if isinstance(value, Escaped):
+        return value
+    return escape(str(value))
+
+
+def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
+    """A table on a terminal; tab-separated lines, unwrapped and uncut, anywhere else."""
+    if out.is_terminal:
+        table = Table(*(c.header for c in columns))
+        for r in rows:
+            table.add_row(*(_text(c.cell(r), True) for c in columns))
+        out.print(table)
+    elif rows:  # one write, not rich (no width, no wrapping): ~0.3 ms a line saved for long listings
+        click.echo("\n".join("\t".join(_text((c.piped or c.cell)(r), False) for c in columns) for r in rows))
+
+
+def emit_rows(ctx: Ctx, rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
+    """A listing: the list ``rows`` under ``--json``, otherwise ``print_rows``."""
+    if ctx.as_json:
+        print_json(list(rows))
+    else:
+        print_rows(rows, columns)
 
 
 @contextmanager
 def progress_bar(ctx: Ctx, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    if total < PROGRESS_MIN or ctx.as_json or not sys.stderr.isatty():
+    if total < PROGRESS_MIN or ctx.as_json or not err.is_terminal:
         yield None
         return
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+    # markup=False: the label is shown as written (escaped), and the console's markup is off anyway, so a
+    # markup column would print its tags ("[progress.description]put ...").
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(escape_markup(escape(label)), total=total)
+        task = bar.add_task(escape(label), total=total)
         yield lambda n: bar.advance(task, n)
 
 
@@ -112,6 +192,14 @@ def when(ts: int) -> str:
     """A time for people (local time), or ``@ts`` when it is out of range."""
     try:
         return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return f"@{ts}"
+
+
+def iso_time(ts: int) -> str:
+    """A time for scripts: ISO 8601 in UTC, or ``@ts`` when it is out of range."""
+    try:
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (ValueError, OverflowError, OSError):
         return f"@{ts}"
 

@@ -7,10 +7,22 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
-from rich.table import Table
 
 from client import admin, status
-from client.cli._common import Ctx, emit, json_flag, out, parse_until, run, when, with_session
+from client.cli._common import (
+    Column,
+    Ctx,
+    Escaped,
+    Time,
+    emit_one,
+    emit_rows,
+    json_flag,
+    out,
+    parse_until,
+    run,
+    when,
+    with_session,
+)
 from client.client import Client, join
 from client.home import SESSION_MINUTES
 from client.passphrase import ask_new, new_from_file
@@ -31,8 +43,8 @@ def join_cmd(ctx: Ctx, code: str, name: str, org_name: str, until: str | None) -
     ncc_until = parse_until(until)
     passphrase = ctx.home.passphrases.new([name, org_name])
     cfg = run(join(ctx.home, code, name, passphrase, org_name, ctx.clock, ncc_until))
-    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
-         lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
+    emit_one(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name, "server": cfg.url},
+             lambda: out.print(f"joined as {escape(cfg.name)} ({cfg.member_id}); keys are in {ctx.home.path}"))
 
 
 @click.command()
@@ -47,7 +59,7 @@ def unlock(ctx: Ctx, minutes: int, duration: str | None) -> None:
     ctx.home.require()
     ctx.home.unlock(agent_ok=False)
     token, expires = ctx.home.start_session(seconds)
-    emit(ctx, {"session": token, "expires": expires}, lambda: click.echo(f"export MVAULT_SESSION={token}"))
+    emit_one(ctx, {"session": token, "expires": expires}, lambda: click.echo(f"export MVAULT_SESSION={token}"))
 
 
 def _duration(text: str) -> int:
@@ -65,7 +77,7 @@ def _duration(text: str) -> int:
 def lock(ctx: Ctx) -> None:
     """End the unlock session now: the agent forgets the key and exits."""
     ended = ctx.home.end_session()
-    emit(ctx, {"locked": True, "ended_session": ended}, lambda: out.print("locked"))
+    emit_one(ctx, {"locked": True, "ended_session": ended}, lambda: out.print("locked"))
 
 
 @click.command()
@@ -83,7 +95,7 @@ def whoami(ctx: Ctx) -> None:
                 "teams": sorted(t.name for t in view.teams.values() if s.session.me in t.members)}
 
     info = with_session(ctx, go)
-    emit(ctx, info, lambda: out.print(
+    emit_one(ctx, info, lambda: out.print(
         f"{escape(info['name'])} ({info['member']}) on {escape(info['server'])}\n"
         f"roles: {escape(', '.join(info['roles']))} ({escape(info['status'])}); "
         f"teams: {escape(', '.join(info['teams'])) or '-'}"))
@@ -109,7 +121,7 @@ def invite(c: click.Context, role: str, note: str, days: int) -> None:
         return
     ctx: Ctx = c.obj
     code = with_session(ctx, lambda s: admin.invite(s, role, note, days))
-    emit(ctx, {"invite": code}, lambda: click.echo(code))
+    emit_one(ctx, {"invite": code}, lambda: click.echo(code))
 
 
 @invite.command("ls")
@@ -119,23 +131,24 @@ def invite(c: click.Context, role: str, note: str, days: int) -> None:
 def invite_ls(ctx: Ctx, every: bool) -> None:
     """The organization's open invites (from its chain): id, created, by whom, role, note, expiry."""
     rows = with_session(ctx, lambda s: admin.invites(s, every))
+    if not rows and not ctx.as_json and out.is_terminal:
+        out.print("no open invites" + ("" if every else " (--all shows used, expired and revoked ones)"))
+        return
+    emit_rows(ctx, rows, INVITE_COLUMNS)
 
-    def human() -> None:
-        if not rows:
-            out.print("no open invites" + ("" if every else " (--all shows used, expired and revoked ones)"))
-            return
-        table = Table("id", "seq", "created", "by", "role", "note", "expires", "state")
-        for r in rows:
-            state = r["state"]
-            if state == "used":
-                state = f"used by {escape(r['used_by_name'])}"
-            elif state == "revoked":
-                state = f"revoked by {escape(r['revoked_by_name'])}"
-            table.add_row(r["id"], str(r["seq"]), when(r["created"]), escape(r["by_name"]), r["role"],
-                          escape(r["note"]), when(r["expires"]), state)
-        out.print(table)
 
-    emit(ctx, rows, human)
+def _invite_state(r: dict[str, Any]) -> Escaped:
+    if r["state"] == "used":
+        return Escaped(f"used by {escape(r['used_by_name'])}")
+    if r["state"] == "revoked":
+        return Escaped(f"revoked by {escape(r['revoked_by_name'])}")
+    return Escaped(escape(r["state"]))
+
+
+INVITE_COLUMNS = (Column("id", lambda r: r["id"]), Column("seq", lambda r: r["seq"]),
+                  Column("created", lambda r: Time(r["created"])), Column("by", lambda r: r["by_name"]),
+                  Column("role", lambda r: r["role"]), Column("note", lambda r: r["note"]),
+                  Column("expires", lambda r: Time(r["expires"])), Column("state", _invite_state))
 
 
 @invite.command("revoke")
@@ -145,8 +158,8 @@ def invite_ls(ctx: Ctx, every: bool) -> None:
 def invite_revoke(ctx: Ctx, invite_id: str) -> None:
     """Withdraw an open invite (ID or seq as `invite ls` prints it): joining with its code is refused."""
     r = with_session(ctx, lambda s: admin.revoke_invite(s, invite_id))
-    emit(ctx, r, lambda: out.print(f"revoked invite {r['id']} ({r['role']}, by {escape(r['by_name'])}"
-                                   + (f", {escape(r['note'])}" if r["note"] else "") + ")"))
+    emit_one(ctx, r, lambda: out.print(f"revoked invite {r['id']} ({r['role']}, by {escape(r['by_name'])}"
+                                       + (f", {escape(r['note'])}" if r["note"] else "") + ")"))
 
 
 @click.command("status")
@@ -158,7 +171,7 @@ def status_cmd(ctx: Ctx, ask: bool, offline: bool) -> None:
     """Server, unlock session, who you are, pinned checkpoint, pending work, warnings. Changes nothing and never
     asks the passphrase unless --unlock; exits 0 whenever the status could be determined."""
     st = run(status.gather(ctx.home, ctx.clock, unlock=ask, offline=offline))
-    emit(ctx, st.to_value(), lambda: _print_status(st))
+    emit_one(ctx, st.to_value(), lambda: _print_status(st))
 
 
 def _print_status(st: status.Status) -> None:
@@ -211,7 +224,7 @@ def passphrase_change(ctx: Ctx, new_passphrase_file: str | None) -> None:
     if new == current:
         raise VaultError("the new passphrase is the current one; nothing changed")
     ctx.home.change_passphrase(new)
-    emit(ctx, {"changed": True, "ended_session": True},
+    emit_one(ctx, {"changed": True, "ended_session": True},
          lambda: out.print("passphrase changed; copies of the old keystore.bin (backups) still open with the old one"))
 
 

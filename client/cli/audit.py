@@ -12,11 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client.audit import keys, log, report
 from client.checkpoints import protocols_of
-from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
+from client.cli._common import (
+    Column,
+    Ctx,
+    Time,
+    emit_one,
+    emit_rows,
+    err,
+    json_flag,
+    out,
+    print_rows,
+    when,
+    with_session,
+)
 from client.client import Client
 from client.names import Names
 from client.sanitize import escape, neutralize
@@ -31,13 +42,17 @@ def audit() -> None:
     """The audit log: read, export, verify, witness, report, exposure."""
 
 
-def _events_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("#", "time", "actor", "action", "result", "resources", "rules")
-    for r in rows:
-        res = " ".join(f"{k}={_resource(r, k, v)}" for k, v in sorted(r["res"].items()))
-        table.add_row(str(r["index"]), when(r["time"]), escape(r["actor_name"] or r["actor"][:12]),
-                      escape(r["action"]), escape(r["result"]), escape(res), escape(",".join(r["rules"])))
-    return table
+_EVENTS = (Column("#", lambda r: r["index"]), Column("time", lambda r: Time(r["time"])),
+           Column("actor", lambda r: r["actor_name"] or r["actor"][:12], lambda r: r["actor_name"] or r["actor"]),
+           Column("action", lambda r: r["action"]), Column("result", lambda r: r["result"]),
+           Column("resources", lambda r: " ".join(f"{k}={_resource(r, k, v)}" for k, v in sorted(r["res"].items())),
+                  lambda r: " ".join(f"{k}={v}" for k, v in sorted(r["res"].items()))),
+           Column("rules", lambda r: ",".join(r["rules"])))
+_MARK: dict[str, str] = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warning",
+                         "disabled": "disabled"}
+_RULES = (Column("rule", lambda r: r["rule"]), Column("severity", lambda r: r["severity"]),
+          Column("status", lambda r: _MARK.get(r["status"], r["status"])),
+          Column("findings", lambda r: len(r["findings"])))
 
 
 def _resource(row: dict[str, Any], key: str, value: str) -> str:
@@ -63,15 +78,16 @@ def audit_log(ctx: Ctx, member: str | None, team_name: str | None, action: str |
         names = Names(view)
         return [log.event_json(i, e, view, names) for i, e in found]
 
-    rows = with_session(ctx, go)
-    emit(ctx, {"events": rows}, lambda: out.print(_events_table(rows)))
+    emit_rows(ctx, with_session(ctx, go), _EVENTS)  # under --json a list (it was {"events": [...]})
 
 
 @audit.command("export")
 @click.option("--since", default=None, help="a duration (30d) or a unix time")
+@json_flag
 @click.pass_obj
 def audit_export(ctx: Ctx, since: str | None) -> None:
-    """Events as JSON lines on stdout (for a SIEM or an archive). The export is itself audited."""
+    """Events as JSON lines on stdout (for a SIEM or an archive); with --json one JSON list. The export is
+    itself audited."""
     start = log.parse_since(since, ctx.clock.now())
 
     async def go(s: Client) -> list[dict[str, Any]]:
@@ -82,8 +98,11 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
         await s.session.api.post("/api/v1/audit/attest", AttestRequest("export", count=len(rows)), Ok)
         return rows
 
-    for row in with_session(ctx, go):
-        sys.stdout.write(json.dumps(row, sort_keys=True) + "\n")
+    rows = with_session(ctx, go)
+    if ctx.as_json:
+        emit_rows(ctx, rows, ())
+    else:
+        sys.stdout.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
 def _print_verified(v: log.Verified) -> None:
@@ -105,7 +124,7 @@ def audit_verify(ctx: Ctx) -> None:
         return v
 
     v = with_session(ctx, go)
-    emit(ctx, v.to_json(), lambda: _print_verified(v))
+    emit_one(ctx, v.to_json(), lambda: _print_verified(v))
     if v.problems:
         sys.exit(1)
 
@@ -121,10 +140,7 @@ def audit_witness(ctx: Ctx) -> None:
         _print_verified(v)
         out.print(f"cosigned the checkpoint at {size} events")
 
-    emit(ctx, v.to_json() | {"cosigned": size}, human)
-
-
-_MARK = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warning", "disabled": "disabled"}
+    emit_one(ctx, v.to_json() | {"cosigned": size}, human)
 
 
 @audit.command("report")
@@ -135,11 +151,7 @@ def audit_report(ctx: Ctx) -> None:
     results, v, names = with_session(ctx, report.report)
 
     def human() -> None:
-        table = Table("rule", "severity", "status", "findings")
-        for r in results:
-            table.add_row(escape(r.rule), escape(r.severity), escape(_MARK.get(r.status, r.status)),
-                          str(len(r.findings)))
-        out.print(table)
+        print_rows([r.to_json() for r in results], _RULES)
         for r in results:
             for f in r.findings:
                 events = f" (events {', '.join(map(str, f.events))})" if f.events else ""
@@ -147,8 +159,8 @@ def audit_report(ctx: Ctx) -> None:
                 if f.next_command and f.next_command not in f.message:  # (a message may say it already)
                     out.print_line(f"  next: {names.command(f.next_command)}")
 
-    emit(ctx, {"rules": [report.rule_json(r, names) for r in results], "log": v.to_json(),
-               "violated": [r.rule for r in results if r.status == "violated"]}, human)
+    emit_one(ctx, {"rules": [report.rule_json(r, names) for r in results], "log": v.to_json(),
+                   "violated": [r.rule for r in results if r.status == "violated"]}, human)
     if any(r.status == "violated" for r in results):
         sys.exit(1)
 
@@ -182,7 +194,7 @@ def audit_exposure(ctx: Ctx, member: str) -> None:
         out.print(f"  copies may remain on their devices for anything fetched; audit detail kept "
                   f"{info['retention_days']} days")
 
-    emit(ctx, info, human)
+    emit_one(ctx, info, human)
 
 
 @audit.command("approve")
@@ -204,9 +216,10 @@ def audit_approve(ctx: Ctx, link: str) -> None:
     found, names = with_session(ctx, go)
     h = found.hash.hex()
     signer = names.raw.get(found.signer)
-    emit(ctx, {"approved": h, "seq": found.seq, "type": found.type, "signer": found.signer, "signer_name": signer},
-         lambda: out.print(f"approved link {h[:16]} (org seq {found.seq}, {escape(found.type)} "
-                           f"signed by {names.member(found.signer)})"))
+    emit_one(ctx, {"approved": h, "seq": found.seq, "type": found.type, "signer": found.signer,
+                   "signer_name": signer},
+             lambda: out.print(f"approved link {h[:16]} (org seq {found.seq}, {escape(found.type)} "
+                               f"signed by {names.member(found.signer)})"))
 
 
 def _leading_to(links: list[Link], seq: int, head: bytes) -> list[Link]:
@@ -245,7 +258,7 @@ def audit_key(ctx: Ctx, team_name: str | None) -> None:
         return await keys.publish_audit_key(s, await s.chains.view(), team_name, explicit=True) or ""
 
     said = with_session(ctx, go)
-    emit(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
+    emit_one(ctx, {"audit_key": said}, lambda: out.print(escape(said)))
 
 
 @audit.command("designate")
@@ -256,10 +269,10 @@ def audit_designate(ctx: Ctx, team_name: str) -> None:
     """NCC: designate TEAM (of kind security) as the one whose key seals the audit log. With another
     NCC member, a second NCC member must designate the same team for it to take effect."""
     in_force = with_session(ctx, lambda s: keys.designate(s, team_name))
-    emit(ctx, {"team": team_name, "in_force": in_force},
-         lambda: out.print(f"team {escape(team_name)} is the audit log's security team" if in_force else
-                           f"proposed team {escape(team_name)}; another NCC member confirms with "
-                           f"`mvault audit designate {escape(team_name)}`"))
+    emit_one(ctx, {"team": team_name, "in_force": in_force},
+             lambda: out.print(f"team {escape(team_name)} is the audit log's security team" if in_force else
+                               f"proposed team {escape(team_name)}; another NCC member confirms with "
+                               f"`mvault audit designate {escape(team_name)}`"))
 
 
 @audit.command("lost")
@@ -281,8 +294,8 @@ def audit_lost(ctx: Ctx, member: str, device_name: str) -> None:
         return devices[0].device_id
 
     d = with_session(ctx, go)
-    emit(ctx, {"device": d, "reported": True},
-         lambda: out.print(f"reported device {escape(device_name)} lost; revoke it now (`mvault device revoke`)"))
+    emit_one(ctx, {"device": d, "reported": True},
+             lambda: out.print(f"reported device {escape(device_name)} lost; revoke it now (`mvault device revoke`)"))
 
 
 @audit.group("protocols")
@@ -313,7 +326,7 @@ def protocols_show(ctx: Ctx) -> None:
             err.print(f"pending: version {pending['version']} proposed by {escape(pending['proposer'])} "
                       f"(approve with `mvault audit protocols approve {pending['digest'][:16]}`)")
 
-    emit(ctx, info, human)
+    emit_one(ctx, info, human)
 
 
 @protocols.command("propose")
@@ -332,7 +345,7 @@ def protocols_propose(ctx: Ctx, path: Path) -> None:
         return protocols_digest(text).hex()
 
     digest = with_session(ctx, go)
-    emit(ctx, {"digest": digest}, lambda: out.print(
+    emit_one(ctx, {"digest": digest}, lambda: out.print(
         f"proposed; another NCC member approves with `mvault audit protocols approve {digest[:16]}`"))
 
 
@@ -352,7 +365,7 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
         return matches[0].version
 
     version = with_session(ctx, go)
-    emit(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
+    emit_one(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
 
 
 COMMANDS: tuple[click.Command, ...] = (audit,)

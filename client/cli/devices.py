@@ -6,13 +6,17 @@ import json
 import sys
 
 import click
-from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, run, when, with_session
+from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, run, with_session
 from client.client import Client
 from client.maintenance import maintain
 from client.sanitize import escape, one_line
+
+_DEVICES = (Column("name", lambda r: r["name"]), Column("kind", lambda r: r["kind"]),
+            Column("added", lambda r: Time(r["added"])),
+            Column("revoked", lambda r: Time(r["revoked"]) if r["revoked"] else None),
+            Column("", lambda r: "this device" if r["this"] else ""))
 
 
 @click.group()
@@ -36,7 +40,7 @@ def device_add(ctx: Ctx, name: str | None, wait: int) -> None:
         sys.stdout.flush()
 
     added = with_session(ctx, lambda s: admin.device_add(s, name, show, wait))
-    emit(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {escape(added)}"))
+    emit_one(ctx, {"device": added, "added": True}, lambda: out.print(f"added device {escape(added)}"))
 
 
 @device.command("link")
@@ -49,8 +53,8 @@ def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
     """On a new machine: join your member identity with the code from `device add`."""
     passphrase = ctx.home.passphrases.new([name or ""])
     cfg = run(admin.device_link(ctx.home, code, name, passphrase, wait, ctx.clock))
-    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
+    emit_one(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+             lambda: out.print(f"this device now belongs to {escape(cfg.name)} ({cfg.member_id})"))
 
 
 @device.command("ls")
@@ -58,16 +62,7 @@ def device_link(ctx: Ctx, code: str, name: str | None, wait: int) -> None:
 @click.pass_obj
 def device_ls(ctx: Ctx) -> None:
     """Your devices (and paper keys), active and revoked."""
-    rows = with_session(ctx, admin.device_list)
-
-    def human() -> None:
-        table = Table("name", "kind", "added", "revoked", "")
-        for r in rows:
-            table.add_row(escape(r["name"]), escape(r["kind"]), when(r["added"]),
-                          when(r["revoked"]) if r["revoked"] else "-", "this device" if r["this"] else "")
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, admin.device_list), _DEVICES)
 
 
 @device.command("revoke")
@@ -82,9 +77,9 @@ def device_revoke(ctx: Ctx, name: str) -> None:
         return gen, await maintain(s)
 
     gen, rotated = with_session(ctx, go)
-    emit(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
-         lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
-                           + "".join(f"\n{one_line(r)}" for r in rotated)))
+    emit_one(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
+             lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
+                               + "".join(f"\n{one_line(r)}" for r in rotated)))
 
 
 @click.command("recovery-key")
@@ -103,8 +98,8 @@ def recovery_key(ctx: Ctx, name: str | None) -> None:
                   "server (not secret; a new machine needs it with the key):\n"
                   f"  mvault recover --server {escape(paper.server)} --cert {paper.cert}", soft_wrap=True)
 
-    emit(ctx, {"recovery_key": paper.code, "device": paper.device, "server": paper.server, "cert": paper.cert},
-         human)
+    emit_one(ctx, {"recovery_key": paper.code, "device": paper.device, "server": paper.server,
+                   "cert": paper.cert}, human)
 
 
 @click.command()
@@ -122,8 +117,8 @@ def recover(ctx: Ctx, code: tuple[str, ...], server: str | None, cert: str | Non
     target = admin.recovery_target(text, server, cert)  # a mistyped group is named before any passphrase
     passphrase = ctx.home.passphrases.new([name or ""])
     cfg = run(admin.recover(ctx.home, target, passphrase, name, ctx.clock))
-    emit(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
-         lambda: out.print(f"restored {escape(cfg.name)} on this machine"))
+    emit_one(ctx, {"member": cfg.member_id, "device": cfg.device_id, "name": cfg.name},
+             lambda: out.print(f"restored {escape(cfg.name)} on this machine"))
 
 
 COMMANDS: tuple[click.Command, ...] = (device, recovery_key, recover)

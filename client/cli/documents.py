@@ -8,15 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
-from client.cli._common import Ctx, emit, err, json_flag, out, progress_bar, when, with_session
+from client.cli._common import Column, Ctx, Time, emit_rows, err, json_flag, progress_bar, with_session
 from client.client import Client
 from client.docs import DocVersion, Fetched, check_unique_names
 from client.putbase import Base
 from client.sanitize import escape
 from vault.errors import BadName, BatchFailed, FetchFailed
 from vault.names import check_name, check_prefix, name_for_path, name_in_folder, name_problem
+
+_STORED = (Column("name", lambda r: r["name"]), Column("version", lambda r: r["version"]),
+           Column("size", lambda r: r["size"]), Column("id", lambda r: r["vid"]))
+_GOT = (Column("name", lambda r: r["name"]), Column("version", lambda r: r["version"]),
+        Column("output", lambda r: r["output"]),
+        Column("written", lambda r: "written" if r["written"] else "already there, unchanged"))
+_LISTED = (Column("name", lambda r: r["name"]), Column("size", lambda r: r["size"]),
+           Column("version", lambda r: r["version"]), Column("author", lambda r: r["author_name"]),
+           Column("time", lambda r: Time(r["time"])),
+           Column("note", lambda r: None if r["valid_name"] else "not a valid name: get it with -o FILE"))
+_VERSIONS = (Column("version", lambda r: r["version"]), Column("size", lambda r: r["size"]),
+             Column("author", lambda r: r["author_name"]), Column("time", lambda r: Time(r["time"])),
+             Column("id", lambda r: r["vid"]))
 
 
 def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -109,24 +121,13 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None, 
                 return e.stored
         stored = with_session(ctx, go)
     rows = [{"name": name, "version": seq, "vid": vid, "size": sizes[name]} for name, seq, vid in stored]
-
-    def human() -> None:  # one write: rich renders line by line, ~0.3 ms a line for 1,000 files
-        if stored:
-            click.echo("\n".join(f"{escape(name)}: version {seq} stored ({escape(vid)})" for name, seq, vid in stored))
-
-    emit(ctx, rows[0] if len(items) == 1 and not recursive and rows else rows, human)
+    emit_rows(ctx, rows, _STORED)  # under --json a list, even for one file
     if failure is not None:
         raise failure
 
 
 def _fetched_json(f: Fetched, shown: str) -> dict[str, Any]:
     return {**_doc_json(f.doc), "output": shown, "written": f.written}
-
-
-def _fetched_line(f: Fetched, shown: str) -> str:
-    assert f.doc.opened is not None
-    same = "" if f.written else " (already there, unchanged)"
-    return f"{escape(f.doc.opened.name)} version {f.doc.record.core.seq} -> {escape(shown)}{same}"
 
 
 @click.command()
@@ -169,7 +170,7 @@ def get(ctx: Ctx, team_name: str, name: str, output: str | None, version: int | 
     if target is None:
         return  # standard output holds the document and nothing else
     shown = str(target)  # as given (-o), or the name
-    emit(ctx, _fetched_json(f, shown), lambda: out.print(_fetched_line(f, shown)))
+    emit_rows(ctx, [_fetched_json(f, shown)], _GOT)  # a list: one row a document
 
 
 def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, version: int | None,
@@ -192,8 +193,7 @@ def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, versi
         return done
 
     done = with_session(ctx, go)
-    emit(ctx, [_fetched_json(f, str(f.path)) for f in done],
-         lambda: out.print("\n".join(_fetched_line(f, str(f.path)) for f in done)) if done else None)
+    emit_rows(ctx, [_fetched_json(f, str(f.path)) for f in done], _GOT)
     if failed:
         raise FetchFailed(len(done), failed)
 
@@ -216,21 +216,10 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
     async def go(s: Client) -> list[dict[str, Any]]:
         docs = await s.docs.ls(team_name)
         names = await _names(s)()
-        return [_doc_json(d, s, names) for d in docs]
+        return [{**_doc_json(d, s, names), "valid_name": d.opened is None or name_problem(d.opened.name) is None}
+                for d in docs]
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("name", "size", "version", "author", "time")
-        for r in rows:
-            size = "-" if r["size"] is None else str(r["size"])
-            shown = escape(r["name"])
-            if r["size"] is not None and name_problem(r["name"]) is not None:
-                shown += " (not a valid name: get it with -o FILE)"
-            table.add_row(shown, size, str(r["version"]), escape(r["author_name"]), when(r["time"]))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _LISTED)
 
 
 @click.command()
@@ -246,16 +235,7 @@ def history(ctx: Ctx, team_name: str, name: str) -> None:
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("version", "size", "author", "time", "id")
-        for r in rows:
-            table.add_row(str(r["version"]), str(r["size"]), escape(r["author_name"]), when(r["time"]),
-                          escape(r["vid"]))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _VERSIONS)
 
 
 COMMANDS: tuple[click.Command, ...] = (put, get, ls_cmd, history)

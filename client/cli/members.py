@@ -6,11 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, parse_until, with_session
+from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
+
+_MEMBERS = (Column("name", lambda r: r["name"]), Column("roles", lambda r: ", ".join(r["roles"])),
+            Column("status", lambda r: r["status"]), Column("devices", lambda r: r["devices"]),
+            Column("verified", lambda r: r["verified"]), Column("teams", lambda r: ", ".join(r["teams"])))
 
 
 @click.command()
@@ -20,8 +23,8 @@ from client.sanitize import escape
 def admit(ctx: Ctx, member: str) -> None:
     """Admit a pending member (NCC; after the bootcamp)."""
     m = with_session(ctx, lambda s: admin.admit(s, member))
-    emit(ctx, {"member": m.member_id, "name": m.name, "status": "admitted"},
-         lambda: out.print(f"admitted {escape(m.name)}"))
+    emit_one(ctx, {"member": m.member_id, "name": m.name, "status": "admitted"},
+             lambda: out.print(f"admitted {escape(m.name)}"))
 
 
 @click.group()
@@ -40,11 +43,11 @@ def _role_cmd(grant: bool) -> Callable[..., None]:
         verb = "granted" if grant else "revoked"
         again = f"mvault role {'grant' if grant else 'revoke'} {m.name} {role_name}" + (
             f" --until {kw['until']}" if kw.get("until") else "")
-        emit(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: done, "proposed": not done,
-                   "until": kw.get("until")},
-             lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}" if done else
-                               f"proposed: another NCC member (not {escape(m.name)}) puts it in force with "
-                               f"`{escape(again)}`"))
+        emit_one(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: done, "proposed": not done,
+                       "until": kw.get("until")},
+                 lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}" if done else
+                                   f"proposed: another NCC member (not {escape(m.name)}) puts it in force with "
+                                   f"`{escape(again)}`"))
 
     return cmd
 
@@ -59,16 +62,7 @@ role.command("revoke", help="Revoke ROLE from MEMBER.")(_role_cmd(False))
 @click.pass_obj
 def members_cmd(ctx: Ctx) -> None:
     """The organization: roles, devices, verified or not."""
-    rows = with_session(ctx, admin.members)
-
-    def human() -> None:
-        table = Table("name", "roles", "status", "devices", "verified", "teams")
-        for r in rows:
-            table.add_row(escape(r["name"]), escape(", ".join(r["roles"])), escape(r["status"]), str(r["devices"]),
-                          r["verified"], escape(", ".join(r["teams"])))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, admin.members), _MEMBERS)
 
 
 @click.command()
@@ -79,8 +73,8 @@ def members_cmd(ctx: Ctx) -> None:
 def verify(ctx: Ctx, member: str, confirm: bool) -> None:
     """Show the safety number you and MEMBER compare in person."""
     info = with_session(ctx, lambda s: admin.verify(s, member, confirm))
-    emit(ctx, info, lambda: out.print(f"safety number with {escape(info['name'])}:\n  {info['safety_number']}\n"
-                                      f"verified: {info['verified']}"))
+    emit_one(ctx, info, lambda: out.print(f"safety number with {escape(info['name'])}:\n  {info['safety_number']}\n"
+                                          f"verified: {info['verified']}"))
 
 
 @click.command("remove")
@@ -91,11 +85,11 @@ def verify(ctx: Ctx, member: str, confirm: bool) -> None:
 def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
     """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
     m, done = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
-    emit(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
-         lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
-                           "their teams rotate on a key holder's next command" if done else
-                           f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
-                           f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
+    emit_one(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
+             lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
+                               "their teams rotate on a key holder's next command" if done else
+                               f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
+                               f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
 
 
 COMMANDS: tuple[click.Command, ...] = (admit, role, members_cmd, verify, remove_cmd)

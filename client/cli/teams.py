@@ -5,14 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client import admin
-from client.cli._common import Ctx, emit, json_flag, out, parse_until, when, with_session
+from client.cli._common import (
+    Column,
+    Ctx,
+    Time,
+    emit_one,
+    emit_rows,
+    json_flag,
+    out,
+    parse_until,
+    print_rows,
+    with_session,
+)
 from client.client import Client
 from client.maintenance import rotate
 from client.sanitize import escape
 from security.policy import TEAM_KINDS, TEAM_ROLES
+
+_TEAMS = (Column("team", lambda r: r["name"]), Column("kind", lambda r: r["kind"]),
+          Column("members", lambda r: r["members"]), Column("key gen", lambda r: r["generation"]),
+          Column("your role", lambda r: r["role"]))
+_TEAM_MEMBERS = (Column("member", lambda m: m["name"]),
+                 Column("role", lambda m: m["role"] if m["active"] else f"{m['role']} (ended)"),
+                 Column("until", lambda m: Time(m["until"]) if m["until"] else None),
+                 Column("key", lambda m: "yes" if m["has_key"] else "no"))
 
 
 @click.group()
@@ -29,8 +47,8 @@ def team() -> None:
 def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
     """Create a team; you become its first admin."""
     t = with_session(ctx, lambda s: admin.create_team(s, name, kind, not no_history))
-    emit(ctx, {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation},
-         lambda: out.print(f"created {escape(t.kind)} team {escape(t.name)} ({t.team_id})"))
+    emit_one(ctx, {"team": t.team_id, "name": t.name, "kind": t.kind, "generation": t.generation},
+             lambda: out.print(f"created {escape(t.kind)} team {escape(t.name)} ({t.team_id})"))
 
 
 @team.command("add")
@@ -43,9 +61,9 @@ def team_create(ctx: Ctx, name: str, kind: str, no_history: bool) -> None:
 def team_add(ctx: Ctx, team_name: str, member: str, role: str, until: str | None) -> None:
     """Add MEMBER to TEAM with a role (and give them the team key)."""
     boxed = with_session(ctx, lambda s: admin.add_member(s, team_name, member, role, parse_until(until)))
-    emit(ctx, {"team": team_name, "member": member, "role": role, "until": until, "key_shared": boxed},
-         lambda: out.print(f"added {escape(member)} to {escape(team_name)} as {role}"
-                           + ("" if boxed else "; they get the key when a key holder's client next runs")))
+    emit_one(ctx, {"team": team_name, "member": member, "role": role, "until": until, "key_shared": boxed},
+             lambda: out.print(f"added {escape(member)} to {escape(team_name)} as {role}"
+                               + ("" if boxed else "; they get the key when a key holder's client next runs")))
 
 
 @team.command("ls")
@@ -60,16 +78,7 @@ def team_ls(ctx: Ctx) -> None:
                  "generation": t.generation, "role": t.role_of(s.session.me, s.session.now())}
                 for t in sorted(view.teams.values(), key=lambda t: t.name)]
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("team", "kind", "members", "key gen", "your role")
-        for r in rows:
-            table.add_row(escape(r["name"]), escape(r["kind"]), str(r["members"]), str(r["generation"]),
-                          escape(r["role"] or "-"))
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _TEAMS)
 
 
 @team.command("show")
@@ -83,18 +92,13 @@ def team_show(ctx: Ctx, team_name: str) -> None:
     def human() -> None:
         out.print(f"{escape(info['name'])} ({escape(info['kind'])}), key generation {info['generation']}"
                   + ("" if info["history"] else ", no history for new members"))
-        table = Table("member", "role", "until", "key")
-        for m in info["members"]:
-            until = when(m["until"]) if m["until"] else "-"
-            table.add_row(escape(m["name"]), escape(m["role"] if m["active"] else f"{m['role']} (ended)"), until,
-                          "yes" if m["has_key"] else "no")
-        out.print(table)
+        print_rows(info["members"], _TEAM_MEMBERS)
         for g, who in info["rekeyed"].items():
             out.print_line(f"generation {g} was re-keyed by {who} (nothing from before it is readable with it)")
         for p in info["pending"]:
             out.print_line(f"pending: {p}")
 
-    emit(ctx, info, human)
+    emit_one(ctx, info, human)
 
 
 @team.command("remove")
@@ -105,9 +109,9 @@ def team_show(ctx: Ctx, team_name: str) -> None:
 def team_remove(ctx: Ctx, team_name: str, member: str) -> None:
     """Remove MEMBER from TEAM and rotate the team key in the same step."""
     rotated = with_session(ctx, lambda s: admin.remove_from_team(s, team_name, member))
-    emit(ctx, {"team": team_name, "member": member, "rotated": rotated},
-         lambda: out.print(f"removed {escape(member)} from {escape(team_name)}; "
-                           + ("key rotated" if rotated else "new content waits until a key holder rotates")))
+    emit_one(ctx, {"team": team_name, "member": member, "rotated": rotated},
+             lambda: out.print(f"removed {escape(member)} from {escape(team_name)}; "
+                               + ("key rotated" if rotated else "new content waits until a key holder rotates")))
 
 
 @team.command("role")
@@ -120,8 +124,8 @@ def team_remove(ctx: Ctx, team_name: str, member: str) -> None:
 def team_role(ctx: Ctx, team_name: str, member: str, role: str, until: str | None) -> None:
     """Change MEMBER's role (and expiry) in TEAM."""
     with_session(ctx, lambda s: admin.set_team_role(s, team_name, member, role, parse_until(until)))
-    emit(ctx, {"team": team_name, "member": member, "role": role, "until": until},
-         lambda: out.print(f"{escape(member)} is now {role} in {escape(team_name)}"))
+    emit_one(ctx, {"team": team_name, "member": member, "role": role, "until": until},
+             lambda: out.print(f"{escape(member)} is now {role} in {escape(team_name)}"))
 
 
 @team.command("rotate")
@@ -137,10 +141,10 @@ def team_rotate(ctx: Ctx, team_name: str) -> None:
         return (await s.chains.view()).team_by_name(team_name).generation, rekeyed
 
     gen, rekeyed = with_session(ctx, go)
-    emit(ctx, {"team": team_name, "generation": gen, "rekeyed": rekeyed},
-         lambda: out.print(f"{escape(team_name)}: key generation {gen}" + (
-             " (re-keyed: no member held the key; documents and threads from before are readable only to "
-             "those who held the old keys, and members waiting for a share get it from you)" if rekeyed else "")))
+    emit_one(ctx, {"team": team_name, "generation": gen, "rekeyed": rekeyed},
+             lambda: out.print(f"{escape(team_name)}: key generation {gen}" + (
+                 " (re-keyed: no member held the key; documents and threads from before are readable only to "
+                 "those who held the old keys, and members waiting for a share get it from you)" if rekeyed else "")))
 
 
 @click.command("leave")
@@ -150,7 +154,7 @@ def team_rotate(ctx: Ctx, team_name: str) -> None:
 def leave_cmd(ctx: Ctx, team_name: str) -> None:
     """Leave a team (its key is rotated by the next key holder's client)."""
     with_session(ctx, lambda s: admin.leave(s, team_name))
-    emit(ctx, {"team": team_name, "left": True}, lambda: out.print(f"left {escape(team_name)}"))
+    emit_one(ctx, {"team": team_name, "left": True}, lambda: out.print(f"left {escape(team_name)}"))
 
 
 COMMANDS: tuple[click.Command, ...] = (team, leave_cmd)

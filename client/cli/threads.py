@@ -20,10 +20,9 @@ import sys
 from typing import Any
 
 import click
-from rich.table import Table
 
 from client.audit.log import parse_since
-from client.cli._common import Ctx, emit, err, json_flag, out, when, with_session
+from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
 from client.sanitize import escape, message_lines
 from client.terminal import fold
@@ -39,6 +38,13 @@ from client.threads.info import (
 from client.threads.team import Threads, attachment_for
 from vault.errors import NotFound, VaultError
 from vault.messages import Attachment
+
+_THREADS = (Column("thread", lambda r: r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)",
+                   lambda r: r["name"] or f"({r['thread']}: name under a key you do not hold)"),
+            Column("last activity", lambda r: Time(r["last_time"])), Column("messages", lambda r: r["messages"]),
+            Column("unread", lambda r: r["unread"]),
+            Column("expiry", lambda r: duration_text(r["expire"]) if r["expire"] else "keep"),
+            Column("created by", lambda r: Escaped(ThreadInfo.from_json(r["thread"], r).creator_text())))
 
 
 @click.group()
@@ -90,13 +96,13 @@ def thread_create(ctx: Ctx, team_name: str, name: str, expire: str) -> None:
 
     try:
         tid = with_session(ctx, go)
-    except ThreadExists as e:  # the error line names who took the name; --json also says it on stdout
-        emit(ctx, {**e.info.to_json(), "error": e.code, "message": e.message, "thread": e.info.thread, "name": name},
-             lambda: None)
+    except ThreadExists as e:  # the error names who took the name; --json also says it on stdout
+        taken = {**e.info.to_json(), "error": e.code, "message": e.message, "thread": e.info.thread, "name": name}
+        emit_one(ctx, taken, lambda: None)
         raise
-    emit(ctx, {"thread": tid, "name": name, "expire": seconds},
-         lambda: out.print(f"created thread {escape(name)} in {escape(team_name)}" +
-                           (f" (messages disappear after {expire})" if seconds else ""), markup=False))
+    emit_one(ctx, {"thread": tid, "name": name, "expire": seconds},
+             lambda: out.print(f"created thread {escape(name)} in {escape(team_name)}" +
+                               (f" (messages disappear after {expire})" if seconds else ""), markup=False))
 
 
 @thread.command("post")
@@ -146,7 +152,7 @@ def thread_post(ctx: Ctx, team_name: str, name: str, text: str, attach: tuple[st
         out.print(f"posted to {escape(team_name)}/{escape(name)} (message {res['pos']})")
         _print_header(name, info)
 
-    emit(ctx, res, human)
+    emit_one(ctx, res, human)
 
 
 @thread.command("read")
@@ -174,7 +180,7 @@ def thread_read(ctx: Ctx, team_name: str, name: str, since: str | None) -> None:
         for r in rows:
             _print_message(r)
 
-    emit(ctx, rows, human)
+    emit_one(ctx, rows, human)
 
 
 @thread.command("ls")
@@ -187,19 +193,7 @@ def thread_ls(ctx: Ctx, team_name: str) -> None:
     async def go(s: Client) -> list[dict[str, Any]]:
         return await (await Threads.open(s, team_name)).list()
 
-    rows = with_session(ctx, go)
-
-    def human() -> None:
-        table = Table("thread", "last activity", "messages", "unread", "expiry", "created by")
-        for r in rows:
-            name = r["name"] or f"({r['thread'][:12]}…: name under a key you do not hold)"
-            table.add_row(escape(name),
-                          when(r["last_time"]), str(r["messages"]), str(r["unread"]),
-                          duration_text(r["expire"]) if r["expire"] else "keep",
-                          ThreadInfo.from_json(r["thread"], r).creator_text())
-        out.print(table)
-
-    emit(ctx, rows, human)
+    emit_rows(ctx, with_session(ctx, go), _THREADS)
 
 
 @thread.command("follow")

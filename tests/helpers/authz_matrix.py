@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import os
 import time
 from collections import defaultdict
@@ -578,4 +579,9 @@ async def check_effect(w: World, action: str, actor: Actor, team_name: str, befo
 
 def assert_clean_error(r: Result) -> None:
     assert r.code != 0 and "Traceback" not in r.err, r
-    assert r.err.startswith("error: ") and len(r.err.strip().splitlines()) == 1, f"not one clear line: {r.err!r}"
+    assert len(r.err.strip().splitlines()) == 1, f"not one clear line: {r.err!r}"
+    if r.err.startswith("{"):  # a command run with --json: one JSON object (docs/cli.md)
+        error = json.loads(r.err)
+        assert set(error) == {"error", "message", "exit_code"} and error["exit_code"] == r.code, r.err
+    else:
+        assert r.err.startswith("error: "), f"not one clear line: {r.err!r}"

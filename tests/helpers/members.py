@@ -25,7 +25,7 @@ from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 
 def put(member: Member, team: str, path: Path, data: bytes) -> str:
     path.write_bytes(data)
-    return str(member.json("put", team, str(path))["vid"])
+    return str(member.json("put", team, str(path))[0]["vid"])
 
 
 def get_ok(member: Member, team: str, name: str, where: Path, expected: bytes, version: int | None = None) -> None:
