@@ -46,17 +46,17 @@ def test_get_never_overwrites_a_file_unless_forced_or_identical(org: Org, tmp_pa
 
     out = tmp_path / "alice" / "out.md"
     out.parent.mkdir()
-    first = alice.json("get", "drafting", "strategy.md", "-o", str(out))
+    first = alice.json("get", "drafting", "strategy.md", "-o", str(out))[0]
     assert out.read_text() == "version one\n" and first["written"] is True
 
     # the same file again: it holds exactly this version, nothing to do (known from the index, unread)
-    again = alice.json("get", "drafting", "strategy.md", "-o", str(out))
+    again = alice.json("get", "drafting", "strategy.md", "-o", str(out))[0]
     assert again["written"] is False and out.read_text() == "version one\n"
     assert "already there" in alice.ok("get", "drafting", "strategy.md", "-o", str(out)).out
 
     # a copy the index never saw, with the same content: compared after download, still a no-op
     same = write(tmp_path / "alice" / "same.md", "version one\n")
-    assert alice.json("get", "drafting", "strategy.md", "-o", str(same))["written"] is False
+    assert alice.json("get", "drafting", "strategy.md", "-o", str(same))[0]["written"] is False
 
     # local edits, same size and other sizes: refused, untouched, exit 1
     for edit in ("version ONE\n", "my local edits to be merged\n"):
@@ -78,7 +78,7 @@ def test_get_to_standard_output_only_what_verifies(org: Org, tmp_path: Path) -> 
     alice, bob = org.alice, org.bob
     data = os.urandom(3 * MiB + 1000)  # three full frames and a last one
     src = write(tmp_path / "big.bin", data)
-    vid = bob.json("put", "drafting", str(src))["vid"]
+    vid = bob.json("put", "drafting", str(src))[0]["vid"]
 
     def get_stdout(m: Member) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run([MVAULT, "get", "drafting", "big.bin", "-o", "-"], env=m.env(), capture_output=True,
@@ -111,7 +111,7 @@ def test_a_stale_put_is_refused_as_a_conflict_naming_both_versions(org: Org, tmp
     theirs.parent.mkdir()
     alice.ok("get", "drafting", "strategy.md", "-o", str(theirs))
     write(theirs, "v3 by alice\n")
-    assert alice.json("put", "drafting", str(theirs))["version"] == 3
+    assert alice.json("put", "drafting", str(theirs))[0]["version"] == 3
 
     # the lost update: bob's file came from version 2, alice stored 3; bob's put is refused
     write(mine, "bob's edit of version 2\n")
@@ -125,21 +125,21 @@ def test_a_stale_put_is_refused_as_a_conflict_naming_both_versions(org: Org, tmp
     merged = tmp_path / "bob" / "v3.md"
     bob.ok("get", "drafting", "strategy.md", "-o", str(merged))
     write(mine, "bob's edit merged with v3\n")
-    assert bob.json("put", "drafting", str(mine), "--if-version", "3")["version"] == 4
+    assert bob.json("put", "drafting", str(mine), "--if-version", "3")[0]["version"] == 4
     bob.ok("get", "drafting", "strategy.md", "-o", str(tmp_path / "check.md"))
     assert (tmp_path / "check.md").read_text() == "bob's edit merged with v3\n"
 
     # alice's file is version 3 now: refused; --force-new-version stores it on top
     write(theirs, "alice insists\n")
     alice.fails("put", "drafting", str(theirs), contains="based on version 3 but version 4 (by bob")
-    assert alice.json("put", "drafting", str(theirs), "--force-new-version")["version"] == 5
+    assert alice.json("put", "drafting", str(theirs), "--force-new-version")[0]["version"] == 5
     # a file this home never fetched nor stored: on top of the newest, as before
     fresh = write(tmp_path / "elsewhere" / "strategy.md", "from nowhere\n")
-    assert alice.json("put", "drafting", str(fresh))["version"] == 6
+    assert alice.json("put", "drafting", str(fresh))[0]["version"] == 6
 
     # --if-version 0: only a new document
     new = write(tmp_path / "bob" / "new.md", "new\n")
-    assert bob.json("put", "drafting", str(new), "--if-version", "0")["version"] == 1
+    assert bob.json("put", "drafting", str(new), "--if-version", "0")[0]["version"] == 1
     bob.fails("put", "drafting", str(new), "--if-version", "0", contains="it already exists")
     bob.fails("put", "drafting", str(write(tmp_path / "bob" / "other.md", "x")), "--if-version", "2",
               contains="does not exist yet")
@@ -160,7 +160,7 @@ def test_a_stale_put_is_refused_as_a_conflict_naming_both_versions(org: Org, tmp
     desk.mkdir()
     bob.ok("get", "drafting", "notes.md", cwd=desk)
     write(other, "alice's notes, version 2\n")
-    assert alice.json("put", "drafting", str(other))["version"] == 2
+    assert alice.json("put", "drafting", str(other))[0]["version"] == 2
     write(desk / "notes.md", "bob's edit of version 1\n")
     bob.fails("put", "drafting", "notes.md", cwd=desk, contains="based on version 1 but version 2 (by alice")
     assert versions(bob, "notes.md") == 2

@@ -39,7 +39,10 @@ EXIT_USAGE, EXIT_SECURITY, EXIT_INTERRUPTED = 2, 3, 130  # the documented codes 
 
 
 def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the lazy root group loads each command it resolves
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             yield from leaf_commands(command, (*path, name))
         else:
@@ -80,12 +83,12 @@ def test_listings_piped_are_whole_tab_separated_rows(org: Org, make_member: Any,
     assert row_of(put, 4, LONG_DOC) == [LONG_DOC, "2", str(doc.stat().st_size), put.out.split("\t")[-1].strip()]
 
     got = alice.ok("get", "drafting", LONG_DOC, "-o", str(tmp_path / "back.md"))
-    assert rows(got, 3) == [[LONG_DOC, "2", str(tmp_path / "back.md")]]
+    assert rows(got, 4) == [[LONG_DOC, "2", str(tmp_path / "back.md"), "written"]]
     got_json = alice.json("get", "drafting", LONG_DOC, "-o", str(tmp_path / "back2.md"))
     assert isinstance(got_json, list) and got_json[0]["name"] == LONG_DOC and got_json[0]["version"] == 2
 
-    name, size, version, author, when = row_of(alice.ok("ls", "drafting"), 5, LONG_DOC)
-    assert (name, size, version, author) == (LONG_DOC, str(doc.stat().st_size), "2", "alice")
+    name, size, version, author, when, note = row_of(alice.ok("ls", "drafting"), 6, LONG_DOC)
+    assert (name, size, version, author, note) == (LONG_DOC, str(doc.stat().st_size), "2", "alice", "")
     assert when.endswith("Z") and "T" in when  # ISO 8601 in a pipe
     history = rows(alice.ok("history", "drafting", LONG_DOC), 5)
     assert [(h[0], h[4]) for h in history][0] == ("1", vid)  # the whole version id

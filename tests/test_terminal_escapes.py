@@ -124,7 +124,7 @@ def test_hostile_names_and_messages_are_shown_escaped(org: Org, tmp_path: Path) 
     assert r.out == "" and len(r.err.splitlines()) == 1
     stored = doc_names[1]  # no NUL in it: argv carries it
     r = shown(alice, "get", "drafting", stored, "-o", str(tmp_path / "got.txt"))
-    assert_clean(r, stored)
+    assert_clean(r, stored, ROWS)
     assert [len(line.split("\t")) for line in r.out.splitlines()] == [4]  # a pipe: one row, four fields
 
     # messages: every forbidden code point (NUL from standard input), lines that imitate alice

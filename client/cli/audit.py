@@ -46,7 +46,7 @@ _EVENTS = (Column("#", lambda r: r["index"]), Column("time", lambda r: Time(r["t
            Column("actor", lambda r: r["actor_name"] or r["actor"][:12], lambda r: r["actor_name"] or r["actor"]),
            Column("action", lambda r: r["action"]), Column("result", lambda r: r["result"]),
            Column("resources", lambda r: " ".join(f"{k}={_resource(r, k, v)}" for k, v in sorted(r["res"].items())),
-                  lambda r: " ".join(f"{k}={v}" for k, v in sorted(r["res"].items()))),
+                  lambda r: " ".join(_piped_resource(r, k, v) for k, v in sorted(r["res"].items()))),
            Column("rules", lambda r: ",".join(r["rules"])))
 _MARK: dict[str, str] = {"ok": "ok", "violated": "VIOLATED", "alert": "ALERT", "warning": "warning",
                          "disabled": "disabled"}
@@ -59,6 +59,12 @@ def _resource(row: dict[str, Any], key: str, value: str) -> str:
     """A resource of an event for people: a member, team or device by its name, anything else by its id's start."""
     name = row.get(f"{key}_name") if key in log.NAMED_RESOURCES else None
     return name if isinstance(name, str) else value[:12]
+
+
+def _piped_resource(row: dict[str, Any], key: str, value: str) -> str:
+    """In a pipe: the whole id (``key=ID``), and for a member, team or device its name beside it (``key_name=``)."""
+    name = row.get(f"{key}_name") if key in log.NAMED_RESOURCES else None
+    return f"{key}={value}" + (f" {key}_name={name}" if isinstance(name, str) else "")
 
 
 @audit.command("log")

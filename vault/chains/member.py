@@ -72,13 +72,15 @@ class MemberState:
         return max(g for g, pg in self.puks.items() if pg.since <= t or g == 1)
 
     def puk_gens_at(self, t: int) -> set[int]:
-        """PUK generations current at second ``t``: two when a roll happened in that very second.
+        """PUK generations current at second ``t``: the one before it, and every roll made in that very second.
 
         Times come from different chains' signers, so a link dated in the same second as a
-        PUK roll may have been made with either key; both are accepted for that second.
+        PUK roll may have been made with either key; all are accepted for that second (two
+        device revocations in one second rolled twice: the rotation after the first, boxed to
+        the middle generation, is valid too).
         """
         before = max(g for g, pg in self.puks.items() if pg.since < t or g == 1)
-        return {before, self.puk_gen_at(t)}
+        return {before, self.puk_gen_at(t)} | {g for g, pg in self.puks.items() if pg.since == t}
 
     def active_devices(self) -> list[Device]:
         return [d for d in self.devices.values() if d.revoked is None]
