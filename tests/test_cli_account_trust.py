@@ -75,7 +75,7 @@ def test_recovery_with_the_short_code_and_the_server_line(org: Org, tmp_path: Pa
     # not given as an argument: it stays out of the shell's history.)
     wrong = fresh(tmp_path, "alice", org.alice.passphrase_file)
     r = wrong.run("recover", "--server", org.server.url, "--cert", "AB:" * 31 + "AB", input=code + "\n")
-    assert r.code == 1 and r.err.startswith("recovery key: ") and "certificate does not match" in r.err, r.err
+    assert r.code == 3 and r.err.startswith("recovery key: ") and "certificate does not match" in r.err, r.err
     assert not Home(wrong.home).exists
 
 

@@ -28,4 +28,7 @@ def test_names_in_messages_and_commands() -> None:
         f"mvault team remove {names.team(t.team_id)} 'zoë'"
     assert names.command(f"mvault verify {alice.id}") == f"mvault verify {alice.id}"  # two are named alice
     assert names.command(f"mvault verify {dash.id}") == f"mvault verify {dash.id}"  # would read as an option
-    assert names.command(f"mvault device revoke {phone.device_id}") == "mvault device revoke phone"
+    # `device revoke NAME` looks NAME up among the reader's own devices: only zoë's reader gets the name
+    assert names.command(f"mvault device revoke {phone.device_id}") == f"mvault device revoke {phone.device_id}"
+    mine = Names(View(inp.org, dict(inp.members), dict(inp.teams)), zoe.id)
+    assert mine.command(f"mvault device revoke {phone.device_id}") == "mvault device revoke phone"
