@@ -1,4 +1,4 @@
-"""The memory bench must keep running: a small run of bench/memory.py (no timing asserted)."""
+"""The benches must keep running: a small run of each bench script (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,22 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_bench(script: str, out: Path, *args: str, timeout: int = 300) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """Run ``bench/SCRIPT ARGS --out OUT``; it must succeed. Returns the process and the JSON it wrote."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--out", str(out)],
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r, json.loads(out.read_text())
+
+
 def test_memory_bench_runs_and_stays_flat(tmp_path: Path) -> None:
     out = tmp_path / "mem.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "memory.py"), "--size-mib", "16", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("memory.py", out, "--size-mib", "16")
     assert result["round_trip_ok"] is True
     # A memory bound (not a timing): both processes stay well under the 200 MiB limit.
     assert result["server_peak_rss_mib"] < 200
@@ -26,10 +32,7 @@ def test_memory_bench_runs_and_stays_flat(tmp_path: Path) -> None:
 def test_fanout_bench_runs(tmp_path: Path) -> None:
     """bench/fanout.py --quick: real server and reference, a few followers; keys only, no timings."""
     out = tmp_path / "fanout.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("fanout.py", out, "--quick")
     for side in ("ours", "reference"):
         for key in ("deliveries_per_s", "p50_ms", "p99_ms", "post_rate", "server_cpu_us_per_delivery", "rounds"):
             assert key in result[side], (side, key)
@@ -43,10 +46,7 @@ def test_fanout_bench_runs(tmp_path: Path) -> None:
 def test_rotation_bench_runs(tmp_path: Path) -> None:
     """bench/rotation.py --quick: the "rotation" row with its keys and >= 5 rounds; no timing asserted."""
     out = tmp_path / "rotation.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "rotation.py"), "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("rotation.py", out, "--quick")
     for key in ("rows", "machine", "members", "rounds", "setup_s", "ours_what", "reference_what"):
         assert key in result, key
     (row,) = result["rows"]
@@ -65,10 +65,7 @@ def test_rotation_bench_runs(tmp_path: Path) -> None:
 def test_login_bench_runs(tmp_path: Path) -> None:
     """bench/login.py --quick: real server and reference, real logins; keys and counts only, no timings."""
     out = tmp_path / "login.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "login.py"), "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("login.py", out, "--quick")
     assert "machine" in result
     [row] = result["rows"]
     for key in ("row", "unit", "ours", "reference", "higher_is_better", "ours_what", "reference_what",
@@ -89,10 +86,7 @@ def test_login_bench_runs(tmp_path: Path) -> None:
 def test_audit_bench_runs(tmp_path: Path) -> None:
     """bench/audit.py --quick: both rows in the common format, at least 5 rounds each; no timings."""
     out = tmp_path / "audit.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "audit.py"), "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("audit.py", out, "--quick")
     rows = {row["row"]: row for row in result["rows"]}
     assert set(rows) == {"audit appends", "audit verify"}
     for row in rows.values():
@@ -115,10 +109,7 @@ def test_audit_bench_runs(tmp_path: Path) -> None:
 def test_transfer_bench_runs(tmp_path: Path) -> None:
     """bench/transfer.py --quick: real server and CLI beside age; rows and round trips, no timings."""
     out = tmp_path / "transfer.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "transfer.py"), "--quick", "--rounds", "2", "--out",
-                        str(out)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("transfer.py", out, "--quick", "--rounds", "2", timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert set(rows) == {"upload", "download", "memory", "many small files"}
     for name in ("upload", "download", "many small files"):
@@ -132,10 +123,7 @@ def test_transfer_bench_runs(tmp_path: Path) -> None:
 
 def test_run_gathers_rows_into_one_table_and_results_json(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "rotation", "login",
-                        "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("run.py", out, "--quick", "--only", "rotation", "login", timeout=600)
     assert [row["row"] for row in result["rows"]] == ["rotation", "login"]
     assert result["quick"] is True and result["machine"]["cpus"] and len(result["machine"]["commit"]) == 40
     assert set(result["scripts"]) == {"rotation", "login"}
@@ -150,10 +138,7 @@ def test_run_gathers_rows_into_one_table_and_results_json(tmp_path: Path) -> Non
 def test_startup_bench_runs(tmp_path: Path) -> None:
     """bench/startup.py --quick: three rows beside `python -c pass`, 5 alternations each; no timing asserted."""
     out = tmp_path / "startup.json"
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--quick", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    result = json.loads(out.read_text())
+    r, result = run_bench("startup.py", out, "--quick")
     assert "machine" in result and result["rounds"] == 5
     rows = {row["row"]: row for row in result["rows"]}
     assert list(rows) == ["start-up --help", "start-up --version", "start-up lock"]
