@@ -75,14 +75,13 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
                     notes.extend(await maintenance.maintain(session))
                 return await fn(session)
             except VaultError as e:  # an error that names a member or team by id names them by name
-                view = session.chains.cached
-                if view is not None:
-                    Names(view).error(e)
+                if session.chains.cached is not None:
+                    Names(session.chains.cached).error(e)
                 raise
             finally:
-                view = session.chains.cached
-                named = Names(view).text if view is not None else str
-                notes.extend(f"warning: {named(w)}" for w in session.session.warnings)
+                if session.session.warnings:  # names only when there is something to name (not every command)
+                    named = Names(session.chains.cached).text if session.chains.cached is not None else str
+                    notes.extend(f"warning: {named(w)}" for w in session.session.warnings)
 
     try:
         return run(go())
