@@ -33,7 +33,7 @@ from client.names import Names
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
 from vault.errors import ChainError, NotFound, VaultError
-from vault.links import Link
+from vault.links import Link, check_sequence
 from vault.wire.schemas import AttestRequest, Ok
 
 
@@ -215,7 +215,7 @@ def audit_approve(ctx: Ctx, link: str) -> None:
 
     async def go(s: Client) -> tuple[Link, Names]:
         view = await s.chains.view()  # replayed and pinned: the links below must lead to its head
-        found = _org_link(_leading_to(await s.chains.links("/api/v1/chains/org"), view.org.seq, view.org.head), link)
+        found = _org_link(_leading_to(await s.chains.links("/api/v1/chains/org"), view.org.org_id, view.org.head), link)
         await s.session.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found.hash.hex()), Ok)
         return found, Names(view, s.session.me)
 
@@ -228,12 +228,15 @@ def audit_approve(ctx: Ctx, link: str) -> None:
                                f"signed by {names.member(found.signer)})"))
 
 
-def _leading_to(links: list[Link], seq: int, head: bytes) -> list[Link]:
-    """``links`` if they are the chain whose verified head is (``seq``, ``head``): each names the one before it
-    and the last is the head. A server that swaps a link (to have the approval name a hash of its choosing) is
-    caught here (review round 5)."""
-    chained = all(b.prev == a.hash and b.seq == a.seq + 1 for a, b in zip(links, links[1:], strict=False))
-    if len(links) != seq or not links or links[0].prev is not None or links[-1].hash != head or not chained:
+def _leading_to(links: list[Link], org_id: str, head: bytes) -> list[Link]:
+    """``links`` if they are the chain whose verified head is ``head``: each appended by the structural rules
+    (``check_sequence``) and the last is the head. A server that swaps a link (to have the approval name a hash
+    of its choosing) is caught here (review round 5)."""
+    seq, prev, time = 0, None, 0
+    for x in links:
+        check_sequence(x, None if x.seq == 1 else org_id, seq, prev, time)
+        seq, prev, time = x.seq, x.hash, x.time
+    if prev != head:
         raise ChainError("the server's organization chain does not lead to the head this client verified")
     return links
 
