@@ -73,6 +73,10 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "team.role": ("admin-count", "role-terms"),
     "team.rotate": ("rotate-on-removal",),
     "doc.write": ("rotate-on-removal",),
+    "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)
+    "doc.move": ("rotate-on-removal", "need-to-know"),
+    "doc.restore": ("rotate-on-removal", "need-to-know"),
+    "doc.conflict": ("rotate-on-removal",),
     "doc.read": ("need-to-know", "bulk-access"),
     "doc.list": ("need-to-know",),
     "thread.create": ("retention", "small-threads"),

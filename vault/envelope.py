@@ -44,8 +44,16 @@ META_MAX = 4096
 MAX_NAME_BYTES = 1024
 _CORE_FIELDS = {
     "v", "team", "team_seq", "doc", "seq", "parent", "gen", "author", "device", "time", "frame", "body_len",
-    "key_commit", "nonce", "meta_nonce",
+    "key_commit", "nonce", "meta_nonce", "op",
 }
+# What a version does, beside the plain "put" of new content (``core["op"]``, absent for a put so a put's
+# bytes are as they always were): "delete" (a signed deletion: empty body, history kept), "move" (the first
+# version at a new name of a document renamed; its metadata names where it came from) and "restore" (an
+# older version's content brought back as the newest; its metadata names which) and "conflict" (the first
+# version of a conflict copy: a member's local side of a document someone else changed meanwhile; its
+# metadata names the version it conflicted with). Readers and the audit log tell them apart.
+PUT, DELETE, MOVE, RESTORE, CONFLICT = "put", "delete", "move", "restore", "conflict"
+OPS = (PUT, DELETE, MOVE, RESTORE, CONFLICT)
 
 
 def body_length(size: int, frame: int = FRAME) -> int:
@@ -81,6 +89,7 @@ class Core:
     key_commit: bytes
     nonce: bytes
     meta_nonce: bytes
+    op: str = PUT
 
     @classmethod
     def parse(cls, raw: bytes) -> Core:
@@ -92,6 +101,11 @@ class Core:
             raise EncodingError("unsupported frame size")
         body_len = f.int_("body_len", 0, 2**50)
         plaintext_length(body_len, frame)
+        op = f.opt_str("op", 16) or PUT
+        if op not in OPS or (f.has("op") and op == PUT):
+            raise EncodingError("unknown document operation (an explicit 'put' is not canonical either)")
+        if op == DELETE and body_len != body_length(0, frame):
+            raise EncodingError("a deletion has an empty body")
         return cls(
             raw=raw,
             team=f.str_("team", 64),
@@ -108,6 +122,7 @@ class Core:
             key_commit=f.bytes_("key_commit", 32),
             nonce=f.bytes_("nonce", p.AEAD_NONCE_BYTES),
             meta_nonce=f.bytes_("meta_nonce", p.AEAD_NONCE_BYTES),
+            op=op,
         )
 
 
@@ -175,15 +190,39 @@ def pad_metadata(meta: dict[str, Value]) -> bytes:
     return struct.pack(">I", len(raw)) + raw + b"\x00" * (total - len(raw) - 4)
 
 
-def unpad_metadata(padded: bytes) -> dict[str, Value]:
+def unpad_metadata(padded: bytes) -> Value:
     if len(padded) < 4 or len(padded) % META_BUCKET:
         raise EncodingError("metadata padding is malformed")
     (n,) = struct.unpack(">I", padded[:4])
     if n > len(padded) - 4 or any(padded[4 + n :]):
         raise EncodingError("metadata padding is malformed")
-    f = Fields(decode(padded[4 : 4 + n]), "document metadata")
+    return decode(padded[4 : 4 + n])  # checked by check_metadata
+
+
+def check_metadata(meta: Value, op: str) -> dict[str, Value]:
+    """The metadata of a version doing ``op``, checked: ``name`` and ``size`` always; a deletion may name
+    where the document was moved (``moved_to``); a move names where it came from (``moved_from``: name,
+    document id and version id); a restore names the version it brought back (``restored_from``)."""
+    f = Fields(meta, "document metadata")
     f.str_("name", MAX_NAME_BYTES)
-    f.int_("size", 0)
+    size = f.int_("size", 0)
+    extra = {k for k in ("moved_to", "moved_from", "restored_from", "conflict_of") if f.has(k)}
+    allowed = {DELETE: {"moved_to"}, MOVE: {"moved_from"}, RESTORE: {"restored_from"},
+               CONFLICT: {"conflict_of"}}.get(op, set())
+    if not extra <= allowed:
+        raise EncodingError(f"document metadata {sorted(extra - allowed)} does not belong to a {op!r} version")
+    if op == DELETE and size:
+        raise EncodingError("a deletion has size 0")
+    if f.has("moved_to"):
+        f.str_("moved_to", MAX_NAME_BYTES)
+    for op_, key in ((MOVE, "moved_from"), (CONFLICT, "conflict_of")):
+        if op == op_:
+            src = f.dict_(key, {"name", "doc", "vid"})
+            src.str_("name", MAX_NAME_BYTES)
+            src.str_("doc", 64)
+            src.str_("vid", 64)
+    if op == RESTORE:
+        f.int_("restored_from", 1)
     return f.raw
 
 
@@ -195,7 +234,7 @@ class DocWriter:
 
     def __init__(self, *, key: TeamKey, team_seq: int, device: DeviceKeys, author: str, doc: str, seq: int,
                  parent: str | None, time: int, name: str, size: int, mime: str = "application/octet-stream",
-                 mtime: int = 0) -> None:
+                 mtime: int = 0, op: str = PUT, extra_meta: dict[str, Value] | None = None) -> None:
         try:
             name_bytes = name.encode("utf-8")
         except UnicodeEncodeError as e:  # e.g. a non-UTF-8 file name read with surrogateescape
@@ -213,9 +252,17 @@ class DocWriter:
             "body_len": body_length(size), "key_commit": _key_commit(data_key), "nonce": nonce,
             "meta_nonce": meta_nonce,
         }
+        if op != PUT:
+            if op not in OPS:
+                raise EncodingError(f"unknown document operation {op!r}")
+            if op == DELETE and size:
+                raise EncodingError("a deletion has an empty body")
+            core["op"] = op
         self.core_raw = encode(core)
         self.wrapped = p.aead_encrypt(key.doc_key, nonce, labels.AD_DOC_WRAP + b"\x00" + self.core_raw, data_key)
-        padded = pad_metadata({"name": name, "size": size, "mime": mime, "mtime": mtime})
+        meta: dict[str, Value] = {"name": name, "size": size, "mime": mime, "mtime": mtime, **(extra_meta or {})}
+        check_metadata(meta, op)
+        padded = pad_metadata(meta)
         self.meta = p.aead_encrypt(
             p.kdf(data_key, labels.KDF_DATA_META), meta_nonce, labels.AD_DOC_META + b"\x00" + self.core_raw, padded
         )
@@ -288,6 +335,43 @@ class Opened:
         assert isinstance(v, int)
         return v
 
+    @property
+    def op(self) -> str:
+        return self.record.core.op
+
+    @property
+    def deleted(self) -> bool:
+        """A signed deletion (the document's head, when it is deleted)."""
+        return self.record.core.op == DELETE
+
+    @property
+    def moved_to(self) -> str | None:
+        v = self.meta.get("moved_to")
+        return v if isinstance(v, str) else None
+
+    @property
+    def moved_from(self) -> tuple[str, str, str] | None:
+        """(name, document id, version id) this document was moved from, on a move's version."""
+        return self._source("moved_from")
+
+    @property
+    def conflict_of(self) -> tuple[str, str, str] | None:
+        """(name, document id, version id) of the version a conflict copy conflicted with."""
+        return self._source("conflict_of")
+
+    def _source(self, key: str) -> tuple[str, str, str] | None:
+        v = self.meta.get(key)
+        if not isinstance(v, dict):
+            return None
+        name, doc, vid = v["name"], v["doc"], v["vid"]
+        assert isinstance(name, str) and isinstance(doc, str) and isinstance(vid, str)
+        return name, doc, vid
+
+    @property
+    def restored_from(self) -> int | None:
+        v = self.meta.get("restored_from")
+        return v if isinstance(v, int) else None
+
 
 def open_record(record: Record, key: TeamKey) -> Opened:
     """Unwrap the data key (AD = header), check its commitment, decrypt the metadata.
@@ -304,7 +388,7 @@ def open_record(record: Record, key: TeamKey) -> Opened:
         p.kdf(data_key, labels.KDF_DATA_META), core.meta_nonce, labels.AD_DOC_META + b"\x00" + core.raw, record.meta
     )
     try:
-        meta = unpad_metadata(padded)
+        meta = check_metadata(unpad_metadata(padded), core.op)
     except EncodingError as e:
         raise DecryptionFailed("document metadata is malformed") from e
     size = meta["size"]

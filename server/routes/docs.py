@@ -29,7 +29,7 @@ from server.usage import Allowance, OverDailyCount, OverStoredBytes, over_quota
 from vault.acts import Act
 from vault.chains import TeamState
 from vault.encoding import Fields, decode
-from vault.envelope import MAGIC, MAX_PRELUDE, Core, Record
+from vault.envelope import MAGIC, MAX_PRELUDE, PUT, Core, Record
 from vault.errors import EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
 from vault.fileio import Stage
 from vault.wire import schemas
@@ -81,6 +81,8 @@ async def put_version(request: web.Request) -> web.Response:
     wrapped, meta = pre.bytes_("wrapped", 48), pre.bytes_("meta", max_size=4096 + 16)
     if (core.team, core.doc) != (team.team_id, doc):
         raise IntegrityError("document header names another team or document")
+    if core.op != PUT:  # a signed deletion, move, restore or conflict copy: an event of its own
+        event.action = f"doc.{core.op}"
     if (core.author, core.device) != (s.member, s.device):
         raise PolicyDenied("document must be signed by the uploading device")
     check_current_team(request, team, core.team_seq, core.gen)
