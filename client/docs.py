@@ -29,7 +29,8 @@ from client.view import Chains, View, check_doc_pin, check_listed_head, check_no
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act
 from vault.chains import TeamState
-from vault.envelope import FRAME, DocWriter, Opened, Record, open_record
+from vault.encoding import Value
+from vault.envelope import DELETE, FRAME, PUT, DocWriter, Opened, Record, open_record
 from vault.errors import (
     BadName,
     BatchFailed,
@@ -225,6 +226,12 @@ class Documents:
         for _, name in items:
             check_name(name)
         check_unique_names([name for _, name in items])
+        view, team, keys, current = await self._writable(team_name)
+        with self._pin_batch():
+            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base())
+
+    async def _writable(self, team_name: str) -> tuple[View, TeamState, list[TeamKey], TeamKey]:
+        """The view, the team (refused unless this device may write in it now), its keys and the current one."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         s = self.session
@@ -232,10 +239,29 @@ class Documents:
             raise PolicyDenied(f"you may not write documents in team {team.name}")
         if team.rotation_reasons(s.now(), view.members, view.org):
             raise Conflict(f"team {team.name} needs a key rotation first and you could not do it")
-        keys = await self.keyring.keys_for(team)
-        current = await self.keyring.team_key(team, team.generation)
+        return view, team, await self.keyring.keys_for(team), await self.keyring.team_key(team, team.generation)
+
+    async def write_op(self, team_name: str, name: str, op: str, *, source: Path | None = None,
+                       extra: dict[str, Value] | None = None, base: Base | None = None, local: Path | None = None,
+                       progress: Progress | None = None) -> tuple[int, str]:
+        """Store one version of ``name`` that does ``op`` (vault.envelope ``OPS``): its content read from
+        ``source`` (None: empty, as a deletion has), ``extra`` in its metadata (``moved_to``, ``moved_from``,
+        ``restored_from``, ``conflict_of``), on top of the head as ``base`` allows (``Base.check``; with no
+        ``local`` file there is no index entry to compare, so a plain ``Base()`` goes on top of the head).
+        ``local``: the path whose local copies index entry becomes this version (default ``source``; none for
+        a deletion). Returns (version number, vid)."""
+        check_name(name)
+        view, team, keys, current = await self._writable(team_name)
+        doc = keys[0].doc_id(name)
+        where = local if local is not None else source
+        place = str(where.resolve()) if where is not None and op != DELETE else None
         with self._pin_batch():
-            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base())
+            records = await self._versions(team, doc)
+            copy = self.copies.load().copy(team.team_id, doc, place) if place is not None else None
+            (base or Base()).check(view, team, name, records, copy)
+            _, seq, vid = await self._put_version(team, current, doc, records, source or Path(os.devnull), place, name,
+                                                  progress, op=op, extra=extra)
+        return seq, vid
 
     async def _put_all(self, view: View, team: TeamState, keys: list[TeamKey], current: TeamKey,
                        items: list[tuple[Path, str]], progress: Progress | None, concurrency: int,
@@ -280,7 +306,8 @@ class Documents:
         return stored
 
     async def _put_version(self, team: TeamState, current: TeamKey, doc: str, records: list[Record], path: Path,
-                           local: str, name: str, progress: Progress | None) -> tuple[str, int, str]:
+                           local: str | None, name: str, progress: Progress | None, op: str = PUT,
+                           extra: dict[str, Value] | None = None) -> tuple[str, int, str]:
         parent = records[-1].version_id if records else None  # the base, which Base.check found is the head
         hasher = content_hasher()
         # Opened before the request: a file we cannot read is its own error, not a broken upload.
@@ -289,7 +316,7 @@ class Documents:
             s = self.session
             writer = DocWriter(key=current, team_seq=team.seq, device=s.device, author=s.me, doc=doc,
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
-                               mime="application/octet-stream", mtime=int(st.st_mtime))
+                               mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
             res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
                                         _encrypting_stream(writer, f, progress, hasher), Stored)
         assert writer.record is not None
@@ -297,8 +324,9 @@ class Documents:
             raise IntegrityError("the server acknowledged a different version than we sent")
         seq = len(records) + 1
         self._check_doc_pin(team, doc, [*records, writer.record])
-        self._batch_copies.append((team.team_id, doc, local, LocalCopy(res.vid, seq, hasher.digest(), st.st_size,
-                                                                      st.st_mtime_ns, st.st_ino)))
+        if local is not None:
+            self._batch_copies.append((team.team_id, doc, local, LocalCopy(res.vid, seq, hasher.digest(), st.st_size,
+                                                                          st.st_mtime_ns, st.st_ino)))
         return name, seq, res.vid
 
     async def ls(self, team_name: str) -> list[DocVersion]:
