@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from client.home import Pins
 from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
+from client.sanitize import escape
 from client.session import Session
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
 from security.authority import POLICY
@@ -203,6 +205,14 @@ class Documents:
         doc = keys[0].doc_id(name)
         return doc, await self._versions(team, doc)
 
+    async def versions(self, team: TeamState, doc: str) -> list[Record]:
+        """Every version of document ``doc`` (an id), checked and pinned as for any command."""
+        return await self._versions(team, doc)
+
+    def open_version(self, rec: Record, keys: list[TeamKey]) -> Opened:
+        """A checked version's metadata, opened with the team key of its generation."""
+        return self._open(rec, keys)
+
     def _open(self, rec: Record, keys: list[TeamKey]) -> Opened:
         for key in keys:
             if key.gen == rec.core.gen:
@@ -243,18 +253,18 @@ class Documents:
 
     async def write_op(self, team_name: str, name: str, op: str, *, source: Path | None = None,
                        extra: dict[str, Value] | None = None, base: Base | None = None, local: Path | None = None,
-                       progress: Progress | None = None) -> tuple[int, str]:
+                       progress: Progress | None = None, index: bool = True) -> tuple[int, str]:
         """Store one version of ``name`` that does ``op`` (vault.envelope ``OPS``): its content read from
         ``source`` (None: empty, as a deletion has), ``extra`` in its metadata (``moved_to``, ``moved_from``,
         ``restored_from``, ``conflict_of``), on top of the head as ``base`` allows (``Base.check``; with no
         ``local`` file there is no index entry to compare, so a plain ``Base()`` goes on top of the head).
         ``local``: the path whose local copies index entry becomes this version (default ``source``; none for
-        a deletion). Returns (version number, vid)."""
+        a deletion; none either without ``index``: ``source`` is a temporary copy). Returns (version number, vid)."""
         check_name(name)
         view, team, keys, current = await self._writable(team_name)
         doc = keys[0].doc_id(name)
         where = local if local is not None else source
-        place = str(where.resolve()) if where is not None and op != DELETE else None
+        place = str(where.resolve()) if where is not None and op != DELETE and index else None
         with self._pin_batch():
             records = await self._versions(team, doc)
             copy = self.copies.load().copy(team.team_id, doc, place) if place is not None else None
@@ -329,7 +339,10 @@ class Documents:
                                                                           st.st_mtime_ns, st.st_ino)))
         return name, seq, res.vid
 
-    async def ls(self, team_name: str) -> list[DocVersion]:
+    async def ls(self, team_name: str, deleted: bool | None = False) -> list[DocVersion]:
+        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld);
+        then those whose head is a signed deletion left out (``deleted`` False), or only those (True), or all
+        (None)."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         keys = await self.keyring.keys_for(team)
@@ -349,6 +362,8 @@ class Documents:
             out.append(DocVersion(rec, opened, rec.version_id))
         listed = {f"{team.team_id}/{d.record.core.doc}" for d in out}
         check_no_doc_hidden(pins, team.team_id, listed)
+        if deleted is not None:
+            out = [d for d in out if (d.record.core.op == DELETE) == deleted]
         out.sort(key=lambda d: d.opened.name if d.opened else "\uffff" + d.vid)
         return out
 
@@ -437,6 +452,8 @@ class Documents:
         if version is not None and not 1 <= version <= len(records):
             raise NotFound(f"{name!r} has versions 1..{len(records)}, not {version}")
         rec = records[(version or len(records)) - 1]
+        if rec.core.op == DELETE:
+            raise deleted_error(await self.chains.view(), team, name, rec, version)
         opened = self._open(rec, await self.keyring.keys_for(team))
         if opened.name != name:
             raise IntegrityError("the document's encrypted name does not match the requested name")
@@ -474,6 +491,17 @@ class Documents:
         self._batch_copies.append((team.team_id, rec.core.doc, str(out), copy_of(out, rec.version_id, rec.core.seq,
                                                                                  digest)))
         return placed
+
+
+def deleted_error(view: View, team: TeamState, name: str, rec: Record, version: int | None) -> NotFound:
+    """The refusal to fetch a deletion: who deleted the document and when, and how to bring it back."""
+    author = view.members.get(rec.core.author)
+    who = escape(author.name) if author is not None else rec.core.author[:8]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(rec.core.time))
+    what = f"version {version} of {escape(name)!r} is its deletion" if version else f"{escape(name)!r} was deleted"
+    restore = escape(f"mvault restore {shlex.quote(team.name)} {shlex.quote(name)}")
+    return NotFound(f"{what} (by {who}, {when}); bring it back with `{restore}` (its history is kept: "
+                    "`--version N` fetches an older version)")
 
 
 async def _ticks() -> AsyncIterator[None]:

@@ -59,3 +59,11 @@ class LocalCopies:
                 index.record(team, doc, path, copy)
             atomic_write(self.path, seal_index(self._key, index))
         self._index = index
+
+    def forget(self, team: str, doc: str) -> None:
+        """Drop the entries of a document that is no longer there (a deletion, the old name of a move)."""
+        with locked(self.path.with_suffix(".lock")):
+            index = self._read()
+            if index.forget(team, doc):
+                atomic_write(self.path, seal_index(self._key, index))
+        self._index = index

@@ -87,6 +87,10 @@ class LocalIndex:
                 del self.docs[other]
         self.docs.setdefault(key, {})[path] = copy
 
+    def forget(self, team: str, doc: str) -> bool:
+        """Drop every local copy of a document (deleted or moved away); True if there was one."""
+        return self.docs.pop(self.key(team, doc), None) is not None
+
     def to_value(self) -> dict[str, Value]:
         docs: dict[str, Value] = {k: {path: copy.to_value() for path, copy in paths.items()}
                                   for k, paths in self.docs.items()}

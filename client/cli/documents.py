@@ -9,11 +9,13 @@ from typing import Any
 
 import click
 
+from client import docops
 from client.cli._common import Column, Ctx, Time, emit_rows, err, json_flag, progress_bar, with_session
 from client.client import Client
 from client.docs import DocVersion, Fetched, check_unique_names
 from client.putbase import Base
 from client.sanitize import escape
+from vault.envelope import DELETE
 from vault.errors import BadName, BatchFailed, FetchFailed
 from vault.names import check_name, check_prefix, name_for_path, name_in_folder, name_problem
 
@@ -26,9 +28,12 @@ _LISTED = (Column("name", lambda r: r["name"]), Column("size", lambda r: r["size
            Column("version", lambda r: r["version"]), Column("author", lambda r: r["author_name"]),
            Column("time", lambda r: Time(r["time"])),
            Column("note", lambda r: None if r["valid_name"] else "not a valid name: get it with -o FILE"))
+_DELETED = (Column("name", lambda r: r["name"]), Column("version", lambda r: r["version"]),
+            Column("deleted by", lambda r: r["author_name"]), Column("time", lambda r: Time(r["time"])),
+            Column("moved to", lambda r: r["moved_to"]))
 _VERSIONS = (Column("version", lambda r: r["version"]), Column("size", lambda r: r["size"]),
              Column("author", lambda r: r["author_name"]), Column("time", lambda r: Time(r["time"])),
-             Column("id", lambda r: r["vid"]))
+             Column("id", lambda r: r["vid"]), Column("op", lambda r: r["op"]), Column("name", lambda r: r["name"]))
 
 
 def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -37,8 +42,12 @@ def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | No
         name, size = f"(no key for generation {c.gen})", None
     else:
         name, size = d.opened.name, d.opened.size
-    return {"name": name, "size": size, "version": c.seq, "vid": d.vid, "author": c.author,
-            "author_name": (names or {}).get(c.author, c.author[:8]), "time": c.time, "generation": c.gen}
+    out = {"name": name, "size": size, "version": c.seq, "vid": d.vid, "author": c.author,
+           "author_name": (names or {}).get(c.author, c.author[:8]), "time": c.time, "generation": c.gen,
+           "op": c.op, "deleted": c.op == DELETE}
+    if c.op == DELETE:
+        out["moved_to"] = d.opened.moved_to if d.opened is not None else None
+    return out
 
 
 def _files_under(folder: Path) -> list[tuple[Path, str]]:
@@ -208,18 +217,26 @@ def _names(s: Client) -> Callable[[], Awaitable[dict[str, str]]]:
 
 @click.command("ls")
 @click.argument("team_name", metavar="TEAM")
+@click.argument("prefix", metavar="[PREFIX/]", required=False)
+@click.option("--deleted", is_flag=True, help="only deleted documents: who deleted them, when, and where one "
+              "was moved to")
 @json_flag
 @click.pass_obj
-def ls_cmd(ctx: Ctx, team_name: str) -> None:
-    """Documents of a team: names, sizes, versions, authors."""
+def ls_cmd(ctx: Ctx, team_name: str, prefix: str | None, deleted: bool) -> None:
+    """Documents of a team: names, sizes, versions, authors.
+
+    Deleted documents are left out; --deleted lists only them (bring one back with mvault restore).
+    PREFIX/ lists only the names under that folder (notes/).
+    """
+    start = check_prefix(prefix) if prefix is not None else ""
 
     async def go(s: Client) -> list[dict[str, Any]]:
-        docs = await s.docs.ls(team_name)
+        docs = await s.docs.ls(team_name, deleted=deleted)
         names = await _names(s)()
         return [{**_doc_json(d, s, names), "valid_name": d.opened is None or name_problem(d.opened.name) is None}
-                for d in docs]
+                for d in docs if not start or (d.opened is not None and d.opened.name.startswith(start))]
 
-    emit_rows(ctx, with_session(ctx, go), _LISTED)
+    emit_rows(ctx, with_session(ctx, go), _DELETED if deleted else _LISTED)
 
 
 @click.command()
@@ -228,10 +245,14 @@ def ls_cmd(ctx: Ctx, team_name: str) -> None:
 @json_flag
 @click.pass_obj
 def history(ctx: Ctx, team_name: str, name: str) -> None:
-    """Every version of a document."""
+    """Every version of a document.
+
+    Each version's op (put, delete, move, restore, conflict); a document renamed from another name has
+    that document's versions listed first, with their old name.
+    """
 
     async def go(s: Client) -> list[dict[str, Any]]:
-        docs = await s.docs.history(team_name, name)
+        docs = await docops.history(s.docs, team_name, name)
         names = await _names(s)()
         return [_doc_json(d, s, names) for d in docs]
 

@@ -24,7 +24,7 @@ Exit codes (``EXIT_*`` below; a ``VaultError``'s comes from its class, ``exit_co
 * 70: an internal error (a bug: ``MVAULT_DEBUG=1`` shows the traceback).
 * 130: interrupted (Ctrl-C) or aborted at a prompt.
 
-Each group module (account, teams, members, devices, documents, audit, threads, completion) imports
+Each group module (account, teams, members, devices, documents, files, audit, threads, completion) imports
 only ``client.cli._common`` and the client API, never another group. This module imports none of
 them: ``COMMANDS`` names each command's module and short help, and a module is imported (by name,
 ``importlib``) only when one of its commands runs, as pip's command registry does. So
@@ -85,6 +85,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("client.cli.documents", "Download, verify and decrypt a document (written only if everything verifies)."),
     "ls": ("client.cli.documents", "Documents of a team: names, sizes, versions, authors."),
     "history": ("client.cli.documents", "Every version of a document."),
+    "rm": ("client.cli.files", "Delete a document: a signed deletion as its newest version (its history is kept; "
+                               "restore brings it back)."),
+    "mv": ("client.cli.files", "Rename a document: its content under NEW (history follows it), then OLD deleted."),
+    "restore": ("client.cli.files", "Bring back a deleted or older version of a document as its newest version."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
     "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),
