@@ -152,31 +152,33 @@ async def restore(docs: Documents, team_name: str, name: str, version: int | Non
 
 
 async def history(docs: Documents, team_name: str, name: str) -> list[DocVersion]:
-    """Every version of ``name``, oldest first, each preceded where it is a move by the versions of the document
-    it was moved from up to the one it copied (checked as any document's: signed, judged, chained, pinned),
-    following renames back. Each version's own name (``opened.name``) tells where it was stored."""
+    """Every version of ``name``, oldest first, each move preceded by the versions of the document it was moved
+    from up to the one it copied (checked as any document's: signed, judged, chained, pinned), following renames
+    back; a version already listed (a rename back to an old name) is listed once. Each version's own name
+    (``opened.name``) tells where it was stored."""
     team, keys = await _team(docs, team_name)
-    doc, records = await _existing(docs, team, name)
-    return await _follow(docs, team, keys, records, {doc})
+    _, records = await _existing(docs, team, name)
+    out: list[DocVersion] = []
+    await _follow(docs, team, keys, records, out, set())
+    return out
 
 
 async def _follow(docs: Documents, team: TeamState, keys: list[TeamKey], records: list[Record],
-                  seen: set[str]) -> list[DocVersion]:
-    out: list[DocVersion] = []
+                  out: list[DocVersion], listed: set[str]) -> None:
     for rec in records:
+        if rec.version_id in listed:
+            continue
+        listed.add(rec.version_id)  # before following: each version is followed at most once
         opened = docs.open_version(rec, keys)
         if opened.op == MOVE and opened.moved_from is not None:
             src_name, src_doc, src_vid = opened.moved_from
             if src_doc != keys[0].doc_id(src_name):
                 raise IntegrityError("a moved document names a source whose id is not that of its name")
-            if src_doc in seen or len(seen) > MAX_MOVES:
-                raise IntegrityError("the renames of a document go round in a circle or are too many to follow")
-            seen.add(src_doc)
+            if sum(d.opened is not None and d.opened.op == MOVE for d in out) >= MAX_MOVES:
+                raise IntegrityError(f"a document was renamed more than {MAX_MOVES} times: not followed further")
             src = await docs.versions(team, src_doc)
             at = next((i for i, r in enumerate(src) if r.version_id == src_vid), None)
             if at is None or src[at].core.op == DELETE:
                 raise IntegrityError("a moved document names a version its source document does not have")
-            out.extend(await _follow(docs, team, keys, src[:at + 1], seen))
+            await _follow(docs, team, keys, src[:at + 1], out, listed)
         out.append(DocVersion(rec, opened, rec.version_id))
-    return out
-
