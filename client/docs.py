@@ -452,9 +452,9 @@ class Documents:
         if version is not None and not 1 <= version <= len(records):
             raise NotFound(f"{name!r} has versions 1..{len(records)}, not {version}")
         rec = records[(version or len(records)) - 1]
+        opened = self._open(rec, await self.keyring.keys_for(team))  # a deletion's metadata is checked too
         if rec.core.op == DELETE:
             raise deleted_error(await self.chains.view(), team, name, rec, version)
-        opened = self._open(rec, await self.keyring.keys_for(team))
         if opened.name != name:
             raise IntegrityError("the document's encrypted name does not match the requested name")
         return DocVersion(rec, opened, rec.version_id), opened
