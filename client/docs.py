@@ -29,7 +29,7 @@ from client.sanitize import escape
 from client.session import Session
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
 from security.authority import POLICY
-from vault.acts import ALLOWANCE, Act
+from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import TeamState
 from vault.encoding import Value
 from vault.envelope import DELETE, FRAME, PUT, DocWriter, Opened, Record, open_record
@@ -153,7 +153,7 @@ class Documents:
         rec.verify(device.sign_public)
         c = rec.core
         try:
-            POLICY.judge(Act(c.author, c.device, c.time, "doc.write", team_seq=c.team_seq, gen=c.gen), view.org,
+            POLICY.judge(Act(c.author, c.device, c.time, doc_act(c.op), team_seq=c.team_seq, gen=c.gen), view.org,
                          view.members, team)
         except (PolicyDenied, ChainError) as e:
             raise IntegrityError(f"document version refused: {e}") from e

@@ -32,9 +32,10 @@ from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, 
 from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
-from vault.acts import ALLOWANCE, Act
+from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import MAX_OPEN_INVITES, clone, org_id_for, team_id_for
 from vault.crypto import primitives as p
+from vault.envelope import CONFLICT, DELETE, MOVE, PUT, RESTORE
 from vault.errors import ChainError, InviteNotOpen, PolicyDenied
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import invite_public, make_link
@@ -444,11 +445,14 @@ class AuthorityMachine(MachineBase):
             mt = self.m.teams[ti]
             seq = rnd.randint(1, mt.seq + 1)
             gen = mt.snaps[seq - 1].gen if seq <= mt.seq and rnd.random() < 0.8 else rnd.randint(1, mt.gen)
-            action = rnd.choice(["doc.write", "thread.post"])
-            act = Act(q.id, d.device_id, t, action, team_seq=seq, gen=gen)
+            # A document version of any op (a deletion, a move...) is judged as the act the client names for it;
+            # the rule (SECURITY.md): the same entitlement as a write.
+            op = rnd.choice([None, PUT, DELETE, MOVE, RESTORE, CONFLICT])
+            action = "thread.post" if op is None else "doc.write"
+            act = Act(q.id, d.device_id, t, action if op is None else doc_act(op), team_seq=seq, gen=gen)
             want = self.m.entitled(q.id, d.device_id, t, action, team=mt, team_seq=seq, gen=gen)
             got = POLICY.entitled(act, self.org, self.members, self.states[ti])
-            event(f"act {action} {'accepted' if want else 'refused'}")
+            event(f"act {op or action} {'accepted' if want else 'refused'}")
             assert got == want, f"{act}: model {want}, code {got}"
 
     @invariant()

@@ -90,8 +90,8 @@ def test_listings_piped_are_whole_tab_separated_rows(org: Org, make_member: Any,
     name, size, version, author, when, note = row_of(alice.ok("ls", "drafting"), 6, LONG_DOC)
     assert (name, size, version, author, note) == (LONG_DOC, str(doc.stat().st_size), "2", "alice", "")
     assert when.endswith("Z") and "T" in when  # ISO 8601 in a pipe
-    history = rows(alice.ok("history", "drafting", LONG_DOC), 5)
-    assert [(h[0], h[4]) for h in history][0] == ("1", vid)  # the whole version id
+    history = rows(alice.ok("history", "drafting", LONG_DOC), 7)  # issue 16 appended op and name
+    assert [(h[0], h[4], h[5], h[6]) for h in history][0] == ("1", vid, "put", LONG_DOC)  # the whole version id
 
     alice.ok("thread", "create", "drafting", LONG_THREAD)
     assert row_of(alice.ok("thread", "ls", "drafting"), 6, LONG_THREAD)[0] == LONG_THREAD

@@ -36,3 +36,10 @@ class Act:
     org_seq: int | None = None
     team_seq: int | None = None
     gen: int | None = None
+
+
+def doc_act(op: str) -> str:
+    """The act a document version doing ``op`` (vault.envelope ``OPS``) is judged as: always a write
+    ("doc.write"). A deletion, a move, a restore or a conflict copy needs the same entitlement as new
+    content: a member who may write may delete, and a reader may not (the audit log still tells them apart)."""
+    return "doc.write"
