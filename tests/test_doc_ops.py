@@ -195,3 +195,22 @@ def test_ops_are_audit_events_of_their_author(org: Org, make_member: Any, tmp_pa
             if e["action"].startswith("doc.") and e["action"] not in ("doc.read", "doc.list")]
     assert seen == [("doc.write", ids["alice"]), ("doc.delete", ids["bob"]), ("doc.restore", ids["alice"]),
                     ("doc.move", ids["bob"]), ("doc.delete", ids["bob"])], seen
+
+
+def test_rm_forgets_this_homes_local_copy_and_others_see_a_conflict(org: Org, tmp_path: Path) -> None:
+    """The deleting home forgets which version its file held (putting it again is a new version on top of the
+    deletion); another home still knows its file is based on the version before: a conflict, not a silent
+    resurrection."""
+    alice, bob = org.alice, org.bob
+    unlock_fast(alice, bob)
+    _put(alice, tmp_path, "a.md", b"one")
+    mine, theirs = tmp_path / "alice-a.md", tmp_path / "bob-a.md"
+    alice.ok("get", "drafting", "a.md", "-o", str(mine))
+    bob.ok("get", "drafting", "a.md", "-o", str(theirs))
+    alice.ok("rm", "drafting", "a.md")
+    theirs.write_bytes(b"bob's edit")
+    r = bob.fails("put", "drafting", str(theirs), "--as", "a.md", contains="based on version 1")
+    assert r.code == 1
+    mine.write_bytes(b"alice again")
+    assert alice.json("put", "drafting", str(mine), "--as", "a.md")[0]["version"] == 3
+    assert _got(bob, tmp_path, "a.md") == b"alice again"
