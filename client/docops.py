@@ -16,8 +16,10 @@ stores only the deletion.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,16 @@ async def _existing(docs: Documents, team: TeamState, name: str) -> tuple[str, l
     return doc, records
 
 
+@contextlib.contextmanager
+def _changed_meanwhile(name: str, outcome: str) -> Iterator[None]:
+    """A conflict of an operation that goes on top of the head it looked at: someone stored a newer version
+    in between (``Base(if_version)`` names an option the user did not give: say what happened instead)."""
+    try:
+        yield
+    except Conflict as e:
+        raise Conflict(f"{escape(name)!r} changed meanwhile (someone stored a newer version); {outcome}") from e
+
+
 def _command(*words: str) -> str:
     return escape(" ".join(["mvault", *(shlex.quote(w) for w in words)]))
 
@@ -77,8 +89,11 @@ async def remove(docs: Documents, team_name: str, name: str, if_version: int | N
     if records[-1].core.op == DELETE:
         raise Conflict(f"{escape(name)!r} is deleted already (version {len(records)}); nothing stored")
     extra: dict[str, Value] | None = {"moved_to": moved_to} if moved_to is not None else None
-    seq, vid = await docs.write_op(team_name, name, DELETE, extra=extra,
-                                   base=Base(if_version if if_version is not None else len(records)))
+    if if_version is not None:
+        seq, vid = await docs.write_op(team_name, name, DELETE, extra=extra, base=Base(if_version))
+    else:
+        with _changed_meanwhile(name, "nothing deleted"):
+            seq, vid = await docs.write_op(team_name, name, DELETE, extra=extra, base=Base(len(records)))
     docs.copies.forget(team.team_id, doc)
     return Done(team.name, name, doc, seq, vid, DELETE)
 
@@ -121,7 +136,9 @@ async def move(docs: Documents, team_name: str, old: str, new: str, progress: Pr
     if done is None:
         done = await _copy_version(docs, team_name, new, head, keys, MOVE, {"moved_from": source},
                                    Base(len(new_records)), progress)
-    await docs.write_op(team_name, old, DELETE, extra={"moved_to": new}, base=Base(len(old_records)))
+    with _changed_meanwhile(old, f"its content is under {escape(new)!r} as it was, but {escape(old)!r} is not "
+                                 "deleted (compare them; then rm it, or run the same mv again)"):
+        await docs.write_op(team_name, old, DELETE, extra={"moved_to": new}, base=Base(len(old_records)))
     docs.copies.forget(team.team_id, old_doc)
     return Done(team.name, new, new_doc, *done, MOVE)
 
@@ -146,8 +163,9 @@ async def restore(docs: Documents, team_name: str, name: str, version: int | Non
     rec = records[version - 1]
     if rec.core.op == DELETE:
         raise Conflict(f"version {version} of {escape(name)!r} is a deletion: it has no content to bring back")
-    seq, vid = await _copy_version(docs, team_name, name, rec, keys, RESTORE, {"restored_from": version},
-                                   Base(len(records)), progress)
+    with _changed_meanwhile(name, "nothing restored"):
+        seq, vid = await _copy_version(docs, team_name, name, rec, keys, RESTORE, {"restored_from": version},
+                                       Base(len(records)), progress)
     return Done(team.name, name, doc, seq, vid, RESTORE, version)
 
 
