@@ -54,6 +54,7 @@ from vault.messages import (
 )
 from vault.wire.schemas import (
     ClosedFrame,
+    DocFrame,
     ErrorFrame,
     FollowStart,
     LiveEvent,
@@ -469,6 +470,8 @@ class Threads:
             raise PolicyDenied(frame.message)
         elif isinstance(frame, ErrorFrame):
             raise VaultError(frame.message)
+        elif isinstance(frame, DocFrame):
+            raise IntegrityError("the server sent a document notice to a thread follower that did not ask for one")
 
 
 def attachment_for(path_or_name: str) -> tuple[Path | None, str]:
