@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
+from client.api import decode_frame
 from client.client import Client
 from client.session import REVOKED_NEXT
 from vault.chains import TeamState
@@ -111,8 +112,5 @@ async def _follow_once(s: Client, team: TeamState) -> AsyncGenerator[Notice, Non
 
 def _doc_event(data: str) -> DocEvent:
     """A frame's text as a frame a document follower may get (``IntegrityError`` if it is none of them)."""
-    try:
-        event: DocEvent = msgspec.json.decode(data, type=DocEvent)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise IntegrityError(f"the server sent a malformed live frame: {e}") from e
+    event: DocEvent = decode_frame(data, DocEvent)
     return event
