@@ -157,6 +157,25 @@ async def test_a_notice_wakes_a_pass_and_a_reconnect_a_full_one(tmp_path: Path) 
     assert rec.hints == [None, Hint(docs=frozenset({DOC})), None]
 
 
+async def test_the_notice_of_a_version_our_pass_stored_wakes_nothing(tmp_path: Path) -> None:
+    q: asyncio.Queue[Notice] = asyncio.Queue()
+    q.put_nowait(Missed())
+
+    def push(n: int) -> list[dict[str, Any]]:
+        """A pass that stores version n of a document; the server's notice of it arrives during the pass."""
+        q.put_nowait(DocNotice(DOC, n, "cd" * 16))
+        return [{"action": "pushed", "name": "draft.txt", "doc": DOC, "seq": n}]
+
+    rec = Recorder(act=push, delay=0.2)
+    async with Running(rec, tmp_path, queued(q), backstop=600):
+        await rec.until(1)
+        await asyncio.sleep(1.0)
+        assert len(rec.hints) == 1, f"the echo of our own version woke a pass: {rec.hints}"
+        q.put_nowait(DocNotice(DOC, 7, "ef" * 16))  # another member's version of it
+        await rec.until(2)
+    assert rec.hints[1] == Hint(docs=frozenset({DOC}))
+
+
 async def test_the_backstop_runs_full_passes(tmp_path: Path) -> None:
     rec = Recorder()
     async with Running(rec, tmp_path, backstop=0.3):

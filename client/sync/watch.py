@@ -12,7 +12,8 @@ unsigned, and a pass checks whatever it acts on).
 Our own writes do not wake us again: the download temporaries (``*.mvault-part``, ``client/download.py``,
 and the ``.*.tmp`` of ``vault.fileio.atomic_write``) are ignored, and a path an action of a pass names
 (``PATH_KEYS``) is ignored while it still has the size, modification time and inode it had right after that
-pass. Changes that arrive during a pass wake the next one, after it.
+pass; nor do the notices of the versions our passes stored (an action's ``doc`` and ``seq``). Changes and
+notices that arrive during a pass are judged once it returned, and wake the next one.
 
 A pass that fails for want of the network (``TransportError``, a connection error) is retried as a full
 pass after a backoff (``{"action": "retry", ...}`` is emitted); an expired session is renewed once with
@@ -101,9 +102,13 @@ class _OwnWrites:
 
     root: Path
     after: dict[str, Signature] = field(default_factory=dict)
+    versions: set[tuple[str, int]] = field(default_factory=set)  # (doc, seq) of the versions our passes stored
 
     def record(self, actions: list[dict[str, Any]]) -> None:
         for action in actions:
+            doc, seq = action.get("doc"), action.get("seq")
+            if isinstance(doc, str) and isinstance(seq, int):
+                self.versions.add((doc, seq))
             for key in PATH_KEYS:
                 rel = action.get(key)
                 if isinstance(rel, str) and rel:
@@ -159,7 +164,7 @@ class _Watch:
         self.debounce, self.backstop, self.ignore, self.renew, self.grace = debounce, backstop, ignore, renew, grace
         self.pending = _Pending()
         self.own = _OwnWrites(root)
-        self.during: set[str] | None = None  # local changes seen while a pass runs (None: no pass runs)
+        self.during: list[str | DocNotice] | None = None  # changes and notices while a pass runs (None: no pass)
         self.failed = asyncio.Event()  # the watcher or the notices ended with an error
         self.failure: BaseException | None = None
         self.live = asyncio.Event()  # the notices went live (or there are none)
@@ -179,8 +184,11 @@ class _Watch:
             return False
         return rel == "." or self.ignore is None or not self.ignore(rel)
 
-    def _changed(self, rel: str) -> None:
-        if rel == ".":  # the folder itself (created, removed, replaced): everything
+    def _changed(self, rel: str | DocNotice) -> None:
+        if isinstance(rel, DocNotice):
+            if (rel.doc, rel.seq) not in self.own.versions:
+                self.pending.add(doc=rel.doc)
+        elif rel == ".":  # the folder itself (created, removed, replaced): everything
             self.pending.add(full=True)
         elif not self.own.unchanged(rel):
             self.pending.add(path=rel)
@@ -193,7 +201,7 @@ class _Watch:
                 if rel is None:
                     continue
                 if self.during is not None:
-                    self.during.add(rel)  # judged once the pass says what it wrote
+                    self.during.append(rel)  # judged once the pass says what it wrote
                 else:
                     self._changed(rel)
 
@@ -201,7 +209,10 @@ class _Watch:
         try:
             async for notice in source:
                 if isinstance(notice, DocNotice):
-                    self.pending.add(doc=notice.doc)
+                    if self.during is not None:
+                        self.during.append(notice)  # perhaps of a version this pass is storing
+                    else:
+                        self._changed(notice)
                 else:
                     self.pending.add(full=True)
                     self.live.set()
@@ -240,7 +251,7 @@ class _Watch:
 
     async def _pass(self, hint: Hint | None) -> list[dict[str, Any]] | None:
         """One pass (its actions), or None when stop came and it was abandoned or had to finish first."""
-        self.during = set()
+        self.during = []
         task = asyncio.ensure_future(self.run_pass(hint))
         try:
             stopping = asyncio.ensure_future(self.stop.wait())
@@ -260,8 +271,8 @@ class _Watch:
             return actions
         finally:
             during, self.during = self.during, None
-            for rel in sorted(during):
-                self._changed(rel)
+            for change in during:
+                self._changed(change)
 
     async def run(self) -> None:
         hint: Hint | None = None  # the first pass checks everything
@@ -269,7 +280,6 @@ class _Watch:
         failures, renewed = 0, False
         while not self.stop.is_set():
             self._check_failure()
-            started = time.monotonic()
             try:
                 actions = await self._pass(hint)
             except BaseException as e:
@@ -292,8 +302,8 @@ class _Watch:
                 return
             for action in actions:
                 self.emit(action)
-            if hint is None:
-                next_full = started + self.backstop
+            if hint is None:  # counted from its end: a pass longer than the backstop is not run back to back
+                next_full = time.monotonic() + self.backstop
             await self.wait(next_full - time.monotonic(), self.pending.wake)
             if self.stop.is_set():
                 return
