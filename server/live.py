@@ -6,8 +6,9 @@ The client's first frame says where it is and what it follows (``{"after": {thre
 bool}``); the server sends what it missed from storage, then ``{"type": "live"}``, then every new item as it is
 accepted, several ready ones as one ``msgs`` frame. A follower that loses the connection reconnects with the
 positions it has and receives the rest exactly once, in order; one whose queue overflowed (``lagged``) or that
-sees a gap in positions reads the rest from storage. Access is judged again before every delivery
-(``_access_problem``): a member removed from the team stops receiving at once.
+sees a gap in positions reads the rest from storage. Access is judged again before every delivery and every ``RECHECK``
+seconds without one (``_access_problem``): a member removed from the team stops receiving at once, and its
+connection is closed with the reason.
 
 With ``"docs": true`` the follower also receives ``{"type": "doc", "doc", "seq", "vid"}`` for every document
 version stored in the team from the moment it is live (``routes/docs.py`` publishes it once the version is
@@ -42,6 +43,7 @@ from vault.wire import schemas
 PAGE = 1000  # messages read from storage at a time
 BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
 BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
+RECHECK = 5.0  # seconds: a follower with nothing to receive has its access judged again this often
 
 
 def message_item(m: StoredMessage) -> schemas.MessageItem:
@@ -197,7 +199,16 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             out.clear()
 
         while not ws.closed:
-            batch = [await me.queue.get()]
+            try:
+                async with asyncio.timeout(RECHECK):
+                    first = await me.queue.get()
+            except TimeoutError:  # nothing arrived: a removed member is told now, not at the team's next item
+                problem = _access_problem(app, team.team_id, me)
+                if problem is not None:
+                    await _close_for(ws, problem)
+                    break
+                continue
+            batch = [first]
             size = 0
             while len(batch) < BATCH and size < BATCH_BYTES and not me.queue.empty():
                 entry = me.queue.get_nowait()

@@ -14,12 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from client.sync.live import DocNotice, Missed, Notice, doc_notices
+from client.sync.live import DocNotice, Missed, Notice, _doc_event, doc_notices
 from client.sync.watch import Hint, watch
 from client.threads.team import Threads
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.members import Follower, session
-from vault.errors import PolicyDenied
+from vault.errors import IntegrityError, PolicyDenied
+from vault.wire.schemas import DocFrame
 
 
 class Notices:
@@ -129,6 +130,19 @@ async def test_a_removed_member_notices_end_with_the_access_error(org: Org, tmp_
     assert len(docs_of(bob.got)) == 1, "a removed member heard of a version stored after the removal"
 
 
+async def test_a_removed_member_is_told_without_waiting_for_the_teams_next_version(org: Org) -> None:
+    bob = await Notices(org.server, org.bob).start()
+    try:
+        await asyncio.to_thread(org.alice.ok, "team", "remove", "drafting", "bob")  # nothing is stored after it
+        assert bob.task is not None
+        await asyncio.wait({bob.task}, timeout=20)
+        assert bob.task.done(), "the notices of a removed member did not end"
+        with pytest.raises(PolicyDenied, match="no longer have access"):
+            bob.task.result()
+    finally:
+        await bob.close()
+
+
 async def test_a_restart_is_a_reconnect_that_asks_for_a_full_check(org: Org, tmp_path: Path) -> None:
     alice = await Notices(org.server, org.alice).start()
     server = org.server
@@ -190,3 +204,17 @@ async def test_the_watch_loop_wakes_on_another_members_put(org: Org, tmp_path: P
             stop.set()
             await asyncio.wait_for(task, 15)
     assert hints == [None, Hint(docs=frozenset({plan}))]
+
+
+def test_a_frame_a_document_follower_may_not_get_is_a_protocol_violation() -> None:
+    doc, vid = "ab" * 16, "cd" * 16
+    assert _doc_event(json.dumps({"type": "doc", "doc": doc, "seq": 2, "vid": vid})) == DocFrame(doc, 2, vid)
+    wrongs = [
+        {"type": "msg", "thread": doc, "pos": 1, "record": ""},  # a thread frame: not asked for
+        {"type": "doc", "doc": "../x", "seq": 2, "vid": vid},
+        {"type": "doc", "doc": doc, "seq": -1, "vid": vid},
+        {"type": "doc", "doc": doc, "seq": 1},
+    ]
+    for wrong in wrongs:
+        with pytest.raises(IntegrityError, match="malformed live frame"):
+            _doc_event(json.dumps(wrong))
