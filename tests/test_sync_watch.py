@@ -97,6 +97,26 @@ async def test_a_save_wakes_one_pass_with_its_path(tmp_path: Path) -> None:
     assert rec.emitted == [{"action": "pass", "n": n} for n in (1, 2, 3)]
 
 
+async def test_a_save_during_the_first_pass_wakes_the_next(tmp_path: Path) -> None:
+    def save(n: int) -> None:
+        if n == 1:  # the member saves while the first pass runs (a path the pass does not name)
+            (tmp_path / "meanwhile.txt").write_text("saved during the pass")
+
+    rec = Recorder(act=save, delay=0.3)
+    async with Running(rec, tmp_path, backstop=600):
+        await rec.until(2)
+    assert rec.hints[:2] == [None, Hint(paths=frozenset({"meanwhile.txt"}))]
+
+
+async def test_cancelling_the_loop_cancels_its_pass(tmp_path: Path) -> None:
+    rec = Recorder(delay=300)
+    task = asyncio.ensure_future(watch(rec.run_pass, tmp_path, None, rec.emit, asyncio.Event()))
+    await rec.until(1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert rec.cancelled == 1 and rec.running == 0
+
+
 async def test_a_burst_of_saves_wakes_few_passes_never_two_at_once(tmp_path: Path) -> None:
     rec = Recorder(delay=0.1)
     async with Running(rec, tmp_path, backstop=600):

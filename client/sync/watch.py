@@ -257,6 +257,10 @@ class _Watch:
             stopping = asyncio.ensure_future(self.stop.wait())
             try:
                 await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # the loop itself was cancelled: so is its pass
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
             finally:
                 stopping.cancel()
             if not task.done():
