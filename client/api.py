@@ -37,6 +37,15 @@ def decode(raw: bytes, answer: type[Any] | None) -> Any:
         raise TransportError("server sent a malformed answer: not JSON") from e
 
 
+def decode_frame(data: str, kind: Any) -> Any:
+    """A live (WebSocket) frame's text as ``kind``, a frame type or a union of them; ``IntegrityError`` if it is
+    none of them: the server broke the protocol."""
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise errors.IntegrityError(f"the server sent a malformed live frame: {e}") from e
+
+
 class Api:
     """One HTTPS session to the server; every call maps failures to ``VaultError``."""
 

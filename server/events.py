@@ -1,10 +1,11 @@
-"""Live delivery of thread items to the members following a team: the ``EventBus`` interface and
-its in-process implementation.
+"""Live delivery of thread items and document notices to the members following a team: the ``EventBus``
+interface and its in-process implementation.
 
 A ``Follower`` is one open WebSocket (``server/live.py`` serves it) with a bounded queue;
 the bus hands each published item to every follower subscribed to its team, encoded once. A
 follower whose queue is full is marked ``lagged`` and reads what it missed from storage, so a bus
-may drop items for a follower but never reorders them. ``InProcessBus`` serves one process; a bus
+may drop items for a follower but never reorders them. A document notice (``{"type": "doc", ...}``) goes only
+to the followers that asked for them (``docs``). ``InProcessBus`` serves one process; a bus
 across processes (PostgreSQL ``LISTEN/NOTIFY``) implements the same interface.
 """
 
@@ -31,11 +32,14 @@ class Follower:
     ws: web.WebSocketResponse
     queue: asyncio.Queue[Item | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     lagged: bool = False
+    docs: bool = False  # it asked for document notices
     # The last access check: the team, org and member states it judged (each replaced on every
     # change to it) and when.
     checked: tuple[object, object, object, float] | None = None
 
     def offer(self, item: Item) -> None:
+        if item[0]["type"] == "doc" and not self.docs:
+            return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -43,7 +47,8 @@ class Follower:
 
 
 class EventBus(Protocol):
-    """Where accepted thread items are published and followers of a team receive them."""
+    """Where accepted thread items and stored document versions are published and followers of a team
+    receive them."""
 
     def subscribe(self, team: str, follower: Follower) -> None: ...
     def unsubscribe(self, team: str, follower: Follower) -> None: ...

@@ -1,13 +1,21 @@
-"""Live delivery of a team's thread items to one follower (``GET /api/v1/teams/{team}/live``, a WebSocket),
-beside the bus it reads from (``server/events.py``); ``server/routes/threads.py`` judges the request, counts
-the connection and hands it over to ``deliver``.
+"""Live delivery of a team's thread items and document notices to one follower (``GET /api/v1/teams/{team}/live``,
+a WebSocket), beside the bus it reads from (``server/events.py``); ``server/routes/threads.py`` judges the
+request, counts the connection and hands it over to ``deliver``.
 
-The client's first frame says where it is (``{"after": {thread: pos}, "all": bool}``); the server sends what
-it missed from storage, then ``{"type": "live"}``, then every new item as it is accepted, several ready ones
-as one ``msgs`` frame. A follower that loses the connection reconnects with the positions it has and
-receives the rest exactly once, in order; one whose queue overflowed (``lagged``) or that sees a gap in
-positions reads the rest from storage. Access is judged again before every delivery (``_access_problem``):
-a member removed from the team stops receiving at once.
+The client's first frame says where it is and what it follows (``{"after": {thread: pos}, "all": bool, "docs":
+bool}``); the server sends what it missed from storage, then ``{"type": "live"}``, then every new item as it is
+accepted, several ready ones as one ``msgs`` frame. A follower that loses the connection reconnects with the
+positions it has and receives the rest exactly once, in order; one whose queue overflowed (``lagged``) or that
+sees a gap in positions reads the rest from storage. Access is judged again before every delivery and every ``RECHECK``
+seconds without one (``_access_problem``): a member removed from the team stops receiving at once, and its
+connection is closed with the reason.
+
+With ``"docs": true`` the follower also receives ``{"type": "doc", "doc", "seq", "vid"}`` for every document
+version stored in the team from the moment it is live (``routes/docs.py`` publishes it once the version is
+committed; nothing is caught up from storage: a client that (re)connects checks the documents itself). A
+notice is a hint: the server saw the upload, so it tells nothing new, and a client acts only on versions it
+fetched and checked. A document follower whose queue overflowed is disconnected (close code 1013) instead
+of being caught up: notices may have been lost, so it reconnects and checks everything.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from vault.wire import schemas
 PAGE = 1000  # messages read from storage at a time
 BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
 BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
+RECHECK = 5.0  # seconds: a follower with nothing to receive has its access judged again this often
 
 
 def message_item(m: StoredMessage) -> schemas.MessageItem:
@@ -67,8 +76,9 @@ def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultErr
         check_session(app, f.session)
     except AuthError as e:
         return e
-    if not may_now(app, f.session, "thread.read", team):
-        return PolicyDenied("you no longer have access to this team")
+    for action in ("thread.read", "doc.read") if f.docs else ("thread.read",):
+        if not may_now(app, f.session, action, team):
+            return PolicyDenied("you no longer have access to this team")
     f.checked = (team, org, ms, now)
     return None
 
@@ -79,31 +89,34 @@ async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
     await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
 
 
-async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool]:
+async def _first_frame(ws: web.WebSocketResponse) -> tuple[dict[str, int], bool, bool]:
+    """What the follower asked for: its position in each thread, every thread, document notices."""
     try:
         msg = await ws.receive(timeout=30)
     except TimeoutError as e:
-        raise EncodingError("send where you are first: {\"after\": {thread: pos}, \"all\": bool}") from e
+        raise EncodingError('send where you are first: {"after": {thread: pos}, "all": bool, "docs": bool}') from e
     if msg.type != WSMsgType.TEXT:
         raise EncodingError("the first frame must be JSON text")
     try:
         value = json.loads(msg.data)
     except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise EncodingError("the first frame is not valid JSON") from e
-    if not isinstance(value, dict) or set(value) - {"after", "all"}:
-        raise EncodingError("the first frame takes only 'after' and 'all'")
+    if not isinstance(value, dict) or set(value) - {"after", "all", "docs"}:
+        raise EncodingError("the first frame takes only 'after', 'all' and 'docs'")
     after = value.get("after", {})
     follow_all = value.get("all", False)
-    if not isinstance(after, dict) or len(after) > 10_000 or not isinstance(follow_all, bool):
-        raise EncodingError("'after' maps thread ids to positions; 'all' is true or false")
+    docs = value.get("docs", False)
+    if not isinstance(after, dict) or len(after) > 10_000 or not isinstance(follow_all, bool) \
+            or not isinstance(docs, bool):
+        raise EncodingError("'after' maps thread ids to positions; 'all' and 'docs' are true or false")
     out = {}
     for tid, pos in after.items():
         if not isinstance(pos, int) or isinstance(pos, bool) or not 0 <= pos < 2**62:
             raise EncodingError("positions are non-negative integers")
         out[hex_id(tid, "thread id")] = pos
-    if not out and not follow_all:
-        raise EncodingError("follow at least one thread, or all")
-    return out, follow_all
+    if not out and not follow_all and not docs:
+        raise EncodingError("follow at least one thread, all threads, or documents")
+    return out, follow_all, docs
 
 
 async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.StreamResponse:
@@ -115,12 +128,12 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     delivered = 0
     done = note(request, "thread.unfollow", {"team": team.team_id})
     try:
-        after, follow_all = await _first_frame(ws)
+        after, follow_all, docs = await _first_frame(ws)
     except VaultError as e:
         await ws.send_json(frame(schemas.ErrorFrame(error=e.code, message=e.message)))
         await ws.close(code=4400)
         return ws
-    me = Follower(s, ws)
+    me = Follower(s, ws, docs=docs)
     bus.subscribe(team.team_id, me)  # before listing: a thread created meanwhile is not missed
     problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
     if problem is not None:
@@ -135,7 +148,8 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
         await ws.send_json(frame(schemas.ErrorFrame(error=missing.code, message=missing.message)))
         await ws.close(code=4404)
         return ws
-    started = Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after), "all": int(follow_all)})
+    started = Note("thread.follow", {"team": team.team_id}, detail={"threads": len(after), "all": int(follow_all),
+                                                                   "docs": int(docs)})
     await record_outside_a_request(app, started, "ok", s)
     sent: dict[str, int] = {tid: after.get(tid, 0) for tid in (threads if follow_all else after)}
 
@@ -185,7 +199,16 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             out.clear()
 
         while not ws.closed:
-            batch = [await me.queue.get()]
+            try:
+                async with asyncio.timeout(RECHECK):
+                    first = await me.queue.get()
+            except TimeoutError:  # nothing arrived: a removed member is told now, not at the team's next item
+                problem = _access_problem(app, team.team_id, me)
+                if problem is not None:
+                    await _close_for(ws, problem)
+                    break
+                continue
+            batch = [first]
             size = 0
             while len(batch) < BATCH and size < BATCH_BYTES and not me.queue.empty():
                 entry = me.queue.get_nowait()
@@ -197,9 +220,16 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             if problem is not None:
                 await _close_for(ws, problem)
                 break
+            if me.docs and me.lagged:  # document notices were dropped: the follower reconnects and checks all
+                await ws.close(code=1013, message=b"lagged behind: reconnect")
+                break
             for entry in batch:
                 assert entry is not None
                 item, text = entry
+                if item["type"] == "doc":  # only a docs follower was offered one (Follower.offer)
+                    await flush()  # in order with the thread items before it
+                    await ws.send_str(text)
+                    continue
                 tid = str(item["thread"])
                 if item["type"] == "thread":
                     if follow_all and tid not in sent:

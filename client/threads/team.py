@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from client.api import decode_frame
 from client.client import Client
 from client.session import REVOKED_NEXT
 from client.threads.cache import MAX_CACHED, CachedThread, Shown, ThreadCache
@@ -54,6 +55,7 @@ from vault.messages import (
 )
 from vault.wire.schemas import (
     ClosedFrame,
+    DocFrame,
     ErrorFrame,
     FollowStart,
     LiveEvent,
@@ -144,10 +146,7 @@ def _served(item: MessageItem) -> Message:
 
 def _live_event(data: str) -> LiveEvent:
     """A live frame's text as its frame type (``IntegrityError`` if it is none of them)."""
-    try:
-        event: LiveEvent = msgspec.json.decode(data, type=LiveEvent)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise IntegrityError(f"the server sent a malformed live frame: {e}") from e
+    event: LiveEvent = decode_frame(data, LiveEvent)
     return event
 
 
@@ -469,6 +468,8 @@ class Threads:
             raise PolicyDenied(frame.message)
         elif isinstance(frame, ErrorFrame):
             raise VaultError(frame.message)
+        elif isinstance(frame, DocFrame):
+            raise IntegrityError("the server sent a document notice to a thread follower that did not ask for one")
 
 
 def attachment_for(path_or_name: str) -> tuple[Path | None, str]:

@@ -1,5 +1,6 @@
 """Documents: a team's heads, a document's versions, uploading a version (streamed to a blob,
-checked, then stored on top of the current head) and downloading a version's body."""
+checked, then stored on top of the current head, then announced to the team's document followers:
+``server/live.py``) and downloading a version's body."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from server.access import (
     session_of,
     team_access,
 )
-from server.context import CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
+from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
 from server.http import answer, hex_id
+from server.live import frame
 from server.notes import note
 from server.store.blobs import TempBlob
 from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
@@ -142,6 +144,7 @@ async def put_version(request: web.Request) -> web.Response:
                 assert_never(added)
         directory.note_signed(core.author, core.device, core.time)
         placed = False
+        app[BUS].publish(team.team_id, frame(schemas.DocFrame(doc=doc, seq=core.seq, vid=vid)))
         event.res["vid"] = vid
         event.detail.update({"gen": core.gen, "seq": core.seq})
     finally:

@@ -170,8 +170,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "post a signed, encrypted message under the current key generation", "201", s.Posted,
         "400 401 403 404 409 413", s.MessagePost),
     _op("follow", "get", f"{TEAM}/live",
-        "WebSocket: first frame {after: {thread: pos}, all: bool}; then missed messages, {type: live}, and each "
-        "new message; 429 (before the upgrade) at the quota live_followers; 400 for a request that is no WebSocket "
+        "WebSocket: first frame {after: {thread: pos}, all: bool, docs: bool}; then missed messages, {type: live}, "
+        "and each new message, and with docs a {type: doc, doc, seq, vid} notice of each document version stored "
+        "(a hint); 429 (before the upgrade) at the quota live_followers; 400 for a request that is no WebSocket "
         "upgrade", "101", WebSocket, "400 401 403 404 429"),
     # -- audit
     _op("audit_checkpoint", "get", "/api/v1/audit/checkpoint",

@@ -316,10 +316,12 @@ class Posted(Wire):
 
 
 class FollowStart(Wire):
-    """The follower's first frame: its position in each thread, and whether it follows every thread."""
+    """The follower's first frame: its position in each thread, whether it follows every thread, and whether
+    it wants a notice of every document version stored in the team (``doc`` frames)."""
 
     after: Annotated[dict[Id, Annotated[int, Meta(ge=0, lt=2**62)]], Meta(max_length=10_000)] = {}
     all: bool = False
+    docs: bool = False
 
 
 class ThreadFrame(Wire, tag_field="type", tag="thread"):
@@ -329,6 +331,15 @@ class ThreadFrame(Wire, tag_field="type", tag="thread"):
 
 class LiveFrame(Wire, tag_field="type", tag="live"):
     """Every missed message was sent; what follows is new."""
+
+
+class DocFrame(Wire, tag_field="type", tag="doc"):
+    """A version of a document was stored (sent to followers that asked with ``docs``): a hint only, never
+    a fact a client acts on without fetching and checking the version itself."""
+
+    doc: Id
+    seq: Seq
+    vid: Id
 
 
 class MessagesFrame(Wire, tag_field="type", tag="msgs"):
@@ -349,7 +360,7 @@ class ErrorFrame(Wire, tag_field="type", tag="error"):
     message: str
 
 
-LiveEvent = MessageItem | ThreadFrame | LiveFrame | MessagesFrame | ClosedFrame | ErrorFrame
+LiveEvent = MessageItem | ThreadFrame | LiveFrame | MessagesFrame | ClosedFrame | ErrorFrame | DocFrame
 
 
 # -- audit ---------------------------------------------------------------------------------------
