@@ -85,6 +85,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "get": ("client.cli.documents", "Download, verify and decrypt a document (written only if everything verifies)."),
     "ls": ("client.cli.documents", "Documents of a team: names, sizes, versions, authors."),
     "history": ("client.cli.documents", "Every version of a document."),
+    "sync": ("client.cli.sync", "Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes "
+                                "and reports."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
     "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),

@@ -1,0 +1,355 @@
+"""One sync pass of a folder with a team: scan, one listing, reconcile (client/sync/plan.py), apply.
+
+``sync_pass`` is the whole pass as one async function over an open session, so that a watch loop can
+call it again and again. It holds the folder's lock for the pass, checks the listing against the index
+before touching anything (a lie stops the pass: nothing changed here), then applies the actions one by
+one with the existing ``Documents`` methods (uploads through ``write_op``, downloads through the
+verified temporary-file-then-rename path of ``_fetch_into``), saving the index as it goes. Whatever a
+kill leaves undone, the next pass finishes: a file whose version is already stored is recognised by
+comparing content while pulling (never a second version, never a conflict with itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from client.client import Client
+from client.docs import _inside
+from client.putbase import Base
+from client.sync import plan
+from client.sync.folders import SyncFolders
+from client.sync.scan import LocalFile, hidden, scan
+from security.authority import POLICY
+from vault.acts import Act
+from vault.chains import TeamState
+from vault.envelope import CONFLICT, DELETE, MOVE, PUT
+from vault.errors import (
+    BadName,
+    Conflict,
+    CryptoError,
+    PolicyDenied,
+    RollbackDetected,
+    ServerMismatch,
+    VaultError,
+    WouldOverwrite,
+)
+from vault.names import name_problem
+from vault.syncindex import SyncEntry, SyncIndex
+from vault.teamkeys import TeamKey
+
+Progress = Callable[[int], None]
+SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
+SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
+
+
+@dataclass
+class Outcome:
+    """What one pass did: report rows ({"action", "name", "doc", "seq", "detail", ...}) and whether it is in step."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    trouble: int = 0  # conflicts, refusals, failures and changes not pushed
+    refused: int = 0  # local deletions held back
+
+    def add(self, action: str, name: str, doc: str | None = None, seq: int | None = None, detail: str = "",
+            **more: Any) -> None:
+        self.rows.append({"action": action, "name": name, "doc": doc, "seq": seq, "detail": detail, **more})
+        if action in (plan.CONFLICT, plan.REFUSED, plan.NOT_PUSHED, "failed"):
+            self.trouble += 1
+        if action == plan.REFUSED:
+            self.refused += 1
+
+
+def conflict_name(name: str, member: str, now: int) -> str:
+    """``NAME (conflict MEMBER YYYY-MM-DD HHMM).EXT`` (UTC), beside ``name``."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.rpartition(".")
+    if not stem:  # no extension (or a name like ".x")
+        stem, dot, ext = base, "", ""
+    stamp = time.strftime("%Y-%m-%d %H%M", time.gmtime(now))
+    who = "".join(c for c in member if c.isalnum() or c in "-_ ") or "member"
+    new = f"{stem} (conflict {who} {stamp}){dot}{ext}"
+    return f"{folder}/{new}" if folder else new
+
+
+def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
+                  hidden_ok: bool) -> list[plan.Remote]:
+    out = []
+    for d in listing:
+        rec = d.record
+        r = plan.Remote(rec.core.doc, rec.core.seq, d.vid, None, rec.core.op == DELETE,
+                        size=d.opened.size if d.opened is not None else 0)
+        if d.opened is None:
+            out.append(replace(r, detail=f"(no key for generation {rec.core.gen})"))
+            continue
+        name = d.opened.name
+        why = name_problem(name)
+        if why is None and doc_id(name) != rec.core.doc:
+            why = "listed under a name that is not its own"
+        if why is None and hidden(name) and not hidden_ok:
+            why = "a hidden name (a part starts with '.'): not synced"
+        if why is None:
+            try:
+                _inside(root, name)
+            except BadName:
+                why = "would be written outside the folder"
+        out.append(replace(r, name=None, detail=f"{name}: {why}") if why else replace(r, name=name))
+    return out
+
+
+class SyncRun:
+    """Applying one pass's actions to one folder (built by ``sync_pass``)."""
+
+    def __init__(self, c: Client, team: TeamState, keys: list[TeamKey], root: Path, index: SyncIndex,
+                 folders: SyncFolders, me_name: str, may_write: bool, progress: Progress | None) -> None:
+        self.c, self.team, self.keys, self.root, self.index, self.folders = c, team, keys, root, index, folders
+        self.me_name, self.may_write = me_name, may_write
+        self.progress = progress
+        self.out = Outcome()
+        self._saved = time.monotonic()
+
+    def save(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._saved >= SAVE_EVERY:
+            self.folders.save(self.index)
+            self._saved = time.monotonic()
+
+    def _take_copy(self, name: str, doc: str) -> SyncEntry:
+        """The index entry for ``name`` from the local copies entry the last transfer recorded."""
+        docs = self.c.docs
+        if docs._batch_copies:
+            docs.copies.save(docs._batch_copies)
+            docs._batch_copies = []
+        copy = docs.copies.load().copy(self.team.team_id, doc, str(self.root / name))
+        assert copy is not None
+        return SyncEntry(doc, copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino)
+
+    async def pull(self, a: plan.Action, lf: LocalFile | None) -> None:
+        target = _inside(self.root, a.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target = _inside(self.root, a.name)  # again: a folder on the way may be a link made meanwhile
+        d, opened = await self.c.docs._version(self.team, a.name, None)
+        if opened.deleted:
+            self.out.add("skipped", a.name, a.doc, d.record.core.seq, "deleted meanwhile: the next pass removes it")
+            return
+        entry = self.index.files.get(a.name)
+        force = False
+        if os.path.lexists(target):
+            st = target.lstat()
+            force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
+        try:
+            written = await self.c.docs._fetch_into(self.team, d, opened, target, self.progress, force)
+        except WouldOverwrite:
+            await self.conflict(a, local_changed_meanwhile=lf is None)
+            return
+        self.index.record(a.name, self._take_copy(a.name, d.record.core.doc))
+        if written:
+            self.out.add(plan.PULL, a.name, a.doc, d.record.core.seq, a.detail)
+        else:
+            self.out.add("in-step", a.name, a.doc, d.record.core.seq, "already the same here")
+
+    async def push(self, a: plan.Action, lf: LocalFile) -> None:
+        base = Base(if_version=a.base) if a.base is not None else Base()
+        try:
+            seq, vid = await self.c.docs.write_op(self.team.name, a.name, PUT, source=lf.path, base=base,
+                                                  progress=self.progress)
+        except Conflict:
+            await self.conflict(a)
+            return
+        self._recorded(a, lf, seq, plan.PUSH)
+
+    def _recorded(self, a: plan.Action, lf: LocalFile, seq: int, what: str, **more: Any) -> None:
+        """Index the file as uploaded (its content and stat as read for the upload) and report it; a file that
+        changed while it was read is reported and pushed again by the next pass."""
+        entry = self._take_copy(a.name, a.doc or self._doc_id(a.name))
+        self.index.record(a.name, entry)
+        detail = a.detail
+        try:
+            st = lf.path.stat()
+            if not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino) or entry.size != lf.size:
+                detail = "changed while it was uploaded: pushed again by the next pass"
+                self.out.trouble += 1
+        except FileNotFoundError:
+            detail = "removed while it was uploaded"
+        self.out.add(what, a.name, entry.doc, seq, detail, **more)
+
+    def _doc_id(self, name: str) -> str:
+        return self.keys[0].doc_id(name)
+
+    async def delete_local(self, a: plan.Action) -> None:
+        entry = self.index.files[a.name]
+        target = _inside(self.root, a.name)
+        st = target.lstat()
+        if not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+            self.out.add("skipped", a.name, a.doc, a.seq, "changed since this pass looked: kept, next pass decides")
+            return
+        target.unlink()
+        self._prune(target.parent)
+        self.index.forget(a.name)
+        self.index.saw(entry.doc, a.seq or 1)
+        self.out.add(plan.DELETE_LOCAL, a.name, a.doc, a.seq, "deleted in the team (a signed deletion)")
+
+    def _prune(self, folder: Path) -> None:
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    async def delete_remote(self, a: plan.Action) -> None:
+        entry = self.index.files[a.name]
+        try:
+            seq, _ = await self.c.docs.write_op(self.team.name, a.name, DELETE, base=Base(if_version=a.base))
+        except Conflict:
+            self.out.add("skipped", a.name, a.doc, a.seq, "changed in the team meanwhile: the next pass fetches it")
+            return
+        self.index.forget(a.name)
+        self.index.saw(entry.doc, seq)
+        self.out.add(plan.DELETE_REMOTE, a.name, a.doc, seq, "deleted here: a signed deletion stored")
+
+    async def move(self, a: plan.Action, lf: LocalFile) -> None:
+        assert a.source is not None
+        old = self.index.files[a.source]
+        moved_from = {"name": a.source, "doc": old.doc, "vid": old.vid}
+        seq, _ = await self.c.docs.write_op(self.team.name, a.name, MOVE, source=lf.path,
+                                            extra={"moved_from": moved_from}, base=Base(if_version=0))
+        self._recorded(a, lf, seq, plan.MOVE, source=a.source)
+        try:
+            dseq, _ = await self.c.docs.write_op(self.team.name, a.source, DELETE, extra={"moved_to": a.name},
+                                                 base=Base(if_version=a.base))
+        except Conflict:
+            self.out.add("skipped", a.source, old.doc, None, "changed in the team meanwhile: the next pass fetches it")
+            return
+        self.index.forget(a.source)
+        self.index.saw(old.doc, dseq)
+
+    async def conflict(self, a: plan.Action, local_changed_meanwhile: bool = False) -> None:
+        """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
+        and upload the copy as its own document (a reader keeps it here only)."""
+        src = _inside(self.root, a.name)
+        copy = conflict_name(a.name, self.me_name, self.c.session.now())
+        n = 1
+        while os.path.lexists(self.root / copy):
+            n += 1
+            copy = conflict_name(a.name, f"{self.me_name} {n}", self.c.session.now())
+        os.rename(src, _inside(self.root, copy))
+        d, opened = await self.c.docs._version(self.team, a.name, None)
+        rec = d.record
+        if not opened.deleted:
+            await self.c.docs._fetch_into(self.team, d, opened, src, self.progress, False)
+            self.index.record(a.name, self._take_copy(a.name, rec.core.doc))
+        else:
+            self.index.forget(a.name)
+        detail = f"both changed: the team's version {rec.core.seq} is under the name, yours is kept as {copy}"
+        if self.may_write:
+            of = {"name": a.name, "doc": rec.core.doc, "vid": rec.version_id}
+            path = self.root / copy
+            st = path.stat()
+            seq, _ = await self.c.docs.write_op(self.team.name, copy, CONFLICT, source=path, extra={"conflict_of": of},
+                                                base=Base(if_version=0))
+            self.index.record(copy, self._take_copy(copy, self._doc_id(copy)))
+            if not self.index.files[copy].same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                detail += " (it changed while it was uploaded: pushed again by the next pass)"
+            detail += f", stored as its own document (version {seq})"
+        else:
+            detail += "; you may only read this team: it is not uploaded"
+        self.out.add(plan.CONFLICT, a.name, rec.core.doc, rec.core.seq, detail, copy=copy)
+
+    async def apply(self, actions: list[plan.Action], local: dict[str, LocalFile]) -> None:
+        for a in actions:
+            try:
+                await self.apply_one(a, local)
+            except SECURITY:
+                self.save(force=True)
+                raise
+            except (VaultError, OSError) as e:
+                self.out.add("failed", a.name, a.doc, a.seq, f"{a.kind}: {e}")
+            self.save()
+        self.save(force=True)
+
+    async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
+        lf = local.get(a.name)
+        if a.kind == plan.PULL:
+            await self.pull(a, lf)
+        elif a.kind == plan.PUSH:
+            assert lf is not None
+            await self.push(a, lf)
+        elif a.kind == plan.CONFLICT:
+            await self.conflict(a)
+        elif a.kind == plan.DELETE_LOCAL:
+            await self.delete_local(a)
+        elif a.kind == plan.DELETE_REMOTE:
+            await self.delete_remote(a)
+        elif a.kind == plan.MOVE:
+            assert lf is not None
+            await self.move(a, lf)
+        elif a.kind == plan.FORGET:
+            self.index.forget(a.name)
+        elif a.kind == plan.REFRESH:
+            assert lf is not None
+            entry = self.index.files[a.name]
+            self.index.record(a.name, replace(entry, size=lf.size, mtime_ns=lf.mtime_ns, ino=lf.ino))
+        else:
+            self.out.add(a.kind, a.name, a.doc, a.seq, a.detail)
+
+
+async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
+                    hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None) -> Outcome:
+    """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
+    its first sync only; a folder the index knows that is gone is the "vanished" case (deletions held back).
+    ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use."""
+    view = await c.chains.view()
+    team = view.team_by_name(team_name)
+    s = c.session
+    if s.me not in team.members:
+        raise PolicyDenied(f"you are no longer a member of team {team.name}: sync stopped, your local files are "
+                           "kept as they are")
+    root = folder.absolute()
+    folders = SyncFolders(s.home.path, s.device)
+    with contextlib.suppress(FileNotFoundError):
+        root = root.resolve(strict=True)
+    if root.exists() and not root.is_dir():
+        raise BadName(f"{root} is not a folder")
+    folders.check_place(root, team.team_id)
+    with folders.locked(root):
+        index = folders.load(root) or SyncIndex(team.team_id, str(root))
+        index.team_name = team.name
+        vanished = not root.exists()
+        if vanished and not index.files and not dry_run:
+            root.mkdir(parents=True)
+            vanished = False
+        found = scan(root, index) if root.exists() else None
+        local = found.files if found is not None else {}
+        vanished = vanished or (not local and bool(index.files))
+        keys = await c.keys.keys_for(team)
+        listing = await c.docs.ls(team_name)
+        remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok)
+        may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
+                                    team)
+        actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
+                                 confirm_deletes=confirm_deletes, vanished=vanished)
+        sizes = {r.name: r.size for r in remote if r.name is not None}
+        total = sum(local[a.name].size if a.kind in (plan.PUSH, plan.MOVE, plan.CONFLICT) and a.name in local else 0
+                    for a in actions) + sum(sizes.get(a.name, 0) for a in actions
+                                            if a.kind in (plan.PULL, plan.CONFLICT))
+        progress = on_plan(total) if on_plan is not None and not dry_run else None
+        run = SyncRun(c, team, keys, root, index, folders, view.name_of(s.me), may_write, progress)
+        for name, why in found.skipped if found else []:
+            run.out.add(plan.SKIPPED, name, None, None, why)
+        if dry_run:
+            for a in actions:
+                run.out.add(a.kind, a.name, a.doc, a.seq, a.detail or "(dry run)",
+                            **({"source": a.source} if a.source else {}))
+            return run.out
+        for r in remote:  # every listed document's number, so a later rollback is caught
+            if r.doc in index.docs:
+                index.saw(r.doc, r.seq)
+        await run.apply(actions, local)
+        index.last_sync = s.now()
+        folders.save(index)
+        return run.out
