@@ -165,7 +165,7 @@ class SyncRun:
     def _recorded(self, a: plan.Action, lf: LocalFile, seq: int, what: str, **more: Any) -> None:
         """Index the file as uploaded (its content and stat as read for the upload) and report it; a file that
         changed while it was read is reported and pushed again by the next pass."""
-        entry = self._take_copy(a.name, a.doc or self._doc_id(a.name))
+        entry = self._take_copy(a.name, self._doc_id(a.name))
         self.index.record(a.name, entry)
         detail = a.detail
         try:
