@@ -85,7 +85,8 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
         r = plan.Remote(rec.core.doc, rec.core.seq, d.vid, None, rec.core.op == DELETE,
                         size=d.opened.size if d.opened is not None else 0)
         if d.opened is None:
-            out.append(replace(r, detail=f"(no key for generation {rec.core.gen})"))
+            out.append(replace(r, label=f"(no key for generation {rec.core.gen})",
+                               detail="a version under a key generation you never held"))
             continue
         name = d.opened.name
         why = name_problem(name)
@@ -98,7 +99,7 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
                 _inside(root, name)
             except BadName:
                 why = "would be written outside the folder"
-        out.append(replace(r, name=None, detail=f"{name}: {why}") if why else replace(r, name=name))
+        out.append(replace(r, label=name, detail=why) if why else replace(r, name=name))
     return out
 
 

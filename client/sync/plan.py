@@ -58,6 +58,7 @@ class Remote:
     deleted: bool = False
     detail: str = ""
     size: int = 0
+    label: str = ""  # what to call a document whose name is not used (its name as stored, or a note)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def reconcile(local: Mapping[str, LocalFile], present: set[str], index: SyncInde
     for listed in remote:
         if listed.name is None:
             if not listed.deleted:
-                actions.append(Action(SKIPPED, listed.detail or listed.doc, listed.doc, listed.seq,
+                actions.append(Action(SKIPPED, listed.label or listed.doc, listed.doc, listed.seq,
                                       detail=listed.detail))
             continue
         heads[listed.name] = listed
