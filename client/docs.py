@@ -420,6 +420,20 @@ class Documents:
             self._batch_copies = []
         return done, failed
 
+    async def fetch_newest(self, team: TeamState, name: str, out: Path, progress: Progress | None = None,
+                           force: bool = False) -> tuple[Fetched, LocalCopy | None]:
+        """The newest version of ``name`` into ``out`` (absolute) as ``get`` fetches it (for the sync engine):
+        what was fetched, and the local copies entry now recorded for ``out`` (None: the newest version is a
+        deletion, and nothing was written)."""
+        d, opened = await self._version(team, name, None)
+        if opened.deleted:
+            return Fetched(d, None, False), None
+        written = await self._fetch_into(team, d, opened, out, progress, force)
+        entries, self._batch_copies = self._batch_copies, []
+        self.copies.save(entries)  # none: the file was known to hold this version, and its entry stands
+        copy = entries[-1][3] if entries else self.copies.load().copy(team.team_id, d.record.core.doc, str(out))
+        return Fetched(d, out, written), copy
+
     def _outside_home(self, out: Path) -> Path:
         """``out``, refused if it resolves into this client's home (MVAULT_HOME): a document never
         becomes one of its files (review round 5: a planted ``config.json`` stopped every command)."""

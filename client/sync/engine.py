@@ -39,12 +39,14 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
+from vault.localindex import LocalCopy
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 from vault.teamkeys import TeamKey
 
 Progress = Callable[[int], None]
 SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
+IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
 SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
 
 
@@ -103,6 +105,10 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
     return out
 
 
+def _entry(doc: str, copy: LocalCopy) -> SyncEntry:
+    return SyncEntry(doc, copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino)
+
+
 class SyncRun:
     """Applying one pass's actions to one folder (built by ``sync_pass``)."""
 
@@ -119,39 +125,36 @@ class SyncRun:
             self.folders.save(self.index)
             self._saved = time.monotonic()
 
-    def _take_copy(self, name: str, doc: str) -> SyncEntry:
-        """The index entry for ``name`` from the local copies entry the last transfer recorded."""
-        docs = self.c.docs
-        if docs._batch_copies:
-            docs.copies.save(docs._batch_copies)
-            docs._batch_copies = []
-        copy = docs.copies.load().copy(self.team.team_id, doc, str(self.root / name))
-        assert copy is not None
-        return SyncEntry(doc, copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino)
+    def _uploaded(self, name: str) -> SyncEntry:
+        """The index entry for ``name`` from the local copies entry its upload recorded (content and stat as read)."""
+        doc = self.keys[0].doc_id(name)
+        copy = self.c.docs.copies.load().copy(self.team.team_id, doc, str(self.root / name))
+        assert copy is not None  # write_op records it for its source
+        return _entry(doc, copy)
 
-    async def pull(self, a: plan.Action, lf: LocalFile | None) -> None:
+    async def pull(self, a: plan.Action) -> None:
         target = _inside(self.root, a.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         target = _inside(self.root, a.name)  # again: a folder on the way may be a link made meanwhile
-        d, opened = await self.c.docs._version(self.team, a.name, None)
-        if opened.deleted:
-            self.out.add("skipped", a.name, a.doc, d.record.core.seq, "deleted meanwhile: the next pass removes it")
-            return
         entry = self.index.files.get(a.name)
         force = False
-        if os.path.lexists(target):
+        if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
             st = target.lstat()
             force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
         try:
-            written = await self.c.docs._fetch_into(self.team, d, opened, target, self.progress, force)
-        except WouldOverwrite:
-            await self.conflict(a, local_changed_meanwhile=lf is None)
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, force)
+        except WouldOverwrite:  # a different file is there: both changed
+            await self.conflict(a)
             return
-        self.index.record(a.name, self._take_copy(a.name, d.record.core.doc))
-        if written:
-            self.out.add(plan.PULL, a.name, a.doc, d.record.core.seq, a.detail)
+        seq = fetched.doc.record.core.seq
+        if copy is None:
+            self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
+            return
+        self.index.record(a.name, _entry(fetched.doc.record.core.doc, copy))
+        if fetched.written:
+            self.out.add(plan.PULL, a.name, a.doc, seq, a.detail)
         else:
-            self.out.add("in-step", a.name, a.doc, d.record.core.seq, "already the same here")
+            self.out.add(IN_STEP, a.name, a.doc, seq, "already the same here")
 
     async def push(self, a: plan.Action, lf: LocalFile) -> None:
         base = Base(if_version=a.base) if a.base is not None else Base()
@@ -166,7 +169,7 @@ class SyncRun:
     def _recorded(self, a: plan.Action, lf: LocalFile, seq: int, what: str, **more: Any) -> None:
         """Index the file as uploaded (its content and stat as read for the upload) and report it; a file that
         changed while it was read is reported and pushed again by the next pass."""
-        entry = self._take_copy(a.name, self._doc_id(a.name))
+        entry = self._uploaded(a.name)
         self.index.record(a.name, entry)
         detail = a.detail
         try:
@@ -177,9 +180,6 @@ class SyncRun:
         except FileNotFoundError:
             detail = "removed while it was uploaded"
         self.out.add(what, a.name, entry.doc, seq, detail, **more)
-
-    def _doc_id(self, name: str) -> str:
-        return self.keys[0].doc_id(name)
 
     async def delete_local(self, a: plan.Action) -> None:
         entry = self.index.files[a.name]
@@ -229,7 +229,7 @@ class SyncRun:
         self.index.forget(a.source)
         self.index.saw(old.doc, dseq)
 
-    async def conflict(self, a: plan.Action, local_changed_meanwhile: bool = False) -> None:
+    async def conflict(self, a: plan.Action) -> None:
         """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
         and upload the copy as its own document (a reader keeps it here only)."""
         src = _inside(self.root, a.name)
@@ -239,11 +239,10 @@ class SyncRun:
             n += 1
             copy = conflict_name(a.name, f"{self.me_name} {n}", self.c.session.now())
         os.rename(src, _inside(self.root, copy))
-        d, opened = await self.c.docs._version(self.team, a.name, None)
-        rec = d.record
-        if not opened.deleted:
-            await self.c.docs._fetch_into(self.team, d, opened, src, self.progress, False)
-            self.index.record(a.name, self._take_copy(a.name, rec.core.doc))
+        fetched, got = await self.c.docs.fetch_newest(self.team, a.name, src, self.progress)
+        rec = fetched.doc.record
+        if got is not None:
+            self.index.record(a.name, _entry(rec.core.doc, got))
         else:
             self.index.forget(a.name)
         detail = f"both changed: the team's version {rec.core.seq} is under the name, yours is kept as {copy}"
@@ -253,7 +252,7 @@ class SyncRun:
             st = path.stat()
             seq, _ = await self.c.docs.write_op(self.team.name, copy, CONFLICT, source=path, extra={"conflict_of": of},
                                                 base=Base(if_version=0))
-            self.index.record(copy, self._take_copy(copy, self._doc_id(copy)))
+            self.index.record(copy, self._uploaded(copy))
             if not self.index.files[copy].same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
                 detail += " (it changed while it was uploaded: pushed again by the next pass)"
             detail += f", stored as its own document (version {seq})"
@@ -276,7 +275,7 @@ class SyncRun:
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         lf = local.get(a.name)
         if a.kind == plan.PULL:
-            await self.pull(a, lf)
+            await self.pull(a)
         elif a.kind == plan.PUSH:
             assert lf is not None
             await self.push(a, lf)
@@ -347,6 +346,8 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
                 run.out.add(a.kind, a.name, a.doc, a.seq, a.detail or "(dry run)",
                             **({"source": a.source} if a.source else {}))
             return run.out
+        for partial in found.partials if found else []:  # a killed pass's download: never a document, never kept
+            partial.unlink(missing_ok=True)
         for r in remote:  # every listed document's number, so a later rollback is caught
             if r.doc in index.docs:
                 index.saw(r.doc, r.seq)

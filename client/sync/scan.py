@@ -23,6 +23,7 @@ from vault.names import name_problem
 from vault.syncindex import SyncIndex
 
 IGNORE_FILE = ".mvaultignore"
+PARTIAL = ".mvault-part"  # the suffix of client/download.py's temporaries
 DEFAULT_IGNORES = ("*~", ".#*", "*.swp", "*.swx", ".DS_Store", "Thumbs.db", "*.tmp", "~$*", ".~lock.*#",
                    "*.mvault-part")
 
@@ -42,6 +43,7 @@ class Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
     present: set[str] = field(default_factory=set)  # indexed names there but not synced now (never a deletion)
     hashed: int = 0  # how many files were read
+    partials: list[Path] = field(default_factory=list)  # download temporaries a killed pass left (.NAME.*.mvault-part)
 
     def skip(self, name: str, why: str) -> None:
         self.skipped.append((name, why))
@@ -77,6 +79,8 @@ def scan(root: Path, index: SyncIndex | None) -> Scan:
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
             if hidden(name):
+                if entry.name.endswith(PARTIAL) and entry.is_file(follow_symlinks=False):
+                    found.partials.append(Path(entry.path))
                 if name in known:
                     found.present.add(name)
                 continue
