@@ -15,8 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from client.client import Client
+from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Member, Org, join_member
 from tests.helpers.db import rows_deleted, sql
+from tests.helpers.members import in_session
 from tests.test_sync import acts, sync, tree, write
 
 
@@ -150,3 +155,25 @@ def test_a_second_sync_of_the_same_folder_refuses_at_once(org: Org, tmp_path: Pa
     finally:
         os.close(fd)
     assert acts(sync(org.alice, a)) == [("push", "a.md")]
+
+
+def test_a_push_that_loses_the_race_becomes_a_conflict_copy(org: Org, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bob stores a version between alice's plan and her push: her push is refused by the head check and her
+    file is kept as a conflict copy; nothing of either is overwritten."""
+    a, b = two_synced(org, tmp_path)
+    write(a / "a.md", "alice's edit\n")
+
+    def bob_first(_total: int) -> None:  # called once alice's pass has planned, before it applies anything
+        write(b / "a.md", "bob got there first\n")
+        org.bob.ok("sync", "drafting", str(b))
+
+    async def alice_pass(c: Client) -> Outcome:
+        return await sync_pass(c, "drafting", a, on_plan=bob_first)
+
+    out = in_session(org.server, org.alice, alice_pass, monkeypatch)
+    [row] = out.rows
+    assert row["action"] == "conflict" and row["name"] == "a.md" and out.trouble == 1
+    assert (a / "a.md").read_text() == "bob got there first\n"
+    assert (a / row["copy"]).read_text() == "alice's edit\n"
+    assert len(vids(org, org.alice, "a.md")) == 2 and len(vids(org, org.alice, row["copy"])) == 1
