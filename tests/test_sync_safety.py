@@ -139,7 +139,8 @@ def test_a_member_removed_from_the_team_is_told_and_keeps_their_files(org: Org, 
     (a / "a.md").unlink()
     sync(org.alice, a)
     before = tree(b)
-    org.bob.fails("sync", "drafting", str(b), contains="drafting")
+    r = org.bob.fails("sync", "drafting", str(b), contains="you are no longer in team drafting")
+    assert r.code == 1 and "your files are kept" in r.err
     assert tree(b) == before
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from client.client import Client
 from client.docs import _inside
 from client.putbase import Base
+from client.sanitize import escape
 from client.sync import plan
 from client.sync.folders import SyncFolders
 from client.sync.scan import LocalFile, hidden, scan
@@ -33,6 +34,7 @@ from vault.errors import (
     BadName,
     Conflict,
     CryptoError,
+    NotFound,
     PolicyDenied,
     RollbackDetected,
     ServerMismatch,
@@ -303,16 +305,22 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
     """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
     its first sync only; a folder the index knows that is gone is the "vanished" case (deletions held back).
     ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use."""
-    view = await c.chains.view()
-    team = view.team_by_name(team_name)
     s = c.session
-    if s.me not in team.members:
-        raise PolicyDenied(f"you are no longer a member of team {team.name}: sync stopped, your local files are "
-                           "kept as they are")
     root = folder.absolute()
     folders = SyncFolders(s.home.path, s.device)
     with contextlib.suppress(FileNotFoundError):
         root = root.resolve(strict=True)
+    view = await c.chains.view()
+    try:
+        team = view.team_by_name(team_name)
+    except NotFound:
+        known = folders.load(root)
+        if known is None or team_name not in (known.team, known.team_name):
+            raise
+        team = None
+    if team is None or s.me not in team.members:
+        raise PolicyDenied(f"you are no longer in team {escape(team_name)}: sync stopped, nothing was changed in "
+                           f"{escape(str(root))} (your files are kept as they are)")
     if root.exists() and not root.is_dir():
         raise BadName(f"{root} is not a folder")
     folders.check_place(root, team.team_id)
