@@ -36,7 +36,7 @@ def local(name: str, c: str, ino: int = 1) -> LocalFile:
 
 
 def entry(name: str, c: str, seq: int, ino: int = 1) -> SyncEntry:
-    return SyncEntry(doc(name), vid(name, seq), seq, h(c), 1, 1, ino)
+    return SyncEntry(vid(name, seq), seq, h(c), 1, 1, ino, doc(name))
 
 
 def head(name: str, seq: int, deleted: bool = False) -> Remote:

@@ -19,43 +19,36 @@ padded to ``max(4096, the next power of two)`` bytes, like the local copies inde
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-from vault.encoding import Fields, Value, decode, encode
+from vault.encoding import Fields, Value
 from vault.errors import DecryptionFailed, EncodingError
-from vault.localindex import HASH_BYTES
-from vault.localstate import open_local, seal_local
+from vault.localindex import LocalCopy, open_padded, seal_padded
 
 NAME = "sync"  # the sealed file's name prefix (in its AD), followed by ":" and the folder's id
-PAD_MIN = 4096
 
 
 @dataclass(frozen=True)
-class SyncEntry:
-    """One file of the folder as last synced."""
+class SyncEntry(LocalCopy):
+    """One file of the folder as last synced: a local copy (version, plaintext hash, stat) and its document."""
 
-    doc: str  # document id (32 hex)
-    vid: str  # the version the file holds (32 hex)
-    seq: int  # that version's number (from 1)
-    sha256: bytes  # SHA-256 of the plaintext
-    size: int
-    mtime_ns: int
-    ino: int
+    doc: str = ""  # document id (32 hex)
 
     def to_value(self) -> dict[str, Value]:
-        return {"doc": self.doc, "vid": self.vid, "seq": self.seq, "sha256": self.sha256, "size": self.size,
-                "mtime_ns": self.mtime_ns, "ino": self.ino}
+        return {**super().to_value(), "doc": self.doc}
 
     @classmethod
     def from_value(cls, v: Value) -> SyncEntry:
-        f = Fields(v, "sync index entry", {"doc", "vid", "seq", "sha256", "size", "mtime_ns", "ino"})
-        return cls(f.str_("doc", 64), f.str_("vid", 64), f.int_("seq", 1), f.bytes_("sha256", HASH_BYTES),
-                   f.int_("size", 0), f.int_("mtime_ns"), f.int_("ino", 0))
+        f = Fields(v, "sync index entry")
+        copy = LocalCopy.from_value({k: x for k, x in f.raw.items() if k != "doc"})
+        return cls.of(f.str_("doc", 64), copy)
+
+    @classmethod
+    def of(cls, doc: str, copy: LocalCopy) -> SyncEntry:
+        return cls(copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino, doc)
 
     def same_stat(self, size: int, mtime_ns: int, ino: int) -> bool:
-        """Whether a file with this stat is, by all signs short of reading it, the one recorded."""
-        return (self.size, self.mtime_ns, self.ino) == (size, mtime_ns, ino)
+        return self.same_file(size, mtime_ns, ino)
 
 
 @dataclass
@@ -105,21 +98,13 @@ def _ad_name(folder_id: str) -> str:
 
 def seal_sync_index(key: bytes, folder_id: str, index: SyncIndex) -> bytes:
     """The sealed, padded file for ``index`` under the local key, bound to ``folder_id`` (its file's name)."""
-    body = encode(index.to_value())
-    data = struct.pack(">I", len(body)) + body
-    size = max(PAD_MIN, 1 << (len(data) - 1).bit_length())
-    return seal_local(key, _ad_name(folder_id), data + bytes(size - len(data)))
+    return seal_padded(key, _ad_name(folder_id), index.to_value())
 
 
 def open_sync_index(key: bytes, folder_id: str, blob: bytes) -> SyncIndex:
     """The index sealed in ``blob``; ``DecryptionFailed`` when it was altered, swapped, or is not ours."""
-    data = open_local(key, _ad_name(folder_id), blob)
-    if not isinstance(data, bytes) or len(data) < 4:
-        raise DecryptionFailed("sync index is malformed")
-    (n,) = struct.unpack(">I", data[:4])
-    if 4 + n > len(data) or any(data[4 + n:]):
-        raise DecryptionFailed("sync index is malformed")
+    value = open_padded(key, _ad_name(folder_id), blob, "sync index")
     try:
-        return SyncIndex.from_value(decode(data[4:4 + n]))
+        return SyncIndex.from_value(value)
     except EncodingError as e:
         raise DecryptionFailed("sync index is malformed") from e

@@ -41,7 +41,6 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
-from vault.localindex import LocalCopy
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 from vault.teamkeys import TeamKey
@@ -107,10 +106,6 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
     return out
 
 
-def _entry(doc: str, copy: LocalCopy) -> SyncEntry:
-    return SyncEntry(doc, copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino)
-
-
 class SyncRun:
     """Applying one pass's actions to one folder (built by ``sync_pass``)."""
 
@@ -132,7 +127,7 @@ class SyncRun:
         doc = self.keys[0].doc_id(name)
         copy = self.c.docs.copies.load().copy(self.team.team_id, doc, str(self.root / name))
         assert copy is not None  # write_op records it for its source
-        return _entry(doc, copy)
+        return SyncEntry.of(doc, copy)
 
     async def pull(self, a: plan.Action) -> None:
         target = _inside(self.root, a.name)
@@ -152,7 +147,7 @@ class SyncRun:
         if copy is None:
             self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
             return
-        self.index.record(a.name, _entry(fetched.doc.record.core.doc, copy))
+        self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
         if fetched.written:
             self.out.add(plan.PULL, a.name, a.doc, seq, a.detail)
         else:
@@ -244,7 +239,7 @@ class SyncRun:
         fetched, got = await self.c.docs.fetch_newest(self.team, a.name, src, self.progress)
         rec = fetched.doc.record
         if got is not None:
-            self.index.record(a.name, _entry(rec.core.doc, got))
+            self.index.record(a.name, SyncEntry.of(rec.core.doc, got))
         else:
             self.index.forget(a.name)
         detail = f"both changed: the team's version {rec.core.seq} is under the name, yours is kept as {copy}"
