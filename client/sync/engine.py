@@ -11,6 +11,7 @@ comparing content while pulling (never a second version, never a conflict with i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -32,6 +33,7 @@ from vault.chains import TeamState
 from vault.envelope import CONFLICT, DELETE, MOVE, PUT
 from vault.errors import (
     BadName,
+    BatchFailed,
     Conflict,
     CryptoError,
     NotFound,
@@ -46,6 +48,7 @@ from vault.syncindex import SyncEntry, SyncIndex
 from vault.teamkeys import TeamKey
 
 Progress = Callable[[int], None]
+PULL_CONCURRENCY = 8  # downloads in flight in one pass
 SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
 IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
 SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
@@ -258,16 +261,65 @@ class SyncRun:
         self.out.add(plan.CONFLICT, a.name, rec.core.doc, rec.core.seq, detail, copy=copy)
 
     async def apply(self, actions: list[plan.Action], local: dict[str, LocalFile]) -> None:
+        """New documents in one batch put (several uploads in flight), pulls several at a time, then the rest in
+        order; a lying server stops it all (the index saved first)."""
+        new = [a for a in actions if a.kind == plan.PUSH and a.doc is None and a.name in local]
+        if len(new) < 2:
+            new = []
+        pulls = [a for a in actions if a.kind == plan.PULL]
+        if new:
+            await self.push_new(new, local)
+        gate = asyncio.Semaphore(PULL_CONCURRENCY)
+
+        async def pull(a: plan.Action) -> None:
+            async with gate:
+                await self.guarded(a, local)
+
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for a in pulls:
+                    tasks.create_task(pull(a))
+        except ExceptionGroup as group:  # a security error (guarded lets nothing else through): the others stopped
+            raise group.exceptions[0] from None
+        done = {id(a) for a in new + pulls}
         for a in actions:
-            try:
-                await self.apply_one(a, local)
-            except SECURITY:
-                self.save(force=True)
-                raise
-            except (VaultError, OSError) as e:
-                self.out.add("failed", a.name, a.doc, a.seq, f"{a.kind}: {e}")
-            self.save()
+            if id(a) not in done:
+                await self.guarded(a, local)
         self.save(force=True)
+
+    async def guarded(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
+        """Apply ``a``; a failure is reported and the pass goes on, except a lying server, which stops it."""
+        try:
+            await self.apply_one(a, local)
+        except SECURITY:
+            self.save(force=True)
+            raise
+        except (VaultError, OSError) as e:
+            self.out.add("failed", a.name, a.doc, a.seq, f"{a.kind}: {e}")
+        self.save()
+
+    async def push_new(self, batch: list[plan.Action], local: dict[str, LocalFile]) -> None:
+        """New documents stored with one batch put; one that exists meanwhile is a conflict."""
+        try:
+            stored = await self.c.docs.put_many(self.team.name, [(local[a.name].path, a.name) for a in batch],
+                                                self.progress, base=Base(if_version=0))
+            failed: list[tuple[str, BaseException]] = []
+        except BatchFailed as e:
+            stored, failed = e.stored, e.failed
+        except SECURITY:
+            raise
+        except VaultError as e:
+            stored, failed = [], [(a.name, e) for a in batch]
+        by_name = {a.name: a for a in batch}
+        for name, seq, _ in stored:
+            self._recorded(by_name[name], local[name], seq, plan.PUSH)
+        for name, error in failed:
+            a = by_name[name]
+            if isinstance(error, Conflict):
+                await self.guarded(replace(a, kind=plan.CONFLICT), local)
+            else:
+                self.out.add("failed", a.name, a.doc, a.seq, f"{a.kind}: {error}")
+        self.save()
 
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         lf = local.get(a.name)
