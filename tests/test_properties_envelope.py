@@ -80,6 +80,7 @@ def _check_meta(data: bytes) -> None:
         meta = unpad_metadata(data)
     except EncodingError:
         return
+    assert isinstance(meta, dict)
     assert isinstance(meta["name"], str)
     assert isinstance(meta["size"], int) and not isinstance(meta["size"], bool) and meta["size"] >= 0
 
