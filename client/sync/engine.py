@@ -50,6 +50,8 @@ from vault.teamkeys import TeamKey
 Progress = Callable[[int], None]
 PULL_CONCURRENCY = 8  # downloads in flight in one pass
 SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
+FAILED = "failed"  # an action that could not be done (the reason in its detail)
+KEEP_WHEN_GONE = (plan.DELETE_REMOTE, plan.REFUSED, plan.FORGET, plan.SKIPPED, plan.NOT_PUSHED)
 IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
 SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
 
@@ -65,7 +67,7 @@ class Outcome:
     def add(self, action: str, name: str, doc: str | None = None, seq: int | None = None, detail: str = "",
             **more: Any) -> None:
         self.rows.append({"action": action, "name": name, "doc": doc, "seq": seq, "detail": detail, **more})
-        if action in (plan.CONFLICT, plan.REFUSED, plan.NOT_PUSHED, "failed"):
+        if action in (plan.CONFLICT, plan.REFUSED, plan.NOT_PUSHED, FAILED):
             self.trouble += 1
         if action == plan.REFUSED:
             self.refused += 1
@@ -295,7 +297,7 @@ class SyncRun:
             self.save(force=True)
             raise
         except (VaultError, OSError) as e:
-            self.out.add("failed", a.name, a.doc, a.seq, f"{a.kind}: {e}")
+            self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {e}")
         self.save()
 
     async def push_new(self, batch: list[plan.Action], local: dict[str, LocalFile]) -> None:
@@ -318,7 +320,7 @@ class SyncRun:
             if isinstance(error, Conflict):
                 await self.guarded(replace(a, kind=plan.CONFLICT), local)
             else:
-                self.out.add("failed", a.name, a.doc, a.seq, f"{a.kind}: {error}")
+                self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {error}")
         self.save()
 
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
@@ -388,6 +390,10 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
                                     team)
         actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
                                  confirm_deletes=confirm_deletes, vanished=vanished)
+        if not root.exists():  # gone (an unmounted disk?): nothing is written where it was
+            actions = [a if a.kind in KEEP_WHEN_GONE else
+                       plan.Action(FAILED, a.name, a.doc, a.seq, detail=f"{a.kind}: the folder is gone; nothing is "
+                                   "written there (make it again, or sync into another folder)") for a in actions]
         sizes = {r.name: r.size for r in remote if r.name is not None}
         total = sum(local[a.name].size if a.kind in (plan.PUSH, plan.MOVE, plan.CONFLICT) and a.name in local else 0
                     for a in actions) + sum(sizes.get(a.name, 0) for a in actions
