@@ -180,3 +180,30 @@ def test_a_push_that_loses_the_race_becomes_a_conflict_copy(org: Org, tmp_path: 
     assert (a / "a.md").read_text() == "bob got there first\n"
     assert (a / row["copy"]).read_text() == "alice's edit\n"
     assert len(vids(org, org.alice, "a.md")) == 2 and len(vids(org, org.alice, row["copy"])) == 1
+
+
+def test_a_link_swapped_in_during_a_pass_is_never_followed(org: Org, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between alice's plan and its actions, a.md (to be deleted: bob deleted it) is moved to keep/a.md with a
+    link left in its place, and sub/ (sub/c.md is to be fetched into it) becomes a link to a folder outside:
+    the moved file is not deleted through the link, nothing is written outside."""
+    a, b = two_synced(org, tmp_path)
+    (b / "a.md").unlink()
+    write(b / "sub/c.md", "c.md v2\n")
+    sync(org.bob, b)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def swap(_total: int) -> None:  # the very file (same inode and stat) moved, a link left in its place
+        (a / "keep").mkdir()
+        os.rename(a / "a.md", a / "keep/a.md")
+        (a / "a.md").symlink_to(a / "keep/a.md")
+        shutil.rmtree(a / "sub")
+        (a / "sub").symlink_to(outside)
+
+    async def alice_pass(c: Client) -> Outcome:
+        return await sync_pass(c, "drafting", a, on_plan=swap)
+
+    out = in_session(org.server, org.alice, alice_pass, monkeypatch)
+    assert sorted((r["action"], r["name"]) for r in out.rows) == [("failed", "a.md"), ("failed", "sub/c.md")]
+    assert (a / "keep/a.md").read_text() == "a.md v1\n" and tree(outside) == {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -122,6 +123,14 @@ class SyncRun:
         self.out = Outcome()
         self._saved = time.monotonic()
 
+    def _local(self, name: str) -> Path:
+        """DIR/``name``, refused if a link on the way (or the file itself) would lead anywhere else: every local
+        change of a pass is made at the very path it scanned, never through a link made meanwhile."""
+        path = self.root / name
+        if _inside(self.root, name) != path:
+            raise BadName(f"{escape(name)}: a symbolic link is on its way in the folder; not touched")
+        return path
+
     def save(self, force: bool = False) -> None:
         if force or time.monotonic() - self._saved >= SAVE_EVERY:
             self.folders.save(self.index)
@@ -135,9 +144,8 @@ class SyncRun:
         return SyncEntry.of(doc, copy)
 
     async def pull(self, a: plan.Action) -> None:
-        target = _inside(self.root, a.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target = _inside(self.root, a.name)  # again: a folder on the way may be a link made meanwhile
+        self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
+        target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
         entry = self.index.files.get(a.name)
         force = False
         if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
@@ -185,9 +193,9 @@ class SyncRun:
 
     async def delete_local(self, a: plan.Action) -> None:
         entry = self.index.files[a.name]
-        target = _inside(self.root, a.name)
+        target = self._local(a.name)
         st = target.lstat()
-        if not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+        if not stat.S_ISREG(st.st_mode) or not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
             self.out.add("skipped", a.name, a.doc, a.seq, "changed since this pass looked: kept, next pass decides")
             return
         target.unlink()
@@ -234,13 +242,13 @@ class SyncRun:
     async def conflict(self, a: plan.Action) -> None:
         """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
         and upload the copy as its own document (a reader keeps it here only)."""
-        src = _inside(self.root, a.name)
+        src = self._local(a.name)
         copy = conflict_name(a.name, self.me_name, self.c.session.now())
         n = 1
         while os.path.lexists(self.root / copy):
             n += 1
             copy = conflict_name(a.name, f"{self.me_name} {n}", self.c.session.now())
-        os.rename(src, _inside(self.root, copy))
+        os.rename(src, self._local(copy))
         fetched, got = await self.c.docs.fetch_newest(self.team, a.name, src, self.progress)
         rec = fetched.doc.record
         if got is not None:
@@ -390,7 +398,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
                                     team)
         actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
                                  confirm_deletes=confirm_deletes, vanished=vanished)
-        if not root.exists():  # gone (an unmounted disk?): nothing is written where it was
+        if not root.exists() and index.files:  # gone (an unmounted disk?): nothing is written where it was
             actions = [a if a.kind in KEEP_WHEN_GONE else
                        plan.Action(FAILED, a.name, a.doc, a.seq, detail=f"{a.kind}: the folder is gone; nothing is "
                                    "written there (make it again, or sync into another folder)") for a in actions]
