@@ -171,3 +171,21 @@ def test_dry_run_changes_nothing_and_status_lists_the_folder(org: Org, tmp_path:
     assert [v["version"] for v in alice.json("history", "drafting", "plan.md")] == [1]
     piped = alice.ok("sync", "drafting", str(a), "--dry-run").out
     assert sorted(line.split("\t")[:2] for line in piped.splitlines()) == [["push", "new.md"], ["push", "plan.md"]]
+
+
+def test_a_file_new_on_both_sides_is_kept_if_the_same_else_a_conflict(org: Org, tmp_path: Path) -> None:
+    alice, bob = org.alice, org.bob
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "same.md", "same\n")
+    write(a / "x.md", "alice's x\n")
+    sync(alice, a)
+    write(b / "same.md", "same\n")
+    write(b / "x.md", "bob's x\n")
+    r = bob.run("sync", "drafting", str(b), "--json")
+    assert r.code == 1
+    rows = {row["name"]: row for row in r.json()}
+    assert rows["same.md"]["action"] == "in-step" and rows["x.md"]["action"] == "conflict"
+    assert (b / "x.md").read_text() == "alice's x\n" and (b / rows["x.md"]["copy"]).read_text() == "bob's x\n"
+    assert [v["version"] for v in alice.json("history", "drafting", "same.md")] == [1]
+    sync(alice, a)
+    assert tree(a) == tree(b)

@@ -121,6 +121,7 @@ class SyncRun:
         self.me_name, self.may_write = me_name, may_write
         self.progress = progress
         self.out = Outcome()
+        self.deferred: list[plan.Action] = []  # conflicts found while pulling, done once the pulls are
         self._saved = time.monotonic()
 
     def _local(self, name: str) -> Path:
@@ -153,8 +154,8 @@ class SyncRun:
             force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
         try:
             fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, force)
-        except WouldOverwrite:  # a different file is there: both changed
-            await self.conflict(a)
+        except WouldOverwrite:  # a different file is there: both changed (handled after the batch of pulls)
+            self.deferred.append(replace(a, kind=plan.CONFLICT))
             return
         seq = fetched.doc.record.core.seq
         if copy is None:
@@ -285,16 +286,17 @@ class SyncRun:
             async with gate:
                 await self.guarded(a, local)
 
+        self.deferred = []
         try:
-            async with asyncio.TaskGroup() as tasks:
-                for a in pulls:
-                    tasks.create_task(pull(a))
+            with self.c.docs.fetch_batch():
+                async with asyncio.TaskGroup() as tasks:
+                    for a in pulls:
+                        tasks.create_task(pull(a))
         except ExceptionGroup as group:  # a security error (guarded lets nothing else through): the others stopped
             raise group.exceptions[0] from None
         done = {id(a) for a in new + pulls}
-        for a in actions:
-            if id(a) not in done:
-                await self.guarded(a, local)
+        for a in self.deferred + [a for a in actions if id(a) not in done]:  # conflicts upload: after the batch
+            await self.guarded(a, local)
         self.save(force=True)
 
     async def guarded(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
