@@ -185,7 +185,7 @@ class SyncRun:
         detail = a.detail
         try:
             st = lf.path.stat()
-            if not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino) or entry.size != lf.size:
+            if not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
                 detail = "changed while it was uploaded: pushed again by the next pass"
                 self.out.trouble += 1
         except FileNotFoundError:
