@@ -435,6 +435,30 @@ class Documents:
             self._batch_copies = []
         return done, failed
 
+    async def fetch_newest(self, team: TeamState, name: str, out: Path, progress: Progress | None = None,
+                           force: bool = False) -> tuple[Fetched, LocalCopy | None]:
+        """The newest version of ``name`` into ``out`` (absolute) as ``get`` fetches it (for the sync engine):
+        what was fetched, and the local copies entry now recorded for ``out`` (None: the newest version is a
+        deletion, and nothing was written)."""
+        d, opened = await self._version(team, name, None)
+        if opened.deleted:
+            return Fetched(d, None, False), None
+        written = await self._fetch_into(team, d, opened, out, progress, force)
+        ours = next((e[3] for e in reversed(self._batch_copies) if e[2] == str(out)), None)
+        if self._batch_pins is None:
+            self.copies.save(self._batch_copies)
+            self._batch_copies = []
+        # none recorded: the file was known to hold this version, and its entry stands
+        copy = ours if ours is not None else self.copies.load().copy(team.team_id, d.record.core.doc, str(out))
+        return Fetched(d, out, written), copy
+
+    @contextlib.contextmanager
+    def fetch_batch(self) -> Iterator[None]:
+        """Many ``fetch_newest`` calls (no upload among them) whose document pins and local copies entries are
+        saved together every second and at the end, as a batch put saves them, instead of after each file."""
+        with self._pin_batch():
+            yield
+
     def _outside_home(self, out: Path) -> Path:
         """``out``, refused if it resolves into this client's home (MVAULT_HOME): a document never
         becomes one of its files (review round 5: a planted ``config.json`` stopped every command)."""

@@ -82,6 +82,7 @@ def _check_meta(data: bytes) -> None:
         meta = check_metadata(unpad_metadata(data), PUT)  # unpadding alone no longer checks the fields
     except EncodingError:
         return
+    assert isinstance(meta, dict)
     assert isinstance(meta["name"], str)
     assert isinstance(meta["size"], int) and not isinstance(meta["size"], bool) and meta["size"] >= 0
 

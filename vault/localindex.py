@@ -106,23 +106,39 @@ class LocalIndex:
                     for k, paths in docs.raw.items()})
 
 
-def seal_index(key: bytes, index: LocalIndex) -> bytes:
-    """The sealed, padded file for ``index`` under the local key (``vault.localstate.local_key``)."""
-    body = encode(index.to_value())
+def seal_padded(key: bytes, name: str, value: Value) -> bytes:
+    """``value`` encoded, length-prefixed and zero-padded to ``max(4096, the next power of two)`` bytes, sealed
+    under the local key and ``name`` (its AD): the form of this index and of the sync folder indexes."""
+    body = encode(value)
     data = struct.pack(">I", len(body)) + body
     size = max(PAD_MIN, 1 << (len(data) - 1).bit_length())
-    return seal_local(key, NAME, data + bytes(size - len(data)))
+    return seal_local(key, name, data + bytes(size - len(data)))
+
+
+def open_padded(key: bytes, name: str, blob: bytes, what: str) -> Value:
+    """The value ``seal_padded`` sealed in ``blob``; ``DecryptionFailed`` (naming ``what``) when it was altered,
+    swapped, is not ours or is malformed (a length past the end, non-zero padding)."""
+    data = open_local(key, name, blob)
+    if not isinstance(data, bytes) or len(data) < 4:
+        raise DecryptionFailed(f"{what} is malformed")
+    (n,) = struct.unpack(">I", data[:4])
+    if 4 + n > len(data) or any(data[4 + n:]):
+        raise DecryptionFailed(f"{what} is malformed")
+    try:
+        return decode(data[4:4 + n])
+    except EncodingError as e:
+        raise DecryptionFailed(f"{what} is malformed") from e
+
+
+def seal_index(key: bytes, index: LocalIndex) -> bytes:
+    """The sealed, padded file for ``index`` under the local key (``vault.localstate.local_key``)."""
+    return seal_padded(key, NAME, index.to_value())
 
 
 def open_index(key: bytes, blob: bytes) -> LocalIndex:
     """The index sealed in ``blob``; ``DecryptionFailed`` when it was altered, swapped, or is not ours."""
-    data = open_local(key, NAME, blob)
-    if not isinstance(data, bytes) or len(data) < 4:
-        raise DecryptionFailed("local copies index is malformed")
-    (n,) = struct.unpack(">I", data[:4])
-    if 4 + n > len(data) or any(data[4 + n:]):
-        raise DecryptionFailed("local copies index is malformed")
+    value = open_padded(key, NAME, blob, "local copies index")
     try:
-        return LocalIndex.from_value(decode(data[4:4 + n]))
+        return LocalIndex.from_value(value)
     except EncodingError as e:
         raise DecryptionFailed("local copies index is malformed") from e

@@ -89,6 +89,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                "restore brings it back)."),
     "mv": ("client.cli.files", "Rename a document: its content under NEW (history follows it), then OLD deleted."),
     "restore": ("client.cli.files", "Bring back a deleted or older version of a document as its newest version."),
+    "sync": ("client.cli.sync", "Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes "
+                                "and reports."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
     "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),

@@ -1,0 +1,104 @@
+"""``mvault sync TEAM DIR`` (one pass) and ``mvault sync status [DIR]``: a team's documents as a folder."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, progress_bar, with_session
+from client.client import Client
+from client.sanitize import escape
+from client.sync.engine import Outcome, sync_pass
+from client.sync.folders import SyncFolders
+from client.sync.scan import scan
+from vault.errors import Conflict
+
+_ACTIONS = (Column("action", lambda r: r["action"]), Column("name", lambda r: r["name"]),
+            Column("version", lambda r: r["seq"]), Column("detail", lambda r: r["detail"] or None))
+_FOLDERS = (Column("team", lambda r: r["team_name"]), Column("folder", lambda r: r["folder"]),
+            Column("last sync", lambda r: Time(r["last_sync"]) if r["last_sync"] else None),
+            Column("files", lambda r: r["files"]), Column("pending", lambda r: r["pending"]),
+            Column("conflicts", lambda r: r["conflicts"]))
+
+
+@click.command("sync")
+@click.argument("args", metavar="TEAM DIR | status [DIR]", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="show what would change (conflicts included); change nothing")
+@click.option("--confirm-deletes", is_flag=True,
+              help="store local deletions even when the folder is gone or empty, or many files would be deleted")
+@click.option("--hidden", is_flag=True, help="also sync hidden names (a part starting with '.')")
+@json_flag
+@click.pass_obj
+def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, hidden: bool) -> None:
+    """Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes and reports.
+
+    Subfolders become names with /. A file is deleted here only when a member entitled to write signed
+    its deletion, and only if you did not change it; a file you deleted is deleted in the team only if
+    this folder had synced it. Both sides changed: the team's version goes under the name and yours is
+    kept beside it as "NAME (conflict MEMBER DATE TIME).EXT", uploaded as its own document. A server
+    leaving out or rolling back a document stops the pass (exit 3) before anything changes here.
+    `mvault sync status [DIR]` lists synced folders: team, last sync, pending local changes, conflicts.
+    Exit 0 in step, 1 with conflicts, refusals or changes not pushed, 3 for a server caught lying.
+    """
+    if args and args[0] == "status":
+        if dry_run or confirm_deletes or hidden:
+            raise click.UsageError("sync status takes no --dry-run, --confirm-deletes or --hidden")
+        if len(args) > 2:
+            raise click.UsageError("sync status takes at most one DIR")
+        _status(ctx, Path(args[1]) if len(args) == 2 else None)
+        return
+    if len(args) != 2:
+        raise click.UsageError("give TEAM and DIR (or `sync status [DIR]`)")
+    team_name, folder = args[0], Path(args[1])
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"{escape(str(folder))} is not a folder")
+    with contextlib.ExitStack() as stack:
+        def on_plan(total: int) -> Callable[[int], None] | None:
+            return stack.enter_context(progress_bar(ctx, total, f"sync {team_name}"))
+
+        async def go(s: Client) -> Outcome:
+            return await sync_pass(s, team_name, folder, dry_run=dry_run, confirm_deletes=confirm_deletes,
+                                   hidden_ok=hidden, on_plan=on_plan)
+
+        outcome = with_session(ctx, go)
+    emit_rows(ctx, outcome.rows, _ACTIONS)
+    if outcome.refused:
+        again = f"mvault sync {shlex.quote(team_name)} {shlex.quote(str(folder))} --confirm-deletes"
+        raise Conflict(f"{outcome.refused} local deletion(s) held back (the folder is gone or empty, or too many "
+                       f"files would be deleted); if you meant it, run `{escape(again)}`")
+    if outcome.trouble:
+        raise Conflict(f"{outcome.trouble} conflict(s), failure(s) or change(s) not pushed: see the report above")
+
+
+def _status(ctx: Ctx, folder: Path | None) -> None:
+    """Every synced folder (or DIR's): team, folder, last sync, pending local changes (a scan, no network)."""
+    secrets = ctx.home.unlock()
+    folders = SyncFolders(ctx.home.path, secrets.device)
+    indexes = folders.all()
+    if folder is not None:
+        root = folder.resolve()
+        indexes = [i for i in indexes if Path(i.root) == root]
+        if not indexes:
+            raise click.UsageError(f"{escape(str(folder))} is not a synced folder")
+    rows: list[dict[str, Any]] = []
+    for index in indexes:
+        root = Path(index.root)
+        found = scan(root, index) if root.is_dir() else None
+        pending = 0
+        if found is not None:
+            pending += sum(1 for n, f in found.files.items()
+                           if n not in index.files or (f.sha256 is not None and f.sha256 != index.files[n].sha256))
+            pending += sum(1 for n in index.files if n not in found.files and n not in found.present)
+        conflicts = sum(1 for n in (found.files if found else {}) if " (conflict " in n)
+        rows.append({"team": index.team, "team_name": index.team_name, "folder": index.root,
+                     "last_sync": index.last_sync, "files": len(index.files), "pending": pending,
+                     "conflicts": conflicts, "missing": found is None})
+    emit_rows(ctx, rows, _FOLDERS)
+
+
+COMMANDS: tuple[click.Command, ...] = (sync,)

@@ -1,0 +1,428 @@
+"""One sync pass of a folder with a team: scan, one listing, reconcile (client/sync/plan.py), apply.
+
+``sync_pass`` is the whole pass as one async function over an open session, so that a watch loop can
+call it again and again. It holds the folder's lock for the pass, checks the listing against the index
+before touching anything (a lie stops the pass: nothing changed here), then applies the actions one by
+one with the existing ``Documents`` methods (uploads through ``write_op``, downloads through the
+verified temporary-file-then-rename path of ``_fetch_into``), saving the index as it goes. Whatever a
+kill leaves undone, the next pass finishes: a file whose version is already stored is recognised by
+comparing content while pulling (never a second version, never a conflict with itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from client.client import Client
+from client.docs import _inside
+from client.putbase import Base
+from client.sanitize import escape
+from client.sync import plan
+from client.sync.folders import SyncFolders
+from client.sync.scan import LocalFile, hidden, scan
+from security.authority import POLICY
+from vault.acts import Act
+from vault.chains import TeamState
+from vault.envelope import CONFLICT, DELETE, MOVE, PUT
+from vault.errors import (
+    BadName,
+    BatchFailed,
+    Conflict,
+    CryptoError,
+    NotFound,
+    PolicyDenied,
+    RollbackDetected,
+    ServerMismatch,
+    VaultError,
+    WouldOverwrite,
+)
+from vault.names import name_problem
+from vault.syncindex import SyncEntry, SyncIndex
+from vault.teamkeys import TeamKey
+
+Progress = Callable[[int], None]
+PULL_CONCURRENCY = 8  # downloads in flight in one pass
+SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
+FAILED = "failed"  # an action that could not be done (the reason in its detail)
+KEEP_WHEN_GONE = (plan.DELETE_REMOTE, plan.REFUSED, plan.FORGET, plan.SKIPPED, plan.NOT_PUSHED)
+IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
+SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
+
+
+@dataclass
+class Outcome:
+    """What one pass did: report rows ({"action", "name", "doc", "seq", "detail", ...}) and whether it is in step."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    trouble: int = 0  # conflicts, refusals, failures and changes not pushed
+    refused: int = 0  # local deletions held back
+
+    def add(self, action: str, name: str, doc: str | None = None, seq: int | None = None, detail: str = "",
+            **more: Any) -> None:
+        self.rows.append({"action": action, "name": name, "doc": doc, "seq": seq, "detail": detail, **more})
+        if action in (plan.CONFLICT, plan.REFUSED, plan.NOT_PUSHED, FAILED):
+            self.trouble += 1
+        if action == plan.REFUSED:
+            self.refused += 1
+
+
+def conflict_name(name: str, member: str, now: int) -> str:
+    """``NAME (conflict MEMBER YYYY-MM-DD HHMM).EXT`` (UTC), beside ``name``."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.rpartition(".")
+    if not stem:  # no extension (or a name like ".x")
+        stem, dot, ext = base, "", ""
+    stamp = time.strftime("%Y-%m-%d %H%M", time.gmtime(now))
+    who = "".join(c for c in member if c.isalnum() or c in "-_ ") or "member"
+    new = f"{stem} (conflict {who} {stamp}){dot}{ext}"
+    return f"{folder}/{new}" if folder else new
+
+
+def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
+                  hidden_ok: bool) -> list[plan.Remote]:
+    out = []
+    for d in listing:
+        rec = d.record
+        r = plan.Remote(rec.core.doc, rec.core.seq, d.vid, None, rec.core.op == DELETE,
+                        size=d.opened.size if d.opened is not None else 0)
+        if d.opened is None:
+            out.append(replace(r, label=f"(no key for generation {rec.core.gen})",
+                               detail="a version under a key generation you never held"))
+            continue
+        name = d.opened.name
+        why = name_problem(name)
+        if why is None and doc_id(name) != rec.core.doc:
+            why = "listed under a name that is not its own"
+        if why is None and hidden(name) and not hidden_ok:
+            why = "a hidden name (a part starts with '.'): not synced"
+        if why is None:
+            try:
+                _inside(root, name)
+            except BadName:
+                why = "would be written outside the folder"
+        out.append(replace(r, label=name, detail=why) if why else replace(r, name=name))
+    return out
+
+
+class SyncRun:
+    """Applying one pass's actions to one folder (built by ``sync_pass``)."""
+
+    def __init__(self, c: Client, team: TeamState, keys: list[TeamKey], root: Path, index: SyncIndex,
+                 folders: SyncFolders, me_name: str, may_write: bool, progress: Progress | None) -> None:
+        self.c, self.team, self.keys, self.root, self.index, self.folders = c, team, keys, root, index, folders
+        self.me_name, self.may_write = me_name, may_write
+        self.progress = progress
+        self.out = Outcome()
+        self.deferred: list[plan.Action] = []  # conflicts found while pulling, done once the pulls are
+        self._saved = time.monotonic()
+
+    def _local(self, name: str) -> Path:
+        """DIR/``name``, refused if a link on the way (or the file itself) would lead anywhere else: every local
+        change of a pass is made at the very path it scanned, never through a link made meanwhile."""
+        path = self.root / name
+        if _inside(self.root, name) != path:
+            raise BadName(f"{escape(name)}: a symbolic link is on its way in the folder; not touched")
+        return path
+
+    def save(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._saved >= SAVE_EVERY:
+            self.folders.save(self.index)
+            self._saved = time.monotonic()
+
+    def _uploaded(self, name: str) -> SyncEntry:
+        """The index entry for ``name`` from the local copies entry its upload recorded (content and stat as read)."""
+        doc = self.keys[0].doc_id(name)
+        copy = self.c.docs.copies.load().copy(self.team.team_id, doc, str(self.root / name))
+        assert copy is not None  # write_op records it for its source
+        return SyncEntry.of(doc, copy)
+
+    async def pull(self, a: plan.Action) -> None:
+        self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
+        target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
+        entry = self.index.files.get(a.name)
+        force = False
+        if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
+            st = target.lstat()
+            force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
+        try:
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, force)
+        except WouldOverwrite:  # a different file is there: both changed (handled after the batch of pulls)
+            self.deferred.append(replace(a, kind=plan.CONFLICT))
+            return
+        seq = fetched.doc.record.core.seq
+        if copy is None:
+            self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
+            return
+        self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
+        if fetched.written:
+            self.out.add(plan.PULL, a.name, a.doc, seq, a.detail)
+        else:
+            self.out.add(IN_STEP, a.name, a.doc, seq, "already the same here")
+
+    async def push(self, a: plan.Action, lf: LocalFile) -> None:
+        base = Base(if_version=a.base) if a.base is not None else Base()
+        try:
+            seq, vid = await self.c.docs.write_op(self.team.name, a.name, PUT, source=lf.path, base=base,
+                                                  progress=self.progress)
+        except Conflict:
+            await self.conflict(a)
+            return
+        self._recorded(a, lf, seq, plan.PUSH)
+
+    def _recorded(self, a: plan.Action, lf: LocalFile, seq: int, what: str, **more: Any) -> None:
+        """Index the file as uploaded (its content and stat as read for the upload) and report it; a file that
+        changed while it was read is reported and pushed again by the next pass."""
+        entry = self._uploaded(a.name)
+        self.index.record(a.name, entry)
+        detail = a.detail
+        try:
+            st = lf.path.stat()
+            if not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                detail = "changed while it was uploaded: pushed again by the next pass"
+                self.out.trouble += 1
+        except FileNotFoundError:
+            detail = "removed while it was uploaded"
+        self.out.add(what, a.name, entry.doc, seq, detail, **more)
+
+    async def delete_local(self, a: plan.Action) -> None:
+        entry = self.index.files[a.name]
+        target = self._local(a.name)
+        st = target.lstat()
+        if not stat.S_ISREG(st.st_mode) or not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+            self.out.add("skipped", a.name, a.doc, a.seq, "changed since this pass looked: kept, next pass decides")
+            return
+        target.unlink()
+        self._prune(target.parent)
+        self.index.forget(a.name)
+        self.index.saw(entry.doc, a.seq or 1)
+        self.out.add(plan.DELETE_LOCAL, a.name, a.doc, a.seq, "deleted in the team (a signed deletion)")
+
+    def _prune(self, folder: Path) -> None:
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    async def delete_remote(self, a: plan.Action) -> None:
+        entry = self.index.files[a.name]
+        try:
+            seq, _ = await self.c.docs.write_op(self.team.name, a.name, DELETE, base=Base(if_version=a.base))
+        except Conflict:
+            self.out.add("skipped", a.name, a.doc, a.seq, "changed in the team meanwhile: the next pass fetches it")
+            return
+        self.index.forget(a.name)
+        self.index.saw(entry.doc, seq)
+        self.out.add(plan.DELETE_REMOTE, a.name, a.doc, seq, "deleted here: a signed deletion stored")
+
+    async def move(self, a: plan.Action, lf: LocalFile) -> None:
+        assert a.source is not None
+        old = self.index.files[a.source]
+        moved_from = {"name": a.source, "doc": old.doc, "vid": old.vid}
+        seq, _ = await self.c.docs.write_op(self.team.name, a.name, MOVE, source=lf.path,
+                                            extra={"moved_from": moved_from}, base=Base(if_version=0))
+        self._recorded(a, lf, seq, plan.MOVE, source=a.source)
+        try:
+            dseq, _ = await self.c.docs.write_op(self.team.name, a.source, DELETE, extra={"moved_to": a.name},
+                                                 base=Base(if_version=a.base))
+        except Conflict:
+            self.out.add("skipped", a.source, old.doc, None, "changed in the team meanwhile: the next pass fetches it")
+            return
+        self.index.forget(a.source)
+        self.index.saw(old.doc, dseq)
+
+    async def conflict(self, a: plan.Action) -> None:
+        """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
+        and upload the copy as its own document (a reader keeps it here only)."""
+        src = self._local(a.name)
+        copy = conflict_name(a.name, self.me_name, self.c.session.now())
+        n = 1
+        while os.path.lexists(self.root / copy):
+            n += 1
+            copy = conflict_name(a.name, f"{self.me_name} {n}", self.c.session.now())
+        os.rename(src, self._local(copy))
+        fetched, got = await self.c.docs.fetch_newest(self.team, a.name, src, self.progress)
+        rec = fetched.doc.record
+        if got is not None:
+            self.index.record(a.name, SyncEntry.of(rec.core.doc, got))
+        else:
+            self.index.forget(a.name)
+        detail = f"both changed: the team's version {rec.core.seq} is under the name, yours is kept as {copy}"
+        if self.may_write:
+            of = {"name": a.name, "doc": rec.core.doc, "vid": rec.version_id}
+            path = self.root / copy
+            st = path.stat()
+            seq, _ = await self.c.docs.write_op(self.team.name, copy, CONFLICT, source=path, extra={"conflict_of": of},
+                                                base=Base(if_version=0))
+            self.index.record(copy, self._uploaded(copy))
+            if not self.index.files[copy].same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                detail += " (it changed while it was uploaded: pushed again by the next pass)"
+            detail += f", stored as its own document (version {seq})"
+        else:
+            detail += "; you may only read this team: it is not uploaded"
+        self.out.add(plan.CONFLICT, a.name, rec.core.doc, rec.core.seq, detail, copy=copy)
+
+    async def apply(self, actions: list[plan.Action], local: dict[str, LocalFile]) -> None:
+        """New documents in one batch put (several uploads in flight), pulls several at a time, then the rest in
+        order; a lying server stops it all (the index saved first)."""
+        new = [a for a in actions if a.kind == plan.PUSH and a.doc is None and a.name in local]
+        if len(new) < 2:
+            new = []
+        pulls = [a for a in actions if a.kind == plan.PULL]
+        if new:
+            await self.push_new(new, local)
+        gate = asyncio.Semaphore(PULL_CONCURRENCY)
+
+        async def pull(a: plan.Action) -> None:
+            async with gate:
+                await self.guarded(a, local)
+
+        self.deferred = []
+        try:
+            with self.c.docs.fetch_batch():
+                async with asyncio.TaskGroup() as tasks:
+                    for a in pulls:
+                        tasks.create_task(pull(a))
+        except ExceptionGroup as group:  # a security error (guarded lets nothing else through): the others stopped
+            raise group.exceptions[0] from None
+        done = {id(a) for a in new + pulls}
+        for a in self.deferred + [a for a in actions if id(a) not in done]:  # conflicts upload: after the batch
+            await self.guarded(a, local)
+        self.save(force=True)
+
+    async def guarded(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
+        """Apply ``a``; a failure is reported and the pass goes on, except a lying server, which stops it."""
+        try:
+            await self.apply_one(a, local)
+        except SECURITY:
+            self.save(force=True)
+            raise
+        except (VaultError, OSError) as e:
+            self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {e}")
+        self.save()
+
+    async def push_new(self, batch: list[plan.Action], local: dict[str, LocalFile]) -> None:
+        """New documents stored with one batch put; one that exists meanwhile is a conflict."""
+        try:
+            stored = await self.c.docs.put_many(self.team.name, [(local[a.name].path, a.name) for a in batch],
+                                                self.progress, base=Base(if_version=0))
+            failed: list[tuple[str, BaseException]] = []
+        except BatchFailed as e:
+            stored, failed = e.stored, e.failed
+        except SECURITY:
+            raise
+        except VaultError as e:
+            stored, failed = [], [(a.name, e) for a in batch]
+        by_name = {a.name: a for a in batch}
+        for name, seq, _ in stored:
+            self._recorded(by_name[name], local[name], seq, plan.PUSH)
+        for name, error in failed:
+            a = by_name[name]
+            if isinstance(error, Conflict):
+                await self.guarded(replace(a, kind=plan.CONFLICT), local)
+            else:
+                self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {error}")
+        self.save()
+
+    async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
+        lf = local.get(a.name)
+        if a.kind == plan.PULL:
+            await self.pull(a)
+        elif a.kind == plan.PUSH:
+            assert lf is not None
+            await self.push(a, lf)
+        elif a.kind == plan.CONFLICT:
+            await self.conflict(a)
+        elif a.kind == plan.DELETE_LOCAL:
+            await self.delete_local(a)
+        elif a.kind == plan.DELETE_REMOTE:
+            await self.delete_remote(a)
+        elif a.kind == plan.MOVE:
+            assert lf is not None
+            await self.move(a, lf)
+        elif a.kind == plan.FORGET:
+            self.index.forget(a.name)
+        elif a.kind == plan.REFRESH:
+            assert lf is not None
+            entry = self.index.files[a.name]
+            self.index.record(a.name, replace(entry, size=lf.size, mtime_ns=lf.mtime_ns, ino=lf.ino))
+        else:
+            self.out.add(a.kind, a.name, a.doc, a.seq, a.detail)
+
+
+async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
+                    hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None) -> Outcome:
+    """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
+    its first sync only; a folder the index knows that is gone is the "vanished" case (deletions held back).
+    ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use."""
+    s = c.session
+    root = folder.absolute()
+    folders = SyncFolders(s.home.path, s.device)
+    with contextlib.suppress(FileNotFoundError):
+        root = root.resolve(strict=True)
+    view = await c.chains.view()
+    try:
+        team = view.team_by_name(team_name)
+    except NotFound:
+        known = folders.load(root)
+        if known is None or team_name not in (known.team, known.team_name):
+            raise
+        team = None
+    if team is None or s.me not in team.members:
+        raise PolicyDenied(f"you are no longer in team {escape(team_name)}: sync stopped, nothing was changed in "
+                           f"{escape(str(root))} (your files are kept as they are)")
+    if root.exists() and not root.is_dir():
+        raise BadName(f"{root} is not a folder")
+    folders.check_place(root, team.team_id)
+    with folders.locked(root):
+        index = folders.load(root) or SyncIndex(team.team_id, str(root))
+        index.team_name = team.name
+        vanished = not root.exists()
+        if vanished and not index.files and not dry_run:
+            root.mkdir(parents=True)
+            vanished = False
+        found = scan(root, index) if root.exists() else None
+        local = found.files if found is not None else {}
+        vanished = vanished or (not local and bool(index.files))
+        keys = await c.keys.keys_for(team)
+        listing = await c.docs.ls(team_name)
+        remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok)
+        may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
+                                    team)
+        actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
+                                 confirm_deletes=confirm_deletes, vanished=vanished)
+        if not root.exists() and index.files:  # gone (an unmounted disk?): nothing is written where it was
+            actions = [a if a.kind in KEEP_WHEN_GONE else
+                       plan.Action(FAILED, a.name, a.doc, a.seq, detail=f"{a.kind}: the folder is gone; nothing is "
+                                   "written there (make it again, or sync into another folder)") for a in actions]
+        sizes = {r.name: r.size for r in remote if r.name is not None}
+        total = sum(local[a.name].size if a.kind in (plan.PUSH, plan.MOVE, plan.CONFLICT) and a.name in local else 0
+                    for a in actions) + sum(sizes.get(a.name, 0) for a in actions
+                                            if a.kind in (plan.PULL, plan.CONFLICT))
+        progress = on_plan(total) if on_plan is not None and not dry_run else None
+        run = SyncRun(c, team, keys, root, index, folders, view.name_of(s.me), may_write, progress)
+        for name, why in found.skipped if found else []:
+            run.out.add(plan.SKIPPED, name, None, None, why)
+        if dry_run:
+            for a in actions:
+                run.out.add(a.kind, a.name, a.doc, a.seq, a.detail or "(dry run)",
+                            **({"source": a.source} if a.source else {}))
+            return run.out
+        for partial in found.partials if found else []:  # a killed pass's download: never a document, never kept
+            partial.unlink(missing_ok=True)
+        for r in remote:  # every listed document's number, so a later rollback is caught
+            if r.doc in index.docs:
+                index.saw(r.doc, r.seq)
+        await run.apply(actions, local)
+        index.last_sync = s.now()
+        folders.save(index)
+        return run.out

@@ -1,0 +1,98 @@
+"""The synced folders of this home: ``$MVAULT_HOME/sync/``, one sealed index and one lock per folder.
+
+A folder's files there are named by a keyed hash of its absolute path (``vault.localstate.file_name``),
+so the listing does not say which folders are synced. ``ID.bin`` is the folder's index
+(``vault.syncindex``), rewritten atomically after each applied action, so a killed pass leaves an
+index that says exactly what was done. ``ID.lock`` is held (``flock``, not waited for) for a whole
+pass: a second sync of the same folder refuses at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from client.sanitize import escape
+from vault.errors import Conflict, DecryptionFailed, VaultError
+from vault.fileio import atomic_write
+from vault.keys import DeviceKeys
+from vault.localstate import file_name, local_key
+from vault.syncindex import SyncIndex, open_sync_index, seal_sync_index
+
+FOLDER = "sync"
+
+
+class SyncFolders:
+    """The registry of synced folders in one home."""
+
+    def __init__(self, home: Path, device: DeviceKeys) -> None:
+        self.home = home
+        self.dir = home / FOLDER
+        self._key = local_key(device)
+
+    def folder_id(self, root: Path) -> str:
+        return file_name(self._key, f"{FOLDER}:{root}")
+
+    def load(self, root: Path) -> SyncIndex | None:
+        """The index of ``root`` (absolute), or None if it was never synced from this home."""
+        fid = self.folder_id(root)
+        try:
+            blob = (self.dir / f"{fid}.bin").read_bytes()
+        except FileNotFoundError:
+            return None
+        return self._open(fid, blob)
+
+    def _open(self, fid: str, blob: bytes) -> SyncIndex:
+        try:
+            return open_sync_index(self._key, fid, blob)
+        except DecryptionFailed as e:
+            raise VaultError(f"the sync index {self.dir / fid}.bin failed its integrity check (altered, damaged or "
+                             "not this device's); refusing to use it") from e
+
+    def save(self, index: SyncIndex) -> None:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fid = self.folder_id(Path(index.root))
+        atomic_write(self.dir / f"{fid}.bin", seal_sync_index(self._key, fid, index))
+
+    def all(self) -> list[SyncIndex]:
+        """Every synced folder's index, by folder path."""
+        if not self.dir.is_dir():
+            return []
+        found = [self._open(p.stem, p.read_bytes()) for p in sorted(self.dir.glob("*.bin"))]
+        return sorted(found, key=lambda i: i.root)
+
+    def check_place(self, root: Path, team: str) -> SyncIndex | None:
+        """The index of ``root`` if it is synced already; refused if ``root`` is inside this home, inside or
+        around another synced folder, or synced with another team."""
+        home = self.home.resolve()
+        if root == home or home in root.parents or root in home.parents:
+            raise VaultError(f"{escape(str(root))} is or holds this client's home ({home}): it cannot be synced")
+        index = None
+        for other in self.all():
+            there = Path(other.root)
+            if there == root:
+                if other.team != team:
+                    raise VaultError(f"{escape(str(root))} is synced with another team; sync it with that team "
+                                     "or use another folder")
+                index = other
+            elif root in there.parents or there in root.parents:
+                raise VaultError(f"{escape(str(root))} is inside or holds another synced folder, "
+                                 f"{escape(str(there))}: synced folders may not overlap")
+        return index
+
+    @contextmanager
+    def locked(self, root: Path) -> Iterator[None]:
+        """Hold the folder's lock for the block; refused at once (``Conflict``) when another sync holds it."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.dir / f"{self.folder_id(root)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                raise Conflict(f"another sync of {escape(str(root))} is running; wait for it to finish") from e
+            yield
+        finally:
+            os.close(fd)

@@ -1,0 +1,121 @@
+"""Walking a synced folder: its regular files as document names, each known unchanged from the index
+by (size, mtime_ns, inode) without being read, or hashed.
+
+Only regular files count. Symbolic links and special files (FIFOs, sockets, devices) are reported and
+never followed or read. Ignored: names matching ``.mvaultignore`` (gitignore syntax, read with
+``pathspec``) at the folder's top, the editor and OS temporaries in ``DEFAULT_IGNORES``, and hidden
+names (a part starting with ``.``: also our own download temporaries, ``.NAME.*.mvault-part``), as a
+folder ``get`` skips them. A path that is not a valid document name is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from client.download import hash_file
+from vault.names import name_problem
+from vault.syncindex import SyncIndex
+
+IGNORE_FILE = ".mvaultignore"
+PARTIAL = ".mvault-part"  # the suffix of client/download.py's temporaries
+DEFAULT_IGNORES = ("*~", ".#*", "*.swp", "*.swx", ".DS_Store", "Thumbs.db", "*.tmp", "~$*", ".~lock.*#",
+                   "*.mvault-part")
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    size: int
+    mtime_ns: int
+    ino: int
+    sha256: bytes | None  # None: unchanged since the index entry (not read)
+
+
+@dataclass
+class Scan:
+    files: dict[str, LocalFile] = field(default_factory=dict)  # document name -> the file now
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+    present: set[str] = field(default_factory=set)  # indexed names there but not synced now (never a deletion)
+    hashed: int = 0  # how many files were read
+    partials: list[Path] = field(default_factory=list)  # download temporaries a killed pass left (.NAME.*.mvault-part)
+
+    def skip(self, name: str, why: str) -> None:
+        self.skipped.append((name, why))
+        self.present.add(name)
+
+
+def ignore_spec(root: Path) -> pathspec.GitIgnoreSpec:
+    lines = list(DEFAULT_IGNORES)
+    with contextlib.suppress(FileNotFoundError):
+        lines += (root / IGNORE_FILE).read_text("utf-8", errors="replace").splitlines()
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def hidden(name: str) -> bool:
+    return any(part.startswith(".") for part in name.split("/"))
+
+
+def scan(root: Path, index: SyncIndex | None) -> Scan:
+    """Every regular file under ``root`` (absolute) that is synced, hashed only if the index does not know it
+    unchanged."""
+    spec = ignore_spec(root)
+    found = Scan()
+    known = index.files if index is not None else {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel if rel else root), key=lambda e: e.name)
+        except OSError as e:
+            found.skipped.append((rel or ".", f"not readable: {e.strerror}"))
+            found.present.update(n for n in known if n.startswith(rel + "/") or not rel)
+            continue
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if hidden(name):
+                if entry.name.endswith(PARTIAL) and entry.is_file(follow_symlinks=False):
+                    found.partials.append(Path(entry.path))
+                if name in known:
+                    found.present.add(name)
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone since the listing
+            if stat.S_ISDIR(st.st_mode):
+                if not spec.match_file(name + "/"):
+                    stack.append(name)
+                else:
+                    found.present.update(n for n in known if n.startswith(name + "/"))
+                continue
+            if spec.match_file(name):
+                if name in known:
+                    found.present.add(name)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                found.skip(name, "a symbolic link: not followed")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                found.skip(name, "not a regular file")
+                continue
+            problem = name_problem(name)
+            if problem is not None:
+                found.skip(name, f"not a valid document name: {problem}")
+                continue
+            old = known.get(name)
+            digest = None
+            if old is None or not old.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                try:
+                    digest = hash_file(Path(entry.path))
+                except OSError as e:
+                    found.skip(name, f"not readable: {e.strerror}")
+                    continue
+                found.hashed += 1
+            found.files[name] = LocalFile(Path(entry.path), st.st_size, st.st_mtime_ns, st.st_ino, digest)
+    return found

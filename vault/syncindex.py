@@ -1,0 +1,110 @@
+"""The per-folder sync index: the last state a synced folder and its team agreed on (pure format, no I/O).
+
+``mvault sync TEAM DIR`` keeps one index per folder. It records the team, the folder (absolute path),
+the time of the last completed pass, and:
+
+* ``files``: per document name (a relative path with ``/``), the document id, the version the local
+  file holds (vid and number), the SHA-256 of its plaintext, and the file's size, mtime (ns) and inode
+  as last seen (so an unchanged file is known without reading it, as ``git status`` does);
+* ``docs``: per document id, the highest version number this folder has seen, deleted documents
+  included: a known document missing from the server's listing, or listed at a lower number, is the
+  server withholding or rolling it back, never a deletion.
+
+The sealed form (docs/format.md, "Sync folder index")::
+
+    <file>.bin = sealed(NAME || ":" || folder id, u32 len || encode({"v": 1, ...}) || zeros)
+
+padded to ``max(4096, the next power of two)`` bytes, like the local copies index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vault.encoding import Fields, Value
+from vault.errors import DecryptionFailed, EncodingError
+from vault.localindex import LocalCopy, open_padded, seal_padded
+
+NAME = "sync"  # the sealed file's name prefix (in its AD), followed by ":" and the folder's id
+
+
+@dataclass(frozen=True)
+class SyncEntry(LocalCopy):
+    """One file of the folder as last synced: a local copy (version, plaintext hash, stat) and its document."""
+
+    doc: str = ""  # document id (32 hex)
+
+    def to_value(self) -> dict[str, Value]:
+        return {**super().to_value(), "doc": self.doc}
+
+    @classmethod
+    def from_value(cls, v: Value) -> SyncEntry:
+        f = Fields(v, "sync index entry")
+        copy = LocalCopy.from_value({k: x for k, x in f.raw.items() if k != "doc"})
+        return cls.of(f.str_("doc", 64), copy)
+
+    @classmethod
+    def of(cls, doc: str, copy: LocalCopy) -> SyncEntry:
+        return cls(copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino, doc)
+
+    def same_stat(self, size: int, mtime_ns: int, ino: int) -> bool:
+        return self.same_file(size, mtime_ns, ino)
+
+
+@dataclass
+class SyncIndex:
+    team: str  # team id
+    root: str  # the folder, absolute
+    team_name: str = ""  # the team's name at the last pass (shown by `sync status` without a network round)
+    files: dict[str, SyncEntry] = field(default_factory=dict)  # document name -> entry
+    docs: dict[str, int] = field(default_factory=dict)  # document id -> highest version number seen
+    last_sync: int = 0  # time of the last completed pass (0: never)
+
+    def record(self, name: str, entry: SyncEntry) -> None:
+        self.files[name] = entry
+        self.saw(entry.doc, entry.seq)
+
+    def saw(self, doc: str, seq: int) -> None:
+        if self.docs.get(doc, 0) < seq:
+            self.docs[doc] = seq
+
+    def forget(self, name: str) -> None:
+        self.files.pop(name, None)
+
+    def to_value(self) -> dict[str, Value]:
+        files: dict[str, Value] = {name: e.to_value() for name, e in self.files.items()}
+        docs: dict[str, Value] = dict(self.docs)
+        return {"v": 1, "team": self.team, "team_name": self.team_name, "root": self.root, "files": files,
+                "docs": docs, "last_sync": self.last_sync}
+
+    @classmethod
+    def from_value(cls, v: Value) -> SyncIndex:
+        f = Fields(v, "sync index", {"v", "team", "team_name", "root", "files", "docs", "last_sync"})
+        if f.int_("v") != 1:
+            raise EncodingError("sync index: unknown version")
+        files = {str(name): SyncEntry.from_value(e) for name, e in f.dict_("files").raw.items()}
+        docs: dict[str, int] = {}
+        for doc, seq in f.dict_("docs").raw.items():
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+                raise EncodingError("sync index: a version number is not a positive integer")
+            docs[str(doc)] = seq
+        return cls(f.str_("team", 64), f.str_("root", 4096), f.str_("team_name", 1024), files, docs,
+                   f.int_("last_sync", 0))
+
+
+def _ad_name(folder_id: str) -> str:
+    return f"{NAME}:{folder_id}"
+
+
+def seal_sync_index(key: bytes, folder_id: str, index: SyncIndex) -> bytes:
+    """The sealed, padded file for ``index`` under the local key, bound to ``folder_id`` (its file's name)."""
+    return seal_padded(key, _ad_name(folder_id), index.to_value())
+
+
+def open_sync_index(key: bytes, folder_id: str, blob: bytes) -> SyncIndex:
+    """The index sealed in ``blob``; ``DecryptionFailed`` when it was altered, swapped, or is not ours."""
+    value = open_padded(key, _ad_name(folder_id), blob, "sync index")
+    try:
+        return SyncIndex.from_value(value)
+    except EncodingError as e:
+        raise DecryptionFailed("sync index is malformed") from e
