@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shlex
 from collections.abc import Callable
@@ -10,12 +11,16 @@ from typing import Any
 
 import click
 
-from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, progress_bar, with_session
+from client import maintenance
+from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, with_session
 from client.client import Client
 from client.sanitize import escape
 from client.sync.engine import Outcome, sync_pass
 from client.sync.folders import SyncFolders
+from client.sync.live import doc_notices
 from client.sync.scan import scan
+from client.sync.watch import Hint, install_stop_signals, watch
+from client.terminal import out
 from vault.errors import Conflict
 
 _ACTIONS = (Column("action", lambda r: r["action"]), Column("name", lambda r: r["name"]),
@@ -32,9 +37,14 @@ _FOLDERS = (Column("team", lambda r: r["team_name"]), Column("folder", lambda r:
 @click.option("--confirm-deletes", is_flag=True,
               help="store local deletions even when the folder is gone or empty, or many files would be deleted")
 @click.option("--hidden", is_flag=True, help="also sync hidden names (a part starting with '.')")
+@click.option("--watch", "watching", is_flag=True,
+              help="keep going: push local saves, pull others' versions live, until Ctrl-C or SIGTERM")
+@click.option("--backstop", type=click.FloatRange(1.0, 86400.0), default=60.0, show_default=True,
+              help="with --watch: a full pass at least this often (seconds)")
 @json_flag
 @click.pass_obj
-def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, hidden: bool) -> None:
+def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, hidden: bool, watching: bool,
+         backstop: float) -> None:
     """Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes and reports.
 
     Subfolders become names with /. A file is deleted here only when a member entitled to write signed
@@ -46,8 +56,8 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
     Exit 0 in step, 1 with conflicts, refusals or changes not pushed, 3 for a server caught lying.
     """
     if args and args[0] == "status":
-        if dry_run or confirm_deletes or hidden:
-            raise click.UsageError("sync status takes no --dry-run, --confirm-deletes or --hidden")
+        if dry_run or confirm_deletes or hidden or watching:
+            raise click.UsageError("sync status takes no --dry-run, --confirm-deletes, --hidden or --watch")
         if len(args) > 2:
             raise click.UsageError("sync status takes at most one DIR")
         _status(ctx, Path(args[1]) if len(args) == 2 else None)
@@ -57,6 +67,11 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
     team_name, folder = args[0], Path(args[1])
     if folder.exists() and not folder.is_dir():
         raise click.UsageError(f"{escape(str(folder))} is not a folder")
+    if watching:
+        if dry_run:
+            raise click.UsageError("--watch and --dry-run do not go together (a dry run is one pass)")
+        _watch(ctx, team_name, folder, confirm_deletes, hidden, backstop)
+        return
     with contextlib.ExitStack() as stack:
         def on_plan(total: int) -> Callable[[int], None] | None:
             return stack.enter_context(progress_bar(ctx, total, f"sync {team_name}"))
@@ -73,6 +88,39 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
                        f"files would be deleted); if you meant it, run `{escape(again)}`")
     if outcome.trouble:
         raise Conflict(f"{outcome.trouble} conflict(s), failure(s) or change(s) not pushed: see the report above")
+
+
+def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden: bool, backstop: float) -> None:
+    """``sync --watch``: a pass now, then one whenever the folder changes, a document notice arrives or
+    ``backstop`` seconds passed (client/sync/watch.py); one line per action (one JSON object with --json).
+    Each pass reads the team's chains again and does pending key work first, so a removal stops the loop
+    (exit 1, files kept) and a new key generation is used without a restart."""
+    def emit(row: dict[str, Any]) -> None:
+        if ctx.as_json:
+            print_json(row)
+        else:
+            seq = f" v{row['seq']}" if row.get("seq") else ""
+            detail = f"  {escape(str(row['detail']))}" if row.get("detail") else ""
+            out.print_line(f"{escape(str(row.get('action', '')))} {escape(str(row.get('name', '')))}{seq}{detail}")
+
+    async def go(s: Client) -> None:
+        stop = install_stop_signals(asyncio.get_running_loop())
+        view = await s.chains.view()
+        team = view.team_by_name(team_name)
+
+        async def run_pass(hint: Hint | None) -> list[dict[str, Any]]:
+            await s.chains.view(refresh=True)
+            await maintenance.maintain(s)
+            outcome = await sync_pass(s, team_name, folder, confirm_deletes=confirm_deletes, hidden_ok=hidden)
+            return outcome.rows
+
+        if not folder.is_dir():  # a first sync makes the folder (a known one that vanished stays gone: an error)
+            for row in await run_pass(None):
+                emit(row)
+
+        await watch(run_pass, folder, doc_notices(s, team), emit, stop, backstop=backstop, renew=s.login)
+
+    with_session(ctx, go)
 
 
 def _status(ctx: Ctx, folder: Path | None) -> None:
