@@ -27,7 +27,7 @@ from client.putbase import Base
 from client.sanitize import escape
 from client.sync import plan
 from client.sync.folders import SyncFolders
-from client.sync.scan import LocalFile, hidden, scan
+from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
@@ -37,6 +37,7 @@ from vault.errors import (
     BatchFailed,
     Conflict,
     CryptoError,
+    IntegrityError,
     NotFound,
     PolicyDenied,
     RollbackDetected,
@@ -88,6 +89,7 @@ def conflict_name(name: str, member: str, now: int) -> str:
 
 def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
                   hidden_ok: bool) -> list[plan.Remote]:
+    spec = ignore_spec(root)
     out = []
     for d in listing:
         rec = d.record
@@ -103,6 +105,10 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
             why = "listed under a name that is not its own"
         if why is None and hidden(name) and not hidden_ok:
             why = "a hidden name (a part starts with '.'): not synced"
+        if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
+            why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
+        if why is None and ignored(spec, name):
+            why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
         if why is None:
             try:
                 _inside(root, name)
@@ -144,17 +150,22 @@ class SyncRun:
         assert copy is not None  # write_op records it for its source
         return SyncEntry.of(doc, copy)
 
-    async def pull(self, a: plan.Action) -> None:
+    async def pull(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
         target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
         entry = self.index.files.get(a.name)
-        force = False
+        expect: tuple[int, int, int] | None = None
         if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
             st = target.lstat()
-            force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
+            if entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                expect = (st.st_size, st.st_mtime_ns, st.st_ino)
         try:
-            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, force)
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, expect=expect)
         except WouldOverwrite:  # a different file is there: both changed (handled after the batch of pulls)
+            if a.name not in local:  # not one the scan took (hidden, ignored, special): never ours to move
+                self.out.add(plan.SKIPPED, a.name, a.doc, a.seq, "a local file this folder does not sync has "
+                             "this name: not touched, the team's version not fetched (review round 6)")
+                return
             self.deferred.append(replace(a, kind=plan.CONFLICT))
             return
         seq = fetched.doc.record.core.seq
@@ -194,6 +205,14 @@ class SyncRun:
 
     async def delete_local(self, a: plan.Action) -> None:
         entry = self.index.files[a.name]
+        # The listed head is only signed and judged on its own: the deletion acted on is the one the document's
+        # whole version chain ends with, checked as `history` checks it (team state and key never going back,
+        # pins), so a removed member's backdated deletion served as the head deletes nothing (review round 6).
+        records = await self.c.docs.versions(self.team, entry.doc)
+        head = records[-1] if records else None
+        if head is None or head.core.op != DELETE or head.core.seq != a.seq:
+            raise IntegrityError(f"{escape(a.name)}: the server listed a deletion its version chain does not end "
+                                 "with; nothing deleted")
         target = self._local(a.name)
         st = target.lstat()
         if not stat.S_ISREG(st.st_mode) or not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
@@ -336,7 +355,7 @@ class SyncRun:
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         lf = local.get(a.name)
         if a.kind == plan.PULL:
-            await self.pull(a)
+            await self.pull(a, local)
         elif a.kind == plan.PUSH:
             assert lf is not None
             await self.push(a, lf)
