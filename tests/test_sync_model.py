@@ -1,12 +1,178 @@
-"""Issue 16: folder sync checked against a model (see the model test, added next)."""
+"""Issue 16: the model test of folder sync. Two and three members of one team, each with their own synced
+folder (real server, real CLI in subprocesses, temporary folders); the first runs ``mvault sync --watch
+--json`` in the background for the whole run.
+
+Steps (a fixed seed, a bounded number; ``MVAULT_LONG=<steps>`` for more, ``MVAULT_SYNC_SEED`` for another
+seed): random creations, edits, deletions, renames and moves between subfolders in one member's folder,
+then that member's ``mvault sync`` (the watching member does nothing: its watch pushes, and the test waits
+for its report of each change); now and then two members edit the same file before either syncs (a
+conflict). After each sync the test waits for the watch to act on what it pushed.
+
+A reference model records every content a member saved (a file's bytes when its member's sync ran, or
+when the watch reported the change). At the end, after every member synced until nothing changes and the
+watch settled: all folders hold the same files (relative paths and bytes, conflict copies included), and
+every saved content is a file in them or a version of a document (``mvault history --json``, ``mvault get
+--version``), a conflict copy's included. A failure prints the seed and every step.
+"""
 
 from __future__ import annotations
 
 import os
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import Org
-from tests.helpers.sync_world import TEAM, files_of, write
+import pytest
+
+from tests.conftest import Member, Org
+from tests.helpers.members import add_members, unlock_fast
+from tests.helpers.sync_world import TEAM, Versions, Watcher, files_of, mutate, visible_files, wait_until, write
+
+LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
+STEPS = LONG or 10
+SEED = int(os.environ.get("MVAULT_SYNC_SEED", "1616"))
+KINDS = ("create", "create", "edit", "edit", "delete", "rename", "move")
+CONFLICT_SHARE = 0.2  # of the steps: two members edit the same file before either syncs
+PUSHED = ("push", "move", "delete-remote", "conflict")
+
+
+@dataclass
+class Model:
+    seed: int
+    steps: list[str] = field(default_factory=list)
+    saved: dict[bytes, set[str]] = field(default_factory=dict)  # every content saved -> the names it had
+
+    def save(self, folder: Path, names: list[str] | None = None) -> None:
+        for path in visible_files(folder):
+            name = str(path.relative_to(folder))
+            if names is None or name in names:
+                self.saved.setdefault(path.read_bytes(), set()).add(name)
+
+    def say(self, line: str) -> None:
+        self.steps.append(line)
+
+    def report(self) -> str:
+        return (f"seed {self.seed} (replay: MVAULT_SYNC_SEED={self.seed} MVAULT_LONG={STEPS}); steps:\n  "
+                + "\n  ".join(self.steps))
+
+
+class World:
+    def __init__(self, members: list[Member], tmp: Path, model: Model) -> None:
+        self.members, self.model = members, model
+        self.folders = {m.name: tmp / f"dir-{m.name}" for m in members}
+        self.watching = members[0]
+        self.watcher = Watcher(self.watching, self.folders[self.watching.name], "--backstop", "5",
+                               "--confirm-deletes")
+        wait_until("the watched folder", self.folders[self.watching.name].is_dir, self.watcher)
+
+    def sync(self, m: Member) -> list[dict[str, Any]]:
+        """``m``'s sync pass, then the watch's acting on what it pushed; the pass's rows."""
+        since = self.watcher.mark()
+        r = m.run("sync", TEAM, str(self.folders[m.name]), "--confirm-deletes", "--json")
+        assert r.code in (0, 1) and "Traceback" not in r.err, f"sync of {m.name} ({r.code}): {r.err}"
+        rows: list[dict[str, Any]] = r.json()
+        self.model.say(f"    {m.name} sync: " + ", ".join(_row(x) for x in rows))
+        pushed = {x["copy"] if x["action"] == "conflict" else x["name"] for x in rows if x["action"] in PUSHED}
+        pushed |= {x["source"] for x in rows if x["action"] == "move"}
+        self.watcher.wait_rows(since, pushed, f"{m.name}'s sync")
+        self.model.say(f"    {self.watching.name} watch: " + ", ".join(_row(x) for x in self.watcher.rows[since:]))
+        return rows
+
+    def watched(self, touched: list[str]) -> None:
+        """Wait for the watch to report each touched name; what it saved is in the model then."""
+        since = self.watcher.mark()
+        self.model.save(self.folders[self.watching.name], touched)
+        self.watcher.wait_rows(since, touched, f"{self.watching.name}'s changes")
+        self.model.say(f"    {self.watching.name} watch: " + ", ".join(_row(x) for x in self.watcher.rows[since:]))
+
+    def change(self, rnd: random.Random, m: Member, step: int) -> None:
+        folder = self.folders[m.name]
+        touched = [name for _ in range(rnd.randint(1, 3)) for name in mutate(rnd, folder, m.name, step, KINDS)]
+        self.model.say(f"{step}: {m.name} changes {touched}")
+        if m is self.watching:
+            self.watched(touched)
+        else:
+            self.model.save(folder)
+            self.sync(m)
+
+    def conflict(self, rnd: random.Random, step: int) -> bool:
+        """Two members edit the same file before either syncs (the watching one, if either, second: its
+        watch syncs at once); the one syncing last reports the conflict. False: no file in common."""
+        x, y = rnd.sample(self.members, 2)
+        if x is self.watching:
+            x, y = y, x
+        fx, fy = files_of(self.folders[x.name]), files_of(self.folders[y.name])
+        common = sorted(n for n in fx if fy.get(n) == fx[n] and not n.startswith("."))
+        if not common:
+            return False
+        name = rnd.choice(common)
+        self.model.say(f"{step}: {x.name} and {y.name} both edit {name}")
+        for m in (x, y):
+            write(self.folders[m.name] / name, f"{m.name} {step} same file {rnd.random()}\n")
+            self.model.save(self.folders[m.name], [name])
+        if y is self.watching:
+            self.watched([name])
+            last = self.sync(x)
+        else:
+            self.sync(x)
+            last = self.sync(y)
+        assert ("conflict", name) in {(r["action"], r["name"]) for r in last}, "the conflict was not reported"
+        return True
+
+    def settle(self) -> None:
+        """Every member syncs until a round changes nothing and all folders are identical."""
+        for round_ in range(8):
+            self.model.say(f"settle {round_}")
+            quiet = not [r for m in self.members if m is not self.watching for r in self.sync(m)]
+            if quiet and self.identical():
+                return
+        raise AssertionError(f"the folders never became identical: {self.differences()}")
+
+    def identical(self, seconds: float = 10.0) -> bool:
+        try:
+            wait_until("identical folders", lambda: not self.differences(), self.watcher)
+        except AssertionError:
+            return False
+        return True
+
+    def differences(self) -> dict[str, dict[str, str]]:
+        trees = {n: files_of(f) for n, f in self.folders.items()}
+        names = set().union(*trees.values())
+        return {p: {n: t[p].decode(errors="replace").strip() if p in t else "-" for n, t in trees.items()}
+                for p in sorted(names) if len({t.get(p) for t in trees.values()}) > 1}
+
+
+def _row(r: dict[str, Any]) -> str:
+    extra = f"->{r['copy']}" if r.get("copy") else f"<-{r['source']}" if r.get("source") else ""
+    return f"{r.get('action')} {r.get('name')}{extra}" + (f" ({r['detail']})" if r.get("action") == "failed" else "")
+
+
+def run_model(members: list[Member], tmp: Path, seed: int) -> None:
+    rnd = random.Random(seed)
+    model = Model(seed)
+    unlock_fast(*members)
+    world = World(members, tmp, model)
+    try:
+        for step in range(STEPS):
+            if len(members) > 1 and rnd.random() < CONFLICT_SHARE and world.conflict(rnd, step):
+                continue
+            world.change(rnd, rnd.choice(members), step)
+        world.settle()
+        code, err = world.watcher.stop()
+        assert code == 0 and "Traceback" not in err, f"the watch ended with {code}: {err}"
+        assert not world.differences(), world.differences()
+        trees = [files_of(f) for f in world.folders.values()]
+        assert trees[0], "the folders are empty"
+        on_disk = set(trees[0].values())
+        versions = Versions(members[-1], tmp / "versions")
+        lost = {data: names for data, names in model.saved.items()
+                if data not in on_disk and not versions.find(data, sorted(names))}
+        assert not lost, f"contents lost: {lost}"
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{model.report()}") from e
+    finally:
+        world.watcher.stop()
 
 
 def test_a_pass_after_a_rename_or_deletion_lists_deleted_documents_too(org: Org, tmp_path: Path) -> None:
@@ -29,3 +195,14 @@ def test_a_pass_after_a_rename_or_deletion_lists_deleted_documents_too(org: Org,
     rows = bob.json("sync", TEAM, str(b))
     assert {(r["action"], r["name"]) for r in rows} >= {("delete-local", "gone.md"), ("pull", "sub/plan.md")}
     assert files_of(b) == files_of(a) == {"sub/plan.md": b"plan\n", "more.md": b"more\n"}
+
+
+@pytest.mark.long
+def test_two_members_one_watching_converge_and_lose_nothing(org: Org, tmp_path: Path) -> None:
+    run_model([org.alice, org.bob], tmp_path, SEED)
+
+
+@pytest.mark.long
+def test_three_members_one_watching_converge_and_lose_nothing(org: Org, make_member: Any, tmp_path: Path) -> None:
+    [carol] = add_members(org, make_member, ["carol"])
+    run_model([org.alice, org.bob, carol], tmp_path, SEED + 1)
