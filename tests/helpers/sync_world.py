@@ -84,7 +84,7 @@ def all_contents(org: Org, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> set[st
 
     async def fetch(c: Client) -> set[str]:
         seen: set[str] = set()
-        for i, d in enumerate(await c.docs.ls(TEAM)):
+        for i, d in enumerate(await c.docs.ls(TEAM, deleted=None)):  # deleted documents too
             assert d.opened is not None
             for v in await c.docs.history(TEAM, d.opened.name):
                 if v.opened is not None and v.opened.size:
