@@ -151,8 +151,9 @@ class Watcher:
         return code, err
 
 
-def wait_until(what: str, check: Callable[[], bool], watcher: Watcher | None = None) -> None:
-    end = time.monotonic() + DEADLINE
+def wait_until(what: str, check: Callable[[], bool], watcher: Watcher | None = None,
+               deadline: float = DEADLINE) -> None:
+    end = time.monotonic() + deadline
     while not check():
         if watcher is not None:
             watcher.alive()
