@@ -73,25 +73,32 @@ class World:
         assert r.code in (0, 1) and "Traceback" not in r.err, f"sync of {m.name} ({r.code}): {r.err}"
         rows: list[dict[str, Any]] = r.json()
         self.model.say(f"    {m.name} sync: " + ", ".join(_row(x) for x in rows))
+        failed = [x for x in rows if x["action"] == "failed"]
+        assert not failed, f"{m.name}'s sync failed to do something (nothing went wrong around it): {failed}"
         pushed = {x["copy"] if x["action"] == "conflict" else x["name"] for x in rows if x["action"] in PUSHED}
         pushed |= {x["source"] for x in rows if x["action"] == "move"}
         self.watcher.wait_rows(since, pushed, f"{m.name}'s sync")
         self.model.say(f"    {self.watching.name} watch: " + ", ".join(_row(x) for x in self.watcher.rows[since:]))
         return rows
 
-    def watched(self, touched: list[str]) -> None:
-        """Wait for the watch to report each touched name; what it saved is in the model then."""
-        since = self.watcher.mark()
-        self.model.save(self.folders[self.watching.name], touched)
-        self.watcher.wait_rows(since, touched, f"{self.watching.name}'s changes")
+    def watched(self, touched: list[str], before: tuple[int, set[str]]) -> None:
+        """Wait for the watch to report each touched name that is there now or was there before the change
+        (``before``: the watch's row count and the folder's names; a name made and removed again meanwhile
+        is never seen); what it saved is in the model then."""
+        since, names = before
+        folder = self.folders[self.watching.name]
+        self.model.save(folder, touched)
+        now = names_in(folder)
+        self.watcher.wait_rows(since, {n for n in touched if n in now or n in names}, f"{self.watching.name}'s changes")
         self.model.say(f"    {self.watching.name} watch: " + ", ".join(_row(x) for x in self.watcher.rows[since:]))
 
     def change(self, rnd: random.Random, m: Member, step: int) -> None:
         folder = self.folders[m.name]
+        before = self.watcher.mark(), names_in(folder)
         touched = [name for _ in range(rnd.randint(1, 3)) for name in mutate(rnd, folder, m.name, step, KINDS)]
         self.model.say(f"{step}: {m.name} changes {touched}")
         if m is self.watching:
-            self.watched(touched)
+            self.watched(touched, before)
         else:
             self.model.save(folder)
             self.sync(m)
@@ -108,11 +115,12 @@ class World:
             return False
         name = rnd.choice(common)
         self.model.say(f"{step}: {x.name} and {y.name} both edit {name}")
+        before = self.watcher.mark(), names_in(self.folders[y.name])
         for m in (x, y):
             write(self.folders[m.name] / name, f"{m.name} {step} same file {rnd.random()}\n")
             self.model.save(self.folders[m.name], [name])
         if y is self.watching:
-            self.watched([name])
+            self.watched([name], before)
             last = self.sync(x)
         else:
             self.sync(x)
@@ -141,6 +149,10 @@ class World:
         names = set().union(*trees.values())
         return {p: {n: t[p].decode(errors="replace").strip() if p in t else "-" for n, t in trees.items()}
                 for p in sorted(names) if len({t.get(p) for t in trees.values()}) > 1}
+
+
+def names_in(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in visible_files(folder)}
 
 
 def _row(r: dict[str, Any]) -> str:
