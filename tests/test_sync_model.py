@@ -6,7 +6,8 @@ Steps (a fixed seed, a bounded number; ``MVAULT_LONG=<steps>`` for more, ``MVAUL
 seed): random creations, edits, deletions, renames and moves between subfolders in one member's folder,
 then that member's ``mvault sync`` (the watching member does nothing: its watch pushes, and the test waits
 for its report of each change); now and then two members edit the same file before either syncs (a
-conflict). After each sync the test waits for the watch to act on what it pushed.
+conflict). After each sync the test waits for the watch to act on what it pushed; no action of a member's
+pass may fail (nothing goes wrong around them), and the member who synced last reports each conflict.
 
 A reference model records every content a member saved (a file's bytes when its member's sync ran, or
 when the watch reported the change). At the end, after every member synced until nothing changes and the
@@ -81,20 +82,21 @@ class World:
         self.model.say(f"    {self.watching.name} watch: " + ", ".join(_row(x) for x in self.watcher.rows[since:]))
         return rows
 
-    def watched(self, touched: list[str], before: tuple[int, set[str]]) -> None:
-        """Wait for the watch to report each touched name that is there now or was there before the change
-        (``before``: the watch's row count and the folder's names; a name made and removed again meanwhile
-        is never seen); what it saved is in the model then."""
-        since, names = before
+    def watched(self, touched: list[str], before: tuple[int, dict[str, bytes]]) -> None:
+        """Wait for the watch to report each touched name whose content (or absence) differs from before the
+        change (``before``: the watch's row count and the folder's files; a file made and removed again, or
+        moved away and back, is no change); what it saved is in the model then."""
+        since, was = before
         folder = self.folders[self.watching.name]
         self.model.save(folder, touched)
-        now = names_in(folder)
-        self.watcher.wait_rows(since, {n for n in touched if n in now or n in names}, f"{self.watching.name}'s changes")
+        now = contents(folder)
+        self.watcher.wait_rows(since, {n for n in touched if was.get(n) != now.get(n)},
+                               f"{self.watching.name}'s changes")
         self.model.say(f"    {self.watching.name} watch: " + ", ".join(_row(x) for x in self.watcher.rows[since:]))
 
     def change(self, rnd: random.Random, m: Member, step: int) -> None:
         folder = self.folders[m.name]
-        before = self.watcher.mark(), names_in(folder)
+        before = self.watcher.mark(), contents(folder)
         touched = [name for _ in range(rnd.randint(1, 3)) for name in mutate(rnd, folder, m.name, step, KINDS)]
         self.model.say(f"{step}: {m.name} changes {touched}")
         if m is self.watching:
@@ -115,7 +117,7 @@ class World:
             return False
         name = rnd.choice(common)
         self.model.say(f"{step}: {x.name} and {y.name} both edit {name}")
-        before = self.watcher.mark(), names_in(self.folders[y.name])
+        before = self.watcher.mark(), contents(self.folders[y.name])
         for m in (x, y):
             write(self.folders[m.name] / name, f"{m.name} {step} same file {rnd.random()}\n")
             self.model.save(self.folders[m.name], [name])
@@ -151,8 +153,8 @@ class World:
                 for p in sorted(names) if len({t.get(p) for t in trees.values()}) > 1}
 
 
-def names_in(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in visible_files(folder)}
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in visible_files(folder)}
 
 
 def _row(r: dict[str, Any]) -> str:
