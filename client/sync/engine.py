@@ -248,7 +248,7 @@ class SyncRun:
         old = self.index.files[a.source]
         moved_from = {"name": a.source, "doc": old.doc, "vid": old.vid}
         seq, _ = await self.c.docs.write_op(self.team.name, a.name, MOVE, source=lf.path,
-                                            extra={"moved_from": moved_from}, base=Base(if_version=0))
+                                            extra={"moved_from": moved_from}, base=Base(if_version=a.over))
         self._recorded(a, lf, seq, plan.MOVE, source=a.source)
         try:
             dseq, _ = await self.c.docs.write_op(self.team.name, a.source, DELETE, extra={"moved_to": a.name},

@@ -69,6 +69,7 @@ class Action:
     seq: int | None = None  # the remote head's version number (pull, conflict, delete-local)
     base: int | None = None  # push / delete-remote / move: the version number it goes on top of (0: none)
     source: str | None = None  # move: the old name
+    over: int = 0  # move: the version number of a deletion at the new name it goes on top of (0: none)
     detail: str = ""
 
 
@@ -126,7 +127,7 @@ def reconcile(local: Mapping[str, LocalFile], present: set[str], index: SyncInde
             deletes.append(act)
         else:
             actions.append(act)
-    moves = _renames(new_local, deletes, index)
+    moves = _renames(new_local, deletes, index, heads)
     moved_from = {m.source for m in moves}
     moved_to = {m.name for m in moves}
     for name in new_local:
@@ -183,8 +184,10 @@ def _decide(name: str, lf: LocalFile | None, entry: SyncEntry | None, r: Remote 
     return Action(PULL, name, r.doc, r.seq)
 
 
-def _renames(new_local: dict[str, LocalFile], deletes: list[Action], index: SyncIndex) -> list[Action]:
-    """A new file that is a vanished indexed file (same inode, size and content) renamed: a move."""
+def _renames(new_local: dict[str, LocalFile], deletes: list[Action], index: SyncIndex,
+             heads: Mapping[str, Remote]) -> list[Action]:
+    """A new file that is a vanished indexed file (same inode, size and content) renamed: a move (on top of
+    the new name's deletion, if its document was deleted, as ``mvault mv`` does)."""
     by_ino: dict[tuple[int, int, bytes], Action] = {}
     for gone in deletes:
         e = index.files[gone.name]
@@ -193,7 +196,8 @@ def _renames(new_local: dict[str, LocalFile], deletes: list[Action], index: Sync
     for name, lf in new_local.items():
         d = by_ino.pop((lf.ino, lf.size, lf.sha256), None) if lf.sha256 is not None else None
         if d is not None:
-            moves.append(Action(MOVE, name, d.doc, base=d.base, source=d.name))
+            dead = heads.get(name)
+            moves.append(Action(MOVE, name, d.doc, base=d.base, source=d.name, over=dead.seq if dead else 0))
     return moves
 
 
