@@ -2,7 +2,8 @@
 folder (real server, real CLI in subprocesses, temporary folders); one of them runs ``mvault sync --watch
 --json`` in the background for the whole run.
 
-Steps (a fixed seed, a bounded number; ``MVAULT_SYNC_STEPS=<steps>`` for more, ``MVAULT_LONG=N`` gives N/100, ``MVAULT_SYNC_SEED`` for another
+Steps (a fixed seed, a bounded number; ``MVAULT_SYNC_STEPS=<steps>`` for more (``MVAULT_LONG=N``: N/100),
+``MVAULT_SYNC_SEED`` for another
 seed): random creations, edits, deletions, renames and moves between subfolders in one member's folder,
 then that member's ``mvault sync`` (the watching member does nothing: its watch pushes, and the test waits
 for its report of each change); now and then two members edit the same file before either syncs (a
