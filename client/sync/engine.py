@@ -55,6 +55,7 @@ FAILED = "failed"  # an action that could not be done (the reason in its detail)
 KEEP_WHEN_GONE = (plan.DELETE_REMOTE, plan.REFUSED, plan.FORGET, plan.SKIPPED, plan.NOT_PUSHED)
 IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
 SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
+CHANGED_WHILE_READ = "changed while it was uploaded: not stored, pushed again by the next pass"
 
 
 @dataclass
@@ -110,6 +111,20 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
                 why = "would be written outside the folder"
         out.append(replace(r, label=name, detail=why) if why else replace(r, name=name))
     return out
+
+
+def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
+    """The detail of a failed action: an upload whose file changed since the scan (it grew while it was read,
+    which stops the upload) says so, whatever error the transfer ended with."""
+    if a.kind in (plan.PUSH, plan.MOVE) and lf is not None:
+        try:
+            st = lf.path.stat()
+            changed = (st.st_size, st.st_mtime_ns, st.st_ino) != (lf.size, lf.mtime_ns, lf.ino)
+        except OSError:
+            changed = True
+        if changed:
+            return CHANGED_WHILE_READ
+    return f"{a.kind}: {error}"
 
 
 class SyncRun:
@@ -307,7 +322,7 @@ class SyncRun:
             self.save(force=True)
             raise
         except (VaultError, OSError) as e:
-            self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {e}")
+            self.out.add(FAILED, a.name, a.doc, a.seq, _failure(a, e, local.get(a.name)))
         self.save()
 
     async def push_new(self, batch: list[plan.Action], local: dict[str, LocalFile]) -> None:
@@ -330,7 +345,7 @@ class SyncRun:
             if isinstance(error, Conflict):
                 await self.guarded(replace(a, kind=plan.CONFLICT), local)
             else:
-                self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {error}")
+                self.out.add(FAILED, a.name, a.doc, a.seq, _failure(a, error, local.get(a.name)))
         self.save()
 
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
