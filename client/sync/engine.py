@@ -409,7 +409,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)
-        listing = await c.docs.ls(team_name)
+        listing = await c.docs.ls(team_name, deleted=None)  # signed deletions too: the index knows them
         remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok)
         may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
                                     team)
