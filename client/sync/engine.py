@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from client import download
 from client.client import Client
 from client.docs import _inside
 from client.putbase import Base
@@ -159,12 +160,13 @@ class SyncRun:
         assert copy is not None  # write_op records it for its source
         return SyncEntry.of(doc, copy)
 
-    async def pull(self, a: plan.Action) -> None:
+    async def pull(self, a: plan.Action, force: bool = False) -> None:
+        """Fetch the head into the name; an existing file is replaced only if it is still the indexed one (or
+        ``force``: it holds a version of the document, see ``_holds_a_version``)."""
         self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
         target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
         entry = self.index.files.get(a.name)
-        force = False
-        if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
+        if os.path.lexists(target) and not force:  # replaced only if it is still the file the index knows
             st = target.lstat()
             force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
         try:
@@ -255,9 +257,41 @@ class SyncRun:
         self.index.forget(a.source)
         self.index.saw(old.doc, dseq)
 
+    async def _holds_a_version(self, a: plan.Action) -> bool:
+        """Whether the file under ``a.name`` is byte for byte a version of its document newer than the indexed
+        one: a pull that a killed pass renamed into place before the index recorded it, not an edit here.
+        Only versions of the file's size are compared (the local copies entry first, else by downloading each
+        into a verified temporary beside the file, removed at once)."""
+        entry = self.index.files.get(a.name)
+        path = self._local(a.name)
+        if entry is None or not path.is_file():
+            return False
+        size = path.stat().st_size
+        later = [v for v in await self.c.docs.history(self.team.name, a.name) if v.record.core.seq > entry.seq
+                 and v.record.core.doc == entry.doc and v.opened is not None and not v.opened.deleted
+                 and v.opened.size == size]
+        if not later:
+            return False
+        mine = download.hash_file(path)
+        copy = self.c.docs.copies.load().copy(self.team.team_id, entry.doc, str(path))
+        if copy is not None and copy.sha256 == mine and copy.vid in {v.vid for v in later}:
+            return True
+        for v in reversed(later):
+            assert v.opened is not None
+            tmp, digest = await download.receive_beside(self.c.session.api, v.record, v.opened, path, None)
+            tmp.unlink(missing_ok=True)
+            if digest == mine:
+                return True
+        return False
+
     async def conflict(self, a: plan.Action) -> None:
         """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
-        and upload the copy as its own document (a reader keeps it here only)."""
+        and upload the copy as its own document (a reader keeps it here only). A file that holds a version
+        already (a killed pass's pull) is no conflict: the head is fetched over it."""
+        if await self._holds_a_version(a):
+            await self.pull(replace(a, detail="this file held an earlier version (a pass stopped before it "
+                                    "recorded it): the newest fetched over it"), force=True)
+            return
         src = self._local(a.name)
         copy = conflict_name(a.name, self.me_name, self.c.session.now())
         n = 1
