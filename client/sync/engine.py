@@ -45,6 +45,7 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
+from vault.localindex import LocalIndex
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 from vault.teamkeys import TeamKey
@@ -408,6 +409,16 @@ class SyncRun:
             self.out.add(a.kind, a.name, a.doc, a.seq, a.detail)
 
 
+def _catch_up(index: SyncIndex, copies: LocalIndex, root: Path) -> None:
+    """Index entries behind the local copies entry of their path (an upload or download a killed pass made, which
+    the local copies index recorded before the folder's index was saved) take that entry: the file held that
+    version then, so the pass compares with it (no conflict with its own upload, no second version)."""
+    for name, entry in list(index.files.items()):
+        copy = copies.copy(index.team, entry.doc, str(root / name))
+        if copy is not None and copy.seq > entry.seq:
+            index.record(name, SyncEntry.of(entry.doc, copy))
+
+
 async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
                     hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None) -> Outcome:
     """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
@@ -435,6 +446,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
     with folders.locked(root):
         index = folders.load(root) or SyncIndex(team.team_id, str(root))
         index.team_name = team.name
+        _catch_up(index, c.docs.copies.load(), root)
         vanished = not root.exists()
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
