@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -144,19 +145,36 @@ def test_kill_9_at_random_points_of_passes_both_ways_then_sync_again(org: Org, t
             assert h in saves.by_name[name], f"{name}: bytes nobody saved under this name after a kill"
 
     assert kills >= 1  # the points above hit passes at work (else this test checks nothing)
-    sync_ok(alice, a)
+    r = alice.run("sync", "drafting", str(a), "--json")
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.err  # 1: a conflict copy (see below)
     assert sync_ok(alice, a).strip() == "[]"  # in step: nothing was left half-done
     assert files(a) == real(a)  # no temporary left anywhere in the folder
-    assert real(a) == saves.last  # every member's last save, nobody's edit lost, no conflict copy
+
+    # Every member's last save is in the folder. A conflict copy is tolerated only in the one window no record
+    # covers (a kill after the server stored alice's upload, before her client recorded it, then a new save of
+    # the same file): the copy holds her newest save, the name her earlier one (nothing lost). Never a conflict
+    # on a file she did not edit, never a copy of content the document already has (a conflict with itself).
+    expected = dict(saves.last)
+    conflicts: dict[str, str] = {}
+    for copy in [n for n in real(a) if " (conflict alice " in n]:
+        name = re.sub(r" \(conflict alice [^)]*\)", "", copy)
+        assert name in mine["alice"], f"{copy}: a conflict on a file only bob edited"
+        assert real(a)[copy] == saves.last[name] and real(a)[name] in saves.by_name[name]
+        expected[name], expected[copy] = real(a)[name], saves.last[name]
+        saves.by_name[copy] = {saves.last[name]}
+        conflicts[copy] = name
+    assert real(a) == expected
     sync_ok(bob, b)
     assert files(b) == real(b) and real(b) == real(a)
 
     stored = versions(org, monkeypatch, tmp_path / "versions")
-    assert set(stored) == set(saves.last)
+    assert set(stored) == set(expected)
     for name, chain in stored.items():
         assert set(chain) <= saves.by_name[name], f"{name}: a version nobody saved"
         assert all(x != y for x, y in zip(chain, chain[1:], strict=False)), f"{name}: a version stored twice"
-        assert chain[-1] == saves.last[name]
+        assert chain[-1] == expected[name]
+    for copy, name in conflicts.items():
+        assert not set(stored[copy]) & set(stored[name]), f"{copy}: content its document already had"
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["alone", "in-a-batch-put"])
@@ -194,3 +212,44 @@ def test_a_file_appended_to_while_it_is_uploaded_is_pushed_again_by_the_next_pas
     history = alice.json("history", "drafting", "minutes.bin")
     assert [v["size"] for v in history][-1] == len(first) + len(b"appended while it was uploaded\n")
     assert len({v["size"] for v in history}) == len(history)  # nothing stored twice
+
+
+@pytest.mark.parametrize("lost", ["folder-index-after-push", "folder-index-after-pull", "both-indexes-after-pull"])
+def test_a_pass_killed_before_it_recorded_its_work_is_finished_without_a_conflict(org: Org, tmp_path: Path,
+                                                                                  lost: str) -> None:
+    """The state a kill leaves at a deterministic point: the folder's index (saved every half second) and, for a
+    pull, the local copies index (saved every second) put back as they were before the pass. The next pass
+    recognises the work as done: a push goes on top of the version it stored, a pull is fetched over (no
+    conflict copy, no second version)."""
+    alice, bob = org.alice, org.bob
+    unlock_fast(alice, bob)
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "notes").mkdir(parents=True)
+    (a / "notes/plan.md").write_text("plan v1\n")
+    sync_ok(alice, a)
+    sync_ok(bob, b)
+    [index] = (alice.home / "sync").glob("*.bin")
+    kept = {p: p.read_bytes() for p in [index, *alice.home.glob("index.bin")]
+            if p == index or lost == "both-indexes-after-pull"}
+    assert len(kept) == (2 if lost == "both-indexes-after-pull" else 1)
+    who = "alice" if lost == "folder-index-after-push" else "bob"
+    texts = ["plan v1\n", f"plan v2 by {who}\n", f"plan v3 by {who}, a longer line\n"]
+    side, member = (a, alice) if who == "alice" else (b, bob)
+    (side / "notes/plan.md").write_text(texts[1])
+    sync_ok(member, side)
+    if who == "bob":
+        sync_ok(alice, a)  # the pull
+    for p, data in kept.items():
+        p.write_bytes(data)  # as if killed right after its work, before it was recorded
+
+    (side / "notes/plan.md").write_text(texts[2])
+    if who == "bob":
+        sync_ok(bob, b)
+    rows = json.loads(sync_ok(alice, a))
+    assert [(r["action"], r["name"], r["seq"]) for r in rows] == [("push" if who == "alice" else "pull",
+                                                                   "notes/plan.md", 3)]
+    assert sorted(p.name for p in a.rglob("*") if p.is_file()) == ["plan.md"]  # no conflict copy
+    assert (a / "notes/plan.md").read_text() == texts[2]
+    sizes = [v["size"] for v in alice.json("history", "drafting", "notes/plan.md")]
+    assert sizes == [len(t) for t in texts]  # no second version
+    assert sync_ok(alice, a).strip() == "[]"
