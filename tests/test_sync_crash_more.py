@@ -17,7 +17,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import time
 from collections import defaultdict
@@ -28,6 +27,7 @@ import pytest
 from client.client import Client
 from tests.conftest import MVAULT, Member, Org
 from tests.helpers.members import in_session, unlock_fast
+from tests.test_sync_crash import killed
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
 CYCLES = 20 if LONG else 3
@@ -67,18 +67,6 @@ def sync_ok(m: Member, folder: Path) -> str:
     r = m.run("sync", "drafting", str(folder), "--json")
     assert r.code == 0, f"sync failed ({r.code}): {r.err}{r.out}"
     return r.out
-
-
-def killed(m: Member, folder: Path, after: float) -> bool:
-    p = subprocess.Popen([MVAULT, "sync", "drafting", str(folder)], env=m.env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    try:
-        p.wait(after)
-        return False
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        return True
 
 
 def versions(org: Org, monkeypatch: pytest.MonkeyPatch, tmp: Path) -> dict[str, list[str]]:
@@ -140,7 +128,7 @@ def test_kill_9_at_random_points_of_passes_both_ways_then_sync_again(org: Org, t
         new = f"alice/new/c{cycle}.md"
         edit(a, new)
         mine["alice"].append(new)
-        kills += killed(alice, a, unit * rnd.uniform(0.5, 2.5))
+        kills += killed(alice.env(), a, unit * rnd.uniform(0.5, 2.5))
         for name, h in real(a).items():  # nothing partial under a real name, whenever the kill came
             assert h in saves.by_name[name], f"{name}: bytes nobody saved under this name after a kill"
 
