@@ -113,8 +113,8 @@ async def _copy_version(docs: Documents, team_name: str, name: str, rec: Record,
 async def move(docs: Documents, team_name: str, old: str, new: str, progress: Progress | None = None) -> Done:
     """Rename ``old`` to ``new``: a ``MOVE`` version at ``new`` with ``old``'s newest content, then a
     ``DELETE`` of ``old`` naming ``new``. ``new`` may not exist unless deleted (then the move is its newest
-    version); if it already holds a move of ``old``'s head (an interrupted ``move``), only the deletion is
-    left to do. Returns the move's version."""
+    version); if it already holds this member's own move of ``old``'s head (an interrupted ``move``), only
+    the deletion is left to do. Returns the move's version."""
     check_name(new)
     if old == new:
         raise Conflict(f"{escape(old)!r} is already its name; nothing stored")
@@ -129,7 +129,10 @@ async def move(docs: Documents, team_name: str, old: str, new: str, progress: Pr
     done: tuple[int, str] | None = None
     if new_records and new_records[-1].core.op != DELETE:
         moved = docs.open_version(new_records[-1], keys)
-        if moved.op != MOVE or moved.moved_from != (old, old_doc, head.version_id):
+        # Only this member's own interrupted move is finished: another writer can store a MOVE naming the same
+        # source with their own content, which would otherwise be taken for ours (review round 6).
+        mine = new_records[-1].core.author == docs.session.me
+        if moved.op != MOVE or moved.moved_from != (old, old_doc, head.version_id) or not mine:
             raise Conflict(f"{escape(new)!r} exists (version {len(new_records)}); nothing renamed (delete it "
                            f"first with `{_command('rm', team.name, new)}`, or choose another name)")
         done = (len(new_records), new_records[-1].version_id)  # an interrupted move: only the deletion is left

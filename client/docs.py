@@ -86,6 +86,14 @@ def _would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
                           "--force to replace it, or -o to write elsewhere)")
 
 
+def _stat_of(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def check_unique_names(names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
@@ -436,14 +444,16 @@ class Documents:
         return done, failed
 
     async def fetch_newest(self, team: TeamState, name: str, out: Path, progress: Progress | None = None,
-                           force: bool = False) -> tuple[Fetched, LocalCopy | None]:
+                           force: bool = False, expect: tuple[int, int, int] | None = None,
+                           ) -> tuple[Fetched, LocalCopy | None]:
         """The newest version of ``name`` into ``out`` (absolute) as ``get`` fetches it (for the sync engine):
         what was fetched, and the local copies entry now recorded for ``out`` (None: the newest version is a
-        deletion, and nothing was written)."""
+        deletion, and nothing was written). ``expect``: replace the file at ``out`` only if it still has this
+        (size, mtime_ns, inode) once the download verified (else ``WouldOverwrite``: it was saved meanwhile)."""
         d, opened = await self._version(team, name, None)
         if opened.deleted:
             return Fetched(d, None, False), None
-        written = await self._fetch_into(team, d, opened, out, progress, force)
+        written = await self._fetch_into(team, d, opened, out, progress, force or expect is not None, expect)
         ours = next((e[3] for e in reversed(self._batch_copies) if e[2] == str(out)), None)
         if self._batch_pins is None:
             self.copies.save(self._batch_copies)
@@ -484,7 +494,7 @@ class Documents:
         return DocVersion(rec, opened, rec.version_id), opened
 
     async def _fetch_into(self, team: TeamState, d: DocVersion, opened: Opened, out: Path, progress: Progress | None,
-                          force: bool) -> bool:
+                          force: bool, expect: tuple[int, int, int] | None = None) -> bool:
         """``out`` (absolute) holds the version afterwards: False if it already did (nothing written).
         The index entry for ``out`` waits in ``_batch_copies`` for the caller to save."""
         rec = d.record
@@ -502,6 +512,8 @@ class Documents:
                 return False  # written (or stored) from this very file, and untouched since
         tmp, digest = await download.receive_beside(self.session.api, rec, opened, out, progress)
         try:
+            if expect is not None and _stat_of(out) != expect:  # saved while we downloaded: not replaced
+                raise _would_overwrite(out, opened.name, rec)
             if exists and not force:
                 if download.hash_file(out) != digest:
                     raise _would_overwrite(out, opened.name, rec)

@@ -175,7 +175,7 @@ def test_an_interrupted_mv_is_finished_by_running_it_again(org: Org, tmp_path: P
 
     asyncio.run(first_half())
     assert _names(bob) == ["new.md", "old.md"]  # both names: nothing lost
-    done = bob.json("mv", "drafting", "old.md", "new.md")
+    done = alice.json("mv", "drafting", "old.md", "new.md")  # her own interrupted move (review round 6)
     assert done["seq"] == 1  # no second move version
     assert _names(bob) == ["new.md"]
     assert [h["version"] for h in bob.json("history", "drafting", "new.md") if h["name"] == "new.md"] == [1]

@@ -51,7 +51,7 @@ def all_contents(org: Org, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> set[st
 
     async def fetch(c: Client) -> set[str]:
         seen: set[str] = set()
-        for i, d in enumerate(await c.docs.ls("drafting")):
+        for i, d in enumerate(await c.docs.ls("drafting", deleted=None)):
             assert d.opened is not None
             for v in await c.docs.history("drafting", d.opened.name):
                 if v.opened is not None and v.opened.size:

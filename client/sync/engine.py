@@ -28,7 +28,7 @@ from client.putbase import Base
 from client.sanitize import escape
 from client.sync import plan
 from client.sync.folders import SyncFolders
-from client.sync.scan import LocalFile, hidden, scan
+from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
@@ -38,6 +38,7 @@ from vault.errors import (
     BatchFailed,
     Conflict,
     CryptoError,
+    IntegrityError,
     NotFound,
     PolicyDenied,
     RollbackDetected,
@@ -91,6 +92,7 @@ def conflict_name(name: str, member: str, now: int) -> str:
 
 def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
                   hidden_ok: bool) -> list[plan.Remote]:
+    spec = ignore_spec(root)
     out = []
     for d in listing:
         rec = d.record
@@ -106,6 +108,10 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
             why = "listed under a name that is not its own"
         if why is None and hidden(name) and not hidden_ok:
             why = "a hidden name (a part starts with '.'): not synced"
+        if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
+            why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
+        if why is None and ignored(spec, name):
+            why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
         if why is None:
             try:
                 _inside(root, name)
@@ -161,18 +167,22 @@ class SyncRun:
         assert copy is not None  # write_op records it for its source
         return SyncEntry.of(doc, copy)
 
-    async def pull(self, a: plan.Action, force: bool = False) -> None:
-        """Fetch the head into the name; an existing file is replaced only if it is still the indexed one (or
-        ``force``: it holds a version of the document, see ``_holds_a_version``)."""
+    async def pull(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
         target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
         entry = self.index.files.get(a.name)
-        if os.path.lexists(target) and not force:  # replaced only if it is still the file the index knows
+        expect: tuple[int, int, int] | None = None
+        if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
             st = target.lstat()
-            force = entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino)
+            if entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                expect = (st.st_size, st.st_mtime_ns, st.st_ino)
         try:
-            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, force)
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, expect=expect)
         except WouldOverwrite:  # a different file is there: both changed (handled after the batch of pulls)
+            if a.name not in local:  # not one the scan took (hidden, ignored, special): never ours to move
+                self.out.add(plan.SKIPPED, a.name, a.doc, a.seq, "a local file this folder does not sync has "
+                             "this name: not touched, the team's version not fetched (review round 6)")
+                return
             self.deferred.append(replace(a, kind=plan.CONFLICT))
             return
         seq = fetched.doc.record.core.seq
@@ -212,6 +222,14 @@ class SyncRun:
 
     async def delete_local(self, a: plan.Action) -> None:
         entry = self.index.files[a.name]
+        # The listed head is only signed and judged on its own: the deletion acted on is the one the document's
+        # whole version chain ends with, checked as `history` checks it (team state and key never going back,
+        # pins), so a removed member's backdated deletion served as the head deletes nothing (review round 6).
+        records = await self.c.docs.versions(self.team, entry.doc)
+        head = records[-1] if records else None
+        if head is None or head.core.op != DELETE or head.core.seq != a.seq:
+            raise IntegrityError(f"{escape(a.name)}: the server listed a deletion its version chain does not end "
+                                 "with; nothing deleted")
         target = self._local(a.name)
         st = target.lstat()
         if not stat.S_ISREG(st.st_mode) or not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
@@ -258,40 +276,57 @@ class SyncRun:
         self.index.forget(a.source)
         self.index.saw(old.doc, dseq)
 
-    async def _holds_a_version(self, a: plan.Action) -> bool:
-        """Whether the file under ``a.name`` is byte for byte a version of its document newer than the indexed
+    async def _fetch_over(self, a: plan.Action, held: tuple[int, int, int]) -> None:
+        """The newest version over a file found to hold an earlier one, if it still has stat ``held``."""
+        try:
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, self._local(a.name), self.progress,
+                                                           expect=held)
+        except WouldOverwrite:
+            self.out.add(plan.SKIPPED, a.name, a.doc, a.seq, "changed since this pass looked: kept, next pass decides")
+            return
+        seq = fetched.doc.record.core.seq
+        if copy is None:
+            self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
+            return
+        self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
+        self.out.add(plan.PULL, a.name, a.doc, seq, "this file held an earlier version (a pass stopped before it "
+                     "recorded it): the newest fetched over it")
+
+    async def _holds_a_version(self, a: plan.Action) -> tuple[int, int, int] | None:
+        """The stat of the file under ``a.name`` if it is byte for byte a version of its document newer than the indexed
         one: a pull that a killed pass renamed into place before the index recorded it, not an edit here.
         Only versions of the file's size are compared (the local copies entry first, else by downloading each
         into a verified temporary beside the file, removed at once)."""
         entry = self.index.files.get(a.name)
         path = self._local(a.name)
         if entry is None or not path.is_file():
-            return False
-        size = path.stat().st_size
+            return None
+        st = path.stat()
+        size, held = st.st_size, (st.st_size, st.st_mtime_ns, st.st_ino)
         later = [v for v in await self.c.docs.history(self.team.name, a.name) if v.record.core.seq > entry.seq
                  and v.record.core.doc == entry.doc and v.opened is not None and not v.opened.deleted
                  and v.opened.size == size]
         if not later:
-            return False
+            return None
         mine = download.hash_file(path)
         copy = self.c.docs.copies.load().copy(self.team.team_id, entry.doc, str(path))
         if copy is not None and copy.sha256 == mine and copy.vid in {v.vid for v in later}:
-            return True
+            return held
         for v in reversed(later):
             assert v.opened is not None
             tmp, digest = await download.receive_beside(self.c.session.api, v.record, v.opened, path, None)
             tmp.unlink(missing_ok=True)
             if digest == mine:
-                return True
-        return False
+                return held
+        return None
 
     async def conflict(self, a: plan.Action) -> None:
         """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
         and upload the copy as its own document (a reader keeps it here only). A file that holds a version
         already (a killed pass's pull) is no conflict: the head is fetched over it."""
-        if await self._holds_a_version(a):
-            await self.pull(replace(a, detail="this file held an earlier version (a pass stopped before it "
-                                    "recorded it): the newest fetched over it"), force=True)
+        held = await self._holds_a_version(a)
+        if held is not None:
+            await self._fetch_over(a, held)
             return
         src = self._local(a.name)
         copy = conflict_name(a.name, self.me_name, self.c.session.now())
@@ -386,7 +421,7 @@ class SyncRun:
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         lf = local.get(a.name)
         if a.kind == plan.PULL:
-            await self.pull(a)
+            await self.pull(a, local)
         elif a.kind == plan.PUSH:
             assert lf is not None
             await self.push(a, lf)
@@ -455,7 +490,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)
-        listing = await c.docs.ls(team_name, deleted=None)  # signed deletions too: the index knows them
+        listing = await c.docs.ls(team_name, deleted=None)  # deleted heads too: a deletion is a signed act to apply
         remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok)
         may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
                                     team)

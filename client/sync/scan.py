@@ -57,6 +57,12 @@ def ignore_spec(root: Path) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
+def ignored(spec: pathspec.GitIgnoreSpec, name: str) -> bool:
+    """Whether the ignore rules leave ``name`` (a document name) out, itself or by one of its folders."""
+    parts = name.split("/")
+    return spec.match_file(name) or any(spec.match_file("/".join(parts[:i]) + "/") for i in range(1, len(parts)))
+
+
 def hidden(name: str) -> bool:
     return any(part.startswith(".") for part in name.split("/"))
 
