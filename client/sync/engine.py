@@ -23,7 +23,7 @@ from typing import Any
 
 from client import download
 from client.client import Client
-from client.docs import _inside
+from client.docs import Fetched, _inside
 from client.putbase import Base
 from client.sanitize import escape
 from client.sync import plan
@@ -46,7 +46,7 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
-from vault.localindex import LocalIndex
+from vault.localindex import LocalCopy, LocalIndex
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 from vault.teamkeys import TeamKey
@@ -185,13 +185,17 @@ class SyncRun:
                 return
             self.deferred.append(replace(a, kind=plan.CONFLICT))
             return
+        self._fetched(a, fetched, copy, a.detail)
+
+    def _fetched(self, a: plan.Action, fetched: Fetched, copy: LocalCopy | None, detail: str) -> None:
+        """Record and report the newest version fetched into ``a.name`` (a deletion meanwhile: the next pass)."""
         seq = fetched.doc.record.core.seq
         if copy is None:
             self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
             return
         self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
         if fetched.written:
-            self.out.add(plan.PULL, a.name, a.doc, seq, a.detail)
+            self.out.add(plan.PULL, a.name, a.doc, seq, detail)
         else:
             self.out.add(IN_STEP, a.name, a.doc, seq, "already the same here")
 
@@ -284,13 +288,8 @@ class SyncRun:
         except WouldOverwrite:
             self.out.add(plan.SKIPPED, a.name, a.doc, a.seq, "changed since this pass looked: kept, next pass decides")
             return
-        seq = fetched.doc.record.core.seq
-        if copy is None:
-            self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
-            return
-        self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
-        self.out.add(plan.PULL, a.name, a.doc, seq, "this file held an earlier version (a pass stopped before it "
-                     "recorded it): the newest fetched over it")
+        self._fetched(a, fetched, copy, "this file held an earlier version (a pass stopped before it recorded it): "
+                      "the newest fetched over it")
 
     async def _holds_a_version(self, a: plan.Action) -> tuple[int, int, int] | None:
         """The stat of the file under ``a.name`` if it is byte for byte a version of its document newer than the indexed
