@@ -77,6 +77,9 @@ class Keyring:
         commitment = team.boxes.get((gen, me))
         if commitment is not None:
             box = (await self.boxes(team)).get(gen)
+            if box is None:  # fetched before another member's rotation or share (a long-running sync): once more
+                self._box_cache.pop(team.team_id, None)
+                box = (await self.boxes(team)).get(gen)
             if box is None:
                 raise NotFound(f"the server has no key box for you in team {team.name} generation {gen}")
             puk = await self.puk(commitment.puk_gen)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from client import download
 from client.client import Client
-from client.docs import _inside
+from client.docs import Fetched, _inside
 from client.putbase import Base
 from client.sanitize import escape
 from client.sync import plan
@@ -45,6 +46,7 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
+from vault.localindex import LocalCopy, LocalIndex
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 from vault.teamkeys import TeamKey
@@ -56,6 +58,7 @@ FAILED = "failed"  # an action that could not be done (the reason in its detail)
 KEEP_WHEN_GONE = (plan.DELETE_REMOTE, plan.REFUSED, plan.FORGET, plan.SKIPPED, plan.NOT_PUSHED)
 IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
 SECURITY = (RollbackDetected, CryptoError, ServerMismatch)  # a lying server: the pass stops at once
+CHANGED_WHILE_READ = "changed while it was uploaded: not stored, pushed again by the next pass"
 
 
 @dataclass
@@ -118,6 +121,20 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
     return out
 
 
+def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
+    """The detail of a failed action: an upload whose file changed since the scan (it grew while it was read,
+    which stops the upload) says so, whatever error the transfer ended with."""
+    if a.kind in (plan.PUSH, plan.MOVE) and lf is not None:
+        try:
+            st = lf.path.stat()
+            changed = (st.st_size, st.st_mtime_ns, st.st_ino) != (lf.size, lf.mtime_ns, lf.ino)
+        except OSError:
+            changed = True
+        if changed:
+            return CHANGED_WHILE_READ
+    return f"{a.kind}: {error}"
+
+
 class SyncRun:
     """Applying one pass's actions to one folder (built by ``sync_pass``)."""
 
@@ -168,13 +185,17 @@ class SyncRun:
                 return
             self.deferred.append(replace(a, kind=plan.CONFLICT))
             return
+        self._fetched(a, fetched, copy, a.detail)
+
+    def _fetched(self, a: plan.Action, fetched: Fetched, copy: LocalCopy | None, detail: str) -> None:
+        """Record and report the newest version fetched into ``a.name`` (a deletion meanwhile: the next pass)."""
         seq = fetched.doc.record.core.seq
         if copy is None:
             self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
             return
         self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
         if fetched.written:
-            self.out.add(plan.PULL, a.name, a.doc, seq, a.detail)
+            self.out.add(plan.PULL, a.name, a.doc, seq, detail)
         else:
             self.out.add(IN_STEP, a.name, a.doc, seq, "already the same here")
 
@@ -259,9 +280,53 @@ class SyncRun:
         self.index.forget(a.source)
         self.index.saw(old.doc, dseq)
 
+    async def _fetch_over(self, a: plan.Action, held: tuple[int, int, int]) -> None:
+        """The newest version over a file found to hold an earlier one, if it still has stat ``held``."""
+        try:
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, self._local(a.name), self.progress,
+                                                           expect=held)
+        except WouldOverwrite:
+            self.out.add(plan.SKIPPED, a.name, a.doc, a.seq, "changed since this pass looked: kept, next pass decides")
+            return
+        self._fetched(a, fetched, copy, "this file held an earlier version (a pass stopped before it recorded it): "
+                      "the newest fetched over it")
+
+    async def _holds_a_version(self, a: plan.Action) -> tuple[int, int, int] | None:
+        """The stat of the file under ``a.name`` if it is byte for byte a version of its document newer than the indexed
+        one: a pull that a killed pass renamed into place before the index recorded it, not an edit here.
+        Only versions of the file's size are compared (the local copies entry first, else by downloading each
+        into a verified temporary beside the file, removed at once)."""
+        entry = self.index.files.get(a.name)
+        path = self._local(a.name)
+        if entry is None or not path.is_file():
+            return None
+        st = path.stat()
+        size, held = st.st_size, (st.st_size, st.st_mtime_ns, st.st_ino)
+        later = [v for v in await self.c.docs.history(self.team.name, a.name) if v.record.core.seq > entry.seq
+                 and v.record.core.doc == entry.doc and v.opened is not None and not v.opened.deleted
+                 and v.opened.size == size]
+        if not later:
+            return None
+        mine = download.hash_file(path)
+        copy = self.c.docs.copies.load().copy(self.team.team_id, entry.doc, str(path))
+        if copy is not None and copy.sha256 == mine and copy.vid in {v.vid for v in later}:
+            return held
+        for v in reversed(later):
+            assert v.opened is not None
+            tmp, digest = await download.receive_beside(self.c.session.api, v.record, v.opened, path, None)
+            tmp.unlink(missing_ok=True)
+            if digest == mine:
+                return held
+        return None
+
     async def conflict(self, a: plan.Action) -> None:
         """Keep the local file as a conflict copy beside the name, fetch the team's version into the name,
-        and upload the copy as its own document (a reader keeps it here only)."""
+        and upload the copy as its own document (a reader keeps it here only). A file that holds a version
+        already (a killed pass's pull) is no conflict: the head is fetched over it."""
+        held = await self._holds_a_version(a)
+        if held is not None:
+            await self._fetch_over(a, held)
+            return
         src = self._local(a.name)
         copy = conflict_name(a.name, self.me_name, self.c.session.now())
         n = 1
@@ -326,7 +391,7 @@ class SyncRun:
             self.save(force=True)
             raise
         except (VaultError, OSError) as e:
-            self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {e}")
+            self.out.add(FAILED, a.name, a.doc, a.seq, _failure(a, e, local.get(a.name)))
         self.save()
 
     async def push_new(self, batch: list[plan.Action], local: dict[str, LocalFile]) -> None:
@@ -349,7 +414,7 @@ class SyncRun:
             if isinstance(error, Conflict):
                 await self.guarded(replace(a, kind=plan.CONFLICT), local)
             else:
-                self.out.add(FAILED, a.name, a.doc, a.seq, f"{a.kind}: {error}")
+                self.out.add(FAILED, a.name, a.doc, a.seq, _failure(a, error, local.get(a.name)))
         self.save()
 
     async def apply_one(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
@@ -376,6 +441,16 @@ class SyncRun:
             self.index.record(a.name, replace(entry, size=lf.size, mtime_ns=lf.mtime_ns, ino=lf.ino))
         else:
             self.out.add(a.kind, a.name, a.doc, a.seq, a.detail)
+
+
+def _catch_up(index: SyncIndex, copies: LocalIndex, root: Path) -> None:
+    """Index entries behind the local copies entry of their path (an upload or download a killed pass made, which
+    the local copies index recorded before the folder's index was saved) take that entry: the file held that
+    version then, so the pass compares with it (no conflict with its own upload, no second version)."""
+    for name, entry in list(index.files.items()):
+        copy = copies.copy(index.team, entry.doc, str(root / name))
+        if copy is not None and copy.seq > entry.seq:
+            index.record(name, SyncEntry.of(entry.doc, copy))
 
 
 async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
@@ -405,6 +480,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
     with folders.locked(root):
         index = folders.load(root) or SyncIndex(team.team_id, str(root))
         index.team_name = team.name
+        _catch_up(index, c.docs.copies.load(), root)
         vanished = not root.exists()
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
