@@ -160,12 +160,14 @@ def precompile() -> None:
 
 
 class Sampler:
-    """Peak RSS of one process, sampled every 20 ms in a thread."""
+    """Peak RSS of one process, sampled every 20 ms in a thread; with ``children``, of the process and its
+    children (recursively) summed."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, children: bool = False) -> None:
         import psutil
 
         self.proc = psutil.Process(pid)
+        self.children = children
         self._error = psutil.Error
         self.peak = 0
         self._stop = threading.Event()
@@ -175,7 +177,11 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
+                rss = self.proc.memory_info().rss
+                for child in self.proc.children(recursive=True) if self.children else []:
+                    with contextlib.suppress(self._error):  # a child that ended meanwhile
+                        rss += child.memory_info().rss
+                self.peak = max(self.peak, rss)
             except self._error:
                 return
             time.sleep(0.02)
