@@ -36,14 +36,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, Sampler, free_port, machine, precompile  # noqa: E402
-from transfer import SMALL, age_version, need_age, same_file, timed, write_file  # noqa: E402
+from common import MIB, ROOT, Row, Sampler, free_port, write_rows  # noqa: E402
+from transfer import SMALL, age_version, age_workspace, same_file, timed, write_file  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MVAULT = str(BIN / "mvault")
@@ -286,15 +285,8 @@ def main() -> int:
     if args.quick:
         args.rounds, args.files, args.big, args.noop_files, args.samples = 2, 40, 2, 200, 5
         args.mem_mib, args.mem_files = 32, 2
-    need_age()
-    precompile()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mvault-sync-") as tmp_s:
-        tmp = Path(tmp_s)
-        (tmp / "pass").write_text("bench passphrase 123\n")
-        subprocess.run(["age-keygen", "-o", str(tmp / "age.key")], check=True, capture_output=True)
-        recipient = next(line.split(": ", 1)[1] for line in (tmp / "age.key").read_text().splitlines()
-                         if line.startswith("# public key: "))
+    with age_workspace("mvault-sync-") as (tmp, recipient):
         server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
                                    str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True)
@@ -313,14 +305,7 @@ def main() -> int:
                 subprocess.run([MVAULT, "lock"], env=m.env, capture_output=True)  # stop the unlock agent
             server.terminate()
             server.wait(10)
-    result: dict[str, Any] = {"rows": [r.as_json() for r in rows], "machine": machine(), "rounds": args.rounds,
-                              "seconds": round(time.perf_counter() - started, 1)}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    for row in rows:
-        ref = row.reference_median
-        print(f"{row.row:<17} ours {row.ours_median:,.3f} {row.unit}"
-              + (f", reference {ref:,.3f} {row.unit}, ratio {row.ratio:.2f}" if ref is not None and row.ratio else "")
-              + f" ({row.target_text}: {'met' if row.met else 'NOT met'}) {json.dumps(row.detail)}")
+    write_rows(args.out, rows, args.rounds, started, digits=3, details=True)
     ok = (rows[0].detail["trees_identical"] and rows[1].detail["nothing_to_do"] and not rows[2].detail["lost"]
           and rows[3].detail["trees_identical"])
     return 0 if ok else 1
