@@ -96,6 +96,24 @@ class Row:
         return d
 
 
+def write_rows(out: Path, rows: list[Row], rounds: int, started: float, digits: int = 1,
+               details: bool = False) -> None:
+    """Write a script's ``{"rows", "machine", "rounds", "seconds"}`` to ``out`` and print one line per row
+    (``details``: with the row's detail as JSON)."""
+    import json
+
+    result: dict[str, Any] = {"rows": [r.as_json() for r in rows], "machine": machine(), "rounds": rounds,
+                              "seconds": round(time.perf_counter() - started, 1)}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    for row in rows:
+        ref = row.reference_median
+        print(f"{row.row:<17} ours {row.ours_median:,.{digits}f} {row.unit}"
+              + (f", reference {ref:,.{digits}f} {row.unit}, ratio {row.ratio:.2f}" if ref is not None and row.ratio
+                 else "")
+              + f" ({row.target_text}: {'met' if row.met else 'NOT met'})"
+              + (f" {json.dumps(row.detail)}" if details else ""))
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -160,12 +178,14 @@ def precompile() -> None:
 
 
 class Sampler:
-    """Peak RSS of one process, sampled every 20 ms in a thread."""
+    """Peak RSS of one process, sampled every 20 ms in a thread; with ``children``, of the process and its
+    children (recursively) summed."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, children: bool = False) -> None:
         import psutil
 
         self.proc = psutil.Process(pid)
+        self.children = children
         self._error = psutil.Error
         self.peak = 0
         self._stop = threading.Event()
@@ -175,7 +195,11 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
+                rss = self.proc.memory_info().rss
+                for child in self.proc.children(recursive=True) if self.children else []:
+                    with contextlib.suppress(self._error):  # a child that ended meanwhile
+                        rss += child.memory_info().rss
+                self.peak = max(self.peak, rss)
             except self._error:
                 return
             time.sleep(0.02)

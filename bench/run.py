@@ -34,6 +34,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("fanout", ["fan-out"]),
     ("login", ["login"]),
     ("startup", ["start-up --help", "start-up --version", "start-up lock"]),
+    ("sync", ["first sync", "no-op sync", "propagation", "sync memory"]),
 ]
 
 

@@ -26,6 +26,7 @@ Nothing here asserts a time. Writes ``bench/results-transfer.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -33,11 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, Sampler, free_port, machine, precompile  # noqa: E402
+from common import MIB, ROOT, Row, Sampler, free_port, precompile, write_rows  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LIMIT_MIB = 200
@@ -57,6 +58,20 @@ def need_age() -> None:
         r = subprocess.run(["apt-get", "install", "-y", "-q", "age"], env=env, capture_output=True, text=True)
     if r.returncode != 0 or not shutil.which("age"):
         raise SystemExit(f"could not install age: {r.stderr[-500:]}")
+
+
+@contextlib.contextmanager
+def age_workspace(prefix: str) -> Iterator[tuple[Path, str]]:
+    """``age`` installed if missing, our modules compiled; a temporary directory holding the bench passphrase
+    (``pass``) and a new age identity (``age.key``): (the directory, the identity's recipient)."""
+    need_age()
+    precompile()
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp_s:
+        tmp = Path(tmp_s)
+        (tmp / "pass").write_text("bench passphrase 123\n")
+        subprocess.run(["age-keygen", "-o", str(tmp / "age.key")], check=True, capture_output=True)
+        yield tmp, next(line.split(": ", 1)[1] for line in (tmp / "age.key").read_text().splitlines()
+                        if line.startswith("# public key: "))
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None, sample: bool = False) -> tuple[float, int]:
@@ -103,16 +118,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.size_mib, args.big_mib, args.files = 8, 32, 50
-    need_age()
-    precompile()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="mvault-transfer-") as tmp_s:
-        tmp = Path(tmp_s)
-        (tmp / "pass").write_text("bench passphrase 123\n")
+    with age_workspace("mvault-transfer-") as (tmp, recipient):
         env = {**os.environ, "MVAULT_HOME": str(tmp / "home"), "MVAULT_PASSPHRASE_FILE": str(tmp / "pass")}
-        subprocess.run(["age-keygen", "-o", str(tmp / "age.key")], check=True, capture_output=True)
-        recipient = next(line.split(": ", 1)[1] for line in (tmp / "age.key").read_text().splitlines()
-                         if line.startswith("# public key: "))
         mvault = str(BIN / "mvault")
         server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
                                    str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -218,14 +226,7 @@ def main() -> int:
     memory_row = rows[2]
     if not flat or not huge_ok:
         memory_row.target_abs = ("<", 0.0)  # not met, whatever the peak: it grew with the file or broke
-    result: dict[str, Any] = {"rows": [r.as_json() for r in rows], "machine": machine(), "rounds": args.rounds,
-                              "seconds": round(time.perf_counter() - started, 1)}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    for row in rows:
-        ref = row.reference_median
-        print(f"{row.row:<17} ours {row.ours_median:,.1f} {row.unit}"
-              + (f", reference {ref:,.1f} {row.unit}, ratio {row.ratio:.2f}" if ref is not None and row.ratio else "")
-              + f" ({row.target_text}: {'met' if row.met else 'NOT met'})")
+    write_rows(args.out, rows, args.rounds, started)
     print(f"memory: client {client_small / MIB:.0f} MiB at {args.size_mib} MiB, {client_big / MIB:.0f} MiB at "
           f"{args.big_mib} MiB; server {server_peak_small / MIB:.0f} / {server_peak_big / MIB:.0f} MiB; flat: {flat}")
     ok = huge_ok and len(listed) == args.files

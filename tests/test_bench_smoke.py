@@ -149,3 +149,27 @@ def test_startup_bench_runs(tmp_path: Path) -> None:
     assert list(rows["start-up --help"]["target_abs"]) == ["<", 0.1]
     assert rows["start-up lock"]["target_abs"] is None
     assert "ratio of medians" in r.stdout
+
+
+def test_sync_bench_runs(tmp_path: Path) -> None:
+    """bench/sync.py --quick: real server, two members, the real sync CLI beside age and git; rows, round trips
+    and a memory bound, no timings."""
+    out = tmp_path / "sync.json"
+    r, result = run_bench("sync.py", out, "--quick", timeout=600)
+    rows = {row["row"]: row for row in result["rows"]}
+    assert list(rows) == ["first sync", "no-op sync", "propagation", "sync memory"]
+    for name in ("first sync", "no-op sync"):
+        row = rows[name]
+        assert row["unit"] == "s" and row["higher_is_better"] is False
+        assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
+    assert rows["first sync"]["detail"]["trees_identical"] is True
+    assert rows["first sync"]["target_ratio"] == 1.0
+    assert rows["no-op sync"]["detail"]["nothing_to_do"] is True
+    assert (rows["no-op sync"]["target_ratio"], list(rows["no-op sync"]["target_abs"])) == (0.5, ["<", 1.5])
+    live = rows["propagation"]
+    assert live["reference"] is None and live["detail"]["lost"] == 0 and live["detail"]["samples"] == 5
+    assert "p99 < 2 s" in live["checks"]
+    mem = rows["sync memory"]
+    assert mem["detail"]["trees_identical"] is True and mem["detail"]["tree_mib"] == 32
+    assert mem["ours_median"] < 200  # a memory bound, not a timing
+    assert "first sync" in r.stdout and "propagation" in r.stdout
