@@ -72,6 +72,7 @@ class LocalCopy:
 class LocalIndex:
     # "<team id>/<doc id>" -> absolute local path -> the copy there
     docs: dict[str, dict[str, LocalCopy]] = field(default_factory=dict)
+    _owner: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @staticmethod
     def key(team: str, doc: str) -> str:
@@ -82,14 +83,29 @@ class LocalIndex:
 
     def record(self, team: str, doc: str, path: str, copy: LocalCopy) -> None:
         key = self.key(team, doc)
-        for other, paths in list(self.docs.items()):
-            if other != key and paths.pop(path, None) is not None and not paths:
+        owners = self._owners()
+        other = owners.get(path)
+        if other is not None and other != key:
+            paths = self.docs.get(other, {})
+            if paths.pop(path, None) is not None and not paths:
                 del self.docs[other]
         self.docs.setdefault(key, {})[path] = copy
+        owners[path] = key
 
     def forget(self, team: str, doc: str) -> bool:
         """Drop every local copy of a document (deleted or moved away); True if there was one."""
-        return self.docs.pop(self.key(team, doc), None) is not None
+        paths = self.docs.pop(self.key(team, doc), None)
+        if paths is not None and self._owner is not None:
+            for path in paths:
+                self._owner.pop(path, None)
+        return paths is not None
+
+    def _owners(self) -> dict[str, str]:
+        """Path -> the document holding it, built once (``record`` was a walk over every document per entry:
+        a batch of n puts was quadratic, bench/sync.py's first-sync profile)."""
+        if self._owner is None:
+            self._owner = {path: key for key, paths in self.docs.items() for path in paths}
+        return self._owner
 
     def to_value(self) -> dict[str, Value]:
         docs: dict[str, Value] = {k: {path: copy.to_value() for path, copy in paths.items()}
