@@ -47,7 +47,7 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
-from vault.fileio import prefetch
+from vault.fileio import prefetch, signature
 from vault.localindex import Hasher, LocalCopy, content_hasher
 from vault.names import check_name
 from vault.teamkeys import TeamKey
@@ -84,14 +84,6 @@ def _inside(root: Path, name: str) -> Path:
 def _would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
     return WouldOverwrite(f"{out} exists and is not version {rec.core.seq} of {name!r}; nothing written (use "
                           "--force to replace it, or -o to write elsewhere)")
-
-
-def _stat_of(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def check_unique_names(names: list[str]) -> None:
@@ -512,7 +504,7 @@ class Documents:
                 return False  # written (or stored) from this very file, and untouched since
         tmp, digest = await download.receive_beside(self.session.api, rec, opened, out, progress)
         try:
-            if expect is not None and _stat_of(out) != expect:  # saved while we downloaded: not replaced
+            if expect is not None and signature(out) != expect:  # saved while we downloaded: not replaced
                 raise _would_overwrite(out, opened.name, rec)
             if exists and not force:
                 if download.hash_file(out) != digest:

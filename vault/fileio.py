@@ -44,6 +44,18 @@ def write_chunks(fd: int, chunks: Iterable[Buffer]) -> None:
         write_all(fd, chunk)
 
 
+Signature = tuple[int, int, int] | None  # a file's (size, mtime_ns, inode); None: absent (or not statable)
+
+
+def signature(path: Path) -> Signature:
+    """``path``'s own (size, mtime_ns, inode), links not followed: what tells a file changed without reading it."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def fsync_dir(directory: Path) -> None:
     """fsync a directory, so that a rename or a new entry in it survives a crash."""
     fd = os.open(directory, os.O_RDONLY)

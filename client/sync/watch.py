@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +43,7 @@ from watchfiles import Change, awatch
 
 from client.sync.live import DocNotice, Notice
 from vault.errors import EXIT_SECURITY, AuthError, DeviceRevoked, TransportError, VaultError
+from vault.fileio import Signature, signature
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,6 @@ GRACE = 2.0  # seconds a running pass may take to finish once stop is set, befor
 LIVE_WAIT = 3.0  # seconds the first pass waits for the notices to go live (so none is missed in between)
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # backoff after a pass failed for want of the network
 
-Signature = tuple[int, int, int] | None  # a file's (size, mtime_ns, inode); None: absent
 
 
 def is_own_temporary(name: str) -> bool:
@@ -88,14 +87,6 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
-def _signature(path: Path) -> Signature:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
 @dataclass
 class _OwnWrites:
     """The state of each path a pass wrote, as it was right after that pass."""
@@ -112,12 +103,12 @@ class _OwnWrites:
             for key in PATH_KEYS:
                 rel = action.get(key)
                 if isinstance(rel, str) and rel:
-                    self.after[rel] = _signature(self.root / rel)
+                    self.after[rel] = signature(self.root / rel)
 
     def unchanged(self, rel: str) -> bool:
         """Is ``rel`` as our last pass that wrote it left it (or a directory it made for such a path)?"""
         if rel in self.after:
-            return _signature(self.root / rel) == self.after[rel]
+            return signature(self.root / rel) == self.after[rel]
         prefix = rel + "/"
         return (self.root / rel).is_dir() and any(p.startswith(prefix) for p in self.after)
 
