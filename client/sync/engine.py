@@ -46,6 +46,7 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
+from vault.fileio import signature
 from vault.localindex import LocalCopy, LocalIndex
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
@@ -126,14 +127,9 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
 def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
     """The detail of a failed action: an upload whose file changed since the scan (it grew while it was read,
     which stops the upload) says so, whatever error the transfer ended with."""
-    if a.kind in (plan.PUSH, plan.MOVE) and lf is not None:
-        try:
-            st = lf.path.stat()
-            changed = (st.st_size, st.st_mtime_ns, st.st_ino) != (lf.size, lf.mtime_ns, lf.ino)
-        except OSError:
-            changed = True
-        if changed:
-            return CHANGED_WHILE_READ
+    uploading = a.kind in (plan.PUSH, plan.MOVE) and lf is not None
+    if uploading and lf is not None and signature(lf.path) != (lf.size, lf.mtime_ns, lf.ino):
+        return CHANGED_WHILE_READ
     return f"{a.kind}: {error}"
 
 
@@ -173,11 +169,9 @@ class SyncRun:
         self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
         target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
         entry = self.index.files.get(a.name)
-        expect: tuple[int, int, int] | None = None
-        if os.path.lexists(target):  # replaced only if it is still the file the index knows (unchanged)
-            st = target.lstat()
-            if entry is not None and entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
-                expect = (st.st_size, st.st_mtime_ns, st.st_ino)
+        # Replaced only if it is still the file the index knows (unchanged), and still so after the download.
+        held = signature(target)
+        expect = held if held is not None and entry is not None and entry.same_stat(*held) else None
         try:
             fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, expect=expect)
         except WouldOverwrite:  # a different file is there: both changed (handled after the batch of pulls)
@@ -302,8 +296,10 @@ class SyncRun:
         path = self._local(a.name)
         if entry is None or not path.is_file():
             return None
-        st = path.stat()
-        size, held = st.st_size, (st.st_size, st.st_mtime_ns, st.st_ino)
+        held = signature(path)
+        if held is None:
+            return None
+        size = held[0]
         later = [v for v in await self.c.docs.history(self.team.name, a.name) if v.record.core.seq > entry.seq
                  and v.record.core.doc == entry.doc and v.opened is not None and not v.opened.deleted
                  and v.opened.size == size]
