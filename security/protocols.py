@@ -51,6 +51,8 @@ class Protocols:
     retention_days: int
     text: str
     quotas: dict[str, int] = field(default_factory=dict)  # [quotas]: per-member limits the server enforces
+    # [sync]: a folder sync pass deleting more than this percent of the files it knows asks for --confirm-deletes
+    sync_delete_percent: int = 50
 
     @property
     def digest(self) -> bytes:
@@ -81,7 +83,7 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     """Validate ``text`` against the shipped defaults' schema; missing keys take the default."""
     schema = _parse_toml(default_text(), "the shipped security-protocols.toml")
     data = _parse_toml(text, what)
-    unknown = set(data) - {"version", "rules", "retention", "quotas"}
+    unknown = set(data) - {"version", "rules", "retention", "quotas", "sync"}
     if unknown:
         raise EncodingError(f"{what}: unknown top-level keys {sorted(unknown)}")
     version = data.get("version")
@@ -106,7 +108,11 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     days = retention.get("days", schema["retention"]["days"])
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
         raise EncodingError(f"{what}: retention.days must be an integer from 1 to 3650")
-    return Protocols(version, rules, days, text, _quotas(data.get("quotas", {}), schema["quotas"], what))
+    sync = _table(data.get("sync", {}), schema["sync"], not_a_table=f"{what}: [sync] must be a table",
+                  unknown_keys=f"{what}: [sync] has unknown keys", name_known=True, where=f"{what}: sync",
+                  check=_percent_value)
+    return Protocols(version, rules, days, text, _quotas(data.get("quotas", {}), schema["quotas"], what),
+                     int(sync["max_delete_percent"]))
 
 
 def _quotas(given: Any, defaults: dict[str, int], what: str) -> dict[str, int]:
@@ -148,6 +154,12 @@ def _rule_value(default: Any, value: Any) -> str | None:
 def _quota_value(default: int, value: Any) -> str | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_QUOTA:
         return f"must be an integer from 1 to {MAX_QUOTA}"
+    return None
+
+
+def _percent_value(default: int, value: Any) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+        return "must be an integer from 1 to 100"
     return None
 
 

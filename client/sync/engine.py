@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from client import download
+from client.checkpoints import protocols_of
 from client.client import Client
 from client.docs import Fetched, _inside
 from client.putbase import Base
@@ -503,7 +504,8 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
                                     team)
         actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
-                                 confirm_deletes=confirm_deletes, vanished=vanished)
+                                 confirm_deletes=confirm_deletes, vanished=vanished,
+                                 max_delete_share=protocols_of(view.org).sync_delete_percent / 100)
         if not root.exists() and index.files:  # gone (an unmounted disk?): nothing is written where it was
             actions = [a if a.kind in KEEP_WHEN_GONE else
                        plan.Action(FAILED, a.name, a.doc, a.seq, detail=f"{a.kind}: the folder is gone; nothing is "

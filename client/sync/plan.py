@@ -31,7 +31,7 @@ from client.sync.scan import LocalFile
 from vault.errors import IntegrityError, RollbackDetected
 from vault.syncindex import SyncEntry, SyncIndex
 
-MAX_DELETE_SHARE = 0.5  # a pass deleting more than this share of the known files asks for --confirm-deletes
+MAX_DELETE_SHARE = 0.5  # the default of the protocols' [sync] max_delete_percent (the engine passes the one in force)
 
 # Action kinds
 PULL = "pull"  # fetch R into the name (a new file, or over an unchanged one)
