@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ from client.home import Home
 from security.authority import ALLOWANCE
 from tests.helpers import forgery
 from tests.helpers.db import sql
-from tests.helpers.forgery import Forge, Forgery, served, team_link
+from tests.helpers.forgery import Forge, Forgery, plant_version, served, team_key, team_link
 from tests.helpers.http import Http, b64, login_as
 from tests.helpers.keyholder import open_box
 from vault.encoding import decode, encode
-from vault.envelope import MAGIC, DocWriter
+from vault.envelope import DocWriter
 from vault.links import make_link, parse_link
 from vault.teamkeys import TeamKey
 
@@ -43,34 +42,10 @@ def _generations_opened(f: Forge, name: str) -> dict[str, set[int]]:
     return out
 
 
-def _team_key(f: Forge, name: str, team: str, gen: int) -> TeamKey:
-    for _member, box in sql(f.org, "SELECT member, box FROM team_boxes WHERE team=? AND gen=?", team, gen):
-        key = open_box(f.keys[name].puks, bytes(box))
-        if key is not None:
-            return key
-    raise AssertionError(f"{name} holds no key of {team} generation {gen}")
-
-
 def _plant_document(f: Forge, author: str, key: TeamKey, doc_name: str, *, team_seq: int, when: int) -> None:
     """A colluding server stores a version ``author`` signed (dated ``when``, naming ``team_seq``) as the
     first version of a new document, with its body, as if it had been uploaded."""
-    data = os.urandom(200)
-    writer = DocWriter(key=key, team_seq=team_seq, device=f.device(author), author=f.ids[author],
-                       doc=key.doc_id(doc_name), seq=1, parent=None, time=when, name=doc_name, size=len(data))
-    upload = writer.upload_prefix() + writer.encrypt(data) + writer.finish()
-    assert writer.record is not None
-    (n,) = struct.unpack(">I", upload[len(MAGIC):len(MAGIC) + 4])
-    body = upload[len(MAGIC) + 4 + n:-64]
-    vid = writer.record.version_id
-    blob = f.server.data_dir / "blobs" / vid[:2] / vid
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(body)
-    db = f.server.db()
-    try:
-        db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (vid, key.team_id, key.doc_id(doc_name), 1, writer.record.raw, vid, len(body), when))
-    finally:
-        db.close()
+    plant_version(f, author, key, doc_name, seq=1, parent=None, when=when, team_seq=team_seq, data=os.urandom(200))
 
 
 def _file(tmp_path: Path, name: str, text: str) -> Path:
@@ -99,7 +74,7 @@ def test_an_expelled_member_gets_no_later_key_and_nothing_they_sign_is_accepted(
 
     # A colluding server stores a document bob signed after his expulsion (under the key he still has,
     # naming the team state he last saw): every reader refuses it.
-    key = _team_key(f, "bob", f.drafting, 1)
+    key = team_key(f, "bob", f.drafting, 1)
     _plant_document(f, "bob", key, "from-bob.md", team_seq=drafting_seq, when=f.now())
     alice.fails("get", "drafting", "from-bob.md", "-o", str(tmp_path / "x"), contains="not an admitted member")
     assert not (tmp_path / "x").exists()
@@ -113,7 +88,7 @@ def test_a_removed_writer_cannot_publish_under_the_state_before_the_removal(forg
     alice = f.org.alice
     alice.ok("team", "role", "ops", "carol", "writer")
     before = f.d.team(f.ops).seq
-    key = _team_key(f, "carol", f.ops, 1)
+    key = team_key(f, "carol", f.ops, 1)
     alice.ok("team", "remove", "ops", "carol")
     removed_at = f.d.team(f.ops).time
     # Dated after the allowance: refused by every reader, whatever state it names.
@@ -127,7 +102,7 @@ def test_a_removed_writer_cannot_publish_under_the_state_before_the_removal(forg
     # Demoted to reader: the same.
     alice.ok("team", "role", "drafting", "bob", "reader")
     demoted_at = f.d.team(f.drafting).time
-    drafting_key = _team_key(f, "bob", f.drafting, 1)
+    drafting_key = team_key(f, "bob", f.drafting, 1)
     _plant_document(f, "bob", drafting_key, "demoted.md", team_seq=f.d.team(f.drafting).seq - 1,
                     when=demoted_at + ALLOWANCE + 60)
     alice.fails("get", "drafting", "demoted.md", "-o", str(tmp_path / "y"), contains="which ended at")
@@ -267,7 +242,7 @@ def test_an_upload_that_ends_after_a_removal_waits_for_the_rotation(forge: Forge
     removal changes neither, so a version whose upload began before carol's removal was stored under the key
     carol still holds. The check after the body is now the whole one: no new content while a rotation is due."""
     f = forge
-    key = _team_key(f, "alice", f.ops, 1)
+    key = team_key(f, "alice", f.ops, 1)
     doc = key.doc_id("held.md")
     data = os.urandom(3 << 20)
     writer = DocWriter(key=key, team_seq=f.d.team(f.ops).seq, device=f.device("alice"), author=f.ids["alice"],

@@ -3,7 +3,6 @@ other, signed, judged as ``doc.write`` by the authority, with checked metadata, 
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,24 +13,15 @@ import pytest
 import vault.envelope
 from tests.helpers import forgery
 from tests.helpers.db import rows_deleted, sql
-from tests.helpers.forgery import Forge
-from tests.helpers.keyholder import open_box
+from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.members import unlock_fast
 from vault.encoding import Value
-from vault.envelope import DELETE, MAGIC, PUT, DocWriter, Record
+from vault.envelope import DELETE, PUT, Record
 from vault.teamkeys import TeamKey
 
 forge = forgery.forge  # the fixture
 REFUSED = "document version refused"
 MALFORMED = "document metadata is malformed"
-
-
-def _team_key(f: Forge, name: str, team: str, gen: int) -> TeamKey:
-    for _member, box in sql(f.org, "SELECT member, box FROM team_boxes WHERE team=? AND gen=?", team, gen):
-        key = open_box(f.keys[name].puks, bytes(box))
-        if key is not None:
-            return key
-    raise AssertionError(f"{name} holds no key of {team} generation {gen}")
 
 
 def _head(f: Forge, team: str, name: str, key: TeamKey) -> tuple[int, str]:
@@ -44,21 +34,9 @@ def _plant(f: Forge, author: str, key: TeamKey, name: str, *, op: str = DELETE, 
            data: bytes = b"", when: int | None = None, team_seq: int | None = None) -> str:
     """A server storing, on top of ``name``'s head, a version ``author`` signed with ``key``, as if uploaded."""
     seq, parent = _head(f, key.team_id, name, key)
-    when = f.now() if when is None else when
-    writer = DocWriter(key=key, team_seq=f.d.team(key.team_id).seq if team_seq is None else team_seq,
-                       device=f.device(author), author=f.ids[author], doc=key.doc_id(name), seq=seq + 1,
-                       parent=parent, time=when, name=name, size=len(data), op=op, extra_meta=extra)
-    upload = writer.upload_prefix() + (writer.encrypt(data) if data else b"") + writer.finish()
-    assert writer.record is not None
-    (n,) = struct.unpack(">I", upload[len(MAGIC):len(MAGIC) + 4])
-    body = upload[len(MAGIC) + 4 + n:-64]
-    vid = writer.record.version_id
-    blob = f.server.data_dir / "blobs" / vid[:2] / vid
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(body)
-    sql(f.org, "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", vid, key.team_id, key.doc_id(name), seq + 1,
-        writer.record.raw, vid, len(body), when)
-    return vid
+    return plant_version(f, author, key, name, seq=seq + 1, parent=parent, when=f.now() if when is None else when,
+                         team_seq=f.d.team(key.team_id).seq if team_seq is None else team_seq, data=data, op=op,
+                         extra=extra)
 
 
 @contextmanager
@@ -86,7 +64,7 @@ def test_a_deletion_signed_by_a_reader_is_refused_like_any_version(forge: Forge,
     (tmp_path / "plan.md").write_text("the plan")
     alice.ok("put", "ops", str(tmp_path / "plan.md"))
     assert bob.fails("rm", "ops", "plan.md", contains="may not write").code == 1  # honest client: refused at home
-    vid = _plant(f, "bob", _team_key(f, "bob", f.ops, 1), "plan.md")  # a colluding server stores it anyway
+    vid = _plant(f, "bob", team_key(f, "bob", f.ops, 1), "plan.md")  # a colluding server stores it anyway
     _refused_everywhere(f, "ops", "plan.md", tmp_path, REFUSED, alice, carol)
     with rows_deleted(f.org, vid):
         assert [r["name"] for r in alice.json("ls", "ops")] == ["plan.md"]
@@ -99,7 +77,7 @@ def test_a_deletion_signed_by_a_removed_writer_is_refused(forge: Forge, tmp_path
     (tmp_path / "plan.md").write_text("the plan")
     alice.ok("put", "ops", str(tmp_path / "plan.md"))
     before = f.d.team(f.ops).seq
-    key = _team_key(f, "carol", f.ops, 1)
+    key = team_key(f, "carol", f.ops, 1)
     alice.ok("team", "remove", "ops", "carol")
     removed_at = f.d.team(f.ops).time
     _plant(f, "carol", key, "plan.md", team_seq=before, when=removed_at + 3600)
@@ -112,7 +90,7 @@ def test_a_deletion_by_a_writer_is_accepted(forge: Forge, tmp_path: Path) -> Non
     alice, bob = f.org.alice, f.org.bob
     (tmp_path / "plan.md").write_text("the plan")
     alice.ok("put", "ops", str(tmp_path / "plan.md"))
-    _plant(f, "alice", _team_key(f, "alice", f.ops, 1), "plan.md", extra={"moved_to": "elsewhere.md"})
+    _plant(f, "alice", team_key(f, "alice", f.ops, 1), "plan.md", extra={"moved_to": "elsewhere.md"})
     [gone] = bob.json("ls", "ops", "--deleted")
     assert (gone["name"], gone["moved_to"], gone["author_name"]) == ("plan.md", "elsewhere.md", "alice")
 
@@ -134,7 +112,7 @@ def test_malformed_op_metadata_is_refused(forge: Forge, tmp_path: Path, monkeypa
     (tmp_path / "plan.md").write_text("the plan")
     alice.ok("put", "ops", str(tmp_path / "plan.md"))
     with _unchecked_metadata(monkeypatch):
-        _plant(f, "alice", _team_key(f, "alice", f.ops, 1), "plan.md", op=op, extra=extra, data=data)
+        _plant(f, "alice", team_key(f, "alice", f.ops, 1), "plan.md", op=op, extra=extra, data=data)
     for m in (alice, bob):
         assert m.fails("ls", "ops", contains=MALFORMED).code == 3
         assert m.fails("history", "ops", "plan.md", contains=MALFORMED).code == 3
@@ -168,7 +146,7 @@ def test_a_move_naming_a_source_the_server_does_not_hold_is_refused(forge: Forge
     (tmp_path / "old.md").write_text("old")
     alice.ok("put", "ops", str(tmp_path / "old.md"))
     alice.ok("mv", "ops", "old.md", "new.md")
-    key = _team_key(f, "alice", f.ops, 1)
+    key = team_key(f, "alice", f.ops, 1)
     alice.ok("rm", "ops", "new.md")
     _plant(f, "alice", key, "new.md", op=vault.envelope.MOVE, data=b"x",
            extra={"moved_from": {"name": "old.md", "doc": key.doc_id("old.md"), "vid": "0" * 32}})

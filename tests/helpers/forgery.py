@@ -3,6 +3,7 @@ carol with their keys), links made by hand on the server's heads, forgeries the 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,10 +15,14 @@ from client.home import Home, Secrets
 from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, ServerThread
+from tests.helpers.db import sql
+from tests.helpers.keyholder import open_box
 from tests.helpers.members import unlock_fast
-from vault.encoding import decode, encode
+from vault.encoding import Value, decode, encode
+from vault.envelope import MAGIC, PUT, DocWriter
 from vault.keys import DeviceKeys
 from vault.links import Link, make_link, parse_link
+from vault.teamkeys import TeamKey
 
 
 def relink(link: Link, change: Callable[[dict[str, Any]], None]) -> Link:
@@ -86,6 +91,35 @@ def team_link(f: Forge, team: str, signer: str, type_: str, body: dict[str, Any]
     return make_link(chain=team, seq=state.seq + 1 if seq is None else seq, prev=state.head if prev is None else prev,
                      time=max(f.now(), state.time), signer=f.ids[signer], device=device or f.device(signer),
                      type_=type_, body={**body, "org_seq": f.d.require_org().seq})
+
+
+def team_key(f: Forge, name: str, team: str, gen: int) -> TeamKey:
+    """The key of ``team``'s generation ``gen`` that member ``name`` holds (opened from their box)."""
+    for _member, box in sql(f.org, "SELECT member, box FROM team_boxes WHERE team=? AND gen=?", team, gen):
+        key = open_box(f.keys[name].puks, bytes(box))
+        if key is not None:
+            return key
+    raise AssertionError(f"{name} holds no key of {team} generation {gen}")
+
+
+def plant_version(f: Forge, author: str, key: TeamKey, name: str, *, seq: int, parent: str | None, when: int,
+                  team_seq: int, data: bytes = b"", op: str = PUT, extra: dict[str, Value] | None = None) -> str:
+    """A colluding server stores version ``seq`` of document ``name`` (on top of ``parent``), signed by ``author``
+    with ``key`` (dated ``when``, naming ``team_seq``), with its body, as if it had been uploaded: its vid."""
+    writer = DocWriter(key=key, team_seq=team_seq, device=f.device(author), author=f.ids[author],
+                       doc=key.doc_id(name), seq=seq, parent=parent, time=when, name=name, size=len(data), op=op,
+                       extra_meta=extra)
+    upload = writer.upload_prefix() + (writer.encrypt(data) if data else b"") + writer.finish()
+    assert writer.record is not None
+    (n,) = struct.unpack(">I", upload[len(MAGIC):len(MAGIC) + 4])
+    body = upload[len(MAGIC) + 4 + n:-64]
+    vid = writer.record.version_id
+    blob = f.server.data_dir / "blobs" / vid[:2] / vid
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(body)
+    sql(f.org, "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", vid, key.team_id, key.doc_id(name), seq,
+        writer.record.raw, vid, len(body), when)
+    return vid
 
 
 @dataclass
