@@ -15,13 +15,12 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from server.context import Handler
+from server.context import CONFIG, Handler
 from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 from vault.wire.schemas import Error
 
 log = logging.getLogger("mvault.server")
 MAX_JSON = 4 * 1024 * 1024
-JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
 T = TypeVar("T")
 
 
@@ -66,7 +65,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 async def read_body(request: web.Request, shape: type[T], oversize: frozenset[str] = frozenset()) -> T:
     """The request's JSON body as ``shape`` (a Struct of ``vault/wire/schemas.py``): at most ``MAX_JSON``
-    bytes (413), arriving within ``JSON_TIMEOUT`` seconds; anything that does not decode to ``shape`` is an
+    bytes (413), arriving within ``Config.body_timeout`` seconds; anything that does not decode to ``shape`` is an
     ``EncodingError`` (400) naming the field. A field named in ``oversize`` that is longer than its
     Struct allows is 413 instead (a message record over ``MAX_RECORD``)."""
     raw = await _read_raw(request)
@@ -85,15 +84,53 @@ async def _read_raw(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
     raw = bytearray()  # read() returns what has arrived so far: loop until the end of the body
+    limit = request.app[CONFIG].body_timeout
     try:
-        async with asyncio.timeout(JSON_TIMEOUT):
+        async with asyncio.timeout(limit):
             while len(raw) <= MAX_JSON and (chunk := await request.content.read(MAX_JSON + 1 - len(raw))):
                 raw += chunk
     except TimeoutError as e:
-        raise EncodingError(f"the request body did not arrive within {JSON_TIMEOUT} s") from e
+        raise EncodingError(f"the request body did not arrive within {limit:g} s") from e
     if len(raw) > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
     return bytes(raw)
+
+
+class Pace:
+    """The pace a streamed request body (an upload) must keep: at least ``rate`` bytes per second in every window
+    of ``window`` seconds, a window starting when the previous one brought its share; the last window needs only
+    what is left. A client trickling a byte now and then is refused (``EncodingError``, 400) within one window,
+    and its connection is closed after the answer (aiohttp reads and drops the rest for its lingering time)."""
+
+    def __init__(self, request: web.Request, window: float, rate: int) -> None:
+        self.content = request.content
+        self.window = window
+        self.share = max(1, int(rate * window))
+        self.start = asyncio.get_running_loop().time()
+        self.got = 0
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the body (what has arrived, at least one byte; ``b""`` at its end)."""
+        if self.got >= self.share:  # this window brought its share: the next one starts now
+            self.start, self.got = asyncio.get_running_loop().time(), 0
+        try:
+            async with asyncio.timeout_at(self.start + self.window):
+                chunk = await self.content.read(n)
+        except TimeoutError as e:
+            raise EncodingError(f"the request body is too slow: less than {self.share} bytes arrived within "
+                                f"{self.window:g} s") from e
+        self.got += len(chunk)
+        return chunk
+
+    async def exactly(self, n: int) -> bytes | None:
+        """Exactly ``n`` bytes of the body, or None when it ends before."""
+        out = bytearray()
+        while len(out) < n:
+            chunk = await self.read(n - len(out))
+            if not chunk:
+                return None
+            out += chunk
+        return bytes(out)
 
 
 _AT = re.compile(r"^(?P<text>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
