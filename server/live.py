@@ -160,7 +160,8 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
     if problem is not None:
         bus.unsubscribe(team.team_id, me)
-        await _close_for(ws, problem, limit)
+        with contextlib.suppress(Stalled):  # nothing was sent yet: the buffers hold this small frame
+            await _close_for(ws, problem, limit)
         return ws
     threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
     unknown = [tid for tid in after if tid not in threads]
