@@ -108,16 +108,20 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         server.stop()
 
 
+def _real_ids(case: schemathesis.Case[Any], target: Target) -> None:
+    """About half the cases keep the fuzzer's random ids; the others name something that exists."""
+    params = case.path_parameters or {}
+    for name, value in params.items():
+        if name in target.ids and isinstance(value, str) and value[:1] in "01234567":
+            params[name] = target.ids[name]
+
+
 @pytest.mark.long
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 def test_every_answer_matches_the_document(case: schemathesis.Case[Any], target: Target) -> None:
-    params = case.path_parameters or {}
-    for name, value in params.items():
-        # About half the cases keep the fuzzer's random id; the others name something that exists.
-        if name in target.ids and isinstance(value, str) and value[:1] in "01234567":
-            params[name] = target.ids[name]
+    _real_ids(case, target)
     headers = {"Authorization": f"Bearer {target.token}"} if case.operation.definition.raw.get("security") != [] \
         else {}
     with warnings.catch_warnings():
@@ -132,10 +136,7 @@ def test_every_answer_matches_the_document(case: schemathesis.Case[Any], target:
 @settings(max_examples=UNAUTH_EXAMPLES, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 def test_without_a_session_every_operation_answers_401(case: schemathesis.Case[Any], target: Target) -> None:
-    params = case.path_parameters or {}
-    for name, value in params.items():  # half the cases name something that exists, as above
-        if name in target.ids and isinstance(value, str) and value[:1] in "01234567":
-            params[name] = target.ids[name]
+    _real_ids(case, target)
     for headers in ({}, {"Authorization": "Bearer " + "ab" * 32}, {"Authorization": "Basic YWxpY2U6YWxpY2U="}):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecureRequestWarning)
