@@ -98,27 +98,48 @@ async def _read_raw(request: web.Request) -> bytes:
 
 class Pace:
     """The pace a streamed request body (an upload) must keep: at least ``rate`` bytes per second in every window
-    of ``window`` seconds, a window starting when the previous one brought its share; the last window needs only
-    what is left. A client trickling a byte now and then is refused (``EncodingError``, 400) within one window,
-    and its connection is closed after the answer (aiohttp reads and drops the rest for its lingering time)."""
+    of ``window`` seconds from the start of the request (the last window needs only what is left: the handler
+    closes the pace once it has read the body). A client trickling a byte now and then is refused
+    (``EncodingError``, 400) at the end of the first window it falls short in, and its connection is closed after
+    the answer (aiohttp reads and drops the rest for its lingering time). One timer per window, none per read: a
+    fast upload pays nothing per chunk."""
 
     def __init__(self, request: web.Request, window: float, rate: int) -> None:
         self.content = request.content
         self.window = window
         self.share = max(1, int(rate * window))
-        self.start = asyncio.get_running_loop().time()
-        self.got = 0
+        self.got = 0  # bytes read in this window
+        self.slow = False  # a window ended short of its share
+        self.reading = False
+        self.task = asyncio.current_task()
+        self.timer = asyncio.get_running_loop().call_later(window, self._window_ends)
+
+    def _window_ends(self) -> None:
+        if self.got >= self.share:
+            self.got = 0
+            self.timer = asyncio.get_running_loop().call_later(self.window, self._window_ends)
+            return
+        self.slow = True
+        if self.reading and self.task is not None:
+            self.task.cancel()  # the read waiting below turns it into the refusal
+
+    def close(self) -> None:
+        """The body has been read (or the request failed): no more windows."""
+        self.timer.cancel()
 
     async def read(self, n: int) -> bytes:
         """Up to ``n`` bytes of the body (what has arrived, at least one byte; ``b""`` at its end)."""
-        if self.got >= self.share:  # this window brought its share: the next one starts now
-            self.start, self.got = asyncio.get_running_loop().time(), 0
+        if self.slow:
+            raise self._too_slow()
+        self.reading = True
         try:
-            async with asyncio.timeout_at(self.start + self.window):
-                chunk = await self.content.read(n)
-        except TimeoutError as e:
-            raise EncodingError(f"the request body is too slow: less than {self.share} bytes arrived within "
-                                f"{self.window:g} s") from e
+            chunk = await self.content.read(n)
+        except asyncio.CancelledError:
+            if self.slow and self.task is not None and self.task.uncancel() == 0:
+                raise self._too_slow() from None
+            raise
+        finally:
+            self.reading = False
         self.got += len(chunk)
         return chunk
 
@@ -131,6 +152,10 @@ class Pace:
                 return None
             out += chunk
         return bytes(out)
+
+    def _too_slow(self) -> EncodingError:
+        return EncodingError(f"the request body is too slow: less than {self.share} bytes arrived within "
+                             f"{self.window:g} s")
 
 
 _AT = re.compile(r"^(?P<text>.*) - at `\$(?P<path>.*)`$", re.DOTALL)

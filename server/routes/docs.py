@@ -67,13 +67,20 @@ async def doc_versions(request: web.Request) -> web.Response:
 
 
 async def put_version(request: web.Request) -> web.Response:
+    pace = Pace(request, request.app[CONFIG].body_timeout, request.app[CONFIG].upload_min_rate)
+    try:
+        return await _put_version(request, pace)
+    finally:
+        pace.close()
+
+
+async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     team = _doc_access(request, "doc.write")
     doc = _check_doc_id(request.match_info["doc"])
     s = session_of(request)
     app = request.app
     event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
     storage, directory, config = app[DOCUMENTS], app[DIRECTORY], app[CONFIG]
-    pace = Pace(request, config.body_timeout, config.upload_min_rate)
     if await _read_exactly(pace, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")
     (n,) = struct.unpack(">I", await _read_exactly(pace, 4, "header"))
