@@ -109,6 +109,7 @@ class Tally:
     conflicts: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     received: int = 0  # messages the live followers were delivered
+    why: set[str] = field(default_factory=set)  # the conflicts' messages
 
     def took(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
@@ -118,8 +119,9 @@ async def _op(tally: Tally, kind: str, job: asyncio.Future[object] | object) -> 
     started = time.perf_counter()
     try:
         await job  # type: ignore[misc]
-    except Conflict:
+    except Conflict as e:
         tally.conflicts[kind] += 1
+        tally.why.add(f"{kind}: {e}"[:120])
     except (VaultError, OSError) as e:
         tally.errors.append(f"{kind}: {type(e).__name__}: {e}")
     else:
@@ -213,6 +215,8 @@ async def test_many_clients_at_once_get_no_server_error_and_memory_stays_flat(de
     for kind, values in sorted(tally.latencies.items()):
         print(f"  {kind:8} {len(values):6}  p50 {_quantile(values, 0.5) * 1000:7.1f} ms  "
               f"p99 {_quantile(values, 0.99) * 1000:7.1f} ms")
+    for text in sorted(tally.why):
+        print(f"  conflict: {text}")
     print(f"  server RSS: {warm[-1] / mib:.0f} MiB after warm-up, peak {max(after) / mib:.0f} MiB, "
           f"end {samples[-1][1] / mib:.0f} MiB")
     assert not tally.errors, f"{len(tally.errors)} errors, first: {tally.errors[:5]}"
