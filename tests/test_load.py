@@ -179,6 +179,12 @@ async def _client(d: Deployment, i: int, until: float, tally: Tally) -> None:
                     await _op(tally, "post", threads.post("general", f"client {i}: {rng.random()}"))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (``/proc/PID/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -197,6 +203,7 @@ async def test_many_clients_at_once_get_no_server_error_and_memory_stays_flat(de
             samples.append((time.monotonic() - start, _rss(d.process.pid)))
             await asyncio.sleep(0.25)
 
+    cpu_before, own_before = _cpu_seconds(d.process.pid), time.process_time()
     sampling = asyncio.create_task(sample())
     try:
         await asyncio.gather(*(_client(d, i, until, tally) for i in range(CLIENTS)))
@@ -217,6 +224,9 @@ async def test_many_clients_at_once_get_no_server_error_and_memory_stays_flat(de
               f"p99 {_quantile(values, 0.99) * 1000:7.1f} ms")
     for text in sorted(tally.why):
         print(f"  conflict: {text}")
+    cpu = _cpu_seconds(d.process.pid) - cpu_before
+    print(f"  CPU during the run: server {cpu:.1f} s, this process (every client) "
+          f"{time.process_time() - own_before:.1f} s")
     print(f"  server RSS: {warm[-1] / mib:.0f} MiB after warm-up, peak {max(after) / mib:.0f} MiB, "
           f"end {samples[-1][1] / mib:.0f} MiB")
     assert not tally.errors, f"{len(tally.errors)} errors, first: {tally.errors[:5]}"
