@@ -33,6 +33,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -116,6 +117,14 @@ def _real_ids(case: schemathesis.Case[Any], target: Target) -> None:
             params[name] = target.ids[name]
 
 
+def _call(case: schemathesis.Case[Any], target: Target, headers: dict[str, str]) -> Response:
+    """The case sent to the fuzzed server with ``headers``, its answer checked (``CHECKS``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        return case.call_and_validate(base_url=target.server.url, session=target.http, headers=headers, checks=CHECKS,
+                                      verify=False, timeout=30)
+
+
 @pytest.mark.long
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
@@ -124,10 +133,7 @@ def test_every_answer_matches_the_document(case: schemathesis.Case[Any], target:
     _real_ids(case, target)
     headers = {"Authorization": f"Bearer {target.token}"} if case.operation.definition.raw.get("security") != [] \
         else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InsecureRequestWarning)
-        case.call_and_validate(base_url=target.server.url, session=target.http, headers=headers, checks=CHECKS,
-                               verify=False, timeout=30)
+    _call(case, target, headers)
     target.called.add(case.operation.definition.raw["operationId"])
 
 
@@ -138,10 +144,7 @@ def test_every_answer_matches_the_document(case: schemathesis.Case[Any], target:
 def test_without_a_session_every_operation_answers_401(case: schemathesis.Case[Any], target: Target) -> None:
     _real_ids(case, target)
     for headers in ({}, {"Authorization": "Bearer " + "ab" * 32}, {"Authorization": "Basic YWxpY2U6YWxpY2U="}):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InsecureRequestWarning)
-            response = case.call_and_validate(base_url=target.server.url, session=target.http, headers=headers,
-                                              checks=CHECKS, verify=False, timeout=30)
+        response = _call(case, target, headers)
         assert response.status_code == 401, (case.operation.label, headers, response.status_code, response.text)
     target.called_unauth.add(case.operation.definition.raw["operationId"])
 
