@@ -65,6 +65,10 @@ class Config:
     # when it reconnects).
     live_send_timeout: float = 30.0
     live_queue_bytes: int = 8 * 1024 * 1024
+    # A download whose client reads nothing (its TCP window stays closed) is dropped by the kernel after
+    # download_stall_timeout seconds (Linux TCP_USER_TIMEOUT on the connection): a paused `mvault get | less`
+    # gets this long.
+    download_stall_timeout: float = 300.0
     clock: Callable[[], float] = field(default=time.time)
 
 

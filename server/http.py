@@ -8,8 +8,10 @@ error middleware turns into a 4xx JSON answer; nothing is written before every c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
 from typing import TypeVar
 
 import msgspec
@@ -94,6 +96,18 @@ async def _read_raw(request: web.Request) -> bytes:
     if len(raw) > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
     return bytes(raw)
+
+
+def drop_when_stalled(request: web.Request, seconds: float) -> None:
+    """Have the kernel drop this connection once what it sends has waited ``seconds`` unacknowledged, or untransmitted
+    because the client's window stayed closed (a client that reads nothing): Linux ``TCP_USER_TIMEOUT``. Elsewhere,
+    or on a connection without a TCP socket, nothing changes."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if option is None or sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
 
 
 class Pace:

@@ -1,6 +1,7 @@
-"""Slow and stalled clients (issue 17): request headers or bodies trickled a byte at a time, and live followers
-that never read, are dropped within the documented timeouts (``Config.keepalive_timeout``, ``body_timeout``,
-``upload_min_rate``, ``live_send_timeout``) and hold no more than the documented buffers (``live_queue_bytes``).
+"""Slow and stalled clients (issue 17): request headers or bodies trickled a byte at a time, live followers and
+downloads that are never read, are dropped within the documented timeouts (``Config.keepalive_timeout``,
+``body_timeout``, ``upload_min_rate``, ``live_send_timeout``, ``download_stall_timeout``) and hold no more than
+the documented buffers (``live_queue_bytes``).
 
 Each test shortens the timeout it checks (a few seconds) and waits at most a generous bound for the drop; the
 bounds are the documented timeouts plus aiohttp's lingering time (10 s, in which the server still reads and drops
@@ -202,3 +203,44 @@ async def test_a_follower_that_never_reads_is_dropped_and_holds_bounded_memory(w
           f"process RSS grew {grown / 2**20:.1f} MiB")
     assert peak_waiting <= 256 * 1024, f"{peak_waiting} bytes waited for one follower (bound 256 KiB)"
     assert grown < 200 * 2**20, f"the server's process grew {grown / 2**20:.0f} MiB"
+
+
+async def test_a_download_that_is_never_read_is_dropped(w: World, slow_settings: Config) -> None:
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        pytest.skip("TCP_USER_TIMEOUT is Linux's; elsewhere a stalled download is not dropped")
+    w.server.app[CONFIG].download_stall_timeout = 2.0
+    try:
+        async with session(w, w.bob) as s, Http(w.server) as h:
+            key = await team_key(s, w.drafting)
+            doc = new_doc()
+            up = make_upload(w, s, key, doc, size=32 * 1024 * 1024)
+            token = s.session.api.token
+            status, res = await h.call("POST", docs_path(w.drafting, doc), token=token, data=up.data)
+            assert status == 201, res
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # pinned by fingerprint just below
+        sock = _small_receive_buffer()
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", w.server.port))
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx, server_hostname="", limit=4096)
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            assert hashlib.sha256(der).hexdigest() == w.server.fingerprint
+            writer.write(f"GET /api/v1/teams/{w.drafting}/versions/{up.vid}/body HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{w.server.port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(2.0 + MARGIN)  # reading nothing: the server's data waits on a closed window
+            got = 0
+            with contextlib.suppress(ConnectionResetError, ssl.SSLError, OSError):
+                async with asyncio.timeout(60):
+                    while chunk := await reader.read(1 << 20):
+                        got += len(chunk)
+            size = len(up.body)
+            assert got < size, f"the server waited for a client that read nothing ({got} of {size} bytes came)"
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+    finally:
+        w.server.app[CONFIG].download_stall_timeout = Config.download_stall_timeout

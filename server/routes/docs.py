@@ -22,7 +22,7 @@ from server.access import (
     team_access,
 )
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
-from server.http import Pace, answer, hex_id
+from server.http import Pace, answer, drop_when_stalled, hex_id
 from server.live import frame
 from server.notes import note
 from server.store.blobs import TempBlob
@@ -221,6 +221,7 @@ async def version_body(request: web.Request) -> web.StreamResponse:
     response = storage.blobs.response(v.blob, {"Content-Type": "application/octet-stream"})
     if response is None:
         raise NotFound("document body is missing on the server")
+    drop_when_stalled(request, request.app[CONFIG].download_stall_timeout)
     return response
 
 
