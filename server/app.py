@@ -55,7 +55,9 @@ __all__ = ["make_app", "open_app"]
 
 def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, audit_middleware, limit_middleware, auth_middleware],
-                          client_max_size=MAX_JSON)
+                          client_max_size=MAX_JSON,
+                          # every connection of every runner serving this app (serve() and the tests' alike)
+                          handler_args={"keepalive_timeout": config.keepalive_timeout})
     app[STORAGE] = storage
     app[CHAINS] = app[DOCUMENTS] = app[THREADS] = app[LOGINS] = app[SLOTS] = storage
     app[DIRECTORY] = directory

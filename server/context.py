@@ -51,6 +51,24 @@ class Config:
     # Refusals of one member's requests recorded as events of their own per minute; the rest of that
     # minute are counted in one request.refusals event of the member (server/guard.py MemberRefusals).
     member_refusals: int = 10
+    # Slow and stalled clients (README "Slow clients"; server/app.py, server/http.py, server/live.py). A connection
+    # is closed once it has been idle keepalive_timeout seconds, and a request's headers must arrive within that
+    # many seconds of the connection's start or of the previous answer.
+    keepalive_timeout: float = 75.0
+    # A JSON request body, and an upload's header and signature, must arrive within body_timeout seconds; an
+    # upload's body must bring at least upload_min_rate bytes per second in every window of body_timeout
+    # seconds (or all that is left). Slower: refused (400), and the connection closed.
+    body_timeout: float = 60.0
+    upload_min_rate: int = 1024
+    # A live follower (WebSocket) is dropped when one frame to it has waited live_send_timeout seconds for the
+    # follower to take it, or when the items waiting for it exceed live_queue_bytes (it reads them from storage
+    # when it reconnects).
+    live_send_timeout: float = 30.0
+    live_queue_bytes: int = 8 * 1024 * 1024
+    # A download whose client reads nothing (its TCP window stays closed) is dropped by the kernel after
+    # download_stall_timeout seconds (Linux TCP_USER_TIMEOUT on the connection): a paused `mvault get | less`
+    # gets this long.
+    download_stall_timeout: float = 300.0
     clock: Callable[[], float] = field(default=time.time)
 
 

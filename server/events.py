@@ -22,6 +22,7 @@ from aiohttp import web
 from server.store.records import AuthSession
 
 QUEUE = 2000  # live items buffered per follower before it falls back to reading storage
+QUEUE_BYTES = 8 * 1024 * 1024  # ... or this many bytes of them (Config.live_queue_bytes)
 
 Item = tuple[dict[str, Any], str]  # a live item and its JSON text (encoded once for every follower)
 
@@ -36,14 +37,27 @@ class Follower:
     # The last access check: the team, org and member states it judged (each replaced on every
     # change to it) and when.
     checked: tuple[object, object, object, float] | None = None
+    limit: int = QUEUE_BYTES  # bytes of items waiting in the queue at most
+    waiting: int = 0  # bytes of the items waiting in the queue
 
     def offer(self, item: Item) -> None:
         if item[0]["type"] == "doc" and not self.docs:
+            return
+        if self.waiting + len(item[1]) > self.limit:
+            self.lagged = True  # it reads the rest from storage (a document follower is disconnected)
             return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.lagged = True  # it reads the rest from storage
+        else:
+            self.waiting += len(item[1])
+
+    def took(self, entry: Item | None) -> Item | None:
+        """``entry``, just taken from the queue (its bytes no longer wait)."""
+        if entry is not None:
+            self.waiting -= len(entry[1])
+        return entry
 
 
 class EventBus(Protocol):

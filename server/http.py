@@ -8,20 +8,21 @@ error middleware turns into a 4xx JSON answer; nothing is written before every c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
 from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 
-from server.context import Handler
+from server.context import CONFIG, Handler
 from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 from vault.wire.schemas import Error
 
 log = logging.getLogger("mvault.server")
 MAX_JSON = 4 * 1024 * 1024
-JSON_TIMEOUT = 60  # seconds a JSON request body may take to arrive
 T = TypeVar("T")
 
 
@@ -66,7 +67,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 async def read_body(request: web.Request, shape: type[T], oversize: frozenset[str] = frozenset()) -> T:
     """The request's JSON body as ``shape`` (a Struct of ``vault/wire/schemas.py``): at most ``MAX_JSON``
-    bytes (413), arriving within ``JSON_TIMEOUT`` seconds; anything that does not decode to ``shape`` is an
+    bytes (413), arriving within ``Config.body_timeout`` seconds; anything that does not decode to ``shape`` is an
     ``EncodingError`` (400) naming the field. A field named in ``oversize`` that is longer than its
     Struct allows is 413 instead (a message record over ``MAX_RECORD``)."""
     raw = await _read_raw(request)
@@ -85,15 +86,90 @@ async def _read_raw(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length)
     raw = bytearray()  # read() returns what has arrived so far: loop until the end of the body
+    limit = request.app[CONFIG].body_timeout
     try:
-        async with asyncio.timeout(JSON_TIMEOUT):
+        async with asyncio.timeout(limit):
             while len(raw) <= MAX_JSON and (chunk := await request.content.read(MAX_JSON + 1 - len(raw))):
                 raw += chunk
     except TimeoutError as e:
-        raise EncodingError(f"the request body did not arrive within {JSON_TIMEOUT} s") from e
+        raise EncodingError(f"the request body did not arrive within {limit:g} s") from e
     if len(raw) > MAX_JSON:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
     return bytes(raw)
+
+
+def drop_when_stalled(request: web.Request, seconds: float) -> None:
+    """Have the kernel drop this connection once what it sends has waited ``seconds`` unacknowledged, or untransmitted
+    because the client's window stayed closed (a client that reads nothing): Linux ``TCP_USER_TIMEOUT``. Elsewhere,
+    or on a connection without a TCP socket, nothing changes."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if option is None or sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(seconds * 1000)))
+
+
+class Pace:
+    """The pace a streamed request body (an upload) must keep: at least ``rate`` bytes per second in every window
+    of ``window`` seconds from the start of the request (the last window needs only what is left: the handler
+    closes the pace once it has read the body). A client trickling a byte now and then is refused
+    (``EncodingError``, 400) at the end of the first window it falls short in, and its connection is closed after
+    the answer (aiohttp reads and drops the rest for its lingering time). One timer per window, none per read: a
+    fast upload pays nothing per chunk."""
+
+    def __init__(self, request: web.Request, window: float, rate: int) -> None:
+        self.content = request.content
+        self.window = window
+        self.share = max(1, int(rate * window))
+        self.got = 0  # bytes read in this window
+        self.slow = False  # a window ended short of its share
+        self.reading = False
+        self.task = asyncio.current_task()
+        self.timer = asyncio.get_running_loop().call_later(window, self._window_ends)
+
+    def _window_ends(self) -> None:
+        if self.got >= self.share:
+            self.got = 0
+            self.timer = asyncio.get_running_loop().call_later(self.window, self._window_ends)
+            return
+        self.slow = True
+        if self.reading and self.task is not None:
+            self.task.cancel()  # the read waiting below turns it into the refusal
+
+    def close(self) -> None:
+        """The body has been read (or the request failed): no more windows."""
+        self.timer.cancel()
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the body (what has arrived, at least one byte; ``b""`` at its end)."""
+        if self.slow:
+            raise self._too_slow()
+        self.reading = True
+        try:
+            chunk = await self.content.read(n)
+        except asyncio.CancelledError:
+            if self.slow and self.task is not None and self.task.uncancel() == 0:
+                raise self._too_slow() from None
+            raise
+        finally:
+            self.reading = False
+        self.got += len(chunk)
+        return chunk
+
+    async def exactly(self, n: int) -> bytes | None:
+        """Exactly ``n`` bytes of the body, or None when it ends before."""
+        out = bytearray()
+        while len(out) < n:
+            chunk = await self.read(n - len(out))
+            if not chunk:
+                return None
+            out += chunk
+        return bytes(out)
+
+    def _too_slow(self) -> EncodingError:
+        return EncodingError(f"the request body is too slow: less than {self.share} bytes arrived within "
+                             f"{self.window:g} s")
 
 
 _AT = re.compile(r"^(?P<text>.*) - at `\$(?P<path>.*)`$", re.DOTALL)

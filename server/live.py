@@ -16,6 +16,10 @@ committed; nothing is caught up from storage: a client that (re)connects checks 
 notice is a hint: the server saw the upload, so it tells nothing new, and a client acts only on versions it
 fetched and checked. A document follower whose queue overflowed is disconnected (close code 1013) instead
 of being caught up: notices may have been lost, so it reconnects and checks everything.
+
+A follower that does not read holds at most ``Config.live_queue_bytes`` of waiting items (more: it is lagged, and
+reads the rest from storage once it reads again) and one frame in the connection's buffers: a frame that waits
+``Config.live_send_timeout`` seconds for the follower to take it drops the connection (``Stalled``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,19 @@ PAGE = 1000  # messages read from storage at a time
 BATCH = 64  # live items sent together in one frame when a follower has several waiting ...
 BATCH_BYTES = 1 << 20  # ... up to about this many bytes (clients accept frames of 4 MiB)
 RECHECK = 5.0  # seconds: a follower with nothing to receive has its access judged again this often
+
+
+class Stalled(Exception):
+    """The follower took no frame for ``Config.live_send_timeout`` seconds."""
+
+
+async def _send(ws: web.WebSocketResponse, text: str, limit: float) -> None:
+    """One frame, or ``Stalled`` when the follower has not taken it within ``limit`` seconds."""
+    try:
+        async with asyncio.timeout(limit):
+            await ws.send_str(text)
+    except TimeoutError as e:
+        raise Stalled from e
 
 
 def message_item(m: StoredMessage) -> schemas.MessageItem:
@@ -83,9 +100,9 @@ def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultErr
     return None
 
 
-async def _close_for(ws: web.WebSocketResponse, problem: VaultError) -> None:
+async def _close_for(ws: web.WebSocketResponse, problem: VaultError, limit: float) -> None:
     """Tell the follower why delivery stops (``unauthorized``: log in again; ``forbidden``: access ended)."""
-    await ws.send_json(frame(schemas.ClosedFrame(error=problem.code, message=problem.message)))
+    await _send(ws, json.dumps(frame(schemas.ClosedFrame(error=problem.code, message=problem.message))), limit)
     await ws.close(code=4401 if isinstance(problem, AuthError) else 4403)
 
 
@@ -123,6 +140,11 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     """Serve one live connection (the route has judged the request and counted it): see the module's docstring."""
     app = request.app
     storage, bus = app[THREADS], app[BUS]
+    limit = app[CONFIG].live_send_timeout
+
+    async def send(value: dict[str, Any] | str) -> None:
+        await _send(ws, value if isinstance(value, str) else json.dumps(value), limit)
+
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
     await ws.prepare(request)
     delivered = 0
@@ -133,12 +155,13 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
         await ws.send_json(frame(schemas.ErrorFrame(error=e.code, message=e.message)))
         await ws.close(code=4400)
         return ws
-    me = Follower(s, ws, docs=docs)
+    me = Follower(s, ws, docs=docs, limit=app[CONFIG].live_queue_bytes)
     bus.subscribe(team.team_id, me)  # before listing: a thread created meanwhile is not missed
     problem = _access_problem(app, team.team_id, me)  # judged again after the wait for the first frame
     if problem is not None:
         bus.unsubscribe(team.team_id, me)
-        await _close_for(ws, problem)
+        with contextlib.suppress(Stalled):  # nothing was sent yet: the buffers hold this small frame
+            await _close_for(ws, problem, limit)
         return ws
     threads = {t.thread: t for t in await storage.threads(team.team_id, int(now_of(request)))}
     unknown = [tid for tid in after if tid not in threads]
@@ -159,7 +182,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             for t in await storage.threads(team.team_id, int(now_of(request))):
                 if t.thread not in sent:
                     sent[t.thread] = 0
-                    await ws.send_json(frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
+                    await send(frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
 
     async def reader() -> None:
         async for msg in ws:
@@ -174,7 +197,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
         while True:
             msgs = await storage.messages(team.team_id, tid, sent[tid], PAGE, int(now_of(request)))
             for m in msgs:
-                await ws.send_json(frame(message_item(m)))
+                await send(frame(message_item(m)))
                 sent[tid] = m.pos
                 n += 1
             if len(msgs) < PAGE:
@@ -184,41 +207,41 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
     try:
         if follow_all:
             for t in threads.values():
-                await ws.send_json(frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
+                await send(frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
         for tid in list(sent):
             delivered += await catch_up(tid)
-        await ws.send_json(frame(schemas.LiveFrame()))
+        await send(frame(schemas.LiveFrame()))
         out: list[str] = []
 
         async def flush() -> None:
             """What is ready goes out as one frame (a ``msgs`` frame when there are several)."""
             if len(out) == 1:
-                await ws.send_str(out[0])
+                await send(out[0])
             elif out:
-                await ws.send_str('{"type": "msgs", "items": [' + ",".join(out) + "]}")
+                await send('{"type": "msgs", "items": [' + ",".join(out) + "]}")
             out.clear()
 
         while not ws.closed:
             try:
                 async with asyncio.timeout(RECHECK):
-                    first = await me.queue.get()
+                    first = me.took(await me.queue.get())
             except TimeoutError:  # nothing arrived: a removed member is told now, not at the team's next item
                 problem = _access_problem(app, team.team_id, me)
                 if problem is not None:
-                    await _close_for(ws, problem)
+                    await _close_for(ws, problem, limit)
                     break
                 continue
             batch = [first]
             size = 0
             while len(batch) < BATCH and size < BATCH_BYTES and not me.queue.empty():
-                entry = me.queue.get_nowait()
+                entry = me.took(me.queue.get_nowait())
                 size += len(entry[1]) if entry is not None else 0
                 batch.append(entry)
             if any(entry is None for entry in batch) or ws.closed:
                 break
             problem = _access_problem(app, team.team_id, me)
             if problem is not None:
-                await _close_for(ws, problem)
+                await _close_for(ws, problem, limit)
                 break
             if me.docs and me.lagged:  # document notices were dropped: the follower reconnects and checks all
                 await ws.close(code=1013, message=b"lagged behind: reconnect")
@@ -228,7 +251,7 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
                 item, text = entry
                 if item["type"] == "doc":  # only a docs follower was offered one (Follower.offer)
                     await flush()  # in order with the thread items before it
-                    await ws.send_str(text)
+                    await send(text)
                     continue
                 tid = str(item["thread"])
                 if item["type"] == "thread":
@@ -251,13 +274,17 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             await flush()
     except (ConnectionResetError, RuntimeError):
         pass  # the follower went away mid-send
+    except Stalled:  # it reads nothing: its connection goes now, with whatever its buffers hold
+        if request.transport is not None:
+            request.transport.abort()
     finally:
         bus.unsubscribe(team.team_id, me)
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reading
         if not ws.closed:
-            await ws.close()
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await ws.close()
         done.detail["delivered"] = delivered
     return ws
 

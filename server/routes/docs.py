@@ -22,7 +22,7 @@ from server.access import (
     team_access,
 )
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
-from server.http import answer, hex_id
+from server.http import Pace, answer, drop_when_stalled, hex_id
 from server.live import frame
 from server.notes import note
 from server.store.blobs import TempBlob
@@ -67,18 +67,26 @@ async def doc_versions(request: web.Request) -> web.Response:
 
 
 async def put_version(request: web.Request) -> web.Response:
+    pace = Pace(request, request.app[CONFIG].body_timeout, request.app[CONFIG].upload_min_rate)
+    try:
+        return await _put_version(request, pace)
+    finally:
+        pace.close()
+
+
+async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     team = _doc_access(request, "doc.write")
     doc = _check_doc_id(request.match_info["doc"])
     s = session_of(request)
     app = request.app
     event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
     storage, directory, config = app[DOCUMENTS], app[DIRECTORY], app[CONFIG]
-    if await _read_exactly(request, len(MAGIC), "header") != MAGIC:
+    if await _read_exactly(pace, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")
-    (n,) = struct.unpack(">I", await _read_exactly(request, 4, "header"))
+    (n,) = struct.unpack(">I", await _read_exactly(pace, 4, "header"))
     if n > MAX_PRELUDE:
         raise EncodingError("document header is too large")
-    pre = Fields(decode(await _read_exactly(request, n, "header")), "document prelude", {"core", "wrapped", "meta"})
+    pre = Fields(decode(await _read_exactly(pace, n, "header")), "document prelude", {"core", "wrapped", "meta"})
     core = Core.parse(pre.bytes_("core", max_size=2048))
     wrapped, meta = pre.bytes_("wrapped", 48), pre.bytes_("meta", max_size=4096 + 16)
     if (core.team, core.doc) != (team.team_id, doc):
@@ -110,9 +118,9 @@ async def put_version(request: web.Request) -> web.Response:
     temp = blobs.create()
     placed = False
     try:
-        body_hash = await _receive_body(request, temp, core.body_len)
-        sig = await _read_exactly(request, 64, "signature")
-        if await request.content.read(1):
+        body_hash = await _receive_body(pace, temp, core.body_len)
+        sig = await _read_exactly(pace, 64, "signature")
+        if await pace.read(1):
             raise EncodingError("upload has bytes after the signature")
         record = Record.build(core.raw, wrapped, meta, body_hash, sig)
         # The upload may have taken long: the writer must still be allowed, under the same team state.
@@ -155,14 +163,14 @@ async def put_version(request: web.Request) -> web.Response:
     return answer(schemas.Stored(vid=vid, seq=core.seq), 201)
 
 
-async def _read_exactly(request: web.Request, n: int, what: str) -> bytes:
-    try:
-        return await request.content.readexactly(n)
-    except asyncio.IncompleteReadError as e:
-        raise Truncated(f"upload ended inside the {what}") from e
+async def _read_exactly(pace: Pace, n: int, what: str) -> bytes:
+    got = await pace.exactly(n)
+    if got is None:
+        raise Truncated(f"upload ended inside the {what}")
+    return got
 
 
-async def _receive_body(request: web.Request, temp: TempBlob, length: int) -> bytes:
+async def _receive_body(pace: Pace, temp: TempBlob, length: int) -> bytes:
     """Hash the body on the event loop while a worker thread writes the previous piece (one write
     in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held); small bodies are written inline
     (a thread trip costs more)."""
@@ -174,7 +182,7 @@ async def _receive_body(request: web.Request, temp: TempBlob, length: int) -> by
     try:
         remaining = length
         while remaining:
-            chunk = await request.content.read(min(remaining, 1 << 20))
+            chunk = await pace.read(min(remaining, 1 << 20))
             if not chunk:
                 raise Truncated(f"upload ended {remaining} bytes before the end of the document body")
             remaining -= len(chunk)
@@ -213,6 +221,7 @@ async def version_body(request: web.Request) -> web.StreamResponse:
     response = storage.blobs.response(v.blob, {"Content-Type": "application/octet-stream"})
     if response is None:
         raise NotFound("document body is missing on the server")
+    drop_when_stalled(request, request.app[CONFIG].download_stall_timeout)
     return response
 
 
