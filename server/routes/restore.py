@@ -39,6 +39,10 @@ async def accept(request: web.Request) -> web.Response:
         raise EncodingError("the acceptance's time is too far from the server's")
     if acc.log_key != store.log_public:
         raise EncodingError("the acceptance names another checkpoint-signing key than this server's")
+    try:
+        acc.checkpoint.verify(acc.log_key, acc.cp_sig)
+    except BadSignature as e:
+        raise EncodingError("the checkpoint's signature in the acceptance does not verify") from e
     issued = await store.issued(acc.checkpoint.raw)
     if issued is None or issued.sig != acc.cp_sig:
         raise NotFound("this server never issued that checkpoint for its current log")
