@@ -72,6 +72,12 @@ def status(ctx: Ctx) -> None:
                                  "acceptance": None, "restored": []}
         try:
             await sync_log(s, after_login=True)
+            found = await restore.newest_acceptance(s)
+            if found is not None:  # for the record: nothing to follow while the server extends this device's pins
+                view = await c.chains.view()
+                value["acceptance"] = {"member": found[0].member, "name": view.name_of(found[0].member),
+                                       "time": found[0].time, "size": found[0].checkpoint.size, "valid": None,
+                                       "refused": None}
         except LogInconsistent as e:
             seen = await restore.compare(s, c.chains)
             lost = seen.lost.as_json()
@@ -96,6 +102,10 @@ def status(ctx: Ctx) -> None:
     def human() -> None:
         if value["state"] == "in step":
             out.print("The server extends everything this device accepted before.")
+            if value["acceptance"] is not None:
+                acc = value["acceptance"]
+                out.print(f"The newest acceptance of a restore it shows: by {escape(acc['name'])} on "
+                          f"{when(acc['time'])} (nothing to follow).")
         else:
             out.print(f"BEHIND: {escape(value['summary'])}")
             for cid, v in value["chains"].items():
