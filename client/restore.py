@@ -26,6 +26,7 @@ from typing import Any
 
 from client.checkpoints import LogView, check_extends, signed_checkpoint, sync_log
 from client.home import Pins
+from client.sanitize import escape
 from client.session import Session
 from client.view import Chains, View
 from security.authority import POLICY
@@ -106,7 +107,8 @@ async def compare(s: Session, chains: Chains) -> Seen:
 
 
 def summary(seen: Seen) -> str:
-    """One line: the server's log against the pinned one, and how many chains and documents went back."""
+    """One line: the server's log against the pinned one, and how many chains and documents went back (names
+    escaped: the line is composed text, shown as it is)."""
     lost = seen.lost
     log = (f"the server's log has {seen.checkpoint.size} events (root {seen.checkpoint.root.hex()[:16]}), the "
            f"checkpoint you accepted had {seen.pinned_size} (root {seen.pinned_root[:16]})")
@@ -116,12 +118,13 @@ def summary(seen: Seen) -> str:
 
 
 def _chain_name(view: View, chain_id: str) -> str:
+    """A chain for people (names are members' text: escaped)."""
     if chain_id == "org":
         return "organization"
     if chain_id in view.members:
-        return f"member {view.members[chain_id].name}"
+        return f"member {escape(view.members[chain_id].name)}"
     if chain_id in view.teams:
-        return f"team {view.teams[chain_id].name}"
+        return f"team {escape(view.teams[chain_id].name)}"
     return chain_id[:12]
 
 
@@ -182,7 +185,7 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogVie
     except ServerBehind as e:
         raise ServerBehind(f"{what}; the acceptance the server shows is refused: {e.reason}") from e
     apply(s, acc, seen)
-    name = seen.view.name_of(acc.member)
+    name = escape(seen.view.name_of(acc.member))
     s.warnings.append(f"the server was restored from an older backup; {name} (Security Team) accepted its state: "
                       f"{len(seen.lost.chains)} chains and {len(seen.lost.docs)} documents went back from what this "
                       f"device saw; see `{STATUS}`, and `mvault republish TEAM` brings back local copies")

@@ -107,7 +107,7 @@ def status(ctx: Ctx) -> None:
                 out.print(f"The newest acceptance of a restore it shows: by {escape(acc['name'])} on "
                           f"{when(acc['time'])} (nothing to follow).")
         else:
-            out.print(f"BEHIND: {escape(value['summary'])}")
+            out.print(f"BEHIND: {value['summary']}")  # composed, its names escaped (restore.summary)
             for cid, v in value["chains"].items():
                 out.print(f"  chain {escape(cid[:12])}: the server has {v['served']} links, you saw {v['pinned']}")
             for key, v in value["docs"].items():
@@ -143,7 +143,7 @@ def accept(ctx: Ctx, yes: bool) -> None:
         text = (f"Accept the server's state: audit log of {seen.checkpoint.size} events (root "
                 f"{seen.checkpoint.root.hex()[:16]}), organization chain at link {seen.view.org.seq}. "
                 f"What this device sees: {restore.summary(seen)}.")
-        err.print(escape(text))
+        err.print(text)  # composed, its names escaped (restore.summary)
         if seen.lost.empty():
             err.print("Nothing went back from what this device saw (other members' devices may have seen more).")
         if not yes and not click.confirm("Sign this acceptance? Every member's device will follow it",
