@@ -173,10 +173,10 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogVie
     except VaultError as e:
         raise LogInconsistent(f"{failure.reason}; and the server's chains do not check ({e})") from e
     found = await newest_acceptance(s)
-    what = (f"STOP: {failure.reason}. A server restored from an older backup looks like this, and so does a server "
-            f"that rolls you back to hide something: this device cannot tell them apart and changed nothing. What it "
-            f"sees: {summary(seen)} (details: `{STATUS}`). A member of the Security Team must check what happened and "
-            f"sign an acceptance (`{ACCEPT}`)")
+    what = (f"STOP: {failure.reason}. The audit log was rewritten, truncated or forked: a server restored from an "
+            f"older backup looks like this, and so does a server that rolls you back to hide something; this device "
+            f"cannot tell them apart and changed nothing. What it sees: {summary(seen)} (details: `{STATUS}`). A "
+            f"member of the Security Team must check what happened and sign an acceptance (`{ACCEPT}`)")
     if found is None:
         raise ServerBehind(f"{what}; the server shows none")
     acc, sig = found
