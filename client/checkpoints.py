@@ -38,7 +38,7 @@ def _pinned(pins: Pins) -> tuple[int, bytes, int]:
     return size, root, int(log.get("time", 0))
 
 
-def _extends(old_size: int, old_root: bytes, cp: Checkpoint, proof: list[bytes], what: str) -> None:
+def check_extends(old_size: int, old_root: bytes, cp: Checkpoint, proof: list[bytes], what: str) -> None:
     if cp.size < old_size:
         raise LogInconsistent(f"the server's log has {cp.size} events but {what} had {old_size}")
     try:
@@ -53,7 +53,7 @@ def _proof(value: list[bytes]) -> list[bytes]:
     return value
 
 
-def _signed_checkpoint(answer: CheckpointAnswer | Witnessed, log_key: bytes, org_id: str, what: str) -> Checkpoint:
+def signed_checkpoint(answer: CheckpointAnswer | Witnessed, log_key: bytes, org_id: str, what: str) -> Checkpoint:
     """``answer.checkpoint``, signed by the pinned log key (``answer.sig``), for this organization."""
     cp = Checkpoint.parse(answer.checkpoint)
     try:
@@ -77,10 +77,10 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     if pinned_key is not None and pinned_key != log_key.hex():
         raise LogInconsistent("the server's checkpoint-signing key changed")
     org_id = org_id_for(bytes.fromhex(s.cfg.org_root))
-    cp = _signed_checkpoint(res, log_key, org_id, "checkpoint")
+    cp = signed_checkpoint(res, log_key, org_id, "checkpoint")
     if len(old_root) != 32:
         raise LogInconsistent("the pinned checkpoint is damaged")
-    _extends(old_size, old_root, cp, _proof(res.proof), "the checkpoint you accepted before")
+    check_extends(old_size, old_root, cp, _proof(res.proof), "the checkpoint you accepted before")
     if after_login and old_size and cp.size == old_size:
         # Our login was logged before this checkpoint was asked for: an unchanged size is a frozen view.
         raise LogInconsistent("the server shows a log that did not record your login")
@@ -92,11 +92,11 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     if w is None and seen_witness:
         raise LogInconsistent("the server no longer shows the Security Team's cosigned checkpoint you saw before")
     if w is not None:
-        wcp = _signed_checkpoint(w, log_key, org_id, "witnessed checkpoint")
+        wcp = signed_checkpoint(w, log_key, org_id, "witnessed checkpoint")
         if wcp.size > cp.size:
             raise LogInconsistent("the server shows a witnessed log longer than its current one")
         # The witnessed tree must be a prefix of the current one: its root at its size is signed twice.
-        _extends(wcp.size, wcp.root, cp, _proof(w.proof), "the log the Security Team witnessed")
+        check_extends(wcp.size, wcp.root, cp, _proof(w.proof), "the log the Security Team witnessed")
         if wcp.size < seen_witness:
             raise LogInconsistent("the server hides a newer witnessed checkpoint that you saw before")
         if not w.cosigs:

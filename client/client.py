@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from client import restore
 from client.api import Api
 from client.checkpoints import sync_log
 from client.clock import SYSTEM, Clock
@@ -21,7 +22,7 @@ from client.keyring import Keyring
 from client.session import Session
 from client.view import Chains
 from vault.chains import MemberState, check_name, member_id_for, org_id_for
-from vault.errors import ServerMismatch, TransportError, VaultError
+from vault.errors import LogInconsistent, ServerMismatch, TransportError, VaultError
 from vault.invite import InviteCode
 from vault.keys import DeviceKeys, PukKeys, device_id_for
 from vault.links import invite_public, make_link, sign_invite_holder
@@ -49,8 +50,12 @@ class Client:
 
     async def login(self) -> None:
         await self.session.login()
-        # Every session proves the audit log only grew since we last looked (stops on a fork).
-        self.chains.log = await sync_log(self.session, after_login=True)
+        # Every session proves the audit log only grew since we last looked (stops on a fork), unless the
+        # Security Team accepted the server's state after a restore from an older backup (client/restore.py).
+        try:
+            self.chains.log = await sync_log(self.session, after_login=True)
+        except LogInconsistent as e:
+            self.chains.log = await restore.follow(self.session, self.chains, e)
 
 
 def device_body(sign_public: bytes, box_public: bytes, name: str, kind: str = "device") -> dict[str, Any]:

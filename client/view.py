@@ -80,6 +80,19 @@ def check_chain_pin(pins: Pins, chain_id: str, links: list[Link]) -> None:
         pins.chains[chain_id] = [len(links), links[-1].hash.hex()]
 
 
+def lower_chain_pin(pins: Pins, chain_id: str, links: list[Link], behind: dict[str, tuple[int, int]]) -> None:
+    """``check_chain_pin``, but a chain behind (or forked from) its pin is recorded in ``behind`` and its pin
+    lowered to the served head (client/restore.py, after the Security Team accepted a restored server)."""
+    try:
+        check_chain_pin(pins, chain_id, links)
+    except RollbackDetected:
+        behind[chain_id] = (len(links), int(pins.chains[chain_id][0]))
+        if links:
+            pins.chains[chain_id] = [len(links), links[-1].hash.hex()]
+        else:
+            del pins.chains[chain_id]
+
+
 def check_team_gone(team: TeamState, me: str, length: int, now: int) -> None:
     """A team the directory says we left: we were removed (the chain must end with the link that
     removed us), or our role ended (the chain is what was signed before the end)."""
@@ -179,21 +192,50 @@ class Chains:
         if self._view is not None and not refresh:
             return self._view
         s = self.session
-        directory = await s.api.get("/api/v1/directory", DirectoryView)
         pins = s.home.pins()
+        view = await self._fetch(pins, None)
+        s.home.save_pins(pins)
+        self._view = view
+        if self.log is not None:
+            hours = protocols_of(view.org).rule("log-integrity").int_("witness_hours")
+            if self.log.witness is not None:
+                witnessed = check_witness(s, view.org, view.members, self.log.witness)
+                if s.now() - witnessed > hours * 3600:
+                    s.warnings.append(f"the Security Team last witnessed the audit log "
+                                      f"{(s.now() - witnessed) // 3600} hours ago (the protocols ask for every "
+                                      f"{hours} hours)")
+        return view
+
+    async def view_behind(self, pins: Pins, behind: dict[str, tuple[int, int]]) -> View:
+        """``view`` for a server restored from an older backup (client/restore.py): every chain replayed and
+        checked as always, but a chain behind its pin (or no longer shown) is recorded in ``behind``
+        (chain id -> (served length, pinned length)) and its pin in ``pins`` lowered to what is served,
+        instead of stopping. Nothing is saved and nothing is cached: the caller decides."""
+        return await self._fetch(pins, behind)
+
+    async def _fetch(self, pins: Pins, behind: dict[str, tuple[int, int]] | None) -> View:
+        s = self.session
+        directory = await s.api.get("/api/v1/directory", DirectoryView)
+
+        def pin(chain_id: str, links: list[Link]) -> None:
+            if behind is None:
+                check_chain_pin(pins, chain_id, links)
+            else:
+                lower_chain_pin(pins, chain_id, links, behind)
+
         members: dict[str, MemberState] = {}
         for mid in directory.members:
             links = await self.links(f"/api/v1/chains/member/{mid}")
             state = replay_member(links)
             if state.member_id != mid:
                 raise ChainError("server served a member chain under another member's id")
-            check_chain_pin(pins, mid, links)
+            pin(mid, links)
             members[mid] = state
         org_links = await self.links("/api/v1/chains/org")
         if not org_links or org_links[0].hash.hex() != s.cfg.org_root:
             raise ServerMismatch("the organization chain does not start at the pinned root")
         org = replay_org(org_links, members, POLICY)
-        check_chain_pin(pins, "org", org_links)
+        pin("org", org_links)
         if s.me not in org.members:
             raise ChainError("you are not a member of this organization's chain")
         teams: dict[str, TeamState] = {}
@@ -203,26 +245,20 @@ class Chains:
             team = replay_team(links, org, members, POLICY, TEAM_KINDS)
             if team.team_id != tid:
                 raise ChainError("server served a team chain under another team's id")
-            check_chain_pin(pins, tid, links)
+            pin(tid, links)
             if info.removed_at is not None:
                 check_team_gone(team, s.me, len(links), s.now())
                 gone.add(tid)
                 continue
             teams[tid] = team
+        if behind is not None:
+            for chain_id in [c for c in pins.chains if c not in members and c != "org" and c not in teams
+                             and c not in gone]:
+                behind[chain_id] = (0, int(pins.chains.pop(chain_id)[0]))
         check_no_chain_hidden(pins, members, teams, gone)
-        s.warnings.extend(key_change_warnings(pins, members, s.me))
-        s.home.save_pins(pins)
-        self._view = View(org, members, teams)
-        if self.log is not None:
-            hours = protocols_of(org).rule("log-integrity").int_("witness_hours")
-            if self.log.witness is not None:
-                witnessed = check_witness(s, org, members, self.log.witness)
-                if s.now() - witnessed > hours * 3600:
-                    s.warnings.append(f"the Security Team last witnessed the audit log "
-                                      f"{(s.now() - witnessed) // 3600} hours ago (the protocols ask for every "
-                                      f"{hours} hours)")
-
-        return self._view
+        if behind is None:  # (after a restore: the view that follows the acceptance compares the keys, and warns)
+            s.warnings.extend(key_change_warnings(pins, members, s.me))
+        return View(org, members, teams)
 
     def verified(self, ms: MemberState) -> str:
         pins = self.session.home.pins()

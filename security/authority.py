@@ -46,7 +46,8 @@ def _verb(action: str) -> str:
              "org.protocols": "change the security protocols",
              "org.audit_team": "designate the audit log's security team",
              "audit.key": "publish the Security Team's audit key",
-             "audit.cosign": "cosign the audit log for the Security Team"}
+             "audit.cosign": "cosign the audit log for the Security Team",
+             "restore.accept": "accept a server restored from an older backup"}
     if action in named:
         return named[action]
     parts = action.split(".")

@@ -38,6 +38,7 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.audit_team": frozenset({"ncc"}),  # designate the security team the audit log is sealed to
     "audit.key": frozenset({"security"}),  # sign which key generation the server seals the audit log to
     "audit.cosign": frozenset({"security"}),  # cosign (witness) an audit log checkpoint
+    "restore.accept": frozenset({"security"}),  # accept a server restored from an older backup (security/restore.py)
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),

@@ -44,7 +44,7 @@ from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimite
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.recorder import audit_middleware, load_state, refusal_flusher
-from server.routes import audit, auth, chains, devices, docs, public, threads
+from server.routes import audit, auth, chains, devices, docs, public, restore, threads
 from server.store.protocols import Storage
 from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
@@ -72,7 +72,7 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[LOG] = MessageLog(storage)
     app.cleanup_ctx.append(refusal_flusher)  # entered before the thread purge loop, left after it
     threads.register(app)
-    add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, audit, threads)
+    add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, audit, restore, threads)
                          for name, handler in routes.HANDLERS.items()})
     return app
 

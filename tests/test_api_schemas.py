@@ -198,6 +198,8 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     carol.ok("audit", "exposure", "bob")  # the team's version records
     carol.ok("audit", "log")
     carol.ok("audit", "export", "--since", "30d")  # attest export
+    carol.ok("restored", "accept", "--yes")  # a restore acceptance (nothing went back: accepted all the same)
+    bob.ok("restored", "status")  # the acceptances
 
 
 async def _direct(server: ServerThread, log: Path) -> None:

@@ -249,6 +249,16 @@ class LogInconsistent(ProofError):
     def __init__(self, message: str) -> None:
         super().__init__("STOP: " + message + ". The audit log was rewritten, truncated or forked; do not trust "
                          "this server and tell your Security Team.")
+        self.reason = message  # what was found, without the advice around it (client/restore.py explains)
+
+
+class ServerBehind(LogInconsistent):
+    """The server is behind what this device accepted before (a restore from an older backup, or a rollback):
+    the message says what the device sees and that only the Security Team's acceptance lets it go on."""
+
+    def __init__(self, message: str) -> None:
+        ProofError.__init__(self, message)
+        self.reason = message
 
 
 # -- raised by the server only --------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 * the server's log key (Ed25519, from a 32-byte seed kept next to the log) signs checkpoints;
 * a Security Team device cosigns a checkpoint (``security.events.cosign_statement``);
-* a Security Team device signs the audit-key statement (``security.events.audit_key_statement``).
+* a Security Team device signs the audit-key statement (``security.events.audit_key_statement``);
+* a Security Team device signs the acceptance of a server restored from an older backup
+  (``security.restore``).
 
 The statements' bytes are built in ``security/events.py``; this module only signs and verifies them.
 """
@@ -51,3 +53,12 @@ def sign_audit_key(device: DeviceKeys, statement: bytes) -> bytes:
 def verify_audit_key(sign_public: bytes, statement: bytes, sig: bytes) -> None:
     """Raises ``BadSignature`` unless ``sig`` is the device's signature of the audit-key statement."""
     p.verify(sign_public, labels.SIG_AUDIT_KEY, statement, sig)
+
+
+def sign_restore(device: DeviceKeys, statement: bytes) -> bytes:
+    return device.sign(labels.SIG_RESTORE, statement)
+
+
+def verify_restore(sign_public: bytes, statement: bytes, sig: bytes) -> None:
+    """Raises ``BadSignature`` unless ``sig`` is the device's signature of the restore acceptance."""
+    p.verify(sign_public, labels.SIG_RESTORE, statement, sig)

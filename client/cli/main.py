@@ -89,6 +89,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                "restore brings it back)."),
     "mv": ("client.cli.files", "Rename a document: its content under NEW (history follows it), then OLD deleted."),
     "restore": ("client.cli.files", "Bring back a deleted or older version of a document as its newest version."),
+    "restored": ("client.cli.restored", "A server restored from an older backup: what this device sees, and the "
+                 "Security Team's acceptance."),
+    "republish": ("client.cli.restored", "After a restore: put back documents this device holds newer local copies "
+                  "of; list what is lost."),
     "sync": ("client.cli.sync", "Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes "
                                 "and reports."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),

@@ -197,6 +197,13 @@ OPERATIONS: tuple[Operation, ...] = (
         s.AttestRequest),
     _op("audit_team_versions", "get", "/api/v1/audit/teams/{team}/versions",
         "every version's signed record of a team, no body (Security Team)", "200", s.TeamVersions, "401 403 404"),
+    _op("restore_acceptances", "get", "/api/v1/restore/acceptances",
+        "the Security Team's signed acceptances of a restore from an older backup, newest first (at most 16)",
+        "200", s.RestoreAcceptances, "401"),
+    _op("restore_accept", "post", "/api/v1/restore/acceptances",
+        "store a Security Team member's signed acceptance of this server's state (a checkpoint it issued for its "
+        "current log, its organization chain head)", "201", s.RestoreAccepted, "400 401 403 404",
+        s.RestoreAcceptRequest),
 )
 
 

@@ -412,6 +412,29 @@ class CosignAnswer(Wire):
     size: Annotated[int, Meta(ge=0)]
 
 
+class RestoreAcceptRequest(Wire):
+    """A Security Team member's signed acceptance of this (restored) server's state (security/restore.py)."""
+
+    statement: Annotated[bytes, Meta(max_length=48 * 1024 * 4 // 3 + 4,
+                                     description="the acceptance's canonical bytes (at most 48 KiB)")]
+    sig: Signature
+
+
+class RestoreAcceptance(Wire):
+    statement: bytes
+    sig: bytes
+
+
+class RestoreAcceptances(Wire):
+    """The acceptances stored, newest first (at most 16)."""
+
+    acceptances: list[RestoreAcceptance]
+
+
+class RestoreAccepted(Wire):
+    size: Annotated[int, Meta(ge=0, description="the audit log size of the checkpoint accepted")]
+
+
 class AuditKeyStatement(Wire):
     statement: bytes
     sig: bytes

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS cosigs (
     size INTEGER NOT NULL, member TEXT NOT NULL, device TEXT NOT NULL, sig BLOB NOT NULL, time INTEGER NOT NULL,
     PRIMARY KEY (size, device));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS restore_acceptances (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL, time INTEGER NOT NULL, raw BLOB NOT NULL,
+    sig BLOB NOT NULL);
 DROP TABLE IF EXISTS failures;
 DROP TABLE IF EXISTS lockouts;
 """
@@ -203,6 +206,19 @@ class AuditStore:
     async def set_meta(self, key: str, value: bytes) -> None:
         async with self._write:
             await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- restore acceptances (server/routes/restore.py) ----------------------------------------------
+
+    async def add_acceptance(self, size: int, time: int, raw: bytes, sig: bytes) -> None:
+        async with self._write:
+            await self._db.execute("INSERT INTO restore_acceptances (size, time, raw, sig) VALUES (?, ?, ?, ?)",
+                                   (size, time, raw, sig))
+
+    async def acceptances(self, limit: int = 16) -> list[tuple[bytes, bytes]]:
+        """The newest ``limit`` acceptances (statement, signature), newest first."""
+        async with self._db.execute("SELECT raw, sig FROM restore_acceptances ORDER BY id DESC LIMIT ?",
+                                    (limit,)) as cur:
+            return [(bytes(r[0]), bytes(r[1])) for r in await cur.fetchall()]
 
     # -- retention ------------------------------------------------------------------------------
 

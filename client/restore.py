@@ -1,0 +1,223 @@
+"""A server restored from an older backup (docs/restore.md): what this client sees, the Security Team's
+acceptance, and following it.
+
+When the login's log check fails (``client.checkpoints.sync_log``: the server's log is shorter than, or
+forked from, the checkpoint this device accepted), the client cannot tell a restore from an older backup
+from a server that rolls it back to hide something. ``follow`` looks for the Security Team's signed
+acceptance (``security.restore``); it follows one only if
+
+* it names this organization and is signed by a device of a member then holding the org role ``security``,
+  judged by the one judge at the state this client replays (its pinned organization root);
+* its checkpoint is signed by the server's current log key, and the server's current checkpoint extends it
+  (a consistency proof from the acceptance's size); the organization head it names is in the served chain;
+* it is newer than every acceptance this device followed before (checkpoint size and time) and not older
+  than the checkpoint this device accepted last (allowing the clock window): an old acceptance replayed
+  after a second rollback names a state this device has already moved past;
+
+then it lowers only the pins that went back, to what the server serves (never below it; ``keys`` and
+``verified`` untouched), records the restore in the sealed pins (``pins.log["restored"]``) and goes on.
+Without a valid acceptance nothing changes here and the command stops (exit 3) with what it sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from client.checkpoints import LogView, check_extends, signed_checkpoint, sync_log
+from client.home import Pins
+from client.sanitize import escape
+from client.session import Session
+from client.view import Chains, View
+from security.authority import POLICY
+from security.events import Checkpoint
+from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
+from vault.acts import Act
+from vault.chains import org_id_for
+from vault.envelope import Record
+from vault.errors import (
+    BadSignature,
+    ChainError,
+    IntegrityError,
+    LogInconsistent,
+    NotFound,
+    PolicyDenied,
+    ServerBehind,
+    VaultError,
+)
+from vault.wire.schemas import CheckpointAnswer, Docs, RestoreAcceptances, RestoreAccepted, RestoreAcceptRequest
+
+WINDOW = 600  # the clock window between a client and the server (client/checkpoints.py)
+STATUS = "mvault restored status"
+ACCEPT = "mvault restored accept"
+
+
+@dataclass
+class Seen:
+    """The server's state against this device's pins: what went back, and the pins lowered to the server's."""
+
+    checkpoint: Checkpoint
+    cp_sig: bytes
+    log_key: bytes
+    pinned_size: int
+    pinned_root: str
+    lost: Lost
+    pins: Pins
+    view: View
+
+
+async def current(s: Session, since: int = 0) -> tuple[Checkpoint, CheckpointAnswer]:
+    """The server's newest checkpoint, signed by the key it names, with a consistency proof from ``since``."""
+    res = await s.api.get(f"/api/v1/audit/checkpoint?from={since}", CheckpointAnswer)
+    return signed_checkpoint(res, res.log_key, org_id_for(bytes.fromhex(s.cfg.org_root)), "checkpoint"), res
+
+
+async def compare(s: Session, chains: Chains) -> Seen:
+    """What the server serves against this device's pins (nothing saved)."""
+    pins = s.home.pins()
+    cp, res = await current(s)
+    behind: dict[str, tuple[int, int]] = {}
+    view = await chains.view_behind(pins, behind)
+    docs: dict[str, tuple[int, int]] = {}
+    for team in view.teams.values():
+        try:
+            listed = await s.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
+        except (PolicyDenied, NotFound):
+            continue  # a team whose documents this member may not read (any pins of it stay as they are)
+        seen: set[str] = set()
+        for item in listed.docs:
+            try:
+                rec = Record.parse(item.record)
+            except VaultError as e:
+                raise IntegrityError(f"the server sent a malformed document record: {e}") from e
+            if rec.core.team != team.team_id:
+                raise IntegrityError("the server listed a document of another team")
+            key = f"{team.team_id}/{rec.core.doc}"
+            seen.add(key)
+            pin = pins.docs.get(key)
+            if pin is not None and (rec.core.seq < int(pin[0]) or
+                                    (rec.core.seq == int(pin[0]) and rec.version_id != str(pin[1]))):
+                docs[key] = (rec.core.seq, int(pin[0]))
+                pins.docs[key] = [rec.core.seq, rec.version_id]
+        for key in [k for k in pins.docs if k.startswith(f"{team.team_id}/") and k not in seen]:
+            docs[key] = (0, int(pins.docs.pop(key)[0]))
+    pinned_size = int(pins.log.get("size", 0))
+    lost = Lost((cp.size, pinned_size), behind, docs)
+    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view)
+
+
+def summary(seen: Seen) -> str:
+    """One line: the server's log against the pinned one, and how many chains and documents went back (names
+    escaped: the line is composed text, shown as it is)."""
+    lost = seen.lost
+    log = (f"the server's log has {seen.checkpoint.size} events (root {seen.checkpoint.root.hex()[:16]}), the "
+           f"checkpoint you accepted had {seen.pinned_size} (root {seen.pinned_root[:16]})")
+    chains = ", ".join(f"{_chain_name(seen.view, c)} {a} of {b} links" for c, (a, b) in sorted(lost.chains.items()))
+    return (f"{log}; chains behind your pins: {len(lost.chains)}{' (' + chains + ')' if chains else ''}; "
+            f"documents behind your pins: {len(lost.docs)}")
+
+
+def _chain_name(view: View, chain_id: str) -> str:
+    """A chain for people (names are members' text: escaped)."""
+    if chain_id == "org":
+        return "organization"
+    if chain_id in view.members:
+        return f"member {escape(view.members[chain_id].name)}"
+    if chain_id in view.teams:
+        return f"team {escape(view.teams[chain_id].name)}"
+    return chain_id[:12]
+
+
+async def newest_acceptance(s: Session) -> tuple[Acceptance, bytes] | None:
+    listed = await s.api.get("/api/v1/restore/acceptances", RestoreAcceptances)
+    if not listed.acceptances:
+        return None
+    first = listed.acceptances[0]
+    return Acceptance.parse(first.statement), first.sig
+
+
+async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: Seen) -> None:
+    """Refuse (``ServerBehind``, with the reason) an acceptance this device must not follow (module docstring)."""
+    pins = s.home.pins()
+    cp = acc.checkpoint
+    if acc.time > s.now() + WINDOW:
+        raise ServerBehind("it is dated in the future")
+    if acc.time + WINDOW < int(pins.log.get("time", 0)):
+        raise ServerBehind("it is older than the checkpoint this device accepted last (a replay)")
+    for before in pins.log.get("restored", []):
+        if cp.size <= int(before["size"]) or acc.time <= int(before["time"]):
+            raise ServerBehind("it is no newer than an acceptance this device followed before (a replay after "
+                                  "another rollback)")
+    if acc.log_key != seen.log_key:
+        raise ServerBehind("it names another checkpoint-signing key than the server's")
+    now, res = await current(s, cp.size)
+    if now.size < cp.size:
+        raise ServerBehind("it names a checkpoint the server's log does not reach")
+    try:
+        check_extends(cp.size, cp.root, now, list(res.proof)[:128], "the accepted checkpoint")
+    except LogInconsistent as e:
+        raise ServerBehind(f"it names a checkpoint the server's log does not extend ({e.reason})") from e
+    org_links = await chains.links("/api/v1/chains/org")
+    if not 1 <= acc.org_seq <= len(org_links) or org_links[acc.org_seq - 1].hash != acc.org_head:
+        raise ServerBehind("it names an organization chain head the server does not serve")
+    try:
+        judge_acceptance(acc, sig, seen.view.org, seen.view.members)
+    except (PolicyDenied, ChainError, BadSignature, IntegrityError) as e:
+        raise ServerBehind(f"its signer was not entitled, or it does not verify ({e})") from e
+
+
+async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogView:
+    """After ``sync_log`` failed with ``failure``: follow the Security Team's acceptance, or stop explaining."""
+    try:
+        seen = await compare(s, chains)
+    except VaultError as e:
+        raise LogInconsistent(f"{failure.reason}; and the server's chains do not check ({e})") from e
+    found = await newest_acceptance(s)
+    what = (f"STOP: {failure.reason}. The audit log was rewritten, truncated or forked: a server restored from an "
+            f"older backup looks like this, and so does a server that rolls you back to hide something; this device "
+            f"cannot tell them apart and changed nothing. What it sees: {summary(seen)} (details: `{STATUS}`). A "
+            f"member of the Security Team must check what happened and sign an acceptance (`{ACCEPT}`)")
+    if found is None:
+        raise ServerBehind(f"{what}; the server shows none")
+    acc, sig = found
+    try:
+        await judge(s, chains, acc, sig, seen)
+    except ServerBehind as e:
+        raise ServerBehind(f"{what}; the acceptance the server shows is refused: {e.reason}") from e
+    apply(s, acc, seen)
+    name = escape(seen.view.name_of(acc.member))
+    s.warnings.append(f"the server was restored from an older backup; {name} (Security Team) accepted its state: "
+                      f"{len(seen.lost.chains)} chains and {len(seen.lost.docs)} documents went back from what this "
+                      f"device saw; see `{STATUS}`, and `mvault republish TEAM` brings back local copies")
+    return await sync_log(s, after_login=True)
+
+
+def apply(s: Session, acc: Acceptance, seen: Seen) -> None:
+    """Lower the pins that went back to the server's state and record the restore (sealed, in the pins)."""
+    pins = seen.pins
+    cp = acc.checkpoint
+    restored: list[Any] = list(pins.log.get("restored", []))
+    restored.append({"size": cp.size, "root": cp.root.hex(), "time": acc.time, "member": acc.member,
+                     "name": seen.view.name_of(acc.member), "at": s.now(), "lost": seen.lost.as_json()})
+    pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": acc.log_key.hex(),
+                     "witness_size": 0, "restored": restored})
+    s.home.save_pins(pins)
+
+
+def may_sign(s: Session, seen: Seen) -> None:
+    """Refuse (``PolicyDenied``) here, before anything is shown or sent, a member who may not sign an acceptance
+    (the server and every client would refuse it)."""
+    POLICY.judge(Act(s.me, s.device.device_id, s.now(), "restore.accept"), seen.view.org, seen.view.members, None)
+
+
+async def sign(s: Session, seen: Seen) -> tuple[Acceptance, bytes]:
+    """An acceptance of the server's state as ``seen`` (its current checkpoint, its organization head)."""
+    org = seen.view.org
+    raw = acceptance_statement(org.org_id, seen.checkpoint.raw, seen.cp_sig, seen.log_key, org.seq, org.head,
+                               s.now(), s.me, s.device.device_id, seen.lost)
+    return Acceptance.parse(raw), sign_acceptance(s.device, raw)
+
+
+async def publish(s: Session, acc: Acceptance, sig: bytes) -> int:
+    res = await s.api.post("/api/v1/restore/acceptances", RestoreAcceptRequest(acc.raw, sig), RestoreAccepted)
+    return res.size

@@ -1,0 +1,82 @@
+"""A server restored from an older backup, as tests make one: copy the data directory while the server is
+stopped (the backup), go on working, then start a server on a copy of that copy (the restore), on the same
+port (members' devices pin the URL and the certificate, which the copy holds)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+from client.home import Home, Pins, Secrets
+from server.context import AUDIT, DIRECTORY
+from tests.conftest import PASSPHRASE, Member, ServerThread
+
+
+class Servers:
+    """The server the test talks to now (``live``), stopped and replaced as backups are taken and restored."""
+
+    def __init__(self, first: ServerThread, root: Path) -> None:
+        self.live = first
+        self.root = root
+        self.started: list[ServerThread] = [first]
+
+    def backup(self, name: str) -> Path:
+        """Stop, copy the data directory to ``name``, start again on the same data."""
+        self.live.stop()
+        copy = self.root / name
+        shutil.copytree(self.live.data_dir, copy)
+        self.live = self._track(self.live.restart())
+        return copy
+
+    def restore(self, backup: Path, name: str) -> ServerThread:
+        """Stop, and serve from a fresh copy of ``backup`` on the same port from now on."""
+        self.live.stop()
+        data = self.root / name
+        shutil.copytree(backup, data)
+        fresh = ServerThread(data, self.live.port, **self.live.config)
+        fresh.offset = self.live.offset
+        self.live = self._track(fresh.start())
+        return self.live
+
+    def _track(self, s: ServerThread) -> ServerThread:
+        self.started.append(s)
+        return s
+
+    def stop_all(self) -> None:
+        for s in self.started:
+            s.stop()
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the live server's loop (to read or plant what a malicious server would serve)."""
+        loop = self.live._loop
+        assert loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(20)
+
+    def plant_acceptance(self, raw: bytes, sig: bytes, size: int, time: int) -> None:
+        """Store an acceptance as a malicious server would, without judging it."""
+        self.call(self.live.app[AUDIT].add_acceptance(size, time, raw, sig))
+
+    def state(self) -> tuple[bytes, bytes, bytes, int, bytes, str]:
+        """(checkpoint raw, its signature, log key, org seq, org head, org id) the live server serves now."""
+        app = self.live.app
+        directory = app[DIRECTORY]
+        org = directory.require_org()
+        stored = self.call(app[AUDIT].checkpoint(org.org_id, int(self.live.clock())))
+        return (stored.checkpoint.raw, stored.sig, app[AUDIT].log_public, len(directory.org_links),
+                directory.org_links[-1].hash, org.org_id)
+
+
+def unlocked(m: Member) -> tuple[Home, Secrets]:
+    home = Home(m.home)
+    return home, home.unlock(passphrase=PASSPHRASE)
+
+
+def pins_of(m: Member) -> Pins:
+    home, _ = unlocked(m)
+    return home.pins()
+
+
+def pins_file(m: Member) -> bytes:
+    return (m.home / "pins.bin").read_bytes()
