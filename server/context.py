@@ -51,6 +51,10 @@ class Config:
     # Refusals of one member's requests recorded as events of their own per minute; the rest of that
     # minute are counted in one request.refusals event of the member (server/guard.py MemberRefusals).
     member_refusals: int = 10
+    # /api/metrics (server/metrics.py): for `Authorization: Bearer metrics_token` (empty: no token opens it), and
+    # for a loopback peer when metrics_loopback (off behind a reverse proxy on the same host).
+    metrics_token: str = ""
+    metrics_loopback: bool = True
     clock: Callable[[], float] = field(default=time.time)
 
 
