@@ -108,7 +108,8 @@ async def serve(data: Path, settings: Settings, as_json: bool) -> None:
     would keep it alive)."""
     info = await initialize(data, settings.host, settings.port)
     app = await open_app(server_config(data, settings))
-    runner = web.AppRunner(app, access_log=logging.getLogger("mvault.access"), access_log_class=RequestLogger)
+    runner = web.AppRunner(app, access_log=logging.getLogger("mvault.access"), access_log_class=RequestLogger,
+                           shutdown_timeout=settings.shutdown_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:

@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     rate_burst: Positive = 200
     rate_sources: Positive = 10_000
     member_refusals: Positive = 10
+    shutdown_timeout: Seconds = 60.0  # at a stop: how long requests in flight (an upload) may take to finish
     quota_caps: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = msgspec.field(default_factory=dict)
     metrics_token: str = ""  # a secret: `Authorization: Bearer TOKEN` on /api/metrics
     metrics_loopback: bool = True  # a loopback peer may read /api/metrics without the token

@@ -42,12 +42,14 @@ class Metrics:
         self.requests = Counter("mvault_http_requests", "HTTP requests answered, by route template, method and status",
                                 ["route", "method", "status"], registry=r)
         self.latency = Histogram("mvault_http_request_duration_seconds",
-                                 "time from a request's arrival to its answer (a live connection: its whole life)",
+                                 "time from a request's arrival until its answer is ready (a file body is sent after; "
+                                 "a live connection: its whole life)",
                                  ["route"], registry=r)
         self.uploads = Counter("mvault_uploads", "document versions stored", registry=r)
         self.upload_bytes = Counter("mvault_upload_bytes", "bytes of the document versions stored", registry=r)
         self.downloads = Counter("mvault_downloads", "version bodies sent", registry=r)
-        self.download_bytes = Counter("mvault_download_bytes", "bytes of the version bodies sent", registry=r)
+        self.download_bytes = Counter("mvault_download_bytes", "bytes of the version bodies answered (announced)",
+                                      registry=r)
         self.followers = Gauge("mvault_live_followers", "live connections (thread follow, sync --watch) open now",
                                registry=r)
         self.audit_appends = Counter("mvault_audit_appends", "audit events appended to the log", registry=r)
@@ -78,6 +80,7 @@ def add_metrics(app: web.Application) -> Metrics:
     hub = app[HUB]
     metrics.count_followers(lambda: sum(hub.live.values()))
     app[METRICS] = metrics
+    app.on_response_prepare.append(_count_download)
     return metrics
 
 
@@ -88,11 +91,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     method = request.method if request.method in _METHODS else "other"
-    status, response = 500, None
+    status = 500
     try:
         response = await handler(request)
-        if route == _DOWNLOAD and not response.prepared:
-            await response.prepare(request)  # a file answer is sent here, so its size is known below
         status = response.status
         return response
     except (VaultError, web.HTTPException) as e:
@@ -105,16 +106,17 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         if route == _UPLOAD and status == 201:
             metrics.uploads.inc()
             metrics.upload_bytes.inc(request.content.total_bytes)
-        elif route == _DOWNLOAD and status == 200 and method == "GET":
-            metrics.downloads.inc()
-            metrics.download_bytes.inc(_sent(response))
 
 
-def _sent(response: web.StreamResponse | None) -> int:
-    """The bytes of a prepared answer's body: its Content-Length (a file), else what was written."""
-    if response is None:
-        return 0
-    return response.content_length if response.content_length is not None else response.body_length
+async def _count_download(request: web.Request, response: web.StreamResponse) -> None:
+    """A version body's answer, as its headers leave (a file answer is sent after the middlewares, so its length
+    is known only here): counted with the length it announces (a client that hangs up early counts in full)."""
+    resource = request.match_info.route.resource
+    if (resource is not None and resource.canonical == _DOWNLOAD and request.method == "GET"
+            and response.status == 200):
+        metrics = request.app[METRICS]
+        metrics.downloads.inc()
+        metrics.download_bytes.inc(response.content_length or 0)
 
 
 def _loopback(peer: str | None) -> bool:
