@@ -1,17 +1,20 @@
 """``/api/metrics`` (server/metrics.py) on the real server: Prometheus text with the documented metric names after
 a walk-through (join, team, put, get, thread post), no id or name of the organization in it; readable from
 loopback (``metrics_loopback``, the default) or with the operator's token, refused (403) otherwise; limited like
-every request without a session (429)."""
+every request without a session (429); live followers counted as they come and go."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Org, ServerThread
+from tests.conftest import MVAULT, Org, ServerThread
 from tests.helpers.http import Http
 from tests.helpers.org_ids import named_ids, org_ids
 
@@ -134,3 +137,31 @@ def limited_server(tmp_path: Path) -> Iterator[ServerThread]:
 async def test_metrics_requests_are_limited_like_any_request_without_a_session(limited_server: ServerThread) -> None:
     statuses = [(await _scrape(limited_server))[0] for _ in range(4)]
     assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429]
+
+
+async def _followers(server: ServerThread) -> float:
+    status, body = await _scrape(server)
+    assert status == 200 and isinstance(body, str)
+    return _value(_families(body), "mvault_live_followers")
+
+
+async def _until_followers(server: ServerThread, some: bool) -> None:
+    """Poll until the gauge shows some live connection (or none); the test fails if it never does (no timing is
+    asserted)."""
+    for _ in range(300):
+        if (await _followers(server) > 0) == some:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"mvault_live_followers never {'rose above' if some else 'fell to'} 0")
+
+
+async def test_live_followers_are_a_gauge(org: Org) -> None:
+    org.alice.ok("thread", "create", "drafting", "weekly")
+    follower = subprocess.Popen([MVAULT, "thread", "follow", "drafting", "weekly"], env=org.bob.env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=org.bob.home.parent)
+    try:
+        await _until_followers(org.server, True)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(60)
+    await _until_followers(org.server, False)
