@@ -56,10 +56,25 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class HidePeers(logging.Filter):
+    """aiohttp names the peer in its own error records ("Error handling request from 203.0.113.7"): above debug,
+    the address is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        if record.name.startswith("aiohttp.") and "from %s" in msg and isinstance(record.args, tuple):
+            at = msg[:msg.index("from %s")].count("%s")  # the peer's argument
+            record.msg = msg.replace("from %s", "from a peer (its address: at debug level)", 1)
+            record.args = record.args[:at] + record.args[at + 1:]
+        return True
+
+
 def configure(log_format: str, level: str, stream: TextIO | None = None) -> None:
     """Send the server's and aiohttp's records at ``level`` and above to ``stream`` (stderr) as ``log_format``."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    if LEVELS[level] > logging.DEBUG:
+        handler.addFilter(HidePeers())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -7,12 +7,14 @@ logged with its route template and peer."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from server.logs import HidePeers
 from tests.conftest import Member
 from tests.helpers.org_ids import named_ids, org_ids
 from tests.helpers.server_process import ServerProcess, start_server
@@ -96,3 +98,14 @@ def test_the_text_format_and_a_clean_stop(tmp_path: Path) -> None:
     lines = s.log_text().splitlines()
     assert any(" INFO mvault.server: started version=" in line and " backend=sqlite" in line for line in lines)
     assert lines[-1].endswith("INFO mvault.server: stopped"), lines
+
+
+def test_aiohttp_error_records_leave_the_peer_out() -> None:
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+                               ("203.0.113.7",), None)
+    assert HidePeers().filter(record)
+    assert "203.0.113.7" not in record.getMessage() and "a peer" in record.getMessage()
+    other = logging.LogRecord("aiohttp.web", logging.ERROR, __file__, 1, "%s failed from %s: %s",
+                              ("x", "10.0.0.1", "y"), None)
+    assert HidePeers().filter(other)
+    assert other.getMessage() == "x failed from a peer (its address: at debug level): y"
