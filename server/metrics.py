@@ -53,8 +53,19 @@ class Metrics:
         self.followers = Gauge("mvault_live_followers", "live connections (thread follow, sync --watch) open now",
                                registry=r)
         self.audit_appends = Counter("mvault_audit_appends", "audit events appended to the log", registry=r)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.batch_sizes = Histogram("mvault_commit_batch_size", "items per group-commit transaction, by store",
                                      ["store"], buckets=_BATCHES, registry=r)
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answer: its labelled children are kept (a lookup by labels takes a lock, and most of the time)."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch(self, store: str, committer: GroupCommitter[Any, Any]) -> None:
         """Count the batches ``committer`` commits (the store ``audit``'s items are audit appends too)."""
@@ -101,8 +112,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         metrics = request.app[METRICS]
-        metrics.requests.labels(route, method, str(status)).inc()
-        metrics.latency.labels(route).observe(time.monotonic() - started)
+        metrics.answered(route, method, status, time.monotonic() - started)
         if route == _UPLOAD and status == 201:
             metrics.uploads.inc()
             metrics.upload_bytes.inc(request.content.total_bytes)
