@@ -3,9 +3,9 @@ and registers the routes: one per operation of ``vault/wire/operations.py``, eac
 its routes module names for it (``HANDLERS``). Nothing else lives here; every module below knows the others only
 through the application's keys (``server/context.py``).
 
-Middlewares, outermost first: errors become JSON answers (``server/http.py``); every outcome is
-recorded in the audit log (``server/recorder.py``); callers without a session pay per address, and
-everyone else shows a session (``server/access.py``).
+Middlewares, outermost first: every answer is counted (``server/metrics.py``); errors become JSON
+answers (``server/http.py``); every outcome is recorded in the audit log (``server/recorder.py``);
+callers without a session pay per address, and everyone else shows a session (``server/access.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 
 from aiohttp import web
 
+from server import metrics
 from server.access import auth_middleware, limit_middleware
 from server.context import (
     AUDIT,
@@ -43,6 +44,7 @@ from server.events import Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
+from server.metrics import METRICS, add_metrics, metrics_middleware
 from server.recorder import audit_middleware, load_state, refusal_flusher
 from server.routes import audit, auth, chains, devices, docs, public, restore, threads
 from server.store.protocols import Storage
@@ -54,8 +56,8 @@ __all__ = ["make_app", "open_app"]
 
 
 def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, audit_middleware, limit_middleware, auth_middleware],
-                          client_max_size=MAX_JSON,
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware, audit_middleware, limit_middleware,
+                                       auth_middleware], client_max_size=MAX_JSON,
                           # every connection of every runner serving this app (serve() and the tests' alike)
                           handler_args={"keepalive_timeout": config.keepalive_timeout})
     app[STORAGE] = storage
@@ -70,9 +72,11 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[MEMBER_REFUSALS] = MemberRefusals(config.member_refusals)
     app[HUB] = app[BUS] = Hub()
     app[LOG] = MessageLog(storage)
+    add_metrics(app).watch("messages", app[LOG].committer)
     app.cleanup_ctx.append(refusal_flusher)  # entered before the thread purge loop, left after it
     threads.register(app)
-    add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, audit, restore, threads)
+    add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, audit, restore, threads,
+                                                      metrics)
                          for name, handler in routes.HANDLERS.items()})
     return app
 
@@ -105,6 +109,8 @@ async def open_app(config: Config) -> web.Application:
     app = make_app(storage, directory, config)
     app[AUDIT] = audit_store
     app[STATE] = state
+    app[METRICS].watch("vault", storage.committer)
+    app[METRICS].watch("audit", audit_store.committer)
 
     async def close(app: web.Application) -> None:
         await app[LOG].close()  # its last batch goes into the storage closed below

@@ -6,15 +6,20 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
+import uvloop
 from aiohttp import web
 
 from server.app import open_app
-from server.context import Config
+from server.config import Settings, server_config
+from server.config_cli import config_command, config_options, effective
+from server.logs import RequestLogger, configure
 from server.store.sqlite.vault import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
 from vault import __version__
@@ -23,6 +28,7 @@ from vault.invite import InviteCode
 from vault.links import invite_public
 
 DEFAULT_PORT = 8443
+log = logging.getLogger("mvault.server")
 
 
 @dataclass
@@ -96,48 +102,55 @@ def init(data: Path, host: str, port: int, as_json: bool) -> None:
         sys.exit(1)
 
 
-async def serve(data: Path, host: str, port: int, as_json: bool, rate: float | None = None,
-                burst: int | None = None) -> None:
-    info = await initialize(data, host, port)
-    config = Config(data_dir=data)
-    if rate is not None:
-        config.rate_per_second = rate
-    if burst is not None:
-        config.rate_burst = burst
-    app = await open_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=server_context(data / "server.crt", data / "server.key"))
-    await site.start()
-    _print(info, as_json)
-    sys.stdout.flush()
+async def serve(data: Path, settings: Settings, as_json: bool) -> None:
+    """Serve until SIGINT or SIGTERM. Whatever fails on the way up (the port is taken, the certificate does not
+    load) closes what was opened before the error leaves, so the process ends (an open database's thread
+    would keep it alive)."""
+    info = await initialize(data, settings.host, settings.port)
+    app = await open_app(server_config(data, settings))
+    runner = web.AppRunner(app, access_log=logging.getLogger("mvault.access"), access_log_class=RequestLogger,
+                           shutdown_timeout=settings.shutdown_timeout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.Event().wait()
+        await runner.setup()
+        context = server_context(data / "server.crt", data / "server.key")
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+        await site.start()
+        _print(info, as_json)
+        sys.stdout.flush()
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.info("started", extra={"fields": {"version": __version__, "listen": f"{host}:{settings.port}",
+                                              "data_dir": str(data), "backend": "sqlite"}})
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping")
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await runner.cleanup()
+    log.info("stopped")
 
 
 @main.command()
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="data directory")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@config_options
 @click.option("--json", "as_json", is_flag=True, help="print the connection info as JSON")
-@click.option("--rate", type=click.FloatRange(0.1), default=None,
-              help="requests without a session per second and source address [default: 20]")
-@click.option("--burst", type=click.IntRange(1), default=None,
-              help="burst of requests without a session per source address [default: 200]")
-def run(data: Path, host: str, port: int, as_json: bool, rate: float | None, burst: int | None) -> None:
+def run(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
-    import uvloop
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = effective(data, config_file, flags).settings
+    configure(settings.log_format, settings.log_level)
     try:
-        uvloop.run(serve(data, host, port, as_json, rate, burst))
+        uvloop.run(serve(data, settings, as_json))
     except KeyboardInterrupt:
         pass
-    except (VaultError, OSError) as e:
+    except (VaultError, OSError, ValueError) as e:  # ValueError: a certificate that does not load
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+
+
+main.add_command(config_command)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ class Config:
     # download_stall_timeout seconds (Linux TCP_USER_TIMEOUT on the connection): a paused `mvault get | less`
     # gets this long.
     download_stall_timeout: float = 300.0
+    # /api/metrics (server/metrics.py): for `Authorization: Bearer metrics_token` (empty: no token opens it), and
+    # for a loopback peer when metrics_loopback (off behind a reverse proxy on the same host).
+    metrics_token: str = ""
+    metrics_loopback: bool = True
     clock: Callable[[], float] = field(default=time.time)
 
 

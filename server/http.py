@@ -61,7 +61,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
+        resource = request.match_info.route.resource  # the route template: a path holds ids (server/logs.py)
+        log.exception("internal error on %s %s", request.method, resource.canonical if resource else "?")
         return error_response(500, "internal", "internal server error")
 
 

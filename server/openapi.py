@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 
 from vault.wire import schemas
-from vault.wire.operations import ERROR_MEANINGS, OPERATIONS, Binary, Operation, WebSocket
+from vault.wire.operations import ERROR_MEANINGS, OPERATIONS, Binary, Operation, Text, WebSocket
 
 REF = "#/components/schemas/{name}"
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
 # Query parameters are non-negative integers of at most 12 digits (server/http.py int_query).
 _QUERY_INT = {"type": "integer", "minimum": 0, "maximum": 10**12 - 1}
@@ -23,7 +24,7 @@ def _shapes() -> list[Any]:
     found: list[Any] = [schemas.Error, schemas.FollowStart, schemas.LiveEvent]
     for op in OPERATIONS:
         for shape in (op.request, op.response):
-            if shape not in (None, Binary, WebSocket) and shape not in found:
+            if shape not in (None, Binary, Text, WebSocket) and shape not in found:
                 found.append(shape)
     return found
 
@@ -51,6 +52,8 @@ def _operation(op: Operation, schema_of: dict[Any, dict[str, Any]]) -> dict[str,
             "client-first-frame": schema_of[schemas.FollowStart], "server-frames": schema_of[schemas.LiveEvent]}}
     elif op.response is Binary:
         ok = {"description": "ok", "content": _BINARY}
+    elif op.response is Text:
+        ok = {"description": "ok", "content": _TEXT}
     else:
         ok = {"description": "ok", "content": _json(schema_of[op.response])}
     responses: dict[str, Any] = {op.ok: ok}

@@ -2,8 +2,8 @@
 
 One organization is driven through every operation by the real ``mvault`` CLI (in subprocesses) with
 ``tests/helpers/wire_log/sitecustomize.py`` recording, outside the client, every request it sends and
-every answer it gets; the two operations the client never calls (health, the OpenAPI document) are
-called directly. Then:
+every answer it gets; the three operations the client never calls (health, the OpenAPI document, the
+operator's metrics) are called directly. Then:
 
 - every answer's body validates against the Struct ``vault/wire/operations.py`` declares for its
   (operation, status), refusals included (``Error``): a field the server sends that the Struct lacks,
@@ -34,7 +34,7 @@ import pytest
 
 from tests.conftest import MVAULT, PASSPHRASE, Member, ServerThread
 from vault.wire import schemas
-from vault.wire.operations import OPERATIONS, Binary, Operation, PathParam, WebSocket, operation_for
+from vault.wire.operations import OPERATIONS, Binary, Operation, PathParam, Text, WebSocket, operation_for
 
 RECORDER = Path(__file__).parent / "helpers" / "wire_log"
 
@@ -87,6 +87,8 @@ def check_answer(x: Exchange) -> None:
         check_same_json(x.response, schemas.Error)
     elif op.response is Binary:
         assert x.response == "<binary>"
+    elif op.response is Text:
+        assert x.response == "<text>"
     elif op.response is WebSocket:
         assert x.response is None
     else:
@@ -211,6 +213,10 @@ async def _direct(server: ServerThread, log: Path) -> None:
             async with http.get(server.url + path) as resp:
                 lines.append({"kind": "http", "method": "GET", "path": path, "request": None, "status": resp.status,
                               "response": await resp.json()})
+        async with http.get(server.url + "/api/metrics") as resp:  # text: a loopback peer may read it
+            text = await resp.text()
+            lines.append({"kind": "http", "method": "GET", "path": "/api/metrics", "request": None,
+                          "status": resp.status, "response": "<text>" if resp.content_type == "text/plain" else text})
     (log / "direct.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in lines))
 
 

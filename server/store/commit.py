@@ -64,6 +64,7 @@ class GroupCommitter(Generic[Item, R]):
         self._queue: list[tuple[Item, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.observer: Callable[[int], None] | None = None  # told each committed batch's size (server/metrics.py)
 
     async def submit(self, item: Item) -> R:
         """Queue ``item`` for the next batch; its outcome once that batch is committed."""
@@ -96,6 +97,8 @@ class GroupCommitter(Generic[Item, R]):
                           len(batch), self._what, len(self._queue), exc_info=e)
                 self._fail(batch, lambda: ServiceUnavailable(f"the server could not store {self._what}; try again"))
                 continue
+            if self.observer is not None:
+                self.observer(len(batch))
             for (_, done), outcome in zip(batch, outcomes, strict=True):
                 if done.done():
                     continue

@@ -36,6 +36,10 @@ class WebSocket:
     server sends ``LiveEvent`` frames."""
 
 
+class Text:
+    """The body is text (``text/plain``): the Prometheus exposition format of ``/api/metrics``."""
+
+
 @dataclass(frozen=True)
 class PathParam:
     name: str
@@ -71,7 +75,7 @@ class Operation:
     path: str
     summary: str
     ok: str  # the success status
-    response: Any  # a Struct of schemas, OpenApiDocument, Binary or WebSocket
+    response: Any  # a Struct of schemas, OpenApiDocument, Binary, Text or WebSocket
     errors: tuple[str, ...]
     request: Any = None  # a Struct of schemas, Binary, or None (no body)
     auth: bool = True  # a session is needed (Authorization: Bearer TOKEN)
@@ -118,6 +122,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "200", s.Challenge, "400 429", s.ChallengeRequest, auth=False),
     _op("login", "post", "/api/v1/auth/login", "signed challenge -> session token", "200", s.LoginToken,
         "400 401 429", s.LoginRequest, auth=False),
+    _op("metrics", "get", "/api/metrics",
+        "Prometheus metrics (text format) for the operator: Authorization: Bearer <metrics_token>, or a loopback "
+        "peer while metrics_loopback is on; 403 for anyone else. No session", "200", Text, "403 429", auth=False),
     # -- chains and keys
     _op("directory", "get", "/api/v1/directory", "heads of every chain the caller may see", "200", s.DirectoryView,
         "401"),

@@ -67,6 +67,10 @@ class AuditStore:
         # One connection: no other write may land inside the flusher's transaction (or be rolled back with it).
         self._write = asyncio.Lock()
 
+    @property
+    def committer(self) -> GroupCommitter[tuple[bytes, int], int]:
+        return self._leaves
+
     @classmethod
     async def open(cls, data_dir: Path) -> AuditStore:
         seed = _log_seed(data_dir / "log.key")

@@ -116,6 +116,10 @@ class SQLiteStorage:
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
 
+    @property
+    def committer(self) -> GroupCommitter[Callable[[], Awaitable[Any]], Any]:
+        return self._writes
+
     @classmethod
     async def open(cls, data_dir: Path) -> SQLiteStorage:
         data_dir.mkdir(parents=True, exist_ok=True)
