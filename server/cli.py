@@ -15,8 +15,8 @@ from aiohttp import web
 
 from server.app import open_app
 from server.context import Config
+from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve, tls_options
 from server.store.sqlite.vault import SQLiteStorage
-from server.tls import fingerprint, make_certificate, server_context
 from vault import __version__
 from vault.errors import VaultError
 from vault.invite import InviteCode
@@ -30,24 +30,14 @@ class Initialized:
     url: str
     fingerprint: str
     invite: str | None
+    endpoint: Endpoint
 
 
-def _url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"https://{shown}:{port}"
-
-
-async def initialize(data: Path, host: str, port: int) -> Initialized:
+async def initialize(data: Path, host: str, port: int, public_url: str = "", tls: Tls = SELF_SIGNED) -> Initialized:
     """Create DIR, certificate and founder invite if missing; return how to connect."""
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
-    cert, key = data / "server.crt", data / "server.key"
-    if not cert.exists() or not key.exists():
-        make_certificate(cert, key, host)
-    fp = fingerprint(cert)
-    url = _url(host, port)
+    endpoint = resolve(data, host, port, public_url, tls)
     storage = await SQLiteStorage.open(data)
     try:
         secret = await storage.get_meta("founder_secret")
@@ -58,16 +48,24 @@ async def initialize(data: Path, host: str, port: int) -> Initialized:
         founded = any(link.kind == "org" for link in await storage.all_links())
     finally:
         await storage.close()
-    invite = None if founded else InviteCode(url, fp, None, secret).encode()
-    return Initialized(url, fp.hex(), invite)
+    pin = endpoint.pin
+    invite = None if founded else InviteCode(endpoint.url, pin.value, None, secret, pin.kind).encode()
+    return Initialized(endpoint.url, endpoint.fingerprint, invite, endpoint)
 
 
 def _print(info: Initialized, as_json: bool) -> None:
+    if info.endpoint.warning:
+        click.echo(f"warning: {info.endpoint.warning}", err=True)
     if as_json:
-        click.echo(json.dumps({"url": info.url, "fingerprint": info.fingerprint, "invite": info.invite}))
+        click.echo(json.dumps({"url": info.url, "fingerprint": info.fingerprint, "invite": info.invite,
+                               "pin": str(info.endpoint.pin)}))
         return
     click.echo(f"Member Vault server at {info.url}")
-    click.echo(f"certificate fingerprint (SHA-256): {info.fingerprint}")
+    if info.fingerprint:
+        click.echo(f"certificate fingerprint (SHA-256): {info.fingerprint}")
+    click.echo(f"clients pin: {info.endpoint.pin}")
+    if info.endpoint.warning:
+        click.echo(f"WARNING: {info.endpoint.warning}")
     if info.invite:
         click.echo("founder invite (give it only to the founder, out of band):")
         click.echo(f"  {info.invite}")
@@ -87,19 +85,22 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def init(data: Path, host: str, port: int, as_json: bool) -> None:
+@tls_options
+def init(data: Path, host: str, port: int, as_json: bool, public_url: str, tls_cert: Path | None,
+         tls_key: Path | None, behind_proxy: bool, pin: str | None) -> None:
     """Create the data directory, keys and certificate; print URL, fingerprint, invite."""
     try:
-        _print(asyncio.run(initialize(data, host, port)), as_json)
+        _print(asyncio.run(initialize(data, host, port, public_url, Tls(tls_cert, tls_key, behind_proxy, pin))),
+               as_json)
     except (VaultError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
 
 async def serve(data: Path, host: str, port: int, as_json: bool, rate: float | None = None,
-                burst: int | None = None) -> None:
-    info = await initialize(data, host, port)
-    config = Config(data_dir=data)
+                burst: int | None = None, public_url: str = "", tls: Tls = SELF_SIGNED) -> None:
+    info = await initialize(data, host, port, public_url, tls)
+    config = Config(data_dir=data, public_url=info.url)
     if rate is not None:
         config.rate_per_second = rate
     if burst is not None:
@@ -107,7 +108,7 @@ async def serve(data: Path, host: str, port: int, as_json: bool, rate: float | N
     app = await open_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=server_context(data / "server.crt", data / "server.key"))
+    site = web.TCPSite(runner, host, port, ssl_context=info.endpoint.ssl_context(data, tls))
     await site.start()
     _print(info, as_json)
     sys.stdout.flush()
@@ -126,19 +127,23 @@ async def serve(data: Path, host: str, port: int, as_json: bool, rate: float | N
               help="requests without a session per second and source address [default: 20]")
 @click.option("--burst", type=click.IntRange(1), default=None,
               help="burst of requests without a session per source address [default: 200]")
-def run(data: Path, host: str, port: int, as_json: bool, rate: float | None, burst: int | None) -> None:
+@tls_options
+def run(data: Path, host: str, port: int, as_json: bool, rate: float | None, burst: int | None, public_url: str,
+        tls_cert: Path | None, tls_key: Path | None, behind_proxy: bool, pin: str | None) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
     import uvloop
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        uvloop.run(serve(data, host, port, as_json, rate, burst))
+        uvloop.run(serve(data, host, port, as_json, rate, burst, public_url, Tls(tls_cert, tls_key, behind_proxy, pin)))
     except KeyboardInterrupt:
         pass
     except (VaultError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
+
+main.add_command(pin_command)
 
 if __name__ == "__main__":
     main()

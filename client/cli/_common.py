@@ -68,7 +68,7 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
     notes: list[str] = []
 
     async def go() -> T:
-        async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
+        async with Api(cfg.url, cfg.pin) as api:
             session = await Client.open(ctx.home, secrets, api, ctx.clock)
             try:
                 if maintain:
