@@ -62,6 +62,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "org.protocols.propose": ("two-person",),
     "org.protocols.approve": ("two-person",),
     "org.audit_team": ("two-person", "log-integrity"),
+    "org.server": ("two-person",),
     "member.create": ("key-verification",),
     "device.add": ("key-verification", "dormant-devices"),
     "device.revoke": ("offboarding", "lost-device", "rotate-on-removal"),
