@@ -96,16 +96,34 @@ def named_place(org: OrgState, url: str, pin: Pin) -> ServerPlace:
     return place
 
 
+async def _at(home: Home, secrets: Secrets, api: Api, clock: Clock) -> Client:
+    """A verified session at another place than this client's (``api``): its chains checked against every pin."""
+    c = Client(home, secrets, api, clock)
+    c.session.cfg = replace(c.session.cfg, url=api.url, cert_fp=api.pin.value.hex(), pin_kind=api.pin.kind)
+    await c.login()
+    await c.chains.view(refresh=True)  # the pinned root, every pinned head extended, replayed and judged
+    return c
+
+
 async def moved(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) -> Moved:
     """Log in at ``url`` with ``pin``, verify the organization chain there names that place, then save it."""
     if place_of(home) == (url, pin):
         raise PolicyDenied(f"this client already uses {url} with pin {pin}")
     async with Api(url, pin) as api:
-        c = Client(home, secrets, api, clock)
-        c.session.cfg = replace(c.session.cfg, url=url, cert_fp=pin.value.hex(), pin_kind=pin.kind)
-        await c.login()
-        view = await c.chains.view(refresh=True)  # the pinned root, every pinned head extended, replayed and judged
-        place = named_place(view.org, url, pin)
+        c = await _at(home, secrets, api, clock)
+        place = named_place((await c.chains.view()).org, url, pin)
     if not _switch(home, place):
         raise PolicyDenied(f"this client already uses {url} with pin {pin}")
     return Moved(place.url, place.pin, place.by, place.time, place.seq, True)
+
+
+async def announce_at(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) -> Moved:
+    """The old server is gone: sign the move at the new place itself (its chains verified first, as ``moved``
+    does); once it is in force, this client uses it."""
+    async with Api(url, pin) as api:
+        c = await _at(home, secrets, api, clock)
+        m = await announce(c, url, pin)
+        place = (await c.chains.view()).org.server
+    if m.in_force and place is not None:
+        _switch(home, place)
+    return m

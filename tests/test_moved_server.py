@@ -136,3 +136,22 @@ def test_a_place_the_chain_does_not_name_is_refused(org: Org, make_member: Any, 
     copy_and_serve(org.server, data, port, copies)  # the organization's data, at a place it did not announce
     r = carol.fails("server", "moved", url_d, "--pin", pin_d, contains="names another place in force")
     assert r.code == 3 and place(carol) == old
+
+
+def test_an_ncc_member_signs_the_move_at_the_new_place_when_the_old_one_is_gone(
+        org: Org, make_member: Any, tmp_path: Path, copies: list[ServerProcess]) -> None:
+    alice, bob = org.alice, org.bob
+    old = place(bob)
+    (tmp_path / "plan.txt").write_text("kept through the seizure")
+    alice.ok("put", "drafting", str(tmp_path / "plan.txt"))
+    data, port, url, pin = new_place(tmp_path, "after-seizure")
+    copy_and_serve(org.server, data, port, copies)  # the old server is gone: a copy of its data, no move signed
+    bob.fails("server", "moved", url, "--pin", pin, contains="names no server move")
+    bob.fails("server", "announce-move", url, "--pin", pin, "--at-new", contains="may not move")  # not NCC
+    assert place(bob) == old
+    m = alice.json("server", "announce-move", url, "--pin", pin, "--at-new")
+    assert m["in_force"] is True and place(alice) == {"url": url, "pin": pin}
+    assert bob.json("server", "moved", url, "--pin", pin)["url"] == url
+    out = tmp_path / "got.txt"
+    bob.ok("get", "drafting", "plan.txt", "--output", str(out))
+    assert out.read_text() == "kept through the seizure"

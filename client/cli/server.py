@@ -35,20 +35,22 @@ def server_show(ctx: Ctx) -> None:
 @click.argument("url")
 @click.option("--pin", "pin_text", required=True, help="what clients pin at URL: cert:HEX, spki:HEX or webpki "
               "(`mvault-server init/run` print it)")
+@click.option("--at-new", is_flag=True, help="sign it at URL itself (the old server is gone; the organization's "
+              "data must be there already)")
 @json_flag
 @click.pass_obj
-def announce_move(ctx: Ctx, url: str, pin_text: str) -> None:
+def announce_move(ctx: Ctx, url: str, pin_text: str, at_new: bool) -> None:
     """NCC: sign that the server moved to URL (with another NCC member, both sign the same move)."""
     place, pin = moves.parse_place(url, pin_text)
 
     async def go(s: Client) -> moves.Moved:
         return await moves.announce(s, place, pin)
 
-    m = with_session(ctx, go)
+    m = run(moves.announce_at(ctx.home, ctx.home.unlock(), place, pin, ctx.clock)) if at_new else with_session(ctx, go)
     value = {"url": m.url, "pin": str(m.pin), "in_force": m.in_force, "seq": m.seq}
     if m.in_force:
         text = (f"announced: the server is at {escape(m.url)} (pin {m.pin}); members' clients switch on their next "
-                "command there. Stop this server, copy its data directory to the new place and start it there.")
+                "command there (`mvault server moved` for those whose old server is gone)")
     else:
         text = (f"proposed: the move to {escape(m.url)} (pin {m.pin}) takes effect when another NCC member signs "
                 f"the same: mvault server announce-move {escape(m.url)} --pin {m.pin}")
