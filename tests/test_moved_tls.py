@@ -57,6 +57,9 @@ def test_own_certificate_spki_pin_survives_renewal_and_refuses_another_key(
     assert invite.pin_kind == "spki"
     alice = _founder(make_member, s.info["invite"])
     alice.ok("join", s.info["invite"], "--name", "alice")
+    assert alice.json("server", "show") == {"url": s.info["url"], "pin": s.info["pin"]}
+    member_invite = InviteCode.parse(alice.json("invite")["invite"])  # invites she makes pin what she pins
+    assert (member_invite.url, str(member_invite.pin)) == (s.info["url"], s.info["pin"])
     alice.ok("team", "create", "drafting", "--kind", "program")
     (tmp_path / "plan.txt").write_text("the plan")
     alice.ok("put", "drafting", str(tmp_path / "plan.txt"))
