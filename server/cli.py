@@ -100,7 +100,7 @@ def init(data: Path, host: str, port: int, as_json: bool, public_url: str, tls_c
 async def serve(data: Path, host: str, port: int, as_json: bool, rate: float | None = None,
                 burst: int | None = None, public_url: str = "", tls: Tls = SELF_SIGNED) -> None:
     info = await initialize(data, host, port, public_url, tls)
-    config = Config(data_dir=data, public_url=info.url if public_url else "")
+    config = Config(data_dir=data, public_url=info.url)  # login statements must name it (server/routes/auth.py)
     if rate is not None:
         config.rate_per_second = rate
     if burst is not None:
