@@ -10,11 +10,8 @@ of band that the chain does not name: refused (exit 3), the client's server unch
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from server.tls import fingerprint, make_certificate
 from tests.conftest import Member, Org, ServerThread
@@ -22,17 +19,11 @@ from tests.helpers.forgery import Forge, Forgery, served
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.members import unlock_fast
 from tests.helpers.pki import ServerProcess, free_port
+from tests.helpers.pki import servers as servers_fixture
 from vault.links import make_link
 
 forge = forge_fixture  # the fixture (tests/helpers/forgery.py)
-
-@pytest.fixture
-def copies() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for s in started:
-        s.stop()
-
+copies = servers_fixture  # the copies of a server's data a test serves (tests/helpers/pki.py)
 
 def new_place(root: Path, name: str) -> tuple[Path, int, str, str]:
     """A data directory holding only a new self-signed certificate: (dir, port, url, pin)."""

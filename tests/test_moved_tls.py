@@ -13,25 +13,18 @@ import asyncio
 import contextlib
 import ssl
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import Member
 from tests.helpers.pki import Ca, ServerProcess, free_port, new_key, write_pair
+from tests.helpers.pki import servers as servers_fixture
 from vault.invite import InviteCode
 from vault.pin import spki_pin
 
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for s in started:
-        s.stop()
+servers = servers_fixture  # the fixture (tests/helpers/pki.py)
 
 
 def _start(servers: list[ServerProcess], s: ServerProcess) -> ServerProcess:

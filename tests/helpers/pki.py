@@ -13,10 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -128,6 +130,15 @@ class ServerProcess:
                 if stream is not None:
                     stream.close()
         self.proc = None
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """The ``mvault-server`` processes a test starts (``ServerProcess.start``), stopped after it."""
+    started: list[ServerProcess] = []
+    yield started
+    for s in started:
+        s.stop()
 
 
 def _wait_listening(port: int) -> None:
