@@ -27,7 +27,7 @@ from vault import recovery
 from vault.acts import Act
 from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, role_act, team_id_for
 from vault.encoding import Fields, decode, encode
-from vault.errors import AuthError, DeviceRevoked, NotFound, PolicyDenied, ServerMismatch, VaultError
+from vault.errors import AuthError, DeviceRevoked, InviteError, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
     DeviceKeys,
@@ -39,6 +39,7 @@ from vault.keys import (
     seal_link_payload,
 )
 from vault.links import invite_public, make_link, sign_device_proof
+from vault.pin import Pin
 from vault.recovery import RecoveryCode
 from vault.teamkeys import TeamKey, box_hash
 from vault.wire.schemas import AttestRequest, Info, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
@@ -55,8 +56,8 @@ async def invite(s: Client, role: str, note: str, days: int = INVITE_DAYS) -> st
     secret = os.urandom(32)
     await s.chains.append_org("org.invite", {"invite": invite_public(secret), "role": role, "note": note,
                                              "expires": s.session.now() + days * 86400})
-    return InviteCode(s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp), bytes.fromhex(s.session.cfg.org_root),
-                      secret).encode()
+    cfg = s.session.cfg
+    return InviteCode(cfg.url, cfg.pin.value, bytes.fromhex(cfg.org_root), secret, cfg.pin_kind).encode()
 
 
 INVITE_ID_CHARS = 12  # the id `invite ls` prints: this many hex digits of the invite's public key
@@ -323,9 +324,9 @@ async def device_add(s: Client, name: str | None, show_code: Callable[[str], Non
     secret = os.urandom(32)
     slot = link_slot(secret)
     await s.session.api.post(f"/api/v1/device-links/{slot}", None, SlotOpened)
-    show_code(MemberCode(DEVICE_PREFIX, s.session.cfg.url, bytes.fromhex(s.session.cfg.cert_fp),
-                         bytes.fromhex(s.session.cfg.org_root),
-                         s.session.me, secret).encode())
+    cfg = s.session.cfg
+    show_code(MemberCode(DEVICE_PREFIX, cfg.url, cfg.pin.value, bytes.fromhex(cfg.org_root), s.session.me, secret,
+                         cfg.pin_kind).encode())
     deadline = time.monotonic() + wait
     while True:
         payload = (await s.session.api.get(f"/api/v1/device-links/{slot}", SlotPayload)).payload
@@ -372,9 +373,9 @@ async def device_link(home: Home, code: str, name: str | None, passphrase: str,
     device = DeviceKeys.generate()
     home.create_keystore(Secrets(device, {}), passphrase)
     cfg = Config(url=mc.url, cert_fp=mc.cert_fingerprint.hex(), org_root=mc.org_root.hex(), member_id=mc.member_id,
-                 device_id=device.device_id, name="")
+                 device_id=device.device_id, name="", pin_kind=mc.pin_kind)
     try:
-        async with Api(mc.url, mc.cert_fingerprint) as api:
+        async with Api(mc.url, mc.pin) as api:
             offer = encode({"name": name or "", "sign_pk": device.sign_public, "box_pk": device.box_public,
                             "proof": sign_device_proof(device, mc.member_id)})
             await api.post(f"/api/v1/device-links/{link_slot(mc.secret)}/offer",
@@ -430,7 +431,7 @@ class PaperKey:
     code: str
     device: str
     server: str
-    cert: str  # hex SHA-256 of the server's certificate
+    cert: str  # hex SHA-256 of the server's certificate, or the pin as KIND:HEX / webpki (vault.pin) for another kind
 
 
 @dataclass(frozen=True)
@@ -443,6 +444,21 @@ class RecoveryTarget:
     org: bytes
     member_id: str
     secret: bytes
+    pin_kind: str = "cert"
+
+    @property
+    def pin(self) -> Pin:
+        return Pin(self.pin_kind, self.cert)
+
+
+def _recovery_pin(cert: str) -> Pin:
+    """``--cert``: a certificate fingerprint (64 hex digits) or a pin of another kind (``spki:HEX``, ``webpki``)."""
+    if cert.strip() in ("webpki",) or cert.strip().startswith(("spki:", "cert:")):
+        try:
+            return Pin.parse(cert)
+        except VaultError as e:
+            raise InviteError(f"--cert: {e.message}") from e
+    return Pin("cert", recovery.parse_cert_fingerprint(cert))
 
 
 async def recovery_key(s: Client, name: str | None) -> PaperKey:
@@ -453,22 +469,24 @@ async def recovery_key(s: Client, name: str | None) -> PaperKey:
     label = _device_name(view.members[s.session.me], name, "paper")
     await _add_device(s, paper.sign_public, paper.box_public, label, "paper", sign_device_proof(paper, s.session.me))
     code = RecoveryCode(secret, s.session.me, bytes.fromhex(s.session.cfg.org_root)[:recovery.ORG_PREFIX_BYTES])
-    return PaperKey(code.encode(), label, s.session.cfg.url, s.session.cfg.cert_fp)
+    cfg = s.session.cfg
+    return PaperKey(code.encode(), label, cfg.url, cfg.cert_fp if cfg.pin_kind == "cert" else str(cfg.pin))
 
 
 def recovery_target(code: str, server: str | None, cert: str | None) -> RecoveryTarget:
     """Read a recovery key as typed; ``server``/``cert`` (the line printed beside it) are required for a
     format-2 code and, given with an old ``mvr1-`` code, replace the server it names (a moved server)."""
     url = recovery.check_server_url(server) if server is not None else None
-    fp = recovery.parse_cert_fingerprint(cert) if cert is not None else None
+    fp = _recovery_pin(cert) if cert is not None else None
     if not recovery.looks_like_recovery_code(code):
         mc = MemberCode.parse(code, RECOVERY_PREFIX)
-        return RecoveryTarget(url or mc.url, fp or mc.cert_fingerprint, mc.org_root, mc.member_id, mc.secret)
+        pin = fp or mc.pin
+        return RecoveryTarget(url or mc.url, pin.value, mc.org_root, mc.member_id, mc.secret, pin.kind)
     rc = RecoveryCode.parse(code)
     if url is None or fp is None:
         raise VaultError("a recovery key does not name its server: give --server URL and --cert FINGERPRINT "
                          "(printed beside the key)")
-    return RecoveryTarget(url, fp, rc.org_prefix, rc.member_id, rc.secret)
+    return RecoveryTarget(url, fp.value, rc.org_prefix, rc.member_id, rc.secret, fp.kind)
 
 
 async def recover(home: Home, target: RecoveryTarget, passphrase: str, name: str | None,
@@ -480,7 +498,7 @@ async def recover(home: Home, target: RecoveryTarget, passphrase: str, name: str
     device = DeviceKeys.generate()
     home.create_keystore(Secrets(device, {}), passphrase)
     try:
-        async with Api(target.url, target.cert) as api:
+        async with Api(target.url, target.pin) as api:
             # Before the paper device signs anything: the organization must be the one the key names.
             root = (await api.get("/api/v1/info", Info)).org_root or ""
             if not root.startswith(target.org.hex()):
@@ -494,7 +512,8 @@ async def recover(home: Home, target: RecoveryTarget, passphrase: str, name: str
             if not active:
                 raise AuthError("this recovery key is not (or no longer) an active device of that member")
             home.save_config(Config(url=target.url, cert_fp=target.cert.hex(), org_root=root,
-                                    member_id=target.member_id, device_id=paper.device_id, name=""))
+                                    member_id=target.member_id, device_id=paper.device_id, name="",
+                                    pin_kind=target.pin_kind))
             s = await Client.open(home, Secrets(paper, {}), api, clock)
             view = await s.chains.view()
             mine = view.members[target.member_id]
@@ -506,7 +525,7 @@ async def recover(home: Home, target: RecoveryTarget, passphrase: str, name: str
         home.forget()
         raise
     cfg = Config(url=target.url, cert_fp=target.cert.hex(), org_root=root, member_id=target.member_id,
-                 device_id=device.device_id, name=mine.name)
+                 device_id=device.device_id, name=mine.name, pin_kind=target.pin_kind)
     home.save_secrets(Secrets(device, puks))
     home.save_config(cfg)
     return cfg

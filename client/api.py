@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar, overload
 
@@ -10,6 +12,7 @@ import msgspec
 
 from vault import errors
 from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, TransportError, VaultError
+from vault.pin import Pin
 from vault.wire.schemas import Wire
 
 T = TypeVar("T")
@@ -46,12 +49,36 @@ def decode_frame(data: str, kind: Any) -> Any:
         raise errors.IntegrityError(f"the server sent a malformed live frame: {e}") from e
 
 
+class PeerPin(aiohttp.Fingerprint):
+    """A ``cert`` or ``spki`` pin (``vault.pin``), checked by aiohttp on every new connection before a byte of
+    the request is sent (where it checks its own whole-certificate fingerprints)."""
+
+    def __init__(self, pin: Pin) -> None:
+        super().__init__(pin.value)
+        self.pin = pin
+
+    def check(self, transport: asyncio.Transport) -> None:
+        sslobj = transport.get_extra_info("ssl_object")
+        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        if der is None or not self.pin.matches(der):
+            host, port, *_ = transport.get_extra_info("peername") or ("?", 0)
+            raise aiohttp.ServerFingerprintMismatch(self.pin.value, b"", host, port)
+
+
+def transport_check(pin: Pin) -> ssl.SSLContext | aiohttp.Fingerprint:
+    """What aiohttp checks on connecting: the system's CAs and the host name (``webpki``), or the pin."""
+    if pin.kind == "webpki":
+        return ssl.create_default_context()
+    return PeerPin(pin)
+
+
 class Api:
     """One HTTPS session to the server; every call maps failures to ``VaultError``."""
 
-    def __init__(self, url: str, cert_fp: bytes) -> None:
+    def __init__(self, url: str, pin: bytes | Pin) -> None:
         self.url = url.rstrip("/")
-        self._fp = aiohttp.Fingerprint(cert_fp)
+        self.pin = pin if isinstance(pin, Pin) else Pin("cert", pin)
+        self._fp = transport_check(self.pin)
         self._session: aiohttp.ClientSession | None = None
         self.token: str | None = None
 
@@ -104,9 +131,12 @@ class Api:
                 return await resp.read()
         except aiohttp.ServerFingerprintMismatch as e:
             raise ServerMismatch(
-                "the server's certificate does not match the pinned fingerprint: "
+                f"the server's certificate does not match the pinned {self.pin.kind} fingerprint: "
                 "you may be talking to an impostor (refusing to continue)"
             ) from e
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise ServerMismatch(f"the server's certificate is not valid for {self.url} ({e.certificate_error}): "
+                                 "you may be talking to an impostor (refusing to continue)") from e
         except aiohttp.ClientError as e:
             raise TransportError(f"cannot reach the server at {self.url}: {e}") from e
 
@@ -158,6 +188,8 @@ class Api:
             raise cls(f"the server refused to deliver live messages (HTTP {e.status})") from e
         except aiohttp.ServerFingerprintMismatch as e:
             raise ServerMismatch("the server's certificate does not match the pinned fingerprint") from e
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise ServerMismatch(f"the server's certificate is not valid for {self.url}") from e
         except aiohttp.ClientError as e:
             raise TransportError(f"cannot reach the server at {self.url}: {e}") from e
 
@@ -169,5 +201,7 @@ class Api:
                     yield chunk
         except aiohttp.ServerFingerprintMismatch as e:
             raise ServerMismatch("the server's certificate does not match the pinned fingerprint") from e
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise ServerMismatch(f"the server's certificate is not valid for {self.url}") from e
         except aiohttp.ClientError as e:
             raise TransportError(f"download interrupted: {e}") from e

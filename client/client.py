@@ -89,7 +89,7 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
     puk_box = puk.seal_for_device(member_id, device.box_public)
     home.create_keystore(Secrets(device, {1: puk}), passphrase)
     try:
-        async with Api(invite.url, invite.cert_fingerprint) as api:
+        async with Api(invite.url, invite.pin) as api:
             info = await api.get("/api/v1/info", Info)
             member_link = make_link(
                 chain=None, seq=1, prev=None, time=clock.now(), signer=member_id, device=device, type_="member.create",
@@ -129,13 +129,13 @@ async def join(home: Home, code: str, name: str, passphrase: str, org_name: str 
     except TransportError as e:
         # The server may have recorded us: keep the keys so nothing is lost.
         home.save_config(Config(url=invite.url, cert_fp=invite.cert_fingerprint.hex(), org_root="", member_id=member_id,
-                                device_id=device.device_id, name=name))
+                                device_id=device.device_id, name=name, pin_kind=invite.pin_kind))
         raise TransportError(f"{e}; the server did not confirm the join. Your new keys are kept in {home.path}: "
                              "check with the organization before joining again") from e
     except BaseException:
         home.forget()
         raise
     cfg = Config(url=invite.url, cert_fp=invite.cert_fingerprint.hex(), org_root=org_root, member_id=member_id,
-                 device_id=device.device_id, name=name)
+                 device_id=device.device_id, name=name, pin_kind=invite.pin_kind)
     home.save_config(cfg)
     return cfg

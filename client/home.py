@@ -38,6 +38,7 @@ from vault.encoding import Fields
 from vault.errors import DecryptionFailed, KeystoreError, VaultError
 from vault.fileio import atomic_write, locked
 from vault.keys import DeviceKeys, PukKeys
+from vault.pin import Pin
 
 SESSION_MINUTES = 5
 CONFIG, PINS, LEGACY_CONFIG, LEGACY_PINS = "config.bin", "pins.bin", "config.json", "pins.json"
@@ -58,6 +59,11 @@ class Config:
     member_id: str
     device_id: str
     name: str
+    pin_kind: str = "cert"  # vault.pin: cert_fp holds its value (empty for webpki); absent in older config.bin
+
+    @property
+    def pin(self) -> Pin:
+        return Pin(self.pin_kind, bytes.fromhex(self.cert_fp))
 
 
 @dataclass

@@ -68,7 +68,7 @@ def _session_state(home: Home, unlock: bool) -> tuple[dict[str, Any], Secrets | 
 
 async def _online(st: Status, home: Home, secrets: Secrets, clock: Clock) -> None:
     cfg = home.config()
-    async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
+    async with Api(cfg.url, cfg.pin) as api:
         try:
             health = await api.get("/api/health", Health)
         except TransportError as e:

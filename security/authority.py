@@ -45,6 +45,7 @@ def _verb(action: str) -> str:
              "org.role": "grant or revoke roles", "org.remove": "remove members",
              "org.protocols": "change the security protocols",
              "org.audit_team": "designate the audit log's security team",
+             "org.server": "move the organization's server",
              "audit.key": "publish the Security Team's audit key",
              "audit.cosign": "cosign the audit log for the Security Team",
              "restore.accept": "accept a server restored from an older backup"}

@@ -63,6 +63,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "org.protocols.approve": ("two-person",),
     "org.audit_team": ("two-person", "log-integrity"),
     "restore.accept": ("log-integrity",),
+    "org.server": ("two-person",),
     "member.create": ("key-verification",),
     "device.add": ("key-verification", "dormant-devices"),
     "device.revoke": ("offboarding", "lost-device", "rotate-on-removal"),

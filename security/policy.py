@@ -36,6 +36,7 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.remove": frozenset({"ncc"}),
     "org.protocols": frozenset({"ncc"}),
     "org.audit_team": frozenset({"ncc"}),  # designate the security team the audit log is sealed to
+    "org.server": frozenset({"ncc"}),  # say the server moved (new URL and transport pin): clients follow it
     "audit.key": frozenset({"security"}),  # sign which key generation the server seals the audit log to
     "audit.cosign": frozenset({"security"}),  # cosign (witness) an audit log checkpoint
     "restore.accept": frozenset({"security"}),  # accept a server restored from an older backup (security/restore.py)

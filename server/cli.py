@@ -19,9 +19,9 @@ from aiohttp import web
 from server.app import open_app
 from server.config import Settings, server_config
 from server.config_cli import config_command, config_options, effective
+from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve, tls_options
 from server.logs import RequestLogger, configure
 from server.store.sqlite.vault import SQLiteStorage
-from server.tls import fingerprint, make_certificate, server_context
 from vault import __version__
 from vault.errors import VaultError
 from vault.invite import InviteCode
@@ -36,24 +36,14 @@ class Initialized:
     url: str
     fingerprint: str
     invite: str | None
+    endpoint: Endpoint
 
 
-def _url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"https://{shown}:{port}"
-
-
-async def initialize(data: Path, host: str, port: int) -> Initialized:
+async def initialize(data: Path, host: str, port: int, public_url: str = "", tls: Tls = SELF_SIGNED) -> Initialized:
     """Create DIR, certificate and founder invite if missing; return how to connect."""
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
-    cert, key = data / "server.crt", data / "server.key"
-    if not cert.exists() or not key.exists():
-        make_certificate(cert, key, host)
-    fp = fingerprint(cert)
-    url = _url(host, port)
+    endpoint = resolve(data, host, port, public_url, tls)
     storage = await SQLiteStorage.open(data)
     try:
         secret = await storage.get_meta("founder_secret")
@@ -64,16 +54,24 @@ async def initialize(data: Path, host: str, port: int) -> Initialized:
         founded = any(link.kind == "org" for link in await storage.all_links())
     finally:
         await storage.close()
-    invite = None if founded else InviteCode(url, fp, None, secret).encode()
-    return Initialized(url, fp.hex(), invite)
+    pin = endpoint.pin
+    invite = None if founded else InviteCode(endpoint.url, pin.value, None, secret, pin.kind).encode()
+    return Initialized(endpoint.url, endpoint.fingerprint, invite, endpoint)
 
 
 def _print(info: Initialized, as_json: bool) -> None:
+    if info.endpoint.warning:
+        click.echo(f"warning: {info.endpoint.warning}", err=True)
     if as_json:
-        click.echo(json.dumps({"url": info.url, "fingerprint": info.fingerprint, "invite": info.invite}))
+        click.echo(json.dumps({"url": info.url, "fingerprint": info.fingerprint, "invite": info.invite,
+                               "pin": str(info.endpoint.pin)}))
         return
     click.echo(f"Member Vault server at {info.url}")
-    click.echo(f"certificate fingerprint (SHA-256): {info.fingerprint}")
+    if info.fingerprint:
+        click.echo(f"certificate fingerprint (SHA-256): {info.fingerprint}")
+    click.echo(f"clients pin: {info.endpoint.pin}")
+    if info.endpoint.warning:
+        click.echo(f"WARNING: {info.endpoint.warning}")
     if info.invite:
         click.echo("founder invite (give it only to the founder, out of band):")
         click.echo(f"  {info.invite}")
@@ -93,29 +91,33 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def init(data: Path, host: str, port: int, as_json: bool) -> None:
+@tls_options
+def init(data: Path, host: str, port: int, as_json: bool, public_url: str | None, tls_cert: Path | None,
+         tls_key: Path | None, behind_proxy: bool, pin: str | None) -> None:
     """Create the data directory, keys and certificate; print URL, fingerprint, invite."""
     try:
-        _print(asyncio.run(initialize(data, host, port)), as_json)
+        _print(asyncio.run(initialize(data, host, port, public_url or "", Tls(tls_cert, tls_key, behind_proxy, pin))),
+               as_json)
     except (VaultError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
 
-async def serve(data: Path, settings: Settings, as_json: bool) -> None:
+async def serve(data: Path, settings: Settings, as_json: bool, tls: Tls = SELF_SIGNED) -> None:
     """Serve until SIGINT or SIGTERM. Whatever fails on the way up (the port is taken, the certificate does not
     load) closes what was opened before the error leaves, so the process ends (an open database's thread
     would keep it alive)."""
-    info = await initialize(data, settings.host, settings.port)
-    app = await open_app(server_config(data, settings))
+    info = await initialize(data, settings.host, settings.port, settings.public_url, tls)
+    config = server_config(data, settings)
+    config.public_url = info.url  # login statements must name it (server/routes/auth.py)
+    app = await open_app(config)
     runner = web.AppRunner(app, access_log=logging.getLogger("mvault.access"), access_log_class=RequestLogger,
                            shutdown_timeout=settings.shutdown_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
         await runner.setup()
-        context = server_context(data / "server.crt", data / "server.key")
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=info.endpoint.ssl_context(data, tls))
         await site.start()
         _print(info, as_json)
         sys.stdout.flush()
@@ -137,12 +139,14 @@ async def serve(data: Path, settings: Settings, as_json: bool) -> None:
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="data directory")
 @config_options
 @click.option("--json", "as_json", is_flag=True, help="print the connection info as JSON")
-def run(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> None:
+@tls_options
+def run(data: Path, config_file: Path | None, as_json: bool, public_url: str | None, tls_cert: Path | None,
+        tls_key: Path | None, behind_proxy: bool, pin: str | None, **flags: Any) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
-    settings = effective(data, config_file, flags).settings
+    settings = effective(data, config_file, {**flags, "public_url": public_url}).settings
     configure(settings.log_format, settings.log_level)
     try:
-        uvloop.run(serve(data, settings, as_json))
+        uvloop.run(serve(data, settings, as_json, Tls(tls_cert, tls_key, behind_proxy, pin)))
     except KeyboardInterrupt:
         pass
     except (VaultError, OSError, ValueError) as e:  # ValueError: a certificate that does not load
@@ -151,6 +155,7 @@ def run(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> No
 
 
 main.add_command(config_command)
+main.add_command(pin_command)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ KEYS: tuple[str, ...] = Settings.__struct_fields__
 SECRETS = frozenset({"metrics_token"})
 # The command-line flag of a key, where there is one (``mvault-server run`` and ``config``).
 FLAGS: dict[str, str] = {"host": "--host", "port": "--port", "log_format": "--log-format", "log_level": "--log-level",
-                         "rate_per_second": "--rate", "rate_burst": "--burst"}
+                         "rate_per_second": "--rate", "rate_burst": "--burst", "public_url": "--public-url"}
 DEFAULT_FILE = "config.toml"
 
 

@@ -441,7 +441,8 @@ class AuthorityMachine(MachineBase):
             t = rnd.choice([self.now, self.now, rnd.choice(times) + rnd.choice([-1, 0, 1, ALLOWANCE - 1, ALLOWANCE])])
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
-                                     "org.invite.revoke.member", "restore.accept", "audit.cosign"])
+                                     "org.invite.revoke.member", "restore.accept", "audit.cosign",
+                                     "org.server"])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)
@@ -475,6 +476,33 @@ class AuthorityMachine(MachineBase):
         except (ChainError, PolicyDenied):
             return False
         return True
+
+    @invariant()
+    def b_server_moves_accepted_as_the_model_says(self) -> None:
+        """A real ``org.server`` link (a server move) signed by anyone with any of their devices, appended and
+        replayed: accepted only when the model entitles its signer to ``org.server``, and in force at once only
+        when no other member holds NCC at its time (two people); otherwise it waits as a proposal."""
+        rnd = self.rnd
+        for _ in range(3):
+            q = rnd.choice(self.people())
+            d = rnd.choice(self.devices_of(q))
+            t = self.now
+            body = {"url": f"https://moved-{rnd.randrange(10**6)}.example.org", "pin_kind": "spki",
+                    "pin": p.random_bytes(32)}
+            link = self.w.org_link(q, "org.server", body, time=t, append=False, by=d)
+            want = self.m.entitled(q.id, d.device_id, t, "org.server")
+            alone = not any(x.id != q.id and "ncc" in self.roles(x, t) for x in self.people())
+            state = clone(self.org)
+            try:
+                state.apply(link, self.members, POLICY)
+                got, why = True, ""
+            except (ChainError, PolicyDenied) as e:
+                got, why = False, f"{type(e).__name__}: {e}"
+            event(f"link org.server {'accepted' if want else 'refused'}{' alone' if want and alone else ''}")
+            assert got == want, f"org.server by {q.name} dated {t}: model {want}, code {got} {why}"
+            if got:
+                in_force = state.server is not None and state.server.seq == link.seq
+                assert in_force == alone, f"org.server by {q.name}: in force {in_force}, signer alone {alone}"
 
     @invariant()
     def b_team_links_accepted_as_the_model_says(self) -> None:

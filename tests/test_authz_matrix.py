@@ -252,6 +252,9 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
             assert view.org.audit_team_proposals[team_id][0] == actor.member_id
             w.actors["alice"].member.ok("audit", "designate", AUDIT_TEAM)
             assert (await w.view()).org.audit_team == team_id
+        elif action == "org.server":  # proposed only (two NCC members): nobody's client moves
+            assert view.org.server is None
+            assert ("org.server", f"https://{team}.example.org", "webpki") in view.org.role_proposals
         elif invite is not None:
             assert view.org.invites[invite.public].revoked_by == actor.member_id
         elif action.startswith("org.invite"):

@@ -151,7 +151,7 @@ def test_server_init_json_and_run_prints_connection(tmp_path: Path) -> None:
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
-    assert set(info) == {"url", "fingerprint", "invite"}
+    assert set(info) == {"url", "fingerprint", "invite", "pin"}
     assert info["url"] == "https://127.0.0.1:9555" and len(info["fingerprint"]) == 64
     assert info["invite"].startswith("mv1-")
     # init again: same certificate and the same (still unused) founder invite

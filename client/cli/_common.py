@@ -28,7 +28,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from client import maintenance
+from client import maintenance, moves
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -68,11 +68,12 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
     notes: list[str] = []
 
     async def go() -> T:
-        async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
+        async with Api(cfg.url, cfg.pin) as api:
             session = await Client.open(ctx.home, secrets, api, ctx.clock)
             try:
                 if maintain:
                     notes.extend(await maintenance.maintain(session))
+                    notes.extend(await moved_note(session))
                 return await fn(session)
             except VaultError as e:  # an error that names a member or team by id names them by name
                 if session.chains.cached is not None:
@@ -88,6 +89,16 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
     finally:
         for note in notes:
             err.print_line(note)
+
+
+async def moved_note(s: Client) -> list[str]:
+    """Follow a server move the organization chain puts in force (client/moves.py): the line that says so."""
+    m = await moves.follow(s)
+    if m is None:
+        return []
+    view = await s.chains.view()
+    return [f"the organization's server moved to {escape(m.url)} (pin {m.pin}), announced by "
+            f"{escape(view.name_of(m.signer))} on {when(m.time)}: this device uses it from your next command"]
 
 
 def print_json(value: Any) -> None:

@@ -97,6 +97,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                 "and reports."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
     "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
+    "server": ("client.cli.server", "Where this client reaches the organization's server; moving it."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),
 }
 #: the module of ``Ctx``, the object every command is given (imported when a command runs, not for ``--help``)

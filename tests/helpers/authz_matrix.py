@@ -69,6 +69,8 @@ ORG_ACTIONS: dict[str, tuple[str, ...]] = {
     "org.remove": ("remove", "{target}", "--reason", "authz matrix"),
     "org.protocols": ("audit", "protocols", "propose", "{protocols}"),
     "org.audit_team": ("audit", "designate", AUDIT_TEAM),
+    # a place of its own per cell ({team} is unique): alice and m_ncc are both NCC, so it is only proposed
+    "org.server": ("server", "announce-move", "https://{team}.example.org", "--pin", "webpki"),
     "audit.key": ("audit", "key"),  # every actor holds the key of the security team AUDIT_TEAM
     "audit.cosign": ("audit", "witness"),
     **{f"team.create.{k}": ("team", "create", "{team}", "--kind", k) for k in TEAM_KINDS},
@@ -379,6 +381,8 @@ async def forged_org_requests(w: World, actor: Actor, action: str, pending: str,
         bodies = [{"member": w.id("t_rm"), "reason": "forged"}]
     elif action == "org.audit_team":
         bodies = [{"team": view.team_by_name(AUDIT_TEAM).team_id}]
+    elif action == "org.server":
+        bodies = [{"url": f"https://forged-{next(w.serial)}.example.org", "pin_kind": "webpki", "pin": b""}]
     elif action in NO_LINK_ACTIONS:
         return await forged_audit_requests(w, actor, action)
     elif action == "org.protocols":  # a proposal, and an approval (of a proposal that may not even exist)

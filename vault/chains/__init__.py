@@ -20,6 +20,7 @@ Transitions (link type -> effect)::
     org.role        NCC grants or revokes ncc / staff / security / compa (optional end date)
     org.audit_team  NCC designates the security team whose key seals the audit log; with another
                     NCC member at the time it is a proposal until a second NCC member signs the same
+    org.server      NCC says the server moved: its new URL and transport pin (two people, like org.audit_team)
     team.create     team with kind, initial members and key generation 1
     team.add        adds a member with role (+ expiry) and their key box (none if the
                     signer holds no key: the member waits for a holder's team.share)
@@ -52,6 +53,7 @@ from vault.chains.org import (
     OrgState,
     ProtocolsChange,
     RoleEntry,
+    ServerPlace,
     replay_org,
     role_act,
 )
@@ -86,6 +88,7 @@ __all__ = [
     "ProtocolsChange",
     "PukGeneration",
     "RoleEntry",
+    "ServerPlace",
     "TeamMember",
     "TeamSnapshot",
     "TeamState",

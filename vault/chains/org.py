@@ -2,7 +2,8 @@
 security-protocols text in force and the designated audit team.
 
 Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
-``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve`` and ``org.audit_team`` (see ``vault.chains``).
+``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team`` and ``org.server`` (see
+``vault.chains``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.member import MemberState, verify_signer
-from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied
+from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
 from vault.links import Link, check_sequence, verify_invite_signature
+from vault.pin import Pin, check_https_url
 
 ORG_INVITE_ROLES = ("member", "compa")
 MAX_INVITE_SECONDS = 30 * 86400
@@ -113,6 +115,17 @@ class OrgMember:
 
 
 @dataclass(frozen=True)
+class ServerPlace:
+    """Where the organization's server is, as an ``org.server`` link in force says: URL and transport pin."""
+
+    url: str
+    pin: Pin
+    seq: int  # the link that put it in force
+    by: str  # who signed it (the second NCC member when it took two)
+    time: int
+
+
+@dataclass(frozen=True)
 class ProtocolsChange:
     """A proposed security-protocols text; in force once a second NCC member approves it."""
 
@@ -147,6 +160,7 @@ class OrgState:
     # seq of each link of a two-person act signed by two -> its proposer (None: the proposal itself); a
     # two-person act's link missing here took effect on one signature (rule two-person reports those)
     cosigned: dict[int, str | None] = field(default_factory=dict)
+    server: ServerPlace | None = None  # the last org.server in force (None: never moved; the invite's place)
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -246,7 +260,7 @@ class OrgState:
                     "org.admit": self._admit,
                     "org.role": self._role, "org.remove": self._remove,
                     "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
-                    "org.audit_team": self._audit_team}
+                    "org.audit_team": self._audit_team, "org.server": self._server}
         handler = handlers.get(link.type)
         if handler is None:
             raise ChainError(f"unsupported organization link type {link.type!r}")
@@ -465,6 +479,27 @@ class OrgState:
         self.audit_team_log.append((link.seq, team))
         for act in [act for act in self.role_proposals if act[0] == "org.audit_team"]:
             del self.role_proposals[act]  # taking effect clears every pending designation
+
+    def _server(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """The server moved: the URL and transport pin members reach it at from now on (docs/format.md
+        ``org.server``). Two people like the other sensitive org acts: with another NCC member at the link's
+        time the first link proposes, the same place signed by a second NCC member puts it in force."""
+        self._authorize(link, ms, policy, "org.server")
+        b = link.body
+        url, kind, value = b.str_("url", 512), b.str_("pin_kind", 16), b.bytes_("pin", max_size=32)
+        try:
+            if check_https_url(url) != url:
+                raise ChainError("org.server: the URL is not in its canonical form (no trailing slash)")
+            pin = Pin(kind, value)
+        except VaultError as e:
+            raise ChainError(f"org.server names no valid place: {e.message}") from e
+        if self.server is not None and (self.server.url, self.server.pin) == (url, pin):
+            raise ChainError("org.server names the place already in force")
+        if not self._second_person(link, ("org.server", url, str(pin)), None):
+            return
+        self.server = ServerPlace(url, pin, link.seq, link.signer, link.time)
+        for act in [act for act in self.role_proposals if act[0] == "org.server"]:
+            del self.role_proposals[act]  # taking effect clears every pending move
 
 
 def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: OrgPolicy) -> OrgState:

@@ -1,0 +1,129 @@
+"""A moved server: the signed ``org.server`` link (vault/chains/org.py) and what a client does with it.
+
+- ``follow``: in every verified session, when the organization chain puts a place (URL and transport pin)
+  in force that is not this client's, the client saves it and says so once; its next command goes there.
+- ``announce``: an NCC member signs the move (two people when there is another NCC member: the first link
+  proposes, the same place signed by a second NCC member puts it in force).
+- ``moved``: the old server is gone and the member was given the new URL and pin out of band: the client
+  logs in there with that pin and saves it only if the organization chain there (the pinned root, extending
+  every pinned head, replayed and judged like any other) names exactly that place in force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from client.api import Api
+from client.client import Client
+from client.clock import Clock
+from client.home import Home, Secrets
+from vault.chains import OrgState, ServerPlace
+from vault.errors import PolicyDenied, ServerMismatch, VaultError
+from vault.pin import Pin, check_https_url
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What an ``org.server`` link in force says, and whether this client now uses it."""
+
+    url: str
+    pin: Pin
+    signer: str  # member id
+    time: int
+    seq: int
+    in_force: bool
+
+
+def place_of(home: Home) -> tuple[str, Pin]:
+    cfg = home.config()
+    return cfg.url, cfg.pin
+
+
+def parse_place(url: str, pin: str) -> tuple[str, Pin]:
+    """A place as given on the command line (``VaultError`` with the flag's name otherwise)."""
+    try:
+        place = check_https_url(url.strip())
+    except VaultError as e:
+        raise VaultError(f"URL: {e.message}") from e
+    try:
+        return place, Pin.parse(pin)
+    except VaultError as e:
+        raise VaultError(f"--pin: {e.message} (give cert:HEX, spki:HEX or webpki)") from e
+
+
+def _switch(home: Home, place: ServerPlace) -> bool:
+    """Save ``place`` as this client's server; False if it is the one already saved."""
+    cfg = home.config()
+    if (cfg.url, cfg.pin) == (place.url, place.pin):
+        return False
+    home.save_config(replace(cfg, url=place.url, cert_fp=place.pin.value.hex(), pin_kind=place.pin.kind))
+    return True
+
+
+async def follow(s: Client) -> Moved | None:
+    """Switch to the place the verified organization chain puts in force, if it is not ours (None: nothing to do)."""
+    org = (await s.chains.view()).org
+    place = org.server
+    if place is None or not _switch(s.session.home, place):
+        return None
+    s.session.cfg = s.session.home.config()
+    return Moved(place.url, place.pin, place.by, place.time, place.seq, True)
+
+
+async def announce(s: Client, url: str, pin: Pin) -> Moved:
+    """Sign an ``org.server`` link naming ``url`` and ``pin``; whether it is in force (or waits for a second NCC
+    member)."""
+    view = await s.chains.view()
+    current = view.org.server
+    if current is not None and (current.url, current.pin) == (url, pin):
+        raise VaultError(f"the organization already says its server is at {url} with pin {pin}")
+    await s.chains.append_org("org.server", {"url": url, "pin_kind": pin.kind, "pin": pin.value})
+    org = (await s.chains.view(refresh=True)).org
+    place = org.server
+    in_force = place is not None and place.seq == org.seq
+    return Moved(url, pin, s.session.me, org.time, org.seq, in_force)
+
+
+def named_place(org: OrgState, url: str, pin: Pin) -> ServerPlace:
+    """The place in force in ``org`` if it is exactly ``url`` and ``pin``; ``ServerMismatch`` otherwise."""
+    place = org.server
+    if place is None:
+        raise ServerMismatch(f"the organization chain at {url} names no server move: refusing to switch to a "
+                             "server the organization did not announce")
+    if (place.url, place.pin) != (url, pin):
+        raise ServerMismatch(f"the organization chain at {url} names another place in force ({place.url}, pin "
+                             f"{place.pin}): refusing to switch")
+    return place
+
+
+async def _at(home: Home, secrets: Secrets, api: Api, clock: Clock) -> Client:
+    """A verified session at another place than this client's (``api``): its chains checked against every pin."""
+    c = Client(home, secrets, api, clock)
+    c.session.cfg = replace(c.session.cfg, url=api.url, cert_fp=api.pin.value.hex(), pin_kind=api.pin.kind)
+    await c.login()
+    await c.chains.view(refresh=True)  # the pinned root, every pinned head extended, replayed and judged
+    return c
+
+
+async def moved(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) -> Moved:
+    """Log in at ``url`` with ``pin``, verify the organization chain there names that place, then save it."""
+    if place_of(home) == (url, pin):
+        raise PolicyDenied(f"this client already uses {url} with pin {pin}")
+    async with Api(url, pin) as api:
+        c = await _at(home, secrets, api, clock)
+        place = named_place((await c.chains.view()).org, url, pin)
+    if not _switch(home, place):
+        raise PolicyDenied(f"this client already uses {url} with pin {pin}")
+    return Moved(place.url, place.pin, place.by, place.time, place.seq, True)
+
+
+async def announce_at(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) -> Moved:
+    """The old server is gone: sign the move at the new place itself (its chains verified first, as ``moved``
+    does); once it is in force, this client uses it."""
+    async with Api(url, pin) as api:
+        c = await _at(home, secrets, api, clock)
+        m = await announce(c, url, pin)
+        place = (await c.chains.view()).org.server
+    if m.in_force and place is not None:
+        _switch(home, place)
+    return m
