@@ -14,6 +14,7 @@ import click
 from aiohttp import web
 
 from server.app import open_app
+from server.backup_cli import backup_command, check_command, restore_command
 from server.context import Config
 from server.store.sqlite.vault import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
@@ -139,6 +140,10 @@ def run(data: Path, host: str, port: int, as_json: bool, rate: float | None, bur
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
+
+main.add_command(backup_command)
+main.add_command(restore_command)
+main.add_command(check_command)
 
 if __name__ == "__main__":
     main()
