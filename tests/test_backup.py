@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,19 +15,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member, Org, ServerThread
-
-SERVER = str(Path(sys.executable).parent / "mvault-server")
-
-
-def server_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=300)
+from tests.helpers.backup_world import World, build_world, refused, server_cli
 
 
-def _refused(p: subprocess.CompletedProcess[str], contains: str = "") -> None:
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
-    assert p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert "Traceback" not in p.stderr
-    assert contains.lower() in p.stderr.lower(), p.stderr
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    w = build_world(tmp_path_factory.mktemp("backup-world"))
+    yield w
+    w.server.stop()
 
 
 def _copy_home(m: Member, where: Path) -> Member:
@@ -40,7 +35,7 @@ def test_backup_while_serving_restores_for_every_member(org: Org, tmp_path: Path
     alice, bob, server = org.alice, org.bob, org.server
     files = tmp_path / "files"
     files.mkdir()
-    for i in range(3):
+    for i in range(2):
         (files / f"plan-{i}.md").write_bytes(f"plan {i}\n".encode() * (1000 * (i + 1)))
         alice.ok("put", "drafting", str(files / f"plan-{i}.md"))
     alice.ok("thread", "create", "drafting", "check-in")
@@ -53,7 +48,7 @@ def test_backup_while_serving_restores_for_every_member(org: Org, tmp_path: Path
     errors: list[str] = []
 
     def uploads() -> None:
-        for i in range(4):
+        for i in range(3):
             f = files / f"during-{i}.bin"
             f.write_bytes(bytes([i]) * 300_000)
             r = bob.run("put", "drafting", str(f))
@@ -61,7 +56,7 @@ def test_backup_while_serving_restores_for_every_member(org: Org, tmp_path: Path
                 errors.append(r.err)
 
     def posts() -> None:
-        for i in range(4):
+        for i in range(3):
             r = alice.run("thread", "post", "drafting", "check-in", f"during {i}")
             if r.code:
                 errors.append(r.err)
@@ -76,7 +71,7 @@ def test_backup_while_serving_restores_for_every_member(org: Org, tmp_path: Path
     assert p.returncode == 0, p.stderr
     assert errors == []
     made = json.loads(p.stdout)
-    assert made["counts"]["documents"] >= 3 and archive.stat().st_mode & 0o777 == 0o600
+    assert made["counts"]["documents"] >= 2 and archive.stat().st_mode & 0o777 == 0o600
     assert server_cli("check", "--data", str(server.data_dir)).returncode == 0  # while serving
 
     server.stop()
@@ -91,7 +86,7 @@ def test_backup_while_serving_restores_for_every_member(org: Org, tmp_path: Path
         assert again.fingerprint == server.fingerprint
         for m in old:
             listed = {d["name"]: d for d in m.json("ls", "drafting")}
-            assert {f"plan-{i}.md" for i in range(3)} <= set(listed)
+            assert {f"plan-{i}.md" for i in range(2)} <= set(listed)
             for name in listed:
                 out = tmp_path / f"got-{m.name}-{name}"
                 m.ok("get", "drafting", name, "-o", str(out))
@@ -126,17 +121,7 @@ def _member_offsets(archive: Path) -> dict[str, int]:
         return {m.name: m.offset_data for m in tar.getmembers()}
 
 
-@pytest.fixture
-def stocked(org: Org, tmp_path: Path) -> Org:
-    f = tmp_path / "notes.md"
-    f.write_bytes(b"minutes\n" * 5000)
-    org.alice.ok("put", "drafting", str(f))
-    org.alice.ok("thread", "create", "drafting", "t")
-    org.alice.ok("thread", "post", "drafting", "t", "hello")
-    return org
-
-
-def test_an_archive_altered_by_one_byte_is_refused(stocked: Org, tmp_path: Path) -> None:
+def test_an_archive_altered_by_one_byte_isrefused(stocked: Org, tmp_path: Path) -> None:
     archive = _archive(stocked.server, tmp_path)
     offsets = _member_offsets(archive)
     blob = next(n for n in offsets if n.startswith("blobs/"))
@@ -147,24 +132,24 @@ def test_an_archive_altered_by_one_byte_is_refused(stocked: Org, tmp_path: Path)
     for what, at in places.items():
         target = tmp_path / f"restored-{what.replace(' ', '-')}"
         p = server_cli("restore", "--from", str(_flip(archive, at)), "--data", str(target))
-        _refused(p)
+        refused(p)
         assert not target.exists(), what
         assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".")] == [], what
     cut = tmp_path / "cut.tar"
     cut.write_bytes(archive.read_bytes()[: offsets[blob] + 10])
-    _refused(server_cli("restore", "--from", str(cut), "--data", str(tmp_path / "r-cut")), "cut short")
+    refused(server_cli("restore", "--from", str(cut), "--data", str(tmp_path / "r-cut")), "cut short")
     # The archive itself restores.
     assert server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "fine")).returncode == 0
 
 
-def test_restore_refuses_a_directory_that_is_not_empty(stocked: Org, tmp_path: Path) -> None:
-    archive = _archive(stocked.server, tmp_path)
+def test_restore_refuses_a_directory_that_is_not_empty(world: World, tmp_path: Path) -> None:
+    archive = world.archive
     target = tmp_path / "occupied"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    _refused(server_cli("restore", "--from", str(archive), "--data", str(target)), "not empty")
+    refused(server_cli("restore", "--from", str(archive), "--data", str(target)), "not empty")
     assert [x.name for x in target.iterdir()] == ["keep.txt"]
-    _refused(server_cli("backup", "--data", str(stocked.server.data_dir), "--to", str(archive)), "exists")
+    refused(server_cli("backup", "--data", str(world.server.data_dir), "--to", str(archive)), "exists")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert server_cli("restore", "--from", str(archive), "--data", str(empty)).returncode == 0
@@ -180,20 +165,21 @@ def _age_key(tmp_path: Path) -> tuple[Path, str]:
     return key, public
 
 
-def test_age_encrypted_round_trip(stocked: Org, tmp_path: Path) -> None:
+def test_age_encrypted_round_trip(world: World, tmp_path: Path) -> None:
     key, public = _age_key(tmp_path)
-    archive = _archive(stocked.server, tmp_path, "--age-recipient", public)
+    archive = _archive(world.server, tmp_path, "--age-recipient", public)
     assert b"server.key" not in archive.read_bytes() and archive.read_bytes().startswith(b"age-encryption.org/v1")
     # Debian's age decrypts it: a plain archive.
     plain = subprocess.run(["age", "-d", "-i", str(key), str(archive)], capture_output=True, check=True).stdout
     assert b"manifest.json" in plain and b"server.key" in plain
-    _refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "no-key")))
-    other, _ = _age_key(tmp_path / "other") if (tmp_path / "other").mkdir() is None else (key, "")
-    _refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "wrong"), "--identity", str(other)),
+    refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "no-key")))
+    (tmp_path / "other").mkdir()
+    other, _ = _age_key(tmp_path / "other")
+    refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "wrong"), "--identity", str(other)),
              "decrypt")
     for at in (200, archive.stat().st_size // 2, archive.stat().st_size - 5):
         target = tmp_path / f"r-{at}"
-        _refused(server_cli("restore", "--from", str(_flip(archive, at)), "--data", str(target), "--identity",
+        refused(server_cli("restore", "--from", str(_flip(archive, at)), "--data", str(target), "--identity",
                             str(key)))
         assert not target.exists()
     target = tmp_path / "restored"
@@ -201,10 +187,10 @@ def test_age_encrypted_round_trip(stocked: Org, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     out: dict[str, Any] = json.loads(p.stdout)
     assert out["check"]["documents"] == 1 and out["check"]["messages"] == 1
-    assert (target / "server.key").read_bytes() == (stocked.server.data_dir / "server.key").read_bytes()
+    assert (target / "server.key").read_bytes() == (world.server.data_dir / "server.key").read_bytes()
 
 
-def test_backup_refuses_a_bad_recipient(server: ServerThread, tmp_path: Path) -> None:
-    _refused(server_cli("backup", "--data", str(server.data_dir), "--to", str(tmp_path / "b.tar"),
-                        "--age-recipient", "age1nope"), "age recipient")
-    assert list(tmp_path.iterdir()) == [server.data_dir]
+def test_backup_refuses_a_bad_recipient(world: World, tmp_path: Path) -> None:
+    refused(server_cli("backup", "--data", str(world.server.data_dir), "--to", str(tmp_path / "b.tar"),
+                       "--age-recipient", "age1nope"), "age recipient")
+    assert list(tmp_path.iterdir()) == []
