@@ -105,8 +105,8 @@ def _archive(server: ServerThread, tmp_path: Path, *extra: str) -> Path:
     return archive
 
 
-def _flip(archive: Path, at: int) -> Path:
-    altered = archive.with_name(f"altered-{at}")
+def _flip(archive: Path, at: int, where: Path) -> Path:
+    altered = where / f"altered-{at}"
     data = bytearray(archive.read_bytes())
     data[at] ^= 0x01
     altered.write_bytes(bytes(data))
@@ -121,8 +121,8 @@ def _member_offsets(archive: Path) -> dict[str, int]:
         return {m.name: m.offset_data for m in tar.getmembers()}
 
 
-def test_an_archive_altered_by_one_byte_isrefused(stocked: Org, tmp_path: Path) -> None:
-    archive = _archive(stocked.server, tmp_path)
+def test_an_archive_altered_by_one_byte_is_refused(world: World, tmp_path: Path) -> None:
+    archive = world.archive
     offsets = _member_offsets(archive)
     blob = next(n for n in offsets if n.startswith("blobs/"))
     places = {"blob": offsets[blob] + 100, "vault.db": offsets["vault.db"] + 2000,
@@ -131,7 +131,7 @@ def test_an_archive_altered_by_one_byte_isrefused(stocked: Org, tmp_path: Path) 
               "padding": archive.stat().st_size - 10}
     for what, at in places.items():
         target = tmp_path / f"restored-{what.replace(' ', '-')}"
-        p = server_cli("restore", "--from", str(_flip(archive, at)), "--data", str(target))
+        p = server_cli("restore", "--from", str(_flip(archive, at, tmp_path)), "--data", str(target))
         refused(p)
         assert not target.exists(), what
         assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".")] == [], what
@@ -179,7 +179,7 @@ def test_age_encrypted_round_trip(world: World, tmp_path: Path) -> None:
              "decrypt")
     for at in (200, archive.stat().st_size // 2, archive.stat().st_size - 5):
         target = tmp_path / f"r-{at}"
-        refused(server_cli("restore", "--from", str(_flip(archive, at)), "--data", str(target), "--identity",
+        refused(server_cli("restore", "--from", str(_flip(archive, at, tmp_path)), "--data", str(target), "--identity",
                             str(key)))
         assert not target.exists()
     target = tmp_path / "restored"
