@@ -93,7 +93,7 @@ class ArchiveWriter:
 
     def __init__(self, out: BinaryIO, created: int) -> None:
         self._out = _Counting(out)
-        self._tar = tarfile.open(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
+        self._tar = tarfile.TarFile(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
         self.created = created
         self.entries: list[Entry] = []
 
@@ -225,8 +225,7 @@ def read_archive(src: BinaryIO, into: Path) -> dict[str, Any]:
     got: dict[str, Entry] = {}
     manifest_raw: bytes | None = None
     try:
-        tar = tarfile.open(fileobj=tap, mode="r|", bufsize=bufsize)  # type: ignore[call-overload]
-        with tar:
+        with tarfile.open(fileobj=tap, mode="r|", bufsize=bufsize) as tar:  # type: ignore[call-overload]
             for info in tar:
                 if manifest_raw is not None:
                     if info.name != TRAILER or not info.isreg():

@@ -39,6 +39,7 @@ from vault.envelope import Record
 from vault.errors import VaultError
 from vault.fileio import fsync_dir
 
+AGE_MAGIC = b"age-encryption.org/v1\n"
 DATABASES = ("audit.db", "vault.db")  # in this order: see the module's docstring
 
 
@@ -191,6 +192,10 @@ def restore(archive: Path, data: Path, identity: Path | None = None) -> RestoreD
         raise RestoreRefused(f"{data} exists and is not empty: restore only into a new or empty directory")
     if not archive.is_file():
         raise RestoreRefused(f"{archive} is not a file")
+    if identity is None:
+        with archive.open("rb") as f:
+            if f.read(len(AGE_MAGIC)) == AGE_MAGIC:
+                raise RestoreRefused(f"{archive} is age-encrypted: give the key file with --identity")
     data.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{data.name}.restore-", dir=data.parent))
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -14,6 +15,7 @@ from server.check import CheckReport, check_data
 from vault.errors import VaultError
 
 DATA = click.Path(path_type=Path, file_okay=False)
+T = TypeVar("T")
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 
 
@@ -21,6 +23,14 @@ def _fail(e: Exception) -> NoReturn:
     text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
     click.echo(f"error: {text}", err=True)
     sys.exit(1)
+
+
+def _attempt(f: Callable[[], T]) -> T:
+    """``f()``, or one ``error:`` line and exit 1 when it refuses (``VaultError``) or the disk fails."""
+    try:
+        return f()
+    except (VaultError, OSError) as e:
+        _fail(e)
 
 
 def _audit_line(audit: dict[str, Any]) -> str:
@@ -38,10 +48,7 @@ def _audit_line(audit: dict[str, Any]) -> str:
 @JSON_OPTION
 def backup_command(data: Path, to: Path, recipient: str | None, as_json: bool) -> None:
     """Write a consistent archive of DIR (online: the server may keep serving)."""
-    try:
-        done: BackupDone = backup(data, to, recipient)
-    except (VaultError, OSError) as e:
-        _fail(e)
+    done: BackupDone = _attempt(lambda: backup(data, to, recipient))
     m = done.manifest
     if as_json:
         click.echo(json.dumps({"path": str(done.path), "files": done.files, "bytes": done.bytes,
@@ -64,10 +71,7 @@ def backup_command(data: Path, to: Path, recipient: str | None, as_json: bool) -
 @JSON_OPTION
 def restore_command(archive: Path, data: Path, identity: Path | None, as_json: bool) -> None:
     """Restore an archive into a new data directory, verified before anything is put in place."""
-    try:
-        done: RestoreDone = restore(archive, data, identity)
-    except (VaultError, OSError) as e:
-        _fail(e)
+    done: RestoreDone = _attempt(lambda: restore(archive, data, identity))
     m, s = done.manifest, done.report.summary
     if as_json:
         click.echo(json.dumps({"data": str(done.data), "created": m["created"], "counts": m["counts"],
@@ -110,8 +114,5 @@ def check_command(data: Path, repair: bool, as_json: bool) -> None:
     """Check DIR: blob hashes, chains, version chains, audit log and checkpoints, orphans."""
     if not data.is_dir():
         _fail(ValueError(f"{data} is not a directory"))
-    try:
-        report = check_data(data, repair)
-    except (VaultError, OSError) as e:
-        _fail(e)
+    report = _attempt(lambda: check_data(data, repair))
     _print_report(report, data, as_json)

@@ -172,7 +172,7 @@ def test_age_encrypted_round_trip(world: World, tmp_path: Path) -> None:
     # Debian's age decrypts it: a plain archive.
     plain = subprocess.run(["age", "-d", "-i", str(key), str(archive)], capture_output=True, check=True).stdout
     assert b"manifest.json" in plain and b"server.key" in plain
-    refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "no-key")))
+    refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "no-key")), "--identity")
     (tmp_path / "other").mkdir()
     other, _ = _age_key(tmp_path / "other")
     refused(server_cli("restore", "--from", str(archive), "--data", str(tmp_path / "wrong"), "--identity", str(other)),
