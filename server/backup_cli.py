@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Callable
@@ -77,7 +78,8 @@ def restore_command(archive: Path, data: Path, identity: Path | None, as_json: b
         click.echo(json.dumps({"data": str(done.data), "created": m["created"], "counts": m["counts"],
                                "audit": m["audit"], "check": s}))
         return
-    click.echo(f"restored {archive} into {done.data} (backup taken at unix time {m['created']})")
+    taken = datetime.datetime.fromtimestamp(m["created"], datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    click.echo(f"restored {archive} into {done.data} (backup taken {taken})")
     click.echo(f"documents: {s['documents']}, versions: {s['versions']}, threads: {s['threads']}, "
                f"messages: {s['messages']}, members: {s.get('members', 0)}, teams: {s.get('teams', 0)}")
     click.echo(_audit_line(m["audit"]))
