@@ -246,7 +246,7 @@ def read_archive(src: BinaryIO, into: Path) -> dict[str, Any]:
                 got[info.name] = _copy_member(tar, info, target)
     except (tarfile.TarError, EOFError) as e:
         raise ArchiveRefused(f"not a complete backup archive: {e}") from None
-    raise ArchiveRefused("the archive ends before its manifest and digest: it is cut short")
+    raise ArchiveRefused("the archive ends before its manifest and digest: it is cut short, or a header was altered")
 
 
 def _checked_manifest(raw: bytes, got: dict[str, Entry]) -> dict[str, Any]:
