@@ -7,7 +7,7 @@ default is 2 GiB in 16 files of 128 MiB).
 
 1. backup: ``mvault-server backup --data DIR --to FILE`` while the server serves DIR (the archive is fsync'd
    before it is renamed into place), beside ``tar -cf FILE -C DIR .`` of the same directory with the server
-   stopped (no fsync);
+   stopped (no fsync; the detail also has tar followed by ``sync FILE``, the like-for-like figure);
 2. check: ``mvault-server check --data DIR`` (while serving: every blob hashed, chains replayed, the audit log
    checked), beside ``sha256sum`` of every blob.
 
@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -119,6 +120,7 @@ def main() -> int:
             env, files = deployment(tmp, serving, args.size_mib, args.file_mib)
             stored = blob_bytes(data)
             backup_ref: list[float] = []
+            tar_synced: list[float] = []
             backup_ours: list[float] = []
             check_ref: list[float] = []
             check_ours: list[float] = []
@@ -129,6 +131,8 @@ def main() -> int:
                 serving.stop()
                 s, _ = timed(["tar", "-cf", str(tmp / "ref.tar"), "-C", str(data), "."])
                 backup_ref.append(s)
+                flush, _ = timed(["sync", str(tmp / "ref.tar")])  # what tar left unwritten (ours fsyncs)
+                tar_synced.append(s + flush)
                 (tmp / "ref.tar").unlink()
                 serving.start()
                 archive = tmp / "ours.tar"
@@ -157,10 +161,13 @@ def main() -> int:
               "archive_bytes": archive_bytes, "restore_ok": restore_ok,
               "server_stops_forced": serving.forced, "encrypted_backup_s": round(encrypted_s, 2),
               "encrypted_backup_peak_mib": round(encrypted_peak / (1 << 20), 1)}
+    synced = statistics.median(tar_synced)
+    backup_detail = {**detail, "reference_tar_then_sync_s": round(synced, 2),
+                     "ratio_to_tar_then_sync": round(synced / statistics.median(backup_ours), 2)}
     rows = [
         Row("backup", "s", backup_ours, backup_ref, False, "mvault-server backup while serving (fsync'd)",
             "tar -cf of the data directory, server stopped", target_ratio=0.5, target_text=">= 0.5x",
-            detail=detail, checks={"restore of the first archive checks clean": restore_ok}),
+            detail=backup_detail, checks={"restore of the first archive checks clean": restore_ok}),
         Row("check", "s", check_ours, check_ref, False, "mvault-server check while serving",
             "sha256sum of every blob", target_ratio=0.5, target_text=">= 0.5x", detail=detail),
     ]

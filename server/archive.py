@@ -93,7 +93,9 @@ class ArchiveWriter:
 
     def __init__(self, out: BinaryIO, created: int) -> None:
         self._out = _Counting(out)
-        self._tar = tarfile.TarFile(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
+        # copybufsize: tarfile copies in 16 KiB pieces unless told
+        self._tar = tarfile.TarFile(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
+                                    copybufsize=CHUNK)
         self.created = created
         self.entries: list[Entry] = []
 

@@ -24,6 +24,7 @@ import contextlib
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -138,6 +139,26 @@ def _write(out: BinaryIO, data: Path, snaps: Path, created: int) -> dict[str, An
                           "blob_bytes": blob_bytes})
 
 
+@contextlib.contextmanager
+def _written_back(fd: int, every: float = 0.5) -> Iterator[None]:
+    """While the block runs, a thread fdatasyncs ``fd`` every ``every`` seconds, so that the disk writes the
+    archive while the rest is still being read and hashed (instead of all of it in the final fsync)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):  # the final fsync, after the block, reports a real failure
+                os.fdatasync(fd)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
 def backup(data: Path, to: Path, recipient: str | None = None, now: int | None = None) -> BackupDone:
     """Write an archive of ``data`` to ``to`` (which must not exist), age-encrypted to ``recipient`` if given.
     The archive is written under a temporary name beside ``to`` (0600), fsync'd, then renamed."""
@@ -149,7 +170,8 @@ def backup(data: Path, to: Path, recipient: str | None = None, now: int | None =
     partial = to.parent / f".{to.name}.{uuid.uuid4().hex}.partial"
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb") as raw, tempfile.TemporaryDirectory(prefix=".mvault-backup-", dir=to.parent) as snaps:
+        with (os.fdopen(fd, "wb") as raw, _written_back(fd),
+              tempfile.TemporaryDirectory(prefix=".mvault-backup-", dir=to.parent) as snaps):
             if recipient is None:
                 manifest = _write(raw, data, Path(snaps), created)
             else:
