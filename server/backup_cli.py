@@ -22,7 +22,7 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="print one JS
 
 def _fail(e: Exception) -> NoReturn:
     text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e)
-    click.echo(f"error: {text}", err=True)
+    click.echo("error: " + " ".join(text.split()), err=True)  # one line, whatever a library's message holds
     sys.exit(1)
 
 

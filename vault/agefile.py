@@ -119,5 +119,5 @@ def decrypting(src: BinaryIO, identities: list[object]) -> Iterator[BinaryIO]:
         source.close()  # a worker still writing gets a broken pipe and stops
         error = worker.join()
         if error is not None and not (failed and isinstance(error, BrokenPipeError | OSError)):
-            raise DecryptionFailed(f"the archive does not decrypt with this key, or was altered: {error}") \
-                from error
+            first = (str(error).splitlines() or [""])[0]
+            raise DecryptionFailed(f"the archive does not decrypt with this key, or was altered: {first}") from error
