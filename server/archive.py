@@ -4,8 +4,9 @@ Layout (docs/format.md, "Backup archive"): regular-file members in this order, e
 manifest's creation time as mtime: ``audit.db``, ``vault.db``, the data directory's other top-level files,
 every referenced blob (``blobs/<2>/<name>``); then ``manifest.json`` (sorted-key JSON: format version,
 creation time, every member's path, size and SHA-256, the audit log's size and root and last checkpoint);
-then ``manifest.sha256``: the hex SHA-256 of every archive byte before that member's header (all headers,
-contents, padding and the manifest), and a newline; then tar's end-of-archive zero blocks and nothing else.
+then ``manifest.sha256``: the hex SHA-256 of every archive byte before that member's header except the
+contents of the members before the manifest (their SHA-256s are in it): all headers, padding and the manifest;
+and a newline; then tar's end-of-archive zero blocks and nothing else.
 
 ``ArchiveWriter`` writes it to any writable stream (non-seekable is fine: the writer counts what it wrote);
 ``read_archive`` extracts one into a directory, verifying as it goes, in constant memory (the manifest aside).
@@ -57,95 +58,79 @@ def member_name_ok(name: str) -> bool:
     return bool(_TOP.fullmatch(name)) and not name.endswith(_RAW_SQLITE) and name not in (MANIFEST, TRAILER)
 
 
-class _Counting:
-    """A write-only stream that hashes and counts what passes to ``out`` (tarfile asks ``tell``)."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.hash, self.count = out, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.out.write(data)
-        self.hash.update(data)
-        self.count += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.count
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-class _Hashing:
-    """A read-only view of a file that hashes what is read."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.hash = f, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.hash.update(data)
-        return data
-
-
 class ArchiveWriter:
-    """Members one by one (``add``), then ``finish`` with the manifest's other fields."""
+    """Members one by one (``add``), then ``finish`` with the manifest's other fields.
+
+    The tar stream is written here (headers from ``tarfile.TarInfo.tobuf``), so that each member's content is
+    hashed once, for the manifest, and everything else (headers, padding, the manifest) into the digest the
+    trailer holds."""
 
     def __init__(self, out: BinaryIO, created: int) -> None:
-        self._out = _Counting(out)
-        # copybufsize: tarfile copies in 16 KiB pieces unless told
-        self._tar = tarfile.TarFile(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
-                                    copybufsize=CHUNK)
+        self._out = out
+        self._digest = hashlib.sha256()
         self.created = created
         self.entries: list[Entry] = []
+        self._written = 0
 
-    def _info(self, name: str, size: int) -> tarfile.TarInfo:
+    def _emit(self, data: bytes, digest: bool = True) -> None:
+        self._out.write(data)
+        self._written += len(data)
+        if digest:
+            self._digest.update(data)
+
+    def _header(self, name: str, size: int) -> None:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime, info.type = size, 0o600, self.created, tarfile.REGTYPE
-        return info
+        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def _pad(self, size: int) -> None:
+        self._emit(b"\0" * (-size % tarfile.BLOCKSIZE))
 
     def add(self, name: str, path: Path, check: Callable[[str], None] | None = None) -> Entry:
         """Stream file ``path`` in as ``name``; ``check`` gets its SHA-256 (hex) and may refuse it."""
         if not member_name_ok(name):
             raise ValueError(f"{name!r} is not a backup member name")
+        h = hashlib.sha256()
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
-            reader = _Hashing(f)
-            self._tar.addfile(self._info(name, size), reader)
-        entry = Entry(name, size, reader.hash.hexdigest())
+            self._header(name, size)
+            left = size
+            while left:
+                data = f.read(min(CHUNK, left))
+                if not data:
+                    raise OSError(f"{path} shrank while it was copied")
+                h.update(data)
+                self._emit(data, digest=False)
+                left -= len(data)
+        self._pad(size)
+        entry = Entry(name, size, h.hexdigest())
         if check is not None:
             check(entry.sha256)
         self.entries.append(entry)
         return entry
 
     def _add_bytes(self, name: str, data: bytes) -> None:
-        self._tar.addfile(self._info(name, len(data)), _Bytes(data))
+        self._header(name, len(data))
+        self._emit(data)
+        self._pad(len(data))
 
     def finish(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Write the manifest (``fields`` plus format, version, creation time, files) and the trailer."""
+        """Write the manifest (``fields`` plus format, version, creation time, files), the trailer and the end."""
         manifest = {**fields, "format": FORMAT, "version": VERSION, "created": self.created,
                     "files": [e.as_json() for e in self.entries]}
         self._add_bytes(MANIFEST, json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
-        self._add_bytes(TRAILER, (self._out.hash.hexdigest() + "\n").encode())
-        self._tar.close()
+        self._add_bytes(TRAILER, (self._digest.hexdigest() + "\n").encode())
+        end = 2 * tarfile.BLOCKSIZE
+        self._emit(b"\0" * (end + (-(self._written + end) % tarfile.RECORDSIZE)))
         self._out.flush()
         return manifest
 
 
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self._data, self._at = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n < 0 else self._at + n
-        out, self._at = self._data[self._at:end], min(end, len(self._data))
-        return out
-
-
 class _Tap:
-    """A read-only stream that hashes what tarfile reads, holding back the last ``hold`` bytes, so that the
-    digest of everything before an offset tarfile names later (its read-ahead is less than ``hold``) can
-    still be taken."""
+    """A read-only stream that feeds what tarfile reads into the archive digest, except the ranges ``skip``
+    names (members' contents, which the manifest's hashes cover), holding back the last ``hold`` bytes so that
+    a range tarfile names later (its read-ahead is less than ``hold``) can still be skipped, and the digest of
+    everything before an offset can still be taken."""
 
     def __init__(self, src: BinaryIO, hold: int) -> None:
         self.src, self.hold = src, hold
@@ -153,6 +138,28 @@ class _Tap:
         self.hashed = 0
         self.pending: collections.deque[bytes] = collections.deque()
         self.pending_len = 0
+        self._skips: collections.deque[tuple[int, int]] = collections.deque()
+
+    def skip(self, start: int, end: int) -> None:
+        """Leave bytes ``[start, end)`` out of the digest."""
+        if start < self.hashed or (self._skips and start < self._skips[-1][1]):
+            raise ArchiveRefused("the archive's members overlap")
+        self._skips.append((start, end))
+
+    def _feed(self, h: Any, chunk: bytes, at: int) -> None:
+        """``chunk`` (which starts at offset ``at``) into ``h``, without the skipped ranges."""
+        end = at + len(chunk)
+        for start, stop in self._skips:
+            if start >= end:
+                break
+            if stop <= at:
+                continue
+            if start > at:
+                h.update(chunk[: start - at])
+            chunk, at = chunk[max(0, stop - at):], max(at, stop)
+            if not chunk:
+                return
+        h.update(chunk)
 
     def read(self, n: int = -1) -> bytes:
         data = self.src.read(n)
@@ -162,19 +169,21 @@ class _Tap:
             while self.pending_len - len(self.pending[0]) >= self.hold:
                 first = self.pending.popleft()
                 self.pending_len -= len(first)
-                self.hash.update(first)
+                self._feed(self.hash, first, self.hashed)
                 self.hashed += len(first)
+                while self._skips and self._skips[0][1] <= self.hashed:
+                    self._skips.popleft()
         return data
 
     def digest_before(self, offset: int) -> str:
         if offset < self.hashed or offset > self.hashed + self.pending_len:
             raise ArchiveRefused("the archive's trailer is not where its digest can be checked")
-        h, left = self.hash.copy(), offset - self.hashed
+        h, at = self.hash.copy(), self.hashed
         for chunk in self.pending:
-            if left <= 0:
+            if at >= offset:
                 break
-            h.update(chunk[:left])
-            left -= len(chunk)
+            self._feed(h, chunk[: offset - at], at)
+            at += len(chunk)
         return h.hexdigest()
 
     def rest_is_zero(self, offset: int) -> bool:
@@ -243,6 +252,7 @@ def read_archive(src: BinaryIO, into: Path) -> dict[str, Any]:
                     continue
                 if not info.isreg() or not member_name_ok(info.name) or info.name in got:
                     raise ArchiveRefused(f"archive member {info.name!r} is not one a backup holds")
+                tap.skip(info.offset_data, info.offset_data + info.size)
                 target = into / info.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 got[info.name] = _copy_member(tar, info, target)
