@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import sqlite3
 import tempfile
 import threading
@@ -139,6 +140,59 @@ def _write(out: BinaryIO, data: Path, snaps: Path, created: int) -> dict[str, An
                           "blob_bytes": blob_bytes})
 
 
+class _Pipelined:
+    """A write-only stream whose writes a worker thread passes on to ``out`` (at most ``depth`` pieces queued,
+    ~8 MiB), so that reading and hashing the next piece goes on while the disk takes this one."""
+
+    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
+        self._out = out
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._worker = threading.Thread(target=self._run, daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._out.write(item)
+            except BaseException as e:  # raised in the producer by its next write, flush or close
+                self._error = e
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, data: bytes) -> int:
+        self._raise()
+        self._queue.put(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Every queued piece written (and ``out`` flushed)."""
+        self._queue.join()
+        self._raise()
+        self._out.flush()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join()
+
+
+@contextlib.contextmanager
+def _pipelined(out: BinaryIO) -> Iterator[BinaryIO]:
+    sink = _Pipelined(out)
+    try:
+        yield sink  # type: ignore[misc]
+    finally:
+        sink.close()
+
+
 @contextlib.contextmanager
 def _written_back(fd: int, every: float = 0.5) -> Iterator[None]:
     """While the block runs, a thread fdatasyncs ``fd`` every ``every`` seconds, so that the disk writes the
@@ -173,7 +227,8 @@ def backup(data: Path, to: Path, recipient: str | None = None, now: int | None =
         with (os.fdopen(fd, "wb") as raw, _written_back(fd),
               tempfile.TemporaryDirectory(prefix=".mvault-backup-", dir=to.parent) as snaps):
             if recipient is None:
-                manifest = _write(raw, data, Path(snaps), created)
+                with _pipelined(raw) as sink:
+                    manifest = _write(sink, data, Path(snaps), created)
             else:
                 with encrypting(raw, recipient) as sink:
                     manifest = _write(sink, data, Path(snaps), created)
