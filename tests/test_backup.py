@@ -128,7 +128,7 @@ def test_an_archive_altered_by_one_byte_is_refused(world: World, tmp_path: Path)
     places = {"blob": offsets[blob] + 100, "vault.db": offsets["vault.db"] + 2000,
               "audit.db": offsets["audit.db"] + 50, "manifest": offsets["manifest.json"] + 30,
               "digest": offsets["manifest.sha256"] + 3, "tar header": offsets["server.crt"] - 512 + 140,
-              "padding": archive.stat().st_size - 10}
+              "padding": offsets["log.key"] + 32 + 100, "end": archive.stat().st_size - 10}
     for what, at in places.items():
         target = tmp_path / f"restored-{what.replace(' ', '-')}"
         p = server_cli("restore", "--from", str(_flip(archive, at, tmp_path)), "--data", str(target))
