@@ -220,6 +220,8 @@ def backup(data: Path, to: Path, recipient: str | None = None, now: int | None =
         raise BackupFailed(f"{data} is not a Member Vault data directory (no vault.db)")
     if to.exists():
         raise BackupFailed(f"{to} exists: choose a new name (a backup is never overwritten)")
+    if to.absolute().parent.resolve().is_relative_to(data.resolve()):
+        raise BackupFailed(f"{to} is inside the data directory {data}: write the backup elsewhere")
     created = int(time.time()) if now is None else now
     partial = to.parent / f".{to.name}.{uuid.uuid4().hex}.partial"
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -150,6 +150,9 @@ def test_restore_refuses_a_directory_that_is_not_empty(world: World, tmp_path: P
     refused(server_cli("restore", "--from", str(archive), "--data", str(target)), "not empty")
     assert [x.name for x in target.iterdir()] == ["keep.txt"]
     refused(server_cli("backup", "--data", str(world.server.data_dir), "--to", str(archive)), "exists")
+    inside = world.server.data_dir / "tmp" / "b.tar"
+    refused(server_cli("backup", "--data", str(world.server.data_dir), "--to", str(inside)), "inside the data")
+    assert not inside.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert server_cli("restore", "--from", str(archive), "--data", str(empty)).returncode == 0
