@@ -35,6 +35,7 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("login", ["login"]),
     ("startup", ["start-up --help", "start-up --version", "start-up lock"]),
     ("sync", ["first sync", "no-op sync", "propagation", "sync memory"]),
+    ("backup", ["backup", "check"]),
 ]
 
 

@@ -17,6 +17,7 @@ import uvloop
 from aiohttp import web
 
 from server.app import open_app
+from server.backup_cli import backup_command, check_command, restore_command
 from server.config import Settings, server_config
 from server.config_cli import config_command, config_options, effective
 from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve, tls_options
@@ -156,6 +157,9 @@ def run(data: Path, config_file: Path | None, as_json: bool, public_url: str | N
 
 main.add_command(config_command)
 main.add_command(pin_command)
+main.add_command(backup_command)
+main.add_command(restore_command)
+main.add_command(check_command)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,17 @@ def test_sync_bench_runs(tmp_path: Path) -> None:
     assert mem["detail"]["trees_identical"] is True and mem["detail"]["tree_mib"] == 32
     assert mem["ours_median"] < 200  # a memory bound, not a timing
     assert "first sync" in r.stdout and "propagation" in r.stdout
+
+
+def test_backup_bench_runs(tmp_path: Path) -> None:
+    """bench/backup.py --quick: a real deployment backed up while serving beside tar, checked beside sha256sum;
+    the first archive restores and checks clean. Rows in the common format, no timings."""
+    out = tmp_path / "backup.json"
+    r, result = run_bench("backup.py", out, "--quick", timeout=600)
+    rows = {row["row"]: row for row in result["rows"]}
+    assert list(rows) == ["backup", "check"]
+    for row in rows.values():
+        assert row["unit"] == "s" and row["higher_is_better"] is False and row["target_ratio"] == 0.5
+        assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
+        assert row["detail"]["deployment_mib"] >= 32 and row["detail"]["restore_ok"] is True
+    assert "backup" in r.stdout and "check" in r.stdout

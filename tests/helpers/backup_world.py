@@ -1,0 +1,52 @@
+"""A small deployment for the backup, restore and check tests (built once per module): founder alice,
+team "drafting" with one document and a thread with one message, served by the real server; and
+``mvault-server`` driven as a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import PASSPHRASE, Member, ServerThread
+
+SERVER = str(Path(sys.executable).parent / "mvault-server")
+
+
+def server_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=300)
+
+
+def refused(p: subprocess.CompletedProcess[str], contains: str = "") -> None:
+    """Exit 1 with one ``error: `` line on stderr (containing ``contains``), no traceback."""
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    assert contains.lower() in p.stderr.lower(), p.stderr
+
+
+@dataclass
+class World:
+    server: ServerThread
+    alice: Member
+    archive: Path  # a plain backup of the deployment
+
+
+def build_world(root: Path) -> World:
+    server = ServerThread(root / "server-data").start()
+    passphrase = root / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    alice = Member(root / "home-alice", "alice", passphrase)
+    assert server.invite is not None
+    alice.ok("join", server.invite, "--name", "alice")
+    alice.ok("team", "create", "drafting", "--kind", "program")
+    notes = root / "notes.md"
+    notes.write_bytes(b"minutes\n" * 5000)
+    alice.ok("put", "drafting", str(notes))
+    alice.ok("thread", "create", "drafting", "t")
+    alice.ok("thread", "post", "drafting", "t", "hello")
+    archive = root / "backup.tar"
+    p = server_cli("backup", "--data", str(server.data_dir), "--to", str(archive))
+    assert p.returncode == 0, p.stderr
+    return World(server, alice, archive)
