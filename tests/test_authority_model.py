@@ -30,9 +30,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from security.authority import POLICY
-from security.events import Checkpoint
-from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
-from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, MachineBase, idx
+from tests.helpers.authority_machine import (
+    LONG,
+    MAX_PEOPLE,
+    MAX_TEAMS,
+    STEPS,
+    TERMS,
+    MachineBase,
+    acceptance_judged,
+    idx,
+)
 from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
@@ -43,7 +50,6 @@ from vault.envelope import CONFLICT, DELETE, MOVE, PUT, RESTORE
 from vault.errors import ChainError, InviteNotOpen, PolicyDenied
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import invite_public, make_link
-from vault.logsign import log_keypair
 from vault.teamkeys import TeamKey
 
 
@@ -441,14 +447,13 @@ class AuthorityMachine(MachineBase):
             t = rnd.choice([self.now, self.now, rnd.choice(times) + rnd.choice([-1, 0, 1, ALLOWANCE - 1, ALLOWANCE])])
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
-                                     "org.invite.revoke.member", "restore.accept", "audit.cosign",
-                                     "org.server"])
+                                     "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server"])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)
                 if action == "restore.accept":  # the signed acceptance itself, judged as the clients judge it
                     event(f"restore acceptance {'accepted' if want else 'refused'}")
-                    assert self.acceptance_judged(q, d, t) == want, (act, want)
+                    assert acceptance_judged(self.org, self.members, q, d, t) == want, (act, want)
                 continue
             ti = rnd.randrange(len(self.teams))
             mt = self.m.teams[ti]
@@ -463,19 +468,6 @@ class AuthorityMachine(MachineBase):
             got = POLICY.entitled(act, self.org, self.members, self.states[ti])
             event(f"act {op or action} {'accepted' if want else 'refused'}")
             assert got == want, f"{act}: model {want}, code {got}"
-
-    def acceptance_judged(self, q: Person, d: DeviceKeys, t: int) -> bool:
-        """Whether a restore acceptance (security/restore.py) signed by ``q``'s device ``d`` at ``t`` passes the
-        judge every client applies before following one."""
-        log_public, log_secret = log_keypair(bytes(32))
-        cp = Checkpoint.build(self.org.org_id, 3, bytes(range(32)), t)
-        raw = acceptance_statement(self.org.org_id, cp.raw, cp.sign(log_secret), log_public, self.org.seq,
-                                   self.org.head, t, q.id, d.device_id, Lost((3, 5)))
-        try:
-            judge_acceptance(Acceptance.parse(raw), sign_acceptance(d, raw), self.org, self.members)
-        except (ChainError, PolicyDenied):
-            return False
-        return True
 
     @invariant()
     def b_server_moves_accepted_as_the_model_says(self) -> None:

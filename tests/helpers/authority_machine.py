@@ -14,14 +14,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine
 
 from security.authority import POLICY
+from security.events import Checkpoint
 from security.policy import TEAM_KINDS
+from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
 from tests.helpers.chain_world import MWorld, Person, Team
 from vault.acts import ALLOWANCE
 from vault.chains import MemberState, OrgState, TeamState, replay_org, replay_team
-from vault.errors import VaultError
+from vault.errors import ChainError, PolicyDenied, VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link
+from vault.logsign import log_keypair
 from vault.teamkeys import TeamKey, box_hash, seal_history
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
@@ -156,3 +159,17 @@ class MachineBase(RuleBasedStateMachine):
         mt.gen = gen
         mt.boxed[gen] = {q: self.m.puk_gen_at(q, t) for q in recipients}
         mt.unrotated = False  # whoever waits for a share keeps waiting: a rotation does not box them
+
+
+def acceptance_judged(org: OrgState, members: dict[str, MemberState], q: Person, d: DeviceKeys, t: int) -> bool:
+    """Whether a restore acceptance (security/restore.py) signed by ``q``'s device ``d`` at ``t`` passes the
+    judge every client applies before following one."""
+    log_public, log_secret = log_keypair(bytes(32))
+    cp = Checkpoint.build(org.org_id, 3, bytes(range(32)), t)
+    raw = acceptance_statement(org.org_id, cp.raw, cp.sign(log_secret), log_public, org.seq, org.head, t, q.id,
+                               d.device_id, Lost((3, 5)))
+    try:
+        judge_acceptance(Acceptance.parse(raw), sign_acceptance(d, raw), org, members)
+    except (ChainError, PolicyDenied):
+        return False
+    return True
