@@ -16,47 +16,72 @@ import pytest
 
 from client.client import Client
 from client.docs import Documents
+from client.localcopies import LocalCopies
 from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Member, Org, join_member
 from tests.helpers.db import sql
 from tests.helpers.members import in_session
 from tests.test_sync import acts, sync, tree, write
 from tests.test_sync_safety import lie, two_synced, vids
+from vault.encoding import Value
 from vault.envelope import Record
+from vault.errors import DecryptionFailed
+from vault.localindex import LocalIndex, seal_padded
+from vault.syncindex import SyncIndex, open_sync_index, seal_sync_index
 
 
-def verified_heads(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Outcome, int]:
-    """One in-process pass of ``m`` over ``folder``: its outcome and how many versions it verified (signature and
-    author: ``Documents._verify_author``, the check of every listed head and of every fetched chain)."""
+def counted_pass(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Outcome, int, int]:
+    """One in-process pass of ``m`` over ``folder``: its outcome, how many versions it verified (signature and
+    author: ``Documents._verify_author``, the check of every listed head and of every fetched chain) and how many
+    times it read the local copies index (``LocalCopies._read``)."""
     seen: list[str] = []
-    real = Documents._verify_author
+    reads: list[int] = []
+    verify, read = Documents._verify_author, LocalCopies._read
 
     def counting(self: Documents, view: Any, team: Any, rec: Record) -> None:
         seen.append(rec.version_id)
-        real(self, view, team, rec)
+        verify(self, view, team, rec)
+
+    def reading(self: LocalCopies) -> LocalIndex:
+        reads.append(1)
+        return read(self)
 
     monkeypatch.setattr(Documents, "_verify_author", counting)
+    monkeypatch.setattr(LocalCopies, "_read", reading)
 
     async def one_pass(c: Client) -> Outcome:
         return await sync_pass(c, "drafting", folder)
 
     out = in_session(org.server, m, one_pass, monkeypatch)
-    monkeypatch.setattr(Documents, "_verify_author", real)
-    return out, len(seen)
+    monkeypatch.setattr(Documents, "_verify_author", verify)
+    monkeypatch.setattr(LocalCopies, "_read", read)
+    return out, len(seen), len(reads)
 
 
 def test_a_no_op_pass_verifies_no_head_it_holds_and_a_new_version_in_full(org: Org, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = two_synced(org, tmp_path)
-    out, checked = verified_heads(org, org.bob, b, monkeypatch)
+    out, checked, _ = counted_pass(org, org.bob, b, monkeypatch)
     assert out.rows == [] and checked == 0  # three heads listed, each the version bob's index holds
     write(a / "a.md", "a.md v2\n")
     sync(org.alice, a)
-    out, checked = verified_heads(org, org.bob, b, monkeypatch)
+    out, checked, _ = counted_pass(org, org.bob, b, monkeypatch)
     assert [(r["action"], r["name"]) for r in out.rows] == [("pull", "a.md")]
     assert checked == 3  # the new head as listed, then its chain (v1, v2) as fetched; b.md and sub/c.md not again
     assert (b / "a.md").read_text() == "a.md v2\n"
-    assert verified_heads(org, org.bob, b, monkeypatch)[1] == 0
+    assert counted_pass(org, org.bob, b, monkeypatch)[1] == 0
+
+
+def test_the_local_copies_index_is_read_only_when_it_changed(org: Org, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass catches up with the local copies index (what a killed pass or another command recorded) only when
+    that file changed since the folder's index last did: a no-op pass after a no-op pass does not read it."""
+    a, b = two_synced(org, tmp_path)
+    counted_pass(org, org.bob, b, monkeypatch)  # caught up with what bob's first pass recorded
+    assert counted_pass(org, org.bob, b, monkeypatch)[2] == 0
+    org.bob.ok("get", "drafting", "a.md", "-o", str(tmp_path / "elsewhere.md"))  # another command records a copy
+    assert counted_pass(org, org.bob, b, monkeypatch)[2] == 1
+    assert counted_pass(org, org.bob, b, monkeypatch)[2] == 0
 
 
 def test_a_new_version_id_with_a_bad_signature_is_never_taken_from_the_cache(org: Org, tmp_path: Path) -> None:
@@ -132,3 +157,14 @@ def test_a_head_whose_chain_fails_does_not_enter_the_index(org: Org, tmp_path: P
     assert acts(sync(bob, b)) == [("pull", "a.md")] and (b / "a.md").read_text() == "a.md v2\n"
     sql(org, f"INSERT INTO versions VALUES ({', '.join('?' * len(row3))})", *row3)
     assert acts(sync(bob, b)) == [("pull", "a.md")] and (b / "a.md").read_text() == "a.md v3\n"
+
+
+def test_copies_seen_round_trips_and_a_malformed_one_is_refused() -> None:
+    key, fid = bytes(range(32)), "ab" * 16
+    index = SyncIndex("t" * 32, "/home/m/drafts", "drafting", copies_seen=(4096, 1_800_000_000_123, 77))
+    assert open_sync_index(key, fid, seal_sync_index(key, fid, index)) == index
+    bad = SyncIndex("t" * 32, "/home/m/drafts").to_value()
+    values: list[Value] = [[1, 2], [1, 2, "3"], [1, True, 3], 5]
+    for value in values:
+        with pytest.raises(DecryptionFailed):
+            open_sync_index(key, fid, seal_padded(key, f"sync:{fid}", {**bad, "copies_seen": value}))

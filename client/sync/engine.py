@@ -502,7 +502,10 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         folders.check_team(index, root, team.team_id)
         index = index or SyncIndex(team.team_id, str(root))
         index.team_name = team.name
-        _catch_up(index, c.docs.copies.load(), root)
+        copies_now = signature(c.docs.copies.path)  # before it is read: a write meanwhile is caught up next time
+        if copies_now is None or copies_now != index.copies_seen:  # else read for nothing: caught up with it already
+            _catch_up(index, c.docs.copies.load(), root)
+            index.copies_seen = copies_now
         vanished = not root.exists()
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
