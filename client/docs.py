@@ -15,7 +15,7 @@ import contextlib
 import os
 import shlex
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -61,8 +61,9 @@ PIN_FLUSH = 64  # document pins saved at least this often during a batch put
 @dataclass
 class DocVersion:
     record: Record
-    opened: Opened | None  # None: a version under a key generation we never held (no-history teams)
+    opened: Opened | None  # None: a version under a key generation we never held (no-history teams), or ``known``
     vid: str
+    known: bool = False  # a head ``ls`` was told this client checked before: not verified or opened again
 
 
 @dataclass
@@ -339,10 +340,13 @@ class Documents:
                                                                           st.st_mtime_ns, st.st_ino)))
         return name, seq, res.vid
 
-    async def ls(self, team_name: str, deleted: bool | None = False) -> list[DocVersion]:
+    async def ls(self, team_name: str, deleted: bool | None = False,
+                 known: Container[str] = ()) -> list[DocVersion]:
         """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld);
         then those whose head is a signed deletion left out (``deleted`` False), or only those (True), or all
-        (None)."""
+        (None). ``known``: version ids this client verified and opened before (a synced folder's sealed index): such
+        a head is parsed and held against the pins like any other, but not verified or opened again (``known``
+        True, ``opened`` None; the caller takes what it recorded about that version)."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         keys = await self.keyring.keys_for(team)
@@ -353,6 +357,10 @@ class Documents:
             rec = Record.parse(item.record)
             if rec.core.team != team.team_id:
                 raise IntegrityError("the server listed a document of another team")
+            if rec.version_id in known:
+                check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
+                out.append(DocVersion(rec, None, rec.version_id, known=True))
+                continue
             self._verify_author(view, team, rec)
             check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
             try:

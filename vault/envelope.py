@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from vault.crypto import labels
 from vault.crypto import primitives as p
@@ -145,11 +146,11 @@ class Record:
     body_hash: bytes
     sig: bytes
 
-    @property
+    @cached_property  # computed once per record: a listing asks for it several times per head
     def statement(self) -> bytes:
         return _statement(self.core.raw, self.wrapped, self.meta, self.body_hash)
 
-    @property
+    @cached_property
     def version_id(self) -> str:
         return p.tagged_hash(labels.H_VERSION, self.statement)[:16].hex()
 

@@ -8,7 +8,10 @@ the time of the last completed pass, and:
   as last seen (so an unchanged file is known without reading it, as ``git status`` does);
 * ``docs``: per document id, the highest version number this folder has seen, deleted documents
   included: a known document missing from the server's listing, or listed at a lower number, is the
-  server withholding or rolling it back, never a deletion.
+  server withholding or rolling it back, never a deletion. A number enters only once its chain was checked;
+* ``copies_seen``: the stat of the local copies index when the folder last caught up with it.
+
+An entry's version id is also the cache of verified heads: a listed head with that id is not verified again.
 
 The sealed form (docs/format.md, "Sync folder index")::
 
@@ -59,6 +62,9 @@ class SyncIndex:
     files: dict[str, SyncEntry] = field(default_factory=dict)  # document name -> entry
     docs: dict[str, int] = field(default_factory=dict)  # document id -> highest version number seen
     last_sync: int = 0  # time of the last completed pass (0: never)
+    # The local copies index file (size, mtime_ns, inode) as it was when this index last caught up with it
+    # (engine ``_catch_up``); None: never. The same file again: nothing to catch up, it is not even read.
+    copies_seen: tuple[int, int, int] | None = None
 
     def record(self, name: str, entry: SyncEntry) -> None:
         self.files[name] = entry
@@ -74,12 +80,15 @@ class SyncIndex:
     def to_value(self) -> dict[str, Value]:
         files: dict[str, Value] = {name: e.to_value() for name, e in self.files.items()}
         docs: dict[str, Value] = dict(self.docs)
-        return {"v": 1, "team": self.team, "team_name": self.team_name, "root": self.root, "files": files,
-                "docs": docs, "last_sync": self.last_sync}
+        out: dict[str, Value] = {"v": 1, "team": self.team, "team_name": self.team_name, "root": self.root,
+                                 "files": files, "docs": docs, "last_sync": self.last_sync}
+        if self.copies_seen is not None:
+            out["copies_seen"] = list(self.copies_seen)
+        return out
 
     @classmethod
     def from_value(cls, v: Value) -> SyncIndex:
-        f = Fields(v, "sync index", {"v", "team", "team_name", "root", "files", "docs", "last_sync"})
+        f = Fields(v, "sync index", {"v", "team", "team_name", "root", "files", "docs", "last_sync", "copies_seen"})
         if f.int_("v") != 1:
             raise EncodingError("sync index: unknown version")
         files = {str(name): SyncEntry.from_value(e) for name, e in f.dict_("files").raw.items()}
@@ -88,8 +97,14 @@ class SyncIndex:
             if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
                 raise EncodingError("sync index: a version number is not a positive integer")
             docs[str(doc)] = seq
+        seen = None
+        if f.has("copies_seen"):
+            stat = [x for x in f.list_("copies_seen", 3) if isinstance(x, int) and not isinstance(x, bool)]
+            if len(stat) != 3:
+                raise EncodingError("sync index: copies_seen is not three integers")
+            seen = (stat[0], stat[1], stat[2])
         return cls(f.str_("team", 64), f.str_("root", 4096), f.str_("team_name", 1024), files, docs,
-                   f.int_("last_sync", 0))
+                   f.int_("last_sync", 0), seen)
 
 
 def _ad_name(folder_id: str) -> str:

@@ -16,7 +16,7 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,29 +94,41 @@ def conflict_name(name: str, member: str, now: int) -> str:
     return f"{folder}/{new}" if folder else new
 
 
-def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str],
-                  hidden_ok: bool) -> list[plan.Remote]:
+def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], hidden_ok: bool,
+                  held: Mapping[str, tuple[str, SyncEntry]], scanned: Container[str]) -> list[plan.Remote]:
+    """The listed heads as the reconcile takes them. A head ``ls`` did not verify again (``known``: its version id
+    is that of an index entry, ``held``) takes the entry's name and size: that version was verified and opened when
+    the entry was recorded. A name the scan found (``scanned``: a regular file reached through folders, never a
+    link, neither hidden nor ignored) is inside the folder and not ignored without resolving or matching it again
+    (every change is made through ``SyncRun._local``, which checks the path again when it acts)."""
     spec = ignore_spec(root)
     out = []
     for d in listing:
         rec = d.record
         r = plan.Remote(rec.core.doc, rec.core.seq, d.vid, None, rec.core.op == DELETE,
                         size=d.opened.size if d.opened is not None else 0)
-        if d.opened is None:
+        if d.known:
+            name, entry = held[d.vid]
+            if (entry.doc, entry.seq) != (rec.core.doc, rec.core.seq):  # the version id binds both: never happens
+                raise IntegrityError("a listed head is not the version this folder's index recorded under its id")
+            r = replace(r, size=entry.size)
+        elif d.opened is None:
             out.append(replace(r, label=f"(no key for generation {rec.core.gen})",
                                detail="a version under a key generation you never held"))
             continue
-        name = d.opened.name
+        else:
+            name = d.opened.name
         why = name_problem(name)
-        if why is None and doc_id(name) != rec.core.doc:
+        # An index entry's document is its name's id (every entry is recorded under the id its name gives).
+        if why is None and not d.known and doc_id(name) != rec.core.doc:
             why = "listed under a name that is not its own"
         if why is None and hidden(name) and not hidden_ok:
             why = "a hidden name (a part starts with '.'): not synced"
         if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
             why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
-        if why is None and ignored(spec, name):
+        if why is None and name not in scanned and ignored(spec, name):
             why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
-        if why is None:
+        if why is None and name not in scanned:
             try:
                 _inside(root, name)
             except BadName:
@@ -358,7 +370,7 @@ class SyncRun:
                     sizes: dict[str, int] | None = None) -> None:
         """New documents in one batch put (several uploads in flight), pulls several at a time (``sizes``: the
         listed sizes, so that at most ``BIG_IN_FLIGHT`` big ones are in flight), then the rest in order; a lying
-        server stops it all (the index saved first)."""
+        server stops it all (the index saved first). The caller saves the index at the end."""
         new = [a for a in actions if a.kind == plan.PUSH and a.doc is None and a.name in local]
         if len(new) < 2:
             new = []
@@ -382,7 +394,6 @@ class SyncRun:
         done = {id(a) for a in new + pulls}
         for a in self.deferred + [a for a in actions if id(a) not in done]:  # conflicts upload: after the batch
             await self.guarded(a, local)
-        self.save(force=True)
 
     async def guarded(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         """Apply ``a``; a failure is reported and the pass goes on, except a lying server, which stops it."""
@@ -486,11 +497,16 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
                            f"{escape(str(root))} (your files are kept as they are)")
     if root.exists() and not root.is_dir():
         raise BadName(f"{root} is not a folder")
-    folders.check_place(root, team.team_id)
+    folders.check_place(root)
     with folders.locked(root):
-        index = folders.load(root) or SyncIndex(team.team_id, str(root))
+        index = folders.load(root)
+        folders.check_team(index, root, team.team_id)
+        index = index or SyncIndex(team.team_id, str(root))
         index.team_name = team.name
-        _catch_up(index, c.docs.copies.load(), root)
+        copies_now = signature(c.docs.copies.path)  # before it is read: a write meanwhile is caught up next time
+        if copies_now is None or copies_now != index.copies_seen:  # else read for nothing: caught up with it already
+            _catch_up(index, c.docs.copies.load(), root)
+            index.copies_seen = copies_now
         vanished = not root.exists()
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
@@ -499,8 +515,11 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)
-        listing = await c.docs.ls(team_name, deleted=None)  # deleted heads too: a deletion is a signed act to apply
-        remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok)
+        held = {e.vid: (name, e) for name, e in index.files.items()}  # versions verified when they were recorded
+        # Deleted heads too: a deletion is a signed act to apply. A head that is the version an index entry holds
+        # is not verified again (it was when the entry was recorded; the pins still judge it).
+        listing = await c.docs.ls(team_name, deleted=None, known=held.keys())
+        remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok, held, local)
         may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
                                     team)
         actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
@@ -525,9 +544,6 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
             return run.out
         for partial in found.partials if found else []:  # a killed pass's download: never a document, never kept
             partial.unlink(missing_ok=True)
-        for r in remote:  # every listed document's number, so a later rollback is caught
-            if r.doc in index.docs:
-                index.saw(r.doc, r.seq)
         await run.apply(actions, local, sizes)
         index.last_sync = s.now()
         folders.save(index)

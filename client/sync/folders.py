@@ -57,31 +57,32 @@ class SyncFolders:
         fid = self.folder_id(Path(index.root))
         atomic_write(self.dir / f"{fid}.bin", seal_sync_index(self._key, fid, index))
 
-    def all(self) -> list[SyncIndex]:
-        """Every synced folder's index, by folder path."""
+    def all(self, but: Path | None = None) -> list[SyncIndex]:
+        """Every synced folder's index, by folder path (``but``: that folder's left out, its file not even read)."""
         if not self.dir.is_dir():
             return []
-        found = [self._open(p.stem, p.read_bytes()) for p in sorted(self.dir.glob("*.bin"))]
+        skip = self.folder_id(but) if but is not None else None
+        found = [self._open(p.stem, p.read_bytes()) for p in sorted(self.dir.glob("*.bin")) if p.stem != skip]
         return sorted(found, key=lambda i: i.root)
 
-    def check_place(self, root: Path, team: str) -> SyncIndex | None:
-        """The index of ``root`` if it is synced already; refused if ``root`` is inside this home, inside or
-        around another synced folder, or synced with another team."""
+    def check_place(self, root: Path) -> None:
+        """Refused if ``root`` is inside this home, or inside or around another synced folder. Whether ``root`` is
+        synced with another team is ``check_team``'s, on the index read under the lock (read once per pass)."""
         home = self.home.resolve()
         if root == home or home in root.parents or root in home.parents:
             raise VaultError(f"{escape(str(root))} is or holds this client's home ({home}): it cannot be synced")
-        index = None
-        for other in self.all():
+        for other in self.all(but=root):
             there = Path(other.root)
-            if there == root:
-                if other.team != team:
-                    raise VaultError(f"{escape(str(root))} is synced with another team; sync it with that team "
-                                     "or use another folder")
-                index = other
-            elif root in there.parents or there in root.parents:
+            if root in there.parents or there in root.parents:
                 raise VaultError(f"{escape(str(root))} is inside or holds another synced folder, "
                                  f"{escape(str(there))}: synced folders may not overlap")
-        return index
+
+    @staticmethod
+    def check_team(index: SyncIndex | None, root: Path, team: str) -> None:
+        """Refused if ``root``'s index (None: never synced) is another team's."""
+        if index is not None and index.team != team:
+            raise VaultError(f"{escape(str(root))} is synced with another team; sync it with that team "
+                             "or use another folder")
 
     @contextmanager
     def locked(self, root: Path) -> Iterator[None]:
