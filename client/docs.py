@@ -48,6 +48,7 @@ from vault.errors import (
     WouldOverwrite,
 )
 from vault.fileio import prefetch, signature
+from vault.heap import tune_for_streaming
 from vault.localindex import Hasher, LocalCopy, content_hasher
 from vault.names import check_name
 from vault.teamkeys import TeamKey
@@ -328,7 +329,8 @@ class Documents:
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
             res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        _encrypting_stream(writer, f, progress, hasher), Stored)
+                                        _encrypting_stream(writer, f, progress, hasher), Stored,
+                                        length=writer.upload_length())
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
@@ -510,7 +512,7 @@ class Documents:
                 if download.hash_file(out) != digest:
                     raise _would_overwrite(out, opened.name, rec)
                 placed = False
-            elif not download.place(tmp, out, force):
+            elif not await download.place_off_loop(tmp, out, force):
                 raise _would_overwrite(out, opened.name, rec)  # created while we downloaded
             else:
                 placed = True
@@ -562,6 +564,7 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
         if progress and n:
             progress(n)
     else:
+        tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
         # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
         async with contextlib.aclosing(prefetch(_ticks(), next_piece, download.POOL)) as pieces:
             async for n, data in pieces:

@@ -19,6 +19,7 @@ from server.store.sqlite.vault import SQLiteStorage
 from server.tls import fingerprint, make_certificate, server_context
 from vault import __version__
 from vault.errors import VaultError
+from vault.heap import tune_for_streaming
 from vault.invite import InviteCode
 from vault.links import invite_public
 
@@ -131,6 +132,7 @@ def run(data: Path, host: str, port: int, as_json: bool, rate: float | None, bur
     import uvloop
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_for_streaming()  # upload and download pieces reused, not faulted in again for each (vault/heap.py)
     try:
         uvloop.run(serve(data, host, port, as_json, rate, burst))
     except KeyboardInterrupt:
