@@ -124,3 +124,19 @@ def test_in_worker_lets_the_loop_run_and_finishes_before_a_cancellation_returns(
         asyncio.run(main())
     finally:
         pool.shutdown()
+
+
+def test_sync_bench_runs_only_the_rows_asked_for(tmp_path: Path) -> None:
+    """bench/sync.py --rows first: the first-sync row alone (what the transfer work measures), trees compared; an
+    unknown row is a usage error. No timing asserted."""
+    bench = Path(__file__).resolve().parent.parent / "bench" / "sync.py"
+    out = tmp_path / "sync.json"
+    r = subprocess.run([sys.executable, str(bench), "--quick", "--rows", "first", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [row] = json.loads(out.read_text())["rows"]
+    assert row["row"] == "first sync" and row["detail"]["trees_identical"] is True
+    assert len(row["ours"]) == len(row["reference"]) == 2
+    bad = subprocess.run([sys.executable, str(bench), "--rows", "first,nothing", "--out", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--rows takes some of" in bad.stderr
