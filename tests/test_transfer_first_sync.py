@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import server.routes.docs as doc_routes
+from server.notes import note as server_note
 from tests.conftest import Org
 from tests.helpers.members import unlock_fast
 from tests.helpers.tampering import blob_file, blob_replaced, flip_middle, version_row
@@ -20,7 +21,7 @@ from tests.helpers.tampering import blob_file, blob_replaced, flip_middle, versi
 def versions_asked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The document ids whose versions a client asked the server for (``GET /teams/T/docs/D``)."""
     asked: list[str] = []
-    note = doc_routes.note
+    note = server_note  # what server/routes/docs.py calls (patched there, where it is looked up)
 
     def counting(request: Any, action: str, detail: dict[str, Any]) -> Any:
         if action == "doc.list" and "doc" in detail:
