@@ -121,11 +121,16 @@ class Api:
             raise TransportError("API client used outside its context")
         return self._session
 
-    async def request(self, method: str, path: str, json: Any = None, data: Any = None) -> bytes:
-        """The answer's JSON text (a refusal raised as its ``VaultError``)."""
+    async def request(self, method: str, path: str, json: Any = None, data: Any = None,
+                      length: int | None = None) -> bytes:
+        """The answer's JSON text (a refusal raised as its ``VaultError``). ``length``: the byte count of a
+        streamed ``data``, sent as Content-Length instead of chunked encoding."""
+        headers = self._headers()
+        if length is not None:
+            headers["Content-Length"] = str(length)
         try:
             async with self._session_or_fail().request(
-                method, self.url + path, json=json, data=data, headers=self._headers()
+                method, self.url + path, json=json, data=data, headers=headers
             ) as resp:
                 await self._check(resp)
                 return await resp.read()
@@ -166,14 +171,21 @@ class Api:
         return decode(await self.request("POST", path, json=json), answer)
 
     @overload
-    async def upload(self, path: str, body: AsyncIterator[bytes]) -> Any: ...
+    async def upload(self, path: str, body: AsyncIterator[bytes], *, length: int | None = None) -> Any: ...
 
     @overload
-    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[T]) -> T: ...
+    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[T], *,
+                     length: int | None = None) -> T: ...
 
-    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[Any] | None = None) -> Any:
-        """A streamed request body (the upload keeps its constant memory); the JSON answer as ``answer``."""
-        return decode(await self.request("POST", path, data=body), answer)
+    async def upload(self, path: str, body: AsyncIterator[bytes], answer: type[Any] | None = None, *,
+                     length: int | None = None) -> Any:
+        """A streamed request body (the upload keeps its constant memory); the JSON answer as ``answer``.
+
+        With ``length`` (the body's exact byte count) the body goes with a Content-Length: aiohttp's chunked
+        encoding joined every piece with its chunk header into a new buffer (a copy of each MiB sent), and
+        the server parsed chunk framing. The body must yield exactly ``length`` bytes or raise (aiohttp cuts
+        a longer one at ``length``; the upload stream raises when its file changed size, see DocWriter)."""
+        return decode(await self.request("POST", path, data=body, length=length), answer)
 
     async def websocket(self, path: str) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket on the same pinned HTTPS connection, authenticated with the session."""

@@ -48,6 +48,7 @@ from vault.errors import (
     WouldOverwrite,
 )
 from vault.fileio import prefetch, signature
+from vault.heap import tune_for_streaming
 from vault.localindex import Hasher, LocalCopy, content_hasher
 from vault.names import check_name
 from vault.teamkeys import TeamKey
@@ -108,6 +109,8 @@ class Documents:
         self._batch_flushed = 0.0
         self._copies: LocalCopies | None = None
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
+        # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
+        self._listed_first: dict[tuple[str, str], Record] = {}
 
     @property
     def copies(self) -> LocalCopies:
@@ -329,7 +332,8 @@ class Documents:
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
             res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        _encrypting_stream(writer, f, progress, hasher), Stored)
+                                        _encrypting_stream(writer, f, progress, hasher), Stored,
+                                        length=writer.upload_length())
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
@@ -353,6 +357,7 @@ class Documents:
         res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
         pins = self.session.home.pins()
         out = []
+        self._listed_first = {k: v for k, v in self._listed_first.items() if k[0] != team.team_id}
         for item in res.docs:
             rec = Record.parse(item.record)
             if rec.core.team != team.team_id:
@@ -363,6 +368,8 @@ class Documents:
                 continue
             self._verify_author(view, team, rec)
             check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
+            if rec.core.seq == 1 and rec.core.parent is None:
+                self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
                 opened: Opened | None = self._open(rec, keys)
             except PolicyDenied:
@@ -432,7 +439,7 @@ class Documents:
                     target = self._outside_home(_inside(root, name))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target = _inside(root, name)  # again: a folder on the way may be a link made meanwhile
-                    d, opened = await self._version(team, name, None)
+                    d, opened = await self._version(team, name, None, await self._first_listed(team, name))
                     done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress, force)))
                 except (VaultError, OSError) as e:
                     if isinstance(e, (RollbackDetected, CryptoError, ServerMismatch)):
@@ -450,7 +457,7 @@ class Documents:
         what was fetched, and the local copies entry now recorded for ``out`` (None: the newest version is a
         deletion, and nothing was written). ``expect``: replace the file at ``out`` only if it still has this
         (size, mtime_ns, inode) once the download verified (else ``WouldOverwrite``: it was saved meanwhile)."""
-        d, opened = await self._version(team, name, None)
+        d, opened = await self._version(team, name, None, await self._first_listed(team, name))
         if opened.deleted:
             return Fetched(d, None, False), None
         written = await self._fetch_into(team, d, opened, out, progress, force or expect is not None, expect)
@@ -478,9 +485,26 @@ class Documents:
             raise VaultError(f"{out} is inside this client's home ({home}): documents are never written there")
         return out
 
-    async def _version(self, team: TeamState, name: str, version: int | None) -> tuple[DocVersion, Opened]:
-        """Version ``version`` (default: the newest) of document ``name``, checked and opened."""
-        _, records = await self.find_doc(team, name)
+    async def _first_listed(self, team: TeamState, name: str) -> list[Record] | None:
+        """Document ``name``'s history without a request, when the team's last ``ls`` checked its first version as
+        its head (signature, judge, pin, none withheld): that head, pinned as ``_versions`` pins. None (ask the
+        server) otherwise, or when this home pinned another version of it. Used once per listing."""
+        doc = (await self.keyring.keys_for(team))[0].doc_id(name)
+        rec = self._listed_first.pop((team.team_id, doc), None)
+        if rec is None or (rec.core.team, rec.core.doc, rec.core.seq, rec.core.parent) != (team.team_id, doc, 1, None):
+            return None
+        pins = self._batch_pins if self._batch_pins is not None else self.session.home.pins()
+        pin = pins.docs.get(f"{team.team_id}/{doc}")
+        if pin is not None and (int(pin[0]), str(pin[1])) != (1, rec.version_id):
+            return None
+        return self._check_doc_pin(team, doc, [rec])
+
+    async def _version(self, team: TeamState, name: str, version: int | None,
+                       records: list[Record] | None = None) -> tuple[DocVersion, Opened]:
+        """Version ``version`` (default: the newest) of document ``name``, checked and opened; ``records``: its
+        checked history if the caller has it (``_first_listed``), else it is asked for."""
+        if records is None:
+            _, records = await self.find_doc(team, name)
         if not records:
             raise NotFound(f"no document named {name!r} in team {team.name}")
         if version is not None and not 1 <= version <= len(records):
@@ -518,7 +542,7 @@ class Documents:
                 if download.hash_file(out) != digest:
                     raise _would_overwrite(out, opened.name, rec)
                 placed = False
-            elif not download.place(tmp, out, force):
+            elif not await download.place_off_loop(tmp, out, force):
                 raise _would_overwrite(out, opened.name, rec)  # created while we downloaded
             else:
                 placed = True
@@ -570,6 +594,7 @@ async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress 
         if progress and n:
             progress(n)
     else:
+        tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
         # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
         async with contextlib.aclosing(prefetch(_ticks(), next_piece, download.POOL)) as pieces:
             async for n, data in pieces:

@@ -25,6 +25,7 @@ from server.logs import RequestLogger, configure
 from server.store.sqlite.vault import SQLiteStorage
 from vault import __version__
 from vault.errors import VaultError
+from vault.heap import tune_for_streaming
 from vault.invite import InviteCode
 from vault.links import invite_public
 
@@ -146,6 +147,7 @@ def run(data: Path, config_file: Path | None, as_json: bool, public_url: str | N
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
     settings = effective(data, config_file, {**flags, "public_url": public_url}).settings
     configure(settings.log_format, settings.log_level)
+    tune_for_streaming()  # upload and download pieces reused, not faulted in again for each (vault/heap.py)
     try:
         uvloop.run(serve(data, settings, as_json, Tls(tls_cert, tls_key, behind_proxy, pin)))
     except KeyboardInterrupt:

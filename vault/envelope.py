@@ -279,6 +279,10 @@ class DocWriter:
         prelude = encode({"core": self.core_raw, "wrapped": self.wrapped, "meta": self.meta})
         return MAGIC + struct.pack(">I", len(prelude)) + prelude + self._stream.header
 
+    def upload_length(self) -> int:
+        """The byte count of the whole upload stream (prefix, frames, signature), known before it is made."""
+        return len(self.upload_prefix()) - p.STREAM_HEADER_BYTES + body_length(self.size) + p.SIG_BYTES
+
     def encrypt(self, chunk: bytes) -> bytes:
         """Feed plaintext; returns the ciphertext of every frame completed so far."""
         self._consumed += len(chunk)

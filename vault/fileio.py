@@ -6,6 +6,7 @@
   fsync it, rename it over the target and fsync the directory, so a reader (or a crash) sees the old
   file or the new one, never a part, and an acknowledged write survives a crash.
 * ``locked``: an exclusive ``flock`` on a lock file, for the read-merge-write of a shared local file.
+* ``in_worker``: one blocking call (an fsync) off the event loop, waited for even when cancelled.
 * ``prefetch`` and ``Stage``: the one-stage-in-flight pipeline of uploads and downloads. While the
   event loop sends (or receives, or hashes) one piece, a worker thread prepares the next (reads and
   encrypts, decrypts, writes). One call in flight per stage keeps the order and bounds memory to two
@@ -159,3 +160,18 @@ class Stage(Generic[In]):
     def settle(self) -> None:
         if self._pending is not None:
             concurrent.futures.wait([self._pending])
+
+
+async def in_worker(executor: concurrent.futures.Executor, work: Callable[[], Out]) -> Out:
+    """``work()`` in a worker of ``executor`` while the event loop serves other tasks (an fsync, a rename and
+    the fsync of its directory: concurrent downloads' syncs overlap instead of each stopping the loop).
+
+    Cancelled (Ctrl-C, a failed sibling), it still waits for ``work`` to finish before raising, so whatever
+    the caller does next (closing a descriptor, removing a temporary file) never races the worker."""
+    pending = executor.submit(work)
+    try:
+        return await asyncio.wrap_future(pending)
+    finally:
+        if not pending.done():
+            concurrent.futures.wait([pending])
+

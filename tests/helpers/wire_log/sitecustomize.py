@@ -60,11 +60,12 @@ def _install() -> None:
         answers[id(self)] = (resp.status, body)
         await check(self, resp)
 
-    async def recorded_request(self: Api, method: str, path: str, json: Any = None, data: Any = None) -> Any:
+    async def recorded_request(self: Api, method: str, path: str, json: Any = None, data: Any = None,
+                               length: int | None = None) -> Any:
         entry: dict[str, Any] = {"kind": "http", "method": method, "path": path,
                                  "request": "<binary>" if data is not None else json}
         try:
-            return await request(self, method, path, json=json, data=data)
+            return await request(self, method, path, json=json, data=data, length=length)
         finally:
             if id(self) in answers:
                 entry["status"], entry["response"] = answers.pop(id(self))
