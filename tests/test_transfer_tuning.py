@@ -40,13 +40,13 @@ def test_put_sends_its_exact_length_not_chunks(org: Org, tmp_path: Path, monkeyp
     """The server (in this process) sees a Content-Length equal to the upload and no Transfer-Encoding; the
     document comes back intact. Before the change every upload was chunked."""
     seen: list[tuple[int | None, str | None]] = []
-    receive = doc_routes._receive_body
+    put_version = doc_routes._put_version
 
-    async def spying(request: web.Request, *args: Any) -> bytes:
+    async def spying(request: web.Request, *args: Any) -> web.Response:
         seen.append((request.content_length, request.headers.get("Transfer-Encoding")))
-        return await receive(request, *args)
+        return await put_version(request, *args)
 
-    monkeypatch.setattr(doc_routes, "_receive_body", spying)
+    monkeypatch.setattr(doc_routes, "_put_version", spying)
     alice = org.alice
     unlock_fast(alice)
     src = tmp_path / "big.bin"
