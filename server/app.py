@@ -43,7 +43,7 @@ from server.events import Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
-from server.recorder import audit_middleware, load_state, refusal_flusher
+from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher
 from server.routes import audit, auth, chains, devices, docs, public, threads
 from server.store.protocols import Storage
 from server.store.sqlite.audit import AuditStore
@@ -103,6 +103,12 @@ async def open_app(config: Config) -> web.Application:
     app = make_app(storage, directory, config)
     app[AUDIT] = audit_store
     app[STATE] = state
+    try:
+        await record_unlogged_links(app)
+    except BaseException:
+        await audit_store.close()
+        await storage.close()
+        raise
 
     async def close(app: web.Application) -> None:
         await app[LOG].close()  # its last batch goes into the storage closed below
