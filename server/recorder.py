@@ -56,7 +56,7 @@ from server.notes import LOGGED_LINKS, NOTES, Note, today
 from server.store.protocols import AuditLog
 from server.store.records import AuthSession
 from vault.encoding import Fields, decode
-from vault.errors import ChainError, EncodingError, ServiceUnavailable, Throttled, VaultError
+from vault.errors import ChainError, EncodingError, InsufficientStorage, ServiceUnavailable, Throttled, VaultError
 from vault.links import link_hash, parse_link
 
 log = logging.getLogger("mvault.server")
@@ -76,7 +76,29 @@ async def record(app: web.Application, n: Note, result: str, session: AuthSessio
     st.sealer = st.sealer.used()
     key = usable_audit_key(app, now)
     leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers], st.sealer)
-    return await app[AUDIT].append(leaf, now // DAY)
+    try:
+        await settle(app)
+        return await app[AUDIT].append(leaf, now // DAY)
+    except InsufficientStorage:
+        st.owed.append((leaf, now // DAY))  # sealed events are never dropped: appended once there is space
+        raise
+
+
+async def settle(app: web.Application) -> None:
+    """Append the events owed since the disk was full, oldest first; ``InsufficientStorage`` (507) while it
+    still is. The audit middleware settles before any handler runs: no act is done while events are owed."""
+    st = app[STATE]
+    if not st.owed:
+        return
+    async with st.settling:
+        count = len(st.owed)
+        while st.owed:
+            await app[AUDIT].append(*st.owed[0])
+            st.owed.pop(0)
+        if count:
+            log.warning("the disk has space again: recorded the %d audit events it had no room for", count)
+        links, st.owed_links = st.owed_links, []
+        await _links_logged(app, links)
 
 
 async def record_outside_a_request(app: web.Application, n: Note, result: str, session: AuthSession | None) -> None:
@@ -117,6 +139,11 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     if st.broken:
         raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server")
     try:
+        await settle(app)  # 507 while the disk is still full: nothing is done that could not be recorded
+    except InsufficientStorage as e:
+        raise InsufficientStorage("the server has no space left on its disk; nothing was done; try again once "
+                                  "its operator has freed space") from e
+    try:
         response = await handler(request)
     except (VaultError, web.HTTPException) as e:
         status = e.status
@@ -126,9 +153,17 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _guarded(app, _record_failure(request, status, code))
         raise
     session = request.get(SESSION_KEY)
+    full: InsufficientStorage | None = None
     for n in request.get(NOTES, []):
         if not n.failure_only:
-            await _guarded(app, record(app, n, "ok", session))
+            try:
+                await _guarded(app, record(app, n, "ok", session))
+            except InsufficientStorage as e:  # the event is owed (``settle``): seal the others too, then refuse
+                full = full or e
+    if full is not None:
+        st.owed_links += request.get(LOGGED_LINKS, [])
+        raise InsufficientStorage("the server has no space left on its disk to record this request in the audit "
+                                  "log: what it did may be stored, unconfirmed; check before repeating it") from full
     await _links_logged(app, request.get(LOGGED_LINKS, []))
     await _guarded(app, _prune(app))
     await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
@@ -271,7 +306,9 @@ async def _flush_loop(app: web.Application) -> None:
         state = app.get(STATE)
         if state is None or state.broken:
             continue
-        with contextlib.suppress(ServiceUnavailable):  # logged by _guarded; the server now refuses everything
+        # ServiceUnavailable: logged by _guarded, the server now refuses everything; InsufficientStorage: the
+        # summary is owed (``settle``), the next round or request appends it once there is space
+        with contextlib.suppress(ServiceUnavailable, InsufficientStorage):
             await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
 
 

@@ -11,7 +11,6 @@ files of interrupted uploads are removed at start-up by ``collect_garbage``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
 from collections import OrderedDict
@@ -47,6 +46,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
+from server.store.space import rollback
 from vault.errors import VaultError
 from vault.links import link_hash
 
@@ -174,7 +174,7 @@ class SQLiteStorage:
             await self._db.execute("ROLLBACK")
             return conflict
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            await rollback(self._db)
             raise
         return outcome
 
@@ -316,8 +316,7 @@ class SQLiteStorage:
                 await self._db.execute("RELEASE write")
             await self._db.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                await self._db.execute("ROLLBACK")
+            await rollback(self._db)  # SQLite may have rolled back already (a full disk)
             raise
         return outcomes
 
@@ -470,7 +469,7 @@ class SQLiteStorage:
                                        [(m.pos + 1, m.time, m.team, m.thread) for m in rows])
             await self._db.execute("COMMIT")
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            await rollback(self._db)
             raise
 
     @_atomic
@@ -508,7 +507,7 @@ class SQLiteStorage:
                 "t.team=m.team AND t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ?)", (now,))
             await self._db.execute("COMMIT")
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            await rollback(self._db)
             raise
         return gone
 
