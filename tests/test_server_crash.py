@@ -82,6 +82,7 @@ class Load:
         self.rnd, self.cycle, self.acked, self.files = rnd, cycle, acked, files
         self.killed = False
         self.done: dict[str, int] = {"puts": 0, "posts": 0, "links": 0}  # acknowledged in this cycle
+        self.threads: Threads | None = None  # the poster's, for its one session of the cycle
 
     async def _until_killed(self, m: Member, step: Callable[[Client, int], Awaitable[None]]) -> None:
         try:
@@ -105,11 +106,11 @@ class Load:
         self.acked.docs[name] = sha(content)
         self.done["puts"] += 1
 
-    async def posts(self, s: Client, n: int, threads: list[Threads] = []) -> None:  # noqa: B006 - one per loop
-        if not threads or threads[0].s is not s:
-            threads[:] = [await Threads.open(s, "drafting")]
+    async def posts(self, s: Client, n: int) -> None:
+        if self.threads is None:
+            self.threads = await Threads.open(s, "drafting")
         text = f"cycle {self.cycle} post {n} {self.rnd.getrandbits(64):x}"
-        await threads[0].post(THREAD, text)
+        await self.threads.post(THREAD, text)
         self.acked.posts[text] = sha(text.encode())
         self.done["posts"] += 1
 
