@@ -33,11 +33,12 @@ import pytest
 from client import admin
 from client.api import Api
 from client.client import Client
-from client.home import Home
+from client.home import Home, Secrets
 from client.threads.team import Threads
 from server.context import AUDIT, CHAINS
 from tests.conftest import MVAULT, Member, Org, ServerThread, security_team
 from tests.helpers.db import sql
+from tests.helpers.members import unlock_fast
 from tests.helpers.server_process import ServerProcess
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
@@ -68,11 +69,18 @@ def crashing(tmp_path: Path) -> Iterator[ServerProcess]:
         server.kill()
 
 
+UNLOCKED_HOMES: dict[Path, tuple[Home, Secrets]] = {}
+
+
 async def as_member(m: Member, work: Callable[[Client], Awaitable[Any]]) -> Any:
-    home = Home(m.home)
+    """``work`` in a new session of ``m`` through the client library (its keystore unlocked once)."""
+    if m.home not in UNLOCKED_HOMES:
+        home = Home(m.home)
+        UNLOCKED_HOMES[m.home] = home, home.unlock()
+    home, secrets = UNLOCKED_HOMES[m.home]
     cfg = home.config()
     async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
-        return await work(await Client.open(home, home.unlock(), api))
+        return await work(await Client.open(home, secrets, api))
 
 
 class Load:
@@ -166,6 +174,7 @@ def setup_org(server: ServerProcess, make_member: Any) -> tuple[Member, Member, 
     alice.ok("join", server.invite, "--name", "alice")
     for m in (bob, carol):
         m.ok("join", alice.json("invite")["invite"], "--name", m.name)
+    unlock_fast(alice, bob, carol)
     alice.ok("team", "create", "drafting", "--kind", "program")
     alice.ok("team", "add", "drafting", "bob", "--role", "writer")
     alice.ok("team", "add", "drafting", "carol", "--role", "writer")
@@ -205,6 +214,7 @@ def test_a_link_stored_just_before_a_crash_gets_its_audit_event_at_the_next_star
     not appended yet when the data directory is copied (what a crash at that moment leaves on disk). The server
     started on the copy records the missing event (dated when the link was stored), so the Security Team's
     `audit verify` finds every chain link logged. Before the fix: "chain link org.invite ... has no audit event"."""
+    unlock_fast(org.alice, org.bob)
     carol = security_team(org, make_member)
     server = org.server
     stored, held, release = threading.Event(), threading.Event(), threading.Event()
