@@ -45,7 +45,7 @@ from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimite
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
-from server.recorder import audit_middleware, load_state, refusal_flusher
+from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher
 from server.routes import audit, auth, chains, devices, docs, public, restore, threads
 from server.store.protocols import Storage
 from server.store.sqlite.audit import AuditStore
@@ -111,6 +111,12 @@ async def open_app(config: Config) -> web.Application:
     app[STATE] = state
     app[METRICS].watch("vault", storage.committer)
     app[METRICS].watch("audit", audit_store.committer)
+    try:
+        await record_unlogged_links(app)
+    except BaseException:
+        await audit_store.close()
+        await storage.close()
+        raise
 
     async def close(app: web.Application) -> None:
         await app[LOG].close()  # its last batch goes into the storage closed below

@@ -93,6 +93,10 @@ class AuditState:
     pruned_day: int = -1
     sealer: Sealer = field(default_factory=Sealer)
     broken: bool = False
+    # Sealed events the audit log could not take for want of disk space, oldest first (server/recorder.py settle)
+    owed: list[tuple[bytes, int]] = field(default_factory=list)
+    owed_links: list[bytes] = field(default_factory=list)  # hashes of the chain links whose events are owed
+    settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 # The stores, each typed on its protocol (server/store/protocols.py); STORAGE is the whole backend,

@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from server.context import CONFIG, Handler
+from server.store.space import no_space, out_of_space
 from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 from vault.wire.schemas import Error
 
@@ -60,9 +61,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(Truncated.status, Truncated.code, "the connection closed before the request ended")
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as e:
         resource = request.match_info.route.resource  # the route template: a path holds ids (server/logs.py)
-        log.exception("internal error on %s %s", request.method, resource.canonical if resource else "?")
+        where = resource.canonical if resource else "?"
+        if out_of_space(e):  # a store's write the disk had no room for (SQLITE_FULL): nothing was stored
+            log.warning("%s %s: the disk is full (%s)", request.method, where, e)
+            refusal = no_space("this request")
+            return error_response(refusal.status, refusal.code, refusal.message)
+        log.exception("internal error on %s %s", request.method, where)
         return error_response(500, "internal", "internal server error")
 
 

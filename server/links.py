@@ -10,7 +10,7 @@ from aiohttp import web
 from server.access import session_of
 from server.context import CONFIG, now_of
 from server.http import read_body
-from server.notes import note
+from server.notes import LOGGED_LINKS, NOTES, Note
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link, parse_link
 from vault.wire import schemas
@@ -34,17 +34,23 @@ def require_signer(request: web.Request, link: Link) -> None:
         raise PolicyDenied("links must be signed by the logged-in device")
 
 
+def link_note(link: Link) -> Note:
+    """A chain link's audit event: its type, chain, position and hash (ids, never names)."""
+    res = {"chain": link.chain or "", "seq": str(link.seq), "link": link.hash.hex()}
+    subject = link.body.raw.get("member")
+    if link.type.startswith("team."):
+        res["team"] = link.chain or ""
+    if isinstance(subject, str):
+        res["member"] = subject
+    return Note(link.type, res, subject if isinstance(subject, str) else None, actor=link.signer, device=link.device)
+
+
 def note_links(request: web.Request, *links: Link) -> None:
-    """One audit event per accepted chain link: its type, chain, position and hash (ids, never names)."""
+    """One audit event per accepted chain link (``link_note``); once they are recorded the middleware tells
+    the store (``LOGGED_LINKS``), which noted each link as unlogged when it stored it."""
     for link in links:
-        res = {"chain": link.chain or "", "seq": str(link.seq), "link": link.hash.hex()}
-        subject = link.body.raw.get("member")
-        if link.type.startswith("team."):
-            res["team"] = link.chain or ""
-        if isinstance(subject, str):
-            res["member"] = subject
-        note(request, link.type, res, subject if isinstance(subject, str) else None,
-             actor=link.signer, device=link.device)
+        request.setdefault(NOTES, []).append(link_note(link))
+        request.setdefault(LOGGED_LINKS, []).append(link.hash)
 
 
 async def signed_link(request: web.Request, shape: type[LinkBody]) -> tuple[LinkBody, Link]:

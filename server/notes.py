@@ -24,6 +24,7 @@ class Note:
 
 
 NOTES = web.RequestKey("audit_notes", list)
+LOGGED_LINKS = web.RequestKey("logged_links", list)  # hashes of the chain links whose events NOTES hold
 
 
 def note(request: web.Request, action: str, res: dict[str, str] | None = None, subject: str | None = None,

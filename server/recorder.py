@@ -31,6 +31,7 @@ from security.protocols import defaults
 from server.access import protocols_of
 from server.context import (
     AUDIT,
+    CHAINS,
     CLAIMED,
     CONFIG,
     DIRECTORY,
@@ -50,17 +51,22 @@ from server.context import (
 from server.directory import Directory
 from server.guard import Summary
 from server.http import source_of
-from server.notes import NOTES, Note, today
+from server.links import link_note
+from server.notes import LOGGED_LINKS, NOTES, Note, today
 from server.store.protocols import AuditLog
 from server.store.records import AuthSession
 from vault.encoding import Fields, decode
-from vault.errors import ChainError, EncodingError, ServiceUnavailable, Throttled, VaultError
+from vault.errors import ChainError, EncodingError, InsufficientStorage, ServiceUnavailable, Throttled, VaultError
+from vault.links import link_hash, parse_link
 
 log = logging.getLogger("mvault.server")
 
 
-async def record(app: web.Application, n: Note, result: str, session: AuthSession | None) -> int:
-    now = int(app[CONFIG].clock())
+async def record(app: web.Application, n: Note, result: str, session: AuthSession | None,
+                 when: int | None = None) -> int:
+    """Seal and append the event of note ``n``; its index once durable. ``when``: the time of an act recorded
+    late (``record_unlogged_links``), otherwise now."""
+    now = int(app[CONFIG].clock()) if when is None else when
     actor = n.actor if n.actor is not None else (session.member if session else "")
     device = n.device if n.device is not None else (session.device if session else "")
     event = Event(now, actor, device, n.action, result, n.res, rules_for(n.action), n.detail)
@@ -70,7 +76,29 @@ async def record(app: web.Application, n: Note, result: str, session: AuthSessio
     st.sealer = st.sealer.used()
     key = usable_audit_key(app, now)
     leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers], st.sealer)
-    return await app[AUDIT].append(leaf, now // DAY)
+    try:
+        await settle(app)
+        return await app[AUDIT].append(leaf, now // DAY)
+    except InsufficientStorage:
+        st.owed.append((leaf, now // DAY))  # sealed events are never dropped: appended once there is space
+        raise
+
+
+async def settle(app: web.Application) -> None:
+    """Append the events owed since the disk was full, oldest first; ``InsufficientStorage`` (507) while it
+    still is. The audit middleware settles before any handler runs: no act is done while events are owed."""
+    st = app[STATE]
+    if not st.owed:
+        return
+    async with st.settling:
+        count = len(st.owed)
+        while st.owed:
+            await app[AUDIT].append(*st.owed[0])
+            st.owed.pop(0)
+        if count:
+            log.warning("the disk has space again: recorded the %d audit events it had no room for", count)
+        links, st.owed_links = st.owed_links, []
+        await _links_logged(app, links)
 
 
 async def record_outside_a_request(app: web.Application, n: Note, result: str, session: AuthSession | None) -> None:
@@ -111,6 +139,11 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
     if st.broken:
         raise ServiceUnavailable("the audit log cannot record events; an operator must fix the server")
     try:
+        await settle(app)  # 507 while the disk is still full: nothing is done that could not be recorded
+    except InsufficientStorage as e:
+        raise InsufficientStorage("the server has no space left on its disk; nothing was done; try again once "
+                                  "its operator has freed space") from e
+    try:
         response = await handler(request)
     except (VaultError, web.HTTPException) as e:
         status = e.status
@@ -120,12 +153,48 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _guarded(app, _record_failure(request, status, code))
         raise
     session = request.get(SESSION_KEY)
+    full: InsufficientStorage | None = None
     for n in request.get(NOTES, []):
         if not n.failure_only:
-            await _guarded(app, record(app, n, "ok", session))
+            try:
+                await _guarded(app, record(app, n, "ok", session))
+            except InsufficientStorage as e:  # the event is owed (``settle``): seal the others too, then refuse
+                full = full or e
+    if full is not None:
+        st.owed_links += request.get(LOGGED_LINKS, [])
+        raise InsufficientStorage("the server has no space left on its disk to record this request in the audit "
+                                  "log: what it did may be stored, unconfirmed; check before repeating it") from full
+    await _links_logged(app, request.get(LOGGED_LINKS, []))
     await _guarded(app, _prune(app))
     await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
     return response
+
+
+async def _links_logged(app: web.Application, hashes: list[bytes]) -> None:
+    """The store noted these links as unlogged when it stored them; their events are recorded now. If this
+    fails, the note stays and the next start records the events once more (an extra event, never a missing one)."""
+    if not hashes:
+        return
+    try:
+        await app[CHAINS].links_logged(hashes)
+    except Exception as e:  # noqa: BLE001 - the request succeeded and its events are durable
+        log.warning("could not clear the unlogged note of %d chain links (%s); the next start records their "
+                    "events again", len(hashes), e)
+
+
+async def record_unlogged_links(app: web.Application) -> int:
+    """At start: record the events of the chain links stored just before the server stopped without
+    recording them (a crash, kill -9, a power cut between the link's transaction and its audit append),
+    dated when the server stored the link; how many. Every stored link then has its event, as members'
+    ``audit verify`` checks. Failing here stops the start (the audit log must be able to record)."""
+    pending = await app[CHAINS].unlogged_links()
+    for wire, stored in pending:
+        await record(app, link_note(parse_link(wire)), "ok", None, when=stored)
+    if pending:
+        await app[CHAINS].links_logged([link_hash(wire) for wire, _ in pending])
+        log.warning("recorded the audit events of %d chain links stored just before the server stopped",
+                    len(pending))
+    return len(pending)
 
 
 async def _guarded(app: web.Application, work: Awaitable[object]) -> None:
@@ -237,7 +306,9 @@ async def _flush_loop(app: web.Application) -> None:
         state = app.get(STATE)
         if state is None or state.broken:
             continue
-        with contextlib.suppress(ServiceUnavailable):  # logged by _guarded; the server now refuses everything
+        # ServiceUnavailable: logged by _guarded, the server now refuses everything; InsufficientStorage: the
+        # summary is owed (``settle``), the next round or request appends it once there is space
+        with contextlib.suppress(ServiceUnavailable, InsufficientStorage):
             await _guarded(app, flush_refusals(app, app[CONFIG].clock()))
 
 

@@ -53,12 +53,17 @@ class Link:
 
     @property
     def hash(self) -> bytes:
-        return p.tagged_hash(labels.H_LINK, self.wire)
+        return link_hash(self.wire)
 
     @property
     def kind(self) -> str:
         """The kind of chain this link belongs to: member, org or team."""
         return CHAIN_OF_TYPE[self.type.split(".", 1)[0]]
+
+
+def link_hash(wire: bytes) -> bytes:
+    """A link's hash (what the next link's ``prev`` and its audit event name), from its wire form."""
+    return p.tagged_hash(labels.H_LINK, wire)
 
 
 def parse_link(wire: bytes) -> Link:

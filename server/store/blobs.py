@@ -13,7 +13,6 @@ limit) while a blob is made is ``InsufficientStorage`` (507), not an unexplained
 
 from __future__ import annotations
 
-import errno
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,7 +22,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from vault.errors import InsufficientStorage
+from server.store.space import NO_SPACE, no_space
 from vault.fileio import Buffer, replace_durably, write_chunks
 
 READ_CHUNK = 1 << 20  # over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk
@@ -62,18 +61,15 @@ class BlobStore(Protocol):
         """At start-up: remove every temporary blob and every blob whose name is not in ``used`` (blocking)."""
 
 
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
 @contextmanager
 def _space() -> Iterator[None]:
     """A write that fails for want of space raises ``InsufficientStorage``; other failures pass unchanged."""
     try:
         yield
     except OSError as e:
-        if e.errno not in _NO_SPACE:
+        if e.errno not in NO_SPACE:
             raise
-        raise InsufficientStorage("the server has no space left to store this upload; nothing was stored") from e
+        raise no_space("this upload") from e
 
 
 class _TempFile:

@@ -14,8 +14,10 @@ The rule:
   of it): that item fails alone with that error, the others of the batch are committed.
 - If ``write`` raises (the transaction failed: nothing of the batch is stored), every item of the
   batch AND every item queued behind it fails with ``ServiceUnavailable`` (503; the cause is logged
-  once). ``on_failure`` runs first, with those items, so the store drops what it derived from them
-  in memory (items queued behind were checked against that state, hence they fail too).
+  once), or with ``InsufficientStorage`` (507) when the disk is full (``server.store.space``): the
+  next batch is tried afresh, so writes succeed again once space is freed. ``on_failure`` runs
+  first, with those items, so the store drops what it derived from them in memory (items queued
+  behind were checked against that state, hence they fail too).
 - A caller that stops waiting (a client hangs up) does not cancel its write: the batch goes on.
 - ``close`` commits what is queued and refuses later items with ``ServiceUnavailable`` ("the server
   is shutting down; try again"). If the committing task itself is cancelled (the event loop stops),
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from server.store.space import no_space, out_of_space
 from vault.errors import ServiceUnavailable
 
 Item = TypeVar("Item")  # an item of a batch
@@ -93,6 +96,11 @@ class GroupCommitter(Generic[Item, R]):
                 self._fail(batch, shutting_down)
                 raise
             except Exception as e:  # noqa: BLE001 - the transaction failed: the batch and the queue fail
+                if out_of_space(e):
+                    log.error("storing %d items (%s) failed: the disk is full; they and %d queued behind them "
+                              "get 507", len(batch), self._what, len(self._queue))
+                    self._fail(batch, lambda: no_space(self._what))
+                    continue
                 log.error("storing %d items (%s) failed; they and %d queued behind them get 503",
                           len(batch), self._what, len(self._queue), exc_info=e)
                 self._fail(batch, lambda: ServiceUnavailable(f"the server could not store {self._what}; try again"))

@@ -27,6 +27,7 @@ from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.store.commit import GroupCommitter
 from server.store.records import Cosig, StoredCheckpoint
+from server.store.space import rollback
 from vault.errors import LogCorrupted
 from vault.fileio import fsync_dir, write_all
 from vault.logsign import log_keypair, new_log_seed
@@ -129,8 +130,7 @@ class AuditStore:
                 try:
                     await self._db.execute(_insert_rows(len(rows)), [v for row in rows for v in row])
                 except BaseException:
-                    if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
+                    await rollback(self._db)
                     raise
                 return
             await self._db.execute("BEGIN IMMEDIATE")
@@ -138,7 +138,7 @@ class AuditStore:
                 await self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", rows)
                 await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await rollback(self._db)
                 raise
 
     # -- reads --------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ files of interrupted uploads are removed at start-up by ``collect_garbage``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
 from collections import OrderedDict
@@ -47,7 +46,9 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
+from server.store.space import rollback
 from vault.errors import VaultError
+from vault.links import link_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -79,6 +80,8 @@ CREATE TABLE IF NOT EXISTS messages (
     team TEXT NOT NULL, thread TEXT NOT NULL, pos INTEGER NOT NULL, mid TEXT NOT NULL, device TEXT NOT NULL,
     seq INTEGER NOT NULL, time INTEGER NOT NULL, record BLOB NOT NULL,
     PRIMARY KEY (team, thread, pos), UNIQUE (team, thread, device, seq));
+CREATE TABLE IF NOT EXISTS unlogged_links (
+    hash BLOB PRIMARY KEY, chain TEXT NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS thread_senders (
     team TEXT NOT NULL, thread TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL, mid TEXT NOT NULL,
     time INTEGER NOT NULL, PRIMARY KEY (team, thread, device));
@@ -175,13 +178,18 @@ class SQLiteStorage:
             await self._db.execute("ROLLBACK")
             return conflict
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            await rollback(self._db)
             raise
         return outcome
 
     @_atomic
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
+        """The links and their key boxes in one transaction, with a note of each link in ``unlogged_links``
+        until its audit event is recorded (``server/recorder.py``), so that a crash between the two leaves no
+        link without its event."""
+        links = list(links)
+
         async def write() -> LinksOutcome:
             for link in links:
                 await self._db.execute(
@@ -190,9 +198,24 @@ class SQLiteStorage:
                 )
             await self._db.executemany("INSERT INTO puk_boxes VALUES (?, ?, ?, ?)", list(puk_boxes))
             await self._db.executemany("INSERT INTO team_boxes VALUES (?, ?, ?, ?)", list(team_boxes))
+            await self._db.executemany("INSERT OR REPLACE INTO unlogged_links VALUES (?, ?, ?)",
+                                       [(link_hash(link.wire), link.chain, link.seq) for link in links])
             return LinksAppended()
 
         return await self._refusable(write, LinksAppended(), ChainMoved())
+
+    @_atomic
+    async def unlogged_links(self) -> list[tuple[bytes, int]]:
+        """The links stored whose audit events were not yet recorded (a crash came between): (wire, time
+        the server stored it), in the order they were stored."""
+        async with self._db.execute("SELECT l.wire, l.time FROM unlogged_links u JOIN links l "
+                                    "ON l.chain=u.chain AND l.seq=u.seq ORDER BY l.rowid") as cur:
+            return [(bytes(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+    @_atomic
+    async def links_logged(self, hashes: list[bytes]) -> None:
+        """The audit events of these links are recorded: forget them (``unlogged_links``)."""
+        await self._db.executemany("DELETE FROM unlogged_links WHERE hash=?", [(h,) for h in hashes])
 
     @_atomic
     async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]:
@@ -297,8 +320,7 @@ class SQLiteStorage:
                 await self._db.execute("RELEASE write")
             await self._db.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                await self._db.execute("ROLLBACK")
+            await rollback(self._db)  # SQLite may have rolled back already (a full disk)
             raise
         return outcomes
 
@@ -451,7 +473,7 @@ class SQLiteStorage:
                                        [(m.pos + 1, m.time, m.team, m.thread) for m in rows])
             await self._db.execute("COMMIT")
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            await rollback(self._db)
             raise
 
     @_atomic
@@ -489,7 +511,7 @@ class SQLiteStorage:
                 "t.team=m.team AND t.thread=m.thread WHERE t.expire > 0 AND m.time + t.expire <= ?)", (now,))
             await self._db.execute("COMMIT")
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            await rollback(self._db)
             raise
         return gone
 
