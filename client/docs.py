@@ -15,10 +15,10 @@ import contextlib
 import os
 import shlex
 import time
-from collections.abc import AsyncIterator, Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from client import download
 from client.home import Pins
@@ -27,12 +27,13 @@ from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
 from client.sanitize import escape
 from client.session import Session
+from client.upload import encrypting_stream
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import TeamState
 from vault.encoding import Value
-from vault.envelope import DELETE, FRAME, PUT, DocWriter, Opened, Record, open_record
+from vault.envelope import DELETE, PUT, DocWriter, Opened, Record, open_record
 from vault.errors import (
     BadName,
     BatchFailed,
@@ -47,9 +48,8 @@ from vault.errors import (
     VaultError,
     WouldOverwrite,
 )
-from vault.fileio import prefetch, signature
-from vault.heap import tune_for_streaming
-from vault.localindex import Hasher, LocalCopy, content_hasher
+from vault.fileio import signature
+from vault.localindex import LocalCopy, content_hasher
 from vault.names import check_name
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Docs, Stored, Versions
@@ -332,7 +332,7 @@ class Documents:
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
             res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        _encrypting_stream(writer, f, progress, hasher), Stored,
+                                        encrypting_stream(writer, f, progress, hasher), Stored,
                                         length=writer.upload_length())
         assert writer.record is not None
         if res.vid != writer.record.version_id:
@@ -562,45 +562,3 @@ def deleted_error(view: View, team: TeamState, name: str, rec: Record, version: 
     restore = escape(f"mvault restore {shlex.quote(team.name)} {shlex.quote(name)}")
     return NotFound(f"{what} (by {who}, {when}); bring it back with `{restore}` (its history is kept: "
                     "`--version N` fetches an older version)")
-
-
-async def _ticks() -> AsyncIterator[None]:
-    """An endless stream of turns for ``prefetch`` (the work itself says when the file ends)."""
-    while True:
-        yield None
-
-
-async def _encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None,
-                             hasher: Hasher) -> AsyncIterator[bytes]:
-    """The upload body. A worker thread reads and encrypts the next MiB while the event loop sends
-    this one (at most two in memory); small files are done inline (a thread trip costs more)."""
-    yield writer.upload_prefix()
-
-    eof = False
-
-    def next_piece(_: None = None) -> tuple[int, bytes]:
-        nonlocal eof
-        if eof:  # prefetch asks for one piece ahead: nothing is read after the end
-            return 0, b""
-        chunk = f.read(FRAME)
-        eof = not chunk
-        hasher.update(chunk)
-        return len(chunk), writer.encrypt(chunk) if chunk else b""
-
-    if writer.size < FRAME:
-        n, data = next_piece()  # reads more than its size: a file that grew is refused
-        if data:
-            yield data
-        if progress and n:
-            progress(n)
-    else:
-        tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
-        # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
-        async with contextlib.aclosing(prefetch(_ticks(), next_piece, download.POOL)) as pieces:
-            async for n, data in pieces:
-                if not n:
-                    break
-                yield data
-                if progress:
-                    progress(n)
-    yield writer.finish()
