@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_do
 from tests.helpers.db import counts, log_size, snapshot
 from tests.helpers.http import Http
 from tests.helpers.members import unlock_fast
+from tests.helpers.tmpfs import server_on_tmpfs
 
 TMPFS = 32 * 1024 * 1024
 
@@ -75,27 +75,11 @@ class Disk:
         monkeypatch.setattr(store, method, filled)
 
 
-def _mount(path: Path) -> bool:
-    if os.geteuid() != 0:
-        return False
-    path.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS},mode=0700", "tmpfs", str(path)],
-                          capture_output=True)
-    return done.returncode == 0
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
     """The real server, its data directory a tmpfs of 32 MiB."""
-    data = tmp_path / "server-data"
-    if not _mount(data):
-        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
-    s = ServerThread(data)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
-        subprocess.run(["umount", str(data)], check=True)
+    with server_on_tmpfs(tmp_path, TMPFS) as s:
+        yield s
 
 
 def actor(m: Member, monkeypatch: pytest.MonkeyPatch) -> Actor:

@@ -9,7 +9,6 @@ Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere the test is skipped.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,33 +19,18 @@ from tests.conftest import Member, Org, ServerThread
 from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_doc, session, team_key
 from tests.helpers.db import log_size, snapshot
 from tests.helpers.http import Http, refused
+from tests.helpers.tmpfs import server_on_tmpfs
 
 TMPFS = 16 * 1024 * 1024  # the server's whole data directory
 LEFT = 256 * 1024  # free space left for the databases once the disk is filled
 BODY = 1024 * 1024  # an upload larger than what is left
 
 
-def _mount(path: Path) -> bool:
-    if os.geteuid() != 0:
-        return False
-    path.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS},mode=0700", "tmpfs", str(path)],
-                          capture_output=True)
-    return done.returncode == 0
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerThread]:
     """The real server, its data directory a tmpfs of 16 MiB."""
-    data = tmp_path / "server-data"
-    if not _mount(data):
-        pytest.skip("mounting a tmpfs needs root")
-    s = ServerThread(data)
-    try:
-        yield s.start()
-    finally:
-        s.stop()  # harmless if it never started
-        subprocess.run(["umount", str(data)], check=True)
+    with server_on_tmpfs(tmp_path, TMPFS) as s:
+        yield s
 
 
 def fill(data: Path, leave: int) -> Path:
