@@ -10,12 +10,17 @@ listed as lost for good: what was signed in those links (roles, team changes, de
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from client.client import Client
 from client.putbase import Base
+from vault.envelope import PUT
 from vault.errors import NotFound
+from vault.localindex import LocalCopy, content_hasher
 
 
 def lost_since_restores(pins_log: dict[str, Any]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
@@ -63,17 +68,52 @@ async def republish(c: Client, team_name: str) -> list[dict[str, Any]]:
         if not newer:
             row["reason"] = "no local copy of a version the server lacks"
             continue
-        path_text, _ = max(newer, key=lambda pc: pc[1].seq)
+        path_text, copy = max(newer, key=lambda pc: pc[1].seq)
         path = Path(path_text)
-        if not path.is_file():
-            row["reason"] = f"the local copy {path} is gone"
+        row["path"] = str(path)
+        read = read_copy(path, copy)
+        if isinstance(read, str):
+            row["reason"] = read
             continue
         row["name"] = name or path.name
-        row["path"] = str(path)
-        items.append((path, row["name"]))
+        items.append((path, row["name"], read))
         waiting.append(row)
-    if items:
-        stored = await c.docs.put_many(team.name, items, base=Base(force_new_version=True))
-        for row, (_, seq, _vid) in zip(waiting, stored, strict=True):
+    with tempfile.TemporaryDirectory(prefix=".republish-", dir=s.home.path) as tmp:
+        for row, (path, doc_name, (data, st)) in zip(waiting, items, strict=True):
+            # Uploaded from the bytes checked above, not from the path again (which may change meanwhile).
+            source = Path(tmp) / "content"
+            fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            seq, vid = await c.docs.write_op(team.name, doc_name, PUT, source=source,
+                                             base=Base(force_new_version=True), index=False)
+            c.docs.copies.save([(team.team_id, keys[0].doc_id(doc_name), str(path),
+                                 LocalCopy(vid, seq, content_hasher_of(data), st.st_size, st.st_mtime_ns, st.st_ino))])
             row.update({"result": "republished", "version": seq, "reason": ""})
     return rows
+
+
+def content_hasher_of(data: bytes) -> bytes:
+    h = content_hasher()
+    h.update(data)
+    return h.digest()
+
+
+def read_copy(path: Path, copy: LocalCopy) -> tuple[bytes, os.stat_result] | str:
+    """The content at ``path`` if it is still the version the local copies index recorded there (read once,
+    a regular file opened without following a symlink); else why it is not republished."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return f"the local copy {path} is gone"
+    except OSError as e:
+        return f"the local copy {path} is not a regular file or cannot be read ({e.strerror}): not republished"
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return f"the local copy {path} is not a regular file: not republished"
+        data = f.read()
+    if len(data) != copy.size or content_hasher_of(data) != copy.sha256:
+        return (f"the local copy {path} changed since this device recorded version {copy.seq} there: "
+                "not republished (put it again yourself if it is still that document)")
+    return data, st
