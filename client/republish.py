@@ -51,7 +51,7 @@ async def republish(c: Client, team_name: str) -> list[dict[str, Any]]:
                      "result": "lost", "version": None,
                      "reason": "this device keeps no chain links: sign those team changes again"})
     index = c.docs.copies.load()
-    items: list[tuple[Path, str]] = []
+    items: list[tuple[Path, str, tuple[bytes, os.stat_result]]] = []
     waiting: list[dict[str, Any]] = []
     prefix = f"{team.team_id}/"
     for key, (served, pinned) in sorted(lost_docs.items()):
