@@ -184,12 +184,38 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogVie
         await judge(s, chains, acc, sig, seen)
     except ServerBehind as e:
         raise ServerBehind(f"{what}; the acceptance the server shows is refused: {e.reason}") from e
+    try:
+        check_covered(acc, seen)
+    except ServerBehind as e:
+        raise ServerBehind(f"{what}; {e.reason}") from e
     apply(s, acc, seen)
     name = escape(seen.view.name_of(acc.member))
     s.warnings.append(f"the server was restored from an older backup; {name} (Security Team) accepted its state: "
                       f"{len(seen.lost.chains)} chains and {len(seen.lost.docs)} documents went back from what this "
                       f"device saw; see `{STATUS}`, and `mvault republish TEAM` brings back local copies")
     return await sync_log(s, after_login=True)
+
+
+def check_covered(acc: Acceptance, seen: Seen) -> None:
+    """Refuse (``ServerBehind``) to lower a pin below what the acceptance names for it: a chain that went back
+    on this device must be named in the signed ``lost`` list, served now at least as far as the signer saw it
+    served; a document it names likewise. (Every member's device replays every chain, so a signer whose device
+    was in step saw every chain that went back; documents of teams the signer cannot read are not in its list.)"""
+    for chain, (served, _) in sorted(seen.lost.chains.items()):
+        named = acc.lost.chains.get(chain)
+        what = f"the {_chain_name(seen.view, chain)} chain (served {served} links)"
+        if named is None:
+            raise ServerBehind(f"{what} went back, and the Security Team's acceptance does not cover it (it does not "
+                               "name that chain among what went back): a rollback")
+        if served < named[0]:
+            raise ServerBehind(f"{what} went back further than the Security Team's acceptance names for it "
+                               f"({named[0]} links): the acceptance does not cover it, a rollback")
+    for doc, (served, _) in sorted(seen.lost.docs.items()):
+        named = acc.lost.docs.get(doc)
+        if named is not None and served < named[0]:
+            raise ServerBehind(f"document {doc} (served version {served}) went back further than the Security "
+                               f"Team's acceptance names for it (version {named[0]}): the acceptance does not cover "
+                               "it, a rollback")
 
 
 def apply(s: Session, acc: Acceptance, seen: Seen) -> None:
