@@ -14,8 +14,9 @@ acceptance (``security.restore``); it follows one only if
   than the checkpoint this device accepted last (allowing the clock window): an old acceptance replayed
   after a second rollback names a state this device has already moved past;
 
-then it lowers only the pins that went back, to what the server serves (never below it; ``keys`` and
-``verified`` untouched), records the restore in the sealed pins (``pins.log["restored"]``) and goes on.
+then it lowers only the pins that went back, to what the server serves (never below it, nor below what the
+acceptance's signed ``lost`` list names: ``check_covered``; ``keys`` and ``verified`` untouched), records
+the restore in the sealed pins (``pins.log["restored"]``) and goes on.
 Without a valid acceptance nothing changes here and the command stops (exit 3) with what it sees.
 """
 

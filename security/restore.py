@@ -5,7 +5,8 @@ versions) cannot tell a restore from an older backup from a server that rolls it
 A human on the Security Team decides, and signs that decision: an acceptance names the organization,
 the restored server's signed audit checkpoint (and the log key that signed it), the organization chain
 head it serves, the time, the signer and device, and what the signer's own client saw go back (``lost``,
-shown to people, never used to lower a pin). Its bytes (docs/format.md "Restore acceptance")::
+shown to people; a follower lowers no pin below what it names, and refuses a chain that went back
+and is not in it: client/restore.py ``check_covered``). Its bytes (docs/format.md "Restore acceptance")::
 
     encode({"v": 1, "org": org_id, "checkpoint": checkpoint_raw, "cp_sig": log_sig, "log_key": log_public,
             "org_seq": n, "org_head": head, "time": t, "member": m, "device": d,
