@@ -6,17 +6,20 @@
   proposes, the same place signed by a second NCC member puts it in force).
 - ``moved``: the old server is gone and the member was given the new URL and pin out of band: the client
   logs in there with that pin and saves it only if the organization chain there (the pinned root, extending
-  every pinned head, replayed and judged like any other) names exactly that place in force.
+  every pinned head, replayed and judged like any other) names exactly that place in force. What it checks
+  there moves the device's pins (log, chains, documents) on a scratch copy only, saved once the move is accepted:
+  a refused move leaves the pins as they were.
 """
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, replace
 
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
-from client.home import Home, Secrets
+from client.home import Home, Pins, Secrets
 from vault.chains import OrgState, ServerPlace
 from vault.errors import PolicyDenied, ServerMismatch, VaultError
 from vault.pin import Pin, check_https_url
@@ -96,8 +99,28 @@ def named_place(org: OrgState, url: str, pin: Pin) -> ServerPlace:
     return place
 
 
+class _Scratch(Home):
+    """``home`` with its pins on a scratch copy in memory: a candidate place's log, chains and documents are checked
+    against the device's pins and move them on only here; ``keep`` saves them once the move is accepted."""
+
+    def __init__(self, home: Home) -> None:
+        super().__init__(home.path)
+        self.__dict__.update({k: v for k, v in home.__dict__.items() if k != "path"})
+        self._scratch = home.pins()
+
+    def pins(self) -> Pins:
+        return deepcopy(self._scratch)
+
+    def save_pins(self, pins: Pins) -> None:
+        self._scratch = deepcopy(pins)
+
+    def keep(self) -> None:
+        Home.save_pins(self, self._scratch)
+
+
 async def _at(home: Home, secrets: Secrets, api: Api, clock: Clock) -> Client:
-    """A verified session at another place than this client's (``api``): its chains checked against every pin."""
+    """A verified session at another place than this client's (``api``): its chains checked against every pin
+    (``home`` is a ``_Scratch``: nothing the candidate serves is pinned before the move is accepted)."""
     c = Client(home, secrets, api, clock)
     c.session.cfg = replace(c.session.cfg, url=api.url, cert_fp=api.pin.value.hex(), pin_kind=api.pin.kind)
     await c.login()
@@ -109,21 +132,26 @@ async def moved(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) 
     """Log in at ``url`` with ``pin``, verify the organization chain there names that place, then save it."""
     if place_of(home) == (url, pin):
         raise PolicyDenied(f"this client already uses {url} with pin {pin}")
+    scratch = _Scratch(home)
     async with Api(url, pin) as api:
-        c = await _at(home, secrets, api, clock)
+        c = await _at(scratch, secrets, api, clock)
         place = named_place((await c.chains.view()).org, url, pin)
-    if not _switch(home, place):
+    if place_of(home) == (place.url, place.pin):
         raise PolicyDenied(f"this client already uses {url} with pin {pin}")
+    scratch.keep()  # the move is accepted: the pins checked at the new place are this device's now
+    _switch(home, place)
     return Moved(place.url, place.pin, place.by, place.time, place.seq, True)
 
 
 async def announce_at(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) -> Moved:
     """The old server is gone: sign the move at the new place itself (its chains verified first, as ``moved``
     does); once it is in force, this client uses it."""
+    scratch = _Scratch(home)
     async with Api(url, pin) as api:
-        c = await _at(home, secrets, api, clock)
+        c = await _at(scratch, secrets, api, clock)
         m = await announce(c, url, pin)
         place = (await c.chains.view()).org.server
     if m.in_force and place is not None:
+        scratch.keep()
         _switch(home, place)
     return m
