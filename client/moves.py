@@ -55,19 +55,41 @@ def parse_place(url: str, pin: str) -> tuple[str, Pin]:
 
 
 def _switch(home: Home, place: ServerPlace) -> bool:
-    """Save ``place`` as this client's server; False if it is the one already saved."""
+    """Save ``place`` as this client's server (and the seq of the link that put it in force); False if it is the
+    one already saved."""
     cfg = home.config()
     if (cfg.url, cfg.pin) == (place.url, place.pin):
+        if place.seq > cfg.server_seq:  # (a client that followed it before it kept the seq)
+            home.save_config(replace(cfg, server_seq=place.seq))
         return False
-    home.save_config(replace(cfg, url=place.url, cert_fp=place.pin.value.hex(), pin_kind=place.pin.kind))
+    home.save_config(replace(cfg, url=place.url, cert_fp=place.pin.value.hex(), pin_kind=place.pin.kind,
+                             server_seq=place.seq))
     return True
 
 
+def _older(home: Home, place: ServerPlace) -> str | None:
+    """Why ``place`` must not be followed: the link that puts it in force is not newer than the ``org.server``
+    link this client already follows (a chain served from before a later move, e.g. an accepted older backup)."""
+    cfg = home.config()
+    if (cfg.url, cfg.pin) == (place.url, place.pin) or place.seq > cfg.server_seq:
+        return None
+    return (f"the organization chain served puts {place.url} in force by link {place.seq}, older than the move "
+            f"this device follows (link {cfg.server_seq}, to {cfg.url}): staying at {cfg.url}; if the "
+            "organization moves back, an NCC member signs a new move (`mvault server announce-move`)")
+
+
 async def follow(s: Client) -> Moved | None:
-    """Switch to the place the verified organization chain puts in force, if it is not ours (None: nothing to do)."""
+    """Switch to the place the verified organization chain puts in force, if it is not ours (None: nothing to do).
+    An older place than the one this client follows is never followed: it stays, and says so."""
     org = (await s.chains.view()).org
     place = org.server
-    if place is None or not _switch(s.session.home, place):
+    if place is None:
+        return None
+    why = _older(s.session.home, place)
+    if why is not None:
+        s.session.warnings.append(why)
+        return None
+    if not _switch(s.session.home, place):
         return None
     s.session.cfg = s.session.home.config()
     return Moved(place.url, place.pin, place.by, place.time, place.seq, True)
@@ -138,6 +160,9 @@ async def moved(home: Home, secrets: Secrets, url: str, pin: Pin, clock: Clock) 
         place = named_place((await c.chains.view()).org, url, pin)
     if place_of(home) == (place.url, place.pin):
         raise PolicyDenied(f"this client already uses {url} with pin {pin}")
+    why = _older(home, place)
+    if why is not None:
+        raise ServerMismatch(f"refusing to switch: {why}")
     scratch.keep()  # the move is accepted: the pins checked at the new place are this device's now
     _switch(home, place)
     return Moved(place.url, place.pin, place.by, place.time, place.seq, True)
