@@ -60,6 +60,9 @@ class Config:
     device_id: str
     name: str
     pin_kind: str = "cert"  # vault.pin: cert_fp holds its value (empty for webpki); absent in older config.bin
+    # seq of the org.server link whose place this client uses (0: none, the invite's place); it never follows an
+    # older one (client/moves.py)
+    server_seq: int = 0
 
     @property
     def pin(self) -> Pin:

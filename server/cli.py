@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 import uvloop
 from aiohttp import web
 
@@ -145,7 +146,11 @@ async def serve(data: Path, settings: Settings, as_json: bool, tls: Tls = SELF_S
 def run(data: Path, config_file: Path | None, as_json: bool, public_url: str | None, tls_cert: Path | None,
         tls_key: Path | None, behind_proxy: bool, pin: str | None, **flags: Any) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
-    settings = effective(data, config_file, {**flags, "public_url": public_url}).settings
+    chosen = effective(data, config_file, {**flags, "public_url": public_url})
+    settings = chosen.settings
+    if behind_proxy and chosen.sources["metrics_loopback"] == "default":
+        # Behind the proxy every request comes from loopback: the exemption would open the metrics to anyone.
+        settings = msgspec.structs.replace(settings, metrics_loopback=False)
     configure(settings.log_format, settings.log_level)
     tune_for_streaming()  # upload and download pieces reused, not faulted in again for each (vault/heap.py)
     try:

@@ -116,7 +116,10 @@ class MemberCode:
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             f, pin = _read(raw, what, {"url", "org", "member", "secret"})
-            return cls(prefix, f.str_("url", 512), pin.value, f.bytes_("org", 32), f.str_("member", 64),
+            url = f.str_("url", 512)
+            if not url.startswith("https://"):  # over http:// no pin is checked: the code's pin would mean nothing
+                raise InviteError(f"{what} names a server that is not HTTPS")
+            return cls(prefix, url, pin.value, f.bytes_("org", 32), f.str_("member", 64),
                        f.bytes_("secret", 32), pin.kind)
         except (binascii.Error, ValueError, EncodingError) as e:
             raise InviteError(f"{what} is damaged (copy it again, whole)") from e

@@ -42,7 +42,7 @@ def _logged_in(ctx: Ctx, fn: Callable[[Client], Awaitable[T]]) -> T:
     secrets = ctx.home.unlock()
 
     async def go() -> T:
-        async with Api(cfg.url, bytes.fromhex(cfg.cert_fp)) as api:
+        async with Api(cfg.url, cfg.pin) as api:
             c = Client(ctx.home, secrets, api, ctx.clock)
             await c.session.login()
             return await fn(c)
