@@ -7,7 +7,9 @@ from a server that rolls it back to hide something. ``follow`` looks for the Sec
 acceptance (``security.restore``); it follows one only if
 
 * it names this organization and is signed by a device of a member then holding the org role ``security``,
-  judged by the one judge at the state this client replays (its pinned organization root);
+  judged by the one judge at the state this client replays (its pinned organization root), and that member and
+  device are in the Security Team this device pinned at its newest verified view (``pins.signers``: a removal or
+  revocation the rolled-back chains lost still counts);
 * its checkpoint is signed by the server's current log key, and the server's current checkpoint extends it
   (a consistency proof from the acceptance's size); the organization head it names is in the served chain;
 * it is newer than every acceptance this device followed before (checkpoint size and time) and not older
@@ -164,6 +166,10 @@ async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: S
         judge_acceptance(acc, sig, seen.view.org, seen.view.members)
     except (PolicyDenied, ChainError, BadSignature, IntegrityError) as e:
         raise ServerBehind(f"its signer was not entitled, or it does not verify ({e})") from e
+    if acc.device not in pins.signers.get(acc.member, []):
+        raise ServerBehind("its signer is not on the Security Team as this device last verified it (a member removed "
+                           "from it, or a device revoked, after the state the server now serves; or this device "
+                           "never verified the organization with this version)")
 
 
 async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogView:
