@@ -102,7 +102,9 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
         if not w.cosigs:
             raise LogInconsistent("a witnessed checkpoint without well-formed cosignatures")
         witness = Witness(wcp, w.cosigs)
-    pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex()})
+    # "seen_at": this device's own clock when it accepted the checkpoint (a server cannot freeze it; restore.py)
+    pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex(),
+                     "seen_at": s.now()})
     s.home.save_pins(pins)
     return LogView(cp, witness)
 

@@ -76,6 +76,8 @@ class Pins:
     keys: dict[str, str] = field(default_factory=dict)  # member -> key fingerprint last seen
     verified: dict[str, str] = field(default_factory=dict)  # member -> key fingerprint verified in person
     log: dict[str, Any] = field(default_factory=dict)  # last accepted audit checkpoint: size, root, time, log_key
+    # Who may sign a restore acceptance, as of the newest verified org state: member -> active device ids
+    signers: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,7 +183,7 @@ class Home:
         if not isinstance(raw, dict):
             raise VaultError(f"{self.path / PINS} is damaged")
         return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}),
-                    raw.get("log", {}))
+                    raw.get("log", {}), raw.get("signers", {}))
 
     def save_pins(self, pins: Pins) -> None:
         self._write_state("pins", _pins_value(pins))

@@ -7,12 +7,15 @@ from a server that rolls it back to hide something. ``follow`` looks for the Sec
 acceptance (``security.restore``); it follows one only if
 
 * it names this organization and is signed by a device of a member then holding the org role ``security``,
-  judged by the one judge at the state this client replays (its pinned organization root);
+  judged by the one judge at the state this client replays (its pinned organization root), and that member and
+  device are in the Security Team this device pinned at its newest verified view (``pins.signers``: a removal or
+  revocation the rolled-back chains lost still counts);
 * its checkpoint is signed by the server's current log key, and the server's current checkpoint extends it
   (a consistency proof from the acceptance's size); the organization head it names is in the served chain;
 * it is newer than every acceptance this device followed before (checkpoint size and time) and not older
-  than the checkpoint this device accepted last (allowing the clock window): an old acceptance replayed
-  after a second rollback names a state this device has already moved past;
+  than the checkpoint this device accepted last (its checkpoint's server-signed time, and its own signed time
+  against this device's clock when it accepted that checkpoint, within ``ALLOWANCE``): an old acceptance
+  replayed after a second rollback names a state this device has already moved past;
 
 then it lowers only the pins that went back, to what the server serves (never below it, nor below what the
 acceptance's signed ``lost`` list names: ``check_covered``; ``keys`` and ``verified`` untouched), records
@@ -33,7 +36,7 @@ from client.view import Chains, View
 from security.authority import POLICY
 from security.events import Checkpoint
 from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
 from vault.chains import org_id_for
 from vault.envelope import Record
 from vault.errors import (
@@ -165,6 +168,20 @@ async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: S
         judge_acceptance(acc, sig, seen.view.org, seen.view.members)
     except (PolicyDenied, ChainError, BadSignature, IntegrityError) as e:
         raise ServerBehind(f"its signer was not entitled, or it does not verify ({e})") from e
+    if acc.device not in pins.signers.get(acc.member, []):
+        raise ServerBehind("its signer is not on the Security Team as this device last verified it (a member removed "
+                           "from it, or a device revoked, after the state the server now serves; or this device "
+                           "never verified the organization with this version)")
+    # Signed after this device last accepted the server's log (a replay names a state it has moved past). The
+    # accepted checkpoint and the pinned one are both dated by the server's clock: an honest restored server
+    # signs the first after the restore, so after every checkpoint the server signed before it.
+    if cp.time < int(pins.log.get("time", 0)):
+        raise ServerBehind("its checkpoint is older than the checkpoint this device accepted last (a replay)")
+    # A server may lie about its checkpoints' times: the device's own clock when it accepted its last checkpoint
+    # bounds the signer's time too (within the clock allowance between two members' devices).
+    if acc.time + ALLOWANCE < int(pins.log.get("seen_at", 0)):
+        raise ServerBehind("it was signed before this device last accepted the server's log (by this device's "
+                           "clock; a replay)")
 
 
 async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogView:

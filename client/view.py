@@ -14,7 +14,8 @@ from client.checkpoints import LogView, check_witness, protocols_of
 from client.home import Pins
 from client.session import Session
 from security.authority import POLICY
-from security.policy import TEAM_KINDS
+from security.policy import ORG_RULES, TEAM_KINDS
+from vault.acts import Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
 from vault.envelope import Record
 from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
@@ -152,6 +153,21 @@ def check_listed_head(pins: Pins, key: str, rec: Record) -> None:
         )
 
 
+def restore_signers(view: View, now: int) -> dict[str, list[str]]:
+    """Who may sign a restore acceptance in this verified state (member -> devices active now): pinned, so that
+    a server rolled back to before a removal or a revocation cannot have the removed signer judged on its
+    restored chains (client/restore.py)."""
+    signers: dict[str, list[str]] = {}
+    for member_id, m in view.members.items():
+        if not view.org.roles_of(member_id, now) & ORG_RULES["restore.accept"]:
+            continue  # the judge below decides; this only skips members without the role (most of them)
+        devices = sorted(d for d in m.devices
+                         if POLICY.entitled(Act(member_id, d, now, "restore.accept"), view.org, view.members, None))
+        if devices:
+            signers[member_id] = devices
+    return signers
+
+
 def check_no_doc_hidden(pins: Pins, team_id: str, listed: set[str]) -> None:
     if any(k.startswith(f"{team_id}/") and k not in listed for k in pins.docs):
         raise RollbackDetected(
@@ -194,6 +210,7 @@ class Chains:
         s = self.session
         pins = s.home.pins()
         view = await self._fetch(pins, None)
+        pins.signers = restore_signers(view, s.now())
         s.home.save_pins(pins)
         self._view = view
         if self.log is not None:
