@@ -255,7 +255,8 @@ def test_keystore_local_state_and_audit_leaves_follow_the_document(org: Org) -> 
         if name == "config":
             assert value == {"url": org.server.url, "cert_fp": org.server.fingerprint,
                              "org_root": stored_links(org)["org"][0]["hash"].hex(), "member_id": who["member"],
-                             "device_id": who["device"], "name": "bob", "pin_kind": "cert"}
+                             "device_id": who["device"], "name": "bob", "pin_kind": "cert",
+                             "server_seq": 0}
         else:
             assert value["chains"]["org"][0] == len(stored_links(org)["org"])
             assert value["chains"]["org"][1] == stored_links(org)["org"][-1]["hash"].hex()
