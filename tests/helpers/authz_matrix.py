@@ -56,6 +56,10 @@ KEY_ACTIONS = frozenset({"team.rotate", "team.share"})  # need the current team 
 
 AUDIT_TEAM = "mx-audit"  # a security team every matrix actor holds the key of (audit.key, org.audit_team)
 NO_LINK_ACTIONS = frozenset({"audit.key", "audit.cosign"})  # signed statements, not chain links
+# Policy actions the matrix cannot attempt per cell, with where they are judged instead.
+ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per cell: judged by "
+                               "tests/test_restored.py, tests/test_restored_attacks.py, tests/test_review7_exploits.py "
+                               "and the authority model"}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {
