@@ -19,9 +19,6 @@ from collections.abc import Iterable, Sequence
 from html import escape as html_escape
 from typing import Any, Final
 
-import pygal
-from pygal.style import Style
-
 from client.audit.figures import Figure, figures, label
 from client.audit.report import Report
 from client.sanitize import escape as terminal_escape
@@ -36,10 +33,10 @@ WARNING: Final = ("This file maps the organization: who is in which team, their 
 _STATUS_ORDER: Final = {"violated": 0, "alert": 1, "warning": 2, "ok": 3, "disabled": 4}
 _LEVEL_ORDER: Final = {"violation": 0, "alert": 1, "warning": 2}
 _COLORS: Final = ("#3b6ea5", "#c0392b", "#8e44ad", "#16a085", "#d35400", "#2c3e50", "#7f8c8d", "#27ae60")
-_STYLE: Final = Style(background="#ffffff", plot_background="#ffffff", foreground="#222222",
-                      foreground_strong="#111111", foreground_subtle="#555555", colors=_COLORS,
-                      font_family="sans-serif", title_font_size=18, label_font_size=12,
-                      major_label_font_size=12, legend_font_size=13)
+_STYLE: Final[dict[str, Any]] = {
+    "background": "#ffffff", "plot_background": "#ffffff", "foreground": "#222222", "foreground_strong": "#111111",
+    "foreground_subtle": "#555555", "colors": _COLORS, "font_family": "sans-serif", "title_font_size": 18,
+    "label_font_size": 12, "major_label_font_size": 12, "legend_font_size": 13}
 _CSS: Final = """
 body{font-family:sans-serif;margin:0 auto;max-width:1000px;padding:1em;color:#222;background:#fff}
 .banner{border:3px solid #c0392b;background:#fdecea;padding:.8em 1em;margin:0 0 1em;font-size:1.05em}
@@ -88,10 +85,15 @@ def _without_scripts(root: Any) -> Any:
 
 def chart_svg(fig: Figure) -> str:
     """The figure as an inline ``<svg>`` element: no script, no XML declaration, no external reference."""
+    # pygal is imported here, not with the module: every `mvault audit ...` command loads this module, and
+    # pygal (with importlib-metadata) takes a noticeable part of a second to import.
+    import pygal
+    from pygal.style import Style
+
     kind = {(False, False): pygal.Bar, (False, True): pygal.StackedBar,
             (True, False): pygal.HorizontalBar, (True, True): pygal.HorizontalStackedBar}[fig.horizontal, fig.stacked]
     height = max(300, 110 + 22 * len(fig.labels)) if fig.horizontal else 380
-    chart = kind(js=[], disable_xml_declaration=True, style=_STYLE, width=960, height=height,
+    chart = kind(js=[], disable_xml_declaration=True, style=Style(**_STYLE), width=960, height=height,
                  title=fig.title, x_label_rotation=0 if fig.horizontal else 60, show_minor_x_labels=fig.horizontal,
                  x_labels_major_every=None if fig.horizontal else max(1, len(fig.labels) // 15),
                  legend_at_bottom=True, print_values=False, no_data_text="nothing to show",
