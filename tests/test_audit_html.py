@@ -11,6 +11,7 @@ Without chromium the browser test fails; ``MVAULT_SKIP_BROWSER=1`` skips it, out
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
 from collections.abc import Iterator
@@ -176,3 +177,21 @@ def test_the_file_is_private_and_never_replaced_without_force(reported: Reported
     assert r.code == 1 and "exists" in r.err and not (path.parent / "elsewhere.html").exists()
     r = reported.carol.run("audit", "report", "--since", "7d")
     assert r.code == 2 and r.err.startswith("error: --since and --force go with --html"), r.err
+
+
+def test_a_rule_the_page_has_never_heard_of_is_shown_with_its_findings() -> None:
+    """The page iterates over the rule results: a rule added later (another helper's, a newer version's)
+    appears in the table and the findings without a change to client/audit/html.py."""
+    from bench.report_html import make_report
+    from client.audit import html
+    from security.rules import Finding, RuleResult
+
+    rep = make_report(8, 400)
+    index, event = rep.input.events[3]
+    future = RuleResult("future-rule", "high", True, "violated",
+                        (Finding("future-rule", "violation", f"{SCRIPT} did {ATTRIBUTE}", "", (index,)),))
+    page = html.render(dataclasses.replace(rep, results=[*rep.results, future]), rep.input.now - 90 * DAY)
+    assert '<a href="#rule-future-rule">future-rule</a>' in page and 'id="rule-future-rule"' in page
+    section = page[page.index('id="rule-future-rule"'):]
+    assert html.text(SCRIPT) in section and "&lt;script&gt;" in section and SCRIPT not in page
+    assert f"<td>{index}</td>" in section and f"<td>{event.action}</td>" in section  # the event behind it
