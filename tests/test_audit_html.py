@@ -175,6 +175,11 @@ def test_the_file_is_private_and_never_replaced_without_force(reported: Reported
     link.symlink_to(path.parent / "elsewhere.html")
     r = reported.carol.run("audit", "report", "--html", str(link))
     assert r.code == 1 and "exists" in r.err and not (path.parent / "elsewhere.html").exists()
+    other = path.parent / "other.html"
+    reported.carol.fails("audit", "report", "--html", str(other), "--since", "soon", contains="--since")
+    reported.carol.fails("audit", "report", "--html", str(path.parent / "no-such-dir" / "r.html"),
+                         contains="cannot write")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["link.html", "report.html"]  # nothing else written
     r = reported.carol.run("audit", "report", "--since", "7d")
     assert r.code == 2 and r.err.startswith("error: --since and --force go with --html"), r.err
 

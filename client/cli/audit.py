@@ -164,11 +164,11 @@ def audit_report(ctx: Ctx, html_path: Path | None, since: str | None, force: boo
         raise click.UsageError("--since and --force go with --html FILE")
     if html_path is not None and not force and os.path.lexists(html_path):
         raise VaultError(f"{html_path} exists; add --force to replace it")
+    start = log.parse_since(since or HTML_WINDOW, ctx.clock.now()) or 0  # (a bad --since stops here, first)
     rep = with_session(ctx, report.report)
     results, v, names = rep.results, rep.verified, rep.names
     if html_path is not None:
-        start = log.parse_since(since or HTML_WINDOW, rep.input.now)
-        _write_private(html_path, html.render(rep, rep.input.now if start is None else start).encode(), force)
+        _write_private(html_path, html.render(rep, start).encode(), force)
 
     def human() -> None:
         print_rows([r.to_json() for r in results], _RULES)
@@ -196,10 +196,10 @@ def _write_private(path: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to a new file created with mode 0600 (never chmod'ed after): without ``force`` only if
     nothing is at ``path`` (O_EXCL, so a file made meanwhile is not replaced either); with ``force`` through
     a 0600 temporary file renamed over the old one."""
-    if force:
-        atomic_write(path, data, 0o600)
-        return
     try:
+        if force:
+            atomic_write(path, data, 0o600)
+            return
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError as e:
         raise VaultError(f"{path} exists; add --force to replace it") from e
