@@ -27,6 +27,7 @@ from client.client import Client
 from client.docs import Fetched, _inside
 from client.putbase import Base
 from client.sanitize import escape
+from client.savepace import SavePace
 from client.sync import plan
 from client.sync.folders import SyncFolders
 from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
@@ -57,7 +58,7 @@ Progress = Callable[[int], None]
 PULL_CONCURRENCY = 8  # downloads in flight in one pass
 BIG_FILE = 16 * 1024 * 1024  # a transfer of this many bytes or more is "big": each holds its own buffers
 BIG_IN_FLIGHT = 2  # big uploads, and big downloads, in flight in one pass (peak memory: 8 at once reached 224 MiB)
-SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
+SAVE_EVERY = 0.5  # seconds between index saves during a pass while they are cheap (SavePace), and at its end
 FAILED = "failed"  # an action that could not be done (the reason in its detail)
 KEEP_WHEN_GONE = (plan.DELETE_REMOTE, plan.REFUSED, plan.FORGET, plan.SKIPPED, plan.NOT_PUSHED)
 IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
@@ -156,7 +157,7 @@ class SyncRun:
         self.progress = progress
         self.out = Outcome()
         self.deferred: list[plan.Action] = []  # conflicts found while pulling, done once the pulls are
-        self._saved = time.monotonic()
+        self._pace = SavePace(SAVE_EVERY)
 
     def _local(self, name: str) -> Path:
         """DIR/``name``, refused if a link on the way (or the file itself) would lead anywhere else: every local
@@ -167,9 +168,9 @@ class SyncRun:
         return path
 
     def save(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._saved >= SAVE_EVERY:
-            self.folders.save(self.index)
-            self._saved = time.monotonic()
+        if force or self._pace.due():
+            with self._pace.saving():
+                self.folders.save(self.index)
 
     def _uploaded(self, name: str) -> SyncEntry:
         """The index entry for ``name`` from the local copies entry its upload recorded (content and stat as read)."""
