@@ -57,7 +57,7 @@ from vault.wire.schemas import Docs, Stored, Versions
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
-PIN_FLUSH = 64  # document pins saved at least this often during a batch put (while saving them is cheap: SavePace)
+PIN_FLUSH = 64  # document pins saved at least this often during a batch put
 
 
 @dataclass
@@ -107,7 +107,8 @@ class Documents:
         # During a batch put: the pins read once, and the document pins not yet merged into the file.
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
-        self._batch_pace = SavePace(1.0, PIN_FLUSH)
+        self._batch_flushed = 0.0
+        self._copies_pace = SavePace(1.0)  # the local copies entries of a batch: saved with the pins while cheap
         self._copies: LocalCopies | None = None
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
@@ -171,7 +172,7 @@ class Documents:
                 self.session.home.save_pins(pins)
             else:
                 self._batch_docs[key] = pins.docs[key]
-                if self._batch_pace.due(len(self._batch_docs)):
+                if len(self._batch_docs) >= PIN_FLUSH or time.monotonic() - self._batch_flushed >= 1.0:
                     self._flush_batch_pins()
         return records
 
@@ -181,30 +182,38 @@ class Documents:
         the end (``_flush_batch_pins``), instead of the file being rewritten after every put."""
         if self._batch_pins is not None:
             raise VaultError("one batch put at a time per session")
-        self._batch_pins, self._batch_docs, self._batch_pace = self.session.home.pins(), {}, SavePace(1.0, PIN_FLUSH)
+        self._batch_pins, self._batch_docs, self._batch_flushed = self.session.home.pins(), {}, time.monotonic()
+        self._copies_pace = SavePace(1.0)
         try:
             yield
         finally:
-            self._flush_batch_pins()
+            self._flush_batch_pins(final=True)
             self._batch_pins = None
 
-    def _flush_batch_pins(self) -> None:
+    def _flush_batch_pins(self, final: bool = False) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
         each document wins, so pins others saved meanwhile stay). Also done every second or
-        PIN_FLUSH versions during a batch (spaced out once the files are big: ``SavePace``), so a killed
-        batch leaves its acknowledged versions pinned. The local copies index entries of the stored files
-        follow (never ahead of the pins)."""
-        batch, self._batch_docs = self._batch_docs, {}
-        copies, self._batch_copies = self._batch_copies, []
-        with self._batch_pace.saving():
-            if batch:
-                pins = self.session.home.pins()
-                for key, value in batch.items():
-                    old = pins.docs.get(key)
-                    if old is None or int(old[0]) < int(value[0]):
-                        pins.docs[key] = value
-                self.session.home.save_pins(pins)
-            self.copies.save(copies)
+        PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned.
+        The local copies index entries of the stored files follow (never ahead of the pins): with them
+        while that index is small, then less often (``SavePace``: a big index costs more to seal than the
+        pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md)."""
+        batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
+        if final or self._copies_pace.due():
+            copies, self._batch_copies = self._batch_copies, []
+            with self._copies_pace.saving():
+                self._save_pins(batch)
+                self.copies.save(copies)
+        else:
+            self._save_pins(batch)
+
+    def _save_pins(self, batch: dict[str, list[Any]]) -> None:
+        if batch:
+            pins = self.session.home.pins()
+            for key, value in batch.items():
+                old = pins.docs.get(key)
+                if old is None or int(old[0]) < int(value[0]):
+                    pins.docs[key] = value
+            self.session.home.save_pins(pins)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
