@@ -105,23 +105,22 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], 
     spec = ignore_spec(root)
     out = []
     for d in listing:
-        rec = d.record
-        r = plan.Remote(rec.core.doc, rec.core.seq, d.vid, None, rec.core.op == DELETE,
-                        size=d.opened.size if d.opened is not None else 0)
+        core = d.record.core
         if d.known:
             name, entry = held[d.vid]
-            if (entry.doc, entry.seq) != (rec.core.doc, rec.core.seq):  # the version id binds both: never happens
+            if (entry.doc, entry.seq) != (core.doc, core.seq):  # the version id binds both: never happens
                 raise IntegrityError("a listed head is not the version this folder's index recorded under its id")
-            r = replace(r, size=entry.size)
+            size = entry.size
         elif d.opened is None:
-            out.append(replace(r, label=f"(no key for generation {rec.core.gen})",
-                               detail="a version under a key generation you never held"))
+            out.append(plan.Remote(core.doc, core.seq, d.vid, None, core.op == DELETE,
+                                   label=f"(no key for generation {core.gen})",
+                                   detail="a version under a key generation you never held"))
             continue
         else:
-            name = d.opened.name
+            name, size = d.opened.name, d.opened.size
         why = name_problem(name)
         # An index entry's document is its name's id (every entry is recorded under the id its name gives).
-        if why is None and not d.known and doc_id(name) != rec.core.doc:
+        if why is None and not d.known and doc_id(name) != core.doc:
             why = "listed under a name that is not its own"
         if why is None and hidden(name) and not hidden_ok:
             why = "a hidden name (a part starts with '.'): not synced"
@@ -134,7 +133,8 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], 
                 _inside(root, name)
             except BadName:
                 why = "would be written outside the folder"
-        out.append(replace(r, label=name, detail=why) if why else replace(r, name=name))
+        out.append(plan.Remote(core.doc, core.seq, d.vid, None if why else name, core.op == DELETE, why or "", size,
+                               name if why else ""))
     return out
 
 
