@@ -20,6 +20,9 @@ Rows:
 * memory: peak RSS (the client process and its children, summed, every 20 ms) of alice's ``sync`` up
   and of bob's ``sync`` down of a tree of ``--mem-files`` files totalling ``--mem-mib`` MiB (2 GiB).
 
+The first-sync and no-op rows also give, in their detail, the CPU time (user + sys) of each ``mvault sync``
+and of the server over it, and the load average: on a shared machine, compare those, not the wall times.
+
 Nothing here asserts a time; the exit code is 1 only when a round trip broke (a tree differs, a file
 did not arrive). Writes ``bench/results-sync.json``.
 
