@@ -1,5 +1,6 @@
-"""When a long batch (a batch put, a sync pass) saves a whole sealed file again: the document pins, the local
-copies index, a synced folder's index.
+"""When a long batch (a batch put, a sync pass) saves a whole sealed file again: the local copies index, a
+synced folder's index. (The document pins keep their own rule, every second or 64 versions: it bounds what
+a kill leaves unpinned, SECURITY.md.)
 
 Each of those files is sealed whole, so one save costs time in proportion to everything it holds: saved
 every second (or every 64 versions) during a first sync of 10,000 files, the saves grow with the files done

@@ -1,6 +1,6 @@
-"""Issue 16's first-sync cost: the sealed files a pass saves again and again (document pins, the local copies
-index, the folder's index) are saved on a pace that keeps saving under a share of the pass's time
-(client/savepace.py), and the local copies index is read again only when another command changed it.
+"""Issue 16's first-sync cost: the sealed files a pass saves again and again (the local copies index, the
+folder's index) are saved on a pace that keeps saving under a share of the pass's time (client/savepace.py),
+and the local copies index is read again only when another command changed it.
 
 Before, every save of a batch put or of a pass's pulls opened the whole local copies index again (and sealed it
 again every second or 64 versions), so a first sync grew as the square of the tree.
