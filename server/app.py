@@ -45,6 +45,7 @@ from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimite
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
+from server.proxied import proxy_middleware
 from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher
 from server.routes import audit, auth, chains, devices, docs, public, restore, threads
 from server.store.protocols import Storage
@@ -56,8 +57,8 @@ __all__ = ["make_app", "open_app"]
 
 
 def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware, audit_middleware, limit_middleware,
-                                       auth_middleware], client_max_size=MAX_JSON,
+    app = web.Application(middlewares=[proxy_middleware, metrics_middleware, errors_middleware, audit_middleware,
+                                       limit_middleware, auth_middleware], client_max_size=MAX_JSON,
                           # every connection of every runner serving this app (serve() and the tests' alike)
                           handler_args={"keepalive_timeout": config.keepalive_timeout})
     app[STORAGE] = storage

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ class Config:
     # for a loopback peer when metrics_loopback (off behind a reverse proxy on the same host).
     metrics_token: str = ""
     metrics_loopback: bool = True
+    # Behind a reverse proxy (server/proxied.py): a request from one of these addresses names its client in
+    # proxy_header ("x-forwarded-for" or "forwarded"); from any other peer the header is ignored.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    proxy_header: str = "x-forwarded-for"
     clock: Callable[[], float] = field(default=time.time)
 
 

@@ -227,5 +227,6 @@ def hex_id(value: str, what: str) -> str:
 
 
 def source_of(request: web.Request) -> str:
-    """The peer's address. No proxy is trusted: a forwarded-for header would let anyone pick its own."""
+    """The client's address: the peer's, or behind a trusted reverse proxy the one the proxy names (the request
+    was cloned with it, server/proxied.py). No other peer's forwarded-for header counts: anyone may send one."""
     return request.remote or "?"
