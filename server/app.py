@@ -46,8 +46,9 @@ from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
 from server.proxied import proxy_middleware
-from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher
+from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher, settle_at_start
 from server.routes import audit, auth, chains, devices, docs, public, restore, threads
+from server.store.owed import OwedJournal
 from server.store.protocols import Storage
 from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
@@ -113,6 +114,8 @@ async def open_app(config: Config) -> web.Application:
     app[METRICS].watch("vault", storage.committer)
     app[METRICS].watch("audit", audit_store.committer)
     try:
+        state.journal, state.owed, state.owed_links = OwedJournal.open(config.data_dir)
+        await settle_at_start(app)  # first: the owed events are older than any the start records
         await record_unlogged_links(app)
     except BaseException:
         await audit_store.close()

@@ -25,6 +25,7 @@ from server.directory import Directory
 from server.events import EventBus, Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
 from server.messagelog import MessageLog
+from server.store.owed import OwedJournal
 from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
 from server.store.records import AuthSession
 from vault.wire.operations import OPERATIONS
@@ -101,6 +102,7 @@ class AuditState:
     # Sealed events the audit log could not take for want of disk space, oldest first (server/recorder.py settle)
     owed: list[tuple[bytes, int]] = field(default_factory=list)
     owed_links: list[bytes] = field(default_factory=list)  # hashes of the chain links whose events are owed
+    journal: OwedJournal | None = None  # where owed and owed_links are kept across a crash (server/store/owed.py)
     settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
