@@ -132,6 +132,7 @@ LOG = web.AppKey("thread_log", MessageLog)
 SESSION_KEY = web.RequestKey("session", AuthSession)
 NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
 KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
+CLIENT = web.RequestKey("client", str)  # the client's address a trusted reverse proxy named (server/proxied.py)
 CLAIMED = web.RequestKey("audit_claimed", tuple)  # (member, device) a session token names, even a refused one
 
 # Routes (by their canonical pattern, never the raw path) that need no session.

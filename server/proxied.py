@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 from aiohttp import hdrs, web
 
-from server.context import CONFIG, Handler
+from server.context import CLIENT, CONFIG, Handler
 
 Network = IPv4Network | IPv6Network
 
@@ -64,11 +64,12 @@ def hops_of(request: web.Request, header: str) -> list[str]:
 
 @web.middleware
 async def proxy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: every other middleware (limits, audit, metrics, logs) sees the client's address."""
+    """Outermost: the client's address is noted (``CLIENT``) for everything after it (``server.http.source_of``:
+    limits, failed logins, the metrics' loopback exemption). Not ``request.clone(remote=...)``: that copies the
+    request, about 40 us of CPU per request measured (a third of what a health request costs the server)."""
     config = request.app[CONFIG]
-    if not config.trusted_proxies:
-        return await handler(request)
-    remote = client_address(request.remote, hops_of(request, config.proxy_header), config.trusted_proxies)
-    if remote is not None and remote != request.remote:
-        request = request.clone(remote=remote)
+    if config.trusted_proxies:
+        remote = client_address(request.remote, hops_of(request, config.proxy_header), config.trusted_proxies)
+        if remote is not None and remote != request.remote:
+            request[CLIENT] = remote
     return await handler(request)

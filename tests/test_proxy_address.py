@@ -25,28 +25,28 @@ BURST = 2
 HEALTH = "/api/health"  # a route without a session: it spends a token of the sender's address
 
 
-def _start(servers: list[ServerProcess], tmp_path: Path, header: str) -> ServerProcess:
+def _start(servers: list[ServerProcess], tmp_path: Path, header: str, extra: str = "") -> ServerProcess:
     data = tmp_path / header
     data.mkdir()
     (data / "config.toml").write_text(f'behind_proxy = true\ntrusted_proxies = ["{PROXY}"]\nproxy_header = "{header}"\n'
-                                      f"rate_per_second = 0.1\nrate_burst = {BURST}\n")
+                                      f"rate_per_second = 0.1\nrate_burst = {BURST}\n{extra}")
     s = ServerProcess(data, free_port(), "--public-url", "https://vault.example.org", "--pin", "webpki")
     servers.append(s)
     return s.start()
 
 
-async def _statuses(s: ServerProcess, source: str, headers: dict[str, str], n: int) -> list[int]:
+async def _statuses(s: ServerProcess, source: str, headers: dict[str, str], n: int, path: str) -> list[int]:
     connector = aiohttp.TCPConnector(local_addr=(source, 0))
     async with aiohttp.ClientSession(connector=connector) as http:
         out = []
         for _ in range(n):
-            async with http.get(f"http://127.0.0.1:{s.port}{HEALTH}", headers=headers) as resp:
+            async with http.get(f"http://127.0.0.1:{s.port}{path}", headers=headers) as resp:
                 out.append(resp.status)
         return out
 
 
-def _run(s: ServerProcess, source: str, headers: dict[str, str], n: int) -> list[int]:
-    return asyncio.run(_statuses(s, source, headers, n))
+def _run(s: ServerProcess, source: str, headers: dict[str, str], n: int, path: str = HEALTH) -> list[int]:
+    return asyncio.run(_statuses(s, source, headers, n, path))
 
 
 def test_x_forwarded_for_from_the_trusted_proxy_only(tmp_path: Path, servers: list[ServerProcess]) -> None:
@@ -72,6 +72,15 @@ def test_forwarded_header_when_configured(tmp_path: Path, servers: list[ServerPr
     # X-Forwarded-For is not the configured header: a client adding one cannot pick its address with it.
     assert _run(s, PROXY, {**client, "X-Forwarded-For": "198.51.100.7"}, 1) == [429]
     assert _run(s, STRANGER, {"Forwarded": "for=192.0.2.61"}, BURST + 1) == [200] * BURST + [429]
+
+
+def test_the_metrics_loopback_exemption_is_the_clients_address(tmp_path: Path, servers: list[ServerProcess]) -> None:
+    """With ``metrics_loopback = true`` set behind a proxy, a client on the internet reaching the metrics through the
+    proxy is not a loopback peer (before: every request through the proxy was)."""
+    s = _start(servers, tmp_path, "x-forwarded-for", "metrics_loopback = true\n")
+    assert _run(s, PROXY, {"X-Forwarded-For": "198.51.100.1"}, 1, "/api/metrics") == [403]
+    assert _run(s, PROXY, {"X-Forwarded-For": "127.0.0.1, 198.51.100.2"}, 1, "/api/metrics") == [403]
+    assert _run(s, STRANGER, {"X-Forwarded-For": "198.51.100.3"}, 1, "/api/metrics") == [200]  # a local scraper
 
 
 @pytest.mark.parametrize(("peer", "hops", "client"), [
