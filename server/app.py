@@ -45,8 +45,10 @@ from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimite
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
-from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher
+from server.proxied import proxy_middleware
+from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher, settle_at_start
 from server.routes import audit, auth, chains, devices, docs, public, restore, threads
+from server.store.owed import OwedJournal
 from server.store.protocols import Storage
 from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
@@ -56,8 +58,8 @@ __all__ = ["make_app", "open_app"]
 
 
 def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, errors_middleware, audit_middleware, limit_middleware,
-                                       auth_middleware], client_max_size=MAX_JSON,
+    app = web.Application(middlewares=[proxy_middleware, metrics_middleware, errors_middleware, audit_middleware,
+                                       limit_middleware, auth_middleware], client_max_size=MAX_JSON,
                           # every connection of every runner serving this app (serve() and the tests' alike)
                           handler_args={"keepalive_timeout": config.keepalive_timeout})
     app[STORAGE] = storage
@@ -112,6 +114,8 @@ async def open_app(config: Config) -> web.Application:
     app[METRICS].watch("vault", storage.committer)
     app[METRICS].watch("audit", audit_store.committer)
     try:
+        state.journal, state.owed, state.owed_links = OwedJournal.open(config.data_dir)
+        await settle_at_start(app)  # first: the owed events are older than any the start records
         await record_unlogged_links(app)
     except BaseException:
         await audit_store.close()

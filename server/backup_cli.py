@@ -100,7 +100,8 @@ def _print_report(report: CheckReport, data: Path, as_json: bool) -> None:
             s = report.summary
             click.echo(f"ok: {data}: {s.get('documents', 0)} documents, {s.get('versions', 0)} versions, "
                        f"{s.get('blobs', 0)} blobs ({s.get('blob_bytes', 0)} bytes), {s.get('threads', 0)} threads, "
-                       f"audit log {s.get('audit_size', 0)} events, root {s.get('audit_root', '')}"
+                       f"{s.get('messages', 0)} messages, audit log {s.get('audit_size', 0)} events, root "
+                       f"{s.get('audit_root', '')}, {s.get('cosignatures', 0)} cosignatures"
                        + (f", {report.in_flight} in flight" if report.in_flight else ""))
     if report.problems:
         click.echo(f"error: {len(report.problems)} problems found in {data}", err=True)

@@ -12,6 +12,9 @@ What is checked (each failure is one ``Problem``):
 - the audit log: its leaves are contiguous from 0 and each stored hash is its leaf's hash; every signed
   checkpoint is signed by the server's log key (``log.key``), within the log, and its root is the log's root
   at its size (so every checkpoint is consistent with every other and the last one is the log's root there);
+- every thread record and message (signatures by device keys, each sender's sequence and previous-message links)
+  and every witness cosignature (signed by a Security Team member's device, per the organization chain):
+  ``server/check_threads.py``;
 - no orphan blob (on disk, referenced by no version) and no leftover temporary file (``tmp/``, ``.*.tmp``,
   ``.*.partial``). A serving server has, for a moment, a blob on disk that its version does not reference
   yet and the temporary file of an upload in progress: those younger than ``GRACE`` seconds are counted as
@@ -28,7 +31,7 @@ import asyncio
 import hashlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ import aiosqlite
 
 from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
+from server.check_threads import check_cosignatures, check_threads
 from server.directory import Directory
 from server.store.sqlite.vault import SQLiteStorage
 from vault.envelope import Record
@@ -49,7 +53,9 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # chain | version | blob-missing | blob-corrupt | orphan | temporary | audit | missing
+    # chain | version | blob-missing | blob-corrupt | orphan | temporary | audit | missing | thread | message |
+    # cosignature
+    kind: str
     path: str
     detail: str
 
@@ -165,7 +171,11 @@ def _check_blobs(data: Path, used: dict[str, tuple[int, bytes]], report: CheckRe
     report.summary.update(blobs=len(used), blob_bytes=total)
 
 
-def _check_audit(data: Path, report: CheckReport) -> None:
+def _problem(report: CheckReport) -> Callable[[str, str, str], None]:
+    return lambda kind, where, detail: report.problems.append(Problem(kind, where, detail))
+
+
+def _check_audit(data: Path, directory: Directory | None, report: CheckReport) -> None:
     db = data / "audit.db"
     try:
         public, _ = log_keypair((data / "log.key").read_bytes())
@@ -199,12 +209,13 @@ def _check_audit(data: Path, report: CheckReport) -> None:
                 report.problems.append(Problem("audit", "audit.db", f"checkpoint at size {cp.size}: its root is "
                                                                     "not the log's root at that size"))
             last = cp
+        cosignatures = check_cosignatures(con, directory, _problem(report))
         con.execute("COMMIT")
     finally:
         con.close()
     report.summary.update(audit_size=tree.size, audit_root=tree.root().hex(),
                           checkpoint_size=None if last is None else last.size,
-                          checkpoint_time=None if last is None else last.time)
+                          checkpoint_time=None if last is None else last.time, cosignatures=cosignatures)
 
 
 def _still_unused(data: Path, name: str) -> bool:
@@ -253,13 +264,14 @@ def check_data(data: Path, repair: bool = False, grace: float = GRACE) -> CheckR
     try:
         con.execute("BEGIN")
         used = _check_versions(con, directory, report)
+        messages = check_threads(con, directory, _problem(report))
         report.summary.update(threads=int(con.execute("SELECT COUNT(*) FROM threads").fetchone()[0]),
-                              messages=int(con.execute("SELECT COUNT(*) FROM messages").fetchone()[0]))
+                              messages=messages)
         con.execute("COMMIT")
     finally:
         con.close()
     _check_blobs(data, used, report)
-    _check_audit(data, report)
+    _check_audit(data, directory, report)
     _check_leftovers(data, listed, used, report, grace, repair)
     report.summary.update(problems=len(report.problems), repaired=len(report.repaired), in_flight=report.in_flight)
     return report

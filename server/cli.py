@@ -19,9 +19,9 @@ from aiohttp import web
 
 from server.app import open_app
 from server.backup_cli import backup_command, check_command, restore_command
-from server.config import Settings, server_config
+from server.config import Settings, server_config, tls_of
 from server.config_cli import config_command, config_options, effective
-from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve, tls_options
+from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve
 from server.logs import RequestLogger, configure
 from server.store.sqlite.vault import SQLiteStorage
 from vault import __version__
@@ -91,25 +91,25 @@ def main() -> None:
 
 @main.command()
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="data directory")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@config_options
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-@tls_options
-def init(data: Path, host: str, port: int, as_json: bool, public_url: str | None, tls_cert: Path | None,
-         tls_key: Path | None, behind_proxy: bool, pin: str | None) -> None:
-    """Create the data directory, keys and certificate; print URL, fingerprint, invite."""
+def init(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> None:
+    """Create the data directory, keys and certificate; print URL, fingerprint, invite. Reads the configuration
+    as ``run`` does (file < ``MVAULT_*`` < flags)."""
+    settings = effective(data, config_file, flags).settings
     try:
-        _print(asyncio.run(initialize(data, host, port, public_url or "", Tls(tls_cert, tls_key, behind_proxy, pin))),
+        _print(asyncio.run(initialize(data, settings.host, settings.port, settings.public_url, tls_of(settings))),
                as_json)
     except (VaultError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
 
-async def serve(data: Path, settings: Settings, as_json: bool, tls: Tls = SELF_SIGNED) -> None:
+async def serve(data: Path, settings: Settings, as_json: bool) -> None:
     """Serve until SIGINT or SIGTERM. Whatever fails on the way up (the port is taken, the certificate does not
     load) closes what was opened before the error leaves, so the process ends (an open database's thread
     would keep it alive)."""
+    tls = tls_of(settings)
     info = await initialize(data, settings.host, settings.port, settings.public_url, tls)
     config = server_config(data, settings)
     config.public_url = info.url  # login statements must name it (server/routes/auth.py)
@@ -142,19 +142,17 @@ async def serve(data: Path, settings: Settings, as_json: bool, tls: Tls = SELF_S
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="data directory")
 @config_options
 @click.option("--json", "as_json", is_flag=True, help="print the connection info as JSON")
-@tls_options
-def run(data: Path, config_file: Path | None, as_json: bool, public_url: str | None, tls_cert: Path | None,
-        tls_key: Path | None, behind_proxy: bool, pin: str | None, **flags: Any) -> None:
+def run(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
-    chosen = effective(data, config_file, {**flags, "public_url": public_url})
+    chosen = effective(data, config_file, flags)
     settings = chosen.settings
-    if behind_proxy and chosen.sources["metrics_loopback"] == "default":
+    if settings.behind_proxy and chosen.sources["metrics_loopback"] == "default":
         # Behind the proxy every request comes from loopback: the exemption would open the metrics to anyone.
         settings = msgspec.structs.replace(settings, metrics_loopback=False)
     configure(settings.log_format, settings.log_level)
     tune_for_streaming()  # upload and download pieces reused, not faulted in again for each (vault/heap.py)
     try:
-        uvloop.run(serve(data, settings, as_json, Tls(tls_cert, tls_key, behind_proxy, pin)))
+        uvloop.run(serve(data, settings, as_json))
     except KeyboardInterrupt:
         pass
     except (VaultError, OSError, ValueError) as e:  # ValueError: a certificate that does not load

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,8 +21,13 @@ import msgspec
 
 from security.protocols import defaults
 from server.context import Config
+from server.endpoint import Tls
+from vault.errors import VaultError
+from vault.pin import Pin, check_https_url
 
-__all__ = ["FLAGS", "ConfigError", "Effective", "Settings", "load", "server_config"]
+PIN_KINDS = ("cert", "spki", "webpki")
+
+__all__ = ["FLAGS", "ConfigError", "Effective", "Settings", "load", "server_config", "tls_of"]
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -34,6 +40,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # address to listen on
     port: Port = 8443
     public_url: str = ""  # the URL members reach the server at (empty: derived from host and port)
+    # TLS (server/endpoint.py, docs/tls-and-moves.md): the operator's certificate, or a reverse proxy in front
+    tls_cert: str = ""  # a PEM certificate chain served instead of the self-signed one (a path)
+    tls_key: str = ""  # its private key (a path)
+    behind_proxy: bool = False  # a reverse proxy terminates TLS: plain HTTP on a loopback address
+    pin: str = ""  # what clients pin: cert, spki, webpki, or KIND:HEX behind a proxy (empty: the mode's default)
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)  # proxies whose client-address header counts
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"  # the header those proxies set
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_upload: Positive = 16 * 1024**3  # bytes of one document version's envelope
@@ -62,7 +75,10 @@ KEYS: tuple[str, ...] = Settings.__struct_fields__
 SECRETS = frozenset({"metrics_token"})
 # The command-line flag of a key, where there is one (``mvault-server run`` and ``config``).
 FLAGS: dict[str, str] = {"host": "--host", "port": "--port", "log_format": "--log-format", "log_level": "--log-level",
-                         "rate_per_second": "--rate", "rate_burst": "--burst", "public_url": "--public-url"}
+                         "rate_per_second": "--rate", "rate_burst": "--burst", "public_url": "--public-url",
+                         "tls_cert": "--tls-cert", "tls_key": "--tls-key", "behind_proxy": "--behind-proxy",
+                         "pin": "--pin"}
+PATHS = ("tls_cert", "tls_key")  # relative to the configuration file's directory when set there
 DEFAULT_FILE = "config.toml"
 
 
@@ -96,7 +112,8 @@ def load(data: Path | None, file: Path | None, env: Mapping[str, str], flags: Ma
     layers: list[tuple[dict[str, Any], str]] = []
     found = False
     if path is not None and (file is not None or path.exists()):
-        layers.append((_checked(_read_file(path), lambda key: f"key {key!r} in {path}"), str(path)))
+        layers.append((_checked(_read_file(path), lambda key: f"key {key!r} in {path}", base=path.parent),
+                       str(path)))
         found = True
     for key in KEYS:
         if env_name(key) in env:
@@ -114,7 +131,17 @@ def load(data: Path | None, file: Path | None, env: Mapping[str, str], flags: Ma
         for key, value in values.items():
             merged[key] = value
             sources[key] = source
-    return Effective(msgspec.convert(merged, Settings), sources, path, found)
+    settings = msgspec.convert(merged, Settings)
+    if settings.trusted_proxies and not settings.behind_proxy:
+        raise ConfigError(f"trusted_proxies (from {sources['trusted_proxies']}) is for a server behind a reverse "
+                          f"proxy: set behind_proxy too (from {sources['behind_proxy']}: false)")
+    return Effective(settings, sources, path, found)
+
+
+def tls_of(settings: Settings) -> Tls:
+    """The TLS options of ``settings`` as ``server.endpoint`` takes them (checked together there)."""
+    return Tls(Path(settings.tls_cert) if settings.tls_cert else None,
+               Path(settings.tls_key) if settings.tls_key else None, settings.behind_proxy, settings.pin or None)
 
 
 def server_config(data: Path, settings: Settings) -> Config:
@@ -127,7 +154,9 @@ def server_config(data: Path, settings: Settings) -> Config:
                   metrics_token=settings.metrics_token, metrics_loopback=settings.metrics_loopback,
                   keepalive_timeout=settings.keepalive_timeout, body_timeout=settings.body_timeout,
                   upload_min_rate=settings.upload_min_rate, live_send_timeout=settings.live_send_timeout,
-                  live_queue_bytes=settings.live_queue_bytes, download_stall_timeout=settings.download_stall_timeout)
+                  live_queue_bytes=settings.live_queue_bytes, download_stall_timeout=settings.download_stall_timeout,
+                  trusted_proxies=tuple(ip_network(a, strict=False) for a in settings.trusted_proxies),
+                  proxy_header=settings.proxy_header)
 
 
 def _named(source: str) -> Callable[[str], str]:
@@ -148,8 +177,11 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _from_env(key: str, raw: str) -> Any:
-    """An environment variable's text: a table (``quota_caps``) in TOML's inline syntax, anything else as text
-    that ``_checked`` converts to the key's type (numbers as written, booleans true/false or 1/0)."""
+    """An environment variable's text: a table (``quota_caps``) in TOML's inline syntax, a list
+    (``trusted_proxies``) comma-separated, anything else as text that ``_checked`` converts to the key's type
+    (numbers as written, booleans true/false or 1/0)."""
+    if key == "trusted_proxies":
+        return [item.strip() for item in raw.split(",") if item.strip()]
     if key != "quota_caps":
         return raw
     try:
@@ -163,10 +195,12 @@ _FIELD = re.compile(r"^(?P<text>.*?)(?: - at `\$(?P<path>.*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>.*)`$")
 
 
-def _checked(values: dict[str, Any], where: Callable[[str], str], strict: bool = True) -> dict[str, Any]:
+def _checked(values: dict[str, Any], where: Callable[[str], str], strict: bool = True,
+             base: Path | None = None) -> dict[str, Any]:
     """``values`` (one source's keys) as the schema's types (``strict``: exactly those types, as TOML and flags
-    give them; else text converts to numbers and booleans, as the environment gives it); a ``ConfigError``
-    naming the first bad key (``where(key)`` says where it came from) otherwise."""
+    give them; else text converts to numbers and booleans, as the environment gives it), each value checked
+    (``_problem``), relative paths taken from ``base`` (the file's directory); a ``ConfigError`` naming the first
+    bad key (``where(key)`` says where it came from) otherwise."""
     try:
         checked = msgspec.convert(values, Settings, strict=strict)
     except msgspec.ValidationError as e:
@@ -184,4 +218,39 @@ def _checked(values: dict[str, Any], where: Callable[[str], str], strict: bool =
     for name in caps:
         if name not in known:
             raise ConfigError(f"{where(f'quota_caps.{name}')}: unknown quota (known: {', '.join(sorted(known))})")
-    return {key: getattr(checked, key) for key in values}
+    out = {key: getattr(checked, key) for key in values}
+    for key in PATHS:
+        if out.get(key):
+            out[key] = str((base or Path.cwd()) / out[key])  # an absolute path stays as it is
+    for key, value in out.items():
+        problem = _problem(key, value)
+        if problem:
+            raise ConfigError(f"{where(key)}: {problem}")
+    return out
+
+
+def _problem(key: str, value: Any) -> str:
+    """What is wrong with a value of the right type (empty: nothing): a URL, a file, a pin, an address."""
+    if key == "public_url" and value:
+        try:
+            check_https_url(value)
+        except VaultError as e:
+            return e.message
+    if key in PATHS and value and not Path(value).is_file():
+        return f"no such file: {value}"
+    if key == "pin" and value:
+        kind, _, digest = value.partition(":")
+        if kind not in PIN_KINDS:
+            return f"{value!r} is not a pin: one of {', '.join(PIN_KINDS)}, or KIND:HEX behind a proxy"
+        if digest:
+            try:
+                Pin.parse(value)
+            except VaultError as e:
+                return e.message
+    if key == "trusted_proxies":
+        for item in value:
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                return f"{item!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8, ::1)"
+    return ""

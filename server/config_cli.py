@@ -33,6 +33,16 @@ def config_options(f: F) -> F:
                      help="requests without a session per second and source address [default: 20]"),
         click.option("--burst", "rate_burst", type=click.IntRange(1), default=None,
                      help="burst of requests without a session per source address [default: 200]"),
+        click.option("--public-url", "public_url", default=None, help="the https:// URL members use (written into "
+                     "invites, device links and recovery keys) [default: https://HOST:PORT]"),
+        click.option("--tls-cert", "tls_cert", default=None,
+                     help="serve this PEM certificate chain (e.g. from a public CA) instead of the self-signed one"),
+        click.option("--tls-key", "tls_key", default=None, help="the private key of --tls-cert (PEM)"),
+        click.option("--behind-proxy", "behind_proxy", is_flag=True, default=None,
+                     help="a reverse proxy terminates TLS: serve plain HTTP on a loopback address"),
+        click.option("--pin", "pin", default=None, help="what clients pin: cert, spki or webpki (with "
+                     "--behind-proxy: webpki or spki:HEX of the proxy's certificate) [default: cert, spki with "
+                     "--tls-cert]"),
     ]
     for option in reversed(options):
         f = option(f)

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from server.directory import Directory
 from server.events import EventBus, Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
 from server.messagelog import MessageLog
+from server.store.owed import OwedJournal
 from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
 from server.store.records import AuthSession
 from vault.wire.operations import OPERATIONS
@@ -73,6 +75,10 @@ class Config:
     # for a loopback peer when metrics_loopback (off behind a reverse proxy on the same host).
     metrics_token: str = ""
     metrics_loopback: bool = True
+    # Behind a reverse proxy (server/proxied.py): a request from one of these addresses names its client in
+    # proxy_header ("x-forwarded-for" or "forwarded"); from any other peer the header is ignored.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    proxy_header: str = "x-forwarded-for"
     clock: Callable[[], float] = field(default=time.time)
 
 
@@ -96,6 +102,7 @@ class AuditState:
     # Sealed events the audit log could not take for want of disk space, oldest first (server/recorder.py settle)
     owed: list[tuple[bytes, int]] = field(default_factory=list)
     owed_links: list[bytes] = field(default_factory=list)  # hashes of the chain links whose events are owed
+    journal: OwedJournal | None = None  # where owed and owed_links are kept across a crash (server/store/owed.py)
     settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -125,6 +132,7 @@ LOG = web.AppKey("thread_log", MessageLog)
 SESSION_KEY = web.RequestKey("session", AuthSession)
 NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
 KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
+CLIENT = web.RequestKey("client", str)  # the client's address a trusted reverse proxy named (server/proxied.py)
 CLAIMED = web.RequestKey("audit_claimed", tuple)  # (member, device) a session token names, even a refused one
 
 # Routes (by their canonical pattern, never the raw path) that need no session.

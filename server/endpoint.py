@@ -134,24 +134,6 @@ def resolve(data: Path, host: str, port: int, public_url: str, tls: Tls) -> Endp
                     warning)
 
 
-def tls_options(f: click.decorators.FC) -> click.decorators.FC:
-    """The public URL and TLS options ``init`` and ``run`` share."""
-    for option in reversed([
-        click.option("--public-url", default=None, help="the https:// URL members use (written into invites, device "
-                     "links and recovery keys) [default: https://HOST:PORT]"),
-        click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-                     help="serve this PEM certificate chain (e.g. from a public CA) instead of the self-signed one"),
-        click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-                     help="the private key of --tls-cert (PEM)"),
-        click.option("--behind-proxy", is_flag=True,
-                     help="a reverse proxy terminates TLS: serve plain HTTP on a loopback address"),
-        click.option("--pin", default=None, help="what clients pin: cert, spki or webpki (with --behind-proxy: "
-                     "webpki or spki:HEX of the proxy's certificate) [default: cert, spki with --tls-cert]"),
-    ]):
-        f = option(f)
-    return f
-
-
 @click.command("pin")
 @click.option("--cert", "cert", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
               help="a PEM certificate (chain): the first one is the server's (or the proxy's)")

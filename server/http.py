@@ -17,7 +17,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from server.context import CONFIG, Handler
+from server.context import CLIENT, CONFIG, Handler
 from server.store.space import no_space, out_of_space
 from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 from vault.wire.schemas import Error
@@ -226,6 +226,7 @@ def hex_id(value: str, what: str) -> str:
     return value
 
 
-def source_of(request: web.Request) -> str:
-    """The peer's address. No proxy is trusted: a forwarded-for header would let anyone pick its own."""
-    return request.remote or "?"
+def source_of(request: web.BaseRequest) -> str:
+    """The client's address: the peer's, or behind a trusted reverse proxy the one the proxy names
+    (server/proxied.py). No other peer's forwarded-for header counts: anyone may send one."""
+    return request.get(CLIENT) or request.remote or "?"

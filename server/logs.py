@@ -21,6 +21,8 @@ from typing import Any, TextIO
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from server.http import source_of
+
 __all__ = ["LEVELS", "RequestLogger", "configure"]
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -96,7 +98,7 @@ class RequestLogger(AbstractAccessLogger):
             route = resource.canonical if resource is not None else "?"
         self.logger.debug("request", extra={"fields": {
             "method": request.method, "route": route, "path": request.path, "status": response.status,
-            "seconds": round(elapsed, 6), "peer": request.remote or "?"}})
+            "seconds": round(elapsed, 6), "peer": source_of(request)}})
 
     @property
     def enabled(self) -> bool:

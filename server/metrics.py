@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from server.context import CONFIG, HUB, Handler
+from server.http import source_of
 from server.store.commit import GroupCommitter
 from vault.errors import PolicyDenied, VaultError
 from vault.wire.operations import OPERATIONS
@@ -141,7 +142,7 @@ async def metrics(request: web.Request) -> web.Response:
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header.startswith("Bearer ") else ""
     holder = bool(config.metrics_token) and hmac.compare_digest(token.encode(), config.metrics_token.encode())
-    if not holder and not (config.metrics_loopback and _loopback(request.remote)):
+    if not holder and not (config.metrics_loopback and _loopback(source_of(request))):
         raise PolicyDenied("the metrics are for the server's operator (the metrics token, or a loopback peer)")
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -81,7 +81,24 @@ async def record(app: web.Application, n: Note, result: str, session: AuthSessio
         return await app[AUDIT].append(leaf, now // DAY)
     except InsufficientStorage:
         st.owed.append((leaf, now // DAY))  # sealed events are never dropped: appended once there is space
+        keep_owed(app)
         raise
+
+
+def keep_owed(app: web.Application) -> None:
+    """Write the owed state to its reserved file (``server/store/owed.py``) so that a crash before space comes
+    back loses none of it; if the reserve cannot take it, it stays in memory only, said in the log."""
+    st = app[STATE]
+    if st.journal is None:
+        return
+    try:
+        if st.journal.save(st.owed, st.owed_links):
+            return
+        why = "more than its reserved file holds"
+    except OSError as e:
+        why = f"its reserved file cannot be written: {e}"
+    log.warning("%d audit events are owed and kept in memory only (%s): a crash before the disk has space again "
+                "loses them", len(st.owed), why)
 
 
 async def settle(app: web.Application) -> None:
@@ -99,6 +116,7 @@ async def settle(app: web.Application) -> None:
             log.warning("the disk has space again: recorded the %d audit events it had no room for", count)
         links, st.owed_links = st.owed_links, []
         await _links_logged(app, links)
+        keep_owed(app)  # nothing owed now (a crash before this line appends the events once more at the next start)
 
 
 async def record_outside_a_request(app: web.Application, n: Note, result: str, session: AuthSession | None) -> None:
@@ -162,6 +180,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
                 full = full or e
     if full is not None:
         st.owed_links += request.get(LOGGED_LINKS, [])
+        keep_owed(app)
         raise InsufficientStorage("the server has no space left on its disk to record this request in the audit "
                                   "log: what it did may be stored, unconfirmed; check before repeating it") from full
     await _links_logged(app, request.get(LOGGED_LINKS, []))
@@ -180,6 +199,22 @@ async def _links_logged(app: web.Application, hashes: list[bytes]) -> None:
     except Exception as e:  # noqa: BLE001 - the request succeeded and its events are durable
         log.warning("could not clear the unlogged note of %d chain links (%s); the next start records their "
                     "events again", len(hashes), e)
+
+
+async def settle_at_start(app: web.Application) -> int:
+    """At start: append the events owed when the server stopped (a crash or kill -9 while the disk was full;
+    ``server/store/owed.py``), oldest first, before anything else is recorded; how many. If the disk is still
+    full they stay owed: the server starts and answers 507 until there is space (``audit_middleware``)."""
+    count = len(app[STATE].owed)
+    if not count:
+        return 0
+    try:
+        await settle(app)
+    except InsufficientStorage:
+        log.warning("%d audit events are owed and the disk is still full: every request is refused until there is "
+                    "space", count)
+        return 0
+    return count
 
 
 async def record_unlogged_links(app: web.Application) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.backup_world import World, build_world, server_cli
+from tests.helpers.backup_world import World, build_world, restored, server_cli
 
 OLD = time.time() - 3600  # older than check's grace for uploads in flight
 
@@ -28,10 +28,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture
 def data(world: World, tmp_path: Path) -> Path:
     """A stopped copy of the deployment (restored from its backup)."""
-    target = tmp_path / "data"
-    p = server_cli("restore", "--from", str(world.archive), "--data", str(target))
-    assert p.returncode == 0, p.stderr
-    return target
+    return restored(world.archive, tmp_path / "data")
 
 
 def _check(data: Path, *extra: str) -> tuple[int, dict[str, Any]]:

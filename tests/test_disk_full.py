@@ -14,8 +14,6 @@ Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere the tests are skipped.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from server.context import DOCUMENTS, STATE
 from tests.conftest import Member, Org, ServerThread, security_team
 from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_doc, session, team_key
 from tests.helpers.db import counts, log_size, snapshot
+from tests.helpers.filler import fill
 from tests.helpers.http import Http
 from tests.helpers.members import unlock_fast
 from tests.helpers.tmpfs import server_on_tmpfs
@@ -42,16 +41,8 @@ class Disk:
         self.filler = data / "filler"
 
     def fill(self) -> None:
-        """No byte left. (A test's databases are young: their write-ahead logs grow with every commit, so the
-        next one needs new blocks.)"""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            for size in (1 << 20, 4096, 1):
-                with contextlib.suppress(OSError):
-                    while os.write(fd, b"\0" * size):
-                        pass
-        finally:
-            os.close(fd)
+        """No byte left."""
+        fill(self.filler)
 
     def free(self) -> None:
         self.filler.unlink()

@@ -229,3 +229,33 @@ def test_two_person_designation_by_two_ncc_members_is_not_reported(world: MWorld
     assert inp.org.audit_team == "team-a" and inp.org.cosigned == {first.seq: None, second.seq: world.founder.id}
     assert second.signer == nina.id
     assert not any("audit log's security team" in f.message for f in result(inp, "two-person").findings)
+
+
+def _move(world: MWorld, signer: Person, url: str) -> Link:
+    return world.org_link(signer, "org.server", {"url": url, "pin_kind": "spki", "pin": b"\x07" * 32})
+
+
+def test_two_person_lone_server_move(world: MWorld) -> None:
+    """A lone NCC member moves the server with one signature (the chain allows it): reported like a lone designation,
+    a warning while nobody can approve it, a violation once a second NCC member has let ``hours`` pass."""
+    lone = _move(world, world.founder, "https://vault.example.org")
+    h = lone.hash.hex()
+    moved = link_event(lone)
+    assert audit(world, [], [moved]).org.server is not None  # in force on one signature
+    f = only(result(audit(world, [], [moved], now=lone.time + DAY), "two-person"), "warning")
+    assert f.subject == world.founder.id and f.events == (0,) and h[:16] in f.message
+    assert "https://vault.example.org" in f.message and "alone" in f.message
+    ncc(world, "nina")
+    arrived = world.time
+    lone_of = [f for f in result(audit(world, [], [moved], now=arrived + 73 * HOUR), "two-person").findings
+               if h[:16] in f.message]
+    assert [f.level for f in lone_of] == ["violation"] and lone_of[0].subject == world.founder.id
+
+
+def test_two_person_server_move_by_two_ncc_members_is_not_reported(world: MWorld) -> None:
+    nina = ncc(world, "nina")
+    first = _move(world, world.founder, "https://vault.example.org")  # a proposal
+    second = _move(world, nina, "https://vault.example.org")  # in force, two signatures
+    inp = audit(world, [], [link_event(first), link_event(second)], now=world.time + 30 * DAY)
+    assert inp.org.server is not None and inp.org.cosigned == {first.seq: None, second.seq: world.founder.id}
+    assert not any("move of the server" in f.message for f in result(inp, "two-person").findings)

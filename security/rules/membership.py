@@ -258,7 +258,8 @@ def _admin_count(ctx: Context, rule: Rule) -> list[Finding]:
 def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
     """Grants and revocations of ``roles`` need an approval by another NCC member (not the signer, not the subject)
     within ``hours``; protocol changes need an approver other than the proposer; a designation of the audit
-    log's security team signed by a lone NCC member needs another NCC member's approval once there is one."""
+    log's security team or a server move signed by a lone NCC member needs another NCC member's approval once there
+    is one."""
     roles = rule.strs("roles")
     window = rule.int_("hours") * HOUR
     now = ctx.now
@@ -304,7 +305,7 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
         if change.approver is None or change.approver == change.proposer:
             out.append(finding(rule, VIOLATION, f"security protocols version {change.version} was put in force by "
                                 f"{change.proposer} without a second NCC approver", change.proposer))
-    out.extend(_lone_designations(ctx, rule, approvals, window))
+    out.extend(_lone_signed(ctx, rule, approvals, window))
     return out
 
 
@@ -325,23 +326,30 @@ def _second_ncc_since(ctx: Context, signer: str, link: Link) -> int | None:
     return found
 
 
-def _lone_designations(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[int, Event]]],
+def _lone_acts(ctx: Context) -> list[tuple[Link, str]]:
+    """The two-person org acts in force on one signature (the chain allows that while the signer is the only NCC
+    member), each with what it did: designations of the audit log's security team (``org.audit_team``) and server
+    moves (``org.server``). A link of either kind missing from ``cosigned`` took effect alone."""
+    org = ctx.inp.org
+    acts = [(link, f"designation of team {team} as the audit log's security team")
+            for seq, team in org.audit_team_log if (link := ctx.org_by_seq.get(seq)) is not None]
+    acts += [(link, f"move of the server to {body_str(link, 'url')}") for link in ctx.inp.org_links
+             if link.type == "org.server"]
+    return sorted(((link, what) for link, what in acts if link.seq not in org.cosigned), key=lambda a: a[0].seq)
+
+
+def _lone_signed(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[int, Event]]],
                        window: int) -> list[Finding]:
-    """Designations of the audit log's security team (``org.audit_team``) put in force by one signature: the
-    chain allows that while the signer is the only NCC member. Each is reported until another NCC member
-    approves its link (``mvault audit approve``): a warning while there is no second NCC member, then within
-    ``hours`` of there being one, a violation after."""
+    """Two-person org acts put in force by one signature (``_lone_acts``). Each is reported until another NCC
+    member approves its link (``mvault audit approve``): a warning while there is no second NCC member, then
+    within ``hours`` of there being one, a violation after."""
     org, now = ctx.inp.org, ctx.now
     out = []
-    for seq, team in org.audit_team_log:
-        link = ctx.org_by_seq.get(seq)
-        if seq in org.cosigned or link is None:
-            continue  # two signatures in the chain
+    for link, act in _lone_acts(ctx):
         signer, h = link.signer, link.hash.hex()
         valid = [(i, ev) for i, ev in approvals.get(h, [])
                  if ev.actor != signer and "ncc" in org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
-        what = (f"designation of team {team} as the audit log's security team by member {signer} alone (the only "
-                f"NCC member then; org seq {seq}, link {h[:16]})")
+        what = f"{act} by member {signer} alone (the only NCC member then; org seq {link.seq}, link {h[:16]})"
         events = [*ctx.link_event(link), *(i for i, _ in valid)]
         second = _second_ncc_since(ctx, signer, link)
         if second is None:

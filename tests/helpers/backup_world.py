@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,8 @@ class World:
     archive: Path  # a plain backup of the deployment
 
 
-def build_world(root: Path) -> World:
+def build_world(root: Path, more: Callable[[ServerThread, Member, Path], None] | None = None) -> World:
+    """The deployment; ``more(server, alice, passphrase_file)`` adds to it before the backup is taken."""
     server = ServerThread(root / "server-data").start()
     passphrase = root / "passphrase"
     passphrase.write_text(PASSPHRASE + "\n")
@@ -46,7 +48,16 @@ def build_world(root: Path) -> World:
     alice.ok("put", "drafting", str(notes))
     alice.ok("thread", "create", "drafting", "t")
     alice.ok("thread", "post", "drafting", "t", "hello")
+    if more is not None:
+        more(server, alice, passphrase)
     archive = root / "backup.tar"
     p = server_cli("backup", "--data", str(server.data_dir), "--to", str(archive))
     assert p.returncode == 0, p.stderr
     return World(server, alice, archive)
+
+
+def restored(archive: Path, target: Path) -> Path:
+    """A stopped copy of a deployment: ``archive`` restored into ``target``."""
+    p = server_cli("restore", "--from", str(archive), "--data", str(target))
+    assert p.returncode == 0, p.stderr
+    return target

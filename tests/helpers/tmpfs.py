@@ -24,14 +24,22 @@ def _mount(path: Path, size: int) -> bool:
 
 
 @contextmanager
+def tmpfs(path: Path, size: int) -> Iterator[Path]:
+    """``path``, a fresh tmpfs of ``size`` bytes, unmounted afterwards (the test is skipped without root)."""
+    if not _mount(path, size):
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@contextmanager
 def server_on_tmpfs(tmp_path: Path, size: int) -> Iterator[ServerThread]:
     """A started server whose data directory is a fresh tmpfs of ``size`` bytes, unmounted afterwards."""
-    data = tmp_path / "server-data"
-    if not _mount(data, size):
-        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
-    s = ServerThread(data)
-    try:
-        yield s.start()
-    finally:
-        s.stop()  # harmless if it never started
-        subprocess.run(["umount", str(data)], check=True)
+    with tmpfs(tmp_path / "server-data", size) as data:
+        s = ServerThread(data)
+        try:
+            yield s.start()
+        finally:
+            s.stop()  # harmless if it never started
