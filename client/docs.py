@@ -56,7 +56,8 @@ from vault.wire.schemas import Docs, Stored, Versions
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
-PIN_FLUSH = 64  # document pins saved at least this often during a batch put
+PIN_FLUSH = 64  # document pins saved at least this often during a batch put (or every second; see _flush_due)
+FLUSH_SHARE = 0.1  # but a batch spends at most about this share of its time saving them
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Documents:
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
         self._batch_flushed = 0.0
+        self._flush_cost = 0.0  # seconds the last flush of a batch took
         self._copies: LocalCopies | None = None
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
@@ -170,7 +172,7 @@ class Documents:
                 self.session.home.save_pins(pins)
             else:
                 self._batch_docs[key] = pins.docs[key]
-                if len(self._batch_docs) >= PIN_FLUSH or time.monotonic() - self._batch_flushed >= 1.0:
+                if self._flush_due():
                     self._flush_batch_pins()
         return records
 
@@ -181,18 +183,29 @@ class Documents:
         if self._batch_pins is not None:
             raise VaultError("one batch put at a time per session")
         self._batch_pins, self._batch_docs, self._batch_flushed = self.session.home.pins(), {}, time.monotonic()
+        self._flush_cost = 0.0
         try:
             yield
         finally:
             self._flush_batch_pins()
             self._batch_pins = None
 
+    def _flush_due(self) -> bool:
+        """Every PIN_FLUSH versions or every second, but never sooner after the last flush than (1 - FLUSH_SHARE) /
+        FLUSH_SHARE times as long as that flush took: each one rewrites the whole pins file and local copies index,
+        so in a home of thousands of documents a fixed spacing made a batch put quadratic in time."""
+        since = time.monotonic() - self._batch_flushed
+        if since * FLUSH_SHARE < self._flush_cost * (1 - FLUSH_SHARE):
+            return False
+        return len(self._batch_docs) >= PIN_FLUSH or since >= 1.0
+
     def _flush_batch_pins(self) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
         each document wins, so pins others saved meanwhile stay). Also done every second or
         PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned.
         The local copies index entries of the stored files follow (never ahead of the pins)."""
-        batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
+        started = time.monotonic()
+        batch, self._batch_docs = self._batch_docs, {}
         copies, self._batch_copies = self._batch_copies, []
         if batch:
             pins = self.session.home.pins()
@@ -202,6 +215,8 @@ class Documents:
                     pins.docs[key] = value
             self.session.home.save_pins(pins)
         self.copies.save(copies)
+        self._batch_flushed = time.monotonic()
+        self._flush_cost = self._batch_flushed - started
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
