@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.envelope import data_of, read_doc
 from vault.crypto import primitives as p
 from vault.envelope import FRAME, DocWriter
-from vault.errors import DecryptionFailed, IntegrityError
+from vault.errors import DecryptionFailed, IntegrityError, Truncated
 from vault.keys import DeviceKeys
 from vault.teamkeys import TeamKey
 
@@ -86,3 +86,24 @@ def test_a_sealed_frame_left_out_of_the_body_hash_is_refused() -> None:
     w.absorb(w.seal(data[2 * FRAME:]))
     with pytest.raises(IntegrityError, match="not added to the body hash"):
         w.finish()
+
+
+@pytest.mark.parametrize("chunk", [None, FRAME + p.STREAM_ABYTES, 4096])
+def test_an_altered_or_cut_body_fails_in_place_and_gathered(chunk: int | None) -> None:
+    """The storage (or the server) flips a bit of the second frame, or cuts the body after whole frames: the
+    frames opened where they lie (a whole body in one piece) fail as the gathered ones do."""
+    data = data_of(2 * FRAME + 3)
+    key = TeamKey.generate("a" * 32, 1)
+    device = DeviceKeys.generate()
+    w = DocWriter(key=key, team_seq=1, device=device, author="author-1", doc="doc-1", seq=1, parent=None,
+                  time=1_700_000_000, name="plan.txt", size=len(data))
+    upload = w.upload_prefix() + w.encrypt(data) + w.finish()
+    assert w.record is not None
+    body = upload[len(w.upload_prefix()) - p.STREAM_HEADER_BYTES:-p.SIG_BYTES]
+    flipped = bytearray(body)
+    flipped[p.STREAM_HEADER_BYTES + FRAME + p.STREAM_ABYTES + 10] ^= 1
+    with pytest.raises(DecryptionFailed):
+        read_doc(w.record.raw, bytes(flipped), key, device.sign_public, chunk=chunk)
+    with pytest.raises(Truncated):
+        read_doc(w.record.raw, body[:p.STREAM_HEADER_BYTES + 2 * (FRAME + p.STREAM_ABYTES)], key,
+                 device.sign_public, chunk=chunk)
