@@ -19,7 +19,7 @@ from pathlib import Path
 
 from client.api import Api
 from vault.envelope import BodyDecryptor, Opened, Record
-from vault.fileio import Stage, fsync_dir, in_worker, prefetch, replace_durably, write_all, write_chunks
+from vault.fileio import Buffer, Stage, fsync_dir, in_worker, prefetch, replace_durably, write_all, write_chunks
 from vault.heap import tune_for_streaming
 from vault.localindex import content_hasher
 
@@ -44,10 +44,10 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
     dec = BodyDecryptor(opened)
     hasher = content_hasher()
 
-    def decrypt(chunks: list[bytes]) -> list[bytes]:
+    def decrypt(chunks: list[bytes]) -> list[Buffer]:
         return [piece for chunk in chunks for piece in dec.feed(chunk)]
 
-    def write(pieces: list[bytes]) -> None:
+    def write(pieces: list[Buffer]) -> None:
         for piece in pieces:
             hasher.update(piece)
         write_chunks(fd, pieces)
@@ -55,7 +55,7 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
     # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
     # worker thread decrypts batch k+1 (prefetch) and another writes batch k (the Stage); libsodium,
     # hashing and write() release the GIL. Each stage keeps its order: one call in flight per stage.
-    writing: Stage[list[bytes]] = Stage(write, POOL)
+    writing: Stage[list[Buffer]] = Stage(write, POOL)
     body = f"/api/v1/teams/{rec.core.team}/versions/{rec.version_id}/body"
     try:
         batches = _batches(api.download(body), progress)

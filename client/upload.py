@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from client import download
 from vault.envelope import FRAME, DocWriter
-from vault.fileio import prefetch
+from vault.fileio import Buffer, Stage, prefetch
 from vault.heap import tune_for_streaming
 from vault.localindex import Hasher
 
@@ -23,36 +23,48 @@ async def _ticks() -> AsyncIterator[None]:
 
 
 async def encrypting_stream(writer: DocWriter, f: BinaryIO, progress: Progress | None,
-                             hasher: Hasher) -> AsyncIterator[bytes]:
-    """The upload body. A worker thread reads and encrypts the next MiB while the event loop sends
-    this one (at most two in memory); small files are done inline (a thread trip costs more)."""
+                             hasher: Hasher) -> AsyncIterator[Buffer]:
+    """The upload body. Three stages, one MiB each, in constant memory: a worker thread reads and seals
+    the next MiB, another hashes this one (its plaintext for the local copies index, its ciphertext for the
+    signature: as long as sealing it) while the event loop sends it; small files are done inline (a thread
+    trip costs more)."""
     yield writer.upload_prefix()
 
     eof = False
 
-    def next_piece(_: None = None) -> tuple[int, bytes]:
+    def next_piece(_: None = None) -> tuple[Buffer, Buffer]:
         nonlocal eof
         if eof:  # prefetch asks for one piece ahead: nothing is read after the end
-            return 0, b""
+            return b"", b""
         chunk = f.read(FRAME)
         eof = not chunk
-        hasher.update(chunk)
-        return len(chunk), writer.encrypt(chunk) if chunk else b""
+        return chunk, writer.seal(chunk) if chunk else b""
+
+    def hash_piece(piece: tuple[Buffer, Buffer]) -> None:
+        hasher.update(piece[0])
+        writer.absorb(piece[1])
 
     if writer.size < FRAME:
-        n, data = next_piece()  # reads more than its size: a file that grew is refused
-        if data:
-            yield data
-        if progress and n:
-            progress(n)
+        piece = next_piece()  # reads more than its size: a file that grew is refused
+        hash_piece(piece)
+        if piece[1]:
+            yield piece[1]
+        if progress and piece[0]:
+            progress(len(piece[0]))
     else:
         tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
-        # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
-        async with contextlib.aclosing(prefetch(_ticks(), next_piece, download.POOL)) as pieces:
-            async for n, data in pieces:
-                if not n:
-                    break
-                yield data
-                if progress:
-                    progress(n)
+        hashing: Stage[tuple[Buffer, Buffer]] = Stage(hash_piece, download.POOL)
+        try:
+            # Closed before finish() (and on any exit): never a worker reading a closed file or encrypting behind it.
+            async with contextlib.aclosing(prefetch(_ticks(), next_piece, download.POOL)) as pieces:
+                async for piece in pieces:
+                    if not piece[0]:
+                        break
+                    await hashing.push(piece)  # the pieces are never changed after: hashed while they are sent
+                    yield piece[1]
+                    if progress:
+                        progress(len(piece[0]))
+            await hashing.drain()
+        finally:
+            hashing.settle()
     yield writer.finish()

@@ -272,6 +272,7 @@ class DocWriter:
         self._hash.update(self._stream.header)
         self._pending = bytearray()
         self._consumed = 0
+        self._sealed = self._absorbed = 0  # body bytes sealed, and of those hashed (seal, absorb)
         self._first = True
         self.record: Record | None = None
 
@@ -283,24 +284,42 @@ class DocWriter:
         """The byte count of the whole upload stream (prefix, frames, signature), known before it is made."""
         return len(self.upload_prefix()) - p.STREAM_HEADER_BYTES + body_length(self.size) + p.SIG_BYTES
 
-    def encrypt(self, chunk: bytes) -> bytes:
+    def encrypt(self, chunk: p.Frame) -> p.Frame:
         """Feed plaintext; returns the ciphertext of every frame completed so far."""
+        frames = self.seal(chunk)
+        self.absorb(frames)
+        return frames
+
+    def seal(self, chunk: p.Frame) -> p.Frame:
+        """``encrypt`` without adding the frames to the body hash: the caller passes each result to ``absorb``, in
+        order, before ``finish`` (an upload hashes one piece in a second thread while the next is sealed)."""
         self._consumed += len(chunk)
         if self._consumed > self.size:
             raise IntegrityError("file grew while it was being encrypted")
+        if not self._pending and len(chunk) == FRAME and self._consumed < self.size:
+            frame = self._stream.push(chunk)  # a whole frame, more to come (the upload's usual case): no copy
+            self._sealed += len(frame)
+            return frame
         self._pending += chunk
-        frames: list[bytes] = []
+        frames: list[p.Frame] = []
         # Keep the last full frame back while more input is due: the final frame needs TAG_FINAL.
         while len(self._pending) > FRAME or (len(self._pending) == FRAME and self._consumed < self.size):
-            frame = self._stream.push(_take(self._pending, FRAME))
-            self._hash.update(frame)
-            frames.append(frame)
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+            frames.append(self._stream.push(_take(self._pending, FRAME)))
+        out = frames[0] if len(frames) == 1 else b"".join(frames)
+        self._sealed += len(out)
+        return out
+
+    def absorb(self, frames: p.Frame) -> None:
+        """Add what ``seal`` returned to the body hash (in the order it was returned)."""
+        self._hash.update(frames)
+        self._absorbed += len(frames)
 
     def finish(self) -> bytes:
         """The final frame and the signature; afterwards ``record`` is set."""
         if self._consumed != self.size:
             raise IntegrityError("file changed size while it was being encrypted")
+        if self._absorbed != self._sealed:
+            raise IntegrityError("a sealed frame was not added to the body hash")
         out = bytearray()
         if len(self._pending) == FRAME:  # size is an exact multiple: full frame, then empty final
             frame = self._stream.push(bytes(self._pending))
@@ -403,48 +422,64 @@ def open_record(record: Record, key: TeamKey) -> Opened:
 
 
 class BodyDecryptor:
-    """Decrypts a body fed in arbitrary pieces; constant memory (one frame buffered)."""
+    """Decrypts a body fed in arbitrary pieces; constant memory (one frame buffered). A frame that arrives
+    whole in one piece is decrypted in place; others are gathered in one reused frame buffer."""
 
     def __init__(self, opened: Opened) -> None:
         self._core = opened.record.core
         self._expected_hash = opened.record.body_hash
         self._key = p.kdf(opened.data_key, labels.KDF_DATA_STREAM)
         self._hash = p.sha256_hasher()
-        self._buf = bytearray()
+        self._header = bytearray()
         self._stream: p.StreamPull | None = None
         self._seen = 0
         self._done = False
         self._frame_ct = self._core.frame + p.STREAM_ABYTES
+        self._frame = bytearray(self._frame_ct)
+        self._fill = 0  # bytes of the next frame gathered in _frame
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: p.Frame) -> list[p.Frame]:
         """Feed ciphertext; returns the plaintext of every frame completed so far."""
         self._seen += len(data)
         if self._seen > self._core.body_len:
             raise IntegrityError("document body is longer than its signed length")
         self._hash.update(data)
-        self._buf += data
-        out: list[bytes] = []
-        if self._stream is None:
-            if len(self._buf) < p.STREAM_HEADER_BYTES:
-                return out
-            self._stream = p.StreamPull(self._key, bytes(self._buf[: p.STREAM_HEADER_BYTES]))
-            del self._buf[: p.STREAM_HEADER_BYTES]
-        # A full-size frame is never the final one (the final frame holds size % FRAME bytes).
-        while len(self._buf) >= self._frame_ct:
-            out.append(self._pull(self._frame_ct))
-        if self._seen == self._core.body_len and self._buf:
-            out.append(self._pull(len(self._buf)))
+        out: list[p.Frame] = []
+        with memoryview(data) as view:
+            pos = 0
+            if self._stream is None:
+                pos = min(len(view), p.STREAM_HEADER_BYTES - len(self._header))
+                self._header += view[:pos]
+                if len(self._header) < p.STREAM_HEADER_BYTES:
+                    return out
+                self._stream = p.StreamPull(self._key, bytes(self._header))
+            at_end = self._seen == self._core.body_len
+            # A full-size frame is never the final one (the final frame holds size % FRAME bytes).
+            while pos < len(view):
+                take = min(self._frame_ct - self._fill, len(view) - pos)
+                if not self._fill and take == self._frame_ct:
+                    out.append(self._pull(view[pos:pos + take], at_end and pos + take == len(view)))
+                else:
+                    self._frame[self._fill:self._fill + take] = view[pos:pos + take]
+                    self._fill += take
+                    if self._fill == self._frame_ct:
+                        self._fill = 0
+                        out.append(self._pull(self._frame, at_end and pos + take == len(view)))
+                pos += take
+            if at_end and self._fill:
+                with memoryview(self._frame) as gathered:
+                    out.append(self._pull(gathered[:self._fill], True))
+                self._fill = 0
         return out
 
-    def _pull(self, n: int) -> bytes:
-        frame = _take(self._buf, n)
+    def _pull(self, frame: p.Frame, last: bool) -> p.Frame:
         if self._done:
             raise IntegrityError("data after the final frame")
         assert self._stream is not None
         plaintext, final = self._stream.pull(frame)
         if final:
             self._done = True
-            if self._seen != self._core.body_len or self._buf:
+            if not last:
                 raise IntegrityError("final frame is not the last frame")
         return plaintext
 

@@ -171,12 +171,18 @@ async def _read_exactly(pace: Pace, n: int, what: str) -> bytes:
 
 
 async def _receive_body(pace: Pace, temp: TempBlob, length: int) -> bytes:
-    """Hash the body on the event loop while a worker thread writes the previous piece (one write
-    in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held); small bodies are written inline
-    (a thread trip costs more)."""
+    """Receive the body on the event loop while a worker thread hashes and writes the previous piece (one
+    piece in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held; the loop only receives); small bodies
+    are hashed and written inline (a thread trip costs more)."""
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
-    writing: Stage[list[bytes]] = Stage(temp.write, _WRITERS)
+
+    def hash_and_write(pieces: list[bytes]) -> None:
+        for piece in pieces:
+            hasher.update(piece)
+        temp.write(pieces)
+
+    writing: Stage[list[bytes]] = Stage(hash_and_write, _WRITERS)
     batch: list[bytes] = []
     batched = 0
     try:
@@ -186,13 +192,12 @@ async def _receive_body(pace: Pace, temp: TempBlob, length: int) -> bytes:
             if not chunk:
                 raise Truncated(f"upload ended {remaining} bytes before the end of the document body")
             remaining -= len(chunk)
-            hasher.update(chunk)
             batch.append(chunk)
             batched += len(chunk)
             if batched >= 1 << 20 or not remaining:
                 if batched < 65536:
                     await writing.drain()
-                    temp.write(batch)
+                    hash_and_write(batch)
                 else:
                     await writing.push(batch)
                 batch, batched = [], 0

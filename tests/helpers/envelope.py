@@ -26,6 +26,7 @@ from vault.envelope import (
 from vault.errors import (
     VaultError,
 )
+from vault.fileio import Buffer
 from vault.keys import DeviceKeys
 from vault.teamkeys import TeamKey
 
@@ -55,7 +56,7 @@ def write_doc(key: TeamKey, device: DeviceKeys, plaintext: bytes, chunk: int | N
     w = DocWriter(key=key, team_seq=TEAM_SEQ, device=device, author="author-1", doc="doc-1", seq=seq,
                   parent=parent, time=1_700_000_000, name=name, size=len(plaintext), mime="text/plain", mtime=42)
     prefix = w.upload_prefix()
-    parts = [prefix]
+    parts: list[Buffer] = [prefix]
     step = chunk or max(1, len(plaintext))
     for i in range(0, len(plaintext), step):
         parts.append(w.encrypt(plaintext[i : i + step]))
@@ -72,7 +73,7 @@ def read_doc(record_raw: bytes, body: bytes, key: TeamKey, author_public: bytes,
     record.verify(author_public)
     opened = open_record(record, key)
     dec = BodyDecryptor(opened)
-    out: list[bytes] = []
+    out: list[Buffer] = []
     step = chunk or max(1, len(body))
     for i in range(0, len(body), step):
         out += dec.feed(body[i : i + step])

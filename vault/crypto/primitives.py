@@ -14,6 +14,8 @@ from typing import Final
 import nacl.bindings as sodium
 import nacl.exceptions
 from argon2.low_level import Type, hash_secret_raw
+from nacl._sodium import ffi as _ffi  # type: ignore[import-not-found]  # the libsodium PyNaCl binds: secretstream frames without copies (below)
+from nacl._sodium import lib as _lib
 
 from vault.errors import BadSignature, DecryptionFailed, Truncated
 
@@ -145,6 +147,15 @@ def aead_open(key: bytes, ad: bytes, blob: bytes) -> bytes:
 # -- secretstream (XChaCha20-Poly1305) ---------------------------------------------------
 
 
+# Frames are read in place (any bytes-like object) and written into a fresh buffer that libsodium fills
+# whole, so it is not zeroed first: PyNaCl's own push/pull want ``bytes`` in and copy their output out,
+# two extra passes over every MiB of a transfer. A frame's output is never reused, so it may be held
+# (by the network's send queue, by a writer) for as long as anyone likes.
+_UNZEROED = _ffi.new_allocator(should_clear_after_alloc=False)
+_MESSAGE_MAX = sodium.crypto_secretstream_xchacha20poly1305_MESSAGEBYTES_MAX
+Frame = bytes | bytearray | memoryview
+
+
 class StreamPush:
     """Encrypting side of a secretstream. ``header`` must be stored before the frames."""
 
@@ -152,9 +163,17 @@ class StreamPush:
         self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
         self.header = bytes(sodium.crypto_secretstream_xchacha20poly1305_init_push(self._state, key))
 
-    def push(self, chunk: bytes, final: bool = False) -> bytes:
-        tag = TAG_FINAL if final else TAG_MESSAGE
-        return bytes(sodium.crypto_secretstream_xchacha20poly1305_push(self._state, chunk, None, tag))
+    def push(self, chunk: Frame, final: bool = False) -> memoryview:
+        n = len(chunk)
+        if n > _MESSAGE_MAX:
+            raise ValueError("secretstream frame is too long")
+        out = _UNZEROED("unsigned char[]", n + STREAM_ABYTES)
+        with _ffi.from_buffer(chunk) as m:
+            rc = _lib.crypto_secretstream_xchacha20poly1305_push(self._state.statebuf, out, _ffi.NULL, m, n, _ffi.NULL,
+                                                                 0, TAG_FINAL if final else TAG_MESSAGE)
+        if rc != 0:
+            raise RuntimeError("secretstream push failed")
+        return memoryview(_ffi.buffer(out))
 
 
 class StreamPull:
@@ -164,19 +183,24 @@ class StreamPull:
         if len(header) != STREAM_HEADER_BYTES:
             raise Truncated("stream header is incomplete")
         self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self._tag = _ffi.new("unsigned char *")
         try:
             sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header, key)
         except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError) as e:
             raise DecryptionFailed() from e
 
-    def pull(self, frame: bytes) -> tuple[bytes, bool]:
-        try:
-            msg, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(self._state, frame, None)
-        except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, RuntimeError) as e:
-            raise DecryptionFailed() from e
-        if tag not in (TAG_MESSAGE, TAG_FINAL):
+    def pull(self, frame: Frame) -> tuple[memoryview, bool]:
+        n = len(frame) - STREAM_ABYTES
+        if n < 0 or n > _MESSAGE_MAX:
             raise DecryptionFailed()
-        return bytes(msg), tag == TAG_FINAL
+        out = _UNZEROED("unsigned char[]", max(n, 1))
+        with _ffi.from_buffer(frame) as c:
+            rc = _lib.crypto_secretstream_xchacha20poly1305_pull(self._state.statebuf, out, _ffi.NULL, self._tag, c,
+                                                                 n + STREAM_ABYTES, _ffi.NULL, 0)
+        tag = self._tag[0]
+        if rc != 0 or tag not in (TAG_MESSAGE, TAG_FINAL):
+            raise DecryptionFailed()
+        return memoryview(_ffi.buffer(out, n)), tag == TAG_FINAL
 
 
 # -- Argon2id -----------------------------------------------------------------------------
