@@ -46,6 +46,7 @@ from vault.errors import (
     LogInconsistent,
     NotFound,
     PolicyDenied,
+    RollbackDetected,
     ServerBehind,
     VaultError,
 )
@@ -54,6 +55,8 @@ from vault.wire.schemas import CheckpointAnswer, Docs, RestoreAcceptances, Resto
 WINDOW = 600  # the clock window between a client and the server (client/checkpoints.py)
 STATUS = "mvault restored status"
 ACCEPT = "mvault restored accept"
+BEHIND_NOT_LOG = ("the server serves chains or documents older than this device saw (its audit log extends the "
+                  "checkpoint this device accepted)")
 
 
 @dataclass
@@ -143,10 +146,11 @@ async def newest_acceptance(s: Session) -> tuple[Acceptance, bytes] | None:
 async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: Seen) -> None:
     """Refuse (``ServerBehind``, with the reason) an acceptance this device must not follow (module docstring)."""
     pins = s.home.pins()
+    log = s.log_before if s.log_before is not None else pins.log  # what this device accepted before this command
     cp = acc.checkpoint
     if acc.time > s.now() + WINDOW:
         raise ServerBehind("it is dated in the future")
-    if acc.time + WINDOW < int(pins.log.get("time", 0)):
+    if acc.time + WINDOW < int(log.get("time", 0)):
         raise ServerBehind("it is older than the checkpoint this device accepted last (a replay)")
     for before in pins.log.get("restored", []):
         if cp.size <= int(before["size"]) or acc.time <= int(before["time"]):
@@ -175,26 +179,40 @@ async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: S
     # Signed after this device last accepted the server's log (a replay names a state it has moved past). The
     # accepted checkpoint and the pinned one are both dated by the server's clock: an honest restored server
     # signs the first after the restore, so after every checkpoint the server signed before it.
-    if cp.time < int(pins.log.get("time", 0)):
+    if cp.time < int(log.get("time", 0)):
         raise ServerBehind("its checkpoint is older than the checkpoint this device accepted last (a replay)")
     # A server may lie about its checkpoints' times: the device's own clock when it accepted its last checkpoint
     # bounds the signer's time too (within the clock allowance between two members' devices).
-    if acc.time + ALLOWANCE < int(pins.log.get("seen_at", 0)):
+    if acc.time + ALLOWANCE < int(log.get("seen_at", 0)):
         raise ServerBehind("it was signed before this device last accepted the server's log (by this device's "
                            "clock; a replay)")
 
 
-async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogView:
-    """After ``sync_log`` failed with ``failure``: follow the Security Team's acceptance, or stop explaining."""
+def explain(failure: LogInconsistent | RollbackDetected, sees: str) -> str:
+    """The stop for people: what was found, what may have happened, what went back, what to do."""
+    if isinstance(failure, LogInconsistent):
+        found = (f"{failure.reason}. The audit log was rewritten, truncated or forked")
+    else:
+        found = f"{failure}. {BEHIND_NOT_LOG[0].upper()}{BEHIND_NOT_LOG[1:]}"
+    return (f"STOP: {found}: a server restored from an older backup looks like this, and so does a server that "
+            f"rolls you back to hide something; this device cannot tell them apart and changed nothing. What it "
+            f"sees: {sees} (details: `{STATUS}`). A member of the Security Team must check what happened "
+            f"and sign an acceptance (`{ACCEPT}`)")
+
+
+async def follow(s: Session, chains: Chains, failure: LogInconsistent | RollbackDetected) -> LogView:
+    """After ``sync_log`` failed with ``failure`` (``LogInconsistent``), or a chain or document pin did
+    (``RollbackDetected``, the log being in step): follow the Security Team's acceptance, or stop explaining."""
+    if isinstance(failure, RollbackDetected):
+        keep_log_pin(s)
     try:
         seen = await compare(s, chains)
     except VaultError as e:
-        raise LogInconsistent(f"{failure.reason}; and the server's chains do not check ({e})") from e
+        raise ServerBehind(explain(failure, f"the server's chains do not check ({e})")) from e
+    what = explain(failure, summary(seen))
+    if isinstance(failure, RollbackDetected) and not seen.lost.chains and not seen.lost.docs:
+        raise ServerBehind(f"{what}; nothing this device pinned went back, so no acceptance applies") from failure
     found = await newest_acceptance(s)
-    what = (f"STOP: {failure.reason}. The audit log was rewritten, truncated or forked: a server restored from an "
-            f"older backup looks like this, and so does a server that rolls you back to hide something; this device "
-            f"cannot tell them apart and changed nothing. What it sees: {summary(seen)} (details: `{STATUS}`). A "
-            f"member of the Security Team must check what happened and sign an acceptance (`{ACCEPT}`)")
     if found is None:
         raise ServerBehind(f"{what}; the server shows none")
     acc, sig = found
@@ -212,6 +230,15 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogVie
                       f"{len(seen.lost.chains)} chains and {len(seen.lost.docs)} documents went back from what this "
                       f"device saw; see `{STATUS}`, and `mvault republish TEAM` brings back local copies")
     return await sync_log(s, after_login=True)
+
+
+def keep_log_pin(s: Session) -> None:
+    """Put back the log pin this command's log check moved on: a device stopped by a rollback has not accepted
+    the server's state, and an acceptance is judged against the state it last accepted (``judge``)."""
+    if s.log_before is not None:
+        pins = s.home.pins()
+        pins.log = dict(s.log_before)
+        s.home.save_pins(pins)
 
 
 def check_covered(acc: Acceptance, seen: Seen) -> None:

@@ -40,6 +40,17 @@ class Servers:
         self.live = self._track(fresh.start())
         return self.live
 
+    def tamper(self, *queries: tuple[str, tuple[Any, ...]]) -> None:
+        """Stop the live server, run ``queries`` on its vault.db (a server that lies), start it again."""
+        self.live.stop()
+        db = self.live.db()
+        try:
+            for q, args in queries:
+                db.execute(q, args)
+        finally:
+            db.close()
+        self.live = self._track(self.live.restart())
+
     def _track(self, s: ServerThread) -> ServerThread:
         self.started.append(s)
         return s
