@@ -71,6 +71,12 @@ class Seen:
     lost: Lost
     pins: Pins
     view: View
+    hashes: dict[str, list[bytes]]  # chain id -> the hash of each served link
+
+    def heads(self) -> dict[str, tuple[int, bytes]]:
+        """The head of every member and team chain in the verified view (what an acceptance names)."""
+        shown = set(self.view.members) | set(self.view.teams)
+        return {c: (len(h), h[-1]) for c, h in self.hashes.items() if c in shown and h}
 
 
 async def current(s: Session, since: int = 0) -> tuple[Checkpoint, CheckpointAnswer]:
@@ -84,7 +90,8 @@ async def compare(s: Session, chains: Chains) -> Seen:
     pins = s.home.pins()
     cp, res = await current(s)
     behind: dict[str, tuple[int, int]] = {}
-    view = await chains.view_behind(pins, behind)
+    hashes: dict[str, list[bytes]] = {}
+    view = await chains.view_behind(pins, behind, hashes)
     docs: dict[str, tuple[int, int]] = {}
     for team in view.teams.values():
         try:
@@ -110,7 +117,7 @@ async def compare(s: Session, chains: Chains) -> Seen:
             docs[key] = (0, int(pins.docs.pop(key)[0]))
     pinned_size = int(pins.log.get("size", 0))
     lost = Lost((cp.size, pinned_size), behind, docs)
-    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view)
+    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view, hashes)
 
 
 def summary(seen: Seen) -> str:
@@ -242,11 +249,26 @@ def keep_log_pin(s: Session) -> None:
 
 
 def check_covered(acc: Acceptance, seen: Seen) -> None:
-    """Refuse (``ServerBehind``) to lower a pin below what the acceptance names for it: a chain that went back
-    on this device must be named in the signed ``lost`` list, served now at least as far as the signer saw it
-    served; a document it names likewise. (Every member's device replays every chain, so a signer whose device
-    was in step saw every chain that went back; documents of teams the signer cannot read are not in its list.)"""
+    """Refuse (``ServerBehind``) to lower a pin below what the acceptance names for it: every chain it names a
+    head of must hold that head (the same history, at least as long); a chain that went back on this device must
+    be named in the signed ``lost`` list, served now at least as far as the signer saw it served, and, if still
+    served, its head named; a document the list names likewise. (Every member's device replays every chain, so a
+    signer whose device was in step saw every chain that went back; documents of teams the signer cannot read
+    are not in its list.)"""
+    if acc.heads is None:
+        raise ServerBehind("the Security Team's acceptance is of format 1, which does not name the chains' heads: "
+                           f"a member of the Security Team must sign it again with this version (`{ACCEPT}`)")
+    for chain, (seq, head) in sorted(acc.heads.items()):
+        served_hashes = seen.hashes.get(chain)
+        if served_hashes is None or (chain not in seen.view.members and chain not in seen.view.teams):
+            continue  # a chain this device does not see (whole): another member's team
+        if len(served_hashes) < seq or served_hashes[seq - 1] != head:
+            raise ServerBehind(f"the {_chain_name(seen.view, chain)} chain the server serves does not hold the head "
+                               f"the Security Team accepted (link {seq}): another history, a rollback")
     for chain, (served, _) in sorted(seen.lost.chains.items()):
+        if served and chain != "org" and chain not in acc.heads:
+            raise ServerBehind(f"the {_chain_name(seen.view, chain)} chain went back, and the Security Team's "
+                               "acceptance does not name its head: it does not cover it, a rollback")
         named = acc.lost.chains.get(chain)
         what = f"the {_chain_name(seen.view, chain)} chain (served {served} links)"
         if named is None:
@@ -285,7 +307,7 @@ async def sign(s: Session, seen: Seen) -> tuple[Acceptance, bytes]:
     """An acceptance of the server's state as ``seen`` (its current checkpoint, its organization head)."""
     org = seen.view.org
     raw = acceptance_statement(org.org_id, seen.checkpoint.raw, seen.cp_sig, seen.log_key, org.seq, org.head,
-                               s.now(), s.me, s.device.device_id, seen.lost)
+                               s.now(), s.me, s.device.device_id, seen.lost, heads=seen.heads())
     return Acceptance.parse(raw), sign_acceptance(s.device, raw)
 
 

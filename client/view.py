@@ -223,18 +223,23 @@ class Chains:
                                       f"{hours} hours)")
         return view
 
-    async def view_behind(self, pins: Pins, behind: dict[str, tuple[int, int]]) -> View:
+    async def view_behind(self, pins: Pins, behind: dict[str, tuple[int, int]],
+                          hashes: dict[str, list[bytes]]) -> View:
         """``view`` for a server restored from an older backup (client/restore.py): every chain replayed and
         checked as always, but a chain behind its pin (or no longer shown) is recorded in ``behind``
         (chain id -> (served length, pinned length)) and its pin in ``pins`` lowered to what is served,
-        instead of stopping. Nothing is saved and nothing is cached: the caller decides."""
-        return await self._fetch(pins, behind)
+        instead of stopping; the hash of every served link goes in ``hashes`` (chain id -> hashes, in order).
+        Nothing is saved and nothing is cached: the caller decides."""
+        return await self._fetch(pins, behind, hashes)
 
-    async def _fetch(self, pins: Pins, behind: dict[str, tuple[int, int]] | None) -> View:
+    async def _fetch(self, pins: Pins, behind: dict[str, tuple[int, int]] | None,
+                     hashes: dict[str, list[bytes]] | None = None) -> View:
         s = self.session
         directory = await s.api.get("/api/v1/directory", DirectoryView)
 
         def pin(chain_id: str, links: list[Link]) -> None:
+            if hashes is not None:
+                hashes[chain_id] = [link.hash for link in links]
             if behind is None:
                 check_chain_pin(pins, chain_id, links)
             else:

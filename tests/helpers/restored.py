@@ -69,6 +69,12 @@ class Servers:
         """Store an acceptance as a malicious server would, without judging it."""
         self.call(self.live.app[AUDIT].add_acceptance(size, time, raw, sig))
 
+    def heads(self) -> dict[str, tuple[int, bytes]]:
+        """The head of every member and team chain the live server holds (what an acceptance names)."""
+        d = self.live.app[DIRECTORY]
+        chains = {**d.member_links, **d.team_links}
+        return {c: (len(links), links[-1].hash) for c, links in chains.items() if links}
+
     def state(self) -> tuple[bytes, bytes, bytes, int, bytes, str]:
         """(checkpoint raw, its signature, log key, org seq, org head, org id) the live server serves now."""
         app = self.live.app
