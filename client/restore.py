@@ -32,7 +32,7 @@ from client.checkpoints import LogView, check_extends, signed_checkpoint, sync_l
 from client.home import Pins
 from client.sanitize import escape
 from client.session import Session
-from client.view import Chains, View
+from client.view import Chains, View, doc_pin, pinned_deleted
 from security.authority import POLICY
 from security.events import Checkpoint
 from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
@@ -72,6 +72,7 @@ class Seen:
     pins: Pins
     view: View
     hashes: dict[str, list[bytes]]  # chain id -> the hash of each served link
+    deletions: dict[str, list[Any]]  # documents that went back from a deletion this device pinned: their pins
 
     def heads(self) -> dict[str, tuple[int, bytes]]:
         """The head of every member and team chain in the verified view (what an acceptance names)."""
@@ -93,6 +94,7 @@ async def compare(s: Session, chains: Chains) -> Seen:
     hashes: dict[str, list[bytes]] = {}
     view = await chains.view_behind(pins, behind, hashes)
     docs: dict[str, tuple[int, int]] = {}
+    deletions: dict[str, list[Any]] = {}
     for team in view.teams.values():
         try:
             listed = await s.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
@@ -112,12 +114,17 @@ async def compare(s: Session, chains: Chains) -> Seen:
             if pin is not None and (rec.core.seq < int(pin[0]) or
                                     (rec.core.seq == int(pin[0]) and rec.version_id != str(pin[1]))):
                 docs[key] = (rec.core.seq, int(pin[0]))
-                pins.docs[key] = [rec.core.seq, rec.version_id]
+                if pinned_deleted(pin):
+                    deletions[key] = list(pin)
+                pins.docs[key] = doc_pin(rec)
         for key in [k for k in pins.docs if k.startswith(f"{team.team_id}/") and k not in seen]:
+            if pinned_deleted(pins.docs[key]):
+                deletions[key] = list(pins.docs[key])
             docs[key] = (0, int(pins.docs.pop(key)[0]))
     pinned_size = int(pins.log.get("size", 0))
     lost = Lost((cp.size, pinned_size), behind, docs)
-    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view, hashes)
+    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view, hashes,
+                deletions)
 
 
 def summary(seen: Seen) -> str:
@@ -217,6 +224,9 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent | Rollback
     except VaultError as e:
         raise ServerBehind(explain(failure, f"the server's chains do not check ({e})")) from e
     what = explain(failure, summary(seen))
+    if seen.deletions:
+        what += (f"; {len(seen.deletions)} document(s) this device saw deleted are served again (once this device "
+                 "followed an acceptance, `mvault republish TEAM` signs such a deletion again)")
     if isinstance(failure, RollbackDetected) and not seen.lost.chains and not seen.lost.docs:
         raise ServerBehind(f"{what}; nothing this device pinned went back, so no acceptance applies") from failure
     found = await newest_acceptance(s)
@@ -231,8 +241,12 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent | Rollback
         check_covered(acc, seen)
     except ServerBehind as e:
         raise ServerBehind(f"{what}; {e.reason}") from e
-    apply(s, acc, seen)
+    held = apply(s, acc, seen)
     name = escape(seen.view.name_of(acc.member))
+    if held:
+        s.warnings.append(f"{len(held)} document(s) this device saw deleted are served again, and the Security "
+                          "Team's acceptance does not name them: this device keeps them deleted (they stop its "
+                          "commands) until `mvault republish TEAM` signs the deletion again")
     s.warnings.append(f"the server was restored from an older backup; {name} (Security Team) accepted its state: "
                       f"{len(seen.lost.chains)} chains and {len(seen.lost.docs)} documents went back from what this "
                       f"device saw; see `{STATUS}`, and `mvault republish TEAM` brings back local copies")
@@ -285,16 +299,23 @@ def check_covered(acc: Acceptance, seen: Seen) -> None:
                                "it, a rollback")
 
 
-def apply(s: Session, acc: Acceptance, seen: Seen) -> None:
-    """Lower the pins that went back to the server's state and record the restore (sealed, in the pins)."""
+def apply(s: Session, acc: Acceptance, seen: Seen) -> list[str]:
+    """Lower the pins that went back to the server's state and record the restore (sealed, in the pins); a
+    document this device pinned at a deletion keeps its pin unless the acceptance's ``lost`` list names it
+    (nothing else tells this device the deletion was lost rather than dropped). Returns those documents."""
     pins = seen.pins
     cp = acc.checkpoint
+    held = sorted(k for k in seen.deletions if k not in acc.lost.docs)
+    for key in held:
+        pins.docs[key] = seen.deletions[key]
     restored: list[Any] = list(pins.log.get("restored", []))
     restored.append({"size": cp.size, "root": cp.root.hex(), "time": acc.time, "member": acc.member,
-                     "name": seen.view.name_of(acc.member), "at": s.now(), "lost": seen.lost.as_json()})
+                     "name": seen.view.name_of(acc.member), "at": s.now(), "lost": seen.lost.as_json(),
+                     "held": held})
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": acc.log_key.hex(),
                      "witness_size": 0, "restored": restored})
     s.home.save_pins(pins)
+    return held
 
 
 def may_sign(s: Session, seen: Seen) -> None:

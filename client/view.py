@@ -17,7 +17,7 @@ from security.authority import POLICY
 from security.policy import ORG_RULES, TEAM_KINDS
 from vault.acts import Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
-from vault.envelope import Record
+from vault.envelope import DELETE, Record
 from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
@@ -139,8 +139,18 @@ def check_doc_pin(pins: Pins, key: str, records: list[Record]) -> bool:
                 f"the server rolled back this document (we saw version {seq} before); tell your Security Team"
             )
     if records:
-        pins.docs[key] = [len(records), records[-1].version_id]
+        pins.docs[key] = doc_pin(records[-1])
     return bool(records)
+
+
+def doc_pin(head: Record) -> list[Any]:
+    """A document's pin: [version number, vid], and ``"deleted"`` when that version is a deletion (a restore
+    acceptance that does not name the document does not lower it: client/restore.py)."""
+    return [head.core.seq, head.version_id, *(["deleted"] if head.core.op == DELETE else [])]
+
+
+def pinned_deleted(pin: list[Any] | None) -> bool:
+    return pin is not None and len(pin) > 2 and pin[2] == "deleted"
 
 
 def check_listed_head(pins: Pins, key: str, rec: Record) -> None:
