@@ -15,23 +15,13 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from security.restore import Lost, acceptance_statement, sign_acceptance
 from tests.conftest import Member, Org, ServerThread, security_team
 from tests.helpers.restored import Servers, pins_file, pins_of, unlocked
 from tests.helpers.tampering import team_id
-
-
-@pytest.fixture
-def servers(org: Org, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(org.server, tmp_path)
-    yield s
-    s.stop_all()
 
 
 def plant(servers: Servers, signer: Member, lost: Lost, checkpoint: tuple[bytes, bytes] | None = None) -> None:

@@ -9,21 +9,11 @@ A device that only listed the document never pinned the deletion: tests/test_rev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import Org, security_team
 from tests.helpers.restored import Servers, pins_of
-
-
-@pytest.fixture
-def servers(org: Org, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(org.server, tmp_path)
-    yield s
-    s.stop_all()
 
 
 def test_a_deletion_the_acceptance_does_not_name_is_kept_then_signed_again(org: Org, make_member: Any,

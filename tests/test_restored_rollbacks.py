@@ -6,22 +6,12 @@ CLI: the device stops explaining what may have happened, as when the log went ba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import Member, Org, security_team
 from tests.helpers.restored import Servers, pins_of
 from tests.helpers.tampering import team_id
-
-
-@pytest.fixture
-def servers(org: Org, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(org.server, tmp_path)
-    yield s
-    s.stop_all()
 
 
 def explained(m: Member, *args: str) -> str:
