@@ -13,28 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Org, security_team
-from tests.helpers.restored import Servers, pins_of
+from tests.helpers.restored import Servers, pins_of, restore_dropping_a_deletion
 
 
 def test_a_deletion_the_acceptance_does_not_name_is_kept_then_signed_again(org: Org, make_member: Any,
                                                                           tmp_path: Path, servers: Servers) -> None:
     alice, bob = org.alice, org.bob
     carol = security_team(org, make_member)
-    secret = tmp_path / "names.md"
-    secret.write_text("the list of names that must not circulate")
-    alice.ok("put", "drafting", str(secret))
-    alice.ok("rm", "drafting", "names.md")  # alice's device pins the deletion (version 2)
-    for m in (alice, bob, carol):
-        m.ok("whoami")
-    backup = servers.backup("backup-1")
-    agenda = tmp_path / "agenda.md"
-    agenda.write_text("alice's agenda, lost with the server")
-    alice.ok("put", "drafting", str(agenda))
-    carol.ok("whoami")
-    servers.restore(backup, "restored-1")
-    carol.ok("restored", "accept", "--yes")  # carol cannot read drafting: her list names none of its documents
-    servers.tamper(("DELETE FROM versions WHERE seq=2", ()))  # names.md without its deletion
-
+    restore_dropping_a_deletion(org, carol, servers, tmp_path, alice)  # alice's device pinned the deletion
     r = alice.ok("whoami")  # follows the acceptance, keeping names.md deleted
     assert "carol (Security Team) accepted" in r.err and "keeps them deleted" in r.err, r.err
     held = [k for k, pin in pins_of(alice).docs.items() if pin[0] == 2]

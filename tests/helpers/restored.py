@@ -11,7 +11,7 @@ from typing import Any
 
 from client.home import Home, Pins, Secrets
 from server.context import AUDIT, DIRECTORY
-from tests.conftest import PASSPHRASE, Member, ServerThread
+from tests.conftest import PASSPHRASE, Member, Org, ServerThread
 
 
 class Servers:
@@ -97,3 +97,26 @@ def pins_of(m: Member) -> Pins:
 
 def pins_file(m: Member) -> bytes:
     return (m.home / "pins.bin").read_bytes()
+
+
+def restore_dropping_a_deletion(org: Org, carol: Member, servers: Servers, tmp_path: Path, behind: Member) -> None:
+    """alice puts names.md and deletes it (a signed deletion, version 2), every device runs a command, a backup is
+    taken; ``behind`` then puts agenda.md (lost with the server, so that device is behind after the restore);
+    the server is restored from the backup, carol (Security Team, not in drafting) accepts it, and the server
+    then serves names.md without its deletion (a seized server)."""
+    secret = tmp_path / "names.md"
+    secret.write_text("the list of names that must not circulate")
+    org.alice.ok("put", "drafting", str(secret))
+    org.alice.ok("rm", "drafting", "names.md")
+    for m in (org.alice, org.bob, carol):
+        m.ok("whoami")
+    behind.ok("ls", "drafting")
+    backup = servers.backup("backup-1")  # holds the deletion
+    agenda = tmp_path / "agenda.md"
+    agenda.write_text("an agenda, lost with the server")
+    behind.ok("put", "drafting", str(agenda))
+    behind.ok("ls", "drafting")
+    carol.ok("whoami")
+    servers.restore(backup, "restored-1")
+    carol.ok("restored", "accept", "--yes")  # accepts a state in which names.md is deleted
+    servers.tamper(("DELETE FROM versions WHERE seq=2", ()))  # the only version 2 there: the deletion
