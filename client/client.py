@@ -52,6 +52,7 @@ class Client:
         await self.session.login()
         # Every session proves the audit log only grew since we last looked (stops on a fork), unless the
         # Security Team accepted the server's state after a restore from an older backup (client/restore.py).
+        self.session.log_before = dict(self.session.home.pins().log)
         try:
             self.chains.log = await sync_log(self.session, after_login=True)
         except LogInconsistent as e:

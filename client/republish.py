@@ -18,9 +18,12 @@ from typing import Any
 
 from client.client import Client
 from client.putbase import Base
-from vault.envelope import PUT
+from client.view import pinned_deleted
+from vault.chains import TeamState
+from vault.envelope import DELETE, PUT
 from vault.errors import NotFound
 from vault.localindex import LocalCopy, content_hasher
+from vault.teamkeys import TeamKey
 
 
 def lost_since_restores(pins_log: dict[str, Any]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
@@ -58,6 +61,9 @@ async def republish(c: Client, team_name: str) -> list[dict[str, Any]]:
         if not key.startswith(prefix):
             continue
         doc = key[len(prefix):]
+        if pinned_deleted(s.home.pins().docs.get(key)):
+            rows.append(await delete_again(c, team, keys, key, served, pinned))
+            continue
         records = await c.docs.versions(team, doc)
         name = c.docs.open_version(records[-1], keys).name if records else None
         row: dict[str, Any] = {"kind": "document", "id": doc, "name": name, "served": served, "pinned": pinned,
@@ -91,6 +97,30 @@ async def republish(c: Client, team_name: str) -> list[dict[str, Any]]:
                                  LocalCopy(vid, seq, content_hasher_of(data), st.st_size, st.st_mtime_ns, st.st_ino))])
             row.update({"result": "republished", "version": seq, "reason": ""})
     return rows
+
+
+async def delete_again(c: Client, team: TeamState, keys: list[TeamKey], key: str, served: int,
+                       pinned: int) -> dict[str, Any]:
+    """A document this device saw deleted and kept deleted after an acceptance (client/restore.py ``apply``): the
+    deletion signed again on top of what the server serves (the pin is dropped first: the member decided)."""
+    s = c.session
+    doc = key.split("/", 1)[1]
+    pins = s.home.pins()
+    held = pins.docs.pop(key)
+    s.home.save_pins(pins)
+    records = await c.docs.versions(team, doc)
+    row: dict[str, Any] = {"kind": "document", "id": doc, "name": None, "served": served, "pinned": pinned,
+                           "result": "lost", "version": None, "reason": ""}
+    if not records:
+        row["reason"] = "no longer served"
+        return row
+    row["name"] = c.docs.open_version(records[-1], keys).name
+    if records[-1].version_id == held[1] or records[-1].core.op == DELETE:
+        row.update({"result": "deleted", "reason": "the server serves it deleted"})
+        return row
+    seq, _ = await c.docs.write_op(team.name, row["name"], DELETE, base=Base(force_new_version=True), index=False)
+    row.update({"result": "deleted again", "version": seq})
+    return row
 
 
 def content_hasher_of(data: bytes) -> bytes:

@@ -32,7 +32,7 @@ from client.checkpoints import LogView, check_extends, signed_checkpoint, sync_l
 from client.home import Pins
 from client.sanitize import escape
 from client.session import Session
-from client.view import Chains, View
+from client.view import Chains, View, doc_pin, pinned_deleted
 from security.authority import POLICY
 from security.events import Checkpoint
 from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
@@ -46,6 +46,7 @@ from vault.errors import (
     LogInconsistent,
     NotFound,
     PolicyDenied,
+    RollbackDetected,
     ServerBehind,
     VaultError,
 )
@@ -54,6 +55,8 @@ from vault.wire.schemas import CheckpointAnswer, Docs, RestoreAcceptances, Resto
 WINDOW = 600  # the clock window between a client and the server (client/checkpoints.py)
 STATUS = "mvault restored status"
 ACCEPT = "mvault restored accept"
+BEHIND_NOT_LOG = ("the server serves chains or documents older than this device saw (its audit log extends the "
+                  "checkpoint this device accepted)")
 
 
 @dataclass
@@ -68,6 +71,13 @@ class Seen:
     lost: Lost
     pins: Pins
     view: View
+    hashes: dict[str, list[bytes]]  # chain id -> the hash of each served link
+    deletions: dict[str, list[Any]]  # documents that went back from a deletion this device pinned: their pins
+
+    def heads(self) -> dict[str, tuple[int, bytes]]:
+        """The head of every member and team chain in the verified view (what an acceptance names)."""
+        shown = set(self.view.members) | set(self.view.teams)
+        return {c: (len(h), h[-1]) for c, h in self.hashes.items() if c in shown and h}
 
 
 async def current(s: Session, since: int = 0) -> tuple[Checkpoint, CheckpointAnswer]:
@@ -81,8 +91,10 @@ async def compare(s: Session, chains: Chains) -> Seen:
     pins = s.home.pins()
     cp, res = await current(s)
     behind: dict[str, tuple[int, int]] = {}
-    view = await chains.view_behind(pins, behind)
+    hashes: dict[str, list[bytes]] = {}
+    view = await chains.view_behind(pins, behind, hashes)
     docs: dict[str, tuple[int, int]] = {}
+    deletions: dict[str, list[Any]] = {}
     for team in view.teams.values():
         try:
             listed = await s.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
@@ -102,12 +114,17 @@ async def compare(s: Session, chains: Chains) -> Seen:
             if pin is not None and (rec.core.seq < int(pin[0]) or
                                     (rec.core.seq == int(pin[0]) and rec.version_id != str(pin[1]))):
                 docs[key] = (rec.core.seq, int(pin[0]))
-                pins.docs[key] = [rec.core.seq, rec.version_id]
+                if pinned_deleted(pin):
+                    deletions[key] = list(pin)
+                pins.docs[key] = doc_pin(rec)
         for key in [k for k in pins.docs if k.startswith(f"{team.team_id}/") and k not in seen]:
+            if pinned_deleted(pins.docs[key]):
+                deletions[key] = list(pins.docs[key])
             docs[key] = (0, int(pins.docs.pop(key)[0]))
     pinned_size = int(pins.log.get("size", 0))
     lost = Lost((cp.size, pinned_size), behind, docs)
-    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view)
+    return Seen(cp, res.sig, res.log_key, pinned_size, str(pins.log.get("root", "")), lost, pins, view, hashes,
+                deletions)
 
 
 def summary(seen: Seen) -> str:
@@ -143,10 +160,11 @@ async def newest_acceptance(s: Session) -> tuple[Acceptance, bytes] | None:
 async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: Seen) -> None:
     """Refuse (``ServerBehind``, with the reason) an acceptance this device must not follow (module docstring)."""
     pins = s.home.pins()
+    log = s.log_before if s.log_before is not None else pins.log  # what this device accepted before this command
     cp = acc.checkpoint
     if acc.time > s.now() + WINDOW:
         raise ServerBehind("it is dated in the future")
-    if acc.time + WINDOW < int(pins.log.get("time", 0)):
+    if acc.time + WINDOW < int(log.get("time", 0)):
         raise ServerBehind("it is older than the checkpoint this device accepted last (a replay)")
     for before in pins.log.get("restored", []):
         if cp.size <= int(before["size"]) or acc.time <= int(before["time"]):
@@ -175,26 +193,43 @@ async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: S
     # Signed after this device last accepted the server's log (a replay names a state it has moved past). The
     # accepted checkpoint and the pinned one are both dated by the server's clock: an honest restored server
     # signs the first after the restore, so after every checkpoint the server signed before it.
-    if cp.time < int(pins.log.get("time", 0)):
+    if cp.time < int(log.get("time", 0)):
         raise ServerBehind("its checkpoint is older than the checkpoint this device accepted last (a replay)")
     # A server may lie about its checkpoints' times: the device's own clock when it accepted its last checkpoint
     # bounds the signer's time too (within the clock allowance between two members' devices).
-    if acc.time + ALLOWANCE < int(pins.log.get("seen_at", 0)):
+    if acc.time + ALLOWANCE < int(log.get("seen_at", 0)):
         raise ServerBehind("it was signed before this device last accepted the server's log (by this device's "
                            "clock; a replay)")
 
 
-async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogView:
-    """After ``sync_log`` failed with ``failure``: follow the Security Team's acceptance, or stop explaining."""
+def explain(failure: LogInconsistent | RollbackDetected, sees: str) -> str:
+    """The stop for people: what was found, what may have happened, what went back, what to do."""
+    if isinstance(failure, LogInconsistent):
+        found = (f"{failure.reason}. The audit log was rewritten, truncated or forked")
+    else:
+        found = f"{failure}. {BEHIND_NOT_LOG[0].upper()}{BEHIND_NOT_LOG[1:]}"
+    return (f"STOP: {found}: a server restored from an older backup looks like this, and so does a server that "
+            f"rolls you back to hide something; this device cannot tell them apart and changed nothing. What it "
+            f"sees: {sees} (details: `{STATUS}`). A member of the Security Team must check what happened "
+            f"and sign an acceptance (`{ACCEPT}`)")
+
+
+async def follow(s: Session, chains: Chains, failure: LogInconsistent | RollbackDetected) -> LogView:
+    """After ``sync_log`` failed with ``failure`` (``LogInconsistent``), or a chain or document pin did
+    (``RollbackDetected``, the log being in step): follow the Security Team's acceptance, or stop explaining."""
+    if isinstance(failure, RollbackDetected):
+        keep_log_pin(s)
     try:
         seen = await compare(s, chains)
     except VaultError as e:
-        raise LogInconsistent(f"{failure.reason}; and the server's chains do not check ({e})") from e
+        raise ServerBehind(explain(failure, f"the server's chains do not check ({e})")) from e
+    what = explain(failure, summary(seen))
+    if seen.deletions:
+        what += (f"; {len(seen.deletions)} document(s) this device saw deleted are served again (once this device "
+                 "followed an acceptance, `mvault republish TEAM` signs such a deletion again)")
+    if isinstance(failure, RollbackDetected) and not seen.lost.chains and not seen.lost.docs:
+        raise ServerBehind(f"{what}; nothing this device pinned went back, so no acceptance applies") from failure
     found = await newest_acceptance(s)
-    what = (f"STOP: {failure.reason}. The audit log was rewritten, truncated or forked: a server restored from an "
-            f"older backup looks like this, and so does a server that rolls you back to hide something; this device "
-            f"cannot tell them apart and changed nothing. What it sees: {summary(seen)} (details: `{STATUS}`). A "
-            f"member of the Security Team must check what happened and sign an acceptance (`{ACCEPT}`)")
     if found is None:
         raise ServerBehind(f"{what}; the server shows none")
     acc, sig = found
@@ -206,20 +241,48 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent) -> LogVie
         check_covered(acc, seen)
     except ServerBehind as e:
         raise ServerBehind(f"{what}; {e.reason}") from e
-    apply(s, acc, seen)
+    held = apply(s, acc, seen)
     name = escape(seen.view.name_of(acc.member))
+    if held:
+        s.warnings.append(f"{len(held)} document(s) this device saw deleted are served again, and the Security "
+                          "Team's acceptance does not name them: this device keeps them deleted (they stop its "
+                          "commands) until `mvault republish TEAM` signs the deletion again")
     s.warnings.append(f"the server was restored from an older backup; {name} (Security Team) accepted its state: "
                       f"{len(seen.lost.chains)} chains and {len(seen.lost.docs)} documents went back from what this "
                       f"device saw; see `{STATUS}`, and `mvault republish TEAM` brings back local copies")
     return await sync_log(s, after_login=True)
 
 
+def keep_log_pin(s: Session) -> None:
+    """Put back the log pin this command's log check moved on: a device stopped by a rollback has not accepted
+    the server's state, and an acceptance is judged against the state it last accepted (``judge``)."""
+    if s.log_before is not None:
+        pins = s.home.pins()
+        pins.log = dict(s.log_before)
+        s.home.save_pins(pins)
+
+
 def check_covered(acc: Acceptance, seen: Seen) -> None:
-    """Refuse (``ServerBehind``) to lower a pin below what the acceptance names for it: a chain that went back
-    on this device must be named in the signed ``lost`` list, served now at least as far as the signer saw it
-    served; a document it names likewise. (Every member's device replays every chain, so a signer whose device
-    was in step saw every chain that went back; documents of teams the signer cannot read are not in its list.)"""
+    """Refuse (``ServerBehind``) to lower a pin below what the acceptance names for it: every chain it names a
+    head of must hold that head (the same history, at least as long); a chain that went back on this device must
+    be named in the signed ``lost`` list, served now at least as far as the signer saw it served, and, if still
+    served, its head named; a document the list names likewise. (Every member's device replays every chain, so a
+    signer whose device was in step saw every chain that went back; documents of teams the signer cannot read
+    are not in its list.)"""
+    if acc.heads is None:
+        raise ServerBehind("the Security Team's acceptance is of format 1, which does not name the chains' heads: "
+                           f"a member of the Security Team must sign it again with this version (`{ACCEPT}`)")
+    for chain, (seq, head) in sorted(acc.heads.items()):
+        served_hashes = seen.hashes.get(chain)
+        if served_hashes is None or (chain not in seen.view.members and chain not in seen.view.teams):
+            continue  # a chain this device does not see (whole): another member's team
+        if len(served_hashes) < seq or served_hashes[seq - 1] != head:
+            raise ServerBehind(f"the {_chain_name(seen.view, chain)} chain the server serves does not hold the head "
+                               f"the Security Team accepted (link {seq}): another history, a rollback")
     for chain, (served, _) in sorted(seen.lost.chains.items()):
+        if served and chain != "org" and chain not in acc.heads:
+            raise ServerBehind(f"the {_chain_name(seen.view, chain)} chain went back, and the Security Team's "
+                               "acceptance does not name its head: it does not cover it, a rollback")
         named = acc.lost.chains.get(chain)
         what = f"the {_chain_name(seen.view, chain)} chain (served {served} links)"
         if named is None:
@@ -236,16 +299,23 @@ def check_covered(acc: Acceptance, seen: Seen) -> None:
                                "it, a rollback")
 
 
-def apply(s: Session, acc: Acceptance, seen: Seen) -> None:
-    """Lower the pins that went back to the server's state and record the restore (sealed, in the pins)."""
+def apply(s: Session, acc: Acceptance, seen: Seen) -> list[str]:
+    """Lower the pins that went back to the server's state and record the restore (sealed, in the pins); a
+    document this device pinned at a deletion keeps its pin unless the acceptance's ``lost`` list names it
+    (nothing else tells this device the deletion was lost rather than dropped). Returns those documents."""
     pins = seen.pins
     cp = acc.checkpoint
+    held = sorted(k for k in seen.deletions if k not in acc.lost.docs)
+    for key in held:
+        pins.docs[key] = seen.deletions[key]
     restored: list[Any] = list(pins.log.get("restored", []))
     restored.append({"size": cp.size, "root": cp.root.hex(), "time": acc.time, "member": acc.member,
-                     "name": seen.view.name_of(acc.member), "at": s.now(), "lost": seen.lost.as_json()})
+                     "name": seen.view.name_of(acc.member), "at": s.now(), "lost": seen.lost.as_json(),
+                     "held": held})
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": acc.log_key.hex(),
                      "witness_size": 0, "restored": restored})
     s.home.save_pins(pins)
+    return held
 
 
 def may_sign(s: Session, seen: Seen) -> None:
@@ -258,7 +328,7 @@ async def sign(s: Session, seen: Seen) -> tuple[Acceptance, bytes]:
     """An acceptance of the server's state as ``seen`` (its current checkpoint, its organization head)."""
     org = seen.view.org
     raw = acceptance_statement(org.org_id, seen.checkpoint.raw, seen.cp_sig, seen.log_key, org.seq, org.head,
-                               s.now(), s.me, s.device.device_id, seen.lost)
+                               s.now(), s.me, s.device.device_id, seen.lost, heads=seen.heads())
     return Acceptance.parse(raw), sign_acceptance(s.device, raw)
 
 

@@ -3,6 +3,8 @@ the challenge-response login that gives the connection its token."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from client.api import Api
 from client.clock import Clock
 from client.home import Config, Home, Secrets
@@ -25,6 +27,9 @@ class Session:
         self.api = api
         self.clock = clock
         self.warnings: list[str] = []  # told to the member after the command (the CLI prints them)
+        # The audit log pin as it was before this command's log check moved it on (client/restore.py judges a
+        # restore acceptance against what this device had accepted before this command).
+        self.log_before: dict[str, Any] | None = None
 
     @property
     def device(self) -> DeviceKeys:

@@ -17,7 +17,7 @@ from security.authority import POLICY
 from security.policy import ORG_RULES, TEAM_KINDS
 from vault.acts import Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
-from vault.envelope import Record
+from vault.envelope import DELETE, Record
 from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
@@ -139,8 +139,18 @@ def check_doc_pin(pins: Pins, key: str, records: list[Record]) -> bool:
                 f"the server rolled back this document (we saw version {seq} before); tell your Security Team"
             )
     if records:
-        pins.docs[key] = [len(records), records[-1].version_id]
+        pins.docs[key] = doc_pin(records[-1])
     return bool(records)
+
+
+def doc_pin(head: Record) -> list[Any]:
+    """A document's pin: [version number, vid], and ``"deleted"`` when that version is a deletion (a restore
+    acceptance that does not name the document does not lower it: client/restore.py)."""
+    return [head.core.seq, head.version_id, *(["deleted"] if head.core.op == DELETE else [])]
+
+
+def pinned_deleted(pin: list[Any] | None) -> bool:
+    return pin is not None and len(pin) > 2 and pin[2] == "deleted"
 
 
 def check_listed_head(pins: Pins, key: str, rec: Record) -> None:
@@ -223,18 +233,23 @@ class Chains:
                                       f"{hours} hours)")
         return view
 
-    async def view_behind(self, pins: Pins, behind: dict[str, tuple[int, int]]) -> View:
+    async def view_behind(self, pins: Pins, behind: dict[str, tuple[int, int]],
+                          hashes: dict[str, list[bytes]]) -> View:
         """``view`` for a server restored from an older backup (client/restore.py): every chain replayed and
         checked as always, but a chain behind its pin (or no longer shown) is recorded in ``behind``
         (chain id -> (served length, pinned length)) and its pin in ``pins`` lowered to what is served,
-        instead of stopping. Nothing is saved and nothing is cached: the caller decides."""
-        return await self._fetch(pins, behind)
+        instead of stopping; the hash of every served link goes in ``hashes`` (chain id -> hashes, in order).
+        Nothing is saved and nothing is cached: the caller decides."""
+        return await self._fetch(pins, behind, hashes)
 
-    async def _fetch(self, pins: Pins, behind: dict[str, tuple[int, int]] | None) -> View:
+    async def _fetch(self, pins: Pins, behind: dict[str, tuple[int, int]] | None,
+                     hashes: dict[str, list[bytes]] | None = None) -> View:
         s = self.session
         directory = await s.api.get("/api/v1/directory", DirectoryView)
 
         def pin(chain_id: str, links: list[Link]) -> None:
+            if hashes is not None:
+                hashes[chain_id] = [link.hash for link in links]
             if behind is None:
                 check_chain_pin(pins, chain_id, links)
             else:

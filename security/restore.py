@@ -4,14 +4,20 @@ A client whose pins are ahead of what the server serves (its audit checkpoint, c
 versions) cannot tell a restore from an older backup from a server that rolls it back to hide something.
 A human on the Security Team decides, and signs that decision: an acceptance names the organization,
 the restored server's signed audit checkpoint (and the log key that signed it), the organization chain
-head it serves, the time, the signer and device, and what the signer's own client saw go back (``lost``,
-shown to people; a follower lowers no pin below what it names, and refuses a chain that went back
-and is not in it: client/restore.py ``check_covered``). Its bytes (docs/format.md "Restore acceptance")::
+head it serves, the head (length and hash) of every other chain the signer's client sees (``heads``: a
+follower refuses a served chain that does not hold it, so a seized server cannot pair the acceptance with
+another history of the same length), the time, the signer and device, and what the signer's own client saw
+go back (``lost``, shown to people; a follower lowers no pin below what it names, and refuses a chain that
+went back and is not in it: client/restore.py ``check_covered``). Its bytes (docs/format.md "Restore
+acceptance")::
 
-    encode({"v": 1, "org": org_id, "checkpoint": checkpoint_raw, "cp_sig": log_sig, "log_key": log_public,
-            "org_seq": n, "org_head": head, "time": t, "member": m, "device": d,
+    encode({"v": 2, "org": org_id, "checkpoint": checkpoint_raw, "cp_sig": log_sig, "log_key": log_public,
+            "org_seq": n, "org_head": head, "heads": {id: [length, hash of its last link]}, "time": t,
+            "member": m, "device": d,
             "lost": {"log": [served_size, pinned_size], "chains": {id: [served_seq, pinned_seq]},
                      "docs": {"team/doc": [served_seq, pinned_seq]}, "more": k}})
+
+Version 1 (no ``heads``) is still parsed, to be shown, but neither stored by the server nor followed.
 
 signed by the device under ``SIG_RESTORE``. It is an act ``restore.accept`` judged by the one judge
 (``security.authority.POLICY``) at its signed time: only a member holding the org role ``security``
@@ -33,10 +39,14 @@ from vault.errors import EncodingError, IntegrityError, PolicyDenied
 from vault.keys import DeviceKeys
 from vault.logsign import sign_restore, verify_restore
 
-MAX_STATEMENT = 48 * 1024
+VERSION = 2  # version 1 named no chain heads but the organization's
+MAX_STATEMENT = 384 * 1024
 MAX_LOST = 256  # entries per kind in the signed list; the rest is counted in "more"
-ACCEPTANCE_FIELDS = {"v", "org", "checkpoint", "cp_sig", "log_key", "org_seq", "org_head", "time", "member",
-                     "device", "lost"}
+MAX_HEADS = 2048  # member and team chains named in "heads" (an acceptance of a larger organization is refused)
+MAX_CHAIN_ID = 64
+V1_FIELDS = {"v", "org", "checkpoint", "cp_sig", "log_key", "org_seq", "org_head", "time", "member", "device",
+             "lost"}
+ACCEPTANCE_FIELDS = V1_FIELDS | {"heads"}
 
 
 @dataclass
@@ -60,7 +70,7 @@ class Lost:
 
     @classmethod
     def from_fields(cls, f: Fields) -> Lost:
-        return cls(_pair(f.list_("log", 2)), _pairs(f.dict_("chains"), 64), _pairs(f.dict_("docs"), 129),
+        return cls(_pair(f.list_("log", 2)), _pairs(f.dict_("chains"), MAX_CHAIN_ID), _pairs(f.dict_("docs"), 129),
                    f.int_("more", 0))
 
     def as_json(self) -> dict[str, object]:
@@ -89,6 +99,21 @@ def _pairs(f: Fields, max_key: int) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _heads(f: Fields) -> dict[str, tuple[int, bytes]]:
+    if len(f.raw) > MAX_HEADS:
+        raise EncodingError("too many chain heads")
+    out = {}
+    for key in f.raw:
+        if not 0 < len(key) <= MAX_CHAIN_ID or key == "org":
+            raise EncodingError("a chain head's id is malformed")
+        value = f.list_(key, 2)
+        seq, head = value
+        if type(seq) is not int or seq < 1 or not isinstance(head, bytes) or len(head) != 32:
+            raise EncodingError("a chain head must be [length >= 1, 32-byte hash]")
+        out[key] = (seq, head)
+    return out
+
+
 @dataclass(frozen=True)
 class Acceptance:
     """An acceptance, parsed (not yet judged)."""
@@ -104,6 +129,7 @@ class Acceptance:
     member: str
     device: str
     lost: Lost
+    heads: dict[str, tuple[int, bytes]] | None  # None: a version 1 acceptance, which names no other heads
 
     @classmethod
     def parse(cls, raw: bytes) -> Acceptance:
@@ -111,22 +137,30 @@ class Acceptance:
         try:
             if len(raw) > MAX_STATEMENT:
                 raise EncodingError("restore acceptance is too large")
-            f = Fields(decode(raw), "restore acceptance", ACCEPTANCE_FIELDS)
-            if f.int_("v") != 1:
+            value = decode(raw)
+            v = Fields(value, "restore acceptance").int_("v")
+            if v not in (1, VERSION):
                 raise EncodingError("unknown restore acceptance version")
+            f = Fields(value, "restore acceptance", V1_FIELDS if v == 1 else ACCEPTANCE_FIELDS)
             cp = Checkpoint.parse(f.bytes_("checkpoint", max_size=1024))
             return cls(raw, f.str_("org", 64), cp, f.bytes_("cp_sig", 64), f.bytes_("log_key", 32),
                        f.int_("org_seq", 1), f.bytes_("org_head", 32), f.int_("time", 0), f.str_("member", 64),
-                       f.str_("device", 64), Lost.from_fields(f.dict_("lost", {"log", "chains", "docs", "more"})))
+                       f.str_("device", 64), Lost.from_fields(f.dict_("lost", {"log", "chains", "docs", "more"})),
+                       _heads(f.dict_("heads")) if v == VERSION else None)
         except (EncodingError, IntegrityError) as e:
             raise IntegrityError(f"malformed restore acceptance: {e}") from e
 
 
 def acceptance_statement(org: str, checkpoint_raw: bytes, cp_sig: bytes, log_key: bytes, org_seq: int,
-                         org_head: bytes, time: int, member: str, device: str, lost: Lost) -> bytes:
-    return encode({"v": 1, "org": org, "checkpoint": checkpoint_raw, "cp_sig": cp_sig, "log_key": log_key,
-                   "org_seq": org_seq, "org_head": org_head, "time": time, "member": member, "device": device,
-                   "lost": lost.to_value()})
+                         org_head: bytes, time: int, member: str, device: str, lost: Lost, *,
+                         heads: Mapping[str, tuple[int, bytes]]) -> bytes:
+    """The bytes of an acceptance; ``heads``: every member and team chain the signer sees (not ``"org"``)."""
+    if len(heads) > MAX_HEADS:
+        raise EncodingError(f"this organization has more than {MAX_HEADS} chains: an acceptance cannot name them")
+    return encode({"v": VERSION, "org": org, "checkpoint": checkpoint_raw, "cp_sig": cp_sig, "log_key": log_key,
+                   "org_seq": org_seq, "org_head": org_head,
+                   "heads": {k: [seq, head] for k, (seq, head) in sorted(heads.items())}, "time": time,
+                   "member": member, "device": device, "lost": lost.to_value()})
 
 
 def sign_acceptance(device: DeviceKeys, statement: bytes) -> bytes:

@@ -320,3 +320,13 @@ def server_errors() -> Iterator[list[logging.LogRecord]]:
         yield records
     finally:
         logger.removeFilter(take)
+
+
+@pytest.fixture
+def servers(org: Org, tmp_path: Path) -> Iterator[Any]:
+    """``org``'s server, stopped and replaced as a test takes and restores backups (tests/helpers/restored.py)."""
+    from tests.helpers.restored import Servers  # it imports this module
+
+    s = Servers(org.server, tmp_path)
+    yield s
+    s.stop_all()

@@ -11,14 +11,22 @@ from typing import Any
 
 from security.events import Checkpoint
 from security.restore import Acceptance, Lost, acceptance_statement, sign_acceptance
+from server.context import DIRECTORY
 from tests.helpers.api_world import Actor, now
 from tests.helpers.audit_world import AuditWorld, checkpoint_of, denied, org_links, rejected, unb64
 from tests.helpers.db import audit_db
 from tests.helpers.http import Http, b64, bad_json_cases, login
 from vault.crypto import labels
+from vault.encoding import Value, decode, encode
 from vault.logsign import log_keypair
 
 ACCEPT = "/api/v1/restore/acceptances"
+
+
+def decoded(raw: bytes) -> dict[str, Value]:
+    value = decode(raw)
+    assert isinstance(value, dict)
+    return dict(value)
 
 
 def stored(aw: AuditWorld) -> list[tuple[bytes, bytes]]:
@@ -37,13 +45,15 @@ async def test_restore_acceptance_endpoints(aw: AuditWorld) -> None:
         served = await checkpoint_of(h, carol)
         cp = served.checkpoint
         links = await org_links(h, carol)
+        carol_root = aw.server.app[DIRECTORY].member_links[aw.carol.member_id][0].hash
         t = now(aw)
 
         def statement(who: Actor = aw.carol, **change: Any) -> bytes:
             fields: dict[str, Any] = {
                 "org": cp.org, "checkpoint_raw": cp.raw, "cp_sig": served.sig, "log_key": served.log_key,
                 "org_seq": len(links), "org_head": links[-1].hash, "time": t, "member": who.member_id,
-                "device": who.device.device_id, "lost": Lost((cp.size, cp.size + 3), {"org": (2, 3)}, {})}
+                "device": who.device.device_id, "lost": Lost((cp.size, cp.size + 3), {"org": (2, 3)}, {}),
+                "heads": {aw.carol.member_id: (1, carol_root)}}
             fields.update(change)
             return acceptance_statement(**fields)
 
@@ -69,6 +79,8 @@ async def test_restore_acceptance_endpoints(aw: AuditWorld) -> None:
             "another log key": body(statement(log_key=bytes(32))),
             "a checkpoint signature that does not verify": body(statement(cp_sig=bytes(64))),
             "naming bob": body(statement(member=aw.bob.member_id)),
+            "format 1 (no chain heads)": body(encode({k: v for k, v in decoded(statement()).items()
+                                                      if k != "heads"} | {"v": 1})),
         }
         for label, bad in bad_bodies.items():
             status = 403 if label == "naming bob" else 400
@@ -80,7 +92,11 @@ async def test_restore_acceptance_endpoints(aw: AuditWorld) -> None:
         for label, bad in (("a checkpoint this server never issued",
                             body(statement(checkpoint_raw=forged.raw, cp_sig=forged_sig))),
                            ("an organization head it does not have", body(statement(org_head=bytes(32)))),
-                           ("an organization link beyond its chain", body(statement(org_seq=len(links) + 1)))):
+                           ("an organization link beyond its chain", body(statement(org_seq=len(links) + 1))),
+                           ("a chain head it does not have",
+                            body(statement(heads={aw.bob.member_id: (1, bytes(32))}))),
+                           ("a chain link beyond its chain",
+                            body(statement(heads={aw.carol.member_id: (99, carol_root)})))):
             await denied(h, aw.carol, "POST", ACCEPT, token=carol, status=404, code="not_found", js=bad, what=label)
         assert stored(aw) == before
 

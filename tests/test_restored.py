@@ -9,21 +9,11 @@ The forged acceptances a malicious server could serve are in tests/test_restored
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import Member, Org, security_team
 from tests.helpers.restored import Servers, pins_file, pins_of
-
-
-@pytest.fixture
-def servers(org: Org, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(org.server, tmp_path)
-    yield s
-    s.stop_all()
 
 
 def stopped(m: Member, *args: str) -> str:

@@ -13,23 +13,15 @@ Replaying an acceptance after a second rollback is in tests/test_restored.py.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from security.restore import Lost, acceptance_statement, sign_acceptance
-from tests.conftest import Member, Org, security_team
+from tests.conftest import Member, Org, ServerThread, security_team
 from tests.helpers.restored import Servers, pins_file, pins_of, unlocked
-
-
-@pytest.fixture
-def servers(org: Org, tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(org.server, tmp_path)
-    yield s
-    s.stop_all()
+from tests.helpers.tampering import team_id
 
 
 def plant(servers: Servers, signer: Member, lost: Lost, checkpoint: tuple[bytes, bytes] | None = None) -> None:
@@ -41,7 +33,7 @@ def plant(servers: Servers, signer: Member, lost: Lost, checkpoint: tuple[bytes,
     cfg = home.config()
     t = int(servers.live.clock())
     raw = acceptance_statement(org_id, raw_cp, cp_sig, log_key, org_seq, org_head, t, cfg.member_id,
-                               secrets.device.device_id, lost)
+                               secrets.device.device_id, lost, heads=servers.heads())
     servers.plant_acceptance(raw, sign_acceptance(secrets.device, raw), 0, t)
 
 
@@ -100,3 +92,55 @@ def test_forged_and_foreign_acceptances_are_refused_and_a_lost_list_lowers_nothi
         assert after.chains[chain][0] == (pin[0] if behind is None else behind["served"]), chain
     assert after.keys == pinned.keys and after.verified == pinned.verified
     bob.ok("ls", "drafting")
+
+
+def fork_link(servers: Servers, state: Path, home: Path, member: Member, chain: str, *args: str) -> None:
+    """Have ``member``'s device, from a copy of its home (``home``) in step with the backup ``state``, sign a
+    link on a separate copy of that state (a fork the seized server keeps), then put that link in place of the
+    live server's link at the same position of ``chain``: another history of the same length."""
+    live = servers.live
+    live.stop()
+    side = ServerThread(shutil.copytree(state, servers.root / "fork"), live.port, **live.config)
+    side.offset = live.offset
+    side.start()
+    try:
+        Member(home, member.name, member.passphrase_file).ok(*args)
+    finally:
+        side.stop()
+    db = side.db()
+    try:
+        row = db.execute("SELECT * FROM links WHERE chain=? ORDER BY seq DESC LIMIT 1", (chain,)).fetchone()
+    finally:
+        db.close()
+    servers.live = servers._track(live.restart())
+    servers.tamper(("DELETE FROM links WHERE chain=? AND seq=?", (chain, row[1])),
+                   ("INSERT INTO links VALUES (?, ?, ?, ?, ?)", tuple(row)))
+
+
+def test_an_acceptance_is_not_followed_to_another_history_of_the_same_length(
+        org: Org, make_member: Any, tmp_path: Path, servers: Servers) -> None:
+    alice, bob = org.alice, org.bob
+    carol = security_team(org, make_member)
+    drafting = team_id(alice, "drafting")
+    for m in (alice, bob, carol):
+        m.ok("whoami")
+    before = servers.backup("before")
+    alice_then = Path(shutil.copytree(alice.home, tmp_path / "alice-then"))  # alice's device as it was then
+    alice.ok("team", "add", "drafting", "carol", "--role", "reader")
+    for m in (alice, bob, carol):
+        m.ok("ls", "drafting")
+    accepted = servers.backup("accepted")
+    alice.ok("team", "role", "drafting", "carol", "writer")
+    for m in (alice, bob, carol):
+        m.ok("ls", "drafting")
+    servers.restore(accepted, "restored")
+    r = carol.ok("restored", "accept", "--yes", "--json")
+    length = r.json()["accepted"]["lost"]["chains"][drafting]["served"]
+
+    # The seized server swaps the accepted link for one alice signed on a fork (carol a writer there).
+    fork_link(servers, before, alice_then, alice, drafting, "team", "add", "drafting", "carol", "--role", "writer")
+    pinned = pins_of(bob)
+    r = bob.run("whoami")
+    assert r.code == 3, f"bob followed the acceptance to another history of drafting: {r.err.strip()[:300]}"
+    assert "does not hold the head the Security Team accepted" in r.err and f"(link {length})" in r.err, r.err
+    assert pins_of(bob).chains == pinned.chains

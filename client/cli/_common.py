@@ -28,7 +28,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from client import maintenance, moves
+from client import maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -36,7 +36,7 @@ from client.home import Home, default_home
 from client.names import Names
 from client.sanitize import escape
 from client.terminal import err, out
-from vault.errors import VaultError
+from vault.errors import RollbackDetected, VaultError
 
 __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", "err", "json_flag", "out",
            "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
@@ -61,28 +61,49 @@ def run(coro: Awaitable[T]) -> T:
     return uvloop.run(wrap())
 
 
-def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool = True) -> T:
-    """Unlock, log in, verify, do pending key work (rotations, shares), then run ``fn``."""
+def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool = True,
+                 check_log: bool = True) -> T:
+    """Unlock, log in, verify, do pending key work (rotations, shares), then run ``fn``.
+
+    ``check_log=False`` (``mvault restored``, which looks at what failed): log in only, without the audit log
+    check every other command starts with, and without the key work. Otherwise a command stopped by a rollback
+    (``RollbackDetected``: chains or documents older than this device saw, while the log is not) is judged as a
+    restore (client/restore.py ``follow``): it stops explaining, or follows the Security Team's acceptance and
+    the command runs once more from the lowered pins."""
     cfg = ctx.home.config()
     secrets = ctx.home.unlock()
     notes: list[str] = []
 
+    async def command(c: Client) -> T:
+        try:
+            if maintain and check_log:
+                notes.extend(await maintenance.maintain(c))
+                notes.extend(await moved_note(c))
+            return await fn(c)
+        except VaultError as e:  # an error that names a member or team by id names them by name
+            if c.chains.cached is not None:
+                Names(c.chains.cached).error(e)
+            raise
+        finally:
+            if c.session.warnings:  # names only when there is something to name (not every command)
+                named = Names(c.chains.cached).text if c.chains.cached is not None else str
+                notes.extend(f"warning: {named(w)}" for w in c.session.warnings)
+                c.session.warnings.clear()
+
     async def go() -> T:
         async with Api(cfg.url, cfg.pin) as api:
-            session = await Client.open(ctx.home, secrets, api, ctx.clock)
+            if not check_log:
+                c = Client(ctx.home, secrets, api, ctx.clock)
+                await c.session.login()
+                return await command(c)
+            c = await Client.open(ctx.home, secrets, api, ctx.clock)
             try:
-                if maintain:
-                    notes.extend(await maintenance.maintain(session))
-                    notes.extend(await moved_note(session))
-                return await fn(session)
-            except VaultError as e:  # an error that names a member or team by id names them by name
-                if session.chains.cached is not None:
-                    Names(session.chains.cached).error(e)
-                raise
-            finally:
-                if session.session.warnings:  # names only when there is something to name (not every command)
-                    named = Names(session.chains.cached).text if session.chains.cached is not None else str
-                    notes.extend(f"warning: {named(w)}" for w in session.session.warnings)
+                return await command(c)
+            except RollbackDetected as e:
+                await restore.follow(c.session, c.chains, e)  # stops explaining, or follows an acceptance
+                if c.session.warnings:
+                    notes.extend(f"warning: {w}" for w in c.session.warnings)
+            return await command(await Client.open(ctx.home, secrets, api, ctx.clock))
 
     try:
         return run(go())

@@ -7,13 +7,11 @@ Exit codes as everywhere (docs/cli.md): ``status`` exits 0 when it could tell wh
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from client import restore
-from client.api import Api
 from client.checkpoints import sync_log
 from client.cli._common import (
     Column,
@@ -24,7 +22,6 @@ from client.cli._common import (
     err,
     json_flag,
     out,
-    run,
     when,
     with_session,
 )
@@ -32,22 +29,6 @@ from client.client import Client
 from client.republish import republish as republish_team
 from client.sanitize import escape
 from vault.errors import LogInconsistent, ServerBehind
-
-T = TypeVar("T")
-
-
-def _logged_in(ctx: Ctx, fn: Callable[[Client], Awaitable[T]]) -> T:
-    """Unlock and log in, but without the log check every other command starts with (it is what failed)."""
-    cfg = ctx.home.config()
-    secrets = ctx.home.unlock()
-
-    async def go() -> T:
-        async with Api(cfg.url, cfg.pin) as api:
-            c = Client(ctx.home, secrets, api, ctx.clock)
-            await c.session.login()
-            return await fn(c)
-
-    return run(go())
 
 
 @click.group()
@@ -70,25 +51,32 @@ def status(ctx: Ctx) -> None:
         s = c.session
         value: dict[str, Any] = {"state": "in step", "reason": None, "log": None, "chains": {}, "docs": {},
                                  "acceptance": None, "restored": []}
+        s.log_before = dict(s.home.pins().log)  # what an acceptance is judged against (restore.judge)
+        reason: str | None = None
         try:
             await sync_log(s, after_login=True)
-            found = await restore.newest_acceptance(s)
+        except LogInconsistent as e:
+            reason = e.reason
+        seen = await restore.compare(s, c.chains)
+        if reason is None and (seen.lost.chains or seen.lost.docs):
+            reason = restore.BEHIND_NOT_LOG
+            restore.keep_log_pin(s)
+        found = await restore.newest_acceptance(s)
+        if reason is None:
             if found is not None:  # for the record: nothing to follow while the server extends this device's pins
-                view = await c.chains.view()
-                value["acceptance"] = {"member": found[0].member, "name": view.name_of(found[0].member),
+                value["acceptance"] = {"member": found[0].member, "name": seen.view.name_of(found[0].member),
                                        "time": found[0].time, "size": found[0].checkpoint.size, "valid": None,
                                        "refused": None}
-        except LogInconsistent as e:
-            seen = await restore.compare(s, c.chains)
+        else:
             lost = seen.lost.as_json()
-            value.update({"state": "behind", "reason": e.reason, "log": lost["log"], "chains": lost["chains"],
+            value.update({"state": "behind", "reason": reason, "log": lost["log"], "chains": lost["chains"],
                           "docs": lost["docs"], "summary": restore.summary(seen)})
-            found = await restore.newest_acceptance(s)
             if found is not None:
                 acc, sig = found
                 refused = None
                 try:
                     await restore.judge(s, c.chains, acc, sig, seen)
+                    restore.check_covered(acc, seen)
                 except ServerBehind as refusal:
                     refused = refusal.reason
                 value["acceptance"] = {"member": acc.member, "name": seen.view.name_of(acc.member),
@@ -97,7 +85,7 @@ def status(ctx: Ctx) -> None:
         value["restored"] = _past(s.home.pins().log)
         return value
 
-    value = _logged_in(ctx, go)
+    value = with_session(ctx, go, maintain=False, check_log=False)
 
     def human() -> None:
         if value["state"] == "in step":
@@ -154,7 +142,7 @@ def accept(ctx: Ctx, yes: bool) -> None:
         return {"accepted": {"size": size, "root": acc.checkpoint.root.hex(), "time": acc.time,
                              "org_seq": acc.org_seq, "lost": seen.lost.as_json()}}
 
-    value = _logged_in(ctx, go)
+    value = with_session(ctx, go, maintain=False, check_log=False)
     emit_one(ctx, value, f"Accepted the restored server's state (audit log of {value['accepted']['size']} events); "
                          "members' devices follow it at their next command.")
 

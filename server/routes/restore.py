@@ -29,6 +29,8 @@ async def accept(request: web.Request) -> web.Response:
         acc = Acceptance.parse(body.statement)
     except IntegrityError as e:
         raise EncodingError(str(e)) from e
+    if acc.heads is None:
+        raise EncodingError("a restore acceptance of format 1 names no chain heads: sign it with a current client")
     s = session_of(request)
     app = request.app
     store, directory = app[AUDIT], app[DIRECTORY]
@@ -49,6 +51,10 @@ async def accept(request: web.Request) -> web.Response:
     links = directory.org_links
     if not 1 <= acc.org_seq <= len(links) or links[acc.org_seq - 1].hash != acc.org_head:
         raise NotFound("the acceptance names an organization chain head this server does not have")
+    for chain, (seq, head) in acc.heads.items():
+        chain_links = directory.member_links.get(chain) or directory.team_links.get(chain) or []
+        if len(chain_links) < seq or chain_links[seq - 1].hash != head:
+            raise NotFound("the acceptance names a chain head this server does not have")
     try:  # the one judge again, at the acceptance's signed time
         judge_acceptance(acc, body.sig, org, directory.members)
     except BadSignature as e:

@@ -167,7 +167,7 @@ def acceptance_judged(org: OrgState, members: dict[str, MemberState], q: Person,
     log_public, log_secret = log_keypair(bytes(32))
     cp = Checkpoint.build(org.org_id, 3, bytes(range(32)), t)
     raw = acceptance_statement(org.org_id, cp.raw, cp.sign(log_secret), log_public, org.seq, org.head, t, q.id,
-                               d.device_id, Lost((3, 5)))
+                               d.device_id, Lost((3, 5)), heads={})
     try:
         judge_acceptance(Acceptance.parse(raw), sign_acceptance(d, raw), org, members)
     except (ChainError, PolicyDenied):

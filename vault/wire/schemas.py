@@ -415,8 +415,8 @@ class CosignAnswer(Wire):
 class RestoreAcceptRequest(Wire):
     """A Security Team member's signed acceptance of this (restored) server's state (security/restore.py)."""
 
-    statement: Annotated[bytes, Meta(max_length=48 * 1024 * 4 // 3 + 4,
-                                     description="the acceptance's canonical bytes (at most 48 KiB)")]
+    statement: Annotated[bytes, Meta(max_length=384 * 1024 * 4 // 3 + 4,
+                                     description="the acceptance's canonical bytes (at most 384 KiB)")]
     sig: Signature
 
 
