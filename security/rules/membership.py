@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Final
 
-from security.events import Event
 from security.protocols import Rule
 from security.rules.base import (
     DAY,
@@ -18,17 +17,17 @@ from security.rules.base import (
     Context,
     Finding,
     adding_link,
+    admitted_at,
     approve_command,
     body_str,
     dur,
     finding,
     obligation,
-    ok_events,
     rotate_command,
     sets_member,
     starts_generation,
 )
-from vault.chains import OrgMember, TeamState
+from vault.chains import OrgMember, Record, TeamState, records_of
 from vault.links import Link
 
 # -- offboarding ------------------------------------------------------------------------------------
@@ -201,11 +200,6 @@ def _role_terms(ctx: Context, rule: Rule) -> list[Finding]:
 # -- need-to-know -------------------------------------------------------------------------------------
 
 
-def _admitted_at(ctx: Context, om: OrgMember) -> int | None:
-    entry = next((e for e in om.log if e.status == "admitted"), None)
-    return None if entry is None else ctx.org_time(entry.seq, om.since)
-
-
 def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
     """No compa and no member on probation (``probation_days`` after admission) in a sensitive team.
 
@@ -228,7 +222,7 @@ def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
                 out.append(finding(rule, VIOLATION, f"compa {mid} is a member of {team.kind} team {tid}", mid,
                                     events, leave))
                 continue
-            admitted = _admitted_at(ctx, om)
+            admitted = admitted_at(ctx, om)
             if om.invited_by is None or admitted is None:
                 continue
             if now - admitted < probation:
@@ -262,9 +256,7 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
     roles = rule.strs("roles")
     window = rule.int_("hours") * HOUR
     now = ctx.now
-    approvals: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-    for idx, ev in ok_events(ctx.actions("attest.approve")):
-        approvals[ev.res.get("link", "")].append((idx, ev))
+    approvals = _approvals(ctx)
     out = []
     cosigned = ctx.inp.org.cosigned
     for link in ctx.inp.org_links:
@@ -282,18 +274,16 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
         else:
             subject, role = body_str(link, "member"), body_str(link, "role")
             grant = link.body.raw.get("grant") is True
-        valid = [(i, ev) for i, ev in approvals.get(link.hash.hex(), [])
-                 if ev.actor not in (link.signer, subject)
-                 and "ncc" in ctx.inp.org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
-        in_time = [i for i, ev in valid if abs(ev.time - link.time) <= window]
+        valid = [(i, rec) for i, rec in approvals.get(link.hash.hex(), []) if rec.signer not in (link.signer, subject)]
+        in_time = [i for i, rec in valid if abs(rec.time - link.time) <= window]
         if in_time:
             continue
         # The link hash is what `mvault audit approve` takes; the org seq is said beside it for people.
         what = (f"{'grant' if grant else 'revocation'} of {role!r} to {subject} by {link.signer} "
                 f"(org seq {link.seq}, link {link.hash.hex()[:16]})")
-        events = [*ctx.link_event(link), *(i for i, _ in valid)]
+        events = [*ctx.link_event(link), *(i for i, _ in valid if i is not None)]
         if now - link.time > window:
-            late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
+            late = f"; only late approval(s) by {', '.join(sorted({rec.signer for _, rec in valid}))}" if valid else ""
             out.append(finding(rule, VIOLATION, f"the {what} has no second NCC approval within {dur(window)}{late}",
                                 subject, events))
         else:
@@ -325,7 +315,18 @@ def _second_ncc_since(ctx: Context, signer: str, link: Link) -> int | None:
     return found
 
 
-def _lone_designations(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[int, Event]]],
+def _approvals(ctx: Context) -> dict[str, list[tuple[int | None, Record]]]:
+    """Approvals by link hash (hex): the signed ``org.approve`` links of the replayed organization chain, with the
+    audit index of each (None: not in the log read). The chain judged each (an NCC member then, neither the
+    approved link's signer nor its subject), so a server cannot make one up."""
+    approvals: dict[str, list[tuple[int | None, Record]]] = defaultdict(list)
+    for rec in records_of(ctx.inp.org, "org.approve"):
+        idx = ctx.link_event(ctx.org_by_seq.get(rec.seq))
+        approvals[rec.subject].append((idx[0] if idx else None, rec))
+    return approvals
+
+
+def _lone_designations(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[int | None, Record]]],
                        window: int) -> list[Finding]:
     """Designations of the audit log's security team (``org.audit_team``) put in force by one signature: the
     chain allows that while the signer is the only NCC member. Each is reported until another NCC member
@@ -338,21 +339,20 @@ def _lone_designations(ctx: Context, rule: Rule, approvals: Mapping[str, list[tu
         if seq in org.cosigned or link is None:
             continue  # two signatures in the chain
         signer, h = link.signer, link.hash.hex()
-        valid = [(i, ev) for i, ev in approvals.get(h, [])
-                 if ev.actor != signer and "ncc" in org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
+        valid = [(i, rec) for i, rec in approvals.get(h, []) if rec.signer != signer]
         what = (f"designation of team {team} as the audit log's security team by member {signer} alone (the only "
                 f"NCC member then; org seq {seq}, link {h[:16]})")
-        events = [*ctx.link_event(link), *(i for i, _ in valid)]
+        events = [*ctx.link_event(link), *(i for i, _ in valid if i is not None)]
         second = _second_ncc_since(ctx, signer, link)
         if second is None:
             out.append(finding(rule, WARNING, f"the {what} needs a second NCC member's approval once there is one "
                                 f"(`{approve_command(link)}`)", signer, events, approve_command(link)))
             continue
         deadline = second + window
-        if any(ev.time <= deadline for _, ev in valid):
+        if any(rec.time <= deadline for _, rec in valid):
             continue
         if now > deadline:
-            late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
+            late = f"; only late approval(s) by {', '.join(sorted({rec.signer for _, rec in valid}))}" if valid else ""
             out.append(finding(rule, VIOLATION, f"the {what} has no second NCC approval within {dur(window)} of "
                                 f"there being a second NCC member{late}", signer, events))
         else:
