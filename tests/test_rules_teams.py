@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from security.authority import POLICY
 from tests.helpers.chain_world import DAY, MWorld
 from tests.helpers.rules import (
     HOUR,
@@ -24,7 +25,8 @@ from tests.helpers.rules import (
     result,
     verify_event,
 )
-from vault.chains import ProtocolsChange
+from vault.chains import ProtocolsChange, clone
+from vault.errors import ChainError, PolicyDenied
 
 
 @pytest.fixture
@@ -238,3 +240,33 @@ def test_two_person_designation_by_two_ncc_members_is_not_reported(world: MWorld
     assert inp.org.audit_team == "team-a" and inp.org.cosigned == {first.seq: None, second.seq: world.founder.id}
     assert second.signer == nina.id
     assert not any("audit log's security team" in f.message for f in result(inp, "two-person").findings)
+
+
+# -- two-person: team admins ------------------------------------------------------------------------------
+
+
+def test_two_person_team_admin_grants_need_a_second_signed_approval(world: MWorld) -> None:
+    alice, bob, carol = world.admit("alice"), world.admit("bob"), world.admit("carol")
+    t = circle_of(world, (alice, "admin"), (bob, "writer"), (carol, "writer"))  # alice made admin at creation
+    promote = world.team_role(t, world.founder, bob, "admin")
+    program = world.create_team(world.founder, [(world.founder, "admin"), (carol, "admin")], kind="program")
+    res = result(audit(world, [t, program], now=world.time + 73 * HOUR), "two-person")
+    assert sorted((f.subject, f.level) for f in res.findings) == sorted([(alice.id, "violation"),
+                                                                       (bob.id, "violation")])
+    warn = [f for f in result(audit(world, [t, program], now=promote.time + HOUR), "two-person").findings
+            if f.subject == bob.id]
+    assert warn[0].level == "warning" and warn[0].next_command == f"mvault team approve {t.team_id} " \
+        f"{promote.hash.hex()[:16]}"
+    # The signer and the subject cannot approve (the chain refuses them); another admin's approval settles it.
+    state = world.replay_team(t.links)
+    for who in (world.founder, bob):
+        link = world.team_link(t, who, "team.approve", {"link": promote.hash}, append=False)
+        with pytest.raises(ChainError, match="neither the link's signer nor its subject"):
+            clone(state).apply(link, world.org(), world.members(), POLICY)
+    world.team_link(t, alice, "team.approve", {"link": promote.hash})
+    world.team_link(t, bob, "team.approve", {"link": t.links[0].hash})  # bob approves alice's grant at creation
+    ok(result(audit(world, [t, program], now=world.time + HOUR), "two-person"))
+    # A writer cannot approve.
+    writer = world.team_link(t, carol, "team.approve", {"link": promote.hash}, append=False)
+    with pytest.raises(PolicyDenied, match="may not approve team changes"):
+        clone(world.replay_team(t.links)).apply(writer, world.org(), world.members(), POLICY)

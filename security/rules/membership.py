@@ -27,6 +27,7 @@ from security.rules.base import (
     sets_member,
     starts_generation,
 )
+from security.rules.history import compa_entries, late_offboarding, late_rotations
 from vault.chains import OrgMember, Record, TeamState, records_of
 from vault.links import Link
 
@@ -65,7 +66,7 @@ def _offboarding(ctx: Context, rule: Rule) -> list[Finding]:
                                   f"member {mid} was removed from the organization {dur(age)} ago "
                                   f"and is still in team {tid}: remove within {dur(limit - age)}",
                                   rotate_command(tid)))
-    return out
+    return out + late_offboarding(ctx, rule)
 
 
 # -- rotate-on-removal --------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def _rotate_on_removal(ctx: Context, rule: Rule) -> list[Finding]:
                               f"{dur(age)} after it had to rotate (limit {dur(limit)}): {what}",
                               f"team {tid} must rotate key generation {team.generation} "
                               f"within {dur(limit - age)}: {what}", rotate_command(tid)))
-    return out
+    return out + late_rotations(ctx, rule)
 
 
 # -- role-terms ---------------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
                 out.append(finding(rule, VIOLATION, f"member {mid} is in {team.kind} team {tid} while on probation "
                                     f"(admitted {dur(now - admitted)} ago; probation {dur(probation)})", mid,
                                     events, leave))
-    return out
+    return out + compa_entries(ctx, rule)
 
 
 # -- admin-count --------------------------------------------------------------------------------------
@@ -295,6 +296,54 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
             out.append(finding(rule, VIOLATION, f"security protocols version {change.version} was put in force by "
                                 f"{change.proposer} without a second NCC approver", change.proposer))
     out.extend(_lone_designations(ctx, rule, approvals, window))
+    out.extend(_team_admin_changes(ctx, rule, window))
+    return out
+
+
+def _admin_changes(team: TeamState, link: Link) -> list[tuple[str, str]]:
+    """(member, "grant" or "removal") of the team admin role that ``link`` signs (stepping down is not one)."""
+    if link.type == "team.create":
+        items = link.body.raw.get("members")
+        return [(str(i.get("member")), "grant") for i in (items if isinstance(items, list) else [])
+                if isinstance(i, dict) and i.get("role") == "admin" and i.get("member") != link.signer]
+    member = body_str(link, "member")
+    before = team.snapshots.get(link.seq - 1)
+    was_admin = before is not None and before.roles.get(member, ("", None))[0] == "admin"
+    if link.type == "team.add" and body_str(link, "role") == "admin":
+        return [(member, "grant")]
+    if link.type == "team.role" and (body_str(link, "role") == "admin") != was_admin:
+        return [(member, "removal" if was_admin else "grant")]
+    if link.type == "team.remove" and was_admin:
+        return [(member, "removal")]
+    return []
+
+
+def _team_admin_changes(ctx: Context, rule: Rule, window: int) -> list[Finding]:
+    """Grants and removals of the admin role in teams of ``team_admin_kinds`` need a second person's signed
+    ``team.approve`` (an admin of the team or NCC; the chain refuses the signer and the subject) within ``hours``."""
+    kinds = rule.strs("team_admin_kinds")
+    out = []
+    for tid, team in ctx.inp.teams.items():
+        if team.kind not in kinds:
+            continue
+        for link in ctx.team_links(tid):
+            for subject, what in _admin_changes(team, link):
+                approvals = team.approvals.get(link.hash, [])
+                if any(abs(t - link.time) <= window for _, _, t in approvals):
+                    continue
+                h = link.hash.hex()[:16]
+                desc = (f"admin {what} of {subject} in {team.kind} team {tid} by {link.signer} (team seq {link.seq}, "
+                        f"link {h})")
+                command = f"mvault team approve {tid} {h}"
+                if ctx.now - link.time > window:
+                    late = f"; only late approval(s) by {', '.join(sorted({by for _, by, _ in approvals}))}" \
+                        if approvals else ""
+                    out.append(finding(rule, VIOLATION, f"the {desc} has no second approval within {dur(window)}"
+                                        f"{late}", subject, ctx.link_event(link)))
+                else:
+                    out.append(finding(rule, WARNING, f"the {desc} needs a second approval (an admin of the team or "
+                                        f"NCC) within {dur(link.time + window - ctx.now)} (`{command}`)", subject,
+                                        ctx.link_event(link), command))
     return out
 
 
