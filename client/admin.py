@@ -19,6 +19,7 @@ from client.client import Client, device_body
 from client.clock import SYSTEM, Clock
 from client.home import Config, Home, Secrets
 from client.names import Names
+from client.records import record_verification
 from client.session import log_in
 from client.view import member_fingerprint
 from security.authority import POLICY
@@ -42,7 +43,7 @@ from vault.links import invite_public, make_link, sign_device_proof
 from vault.pin import Pin
 from vault.recovery import RecoveryCode
 from vault.teamkeys import TeamKey, box_hash
-from vault.wire.schemas import AttestRequest, Info, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
+from vault.wire.schemas import Info, Ok, SlotOffer, SlotOpened, SlotPayload, TeamLinkRequest, TeamSeq
 
 INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
@@ -222,9 +223,9 @@ async def verify(s: Client, name: str, confirm: bool) -> dict[str, Any]:
         pins = s.session.home.pins()
         pins.verified[them.member_id] = member_fingerprint(them).hex()
         s.session.home.save_pins(pins)
-        # The Security Team sees that (and when) keys were checked in person: rule key-verification.
-        await s.session.api.post("/api/v1/audit/attest", AttestRequest("verify", member=them.member_id,
-                                                                       fingerprint=member_fingerprint(them).hex()), Ok)
+        # Signed, in the organization chain: every client (the Security Team's report among them) sees that,
+        # and when, keys were checked in person (rule key-verification); the server cannot make one up.
+        await record_verification(s, them)
     return {"member": them.member_id, "name": them.name, "safety_number": number, "verified": s.chains.verified(them)}
 
 

@@ -48,7 +48,10 @@ def _verb(action: str) -> str:
              "org.server": "move the organization's server",
              "audit.key": "publish the Security Team's audit key",
              "audit.cosign": "cosign the audit log for the Security Team",
-             "restore.accept": "accept a server restored from an older backup"}
+             "restore.accept": "accept a server restored from an older backup",
+             "org.vouch": "vouch for members", "org.verify": "record key verifications",
+             "org.approve": "approve organization changes", "team.review": "review the member list",
+             "team.approve": "approve team changes"}
     if action in named:
         return named[action]
     parts = action.split(".")

@@ -40,6 +40,11 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "audit.key": frozenset({"security"}),  # sign which key generation the server seals the audit log to
     "audit.cosign": frozenset({"security"}),  # cosign (witness) an audit log checkpoint
     "restore.accept": frozenset({"security"}),  # accept a server restored from an older backup (security/restore.py)
+    # Signed records (vault/chains/records.py): a vouch for another member (compas do not vouch), a key
+    # verification in person (anyone), an NCC member's approval of an organization link as the second person.
+    "org.vouch": frozenset({"member", "ncc", "staff", "security"}),
+    "org.verify": frozenset({"member", "compa", "ncc", "staff", "security"}),
+    "org.approve": frozenset({"ncc"}),  # accept a server restored from an older backup (security/restore.py)
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),
@@ -57,6 +62,8 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     "team.rotate": frozenset({"admin", "writer", "reader"}),
     "team.share": frozenset({"admin", "writer", "reader"}),
     "team.leave": frozenset({"admin", "writer", "reader"}),
+    "team.review": frozenset({"admin"}),  # confirm the team's member list (rule membership-review)
+    "team.approve": frozenset({"admin"}),  # approve an admin grant or removal as the second person (two-person)
     "doc.write": frozenset({"admin", "writer"}),
     "doc.read": frozenset({"admin", "writer", "reader"}),
     "thread.post": frozenset({"admin", "writer"}),  # also creating a thread
@@ -68,6 +75,7 @@ TEAM_OVERRIDES: Final[dict[str, frozenset[str]]] = {
     "team.add": frozenset({"ncc"}),
     "team.remove": frozenset({"ncc"}),
     "team.role": frozenset({"ncc"}),
+    "team.approve": frozenset({"ncc"}),
 }
 
 # Team roles an org role may hold: compas are readers only.

@@ -72,7 +72,11 @@ async def test_every_refusal_by_the_policy_is_logged(aw: AuditWorld) -> None:
         cp = (await checkpoint_of(h, bob)).checkpoint
         other_device = audit_key_statement(cp.org, aw.sec, 1, os.urandom(32), now(aw), aw.carol.member_id,
                                            aw.bob.device.device_id)
+        head = links[-1]  # bob (no NCC role) signs an approval of the newest org link: refused, logged
+        approval = make_link(chain=head.chain, seq=head.seq + 1, prev=head.hash, time=now(aw), signer=aw.bob.member_id,
+                             device=aw.bob.device, type_="org.approve", body={"link": head.hash})
         refusals: list[tuple[Actor | Newcomer, str, str, str, dict[str, Any], str]] = [
+            (aw.bob, bob, "POST", "/api/v1/org/links", {"js": {"link": b64(approval.wire)}}, "/api/v1/org/links"),
             (aw.bob, bob, "POST", "/api/v1/teams",
              {"js": team_json(*team_create_link(bs, await bs.chains.view(refresh=True), "bobs-own"))}, "/api/v1/teams"),
             (aw.bob, bob, "POST", COSIGN,
@@ -80,7 +84,6 @@ async def test_every_refusal_by_the_policy_is_logged(aw: AuditWorld) -> None:
              COSIGN),
             (aw.bob, bob, "GET", f"/api/v1/audit/teams/{aw.drafting}/versions", {},
              "/api/v1/audit/teams/{team}/versions"),
-            (aw.bob, bob, "POST", ATTEST, {"js": {"kind": "approve", "link": links[-1].hash.hex()}}, ATTEST),
             (aw.bob, bob, "POST", ATTEST,
              {"js": {"kind": "lost", "member": aw.carol.member_id, "device": aw.carol.device.device_id}}, ATTEST),
             (aw.pending, dave, "GET", LEAVES, {}, LEAVES),
@@ -133,11 +136,14 @@ async def test_a_member_key_nothing_can_be_sealed_to_breaks_no_event(server: Ser
         assert status == 201, res
         assert log_size(server) == size + 2  # member.create and org.join
         size = log_size(server)
-        status, res = await h.call("POST", ATTEST, token=token,
-                                   js={"kind": "verify", "member": mallory.member_id, "fingerprint": "1"})
+        info = await info_of(h)  # the founder verifies mallory's keys: an event about mallory
+        verify = make_link(chain=org_id_for(bytes.fromhex(info["org_root"])), seq=info["org_seq"] + 1,
+                           prev=unb64(info["org_head"]), time=t, signer=founder.member_id, device=founder.device,
+                           type_="org.verify", body={"member": mallory.member_id, "fingerprint": bytes(32)})
+        status, res = await h.call("POST", "/api/v1/org/links", token=token, js={"link": b64(verify.wire)})
         assert status == 201, res
         (event,) = new_events(server, size, keys_of(founder))
-        assert (event.action, event.res.get("member")) == ("attest.verify", mallory.member_id)
+        assert (event.action, event.res.get("member")) == ("org.verify", mallory.member_id)
         await login_as(h, mallory.member_id, mallory.device)
 
 

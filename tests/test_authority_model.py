@@ -44,7 +44,7 @@ from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
 from vault.acts import ALLOWANCE, Act, doc_act
-from vault.chains import MAX_OPEN_INVITES, clone, org_id_for, team_id_for
+from vault.chains import MAX_OPEN_INVITES, clone, org_id_for, roster_digest, team_id_for
 from vault.crypto import primitives as p
 from vault.envelope import CONFLICT, DELETE, MOVE, PUT, RESTORE
 from vault.errors import ChainError, InviteNotOpen, PolicyDenied
@@ -447,7 +447,8 @@ class AuthorityMachine(MachineBase):
             t = rnd.choice([self.now, self.now, rnd.choice(times) + rnd.choice([-1, 0, 1, ALLOWANCE - 1, ALLOWANCE])])
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
-                                     "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server"])
+                                     "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
+                                     "org.vouch", "org.verify", "org.approve"])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)
@@ -509,7 +510,7 @@ class AuthorityMachine(MachineBase):
             o = rnd.choice([rnd.randint(1, self.m.org_seq), rnd.randint(max(1, mt.org_seq), self.m.org_seq)])
             head = mt.snaps[-1].time
             t = rnd.choice([self.now, max(head, self.now - rnd.choice([1, ALLOWANCE, 3 * ALLOWANCE]))])
-            kind = rnd.choice(["add", "role", "remove", "rotate"])
+            kind = rnd.choice(["add", "role", "remove", "rotate", "review", "approve"])
             view = mt.view(self.m, o)
             holder = self.m.holds_key(mt, q.id, t, view)
             want = o >= mt.org_seq and self.m.entitled(q.id, d.device_id, t, f"team.{kind}", org_seq=o, team=mt)
@@ -542,6 +543,11 @@ class AuthorityMachine(MachineBase):
                 if holder and q.id != who:
                     key = self.generation(ti, self.m.key_recipients(mt, o, t, rest), t, record=False)[0]
                 body = {"member": who, "key": key}
+            elif kind == "review":  # an admin confirms the list of the members admitted at org state o
+                body = {"roster": roster_digest(view)}
+            elif kind == "approve":  # the team's creation, approved as the second person: never by its creator
+                want = want and q.id != self.teams[ti].links[0].signer
+                body = {"link": self.teams[ti].links[0].hash}
             else:
                 want = want and holder
                 body = {"key": self.generation(ti, self.m.key_recipients(mt, o, t, view), t, record=False)[0]}

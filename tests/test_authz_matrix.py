@@ -105,6 +105,7 @@ from tests.helpers.authz_matrix import (
     team_link,
 )
 from tests.helpers.http import Http, b64, login
+from vault.chains import RECORD_TYPES, records_of
 from vault.errors import VaultError
 from vault.teamkeys import TeamKey
 
@@ -275,6 +276,10 @@ async def test_org_cell(world: World, org_role: str, action: str) -> None:
             assert "staff" not in (await w.view()).org.roles_of(w.id("t_role"))
         elif action == "org.remove":
             assert view.org.members[target.member_id].status == "removed"
+        elif action in RECORD_TYPES:  # a signed record by the actor, in the chain every client replays
+            rec = records_of(view.org, action)[-1]
+            about = view.org.root.hex() if action == "org.approve" else w.id("t_add")
+            assert (rec.signer, rec.device, rec.subject) == (actor.member_id, actor.device.device_id, about)
         elif action == "org.protocols":  # proposed; a second NCC member (alice) approves: the same action
             version = (view.org.protocols.version if view.org.protocols else 1) + 1
             [digest] = [d for d, c in view.org.proposals.items() if c.version == version]

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import pytest
 
-from security.events import Event
-from tests.helpers.chain_world import DAY, MWorld, Person
+from security.authority import POLICY
+from tests.helpers.chain_world import DAY, MWorld
 from tests.helpers.rules import (
     HOUR,
+    approve_event,
     audit,
     circle_of,
     event,
+    fingerprint_at,
     link_event,
     ncc,
     ok,
     only,
+    refused_org_link,
     result,
     verify_event,
 )
-from vault.chains import ProtocolsChange
-from vault.links import Link
+from vault.chains import ProtocolsChange, clone
+from vault.errors import ChainError, PolicyDenied
 
 
 @pytest.fixture
@@ -78,6 +81,20 @@ def test_key_verification_of_other_keys_counts_for_nothing(world: MWorld) -> Non
     wrong = verify_event(world, world.time + DAY, alice, world.founder.id, fingerprint="00" * 32)
     res = result(audit(world, [t], [wrong], now=world.time + 31 * DAY), "key-verification")
     assert res.status == "violated" and only(res, "violation").subject == alice.id
+
+
+def test_key_verification_counts_signed_links_not_server_records(world: MWorld) -> None:
+    """Before issue 18 a verification was an ``attest.verify`` event the server recorded (and could make up);
+    now only a signed ``org.verify`` link in the replayed organization chain counts."""
+    alice = world.admit("alice")
+    t = circle_of(world, (alice, "writer"))
+    made_up = event(world.time + DAY, "attest.verify", alice.id, alice.device.device_id,
+                    res={"member": world.founder.id},
+                    detail={"fingerprint": fingerprint_at(world, world.founder.id, world.time + DAY)})
+    res = result(audit(world, [t], [made_up], now=world.time + 31 * DAY), "key-verification")
+    assert only(res, "violation").subject == alice.id
+    signed = verify_event(world, world.time + DAY, alice, world.founder.id)
+    ok(result(audit(world, [t], [made_up, signed], now=world.time + 31 * DAY), "key-verification"))
 
 
 # -- need-to-know -------------------------------------------------------------------------------------
@@ -135,11 +152,12 @@ def test_two_person_missing_approval(world: MWorld) -> None:
     alice, bob = world.admit("alice"), world.admit("bob")
     grant = world.role(world.founder, alice, "security")
     world.role(world.founder, bob, "staff")  # not a two-person role
-    events = [link_event(grant, member=alice.id),
-              # approvals that do not count: by the signer, by the subject, by a non-NCC member
-              event(grant.time + 60, "attest.approve", world.founder.id, res={"link": grant.hash.hex(), "chain": ""}),
-              event(grant.time + 60, "attest.approve", alice.id, res={"link": grant.hash.hex(), "chain": ""}),
-              event(grant.time + 60, "attest.approve", bob.id, res={"link": grant.hash.hex(), "chain": ""})]
+    # Approvals that cannot count are not even in the chain: by the signer, by the subject, by a non-NCC member.
+    approve = {"link": grant.hash}
+    assert "neither the link's signer nor its subject" in refused_org_link(world, world.founder, "org.approve", approve)
+    assert "may not approve organization changes" in refused_org_link(world, alice, "org.approve", approve)
+    assert "may not approve organization changes" in refused_org_link(world, bob, "org.approve", approve)
+    events = [link_event(grant, member=alice.id)]
     res = result(audit(world, [], events, now=grant.time + 73 * HOUR), "two-person")
     f = only(res, "violation")
     assert res.status == "violated" and f.subject == alice.id and f.events == (0,)
@@ -152,7 +170,7 @@ def test_two_person_late_approval(world: MWorld) -> None:
     carol = world.admit("carol")
     grant = world.role(world.founder, carol, "security")  # the only NCC member: one signature
     nina = ncc(world, "nina")
-    events = [event(grant.time + 80 * HOUR, "attest.approve", nina.id, res={"link": grant.hash.hex(), "chain": ""})]
+    events = [approve_event(world, grant, nina, grant.time + 80 * HOUR)]
     res = result(audit(world, [], events, now=grant.time + 100 * HOUR), "two-person")
     late = next(f for f in res.findings if f.subject == carol.id)
     assert late.level == "violation" and late.events == (0,) and "late" in late.message and nina.id in late.message
@@ -168,12 +186,8 @@ def test_two_person_bootstrapped_and_approved(world: MWorld) -> None:
     world.role(carol, alice, "security")
     world.role(world.founder, alice, "security", grant=False)  # a proposal still waiting: nothing to report
     assert len(world.org().cosigned) == 5
-
-    def approve(link: Link, by: Person, after: int) -> Event:
-        return event(link.time + after, "attest.approve", by.id, res={"link": link.hash.hex(), "chain": ""})
-
     world.time += HOUR
-    events = [approve(g1, carol, 2 * HOUR)]
+    events = [approve_event(world, g1, carol, g1.time + 2 * HOUR)]
     inp = audit(world, [], events, now=world.time + 30 * DAY)
     ok(result(inp, "two-person"))
     # A protocols change that (impossibly) has its proposer as its approver is reported.
@@ -196,25 +210,22 @@ def test_two_person_lone_designation_of_the_audit_team(world: MWorld) -> None:
     # A second NCC member arrives; the clock for their approval starts then.
     nina = ncc(world, "nina")
     arrived = world.time
-    grant_links = [lk for lk in world.org_links if lk.type == "org.role"]
-    approve_grant = event(arrived + 60, "attest.approve", world.founder.id,
-                          res={"link": grant_links[-1].hash.hex(), "chain": ""})  # (not counted: the signer)
-    events = [designation, approve_grant]
+    events = [designation]
     lone_of = [f for f in result(audit(world, [], events, now=arrived + HOUR), "two-person").findings
                if h[:16] in f.message]
     assert [f.level for f in lone_of] == ["warning"]
     lone_of = [f for f in result(audit(world, [], events, now=arrived + 73 * HOUR), "two-person").findings
                if h[:16] in f.message]
     assert [f.level for f in lone_of] == ["violation"] and lone_of[0].subject == world.founder.id
-    # Approvals by the signer itself or by a non-NCC member count for nothing; nina's does.
+    # Approvals by the signer itself or by a non-NCC member are refused by the chain; nina's counts.
     bob = world.admit("bob")
-    bad = [event(arrived + 60, "attest.approve", who.id, res={"link": h, "chain": ""}) for who in (world.founder, bob)]
-    still = result(audit(world, [], [designation, *bad], now=arrived + HOUR), "two-person").findings
-    assert any(h[:16] in f.message for f in still)
-    good = event(arrived + 2 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    assert "neither" in refused_org_link(world, world.founder, "org.approve", {"link": lone.hash})
+    assert "may not approve" in refused_org_link(world, bob, "org.approve", {"link": lone.hash})
+    good = approve_event(world, lone, nina, arrived + 2 * HOUR)
     settled = result(audit(world, [], [designation, good], now=arrived + 100 * HOUR), "two-person").findings
     assert not any(h[:16] in f.message for f in settled)
-    late = event(arrived + 80 * HOUR, "attest.approve", nina.id, res={"link": h, "chain": ""})
+    world.org_links.pop()  # the same history with nina approving late instead
+    late = approve_event(world, lone, nina, arrived + 80 * HOUR)
     lone_of = [f for f in result(audit(world, [], [designation, late], now=arrived + 100 * HOUR),
                                  "two-person").findings if h[:16] in f.message]
     assert [f.level for f in lone_of] == ["violation"]
@@ -259,3 +270,33 @@ def test_two_person_server_move_by_two_ncc_members_is_not_reported(world: MWorld
     inp = audit(world, [], [link_event(first), link_event(second)], now=world.time + 30 * DAY)
     assert inp.org.server is not None and inp.org.cosigned == {first.seq: None, second.seq: world.founder.id}
     assert not any("move of the server" in f.message for f in result(inp, "two-person").findings)
+
+
+# -- two-person: team admins ------------------------------------------------------------------------------
+
+
+def test_two_person_team_admin_grants_need_a_second_signed_approval(world: MWorld) -> None:
+    alice, bob, carol = world.admit("alice"), world.admit("bob"), world.admit("carol")
+    t = circle_of(world, (alice, "admin"), (bob, "writer"), (carol, "writer"))  # alice made admin at creation
+    promote = world.team_role(t, world.founder, bob, "admin")
+    program = world.create_team(world.founder, [(world.founder, "admin"), (carol, "admin")], kind="program")
+    res = result(audit(world, [t, program], now=world.time + 73 * HOUR), "two-person")
+    assert sorted((f.subject, f.level) for f in res.findings) == sorted([(alice.id, "violation"),
+                                                                       (bob.id, "violation")])
+    warn = [f for f in result(audit(world, [t, program], now=promote.time + HOUR), "two-person").findings
+            if f.subject == bob.id]
+    assert warn[0].level == "warning" and warn[0].next_command == f"mvault team approve {t.team_id} " \
+        f"{promote.hash.hex()[:16]}"
+    # The signer and the subject cannot approve (the chain refuses them); another admin's approval settles it.
+    state = world.replay_team(t.links)
+    for who in (world.founder, bob):
+        link = world.team_link(t, who, "team.approve", {"link": promote.hash}, append=False)
+        with pytest.raises(ChainError, match="neither the link's signer nor its subject"):
+            clone(state).apply(link, world.org(), world.members(), POLICY)
+    world.team_link(t, alice, "team.approve", {"link": promote.hash})
+    world.team_link(t, bob, "team.approve", {"link": t.links[0].hash})  # bob approves alice's grant at creation
+    ok(result(audit(world, [t, program], now=world.time + HOUR), "two-person"))
+    # A writer cannot approve.
+    writer = world.team_link(t, carol, "team.approve", {"link": promote.hash}, append=False)
+    with pytest.raises(PolicyDenied, match="may not approve team changes"):
+        clone(world.replay_team(t.links)).apply(writer, world.org(), world.members(), POLICY)

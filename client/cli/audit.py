@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from client import records
 from client.audit import html, keys, log, report
 from client.checkpoints import protocols_of
 from client.cli._common import (
@@ -260,7 +261,7 @@ def audit_approve(ctx: Ctx, link: str) -> None:
     async def go(s: Client) -> tuple[Link, Names]:
         view = await s.chains.view()  # replayed and pinned: the links below must lead to its head
         found = _org_link(_leading_to(await s.chains.links("/api/v1/chains/org"), view.org.org_id, view.org.head), link)
-        await s.session.api.post("/api/v1/audit/attest", AttestRequest("approve", link=found.hash.hex()), Ok)
+        await records.approve(s, found)  # an org.approve link: signed, replayed by every client
         return found, Names(view, s.session.me)
 
     found, names = with_session(ctx, go)

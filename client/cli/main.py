@@ -73,6 +73,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "role": ("client.cli.members", "Grant or revoke organization roles (NCC only)."),
     "members": ("client.cli.members", "The organization: roles, devices, verified or not."),
     "verify": ("client.cli.members", "Show the safety number you and MEMBER compare in person."),
+    "vouch": ("client.cli.members", "Vouch for MEMBER: a signed record in the organization chain (rule vouching)."),
     "remove": ("client.cli.members", "NCC: remove MEMBER from the organization: logins stop, and they are out of "
                                      "every team at once."),
     "device": ("client.cli.devices", "Your devices: add, link, list, revoke."),

@@ -1,4 +1,5 @@
-"""``mvault admit``, ``role grant|revoke``, ``members``, ``verify``, ``remove``: the organization's members."""
+"""``mvault admit``, ``role grant|revoke``, ``members``, ``verify``, ``vouch``, ``remove``: the organization's
+members."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import click
 
-from client import admin
+from client import admin, records
 from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
 
@@ -77,6 +78,17 @@ def verify(ctx: Ctx, member: str, confirm: bool) -> None:
                                           f"verified: {info['verified']}"))
 
 
+@click.command()
+@click.argument("member")
+@json_flag
+@click.pass_obj
+def vouch(ctx: Ctx, member: str) -> None:
+    """Vouch for MEMBER: a signed record in the organization chain (rule vouching)."""
+    m = with_session(ctx, lambda s: records.vouch(s, member))
+    emit_one(ctx, {"member": m.member_id, "name": m.name, "vouched": True},
+             lambda: out.print(f"vouched for {escape(m.name)} (signed, in the organization chain)"))
+
+
 @click.command("remove")
 @click.argument("member")
 @click.option("--reason", default="", help="a short reason for the record (kept in the org chain)")
@@ -92,4 +104,4 @@ def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
                                f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
 
 
-COMMANDS: tuple[click.Command, ...] = (admit, role, members_cmd, verify, remove_cmd)
+COMMANDS: tuple[click.Command, ...] = (admit, role, members_cmd, verify, vouch, remove_cmd)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from client import admin
+from client import admin, records
 from client.cli._common import (
     Column,
     Ctx,
@@ -145,6 +145,44 @@ def team_rotate(ctx: Ctx, team_name: str) -> None:
              lambda: out.print(f"{escape(team_name)}: key generation {gen}" + (
                  " (re-keyed: no member held the key; documents and threads from before are readable only to "
                  "those who held the old keys, and members waiting for a share get it from you)" if rekeyed else "")))
+
+
+@team.command("review")
+@click.argument("team_name", metavar="TEAM")
+@json_flag
+@click.pass_obj
+def team_review(ctx: Ctx, team_name: str) -> None:
+    """Admins: confirm TEAM's member list as it stands (rule membership-review): a signed team.review link.
+
+    Run it after checking the list `mvault team show TEAM` prints; the link carries the digest of that list."""
+
+    async def go(s: Client) -> dict[str, Any]:
+        team, confirmed = await records.review(s, team_name)
+        view = await s.chains.view()
+        return {"team": team.team_id, "name": team.name, "members": confirmed,
+                "member_names": [view.name_of(m) for m in confirmed]}
+
+    info = with_session(ctx, go)
+    emit_one(ctx, info, lambda: out.print(f"reviewed {escape(info['name'])}: "
+                                          f"{', '.join(map(escape, info['member_names']))}"))
+
+
+@team.command("approve")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("link")
+@json_flag
+@click.pass_obj
+def team_approve(ctx: Ctx, team_name: str, link: str) -> None:
+    """Approve a link of TEAM as the second person (rule two-person: admin grants and removals): a signed
+    team.approve link. LINK is what the finding prints: the start of the link's hash or its team sequence number."""
+
+    async def go(s: Client) -> dict[str, Any]:
+        t, seq, h = await records.approve_team_link(s, team_name, link)
+        return {"team": t.team_id, "name": t.name, "seq": seq, "approved": h.hex()}
+
+    info = with_session(ctx, go)
+    emit_one(ctx, info, lambda: out.print(f"approved link {info['approved'][:16]} (team seq {info['seq']}) "
+                                          f"of {escape(info['name'])}"))
 
 
 @click.command("leave")

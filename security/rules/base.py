@@ -140,6 +140,12 @@ class Context:
         return out
 
 
+def admitted_at(ctx: Context, om: OrgMember) -> int | None:
+    """When ``om`` was (first) admitted: the time of the org link that admitted them (None: never)."""
+    entry = next((e for e in om.log if e.status == "admitted"), None)
+    return None if entry is None else ctx.org_time(entry.seq, om.since)
+
+
 def finding(rule: Rule, level: str, message: str, subject: str, events: Iterable[int] = (),
             next_command: str = "") -> Finding:
     return Finding(rule.id, level, message, subject, tuple(sorted(set(events))), next_command)

@@ -26,7 +26,7 @@ from security.rules.base import (
     rotate_command,
     starts_generation,
 )
-from vault.chains import TeamState
+from vault.chains import Record, TeamState, records_of
 from vault.keys import key_fingerprint
 from vault.links import Link
 
@@ -156,18 +156,18 @@ def _key_changes(ctx: Context, member_id: str) -> list[tuple[int, Link | None]]:
     return [(t, None) for t in sorted(times)]
 
 
-def _fingerprint_matches(ctx: Context, member_id: str, ev: Event) -> bool:
-    """Does the attested fingerprint name the member's keys at the attestation's time?"""
+def _fingerprint_matches(ctx: Context, member_id: str, rec: Record) -> bool:
+    """Does the verified fingerprint name the member's keys at the verification's time?"""
     ms = ctx.inp.members.get(member_id)
     if ms is None:
         return False
-    t = ev.time
+    t = rec.time
     devices = [(d.device_id, d.sign_public) for d in ms.devices.values() if d.active_at(t)]
     gens = [g for g, puk in ms.puks.items() if puk.since <= t]
     if not gens:
         return False
     expected = key_fingerprint(member_id, devices, ms.puks[max(gens)].sign_public).hex()
-    return ev.detail.get("fingerprint") == expected
+    return rec.detail == expected
 
 
 def _key_verification(ctx: Context, rule: Rule) -> list[Finding]:
@@ -176,13 +176,15 @@ def _key_verification(ctx: Context, rule: Rule) -> list[Finding]:
     kinds = rule.strs("sensitive_kinds")
     join, grace = rule.int_("join_days") * DAY, rule.int_("grace_days") * DAY
     now = ctx.now
-    verified: dict[tuple[str, str], tuple[int, int]] = {}  # (verifier, verified) -> newest (time, index)
-    for idx, ev in ok_events(ctx.actions("attest.verify")):
-        key = (ev.actor, ev.res.get("member", ""))
-        if not _fingerprint_matches(ctx, key[1], ev):
+    # (verifier, verified) -> newest (time, audit index or None): signed org.verify links, replayed with the chain
+    verified: dict[tuple[str, str], tuple[int, int | None]] = {}
+    for rec in records_of(ctx.inp.org, "org.verify"):
+        key = (rec.signer, rec.subject)
+        if not _fingerprint_matches(ctx, key[1], rec):
             continue  # a verification of keys that were not the member's keys then counts for nothing
-        if ev.time <= now and (key not in verified or ev.time >= verified[key][0]):
-            verified[key] = (ev.time, idx)
+        if rec.time <= now and (key not in verified or rec.time >= verified[key][0]):
+            idx = ctx.link_event(ctx.org_by_seq.get(rec.seq))
+            verified[key] = (rec.time, idx[0] if idx else None)
     out = []
     for tid, team in ctx.inp.teams.items():
         if team.kind not in kinds:
@@ -204,7 +206,7 @@ def _key_verification(ctx: Context, rule: Rule) -> list[Finding]:
                 if not changes:
                     continue
                 tc, lk = min(changes, key=lambda c: c[0])
-                events = [vidx, *ctx.link_event(lk)]
+                events = [*([] if vidx is None else [vidx]), *ctx.link_event(lk)]
                 out.append(obligation(rule, now - tc > grace, mid, events,
                                       f"member {mid} of {team.kind} team {tid} has not re-verified "
                                       f"admin {a}, whose keys changed {dur(now - tc)} ago (grace {dur(grace)})",

@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Final
 
-from security.events import Event
 from security.protocols import Rule
 from security.rules.base import (
     DAY,
@@ -18,17 +17,18 @@ from security.rules.base import (
     Context,
     Finding,
     adding_link,
+    admitted_at,
     approve_command,
     body_str,
     dur,
     finding,
     obligation,
-    ok_events,
     rotate_command,
     sets_member,
     starts_generation,
 )
-from vault.chains import OrgMember, TeamState
+from security.rules.history import compa_entries, late_offboarding, late_rotations
+from vault.chains import OrgMember, Record, TeamState, records_of
 from vault.links import Link
 
 # -- offboarding ------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def _offboarding(ctx: Context, rule: Rule) -> list[Finding]:
                                   f"member {mid} was removed from the organization {dur(age)} ago "
                                   f"and is still in team {tid}: remove within {dur(limit - age)}",
                                   rotate_command(tid)))
-    return out
+    return out + late_offboarding(ctx, rule)
 
 
 # -- rotate-on-removal --------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def _rotate_on_removal(ctx: Context, rule: Rule) -> list[Finding]:
                               f"{dur(age)} after it had to rotate (limit {dur(limit)}): {what}",
                               f"team {tid} must rotate key generation {team.generation} "
                               f"within {dur(limit - age)}: {what}", rotate_command(tid)))
-    return out
+    return out + late_rotations(ctx, rule)
 
 
 # -- role-terms ---------------------------------------------------------------------------------------
@@ -201,11 +201,6 @@ def _role_terms(ctx: Context, rule: Rule) -> list[Finding]:
 # -- need-to-know -------------------------------------------------------------------------------------
 
 
-def _admitted_at(ctx: Context, om: OrgMember) -> int | None:
-    entry = next((e for e in om.log if e.status == "admitted"), None)
-    return None if entry is None else ctx.org_time(entry.seq, om.since)
-
-
 def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
     """No compa and no member on probation (``probation_days`` after admission) in a sensitive team.
 
@@ -228,14 +223,14 @@ def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
                 out.append(finding(rule, VIOLATION, f"compa {mid} is a member of {team.kind} team {tid}", mid,
                                     events, leave))
                 continue
-            admitted = _admitted_at(ctx, om)
+            admitted = admitted_at(ctx, om)
             if om.invited_by is None or admitted is None:
                 continue
             if now - admitted < probation:
                 out.append(finding(rule, VIOLATION, f"member {mid} is in {team.kind} team {tid} while on probation "
                                     f"(admitted {dur(now - admitted)} ago; probation {dur(probation)})", mid,
                                     events, leave))
-    return out
+    return out + compa_entries(ctx, rule)
 
 
 # -- admin-count --------------------------------------------------------------------------------------
@@ -263,9 +258,7 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
     roles = rule.strs("roles")
     window = rule.int_("hours") * HOUR
     now = ctx.now
-    approvals: dict[str, list[tuple[int, Event]]] = defaultdict(list)
-    for idx, ev in ok_events(ctx.actions("attest.approve")):
-        approvals[ev.res.get("link", "")].append((idx, ev))
+    approvals = _approvals(ctx)
     out = []
     cosigned = ctx.inp.org.cosigned
     for link in ctx.inp.org_links:
@@ -283,18 +276,16 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
         else:
             subject, role = body_str(link, "member"), body_str(link, "role")
             grant = link.body.raw.get("grant") is True
-        valid = [(i, ev) for i, ev in approvals.get(link.hash.hex(), [])
-                 if ev.actor not in (link.signer, subject)
-                 and "ncc" in ctx.inp.org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
-        in_time = [i for i, ev in valid if abs(ev.time - link.time) <= window]
+        valid = [(i, rec) for i, rec in approvals.get(link.hash.hex(), []) if rec.signer not in (link.signer, subject)]
+        in_time = [i for i, rec in valid if abs(rec.time - link.time) <= window]
         if in_time:
             continue
         # The link hash is what `mvault audit approve` takes; the org seq is said beside it for people.
         what = (f"{'grant' if grant else 'revocation'} of {role!r} to {subject} by {link.signer} "
                 f"(org seq {link.seq}, link {link.hash.hex()[:16]})")
-        events = [*ctx.link_event(link), *(i for i, _ in valid)]
+        events = [*ctx.link_event(link), *(i for i, _ in valid if i is not None)]
         if now - link.time > window:
-            late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
+            late = f"; only late approval(s) by {', '.join(sorted({rec.signer for _, rec in valid}))}" if valid else ""
             out.append(finding(rule, VIOLATION, f"the {what} has no second NCC approval within {dur(window)}{late}",
                                 subject, events))
         else:
@@ -306,6 +297,54 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
             out.append(finding(rule, VIOLATION, f"security protocols version {change.version} was put in force by "
                                 f"{change.proposer} without a second NCC approver", change.proposer))
     out.extend(_lone_signed(ctx, rule, approvals, window))
+    out.extend(_team_admin_changes(ctx, rule, window))
+    return out
+
+
+def _admin_changes(team: TeamState, link: Link) -> list[tuple[str, str]]:
+    """(member, "grant" or "removal") of the team admin role that ``link`` signs (stepping down is not one)."""
+    if link.type == "team.create":
+        items = link.body.raw.get("members")
+        return [(str(i.get("member")), "grant") for i in (items if isinstance(items, list) else [])
+                if isinstance(i, dict) and i.get("role") == "admin" and i.get("member") != link.signer]
+    member = body_str(link, "member")
+    before = team.snapshots.get(link.seq - 1)
+    was_admin = before is not None and before.roles.get(member, ("", None))[0] == "admin"
+    if link.type == "team.add" and body_str(link, "role") == "admin":
+        return [(member, "grant")]
+    if link.type == "team.role" and (body_str(link, "role") == "admin") != was_admin:
+        return [(member, "removal" if was_admin else "grant")]
+    if link.type == "team.remove" and was_admin:
+        return [(member, "removal")]
+    return []
+
+
+def _team_admin_changes(ctx: Context, rule: Rule, window: int) -> list[Finding]:
+    """Grants and removals of the admin role in teams of ``team_admin_kinds`` need a second person's signed
+    ``team.approve`` (an admin of the team or NCC; the chain refuses the signer and the subject) within ``hours``."""
+    kinds = rule.strs("team_admin_kinds")
+    out = []
+    for tid, team in ctx.inp.teams.items():
+        if team.kind not in kinds:
+            continue
+        for link in ctx.team_links(tid):
+            for subject, what in _admin_changes(team, link):
+                approvals = team.approvals.get(link.hash, [])
+                if any(abs(t - link.time) <= window for _, _, t in approvals):
+                    continue
+                h = link.hash.hex()[:16]
+                desc = (f"admin {what} of {subject} in {team.kind} team {tid} by {link.signer} (team seq {link.seq}, "
+                        f"link {h})")
+                command = f"mvault team approve {tid} {h}"
+                if ctx.now - link.time > window:
+                    late = f"; only late approval(s) by {', '.join(sorted({by for _, by, _ in approvals}))}" \
+                        if approvals else ""
+                    out.append(finding(rule, VIOLATION, f"the {desc} has no second approval within {dur(window)}"
+                                        f"{late}", subject, ctx.link_event(link)))
+                else:
+                    out.append(finding(rule, WARNING, f"the {desc} needs a second approval (an admin of the team or "
+                                        f"NCC) within {dur(link.time + window - ctx.now)} (`{command}`)", subject,
+                                        ctx.link_event(link), command))
     return out
 
 
@@ -326,6 +365,17 @@ def _second_ncc_since(ctx: Context, signer: str, link: Link) -> int | None:
     return found
 
 
+def _approvals(ctx: Context) -> dict[str, list[tuple[int | None, Record]]]:
+    """Approvals by link hash (hex): the signed ``org.approve`` links of the replayed organization chain, with the
+    audit index of each (None: not in the log read). The chain judged each (an NCC member then, neither the
+    approved link's signer nor its subject), so a server cannot make one up."""
+    approvals: dict[str, list[tuple[int | None, Record]]] = defaultdict(list)
+    for rec in records_of(ctx.inp.org, "org.approve"):
+        idx = ctx.link_event(ctx.org_by_seq.get(rec.seq))
+        approvals[rec.subject].append((idx[0] if idx else None, rec))
+    return approvals
+
+
 def _lone_acts(ctx: Context) -> list[tuple[Link, str]]:
     """The two-person org acts in force on one signature (the chain allows that while the signer is the only NCC
     member), each with what it did: designations of the audit log's security team (``org.audit_team``) and server
@@ -338,7 +388,7 @@ def _lone_acts(ctx: Context) -> list[tuple[Link, str]]:
     return sorted(((link, what) for link, what in acts if link.seq not in org.cosigned), key=lambda a: a[0].seq)
 
 
-def _lone_signed(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[int, Event]]],
+def _lone_signed(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[int | None, Record]]],
                        window: int) -> list[Finding]:
     """Two-person org acts put in force by one signature (``_lone_acts``). Each is reported until another NCC
     member approves its link (``mvault audit approve``): a warning while there is no second NCC member, then
@@ -347,20 +397,19 @@ def _lone_signed(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[in
     out = []
     for link, act in _lone_acts(ctx):
         signer, h = link.signer, link.hash.hex()
-        valid = [(i, ev) for i, ev in approvals.get(h, [])
-                 if ev.actor != signer and "ncc" in org.roles_of(ev.actor, ev.time, ctx.org_seq_at(ev.time))]
+        valid = [(i, rec) for i, rec in approvals.get(h, []) if rec.signer != signer]
         what = f"{act} by member {signer} alone (the only NCC member then; org seq {link.seq}, link {h[:16]})"
-        events = [*ctx.link_event(link), *(i for i, _ in valid)]
+        events = [*ctx.link_event(link), *(i for i, _ in valid if i is not None)]
         second = _second_ncc_since(ctx, signer, link)
         if second is None:
             out.append(finding(rule, WARNING, f"the {what} needs a second NCC member's approval once there is one "
                                 f"(`{approve_command(link)}`)", signer, events, approve_command(link)))
             continue
         deadline = second + window
-        if any(ev.time <= deadline for _, ev in valid):
+        if any(rec.time <= deadline for _, rec in valid):
             continue
         if now > deadline:
-            late = f"; only late approval(s) by {', '.join(sorted({ev.actor for _, ev in valid}))}" if valid else ""
+            late = f"; only late approval(s) by {', '.join(sorted({rec.signer for _, rec in valid}))}" if valid else ""
             out.append(finding(rule, VIOLATION, f"the {what} has no second NCC approval within {dur(window)} of "
                                 f"there being a second NCC member{late}", signer, events))
         else:

@@ -148,20 +148,6 @@ async def attest(request: web.Request) -> web.Response:
             "time_cost": _needed(f.time_cost, "time_cost"), "memory_kib": _needed(f.memory_kib, "memory_kib"),
             "parallelism": _needed(f.parallelism, "parallelism")}
         note(request, "attest.keystore", detail=detail)
-    elif kind == "verify":
-        verified = directory.member(_needed(f.member, "member")).member_id
-        note(request, "attest.verify", {"member": verified}, verified,
-             {"fingerprint": _needed(f.fingerprint, "fingerprint")})
-    elif kind == "approve":
-        link = _needed(f.link, "link")
-        approved = next((x for x in directory.org_links if x.hash.hex() == link), None)
-        if approved is None:
-            raise NotFound("no organization link has that hash")
-        if "ncc" not in directory.require_org().roles_of(me, now):
-            raise PolicyDenied("only NCC members approve organization changes")
-        if me in (approved.signer, approved.body.raw.get("member")):
-            raise PolicyDenied("the second approver is neither the link's signer nor its subject")
-        note(request, "attest.approve", {"link": link, "chain": ""})
     elif kind == "lost":
         target = directory.member(_needed(f.member, "member"))
         device = target.device(_needed(f.device, "device")).device_id

@@ -4,7 +4,6 @@ policy table, and the world built once for the module (actors per organization r
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import os
@@ -16,25 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client import admin, maintenance
+from client import admin, maintenance, records
 from client.api import Api
 from client.client import Client, join
 from client.home import Home, Secrets
 from client.threads.team import Threads
 from client.view import View
 from security.authority import POLICY
-from security.events import audit_key_statement, audit_keypair, cosign_statement
 from security.policy import (
     ORG_ROLES,
     TEAM_KINDS,
     TEAM_ROLES,
 )
-from security.protocols import default_text
 from tests.conftest import PASSPHRASE, Member, Result, ServerThread
+from tests.helpers.authz_audit import AUDIT_TEAM, forged_audit_requests, protocols_text
 from tests.helpers.db import counts as db_counts
 from tests.helpers.http import Http, b64, login
 from vault.chains import HISTORY_BLOB, TeamState, team_id_for
-from vault.crypto import labels
 from vault.envelope import DocWriter
 from vault.errors import VaultError
 from vault.keys import DeviceKeys
@@ -54,7 +51,6 @@ NONE = "none"  # not a member of the team
 TEAM_ROLE_CHOICES = (NONE, *TEAM_ROLES)
 KEY_ACTIONS = frozenset({"team.rotate", "team.share"})  # need the current team key (DESIGN.md)
 
-AUDIT_TEAM = "mx-audit"  # a security team every matrix actor holds the key of (audit.key, org.audit_team)
 NO_LINK_ACTIONS = frozenset({"audit.key", "audit.cosign"})  # signed statements, not chain links
 # Policy actions the matrix cannot attempt per cell, with where they are judged instead.
 ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per cell: judged by "
@@ -77,6 +73,9 @@ ORG_ACTIONS: dict[str, tuple[str, ...]] = {
     "org.server": ("server", "announce-move", "https://{team}.example.org", "--pin", "webpki"),
     "audit.key": ("audit", "key"),  # every actor holds the key of the security team AUDIT_TEAM
     "audit.cosign": ("audit", "witness"),
+    "org.vouch": ("vouch", "t_add"),
+    "org.verify": ("verify", "t_add", "--confirm"),
+    "org.approve": ("audit", "approve", "1"),  # the founding link: alice's, about nobody
     **{f"team.create.{k}": ("team", "create", "{team}", "--kind", k) for k in TEAM_KINDS},
 }
 TEAM_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -89,6 +88,8 @@ TEAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "team.rotate": ("team", "rotate", "{team}"),
     "team.remove": ("team", "remove", "{team}", "t_y"),
     "team.leave": ("leave", "{team}"),
+    "team.review": ("team", "review", "{team}"),
+    "team.approve": ("team", "approve", "{team}", "1"),  # the team's creation: alice's link, about nobody
     "thread.post": ("thread", "post", "{team}", "seed-thread", "posted by {tag}"),
     "thread.read": ("thread", "read", "{team}", "seed-thread", "--json"),
 }
@@ -348,6 +349,10 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
         body, boxes = {"member": w.id("t_z"), "key": share}, {w.id("t_z"): box}
     elif action == "team.leave":
         body = {}
+    elif action == "team.review":
+        body = {"roster": team.roster(view.org)}
+    elif action == "team.approve":
+        body = {"link": next(h for h, signed in team.signed.items() if signed.seq == 1)}
     else:
         raise AssertionError(f"no forged request for {action}")
     link = team_link(w, actor, team, action, body, org_seq)
@@ -387,6 +392,10 @@ async def forged_org_requests(w: World, actor: Actor, action: str, pending: str,
         bodies = [{"team": view.team_by_name(AUDIT_TEAM).team_id}]
     elif action == "org.server":
         bodies = [{"url": f"https://forged-{next(w.serial)}.example.org", "pin_kind": "webpki", "pin": b""}]
+    elif action in ("org.vouch", "org.verify"):
+        bodies = [{"member": w.id("t_add"), "fingerprint": os.urandom(32)}]
+    elif action == "org.approve":
+        bodies = [{"link": org.root}]
     elif action in NO_LINK_ACTIONS:
         return await forged_audit_requests(w, actor, action)
     elif action == "org.protocols":  # a proposal, and an approval (of a proposal that may not even exist)
@@ -402,32 +411,6 @@ async def forged_org_requests(w: World, actor: Actor, action: str, pending: str,
     links = [make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t, signer=actor.member_id,
                        device=actor.device, type_=type_, body=b) for b in bodies]
     return [("POST", "/api/v1/org/links", {"js": {"link": b64(link.wire)}}) for link in links]
-
-
-async def forged_audit_requests(w: World, actor: Actor, action: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """An audit-key statement for the actor's generation of AUDIT_TEAM, or a cosignature of the current
-    checkpoint, signed by the actor's device."""
-    t = int(w.server.clock())
-    async with w.session(actor.name) as s:
-        view = await s.chains.view()
-        if action == "audit.key":
-            team = view.team_by_name(AUDIT_TEAM)
-            pub = audit_keypair((await s.keys.team_key(team, team.generation)).seed)[0]
-            raw = audit_key_statement(view.org.org_id, team.team_id, team.generation, pub, t, actor.member_id,
-                                      actor.device.device_id)
-            return [("POST", "/api/v1/audit/key",
-                     {"js": {"statement": b64(raw), "sig": b64(actor.device.sign(labels.SIG_AUDIT_KEY, raw))}})]
-        cp = base64.b64decode((await s.session.api.get("/api/v1/audit/checkpoint"))["checkpoint"])
-    sig = actor.device.sign(labels.SIG_COSIGN, cosign_statement(cp, actor.member_id, actor.device.device_id, t))
-    return [("POST", "/api/v1/audit/cosign", {"js": {"checkpoint": b64(cp), "sig": b64(sig), "time": t}})]
-
-
-def protocols_text(org: Any, serial: int) -> str:
-    """The shipped protocols with the version raised past the one in force (a valid proposal)."""
-    current = org.protocols.version if org.protocols else 1
-    text = default_text()
-    assert "\nversion = 1\n" in text
-    return text.replace("\nversion = 1\n", f"\nversion = {current + 1}\n# authz {serial}\n", 1)
 
 
 def team_name_for(org_role: str, team_role: str) -> str:
@@ -537,6 +520,10 @@ async def attempt_with_client(w: World, actor: Actor, action: str, team: str, tm
             return await admin.remove_from_team(s, team, "t_y")
         if action == "team.leave":
             return await admin.leave(s, team)
+        if action == "team.review":
+            return await records.review(s, team)
+        if action == "team.approve":
+            return await records.approve_team_link(s, team, "1")
     raise AssertionError(action)
 
 
@@ -581,6 +568,11 @@ async def check_effect(w: World, action: str, actor: Actor, team_name: str, befo
         assert team.pending_rotation != holds_key
     elif action == "team.leave":
         assert actor.member_id not in team.members and team.pending_rotation
+    elif action == "team.review":
+        assert team.reviews[-1][1:] == (actor.member_id, team.time) and team.generation == team_before.generation
+    elif action == "team.approve":
+        [(first, _)] = [(h, s) for h, s in team.signed.items() if s.seq == 1]
+        assert team.approvals[first][-1][1:] == (actor.member_id, team.time)
     else:
         raise AssertionError(action)
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from security.authority import POLICY
 from security.events import Event
 from security.policy import TEAM_KINDS
 from security.protocols import Protocols, defaults, parse
 from security.rules import AuditInput, Finding, RuleResult, evaluate
 from tests.helpers.chain_world import MWorld, Person, Team
-from vault.chains import replay_team
+from vault.chains import clone, replay_team
+from vault.errors import ChainError, PolicyDenied
 from vault.keys import key_fingerprint
 from vault.links import Link
 
@@ -37,8 +40,25 @@ def fingerprint_at(world: MWorld, member_id: str, t: int) -> str:
 
 
 def verify_event(world: MWorld, t: int, who: Any, subject: str, fingerprint: str | None = None) -> Event:
+    """``who`` signs an ``org.verify`` link at ``t`` (the world's clock moves on to it); the event that records it."""
     fp = fingerprint if fingerprint is not None else fingerprint_at(world, subject, t)
-    return event(t, "attest.verify", who.id, who.device.device_id, res={"member": subject}, detail={"fingerprint": fp})
+    world.time = max(world.time, t)
+    return link_event(world.org_link(who, "org.verify", {"member": subject, "fingerprint": bytes.fromhex(fp)}, time=t),
+                      member=subject)
+
+
+def refused_org_link(world: MWorld, signer: Person, type_: str, body: dict[str, Any]) -> str:
+    """Why the replayed organization chain refuses ``signer``'s link (it is not appended)."""
+    link = world.org_link(signer, type_, body, append=False)
+    with pytest.raises((ChainError, PolicyDenied)) as refused:
+        clone(world.org()).apply(link, world.members(), POLICY)
+    return str(refused.value)
+
+
+def approve_event(world: MWorld, link: Link, by: Person, t: int) -> Event:
+    """``by`` signs an ``org.approve`` of ``link`` at ``t`` (the world's clock moves on to it); its event."""
+    world.time = max(world.time, t)
+    return link_event(world.org_link(by, "org.approve", {"link": link.hash}, time=t))
 
 
 def link_event(link: Link, **extra: str) -> Event:

@@ -21,6 +21,9 @@ Transitions (link type -> effect)::
     org.audit_team  NCC designates the security team whose key seals the audit log; with another
                     NCC member at the time it is a proposal until a second NCC member signs the same
     org.server      NCC says the server moved: its new URL and transport pin (two people, like org.audit_team)
+    org.vouch       a member vouches for another member (signed record: rule vouching)
+    org.verify      a member records a key verification in person, with the fingerprint seen (rule key-verification)
+    org.approve     an NCC member approves an earlier org link as the second person (rule two-person)
     team.create     team with kind, initial members and key generation 1
     team.add        adds a member with role (+ expiry) and their key box (none if the
                     signer holds no key: the member waits for a holder's team.share)
@@ -30,16 +33,27 @@ Transitions (link type -> effect)::
     team.leave      a member leaves; the team needs a rotation
     team.role       changes a member's role or expiry
     team.rotate     a key holder starts a new generation for the current members
+    team.review     an admin confirms the member list, by its digest (rule membership-review)
+    team.approve    an admin (or NCC) approves an earlier team link as the second person (rule two-person)
 
 Team links carry ``org_seq``: the organization chain head they were made against, so the
 signer's organization roles are judged as they were at that point.
 
 The package: ``common`` (ids, names, ``clone``), ``member``, ``org`` and ``team`` (one chain each,
-each importing only the ones before it). This module re-exports their public names, so
-``from vault.chains import ...`` is the import path everyone uses.
+each importing only the ones before it), ``records`` (the org chain's signed records). This module
+re-exports their public names, so ``from vault.chains import ...`` is the import path everyone uses.
 """
 
-from vault.chains.common import MAX_NAME, check_name, clone, member_id_for, org_id_for, protocols_digest, team_id_for
+from vault.chains.common import (
+    MAX_NAME,
+    check_name,
+    clone,
+    member_id_for,
+    org_id_for,
+    protocols_digest,
+    roster_digest,
+    team_id_for,
+)
 from vault.chains.member import Device, MemberState, PukGeneration, replay_member, verify_signer
 from vault.chains.org import (
     GRANTABLE_ROLES,
@@ -57,6 +71,7 @@ from vault.chains.org import (
     replay_org,
     role_act,
 )
+from vault.chains.records import RECORD_TYPES, Record, records_of
 from vault.chains.team import (
     HISTORY_BLOB,
     TEAM_ROLE_NAMES,
@@ -87,6 +102,8 @@ __all__ = [
     "Policy",
     "ProtocolsChange",
     "PukGeneration",
+    "RECORD_TYPES",
+    "Record",
     "RoleEntry",
     "ServerPlace",
     "TeamMember",
@@ -97,10 +114,12 @@ __all__ = [
     "member_id_for",
     "org_id_for",
     "protocols_digest",
+    "records_of",
     "replay_member",
     "replay_org",
     "replay_team",
     "role_act",
+    "roster_digest",
     "team_id_for",
     "verify_signer",
 ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import TypeVar
 
 from vault.crypto import labels
 from vault.crypto import primitives as p
+from vault.encoding import encode
 from vault.errors import ChainError
 from vault.keys import short_id
 
@@ -35,6 +37,12 @@ def team_id_for(org_id: str, nonce: bytes) -> str:
 def protocols_digest(text: str) -> bytes:
     """The digest that names a security-protocols text in ``org.protocols.*`` links: SHA-256 of its UTF-8."""
     return p.sha256(text.encode("utf-8"))
+
+
+def roster_digest(members: Mapping[str, tuple[str, int | None]]) -> bytes:
+    """What a ``team.review`` confirms: the tagged hash (``mvault/v1/team-roster``) of the canonical encoding of
+    the list of [member id, team role, until or null], sorted by member id (docs/format.md "team.review")."""
+    return p.tagged_hash(labels.H_ROSTER, encode([[m, role, until] for m, (role, until) in sorted(members.items())]))
 
 
 def check_name(name: str, what: str) -> str:

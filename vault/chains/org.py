@@ -3,7 +3,7 @@ security-protocols text in force and the designated audit team.
 
 Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
 ``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team`` and ``org.server`` (see
-``vault.chains``).
+``vault.chains``), and the signed records ``org.vouch``, ``org.verify``, ``org.approve`` (``vault.chains.records``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.member import MemberState, verify_signer
+from vault.chains.records import RECORD_TYPES, Record, Signed
 from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
 from vault.links import Link, check_sequence, verify_invite_signature
 from vault.pin import Pin, check_https_url
@@ -161,6 +162,8 @@ class OrgState:
     # two-person act's link missing here took effect on one signature (rule two-person reports those)
     cosigned: dict[int, str | None] = field(default_factory=dict)
     server: ServerPlace | None = None  # the last org.server in force (None: never moved; the invite's place)
+    records: list[Record] = field(default_factory=list)  # vouches, key verifications, approvals, in chain order
+    signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -251,7 +254,7 @@ class OrgState:
         m = OrgMember(founder.member_id, None, link.time, founder.root,
                       [RoleEntry(1, "admitted", {"member": None, "ncc": ncc_until})])
         return cls(org_id_for(root), root, name, invite_pk, {founder.member_id: m}, {}, 1, root, link.time,
-                   times=[link.time])
+                   times=[link.time], signed={root: Signed(1, link.signer, None)})
 
     def apply(self, link: Link, members: Mapping[str, MemberState], policy: OrgPolicy) -> None:
         check_sequence(link, self.org_id, self.seq, self.head, self.time)
@@ -262,14 +265,16 @@ class OrgState:
                     "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
                     "org.audit_team": self._audit_team, "org.server": self._server}
         handler = handlers.get(link.type)
-        if handler is None:
+        if handler is None and link.type not in RECORD_TYPES:
             raise ChainError(f"unsupported organization link type {link.type!r}")
         try:
-            handler(link, ms, policy)
+            (handler or self._record_act)(link, ms, policy)
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
         self.seq, self.head, self.time = link.seq, link.hash, link.time
         self.times.append(link.time)
+        subject = link.body.raw.get("member")
+        self.signed[link.hash] = Signed(link.seq, link.signer, subject if isinstance(subject, str) else None)
 
     def _authorize(self, link: Link, ms: MemberState, policy: OrgPolicy, action: str) -> None:
         """The signer's right to an org link, judged by the one judge at the state before it."""
@@ -500,6 +505,32 @@ class OrgState:
         self.server = ServerPlace(url, pin, link.seq, link.signer, link.time)
         for act in [act for act in self.role_proposals if act[0] == "org.server"]:
             del self.role_proposals[act]  # taking effect clears every pending move
+
+    def _record_act(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """A signed record (``vault.chains.records``): judged as the act of its type, checked against the state
+        before it, then added to ``records``. It changes nobody's rights."""
+        self._authorize(link, ms, policy, link.type)
+        if link.type == "org.approve":
+            target = link.body.bytes_("link", 32)
+            signed = self.signed.get(target)
+            if signed is None:
+                raise ChainError("org.approve names no earlier link of this organization chain")
+            if link.signer in (signed.signer, signed.subject):
+                raise ChainError("the second approver is neither the link's signer nor its subject")
+            record = Record(link.type, link.signer, link.device, link.time, link.seq, target.hex(), str(signed.seq))
+        else:
+            subject = link.body.str_("member", 64)
+            m = self.members.get(subject)
+            if m is None or m.status == "removed":
+                raise ChainError(f"member {subject} is not a current member")
+            if subject == link.signer:
+                raise ChainError(f"{link.type}: a member cannot vouch for or verify themselves")
+            detail = link.body.bytes_("fingerprint", 32).hex() if link.type == "org.verify" else ""
+            record = Record(link.type, link.signer, link.device, link.time, link.seq, subject, detail)
+        if any((r.type, r.signer, r.subject, r.detail) == (record.type, record.signer, record.subject, record.detail)
+               for r in self.records):
+            raise ChainError(f"{link.type}: the same record is already in the chain")
+        self.records.append(record)
 
 
 def replay_org(links: list[Link], members: Mapping[str, MemberState], policy: OrgPolicy) -> OrgState:

@@ -1,9 +1,10 @@
 """The team chain: a team's kind, members with team roles and expiries, and its key generations.
 
 Transitions: ``team.create``, ``team.add``, ``team.share``, ``team.remove``, ``team.leave``,
-``team.role`` and ``team.rotate`` (see ``vault.chains``). Team links carry ``org_seq``: the
-organization chain head they were made against, so the signer's organization roles are judged as
-they were at that point.
+``team.role``, ``team.rotate``, ``team.review`` (an admin confirms the member list) and
+``team.approve`` (a second person approves an earlier team link; see ``vault.chains``). Team links
+carry ``org_seq``: the organization chain head they were made against, so the signer's organization
+roles are judged as they were at that point.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import Act
-from vault.chains.common import check_name, team_id_for
+from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.org import OrgPolicy, OrgState
+from vault.chains.records import Signed
 from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.links import Link, check_no_cosignature, check_sequence
@@ -96,6 +98,10 @@ class TeamState:
     head: bytes = b""
     time: int = 0
     snapshots: dict[int, TeamSnapshot] = field(default_factory=dict)
+    reviews: list[tuple[int, str, int]] = field(default_factory=list)  # (seq, admin, time) of each team.review
+    # hash of every link -> its seq, signer, subject (what a team.approve needs); shared like the snapshots
+    signed: dict[bytes, Signed] = field(default_factory=dict)
+    approvals: dict[bytes, list[tuple[int, str, int]]] = field(default_factory=dict)  # hash -> (seq, by, time)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -103,8 +109,8 @@ class TeamState:
         every member's role per link (O(members^2); copying them made a removal from a 500-member
         team cost ~0.4 s)."""
         fields = {f.name: copy.deepcopy(getattr(self, f.name), memo) for f in dataclasses.fields(self)
-                  if f.name != "snapshots"}
-        return TeamState(**fields, snapshots=dict(self.snapshots))
+                  if f.name not in ("snapshots", "signed")}
+        return TeamState(**fields, snapshots=dict(self.snapshots), signed=dict(self.signed))
 
     def _snapshot(self) -> None:
         self.snapshots[self.seq] = TeamSnapshot(
@@ -189,13 +195,15 @@ class TeamState:
             raise ChainError(f"malformed team.create: {e}") from e
         state.seq, state.head, state.time = 1, link.hash, link.time
         state._snapshot()
+        state.signed[link.hash] = Signed(1, link.signer, None)
         return state
 
     def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
         check_sequence(link, self.team_id, self.seq, self.head, self.time)
         verify_signer(link, members)
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
-                    "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate}
+                    "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate,
+                    "team.review": self._review, "team.approve": self._approve}
         handler = handlers.get(link.type)
         if handler is None:
             raise ChainError(f"unsupported team link type {link.type!r}")
@@ -208,6 +216,8 @@ class TeamState:
         self.org_seq = org_seq
         self.seq, self.head, self.time = link.seq, link.hash, link.time
         self._snapshot()
+        subject = link.body.raw.get("member")
+        self.signed[link.hash] = Signed(link.seq, link.signer, subject if isinstance(subject, str) else None)
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -313,6 +323,36 @@ class TeamState:
         self.pending_share.pop(link.signer, None)
         self._new_generation(link.body.dict_("key"), link, members, org, org_seq, policy, fresh=True)
         self.rekeyed[self.generation] = link.signer
+
+    def _review(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                policy: Policy) -> None:
+        """An admin confirms the member list (rule membership-review): the link carries the digest of the
+        list it confirms, which must be the team's list at the state before it (``roster_digest``)."""
+        self._authorize(link, org, org_seq, members, policy, "team.review")
+        if link.body.bytes_("roster", 32) != self.roster():
+            raise ChainError("team.review confirms a member list that is not the team's")
+        self.reviews.append((link.seq, link.signer, link.time))
+
+    def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                 policy: Policy) -> None:
+        """A second person approves an earlier link of this team (rule two-person: admin grants and removals):
+        neither that link's signer nor its subject, once. It puts nothing in force."""
+        self._authorize(link, org, org_seq, members, policy, "team.approve")
+        target = link.body.bytes_("link", 32)
+        signed = self.signed.get(target)
+        if signed is None:
+            raise ChainError("team.approve names no earlier link of this team's chain")
+        if link.signer in (signed.signer, signed.subject):
+            raise ChainError("the second approver is neither the link's signer nor its subject")
+        if any(by == link.signer for _, by, _ in self.approvals.get(target, [])):
+            raise ChainError("team.approve: the same record is already in the chain")
+        self.approvals.setdefault(target, []).append((link.seq, link.signer, link.time))
+
+    def roster(self, org: OrgState | None = None) -> bytes:
+        """The digest a ``team.review`` made now carries: of the members still admitted at the head of ``org``
+        (a review made against it drops those the organization removed since the last team link)."""
+        return roster_digest({m: (tm.role, tm.until) for m, tm in self.members.items()
+                              if org is None or org.admitted(m)})
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ H_VERSION = b"mvault/v1/doc/version-id"
 H_TOKEN = b"mvault/v1/session-token"
 H_SAFETY = b"mvault/v1/safety-number"
 H_KEYS = b"mvault/v1/member-keys"
+H_ROSTER = b"mvault/v1/team-roster"  # the member list a team.review confirms
 
 # Audit log (security/events.py).
 SIG_COSIGN = b"mvault/v1/checkpoint-cosign"

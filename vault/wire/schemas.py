@@ -455,15 +455,15 @@ class AuditKeyStored(Wire):
     gen: int
 
 
-AttestKind = Literal["keystore", "verify", "approve", "lost", "export", "report"]
+# Key verifications and approvals are signed chain links (org.verify, org.approve), not server records.
+AttestKind = Literal["keystore", "lost", "export", "report"]
 Count = Annotated[int, Meta(ge=0, le=2**40)]
 KdfParameter = Annotated[int, Meta(ge=1, le=2**32)]
 
 
 class AttestRequest(Wire):
-    """What each kind needs: keystore (time_cost, memory_kib, parallelism), verify (member, fingerprint),
-    approve (link: an organization link's hash, hex), lost (member, device), export (count), report
-    (violated, count)."""
+    """What each kind needs: keystore (time_cost, memory_kib, parallelism), lost (member, device), export
+    (count), report (violated, count)."""
 
     kind: AttestKind
     time_cost: KdfParameter | UnsetType = UNSET
@@ -471,8 +471,6 @@ class AttestRequest(Wire):
     parallelism: KdfParameter | UnsetType = UNSET
     member: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
     device: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
-    link: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
-    fingerprint: Annotated[str, Meta(max_length=128)] | UnsetType = UNSET
     count: Count | UnsetType = UNSET
     violated: Annotated[str, Meta(max_length=1024)] | UnsetType = UNSET
 
