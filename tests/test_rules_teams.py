@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from security.authority import POLICY
-from tests.helpers.chain_world import DAY, MWorld
+from tests.helpers.chain_world import DAY, MWorld, Person
 from tests.helpers.rules import (
     HOUR,
     approve_event,
@@ -27,6 +27,7 @@ from tests.helpers.rules import (
 )
 from vault.chains import ProtocolsChange, clone
 from vault.errors import ChainError, PolicyDenied
+from vault.links import Link
 
 
 @pytest.fixture

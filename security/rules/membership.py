@@ -393,7 +393,7 @@ def _lone_signed(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[in
     """Two-person org acts put in force by one signature (``_lone_acts``). Each is reported until another NCC
     member approves its link (``mvault audit approve``): a warning while there is no second NCC member, then
     within ``hours`` of there being one, a violation after."""
-    org, now = ctx.inp.org, ctx.now
+    now = ctx.now
     out = []
     for link, act in _lone_acts(ctx):
         signer, h = link.signer, link.hash.hex()
