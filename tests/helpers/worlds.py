@@ -52,6 +52,7 @@ class World:
 
     def restore(self, dest: Path) -> ServerThread:
         """Copy the world into ``dest`` and start its server there (on the world's port)."""
+        dest.mkdir(parents=True, exist_ok=True)
         for item in self.root.iterdir():
             target = dest / item.name
             if item.is_dir():
