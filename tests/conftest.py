@@ -32,7 +32,7 @@ from server.context import Config
 from server.tls import server_context
 
 # Shared worlds of split test modules, as fixtures (a test module never imports another).
-pytest_plugins = ["tests.helpers.api_fixtures", "tests.helpers.audit_world"]
+pytest_plugins = ["tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds"]
 
 MVAULT = str(Path(sys.executable).parent / "mvault")
 PASSPHRASE = "correct horse battery staple"
@@ -47,6 +47,11 @@ def free_port() -> int:
 # The suite is one address and a few members doing the work of a whole organization: far larger budgets
 # than the defaults (tests/test_unauth.py and tests/test_audit_gaps.py set the defaults back where they test them).
 TEST_LIMITS: dict[str, Any] = {"rate_per_second": 1000.0, "rate_burst": 10_000, "member_refusals": 100_000}
+
+
+# The server each port last started and not yet stopped: the ``server`` fixture stops what a test left running on
+# its port (a ``restart()`` it kept), which a copied world's next test needs free (tests/helpers/worlds.py).
+RUNNING: dict[int, ServerThread] = {}
 
 
 class ServerThread:
@@ -68,6 +73,7 @@ class ServerThread:
         self.url = f"https://127.0.0.1:{self.port}"
         self.fingerprint = ""
         self.invite: str | None = None
+        self.restored = False  # started on a copy of a world built before (tests/helpers/worlds.py)
 
     def clock(self) -> float:
         return time.time() + self.offset
@@ -84,6 +90,7 @@ class ServerThread:
             raise RuntimeError("server did not start")
         if self._error:
             raise self._error
+        RUNNING[self.port] = self
         return self
 
     def _run(self) -> None:
@@ -113,6 +120,8 @@ class ServerThread:
         await runner.cleanup()
 
     def stop(self) -> None:
+        if RUNNING.get(self.port) is self:
+            del RUNNING[self.port]
         if self._loop is not None and self._stop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(20)
@@ -152,11 +161,17 @@ class ServerThread:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    s = ServerThread(tmp_path / "server-data").start()
-    holder = [s]
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``)."""
+    if "org" in request.fixturenames:
+        s = request.getfixturevalue("org_world").restore(tmp_path)
+    else:
+        s = ServerThread(tmp_path / "server-data").start()
     yield s
-    holder[0].stop()
+    s.stop()
+    left = RUNNING.get(s.port)  # a restart of it that the test kept
+    if left is not None:
+        left.stop()
 
 
 @dataclass
@@ -245,7 +260,15 @@ class Org:
 
 @pytest.fixture
 def org(server: ServerThread, make_member: Any) -> Org:
-    """Founder alice and member bob; team 'drafting' with bob as writer."""
+    """Founder alice and member bob; team 'drafting' with bob as writer (a copy of the one built
+    for the session, unless the module has a ``server`` of its own)."""
+    if server.restored:
+        return Org(server, make_member("alice"), make_member("bob"))
+    return found_org(server, make_member)
+
+
+def found_org(server: ServerThread, make_member: Any) -> Org:
+    """Found the organization of ``org`` on ``server``."""
     alice, bob = make_member("alice"), make_member("bob")
     assert server.invite is not None
     alice.ok("join", server.invite, "--name", "alice")

@@ -21,6 +21,7 @@ from client.threads.team import Threads
 from server.context import HUB
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.members import Follower, add_members, session
+from tests.helpers.worlds import World, Worlds
 from vault.encoding import Fields, decode, encode
 from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message, make_thread
 from vault.teamkeys import TeamKey
@@ -28,8 +29,18 @@ from vault.wire.schemas import Posted
 
 
 @pytest.fixture
+def org_world(worlds: Worlds) -> World:
+    """Every test here starts from ``talk``: ``org`` is a copy of one built with it."""
+    return worlds.org_then("org-talk", start_talking)
+
+
+@pytest.fixture
 def talk(org: Org, make_member: Any) -> tuple[Org, Member]:
     """alice and bob talk in 'plans' (alice: 1, 2; bob: 3; alice: 4); carol reads it afresh."""
+    return org, make_member("carol") if org.server.restored else start_talking(org, make_member)
+
+
+def start_talking(org: Org, make_member: Any) -> Member:
     [carol] = add_members(org, make_member, ["carol"], role="reader")
     org.alice.ok("thread", "create", "drafting", "plans")
     org.alice.ok("thread", "create", "drafting", "other")
@@ -38,7 +49,7 @@ def talk(org: Org, make_member: Any) -> tuple[Org, Member]:
     org.bob.ok("thread", "post", "drafting", "plans", "bob three")
     org.alice.ok("thread", "post", "drafting", "plans", "alice four")
     org.alice.ok("thread", "post", "drafting", "other", "elsewhere")
-    return org, carol
+    return carol
 
 
 def db(server: ServerThread) -> sqlite3.Connection:

@@ -24,16 +24,28 @@ from client.threads.team import Threads
 from tests.conftest import MVAULT, Member, Org
 from tests.helpers.db import rows
 from tests.helpers.members import add_members, session
+from tests.helpers.worlds import World, Worlds
 from vault.errors import Conflict
+
+
+@pytest.fixture
+def org_world(worlds: Worlds) -> World:
+    """Every test here starts from ``squat``: ``org`` is a copy of one built with it."""
+    return worlds.org_then("org-squat", take_threads)
 
 
 @pytest.fixture
 def squat(org: Org, make_member: Any) -> tuple[Org, Member, str]:
     """mallory, a writer of 'drafting', took 'strategy' (1 h) and 'incident' (kept forever)."""
+    mallory = make_member("mallory") if org.server.restored else take_threads(org, make_member)
+    return org, mallory, mallory.json("whoami")["member"]
+
+
+def take_threads(org: Org, make_member: Any) -> Member:
     [mallory] = add_members(org, make_member, ["mallory"])
     mallory.ok("thread", "create", "drafting", "strategy", "--expire", "1h")
     mallory.ok("thread", "create", "drafting", "incident")
-    return org, mallory, mallory.json("whoami")["member"]
+    return mallory
 
 
 def test_members_see_who_created_a_thread_and_its_expiry(squat: tuple[Org, Member, str]) -> None:

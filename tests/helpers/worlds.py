@@ -1,0 +1,124 @@
+"""Organizations built once per test session (per xdist worker) and copied for each test that asks for one.
+
+Building ``org`` takes five CLI runs (each an Argon2id unlock and a Python start); the tests that
+start from it were most of the suite's time. ``Worlds.get`` builds a world once with the real
+server and CLI, stops that server and keeps its directory: the server's data, the passphrase file
+and each member's home. ``World.restore`` copies it into a test's ``tmp_path`` (the layout the
+``server`` and ``make_member`` fixtures use) and starts the real server on it again: every test
+gets its own copy, on the state a fresh build would have left on disk (as after
+``ServerThread.restart``).
+
+The copy holds the server's address in each member's configuration, so the server always comes
+back on the port it was built on: a socket bound to that port (``SO_REUSEADDR``, never listening)
+stays open all session, so that no other server or test of this machine is given that port
+meanwhile, while the restored servers (also ``SO_REUSEADDR``) can listen on it.
+
+The ``server`` fixture restores ``org_world`` for every test that uses ``org`` (unless its module has a
+``server`` of its own); a module whose tests all start further on overrides ``org_world`` with a world
+built further (tests/test_audit.py). It is a plugin of ``tests/conftest.py`` (``pytest_plugins``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org
+
+# A world is built again once it is this old (seconds): its members' sessions (an hour on the server) and
+# what their homes pinned stay about as fresh as a build's, however slowly the session runs.
+MAX_AGE = 600.0
+
+# A world's contents are built by ``build(server, make_member)`` (what it returns is not kept); make_member(name)
+# gives a member whose home is in the world's directory.
+Build = Callable[[ServerThread, Callable[[str], Member]], object]
+
+
+@dataclass
+class World:
+    root: Path  # server-data, passphrase, home-<name>
+    port: int
+    fingerprint: str
+    invite: str | None  # the founder invite the world was founded with (ServerThread.invite before the build)
+    offset: float  # the server clock's offset at the end of the build
+    built: float  # time.monotonic() at the end of the build
+    config: dict[str, object] = field(default_factory=dict)
+
+    def restore(self, dest: Path) -> ServerThread:
+        """Copy the world into ``dest`` and start its server there (on the world's port)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for item in self.root.iterdir():
+            target = dest / item.name
+            if item.is_dir():
+                shutil.copytree(item, target, symlinks=True)
+            else:
+                shutil.copy2(item, target)
+        server = ServerThread(dest / "server-data", self.port, **self.config)
+        server.offset = self.offset
+        server.start()
+        assert server.fingerprint == self.fingerprint
+        server.invite, server.restored = self.invite, True
+        return server
+
+
+class Worlds:
+    """The worlds built so far in this session, by name."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.worlds: dict[str, World] = {}
+        self.ports: list[socket.socket] = []
+
+    def get(self, name: str, build: Build) -> World:
+        world = self.worlds.get(name)
+        if world is None or time.monotonic() - world.built > MAX_AGE:
+            world = self.worlds[name] = self._build(f"{name}-{len(self.ports)}", build)
+        return world
+
+    def org_then(self, name: str, extend: Callable[[Org, Callable[[str], Member]], object]) -> World:
+        """The world of ``org`` and what ``extend(org, make_member)`` then did."""
+        return self.get(name, lambda server, make_member: extend(found_org(server, make_member), make_member))
+
+    def _reserve_port(self) -> int:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        self.ports.append(s)
+        return int(s.getsockname()[1])
+
+    def _build(self, name: str, build: Build) -> World:
+        root = self.base / name
+        root.mkdir()
+        passphrase = root / "passphrase"
+        passphrase.write_text(PASSPHRASE + "\n")
+        server = ServerThread(root / "server-data", self._reserve_port()).start()
+        invite = server.invite
+        try:
+            build(server, lambda member: Member(root / f"home-{member}", member, passphrase))
+        finally:
+            server.stop()
+        return World(root, server.port, server.fingerprint, invite, server.offset, time.monotonic(),
+                     dict(server.config))
+
+    def close(self) -> None:
+        for s in self.ports:
+            s.close()
+
+
+@pytest.fixture(scope="session")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
+    built = Worlds(tmp_path_factory.mktemp("worlds"))
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def org_world(worlds: Worlds) -> World:
+    """The world ``org`` starts from: founder alice and member bob, team "drafting" with bob as writer."""
+    return worlds.get("org", found_org)
