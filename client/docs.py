@@ -108,8 +108,8 @@ class Documents:
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
         self._batch_flushed = 0.0
-        # The local copies entries of a batch: saved with the pins while cheap, less often once not.
-        self._copies_pace = SavePace(1.0, PIN_FLUSH)
+        # The local copies entries of a batch: saved at each flush of the pins while cheap, less often once not.
+        self._copies_pace = SavePace(0.0)
         self._copies: LocalCopies | None = None
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
@@ -184,7 +184,7 @@ class Documents:
         if self._batch_pins is not None:
             raise VaultError("one batch put at a time per session")
         self._batch_pins, self._batch_docs, self._batch_flushed = self.session.home.pins(), {}, time.monotonic()
-        self._copies_pace = SavePace(1.0, PIN_FLUSH)
+        self._copies_pace = SavePace(0.0)
         try:
             yield
         finally:
@@ -199,7 +199,7 @@ class Documents:
         while that index is small, then less often (``SavePace``: a big index costs more to seal than the
         pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md)."""
         batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
-        if final or self._copies_pace.due(len(self._batch_copies)):
+        if final or self._copies_pace.due():
             copies, self._batch_copies = self._batch_copies, []
             with self._copies_pace.saving():
                 self._save_pins(batch)
