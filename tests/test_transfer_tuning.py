@@ -98,7 +98,10 @@ def test_in_worker_lets_the_loop_run_and_finishes_before_a_cancellation_returns(
     release = threading.Event()
     finished: list[str] = []
 
+    started = threading.Event()
+
     def blocking(tag: str) -> str:
+        started.set()
         if not release.wait(30):
             raise AssertionError("the event loop never ran the releasing task")
         finished.append(tag)
@@ -112,8 +115,12 @@ def test_in_worker_lets_the_loop_run_and_finishes_before_a_cancellation_returns(
         got, _ = await asyncio.gather(in_worker(pool, lambda: blocking("a")), releaser())
         assert got == "a"
         release.clear()
+        started.clear()
         task = asyncio.ensure_future(in_worker(pool, lambda: blocking("b")))
-        await asyncio.sleep(0)
+        # Cancelled while still queued (a loaded machine), the call would never run at all (the pool drops it):
+        # cancel once it runs, which is the case where returning early would race the worker.
+        while not started.is_set():
+            await asyncio.sleep(0.001)
         task.cancel()
         threading.Timer(0.05, release.set).start()
         with pytest.raises(asyncio.CancelledError):
