@@ -126,3 +126,12 @@ def test_no_overwrite_without_force_and_no_bundle_before_a_witness(tl: Timeline,
     verify(tl.bundle.read_bytes())
     tl.org.bob.fails("audit", "timeline", "alice", "--out", str(tmp_path / "x"), contains="Security Team")
     assert not (tmp_path / "x").exists()
+
+
+def test_no_bundle_while_no_listed_witness_cosigned(org: Org, make_member: Any, tmp_path: Path) -> None:
+    """A server that never shows a witnessed note (or before any witness cosigned) gets no bundle out of the
+    Security Team's client: its proofs would stand on a checkpoint nobody outside the server vouched for."""
+    carol = security_team(org, make_member)
+    carol.ok("audit", "witness")  # the Security Team's own cosignature is not a C2SP one: not enough
+    carol.fails("audit", "timeline", "bob", "--out", str(tmp_path / "b.timeline"), contains="no listed outside witness")
+    assert not (tmp_path / "b.timeline").exists()

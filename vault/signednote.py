@@ -147,7 +147,11 @@ class Note:
 
     @classmethod
     def parse(cls, data: str) -> Note:
-        if len(data.encode()) > MAX_NOTE:
+        try:
+            size = len(data.encode())
+        except UnicodeEncodeError as e:  # a lone surrogate: not UTF-8 text
+            raise EncodingError("a note is UTF-8 text") from e
+        if size > MAX_NOTE:
             raise EncodingError(f"a note is at most {MAX_NOTE} bytes")
         if _CONTROL.search(data) or not data.endswith("\n"):
             raise EncodingError("a note is text ending in a newline, without control characters")

@@ -340,16 +340,23 @@ def protocols_show(ctx: Ctx) -> None:
     emit_one(ctx, info, human)
 
 
+_FILE = click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def _utf8_file(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as e:
+        raise VaultError(f"{path} is not UTF-8 text") from e
+
+
 @protocols.command("propose")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_FILE
 @json_flag
 @click.pass_obj
 def protocols_propose(ctx: Ctx, path: Path) -> None:
     """NCC: propose a new version; a second NCC member must approve it."""
-    try:
-        text = path.read_text("utf-8")
-    except UnicodeDecodeError as e:
-        raise VaultError(f"{path} is not UTF-8 text") from e
+    text = _utf8_file(path)
 
     async def go(s: Client) -> str:
         await s.chains.append_org("org.protocols.propose", {"text": text})
@@ -399,16 +406,12 @@ def audit_note(ctx: Ctx, out_path: Path | None) -> None:
 
 
 @audit.command("witness-cosign")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_FILE
 @json_flag
 @click.pass_obj
 def audit_witness_cosign(ctx: Ctx, path: Path) -> None:
     """Security Team: hand in PATH, a checkpoint note an outside witness cosigned (C2SP cosignature/v1)."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise VaultError(f"{path} is not UTF-8 text") from e
-    size = with_session(ctx, lambda s: notes.hand_in(s, text))
+    size = with_session(ctx, lambda s: notes.hand_in(s, _utf8_file(path)))
     emit_one(ctx, {"cosigned": size}, f"stored the outside witness's cosignature of the checkpoint at {size} events")
 
 
