@@ -18,6 +18,7 @@ from typing import Any
 
 from client import admin, maintenance
 from client.api import Api
+from client.audit import notes
 from client.client import Client, join
 from client.home import Home, Secrets
 from client.threads.team import Threads
@@ -31,6 +32,7 @@ from security.policy import (
 )
 from security.protocols import default_text
 from tests.conftest import PASSPHRASE, Member, Result, ServerThread
+from tests.helpers.c2sp_witness import OutsideWitness
 from tests.helpers.db import counts as db_counts
 from tests.helpers.http import Http, b64, login
 from vault.chains import HISTORY_BLOB, TeamState, team_id_for
@@ -418,8 +420,12 @@ async def forged_audit_requests(w: World, actor: Actor, action: str) -> list[tup
             return [("POST", "/api/v1/audit/key",
                      {"js": {"statement": b64(raw), "sig": b64(actor.device.sign(labels.SIG_AUDIT_KEY, raw))}})]
         cp = base64.b64decode((await s.session.api.get("/api/v1/audit/checkpoint"))["checkpoint"])
+        note, log_vkey = await notes.current_note(s)
     sig = actor.device.sign(labels.SIG_COSIGN, cosign_statement(cp, actor.member_id, actor.device.device_id, t))
-    return [("POST", "/api/v1/audit/cosign", {"js": {"checkpoint": b64(cp), "sig": b64(sig), "time": t}})]
+    # Handing in an outside witness's cosignature of the checkpoint note is the same act (audit.cosign).
+    witnessed = OutsideWitness("witness.example/matrix", log_vkey).cosign(note, t)
+    return [("POST", "/api/v1/audit/cosign", {"js": {"checkpoint": b64(cp), "sig": b64(sig), "time": t}}),
+            ("POST", "/api/v1/audit/witness", {"js": {"note": witnessed}})]
 
 
 def protocols_text(org: Any, serial: int) -> str:
