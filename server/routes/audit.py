@@ -19,7 +19,7 @@ from server.http import answer, int_query, read_body
 from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
-from vault.signednote import CheckpointText, Note, SignatureLine, origin_of, witness_cosignatures
+from vault.signednote import CheckpointText, Note, origin_of, witness_cosignatures
 from vault.wire import schemas
 
 
@@ -44,16 +44,7 @@ async def checkpoint(request: web.Request) -> web.Response:
             schemas.Cosignature(member=c.member, device=c.device, sig=c.sig, time=c.time) for c in cosigs])
     return answer(schemas.CheckpointAnswer(checkpoint=cp.checkpoint.raw, sig=cp.sig, proof=list(proof),
                                            witness=witness, log_key=store.log_public,
-                                           witness_note=await _witness_note(request)))
-
-
-async def _witness_note(request: web.Request) -> str | None:
-    found = await request.app[AUDIT].witness_cosigned()
-    if found is None:
-        return None
-    stored, lines = found
-    signed = request.app[AUDIT].note_of(stored.checkpoint)
-    return Note(signed.text, (*signed.signatures, *(SignatureLine(*line) for line in lines))).serialized
+                                           witness_note=await store.witness_note()))
 
 
 async def checkpoint_note(request: web.Request) -> web.Response:

@@ -31,7 +31,7 @@ from server.store.space import rollback
 from vault.errors import LogCorrupted
 from vault.fileio import fsync_dir, write_all
 from vault.logsign import log_keypair, new_log_seed
-from vault.signednote import CheckpointText, Note, log_key, origin_of, sign_checkpoint_note
+from vault.signednote import CheckpointText, Note, SignatureLine, log_key, origin_of, sign_checkpoint_note
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, day INTEGER NOT NULL, hash BLOB NOT NULL, leaf BLOB);
@@ -69,6 +69,7 @@ class AuditStore:
             self._store_leaves, "the audit event", on_failure=self._drop_uncommitted)
         self._unsure = False  # a batch failed: the database may hold rows beyond ``committed`` (see _adopt)
         self._latest: StoredCheckpoint | None = None
+        self._witness_note: str | None = None  # witness_note(), until the next witness cosignature
         # One connection: no other write may land inside the flusher's transaction (or be rolled back with it).
         self._write = asyncio.Lock()
 
@@ -221,6 +222,19 @@ class AuditStore:
         async with self._write:
             await self._db.execute("INSERT OR REPLACE INTO witness_cosigs VALUES (?, ?, ?, ?, ?)",
                                    (size, name, key_id, sig, time))
+        self._witness_note = None
+
+    async def witness_note(self) -> str | None:
+        """The newest checkpoint outside witnesses cosigned, as its note with the log's signature and their
+        cosignature lines (None while none did). Kept until the next cosignature: every login asks for it."""
+        if self._witness_note is None:
+            found = await self.witness_cosigned()
+            if found is None:
+                return None
+            stored, lines = found
+            signed = self.note_of(stored.checkpoint)
+            self._witness_note = Note(signed.text, (*signed.signatures, *(SignatureLine(*x) for x in lines))).serialized
+        return self._witness_note
 
     async def witness_cosigned(self) -> tuple[StoredCheckpoint, list[tuple[str, bytes, bytes]]] | None:
         """The newest checkpoint an outside witness cosigned, and its cosignatures (name, key id, signature)."""
