@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +123,15 @@ def test_client_catches_a_server_that_alters_a_witness_cosignature(org: Org, mak
     dana = second_ncc(org.alice, make_member)
     witness = new_witness(carol)
     list_witnesses(org.alice, dana, tmp_path, witness.vkey)
-    carol.ok("audit", "witness-cosign", str(cosigned_note(carol, witness, int(org.server.clock()), tmp_path)))
-    assert carol.json("audit", "verify")["ok"]
+    then = int(org.server.clock())
+    carol.ok("audit", "witness-cosign", str(cosigned_note(carol, witness, then, tmp_path)))
+    assert carol.json("audit", "verify")["last_outside_witness"] == then
     con = sqlite3.connect(org.server.data_dir / "audit.db", isolation_level=None)
     try:
+        # The server makes the cosignature look fresher: a later timestamp (still within the clock allowance),
+        # the same signature.
         (sig,) = con.execute("SELECT sig FROM witness_cosigs").fetchone()
-        con.execute("UPDATE witness_cosigs SET sig=?", (bytes([sig[0] ^ 1]) + sig[1:],))  # an earlier timestamp
+        con.execute("UPDATE witness_cosigs SET sig=?", (struct.pack(">Q", then + 300) + sig[8:],))
     finally:
         con.close()
     fresh = org.server.restart()  # the server serves what its database now holds
