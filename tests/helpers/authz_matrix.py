@@ -422,8 +422,7 @@ async def forged_audit_requests(w: World, actor: Actor, action: str) -> list[tup
         cp = base64.b64decode((await s.session.api.get("/api/v1/audit/checkpoint"))["checkpoint"])
         note, log_vkey = await notes.current_note(s)
     sig = actor.device.sign(labels.SIG_COSIGN, cosign_statement(cp, actor.member_id, actor.device.device_id, t))
-    # Handing in an outside witness's cosignature of the checkpoint note is the same act (audit.cosign).
-    witnessed = OutsideWitness("witness.example/matrix", log_vkey).cosign(note, t)
+    witnessed = OutsideWitness("witness.example/matrix", log_vkey).cosign(note, t)  # handing it in: audit.cosign
     return [("POST", "/api/v1/audit/cosign", {"js": {"checkpoint": b64(cp), "sig": b64(sig), "time": t}}),
             ("POST", "/api/v1/audit/witness", {"js": {"note": witnessed}})]
 
