@@ -235,6 +235,18 @@ def serve_reference(app: Any, port: int, cert: Path, key: Path) -> None:
         uvloop.run(serve())
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + sys, seconds) of process ``pid`` so far (all its threads, from /proc), or with no
+    ``pid`` of this process's children that ended and were waited for (``RUSAGE_CHILDREN``)."""
+    if pid is None:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     import socket
 

@@ -20,6 +20,9 @@ Rows:
 * memory: peak RSS (the client process and its children, summed, every 20 ms) of alice's ``sync`` up
   and of bob's ``sync`` down of a tree of ``--mem-files`` files totalling ``--mem-mib`` MiB (2 GiB).
 
+The first-sync and no-op rows also give, in their detail, the CPU time (user + sys) of each ``mvault sync``
+and of the server over it, and the load average: on a shared machine, compare those, not the wall times.
+
 Nothing here asserts a time; the exit code is 1 only when a round trip broke (a tree differs, a file
 did not arrive). Writes ``bench/results-sync.json``.
 
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, Sampler, free_port, write_rows  # noqa: E402
+from common import MIB, ROOT, Row, Sampler, cpu_seconds, free_port, write_rows  # noqa: E402
 from transfer import SMALL, age_version, age_workspace, same_file, timed, write_file  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -52,8 +55,10 @@ ROWS = ("first", "noop", "propagation", "memory")
 
 
 class Member:
-    def __init__(self, tmp: Path, name: str) -> None:
+    def __init__(self, tmp: Path, name: str, server: int) -> None:
         self.name = name
+        self.server = server  # the server's pid: its CPU time over each sync is counted
+        self.cpu = (0.0, 0.0)  # CPU seconds (user + sys) of the last sync: the command's, the server's over it
         self.env = {**os.environ, "MVAULT_HOME": str(tmp / f"home-{name}"),
                     "MVAULT_PASSPHRASE_FILE": str(tmp / "pass")}
 
@@ -73,12 +78,13 @@ class Member:
 
     def sync(self, team: str, folder: Path, sample: bool = False) -> tuple[float, int, list[dict[str, Any]]]:
         """One ``mvault --json sync TEAM DIR``: (seconds, peak RSS of it and its children, actions)."""
-        t0 = time.perf_counter()
+        t0, c0, s0 = time.perf_counter(), cpu_seconds(), cpu_seconds(self.server)
         proc = subprocess.Popen([MVAULT, "--json", "sync", team, str(folder)], env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sampler = Sampler(proc.pid, children=True) if sample else None
         out, err = proc.communicate()
         elapsed = time.perf_counter() - t0
+        self.cpu = (cpu_seconds() - c0, cpu_seconds(self.server) - s0)
         peak = sampler.stop() if sampler else 0
         if proc.returncode != 0:
             raise SystemExit(f"{self.name}: sync {team} failed ({proc.returncode}): {err[-2000:]}{out[-500:]}")
@@ -129,6 +135,7 @@ def first_sync(alice: Member, bob: Member, tmp: Path, recipient: str, args: argp
     ours: list[float] = []
     ups: list[float] = []
     downs: list[float] = []
+    cpu: dict[str, list[float]] = {"up_client": [], "up_server": [], "down_client": [], "down_server": []}
     ok = True
     for r in range(args.rounds):
         refs.append(age_loop(tree, tmp / "age-out", recipient))
@@ -136,7 +143,11 @@ def first_sync(alice: Member, bob: Member, tmp: Path, recipient: str, args: argp
         new_team(alice, team)
         shutil.copytree(tree, a_dir)
         up, _, _ = alice.sync(team, a_dir)
+        cpu["up_client"].append(alice.cpu[0])
+        cpu["up_server"].append(alice.cpu[1])
         down, _, _ = bob.sync(team, b_dir)
+        cpu["down_client"].append(bob.cpu[0])
+        cpu["down_server"].append(bob.cpu[1])
         ups.append(up)
         downs.append(down)
         ours.append(up + down)
@@ -151,7 +162,8 @@ def first_sync(alice: Member, bob: Member, tmp: Path, recipient: str, args: argp
                f"age -r once per file of the same tree in a bash loop; {age_version()}",
                target_ratio=1.0, target_text=">= 1.0x",
                detail={"up_s": [round(x, 3) for x in ups], "down_s": [round(x, 3) for x in downs],
-                       "tree_mib": round(size, 1), "trees_identical": ok})
+                       **{f"{k}_cpu_s": [round(x, 3) for x in v] for k, v in cpu.items()},
+                       "tree_mib": round(size, 1), "trees_identical": ok, "load": os.getloadavg()[0]})
 
 
 def noop_sync(alice: Member, tmp: Path, args: argparse.Namespace) -> Row:
@@ -167,18 +179,22 @@ def noop_sync(alice: Member, tmp: Path, args: argparse.Namespace) -> Row:
     refs: list[float] = []
     ours: list[float] = []
     quiet = True
+    cpu: dict[str, list[float]] = {"client": [], "server": []}
     for _ in range(args.rounds):
         t0 = time.perf_counter()
         st = subprocess.run([*git, "status", "--porcelain"], env=genv, check=True, capture_output=True, text=True)
         refs.append(time.perf_counter() - t0)
         s, _, actions = alice.sync("noop", folder)
         ours.append(s)
+        cpu["client"].append(alice.cpu[0])
+        cpu["server"].append(alice.cpu[1])
         quiet = quiet and not st.stdout.strip() and not [a for a in actions if a.get("action") != "in-step"]
     row = Row("no-op sync", "s", ours, refs, False,
               f"mvault sync of a folder of {args.noop_files} unchanged files of 4 KiB (whole command: start, "
               f"login, chains, one listing, scan)", "git status --porcelain on the same tree (committed)",
               target_ratio=0.5, target_abs=("<", 1.5), target_text=">= 0.5x, < 1.5 s",
-              detail={"files": args.noop_files, "nothing_to_do": quiet})
+              detail={"files": args.noop_files, "nothing_to_do": quiet,
+                      **{f"{k}_cpu_s": [round(x, 3) for x in v] for k, v in cpu.items()}, "load": os.getloadavg()[0]})
     shutil.rmtree(folder)
     return row
 
@@ -295,7 +311,7 @@ def main() -> int:
         server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
                                    str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True)
-        alice, bob = Member(tmp, "alice"), Member(tmp, "bob")
+        alice, bob = Member(tmp, "alice", server.pid), Member(tmp, "bob", server.pid)
         try:
             assert server.stdout is not None
             info = json.loads(server.stdout.readline())

@@ -26,6 +26,7 @@ from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
 from client.sanitize import escape
+from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
@@ -107,6 +108,7 @@ class Documents:
         self._batch_pins: Pins | None = None
         self._batch_docs: dict[str, list[Any]] = {}
         self._batch_flushed = 0.0
+        self._copies_pace = SavePace(1.0)  # the local copies entries of a batch: saved with the pins while cheap
         self._copies: LocalCopies | None = None
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
@@ -181,19 +183,30 @@ class Documents:
         if self._batch_pins is not None:
             raise VaultError("one batch put at a time per session")
         self._batch_pins, self._batch_docs, self._batch_flushed = self.session.home.pins(), {}, time.monotonic()
+        self._copies_pace = SavePace(1.0)
         try:
             yield
         finally:
-            self._flush_batch_pins()
+            self._flush_batch_pins(final=True)
             self._batch_pins = None
 
-    def _flush_batch_pins(self) -> None:
+    def _flush_batch_pins(self, final: bool = False) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
         each document wins, so pins others saved meanwhile stay). Also done every second or
         PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned.
-        The local copies index entries of the stored files follow (never ahead of the pins)."""
+        The local copies index entries of the stored files follow (never ahead of the pins): with them
+        while that index is small, then less often (``SavePace``: a big index costs more to seal than the
+        pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md)."""
         batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
-        copies, self._batch_copies = self._batch_copies, []
+        if final or self._copies_pace.due():
+            copies, self._batch_copies = self._batch_copies, []
+            with self._copies_pace.saving():
+                self._save_pins(batch)
+                self.copies.save(copies)
+        else:
+            self._save_pins(batch)
+
+    def _save_pins(self, batch: dict[str, list[Any]]) -> None:
         if batch:
             pins = self.session.home.pins()
             for key, value in batch.items():
@@ -201,7 +214,6 @@ class Documents:
                 if old is None or int(old[0]) < int(value[0]):
                     pins.docs[key] = value
             self.session.home.save_pins(pins)
-        self.copies.save(copies)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""

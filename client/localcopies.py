@@ -2,7 +2,9 @@
 
 Several commands of one member may run at once (a ``get`` beside a batch ``put``): each save takes
 a lock (``index.lock``), re-reads the file and applies only its own new entries, so no command drops
-another's. A file that does not open is refused with one line, like the pins: it is what stands
+another's. The file is re-read only when it changed since this command last read or wrote it (its size,
+mtime and inode: every save is a new file renamed into place), so a batch that saves it again and again
+opens it once, not at every save. A file that does not open is refused with one line, like the pins: it is what stands
 between a stale local file and someone's newer version.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vault.errors import DecryptionFailed, VaultError
-from vault.fileio import atomic_write, locked
+from vault.fileio import Signature, atomic_write, locked, signature
 from vault.keys import DeviceKeys
 from vault.localindex import NAME, LocalCopy, LocalIndex, open_index, seal_index
 from vault.localstate import local_key
@@ -30,14 +32,31 @@ class LocalCopies:
         self.path = home / f"{NAME}.bin"
         self._key = local_key(device)
         self._index: LocalIndex | None = None
+        # The file as it was (None: absent) when ``_index`` was read from it or written to it; None in a list: never.
+        self._seen: list[Signature] = []
 
     def load(self) -> LocalIndex:
-        """The index as on disk (read once per command; ``save`` re-reads under the lock)."""
+        """The index as on disk (read once per command; ``save`` re-reads under the lock if it changed)."""
         if self._index is None:
             self._index = self._read()
         return self._index
 
+    def _current(self) -> LocalIndex:
+        """Under the lock: the index as on disk now, read again only if the file changed since we saw it."""
+        if self._index is not None and self._seen == [signature(self.path)]:
+            return self._index
+        return self._read()
+
+    def _write(self, index: LocalIndex) -> None:
+        try:
+            atomic_write(self.path, seal_index(self._key, index))
+        except BaseException:
+            self._index, self._seen = None, []  # not written: what is on disk is read again when next needed
+            raise
+        self._index, self._seen = index, [signature(self.path)]
+
     def _read(self) -> LocalIndex:
+        self._seen = [signature(self.path)]  # before reading: a write in between only makes the next save read again
         try:
             blob = self.path.read_bytes()
         except FileNotFoundError:
@@ -54,16 +73,16 @@ class LocalCopies:
         if not entries:
             return
         with locked(self.path.with_suffix(".lock")):
-            index = self._read()
+            index = self._current()
             for team, doc, path, copy in entries:
                 index.record(team, doc, path, copy)
-            atomic_write(self.path, seal_index(self._key, index))
-        self._index = index
+            self._write(index)
 
     def forget(self, team: str, doc: str) -> None:
         """Drop the entries of a document that is no longer there (a deletion, the old name of a move)."""
         with locked(self.path.with_suffix(".lock")):
-            index = self._read()
+            index = self._current()
             if index.forget(team, doc):
-                atomic_write(self.path, seal_index(self._key, index))
-        self._index = index
+                self._write(index)
+            else:
+                self._index = index

@@ -187,3 +187,13 @@ def test_backup_bench_runs(tmp_path: Path) -> None:
         assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
         assert row["detail"]["deployment_mib"] >= 32 and row["detail"]["restore_ok"] is True
     assert "backup" in r.stdout and "check" in r.stdout
+
+
+def test_report_html_bench_runs(tmp_path: Path) -> None:
+    """bench/report_html.py on a small organization: both sides measured in 5 rounds; no timings."""
+    out = tmp_path / "report-html.json"
+    r, result = run_bench("report_html.py", out, "--members", "12", "--events", "2000")
+    assert (result["members"], result["events"]) == (12, 2000) and result["page_bytes"] > 10_000
+    assert len(result["ours_s"]) == len(result["reference_s"]) == 5
+    assert all(x > 0 for x in result["ours_s"] + result["reference_s"])
+    assert "ratio reference/ours" in r.stdout

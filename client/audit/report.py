@@ -3,12 +3,14 @@ and one member's exposure (what it could decrypt, what it actually fetched)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from client.audit.log import Verified, chain_links, verify_log
 from client.checkpoints import protocols_of
 from client.client import Client
 from client.names import Names
+from client.view import View
 from security.events import Event
 from security.rules import AuditInput, RuleResult, evaluate
 from vault.chains import TeamState
@@ -17,7 +19,18 @@ from vault.errors import IntegrityError, PolicyDenied
 from vault.wire.schemas import AttestRequest, Ok, TeamVersions
 
 
-async def report(s: Client) -> tuple[list[RuleResult], Verified, Names]:
+@dataclass(frozen=True)
+class Report:
+    """One evaluation of every rule, and what it was made from (the HTML report draws its charts from it)."""
+
+    results: list[RuleResult]
+    verified: Verified
+    names: Names
+    view: View
+    input: AuditInput  # the verified chains and the events the Security Team's key opened
+
+
+async def report(s: Client) -> Report:
     """Every rule's result over the verified log and chains, and the names of whom the findings name."""
     result, view, events, keys = await verify_log(s)
     if not keys.security:
@@ -32,7 +45,7 @@ async def report(s: Client) -> tuple[list[RuleResult], Verified, Names]:
     await s.session.api.post("/api/v1/audit/attest", AttestRequest("report",
                                                                    violated=",".join(r.rule for r in violated)[:1024],
                                                                    count=sum(len(r.findings) for r in violated)), Ok)
-    return results, result, Names(view, s.session.me)
+    return Report(results, result, Names(view, s.session.me), view, inp)
 
 
 def rule_json(r: RuleResult, names: Names) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from client.audit.log import verify_log
@@ -22,8 +21,7 @@ from client.client import Client
 from security.events import DAY, Opener
 from security.merkle import MerkleTree
 from security.protocols import witness_keys
-from vault.errors import LogInconsistent, PolicyDenied, VaultError, WouldOverwrite
-from vault.fileio import atomic_write
+from vault.errors import LogInconsistent, PolicyDenied
 from vault.logsign import sign_timeline
 from vault.signednote import log_key
 
@@ -88,13 +86,3 @@ async def timeline(s: Client, member: str, since: int | None, until: int | None)
     outer = {"format": FORMAT, "body": _b64(body), "device_key": _b64(s.session.device.sign_public),
              "sig": _b64(sign_timeline(s.session.device, body))}
     return Timeline(canonical_json(outer) + b"\n", mid, len(rows), len(chosen) - len(provable), size)
-
-
-def write_bundle(path: Path, data: bytes, force: bool) -> None:
-    """Write the bundle with mode 0600; an existing file is replaced only with ``force``."""
-    if path.exists() and not force:
-        raise WouldOverwrite(f"{path} exists (use --force to replace it)")
-    try:
-        atomic_write(path, data, 0o600)
-    except OSError as e:
-        raise VaultError(f"cannot write {path}: {e.strerror or e}") from e

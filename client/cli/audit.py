@@ -7,13 +7,14 @@ violated rule. Alerts and warnings are printed but do not fail the report.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from client.audit import keys, log, notes, report, timeline
+from client.audit import html, keys, log, notes, report, timeline
 from client.checkpoints import protocols_of
 from client.cli._common import (
     Column,
@@ -33,6 +34,7 @@ from client.names import Names
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
 from vault.errors import ChainError, NotFound, VaultError, WouldOverwrite
+from vault.fileio import atomic_write, write_all
 from vault.links import Link, check_sequence
 from vault.wire.schemas import AttestRequest, Ok
 
@@ -152,11 +154,23 @@ def audit_witness(ctx: Ctx) -> None:
 
 
 @audit.command("report")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the report as one self-contained HTML file (mode 0600)")
+@click.option("--since", default=None, help="with --html: the charts' window, a duration (90d) or a unix time")
+@click.option("--force", is_flag=True, help="with --html: replace an existing file")
 @json_flag
 @click.pass_obj
-def audit_report(ctx: Ctx) -> None:
+def audit_report(ctx: Ctx, html_path: Path | None, since: str | None, force: bool) -> None:
     """Security Team: evaluate every security protocol; exit 1 if any is violated."""
-    results, v, names = with_session(ctx, report.report)
+    if html_path is None and (since is not None or force):
+        raise click.UsageError("--since and --force go with --html FILE")
+    if html_path is not None and not force and os.path.lexists(html_path):
+        raise VaultError(f"{html_path} exists; add --force to replace it")
+    start = log.parse_since(since or HTML_WINDOW, ctx.clock.now()) or 0  # (a bad --since stops here, first)
+    rep = with_session(ctx, report.report)
+    results, v, names = rep.results, rep.verified, rep.names
+    if html_path is not None:
+        _write_private(html_path, html.render(rep, start).encode(), force)
 
     def human() -> None:
         print_rows([r.to_json() for r in results], _RULES)
@@ -166,11 +180,41 @@ def audit_report(ctx: Ctx) -> None:
                 out.print_line(f"{r.rule} [{f.level}]: {names.text(f.message)}{events}")
                 if f.next_command and f.next_command not in f.message:  # (a message may say it already)
                     out.print_line(f"  next: {names.command(f.next_command)}")
+        if html_path is not None:
+            out.print_line(f"wrote {escape(str(html_path))} (mode 0600): it maps the organization; keep it on an "
+                           "encrypted disk and delete it when done")
 
     emit_one(ctx, {"rules": [report.rule_json(r, names) for r in results], "log": v.to_json(),
-                   "violated": [r.rule for r in results if r.status == "violated"]}, human)
+                   "violated": [r.rule for r in results if r.status == "violated"],
+                   "html": None if html_path is None else str(html_path)}, human)
     if any(r.status == "violated" for r in results):
         sys.exit(1)
+
+
+HTML_WINDOW = "90d"  # the charts' window without --since
+
+
+def _write_private(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to a new file created with mode 0600 (never chmod'ed after): without ``force`` only if
+    nothing is at ``path`` (O_EXCL, so a file made meanwhile is not replaced either); with ``force`` through
+    a 0600 temporary file renamed over the old one."""
+    try:
+        if force:
+            atomic_write(path, data, 0o600)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError as e:
+        raise VaultError(f"{path} exists; add --force to replace it") from e
+    except OSError as e:
+        raise VaultError(f"cannot write {path}: {e.strerror}") from e
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise VaultError(f"cannot write {path}: {e.strerror}") from e
+    os.close(fd)
 
 
 @audit.command("exposure")
@@ -396,7 +440,7 @@ def audit_note(ctx: Ctx, out_path: Path | None) -> None:
     against the checkpoint this device verified); the log's verifier key goes to stderr."""
     text, vkey = with_session(ctx, notes.current_note)
     if out_path is not None:
-        timeline.write_bundle(out_path, text.encode(), force=True)
+        _write_private(out_path, text.encode(), force=True)
     if ctx.as_json:
         emit_one(ctx, {"note": text, "log_key": vkey}, "")
         return
@@ -429,10 +473,10 @@ def audit_timeline(ctx: Ctx, member: str, since: str | None, until: str | None, 
     newest checkpoint a listed outside witness cosigned (docs/format.md, "Timeline bundle")."""
     now = ctx.clock.now()
     start, end = log.parse_since(since, now), log.parse_since(until, now)
-    if out_path.exists() and not force:
-        raise WouldOverwrite(f"{out_path} exists (use --force to replace it)")
+    if os.path.lexists(out_path) and not force:
+        raise WouldOverwrite(f"{out_path} exists; add --force to replace it")
     t = with_session(ctx, lambda s: timeline.timeline(s, member, start, end))
-    timeline.write_bundle(out_path, t.data, force)
+    _write_private(out_path, t.data, force)
     emit_one(ctx, {"member": t.member, "events": t.events, "left_out": t.left_out, "size": t.size,
                    "out": str(out_path)},
              lambda: out.print(f"wrote {t.events} events of {escape(member)} to {escape(str(out_path))} "

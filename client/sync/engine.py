@@ -27,6 +27,7 @@ from client.client import Client
 from client.docs import Fetched, _inside
 from client.putbase import Base
 from client.sanitize import escape
+from client.savepace import SavePace
 from client.sync import plan
 from client.sync.folders import SyncFolders
 from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
@@ -57,7 +58,7 @@ Progress = Callable[[int], None]
 PULL_CONCURRENCY = 8  # downloads in flight in one pass
 BIG_FILE = 16 * 1024 * 1024  # a transfer of this many bytes or more is "big": each holds its own buffers
 BIG_IN_FLIGHT = 2  # big uploads, and big downloads, in flight in one pass (peak memory: 8 at once reached 224 MiB)
-SAVE_EVERY = 0.5  # seconds between index saves during a pass (and at its end)
+SAVE_EVERY = 0.5  # seconds between index saves during a pass while they are cheap (SavePace), and at its end
 FAILED = "failed"  # an action that could not be done (the reason in its detail)
 KEEP_WHEN_GONE = (plan.DELETE_REMOTE, plan.REFUSED, plan.FORGET, plan.SKIPPED, plan.NOT_PUSHED)
 IN_STEP = "in-step"  # a pull that found the file already holding the version (a pass finishing a killed one)
@@ -104,23 +105,22 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], 
     spec = ignore_spec(root)
     out = []
     for d in listing:
-        rec = d.record
-        r = plan.Remote(rec.core.doc, rec.core.seq, d.vid, None, rec.core.op == DELETE,
-                        size=d.opened.size if d.opened is not None else 0)
+        core = d.record.core
         if d.known:
             name, entry = held[d.vid]
-            if (entry.doc, entry.seq) != (rec.core.doc, rec.core.seq):  # the version id binds both: never happens
+            if (entry.doc, entry.seq) != (core.doc, core.seq):  # the version id binds both: never happens
                 raise IntegrityError("a listed head is not the version this folder's index recorded under its id")
-            r = replace(r, size=entry.size)
+            size = entry.size
         elif d.opened is None:
-            out.append(replace(r, label=f"(no key for generation {rec.core.gen})",
-                               detail="a version under a key generation you never held"))
+            out.append(plan.Remote(core.doc, core.seq, d.vid, None, core.op == DELETE,
+                                   label=f"(no key for generation {core.gen})",
+                                   detail="a version under a key generation you never held"))
             continue
         else:
-            name = d.opened.name
+            name, size = d.opened.name, d.opened.size
         why = name_problem(name)
         # An index entry's document is its name's id (every entry is recorded under the id its name gives).
-        if why is None and not d.known and doc_id(name) != rec.core.doc:
+        if why is None and not d.known and doc_id(name) != core.doc:
             why = "listed under a name that is not its own"
         if why is None and hidden(name) and not hidden_ok:
             why = "a hidden name (a part starts with '.'): not synced"
@@ -133,7 +133,8 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], 
                 _inside(root, name)
             except BadName:
                 why = "would be written outside the folder"
-        out.append(replace(r, label=name, detail=why) if why else replace(r, name=name))
+        out.append(plan.Remote(core.doc, core.seq, d.vid, None if why else name, core.op == DELETE, why or "", size,
+                               name if why else ""))
     return out
 
 
@@ -156,7 +157,7 @@ class SyncRun:
         self.progress = progress
         self.out = Outcome()
         self.deferred: list[plan.Action] = []  # conflicts found while pulling, done once the pulls are
-        self._saved = time.monotonic()
+        self._pace = SavePace(SAVE_EVERY)
 
     def _local(self, name: str) -> Path:
         """DIR/``name``, refused if a link on the way (or the file itself) would lead anywhere else: every local
@@ -167,9 +168,9 @@ class SyncRun:
         return path
 
     def save(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._saved >= SAVE_EVERY:
-            self.folders.save(self.index)
-            self._saved = time.monotonic()
+        if force or self._pace.due():
+            with self._pace.saving():
+                self.folders.save(self.index)
 
     def _uploaded(self, name: str) -> SyncEntry:
         """The index entry for ``name`` from the local copies entry its upload recorded (content and stat as read)."""

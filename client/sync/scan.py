@@ -64,7 +64,8 @@ def ignored(spec: pathspec.GitIgnoreSpec, name: str) -> bool:
 
 
 def hidden(name: str) -> bool:
-    return any(part.startswith(".") for part in name.split("/"))
+    """Whether a part of ``name`` starts with ``.``."""
+    return name.startswith(".") or "/." in name
 
 
 def scan(root: Path, index: SyncIndex | None) -> Scan:

@@ -120,20 +120,11 @@ def _failed_logins(ctx: Context, rule: Rule) -> list[Finding]:
         until = ev.time + lock if until is None else until
         out.append(finding(rule, VIOLATION, f"device {ev.device} of member {ev.actor or '?'} was locked out after "
                             f"repeated failed logins (for {dur(until - ev.time)})", ev.device, [idx]))
-    fails: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # device -> (time, count, event index)
-    for idx, ev in ctx.actions("auth.fail"):
-        if ev.detail.get("error") != "locked":  # refused while locked (older servers): not a guess
-            fails[ev.device].append((ev.time, 1, idx))
-    summaries = sorted([*ctx.actions("request.summary"), *ctx.actions("request.refusals")], key=lambda x: x[0])
-    for idx, ev in summaries:
-        start = as_int(ev.detail.get("from"))
-        t = ev.time if start is None else start
-        for key, value in ev.detail.items():
-            n = as_int(value)
-            if key.startswith("d:") and key != "d:other" and n:
-                fails[key[2:]].append((t, n, idx))
+    fails = failed_login_counts(ctx)
+    for idx, ev in _summaries(ctx):
         blocked = as_int(ev.detail.get("blocked_sources")) or 0
         if blocked:
+            t = _summary_start(ev)
             out.append(finding(rule, ALERT, f"{blocked} source address(es) failed more than {max_failures} logins "
                                 f"within {dur(width)} and were throttled (minute from {t})", "", [idx]))
     owner = {d.device_id: mid for mid, ms in ctx.inp.members.items() for d in ms.devices.values()}
@@ -152,6 +143,30 @@ def _failed_logins(ctx: Context, rule: Rule) -> list[Finding]:
                                     "sources are throttled, the device is not locked", device, window))
                 break
     return out
+
+
+def _summaries(ctx: Context) -> list[tuple[int, Event]]:
+    return sorted([*ctx.actions("request.summary"), *ctx.actions("request.refusals")], key=lambda x: x[0])
+
+
+def _summary_start(ev: Event) -> int:
+    start = as_int(ev.detail.get("from"))
+    return ev.time if start is None else start
+
+
+def failed_login_counts(ctx: Context) -> dict[str, list[tuple[int, int, int]]]:
+    """device id -> (time, failed logins, event index) of every failed login that named it, oldest first:
+    ``auth.fail`` events (one each) and the ``d:<device>`` counts of the per-minute summaries."""
+    fails: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for idx, ev in ctx.actions("auth.fail"):
+        if ev.detail.get("error") != "locked":  # refused while locked (older servers): not a guess
+            fails[ev.device].append((ev.time, 1, idx))
+    for idx, ev in _summaries(ctx):
+        for key, value in ev.detail.items():
+            n = as_int(value)
+            if key.startswith("d:") and key != "d:other" and n:
+                fails[key[2:]].append((_summary_start(ev), n, idx))
+    return {device: sorted(items) for device, items in fails.items()}
 
 
 # -- retention and small-threads (team threads) ---------------------------------------------------------
