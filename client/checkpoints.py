@@ -29,6 +29,8 @@ class Witness:
 class LogView:
     checkpoint: Checkpoint
     witness: Witness | None = None
+    log_key: bytes = b""  # the pinned key that signed ``checkpoint``
+    witness_note: str | None = None  # as served: checked by ``client.audit.notes.outside_witness``
 
 
 def _pinned(pins: Pins) -> tuple[int, bytes, int]:
@@ -106,7 +108,7 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex(),
                      "seen_at": s.now()})
     s.home.save_pins(pins)
-    return LogView(cp, witness)
+    return LogView(cp, witness, log_key, res.witness_note)
 
 
 def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], witness: Witness) -> int:

@@ -357,8 +357,12 @@ class Opener:
 
     def open(self, leaf: Leaf, slots: Sequence[int]) -> Event:
         """The event, if one of ``slots`` is ours. ``DecryptionFailed`` if none opens."""
-        plaintext = self._opener.open(leaf.eph, event_ad(leaf.day, leaf.audit_gen), leaf.ciphertext, leaf.slots,
-                                      slots)
+        return self.open_with_key(leaf, slots)[0]
+
+    def open_with_key(self, leaf: Leaf, slots: Sequence[int]) -> tuple[Event, bytes]:
+        """The event and the key of its body (``vault.sealing.Opener.open_with_key``)."""
+        key, plaintext = self._opener.open_with_key(leaf.eph, event_ad(leaf.day, leaf.audit_gen), leaf.ciphertext,
+                                                    leaf.slots, slots)
         try:
             body = Fields(decode(plaintext), "audit body", {"e", "pad"})
             event = Event.from_value(body.raw["e"])
@@ -366,7 +370,7 @@ class Opener:
             raise IntegrityError(f"audit event body is malformed: {e}") from e
         if event.time // DAY != leaf.day:
             raise IntegrityError("audit event time does not match its leaf's day")
-        return event
+        return event, key
 
 
 def open_leaf(leaf: Leaf, box_public: bytes, box_secret: bytes, slots: Sequence[int]) -> Event:

@@ -16,6 +16,7 @@ from typing import Any
 
 from vault.chains import protocols_digest
 from vault.errors import EncodingError
+from vault.signednote import COSIGNATURE_V1, VerifierKey
 
 SEVERITIES = ("critical", "high", "medium", "low")
 MAX_TEXT = 64 * 1024
@@ -102,6 +103,11 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
             raise EncodingError(f"{what}: rules.{rule_id}.severity must be one of {SEVERITIES}")
         enabled, severity = merged.pop("enabled"), merged.pop("severity")
         rules[rule_id] = Rule(rule_id, bool(enabled), str(severity), merged)
+    for key in rules["log-integrity"].strs("witness_keys"):
+        try:
+            witness_key(key)
+        except EncodingError as e:
+            raise EncodingError(f"{what}: rules.log-integrity.witness_keys: {key!r}: {e}") from e
     retention = data.get("retention", {})
     if not isinstance(retention, dict) or set(retention) - {"days"}:
         raise EncodingError(f"{what}: [retention] takes only 'days'")
@@ -161,6 +167,19 @@ def _percent_value(default: int, value: Any) -> str | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
         return "must be an integer from 1 to 100"
     return None
+
+
+def witness_key(text: str) -> VerifierKey:
+    """A witness key of ``[rules.log-integrity] witness_keys``: a verifier key of type cosignature/v1."""
+    key = VerifierKey.parse(text)
+    if key.sig_type != COSIGNATURE_V1:
+        raise EncodingError("a witness key is of signature type 0x04 (cosignature/v1)")
+    return key
+
+
+def witness_keys(protocols: Protocols) -> list[VerifierKey]:
+    """The outside witnesses the protocols in force list (checked when the protocols were parsed)."""
+    return [witness_key(k) for k in protocols.rule("log-integrity").strs("witness_keys")]
 
 
 def defaults() -> Protocols:

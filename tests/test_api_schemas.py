@@ -33,6 +33,7 @@ import msgspec
 import pytest
 
 from tests.conftest import MVAULT, PASSPHRASE, Member, ServerThread
+from tests.helpers.witnessed_org import cosigned_note, list_witnesses, new_witness
 from vault.wire import schemas
 from vault.wire.operations import OPERATIONS, Binary, Operation, PathParam, Text, WebSocket, operation_for
 
@@ -196,6 +197,11 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     alice.ok("leave", "sec")
     assert "published the audit key" in carol.ok("whoami").err
     carol.ok("audit", "witness")  # checkpoint, leaves, cosign
+    # an outside witness listed in the protocols (bob, made NCC, approves) cosigns the checkpoint note
+    alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")
+    witness = new_witness(carol)  # the checkpoint note
+    list_witnesses(alice, bob, root, witness.vkey)
+    carol.ok("audit", "witness-cosign", str(cosigned_note(carol, witness, int(server.clock()), root)))
     assert carol.run("audit", "report", "--json").code in (0, 1)  # attest report (1: a protocol is violated)
     carol.ok("audit", "exposure", "bob")  # the team's version records
     carol.ok("audit", "log")

@@ -113,6 +113,18 @@ def test_log_integrity(world: MWorld) -> None:
     ok(result(audit(world, [], cosign, now=now, last_witness=now - 23 * HOUR), "log-integrity"))
 
 
+def test_log_integrity_counts_an_outside_witness(world: MWorld) -> None:
+    """A listed outside witness's cosignature (C2SP cosignature/v1) within witness_hours keeps the rule green
+    even when the Security Team has not cosigned; an old one does not."""
+    now = world.time + DAY
+    ok(result(audit(world, [], now=now, last_witness=None, last_outside_witness=now - 2 * HOUR), "log-integrity"))
+    ok(result(audit(world, [], now=now, last_witness=now - 30 * HOUR, last_outside_witness=now - HOUR),
+              "log-integrity"))
+    f = only(result(audit(world, [], now=now, last_witness=None, last_outside_witness=now - 25 * HOUR),
+                    "log-integrity"), "violation")
+    assert "1d 1h ago" in f.message
+
+
 # -- failed-logins --------------------------------------------------------------------------------------
 
 

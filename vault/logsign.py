@@ -4,7 +4,8 @@
 * a Security Team device cosigns a checkpoint (``security.events.cosign_statement``);
 * a Security Team device signs the audit-key statement (``security.events.audit_key_statement``);
 * a Security Team device signs the acceptance of a server restored from an older backup
-  (``security.restore``).
+  (``security.restore``);
+* a Security Team device signs a timeline evidence bundle (``client/audit/timeline.py``).
 
 The statements' bytes are built in ``security/events.py``; this module only signs and verifies them.
 """
@@ -62,3 +63,13 @@ def sign_restore(device: DeviceKeys, statement: bytes) -> bytes:
 def verify_restore(sign_public: bytes, statement: bytes, sig: bytes) -> None:
     """Raises ``BadSignature`` unless ``sig`` is the device's signature of the restore acceptance."""
     p.verify(sign_public, labels.SIG_RESTORE, statement, sig)
+
+
+def sign_timeline(device: DeviceKeys, body: bytes) -> bytes:
+    """The exporting device's signature of a timeline evidence bundle's body (docs/format.md, "Timeline bundle")."""
+    return device.sign(labels.SIG_TIMELINE, body)
+
+
+def verify_timeline(sign_public: bytes, body: bytes, sig: bytes) -> None:
+    """Raises ``BadSignature`` unless ``sig`` is the device's signature of the bundle's body."""
+    p.verify(sign_public, labels.SIG_TIMELINE, body, sig)

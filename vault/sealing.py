@@ -111,6 +111,12 @@ class Opener:
 
         ``DecryptionFailed`` if ``eph`` is invalid, if no tried slot opens, or if the body itself does not
         (a slot that opens is the sealer's word for this body: no further slot is tried)."""
+        return self.open_with_key(eph, ad, ciphertext, slots, tries)[1]
+
+    def open_with_key(self, eph: bytes, ad: bytes, ciphertext: bytes, slots: Sequence[bytes],
+                      tries: Sequence[int]) -> tuple[bytes, bytes]:
+        """``(k, body)``: ``open``, with the body's own key (it opens this body only: an evidence bundle
+        hands it over so that anyone can check the body against the sealed leaf)."""
         slot_key = self._key(eph)
         if slot_key is None:
             raise DecryptionFailed("the leaf's ephemeral key is invalid")
@@ -121,7 +127,7 @@ class Opener:
                 continue
             if len(key) != KEY_BYTES:
                 continue
-            return p.aead_open(key, ad, ciphertext)
+            return key, p.aead_open(key, ad, ciphertext)
         raise DecryptionFailed("this key opens no slot of the audit event")
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.audit.keys import entitled, security_team
+from client.audit.notes import WitnessedNote, outside_witness
 from client.checkpoints import (
     LogView,
     check_witness,
@@ -191,11 +192,19 @@ class Verified:
     events_read: int
     last_witness: int | None
     problems: list[str]
+    outside: WitnessedNote | None = None  # what listed outside witnesses cosigned (client/audit/notes.py)
+    fetched: Fetched | None = None  # the leaves and hashes verified
+
+    @property
+    def outside_witness(self) -> int | None:
+        """The timestamp of the newest listed outside witness's cosignature."""
+        return self.outside.newest if self.outside else None
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": not self.problems, "size": self.checkpoint.size, "root": self.checkpoint.root.hex(),
                 "time": self.checkpoint.time, "pruned": self.pruned, "events_read": self.events_read,
-                "last_witness": self.last_witness, "problems": self.problems}
+                "last_witness": self.last_witness, "last_outside_witness": self.outside_witness,
+                "problems": self.problems}
 
 
 async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
@@ -211,8 +220,9 @@ async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]]
         sealed_to_us = [(i, e) for i, e in events if fetched.leaves[i].audit_gen in keys.audit]
         problems += await _check_links_logged(s, view, sealed_to_us)
         problems += _check_order(events)
+    outside = outside_witness(lv, view.org, fetched.hashes, s.session.now())
     return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
-                    problems), view, events, keys
+                    problems, outside, fetched), view, events, keys
 
 
 def _check_pruning(fetched: Fetched, retention_days: int, now: int) -> list[str]:

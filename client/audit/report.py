@@ -39,7 +39,7 @@ async def report(s: Client) -> Report:
     inp = AuditInput(now=s.session.now(), org=view.org, members=view.members, teams=view.teams, org_links=org_links,
                      team_links=team_links, member_links=member_links, events=events,
                      log_ok=not result.problems, log_problem="; ".join(result.problems),
-                     last_witness=result.last_witness)
+                     last_witness=result.last_witness, last_outside_witness=result.outside_witness)
     results = evaluate(inp, protocols_of(view.org))
     violated = [r for r in results if r.status == "violated"]
     await s.session.api.post("/api/v1/audit/attest", AttestRequest("report",

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from client import records
-from client.audit import html, keys, log, report
+from client.audit import html, keys, log, notes, report, timeline
 from client.checkpoints import protocols_of
 from client.cli._common import (
     Column,
@@ -34,7 +34,7 @@ from client.client import Client
 from client.names import Names
 from client.sanitize import escape, neutralize
 from vault.chains import protocols_digest
-from vault.errors import ChainError, NotFound, VaultError
+from vault.errors import ChainError, NotFound, VaultError, WouldOverwrite
 from vault.fileio import atomic_write, write_all
 from vault.links import Link, check_sequence
 from vault.wire.schemas import AttestRequest, Ok
@@ -118,6 +118,8 @@ def _print_verified(v: log.Verified) -> None:
     out.print(f"log verified: {v.checkpoint.size} events, root {v.checkpoint.root.hex()[:32]}…")
     out.print(f"  events you can read: {v.events_read}; pruned by retention: {v.pruned}")
     out.print(f"  last witnessed: {when(v.last_witness) if v.last_witness else 'never'}")
+    if v.outside_witness:
+        out.print(f"  last cosigned by an outside witness: {when(v.outside_witness)}")
     for p in v.problems:
         out.print_line(f"  PROBLEM: {p}")
 
@@ -383,16 +385,23 @@ def protocols_show(ctx: Ctx) -> None:
     emit_one(ctx, info, human)
 
 
+_FILE = click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def _utf8_file(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as e:
+        raise VaultError(f"{path} is not UTF-8 text") from e
+
+
 @protocols.command("propose")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_FILE
 @json_flag
 @click.pass_obj
 def protocols_propose(ctx: Ctx, path: Path) -> None:
     """NCC: propose a new version; a second NCC member must approve it."""
-    try:
-        text = path.read_text("utf-8")
-    except UnicodeDecodeError as e:
-        raise VaultError(f"{path} is not UTF-8 text") from e
+    text = _utf8_file(path)
 
     async def go(s: Client) -> str:
         await s.chains.append_org("org.protocols.propose", {"text": text})
@@ -420,6 +429,60 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
 
     version = with_session(ctx, go)
     emit_one(ctx, {"version": version}, lambda: out.print(f"security protocols version {version} are in force"))
+
+
+@audit.command("note")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the note to this file (mode 0600) instead of stdout")
+@json_flag
+@click.pass_obj
+def audit_note(ctx: Ctx, out_path: Path | None) -> None:
+    """The newest checkpoint as a C2SP tlog-checkpoint note, for an outside witness to cosign (checked
+    against the checkpoint this device verified); the log's verifier key goes to stderr."""
+    text, vkey = with_session(ctx, notes.current_note)
+    if out_path is not None:
+        _write_private(out_path, text.encode(), force=True)
+    if ctx.as_json:
+        emit_one(ctx, {"note": text, "log_key": vkey}, "")
+        return
+    if out_path is None:
+        sys.stdout.write(neutralize(text, keep="\n"))
+    err.print(f"log key: {escape(vkey)}")
+
+
+@audit.command("witness-cosign")
+@_FILE
+@json_flag
+@click.pass_obj
+def audit_witness_cosign(ctx: Ctx, path: Path) -> None:
+    """Security Team: hand in PATH, a checkpoint note an outside witness cosigned (C2SP cosignature/v1)."""
+    size = with_session(ctx, lambda s: notes.hand_in(s, _utf8_file(path)))
+    emit_one(ctx, {"cosigned": size}, f"stored the outside witness's cosignature of the checkpoint at {size} events")
+
+
+@audit.command("timeline")
+@click.argument("member")
+@click.option("--since", default=None, help="a duration (30d) or a unix time")
+@click.option("--until", default=None, help="a duration (7d: until 7 days ago) or a unix time")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="the bundle's file (mode 0600)")
+@click.option("--force", is_flag=True, help="replace an existing file")
+@json_flag
+@click.pass_obj
+def audit_timeline(ctx: Ctx, member: str, since: str | None, until: str | None, out_path: Path, force: bool) -> None:
+    """Security Team: MEMBER's events as a signed evidence bundle, each with its inclusion proof against the
+    newest checkpoint a listed outside witness cosigned (docs/format.md, "Timeline bundle")."""
+    now = ctx.clock.now()
+    start, end = log.parse_since(since, now), log.parse_since(until, now)
+    if os.path.lexists(out_path) and not force:
+        raise WouldOverwrite(f"{out_path} exists; add --force to replace it")
+    t = with_session(ctx, lambda s: timeline.timeline(s, member, start, end))
+    _write_private(out_path, t.data, force)
+    emit_one(ctx, {"member": t.member, "events": t.events, "left_out": t.left_out, "size": t.size,
+                   "out": str(out_path)},
+             lambda: out.print(f"wrote {t.events} events of {escape(member)} to {escape(str(out_path))} "
+                               f"(proofs against the witnessed checkpoint at {t.size} events; {t.left_out} later "
+                               "events wait for the next witness cosignature)"))
 
 
 COMMANDS: tuple[click.Command, ...] = (audit,)

@@ -82,18 +82,21 @@ WITNESS: Final = "mvault audit witness"  # the Security Team verifies the log an
 
 
 def _log_integrity(ctx: Context, rule: Rule) -> list[Finding]:
+    """Violations: the log does not verify; neither the Security Team nor an outside witness the protocols list
+    (``witness_keys``, a C2SP cosignature/v1) cosigned it within ``witness_hours``."""
     window = rule.int_("witness_hours") * HOUR
     out = []
     if not ctx.inp.log_ok:
         out.append(finding(rule, VIOLATION, "the audit log does not verify against an accepted checkpoint: "
                             f"{ctx.inp.log_problem or 'unknown problem'}", ""))
     cosigns = [i for i, _ in ctx.actions("audit.cosign")][-1:]
-    if ctx.inp.last_witness is None:
-        out.append(finding(rule, VIOLATION, "the audit log has never been cosigned by the Security Team", "",
-                            next_command=WITNESS))
-    elif ctx.now - ctx.inp.last_witness > window:
-        out.append(finding(rule, VIOLATION, f"the audit log was last cosigned by the Security Team "
-                            f"{dur(ctx.now - ctx.inp.last_witness)} ago (at least every {dur(window)})", "",
+    times = [t for t in (ctx.inp.last_witness, ctx.inp.last_outside_witness) if t is not None]
+    if not times:
+        out.append(finding(rule, VIOLATION, "the audit log has never been cosigned by the Security Team or a "
+                            "listed witness", "", next_command=WITNESS))
+    elif ctx.now - max(times) > window:
+        out.append(finding(rule, VIOLATION, f"the audit log was last cosigned by the Security Team or a listed "
+                            f"witness {dur(ctx.now - max(times))} ago (at least every {dur(window)})", "",
                             cosigns, WITNESS))
     return out
 

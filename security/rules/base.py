@@ -68,6 +68,7 @@ class AuditInput:
     log_ok: bool = True  # did the log verify against every checkpoint
     log_problem: str = ""
     last_witness: int | None = None  # time of the newest verified Security Team cosignature
+    last_outside_witness: int | None = None  # timestamp of the newest verified listed outside witness's cosignature
 
 
 def status_of(enabled: bool, findings: Iterable[Finding]) -> str:

@@ -12,12 +12,14 @@ from msgspec import UnsetType
 
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
-from server.access import judge_now, session_of
+from security.protocols import witness_keys
+from server.access import judge_now, protocols_of, session_of
 from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, Handler, now_of
 from server.http import answer, int_query, read_body
 from server.notes import note
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
+from vault.signednote import CheckpointText, Note, origin_of, witness_cosignatures
 from vault.wire import schemas
 
 
@@ -41,7 +43,44 @@ async def checkpoint(request: web.Request) -> web.Response:
         witness = schemas.Witnessed(checkpoint=w.checkpoint.raw, sig=w.sig, proof=list(w_proof), cosigs=[
             schemas.Cosignature(member=c.member, device=c.device, sig=c.sig, time=c.time) for c in cosigs])
     return answer(schemas.CheckpointAnswer(checkpoint=cp.checkpoint.raw, sig=cp.sig, proof=list(proof),
-                                           witness=witness, log_key=store.log_public))
+                                           witness=witness, log_key=store.log_public,
+                                           witness_note=await store.witness_note()))
+
+
+async def checkpoint_note(request: web.Request) -> web.Response:
+    """The newest checkpoint as a C2SP tlog-checkpoint note (what an outside witness cosigns)."""
+    cp = await request.app[AUDIT].checkpoint(_org_id(request), int(now_of(request)))
+    return web.Response(text=request.app[AUDIT].note_of(cp.checkpoint).serialized, content_type="text/plain")
+
+
+async def witness_cosign(request: web.Request) -> web.Response:
+    """A Security Team member hands in an outside witness's cosignature/v1 of a note this server issued; only
+    cosignatures by witness keys the protocols in force list are kept (docs/format.md, "Checkpoint notes")."""
+    judge_now(request, "audit.cosign")
+    body = await read_body(request, schemas.WitnessCosignRequest)
+    signed = Note.parse(body.note)
+    claimed = CheckpointText.parse(signed.text)
+    store = request.app[AUDIT]
+    stored = await store.issued_size(claimed.size)
+    if claimed.origin != origin_of(_org_id(request)) or stored is None or stored.checkpoint.root != claimed.root:
+        raise NotFound("this server never issued that checkpoint for its current log")
+    keys = witness_keys(protocols_of(request.app))
+    try:
+        cosigs = witness_cosignatures(signed, keys)
+    except BadSignature as e:
+        raise EncodingError(f"a cosignature by a listed witness key does not verify: {e}") from e
+    if not cosigs:
+        raise EncodingError("the note carries no cosignature by a witness key the security protocols list "
+                            "(rules.log-integrity.witness_keys)")
+    now = int(now_of(request))
+    skew = request.app[CONFIG].clock_skew
+    for key, _, t in cosigs:
+        if not stored.checkpoint.time - skew <= t <= now + skew:
+            raise EncodingError(f"witness {key.name}'s cosignature is dated outside the checkpoint's lifetime")
+    note(request, "audit.cosign", detail={"size": claimed.size, "witnesses": len(cosigs)})
+    for key, line, t in cosigs:
+        await store.add_witness_cosig(claimed.size, key.name, key.id, line.sig, t)
+    return answer(schemas.CosignAnswer(size=claimed.size), 201)
 
 
 def _require_admitted(request: web.Request) -> str:
@@ -180,6 +219,7 @@ async def team_versions(request: web.Request) -> web.Response:
 
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
 HANDLERS: dict[str, Handler] = {
-    "audit_checkpoint": checkpoint, "audit_leaves": leaves, "audit_cosign": cosign, "audit_key": get_key,
+    "audit_checkpoint": checkpoint, "audit_checkpoint_note": checkpoint_note, "audit_witness_cosign": witness_cosign,
+    "audit_leaves": leaves, "audit_cosign": cosign, "audit_key": get_key,
     "publish_audit_key": put_key, "attest": attest, "audit_team_versions": team_versions,
 }

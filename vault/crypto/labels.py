@@ -66,6 +66,7 @@ SIG_COSIGN = b"mvault/v1/checkpoint-cosign"
 SIG_AUDIT_KEY = b"mvault/v1/audit-key"
 SIG_ATTEST = b"mvault/v1/attestation"
 SIG_RESTORE = b"mvault/v1/restore-acceptance"  # the Security Team accepts a restored server (security/restore.py)
+SIG_TIMELINE = b"mvault/v1/timeline"  # a Security Team device signs a timeline evidence bundle
 KDF_AUDIT_SEAL = b"mvault/v1/audit/seal-key"
 KDF_AUDIT_SLOT = b"mvault/v1/audit/slot-key"
 AD_AUDIT_SLOT = b"mvault/v1/audit/slot"

@@ -89,6 +89,25 @@ def verify(public: bytes, tag: bytes, message: bytes, signature: bytes) -> None:
         raise BadSignature("signature does not verify") from e
 
 
+def sign_plain(secret: bytes, message: bytes) -> bytes:
+    """Ed25519 over ``message`` itself, without a domain tag: only for formats others define (C2SP signed
+    notes, ``vault/signednote.py``), whose text never holds a 0x00 byte. Every tagged message holds one
+    (``tag || 0x00 || m``), so no plain message is ever a tagged one: the two cannot be confused."""
+    if b"\x00" in message:
+        raise ValueError("a plain signature is only for text without 0x00 bytes")
+    return bytes(sodium.crypto_sign(message, secret)[:SIG_BYTES])
+
+
+def verify_plain(public: bytes, message: bytes, signature: bytes) -> None:
+    """Raises ``BadSignature`` unless ``signature`` is Ed25519 of ``message`` itself (see ``sign_plain``)."""
+    if len(public) != SIGN_PK_BYTES or len(signature) != SIG_BYTES:
+        raise BadSignature("signature or key has the wrong size")
+    try:
+        sodium.crypto_sign_open(signature + message, public)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError) as e:
+        raise BadSignature("signature does not verify") from e
+
+
 # -- X25519 sealed boxes ----------------------------------------------------------------
 
 

@@ -37,7 +37,8 @@ class WebSocket:
 
 
 class Text:
-    """The body is text (``text/plain``): the Prometheus exposition format of ``/api/metrics``."""
+    """The body is text (``text/plain``): the Prometheus exposition format of ``/api/metrics``, a checkpoint
+    note."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,13 @@ OPERATIONS: tuple[Operation, ...] = (
                QueryParam("count", "how many leaves; default 1000, at most 2000"))),
     _op("audit_cosign", "post", "/api/v1/audit/cosign", "Security Team cosignature of a checkpoint this server issued",
         "201", s.CosignAnswer, "400 401 403 404", s.CosignRequest),
+    _op("audit_checkpoint_note", "get", "/api/v1/audit/checkpoint.note",
+        "the newest checkpoint as a C2SP tlog-checkpoint signed note (text/plain), signed by the log key",
+        "200", Text, "401"),
+    _op("audit_witness_cosign", "post", "/api/v1/audit/witness",
+        "Security Team: store an outside witness's C2SP cosignature/v1 of a checkpoint note this server issued, "
+        "by a witness key the security protocols list", "201", s.CosignAnswer, "400 401 403 404",
+        s.WitnessCosignRequest),
     _op("audit_key", "get", "/api/v1/audit/key",
         "the Security Team's signed audit key statement (null until one is published)", "200", s.AuditKeyAnswer,
         "401"),

@@ -388,6 +388,15 @@ class CheckpointAnswer(Wire):
     proof: list[bytes]
     witness: Witnessed | None
     log_key: bytes
+    # The newest checkpoint an outside witness cosigned, as a C2SP note with the log's signature and the
+    # witnesses' cosignature lines (vault/signednote.py); null until one did.
+    witness_note: str | None = None
+
+
+class WitnessCosignRequest(Wire):
+    """A checkpoint note (GET /api/v1/audit/checkpoint.note) with an outside witness's cosignature lines."""
+
+    note: Annotated[str, Meta(max_length=16 * 1024, description="a C2SP signed note (tlog-checkpoint)")]
 
 
 class Leaf(Wire):

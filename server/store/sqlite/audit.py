@@ -31,6 +31,7 @@ from server.store.space import rollback
 from vault.errors import LogCorrupted
 from vault.fileio import fsync_dir, write_all
 from vault.logsign import log_keypair, new_log_seed
+from vault.signednote import CheckpointText, Note, SignatureLine, log_key, origin_of, sign_checkpoint_note
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, day INTEGER NOT NULL, hash BLOB NOT NULL, leaf BLOB);
@@ -38,6 +39,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, raw BLOB NOT N
 CREATE TABLE IF NOT EXISTS cosigs (
     size INTEGER NOT NULL, member TEXT NOT NULL, device TEXT NOT NULL, sig BLOB NOT NULL, time INTEGER NOT NULL,
     PRIMARY KEY (size, device));
+CREATE TABLE IF NOT EXISTS witness_cosigs (
+    size INTEGER NOT NULL, name TEXT NOT NULL, key_id BLOB NOT NULL, sig BLOB NOT NULL, time INTEGER NOT NULL,
+    PRIMARY KEY (size, name, key_id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS restore_acceptances (
     id INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL, time INTEGER NOT NULL, raw BLOB NOT NULL,
@@ -65,6 +69,7 @@ class AuditStore:
             self._store_leaves, "the audit event", on_failure=self._drop_uncommitted)
         self._unsure = False  # a batch failed: the database may hold rows beyond ``committed`` (see _adopt)
         self._latest: StoredCheckpoint | None = None
+        self._witness_note: str | None = None  # witness_note(), until the next witness cosignature
         # One connection: no other write may land inside the flusher's transaction (or be rolled back with it).
         self._write = asyncio.Lock()
 
@@ -199,6 +204,50 @@ class AuditStore:
                                     (size,)) as cur:
             cosigs = [Cosig(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in await cur.fetchall()]
         return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
+
+    def note_of(self, checkpoint: Checkpoint) -> Note:
+        """``checkpoint`` as a C2SP checkpoint note signed by the log key (docs/format.md, "Checkpoint notes")."""
+        return sign_checkpoint_note(self.log_secret, log_key(checkpoint.org, self.log_public),
+                                    CheckpointText(origin_of(checkpoint.org), checkpoint.size, checkpoint.root))
+
+    async def issued_size(self, size: int) -> StoredCheckpoint | None:
+        """The checkpoint this server issued at ``size`` for its current log, if any."""
+        async with self._db.execute("SELECT raw FROM checkpoints WHERE size=?", (size,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else await self.issued(bytes(row[0]))
+
+    # -- outside witnesses' cosignatures of the checkpoint notes (vault/signednote.py) ---------------
+
+    async def add_witness_cosig(self, size: int, name: str, key_id: bytes, sig: bytes, time: int) -> None:
+        async with self._write:
+            await self._db.execute("INSERT OR REPLACE INTO witness_cosigs VALUES (?, ?, ?, ?, ?)",
+                                   (size, name, key_id, sig, time))
+        self._witness_note = None
+
+    async def witness_note(self) -> str | None:
+        """The newest checkpoint outside witnesses cosigned, as its note with the log's signature and their
+        cosignature lines (None while none did). Kept until the next cosignature: every login asks for it."""
+        if self._witness_note is None:
+            found = await self.witness_cosigned()
+            if found is None:
+                return None
+            stored, lines = found
+            signed = self.note_of(stored.checkpoint)
+            self._witness_note = Note(signed.text, (*signed.signatures, *(SignatureLine(*x) for x in lines))).serialized
+        return self._witness_note
+
+    async def witness_cosigned(self) -> tuple[StoredCheckpoint, list[tuple[str, bytes, bytes]]] | None:
+        """The newest checkpoint an outside witness cosigned, and its cosignatures (name, key id, signature)."""
+        async with self._db.execute("SELECT MAX(size) FROM witness_cosigs") as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            return None
+        stored = await self.issued_size(int(row[0]))
+        if stored is None:
+            return None
+        async with self._db.execute("SELECT name, key_id, sig FROM witness_cosigs WHERE size=? ORDER BY name, key_id",
+                                    (stored.checkpoint.size,)) as cur:
+            return stored, [(str(r[0]), bytes(r[1]), bytes(r[2])) for r in await cur.fetchall()]
 
     # -- meta (the Security Team's audit key) -----------------------------------------------------
 

@@ -49,6 +49,7 @@ class _Socket:
 def _install() -> None:
     request, check, download, websocket = Api.request, Api._check, Api.download, Api.websocket
     answers: dict[int, tuple[int, Any]] = {}  # id(api) -> (status, JSON body or None) of its last answer
+    texts: set[int] = set()  # id(api) whose last answer was text/plain (a download of text: "<text>")
 
     async def recorded_check(self: Api, resp: Any) -> None:
         body = None
@@ -58,6 +59,7 @@ def _install() -> None:
             except ValueError:
                 body = None
         answers[id(self)] = (resp.status, body)
+        (texts.add if resp.content_type == "text/plain" else texts.discard)(id(self))
         await check(self, resp)
 
     async def recorded_request(self: Api, method: str, path: str, json: Any = None, data: Any = None,
@@ -79,7 +81,7 @@ def _install() -> None:
             if id(self) in answers:
                 status, body = answers.pop(id(self))
                 _write({"kind": "http", "method": "GET", "path": path, "request": None, "status": status,
-                        "response": body if status >= 400 else "<binary>"})
+                        "response": body if status >= 400 else "<text>" if id(self) in texts else "<binary>"})
 
     async def recorded_websocket(self: Api, path: str) -> Any:
         ws = await websocket(self, path)
