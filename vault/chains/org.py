@@ -16,7 +16,7 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.member import MemberState, verify_signer
-from vault.chains.records import RECORD_TYPES, Record, Signed
+from vault.chains.records import RECORD_TYPES, Record, Signed, approved_link
 from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
 from vault.links import Link, check_sequence, verify_invite_signature
 from vault.pin import Pin, check_https_url
@@ -511,12 +511,7 @@ class OrgState:
         before it, then added to ``records``. It changes nobody's rights."""
         self._authorize(link, ms, policy, link.type)
         if link.type == "org.approve":
-            target = link.body.bytes_("link", 32)
-            signed = self.signed.get(target)
-            if signed is None:
-                raise ChainError("org.approve names no earlier link of this organization chain")
-            if link.signer in (signed.signer, signed.subject):
-                raise ChainError("the second approver is neither the link's signer nor its subject")
+            target, signed = approved_link(self.signed, link)
             record = Record(link.type, link.signer, link.device, link.time, link.seq, target.hex(), str(signed.seq))
         else:
             subject = link.body.str_("member", 64)

@@ -18,9 +18,12 @@ Each is judged by the one judge as the act of the same name (``org.vouch``, ``or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from vault.errors import ChainError
+from vault.links import Link
 
 RECORD_TYPES = ("org.vouch", "org.verify", "org.approve")
 
@@ -48,6 +51,18 @@ class Signed:
     seq: int
     signer: str
     subject: str | None
+
+
+def approved_link(signed: Mapping[bytes, Signed], link: Link) -> tuple[bytes, Signed]:
+    """The earlier link of the same chain that an approval (``org.approve``, ``team.approve``) names, and what
+    is known of it; refused when there is none or when the approver is its signer or subject."""
+    target = link.body.bytes_("link", 32)
+    found = signed.get(target)
+    if found is None:
+        raise ChainError(f"{link.type} names no earlier link of this chain")
+    if link.signer in (found.signer, found.subject):
+        raise ChainError("the second approver is neither the link's signer nor its subject")
+    return target, found
 
 
 class HasRecords(Protocol):

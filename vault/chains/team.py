@@ -19,7 +19,7 @@ from vault.acts import Act
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.org import OrgPolicy, OrgState
-from vault.chains.records import Signed
+from vault.chains.records import Signed, approved_link
 from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.links import Link, check_no_cosignature, check_sequence
@@ -338,12 +338,7 @@ class TeamState:
         """A second person approves an earlier link of this team (rule two-person: admin grants and removals):
         neither that link's signer nor its subject, once. It puts nothing in force."""
         self._authorize(link, org, org_seq, members, policy, "team.approve")
-        target = link.body.bytes_("link", 32)
-        signed = self.signed.get(target)
-        if signed is None:
-            raise ChainError("team.approve names no earlier link of this team's chain")
-        if link.signer in (signed.signer, signed.subject):
-            raise ChainError("the second approver is neither the link's signer nor its subject")
+        target, signed = approved_link(self.signed, link)
         if any(by == link.signer for _, by, _ in self.approvals.get(target, [])):
             raise ChainError("team.approve: the same record is already in the chain")
         self.approvals.setdefault(target, []).append((link.seq, link.signer, link.time))
