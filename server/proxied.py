@@ -11,6 +11,7 @@ header as well would let a client whose proxy sets only one of them choose its a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
@@ -54,10 +55,50 @@ def _trusted(address: IPv4Address | IPv6Address | None, trusted: Sequence[Networ
     return address is not None and any(address in network for network in trusted)
 
 
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PAIR = re.compile(rf'[ \t]*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*')
+UNPARSED = "unknown"  # the client of a request whose Forwarded header does not parse: one budget for all of them
+
+
+def forwarded_hops(values: Sequence[str]) -> list[str] | None:
+    """The ``for=`` hops of RFC 7239 ``Forwarded`` header values, parsed strictly (elements separated by commas,
+    pairs by semicolons, each value a token or a whole quoted string); None when anything does not parse. Not
+    aiohttp's ``request.forwarded``: it skips what it cannot parse, so a client's unterminated quote could swallow
+    the element its proxy appended and leave the client's own ``for=`` right-most (review round 8)."""
+    hops: list[str] = []
+    for value in values:
+        pos = 0
+        while True:
+            element: dict[str, str] = {}
+            while True:
+                m = _PAIR.match(value, pos)
+                if m is None:
+                    return None
+                key, raw = m.group(1).lower(), m.group(2)
+                if key in element:
+                    return None
+                element[key] = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
+                pos = m.end()
+                if value.startswith(";", pos):
+                    pos += 1
+                    continue
+                break
+            if "for" in element:
+                hops.append(element["for"])
+            if pos == len(value):
+                break
+            if not value.startswith(",", pos):
+                return None
+            pos += 1
+    return hops
+
+
 def hops_of(request: web.Request, header: str) -> list[str]:
-    """The hops the chosen header lists, left (the first client) to right (the last proxy)."""
+    """The hops the chosen header lists, left (the first client) to right (the last proxy); a ``Forwarded``
+    header that does not parse names one unknown client (``UNPARSED``), never the proxy itself."""
     if header == "forwarded":
-        return [elem["for"] for elem in request.forwarded if "for" in elem]
+        hops = forwarded_hops(request.headers.getall(hdrs.FORWARDED, []))
+        return [UNPARSED] if hops is None else hops
     return [hop for value in request.headers.getall(hdrs.X_FORWARDED_FOR, []) for hop in value.split(",")
             if hop.strip()]
 

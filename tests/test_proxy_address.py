@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from server.proxied import client_address
+from server.proxied import client_address, forwarded_hops
 from tests.helpers.pki import ServerProcess, free_port
 from tests.helpers.pki import servers as servers_fixture
 
@@ -96,3 +96,19 @@ def test_the_metrics_loopback_exemption_is_the_clients_address(tmp_path: Path, s
 ])
 def test_client_address(peer: str, hops: list[str], client: str) -> None:
     assert client_address(peer, hops, [ip_network("10.0.0.0/8")]) == client
+
+
+@pytest.mark.parametrize(("values", "hops"), [
+    (["for=192.0.2.1"], ["192.0.2.1"]),
+    (['for=192.0.2.1, for="[2001:db8::9]:4711";proto=https'], ["192.0.2.1", "[2001:db8::9]:4711"]),
+    (["for=192.0.2.1", "For=10.0.0.1;by=10.0.0.2"], ["192.0.2.1", "10.0.0.1"]),
+    (["proto=https, for=_hidden"], ["_hidden"]),
+    # A client's unterminated quote that would swallow the element its proxy appended: nothing is believed.
+    (['for=127.0.0.1;x=", for="[2001:db8::9]:4711"'], None),
+    (['for=127.0.0.1;x=", for=198.51.100.7'], None),
+    (["for=192.0.2.1;for=192.0.2.2"], None),  # the same parameter twice in one element
+    ([""], None),
+    (["for=192.0.2.1,"], None),
+])
+def test_forwarded_is_parsed_strictly(values: list[str], hops: list[str] | None) -> None:
+    assert forwarded_hops(values) == hops
