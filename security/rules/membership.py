@@ -329,7 +329,9 @@ def _team_admin_changes(ctx: Context, rule: Rule, window: int) -> list[Finding]:
             continue
         for link in ctx.team_links(tid):
             for subject, what in _admin_changes(team, link):
-                approvals = team.approvals.get(link.hash, [])
+                # Not by the subject: the chain records one subject per link, none for a team.create, whose
+                # co-admins could otherwise approve their own grant (review round 8).
+                approvals = [a for a in team.approvals.get(link.hash, []) if a[1] not in (subject, link.signer)]
                 if any(abs(t - link.time) <= window for _, _, t in approvals):
                     continue
                 h = link.hash.hex()[:16]
