@@ -36,7 +36,7 @@ from client.home import Home, default_home
 from client.names import Names
 from client.sanitize import escape
 from client.terminal import err, out
-from vault.errors import RollbackDetected, VaultError
+from vault.errors import RollbackDetected, ServerBehind, VaultError
 
 __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", "err", "json_flag", "out",
            "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
@@ -100,7 +100,10 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
             try:
                 return await command(c)
             except RollbackDetected as e:
-                await restore.follow(c.session, c.chains, e)  # stops explaining, or follows an acceptance
+                try:
+                    await restore.follow(c.session, c.chains, e)  # stops explaining, or follows an acceptance
+                except ServerBehind as stop:  # explained, with the error code scripts know for this stop
+                    raise RollbackDetected(stop.reason) from stop
                 if c.session.warnings:
                     notes.extend(f"warning: {w}" for w in c.session.warnings)
             return await command(await Client.open(ctx.home, secrets, api, ctx.clock))
