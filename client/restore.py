@@ -157,7 +157,7 @@ async def newest_acceptance(s: Session) -> tuple[Acceptance, bytes] | None:
     return Acceptance.parse(first.statement), first.sig
 
 
-async def judge(s: Session, chains: Chains, acc: Acceptance, sig: bytes, seen: Seen) -> None:
+async def judge(s: Session, acc: Acceptance, sig: bytes, seen: Seen) -> None:
     """Refuse (``ServerBehind``, with the reason) an acceptance this device must not follow (module docstring)."""
     pins = s.home.pins()
     log = s.log_before if s.log_before is not None else pins.log  # what this device accepted before this command
@@ -236,7 +236,7 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent | Rollback
         raise ServerBehind(f"{what}; the server shows none")
     acc, sig = found
     try:
-        await judge(s, chains, acc, sig, seen)
+        await judge(s, acc, sig, seen)
     except ServerBehind as e:
         raise ServerBehind(f"{what}; the acceptance the server shows is refused: {e.reason}") from e
     try:

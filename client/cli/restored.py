@@ -75,7 +75,7 @@ def status(ctx: Ctx) -> None:
                 acc, sig = found
                 refused = None
                 try:
-                    await restore.judge(s, c.chains, acc, sig, seen)
+                    await restore.judge(s, acc, sig, seen)
                     restore.check_covered(acc, seen)
                 except ServerBehind as refusal:
                     refused = refusal.reason
