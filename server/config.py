@@ -77,7 +77,7 @@ SECRETS = frozenset({"metrics_token"})
 FLAGS: dict[str, str] = {"host": "--host", "port": "--port", "log_format": "--log-format", "log_level": "--log-level",
                          "rate_per_second": "--rate", "rate_burst": "--burst", "public_url": "--public-url",
                          "tls_cert": "--tls-cert", "tls_key": "--tls-key", "behind_proxy": "--behind-proxy",
-                         "pin": "--pin"}
+                         "pin": "--pin", "trusted_proxies": "--trusted-proxy", "proxy_header": "--proxy-header"}
 PATHS = ("tls_cert", "tls_key")  # relative to the configuration file's directory when set there
 DEFAULT_FILE = "config.toml"
 

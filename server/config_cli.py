@@ -43,6 +43,11 @@ def config_options(f: F) -> F:
         click.option("--pin", "pin", default=None, help="what clients pin: cert, spki or webpki (with "
                      "--behind-proxy: webpki or spki:HEX of the proxy's certificate) [default: cert, spki with "
                      "--tls-cert]"),
+        click.option("--trusted-proxy", "trusted_proxies", multiple=True, default=None,
+                     help="with --behind-proxy: an address or network of a proxy whose --proxy-header names the "
+                     "client (repeat for several; replaces the file's and the environment's list)"),
+        click.option("--proxy-header", "proxy_header", type=click.Choice(["x-forwarded-for", "forwarded"]),
+                     default=None, help="the header the trusted proxies set [default: x-forwarded-for]"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -52,6 +57,8 @@ def config_options(f: F) -> F:
 def effective(data: Path | None, config_file: Path | None, flags: dict[str, Any]) -> Effective:
     """The checked configuration; on a bad one, one ``error:`` line and exit 1."""
     assert set(flags) <= set(FLAGS), flags
+    if "trusted_proxies" in flags:  # a repeatable flag: () when not given, a list of what was given otherwise
+        flags = {**flags, "trusted_proxies": list(flags["trusted_proxies"]) or None}
     try:
         return load(data, config_file, os.environ, flags)
     except ConfigError as e:

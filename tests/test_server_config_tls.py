@@ -68,7 +68,7 @@ def test_tls_and_proxy_keys_from_the_file_the_environment_and_flags(tmp_path: Pa
     assert opts["tls_cert"] == {"value": str(crt), "source": conf, "env": "MVAULT_TLS_CERT", "flag": "--tls-cert"}
     assert opts["tls_key"]["value"] == str(k) and opts["behind_proxy"]["value"] is True
     assert opts["trusted_proxies"] == {"value": ["127.0.0.1", "10.0.0.0/8"], "source": conf,
-                                       "env": "MVAULT_TRUSTED_PROXIES", "flag": None}
+                                       "env": "MVAULT_TRUSTED_PROXIES", "flag": "--trusted-proxy"}
     assert (opts["pin"]["value"], opts["proxy_header"]["value"]) == ("cert", "forwarded")
     env = _env(MVAULT_PIN="webpki", MVAULT_TRUSTED_PROXIES="::1, 192.168.1.0/24", MVAULT_BEHIND_PROXY="false",
                MVAULT_TLS_KEY=str(k))
@@ -78,7 +78,14 @@ def test_tls_and_proxy_keys_from_the_file_the_environment_and_flags(tmp_path: Pa
     assert (opts["pin"]["value"], opts["pin"]["source"]) == (PROXY_PIN, "--pin")
     assert (opts["behind_proxy"]["value"], opts["behind_proxy"]["source"]) == (True, "--behind-proxy")
     assert opts["trusted_proxies"] == {"value": ["::1", "192.168.1.0/24"], "source": "MVAULT_TRUSTED_PROXIES",
-                                       "env": "MVAULT_TRUSTED_PROXIES", "flag": None}
+                                       "env": "MVAULT_TRUSTED_PROXIES", "flag": "--trusted-proxy"}
+    opts = _json("config", "--data", str(data), "--behind-proxy", "--trusted-proxy", "10.1.2.3",
+                 "--trusted-proxy", "fd00::/8", "--proxy-header", "x-forwarded-for", env=env)["options"]
+    assert opts["trusted_proxies"]["value"] == ["10.1.2.3", "fd00::/8"]  # the flags replace the variable's list
+    assert opts["trusted_proxies"]["source"] == "--trusted-proxy"
+    assert (opts["proxy_header"]["value"], opts["proxy_header"]["source"]) == ("x-forwarded-for", "--proxy-header")
+    bad = _server("config", "--data", str(data), "--behind-proxy", "--trusted-proxy", "proxy.lan", env=env)
+    assert bad.returncode == 1 and "--trusted-proxy" in bad.stderr and "not an IP" in bad.stderr
     assert opts["tls_key"]["source"] == "MVAULT_TLS_KEY" and opts["tls_cert"]["source"] == conf
     text = _server("config", "--data", str(data)).stdout  # the table for people says the same
     assert any(line.startswith("trusted_proxies") and conf in line for line in text.splitlines())
