@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from client import admin, incidents, maintenance
+from client import admin, maintenance
+from client.audit import incidents
 from client.audit.report import exposure
 from client.client import Client
 from client.view import View

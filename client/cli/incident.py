@@ -5,19 +5,19 @@ follow an incident through its weekly reviews to its closing. Everything an inci
 another member (names, reasons, notes) is escaped before it is printed. Exit codes: 0 done; 1 refused (not
 in the Security Team, no such member or incident, a conflict); 2 a malformed incident id.
 
-``lost-device`` (client/cli/incident_lost.py) joins this group when that module is present.
+``lost-device`` is written apart (client/cli/incident_lost.py, ``lost_device``); it joins this group with
+``incident.add_command(lost_device, "lost-device")`` and a static import (only client/cli/main.py imports by
+name), and its pause-lifting function goes in ``CLEAR_HOOKS["lost-device"]`` (client/audit/incidents.py).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Any
 
 import click
 
 from client import departure as departures
-from client import incidents
+from client.audit import incidents
 from client.audit.log import event_json
 from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, when, with_session
 from client.client import Client
@@ -200,16 +200,5 @@ def clear_cmd(ctx: Ctx, incident_id: str, note: str) -> None:
     info = with_session(ctx, go)
     emit_one(ctx, info, f"closed incident {info['id']}")
 
-
-def _lost_device() -> click.Command | None:
-    """The lost-device command, when its module is present (it is written apart: client/cli/incident_lost.py)."""
-    if importlib.util.find_spec("client.cli.incident_lost") is None:
-        return None
-    command: click.Command = importlib.import_module("client.cli.incident_lost").lost_device
-    return command
-
-
-if (_lost := _lost_device()) is not None:
-    incident.add_command(_lost, "lost-device")
 
 COMMANDS: tuple[click.Command, ...] = (incident,)

@@ -1,0 +1,183 @@
+"""``mvault incident departure|ls|show|review|clear``: the real server, the real CLI.
+
+The organization is the one of tests/test_audit.py (alice founded it, bob writes in "drafting", carol is
+the Security Team, admin of team "sec" whose key seals the audit log), built once. What the exposure report
+must say is computed here from what the test made bob do, not from the code that reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Member, Org, ServerThread, security_team
+from tests.helpers.db import sql
+from tests.helpers.worlds import World, Worlds
+
+DAY = 86400
+
+
+@dataclass
+class Sec:
+    org: Org
+    alice: Member  # founder, NCC; holds the key of "drafting", not of "sec"
+    bob: Member  # writer in "drafting"
+    carol: Member  # Security Team (admin of "sec"), made NCC by the tests that need her to remove someone
+
+    @property
+    def server(self) -> ServerThread:
+        return self.org.server
+
+
+@pytest.fixture
+def org_world(worlds: Worlds) -> World:
+    return worlds.org_then("org-security", security_team)
+
+
+@pytest.fixture
+def sec(org: Org, make_member: Any) -> Sec:
+    carol = make_member("carol") if org.server.restored else security_team(org, make_member)
+    return Sec(org, org.alice, org.bob, carol)
+
+
+def _put(m: Member, team: str, path: Path, text: str) -> str:
+    path.write_text(text)
+    [row] = m.json("put", team, str(path))
+    return str(row["vid"])
+
+
+def _member_id(m: Member) -> str:
+    return str(m.json("whoami")["member"])
+
+
+def _generations(m: Member) -> dict[str, int]:
+    return {t["name"]: t["generation"] for t in m.json("team", "ls")}
+
+
+def _departed_world(sec: Sec, make_member: Any, tmp_path: Path) -> dict[str, Any]:
+    """What bob could read and did, made by the test: the expected exposure, notify list and trust graph."""
+    alice, bob = sec.alice, sec.bob
+    alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
+    alice.ok("team", "create", "ops", "--kind", "program")
+    alice.ok("team", "add", "ops", "bob", "--role", "admin")
+    alice.ok("team", "create", "closed", "--kind", "program")  # never bob's
+    a = _put(alice, "drafting", tmp_path / "a.txt", "alpha")
+    b = _put(alice, "drafting", tmp_path / "b.txt", "beta")
+    c = _put(bob, "drafting", tmp_path / "c.txt", "by bob")
+    o = _put(alice, "ops", tmp_path / "o.txt", "ops plan")
+    _put(alice, "closed", tmp_path / "s.txt", "not for bob")
+    bob.ok("get", "drafting", "a.txt", "-o", str(tmp_path / "got-a"))
+    bob.ok("get", "ops", "o.txt", "-o", str(tmp_path / "got-o"))
+    dave = make_member("dave")
+    dave.ok("join", bob.json("invite")["invite"], "--name", "dave")  # bob's invite: dave waits for admission
+    alice.ok("admit", "dave")
+    bob.ok("vouch", "dave")
+    bob.ok("team", "add", "ops", "dave", "--role", "reader")  # bob holds the ops key: he boxes it for dave
+    return {"readable": {"drafting": {a, b, c}, "ops": {o}}, "fetched": {"drafting": {a}, "ops": {o}},
+            "alice": _member_id(alice), "dave": _member_id(dave), "bob": _member_id(bob)}
+
+
+def test_departure_removes_rotates_reports_and_records(sec: Sec, make_member: Any, tmp_path: Path) -> None:
+    made = _departed_world(sec, make_member, tmp_path)
+    before = _generations(sec.alice)
+    info = sec.carol.json("incident", "departure", "bob", "--reason", "left for a rival \x1b[31mgroup")
+    assert set(info) >= {"id", "kind", "member", "removal", "rotated_teams", "pending_rotation_teams", "exposure",
+                         "notify", "trust_graph", "reviews_due"}
+    assert info["kind"] == "departure" and info["member"] == made["bob"]
+    # Removed: by carol (NCC), at once (bob holds no NCC or Security Team role); the reason is not in the chain.
+    assert info["removal"]["status"] == "removed" and info["removal"]["seq"] > 0
+    assert next(m for m in sec.alice.json("members") if m["name"] == "bob")["status"] == "removed"
+    sec.bob.fails("ls", "drafting")
+    assert "rival" not in str(sec.alice.json("audit", "log"))
+    # Exposure: exactly the teams bob was in, every version he could decrypt, and what he fetched.
+    teams = {t["name"]: t for t in info["exposure"]["teams"]}
+    assert set(teams) == {"drafting", "ops"}
+    for name, vids in made["readable"].items():
+        assert {v["vid"] for v in teams[name]["versions"]} == vids, name
+        assert {v["vid"] for v in teams[name]["versions"] if v["fetched"]} == made["fetched"][name], name
+    # Whom to notify: the co-members of his teams, each once, with the teams they shared.
+    assert {n["member"]: n["teams"] for n in info["notify"]} == {made["alice"]: ["drafting", "ops"],
+                                                                   made["dave"]: ["ops"]}
+    # The trust graph: the invite he made, the vouch and the team add he signed.
+    graph = info["trust_graph"]
+    assert [x["member"] for x in graph["invited"]] == [made["dave"]]
+    assert [x["member"] for x in graph["vouched"]] == [made["dave"]]
+    assert [(x["team_name"], x["member"]) for x in graph["added"]] == [("ops", made["dave"])]
+    # Rotation: carol holds neither key, so both wait for a key holder; alice's next command rotates them.
+    assert info["rotated_teams"] == [] and sorted(info["pending_rotation_teams"]) == ["drafting", "ops"]
+    after = _generations(sec.alice)
+    assert {t: after[t] for t in ("drafting", "ops")} == {"drafting": before["drafting"] + 1, "ops": before["ops"] + 1}
+    assert len(info["reviews_due"]) == 4
+    # The record: private, in the Security Team's team, with the reason; listed with its first review due.
+    shown = sec.carol.json("incident", "show", info["id"])
+    assert shown["incident"]["reason"] == "left for a rival \x1b[31mgroup" and shown["version"] == 1
+    assert shown["incident"]["removal"] == info["removal"]
+    human = sec.carol.ok("incident", "show", info["id"]).out
+    assert "\x1b" not in human and "rival \\x1b[31mgroup" in human
+    [row] = sec.carol.json("incident", "ls")
+    assert row["id"] == info["id"] and row["next_review"] == shown["incident"]["opened"] + 7 * DAY
+    assert not row["overdue"]
+
+
+def test_reviews_fall_due_weekly_and_clear_closes(sec: Sec, make_member: Any) -> None:
+    dave = make_member("dave")
+    dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")
+    sec.alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
+    opened = sec.carol.json("incident", "departure", "dave")
+    iid = opened["id"]
+    # A week and a day later, the first review is overdue: in `incident ls` and in the audit report.
+    sec.server.advance(8 * DAY)
+    sec.carol.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(8 * DAY)
+    [row] = sec.carol.json("incident", "ls")
+    assert row["overdue"] and row["reviews_done"] == 0
+    r = sec.carol.run("audit", "report", "--json")
+    report = r.json()
+    assert report["incidents"]["readable"] and [x["id"] for x in report["incidents"]["open"]] == [iid]
+    assert report["incidents"]["open"][0]["overdue"]
+    assert "OVERDUE" in sec.carol.run("audit", "report").out
+    # A review records what it looked at; the next one is due a week after the first date.
+    done = sec.carol.json("incident", "review", iid, "--note", "no activity")
+    assert done["version"] == 2 and done["review"]["note"] == "no activity"
+    [row] = sec.carol.json("incident", "ls")
+    assert row["reviews_done"] == 1 and not row["overdue"] and row["next_review"] == row["opened"] + 14 * DAY
+    # Clearing closes it: gone from ls, in ls --all, and no review may follow.
+    sec.carol.ok("incident", "clear", iid, "--note", "done")
+    assert sec.carol.json("incident", "ls") == []
+    [closed] = sec.carol.json("incident", "ls", "--all")
+    assert closed["status"] == "closed" and closed["next_review"] is None
+    sec.carol.fails("incident", "review", iid, contains="closed")
+    record = sec.carol.json("incident", "show", iid)
+    assert record["version"] == 3 and record["incident"]["closed"]["note"] == "done"
+
+
+def test_only_the_security_team_reads_or_opens_incidents(sec: Sec, make_member: Any) -> None:
+    dave = make_member("dave")
+    dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")
+    # alice is NCC but not in the Security Team's team: refused before anything is done (dave stays).
+    sec.alice.fails("incident", "departure", "dave", contains="private to the Security Team")
+    assert next(m for m in sec.alice.json("members") if m["name"] == "dave")["status"] != "removed"
+    sec.alice.fails("incident", "ls", contains="private to the Security Team")
+    sec.bob.fails("incident", "ls", contains="private to the Security Team")
+    # Bad input: clear messages, nothing recorded.
+    assert sec.carol.run("incident", "show", "zz").code == 2
+    r = sec.carol.fails("incident", "show", "0123456789", contains="no incident")
+    assert r.code == 1
+    r = sec.carol.fails("incident", "departure", "nobody", contains="no member named")
+    assert r.code == 1
+    assert sec.carol.json("incident", "ls", "--all") == []
+
+
+def test_a_server_dropping_a_version_of_the_record_is_caught(sec: Sec, make_member: Any) -> None:
+    dave = make_member("dave")
+    dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")
+    sec.alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
+    iid = sec.carol.json("incident", "departure", "dave")["id"]
+    assert sec.carol.json("incident", "review", iid)["version"] == 2
+    sec_team = next(t["team"] for t in sec.carol.json("team", "ls") if t["name"] == "sec")
+    dropped = sql(sec.org, "DELETE FROM versions WHERE team=? AND seq=2 RETURNING vid", sec_team)
+    assert len(dropped) == 1
+    r = sec.carol.run("incident", "show", iid)
+    assert r.code == 3 and "roll" in r.err.lower(), r.err
