@@ -7,15 +7,18 @@ must say is computed here from what the test made bob do, not from the code that
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from client.audit import incidents
 from tests.conftest import Member, Org, ServerThread, security_team
 from tests.helpers.db import sql
 from tests.helpers.worlds import World, Worlds
+from vault.errors import IntegrityError
 
 DAY = 86400
 
@@ -181,3 +184,37 @@ def test_a_server_dropping_a_version_of_the_record_is_caught(sec: Sec, make_memb
     assert len(dropped) == 1
     r = sec.carol.run("incident", "show", iid)
     assert r.code == 3 and "roll" in r.err.lower(), r.err
+
+
+# -- the record's shape and schedule (pure) ----------------------------------------------------------------
+
+
+def _record(**change: Any) -> dict[str, Any]:
+    base = {"format": incidents.FORMAT, "id": "0123456789", "kind": "departure", "member": "m" * 26,
+            "member_name": "bob", "device": None, "opened": 1000, "opened_by": "c" * 26, "reason": "",
+            "reviews_due": incidents.reviews_due(1000), "reviews": [], "closed": None}
+    return base | change
+
+
+@pytest.mark.parametrize("change", [
+    {"format": "mvault/v2/incident"}, {"id": "9876543210"}, {"kind": "burglary"}, {"opened": True},
+    {"opened": "1000"}, {"reviews_due": ["soon"]}, {"reviews": [{"by": "x", "time": 1, "note": ""}]},
+    {"closed": {"by": "x", "time": 1}}, {"closed": "yes"}, {"reason": None},
+])
+def test_a_record_of_the_wrong_shape_is_refused(change: dict[str, Any]) -> None:
+    raw = json.dumps(_record(**change)).encode()
+    with pytest.raises(IntegrityError):
+        incidents.parse(raw, "0123456789")
+
+
+def test_the_schedule_is_weekly_and_a_review_covers_the_next_date() -> None:
+    data = incidents.parse(json.dumps(_record()).encode(), "0123456789")
+    assert data["reviews_due"] == [1000 + k * 7 * DAY for k in (1, 2, 3, 4)]
+    assert incidents.row(data, 1000 + 7 * DAY - 1)["overdue"] is False
+    assert incidents.row(data, 1000 + 7 * DAY)["overdue"] is True
+    data["reviews"] = [{"by": "c", "time": 1000 + DAY, "note": "", "until": 1000 + DAY, "events": []}]
+    assert incidents.next_review(data) == 1000 + 14 * DAY  # an early review covers the first date
+    data["closed"] = {"by": "c", "time": 2000, "note": ""}
+    assert incidents.next_review(data) is None and incidents.row(data, 10**10)["overdue"] is False
+    with pytest.raises(ValueError):
+        incidents.check_id("../../x.json")

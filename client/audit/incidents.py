@@ -123,13 +123,23 @@ def parse(raw: bytes, incident_id: str) -> dict[str, Any]:
         raise IntegrityError(f"incident record {incident_id} is not JSON: {e}") from e
     shape = {"format": str, "id": str, "kind": str, "member": str, "member_name": str, "opened": int,
              "opened_by": str, "reason": str, "reviews_due": list, "reviews": list}
-    if not isinstance(data, dict) or any(not isinstance(data.get(k), t) for k, t in shape.items()):
+    if not isinstance(data, dict) or not _typed(data, shape):
         raise IntegrityError(f"incident record {incident_id} lacks a field or has one of the wrong type")
     if data["format"] != FORMAT or data["id"] != incident_id or data["kind"] not in KINDS:
         raise IntegrityError(f"incident record {incident_id} is not an incident of this format, or not this one")
     if not all(isinstance(t, int) for t in data["reviews_due"]):
         raise IntegrityError(f"incident record {incident_id} has a review date that is not a time")
+    entry = {"by": str, "time": int, "note": str}
+    reviews_ok = all(isinstance(r, dict) and _typed(r, entry | {"until": int, "events": list}) for r in data["reviews"])
+    closed = data.get("closed")
+    if not reviews_ok or not (closed is None or (isinstance(closed, dict) and _typed(closed, entry))):
+        raise IntegrityError(f"incident record {incident_id} has a review or a closing of the wrong shape")
     return data
+
+
+def _typed(value: dict[str, Any], shape: dict[str, type]) -> bool:
+    return all(isinstance(value.get(k), t) and not (t is int and isinstance(value.get(k), bool))
+               for k, t in shape.items())
 
 
 # -- the records -----------------------------------------------------------------------------------------

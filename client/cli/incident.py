@@ -68,6 +68,8 @@ def _print_departure(info: dict[str, Any], names: Names) -> None:
     out.print(f"  notify: {', '.join(told) or 'nobody'}")
     _print_graph(info["trust_graph"], names)
     out.print(f"  reviews due: {', '.join(info['reviews_due'])}")
+    out.print(f"  copies may remain on their devices for anything fetched; audit detail kept "
+              f"{info['exposure']['retention_days']} days")
 
 
 def _print_graph(graph: dict[str, list[dict[str, Any]]], names: Names) -> None:
