@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from client.audit import incidents
-from tests.conftest import Member, Org, ServerThread, security_team
+from tests.conftest import Member, Org, ServerThread
 from tests.helpers.db import sql
-from tests.helpers.worlds import World, Worlds
+from tests.helpers.worlds import World, Worlds, security_member, security_world
 from vault.errors import IntegrityError
 
 DAY = 86400
@@ -37,13 +37,12 @@ class Sec:
 
 @pytest.fixture
 def org_world(worlds: Worlds) -> World:
-    return worlds.org_then("org-security", security_team)
+    return security_world(worlds)
 
 
 @pytest.fixture
 def sec(org: Org, make_member: Any) -> Sec:
-    carol = make_member("carol") if org.server.restored else security_team(org, make_member)
-    return Sec(org, org.alice, org.bob, carol)
+    return Sec(org, org.alice, org.bob, security_member(org, make_member))
 
 
 def _put(m: Member, team: str, path: Path, text: str) -> str:
@@ -125,7 +124,7 @@ def test_departure_removes_rotates_reports_and_records(sec: Sec, make_member: An
     assert not row["overdue"]
 
 
-def test_reviews_fall_due_weekly_and_clear_closes(sec: Sec, make_member: Any) -> None:
+def test_reviews_fall_due_weekly_and_clear_closes(sec: Sec, make_member: Any, tmp_path: Path) -> None:
     dave = make_member("dave")
     dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")
     sec.alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
@@ -136,10 +135,12 @@ def test_reviews_fall_due_weekly_and_clear_closes(sec: Sec, make_member: Any) ->
     sec.carol.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(8 * DAY)
     [row] = sec.carol.json("incident", "ls")
     assert row["overdue"] and row["reviews_done"] == 0
-    r = sec.carol.run("audit", "report", "--json")
-    report = r.json()
+    page = tmp_path / "report.html"
+    report = sec.carol.run("audit", "report", "--html", str(page), "--json").json()
     assert report["incidents"]["readable"] and [x["id"] for x in report["incidents"]["open"]] == [iid]
     assert report["incidents"]["open"][0]["overdue"]
+    table = page.read_text().split('<section id="incidents">')[1].split("</section>")[0]
+    assert iid in table and "dave" in table and ">overdue<" in table
     assert "OVERDUE" in sec.carol.run("audit", "report").out
     # A review records what it looked at; the next one is due a week after the first date.
     done = sec.carol.json("incident", "review", iid, "--note", "no activity")
