@@ -157,6 +157,25 @@ def test_reviews_fall_due_weekly_and_clear_closes(sec: Sec, make_member: Any, tm
     assert record["version"] == 3 and record["incident"]["closed"]["note"] == "done"
 
 
+def test_a_departure_the_runner_cannot_sign_alone_says_who_can(sec: Sec, make_member: Any) -> None:
+    dave = make_member("dave")
+    dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")
+    sec.alice.ok("role", "grant", "dave", "security", "--until", "2099-01-01")
+    status = lambda: next(m for m in sec.alice.json("members") if m["name"] == "dave")["status"]  # noqa: E731
+    # carol is not NCC: the incident is opened, the removal is left to the NCC member named.
+    first = sec.carol.json("incident", "departure", "dave")
+    assert first["removal"]["status"] == "needs_ncc" and first["removal"]["needs_names"] == ["alice"]
+    assert "ask NCC alice" in sec.carol.ok("incident", "show", first["id"]).out and status() != "removed"
+    # Made NCC, carol may propose it; dave holds a Security Team role, so alice (not carol, not dave) confirms.
+    sec.alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
+    second = sec.carol.json("incident", "departure", "dave")
+    assert second["removal"]["status"] == "proposed" and second["removal"]["needs_names"] == ["alice"]
+    assert status() != "removed"
+    sec.alice.ok("remove", "dave")
+    assert status() == "removed"
+    assert {r["id"] for r in sec.carol.json("incident", "ls")} == {first["id"], second["id"]}
+
+
 def test_only_the_security_team_reads_or_opens_incidents(sec: Sec, make_member: Any) -> None:
     dave = make_member("dave")
     dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")

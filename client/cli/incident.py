@@ -42,13 +42,18 @@ _NOTE = click.option("--note", default="", help="a private note for the record (
 
 
 def _removal(r: dict[str, Any], member: str) -> str:
-    if r["status"] == "removed":
+    """The removal as people read it (``r`` as client/departure.py records it; another client's record may lack
+    a key: what is missing is shown as unknown, never a crash)."""
+    status, seq = r.get("status"), r.get("seq")
+    if status == "removed":
         return "removed from the organization and every team" + (
-            " (before this incident)" if r.get("already") else f" (organization link {r['seq']})")
-    needs = ", ".join(escape(n) for n in r["needs_names"]) or "another NCC member"
-    if r["status"] == "proposed":
-        return f"proposed (organization link {r['seq']}), needs NCC {needs}: `mvault remove {member}`"
-    return f"NOT removed: you are not NCC; ask NCC {needs} to run `mvault remove {member}`"
+            " (before this incident)" if r.get("already") else f" (organization link {seq})")
+    needs = ", ".join(escape(str(n)) for n in r.get("needs_names") or []) or "another NCC member"
+    if status == "proposed":
+        return f"proposed (organization link {seq}), needs NCC {needs}: `mvault remove {member}`"
+    if status == "needs_ncc":
+        return f"NOT removed: not signed by an NCC member; ask NCC {needs} to run `mvault remove {member}`"
+    return f"unknown ({escape(str(status))})"
 
 
 def _print_departure(info: dict[str, Any], names: Names) -> None:
