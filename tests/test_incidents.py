@@ -7,6 +7,7 @@ must say is computed here from what the test made bob do, not from the code that
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,14 @@ from typing import Any
 
 import pytest
 
+from client.api import Api
 from client.audit import incidents
+from client.client import Client
+from client.home import Home
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.db import sql
 from tests.helpers.worlds import World, Worlds, security_member, security_world
-from vault.errors import IntegrityError
+from vault.errors import Conflict, IntegrityError
 
 DAY = 86400
 
@@ -204,6 +208,34 @@ def test_a_server_dropping_a_version_of_the_record_is_caught(sec: Sec, make_memb
     assert len(dropped) == 1
     r = sec.carol.run("incident", "show", iid)
     assert r.code == 3 and "roll" in r.err.lower(), r.err
+
+
+def test_two_edits_from_the_same_version_one_conflicts(sec: Sec, make_member: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review stored meanwhile (another Security Team member's, here another process of carol's) is never
+    overwritten by a change made from the version before it: a conflict, nothing stored."""
+    dave = make_member("dave")
+    dave.ok("join", sec.alice.json("invite")["invite"], "--name", "dave")
+    sec.alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
+    iid = sec.carol.json("incident", "departure", "dave")["id"]
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(sec.carol.passphrase_file))
+    monkeypatch.delenv("MVAULT_SESSION", raising=False)
+    home = Home(sec.carol.home)
+    secrets = home.unlock()
+
+    async def edit_from_version_1() -> None:
+        async with Api(sec.server.url, bytes.fromhex(sec.server.fingerprint)) as api:
+            c = await Client.open(home, secrets, api)
+            read = await incidents.get(c, iid)
+            assert read.version == 1
+            sec.carol.ok("incident", "review", iid, "--note", "stored meanwhile")
+            read.data["reviews"].append({"by": "x", "time": 1, "note": "stale", "until": 1, "events": []})
+            with pytest.raises(Conflict, match="changed meanwhile"):
+                await incidents.save(c, read.data, read.version)
+
+    asyncio.run(edit_from_version_1())
+    shown = sec.carol.json("incident", "show", iid)
+    assert shown["version"] == 2 and [r["note"] for r in shown["incident"]["reviews"]] == ["stored meanwhile"]
 
 
 # -- the record's shape and schedule (pure) ----------------------------------------------------------------
