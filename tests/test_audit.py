@@ -19,8 +19,8 @@ import pytest
 from client.home import Home
 from security.events import cosign_statement
 from security.merkle import leaf_hash
-from tests.conftest import Member, Org, ServerThread, security_team
-from tests.helpers.worlds import World, Worlds
+from tests.conftest import Member, Org, ServerThread
+from tests.helpers.worlds import World, Worlds, security_member, security_world
 from vault.crypto import labels
 from vault.encoding import encode
 
@@ -36,13 +36,12 @@ class Sec:
 @pytest.fixture
 def org_world(worlds: Worlds) -> World:
     """Every test here starts with carol in the Security Team: ``org`` is a copy of one built with her."""
-    return worlds.org_then("org-security", security_team)
+    return security_world(worlds)
 
 
 @pytest.fixture
 def sec(org: Org, make_member: Any) -> Sec:
-    carol = make_member("carol") if org.server.restored else security_team(org, make_member)
-    return Sec(org.server, org.alice, org.bob, carol)
+    return Sec(org.server, org.alice, org.bob, security_member(org, make_member))
 
 
 def audit_db(server: ServerThread) -> sqlite3.Connection:

@@ -176,6 +176,21 @@ def _findings(rep: Report) -> str:
     return "".join(out) or "<p>No findings.</p>"
 
 
+def _incidents(rep: Report) -> str:
+    """The open incidents and their weekly reviews (due, overdue), or why this reader cannot see them."""
+    seen = rep.incidents
+    if not seen.readable:
+        return f"<p>Incidents not shown: {text(seen.why)}</p>"
+    if not seen.rows:
+        return "<p>No open incident.</p>"
+    rows = [(text(r["id"]), text(r["kind"]), text(r["member_name"]), _when(r["opened"]),
+             f"{r['reviews_done']} of {r['reviews_planned']}",
+             "all done" if r["next_review"] is None else _when(r["next_review"]),
+             '<span class="status violated">overdue</span>' if r["overdue"] else "") for r in seen.rows]
+    return _table(("id", "kind", "member", "opened", "reviews done", "next review due", "overdue"), rows,
+                  "incident-table")
+
+
 def render(rep: Report, since: int) -> str:
     """The whole page for the report ``rep``, its charts covering the events from ``since``."""
     v, now = rep.verified, rep.input.now
@@ -189,6 +204,7 @@ def render(rep: Report, since: int) -> str:
             f"<h1>Security report</h1><p>Generated {_when(now)}; charts cover the events since {_when(since)}.</p>"
             f"<p id=\"log\">{labelled(log)}</p>{problems}"
             f'<section id="rules"><h2>Rules at a glance</h2>{_summary(rep.results)}{_rule_table(rep.results)}</section>'
+            f'<section id="incidents"><h2>Incidents</h2>{_incidents(rep)}</section>'
             f'<section id="charts"><h2>Activity</h2>{"".join(_figure(f) for f in figures(rep, since))}</section>'
             f'<section id="findings"><h2>Findings and the events behind them</h2>{_findings(rep)}</section>')
     return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body>{body}</body></html>\n'

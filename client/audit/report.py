@@ -3,9 +3,10 @@ and one member's exposure (what it could decrypt, what it actually fetched)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from client.audit import incidents
 from client.audit.log import Verified, chain_links, verify_log
 from client.checkpoints import protocols_of
 from client.client import Client
@@ -28,6 +29,8 @@ class Report:
     names: Names
     view: View
     input: AuditInput  # the verified chains and the events the Security Team's key opened
+    # the open incidents and their weekly reviews, if this member may read them
+    incidents: incidents.Overview = field(default_factory=lambda: incidents.Overview(False, [], "not read"))
 
 
 async def report(s: Client) -> Report:
@@ -45,7 +48,7 @@ async def report(s: Client) -> Report:
     await s.session.api.post("/api/v1/audit/attest", AttestRequest("report",
                                                                    violated=",".join(r.rule for r in violated)[:1024],
                                                                    count=sum(len(r.findings) for r in violated)), Ok)
-    return Report(results, result, Names(view, s.session.me), view, inp)
+    return Report(results, result, Names(view, s.session.me), view, inp, await incidents.overview(s))
 
 
 def rule_json(r: RuleResult, names: Names) -> dict[str, Any]:

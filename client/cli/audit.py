@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from client import records
-from client.audit import html, keys, log, notes, report, timeline
+from client.audit import html, incidents, keys, log, notes, report, timeline
 from client.checkpoints import protocols_of
 from client.cli._common import (
     Column,
@@ -181,15 +181,31 @@ def audit_report(ctx: Ctx, html_path: Path | None, since: str | None, force: boo
                 out.print_line(f"{r.rule} [{f.level}]: {names.text(f.message)}{events}")
                 if f.next_command and f.next_command not in f.message:  # (a message may say it already)
                     out.print_line(f"  next: {names.command(f.next_command)}")
+        _print_incidents(rep.incidents)
         if html_path is not None:
             out.print_line(f"wrote {escape(str(html_path))} (mode 0600): it maps the organization; keep it on an "
                            "encrypted disk and delete it when done")
 
     emit_one(ctx, {"rules": [report.rule_json(r, names) for r in results], "log": v.to_json(),
                    "violated": [r.rule for r in results if r.status == "violated"],
-                   "html": None if html_path is None else str(html_path)}, human)
+                   "html": None if html_path is None else str(html_path),
+                   "incidents": {"readable": rep.incidents.readable, "open": rep.incidents.rows,
+                                 "why": rep.incidents.why}}, human)
     if any(r.status == "violated" for r in results):
         sys.exit(1)
+
+
+def _print_incidents(seen: incidents.Overview) -> None:
+    """The report's Incidents section: each open incident and its next weekly review (overdue flagged)."""
+    if not seen.readable:
+        out.print_line(f"incidents: not shown ({escape(seen.why)})")
+        return
+    out.print_line(f"incidents: {len(seen.rows)} open")
+    for r in seen.rows:
+        due = "all reviews done" if r["next_review"] is None else (
+            f"review {r['reviews_done'] + 1} of {r['reviews_planned']} due {when(r['next_review'])}"
+            + (" (OVERDUE)" if r["overdue"] else ""))
+        out.print_line(f"  {r['id']} {r['kind']} of {escape(r['member_name'])}, opened {when(r['opened'])}: {due}")
 
 
 HTML_WINDOW = "90d"  # the charts' window without --since

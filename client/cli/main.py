@@ -24,7 +24,7 @@ Exit codes (``EXIT_*`` below; a ``VaultError``'s comes from its class, ``exit_co
 * 70: an internal error (a bug: ``MVAULT_DEBUG=1`` shows the traceback).
 * 130: interrupted (Ctrl-C) or aborted at a prompt.
 
-Each group module (account, teams, members, devices, documents, files, audit, threads, completion) imports
+Each group module (account, teams, members, devices, documents, files, audit, incident, threads, completion) imports
 only ``client.cli._common`` and the client API, never another group. This module imports none of
 them: ``COMMANDS`` names each command's module and short help, and a module is imported (by name,
 ``importlib``) only when one of its commands runs, as pip's command registry does. So
@@ -97,6 +97,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("client.cli.sync", "Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes "
                                 "and reports."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
+    "incident": ("client.cli.incident", "Incidents: a departure or a lost device, from the removal to the last weekly "
+                                        "review."),
     "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
     "server": ("client.cli.server", "Where this client reaches the organization's server; moving it."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org
+from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org, security_team
 
 # A world is built again once it is this old (seconds): its members' sessions (an hour on the server) and
 # what their homes pinned stay about as fresh as a build's, however slowly the session runs.
@@ -122,3 +122,14 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
 def org_world(worlds: Worlds) -> World:
     """The world ``org`` starts from: founder alice and member bob, team "drafting" with bob as writer."""
     return worlds.get("org", found_org)
+
+
+def security_world(worlds: Worlds) -> World:
+    """The world of ``org`` with carol in the Security Team (``security_team``): a module's ``org_world``
+    when all its tests start there (tests/test_audit.py, tests/test_incidents.py)."""
+    return worlds.org_then("org-security", security_team)
+
+
+def security_member(org: Org, make_member: Callable[[str], Member]) -> Member:
+    """carol, the Security Team member of ``security_world`` (made now when ``org`` was not copied from it)."""
+    return make_member("carol") if org.server.restored else security_team(org, make_member)
