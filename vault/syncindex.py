@@ -55,6 +55,9 @@ class SyncEntry(LocalCopy):
 
     @classmethod
     def from_value(cls, v: Value) -> SyncEntry:
+        quick = _quick_entry(v)  # the common, valid entry, checked field by field without ``Fields``
+        if quick is not None:
+            return quick
         f = Fields(v, "sync index entry")
         copy = LocalCopy.from_value({k: x for k, x in f.raw.items() if k not in ("doc", "raw")})
         raw = f.bytes_("raw", HASH_BYTES) if f.has("raw") else b""
@@ -66,6 +69,27 @@ class SyncEntry(LocalCopy):
 
     def same_stat(self, size: int, mtime_ns: int, ino: int) -> bool:
         return self.same_file(size, mtime_ns, ino)
+
+
+_KEYS = frozenset(("vid", "seq", "sha256", "size", "mtime_ns", "ino", "doc"))
+_KEYS_RAW = _KEYS | {"raw"}
+
+
+def _quick_entry(v: Value) -> SyncEntry | None:
+    """The entry ``v`` holds if it is well formed by the same rules as ``LocalCopy.from_value`` and ``Fields``
+    (a string of at most 32 or 64 characters, an int that is no bool, within its bounds, 32 bytes); else None
+    (then ``SyncEntry.from_value`` takes the general path, which says what is wrong). 10,000 entries in a
+    no-op pass: the general path was a third of opening the index."""
+    if not isinstance(v, dict) or not (v.keys() == _KEYS or v.keys() == _KEYS_RAW):
+        return None
+    vid, seq, sha, size, mtime, ino, doc = v["vid"], v["seq"], v["sha256"], v["size"], v["mtime_ns"], v["ino"], v["doc"]
+    raw = v.get("raw", b"")
+    if (type(vid) is str and len(vid) <= 32 and type(seq) is int and seq >= 1 and type(sha) is bytes
+            and len(sha) == HASH_BYTES and type(size) is int and size >= 0 and type(mtime) is int
+            and type(ino) is int and ino >= 0 and type(doc) is str and len(doc) <= 64 and type(raw) is bytes
+            and len(raw) == (HASH_BYTES if "raw" in v else 0)):
+        return SyncEntry(vid, seq, sha, size, mtime, ino, doc, raw)
+    return None
 
 
 @dataclass(frozen=True)

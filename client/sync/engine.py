@@ -131,7 +131,7 @@ def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid:
             size: int, known: bool, scanned: Container[str], hidden_ok: bool,
             doc_id: Callable[[str], str]) -> plan.Remote:
     """One listed head, its name used only if it passes every check (else reported with why)."""
-    why = name_problem(name)
+    why = name_problem(name) if name not in scanned else None  # the scan checked the names it found
     # An index entry's document is its name's id (every entry is recorded under the id its name gives).
     if why is None and not known and doc_id(name) != doc:
         why = "listed under a name that is not its own"
