@@ -15,7 +15,7 @@ import contextlib
 import os
 import shlex
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
-from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
+from client.view import Chains, View, check_doc_pin, check_listed_head, check_listed_version, check_no_doc_hidden
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import TeamState
@@ -52,6 +52,7 @@ from vault.errors import (
 from vault.fileio import signature
 from vault.localindex import LocalCopy, content_hasher
 from vault.names import check_name
+from vault.syncindex import Seen, head_digest
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Docs, Stored, Versions
 
@@ -359,28 +360,43 @@ class Documents:
 
     async def ls(self, team_name: str, deleted: bool | None = False,
                  known: Container[str] = ()) -> list[DocVersion]:
+        return (await self.heads(team_name, deleted, known))[0]
+
+    async def heads(self, team_name: str, deleted: bool | None = False, known: Container[str] = (),
+                    seen: Mapping[bytes, Seen] | None = None) -> tuple[list[DocVersion], list[Seen]]:
         """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld);
         then those whose head is a signed deletion left out (``deleted`` False), or only those (True), or all
         (None). ``known``: version ids this client verified and opened before (a synced folder's sealed index): such
         a head is parsed and held against the pins like any other, but not verified or opened again (``known``
-        True, ``opened`` None; the caller takes what it recorded about that version)."""
+        True, ``opened`` None; the caller takes what it recorded about that version). ``seen``: heads by the
+        ``head_digest`` of their record, as a synced folder's index recorded them: a record listed with such a
+        digest is that very record, held against the pins and the withheld check but not parsed (second list)."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         keys = await self.keyring.keys_for(team)
         res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
         pins = self.session.home.pins()
-        out = []
+        out, same = [], []
+        listed = set()
         self._listed_first = {k: v for k, v in self._listed_first.items() if k[0] != team.team_id}
         for item in res.docs:
+            hit = seen.get(head_digest(item.record)) if seen else None
+            if hit is not None:
+                listed.add(f"{team.team_id}/{hit.doc}")
+                check_listed_version(pins, f"{team.team_id}/{hit.doc}", hit.seq, hit.vid)
+                same.append(hit)
+                continue
             rec = Record.parse(item.record)
+            key = f"{team.team_id}/{rec.core.doc}"
+            listed.add(key)
             if rec.core.team != team.team_id:
                 raise IntegrityError("the server listed a document of another team")
             if rec.version_id in known:
-                check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
+                check_listed_head(pins, key, rec)
                 out.append(DocVersion(rec, None, rec.version_id, known=True))
                 continue
             self._verify_author(view, team, rec)
-            check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
+            check_listed_head(pins, key, rec)
             if rec.core.seq == 1 and rec.core.parent is None:
                 self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
@@ -388,12 +404,12 @@ class Documents:
             except PolicyDenied:
                 opened = None
             out.append(DocVersion(rec, opened, rec.version_id))
-        listed = {f"{team.team_id}/{d.record.core.doc}" for d in out}
         check_no_doc_hidden(pins, team.team_id, listed)
         if deleted is not None:
             out = [d for d in out if (d.record.core.op == DELETE) == deleted]
+            same = same if not deleted else []
         out.sort(key=lambda d: d.opened.name if d.opened else "\uffff" + d.vid)
-        return out
+        return out, same
 
     async def history(self, team_name: str, name: str) -> list[DocVersion]:
         view = await self.chains.view()

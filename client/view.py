@@ -155,9 +155,13 @@ def pinned_deleted(pin: list[Any] | None) -> bool:
 
 def check_listed_head(pins: Pins, key: str, rec: Record) -> None:
     """A listed head older than (or forked from) the version we pinned is a rollback."""
+    check_listed_version(pins, key, rec.core.seq, rec.version_id)
+
+
+def check_listed_version(pins: Pins, key: str, seq: int, vid: str) -> None:
+    """``check_listed_head`` for a head known by its number and version id (a synced folder's unparsed one)."""
     pin = pins.docs.get(key)
-    if pin is not None and (rec.core.seq < int(pin[0]) or
-                            (rec.core.seq == int(pin[0]) and rec.version_id != str(pin[1]))):
+    if pin is not None and (seq < int(pin[0]) or (seq == int(pin[0]) and vid != str(pin[1]))):
         raise RollbackDetected(
             f"the server rolled back a document (we saw version {pin[0]} before); tell your Security Team"
         )

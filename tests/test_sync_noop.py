@@ -16,6 +16,7 @@ import pytest
 
 from client.client import Client
 from client.docs import Documents
+from client.home import Home
 from client.localcopies import LocalCopies
 from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Member, Org, join_member
@@ -27,16 +28,31 @@ from vault.encoding import Value
 from vault.envelope import Record
 from vault.errors import DecryptionFailed
 from vault.localindex import LocalIndex, seal_padded
-from vault.syncindex import SyncIndex, open_sync_index, seal_sync_index
+from vault.localstate import local_key
+from vault.syncindex import (
+    SyncEntry,
+    SyncIndex,
+    open_last_sync,
+    open_sync_index,
+    seal_last_sync,
+    seal_sync_index,
+)
 
 
-def counted_pass(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Outcome, int, int]:
+def counted_pass(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPatch,
+                 parsed: list[bytes] | None = None) -> tuple[Outcome, int, int]:
     """One in-process pass of ``m`` over ``folder``: its outcome, how many versions it verified (signature and
     author: ``Documents._verify_author``, the check of every listed head and of every fetched chain) and how many
-    times it read the local copies index (``LocalCopies._read``)."""
+    times it read the local copies index (``LocalCopies._read``); ``parsed`` gets every document record it parsed."""
     seen: list[str] = []
     reads: list[int] = []
-    verify, read = Documents._verify_author, LocalCopies._read
+    verify, read, parse = Documents._verify_author, LocalCopies._read, Record.parse
+    if parsed is not None:
+        def parsing(raw: bytes) -> Record:
+            parsed.append(raw)
+            return parse(raw)
+
+        monkeypatch.setattr(Record, "parse", staticmethod(parsing))
 
     def counting(self: Documents, view: Any, team: Any, rec: Record) -> None:
         seen.append(rec.version_id)
@@ -55,6 +71,7 @@ def counted_pass(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPa
     out = in_session(org.server, m, one_pass, monkeypatch)
     monkeypatch.setattr(Documents, "_verify_author", verify)
     monkeypatch.setattr(LocalCopies, "_read", read)
+    monkeypatch.setattr(Record, "parse", parse)
     return out, len(seen), len(reads)
 
 
@@ -168,3 +185,94 @@ def test_copies_seen_round_trips_and_a_malformed_one_is_refused() -> None:
     for value in values:
         with pytest.raises(DecryptionFailed):
             open_sync_index(key, fid, seal_padded(key, f"sync:{fid}", {**bad, "copies_seen": value}))
+
+
+# -- the raw record cache: a head listed byte for byte as a pass saw it is not even parsed ----------------------
+
+
+def test_a_head_listed_byte_for_byte_as_recorded_is_not_parsed(org: Org, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """bob fetched the three versions (their records as verified go into his index): his no-op pass parses no
+    head. alice uploaded them: her first no-op pass parses them (known by version id) and records them; the next
+    parses none. A new version is parsed and verified in full, and recorded when fetched."""
+    a, b = two_synced(org, tmp_path)
+    parsed: list[bytes] = []
+    assert counted_pass(org, org.bob, b, monkeypatch, parsed)[:2] == (Outcome(), 0) and parsed == []
+    assert counted_pass(org, org.alice, a, monkeypatch, parsed)[:2] == (Outcome(), 0) and len(parsed) == 3
+    parsed.clear()
+    assert counted_pass(org, org.alice, a, monkeypatch, parsed)[:2] == (Outcome(), 0) and parsed == []
+    write(a / "a.md", "a.md v2\n")
+    sync(org.alice, a)
+    out, checked, _ = counted_pass(org, org.bob, b, monkeypatch, parsed)
+    assert [(r["action"], r["name"]) for r in out.rows] == [("pull", "a.md")] and checked == 3
+    parsed.clear()
+    assert counted_pass(org, org.bob, b, monkeypatch, parsed)[:2] == (Outcome(), 0) and parsed == []
+
+
+def test_a_record_altered_under_the_same_version_id_is_verified_and_refused(org: Org, tmp_path: Path) -> None:
+    """The server alters the signature of the head bob holds (the version id hashes the signed statement, not the
+    signature, so it is the same): not the record bob's index recorded, so verified in full, and refused (exit 3,
+    nothing changed). Before the record cache, a head with a known version id was taken without its signature."""
+    a, b = two_synced(org, tmp_path)
+    vid = vids(org, org.alice, "a.md")[0]
+    [(raw,)] = sql(org, "SELECT record FROM versions WHERE vid=?", vid)
+    rec = Record.parse(raw)
+    forged = raw.replace(rec.sig, bytes([rec.sig[0] ^ 1]) + rec.sig[1:])
+    assert forged != raw and Record.parse(forged).version_id == vid
+    sql(org, "UPDATE versions SET record=? WHERE vid=?", forged, vid)
+    lie(org.bob, b, "signature", "does not verify")
+    sql(org, "UPDATE versions SET record=? WHERE vid=?", raw, vid)
+    assert sync(org.bob, b) == []
+
+
+def test_a_no_op_pass_seals_only_its_time_and_a_tampered_time_file_is_refused(org: Org, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass that changes nothing but its time does not seal the folder's index again: the time goes into a small
+    sealed file beside it, which ``sync status`` reads. Altered or swapped, it is refused like the index."""
+    a, b = two_synced(org, tmp_path)
+    sync(org.bob, b)  # (catches up with what the first pass recorded in the local copies index)
+    [index] = sorted((org.bob.home / "sync").glob("*.bin"))
+    blob, last = index.read_bytes(), index.with_suffix(".last")
+    [before] = org.bob.json("sync", "status", str(b))
+    sync(org.bob, b)
+    assert index.read_bytes() == blob and last.exists()  # not rewritten: the time went beside it
+    [after] = org.bob.json("sync", "status", str(b))
+    key = bob_key(org.bob, monkeypatch)
+    assert after["last_sync"] >= before["last_sync"] > 0 and open_last_sync(key, last.stem, last.read_bytes()) == \
+        after["last_sync"]
+    last.write_bytes(seal_last_sync(key, last.stem, 2_000_000_000))  # what status shows is the later of the two
+    assert org.bob.json("sync", "status", str(b))[0]["last_sync"] == 2_000_000_000
+    write(b / "b.md", "bob's edit\n")
+    assert acts(sync(org.bob, b)) == [("push", "b.md")] and index.read_bytes() != blob  # a change: sealed whole
+    sync(org.bob, b)
+    good = last.read_bytes()
+    last.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    before = tree(b)
+    r = org.bob.run("sync", "drafting", str(b))
+    assert r.code == 1 and "integrity check" in r.err, r.err
+    assert tree(b) == before
+    last.write_bytes(good)
+    assert sync(org.bob, b) == []
+
+
+def test_the_record_digest_and_the_time_file_round_trip_and_bad_ones_are_refused() -> None:
+    key, fid = bytes(range(32)), "ab" * 16
+    index = SyncIndex("t" * 32, "/home/m/drafts", "drafting")
+    index.record("a.md", SyncEntry("1" * 32, 2, bytes(32), 5, 6, 7, "d" * 32, bytes(range(32))))
+    back = open_sync_index(key, fid, seal_sync_index(key, fid, index))
+    assert back == index and [(bytes(range(32)), s.doc, s.seq, s.vid) for s in back.seen().values()] == [
+        (bytes(range(32)), "d" * 32, 2, "1" * 32)]
+    short: dict[str, Value] = {**index.files["a.md"].to_value(), "raw": bytes(31)}
+    with pytest.raises(DecryptionFailed):
+        open_sync_index(key, fid, seal_padded(key, f"sync:{fid}", {**index.to_value(), "files": {"a.md": short}}))
+    assert open_last_sync(key, fid, seal_last_sync(key, fid, 1_800_000_000)) == 1_800_000_000
+    with pytest.raises(DecryptionFailed):
+        open_last_sync(key, "cd" * 16, seal_last_sync(key, fid, 1))  # another folder's
+    with pytest.raises(DecryptionFailed):
+        open_last_sync(key, fid, seal_padded(key, f"sync:{fid}", index.to_value()))  # the index in its place
+
+
+def bob_key(m: Member, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """``m``'s local key (what seals the folder indexes)."""
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(m.passphrase_file))
+    return local_key(Home(m.home).unlock(agent_ok=False).device)

@@ -32,7 +32,7 @@ def vid(name: str, seq: int) -> str:
 
 def local(name: str, c: str, ino: int = 1) -> LocalFile:
     """``c`` ``=``: the unchanged file (not read), else a file read with content ``c``."""
-    return LocalFile(Path("/f") / name, 1, 1, ino, None if c == "=" else h(c))
+    return LocalFile(str(Path("/f") / name), 1, 1, ino, None if c == "=" else h(c))
 
 
 def entry(name: str, c: str, seq: int, ino: int = 1) -> SyncEntry:

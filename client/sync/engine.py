@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pathspec import GitIgnoreSpec
+
 from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
@@ -51,7 +53,7 @@ from vault.errors import (
 from vault.fileio import signature
 from vault.localindex import LocalCopy, LocalIndex
 from vault.names import name_problem
-from vault.syncindex import SyncEntry, SyncIndex
+from vault.syncindex import Seen, SyncEntry, SyncIndex, head_digest
 from vault.teamkeys import TeamKey
 
 Progress = Callable[[int], None]
@@ -95,15 +97,17 @@ def conflict_name(name: str, member: str, now: int) -> str:
     return f"{folder}/{new}" if folder else new
 
 
-def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], hidden_ok: bool,
+def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Callable[[str], str], hidden_ok: bool,
                   held: Mapping[str, tuple[str, SyncEntry]], scanned: Container[str]) -> list[plan.Remote]:
     """The listed heads as the reconcile takes them. A head ``ls`` did not verify again (``known``: its version id
-    is that of an index entry, ``held``) takes the entry's name and size: that version was verified and opened when
-    the entry was recorded. A name the scan found (``scanned``: a regular file reached through folders, never a
-    link, neither hidden nor ignored) is inside the folder and not ignored without resolving or matching it again
-    (every change is made through ``SyncRun._local``, which checks the path again when it acts)."""
+    is that of an index entry, ``held``) or did not even parse (``same``: listed byte for byte as an entry recorded
+    it) takes the entry's name and size: that version was verified and opened when the entry was recorded. A name
+    the scan found (``scanned``: a regular file reached through folders, never a link, neither hidden nor ignored)
+    is inside the folder and not ignored without resolving or matching it again (every change is made through
+    ``SyncRun._local``, which checks the path again when it acts)."""
     spec = ignore_spec(root)
-    out = []
+    out = [_remote(root, spec, held[s.vid][0], s.doc, s.seq, s.vid, False, held[s.vid][1].size, True, scanned,
+                   hidden_ok, doc_id) for s in same]
     for d in listing:
         core = d.record.core
         if d.known:
@@ -118,24 +122,31 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], 
             continue
         else:
             name, size = d.opened.name, d.opened.size
-        why = name_problem(name)
-        # An index entry's document is its name's id (every entry is recorded under the id its name gives).
-        if why is None and not d.known and doc_id(name) != core.doc:
-            why = "listed under a name that is not its own"
-        if why is None and hidden(name) and not hidden_ok:
-            why = "a hidden name (a part starts with '.'): not synced"
-        if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
-            why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
-        if why is None and name not in scanned and ignored(spec, name):
-            why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
-        if why is None and name not in scanned:
-            try:
-                _inside(root, name)
-            except BadName:
-                why = "would be written outside the folder"
-        out.append(plan.Remote(core.doc, core.seq, d.vid, None if why else name, core.op == DELETE, why or "", size,
-                               name if why else ""))
+        out.append(_remote(root, spec, name, core.doc, core.seq, d.vid, core.op == DELETE, size, d.known, scanned,
+                           hidden_ok, doc_id))
     return out
+
+
+def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid: str, deleted: bool,
+            size: int, known: bool, scanned: Container[str], hidden_ok: bool,
+            doc_id: Callable[[str], str]) -> plan.Remote:
+    """One listed head, its name used only if it passes every check (else reported with why)."""
+    why = name_problem(name) if name not in scanned else None  # the scan checked the names it found
+    # An index entry's document is its name's id (every entry is recorded under the id its name gives).
+    if why is None and not known and doc_id(name) != doc:
+        why = "listed under a name that is not its own"
+    if why is None and hidden(name) and not hidden_ok:
+        why = "a hidden name (a part starts with '.'): not synced"
+    if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
+        why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
+    if why is None and name not in scanned and ignored(spec, name):
+        why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
+    if why is None and name not in scanned:
+        try:
+            _inside(root, name)
+        except BadName:
+            why = "would be written outside the folder"
+    return plan.Remote(doc, seq, vid, None if why else name, deleted, why or "", size, name if why else "")
 
 
 def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
@@ -203,7 +214,10 @@ class SyncRun:
         if copy is None:
             self.out.add(plan.SKIPPED, a.name, a.doc, seq, "deleted meanwhile: the next pass removes it")
             return
-        self.index.record(a.name, SyncEntry.of(fetched.doc.record.core.doc, copy))
+        entry = SyncEntry.of(fetched.doc.record.core.doc, copy)
+        if copy.vid == fetched.doc.vid:  # its record as verified: a pass listed it byte for byte need not parse it
+            entry = replace(entry, raw=head_digest(fetched.doc.record.raw))
+        self.index.record(a.name, entry)
         if fetched.written:
             self.out.add(plan.PULL, a.name, a.doc, seq, detail)
         else:
@@ -502,6 +516,8 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
     with folders.locked(root):
         index = folders.load(root)
         folders.check_team(index, root, team.team_id)
+        # As read (entries are frozen): a pass that changes nothing else saves only its time at the end.
+        before = replace(index, files=dict(index.files), docs=dict(index.docs)) if index is not None else None
         index = index or SyncIndex(team.team_id, str(root))
         index.team_name = team.name
         copies_now = signature(c.docs.copies.path)  # before it is read: a write meanwhile is caught up next time
@@ -518,9 +534,14 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         keys = await c.keys.keys_for(team)
         held = {e.vid: (name, e) for name, e in index.files.items()}  # versions verified when they were recorded
         # Deleted heads too: a deletion is a signed act to apply. A head that is the version an index entry holds
-        # is not verified again (it was when the entry was recorded; the pins still judge it).
-        listing = await c.docs.ls(team_name, deleted=None, known=held.keys())
-        remote = _remote_heads(root, listing, keys[0].doc_id, hidden_ok, held, local)
+        # is not verified again (it was when the entry was recorded; the pins still judge it), nor even parsed
+        # when listed byte for byte as a pass saw it before; another record under that version id is verified.
+        listing, same = await c.docs.heads(team_name, deleted=None, seen=index.seen(),
+                                           known={vid for vid, (_, e) in held.items() if not e.raw})
+        remote = _remote_heads(root, listing, same, keys[0].doc_id, hidden_ok, held, local)
+        for d in listing:  # the record of a known head, as listed: the next pass need not parse it
+            if d.known and d.record.core.op != DELETE:
+                index.record(held[d.vid][0], replace(held[d.vid][1], raw=head_digest(d.record.raw)))
         may_write = POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members,
                                     team)
         actions = plan.reconcile(local, found.present if found else set(), index, remote, may_write=may_write,
@@ -547,5 +568,8 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
             partial.unlink(missing_ok=True)
         await run.apply(actions, local, sizes)
         index.last_sync = s.now()
-        folders.save(index)
+        if before is not None and index == replace(before, last_sync=index.last_sync):
+            folders.save_last(index)  # nothing else changed (a no-op pass): the time alone, not the whole index
+        else:
+            folders.save(index)
         return run.out

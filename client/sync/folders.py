@@ -4,11 +4,13 @@ A folder's files there are named by a keyed hash of its absolute path (``vault.l
 so the listing does not say which folders are synced. ``ID.bin`` is the folder's index
 (``vault.syncindex``), rewritten atomically after each applied action, so a killed pass leaves an
 index that says exactly what was done. ``ID.lock`` is held (``flock``, not waited for) for a whole
-pass: a second sync of the same folder refuses at once.
+pass: a second sync of the same folder refuses at once. ``ID.last`` holds the time of the last pass when a pass
+changed nothing else (``save_last``: a no-op pass seals a few bytes, not the whole index).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from vault.errors import Conflict, DecryptionFailed, VaultError
 from vault.fileio import atomic_write
 from vault.keys import DeviceKeys
 from vault.localstate import file_name, local_key
-from vault.syncindex import SyncIndex, open_sync_index, seal_sync_index
+from vault.syncindex import SyncIndex, open_last_sync, open_sync_index, seal_last_sync, seal_sync_index
 
 FOLDER = "sync"
 
@@ -47,15 +49,24 @@ class SyncFolders:
 
     def _open(self, fid: str, blob: bytes) -> SyncIndex:
         try:
-            return open_sync_index(self._key, fid, blob)
+            index = open_sync_index(self._key, fid, blob)
+            with contextlib.suppress(FileNotFoundError):
+                last = open_last_sync(self._key, fid, (self.dir / f"{fid}.last").read_bytes())
+                index.last_sync = max(index.last_sync, last)
+            return index
         except DecryptionFailed as e:
-            raise VaultError(f"the sync index {self.dir / fid}.bin failed its integrity check (altered, damaged or "
-                             "not this device's); refusing to use it") from e
+            raise VaultError(f"the sync index {self.dir / fid}.bin or .last failed its integrity check (altered, "
+                             "damaged or not this device's); refusing to use it") from e
 
     def save(self, index: SyncIndex) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fid = self.folder_id(Path(index.root))
         atomic_write(self.dir / f"{fid}.bin", seal_sync_index(self._key, fid, index))
+
+    def save_last(self, index: SyncIndex) -> None:
+        """Only ``index.last_sync`` (everything else as saved last): into ``ID.last``, read back by ``load``."""
+        fid = self.folder_id(Path(index.root))
+        atomic_write(self.dir / f"{fid}.last", seal_last_sync(self._key, fid, index.last_sync))
 
     def all(self, but: Path | None = None) -> list[SyncIndex]:
         """Every synced folder's index, by folder path (``but``: that folder's left out, its file not even read)."""

@@ -30,11 +30,15 @@ DEFAULT_IGNORES = ("*~", ".#*", "*.swp", "*.swx", ".DS_Store", "Thumbs.db", "*.t
 
 @dataclass(frozen=True)
 class LocalFile:
-    path: Path
+    where: str  # the file's path (a ``Path`` made only when asked for: ``path``)
     size: int
     mtime_ns: int
     ino: int
     sha256: bytes | None  # None: unchanged since the index entry (not read)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.where)
 
 
 @dataclass
@@ -111,11 +115,12 @@ def scan(root: Path, index: SyncIndex | None) -> Scan:
             if not stat.S_ISREG(st.st_mode):
                 found.skip(name, "not a regular file")
                 continue
-            problem = name_problem(name)
+            old = known.get(name)
+            # A name the index holds passed this check when it was recorded (the index is sealed: only ours).
+            problem = name_problem(name) if old is None else None
             if problem is not None:
                 found.skip(name, f"not a valid document name: {problem}")
                 continue
-            old = known.get(name)
             digest = None
             if old is None or not old.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
                 try:
@@ -124,5 +129,5 @@ def scan(root: Path, index: SyncIndex | None) -> Scan:
                     found.skip(name, f"not readable: {e.strerror}")
                     continue
                 found.hashed += 1
-            found.files[name] = LocalFile(Path(entry.path), st.st_size, st.st_mtime_ns, st.st_ino, digest)
+            found.files[name] = LocalFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
     return found
