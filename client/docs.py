@@ -29,6 +29,7 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
+from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act, doc_act
@@ -89,6 +90,13 @@ def _would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
                           "--force to replace it, or -o to write elsewhere)")
 
 
+def _size(path: Path) -> int:
+    """A file's size to choose its way up (a file that cannot be read fails in the upload itself)."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return SMALL
+
+
 def check_unique_names(names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
@@ -114,6 +122,7 @@ class Documents:
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
         self._listed_first: dict[tuple[str, str], Record] = {}
+        self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
 
     @property
     def copies(self) -> LocalCopies:
@@ -303,11 +312,12 @@ class Documents:
                     known.add(f"{team.team_id}/{Record.parse(item.record).core.doc}")
                 except VaultError as e:
                     raise IntegrityError(f"the server listed a malformed document record: {e}") from e
-        gate = asyncio.Semaphore(concurrency)
+        gate, small_gate = asyncio.Semaphore(concurrency), asyncio.Semaphore(IN_FLIGHT * BATCH_ITEMS)
         alarm: list[VaultError] = []  # a server caught lying: no more uploads to it in this batch
+        self._batcher = UploadBatcher(self.session.api, team.team_id) if len(items) > 1 else None
 
         async def one(path: Path, name: str) -> tuple[str, int, str]:
-            async with gate:
+            async with small_gate if self._batcher is not None and _size(path) < SMALL else gate:
                 if alarm:
                     raise VaultError("not attempted after the error above")
                 doc = keys[0].doc_id(name)
@@ -321,7 +331,10 @@ class Documents:
                     alarm.append(e)
                     raise
 
-        results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
+        finally:
+            self._batcher = None
         failed = [(name, r) for (_, name), r in zip(items, results, strict=True) if isinstance(r, BaseException)]
         stored = [r for r in results if not isinstance(r, BaseException)]
         if alarm and len(items) > 1:  # the security error itself, with its own code, not a batch failure
@@ -344,9 +357,12 @@ class Documents:
             writer = DocWriter(key=current, team_seq=team.seq, device=s.device, author=s.me, doc=doc,
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
-            res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        encrypting_stream(writer, f, progress, hasher), Stored,
-                                        length=writer.upload_length())
+            if self._batcher is not None and st.st_size < SMALL:  # one whole envelope among others in a request
+                res = await self._batcher.put(await envelope_of(encrypting_stream(writer, f, progress, hasher)))
+            else:
+                res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
+                                         encrypting_stream(writer, f, progress, hasher), Stored,
+                                         length=writer.upload_length())
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
