@@ -13,6 +13,7 @@ import pytest
 
 import server.routes.batch as batch_routes
 import server.routes.docs as doc_routes
+from server import http
 from tests.conftest import Org
 from tests.helpers.members import unlock_fast
 from vault.wire import schemas
@@ -70,7 +71,7 @@ def test_a_sync_sends_small_files_in_batches(org: Org, tmp_path: Path, requests_
 
 def _lying(monkeypatch: pytest.MonkeyPatch, lie: Any) -> None:
     """The batch handler answers what ``lie`` makes of its true outcomes (what it stored stays stored)."""
-    answer = batch_routes.answer
+    answer = http.answer  # what server/routes/batch.py calls (patched there, where it is looked up)
 
     def lying_answer(value: Any, status: int = 200) -> Any:
         if isinstance(value, schemas.BatchStored):
