@@ -109,7 +109,9 @@ async def put_versions(request: web.Request) -> web.Response:
     if body is None:
         raise EncodingError("batch upload ended before its Content-Length")
     raws = split_items(body)
+    # The body may have taken long: the writer must still be allowed, and the team is judged as it is now.
     check_session(app, session_of(request))
+    team = team_access(request, "doc.write", "write documents in")
     outcomes: list[schemas.BatchOutcome | None] = [None] * len(raws)
     accepted: dict[int, _Item] = {}
     docs: set[str] = set()
@@ -135,9 +137,9 @@ async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Ite
     app = request.app
     storage, now = app[DOCUMENTS], int(now_of(request))
     blobs = [(item.record.version_id, item.body) for item in accepted.values()]
-    await asyncio.get_running_loop().run_in_executor(None, storage.blobs.store_many, blobs)
-    placed = {item.record.version_id for item in accepted.values()}
+    placed = {vid for vid, _ in blobs}
     try:
+        await asyncio.get_running_loop().run_in_executor(None, storage.blobs.store_many, blobs)
         added = await asyncio.gather(*(
             storage.add_version(StoredVersion(item.record.version_id, team.team_id, item.record.core.doc,
                                               item.record.core.seq, item.record.raw, item.record.version_id,
