@@ -30,6 +30,18 @@ for _cls in (
 READ_BUFSIZE = 4 << 20
 
 
+def refusal(status: int, code: str, message: str) -> VaultError:
+    """The error a refusal of the server stands for (an answer's status and ``Error`` body, or a batch item's)."""
+    cls = _CODES.get(code)
+    if cls is None:
+        if status == 413:
+            return VaultError(f"the server refused the upload as too large: {message}")
+        return TransportError(f"server error (HTTP {status}): {message}")
+    refused = cls(message)
+    refused.exit_code = errors.EXIT_FAILED  # the server refused our request (even as "bad_signature"): not a lie
+    return refused
+
+
 def decode(raw: bytes, answer: type[Any] | None) -> Any:
     """A server's JSON answer as ``answer`` (plain Python values without one); ``TransportError`` if it is
     not JSON or not of that shape: the client stops talking to a server that answers nonsense."""
@@ -108,14 +120,7 @@ class Api:
             code, message = str(body.get("error")), str(body.get("message"))
         except (ValueError, AttributeError, aiohttp.ContentTypeError):
             code, message = "", f"server answered HTTP {resp.status}"
-        cls = _CODES.get(code)
-        if cls is None:
-            if resp.status == 413:
-                raise VaultError(f"the server refused the upload as too large: {message}")
-            raise TransportError(f"server error (HTTP {resp.status}): {message}")
-        refusal = cls(message)
-        refusal.exit_code = errors.EXIT_FAILED  # the server refused our request (even as "bad_signature"): not a lie
-        raise refusal
+        raise refusal(resp.status, code, message)
 
     def _session_or_fail(self) -> aiohttp.ClientSession:
         if self._session is None:

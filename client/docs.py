@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shlex
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from client import download
+from client.docplaces import check_unique_names, deleted_error, inside, would_overwrite
 from client.home import Pins
 from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
-from client.sanitize import escape
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
+from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_listed_version, check_no_doc_hidden
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act, doc_act
@@ -47,7 +47,6 @@ from vault.errors import (
     RollbackDetected,
     ServerMismatch,
     VaultError,
-    WouldOverwrite,
 )
 from vault.fileio import signature
 from vault.localindex import LocalCopy, content_hasher
@@ -76,26 +75,11 @@ class Fetched:
     written: bool  # False: the file already held exactly this version
 
 
-def _inside(root: Path, name: str) -> Path:
-    """``root``/``name`` resolved, refused unless it is still inside ``root`` (names are checked, and
-    links on the way are followed here: neither may lead out)."""
-    target = (root / name).resolve()
-    if not target.is_relative_to(root) or target == root:
-        raise BadName(f"{name!r} would be written outside {root}; not fetched")
-    return target
-
-
-def _would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
-    return WouldOverwrite(f"{out} exists and is not version {rec.core.seq} of {name!r}; nothing written (use "
-                          "--force to replace it, or -o to write elsewhere)")
-
-
-def check_unique_names(names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise VaultError(f"the document name {name!r} is given twice")
-        seen.add(name)
+def _size(path: Path) -> int:
+    """A file's size to choose its way up (a file that cannot be read fails in the upload itself)."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return SMALL
 
 
 class Documents:
@@ -115,6 +99,7 @@ class Documents:
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
         self._listed_first: dict[tuple[str, str], Record] = {}
+        self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
 
     @property
     def copies(self) -> LocalCopies:
@@ -304,11 +289,12 @@ class Documents:
                     known.add(f"{team.team_id}/{Record.parse(item.record).core.doc}")
                 except VaultError as e:
                     raise IntegrityError(f"the server listed a malformed document record: {e}") from e
-        gate = asyncio.Semaphore(concurrency)
+        gate, small_gate = asyncio.Semaphore(concurrency), asyncio.Semaphore(IN_FLIGHT * BATCH_ITEMS)
         alarm: list[VaultError] = []  # a server caught lying: no more uploads to it in this batch
+        self._batcher = UploadBatcher(self.session.api, team.team_id) if len(items) > 1 else None
 
         async def one(path: Path, name: str) -> tuple[str, int, str]:
-            async with gate:
+            async with small_gate if self._batcher is not None and _size(path) < SMALL else gate:
                 if alarm:
                     raise VaultError("not attempted after the error above")
                 doc = keys[0].doc_id(name)
@@ -322,7 +308,10 @@ class Documents:
                     alarm.append(e)
                     raise
 
-        results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(one(path, name) for path, name in items), return_exceptions=True)
+        finally:
+            self._batcher = None
         failed = [(name, r) for (_, name), r in zip(items, results, strict=True) if isinstance(r, BaseException)]
         stored = [r for r in results if not isinstance(r, BaseException)]
         if alarm and len(items) > 1:  # the security error itself, with its own code, not a batch failure
@@ -345,9 +334,12 @@ class Documents:
             writer = DocWriter(key=current, team_seq=team.seq, device=s.device, author=s.me, doc=doc,
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
-            res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
-                                        encrypting_stream(writer, f, progress, hasher), Stored,
-                                        length=writer.upload_length())
+            if self._batcher is not None and st.st_size < SMALL:  # one whole envelope among others in a request
+                res = await self._batcher.put(await envelope_of(encrypting_stream(writer, f, progress, hasher)))
+            else:
+                res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
+                                         encrypting_stream(writer, f, progress, hasher), Stored,
+                                         length=writer.upload_length())
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
@@ -465,9 +457,9 @@ class Documents:
                     if not hidden and any(part.startswith(".") for part in name.split("/")):
                         raise BadName(f"{name!r} is a hidden name (a part starts with '.'): a folder get writes "
                                       "it only with --hidden (or get it by name)")
-                    target = self._outside_home(_inside(root, name))
+                    target = self._outside_home(inside(root, name))
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target = _inside(root, name)  # again: a folder on the way may be a link made meanwhile
+                    target = inside(root, name)  # again: a folder on the way may be a link made meanwhile
                     d, opened = await self._version(team, name, None, await self._first_listed(team, name))
                     done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress, force)))
                 except (VaultError, OSError) as e:
@@ -558,7 +550,7 @@ class Documents:
         if exists and not force:
             st = out.stat()
             if st.st_size != opened.size:
-                raise _would_overwrite(out, opened.name, rec)
+                raise would_overwrite(out, opened.name, rec)
             known = self.copies.load().copy(team.team_id, rec.core.doc, str(out))
             if known is not None and known.vid == rec.version_id and known.same_file(st.st_size, st.st_mtime_ns,
                                                                                      st.st_ino):
@@ -566,13 +558,13 @@ class Documents:
         tmp, digest = await download.receive_beside(self.session.api, rec, opened, out, progress)
         try:
             if expect is not None and signature(out) != expect:  # saved while we downloaded: not replaced
-                raise _would_overwrite(out, opened.name, rec)
+                raise would_overwrite(out, opened.name, rec)
             if exists and not force:
                 if download.hash_file(out) != digest:
-                    raise _would_overwrite(out, opened.name, rec)
+                    raise would_overwrite(out, opened.name, rec)
                 placed = False
             elif not await download.place_off_loop(tmp, out, force):
-                raise _would_overwrite(out, opened.name, rec)  # created while we downloaded
+                raise would_overwrite(out, opened.name, rec)  # created while we downloaded
             else:
                 placed = True
         finally:
@@ -580,14 +572,3 @@ class Documents:
         self._batch_copies.append((team.team_id, rec.core.doc, str(out), copy_of(out, rec.version_id, rec.core.seq,
                                                                                  digest)))
         return placed
-
-
-def deleted_error(view: View, team: TeamState, name: str, rec: Record, version: int | None) -> NotFound:
-    """The refusal to fetch a deletion: who deleted the document and when, and how to bring it back."""
-    author = view.members.get(rec.core.author)
-    who = escape(author.name) if author is not None else rec.core.author[:8]
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(rec.core.time))
-    what = f"version {version} of {escape(name)!r} is its deletion" if version else f"{escape(name)!r} was deleted"
-    restore = escape(f"mvault restore {shlex.quote(team.name)} {shlex.quote(name)}")
-    return NotFound(f"{what} (by {who}, {when}); bring it back with `{restore}` (its history is kept: "
-                    "`--version N` fetches an older version)")

@@ -21,6 +21,7 @@ class Note:
     actor: str | None = None  # default: the session's member and device
     device: str | None = None
     failure_only: bool = False  # recorded only if the request fails
+    refused: tuple[int, str] | None = None  # (status, code): one part of a request refused alone (a batch item)
 
 
 NOTES = web.RequestKey("audit_notes", list)

@@ -171,18 +171,26 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _guarded(app, _record_failure(request, status, code))
         raise
     session = request.get(SESSION_KEY)
-    full: InsufficientStorage | None = None
-    for n in request.get(NOTES, []):
-        if not n.failure_only:
-            try:
+    full: list[InsufficientStorage] = []
+
+    async def record_note(n: Note) -> None:
+        try:
+            if n.refused is not None:  # a batch item refused alone: its event says so (``server/routes/batch.py``)
+                status, code = n.refused
+                n.detail["error"] = code
+                await _guarded(app, _record_member_refusal(request, n, _result(status), session, code))
+            else:
                 await _guarded(app, record(app, n, "ok", session))
-            except InsufficientStorage as e:  # the event is owed (``settle``): seal the others too, then refuse
-                full = full or e
-    if full is not None:
+        except InsufficientStorage as e:  # the event is owed (``settle``): seal the others too, then refuse
+            full.append(e)
+
+    # Started in order (each seals and submits its leaf before it first waits): one group commit for them all.
+    await asyncio.gather(*(record_note(n) for n in request.get(NOTES, []) if not n.failure_only))
+    if full:
         st.owed_links += request.get(LOGGED_LINKS, [])
         keep_owed(app)
         raise InsufficientStorage("the server has no space left on its disk to record this request in the audit "
-                                  "log: what it did may be stored, unconfirmed; check before repeating it") from full
+                                  "log: what it did may be stored, unconfirmed; check before repeating it") from full[0]
     await _links_logged(app, request.get(LOGGED_LINKS, []))
     await _guarded(app, _prune(app))
     await _guarded(app, flush_refusals(app, app[CONFIG].clock()))

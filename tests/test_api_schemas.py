@@ -178,6 +178,9 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     bob.ok("put", "drafting", str(doc))
     doc.write_text("second")
     bob.ok("put", "drafting", str(doc))
+    for name in ("n1.md", "n2.md"):
+        (root / name).write_text(name)
+    bob.ok("put", "drafting", str(root / "n1.md"), str(root / "n2.md"))  # small files together: the batch upload
     alice.ok("ls", "drafting")
     alice.ok("history", "drafting", "plan.md")
     alice.ok("get", "drafting", "plan.md", "-o", str(root / "out.md"))  # the version body

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from client.home import Home
+from client.uploadbatch import batch_body
 from security.protocols import default_text, defaults, parse
 from server.context import CONFIG
 from server.routes.devices import LINK_SLOT_TTL
@@ -143,6 +144,28 @@ async def test_versions_per_day_refused_with_429_until_the_window_moves(org: Org
     status, res, _ = await put(w, w.bob)
     assert status == 201, res
     org.bob.ok("put", "drafting", str(tmp_path / "notes.txt"))
+
+
+async def test_a_batch_over_the_quotas_stores_what_fits_and_refuses_the_rest_alone(
+        org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch upload counts each item against the quotas in the store's transaction, in order: the items
+    within ``versions_per_day`` are stored, the later ones refused alone with the single upload's 429, and an
+    item over ``version_bytes`` gets its 413; nothing of a refused item is counted."""
+    w = world_of(org, monkeypatch)
+    caps(w.server, versions_per_day=3, version_bytes=8192)
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        ups = [make_upload(w, s, key, new_doc(), size=size) for size in (100, 20_000, 100, 100, 100, 100)]
+        before = authored(w.server)
+        status, res = await h.call("POST", f"/api/v1/teams/{w.drafting}/versions", token=s.session.api.token,
+                                   data=batch_body([up.data for up in ups]))
+        assert status == 201, res
+        assert [(o["status"], o["error"]) for o in res["outcomes"]] == [
+            (201, ""), (413, "quota_exceeded"), (201, ""), (201, ""), (429, "quota_exceeded"),
+            (429, "quota_exceeded")], res
+        assert "version_bytes" in res["outcomes"][1]["message"]
+        assert "versions_per_day" in res["outcomes"][4]["message"]
+        assert authored(w.server) == before + 3
 
 
 async def test_version_size_and_stored_bytes_refused_with_413_before_the_body(org: Org,

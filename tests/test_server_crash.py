@@ -11,6 +11,9 @@ of the kill. Every acknowledged put, post and link is kept with its content hash
   also checks that every chain link has its audit event);
 - no temporary file, orphan blob or version without its blob is left in the data directory.
 
+Every other put of bob's is a batch put of 2-12 small files, which go up in batch requests
+(``put_versions``): a kill in the middle of a batch loses none of the versions it acknowledged.
+
 3 cycles in `make test`; ``MVAULT_LONG`` (make test-long): 20.
 """
 
@@ -106,12 +109,26 @@ class Load:
                 raise
 
     async def puts(self, s: Client, n: int) -> None:
+        if n % 2:  # every other step a batch put of small files: they go up in batch requests (put_versions)
+            await self.batch_put(s, n)
+            return
         name = f"c{self.cycle}/doc-{n}.bin"
         content = self.rnd.randbytes(self.rnd.choice([0, 100, 5000, 300_000]))
         path = self.files / f"{self.cycle}-{n}"
         path.write_bytes(content)
         await s.docs.put("drafting", path, name)
         self.acked.docs[name] = sha(content)
+        self.done["puts"] += 1
+
+    async def batch_put(self, s: Client, n: int) -> None:
+        items = {f"c{self.cycle}/batch-{n}-{i}.bin": self.rnd.randbytes(self.rnd.choice([0, 100, 5000]))
+                 for i in range(self.rnd.randint(2, 12))}
+        for i, content in enumerate(items.values()):
+            (self.files / f"{self.cycle}-{n}-{i}").write_bytes(content)
+        stored = await s.docs.put_many("drafting", [(self.files / f"{self.cycle}-{n}-{i}", name)
+                                                    for i, name in enumerate(items)])
+        assert sorted(name for name, _, _ in stored) == sorted(items)
+        self.acked.docs.update({name: sha(content) for name, content in items.items()})
         self.done["puts"] += 1
 
     async def posts(self, s: Client, n: int) -> None:

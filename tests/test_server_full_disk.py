@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from client.home import Home
+from client.uploadbatch import batch_body
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_doc, session, team_key
 from tests.helpers.db import log_size, snapshot
@@ -74,3 +75,23 @@ async def test_an_upload_onto_a_full_disk_is_refused_cleanly(org: Org, monkeypat
                                     token=s.session.api.token)
         assert status == 200 and body == up.body
     org.bob.ok("ls", "drafting")
+
+
+async def test_a_batch_onto_a_full_disk_is_refused_cleanly(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose blobs do not fit: 507 for the whole request, nothing of any item stored, every item an
+    audit event; once there is space the same batch is stored."""
+    bob = actor(org.bob, monkeypatch)
+    w = World(org.server, bob, bob, bob, drafting=org.alice.json("team", "show", "drafting")["team"])
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        ups = [make_upload(w, s, key, new_doc(), size=size) for size in (1000, BODY)]
+        path, body = f"/api/v1/teams/{w.drafting}/versions", batch_body([up.data for up in ups])
+        filler = fill(org.server.data_dir, LEFT)  # the body arrives (in memory); its blobs do not fit
+        before, events = snapshot(w.server), log_size(w.server)
+        answer = await refused(h, "POST", path, 507, token=s.session.api.token, data=body, contains="space")
+        assert answer["error"] == "insufficient_storage", answer
+        assert snapshot(w.server) == before
+        assert log_size(w.server) == events + len(ups)
+        filler.unlink()
+        status, res = await h.call("POST", path, token=s.session.api.token, data=body)
+        assert status == 201 and [o["vid"] for o in res["outcomes"]] == [up.vid for up in ups], res

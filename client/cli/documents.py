@@ -12,7 +12,8 @@ import click
 from client import docops
 from client.cli._common import Column, Ctx, Time, emit_rows, err, json_flag, progress_bar, with_session
 from client.client import Client
-from client.docs import DocVersion, Fetched, check_unique_names
+from client.docplaces import check_unique_names
+from client.docs import DocVersion, Fetched
 from client.putbase import Base
 from client.sanitize import escape
 from vault.envelope import DELETE

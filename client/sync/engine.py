@@ -26,7 +26,8 @@ from pathspec import GitIgnoreSpec
 from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
-from client.docs import Fetched, _inside
+from client.docplaces import inside as _inside
+from client.docs import Fetched
 from client.putbase import Base
 from client.sanitize import escape
 from client.savepace import SavePace

@@ -24,7 +24,7 @@ from server.access import (
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
 from server.http import Pace, answer, drop_when_stalled, hex_id
 from server.live import frame
-from server.notes import note
+from server.notes import Note, note
 from server.store.blobs import TempBlob
 from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
 from server.usage import Allowance, OverDailyCount, OverStoredBytes, over_quota
@@ -47,6 +47,47 @@ def _check_doc_id(doc: str) -> str:
 
 def _version(v: StoredVersion) -> schemas.Version:
     return schemas.Version(vid=v.vid, doc=v.doc, seq=v.seq, record=v.record, body_len=v.body_len)
+
+
+def parse_prelude(raw: bytes) -> tuple[Core, bytes, bytes]:
+    """An upload's prelude (after the magic and its length): the signed core, the wrapped data key, the
+    encrypted metadata."""
+    pre = Fields(decode(raw), "document prelude", {"core", "wrapped", "meta"})
+    core = Core.parse(pre.bytes_("core", max_size=2048))
+    return core, pre.bytes_("wrapped", 48), pre.bytes_("meta", max_size=4096 + 16)
+
+
+def check_header(request: web.Request, team: TeamState, doc: str, core: Core, event: Note) -> Allowance:
+    """Everything an upload's header must satisfy before its body counts (the single and the batch upload):
+    its team and document, its signer (the uploading device), the team's current state, the clock, the size
+    limits; the author's quota allowance (checked again in the store's transaction)."""
+    s = session_of(request)
+    config = request.app[CONFIG]
+    if (core.team, core.doc) != (team.team_id, doc):
+        raise IntegrityError("document header names another team or document")
+    if core.op != PUT:  # a signed deletion, move, restore or conflict copy: an event of its own
+        event.action = f"doc.{core.op}"
+    if (core.author, core.device) != (s.member, s.device):
+        raise PolicyDenied("document must be signed by the uploading device")
+    check_current_team(request, team, core.team_seq, core.gen)
+    if abs(core.time - now_of(request)) > config.clock_skew:
+        raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
+    if core.body_len > config.max_upload:
+        raise web.HTTPRequestEntityTooLarge(max_size=config.max_upload, actual_size=core.body_len)
+    # Quotas before the body arrives (its length is declared); checked again as the version is stored.
+    limits = quotas(request.app)
+    if core.body_len > limits["version_bytes"]:
+        raise QuotaExceeded(f"quota version_bytes: a document version may have at most {limits['version_bytes']} "
+                            f"bytes; this one has {core.body_len}", status=413)
+    return Allowance(s.member, limits["versions_per_day"], limits["stored_bytes"])
+
+
+def check_signed(request: web.Request, team: TeamState, record: Record) -> None:
+    """The record's signature by the uploading device, and the one judge's word on the act it signs."""
+    s, core = session_of(request), record.core
+    record.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
+    judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
+              team)
 
 
 async def list_docs(request: web.Request) -> web.Response:
@@ -80,32 +121,14 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     s = session_of(request)
     app = request.app
     event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
-    storage, directory, config = app[DOCUMENTS], app[DIRECTORY], app[CONFIG]
+    storage, directory = app[DOCUMENTS], app[DIRECTORY]
     if await _read_exactly(pace, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")
     (n,) = struct.unpack(">I", await _read_exactly(pace, 4, "header"))
     if n > MAX_PRELUDE:
         raise EncodingError("document header is too large")
-    pre = Fields(decode(await _read_exactly(pace, n, "header")), "document prelude", {"core", "wrapped", "meta"})
-    core = Core.parse(pre.bytes_("core", max_size=2048))
-    wrapped, meta = pre.bytes_("wrapped", 48), pre.bytes_("meta", max_size=4096 + 16)
-    if (core.team, core.doc) != (team.team_id, doc):
-        raise IntegrityError("document header names another team or document")
-    if core.op != PUT:  # a signed deletion, move, restore or conflict copy: an event of its own
-        event.action = f"doc.{core.op}"
-    if (core.author, core.device) != (s.member, s.device):
-        raise PolicyDenied("document must be signed by the uploading device")
-    check_current_team(request, team, core.team_seq, core.gen)
-    if abs(core.time - now_of(request)) > config.clock_skew:
-        raise EncodingError(f"document time is too far from the server's time {int(now_of(request))}")
-    if core.body_len > config.max_upload:
-        raise web.HTTPRequestEntityTooLarge(max_size=config.max_upload, actual_size=core.body_len)
-    # Quotas before the body arrives (its length is declared); checked again as the version is stored.
-    limits = quotas(app)
-    if core.body_len > limits["version_bytes"]:
-        raise QuotaExceeded(f"quota version_bytes: a document version may have at most {limits['version_bytes']} "
-                            f"bytes; this one has {core.body_len}", status=413)
-    allowance = Allowance(s.member, limits["versions_per_day"], limits["stored_bytes"])
+    core, wrapped, meta = parse_prelude(await _read_exactly(pace, n, "header"))
+    allowance = check_header(request, team, doc, core, event)
     over = over_quota("version", allowance, await storage.usage(s.member, "version", int(now_of(request)),
                                                                 allowance.per_day), core.body_len)
     if over is not None:
@@ -128,9 +151,7 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
         team = _doc_access(request, "doc.write")
         # The whole check again: an org removal or a revoked device changes neither link nor generation.
         check_current_team(request, team, core.team_seq, core.gen, after_body=True)
-        record.verify(directory.member(s.member).device(s.device).sign_public)
-        judge_act(request, Act(core.author, core.device, core.time, "doc.write", team_seq=core.team_seq, gen=core.gen),
-                  team)
+        check_signed(request, team, record)
         vid = record.version_id
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, blobs.commit, temp, vid)

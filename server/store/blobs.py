@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +23,7 @@ from typing import Protocol
 from aiohttp import web
 
 from server.store.space import NO_SPACE, no_space
-from vault.fileio import Buffer, replace_durably, write_chunks
+from vault.fileio import Buffer, fsync_dir, replace_durably, write_chunks
 
 READ_CHUNK = 1 << 20  # over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk
 
@@ -47,6 +47,11 @@ class BlobStore(Protocol):
 
     def commit(self, temp: TempBlob, name: str) -> None:
         """The (closed, synced) temporary blob becomes blob ``name``, durably (blocking)."""
+
+    def store_many(self, blobs: Sequence[tuple[str, Buffer]]) -> None:
+        """Blobs (name, whole content) made durable together (blocking): each written and fsynced, then all
+        renamed into place, then each directory that gained one fsynced once. Nothing is left behind on failure
+        but what ``collect`` removes at the next start."""
 
     def discard(self, temp: TempBlob) -> None:
         """Remove a temporary blob (closed first), committed or not; harmless if it is gone."""
@@ -123,6 +128,25 @@ class FileBlobs:
         with _space():
             target.parent.mkdir(exist_ok=True)
             replace_durably(self._file(temp).path, target)
+
+    def store_many(self, blobs: Sequence[tuple[str, Buffer]]) -> None:
+        temps: list[tuple[_TempFile, Path]] = []
+        try:
+            for name, content in blobs:
+                temp = _TempFile(self.tmp_dir / f"upload-{uuid.uuid4().hex}")
+                temps.append((temp, self._path(name)))
+                temp.write([content])
+                temp.sync()
+                temp.close()
+            with _space():
+                for temp, target in temps:
+                    target.parent.mkdir(exist_ok=True)
+                    os.replace(temp.path, target)
+                for directory in {target.parent for _, target in temps}:
+                    fsync_dir(directory)
+        finally:
+            for temp, _ in temps:
+                self.discard(temp)
 
     def discard(self, temp: TempBlob) -> None:
         f = self._file(temp)

@@ -20,6 +20,7 @@ from client.api import Api
 from client.client import Client, join
 from client.home import Home, Secrets
 from client.threads.team import Threads
+from client.uploadbatch import batch_body
 from client.view import View
 from security.authority import POLICY
 from security.policy import (
@@ -327,7 +328,8 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
                            doc=k.doc_id(name), seq=1, parent=None, time=int(w.server.clock()), name=name,
                            size=len(data))
         upload = writer.upload_prefix() + writer.encrypt(data) + writer.finish()
-        return [("POST", f"/api/v1/teams/{tid}/docs/{k.doc_id(name)}", {"data": upload})]
+        return [("POST", f"/api/v1/teams/{tid}/docs/{k.doc_id(name)}", {"data": upload}),
+                ("POST", f"/api/v1/teams/{tid}/versions", {"data": batch_body([upload])})]  # the batch upload
     boxes: dict[str, bytes] = {}
     if action == "team.add":
         body: dict[str, Any] = {"member": w.id("t_add"), "role": "reader", "until": None, "key": None}

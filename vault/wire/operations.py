@@ -161,6 +161,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
         "stored_bytes, 429 at versions_per_day (Retry-After), 507 when the server's disk is full", "201", s.Stored,
         "400 401 403 404 409 413 429 507", Binary),
+    _op("put_versions", "post", f"{TEAM}/versions",
+        "upload many small new versions in one body (each item a u32 length and a whole envelope, "
+        "docs/format.md); each item is judged, stored and audited as put_version would, and refused alone "
+        "(its outcome says why); 400 for a malformed body or more than 256 items, 413 over 16 MiB, 507 when "
+        "the server's disk is full (nothing stored)", "201", s.BatchStored, "400 401 403 404 413 507", Binary),
     _op("version_body", "get", f"{TEAM}/versions/{{vid}}/body", "ciphertext body of a version (streamed)", "200",
         Binary, "401 403 404"),
     # -- threads

@@ -257,6 +257,21 @@ class Stored(Wire):
     seq: Seq
 
 
+class BatchOutcome(Wire):
+    """One item of a batch upload, in the order sent: stored (201, ``vid`` and ``seq``) or refused alone (the
+    status and ``Error`` fields the single upload would have answered)."""
+
+    status: Annotated[int, Meta(ge=200, le=599)]
+    vid: Id | None = None
+    seq: Seq | None = None
+    error: str = ""
+    message: str = ""
+
+
+class BatchStored(Wire):
+    outcomes: list[BatchOutcome]
+
+
 # -- threads -------------------------------------------------------------------------------------
 
 

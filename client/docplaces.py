@@ -1,0 +1,47 @@
+"""Refusals about where a fetched document lands and what it is called: outside the folder, over another file,
+the same name twice, a deletion fetched (``client/docs.py`` and the sync engine share them)."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from client.sanitize import escape
+from client.view import View
+from vault.chains import TeamState
+from vault.envelope import Record
+from vault.errors import BadName, NotFound, VaultError, WouldOverwrite
+
+
+def inside(root: Path, name: str) -> Path:
+    """``root``/``name`` resolved, refused unless it is still inside ``root`` (names are checked, and
+    links on the way are followed here: neither may lead out)."""
+    target = (root / name).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise BadName(f"{name!r} would be written outside {root}; not fetched")
+    return target
+
+
+def would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
+    return WouldOverwrite(f"{out} exists and is not version {rec.core.seq} of {name!r}; nothing written (use "
+                          "--force to replace it, or -o to write elsewhere)")
+
+
+def check_unique_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise VaultError(f"the document name {name!r} is given twice")
+        seen.add(name)
+
+
+def deleted_error(view: View, team: TeamState, name: str, rec: Record, version: int | None) -> NotFound:
+    """The refusal to fetch a deletion: who deleted the document and when, and how to bring it back."""
+    author = view.members.get(rec.core.author)
+    who = escape(author.name) if author is not None else rec.core.author[:8]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(rec.core.time))
+    what = f"version {version} of {escape(name)!r} is its deletion" if version else f"{escape(name)!r} was deleted"
+    restore = escape(f"mvault restore {shlex.quote(team.name)} {shlex.quote(name)}")
+    return NotFound(f"{what} (by {who}, {when}); bring it back with `{restore}` (its history is kept: "
+                    "`--version N` fetches an older version)")

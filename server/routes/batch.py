@@ -1,0 +1,176 @@
+"""Uploading many small document versions in one request (``put_versions``, issue 16's first sync).
+
+The body is a sequence of items, each a 4-byte big-endian length and a whole document envelope, the bytes
+``put_version`` receives (docs/format.md "Batch upload"). The body as a whole must be well formed (else 400
+and nothing is stored); then every item is checked exactly as ``put_version`` checks one upload (header, the
+team's state, signature, the one judge), its blob written and fsynced, all blobs renamed into place with one
+fsync per blob directory, all versions inserted in one group commit (each its own savepoint, on top of its
+own head, within the author's quotas), and only then the answer: one outcome per item, in order. An item
+refused anywhere fails alone with the status and error code the single upload would have answered, and
+its audit event records the refusal; every stored item has its own version, audit event and live notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import assert_never
+
+from aiohttp import web
+
+from server import replies
+from server.access import check_session, session_of, team_access
+from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
+from server.http import Pace, answer
+from server.live import frame
+from server.notes import Note, note
+from server.routes.docs import check_header, check_signed, parse_prelude
+from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded
+from server.usage import Allowance, OverDailyCount, OverStoredBytes
+from vault.chains import TeamState
+from vault.envelope import MAGIC, MAX_PRELUDE, Record
+from vault.errors import Conflict, EncodingError, VaultError
+from vault.wire import schemas
+
+MAX_ITEMS = 256
+MAX_BATCH = 16 << 20  # bytes of a whole batch body
+_LENGTH = struct.Struct(">I")
+_SIGNATURE = 64
+
+
+@dataclass
+class _Item:
+    event: Note
+    record: Record
+    body: memoryview
+    allowance: Allowance
+
+
+def split_items(body: bytes) -> list[memoryview]:
+    """The items of a batch body (each a whole envelope, not yet parsed); ``EncodingError`` if the framing is
+    wrong: an empty body, a length past the end, more than ``MAX_ITEMS`` items."""
+    view, items, at = memoryview(body), [], 0
+    while at < len(view):
+        if at + _LENGTH.size > len(view):
+            raise EncodingError("batch upload ends inside an item's length")
+        (n,) = _LENGTH.unpack_from(view, at)
+        at += _LENGTH.size
+        if n > len(view) - at:
+            raise EncodingError("batch upload ends inside an item")
+        items.append(view[at:at + n])
+        at += n
+        if len(items) > MAX_ITEMS:
+            raise EncodingError(f"a batch upload has at most {MAX_ITEMS} items")
+    if not items:
+        raise EncodingError("a batch upload needs at least one item")
+    return items
+
+
+def _parse_item(request: web.Request, team: TeamState, raw: memoryview, event: Note) -> _Item:
+    """One envelope, checked as ``put_version`` checks an upload (the same functions)."""
+    if bytes(raw[:len(MAGIC)]) != MAGIC or len(raw) < len(MAGIC) + _LENGTH.size:
+        raise EncodingError("upload does not start with the document magic")
+    (n,) = _LENGTH.unpack_from(raw, len(MAGIC))
+    start = len(MAGIC) + _LENGTH.size
+    if n > MAX_PRELUDE or start + n > len(raw):
+        raise EncodingError("document header is too large")
+    core, wrapped, meta = parse_prelude(bytes(raw[start:start + n]))
+    event.res["doc"] = core.doc
+    allowance = check_header(request, team, core.doc, core, event)
+    body = raw[start + n:len(raw) - _SIGNATURE]
+    if len(raw) - start - n < _SIGNATURE or len(body) != core.body_len:
+        raise EncodingError("document body length differs from its header's")
+    record = Record.build(core.raw, wrapped, meta, hashlib.sha256(body).digest(), bytes(raw[len(raw) - _SIGNATURE:]))
+    check_signed(request, team, record)
+    return _Item(event, record, body, allowance)
+
+
+def _refuse(event: Note, e: VaultError | web.HTTPException) -> schemas.BatchOutcome:
+    code = e.code if isinstance(e, VaultError) else str(e.status)
+    message = str(e) if isinstance(e, VaultError) else e.text or e.reason
+    event.refused = (e.status, code)
+    return schemas.BatchOutcome(status=e.status, error=code, message=message)
+
+
+async def put_versions(request: web.Request) -> web.Response:
+    team = team_access(request, "doc.write", "write documents in")
+    app = request.app
+    if request.content_length is None:
+        raise EncodingError("a batch upload needs a Content-Length")
+    if request.content_length > MAX_BATCH:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BATCH, actual_size=request.content_length)
+    pace = Pace(request, app[CONFIG].body_timeout, app[CONFIG].upload_min_rate)
+    try:
+        body = await pace.exactly(request.content_length)
+    finally:
+        pace.close()
+    if body is None:
+        raise EncodingError("batch upload ended before its Content-Length")
+    raws = split_items(body)
+    # The body may have taken long: the writer must still be allowed, and the team is judged as it is now.
+    check_session(app, session_of(request))
+    team = team_access(request, "doc.write", "write documents in")
+    outcomes: list[schemas.BatchOutcome | None] = [None] * len(raws)
+    accepted: dict[int, _Item] = {}
+    docs: set[str] = set()
+    for i, raw in enumerate(raws):
+        event = note(request, "doc.write", {"team": team.team_id})
+        try:
+            item = _parse_item(request, team, raw, event)
+            if item.record.core.doc in docs:
+                raise Conflict("a batch upload holds one version per document")
+            docs.add(item.record.core.doc)
+            accepted[i] = item
+        except (VaultError, web.HTTPException) as e:
+            outcomes[i] = _refuse(event, e)
+    await _store(request, team, accepted, outcomes)
+    return answer(schemas.BatchStored(outcomes=[o for o in outcomes if o is not None]), 201)
+
+
+async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Item],
+                 outcomes: list[schemas.BatchOutcome | None]) -> None:
+    """Every accepted item's blob made durable, then every version inserted in one group commit."""
+    if not accepted:
+        return
+    app = request.app
+    storage, now = app[DOCUMENTS], int(now_of(request))
+    blobs = [(item.record.version_id, item.body) for item in accepted.values()]
+    placed = {vid for vid, _ in blobs}
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, storage.blobs.store_many, blobs)
+        added = await asyncio.gather(*(
+            storage.add_version(StoredVersion(item.record.version_id, team.team_id, item.record.core.doc,
+                                              item.record.core.seq, item.record.raw, item.record.version_id,
+                                              item.record.core.body_len),
+                                item.record.core.parent, now, team_seq=item.record.core.team_seq,
+                                allowance=item.allowance)
+            for item in accepted.values()))
+        for (i, item), outcome in zip(accepted.items(), added, strict=True):
+            core, vid = item.record.core, item.record.version_id
+            match outcome:
+                case VersionAdded():
+                    outcomes[i] = schemas.BatchOutcome(status=201, vid=vid, seq=core.seq)
+                    placed.discard(vid)
+                    app[DIRECTORY].note_signed(core.author, core.device, core.time)
+                    app[BUS].publish(team.team_id, frame(schemas.DocFrame(doc=core.doc, seq=core.seq, vid=vid)))
+                    item.event.res["vid"] = vid
+                    item.event.detail.update({"gen": core.gen, "seq": core.seq})
+                case HeadMoved():
+                    outcomes[i] = _refuse(item.event, replies.head_moved(outcome))
+                case TeamMoved():
+                    outcomes[i] = _refuse(item.event, replies.team_moved(outcome))
+                case OverStoredBytes() | OverDailyCount():
+                    outcomes[i] = _refuse(item.event, replies.over_quota(outcome))
+                case _:
+                    assert_never(outcome)
+    finally:
+        # A refused version's blob goes, unless an identical upload already made it a real version.
+        for vid in placed:
+            if await storage.version(team.team_id, vid) is None:
+                storage.blobs.delete(vid)
+
+
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {"put_versions": put_versions}
