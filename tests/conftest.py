@@ -32,7 +32,8 @@ from server.context import Config
 from server.tls import server_context
 
 # Shared worlds of split test modules, as fixtures (a test module never imports another).
-pytest_plugins = ["tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds"]
+pytest_plugins = [
+    "tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds", "tests.helpers.postgres"]
 
 MVAULT = str(Path(sys.executable).parent / "mvault")
 PASSPHRASE = "correct horse battery staple"
@@ -82,7 +83,8 @@ class ServerThread:
         self.offset += seconds
 
     def start(self) -> ServerThread:
-        info = asyncio.run(initialize(self.data_dir, "127.0.0.1", self.port))
+        info = asyncio.run(initialize(self.data_dir, "127.0.0.1", self.port,
+                                      database_url=self.config.get("database_url", "")))
         self.fingerprint, self.invite = info.fingerprint, info.invite
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -162,8 +164,13 @@ class ServerThread:
 
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerThread]:
-    """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``)."""
-    if "org" in request.fixturenames:
+    """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``). In a
+    module that uses the ``backend`` fixture (``tests/helpers/postgres.py``), once on each backend (on PostgreSQL
+    the organization is founded afresh for each test)."""
+    database_url = request.getfixturevalue("backend") if "backend" in request.fixturenames else ""
+    if database_url:
+        s = ServerThread(tmp_path / "server-data", database_url=database_url).start()
+    elif "org" in request.fixturenames:
         s = request.getfixturevalue("org_world").restore(tmp_path)
     else:
         s = ServerThread(tmp_path / "server-data").start()

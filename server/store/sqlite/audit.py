@@ -17,7 +17,6 @@ their hashes, so the tree and every checkpoint stay verifiable.
 from __future__ import annotations
 
 import asyncio
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,11 +25,11 @@ import aiosqlite
 from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.store.commit import GroupCommitter
+from server.store.logkey import log_seed
 from server.store.records import Cosig, StoredCheckpoint
 from server.store.space import rollback
 from vault.errors import LogCorrupted
-from vault.fileio import fsync_dir, write_all
-from vault.logsign import log_keypair, new_log_seed
+from vault.logsign import log_keypair
 from vault.signednote import CheckpointText, Note, SignatureLine, log_key, origin_of, sign_checkpoint_note
 
 SCHEMA = """
@@ -79,7 +78,7 @@ class AuditStore:
 
     @classmethod
     async def open(cls, data_dir: Path) -> AuditStore:
-        seed = _log_seed(data_dir / "log.key")
+        seed = log_seed(data_dir / "log.key")
         public, secret = log_keypair(seed)
         db = await aiosqlite.connect(data_dir / "audit.db", isolation_level=None)
         try:
@@ -292,22 +291,3 @@ async def _extend(db: aiosqlite.Connection, tree: MerkleTree) -> None:
                 raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
             # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
             tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
-
-
-def _log_seed(path: Path) -> bytes:
-    """The server's checkpoint-signing seed, created once (0600) next to the database; the file and its
-    directory entry are fsync'd before any checkpoint is signed with it."""
-    try:
-        seed = path.read_bytes()
-    except FileNotFoundError:
-        seed = new_log_seed()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, seed)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(path.parent)
-    if len(seed) != 32:
-        raise LogCorrupted(f"{path} is not a 32-byte key")
-    return seed
