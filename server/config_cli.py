@@ -43,6 +43,8 @@ def config_options(f: F) -> F:
         click.option("--pin", "pin", default=None, help="what clients pin: cert, spki or webpki (with "
                      "--behind-proxy: webpki or spki:HEX of the proxy's certificate) [default: cert, spki with "
                      "--tls-cert]"),
+        click.option("--database", "database_url", default=None, metavar="URL",
+                     help="postgresql://USER@HOST/DB: keep the data in PostgreSQL [default: SQLite in DIR]"),
     ]
     for option in reversed(options):
         f = option(f)

@@ -76,6 +76,8 @@ class Cluster:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.root}&port={self.port}"
 
     def psql(self, sql: str, database: str = "postgres") -> str:
+        """``sql``'s output (unaligned, no headers) in ``database`` (a name, or a URL of ``url``)."""
+        database = database.split("/")[3].split("?")[0] if "://" in database else database
         done = subprocess.run([str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                                "-h", str(self.root), "-p", str(self.port), "-U", SUPERUSER, "-d", database,
                                "-c", sql], capture_output=True, text=True, check=False)
@@ -94,6 +96,21 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def database_files(database_url: str, data_dir: Path) -> list[Path]:
+    """Where a server's database keeps its rows on disk: ``vault.db`` and ``audit.db`` (and their WAL) in
+    ``data_dir`` on SQLite; on PostgreSQL the cluster's files (every table and the WAL), after a checkpoint so
+    that the tables' files hold what was committed."""
+    if not database_url:
+        return [p for p in data_dir.glob("*.db*") if p.is_file()]
+    socket_dir = Path(database_url.split("host=")[1].split("&")[0])
+    cluster = next(c for c in CLUSTERS if c.root == socket_dir)
+    cluster.psql("CHECKPOINT")
+    return [p for p in (cluster.root / "data").rglob("*") if p.is_file()]
+
+
+CLUSTERS: list[Cluster] = []  # the ones this process started
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
     bindir = bin_dir()
@@ -101,6 +118,7 @@ def pg_cluster() -> Iterator[Cluster]:
         pytest.fail("PostgreSQL's server binaries (initdb, pg_ctl) are missing: `apt-get install postgresql` "
                     "(or set MVAULT_PG_BIN); .ci/run installs them", pytrace=False)
     cluster = Cluster(bindir).start()
+    CLUSTERS.append(cluster)
     yield cluster
     cluster.stop()
 
