@@ -20,18 +20,18 @@ import asyncpg
 
 from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
+from server.store.auditnotes import AuditNotes
 from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
 from server.store.postgres.schema import AUDIT_LOCK, Conn, connect
 from server.store.records import Cosig, StoredCheckpoint
 from vault.errors import LogCorrupted
 from vault.logsign import log_keypair
-from vault.signednote import CheckpointText, Note, SignatureLine, log_key, origin_of, sign_checkpoint_note
 
 MAX_PAGE = 2000
 
 
-class PostgresAudit:
+class PostgresAudit(AuditNotes):
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], tree: MerkleTree, log_secret: bytes,
                  log_public: bytes) -> None:
         self._pool = pool
@@ -43,10 +43,6 @@ class PostgresAudit:
             self._store_leaves, "the audit event", on_failure=self._drop_uncommitted)
         self._latest: StoredCheckpoint | None = None
         self._witness_note: str | None = None
-
-    @property
-    def committer(self) -> GroupCommitter[tuple[bytes, int], int]:
-        return self._leaves
 
     @classmethod
     async def open(cls, url: str, data_dir: Path) -> PostgresAudit:
@@ -66,10 +62,6 @@ class PostgresAudit:
         await self._pool.close()
 
     # -- appends ------------------------------------------------------------------------------
-
-    async def append(self, leaf: bytes, day: int) -> int:
-        """Append one sealed leaf; returns its index once it is durable."""
-        return await self._leaves.submit((leaf, day))
 
     async def _store_leaves(self, leaves: list[tuple[bytes, int]]) -> list[int]:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -147,11 +139,6 @@ class PostgresAudit:
                 "SELECT member, device, sig, time FROM cosigs WHERE size=$1 ORDER BY time", size)]
         return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
 
-    def note_of(self, checkpoint: Checkpoint) -> Note:
-        """``checkpoint`` as a C2SP checkpoint note signed by the log key (docs/format.md, "Checkpoint notes")."""
-        return sign_checkpoint_note(self.log_secret, log_key(checkpoint.org, self.log_public),
-                                    CheckpointText(origin_of(checkpoint.org), checkpoint.size, checkpoint.root))
-
     async def issued_size(self, size: int) -> StoredCheckpoint | None:
         raw = await self._pool.fetchval("SELECT raw FROM checkpoints WHERE size=$1", size)
         return None if raw is None else await self.issued(bytes(raw))
@@ -162,18 +149,6 @@ class PostgresAudit:
         await self._pool.execute("INSERT INTO witness_cosigs VALUES ($1, $2, $3, $4, $5) ON CONFLICT "
                                  "(size, name, key_id) DO UPDATE SET sig=$4, time=$5", size, name, key_id, sig, time)
         self._witness_note = None
-
-    async def witness_note(self) -> str | None:
-        """The newest checkpoint outside witnesses cosigned, as its note with the log's signature and their
-        cosignature lines (None while none did). Kept until this process stores the next cosignature."""
-        if self._witness_note is None:
-            found = await self.witness_cosigned()
-            if found is None:
-                return None
-            stored, lines = found
-            signed = self.note_of(stored.checkpoint)
-            self._witness_note = Note(signed.text, (*signed.signatures, *(SignatureLine(*x) for x in lines))).serialized
-        return self._witness_note
 
     async def witness_cosigned(self) -> tuple[StoredCheckpoint, list[tuple[str, bytes, bytes]]] | None:
         size = await self._pool.fetchval("SELECT max(size) FROM witness_cosigs")
