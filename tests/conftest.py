@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -159,6 +159,12 @@ class ServerThread:
         return fresh.start()
 
     def db(self) -> sqlite3.Connection:
+        """The vault's database as a test reads and tampers with it: SQLite's, or on PostgreSQL a connection
+        with the same calls (``tests/helpers/postgres.py`` ``SyncConnection``; the SQL must suit both)."""
+        if self.config.get("database_url"):
+            from tests.helpers.postgres import SyncConnection
+
+            return cast(sqlite3.Connection, SyncConnection(self.config["database_url"]))
         return sqlite3.connect(self.data_dir / "vault.db", isolation_level=None)
 
 

@@ -53,7 +53,7 @@ def start_talking(org: Org, make_member: Any) -> Member:
 
 
 def db(server: ServerThread) -> sqlite3.Connection:
-    return sqlite3.connect(server.data_dir / "vault.db", isolation_level=None)
+    return server.db()
 
 
 def thread_rows(server: ServerThread, thread: str | None = None) -> list[tuple[Any, ...]]:

@@ -9,16 +9,21 @@ tests that asked for PostgreSQL fail with how to install them (never skipped; ``
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 SUPERUSER = "mvault"
@@ -91,7 +96,17 @@ class Cluster:
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the cluster's server and the backends it has reaped so far (to compare
+        runs: docs/performance.md asks for CPU time, not wall time, on a shared machine)."""
+        pid = (self.root / "data" / "postmaster.pid").read_text().split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
+        if os.environ.get("MVAULT_PG_CPU"):  # where to note the cluster's CPU seconds at its end
+            with open(os.environ["MVAULT_PG_CPU"], "a") as f:
+                f.write(f"{self.cpu_seconds():.2f}\n")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -109,6 +124,61 @@ def database_files(database_url: str, data_dir: Path) -> list[Path]:
 
 
 CLUSTERS: list[Cluster] = []  # the ones this process started
+
+
+class Rows:
+    """What ``SyncConnection.execute`` returns: the rows, as a sqlite3 cursor hands them out."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+
+class SyncConnection:
+    """The part of ``sqlite3.Connection`` the tests use to read and tamper with a server's storage (``execute``
+    with ``?`` placeholders, ``executemany``, ``with``, ``close``), on PostgreSQL: asyncpg on an event loop of
+    its own thread, each statement committed at once. The SQL must be valid on both (no ``rowid``)."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = self._call(asyncpg.connect(url))
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(60)
+
+    @staticmethod
+    def _dollars(query: str) -> str:
+        n = itertools.count(1)
+        return re.sub(r"\?", lambda _: f"${next(n)}", query)
+
+    def execute(self, query: str, params: Iterable[Any] = ()) -> Rows:
+        assert self._conn is not None, "closed"
+        return Rows([tuple(r) for r in self._call(self._conn.fetch(self._dollars(query), *params))])
+
+    def executemany(self, query: str, params: Iterable[Iterable[Any]]) -> None:
+        assert self._conn is not None, "closed"
+        self._call(self._conn.executemany(self._dollars(query), [tuple(p) for p in params]))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._call(self._conn.close())
+            self._conn = None
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+    def __enter__(self) -> SyncConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @pytest.fixture(scope="session")
