@@ -27,6 +27,8 @@ from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message,
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Posted
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 
 @pytest.fixture
 def org_world(worlds: Worlds) -> World:
