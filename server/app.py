@@ -48,9 +48,9 @@ from server.metrics import METRICS, add_metrics, metrics_middleware
 from server.proxied import proxy_middleware
 from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher, settle_at_start
 from server.routes import audit, auth, batch, chains, devices, docs, public, restore, threads
+from server.store.backends import open_audit, open_storage
 from server.store.owed import OwedJournal
 from server.store.protocols import Storage
-from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
 from vault.wire.operations import OPERATIONS
 
@@ -95,10 +95,10 @@ def add_operations(app: web.Application, handlers: dict[str, Handler]) -> None:
 
 
 async def open_app(config: Config) -> web.Application:
-    storage = await SQLiteStorage.open(config.data_dir)
+    storage = await open_storage(config.data_dir, config.database_url)
     try:
         directory = await Directory.load(storage)
-        audit_store = await AuditStore.open(config.data_dir)
+        audit_store = await open_audit(config.data_dir, config.database_url)
     except BaseException:
         await storage.close()
         raise
@@ -111,7 +111,8 @@ async def open_app(config: Config) -> web.Application:
     app = make_app(storage, directory, config)
     app[AUDIT] = audit_store
     app[STATE] = state
-    app[METRICS].watch("vault", storage.committer)
+    if isinstance(storage, SQLiteStorage):  # PostgreSQL commits each write in its own transaction
+        app[METRICS].watch("vault", storage.committer)
     app[METRICS].watch("audit", audit_store.committer)
     try:
         state.journal, state.owed, state.owed_links = OwedJournal.open(config.data_dir)

@@ -23,7 +23,7 @@ from server.config import Settings, server_config, tls_of
 from server.config_cli import config_command, config_options, effective
 from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve
 from server.logs import RequestLogger, configure
-from server.store.sqlite.vault import SQLiteStorage
+from server.store.backends import open_storage
 from vault import __version__
 from vault.errors import VaultError
 from vault.heap import tune_for_streaming
@@ -42,12 +42,14 @@ class Initialized:
     endpoint: Endpoint
 
 
-async def initialize(data: Path, host: str, port: int, public_url: str = "", tls: Tls = SELF_SIGNED) -> Initialized:
-    """Create DIR, certificate and founder invite if missing; return how to connect."""
+async def initialize(data: Path, host: str, port: int, public_url: str = "", tls: Tls = SELF_SIGNED,
+                     database_url: str = "") -> Initialized:
+    """Create DIR, certificate and founder invite (in the database at ``database_url``, if given) if missing;
+    return how to connect."""
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     endpoint = resolve(data, host, port, public_url, tls)
-    storage = await SQLiteStorage.open(data)
+    storage = await open_storage(data, database_url)
     try:
         secret = await storage.get_meta("founder_secret")
         if secret is None:
@@ -98,8 +100,8 @@ def init(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> N
     as ``run`` does (file < ``MVAULT_*`` < flags)."""
     settings = effective(data, config_file, flags).settings
     try:
-        _print(asyncio.run(initialize(data, settings.host, settings.port, settings.public_url, tls_of(settings))),
-               as_json)
+        _print(asyncio.run(initialize(data, settings.host, settings.port, settings.public_url, tls_of(settings),
+                                      settings.database_url)), as_json)
     except (VaultError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
@@ -110,7 +112,7 @@ async def serve(data: Path, settings: Settings, as_json: bool) -> None:
     load) closes what was opened before the error leaves, so the process ends (an open database's thread
     would keep it alive)."""
     tls = tls_of(settings)
-    info = await initialize(data, settings.host, settings.port, settings.public_url, tls)
+    info = await initialize(data, settings.host, settings.port, settings.public_url, tls, settings.database_url)
     config = server_config(data, settings)
     config.public_url = info.url  # login statements must name it (server/routes/auth.py)
     app = await open_app(config)
@@ -126,7 +128,8 @@ async def serve(data: Path, settings: Settings, as_json: bool) -> None:
         sys.stdout.flush()
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info("started", extra={"fields": {"version": __version__, "listen": f"{host}:{settings.port}",
-                                              "data_dir": str(data), "backend": "sqlite"}})
+                                              "data_dir": str(data),
+                                              "backend": "postgresql" if settings.database_url else "sqlite"}})
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()

@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"  # address to listen on
     port: Port = 8443
     public_url: str = ""  # the URL members reach the server at (empty: derived from host and port)
+    database_url: str = ""  # postgresql://USER@HOST/DB: PostgreSQL instead of SQLite in the data directory
     # TLS (server/endpoint.py, docs/tls-and-moves.md): the operator's certificate, or a reverse proxy in front
     tls_cert: str = ""  # a PEM certificate chain served instead of the self-signed one (a path)
     tls_key: str = ""  # its private key (a path)
@@ -72,12 +73,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 KEYS: tuple[str, ...] = Settings.__struct_fields__
-SECRETS = frozenset({"metrics_token"})
+SECRETS = frozenset({"metrics_token", "database_url"})  # a URL may carry a password
 # The command-line flag of a key, where there is one (``mvault-server run`` and ``config``).
 FLAGS: dict[str, str] = {"host": "--host", "port": "--port", "log_format": "--log-format", "log_level": "--log-level",
                          "rate_per_second": "--rate", "rate_burst": "--burst", "public_url": "--public-url",
                          "tls_cert": "--tls-cert", "tls_key": "--tls-key", "behind_proxy": "--behind-proxy",
-                         "pin": "--pin", "trusted_proxies": "--trusted-proxy", "proxy_header": "--proxy-header"}
+                         "pin": "--pin", "trusted_proxies": "--trusted-proxy", "proxy_header": "--proxy-header",
+                         "database_url": "--database"}
 PATHS = ("tls_cert", "tls_key")  # relative to the configuration file's directory when set there
 DEFAULT_FILE = "config.toml"
 
@@ -135,6 +137,8 @@ def load(data: Path | None, file: Path | None, env: Mapping[str, str], flags: Ma
     if settings.trusted_proxies and not settings.behind_proxy:
         raise ConfigError(f"trusted_proxies (from {sources['trusted_proxies']}) is for a server behind a reverse "
                           f"proxy: set behind_proxy too (from {sources['behind_proxy']}: false)")
+    if settings.database_url and not settings.database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"database_url (from {sources['database_url']}) must be a postgresql:// URL")
     return Effective(settings, sources, path, found)
 
 
@@ -146,7 +150,8 @@ def tls_of(settings: Settings) -> Tls:
 
 def server_config(data: Path, settings: Settings) -> Config:
     """The application's ``Config`` for ``data`` with the operator's settings."""
-    return Config(data_dir=data, public_url=settings.public_url, max_upload=settings.max_upload,
+    return Config(data_dir=data, public_url=settings.public_url, database_url=settings.database_url,
+                  max_upload=settings.max_upload,
                   session_ttl=settings.session_ttl, nonce_ttl=settings.nonce_ttl, clock_skew=settings.clock_skew,
                   purge_interval=settings.purge_interval, quota_caps=dict(settings.quota_caps),
                   rate_per_second=settings.rate_per_second, rate_burst=settings.rate_burst,

@@ -48,6 +48,8 @@ def config_options(f: F) -> F:
                      "client (repeat for several; replaces the file's and the environment's list)"),
         click.option("--proxy-header", "proxy_header", type=click.Choice(["x-forwarded-for", "forwarded"]),
                      default=None, help="the header the trusted proxies set [default: x-forwarded-for]"),
+        click.option("--database", "database_url", default=None, metavar="URL",
+                     help="postgresql://USER@HOST/DB: keep the data in PostgreSQL [default: SQLite in DIR]"),
     ]
     for option in reversed(options):
         f = option(f)

@@ -37,6 +37,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Config:
     data_dir: Path
     public_url: str = ""
+    # PostgreSQL (postgresql://USER@HOST/DB) instead of SQLite in data_dir (server/store/backends.py); blobs and
+    # the audit log's signing key stay in data_dir.
+    database_url: str = ""
     max_upload: int = 16 * 1024**3
     session_ttl: float = 3600.0
     nonce_ttl: float = 60.0

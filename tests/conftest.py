@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -32,7 +32,8 @@ from server.context import Config
 from server.tls import server_context
 
 # Shared worlds of split test modules, as fixtures (a test module never imports another).
-pytest_plugins = ["tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds"]
+pytest_plugins = [
+    "tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds", "tests.helpers.postgres"]
 
 MVAULT = str(Path(sys.executable).parent / "mvault")
 PASSPHRASE = "correct horse battery staple"
@@ -82,7 +83,8 @@ class ServerThread:
         self.offset += seconds
 
     def start(self) -> ServerThread:
-        info = asyncio.run(initialize(self.data_dir, "127.0.0.1", self.port))
+        info = asyncio.run(initialize(self.data_dir, "127.0.0.1", self.port,
+                                      database_url=self.config.get("database_url", "")))
         self.fingerprint, self.invite = info.fingerprint, info.invite
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -157,13 +159,24 @@ class ServerThread:
         return fresh.start()
 
     def db(self) -> sqlite3.Connection:
+        """The vault's database as a test reads and tampers with it: SQLite's, or on PostgreSQL a connection
+        with the same calls (``tests/helpers/postgres.py`` ``SyncConnection``; the SQL must suit both)."""
+        if self.config.get("database_url"):
+            from tests.helpers.postgres import SyncConnection
+
+            return cast(sqlite3.Connection, SyncConnection(self.config["database_url"]))
         return sqlite3.connect(self.data_dir / "vault.db", isolation_level=None)
 
 
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerThread]:
-    """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``)."""
-    if "org" in request.fixturenames:
+    """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``). In a
+    module that uses the ``backend`` fixture (``tests/helpers/postgres.py``), once on each backend (on PostgreSQL
+    the organization is founded afresh for each test)."""
+    database_url = request.getfixturevalue("backend") if "backend" in request.fixturenames else ""
+    if database_url:
+        s = ServerThread(tmp_path / "server-data", database_url=database_url).start()
+    elif "org" in request.fixturenames:
         s = request.getfixturevalue("org_world").restore(tmp_path)
     else:
         s = ServerThread(tmp_path / "server-data").start()

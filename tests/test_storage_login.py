@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.store.sqlite import vault as storage_mod
+from server.store import local as storage_mod
 from server.store.sqlite.vault import SQLiteStorage
 from vault.errors import ServiceUnavailable
 

@@ -27,6 +27,8 @@ from vault.messages import LINK_SKEW, Body, Message, ThreadRecord, make_message,
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Posted
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 
 @pytest.fixture
 def org_world(worlds: Worlds) -> World:
@@ -53,7 +55,7 @@ def start_talking(org: Org, make_member: Any) -> Member:
 
 
 def db(server: ServerThread) -> sqlite3.Connection:
-    return sqlite3.connect(server.data_dir / "vault.db", isolation_level=None)
+    return server.db()
 
 
 def thread_rows(server: ServerThread, thread: str | None = None) -> list[tuple[Any, ...]]:

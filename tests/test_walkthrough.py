@@ -6,7 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Org
+from tests.helpers.postgres import database_files
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 
 def test_whole_walkthrough(org: Org, tmp_path: Path) -> None:
@@ -84,15 +89,16 @@ def test_no_plaintext_at_rest(org: Org, tmp_path: Path) -> None:
     org.bob.ok("put", "drafting", str(doc))
     org.alice.ok("get", "drafting", canary_name, "-o", str(tmp_path / "check.md"))
     needles = [canary_content, canary_name.encode(), canary_name.encode("utf-16-le"), b"CANARY"]
+    database = database_files(org.server.config.get("database_url", ""), org.server.data_dir)
     scanned = 0
-    for path in org.server.data_dir.rglob("*"):
+    for path in [*org.server.data_dir.rglob("*"), *database]:
         if path.is_file():
             data = path.read_bytes()
             scanned += 1
             for needle in needles:
                 assert needle not in data, f"plaintext {needle!r} found in {path}"
     assert scanned >= 4  # database, WAL, certificate, blobs at least
-    assert any(p.name == "vault.db" for p in org.server.data_dir.rglob("*"))
+    assert database and any(b"drafting" in p.read_bytes() for p in database)  # the scan reached the rows
 
 
 def test_put_of_many_files_in_one_command(org: Org, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ their hashes, so the tree and every checkpoint stay verifiable.
 from __future__ import annotations
 
 import asyncio
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,13 +24,13 @@ import aiosqlite
 
 from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
+from server.store.auditnotes import AuditNotes
 from server.store.commit import GroupCommitter
+from server.store.logkey import log_seed
 from server.store.records import Cosig, StoredCheckpoint
 from server.store.space import rollback
 from vault.errors import LogCorrupted
-from vault.fileio import fsync_dir, write_all
-from vault.logsign import log_keypair, new_log_seed
-from vault.signednote import CheckpointText, Note, SignatureLine, log_key, origin_of, sign_checkpoint_note
+from vault.logsign import log_keypair
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, day INTEGER NOT NULL, hash BLOB NOT NULL, leaf BLOB);
@@ -58,7 +57,7 @@ def _insert_rows(n: int) -> str:
     return "INSERT INTO events VALUES " + ", ".join(["(?, ?, ?, ?)"] * n)
 
 
-class AuditStore:
+class AuditStore(AuditNotes):
     def __init__(self, db: aiosqlite.Connection, tree: MerkleTree, log_secret: bytes, log_public: bytes) -> None:
         self._db = db
         self.tree = tree
@@ -73,13 +72,9 @@ class AuditStore:
         # One connection: no other write may land inside the flusher's transaction (or be rolled back with it).
         self._write = asyncio.Lock()
 
-    @property
-    def committer(self) -> GroupCommitter[tuple[bytes, int], int]:
-        return self._leaves
-
     @classmethod
     async def open(cls, data_dir: Path) -> AuditStore:
-        seed = _log_seed(data_dir / "log.key")
+        seed = log_seed(data_dir / "log.key")
         public, secret = log_keypair(seed)
         db = await aiosqlite.connect(data_dir / "audit.db", isolation_level=None)
         try:
@@ -98,10 +93,6 @@ class AuditStore:
         await self._db.close()
 
     # -- appends ------------------------------------------------------------------------------
-
-    async def append(self, leaf: bytes, day: int) -> int:
-        """Append one sealed leaf; returns its index once it is durable."""
-        return await self._leaves.submit((leaf, day))
 
     async def _store_leaves(self, leaves: list[tuple[bytes, int]]) -> list[int]:
         if self._unsure:
@@ -205,11 +196,6 @@ class AuditStore:
             cosigs = [Cosig(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in await cur.fetchall()]
         return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
 
-    def note_of(self, checkpoint: Checkpoint) -> Note:
-        """``checkpoint`` as a C2SP checkpoint note signed by the log key (docs/format.md, "Checkpoint notes")."""
-        return sign_checkpoint_note(self.log_secret, log_key(checkpoint.org, self.log_public),
-                                    CheckpointText(origin_of(checkpoint.org), checkpoint.size, checkpoint.root))
-
     async def issued_size(self, size: int) -> StoredCheckpoint | None:
         """The checkpoint this server issued at ``size`` for its current log, if any."""
         async with self._db.execute("SELECT raw FROM checkpoints WHERE size=?", (size,)) as cur:
@@ -223,18 +209,6 @@ class AuditStore:
             await self._db.execute("INSERT OR REPLACE INTO witness_cosigs VALUES (?, ?, ?, ?, ?)",
                                    (size, name, key_id, sig, time))
         self._witness_note = None
-
-    async def witness_note(self) -> str | None:
-        """The newest checkpoint outside witnesses cosigned, as its note with the log's signature and their
-        cosignature lines (None while none did). Kept until the next cosignature: every login asks for it."""
-        if self._witness_note is None:
-            found = await self.witness_cosigned()
-            if found is None:
-                return None
-            stored, lines = found
-            signed = self.note_of(stored.checkpoint)
-            self._witness_note = Note(signed.text, (*signed.signatures, *(SignatureLine(*x) for x in lines))).serialized
-        return self._witness_note
 
     async def witness_cosigned(self) -> tuple[StoredCheckpoint, list[tuple[str, bytes, bytes]]] | None:
         """The newest checkpoint an outside witness cosigned, and its cosignatures (name, key id, signature)."""
@@ -292,22 +266,3 @@ async def _extend(db: aiosqlite.Connection, tree: MerkleTree) -> None:
                 raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
             # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
             tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
-
-
-def _log_seed(path: Path) -> bytes:
-    """The server's checkpoint-signing seed, created once (0600) next to the database; the file and its
-    directory entry are fsync'd before any checkpoint is signed with it."""
-    try:
-        seed = path.read_bytes()
-    except FileNotFoundError:
-        seed = new_log_seed()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            write_all(fd, seed)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(path.parent)
-    if len(seed) != 32:
-        raise LogCorrupted(f"{path} is not a 32-byte key")
-    return seed

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -23,6 +22,7 @@ import aiosqlite
 from server import usage as U
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter, Refused
+from server.store.local import Nonces, SessionCache
 from server.store.records import (
     AuthSession,
     ChainMoved,
@@ -91,7 +91,6 @@ CREATE TABLE IF NOT EXISTS thread_senders (
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Outcome = TypeVar("Outcome")  # what a store answers
 T = TypeVar("T")
-MAX_NONCES = 100_000
 
 
 def _atomic(method: F) -> F:
@@ -112,10 +111,10 @@ class SQLiteStorage:
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
         self._lock = asyncio.Lock()
-        self._nonces: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()  # hash -> (member, device, expires)
+        self._nonces = Nonces()  # server/store/local.py
         self._writes: GroupCommitter[Callable[[], Awaitable[Any]], Any] = GroupCommitter(
             self._commit_writes, "the change")  # sessions and versions: see _group_commit
-        self._sessions: dict[bytes, AuthSession] = {}  # token hash -> session (never changed, only expired)
+        self._sessions = SessionCache()
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
 
@@ -281,18 +280,11 @@ class SQLiteStorage:
 
     # -- login ------------------------------------------------------------------------------
 
-    # Login nonces live in memory: single-use and valid for a minute, they need no disk. A restart
-    # forgets them all, which can only make a pending login ask for a new challenge (never accept
-    # a used one). At most MAX_NONCES are held (a flood of challenges evicts the oldest).
-
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
-        while len(self._nonces) >= MAX_NONCES:  # the oldest first (expired ones also go every minute)
-            self._nonces.popitem(last=False)
-        self._nonces[nonce] = (member, device, expires)
+        self._nonces.add(nonce, member, device, expires)  # in memory (server/store/local.py)
 
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        """A nonce can be taken once."""
-        return self._nonces.pop(nonce, None)
+        return self._nonces.take(nonce)
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         """Durable before it returns; concurrent logins share one transaction (one fsync)."""
@@ -361,10 +353,7 @@ class SQLiteStorage:
             row = await cur.fetchone()
         if row is None:
             return None
-        if len(self._sessions) >= 10_000:
-            self._sessions.clear()
-        found = self._sessions[token] = AuthSession(str(row[0]), str(row[1]), float(row[2]))
-        return found
+        return self._sessions.keep(token, AuthSession(str(row[0]), str(row[1]), float(row[2])))
 
     # -- device-link mailbox ---------------------------------------------------------------
 
@@ -518,6 +507,6 @@ class SQLiteStorage:
     @_atomic
     async def purge_expired(self, now: float) -> None:
         await self._db.execute("DELETE FROM link_slots WHERE expires < ?", (now,))
-        self._nonces = OrderedDict((n, v) for n, v in self._nonces.items() if v[2] >= now)
+        self._nonces.purge(now)
         await self._db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
-        self._sessions = {t: v for t, v in self._sessions.items() if v.expires >= now}
+        self._sessions.purge(now)

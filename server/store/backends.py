@@ -1,0 +1,24 @@
+"""Which backend a server opens: SQLite in the data directory (the default), or PostgreSQL at a URL
+(``database_url``, ``server/store/postgres/``). Blobs and the audit log's signing key stay in the data
+directory either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.store.postgres.audit import PostgresAudit
+from server.store.postgres.vault import PostgresStorage
+from server.store.sqlite.audit import AuditStore
+from server.store.sqlite.vault import SQLiteStorage
+
+
+async def open_storage(data_dir: Path, database_url: str = "") -> SQLiteStorage | PostgresStorage:
+    if database_url:
+        return await PostgresStorage.open(database_url, data_dir)
+    return await SQLiteStorage.open(data_dir)
+
+
+async def open_audit(data_dir: Path, database_url: str = "") -> AuditStore | PostgresAudit:
+    if database_url:
+        return await PostgresAudit.open(database_url, data_dir)
+    return await AuditStore.open(data_dir)

@@ -1,0 +1,198 @@
+"""The audit log in PostgreSQL (``AuditLog``): one Merkle log, whichever server process appends.
+
+Appends are group-committed (``server.store.commit``) like SQLite's, and each batch's transaction first takes
+one advisory lock (``AUDIT_LOCK``): batches of every process are serialized by the database. Under the lock
+the batch first adopts into this process's tree the leaves the table has beyond it (appended by another
+process, or by a batch of this one whose failure came after its commit), then gives its leaves the next
+indices: the tree is the table's, never a process's guess. ``committed`` is what this process has seen
+committed; its reads (``leaves``, checkpoints) cover that much.
+
+Checkpoints: the first signed at a size is kept (``ON CONFLICT DO NOTHING``), so every process hands out the
+same checkpoint at one size. The checkpoint-signing key is the data directory's ``log.key``
+(``server/store/logkey.py``): processes that share the database share the data directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from security.events import Checkpoint
+from security.merkle import MerkleTree, leaf_hash
+from server.store.auditnotes import AuditNotes
+from server.store.commit import GroupCommitter
+from server.store.logkey import log_seed
+from server.store.postgres.schema import AUDIT_LOCK, Conn, connect
+from server.store.records import Cosig, StoredCheckpoint
+from vault.errors import LogCorrupted
+from vault.logsign import log_keypair
+
+MAX_PAGE = 2000
+
+
+class PostgresAudit(AuditNotes):
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], tree: MerkleTree, log_secret: bytes,
+                 log_public: bytes) -> None:
+        self._pool = pool
+        self.tree = tree
+        self.committed = tree.size
+        self.log_secret = log_secret
+        self.log_public = log_public
+        self._leaves: GroupCommitter[tuple[bytes, int], int] = GroupCommitter(
+            self._store_leaves, "the audit event", on_failure=self._drop_uncommitted)
+        self._latest: StoredCheckpoint | None = None
+        self._witness_note: str | None = None
+
+    @classmethod
+    async def open(cls, url: str, data_dir: Path) -> PostgresAudit:
+        public, secret = log_keypair(log_seed(data_dir / "log.key"))
+        pool = await connect(url)
+        try:
+            tree = MerkleTree()
+            async with pool.acquire() as conn:
+                await _extend(conn, tree)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, tree, secret, public)
+
+    async def close(self) -> None:
+        await self._leaves.close()
+        await self._pool.close()
+
+    # -- appends ------------------------------------------------------------------------------
+
+    async def _store_leaves(self, leaves: list[tuple[bytes, int]]) -> list[int]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+            await _extend(conn, self.tree)  # what other processes appended since this one's last batch
+            self.committed = start = self.tree.size
+            rows = []
+            for leaf, day in leaves:
+                h = leaf_hash(leaf)
+                rows.append((self.tree.append(h), day, h, leaf))
+            await conn.executemany("INSERT INTO events VALUES ($1, $2, $3, $4)", rows)
+        self.committed = self.tree.size
+        return list(range(start, self.committed))
+
+    def _drop_uncommitted(self, leaves: list[tuple[bytes, int]]) -> None:
+        self.tree.truncate(self.committed)  # the next batch adopts them if the commit happened after all
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def leaves(self, start: int, count: int) -> list[tuple[int, bytes, bytes | None]]:
+        end = min(self.committed, start + min(count, MAX_PAGE))
+        rows = await self._pool.fetch("SELECT idx, hash, leaf FROM events WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                                      start, end)
+        return [(int(r[0]), bytes(r[1]), None if r[2] is None else bytes(r[2])) for r in rows]
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    async def checkpoint(self, org: str, now: int) -> StoredCheckpoint:
+        """A signed checkpoint of everything committed: the one stored at that size when its root is the
+        tree's (whichever process signed it), else a new one."""
+        size = self.committed
+        if self._latest is not None and self._latest.checkpoint.size == size:
+            return self._latest
+        stored = await self._stored_at(size)
+        if stored is None:
+            cp = Checkpoint.build(org, size, self.tree.root(size), now)
+            sig = cp.sign(self.log_secret)
+            await self._pool.execute("INSERT INTO checkpoints VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
+                                     size, cp.raw, sig)
+            stored = await self._stored_at(size)  # another process's, if it signed one first
+            if stored is None:  # a row whose root is not the tree's: replaced, as the SQLite backend does
+                await self._pool.execute("UPDATE checkpoints SET raw=$2, sig=$3 WHERE size=$1", size, cp.raw, sig)
+                stored = StoredCheckpoint(cp, sig)
+        self._latest = stored
+        return stored
+
+    async def _stored_at(self, size: int) -> StoredCheckpoint | None:
+        row = await self._pool.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", size)
+        if row is None:
+            return None
+        cp = Checkpoint.parse(bytes(row[0]))
+        return StoredCheckpoint(cp, bytes(row[1])) if cp.root == self.tree.root(size) else None
+
+    async def issued(self, raw: bytes) -> StoredCheckpoint | None:
+        cp = Checkpoint.parse(raw)
+        row = await self._pool.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", cp.size)
+        if row is None or bytes(row[0]) != raw or cp.size > self.committed or cp.root != self.tree.root(cp.size):
+            return None
+        return StoredCheckpoint(cp, bytes(row[1]))
+
+    async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int) -> None:
+        await self._pool.execute("INSERT INTO cosigs VALUES ($1, $2, $3, $4, $5) ON CONFLICT (size, device) "
+                                 "DO UPDATE SET member=$2, sig=$4, time=$5", size, member, device, sig, now)
+
+    async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
+        """The newest cosigned checkpoint and its cosignatures."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            size = await conn.fetchval("SELECT max(size) FROM cosigs")
+            if size is None:
+                return None
+            cp_row = await conn.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", size)
+            if cp_row is None:
+                return None
+            cosigs = [Cosig(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in await conn.fetch(
+                "SELECT member, device, sig, time FROM cosigs WHERE size=$1 ORDER BY time", size)]
+        return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
+
+    async def issued_size(self, size: int) -> StoredCheckpoint | None:
+        raw = await self._pool.fetchval("SELECT raw FROM checkpoints WHERE size=$1", size)
+        return None if raw is None else await self.issued(bytes(raw))
+
+    # -- outside witnesses' cosignatures of the checkpoint notes (vault/signednote.py) ---------------
+
+    async def add_witness_cosig(self, size: int, name: str, key_id: bytes, sig: bytes, time: int) -> None:
+        await self._pool.execute("INSERT INTO witness_cosigs VALUES ($1, $2, $3, $4, $5) ON CONFLICT "
+                                 "(size, name, key_id) DO UPDATE SET sig=$4, time=$5", size, name, key_id, sig, time)
+        self._witness_note = None
+
+    async def witness_cosigned(self) -> tuple[StoredCheckpoint, list[tuple[str, bytes, bytes]]] | None:
+        size = await self._pool.fetchval("SELECT max(size) FROM witness_cosigs")
+        stored = None if size is None else await self.issued_size(int(size))
+        if stored is None:
+            return None
+        rows = await self._pool.fetch("SELECT name, key_id, sig FROM witness_cosigs WHERE size=$1 "
+                                      "ORDER BY name, key_id", stored.checkpoint.size)
+        return stored, [(str(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    # -- meta, restore acceptances, retention ----------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        value = await self._pool.fetchval("SELECT value FROM audit_meta WHERE key=$1", key)
+        return None if value is None else bytes(value)
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        await self._pool.execute("INSERT INTO audit_meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
+                                 key, value)
+
+    async def add_acceptance(self, size: int, time: int, raw: bytes, sig: bytes) -> None:
+        await self._pool.execute("INSERT INTO restore_acceptances (size, time, raw, sig) VALUES ($1, $2, $3, $4)",
+                                 size, time, raw, sig)
+
+    async def acceptances(self, limit: int = 16) -> list[tuple[bytes, bytes]]:
+        """The newest ``limit`` acceptances (statement, signature), newest first."""
+        rows = await self._pool.fetch("SELECT raw, sig FROM restore_acceptances ORDER BY id DESC LIMIT $1", limit)
+        return [(bytes(r[0]), bytes(r[1])) for r in rows]
+
+    async def prune(self, before_day: int) -> int:
+        """Delete leaf bytes of days before ``before_day``; hashes stay. Returns how many went."""
+        rows = await self._pool.fetch("UPDATE events SET leaf=NULL WHERE day < $1 AND leaf IS NOT NULL AND idx < $2 "
+                                      "RETURNING idx", before_day, self.committed)
+        return len(rows)
+
+
+async def _extend(conn: Conn, tree: MerkleTree) -> None:
+    """Append to ``tree`` the stored leaves from its size on (a cursor: a long log is not read at once)."""
+    if not conn.is_in_transaction():
+        async with conn.transaction(isolation="repeatable_read", readonly=True):  # a cursor needs one
+            return await _extend(conn, tree)
+    async for idx, stored_hash, leaf in conn.cursor("SELECT idx, hash, leaf FROM events WHERE idx >= $1 "
+                                                    "ORDER BY idx", tree.size, prefetch=2000):
+        if idx != tree.size:
+            raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
+        # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
+        tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))

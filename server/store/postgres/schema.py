@@ -1,0 +1,139 @@
+"""The PostgreSQL schema, as numbered migrations applied at start (``schema_version`` holds the last one).
+
+Each entry of ``MIGRATIONS`` is applied once, in order, in its own transaction together with the new
+version number; a process that starts while another applies them waits for it (an advisory lock), so
+several processes may start at once. A database whose schema is newer than this code knows (written by a
+later release) is refused: this code could misread what it cannot know.
+
+The tables are those of the SQLite backend (``server/store/sqlite/``, ``server/usage.py``) with
+PostgreSQL's types: ``bytea`` for bytes, ``bigint`` for integers and times, ``double precision`` for the
+expiry times SQLite keeps as REAL. ``links.id`` and ``restore_acceptances.id`` keep the order rows were
+stored in (SQLite's rowid). The audit log's tables share the database (its meta table is ``audit_meta``).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from vault.errors import VaultError
+
+# A connection, of its own or lent by a pool.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: everything the SQLite backend holds
+    """
+    CREATE TABLE meta (key text PRIMARY KEY, value bytea NOT NULL);
+    CREATE TABLE links (
+        id bigint GENERATED ALWAYS AS IDENTITY UNIQUE, chain text NOT NULL, seq bigint NOT NULL,
+        kind text NOT NULL, wire bytea NOT NULL, time bigint NOT NULL, PRIMARY KEY (chain, seq));
+    CREATE TABLE puk_boxes (
+        member text NOT NULL, puk_gen bigint NOT NULL, device text NOT NULL, box bytea NOT NULL,
+        PRIMARY KEY (member, puk_gen, device));
+    CREATE TABLE team_boxes (
+        team text NOT NULL, gen bigint NOT NULL, member text NOT NULL, box bytea NOT NULL,
+        PRIMARY KEY (team, gen, member));
+    CREATE TABLE versions (
+        vid text PRIMARY KEY, team text NOT NULL, doc text NOT NULL, seq bigint NOT NULL, record bytea NOT NULL,
+        blob text NOT NULL, body_len bigint NOT NULL, created bigint NOT NULL, UNIQUE (team, doc, seq));
+    CREATE TABLE link_slots (
+        slot text PRIMARY KEY, member text NOT NULL, expires double precision NOT NULL, payload bytea);
+    CREATE INDEX link_slots_expires ON link_slots (expires);
+    CREATE INDEX link_slots_member ON link_slots (member, expires);
+    CREATE TABLE sessions (
+        token bytea PRIMARY KEY, member text NOT NULL, device text NOT NULL, expires double precision NOT NULL);
+    CREATE INDEX sessions_expires ON sessions (expires);
+    CREATE TABLE threads (
+        team text NOT NULL, thread text NOT NULL, record bytea NOT NULL, expire bigint NOT NULL,
+        created bigint NOT NULL, next_pos bigint NOT NULL, last_time bigint NOT NULL, PRIMARY KEY (team, thread));
+    CREATE TABLE messages (
+        team text NOT NULL, thread text NOT NULL, pos bigint NOT NULL, mid text NOT NULL, device text NOT NULL,
+        seq bigint NOT NULL, time bigint NOT NULL, record bytea NOT NULL,
+        PRIMARY KEY (team, thread, pos), UNIQUE (team, thread, device, seq));
+    CREATE TABLE unlogged_links (hash bytea PRIMARY KEY, chain text NOT NULL, seq bigint NOT NULL);
+    CREATE TABLE thread_senders (
+        team text NOT NULL, thread text NOT NULL, device text NOT NULL, seq bigint NOT NULL, mid text NOT NULL,
+        time bigint NOT NULL, PRIMARY KEY (team, thread, device));
+    CREATE TABLE authored (
+        kind text NOT NULL, ref text NOT NULL, member text NOT NULL, bytes bigint NOT NULL, created bigint NOT NULL,
+        PRIMARY KEY (kind, ref));
+    CREATE INDEX authored_member ON authored (member, kind, created);
+    CREATE TABLE authored_bytes (
+        member text NOT NULL, kind text NOT NULL, bytes bigint NOT NULL, PRIMARY KEY (member, kind));
+    CREATE TABLE events (idx bigint PRIMARY KEY, day bigint NOT NULL, hash bytea NOT NULL, leaf bytea);
+    CREATE TABLE checkpoints (size bigint PRIMARY KEY, raw bytea NOT NULL, sig bytea NOT NULL);
+    CREATE TABLE cosigs (
+        size bigint NOT NULL, member text NOT NULL, device text NOT NULL, sig bytea NOT NULL, time bigint NOT NULL,
+        PRIMARY KEY (size, device));
+    CREATE TABLE witness_cosigs (
+        size bigint NOT NULL, name text NOT NULL, key_id bytea NOT NULL, sig bytea NOT NULL, time bigint NOT NULL,
+        PRIMARY KEY (size, name, key_id));
+    CREATE TABLE audit_meta (key text PRIMARY KEY, value bytea NOT NULL);
+    CREATE TABLE restore_acceptances (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, size bigint NOT NULL, time bigint NOT NULL,
+        raw bytea NOT NULL, sig bytea NOT NULL);
+    """,
+)
+VERSION = len(MIGRATIONS)
+
+# Advisory lock keys (one bigint namespace per database): the migrations, and the audit log's appends.
+MIGRATION_LOCK = 0x6D76_0001
+AUDIT_LOCK = 0x6D76_0002
+
+
+class SchemaTooNew(VaultError):
+    """The database was written by a newer release (its schema version is beyond this code's)."""
+
+    code = "schema_too_new"
+    status = 500
+
+
+class DatabaseUnavailable(VaultError):
+    """The database cannot be reached or refused the connection (the server does not start)."""
+
+    code = "database_unavailable"
+    status = 503
+
+
+async def migrate(conn: Conn) -> int:
+    """Bring the schema to ``VERSION``; the version found before. Raises ``SchemaTooNew`` on a newer one."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        found = await conn.fetchval("SELECT max(version) FROM schema_version")
+        before = int(found or 0)
+        if before > VERSION:
+            raise SchemaTooNew(f"the database's schema is version {before}, newer than this server knows "
+                               f"({VERSION}): run the release that wrote it, or a later one")
+        for number in range(before + 1, VERSION + 1):
+            await conn.execute(MIGRATIONS[number - 1])
+            await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
+    return before
+
+
+async def connect(url: str) -> asyncpg.Pool[asyncpg.Record]:
+    """A pool on ``url`` with the schema brought up to date; ``DatabaseUnavailable`` if it cannot be reached."""
+    try:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as e:
+        raise DatabaseUnavailable(f"cannot connect to the database at {redacted(url)}: {e}") from e
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password (it is printed in errors)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in userinfo else ''}@{host}"

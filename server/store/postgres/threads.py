@@ -1,0 +1,109 @@
+"""Thread records and messages in PostgreSQL (``ThreadStore``), the base of ``PostgresStorage``."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from server.store.postgres import usage as PU
+from server.store.records import StoredHead, StoredMessage, StoredThread, ThreadAdded, ThreadExists, ThreadOutcome
+from server.usage import Allowance, over_quota, thread_creator
+from vault.errors import ServiceUnavailable
+
+
+class PositionTaken(ServiceUnavailable):
+    """A message's position is not its thread's next one in the database (another process stored one there
+    first): its batch is stored not at all, and fails (``server/store/commit.py``)."""
+
+
+def _thread(r: asyncpg.Record) -> StoredThread:
+    return StoredThread(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+
+
+class ThreadTables:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+        self._pool = pool
+
+    async def add_thread(self, t: StoredThread, now: int, allowance: Allowance | None = None) -> ThreadOutcome:
+        creator = allowance.member if allowance is not None else thread_creator(t.record)
+        async with self._pool.acquire() as conn, conn.transaction():
+            if allowance is not None:
+                await PU.lock_member(conn, allowance.member)
+                use = await PU.usage_of(conn, allowance.member, "thread", now, allowance.per_day)
+                over = over_quota("thread", allowance, use, 0)
+                if over is not None:
+                    return over
+            added = await conn.fetchval("INSERT INTO threads VALUES ($1, $2, $3, $4, $5, 1, $5) "
+                                        "ON CONFLICT (team, thread) DO NOTHING RETURNING thread",
+                                        t.team, t.thread, t.record, t.expire, now)
+            if added is None:
+                return ThreadExists()
+            await PU.add_authored(conn, "thread", f"{t.team}/{t.thread}", creator, 0, now)
+        return ThreadAdded()
+
+    async def threads(self, team: str, now: int) -> list[StoredThread]:
+        return [_thread(r) for r in await self._pool.fetch(
+            "SELECT t.team, t.thread, t.record, t.expire, t.next_pos, t.last_time, "
+            "(SELECT count(*) FROM messages m WHERE m.team=t.team AND m.thread=t.thread "
+            " AND (t.expire = 0 OR m.time + t.expire > $1)) "
+            "FROM threads t WHERE team=$2 ORDER BY created, thread", now, team)]
+
+    async def thread(self, team: str, thread: str) -> StoredThread | None:
+        row = await self._pool.fetchrow("SELECT team, thread, record, expire, next_pos, last_time, 0 FROM threads "
+                                        "WHERE team=$1 AND thread=$2", team, thread)
+        return None if row is None else _thread(row)
+
+    async def thread_head(self, team: str, thread: str) -> StoredHead | None:
+        """A thread's next position, its record, and each device's last message (None: no such thread)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow("SELECT next_pos, record FROM threads WHERE team=$1 AND thread=$2",
+                                      team, thread)
+            if row is None:
+                return None
+            senders = {str(r[0]): (int(r[1]), str(r[2]), int(r[3])) for r in await conn.fetch(
+                "SELECT device, seq, mid, time FROM thread_senders WHERE team=$1 AND thread=$2", team, thread)}
+        return StoredHead(int(row[0]), bytes(row[1]), senders)
+
+    async def add_messages(self, rows: list[StoredMessage]) -> None:
+        """Store messages whose chains the caller checked, in one transaction: each at its thread's next
+        position in the database (checked under the thread row's lock), or none of them (``PositionTaken``)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            expected: dict[tuple[str, str], int] = {}
+            for key in sorted({(m.team, m.thread) for m in rows}):  # one lock order: no deadlock
+                expected[key] = int(await conn.fetchval(
+                    "SELECT next_pos FROM threads WHERE team=$1 AND thread=$2 FOR UPDATE", *key))
+            for m in sorted(rows, key=lambda m: m.pos):
+                if m.pos != expected[(m.team, m.thread)]:
+                    raise PositionTaken("another server process stored a message in this thread first; "
+                                        "read the thread and post again")
+                expected[(m.team, m.thread)] += 1
+            await conn.executemany("INSERT INTO messages VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                   [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record) for m in rows])
+            await conn.executemany(
+                "INSERT INTO thread_senders VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (team, thread, device) "
+                "DO UPDATE SET seq=excluded.seq, mid=excluded.mid, time=excluded.time",
+                [(m.team, m.thread, m.device, m.seq, m.mid, m.time) for m in rows])
+            await conn.executemany("UPDATE threads SET next_pos=greatest(next_pos, $1), "
+                                   "last_time=greatest(last_time, $2) WHERE team=$3 AND thread=$4",
+                                   [(m.pos + 1, m.time, m.team, m.thread) for m in rows])
+
+    async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
+        """Messages after position ``after`` that have not expired, oldest first."""
+        return [StoredMessage(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), int(r[6]),
+                              bytes(r[7])) for r in await self._pool.fetch(
+            "SELECT m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record FROM messages m "
+            "JOIN threads t ON t.team=m.team AND t.thread=m.thread "
+            "WHERE m.team=$1 AND m.thread=$2 AND m.pos>$3 AND (t.expire = 0 OR m.time + t.expire > $4) "
+            "ORDER BY m.pos LIMIT $5", team, thread, after, now, limit)]
+
+    async def last_sent(self, team: str, thread: str, device: str) -> tuple[int, str, int] | None:
+        row = await self._pool.fetchrow("SELECT seq, mid, time FROM thread_senders WHERE team=$1 AND thread=$2 "
+                                        "AND device=$3", team, thread, device)
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
+    async def purge_messages(self, now: int) -> list[tuple[str, str, int]]:
+        """Delete expired messages; (team, thread, count) for each thread that lost some."""
+        rows = await self._pool.fetch(
+            "WITH gone AS (DELETE FROM messages m USING threads t WHERE t.team=m.team AND t.thread=m.thread "
+            "AND t.expire > 0 AND m.time + t.expire <= $1 RETURNING m.team, m.thread) "
+            "SELECT team, thread, count(*) FROM gone GROUP BY team, thread ORDER BY team, thread", now)
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]

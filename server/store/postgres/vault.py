@@ -1,0 +1,265 @@
+"""The PostgreSQL backend of ``server.store.protocols.Storage`` (asyncpg) + blobs on disk (``server/store/blobs.py``).
+
+The same semantics as the SQLite backend (``server/store/sqlite/vault.py``), with the serialization that
+SQLite gets from its single writer made explicit, so that several server processes may share the database:
+
+- chain appends: the expected head (a batch's first link of a chain follows the stored last one) and the
+  primary key (chain, seq) are checked in the transaction; a lost race is ``ChainMoved``, never two links at
+  one position. A chain's appends take its advisory lock, which a version upload takes shared: a removal
+  and rotation cannot be stored between an upload's check of the team chain and its commit;
+- a document's versions: its advisory lock, then the head check; (team, doc, seq) is unique as well;
+- quotas: the member's advisory lock before counting (``server/store/postgres/usage.py``);
+- thread messages: each row's position is checked against the thread's ``next_pos`` under the thread row's
+  lock (``FOR UPDATE``), in the transaction that stores it.
+
+Every method is one transaction on a connection of the pool. Blobs are named by version id and written
+before the row that references them; unreferenced ones are collected at start (``collect_garbage``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import asyncpg
+
+from server.store.blobs import BlobStore, FileBlobs
+from server.store.local import Nonces, SessionCache
+from server.store.postgres import usage as PU
+from server.store.postgres.schema import Conn, connect
+from server.store.postgres.threads import ThreadTables
+from server.store.records import (
+    AuthSession,
+    ChainMoved,
+    LinksAppended,
+    LinksOutcome,
+    SlotFill,
+    SlotMissing,
+    SlotOpen,
+    SlotRead,
+    SlotsFull,
+    StoredLink,
+    StoredVersion,
+    TeamMoved,
+    VersionAdded,
+    VersionOutcome,
+    moved_head,
+)
+from server.usage import Allowance, Usage, over_quota, version_author
+from vault.links import link_hash
+
+_COLS = "vid, team, doc, seq, record, blob, body_len"
+
+
+def _version(r: asyncpg.Record) -> StoredVersion:
+    return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
+
+
+async def lock_chain(conn: Conn, chain: str, shared: bool = False) -> None:
+    """Until the transaction ends: no append to ``chain`` (``shared``), or nothing else under its lock."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}"
+                       "(hashtextextended('chain:' || $1, 0))", chain)
+
+
+class PostgresStorage(ThreadTables):
+    """Chains, boxes, documents, login and slots in PostgreSQL (threads: ``ThreadTables``)."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], data_dir: Path) -> None:
+        super().__init__(pool)
+        self.data_dir = data_dir
+        self.blobs: BlobStore = FileBlobs(data_dir)
+        self._nonces = Nonces()
+        self._sessions = SessionCache()
+
+    @classmethod
+    async def open(cls, url: str, data_dir: Path) -> PostgresStorage:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pool = await connect(url)
+        store = cls(pool, data_dir)
+        try:
+            await store.collect_garbage()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def collect_garbage(self) -> None:
+        """Remove blobs no version references (with several processes: only at a start, before serving, as
+        an upload's blob waits in ``tmp/`` until its row is about to be written)."""
+        self.blobs.collect({str(r[0]) for r in await self._pool.fetch("SELECT blob FROM versions")})
+
+    # -- meta -------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        value = await self._pool.fetchval("SELECT value FROM meta WHERE key=$1", key)
+        return None if value is None else bytes(value)
+
+    async def set_meta(self, key: str, value: bytes) -> None:
+        await self._pool.execute("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
+                                 key, value)
+
+    # -- chains and boxes -------------------------------------------------------------------
+
+    async def all_links(self) -> list[StoredLink]:
+        rows = await self._pool.fetch("SELECT chain, seq, kind, wire FROM links ORDER BY id")
+        return [StoredLink(str(r[0]), int(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+
+    async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
+                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
+        """The links and their key boxes in one transaction, with a note of each link in ``unlogged_links``
+        until its audit event is recorded (``server/recorder.py``)."""
+        links = list(links)
+        first: dict[str, int] = {}
+        for link in links:
+            first.setdefault(link.chain, link.seq)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for chain in sorted(first):  # one order for every process: no deadlock between two appends
+                    await lock_chain(conn, chain)
+                    head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)
+                    if head is not None and first[chain] != head + 1:
+                        return ChainMoved()  # nothing written yet
+                await conn.executemany(
+                    "INSERT INTO links (chain, seq, kind, wire, time) "
+                    "VALUES ($1, $2, $3, $4, extract(epoch FROM now())::bigint)",
+                    [(link.chain, link.seq, link.kind, link.wire) for link in links])
+                await conn.executemany("INSERT INTO puk_boxes VALUES ($1, $2, $3, $4)", list(puk_boxes))
+                await conn.executemany("INSERT INTO team_boxes VALUES ($1, $2, $3, $4)", list(team_boxes))
+                await conn.executemany(
+                    "INSERT INTO unlogged_links VALUES ($1, $2, $3) ON CONFLICT (hash) DO UPDATE "
+                    "SET chain=excluded.chain, seq=excluded.seq",
+                    [(link_hash(link.wire), link.chain, link.seq) for link in links])
+        except asyncpg.UniqueViolationError:  # rolled back: a link at one of these positions, or a box, is stored
+            return ChainMoved()
+        return LinksAppended()
+
+    async def unlogged_links(self) -> list[tuple[bytes, int]]:
+        rows = await self._pool.fetch("SELECT l.wire, l.time FROM unlogged_links u JOIN links l "
+                                      "ON l.chain=u.chain AND l.seq=u.seq ORDER BY l.id")
+        return [(bytes(r[0]), int(r[1])) for r in rows]
+
+    async def links_logged(self, hashes: list[bytes]) -> None:
+        await self._pool.execute("DELETE FROM unlogged_links WHERE hash = ANY($1::bytea[])", hashes)
+
+    async def team_boxes_for(self, team: str, member: str) -> list[tuple[int, bytes]]:
+        rows = await self._pool.fetch("SELECT gen, box FROM team_boxes WHERE team=$1 AND member=$2 ORDER BY gen",
+                                      team, member)
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def puk_boxes_for(self, member: str, device: str) -> list[tuple[int, bytes]]:
+        rows = await self._pool.fetch("SELECT puk_gen, box FROM puk_boxes WHERE member=$1 AND device=$2 "
+                                      "ORDER BY puk_gen", member, device)
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    # -- documents --------------------------------------------------------------------------
+
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int,
+                          team_seq: int | None = None, allowance: Allowance | None = None) -> VersionOutcome:
+        """Insert a version only on top of its document's head, only while the team chain is at ``team_seq``
+        (when given) and only within the author's quotas (``allowance``); a refusal stores nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if team_seq is not None:
+                await lock_chain(conn, v.team, shared=True)
+                head_link = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", v.team)
+                if head_link != team_seq:
+                    return TeamMoved(int(head_link or 0))
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('doc:' || $1 || '/' || $2, 0))",
+                               v.team, v.doc)
+            head = await conn.fetchrow("SELECT vid, seq FROM versions WHERE team=$1 AND doc=$2 "
+                                       "ORDER BY seq DESC LIMIT 1", v.team, v.doc)
+            moved = moved_head(parent, v.seq, *((str(head[0]), int(head[1])) if head else (None, 0)))
+            if moved is not None:
+                return moved
+            if allowance is not None:
+                await PU.lock_member(conn, allowance.member)
+                use = await PU.usage_of(conn, allowance.member, "version", now, allowance.per_day)
+                over = over_quota("version", allowance, use, v.body_len)
+                if over is not None:
+                    return over
+            author = allowance.member if allowance is not None else version_author(v.record)
+            await conn.execute("INSERT INTO versions VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                               v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now)
+            await PU.add_authored(conn, "version", v.vid, author, v.body_len, now)
+        return VersionAdded()
+
+    async def usage(self, member: str, kind: str, now: int, per_day: int) -> Usage:
+        async with self._pool.acquire() as conn:
+            return await PU.usage_of(conn, member, kind, now, per_day)
+
+    async def versions(self, team: str, doc: str) -> list[StoredVersion]:
+        return [_version(r) for r in await self._pool.fetch(
+            f"SELECT {_COLS} FROM versions WHERE team=$1 AND doc=$2 ORDER BY seq", team, doc)]
+
+    async def heads(self, team: str) -> list[StoredVersion]:
+        return [_version(r) for r in await self._pool.fetch(
+            f"SELECT DISTINCT ON (doc) {_COLS} FROM versions WHERE team=$1 ORDER BY doc, seq DESC", team)]
+
+    async def team_versions(self, team: str) -> list[StoredVersion]:
+        return [_version(r) for r in await self._pool.fetch(
+            f"SELECT {_COLS} FROM versions WHERE team=$1 ORDER BY created, doc, seq", team)]
+
+    async def version(self, team: str, vid: str) -> StoredVersion | None:
+        row = await self._pool.fetchrow(f"SELECT {_COLS} FROM versions WHERE team=$1 AND vid=$2", team, vid)
+        return None if row is None else _version(row)
+
+    # -- login ------------------------------------------------------------------------------
+
+    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
+        self._nonces.add(nonce, member, device, expires)  # in memory (server/store/local.py)
+
+    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
+        return self._nonces.take(nonce)
+
+    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
+        await self._pool.execute("INSERT INTO sessions VALUES ($1, $2, $3, $4)", token, member, device, expires)
+
+    async def session(self, token: bytes) -> AuthSession | None:
+        cached = self._sessions.get(token)
+        if cached is not None:
+            return cached
+        row = await self._pool.fetchrow("SELECT member, device, expires FROM sessions WHERE token=$1", token)
+        if row is None:
+            return None
+        return self._sessions.keep(token, AuthSession(str(row[0]), str(row[1]), float(row[2])))
+
+    async def purge_expired(self, now: float) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM link_slots WHERE expires < $1", now)
+            await conn.execute("DELETE FROM sessions WHERE expires < $1", now)
+        self._nonces.purge(now)
+        self._sessions.purge(now)
+
+    # -- device-link mailbox ---------------------------------------------------------------
+
+    async def open_slot(self, slot: str, member: str, expires: float, now: float = 0,
+                        max_open: int = 0) -> SlotOpen | SlotsFull:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if max_open:
+                await PU.lock_member(conn, member)
+                wait = await PU.open_slots_wait(conn, member, now, max_open)
+                if wait is not None:
+                    return SlotsFull(max_open, wait)
+            opened = await conn.fetchval("INSERT INTO link_slots VALUES ($1, $2, $3, NULL) "
+                                         "ON CONFLICT (slot) DO NOTHING RETURNING slot", slot, member, expires)
+        return SlotOpen.IN_USE if opened is None else SlotOpen.OPENED
+
+    async def fill_slot(self, slot: str, payload: bytes, now: float) -> SlotFill:
+        """Deliver a new device's keys once; unknown, expired or filled slots are refused."""
+        filled = await self._pool.fetchval(
+            "UPDATE link_slots SET payload=$1 WHERE slot=$2 AND payload IS NULL AND expires > $3 RETURNING slot",
+            payload, slot, now)
+        return SlotFill.UNAVAILABLE if filled is None else SlotFill.FILLED
+
+    async def read_slot(self, slot: str, member: str, now: float) -> SlotRead | SlotMissing:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT payload FROM link_slots WHERE slot=$1 AND member=$2 AND expires > $3 "
+                                      "FOR UPDATE", slot, member, now)
+            if row is None:
+                return SlotMissing.UNKNOWN
+            if row[0] is not None:
+                await conn.execute("DELETE FROM link_slots WHERE slot=$1", slot)
+        return SlotRead(None if row[0] is None else bytes(row[0]))
+

@@ -1,0 +1,224 @@
+"""The store protocols on both backends (``backend``: SQLite, and a real PostgreSQL): every method's answers,
+refusals that store nothing, and races between two stores opened on one database (as two server processes
+would) that end with exactly one winner."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from security.merkle import MerkleTree, leaf_hash
+from server.store.backends import open_audit, open_storage
+from server.store.postgres.audit import PostgresAudit
+from server.store.protocols import Storage
+from server.store.records import (
+    ChainMoved,
+    HeadMoved,
+    LinksAppended,
+    SlotFill,
+    SlotMissing,
+    SlotOpen,
+    SlotRead,
+    SlotsFull,
+    StoredLink,
+    StoredMessage,
+    StoredThread,
+    StoredVersion,
+    TeamMoved,
+    ThreadAdded,
+    ThreadExists,
+    VersionAdded,
+)
+from server.usage import Allowance, OverDailyCount
+from tests.helpers.postgres import Cluster
+from vault.links import link_hash
+
+
+@pytest.fixture
+async def store(tmp_path: Path, backend: str) -> AsyncIterator[Storage]:
+    s = await open_storage(tmp_path, backend)
+    yield s
+    await s.close()
+
+
+def link(chain: str, seq: int) -> StoredLink:
+    return StoredLink(chain, seq, "team" if chain != "org" else "org", f"{chain}/{seq}".encode())
+
+
+def version(doc: str, seq: int, team: str = "t1") -> StoredVersion:
+    return StoredVersion(f"v-{team}-{doc}-{seq}", team, doc, seq, b"record", f"v-{team}-{doc}-{seq}", 10)
+
+
+async def test_meta_is_replaced_and_read_back(tmp_path: Path, backend: str) -> None:
+    s = await open_storage(tmp_path, backend)
+    try:
+        assert await s.get_meta("k") is None
+        await s.set_meta("k", b"one")
+        await s.set_meta("k", b"two")
+        assert await s.get_meta("k") == b"two"
+    finally:
+        await s.close()
+    s = await open_storage(tmp_path, backend)  # durable: a second start finds it
+    try:
+        assert await s.get_meta("k") == b"two"
+    finally:
+        await s.close()
+
+
+async def test_a_link_at_a_stored_position_is_refused_with_its_boxes(tmp_path: Path, backend: str) -> None:
+    s = await open_storage(tmp_path, backend)
+    try:
+        assert await s.append_links([link("t1", 1), link("t1", 2)], [], [("t1", 1, "m", b"box")]) == LinksAppended()
+        assert await s.append_links([link("t1", 2)], [("m", 1, "d", b"puk")], []) == ChainMoved()
+        assert await s.append_links([link("t1", 3)], [], [("t1", 1, "m", b"again")]) == ChainMoved()  # a box
+        assert [(x.chain, x.seq) for x in await s.all_links()] == [("t1", 1), ("t1", 2)]
+        assert await s.puk_boxes_for("m", "d") == [] and await s.team_boxes_for("t1", "m") == [(1, b"box")]
+        assert [w for w, _ in await s.unlogged_links()] == [b"t1/1", b"t1/2"]
+        await s.links_logged([link_hash(b"t1/1")])
+        assert [w for w, _ in await s.unlogged_links()] == [b"t1/2"]
+    finally:
+        await s.close()
+
+
+async def test_two_stores_on_one_database_append_at_one_position_and_one_wins(tmp_path: Path, backend: str) -> None:
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        assert await a.append_links([link("org", 1)], [], []) == LinksAppended()
+        outcomes = await asyncio.gather(*(s.append_links([link("org", 2)], [], []) for s in (a, b, a, b)))
+        assert sorted(type(o).__name__ for o in outcomes) == ["ChainMoved"] * 3 + ["LinksAppended"]
+        assert [x.seq for x in await b.all_links()] == [1, 2]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_versions_sit_on_the_head_and_the_team_link(store: Storage) -> None:
+    await store.append_links([link("t1", 1)], [], [])
+    assert await store.add_version(version("d", 1), None, 100, team_seq=1) == VersionAdded()
+    assert await store.add_version(version("d", 1), None, 100) == HeadMoved(1)
+    assert await store.add_version(version("d", 2), "v-t1-d-1", 100, team_seq=0) == TeamMoved(1)
+    assert await store.add_version(version("d", 2), "v-t1-d-1", 100, team_seq=1) == VersionAdded()
+    assert await store.add_version(version("e", 1), None, 101) == VersionAdded()
+    assert [v.seq for v in await store.versions("t1", "d")] == [1, 2]
+    assert [(v.doc, v.seq) for v in await store.heads("t1")] == [("d", 2), ("e", 1)]
+    assert [v.vid for v in await store.team_versions("t1")] == ["v-t1-d-1", "v-t1-d-2", "v-t1-e-1"]
+    assert await store.version("t1", "v-t1-d-2") == version("d", 2)
+    assert await store.version("t2", "v-t1-d-2") is None
+
+
+async def test_a_version_over_the_daily_quota_is_refused_and_counted_once(store: Storage) -> None:
+    quota = Allowance("m", per_day=1)
+    assert await store.add_version(version("d", 1), None, 1000, allowance=quota) == VersionAdded()
+    refused = await store.add_version(version("e", 1), None, 1001, allowance=quota)
+    assert isinstance(refused, OverDailyCount) and refused.retry_after == 86400 - 1
+    use = await store.usage("m", "version", 1001, 1)
+    assert (use.stored_bytes, use.today) == (10, 1)
+    assert await store.versions("t1", "e") == []
+
+
+async def test_two_stores_upload_one_document_at_once_and_one_wins(tmp_path: Path, backend: str) -> None:
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        rivals = [StoredVersion(f"v{i}", "t1", "d", 1, b"r", f"v{i}", 1) for i in range(6)]
+        outcomes = await asyncio.gather(*((a, b)[i % 2].add_version(v, None, 5) for i, v in enumerate(rivals)))
+        assert sorted(type(o).__name__ for o in outcomes) == ["HeadMoved"] * 5 + ["VersionAdded"]
+        assert len(await a.versions("t1", "d")) == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_sessions_nonces_and_their_expiry(store: Storage) -> None:
+    await store.add_session(b"tok", "m", "d", 50.0)
+    found = await store.session(b"tok")
+    assert found is not None and (found.member, found.device, found.expires) == ("m", "d", 50.0)
+    assert await store.session(b"other") is None
+    await store.add_nonce(b"n", "m", "d", 40.0)
+    assert await store.take_nonce(b"n") == ("m", "d", 40.0) and await store.take_nonce(b"n") is None
+    await store.purge_expired(60.0)
+    assert await store.session(b"tok") is None
+
+
+async def test_device_link_slots(store: Storage) -> None:
+    assert await store.open_slot("s1", "m", 100.0, now=10, max_open=2) == SlotOpen.OPENED
+    assert await store.open_slot("s1", "x", 100.0, now=10) == SlotOpen.IN_USE
+    assert await store.open_slot("s2", "m", 50.0, now=10, max_open=2) == SlotOpen.OPENED
+    assert await store.open_slot("s3", "m", 100.0, now=10, max_open=2) == SlotsFull(2, 41)
+    assert await store.read_slot("s1", "x", 10) == SlotMissing.UNKNOWN
+    assert await store.read_slot("s1", "m", 10) == SlotRead(None)
+    assert await store.fill_slot("s1", b"keys", 10) == SlotFill.FILLED
+    assert await store.fill_slot("s1", b"other", 10) == SlotFill.UNAVAILABLE
+    assert await store.fill_slot("s2", b"late", 60) == SlotFill.UNAVAILABLE  # expired
+    assert await store.read_slot("s1", "m", 10) == SlotRead(b"keys")
+    assert await store.read_slot("s1", "m", 10) == SlotMissing.UNKNOWN  # read once, then gone
+
+
+def message(pos: int, seq: int, time: int = 100, device: str = "d1") -> StoredMessage:
+    return StoredMessage("t1", "th", pos, f"m{device}{seq}", device, seq, time, b"rec%d" % pos)
+
+
+async def test_threads_and_their_messages(store: Storage) -> None:
+    thread = StoredThread("t1", "th", b"record", 50, 1, 100)
+    quota = Allowance("m", per_day=5)
+    assert await store.add_thread(thread, 100, quota) == ThreadAdded()
+    assert await store.add_thread(thread, 100, quota) == ThreadExists()
+    assert (await store.usage("m", "thread", 100, 5)).today == 1  # the refused one is not counted
+    await store.add_messages([message(1, 1, 100), message(2, 1, 120, "d2"), message(3, 2, 130)])
+    head = await store.thread_head("t1", "th")
+    assert head is not None and head.next_pos == 4 and head.senders == {"d1": (2, "md12", 130), "d2": (1, "md21", 120)}
+    assert await store.thread_head("t1", "none") is None
+    assert [m.pos for m in await store.messages("t1", "th", 1, 10, 140)] == [2, 3]
+    assert await store.last_sent("t1", "th", "d2") == (1, "md21", 120)
+    listed = await store.threads("t1", 160)  # message 1 expired at 150, 2 at 170
+    assert [(t.thread, t.next_pos, t.last_time, t.count) for t in listed] == [("th", 4, 130, 2)]
+    assert await store.purge_messages(175) == [("t1", "th", 2)]
+    assert [m.pos for m in await store.messages("t1", "th", 0, 10, 175)] == [3]
+    stored = await store.thread("t1", "th")
+    assert stored is not None and stored.record == b"record"
+
+
+async def test_the_audit_log_is_rebuilt_from_the_database(tmp_path: Path, backend: str) -> None:
+    log = await open_audit(tmp_path, backend)
+    try:
+        indices = await asyncio.gather(*(log.append(b"leaf%d" % i, 3) for i in range(20)))
+        assert sorted(indices) == list(range(20))
+        first = await log.checkpoint("org", 1000)
+        assert await log.checkpoint("org", 2000) == first  # nothing changed: the same one
+        await log.add_cosig(20, "m", "d", b"sig", 5)
+        assert await log.issued(first.checkpoint.raw) == first
+        assert await log.prune(4) == 20
+        assert all(leaf is None for _, _, leaf in await log.leaves(0, 100))
+    finally:
+        await log.close()
+    log = await open_audit(tmp_path, backend)
+    try:
+        expected = MerkleTree()
+        for i in range(20):
+            expected.append(leaf_hash(b"leaf%d" % i))
+        assert log.committed == 20 and log.tree.root(20) == expected.root(20)
+        witnessed = await log.witnessed()
+        assert witnessed is not None and witnessed[0] == first and [c.member for c in witnessed[1]] == ["m"]
+    finally:
+        await log.close()
+
+
+async def test_two_processes_append_to_one_audit_log(tmp_path: Path, pg_cluster: Cluster) -> None:
+    url = pg_cluster.new_database()
+    a, b = await PostgresAudit.open(url, tmp_path), await PostgresAudit.open(url, tmp_path)
+    try:
+        got = await asyncio.gather(*((a, b)[i % 2].append(b"L%d" % i, 1) for i in range(64)))
+        assert sorted(got) == list(range(64))  # every index once: one log
+        await a.append(b"last", 1)  # adopts b's leaves first
+        c = await PostgresAudit.open(url, tmp_path)
+        try:
+            assert a.tree.root(65) == c.tree.root(65) and c.committed == 65
+            cp = await a.checkpoint("org", 1)
+            assert (await c.checkpoint("org", 2)) == cp  # the one stored at that size, whoever asks
+        finally:
+            await c.close()
+    finally:
+        await a.close()
+        await b.close()
