@@ -157,3 +157,11 @@ class Authority(DefaultPolicy):
 
 
 POLICY: Final = Authority()
+
+
+def paused_note(org: OrgState, member: str, team: TeamState, t: int) -> str:
+    """Why ``member`` may not add content to ``team`` at ``t`` if a pause is the reason (``org.device.cut``), to
+    append to a refusal the server or a client gives the member themselves ("" when it is not)."""
+    if team.kind in PAUSED_KINDS and org.incidents.paused_at(member, t) is not None:
+        return ": your sensitive memberships are paused (lost-device incident) until the Security Team clears them"
+    return ""

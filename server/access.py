@@ -14,7 +14,7 @@ import datetime
 
 from aiohttp import web
 
-from security.authority import POLICY
+from security.authority import POLICY, paused_note
 from security.protocols import Protocols, defaults, parse
 from server import replies
 from server.context import (
@@ -171,7 +171,9 @@ def team_access(request: web.Request, action: str, denied: str) -> TeamState:
     team = visible_team(request, request.match_info["team"])
     s = session_of(request)
     if not may_now(request.app, s, action, team):
-        raise PolicyDenied(f"you may not {denied} team {team.name}")
+        now = int(request.app[CONFIG].clock())
+        raise PolicyDenied(f"you may not {denied} team {team.name}"
+                           f"{paused_note(request.app[DIRECTORY].require_org(), s.member, team, now)}")
     return team
 
 
