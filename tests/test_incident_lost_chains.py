@@ -12,6 +12,7 @@ import pytest
 
 from security.authority import POLICY
 from tests.helpers.chain_world import MWorld, Person, Team, expect
+from tests.helpers.rules import HOUR, MINUTE, audit, event, link_event, ok, only, result
 from vault.acts import Act
 from vault.chains import replay_member
 from vault.errors import ChainError, PolicyDenied
@@ -177,3 +178,37 @@ def test_rotations_leave_the_compromised_key_out_until_the_member_revokes_the_de
     # A member who was never left out cannot be "shared" to through this path.
     w.share(program, w.founder, lost.carol)
     expect(ChainError, lambda: w.replay_team(program.links), "not waiting for the team key")
+
+
+# -- rule lost-device --------------------------------------------------------------------------------------
+
+
+def test_rule_lost_device_counts_a_cut_as_the_revocation_and_warns_of_a_pause_not_cleared(lost: Lost) -> None:
+    w, bob = lost.w, lost.bob
+    reported = w.time + 60
+    report = event(reported, "attest.lost", bob.id, lost.phone.device_id,
+                   res={"member": bob.id, "device": bob.device.device_id})
+    w.time = reported + 20 * MINUTE
+    lost.cut()
+    cut_link = w.org_links[-1]
+    w.time += 10 * MINUTE
+    for team in (lost.cell, lost.program):
+        w.rotate(team, w.founder, [w.founder])
+    events = [report, link_event(cut_link)]
+    res = result(audit(w, [lost.cell, lost.program], events, now=w.time + HOUR), "lost-device")
+    paused = only(res, "warning")  # revoked (cut) in time, every team rotated: only the pause is left
+    assert paused.subject == bob.id and "paused since" in paused.message and paused.events == (1,)
+    w.org_link(lost.carol, "org.clear", {"member": bob.id})
+    ok(result(audit(w, [lost.cell, lost.program], events, now=w.time + HOUR), "lost-device"))
+
+
+def test_rule_lost_device_a_report_neither_revoked_nor_cut_within_the_hour_is_a_violation(lost: Lost) -> None:
+    w, bob = lost.w, lost.bob
+    reported = w.time + 60
+    report = event(reported, "attest.lost", bob.id, lost.phone.device_id,
+                   res={"member": bob.id, "device": bob.device.device_id})
+    w.time = reported + 2 * HOUR
+    lost.cut()  # too late
+    res = result(audit(w, [], [report, link_event(w.org_links[-1])], now=w.time + MINUTE), "lost-device")
+    late = next(f for f in res.findings if f.level == "violation")
+    assert late.subject == bob.device.device_id and "revoked 2h" in late.message
