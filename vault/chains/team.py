@@ -258,8 +258,6 @@ class TeamState:
         waiting = target in self.pending_share or self.withheld.get(target) == self.generation
         if not waiting or target not in policy.team_members(self, org, org_seq, link.time):
             raise ChainError(f"member {target} is not waiting for the team key")
-        if target in members and org.incidents.compromised(members[target], link.time) is not None:
-            raise ChainError(f"member {target}'s key is held by a device that was cut off: they revoke it first")
         self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members, org, org_seq)
         self.pending_share.pop(target, None)
         self.withheld.pop(target, None)
@@ -399,6 +397,8 @@ class TeamState:
         # new content strictly (from the roll's second on).
         if self.rotation_reasons(link.time, members, org, tolerant=True, org_seq=org_seq):
             raise ChainError("the team key must be rotated before it is shared")
+        if member_id in members and org.incidents.compromised(members[member_id], link.time) is not None:
+            raise ChainError(f"member {member_id}'s key is held by a device that was cut off: they revoke it first")
         commits = _box_commits(key.list_("boxes", 1), self.generation)
         if set(commits) != {member_id}:
             raise ChainError("the link must carry exactly the new member's key box")
