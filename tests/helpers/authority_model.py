@@ -138,8 +138,8 @@ class Model:
 
     def compromised(self, m: str, t: int) -> bool:
         """A device of ``m`` cut at or before ``t`` and not revoked by ``m``'s own chain by then holds their PUK."""
-        return any(cm == m and tc <= t and (self.devices[m][cd][1] is None or self.devices[m][cd][1] > t)
-                   for cm, cd, tc in self.cuts)
+        revoked = [(tc, self.devices[m][cd][1]) for cm, cd, tc in self.cuts if cm == m]
+        return any(tc <= t and (r is None or r > t) for tc, r in revoked)
 
     def paused(self, m: str, t: int) -> bool:
         return any(since is not None and since <= t and (cleared is None or t < cleared)
