@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from security.authority import POLICY
+from security.events import Event
 from tests.helpers.chain_world import MWorld, Person, Team, expect
 from tests.helpers.rules import HOUR, MINUTE, audit, event, link_event, ok, only, result
 from vault.acts import Act
@@ -183,11 +184,16 @@ def test_rotations_leave_the_compromised_key_out_until_the_member_revokes_the_de
 # -- rule lost-device --------------------------------------------------------------------------------------
 
 
+def reported_lost(lost: Lost) -> tuple[int, Event]:
+    """Bob reports his laptop lost (``mvault audit lost``, from the phone) a minute from now: (time, event)."""
+    reported = lost.w.time + 60
+    return reported, event(reported, "attest.lost", lost.bob.id, lost.phone.device_id,
+                           res={"member": lost.bob.id, "device": lost.bob.device.device_id})
+
+
 def test_rule_lost_device_counts_a_cut_as_the_revocation_and_warns_of_a_pause_not_cleared(lost: Lost) -> None:
     w, bob = lost.w, lost.bob
-    reported = w.time + 60
-    report = event(reported, "attest.lost", bob.id, lost.phone.device_id,
-                   res={"member": bob.id, "device": bob.device.device_id})
+    reported, report = reported_lost(lost)
     w.time = reported + 20 * MINUTE
     lost.cut()
     cut_link = w.org_links[-1]
@@ -204,9 +210,7 @@ def test_rule_lost_device_counts_a_cut_as_the_revocation_and_warns_of_a_pause_no
 
 def test_rule_lost_device_a_report_neither_revoked_nor_cut_within_the_hour_is_a_violation(lost: Lost) -> None:
     w, bob = lost.w, lost.bob
-    reported = w.time + 60
-    report = event(reported, "attest.lost", bob.id, lost.phone.device_id,
-                   res={"member": bob.id, "device": bob.device.device_id})
+    reported, report = reported_lost(lost)
     w.time = reported + 2 * HOUR
     lost.cut()  # too late
     res = result(audit(w, [], [report, link_event(w.org_links[-1])], now=w.time + MINUTE), "lost-device")

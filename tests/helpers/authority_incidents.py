@@ -9,15 +9,11 @@ boxed, nobody opening a generation made after they lost their place) holds with 
 
 from __future__ import annotations
 
-from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
-from security.authority import POLICY
 from tests.helpers.authority_machine import MachineBase, idx
 from tests.helpers.chain_world import Person
-from vault.chains import clone
-from vault.errors import ChainError, PolicyDenied
 from vault.keys import DeviceKeys
 
 
@@ -28,16 +24,8 @@ class IncidentSteps(MachineBase):
 
     def incident(self, q: Person, d: DeviceKeys, t: int, type_: str, body: dict[str, str], want: bool) -> bool:
         """Append the incident link and replay it with the real code: accepted exactly when ``want``."""
-        link = self.w.org_link(q, type_, body, time=t, append=False, by=d)
-        try:
-            clone(self.org).apply(link, self.members, POLICY)
-            got, why = True, ""
-        except (ChainError, PolicyDenied) as e:
-            got, why = False, f"{type(e).__name__}: {e}"
-        event(f"{type_} {'accepted' if want else 'refused'}")
-        assert got == want, f"{type_} {body} by {q.name} dated {t} (now {self.now}): model {want}, code {got} {why}"
+        got = self.org_link_judged(self.w.org_link(q, type_, body, time=t, append=False, by=d), want, type_)
         if got:
-            self.w.org_links.append(link)
             self.w.time = max(self.w.time, t)
             self.m.org_link(t)
         return got

@@ -20,7 +20,7 @@ from security.restore import Acceptance, Lost, acceptance_statement, judge_accep
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
 from tests.helpers.chain_world import MWorld, Person, Team
 from vault.acts import ALLOWANCE
-from vault.chains import MemberState, OrgState, TeamState, replay_org, replay_team
+from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team
 from vault.errors import ChainError, PolicyDenied, VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link
@@ -157,6 +157,21 @@ class MachineBase(RuleBasedStateMachine):
         mt = self.m.teams[ti]
         assert self.m.entitled(link.signer, link.device, link.time, action, org_seq=self.m.org_seq, team=mt), \
             "model bug: an honest step the model itself refuses"
+
+    def org_link_judged(self, link: Link, want: bool, label: str) -> bool:
+        """Replay ``link`` on the organization chain with the real code: accepted exactly when ``want`` (the model's
+        answer); appended when accepted."""
+        try:
+            clone(self.org).apply(link, self.members, POLICY)
+            got, why = True, ""
+        except (ChainError, PolicyDenied) as e:
+            got, why = False, f"{type(e).__name__}: {e}"
+        event(f"{label} {'accepted' if want else 'refused'}")
+        assert got == want, f"{link.type} {link.body.raw} by {link.signer} dated {link.time} (now {self.now}): " \
+                            f"model {want}, code {got} {why}"
+        if got:
+            self.w.org_links.append(link)
+        return got
 
     def may_box(self, mt: MTeam, who: str, t: int, org_seq: int, members: dict[str, tuple[str, int | None]]) -> bool:
         """May a key holder box the current key for ``who`` at ``t`` (a team.add with a key)? Not while a rotation
