@@ -78,7 +78,8 @@ class Authority(DefaultPolicy):
             ms.device_at(act.device, act.time)
         except ChainError as e:
             raise PolicyDenied(f"{refused}: signed with a device that was not active at {act.time}") from e
-        cut = org.incidents.refusal(ms, act.device, act.time)
+        incidents = org.incidents
+        cut = incidents.refusal(ms, act.device, act.time) if act.author in incidents.by_member else None
         if cut is not None:
             raise PolicyDenied(f"{refused}: {cut}")
         org_seq = self._org_state(act, org, refused)
@@ -97,7 +98,7 @@ class Authority(DefaultPolicy):
         team_role = self._team_role(act, team, refused)
         if not self.team_allows(org_roles, team_role, act.action):
             raise PolicyDenied(f"{refused} (team role at {act.time}: {team_role or 'none'})")
-        pause = org.incidents.paused_at(act.author, act.time)
+        pause = incidents.paused_at(act.author, act.time) if act.author in incidents.paused else None
         if pause is not None and act.action in PAUSED_ACTIONS and team.kind in PAUSED_KINDS:
             raise PolicyDenied(f"{refused}: the member's sensitive memberships are paused since {pause.since} "
                                "(lost-device incident) until the Security Team clears them")
@@ -144,8 +145,9 @@ class Authority(DefaultPolicy):
         is judged on its own: the adder must still be entitled when it is made; a rotation must not
         hand them the key behind that judgement's back), and those whose key (PUK) a cut device holds
         (``org.device.cut``): they wait for a share until their own chain revokes that device."""
+        cut = org.incidents.by_member
         return {m for m in self.team_members(team, org, org_seq, t) - set(team.pending_share)
-                if m not in members or org.incidents.compromised(members[m], t) is None}
+                if m not in cut or m not in members or org.incidents.compromised(members[m], t) is None}
 
     def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
                  team: TeamState | None) -> bool:

@@ -59,20 +59,23 @@ class Incidents:
 
     cuts: list[Cut] = field(default_factory=list)
     pauses: list[Pause] = field(default_factory=list)
+    # member -> their cuts / pauses: every act, box and rotation asks, and nearly every member has none
+    by_member: dict[str, list[Cut]] = field(default_factory=dict)
+    paused: dict[str, list[Pause]] = field(default_factory=dict)
 
     def cuts_of(self, member: str) -> list[Cut]:
-        return [c for c in self.cuts if c.member == member]
+        return self.by_member.get(member, [])
 
     def cut_of(self, member: str, device: str) -> Cut | None:
-        return next((c for c in self.cuts if (c.member, c.device) == (member, device)), None)
+        return next((c for c in self.cuts_of(member) if c.device == device), None)
 
     def paused_at(self, member: str, t: int) -> Pause | None:
         """The pause in force on ``member`` at time ``t``, if any."""
-        return next((p for p in self.pauses if p.member == member and p.active(t)), None)
+        return next((p for p in self.paused.get(member, []) if p.active(t)), None)
 
     def open_pause(self, member: str) -> Pause | None:
         """The pause on ``member`` that no org.clear lifted yet."""
-        return next((p for p in self.pauses if p.member == member and p.cleared_at is None), None)
+        return next((p for p in self.paused.get(member, []) if p.cleared_at is None), None)
 
     def compromised(self, ms: MemberState, t: int) -> Cut | None:
         """The cut that makes ``ms``'s current key (PUK) untrusted at ``t``: a device cut at or before ``t`` that
@@ -115,9 +118,13 @@ def apply_incident(incidents: Incidents, link: Link, members: Mapping[str, Membe
             raise ChainError(f"org.device.cut: {device} is not an active device of member {target}")
         if incidents.cut_of(target, device) is not None:
             raise ChainError(f"org.device.cut: device {device} is already cut off")
-        incidents.cuts.append(Cut(target, device, link.signer, link.time, link.seq))
+        cut = Cut(target, device, link.signer, link.time, link.seq)
+        incidents.cuts.append(cut)
+        incidents.by_member.setdefault(target, []).append(cut)
         if incidents.open_pause(target) is None:
-            incidents.pauses.append(Pause(target, link.time, link.seq, link.signer))
+            new = Pause(target, link.time, link.seq, link.signer)
+            incidents.pauses.append(new)
+            incidents.paused.setdefault(target, []).append(new)
         return
     pause = incidents.open_pause(target)
     if pause is None:

@@ -167,8 +167,9 @@ class TeamState:
             elif mid in members and (c.puk_gen not in members[mid].puk_gens_at(now) if tolerant
                                      else c.puk_gen != members[mid].puk_gen_at(now)):
                 reasons.append(f"{mid} revoked a device that could open the current key")
-            elif mid in members and any(cut.time <= now and c.puk_gen <= members[mid].puk_gen_at(cut.time)
-                                        for cut in org.incidents.cuts_of(mid)):
+            elif mid in org.incidents.by_member and mid in members and any(
+                    cut.time <= now and c.puk_gen <= members[mid].puk_gen_at(cut.time)
+                    for cut in org.incidents.cuts_of(mid)):
                 reasons.append(f"a device of {mid} that could open the current key was cut off")
         return reasons
 
@@ -423,7 +424,7 @@ class TeamState:
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
         self.withheld = {m: gen for m in policy.team_members(self, org, org_seq, link.time) - recipients
-                         if m not in self.pending_share}
+                         if m not in self.pending_share} if org.incidents.by_member else {}
         self.generation = gen
         self.canaries[gen] = key.bytes_("canary", 32)
         if prev is not None:
