@@ -216,3 +216,17 @@ def test_rule_lost_device_a_report_neither_revoked_nor_cut_within_the_hour_is_a_
     res = result(audit(w, [], [report, link_event(w.org_links[-1])], now=w.time + MINUTE), "lost-device")
     late = next(f for f in res.findings if f.level == "violation")
     assert late.subject == bob.device.device_id and "revoked 2h" in late.message
+
+
+def test_a_key_holder_cannot_box_the_key_to_a_puk_a_cut_device_holds(lost: Lost) -> None:
+    """A team.add with a box (a key holder adding bob to another team) after the cut would hand the key to the
+    thief: refused until bob revokes the laptop; a keyless add waits for a share as usual."""
+    w, bob = lost.w, lost.bob
+    other = w.create_team(w.founder, [(w.founder, "admin")], kind="program")
+    lost.cut()
+    w.add(other, w.founder, bob)
+    expect(ChainError, lambda: w.replay_team(other.links), "cut off: they revoke it first")
+    other.links.pop()
+    w.revoke_device(bob, bob.device, by=lost.phone)
+    w.add(other, w.founder, bob)
+    assert (1, bob.id) in w.replay_team(other.links).boxes
