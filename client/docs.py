@@ -30,7 +30,7 @@ from client.session import Session
 from client.upload import encrypting_stream
 from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_listed_version, check_no_doc_hidden
-from security.authority import POLICY
+from security.authority import POLICY, paused_note
 from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import TeamState
 from vault.encoding import Value
@@ -249,7 +249,8 @@ class Documents:
         team = view.team_by_name(team_name)
         s = self.session
         if not POLICY.entitled(Act(s.me, s.device.device_id, s.now(), "doc.write"), view.org, view.members, team):
-            raise PolicyDenied(f"you may not write documents in team {team.name}")
+            raise PolicyDenied(f"you may not write documents in team {team.name}"
+                               f"{paused_note(view.org, s.me, team, s.now())}")
         if team.rotation_reasons(s.now(), view.members, view.org):
             raise Conflict(f"team {team.name} needs a key rotation first and you could not do it")
         return view, team, await self.keyring.keys_for(team), await self.keyring.team_key(team, team.generation)

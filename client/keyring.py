@@ -117,7 +117,7 @@ class Keyring:
             key = TeamKey(key.team_id, key.gen, key.seed, old.name_key)
         boxes: dict[str, bytes] = {}
         commits = []
-        recipients = POLICY.key_recipients(team, view.org, view.org.seq, self.session.now())
+        recipients = POLICY.key_recipients(team, view.org, view.org.seq, self.session.now(), view.members)
         if old is None and team.generation:
             recipients |= {me}
         for mid in sorted(recipients - ({leaving} if leaving else set())):

@@ -60,6 +60,13 @@ async def maintain(s: Client) -> list[str]:
                 done.append(f"shared the key of team {team.name} with {view.name_of(mid)}")
                 view = await s.chains.view()
                 team = view.teams[team.team_id]
+            for mid in sorted(m for m, gen in team.withheld.items() if gen == team.generation):
+                # Left out of a rotation while a cut device held their key: shared once they revoked it.
+                if view.org.incidents.compromised(view.members[mid], s.session.now()) is None:
+                    await share(s, team, view.members[mid])
+                    done.append(f"shared the key of team {team.name} with {view.name_of(mid)}")
+                    view = await s.chains.view()
+                    team = view.teams[team.team_id]
         except (Conflict, PolicyDenied) as e:  # someone else did it first, or we may not: not fatal
             s.session.warnings.append(f"could not finish pending work in team {team.name}: {e}")
     try:

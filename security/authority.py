@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from security.policy import DefaultPolicy
+from security.policy import INCIDENT_ACTIONS, PAUSED_ACTIONS, PAUSED_KINDS, DefaultPolicy
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState
 from vault.errors import ChainError, PolicyDenied
@@ -51,7 +51,8 @@ def _verb(action: str) -> str:
              "restore.accept": "accept a server restored from an older backup",
              "org.vouch": "vouch for members", "org.verify": "record key verifications",
              "org.approve": "approve organization changes", "team.review": "review the member list",
-             "team.approve": "approve team changes"}
+             "team.approve": "approve team changes", "org.device.cut": "cut off a device",
+             "org.clear": "clear a paused member"}
     if action in named:
         return named[action]
     parts = action.split(".")
@@ -77,6 +78,10 @@ class Authority(DefaultPolicy):
             ms.device_at(act.device, act.time)
         except ChainError as e:
             raise PolicyDenied(f"{refused}: signed with a device that was not active at {act.time}") from e
+        incidents = org.incidents
+        cut = incidents.refusal(ms, act.device, act.time) if act.author in incidents.by_member else None
+        if cut is not None:
+            raise PolicyDenied(f"{refused}: {cut}")
         org_seq = self._org_state(act, org, refused)
         if not org.admitted(act.author, org_seq):
             raise PolicyDenied(f"{refused}: not an admitted member of the organization at {act.time} "
@@ -86,10 +91,17 @@ class Authority(DefaultPolicy):
             if not self.org_allows(org_roles, act.action):
                 raise PolicyDenied(f"{refused} (organization roles at {act.time}: "
                                    f"{', '.join(sorted(org_roles)) or 'none'})")
+            if act.action in INCIDENT_ACTIONS and "security" not in org_roles and any(
+                    "security" in org.roles_of(m, act.time, org_seq) for m in org.members):
+                raise PolicyDenied(f"{refused}: the Security Team handles incidents (NCC only when it has no member)")
             return
         team_role = self._team_role(act, team, refused)
         if not self.team_allows(org_roles, team_role, act.action):
             raise PolicyDenied(f"{refused} (team role at {act.time}: {team_role or 'none'})")
+        pause = incidents.paused_at(act.author, act.time) if act.author in incidents.paused else None
+        if pause is not None and act.action in PAUSED_ACTIONS and team.kind in PAUSED_KINDS:
+            raise PolicyDenied(f"{refused}: the member's sensitive memberships are paused since {pause.since} "
+                               "(lost-device incident) until the Security Team clears them")
 
     def _org_state(self, act: Act, org: OrgState, refused: str) -> int:
         if act.org_seq is None:
@@ -126,12 +138,16 @@ class Authority(DefaultPolicy):
         """The team's members at time ``t``: role not ended, admitted at org state ``org_seq``."""
         return {m for m, tm in team.members.items() if tm.active(t) and org.admitted(m, org_seq)}
 
-    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int,
+                       members: Mapping[str, MemberState]) -> set[str]:
         """Exactly who a new key generation (made at org state ``org_seq``, time ``t``) is boxed to: the
-        team's members, except those added by a non-holder and still waiting for a key share. A share
-        is judged on its own (the adder must still be entitled when it is made); a rotation must not
-        hand them the key behind that judgement's back."""
-        return self.team_members(team, org, org_seq, t) - set(team.pending_share)
+        team's members, except those added by a non-holder and still waiting for a key share (a share
+        is judged on its own: the adder must still be entitled when it is made; a rotation must not
+        hand them the key behind that judgement's back), and those whose key (PUK) a cut device holds
+        (``org.device.cut``): they wait for a share until their own chain revokes that device."""
+        cut = org.incidents.by_member
+        return {m for m in self.team_members(team, org, org_seq, t) - set(team.pending_share)
+                if m not in cut or m not in members or org.incidents.compromised(members[m], t) is None}
 
     def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
                  team: TeamState | None) -> bool:
@@ -143,3 +159,11 @@ class Authority(DefaultPolicy):
 
 
 POLICY: Final = Authority()
+
+
+def paused_note(org: OrgState, member: str, team: TeamState, t: int) -> str:
+    """Why ``member`` may not add content to ``team`` at ``t`` if a pause is the reason (``org.device.cut``), to
+    append to a refusal the server or a client gives the member themselves ("" when it is not)."""
+    if team.kind in PAUSED_KINDS and org.incidents.paused_at(member, t) is not None:
+        return ": your sensitive memberships are paused (lost-device incident) until the Security Team clears them"
+    return ""

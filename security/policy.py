@@ -44,7 +44,11 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     # verification in person (anyone), an NCC member's approval of an organization link as the second person.
     "org.vouch": frozenset({"member", "ncc", "staff", "security"}),
     "org.verify": frozenset({"member", "compa", "ncc", "staff", "security"}),
-    "org.approve": frozenset({"ncc"}),  # accept a server restored from an older backup (security/restore.py)
+    "org.approve": frozenset({"ncc"}),
+    # Incidents (vault/chains/incidents.py): cut off a lost or seized device, lift the pause it puts its member
+    # under. The Security Team; NCC only while the Security Team has no member (security.authority judges that).
+    "org.device.cut": frozenset({"security", "ncc"}),
+    "org.clear": frozenset({"security", "ncc"}),  # accept a server restored from an older backup (security/restore.py)
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),
@@ -53,6 +57,12 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "team.create.org": frozenset({"ncc"}),
     "team.create.coalition": frozenset({"ncc"}),
 }
+
+INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear")
+# While a member is paused (org.device.cut until org.clear) they add no content to teams of these kinds (rule
+# lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships with).
+PAUSED_KINDS: Final = ("ncc", "security", "circle", "staff")
+PAUSED_ACTIONS: Final = ("doc.write", "thread.post")
 
 # action -> team roles that may perform it inside the team.
 TEAM_RULES: Final[dict[str, frozenset[str]]] = {

@@ -14,7 +14,7 @@ import datetime
 
 from aiohttp import web
 
-from security.authority import POLICY
+from security.authority import POLICY, paused_note
 from security.protocols import Protocols, defaults, parse
 from server import replies
 from server.context import (
@@ -109,6 +109,7 @@ def check_session(app: web.Application, session: AuthSession) -> None:
     device = member.devices[session.device]
     if device.revoked is not None:
         raise revoked_refusal(device)
+    cut_off(directory, session.member, session.device, int(app[CONFIG].clock()))
     if removed(directory, session.member):
         raise AuthError("this member was removed from the organization")
 
@@ -120,6 +121,17 @@ def revoked_refusal(device: Device) -> DeviceRevoked:
     assert device.revoked is not None
     day = datetime.datetime.fromtimestamp(device.revoked, datetime.UTC).strftime("%Y-%m-%d")
     return DeviceRevoked(f"this device ({device.name}) was revoked on {day} (UTC): it is no longer active")
+
+
+def cut_off(directory: Directory, member_id: str, device_id: str, now: int) -> None:
+    """Refuse a device the Security Team cut off (``org.device.cut``), or one added after the cut before the
+    member revoked the lost device, as of the server's clock: its sessions and logins end with the cut."""
+    org, ms = directory.org, directory.members.get(member_id)
+    if org is None or ms is None:
+        return
+    why = org.incidents.refusal(ms, device_id, now)
+    if why is not None:
+        raise DeviceRevoked(f"this device is no longer active: {why}")
 
 
 def removed(directory: Directory, member_id: str) -> bool:
@@ -159,7 +171,9 @@ def team_access(request: web.Request, action: str, denied: str) -> TeamState:
     team = visible_team(request, request.match_info["team"])
     s = session_of(request)
     if not may_now(request.app, s, action, team):
-        raise PolicyDenied(f"you may not {denied} team {team.name}")
+        now = int(request.app[CONFIG].clock())
+        raise PolicyDenied(f"you may not {denied} team {team.name}"
+                           f"{paused_note(request.app[DIRECTORY].require_org(), s.member, team, now)}")
     return team
 
 

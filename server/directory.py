@@ -112,17 +112,20 @@ class Directory:
         act, and a whole chain or document with it (a member with two devices and a fast clock could
         do it on purpose). Refused with 409: sign it again with a later time."""
         body = link.body.raw
-        if link.type == "device.revoke":
-            subject, latest = body.get("device"), self.signed_by_device
+        if link.type == "org.device.cut":  # ends the device, and (its pause) the member's sensitive writes
+            subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
+        elif link.type == "device.revoke":
+            subjects = [(body.get("device"), self.signed_by_device)]
         elif link.type == "org.remove" or (link.type == "org.role" and (body.get("grant") is False
                                                                          or body.get("role") == "compa")):
-            subject, latest = body.get("member"), self.signed_by_member
+            subjects = [(body.get("member"), self.signed_by_member)]
         else:
             return
-        t = latest.get(subject, 0) if isinstance(subject, str) else 0
-        if link.time < t:
-            raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
-                           f"sign it again dated {t} or later (check the clocks)")
+        for subject, latest in subjects:
+            t = latest.get(subject, 0) if isinstance(subject, str) else 0
+            if link.time < t:
+                raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
+                               f"sign it again dated {t} or later (check the clocks)")
 
     # -- organization ----------------------------------------------------------------------------
 

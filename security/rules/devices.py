@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Final
 
@@ -77,19 +78,24 @@ def _member_at(ctx: Context, team: TeamState, member_id: str, t: int) -> bool:
 
 
 def _lost_device(ctx: Context, rule: Rule) -> list[Finding]:
-    """A device reported lost: revoked within ``revoke_hours``, its member's teams rotated within ``rotate_hours``
-    of the revocation, and nothing done by the device after the report."""
+    """A device reported lost: revoked (by its member, or cut off by the Security Team: ``org.device.cut``) within
+    ``revoke_hours``, its member's teams rotated within ``rotate_hours`` of that, and nothing done by the device
+    after the report; a member paused by a cut and not cleared yet is a warning (the pause waits for the Security
+    Team's ``mvault incident clear``)."""
     revoke_win, rotate_win = rule.int_("revoke_hours") * HOUR, rule.int_("rotate_hours") * HOUR
     now = ctx.now
-    out = []
+    out = [_paused(rule, p.member, p.since, p.seq, ctx) for p in ctx.inp.org.incidents.pauses if p.cleared_at is None]
     for rep_idx, rep in ctx.actions("attest.lost"):
         mid, did, t = rep.res.get("member", ""), rep.res.get("device", ""), rep.time
         ms = ctx.inp.members.get(mid)
         device = None if ms is None else ms.devices.get(did)
-        revoked = None if device is None else device.revoked
+        cut = ctx.inp.org.incidents.cut_of(mid, did)
+        revoked = _earliest(None if device is None else device.revoked, None if cut is None else cut.time)
         deadline = t + revoke_win
         revoke_link = next((lk for lk in ctx.member_links(mid)
                             if lk.type == "device.revoke" and body_str(lk, "device") == did), None)
+        if cut is not None and revoked == cut.time:
+            revoke_link = ctx.org_by_seq.get(cut.seq)
         rev_events = [rep_idx, *ctx.link_event(revoke_link)]
         if device is None:
             out.append(finding(rule, VIOLATION, f"device {did} reported lost is not a device of member {mid}",
@@ -113,6 +119,18 @@ def _lost_device(ctx: Context, rule: Rule) -> list[Finding]:
             out.append(finding(rule, VIOLATION, f"device {did} of member {mid} was used after it was reported lost: "
                                 f"{len(after)} event(s) ({', '.join(actions)})", did, [rep_idx, *after]))
     return out
+
+
+def _earliest(*times: int | None) -> int | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def _paused(rule: Rule, member: str, since: int, seq: int, ctx: Context) -> Finding:
+    day = datetime.datetime.fromtimestamp(since, datetime.UTC).strftime("%Y-%m-%d")
+    return finding(rule, WARNING, f"member {member} paused since {day} ({dur(ctx.now - since)} ago): their "
+                   "sensitive memberships refuse new content until the Security Team clears them "
+                   "(`mvault incident clear`)", member, ctx.link_event(ctx.org_by_seq.get(seq)))
 
 
 def _lost_device_rotations(ctx: Context, rule: Rule, mid: str, did: str, revoked: int, rotate_win: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import removed, revoked_refusal
+from server.access import cut_off, removed, revoked_refusal
 from server.context import (
     CONFIG,
     DIRECTORY,
@@ -105,6 +105,7 @@ async def login(request: web.Request) -> web.Response:
     assert device is not None
     if device.revoked is not None:
         raise revoked_refusal(device)
+    cut_off(directory, member_id, device_id, int(now))
     if removed(directory, member_id):
         raise AuthError("this member was removed from the organization")
     token = new_token()

@@ -20,7 +20,7 @@ from security.restore import Acceptance, Lost, acceptance_statement, judge_accep
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
 from tests.helpers.chain_world import MWorld, Person, Team
 from vault.acts import ALLOWANCE
-from vault.chains import MemberState, OrgState, TeamState, replay_org, replay_team
+from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team
 from vault.errors import ChainError, PolicyDenied, VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link
@@ -97,9 +97,13 @@ class MachineBase(RuleBasedStateMachine):
 
     def ncc(self, i: int, exclude: str | None = None) -> Person | None:
         t = self.now + 10
-        found: Person | None = self.pick([q for q in self.people() if q.id != exclude
+        found: Person | None = self.pick([q for q in self.people() if q.id != exclude and self.acting(q, t)
                                           and "ncc" in self.m.org_roles(q.id, self.m.org_seq, t)], i)
         return found
+
+    def acting(self, q: Person, t: int | None = None) -> bool:
+        """``q`` signs with a device not cut off (org.device.cut)."""
+        return not self.m.cut_refused(q.id, self.dev(q).device_id, self.now + 10 if t is None else t)
 
     def second(self, by: Person, subject: Person, t: int) -> Person | None | Literal[False]:
         """The second NCC member an act on the strongest roles needs: None when there is none at ``t`` (one
@@ -108,7 +112,7 @@ class MachineBase(RuleBasedStateMachine):
         others = [q for q in self.people() if q.id not in (by.id, subject.id) and "ncc" in self.roles(q, t)]
         if not others:
             return None
-        later = [q for q in others if "ncc" in self.roles(q, t + 10)]
+        later = [q for q in others if "ncc" in self.roles(q, t + 10) and self.acting(q, t + 10)]
         return later[0] if later and "ncc" in self.roles(by, t + 10) else False
 
     def roles(self, q: Person, t: int | None = None) -> frozenset[str]:
@@ -153,6 +157,33 @@ class MachineBase(RuleBasedStateMachine):
         mt = self.m.teams[ti]
         assert self.m.entitled(link.signer, link.device, link.time, action, org_seq=self.m.org_seq, team=mt), \
             "model bug: an honest step the model itself refuses"
+
+    def org_link_judged(self, link: Link, want: bool, label: str) -> bool:
+        """Replay ``link`` on the organization chain with the real code: accepted exactly when ``want`` (the model's
+        answer); appended when accepted."""
+        try:
+            clone(self.org).apply(link, self.members, POLICY)
+            got, why = True, ""
+        except (ChainError, PolicyDenied) as e:
+            got, why = False, f"{type(e).__name__}: {e}"
+        event(f"{label} {'accepted' if want else 'refused'}")
+        assert got == want, f"{link.type} {link.body.raw} by {link.signer} dated {link.time} (now {self.now}): " \
+                            f"model {want}, code {got} {why}"
+        if got:
+            self.w.org_links.append(link)
+        return got
+
+    def may_box(self, mt: MTeam, who: str, t: int, org_seq: int, members: dict[str, tuple[str, int | None]]) -> bool:
+        """May a key holder box the current key for ``who`` at ``t`` (a team.add with a key)? Not while a rotation
+        is due, nor to a PUK a cut device holds."""
+        return not self.m.rotation_pending(mt, t, org_seq, tolerant=True, members=members) \
+            and not self.m.compromised(who, t)
+
+    def waiting(self, mt: MTeam) -> set[str]:
+        """Members without a box of the current generation who may lack one: added by a non-holder, or left out of
+        it because a cut device held their PUK when it was made (org.device.cut)."""
+        made = self.gen_times[mt.index][mt.gen]
+        return mt.awaiting | {q for q in mt.members if self.m.compromised(q, made)}
 
     def new_gen_recorded(self, mt: MTeam, gen: int, recipients: set[str], t: int) -> None:
         self.gen_times[mt.index][gen] = t

@@ -13,7 +13,7 @@ import bisect
 import copy
 from dataclasses import dataclass, field
 
-from security.policy import MAX_TEAM_ROLE, ORG_RULES, TEAM_OVERRIDES, TEAM_RULES
+from security.policy import INCIDENT_ACTIONS, MAX_TEAM_ROLE, ORG_RULES, PAUSED_ACTIONS, TEAM_OVERRIDES, TEAM_RULES
 from vault.acts import ALLOWANCE
 
 Roles = dict[str, int | None]  # role -> until (None: no end)
@@ -77,6 +77,9 @@ class Model:
         self.puks: dict[str, list[int]] = {}  # member -> since-time of each PUK generation (gen = index + 1)
         self.teams: list[MTeam] = []
         self.invites: dict[bytes, MInvite] = {}  # invite public key -> invite
+        self.cuts: list[tuple[str, str, int]] = []  # (member, device, time) of each org.device.cut
+        self.pauses: dict[str, list[list[int | None]]] = {}  # member -> [since, cleared or None] (every model team
+        # is a circle: sensitive)
 
     # -- recording history --
 
@@ -123,6 +126,25 @@ class Model:
         d = self.devices.get(m, {}).get(device)
         return d is not None and d[0] <= t and (d[1] is None or t < d[1])
 
+    def cut_refused(self, m: str, device: str, t: int) -> bool:
+        """A device cut off (from the cut's time), or added at or after a cut while the cut device was still in the
+        member's chain: nothing it signs is believed."""
+        for cm, cd, tc in self.cuts:
+            lost_revoked = self.devices[m][cd][1] if cm == m else None
+            if cm == m and (device == cd and t >= tc or self.devices[m][device][0] >= tc
+                            and (lost_revoked is None or lost_revoked > self.devices[m][device][0])):
+                return True
+        return False
+
+    def compromised(self, m: str, t: int) -> bool:
+        """A device of ``m`` cut at or before ``t`` and not revoked by ``m``'s own chain by then holds their PUK."""
+        revoked = [(tc, self.devices[m][cd][1]) for cm, cd, tc in self.cuts if cm == m]
+        return any(tc <= t and (r is None or r > t) for tc, r in revoked)
+
+    def paused(self, m: str, t: int) -> bool:
+        return any(since is not None and since <= t and (cleared is None or t < cleared)
+                   for since, cleared in self.pauses.get(m, []))
+
     def puk_gen_at(self, m: str, t: int) -> int:
         return max([1] + [g + 1 for g, since in enumerate(self.puks[m]) if since <= t])
 
@@ -145,7 +167,7 @@ class Model:
     def entitled(self, m: str, device: str, t: int, action: str, *, org_seq: int | None = None,
                  team: MTeam | None = None, team_seq: int | None = None, gen: int | None = None) -> bool:
         """The rule, clause by clause."""
-        if not self.device_active(m, device, t):  # 1
+        if not self.device_active(m, device, t) or self.cut_refused(m, device, t):  # 1
             return False
         if org_seq is None:  # 2
             org_seq = self.org_seq_at(t)
@@ -158,6 +180,9 @@ class Model:
             return False
         roles = self.org_roles(m, org_seq, t)
         if team is None:
+            if action in INCIDENT_ACTIONS and "security" not in roles and any(  # the Security Team, else NCC
+                    "security" in self.org_roles(x, org_seq, t) for x in self.org[org_seq - 1]):
+                return False
             return bool(roles & ORG_RULES.get(action, frozenset()))
         seq = team.seq if team_seq is None else team_seq  # 3
         if not 1 <= seq <= team.seq:
@@ -170,7 +195,7 @@ class Model:
         role, until = snap.roles.get(m, (None, None))
         if until is not None and t >= until:
             role = None
-        return self.team_allows(roles, role, action)
+        return self.team_allows(roles, role, action) and not (action in PAUSED_ACTIONS and self.paused(m, t))
 
     def may_revoke(self, m: str, device: str, t: int, invite: bytes) -> bool:
         """An open invite may be withdrawn by its author, with the right to issue one of its role, and by whoever
@@ -189,7 +214,7 @@ class Model:
     def key_recipients(self, mt: MTeam, org_seq: int, t: int,
                        members: dict[str, tuple[str, int | None]] | None = None) -> set[str]:
         """Who a new generation made at org state ``org_seq``, time ``t`` is boxed to."""
-        return self.team_members(mt, org_seq, t, members) - mt.awaiting
+        return {m for m in self.team_members(mt, org_seq, t, members) - mt.awaiting if not self.compromised(m, t)}
 
     def team_members(self, mt: MTeam, org_seq: int, t: int,
                      members: dict[str, tuple[str, int | None]] | None = None) -> set[str]:
@@ -211,7 +236,11 @@ class Model:
         def gens(m: str) -> set[int]:  # a PUK roll in the very second counts either way when tolerant
             return {self.puk_gen_at(m, t - 1), self.puk_gen_at(m, t)} if tolerant else {self.puk_gen_at(m, t)}
 
-        return mt.unrotated or any(m not in entitled or pg not in gens(m) for m, pg in mt.boxed[mt.gen].items())
+        def exposed(m: str, pg: int) -> bool:  # a device that could open this box was cut off
+            return any(cm == m and tc <= t and pg <= self.puk_gen_at(m, tc) for cm, _, tc in self.cuts)
+
+        return mt.unrotated or any(m not in entitled or pg not in gens(m) or exposed(m, pg)
+                                   for m, pg in mt.boxed[mt.gen].items())
 
     def admins(self, members: dict[str, tuple[str, int | None]], t: int) -> set[str]:
         return {m for m, (role, until) in members.items() if role == "admin" and (until is None or t < until)}

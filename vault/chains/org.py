@@ -3,7 +3,8 @@ security-protocols text in force and the designated audit team.
 
 Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
 ``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team`` and ``org.server`` (see
-``vault.chains``), and the signed records ``org.vouch``, ``org.verify``, ``org.approve`` (``vault.chains.records``).
+``vault.chains``), the incident acts ``org.device.cut`` and ``org.clear`` (``vault.chains.incidents``), and the
+signed records ``org.vouch``, ``org.verify``, ``org.approve`` (``vault.chains.records``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from vault.acts import Act
 from vault.chains.common import check_name, org_id_for, protocols_digest
+from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.records import RECORD_TYPES, Record, Signed, approved_link
 from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
@@ -164,6 +166,7 @@ class OrgState:
     server: ServerPlace | None = None  # the last org.server in force (None: never moved; the invite's place)
     records: list[Record] = field(default_factory=list)  # vouches, key verifications, approvals, in chain order
     signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
+    incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -264,6 +267,8 @@ class OrgState:
                     "org.role": self._role, "org.remove": self._remove,
                     "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
                     "org.audit_team": self._audit_team, "org.server": self._server}
+        for kind in INCIDENT_TYPES:
+            handlers[kind] = lambda link, ms, policy: self._incident(link, ms, policy, members)
         handler = handlers.get(link.type)
         if handler is None and link.type not in RECORD_TYPES:
             raise ChainError(f"unsupported organization link type {link.type!r}")
@@ -505,6 +510,12 @@ class OrgState:
         self.server = ServerPlace(url, pin, link.seq, link.signer, link.time)
         for act in [act for act in self.role_proposals if act[0] == "org.server"]:
             del self.role_proposals[act]  # taking effect clears every pending move
+
+    def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:
+        """``org.device.cut`` / ``org.clear``: judged as the act of that name, then ``vault.chains.incidents``."""
+        self._authorize(link, ms, policy, link.type)
+        target = self.members.get(link.body.str_("member", 64))
+        apply_incident(self.incidents, link, members, target is not None and target.status != "removed")
 
     def _record_act(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         """A signed record (``vault.chains.records``): judged as the act of its type, checked against the state

@@ -43,7 +43,8 @@ class Policy(OrgPolicy, Protocol):
         """The team's members at time ``t`` (role not ended, admitted at org state ``org_seq``)."""
         ...
 
-    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
+    def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int,
+                       members: Mapping[str, MemberState]) -> set[str]:
         """Who must receive a box of a new key generation made at org state ``org_seq``, time ``t``."""
         ...
 
@@ -91,6 +92,9 @@ class TeamState:
     prev: dict[int, bytes] = field(default_factory=dict)  # gen -> previous seed under gen
     pending_rotation: bool = False
     pending_share: dict[str, str] = field(default_factory=dict)  # member -> who added them without a key
+    # members a rotation gave no box because a cut device holds their PUK -> that generation; any key holder
+    # shares with them once their own chain revoked the device (org.device.cut, SECURITY.md)
+    withheld: dict[str, int] = field(default_factory=dict)
     removed_at: dict[str, int] = field(default_factory=dict)  # member -> seq of the link that removed them
     rekeyed: dict[int, str] = field(default_factory=dict)  # gen -> admin who re-keyed the team (no member held it)
     org_seq: int = 0
@@ -163,6 +167,10 @@ class TeamState:
             elif mid in members and (c.puk_gen not in members[mid].puk_gens_at(now) if tolerant
                                      else c.puk_gen != members[mid].puk_gen_at(now)):
                 reasons.append(f"{mid} revoked a device that could open the current key")
+            elif mid in org.incidents.by_member and mid in members and any(
+                    cut.time <= now and c.puk_gen <= members[mid].puk_gen_at(cut.time)
+                    for cut in org.incidents.cuts_of(mid)):
+                reasons.append(f"a device of {mid} that could open the current key was cut off")
         return reasons
 
     @classmethod
@@ -248,10 +256,12 @@ class TeamState:
         if not self.holds_key(link.signer, link.time):
             raise PolicyDenied("only a holder of the current team key can share it")
         target = link.body.str_("member", 64)
-        if target not in self.pending_share or target not in policy.team_members(self, org, org_seq, link.time):
+        waiting = target in self.pending_share or self.withheld.get(target) == self.generation
+        if not waiting or target not in policy.team_members(self, org, org_seq, link.time):
             raise ChainError(f"member {target} is not waiting for the team key")
         self._one_box(link.body.dict_("key", {"gen", "boxes"}), target, link, members, org, org_seq)
         self.pending_share.pop(target, None)
+        self.withheld.pop(target, None)
 
     def _remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                 policy: Policy) -> None:
@@ -388,6 +398,8 @@ class TeamState:
         # new content strictly (from the roll's second on).
         if self.rotation_reasons(link.time, members, org, tolerant=True, org_seq=org_seq):
             raise ChainError("the team key must be rotated before it is shared")
+        if member_id in members and org.incidents.compromised(members[member_id], link.time) is not None:
+            raise ChainError(f"member {member_id}'s key is held by a device that was cut off: they revoke it first")
         commits = _box_commits(key.list_("boxes", 1), self.generation)
         if set(commits) != {member_id}:
             raise ChainError("the link must carry exactly the new member's key box")
@@ -407,9 +419,12 @@ class TeamState:
         if (gen == 1 or not self.history or fresh) and prev is not None:
             raise ChainError("this key generation must not carry a previous key")
         commits = _box_commits(key.list_("boxes", 1000), gen)
-        if set(commits) != policy.key_recipients(self, org, org_seq, link.time):
+        recipients = policy.key_recipients(self, org, org_seq, link.time, members)
+        if set(commits) != recipients:
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
+        self.withheld = {m: gen for m in policy.team_members(self, org, org_seq, link.time) - recipients
+                         if m not in self.pending_share} if org.incidents.by_member else {}
         self.generation = gen
         self.canaries[gen] = key.bytes_("canary", 32)
         if prev is not None:

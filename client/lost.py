@@ -1,0 +1,87 @@
+"""The lost-device incident, the Security Team's side (rule lost-device): cut a device off, rotate what this
+device may rotate, report what stays pending and when the weekly reviews fall; and lift the pause.
+
+``cut_device`` signs ``org.device.cut`` (vault/chains/incidents.py), which also pauses the member's sensitive
+memberships; ``clear_pause`` signs ``org.clear`` (what ``mvault incident clear`` calls). No reason or note
+goes into the organization chain: every member reads it (the incident record holds the notes).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from client.client import Client
+from client.maintenance import maintain
+from security.policy import PAUSED_KINDS
+from vault.chains import MemberState, TeamState
+from vault.errors import NotFound, VaultError
+
+DAY = 86400
+REVIEW_WEEKS = 4  # rule lost-device: weekly activity review for 4 weeks
+
+
+@dataclass(frozen=True)
+class LostDeviceReport:
+    """What ``cut_device`` did (the ``--json`` object of ``mvault incident lost-device``)."""
+
+    member: str
+    device: str
+    cut_seq: int
+    paused_teams: list[str]
+    rotated_teams: list[str]
+    pending_rotation_teams: list[str]
+    reviews_due: list[str]  # ISO dates
+
+    def as_json(self) -> dict[str, object]:
+        return {"incident_kind": "lost-device", "member": self.member, "device": self.device,
+                "cut_seq": self.cut_seq, "paused_teams": self.paused_teams, "rotated_teams": self.rotated_teams,
+                "pending_rotation_teams": self.pending_rotation_teams, "reviews_due": self.reviews_due}
+
+
+def reviews_due(now: int) -> list[str]:
+    """The weekly review dates (UTC, ISO) for the 4 weeks after ``now``."""
+    return [datetime.datetime.fromtimestamp(now + week * 7 * DAY, datetime.UTC).date().isoformat()
+            for week in range(1, REVIEW_WEEKS + 1)]
+
+
+def _device_of(ms: MemberState, name: str) -> str:
+    found = [d.device_id for d in ms.active_devices() if name in (d.device_id, d.name)]
+    if len(found) != 1:
+        raise NotFound(f"member {ms.name} has no active device {name!r}" if not found
+                       else f"member {ms.name} has several devices named {name!r}; use the device id")
+    return found[0]
+
+
+def _teams_of(teams: dict[str, TeamState], member: str) -> list[TeamState]:
+    """The teams whose current key ``member`` holds a box of (what the cut device could read)."""
+    return [t for t in teams.values() if (t.generation, member) in t.boxes]
+
+
+async def cut_device(s: Client, member: str, device: str) -> LostDeviceReport:
+    """Cut ``device`` of ``member`` off (``org.device.cut``), then do the rotations this device may do now."""
+    view = await s.chains.view()
+    ms = view.member_by_name(member)
+    device_id = _device_of(ms, device)
+    exposed = {t.team_id: t.generation for t in _teams_of(view.teams, ms.member_id)}
+    await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id})
+    view = await s.chains.view()
+    cut = view.org.incidents.cut_of(ms.member_id, device_id)
+    if cut is None:
+        raise VaultError("the server did not record the cut (refresh and check the organization chain)")
+    await maintain(s)  # rotates every team whose key this device holds
+    view = await s.chains.view()
+    now = s.session.now()
+    rotated = sorted(view.teams[t].name for t, gen in exposed.items() if view.teams[t].generation > gen)
+    pending = sorted(view.teams[t].name for t, gen in exposed.items() if view.teams[t].generation == gen)
+    paused = sorted(t.name for t in view.teams.values() if t.kind in PAUSED_KINDS and t.role_of(ms.member_id, now))
+    return LostDeviceReport(ms.member_id, device_id, cut.seq, paused, rotated, pending, reviews_due(now))
+
+
+async def clear_pause(s: Client, member: str) -> int:
+    """Lift the pause on ``member``'s sensitive memberships (``org.clear``); the seq of the link."""
+    view = await s.chains.view()
+    ms = view.member_by_name(member)
+    await s.chains.append_org("org.clear", {"member": ms.member_id})
+    view = await s.chains.view()
+    return view.org.seq

@@ -1,0 +1,73 @@
+"""The lost-device incident acts as steps of the authority state machine (tests/test_authority_model.py, issue
+18): ``org.device.cut`` and ``org.clear`` signed by anyone (a member without the Security Team role, NCC while
+the Security Team has a member, the paused member clearing themselves, with any of their devices, cut ones
+too), naming any member's device (another member's, one revoked or cut already), dated now or back to the
+previous organization link or before it. Each is appended and replayed with the real code and must be
+accepted exactly when the reference model (tests/helpers/authority_model.py) entitles it; accepted ones
+become history, and from then on every invariant of the machine (every act judged, every key generation
+boxed, nobody opening a generation made after they lost their place) holds with the cuts and pauses."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import rule
+
+from tests.helpers.authority_machine import MachineBase, idx
+from tests.helpers.chain_world import Person
+from vault.keys import DeviceKeys
+
+
+class IncidentSteps(MachineBase):
+    def any_device(self, q: Person, i: int) -> DeviceKeys:
+        found: DeviceKeys = self.pick([*self.w.devices[q.id].values(), *self.revoked[q.id]], i)
+        return found
+
+    def incident(self, q: Person, d: DeviceKeys, t: int, type_: str, body: dict[str, str], want: bool) -> bool:
+        """Append the incident link and replay it with the real code: accepted exactly when ``want``."""
+        got = self.org_link_judged(self.w.org_link(q, type_, body, time=t, append=False, by=d), want, type_)
+        if got:
+            self.w.time = max(self.w.time, t)
+            self.m.org_link(t)
+        return got
+
+    def current(self, m: str) -> bool:
+        e = self.m.entry(m)
+        return e is not None and e.status != "removed"
+
+    def signer(self, i: int, action: str, t: int, honest: bool) -> Person:
+        """Anyone (``honest``: someone the model entitles to ``action`` with their main device, when there is one)."""
+        fit = [q for q in self.people() if self.m.entitled(q.id, self.dev(q).device_id, t, action)] if honest else []
+        found: Person = self.pick(fit or self.people(), i)
+        return found
+
+    @rule(signer=idx, whom=idx, dev=idx, back=st.sampled_from([0, 0, 1, 30, 5000]), main=st.booleans())
+    def device_cut(self, signer: int, whom: int, dev: int, back: int, main: bool) -> None:
+        t = self.now + 10 - back
+        q, target = self.signer(signer, "org.device.cut", t, main), self.pick(self.people(), whom)
+        d = self.dev(q) if main else self.any_device(q, dev)
+        lost = (self.pick(list(self.w.devices[target.id].values()), dev) if main  # now and then another member's
+                else self.any_device(self.pick(self.people(), whom + dev % 2), dev))
+        want = (t >= self.m.org_times[-1] and self.m.entitled(q.id, d.device_id, t, "org.device.cut")
+                and self.current(target.id) and self.m.device_active(target.id, lost.device_id, t)
+                and (target.id, lost.device_id) not in {(m, c) for m, c, _ in self.m.cuts})
+        if self.incident(q, d, t, "org.device.cut", {"member": target.id, "device": lost.device_id}, want):
+            self.m.cuts.append((target.id, lost.device_id, t))
+            pauses = self.m.pauses.setdefault(target.id, [])
+            if not pauses or pauses[-1][1] is not None:
+                pauses.append([t, None])
+        self.sync("device_cut")
+
+    @rule(signer=idx, whom=idx, dev=idx, back=st.sampled_from([0, 0, 30]), main=st.booleans())
+    def pause_clear(self, signer: int, whom: int, dev: int, back: int, main: bool) -> None:
+        t = self.now + 10 - back
+        q = self.signer(signer, "org.clear", t, main)
+        paused_now = [x for x in self.people() if any(c is None for _, c in self.m.pauses.get(x.id, []))]
+        target = self.pick(paused_now if main else [], whom) or self.pick(self.people(), whom)
+        d = self.dev(q) if main else self.any_device(q, dev)
+        pauses = self.m.pauses.get(target.id, [])
+        paused = bool(pauses) and pauses[-1][1] is None
+        want = (t >= self.m.org_times[-1] and self.m.entitled(q.id, d.device_id, t, "org.clear")
+                and self.current(target.id) and paused and q.id != target.id)
+        if self.incident(q, d, t, "org.clear", {"member": target.id}, want):
+            pauses[-1][1] = t
+        self.sync("pause_clear")
