@@ -8,9 +8,12 @@ goes into the organization chain: every member reads it (the incident record hol
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
+from client.audit import incidents
 from client.client import Client
 from client.maintenance import maintain
 from security.policy import PAUSED_KINDS
@@ -32,9 +35,11 @@ class LostDeviceReport:
     rotated_teams: list[str]
     pending_rotation_teams: list[str]
     reviews_due: list[str]  # ISO dates
+    incident_id: str | None = None  # the private record (client/audit/incidents.py); None: not opened
+    record_problem: str = ""  # why the record could not be opened (the cut stands all the same)
 
     def as_json(self) -> dict[str, object]:
-        return {"incident_kind": "lost-device", "member": self.member, "device": self.device,
+        return {"incident_kind": "lost-device", "id": self.incident_id, "member": self.member, "device": self.device,
                 "cut_seq": self.cut_seq, "paused_teams": self.paused_teams, "rotated_teams": self.rotated_teams,
                 "pending_rotation_teams": self.pending_rotation_teams, "reviews_due": self.reviews_due}
 
@@ -58,8 +63,10 @@ def _teams_of(teams: dict[str, TeamState], member: str) -> list[TeamState]:
     return [t for t in teams.values() if (t.generation, member) in t.boxes]
 
 
-async def cut_device(s: Client, member: str, device: str) -> LostDeviceReport:
-    """Cut ``device`` of ``member`` off (``org.device.cut``), then do the rotations this device may do now."""
+async def cut_device(s: Client, member: str, device: str, reason: str = "") -> LostDeviceReport:
+    """Cut ``device`` of ``member`` off (``org.device.cut``), then do the rotations this device may do now, then
+    open the private incident record (``reason`` goes only there). The cut comes first and stands even when the
+    record cannot be written (e.g. no Security Team is designated yet): the report says why."""
     view = await s.chains.view()
     ms = view.member_by_name(member)
     device_id = _device_of(ms, device)
@@ -75,7 +82,14 @@ async def cut_device(s: Client, member: str, device: str) -> LostDeviceReport:
     rotated = sorted(view.teams[t].name for t, gen in exposed.items() if view.teams[t].generation > gen)
     pending = sorted(view.teams[t].name for t, gen in exposed.items() if view.teams[t].generation == gen)
     paused = sorted(t.name for t in view.teams.values() if t.kind in PAUSED_KINDS and t.role_of(ms.member_id, now))
-    return LostDeviceReport(ms.member_id, device_id, cut.seq, paused, rotated, pending, reviews_due(now))
+    report = LostDeviceReport(ms.member_id, device_id, cut.seq, paused, rotated, pending, reviews_due(now))
+    try:
+        inc = await incidents.open_incident(s, "lost-device", ms.member_id, ms.name, reason, {
+            "device": device_id, "cut_seq": cut.seq, "paused_teams": paused, "rotated_teams": rotated,
+            "pending_rotation_teams": pending})
+    except VaultError as e:
+        return dataclasses.replace(report, record_problem=e.message)
+    return dataclasses.replace(report, incident_id=inc.data["id"])
 
 
 async def clear_pause(s: Client, member: str) -> int:
@@ -85,3 +99,11 @@ async def clear_pause(s: Client, member: str) -> int:
     await s.chains.append_org("org.clear", {"member": ms.member_id})
     view = await s.chains.view()
     return view.org.seq
+
+
+async def clear_hook(s: Client, record: dict[str, Any]) -> dict[str, Any]:
+    """What ``mvault incident clear`` of a lost-device incident does first: lift the pause (``org.clear``)."""
+    view = await s.chains.view()
+    if view.org.incidents.open_pause(record["member"]) is None:
+        return {"clear_seq": None}  # already lifted (another Security Team member's clear)
+    return {"clear_seq": await clear_pause(s, record["member"])}

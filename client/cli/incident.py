@@ -5,9 +5,9 @@ follow an incident through its weekly reviews to its closing. Everything an inci
 another member (names, reasons, notes) is escaped before it is printed. Exit codes: 0 done; 1 refused (not
 in the Security Team, no such member or incident, a conflict); 2 a malformed incident id.
 
-``lost-device`` is written apart (client/cli/incident_lost.py, ``lost_device``); it joins this group with
-``incident.add_command(lost_device, "lost-device")`` and a static import (only client/cli/main.py imports by
-name), and its pause-lifting function goes in ``CLEAR_HOOKS["lost-device"]`` (client/audit/incidents.py).
+``lost-device`` is written apart (client/cli/incident_lost.py, ``lost_device``) and joins this group below; its
+pause-lifting function (``client.lost.clear_hook``) is what ``clear`` of a lost-device incident does first
+(``CLEAR_HOOKS["lost-device"]`` in client/audit/incidents.py, set here).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any
 import click
 
 from client import departure as departures
+from client import lost
 from client.audit import incidents
 from client.audit.log import event_json
 from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, when, with_session
+from client.cli.incident_lost import lost_device
 from client.client import Client
 from client.names import Names
 from client.sanitize import escape
@@ -28,6 +30,10 @@ from client.sanitize import escape
 @click.group()
 def incident() -> None:
     """Incidents: a departure or a lost device, from the removal to the last weekly review."""
+
+
+incident.add_command(lost_device, "lost-device")
+incidents.CLEAR_HOOKS["lost-device"] = lost.clear_hook
 
 
 def _id(_c: click.Context, _p: click.Parameter, value: str) -> str:

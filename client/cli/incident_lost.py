@@ -16,12 +16,13 @@ from client.sanitize import escape
 @click.command("lost-device")
 @click.argument("member")
 @click.argument("device")
+@click.option("--reason", default="", help="why (kept only in the private incident record, never in the chains)")
 @json_flag
 @click.pass_obj
-def lost_device(ctx: Ctx, member: str, device: str) -> None:
+def lost_device(ctx: Ctx, member: str, device: str, reason: str) -> None:
     """Cut off MEMBER's DEVICE (Security Team): no login, nothing it signs later is believed, every team it could
     read rotates, MEMBER's sensitive memberships pause until `mvault incident clear`; weekly reviews for 4 weeks."""
-    report = with_session(ctx, lambda s: lost.cut_device(s, member, device))
+    report = with_session(ctx, lambda s: lost.cut_device(s, member, device, reason))
 
     def human() -> None:
         out.print(f"cut off device {escape(report.device)} of member {escape(member)} "
@@ -32,6 +33,10 @@ def lost_device(ctx: Ctx, member: str, device: str) -> None:
                       "(their clients do it on their next run)")
         out.print(f"paused until cleared: {escape(', '.join(report.paused_teams)) or 'no sensitive team'}")
         out.print(f"weekly reviews due: {', '.join(report.reviews_due)}")
+        if report.incident_id is not None:
+            out.print(f"incident {report.incident_id} opened (`mvault incident show {report.incident_id}`)")
+        else:
+            out.print(f"warning: no incident record: {escape(report.record_problem)}; the cut stands")
         out.print(f"the member revokes the device from another of theirs (`mvault device revoke {escape(device)}`) "
                   "before they get new keys")
 
