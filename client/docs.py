@@ -17,6 +17,7 @@ import shlex
 import time
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from client.home import Pins
 from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
+from client.review import review_for
 from client.sanitize import escape
 from client.savepace import SavePace
 from client.session import Session
@@ -52,6 +54,7 @@ from vault.errors import (
 from vault.fileio import signature
 from vault.localindex import LocalCopy, content_hasher
 from vault.names import check_name
+from vault.review import REVIEW_KEY, review_month
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Docs, Stored, Versions
 
@@ -242,20 +245,22 @@ class Documents:
         return seq, vid
 
     async def put_many(self, team_name: str, items: list[tuple[Path, str]], progress: Progress | None = None,
-                       concurrency: int = PUT_CONCURRENCY, base: Base | None = None) -> list[tuple[str, int, str]]:
+                       concurrency: int = PUT_CONCURRENCY, base: Base | None = None,
+                       review_by: date | None = None) -> list[tuple[str, int, str]]:
         """Encrypt and upload files as new documents or versions: (name, version, vid) for each.
 
         One view of the team and one listing for the whole batch; up to ``concurrency`` uploads in
         flight. Every file is still its own signed version, checked against the pins like a single
         put, and on top of the version it is based on (``Base``). If some fail, the others are still
-        stored, and a ``BatchFailed`` names both sides.
+        stored, and a ``BatchFailed`` names both sides. Each carries a review-by date (``client/review.py``).
         """
         for _, name in items:
             check_name(name)
         check_unique_names([name for _, name in items])
         view, team, keys, current = await self._writable(team_name)
         with self._pin_batch():
-            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base())
+            review = review_for(team.kind, review_by, self.session.now())
+            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base(), review)
 
     async def _writable(self, team_name: str) -> tuple[View, TeamState, list[TeamKey], TeamKey]:
         """The view, the team (refused unless this device may write in it now), its keys and the current one."""
@@ -292,7 +297,7 @@ class Documents:
 
     async def _put_all(self, view: View, team: TeamState, keys: list[TeamKey], current: TeamKey,
                        items: list[tuple[Path, str]], progress: Progress | None, concurrency: int,
-                       base: Base) -> list[tuple[str, int, str]]:
+                       base: Base, review: date | None = None) -> list[tuple[str, int, str]]:
         assert self._batch_pins is not None
         known: set[str] = set(self._batch_pins.docs)
         index = self.copies.load()
@@ -316,7 +321,8 @@ class Documents:
                     listed = len(items) == 1 or f"{team.team_id}/{doc}" in known
                     records = await self._versions(team, doc) if listed else []
                     base.check(view, team, name, records, index.copy(team.team_id, doc, local))
-                    return await self._put_version(team, current, doc, records, path, local, name, progress)
+                    return await self._put_version(team, current, doc, records, path, local, name, progress,
+                                                   review=review)
                 except (RollbackDetected, CryptoError, ServerMismatch) as e:
                     alarm.append(e)
                     raise
@@ -334,8 +340,10 @@ class Documents:
 
     async def _put_version(self, team: TeamState, current: TeamKey, doc: str, records: list[Record], path: Path,
                            local: str | None, name: str, progress: Progress | None, op: str = PUT,
-                           extra: dict[str, Value] | None = None) -> tuple[str, int, str]:
+                           extra: dict[str, Value] | None = None, review: date | None = None) -> tuple[str, int, str]:
         parent = records[-1].version_id if records else None  # the base, which Base.check found is the head
+        if review is not None:  # the date sealed in the metadata; only its month to the server (vault/review.py)
+            extra = {**(extra or {}), REVIEW_KEY: review.isoformat()}
         hasher = content_hasher()
         # Opened before the request: a file we cannot read is its own error, not a broken upload.
         with path.open("rb") as f:
@@ -344,7 +352,8 @@ class Documents:
             writer = DocWriter(key=current, team_seq=team.seq, device=s.device, author=s.me, doc=doc,
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
-            res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
+            month = "" if review is None else f"?review={review_month(review)}"
+            res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}{month}",
                                         encrypting_stream(writer, f, progress, hasher), Stored,
                                         length=writer.upload_length())
         assert writer.record is not None

@@ -160,7 +160,8 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("put_version", "post", f"{TEAM}/docs/{{doc}}",
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
         "stored_bytes, 429 at versions_per_day (Retry-After), 507 when the server's disk is full", "201", s.Stored,
-        "400 401 403 404 409 413 429 507", Binary),
+        "400 401 403 404 409 413 429 507", Binary,
+        query=(QueryParam("review", "YYYY-MM: the month of the version's review-by date (rule document-review)"),)),
     _op("version_body", "get", f"{TEAM}/versions/{{vid}}/body", "ciphertext body of a version (streamed)", "200",
         Binary, "401 403 404"),
     # -- threads
