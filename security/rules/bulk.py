@@ -13,33 +13,44 @@ access while a departure is pending. Alerts (counts, never content), not verdict
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Callable
 
 from security.events import Event
 from security.protocols import Rule
 from security.rules.base import ALERT, DAY, MINUTE, Context, Finding, body_str, dur, finding, ok_events
-from vault.chains import TeamState
+from vault.chains import TeamSnapshot
 
 
-def _team_role_until(team: TeamState, member: str, t: int) -> tuple[bool, int | None]:
-    """Was ``member`` an active member of ``team`` at ``t`` (by the states its links made, dated up to ``t``), and
-    until when did that role run (None: no end)?"""
-    snaps = [s for _, s in sorted(team.snapshots.items()) if s.time <= t]
-    if not snaps:
-        return False, None
-    role, until = snaps[-1].roles.get(member, (None, None))
-    return role is not None and (until is None or t < until), until
+class _Roles:
+    """Team roles at a time, by the states the team's links made (dated up to that time): one sorted index per team,
+    built once, bisected per read."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.index: dict[str, tuple[list[int], list[TeamSnapshot]]] = {}
+        for tid, team in ctx.inp.teams.items():
+            snaps = sorted(team.snapshots.values(), key=lambda s: s.time)
+            self.index[tid] = ([s.time for s in snaps], snaps)
+
+    def at(self, team: str, member: str, t: int) -> tuple[bool, int | None]:
+        """Was ``member`` an active member of ``team`` at ``t``, and until when did that role run (None: no end)?"""
+        times, snaps = self.index.get(team, ([], []))
+        i = bisect.bisect_right(times, t)
+        if not i:
+            return False, None
+        role, until = snaps[i - 1].roles.get(member, (None, None))
+        return role is not None and (until is None or t < until), until
 
 
-def _outside(ctx: Context, rule: Rule) -> list[Finding]:
+def _outside(ctx: Context, rule: Rule, roles: _Roles) -> list[Finding]:
     limit, since = rule.int_("max_outside"), ctx.now - rule.int_("outside_days") * DAY
     outside: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for idx, ev in ok_events(ctx.actions("doc.read")):
         team = ctx.inp.teams.get(ev.res.get("team", ""))
         if team is None or not since < ev.time <= ctx.now or not ev.actor:
             continue
-        if not _team_role_until(team, ev.actor, ev.time)[0]:
+        if not roles.at(team.team_id, ev.actor, ev.time)[0]:
             outside[ev.actor].append((idx, team.team_id))
     out = []
     for actor, reads in sorted(outside.items()):
@@ -61,7 +72,7 @@ def _removal_proposals(ctx: Context) -> dict[str, list[int]]:
     return found
 
 
-def _departing(ctx: Context, rule: Rule) -> Callable[[Event], str]:
+def _departing(ctx: Context, rule: Rule, roles: _Roles) -> Callable[[Event], str]:
     """Why the reader of a read event had a departure pending then ("" if none)."""
     ahead = rule.int_("departure_days") * DAY
     proposals = _removal_proposals(ctx)
@@ -78,20 +89,19 @@ def _departing(ctx: Context, rule: Rule) -> Callable[[Event], str]:
         terms = [u for u in entry.roles.values()] if entry is not None and entry.status == "admitted" else []
         if terms and all(u is not None and t < u <= t + ahead for u in terms):
             return f"their organization roles ended {dur(max(u for u in terms if u is not None) - t)} later"
-        team = ctx.inp.teams.get(ev.res.get("team", ""))
-        if team is not None:
-            active, until = _team_role_until(team, who, t)
-            if active and until is not None and until <= t + ahead:
-                return f"their role in team {team.team_id} ended {dur(until - t)} later"
+        team = ev.res.get("team", "")
+        active, until = roles.at(team, who, t)
+        if active and until is not None and until <= t + ahead:
+            return f"their role in team {team} ended {dur(until - t)} later"
         return ""
 
     return why
 
 
-def _while_departing(ctx: Context, rule: Rule, densest: Callable[[list[tuple[int, int]], int], list[int]]) \
-        -> list[Finding]:
+def _while_departing(ctx: Context, rule: Rule, densest: Callable[[list[tuple[int, int]], int], list[int]],
+                     roles: _Roles) -> list[Finding]:
     limit, width = rule.int_("departing_reads"), rule.int_("window_minutes") * MINUTE
-    why = _departing(ctx, rule)
+    why = _departing(ctx, rule, roles)
     reads: dict[str, list[tuple[int, int]]] = defaultdict(list)
     reasons: dict[int, str] = {}
     for idx, ev in ok_events(ctx.actions("doc.read")):
@@ -111,4 +121,5 @@ def _while_departing(ctx: Context, rule: Rule, densest: Callable[[list[tuple[int
 def bulk_beyond_bursts(ctx: Context, rule: Rule, densest: Callable[[list[tuple[int, int]], int], list[int]]) \
         -> list[Finding]:
     """The outside-teams and pending-departure alerts of ``bulk-access``."""
-    return _outside(ctx, rule) + _while_departing(ctx, rule, densest)
+    roles = _Roles(ctx)
+    return _outside(ctx, rule, roles) + _while_departing(ctx, rule, densest, roles)
