@@ -10,6 +10,7 @@ import pytest
 from security.events import Event
 from tests.helpers.chain_world import DAY, MWorld, Team
 from tests.helpers.rules import audit, circle_of, event, ok, only, result
+from vault.envelope import DELETE, PUT, check_metadata
 from vault.errors import EncodingError
 from vault.review import check_review_month, default_review_by, month_end, parse_review_by
 
@@ -59,3 +60,13 @@ def test_review_dates_and_months() -> None:
     assert month_end("2030-05") == JUNE_2030
     assert month_end("2029-12") == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
     assert default_review_by(JUNE_2030, 180) == date(2030, 11, 28)
+
+
+def test_a_reader_refuses_a_malformed_review_by_date_in_the_metadata() -> None:
+    """The exact date is inside the signed, encrypted metadata; a version whose date is malformed, or a deletion that
+    carries one, is refused by every reader (``check_metadata``), like any other malformed metadata."""
+    base = {"name": "a.md", "size": 1, "mime": "text/plain", "mtime": 0}
+    assert check_metadata({**base, "review_by": "2030-02-28"}, PUT)["review_by"] == "2030-02-28"
+    for bad, op in (("2030-02-30", PUT), ("2030-02-28T00:00", PUT), ("2030-02-28", DELETE)):
+        with pytest.raises(EncodingError):
+            check_metadata({**base, "size": 0 if op == DELETE else 1, "review_by": bad}, op)
