@@ -10,6 +10,7 @@ import pytest
 from security.events import Event
 from tests.helpers.chain_world import DAY, MWorld, Team
 from tests.helpers.rules import audit, circle_of, event, ok, only, result
+from vault.encoding import Value
 from vault.envelope import DELETE, PUT, check_metadata
 from vault.errors import EncodingError
 from vault.review import check_review_month, default_review_by, month_end, parse_review_by
@@ -65,7 +66,7 @@ def test_review_dates_and_months() -> None:
 def test_a_reader_refuses_a_malformed_review_by_date_in_the_metadata() -> None:
     """The exact date is inside the signed, encrypted metadata; a version whose date is malformed, or a deletion that
     carries one, is refused by every reader (``check_metadata``), like any other malformed metadata."""
-    base = {"name": "a.md", "size": 1, "mime": "text/plain", "mtime": 0}
+    base: dict[str, Value] = {"name": "a.md", "size": 1, "mime": "text/plain", "mtime": 0}
     assert check_metadata({**base, "review_by": "2030-02-28"}, PUT)["review_by"] == "2030-02-28"
     for bad, op in (("2030-02-30", PUT), ("2030-02-28T00:00", PUT), ("2030-02-28", DELETE)):
         with pytest.raises(EncodingError):
