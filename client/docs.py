@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from client.home import Pins
 from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
+from client.review import review_for
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
@@ -51,6 +53,7 @@ from vault.errors import (
 from vault.fileio import signature
 from vault.localindex import LocalCopy, content_hasher
 from vault.names import check_name
+from vault.review import REVIEW_KEY, review_month
 from vault.syncindex import Seen, head_digest
 from vault.teamkeys import TeamKey
 from vault.wire.schemas import Docs, Stored, Versions
@@ -228,20 +231,22 @@ class Documents:
         return seq, vid
 
     async def put_many(self, team_name: str, items: list[tuple[Path, str]], progress: Progress | None = None,
-                       concurrency: int = PUT_CONCURRENCY, base: Base | None = None) -> list[tuple[str, int, str]]:
+                       concurrency: int = PUT_CONCURRENCY, base: Base | None = None,
+                       review_by: date | None = None) -> list[tuple[str, int, str]]:
         """Encrypt and upload files as new documents or versions: (name, version, vid) for each.
 
         One view of the team and one listing for the whole batch; up to ``concurrency`` uploads in
         flight. Every file is still its own signed version, checked against the pins like a single
         put, and on top of the version it is based on (``Base``). If some fail, the others are still
-        stored, and a ``BatchFailed`` names both sides.
+        stored, and a ``BatchFailed`` names both sides. Each carries a review-by date (``client/review.py``).
         """
         for _, name in items:
             check_name(name)
         check_unique_names([name for _, name in items])
         view, team, keys, current = await self._writable(team_name)
         with self._pin_batch():
-            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base())
+            review = review_for(team.kind, review_by, self.session.now())
+            return await self._put_all(view, team, keys, current, items, progress, concurrency, base or Base(), review)
 
     async def _writable(self, team_name: str) -> tuple[View, TeamState, list[TeamKey], TeamKey]:
         """The view, the team (refused unless this device may write in it now), its keys and the current one."""
@@ -279,7 +284,7 @@ class Documents:
 
     async def _put_all(self, view: View, team: TeamState, keys: list[TeamKey], current: TeamKey,
                        items: list[tuple[Path, str]], progress: Progress | None, concurrency: int,
-                       base: Base) -> list[tuple[str, int, str]]:
+                       base: Base, review: date | None = None) -> list[tuple[str, int, str]]:
         assert self._batch_pins is not None
         known: set[str] = set(self._batch_pins.docs)
         index = self.copies.load()
@@ -304,7 +309,8 @@ class Documents:
                     listed = len(items) == 1 or f"{team.team_id}/{doc}" in known
                     records = await self._versions(team, doc) if listed else []
                     base.check(view, team, name, records, index.copy(team.team_id, doc, local))
-                    return await self._put_version(team, current, doc, records, path, local, name, progress)
+                    return await self._put_version(team, current, doc, records, path, local, name, progress,
+                                                   review=review)
                 except (RollbackDetected, CryptoError, ServerMismatch) as e:
                     alarm.append(e)
                     raise
@@ -325,8 +331,10 @@ class Documents:
 
     async def _put_version(self, team: TeamState, current: TeamKey, doc: str, records: list[Record], path: Path,
                            local: str | None, name: str, progress: Progress | None, op: str = PUT,
-                           extra: dict[str, Value] | None = None) -> tuple[str, int, str]:
+                           extra: dict[str, Value] | None = None, review: date | None = None) -> tuple[str, int, str]:
         parent = records[-1].version_id if records else None  # the base, which Base.check found is the head
+        if review is not None:  # the date sealed in the metadata; only its month to the server (vault/review.py)
+            extra = {**(extra or {}), REVIEW_KEY: review.isoformat()}
         hasher = content_hasher()
         # Opened before the request: a file we cannot read is its own error, not a broken upload.
         with path.open("rb") as f:
@@ -335,10 +343,11 @@ class Documents:
             writer = DocWriter(key=current, team_seq=team.seq, device=s.device, author=s.me, doc=doc,
                                seq=len(records) + 1, parent=parent, time=s.now(), name=name, size=st.st_size,
                                mime="application/octet-stream", mtime=int(st.st_mtime), op=op, extra_meta=extra)
-            if self._batcher is not None and st.st_size < SMALL:  # one whole envelope among others in a request
+            month = "" if review is None else f"?review={review_month(review)}"
+            if self._batcher is not None and st.st_size < SMALL and review is None:  # among others in one request
                 res = await self._batcher.put(await envelope_of(encrypting_stream(writer, f, progress, hasher)))
-            else:
-                res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}",
+            else:  # a review month travels in the query, which a batch item has no place for
+                res = await s.api.upload(f"/api/v1/teams/{team.team_id}/docs/{doc}{month}",
                                          encrypting_stream(writer, f, progress, hasher), Stored,
                                          length=writer.upload_length())
         assert writer.record is not None

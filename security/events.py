@@ -78,7 +78,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "team.role": ("admin-count", "role-terms"),
     "team.rotate": ("rotate-on-removal",),
     "team.review": ("membership-review",),
-    "doc.write": ("rotate-on-removal",),
+    "doc.write": ("rotate-on-removal", "document-review"),
     "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)
     "doc.move": ("rotate-on-removal", "need-to-know"),
     "doc.restore": ("rotate-on-removal", "need-to-know"),

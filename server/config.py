@@ -22,6 +22,7 @@ import msgspec
 from security.protocols import defaults
 from server.context import Config
 from server.endpoint import Tls
+from vault.acts import ALLOWANCE
 from vault.errors import VaultError
 from vault.pin import Pin, check_https_url
 
@@ -53,7 +54,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_upload: Positive = 16 * 1024**3  # bytes of one document version's envelope
     session_ttl: Seconds = 3600.0
     nonce_ttl: Seconds = 60.0
-    clock_skew: Seconds = 600.0
+    # at most half the judge's allowance (vault/acts.py): a link an honest server accepted stays valid on replay
+    clock_skew: Annotated[float, msgspec.Meta(gt=0, le=ALLOWANCE / 2)] = 600.0
     purge_interval: Seconds = 30.0
     rate_per_second: Annotated[float, msgspec.Meta(ge=0.1)] = 20.0
     rate_burst: Positive = 200

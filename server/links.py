@@ -18,13 +18,25 @@ from vault.wire import schemas
 LinkBody = TypeVar("LinkBody", schemas.LinkRequest, schemas.MemberLinkRequest, schemas.TeamLinkRequest)
 
 
+def clock_difference(signed: int, now: int) -> str:
+    """How far a signer's clock is from the server's, for people: 'is 2h 0m ahead of the server's'."""
+    diff = signed - now
+    d = abs(diff)
+    h, m, s = d // 3600, d % 3600 // 60, d % 60
+    span = f"{h}h {m}m" if h else f"{m}m {s}s" if m else f"{s}s"
+    return f"is {span} {'ahead of' if diff > 0 else 'behind'} the server's"
+
+
 def check_link_time(request: web.Request, link: Link) -> None:
-    now = now_of(request)
+    """A link is dated by its signer's clock: refused (nothing stored) more than ``clock_skew`` from the server's,
+    in either direction. The rules judge windows of days by when links were appended (security/rules/base.py), and
+    this bound keeps a link's own time near that; ``clock_skew`` is at most half the judge's ``ALLOWANCE``."""
+    now = int(now_of(request))
     skew = request.app[CONFIG].clock_skew
     if abs(link.time - now) > skew:
         raise ChainError(
-            f"link time {link.time} is too far from the server's time {int(now)} "
-            f"(allowed difference {int(skew)} s); check your clock"
+            f"this device's clock {clock_difference(link.time, now)} (link time {link.time}, server time {now}, "
+            f"allowed difference {int(skew)} s); set the clock right and retry"
         )
 
 

@@ -106,6 +106,7 @@ def test_the_metrics_token_is_masked(tmp_path: Path) -> None:
     ('port = "8443"\n', ["'port'", "expected `int`"]),
     ("port = 70000\n", ["'port'", "<= 65535"]),
     ("session_ttl = 0\n", ["'session_ttl'", "> 0"]),
+    ("clock_skew = 3600\n", ["'clock_skew'", "<= 600"]),  # at most half the judge's ALLOWANCE
     ('log_level = "loud"\n', ["'log_level'", "loud"]),
     ("metrics_loopback = 1\n", ["'metrics_loopback'", "expected `bool`"]),
     ("[quota_caps]\nstorage = 5\n", ["'quota_caps.storage'", "unknown quota"]),

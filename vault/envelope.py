@@ -35,6 +35,7 @@ from vault.errors import (
     Truncated,
 )
 from vault.keys import DeviceKeys
+from vault.review import REVIEW_KEY, parse_review_by
 from vault.teamkeys import TeamKey
 
 MAGIC = b"MVDOC1\n"
@@ -224,6 +225,10 @@ def check_metadata(meta: Value, op: str) -> dict[str, Value]:
             src.str_("vid", 64)
     if op == RESTORE:
         f.int_("restored_from", 1)
+    if f.has(REVIEW_KEY):  # a review-by date (rule document-review): any version but a deletion
+        if op == DELETE:
+            raise EncodingError("a deletion carries no review-by date")
+        parse_review_by(f.str_(REVIEW_KEY, 10))
     return f.raw
 
 

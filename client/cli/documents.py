@@ -17,8 +17,9 @@ from client.docs import DocVersion, Fetched
 from client.putbase import Base
 from client.sanitize import escape
 from vault.envelope import DELETE
-from vault.errors import BadName, BatchFailed, FetchFailed
+from vault.errors import BadName, BatchFailed, EncodingError, FetchFailed
 from vault.names import check_name, check_prefix, name_for_path, name_in_folder, name_problem
+from vault.review import parse_review_by
 
 _STORED = (Column("name", lambda r: r["name"]), Column("version", lambda r: r["version"]),
            Column("size", lambda r: r["size"]), Column("id", lambda r: r["vid"]))
@@ -102,10 +103,13 @@ def _put_items(paths: tuple[Path, ...], as_name: str | None, recursive: bool) ->
               help="store only if the newest version is N (0: only if the document does not exist yet)")
 @click.option("--force-new-version", is_flag=True,
               help="store on top of the newest version even if your file is based on an older one")
+@click.option("--review-by", "review_by", default=None, metavar="YYYY-MM-DD",
+              help="the date by which the document is to be reviewed (sealed in its metadata; the server learns the "
+              "month); default in sensitive teams: 180 days from now")
 @json_flag
 @click.pass_obj
 def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None, recursive: bool,
-        if_version: int | None, force_new_version: bool) -> None:
+        if_version: int | None, force_new_version: bool, review_by: str | None) -> None:
     """Encrypt and upload each PATH as a new document, or a new version of it.
 
     A relative PATH inside the current folder is stored under that path (notes/a.md), any other under
@@ -116,6 +120,10 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None, 
     """
     if if_version is not None and force_new_version:
         raise click.UsageError("--if-version and --force-new-version exclude each other")
+    try:
+        review = None if review_by is None else parse_review_by(review_by)
+    except EncodingError as e:
+        raise click.UsageError(f"--review-by: {e}") from e
     items = _put_items(paths, as_name, recursive)  # before unlocking and logging in
     sizes = {name: path.stat().st_size for path, name in items}
     total = sum(sizes.values())
@@ -125,7 +133,8 @@ def put(ctx: Ctx, team_name: str, paths: tuple[Path, ...], as_name: str | None, 
         async def go(s: Client) -> list[tuple[str, int, str]]:
             nonlocal failure
             try:
-                return await s.docs.put_many(team_name, items, advance, base=Base(if_version, force_new_version))
+                return await s.docs.put_many(team_name, items, advance, base=Base(if_version, force_new_version),
+                                             review_by=review)
             except BatchFailed as e:
                 failure = e
                 return e.stored

@@ -27,7 +27,7 @@ from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
 from client.docplaces import inside as _inside
-from client.docs import Fetched
+from client.docs import PUT_CONCURRENCY, Fetched
 from client.putbase import Base
 from client.sanitize import escape
 from client.savepace import SavePace
@@ -428,14 +428,14 @@ class SyncRun:
         big = [a for a in new if local[a.name].size >= BIG_FILE]
         small = [a for a in new if local[a.name].size < BIG_FILE]
         if small:
-            await self._put_batch(small, local, {})
+            await self._put_batch(small, local, PUT_CONCURRENCY)
         if big:
-            await self._put_batch(big, local, {"concurrency": BIG_IN_FLIGHT})
+            await self._put_batch(big, local, BIG_IN_FLIGHT)
 
-    async def _put_batch(self, batch: list[plan.Action], local: dict[str, LocalFile], options: dict[str, int]) -> None:
+    async def _put_batch(self, batch: list[plan.Action], local: dict[str, LocalFile], concurrency: int) -> None:
         try:
             stored = await self.c.docs.put_many(self.team.name, [(local[a.name].path, a.name) for a in batch],
-                                                self.progress, base=Base(if_version=0), **options)
+                                                self.progress, concurrency, base=Base(if_version=0))
             failed: list[tuple[str, BaseException]] = []
         except BatchFailed as e:
             stored, failed = e.stored, e.failed

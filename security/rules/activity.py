@@ -24,6 +24,7 @@ from security.rules.base import (
     finding,
     ok_events,
 )
+from security.rules.bulk import bulk_beyond_bursts
 
 # -- bulk-access --------------------------------------------------------------------------------------
 
@@ -43,7 +44,8 @@ def _densest(items: list[tuple[int, int]], width: int) -> list[int]:
 
 def _bulk_access(ctx: Context, rule: Rule) -> list[Finding]:
     """Alerts: more than ``max_reads`` reads within ``window_minutes``; more than ``max_denied`` refusals within
-    ``denied_days``, per actor."""
+    ``denied_days``, per actor; reads outside one's own teams and bulk access while a departure is pending
+    (``security.rules.bulk``)."""
     max_reads, width = rule.int_("max_reads"), rule.int_("window_minutes") * MINUTE
     max_denied, days = rule.int_("max_denied"), rule.int_("denied_days")
     reads: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -72,7 +74,7 @@ def _bulk_access(ctx: Context, rule: Rule) -> list[Finding]:
         if counts[actor] > max_denied:
             out.append(finding(rule, ALERT, f"member {actor} was refused access {counts[actor]} times in the "
                                 f"last {days}d (more than {max_denied})", actor, denied[actor]))
-    return out
+    return out + bulk_beyond_bursts(ctx, rule, _densest)
 
 
 # -- log-integrity ------------------------------------------------------------------------------------

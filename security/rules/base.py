@@ -1,7 +1,12 @@
 """What every rule check shares: the input and result types, levels, and lookups over the input.
 
 ``Context`` indexes one ``AuditInput`` once (events by action, chain links by hash, the organization's
-link times), so that each check reads it without scanning everything again."""
+link times, the log's clock at each index), so that each check reads it without scanning everything again.
+
+A link's own time is its signer's claim. Windows measured in days (probation, vouches before an entry,
+approvals within 72 h, reviews every 30 days) are judged by when the link was appended instead
+(``Context.appended_at``): the audit log's clock at the event that recorded the append, which the server
+stamps and members cosign, and never earlier than any event logged before it (SECURITY.md "Authority")."""
 
 from __future__ import annotations
 
@@ -93,19 +98,24 @@ class Context:
     org_times: list[int]  # times of org links, in chain order (non-decreasing)
     org_seqs: list[int]
     by_action: dict[str, list[tuple[int, Event]]] = field(default_factory=dict)
+    log_clock: dict[int, int] = field(default_factory=dict)  # log index -> newest event time up to that index
 
     @classmethod
     def build(cls, inp: AuditInput) -> Context:
         link_events: dict[str, int] = {}
         by_action: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+        log_clock: dict[int, int] = {}
+        newest: int | None = None
         for idx, ev in inp.events:
             by_action[ev.action].append((idx, ev))
+            newest = ev.time if newest is None else max(newest, ev.time)
+            log_clock[idx] = newest
             link = ev.res.get("link")
             if link and ev.action.split(".", 1)[0] in CHAIN_LINK_PREFIXES:
                 link_events.setdefault(link, idx)
         org_links = sorted(inp.org_links, key=lambda lk: lk.seq)
         return cls(inp, inp.now, link_events, {lk.seq: lk for lk in org_links}, [lk.time for lk in org_links],
-                   [lk.seq for lk in org_links], dict(by_action))
+                   [lk.seq for lk in org_links], dict(by_action), log_clock)
 
     def actions(self, action: str) -> list[tuple[int, Event]]:
         return self.by_action.get(action, [])
@@ -115,6 +125,16 @@ class Context:
             return ()
         idx = self.link_events.get(link.hash.hex())
         return () if idx is None else (idx,)
+
+    def appended_at(self, link: Link) -> int:
+        """When ``link`` was appended to its chain, as the audit log shows it: the newest time of any event logged
+        up to the event that recorded the append (a server that stamps that event back in time cannot put it
+        before the events it logged ahead of it). A link the log read has no event for (pruned, or a log that
+        was not read): its own time, never later than ``now`` (it exists now)."""
+        idx = self.link_events.get(link.hash.hex())
+        if idx is None:
+            return min(link.time, self.now)
+        return self.log_clock[idx]
 
     def org_time(self, seq: int, default: int) -> int:
         link = self.org_by_seq.get(seq)
@@ -142,9 +162,12 @@ class Context:
 
 
 def admitted_at(ctx: Context, om: OrgMember) -> int | None:
-    """When ``om`` was (first) admitted: the time of the org link that admitted them (None: never)."""
+    """When ``om`` was (first) admitted: when the org link that admitted them was appended (None: never)."""
     entry = next((e for e in om.log if e.status == "admitted"), None)
-    return None if entry is None else ctx.org_time(entry.seq, om.since)
+    if entry is None:
+        return None
+    link = ctx.org_by_seq.get(entry.seq)
+    return om.since if link is None else ctx.appended_at(link)
 
 
 def finding(rule: Rule, level: str, message: str, subject: str, events: Iterable[int] = (),

@@ -30,22 +30,25 @@ class Entry:
     team: str
     kind: str
     member: str
-    time: int
+    time: int  # when the link was appended (``Context.appended_at``), not the time its signer wrote in it
     link: Link
+    org_seq: int  # the organization state the link names: what the chains held when it was signed
 
 
 def entries(ctx: Context) -> Iterator[Entry]:
     """Every entry into every team, in chain order (the creator of a team does not enter it: it makes it)."""
     for tid, team in ctx.inp.teams.items():
         for link in ctx.team_links(tid):
+            snap = team.snapshots.get(link.seq)
+            org_seq = snap.org_seq if snap is not None else 0
             if link.type == "team.add":
-                yield Entry(tid, team.kind, body_str(link, "member"), link.time, link)
+                yield Entry(tid, team.kind, body_str(link, "member"), ctx.appended_at(link), link, org_seq)
             elif link.type == "team.create":
                 items = link.body.raw.get("members")
                 for item in items if isinstance(items, list) else []:
                     mid = item.get("member") if isinstance(item, dict) else None
                     if isinstance(mid, str) and mid != link.signer:
-                        yield Entry(tid, team.kind, mid, link.time, link)
+                        yield Entry(tid, team.kind, mid, ctx.appended_at(link), link, org_seq)
 
 
 def _generation_at(team: TeamState, links: Sequence[Link], t: int) -> int | None:

@@ -277,20 +277,20 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
             subject, role = body_str(link, "member"), body_str(link, "role")
             grant = link.body.raw.get("grant") is True
         valid = [(i, rec) for i, rec in approvals.get(link.hash.hex(), []) if rec.signer not in (link.signer, subject)]
-        in_time = [i for i, rec in valid if abs(rec.time - link.time) <= window]
-        if in_time:
+        made = ctx.appended_at(link)
+        if any(_appended(ctx, rec) - made <= window for _, rec in valid):
             continue
         # The link hash is what `mvault audit approve` takes; the org seq is said beside it for people.
         what = (f"{'grant' if grant else 'revocation'} of {role!r} to {subject} by {link.signer} "
                 f"(org seq {link.seq}, link {link.hash.hex()[:16]})")
         events = [*ctx.link_event(link), *(i for i, _ in valid if i is not None)]
-        if now - link.time > window:
+        if now - made > window:
             late = f"; only late approval(s) by {', '.join(sorted({rec.signer for _, rec in valid}))}" if valid else ""
             out.append(finding(rule, VIOLATION, f"the {what} has no second NCC approval within {dur(window)}{late}",
                                 subject, events))
         else:
             out.append(finding(rule, WARNING, f"the {what} needs a second NCC approval within "
-                                f"{dur(link.time + window - now)} (`{approve_command(link)}`)", subject, events,
+                                f"{dur(made + window - now)} (`{approve_command(link)}`)", subject, events,
                                 approve_command(link)))
     for change in ctx.inp.org.protocols_log:
         if change.approver is None or change.approver == change.proposer:
@@ -327,25 +327,27 @@ def _team_admin_changes(ctx: Context, rule: Rule, window: int) -> list[Finding]:
     for tid, team in ctx.inp.teams.items():
         if team.kind not in kinds:
             continue
+        by_seq = {lk.seq: lk for lk in ctx.team_links(tid)}
         for link in ctx.team_links(tid):
             for subject, what in _admin_changes(team, link):
                 # Not by the subject: the chain records one subject per link, none for a team.create, whose
                 # co-admins could otherwise approve their own grant (review round 8).
                 approvals = [a for a in team.approvals.get(link.hash, []) if a[1] not in (subject, link.signer)]
-                if any(abs(t - link.time) <= window for _, _, t in approvals):
+                made = ctx.appended_at(link)
+                if any(ctx.appended_at(by_seq[seq]) - made <= window for seq, _, _ in approvals if seq in by_seq):
                     continue
                 h = link.hash.hex()[:16]
                 desc = (f"admin {what} of {subject} in {team.kind} team {tid} by {link.signer} (team seq {link.seq}, "
                         f"link {h})")
                 command = f"mvault team approve {tid} {h}"
-                if ctx.now - link.time > window:
+                if ctx.now - made > window:
                     late = f"; only late approval(s) by {', '.join(sorted({by for _, by, _ in approvals}))}" \
                         if approvals else ""
                     out.append(finding(rule, VIOLATION, f"the {desc} has no second approval within {dur(window)}"
                                         f"{late}", subject, ctx.link_event(link)))
                 else:
                     out.append(finding(rule, WARNING, f"the {desc} needs a second approval (an admin of the team or "
-                                        f"NCC) within {dur(link.time + window - ctx.now)} (`{command}`)", subject,
+                                        f"NCC) within {dur(made + window - ctx.now)} (`{command}`)", subject,
                                         ctx.link_event(link), command))
     return out
 
@@ -359,12 +361,19 @@ def _second_ncc_since(ctx: Context, signer: str, link: Link) -> int | None:
         for entry in om.log:
             if entry.seq < link.seq or entry.status != "admitted" or "ncc" not in entry.roles:
                 continue
-            t = ctx.org_time(entry.seq, link.time)
+            granting = ctx.org_by_seq.get(entry.seq)
+            t = link.time if granting is None else ctx.appended_at(granting)
             until = entry.roles["ncc"]
             if until is None or t < until:
                 found = t if found is None else min(found, t)
                 break
     return found
+
+
+def _appended(ctx: Context, rec: Record) -> int:
+    """When the organization link of the signed record ``rec`` was appended (``Context.appended_at``)."""
+    link = ctx.org_by_seq.get(rec.seq)
+    return min(rec.time, ctx.now) if link is None else ctx.appended_at(link)
 
 
 def _approvals(ctx: Context) -> dict[str, list[tuple[int | None, Record]]]:
@@ -408,7 +417,7 @@ def _lone_signed(ctx: Context, rule: Rule, approvals: Mapping[str, list[tuple[in
                                 f"(`{approve_command(link)}`)", signer, events, approve_command(link)))
             continue
         deadline = second + window
-        if any(rec.time <= deadline for _, rec in valid):
+        if any(_appended(ctx, rec) <= deadline for _, rec in valid):
             continue
         if now > deadline:
             late = f"; only late approval(s) by {', '.join(sorted({rec.signer for _, rec in valid}))}" if valid else ""

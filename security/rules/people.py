@@ -50,8 +50,11 @@ def _probation(ctx: Context, rule: Rule) -> list[Finding]:
 
 
 def _vouching(ctx: Context, rule: Rule) -> list[Finding]:
-    """An entry into a team of ``kinds`` needs ``min_vouches`` signed vouches for the member, dated before it, by
-    distinct members other than the member and whoever adds them (independent of the grant)."""
+    """An entry into a team of ``kinds`` needs ``min_vouches`` signed vouches for the member, recorded before it, by
+    distinct members other than the member and whoever adds them (independent of the grant).
+
+    "Before" is chain order, not the times the signers wrote: a vouch counts if it is in the organization state the
+    entry's link names (its ``org_seq``, which the adder signed), so a vouch appended later and dated back does not."""
     kinds, needed = rule.strs("kinds"), rule.int_("min_vouches")
     vouches = records_of(ctx.inp.org, "org.vouch")
     out = []
@@ -59,7 +62,7 @@ def _vouching(ctx: Context, rule: Rule) -> list[Finding]:
         if e.kind not in kinds:
             continue
         by = sorted({v.signer for v in vouches
-                     if v.subject == e.member and v.time <= e.time and v.signer not in (e.member, e.link.signer)})
+                     if v.subject == e.member and v.seq <= e.org_seq and v.signer not in (e.member, e.link.signer)})
         if len(by) < needed:
             got = f" (only {', '.join(by)})" if by else ""
             out.append(finding(rule, VIOLATION, f"member {e.member} entered {e.kind} team {e.team} with "
@@ -80,9 +83,11 @@ def _membership_review(ctx: Context, rule: Rule) -> list[Finding]:
     for tid, team in ctx.inp.teams.items():
         every = rule.int_("sensitive_days" if team.kind in kinds else "other_days") * DAY
         links = ctx.team_links(tid)
-        created = links[0].time if links else min(s.time for s in team.snapshots.values())
-        last = max((t for _, _, t in team.reviews if t <= ctx.now), default=created)
-        review_link = next((lk for lk in links if lk.type == "team.review" and lk.time == last), None)
+        created = ctx.appended_at(links[0]) if links else min(s.time for s in team.snapshots.values())
+        by_seq = {lk.seq: lk for lk in links}
+        reviewed = [(t, by_seq[seq]) for seq, _, _ in team.reviews if seq in by_seq
+                    and (t := ctx.appended_at(by_seq[seq])) <= ctx.now]
+        last, review_link = max(reviewed, key=lambda r: r[0], default=(created, None))
         what = "reviewed" if last != created else "created, never reviewed,"
         due = last + every
         if ctx.now > due:

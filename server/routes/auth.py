@@ -26,6 +26,7 @@ from server.context import (
     now_of,
 )
 from server.http import answer, read_body
+from server.links import clock_difference
 from server.notes import note
 from vault.auth import AuthStatement, new_nonce, new_token, nonce_hash, token_hash, verify_login
 from vault.errors import AuthError, VaultError
@@ -87,7 +88,9 @@ async def login(request: web.Request) -> web.Response:
     if statement.origin.rstrip("/") != expected_origin.rstrip("/"):
         raise AuthError(f"login statement is for another server ({statement.origin})")
     if abs(statement.time - now) > app[CONFIG].clock_skew:
-        raise AuthError(f"your clock is off: server time is {int(now)}")
+        raise AuthError(f"your clock is off: this device's clock {clock_difference(statement.time, int(now))} "
+                        f"(server time {int(now)}, allowed difference {int(app[CONFIG].clock_skew)} s); set the clock "
+                        "right and retry")
     holder = device is None and own is not None and len(own) == 32 and device_id_for(own) == device_id
     try:
         verify_login(device.sign_public if device is not None else own if holder and own else _NO_KEY,

@@ -34,6 +34,7 @@ from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, PUT, Core, Record
 from vault.errors import EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
 from vault.fileio import Stage
+from vault.review import check_review_month
 from vault.wire import schemas
 
 
@@ -121,6 +122,8 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     s = session_of(request)
     app = request.app
     event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
+    if "review" in request.query:  # the month of the review-by date in the encrypted metadata (vault/review.py)
+        event.detail["review"] = check_review_month(request.query["review"])
     storage, directory = app[DOCUMENTS], app[DIRECTORY]
     if await _read_exactly(pace, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")

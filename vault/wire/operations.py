@@ -160,7 +160,8 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("put_version", "post", f"{TEAM}/docs/{{doc}}",
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
         "stored_bytes, 429 at versions_per_day (Retry-After), 507 when the server's disk is full", "201", s.Stored,
-        "400 401 403 404 409 413 429 507", Binary),
+        "400 401 403 404 409 413 429 507", Binary,
+        query=(QueryParam("review", "YYYY-MM: the month of the version's review-by date (rule document-review)"),)),
     _op("put_versions", "post", f"{TEAM}/versions",
         "upload many small new versions in one body (each item a u32 length and a whole envelope, "
         "docs/format.md); each item is judged, stored and audited as put_version would, and refused alone "
