@@ -12,6 +12,9 @@ Rows, each alternating the reference and ours ``--rounds`` times (medians, ratio
   start, login and checks included).
 * download: ``mvault get TEAM big.bin -o out`` (verify, decrypt, fsync, rename) beside
   ``age -d -i KEY -o out big.age``.
+* CPU: user + system seconds per MiB of each command (``getrusage`` of the waited-for child) and of the
+  server over the same time, medians, in the upload and download rows' detail and printed: on a shared
+  machine the wall times move with the load, CPU per MiB much less.
 * memory: peak RSS of the client (each put/get) and of the server (the whole run), sampled every
   20 ms, at ``--size-mib`` and once more at ``--big-mib`` to show it does not grow with the file.
 * many small files: ``mvault put TEAM f1 ... fN`` (one command, a fresh team each round) beside a
@@ -29,7 +32,9 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,17 +79,57 @@ def age_workspace(prefix: str) -> Iterator[tuple[Path, str]]:
                         if line.startswith("# public key: "))
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None, sample: bool = False) -> tuple[float, int]:
-    """Run a command to completion; (wall seconds, peak RSS bytes if sampled)."""
+def timed(cmd: list[str], env: dict[str, str] | None = None, sample: bool = False,
+          cpu: CpuUse | None = None) -> tuple[float, int]:
+    """Run a command to completion; (wall seconds, peak RSS bytes if sampled). With ``cpu``, its CPU seconds
+    (user + system) and the server's over the same time are added to it."""
+    before = cpu.start() if cpu else None
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = Sampler(proc.pid) if sample else None
     out, err = proc.communicate()
     elapsed = time.perf_counter() - t0
     peak = sampler.stop() if sampler else 0
+    if cpu and before:
+        cpu.stop(before)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}): {err[-2000:]}{out[-500:]}")
     return elapsed, peak
+
+
+class CpuUse:
+    """CPU seconds (user + system) of each command timed with it (``getrusage`` of the waited-for children) and
+    of the server process over the same time (``psutil``): the machine may be shared, so wall times move with
+    the load while CPU per MiB does not."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        import psutil
+
+        self.server = psutil.Process(server_pid) if server_pid else None
+        self.command: list[float] = []
+        self.server_side: list[float] = []
+
+    def _server_cpu(self) -> float:
+        if self.server is None:
+            return 0.0
+        t = self.server.cpu_times()
+        return float(t.user + t.system)
+
+    def start(self) -> tuple[float, float]:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime, self._server_cpu()
+
+    def stop(self, before: tuple[float, float]) -> None:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.command.append(r.ru_utime + r.ru_stime - before[0])
+        self.server_side.append(self._server_cpu() - before[1])
+
+    def per_mib(self, mib: int) -> dict[str, float]:
+        """Median milliseconds of CPU per MiB, of the command and of the server."""
+        out = {"cpu_ms_per_mib": round(1000 * statistics.median(self.command) / mib, 2)}
+        if self.server is not None:
+            out["server_cpu_ms_per_mib"] = round(1000 * statistics.median(self.server_side) / mib, 2)
+        return out
 
 
 def write_file(path: Path, size_mib: int) -> None:
@@ -142,16 +187,19 @@ def main() -> int:
             down_ref: list[float] = []
             down_ours: list[float] = []
             client_peaks: list[int] = []
+            cpu = {name: CpuUse(server.pid if name in ("put", "get") else None)
+                   for name in ("put", "get", "age -r", "age -d")}
             for r in range(args.rounds):
-                s, _ = timed(["age", "-r", recipient, "-o", str(tmp / "big.age"), str(big)])
+                s, _ = timed(["age", "-r", recipient, "-o", str(tmp / "big.age"), str(big)], cpu=cpu["age -r"])
                 up_ref.append(args.size_mib / s)
-                s, peak = timed([mvault, "put", "bench", str(big)], env, sample=True)
+                s, peak = timed([mvault, "put", "bench", str(big)], env, sample=True, cpu=cpu["put"])
                 up_ours.append(args.size_mib / s)
                 client_peaks.append(peak)
                 s, _ = timed(["age", "-d", "-i", str(tmp / "age.key"), "-o", str(tmp / "age.out"),
-                              str(tmp / "big.age")])
+                              str(tmp / "big.age")], cpu=cpu["age -d"])
                 down_ref.append(args.size_mib / s)
-                s, peak = timed([mvault, "get", "bench", "big.bin", "-o", str(tmp / "big.out")], env, sample=True)
+                s, peak = timed([mvault, "get", "bench", "big.bin", "-o", str(tmp / "big.out")], env, sample=True,
+                                cpu=cpu["get"])
                 down_ours.append(args.size_mib / s)
                 client_peaks.append(peak)
                 if r == 0 and not (same_file(big, tmp / "big.out") and same_file(big, tmp / "age.out")):
@@ -204,11 +252,15 @@ def main() -> int:
         Row("upload", "MiB/s", up_ours, up_ref, True,
             f"mvault put of a {args.size_mib} MiB file over HTTPS on loopback to fsync'd storage (whole command)",
             f"age -r encrypting the same file to a file (no fsync); age {age_version()}",
-            target_ratio=0.45, target_text=">= 0.45x (issue 17)"),
+            target_ratio=0.45, target_text=">= 0.45x (issue 17)",
+            detail={**cpu["put"].per_mib(args.size_mib),
+                    "reference_cpu_ms_per_mib": cpu["age -r"].per_mib(args.size_mib)["cpu_ms_per_mib"]}),
         Row("download", "MiB/s", down_ours, down_ref, True,
             "mvault get of it to a file: verified, decrypted, fsync'd, renamed (whole command)",
             "age -d of the age file to a file (no fsync)", target_ratio=0.55,
-            target_text=">= 0.55x (issue 17)"),
+            target_text=">= 0.55x (issue 17)",
+            detail={**cpu["get"].per_mib(args.size_mib),
+                    "reference_cpu_ms_per_mib": cpu["age -d"].per_mib(args.size_mib)["cpu_ms_per_mib"]}),
         Row("memory", "MiB", [max(client_small, client_big, server_peak) / MIB], None, False,
             "peak RSS, the larger of client (every put/get) and server (whole run)",
             target_abs=("<", LIMIT_MIB), target_text=f"< {LIMIT_MIB} MiB each, flat in file size",
@@ -228,6 +280,11 @@ def main() -> int:
     if not flat or not huge_ok:
         memory_row.target_abs = ("<", 0.0)  # not met, whatever the peak: it grew with the file or broke
     write_rows(args.out, rows, args.rounds, started)
+    for row in rows[:2]:
+        d = row.detail
+        print(f"{row.row} CPU per MiB (median, user+sys): command {d['cpu_ms_per_mib']} ms, server "
+              f"{d['server_cpu_ms_per_mib']} ms; reference {d['reference_cpu_ms_per_mib']} ms; load average "
+              f"{os.getloadavg()[0]:.1f}")
     print(f"memory: client {client_small / MIB:.0f} MiB at {args.size_mib} MiB, {client_big / MIB:.0f} MiB at "
           f"{args.big_mib} MiB; server {server_peak_small / MIB:.0f} / {server_peak_big / MIB:.0f} MiB; flat: {flat}")
     ok = huge_ok and len(listed) == args.files

@@ -19,7 +19,17 @@ from pathlib import Path
 
 from client.api import Api
 from vault.envelope import BodyDecryptor, Opened, Record
-from vault.fileio import Buffer, Stage, fsync_dir, in_worker, prefetch, replace_durably, write_all, write_chunks
+from vault.fileio import (
+    Buffer,
+    Stage,
+    WriteBehind,
+    fsync_dir,
+    in_worker,
+    prefetch,
+    replace_durably,
+    write_all,
+    write_chunks,
+)
 from vault.heap import tune_for_streaming
 from vault.localindex import content_hasher
 
@@ -36,13 +46,16 @@ DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting
 COPY_CHUNK = 1 << 20
 
 
-async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Progress | None) -> bytes:
+async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Progress | None,
+                  durable: bool = False) -> bytes:
     """Write the version's plaintext to ``fd`` and verify all of it; the SHA-256 of the plaintext.
-    On any failure (or Ctrl-C) the workers are done with ``fd`` before this returns or raises."""
+    On any failure (or Ctrl-C) the workers are done with ``fd`` before this returns or raises.
+    ``durable``: the caller will fsync ``fd``; its write-back starts as the plaintext is written."""
     if rec.core.body_len >= DOWNLOAD_BATCH:
         tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
     dec = BodyDecryptor(opened)
     hasher = content_hasher()
+    behind = WriteBehind(fd) if durable else None
 
     def decrypt(chunks: list[bytes]) -> list[Buffer]:
         return [piece for chunk in chunks for piece in dec.feed(chunk)]
@@ -50,7 +63,9 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
     def write(pieces: list[Buffer]) -> None:
         for piece in pieces:
             hasher.update(piece)
-        write_chunks(fd, pieces)
+        written = write_chunks(fd, pieces)
+        if behind is not None:
+            behind.written(written)
 
     # A three-stage pipeline in constant memory: the event loop receives batch k+2 while one
     # worker thread decrypts batch k+1 (prefetch) and another writes batch k (the Stage); libsodium,
@@ -77,7 +92,7 @@ async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
     tmp = Path(tmp_name)
     try:
         try:
-            digest = await receive(api, rec, opened, fd, progress)
+            digest = await receive(api, rec, opened, fd, progress, durable=True)
             await in_worker(SYNC_POOL, lambda: os.fsync(fd))
         finally:
             os.close(fd)

@@ -20,6 +20,7 @@ from aiohttp import web
 from server.context import CLIENT, CONFIG, Handler
 from server.store.space import no_space, out_of_space
 from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
+from vault.fileio import Buffer
 from vault.wire.schemas import Error
 
 log = logging.getLogger("mvault.server")
@@ -132,6 +133,7 @@ class Pace:
         self.got = 0  # bytes read in this window
         self.slow = False  # a window ended short of its share
         self.reading = False
+        self._rest: Buffer = b""  # received, not yet read: the rest of a chunk longer than a read asked for
         self.task = asyncio.current_task()
         self.timer = asyncio.get_running_loop().call_later(window, self._window_ends)
 
@@ -150,11 +152,22 @@ class Pace:
 
     async def read(self, n: int) -> bytes:
         """Up to ``n`` bytes of the body (what has arrived, at least one byte; ``b""`` at its end)."""
+        return bytes(await self.piece(n))
+
+    async def piece(self, n: int) -> Buffer:
+        """``read`` without copies: up to ``n`` bytes of the body as aiohttp received them (a whole received
+        chunk, or a view of one: the rest of a chunk longer than ``n`` is kept for the next read).
+        ``StreamReader.read(n)`` joined the chunks that had arrived into a new buffer: a copy of every upload."""
+        if self._rest:
+            return self._take(self._rest, n)
         if self.slow:
             raise self._too_slow()
         self.reading = True
         try:
-            chunk = await self.content.read(n)
+            while True:
+                chunk, chunk_end = await self.content.readchunk()
+                if chunk or not chunk_end:  # (b"", True) only marks the end of a chunked-encoding chunk
+                    break
         except asyncio.CancelledError:
             if self.slow and self.task is not None and self.task.uncancel() == 0:
                 raise self._too_slow() from None
@@ -162,7 +175,15 @@ class Pace:
         finally:
             self.reading = False
         self.got += len(chunk)
-        return chunk
+        return self._take(memoryview(chunk) if len(chunk) > n else chunk, n)
+
+    def _take(self, data: Buffer, n: int) -> Buffer:
+        """The first ``n`` bytes of ``data``; what is beyond them waits in ``_rest``."""
+        if len(data) <= n:
+            self._rest = b""
+            return data
+        self._rest = data[n:]
+        return data[:n]
 
     async def exactly(self, n: int) -> bytes | None:
         """Exactly ``n`` bytes of the body, or None when it ends before."""

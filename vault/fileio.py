@@ -1,7 +1,8 @@
 """File I/O shared by the client and the server: complete writes, atomic replacement, and a pipeline.
 
 * ``write_all`` / ``write_chunks``: ``os.write`` may write less than it was given; these loop until
-  every byte is written (or raise ``OSError``).
+  every byte is written (or raise ``OSError``). ``WriteBehind``: a big file's write-back started as it is
+  written, so its final fsync does not write all of it at the end.
 * ``atomic_write`` and ``replace_durably``: write to a temporary file in the target's directory,
   fsync it, rename it over the target and fsync the directory, so a reader (or a crash) sees the old
   file or the new one, never a part, and an acknowledged write survives a crash.
@@ -12,7 +13,7 @@
   encrypts, decrypts, writes). One call in flight per stage keeps the order and bounds memory to two
   pieces; libsodium, hashing and ``write()`` release the GIL, so the two really overlap.
 
-Plain standard library: no event-loop framework, no crypto.
+Plain standard library (ctypes for one libc call): no event-loop framework, no crypto.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import fcntl
 import os
+import sys
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 Buffer = bytes | bytearray | memoryview
 In = TypeVar("In")
@@ -39,10 +42,56 @@ def write_all(fd: int, data: Buffer) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_chunks(fd: int, chunks: Iterable[Buffer]) -> None:
-    """``write_all`` each chunk, in order."""
+def write_chunks(fd: int, chunks: Iterable[Buffer]) -> int:
+    """``write_all`` each chunk, in order; the number of bytes written."""
+    written = 0
     for chunk in chunks:
         write_all(fd, chunk)
+        written += len(chunk)
+    return written
+
+
+class WriteBehind:
+    """Starts the write-back of a file being written in big sequential pieces once each ``step`` bytes are written
+    (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: it does not wait for the disk), so the ``fsync`` that makes
+    the file durable at the end finds most of it already written instead of all of it. Small files never reach a
+    step (one fsync, as before). Without that call (other systems), or where the file cannot use it (a pipe),
+    nothing happens: the final fsync does it all."""
+
+    def __init__(self, fd: int, step: int = 1 << 20) -> None:
+        self.fd = fd
+        self.step = step
+        self.offset = 0  # bytes written so far
+        self.started = 0  # of those, how many have had their write-back started
+        self._on = _SYNC_FILE_RANGE is not None
+
+    def written(self, n: int) -> None:
+        """``n`` more bytes were written after the previous ones."""
+        self.offset += n
+        if not self._on or self.offset - self.started < self.step:
+            return
+        assert _SYNC_FILE_RANGE is not None
+        if _SYNC_FILE_RANGE(self.fd, self.started, self.offset - self.started, _SYNC_FILE_RANGE_WRITE) != 0:
+            self._on = False  # not a file that can (ESPIPE, EINVAL): the final fsync writes it all
+        self.started = self.offset
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux; Python's ``os`` has no binding), or None where there is none.
+    ctypes releases the GIL for the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], fn)
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start write-out of dirty pages in the range, do not wait
 
 
 Signature = tuple[int, int, int] | None  # a file's (size, mtime_ns, inode); None: absent (or not statable)

@@ -33,7 +33,7 @@ from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, PUT, Core, Record
 from vault.errors import EncodingError, IntegrityError, NotFound, PolicyDenied, QuotaExceeded, Truncated
-from vault.fileio import Stage
+from vault.fileio import Buffer, Stage
 from vault.review import check_review_month
 from vault.wire import schemas
 
@@ -201,18 +201,18 @@ async def _receive_body(pace: Pace, temp: TempBlob, length: int) -> bytes:
     hasher = hashlib.sha256()
     loop = asyncio.get_running_loop()
 
-    def hash_and_write(pieces: list[bytes]) -> None:
+    def hash_and_write(pieces: list[Buffer]) -> None:
         for piece in pieces:
             hasher.update(piece)
         temp.write(pieces)
 
-    writing: Stage[list[bytes]] = Stage(hash_and_write, _WRITERS)
-    batch: list[bytes] = []
+    writing: Stage[list[Buffer]] = Stage(hash_and_write, _WRITERS)
+    batch: list[Buffer] = []
     batched = 0
     try:
         remaining = length
         while remaining:
-            chunk = await pace.read(min(remaining, 1 << 20))
+            chunk = await pace.piece(remaining)  # as received: no copy
             if not chunk:
                 raise Truncated(f"upload ended {remaining} bytes before the end of the document body")
             remaining -= len(chunk)

@@ -23,7 +23,7 @@ from typing import Protocol
 from aiohttp import web
 
 from server.store.space import NO_SPACE, no_space
-from vault.fileio import Buffer, fsync_dir, replace_durably, write_chunks
+from vault.fileio import Buffer, WriteBehind, fsync_dir, replace_durably, write_chunks
 
 READ_CHUNK = 1 << 20  # over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk
 
@@ -82,6 +82,7 @@ class _TempFile:
         self.path = path
         with _space():
             self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._behind = WriteBehind(self._fd)  # written out as it arrives: sync() waits for the tail only
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -90,7 +91,7 @@ class _TempFile:
 
     def write(self, chunks: Iterable[Buffer]) -> None:
         with _space():
-            write_chunks(self._open_fd(), chunks)
+            self._behind.written(write_chunks(self._open_fd(), chunks))
 
     def sync(self) -> None:
         with _space():
