@@ -29,7 +29,7 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
-from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
+from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden, pin_listed_head
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import TeamState
@@ -359,17 +359,19 @@ class Documents:
 
     async def ls(self, team_name: str, deleted: bool | None = False,
                  known: Container[str] = ()) -> list[DocVersion]:
-        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld);
-        then those whose head is a signed deletion left out (``deleted`` False), or only those (True), or all
-        (None). ``known``: version ids this client verified and opened before (a synced folder's sealed index): such
-        a head is parsed and held against the pins like any other, but not verified or opened again (``known``
-        True, ``opened`` None; the caller takes what it recorded about that version)."""
+        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld) and
+        pinned (a verified head past its pin: a rollback below what was listed is caught later); then those whose
+        head is a signed deletion left out (``deleted`` False), or only those (True), or all (None). ``known``:
+        version ids this client verified and opened before (a synced folder's sealed index): such a head is parsed
+        and held against the pins like any other, but not verified, opened or pinned again (``known`` True,
+        ``opened`` None; the caller takes what it recorded about that version)."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         keys = await self.keyring.keys_for(team)
         res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
         pins = self.session.home.pins()
         out = []
+        ahead: dict[str, list[Any]] = {}  # verified heads past their pins: pinned once the listing checked
         self._listed_first = {k: v for k, v in self._listed_first.items() if k[0] != team.team_id}
         for item in res.docs:
             rec = Record.parse(item.record)
@@ -381,6 +383,7 @@ class Documents:
                 continue
             self._verify_author(view, team, rec)
             check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
+            pin_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec, ahead)
             if rec.core.seq == 1 and rec.core.parent is None:
                 self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
@@ -390,6 +393,7 @@ class Documents:
             out.append(DocVersion(rec, opened, rec.version_id))
         listed = {f"{team.team_id}/{d.record.core.doc}" for d in out}
         check_no_doc_hidden(pins, team.team_id, listed)
+        self._save_pins(ahead)
         if deleted is not None:
             out = [d for d in out if (d.record.core.op == DELETE) == deleted]
         out.sort(key=lambda d: d.opened.name if d.opened else "\uffff" + d.vid)
