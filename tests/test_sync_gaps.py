@@ -3,15 +3,23 @@
 - `ls` pins the heads it verified: a device that only listed a document catches the server rolling it back
   (a newer version or a deletion dropped), as one that fetched it does (review round 7's open exploit:
   tests/test_review7_exploits.py `test_acceptance_reopens_a_document_deleted_before_the_backup`).
+- A remote rename of a file unchanged here is a local rename: no download (the server's own count of version
+  bodies sent, `/api/metrics`), the same inode; a file touched or edited here falls back to a deletion and a
+  download, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Member, Org
 from tests.helpers.db import rows_deleted
-from tests.test_sync import write
+from tests.helpers.http import Http
+from tests.test_sync import acts, sync, tree, write
 
 
 def vids(m: Member, name: str) -> list[str]:
@@ -40,3 +48,60 @@ def test_a_device_that_only_listed_catches_a_rollback_of_a_version_or_a_deletion
     bob.ok("get", "drafting", "plan.md", "-o", str(got))
     assert got.read_text() == "plan 2\n"
     assert bob.run("get", "drafting", "names.md", "-o", str(tmp_path / "n.md")).code == 1  # deleted, as signed
+
+
+def downloads(org: Org) -> float:
+    """Version bodies the server sent so far (its `mvault_downloads` counter, read over loopback)."""
+    async def scrape() -> str:
+        async with Http(org.server) as h:
+            status, body = await h.call("GET", "/api/metrics")
+            assert status == 200, status
+            return str(body.decode())
+    families = text_string_to_metric_families(asyncio.run(scrape()))
+    return sum(s.value for f in families if f.name == "mvault_downloads" for s in f.samples
+               if s.name == "mvault_downloads_total")
+
+
+def test_a_remote_rename_of_an_unchanged_file_is_a_local_rename_without_a_download(org: Org, tmp_path: Path) -> None:
+    alice, bob = org.alice, org.bob
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "plan.md", "the plan\n")
+    write(a / "notes.md", "notes\n")
+    sync(alice, a)
+    sync(bob, b)
+    ino = (b / "plan.md").stat().st_ino
+    (a / "archive/2027").mkdir(parents=True)
+    os.rename(a / "plan.md", a / "archive/2027/plan.md")  # a rename in alice's folder, stored as a move...
+    alice.ok("mv", "drafting", "notes.md", "kept/notes.md")  # ...and one with `mvault mv`, renamed in her folder too
+    assert acts(sync(alice, a)) == [("move", "archive/2027/plan.md"), ("rename-local", "kept/notes.md")]
+    before = downloads(org)
+    rows = sync(bob, b)
+    assert sorted((r["action"], r["name"], r.get("source")) for r in rows) == [
+        ("rename-local", "archive/2027/plan.md", "plan.md"), ("rename-local", "kept/notes.md", "notes.md")], rows
+    assert downloads(org) == before  # nothing fetched
+    assert (b / "archive/2027/plan.md").stat().st_ino == ino and not (b / "plan.md").exists()
+    assert tree(b) == tree(a)
+    assert sync(bob, b) == []  # in step: the index took the renamed files as they are
+    write(b / "kept/notes.md", "bob's notes\n")  # and an edit goes on top of the move
+    assert [(r["action"], r["seq"]) for r in sync(bob, b)] == [("push", 2)]
+
+
+def test_a_remote_rename_of_a_file_touched_or_edited_here_falls_back_to_a_download(org: Org, tmp_path: Path) -> None:
+    alice, bob = org.alice, org.bob
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "touched.md", "touched\n")
+    write(a / "edited.md", "edited\n")
+    sync(alice, a)
+    sync(bob, b)
+    alice.ok("mv", "drafting", "touched.md", "t2.md")
+    alice.ok("mv", "drafting", "edited.md", "e2.md")
+    st = (b / "touched.md").stat()
+    os.utime(b / "touched.md", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the same content, another mtime
+    write(b / "edited.md", "bob's edit\n")
+    before = downloads(org)
+    rows = sync(bob, b)
+    # as before this change: the edit is stored again over the deletion, the touched file is kept for the next
+    # pass to decide (its stat is not the indexed one), and both new names are fetched
+    assert acts(rows) == [("pull", "e2.md"), ("pull", "t2.md"), ("push", "edited.md"), ("skipped", "touched.md")]
+    assert downloads(org) == before + 2  # both new names fetched, as before this change
+    assert (b / "t2.md").read_text() == "touched\n" and (b / "edited.md").read_text() == "bob's edit\n"

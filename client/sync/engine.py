@@ -30,6 +30,7 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.sync import plan
 from client.sync.folders import SyncFolders
+from client.sync.renames import rename_here
 from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
 from security.authority import POLICY
 from vault.acts import Act
@@ -133,8 +134,10 @@ def _remote_heads(root: Path, listing: list[Any], doc_id: Callable[[str], str], 
                 _inside(root, name)
             except BadName:
                 why = "would be written outside the folder"
+        opened = None if d.known else d.opened
         out.append(plan.Remote(core.doc, core.seq, d.vid, None if why else name, core.op == DELETE, why or "", size,
-                               name if why else ""))
+                               name if why else "", opened.moved_from if opened else None,
+                               opened.moved_to if opened else None))
     return out
 
 
@@ -455,6 +458,16 @@ class SyncRun:
         elif a.kind == plan.MOVE:
             assert lf is not None
             await self.move(a, lf)
+        elif a.kind == plan.RENAME_LOCAL:
+            left = await rename_here(self.c.docs, self.team, self.keys, self.index, self._local, a)
+            if left is not None:
+                self._prune(left)
+                self.out.add(plan.RENAME_LOCAL, a.name, a.doc, a.seq, a.detail, source=a.source)
+            else:  # as before: the old file's signed deletion, the new name fetched
+                assert a.source is not None
+                old = self.index.files[a.source]
+                await self.delete_local(plan.Action(plan.DELETE_LOCAL, a.source, old.doc, a.over))
+                await self.pull(plan.Action(plan.PULL, a.name, a.doc, a.seq), local)
         elif a.kind == plan.FORGET:
             self.index.forget(a.name)
         elif a.kind == plan.REFRESH:
