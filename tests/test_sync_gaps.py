@@ -6,6 +6,8 @@
 - A remote rename of a file unchanged here is a local rename: no download (the server's own count of version
   bodies sent, `/api/metrics`), the same inode; a file touched or edited here falls back to a deletion and a
   download, as before.
+- `--hidden` works both ways: local hidden files are pushed too (ignore rules still apply; `.mvaultignore`, the
+  download temporaries and a Member Vault home inside the folder never are).
 """
 
 from __future__ import annotations
@@ -105,3 +107,29 @@ def test_a_remote_rename_of_a_file_touched_or_edited_here_falls_back_to_a_downlo
     assert acts(rows) == [("pull", "e2.md"), ("pull", "t2.md"), ("push", "edited.md"), ("skipped", "touched.md")]
     assert downloads(org) == before + 2  # both new names fetched, as before this change
     assert (b / "t2.md").read_text() == "touched\n" and (b / "edited.md").read_text() == "bob's edit\n"
+
+
+def test_hidden_files_go_both_ways_with_hidden_and_the_folder_s_own_files_never(org: Org, tmp_path: Path) -> None:
+    alice, bob = org.alice, org.bob
+    a, b, plain = tmp_path / "a", tmp_path / "b", tmp_path / "plain"
+    write(a / "visible.md", "visible\n")
+    write(a / ".env", "TOKEN=team\n")
+    write(a / "sub/.config/settings", "dark\n")
+    write(a / ".private-notes", "mine only\n")
+    write(a / ".mvaultignore", ".private*\n")
+    write(a / ".other-home/keystore.bin", "a home's keystore\n")  # another Member Vault home in the folder
+    write(a / ".other-home/config.bin", "its config\n")
+    rows = sync(alice, a, "--hidden")
+    assert acts(rows) == [("push", ".env"), ("push", "sub/.config/settings"), ("push", "visible.md"),
+                          ("skipped", ".other-home")], rows
+    assert acts(sync(bob, b, "--hidden")) == [("pull", ".env"), ("pull", "sub/.config/settings"),
+                                              ("pull", "visible.md")]
+    assert tree(b) == {".env": "TOKEN=team\n", "sub/.config/settings": "dark\n", "visible.md": "visible\n"}
+    write(b / ".env", "TOKEN=bob\n")  # an edit of a hidden file goes up, and down again
+    assert [(r["action"], r["name"], r["seq"]) for r in sync(bob, b, "--hidden")] == [("push", ".env", 2)]
+    assert acts(sync(alice, a, "--hidden")) == [("pull", ".env"), ("skipped", ".other-home")]
+    assert (a / ".env").read_text() == "TOKEN=bob\n"
+    # without --hidden the hidden files are neither fetched nor taken for deletions
+    assert acts(sync(alice, a)) == [("skipped", ".env"), ("skipped", "sub/.config/settings")]
+    assert acts(sync(bob, plain)) == [("pull", "visible.md"), ("skipped", ".env"), ("skipped", "sub/.config/settings")]
+    assert len(bob.json("history", "drafting", ".env")) == 2

@@ -525,7 +525,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
             vanished = False
-        found = scan(root, index) if root.exists() else None
+        found = scan(root, index, hidden_ok) if root.exists() else None
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)

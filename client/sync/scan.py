@@ -5,7 +5,10 @@ Only regular files count. Symbolic links and special files (FIFOs, sockets, devi
 never followed or read. Ignored: names matching ``.mvaultignore`` (gitignore syntax, read with
 ``pathspec``) at the folder's top, the editor and OS temporaries in ``DEFAULT_IGNORES``, and hidden
 names (a part starting with ``.``: also our own download temporaries, ``.NAME.*.mvault-part``), as a
-folder ``get`` skips them. A path that is not a valid document name is reported and skipped.
+folder ``get`` skips them, unless ``hidden_ok`` (``--hidden``: hidden names go both ways). Whatever
+``hidden_ok`` says, the folder's own files are never synced: ``.mvaultignore`` (at any depth), the download
+temporaries, and a Member Vault home (a folder holding a ``keystore.bin``: reported and not entered). A path
+that is not a valid document name is reported and skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import pathspec
 
 from client.download import hash_file
+from client.home import KEYSTORE  # a folder holding one is a Member Vault home
 from vault.names import name_problem
 from vault.syncindex import SyncIndex
 
@@ -68,9 +72,14 @@ def hidden(name: str) -> bool:
     return name.startswith(".") or "/." in name
 
 
-def scan(root: Path, index: SyncIndex | None) -> Scan:
+def own_file(base: str) -> bool:
+    """A file of the folder's own (its ignore rules, a download temporary): never a document, hidden or not."""
+    return base == IGNORE_FILE or base.endswith(PARTIAL)
+
+
+def scan(root: Path, index: SyncIndex | None, hidden_ok: bool = False) -> Scan:
     """Every regular file under ``root`` (absolute) that is synced, hashed only if the index does not know it
-    unchanged."""
+    unchanged; hidden names too with ``hidden_ok``."""
     spec = ignore_spec(root)
     found = Scan()
     known = index.files if index is not None else {}
@@ -85,18 +94,22 @@ def scan(root: Path, index: SyncIndex | None) -> Scan:
             continue
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
-            if hidden(name):
-                if entry.name.endswith(PARTIAL) and entry.is_file(follow_symlinks=False):
+            if hidden(name) or own_file(entry.name):
+                if entry.name.endswith(PARTIAL) and hidden(entry.name) and entry.is_file(follow_symlinks=False):
                     found.partials.append(Path(entry.path))
-                if name in known:
-                    found.present.add(name)
-                continue
+                if not hidden_ok or own_file(entry.name):
+                    if name in known:
+                        found.present.add(name)
+                    continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # gone since the listing
             if stat.S_ISDIR(st.st_mode):
-                if not spec.match_file(name + "/"):
+                if os.path.lexists(os.path.join(entry.path, KEYSTORE)):
+                    found.skip(name, "a Member Vault home: never synced")
+                    found.present.update(n for n in known if n.startswith(name + "/"))
+                elif not spec.match_file(name + "/"):
                     stack.append(name)
                 else:
                     found.present.update(n for n in known if n.startswith(name + "/"))
