@@ -489,10 +489,12 @@ def _catch_up(index: SyncIndex, copies: LocalIndex, root: Path) -> None:
 
 
 async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
-                    hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None) -> Outcome:
+                    hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None,
+                    only: frozenset[str] | None = None) -> Outcome:
     """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
     its first sync only; a folder the index knows that is gone is the "vanished" case (deletions held back).
-    ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use."""
+    ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use.
+    ``only``: the folder paths a watcher saw change: only those are scanned (``scan``); the listing is whole."""
     s = c.session
     root = folder.absolute()
     folders = SyncFolders(s.home.path, s.device)
@@ -525,7 +527,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
             vanished = False
-        found = scan(root, index, hidden_ok) if root.exists() else None
+        found = scan(root, index, hidden_ok, only) if root.exists() else None
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)
