@@ -108,8 +108,9 @@ def _narrowed(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, Sync
         wanted.setdefault(folder, set()).add(base)
     found = Scan()
     _walk(root, spec, known, hidden_ok, found, list(wanted.items()))
+    under = tuple(p + "/" for p in only)
     for name, e in known.items():
-        if name in found.files or name in found.present or name in only or any(name.startswith(p + "/") for p in only):
+        if name in found.files or name in found.present or name in only or name.startswith(under):
             continue
         if hidden(name) and not hidden_ok:
             found.present.add(name)
