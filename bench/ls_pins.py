@@ -20,7 +20,6 @@ asserts a time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -31,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_seconds, free_port  # noqa: E402
-from sync import BIN, MVAULT, Member, make_tree, new_team  # noqa: E402
+from common import cpu_seconds  # noqa: E402
+from sync import MVAULT, Member, make_tree, new_team, start_pair  # noqa: E402
 
 TEAM = "many"
 # Runs the CLI from a checkout instead of this tree (the editable install's finder taken out first).
@@ -67,17 +66,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mvault-lspins-") as t:
         tmp = Path(t)
         (tmp / "pass").write_text("correct horse battery staple\n")
-        server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
-                                   str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True)
-        alice, bob = Member(tmp, "alice", server.pid), Member(tmp, "bob", server.pid)
+        server, alice, bob = start_pair(tmp, unlock_bob=False)
         rows: dict[str, list[tuple[float, float, float]]] = {"first ls": [], "again": [], "first ls, base": []}
         try:
-            assert server.stdout is not None
-            info = json.loads(server.stdout.readline())
-            alice.run("join", info["invite"], "--name", "alice")
-            bob.run("join", alice.json("invite")["invite"], "--name", "bob")
-            alice.unlock()
             new_team(alice, TEAM)
             make_tree(tmp / "tree", args.docs, 0)
             alice.sync(TEAM, tmp / "tree")
