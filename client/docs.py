@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from client import download
+from client.docpins import deletion_ahead, pinned_deletions
 from client.home import Pins
 from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
@@ -29,7 +30,7 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
-from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden, pin_listed_head
+from client.view import Chains, View, check_doc_pin, check_listed_head, check_no_doc_hidden
 from security.authority import POLICY
 from vault.acts import ALLOWANCE, Act, doc_act
 from vault.chains import TeamState
@@ -123,10 +124,14 @@ class Documents:
         return self._copies
 
     async def _versions(self, team: TeamState, doc: str) -> list[Record]:
+        return self._check_doc_pin(team, doc, await self._chain(team, doc))
+
+    async def _chain(self, team: TeamState, doc: str) -> list[Record]:
+        """Every version of ``doc``, each checked (signed, judged) and chained; not yet held against the pins."""
         try:
             res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs/{doc}", Versions)
         except NotFound:
-            return self._check_doc_pin(team, doc, [])
+            return []
         records = []
         for item in res.versions:
             try:
@@ -147,7 +152,7 @@ class Documents:
                 raise IntegrityError("a document version is dated before the version it follows")
             self._verify_author(view, team, rec)
             parent = rec.version_id
-        return self._check_doc_pin(team, doc, records)
+        return records
 
     def _verify_author(self, view: View, team: TeamState, rec: Record) -> None:
         author = view.members.get(rec.core.author)
@@ -359,11 +364,11 @@ class Documents:
 
     async def ls(self, team_name: str, deleted: bool | None = False,
                  known: Container[str] = ()) -> list[DocVersion]:
-        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld) and
-        pinned (a verified head past its pin: a rollback below what was listed is caught later); then those whose
-        head is a signed deletion left out (``deleted`` False), or only those (True), or all (None). ``known``:
+        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld), a
+        deletion past its pin pinned once its chain checks (``client.docpins``); then those whose head is a signed
+        deletion left out (``deleted`` False), or only those (True), or all (None). ``known``:
         version ids this client verified and opened before (a synced folder's sealed index): such a head is parsed
-        and held against the pins like any other, but not verified, opened or pinned again (``known`` True,
+        and held against the pins like any other, but not verified or opened again (``known`` True,
         ``opened`` None; the caller takes what it recorded about that version)."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
@@ -371,7 +376,7 @@ class Documents:
         res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs", Docs)
         pins = self.session.home.pins()
         out = []
-        ahead: dict[str, list[Any]] = {}  # verified heads past their pins: pinned once the listing checked
+        ahead: list[Record] = []  # verified deletion heads past their pins: pinned once their chains check
         self._listed_first = {k: v for k, v in self._listed_first.items() if k[0] != team.team_id}
         for item in res.docs:
             rec = Record.parse(item.record)
@@ -383,7 +388,8 @@ class Documents:
                 continue
             self._verify_author(view, team, rec)
             check_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec)
-            pin_listed_head(pins, f"{team.team_id}/{rec.core.doc}", rec, ahead)
+            if deletion_ahead(pins, f"{team.team_id}/{rec.core.doc}", rec):
+                ahead.append(rec)
             if rec.core.seq == 1 and rec.core.parent is None:
                 self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
@@ -393,7 +399,7 @@ class Documents:
             out.append(DocVersion(rec, opened, rec.version_id))
         listed = {f"{team.team_id}/{d.record.core.doc}" for d in out}
         check_no_doc_hidden(pins, team.team_id, listed)
-        self._save_pins(ahead)
+        self._save_pins(await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc)))
         if deleted is not None:
             out = [d for d in out if (d.record.core.op == DELETE) == deleted]
         out.sort(key=lambda d: d.opened.name if d.opened else "\uffff" + d.vid)

@@ -163,15 +163,6 @@ def check_listed_head(pins: Pins, key: str, rec: Record) -> None:
         )
 
 
-def pin_listed_head(pins: Pins, key: str, rec: Record, ahead: dict[str, list[Any]]) -> None:
-    """A verified listed head past its pin (or unpinned) goes into ``ahead``, the pins to save once the whole
-    listing checked: a device that only listed a document then holds the server to it, a deletion included
-    (review round 7: a restored server dropping a deletion this device saw listed)."""
-    pin = pins.docs.get(key)
-    if pin is None or int(pin[0]) < rec.core.seq:
-        ahead[key] = doc_pin(rec)
-
-
 def restore_signers(view: View, now: int) -> dict[str, list[str]]:
     """Who may sign a restore acceptance in this verified state (member -> devices active now): pinned, so that
     a server rolled back to before a removal or a revocation cannot have the removed signer judged on its

@@ -1,8 +1,9 @@
 """Issue 16's known gaps, closed (real server, real CLI, temporary folders).
 
-- `ls` pins the heads it verified: a device that only listed a document catches the server rolling it back
-  (a newer version or a deletion dropped), as one that fetched it does (review round 7's open exploit:
-  tests/test_review7_exploits.py `test_acceptance_reopens_a_document_deleted_before_the_backup`).
+- `ls` pins the deletions it listed once their chains check: a device that only listed a deleted document catches
+  the server reopening it (the deletion dropped), as one that fetched it does (review round 7's open exploit:
+  tests/test_review7_exploits.py `test_acceptance_reopens_a_document_deleted_before_the_backup`); a live head is
+  not pinned from a listing (tests/test_sync_noop.py `test_a_head_whose_chain_fails_does_not_enter_the_index`).
 - A remote rename of a file unchanged here is a local rename: no download (the server's own count of version
   bodies sent, `/api/metrics`), the same inode; a file touched or edited here falls back to a deletion and a
   download, as before.
@@ -28,28 +29,23 @@ def vids(m: Member, name: str) -> list[str]:
     return [v["vid"] for v in m.json("history", "drafting", name)]
 
 
-def test_a_device_that_only_listed_catches_a_rollback_of_a_version_or_a_deletion(org: Org, tmp_path: Path) -> None:
+def test_a_device_that_only_listed_a_deletion_catches_the_server_dropping_it(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    plan, names = write(tmp_path / "plan.md", "plan 1\n"), write(tmp_path / "names.md", "names\n")
-    alice.ok("put", "drafting", str(plan))
+    names = write(tmp_path / "names.md", "names\n")
     alice.ok("put", "drafting", str(names))
-    plan.write_text("plan 2\n")
-    alice.ok("put", "drafting", str(plan))
     alice.ok("rm", "drafting", "names.md")
-    newer, deletion = vids(alice, "plan.md")[1], vids(alice, "names.md")[1]
-    bob.ok("ls", "drafting")  # bob never fetched either document
+    deletion = vids(alice, "names.md")[1]
+    bob.ok("ls", "drafting")  # bob never fetched the document: he only listed its deletion
     got = tmp_path / "got.md"
-    with rows_deleted(org, newer, deletion):  # the server drops version 2 of both (a rollback, or an old backup)
-        r = bob.run("get", "drafting", "plan.md", "-o", str(got))
-        assert r.code == 3 and "rolled back" in r.err and not got.exists(), (r.code, r.err)
+    with rows_deleted(org, deletion):  # the server drops the deletion (a rollback, or an older backup)
         r = bob.run("get", "drafting", "names.md", "-o", str(got))
         assert r.code == 3 and "rolled back" in r.err and not got.exists(), (r.code, r.err)
         r = bob.run("ls", "drafting")
         assert r.code == 3 and "rolled back" in r.err, (r.code, r.err)
-    # once the server serves what it stored again, everything goes on: the pins were the listed heads
-    bob.ok("get", "drafting", "plan.md", "-o", str(got))
-    assert got.read_text() == "plan 2\n"
-    assert bob.run("get", "drafting", "names.md", "-o", str(tmp_path / "n.md")).code == 1  # deleted, as signed
+    # once the server serves what it stored again, everything goes on: the pin was the deletion's own
+    r = bob.run("get", "drafting", "names.md", "-o", str(got))
+    assert r.code == 1 and "deleted" in r.err and not got.exists(), (r.code, r.err)
+    bob.ok("ls", "drafting")
 
 
 def downloads(org: Org) -> float:
