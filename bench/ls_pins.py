@@ -1,12 +1,14 @@
 """What `mvault ls` pinning the heads it verified costs: CPU of `ls` of a team of many documents.
 
 Setup as bench/sync.py: a real ``mvault-server run`` (its own process), alice and bob joined with the real
-CLI; a team of ``--docs`` documents of 4 KiB stored by alice's ``mvault sync`` (up). Bob's home is copied
+CLI; a team of ``--docs`` documents of 4 KiB stored by alice's ``mvault sync`` (up), ``--deleted`` of them then
+deleted (removed from her folder, and a pass with ``--confirm-deletes``). Bob's home is copied
 before his first command that lists the team, and each round puts that copy back, so that every round is a
 first listing on this device. Rows, each round in turn (CPU seconds, user + sys, of the ``mvault`` process
 and of the server over it; wall seconds too; the machine is shared, so compare CPU):
 
-* ``first ls``: bob's ``mvault ls TEAM`` with no document pinned (this code pins every head it verified);
+* ``first ls``: bob's ``mvault ls TEAM`` with no document pinned (this code fetches the chain of every listed
+  deletion and pins it);
 * ``again``: the same command once more (every head pinned already: nothing to save): the reference;
 * ``first ls, base``: with ``--base DIR``, the first listing run by the code in DIR (a checkout of the commit
   before this change, ``git archive COMMIT | tar -x -C DIR``), which pins nothing.
@@ -14,7 +16,7 @@ and of the server over it; wall seconds too; the machine is shared, so compare C
 Bob holds no session (each command reads his passphrase file: the same cost in every row). Nothing here
 asserts a time.
 
-    python bench/ls_pins.py [--docs N] [--rounds R] [--base DIR]
+    python bench/ls_pins.py [--docs N] [--deleted N] [--rounds R] [--base DIR]
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def timed_ls(bob: Member, base: Path | None) -> tuple[float, float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=10000)
+    ap.add_argument("--deleted", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--base", type=Path, default=None, help="a checkout of the code before the change")
     args = ap.parse_args()
@@ -72,6 +75,9 @@ def main() -> int:
             new_team(alice, TEAM)
             make_tree(tmp / "tree", args.docs, 0)
             alice.sync(TEAM, tmp / "tree")
+            for path in sorted((tmp / "tree").rglob("*.*"))[:args.deleted]:
+                path.unlink()
+            alice.run("sync", TEAM, str(tmp / "tree"), "--confirm-deletes")
             bob.run("whoami")  # the team's chains and keys, once: not part of what is measured
             home = Path(bob.env["MVAULT_HOME"])
             shutil.copytree(home, tmp / "bob-home-before")
@@ -88,7 +94,7 @@ def main() -> int:
             subprocess.run([MVAULT, "lock"], env=alice.env, capture_output=True)
             server.terminate()
             server.wait(10)
-    print(f"{args.docs} documents, {args.rounds} rounds, load {os.getloadavg()[0]:.2f}")
+    print(f"{args.docs} documents ({args.deleted} deleted), {args.rounds} rounds, load {os.getloadavg()[0]:.2f}")
     for name, samples in rows.items():
         if samples:
             wall, client, server_cpu = (statistics.median(x) for x in zip(*samples, strict=True))
