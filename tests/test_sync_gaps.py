@@ -23,6 +23,7 @@ from tests.conftest import Member, Org
 from tests.helpers.db import rows_deleted
 from tests.helpers.http import Http
 from tests.test_sync import acts, sync, tree, write
+from tests.test_sync_safety import two_synced
 
 
 def vids(m: Member, name: str) -> list[str]:
@@ -62,11 +63,7 @@ def downloads(org: Org) -> float:
 
 def test_a_remote_rename_of_an_unchanged_file_is_a_local_rename_without_a_download(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    a, b = tmp_path / "a", tmp_path / "b"
-    write(a / "plan.md", "the plan\n")
-    write(a / "notes.md", "notes\n")
-    sync(alice, a)
-    sync(bob, b)
+    a, b = two_synced(org, tmp_path, ("plan.md", "notes.md"))
     ino = (b / "plan.md").stat().st_ino
     (a / "archive/2027").mkdir(parents=True)
     os.rename(a / "plan.md", a / "archive/2027/plan.md")  # a rename in alice's folder, stored as a move...
@@ -86,11 +83,7 @@ def test_a_remote_rename_of_an_unchanged_file_is_a_local_rename_without_a_downlo
 
 def test_a_remote_rename_of_a_file_touched_or_edited_here_falls_back_to_a_download(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    a, b = tmp_path / "a", tmp_path / "b"
-    write(a / "touched.md", "touched\n")
-    write(a / "edited.md", "edited\n")
-    sync(alice, a)
-    sync(bob, b)
+    a, b = two_synced(org, tmp_path, ("touched.md", "edited.md"))
     alice.ok("mv", "drafting", "touched.md", "t2.md")
     alice.ok("mv", "drafting", "edited.md", "e2.md")
     st = (b / "touched.md").stat()
@@ -102,7 +95,7 @@ def test_a_remote_rename_of_a_file_touched_or_edited_here_falls_back_to_a_downlo
     # pass to decide (its stat is not the indexed one), and both new names are fetched
     assert acts(rows) == [("pull", "e2.md"), ("pull", "t2.md"), ("push", "edited.md"), ("skipped", "touched.md")]
     assert downloads(org) == before + 2  # both new names fetched, as before this change
-    assert (b / "t2.md").read_text() == "touched\n" and (b / "edited.md").read_text() == "bob's edit\n"
+    assert (b / "t2.md").read_text() == "touched.md v1\n" and (b / "edited.md").read_text() == "bob's edit\n"
 
 
 def test_hidden_files_go_both_ways_with_hidden_and_the_folder_s_own_files_never(org: Org, tmp_path: Path) -> None:
