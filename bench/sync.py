@@ -91,6 +91,27 @@ class Member:
         return elapsed, peak, list(json.loads(out)) if out.strip() else []
 
 
+def start_pair(tmp: Path, unlock_bob: bool = True) -> tuple[subprocess.Popen[str], Member, Member]:
+    """A real server in its own process (data in ``tmp``), alice and bob joined with the CLI, their sessions
+    unlocked (bob's only with ``unlock_bob``: else each of his commands reads the passphrase file)."""
+    server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
+                               str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    alice, bob = Member(tmp, "alice", server.pid), Member(tmp, "bob", server.pid)
+    try:
+        assert server.stdout is not None
+        info = json.loads(server.stdout.readline())
+        alice.run("join", info["invite"], "--name", "alice")
+        bob.run("join", alice.json("invite")["invite"], "--name", "bob")
+        alice.unlock()
+        if unlock_bob:
+            bob.unlock()
+    except BaseException:
+        server.terminate()
+        raise
+    return server, alice, bob
+
+
 def new_team(alice: Member, name: str) -> None:
     alice.run("team", "create", name, "--kind", "program")
     alice.run("team", "add", name, "bob", "--role", "writer")
@@ -308,17 +329,8 @@ def main() -> int:
         args.mem_mib, args.mem_files = 32, 2
     started = time.perf_counter()
     with age_workspace("mvault-sync-") as (tmp, recipient):
-        server = subprocess.Popen([str(BIN / "mvault-server"), "run", "--data", str(tmp / "data"), "--port",
-                                   str(free_port()), "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True)
-        alice, bob = Member(tmp, "alice", server.pid), Member(tmp, "bob", server.pid)
+        server, alice, bob = start_pair(tmp)
         try:
-            assert server.stdout is not None
-            info = json.loads(server.stdout.readline())
-            alice.run("join", info["invite"], "--name", "alice")
-            bob.run("join", alice.json("invite")["invite"], "--name", "bob")
-            alice.unlock()
-            bob.unlock()
             run_row = {"first": lambda: first_sync(alice, bob, tmp, recipient, args),
                        "noop": lambda: noop_sync(alice, tmp, args),
                        "propagation": lambda: propagation(alice, bob, tmp, args),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from client import download
+from client.docpins import deletion_ahead, pinned_deletions
 from client.docplaces import check_unique_names, deleted_error, inside, would_overwrite
 from client.home import Pins
 from client.keyring import Keyring
@@ -112,10 +113,14 @@ class Documents:
         return self._copies
 
     async def _versions(self, team: TeamState, doc: str) -> list[Record]:
+        return self._check_doc_pin(team, doc, await self._chain(team, doc))
+
+    async def _chain(self, team: TeamState, doc: str) -> list[Record]:
+        """Every version of ``doc``, each checked (signed, judged) and chained; not yet held against the pins."""
         try:
             res = await self.session.api.get(f"/api/v1/teams/{team.team_id}/docs/{doc}", Versions)
         except NotFound:
-            return self._check_doc_pin(team, doc, [])
+            return []
         records = []
         for item in res.versions:
             try:
@@ -136,7 +141,7 @@ class Documents:
                 raise IntegrityError("a document version is dated before the version it follows")
             self._verify_author(view, team, rec)
             parent = rec.version_id
-        return self._check_doc_pin(team, doc, records)
+        return records
 
     def _verify_author(self, view: View, team: TeamState, rec: Record) -> None:
         author = view.members.get(rec.core.author)
@@ -366,13 +371,14 @@ class Documents:
 
     async def heads(self, team_name: str, deleted: bool | None = False, known: Container[str] = (),
                     seen: Mapping[bytes, Seen] | None = None) -> tuple[list[DocVersion], list[Seen]]:
-        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld);
-        then those whose head is a signed deletion left out (``deleted`` False), or only those (True), or all
-        (None). ``known``: version ids this client verified and opened before (a synced folder's sealed index): such
-        a head is parsed and held against the pins like any other, but not verified or opened again (``known``
-        True, ``opened`` None; the caller takes what it recorded about that version). ``seen``: heads by the
-        ``head_digest`` of their record, as a synced folder's index recorded them: a record listed with such a
-        digest is that very record, held against the pins and the withheld check but not parsed (second list)."""
+        """The head of every document of the team, checked (signed, judged, not behind its pin, none withheld),
+        a deletion past its pin pinned once its chain checks (``client.docpins``); then those whose head is a signed
+        deletion left out (``deleted`` False), or only those (True), or all (None). ``known``: version ids this
+        client verified and opened before (a synced folder's sealed index): such a head is parsed and held against
+        the pins like any other, but not verified or opened again (``known`` True, ``opened`` None; the caller
+        takes what it recorded about that version). ``seen``: heads by the ``head_digest`` of their record, as a
+        synced folder's index recorded them: a record listed with such a digest is that very record, held against
+        the pins and the withheld check but not parsed (second list)."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         keys = await self.keyring.keys_for(team)
@@ -380,6 +386,7 @@ class Documents:
         pins = self.session.home.pins()
         out, same = [], []
         listed = set()
+        ahead: list[Record] = []  # verified deletion heads past their pins: pinned once their chains check
         self._listed_first = {k: v for k, v in self._listed_first.items() if k[0] != team.team_id}
         for item in res.docs:
             hit = seen.get(head_digest(item.record)) if seen else None
@@ -399,6 +406,8 @@ class Documents:
                 continue
             self._verify_author(view, team, rec)
             check_listed_head(pins, key, rec)
+            if deletion_ahead(pins, key, rec):
+                ahead.append(rec)
             if rec.core.seq == 1 and rec.core.parent is None:
                 self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
@@ -407,6 +416,7 @@ class Documents:
                 opened = None
             out.append(DocVersion(rec, opened, rec.version_id))
         check_no_doc_hidden(pins, team.team_id, listed)
+        self._save_pins(await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc)))
         if deleted is not None:
             out = [d for d in out if (d.record.core.op == DELETE) == deleted]
             same = same if not deleted else []

@@ -113,7 +113,7 @@ def test_a_local_rename_is_pushed_as_a_move_and_history_follows(org: Org, tmp_pa
     os.rename(a / "old.md", a / "moved/new.md")
     rows = sync(alice, a)
     assert [(r["action"], r["name"], r.get("source")) for r in rows] == [("move", "moved/new.md", "old.md")]
-    assert acts(sync(bob, b)) == [("delete-local", "old.md"), ("pull", "moved/new.md")]
+    assert acts(sync(bob, b)) == [("rename-local", "moved/new.md")]  # renamed here too, no download
     assert tree(a) == tree(b)
     old = alice.json("history", "drafting", "old.md")
     assert len(old) == 2  # the old name ends with a signed deletion (moved_to)

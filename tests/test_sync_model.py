@@ -208,7 +208,7 @@ def test_a_pass_after_a_rename_or_deletion_lists_deleted_documents_too(org: Org,
     rows = alice.json("sync", TEAM, str(a))
     assert [(r["action"], r["name"]) for r in rows] == [("push", "more.md")]
     rows = bob.json("sync", TEAM, str(b))
-    assert {(r["action"], r["name"]) for r in rows} >= {("delete-local", "gone.md"), ("pull", "sub/plan.md")}
+    assert {(r["action"], r["name"]) for r in rows} >= {("delete-local", "gone.md"), ("rename-local", "sub/plan.md")}
     assert files_of(b) == files_of(a) == {"sub/plan.md": b"plan\n", "more.md": b"more\n"}
 
 

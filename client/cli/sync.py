@@ -111,7 +111,9 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
         async def run_pass(hint: Hint | None) -> list[dict[str, Any]]:
             await s.chains.view(refresh=True)
             await maintenance.maintain(s)
-            outcome = await sync_pass(s, team_name, folder, confirm_deletes=confirm_deletes, hidden_ok=hidden)
+            # a hinted pass scans only the paths the watcher saw change; the team's listing is always whole
+            outcome = await sync_pass(s, team_name, folder, confirm_deletes=confirm_deletes, hidden_ok=hidden,
+                                      only=hint.paths if hint is not None else None)
             return outcome.rows
 
         if not folder.is_dir():  # a first sync makes the folder (a known one that vanished stays gone: an error)

@@ -33,6 +33,7 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.sync import plan
 from client.sync.folders import SyncFolders
+from client.sync.renames import rename_here
 from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
 from security.authority import POLICY
 from vault.acts import Act
@@ -123,15 +124,19 @@ def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Call
             continue
         else:
             name, size = d.opened.name, d.opened.size
+        opened = None if d.known else d.opened
         out.append(_remote(root, spec, name, core.doc, core.seq, d.vid, core.op == DELETE, size, d.known, scanned,
-                           hidden_ok, doc_id))
+                           hidden_ok, doc_id, opened.moved_from if opened else None,
+                           opened.moved_to if opened else None))
     return out
 
 
 def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid: str, deleted: bool,
             size: int, known: bool, scanned: Container[str], hidden_ok: bool,
-            doc_id: Callable[[str], str]) -> plan.Remote:
-    """One listed head, its name used only if it passes every check (else reported with why)."""
+            doc_id: Callable[[str], str], moved_from: tuple[str, str, str] | None = None,
+            moved_to: str | None = None) -> plan.Remote:
+    """One listed head, its name used only if it passes every check (else reported with why); ``moved_from`` /
+    ``moved_to``: what its signed metadata says of a move (a remote rename is applied as a local one)."""
     why = name_problem(name) if name not in scanned else None  # the scan checked the names it found
     # An index entry's document is its name's id (every entry is recorded under the id its name gives).
     if why is None and not known and doc_id(name) != doc:
@@ -147,7 +152,8 @@ def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid:
             _inside(root, name)
         except BadName:
             why = "would be written outside the folder"
-    return plan.Remote(doc, seq, vid, None if why else name, deleted, why or "", size, name if why else "")
+    return plan.Remote(doc, seq, vid, None if why else name, deleted, why or "", size, name if why else "",
+                       moved_from, moved_to)
 
 
 def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
@@ -470,6 +476,16 @@ class SyncRun:
         elif a.kind == plan.MOVE:
             assert lf is not None
             await self.move(a, lf)
+        elif a.kind == plan.RENAME_LOCAL:
+            left = await rename_here(self.c.docs, self.team, self.keys, self.index, self._local, a)
+            if left is not None:
+                self._prune(left)
+                self.out.add(plan.RENAME_LOCAL, a.name, a.doc, a.seq, a.detail, source=a.source)
+            else:  # as before: the old file's signed deletion, the new name fetched
+                assert a.source is not None
+                old = self.index.files[a.source]
+                await self.delete_local(plan.Action(plan.DELETE_LOCAL, a.source, old.doc, a.over))
+                await self.pull(plan.Action(plan.PULL, a.name, a.doc, a.seq), local)
         elif a.kind == plan.FORGET:
             self.index.forget(a.name)
         elif a.kind == plan.REFRESH:
@@ -491,10 +507,12 @@ def _catch_up(index: SyncIndex, copies: LocalIndex, root: Path) -> None:
 
 
 async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
-                    hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None) -> Outcome:
+                    hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None,
+                    only: frozenset[str] | None = None) -> Outcome:
     """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
     its first sync only; a folder the index knows that is gone is the "vanished" case (deletions held back).
-    ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use."""
+    ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use.
+    ``only``: the folder paths a watcher saw change: only those are scanned (``scan``); the listing is whole."""
     s = c.session
     root = folder.absolute()
     folders = SyncFolders(s.home.path, s.device)
@@ -529,7 +547,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
             vanished = False
-        found = scan(root, index) if root.exists() else None
+        found = scan(root, index, hidden_ok, only) if root.exists() else None
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)

@@ -13,6 +13,9 @@ index entry and R the remote head (possibly a signed deletion):
 * R a deletion: the local file is removed only if unchanged (else the edit is pushed back on top);
 * L gone while I knows it (Syncthing's rule): a deletion is pushed if R is still I's version; if R moved
   on, it is pulled back. A new file with I's inode, size and hash is a rename: a move is pushed.
+* a remote rename (a ``move`` head at a new name naming I's version of an old name, whose head is a deletion
+  naming the new name) of a file unchanged here by its stat: the file is renamed here (``rename-local``), no
+  download; anything else about it falls back to a deletion of the old name and a pull of the new one.
 
 Before any of that, the listing is checked against the index: a document the index knows that is not
 listed, an empty listing while the index knows documents, or a head whose version number is lower than
@@ -45,6 +48,7 @@ REFRESH = "refresh"  # L's stat changed, not its content: update the index entry
 NOT_PUSHED = "not-pushed"  # a local change this member may not write: kept, not uploaded
 REFUSED = "refused"  # a local deletion held back by the mass-deletion rule
 SKIPPED = "skipped"  # a remote or local name that is not used (reason in ``detail``)
+RENAME_LOCAL = "rename-local"  # R of ``name`` is a move of ``source``'s I, unchanged here: rename L, no download
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Remote:
     detail: str = ""
     size: int = 0
     label: str = ""  # what to call a document whose name is not used (its name as stored, or a note)
+    moved_from: tuple[str, str, str] | None = None  # a move head: the (name, doc, vid) it names as its source
+    moved_to: str | None = None  # a deletion head that is the old half of a rename: the new name
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,8 @@ class Action:
     seq: int | None = None  # the remote head's version number (pull, conflict, delete-local)
     base: int | None = None  # push / delete-remote / move: the version number it goes on top of (0: none)
     source: str | None = None  # move: the old name
-    over: int = 0  # move: the version number of a deletion at the new name it goes on top of (0: none)
+    over: int = 0  # move: the version number of a deletion at the new name it goes on top of (0: none);
+    # rename-local: that of the old name's deletion
     detail: str = ""
 
 
@@ -136,6 +143,7 @@ def reconcile(local: Mapping[str, LocalFile], present: set[str], index: SyncInde
             actions.append(Action(PUSH, name, dead.doc if dead else None, base=dead.seq if dead else 0,
                                   detail="a new document" if dead is None else "over a deletion"))
     actions.extend(moves)
+    actions = _remote_renames(actions, local, index, heads)
     deletes = [d for d in deletes if d.name not in moved_from]
     known = len(index.files)
     too_many = known and (vanished or len(deletes) > max_delete_share * known)
@@ -199,6 +207,31 @@ def _renames(new_local: dict[str, LocalFile], deletes: list[Action], index: Sync
             dead = heads.get(name)
             moves.append(Action(MOVE, name, d.doc, base=d.base, source=d.name, over=dead.seq if dead else 0))
     return moves
+
+
+def _remote_renames(actions: list[Action], local: Mapping[str, LocalFile], index: SyncIndex,
+                    heads: Mapping[str, Remote]) -> list[Action]:
+    """A pull of a move head and the deletion of the file it names (its indexed version, unchanged here by its
+    stat: not even hashed) become one ``rename-local`` (the engine checks both chains and the content again)."""
+    gone = {a.name: a for a in actions if a.kind == DELETE_LOCAL}
+    pairs: dict[str, Action] = {}
+    for a in actions:
+        r = heads.get(a.name)
+        if a.kind != PULL or a.name in index.files or a.name in local or r is None or r.moved_from is None:
+            continue
+        source, doc, vid = r.moved_from
+        d, entry, lf, old = gone.get(source), index.files.get(source), local.get(source), heads.get(source)
+        if (d is None or entry is None or lf is None or old is None or source in pairs or lf.sha256 is not None
+                or (entry.doc, entry.vid, entry.size) != (doc, vid, r.size) or old.moved_to != a.name):
+            continue
+        pairs[source] = Action(RENAME_LOCAL, a.name, a.doc, a.seq, source=source, over=d.seq or 0,
+                               detail=f"renamed in the team from {source}")
+    if not pairs:
+        return actions
+    renamed = {p.name for p in pairs.values()}
+    kept = [a for a in actions if not ((a.kind == DELETE_LOCAL and a.name in pairs) or
+                                       (a.kind == PULL and a.name in renamed))]
+    return kept + list(pairs.values())
 
 
 def _read_only(a: Action) -> Action:

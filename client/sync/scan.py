@@ -5,7 +5,10 @@ Only regular files count. Symbolic links and special files (FIFOs, sockets, devi
 never followed or read. Ignored: names matching ``.mvaultignore`` (gitignore syntax, read with
 ``pathspec``) at the folder's top, the editor and OS temporaries in ``DEFAULT_IGNORES``, and hidden
 names (a part starting with ``.``: also our own download temporaries, ``.NAME.*.mvault-part``), as a
-folder ``get`` skips them. A path that is not a valid document name is reported and skipped.
+folder ``get`` skips them, unless ``hidden_ok`` (``--hidden``: hidden names go both ways). Whatever
+``hidden_ok`` says, the folder's own files are never synced: ``.mvaultignore`` (at any depth), the download
+temporaries, and a Member Vault home (a folder holding a ``keystore.bin``: reported and not entered). A path
+that is not a valid document name is reported and skipped.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pathspec
 
 from client.download import hash_file
+from client.home import KEYSTORE  # a folder holding one is a Member Vault home
 from vault.names import name_problem
-from vault.syncindex import SyncIndex
+from vault.syncindex import SyncEntry, SyncIndex
 
 IGNORE_FILE = ".mvaultignore"
 PARTIAL = ".mvault-part"  # the suffix of client/download.py's temporaries
@@ -72,15 +77,74 @@ def hidden(name: str) -> bool:
     return name.startswith(".") or "/." in name
 
 
-def scan(root: Path, index: SyncIndex | None) -> Scan:
+def own_file(base: str) -> bool:
+    """A file of the folder's own (its ignore rules, a download temporary): never a document, hidden or not."""
+    return base == IGNORE_FILE or base.endswith(PARTIAL)
+
+
+def scan(root: Path, index: SyncIndex | None, hidden_ok: bool = False, only: frozenset[str] | None = None) -> Scan:
     """Every regular file under ``root`` (absolute) that is synced, hashed only if the index does not know it
-    unchanged."""
+    unchanged; hidden names too with ``hidden_ok``. ``only``: the paths a watcher saw change (relative, ``/``; a
+    folder stands for all under it): only those are looked at, every other indexed file is taken as unchanged
+    (``--watch``'s hinted pass; a full pass, ``only`` None, looks at everything)."""
     spec = ignore_spec(root)
-    found = Scan()
     known = index.files if index is not None else {}
-    stack = [""]
+    if only is not None:
+        found = _narrowed(root, spec, known, hidden_ok, only)
+        if found is not None:
+            return found
+    found = Scan()
+    _walk(root, spec, known, hidden_ok, found, [("", None)])
+    return found
+
+
+def _narrowed(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntry], hidden_ok: bool,
+              only: frozenset[str]) -> Scan | None:
+    """The scan of the changed paths only, each looked at in its folder as a full scan would (None: do a full scan:
+    the folder itself or its ignore rules changed, or a folder on the way is not a plain folder the full scan would
+    enter). Indexed files elsewhere are taken from the index, unchanged (not even a stat): a change the watcher
+    missed is found by the next full pass (the backstop), and every action checks the file again before it acts."""
+    wanted: dict[str, set[str]] = {}
+    for rel in only:
+        folder, _, base = rel.rpartition("/")
+        if rel in ("", ".") or base == IGNORE_FILE or not _plain_folders(root, spec, folder, hidden_ok):
+            return None
+        wanted.setdefault(folder, set()).add(base)
+    found = Scan()
+    _walk(root, spec, known, hidden_ok, found, list(wanted.items()))
+    under = tuple(p + "/" for p in only)
+    for name, e in known.items():
+        if name in found.files or name in found.present or name in only or name.startswith(under):
+            continue
+        if hidden(name) and not hidden_ok:
+            found.present.add(name)
+        else:
+            found.files[name] = LocalFile(str(root / name), e.size, e.mtime_ns, e.ino, None)
+    return found
+
+
+def _plain_folders(root: Path, spec: pathspec.GitIgnoreSpec, folder: str, hidden_ok: bool) -> bool:
+    """Whether every folder on the way to ``folder`` is one a full scan enters: a directory (not a link), not
+    hidden (unless ``hidden_ok``), not ignored, not a Member Vault home."""
+    parts = folder.split("/") if folder else []
+    for i in range(1, len(parts) + 1):
+        rel = "/".join(parts[:i])
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            return False
+        if (not stat.S_ISDIR(st.st_mode) or (hidden(rel) and not hidden_ok) or spec.match_file(rel + "/")
+                or os.path.lexists(root / rel / KEYSTORE)):
+            return False
+    return True
+
+
+def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntry], hidden_ok: bool, found: Scan,
+          stack: list[tuple[str, set[str] | None]]) -> None:
+    """Take the synced files of each (folder, names) of ``stack`` into ``found``: only ``names`` in it if given,
+    and everything under the folders met (recursively)."""
     while stack:
-        rel = stack.pop()
+        rel, names = stack.pop()
         try:
             entries = sorted(os.scandir(root / rel if rel else root), key=lambda e: e.name)
         except OSError as e:
@@ -88,20 +152,26 @@ def scan(root: Path, index: SyncIndex | None) -> Scan:
             found.present.update(n for n in known if n.startswith(rel + "/") or not rel)
             continue
         for entry in entries:
-            name = f"{rel}/{entry.name}" if rel else entry.name
-            if hidden(name):
-                if entry.name.endswith(PARTIAL) and entry.is_file(follow_symlinks=False):
-                    found.partials.append(Path(entry.path))
-                if name in known:
-                    found.present.add(name)
+            if names is not None and entry.name not in names:
                 continue
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if hidden(name) or own_file(entry.name):
+                if entry.name.endswith(PARTIAL) and hidden(entry.name) and entry.is_file(follow_symlinks=False):
+                    found.partials.append(Path(entry.path))
+                if not hidden_ok or own_file(entry.name):
+                    if name in known:
+                        found.present.add(name)
+                    continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # gone since the listing
             if stat.S_ISDIR(st.st_mode):
-                if not spec.match_file(name + "/"):
-                    stack.append(name)
+                if os.path.lexists(os.path.join(entry.path, KEYSTORE)):
+                    found.skip(name, "a Member Vault home: never synced")
+                    found.present.update(n for n in known if n.startswith(name + "/"))
+                elif not spec.match_file(name + "/"):
+                    stack.append((name, None))
                 else:
                     found.present.update(n for n in known if n.startswith(name + "/"))
                 continue
@@ -130,4 +200,3 @@ def scan(root: Path, index: SyncIndex | None) -> Scan:
                     continue
                 found.hashed += 1
             found.files[name] = LocalFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
-    return found

@@ -58,7 +58,7 @@ class Hint:
 RunPass = Callable[[Hint | None], Awaitable[list[dict[str, Any]]]]
 Emit = Callable[[dict[str, Any]], None]
 
-PATH_KEYS = ("name", "path", "copy")  # the keys of an action object that name a path in the folder it wrote
+PATH_KEYS = ("name", "path", "copy", "source")  # the keys of an action object that name a path in the folder it wrote
 SETTLE = 0.05  # seconds to let triggers that come together (a burst of notices) join one pass
 GRACE = 2.0  # seconds a running pass may take to finish once stop is set, before it is cancelled
 LIVE_WAIT = 3.0  # seconds the first pass waits for the notices to go live (so none is missed in between)
