@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -27,6 +28,11 @@ def test_lost_device_opens_a_record_and_clearing_it_lifts_the_pause(org: Org, ma
     assert isinstance(incident_id, str)
     [row] = [r for r in carol.json("incident", "ls") if r["id"] == incident_id]
     assert (row["kind"], row["member_name"], row["status"]) == ("lost-device", "bob", "open")
+    # The Security Team's weekly report lists the incident and its weekly reviews due.
+    rep = json.loads(carol.run("audit", "report", "--json").out)
+    [listed] = [i for i in rep["incidents"]["open"] if i["id"] == incident_id]
+    assert (listed["kind"], listed["reviews_planned"], listed["reviews_done"]) == ("lost-device", 4, 0)
+    assert listed["next_review"] > listed["opened"] and listed["overdue"] is False
     shown = carol.json("incident", "show", incident_id)
     assert "phone taken at the border" in str(shown)
     # The reason is only in the record: the organization chain every member reads does not carry it.
