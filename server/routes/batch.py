@@ -23,7 +23,7 @@ from aiohttp import web
 from server import replies
 from server.access import check_session, session_of, team_access
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
-from server.http import Pace, answer
+from server.http import Pace, answer, hex_id
 from server.live import frame
 from server.notes import Note, note
 from server.routes.docs import check_header, check_signed, parse_prelude
@@ -77,6 +77,7 @@ def _parse_item(request: web.Request, team: TeamState, raw: memoryview, event: N
     if n > MAX_PRELUDE or start + n > len(raw):
         raise EncodingError("document header is too large")
     core, wrapped, meta = parse_prelude(bytes(raw[start:start + n]))
+    hex_id(core.doc, "document id")  # the single upload checks the id of its URL (review round 9)
     event.res["doc"] = core.doc
     allowance = check_header(request, team, core.doc, core, event)
     body = raw[start + n:len(raw) - _SIGNATURE]
