@@ -323,7 +323,8 @@ class Chains:
         view = await self.view()
         mine = view.members[s.me]
         device = signer or s.device
-        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time),
+        cuts = [c.time for c in view.org.incidents.cuts_of(s.me)]  # never dated before a cut of mine (review 9)
+        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time, *cuts),
                          signer=s.me, device=device, type_=type_, body=body)
         clone(mine).apply(link)
         await self._post_link(f"/api/v1/members/{s.me}/links", MemberLinkRequest(link.wire, dict(puk_boxes)),

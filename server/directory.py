@@ -112,6 +112,13 @@ class Directory:
         act, and a whole chain or document with it (a member with two devices and a fast clock could
         do it on purpose). Refused with 409: sign it again with a later time."""
         body = link.body.raw
+        if self.org is not None and link.chain in self.org.incidents.by_member:
+            # A member link dated before a cut of that member would rewrite what the cut and the rotations after it
+            # were judged on (a revocation dated before the cut, appended after it: review round 9).
+            last_cut = max(c.time for c in self.org.incidents.cuts_of(link.chain))
+            if link.time < last_cut:
+                raise Conflict(f"the Security Team cut a device of this member at {last_cut}, after this "
+                               f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)")
         if link.type == "org.device.cut":  # ends the device, and (its pause) the member's sensitive writes
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
         elif link.type == "device.revoke":

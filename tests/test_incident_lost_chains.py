@@ -95,7 +95,7 @@ def test_who_may_cut_and_clear(lost: Lost) -> None:
     w.org_links.pop()
     # A device of another member than the one named, an unknown device, a device cut already: refused.
     lost.cut(device=lost.carol.device)
-    expect(ChainError, w.org, "not an active device of member")
+    expect(ChainError, w.org, "is not a device of member")
     w.org_links.pop()
     lost.cut()
     w.org()

@@ -79,12 +79,13 @@ class Incidents:
 
     def compromised(self, ms: MemberState, t: int) -> Cut | None:
         """The cut that makes ``ms``'s current key (PUK) untrusted at ``t``: a device cut at or before ``t`` that
-        the member's own chain had not revoked by ``t`` (its revocation rolls the PUK to a seed the cut device
-        never had). A later PUK roll alone does not count: the cut device could have signed it."""
+        the member's own chain had not revoked by ``t`` from another device (its revocation rolls the PUK to a seed
+        the cut device never had). A later PUK roll alone does not count, nor a revocation the cut device signed:
+        the cut device could have signed either."""
         for c in self.cuts_of(ms.member_id):
             d = ms.devices.get(c.device)
-            if c.time <= t and (d is None or d.revoked is None or d.revoked > t):
-                return c
+            if c.time <= t and (d is None or d.revoked is None or d.revoked > t or d.revoked_by == c.device):
+                return c  # a revocation the cut device signed itself rolled the PUK to a seed it made
         return None
 
     def refusal(self, ms: MemberState, device: str, t: int) -> str | None:
@@ -114,8 +115,11 @@ def apply_incident(incidents: Incidents, link: Link, members: Mapping[str, Membe
         device = link.body.str_("device", 64)
         ms = members.get(target)
         d = ms.devices.get(device) if ms is not None else None
-        if d is None or not d.active_at(link.time):
-            raise ChainError(f"org.device.cut: {device} is not an active device of member {target}")
+        # Judged on the member chain as it is now: a revocation appended after the cut may be dated before it
+        # (a clock within the server's window, review round 9), so a device revoked since counts as well as an
+        # active one; only a device added after the cut's time, or never, is refused.
+        if d is None or d.added > link.time:
+            raise ChainError(f"org.device.cut: {device} is not a device of member {target} at the cut's time")
         if incidents.cut_of(target, device) is not None:
             raise ChainError(f"org.device.cut: device {device} is already cut off")
         cut = Cut(target, device, link.signer, link.time, link.seq)

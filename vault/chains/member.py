@@ -26,6 +26,7 @@ class Device:
     kind: str  # "device" | "paper"
     added: int
     revoked: int | None = None  # time of the revocation link
+    revoked_by: str | None = None  # the device that signed it (a cut device revoking itself answers no cut)
 
     def active_at(self, t: int) -> bool:
         return self.added <= t and (self.revoked is None or t < self.revoked)
@@ -178,7 +179,7 @@ class MemberState:
         if set(boxes) != remaining:
             raise ChainError("the new PUK must be boxed to exactly the remaining devices")
         prev = b.bytes_("prev", 24 + 32 + 16)
-        target.revoked = link.time
+        target.revoked, target.revoked_by = link.time, link.device
         self.puks[gen] = PukGeneration(gen, puk.bytes_("sign_pk", 32), puk.bytes_("box_pk", 32), link.time, boxes,
                                        prev)
 
