@@ -71,7 +71,9 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
     ms = view.member_by_name(member)
     device_id = _device_of(ms, device)
     exposed = {t.team_id: t.generation for t in _teams_of(view.teams, ms.member_id)}
-    await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id})
+    # Dated no earlier than any team link this member sees (the server refuses a cut dated before a team link)
+    await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id},
+                              not_before=max([t.time for t in view.teams.values()], default=0))
     view = await s.chains.view()
     cut = view.org.incidents.cut_of(ms.member_id, device_id)
     if cut is None:

@@ -309,11 +309,12 @@ class Chains:
         self._view = None
         self.links_posted += 1  # a link may have added boxes (rotation, share)
 
-    async def append_org(self, type_: str, body: dict[str, Any]) -> None:
+    async def append_org(self, type_: str, body: dict[str, Any], not_before: int = 0) -> None:
         s = self.session
         view = await self.view()
         link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head,
-                         time=max(s.now(), view.org.time), signer=s.me, device=s.device, type_=type_, body=body)
+                         time=max(s.now(), view.org.time, not_before), signer=s.me, device=s.device, type_=type_,
+                         body=body)
         clone(view.org).apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
         await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
 

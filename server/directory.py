@@ -119,6 +119,13 @@ class Directory:
             if link.time < last_cut:
                 raise Conflict(f"the Security Team cut a device of this member at {last_cut}, after this "
                                f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)")
+        if link.type == "org.device.cut":
+            # The cut changes who may be boxed from its time on: a team link made before it was appended but dated
+            # after it (a share, a rotation, a new team boxing the member) would be refused by every replay.
+            newest = max([t.time for t in self.teams.values()], default=0)
+            if link.time < newest:
+                raise Conflict(f"a team link is dated {newest}, after this org.device.cut ({link.time}): sign it "
+                               f"again dated {newest} or later (check the clocks)")
         if link.type == "org.device.cut":  # ends the device, and (its pause) the member's sensitive writes
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
         elif link.type == "device.revoke":

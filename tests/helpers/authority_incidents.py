@@ -30,6 +30,12 @@ class IncidentSteps(MachineBase):
             self.m.org_link(t)
         return got
 
+    def signed_last(self, member: str) -> int:
+        """The latest time of any link ``member`` signed, in any chain: a cut dated before it would make acts the
+        server accepted refused by every replay, so the server refuses such a cut (``check_not_before``)."""
+        chains = [self.w.org_links, *(t.links for t in self.teams), *(p.chain for p in self.people())]
+        return max((link.time for chain in chains for link in chain if link.signer == member), default=0)
+
     def current(self, m: str) -> bool:
         e = self.m.entry(m)
         return e is not None and e.status != "removed"
@@ -47,8 +53,10 @@ class IncidentSteps(MachineBase):
         d = self.dev(q) if main else self.any_device(q, dev)
         lost = (self.pick(list(self.w.devices[target.id].values()), dev) if main  # now and then another member's
                 else self.any_device(self.pick(self.people(), whom + dev % 2), dev))
+        if t < self.signed_last(target.id) or t < max((team.links[-1].time for team in self.teams), default=0):
+            return  # the server refuses it with 409 before any replay (server/directory.py check_not_before)
         want = (t >= self.m.org_times[-1] and self.m.entitled(q.id, d.device_id, t, "org.device.cut")
-                and self.current(target.id) and self.m.device_active(target.id, lost.device_id, t)
+                and self.current(target.id) and self.m.device_known(target.id, lost.device_id, t)
                 and (target.id, lost.device_id) not in {(m, c) for m, c, _ in self.m.cuts})
         if self.incident(q, d, t, "org.device.cut", {"member": target.id, "device": lost.device_id}, want):
             self.m.cuts.append((target.id, lost.device_id, t))

@@ -126,6 +126,12 @@ class Model:
         d = self.devices.get(m, {}).get(device)
         return d is not None and d[0] <= t and (d[1] is None or t < d[1])
 
+    def device_known(self, m: str, device: str, t: int) -> bool:
+        """A device of ``m`` added at or before ``t``, revoked since or not (what a cut may name: a revocation
+        appended after the cut may be dated before it, review round 9)."""
+        d = self.devices.get(m, {}).get(device)
+        return d is not None and d[0] <= t
+
     def cut_refused(self, m: str, device: str, t: int) -> bool:
         """A device cut off (from the cut's time), or added at or after a cut while the cut device was still in the
         member's chain: nothing it signs is believed."""

@@ -56,7 +56,14 @@ NO_LINK_ACTIONS = frozenset({"audit.key", "audit.cosign"})  # signed statements,
 # Policy actions the matrix cannot attempt per cell, with where they are judged instead.
 ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per cell: judged by "
                                "tests/test_restored.py, tests/test_restored_attacks.py, tests/test_review7_exploits.py "
-                               "and the authority model"}
+                               "and the authority model",
+             # A cut pauses its member and makes every team they are in rotate: per cell it would reshape the
+             # shared world every other cell runs in. Who may sign them (Security Team; NCC only while nobody holds
+             # the role; never the paused member's own clear), by every replay and by the real server (forged
+             # links answered 403): tests/test_incident_lost_chains.py, tests/test_incident_lost.py and the
+             # authority model.
+             "org.device.cut": "judged by tests/test_incident_lost*.py and the authority model (see above)",
+             "org.clear": "judged by tests/test_incident_lost*.py and the authority model (see above)"}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {
