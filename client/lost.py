@@ -73,7 +73,7 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
     exposed = {t.team_id: t.generation for t in _teams_of(view.teams, ms.member_id)}
     # Dated no earlier than any team link this member sees (the server refuses a cut dated before a team link)
     await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id},
-                              not_before=max([t.time for t in view.teams.values()], default=0))
+                              not_before=max([t.time for t in view.teams.values()], default=0) + 1)
     view = await s.chains.view()
     cut = view.org.incidents.cut_of(ms.member_id, device_id)
     if cut is None:

@@ -122,10 +122,11 @@ class Directory:
         if link.type == "org.device.cut":
             # The cut changes who may be boxed from its time on: a team link made before it was appended but dated
             # after it (a share, a rotation, a new team boxing the member) would be refused by every replay.
+            # Strictly after: an act in the cut's own second counts as made by a cut device.
             newest = max([t.time for t in self.teams.values()], default=0)
-            if link.time < newest:
-                raise Conflict(f"a team link is dated {newest}, after this org.device.cut ({link.time}): sign it "
-                               f"again dated {newest} or later (check the clocks)")
+            if link.time <= newest:
+                raise Conflict(f"a team link is dated {newest}, not before this org.device.cut ({link.time}): sign "
+                               f"it again dated after {newest} (check the clocks)")
         if link.type == "org.device.cut":  # ends the device, and (its pause) the member's sensitive writes
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
         elif link.type == "device.revoke":
@@ -137,7 +138,7 @@ class Directory:
             return
         for subject, latest in subjects:
             t = latest.get(subject, 0) if isinstance(subject, str) else 0
-            if link.time < t:
+            if link.time < t or (link.type == "org.device.cut" and link.time == t):  # a cut: strictly after
                 raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
                                f"sign it again dated {t} or later (check the clocks)")
 

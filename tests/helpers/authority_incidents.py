@@ -53,7 +53,7 @@ class IncidentSteps(MachineBase):
         d = self.dev(q) if main else self.any_device(q, dev)
         lost = (self.pick(list(self.w.devices[target.id].values()), dev) if main  # now and then another member's
                 else self.any_device(self.pick(self.people(), whom + dev % 2), dev))
-        if t < self.signed_last(target.id) or t < max((team.links[-1].time for team in self.teams), default=0):
+        if t <= self.signed_last(target.id) or t <= max((team.links[-1].time for team in self.teams), default=0):
             return  # the server refuses it with 409 before any replay (server/directory.py check_not_before)
         want = (t >= self.m.org_times[-1] and self.m.entitled(q.id, d.device_id, t, "org.device.cut")
                 and self.current(target.id) and self.m.device_known(target.id, lost.device_id, t)
