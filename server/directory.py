@@ -127,7 +127,7 @@ class Directory:
             if link.time <= newest:
                 raise Conflict(f"a team link is dated {newest}, not before this org.device.cut ({link.time}): sign "
                                f"it again dated after {newest} (check the clocks)")
-        if link.type == "org.device.cut":  # ends the device, and (its pause) the member's sensitive writes
+            # it also ends the device, and (its pause) the member's sensitive writes
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
         elif link.type == "device.revoke":
             subjects = [(body.get("device"), self.signed_by_device)]
