@@ -120,18 +120,23 @@ def test_forged_cuts_and_clears_are_refused_by_the_server_and_every_client(
     f, _spare, _laptop, _report = cut
     org = f.d.require_org()
 
-    def link(signer: str, type_: str, body: dict[str, Any]) -> Any:
-        return make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=max(f.now(), org.time),
+    def link(signer: str, type_: str, body: dict[str, Any], time: int | None = None) -> Any:
+        return make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=time or max(f.now(), org.time),
                          signer=f.ids[signer], device=f.device(signer), type_=type_, body=body)
 
     clear_self = link("bob", "org.clear", {"member": f.ids["bob"]})
     cut_by_ncc = link("alice", "org.device.cut", {"member": f.ids["carol"], "device": f.device("carol").device_id})
     clear_by_ncc = link("alice", "org.clear", {"member": f.ids["bob"]})
+    # Dated no later than the newest team link: who may comes first, so the answer is 403 whatever the date (a
+    # same-second cut once got 409 "dated before a team link" and told a forger the clocks were the problem: CI).
+    early_cut = link("alice", "org.device.cut", {"member": f.ids["carol"], "device": f.device("carol").device_id},
+                     time=org.time)
 
     async def posted_refused() -> None:
         async with Http(f.server) as h:
             for who, forged, why in (("bob", clear_self, "may not clear a paused member"),
                                      ("alice", cut_by_ncc, "the Security Team handles incidents"),
+                                     ("alice", early_cut, "the Security Team handles incidents"),
                                      ("alice", clear_by_ncc, "the Security Team handles incidents")):
                 token = await login_as(h, f.ids[who], f.device(who))
                 await refused(h, "POST", "/api/v1/org/links", 403, contains=why, token=token,

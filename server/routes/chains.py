@@ -66,8 +66,8 @@ async def append_org_link(request: web.Request) -> web.Response:
         org = directory.require_org()
         if link.seq <= org.seq:
             raise Conflict("the organization chain moved on; fetch it and retry")
+        state = directory.check_org_link(link)  # who may, first: a refused act gets 403 whatever its date
         directory.check_not_before(link)
-        state = directory.check_org_link(link)
         check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
         directory.commit_org(state, link)
     note_links(request, link)
@@ -92,8 +92,8 @@ async def append_member_link(request: web.Request) -> web.Response:
         before = directory.member(link.chain or "")
         if link.seq <= before.seq:
             raise Conflict("your member chain moved on; fetch it and retry")
-        directory.check_not_before(link)
         state, _ = directory.check_member_link(link)
+        directory.check_not_before(link)
         gen = state.puk_gen
         old = before.puks[gen].box_hashes if gen in before.puks else {}
         new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
