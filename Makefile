@@ -26,7 +26,7 @@ test: $(BIN)/.installed
 	$(BIN)/ruff check vault server client security tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -q -n 2 --dist loadfile --ignore=tests/test_api_fuzz.py $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=30 --ignore=tests/test_api_fuzz.py $(PYTEST_ARGS)
 	@# Under pytest-xdist schemathesis runs only the first operation of each parametrized fuzz test (its
 	@# completeness check fails there), so the fuzzer runs in one process of its own.
 	$(BIN)/pytest -q -p no:xdist tests/test_api_fuzz.py
