@@ -172,12 +172,17 @@ class ServerThread:
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerThread]:
     """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``). In a
     module that uses the ``backend`` fixture (``tests/helpers/postgres.py``), once on each backend (on PostgreSQL
-    the organization is founded afresh for each test)."""
+    the world's database is copied too: ``CREATE DATABASE ... TEMPLATE``)."""
     database_url = request.getfixturevalue("backend") if "backend" in request.fixturenames else ""
-    if database_url:
+    if "org" in request.fixturenames:
+        worlds = request.getfixturevalue("worlds")
+        worlds.cluster = request.getfixturevalue("pg_cluster") if database_url else None
+        try:
+            s = request.getfixturevalue("org_world").restore(tmp_path)
+        finally:
+            worlds.cluster = None
+    elif database_url:
         s = ServerThread(tmp_path / "server-data", database_url=database_url).start()
-    elif "org" in request.fixturenames:
-        s = request.getfixturevalue("org_world").restore(tmp_path)
     else:
         s = ServerThread(tmp_path / "server-data").start()
     yield s

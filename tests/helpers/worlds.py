@@ -26,10 +26,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org, security_team
+
+if TYPE_CHECKING:  # imported by pytest as a plugin of its own (tests/conftest.py), after this one
+    from tests.helpers.postgres import Cluster
 
 # A world is built again once it is this old (seconds): its members' sessions (an hour on the server) and
 # what their homes pinned stay about as fresh as a build's, however slowly the session runs.
@@ -49,6 +53,9 @@ class World:
     offset: float  # the server clock's offset at the end of the build
     built: float  # time.monotonic() at the end of the build
     config: dict[str, object] = field(default_factory=dict)
+    # On PostgreSQL: the cluster and the database the world was built in, a template each restore copies
+    cluster: Cluster | None = None
+    database: str = ""
 
     def restore(self, dest: Path) -> ServerThread:
         """Copy the world into ``dest`` and start its server there (on the world's port)."""
@@ -59,7 +66,10 @@ class World:
                 shutil.copytree(item, target, symlinks=True)
             else:
                 shutil.copy2(item, target)
-        server = ServerThread(dest / "server-data", self.port, **self.config)
+        config = dict(self.config)
+        if self.cluster is not None:
+            config["database_url"] = self.cluster.copy_database(self.database)
+        server = ServerThread(dest / "server-data", self.port, **config)
         server.offset = self.offset
         server.start()
         assert server.fingerprint == self.fingerprint
@@ -73,9 +83,13 @@ class Worlds:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.worlds: dict[str, World] = {}
+        # The backend the next worlds are built on and looked up for: None for SQLite, else a PostgreSQL cluster
+        # (the ``server`` fixture sets it for a test that takes the ``backend`` fixture).
+        self.cluster: Cluster | None = None
         self.ports: list[socket.socket] = []
 
     def get(self, name: str, build: Build) -> World:
+        name = name if self.cluster is None else f"{name}-pg"
         world = self.worlds.get(name)
         if world is None or time.monotonic() - world.built > MAX_AGE:
             world = self.worlds[name] = self._build(f"{name}-{len(self.ports)}", build)
@@ -97,14 +111,17 @@ class Worlds:
         root.mkdir()
         passphrase = root / "passphrase"
         passphrase.write_text(PASSPHRASE + "\n")
-        server = ServerThread(root / "server-data", self._reserve_port()).start()
+        cluster = self.cluster
+        database = cluster.new_database() if cluster is not None else ""
+        server = ServerThread(root / "server-data", self._reserve_port(),
+                              **({"database_url": database} if database else {})).start()
         invite = server.invite
         try:
             build(server, lambda member: Member(root / f"home-{member}", member, passphrase))
         finally:
             server.stop()
         return World(root, server.port, server.fingerprint, invite, server.offset, time.monotonic(),
-                     dict(server.config))
+                     dict(server.config), cluster, database)
 
     def close(self) -> None:
         for s in self.ports:
