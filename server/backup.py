@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 from security.merkle import MerkleTree, leaf_hash
 from server.archive import ArchiveRefused, ArchiveWriter, member_name_ok, read_archive
 from server.check import CheckReport, check_data
+from server.datalock import LOCK_FILE
 from vault.agefile import decrypting, encrypting, read_identities
 from vault.envelope import Record
 from vault.errors import VaultError
@@ -123,7 +124,7 @@ def _write(out: BinaryIO, data: Path, snaps: Path, created: int) -> dict[str, An
     for name in DATABASES:
         writer.add(name, snaps / name)
     for f in sorted(data.iterdir()):
-        if f.is_file() and f.name not in DATABASES and member_name_ok(f.name):
+        if f.is_file() and f.name not in (*DATABASES, LOCK_FILE) and member_name_ok(f.name):
             writer.add(f.name, f)
     blob_bytes = 0
     for name, body_hash in _blobs_of(snaps / "vault.db"):

@@ -13,6 +13,7 @@ import click
 
 from server.backup import BackupDone, RestoreDone, backup, restore
 from server.check import CheckReport, check_data
+from server.migrate import MigrateDone, migrate
 from vault.errors import VaultError
 
 DATA = click.Path(path_type=Path, file_okay=False)
@@ -119,3 +120,28 @@ def check_command(data: Path, repair: bool, as_json: bool) -> None:
         _fail(ValueError(f"{data} is not a directory"))
     report = _attempt(lambda: check_data(data, repair))
     _print_report(report, data, as_json)
+
+
+@click.command("migrate")
+@click.option("--data", "data", type=DATA, required=True, help="data directory of a stopped SQLite deployment")
+@click.option("--to", "url", required=True, metavar="postgresql://...", help="URL of an empty PostgreSQL database")
+@JSON_OPTION
+def migrate_command(data: Path, url: str, as_json: bool) -> None:
+    """Copy a stopped SQLite deployment into an empty PostgreSQL database, proved equal on both sides."""
+    done: MigrateDone = _attempt(lambda: migrate(data, url))
+    s = done.summary
+    if as_json:
+        click.echo(json.dumps({"data": str(data), "database": done.target, **s, "blobs": done.blobs}))
+        return
+    click.echo(f"migrated {data} into {done.target}: proved equal on both sides")
+    click.echo("rows: " + ", ".join(f"{t} {n}" for t, n in s["tables"].items()))
+    cp = s["audit"]["checkpoint"]
+    click.echo(f"audit log: {s['audit']['size']} events, root {s['audit']['root']}"
+               + (f", last checkpoint at {cp}" if cp is not None else ", no checkpoint yet"))
+    for chain, head in s["chains"].items():
+        click.echo(f"chain {chain}: seq {head['seq']}, head {head['head']}")
+    for doc, head in s["documents"].items():
+        click.echo(f"document {doc}: version {head['seq']} {head['version']}")
+    click.echo(f"blobs: {done.blobs} referenced, all present in {data / 'blobs'}")
+    click.echo(f"next: mvault-server run --data {data} --database <the same URL> (never the SQLite server again "
+               "on this directory)")
