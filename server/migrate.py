@@ -36,11 +36,10 @@ from server.check import check_data
 from server.datalock import exclusive
 from server.store.postgres.schema import redacted
 from server.store.postgres.tables import Tables
+from server.tablemap import DATABASES, matched, sqlite_tables
 from vault.errors import VaultError
 from vault.links import link_hash
 
-DATABASES = ("vault.db", "audit.db")
-RENAMED = {("audit.db", "meta"): "audit_meta"}  # (file, SQLite table) -> PostgreSQL table, where they differ
 MODULUS = 1 << 256
 
 
@@ -97,47 +96,13 @@ class MigrateDone:
     blobs: int
 
 
-@dataclass
-class _Source:
-    con: sqlite3.Connection
-    table: str
-    columns: list[str]
-
-    def rows(self, columns: list[str]) -> Iterator[tuple[Any, ...]]:
-        cols = ", ".join(f'"{c}"' for c in columns)
-        yield from self.con.execute(f'SELECT {cols} FROM "{self.table}" ORDER BY rowid')
-
-
-def _sources(cons: dict[str, sqlite3.Connection]) -> dict[str, _Source]:
-    """Every table of the SQLite files, by the name of its PostgreSQL table."""
-    found: dict[str, _Source] = {}
-    for db, con in cons.items():
-        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE "
-                                    "'sqlite_%' ORDER BY name").fetchall():
-            columns = [str(r[1]) for r in con.execute(f'PRAGMA table_info("{table}")')]
-            found[RENAMED.get((db, table), table)] = _Source(con, table, columns)
-    return found
-
-
-def _matched(sources: dict[str, _Source], target: Tables) -> dict[str, list[str]]:
-    """The columns to copy for each table; refused if the two schemas do not have the same tables and columns
-    (identity columns aside: PostgreSQL numbers those in the order the rows come)."""
-    missing, extra = sorted(set(sources) - set(target.columns)), sorted(set(target.columns) - set(sources))
-    if missing or extra:
-        raise MigrateRefused(f"the schemas differ: tables only in SQLite {missing}, only in PostgreSQL {extra}")
-    copied: dict[str, list[str]] = {}
-    for name, src in sources.items():
-        columns = [c for c in src.columns if c not in target.generated[name]]
-        if set(columns) != set(target.columns[name]):
-            raise MigrateRefused(f"the schemas differ in table {name}: {columns} against {target.columns[name]}")
-        copied[name] = columns
-    return copied
-
-
 async def _copy(data: Path, url: str, cons: dict[str, sqlite3.Connection]) -> MigrateDone:
-    sources = _sources(cons)
+    sources = sqlite_tables(cons)
     async with Tables(url) as target:
-        copied = _matched(sources, target)
+        try:
+            copied = matched(sources, target.columns, target.generated)
+        except ValueError as e:
+            raise MigrateRefused(str(e)) from None
         full = {t: n for t, n in (await target.counts()).items() if n}
         if full:
             raise MigrateRefused(f"the database at {redacted(url)} is not empty ({', '.join(sorted(full))} hold "

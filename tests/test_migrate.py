@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from server.migrate import MigrateRefused, _sources, migrate
+from server.migrate import MigrateRefused, migrate
 from server.store.postgres.tables import Tables
 from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
+from server.tablemap import sqlite_tables
 from tests.conftest import Member, Org, security_team
 from tests.helpers.backup_world import refused, server_cli
 from tests.helpers.postgres import Cluster
@@ -41,7 +42,7 @@ def test_every_sqlite_table_has_its_postgresql_table(tmp_path: Path, pg_cluster:
     asyncio.run(create())
     cons = {n: sqlite3.connect(tmp_path / n) for n in ("vault.db", "audit.db")}
     try:
-        sqlite = {t: set(s.columns) for t, s in _sources(cons).items()}
+        sqlite = {t: set(s.columns) for t, s in sqlite_tables(cons).items()}
     finally:
         for c in cons.values():
             c.close()

@@ -21,10 +21,12 @@ from vault.errors import VaultError
 
 class Tables:
     """``async with Tables(url) as t``: the schema brought up to date, every table locked; committed when the
-    block ends without an exception, rolled back otherwise."""
+    block ends without an exception, rolled back otherwise. ``Tables(url, write=False)``: one snapshot of every
+    table (a read-only, repeatable-read transaction), while servers go on writing."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, write: bool = True) -> None:
         self._url = url
+        self._write = write
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._conn: Any = None
         self._tx: Any = None
@@ -38,7 +40,8 @@ class Tables:
             raise VaultError(f"the database at {redacted(self._url)} cannot take the schema: {e}") from None
         try:
             self._conn = await self._pool.acquire()
-            self._tx = self._conn.transaction()
+            self._tx = self._conn.transaction(isolation=None if self._write else "repeatable_read",
+                                              readonly=not self._write)
             await self._tx.start()
             rows = await self._conn.fetch(
                 "SELECT table_name, column_name, is_identity FROM information_schema.columns "
@@ -48,8 +51,9 @@ class Tables:
                 self.columns.setdefault(str(r[0]), [])
                 self.generated.setdefault(str(r[0]), [])
                 (self.generated if r[2] == "YES" else self.columns)[str(r[0])].append(str(r[1]))
-            names = ", ".join(_quoted(t) for t in sorted(self.columns))
-            await self._conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+            if self._write:
+                names = ", ".join(_quoted(t) for t in sorted(self.columns))
+                await self._conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
         except BaseException:
             await self._close(commit=False)
             raise
@@ -79,9 +83,11 @@ class Tables:
         await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
     async def rows(self, table: str, columns: Sequence[str]) -> AsyncIterator[tuple[Any, ...]]:
-        """Every row of ``table`` (the values of ``columns``), in no particular order."""
+        """Every row of ``table`` (the values of ``columns``): in the order they were stored if the table has an
+        identity column, else in no particular order."""
         cols = ", ".join(_quoted(c) for c in columns)
-        async for r in self._conn.cursor(f"SELECT {cols} FROM {_quoted(table)}", prefetch=2000):
+        order = " ORDER BY " + ", ".join(map(_quoted, self.generated[table])) if self.generated[table] else ""
+        async for r in self._conn.cursor(f"SELECT {cols} FROM {_quoted(table)}{order}", prefetch=2000):
             yield tuple(r)
 
 
