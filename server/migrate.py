@@ -10,7 +10,8 @@ PostgreSQL keeps using.
 
 Refused, with nothing written: a server is running on the directory (its lock, ``server/datalock.py``, is held
 for the whole copy, so none starts meanwhile); the source fails ``mvault-server check``; the database holds
-rows already.
+rows already. Before the check, the SQLite files are brought to this release's schema as a start of its server
+would (which also removes blobs no version names, as a start does).
 
 The proof, read back inside the copy's transaction (committed only if it holds): for every table, the number
 of rows and an order-free digest of them (the sum of each row's SHA-256, modulo 2^256) equal on both sides; and,
@@ -36,6 +37,8 @@ from server.check import check_data
 from server.datalock import exclusive
 from server.store.postgres.schema import redacted
 from server.store.postgres.tables import Tables
+from server.store.sqlite.audit import AuditStore
+from server.store.sqlite.vault import SQLiteStorage
 from server.tablemap import DATABASES, matched, sqlite_tables
 from vault.errors import VaultError
 from vault.links import link_hash
@@ -136,12 +139,20 @@ async def _referenced(target: Tables) -> list[str]:
     return [str(r[0]) async for r in target.rows("versions", ["blob"])]
 
 
+async def _upgraded(data: Path) -> None:
+    """The SQLite files brought to this release's schema, as a start of its server would (a deployment last
+    served by an older release may lack a table added since)."""
+    for store in (await SQLiteStorage.open(data), await AuditStore.open(data)):
+        await store.close()
+
+
 def migrate(data: Path, url: str) -> MigrateDone:
     """Copy the SQLite deployment in ``data`` into the empty database at ``url`` (see the module's docstring)."""
     for name in DATABASES:
         if not (data / name).is_file():
             raise MigrateRefused(f"{data} is not a Member Vault data directory on SQLite (no {name})")
     with exclusive(data):
+        asyncio.run(_upgraded(data))
         report = check_data(data, grace=0)
         if report.problems:
             raise MigrateRefused(f"{data} fails its check ({len(report.problems)} problems; the first: "
