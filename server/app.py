@@ -11,6 +11,7 @@ callers without a session pay per address, and everyone else shows a session (``
 from __future__ import annotations
 
 import asyncio
+import os
 
 from aiohttp import web
 
@@ -39,6 +40,7 @@ from server.context import (
     Config,
     Handler,
 )
+from server.datalock import hold_shared
 from server.directory import Directory
 from server.events import Hub
 from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
@@ -95,18 +97,26 @@ def add_operations(app: web.Application, handlers: dict[str, Handler]) -> None:
 
 
 async def open_app(config: Config) -> web.Application:
-    storage = await open_storage(config.data_dir, config.database_url)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = hold_shared(config.data_dir)  # released when the app is cleaned up (server/datalock.py)
+    try:
+        storage = await open_storage(config.data_dir, config.database_url)
+    except BaseException:
+        os.close(lock)
+        raise
     try:
         directory = await Directory.load(storage)
         audit_store = await open_audit(config.data_dir, config.database_url)
     except BaseException:
         await storage.close()
+        os.close(lock)
         raise
     try:
         state = await load_state(audit_store, directory)
     except BaseException:
         await audit_store.close()
         await storage.close()
+        os.close(lock)
         raise
     app = make_app(storage, directory, config)
     app[AUDIT] = audit_store
@@ -121,12 +131,14 @@ async def open_app(config: Config) -> web.Application:
     except BaseException:
         await audit_store.close()
         await storage.close()
+        os.close(lock)
         raise
 
     async def close(app: web.Application) -> None:
         await app[LOG].close()  # its last batch goes into the storage closed below
         await app[AUDIT].close()
         await app[STORAGE].close()
+        os.close(lock)
 
     app.on_cleanup.append(close)
     return app

@@ -16,6 +16,11 @@ references it is committed, and a referenced blob is never deleted (only the blo
 version references, and unreferenced ones at start-up), so every blob of the snapshot exists; one that is
 missing or does not match its record all the same stops the backup (``BackupFailed``) instead of writing an
 archive that would not restore.
+
+On PostgreSQL (``database_url``), steps 1 and 2 are one: every table read from one snapshot of the database (a
+repeatable-read transaction) into ``audit.db`` and ``vault.db`` files (``server/pgdump.py``). The archive is then
+an SQLite deployment's: ``restore`` makes an SQLite data directory of it, which ``mvault-server migrate`` copies
+into a new PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from typing import Any, BinaryIO
 from security.merkle import MerkleTree, leaf_hash
 from server.archive import ArchiveRefused, ArchiveWriter, member_name_ok, read_archive
 from server.check import CheckReport, check_data
+from server.datalock import LOCK_FILE
+from server.pgdump import dump
 from vault.agefile import decrypting, encrypting, read_identities
 from vault.envelope import Record
 from vault.errors import VaultError
@@ -116,14 +123,16 @@ def _counts(db: Path) -> dict[str, int]:
         con.close()
 
 
-def _write(out: BinaryIO, data: Path, snaps: Path, created: int) -> dict[str, Any]:
+def _write(out: BinaryIO, data: Path, snaps: Path, created: int, database_url: str) -> dict[str, Any]:
     writer = ArchiveWriter(out, created)
-    for name in DATABASES:
+    if database_url:
+        dump(database_url, snaps)  # one snapshot of every table: the order above does not matter there
+    for name in DATABASES if not database_url else ():
         _snapshot(data / name, snaps / name)
     for name in DATABASES:
         writer.add(name, snaps / name)
     for f in sorted(data.iterdir()):
-        if f.is_file() and f.name not in DATABASES and member_name_ok(f.name):
+        if f.is_file() and f.name not in (*DATABASES, LOCK_FILE) and member_name_ok(f.name):
             writer.add(f.name, f)
     blob_bytes = 0
     for name, body_hash in _blobs_of(snaps / "vault.db"):
@@ -213,10 +222,13 @@ def _written_back(fd: int, every: float = 0.5) -> Iterator[None]:
         worker.join()
 
 
-def backup(data: Path, to: Path, recipient: str | None = None, now: int | None = None) -> BackupDone:
-    """Write an archive of ``data`` to ``to`` (which must not exist), age-encrypted to ``recipient`` if given.
-    The archive is written under a temporary name beside ``to`` (0600), fsync'd, then renamed."""
-    if not (data / "vault.db").is_file():
+def backup(data: Path, to: Path, recipient: str | None = None, now: int | None = None,
+           database_url: str = "") -> BackupDone:
+    """Write an archive of ``data`` to ``to`` (which must not exist), age-encrypted to ``recipient`` if given;
+    its rows from the PostgreSQL database at ``database_url`` if given (archived as an SQLite deployment's
+    files, ``server/pgdump.py``). The archive is written under a temporary name beside ``to`` (0600), fsync'd,
+    then renamed."""
+    if not database_url and not (data / "vault.db").is_file():
         raise BackupFailed(f"{data} is not a Member Vault data directory (no vault.db)")
     if to.exists():
         raise BackupFailed(f"{to} exists: choose a new name (a backup is never overwritten)")
@@ -230,10 +242,10 @@ def backup(data: Path, to: Path, recipient: str | None = None, now: int | None =
               tempfile.TemporaryDirectory(prefix=".mvault-backup-", dir=to.parent) as snaps):
             if recipient is None:
                 with _pipelined(raw) as sink:
-                    manifest = _write(sink, data, Path(snaps), created)
+                    manifest = _write(sink, data, Path(snaps), created, database_url)
             else:
                 with encrypting(raw, recipient) as sink:
-                    manifest = _write(sink, data, Path(snaps), created)
+                    manifest = _write(sink, data, Path(snaps), created, database_url)
             raw.flush()
             os.fsync(raw.fileno())
         if to.exists():

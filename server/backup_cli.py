@@ -13,11 +13,21 @@ import click
 
 from server.backup import BackupDone, RestoreDone, backup, restore
 from server.check import CheckReport, check_data
+from server.config_cli import effective
+from server.migrate import MigrateDone, migrate
 from vault.errors import VaultError
 
 DATA = click.Path(path_type=Path, file_okay=False)
 T = TypeVar("T")
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+DATABASE_OPTION = click.option("--database", "database_url", default=None, metavar="URL",
+                               help="the deployment's PostgreSQL database [default: as `run` finds it: "
+                               "DIR/config.toml, MVAULT_DATABASE_URL; else SQLite in DIR]")
+
+
+def _database(data: Path, flag: str | None) -> str:
+    """The database URL ``run`` would use on ``data`` with ``--database flag`` ("" for SQLite)."""
+    return effective(data if data.is_dir() else None, None, {"database_url": flag}).settings.database_url
 
 
 def _fail(e: Exception) -> NoReturn:
@@ -46,10 +56,12 @@ def _audit_line(audit: dict[str, Any]) -> str:
               help="archive file to write (must not exist)")
 @click.option("--age-recipient", "recipient", default=None, metavar="AGE_PUBLIC_KEY",
               help="encrypt the whole archive to this age public key (age1...)")
+@DATABASE_OPTION
 @JSON_OPTION
-def backup_command(data: Path, to: Path, recipient: str | None, as_json: bool) -> None:
+def backup_command(data: Path, to: Path, recipient: str | None, database_url: str | None, as_json: bool) -> None:
     """Write a consistent archive of DIR (online: the server may keep serving)."""
-    done: BackupDone = _attempt(lambda: backup(data, to, recipient))
+    url = _database(data, database_url)
+    done: BackupDone = _attempt(lambda: backup(data, to, recipient, database_url=url))
     m = done.manifest
     if as_json:
         click.echo(json.dumps({"path": str(done.path), "files": done.files, "bytes": done.bytes,
@@ -112,10 +124,40 @@ def _print_report(report: CheckReport, data: Path, as_json: bool) -> None:
 @click.option("--data", "data", type=DATA, required=True, help="data directory (may be in use by a server)")
 @click.option("--repair-orphans", "repair", is_flag=True,
               help="delete orphan blobs and leftover temporary files (never anything referenced)")
+@DATABASE_OPTION
 @JSON_OPTION
-def check_command(data: Path, repair: bool, as_json: bool) -> None:
+def check_command(data: Path, repair: bool, database_url: str | None, as_json: bool) -> None:
     """Check DIR: blob hashes, chains, version chains, audit log and checkpoints, orphans."""
     if not data.is_dir():
         _fail(ValueError(f"{data} is not a directory"))
-    report = _attempt(lambda: check_data(data, repair))
+    url = _database(data, database_url)
+    if url and repair:
+        _fail(ValueError("--repair-orphans is for SQLite deployments: on PostgreSQL, servers remove unreferenced "
+                         "blobs when they start"))
+    report = _attempt(lambda: check_data(data, repair, database_url=url))
     _print_report(report, data, as_json)
+
+
+@click.command("migrate")
+@click.option("--data", "data", type=DATA, required=True, help="data directory of a stopped SQLite deployment")
+@click.option("--to", "url", required=True, metavar="postgresql://...", help="URL of an empty PostgreSQL database")
+@JSON_OPTION
+def migrate_command(data: Path, url: str, as_json: bool) -> None:
+    """Copy a stopped SQLite deployment into an empty PostgreSQL database, proved equal on both sides."""
+    done: MigrateDone = _attempt(lambda: migrate(data, url))
+    s = done.summary
+    if as_json:
+        click.echo(json.dumps({"data": str(data), "database": done.target, **s, "blobs": done.blobs}))
+        return
+    click.echo(f"migrated {data} into {done.target}: proved equal on both sides")
+    click.echo("rows: " + ", ".join(f"{t} {n}" for t, n in s["tables"].items()))
+    cp = s["audit"]["checkpoint"]
+    click.echo(f"audit log: {s['audit']['size']} events, root {s['audit']['root']}"
+               + (f", last checkpoint at {cp}" if cp is not None else ", no checkpoint yet"))
+    for chain, head in s["chains"].items():
+        click.echo(f"chain {chain}: seq {head['seq']}, head {head['head']}")
+    for doc, head in s["documents"].items():
+        click.echo(f"document {doc}: version {head['seq']} {head['version']}")
+    click.echo(f"blobs: {done.blobs} referenced, all present in {data / 'blobs'}")
+    click.echo(f"next: mvault-server run --data {data} --database <the same URL> (never the SQLite server again "
+               "on this directory)")

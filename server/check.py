@@ -23,6 +23,9 @@ What is checked (each failure is one ``Problem``):
 
 Both databases are read in one read transaction each (``mode=ro``), so a serving server's writes are not
 seen half-done. Blobs are listed before the database is read: a blob the listing missed cannot be an orphan.
+On PostgreSQL (``database_url``) the rows are first read from one snapshot of the database into SQLite files
+(``server/pgdump.py``) and checked by the same code; ``repair`` is refused there (``server/backup_cli.py``): its
+last look before a deletion would be at the snapshot, not at what the servers commit meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.check_threads import check_cosignatures, check_threads
 from server.directory import Directory
+from server.pgdump import dump
 from server.store.sqlite.vault import SQLiteStorage
 from vault.envelope import Record
 from vault.errors import VaultError
@@ -108,8 +113,8 @@ def _sha256(path: Path) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
-async def _directory(data: Path) -> Directory:
-    db = await aiosqlite.connect(f"file:{data / 'vault.db'}?mode=ro", uri=True, isolation_level=None)
+async def _directory(dbs: Path, data: Path) -> Directory:
+    db = await aiosqlite.connect(f"file:{dbs / 'vault.db'}?mode=ro", uri=True, isolation_level=None)
     try:
         await db.execute("BEGIN")
         return await Directory.load(SQLiteStorage(db, data))
@@ -175,8 +180,8 @@ def _problem(report: CheckReport) -> Callable[[str, str, str], None]:
     return lambda kind, where, detail: report.problems.append(Problem(kind, where, detail))
 
 
-def _check_audit(data: Path, directory: Directory | None, report: CheckReport) -> None:
-    db = data / "audit.db"
+def _check_audit(data: Path, dbs: Path, directory: Directory | None, report: CheckReport) -> None:
+    db = dbs / "audit.db"
     try:
         public, _ = log_keypair((data / "log.key").read_bytes())
     except (OSError, ValueError, VaultError) as e:
@@ -218,16 +223,16 @@ def _check_audit(data: Path, directory: Directory | None, report: CheckReport) -
                           checkpoint_time=None if last is None else last.time, cosignatures=cosignatures)
 
 
-def _still_unused(data: Path, name: str) -> bool:
-    con = _ro(data / "vault.db")
+def _still_unused(dbs: Path, name: str) -> bool:
+    con = _ro(dbs / "vault.db")
     try:
         return con.execute("SELECT 1 FROM versions WHERE blob=? LIMIT 1", (name,)).fetchone() is None
     finally:
         con.close()
 
 
-def _check_leftovers(data: Path, listed: tuple[dict[str, Path], list[Path]], used: dict[str, tuple[int, bytes]],
-                     report: CheckReport, grace: float, repair: bool) -> None:
+def _check_leftovers(data: Path, dbs: Path, listed: tuple[dict[str, Path], list[Path]],
+                     used: dict[str, tuple[int, bytes]], report: CheckReport, grace: float, repair: bool) -> None:
     blobs, temps = listed
     now = time.time()
     found = [("orphan", path, name) for name, path in sorted(blobs.items()) if name not in used]
@@ -237,7 +242,7 @@ def _check_leftovers(data: Path, listed: tuple[dict[str, Path], list[Path]], use
             report.in_flight += 1
             continue
         rel = path.relative_to(data).as_posix()
-        if repair and (kind == "temporary" or _still_unused(data, name)):
+        if repair and (kind == "temporary" or _still_unused(dbs, name)):
             path.unlink(missing_ok=True)
             report.repaired.append(rel)
             continue
@@ -245,22 +250,33 @@ def _check_leftovers(data: Path, listed: tuple[dict[str, Path], list[Path]], use
                                        else "left by an interrupted write"))
 
 
-def check_data(data: Path, repair: bool = False, grace: float = GRACE) -> CheckReport:
-    """Check the data directory ``data`` (see the module's docstring)."""
+def check_data(data: Path, repair: bool = False, grace: float = GRACE, database_url: str = "") -> CheckReport:
+    """Check the data directory ``data`` (see the module's docstring), its rows in the PostgreSQL database at
+    ``database_url`` if given: read from one snapshot into SQLite files (``server/pgdump.py``), checked as
+    an SQLite deployment's."""
+    if not database_url:
+        report = CheckReport()
+        for name in ("vault.db", "audit.db"):
+            if not (data / name).is_file():
+                report.problems.append(Problem("missing", name, "not in the data directory"))
+        return report if report.problems else _check(data, data, repair, grace)
+    with tempfile.TemporaryDirectory(prefix="mvault-check-") as rows:  # 0700
+        return _check(data, Path(rows), repair, grace, database_url)
+
+
+def _check(data: Path, dbs: Path, repair: bool, grace: float, database_url: str = "") -> CheckReport:
+    """Check ``data`` whose databases are in ``dbs`` (or, first, dumped there from ``database_url``)."""
     report = CheckReport()
-    for name in ("vault.db", "audit.db"):
-        if not (data / name).is_file():
-            report.problems.append(Problem("missing", name, "not in the data directory"))
-    if report.problems:
-        return report
-    listed = _listing(data)
+    listed = _listing(data)  # before the rows are read: see the module's docstring
+    if database_url:
+        dump(database_url, dbs)
     directory: Directory | None = None
     try:
-        directory = asyncio.run(_directory(data))
+        directory = asyncio.run(_directory(dbs, data))
         report.summary.update(members=len(directory.members), teams=len(directory.teams))
     except (VaultError, ValueError) as e:
         report.problems.append(Problem("chain", "vault.db", f"the chains do not replay: {e}"))
-    con = _ro(data / "vault.db")
+    con = _ro(dbs / "vault.db")
     try:
         con.execute("BEGIN")
         used = _check_versions(con, directory, report)
@@ -271,9 +287,7 @@ def check_data(data: Path, repair: bool = False, grace: float = GRACE) -> CheckR
     finally:
         con.close()
     _check_blobs(data, used, report)
-    _check_audit(data, directory, report)
-    _check_leftovers(data, listed, used, report, grace, repair)
+    _check_audit(data, dbs, directory, report)
+    _check_leftovers(data, dbs, listed, used, report, grace, repair)
     report.summary.update(problems=len(report.problems), repaired=len(report.repaired), in_flight=report.in_flight)
     return report
-
-

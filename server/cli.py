@@ -18,12 +18,13 @@ import uvloop
 from aiohttp import web
 
 from server.app import open_app
-from server.backup_cli import backup_command, check_command, restore_command
+from server.backup_cli import backup_command, check_command, migrate_command, restore_command
 from server.config import Settings, server_config, tls_of
 from server.config_cli import config_command, config_options, effective
 from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve
 from server.logs import RequestLogger, configure
 from server.store.backends import open_storage
+from server.store.postgres.tables import holds_deployment
 from vault import __version__
 from vault.errors import VaultError
 from vault.heap import tune_for_streaming
@@ -49,6 +50,10 @@ async def initialize(data: Path, host: str, port: int, public_url: str = "", tls
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     endpoint = resolve(data, host, port, public_url, tls)
+    if database_url and (data / "vault.db").is_file() and not await holds_deployment(database_url):
+        # Its start would collect the SQLite deployment's blobs as garbage (no version of this database names them).
+        raise VaultError(f"{data} holds an SQLite deployment (vault.db) and the database is empty: copy it first "
+                         f"with mvault-server migrate --data {data} --to <URL>")
     storage = await open_storage(data, database_url)
     try:
         secret = await storage.get_meta("founder_secret")
@@ -168,6 +173,7 @@ main.add_command(pin_command)
 main.add_command(backup_command)
 main.add_command(restore_command)
 main.add_command(check_command)
+main.add_command(migrate_command)
 
 
 if __name__ == "__main__":
