@@ -9,12 +9,14 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Member, Org
+from tests.test_cli_documents_trust import WRITER  # a member's modified client: names the CLI refuses
 
 AGE = shutil.which("age")
 AGE_KEYGEN = shutil.which("age-keygen")
@@ -78,3 +80,132 @@ def test_export_read_with_ssh_keygen_alone(org: Org) -> None:
         assert (f["author_name"], f["version"]) == (author, version)
     assert manifest["exporter"]["name"] == "alice" and manifest["team_name"] == "drafting"
     assert org.alice.ok("export", "verify", str(out)).code == 0
+
+
+def age_identity(folder: Path, name: str) -> tuple[Path, str]:
+    """A fresh age identity made by Debian's age-keygen: (its file, its recipient)."""
+    assert AGE_KEYGEN is not None
+    key = folder / f"{name}.key"
+    subprocess.run([AGE_KEYGEN, "-o", str(key)], check=True, capture_output=True)
+    recipient = subprocess.run([AGE_KEYGEN, "-y", str(key)], check=True, capture_output=True, text=True).stdout
+    return key, recipient.strip()
+
+
+def age_decrypt_untar(archive: Path, key: Path, into: Path) -> None:
+    """Debian's age and tar, nothing of ours."""
+    assert AGE is not None
+    into.mkdir()
+    plain = subprocess.run([AGE, "-d", "-i", str(key), str(archive)], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=plain, check=True, capture_output=True)
+
+
+@needs_tools
+def test_age_export_for_two_successors_read_with_age_and_ssh_keygen(org: Org, tmp_path: Path) -> None:
+    expected = several_versions(org)
+    key1, r1 = age_identity(tmp_path, "successor1")
+    key2, r2 = age_identity(tmp_path, "successor2")
+    archive = tmp_path / "handover.age"
+    org.bob.ok("export", "drafting", "plan.md", "notes/", "--age-recipient", r1, "--age-recipient", r2,
+               "--out", str(archive))
+    assert not archive.read_bytes().count(b"plan v2 by bob")  # encrypted
+    for n, key in enumerate((key1, key2)):
+        out = tmp_path / f"read{n}"
+        age_decrypt_untar(archive, key, out)
+        assert ssh_verify(out).returncode == 0, ssh_verify(out).stderr
+        manifest = json.loads((out / "manifest.json").read_bytes())
+        files_match(out, manifest)
+        assert {f["name"]: (f["author_name"], f["version"]) for f in manifest["files"]} == {
+            n: (a, v) for n, (_, a, v) in expected.items() if n != "budget.csv"}
+        assert manifest["exporter"]["name"] == "bob"
+        assert org.bob.ok("export", "verify", str(out)).code == 0
+    assert org.bob.ok("export", "verify", str(archive), "--identity", str(key2)).code == 0
+    # an altered archive: age refuses it, and so does export verify (a security error: exit 3)
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 1
+    bad = tmp_path / "altered.age"
+    bad.write_bytes(bytes(data))
+    assert subprocess.run([str(AGE), "-d", "-i", str(key1), str(bad)], capture_output=True).returncode != 0
+    assert org.bob.fails("export", "verify", str(bad), "--identity", str(key1)).code == 3
+    other, _ = age_identity(tmp_path, "stranger")
+    assert org.bob.fails("export", "verify", str(archive), "--identity", str(other)).code == 3
+
+
+@needs_tools
+def test_an_altered_file_or_manifest_is_caught(org: Org, tmp_path: Path) -> None:
+    several_versions(org)
+    good = tmp_path / "export"
+    org.alice.ok("export", "drafting", "--out", str(good))
+    manifest = json.loads((good / "manifest.json").read_bytes())
+    plan = next(f["path"] for f in manifest["files"] if f["name"] == "plan.md")
+
+    def variant(name: str) -> Path:
+        copy = tmp_path / name
+        shutil.copytree(good, copy, symlinks=True)
+        return copy
+
+    # a file altered: the signed manifest's hash no longer matches (export verify; and sha256 with no code of ours)
+    v = variant("file-altered")
+    (v / plan).write_text("plan v2 by bob, with a change\n")
+    assert ssh_verify(v).returncode == 0  # the manifest itself is intact...
+    with pytest.raises(AssertionError):
+        files_match(v, manifest)  # ...and its hash for the file does not match
+    assert "does not match the manifest" in org.alice.fails("export", "verify", str(v)).err
+    # the manifest altered (a hash replaced to fit an altered file): ssh-keygen and export verify both refuse
+    v = variant("manifest-altered")
+    text = (v / "manifest.json").read_text()
+    entry = next(f for f in manifest["files"] if f["name"] == "plan.md")
+    forged = b"forged\n"
+    (v / plan).write_bytes(forged)
+    (v / "manifest.json").write_text(text.replace(entry["sha256"], hashlib.sha256(forged).hexdigest()).replace(
+        f'"size":{entry["size"]}', f'"size":{len(forged)}'))
+    assert ssh_verify(v).returncode != 0
+    assert org.alice.fails("export", "verify", str(v)).code == 3
+    # a file added, a file removed, a file replaced by a link to something else: refused
+    v = variant("added")
+    (v / "files" / "extra.txt").write_text("planted\n")
+    assert "not in its manifest" in org.alice.fails("export", "verify", str(v)).err
+    v = variant("removed")
+    (v / plan).unlink()
+    assert "missing from the export" in org.alice.fails("export", "verify", str(v)).err
+    v = variant("linked")
+    (v / plan).unlink()
+    (v / plan).symlink_to(tmp_path / "export" / plan)
+    assert "not a regular file" in org.alice.fails("export", "verify", str(v)).err
+    # another key's allowed_signers line: the signature is not by it
+    v = variant("other-signer")
+    other = tmp_path / "other-export"
+    org.bob.ok("export", "drafting", "budget.csv", "--out", str(other))
+    shutil.copy(other / "allowed_signers", v / "allowed_signers")
+    assert ssh_verify(v).returncode != 0
+    assert org.alice.fails("export", "verify", str(v)).code == 3
+
+
+@needs_tools
+def test_hostile_document_names_stay_inside_the_export_and_print_escaped(org: Org, tmp_path: Path) -> None:
+    src = tmp_path / "evil.txt"
+    src.write_text("evil\n")
+    hostile = ["../../pwned.txt", "/tmp/abs-export.md", "docs/\x1b]0;title\x07.md", ".ssh/authorized_keys",
+               "rlo\u202etxt.exe", "a", "A", "a/b"]
+    p = subprocess.run([sys.executable, "-c", WRITER, "drafting", str(src), *hostile], env=org.bob.env(),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "deep" / "export"
+    out.parent.mkdir()
+    r = org.alice.ok("export", "drafting", "--out", str(out))
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in r.out + r.err
+    assert "\\x1b]0;title\\x07" in r.out and "\\u202e" in r.out
+    manifest = json.loads((out / "manifest.json").read_bytes())
+    assert sorted(f["name"] for f in manifest["files"]) == sorted(hostile)  # the names themselves, kept exactly
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted(["allowed_signers", "manifest.json", "manifest.json.sig",
+                              *(f["path"] for f in manifest["files"])])
+    for path in written:  # nothing hidden, nothing beside or above the export, no two files on one path
+        assert not any(part.startswith(".") for part in path.split("/")), path
+    assert len({p.casefold() for p in written}) == len(written)
+    assert not (tmp_path / "pwned.txt").exists() and not Path("/tmp/abs-export.md").exists()
+    assert ssh_verify(out).returncode == 0
+    files_match(out, manifest)
+    v = org.alice.ok("export", "verify", str(out))
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in v.out + v.err
