@@ -121,12 +121,11 @@ def _open_inside(folder: Path, path: str) -> IO[bytes]:
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nxt
-        try:
-            leaf = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-        except OSError as e:
-            if isinstance(e, FileNotFoundError):
-                raise
-            raise IntegrityError(f"{path!r} in the export is not a regular file") from None
+        leaf = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise IntegrityError(f"{path!r} in the export is not a regular file or folder (a link?)") from None
     finally:
         os.close(fd)
     f = os.fdopen(leaf, "rb")

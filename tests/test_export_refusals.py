@@ -13,22 +13,22 @@ import pytest
 
 from client.home import Home
 from server.context import DIRECTORY
-from tests.conftest import Member, Org, security_team
+from tests.conftest import Member, Org
 from tests.helpers.chain_world import MWorld
 from tests.helpers.http import Http, login_as, refused
 from tests.helpers.rules import audit, circle_of, event, ok, only, result
-from tests.helpers.worlds import World, Worlds
+from tests.helpers.worlds import World, Worlds, security_member, security_world
 
 
 @pytest.fixture
 def org_world(worlds: Worlds) -> World:
-    """carol in the Security Team, admin of team "sec" (kind security: sensitive), as in tests/test_audit.py."""
-    return worlds.org_then("org-security", security_team)
+    """carol in the Security Team, admin of team "sec" (kind security: sensitive)."""
+    return security_world(worlds)
 
 
 @pytest.fixture
 def carol(org: Org, make_member: Any) -> Member:
-    return make_member("carol") if org.server.restored else security_team(org, make_member)
+    return security_member(org, make_member)
 
 
 def _exports(m: Member) -> list[dict[str, Any]]:
