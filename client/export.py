@@ -66,8 +66,8 @@ def check_output(out: Path) -> None:
 
 
 def select(heads: Sequence[DocVersion], names: Sequence[str], team_name: str) -> tuple[list[DocVersion], list[str]]:
-    """The documents ``names`` asks for (a name, or a folder ``notes/``; all when none), and the names of those
-    without a key. A name that matches nothing is an error (nothing is exported)."""
+    """The documents ``names`` asks for (a name, or a folder ``notes/``; all when none), and the version ids of the
+    heads this member holds no key for (left out). A name that matches nothing is an error (nothing is exported)."""
     opened = [d for d in heads if d.opened is not None]
     skipped = sorted(d.vid for d in heads if d.opened is None)
     if not names:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member, Org
+from tests.helpers.tampering import DECRYPTION, blob_file, blob_replaced, flip_middle, version_row
 from tests.test_cli_documents_trust import WRITER  # a member's modified client: names the CLI refuses
 
 AGE = shutil.which("age")
@@ -209,3 +210,22 @@ def test_hostile_document_names_stay_inside_the_export_and_print_escaped(org: Or
     v = org.alice.ok("export", "verify", str(out))
     for raw in ("\x1b", "\x07", "\u202e"):
         assert raw not in v.out + v.err
+
+
+@needs_tools
+def test_a_tampered_blob_stops_the_export_and_leaves_nothing(org: Org, tmp_path: Path) -> None:
+    """The server is the attacker: a document body altered on its disk (the last one exported, so others were
+    written before) fails the export with a security error, and no folder or archive is left behind."""
+    several_versions(org)
+    plan = next(r for r in org.alice.json("ls", "drafting") if r["name"] == "plan.md")
+    path = blob_file(org, version_row(org, plan["vid"])["blob"])
+    with blob_replaced(org, plan["vid"], flip_middle(path.read_bytes())):
+        out = tmp_path / "export"
+        assert org.alice.fails("export", "drafting", "--out", str(out), contains=DECRYPTION).code == 3
+        assert not out.exists()
+        archive = tmp_path / "export.age"
+        _, recipient = age_identity(tmp_path, "successor")
+        r = org.alice.fails("export", "drafting", "--age-recipient", recipient, "--out", str(archive),
+                            contains=DECRYPTION)
+        assert r.code == 3 and not archive.exists()
+    org.alice.ok("export", "drafting", "--out", str(out))  # the body restored: the export goes through
