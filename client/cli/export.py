@@ -24,7 +24,7 @@ def _rows(files: Any) -> list[dict[str, Any]]:
     return [f.to_json() for f in files]
 
 
-@click.command("export", context_settings={"ignore_unknown_options": False})
+@click.command("export")
 @click.argument("args", metavar="TEAM [NAME...] | verify DIR|FILE.age", nargs=-1, required=True)
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="the new folder (or, with --age-recipient, the new .age file) to write")
