@@ -85,6 +85,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "doc.conflict": ("rotate-on-removal",),
     "doc.read": ("need-to-know", "bulk-access"),
     "doc.list": ("need-to-know",),
+    "doc.export": ("exports", "no-master-lists"),  # documents of a team about to be exported (docs/lifecycle.md)
     "thread.create": ("retention", "small-threads"),
     "thread.list": ("need-to-know",),
     "thread.follow": ("need-to-know", "bulk-access"),

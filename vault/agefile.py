@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -75,13 +75,16 @@ class _Worker:
 
 
 @contextlib.contextmanager
-def encrypting(dst: BinaryIO, recipient: str) -> Iterator[BinaryIO]:
-    """A stream whose bytes are written age-encrypted to ``recipient`` into ``dst``; complete when the block
-    ends without an exception (then ``dst`` holds a whole age file)."""
-    to = age.recipient(check_recipient(recipient))
+def encrypting(dst: BinaryIO, recipient: str | Sequence[str]) -> Iterator[BinaryIO]:
+    """A stream whose bytes are written age-encrypted to ``recipient`` (one, or several: each can decrypt) into
+    ``dst``; complete when the block ends without an exception (then ``dst`` holds a whole age file)."""
+    given = [recipient] if isinstance(recipient, str) else list(recipient)
+    if not given:
+        raise AgeKeyError("no age recipient given")
+    to = [age.recipient(check_recipient(r)) for r in given]
     r, w = os.pipe()
     with os.fdopen(r, "rb") as plain_in:
-        worker = _Worker(lambda: age.encrypt_io(plain_in, dst, [to]))
+        worker = _Worker(lambda: age.encrypt_io(plain_in, dst, to))
         sink = os.fdopen(w, "wb")
         try:
             yield sink

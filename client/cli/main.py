@@ -96,6 +96,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "of; list what is lost."),
     "sync": ("client.cli.sync", "Keep folder DIR in step with team TEAM's documents: one pass that pulls, pushes "
                                 "and reports."),
+    "export": ("client.cli.export", "Export a team's documents as files with a manifest signed in SSH's format (or "
+                                     "age-encrypted); `export verify` checks one."),
     "audit": ("client.cli.audit", "The audit log: read, export, verify, witness, report, exposure."),
     "incident": ("client.cli.incident", "Incidents: a departure or a lost device, from the removal to the last weekly "
                                         "review."),

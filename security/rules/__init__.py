@@ -65,7 +65,7 @@ CHECKS: Final[Mapping[str, Check]] = {rule: _ALL[rule] for rule in (
     "offboarding", "rotate-on-removal", "role-terms", "dormant-devices", "lost-device", "key-verification",
     "need-to-know", "admin-count", "two-person", "bulk-access", "log-integrity", "failed-logins", "pending-shares",
     "keystore-kdf", "circle-shape", "retention", "small-threads", "probation", "vouching", "membership-review",
-    "dormant-members", "document-review")}
+    "dormant-members", "document-review", "exports")}
 
 
 def evaluate(inp: AuditInput, protocols: Protocols) -> list[RuleResult]:

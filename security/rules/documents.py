@@ -49,4 +49,19 @@ def _document_review(ctx: Context, rule: Rule) -> list[Finding]:
     return out
 
 
-CHECKS: Final[Mapping[str, Check]] = {"document-review": _document_review}
+def _exports(ctx: Context, rule: Rule) -> list[Finding]:
+    """Rule ``exports``: a ``doc.export`` of a team of ``sensitive_kinds`` needs the Security Team's approval under
+    two-person. No approval can be recorded yet and the server refuses such exports, so each one in the log is a
+    violation (a server that did not refuse, or protocols changed meanwhile)."""
+    kinds = rule.strs("sensitive_kinds")
+    out = []
+    for idx, ev in ok_events(ctx.actions("doc.export")):
+        tid = ev.res.get("team", "")
+        team = ctx.inp.teams.get(tid)
+        if team is not None and team.kind in kinds and ev.time <= ctx.now:
+            out.append(finding(rule, VIOLATION, f"member {ev.actor} exported {ev.detail.get('count', '?')} documents "
+                                f"of {team.kind} team {tid} without the Security Team's approval", tid, [idx]))
+    return out
+
+
+CHECKS: Final[Mapping[str, Check]] = {"document-review": _document_review, "exports": _exports}

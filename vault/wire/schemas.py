@@ -480,14 +480,15 @@ class AuditKeyStored(Wire):
 
 
 # Key verifications and approvals are signed chain links (org.verify, org.approve), not server records.
-AttestKind = Literal["keystore", "lost", "export", "report"]
+AttestKind = Literal["keystore", "lost", "export", "report", "doc-export"]
 Count = Annotated[int, Meta(ge=0, le=2**40)]
 KdfParameter = Annotated[int, Meta(ge=1, le=2**32)]
 
 
 class AttestRequest(Wire):
     """What each kind needs: keystore (time_cost, memory_kib, parallelism), lost (member, device), export
-    (count), report (violated, count)."""
+    (count: the audit log's), report (violated, count), doc-export (team, count: documents of a team, before
+    they are written; docs/lifecycle.md)."""
 
     kind: AttestKind
     time_cost: KdfParameter | UnsetType = UNSET
@@ -497,6 +498,7 @@ class AttestRequest(Wire):
     device: Annotated[str, Meta(max_length=64)] | UnsetType = UNSET
     count: Count | UnsetType = UNSET
     violated: Annotated[str, Meta(max_length=1024)] | UnsetType = UNSET
+    team: Id | UnsetType = UNSET
 
 
 class VersionRecord(Wire):
