@@ -162,3 +162,23 @@ def test_a_webpki_pin_still_trusts_the_system_cas() -> None:
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert context.cert_store_stats() == ssl.create_default_context().cert_store_stats()
+
+
+def test_a_commands_import_runs_no_collection_and_leaves_the_collector_on() -> None:
+    """While a command's modules are imported the collector does not run (allocations that would set off
+    collections set off none), and it is on again after, its generations back as before the freeze."""
+    import gc
+
+    from client.cli.main import imports_without_collection
+
+    assert gc.isenabled()
+    before = sum(generation["collections"] for generation in gc.get_stats())
+    try:
+        with imports_without_collection():
+            assert not gc.isenabled()
+            made = [[] for _ in range(20 * gc.get_threshold()[0])]  # many times generation 0's threshold
+        assert sum(generation["collections"] for generation in gc.get_stats()) == before
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process's objects collectable again
+    assert len(made) > 0
