@@ -176,7 +176,7 @@ def test_a_commands_import_runs_no_collection_and_leaves_the_collector_on() -> N
     try:
         with imports_without_collection():
             assert not gc.isenabled()
-            made: list[list[int]] = [[] for _ in range(20 * gc.get_threshold()[0])]  # many times generation 0's threshold
+            made: list[list[int]] = [[] for _ in range(20 * gc.get_threshold()[0])]  # 20x gen 0's threshold
         assert sum(generation["collections"] for generation in gc.get_stats()) == before
         assert gc.isenabled() and gc.get_freeze_count() > 0
     finally:
