@@ -237,8 +237,13 @@ def main() -> int:
                 timed([mvault, "team", "create", f"small{r}", "--kind", "program"], env)
                 s, _ = timed([mvault, "put", f"small{r}", *files], env)
                 small_ours.append(args.files / s)
-            listed = json.loads(subprocess.run([mvault, "--json", "ls", f"small{args.rounds - 1}"], env=env,
-                                               check=True, capture_output=True, text=True).stdout)
+            # To a file, not a pipe: after uvloop has run, a write of more than 64 KiB to a pipe can end short and
+            # the rest of the listing is lost (seen with uvloop 0.23.0; the bench stopped on half a JSON document).
+            with (tmp / "listed.json").open("w+") as listing:
+                subprocess.run([mvault, "--json", "ls", f"small{args.rounds - 1}"], env=env, check=True,
+                               stdout=listing, stderr=subprocess.PIPE)
+                listing.seek(0)
+                listed = json.load(listing)
             server_peak = server_sampler.stop()
         finally:
             subprocess.run([mvault, "lock"], env=env, capture_output=True)  # stop the unlock agent

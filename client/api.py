@@ -7,9 +7,9 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar, overload
 
-import aiohttp
 import msgspec
 
+from client.aiohttp_quiet import aiohttp
 from vault import errors
 from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, TransportError, VaultError
 from vault.fileio import Buffer

@@ -20,6 +20,7 @@ import pytest
 
 import client.cli
 from client.cli.main import COMMANDS, LazyGroup, cli
+from tests.conftest import Org
 
 BIN = Path(sys.executable).parent
 HEAVY = ("aiohttp", "rich", "nacl", "argon2", "msgspec", "uvloop", "cryptography")
@@ -28,7 +29,12 @@ PROBE = """
 import atexit, json, sys
 from client.cli.main import main
 out = sys.argv[1]
-atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=open(out, "w")))
+def dump():
+    print(json.dumps(sorted(sys.modules)), file=open(out, "w"))
+    if "aiohttp.connector" in sys.modules:  # the CA store aiohttp's default verified context holds
+        stats = sys.modules["aiohttp.connector"]._SSL_CONTEXT_VERIFIED.cert_store_stats()
+        print(json.dumps(stats), file=open(out + ".ca", "w"))
+atexit.register(dump)
 sys.argv = ["mvault", *sys.argv[2:]]
 main()
 """
@@ -108,3 +114,71 @@ def test_a_wrong_table_entry_is_a_clear_bug() -> None:
     group = LazyGroup("mvault", table={"nosuch": ("client.cli.teams", "Missing.")})
     with pytest.raises(LookupError, match="client.cli.teams has no command 'nosuch'"):
         group.get_command(click.Context(group), "nosuch")
+
+
+#: What a command that moves a small file without a terminal has no use for (issue 17, a command's start):
+#: progress bars (shown on a terminal, for 4 MiB or more), tables (a terminal), certificate parsing (an ``spki``
+#: pin only; the default ``cert`` pin is a SHA-256 of the DER).
+NOT_FOR_A_SMALL_TRANSFER = ("rich.progress", "rich.table", "cryptography.x509")
+
+
+def test_a_small_get_loads_no_progress_bar_no_certificate_parser_and_no_ca_store(org: Org, tmp_path: Path) -> None:
+    """``mvault get`` of a small file (a real server, a real session) imports none of
+    ``NOT_FOR_A_SMALL_TRANSFER``, and aiohttp's default verified TLS context, which the client never uses,
+    was made without reading the system's CA store (it trusts nothing: client/aiohttp_quiet.py)."""
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"a small file\n" * 10)
+    org.alice.ok("put", "drafting", str(small))
+    got = tmp_path / "got.txt"
+    modules = imported(tmp_path, "get", "drafting", "small.txt", "-o", str(got), env=org.alice.env())
+    assert got.read_bytes() == small.read_bytes()  # the command did its work
+    assert "aiohttp" in modules and "client.download" in modules
+    assert sorted(m for m in modules if m.startswith(NOT_FOR_A_SMALL_TRANSFER)) == []
+    assert json.loads((tmp_path / "modules.json.ca").read_text())["x509_ca"] == 0
+
+
+def test_the_ca_variables_are_given_back_after_aiohttps_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member's own ``SSL_CERT_FILE`` is set again after the quiet import, an absent ``SSL_CERT_DIR`` absent."""
+    from client.aiohttp_quiet import no_system_ca_store
+
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/member-cas.pem")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with no_system_ca_store():
+        assert os.environ["SSL_CERT_FILE"] == os.devnull
+        assert "SSL_CERT_DIR" in os.environ
+    assert os.environ["SSL_CERT_FILE"] == "/etc/member-cas.pem"
+    assert "SSL_CERT_DIR" not in os.environ
+
+
+def test_a_webpki_pin_still_trusts_the_system_cas() -> None:
+    """The store aiohttp skips at import is read for a ``webpki`` pin: its context holds the system's CAs and
+    checks the host name."""
+    import ssl
+
+    from client.api import transport_check
+    from vault.pin import Pin
+
+    context = transport_check(Pin("webpki"))
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats() == ssl.create_default_context().cert_store_stats()
+
+
+def test_a_commands_import_runs_no_collection_and_leaves_the_collector_on() -> None:
+    """While a command's modules are imported the collector does not run (allocations that would set off
+    collections set off none), and it is on again after, its generations back as before the freeze."""
+    import gc
+
+    from client.cli.main import imports_without_collection
+
+    assert gc.isenabled()
+    before = sum(generation["collections"] for generation in gc.get_stats())
+    try:
+        with imports_without_collection():
+            assert not gc.isenabled()
+            made: list[list[int]] = [[] for _ in range(20 * gc.get_threshold()[0])]  # 20x gen 0's threshold
+        assert sum(generation["collections"] for generation in gc.get_stats()) == before
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # this test process's objects collectable again
+    assert len(made) > 0

@@ -58,9 +58,17 @@ def hidden_imports(*packages: str) -> Iterator[tuple[str, int, str]]:
                 yield name, node.lineno, target
 
 
+#: The only libraries a core module may import inside a function, each where its import is too dear for every
+#: command that loads the module (a library cannot close a cycle of ours): vault.pin parses a certificate with
+#: cryptography.x509 for an ``spki`` pin only, and x509's import costs every ``mvault`` command ~40 ms of CPU.
+LAZY_IN_CORE = {("vault.pin", "cryptography")}
+
+
 def test_core_imports_only_at_module_level() -> None:
-    """No import inside a function or class (the way to dodge a cycle); ``TYPE_CHECKING`` blocks aside."""
-    assert [f"{name}:{line} imports {target}" for name, line, target in hidden_imports(*CORE)] == []
+    """No import inside a function or class (the way to dodge a cycle); ``TYPE_CHECKING`` blocks and the
+    libraries of ``LAZY_IN_CORE`` aside."""
+    assert [f"{name}:{line} imports {target}" for name, line, target in hidden_imports(*CORE)
+            if (name, target.split(".")[0]) not in LAZY_IN_CORE] == []
 
 
 def test_no_project_import_hides_in_a_function() -> None:

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
 
 from client import maintenance, moves, restore
 from client.api import Api
@@ -183,6 +181,8 @@ def _text(value: Cell, terminal: bool) -> str:
 def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
     """A table on a terminal; tab-separated lines, unwrapped and uncut, anywhere else."""
     if out.is_terminal:
+        from rich.table import Table  # only for a terminal (a pipe gets tab-separated lines)
+
         table = Table(*(c.header for c in columns))
         for r in rows:
             table.add_row(*(_text(c.cell(r), True) for c in columns))
@@ -204,6 +204,9 @@ def progress_bar(ctx: Ctx, total: int, label: str) -> Iterator[Callable[[int], N
     if total < PROGRESS_MIN or ctx.as_json or not err.is_terminal:
         yield None
         return
+    # Imported only when a bar is shown (~40 ms of a command's start otherwise).
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     # markup=False: the label is shown as written (escaped), and the console's markup is off anyway, so a
     # markup column would print its tags ("[progress.description]put ...").
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
