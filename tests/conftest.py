@@ -178,7 +178,7 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerThr
         worlds = request.getfixturevalue("worlds")
         worlds.cluster = request.getfixturevalue("pg_cluster") if database_url else None
         try:
-            s = request.getfixturevalue("org_world").restore(tmp_path)
+            s = request.getfixturevalue("org_world").restore(tmp_path, database_url)
         finally:
             worlds.cluster = None
     elif database_url:

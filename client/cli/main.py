@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import io
 import json
 import os
 import sys
@@ -204,7 +205,22 @@ def fail(as_json: bool, code: str, message: str, exit_code: int, hint: str | Non
     sys.exit(exit_code)
 
 
+def whole_writes() -> None:
+    """Make sure every byte printed reaches stdout and stderr. Under ``python -u`` or ``PYTHONUNBUFFERED``, the
+    byte layer below ``sys.stdout`` is the raw file, and a short write silently drops the rest of the text. A pipe
+    gives such short writes once uvloop has run and closed a loop (uvloop 0.23, Linux 6.18: 64 KiB of a
+    250 KiB ``--json ls``, exit status 0). A buffered layer keeps writing until everything is out."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        raw = getattr(stream, "buffer", None)
+        if isinstance(stream, io.TextIOWrapper) and isinstance(raw, io.RawIOBase):
+            # the old wrapper stays referenced as sys.__stdout__/__stderr__, so its file is not closed
+            setattr(sys, name, io.TextIOWrapper(io.BufferedWriter(raw), encoding=stream.encoding,
+                                                errors=stream.errors, line_buffering=True))
+
+
 def main() -> None:
+    whole_writes()
     as_json = wants_json(sys.argv[1:])
     try:
         cli.main(standalone_mode=False)

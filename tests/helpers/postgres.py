@@ -96,10 +96,13 @@ class Cluster:
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
 
-    def copy_database(self, template: str) -> str:
-        """A new database holding a copy of ``template`` (a URL of ``url``; nobody may be connected to it); its
-        URL. PostgreSQL copies the files: far cheaper than building the contents again."""
-        name = f"t{os.getpid()}_{next(self._names)}"
+    def copy_database(self, template: str, into: str = "") -> str:
+        """A database holding a copy of ``template`` (a URL of ``url``; nobody may be connected to it): ``into``
+        (a URL of ``url``: that database is dropped and made again as the copy) or a new one; its URL. PostgreSQL
+        copies the files: far cheaper than building the contents again."""
+        name = into.split("/")[3].split("?")[0] if into else f"t{os.getpid()}_{next(self._names)}"
+        if into:
+            self.psql(f"DROP DATABASE IF EXISTS {name}")
         self.psql(f"CREATE DATABASE {name} TEMPLATE {template.split('/')[3].split('?')[0]}")
         return self.url(name)
 

@@ -57,8 +57,9 @@ class World:
     cluster: Cluster | None = None
     database: str = ""
 
-    def restore(self, dest: Path) -> ServerThread:
-        """Copy the world into ``dest`` and start its server there (on the world's port)."""
+    def restore(self, dest: Path, database_url: str = "") -> ServerThread:
+        """Copy the world into ``dest`` and start its server there (on the world's port); on PostgreSQL into
+        ``database_url`` when given (the ``backend`` fixture's database, which the test may read)."""
         dest.mkdir(parents=True, exist_ok=True)
         for item in self.root.iterdir():
             target = dest / item.name
@@ -68,7 +69,7 @@ class World:
                 shutil.copy2(item, target)
         config = dict(self.config)
         if self.cluster is not None:
-            config["database_url"] = self.cluster.copy_database(self.database)
+            config["database_url"] = self.cluster.copy_database(self.database, database_url)
         server = ServerThread(dest / "server-data", self.port, **config)
         server.offset = self.offset
         server.start()
