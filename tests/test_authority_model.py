@@ -218,9 +218,11 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
         q = self.pick(self.people(), who)
         new = self.w.add_device(q, f"d{len(self.m.devices[q.id])}", by=self.dev(q))
         self.m.devices[q.id][new.device_id] = (self.now, None)
+        self.m.adds[q.id][new.device_id] = (self.dev(q).device_id, q.chain[-1].seq)
         target = self.dev(q) if revoke_main else new
         signer = new if revoke_main else self.dev(q)
         self.w.revoke_device(q, target, by=signer)
+        self.m.revokers[q.id][target.device_id] = signer.device_id
         self.m.devices[q.id][target.device_id] = (self.m.devices[q.id][target.device_id][0], self.now)
         self.m.puks[q.id].append(self.now)
         self.puks[q.id].append(q.puk)
@@ -274,7 +276,7 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
 
     def may(self, ti: int, q: Person, action: str) -> bool:
         return self.m.entitled(q.id, self.dev(q).device_id, self.now + 10, action, org_seq=self.m.org_seq,
-                               team=self.m.teams[ti])
+                               team=self.m.teams[ti], position=(self.teams[ti].team_id, self.m.teams[ti].seq + 1))
 
     @precondition(lambda self: bool(self.teams))
     @rule(team=idx, signer=idx, whom=idx, role=st.sampled_from(["writer", "reader", "admin"]),
@@ -504,7 +506,8 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
             kind = rnd.choice(["add", "role", "remove", "rotate", "review", "approve"])
             view = mt.view(self.m, o)
             holder = self.m.holds_key(mt, q.id, t, view)
-            want = o >= mt.org_seq and self.m.entitled(q.id, d.device_id, t, f"team.{kind}", org_seq=o, team=mt)
+            want = o >= mt.org_seq and self.m.entitled(q.id, d.device_id, t, f"team.{kind}", org_seq=o, team=mt,
+                                                       position=(self.teams[ti].team_id, mt.seq + 1))
             body: dict[str, Any]
             if kind == "add":
                 targets = [x.id for x in people if self.m.admitted(x.id, o)

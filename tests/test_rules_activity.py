@@ -125,6 +125,24 @@ def test_log_integrity_counts_an_outside_witness(world: MWorld) -> None:
     assert "1d 1h ago" in f.message
 
 
+def test_log_integrity_reports_a_link_the_log_skips(world: MWorld) -> None:
+    """A chain link with no append event while a later link of its chain has one: the server failed to log it
+    (review 9); a log with every append has no such finding, nor do the last links of a chain (appended, maybe,
+    after the checkpoint the log was read to)."""
+    alice = world.admit("alice")
+    first = world.org_links[-1]
+    skipped = world.role(world.founder, alice, "security")
+    world.time += HOUR
+    bob = world.admit("bob")
+    now = world.time + HOUR
+    logged = [link_event(lk) for lk in world.org_links if lk is not skipped]
+    f = only(result(audit(world, [], logged, now=now), "log-integrity"), "violation")
+    assert f"link {skipped.seq} of the organization chain (org.role" in f.message and "failed to log" in f.message
+    ok(result(audit(world, [], [link_event(lk) for lk in world.org_links], now=now), "log-integrity"))
+    ok(result(audit(world, [], [link_event(first)], now=now), "log-integrity"))  # bob's admission: the last link
+    assert bob.id in world.org().members
+
+
 # -- failed-logins --------------------------------------------------------------------------------------
 
 
