@@ -503,6 +503,11 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
             o = rnd.choice([rnd.randint(1, self.m.org_seq), rnd.randint(max(1, mt.org_seq), self.m.org_seq)])
             head = mt.snaps[-1].time
             t = rnd.choice([self.now, max(head, self.now - rnd.choice([1, ALLOWANCE, 3 * ALLOWANCE]))])
+            cut = rnd.choice(self.m.cuts) if self.m.cuts and rnd.random() < 0.5 else None
+            if cut is not None:  # the thief: the cut device, dated before the cut if the chain allows (review 9)
+                q = next((x for x in people if x.id == cut[0]), q)
+                d = next((x for x in self.devices_of(q) if x.device_id == cut[1]), d)
+                t = max(head, cut[2] - 1)
             kind = rnd.choice(["add", "role", "remove", "rotate", "review", "approve"])
             view = mt.view(self.m, o)
             holder = self.m.holds_key(mt, q.id, t, view)
