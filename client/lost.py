@@ -18,10 +18,12 @@ from client.client import Client
 from client.maintenance import maintain
 from security.policy import PAUSED_KINDS
 from vault.chains import MemberState, TeamState
-from vault.errors import NotFound, VaultError
+from vault.chains.incidents import last_body, last_signed
+from vault.errors import Conflict, NotFound, VaultError
 
 DAY = 86400
 REVIEW_WEEKS = 4  # rule lost-device: weekly activity review for 4 weeks
+CUT_ATTEMPTS = 3  # a 409 (the device signed, or a team moved, since we looked): look again and sign again
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,19 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
     ms = view.member_by_name(member)
     device_id = _device_of(ms, device)
     exposed = {t.team_id: t.generation for t in _teams_of(view.teams, ms.member_id)}
-    # Dated no earlier than any team link this member sees (the server refuses a cut dated before a team link)
-    await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id},
-                              not_before=max([t.time for t in view.teams.values()], default=0) + 1)
+    for attempt in range(CUT_ATTEMPTS):
+        # Dated after every team link this member sees (the server refuses a cut dated before a team link); names
+        # the last link the device signed in each chain (the server refuses the cut if it signed more since)
+        last = last_body(last_signed(device_id, ms, view.teams.values()))
+        try:
+            await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id, "last": last},
+                                      not_before=max([t.time for t in view.teams.values()], default=0) + 1)
+            break
+        except Conflict:
+            if attempt == CUT_ATTEMPTS - 1:
+                raise
+            view = await s.chains.view(refresh=True)  # the device (or a team) moved on meanwhile: look again
+            ms = view.members[ms.member_id]
     view = await s.chains.view()
     cut = view.org.incidents.cut_of(ms.member_id, device_id)
     if cut is None:

@@ -79,7 +79,8 @@ class Authority(DefaultPolicy):
         except ChainError as e:
             raise PolicyDenied(f"{refused}: signed with a device that was not active at {act.time}") from e
         incidents = org.incidents
-        cut = incidents.refusal(ms, act.device, act.time) if act.author in incidents.by_member else None
+        cut = (incidents.refusal(ms, act.device, act.time, act.position) if act.author in incidents.by_member
+               else None)
         if cut is not None:
             raise PolicyDenied(f"{refused}: {cut}")
         org_seq = self._org_state(act, org, refused)

@@ -19,6 +19,7 @@ from vault.chains import (
     TeamState,
     clone,
 )
+from vault.chains.incidents import cut_last, last_signed
 from vault.envelope import Record
 from vault.errors import ChainError, Conflict, NotFound, PolicyDenied
 from vault.links import Link, parse_link
@@ -127,6 +128,7 @@ class Directory:
             if link.time <= newest:
                 raise Conflict(f"a team link is dated {newest}, not before this org.device.cut ({link.time}): sign "
                                f"it again dated after {newest} (check the clocks)")
+            self._check_cut_last(link)
             # it also ends the device, and (its pause) the member's sensitive writes
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
         elif link.type == "device.revoke":
@@ -141,6 +143,17 @@ class Directory:
             if link.time < t or (link.type == "org.device.cut" and link.time == t):  # a cut: strictly after
                 raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
                                f"sign it again dated {t} or later (check the clocks)")
+
+    def _check_cut_last(self, link: Link) -> None:
+        """A cut records the last link its device signed in each chain, exactly as this server holds them (a link
+        the device appended since the cutter looked is a 409: fetch and sign again); every replay refuses what the
+        device signed beyond them, whatever the dates (vault/chains/incidents.py)."""
+        ms, device = self.members.get(str(link.body.raw.get("member"))), str(link.body.raw.get("device"))
+        if ms is None:
+            return  # the org chain's replay refuses it
+        if cut_last(link) != last_signed(device, ms, self.teams.values()):
+            raise Conflict(f"this org.device.cut does not name the last links device {device} signed as this server "
+                           "holds them (it signed more since): fetch the chains and sign it again")
 
     # -- organization ----------------------------------------------------------------------------
 

@@ -218,9 +218,11 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
         q = self.pick(self.people(), who)
         new = self.w.add_device(q, f"d{len(self.m.devices[q.id])}", by=self.dev(q))
         self.m.devices[q.id][new.device_id] = (self.now, None)
+        self.m.adds[q.id][new.device_id] = (self.dev(q).device_id, q.chain[-1].seq)
         target = self.dev(q) if revoke_main else new
         signer = new if revoke_main else self.dev(q)
         self.w.revoke_device(q, target, by=signer)
+        self.m.revokers[q.id][target.device_id] = signer.device_id
         self.m.devices[q.id][target.device_id] = (self.m.devices[q.id][target.device_id][0], self.now)
         self.m.puks[q.id].append(self.now)
         self.puks[q.id].append(q.puk)
@@ -274,7 +276,7 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
 
     def may(self, ti: int, q: Person, action: str) -> bool:
         return self.m.entitled(q.id, self.dev(q).device_id, self.now + 10, action, org_seq=self.m.org_seq,
-                               team=self.m.teams[ti])
+                               team=self.m.teams[ti], position=(self.teams[ti].team_id, self.m.teams[ti].seq + 1))
 
     @precondition(lambda self: bool(self.teams))
     @rule(team=idx, signer=idx, whom=idx, role=st.sampled_from(["writer", "reader", "admin"]),
@@ -501,10 +503,16 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
             o = rnd.choice([rnd.randint(1, self.m.org_seq), rnd.randint(max(1, mt.org_seq), self.m.org_seq)])
             head = mt.snaps[-1].time
             t = rnd.choice([self.now, max(head, self.now - rnd.choice([1, ALLOWANCE, 3 * ALLOWANCE]))])
+            cut = rnd.choice(self.m.cuts) if self.m.cuts and rnd.random() < 0.5 else None
+            if cut is not None:  # the thief: the cut device, dated before the cut if the chain allows (review 9)
+                q = next((x for x in people if x.id == cut[0]), q)
+                d = next((x for x in self.devices_of(q) if x.device_id == cut[1]), d)
+                t = max(head, cut[2] - 1)
             kind = rnd.choice(["add", "role", "remove", "rotate", "review", "approve"])
             view = mt.view(self.m, o)
             holder = self.m.holds_key(mt, q.id, t, view)
-            want = o >= mt.org_seq and self.m.entitled(q.id, d.device_id, t, f"team.{kind}", org_seq=o, team=mt)
+            want = o >= mt.org_seq and self.m.entitled(q.id, d.device_id, t, f"team.{kind}", org_seq=o, team=mt,
+                                                       position=(self.teams[ti].team_id, mt.seq + 1))
             body: dict[str, Any]
             if kind == "add":
                 targets = [x.id for x in people if self.m.admitted(x.id, o)

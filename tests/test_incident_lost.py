@@ -24,6 +24,7 @@ from tests.helpers.forgery import Forge, Forgery, plant_version, served, team_ke
 from tests.helpers.http import Http, b64, login_as, refused
 from tests.helpers.lost import lost_device
 from tests.helpers.members import session
+from vault.chains.incidents import last_body, last_signed
 from vault.envelope import DocWriter
 from vault.links import make_link
 from vault.teamkeys import TeamKey
@@ -150,3 +151,37 @@ def test_forged_cuts_and_clears_are_refused_by_the_server_and_every_client(
             for m in (f.org.alice, f.carol):
                 m.fails("whoami", contains=why)
     assert f.d.require_org().seq == org.seq and f.d.require_org().incidents.open_pause(f.ids["bob"]) is not None
+
+
+def test_a_cut_that_does_not_name_the_devices_last_links_is_refused_and_changes_nothing(forge: Forge) -> None:
+    """A cut records the last link the device signed in each chain (``last``), exactly as the server holds them:
+    one that leaves a chain out (the cutter's view was stale: the device signed since) is a 409 and stores
+    nothing; the same cut naming them is taken. Every replay then refuses what the device signs beyond them,
+    whatever the date (tests/test_review9_exploits.py)."""
+    f = forge
+    f.org.alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
+    org, bob = f.d.require_org(), f.d.members[f.ids["bob"]]
+    laptop = f.device("bob").device_id
+    right = last_signed(laptop, bob, f.d.teams.values())
+    assert right[f.ids["bob"]] == (1, bob.root)  # the laptop made bob's member chain
+    t = max([f.now(), org.time] + [team.time + 1 for team in f.d.teams.values()])
+
+    def cut_naming(last: dict[str, tuple[int, bytes]]) -> Any:
+        return make_link(chain=org.org_id, seq=org.seq + 1, prev=org.head, time=t, signer=f.ids["carol"],
+                         device=f.device("carol"), type_="org.device.cut",
+                         body={"member": f.ids["bob"], "device": laptop, "last": last_body(last)})
+
+    stale = {c: v for c, v in right.items() if c != f.ids["bob"]}
+
+    async def post() -> None:
+        async with Http(f.server) as h:
+            token = await login_as(h, f.ids["carol"], f.device("carol"))
+            await refused(h, "POST", "/api/v1/org/links", 409, contains="does not name the last links", token=token,
+                          js={"link": b64(cut_naming(stale).wire)})
+            status, res = await h.call("POST", "/api/v1/org/links", token=token,
+                                       js={"link": b64(cut_naming(right).wire)})
+            assert status in (200, 201), res
+
+    asyncio.run(post())
+    cut = f.d.require_org().incidents.cut_of(f.ids["bob"], laptop)
+    assert cut is not None and cut.last == right

@@ -18,6 +18,7 @@ from vault.acts import Act
 from vault.chains import replay_member
 from vault.errors import ChainError, PolicyDenied
 from vault.keys import DeviceKeys
+from vault.links import make_link
 
 
 @dataclass
@@ -30,8 +31,7 @@ class Lost:
     program: Team
 
     def cut(self, signer: Person | None = None, device: DeviceKeys | None = None) -> None:
-        self.w.org_link(signer or self.carol, "org.device.cut",
-                        {"member": self.bob.id, "device": (device or self.bob.device).device_id})
+        self.w.org_link(signer or self.carol, "org.device.cut", self.w.cut_body(self.bob, device or self.bob.device))
 
     def judged(self, action: str, team: Team | None, device: DeviceKeys | None = None, t: int | None = None,
                ) -> None:
@@ -116,20 +116,20 @@ def test_a_paused_security_member_cannot_clear_themselves_and_ncc_acts_without_a
     w = MWorld()
     carol = w.admit("carol")
     w.role(w.founder, carol, "security", until=w.time + 10**8)
-    w.org_link(w.founder, "org.device.cut", {"member": carol.id, "device": carol.device.device_id})
+    w.org_link(w.founder, "org.device.cut", w.cut_body(carol, carol.device))
     expect(PolicyDenied, w.org, "Security Team handles incidents")  # carol is the Security Team
     w.org_links.pop()
     phone = w.add_device(carol, "phone")
     erin = w.admit("erin")
     w.role(w.founder, erin, "security", until=w.time + 10**8)
-    w.org_link(erin, "org.device.cut", {"member": carol.id, "device": carol.device.device_id})
+    w.org_link(erin, "org.device.cut", w.cut_body(carol, carol.device))
     w.org_link(carol, "org.clear", {"member": carol.id}, by=phone)
     expect(PolicyDenied, w.org, "cannot clear themselves")
     w.org_links.pop()
     # With nobody in the Security Team, NCC acts.
     w2 = MWorld()
     bob = w2.admit("bob")
-    w2.org_link(w2.founder, "org.device.cut", {"member": bob.id, "device": bob.device.device_id})
+    w2.org_link(w2.founder, "org.device.cut", w2.cut_body(bob, bob.device))
     w2.org_link(w2.founder, "org.clear", {"member": bob.id})
     assert w2.org().incidents.pauses[0].cleared_by == w2.founder.id
 
@@ -230,3 +230,45 @@ def test_a_key_holder_cannot_box_the_key_to_a_puk_a_cut_device_holds(lost: Lost)
     w.revoke_device(bob, bob.device, by=lost.phone)
     w.add(other, w.founder, bob)
     assert (1, bob.id) in w.replay_team(other.links).boxes
+
+
+def test_what_the_cut_device_signed_before_the_cut_stands_and_what_it_signs_beyond_its_last_link_is_refused(
+        lost: Lost) -> None:
+    """bob admins "den" and adds mallory with his laptop; carol cuts the laptop: the cut names den's link 2 as the
+    laptop's last there, and den still replays for everyone. Beyond it the laptop is refused whatever the date:
+    a team.role in den, and a team it creates, dated a second before the cut (a colluding server stores both)."""
+    w, bob = lost.w, lost.bob
+    mallory = w.admit("mallory")
+    den = w.create_team(w.founder, [(w.founder, "admin"), (bob, "admin")], kind="circle")
+    w.add(den, bob, mallory, "writer", by=bob.device)
+    lost.cut()
+    cut = w.org().incidents.cut_of(bob.id, bob.device.device_id)
+    assert cut is not None and cut.last[den.team_id] == (2, den.links[1].hash) and bob.id in cut.last
+    cut_at, before_cut = w.time, w.org_seq - 1
+    assert w.replay_team(den.links).role_of(mallory.id, w.time) == "writer"
+    w.team_role(den, bob, mallory, "admin", by=bob.device, time=cut_at - 1, org_seq=before_cut)
+    expect(PolicyDenied, lambda: w.replay_team(den.links), "after the last one it had signed")
+    den.links.pop()
+    body, rogue = w.team_create_body([(bob, "admin"), (mallory, "admin")], kind="circle", org_seq=before_cut)
+    rogue.links.append(make_link(chain=None, seq=1, prev=None, time=cut_at - 1, signer=bob.id, device=bob.device,
+                                 type_="team.create", body=body))
+    expect(PolicyDenied, lambda: w.replay_team(rogue.links), "after the last one it had signed")
+
+
+def test_a_revocation_signed_by_a_device_the_cut_device_added_answers_no_cut(lost: Lost) -> None:
+    """The thief adds a device with the cut laptop (dated before the cut) and revokes the laptop with it: bob's key
+    stays compromised (the new PUK is the thief's), and rotations leave him out until bob, from his phone, revokes
+    the thief's device too."""
+    w, bob = lost.w, lost.bob
+    lost.cut()
+    cut_at = w.time
+    rogue = w.add_device(bob, "rogue", by=bob.device, time=cut_at - 1)
+    w.time += 60
+    w.revoke_device(bob, bob.device, by=rogue)
+    w.time += 60
+    assert w.org().incidents.compromised(w.members()[bob.id], w.time) is not None
+    w.revoke_device(bob, rogue, by=lost.phone)
+    w.time += 60
+    assert w.org().incidents.compromised(w.members()[bob.id], w.time) is None
+    state = w.replay_team(lost.cell.links)
+    assert bob.id in POLICY.key_recipients(state, w.org(), w.org_seq, w.time, w.members())

@@ -7,6 +7,8 @@ their audit log index is their position in the list given to ``audit`` (``tests/
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.helpers.chain_world import DAY, MWorld
@@ -123,6 +125,29 @@ def test_log_integrity_counts_an_outside_witness(world: MWorld) -> None:
     f = only(result(audit(world, [], now=now, last_witness=None, last_outside_witness=now - 25 * HOUR),
                     "log-integrity"), "violation")
     assert "1d 1h ago" in f.message
+
+
+def test_log_integrity_reports_a_link_the_log_skips(world: MWorld) -> None:
+    """A chain link with no append event while a later link of its chain has one: the server failed to log it
+    (review 9); a log with every append has no such finding, nor do the last links of a chain (appended, maybe,
+    after the checkpoint the log was read to)."""
+    alice = world.admit("alice")
+    first = world.org_links[-1]
+    skipped = world.role(world.founder, alice, "security")
+    world.time += HOUR
+    bob = world.admit("bob")
+    now = world.time + HOUR
+    logged = [link_event(lk) for lk in world.org_links if lk is not skipped]
+    f = only(result(audit(world, [], logged, now=now), "log-integrity"), "violation")
+    assert f"link {skipped.seq} of the organization chain (org.role" in f.message and "failed to log" in f.message
+    # An event the reader's key does not open sits where the skipped append would be: perhaps it is that append.
+    inp = audit(world, [], logged, now=now)
+    gap = next(i for i, e in inp.events if e.res.get("seq") == str(skipped.seq + 1))
+    unread = replace(inp, events=[(i + (i >= gap), e) for i, e in inp.events])
+    ok(result(unread, "log-integrity"))
+    ok(result(audit(world, [], [link_event(lk) for lk in world.org_links], now=now), "log-integrity"))
+    ok(result(audit(world, [], [link_event(first)], now=now), "log-integrity"))  # bob's admission: the last link
+    assert bob.id in world.org().members
 
 
 # -- failed-logins --------------------------------------------------------------------------------------

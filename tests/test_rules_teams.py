@@ -211,7 +211,8 @@ def test_two_person_lone_designation_of_the_audit_team(world: MWorld) -> None:
     # A second NCC member arrives; the clock for their approval starts then.
     nina = ncc(world, "nina")
     arrived = world.time
-    events = [designation]
+    joined = [link_event(lk) for lk in world.org_links if lk.seq > lone.seq]  # the log holds every append
+    events = [designation, *joined]
     lone_of = [f for f in result(audit(world, [], events, now=arrived + HOUR), "two-person").findings
                if h[:16] in f.message]
     assert [f.level for f in lone_of] == ["warning"]
@@ -223,11 +224,11 @@ def test_two_person_lone_designation_of_the_audit_team(world: MWorld) -> None:
     assert "neither" in refused_org_link(world, world.founder, "org.approve", {"link": lone.hash})
     assert "may not approve" in refused_org_link(world, bob, "org.approve", {"link": lone.hash})
     good = approve_event(world, lone, nina, arrived + 2 * HOUR)
-    settled = result(audit(world, [], [designation, good], now=arrived + 100 * HOUR), "two-person").findings
+    settled = result(audit(world, [], [*events, good], now=arrived + 100 * HOUR), "two-person").findings
     assert not any(h[:16] in f.message for f in settled)
     world.org_links.pop()  # the same history with nina approving late instead
     late = approve_event(world, lone, nina, arrived + 80 * HOUR)
-    lone_of = [f for f in result(audit(world, [], [designation, late], now=arrived + 100 * HOUR),
+    lone_of = [f for f in result(audit(world, [], [*events, late], now=arrived + 100 * HOUR),
                                  "two-person").findings if h[:16] in f.message]
     assert [f.level for f in lone_of] == ["violation"]
     assert "late" in lone_of[0].message and nina.id in lone_of[0].message

@@ -26,7 +26,9 @@ class Act:
     none (documents, thread records and messages, org links): they are judged at the organization
     state current at ``time``. ``team_seq``: the team state the act names (documents, thread records
     and messages do; a team link names the link before it); None for acts outside a team.
-    ``gen``: the team key generation the act uses, if any.
+    ``gen``: the team key generation the act uses, if any. ``position``: for a team chain link, the
+    chain and seq it takes (a device cut off is refused beyond the last link it had signed there when
+    the cut was made, whatever the link's date: ``vault.chains.incidents``).
     """
 
     author: str
@@ -36,6 +38,7 @@ class Act:
     org_seq: int | None = None
     team_seq: int | None = None
     gen: int | None = None
+    position: tuple[str, int] | None = None
 
 
 def doc_act(op: str) -> str:

@@ -85,7 +85,9 @@ WITNESS: Final = "mvault audit witness"  # the Security Team verifies the log an
 
 def _log_integrity(ctx: Context, rule: Rule) -> list[Finding]:
     """Violations: the log does not verify; neither the Security Team nor an outside witness the protocols list
-    (``witness_keys``, a C2SP cosignature/v1) cosigned it within ``witness_hours``."""
+    (``witness_keys``, a C2SP cosignature/v1) cosigned it within ``witness_hours``; a chain link the log should
+    hold has no append event although a later link of its chain has one (``Context.unlogged``: the server failed
+    to log it; the rules judge its windows by the log's later clock, never by its signer's date)."""
     window = rule.int_("witness_hours") * HOUR
     out = []
     if not ctx.inp.log_ok:
@@ -100,6 +102,16 @@ def _log_integrity(ctx: Context, rule: Rule) -> list[Finding]:
         out.append(finding(rule, VIOLATION, f"the audit log was last cosigned by the Security Team or a listed "
                             f"witness {dur(ctx.now - max(times))} ago (at least every {dur(window)})", "",
                             cosigns, WITNESS))
+    for u in ctx.unlogged.values():
+        if not u.certain:
+            continue  # the last links of its chain: perhaps appended after the checkpoint the log was read to
+        link = u.link
+        org_chain = link.chain == ctx.inp.org.org_id
+        where = ("the organization chain" if org_chain else
+                 f"team {link.chain}" if link.chain in ctx.inp.teams else f"the member chain of {link.chain}")
+        out.append(finding(rule, VIOLATION, f"link {link.seq} of {where} ({link.type}, signed by {link.signer}) "
+                            "has no append event in the audit log: the server failed to log it",
+                            "" if org_chain else link.chain or ""))
     return out
 
 

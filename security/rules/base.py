@@ -6,7 +6,14 @@ link times, the log's clock at each index), so that each check reads it without 
 A link's own time is its signer's claim. Windows measured in days (probation, vouches before an entry,
 approvals within 72 h, reviews every 30 days) are judged by when the link was appended instead
 (``Context.appended_at``): the audit log's clock at the event that recorded the append, which the server
-stamps and members cosign, and never earlier than any event logged before it (SECURITY.md "Authority")."""
+stamps and members cosign, and never earlier than any event logged before it (SECURITY.md "Authority").
+
+A link the log should hold but does not (something appended before it is logged: an earlier link of its chain,
+or, for a team link, the organization link it names; retention only prunes a prefix) is *unlogged*: the server
+failed to log its append. It is never judged by its signer's date: by the log's clock at the next logged link of
+its chain (appended after it), or the log's latest time when none is (``Context.unlogged``). log-integrity
+reports those a later link of their chain is logged after: the log must hold them; the last links of a chain may
+have been appended after the checkpoint the log was read to."""
 
 from __future__ import annotations
 
@@ -99,6 +106,7 @@ class Context:
     org_seqs: list[int]
     by_action: dict[str, list[tuple[int, Event]]] = field(default_factory=dict)
     log_clock: dict[int, int] = field(default_factory=dict)  # log index -> newest event time up to that index
+    unlogged: dict[str, Unlogged] = field(default_factory=dict)  # hex hash of a link -> when it can have been appended
 
     @classmethod
     def build(cls, inp: AuditInput) -> Context:
@@ -114,8 +122,10 @@ class Context:
             if link and ev.action.split(".", 1)[0] in CHAIN_LINK_PREFIXES:
                 link_events.setdefault(link, idx)
         org_links = sorted(inp.org_links, key=lambda lk: lk.seq)
-        return cls(inp, inp.now, link_events, {lk.seq: lk for lk in org_links}, [lk.time for lk in org_links],
-                   [lk.seq for lk in org_links], dict(by_action), log_clock)
+        org_by_seq = {lk.seq: lk for lk in org_links}
+        unlogged = _unlogged(inp, link_events, log_clock, org_by_seq, newest)
+        return cls(inp, inp.now, link_events, org_by_seq, [lk.time for lk in org_links],
+                   [lk.seq for lk in org_links], dict(by_action), log_clock, unlogged)
 
     def actions(self, action: str) -> list[tuple[int, Event]]:
         return self.by_action.get(action, [])
@@ -129,12 +139,26 @@ class Context:
     def appended_at(self, link: Link) -> int:
         """When ``link`` was appended to its chain, as the audit log shows it: the newest time of any event logged
         up to the event that recorded the append (a server that stamps that event back in time cannot put it
-        before the events it logged ahead of it). A link the log read has no event for (pruned, or a log that
-        was not read): its own time, never later than ``now`` (it exists now)."""
-        idx = self.link_events.get(link.hash.hex())
-        if idx is None:
+        before the events it logged ahead of it). An unlogged link (``unlogged``): the latest time the log allows
+        (for windows that must not be exceeded; ``appended_earliest`` for those that must be). A link the log read
+        has no event for and nothing logged before (pruned, or a log that was not read): its own time, never later
+        than ``now`` (it exists now)."""
+        return self._appended(link, late=True)
+
+    def appended_earliest(self, link: Link) -> int:
+        """``appended_at``, but an unlogged link at the earliest time the log allows (an entry "too soon after"
+        its admission: judged as soon as it can have been)."""
+        return self._appended(link, late=False)
+
+    def _appended(self, link: Link, late: bool) -> int:
+        key = link.hash.hex()
+        idx = self.link_events.get(key)
+        if idx is not None:
+            return self.log_clock[idx]
+        u = self.unlogged.get(key)
+        if u is None:
             return min(link.time, self.now)
-        return self.log_clock[idx]
+        return min(u.latest if late else u.earliest, self.now)
 
     def org_time(self, seq: int, default: int) -> int:
         link = self.org_by_seq.get(seq)
@@ -159,6 +183,60 @@ class Context:
             if ms is not None and om.status != "removed" and om.removed_at is None:
                 out.append((om, ms))
         return out
+
+
+@dataclass(frozen=True)
+class Unlogged:
+    """A chain link the log should hold but has no append event for, and the times it can have been appended
+    between, as the log shows them (``Context.unlogged``)."""
+
+    link: Link
+    earliest: int  # the log's clock at the last logged append before it (its chain's, or the org link it names)
+    latest: int  # the log's clock at the next logged link of its chain, else the log's latest time
+    certain: bool  # a later link of its chain is logged: the log must hold it (not appended after the checkpoint)
+
+
+def _unlogged(inp: AuditInput, link_events: Mapping[str, int], log_clock: Mapping[int, int],
+              org_by_seq: Mapping[int, Link], latest: int | None) -> dict[str, Unlogged]:
+    """The chain links the log should hold but does not (``Context.unlogged``): something appended before one is
+    logged (an earlier link of its chain, or the organization link a team link names). Certain only when every
+    event between the logged appends around it was read (an event the reader's key does not open may be its)."""
+    if latest is None:
+        return {}
+    out: dict[str, Unlogged] = {}
+    read: list[int] = []  # the log indices read, in log order (``AuditInput.events`` is): made when first needed
+
+    def all_read(after: int, until: int) -> bool:
+        if not read:
+            read.extend(log_clock)
+        return bisect.bisect_left(read, until) - bisect.bisect_right(read, after) == until - after - 1
+
+    def named_idx(link: Link) -> int | None:
+        seq = link.body.raw.get("org_seq")
+        named = org_by_seq.get(seq) if isinstance(seq, int) else None
+        return None if named is None else link_events.get(named.hash.hex())
+
+    def walk(links: Iterable[Link], team: bool) -> None:
+        before: int | None = None  # the log index of the last logged link of the chain so far
+        pending: list[tuple[Link, int]] = []  # (link, log index of the last logged append before it)
+        for link in sorted(links, key=lambda lk: lk.seq):
+            idx = link_events.get(link.hash.hex())
+            if idx is not None:
+                out.update((lk.hash.hex(), Unlogged(lk, min(log_clock[i], log_clock[idx]), log_clock[idx],
+                                                    all_read(i, idx))) for lk, i in pending)
+                before, pending = idx, []
+                continue
+            named = named_idx(link) if team else None
+            if before is not None or named is not None:
+                pending.append((link, max(i for i in (before, named) if i is not None)))
+        out.update((lk.hash.hex(), Unlogged(lk, min(log_clock[i], latest), latest, False)) for lk, i in pending)
+
+    walk(inp.org_links, False)
+    for links in inp.member_links.values():
+        walk(links, False)
+    for links in inp.team_links.values():
+        walk(links, True)
+    return out
 
 
 def admitted_at(ctx: Context, om: OrgMember) -> int | None:

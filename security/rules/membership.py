@@ -277,7 +277,7 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
             subject, role = body_str(link, "member"), body_str(link, "role")
             grant = link.body.raw.get("grant") is True
         valid = [(i, rec) for i, rec in approvals.get(link.hash.hex(), []) if rec.signer not in (link.signer, subject)]
-        made = ctx.appended_at(link)
+        made = ctx.appended_earliest(link)  # the window opens as early as the log allows, closes as late
         if any(_appended(ctx, rec) - made <= window for _, rec in valid):
             continue
         # The link hash is what `mvault audit approve` takes; the org seq is said beside it for people.
@@ -333,7 +333,7 @@ def _team_admin_changes(ctx: Context, rule: Rule, window: int) -> list[Finding]:
                 # Not by the subject: the chain records one subject per link, none for a team.create, whose
                 # co-admins could otherwise approve their own grant (review round 8).
                 approvals = [a for a in team.approvals.get(link.hash, []) if a[1] not in (subject, link.signer)]
-                made = ctx.appended_at(link)
+                made = ctx.appended_earliest(link)
                 if any(ctx.appended_at(by_seq[seq]) - made <= window for seq, _, _ in approvals if seq in by_seq):
                     continue
                 h = link.hash.hex()[:16]
@@ -362,7 +362,7 @@ def _second_ncc_since(ctx: Context, signer: str, link: Link) -> int | None:
             if entry.seq < link.seq or entry.status != "admitted" or "ncc" not in entry.roles:
                 continue
             granting = ctx.org_by_seq.get(entry.seq)
-            t = link.time if granting is None else ctx.appended_at(granting)
+            t = link.time if granting is None else ctx.appended_earliest(granting)
             until = entry.roles["ncc"]
             if until is None or t < until:
                 found = t if found is None else min(found, t)

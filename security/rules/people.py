@@ -39,9 +39,10 @@ def _probation(ctx: Context, rule: Rule) -> list[Finding]:
         if e.kind not in kinds or om is None or om.invited_by is None:
             continue
         admitted = admitted_at(ctx, om)
-        if admitted is not None and e.time - admitted < days:
+        entered = ctx.appended_earliest(e.link)  # an entry the log skipped: as soon as it can have been
+        if admitted is not None and entered - admitted < days:
             out.append(finding(rule, VIOLATION, f"member {e.member} entered {e.kind} team {e.team} "
-                                f"{dur(e.time - admitted)} after admission (probation {dur(days)}), "
+                                f"{dur(max(0, entered - admitted))} after admission (probation {dur(days)}), "
                                 f"added by {e.link.signer}", e.member, ctx.link_event(e.link)))
     return out
 

@@ -9,12 +9,15 @@ boxed, nobody opening a generation made after they lost their place) holds with 
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 from tests.helpers.authority_machine import MachineBase, idx
 from tests.helpers.chain_world import Person
 from vault.keys import DeviceKeys
+from vault.links import Link
 
 
 class IncidentSteps(MachineBase):
@@ -22,7 +25,7 @@ class IncidentSteps(MachineBase):
         found: DeviceKeys = self.pick([*self.w.devices[q.id].values(), *self.revoked[q.id]], i)
         return found
 
-    def incident(self, q: Person, d: DeviceKeys, t: int, type_: str, body: dict[str, str], want: bool) -> bool:
+    def incident(self, q: Person, d: DeviceKeys, t: int, type_: str, body: dict[str, Any], want: bool) -> bool:
         """Append the incident link and replay it with the real code: accepted exactly when ``want``."""
         got = self.org_link_judged(self.w.org_link(q, type_, body, time=t, append=False, by=d), want, type_)
         if got:
@@ -35,6 +38,13 @@ class IncidentSteps(MachineBase):
         server accepted refused by every replay, so the server refuses such a cut (``check_not_before``)."""
         chains = [self.w.org_links, *(t.links for t in self.teams), *(p.chain for p in self.people())]
         return max((link.time for chain in chains for link in chain if link.signer == member), default=0)
+
+    def last_links(self, target: Person, lost: DeviceKeys) -> dict[str, Link]:
+        """What the cutter's client names in ``last``: the last link ``lost`` signed in ``target``'s member chain and
+        in each team chain (read off the links this machine appended, not the real code's state)."""
+        chains = [(target.id, target.chain), *((t.team_id, t.links) for t in self.teams)]
+        found = {cid: [lk for lk in links if lk.device == lost.device_id] for cid, links in chains}
+        return {cid: signed[-1] for cid, signed in found.items() if signed}
 
     def current(self, m: str) -> bool:
         e = self.m.entry(m)
@@ -57,9 +67,12 @@ class IncidentSteps(MachineBase):
             return  # the server refuses it with 409 before any replay (server/directory.py check_not_before)
         want = (t >= self.m.org_times[-1] and self.m.entitled(q.id, d.device_id, t, "org.device.cut")
                 and self.current(target.id) and self.m.device_known(target.id, lost.device_id, t)
-                and (target.id, lost.device_id) not in {(m, c) for m, c, _ in self.m.cuts})
-        if self.incident(q, d, t, "org.device.cut", {"member": target.id, "device": lost.device_id}, want):
-            self.m.cuts.append((target.id, lost.device_id, t))
+                and (target.id, lost.device_id) not in {(m, c) for m, c, _, _ in self.m.cuts})
+        last = self.last_links(target, lost)
+        body = {"member": target.id, "device": lost.device_id,
+                "last": [{"chain": c, "seq": lk.seq, "hash": lk.hash} for c, lk in sorted(last.items())]}
+        if self.incident(q, d, t, "org.device.cut", body, want):
+            self.m.cuts.append((target.id, lost.device_id, t, {c: lk.seq for c, lk in last.items()}))
             pauses = self.m.pauses.setdefault(target.id, [])
             if not pauses or pauses[-1][1] is not None:
                 pauses.append([t, None])

@@ -61,6 +61,8 @@ class MachineBase(RuleBasedStateMachine):
 
     def _person_recorded(self, person: Person) -> None:
         self.m.devices[person.id] = {person.device.device_id: (person.chain[0].time, None)}
+        self.m.adds[person.id] = {person.device.device_id: (None, 1)}
+        self.m.revokers[person.id] = {}
         self.main[person.id] = person.device
         self.m.puks[person.id] = [person.chain[0].time]
         self.puks[person.id] = [person.puk]
@@ -155,7 +157,8 @@ class MachineBase(RuleBasedStateMachine):
     def honest_team(self, ti: int, link: Link, action: str) -> None:
         """The model's own check that a step it makes is valid, then the team's model state moves on."""
         mt = self.m.teams[ti]
-        assert self.m.entitled(link.signer, link.device, link.time, action, org_seq=self.m.org_seq, team=mt), \
+        assert self.m.entitled(link.signer, link.device, link.time, action, org_seq=self.m.org_seq, team=mt,
+                               position=(self.teams[ti].team_id, link.seq)), \
             "model bug: an honest step the model itself refuses"
 
     def org_link_judged(self, link: Link, want: bool, label: str) -> bool:

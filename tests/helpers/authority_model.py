@@ -77,7 +77,10 @@ class Model:
         self.puks: dict[str, list[int]] = {}  # member -> since-time of each PUK generation (gen = index + 1)
         self.teams: list[MTeam] = []
         self.invites: dict[bytes, MInvite] = {}  # invite public key -> invite
-        self.cuts: list[tuple[str, str, int]] = []  # (member, device, time) of each org.device.cut
+        # (member, device, time, chain -> seq of the last link the device had signed there) of each org.device.cut
+        self.cuts: list[tuple[str, str, int, dict[str, int]]] = []
+        self.adds: dict[str, dict[str, tuple[str | None, int]]] = {}  # member -> device -> (added by, member seq)
+        self.revokers: dict[str, dict[str, str]] = {}  # member -> revoked device -> the device that revoked it
         self.pauses: dict[str, list[list[int | None]]] = {}  # member -> [since, cleared or None] (every model team
         # is a circle: sensitive)
 
@@ -132,20 +135,46 @@ class Model:
         d = self.devices.get(m, {}).get(device)
         return d is not None and d[0] <= t
 
-    def cut_refused(self, m: str, device: str, t: int) -> bool:
-        """A device cut off (from the cut's time), or added at or after a cut while the cut device was still in the
-        member's chain: nothing it signs is believed."""
-        for cm, cd, tc in self.cuts:
-            lost_revoked = self.devices[m][cd][1] if cm == m else None
-            if cm == m and (device == cd and t >= tc or self.devices[m][device][0] >= tc
-                            and (lost_revoked is None or lost_revoked > self.devices[m][device][0])):
+    def rogue(self, m: str, cd: str, last: dict[str, int]) -> set[str]:
+        """The devices the cut device ``cd`` added to ``m``'s chain after its last member link at the cut, and those
+        they added (the thief's, whatever their dates)."""
+        out: set[str] = set()
+        for dev, (by, seq) in sorted(self.adds.get(m, {}).items(), key=lambda kv: kv[1][1]):
+            if by in out or (by == cd and seq > last.get(m, 0)):
+                out.add(dev)
+        return out
+
+    def cut_refused(self, m: str, device: str, t: int, position: tuple[str, int] | None = None) -> bool:
+        """A device cut off (from the cut's time, and in a chain, ``position``, beyond the last link it had signed
+        there at the cut whatever the date), one it added after its last member link at the cut, or one added at
+        or after a cut while the cut device was still in the member's chain: nothing it signs is believed."""
+        for cm, cd, tc, last in self.cuts:
+            if cm != m:
+                continue
+            lost_revoked = self.devices[m][cd][1]
+            if device == cd and (t >= tc or position is not None and position[1] > last.get(position[0], 0)):
+                return True
+            if self.devices[m][device][0] >= tc and (lost_revoked is None
+                                                     or lost_revoked > self.devices[m][device][0]):
+                return True
+            if device in self.rogue(m, cd, last):
                 return True
         return False
 
     def compromised(self, m: str, t: int) -> bool:
-        """A device of ``m`` cut at or before ``t`` and not revoked by ``m``'s own chain by then holds their PUK."""
-        revoked = [(tc, self.devices[m][cd][1]) for cm, cd, tc in self.cuts if cm == m]
-        return any(tc <= t and (r is None or r > t) for tc, r in revoked)
+        """A device of ``m`` cut at or before ``t``, and those it added after the cut, hold their PUK unless ``m``'s
+        own chain revoked them all by then, the last of them from a device that is none of them."""
+        for cm, cd, tc, last in self.cuts:
+            if cm != m or tc > t:
+                continue
+            held = {cd} | self.rogue(m, cd, last)
+            ended = [self.devices[m][x][1] for x in held]
+            if any(r is None or r > t for r in ended):
+                return True
+            final = max(r for r in ended if r is not None)
+            if any(self.revokers[m].get(x) in held for x in held if self.devices[m][x][1] == final):
+                return True
+        return False
 
     def paused(self, m: str, t: int) -> bool:
         return any(since is not None and since <= t and (cleared is None or t < cleared)
@@ -171,9 +200,10 @@ class Model:
         return ended is None or ended > t - ALLOWANCE
 
     def entitled(self, m: str, device: str, t: int, action: str, *, org_seq: int | None = None,
-                 team: MTeam | None = None, team_seq: int | None = None, gen: int | None = None) -> bool:
-        """The rule, clause by clause."""
-        if not self.device_active(m, device, t) or self.cut_refused(m, device, t):  # 1
+                 team: MTeam | None = None, team_seq: int | None = None, gen: int | None = None,
+                 position: tuple[str, int] | None = None) -> bool:
+        """The rule, clause by clause (``position``: a team link's chain and seq)."""
+        if not self.device_active(m, device, t) or self.cut_refused(m, device, t, position):  # 1
             return False
         if org_seq is None:  # 2
             org_seq = self.org_seq_at(t)
@@ -243,7 +273,7 @@ class Model:
             return {self.puk_gen_at(m, t - 1), self.puk_gen_at(m, t)} if tolerant else {self.puk_gen_at(m, t)}
 
         def exposed(m: str, pg: int) -> bool:  # a device that could open this box was cut off
-            return any(cm == m and tc <= t and pg <= self.puk_gen_at(m, tc) for cm, _, tc in self.cuts)
+            return any(cm == m and tc <= t and pg <= self.puk_gen_at(m, tc) for cm, _, tc, _ in self.cuts)
 
         return mt.unrotated or any(m not in entitled or pg not in gens(m) or exposed(m, pg)
                                    for m, pg in mt.boxed[mt.gen].items())

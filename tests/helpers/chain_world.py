@@ -21,6 +21,7 @@ from vault.chains import (
     replay_team,
     team_id_for,
 )
+from vault.chains.incidents import last_body, last_signed
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import decode, encode
@@ -112,6 +113,7 @@ class World:
     def __init__(self) -> None:
         self.time = T0 + 10
         self.people: dict[str, Person] = {}
+        self.teams: list[Team] = []  # every team create_team made (what a cut's ``last`` looks through)
         self.founder = self.person("founder")
         self.founder_secret = p.random_bytes(32)
         create = make_link(
@@ -194,6 +196,7 @@ class World:
         body, team = self.team_create_body(members, **kw)
         team.links.append(make_link(chain=None, seq=1, prev=None, time=self.tick(), signer=creator.id,
                                     device=creator.device, type_="team.create", body=body))
+        self.teams.append(team)
         return team
 
     def team_add_link(self, team: Team, signer: Person, person: Person, role: str = "writer", *,
@@ -245,6 +248,19 @@ class MWorld(World):
         if append:
             self.org_links.append(link)
         return link
+
+    def cut_body(self, person: Person, device: DeviceKeys) -> dict[str, Any]:
+        """The body of an ``org.device.cut`` of ``device`` as the cutter's client makes it: ``last``, the last link
+        the device signed in the member chain and in every team chain that replays (client/lost.py)."""
+        teams = []
+        for team in self.teams:
+            try:
+                teams.append(self.replay_team(team.links))
+            except VaultError:
+                continue  # a chain a test broke on purpose: no client sees it
+        ms = self.members()[person.id]
+        return {"member": person.id, "device": device.device_id,
+                "last": last_body(last_signed(device.device_id, ms, teams))}
 
     # -- member chains --
 

@@ -1,11 +1,17 @@
 """Incident acts of the organization chain: cutting off a lost or seized device, and clearing the pause it puts
 the member under (rule lost-device; SECURITY.md "A lost or seized device").
 
-    org.device.cut  {member, device}  the Security Team (NCC when it has no member) cuts off one device of a
+    org.device.cut  {member, device, last}
+                                      the Security Team (NCC when it has no member) cuts off one device of a
                                       member: from the link's time the device is treated as revoked (no login,
                                       nothing it signs later is believed), the member's key (PUK) counts as
                                       compromised until the member's own chain revokes that device, and the
-                                      member is paused (no new content in sensitive teams) until an org.clear
+                                      member is paused (no new content in sensitive teams) until an org.clear.
+                                      ``last``: [{chain, seq, hash}], for the member chain and every team chain
+                                      the device had signed a link in, the last such link as the cutter saw it
+                                      (the server takes the cut only if that is exactly what it holds): a link
+                                      the device signed beyond it is after the cut whatever its date, and a
+                                      device it added there is not believed (review round 9)
     org.clear       {member}          a Security Team member (NCC when it has none), not the paused member,
                                       lifts the pause
 
@@ -16,12 +22,25 @@ act of the same name (``security.authority``); this module checks what they name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vault.chains.member import MemberState
-from vault.errors import ChainError, PolicyDenied
+from vault.encoding import Fields
+from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.links import Link
+
+
+class SignedChain(Protocol):
+    """What ``last_signed`` reads of a team chain's state (``vault.chains.team.TeamState``, which imports the org
+    chain, which imports this module)."""
+
+    @property
+    def team_id(self) -> str: ...
+
+    @property
+    def last_signed(self) -> dict[str, tuple[int, bytes]]: ...
 
 INCIDENT_TYPES = ("org.device.cut", "org.clear")
 
@@ -35,6 +54,20 @@ class Cut:
     by: str
     time: int
     seq: int
+    last: Mapping[str, tuple[int, bytes]] = field(default_factory=dict)  # chain -> (seq, hash), body ``last``
+
+    def after(self, chain: str, seq: int) -> bool:
+        """Is position ``seq`` of ``chain`` beyond the last link the cut device had signed there at the cut?"""
+        return seq > self.last.get(chain, (0, b""))[0]
+
+    def added_after(self, ms: MemberState) -> set[str]:
+        """The devices of ``ms`` the cut device added beyond its last member link at the cut, and those they added
+        (whatever the dates: the thief may date them before the cut)."""
+        out: set[str] = set()
+        for d in sorted(ms.devices.values(), key=lambda d: d.added_seq):
+            if d.added_by in out or (d.added_by == self.device and self.after(ms.member_id, d.added_seq)):
+                out.add(d.device_id)
+        return out
 
 
 @dataclass
@@ -78,31 +111,80 @@ class Incidents:
         return next((p for p in self.paused.get(member, []) if p.cleared_at is None), None)
 
     def compromised(self, ms: MemberState, t: int) -> Cut | None:
-        """The cut that makes ``ms``'s current key (PUK) untrusted at ``t``: a device cut at or before ``t`` that
-        the member's own chain had not revoked by ``t`` from another device (its revocation rolls the PUK to a seed
-        the cut device never had). A later PUK roll alone does not count, nor a revocation the cut device signed:
-        the cut device could have signed either."""
+        """The cut that makes ``ms``'s current key (PUK) untrusted at ``t``: a device cut at or before ``t`` such
+        that it, or a device it added after the cut (``Cut.added_after``), is not revoked by ``t``, or the last of
+        them to be revoked was revoked by one of them (a revocation from a clean device rolls the PUK to a seed none
+        of them had). A later PUK roll alone does not count, nor a revocation the cut device signed: the cut device
+        could have signed either."""
         for c in self.cuts_of(ms.member_id):
-            d = ms.devices.get(c.device)
-            if c.time <= t and (d is None or d.revoked is None or d.revoked > t or d.revoked_by == c.device):
-                return c  # a revocation the cut device signed itself rolled the PUK to a seed it made
+            if c.time > t:
+                continue
+            lost = ms.devices.get(c.device)
+            if lost is None:
+                return c
+            held = [lost, *(ms.devices[x] for x in c.added_after(ms))]  # what the thief holds
+            ended = [d.revoked for d in held if d.revoked is not None and d.revoked <= t]
+            if len(ended) < len(held):
+                return c  # one of them is not revoked by t: it holds the PUK
+            ids = {d.device_id for d in held}
+            if any(d.revoked_by in ids for d in held if d.revoked == max(ended)):
+                return c  # the last of them was revoked by one of them: the PUK rolled to a seed the thief made
         return None
 
-    def refusal(self, ms: MemberState, device: str, t: int) -> str | None:
+    def refusal(self, ms: MemberState, device: str, t: int, position: tuple[str, int] | None = None) -> str | None:
         """Why an act of ``ms`` signed with ``device`` at ``t`` is not believed because of a cut (None: it is).
 
-        The cut device itself from the cut on; and any device added at or after a cut while the cut device was
-        still in the member's chain (the cut device may have added it: the member revokes the lost device
-        first, from another of their devices, then adds new ones)."""
+        The cut device itself from the cut on, and in a chain (``position``: a team link's chain and seq) beyond
+        the last link it had signed there when the cut was made, whatever its date; any device it added beyond
+        its last member link at the cut (``Cut.added_after``); and any device added at or after a cut while the
+        cut device was still in the member's chain (the cut device may have added it: the member revokes the
+        lost device first, from another of their devices, then adds new ones)."""
         for c in self.cuts_of(ms.member_id):
             if device == c.device and t >= c.time:
                 return f"device {device} was cut off by the Security Team at {c.time}"
+            if device == c.device and position is not None and c.after(*position):
+                return (f"device {device} was cut off by the Security Team (org seq {c.seq}) and this link comes after "
+                        "the last one it had signed in that chain then")
             d, lost = ms.devices.get(device), ms.devices.get(c.device)
             if d is not None and d.added >= c.time and (lost is None or lost.revoked is None
                                                          or lost.revoked > d.added):
                 return (f"device {device} was added after device {c.device} was cut off at {c.time} and before "
                         "the member revoked it")
+            if device in c.added_after(ms):
+                return f"device {device} was added by device {c.device} after the Security Team cut it off"
         return None
+
+
+def last_signed(device: str, ms: MemberState, teams: Iterable[SignedChain]) -> dict[str, tuple[int, bytes]]:
+    """What an ``org.device.cut`` of ``device`` records as ``last``: the last link it signed in the member chain
+    ``ms`` and in each of ``teams`` (chain -> (seq, hash); chains it signed nothing in are left out)."""
+    found = {ms.member_id: ms.last_signed.get(device)} | {t.team_id: t.last_signed.get(device) for t in teams}
+    return {chain: found[chain] for chain in sorted(found) if found[chain] is not None}  # type: ignore[misc]
+
+
+def last_body(last: Mapping[str, tuple[int, bytes]]) -> list[dict[str, str | int | bytes]]:
+    """``last_signed`` as the body field ``last`` (docs/format.md)."""
+    return [{"chain": chain, "seq": seq, "hash": h} for chain, (seq, h) in sorted(last.items())]
+
+
+def cut_last(link: Link) -> dict[str, tuple[int, bytes]]:
+    """The ``last`` field of an ``org.device.cut`` (``last_signed``); ChainError if malformed."""
+    try:
+        return _last(link)
+    except EncodingError as e:
+        raise ChainError(f"malformed org.device.cut: {e}") from e
+
+
+def _last(link: Link) -> dict[str, tuple[int, bytes]]:
+    """The ``last`` list of an ``org.device.cut``: chain -> (seq, hash), one entry per chain, in chain id order."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for item in link.body.list_("last", 10000):
+        f = Fields(item, "last link", {"chain", "seq", "hash"})
+        chain = f.str_("chain", 64)
+        if out and chain <= max(out):
+            raise ChainError("org.device.cut: the last links must be in increasing chain id order, one per chain")
+        out[chain] = (f.int_("seq", 1), f.bytes_("hash", 32))
+    return out
 
 
 def apply_incident(incidents: Incidents, link: Link, members: Mapping[str, MemberState], admitted: bool) -> None:
@@ -122,7 +204,10 @@ def apply_incident(incidents: Incidents, link: Link, members: Mapping[str, Membe
             raise ChainError(f"org.device.cut: {device} is not a device of member {target} at the cut's time")
         if incidents.cut_of(target, device) is not None:
             raise ChainError(f"org.device.cut: device {device} is already cut off")
-        cut = Cut(target, device, link.signer, link.time, link.seq)
+        cut = Cut(target, device, link.signer, link.time, link.seq, _last(link))
+        own = cut.last.get(target)
+        if own is not None and own[0] > ms.seq:  # type: ignore[union-attr]
+            raise ChainError(f"org.device.cut: names link {own[0]} of member {target}'s chain, which does not exist")
         incidents.cuts.append(cut)
         incidents.by_member.setdefault(target, []).append(cut)
         if incidents.open_pause(target) is None:

@@ -8,7 +8,7 @@ generation sealed to the remaining devices).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vault.chains.common import check_name, member_id_for
 from vault.encoding import Fields, Value
@@ -27,6 +27,8 @@ class Device:
     added: int
     revoked: int | None = None  # time of the revocation link
     revoked_by: str | None = None  # the device that signed it (a cut device revoking itself answers no cut)
+    added_by: str | None = None  # the device that signed its device.add (None: member.create)
+    added_seq: int = 1  # the member chain seq of that link
 
     def active_at(self, t: int) -> bool:
         return self.added <= t and (self.revoked is None or t < self.revoked)
@@ -52,6 +54,8 @@ class MemberState:
     seq: int
     head: bytes
     time: int
+    # device -> (seq, hash) of the last link of this chain it signed (what an org.device.cut records)
+    last_signed: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     @property
     def puk_gen(self) -> int:
@@ -129,6 +133,7 @@ class MemberState:
                 seq=1,
                 head=link.hash,
                 time=link.time,
+                last_signed={device.device_id: (1, link.hash)},
             )
         except EncodingError as e:
             raise ChainError(f"malformed member.create: {e}") from e
@@ -150,6 +155,7 @@ class MemberState:
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
         self.seq, self.head, self.time = link.seq, link.hash, link.time
+        self.last_signed[link.device] = (link.seq, link.hash)
 
     def _device_add(self, link: Link) -> None:
         new = _device(link.body.dict_("device", {"id", "sign_pk", "box_pk", "name", "kind"}), link.time)
@@ -162,6 +168,7 @@ class MemberState:
         boxes = _hashes(link.body.list_("puk_boxes", 1), "device")
         if set(boxes) != {new.device_id} or link.body.int_("puk_gen") != self.puk_gen:
             raise ChainError("device.add must box the current PUK to exactly the new device")
+        new.added_by, new.added_seq = link.device, link.seq
         self.devices[new.device_id] = new
         self.puks[self.puk_gen].box_hashes.update(boxes)
 

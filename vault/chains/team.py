@@ -106,6 +106,8 @@ class TeamState:
     # hash of every link -> its seq, signer, subject (what a team.approve needs); shared like the snapshots
     signed: dict[bytes, Signed] = field(default_factory=dict)
     approvals: dict[bytes, list[tuple[int, str, int]]] = field(default_factory=dict)  # hash -> (seq, by, time)
+    # device -> (seq, hash) of the last link of this chain it signed (what an org.device.cut records)
+    last_signed: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -188,9 +190,10 @@ class TeamState:
             kind = b.str_("kind", 16)
             if kind not in kinds:
                 raise ChainError(f"unknown team kind {kind!r}")
-            policy.judge(Act(link.signer, link.device, link.time, f"team.create.{kind}", org_seq=org_seq), org,
-                         members, None)
-            state = cls(team_id_for(org.org_id, b.bytes_("nonce", 16)), org.org_id,
+            team_id = team_id_for(org.org_id, b.bytes_("nonce", 16))
+            policy.judge(Act(link.signer, link.device, link.time, f"team.create.{kind}", org_seq=org_seq,
+                             position=(team_id, 1)), org, members, None)
+            state = cls(team_id, org.org_id,
                         check_name(b.str_("name"), "team name"), kind, b.bool_("history"), {}, 0, {})
             state.org_seq = org_seq
             for item in b.list_("members", 1000):
@@ -204,6 +207,7 @@ class TeamState:
         state.seq, state.head, state.time = 1, link.hash, link.time
         state._snapshot()
         state.signed[link.hash] = Signed(1, link.signer, None)
+        state.last_signed[link.device] = (1, link.hash)
         return state
 
     def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
@@ -226,6 +230,7 @@ class TeamState:
         self._snapshot()
         subject = link.body.raw.get("member")
         self.signed[link.hash] = Signed(link.seq, link.signer, subject if isinstance(subject, str) else None)
+        self.last_signed[link.device] = (link.seq, link.hash)
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -233,8 +238,8 @@ class TeamState:
                    action: str) -> None:
         """The signer's right to this link, judged by the one judge at the states the link names (this
         team state, the organization state ``org_seq``)."""
-        policy.judge(Act(link.signer, link.device, link.time, action, org_seq=org_seq, team_seq=self.seq), org,
-                     members, self)
+        policy.judge(Act(link.signer, link.device, link.time, action, org_seq=org_seq, team_seq=self.seq,
+                         position=(self.team_id, link.seq)), org, members, self)
 
     def _add(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
              policy: Policy) -> None:
