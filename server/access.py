@@ -22,8 +22,7 @@ from server.context import (
     CLAIMED,
     CONFIG,
     DIRECTORY,
-    FAILURES,
-    LIMITER,
+    GUARD,
     LOGIN,
     LOGINS,
     PUBLIC,
@@ -51,11 +50,11 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     app, source = request.app, source_of(request)
     now = app[CONFIG].clock()
-    wait = app[LIMITER].take(source, now)
+    wait = await app[GUARD].take(source, now)
     if wait > 0:
         raise Throttled("too many requests from your address; wait and try again", wait)
     if canonical in (CHALLENGE, LOGIN):
-        wait = app[FAILURES].blocked(source, now)
+        wait = await app[GUARD].blocked(source, now)
         if wait > 0:
             raise Throttled("too many failed logins from your address; wait and try again", wait)
     return await handler(request)

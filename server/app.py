@@ -23,10 +23,9 @@ from server.context import (
     CONFIG,
     DIRECTORY,
     DOCUMENTS,
-    FAILURES,
+    GUARD,
     HUB,
     LAST_PURGE,
-    LIMITER,
     LOCK,
     LOG,
     LOGINS,
@@ -41,7 +40,7 @@ from server.context import (
 )
 from server.directory import Directory
 from server.events import Hub
-from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
+from server.guard import MemberRefusals, Refusals
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
@@ -68,8 +67,7 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()
     app[LAST_PURGE] = [0.0]
-    app[LIMITER] = SourceLimiter(config.rate_per_second, config.rate_burst, config.rate_sources)
-    app[FAILURES] = FailureThrottle(config.rate_sources)
+    app[GUARD] = storage.guard(config.rate_per_second, config.rate_burst, config.rate_sources)
     app[REFUSALS] = Refusals()
     app[MEMBER_REFUSALS] = MemberRefusals(config.member_refusals)
     app[HUB] = app[BUS] = Hub()

@@ -35,7 +35,7 @@ from server.context import (
     CLAIMED,
     CONFIG,
     DIRECTORY,
-    FAILURES,
+    GUARD,
     KEY_HOLDER,
     LOGIN,
     MEMBER_REFUSALS,
@@ -318,7 +318,7 @@ async def _count_refusal(request: web.Request, status: int, code: str) -> None:
                                status == Throttled.status)
     if route == LOGIN and status == 401 and not request.get(KEY_HOLDER):  # a key holder guessed nothing
         rule = protocols_of(app).rule("failed-logins")
-        if rule.enabled and app[FAILURES].failure(source, now, rule.int_("max_failures"),
+        if rule.enabled and await app[GUARD].failure(source, now, rule.int_("max_failures"),
                                                   rule.int_("window_minutes") * 60.0,
                                                   rule.int_("lock_minutes") * 60.0):
             app[REFUSALS].blocked()

@@ -77,6 +77,22 @@ class AuthStore(Protocol):
     async def purge_expired(self, now: float) -> None: ...
 
 
+class GuardStore(Protocol):
+    """What callers without a session may cost, per source address (``server/guard.py`` has the rules): a request
+    budget (token bucket of ``burst`` refilled at ``rate`` a second) and failed logins that block the source.
+    Kept where every server process sees them: in memory for SQLite (one process), in the database for
+    PostgreSQL (``server/store/postgres/guard.py``, addresses only as keyed tags)."""
+
+    rate: float
+    burst: float
+
+    async def take(self, source: str, now: float) -> float: ...
+    async def blocked(self, source: str, now: float) -> float: ...
+    async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool: ...
+    async def purge(self, now: float) -> None: ...
+    async def clear(self) -> None: ...
+
+
 class SlotStore(Protocol):
     """The device-link mailbox."""
 
@@ -101,6 +117,8 @@ class ThreadStore(Protocol):
 
 class Storage(ChainStore, DocumentStore, AuthStore, SlotStore, ThreadStore, Protocol):
     """A whole backend of the vault's data (what the composition root opens and closes)."""
+
+    def guard(self, rate: float, burst: int, max_sources: int) -> GuardStore: ...
 
     async def close(self) -> None: ...
 

@@ -76,6 +76,20 @@ MIGRATIONS: tuple[str, ...] = (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, size bigint NOT NULL, time bigint NOT NULL,
         raw bytea NOT NULL, sig bytea NOT NULL);
     """,
+    # 2: what SQLite keeps in its one process's memory, here shared by every process (server/store/postgres/guard.py)
+    """
+    CREATE TABLE login_nonces (
+        nonce bytea PRIMARY KEY, member text NOT NULL, device text NOT NULL, expires double precision NOT NULL);
+    CREATE INDEX login_nonces_expires ON login_nonces (expires);
+    CREATE TABLE source_budgets (
+        source bytea PRIMARY KEY, tokens double precision NOT NULL, at double precision NOT NULL,
+        spent boolean NOT NULL);
+    CREATE INDEX source_budgets_at ON source_budgets (at);
+    CREATE TABLE login_failures (
+        source bytea PRIMARY KEY, times double precision[] NOT NULL, blocked_until double precision NOT NULL,
+        touched double precision NOT NULL);
+    CREATE INDEX login_failures_touched ON login_failures (touched);
+    """,
 )
 VERSION = len(MIGRATIONS)
 

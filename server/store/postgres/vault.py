@@ -24,8 +24,10 @@ from pathlib import Path
 import asyncpg
 
 from server.store.blobs import BlobStore, FileBlobs
-from server.store.local import Nonces, SessionCache
+from server.store.local import SessionCache
+from server.store.logkey import log_seed
 from server.store.postgres import usage as PU
+from server.store.postgres.guard import PostgresGuard
 from server.store.postgres.schema import Conn, connect
 from server.store.postgres.threads import ThreadTables
 from server.store.records import (
@@ -47,6 +49,7 @@ from server.store.records import (
 )
 from server.usage import Allowance, Usage, over_quota, version_author
 from vault.links import link_hash
+from vault.logsign import source_tag_key
 
 _COLS = "vid, team, doc, seq, record, blob, body_len"
 
@@ -68,8 +71,14 @@ class PostgresStorage(ThreadTables):
         super().__init__(pool)
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
-        self._nonces = Nonces()
+        # Sessions are never changed once stored, only expired (a revoked device or removed member is refused
+        # from the chains, ``server/access.py``): one found is still right on every process until its expiry.
         self._sessions = SessionCache()
+        self._tag_key = source_tag_key(log_seed(data_dir / "log.key"))
+
+    def guard(self, rate: float, burst: int, max_sources: int) -> PostgresGuard:
+        """Request budgets and failed logins in the database (``max_sources``: rows expire instead)."""
+        return PostgresGuard(self._pool, self._tag_key, rate, burst)
 
     @classmethod
     async def open(cls, url: str, data_dir: Path) -> PostgresStorage:
@@ -208,10 +217,14 @@ class PostgresStorage(ThreadTables):
     # -- login ------------------------------------------------------------------------------
 
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
-        self._nonces.add(nonce, member, device, expires)  # in memory (server/store/local.py)
+        """In the database, so that a login may reach any process (expired ones go in ``purge_expired``)."""
+        await self._pool.execute("INSERT INTO login_nonces VALUES ($1, $2, $3, $4)", nonce, member, device, expires)
 
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        return self._nonces.take(nonce)
+        """A nonce can be taken once, by one process: the row's deletion decides."""
+        row = await self._pool.fetchrow("DELETE FROM login_nonces WHERE nonce=$1 RETURNING member, device, expires",
+                                        nonce)
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         await self._pool.execute("INSERT INTO sessions VALUES ($1, $2, $3, $4)", token, member, device, expires)
@@ -229,7 +242,7 @@ class PostgresStorage(ThreadTables):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM link_slots WHERE expires < $1", now)
             await conn.execute("DELETE FROM sessions WHERE expires < $1", now)
-        self._nonces.purge(now)
+            await conn.execute("DELETE FROM login_nonces WHERE expires < $1", now)
         self._sessions.purge(now)
 
     # -- device-link mailbox ---------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from server import usage as U
+from server.guard import LocalGuard
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter, Refused
 from server.store.local import Nonces, SessionCache
@@ -111,7 +112,7 @@ class SQLiteStorage:
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
         self._lock = asyncio.Lock()
-        self._nonces = Nonces()  # server/store/local.py
+        self._nonces = Nonces()  # server/store/local.py: in memory, as one process serves an SQLite data directory
         self._writes: GroupCommitter[Callable[[], Awaitable[Any]], Any] = GroupCommitter(
             self._commit_writes, "the change")  # sessions and versions: see _group_commit
         self._sessions = SessionCache()
@@ -121,6 +122,10 @@ class SQLiteStorage:
     @property
     def committer(self) -> GroupCommitter[Callable[[], Awaitable[Any]], Any]:
         return self._writes
+
+    def guard(self, rate: float, burst: int, max_sources: int) -> LocalGuard:
+        """Request budgets and failed logins in memory: one process serves an SQLite data directory."""
+        return LocalGuard(rate, burst, max_sources)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SQLiteStorage:
