@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from client.threads.team import Threads
 from server.context import LOGINS
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org
 from tests.helpers.http import Http, b64, login_as
@@ -135,3 +136,27 @@ def test_the_stores_are_what_both_servers_read(pair: Pair) -> None:
     assert pair.one.app[LOGINS] is not pair.two.app[LOGINS]
     assert Path(pair.one.data_dir) == Path(pair.two.data_dir)
 
+
+async def _post_all(server: ServerThread, m: Member, name: str, n: int) -> list[int]:
+    async with session(server, m) as s:
+        threads = await Threads.open(s, "drafting")
+        return [(await threads.post(name, f"{m.name} {i}")).pos for i in range(n)]
+
+
+async def test_two_servers_posting_to_one_thread_take_every_position_once(pair: Pair) -> None:
+    """Positions come from the database's transaction: posts through both servers at once never collide and
+    leave no gap (each server kept its own count before: the second one's post took a stored position)."""
+    org = pair.org
+    async with session(pair.one, org.alice) as s:
+        await (await Threads.open(s, "drafting")).create("both", 0)
+    await _open(pair.two, org.bob)
+    n = 12
+    by_alice, by_bob = await asyncio.gather(_post_all(pair.one, org.alice, "both", n),
+                                            _post_all(pair.two, org.bob, "both", n))
+    assert sorted(by_alice + by_bob) == list(range(1, 2 * n + 1))
+    async with session(pair.two, org.alice) as s:
+        shown = await (await Threads.open(s, "drafting")).read("both")
+    assert [m.pos for m in shown] == list(range(1, 2 * n + 1))
+    for who, posted in (("alice", by_alice), ("bob", by_bob)):
+        mine = [m for m in shown if m.text.startswith(who)]
+        assert [m.pos for m in mine] == posted and [m.text for m in mine] == [f"{who} {i}" for i in range(n)]

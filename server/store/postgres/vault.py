@@ -9,8 +9,8 @@ SQLite gets from its single writer made explicit, so that several server process
   and rotation cannot be stored between an upload's check of the team chain and its commit;
 - a document's versions: its advisory lock, then the head check; (team, doc, seq) is unique as well;
 - quotas: the member's advisory lock before counting (``server/store/postgres/usage.py``);
-- thread messages: each row's position is checked against the thread's ``next_pos`` under the thread row's
-  lock (``FOR UPDATE``), in the transaction that stores it.
+- thread messages: each one's position is assigned from the thread's ``next_pos``, and its sender's sequence
+  checked, under the thread row's lock (``FOR UPDATE``), in the transaction that stores it.
 
 Every method is one transaction on a connection of the pool. Blobs are named by version id and written
 before the row that references them; unreferenced ones are collected at start (``collect_garbage``).

@@ -24,11 +24,14 @@ from server.guard import LocalGuard
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter, Refused
 from server.store.local import Nonces, SessionCache
+from server.store.positions import place
 from server.store.records import (
     AuthSession,
     ChainMoved,
     LinksAppended,
     LinksOutcome,
+    MessageOutcome,
+    MessagePost,
     SlotFill,
     SlotMissing,
     SlotOpen,
@@ -452,11 +455,23 @@ class SQLiteStorage:
         return StoredHead(int(row[0]), bytes(row[1]), senders)
 
     @_atomic
-    async def add_messages(self, rows: list[StoredMessage]) -> None:
-        """Store messages whose positions and chains the caller already checked: one transaction
-        (and one fsync) for many concurrent posts."""
+    async def add_messages(self, posts: list[MessagePost]) -> list[MessageOutcome]:
+        """Append messages, each at its thread's next position as stored (``server/store/positions.py``): one
+        transaction (and one fsync) for many concurrent posts."""
         await self._db.execute("BEGIN IMMEDIATE")
         try:
+            next_pos: dict[tuple[str, str], int] = {}
+            senders: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
+            for key in {(p.message.team, p.message.thread) for p in posts}:
+                async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?", key) as cur:
+                    found = await cur.fetchone()
+                if found is None:
+                    raise RuntimeError(f"thread {key[1]} of team {key[0]} vanished from storage")
+                next_pos[key] = int(found[0])
+                async with self._db.execute("SELECT device, seq, mid FROM thread_senders WHERE team=? AND thread=?",
+                                            key) as cur:
+                    senders[key] = {str(r[0]): (int(r[1]), str(r[2])) for r in await cur.fetchall()}
+            rows, outcomes = place(posts, next_pos, senders)
             await self._db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                        [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record)
                                         for m in rows])
@@ -469,6 +484,7 @@ class SQLiteStorage:
         except BaseException:
             await rollback(self._db)
             raise
+        return outcomes
 
     @_atomic
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
