@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncpg
 
+from server.store.postgres.schema import lost_is_unavailable
 from vault.logsign import source_tag
 
 DAY = 86_400.0
 
 
+@lost_is_unavailable
 class PostgresGuard:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], tag_key: bytes, rate: float, burst: int) -> None:
         self._pool, self._key = pool, tag_key

@@ -28,7 +28,7 @@ from server.store.local import SessionCache
 from server.store.logkey import log_seed
 from server.store.postgres import usage as PU
 from server.store.postgres.guard import PostgresGuard
-from server.store.postgres.schema import Conn, connect
+from server.store.postgres.schema import Conn, connect, lost_is_unavailable
 from server.store.postgres.threads import ThreadTables
 from server.store.records import (
     AuthSession,
@@ -64,6 +64,7 @@ async def lock_chain(conn: Conn, chain: str, shared: bool = False) -> None:
                        "(hashtextextended('chain:' || $1, 0))", chain)
 
 
+@lost_is_unavailable
 class PostgresStorage(ThreadTables):
     """Chains, boxes, documents, login and slots in PostgreSQL (threads: ``ThreadTables``)."""
 
