@@ -18,11 +18,13 @@ from security.authority import POLICY, paused_note
 from security.protocols import Protocols, defaults, parse
 from server import replies
 from server.context import (
+    CHAINS,
     CHALLENGE,
     CLAIMED,
     CONFIG,
     DIRECTORY,
     GUARD,
+    LOCK,
     LOGIN,
     LOGINS,
     PUBLIC,
@@ -57,6 +59,17 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
         wait = await app[GUARD].blocked(source, now)
         if wait > 0:
             raise Throttled("too many failed logins from your address; wait and try again", wait)
+    return await handler(request)
+
+
+@web.middleware
+async def chains_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Over a database other server processes share (PostgreSQL): before a request is judged, this process's
+    directory replays the links they stored (one indexed query when there are none; ``Directory.catch_up``)."""
+    app = request.app
+    if await app[CHAINS].links_after(app[DIRECTORY].seen):
+        async with app[LOCK]:  # not between a chain route's check and its commit
+            await app[DIRECTORY].catch_up(app[CHAINS])
     return await handler(request)
 
 

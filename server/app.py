@@ -15,7 +15,7 @@ import asyncio
 from aiohttp import web
 
 from server import metrics
-from server.access import auth_middleware, limit_middleware
+from server.access import auth_middleware, chains_middleware, limit_middleware
 from server.context import (
     AUDIT,
     BUS,
@@ -57,8 +57,9 @@ __all__ = ["make_app", "open_app"]
 
 
 def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
-    app = web.Application(middlewares=[proxy_middleware, metrics_middleware, errors_middleware, audit_middleware,
-                                       limit_middleware, auth_middleware], client_max_size=MAX_JSON,
+    shared = [chains_middleware] if config.database_url else []  # other processes may append links (PostgreSQL)
+    app = web.Application(middlewares=[proxy_middleware, metrics_middleware, errors_middleware, *shared,
+                                       audit_middleware, limit_middleware, auth_middleware], client_max_size=MAX_JSON,
                           # every connection of every runner serving this app (serve() and the tests' alike)
                           handler_args={"keepalive_timeout": config.keepalive_timeout})
     app[STORAGE] = storage
@@ -93,7 +94,7 @@ def add_operations(app: web.Application, handlers: dict[str, Handler]) -> None:
 
 
 async def open_app(config: Config) -> web.Application:
-    storage = await open_storage(config.data_dir, config.database_url)
+    storage = await open_storage(config.data_dir, config.database_url, config.collect_garbage)
     try:
         directory = await Directory.load(storage)
         audit_store = await open_audit(config.data_dir, config.database_url)

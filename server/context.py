@@ -49,6 +49,9 @@ class Config:
     # PostgreSQL (postgresql://USER@HOST/DB) instead of SQLite in data_dir (server/store/backends.py); blobs and
     # the audit log's signing key stay in data_dir.
     database_url: str = ""
+    # Collect unreferenced blobs and temporary files at start: not in a ``--workers`` worker (server/workers.py),
+    # where another worker's upload may be waiting in tmp/; the parent collects once, before any worker serves.
+    collect_garbage: bool = True
     max_upload: int = 16 * 1024**3
     session_ttl: float = 3600.0
     nonce_ttl: float = 60.0

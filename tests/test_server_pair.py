@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from client.threads.team import Threads
-from server.context import LOGINS
+from server.context import DIRECTORY, LOGINS
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org
 from tests.helpers.http import Http, b64, login_as
 from tests.helpers.members import SECRETS, session
@@ -160,3 +160,17 @@ async def test_two_servers_posting_to_one_thread_take_every_position_once(pair: 
     for who, posted in (("alice", by_alice), ("bob", by_bob)):
         mine = [m for m in shown if m.text.startswith(who)]
         assert [m.pos for m in mine] == posted and [m.text for m in mine] == [f"{who} {i}" for i in range(n)]
+
+
+async def test_a_member_who_joined_through_one_logs_in_through_the_other(pair: Pair) -> None:
+    """Each server replays the links the other stored before it judges a request (``Directory.catch_up``): a
+    member admitted through one is a member on the other at once (it was an unknown device there before)."""
+    carol = Member(pair.org.alice.home.parent / "home-carol", "carol", pair.org.alice.passphrase_file)
+    carol.ok("join", pair.org.alice.json("invite")["invite"], "--name", "carol")  # through server one
+    await _open(pair.one, carol)
+    home, secrets = SECRETS[carol.home]
+    async with Http(pair.two) as h2:
+        token = await login_as(h2, home.config().member_id, secrets.device)
+        status, view = await h2.call("GET", "/api/v1/directory", token=token)
+        assert status == 200, view
+    assert home.config().member_id in pair.two.app[DIRECTORY].members

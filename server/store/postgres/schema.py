@@ -96,9 +96,10 @@ MIGRATIONS: tuple[str, ...] = (
 )
 VERSION = len(MIGRATIONS)
 
-# Advisory lock keys (one bigint namespace per database): the migrations, and the audit log's appends.
+# Advisory lock keys (one bigint namespace per database): the migrations, the audit log's appends, chain appends.
 MIGRATION_LOCK = 0x6D76_0001
 AUDIT_LOCK = 0x6D76_0002
+LINKS_LOCK = 0x6D76_0003  # chain appends, one at a time (server/store/postgres/vault.py append_links)
 
 
 class SchemaTooNew(VaultError):

@@ -28,7 +28,7 @@ from server.store.local import SessionCache
 from server.store.logkey import log_seed
 from server.store.postgres import usage as PU
 from server.store.postgres.guard import PostgresGuard
-from server.store.postgres.schema import Conn, connect, lost_is_unavailable
+from server.store.postgres.schema import LINKS_LOCK, Conn, connect, lost_is_unavailable
 from server.store.postgres.threads import ThreadTables
 from server.store.records import (
     AuthSession,
@@ -82,12 +82,14 @@ class PostgresStorage(ThreadTables):
         return PostgresGuard(self._pool, self._tag_key, rate, burst)
 
     @classmethod
-    async def open(cls, url: str, data_dir: Path) -> PostgresStorage:
+    async def open(cls, url: str, data_dir: Path, collect: bool = True) -> PostgresStorage:
+        """``collect``: remove unreferenced blobs first (only where no other process is serving)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         pool = await connect(url)
         store = cls(pool, data_dir)
         try:
-            await store.collect_garbage()
+            if collect:
+                await store.collect_garbage()
         except BaseException:
             await pool.close()
             raise
@@ -117,6 +119,12 @@ class PostgresStorage(ThreadTables):
         rows = await self._pool.fetch("SELECT chain, seq, kind, wire FROM links ORDER BY id")
         return [StoredLink(str(r[0]), int(r[1]), str(r[2]), bytes(r[3])) for r in rows]
 
+    async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
+        """The links stored after order number ``after`` (``links.id``), each with its own, in the order stored:
+        how a server process learns the links another one stored (``server/directory.py`` ``catch_up``)."""
+        rows = await self._pool.fetch("SELECT id, chain, seq, kind, wire FROM links WHERE id > $1 ORDER BY id", after)
+        return [(int(r[0]), StoredLink(str(r[1]), int(r[2]), str(r[3]), bytes(r[4]))) for r in rows]
+
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
         """The links and their key boxes in one transaction, with a note of each link in ``unlogged_links``
@@ -127,6 +135,9 @@ class PostgresStorage(ThreadTables):
             first.setdefault(link.chain, link.seq)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                # one append of links at a time in the whole database: ``links.id`` then grows in commit order, so
+                # a process that has read the links up to an id has missed none below it (``links_after``)
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LINKS_LOCK)
                 for chain in sorted(first):  # one order for every process: no deadlock between two appends
                     await lock_chain(conn, chain)
                     head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)

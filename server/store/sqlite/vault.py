@@ -174,6 +174,14 @@ class SQLiteStorage:
             rows = await cur.fetchall()
         return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
+    @_atomic
+    async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
+        """The links stored after order number ``after`` (the rowid), each with its own, in the order stored."""
+        async with self._db.execute("SELECT rowid, chain, seq, kind, wire FROM links WHERE rowid > ? ORDER BY rowid",
+                                    (after,)) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), StoredLink(r[1], r[2], r[3], bytes(r[4]))) for r in rows]
+
     async def _refusable(self, write: Callable[[], Awaitable[Outcome]], done: Outcome, conflict: Outcome) -> Outcome:
         """``write`` in one transaction, committed only if it answers ``done``; any other answer (a refusal
         it found) rolls it back, and so does a row that is there already (the ``conflict`` outcome)."""
@@ -462,15 +470,19 @@ class SQLiteStorage:
         try:
             next_pos: dict[tuple[str, str], int] = {}
             senders: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
-            for key in {(p.message.team, p.message.thread) for p in posts}:
-                async with self._db.execute("SELECT next_pos FROM threads WHERE team=? AND thread=?", key) as cur:
-                    found = await cur.fetchone()
-                if found is None:
+            devices: dict[tuple[str, str], set[str]] = {}
+            for p in posts:
+                devices.setdefault((p.message.team, p.message.thread), set()).add(p.message.device)
+            for key, posting in devices.items():  # one query per thread: its next position, its posters' last
+                async with self._db.execute(
+                        "SELECT t.next_pos, s.device, s.seq, s.mid FROM threads t LEFT JOIN thread_senders s "
+                        f"ON s.team=t.team AND s.thread=t.thread AND s.device IN ({', '.join('?' * len(posting))}) "
+                        "WHERE t.team=? AND t.thread=?", (*posting, *key)) as cur:
+                    found = list(await cur.fetchall())
+                if not found:
                     raise RuntimeError(f"thread {key[1]} of team {key[0]} vanished from storage")
-                next_pos[key] = int(found[0])
-                async with self._db.execute("SELECT device, seq, mid FROM thread_senders WHERE team=? AND thread=?",
-                                            key) as cur:
-                    senders[key] = {str(r[0]): (int(r[1]), str(r[2])) for r in await cur.fetchall()}
+                next_pos[key] = int(found[0][0])
+                senders[key] = {str(r[1]): (int(r[2]), str(r[3])) for r in found if r[1] is not None}
             rows, outcomes = place(posts, next_pos, senders)
             await self._db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                        [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record)
