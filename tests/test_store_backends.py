@@ -230,3 +230,20 @@ async def test_two_processes_append_to_one_audit_log(tmp_path: Path, pg_cluster:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_links_after_hands_out_what_another_store_appended_in_order(tmp_path: Path, backend: str) -> None:
+    """How a server process learns the links another one stored (``Directory.catch_up``): every link after an
+    order number, in the order stored, and nothing twice once that number is passed on."""
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        assert await b.links_after(0) == []
+        assert await a.append_links([link("org", 1), link("t1", 1)], [], []) == LinksAppended()
+        first = await b.links_after(0)
+        assert [(x.chain, x.seq) for _, x in first] == [("org", 1), ("t1", 1)]
+        assert first[0][0] < first[1][0]
+        assert await b.append_links([link("t1", 2)], [], []) == LinksAppended()
+        assert [(x.chain, x.seq) for _, x in await a.links_after(first[-1][0])] == [("t1", 2)]
+    finally:
+        await a.close()
+        await b.close()
