@@ -18,12 +18,13 @@ from security.authority import POLICY, paused_note
 from security.protocols import Protocols, defaults, parse
 from server import replies
 from server.context import (
+    CHAINS,
     CHALLENGE,
     CLAIMED,
     CONFIG,
     DIRECTORY,
-    FAILURES,
-    LIMITER,
+    GUARD,
+    LOCK,
     LOGIN,
     LOGINS,
     PUBLIC,
@@ -51,13 +52,24 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     app, source = request.app, source_of(request)
     now = app[CONFIG].clock()
-    wait = app[LIMITER].take(source, now)
+    wait = await app[GUARD].take(source, now)
     if wait > 0:
         raise Throttled("too many requests from your address; wait and try again", wait)
     if canonical in (CHALLENGE, LOGIN):
-        wait = app[FAILURES].blocked(source, now)
+        wait = await app[GUARD].blocked(source, now)
         if wait > 0:
             raise Throttled("too many failed logins from your address; wait and try again", wait)
+    return await handler(request)
+
+
+@web.middleware
+async def chains_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Over a database other server processes share (PostgreSQL): before a request is judged, this process's
+    directory replays the links they stored (one indexed query when there are none; ``Directory.catch_up``)."""
+    app = request.app
+    if await app[CHAINS].links_after(app[DIRECTORY].seen):
+        async with app[LOCK]:  # not between a chain route's check and its commit
+            await app[DIRECTORY].catch_up(app[CHAINS])
     return await handler(request)
 
 

@@ -16,7 +16,7 @@ import os
 from aiohttp import web
 
 from server import metrics
-from server.access import auth_middleware, limit_middleware
+from server.access import auth_middleware, chains_middleware, limit_middleware
 from server.context import (
     AUDIT,
     BUS,
@@ -24,10 +24,9 @@ from server.context import (
     CONFIG,
     DIRECTORY,
     DOCUMENTS,
-    FAILURES,
+    GUARD,
     HUB,
     LAST_PURGE,
-    LIMITER,
     LOCK,
     LOG,
     LOGINS,
@@ -43,7 +42,7 @@ from server.context import (
 from server.datalock import hold_shared
 from server.directory import Directory
 from server.events import Hub
-from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
+from server.guard import MemberRefusals, Refusals
 from server.http import MAX_JSON, errors_middleware
 from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
@@ -60,8 +59,9 @@ __all__ = ["make_app", "open_app"]
 
 
 def make_app(storage: Storage, directory: Directory, config: Config) -> web.Application:
-    app = web.Application(middlewares=[proxy_middleware, metrics_middleware, errors_middleware, audit_middleware,
-                                       limit_middleware, auth_middleware], client_max_size=MAX_JSON,
+    shared = [chains_middleware] if config.database_url else []  # other processes may append links (PostgreSQL)
+    app = web.Application(middlewares=[proxy_middleware, metrics_middleware, errors_middleware, *shared,
+                                       audit_middleware, limit_middleware, auth_middleware], client_max_size=MAX_JSON,
                           # every connection of every runner serving this app (serve() and the tests' alike)
                           handler_args={"keepalive_timeout": config.keepalive_timeout})
     app[STORAGE] = storage
@@ -70,8 +70,7 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()
     app[LAST_PURGE] = [0.0]
-    app[LIMITER] = SourceLimiter(config.rate_per_second, config.rate_burst, config.rate_sources)
-    app[FAILURES] = FailureThrottle(config.rate_sources)
+    app[GUARD] = storage.guard(config.rate_per_second, config.rate_burst, config.rate_sources)
     app[REFUSALS] = Refusals()
     app[MEMBER_REFUSALS] = MemberRefusals(config.member_refusals)
     app[HUB] = app[BUS] = Hub()
@@ -100,7 +99,7 @@ async def open_app(config: Config) -> web.Application:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     lock = hold_shared(config.data_dir)  # released when the app is cleaned up (server/datalock.py)
     try:
-        storage = await open_storage(config.data_dir, config.database_url)
+        storage = await open_storage(config.data_dir, config.database_url, config.collect_garbage)
     except BaseException:
         os.close(lock)
         raise

@@ -25,6 +25,7 @@ from server.endpoint import SELF_SIGNED, Endpoint, Tls, pin_command, resolve
 from server.logs import RequestLogger, configure
 from server.store.backends import open_storage
 from server.store.postgres.tables import holds_deployment
+from server.workers import is_worker, refusal, supervise
 from vault import __version__
 from vault.errors import VaultError
 from vault.heap import tune_for_streaming
@@ -44,7 +45,7 @@ class Initialized:
 
 
 async def initialize(data: Path, host: str, port: int, public_url: str = "", tls: Tls = SELF_SIGNED,
-                     database_url: str = "") -> Initialized:
+                     database_url: str = "", collect: bool = True) -> Initialized:
     """Create DIR, certificate and founder invite (in the database at ``database_url``, if given) if missing;
     return how to connect."""
     data.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ async def initialize(data: Path, host: str, port: int, public_url: str = "", tls
         # Its start would collect the SQLite deployment's blobs as garbage (no version of this database names them).
         raise VaultError(f"{data} holds an SQLite deployment (vault.db) and the database is empty: copy it first "
                          f"with mvault-server migrate --data {data} --to <URL>")
-    storage = await open_storage(data, database_url)
+    storage = await open_storage(data, database_url, collect)
     try:
         secret = await storage.get_meta("founder_secret")
         if secret is None:
@@ -112,14 +113,17 @@ def init(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> N
         sys.exit(1)
 
 
-async def serve(data: Path, settings: Settings, as_json: bool) -> None:
+async def serve(data: Path, settings: Settings, as_json: bool, worker: bool = False) -> None:
     """Serve until SIGINT or SIGTERM. Whatever fails on the way up (the port is taken, the certificate does not
     load) closes what was opened before the error leaves, so the process ends (an open database's thread
-    would keep it alive)."""
+    would keep it alive). ``worker``: one of ``--workers`` (server/workers.py): the port is shared
+    (``SO_REUSEPORT``), nothing is collected and the parent prints how to connect."""
     tls = tls_of(settings)
-    info = await initialize(data, settings.host, settings.port, settings.public_url, tls, settings.database_url)
+    info = await initialize(data, settings.host, settings.port, settings.public_url, tls, settings.database_url,
+                            collect=not worker)
     config = server_config(data, settings)
     config.public_url = info.url  # login statements must name it (server/routes/auth.py)
+    config.collect_garbage = not worker
     app = await open_app(config)
     runner = web.AppRunner(app, access_log=logging.getLogger("mvault.access"), access_log_class=RequestLogger,
                            shutdown_timeout=settings.shutdown_timeout)
@@ -127,9 +131,11 @@ async def serve(data: Path, settings: Settings, as_json: bool) -> None:
     loop = asyncio.get_running_loop()
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=info.endpoint.ssl_context(data, tls))
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=info.endpoint.ssl_context(data, tls),
+                           reuse_port=worker or None)
         await site.start()
-        _print(info, as_json)
+        if not worker:
+            _print(info, as_json)
         sys.stdout.flush()
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info("started", extra={"fields": {"version": __version__, "listen": f"{host}:{settings.port}",
@@ -150,7 +156,9 @@ async def serve(data: Path, settings: Settings, as_json: bool) -> None:
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="data directory")
 @config_options
 @click.option("--json", "as_json", is_flag=True, help="print the connection info as JSON")
-def run(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="server processes on the port (more than 1: PostgreSQL only)")
+def run(data: Path, config_file: Path | None, as_json: bool, workers: int, **flags: Any) -> None:
     """Serve DIR over HTTPS (initializing an empty DIR first)."""
     chosen = effective(data, config_file, flags)
     settings = chosen.settings
@@ -158,14 +166,41 @@ def run(data: Path, config_file: Path | None, as_json: bool, **flags: Any) -> No
         # Behind the proxy every request comes from loopback: the exemption would open the metrics to anyone.
         settings = msgspec.structs.replace(settings, metrics_loopback=False)
     configure(settings.log_format, settings.log_level)
+    why_not = refusal(workers, settings.database_url)
+    if why_not is not None:
+        click.echo(f"error: {why_not}", err=True)
+        sys.exit(1)
+    if workers > 1:
+        sys.exit(_run_workers(data, settings, as_json, workers))
     tune_for_streaming()  # upload and download pieces reused, not faulted in again for each (vault/heap.py)
     try:
-        uvloop.run(serve(data, settings, as_json))
+        uvloop.run(serve(data, settings, as_json, worker=is_worker()))
     except KeyboardInterrupt:
         pass
     except (VaultError, OSError, ValueError) as e:  # ValueError: a certificate that does not load
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
+
+
+def _run_workers(data: Path, settings: Settings, as_json: bool, workers: int) -> int:
+    """The parent of ``--workers``: initialize (and collect) once, then supervise (server/workers.py)."""
+    try:
+        info = asyncio.run(initialize(data, settings.host, settings.port, settings.public_url, tls_of(settings),
+                                      settings.database_url))
+    except (VaultError, OSError, ValueError) as e:
+        click.echo(f"error: {e}", err=True)
+        return 1
+
+    def ready() -> None:
+        _print(info, as_json)
+        sys.stdout.flush()
+        log.info("started", extra={"fields": {"version": __version__, "workers": workers, "data_dir": str(data),
+                                              "backend": "postgresql"}})
+
+    worker = [sys.executable, sys.argv[0], *sys.argv[1:]]  # this very command, as each worker
+    code = supervise(worker, workers, settings.host, settings.port, ready, settings.shutdown_timeout)
+    log.info("stopped")
+    return code
 
 
 main.add_command(config_command)

@@ -23,10 +23,19 @@ from security.events import Sealer
 from security.protocols import Protocols
 from server.directory import Directory
 from server.events import EventBus, Hub
-from server.guard import FailureThrottle, MemberRefusals, Refusals, SourceLimiter
+from server.guard import MemberRefusals, Refusals
 from server.messagelog import MessageLog
 from server.store.owed import OwedJournal
-from server.store.protocols import AuditLog, AuthStore, ChainStore, DocumentStore, SlotStore, Storage, ThreadStore
+from server.store.protocols import (
+    AuditLog,
+    AuthStore,
+    ChainStore,
+    DocumentStore,
+    GuardStore,
+    SlotStore,
+    Storage,
+    ThreadStore,
+)
 from server.store.records import AuthSession
 from vault.wire.operations import OPERATIONS
 
@@ -40,6 +49,9 @@ class Config:
     # PostgreSQL (postgresql://USER@HOST/DB) instead of SQLite in data_dir (server/store/backends.py); blobs and
     # the audit log's signing key stay in data_dir.
     database_url: str = ""
+    # Collect unreferenced blobs and temporary files at start: not in a ``--workers`` worker (server/workers.py),
+    # where another worker's upload may be waiting in tmp/; the parent collects once, before any worker serves.
+    collect_garbage: bool = True
     max_upload: int = 16 * 1024**3
     session_ttl: float = 3600.0
     nonce_ttl: float = 60.0
@@ -123,8 +135,7 @@ CONFIG = web.AppKey("config", Config)
 LOCK = web.AppKey("lock", asyncio.Lock)
 LAST_PURGE = web.AppKey("last_purge", list)  # [time of the last purge of expired login rows]
 PURGE_EVERY = 60.0
-LIMITER = web.AppKey("limiter", SourceLimiter)
-FAILURES = web.AppKey("failures", FailureThrottle)
+GUARD = web.AppKey("guard", GuardStore)  # request budgets and failed logins per source (server/guard.py)
 REFUSALS = web.AppKey("refusals", Refusals)
 MEMBER_REFUSALS = web.AppKey("member_refusals", MemberRefusals)
 STATE = web.AppKey("audit_state", AuditState)

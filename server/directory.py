@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
-from server.store.protocols import Storage
+from server.store.protocols import ChainStore, Storage
+from server.store.records import StoredLink
 from vault.chains import (
     MemberState,
     OrgState,
@@ -39,21 +40,40 @@ class Directory:
     # dated before it, or every client's replay would refuse what was accepted (see ``check_not_before``).
     signed_by_device: dict[str, int] = field(default_factory=dict)
     signed_by_member: dict[str, int] = field(default_factory=dict)
+    seen: int = 0  # the storage's order number (``ChainStore.links_after``) of the last link replayed here
 
     @classmethod
     async def load(cls, storage: Storage) -> Directory:
         d = cls()
-        for stored in await storage.all_links():
-            link = parse_link(stored.wire)
-            if stored.kind == "member":
-                d.commit_member(d.check_member_create(link) if link.seq == 1 else d.check_member_link(link))
-            elif stored.kind == "org":
-                d.commit_org(d.check_org_link(link), link)
-            else:
-                state = d.check_team_create(link) if link.seq == 1 else d.check_team_link(stored.chain, link)
-                d.commit_team(state, link)
+        await d.catch_up(storage)
         await d._note_stored_acts(storage)
         return d
+
+    async def catch_up(self, storage: ChainStore) -> int:
+        """Replay the links stored since ``seen`` that this directory does not hold yet (another server process
+        stored them, over one database); how many. The caller holds the application's chain lock."""
+        applied = 0
+        for order, stored in await storage.links_after(self.seen):
+            if not self._holds(stored):
+                self._replay(stored)
+                applied += 1
+            self.seen = order
+        return applied
+
+    def _holds(self, stored: StoredLink) -> bool:
+        held = (self.member_links.get(stored.chain, []) if stored.kind == "member" else
+                self.org_links if stored.kind == "org" else self.team_links.get(stored.chain, []))
+        return len(held) >= stored.seq
+
+    def _replay(self, stored: StoredLink) -> None:
+        link = parse_link(stored.wire)
+        if stored.kind == "member":
+            self.commit_member(self.check_member_create(link) if link.seq == 1 else self.check_member_link(link))
+        elif stored.kind == "org":
+            self.commit_org(self.check_org_link(link), link)
+        else:
+            state = self.check_team_create(link) if link.seq == 1 else self.check_team_link(stored.chain, link)
+            self.commit_team(state, link)
 
     async def _note_stored_acts(self, storage: Storage) -> None:
         """``signed_by_*`` from the stored document versions, thread records and messages (links are

@@ -19,6 +19,7 @@ from aiohttp import web
 from server.context import CONFIG, HUB, THREADS, running
 from server.notes import Note
 from server.recorder import record_outside_a_request
+from vault.errors import StorageUnavailable
 
 log = logging.getLogger("mvault.server")
 
@@ -40,6 +41,8 @@ async def _purge_loop(app: web.Application) -> None:
         await asyncio.sleep(interval)
         try:
             await purge_due(app, force=True)
+        except StorageUnavailable as e:  # the database is away: the next round tries again, once it is back
+            log.warning("purging expired messages failed: %s", e)
         except Exception:  # logged; the next round tries again
             log.exception("purging expired messages failed")
 

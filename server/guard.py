@@ -2,11 +2,14 @@
 throttle for sources that keep failing logins, counted summaries of unauthenticated refusals instead
 of one event each, and, for members, a few refusal events a minute each with the rest counted.
 
-Everything here lives in memory (a restart forgets it) and is bounded: at most
+On SQLite everything here lives in memory (a restart forgets it) and is bounded: at most
 ``Config.rate_sources`` addresses are tracked per table (the least recently seen go first), and a
 refusal summary holds at most ``MAX_ROUTES`` route keys and ``MAX_DEVICES`` device keys. Addresses
 are never written anywhere; a summary carries only how many distinct sources it saw. Member refusal
 counts are kept per member (an authenticated id, so the directory bounds them) for the current minute.
+On PostgreSQL the request budgets and failed logins live in the database instead
+(``server/store/postgres/guard.py``, ``LocalGuard`` below is the SQLite one), so that every server process
+counts the same ones; addresses are written there only as tags keyed by the data directory's log seed.
 
 Nothing here imports the application: ``server.app`` wires it in.
 """
@@ -95,6 +98,47 @@ class FailureThrottle:
     def clear(self) -> None:
         self._failures.clear()
         self._blocked.clear()
+
+
+class LocalGuard:
+    """``GuardStore`` in this process's memory: right for the SQLite backend, which one process serves
+    (``mvault-server run --workers`` refuses more than one on SQLite), so no other process could count."""
+
+    def __init__(self, rate: float, burst: int, max_sources: int) -> None:
+        self.limiter = SourceLimiter(rate, burst, max_sources)
+        self.failures = FailureThrottle(max_sources)
+
+    @property
+    def rate(self) -> float:
+        return self.limiter.rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self.limiter.rate = value
+
+    @property
+    def burst(self) -> float:
+        return self.limiter.burst
+
+    @burst.setter
+    def burst(self, value: float) -> None:
+        self.limiter.burst = value
+
+    async def take(self, source: str, now: float) -> float:
+        return self.limiter.take(source, now)
+
+    async def blocked(self, source: str, now: float) -> float:
+        return self.failures.blocked(source, now)
+
+    async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool:
+        return self.failures.failure(source, now, limit, window, lock)
+
+    async def purge(self, now: float) -> None:
+        """Nothing to do: both tables are bounded (``max_sources``) and expire entries where they are read."""
+
+    async def clear(self) -> None:
+        self.limiter.clear()
+        self.failures.clear()
 
 
 def _bounded_put(table: OrderedDict[str, V], key: str, value: V, cap: int) -> None:

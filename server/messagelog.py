@@ -2,69 +2,57 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import assert_never
 
-from server.store.commit import GroupCommitter
+from server.store.commit import GroupCommitter, Refused
 from server.store.protocols import ThreadStore
-from server.store.records import StoredMessage
+from server.store.records import MessageOutcome, MessagePlaced, MessagePost, SenderMoved, StoredMessage
 from vault.errors import Conflict
 from vault.messages import ThreadRecord
 
 
-@dataclass
-class ThreadHead:
-    next_pos: int
-    ref: str  # the thread record's ref, which every message names
-    senders: dict[str, tuple[int, str, int]]  # device -> its last message (seq, id, time)
-
-
 class MessageLog:
-    """Appends with group commit: each post is checked against the thread's head in memory
-    (its position and the device's chain), then waits until the batch it joined is durable.
-    Concurrent posts share one transaction and one fsync (``server.store.commit``). If a commit
-    fails, the posts of the batch and those queued behind it fail (503) and the heads, which
-    counted them, are read again from storage."""
+    """Appends with group commit: concurrent posts share one transaction and one fsync
+    (``server.store.commit``), in which the store checks each against its device's last message and gives it
+    its thread's next position (``server/store/positions.py``): nothing about a thread's messages is kept in
+    this process, so several processes may append to one thread. A post that does not follow its device's
+    last message is refused alone (409); a failed commit fails its batch and those queued behind it (503).
+
+    Only each thread's record ref is kept here (``ref``): a thread record never changes and a thread is never
+    deleted, so the ref found once is right for every process for good."""
 
     def __init__(self, storage: ThreadStore) -> None:
         self.storage = storage
-        self.heads: dict[tuple[str, str], ThreadHead] = {}
-        self.committer: GroupCommitter[StoredMessage, None] = GroupCommitter(
-            self._store, "the message", on_failure=self._forget_heads)
+        self.refs: dict[tuple[str, str], str] = {}
+        self.committer: GroupCommitter[MessagePost, int] = GroupCommitter(self._store, "the message")
 
-    async def head(self, team: str, thread: str) -> ThreadHead | None:
-        """The thread's head (None: no such thread in the team)."""
+    async def ref(self, team: str, thread: str) -> str | None:
+        """The ref of the thread's record, which every message names (None: no such thread in the team)."""
         key = (team, thread)
-        if key not in self.heads:
+        if key not in self.refs:
             stored = await self.storage.thread_head(team, thread)
             if stored is None:
                 return None
-            ref = ThreadRecord.parse(stored.record).ref
-            # a concurrent load may have won:
-            self.heads.setdefault(key, ThreadHead(stored.next_pos, ref, stored.senders))
-        return self.heads[key]
+            self.refs[key] = ThreadRecord.parse(stored.record).ref
+        return self.refs[key]
 
     async def append(self, m: StoredMessage, prev: str | None) -> int:
-        """Append to a thread whose head the caller found (threads are never deleted)."""
-        head = await self.head(m.team, m.thread)
-        if head is None:
-            raise RuntimeError(f"thread {m.thread} of team {m.team} vanished from storage")
-        last = head.senders.get(m.device)
-        last_seq, last_id = (last[0], last[1]) if last else (0, None)
-        if m.seq != last_seq + 1 or prev != last_id:
-            raise Conflict(f"this device's last message in the thread is number {last_seq}; "
-                           "read the thread and post again")
-        row = replace(m, pos=head.next_pos)
-        head.next_pos += 1
-        head.senders[m.device] = (m.seq, m.mid, m.time)
-        await self.committer.submit(row)
-        return row.pos
+        """Append to a thread whose record the caller found: the message's position (``m.pos`` is ignored)."""
+        return await self.committer.submit(MessagePost(m, prev))
 
     async def close(self) -> None:
         await self.committer.close()
 
-    async def _store(self, rows: list[StoredMessage]) -> list[None]:
-        await self.storage.add_messages(rows)
-        return [None] * len(rows)
+    async def _store(self, posts: list[MessagePost]) -> list[int | Refused]:
+        return [_answer(o) for o in await self.storage.add_messages(posts)]
 
-    def _forget_heads(self, rows: list[StoredMessage]) -> None:
-        self.heads.clear()  # they counted the failed rows; read again from storage when next needed
+
+def _answer(outcome: MessageOutcome) -> int | Refused:
+    match outcome:
+        case MessagePlaced(pos):
+            return pos
+        case SenderMoved(last_seq):
+            return Refused(Conflict(f"this device's last message in the thread is number {last_seq}; "
+                                    "read the thread and post again"))
+        case _:
+            assert_never(outcome)

@@ -35,7 +35,7 @@ from server.context import (
     CLAIMED,
     CONFIG,
     DIRECTORY,
-    FAILURES,
+    GUARD,
     KEY_HOLDER,
     LOGIN,
     MEMBER_REFUSALS,
@@ -56,7 +56,15 @@ from server.notes import LOGGED_LINKS, NOTES, Note, today
 from server.store.protocols import AuditLog
 from server.store.records import AuthSession
 from vault.encoding import Fields, decode
-from vault.errors import ChainError, EncodingError, InsufficientStorage, ServiceUnavailable, Throttled, VaultError
+from vault.errors import (
+    ChainError,
+    EncodingError,
+    InsufficientStorage,
+    ServiceUnavailable,
+    StorageUnavailable,
+    Throttled,
+    VaultError,
+)
 from vault.links import link_hash, parse_link
 
 log = logging.getLogger("mvault.server")
@@ -79,8 +87,9 @@ async def record(app: web.Application, n: Note, result: str, session: AuthSessio
     try:
         await settle(app)
         return await app[AUDIT].append(leaf, now // DAY)
-    except InsufficientStorage:
-        st.owed.append((leaf, now // DAY))  # sealed events are never dropped: appended once there is space
+    except (InsufficientStorage, StorageUnavailable):
+        # sealed events are never dropped: appended once there is space, or once the database is back
+        st.owed.append((leaf, now // DAY))
         keep_owed(app)
         raise
 
@@ -171,7 +180,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         await _guarded(app, _record_failure(request, status, code))
         raise
     session = request.get(SESSION_KEY)
-    full: list[InsufficientStorage] = []
+    full: list[InsufficientStorage | StorageUnavailable] = []
 
     async def record_note(n: Note) -> None:
         try:
@@ -181,14 +190,18 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
                 await _guarded(app, _record_member_refusal(request, n, _result(status), session, code))
             else:
                 await _guarded(app, record(app, n, "ok", session))
-        except InsufficientStorage as e:  # the event is owed (``settle``): seal the others too, then refuse
-            full.append(e)
+        except (InsufficientStorage, StorageUnavailable) as e:  # the event is owed (``settle``): seal the others
+            full.append(e)  # too, then refuse
 
     # Started in order (each seals and submits its leaf before it first waits): one group commit for them all.
     await asyncio.gather(*(record_note(n) for n in request.get(NOTES, []) if not n.failure_only))
     if full:
         st.owed_links += request.get(LOGGED_LINKS, [])
         keep_owed(app)
+        if all(isinstance(e, StorageUnavailable) for e in full):
+            raise StorageUnavailable("the server's database went away while this request was recorded in the "
+                                     "audit log: what it did may be stored, unconfirmed; check before repeating "
+                                     "it") from full[0]
         raise InsufficientStorage("the server has no space left on its disk to record this request in the audit "
                                   "log: what it did may be stored, unconfirmed; check before repeating it") from full[0]
     await _links_logged(app, request.get(LOGGED_LINKS, []))
@@ -246,7 +259,9 @@ async def _guarded(app: web.Application, work: Awaitable[object]) -> None:
     try:
         await work
     except (VaultError, web.HTTPException, asyncio.CancelledError) as e:
-        if not isinstance(e, ServiceUnavailable):  # the audit store's group commit failed (server.store.commit)
+        # ServiceUnavailable: the audit store's group commit failed (server.store.commit); but a database that
+        # went away (StorageUnavailable) is the operator's to bring back: the event is owed (``record``)
+        if isinstance(e, StorageUnavailable) or not isinstance(e, ServiceUnavailable):
             raise
         failure: BaseException = e
     except Exception as e:
@@ -318,7 +333,7 @@ async def _count_refusal(request: web.Request, status: int, code: str) -> None:
                                status == Throttled.status)
     if route == LOGIN and status == 401 and not request.get(KEY_HOLDER):  # a key holder guessed nothing
         rule = protocols_of(app).rule("failed-logins")
-        if rule.enabled and app[FAILURES].failure(source, now, rule.int_("max_failures"),
+        if rule.enabled and await app[GUARD].failure(source, now, rule.int_("max_failures"),
                                                   rule.int_("window_minutes") * 60.0,
                                                   rule.int_("lock_minutes") * 60.0):
             app[REFUSALS].blocked()
@@ -362,6 +377,8 @@ async def refusal_flusher(app: web.Application) -> AsyncIterator[None]:
     if state is not None and not state.broken and AUDIT in app:
         try:
             await flush_refusals(app, math.inf)
+        except (InsufficientStorage, StorageUnavailable) as e:  # owed (``record``): appended at the next start
+            log.warning("the last summary of refused requests at shutdown is owed: %s", e)
         except Exception:
             log.exception("could not record the last summary of refused requests at shutdown")
 

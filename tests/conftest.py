@@ -130,23 +130,22 @@ class ServerThread:
 
     def forget_sources(self) -> None:
         """Forget every source address's request budget and failed logins (the server's loop does it)."""
-        from server.context import FAILURES, LIMITER
+        from server.context import GUARD
 
         async def forget() -> None:
-            self.app[FAILURES].clear()
-            self.app[LIMITER].clear()
+            await self.app[GUARD].clear()
 
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(forget(), self._loop).result(10)
 
     def set_limits(self, rate_per_second: float, burst: int) -> None:
         """Give requests without a session this budget per address from now on (the server's loop does it)."""
-        from server.context import LIMITER
+        from server.context import GUARD
 
         async def put() -> None:
-            limiter = self.app[LIMITER]
-            limiter.rate, limiter.burst = rate_per_second, float(burst)
-            limiter.clear()
+            guard = self.app[GUARD]
+            guard.rate, guard.burst = rate_per_second, float(burst)
+            await guard.clear()
 
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(put(), self._loop).result(10)

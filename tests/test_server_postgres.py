@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.store.postgres.schema import SchemaTooNew
+from server.store.postgres.schema import VERSION, SchemaTooNew
 from server.store.postgres.vault import PostgresStorage
 from tests.helpers.postgres import Cluster
 
@@ -45,7 +45,7 @@ def test_init_writes_the_founder_invite_into_the_database(tmp_path: Path, pg_clu
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["invite"]
     assert pg_cluster.psql("SELECT count(*) FROM meta WHERE key LIKE 'founder_%'", url) == "2"
-    assert pg_cluster.psql("SELECT max(version) FROM schema_version", url) == "1"
+    assert pg_cluster.psql("SELECT max(version) FROM schema_version", url) == str(VERSION)
     assert not (tmp_path / "d" / "vault.db").exists()  # nothing in SQLite
 
 
@@ -69,7 +69,7 @@ async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path, pg_cluste
     url = pg_cluster.new_database()
     await (await PostgresStorage.open(url, tmp_path)).close()
     pg_cluster.psql("INSERT INTO schema_version VALUES (99)", url)
-    with pytest.raises(SchemaTooNew, match=r"version 99, newer than this server knows \(1\)"):
+    with pytest.raises(SchemaTooNew, match=rf"version 99, newer than this server knows \({VERSION}\)"):
         await PostgresStorage.open(url, tmp_path)
     line = _one_error(_run("run", "--data", str(tmp_path), "--database", url, "--port", str(_closed_port())))
     assert "newer than this server knows" in line

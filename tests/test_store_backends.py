@@ -18,6 +18,9 @@ from server.store.records import (
     ChainMoved,
     HeadMoved,
     LinksAppended,
+    MessagePlaced,
+    MessagePost,
+    SenderMoved,
     SlotFill,
     SlotMissing,
     SlotOpen,
@@ -166,7 +169,12 @@ async def test_threads_and_their_messages(store: Storage) -> None:
     assert await store.add_thread(thread, 100, quota) == ThreadAdded()
     assert await store.add_thread(thread, 100, quota) == ThreadExists()
     assert (await store.usage("m", "thread", 100, 5)).today == 1  # the refused one is not counted
-    await store.add_messages([message(1, 1, 100), message(2, 1, 120, "d2"), message(3, 2, 130)])
+    # positions are the store's to give; each message must follow its device's last one (number and id)
+    placed = await store.add_messages([
+        MessagePost(message(0, 1, 100), None), MessagePost(message(0, 1, 120, "d2"), None),
+        MessagePost(message(0, 3, 125), "md11"), MessagePost(message(0, 2, 130), "md12"),
+        MessagePost(message(0, 2, 130), "md11")])
+    assert placed == [MessagePlaced(1), MessagePlaced(2), SenderMoved(1), SenderMoved(1), MessagePlaced(3)]
     head = await store.thread_head("t1", "th")
     assert head is not None and head.next_pos == 4 and head.senders == {"d1": (2, "md12", 130), "d2": (1, "md21", 120)}
     assert await store.thread_head("t1", "none") is None
@@ -219,6 +227,23 @@ async def test_two_processes_append_to_one_audit_log(tmp_path: Path, pg_cluster:
             assert (await c.checkpoint("org", 2)) == cp  # the one stored at that size, whoever asks
         finally:
             await c.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_links_after_hands_out_what_another_store_appended_in_order(tmp_path: Path, backend: str) -> None:
+    """How a server process learns the links another one stored (``Directory.catch_up``): every link after an
+    order number, in the order stored, and nothing twice once that number is passed on."""
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        assert await b.links_after(0) == []
+        assert await a.append_links([link("org", 1), link("t1", 1)], [], []) == LinksAppended()
+        first = await b.links_after(0)
+        assert [(x.chain, x.seq) for _, x in first] == [("org", 1), ("t1", 1)]
+        assert first[0][0] < first[1][0]
+        assert await b.append_links([link("t1", 2)], [], []) == LinksAppended()
+        assert [(x.chain, x.seq) for _, x in await a.links_after(first[-1][0])] == [("t1", 2)]
     finally:
         await a.close()
         await b.close()

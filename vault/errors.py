@@ -39,6 +39,7 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   raised by the server only (its answers carry their code and status):
     ├── Throttled                a source sent too many requests or failed too many logins (429)
     ├── ServiceUnavailable       the server cannot record or store right now (503)
+    │   └── StorageUnavailable   its database went away; the server goes on once it is back (503)
     ├── InsufficientStorage      the server's disk is full: an upload was not stored (507)
     └── LogCorrupted             the stored audit log is not contiguous (the server refuses to start)
 
@@ -278,6 +279,11 @@ class Throttled(VaultError):
 class ServiceUnavailable(VaultError):
     code = "unavailable"
     status = 503
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The server's database went away (stopped, crashed, unreachable): the request is answered 503 and the
+    server goes on serving once the database is back (nothing is broken for good)."""
 
 
 class InsufficientStorage(VaultError):

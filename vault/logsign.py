@@ -29,6 +29,19 @@ def log_keypair(seed: bytes) -> tuple[bytes, bytes]:
     return p.sign_keypair(seed)
 
 
+def source_tag_key(seed: bytes) -> bytes:
+    """The key of ``source_tag``, derived from the log seed (which stays in the data directory, never in the
+    database): the tags a database holds are useless without the data directory's seed."""
+    return p.kdf(seed, labels.KDF_SOURCE_TAG)
+
+
+def source_tag(key: bytes, address: str) -> bytes:
+    """16 bytes that stand for a source address in the database (request budgets, failed logins): keyed
+    BLAKE2b of the address under ``source_tag_key``, so that every server process sharing the data directory
+    computes the same tag and nobody reading only the database learns (or tests guesses of) an address."""
+    return p.kdf(key, address.encode(), 16)
+
+
 def sign_checkpoint(log_secret: bytes, checkpoint_raw: bytes) -> bytes:
     return p.sign(log_secret, labels.SIG_CHECKPOINT, checkpoint_raw)
 

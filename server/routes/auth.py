@@ -17,6 +17,7 @@ from server.access import cut_off, removed, revoked_refusal
 from server.context import (
     CONFIG,
     DIRECTORY,
+    GUARD,
     KEY_HOLDER,
     LAST_PURGE,
     LOGINS,
@@ -52,6 +53,7 @@ async def _purge_now_and_then(app: web.Application, now: float) -> None:
     if now - app[LAST_PURGE][0] >= PURGE_EVERY:
         app[LAST_PURGE][0] = now
         await app[LOGINS].purge_expired(now)
+        await app[GUARD].purge(now)
 
 
 LOGIN_REFUSED = "login refused: the signature does not verify for this member and device"

@@ -139,8 +139,8 @@ async def post_message(request: web.Request) -> web.Response:
     app = request.app
     event = note(request, "msg.post", {"team": team.team_id, "thread": request.match_info["thread"][:64]})
     thread = _thread_id(request.match_info["thread"])
-    head = await app[LOG].head(team.team_id, thread)  # kept in memory after the first post
-    if head is None:
+    ref = await app[LOG].ref(team.team_id, thread)  # a thread's record never changes: kept after the first post
+    if ref is None:
         raise replies.no_such_thread()
     if request.content_length is not None and request.content_length > 2 * MAX_RECORD:
         raise web.HTTPRequestEntityTooLarge(max_size=2 * MAX_RECORD, actual_size=request.content_length)
@@ -151,7 +151,7 @@ async def post_message(request: web.Request) -> web.Response:
     event.detail.update({"gen": h.gen, "seq": h.seq})
     if (h.team, h.thread) != (team.team_id, thread):
         raise IntegrityError("message header names another team or thread")
-    if h.rec != head.ref:
+    if h.rec != ref:
         raise IntegrityError("message header names another record of this thread")
     # Judged again as things are now (a removal or a team change may have landed while the body
     # arrived); from here to the append nothing waits, so messages are stored in the order of the

@@ -12,9 +12,9 @@ from server.store.sqlite.audit import AuditStore
 from server.store.sqlite.vault import SQLiteStorage
 
 
-async def open_storage(data_dir: Path, database_url: str = "") -> SQLiteStorage | PostgresStorage:
+async def open_storage(data_dir: Path, database_url: str = "", collect: bool = True) -> SQLiteStorage | PostgresStorage:
     if database_url:
-        return await PostgresStorage.open(database_url, data_dir)
+        return await PostgresStorage.open(database_url, data_dir, collect)
     return await SQLiteStorage.open(data_dir)
 
 

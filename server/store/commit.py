@@ -15,7 +15,8 @@ The rule:
 - If ``write`` raises (the transaction failed: nothing of the batch is stored), every item of the
   batch AND every item queued behind it fails with ``ServiceUnavailable`` (503; the cause is logged
   once), or with ``InsufficientStorage`` (507) when the disk is full (``server.store.space``): the
-  next batch is tried afresh, so writes succeed again once space is freed. ``on_failure`` runs
+  next batch is tried afresh, so writes succeed again once space is freed. A store whose database went
+  away raises ``StorageUnavailable``: the same, with that error (503), logged as a warning. ``on_failure`` runs
   first, with those items, so the store drops what it derived from them in memory (items queued
   behind were checked against that state, hence they fail too).
 - A caller that stops waiting (a client hangs up) does not cancel its write: the batch goes on.
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from server.store.space import no_space, out_of_space
-from vault.errors import ServiceUnavailable
+from vault.errors import ServiceUnavailable, StorageUnavailable
 
 Item = TypeVar("Item")  # an item of a batch
 R = TypeVar("R")
@@ -96,6 +97,12 @@ class GroupCommitter(Generic[Item, R]):
                 self._fail(batch, shutting_down)
                 raise
             except Exception as e:  # noqa: BLE001 - the transaction failed: the batch and the queue fail
+                if isinstance(e, StorageUnavailable):  # the database went away: not this server's fault
+                    log.warning("storing %d items (%s) failed: %s; they and %d queued behind them get 503",
+                                len(batch), self._what, e, len(self._queue))
+                    self._fail(batch, lambda: StorageUnavailable(
+                        f"the server could not store {self._what}: its database is unavailable; try again shortly"))
+                    continue
                 if out_of_space(e):
                     log.error("storing %d items (%s) failed: the disk is full; they and %d queued behind them "
                               "get 507", len(batch), self._what, len(self._queue))

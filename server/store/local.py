@@ -2,8 +2,8 @@
 
 Login nonces live in memory: single-use and valid for a minute, they need no disk. A restart forgets
 them all, which can only make a pending login ask for a new challenge (never accept a used one). At most
-``MAX_NONCES`` are held (a flood of challenges evicts the oldest). With several server processes a nonce is
-known only to the process that issued it (moving them into the database is issue 19's next step).
+``MAX_NONCES`` are held (a flood of challenges evicts the oldest). Only the SQLite backend keeps them here: one
+process serves an SQLite data directory (``run --workers`` refuses more); PostgreSQL keeps them in the database.
 
 Sessions are never changed once stored, only expired: a session found is kept (the caller checks its
 expiry), which saves one query per request.

@@ -169,3 +169,30 @@ class StoredHead:
     next_pos: int
     record: bytes
     senders: dict[str, tuple[int, str, int]]
+
+
+@dataclass(frozen=True)
+class MessagePost:
+    """A message to append to its thread: ``message.pos`` is ignored (the store assigns it); ``prev`` is the id
+    of the sender device's previous message in the thread, as the message names it (None: its first)."""
+
+    message: StoredMessage
+    prev: str | None
+
+
+@dataclass(frozen=True)
+class MessagePlaced:
+    """The message is stored at ``pos``, its thread's next position when its transaction committed."""
+
+    pos: int
+
+
+@dataclass(frozen=True)
+class SenderMoved:
+    """The device's last stored message in the thread is not the one this message follows (``last_seq``:
+    its number; 0: none): nothing of the message is stored."""
+
+    last_seq: int
+
+
+MessageOutcome: TypeAlias = MessagePlaced | SenderMoved

@@ -71,11 +71,19 @@ class Cluster:
         data = self.root / "data"
         self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8",
                   "--locale=C", "--no-sync")
+        return self.serve()
+
+    def serve(self) -> Cluster:
+        """Start the initialized cluster (again, after ``halt``)."""
         options = (f"-k {self.root} -c listen_addresses='' -p {self.port} -c fsync=off -c synchronous_commit=off "
                    "-c full_page_writes=off -c max_connections=200")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.root / "log"),
-                  "-w", "-t", "60", "start")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-o", options, "-l",
+                  str(self.root / "log"), "-w", "-t", "60", "start")
         return self
+
+    def halt(self) -> None:
+        """``pg_ctl stop -m fast``: every connection is ended, as when an operator stops the database."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
 
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.root}&port={self.port}"

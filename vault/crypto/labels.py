@@ -69,6 +69,7 @@ SIG_RESTORE = b"mvault/v1/restore-acceptance"  # the Security Team accepts a res
 SIG_TIMELINE = b"mvault/v1/timeline"  # a Security Team device signs a timeline evidence bundle
 KDF_AUDIT_SEAL = b"mvault/v1/audit/seal-key"
 KDF_AUDIT_SLOT = b"mvault/v1/audit/slot-key"
+KDF_SOURCE_TAG = b"mvault/v1/server/source-tag"  # keys the tags of source addresses kept in the database
 AD_AUDIT_SLOT = b"mvault/v1/audit/slot"
 AD_AUDIT_EVENT = b"mvault/v1/audit/event"
 

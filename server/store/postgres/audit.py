@@ -23,7 +23,7 @@ from security.merkle import MerkleTree, leaf_hash
 from server.store.auditnotes import AuditNotes
 from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
-from server.store.postgres.schema import AUDIT_LOCK, Conn, connect
+from server.store.postgres.schema import AUDIT_LOCK, Conn, connect, lost_is_unavailable
 from server.store.records import Cosig, StoredCheckpoint
 from vault.errors import LogCorrupted
 from vault.logsign import log_keypair
@@ -31,6 +31,7 @@ from vault.logsign import log_keypair
 MAX_PAGE = 2000
 
 
+@lost_is_unavailable
 class PostgresAudit(AuditNotes):
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], tree: MerkleTree, log_secret: bytes,
                  log_public: bytes) -> None:

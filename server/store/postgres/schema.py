@@ -13,12 +13,15 @@ stored in (SQLite's rowid). The audit log's tables share the database (its meta 
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from vault.errors import VaultError
+from vault.errors import StorageUnavailable, VaultError
 
 # A connection, of its own or lent by a pool.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -76,12 +79,27 @@ MIGRATIONS: tuple[str, ...] = (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, size bigint NOT NULL, time bigint NOT NULL,
         raw bytea NOT NULL, sig bytea NOT NULL);
     """,
+    # 2: what SQLite keeps in its one process's memory, here shared by every process (server/store/postgres/guard.py)
+    """
+    CREATE TABLE login_nonces (
+        nonce bytea PRIMARY KEY, member text NOT NULL, device text NOT NULL, expires double precision NOT NULL);
+    CREATE INDEX login_nonces_expires ON login_nonces (expires);
+    CREATE TABLE source_budgets (
+        source bytea PRIMARY KEY, tokens double precision NOT NULL, at double precision NOT NULL,
+        spent boolean NOT NULL);
+    CREATE INDEX source_budgets_at ON source_budgets (at);
+    CREATE TABLE login_failures (
+        source bytea PRIMARY KEY, times double precision[] NOT NULL, blocked_until double precision NOT NULL,
+        touched double precision NOT NULL);
+    CREATE INDEX login_failures_touched ON login_failures (touched);
+    """,
 )
 VERSION = len(MIGRATIONS)
 
-# Advisory lock keys (one bigint namespace per database): the migrations, and the audit log's appends.
+# Advisory lock keys (one bigint namespace per database): the migrations, the audit log's appends, chain appends.
 MIGRATION_LOCK = 0x6D76_0001
 AUDIT_LOCK = 0x6D76_0002
+LINKS_LOCK = 0x6D76_0003  # chain appends, one at a time (server/store/postgres/vault.py append_links)
 
 
 class SchemaTooNew(VaultError):
@@ -91,11 +109,29 @@ class SchemaTooNew(VaultError):
     status = 500
 
 
-class DatabaseUnavailable(VaultError):
-    """The database cannot be reached or refused the connection (the server does not start)."""
+class DatabaseUnavailable(StorageUnavailable):
+    """The database cannot be reached, refused the connection or went away: at start the server does not start;
+    while serving, the request is answered 503 and the server goes on (the pool connects again when asked)."""
 
-    code = "database_unavailable"
-    status = 503
+
+# What asyncpg raises when the database went away under an open connection (a fast or immediate shutdown, a
+# crash, a reset connection): the request failed for want of a database, not for what it asked.
+_LOST = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
+         asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.CannotConnectNowError)
+
+
+def database_lost(e: BaseException) -> bool:
+    """Did ``e`` come from a database that went away (rather than from what was asked of it)?"""
+    return isinstance(e, _LOST) or (isinstance(e, asyncpg.InterfaceError) and "connection is closed" in str(e))
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection[asyncpg.Record]:
+    """A new connection for the pool; ``DatabaseUnavailable`` if the database cannot be reached (a refused or
+    missing socket is an ``OSError`` that says nothing of a database on its own)."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, TimeoutError) as e:
+        raise DatabaseUnavailable(f"the database cannot be reached ({e}); try again shortly") from e
 
 
 async def migrate(conn: Conn) -> int:
@@ -117,8 +153,9 @@ async def migrate(conn: Conn) -> int:
 async def connect(url: str) -> asyncpg.Pool[asyncpg.Record]:
     """A pool on ``url`` with the schema brought up to date; ``DatabaseUnavailable`` if it cannot be reached."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=10)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as e:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=10, connect=_connect)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError,
+            DatabaseUnavailable) as e:
         raise DatabaseUnavailable(f"cannot connect to the database at {redacted(url)}: {e}") from e
     try:
         async with pool.acquire() as conn:
@@ -137,3 +174,34 @@ def redacted(url: str) -> str:
     userinfo, _, host = rest.partition("@")
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}{':***' if ':' in userinfo else ''}@{host}"
+
+
+C = TypeVar("C", bound=type)
+
+
+def lost_is_unavailable(cls: C) -> C:
+    """Every coroutine method of ``cls`` (its own and inherited) raises ``DatabaseUnavailable`` where asyncpg
+    says the database went away, so that the routes answer 503 and the recorder keeps the event owed
+    (``server/recorder.py``) instead of a 500 or a server that refuses everything until restarted."""
+    for name in dir(cls):
+        fn = getattr(cls, name)
+        if isinstance(inspect.getattr_static(cls, name), classmethod | staticmethod):
+            continue  # opening: DatabaseUnavailable from ``connect`` already
+        if name.startswith("__") or not inspect.iscoroutinefunction(fn) or getattr(fn, "_lost_is_unavailable", False):
+            continue
+        setattr(cls, name, _translated(fn))
+    return cls
+
+
+def _translated(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as e:
+            if database_lost(e) and not isinstance(e, DatabaseUnavailable):
+                raise DatabaseUnavailable(f"the database went away ({type(e).__name__}); try again shortly") from e
+            raise
+
+    wrapper._lost_is_unavailable = True  # type: ignore[attr-defined]
+    return wrapper

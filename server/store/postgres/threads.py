@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncpg
 
+from server.store.positions import place
 from server.store.postgres import usage as PU
-from server.store.records import StoredHead, StoredMessage, StoredThread, ThreadAdded, ThreadExists, ThreadOutcome
+from server.store.records import (
+    MessageOutcome,
+    MessagePost,
+    StoredHead,
+    StoredMessage,
+    StoredThread,
+    ThreadAdded,
+    ThreadExists,
+    ThreadOutcome,
+)
 from server.usage import Allowance, over_quota, thread_creator
-from vault.errors import ServiceUnavailable
-
-
-class PositionTaken(ServiceUnavailable):
-    """A message's position is not its thread's next one in the database (another process stored one there
-    first): its batch is stored not at all, and fails (``server/store/commit.py``)."""
 
 
 def _thread(r: asyncpg.Record) -> StoredThread:
@@ -63,19 +67,21 @@ class ThreadTables:
                 "SELECT device, seq, mid, time FROM thread_senders WHERE team=$1 AND thread=$2", team, thread)}
         return StoredHead(int(row[0]), bytes(row[1]), senders)
 
-    async def add_messages(self, rows: list[StoredMessage]) -> None:
-        """Store messages whose chains the caller checked, in one transaction: each at its thread's next
-        position in the database (checked under the thread row's lock), or none of them (``PositionTaken``)."""
+    async def add_messages(self, posts: list[MessagePost]) -> list[MessageOutcome]:
+        """Append messages in one transaction, each at its thread's next position as the database has it under
+        the thread row's lock (``server/store/positions.py``): two processes never take one position."""
         async with self._pool.acquire() as conn, conn.transaction():
-            expected: dict[tuple[str, str], int] = {}
-            for key in sorted({(m.team, m.thread) for m in rows}):  # one lock order: no deadlock
-                expected[key] = int(await conn.fetchval(
-                    "SELECT next_pos FROM threads WHERE team=$1 AND thread=$2 FOR UPDATE", *key))
-            for m in sorted(rows, key=lambda m: m.pos):
-                if m.pos != expected[(m.team, m.thread)]:
-                    raise PositionTaken("another server process stored a message in this thread first; "
-                                        "read the thread and post again")
-                expected[(m.team, m.thread)] += 1
+            next_pos: dict[tuple[str, str], int] = {}
+            senders: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
+            for key in sorted({(p.message.team, p.message.thread) for p in posts}):  # one lock order: no deadlock
+                found = await conn.fetchval("SELECT next_pos FROM threads WHERE team=$1 AND thread=$2 FOR UPDATE",
+                                            *key)
+                if found is None:
+                    raise RuntimeError(f"thread {key[1]} of team {key[0]} vanished from storage")
+                next_pos[key] = int(found)
+                senders[key] = {str(r[0]): (int(r[1]), str(r[2])) for r in await conn.fetch(
+                    "SELECT device, seq, mid FROM thread_senders WHERE team=$1 AND thread=$2", *key)}
+            rows, outcomes = place(posts, next_pos, senders)
             await conn.executemany("INSERT INTO messages VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                                    [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record) for m in rows])
             await conn.executemany(
@@ -85,6 +91,7 @@ class ThreadTables:
             await conn.executemany("UPDATE threads SET next_pos=greatest(next_pos, $1), "
                                    "last_time=greatest(last_time, $2) WHERE team=$3 AND thread=$4",
                                    [(m.pos + 1, m.time, m.team, m.thread) for m in rows])
+        return outcomes
 
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
         """Messages after position ``after`` that have not expired, oldest first."""

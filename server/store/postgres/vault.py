@@ -9,8 +9,8 @@ SQLite gets from its single writer made explicit, so that several server process
   and rotation cannot be stored between an upload's check of the team chain and its commit;
 - a document's versions: its advisory lock, then the head check; (team, doc, seq) is unique as well;
 - quotas: the member's advisory lock before counting (``server/store/postgres/usage.py``);
-- thread messages: each row's position is checked against the thread's ``next_pos`` under the thread row's
-  lock (``FOR UPDATE``), in the transaction that stores it.
+- thread messages: each one's position is assigned from the thread's ``next_pos``, and its sender's sequence
+  checked, under the thread row's lock (``FOR UPDATE``), in the transaction that stores it.
 
 Every method is one transaction on a connection of the pool. Blobs are named by version id and written
 before the row that references them; unreferenced ones are collected at start (``collect_garbage``).
@@ -24,9 +24,11 @@ from pathlib import Path
 import asyncpg
 
 from server.store.blobs import BlobStore, FileBlobs
-from server.store.local import Nonces, SessionCache
+from server.store.local import SessionCache
+from server.store.logkey import log_seed
 from server.store.postgres import usage as PU
-from server.store.postgres.schema import Conn, connect
+from server.store.postgres.guard import PostgresGuard
+from server.store.postgres.schema import LINKS_LOCK, Conn, connect, lost_is_unavailable
 from server.store.postgres.threads import ThreadTables
 from server.store.records import (
     AuthSession,
@@ -47,6 +49,7 @@ from server.store.records import (
 )
 from server.usage import Allowance, Usage, over_quota, version_author
 from vault.links import link_hash
+from vault.logsign import source_tag_key
 
 _COLS = "vid, team, doc, seq, record, blob, body_len"
 
@@ -61,6 +64,7 @@ async def lock_chain(conn: Conn, chain: str, shared: bool = False) -> None:
                        "(hashtextextended('chain:' || $1, 0))", chain)
 
 
+@lost_is_unavailable
 class PostgresStorage(ThreadTables):
     """Chains, boxes, documents, login and slots in PostgreSQL (threads: ``ThreadTables``)."""
 
@@ -68,16 +72,24 @@ class PostgresStorage(ThreadTables):
         super().__init__(pool)
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
-        self._nonces = Nonces()
+        # Sessions are never changed once stored, only expired (a revoked device or removed member is refused
+        # from the chains, ``server/access.py``): one found is still right on every process until its expiry.
         self._sessions = SessionCache()
+        self._tag_key = source_tag_key(log_seed(data_dir / "log.key"))
+
+    def guard(self, rate: float, burst: int, max_sources: int) -> PostgresGuard:
+        """Request budgets and failed logins in the database (``max_sources``: rows expire instead)."""
+        return PostgresGuard(self._pool, self._tag_key, rate, burst)
 
     @classmethod
-    async def open(cls, url: str, data_dir: Path) -> PostgresStorage:
+    async def open(cls, url: str, data_dir: Path, collect: bool = True) -> PostgresStorage:
+        """``collect``: remove unreferenced blobs first (only where no other process is serving)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         pool = await connect(url)
         store = cls(pool, data_dir)
         try:
-            await store.collect_garbage()
+            if collect:
+                await store.collect_garbage()
         except BaseException:
             await pool.close()
             raise
@@ -107,6 +119,12 @@ class PostgresStorage(ThreadTables):
         rows = await self._pool.fetch("SELECT chain, seq, kind, wire FROM links ORDER BY id")
         return [StoredLink(str(r[0]), int(r[1]), str(r[2]), bytes(r[3])) for r in rows]
 
+    async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
+        """The links stored after order number ``after`` (``links.id``), each with its own, in the order stored:
+        how a server process learns the links another one stored (``server/directory.py`` ``catch_up``)."""
+        rows = await self._pool.fetch("SELECT id, chain, seq, kind, wire FROM links WHERE id > $1 ORDER BY id", after)
+        return [(int(r[0]), StoredLink(str(r[1]), int(r[2]), str(r[3]), bytes(r[4]))) for r in rows]
+
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
         """The links and their key boxes in one transaction, with a note of each link in ``unlogged_links``
@@ -117,6 +135,9 @@ class PostgresStorage(ThreadTables):
             first.setdefault(link.chain, link.seq)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                # one append of links at a time in the whole database: ``links.id`` then grows in commit order, so
+                # a process that has read the links up to an id has missed none below it (``links_after``)
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LINKS_LOCK)
                 for chain in sorted(first):  # one order for every process: no deadlock between two appends
                     await lock_chain(conn, chain)
                     head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)
@@ -208,10 +229,14 @@ class PostgresStorage(ThreadTables):
     # -- login ------------------------------------------------------------------------------
 
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
-        self._nonces.add(nonce, member, device, expires)  # in memory (server/store/local.py)
+        """In the database, so that a login may reach any process (expired ones go in ``purge_expired``)."""
+        await self._pool.execute("INSERT INTO login_nonces VALUES ($1, $2, $3, $4)", nonce, member, device, expires)
 
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        return self._nonces.take(nonce)
+        """A nonce can be taken once, by one process: the row's deletion decides."""
+        row = await self._pool.fetchrow("DELETE FROM login_nonces WHERE nonce=$1 RETURNING member, device, expires",
+                                        nonce)
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         await self._pool.execute("INSERT INTO sessions VALUES ($1, $2, $3, $4)", token, member, device, expires)
@@ -229,7 +254,7 @@ class PostgresStorage(ThreadTables):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM link_slots WHERE expires < $1", now)
             await conn.execute("DELETE FROM sessions WHERE expires < $1", now)
-        self._nonces.purge(now)
+            await conn.execute("DELETE FROM login_nonces WHERE expires < $1", now)
         self._sessions.purge(now)
 
     # -- device-link mailbox ---------------------------------------------------------------

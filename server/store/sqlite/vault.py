@@ -20,14 +20,18 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from server import usage as U
+from server.guard import LocalGuard
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter, Refused
 from server.store.local import Nonces, SessionCache
+from server.store.positions import place
 from server.store.records import (
     AuthSession,
     ChainMoved,
     LinksAppended,
     LinksOutcome,
+    MessageOutcome,
+    MessagePost,
     SlotFill,
     SlotMissing,
     SlotOpen,
@@ -111,7 +115,7 @@ class SQLiteStorage:
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
         self._lock = asyncio.Lock()
-        self._nonces = Nonces()  # server/store/local.py
+        self._nonces = Nonces()  # server/store/local.py: in memory, as one process serves an SQLite data directory
         self._writes: GroupCommitter[Callable[[], Awaitable[Any]], Any] = GroupCommitter(
             self._commit_writes, "the change")  # sessions and versions: see _group_commit
         self._sessions = SessionCache()
@@ -121,6 +125,10 @@ class SQLiteStorage:
     @property
     def committer(self) -> GroupCommitter[Callable[[], Awaitable[Any]], Any]:
         return self._writes
+
+    def guard(self, rate: float, burst: int, max_sources: int) -> LocalGuard:
+        """Request budgets and failed logins in memory: one process serves an SQLite data directory."""
+        return LocalGuard(rate, burst, max_sources)
 
     @classmethod
     async def open(cls, data_dir: Path) -> SQLiteStorage:
@@ -165,6 +173,14 @@ class SQLiteStorage:
         async with self._db.execute("SELECT chain, seq, kind, wire FROM links ORDER BY rowid") as cur:
             rows = await cur.fetchall()
         return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    @_atomic
+    async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
+        """The links stored after order number ``after`` (the rowid), each with its own, in the order stored."""
+        async with self._db.execute("SELECT rowid, chain, seq, kind, wire FROM links WHERE rowid > ? ORDER BY rowid",
+                                    (after,)) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), StoredLink(r[1], r[2], r[3], bytes(r[4]))) for r in rows]
 
     async def _refusable(self, write: Callable[[], Awaitable[Outcome]], done: Outcome, conflict: Outcome) -> Outcome:
         """``write`` in one transaction, committed only if it answers ``done``; any other answer (a refusal
@@ -447,11 +463,27 @@ class SQLiteStorage:
         return StoredHead(int(row[0]), bytes(row[1]), senders)
 
     @_atomic
-    async def add_messages(self, rows: list[StoredMessage]) -> None:
-        """Store messages whose positions and chains the caller already checked: one transaction
-        (and one fsync) for many concurrent posts."""
+    async def add_messages(self, posts: list[MessagePost]) -> list[MessageOutcome]:
+        """Append messages, each at its thread's next position as stored (``server/store/positions.py``): one
+        transaction (and one fsync) for many concurrent posts."""
         await self._db.execute("BEGIN IMMEDIATE")
         try:
+            next_pos: dict[tuple[str, str], int] = {}
+            senders: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
+            devices: dict[tuple[str, str], set[str]] = {}
+            for p in posts:
+                devices.setdefault((p.message.team, p.message.thread), set()).add(p.message.device)
+            for key, posting in devices.items():  # one query per thread: its next position, its posters' last
+                async with self._db.execute(
+                        "SELECT t.next_pos, s.device, s.seq, s.mid FROM threads t LEFT JOIN thread_senders s "
+                        f"ON s.team=t.team AND s.thread=t.thread AND s.device IN ({', '.join('?' * len(posting))}) "
+                        "WHERE t.team=? AND t.thread=?", (*posting, *key)) as cur:
+                    found = list(await cur.fetchall())
+                if not found:
+                    raise RuntimeError(f"thread {key[1]} of team {key[0]} vanished from storage")
+                next_pos[key] = int(found[0][0])
+                senders[key] = {str(r[1]): (int(r[2]), str(r[3])) for r in found if r[1] is not None}
+            rows, outcomes = place(posts, next_pos, senders)
             await self._db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                        [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record)
                                         for m in rows])
@@ -464,6 +496,7 @@ class SQLiteStorage:
         except BaseException:
             await rollback(self._db)
             raise
+        return outcomes
 
     @_atomic
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:
