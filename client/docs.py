@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from client import download
+from client import download, downloadbatch
 from client.docpins import deletion_ahead, pinned_deletions
 from client.docplaces import check_unique_names, deleted_error, inside, would_overwrite
 from client.home import Pins
@@ -31,7 +31,7 @@ from client.review import review_for
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
-from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of
+from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of, size_of
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_listed_version, check_no_doc_hidden
 from security.authority import POLICY, paused_note
 from vault.acts import ALLOWANCE, Act, doc_act
@@ -61,6 +61,7 @@ from vault.wire.schemas import Docs, Stored, Versions
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
+GET_CONCURRENCY = 64  # fetches in flight in one folder get
 PIN_FLUSH = 64  # document pins saved at least this often during a batch put (or every second)
 
 
@@ -77,13 +78,6 @@ class Fetched:
     doc: DocVersion
     path: Path | None  # where it is (absolute); None: written to standard output
     written: bool  # False: the file already held exactly this version
-
-
-def _size(path: Path) -> int:
-    """A file's size to choose its way up (a file that cannot be read fails in the upload itself)."""
-    with contextlib.suppress(OSError):
-        return path.stat().st_size
-    return SMALL
 
 
 class Documents:
@@ -104,6 +98,7 @@ class Documents:
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
         self._listed_first: dict[tuple[str, str], Record] = {}
         self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
+        self._bodies: dict[str, downloadbatch.BodyBatcher] | None = None  # by team, during a fetch batch
 
     @property
     def copies(self) -> LocalCopies:
@@ -183,7 +178,7 @@ class Documents:
             yield
         finally:
             self._flush_batch_pins(final=True)
-            self._batch_pins = None
+            self._batch_pins = self._bodies = None
 
     def _flush_batch_pins(self, final: bool = False) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
@@ -305,7 +300,7 @@ class Documents:
         self._batcher = UploadBatcher(self.session.api, team.team_id) if len(items) > 1 else None
 
         async def one(path: Path, name: str) -> tuple[str, int, str]:
-            async with small_gate if self._batcher is not None and _size(path) < SMALL else gate:
+            async with small_gate if self._batcher is not None and size_of(path) < SMALL else gate:
                 if alarm:
                     raise VaultError("not attempted after the error above")
                 doc = keys[0].doc_id(name)
@@ -470,8 +465,10 @@ class Documents:
             raise NotFound(f"no document under {prefix!r} in team {team.name}")
         done: list[Fetched] = []
         failed: list[tuple[str, BaseException]] = []
-        try:
-            for name in names:
+        gate, big = asyncio.Semaphore(GET_CONCURRENCY), asyncio.Semaphore(2)  # small ones share batch downloads
+
+        async def one(name: str) -> None:
+            async with gate:
                 try:
                     check_name(name)
                     if not hidden and any(part.startswith(".") for part in name.split("/")):
@@ -481,15 +478,21 @@ class Documents:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target = inside(root, name)  # again: a folder on the way may be a link made meanwhile
                     d, opened = await self._version(team, name, None, await self._first_listed(team, name))
-                    done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress, force)))
+                    async with big if d.record.core.body_len >= downloadbatch.SMALL else contextlib.nullcontext():
+                        done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress,
+                                                                              force)))
                 except (VaultError, OSError) as e:
                     if isinstance(e, (RollbackDetected, CryptoError, ServerMismatch)):
                         raise  # a lying server: stop, not one more file from it
                     failed.append((name, e))
-        finally:
-            self.copies.save(self._batch_copies)
-            self._batch_copies = []
-        return done, failed
+        try:  # pins and local copies entries saved together (and whatever a failure leaves, as it stops)
+            with self.fetch_batch():
+                async with asyncio.TaskGroup() as tasks:
+                    for name in names:
+                        tasks.create_task(one(name))
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+        return sorted(done, key=lambda f: str(f.path)), sorted(failed, key=lambda f: f[0])
 
     async def fetch_newest(self, team: TeamState, name: str, out: Path, progress: Progress | None = None,
                            force: bool = False, expect: tuple[int, int, int] | None = None,
@@ -513,8 +516,10 @@ class Documents:
     @contextlib.contextmanager
     def fetch_batch(self) -> Iterator[None]:
         """Many ``fetch_newest`` calls (no upload among them) whose document pins and local copies entries are
-        saved together every second and at the end, as a batch put saves them, instead of after each file."""
-        with self._pin_batch():
+        saved together every second and at the end, as a batch put saves them, instead of after each file; small
+        bodies come in batch downloads (``client.downloadbatch``)."""
+        self._bodies = {}
+        with self._pin_batch():  # which ends the batch downloads too
             yield
 
     def _outside_home(self, out: Path) -> Path:
@@ -575,7 +580,7 @@ class Documents:
             if known is not None and known.vid == rec.version_id and known.same_file(st.st_size, st.st_mtime_ns,
                                                                                      st.st_ino):
                 return False  # written (or stored) from this very file, and untouched since
-        tmp, digest = await download.receive_beside(self.session.api, rec, opened, out, progress)
+        tmp, digest = await downloadbatch.receive_beside(self._bodies, self.session.api, rec, opened, out, progress)
         try:
             if expect is not None and signature(out) != expect:  # saved while we downloaded: not replaced
                 raise would_overwrite(out, opened.name, rec)

@@ -12,8 +12,10 @@ The caller checks every acknowledgement as for a single upload (the version id i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from client.api import Api, decode, refusal
 from vault.errors import IntegrityError
@@ -30,6 +32,13 @@ _LENGTH = struct.Struct(">I")
 async def envelope_of(stream: AsyncIterator[Buffer]) -> bytes:
     """A whole upload body (``client.upload.encrypting_stream`` of a small file) as one ``bytes``."""
     return b"".join([bytes(piece) async for piece in stream])
+
+
+def size_of(path: Path) -> int:
+    """A file's size to choose its way up (a file that cannot be read fails in the upload itself)."""
+    with contextlib.suppress(OSError):
+        return path.stat().st_size
+    return SMALL
 
 
 def batch_body(envelopes: list[bytes]) -> bytes:

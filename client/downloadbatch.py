@@ -1,0 +1,147 @@
+"""Small downloads of a folder's pulls gathered into batch requests (``version_bodies``; the answer is described
+in docs/format.md "Batch download").
+
+Only the transport is batched: each item is the body of one version whose record the caller checked already
+(signature, the author's right at its team state, the chain, the pins) exactly as for a single download, and the
+body is verified exactly as one (its length, every frame, the body hash in the signed header, the final tag:
+``client.download.receive_small``). ``BodyBatcher.body`` asks for one version's body and returns its bytes or
+raises the error its refusal stands for: an item refused or malformed fails alone. A request goes once
+``BATCH_ITEMS`` are waiting or ``BATCH_BYTES`` of bodies, or a moment after the first one came while fewer than
+``IN_FLIGHT`` requests are out; one that fails as a whole fails each of its items. Memory: at most
+``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few bytes an item) are held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+
+from client import download
+from client.api import Api, decode, refusal
+from vault.envelope import Opened, Record
+from vault.errors import IntegrityError
+from vault.fileio import in_worker
+from vault.wire.schemas import MAX_BODIES, Error
+
+SMALL = 64 * 1024  # bodies under this many bytes are fetched in batches during a folder's pulls
+BATCH_ITEMS = 128  # bodies asked for in one request (the server takes at most MAX_BODIES)
+BATCH_BYTES = 2 << 20  # bytes of bodies asked for in one request (the server answers at most 16 MiB)
+IN_FLIGHT = 2  # batch requests out at once
+GATHER_S = 0.003  # how long the first request waits for others before a batch goes
+HEAD = struct.Struct(">HI")  # an item's status and length (server/routes/bodies.py)
+
+assert BATCH_ITEMS <= MAX_BODIES
+
+
+def split_answer(raw: bytes, count: int) -> list[tuple[int, bytes]]:
+    """The ``count`` items of a batch download's answer as (status, payload); ``IntegrityError`` if the framing is
+    wrong (a length past the end, fewer or more items than asked for)."""
+    view, items, at = memoryview(raw), [], 0
+    while at < len(view):
+        if at + HEAD.size > len(view):
+            raise IntegrityError("a batch download's answer ends inside an item's header")
+        status, n = HEAD.unpack_from(view, at)
+        at += HEAD.size
+        if n > len(view) - at:
+            raise IntegrityError("a batch download's answer ends inside an item")
+        items.append((status, bytes(view[at:at + n])))
+        at += n
+    if len(items) != count:
+        raise IntegrityError(f"the server answered {len(items)} items to a batch download of {count}")
+    return items
+
+
+class BodyBatcher:
+    """Bodies of one team's versions, fetched in batches (see the module's docstring)."""
+
+    def __init__(self, api: Api, team_id: str) -> None:
+        self._api, self._path = api, f"/api/v1/teams/{team_id}/bodies"
+        self._waiting: list[tuple[str, int, asyncio.Future[bytes]]] = []
+        self._waiting_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def body(self, vid: str, body_len: int) -> bytes:
+        """The stored body of version ``vid`` (``body_len``: its length as its checked header says; an answer of
+        another length is refused), or the refusal of it raised. Not yet verified: see ``receive_small``."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+        self._waiting.append((vid, body_len, done))
+        self._waiting_bytes += body_len
+        if len(self._waiting) >= BATCH_ITEMS or self._waiting_bytes >= BATCH_BYTES:
+            self._send()
+        elif self._timer is None:
+            self._timer = loop.call_later(GATHER_S, self._send)
+        return await done
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if len(self._sending) >= IN_FLIGHT or not self._waiting:
+            return  # the next request goes when one of those out is answered
+        n, size = 0, 0
+        while n < len(self._waiting) and n < BATCH_ITEMS and (n == 0 or size + self._waiting[n][1] <= BATCH_BYTES):
+            size += self._waiting[n][1]
+            n += 1
+        items, self._waiting = self._waiting[:n], self._waiting[n:]
+        self._waiting_bytes -= size
+        task = asyncio.create_task(self._request(items))
+        self._sending.add(task)
+        task.add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._waiting:
+            self._send()
+
+    async def _request(self, items: list[tuple[str, int, asyncio.Future[bytes]]]) -> None:
+        try:
+            raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _, _ in items]})
+            answered = split_answer(raw, len(items))
+        except BaseException as e:
+            for _, _, done in items:
+                if not done.done():
+                    done.set_exception(e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        for (_, body_len, done), (status, payload) in zip(items, answered, strict=True):
+            if done.done():
+                continue
+            if status == 200:
+                if len(payload) == body_len:
+                    done.set_result(payload)
+                else:
+                    done.set_exception(IntegrityError("the server sent a document body of another length than its "
+                                                      "signed header says"))
+            elif status < 400:
+                done.set_exception(IntegrityError("the server answered a batch download item with no body"))
+            else:
+                try:
+                    error = decode(payload, Error)
+                except BaseException as e:
+                    done.set_exception(e)
+                    continue
+                done.set_exception(refusal(status, error.error, error.message))
+
+
+async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,
+                         progress: download.Progress | None) -> tuple[Path, bytes]:
+    """``client.download.receive_beside``; a small body fetched through the batcher of its team in ``batchers`` (made
+    there when it is the team's first; None: no batching), and one worker thread trip verifies, writes and fsyncs it."""
+    if batchers is None or rec.core.body_len >= SMALL:
+        return await download.receive_beside(api, rec, opened, out, progress)
+    bodies = batchers.get(rec.core.team)
+    if bodies is None:
+        bodies = batchers[rec.core.team] = BodyBatcher(api, rec.core.team)
+    body = await bodies.body(rec.version_id, rec.core.body_len)
+
+    async def verified(fd: int) -> bytes:
+        return await in_worker(download.SYNC_POOL, lambda: download.receive_small(opened, body, fd))
+
+    got = await download.beside(out, verified)
+    if progress is not None:
+        progress(len(body))
+    return got
