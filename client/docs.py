@@ -97,6 +97,7 @@ class Documents:
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
         self._listed_first: dict[tuple[str, str], Record] = {}
+        self._first_opened: dict[bytes, Opened] = {}  # their metadata as it opened them, by record bytes
         self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
         self._bodies: dict[str, downloadbatch.BodyBatcher] | None = None  # by team, during a fetch batch
 
@@ -220,6 +221,8 @@ class Documents:
         return self._open(rec, keys)
 
     def _open(self, rec: Record, keys: list[TeamKey]) -> Opened:
+        if (opened := self._first_opened.pop(rec.raw, None)) is not None:  # these very bytes, opened by ``heads``
+            return opened
         for key in keys:
             if key.gen == rec.core.gen:
                 return open_record(rec, key)
@@ -403,12 +406,14 @@ class Documents:
             check_listed_head(pins, key, rec)
             if deletion_ahead(pins, key, rec):
                 ahead.append(rec)
-            if rec.core.seq == 1 and rec.core.parent is None:
-                self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
                 opened: Opened | None = self._open(rec, keys)
             except PolicyDenied:
                 opened = None
+            if rec.core.seq == 1 and rec.core.parent is None:
+                self._listed_first[(team.team_id, rec.core.doc)] = rec
+                if opened is not None:
+                    self._first_opened[rec.raw] = opened
             out.append(DocVersion(rec, opened, rec.version_id))
         check_no_doc_hidden(pins, team.team_id, listed)
         self._save_pins(await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc)))
@@ -449,13 +454,11 @@ class Documents:
     async def get_folder(self, team_name: str, prefix: str, folder: Path, progress: Progress | None = None,
                          force: bool = False, hidden: bool = False,
                          ) -> tuple[list[Fetched], list[tuple[str, BaseException]]]:
-        """Every document whose name starts with ``prefix`` (``""``: all), newest version, into
-        ``folder``/NAME (folders made as needed), each as ``get`` would. A name that is not a valid
-        document name, or would land outside ``folder`` however it resolves, is not used as a path:
-        it is reported among the failures with the others that failed, after the rest were fetched.
-        Hidden names (a part starting with ``.``: ``.ssh/authorized_keys``, ``.bash_profile``) are not
-        written unless ``hidden`` (review round 5: a writer of the team planting start-up files in the
-        folder a member fetches everything into, often their home); nothing is written into this home."""
+        """Every document whose name starts with ``prefix`` (``""``: all), newest version, into ``folder``/NAME
+        (folders made as needed), each as ``get`` would. A name that is not a valid document name, or would land
+        outside ``folder`` however it resolves, is reported among the failures, after the rest were fetched.
+        Hidden names (a part starting with ``.``: ``.ssh/authorized_keys``) are not written unless ``hidden``
+        (review round 5: start-up files planted in a folder that is often the home); nothing goes into this home."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         root = folder.resolve()
@@ -515,9 +518,8 @@ class Documents:
 
     @contextlib.contextmanager
     def fetch_batch(self) -> Iterator[None]:
-        """Many ``fetch_newest`` calls (no upload among them) whose document pins and local copies entries are
-        saved together every second and at the end, as a batch put saves them, instead of after each file; small
-        bodies come in batch downloads (``client.downloadbatch``)."""
+        """Many fetches (no upload among them): pins and local copies entries saved together every second and at the
+        end, as a batch put saves them, not after each file; small bodies in batch downloads (client/downloadbatch)."""
         self._bodies = {}
         with self._pin_batch():  # which ends the batch downloads too
             yield
@@ -532,9 +534,8 @@ class Documents:
         return out
 
     async def _first_listed(self, team: TeamState, name: str) -> list[Record] | None:
-        """Document ``name``'s history without a request, when the team's last ``ls`` checked its first version as
-        its head (signature, judge, pin, none withheld): that head, pinned as ``_versions`` pins. None (ask the
-        server) otherwise, or when this home pinned another version of it. Used once per listing."""
+        """``name``'s history without a request: its first version if the team's last ``ls`` checked it as its head
+        and this home pinned no other version of it (pinned as ``_versions`` pins); else None (ask). Used once."""
         doc = (await self.keyring.keys_for(team))[0].doc_id(name)
         rec = self._listed_first.pop((team.team_id, doc), None)
         if rec is None or (rec.core.team, rec.core.doc, rec.core.seq, rec.core.parent) != (team.team_id, doc, 1, None):
