@@ -7,20 +7,20 @@ body is verified exactly as one (its length, every frame, the body hash in the s
 ``client.download.receive_small``). ``BodyBatcher.body`` asks for one version's body and returns its bytes or
 raises the error its refusal stands for: an item refused or malformed fails alone. A request goes once
 ``BATCH_ITEMS`` are waiting or ``BATCH_BYTES`` of bodies, or a moment after the first one came while fewer than
-``IN_FLIGHT`` requests are out; one that fails as a whole fails each of its items. Memory: at most
-``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few bytes an item) are held.
+``IN_FLIGHT`` requests are out (``client.batching.Batcher``); one that fails as a whole fails each of its items.
+Memory: at most ``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few bytes an item) are held.
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from pathlib import Path
 
 from client import download
 from client.api import Api, decode, refusal
+from client.batching import Batcher
 from vault.envelope import Opened, Record
-from vault.errors import IntegrityError
+from vault.errors import IntegrityError, VaultError
 from vault.fileio import in_worker
 from vault.wire.schemas import MAX_BODIES, Error
 
@@ -57,74 +57,33 @@ class BodyBatcher:
 
     def __init__(self, api: Api, team_id: str) -> None:
         self._api, self._path = api, f"/api/v1/teams/{team_id}/bodies"
-        self._waiting: list[tuple[str, int, asyncio.Future[bytes]]] = []
-        self._waiting_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher[tuple[str, int], bytes] = Batcher(
+            self._send, items=BATCH_ITEMS, in_flight=IN_FLIGHT, gather_s=GATHER_S, size=lambda item: item[1],
+            max_size=BATCH_BYTES)
 
     async def body(self, vid: str, body_len: int) -> bytes:
         """The stored body of version ``vid`` (``body_len``: its length as its checked header says; an answer of
         another length is refused), or the refusal of it raised. Not yet verified: see ``receive_small``."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bytes] = loop.create_future()
-        self._waiting.append((vid, body_len, done))
-        self._waiting_bytes += body_len
-        if len(self._waiting) >= BATCH_ITEMS or self._waiting_bytes >= BATCH_BYTES:
-            self._send()
-        elif self._timer is None:
-            self._timer = loop.call_later(GATHER_S, self._send)
-        return await done
+        return await self._batcher.submit((vid, body_len))
 
-    def _send(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if len(self._sending) >= IN_FLIGHT or not self._waiting:
-            return  # the next request goes when one of those out is answered
-        n, size = 0, 0
-        while n < len(self._waiting) and n < BATCH_ITEMS and (n == 0 or size + self._waiting[n][1] <= BATCH_BYTES):
-            size += self._waiting[n][1]
-            n += 1
-        items, self._waiting = self._waiting[:n], self._waiting[n:]
-        self._waiting_bytes -= size
-        task = asyncio.create_task(self._request(items))
-        self._sending.add(task)
-        task.add_done_callback(self._answered)
+    async def _send(self, items: list[tuple[str, int]]) -> list[bytes | BaseException]:
+        raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _ in items]})
+        return [_body(status, payload, body_len) for (_, body_len), (status, payload)
+                in zip(items, split_answer(raw, len(items)), strict=True)]
 
-    def _answered(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        if self._waiting:
-            self._send()
 
-    async def _request(self, items: list[tuple[str, int, asyncio.Future[bytes]]]) -> None:
-        try:
-            raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _, _ in items]})
-            answered = split_answer(raw, len(items))
-        except BaseException as e:
-            for _, _, done in items:
-                if not done.done():
-                    done.set_exception(e)
-            if isinstance(e, asyncio.CancelledError):
-                raise
-            return
-        for (_, body_len, done), (status, payload) in zip(items, answered, strict=True):
-            if done.done():
-                continue
-            if status == 200:
-                if len(payload) == body_len:
-                    done.set_result(payload)
-                else:
-                    done.set_exception(IntegrityError("the server sent a document body of another length than its "
-                                                      "signed header says"))
-            elif status < 400:
-                done.set_exception(IntegrityError("the server answered a batch download item with no body"))
-            else:
-                try:
-                    error = decode(payload, Error)
-                except BaseException as e:
-                    done.set_exception(e)
-                    continue
-                done.set_exception(refusal(status, error.error, error.message))
+def _body(status: int, payload: bytes, body_len: int) -> bytes | BaseException:
+    if status == 200:
+        if len(payload) == body_len:
+            return payload
+        return IntegrityError("the server sent a document body of another length than its signed header says")
+    if status < 400:
+        return IntegrityError("the server answered a batch download item with no body")
+    try:
+        error = decode(payload, Error)
+    except VaultError as e:
+        return e
+    return refusal(status, error.error, error.message)
 
 
 async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,

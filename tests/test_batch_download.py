@@ -15,7 +15,7 @@ from security.events import Event
 from server.http import MAX_JSON
 from server.routes.bodies import MAX_ITEM
 from tests.helpers.api_fixtures import past_carol
-from tests.helpers.api_world import World, docs_path, make_upload, new_doc, session, team_key
+from tests.helpers.api_world import World, session, stored_upload, team_key
 from tests.helpers.audit_world import AuditWorld, keys_of, new_events
 from tests.helpers.db import log_size
 from tests.helpers.http import Http, login, refused
@@ -29,13 +29,7 @@ def bodies_path(team: str) -> str:
 async def test_each_body_is_sent_or_refused_alone(w: World) -> None:
     async with session(w, w.bob) as s, Http(w.server) as h:
         key = await team_key(s, w.drafting)
-        ups = []
-        for n in (3000, 0, MAX_ITEM + 1, 10):
-            doc = new_doc()
-            ups.append(make_upload(w, s, key, doc, size=n))
-            status, _ = await h.call("POST", docs_path(w.drafting, doc), token=s.session.api.token, data=ups[-1].data)
-            assert status == 201
-        small, empty, big, gone = ups
+        small, empty, big, gone = [await stored_upload(w, s, h, key, size=n) for n in (3000, 0, MAX_ITEM + 1, 10)]
         (w.server.data_dir / "blobs" / gone.vid[:2] / gone.vid).unlink()  # lost on the server's disk (blob = vid)
         carol = await login(h, w.carol)
         status, side_docs = await h.call("GET", f"/api/v1/teams/{w.side}/docs", token=carol)
@@ -78,11 +72,7 @@ async def test_a_malformed_request_is_refused_whole(w: World) -> None:
 
 async def test_only_readers_of_visible_teams_may_ask(w: World) -> None:
     async with session(w, w.bob) as s, Http(w.server) as h:
-        key = await team_key(s, w.drafting)
-        doc = new_doc()
-        up = make_upload(w, s, key, doc)
-        status, _ = await h.call("POST", docs_path(w.drafting, doc), token=s.session.api.token, data=up.data)
-        assert status == 201
+        up = await stored_upload(w, s, h, await team_key(s, w.drafting))
         carol = await login(h, w.carol)
         for label, token, team in (("team carol is not in", carol, w.drafting),
                                    ("team bob is not in", s.session.api.token, w.side),
