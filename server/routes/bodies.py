@@ -21,6 +21,7 @@ from aiohttp import web
 from server.access import team_access
 from server.context import CONFIG, DOCUMENTS, Handler
 from server.http import drop_when_stalled, read_body
+from server.metrics import METRICS
 from server.notes import Note, note
 from server.store.records import StoredVersion
 from vault.wire import schemas
@@ -62,6 +63,7 @@ async def version_bodies(request: web.Request) -> web.StreamResponse:
     contents = iter(await asyncio.get_running_loop().run_in_executor(None, storage.blobs.read_many, names)
                     if names else [])
     out: list[bytes] = []
+    metrics = request.app[METRICS]
     for event, got in items:
         if isinstance(got, bytes):
             out.append(got)
@@ -71,6 +73,8 @@ async def version_bodies(request: web.Request) -> web.StreamResponse:
             out.append(_refused(event, 404, "not_found", "document body is missing on the server"))
         else:
             out += [HEAD.pack(200, len(body)), body]
+            metrics.downloads.inc()  # each body counts as a single read's (mvault_downloads)
+            metrics.download_bytes.inc(len(body))
     drop_when_stalled(request, request.app[CONFIG].download_stall_timeout)
     return web.Response(body=b"".join(out), content_type="application/octet-stream")
 
