@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from client import download
+from client import download, downloadbatch
 from client.docpins import deletion_ahead, pinned_deletions
 from client.docplaces import check_unique_names, deleted_error, inside, would_overwrite
 from client.home import Pins
@@ -31,7 +31,7 @@ from client.review import review_for
 from client.savepace import SavePace
 from client.session import Session
 from client.upload import encrypting_stream
-from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of
+from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of, size_of
 from client.view import Chains, View, check_doc_pin, check_listed_head, check_listed_version, check_no_doc_hidden
 from security.authority import POLICY, paused_note
 from vault.acts import ALLOWANCE, Act, doc_act
@@ -61,6 +61,7 @@ from vault.wire.schemas import Docs, Stored, Versions
 
 Progress = Callable[[int], None]
 PUT_CONCURRENCY = 16  # uploads in flight in one batch put
+GET_CONCURRENCY = 64  # fetches in flight in one folder get
 PIN_FLUSH = 64  # document pins saved at least this often during a batch put (or every second)
 
 
@@ -77,13 +78,6 @@ class Fetched:
     doc: DocVersion
     path: Path | None  # where it is (absolute); None: written to standard output
     written: bool  # False: the file already held exactly this version
-
-
-def _size(path: Path) -> int:
-    """A file's size to choose its way up (a file that cannot be read fails in the upload itself)."""
-    with contextlib.suppress(OSError):
-        return path.stat().st_size
-    return SMALL
 
 
 class Documents:
@@ -103,7 +97,9 @@ class Documents:
         self._batch_copies: list[Entry] = []  # index entries of a batch put not yet saved
         # Heads that are a document's first version, as the team's last ``ls`` checked them: its whole history.
         self._listed_first: dict[tuple[str, str], Record] = {}
+        self._first_opened: dict[bytes, Opened] = {}  # their metadata as it opened them, by record bytes
         self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
+        self._bodies: dict[str, downloadbatch.BodyBatcher] | None = None  # by team, during a fetch batch
 
     @property
     def copies(self) -> LocalCopies:
@@ -183,7 +179,7 @@ class Documents:
             yield
         finally:
             self._flush_batch_pins(final=True)
-            self._batch_pins = None
+            self._batch_pins = self._bodies = None
 
     def _flush_batch_pins(self, final: bool = False) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
@@ -225,6 +221,8 @@ class Documents:
         return self._open(rec, keys)
 
     def _open(self, rec: Record, keys: list[TeamKey]) -> Opened:
+        if (opened := self._first_opened.pop(rec.raw, None)) is not None:  # these very bytes, opened by ``heads``
+            return opened
         for key in keys:
             if key.gen == rec.core.gen:
                 return open_record(rec, key)
@@ -305,7 +303,7 @@ class Documents:
         self._batcher = UploadBatcher(self.session.api, team.team_id) if len(items) > 1 else None
 
         async def one(path: Path, name: str) -> tuple[str, int, str]:
-            async with small_gate if self._batcher is not None and _size(path) < SMALL else gate:
+            async with small_gate if self._batcher is not None and size_of(path) < SMALL else gate:
                 if alarm:
                     raise VaultError("not attempted after the error above")
                 doc = keys[0].doc_id(name)
@@ -408,12 +406,14 @@ class Documents:
             check_listed_head(pins, key, rec)
             if deletion_ahead(pins, key, rec):
                 ahead.append(rec)
-            if rec.core.seq == 1 and rec.core.parent is None:
-                self._listed_first[(team.team_id, rec.core.doc)] = rec
             try:
                 opened: Opened | None = self._open(rec, keys)
             except PolicyDenied:
                 opened = None
+            if rec.core.seq == 1 and rec.core.parent is None:
+                self._listed_first[(team.team_id, rec.core.doc)] = rec
+                if opened is not None:
+                    self._first_opened[rec.raw] = opened
             out.append(DocVersion(rec, opened, rec.version_id))
         check_no_doc_hidden(pins, team.team_id, listed)
         self._save_pins(await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc)))
@@ -454,13 +454,11 @@ class Documents:
     async def get_folder(self, team_name: str, prefix: str, folder: Path, progress: Progress | None = None,
                          force: bool = False, hidden: bool = False,
                          ) -> tuple[list[Fetched], list[tuple[str, BaseException]]]:
-        """Every document whose name starts with ``prefix`` (``""``: all), newest version, into
-        ``folder``/NAME (folders made as needed), each as ``get`` would. A name that is not a valid
-        document name, or would land outside ``folder`` however it resolves, is not used as a path:
-        it is reported among the failures with the others that failed, after the rest were fetched.
-        Hidden names (a part starting with ``.``: ``.ssh/authorized_keys``, ``.bash_profile``) are not
-        written unless ``hidden`` (review round 5: a writer of the team planting start-up files in the
-        folder a member fetches everything into, often their home); nothing is written into this home."""
+        """Every document whose name starts with ``prefix`` (``""``: all), newest version, into ``folder``/NAME
+        (folders made as needed), each as ``get`` would. A name that is not a valid document name, or would land
+        outside ``folder`` however it resolves, is reported among the failures, after the rest were fetched.
+        Hidden names (a part starting with ``.``: ``.ssh/authorized_keys``) are not written unless ``hidden``
+        (review round 5: start-up files planted in a folder that is often the home); nothing goes into this home."""
         view = await self.chains.view()
         team = view.team_by_name(team_name)
         root = folder.resolve()
@@ -470,8 +468,10 @@ class Documents:
             raise NotFound(f"no document under {prefix!r} in team {team.name}")
         done: list[Fetched] = []
         failed: list[tuple[str, BaseException]] = []
-        try:
-            for name in names:
+        gate, big = asyncio.Semaphore(GET_CONCURRENCY), asyncio.Semaphore(2)  # small ones share batch downloads
+
+        async def one(name: str) -> None:
+            async with gate:
                 try:
                     check_name(name)
                     if not hidden and any(part.startswith(".") for part in name.split("/")):
@@ -481,15 +481,21 @@ class Documents:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target = inside(root, name)  # again: a folder on the way may be a link made meanwhile
                     d, opened = await self._version(team, name, None, await self._first_listed(team, name))
-                    done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress, force)))
+                    async with big if d.record.core.body_len >= downloadbatch.SMALL else contextlib.nullcontext():
+                        done.append(Fetched(d, target, await self._fetch_into(team, d, opened, target, progress,
+                                                                              force)))
                 except (VaultError, OSError) as e:
                     if isinstance(e, (RollbackDetected, CryptoError, ServerMismatch)):
                         raise  # a lying server: stop, not one more file from it
                     failed.append((name, e))
-        finally:
-            self.copies.save(self._batch_copies)
-            self._batch_copies = []
-        return done, failed
+        try:  # pins and local copies entries saved together (and whatever a failure leaves, as it stops)
+            with self.fetch_batch():
+                async with asyncio.TaskGroup() as tasks:
+                    for name in names:
+                        tasks.create_task(one(name))
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+        return sorted(done, key=lambda f: str(f.path)), sorted(failed, key=lambda f: f[0])
 
     async def fetch_newest(self, team: TeamState, name: str, out: Path, progress: Progress | None = None,
                            force: bool = False, expect: tuple[int, int, int] | None = None,
@@ -512,9 +518,10 @@ class Documents:
 
     @contextlib.contextmanager
     def fetch_batch(self) -> Iterator[None]:
-        """Many ``fetch_newest`` calls (no upload among them) whose document pins and local copies entries are
-        saved together every second and at the end, as a batch put saves them, instead of after each file."""
-        with self._pin_batch():
+        """Many fetches (no upload among them): pins and local copies entries saved together every second and at the
+        end, as a batch put saves them, not after each file; small bodies in batch downloads (client/downloadbatch)."""
+        self._bodies = {}
+        with self._pin_batch():  # which ends the batch downloads too
             yield
 
     def _outside_home(self, out: Path) -> Path:
@@ -527,9 +534,8 @@ class Documents:
         return out
 
     async def _first_listed(self, team: TeamState, name: str) -> list[Record] | None:
-        """Document ``name``'s history without a request, when the team's last ``ls`` checked its first version as
-        its head (signature, judge, pin, none withheld): that head, pinned as ``_versions`` pins. None (ask the
-        server) otherwise, or when this home pinned another version of it. Used once per listing."""
+        """``name``'s history without a request: its first version if the team's last ``ls`` checked it as its head
+        and this home pinned no other version of it (pinned as ``_versions`` pins); else None (ask). Used once."""
         doc = (await self.keyring.keys_for(team))[0].doc_id(name)
         rec = self._listed_first.pop((team.team_id, doc), None)
         if rec is None or (rec.core.team, rec.core.doc, rec.core.seq, rec.core.parent) != (team.team_id, doc, 1, None):
@@ -575,7 +581,7 @@ class Documents:
             if known is not None and known.vid == rec.version_id and known.same_file(st.st_size, st.st_mtime_ns,
                                                                                      st.st_ino):
                 return False  # written (or stored) from this very file, and untouched since
-        tmp, digest = await download.receive_beside(self.session.api, rec, opened, out, progress)
+        tmp, digest = await downloadbatch.receive_beside(self._bodies, self.session.api, rec, opened, out, progress)
         try:
             if expect is not None and signature(out) != expect:  # saved while we downloaded: not replaced
                 raise would_overwrite(out, opened.name, rec)

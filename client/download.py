@@ -14,7 +14,7 @@ import errno
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from client.api import Api
@@ -88,18 +88,43 @@ async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
                          progress: Progress | None) -> tuple[Path, bytes]:
     """The verified plaintext in a new temporary file beside ``out`` (fsync'd), and its SHA-256.
     The caller renames or removes it; on failure nothing is left."""
+    async def streamed(fd: int) -> bytes:
+        digest = await receive(api, rec, opened, fd, progress, durable=True)
+        await in_worker(SYNC_POOL, lambda: os.fsync(fd))
+        return digest
+
+    return await beside(out, streamed)
+
+
+async def beside(out: Path, fill: Callable[[int], Awaitable[bytes]]) -> tuple[Path, bytes]:
+    """A new temporary file beside ``out`` that ``fill(fd)`` fills with verified plaintext and fsyncs, returning
+    its SHA-256: the file and that digest. On failure (or Ctrl-C) nothing is left."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mvault-part", dir=out.parent)
     tmp = Path(tmp_name)
     try:
         try:
-            digest = await receive(api, rec, opened, fd, progress, durable=True)
-            await in_worker(SYNC_POOL, lambda: os.fsync(fd))
+            digest = await fill(fd)
         finally:
             os.close(fd)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return tmp, digest
+
+
+def receive_small(opened: Opened, body: bytes, fd: int) -> bytes:
+    """A small body already received whole (a batch download, ``client.downloadbatch``), verified as ``receive``
+    verifies a streamed one (every frame, the body hash, the final tag) before its plaintext is written to ``fd``
+    and fsync'd; the SHA-256 of the plaintext (blocking: run it in a worker thread)."""
+    dec = BodyDecryptor(opened)
+    pieces = dec.feed(body)
+    dec.finish()  # before a byte of plaintext reaches the disk
+    hasher = content_hasher()
+    for piece in pieces:
+        hasher.update(piece)
+    write_chunks(fd, pieces)
+    os.fsync(fd)
+    return hasher.digest()
 
 
 async def place_off_loop(tmp: Path, out: Path, force: bool) -> bool:

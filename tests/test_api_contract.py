@@ -156,6 +156,12 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "403"): "test_doc_reads_need_a_current_role",
     ("get", "/api/v1/teams/{team}/versions/{vid}/body", "404"): "test_doc_reads_of_unknown_or_invisible_things",
+    ("post", "/api/v1/teams/{team}/bodies", "200"): "test_each_body_is_sent_or_refused_alone",
+    ("post", "/api/v1/teams/{team}/bodies", "400"): "test_a_malformed_request_is_refused_whole",
+    ("post", "/api/v1/teams/{team}/bodies", "401"): "test_private_operations_need_a_session",
+    ("post", "/api/v1/teams/{team}/bodies", "403"): "test_only_readers_of_visible_teams_may_ask",
+    ("post", "/api/v1/teams/{team}/bodies", "404"): "test_only_readers_of_visible_teams_may_ask",
+    ("post", "/api/v1/teams/{team}/bodies", "413"): "test_a_malformed_request_is_refused_whole",
     # the audit log (tests/test_audit_api_*.py)
     ("get", "/api/v1/audit/checkpoint", "200"): "test_checkpoint_is_signed_and_extends_earlier_ones",
     ("get", "/api/v1/audit/checkpoint", "400"): "test_checkpoint_is_signed_and_extends_earlier_ones",

@@ -184,6 +184,7 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     alice.ok("ls", "drafting")
     alice.ok("history", "drafting", "plan.md")
     alice.ok("get", "drafting", "plan.md", "-o", str(root / "out.md"))  # the version body
+    alice.ok("sync", "drafting", str(root / "synced"))  # small bodies together: the batch download
     alice.ok("thread", "create", "drafting", "talk")
     bob.ok("thread", "post", "drafting", "talk", "hello")
     alice.ok("thread", "ls", "drafting")

@@ -110,6 +110,13 @@ async def test_versions_sit_on_the_head_and_the_team_link(store: Storage) -> Non
     assert [v.vid for v in await store.team_versions("t1")] == ["v-t1-d-1", "v-t1-d-2", "v-t1-e-1"]
     assert await store.version("t1", "v-t1-d-2") == version("d", 2)
     assert await store.version("t2", "v-t1-d-2") is None
+    # Many at once (a batch download): only the team's, each once, an unknown or other team's id left out.
+    await store.append_links([link("t2", 1)], [], [])
+    assert await store.add_version(version("f", 1, team="t2"), None, 102) == VersionAdded()
+    got = await store.versions_by_id("t1", ["v-t1-d-2", "v-t2-f-1", "nope", "v-t1-e-1", "v-t1-d-2"])
+    assert got == {"v-t1-d-2": version("d", 2), "v-t1-e-1": version("e", 1)}
+    assert await store.versions_by_id("t2", ["v-t2-f-1"]) == {"v-t2-f-1": version("f", 1, team="t2")}
+    assert await store.versions_by_id("t1", []) == {}
 
 
 async def test_a_version_over_the_daily_quota_is_refused_and_counted_once(store: Storage) -> None:

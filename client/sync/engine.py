@@ -28,6 +28,7 @@ from client.checkpoints import protocols_of
 from client.client import Client
 from client.docplaces import inside as _inside
 from client.docs import PUT_CONCURRENCY, Fetched
+from client.downloadbatch import BATCH_ITEMS, SMALL
 from client.putbase import Base
 from client.sanitize import escape
 from client.savepace import SavePace
@@ -59,7 +60,8 @@ from vault.syncindex import Seen, SyncEntry, SyncIndex, head_digest
 from vault.teamkeys import TeamKey
 
 Progress = Callable[[int], None]
-PULL_CONCURRENCY = 8  # downloads in flight in one pass
+PULL_CONCURRENCY = 8  # downloads in flight in one pass, and small ones (one batch download: client/downloadbatch.py):
+SMALL_PULLS = 2 * BATCH_ITEMS
 BIG_FILE = 16 * 1024 * 1024  # a transfer of this many bytes or more is "big": each holds its own buffers
 BIG_IN_FLIGHT = 2  # big uploads, and big downloads, in flight in one pass (peak memory: 8 at once reached 224 MiB)
 SAVE_EVERY = 0.5  # seconds between index saves during a pass while they are cheap (SavePace), and at its end
@@ -400,9 +402,11 @@ class SyncRun:
         if new:
             await self.push_new(new, local)
         gate, big_gate = asyncio.Semaphore(PULL_CONCURRENCY), asyncio.Semaphore(BIG_IN_FLIGHT)
+        small = asyncio.Semaphore(SMALL_PULLS)
 
         async def pull(a: plan.Action) -> None:
-            async with big_gate if (sizes or {}).get(a.name, 0) >= BIG_FILE else contextlib.nullcontext(), gate:
+            size = (sizes or {}).get(a.name, SMALL)
+            async with big_gate if size >= BIG_FILE else contextlib.nullcontext(), small if size < SMALL else gate:
                 await self.guarded(a, local)
 
         self.deferred = []

@@ -62,6 +62,10 @@ class BlobStore(Protocol):
     def response(self, name: str, headers: Mapping[str, str]) -> web.StreamResponse | None:
         """An answer streaming blob ``name``, or ``None`` if it is missing."""
 
+    def read_many(self, names: Sequence[str]) -> list[bytes | None]:
+        """The whole content of each blob of ``names`` (small ones: a batch download), ``None`` for a missing one
+        (blocking)."""
+
     def collect(self, used: set[str]) -> None:
         """At start-up: remove every temporary blob and every blob whose name is not in ``used`` (blocking)."""
 
@@ -162,6 +166,15 @@ class FileBlobs:
         if not path.exists():
             return None
         return web.FileResponse(path, chunk_size=READ_CHUNK, headers=headers)
+
+    def read_many(self, names: Sequence[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for name in names:
+            try:
+                out.append(self._path(name).read_bytes())
+            except FileNotFoundError:
+                out.append(None)
+        return out
 
     def collect(self, used: set[str]) -> None:
         for f in self.tmp_dir.iterdir():

@@ -8,7 +8,7 @@ raise only for real failures.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from security.events import Checkpoint
@@ -67,6 +67,7 @@ class DocumentStore(Protocol):
     async def versions(self, team: str, doc: str) -> list[StoredVersion]: ...
     async def heads(self, team: str) -> list[StoredVersion]: ...
     async def version(self, team: str, vid: str) -> StoredVersion | None: ...
+    async def versions_by_id(self, team: str, vids: Sequence[str]) -> dict[str, StoredVersion]: ...
     async def team_versions(self, team: str) -> list[StoredVersion]: ...
 
 

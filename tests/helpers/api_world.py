@@ -178,6 +178,15 @@ def new_doc() -> str:
     return os.urandom(16).hex()
 
 
+async def stored_upload(w: World, s: Client, h: Http, key: TeamKey, size: int = 300) -> Upload:
+    """The first version of a new document of ``key``'s team, made and stored by ``s`` (201 checked)."""
+    doc = new_doc()
+    up = make_upload(w, s, key, doc, size=size)
+    status, res = await h.call("POST", docs_path(key.team_id, doc), token=s.session.api.token, data=up.data)
+    assert status == 201, res
+    return up
+
+
 def docs_path(team: str, doc: str) -> str:
     return f"/api/v1/teams/{team}/docs/{doc}"
 

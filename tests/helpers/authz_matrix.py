@@ -318,7 +318,8 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
     tid, org_seq = team.team_id, view.org.seq
     if action == "doc.read":
         return [("GET", f"/api/v1/teams/{tid}/docs", {}), ("GET", f"/api/v1/teams/{tid}/docs/{doc}", {}),
-                ("GET", f"/api/v1/teams/{tid}/versions/{records[-1].version_id}/body", {})]
+                ("GET", f"/api/v1/teams/{tid}/versions/{records[-1].version_id}/body", {}),
+                ("POST", f"/api/v1/teams/{tid}/bodies", {"js": {"vids": [records[-1].version_id]}})]  # batch download
     if action == "thread.read":
         return [("GET", f"/api/v1/teams/{tid}/threads", {}),
                 ("GET", f"/api/v1/teams/{tid}/threads/{thread}/messages", {})]

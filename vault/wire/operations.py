@@ -169,6 +169,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "the server's disk is full (nothing stored)", "201", s.BatchStored, "400 401 403 404 413 507", Binary),
     _op("version_body", "get", f"{TEAM}/versions/{{vid}}/body", "ciphertext body of a version (streamed)", "200",
         Binary, "401 403 404"),
+    _op("version_bodies", "post", f"{TEAM}/bodies",
+        "the ciphertext bodies of many small versions in one answer (each item a u16 status, a u32 length and "
+        "the exact stored body, or an Error, in the order asked: docs/format.md); each item is read and audited as "
+        "version_body would, and refused alone (404 unknown, 413 over 1 MiB or past 8 MiB in all)", "200", Binary,
+        "400 401 403 404 413", s.BodiesRequest),
     # -- threads
     _op("list_threads", "get", f"{TEAM}/threads",
         "every thread of a team: signed record, next position, last activity, count", "200", s.ThreadList,

@@ -272,6 +272,16 @@ class BatchStored(Wire):
     outcomes: list[BatchOutcome]
 
 
+MAX_BODIES = 256  # version bodies one batch download asks for at most
+
+
+class BodiesRequest(Wire):
+    """The versions whose bodies a batch download asks for; the answer gives them in this order (docs/format.md
+    "Batch download")."""
+
+    vids: Annotated[list[Id], Meta(min_length=1, max_length=MAX_BODIES)]
+
+
 # -- threads -------------------------------------------------------------------------------------
 
 

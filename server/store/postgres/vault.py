@@ -18,7 +18,7 @@ before the row that references them; unreferenced ones are collected at start (`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -225,6 +225,11 @@ class PostgresStorage(ThreadTables):
     async def version(self, team: str, vid: str) -> StoredVersion | None:
         row = await self._pool.fetchrow(f"SELECT {_COLS} FROM versions WHERE team=$1 AND vid=$2", team, vid)
         return None if row is None else _version(row)
+
+    async def versions_by_id(self, team: str, vids: Sequence[str]) -> dict[str, StoredVersion]:
+        rows = await self._pool.fetch(f"SELECT {_COLS} FROM versions WHERE team=$1 AND vid = ANY($2::text[])", team,
+                                      sorted(set(vids)))
+        return {v.vid: v for v in map(_version, rows)}
 
     # -- login ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -293,6 +293,17 @@ class SQLiteStorage:
         async with self._db.execute(f"SELECT {self._COLS} FROM versions WHERE team=? AND vid=?", (team, vid)) as cur:
             row = await cur.fetchone()
         return None if row is None else self._version(row)
+
+    @_atomic
+    async def versions_by_id(self, team: str, vids: Sequence[str]) -> dict[str, StoredVersion]:
+        """The versions of ``team`` among ``vids`` (one query; an unknown id is left out)."""
+        wanted = sorted(set(vids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        async with self._db.execute(f"SELECT {self._COLS} FROM versions WHERE team=? AND vid IN ({marks})",
+                                    (team, *wanted)) as cur:
+            return {v.vid: v for v in map(self._version, await cur.fetchall())}
 
     # -- login ------------------------------------------------------------------------------
 

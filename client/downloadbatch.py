@@ -1,0 +1,106 @@
+"""Small downloads of a folder's pulls gathered into batch requests (``version_bodies``; the answer is described
+in docs/format.md "Batch download").
+
+Only the transport is batched: each item is the body of one version whose record the caller checked already
+(signature, the author's right at its team state, the chain, the pins) exactly as for a single download, and the
+body is verified exactly as one (its length, every frame, the body hash in the signed header, the final tag:
+``client.download.receive_small``). ``BodyBatcher.body`` asks for one version's body and returns its bytes or
+raises the error its refusal stands for: an item refused or malformed fails alone. A request goes once
+``BATCH_ITEMS`` are waiting or ``BATCH_BYTES`` of bodies, or a moment after the first one came while fewer than
+``IN_FLIGHT`` requests are out (``client.batching.Batcher``); one that fails as a whole fails each of its items.
+Memory: at most ``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few bytes an item) are held.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from client import download
+from client.api import Api, decode, refusal
+from client.batching import Batcher
+from vault.envelope import Opened, Record
+from vault.errors import IntegrityError, VaultError
+from vault.fileio import in_worker
+from vault.wire.schemas import MAX_BODIES, Error
+
+SMALL = 64 * 1024  # bodies under this many bytes are fetched in batches during a folder's pulls
+BATCH_ITEMS = 128  # bodies asked for in one request (the server takes at most MAX_BODIES)
+BATCH_BYTES = 2 << 20  # bytes of bodies asked for in one request (the server answers at most 16 MiB)
+IN_FLIGHT = 2  # batch requests out at once
+GATHER_S = 0.003  # how long the first request waits for others before a batch goes
+HEAD = struct.Struct(">HI")  # an item's status and length (server/routes/bodies.py)
+
+assert BATCH_ITEMS <= MAX_BODIES
+
+
+def split_answer(raw: bytes, count: int) -> list[tuple[int, bytes]]:
+    """The ``count`` items of a batch download's answer as (status, payload); ``IntegrityError`` if the framing is
+    wrong (a length past the end, fewer or more items than asked for)."""
+    view, items, at = memoryview(raw), [], 0
+    while at < len(view):
+        if at + HEAD.size > len(view):
+            raise IntegrityError("a batch download's answer ends inside an item's header")
+        status, n = HEAD.unpack_from(view, at)
+        at += HEAD.size
+        if n > len(view) - at:
+            raise IntegrityError("a batch download's answer ends inside an item")
+        items.append((status, bytes(view[at:at + n])))
+        at += n
+    if len(items) != count:
+        raise IntegrityError(f"the server answered {len(items)} items to a batch download of {count}")
+    return items
+
+
+class BodyBatcher:
+    """Bodies of one team's versions, fetched in batches (see the module's docstring)."""
+
+    def __init__(self, api: Api, team_id: str) -> None:
+        self._api, self._path = api, f"/api/v1/teams/{team_id}/bodies"
+        self._batcher: Batcher[tuple[str, int], bytes] = Batcher(
+            self._send, items=BATCH_ITEMS, in_flight=IN_FLIGHT, gather_s=GATHER_S, size=lambda item: item[1],
+            max_size=BATCH_BYTES)
+
+    async def body(self, vid: str, body_len: int) -> bytes:
+        """The stored body of version ``vid`` (``body_len``: its length as its checked header says; an answer of
+        another length is refused), or the refusal of it raised. Not yet verified: see ``receive_small``."""
+        return await self._batcher.submit((vid, body_len))
+
+    async def _send(self, items: list[tuple[str, int]]) -> list[bytes | BaseException]:
+        raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _ in items]})
+        return [_body(status, payload, body_len) for (_, body_len), (status, payload)
+                in zip(items, split_answer(raw, len(items)), strict=True)]
+
+
+def _body(status: int, payload: bytes, body_len: int) -> bytes | BaseException:
+    if status == 200:
+        if len(payload) == body_len:
+            return payload
+        return IntegrityError("the server sent a document body of another length than its signed header says")
+    if status < 400:
+        return IntegrityError("the server answered a batch download item with no body")
+    try:
+        error = decode(payload, Error)
+    except VaultError as e:
+        return e
+    return refusal(status, error.error, error.message)
+
+
+async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,
+                         progress: download.Progress | None) -> tuple[Path, bytes]:
+    """``client.download.receive_beside``; a small body fetched through the batcher of its team in ``batchers`` (made
+    there when it is the team's first; None: no batching), and one worker thread trip verifies, writes and fsyncs it."""
+    if batchers is None or rec.core.body_len >= SMALL:
+        return await download.receive_beside(api, rec, opened, out, progress)
+    bodies = batchers.get(rec.core.team)
+    if bodies is None:
+        bodies = batchers[rec.core.team] = BodyBatcher(api, rec.core.team)
+    body = await bodies.body(rec.version_id, rec.core.body_len)
+
+    async def verified(fd: int) -> bytes:
+        return await in_worker(download.SYNC_POOL, lambda: download.receive_small(opened, body, fd))
+
+    got = await download.beside(out, verified)
+    if progress is not None:
+        progress(len(body))
+    return got
