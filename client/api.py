@@ -128,9 +128,11 @@ class Api:
         return self._session
 
     async def request(self, method: str, path: str, json: Any = None, data: Any = None,
-                      length: int | None = None) -> bytes:
+                      length: int | None = None, max_answer: int | None = None) -> bytes:
         """The answer's JSON text (a refusal raised as its ``VaultError``). ``length``: the byte count of a
-        streamed ``data``, sent as Content-Length instead of chunked encoding."""
+        streamed ``data``, sent as Content-Length instead of chunked encoding. ``max_answer``: the most bytes the
+        answer may hold (more is refused as an ``IntegrityError`` before it is all read: a lying server cannot make
+        the client hold an answer of any size)."""
         headers = self._headers()
         if length is not None:
             headers["Content-Length"] = str(length)
@@ -139,7 +141,9 @@ class Api:
                 method, self.url + path, json=json, data=data, headers=headers
             ) as resp:
                 await self._check(resp)
-                return await resp.read()
+                if max_answer is None:
+                    return await resp.read()
+                return await _read_at_most(resp, max_answer)
         except aiohttp.ServerFingerprintMismatch as e:
             raise ServerMismatch(
                 f"the server's certificate does not match the pinned {self.pin.kind} fingerprint: "
@@ -224,3 +228,16 @@ class Api:
             raise ServerMismatch(f"the server's certificate is not valid for {self.url}") from e
         except aiohttp.ClientError as e:
             raise TransportError(f"download interrupted: {e}") from e
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The answer's body, refused once it grows past ``limit`` bytes (its Content-Length is not trusted)."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise errors.IntegrityError(f"the server's answer holds {resp.content_length} bytes, more than the "
+                                    f"{limit} asked for")
+    got = bytearray()
+    async for chunk in resp.content.iter_any():
+        got += chunk
+        if len(got) > limit:
+            raise errors.IntegrityError(f"the server's answer runs past the {limit} bytes asked for")
+    return bytes(got)

@@ -32,6 +32,7 @@ GATHER_S = 0.003  # how long the first request waits for others before a batch g
 HEAD = struct.Struct(">HI")  # an item's status and length (server/routes/bodies.py)
 
 assert BATCH_ITEMS <= MAX_BODIES
+MAX_REFUSAL = 4096  # the most bytes an item's refusal (an ``Error`` as JSON) may take in an answer
 
 
 def split_answer(raw: bytes, count: int) -> list[tuple[int, bytes]]:
@@ -67,7 +68,9 @@ class BodyBatcher:
         return await self._batcher.submit((vid, body_len))
 
     async def _send(self, items: list[tuple[str, int]]) -> list[bytes | BaseException]:
-        raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _ in items]})
+        # each item: its header, and its body (as long as its signed header says) or a refusal (a small JSON Error)
+        most = sum(HEAD.size + max(body_len, MAX_REFUSAL) for _, body_len in items)
+        raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _ in items]}, max_answer=most)
         return [_body(status, payload, body_len) for (_, body_len), (status, payload)
                 in zip(items, split_answer(raw, len(items)), strict=True)]
 

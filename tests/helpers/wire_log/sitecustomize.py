@@ -65,11 +65,11 @@ def _install() -> None:
         await check(self, resp)
 
     async def recorded_request(self: Api, method: str, path: str, json: Any = None, data: Any = None,
-                               length: int | None = None) -> Any:
+                               length: int | None = None, max_answer: int | None = None) -> Any:
         entry: dict[str, Any] = {"kind": "http", "method": method, "path": path,
                                  "request": "<binary>" if data is not None else json}
         try:
-            return await request(self, method, path, json=json, data=data, length=length)
+            return await request(self, method, path, json=json, data=data, length=length, max_answer=max_answer)
         finally:
             if id(self) in answers:
                 entry["status"], entry["response"] = answers.pop(id(self))
