@@ -158,6 +158,8 @@ class Context:
         u = self.unlogged.get(key)
         if u is None:
             return min(link.time, self.now)
+        if not u.seen:
+            return min(max(link.time, u.earliest), u.latest, self.now)
         return min(u.latest if late else u.earliest, self.now)
 
     def org_time(self, seq: int, default: int) -> int:
@@ -194,6 +196,10 @@ class Unlogged:
     earliest: int  # the log's clock at the last logged append before it (its chain's, or the org link it names)
     latest: int  # the log's clock at the next logged link of its chain, else the log's latest time
     certain: bool  # a later link of its chain is logged: the log must hold it (not appended after the checkpoint)
+    # every event in its window was read: no event the reader cannot open (from before the audit key, or sealed to
+    # others) can be its append. When not, it is judged by its own time within the window (README walk-through:
+    # a member admitted before the audit key existed is not "admitted" at the next readable event).
+    seen: bool = True
 
 
 def _unlogged(inp: AuditInput, link_events: Mapping[str, int], log_clock: Mapping[int, int],
@@ -223,13 +229,15 @@ def _unlogged(inp: AuditInput, link_events: Mapping[str, int], log_clock: Mappin
             idx = link_events.get(link.hash.hex())
             if idx is not None:
                 out.update((lk.hash.hex(), Unlogged(lk, min(log_clock[i], log_clock[idx]), log_clock[idx],
-                                                    all_read(i, idx))) for lk, i in pending)
+                                                    all_read(i, idx), all_read(i, idx))) for lk, i in pending)
                 before, pending = idx, []
                 continue
             named = named_idx(link) if team else None
             if before is not None or named is not None:
                 pending.append((link, max(i for i in (before, named) if i is not None)))
-        out.update((lk.hash.hex(), Unlogged(lk, min(log_clock[i], latest), latest, False)) for lk, i in pending)
+        end = max(log_clock, default=0) + 1
+        out.update((lk.hash.hex(), Unlogged(lk, min(log_clock[i], latest), latest, False, all_read(i, end)))
+                   for lk, i in pending)
 
     walk(inp.org_links, False)
     for links in inp.member_links.values():
