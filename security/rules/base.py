@@ -228,8 +228,9 @@ def _unlogged(inp: AuditInput, link_events: Mapping[str, int], log_clock: Mappin
         for link in sorted(links, key=lambda lk: lk.seq):
             idx = link_events.get(link.hash.hex())
             if idx is not None:
-                out.update((lk.hash.hex(), Unlogged(lk, min(log_clock[i], log_clock[idx]), log_clock[idx],
-                                                    all_read(i, idx), all_read(i, idx))) for lk, i in pending)
+                for lk, i in pending:  # a later link is logged: certain exactly when its window was all read
+                    seen = all_read(i, idx)
+                    out[lk.hash.hex()] = Unlogged(lk, min(log_clock[i], log_clock[idx]), log_clock[idx], seen, seen)
                 before, pending = idx, []
                 continue
             named = named_idx(link) if team else None

@@ -88,9 +88,17 @@ class Cluster:
     def url(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@/{database}?host={self.root}&port={self.port}"
 
+    @staticmethod
+    def name(database: str) -> str:
+        """The database's name, from a URL of ``url`` or a name."""
+        return database.split("/")[3].split("?")[0] if "://" in database else database
+
+    def _fresh_name(self) -> str:
+        return f"t{os.getpid()}_{next(self._names)}"
+
     def psql(self, sql: str, database: str = "postgres") -> str:
         """``sql``'s output (unaligned, no headers) in ``database`` (a name, or a URL of ``url``)."""
-        database = database.split("/")[3].split("?")[0] if "://" in database else database
+        database = self.name(database)
         done = subprocess.run([str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                                "-h", str(self.root), "-p", str(self.port), "-U", SUPERUSER, "-d", database,
                                "-c", sql], capture_output=True, text=True, check=False)
@@ -100,7 +108,7 @@ class Cluster:
 
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
-        name = f"t{os.getpid()}_{next(self._names)}"
+        name = self._fresh_name()
         self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
 
@@ -108,10 +116,10 @@ class Cluster:
         """A database holding a copy of ``template`` (a URL of ``url``; nobody may be connected to it): ``into``
         (a URL of ``url``: that database is dropped and made again as the copy) or a new one; its URL. PostgreSQL
         copies the files: far cheaper than building the contents again."""
-        name = into.split("/")[3].split("?")[0] if into else f"t{os.getpid()}_{next(self._names)}"
+        name = self.name(into) if into else self._fresh_name()
         if into:
             self.psql(f"DROP DATABASE IF EXISTS {name}")
-        self.psql(f"CREATE DATABASE {name} TEMPLATE {template.split('/')[3].split('?')[0]}")
+        self.psql(f"CREATE DATABASE {name} TEMPLATE {self.name(template)}")
         return self.url(name)
 
     def cpu_seconds(self) -> float:
