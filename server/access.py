@@ -66,11 +66,16 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def chains_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Over a database other server processes share (PostgreSQL): before a request is judged, this process's
     directory replays the links they stored (one indexed query when there are none; ``Directory.catch_up``)."""
-    app = request.app
+    await catch_up_chains(request.app)
+    return await handler(request)
+
+
+async def catch_up_chains(app: web.Application) -> None:
+    """Replay the links other processes stored since this directory's last (the request path above, and a notice
+    that links were stored: ``server/relay.py``)."""
     if await app[CHAINS].links_after(app[DIRECTORY].seen):
         async with app[LOCK]:  # not between a chain route's check and its commit
             await app[DIRECTORY].catch_up(app[CHAINS])
-    return await handler(request)
 
 
 @web.middleware

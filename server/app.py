@@ -48,9 +48,11 @@ from server.messagelog import MessageLog
 from server.metrics import METRICS, add_metrics, metrics_middleware
 from server.proxied import proxy_middleware
 from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher, settle_at_start
+from server.relay import relaying
 from server.routes import audit, auth, batch, bodies, chains, devices, docs, public, restore, threads
 from server.store.backends import open_audit, open_storage
 from server.store.owed import OwedJournal
+from server.store.postgres.vault import PostgresStorage
 from server.store.protocols import Storage
 from server.store.sqlite.vault import SQLiteStorage
 from vault.wire.operations import OPERATIONS
@@ -77,6 +79,8 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[LOG] = MessageLog(storage)
     add_metrics(app).watch("messages", app[LOG].committer)
     app.cleanup_ctx.append(refusal_flusher)  # entered before the thread purge loop, left after it
+    if isinstance(storage, PostgresStorage):  # other processes may store: their notices reach the followers here
+        app.cleanup_ctx.append(relaying(storage.listener()))
     threads.register(app)
     add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, batch, bodies, audit,
                                                       restore, threads, metrics)

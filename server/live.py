@@ -6,7 +6,8 @@ The client's first frame says where it is and what it follows (``{"after": {thre
 bool}``); the server sends what it missed from storage, then ``{"type": "live"}``, then every new item as it is
 accepted, several ready ones as one ``msgs`` frame. A follower that loses the connection reconnects with the
 positions it has and receives the rest exactly once, in order; one whose queue overflowed (``lagged``) or that
-sees a gap in positions reads the rest from storage. Access is judged again before every delivery and every ``RECHECK``
+sees a gap in positions reads the rest from storage, as does every follower of a process that may have missed
+what another process stored (``server/relay.py``). Access is judged again before every delivery and every ``RECHECK``
 seconds without one (``_access_problem``): a member removed from the team stops receiving at once, and its
 connection is closed with the reason.
 
@@ -246,9 +247,16 @@ async def deliver(request: web.Request, team: TeamState, s: AuthSession) -> web.
             if me.docs and me.lagged:  # document notices were dropped: the follower reconnects and checks all
                 await ws.close(code=1013, message=b"lagged behind: reconnect")
                 break
+            if me.lagged:  # items were dropped or may have been missed: the rest comes from storage
+                me.lagged = False
+                await new_threads()
+                for t_id in list(sent):
+                    delivered += await catch_up(t_id)
             for entry in batch:
                 assert entry is not None
                 item, text = entry
+                if item["type"] in ("check", "resync"):  # not for the follower (server/events.py)
+                    continue
                 if item["type"] == "doc":  # only a docs follower was offered one (Follower.offer)
                     await flush()  # in order with the thread items before it
                     await send(text)

@@ -33,7 +33,8 @@ from server.tls import server_context
 
 # Shared worlds of split test modules, as fixtures (a test module never imports another).
 pytest_plugins = [
-    "tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds", "tests.helpers.postgres"]
+    "tests.helpers.api_fixtures", "tests.helpers.audit_world", "tests.helpers.worlds", "tests.helpers.postgres",
+    "tests.helpers.pair"]
 
 MVAULT = str(Path(sys.executable).parent / "mvault")
 PASSPHRASE = "correct horse battery staple"

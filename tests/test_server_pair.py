@@ -9,54 +9,21 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from client.threads.team import Threads
 from server.context import DIRECTORY, LOGINS
-from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org
+from tests.conftest import Member, ServerThread
 from tests.helpers.http import Http, b64, login_as
 from tests.helpers.members import SECRETS, session
-from tests.helpers.postgres import Cluster
+from tests.helpers.pair import Pair, open_keys
 from vault.auth import sign_login
 from vault.keys import DeviceKeys
 
 ATTACKER = "127.0.0.3"  # a loopback address of its own: its own source for both servers
 CHALLENGE, LOGIN = "/api/v1/auth/challenge", "/api/v1/auth/login"
-
-
-@dataclass
-class Pair:
-    one: ServerThread
-    two: ServerThread
-    org: Org
-    alice_id: str
-    alice_device: DeviceKeys
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iterator[Pair]:
-    root = tmp_path_factory.mktemp("pair")
-    url = pg_cluster.new_database()
-    one = ServerThread(root / "data", database_url=url).start()
-    pf = root / "passphrase"
-    pf.write_text(PASSPHRASE + "\n")
-    org = found_org(one, lambda name: Member(root / f"home-{name}", name, pf))
-    two = ServerThread(root / "data", database_url=url).start()
-    try:
-        asyncio.run(_open(one, org.alice))
-        home, secrets = SECRETS[org.alice.home]
-        yield Pair(one, two, org, home.config().member_id, secrets.device)
-    finally:
-        two.stop()
-        one.stop()
-
-
-async def _open(server: ServerThread, m: Member) -> None:
-    async with session(server, m):  # unlocks m's keys once (tests/helpers/members.py SECRETS)
-        pass
 
 
 @pytest.fixture
@@ -149,7 +116,7 @@ async def test_two_servers_posting_to_one_thread_take_every_position_once(pair: 
     org = pair.org
     async with session(pair.one, org.alice) as s:
         await (await Threads.open(s, "drafting")).create("both", 0)
-    await _open(pair.two, org.bob)
+    await open_keys(pair.two, org.bob)
     n = 12
     by_alice, by_bob = await asyncio.gather(_post_all(pair.one, org.alice, "both", n),
                                             _post_all(pair.two, org.bob, "both", n))
@@ -167,7 +134,7 @@ async def test_a_member_who_joined_through_one_logs_in_through_the_other(pair: P
     member admitted through one is a member on the other at once (it was an unknown device there before)."""
     carol = Member(pair.org.alice.home.parent / "home-carol", "carol", pair.org.alice.passphrase_file)
     carol.ok("join", pair.org.alice.json("invite")["invite"], "--name", "carol")  # through server one
-    await _open(pair.one, carol)
+    await open_keys(pair.one, carol)
     home, secrets = SECRETS[carol.home]
     async with Http(pair.two) as h2:
         token = await login_as(h2, home.config().member_id, secrets.device)

@@ -2,7 +2,10 @@
 
 ``ServerProcess.start`` waits for the connection line ``run --json`` prints once it is listening; the
 server's stderr goes to a file next to the data directory (read it when a test fails). What a crash
-must not leave behind is checked on the data directory itself (``leftovers``).
+must not leave behind is checked on the data directory itself (``leftovers``). ``extra`` arguments go to ``run``
+(``--database URL``: several processes over one PostgreSQL database and one data directory); ``fingerprint`` and
+``clock`` let the tests' in-process clients (``tests/helpers/members.py`` ``session``, ``tests/helpers/http.py``)
+talk to it as to a ``ServerThread``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from server.tls import fingerprint
 from tests.conftest import free_port
 
 MVAULT_SERVER = str(Path(sys.executable).parent / "mvault-server")
@@ -25,8 +29,10 @@ START_TIMEOUT = 60.0
 class ServerProcess:
     """``mvault-server run`` on a loopback port: the same data directory and port across restarts."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *extra: str) -> None:
         self.data_dir = data_dir
+        self.extra = extra
+        self.fingerprint = ""
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.invite: str | None = None
@@ -39,7 +45,7 @@ class ServerProcess:
         with self.log.open("ab") as err:
             self._proc = subprocess.Popen(
                 [MVAULT_SERVER, "run", "--data", str(self.data_dir), "--port", str(self.port), "--json",
-                 "--rate", "1000", "--burst", "10000"],
+                 "--rate", "1000", "--burst", "10000", *self.extra],
                 stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
         assert self._proc.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT
@@ -53,7 +59,16 @@ class ServerProcess:
                 line += self._proc.stdout.readline()
         info = json.loads(line)
         self.invite = self.invite or info["invite"]
+        self.fingerprint = fingerprint(self.data_dir / "server.crt").hex()
         return self
+
+    def clock(self) -> float:
+        return time.time()
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs, nothing is flushed or closed."""

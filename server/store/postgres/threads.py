@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 
+from server.store.notices import MessagesStored, ThreadStored
 from server.store.positions import place
 from server.store.postgres import usage as PU
+from server.store.postgres.listen import notify
 from server.store.records import (
     MessageOutcome,
     MessagePost,
@@ -24,8 +26,9 @@ def _thread(r: asyncpg.Record) -> StoredThread:
 
 
 class ThreadTables:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], origin: str) -> None:
         self._pool = pool
+        self.origin = origin  # names this process's notices (server/store/notices.py)
 
     async def add_thread(self, t: StoredThread, now: int, allowance: Allowance | None = None) -> ThreadOutcome:
         creator = allowance.member if allowance is not None else thread_creator(t.record)
@@ -42,6 +45,7 @@ class ThreadTables:
             if added is None:
                 return ThreadExists()
             await PU.add_authored(conn, "thread", f"{t.team}/{t.thread}", creator, 0, now)
+            await notify(conn, self.origin, [ThreadStored(t.team, t.thread)])
         return ThreadAdded()
 
     async def threads(self, team: str, now: int) -> list[StoredThread]:
@@ -91,6 +95,11 @@ class ThreadTables:
             await conn.executemany("UPDATE threads SET next_pos=greatest(next_pos, $1), "
                                    "last_time=greatest(last_time, $2) WHERE team=$3 AND thread=$4",
                                    [(m.pos + 1, m.time, m.team, m.thread) for m in rows])
+            placed: dict[tuple[str, str], list[int]] = {}
+            for m in rows:
+                placed.setdefault((m.team, m.thread), []).append(m.pos)
+            await notify(conn, self.origin, [MessagesStored(team, thread, min(p), max(p))
+                                             for (team, thread), p in placed.items()])
         return outcomes
 
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:

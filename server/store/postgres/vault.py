@@ -18,6 +18,7 @@ before the row that references them; unreferenced ones are collected at start (`
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,8 +27,10 @@ import asyncpg
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.local import SessionCache
 from server.store.logkey import log_seed
+from server.store.notices import LinksStored, VersionStored
 from server.store.postgres import usage as PU
 from server.store.postgres.guard import PostgresGuard
+from server.store.postgres.listen import Listener, notify
 from server.store.postgres.schema import LINKS_LOCK, Conn, connect, lost_is_unavailable
 from server.store.postgres.threads import ThreadTables
 from server.store.records import (
@@ -68,9 +71,10 @@ async def lock_chain(conn: Conn, chain: str, shared: bool = False) -> None:
 class PostgresStorage(ThreadTables):
     """Chains, boxes, documents, login and slots in PostgreSQL (threads: ``ThreadTables``)."""
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], data_dir: Path) -> None:
-        super().__init__(pool)
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], data_dir: Path, url: str = "") -> None:
+        super().__init__(pool, secrets.token_hex(8))
         self.data_dir = data_dir
+        self.url = url
         self.blobs: BlobStore = FileBlobs(data_dir)
         # Sessions are never changed once stored, only expired (a revoked device or removed member is refused
         # from the chains, ``server/access.py``): one found is still right on every process until its expiry.
@@ -86,7 +90,7 @@ class PostgresStorage(ThreadTables):
         """``collect``: remove unreferenced blobs first (only where no other process is serving)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         pool = await connect(url)
-        store = cls(pool, data_dir)
+        store = cls(pool, data_dir, url)
         try:
             if collect:
                 await store.collect_garbage()
@@ -97,6 +101,10 @@ class PostgresStorage(ThreadTables):
 
     async def close(self) -> None:
         await self._pool.close()
+
+    def listener(self) -> Listener:
+        """What the other processes on this database store, as they commit it (``server/relay.py``)."""
+        return Listener(self.url, self.origin)
 
     async def collect_garbage(self) -> None:
         """Remove blobs no version references (with several processes: only at a start, before serving, as
@@ -153,6 +161,7 @@ class PostgresStorage(ThreadTables):
                     "INSERT INTO unlogged_links VALUES ($1, $2, $3) ON CONFLICT (hash) DO UPDATE "
                     "SET chain=excluded.chain, seq=excluded.seq",
                     [(link_hash(link.wire), link.chain, link.seq) for link in links])
+                await notify(conn, self.origin, [LinksStored()])
         except asyncpg.UniqueViolationError:  # rolled back: a link at one of these positions, or a box, is stored
             return ChainMoved()
         return LinksAppended()
@@ -204,6 +213,7 @@ class PostgresStorage(ThreadTables):
             await conn.execute("INSERT INTO versions VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                                v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now)
             await PU.add_authored(conn, "version", v.vid, author, v.body_len, now)
+            await notify(conn, self.origin, [VersionStored(v.team, v.doc, v.seq, v.vid)])
         return VersionAdded()
 
     async def usage(self, member: str, kind: str, now: int, per_day: int) -> Usage:

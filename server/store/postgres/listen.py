@@ -1,0 +1,85 @@
+"""PostgreSQL ``LISTEN/NOTIFY`` between server processes over one database (``server/store/notices.py`` says what
+a notice holds; ``server/relay.py`` acts on them).
+
+Sending: ``notify`` inside the transaction that stores what it names (PostgreSQL sends it when the transaction
+commits, in commit order, and never for one rolled back; after Parsec's ``send_signal``). Receiving:
+``Listener.run`` holds one connection of its own (not from the pool: it must stay open and listening), hands
+every notice from another process to its callback, and reconnects when that connection is lost (the database
+restarted, the connection was terminated, a ping went unanswered), with ``Resync`` once it listens again:
+whatever was committed while it did not listen is read from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from server.store.notices import CHANNEL, Notice, Resync, decode, encode
+from server.store.postgres.schema import Conn
+
+log = logging.getLogger("mvault.server")
+
+APPLICATION = "mvault-listen"  # the listening connection's application_name (pg_stat_activity)
+PING = 10.0  # seconds between checks that the listening connection still answers
+RETRY = (0.1, 5.0)  # the first and the longest wait before connecting again
+
+
+async def notify(conn: Conn, origin: str, notices: Sequence[Notice]) -> None:
+    """Announce ``notices`` when the caller's transaction commits (one round trip for all of them)."""
+    if notices:
+        await conn.execute("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", CHANNEL,
+                           [encode(origin, n) for n in notices])
+
+
+class Listener:
+    """Notices from the other processes on ``url`` (those whose origin is not ``origin``)."""
+
+    def __init__(self, url: str, origin: str) -> None:
+        self.url = url
+        self.origin = origin
+        self.connects = 0  # connections made (the first one included)
+
+    async def run(self, take: Callable[[Notice | Resync], None]) -> None:
+        """Until cancelled: ``take`` each notice, in the order sent, and ``Resync`` after each (re)connection."""
+        wait = RETRY[0]
+        while True:
+            try:
+                await self._listen(take)
+                wait = RETRY[0]
+            except Exception as e:  # noqa: BLE001 - whatever broke the connection, listening goes on
+                log.warning("live notices: listening connection failed (%s: %s); connecting again in %.1f s",
+                            type(e).__name__, e, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RETRY[1])
+
+    async def _listen(self, take: Callable[[Notice | Resync], None]) -> None:
+        """One connection's life: returns (or raises) when it is lost."""
+        lost = asyncio.Event()
+
+        def heard(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            try:
+                origin, notice = decode(str(payload))
+            except ValueError as e:
+                log.warning("live notices: unreadable notice (%s); reading the database instead", e)
+                take(Resync())
+                return
+            if origin != self.origin:
+                take(notice)
+
+        conn = await asyncpg.connect(self.url, timeout=10, server_settings={"application_name": APPLICATION})
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANNEL, heard)
+            self.connects += 1
+            take(Resync())  # listening from here on: what came before is read from the database
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), PING)
+                if not lost.is_set():
+                    await conn.execute("SELECT 1", timeout=PING)
+        finally:
+            conn.terminate()
