@@ -190,6 +190,7 @@ class SyncRun:
     def save(self, force: bool = False) -> None:
         if force or self._pace.due():
             with self._pace.saving():
+                self.c.docs.settle_places()  # the files it records are where it says, after a crash too
                 self.folders.save(self.index)
 
     def _uploaded(self, name: str) -> SyncEntry:
