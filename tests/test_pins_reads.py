@@ -16,6 +16,7 @@ import pytest
 
 from client.home import Home
 from tests.conftest import Org
+from tests.helpers.opened import count_opens
 from vault import localstate
 from vault.errors import VaultError
 
@@ -30,24 +31,11 @@ def home(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     return Home(org.alice.home)
 
 
-def opened_count(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the sealed files opened from now on."""
-    opened: list[str] = []
-    real = localstate.open_local
-
-    def counting(key: bytes, name: str, blob: bytes) -> object:
-        opened.append(name)
-        return real(key, name, blob)
-
-    monkeypatch.setattr(localstate, "open_local", counting)
-    return opened
-
-
 def test_the_same_bytes_are_opened_once_and_unchanged_pins_not_written(home: Home,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     first = home.pins()
     assert first.docs and first.chains and first.log
-    opened = opened_count(monkeypatch)
+    opened = count_opens(monkeypatch, localstate, "open_local")
     for _ in range(5):
         assert home.pins() == first
     assert opened == []  # the code before opened and parsed the file at every look

@@ -17,9 +17,8 @@ from client.sync import folders as folders_module
 from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Org
 from tests.helpers.members import in_session
+from tests.helpers.opened import count_opens
 from tests.test_sync import sync, write
-from vault import syncindex
-from vault.syncindex import SyncIndex
 
 
 def sync_dir(org: Org) -> Path:
@@ -31,14 +30,7 @@ def test_a_pass_reads_only_the_other_folders_paths(org: Org, tmp_path: Path, mon
     write(a / "plan.md", "plan\n")
     sync(org.alice, a)
     assert len(list(sync_dir(org).glob("*.root"))) == 1
-    opened: list[str] = []
-    real = syncindex.open_sync_index
-
-    def counting(key: bytes, folder_id: str, blob: bytes) -> SyncIndex:
-        opened.append(folder_id)
-        return real(key, folder_id, blob)
-
-    monkeypatch.setattr(folders_module, "open_sync_index", counting)
+    opened = count_opens(monkeypatch, folders_module, "open_sync_index")
 
     async def one_pass(c: Client) -> Outcome:
         return await sync_pass(c, "drafting", b)
