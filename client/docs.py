@@ -102,6 +102,7 @@ class Documents:
         self._bodies: dict[str, downloadbatch.BodyBatcher] | None = None  # by team, during a fetch batch
         self._unsynced: set[Path] | None = None  # in a fetch batch: directories to fsync (``settle_places``)
         self._home_real: Path | None = None
+        self.sent: dict[str, bytes] = {}  # vid -> SHA-256 of the record this command signed and stored under it
 
     @property
     def copies(self) -> LocalCopies:
@@ -195,13 +196,10 @@ class Documents:
         if final or self._copies_pace.due():
             copies, self._batch_copies = self._batch_copies, []
             with self._copies_pace.saving():
-                self._save_pins(batch)
+                save_merged(self.session.home, batch)
                 self.copies.save(copies)
         else:
-            self._save_pins(batch)
-
-    def _save_pins(self, batch: dict[str, list[Any]]) -> None:
-        save_merged(self.session.home, batch)
+            save_merged(self.session.home, batch)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
@@ -353,6 +351,7 @@ class Documents:
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
+        self.sent[res.vid] = head_digest(writer.record.raw)  # a synced folder's index entry takes it (``raw``)
         seq = len(records) + 1
         self._check_doc_pin(team, doc, [*records, writer.record])
         if local is not None:
@@ -413,7 +412,8 @@ class Documents:
                     self._first_opened[rec.raw] = opened
             out.append(DocVersion(rec, opened, rec.version_id))
         check_no_doc_hidden(pins, team.team_id, listed)
-        self._save_pins(await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc)))
+        new = await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc))
+        save_merged(self.session.home, new)
         if deleted is not None:
             out = [d for d in out if (d.record.core.op == DELETE) == deleted]
             same = same if not deleted else []
