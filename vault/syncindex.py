@@ -200,14 +200,14 @@ def open_last_sync(key: bytes, folder_id: str, blob: bytes) -> int:
 
 def seal_folder_root(key: bytes, folder_id: str, root: str) -> bytes:
     """The sealed file holding only the folder's absolute path: what another folder's pass checks for overlap, read
-    without opening this folder's whole index."""
-    return seal_local(key, f"{ROOT}:{folder_id}", {"v": 1, "root": root})
+    without opening this folder's whole index. Padded as the index is (its size says nothing of the path)."""
+    return seal_padded(key, f"{ROOT}:{folder_id}", {"v": 1, "root": root})
 
 
 def open_folder_root(key: bytes, folder_id: str, blob: bytes) -> str:
     """The path ``seal_folder_root`` sealed; ``DecryptionFailed`` when altered, swapped, malformed or not ours."""
     try:
-        f = Fields(open_local(key, f"{ROOT}:{folder_id}", blob), "folder root", {"v", "root"})
+        f = Fields(open_padded(key, f"{ROOT}:{folder_id}", blob, "folder root"), "folder root", {"v", "root"})
         if f.int_("v") != 1:
             raise EncodingError("folder root: unknown version")
         return f.str_("root", 4096)
