@@ -87,7 +87,7 @@ class SyncFolders:
         return sorted(found, key=lambda i: i.root)
 
     def roots(self, but: Path) -> list[Path]:
-        """Every other synced folder's path, from its ``ID.root`` (a few sealed bytes), or from its whole index where
+        """Every other synced folder's path, from its ``ID.root`` (a small sealed file), or from its whole index where
         an older version left none (then written, so the next pass reads the few bytes)."""
         skip, found = self.folder_id(but), []
         for p in sorted(self.dir.glob("*.bin")) if self.dir.is_dir() else []:
