@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from client.home import Pins
+from client.home import Home, Pins
 from client.view import check_doc_pin
 from vault.envelope import DELETE, Record
 from vault.errors import IntegrityError
@@ -49,3 +49,15 @@ async def pinned_deletions(pins: Pins, team_id: str, heads: list[Record],
         if records and records[-1].version_id == rec.version_id and check_doc_pin(pins, key, records):
             new[key] = pins.docs[key]
     return new
+
+
+def save_merged(home: Home, batch: dict[str, list[Any]]) -> None:
+    """Merge document pins (team/doc -> pin) into the home's pins file as it is now: the furthest version of each
+    document wins, so pins another command saved meanwhile stay."""
+    if batch:
+        pins = home.pins()
+        for key, value in batch.items():
+            old = pins.docs.get(key)
+            if old is None or int(old[0]) < int(value[0]):
+                pins.docs[key] = value
+        home.save_pins(pins)

@@ -23,6 +23,15 @@ def inside(root: Path, name: str) -> Path:
     return target
 
 
+def outside_home(home: Path, out: Path) -> Path:
+    """``out``, refused if it resolves into this client's home (``home``, resolved): a document never becomes one of
+    its files (review round 5: a planted ``config.json`` stopped every command)."""
+    resolved = out.resolve()
+    if resolved == home or home in resolved.parents:
+        raise VaultError(f"{out} is inside this client's home ({home}): documents are never written there")
+    return out
+
+
 def would_overwrite(out: Path, name: str, rec: Record) -> WouldOverwrite:
     return WouldOverwrite(f"{out} exists and is not version {rec.core.seq} of {name!r}; nothing written (use "
                           "--force to replace it, or -o to write elsewhere)")

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from client import download, downloadbatch
-from client.docpins import deletion_ahead, pinned_deletions
-from client.docplaces import check_unique_names, deleted_error, inside, would_overwrite
+from client.docpins import deletion_ahead, pinned_deletions, save_merged
+from client.docplaces import check_unique_names, deleted_error, inside, outside_home, would_overwrite
 from client.home import Pins
 from client.keyring import Keyring
 from client.localcopies import Entry, LocalCopies, copy_of
@@ -100,6 +100,9 @@ class Documents:
         self._first_opened: dict[bytes, Opened] = {}  # their metadata as it opened them, by record bytes
         self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
         self._bodies: dict[str, downloadbatch.BodyBatcher] | None = None  # by team, during a fetch batch
+        self._unsynced: set[Path] | None = None  # in a fetch batch: directories to fsync (``settle_places``)
+        self._home_real: Path | None = None
+        self.sent: dict[str, bytes] = {}  # vid -> SHA-256 of the record this command signed and stored under it
 
     @property
     def copies(self) -> LocalCopies:
@@ -179,7 +182,7 @@ class Documents:
             yield
         finally:
             self._flush_batch_pins(final=True)
-            self._batch_pins = self._bodies = None
+            self._batch_pins = self._bodies = self._unsynced = None
 
     def _flush_batch_pins(self, final: bool = False) -> None:
         """Merge the batch's new document pins into the file (re-read: the furthest version of
@@ -188,23 +191,15 @@ class Documents:
         The local copies index entries of the stored files follow (never ahead of the pins): with them
         while that index is small, then less often (``SavePace``: a big index costs more to seal than the
         pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md)."""
+        self.settle_places()  # before the local copies entries of the files placed there are saved
         batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
         if final or self._copies_pace.due():
             copies, self._batch_copies = self._batch_copies, []
             with self._copies_pace.saving():
-                self._save_pins(batch)
+                save_merged(self.session.home, batch)
                 self.copies.save(copies)
         else:
-            self._save_pins(batch)
-
-    def _save_pins(self, batch: dict[str, list[Any]]) -> None:
-        if batch:
-            pins = self.session.home.pins()
-            for key, value in batch.items():
-                old = pins.docs.get(key)
-                if old is None or int(old[0]) < int(value[0]):
-                    pins.docs[key] = value
-            self.session.home.save_pins(pins)
+            save_merged(self.session.home, batch)
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
@@ -356,6 +351,7 @@ class Documents:
         assert writer.record is not None
         if res.vid != writer.record.version_id:
             raise IntegrityError("the server acknowledged a different version than we sent")
+        self.sent[res.vid] = head_digest(writer.record.raw)  # a synced folder's index entry takes it (``raw``)
         seq = len(records) + 1
         self._check_doc_pin(team, doc, [*records, writer.record])
         if local is not None:
@@ -416,7 +412,8 @@ class Documents:
                     self._first_opened[rec.raw] = opened
             out.append(DocVersion(rec, opened, rec.version_id))
         check_no_doc_hidden(pins, team.team_id, listed)
-        self._save_pins(await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc)))
+        new = await pinned_deletions(pins, team.team_id, ahead, lambda doc: self._chain(team, doc))
+        save_merged(self.session.home, new)
         if deleted is not None:
             out = [d for d in out if (d.record.core.op == DELETE) == deleted]
             same = same if not deleted else []
@@ -520,18 +517,20 @@ class Documents:
     def fetch_batch(self) -> Iterator[None]:
         """Many fetches (no upload among them): pins and local copies entries saved together every second and at the
         end, as a batch put saves them, not after each file; small bodies in batch downloads (client/downloadbatch)."""
-        self._bodies = {}
-        with self._pin_batch():  # which ends the batch downloads too
+        self._bodies, self._unsynced = {}, set()
+        with self._pin_batch():  # which ends the batch downloads too (its last flush settles the new names)
             yield
 
+    def settle_places(self) -> None:
+        """fsync once each directory a fetch batch placed new files in, before anything that records them is saved
+        (local copies, a folder's index): a crash may lose new names, never leave an entry for a name not there."""
+        if self._unsynced:
+            download.sync_dirs(self._unsynced)
+
     def _outside_home(self, out: Path) -> Path:
-        """``out``, refused if it resolves into this client's home (MVAULT_HOME): a document never
-        becomes one of its files (review round 5: a planted ``config.json`` stopped every command)."""
-        home = self.session.home.path.resolve()
-        resolved = out.resolve()
-        if resolved == home or home in resolved.parents:
-            raise VaultError(f"{out} is inside this client's home ({home}): documents are never written there")
-        return out
+        if self._home_real is None:  # the home's own path resolved once a command (it is ours, not a document's)
+            self._home_real = self.session.home.path.resolve()
+        return outside_home(self._home_real, out)
 
     async def _first_listed(self, team: TeamState, name: str) -> list[Record] | None:
         """``name``'s history without a request: its first version if the team's last ``ls`` checked it as its head
@@ -589,7 +588,7 @@ class Documents:
                 if download.hash_file(out) != digest:
                     raise would_overwrite(out, opened.name, rec)
                 placed = False
-            elif not await download.place_off_loop(tmp, out, force):
+            elif not await download.place_off_loop(tmp, out, force, self._unsynced):
                 raise would_overwrite(out, opened.name, rec)  # created while we downloaded
             else:
                 placed = True

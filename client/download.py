@@ -127,14 +127,16 @@ def receive_small(opened: Opened, body: bytes, fd: int) -> bytes:
     return hasher.digest()
 
 
-async def place_off_loop(tmp: Path, out: Path, force: bool) -> bool:
+async def place_off_loop(tmp: Path, out: Path, force: bool, unsynced: set[Path] | None = None) -> bool:
     """``place`` in a worker thread (its link and directory fsync do not stop the event loop)."""
-    return await in_worker(SYNC_POOL, lambda: place(tmp, out, force))
+    return await in_worker(SYNC_POOL, lambda: place(tmp, out, force, unsynced))
 
 
-def place(tmp: Path, out: Path, force: bool) -> bool:
+def place(tmp: Path, out: Path, force: bool, unsynced: set[Path] | None = None) -> bool:
     """Give ``tmp`` the name ``out`` durably; without ``force`` only if no file has that name (checked
-    atomically where the file system can link: a file created meanwhile is not replaced). False if one has."""
+    atomically where the file system can link: a file created meanwhile is not replaced). False if one has.
+    ``unsynced`` (a batch of fetches): a new name's directory goes in it instead of being fsynced here; the caller
+    fsyncs each once (``sync_dirs``) before anything that records the file is saved."""
     if force:
         replace_durably(tmp, out)
         return True
@@ -150,8 +152,17 @@ def place(tmp: Path, out: Path, force: bool) -> bool:
         replace_durably(tmp, out)
         return True
     tmp.unlink()
-    fsync_dir(out.parent)
+    if unsynced is None:
+        fsync_dir(out.parent)
+    else:
+        unsynced.add(out.parent)
     return True
+
+
+def sync_dirs(unsynced: set[Path]) -> None:
+    """fsync each directory ``place`` left in ``unsynced`` (emptied): the new names in them survive a crash."""
+    while unsynced:
+        fsync_dir(unsynced.pop())
 
 
 def hash_file(path: Path) -> bytes:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import copy
 import json
 import os
 import time
@@ -117,6 +119,9 @@ class Home:
         self._sealed = False  # once unlocked: the keystore says config.bin and pins.bin must exist
         self.passphrases = Passphrases()  # the CLI's --passphrase-command replaces it
         self._by_passphrase = False  # the key was derived from a passphrase here (not taken from an agent)
+        # pins.bin as this process last read or wrote it, and its value: a command reads the pins half a dozen
+        # times (login, the checkpoint, the view, each batch flush); the same bytes are not opened and parsed again.
+        self._pins_seen: tuple[bytes, dict[str, Any]] | None = None
 
     @property
     def exists(self) -> bool:
@@ -139,14 +144,22 @@ class Home:
 
     def _read_state(self, name: str) -> Any:
         """The JSON value sealed in ``<name>.bin``, or None if there is no such file."""
+        read = self._read_blob(name)
+        return None if read is None else self._open_state(name, *read)
+
+    def _read_blob(self, name: str) -> tuple[bytes, bytes] | None:
+        """(the key, the sealed bytes of ``<name>.bin``), or None if there is no such file."""
         path = self.path / f"{name}.bin"
         key = self._local_key()  # first: the first unlock may be what migrates the file (and it checks it is there)
         try:
-            blob = path.read_bytes()
+            return key, path.read_bytes()
         except FileNotFoundError:
             if self._sealed:
                 raise _missing(path) from None
             return None
+
+    def _open_state(self, name: str, key: bytes, blob: bytes) -> Any:
+        path = self.path / f"{name}.bin"
         try:
             data = localstate.open_local(key, name, blob)
             if not isinstance(data, bytes):
@@ -156,9 +169,12 @@ class Home:
             raise VaultError(f"{path} failed its integrity check (altered, damaged or not this device's); "
                              "refusing to use it") from e
 
-    def _write_state(self, name: str, value: Any) -> None:
+    def _write_state(self, name: str, value: Any) -> bytes:
+        """Seal ``value`` into ``<name>.bin`` (atomically); the bytes written."""
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self.path / f"{name}.bin", localstate.seal_local(self._local_key(), name, _padded(value)))
+        blob = localstate.seal_local(self._local_key(), name, _padded(value))
+        atomic_write(self.path / f"{name}.bin", blob)
+        return blob
 
     def config(self) -> Config:
         self.require()
@@ -177,16 +193,34 @@ class Home:
         self._write_state("config", asdict(cfg))
 
     def pins(self) -> Pins:
-        raw = self._read_state("pins")
-        if raw is None:
+        """The pins as pins.bin holds them now (read again each time: another command may have saved them). Bytes
+        identical to those this process last read or wrote are not opened and parsed again (their value is)."""
+        read = self._read_blob("pins")
+        if read is None:
             raise _missing(self.path / PINS)
-        if not isinstance(raw, dict):
-            raise VaultError(f"{self.path / PINS} is damaged")
-        return Pins(raw.get("chains", {}), raw.get("docs", {}), raw.get("keys", {}), raw.get("verified", {}),
-                    raw.get("log", {}), raw.get("signers", {}))
+        key, blob = read
+        if self._pins_seen is not None and self._pins_seen[0] == blob:
+            raw = self._pins_seen[1]
+        else:
+            value = self._open_state("pins", key, blob)
+            if not isinstance(value, dict):
+                raise VaultError(f"{self.path / PINS} is damaged")
+            raw = {f.name: value.get(f.name, {}) for f in fields(Pins)}
+            if not all(isinstance(table, dict) for table in raw.values()):
+                raise VaultError(f"{self.path / PINS} is damaged")
+            self._pins_seen = blob, raw
+        return _pins_of(raw)
 
     def save_pins(self, pins: Pins) -> None:
-        self._write_state("pins", _pins_value(pins))
+        """Seal ``pins`` into pins.bin, unless the file holds these very pins already (as this process last read or
+        wrote it, unchanged since): a command that checked its pins and moved none writes nothing."""
+        value = _pins_value(pins)
+        seen = self._pins_seen
+        if seen is not None and seen[1] == value:
+            with contextlib.suppress(FileNotFoundError):
+                if (self.path / PINS).read_bytes() == seen[0]:
+                    return
+        self._pins_seen = self._write_state("pins", value), _pins_value(_pins_of(value))
 
     def _check_sealed(self) -> None:
         """On a home whose keystore is marked sealed: no plaintext state (this version never writes any, and
@@ -379,6 +413,14 @@ def _missing(path: Path) -> VaultError:
 def _pins_value(pins: Pins) -> dict[str, Any]:
     # Pins hold only plain dicts and lists: no dataclasses.asdict (a deep copy of every entry).
     return {f.name: getattr(pins, f.name) for f in fields(pins)}
+
+
+def _pins_of(raw: dict[str, Any]) -> Pins:
+    """Pins of their own from ``raw`` (kept by ``Home`` for the next read): each table copied, so that what a caller
+    changes is not in ``raw``. A chain or document pin ([seq, head]) is replaced whole, never changed in place, so
+    the tables' entries are shared; the audit log's pin and the signers, small and changed in place, are copied."""
+    return Pins(dict(raw["chains"]), dict(raw["docs"]), dict(raw["keys"]), dict(raw["verified"]),
+                copy.deepcopy(raw["log"]), copy.deepcopy(raw["signers"]))
 
 
 def _padded(value: Any) -> bytes:

@@ -19,6 +19,7 @@ import pytest
 from client.home import Home
 from client.uploadbatch import batch_body
 from security.protocols import default_text, defaults, parse
+from server import usage as U
 from server.context import CONFIG
 from server.routes.devices import LINK_SLOT_TTL
 from tests.conftest import Member, Org, ServerThread
@@ -166,6 +167,50 @@ async def test_a_batch_over_the_quotas_stores_what_fits_and_refuses_the_rest_alo
         assert "version_bytes" in res["outcomes"][1]["message"]
         assert "versions_per_day" in res["outcomes"][4]["message"]
         assert authored(w.server) == before + 3
+
+
+def stored_bytes(server: ServerThread, member: str) -> int:
+    con = server.db()
+    try:
+        row = con.execute("SELECT bytes FROM authored_bytes WHERE member=? AND kind='version'", (member,)).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+async def test_a_batch_reads_its_authors_usage_once_and_carries_it_forward_exactly(
+        org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's versions are judged in one transaction: the author's usage is read by the first and carried forward
+    by the next (it was read for each, counting every row of the author's last 24 hours again: a first sync of n
+    files cost n^2 rows), and the stored bytes reach their quota at the very item where a fresh read would."""
+    w = world_of(org, monkeypatch)
+    reads: list[str] = []
+    real = U.usage_of
+
+    async def counting(db: Any, member: str, kind: str, now: int, per_day: int) -> U.Usage:
+        reads.append(kind)
+        return await real(db, member, kind, now, per_day)
+
+    monkeypatch.setattr(U, "usage_of", counting)
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        key = await team_key(s, w.drafting)
+        path = f"/api/v1/teams/{w.drafting}/versions"
+        before = stored_bytes(w.server, w.bob.member_id)
+        status, res = await h.call("POST", path, token=s.session.api.token,
+                                   data=batch_body([make_upload(w, s, key, new_doc(), size=1000).data]))
+        assert status == 201 and res["outcomes"][0]["status"] == 201, res
+        each = stored_bytes(w.server, w.bob.member_id) - before  # one item's stored bytes
+        caps(w.server, stored_bytes=before + 3 * each + each // 2)  # room for two more, not three
+        reads.clear()
+        status, res = await h.call("POST", path, token=s.session.api.token,
+                                   data=batch_body([make_upload(w, s, key, new_doc(), size=1000).data
+                                                    for _ in range(5)]))
+        assert status == 201, res
+        assert [(o["status"], o["error"]) for o in res["outcomes"]] == [
+            (201, ""), (201, ""), (413, "quota_exceeded"), (413, "quota_exceeded"), (413, "quota_exceeded")], res
+        assert "stored_bytes" in res["outcomes"][2]["message"]
+        assert reads == ["version"]  # the code before: one read per item (5)
+        assert stored_bytes(w.server, w.bob.member_id) == before + 3 * each
 
 
 async def test_version_size_and_stored_bytes_refused_with_413_before_the_body(org: Org,

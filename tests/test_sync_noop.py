@@ -193,13 +193,14 @@ def test_copies_seen_round_trips_and_a_malformed_one_is_refused() -> None:
 def test_a_head_listed_byte_for_byte_as_recorded_is_not_parsed(org: Org, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """bob fetched the three versions (their records as verified go into his index): his no-op pass parses no
-    head. alice uploaded them: her first no-op pass parses them (known by version id) and records them; the next
-    parses none. A new version is parsed and verified in full, and recorded when fetched."""
+    head. alice uploaded them (the records she signed and sent go into hers): her first no-op pass parses none
+    either (session 11: it parsed the three, known by version id, and sealed the whole index again to record
+    them; the bench's first no-op pass of 10,000 files paid 3.6 s of CPU for it). A new version is parsed and
+    verified in full, and recorded when fetched."""
     a, b = two_synced(org, tmp_path)
     parsed: list[bytes] = []
     assert counted_pass(org, org.bob, b, monkeypatch, parsed)[:2] == (Outcome(), 0) and parsed == []
-    assert counted_pass(org, org.alice, a, monkeypatch, parsed)[:2] == (Outcome(), 0) and len(parsed) == 3
-    parsed.clear()
+    assert counted_pass(org, org.alice, a, monkeypatch, parsed)[:2] == (Outcome(), 0) and parsed == []
     assert counted_pass(org, org.alice, a, monkeypatch, parsed)[:2] == (Outcome(), 0) and parsed == []
     write(a / "a.md", "a.md v2\n")
     sync(org.alice, a)

@@ -35,6 +35,7 @@ from vault.localstate import open_local, seal_local
 
 NAME = "sync"  # the sealed file's name prefix (in its AD), followed by ":" and the folder's id
 LAST = "sync-last"  # the same for the file holding only the time of the last pass
+ROOT = "sync-root"  # the same for the file holding only the folder's path (``seal_folder_root``)
 
 
 def head_digest(raw: bytes) -> bytes:
@@ -195,3 +196,20 @@ def open_last_sync(key: bytes, folder_id: str, blob: bytes) -> int:
         return f.int_("last_sync", 0)
     except EncodingError as e:
         raise DecryptionFailed("last sync file is malformed") from e
+
+
+def seal_folder_root(key: bytes, folder_id: str, root: str) -> bytes:
+    """The sealed file holding only the folder's absolute path: what another folder's pass checks for overlap, read
+    without opening this folder's whole index. Padded as the index is (its size says nothing of the path)."""
+    return seal_padded(key, f"{ROOT}:{folder_id}", {"v": 1, "root": root})
+
+
+def open_folder_root(key: bytes, folder_id: str, blob: bytes) -> str:
+    """The path ``seal_folder_root`` sealed; ``DecryptionFailed`` when altered, swapped, malformed or not ours."""
+    try:
+        f = Fields(open_padded(key, f"{ROOT}:{folder_id}", blob, "folder root"), "folder root", {"v", "root"})
+        if f.int_("v") != 1:
+            raise EncodingError("folder root: unknown version")
+        return f.str_("root", 4096)
+    except EncodingError as e:
+        raise DecryptionFailed("folder root file is malformed") from e

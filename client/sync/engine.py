@@ -190,6 +190,7 @@ class SyncRun:
     def save(self, force: bool = False) -> None:
         if force or self._pace.due():
             with self._pace.saving():
+                self.c.docs.settle_places()  # the files it records are where it says, after a crash too
                 self.folders.save(self.index)
 
     def _uploaded(self, name: str) -> SyncEntry:
@@ -197,7 +198,8 @@ class SyncRun:
         doc = self.keys[0].doc_id(name)
         copy = self.c.docs.copies.load().copy(self.team.team_id, doc, str(self.root / name))
         assert copy is not None  # write_op records it for its source
-        return SyncEntry.of(doc, copy)
+        raw = self.c.docs.sent.get(copy.vid, b"")  # the record it signed and sent: the next pass need not parse it
+        return replace(SyncEntry.of(doc, copy), raw=raw)
 
     async def pull(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
         self._local(a.name).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,15 @@ from vault.errors import Conflict, DecryptionFailed, VaultError
 from vault.fileio import atomic_write
 from vault.keys import DeviceKeys
 from vault.localstate import file_name, local_key
-from vault.syncindex import SyncIndex, open_last_sync, open_sync_index, seal_last_sync, seal_sync_index
+from vault.syncindex import (
+    SyncIndex,
+    open_folder_root,
+    open_last_sync,
+    open_sync_index,
+    seal_folder_root,
+    seal_last_sync,
+    seal_sync_index,
+)
 
 FOLDER = "sync"
 
@@ -62,6 +70,8 @@ class SyncFolders:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fid = self.folder_id(Path(index.root))
         atomic_write(self.dir / f"{fid}.bin", seal_sync_index(self._key, fid, index))
+        if not (self.dir / f"{fid}.root").exists():
+            atomic_write(self.dir / f"{fid}.root", seal_folder_root(self._key, fid, index.root))
 
     def save_last(self, index: SyncIndex) -> None:
         """Only ``index.last_sync`` (everything else as saved last): into ``ID.last``, read back by ``load``."""
@@ -76,14 +86,33 @@ class SyncFolders:
         found = [self._open(p.stem, p.read_bytes()) for p in sorted(self.dir.glob("*.bin")) if p.stem != skip]
         return sorted(found, key=lambda i: i.root)
 
+    def roots(self, but: Path) -> list[Path]:
+        """Every other synced folder's path, from its ``ID.root`` (a small sealed file), or from its whole index where
+        an older version left none (then written, so the next pass reads the few bytes)."""
+        skip, found = self.folder_id(but), []
+        for p in sorted(self.dir.glob("*.bin")) if self.dir.is_dir() else []:
+            if p.stem == skip:
+                continue
+            try:
+                root = open_folder_root(self._key, p.stem, (self.dir / f"{p.stem}.root").read_bytes())
+            except FileNotFoundError:
+                root = self._open(p.stem, p.read_bytes()).root
+                atomic_write(self.dir / f"{p.stem}.root", seal_folder_root(self._key, p.stem, root))
+            except DecryptionFailed as e:
+                raise VaultError(f"{self.dir / p.stem}.root failed its integrity check (altered, damaged or not this "
+                                 "device's); refusing to use it") from e
+            if self.folder_id(Path(root)) != p.stem:
+                raise VaultError(f"{self.dir / p.stem}.root names another folder; refusing to use it")
+            found.append(Path(root))
+        return found
+
     def check_place(self, root: Path) -> None:
         """Refused if ``root`` is inside this home, or inside or around another synced folder. Whether ``root`` is
         synced with another team is ``check_team``'s, on the index read under the lock (read once per pass)."""
         home = self.home.resolve()
         if root == home or home in root.parents or root in home.parents:
             raise VaultError(f"{escape(str(root))} is or holds this client's home ({home}): it cannot be synced")
-        for other in self.all(but=root):
-            there = Path(other.root)
+        for there in self.roots(but=root):
             if root in there.parents or there in root.parents:
                 raise VaultError(f"{escape(str(root))} is inside or holds another synced folder, "
                                  f"{escape(str(there))}: synced folders may not overlap")

@@ -119,6 +119,9 @@ class SQLiteStorage:
         self._writes: GroupCommitter[Callable[[], Awaitable[Any]], Any] = GroupCommitter(
             self._commit_writes, "the change")  # sessions and versions: see _group_commit
         self._sessions = SessionCache()
+        # Inside one group commit's transaction (no other writer until it ends): each team's chain length and each
+        # author's usage, read by its first version and carried forward by the next (``_insert_version``).
+        self._tx: dict[tuple[str, ...], Any] | None = None
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
 
@@ -328,6 +331,7 @@ class SQLiteStorage:
         refuses (a ``VaultError`` or a constraint) is rolled back alone and fails alone."""
         outcomes: list[Any] = []
         await self._db.execute("BEGIN IMMEDIATE")
+        self._tx = {}
         try:
             for write in writes:
                 await self._db.execute("SAVEPOINT write")
@@ -341,16 +345,22 @@ class SQLiteStorage:
         except BaseException:
             await rollback(self._db)  # SQLite may have rolled back already (a full disk)
             raise
+        finally:
+            self._tx = None
         return outcomes
 
     async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None,
                               allowance: U.Allowance | None = None) -> VersionOutcome:
-        """One write of a group commit (see ``add_version``): a refusal writes nothing."""
+        """One write of a group commit (see ``add_version``): a refusal writes nothing. The team's chain length and the
+        author's usage are read once per transaction (``_tx``): later versions of the batch carry them forward."""
+        tx = self._tx if self._tx is not None else {}
         if team_seq is not None:
-            async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
-                row = await cur.fetchone()
-            if row is None or row[0] != team_seq:
-                return TeamMoved(int(row[0] or 0) if row is not None else 0)
+            if ("links", v.team) not in tx:
+                async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
+                    row = await cur.fetchone()
+                tx["links", v.team] = row[0] if row is not None else None
+            if tx["links", v.team] != team_seq:
+                return TeamMoved(int(tx["links", v.team] or 0))
         async with self._db.execute(
             "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
         ) as cur:
@@ -359,15 +369,20 @@ class SQLiteStorage:
         moved = moved_head(parent, v.seq, head_vid, head_seq)
         if moved is not None:
             return moved
+        use, usage = None, ("usage", allowance.member, str(now), str(allowance.per_day)) if allowance else ()
         if allowance is not None:  # after the other checks: rows written by earlier writes of the batch count
-            over = U.over_quota("version", allowance, await U.usage_of(self._db, allowance.member, "version", now,
-                                                                        allowance.per_day), v.body_len)
+            use = tx.get(usage) or await U.usage_of(self._db, allowance.member, "version", now, allowance.per_day)
+            over = U.over_quota("version", allowance, use, v.body_len)
             if over is not None:
                 return over
         author = allowance.member if allowance is not None else U.version_author(v.record)
         await self._db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now))
         await U.add_authored(self._db, "version", v.vid, author, v.body_len, now)
+        if allowance is not None and use is not None and use.today + 1 < allowance.per_day:
+            tx[usage] = U.Usage(use.stored_bytes + v.body_len, use.today + 1, 0)  # what usage_of would read now
+        else:
+            tx.pop(usage, None)  # at the daily quota: the next one reads it (and when a row leaves the window)
         return VersionAdded()
 
     @_atomic
