@@ -52,7 +52,8 @@ def _verb(action: str) -> str:
              "org.vouch": "vouch for members", "org.verify": "record key verifications",
              "org.approve": "approve organization changes", "team.review": "review the member list",
              "team.approve": "approve team changes", "org.device.cut": "cut off a device",
-             "org.clear": "clear a paused member"}
+             "org.clear": "clear a paused member", "export.request": "request an export",
+             "export.approve": "approve an export"}
     if action in named:
         return named[action]
     parts = action.split(".")
