@@ -11,7 +11,7 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from server.access import may_now, protocols_of, session_of, visible_team
-from server.context import CHAINS, LOCK, now_of
+from server.context import CHAINS, DOCUMENTS, LOCK, now_of
 from server.notes import note
 from vault.errors import Conflict, EncodingError, PolicyDenied
 from vault.wire import schemas
@@ -39,12 +39,14 @@ async def doc_export(request: web.Request, f: schemas.AttestRequest) -> None:
     found = team.exports.get(bytes.fromhex(f.request))
     why = ("it names no export request of this team" if found is None
            else found.refusal(s.member, int(now_of(request))))
-    if found is not None and why is None and (isinstance(f.docs, UnsetType) or len(set(f.docs)) != f.count
-                                              or len(f.docs) != f.count or not found.covers(f.docs)):
-        why = "the documents are not those of the request (or not as many as the count)"
+    app = request.app
+    if found is not None and why is None and (
+            isinstance(f.docs, UnsetType) or len(set(f.docs)) != f.count or len(f.docs) != f.count
+            or not found.covers(f.docs) or not set(f.docs) <= {v.doc for v in await app[DOCUMENTS].heads(team.team_id)}
+    ):
+        why = "the documents are not those of the request (documents of this team it names, as many as the count)"
     if why is not None:
         raise PolicyDenied(f"you may not export from team {team.name} under this request: {why}")
-    app = request.app
     async with app[LOCK]:
         if await app[CHAINS].get_meta(USED + f.request) is not None:
             raise Conflict(f"export request {f.request[:16]} was used already: an approved request allows one export")

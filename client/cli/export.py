@@ -113,6 +113,8 @@ def _verify(ctx: Ctx, path: Path, identity: Path | None) -> None:
         err.print_line(f"verified: {len(m.files)} files of team {escape(m.team_name)} ({m.team}), exported by "
                        f"{escape(m.exporter.name)} ({m.exporter.member}) with key {verified.fingerprint}; compare "
                        "that fingerprint with the one the exporter gave you")
+        if m.request is not None:
+            err.print_line(f"made under export request {m.request} (its approvals are in the team's chain)")
 
 
 COMMANDS: tuple[click.Command, ...] = (export,)
