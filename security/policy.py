@@ -48,7 +48,8 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     # Incidents (vault/chains/incidents.py): cut off a lost or seized device, lift the pause it puts its member
     # under. The Security Team; NCC only while the Security Team has no member (security.authority judges that).
     "org.device.cut": frozenset({"security", "ncc"}),
-    "org.clear": frozenset({"security", "ncc"}),  # accept a server restored from an older backup (security/restore.py)
+    "org.clear": frozenset({"security", "ncc"}),  # lift a pause (of a cut or of a suspicion)
+    "org.suspect": frozenset({"security", "ncc"}),  # pause a suspected member without cutting a device
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),
@@ -58,9 +59,10 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "team.create.coalition": frozenset({"ncc"}),
 }
 
-INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear")
-# While a member is paused (org.device.cut until org.clear) they add no content to teams of these kinds (rule
-# lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships with).
+INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
+# While a member is paused (org.device.cut or org.suspect, until org.clear) they add no content to teams of these
+# kinds (rule lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships
+# with).
 PAUSED_KINDS: Final = ("ncc", "security", "circle", "staff")
 PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request")
 
