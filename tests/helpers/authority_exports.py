@@ -61,7 +61,12 @@ class ExportSteps(MachineBase):
 
     @rule(a=idx, b=idx)
     def security_team_of_two(self, a: int, b: int) -> None:
-        """Two grants of the Security Team role (honest, by NCC): approvals need two holders."""
+        """Two grants of the Security Team role (honest, by NCC): approvals need two holders; now and then to a
+        requester (who must still not approve their own request)."""
+        admitted = [p for p in self.people() if self.m.admitted(p.id)]  # whom org_role picks from
+        requesters = [p for p in admitted if any(r.requester == p.id for reqs in self.requests for r in reqs.values())]
+        if requesters and a % 2 == 0:
+            a = admitted.index(requesters[a % len(requesters)])
         self.org_role(0, a, "security", None, True)
         self.org_role(0, b, "security", None, True)
 
@@ -97,7 +102,9 @@ class ExportSteps(MachineBase):
             if honest and not self.approvers(ti, req):  # nobody may: grant the role to someone
                 self.org_role(0, signer + pick, "security", None, True)
             fit = self.approvers(ti, req)
-            q: Person = self.pick(fit if honest else [], signer) or self.pick(self.people(), signer)
+            # adversarial: the requester and those who approved already first, then anyone
+            suspects = [p for p in self.people() if p.id == req.requester or p.id in req.approvers]
+            q: Person = self.pick(fit if honest else [], signer) or self.pick([*suspects, *self.people()], signer)
             if self.export_link(ti, q, "export.approve", {"request": h}, q in fit) is not None:
                 req.approvers.append(q.id)
             self.sync("export_approve")
