@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from security.events import Event
 from tests.helpers.chain_world import DAY, MWorld, Person, Team, expect, rejected
-from tests.helpers.rules import circle_of
+from tests.helpers.rules import audit, circle_of, event, ok, only, result
 from vault.chains import TeamState
 from vault.chains.exports import find_request
 from vault.errors import ChainError, PolicyDenied
@@ -123,3 +124,33 @@ def test_who_may_request(x: Exports) -> None:
     _refused(x, x.w.team_link(x.team, x.bob, "export.request", {"docs": None, "recipients": [R1],
                                                                 "expires": x.w.time + 100}, by=phone, append=False),
              PolicyDenied, "paused")
+
+
+def test_the_rules_judge_exports_against_the_requests(x: Exports) -> None:
+    """``exports``: a sensitive export under the exporter's approved request is fine; without one, under another
+    member's, after the expiry or a second time under one request, a violation. ``two-person``: an export under a
+    request with fewer than two approvals."""
+    alice, tid = x.alice, x.team.team_id
+    req = x.request(alice, ttl=3600)
+    half = x.request(alice)
+    x.approve(x.sec[0], req)
+    x.approve(x.sec[1], req)
+    x.approve(x.sec[0], half)
+    t = x.w.time
+
+    def export(who: Person, request: Link | None, when: int = t) -> Event:
+        res = {"team": tid} | ({} if request is None else {"request": request.hash.hex()})
+        return event(when, "doc.export", who.id, who.device.device_id, res=res, detail={"count": 2})
+
+    fine = export(alice, req)
+    ok(result(audit(x.w, [x.team], [fine]), "exports"))
+    assert not [f for f in result(audit(x.w, [x.team], [fine]), "two-person").findings if "export" in f.message]
+    for bad, why in ((export(alice, None), "no export request"), (export(x.bob, req), "not yours"),
+                     (export(alice, req, req.time + 3600 + 1), "expired"), (export(alice, half), "1 of the 2")):
+        f = only(result(audit(x.w, [x.team], [bad], now=t + 7200), "exports"), "violation")
+        assert why in f.message and f.subject == tid, f.message
+    twice = only(result(audit(x.w, [x.team], [fine, export(alice, req)]), "exports"), "violation")
+    assert "used before" in twice.message and twice.events == (1,)
+    (short,) = [f for f in result(audit(x.w, [x.team], [export(alice, half)]), "two-person").findings
+                if "export" in f.message]
+    assert "1 of the 2" in short.message and short.level == "violation"
