@@ -1,10 +1,11 @@
 """``mvault export``: a team's documents as plain files and a manifest signed in SSH's format (docs/lifecycle.md).
 
 The export is recorded with the server first (an audit event ``doc.export``: the server refuses a member who may
-not read the team now and, for now, every sensitive team); only then is any plaintext written. Each document's
-newest version is fetched through the verified download (signature, judge, pins, every frame and the final tag)
-and hashed as it is written. The manifest (``vault/exportmanifest.py``) is signed by this device's Ed25519 key as
-an SSH signature (``vault/sshsig.py``) and the ``allowed_signers`` line for that key is written beside it.
+not read the team now and, from a sensitive team, an export without an approved request); only then is any
+plaintext written. Each document's newest version is fetched through the verified download (signature, judge, pins,
+every frame and the final tag) and hashed as it is written. The manifest (``vault/exportmanifest.py``) is signed by
+this device's Ed25519 key as an SSH signature (``vault/sshsig.py``) and the ``allowed_signers`` line for that key is
+written beside it.
 
 Two outputs: a new folder (``--out DIR``, made here with mode 0700: it must not exist), or a tar archive inside an
 age file to the given recipients (``--age-recipient``; the manifest files come last, after the files they list,
@@ -27,8 +28,9 @@ from typing import BinaryIO
 from client import download
 from client.client import Client
 from client.docs import DocVersion
+from client.exportrequests import approved_request, chosen_under
 from vault import agefile, sshsig
-from vault.errors import NotFound, VaultError
+from vault.errors import NotFound, PolicyDenied, VaultError
 from vault.exportmanifest import (
     ALLOWED_SIGNERS,
     MANIFEST,
@@ -83,14 +85,28 @@ def select(heads: Sequence[DocVersion], names: Sequence[str], team_name: str) ->
 
 
 async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path, recipients: Sequence[str],
-                      progress: Progress | None = None) -> Exported:
+                      progress: Progress | None = None, request: str | None = None) -> Exported:
+    """``request``: the id of an approved export request (``client/exportrequests.py``), which a team of the
+    ``exports`` rule's sensitive kinds needs: the export then writes the request's documents (or those of ``names``
+    among them), to the request's recipients only, and the manifest names the request."""
     view = await s.chains.view()
     team = view.team_by_name(team_name)
-    docs, skipped = select(await s.docs.ls(team_name), names, team.name)
+    heads = await s.docs.ls(team_name)
+    docs, skipped = select(heads, names, team.name)
+    attest = AttestRequest("doc-export", team=team.team_id, count=len(docs))
+    req = None
+    if request is not None:
+        req = approved_request(team, request, s.session.me, s.session.now())
+        docs = chosen_under(req, docs, [d for d in heads if d.opened is not None], bool(names))
+        if recipients and sorted(set(recipients)) != list(req.recipients):
+            raise PolicyDenied("an export under a request goes to the request's recipients only: leave out "
+                               "--age-recipient, or give exactly those of `mvault export requests`")
+        recipients = req.recipients
+        attest = AttestRequest("doc-export", team=team.team_id, count=len(docs), request=req.hash.hex(),
+                               docs=[d.record.core.doc for d in docs])
     if not docs:
         raise NotFound(f"team {team.name} has no document this device can export")
-    await s.session.api.post("/api/v1/audit/attest", AttestRequest("doc-export", team=team.team_id,
-                                                                    count=len(docs)), Ok)
+    await s.session.api.post("/api/v1/audit/attest", attest, Ok)
     device = s.session.device
     exporter = Exporter(s.session.me, view.name_of(s.session.me), device.device_id, principal_of(s.session.me))
     paths = safe_paths(d.opened.name for d in docs if d.opened is not None)
@@ -106,7 +122,8 @@ async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path
 
     def finish() -> tuple[bytes, bytes, bytes]:
         """The manifest of the files written, its signature and the allowed signers line."""
-        made.append(Manifest(view.org.org_id, team.team_id, team.name, exporter, s.session.now(), tuple(entries)))
+        made.append(Manifest(view.org.org_id, team.team_id, team.name, exporter, s.session.now(), tuple(entries),
+                             None if req is None else req.hash.hex()))
         raw = made[-1].to_bytes()
         signature = sshsig.sign(device, raw, NAMESPACE).encode()
         return raw, signature, sshsig.allowed_signers_line(exporter.principal, NAMESPACE, device.sign_public).encode()

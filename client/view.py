@@ -332,7 +332,7 @@ class Chains:
                               SeqAnswer)
 
     async def append_team(self, team: TeamState, type_: str, body: dict[str, Any],
-                          boxes: dict[str, bytes] | None = None) -> None:
+                          boxes: dict[str, bytes] | None = None) -> Link:
         s = self.session
         view = await self.view()
         link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head, time=max(s.now(), team.time),
@@ -340,3 +340,4 @@ class Chains:
         clone(team).apply(link, view.org, view.members, POLICY)
         await self._post_link(f"/api/v1/teams/{team.team_id}/links", TeamLinkRequest(link.wire, dict(boxes or {})),
                               TeamSeq)
+        return link

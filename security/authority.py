@@ -52,7 +52,9 @@ def _verb(action: str) -> str:
              "org.vouch": "vouch for members", "org.verify": "record key verifications",
              "org.approve": "approve organization changes", "team.review": "review the member list",
              "team.approve": "approve team changes", "org.device.cut": "cut off a device",
-             "org.clear": "clear a paused member"}
+             "org.clear": "clear a paused member", "org.suspect": "pause a suspected member",
+             "export.request": "request an export",
+             "export.approve": "approve an export"}
     if action in named:
         return named[action]
     parts = action.split(".")
@@ -63,6 +65,9 @@ def _verb(action: str) -> str:
     if parts[:3] == ["org", "invite", "revoke"] and len(parts) == 4:
         return f"revoke another member's invite with role {parts[3]!r}"
     return parts[-1]  # team actions: 'add', 'remove', 'role', 'rotate', 'share', 'leave'
+
+
+_PAUSES: Final = {"lost-device": "lost-device incident", "suspect": "incident: the Security Team paused them"}
 
 
 class Authority(DefaultPolicy):
@@ -102,7 +107,7 @@ class Authority(DefaultPolicy):
         pause = incidents.paused_at(act.author, act.time) if act.author in incidents.paused else None
         if pause is not None and act.action in PAUSED_ACTIONS and team.kind in PAUSED_KINDS:
             raise PolicyDenied(f"{refused}: the member's sensitive memberships are paused since {pause.since} "
-                               "(lost-device incident) until the Security Team clears them")
+                               f"({_PAUSES[pause.kind]}) until the Security Team clears them")
 
     def _org_state(self, act: Act, org: OrgState, refused: str) -> int:
         if act.org_seq is None:
@@ -165,6 +170,7 @@ POLICY: Final = Authority()
 def paused_note(org: OrgState, member: str, team: TeamState, t: int) -> str:
     """Why ``member`` may not add content to ``team`` at ``t`` if a pause is the reason (``org.device.cut``), to
     append to a refusal the server or a client gives the member themselves ("" when it is not)."""
-    if team.kind in PAUSED_KINDS and org.incidents.paused_at(member, t) is not None:
-        return ": your sensitive memberships are paused (lost-device incident) until the Security Team clears them"
+    pause = org.incidents.paused_at(member, t) if team.kind in PAUSED_KINDS else None
+    if pause is not None:
+        return f": your sensitive memberships are paused ({_PAUSES[pause.kind]}) until the Security Team clears them"
     return ""

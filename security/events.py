@@ -78,6 +78,8 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "team.role": ("admin-count", "role-terms"),
     "team.rotate": ("rotate-on-removal",),
     "team.review": ("membership-review",),
+    "export.request": ("exports",),  # export approvals (vault/chains/exports.py)
+    "export.approve": ("exports", "two-person"),
     "doc.write": ("rotate-on-removal", "document-review"),
     "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)
     "doc.move": ("rotate-on-removal", "need-to-know"),

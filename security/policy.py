@@ -48,7 +48,8 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     # Incidents (vault/chains/incidents.py): cut off a lost or seized device, lift the pause it puts its member
     # under. The Security Team; NCC only while the Security Team has no member (security.authority judges that).
     "org.device.cut": frozenset({"security", "ncc"}),
-    "org.clear": frozenset({"security", "ncc"}),  # accept a server restored from an older backup (security/restore.py)
+    "org.clear": frozenset({"security", "ncc"}),  # lift a pause (of a cut or of a suspicion)
+    "org.suspect": frozenset({"security", "ncc"}),  # pause a suspected member without cutting a device
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),
@@ -58,11 +59,12 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "team.create.coalition": frozenset({"ncc"}),
 }
 
-INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear")
-# While a member is paused (org.device.cut until org.clear) they add no content to teams of these kinds (rule
-# lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships with).
+INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
+# While a member is paused (org.device.cut or org.suspect, until org.clear) they add no content to teams of these
+# kinds (rule lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships
+# with).
 PAUSED_KINDS: Final = ("ncc", "security", "circle", "staff")
-PAUSED_ACTIONS: Final = ("doc.write", "thread.post")
+PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request")
 
 # action -> team roles that may perform it inside the team.
 TEAM_RULES: Final[dict[str, frozenset[str]]] = {
@@ -78,6 +80,9 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     "doc.read": frozenset({"admin", "writer", "reader"}),
     "thread.post": frozenset({"admin", "writer"}),  # also creating a thread
     "thread.read": frozenset({"admin", "writer", "reader"}),
+    # Export approvals (vault/chains/exports.py): a reader asks to export, the Security Team approves (two people).
+    "export.request": frozenset({"admin", "writer", "reader"}),
+    "export.approve": frozenset(),
 }
 
 # team action -> org roles that may perform it in any team, member of it or not.
@@ -86,6 +91,7 @@ TEAM_OVERRIDES: Final[dict[str, frozenset[str]]] = {
     "team.remove": frozenset({"ncc"}),
     "team.role": frozenset({"ncc"}),
     "team.approve": frozenset({"ncc"}),
+    "export.approve": frozenset({"security"}),
 }
 
 # Team roles an org role may hold: compas are readers only.

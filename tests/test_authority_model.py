@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from security.authority import POLICY
+from tests.helpers.authority_exports import ExportSteps
 from tests.helpers.authority_incidents import IncidentSteps
 from tests.helpers.authority_machine import (
     LONG,
@@ -53,7 +54,7 @@ from vault.links import invite_public, make_link
 from vault.teamkeys import TeamKey
 
 
-class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident: tests/helpers/authority_incidents.py
+class AuthorityMachine(ExportSteps, IncidentSteps):  # steps in tests/helpers/authority_{exports,incidents}.py
     # -- organization steps --
 
     @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),

@@ -454,7 +454,7 @@ async def test_ended_ncc_term_is_no_ncc(world: World) -> None:
 def test_every_policy_action_has_cells() -> None:
     """Adding an action (or org role, or kind) to the policy without a way to test it fails here."""
     team_actions = set(TEAM_RULES) | set(TEAM_OVERRIDES)
-    untested = team_actions - set(TEAM_ACTIONS)
+    untested = team_actions - set(TEAM_ACTIONS) - set(ELSEWHERE)
     assert not untested, f"team actions without a matrix test: {untested}"
     untested = set(ORG_RULES) - set(ORG_ACTIONS) - set(ELSEWHERE)
     assert not untested, f"org actions without a matrix test: {untested}"

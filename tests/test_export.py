@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member, Org
+from tests.helpers.agetools import AGE, AGE_KEYGEN, age_decrypt_untar, age_identity
 from tests.helpers.tampering import DECRYPTION, blob_file, blob_replaced, flip_middle, version_row
 from tests.test_cli_documents_trust import WRITER  # a member's modified client: names the CLI refuses
 
-AGE = shutil.which("age")
-AGE_KEYGEN = shutil.which("age-keygen")
 SSH_KEYGEN = shutil.which("ssh-keygen")
 needs_tools = pytest.mark.skipif(not (AGE and AGE_KEYGEN and SSH_KEYGEN),
                                  reason="Debian's age and openssh-client (.ci/run installs them)")
@@ -81,23 +80,6 @@ def test_export_read_with_ssh_keygen_alone(org: Org) -> None:
         assert (f["author_name"], f["version"]) == (author, version)
     assert manifest["exporter"]["name"] == "alice" and manifest["team_name"] == "drafting"
     assert org.alice.ok("export", "verify", str(out)).code == 0
-
-
-def age_identity(folder: Path, name: str) -> tuple[Path, str]:
-    """A fresh age identity made by Debian's age-keygen: (its file, its recipient)."""
-    assert AGE_KEYGEN is not None
-    key = folder / f"{name}.key"
-    subprocess.run([AGE_KEYGEN, "-o", str(key)], check=True, capture_output=True)
-    recipient = subprocess.run([AGE_KEYGEN, "-y", str(key)], check=True, capture_output=True, text=True).stdout
-    return key, recipient.strip()
-
-
-def age_decrypt_untar(archive: Path, key: Path, into: Path) -> None:
-    """Debian's age and tar, nothing of ours."""
-    assert AGE is not None
-    into.mkdir()
-    plain = subprocess.run([AGE, "-d", "-i", str(key), str(archive)], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=plain, check=True, capture_output=True)
 
 
 @needs_tools

@@ -126,11 +126,13 @@ class Manifest:
     exporter: Exporter
     time: int
     files: tuple[Entry, ...]
+    request: str | None = None  # the export request's link hash (hex) a sensitive team's export was made under
 
     def to_bytes(self) -> bytes:
+        optional = {} if self.request is None else {"request": self.request}
         return canonical_json({"format": FORMAT, "org": self.org, "team": self.team, "team_name": self.team_name,
                                "exporter": self.exporter.to_json(), "time": self.time,
-                               "files": [f.to_json() for f in self.files]}) + b"\n"
+                               "files": [f.to_json() for f in self.files], **optional}) + b"\n"
 
     @classmethod
     def parse(cls, raw: bytes) -> Manifest:
@@ -140,7 +142,10 @@ class Manifest:
             value = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise EncodingError(f"the manifest is not JSON: {e}") from None
-        top = _fields(value, "manifest", {"format", "org", "team", "team_name", "exporter", "time", "files"})
+        keys = {"format", "org", "team", "team_name", "exporter", "time", "files"}
+        if isinstance(value, dict) and "request" in value:  # an export under an approved request
+            keys.add("request")
+        top = _fields(value, "manifest", keys)
         if top["format"] != FORMAT:
             raise EncodingError(f"not an export manifest of format {FORMAT}")
         ex = _fields(top["exporter"], "exporter", {"member", "name", "device", "principal"})
@@ -156,10 +161,13 @@ class Manifest:
             raise EncodingError("the manifest names a file where another's folder is")
         m = cls(_str(top, "org", _ID), _str(top, "team", _ID), _str(top, "team_name"),
                 Exporter(_str(ex, "member", _ID), _str(ex, "name"), _str(ex, "device", _ID), _str(ex, "principal")),
-                _int(top, "time"), entries)
+                _int(top, "time"), entries, _str(top, "request", _HASH) if "request" in top else None)
         if m.to_bytes() != raw:
             raise EncodingError("the manifest is not in its canonical form")
         return m
+
+
+_HASH = re.compile("[0-9a-f]{64}")
 
 
 def _fields(value: object, what: str, keys: set[str]) -> Mapping[str, object]:

@@ -40,7 +40,7 @@ from vault.envelope import DELETE, PUT
 from vault.errors import Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 
 FORMAT = "mvault/v1/incident"
-KINDS = ("lost-device", "departure")
+KINDS = ("lost-device", "departure", "suspect")
 PREFIX = "incidents/"
 REVIEW_EVERY = 7 * 86400  # weekly (SECURITY-PROTOCOLS.md: "review activity weekly for a month")
 REVIEWS = 4

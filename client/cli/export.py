@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from client.cli import export_requests
 from client.cli._common import Column, Ctx, Time, emit_rows, err, json_flag, with_session
 from client.client import Client
 from client.export import Exported, check_output, export_team
@@ -25,45 +26,65 @@ def _rows(files: Any) -> list[dict[str, Any]]:
 
 
 @click.command("export")
-@click.argument("args", metavar="TEAM [NAME...] | verify DIR|FILE.age", nargs=-1, required=True)
+@click.argument("args", metavar="TEAM [NAME...] | verify DIR|FILE.age | request TEAM [NAME...] | approve ID | "
+                "requests [TEAM]", nargs=-1, required=True)
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="the new folder (or, with --age-recipient, the new .age file) to write")
 @click.option("--age-recipient", "recipients", multiple=True, metavar="AGE1...",
               help="encrypt the export (a tar archive) to this age recipient; repeat for several")
 @click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="verify: the age identity file (age-keygen's) that decrypts FILE.age")
+@click.option("--request", "request_id", default=None, metavar="ID",
+              help="export a sensitive team under this approved export request (its id from `export requests`)")
+@click.option("--expires", default=None, metavar="DURATION", help="request: how long it is valid (default 7d, at "
+              "most 30d)")
 @json_flag
 @click.pass_obj
 def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[str, ...],
-           identity: Path | None) -> None:
+           identity: Path | None, request_id: str | None, expires: str | None) -> None:
     """Export a team's documents as files with a manifest signed in SSH's format (or age-encrypted); `export
     verify` checks one.
 
     TEAM's documents (the newest version of each, or of each NAME or folder NAME/) as plain files and
     a manifest signed with this device's key in SSH's format (ssh-keygen -Y verify checks it); with
     --age-recipient, as one age-encrypted tar archive. The export is an audit event; from a sensitive team
-    (NCC, Security Team, circle, staff) it needs the Security Team's approval, which this version cannot record
-    yet: such exports are refused. `mvault export verify DIR|FILE.age` checks an export's manifest and every file,
-    with nothing but the export (and --identity for an .age file). A team named "verify" is exported by its id.
+    (NCC, Security Team, circle, staff) it needs the Security Team's approval under two-person: `mvault export
+    request TEAM [NAME...] --age-recipient R... [--expires 7d]` signs a request, two Security Team members (neither
+    the requester) sign `mvault export approve ID`, and `mvault export TEAM --request ID --out FILE.age` exports the
+    request's documents to its recipients, once, before it expires. `mvault export requests [TEAM]` lists requests.
+    `mvault export verify DIR|FILE.age` checks an export's manifest and every file, with nothing but the export (and
+    --identity for an .age file). A team named "verify", "request", "approve" or "requests" is exported by its id.
 
     Give the reader the key fingerprint this prints, out of band: the export proves it was signed by that key.
     """
+    if args[0] in ("request", "approve", "requests"):
+        if out is not None or identity is not None or request_id is not None or (
+                args[0] != "request" and (recipients or expires is not None)):
+            raise click.UsageError(f"export {args[0]} takes no --out, --identity or --request"
+                                   f"{'' if args[0] == 'request' else ', --age-recipient or --expires'}")
+        if args[0] == "request":
+            export_requests.request(ctx, args[1:], recipients, expires or "7d")
+        else:
+            (export_requests.approve if args[0] == "approve" else export_requests.requests)(ctx, args[1:])
+        return
+    if expires is not None:
+        raise click.UsageError("--expires is for export request")
     if args[0] == "verify":
-        if len(args) != 2 or out is not None or recipients:
+        if len(args) != 2 or out is not None or recipients or request_id is not None:
             raise click.UsageError("export verify takes one DIR or FILE.age (and --identity for an .age file)")
         _verify(ctx, Path(args[1]), identity)
         return
     if identity is not None:
         raise click.UsageError("--identity is for export verify")
     if out is None:
-        raise click.UsageError("give --out DIR (or --out FILE.age with --age-recipient)")
+        raise click.UsageError("give --out DIR (or --out FILE.age with --age-recipient or --request)")
     for r in recipients:
         check_recipient(r)
     check_output(out)  # before unlocking and logging in
     team_name, names = args[0], args[1:]
 
     async def go(s: Client) -> Exported:
-        return await export_team(s, team_name, names, out, recipients)
+        return await export_team(s, team_name, names, out, recipients, request=request_id)
 
     done = with_session(ctx, go)
     emit_rows(ctx, _rows(done.manifest.files), _FILES)
@@ -92,6 +113,8 @@ def _verify(ctx: Ctx, path: Path, identity: Path | None) -> None:
         err.print_line(f"verified: {len(m.files)} files of team {escape(m.team_name)} ({m.team}), exported by "
                        f"{escape(m.exporter.name)} ({m.exporter.member}) with key {verified.fingerprint}; compare "
                        "that fingerprint with the one the exporter gave you")
+        if m.request is not None:
+            err.print_line(f"made under export request {m.request} (its approvals are in the team's chain)")
 
 
 COMMANDS: tuple[click.Command, ...] = (export,)

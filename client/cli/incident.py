@@ -22,6 +22,7 @@ from client.audit import incidents
 from client.audit.log import event_json
 from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, when, with_session
 from client.cli.incident_lost import lost_device
+from client.cli.incident_suspect import suspect
 from client.client import Client
 from client.names import Names
 from client.sanitize import escape
@@ -34,6 +35,8 @@ def incident() -> None:
 
 incident.add_command(lost_device, "lost-device")
 incidents.CLEAR_HOOKS["lost-device"] = lost.clear_hook
+incident.add_command(suspect, "suspect")
+incidents.CLEAR_HOOKS["suspect"] = lost.clear_hook  # lifts the pause, whichever act made it
 
 
 def _id(_c: click.Context, _p: click.Parameter, value: str) -> str:

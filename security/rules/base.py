@@ -36,7 +36,7 @@ VIOLATION: Final = "violation"
 WARNING: Final = "warning"
 ALERT: Final = "alert"
 
-CHAIN_LINK_PREFIXES: Final = frozenset({"member", "device", "org", "team"})
+CHAIN_LINK_PREFIXES: Final = frozenset({"member", "device", "org", "team", "export"})
 KEY_CHANGE_LINKS: Final = ("device.add", "device.revoke")
 
 

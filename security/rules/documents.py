@@ -14,6 +14,8 @@ from typing import Final
 from security.events import Event
 from security.protocols import Rule
 from security.rules.base import VIOLATION, WARNING, Check, Context, Finding, dur, finding, ok_events
+from vault.chains import TeamState
+from vault.chains.exports import ExportRequest
 from vault.errors import EncodingError
 from vault.review import month_end
 
@@ -49,18 +51,36 @@ def _document_review(ctx: Context, rule: Rule) -> list[Finding]:
     return out
 
 
+def export_request(ctx: Context, ev: Event) -> tuple[TeamState | None, ExportRequest | None]:
+    """The team of a ``doc.export`` event and the export request it names (None: none, or not in that team's chain
+    as the auditor replayed it: a request the server made up is not in it)."""
+    team = ctx.inp.teams.get(ev.res.get("team", ""))
+    ref = ev.res.get("request", "")
+    if team is None or len(ref) != 64 or any(c not in "0123456789abcdef" for c in ref):
+        return team, None
+    return team, team.exports.get(bytes.fromhex(ref))
+
+
 def _exports(ctx: Context, rule: Rule) -> list[Finding]:
     """Rule ``exports``: a ``doc.export`` of a team of ``sensitive_kinds`` needs the Security Team's approval under
-    two-person. No approval can be recorded yet and the server refuses such exports, so each one in the log is a
-    violation (a server that did not refuse, or protocols changed meanwhile)."""
+    two-person: an export request in the team's chain (``vault/chains/exports.py``) by the exporter, approved by two
+    Security Team members (the chain judged each), not expired at the export, used once. The server refuses any
+    other, so one in the log means a server that did not (or protocols changed meanwhile)."""
     kinds = rule.strs("sensitive_kinds")
     out = []
+    used: set[str] = set()
     for idx, ev in ok_events(ctx.actions("doc.export")):
-        tid = ev.res.get("team", "")
-        team = ctx.inp.teams.get(tid)
-        if team is not None and team.kind in kinds and ev.time <= ctx.now:
-            out.append(finding(rule, VIOLATION, f"member {ev.actor} exported {ev.detail.get('count', '?')} documents "
-                                f"of {team.kind} team {tid} without the Security Team's approval", tid, [idx]))
+        team, req = export_request(ctx, ev)
+        if team is None or team.kind not in kinds or ev.time > ctx.now:
+            continue
+        what = f"member {ev.actor} exported {ev.detail.get('count', '?')} documents of {team.kind} team {team.team_id}"
+        ref = ev.res.get("request", "")
+        why = ("without the Security Team's approval (no export request)" if req is None
+               else f"under request {ref[:16]}, which was used before" if ref in used
+               else f"under request {ref[:16]}: {problem}" if (problem := req.refusal(ev.actor, ev.time)) else None)
+        used.add(ref)
+        if why is not None:
+            out.append(finding(rule, VIOLATION, f"{what} {why}", team.team_id, [idx]))
     return out
 
 

@@ -23,12 +23,15 @@ from security.rules.base import (
     dur,
     finding,
     obligation,
+    ok_events,
     rotate_command,
     sets_member,
     starts_generation,
 )
+from security.rules.documents import export_request
 from security.rules.history import compa_entries, late_offboarding, late_rotations
 from vault.chains import OrgMember, Record, TeamState, records_of
+from vault.chains.exports import APPROVALS_NEEDED
 from vault.links import Link
 
 # -- offboarding ------------------------------------------------------------------------------------
@@ -298,6 +301,25 @@ def _two_person(ctx: Context, rule: Rule) -> list[Finding]:
                                 f"{change.proposer} without a second NCC approver", change.proposer))
     out.extend(_lone_signed(ctx, rule, approvals, window))
     out.extend(_team_admin_changes(ctx, rule, window))
+    out.extend(_export_approvals(ctx, rule))
+    return out
+
+
+def _export_approvals(ctx: Context, rule: Rule) -> list[Finding]:
+    """An export made under a request (``doc.export`` naming one) needs two distinct Security Team approvers,
+    neither the requester (the chain refuses any other approval): one with fewer, or none in the chain, is
+    reported. Sensitive exports without any request are the ``exports`` rule's."""
+    out = []
+    for idx, ev in ok_events(ctx.actions("doc.export")):
+        ref = ev.res.get("request")
+        if ref is None or ev.time > ctx.now:
+            continue
+        _, req = export_request(ctx, ev)
+        n = 0 if req is None else len({a.member for a in req.approvals})
+        if n < APPROVALS_NEEDED:
+            out.append(finding(rule, VIOLATION, f"member {ev.actor} exported documents of team "
+                                f"{ev.res.get('team', '?')} under request {ref[:16]}, which has {n} of the "
+                                f"{APPROVALS_NEEDED} Security Team approvals it needs", ev.actor, [idx]))
     return out
 
 

@@ -13,8 +13,9 @@ from msgspec import UnsetType
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from security.protocols import witness_keys
-from server.access import judge_now, may_now, protocols_of, session_of, visible_team
+from server.access import judge_now, protocols_of, session_of
 from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, Handler, now_of
+from server.exports import doc_export
 from server.http import answer, int_query, read_body
 from server.notes import note
 from vault.encoding import encode
@@ -203,25 +204,10 @@ async def attest(request: web.Request) -> web.Response:
         note(request, "audit.report", detail={"violated": _needed(f.violated, "violated"),
                                                  "count": _needed(f.count, "count")})
     elif kind == "doc-export":
-        _doc_export(request, _needed(f.team, "team"), _needed(f.count, "count"))
+        await doc_export(request, f)
     else:
         note(request, "audit.export", detail={"count": _needed(f.count, "count")})
     return answer(schemas.Ok(ok=True), 201)
-
-
-def _doc_export(request: web.Request, team_id: str, count: int) -> None:
-    """A member is about to export ``count`` documents of a team (docs/lifecycle.md, "Exports"): only one who may
-    read it now (404 for a team it cannot see), and not from a team the ``exports`` rule names sensitive: those
-    need a Security Team approval under two-person, which this version does not have (403, nothing recorded as
-    done; the client writes nothing)."""
-    team = visible_team(request, team_id)
-    if not may_now(request.app, session_of(request), "doc.read", team):
-        raise PolicyDenied(f"you may not export from team {team.name}: you may not read it now")
-    rule = protocols_of(request.app).rule("exports")
-    if rule.enabled and team.kind in rule.strs("sensitive_kinds"):
-        raise PolicyDenied(f"team {team.name} is a {team.kind} team: exporting from it needs the Security Team's "
-                           "approval under two-person (rule exports), which this version cannot record yet")
-    note(request, "doc.export", {"team": team.team_id}, detail={"count": count})
 
 
 async def team_versions(request: web.Request) -> web.Response:

@@ -1,11 +1,12 @@
-"""The lost-device incident acts as steps of the authority state machine (tests/test_authority_model.py, issue
-18): ``org.device.cut`` and ``org.clear`` signed by anyone (a member without the Security Team role, NCC while
-the Security Team has a member, the paused member clearing themselves, with any of their devices, cut ones
-too), naming any member's device (another member's, one revoked or cut already), dated now or back to the
-previous organization link or before it. Each is appended and replayed with the real code and must be
-accepted exactly when the reference model (tests/helpers/authority_model.py) entitles it; accepted ones
-become history, and from then on every invariant of the machine (every act judged, every key generation
-boxed, nobody opening a generation made after they lost their place) holds with the cuts and pauses."""
+"""The incident acts as steps of the authority state machine (tests/test_authority_model.py, issue 18):
+``org.device.cut``, ``org.suspect`` (a pause without a cut: a suspected infiltrator) and ``org.clear`` signed by
+anyone (a member without the Security Team role, NCC while the Security Team has a member, the paused member
+clearing themselves, with any of their devices, cut ones too), naming any member's device (another member's, one
+revoked or cut already), dated now or back to the previous organization link or before it. Each is appended and
+replayed with the real code and must be accepted exactly when the reference model (tests/helpers/authority_model.py)
+entitles it; accepted ones become history, and from then on every invariant of the machine (every act judged, every
+key generation boxed, nobody opening a generation made after they lost their place) holds with the cuts and
+pauses."""
 
 from __future__ import annotations
 
@@ -92,3 +93,18 @@ class IncidentSteps(MachineBase):
         if self.incident(q, d, t, "org.clear", {"member": target.id}, want):
             pauses[-1][1] = t
         self.sync("pause_clear")
+
+    @rule(signer=idx, whom=idx, dev=idx, main=st.booleans())
+    def suspect(self, signer: int, whom: int, dev: int, main: bool) -> None:
+        """``org.suspect`` (issue 18, a suspected infiltrator): a pause without a cut, lifted by ``org.clear``."""
+        t = self.now + 10
+        q = self.signer(signer, "org.suspect", t, main)
+        target = self.pick(self.people(), whom)
+        d = self.dev(q) if main else self.any_device(q, dev)
+        pauses = self.m.pauses.get(target.id, [])
+        open_pause = bool(pauses) and pauses[-1][1] is None
+        want = (self.m.entitled(q.id, d.device_id, t, "org.suspect") and self.current(target.id)
+                and not open_pause and q.id != target.id)
+        if self.incident(q, d, t, "org.suspect", {"member": target.id}, want):
+            self.m.pauses.setdefault(target.id, []).append([t, None])
+        self.sync("suspect")

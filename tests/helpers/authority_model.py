@@ -280,3 +280,20 @@ class Model:
 
     def admins(self, members: dict[str, tuple[str, int | None]], t: int) -> set[str]:
         return {m for m, (role, until) in members.items() if role == "admin" and (until is None or t < until)}
+
+
+@dataclass
+class MRequest:
+    """An export request as the model sees it (issue 18, rule exports): who asked, until when, who approved."""
+
+    requester: str
+    expires: int
+    approvers: list[str] = field(default_factory=list)
+
+    def may_approve(self, m: str, t: int) -> bool:
+        """Beyond the judge's entitlement (the Security Team role at ``t``): not the requester, not twice, in time."""
+        return m != self.requester and m not in self.approvers and t < self.expires
+
+    def export_entitled(self, m: str, t: int) -> bool:
+        """An export of a sensitive team under this request: its requester, before its expiry, two approvers."""
+        return m == self.requester and t < self.expires and len(set(self.approvers)) >= 2

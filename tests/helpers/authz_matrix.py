@@ -62,8 +62,11 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
              # the role; never the paused member's own clear), by every replay and by the real server (forged
              # links answered 403): tests/test_incident_lost_chains.py, tests/test_incident_lost.py and the
              # authority model.
-             "org.device.cut": "judged by tests/test_incident_lost*.py and the authority model (see above)",
-             "org.clear": "judged by tests/test_incident_lost*.py and the authority model (see above)"}
+             **dict.fromkeys(("org.device.cut", "org.clear"), "judged by tests/test_incident_lost*.py and the "
+                             "authority model (see above)"),
+             "org.suspect": "a pause like a cut's: tests/test_incident_suspect.py and the authority model",
+             **dict.fromkeys(("export.request", "export.approve"), "no request to approve per cell (two Security "
+                             "Team members): tests/test_export_approvals*.py and the authority model")}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {

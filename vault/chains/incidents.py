@@ -1,5 +1,5 @@
-"""Incident acts of the organization chain: cutting off a lost or seized device, and clearing the pause it puts
-the member under (rule lost-device; SECURITY.md "A lost or seized device").
+"""Incident acts of the organization chain: cutting off a lost or seized device, pausing a suspected member, and
+clearing the pause either puts the member under (rule lost-device; SECURITY.md "A lost or seized device").
 
     org.device.cut  {member, device, last}
                                       the Security Team (NCC when it has no member) cuts off one device of a
@@ -12,8 +12,12 @@ the member under (rule lost-device; SECURITY.md "A lost or seized device").
                                       (the server takes the cut only if that is exactly what it holds): a link
                                       the device signed beyond it is after the cut whatever its date, and a
                                       device it added there is not believed (review round 9)
+    org.suspect     {member}          the Security Team (NCC when it has no member) pauses a member it suspects
+                                      (issue 18, "a suspected infiltrator") exactly as a cut's pause does, without
+                                      cutting any device: no new content in sensitive teams until an org.clear;
+                                      not oneself, not a member paused already
     org.clear       {member}          a Security Team member (NCC when it has none), not the paused member,
-                                      lifts the pause
+                                      lifts the pause (of a cut or of a suspicion)
 
 Neither carries a reason or any free text: every member reads the organization chain; the notes of an
 incident belong to the Security Team's encrypted incident record. Both are judged by the one judge as the
@@ -42,7 +46,7 @@ class SignedChain(Protocol):
     @property
     def last_signed(self) -> dict[str, tuple[int, bytes]]: ...
 
-INCIDENT_TYPES = ("org.device.cut", "org.clear")
+INCIDENT_TYPES = ("org.device.cut", "org.clear", "org.suspect")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Pause:
     cleared_at: int | None = None
     cleared_by: str | None = None
     cleared_seq: int | None = None
+    kind: str = "lost-device"  # what paused the member: "lost-device" (org.device.cut) or "suspect" (org.suspect)
 
     def active(self, t: int) -> bool:
         return self.since <= t and (self.cleared_at is None or t < self.cleared_at)
@@ -214,6 +219,15 @@ def apply_incident(incidents: Incidents, link: Link, members: Mapping[str, Membe
             new = Pause(target, link.time, link.seq, link.signer)
             incidents.pauses.append(new)
             incidents.paused.setdefault(target, []).append(new)
+        return
+    if link.type == "org.suspect":
+        if target == link.signer:
+            raise ChainError("org.suspect: a member cannot pause themselves")
+        if incidents.open_pause(target) is not None:
+            raise ChainError(f"org.suspect: member {target} is paused already")
+        new = Pause(target, link.time, link.seq, link.signer, kind="suspect")
+        incidents.pauses.append(new)
+        incidents.paused.setdefault(target, []).append(new)
         return
     pause = incidents.open_pause(target)
     if pause is None:

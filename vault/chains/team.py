@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from vault.acts import Act
 from vault.chains.common import check_name, roster_digest, team_id_for
+from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.org import OrgPolicy, OrgState
 from vault.chains.records import Signed, approved_link
@@ -103,6 +104,7 @@ class TeamState:
     time: int = 0
     snapshots: dict[int, TeamSnapshot] = field(default_factory=dict)
     reviews: list[tuple[int, str, int]] = field(default_factory=list)  # (seq, admin, time) of each team.review
+    exports: dict[bytes, ExportRequest] = field(default_factory=dict)  # request hash -> it (vault/chains/exports.py)
     # hash of every link -> its seq, signer, subject (what a team.approve needs); shared like the snapshots
     signed: dict[bytes, Signed] = field(default_factory=dict)
     approvals: dict[bytes, list[tuple[int, str, int]]] = field(default_factory=dict)  # hash -> (seq, by, time)
@@ -216,6 +218,7 @@ class TeamState:
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
                     "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate,
                     "team.review": self._review, "team.approve": self._approve}
+        handlers.update(dict.fromkeys(EXPORT_TYPES, self._export))
         handler = handlers.get(link.type)
         if handler is None:
             raise ChainError(f"unsupported team link type {link.type!r}")
@@ -357,6 +360,12 @@ class TeamState:
         if any(by == link.signer for _, by, _ in self.approvals.get(target, [])):
             raise ChainError("team.approve: the same record is already in the chain")
         self.approvals.setdefault(target, []).append((link.seq, link.signer, link.time))
+
+    def _export(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                policy: Policy) -> None:
+        """``export.request`` / ``export.approve``: judged as the act of that name, then ``vault.chains.exports``."""
+        self._authorize(link, org, org_seq, members, policy, link.type)
+        apply_export(self.exports, link)
 
     def roster(self, org: OrgState | None = None) -> bytes:
         """The digest a ``team.review`` made now carries: of the members still admitted at the head of ``org``

@@ -498,7 +498,8 @@ KdfParameter = Annotated[int, Meta(ge=1, le=2**32)]
 class AttestRequest(Wire):
     """What each kind needs: keystore (time_cost, memory_kib, parallelism), lost (member, device), export
     (count: the audit log's), report (violated, count), doc-export (team, count: documents of a team, before
-    they are written; docs/lifecycle.md)."""
+    they are written; docs/lifecycle.md; with request: the export request's link hash and docs: the document ids,
+    which a team of the exports rule's sensitive kinds needs)."""
 
     kind: AttestKind
     time_cost: KdfParameter | UnsetType = UNSET
@@ -509,6 +510,8 @@ class AttestRequest(Wire):
     count: Count | UnsetType = UNSET
     violated: Annotated[str, Meta(max_length=1024)] | UnsetType = UNSET
     team: Id | UnsetType = UNSET
+    request: HexHash | UnsetType = UNSET
+    docs: Annotated[list[Id], Meta(max_length=10000)] | UnsetType = UNSET
 
 
 class VersionRecord(Wire):
