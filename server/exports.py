@@ -36,6 +36,9 @@ async def doc_export(request: web.Request, f: schemas.AttestRequest) -> None:
                                "approved by two Security Team members, then `mvault export TEAM --request ID`")
         note(request, "doc.export", res, detail={"count": f.count})
         return
+    if not may_now(request.app, s, "export.request", team):  # paused (a cut device, a suspected member): no export
+        raise PolicyDenied(f"you may not export from team {team.name} now: your membership is paused by an incident "
+                           "(the Security Team clears it with `mvault incident clear`)")
     found = team.exports.get(bytes.fromhex(f.request))
     why = ("it names no export request of this team" if found is None
            else found.refusal(s.member, int(now_of(request))))

@@ -67,6 +67,19 @@ def test_two_approvals_then_one_export_to_the_requests_recipient(cell: Cell) -> 
 
 
 @needs_age
+def test_a_member_paused_after_the_approvals_may_not_export_under_them(cell: Cell) -> None:
+    """A pause (here a suspicion, no device cut) stops exports of the sensitive team even under a request approved
+    before it: the server refuses the attestation, nothing is written (the lead's decision at the merge)."""
+    rid = cell.request()[:16]
+    cell.carol.ok("export", "approve", rid)
+    cell.dave.ok("export", "approve", rid)
+    cell.carol.ok("incident", "suspect", "bob", "--reason", "test")
+    out = cell.tmp / "paused.age"
+    cell.bob.fails("export", "cell", "--request", rid, "--out", str(out), contains="paused by an incident")
+    assert not out.exists() and cell.exports() == []
+
+
+@needs_age
 def test_a_request_for_some_documents_exports_only_those(cell: Cell) -> None:
     rid = cell.request("plan.md")[:16]
     cell.carol.ok("export", "approve", rid)
