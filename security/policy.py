@@ -56,6 +56,8 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "team.create.security": frozenset({"ncc"}),
     "team.create.org": frozenset({"ncc"}),
     "team.create.coalition": frozenset({"ncc"}),
+    # An ally's NCC records its coalition key for a space in its own chain (vault/chains/coalition.py).
+    "org.coalition": frozenset({"ncc"}),
 }
 
 INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear")
@@ -78,6 +80,10 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     "doc.read": frozenset({"admin", "writer", "reader"}),
     "thread.post": frozenset({"admin", "writer"}),  # also creating a thread
     "thread.read": frozenset({"admin", "writer", "reader"}),
+    # Coalition spaces (vault/chains/coalition.py): pinning an ally is the host NCC's (TEAM_OVERRIDES); any member
+    # of the space may carry an ally's signed removal of one of its own members (the ally decided it).
+    "coalition.ally": frozenset(),
+    "coalition.remove": frozenset({"admin", "writer", "reader"}),
 }
 
 # team action -> org roles that may perform it in any team, member of it or not.
@@ -86,11 +92,14 @@ TEAM_OVERRIDES: Final[dict[str, frozenset[str]]] = {
     "team.remove": frozenset({"ncc"}),
     "team.role": frozenset({"ncc"}),
     "team.approve": frozenset({"ncc"}),
+    "coalition.ally": frozenset({"ncc"}),
 }
 
 # Team roles an org role may hold: compas are readers only.
 MAX_TEAM_ROLE: Final[dict[str, frozenset[str]]] = {
     "compa": frozenset({"reader"}),
+    # An allied organization's member in a coalition space (vault.chains.coalition GUEST_ROLE): never its admin.
+    "guest": frozenset({"writer", "reader"}),
 }
 
 

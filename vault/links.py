@@ -29,7 +29,7 @@ CHAIN_TAGS = {
     "team": labels.SIG_TEAM_LINK,
 }
 # Link type prefix -> the kind of chain it belongs to.
-CHAIN_OF_TYPE = {"member": "member", "device": "member", "org": "org", "team": "team"}
+CHAIN_OF_TYPE = {"member": "member", "device": "member", "org": "org", "team": "team", "coalition": "team"}
 MAX_LINK_BYTES = 256 * 1024
 _LINK_FIELDS = {"v", "chain", "seq", "prev", "time", "signer", "device", "type", "body"}
 
