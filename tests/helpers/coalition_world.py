@@ -6,6 +6,7 @@ host's server stores for a guest) so the host's chains replay with them. The all
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ class Coalition:
         self.space = self.host.create_team(self.admin, [(self.admin, "admin"), (self.writer, "writer")],
                                            kind="coalition")
         self.space_name = space_name
+        self.pending: tuple[Link, Callable[[], None]] | None = None  # the last link made, not yet in the chain
         self.every_box: list[tuple[int, bytes]] = [(1, box) for box in self.space.boxes.values()]  # what a server saw
 
     def ally(self, name: str = "ally-org", *, record: bool = True) -> Ally:
@@ -59,9 +61,10 @@ class Coalition:
 
     def pin(self, ally: Ally, *, signer: Person | None = None, key: bytes | None = None, team: Team | None = None,
             append: bool = True) -> Link:
-        return self.host.team_link(team or self.space, signer or self.admin, "coalition.ally",
+        link = self.host.team_link(team or self.space, signer or self.admin, "coalition.ally",
                                    {"ally": ally.root, "key": key or ally.key.public, "name": ally.name},
-                                   append=append)
+                                   append=append and team is not None)
+        return link if team is not None else self._made(link, lambda: None, append)
 
     def approval(self, ally: Ally, person: Person, role: str = "writer", *, until: int | None = None,
                  key: CoalitionKey | None = None, space: str | None = None, root: bytes | None = None,
@@ -77,11 +80,26 @@ class Coalition:
                                 "key": {"gen": self.space.key.gen, "boxes": [commit]}}
         if approval is not None:
             body["approval"] = approval
-        link = self.host.team_link(self.space, signer or self.admin, "team.add", body, append=append)
-        if append:
+        link = self.host.team_link(self.space, signer or self.admin, "team.add", body, append=False)
+
+        def record() -> None:
             self.space.boxes[person.id] = box
             self.every_box.append((self.space.key.gen, box))
+        return self._made(link, record, append)
+
+    def _made(self, link: Link, record: Callable[[], None], append: bool) -> Link:
+        """``append``: the link goes into the chain with its keys and boxes; else ``accept`` does that later."""
+        self.pending = (link, record)
+        if append:
+            self.accept(link)
         return link
+
+    def accept(self, link: Link) -> None:
+        """Append ``link``, made with ``append=False`` just before, and keep its keys and boxes."""
+        assert self.pending is not None and self.pending[0] is link
+        record = self.pending[1]
+        self.space.links.append(link)
+        record()
 
     def removal(self, ally: Ally, person: Person, *, key: CoalitionKey | None = None) -> dict[str, Value]:
         return signed_statement(key or ally.key, remove_statement(self.space.team_id, ally.root, person.id,
@@ -95,12 +113,13 @@ class Coalition:
         body = {"gen": key.gen, "canary": key.canary, "boxes": [commit for commit, _ in sealed.values()],
                 "prev": seal_history(key, self.space.key)}
         link = self.host.team_link(self.space, signer or self.admin, "coalition.remove",
-                                   {"member": person.id, "statement": statement, "key": body}, append=append)
-        if append:
+                                   {"member": person.id, "statement": statement, "key": body}, append=False)
+
+        def record() -> None:
             self.space.key = key
             self.space.boxes = {mid: box for mid, (_, box) in sealed.items()}
-            self.every_box += [(key.gen, box) for _, box in sealed.values()]
-        return link
+            self.every_box.extend((key.gen, box) for _, box in sealed.values())
+        return self._made(link, record, append)
 
     def state(self, extra: list[Link] | None = None) -> TeamState:
         return self.host.replay_team(self.space.links + (extra or []))
