@@ -78,6 +78,9 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "team.role": ("admin-count", "role-terms"),
     "team.rotate": ("rotate-on-removal",),
     "team.review": ("membership-review",),
+    "org.coalition": ("need-to-know",),  # coalition spaces (docs/lifecycle.md section 2)
+    "coalition.ally": ("need-to-know",),
+    "coalition.remove": ("offboarding", "rotate-on-removal"),
     "doc.write": ("rotate-on-removal", "document-review"),
     "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)
     "doc.move": ("rotate-on-removal", "need-to-know"),
