@@ -64,10 +64,8 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
              # authority model.
              "org.device.cut": "judged by tests/test_incident_lost*.py and the authority model (see above)",
              "org.clear": "judged by tests/test_incident_lost*.py and the authority model (see above)",
-             # Coalition spaces (issue 20): no CLI yet; their cells need a second organization (an ally's key).
-             "org.coalition": "judged by tests/test_coalition_chains.py (no CLI yet)",
-             "coalition.ally": "judged by tests/test_coalition_chains.py and tests/test_coalition_model.py",
-             "coalition.remove": "judged by tests/test_coalition_chains.py and tests/test_coalition_model.py"}
+             **dict.fromkeys(("org.coalition", "coalition.ally", "coalition.remove"),
+                             "tests/test_coalition_{chains,model,cli}.py (no CLI cells: they need a second org)")}
 CAPS_ELSEWHERE = {"guest": "tests/test_coalition_chains.py::test_a_guest_is_never_an_admin_and_never_adds"}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
