@@ -76,6 +76,25 @@ async def create(s: Client, name: str, codes: list[str]) -> TeamState:
     return team
 
 
+async def add(s: Client, name: str, who: str, role: str, until: int | None) -> bool:
+    """A space admin adds ``who`` (``MEMBER`` or ``MEMBER@ORG``): a member of this organization as to any team.
+    An ally's member needs their organization's approval and the guest login, which are not built yet."""
+    view = await s.chains.view()
+    _space(view.team_by_name(name))
+    member, _, org = who.partition("@")
+    if org and org != view.org.name:
+        raise VaultError(f"adding a member of {org!r} needs the guest login on this server, which this version does "
+                         "not have yet (docs/lifecycle.md section 2)")
+    return await admin.add_member(s, name, member, role, until)
+
+
+async def remove(s: Client, name: str, who: str) -> bool:
+    """The host's side: a space admin removes a member (``coalition.remove``), rotating the key when it holds it."""
+    view = await s.chains.view()
+    _space(view.team_by_name(name))
+    return await admin.remove_from_team(s, name, who.partition("@")[0], "coalition.remove")
+
+
 def _space(t: TeamState) -> TeamState:
     if t.kind != "coalition":
         raise NotFound(f"team {t.name} is not a coalition space")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member, ServerThread
-from tests.helpers.forgery import Forge, Forgery, served, team_link
+from tests.helpers.forgery import Forge, Forgery, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.http import Http, b64, login_as
 from vault.chains.coalition import CoalitionKey
@@ -33,7 +33,7 @@ def ally(tmp_path: Path, make_member: Any) -> Iterator[Member]:
     server.stop()
 
 
-def test_pairing_code_then_a_space_pinning_the_ally(forge: Forge, ally: Member) -> None:
+def test_pairing_code_then_a_space_pinning_the_ally(forge: Forge, ally: Member, tmp_path: Path) -> None:
     alice, bob = forge.org.alice, forge.org.bob
     code = ally.json("coalition", "pairing-code", "campaign")
     assert code["code"].startswith("mvault-ally:1:")
@@ -48,6 +48,23 @@ def test_pairing_code_then_a_space_pinning_the_ally(forge: Forge, ally: Member) 
     assert info["space"] == made["space"] and [m["name"] for m in info["members"]] == ["alice"]
     assert [s["name"] for s in alice.json("coalition", "ls")] == ["campaign"]
     assert bob.json("coalition", "ls") == []  # not in the space: he does not see it
+
+    # The host's members through coalition add / remove: bob writes, alice reads; removed, bob opens nothing newer.
+    bob.fails("coalition", "add", "campaign", "alice", contains="no team named")  # not in it: he cannot see it
+    alice.fails("coalition", "add", "campaign", "zed@allies", contains="guest login")
+    assert alice.json("coalition", "add", "campaign", "bob", "--role", "writer")["key_shared"] is True
+    note = tmp_path / "plan.txt"
+    note.write_text("joint campaign plan\n")
+    bob.ok("put", "campaign", str(note))
+    assert [d["name"] for d in alice.json("ls", "campaign")] == ["plan.txt"]
+    assert alice.json("coalition", "remove", "campaign", "bob")["rotated"] is True
+    note.write_text("after bob left\n")
+    alice.ok("put", "campaign", str(note))
+    bob.fails("ls", "campaign")
+    assert "campaign" not in bob.json("whoami")["teams"]
+    team_key(forge, "alice", info["space"], 2)
+    with pytest.raises(AssertionError, match="holds no key"):  # every box the server holds, with every key of bob's
+        team_key(forge, "bob", info["space"], 2)
 
 
 def test_the_server_cannot_pin_an_ally(forge: Forge, ally: Member) -> None:

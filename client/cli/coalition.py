@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from client import coalition
-from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, with_session
+from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
 
 _SPACES = (Column("space", lambda r: r["name"]), Column("allies", lambda r: r["allies"]),
@@ -47,6 +47,34 @@ def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
     emit_one(ctx, {"space": t.team_id, "name": t.name, "allies": [a.name for a in t.allies.values()]},
              lambda: out.print(f"created coalition space {escape(t.name)} ({t.team_id}) with "
                                f"{', '.join(escape(a.name) for a in t.allies.values())}"))
+
+
+@coalition_group.command("add")
+@click.argument("name")
+@click.argument("member", metavar="MEMBER[@ORG]")
+@click.option("--role", type=click.Choice(["admin", "writer", "reader"]), default="writer", show_default=True)
+@click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
+@json_flag
+@click.pass_obj
+def add(ctx: Ctx, name: str, member: str, role: str, until: str | None) -> None:
+    """A space admin adds MEMBER of this organization (an allied organization's member: not built yet)."""
+    boxed = with_session(ctx, lambda s: coalition.add(s, name, member, role, parse_until(until)))
+    emit_one(ctx, {"space": name, "member": member, "role": role, "key_shared": boxed},
+             lambda: out.print(f"added {escape(member)} to {escape(name)} as {role}"
+                               + ("" if boxed else "; a key holder's client shares the key")))
+
+
+@coalition_group.command("remove")
+@click.argument("name")
+@click.argument("member", metavar="MEMBER[@ORG]")
+@json_flag
+@click.pass_obj
+def remove(ctx: Ctx, name: str, member: str) -> None:
+    """A space admin removes MEMBER from the space; the key rotates (now, or on a key holder's next command)."""
+    rotated = with_session(ctx, lambda s: coalition.remove(s, name, member))
+    emit_one(ctx, {"space": name, "member": member, "rotated": rotated},
+             lambda: out.print(f"removed {escape(member)} from {escape(name)}; "
+                               + ("the key was rotated" if rotated else "a key holder's client rotates the key")))
 
 
 @coalition_group.command("ls")
