@@ -241,8 +241,9 @@ async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState,
 # -- teams -----------------------------------------------------------------------------------------
 
 
-async def remove_from_team(s: Client, team_name: str, member_name: str) -> bool:
-    """Remove a member; True when the key was rotated in the same link."""
+async def remove_from_team(s: Client, team_name: str, member_name: str, link_type: str = "team.remove") -> bool:
+    """Remove a member; True when the key was rotated in the same link. ``link_type``: ``coalition.remove`` for the
+    host's side of a removal from a coalition space (client/coalition.py)."""
     view = await s.chains.view()
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
@@ -258,7 +259,7 @@ async def remove_from_team(s: Client, team_name: str, member_name: str) -> bool:
     if rotated:
         old = await s.keys.team_key(team, team.generation)
         body["key"], boxes = s.keys.new_generation(team, view, old, leaving=target.member_id)
-    await s.chains.append_team(team, "team.remove", body, boxes)
+    await s.chains.append_team(team, link_type, body, boxes)
     return rotated
 
 

@@ -89,13 +89,18 @@ class Secrets:
     # As read from the keystore: False only in one an older version wrote (its home may hold plaintext state to
     # migrate). Every keystore this version writes is marked, whatever this says (``to_value``).
     sealed: bool = True
+    # coalition space name -> this organization's coalition key seed for it (client/coalition.py; NCC devices)
+    coalitions: dict[str, bytes] = field(default_factory=dict)
 
     def to_value(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "device": {"sign": self.device.sign_seed, "box": self.device.box_seed},
             "puks": {str(g): k.seed for g, k in self.puks.items()},
             "sealed": True,
         }
+        if self.coalitions:  # absent otherwise: a keystore without coalitions reads as before
+            value["coalitions"] = dict(self.coalitions)
+        return value
 
     @classmethod
     def from_value(cls, value: Any) -> Secrets:
@@ -106,6 +111,7 @@ class Secrets:
             DeviceKeys(d.bytes_("sign", 32), d.bytes_("box", 32)),
             {int(g): PukKeys(int(g), puks.bytes_(g, 32)) for g in puks.raw},
             f.has("sealed") and f.bool_("sealed"),
+            {n: f.dict_("coalitions").bytes_(n, 32) for n in f.dict_("coalitions").raw} if f.has("coalitions") else {},
         )
 
 

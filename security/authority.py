@@ -36,6 +36,7 @@ from typing import Final
 from security.policy import INCIDENT_ACTIONS, PAUSED_ACTIONS, PAUSED_KINDS, DefaultPolicy
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState
+from vault.chains.coalition import GUEST_ROLE
 from vault.errors import ChainError, PolicyDenied
 
 
@@ -54,7 +55,8 @@ def _verb(action: str) -> str:
              "team.approve": "approve team changes", "org.device.cut": "cut off a device",
              "org.clear": "clear a paused member", "org.suspect": "pause a suspected member",
              "export.request": "request an export",
-             "export.approve": "approve an export"}
+             "export.approve": "approve an export", "org.coalition": "record a coalition key",
+             "coalition.ally": "pin an allied organization"}
     if action in named:
         return named[action]
     parts = action.split(".")
@@ -89,10 +91,13 @@ class Authority(DefaultPolicy):
         if cut is not None:
             raise PolicyDenied(f"{refused}: {cut}")
         org_seq = self._org_state(act, org, refused)
-        if not org.admitted(act.author, org_seq):
+        # An allied organization's member in a coalition space (a guest): admitted by its own organization's
+        # signed approval in the team chain, not by this organization; judged by its team role alone.
+        guest = team is not None and act.author in team.guests
+        if not guest and not org.admitted(act.author, org_seq):
             raise PolicyDenied(f"{refused}: not an admitted member of the organization at {act.time} "
                                "(removed, or not admitted yet)")
-        org_roles = org.roles_of(act.author, act.time, org_seq)
+        org_roles = frozenset({GUEST_ROLE}) if guest else org.roles_of(act.author, act.time, org_seq)
         if team is None:
             if not self.org_allows(org_roles, act.action):
                 raise PolicyDenied(f"{refused} (organization roles at {act.time}: "
@@ -142,7 +147,7 @@ class Authority(DefaultPolicy):
 
     def team_members(self, team: TeamState, org: OrgState, org_seq: int, t: int) -> set[str]:
         """The team's members at time ``t``: role not ended, admitted at org state ``org_seq``."""
-        return {m for m, tm in team.members.items() if tm.active(t) and org.admitted(m, org_seq)}
+        return {m for m, tm in team.members.items() if tm.active(t) and team.in_org(org, m, org_seq)}
 
     def key_recipients(self, team: TeamState, org: OrgState, org_seq: int, t: int,
                        members: Mapping[str, MemberState]) -> set[str]:

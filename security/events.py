@@ -80,6 +80,9 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "team.review": ("membership-review",),
     "export.request": ("exports",),  # export approvals (vault/chains/exports.py)
     "export.approve": ("exports", "two-person"),
+    "org.coalition": ("need-to-know",),  # coalition spaces (docs/lifecycle.md section 2)
+    "coalition.ally": ("need-to-know",),
+    "coalition.remove": ("offboarding", "rotate-on-removal"),
     "doc.write": ("rotate-on-removal", "document-review"),
     "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)
     "doc.move": ("rotate-on-removal", "need-to-know"),

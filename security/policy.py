@@ -57,6 +57,8 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "team.create.security": frozenset({"ncc"}),
     "team.create.org": frozenset({"ncc"}),
     "team.create.coalition": frozenset({"ncc"}),
+    # An ally's NCC records its coalition key for a space in its own chain (vault/chains/coalition.py).
+    "org.coalition": frozenset({"ncc"}),
 }
 
 INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
@@ -83,6 +85,10 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     # Export approvals (vault/chains/exports.py): a reader asks to export, the Security Team approves (two people).
     "export.request": frozenset({"admin", "writer", "reader"}),
     "export.approve": frozenset(),
+    # Coalition spaces (vault/chains/coalition.py): pinning an ally is the host NCC's (TEAM_OVERRIDES); any member
+    # of the space may carry an ally's signed removal of one of its own members (the ally decided it).
+    "coalition.ally": frozenset(),
+    "coalition.remove": frozenset({"admin", "writer", "reader"}),
 }
 
 # team action -> org roles that may perform it in any team, member of it or not.
@@ -92,11 +98,14 @@ TEAM_OVERRIDES: Final[dict[str, frozenset[str]]] = {
     "team.role": frozenset({"ncc"}),
     "team.approve": frozenset({"ncc"}),
     "export.approve": frozenset({"security"}),
+    "coalition.ally": frozenset({"ncc"}),
 }
 
 # Team roles an org role may hold: compas are readers only.
 MAX_TEAM_ROLE: Final[dict[str, frozenset[str]]] = {
     "compa": frozenset({"reader"}),
+    # An allied organization's member in a coalition space (vault.chains.coalition GUEST_ROLE): never its admin.
+    "guest": frozenset({"writer", "reader"}),
 }
 
 

@@ -50,7 +50,7 @@ def link_note(link: Link) -> Note:
     """A chain link's audit event: its type, chain, position and hash (ids, never names)."""
     res = {"chain": link.chain or "", "seq": str(link.seq), "link": link.hash.hex()}
     subject = link.body.raw.get("member")
-    if link.type.startswith("team."):
+    if link.kind == "team":
         res["team"] = link.chain or ""
     if isinstance(subject, str):
         res["member"] = subject

@@ -30,7 +30,8 @@ CHAIN_TAGS = {
 }
 # Link type prefix -> the kind of chain it belongs to.
 CHAIN_OF_TYPE = {"member": "member", "device": "member", "org": "org", "team": "team",
-                 "export": "team"}  # export approvals are team links (vault/chains/exports.py)
+                 "export": "team",  # export approvals are team links (vault/chains/exports.py)
+                 "coalition": "team"}
 MAX_LINK_BYTES = 256 * 1024
 _LINK_FIELDS = {"v", "chain", "seq", "prev", "time", "signer", "device", "type", "body"}
 

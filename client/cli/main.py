@@ -106,6 +106,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "incident": ("client.cli.incident", "Incidents: a departure or a lost device, from the removal to the last weekly "
                                         "review."),
     "thread": ("client.cli.threads", "Team threads: end-to-end encrypted, signed messages, delivered live."),
+    "coalition": ("client.cli.coalition", "Coalition spaces: a team shared with allied organizations, each pinned "
+                                          "by its root and coalition key."),
     "server": ("client.cli.server", "Where this client reaches the organization's server; moving it."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),
 }

@@ -66,7 +66,10 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
                              "authority model (see above)"),
              "org.suspect": "a pause like a cut's: tests/test_incident_suspect.py and the authority model",
              **dict.fromkeys(("export.request", "export.approve"), "no request to approve per cell (two Security "
-                             "Team members): tests/test_export_approvals*.py and the authority model")}
+                             "Team members): tests/test_export_approvals*.py and the authority model"),
+             **dict.fromkeys(("org.coalition", "coalition.ally", "coalition.remove"),
+                             "tests/test_coalition_{chains,model,cli}.py (no CLI cells: they need a second org)")}
+CAPS_ELSEWHERE = {"guest": "tests/test_coalition_chains.py::test_a_guest_is_never_an_admin_and_never_adds"}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {

@@ -24,6 +24,7 @@ Transitions (link type -> effect)::
     org.vouch       a member vouches for another member (signed record: rule vouching)
     org.verify      a member records a key verification in person, with the fingerprint seen (rule key-verification)
     org.approve     an NCC member approves an earlier org link as the second person (rule two-person)
+    org.coalition   NCC records the organization's coalition key for a coalition space (vault.chains.coalition)
     team.create     team with kind, initial members and key generation 1
     team.add        adds a member with role (+ expiry) and their key box (none if the
                     signer holds no key: the member waits for a holder's team.share)
@@ -35,6 +36,9 @@ Transitions (link type -> effect)::
     team.rotate     a key holder starts a new generation for the current members
     team.review     an admin confirms the member list, by its digest (rule membership-review)
     team.approve    an admin (or NCC) approves an earlier team link as the second person (rule two-person)
+    coalition.ally  the host's NCC pins an allied organization (root, coalition key) in a coalition space
+    coalition.remove  a space admin, or any member carrying the ally's signed removal, removes a member
+                    (a team.add of an ally's member carries the ally's signed coalition.admit)
 
 Team links carry ``org_seq``: the organization chain head they were made against, so the
 signer's organization roles are judged as they were at that point.

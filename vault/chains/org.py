@@ -2,9 +2,10 @@
 security-protocols text in force and the designated audit team.
 
 Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
-``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team`` and ``org.server`` (see
-``vault.chains``), the incident acts ``org.device.cut`` and ``org.clear`` (``vault.chains.incidents``), and the
-signed records ``org.vouch``, ``org.verify``, ``org.approve`` (``vault.chains.records``).
+``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team``, ``org.server`` (see
+``vault.chains``), ``org.coalition`` (``vault.chains.coalition``), the incident acts ``org.device.cut`` and
+``org.clear`` (``vault.chains.incidents``), and the signed records ``org.vouch``, ``org.verify``, ``org.approve``
+(``vault.chains.records``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from vault.acts import Act
+from vault.chains.coalition import CoalitionEntry, parse_org_coalition
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
@@ -167,6 +169,7 @@ class OrgState:
     records: list[Record] = field(default_factory=list)  # vouches, key verifications, approvals, in chain order
     signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
+    coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -266,7 +269,8 @@ class OrgState:
                     "org.admit": self._admit,
                     "org.role": self._role, "org.remove": self._remove,
                     "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
-                    "org.audit_team": self._audit_team, "org.server": self._server}
+                    "org.audit_team": self._audit_team, "org.server": self._server,
+                    "org.coalition": self._coalition}
         for kind in INCIDENT_TYPES:
             handlers[kind] = lambda link, ms, policy: self._incident(link, ms, policy, members)
         handler = handlers.get(link.type)
@@ -510,6 +514,14 @@ class OrgState:
         self.server = ServerPlace(url, pin, link.seq, link.signer, link.time)
         for act in [act for act in self.role_proposals if act[0] == "org.server"]:
             del self.role_proposals[act]  # taking effect clears every pending move
+
+    def _coalition(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """``org.coalition``: NCC records this organization's coalition key for a space (vault.chains.coalition)."""
+        self._authorize(link, ms, policy, "org.coalition")
+        entry = parse_org_coalition(link)
+        if entry.name in self.coalitions or any(c.key == entry.key for c in self.coalitions.values()):
+            raise ChainError(f"org.coalition: a coalition key for {entry.name!r} (or that key) is already recorded")
+        self.coalitions[entry.name] = entry
 
     def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:
         """``org.device.cut`` / ``org.clear``: judged as the act of that name, then ``vault.chains.incidents``."""

@@ -2,7 +2,9 @@
 
 Transitions: ``team.create``, ``team.add``, ``team.share``, ``team.remove``, ``team.leave``,
 ``team.role``, ``team.rotate``, ``team.review`` (an admin confirms the member list) and
-``team.approve`` (a second person approves an earlier team link; see ``vault.chains``). Team links
+``team.approve`` (a second person approves an earlier team link; see ``vault.chains``); in a team of kind
+``coalition`` also ``coalition.ally`` and ``coalition.remove``, and a ``team.add`` of an ally's member carrying
+its organization's ``coalition.admit`` (``vault.chains.coalition``). Team links
 carry ``org_seq``: the organization chain head they were made against, so the signer's organization
 roles are judged as they were at that point.
 """
@@ -15,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
+from vault.chains.coalition import APPROVAL_SECONDS, GUEST_ROLE, Ally, Guest, parse_ally, verify_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
 from vault.chains.member import MemberState, verify_signer
@@ -110,6 +113,11 @@ class TeamState:
     approvals: dict[bytes, list[tuple[int, str, int]]] = field(default_factory=dict)  # hash -> (seq, by, time)
     # device -> (seq, hash) of the last link of this chain it signed (what an org.device.cut records)
     last_signed: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    # a coalition space: the allied organizations pinned (org root -> Ally), every ally member ever admitted (kept
+    # after removal: their past acts are still judged as a guest's), and the hash of every coalition statement used
+    allies: dict[bytes, Ally] = field(default_factory=dict)
+    guests: dict[str, Guest] = field(default_factory=dict)
+    statements_used: set[bytes] = field(default_factory=set)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -123,6 +131,11 @@ class TeamState:
     def _snapshot(self) -> None:
         self.snapshots[self.seq] = TeamSnapshot(
             self.generation, self.org_seq, {m: (tm.role, tm.until) for m, tm in self.members.items()}, self.time)
+
+    def in_org(self, org: OrgState, member_id: str, org_seq: int | None = None) -> bool:
+        """Whether ``member_id`` may take part in the team as far as organizations go: admitted to the host
+        organization at ``org_seq``, or a guest (an ally's member, admitted by its own organization's approval)."""
+        return member_id in self.guests or org.admitted(member_id, org_seq)
 
     def superseded_at(self, team_seq: int) -> int | None:
         """When the state ``team_seq`` ended: the time of the next team link (None: still current)."""
@@ -164,7 +177,7 @@ class TeamState:
                 continue
             if mid not in self.members:
                 reasons.append(f"{mid} was removed but holds the current key")
-            elif not org.admitted(mid, org_seq):
+            elif not self.in_org(org, mid, org_seq):
                 reasons.append(f"{mid} was removed from the organization but holds the current key")
             elif not self.members[mid].active(now):
                 reasons.append(f"{mid}'s role ended but they hold the current key")
@@ -217,7 +230,8 @@ class TeamState:
         verify_signer(link, members)
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
                     "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate,
-                    "team.review": self._review, "team.approve": self._approve}
+                    "team.review": self._review, "team.approve": self._approve,
+                    "coalition.ally": self._ally, "coalition.remove": self._coalition_remove}
         handlers.update(dict.fromkeys(EXPORT_TYPES, self._export))
         handler = handlers.get(link.type)
         if handler is None:
@@ -274,7 +288,10 @@ class TeamState:
     def _remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                 policy: Policy) -> None:
         self._authorize(link, org, org_seq, members, policy, "team.remove")
-        target = link.body.str_("member", 64)
+        self._drop_member(link, link.body.str_("member", 64), org, org_seq, members, policy)
+
+    def _drop_member(self, link: Link, target: str, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                     policy: Policy) -> None:
         if target not in self.members:
             raise ChainError(f"member {target} is not in team {self.name}")
         if self.admins(link.time) == {target}:
@@ -351,6 +368,39 @@ class TeamState:
             raise ChainError("team.review confirms a member list that is not the team's")
         self.reviews.append((link.seq, link.signer, link.time))
 
+    def _ally(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+              policy: Policy) -> None:
+        """The host's NCC pins an allied organization: its root and its coalition key (docs/lifecycle.md)."""
+        self._authorize(link, org, org_seq, members, policy, "coalition.ally")
+        if self.kind != "coalition":
+            raise ChainError(f"team {self.name} is not a coalition space: it has no allies")
+        root, key, name = parse_ally(link)
+        if root == org.root or root in self.allies or any(a.key == key for a in self.allies.values()):
+            raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
+        self.allies[root] = Ally(root, key, name, link.seq, link.signer)
+
+    def _coalition_remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                          policy: Policy) -> None:
+        """A removal from a coalition space: by a space admin (the host's side, ``team.remove``'s right), or by any
+        member of the space carrying the ally's signed ``coalition.remove`` of one of its own members."""
+        target = link.body.str_("member", 64)
+        carried = link.body.opt_dict("statement")
+        if carried is None:
+            self._authorize(link, org, org_seq, members, policy, "team.remove")
+        else:
+            self._authorize(link, org, org_seq, members, policy, "coalition.remove")
+            st = verify_statement(carried, self.allies, self.team_id, "coalition.remove")
+            guest = self.guests.get(target)
+            if st.member != target or guest is None or guest.ally != st.ally:
+                raise ChainError("coalition.remove: an organization removes only its own members")
+            self._use_statement(st.hash)
+        self._drop_member(link, target, org, org_seq, members, policy)
+
+    def _use_statement(self, h: bytes) -> None:
+        if h in self.statements_used:
+            raise ChainError("a coalition statement is used once: this one is already in the chain")
+        self.statements_used.add(h)
+
     def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                  policy: Policy) -> None:
         """A second person approves an earlier link of this team (rule two-person: admin grants and removals):
@@ -371,7 +421,7 @@ class TeamState:
         """The digest a ``team.review`` made now carries: of the members still admitted at the head of ``org``
         (a review made against it drops those the organization removed since the last team link)."""
         return roster_digest({m: (tm.role, tm.until) for m, tm in self.members.items()
-                              if org is None or org.admitted(m)})
+                              if org is None or self.in_org(org, m)})
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -380,7 +430,7 @@ class TeamState:
 
         Organization removal is final (``org.admit`` refuses a removed member), so this only ever
         drops; a box such a member holds still makes the team rotate (``rotation_reasons``)."""
-        for mid in [m for m in self.members if not org.admitted(m, org_seq)]:
+        for mid in [m for m in self.members if not self.in_org(org, m, org_seq)]:
             del self.members[mid]
             self.removed_at[mid] = link.seq
             self.pending_share.pop(mid, None)
@@ -391,9 +441,13 @@ class TeamState:
         until = f.opt_int("until", 0)
         if role not in TEAM_ROLE_NAMES:
             raise ChainError(f"unknown team role {role!r}")
-        if not org.admitted(mid, org_seq):
+        approval = f.opt_dict("approval")
+        if approval is not None:
+            self._admit_guest(approval, mid, role, until, link, org)
+        elif not org.admitted(mid, org_seq):
             raise ChainError(f"member {mid} is not an admitted member of the organization")
-        if not policy.may_hold_team_role(org.roles_of(mid, link.time, org_seq), role):
+        roles = frozenset({GUEST_ROLE}) if mid in self.guests else org.roles_of(mid, link.time, org_seq)
+        if not policy.may_hold_team_role(roles, role):
             raise PolicyDenied(f"member {mid} may not hold team role {role!r}")
         if mid in self.members and self.members[mid].active(link.time):
             raise ChainError(f"member {mid} is already in team {self.name}")
@@ -402,6 +456,24 @@ class TeamState:
         self.members[mid] = TeamMember(mid, role, until, link.time)
         self.removed_at.pop(mid, None)
         return mid
+
+    def _admit_guest(self, approval: Fields, mid: str, role: str, until: int | None, link: Link, org: OrgState) -> None:
+        """An ally's member enters with their organization's ``coalition.admit`` for exactly this add: this space,
+        this member, this role and end, signed with the coalition key of an ally pinned here, used once."""
+        if self.kind != "coalition":
+            raise ChainError(f"team {self.name} is not a coalition space: only its organization's members join it")
+        st = verify_statement(approval, self.allies, self.team_id, "coalition.admit")
+        if (st.member, st.role, st.until) != (mid, role, until):
+            raise ChainError("the coalition.admit approval is for another member, role or end")
+        if not st.time - ALLOWANCE <= link.time < st.time + APPROVAL_SECONDS:
+            raise ChainError("the coalition.admit approval is not valid at the time of this add (expired or later)")
+        if mid in org.members:
+            raise ChainError(f"member {mid} is known to the host organization: not a guest")
+        known = self.guests.get(mid)
+        if known is not None and known.ally != st.ally:
+            raise ChainError(f"member {mid} entered the space for another organization")
+        self._use_statement(st.hash)
+        self.guests[mid] = Guest(mid, st.ally, st.hash)
 
     def _one_box(self, key: Fields, member_id: str, link: Link, members: Mapping[str, MemberState],
                  org: OrgState, org_seq: int) -> None:

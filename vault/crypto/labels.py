@@ -18,6 +18,7 @@ SIG_DOC = b"mvault/v1/doc"
 SIG_MSG = b"mvault/v1/msg"
 SIG_CHECKPOINT = b"mvault/v1/checkpoint"
 SIG_ACCESS = b"mvault/v1/access"
+SIG_COALITION = b"mvault/v1/coalition"  # an ally's coalition key signs coalition.admit / coalition.remove
 
 # Key derivation labels.
 KDF_PUK_SIGN = b"mvault/v1/puk/sign"
@@ -60,6 +61,7 @@ H_TOKEN = b"mvault/v1/session-token"
 H_SAFETY = b"mvault/v1/safety-number"
 H_KEYS = b"mvault/v1/member-keys"
 H_ROSTER = b"mvault/v1/team-roster"  # the member list a team.review confirms
+H_COALITION = b"mvault/v1/coalition-statement"  # the hash a space records of each coalition statement used
 
 # Audit log (security/events.py).
 SIG_COSIGN = b"mvault/v1/checkpoint-cosign"

@@ -1,0 +1,105 @@
+"""``mvault coalition pairing-code|create|ls|show``: coalition spaces shared with allied organizations."""
+
+from __future__ import annotations
+
+import click
+
+from client import coalition
+from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
+from client.sanitize import escape
+
+_SPACES = (Column("space", lambda r: r["name"]), Column("allies", lambda r: r["allies"]),
+           Column("members", lambda r: r["members"]), Column("guests", lambda r: r["guests"]))
+
+
+@click.group("coalition")
+def coalition_group() -> None:
+    """Coalition spaces: a team shared with allied organizations, each pinned by its root and coalition key."""
+
+
+@coalition_group.command("pairing-code")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def pairing_code(ctx: Ctx, name: str) -> None:
+    """The allied side (NCC): this organization's pairing code for the host's space NAME.
+
+    The first time, makes the organization's coalition key for NAME, records it in the organization chain and
+    keeps it in this device's keystore. Give the code to the host organization's leaders out of band (in person,
+    as for an invite): it pins this organization (its root) and the key that approves its members' entry."""
+    p = with_session(ctx, lambda s: coalition.pairing_code(s, name))
+    emit_one(ctx, {"space": name, "org_root": p.org_root.hex(), "key": p.key.hex(), "code": p.code},
+             lambda: out.print(f"pairing code for the coalition space {escape(name)}:\n  {escape(p.code)}\n"
+                               f"organization root {p.org_root.hex()}\ncoalition key {p.key.hex()}\n"
+                               "give it to the host organization's leaders in person; they run "
+                               f"`mvault coalition create {escape(name)} --with CODE`"))
+
+
+@coalition_group.command("create")
+@click.argument("name")
+@click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
+              help="an allied organization's pairing code (`mvault coalition pairing-code` on its side); repeatable")
+@json_flag
+@click.pass_obj
+def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
+    """The host's side (NCC): create the coalition space NAME and pin each allied organization."""
+    t = with_session(ctx, lambda s: coalition.create(s, name, list(codes)))
+    emit_one(ctx, {"space": t.team_id, "name": t.name, "allies": [a.name for a in t.allies.values()]},
+             lambda: out.print(f"created coalition space {escape(t.name)} ({t.team_id}) with "
+                               f"{', '.join(escape(a.name) for a in t.allies.values())}"))
+
+
+@coalition_group.command("add")
+@click.argument("name")
+@click.argument("member", metavar="MEMBER[@ORG]")
+@click.option("--role", type=click.Choice(["admin", "writer", "reader"]), default="writer", show_default=True)
+@click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
+@json_flag
+@click.pass_obj
+def add(ctx: Ctx, name: str, member: str, role: str, until: str | None) -> None:
+    """A space admin adds MEMBER of this organization (an allied organization's member: not built yet)."""
+    boxed = with_session(ctx, lambda s: coalition.add(s, name, member, role, parse_until(until)))
+    emit_one(ctx, {"space": name, "member": member, "role": role, "key_shared": boxed},
+             lambda: out.print(f"added {escape(member)} to {escape(name)} as {role}"
+                               + ("" if boxed else "; a key holder's client shares the key")))
+
+
+@coalition_group.command("remove")
+@click.argument("name")
+@click.argument("member", metavar="MEMBER[@ORG]")
+@json_flag
+@click.pass_obj
+def remove(ctx: Ctx, name: str, member: str) -> None:
+    """A space admin removes MEMBER from the space; the key rotates (now, or on a key holder's next command)."""
+    rotated = with_session(ctx, lambda s: coalition.remove(s, name, member))
+    emit_one(ctx, {"space": name, "member": member, "rotated": rotated},
+             lambda: out.print(f"removed {escape(member)} from {escape(name)}; "
+                               + ("the key was rotated" if rotated else "a key holder's client rotates the key")))
+
+
+@coalition_group.command("ls")
+@json_flag
+@click.pass_obj
+def ls(ctx: Ctx) -> None:
+    """The coalition spaces you are in."""
+    emit_rows(ctx, with_session(ctx, coalition.spaces), _SPACES)
+
+
+@coalition_group.command("show")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def show(ctx: Ctx, name: str) -> None:
+    """A coalition space: its pinned allies (root, key) and its members with their organization."""
+    info = with_session(ctx, lambda s: coalition.show(s, name))
+
+    def text() -> None:
+        out.print(f"{escape(info['name'])} ({info['space']}), key generation {info['generation']}")
+        for a in info["allies"]:
+            out.print(f"  ally {escape(a['name'])}: root {a['org_root']}, key {a['key']}")
+        for m in info["members"]:
+            out.print(f"  {escape(m['name'])} ({escape(m['organization'])}): {m['role']}")
+    emit_one(ctx, info, text)
+
+
+COMMANDS: tuple[click.Command, ...] = (coalition_group,)

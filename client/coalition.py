@@ -1,0 +1,123 @@
+"""Coalition spaces, each organization on its own server (docs/lifecycle.md section 2): the ally's pairing code
+(its coalition key, recorded by its NCC in its own chain) and the host's space with the allies it pins.
+
+The pairing code travels out of band, between the organizations' leaders (in person, as invites do):
+``mvault-ally:1:<org root, 64 hex>:<coalition key, 64 hex>:<organization name>``. The host checks nothing in it
+against a server: the code *is* the pin (the ally's root and key), so it must come from the ally's leaders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from client import admin
+from client.client import Client
+from vault.chains import TeamState, check_name
+from vault.chains.coalition import CoalitionKey
+from vault.errors import NotFound, VaultError
+
+PREFIX = "mvault-ally:1:"
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """An allied organization as its pairing code gives it."""
+
+    org_root: bytes
+    key: bytes
+    name: str
+
+    @property
+    def code(self) -> str:
+        return f"{PREFIX}{self.org_root.hex()}:{self.key.hex()}:{self.name}"
+
+    @classmethod
+    def parse(cls, code: str) -> Pairing:
+        if not code.startswith(PREFIX):
+            raise VaultError(f"not a pairing code (it starts with {PREFIX!r})")
+        parts = code[len(PREFIX):].split(":", 2)
+        try:
+            if len(parts) != 3 or len(parts[0]) != 64 or len(parts[1]) != 64:
+                raise ValueError
+            root, key = bytes.fromhex(parts[0]), bytes.fromhex(parts[1])
+        except ValueError:
+            raise VaultError("malformed pairing code: expected mvault-ally:1:ROOT:KEY:NAME (64 hex digits each)"
+                             ) from None
+        return cls(root, key, check_name(parts[2], "organization name"))
+
+
+async def pairing_code(s: Client, name: str) -> Pairing:
+    """The ally's side (NCC): the organization's coalition key for the space ``name``, made and recorded in its own
+    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore."""
+    check_name(name, "coalition space name")
+    view = await s.chains.view()
+    recorded = view.org.coalitions.get(name)
+    seed = s.session.secrets.coalitions.get(name)
+    if recorded is None:
+        key = CoalitionKey.generate() if seed is None else CoalitionKey(seed)
+        s.session.secrets.coalitions[name] = key.seed
+        s.session.home.save_secrets(s.session.secrets)  # kept before it is recorded: never a key on record we lost
+        await s.chains.append_org("org.coalition", {"name": name, "key": key.public, "host": None})
+    elif seed is None or CoalitionKey(seed).public != recorded.key:
+        raise VaultError(f"the coalition key for {name!r} was recorded by another device (member "
+                         f"{view.name_of(recorded.by)}): its pairing code is theirs to give")
+    view = await s.chains.view()
+    return Pairing(view.org.root, view.org.coalitions[name].key, view.org.name)
+
+
+async def create(s: Client, name: str, codes: list[str]) -> TeamState:
+    """The host's side (NCC): a team of kind ``coalition`` and a ``coalition.ally`` pin for each pairing code."""
+    allies = [Pairing.parse(c) for c in codes]  # every code checked before anything is signed
+    team = await admin.create_team(s, name, "coalition")
+    for ally in allies:
+        await s.chains.append_team(team, "coalition.ally", {"ally": ally.org_root, "key": ally.key, "name": ally.name})
+        team = (await s.chains.view()).teams[team.team_id]
+    return team
+
+
+async def add(s: Client, name: str, who: str, role: str, until: int | None) -> bool:
+    """A space admin adds ``who`` (``MEMBER`` or ``MEMBER@ORG``): a member of this organization as to any team.
+    An ally's member needs their organization's approval and the guest login, which are not built yet."""
+    view = await s.chains.view()
+    _space(view.team_by_name(name))
+    member, _, org = who.partition("@")
+    if org and org != view.org.name:
+        raise VaultError(f"adding a member of {org!r} needs the guest login on this server, which this version does "
+                         "not have yet (docs/lifecycle.md section 2)")
+    return await admin.add_member(s, name, member, role, until)
+
+
+async def remove(s: Client, name: str, who: str) -> bool:
+    """The host's side: a space admin removes a member (``coalition.remove``), rotating the key when it holds it."""
+    view = await s.chains.view()
+    _space(view.team_by_name(name))
+    return await admin.remove_from_team(s, name, who.partition("@")[0], "coalition.remove")
+
+
+def _space(t: TeamState) -> TeamState:
+    if t.kind != "coalition":
+        raise NotFound(f"team {t.name} is not a coalition space")
+    return t
+
+
+async def spaces(s: Client) -> list[dict[str, Any]]:
+    view = await s.chains.view()
+    now = s.session.now()
+    return [{"space": t.team_id, "name": t.name, "allies": len(t.allies), "members": len(t.active_members(now)),
+             "guests": len(set(t.guests) & t.active_members(now))}
+            for t in sorted(view.teams.values(), key=lambda t: t.name) if t.kind == "coalition"]
+
+
+async def show(s: Client, name: str) -> dict[str, Any]:
+    view = await s.chains.view()
+    t = _space(view.team_by_name(name))
+    now = s.session.now()
+    allies = {root: a.name for root, a in t.allies.items()}
+    return {"space": t.team_id, "name": t.name, "generation": t.generation,
+            "allies": [{"name": a.name, "org_root": a.org_root.hex(), "key": a.key.hex(),
+                        "pinned_by": view.name_of(a.by)} for a in t.allies.values()],
+            "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role,
+                         "organization": allies[t.guests[m.member_id].ally] if m.member_id in t.guests
+                         else view.org.name}
+                        for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id)) if m.active(now)]}

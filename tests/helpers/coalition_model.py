@@ -1,0 +1,67 @@
+"""A reference model of who is entitled to a coalition space, written from docs/lifecycle.md section 2, not from
+the chain code: it shares nothing with ``vault.chains`` or ``security.authority`` (the policy table's guest cap is
+restated here as a rule: an ally's member is never the space's admin).
+
+The rule: an ally's member is in the space only after a space admin's add carrying an approval signed with the
+coalition key of an organization the host's NCC pinned, for that member and role, never used before; they are then
+in the space for that organization (the host cannot see the allies' rosters: whichever pinned ally approves a person
+answers for them), and only that organization approves them again. A host member is in it only by the host's own
+add. A member leaves by a removal from a space admin, or from any member of the space carrying the signed removal of
+the organization they are in the space for; every removal starts a key generation boxed to exactly the members left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CoalitionModel:
+    host: dict[str, str]  # host member -> role in the space (fixed: the admin and a writer)
+    admin: str
+    ally_of: dict[str, str]  # each ally member -> their own organization (what the host cannot see)
+    entered_for: dict[str, str] = field(default_factory=dict)  # ally member -> the organization that approved them
+    pinned: set[str] = field(default_factory=set)
+    guests: dict[str, str] = field(default_factory=dict)  # ally member in the space -> role
+    generation: int = 1
+    left_at: dict[str, int] = field(default_factory=dict)  # member -> the last generation they were boxed to
+
+    def members(self) -> dict[str, str]:
+        return {**self.host, **self.guests}
+
+    def may_pin(self, signer: str, ally: str) -> bool:
+        return signer == self.admin and ally not in self.pinned  # the admin is the host's NCC member
+
+    def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
+        """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),
+        "forged" (the member's organization's root, an unknown key), "reused" (one already used), "none"."""
+        return (signer == self.admin and approval in ("own", "other") and member not in self.guests
+                and self.approver(member, approval) in self.pinned and role in ("writer", "reader")
+                and self.entered_for.get(member, self.approver(member, approval)) == self.approver(member, approval))
+
+    def approver(self, member: str, approval: str) -> str:
+        own = self.ally_of[member]
+        return own if approval == "own" else next(o for o in set(self.ally_of.values()) if o != own)
+
+    def may_remove(self, signer: str, target: str, statement: str) -> bool:
+        """``statement``: "none" (the host's side), "own" (of the organization the target is in the space for),
+        "other" (of any other)."""
+        members = self.members()
+        if target not in members or target == self.admin or signer not in members or signer == target:
+            return False
+        if statement == "none":
+            return signer == self.admin
+        return statement == "own" and target in self.guests
+
+    # -- recording --
+
+    def add(self, member: str, role: str, approval: str) -> None:
+        self.entered_for[member] = self.approver(member, approval)
+        self.guests[member] = role
+        self.left_at.pop(member, None)
+
+    def remove(self, target: str) -> None:
+        self.left_at[target] = self.generation
+        self.guests.pop(target, None)
+        self.host.pop(target, None)
+        self.generation += 1

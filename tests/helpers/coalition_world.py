@@ -1,0 +1,125 @@
+"""Two organizations by hand (no server): a host with a coalition space and allies, each an ``MWorld`` of its own.
+
+The ally's members are people of the ally's world; their member chains are copied into the host's world (what the
+host's server stores for a guest) so the host's chains replay with them. The ally's coalition key signs its
+``coalition.admit`` and ``coalition.remove`` statements (``vault.chains.coalition``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.helpers.chain_world import MWorld, Person, Team
+from vault.chains import TeamState
+from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
+from vault.encoding import Value
+from vault.links import Link
+from vault.teamkeys import TeamKey, seal_history
+
+
+@dataclass
+class Ally:
+    world: MWorld
+    key: CoalitionKey
+    name: str
+    members: list[Person] = field(default_factory=list)
+
+    @property
+    def root(self) -> bytes:
+        return self.world.org_links[0].hash
+
+    def member(self, name: str, host: MWorld) -> Person:
+        """A member admitted to the ally's organization, whose member chain the host's server also holds."""
+        person = self.world.admit(name)
+        host.people[person.id] = person
+        host.devices[person.id] = dict(self.world.devices[person.id])
+        self.members.append(person)
+        return person
+
+
+class Coalition:
+    """The host (founder: NCC and the space's admin; ``writer``: a host member of the space) and allies."""
+
+    def __init__(self, space_name: str = "campaign") -> None:
+        self.host = MWorld()
+        self.admin = self.host.founder
+        self.writer = self.host.admit("host-writer")
+        self.space = self.host.create_team(self.admin, [(self.admin, "admin"), (self.writer, "writer")],
+                                           kind="coalition")
+        self.space_name = space_name
+        self.pending: tuple[Link, Callable[[], None]] | None = None  # the last link made, not yet in the chain
+        self.every_box: list[tuple[int, bytes]] = [(1, box) for box in self.space.boxes.values()]  # what a server saw
+
+    def ally(self, name: str = "ally-org", *, record: bool = True) -> Ally:
+        """An allied organization; ``record``: its NCC records its coalition key in its own chain."""
+        ally = Ally(MWorld(), CoalitionKey.generate(), name)
+        if record:
+            ally.world.org_link(ally.world.founder, "org.coalition",
+                                {"name": self.space_name, "key": ally.key.public, "host": self.host.org_links[0].hash})
+        return ally
+
+    def pin(self, ally: Ally, *, signer: Person | None = None, key: bytes | None = None, team: Team | None = None,
+            append: bool = True) -> Link:
+        link = self.host.team_link(team or self.space, signer or self.admin, "coalition.ally",
+                                   {"ally": ally.root, "key": key or ally.key.public, "name": ally.name},
+                                   append=append and team is not None)
+        return link if team is not None else self._made(link, lambda: None, append)
+
+    def approval(self, ally: Ally, person: Person, role: str = "writer", *, until: int | None = None,
+                 key: CoalitionKey | None = None, space: str | None = None, root: bytes | None = None,
+                 time: int | None = None) -> dict[str, Value]:
+        statement = admit_statement(space or self.space.team_id, root or ally.root, person.id, role, until,
+                                    self.host.time if time is None else time)
+        return signed_statement(key or ally.key, statement)
+
+    def add(self, person: Person, approval: dict[str, Value] | None, role: str = "writer", *,
+            signer: Person | None = None, until: int | None = None, append: bool = True) -> Link:
+        commit, box = self.host.box_commit(self.space.key, person)
+        body: dict[str, Any] = {"member": person.id, "role": role, "until": until,
+                                "key": {"gen": self.space.key.gen, "boxes": [commit]}}
+        if approval is not None:
+            body["approval"] = approval
+        link = self.host.team_link(self.space, signer or self.admin, "team.add", body, append=False)
+
+        def record() -> None:
+            self.space.boxes[person.id] = box
+            self.every_box.append((self.space.key.gen, box))
+        return self._made(link, record, append)
+
+    def _made(self, link: Link, record: Callable[[], None], append: bool) -> Link:
+        """``append``: the link goes into the chain with its keys and boxes; else ``accept`` does that later."""
+        self.pending = (link, record)
+        if append:
+            self.accept(link)
+        return link
+
+    def accept(self, link: Link) -> None:
+        """Append ``link``, made with ``append=False`` just before, and keep its keys and boxes."""
+        assert self.pending is not None and self.pending[0] is link
+        record = self.pending[1]
+        self.space.links.append(link)
+        record()
+
+    def removal(self, ally: Ally, person: Person, *, key: CoalitionKey | None = None) -> dict[str, Value]:
+        return signed_statement(key or ally.key, remove_statement(self.space.team_id, ally.root, person.id,
+                                                                  self.host.time))
+
+    def remove(self, person: Person, rest: list[Person], *, signer: Person | None = None,
+               statement: dict[str, Value] | None = None, append: bool = True) -> Link:
+        """``coalition.remove`` with a rotation boxed to ``rest`` (the signer must hold the key)."""
+        key = TeamKey.generate(self.space.team_id, self.space.key.gen + 1)
+        sealed = {m.id: self.host.box_commit(key, m) for m in rest}
+        body = {"gen": key.gen, "canary": key.canary, "boxes": [commit for commit, _ in sealed.values()],
+                "prev": seal_history(key, self.space.key)}
+        link = self.host.team_link(self.space, signer or self.admin, "coalition.remove",
+                                   {"member": person.id, "statement": statement, "key": body}, append=False)
+
+        def record() -> None:
+            self.space.key = key
+            self.space.boxes = {mid: box for mid, (_, box) in sealed.items()}
+            self.every_box.extend((key.gen, box) for _, box in sealed.values())
+        return self._made(link, record, append)
+
+    def state(self, extra: list[Link] | None = None) -> TeamState:
+        return self.host.replay_team(self.space.links + (extra or []))

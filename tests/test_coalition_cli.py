@@ -1,0 +1,97 @@
+"""Issue 20, coalition spaces on two real servers through the real CLI: the ally's NCC makes its pairing code on its
+own server (its coalition key recorded in its own chain), the host's NCC creates the space on the host's server
+pinning that code; only the host's NCC may pin, and a server that invents an ally (a pin no NCC signed) is caught
+by every client. Guests (the ally's members on the host's server) are not built yet: docs/lifecycle.md."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Member, ServerThread
+from tests.helpers.forgery import Forge, Forgery, served, team_key, team_link
+from tests.helpers.forgery import forge as forge_fixture
+from tests.helpers.http import Http, b64, login_as
+from vault.chains.coalition import CoalitionKey
+from vault.keys import DeviceKeys
+
+forge = forge_fixture  # the fixture (tests/helpers/forgery.py)
+
+
+@pytest.fixture
+def ally(tmp_path: Path, make_member: Any) -> Iterator[Member]:
+    """The allied organization on a server of its own: its founder dora (NCC)."""
+    server = ServerThread(tmp_path / "ally-server").start()
+    dora = make_member("dora")
+    assert server.invite is not None
+    dora.ok("join", server.invite, "--name", "dora")
+    yield dora
+    server.stop()
+
+
+def test_pairing_code_then_a_space_pinning_the_ally(forge: Forge, ally: Member, tmp_path: Path) -> None:
+    alice, bob = forge.org.alice, forge.org.bob
+    code = ally.json("coalition", "pairing-code", "campaign")
+    assert code["code"].startswith("mvault-ally:1:")
+    assert ally.json("coalition", "pairing-code", "campaign") == code  # recorded once, the same code after
+    # Only the host's NCC pins an ally: bob's client refuses before the server sees it.
+    bob.fails("coalition", "create", "campaign", "--with", code["code"], contains="may not")
+    alice.fails("coalition", "create", "campaign", "--with", "mvault-ally:1:zz", contains="malformed pairing code")
+    assert "campaign" not in alice.json("whoami")["teams"]  # a bad code: nothing was created
+    made = alice.json("coalition", "create", "campaign", "--with", code["code"])
+    info = alice.json("coalition", "show", "campaign")
+    assert [(a["org_root"], a["key"]) for a in info["allies"]] == [(code["org_root"], code["key"])]
+    assert info["space"] == made["space"] and [m["name"] for m in info["members"]] == ["alice"]
+    assert [s["name"] for s in alice.json("coalition", "ls")] == ["campaign"]
+    assert bob.json("coalition", "ls") == []  # not in the space: he does not see it
+
+    # The host's members through coalition add / remove: bob writes, alice reads; removed, bob opens nothing newer.
+    bob.fails("coalition", "add", "campaign", "alice", contains="no team named")  # not in it: he cannot see it
+    alice.fails("coalition", "add", "campaign", "zed@allies", contains="guest login")
+    assert alice.json("coalition", "add", "campaign", "bob", "--role", "writer")["key_shared"] is True
+    note = tmp_path / "plan.txt"
+    note.write_text("joint campaign plan\n")
+    bob.ok("put", "campaign", str(note))
+    assert [d["name"] for d in alice.json("ls", "campaign")] == ["plan.txt"]
+    assert alice.json("coalition", "remove", "campaign", "bob")["rotated"] is True
+    note.write_text("after bob left\n")
+    alice.ok("put", "campaign", str(note))
+    bob.fails("ls", "campaign")
+    assert "campaign" not in bob.json("whoami")["teams"]
+    team_key(forge, "alice", info["space"], 2)
+    with pytest.raises(AssertionError, match="holds no key"):  # every box the server holds, with every key of bob's
+        team_key(forge, "bob", info["space"], 2)
+
+
+def test_the_server_cannot_pin_an_ally(forge: Forge, ally: Member) -> None:
+    """bob's own signed pin is refused by the server (403); a pin the server serves in alice's name, signed with
+    a key of its own, or bob's pin served as if accepted, is caught by alice's client."""
+    code = ally.json("coalition", "pairing-code", "campaign")
+    space = forge.org.alice.json("coalition", "create", "campaign", "--with", code["code"])["space"]
+    forge.org.alice.ok("team", "add", "campaign", "bob", "--role", "writer")
+    invented = {"ally": CoalitionKey.generate().public, "key": CoalitionKey.generate().public, "name": "invented"}
+    by_bob = team_link(forge, space, "bob", "coalition.ally", invented)
+    by_server = team_link(forge, space, "alice", "coalition.ally", invented, device=DeviceKeys.generate())
+
+    async def post() -> tuple[int, int]:
+        async with Http(forge.server) as h:
+            token = await login_as(h, forge.ids["bob"], forge.device("bob"))
+            status, _ = await h.call("POST", f"/api/v1/teams/{space}/links", js={"link": b64(by_bob.wire)}, token=token)
+            status2, _ = await h.call("POST", f"/api/v1/teams/{space}/links", js={"link": b64(by_server.wire)},
+                                      token=token)
+            return status, status2
+
+    assert asyncio.run(post()) == (403, 403)
+    assert len(forge.d.team_links[space]) == 3  # nothing stored: create, pin, bob's add
+    for forgery in (Forgery("bob pins", space, by_bob, "may not pin an allied organization"),
+                    Forgery("server pins", space, by_server, "")):
+        with served(forge, forgery):
+            for m in (forge.org.alice, forge.org.bob):
+                m.fails("coalition", "show", "campaign", contains=forgery.client_error)
+    # Served no more, both read the space again, with the one ally alice pinned.
+    name = code["code"].split(":", 4)[4]
+    assert [a["name"] for a in forge.org.bob.json("coalition", "show", "campaign")["allies"]] == [name]

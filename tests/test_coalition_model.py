@@ -1,0 +1,138 @@
+"""Issue 20: the model-based adversarial test of a coalition space (the authority model's coalition part).
+
+A Hypothesis state machine grows a space of a host organization with two other organizations (one the host's NCC
+may pin, all members with real member chains) through the REAL chain code: every step is a real signed link
+(``coalition.ally``, ``team.add`` with every kind of approval, ``coalition.remove`` by anyone with every kind of
+statement), appended only if the replay accepts it, and the replay's answer must be the reference model's
+(``tests/helpers/coalition_model.py``). After every step:
+
+(a) the space's members and the newest key generation's boxes are exactly the members the model entitles: an ally's
+    member added without an approval, or with one of an unpinned ally, a forged or a used one, is never a member
+    (and one removed by the organization they entered for is out);
+(b) nobody outside the space opens a key generation made after they left it (every box ever sealed, history blobs
+    followed down): removal by either side cuts the key boxes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from security.authority import POLICY
+from tests.helpers.chain_world import Person
+from tests.helpers.coalition_model import CoalitionModel
+from tests.helpers.coalition_world import Ally, Coalition
+from tests.helpers.keyholder import openable
+from vault.chains import TeamState, clone
+from vault.chains.coalition import CoalitionKey
+from vault.encoding import Value
+from vault.errors import ChainError, PolicyDenied
+from vault.links import Link
+
+ROLES = ["writer", "reader", "admin"]
+APPROVALS = ["own", "other", "forged", "reused", "none"]
+
+
+class CoalitionMachine(RuleBasedStateMachine):
+    @initialize()
+    def start(self) -> None:
+        self.c = Coalition()
+        self.allies = [self.c.ally("ally-a"), self.c.ally("ally-b")]
+        self.people: list[Person] = [self.c.admin, self.c.writer]
+        self.org_of: dict[str, Ally] = {}
+        for ally in self.allies:
+            for name in ("one", "two"):
+                person = ally.member(f"{ally.name}-{name}", self.c.host)
+                self.people.append(person)
+                self.org_of[person.id] = ally
+        self.used: dict[str, dict[str, Value]] = {}  # member -> the last approval used for them
+        self.model = CoalitionModel({self.c.admin.id: "admin", self.c.writer.id: "writer"}, self.c.admin.id,
+                                    {pid: ally.name for pid, ally in self.org_of.items()})
+        self.org, self.members = self.c.host.org(), self.c.host.members()
+        self.state = self.c.state()
+
+    def attempt(self, link: Link, expected: bool) -> bool:
+        candidate = clone(self.state)
+        try:
+            candidate.apply(link, self.org, self.members, POLICY)
+            accepted = True
+        except (ChainError, PolicyDenied):
+            accepted = False
+        assert accepted == expected, f"{link.type} by {link.signer}: replay {accepted}, model {expected}"
+        event(f"{link.type} {'accepted' if accepted else 'refused'}")
+        if accepted:
+            self.c.accept(link)
+            self.state = candidate
+        return accepted
+
+    def person(self, i: int) -> Person:
+        return self.people[i % len(self.people)]
+
+    @rule(ally=st.integers(0, 1), signer=st.integers(0, 1))
+    def pin(self, ally: int, signer: int) -> None:
+        who = self.person(signer)
+        expected = self.model.may_pin(who.id, self.allies[ally].name)
+        if self.attempt(self.c.pin(self.allies[ally], signer=who, append=False), expected):
+            self.model.pinned.add(self.allies[ally].name)
+
+    @rule(whom=st.integers(2, 5), signer=st.one_of(st.just(0), st.integers(0, 5)), role=st.sampled_from(ROLES),
+          kind=st.one_of(st.just("own"), st.sampled_from(APPROVALS)))
+    def add(self, whom: int, signer: int, role: str, kind: str) -> None:
+        person, who = self.person(whom), self.person(signer)
+        own = self.org_of[person.id]
+        other = next(a for a in self.allies if a is not own)
+        approval: dict[str, Value] | None = {
+            "own": lambda: self.c.approval(own, person, role),
+            "other": lambda: self.c.approval(other, person, role),
+            "forged": lambda: self.c.approval(own, person, role, key=CoalitionKey.generate()),
+            "reused": lambda: self.used.get(person.id),
+            "none": lambda: None,
+        }[kind]()
+        if who.id not in self.model.members() or who.id not in self.members:
+            return
+        expected = self.model.may_add(who.id, person.id, role, kind)
+        if self.attempt(self.c.add(person, approval, role, signer=who, append=False), expected):
+            self.model.add(person.id, role, kind)
+            assert approval is not None
+            self.used[person.id] = approval
+
+    @rule(whom=st.integers(1, 5), signer=st.integers(0, 5), kind=st.sampled_from(["none", "own", "own", "other"]))
+    def remove(self, whom: int, signer: int, kind: str) -> None:
+        person, who = self.person(whom), self.person(signer)
+        entered = self.model.entered_for.get(person.id)
+        own = next((a for a in self.allies if a.name == entered), self.org_of.get(person.id, self.allies[0]))
+        other = next(a for a in self.allies if a is not own)
+        statement = None if kind == "none" else self.c.removal(own if kind == "own" else other, person)
+        expected = self.model.may_remove(who.id, person.id, kind)
+        if kind == "own" and person.id not in self.org_of:
+            expected = False  # an ally's "own" removal of a host member: the model's rule, the ally is not theirs
+        rest = [self.person(i) for i in range(len(self.people))
+                if self.person(i).id in self.model.members() and self.person(i).id != person.id]
+        if self.attempt(self.c.remove(person, rest, signer=who, statement=statement, append=False), expected):
+            self.model.remove(person.id)
+
+    @invariant()
+    def a_members_and_boxes_as_the_model_says(self) -> None:
+        state: TeamState = self.state
+        entitled = self.model.members()
+        assert {m: tm.role for m, tm in state.members.items()} == entitled
+        assert {m for g, m in state.boxes if g == state.generation} == set(entitled)
+        assert state.generation == self.model.generation
+
+    @invariant()
+    def b_nobody_outside_opens_a_generation_made_after_they_left(self) -> None:
+        state: TeamState = self.state
+        for person in self.people:
+            if person.id in self.model.members():
+                continue
+            opened = openable(self.c.space.team_id, state.canaries, state.prev, [person.puk], self.c.every_box)
+            assert opened <= set(range(1, self.model.left_at.get(person.id, 0) + 1)), (person.name, opened)
+
+
+CoalitionMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("MVAULT_LONG", "0") or 0) or 60, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+TestCoalitionModel = CoalitionMachine.TestCase

@@ -1,0 +1,157 @@
+"""Coalition spaces (docs/lifecycle.md section 2): the acts that let members of an allied organization into a
+team of kind ``coalition`` on the host organization's server, each organization approving its own members.
+
+- ``org.coalition`` (the ally's organization chain, NCC): records the ally's **coalition key** for one space,
+  so the ally's own members can check, from their chain, that the key the host pinned is their NCC's.
+- ``coalition.ally`` (the space's team chain, the host's NCC): pins an allied organization by its root and its
+  coalition key. Nothing else makes an organization an ally: a server that invents one is refused.
+- ``coalition.admit``: not a link but a **statement** signed with the ally's coalition key (``SIG_COALITION``),
+  naming the space, the ally, the member, the role and its end. A space admin's ``team.add`` of an ally's
+  member must carry one (``approval``), from an ally pinned in the chain, used once.
+- ``coalition.remove`` (the space's team chain): removes a member. Signed by a space admin (the host's side),
+  or, for an ally's member, by any member of the space carrying the ally's ``coalition.remove`` statement
+  signed with its coalition key (the ally's side; also what the ally sends when it expels the member from
+  its own organization). Like every removal, a key holder rotates the key in the same link.
+
+A guest (an ally's member) is never a member of the host organization: the one judge gives them no
+organization role (``GUEST_ROLE`` caps their team role) and takes their membership from the team chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from vault.crypto import labels
+from vault.crypto import primitives as p
+from vault.encoding import Fields, Value, decode, encode
+from vault.errors import ChainError, EncodingError, VaultError
+from vault.links import Link
+
+GUEST_ROLE: Final = "guest"  # the organization role a guest is judged with (security.policy caps its team role)
+APPROVAL_SECONDS: Final = 14 * 86400  # a coalition.admit is usable this long after its time (and once)
+STATEMENTS: Final = ("coalition.admit", "coalition.remove")
+_ADMIT_FIELDS: Final = {"v", "type", "space", "ally", "member", "role", "until", "time"}
+_REMOVE_FIELDS: Final = {"v", "type", "space", "ally", "member", "time"}
+
+
+@dataclass(frozen=True)
+class CoalitionKey:
+    """An organization's coalition key for one space: an Ed25519 key of its own (never a device key)."""
+
+    seed: bytes
+
+    @classmethod
+    def generate(cls) -> CoalitionKey:
+        return cls(p.random_bytes(32))
+
+    @property
+    def public(self) -> bytes:
+        return p.sign_keypair(self.seed)[0]
+
+    def sign(self, statement: bytes) -> bytes:
+        return p.sign(p.sign_keypair(self.seed)[1], labels.SIG_COALITION, statement)
+
+
+@dataclass(frozen=True)
+class Ally:
+    """An allied organization pinned in a space's chain by a ``coalition.ally`` link."""
+
+    org_root: bytes
+    key: bytes
+    name: str
+    seq: int  # the team link that pinned it
+    by: str  # the host NCC member who signed it
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A member of an ally in the space: which ally approved them, with which statement (its hash)."""
+
+    member: str
+    ally: bytes
+    approval: bytes
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A verified ``coalition.admit`` or ``coalition.remove`` statement."""
+
+    type: str
+    space: str
+    ally: bytes
+    member: str
+    time: int
+    role: str | None
+    until: int | None
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class CoalitionEntry:
+    """An ``org.coalition`` link of the ally's own chain: its coalition key for a space (by name)."""
+
+    name: str
+    key: bytes
+    host: bytes | None  # the host organization's root, when known at the time
+    seq: int
+    by: str
+
+
+def admit_statement(space: str, ally: bytes, member: str, role: str, until: int | None, time: int) -> bytes:
+    return encode({"v": 1, "type": "coalition.admit", "space": space, "ally": ally, "member": member,
+                   "role": role, "until": until, "time": time})
+
+
+def remove_statement(space: str, ally: bytes, member: str, time: int) -> bytes:
+    return encode({"v": 1, "type": "coalition.remove", "space": space, "ally": ally, "member": member,
+                   "time": time})
+
+
+def signed_statement(key: CoalitionKey, statement: bytes) -> dict[str, Value]:
+    """What a link carries (``approval`` of a ``team.add``, ``statement`` of a ``coalition.remove``)."""
+    return {"statement": statement, "sig": key.sign(statement)}
+
+
+def statement_hash(statement: bytes) -> bytes:
+    return p.tagged_hash(labels.H_COALITION, statement)
+
+
+def verify_statement(carried: Fields, allies: dict[bytes, Ally], space: str, type_: str) -> Statement:
+    """The statement a link carries, checked: of type ``type_``, for this space, signed with the coalition key
+    of an ally pinned in the chain. Anything else is a ``ChainError``."""
+    try:
+        outer = Fields(carried.raw, type_, {"statement", "sig"})
+        raw, sig = outer.bytes_("statement", max_size=1024), outer.bytes_("sig", p.SIG_BYTES)
+        f = Fields(decode(raw), type_, _ADMIT_FIELDS if type_ == "coalition.admit" else _REMOVE_FIELDS)
+        if f.int_("v") != 1 or f.str_("type", 32) != type_:
+            raise ChainError(f"{type_}: not a {type_} statement")
+        ally_root = f.bytes_("ally", 32)
+        admit = type_ == "coalition.admit"
+        st = Statement(type_, f.str_("space", 64), ally_root, f.str_("member", 64), f.int_("time", 0),
+                       f.str_("role", 16) if admit else None, f.opt_int("until", 0) if admit else None,
+                       statement_hash(raw))
+    except EncodingError as e:
+        raise ChainError(f"malformed {type_} statement: {e}") from e
+    if st.space != space:
+        raise ChainError(f"{type_}: the statement is for another space")
+    ally = allies.get(st.ally)
+    if ally is None:
+        raise ChainError(f"{type_}: signed for an organization that is not an ally pinned in this space")
+    try:
+        p.verify(ally.key, labels.SIG_COALITION, raw, sig)
+    except VaultError as e:
+        raise ChainError(f"{type_}: the statement is not signed with the coalition key of ally {ally.name}") from e
+    return st
+
+
+def parse_ally(link: Link) -> tuple[bytes, bytes, str]:
+    """The ally a ``coalition.ally`` link pins: (org root, coalition key, name)."""
+    b = link.body
+    return b.bytes_("ally", 32), b.bytes_("key", 32), b.str_("name", 64)
+
+
+def parse_org_coalition(link: Link) -> CoalitionEntry:
+    """An ``org.coalition`` link of the ally's own chain (judged as ``org.coalition`` by the one judge)."""
+    b = link.body
+    return CoalitionEntry(b.str_("name", 64), b.bytes_("key", 32), b.opt_bytes("host", 32), link.seq, link.signer)
