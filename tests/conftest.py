@@ -158,21 +158,29 @@ class ServerThread:
         return fresh.start()
 
     def db(self) -> sqlite3.Connection:
-        """The vault's database as a test reads and tampers with it: SQLite's, or on PostgreSQL a connection
-        with the same calls (``tests/helpers/postgres.py`` ``SyncConnection``; the SQL must suit both)."""
-        if self.config.get("database_url"):
-            from tests.helpers.postgres import SyncConnection
+        """The vault's database as a test reads and tampers with it (``open_db``)."""
+        return open_db(self.data_dir, self.config.get("database_url", ""))
 
-            return cast(sqlite3.Connection, SyncConnection(self.config["database_url"]))
-        return sqlite3.connect(self.data_dir / "vault.db", isolation_level=None)
+
+def open_db(data_dir: Path, database_url: str) -> sqlite3.Connection:
+    """A server's database as a test reads and tampers with it, each statement committed at once: SQLite's
+    ``vault.db`` in ``data_dir``, or on PostgreSQL a connection with the same calls (``tests/helpers/postgres.py``
+    ``SyncConnection``; the SQL must suit both)."""
+    if database_url:
+        from tests.helpers.postgres import SyncConnection
+
+        return cast(sqlite3.Connection, SyncConnection(database_url))
+    return sqlite3.connect(data_dir / "vault.db", isolation_level=None)
 
 
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerThread]:
     """A fresh server; for a test that uses ``org``, a copy of the organization built once (``org_world``). In a
-    module that uses the ``backend`` fixture (``tests/helpers/postgres.py``), once on each backend (on PostgreSQL
-    the world's database is copied too: ``CREATE DATABASE ... TEMPLATE``)."""
+    module that uses the ``backend`` or ``world_backend`` fixture (``tests/helpers/postgres.py``), once on each
+    backend (on PostgreSQL the world's database is copied too: ``CREATE DATABASE ... TEMPLATE``)."""
     database_url = request.getfixturevalue("backend") if "backend" in request.fixturenames else ""
+    if "world_backend" in request.fixturenames and request.getfixturevalue("world_backend"):
+        database_url = request.getfixturevalue("pg_cluster").new_database()  # a module on both: this test too
     if "org" in request.fixturenames:
         worlds = request.getfixturevalue("worlds")
         worlds.cluster = request.getfixturevalue("pg_cluster") if database_url else None

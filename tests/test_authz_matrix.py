@@ -105,17 +105,20 @@ from tests.helpers.authz_matrix import (
     team_link,
 )
 from tests.helpers.http import Http, b64, login
+from tests.helpers.postgres import world_database
 from vault.chains import RECORD_TYPES, records_of
 from vault.errors import VaultError
 from vault.teamkeys import TeamKey
 
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
     root = tmp_path_factory.mktemp("authz")
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data").start()
+    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MVAULT_PASSPHRASE_FILE", str(pf))

@@ -9,11 +9,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.docops import _copy_version, _team
 from client.putbase import Base
 from tests.conftest import Member, Org, join_member, security_team
 from tests.helpers.members import session, unlock_fast
 from vault.envelope import MOVE
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 
 def _put(m: Member, tmp_path: Path, name: str, data: bytes, *extra: str) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
 from vault.wire64 import b64
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 
 def check_order(got: list[Shown], expected_texts: set[str]) -> None:
     """Each message once; each sender's messages in their sequence order; positions increase."""
