@@ -14,12 +14,13 @@ from client.home import Home
 from tests.conftest import MVAULT, Member, Org, join_member
 from tests.helpers.db import sql
 from tests.helpers.keyholder import open_box
+from tests.helpers.postgres import end_to_end_backends
 from vault.envelope import BodyDecryptor, Record, open_record
 from vault.errors import DecryptionFailed
 from vault.keys import PukKeys
 from vault.teamkeys import TeamKey
 
-pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+pytestmark = end_to_end_backends()  # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
 
 
 def _puk_seeds(member: Member, monkeypatch: pytest.MonkeyPatch) -> dict[int, PukKeys]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
@@ -129,6 +130,12 @@ def pg_cluster() -> Iterator[Cluster]:
 
 
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def end_to_end_backends() -> list[pytest.MarkDecorator]:
+    """The ``pytestmark`` of an end-to-end CLI suite that ``make test`` runs on SQLite only (the CI budget:
+    tests/conftest.py "Backends") and ``make test-backends`` (``MVAULT_ALL_BACKENDS=1``) on both."""
+    return [pytest.mark.usefixtures("backend")] if os.environ.get("MVAULT_ALL_BACKENDS") else []
 
 
 def _database(request: pytest.FixtureRequest) -> str:
