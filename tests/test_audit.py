@@ -108,6 +108,10 @@ def test_members_read_only_events_about_themselves(sec: Sec) -> None:
 def test_event_bodies_are_sealed_on_disk(sec: Sec) -> None:
     sec.bob.ok("ls", "drafting")
     raw = audit_disk(sec.server)
+    db = audit_db(sec.server)
+    (leaf,) = db.execute("SELECT leaf FROM events ORDER BY idx DESC LIMIT 1").fetchone()
+    db.close()
+    assert bytes(leaf)[-64:] in raw  # what was read is where the events are stored
     # (The Security Team's own ids do appear: its audit-key statement and cosignatures are signed
     # by named members, as its role grants already are in the organization chain.)
     bob = sec.bob.json("whoami")["member"]
