@@ -38,7 +38,7 @@ test-long: $(BIN)/.installed
 # The end-to-end CLI suites that `make test` runs on SQLite only, on PostgreSQL (tests/conftest.py "Backends").
 test-backends: $(BIN)/.installed
 	MVAULT_ALL_BACKENDS=1 $(BIN)/pytest -q -n 2 --dist loadfile -k postgresql tests/test_membership.py \
-		tests/test_doc_ops.py tests/test_threads.py $(PYTEST_ARGS)
+		tests/test_doc_ops.py tests/test_threads.py tests/test_authz_matrix.py $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)

@@ -105,12 +105,13 @@ from tests.helpers.authz_matrix import (
     team_link,
 )
 from tests.helpers.http import Http, b64, login
-from tests.helpers.postgres import world_database
+from tests.helpers.postgres import end_to_end_backends, world_database
 from vault.chains import RECORD_TYPES, records_of
 from vault.errors import VaultError
 from vault.teamkeys import TeamKey
 
-pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+# SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
+pytestmark = end_to_end_backends("world_backend")
 
 
 @pytest.fixture(scope="module")

@@ -132,10 +132,10 @@ def pg_cluster() -> Iterator[Cluster]:
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def end_to_end_backends() -> list[pytest.MarkDecorator]:
-    """The ``pytestmark`` of an end-to-end CLI suite that ``make test`` runs on SQLite only (the CI budget:
-    tests/conftest.py "Backends") and ``make test-backends`` (``MVAULT_ALL_BACKENDS=1``) on both."""
-    return [pytest.mark.usefixtures("backend")] if os.environ.get("MVAULT_ALL_BACKENDS") else []
+def end_to_end_backends(fixture: str = "backend") -> list[pytest.MarkDecorator]:
+    """The ``pytestmark`` of a suite that ``make test`` runs on SQLite only (the CI budget: tests/conftest.py
+    "Backends") and ``make test-backends`` (``MVAULT_ALL_BACKENDS=1``) on both, through ``fixture``."""
+    return [pytest.mark.usefixtures(fixture)] if os.environ.get("MVAULT_ALL_BACKENDS") else []
 
 
 def _database(request: pytest.FixtureRequest) -> str:
