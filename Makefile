@@ -5,7 +5,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8443
 
-.PHONY: serve test test-long lint bench clean
+.PHONY: serve test test-long test-backends lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or: make PY=python3 ...)"; exit 1; }
@@ -34,6 +34,11 @@ test: $(BIN)/.installed
 # Tests marked `long` (the authority state machine) with many examples: EXAMPLES=2000 make test-long.
 test-long: $(BIN)/.installed
 	MVAULT_LONG=$(or $(EXAMPLES),5000) $(BIN)/pytest -q -m long $(PYTEST_ARGS)
+
+# The end-to-end CLI suites that `make test` runs on SQLite only, on PostgreSQL (tests/conftest.py "Backends").
+test-backends: $(BIN)/.installed
+	MVAULT_ALL_BACKENDS=1 $(BIN)/pytest -q -n 2 --dist loadfile -k postgresql tests/test_membership.py \
+		tests/test_doc_ops.py tests/test_threads.py tests/test_authz_matrix.py $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)

@@ -280,14 +280,17 @@ def secrets_after_join(home: Any) -> Any:
     return Secrets.from_value(keystore.open_with_key((home.path / "keystore.bin").read_bytes(), key))
 
 
-def start_with_reference(tmp: Path, script: str, procs: list[subprocess.Popen[str]]) -> tuple[Any, Any]:
-    """``mvault-server run`` on ``tmp/data``, and ``script --reference-server`` with the same
+def start_with_reference(tmp: Path, script: str, procs: list[subprocess.Popen[str]],
+                         server_args: tuple[str, ...] = ()) -> tuple[Any, Any]:
+    """``mvault-server run`` on ``tmp/data`` (with ``server_args``, e.g. ``--workers 2``; the database from
+    ``MVAULT_DATABASE_URL`` when set: bench/postgres.py), and ``script --reference-server`` with the same
     certificate; both appended to ``procs`` (ours, then the reference; the caller stops them).
     Returns both servers' connection info."""
     data = tmp / "data"
     # Benchmarks log in from one address far faster than a person: the per-address limit is raised.
     server, info = start([str(Path(sys.executable).parent / "mvault-server"), "run", "--data", str(data), "--port",
-                          str(free_port()), "--json", "--rate", "1000000", "--burst", "1000000"], tmp / "server.log")
+                          str(free_port()), "--json", "--rate", "1000000", "--burst", "1000000", *server_args],
+                         tmp / "server.log")
     procs.append(server)
     reference, ref_info = start([sys.executable, script, "--reference-server", "--port", str(free_port()),
                                  "--cert", str(data / "server.crt"), "--key", str(data / "server.key")],
@@ -330,14 +333,14 @@ class Servers:
 
 
 @contextlib.contextmanager
-def with_reference(script: str, prefix: str) -> Iterator[Servers]:
+def with_reference(script: str, prefix: str, server_args: tuple[str, ...] = ()) -> Iterator[Servers]:
     """``start_with_reference`` in a temporary directory; both servers are stopped at the end. After a run
     that did not fail, our server's log is kept in ``server_log`` and its first lines go to stderr."""
     procs: list[subprocess.Popen[str]] = []
     try:
         with tempfile.TemporaryDirectory(prefix=prefix) as tmp_s:
             tmp = Path(tmp_s)
-            info, ref_info = start_with_reference(tmp, script, procs)
+            info, ref_info = start_with_reference(tmp, script, procs, server_args)
             servers = Servers(tmp, procs[0], info, procs[1], ref_info)
             yield servers
             servers.server_log = (tmp / "server.log").read_text().splitlines()

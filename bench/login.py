@@ -192,16 +192,26 @@ async def measure(url: str, fp: bytes, n: int, concurrency: int, server_pid: int
         # Warm up: open the C connections (TLS handshakes) before the clock starts.
         await asyncio.gather(*(task(k, 1) for k in range(concurrency)))
         done[0] = 0
-        proc, me = psutil.Process(server_pid), psutil.Process()
-        cpu0, mine0 = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+        procs, me = _with_workers(psutil.Process(server_pid)), psutil.Process()
+        cpu0, mine0 = _cpu(procs), sum(me.cpu_times()[:2])
         counts = [n // concurrency + (1 if k < n % concurrency else 0) for k in range(concurrency)]
         t0 = time.perf_counter()
         await asyncio.gather(*(task(k, c) for k, c in enumerate(counts)))
         elapsed = time.perf_counter() - t0
-        cpu1, mine1 = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+        cpu1, mine1 = _cpu(procs), sum(me.cpu_times()[:2])
     ops = max(done[0], 1)
     return Round(done[0] / elapsed, done[0], failed[0], elapsed, (cpu1 - cpu0) / ops * 1e6,
                  (mine1 - mine0) / ops * 1e6, errors=errors)
+
+
+def _with_workers(proc: psutil.Process) -> list[psutil.Process]:
+    """The server process and its ``--workers`` (its children)."""
+    return [proc, *proc.children(recursive=True)]
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -216,6 +226,8 @@ def main() -> int:
                     help="logins (and reference requests) per round (default 3000; --quick 120)")
     ap.add_argument("--devices", type=int, default=None,
                     help="members logging in: the founder and D-1 invited (default 4; --quick 1)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (mvault-server run --workers; more "
+                    "than one needs PostgreSQL: MVAULT_DATABASE_URL, bench/postgres.py)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-login.json")
     args = args_or_reference(ap, reference_server)
     if args is None:
@@ -233,7 +245,7 @@ def main() -> int:
     started = time.perf_counter()
     ours: list[Round] = []
     refs: list[Round] = []
-    with with_reference(__file__, "mvault-login-") as servers:
+    with with_reference(__file__, "mvault-login-", ("--workers", str(args.workers))) as servers:
         fp = servers.fp
         world = uvloop.run(setup(servers.tmp, servers.info["invite"], servers.info["url"], fp, args.devices))
         setup_s = time.perf_counter() - started
@@ -277,6 +289,7 @@ def main() -> int:
             "round_trips_per_login": ROUND_TRIPS_PER_LOGIN,
             "ratio_is": "logins/s over single-request/s (a login is 2 requests: 0.5 = per-request parity)",
             "concurrency": args.concurrency, "logins_per_round": args.logins, "devices": args.devices,
+            "workers": args.workers,
             "failed_logins": failed, "failed_reference_requests": ref_failed,
             "sessions_stored_before_each_round": [1 + k * logins_per_round for k in range(len(ours))],
             "audit_event_per_login": bool(events_per_login) and min(events_per_login) >= 1.0,

@@ -37,6 +37,14 @@ SCRIPTS: list[tuple[str, list[str]]] = [
     ("sync", ["first sync", "no-op sync", "propagation", "sync memory"]),
     ("backup", ["backup", "check"]),
 ]
+#: issue 19: the rows above that go through the server's storage again on PostgreSQL (bench/postgres.py), login
+#: with two server processes, and audit appends by two processes on PostgreSQL (bench/pg.py)
+_ON_PG = ("transfer", "sync", "backup", "login", "fanout")
+SCRIPTS += [
+    ("postgres", [f"{row} on PostgreSQL" for name, rows in SCRIPTS if name in _ON_PG for row in rows]
+     + ["login --workers 2"]),
+    ("pg", ["audit appends on PostgreSQL"]),
+]
 
 
 def run_script(name: str, quick: bool, out: Path) -> tuple[int, float, str]:

@@ -12,6 +12,8 @@ import asyncio
 import os
 import struct
 
+import pytest
+
 from server.context import CONFIG
 from tests.helpers.api_fixtures import (
     _prelude,
@@ -38,6 +40,8 @@ from vault.chains import team_id_for
 from vault.envelope import MAGIC, MAX_PRELUDE, body_length
 from vault.links import make_link
 from vault.teamkeys import TeamKey
+
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # == teams ===========================================================================================
 

@@ -35,6 +35,8 @@ from vault.encoding import Fields, decode, encode
 from vault.messages import MAX_RECORD, ThreadRecord, make_thread
 from vault.teamkeys import TeamKey
 
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 # == team threads ===================================================================================
 
 

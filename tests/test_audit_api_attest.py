@@ -41,12 +41,14 @@ from tests.helpers.audit_world import (
     rejected,
     unb64,
 )
-from tests.helpers.db import leaves_from, log_size
+from tests.helpers.db import audit_disk, leaves_from, log_size
 from tests.helpers.http import Http, b64, bad_json_cases, login, login_as
 from vault.auth import sign_login
 from vault.envelope import Record
 from vault.errors import DecryptionFailed
 from vault.keys import DeviceKeys
+
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # == attestations ===================================================================================
 
@@ -322,8 +324,7 @@ async def test_event_bodies_are_sealed_on_disk(aw: AuditWorld) -> None:
            aw.bob.device.device_id, aw.pending.device.device_id, aw.drafting, doc["doc"], doc["vid"]]
     needles = [i.encode() for i in ids] + [bytes.fromhex(i) for i in ids]
     needles += [a.encode() for a in ACTION_RULES] + [b"request.denied", b"forbidden", b"/api/v1/"]
-    files = [p for p in aw.server.data_dir.iterdir() if p.name.startswith("audit.db")]
-    data = b"".join(p.read_bytes() for p in files)
+    data = audit_disk(aw.server)
     assert len(data) > 10_000
     leaked = [n for n in needles if n in data]
     assert not leaked, f"audit.db holds in clear: {leaked}"

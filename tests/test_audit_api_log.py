@@ -73,6 +73,8 @@ from vault.encoding import encode
 from vault.errors import BadSignature
 from vault.keys import DeviceKeys, verify
 
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 # -- the shared organization ---------------------------------------------------------------------
 
 

@@ -61,6 +61,8 @@ from vault.chains import org_id_for
 from vault.crypto import labels
 from vault.links import invite_public, make_link
 
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 # == every refusal is an event ======================================================================
 
 

@@ -106,17 +106,21 @@ from tests.helpers.authz_matrix import (
     team_link,
 )
 from tests.helpers.http import Http, b64, login
+from tests.helpers.postgres import end_to_end_backends, world_database
 from vault.chains import RECORD_TYPES, records_of
 from vault.errors import VaultError
 from vault.teamkeys import TeamKey
 
+# SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
+pytestmark = end_to_end_backends("world_backend")
+
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
     root = tmp_path_factory.mktemp("authz")
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data").start()
+    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MVAULT_PASSPHRASE_FILE", str(pf))

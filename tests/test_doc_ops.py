@@ -13,7 +13,10 @@ from client.docops import _copy_version, _team
 from client.putbase import Base
 from tests.conftest import Member, Org, join_member, security_team
 from tests.helpers.members import session, unlock_fast
+from tests.helpers.postgres import end_to_end_backends
 from vault.envelope import MOVE
+
+pytestmark = end_to_end_backends()  # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
 
 
 def _put(m: Member, tmp_path: Path, name: str, data: bytes, *extra: str) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from vault.encoding import Value
 from vault.envelope import DELETE, PUT, Record
 from vault.teamkeys import TeamKey
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
+
 forge = forgery.forge  # the fixture
 REFUSED = "document version refused"
 MALFORMED = "document metadata is malformed"

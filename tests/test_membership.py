@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,15 @@ import pytest
 
 from client.home import Home
 from tests.conftest import MVAULT, Member, Org, join_member
+from tests.helpers.db import sql
 from tests.helpers.keyholder import open_box
+from tests.helpers.postgres import end_to_end_backends
 from vault.envelope import BodyDecryptor, Record, open_record
 from vault.errors import DecryptionFailed
 from vault.keys import PukKeys
 from vault.teamkeys import TeamKey
 
-
-def _rows(db_path: Path, sql: str, *args: Any) -> list[Any]:
-    db = sqlite3.connect(db_path)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+pytestmark = end_to_end_backends()  # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
 
 
 def _puk_seeds(member: Member, monkeypatch: pytest.MonkeyPatch) -> dict[int, PukKeys]:
@@ -75,7 +70,7 @@ def test_removed_member_cannot_decrypt_anything_created_after_removal(
     # With a full copy of the server's database and blobs, and her own old keys:
     data = org.server.data_dir
     team_id = org.alice.json("team", "show", "circle-3")["team"]
-    boxes = _rows(data / "vault.db", "SELECT gen, member, box FROM team_boxes WHERE team=?", team_id)
+    boxes = sql(org, "SELECT gen, member, box FROM team_boxes WHERE team=?", team_id)
     readable = {}
     for _gen, _member, box in boxes:
         try:
@@ -84,7 +79,8 @@ def test_removed_member_cannot_decrypt_anything_created_after_removal(
         except DecryptionFailed:
             pass
     assert set(readable) == {1}, "a removed member must open no box of a later generation"
-    versions = _rows(data / "vault.db", "SELECT record, blob FROM versions WHERE team=? ORDER BY rowid", team_id)
+    versions = sorted(sql(org, "SELECT record, blob FROM versions WHERE team=?", team_id),
+                      key=lambda v: Record.parse(bytes(v[0])).core.gen)  # the one written before her removal first
     assert len(versions) == 3
     old_record, old_blob = versions[0]
     # What she had before: still readable (SECURITY.md says so).

@@ -8,8 +8,6 @@ tampering helpers are in ``tests/helpers/tampering.py``.
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 
 from client.home import Home
 from tests.conftest import Org, ServerThread
-from tests.helpers.db import rows_deleted, sql
+from tests.helpers.db import copy_db, rows_deleted, sql, storage_copy
 from tests.helpers.forgery import relink
 from tests.helpers.members import get_ok, put, unlock_fast
 from tests.helpers.tampering import (
@@ -37,6 +35,8 @@ from vault.errors import VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import make_link, parse_link
 from vault.teamkeys import TeamKey, box_hash
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # -- rollback ----------------------------------------------------------------------------------
 
@@ -304,14 +304,8 @@ def test_forged_link_in_storage_stops_the_server(org: Org, tmp_path: Path) -> No
     alice, bob = org.alice, org.bob
     tid = team_id(bob, "drafting")
     copy = tmp_path / "server-copy"
-    copy.mkdir()
-    for name in ("server.crt", "server.key"):
-        shutil.copy(org.server.data_dir / name, copy / name)
-    src, dst = org.server.db(), sqlite3.connect(copy / "vault.db")
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
+    org.server, config = storage_copy(org.server, copy)
+    dst = copy_db(copy, config)
     try:
         (wire,) = dst.execute("SELECT wire FROM links WHERE chain=? AND seq=2", (tid,)).fetchone()
 
@@ -320,11 +314,10 @@ def test_forged_link_in_storage_stops_the_server(org: Org, tmp_path: Path) -> No
 
         forged = relink(parse_link(bytes(wire)), promote)
         dst.execute("UPDATE links SET wire=? WHERE chain=? AND seq=2", (forged.wire, tid))
-        dst.commit()
     finally:
         dst.close()
     with pytest.raises(VaultError, match="signature"):
-        ServerThread(copy).start()
+        ServerThread(copy, **config).start()
     # The real server (untouched) still serves both members.
     alice.ok("whoami")
     bob.ok("whoami")

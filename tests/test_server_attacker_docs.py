@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Org
 from tests.helpers.db import rows_deleted
 from tests.helpers.members import get_ok, put, unlock_fast
@@ -40,6 +42,8 @@ from tests.helpers.tampering import (
     team_id,
     version_row,
 )
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # -- the document record (signed header) ---------------------------------------------------------
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +28,7 @@ import pytest
 from server.directory import Directory
 from tests.conftest import ServerThread
 from tests.helpers.api_world import device_body, member_json
+from tests.helpers.db import copy_db, storage_copy
 from tests.helpers.forgery import Forge, Forgery, relink, served, team_link
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.http import Http, b64, login_as, refused
@@ -39,6 +38,8 @@ from vault.errors import VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link, parse_link, sign_device_proof
 from vault.teamkeys import TeamKey, box_hash
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 forge = forge_fixture  # the fixture (tests/helpers/forgery.py)
 
@@ -318,23 +319,18 @@ def test_forged_links_in_storage_stop_the_server(forge: Forge, tmp_path: Path) -
     f = forge
     for i, forgery in enumerate(forgeries(f)):
         copy = tmp_path / f"server-copy-{i}"
-        copy.mkdir()
-        for name in ("server.crt", "server.key"):
-            shutil.copy(f.server.data_dir / name, copy / name)
-        src, dst = f.server.db(), sqlite3.connect(copy / "vault.db")
+        f.org.server, config = storage_copy(f.server, copy)
+        dst = copy_db(copy, config)
         try:
-            src.backup(dst)
             chain = "org" if forgery.chain == "org" else forgery.chain
             kind = "org" if chain == "org" else ("member" if chain in f.d.members else "team")
             (head,) = dst.execute("SELECT MAX(seq) FROM links WHERE chain=?", (chain,)).fetchone()
             dst.execute("INSERT INTO links (chain, seq, kind, wire, time) VALUES (?, ?, ?, ?, 0)",
                         (chain, head + 1, kind, forgery.link.wire))
-            dst.commit()
         finally:
-            src.close()
             dst.close()
         with pytest.raises(VaultError, match=re.escape(forgery.client_error)):
-            ServerThread(copy).start()
+            ServerThread(copy, **config).start()
     # The real server (untouched) serves everyone.
     for m in (*f.clients(), f.carol):
         m.ok("whoami")

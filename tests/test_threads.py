@@ -27,10 +27,13 @@ from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from tests.helpers.db import rows
 from tests.helpers.members import Follower, add_members, session
+from tests.helpers.postgres import end_to_end_backends
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
 from vault.teamkeys import TeamKey
 from vault.wire64 import b64
+
+pytestmark = end_to_end_backends()  # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
 
 
 def check_order(got: list[Shown], expected_texts: set[str]) -> None:

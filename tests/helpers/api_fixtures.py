@@ -40,6 +40,7 @@ from tests.helpers.api_world import (
     session,
 )
 from tests.helpers.http import Http
+from tests.helpers.postgres import world_database
 from vault.encoding import encode
 from vault.keys import DeviceKeys
 from vault.links import Link, make_link
@@ -66,11 +67,11 @@ async def _side_team(w: World) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def api_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
     root = tmp_path_factory.mktemp("api")
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data").start()
+    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
     w: World | None = None
     try:
         members = {n: Member(root / f"home-{n}", n, pf) for n in ("alice", "bob", "carol")}

@@ -44,8 +44,9 @@ from tests.helpers.api_world import (
     org_join,
     session,
 )
-from tests.helpers.db import audit_db, leaves_from, log_size
+from tests.helpers.db import audit_db, audit_meta, leaves_from, log_size
 from tests.helpers.http import Http, refused
+from tests.helpers.postgres import world_database
 from vault.crypto import labels
 from vault.errors import DecryptionFailed
 from vault.invite import InviteCode
@@ -87,11 +88,11 @@ async def _setup(w: AuditWorld) -> None:
 
 
 @pytest.fixture(scope="session")
-def audit_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditWorld]:
+def audit_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[AuditWorld]:
     root = tmp_path_factory.mktemp("audit-api")
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data").start()
+    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
     try:
         members = {n: Member(root / f"home-{n}", n, pf) for n in ("alice", "bob", "carol")}
         alice = members["alice"]
@@ -140,7 +141,7 @@ def audit_state(server: ServerThread) -> dict[str, Any]:
     con = audit_db(server)
     try:
         return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall())
-                for t in ("meta", "cosigs")}
+                for t in (audit_meta(server), "cosigs")}
     finally:
         con.close()
 
