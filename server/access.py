@@ -66,11 +66,18 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def chains_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Over a database other server processes share (PostgreSQL): before a request is judged, this process's
     directory replays the links they stored (one indexed query when there are none; ``Directory.catch_up``)."""
-    app = request.app
-    if await app[CHAINS].links_after(app[DIRECTORY].seen):
-        async with app[LOCK]:  # not between a chain route's check and its commit
-            await app[DIRECTORY].catch_up(app[CHAINS])
+    await catch_up(request.app)
     return await handler(request)
+
+
+async def catch_up(app: web.Application) -> None:
+    """This process's directory replays the links other server processes stored since it last looked (one
+    indexed query when there are none), under the chain lock (not between a chain route's check and its commit).
+    Before a request is judged (``chains_middleware``), and again once a request's body has arrived
+    (``check_session_now``): a removal or a cut stored meanwhile through another process counts (review round 10)."""
+    if await app[CHAINS].links_after(app[DIRECTORY].seen):
+        async with app[LOCK]:
+            await app[DIRECTORY].catch_up(app[CHAINS])
 
 
 @web.middleware
@@ -124,6 +131,13 @@ def check_session(app: web.Application, session: AuthSession) -> None:
     cut_off(directory, session.member, session.device, int(app[CONFIG].clock()))
     if removed(directory, session.member):
         raise AuthError("this member was removed from the organization")
+
+
+async def check_session_now(app: web.Application, session: AuthSession) -> None:
+    """``check_session`` for a handler whose request body has just arrived: on the chains as they are now, with
+    what other server processes stored while the body arrived (``catch_up``)."""
+    await catch_up(app)
+    check_session(app, session)
 
 
 def revoked_refusal(device: Device) -> DeviceRevoked:

@@ -18,12 +18,13 @@ import struct
 import msgspec
 from aiohttp import web
 
-from server.access import team_access
+from server.access import check_session_now, session_of, team_access
 from server.context import CONFIG, DOCUMENTS, Handler
 from server.http import drop_when_stalled, read_body
 from server.metrics import METRICS
 from server.notes import Note, note
 from server.store.records import StoredVersion
+from vault.errors import EncodingError
 from vault.wire import schemas
 
 MAX_ITEM = 1 << 20  # a body longer than this is fetched alone (``version_body``): 413 here
@@ -40,6 +41,11 @@ def _refused(event: Note, status: int, code: str, message: str) -> bytes:
 async def version_bodies(request: web.Request) -> web.StreamResponse:
     team = team_access(request, "doc.read", "read documents in")
     asked = (await read_body(request, schemas.BodiesRequest)).vids
+    if len(set(asked)) != len(asked):  # the client never asks twice; each would be read and held again
+        raise EncodingError("a batch download names each version once")
+    # The body may have taken long (up to ``body_timeout``): the reader is judged again as things are now.
+    await check_session_now(request.app, session_of(request))
+    team = team_access(request, "doc.read", "read documents in")
     storage = request.app[DOCUMENTS]
     found = await storage.versions_by_id(team.team_id, asked)
     # Each item's event and what to send for it: a refusal now, or a version whose body is read below.

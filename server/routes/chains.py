@@ -62,6 +62,7 @@ async def append_org_link(request: web.Request) -> web.Response:
         raise ChainError("joins go through /api/v1/join")
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         org = directory.require_org()
         if link.seq <= org.seq:
@@ -88,6 +89,7 @@ async def append_member_link(request: web.Request) -> web.Response:
     boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         before = directory.member(link.chain or "")
         if link.seq <= before.seq:
@@ -148,6 +150,7 @@ async def create_team(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
@@ -162,6 +165,7 @@ async def append_team_link(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         team = visible_team(request, request.match_info["team"])
         if link.chain != team.team_id:
             raise ChainError("link belongs to another chain")

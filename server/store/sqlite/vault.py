@@ -131,7 +131,8 @@ class SQLiteStorage:
         return LocalGuard(rate, burst, max_sources)
 
     @classmethod
-    async def open(cls, data_dir: Path) -> SQLiteStorage:
+    async def open(cls, data_dir: Path, collect: bool = True) -> SQLiteStorage:
+        """``collect``: remove unreferenced blobs and interrupted uploads first (only where no other process serves)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(data_dir / "vault.db", isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
@@ -139,7 +140,8 @@ class SQLiteStorage:
         await db.execute("PRAGMA foreign_keys=ON")
         await db.executescript(SCHEMA)
         store = cls(db, data_dir)
-        await store.collect_garbage()
+        if collect:
+            await store.collect_garbage()
         await U.prepare(db)
         return store
 
