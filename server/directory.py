@@ -124,6 +124,20 @@ class Directory:
         if t > self.signed_by_member.get(member_id, 0):
             self.signed_by_member[member_id] = t
 
+    async def learn_signed(self, storage: Storage, link: Link, skew: float) -> None:
+        """Before ``check_not_before`` of a link that may end someone's rights: what its subject signed through
+        other server processes over one database (versions, threads, messages: ``catch_up`` replays links only),
+        read from the database into ``signed_by_*`` (review round 10). A version or thread is dated at most
+        ``skew`` after it was stored: those stored before ``link.time - skew`` cannot be dated after the link."""
+        if link.type not in ("org.device.cut", "device.revoke", "org.remove", "org.role"):
+            return
+        member = link.chain if link.type == "device.revoke" else link.body.raw.get("member")
+        ms = self.members.get(member) if isinstance(member, str) else None
+        if ms is None:
+            return
+        for device, t in await storage.signed_since(ms.member_id, sorted(ms.devices), link.time - 2 * int(skew)):
+            self.note_signed(ms.member_id, device, t)
+
     def check_not_before(self, link: Link) -> None:
         """A link that ends someone's rights is dated no earlier than what they already signed.
 

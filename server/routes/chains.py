@@ -7,7 +7,7 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from server.access import is_overseer, session_of, visible_team
-from server.context import CHAINS, DIRECTORY, LOCK, Handler, now_of
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, now_of
 from server.http import answer, int_query
 from server.links import note_links, signed_link
 from server.notes import note
@@ -68,6 +68,7 @@ async def append_org_link(request: web.Request) -> web.Response:
         if link.seq <= org.seq:
             raise Conflict("the organization chain moved on; fetch it and retry")
         state = directory.check_org_link(link)  # who may, first: a refused act gets 403 whatever its date
+        await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
         directory.commit_org(state, link)
@@ -95,6 +96,7 @@ async def append_member_link(request: web.Request) -> web.Response:
         if link.seq <= before.seq:
             raise Conflict("your member chain moved on; fetch it and retry")
         state, _ = directory.check_member_link(link)
+        await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         gen = state.puk_gen
         old = before.puks[gen].box_hashes if gen in before.puks else {}

@@ -307,6 +307,20 @@ class SQLiteStorage:
                                     (team, *wanted)) as cur:
             return {v.vid: v for v in map(self._version, await cur.fetchall())}
 
+    @_atomic
+    async def signed_since(self, member: str, devices: Sequence[str], since: int) -> list[tuple[str, int]]:
+        """The device and signed time of ``member``'s versions and threads stored after ``since`` and of messages
+        of ``devices`` dated after it (``Directory.learn_signed``)."""
+        records: list[list[bytes]] = []
+        for sql in U.SIGNED_SINCE:
+            async with self._db.execute(sql.format(member="?", since="?"), (member, since)) as cur:
+                records.append([bytes(r[0]) for r in await cur.fetchall()])
+        marks = ", ".join("?" * len(devices))
+        async with self._db.execute(f"SELECT device, max(time) FROM messages WHERE device IN ({marks}) AND time > ? "
+                                    "GROUP BY device", (*devices, since)) as cur:
+            sent = [(str(r[0]), int(r[1])) for r in await cur.fetchall()]
+        return U.signed_of(*records) + sent
+
     # -- login ------------------------------------------------------------------------------
 
     async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
