@@ -155,7 +155,8 @@ def cut_off(directory: Directory, member_id: str, device_id: str, now: int) -> N
     org, ms = directory.org, directory.members.get(member_id)
     if org is None or ms is None:
         return
-    why = org.incidents.refusal(ms, device_id, now)
+    cut = org.incidents.cut_of(member_id, device_id)  # from when it is stored, even if dated ahead (review 10)
+    why = org.incidents.refusal(ms, device_id, now if cut is None else max(now, cut.time))
     if why is not None:
         raise DeviceRevoked(f"this device is no longer active: {why}")
 
