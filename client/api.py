@@ -30,7 +30,7 @@ for _cls in (
 READ_BUFSIZE = 4 << 20
 
 
-def refusal(status: int, code: str, message: str) -> VaultError:
+def refusal(status: int, code: str, message: str, not_before: object = None) -> VaultError:
     """The error a refusal of the server stands for (an answer's status and ``Error`` body, or a batch item's)."""
     cls = _CODES.get(code)
     if cls is None:
@@ -38,6 +38,8 @@ def refusal(status: int, code: str, message: str) -> VaultError:
             return VaultError(f"the server refused the upload as too large: {message}")
         return TransportError(f"server error (HTTP {status}): {message}")
     refused = cls(message)
+    if isinstance(refused, errors.Conflict) and isinstance(not_before, int) and not isinstance(not_before, bool):
+        refused.not_before = not_before
     refused.exit_code = errors.EXIT_FAILED  # the server refused our request (even as "bad_signature"): not a lie
     return refused
 
@@ -117,10 +119,10 @@ class Api:
             return
         try:
             body = await resp.json(content_type=None)
-            code, message = str(body.get("error")), str(body.get("message"))
+            code, message, not_before = str(body.get("error")), str(body.get("message")), body.get("not_before")
         except (ValueError, AttributeError, aiohttp.ContentTypeError):
-            code, message = "", f"server answered HTTP {resp.status}"
-        raise refusal(resp.status, code, message)
+            code, message, not_before = "", f"server answered HTTP {resp.status}", None
+        raise refusal(resp.status, code, message, not_before)
 
     def _session_or_fail(self) -> aiohttp.ClientSession:
         if self._session is None:

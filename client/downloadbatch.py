@@ -69,10 +69,12 @@ class BodyBatcher:
 
     async def _send(self, items: list[tuple[str, int]]) -> list[bytes | BaseException]:
         # each item: its header, and its body (as long as its signed header says) or a refusal (a small JSON Error)
-        most = sum(HEAD.size + max(body_len, MAX_REFUSAL) for _, body_len in items)
-        raw = await self._api.request("POST", self._path, json={"vids": [vid for vid, _ in items]}, max_answer=most)
-        return [_body(status, payload, body_len) for (_, body_len), (status, payload)
-                in zip(items, split_answer(raw, len(items)), strict=True)]
+        # each id asked once (the server refuses a repeat): two pulls of one version share its item
+        unique = dict(items)
+        most = sum(HEAD.size + max(body_len, MAX_REFUSAL) for body_len in unique.values())
+        raw = await self._api.request("POST", self._path, json={"vids": list(unique)}, max_answer=most)
+        got = dict(zip(unique, split_answer(raw, len(unique)), strict=True))
+        return [_body(*got[vid], body_len) for vid, body_len in items]
 
 
 def _body(status: int, payload: bytes, body_len: int) -> bytes | BaseException:

@@ -2,7 +2,8 @@
 
 A folder: ``allowed_signers`` names the signing key, ``manifest.json.sig`` must be its SSH signature of
 ``manifest.json`` (namespace ``mvault-export``) by that key for the manifest's exporter, and every file under
-``files/`` must be one the manifest lists, with its size and SHA-256 (and every listed file present). Paths come
+``files/`` must be one the manifest lists, with its size and SHA-256 (and every listed file present), and nothing
+but ``files/`` and those three files may be at the top of the folder. Paths come
 from the manifest only after it verified and parsed (``vault/exportmanifest.check_path``), and are opened without
 following symbolic links. An ``.age`` export is read as a stream (decrypted with the identities given, the tar read
 member by member and hashed): nothing is extracted, so a hostile archive writes nothing anywhere.
@@ -94,6 +95,9 @@ def verify_folder(folder: Path) -> Verified:
         except FileNotFoundError:
             continue
     verified = check_signed(raw)
+    extra = sorted(set(os.listdir(folder)) - {FILES, *_SMALL})
+    if extra:  # nothing the signature covers may sit beside the export's files (review round 10)
+        raise IntegrityError(f"{extra[0]!r} is in the export beside {FILES}/ but not in its manifest")
     found: dict[str, tuple[int, str]] = {}
     root = folder / FILES
     for dirpath, dirs, files in os.walk(root):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from client.session import Session
-from client.view import Chains, View
+from client.view import Chains, View, team_link_time
 from security.authority import POLICY
 from vault.chains import TeamState
 from vault.errors import IntegrityError, NotFound, PolicyDenied
@@ -117,7 +117,8 @@ class Keyring:
             key = TeamKey(key.team_id, key.gen, key.seed, old.name_key)
         boxes: dict[str, bytes] = {}
         commits = []
-        recipients = POLICY.key_recipients(team, view.org, view.org.seq, self.session.now(), view.members)
+        recipients = POLICY.key_recipients(team, view.org, view.org.seq,
+                                             team_link_time(self.session.now(), team, view.org), view.members)
         if old is None and team.generation:
             recipients |= {me}
         for mid in sorted(recipients - ({leaving} if leaving else set())):

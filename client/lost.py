@@ -73,17 +73,19 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
     ms = view.member_by_name(member)
     device_id = _device_of(ms, device)
     exposed = {t.team_id: t.generation for t in _teams_of(view.teams, ms.member_id)}
+    after = 0  # the time the server said the cut must be dated from (the device signed something dated ahead)
     for attempt in range(CUT_ATTEMPTS):
-        # Dated after every team link this member sees (the server refuses a cut dated before a team link); names
-        # the last link the device signed in each chain (the server refuses the cut if it signed more since)
+        # Dated after every team link this member sees (the server refuses a cut dated before a team link) and what
+        # the server said; names the last link the device signed in each chain (refused if it signed more since)
         last = last_body(last_signed(device_id, ms, view.teams.values()))
         try:
             await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id, "last": last},
-                                      not_before=max([t.time for t in view.teams.values()], default=0) + 1)
+                                      not_before=max([after - 1, *(t.time for t in view.teams.values())]) + 1)
             break
-        except Conflict:
+        except Conflict as e:
             if attempt == CUT_ATTEMPTS - 1:
                 raise
+            after = max(after, e.not_before or 0)
             view = await s.chains.view(refresh=True)  # the device (or a team) moved on meanwhile: look again
             ms = view.members[ms.member_id]
     view = await s.chains.view()

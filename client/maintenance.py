@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from client.audit.keys import publish_audit_key
 from client.client import Client
+from client.view import team_link_time
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import MemberState, TeamState
@@ -31,7 +32,7 @@ async def maintain(s: Client) -> list[str]:
     view = await s.chains.view()
     await attest_keystore(s)
     for team in list(view.teams.values()):
-        t = s.session.now()
+        t = team_link_time(s.session.now(), team, view.org)  # a rotation is judged when it will be dated
         if not team.holds_key(s.session.me, t):
             if team.role_of(s.session.me, t) == "admin" and not team.key_holders(view.org, view.org.seq, t, POLICY):
                 s.session.warnings.append(f"no member holds the key of team {team.name}: re-key it with "
@@ -47,7 +48,7 @@ async def maintain(s: Client) -> list[str]:
             for mid, adder in sorted(team.pending_share.items()):
                 # Share only if whoever added them may still add members now (the chain judged
                 # the add at the states it named; a key leaves only if the judge agrees today).
-                t = s.session.now()
+                t = team_link_time(s.session.now(), team, view.org)
                 adder_ms = view.members.get(adder)
                 devices = [d.device_id for d in adder_ms.active_devices()] if adder_ms else []
                 may_add = bool(devices) and POLICY.entitled(Act(adder, devices[0], t, "team.add"), view.org,
@@ -62,7 +63,8 @@ async def maintain(s: Client) -> list[str]:
                 team = view.teams[team.team_id]
             for mid in sorted(m for m, gen in team.withheld.items() if gen == team.generation):
                 # Left out of a rotation while a cut device held their key: shared once they revoked it.
-                if view.org.incidents.compromised(view.members[mid], s.session.now()) is None:
+                if view.org.incidents.compromised(view.members[mid], team_link_time(s.session.now(), team, view.org)) \
+                        is None:
                     await share(s, team, view.members[mid])
                     done.append(f"shared the key of team {team.name} with {view.name_of(mid)}")
                     view = await s.chains.view()

@@ -192,6 +192,12 @@ def check_no_doc_hidden(pins: Pins, team_id: str, listed: set[str]) -> None:
 # -- fetching and writing chains ---------------------------------------------------------------------
 
 
+
+def team_link_time(now: int, team: TeamState, org: OrgState) -> int:
+    """When a team link made ``now`` is dated: not before the team's last link nor the organization state it names
+    (a cut dated ahead of the clock: the rotation it makes due is judged and dated after it; review round 10)."""
+    return max(now, team.time, org.time)
+
 class Chains:
     """The chains of one command: fetched and verified once (``view``), and new links appended."""
 
@@ -335,8 +341,9 @@ class Chains:
                           boxes: dict[str, bytes] | None = None) -> Link:
         s = self.session
         view = await self.view()
-        link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head, time=max(s.now(), team.time),
-                         signer=s.me, device=s.device, type_=type_, body={**body, "org_seq": view.org.seq})
+        link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head,
+                         time=team_link_time(s.now(), team, view.org), signer=s.me, device=s.device, type_=type_,
+                         body={**body, "org_seq": view.org.seq})
         clone(team).apply(link, view.org, view.members, POLICY)
         await self._post_link(f"/api/v1/teams/{team.team_id}/links", TeamLinkRequest(link.wire, dict(boxes or {})),
                               TeamSeq)

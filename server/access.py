@@ -66,15 +66,18 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def chains_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Over a database other server processes share (PostgreSQL): before a request is judged, this process's
     directory replays the links they stored (one indexed query when there are none; ``Directory.catch_up``)."""
-    await catch_up_chains(request.app)
+    await catch_up(request.app)
     return await handler(request)
 
 
-async def catch_up_chains(app: web.Application) -> None:
-    """Replay the links other processes stored since this directory's last (the request path above, and a notice
-    that links were stored: ``server/relay.py``)."""
+async def catch_up(app: web.Application) -> None:
+    """This process's directory replays the links other server processes stored since it last looked (one
+    indexed query when there are none), under the chain lock (not between a chain route's check and its commit).
+    Before a request is judged (``chains_middleware``), again once a request's body has arrived
+    (``check_session_now``): a removal or a cut stored meanwhile through another process counts (review round 10),
+    and on a notice that links were stored (``server/relay.py``)."""
     if await app[CHAINS].links_after(app[DIRECTORY].seen):
-        async with app[LOCK]:  # not between a chain route's check and its commit
+        async with app[LOCK]:
             await app[DIRECTORY].catch_up(app[CHAINS])
 
 
@@ -131,6 +134,13 @@ def check_session(app: web.Application, session: AuthSession) -> None:
         raise AuthError("this member was removed from the organization")
 
 
+async def check_session_now(app: web.Application, session: AuthSession) -> None:
+    """``check_session`` for a handler whose request body has just arrived: on the chains as they are now, with
+    what other server processes stored while the body arrived (``catch_up``)."""
+    await catch_up(app)
+    check_session(app, session)
+
+
 def revoked_refusal(device: Device) -> DeviceRevoked:
     """The refusal of a revoked device, for a caller that holds its key (a session, or a login whose signature
     verified): which device and the day of the revocation, as its member chain says (SECURITY.md, "What ids
@@ -146,7 +156,8 @@ def cut_off(directory: Directory, member_id: str, device_id: str, now: int) -> N
     org, ms = directory.org, directory.members.get(member_id)
     if org is None or ms is None:
         return
-    why = org.incidents.refusal(ms, device_id, now)
+    cut = org.incidents.cut_of(member_id, device_id)  # from when it is stored, even if dated ahead (review 10)
+    why = org.incidents.refusal(ms, device_id, now if cut is None else max(now, cut.time))
     if why is not None:
         raise DeviceRevoked(f"this device is no longer active: {why}")
 

@@ -39,7 +39,7 @@ from server.context import (
     Config,
     Handler,
 )
-from server.datalock import hold_shared
+from server.datalock import alone, hold_shared
 from server.directory import Directory
 from server.events import Hub
 from server.guard import MemberRefusals, Refusals
@@ -101,11 +101,12 @@ def add_operations(app: web.Application, handlers: dict[str, Handler]) -> None:
 
 async def open_app(config: Config) -> web.Application:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = hold_shared(config.data_dir)  # released when the app is cleaned up (server/datalock.py)
+    with alone(config.data_dir) as only:  # never collect under a serving process (server/datalock.py)
+        storage = await open_storage(config.data_dir, config.database_url, config.collect_garbage and only)
     try:
-        storage = await open_storage(config.data_dir, config.database_url, config.collect_garbage)
+        lock = hold_shared(config.data_dir)  # released when the app is cleaned up (server/datalock.py)
     except BaseException:
-        os.close(lock)
+        await storage.close()
         raise
     try:
         directory = await Directory.load(storage)

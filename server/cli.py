@@ -17,6 +17,7 @@ import msgspec
 import uvloop
 from aiohttp import web
 
+from server import datalock
 from server.app import open_app
 from server.backup_cli import backup_command, check_command, migrate_command, restore_command
 from server.config import Settings, server_config, tls_of
@@ -55,7 +56,8 @@ async def initialize(data: Path, host: str, port: int, public_url: str = "", tls
         # Its start would collect the SQLite deployment's blobs as garbage (no version of this database names them).
         raise VaultError(f"{data} holds an SQLite deployment (vault.db) and the database is empty: copy it first "
                          f"with mvault-server migrate --data {data} --to <URL>")
-    storage = await open_storage(data, database_url, collect)
+    with datalock.alone(data) as only:  # never collect under a serving process (server/datalock.py)
+        storage = await open_storage(data, database_url, collect and only)
     try:
         secret = await storage.get_meta("founder_secret")
         if secret is None:

@@ -2,8 +2,10 @@
 
 Every server process holds a shared ``flock`` on it while it serves (several processes may share one data
 directory over PostgreSQL); ``mvault-server migrate`` holds it exclusively while it copies, so neither starts
-while the other runs. ``flock`` is released by the kernel when the process ends, even by ``kill -9``: a
-crashed server leaves no stale lock.
+while the other runs. A starting process collects unreferenced blobs and temporaries only while it can hold the
+lock exclusively for the collection (``alone``): never while another process serves, whose upload may have placed a
+blob its row does not name yet (review round 10). ``flock`` is released by the kernel when the process ends, even
+by ``kill -9``: a crashed server leaves no stale lock.
 """
 
 from __future__ import annotations
@@ -54,5 +56,22 @@ def exclusive(data_dir: Path) -> Iterator[None]:
             raise DataDirBusy(f"a server is running on {data_dir} (it holds {data_dir / LOCK_FILE}): stop it "
                               "first") from None
         yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def alone(data_dir: Path) -> Iterator[bool]:
+    """Whether no other process holds the directory's lock (a serving server, ``migrate``): if so it is held
+    exclusively for the block (collect what no committed row names there: nobody is placing anything), else the
+    block runs without it (collect nothing)."""
+    fd = _open(data_dir)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
     finally:
         os.close(fd)

@@ -124,6 +124,20 @@ class Directory:
         if t > self.signed_by_member.get(member_id, 0):
             self.signed_by_member[member_id] = t
 
+    async def learn_signed(self, storage: Storage, link: Link, skew: float) -> None:
+        """Before ``check_not_before`` of a link that may end someone's rights: what its subject signed through
+        other server processes over one database (versions, threads, messages: ``catch_up`` replays links only),
+        read from the database into ``signed_by_*`` (review round 10). A version or thread is dated at most
+        ``skew`` after it was stored: those stored before ``link.time - skew`` cannot be dated after the link."""
+        if link.type not in ("org.device.cut", "device.revoke", "org.remove", "org.role"):
+            return
+        member = link.chain if link.type == "device.revoke" else link.body.raw.get("member")
+        ms = self.members.get(member) if isinstance(member, str) else None
+        if ms is None:
+            return
+        for device, t in await storage.signed_since(ms.member_id, sorted(ms.devices), link.time - 2 * int(skew)):
+            self.note_signed(ms.member_id, device, t)
+
     def check_not_before(self, link: Link) -> None:
         """A link that ends someone's rights is dated no earlier than what they already signed.
 
@@ -139,7 +153,8 @@ class Directory:
             last_cut = max(c.time for c in self.org.incidents.cuts_of(link.chain))
             if link.time < last_cut:
                 raise Conflict(f"the Security Team cut a device of this member at {last_cut}, after this "
-                               f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)")
+                               f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)",
+                               last_cut)
         if link.type == "org.device.cut":
             # The cut changes who may be boxed from its time on: a team link made before it was appended but dated
             # after it (a share, a rotation, a new team boxing the member) would be refused by every replay.
@@ -147,7 +162,7 @@ class Directory:
             newest = max([t.time for t in self.teams.values()], default=0)
             if link.time <= newest:
                 raise Conflict(f"a team link is dated {newest}, not before this org.device.cut ({link.time}): sign "
-                               f"it again dated after {newest} (check the clocks)")
+                               f"it again dated after {newest} (check the clocks)", newest + 1)
             self._check_cut_last(link)
             # it also ends the device, and (its pause) the member's sensitive writes
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
@@ -160,9 +175,10 @@ class Directory:
             return
         for subject, latest in subjects:
             t = latest.get(subject, 0) if isinstance(subject, str) else 0
-            if link.time < t or (link.type == "org.device.cut" and link.time == t):  # a cut: strictly after
+            strictly = int(link.type == "org.device.cut")  # a cut: strictly after
+            if link.time < t + strictly:
                 raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
-                               f"sign it again dated {t} or later (check the clocks)")
+                               f"sign it again dated {t + strictly} or later (check the clocks)", t + strictly)
 
     def _check_cut_last(self, link: Link) -> None:
         """A cut records the last link its device signed in each chain, exactly as this server holds them (a link

@@ -16,10 +16,11 @@ from typing import TypeVar
 
 import msgspec
 from aiohttp import web
+from msgspec import UNSET
 
 from server.context import CLIENT, CONFIG, Handler
 from server.store.space import no_space, out_of_space
-from vault.errors import EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
+from vault.errors import Conflict, EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 from vault.fileio import Buffer
 from vault.wire.schemas import Error
 
@@ -35,8 +36,8 @@ def answer(value: msgspec.Struct, status: int = 200) -> web.Response:
     return web.json_response(msgspec.to_builtins(value), status=status)
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return answer(Error(error=code, message=message), status)
+def error_response(status: int, code: str, message: str, not_before: int | None = None) -> web.Response:
+    return answer(Error(error=code, message=message, not_before=UNSET if not_before is None else not_before), status)
 
 
 @web.middleware
@@ -48,7 +49,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response.headers["Retry-After"] = str(e.retry_after)
         return response
     except VaultError as e:
-        response = error_response(e.status, e.code, e.message)
+        response = error_response(e.status, e.code, e.message, e.not_before if isinstance(e, Conflict) else None)
         if isinstance(e, QuotaExceeded) and e.retry_after is not None:
             response.headers["Retry-After"] = str(e.retry_after)
         return response

@@ -10,7 +10,7 @@ what this process's followers need, once for all of them:
   skips the positions it has and reads a gap from storage, so every message reaches it once, in order, whichever
   process stored it and whether or not a notice came (the positions a follower holds are the truth it goes by);
 - a new thread: its record read and published; a document version: published as the notice it is;
-- chain links: this process's directory replays them (``catch_up_chains``), then every follower has its access
+- chain links: this process's directory replays them (``catch_up``), then every follower has its access
   judged again (``CHECK``): a member removed through another process is cut off here at once;
 - ``Resync`` (the feed listens again after a loss, or a notice could not be read or acted on): chains replayed,
   every follower reads what it may have missed from storage (``RESYNC``; a document follower reconnects).
@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.access import catch_up_chains
+from server.access import catch_up
 from server.context import BUS, CONFIG, THREADS, running
 from server.events import CHECK, RESYNC, Feed, Item
 from server.live import PAGE, frame, message_item
@@ -90,10 +90,10 @@ class Relay:
                 case VersionStored(team, doc, seq, vid):
                     self._publish(team, frame(schemas.DocFrame(doc=doc, seq=seq, vid=vid)))
                 case LinksStored():
-                    await catch_up_chains(self.app)
+                    await catch_up(self.app)
                     self._offer_all(CHECK)
                 case Resync():
-                    await catch_up_chains(self.app)
+                    await catch_up(self.app)
                     self._offer_all(RESYNC)
         await self._messages(spans)
 

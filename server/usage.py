@@ -12,6 +12,7 @@ hours before the server's clock. Device-link slots are counted in their own tabl
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -118,6 +119,22 @@ def version_author(record: bytes) -> str:
 
 def thread_creator(record: bytes) -> str:
     return ThreadRecord.parse(record).creator
+
+
+def signed_of(versions: Iterable[bytes], threads: Iterable[bytes]) -> list[tuple[str, int]]:
+    """The device and signed time of stored version records and thread records (``Storage.signed_since``)."""
+    return ([(c.device, c.time) for c in (Record.parse(r).core for r in versions)]
+            + [(t.device, t.time) for t in map(ThreadRecord.parse, threads)])
+
+
+# The acts of a member stored since a time (``Storage.signed_since``), one query per kind, for either backend
+# (``{member}``, ``{since}``: its placeholders): versions and threads by when they were stored, messages by their time.
+SIGNED_SINCE = (
+    "SELECT v.record FROM authored a JOIN versions v ON v.vid = a.ref "
+    "WHERE a.member = {member} AND a.kind = 'version' AND a.created > {since}",
+    "SELECT t.record FROM authored a JOIN threads t ON a.ref = t.team || '/' || t.thread "
+    "WHERE a.member = {member} AND a.kind = 'thread' AND a.created > {since}",
+)
 
 
 async def open_slots_wait(db: aiosqlite.Connection, member: str, now: float, max_open: int) -> int | None:

@@ -143,8 +143,15 @@ class NotFound(VaultError):
 
 
 class Conflict(VaultError):
+    """409. ``not_before``: for a link dated too early (``Directory.check_not_before``), the earliest time the
+    server would take it at (the ``Error`` body's ``not_before``): sign it again dated then."""
+
     code = "conflict"
     status = 409
+
+    def __init__(self, message: str, not_before: int | None = None) -> None:
+        super().__init__(message)
+        self.not_before = not_before
 
 
 class QuotaExceeded(VaultError):

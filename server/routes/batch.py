@@ -21,7 +21,7 @@ from typing import assert_never
 from aiohttp import web
 
 from server import replies
-from server.access import check_session, session_of, team_access
+from server.access import check_session_now, session_of, team_access
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
 from server.http import Pace, answer, hex_id
 from server.live import frame
@@ -111,7 +111,7 @@ async def put_versions(request: web.Request) -> web.Response:
         raise EncodingError("batch upload ended before its Content-Length")
     raws = split_items(body)
     # The body may have taken long: the writer must still be allowed, and the team is judged as it is now.
-    check_session(app, session_of(request))
+    await check_session_now(app, session_of(request))
     team = team_access(request, "doc.write", "write documents in")
     outcomes: list[schemas.BatchOutcome | None] = [None] * len(raws)
     accepted: dict[int, _Item] = {}

@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import weakref
 
 import msgspec
 from aiohttp import web
 
-from server.access import team_access
+from server.access import check_session_now, session_of, team_access
 from server.context import CONFIG, DOCUMENTS, Handler
 from server.http import drop_when_stalled, read_body
 from server.metrics import METRICS
 from server.notes import Note, note
 from server.store.records import StoredVersion
+from vault.errors import EncodingError, Throttled
 from vault.wire import schemas
 
 MAX_ITEM = 1 << 20  # a body longer than this is fetched alone (``version_body``): 413 here
 MAX_TOTAL = 8 << 20  # bytes of bodies in one answer; items past it are refused (413), to be asked for again
 HEAD = struct.Struct(">HI")  # an item's status and length
+MAX_READING = 8  # batch downloads one member may have in progress at once (a client has at most 2 per team)
+_READING: weakref.WeakKeyDictionary[web.Application, dict[str, int]] = weakref.WeakKeyDictionary()  # member -> count
 
 
 def _refused(event: Note, status: int, code: str, message: str) -> bytes:
@@ -38,8 +42,27 @@ def _refused(event: Note, status: int, code: str, message: str) -> bytes:
 
 
 async def version_bodies(request: web.Request) -> web.StreamResponse:
+    """At most ``MAX_READING`` at once per member (429): each holds up to ``MAX_TOTAL`` bytes of bodies in memory."""
+    reading, member = _READING.setdefault(request.app, {}), session_of(request).member
+    if reading.get(member, 0) >= MAX_READING:
+        raise Throttled(f"at most {MAX_READING} batch downloads at once per member; wait for one to end", 1)
+    reading[member] = reading.get(member, 0) + 1
+    try:
+        return await _version_bodies(request)
+    finally:
+        reading[member] -= 1
+        if not reading[member]:
+            del reading[member]
+
+
+async def _version_bodies(request: web.Request) -> web.StreamResponse:
     team = team_access(request, "doc.read", "read documents in")
     asked = (await read_body(request, schemas.BodiesRequest)).vids
+    if len(set(asked)) != len(asked):  # the client never asks twice; each would be read and held again
+        raise EncodingError("a batch download names each version once")
+    # The body may have taken long (up to ``body_timeout``): the reader is judged again as things are now.
+    await check_session_now(request.app, session_of(request))
+    team = team_access(request, "doc.read", "read documents in")
     storage = request.app[DOCUMENTS]
     found = await storage.versions_by_id(team.team_id, asked)
     # Each item's event and what to send for it: a refusal now, or a version whose body is read below.

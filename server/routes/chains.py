@@ -7,7 +7,7 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from server.access import is_overseer, session_of, visible_team
-from server.context import CHAINS, DIRECTORY, LOCK, Handler, now_of
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, now_of
 from server.http import answer, int_query
 from server.links import note_links, signed_link
 from server.notes import note
@@ -62,11 +62,13 @@ async def append_org_link(request: web.Request) -> web.Response:
         raise ChainError("joins go through /api/v1/join")
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         org = directory.require_org()
         if link.seq <= org.seq:
             raise Conflict("the organization chain moved on; fetch it and retry")
         state = directory.check_org_link(link)  # who may, first: a refused act gets 403 whatever its date
+        await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
         directory.commit_org(state, link)
@@ -88,11 +90,13 @@ async def append_member_link(request: web.Request) -> web.Response:
     boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         before = directory.member(link.chain or "")
         if link.seq <= before.seq:
             raise Conflict("your member chain moved on; fetch it and retry")
         state, _ = directory.check_member_link(link)
+        await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         gen = state.puk_gen
         old = before.puks[gen].box_hashes if gen in before.puks else {}
@@ -148,6 +152,7 @@ async def create_team(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
@@ -162,6 +167,7 @@ async def append_team_link(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
+        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
         # The Security Team sees every team chain (is_overseer) and approves exports in teams it is not in.
         team = (app[DIRECTORY].team(request.match_info["team"]) if link.type == "export.approve"
                 and is_overseer(request) else visible_team(request, request.match_info["team"]))

@@ -15,7 +15,7 @@ from aiohttp import web
 from server import replies
 from server.access import (
     check_current_team,
-    check_session,
+    check_session_now,
     judge_act,
     quotas,
     session_of,
@@ -150,7 +150,7 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
             raise EncodingError("upload has bytes after the signature")
         record = Record.build(core.raw, wrapped, meta, body_hash, sig)
         # The upload may have taken long: the writer must still be allowed, under the same team state.
-        check_session(app, s)
+        await check_session_now(app, s)
         team = _doc_access(request, "doc.write")
         # The whole check again: an org removal or a revoked device changes neither link nor generation.
         check_current_team(request, team, core.team_seq, core.gen, after_body=True)

@@ -22,7 +22,7 @@ from server import expiry, live, replies
 from server.access import (
     check_current_team,
     check_no_rotation_due,
-    check_session,
+    check_session_now,
     judge_act,
     quotas,
     session_of,
@@ -70,7 +70,7 @@ async def create_thread(request: web.Request) -> web.Response:
     rec = ThreadRecord.parse((await read_body(request, schemas.ThreadCreate)).record)
     event.res["thread"] = rec.thread[:64]
     _thread_id(rec.thread)
-    check_session(request.app, s)  # as things are now that the body arrived
+    await check_session_now(request.app, s)  # as things are now that the body arrived
     team = _team_for(request, "thread.post")
     if rec.team != team.team_id:
         raise IntegrityError("thread record names another team")
@@ -156,7 +156,7 @@ async def post_message(request: web.Request) -> web.Response:
     # Judged again as things are now (a removal or a team change may have landed while the body
     # arrived); from here to the append nothing waits, so messages are stored in the order of the
     # team states they name, and only while their sender may post.
-    check_session(app, s)
+    await check_session_now(app, s)
     team = _team_for(request, "thread.post")
     if (h.sender, h.device) != (s.member, s.device):
         raise PolicyDenied("a message must be signed by the posting device")

@@ -15,7 +15,7 @@ from server.store.sqlite.vault import SQLiteStorage
 async def open_storage(data_dir: Path, database_url: str = "", collect: bool = True) -> SQLiteStorage | PostgresStorage:
     if database_url:
         return await PostgresStorage.open(database_url, data_dir, collect)
-    return await SQLiteStorage.open(data_dir)
+    return await SQLiteStorage.open(data_dir, collect)
 
 
 async def open_audit(data_dir: Path, database_url: str = "") -> AuditStore | PostgresAudit:

@@ -160,6 +160,16 @@ class Incidents:
         return None
 
 
+def check_named(incidents: Incidents, chain: str, seq: int, link_hash: bytes) -> None:
+    """A cut's ``last`` names a link by seq *and* hash: a chain whose link at that seq is another one is a fork (a
+    colluding server showed the cutter one link and serves everyone else another: review round 10), refused."""
+    for cut in incidents.cuts:
+        named = cut.last.get(chain)
+        if named is not None and named[0] == seq and named[1] != link_hash:
+            raise ChainError(f"link {seq} of chain {chain} is not the link the org.device.cut at org seq {cut.seq} "
+                             "names there (another hash: a fork of the chain)")
+
+
 def last_signed(device: str, ms: MemberState, teams: Iterable[SignedChain]) -> dict[str, tuple[int, bytes]]:
     """What an ``org.device.cut`` of ``device`` records as ``last``: the last link it signed in the member chain
     ``ms`` and in each of ``teams`` (chain -> (seq, hash); chains it signed nothing in are left out)."""
@@ -213,6 +223,9 @@ def apply_incident(incidents: Incidents, link: Link, members: Mapping[str, Membe
         own = cut.last.get(target)
         if own is not None and own[0] > ms.seq:  # type: ignore[union-attr]
             raise ChainError(f"org.device.cut: names link {own[0]} of member {target}'s chain, which does not exist")
+        if own is not None and ms.hashes[own[0] - 1] != own[1]:  # type: ignore[union-attr]
+            raise ChainError(f"org.device.cut: names link {own[0]} of member {target}'s chain with another hash than "
+                             "the link there (a fork of that chain)")
         incidents.cuts.append(cut)
         incidents.by_member.setdefault(target, []).append(cut)
         if incidents.open_pause(target) is None:

@@ -56,6 +56,7 @@ class MemberState:
     time: int
     # device -> (seq, hash) of the last link of this chain it signed (what an org.device.cut records)
     last_signed: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    hashes: list[bytes] = field(default_factory=list)  # each link's hash, in chain order (a cut's ``last`` names one)
 
     @property
     def puk_gen(self) -> int:
@@ -134,6 +135,7 @@ class MemberState:
                 head=link.hash,
                 time=link.time,
                 last_signed={device.device_id: (1, link.hash)},
+                hashes=[link.hash],
             )
         except EncodingError as e:
             raise ChainError(f"malformed member.create: {e}") from e
@@ -156,6 +158,7 @@ class MemberState:
             raise ChainError(f"malformed {link.type}: {e}") from e
         self.seq, self.head, self.time = link.seq, link.hash, link.time
         self.last_signed[link.device] = (link.seq, link.hash)
+        self.hashes.append(link.hash)
 
     def _device_add(self, link: Link) -> None:
         new = _device(link.body.dict_("device", {"id", "sign_pk", "box_pk", "name", "kind"}), link.time)

@@ -21,6 +21,7 @@ from vault.acts import ALLOWANCE, Act
 from vault.chains.coalition import APPROVAL_SECONDS, GUEST_ROLE, Ally, Guest, parse_ally, verify_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
+from vault.chains.incidents import check_named
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.org import OrgPolicy, OrgState
 from vault.chains.records import Signed, approved_link
@@ -219,6 +220,7 @@ class TeamState:
             state._new_generation(b.dict_("key"), link, members, org, org_seq, policy)
         except EncodingError as e:
             raise ChainError(f"malformed team.create: {e}") from e
+        check_named(org.incidents, state.team_id, 1, link.hash)
         state.seq, state.head, state.time = 1, link.hash, link.time
         state._snapshot()
         state.signed[link.hash] = Signed(1, link.signer, None)
@@ -228,6 +230,7 @@ class TeamState:
     def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
         check_sequence(link, self.team_id, self.seq, self.head, self.time)
         verify_signer(link, members)
+        check_named(org.incidents, self.team_id, link.seq, link.hash)
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
                     "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate,
                     "team.review": self._review, "team.approve": self._approve,

@@ -48,6 +48,7 @@ class Error(Wire):
 
     error: str
     message: str
+    not_before: int | UnsetType = UNSET  # a 409 for a link dated too early: the earliest time it may be dated
 
 
 class Ok(Wire):

@@ -50,7 +50,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
-from server.usage import Allowance, Usage, over_quota, version_author
+from server.usage import SIGNED_SINCE, Allowance, Usage, over_quota, signed_of, version_author
 from vault.links import link_hash
 from vault.logsign import source_tag_key
 
@@ -240,6 +240,16 @@ class PostgresStorage(ThreadTables):
         rows = await self._pool.fetch(f"SELECT {_COLS} FROM versions WHERE team=$1 AND vid = ANY($2::text[])", team,
                                       sorted(set(vids)))
         return {v.vid: v for v in map(_version, rows)}
+
+    async def signed_since(self, member: str, devices: Sequence[str], since: int) -> list[tuple[str, int]]:
+        """The device and signed time of ``member``'s versions and threads stored after ``since`` and of messages
+        of ``devices`` dated after it, whichever process stored them (``Directory.learn_signed``)."""
+        async with self._pool.acquire() as conn:
+            records = [[bytes(r[0]) for r in await conn.fetch(sql.format(member="$1", since="$2"), member, since)]
+                       for sql in SIGNED_SINCE]
+            sent = await conn.fetch("SELECT device, max(time) FROM messages WHERE device = ANY($1::text[]) "
+                                    "AND time > $2 GROUP BY device", list(devices), since)
+        return signed_of(*records) + [(str(r[0]), int(r[1])) for r in sent]
 
     # -- login ------------------------------------------------------------------------------
 

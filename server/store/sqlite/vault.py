@@ -134,7 +134,8 @@ class SQLiteStorage:
         return LocalGuard(rate, burst, max_sources)
 
     @classmethod
-    async def open(cls, data_dir: Path) -> SQLiteStorage:
+    async def open(cls, data_dir: Path, collect: bool = True) -> SQLiteStorage:
+        """``collect``: remove unreferenced blobs and interrupted uploads first (only where no other process serves)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(data_dir / "vault.db", isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
@@ -142,7 +143,8 @@ class SQLiteStorage:
         await db.execute("PRAGMA foreign_keys=ON")
         await db.executescript(SCHEMA)
         store = cls(db, data_dir)
-        await store.collect_garbage()
+        if collect:
+            await store.collect_garbage()
         await U.prepare(db)
         return store
 
@@ -307,6 +309,20 @@ class SQLiteStorage:
         async with self._db.execute(f"SELECT {self._COLS} FROM versions WHERE team=? AND vid IN ({marks})",
                                     (team, *wanted)) as cur:
             return {v.vid: v for v in map(self._version, await cur.fetchall())}
+
+    @_atomic
+    async def signed_since(self, member: str, devices: Sequence[str], since: int) -> list[tuple[str, int]]:
+        """The device and signed time of ``member``'s versions and threads stored after ``since`` and of messages
+        of ``devices`` dated after it (``Directory.learn_signed``)."""
+        records: list[list[bytes]] = []
+        for sql in U.SIGNED_SINCE:
+            async with self._db.execute(sql.format(member="?", since="?"), (member, since)) as cur:
+                records.append([bytes(r[0]) for r in await cur.fetchall()])
+        marks = ", ".join("?" * len(devices))
+        async with self._db.execute(f"SELECT device, max(time) FROM messages WHERE device IN ({marks}) AND time > ? "
+                                    "GROUP BY device", (*devices, since)) as cur:
+            sent = [(str(r[0]), int(r[1])) for r in await cur.fetchall()]
+        return U.signed_of(*records) + sent
 
     # -- login ------------------------------------------------------------------------------
 
