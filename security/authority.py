@@ -52,7 +52,9 @@ def _verb(action: str) -> str:
              "org.vouch": "vouch for members", "org.verify": "record key verifications",
              "org.approve": "approve organization changes", "team.review": "review the member list",
              "team.approve": "approve team changes", "org.device.cut": "cut off a device",
-             "org.clear": "clear a paused member"}
+             "org.clear": "clear a paused member", "org.close.propose": "propose closing the organization",
+             "org.close.approve": "approve closing the organization",
+             "org.close.exported": "record a closing's hand-over exports", "org.closed": "close the organization"}
     if action in named:
         return named[action]
     parts = action.split(".")
@@ -83,6 +85,9 @@ class Authority(DefaultPolicy):
                else None)
         if cut is not None:
             raise PolicyDenied(f"{refused}: {cut}")
+        closed = org.closing.closed
+        if closed is not None and act.time >= closed.time:
+            raise PolicyDenied(f"{refused}: the organization was closed at {closed.time} (org.closed)")
         org_seq = self._org_state(act, org, refused)
         if not org.admitted(act.author, org_seq):
             raise PolicyDenied(f"{refused}: not an admitted member of the organization at {act.time} "
