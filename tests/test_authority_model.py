@@ -11,7 +11,9 @@ from the judge) records who is entitled to what. After every step it checks that
     allows: documents and thread posts judged as ``Act``s, and real team links (add, role -> admin,
     remove, rotate) signed by anyone, naming any past organization state, appended and replayed; a
     Security Team act (cosigning the log, accepting a restored server: a real signed acceptance judged
-    as clients judge it) by anyone, with any device, at any time;
+    as clients judge it) by anyone, with any device, at any time; the closing acts (proposal, approvals
+    by anyone, duplicates included, the exports and ``org.closed``) accepted exactly when the model's
+    quorum is met (tests/helpers/authority_closing.py);
 (c) nobody opens a key generation made after they lost their place: every box ever sealed, every
     PUK the member ever held, every history blob followed down.
 
@@ -30,6 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from security.authority import POLICY
+from tests.helpers.authority_closing import ClosingSteps
 from tests.helpers.authority_incidents import IncidentSteps
 from tests.helpers.authority_machine import (
     LONG,
@@ -53,16 +56,19 @@ from vault.links import invite_public, make_link
 from vault.teamkeys import TeamKey
 
 
-class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident: tests/helpers/authority_incidents.py
+# The steps of the lost-device incident (tests/helpers/authority_incidents.py) and of closing the organization
+# (tests/helpers/authority_closing.py).
+class AuthorityMachine(IncidentSteps, ClosingSteps):
     # -- organization steps --
 
     @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),
-                outsider=st.sampled_from([None, "ncc", "staff"]), founder_term=st.sampled_from(TERMS))
+                outsider=st.sampled_from([None, "ncc", "staff", "security"]), founder_term=st.sampled_from(TERMS))
     def start(self, seed: int, compa: bool, term: int | None, outsider: str | None,
               founder_term: int | None) -> None:
         """Every run starts from a small organization with one team: founder (NCC, admin; its NCC term, when
         it has one, set by ``org.create``'s ``ncc_until``), three members in it, and a fourth outside it
-        (sometimes NCC: it signs team changes without holding the key)."""
+        (sometimes NCC: it signs team changes without holding the key; sometimes on the Security Team: a closing
+        can reach its quorum)."""
         self.rnd = random.Random(seed)
         if founder_term is not None:
             self.found_with_term(founder_term)
@@ -441,7 +447,8 @@ class AuthorityMachine(IncidentSteps):  # the steps of the lost-device incident:
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
                                      "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
-                                     "org.vouch", "org.verify", "org.approve"])
+                                     "org.vouch", "org.verify", "org.approve", "org.close.propose",
+                                     "org.close.approve"])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)

@@ -32,7 +32,7 @@ from tests.conftest import PASSPHRASE, Member, Result, ServerThread
 from tests.helpers.authz_audit import AUDIT_TEAM, forged_audit_requests, protocols_text
 from tests.helpers.db import counts as db_counts
 from tests.helpers.http import Http, b64, login
-from vault.chains import HISTORY_BLOB, TeamState, team_id_for
+from vault.chains import CLOSING_TYPES, HISTORY_BLOB, TeamState, team_id_for
 from vault.envelope import DocWriter
 from vault.errors import VaultError
 from vault.keys import DeviceKeys
@@ -63,7 +63,9 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
              # links answered 403): tests/test_incident_lost_chains.py, tests/test_incident_lost.py and the
              # authority model.
              "org.device.cut": "judged by tests/test_incident_lost*.py and the authority model (see above)",
-             "org.clear": "judged by tests/test_incident_lost*.py and the authority model (see above)"}
+             "org.clear": "judged by tests/test_incident_lost*.py and the authority model (see above)",
+             # A closing ends the shared world: who may sign each act, and the quorum, are judged elsewhere.
+             **dict.fromkeys(CLOSING_TYPES, "ends the organization: tests/test_closing*.py and the authority model")}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {
