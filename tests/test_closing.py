@@ -230,8 +230,10 @@ def test_the_server_refuses_a_closing_below_its_quorum(closing: Closing) -> None
     proposal = link_after(closing, None, org.alice, alice, "org.close.propose", propose_body(not_before=t), t)
     asyncio.run(post(proposal))  # alice's proposal: one NCC approval of one, no Security Team member's
     before, head = counts(db), closing.d.require_org().head
-    for type_, body in [("org.close.exported", {"proposal": proposal.hash, "entry": 0, "manifest": bytes(32)}),
-                        ("org.closed", {"proposal": proposal.hash})]:
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        ("org.close.exported", {"proposal": proposal.hash, "entry": 0, "manifest": bytes(32)}),
+        ("org.closed", {"proposal": proposal.hash})]
+    for type_, body in bodies:
         with pytest.raises(PolicyDenied, match="not reached its quorum"):
             asyncio.run(post(link_after(closing, None, org.alice, alice, type_, body, now(closing))))
     after = counts(db)
