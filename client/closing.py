@@ -14,6 +14,7 @@ approver's client shows the names it can open beside the ids."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tomllib
 from dataclasses import dataclass
@@ -86,15 +87,19 @@ async def resolve_plan(c: Client, plan: list[tuple[str, tuple[str, ...], tuple[s
         team = view.team_by_name(team_name)
         docs: list[str] = []
         if names:
-            heads = [d for d in await c.docs.ls(team.name) if d.opened is not None]
+            opened = await _opened(c, team.name)
             for name in names:
-                hits = [d.record.core.doc for d in heads if d.opened is not None and (
-                    d.opened.name == name or (name.endswith("/") and d.opened.name.startswith(name)))]
+                hits = [doc for doc, n in opened.items() if n == name or (name.endswith("/") and n.startswith(name))]
                 if not hits:
                     raise NotFound(f"no document named {name!r} in team {team.name}")
                 docs.extend(h for h in hits if h not in docs)
         entries.append(PlanEntry(team.team_id, tuple(docs), recipients))
     return entries
+
+
+async def _opened(c: Client, team_name: str) -> dict[str, str]:
+    """Document id -> name of every live document of the team this client opens."""
+    return {d.record.core.doc: d.opened.name for d in await c.docs.ls(team_name) if d.opened is not None}
 
 
 async def propose(c: Client, plan: list[PlanEntry], delay: int) -> Proposal:
@@ -128,10 +133,8 @@ async def show(c: Client, proposal: Proposal) -> Shown:
         teams.append(team.name if team is not None else e.team)
         names: dict[str, str] = {}
         if team is not None and e.documents:
-            try:
-                names = {d.record.core.doc: d.opened.name for d in await c.docs.ls(team.name) if d.opened is not None}
-            except PolicyDenied:
-                pass  # a team this member sees but holds no key of (the Security Team's oversight): ids only
+            with contextlib.suppress(PolicyDenied):  # a team seen without its key (Security Team): ids only
+                names = await _opened(c, team.name)
         documents.append(tuple(names.get(d, d) for d in e.documents))
     return Shown(proposal, tuple(teams), tuple(documents), proposal.met())
 
@@ -174,7 +177,7 @@ async def run(c: Client, out: Path) -> Run:
                            "closing")
         names: list[str] = []
         if entry.documents:
-            opened = {d.record.core.doc: d.opened.name for d in await c.docs.ls(team.name) if d.opened is not None}
+            opened = await _opened(c, team.name)
             missing = [d for d in entry.documents if d not in opened]
             if missing:
                 raise VaultError(f"plan entry {i + 1}: documents {missing} of team {team.name} are not there any "

@@ -11,9 +11,7 @@ from the judge) records who is entitled to what. After every step it checks that
     allows: documents and thread posts judged as ``Act``s, and real team links (add, role -> admin,
     remove, rotate) signed by anyone, naming any past organization state, appended and replayed; a
     Security Team act (cosigning the log, accepting a restored server: a real signed acceptance judged
-    as clients judge it) by anyone, with any device, at any time; the closing acts (proposal, approvals
-    by anyone, duplicates included, the exports and ``org.closed``) accepted exactly when the model's
-    quorum is met (tests/helpers/authority_closing.py);
+    as clients judge it) by anyone, with any device, at any time; closing acts by anyone, duplicates too;
 (c) nobody opens a key generation made after they lost their place: every box ever sealed, every
     PUK the member ever held, every history blob followed down.
 
@@ -47,7 +45,7 @@ from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
 from vault.acts import ALLOWANCE, Act, doc_act
-from vault.chains import MAX_OPEN_INVITES, clone, org_id_for, roster_digest, team_id_for
+from vault.chains import CLOSING_TYPES, MAX_OPEN_INVITES, clone, org_id_for, roster_digest, team_id_for
 from vault.crypto import primitives as p
 from vault.envelope import CONFLICT, DELETE, MOVE, PUT, RESTORE
 from vault.errors import ChainError, InviteNotOpen, PolicyDenied
@@ -56,9 +54,7 @@ from vault.links import invite_public, make_link
 from vault.teamkeys import TeamKey
 
 
-# The steps of the lost-device incident (tests/helpers/authority_incidents.py) and of closing the organization
-# (tests/helpers/authority_closing.py).
-class AuthorityMachine(IncidentSteps, ClosingSteps):
+class AuthorityMachine(IncidentSteps, ClosingSteps):  # more steps: tests/helpers/authority_{incidents,closing}.py
     # -- organization steps --
 
     @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),
@@ -67,8 +63,7 @@ class AuthorityMachine(IncidentSteps, ClosingSteps):
               founder_term: int | None) -> None:
         """Every run starts from a small organization with one team: founder (NCC, admin; its NCC term, when
         it has one, set by ``org.create``'s ``ncc_until``), three members in it, and a fourth outside it
-        (sometimes NCC: it signs team changes without holding the key; sometimes on the Security Team: a closing
-        can reach its quorum)."""
+        (NCC: it signs team changes without holding the key; Security Team: a closing can reach its quorum)."""
         self.rnd = random.Random(seed)
         if founder_term is not None:
             self.found_with_term(founder_term)
@@ -447,8 +442,7 @@ class AuthorityMachine(IncidentSteps, ClosingSteps):
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
                                      "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
-                                     "org.vouch", "org.verify", "org.approve", "org.close.propose",
-                                     "org.close.approve"])
+                                     "org.vouch", "org.verify", "org.approve", *CLOSING_TYPES[:2]])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,10 @@ from client.home import Home
 from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, security_team
-from tests.helpers.closing import closing_world, propose_body
+from tests.helpers.closing import closing_world, pretend_closed, propose_body
+from tests.helpers.http import Http
 from tests.helpers.members import session
 from tests.test_export import AGE, AGE_KEYGEN, age_decrypt_untar, age_identity, files_match, ssh_verify, write
-from vault.chains import Closed, Proposal, Quorum
 from vault.errors import PolicyDenied
 from vault.keys import DeviceKeys
 from vault.links import Link, make_link
@@ -155,26 +153,6 @@ def forged_links(c: Closing, approvers: list[tuple[Member, DeviceKeys]], propose
     return links
 
 
-@contextmanager
-def served_closing(c: Closing, org_links: list[Link], member_links: dict[str, list[Link]] | None = None,
-                   ) -> Iterator[None]:
-    """The server says the organization was closed: it refuses every login (org_closed) and serves ``org_links``
-    (and ``member_links``) as the closing. Its own state is put back afterwards."""
-    d = c.d
-    org = d.require_org()
-    saved = d.org_links, d.member_links, org.closing.closed
-    last = org_links[-1]
-    nothing = Proposal(b"", 0, "", 0, [], b"", Quorum("majority", 1), 1, 0)
-    d.org_links = org_links
-    if member_links is not None:
-        d.member_links = member_links
-    org.closing.closed = Closed(last.seq, last.hash, last.time, last.signer, nothing)
-    try:
-        yield
-    finally:
-        d.org_links, d.member_links, org.closing.closed = saved
-
-
 def other_organization() -> tuple[list[Link], dict[str, list[Link]]]:
     """A closing made properly, by its quorum, in another organization (tests/helpers/closing.py)."""
     cw = closing_world()
@@ -209,7 +187,7 @@ def test_a_closing_that_does_not_verify_wipes_nothing(closing: Closing, forgery:
     else:
         links, members = other_organization()
     before = files_of(bob.home)
-    with served_closing(closing, links, members):
+    with pretend_closed(closing.d, links, members):
         r = bob.run("ls", "drafting")
     assert r.code == 3, (r.code, r.err)
     assert "closing" in r.err and why in r.err, r.err
@@ -241,3 +219,12 @@ def test_the_server_refuses_a_closing_below_its_quorum(closing: Closing) -> None
     assert closing.d.require_org().head == head
     assert closing.d.require_org().closing.closed is None
     assert "plan.md" in org.bob.ok("ls", "drafting").out
+
+
+def test_an_open_organization_has_no_closing_to_serve(closing: Closing) -> None:
+    async def get() -> int:
+        async with Http(closing.org.server) as h:
+            return (await h.call("GET", "/api/v1/closing"))[0]
+
+    assert asyncio.run(get()) == 404
+    assert "plan.md" in closing.org.bob.ok("ls", "drafting").out

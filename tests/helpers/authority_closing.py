@@ -73,6 +73,7 @@ class ClosingSteps(MachineBase):
             if not keep:
                 del self.w.org_links[-1]
                 del self.m.org[-1], self.m.org_times[-1]
+            self.sync()  # the next link is judged on the state this one made
         return got
 
     def ncc_count(self, t: int) -> int:

@@ -3,11 +3,15 @@ a chain world with a quorum to reach (tests/test_closing_chain.py, the authority
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from server.directory import Directory
 from tests.helpers.chain_world import MWorld, Person
-from vault.chains import PlanEntry, plan_hash
+from vault.chains import Closed, PlanEntry, Proposal, Quorum, plan_hash
+from vault.links import Link
 
 SUCCESSOR = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
 PLAN = [PlanEntry("team-x", (), (SUCCESSOR,))]
@@ -57,3 +61,24 @@ def closing_world() -> ClosingWorld:
     w.role(bob, dan, "ncc")
     assert {m for m in w.org().members if "ncc" in w.org().roles_of(m, w.time)} == {w.founder.id, bob.id, dan.id}
     return ClosingWorld(w, bob, carol, dan, eve)
+
+
+@contextmanager
+def pretend_closed(d: Directory, org_links: list[Link] | None = None,
+                   member_links: dict[str, list[Link]] | None = None) -> Iterator[None]:
+    """The server (``d``, its in-memory chains) says the organization was closed: it refuses every login and session
+    (org_closed) and serves ``org_links`` and ``member_links`` (default: its own) as the closing. Its state is put
+    back afterwards. A lying server, or one whose closing is real (tests/test_api_schemas.py)."""
+    org = d.require_org()
+    saved = d.org_links, d.member_links, org.closing.closed
+    served = d.org_links if org_links is None else org_links
+    last = served[-1]
+    nothing = Proposal(b"", 0, "", 0, [], b"", Quorum("majority", 1), 1, 0)
+    d.org_links = served
+    if member_links is not None:
+        d.member_links = member_links
+    org.closing.closed = Closed(last.seq, last.hash, last.time, last.signer, nothing)
+    try:
+        yield
+    finally:
+        d.org_links, d.member_links, org.closing.closed = saved
