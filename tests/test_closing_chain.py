@@ -186,3 +186,20 @@ def test_quorum_met_counts_each_member_once() -> None:
 
 def test_world_is_replayable() -> None:
     assert isinstance(closing_world().w, MWorld)
+
+
+def test_the_authority_model_reaches_a_closing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's closing steps (tests/helpers/authority_closing.py) on one path Hypothesis rarely draws: a Security
+    Team member outside the team, a proposal approved at once, the exports and ``org.closed`` judged (accepted, then
+    taken back), checked against the model at each link."""
+    from tests.helpers import authority_machine
+    from tests.test_authority_model import AuthorityMachine
+
+    monkeypatch.setattr(authority_machine, "event", lambda *_: None)  # (outside a Hypothesis test)
+    m = AuthorityMachine()
+    m.start(1, False, None, "security", None)
+    m.close_propose(0, 0, True, 3)
+    [c] = m.closings.values()
+    assert c.exported and len(c.approvers) == 2
+    assert m.w.org_links[-1].type == "org.close.exported"  # org.closed was judged, then taken back
+    m.close_approve(0, 0, 0, False, True)  # anyone else's approval: judged as the model says
