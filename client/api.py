@@ -22,7 +22,7 @@ _CODES: dict[str, type[VaultError]] = {}
 for _cls in (
     errors.EncodingError, errors.DecryptionFailed, errors.BadSignature, errors.Truncated, errors.IntegrityError,
     errors.ChainError, errors.RollbackDetected, errors.PolicyDenied, errors.NotFound, errors.Conflict,
-    errors.InviteError, errors.AuthError, errors.DeviceRevoked, errors.QuotaExceeded,
+    errors.InviteError, errors.AuthError, errors.DeviceRevoked, errors.QuotaExceeded, errors.OrgClosed,
 ):
     _CODES[_cls.code] = _cls
 

@@ -369,6 +369,30 @@ class Home:
         for name in (CONFIG, KEYSTORE, KEYSTORE_LOCK, PINS, LEGACY_CONFIG, LEGACY_PINS, "session.bin"):
             (self.path / name).unlink(missing_ok=True)
 
+    def wipe(self) -> int:
+        """The organization closed, and this client verified it (client/closed.py): stop the unlock agent, overwrite
+        and remove every file of this home (keystore, config, pins, local copies index, synced folders' indexes,
+        caches), then the home itself. Symbolic links are removed, never followed. How many files went."""
+        agent.stop(self.path)
+        count = 0
+        for top, dirs, files in os.walk(self.path, topdown=False):
+            for name in files:
+                path = Path(top) / name
+                if path.is_symlink() or not path.is_file():
+                    path.unlink(missing_ok=True)
+                else:
+                    _shred(path)
+                count += 1
+            for name in dirs:
+                path = Path(top) / name
+                if path.is_symlink():
+                    path.unlink()
+                else:
+                    path.rmdir()
+        self.path.rmdir()
+        self._key = self._local = None
+        return count
+
     def save_secrets(self, secrets: Secrets) -> None:
         """Re-seal the keystore with the key it was opened with, if it is still that keystore: a passphrase
         changed meanwhile (by another command) is never undone by a command that opened the old one (review

@@ -56,7 +56,10 @@ def _verb(action: str) -> str:
              "org.clear": "clear a paused member", "org.suspect": "pause a suspected member",
              "export.request": "request an export",
              "export.approve": "approve an export", "org.coalition": "record a coalition key",
-             "coalition.ally": "pin an allied organization"}
+             "coalition.ally": "pin an allied organization",
+             "org.close.propose": "propose closing the organization",
+             "org.close.approve": "approve closing the organization",
+             "org.close.exported": "record a closing's hand-over exports", "org.closed": "close the organization"}
     if action in named:
         return named[action]
     parts = action.split(".")
@@ -90,6 +93,9 @@ class Authority(DefaultPolicy):
                else None)
         if cut is not None:
             raise PolicyDenied(f"{refused}: {cut}")
+        closed = org.closing.closed
+        if closed is not None and act.time >= closed.time:
+            raise PolicyDenied(f"{refused}: the organization was closed at {closed.time} (org.closed)")
         org_seq = self._org_state(act, org, refused)
         # An allied organization's member in a coalition space (a guest): admitted by its own organization's
         # signed approval in the team chain, not by this organization; judged by its team role alone.

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from security.protocols import parse
+from security.protocols import defaults, parse
+from vault.chains import Quorum
 
 ORG_ROLES: Final = ("member", "compa", "ncc", "staff", "security")
 BASE_ROLES: Final = ("member", "compa")
@@ -50,6 +51,12 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.device.cut": frozenset({"security", "ncc"}),
     "org.clear": frozenset({"security", "ncc"}),  # lift a pause (of a cut or of a suspicion)
     "org.suspect": frozenset({"security", "ncc"}),  # pause a suspected member without cutting a device
+    # Closing the organization (vault/chains/closing.py): NCC proposes, records the exports and closes; NCC and
+    # Security Team members approve (the quorum is a protocol parameter, [closing]).
+    "org.close.propose": frozenset({"ncc"}),
+    "org.close.approve": frozenset({"ncc", "security"}),
+    "org.close.exported": frozenset({"ncc"}),
+    "org.closed": frozenset({"ncc"}),
     "team.create.ncc": frozenset({"ncc"}),
     "team.create.staff": frozenset({"ncc"}),
     "team.create.circle": frozenset({"ncc"}),
@@ -133,4 +140,8 @@ class DefaultPolicy:
 
     def protocols_version(self, text: str) -> int:
         return parse(text, "proposed security protocols").version
+
+    def closing_quorum(self, text: str | None) -> Quorum:
+        """The ``[closing]`` parameters of the protocols ``text`` in force (None: the shipped defaults)."""
+        return (defaults() if text is None else parse(text, "the security protocols in force")).closing
 

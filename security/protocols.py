@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from vault.chains import protocols_digest
+from vault.chains import Quorum, check_quorum, protocols_digest
 from vault.errors import EncodingError
 from vault.signednote import COSIGNATURE_V1, VerifierKey
 
@@ -54,6 +54,8 @@ class Protocols:
     quotas: dict[str, int] = field(default_factory=dict)  # [quotas]: per-member limits the server enforces
     # [sync]: a folder sync pass deleting more than this percent of the files it knows asks for --confirm-deletes
     sync_delete_percent: int = 50
+    # [closing]: the quorum an org.close.propose records and its org.closed needs (vault/chains/closing.py)
+    closing: Quorum = Quorum("majority", 1)
 
     @property
     def digest(self) -> bytes:
@@ -84,7 +86,7 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     """Validate ``text`` against the shipped defaults' schema; missing keys take the default."""
     schema = _parse_toml(default_text(), "the shipped security-protocols.toml")
     data = _parse_toml(text, what)
-    unknown = set(data) - {"version", "rules", "retention", "quotas", "sync"}
+    unknown = set(data) - {"version", "rules", "retention", "quotas", "sync", "closing"}
     if unknown:
         raise EncodingError(f"{what}: unknown top-level keys {sorted(unknown)}")
     version = data.get("version")
@@ -117,8 +119,11 @@ def parse(text: str, what: str = "security-protocols.toml") -> Protocols:
     sync = _table(data.get("sync", {}), schema["sync"], not_a_table=f"{what}: [sync] must be a table",
                   unknown_keys=f"{what}: [sync] has unknown keys", name_known=True, where=f"{what}: sync",
                   check=_percent_value)
+    closing = _table(data.get("closing", {}), schema["closing"], not_a_table=f"{what}: [closing] must be a table",
+                     unknown_keys=f"{what}: [closing] has unknown keys", name_known=True, where=f"{what}: closing",
+                     check=_closing_value)
     return Protocols(version, rules, days, text, _quotas(data.get("quotas", {}), schema["quotas"], what),
-                     int(sync["max_delete_percent"]))
+                     int(sync["max_delete_percent"]), check_quorum(closing["ncc"], closing["security"]))
 
 
 def _quotas(given: Any, defaults: dict[str, int], what: str) -> dict[str, int]:
@@ -166,6 +171,20 @@ def _quota_value(default: int, value: Any) -> str | None:
 def _percent_value(default: int, value: Any) -> str | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
         return "must be an integer from 1 to 100"
+    return None
+
+
+def _closing_value(default: Any, value: Any) -> str | None:
+    """[closing]: ``ncc`` is majority, all or a number 1-99 written as a string; ``security`` a number 0-99."""
+    try:
+        if isinstance(default, str) and isinstance(value, str):
+            check_quorum(value, 0)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            check_quorum("majority", value)
+        else:
+            return f"must be like {default!r}"
+    except ValueError as e:
+        return f"is not valid: {e}"
     return None
 
 

@@ -39,7 +39,7 @@ from server.store.records import AuthSession, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import Device, TeamState
-from vault.errors import AuthError, Conflict, DeviceRevoked, NotFound, PolicyDenied, Throttled
+from vault.errors import AuthError, Conflict, DeviceRevoked, NotFound, OrgClosed, PolicyDenied, Throttled
 
 
 @web.middleware
@@ -132,6 +132,20 @@ def check_session(app: web.Application, session: AuthSession) -> None:
     cut_off(directory, session.member, session.device, int(app[CONFIG].clock()))
     if removed(directory, session.member):
         raise AuthError("this member was removed from the organization")
+    shut = closed_refusal(directory)
+    if shut is not None:
+        raise shut
+
+
+def closed_refusal(directory: Directory) -> OrgClosed | None:
+    """The refusal of a login or session once the organization is closed (None while it is open)."""
+    org = directory.org
+    closed = org.closing.closed if org is not None else None
+    if closed is None:
+        return None
+    return OrgClosed(f"the organization was closed at {closed.time} (org.closed, link {closed.seq} of its chain); "
+                     "this server holds nothing more of it. Run any mvault command: your client verifies the "
+                     "closing against the chain it pinned before it wipes anything")
 
 
 async def check_session_now(app: web.Application, session: AuthSession) -> None:

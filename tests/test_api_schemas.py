@@ -32,7 +32,9 @@ import aiohttp
 import msgspec
 import pytest
 
+from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, ServerThread
+from tests.helpers.closing import pretend_closed
 from tests.helpers.witnessed_org import cosigned_note, list_witnesses, new_witness
 from vault.wire import schemas
 from vault.wire.operations import OPERATIONS, Binary, Operation, PathParam, Text, WebSocket, operation_for
@@ -223,6 +225,10 @@ async def _direct(server: ServerThread, log: Path) -> None:
             async with http.get(server.url + path) as resp:
                 lines.append({"kind": "http", "method": "GET", "path": path, "request": None, "status": resp.status,
                               "response": await resp.json()})
+        with pretend_closed(server.app[DIRECTORY]):  # a closed organization's one answer (tests/test_closing.py)
+            async with http.get(server.url + "/api/v1/closing") as resp:
+                lines.append({"kind": "http", "method": "GET", "path": "/api/v1/closing", "request": None,
+                              "status": resp.status, "response": await resp.json()})
         async with http.get(server.url + "/api/metrics") as resp:  # text: a loopback peer may read it
             text = await resp.text()
             lines.append({"kind": "http", "method": "GET", "path": "/api/metrics", "request": None,

@@ -11,7 +11,7 @@ from the judge) records who is entitled to what. After every step it checks that
     allows: documents and thread posts judged as ``Act``s, and real team links (add, role -> admin,
     remove, rotate) signed by anyone, naming any past organization state, appended and replayed; a
     Security Team act (cosigning the log, accepting a restored server: a real signed acceptance judged
-    as clients judge it) by anyone, with any device, at any time;
+    as clients judge it) by anyone, with any device, at any time; closing acts by anyone, duplicates too;
 (c) nobody opens a key generation made after they lost their place: every box ever sealed, every
     PUK the member ever held, every history blob followed down.
 
@@ -30,22 +30,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from security.authority import POLICY
+from tests.helpers.authority_closing import ClosingSteps
 from tests.helpers.authority_exports import ExportSteps
 from tests.helpers.authority_incidents import IncidentSteps
-from tests.helpers.authority_machine import (
-    LONG,
-    MAX_PEOPLE,
-    MAX_TEAMS,
-    STEPS,
-    TERMS,
-    acceptance_judged,
-    idx,
-)
+from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, acceptance_judged, idx
 from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
 from vault.acts import ALLOWANCE, Act, doc_act
-from vault.chains import MAX_OPEN_INVITES, clone, org_id_for, roster_digest, team_id_for
+from vault.chains import CLOSING_TYPES, MAX_OPEN_INVITES, clone, org_id_for, roster_digest, team_id_for
 from vault.crypto import primitives as p
 from vault.envelope import CONFLICT, DELETE, MOVE, PUT, RESTORE
 from vault.errors import ChainError, InviteNotOpen, PolicyDenied
@@ -54,16 +47,16 @@ from vault.links import invite_public, make_link
 from vault.teamkeys import TeamKey
 
 
-class AuthorityMachine(ExportSteps, IncidentSteps):  # steps in tests/helpers/authority_{exports,incidents}.py
+class AuthorityMachine(ExportSteps, IncidentSteps, ClosingSteps):  # more steps: tests/helpers/authority_*.py
     # -- organization steps --
 
     @initialize(seed=st.integers(0, 2**32 - 1), compa=st.booleans(), term=st.sampled_from(TERMS),
-                outsider=st.sampled_from([None, "ncc", "staff"]), founder_term=st.sampled_from(TERMS))
+                outsider=st.sampled_from([None, "ncc", "staff", "security"]), founder_term=st.sampled_from(TERMS))
     def start(self, seed: int, compa: bool, term: int | None, outsider: str | None,
               founder_term: int | None) -> None:
         """Every run starts from a small organization with one team: founder (NCC, admin; its NCC term, when
         it has one, set by ``org.create``'s ``ncc_until``), three members in it, and a fourth outside it
-        (sometimes NCC: it signs team changes without holding the key)."""
+        (NCC: it signs team changes without holding the key; Security Team: a closing can reach its quorum)."""
         self.rnd = random.Random(seed)
         if founder_term is not None:
             self.found_with_term(founder_term)
@@ -442,7 +435,7 @@ class AuthorityMachine(ExportSteps, IncidentSteps):  # steps in tests/helpers/au
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
                                      "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
-                                     "org.vouch", "org.verify", "org.approve"])
+                                     "org.vouch", "org.verify", "org.approve", *CLOSING_TYPES[:2]])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)

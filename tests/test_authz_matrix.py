@@ -69,14 +69,13 @@ from security.policy import (
     TEAM_RULES,
 )
 from tests.conftest import PASSPHRASE, ServerThread
+from tests.helpers.authz_elsewhere import CAPS_ELSEWHERE, ELSEWHERE
 from tests.helpers.authz_matrix import (
     ACTOR_ROLES,
     AUDIT_TEAM,
-    CAPS_ELSEWHERE,
     CELLS_DONE,
     CLI_CELLS,
     COMBOS,
-    ELSEWHERE,
     EXERCISED,
     IMPOSSIBLE,
     KEY_ACTIONS,

@@ -178,7 +178,8 @@ async def test_requests_without_a_session_are_limited_per_source(slow_server: Se
     slot = os.urandom(16).hex()
     public = [("GET", "/api/health", None), ("GET", "/api/openapi.json", None), ("GET", INFO, None),
               ("POST", "/api/v1/found", {}), ("POST", "/api/v1/join", {}), ("POST", "/api/v1/join/head", {}),
-              ("POST", CHALLENGE, {}), ("POST", LOGIN, {}), ("POST", f"/api/v1/device-links/{slot}/offer", {})]
+              ("POST", CHALLENGE, {}), ("POST", LOGIN, {}), ("POST", f"/api/v1/device-links/{slot}/offer", {}),
+              ("GET", "/api/v1/closing", None)]
     async with Http(server, source=ATTACKER) as h, Http(server) as honest:
         statuses = [(await h.call("GET", INFO))[0] for _ in range(10)]
         assert statuses == [200] * 10

@@ -19,6 +19,8 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     │   └── WeakParameters       KDF parameters below the enforced minimum
     ├── ChainError               a chain link that is invalid, unauthorized or out of order
     │   ├── RollbackDetected     the server served an older or forked chain / document
+    │   ├── ClosingRefused       (raised by the client) a closing that does not verify against the pins: nothing
+    │   │                        is wiped
     │   └── InviteNotOpen        an org.join names an invite that is unknown, used, revoked or expired
     ├── PolicyDenied             the actor lacks the right for this action
     ├── NotFound                 unknown team, document, member or version
@@ -26,7 +28,8 @@ CLI prints (one line, no traceback) and what the API returns as ``{"error": code
     ├── QuotaExceeded            a per-member quota of the security protocols (413 or 429)
     ├── InviteError              expired, used, revoked or unknown invite
     ├── AuthError                login / session failure
-    │   └── DeviceRevoked        the device was revoked (told only to a caller holding its key)
+    │   ├── DeviceRevoked        the device was revoked (told only to a caller holding its key)
+    │   └── OrgClosed            the organization was closed (org.closed): the server holds nothing more
     ├── ServerMismatch           certificate or organization fingerprint differs from the pin
     ├── TransportError           the server could not be reached or answered nonsense
     │
@@ -183,6 +186,22 @@ class DeviceRevoked(AuthError):
     "What ids tell a caller without a session")."""
 
     code = "device_revoked"
+
+
+class ClosingRefused(ChainError):
+    """The server says the organization was closed, but the closing it serves does not verify against what this
+    device pinned (forged, below its quorum, of another organization): nothing was wiped."""
+
+    code = "closing_refused"
+    exit_code = EXIT_SECURITY
+
+
+class OrgClosed(AuthError):
+    """The server refuses every login and session: the organization was closed (``org.closed``). Only the
+    server's word: the client believes a closing only once it verified it against its pinned chain
+    (client/closing.py), and wipes nothing before."""
+
+    code = "org_closed"
 
 
 class ServerMismatch(VaultError):

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
-from client import maintenance, moves, restore
+from client import closed, maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -34,7 +34,7 @@ from client.home import Home, default_home
 from client.names import Names
 from client.sanitize import escape
 from client.terminal import err, out
-from vault.errors import RollbackDetected, ServerBehind, VaultError
+from vault.errors import OrgClosed, RollbackDetected, ServerBehind, VaultError
 
 __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", "err", "json_flag", "out",
            "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
@@ -90,21 +90,28 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
 
     async def go() -> T:
         async with Api(cfg.url, cfg.pin) as api:
-            if not check_log:
-                c = Client(ctx.home, secrets, api, ctx.clock)
-                await c.session.login()
-                return await command(c)
-            c = await Client.open(ctx.home, secrets, api, ctx.clock)
             try:
-                return await command(c)
-            except RollbackDetected as e:
-                try:
-                    await restore.follow(c.session, c.chains, e)  # stops explaining, or follows an acceptance
-                except ServerBehind as stop:  # explained, with the error code scripts know for this stop
-                    raise RollbackDetected(stop.reason) from stop
-                if c.session.warnings:
-                    notes.extend(f"warning: {w}" for w in c.session.warnings)
-            return await command(await Client.open(ctx.home, secrets, api, ctx.clock))
+                return await in_session(api)
+            except OrgClosed:  # the server's word only: client/closed.py verifies it before it wipes anything
+                wiped = await closed.follow(ctx.home, cfg, api)
+                raise OrgClosed(closed.report(wiped)) from None
+
+    async def in_session(api: Api) -> T:
+        if not check_log:
+            c = Client(ctx.home, secrets, api, ctx.clock)
+            await c.session.login()
+            return await command(c)
+        c = await Client.open(ctx.home, secrets, api, ctx.clock)
+        try:
+            return await command(c)
+        except RollbackDetected as e:
+            try:
+                await restore.follow(c.session, c.chains, e)  # stops explaining, or follows an acceptance
+            except ServerBehind as stop:  # explained, with the error code scripts know for this stop
+                raise RollbackDetected(stop.reason) from stop
+            if c.session.warnings:
+                notes.extend(f"warning: {w}" for w in c.session.warnings)
+        return await command(await Client.open(ctx.home, secrets, api, ctx.clock))
 
     try:
         return run(go())

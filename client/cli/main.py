@@ -109,6 +109,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "coalition": ("client.cli.coalition", "Coalition spaces: a team shared with allied organizations, each pinned "
                                           "by its root and coalition key."),
     "server": ("client.cli.server", "Where this client reaches the organization's server; moving it."),
+    "org": ("client.cli.org", "The organization as a whole: closing it (NCC proposes, NCC and Security Team "
+                              "approve)."),
     "completion": ("client.cli.completion", "Print the shell completion script for SHELL (bash, zsh or fish)."),
 }
 #: the module of ``Ctx``, the object every command is given (imported when a command runs, not for ``--help``)

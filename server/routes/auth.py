@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import cut_off, removed, revoked_refusal
+from server.access import closed_refusal, cut_off, removed, revoked_refusal
 from server.context import (
     CONFIG,
     DIRECTORY,
@@ -113,6 +113,9 @@ async def login(request: web.Request) -> web.Response:
     cut_off(directory, member_id, device_id, int(now))
     if removed(directory, member_id):
         raise AuthError("this member was removed from the organization")
+    shut = closed_refusal(directory)
+    if shut is not None:
+        raise shut
     token = new_token()
     session_expires = now + app[CONFIG].session_ttl
     await app[LOGINS].add_session(token_hash(token), member_id, device_id, session_expires)

@@ -12,6 +12,7 @@ from server.http import answer, int_query
 from server.links import note_links, signed_link
 from server.notes import note
 from server.replies import check_appended
+from server.routes.closing import shred
 from server.store.records import StoredLink
 from vault.chains import TeamState
 from vault.errors import ChainError, Conflict, IntegrityError, NotFound
@@ -72,6 +73,8 @@ async def append_org_link(request: web.Request) -> web.Response:
         directory.check_not_before(link)
         check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
         directory.commit_org(state, link)
+        if link.type == "org.closed":
+            await shred(app)
     note_links(request, link)
     return answer(schemas.SeqAnswer(seq=state.seq), 201)
 

@@ -127,6 +127,8 @@ class Storage(ChainStore, DocumentStore, AuthStore, SlotStore, ThreadStore, Prot
 
     async def close(self) -> None: ...
 
+    async def shred_closed(self) -> int: ...  # the organization closed: what goes, server/store/shred.py
+
 
 class AuditLog(MetaStore, Protocol):
     """The append-only audit log: sealed leaves in a Merkle tree, checkpoints and cosignatures."""

@@ -53,23 +53,6 @@ TEAM_ROLE_CHOICES = (NONE, *TEAM_ROLES)
 KEY_ACTIONS = frozenset({"team.rotate", "team.share"})  # need the current team key (DESIGN.md)
 
 NO_LINK_ACTIONS = frozenset({"audit.key", "audit.cosign"})  # signed statements, not chain links
-# Policy actions the matrix cannot attempt per cell, with where they are judged instead.
-ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per cell: judged by "
-                               "tests/test_restored.py, tests/test_restored_attacks.py, tests/test_review7_exploits.py "
-                               "and the authority model",
-             # A cut pauses its member and makes every team they are in rotate: per cell it would reshape the
-             # shared world every other cell runs in. Who may sign them (Security Team; NCC only while nobody holds
-             # the role; never the paused member's own clear), by every replay and by the real server (forged
-             # links answered 403): tests/test_incident_lost_chains.py, tests/test_incident_lost.py and the
-             # authority model.
-             **dict.fromkeys(("org.device.cut", "org.clear"), "judged by tests/test_incident_lost*.py and the "
-                             "authority model (see above)"),
-             "org.suspect": "a pause like a cut's: tests/test_incident_suspect.py and the authority model",
-             **dict.fromkeys(("export.request", "export.approve"), "no request to approve per cell (two Security "
-                             "Team members): tests/test_export_approvals*.py and the authority model"),
-             **dict.fromkeys(("org.coalition", "coalition.ally", "coalition.remove"),
-                             "tests/test_coalition_{chains,model,cli}.py (no CLI cells: they need a second org)")}
-CAPS_ELSEWHERE = {"guest": "tests/test_coalition_chains.py::test_a_guest_is_never_an_admin_and_never_adds"}
 
 # How each action is attempted (a static table: a policy action missing here fails the meta-test).
 ORG_ACTIONS: dict[str, tuple[str, ...]] = {

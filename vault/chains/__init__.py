@@ -25,6 +25,8 @@ Transitions (link type -> effect)::
     org.verify      a member records a key verification in person, with the fingerprint seen (rule key-verification)
     org.approve     an NCC member approves an earlier org link as the second person (rule two-person)
     org.coalition   NCC records the organization's coalition key for a coalition space (vault.chains.coalition)
+    org.close.propose / org.close.approve / org.close.exported / org.closed
+                    closing the organization by a quorum (``vault.chains.closing``); nothing follows org.closed
     team.create     team with kind, initial members and key generation 1
     team.add        adds a member with role (+ expiry) and their key box (none if the
                     signer holds no key: the member waits for a holder's team.share)
@@ -48,6 +50,17 @@ each importing only the ones before it), ``records`` (the org chain's signed rec
 re-exports their public names, so ``from vault.chains import ...`` is the import path everyone uses.
 """
 
+from vault.chains.closing import (
+    CLOSING_TYPES,
+    Closed,
+    Closing,
+    PlanEntry,
+    Proposal,
+    Quorum,
+    check_quorum,
+    plan_hash,
+    quorum_met,
+)
 from vault.chains.common import (
     MAX_NAME,
     check_name,
@@ -88,6 +101,15 @@ from vault.chains.team import (
 )
 
 __all__ = [
+    "CLOSING_TYPES",
+    "Closed",
+    "Closing",
+    "PlanEntry",
+    "Proposal",
+    "Quorum",
+    "check_quorum",
+    "plan_hash",
+    "quorum_met",
     "GRANTABLE_ROLES",
     "HISTORY_BLOB",
     "MAX_INVITE_SECONDS",

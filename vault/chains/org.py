@@ -4,8 +4,9 @@ security-protocols text in force and the designated audit team.
 Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
 ``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team``, ``org.server`` (see
 ``vault.chains``), ``org.coalition`` (``vault.chains.coalition``), the incident acts ``org.device.cut`` and
-``org.clear`` (``vault.chains.incidents``), and the signed records ``org.vouch``, ``org.verify``, ``org.approve``
-(``vault.chains.records``).
+``org.clear`` (``vault.chains.incidents``), the closing acts ``org.close.*`` and ``org.closed``
+(``vault.chains.closing``: nothing follows ``org.closed``), and the signed records ``org.vouch``, ``org.verify``,
+``org.approve`` (``vault.chains.records``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from vault.acts import Act
+from vault.chains.closing import CLOSING_TYPES, Closing, Quorum, apply_closing
 from vault.chains.coalition import CoalitionEntry, parse_org_coalition
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
@@ -41,6 +43,10 @@ class OrgPolicy(Protocol):
 
     def protocols_version(self, text: str) -> int:
         """Validate a security-protocols text; its version (``EncodingError`` if invalid)."""
+        ...
+
+    def closing_quorum(self, text: str | None) -> Quorum:
+        """The ``[closing]`` parameters of a security-protocols text (None: the shipped defaults)."""
         ...
 
     def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: None) -> None:
@@ -170,6 +176,7 @@ class OrgState:
     signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
+    closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
@@ -263,6 +270,9 @@ class OrgState:
                    times=[link.time], signed={root: Signed(1, link.signer, None)})
 
     def apply(self, link: Link, members: Mapping[str, MemberState], policy: OrgPolicy) -> None:
+        if self.closing.closed is not None:
+            raise ChainError(f"the organization was closed (org.closed, link {self.closing.closed.seq}): "
+                             "no link may follow it")
         check_sequence(link, self.org_id, self.seq, self.head, self.time)
         ms = verify_signer(link, members)
         handlers = {"org.invite": self._invite, "org.invite.revoke": self._revoke_invite, "org.join": self._join,
@@ -273,6 +283,8 @@ class OrgState:
                     "org.coalition": self._coalition}
         for kind in INCIDENT_TYPES:
             handlers[kind] = lambda link, ms, policy: self._incident(link, ms, policy, members)
+        for kind in CLOSING_TYPES:
+            handlers[kind] = self._closing
         handler = handlers.get(link.type)
         if handler is None and link.type not in RECORD_TYPES:
             raise ChainError(f"unsupported organization link type {link.type!r}")
@@ -528,6 +540,14 @@ class OrgState:
         self._authorize(link, ms, policy, link.type)
         target = self.members.get(link.body.str_("member", 64))
         apply_incident(self.incidents, link, members, target is not None and target.status != "removed")
+
+    def _closing(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
+        """``org.close.*`` / ``org.closed``: judged as the act of that name, then ``vault.chains.closing`` with the
+        signer's roles, the NCC's size and the ``[closing]`` parameters in force, all at the link's time."""
+        self._authorize(link, ms, policy, link.type)
+        ncc = sum(1 for m in self.members if "ncc" in self.roles_of(m, link.time))
+        in_force = policy.closing_quorum(self.protocols.text if self.protocols else None)
+        apply_closing(self.closing, link, self.roles_of(link.signer, link.time), ncc, in_force)
 
     def _record_act(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         """A signed record (``vault.chains.records``): judged as the act of its type, checked against the state

@@ -62,6 +62,7 @@ H_SAFETY = b"mvault/v1/safety-number"
 H_KEYS = b"mvault/v1/member-keys"
 H_ROSTER = b"mvault/v1/team-roster"  # the member list a team.review confirms
 H_COALITION = b"mvault/v1/coalition-statement"  # the hash a space records of each coalition statement used
+H_CLOSE_PLAN = b"mvault/v1/close-plan"  # the hand-over plan an org.close.propose fixes (vault/chains/closing.py)
 
 # Audit log (security/events.py).
 SIG_COSIGN = b"mvault/v1/checkpoint-cosign"

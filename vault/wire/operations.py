@@ -123,6 +123,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "200", s.Challenge, "400 429", s.ChallengeRequest, auth=False),
     _op("login", "post", "/api/v1/auth/login", "signed challenge -> session token", "200", s.LoginToken,
         "400 401 429", s.LoginRequest, auth=False),
+    _op("closing", "get", "/api/v1/closing", "a closed organization's chain and its members' chains (404 while "
+        "it is open)", "200", s.ClosingChains, "404 429", auth=False),
     _op("metrics", "get", "/api/metrics",
         "Prometheus metrics (text format) for the operator: Authorization: Bearer <metrics_token>, or a loopback "
         "peer while metrics_loopback is on; 403 for anyone else. No session", "200", Text, "403 429", auth=False),

@@ -170,6 +170,14 @@ class Links(Wire):
     links: list[bytes]
 
 
+class ClosingChains(Wire):
+    """A closed organization's chain (ending with ``org.closed``) and every member chain, for a member's client
+    to verify the closing against what it pinned (client/closing.py)."""
+
+    org: list[bytes]
+    members: dict[str, list[bytes]]
+
+
 class LinkRequest(Wire):
     """An organization link signed by the logged-in device."""
 

@@ -50,6 +50,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
+from server.store.shred import SHRED
 from server.usage import SIGNED_SINCE, Allowance, Usage, over_quota, signed_of, version_author
 from vault.links import link_hash
 from vault.logsign import source_tag_key
@@ -274,6 +275,17 @@ class PostgresStorage(ThreadTables):
         if row is None:
             return None
         return self._sessions.keep(token, AuthSession(str(row[0]), str(row[1]), float(row[2])))
+
+    async def shred_closed(self) -> int:
+        """As ``SQLiteStorage.shred_closed`` (the same statements): the organization closed, every blob, box,
+        version, thread, message, session, slot and team chain goes; the organization and member chains stay."""
+        gone = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            for statement in SHRED:
+                gone += int((await conn.execute(statement)).rsplit(" ", 1)[-1])
+        self._sessions.purge(float("inf"))
+        self.blobs.collect(set())
+        return gone
 
     async def purge_expired(self, now: float) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -50,6 +50,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
+from server.store.shred import SHRED
 from server.store.space import rollback
 from vault.errors import VaultError
 from vault.links import link_hash
@@ -90,7 +91,6 @@ CREATE TABLE IF NOT EXISTS thread_senders (
     team TEXT NOT NULL, thread TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL, mid TEXT NOT NULL,
     time INTEGER NOT NULL, PRIMARY KEY (team, thread, device));
 """
-
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Outcome = TypeVar("Outcome")  # what a store answers
@@ -577,6 +577,25 @@ class SQLiteStorage:
         except BaseException:
             await rollback(self._db)
             raise
+        return gone
+
+    @_atomic
+    async def shred_closed(self) -> int:
+        """The organization closed (``org.closed``): delete every blob, key box, document version, thread,
+        message, session, device-link slot and team chain, in one transaction; the organization and member
+        chains stay (what a member's client verifies the closing against). How many rows went."""
+        gone = 0
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SHRED:
+                async with self._db.execute(statement) as cur:
+                    gone += max(cur.rowcount, 0)
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await rollback(self._db)
+            raise
+        self._sessions.purge(float("inf"))
+        self.blobs.collect(set())
         return gone
 
     @_atomic

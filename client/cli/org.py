@@ -1,0 +1,98 @@
+"""``mvault org ...``: closing the organization (issue 20, docs/lifecycle.md section 3).
+
+``org close --hand-over PLAN.toml`` (NCC) proposes the closing with its hand-over plan; ``org approve-close`` (NCC
+and Security Team) approves the pending proposal; ``org closing`` shows it; ``org close --run --out DIR`` (NCC, once
+the quorum is met) writes the plan's age exports into DIR, records each, and signs ``org.closed``: the server then
+shreds everything it holds, and every member's client wipes its copy of the organization on its next contact,
+after verifying the closing against the chain it pinned (client/closed.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from client import closing
+from client.cli._common import Ctx, emit_one, json_flag, when, with_session
+from client.client import Client
+from client.sanitize import escape
+
+
+@click.group()
+def org() -> None:
+    """The organization as a whole: closing it (NCC proposes, NCC and Security Team approve)."""
+
+
+def _shown(s: closing.Shown) -> str:
+    p = s.proposal
+    lines = [f"closing proposed {when(p.time)} (plan {p.plan_hash.hex()[:16]}, not before {when(p.not_before)}); "
+             f"approvals {len(p.approvals)} of {p.quorum.ncc} of {p.ncc_members} NCC + {p.quorum.security} Security "
+             f"Team: {'quorum met' if s.met else 'quorum not met yet'}"]
+    for i, (e, team, docs) in enumerate(zip(p.plan, s.teams, s.documents, strict=True)):
+        what = ", ".join(escape(d) for d in docs) if e.documents else "every document"
+        lines.append(f"  {i + 1}. team {escape(team)}: {what} -> {', '.join(e.recipients)}")
+    return "\n".join(lines)
+
+
+@org.command("close")
+@click.option("--hand-over", "plan", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="propose the closing with this hand-over plan (TOML: [[hand-over]] team, documents, to)")
+@click.option("--delay", type=click.IntRange(0, 365 * 86400), default=0, show_default=True,
+              help="with --hand-over: seconds before the closing may be made (time for members to object)")
+@click.option("--run", "run_", is_flag=True, help="run the approved closing: exports, then org.closed")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="with --run: the new folder the hand-over exports (.age files) are written to")
+@json_flag
+@click.pass_obj
+def close(ctx: Ctx, plan: Path | None, delay: int, run_: bool, out: Path | None) -> None:
+    """NCC: propose closing the organization (--hand-over PLAN.toml), or run the approved closing (--run --out)."""
+    if (plan is None) == (not run_) or (run_ and out is None):
+        raise click.UsageError("give --hand-over PLAN.toml to propose, or --run --out DIR to run an approved closing")
+    if plan is not None:
+        wanted = closing.read_plan(plan)
+
+        async def propose(c: Client) -> closing.Shown:
+            return await closing.show(c, await closing.propose(c, await closing.resolve_plan(c, wanted), delay))
+
+        shown = with_session(ctx, propose)
+        emit_one(ctx, shown.to_json(),
+                 _shown(shown) + "\nproposed: NCC and Security Team members approve with `mvault org approve-close`")
+        return
+    assert out is not None
+    if out.exists():
+        raise click.UsageError(f"{out} exists already: the exports go to a new folder")
+
+    async def go(c: Client) -> closing.Run:
+        return await closing.run(c, out)
+
+    done = with_session(ctx, go)
+    emit_one(ctx, {"proposal": done.proposal.hash.hex(), "files": [str(f) for f in done.files],
+                   "manifests": list(done.manifests)},
+             "closed: the organization chain ends with org.closed and the server shreds what it held.\n"
+             + "".join(f"hand-over export: {escape(str(f))}\n" for f in done.files)
+             + "give each file to its successor; members' clients wipe on their next contact")
+
+
+@org.command("approve-close")
+@json_flag
+@click.pass_obj
+def approve_close(ctx: Ctx) -> None:
+    """NCC and Security Team: approve the proposed closing (read it first: `mvault org closing`)."""
+    shown = with_session(ctx, closing.approve)
+    emit_one(ctx, shown.to_json(), _shown(shown))
+
+
+@org.command("closing")
+@json_flag
+@click.pass_obj
+def show_closing(ctx: Ctx) -> None:
+    """The proposed closing: its plan (names this device can open), approvals and quorum."""
+
+    async def go(c: Client) -> closing.Shown:
+        return await closing.show(c, closing.pending(await c.chains.view()))
+
+    shown = with_session(ctx, go)
+    emit_one(ctx, shown.to_json(), _shown(shown))
+
+
+COMMANDS: tuple[click.Command, ...] = (org,)

@@ -1,0 +1,15 @@
+"""What a closing deletes on the server (issue 20, docs/lifecycle.md "Running it"): the statements both backends
+run in one transaction (``shred_closed`` of ``server/store/sqlite/vault.py`` and ``server/store/postgres/vault.py``),
+in order. Every table of content, keys and use goes; then the team chains; then the unlogged-link marks of links no
+longer stored. The organization and member chains stay (a member's client verifies the closing against them), and
+so do the audit log's leaf hashes and checkpoints (the audit store prunes every leaf body: ``AuditLog.prune``)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SHRED: Final = (*(f"DELETE FROM {t}" for t in ("team_boxes", "puk_boxes", "versions", "link_slots", "sessions",
+                                                "threads", "messages", "thread_senders", "authored",
+                                                "authored_bytes")),
+                "DELETE FROM links WHERE kind='team'",
+                "DELETE FROM unlogged_links WHERE chain NOT IN (SELECT chain FROM links)")
