@@ -8,8 +8,27 @@ from __future__ import annotations
 
 from typing import Final
 
+import aiosqlite
+
+from server.store.space import rollback
+
 SHRED: Final = (*(f"DELETE FROM {t}" for t in ("team_boxes", "puk_boxes", "versions", "link_slots", "sessions",
                                                 "threads", "messages", "thread_senders", "authored",
                                                 "authored_bytes")),
                 "DELETE FROM links WHERE kind='team'",
                 "DELETE FROM unlogged_links WHERE chain NOT IN (SELECT chain FROM links)")
+
+
+async def shred_sqlite(db: aiosqlite.Connection) -> int:
+    """Run ``SHRED`` on the SQLite store in one transaction; how many rows went."""
+    gone = 0
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SHRED:
+            async with db.execute(statement) as cur:
+                gone += max(cur.rowcount, 0)
+        await db.execute("COMMIT")
+    except BaseException:
+        await rollback(db)
+        raise
+    return gone

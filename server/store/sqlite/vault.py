@@ -50,7 +50,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
-from server.store.shred import SHRED
+from server.store.shred import shred_sqlite
 from server.store.space import rollback
 from vault.errors import VaultError
 from vault.links import link_hash
@@ -584,16 +584,7 @@ class SQLiteStorage:
         """The organization closed (``org.closed``): delete every blob, key box, document version, thread,
         message, session, device-link slot and team chain, in one transaction; the organization and member
         chains stay (what a member's client verifies the closing against). How many rows went."""
-        gone = 0
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in SHRED:
-                async with self._db.execute(statement) as cur:
-                    gone += max(cur.rowcount, 0)
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await rollback(self._db)
-            raise
+        gone = await shred_sqlite(self._db)
         self._sessions.purge(float("inf"))
         self.blobs.collect(set())
         return gone
