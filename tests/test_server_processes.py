@@ -187,8 +187,8 @@ async def test_killed_mid_upload_the_other_serves_and_nothing_acknowledged_is_lo
         await s.docs.get("drafting", "kept.txt", got)
         assert got.read_bytes() == b"acknowledged\n"
     assert _rows(procs.url, "SELECT count(*) FROM versions WHERE vid = ?", kept_vid) == [(1,)]
-    procs.two.start()  # collects what the killed upload left in tmp/
-    assert list((procs.root / "data" / "tmp").iterdir()) == []
+    procs.two.start()  # one still serves: nothing is collected at this start (review round 10, server/datalock.py)
+    assert len(list((procs.root / "data" / "tmp").iterdir())) <= 1  # at most the killed upload's temporary
     used = {r[0] for r in _rows(procs.url, "SELECT blob FROM versions")}
     blobs = {p.name for p in (procs.root / "data" / "blobs").rglob("*") if p.is_file()}
     assert blobs == used
