@@ -76,9 +76,16 @@ async def catch_up(app: web.Application) -> None:
     Before a request is judged (``chains_middleware``), again once a request's body has arrived
     (``check_session_now``): a removal or a cut stored meanwhile through another process counts (review round 10),
     and on a notice that links were stored (``server/relay.py``)."""
-    if await app[CHAINS].links_after(app[DIRECTORY].seen):
+    if app[CONFIG].database_url and await app[CHAINS].links_after(app[DIRECTORY].seen):
         async with app[LOCK]:
-            await app[DIRECTORY].catch_up(app[CHAINS])
+            await catch_up_locked(app)
+
+
+async def catch_up_locked(app: web.Application) -> None:
+    """``catch_up`` for a caller holding the chain lock (a chain route, right before it judges and commits). Only
+    over a database other processes share (PostgreSQL): on SQLite this process stores every link itself."""
+    if app[CONFIG].database_url:
+        await app[DIRECTORY].catch_up(app[CHAINS])
 
 
 @web.middleware

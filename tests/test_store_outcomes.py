@@ -169,14 +169,12 @@ async def test_each_refusal_of_the_thread_and_chain_stores_is_its_reply(org: Org
         status, res = await h.call("POST", f"{threads}/{unknown}/messages", token=bob, js={"message": "AAAA"})
         assert (status, res) == (404, {"error": "not_found", "message": "no such thread in this team"})
 
-    # A link stored behind the directory's back at the position the next one takes: since review round 10 the
-    # server replays stored links before it judges an append (what other processes stored), so this unreadable one
-    # is refused as such and nothing of the append is stored. The store's own ChainMoved refusal (two appends
-    # racing) is tested across two processes in tests/test_server_processes.py.
+    # ChainMoved: the store already holds a link at the position the next one takes (the directory in
+    # memory does not know it), so the append is refused and nothing of it is stored.
     org_seq = sql(org, "SELECT MAX(seq) FROM links WHERE chain='org'")[0][0]
     sql(org, "INSERT INTO links (chain, seq, kind, wire, time) VALUES ('org', ?, 'org', x'00', 0)", org_seq + 1)
     boxes = sql(org, "SELECT COUNT(*) FROM puk_boxes")[0][0]
-    r = org.alice.fails("invite", contains="unknown type byte")
+    r = org.alice.fails("invite", contains="the chain moved on; fetch and retry")
     assert r.err.startswith("error: "), r.err
     assert sql(org, "SELECT wire FROM links WHERE chain='org' AND seq=?", org_seq + 1) == [(b"\x00",)]
     assert sql(org, "SELECT COUNT(*) FROM puk_boxes")[0][0] == boxes

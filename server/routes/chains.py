@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import is_overseer, session_of, visible_team
+from server.access import catch_up_locked, is_overseer, session_of, visible_team
 from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, now_of
 from server.http import answer, int_query
 from server.links import note_links, signed_link
@@ -63,7 +63,7 @@ async def append_org_link(request: web.Request) -> web.Response:
         raise ChainError("joins go through /api/v1/join")
     app = request.app
     async with app[LOCK]:
-        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
+        await catch_up_locked(app)  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         org = directory.require_org()
         if link.seq <= org.seq:
@@ -93,7 +93,7 @@ async def append_member_link(request: web.Request) -> web.Response:
     boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
     async with app[LOCK]:
-        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
+        await catch_up_locked(app)  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         before = directory.member(link.chain or "")
         if link.seq <= before.seq:
@@ -155,7 +155,7 @@ async def create_team(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
-        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
+        await catch_up_locked(app)  # what other processes stored while the body arrived
         _require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
         rows = _new_box_rows(None, state, boxes)
@@ -170,7 +170,7 @@ async def append_team_link(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
     async with app[LOCK]:
-        await app[DIRECTORY].catch_up(app[CHAINS])  # what other processes stored while the body arrived
+        await catch_up_locked(app)  # what other processes stored while the body arrived
         # The Security Team sees every team chain (is_overseer) and approves exports in teams it is not in.
         team = (app[DIRECTORY].team(request.match_info["team"]) if link.type == "export.approve"
                 and is_overseer(request) else visible_team(request, request.match_info["team"]))
