@@ -154,13 +154,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def world_backend(request: pytest.FixtureRequest) -> str:
-    """``backend`` for the organizations built once and shared by a module's tests (``api_world``,
-    ``audit_world``, the authorization matrix's ``world``): a module that marks its tests
-    ``usefixtures("world_backend")`` runs them once on each backend, each on its own shared organization."""
-    return _database(request)
+    """The backend of the organizations built once and shared by a module's tests (``api_world``,
+    ``audit_world``, the authorization matrix's ``world``): "" for SQLite, "postgresql" for PostgreSQL. A module
+    that marks its tests ``usefixtures("world_backend")`` runs them once on each backend, each on its own shared
+    organization (``world_database``)."""
+    return "" if request.param == "sqlite" else str(request.param)
 
 
 def world_database(request: pytest.FixtureRequest) -> str:
-    """The database URL a shared organization is built in: ``world_backend``'s when the requesting module asked
-    for it, else "" (SQLite)."""
-    return str(request.getfixturevalue("world_backend")) if "world_backend" in request.fixturenames else ""
+    """The database URL a shared organization is built in: on PostgreSQL (``world_backend``, when the requesting
+    module asked for it) a fresh database of its own, else "" (SQLite). Never one database for two worlds: a
+    second world's server would find the first's organization there (no founder invite) and, while the first
+    still serves (``audit_world`` lives for the session), both would serve one organization as two processes."""
+    if "world_backend" not in request.fixturenames or not request.getfixturevalue("world_backend"):
+        return ""
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()
