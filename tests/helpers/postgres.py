@@ -14,9 +14,10 @@ import itertools
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import pytest
@@ -159,6 +160,37 @@ def world_backend(request: pytest.FixtureRequest) -> str:
     that marks its tests ``usefixtures("world_backend")`` runs them once on each backend, each on its own shared
     organization (``world_database``)."""
     return "" if request.param == "sqlite" else str(request.param)
+
+
+T = TypeVar("T")
+
+
+class PerBackend(Generic[T]):
+    """A shared organization of a module or session, one per backend: ``get`` builds (``build(database_url)``, a
+    context manager) or reuses the one of the requesting test's backend; ``close`` takes every one down.
+
+    A world fixture asks for ``world_backend`` only in the modules that run on both backends (``getfixturevalue``),
+    and pytest finalizes a fixture when a parameter of the fixtures it *declares* changes, not of those it asked
+    for: a world fixture holding one world was built on the first backend and handed unchanged to the second's
+    tests (the PostgreSQL halves of the API, audit API and matrix suites ran on the SQLite world whenever both
+    halves ran in one process). Each world fixture keeps one per backend and its function fixture picks."""
+
+    def __init__(self, build: Callable[[str], AbstractContextManager[T]]) -> None:
+        self.build = build
+        self.worlds: dict[str, T] = {}
+        self.stack = ExitStack()
+
+    def get(self, request: pytest.FixtureRequest) -> T:
+        backend = str(request.getfixturevalue("world_backend")) if "world_backend" in request.fixturenames else ""
+        if backend not in self.worlds:
+            self.worlds[backend] = self.stack.enter_context(self.build(world_database(request)))
+        return self.worlds[backend]
+
+    def __enter__(self) -> PerBackend[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
 
 
 def world_database(request: pytest.FixtureRequest) -> str:
