@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client import admin
+from client import admin, guests
 from client.client import Client
 from vault.chains import TeamState, check_name
 from vault.chains.coalition import CoalitionKey
@@ -76,23 +76,32 @@ async def create(s: Client, name: str, codes: list[str]) -> TeamState:
     return team
 
 
-async def add(s: Client, name: str, who: str, role: str, until: int | None) -> bool:
-    """A space admin adds ``who`` (``MEMBER`` or ``MEMBER@ORG``): a member of this organization as to any team.
-    An ally's member needs their organization's approval and the guest login, which are not built yet."""
+async def add(s: Client, name: str, who: str, role: str, until: int | None, approval: str | None = None) -> bool:
+    """A space admin adds ``who`` (``MEMBER`` or ``MEMBER@ORG``): a member of this organization as to any team, or
+    an allied organization's member with that organization's approval (``approval``, its guest code)."""
     view = await s.chains.view()
-    _space(view.team_by_name(name))
+    space = _space(view.team_by_name(name))
     member, _, org = who.partition("@")
-    if org and org != view.org.name:
-        raise VaultError(f"adding a member of {org!r} needs the guest login on this server, which this version does "
-                         "not have yet (docs/lifecycle.md section 2)")
+    allied = org in {a.name for a in space.allies.values()}  # an ally may bear the host's name: the pin decides
+    if approval is not None or allied or org and org != view.org.name:
+        if approval is None:
+            raise VaultError(f"adding a member of {org!r} needs their organization's approval: its NCC runs `mvault "
+                             f"coalition approve {name} {member} --space {space.team_id}` and gives you the guest "
+                             "code (--approval)")
+        return await guests.add_guest(s, space, who, role, until, approval)
     return await admin.add_member(s, name, member, role, until)
 
 
 async def remove(s: Client, name: str, who: str) -> bool:
     """The host's side: a space admin removes a member (``coalition.remove``), rotating the key when it holds it."""
     view = await s.chains.view()
-    _space(view.team_by_name(name))
-    return await admin.remove_from_team(s, name, who.partition("@")[0], "coalition.remove")
+    space = _space(view.team_by_name(name))
+    member, _, org = who.partition("@")
+    roots = {a.org_root for a in space.allies.values() if a.name == org}
+    guests = [g.member for g in space.guests.values() if g.ally in roots and view.name_of(g.member) == member]
+    if len(guests) == 1:  # an ally's member, by the name their own chain gives and the ally's pinned name
+        member = guests[0]
+    return await admin.remove_from_team(s, name, member, "coalition.remove")
 
 
 def _space(t: TeamState) -> TeamState:

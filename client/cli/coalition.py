@@ -1,10 +1,12 @@
-"""``mvault coalition pairing-code|create|ls|show``: coalition spaces shared with allied organizations."""
+"""``mvault coalition pairing-code|create|approve|add|remove|ls|show``: spaces shared with allied organizations."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from client import coalition
+from client import coalition, guests
 from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
 
@@ -54,14 +56,46 @@ def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
 @click.argument("member", metavar="MEMBER[@ORG]")
 @click.option("--role", type=click.Choice(["admin", "writer", "reader"]), default="writer", show_default=True)
 @click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
+@click.option("--approval", default=None, metavar="CODE|FILE",
+              help="for MEMBER@ORG of an allied organization: its guest code (`mvault coalition approve` on its side)")
 @json_flag
 @click.pass_obj
-def add(ctx: Ctx, name: str, member: str, role: str, until: str | None) -> None:
-    """A space admin adds MEMBER of this organization (an allied organization's member: not built yet)."""
-    boxed = with_session(ctx, lambda s: coalition.add(s, name, member, role, parse_until(until)))
+def add(ctx: Ctx, name: str, member: str, role: str, until: str | None, approval: str | None) -> None:
+    """A space admin adds MEMBER of this organization, or MEMBER@ORG of an allied organization with the guest code
+    its NCC gave (the member's chain and the organization's signed approval, for exactly this role and end)."""
+    code = _code(approval)
+    boxed = with_session(ctx, lambda s: coalition.add(s, name, member, role, parse_until(until), code))
     emit_one(ctx, {"space": name, "member": member, "role": role, "key_shared": boxed},
              lambda: out.print(f"added {escape(member)} to {escape(name)} as {role}"
                                + ("" if boxed else "; a key holder's client shares the key")))
+
+
+def _code(value: str | None) -> str | None:
+    if value is None or value.startswith(guests.PREFIX):
+        return value
+    try:
+        return Path(value).read_text().strip()
+    except OSError as e:
+        raise click.BadParameter(f"neither a guest code nor a readable file: {e.strerror}") from None
+
+
+@coalition_group.command("approve")
+@click.argument("name")
+@click.argument("member")
+@click.option("--space", required=True, metavar="ID", help="the space's id on the host's server (the host gives it)")
+@click.option("--role", type=click.Choice(["writer", "reader"]), default="writer", show_default=True)
+@click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
+@json_flag
+@click.pass_obj
+def approve(ctx: Ctx, name: str, member: str, space: str, role: str, until: str | None) -> None:
+    """The allied side (NCC, the device that made the pairing code): approve MEMBER of this organization for the
+    host's coalition space NAME (coalition.admit, signed with the coalition key; usable for 14 days, once).
+
+    Prints a guest code: give it to a space admin of the host, who runs `mvault coalition add NAME MEMBER@ORG
+    --approval CODE` with the same role and end."""
+    g = with_session(ctx, lambda s: guests.approve(s, name, member, space, role, parse_until(until)))
+    emit_one(ctx, {"space": space, "member": g.member.member_id, "role": role, "code": g.code},
+             lambda: out.print(f"guest code for {escape(member)} in {escape(name)} ({role}):\n{g.code}"))
 
 
 @coalition_group.command("remove")
