@@ -47,29 +47,50 @@ class Pairing:
         return cls(root, key, check_name(parts[2], "organization name"))
 
 
-async def pairing_code(s: Client, name: str) -> Pairing:
+async def pairing_code(s: Client, name: str) -> Pairing | None:
     """The ally's side (NCC): the organization's coalition key for the space ``name``, made and recorded in its own
-    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore."""
+    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore. Two people (rule
+    two-person): with another NCC member, the first run proposes the key (None), and the same command by a second
+    NCC member signs the same link, which records it; then anyone of the NCC prints the code (it is public)."""
     check_name(name, "coalition space name")
     view = await s.chains.view()
-    recorded = view.org.coalitions.get(name)
-    seed = s.session.secrets.coalitions.get(name)
-    if recorded is None:
-        key = CoalitionKey.generate() if seed is None else CoalitionKey(seed)
-        s.session.secrets.coalitions[name] = key.seed
-        s.session.home.save_secrets(s.session.secrets)  # kept before it is recorded: never a key on record we lost
-        await s.chains.append_org("org.coalition", {"name": name, "key": key.public, "host": None})
-    elif seed is None or CoalitionKey(seed).public != recorded.key:
-        raise VaultError(f"the coalition key for {name!r} was recorded by another device (member "
-                         f"{view.name_of(recorded.by)}): its pairing code is theirs to give")
-    view = await s.chains.view()
+    if name not in view.org.coalitions:
+        seed = s.session.secrets.coalitions.get(name)
+        proposals = {act: by for act, (by, _) in view.org.role_proposals.items() if act[:2] == ("org.coalition", name)}
+        pending = [act for act, by in proposals.items() if by != s.session.me]
+        if s.session.me in proposals.values():
+            return None  # this member's proposal waits for a second NCC member
+        if seed is None and pending:  # a second NCC member: sign the key another one proposed
+            _, _, key_hex, host_hex = pending[0]
+            await s.chains.append_org("org.coalition", {"name": name, "key": bytes.fromhex(key_hex),
+                                                        "host": bytes.fromhex(host_hex) if host_hex else None})
+        else:
+            key = CoalitionKey.generate() if seed is None else CoalitionKey(seed)
+            s.session.secrets.coalitions[name] = key.seed
+            s.session.home.save_secrets(s.session.secrets)  # kept before it is recorded: never a key on record we lost
+            await s.chains.append_org("org.coalition", {"name": name, "key": key.public, "host": None})
+        view = await s.chains.view()
+        if name not in view.org.coalitions:
+            return None
     return Pairing(view.org.root, view.org.coalitions[name].key, view.org.name)
 
 
 async def create(s: Client, name: str, codes: list[str]) -> TeamState:
-    """The host's side (NCC): a team of kind ``coalition`` and a ``coalition.ally`` pin for each pairing code."""
+    """The host's side (NCC): a team of kind ``coalition`` and a ``coalition.ally`` pin for each pairing code (with
+    another NCC member, a proposal each: ``pin``, by a second NCC member, puts them in force)."""
     allies = [Pairing.parse(c) for c in codes]  # every code checked before anything is signed
     team = await admin.create_team(s, name, "coalition")
+    return await _pin(s, team, allies)
+
+
+async def pin(s: Client, name: str, codes: list[str]) -> TeamState:
+    """The host's side (NCC): pin allies in an existing space, or sign as the second NCC member the pins another
+    proposed (the same pairing codes)."""
+    allies = [Pairing.parse(c) for c in codes]
+    return await _pin(s, _space((await s.chains.view()).team_by_name(name)), allies)
+
+
+async def _pin(s: Client, team: TeamState, allies: list[Pairing]) -> TeamState:
     for ally in allies:
         await s.chains.append_team(team, "coalition.ally", {"ally": ally.org_root, "key": ally.key, "name": ally.name})
         team = (await s.chains.view()).teams[team.team_id]

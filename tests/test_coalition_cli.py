@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,23 @@ def test_the_server_cannot_pin_an_ally(forge: Forge, ally: Member) -> None:
     # Served no more, both read the space again, with the one ally alice pinned.
     name = code["code"].split(":", 4)[4]
     assert [a["name"] for a in forge.org.bob.json("coalition", "show", "campaign")["allies"]] == [name]
+
+
+def test_two_ncc_members_record_the_key_and_pin_the_ally(forge: Forge, ally: Member, make_member: Any) -> None:
+    """Rule two-person on both sides, through the real CLI: with a second NCC member, `pairing-code` and `create`
+    only propose; the second NCC member's same command puts the key (ally) and the pin (host) in force."""
+    alice, bob = forge.org.alice, forge.org.bob
+    erin = make_member("erin")
+    erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
+    ally.ok("role", "grant", "erin", "ncc", "--until", "2099-01-01")
+    assert ally.json("coalition", "pairing-code", "campaign") == {"space": "campaign", "proposed": True}
+    assert ally.json("coalition", "pairing-code", "campaign")["proposed"] is True  # still waiting for another
+    code = erin.json("coalition", "pairing-code", "campaign")  # erin signs the key dora proposed
+    assert ally.json("coalition", "pairing-code", "campaign") == code  # recorded: the same code on dora's device
+
+    alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")
+    made = alice.json("coalition", "create", "campaign", "--with", code["code"])
+    assert made["allies"] == [] and made["proposed"] is True
+    alice.fails("coalition", "pin", "campaign", "--with", code["code"], contains="proposed this pin already")
+    assert bob.json("coalition", "pin", "campaign", "--with", code["code"])["allies"] == [code["code"].split(":")[4]]
+    assert [a["key"] for a in alice.json("coalition", "show", "campaign")["allies"]] == [code["key"]]

@@ -9,6 +9,7 @@ import click
 from client import coalition, guests
 from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
+from vault.chains import TeamState
 
 _SPACES = (Column("space", lambda r: r["name"]), Column("allies", lambda r: r["allies"]),
            Column("members", lambda r: r["members"]), Column("guests", lambda r: r["guests"]))
@@ -30,6 +31,12 @@ def pairing_code(ctx: Ctx, name: str) -> None:
     keeps it in this device's keystore. Give the code to the host organization's leaders out of band (in person,
     as for an invite): it pins this organization (its root) and the key that approves its members' entry."""
     p = with_session(ctx, lambda s: coalition.pairing_code(s, name))
+    if p is None:
+        emit_one(ctx, {"space": name, "proposed": True},
+                 lambda: out.print(f"proposed this organization's coalition key for {escape(name)}: a second NCC "
+                                   f"member runs `mvault coalition pairing-code {escape(name)}` to record it (rule "
+                                   "two-person); then this command prints the code"))
+        return
     emit_one(ctx, {"space": name, "org_root": p.org_root.hex(), "key": p.key.hex(), "code": p.code},
              lambda: out.print(f"pairing code for the coalition space {escape(name)}:\n  {escape(p.code)}\n"
                                f"organization root {p.org_root.hex()}\ncoalition key {p.key.hex()}\n"
@@ -46,9 +53,30 @@ def pairing_code(ctx: Ctx, name: str) -> None:
 def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
     """The host's side (NCC): create the coalition space NAME and pin each allied organization."""
     t = with_session(ctx, lambda s: coalition.create(s, name, list(codes)))
-    emit_one(ctx, {"space": t.team_id, "name": t.name, "allies": [a.name for a in t.allies.values()]},
-             lambda: out.print(f"created coalition space {escape(t.name)} ({t.team_id}) with "
-                               f"{', '.join(escape(a.name) for a in t.allies.values())}"))
+    _pinned(ctx, t, f"created coalition space {escape(t.name)} ({t.team_id})", codes)
+
+
+@coalition_group.command("pin")
+@click.argument("name")
+@click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
+              help="an allied organization's pairing code; repeatable")
+@json_flag
+@click.pass_obj
+def pin(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
+    """The host's side (NCC): pin allies in the space NAME; as a second NCC member, with the same pairing codes,
+    this puts in force the pins another NCC member proposed (rule two-person)."""
+    t = with_session(ctx, lambda s: coalition.pin(s, name, list(codes)))
+    _pinned(ctx, t, f"coalition space {escape(t.name)} ({t.team_id})", codes)
+
+
+def _pinned(ctx: Ctx, t: TeamState, what: str, codes: tuple[str, ...]) -> None:
+    """What was pinned; codes whose ally is not pinned yet wait for a second NCC member (the codes parsed already)."""
+    names = [a.name for a in t.allies.values()]
+    waiting = {coalition.Pairing.parse(c).org_root for c in codes} - set(t.allies)
+    emit_one(ctx, {"space": t.team_id, "name": t.name, "allies": names, "proposed": bool(waiting)},
+             lambda: out.print(f"{what} with {', '.join(escape(n) for n in names) or 'no ally yet'}"
+                               + (f"; pins proposed: a second NCC member runs `mvault coalition pin "
+                                  f"{escape(t.name)} --with CODE...`" if waiting else "")))
 
 
 @coalition_group.command("add")
