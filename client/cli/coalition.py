@@ -44,10 +44,14 @@ def pairing_code(ctx: Ctx, name: str) -> None:
                                f"`mvault coalition create {escape(name)} --with CODE`"))
 
 
+_WITH = click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
+                     help="an allied organization's pairing code (`mvault coalition pairing-code` on its side); "
+                          "repeatable")
+
+
 @coalition_group.command("create")
 @click.argument("name")
-@click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
-              help="an allied organization's pairing code (`mvault coalition pairing-code` on its side); repeatable")
+@_WITH
 @json_flag
 @click.pass_obj
 def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
@@ -58,8 +62,7 @@ def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
 
 @coalition_group.command("pin")
 @click.argument("name")
-@click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
-              help="an allied organization's pairing code; repeatable")
+@_WITH
 @json_flag
 @click.pass_obj
 def pin(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
