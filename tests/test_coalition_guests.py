@@ -82,6 +82,7 @@ def test_an_allys_member_joins_the_space_as_a_guest(forge: Forge, ally: Member, 
     note = tmp_path / "plan.txt"
     note.write_text("joint campaign plan\n")
     alice.ok("put", "campaign", str(note))
+    forge.org.server = forge.server.restart()  # the guest's chain and add replay from storage as they were stored
 
     # What the host's server sends erin's guest session: her space, its members' chains; nothing of the host's roster.
     seen = asyncio.run(_guest_view(forge, forge.device("erin"), space))
