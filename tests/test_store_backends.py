@@ -254,3 +254,19 @@ async def test_links_after_hands_out_what_another_store_appended_in_order(tmp_pa
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_claim_is_won_once_whichever_store_asks(tmp_path: Path, backend: str) -> None:
+    """What may be done once (an export request's use, ``server/exports.py``) is a unique row of the database: of
+    two stores on one database (two server processes) claiming at one instant, exactly one wins, and a claim
+    never replaces what was stored."""
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        won = await asyncio.gather(*((a, b)[i % 2].claim_meta("used:r1", b"m%d" % i) for i in range(8)))
+        assert sorted(won) == [False] * 7 + [True]
+        assert await b.get_meta("used:r1") == b"m%d" % won.index(True)
+        assert not await a.claim_meta("used:r1", b"again") and await a.get_meta("used:r1") == b"m%d" % won.index(True)
+        assert await b.claim_meta("used:r2", b"other")  # another key is another row
+    finally:
+        await a.close()
+        await b.close()

@@ -44,8 +44,11 @@ class MetaStore(Protocol):
 
 
 class ChainStore(MetaStore, Protocol):
-    """Chain links with the key boxes they commit to."""
+    """Chain links with the key boxes they commit to; ``claim_meta`` stores ``value`` under ``key`` only if no
+    value is stored there yet (a unique row of the database: of every process's calls at one instant, exactly
+    one is answered True), for what may be done once (an export request's use, ``server/exports.py``)."""
 
+    async def claim_meta(self, key: str, value: bytes) -> bool: ...
     async def all_links(self) -> list[StoredLink]: ...
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]: ...
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
@@ -82,8 +85,8 @@ class AuthStore(Protocol):
 
 
 class GuardStore(Protocol):
-    """What callers without a session may cost, per source address (``server/guard.py`` has the rules): a request
-    budget (token bucket of ``burst`` refilled at ``rate`` a second) and failed logins that block the source.
+    """What callers may cost (``server/guard.py`` has the rules), per source address: a request budget (token
+    bucket of ``burst`` refilled at ``rate`` a second) and failed logins that block the source; per member below.
     Kept where every server process sees them: in memory for SQLite (one process), in the database for
     PostgreSQL (``server/store/postgres/guard.py``, addresses only as keyed tags)."""
 
@@ -95,6 +98,14 @@ class GuardStore(Protocol):
     async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool: ...
     async def purge(self, now: float) -> None: ...
     async def clear(self) -> None: ...
+    # Limits per member, counted for every process together: a member's refusals recorded one by one in a minute
+    # (``server/guard.py`` ``MemberRefusals``), the live connections a member holds (quota ``live_followers``;
+    # ``renew_live`` every ``LIVE_RENEW`` seconds keeps this process's counted: PostgreSQL forgets those of a
+    # process that stopped renewing, e.g. killed, ``LIVE_LEASE`` seconds after its last renewal).
+    async def own_refusal(self, member: str, minute: int, per_minute: int) -> bool: ...
+    async def hold_live(self, member: str, limit: int, now: float) -> bool: ...
+    async def release_live(self, member: str) -> None: ...
+    async def renew_live(self, now: float) -> None: ...
 
 
 class SlotStore(Protocol):

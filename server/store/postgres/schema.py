@@ -93,6 +93,15 @@ MIGRATIONS: tuple[str, ...] = (
         touched double precision NOT NULL);
     CREATE INDEX login_failures_touched ON login_failures (touched);
     """,
+    # 3: per-member limits every process counts together (server/store/postgres/guard.py)
+    """
+    CREATE TABLE member_refusals (
+        member text NOT NULL, minute bigint NOT NULL, n integer NOT NULL, PRIMARY KEY (member, minute));
+    CREATE TABLE live_leases (
+        member text NOT NULL, origin text NOT NULL, held integer NOT NULL, expires double precision NOT NULL,
+        PRIMARY KEY (member, origin));
+    CREATE INDEX live_leases_origin ON live_leases (origin);
+    """,
 )
 VERSION = len(MIGRATIONS)
 

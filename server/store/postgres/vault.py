@@ -84,7 +84,7 @@ class PostgresStorage(ThreadTables):
 
     def guard(self, rate: float, burst: int, max_sources: int) -> PostgresGuard:
         """Request budgets and failed logins in the database (``max_sources``: rows expire instead)."""
-        return PostgresGuard(self._pool, self._tag_key, rate, burst)
+        return PostgresGuard(self._pool, self._tag_key, rate, burst, self.origin)
 
     @classmethod
     async def open(cls, url: str, data_dir: Path, collect: bool = True) -> PostgresStorage:
@@ -121,6 +121,11 @@ class PostgresStorage(ThreadTables):
     async def set_meta(self, key: str, value: bytes) -> None:
         await self._pool.execute("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
                                  key, value)
+
+    async def claim_meta(self, key: str, value: bytes) -> bool:
+        """One row per key (the primary key): a second claim, from whichever process, inserts nothing."""
+        return await self._pool.fetchval("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO NOTHING "
+                                         "RETURNING true", key, value) is not None
 
     # -- chains and boxes -------------------------------------------------------------------
 
