@@ -22,7 +22,7 @@ from server import usage as U
 from server.guard import LocalGuard
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter, Refused
-from server.store.local import Nonces, SessionCache
+from server.store.local import LocalLogins, Nonces, SessionCache
 from server.store.positions import place
 from server.store.records import (
     AuthSession,
@@ -107,8 +107,8 @@ def _atomic(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class SQLiteStorage:
-    """The default backend: one SQLite file in WAL mode, explicit transactions."""
+class SQLiteStorage(LocalLogins):
+    """The default backend: one SQLite file in WAL mode, explicit transactions (login nonces: in memory)."""
 
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
@@ -328,12 +328,6 @@ class SQLiteStorage:
         return U.signed_of(*records) + sent
 
     # -- login ------------------------------------------------------------------------------
-
-    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
-        self._nonces.add(nonce, member, device, expires)  # in memory (server/store/local.py)
-
-    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        return self._nonces.take(nonce)
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         """Durable before it returns; concurrent logins share one transaction (one fsync)."""
