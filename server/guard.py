@@ -134,6 +134,9 @@ class LocalGuard:
     async def blocked(self, source: str, now: float) -> float:
         return self.failures.blocked(source, now)
 
+    async def take_for_login(self, source: str, now: float) -> tuple[float, float]:
+        return self.limiter.take(source, now), self.failures.blocked(source, now)
+
     async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool:
         return self.failures.failure(source, now, limit, window, lock)
 

@@ -22,6 +22,13 @@ from server.store.postgres.schema import Conn, lost_is_unavailable
 from vault.logsign import source_tag
 
 DAY = 86_400.0
+# Spend one token of a source's budget ($1 its tag, $2 burst, $3 now, $4 rate): the row refilled, one token taken
+# if there is one (``spent``).
+_REFILLED = "least($2::float8, b.tokens + greatest(0, $3::float8 - b.at) * $4::float8)"
+_SPEND = ("INSERT INTO source_budgets AS b (source, tokens, at, spent) "
+          "VALUES ($1, CASE WHEN $2::float8 >= 1 THEN $2::float8 - 1 ELSE $2::float8 END, $3::float8, $2::float8 >= 1) "
+          f"ON CONFLICT (source) DO UPDATE SET tokens = {_REFILLED} - CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END, "
+          f"at = greatest(b.at, excluded.at), spent = {_REFILLED} >= 1")
 
 
 @lost_is_unavailable
@@ -39,18 +46,24 @@ class PostgresGuard:
 
     async def take(self, source: str, now: float) -> float:
         """Spend one token of ``source``: 0 if it had one, else the seconds until it will (one statement)."""
-        refilled = "least($2::float8, b.tokens + greatest(0, $3::float8 - b.at) * $4::float8)"
-        row = await self._pool.fetchrow(
-            "INSERT INTO source_budgets AS b (source, tokens, at, spent) "
-            "VALUES ($1, CASE WHEN $2::float8 >= 1 THEN $2::float8 - 1 ELSE $2::float8 END, $3::float8, "
-            "$2::float8 >= 1) "
-            f"ON CONFLICT (source) DO UPDATE SET tokens = {refilled} - CASE WHEN {refilled} >= 1 THEN 1 ELSE 0 END, "
-            f"at = greatest(b.at, excluded.at), spent = {refilled} >= 1 "
-            "RETURNING tokens, spent", self._tag(source), self.burst, now, self.rate)
+        row = await self._pool.fetchrow(_SPEND + " RETURNING tokens, spent", self._tag(source), self.burst, now,
+                                        self.rate)
         assert row is not None
-        if row[1]:
+        return self._wait(float(row[0]), bool(row[1]))
+
+    async def take_for_login(self, source: str, now: float) -> tuple[float, float]:
+        """``take`` and ``blocked`` in one statement (one round trip for a challenge or a login)."""
+        row = await self._pool.fetchrow(
+            f"WITH b AS ({_SPEND} RETURNING tokens, spent) SELECT b.tokens, b.spent, "
+            "(SELECT blocked_until FROM login_failures WHERE source=$1) FROM b",
+            self._tag(source), self.burst, now, self.rate)
+        assert row is not None
+        return self._wait(float(row[0]), bool(row[1])), max(0.0, float(row[2]) - now) if row[2] is not None else 0.0
+
+    def _wait(self, tokens: float, spent: bool) -> float:
+        if spent:
             return 0.0
-        return (1.0 - float(row[0])) / self.rate if self.rate > 0 else 3600.0
+        return (1.0 - tokens) / self.rate if self.rate > 0 else 3600.0
 
     async def blocked(self, source: str, now: float) -> float:
         """Seconds ``source`` must still wait (0: not blocked)."""
