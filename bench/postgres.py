@@ -77,13 +77,20 @@ def on_both(c: Cluster, name: str, runs: int, quick: bool) -> list[Row]:
     return rows
 
 
-def login_workers(c: Cluster, runs: int, quick: bool) -> Row:
-    """login with two server processes against one, both on PostgreSQL."""
+def one_and_two(c: Cluster, name: str, row: str, runs: int, quick: bool) -> tuple[list[dict[str, Any]],
+                                                                                  list[dict[str, Any]]]:
+    """``row`` of ``bench/NAME.py`` with one server process and with two, both on PostgreSQL, alternating."""
     one: list[dict[str, Any]] = []
     two: list[dict[str, Any]] = []
     for _ in range(runs):
-        one.append(run("login", quick, c.new_database(), "--workers", "1")["login"])
-        two.append(run("login", quick, c.new_database(), "--workers", "2")["login"])
+        one.append(run(name, quick, c.new_database(), "--workers", "1")[row])
+        two.append(run(name, quick, c.new_database(), "--workers", "2")[row])
+    return one, two
+
+
+def login_workers(c: Cluster, runs: int, quick: bool) -> Row:
+    """login with two server processes against one, both on PostgreSQL."""
+    one, two = one_and_two(c, "login", "login", runs, quick)
     bare = [r["ratio"] for r in two]
     print(f"login --workers 1 {[round(r['ours_median']) for r in one]}, --workers 2 "
           f"{[round(r['ours_median']) for r in two]} logins/s; --workers 2 against bare aiohttp {bare}", flush=True)
@@ -96,11 +103,7 @@ def login_workers(c: Cluster, runs: int, quick: bool) -> Row:
 
 def fanout_workers(c: Cluster, runs: int, quick: bool) -> Row:
     """fan-out with two server processes against one, both on PostgreSQL."""
-    one: list[dict[str, Any]] = []
-    two: list[dict[str, Any]] = []
-    for _ in range(runs):
-        one.append(run("fanout", quick, c.new_database(), "--workers", "1")["fan-out"])
-        two.append(run("fanout", quick, c.new_database(), "--workers", "2")["fan-out"])
+    one, two = one_and_two(c, "fanout", "fan-out", runs, quick)
     p99 = [r["detail"]["p99_ms"] for r in two]
     print(f"fan-out --workers 1 {[round(r['ours_median']) for r in one]}, --workers 2 "
           f"{[round(r['ours_median']) for r in two]} deliveries/s; --workers 2 p99 {p99} ms", flush=True)
