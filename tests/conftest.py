@@ -42,7 +42,7 @@ pytest_plugins = [  # postgres first: the others import it (a plugin imported be
 # authorization matrix's ``world``), ``world_backend`` (one organization per backend). Every test runs on SQLite.
 # On PostgreSQL too, as issue 19 allows when both would push ``make test`` past its 35 minutes on two cores:
 # - storage: test_store_backends, test_check_backends, test_migrate, test_server_postgres, test_server_pair,
-#   test_server_outage, test_server_workers;
+#   test_server_pair_limits, test_server_outage, test_server_workers;
 # - API: test_audit_api_attest, test_audit_api_refusals (test_api_teams_docs, test_api_threads and
 #   test_audit_api_log only in ``make test-backends`` since a PostgreSQL run of them hung after session 11's
 #   merges: docs/STATUS.md);
