@@ -95,15 +95,17 @@ class Listener:
 
 
 async def drop_laggards(conn: Conn, usage: float) -> None:
-    """Terminate the other listening connections that hold the notification queue back: not waiting for their
-    client to ask (a transaction left open, a query running) or blocked writing to it (it does not read: its
-    process is hung). Each process connects again when it can, with ``Resync``: nothing is lost but the
+    """Terminate the other listening connections that hold the notification queue back: inside a transaction
+    (it takes no notices there), running a query for more than 5 s (a ping is far shorter: another process's
+    check must not take one for a laggard), or blocked writing to its client (which does not read: its process
+    is hung). Each process connects again when it can, with ``Resync``: nothing is lost but the
     notices, which the database holds anyway. Any other process's check may do it as well; dropping twice
     is harmless."""
     dropped = await conn.fetch(
         "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 "
         "AND datname = current_database() AND pid <> pg_backend_pid() "
-        "AND (state <> 'idle' OR wait_event = 'ClientWrite')", APPLICATION)
+        "AND (state LIKE 'idle in transaction%' OR wait_event = 'ClientWrite' "
+        "OR (state = 'active' AND now() - query_start > interval '5 seconds'))", APPLICATION)
     log.warning("live notices: PostgreSQL's notification queue is %.1f %% full; dropped %d listening connection(s) "
                 "that did not read it (pids %s): their processes read the database once they listen again",
                 100 * usage, len(dropped), ", ".join(str(r[0]) for r in dropped) or "none")
