@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
@@ -245,6 +247,16 @@ def cpu_seconds(pid: int | None = None) -> float:
         return ru.ru_utime + ru.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_workers(proc: psutil.Process) -> list[psutil.Process]:
+    """A server process and its ``--workers`` (its children)."""
+    return [proc, *proc.children(recursive=True)]
+
+
+def cpu_of(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 def free_port() -> int:

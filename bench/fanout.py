@@ -55,7 +55,16 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import Row, args_or_reference, machine, secrets_after_join, serve_reference, with_reference  # noqa: E402
+from common import (  # noqa: E402
+    Row,
+    args_or_reference,
+    cpu_of,
+    machine,
+    secrets_after_join,
+    serve_reference,
+    with_reference,
+    with_workers,
+)
 
 from client import admin  # noqa: E402
 from client.api import Api  # noqa: E402
@@ -284,8 +293,8 @@ async def measure(url: str, fp: bytes, world: World, bodies: list[list[bytes]], 
                         all_in.set()
 
         readers = [asyncio.create_task(follower(k, ws)) for k, ws in enumerate(sockets)]
-        proc, me = psutil.Process(server_pid), psutil.Process()
-        cpu0, mine0 = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+        procs, me = with_workers(psutil.Process(server_pid)), psutil.Process()
+        cpu0, mine0 = cpu_of(procs), sum(me.cpu_times()[:2])
         auths = [{"Authorization": f"Bearer {p.token}", "Content-Type": "application/json"} for p in world.posters]
         t0 = time.perf_counter() + 0.05
         np_ = len(world.posters)
@@ -313,7 +322,7 @@ async def measure(url: str, fp: bytes, world: World, bodies: list[list[bytes]], 
         last_post = time.perf_counter()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_in.wait(), 30)
-        cpu1, mine1 = sum(proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+        cpu1, mine1 = cpu_of(procs), sum(me.cpu_times()[:2])
         for ws in sockets:
             await ws.close()
         for r in readers:
@@ -374,6 +383,8 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=2000, help="messages per round")
     ap.add_argument("--rate", type=float, default=800.0, help="target messages per second")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1, help="server processes (mvault-server run --workers; more "
+                    "than one needs PostgreSQL: MVAULT_DATABASE_URL, bench/postgres.py)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-fanout.json")
     args = args_or_reference(ap, reference_server)
     if args is None:
@@ -383,7 +394,7 @@ def main() -> int:
     import uvloop
 
     started = time.perf_counter()
-    with with_reference(__file__, "mvault-fanout-") as servers:
+    with with_reference(__file__, "mvault-fanout-", ("--workers", str(args.workers))) as servers:
         fp = servers.fp
         world = uvloop.run(setup(servers.tmp, servers.info["invite"], servers.info["url"], fp, args.followers,
                                  args.posters))
@@ -423,7 +434,7 @@ def main() -> int:
         "note": NOTE,
         "followers": args.followers, "posters": args.posters, "messages_per_round": args.messages,
         "text_bytes": TEXT_BYTES, "record_bytes": len(all_built[0].raw), "frame_bytes": frame_bytes,
-        "target_rate": args.rate, "rounds": args.rounds, "setup_s": round(setup_s, 1),
+        "target_rate": args.rate, "rounds": args.rounds, "workers": args.workers, "setup_s": round(setup_s, 1),
         "ours": {**o, "rounds": [x.summary() for x in ours],
                  "what": "mvault-server run in its own process (HTTPS, uvloop, SQLite synchronous=FULL, audit "
                          "log); real signed, encrypted, chained messages"},

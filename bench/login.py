@@ -54,11 +54,13 @@ from bench.common import (  # noqa: E402
     Row,
     alternate,
     args_or_reference,
+    cpu_of,
     fmt,
     machine,
     secrets_after_join,
     serve_reference,
     with_reference,
+    with_workers,
 )
 from client import admin  # noqa: E402
 from client.api import Api  # noqa: E402
@@ -192,26 +194,16 @@ async def measure(url: str, fp: bytes, n: int, concurrency: int, server_pid: int
         # Warm up: open the C connections (TLS handshakes) before the clock starts.
         await asyncio.gather(*(task(k, 1) for k in range(concurrency)))
         done[0] = 0
-        procs, me = _with_workers(psutil.Process(server_pid)), psutil.Process()
-        cpu0, mine0 = _cpu(procs), sum(me.cpu_times()[:2])
+        procs, me = with_workers(psutil.Process(server_pid)), psutil.Process()
+        cpu0, mine0 = cpu_of(procs), sum(me.cpu_times()[:2])
         counts = [n // concurrency + (1 if k < n % concurrency else 0) for k in range(concurrency)]
         t0 = time.perf_counter()
         await asyncio.gather(*(task(k, c) for k, c in enumerate(counts)))
         elapsed = time.perf_counter() - t0
-        cpu1, mine1 = _cpu(procs), sum(me.cpu_times()[:2])
+        cpu1, mine1 = cpu_of(procs), sum(me.cpu_times()[:2])
     ops = max(done[0], 1)
     return Round(done[0] / elapsed, done[0], failed[0], elapsed, (cpu1 - cpu0) / ops * 1e6,
                  (mine1 - mine0) / ops * 1e6, errors=errors)
-
-
-def _with_workers(proc: psutil.Process) -> list[psutil.Process]:
-    """The server process and its ``--workers`` (its children)."""
-    return [proc, *proc.children(recursive=True)]
-
-
-def _cpu(procs: list[psutil.Process]) -> float:
-    """User + system CPU seconds of ``procs`` so far."""
-    return sum(sum(p.cpu_times()[:2]) for p in procs)
 
 
 # -- main -----------------------------------------------------------------------------------------

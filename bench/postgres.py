@@ -10,7 +10,9 @@
    bench/pg.py's own row.
 2. login ``--workers 2`` against ``--workers 1``, both on PostgreSQL, alternating: >= 1.5x, and the
    two-worker runs' own ratio against bare aiohttp (bench/login.py's reference) >= 0.3x.
-3. fan-out ``--workers 2``: skipped until live delivery crosses processes (it needs the bus).
+3. fan-out ``--workers 2`` against ``--workers 1``, both on PostgreSQL, alternating (followers and posters spread
+   over the workers by the kernel, SO_REUSEPORT; a follower gets what another worker stored through the
+   LISTEN/NOTIFY bus): >= 1.4x deliveries/s and p99 < 15 ms at the target rate.
 
     python bench/postgres.py [--quick] [--runs K] [--only SCRIPT ...] [--out PATH]
 """
@@ -39,9 +41,6 @@ from tests.helpers.pgcluster import Cluster  # noqa: E402
 STORAGE_SCRIPTS = ["transfer", "sync", "backup", "login", "fanout"]
 NOT_REPEATED = {"rotation": "client CPU, no server", "audit appends": "bench/pg.py's row (2 processes)",
                 "audit verify": "local work, no server", "start-up": "no server"}
-FANOUT_WORKERS_SKIP = ("fan-out --workers 2: skipped, it needs the bus (live delivery across server processes, "
-                       "LISTEN/NOTIFY): a follower on one worker would miss messages posted through the other")
-
 
 def run(name: str, quick: bool, database: str, *extra: str) -> dict[str, dict[str, Any]]:
     """One run of ``bench/NAME.py`` on SQLite (``database`` "") or PostgreSQL; its rows by name."""
@@ -78,13 +77,20 @@ def on_both(c: Cluster, name: str, runs: int, quick: bool) -> list[Row]:
     return rows
 
 
-def login_workers(c: Cluster, runs: int, quick: bool) -> Row:
-    """login with two server processes against one, both on PostgreSQL."""
+def one_and_two(c: Cluster, name: str, row: str, runs: int, quick: bool) -> tuple[list[dict[str, Any]],
+                                                                                  list[dict[str, Any]]]:
+    """``row`` of ``bench/NAME.py`` with one server process and with two, both on PostgreSQL, alternating."""
     one: list[dict[str, Any]] = []
     two: list[dict[str, Any]] = []
     for _ in range(runs):
-        one.append(run("login", quick, c.new_database(), "--workers", "1")["login"])
-        two.append(run("login", quick, c.new_database(), "--workers", "2")["login"])
+        one.append(run(name, quick, c.new_database(), "--workers", "1")[row])
+        two.append(run(name, quick, c.new_database(), "--workers", "2")[row])
+    return one, two
+
+
+def login_workers(c: Cluster, runs: int, quick: bool) -> Row:
+    """login with two server processes against one, both on PostgreSQL."""
+    one, two = one_and_two(c, "login", "login", runs, quick)
     bare = [r["ratio"] for r in two]
     print(f"login --workers 1 {[round(r['ours_median']) for r in one]}, --workers 2 "
           f"{[round(r['ours_median']) for r in two]} logins/s; --workers 2 against bare aiohttp {bare}", flush=True)
@@ -95,11 +101,27 @@ def login_workers(c: Cluster, runs: int, quick: bool) -> Row:
                checks={">= 0.3x of bare aiohttp": statistics.median(bare) >= 0.3})
 
 
+def fanout_workers(c: Cluster, runs: int, quick: bool) -> Row:
+    """fan-out with two server processes against one, both on PostgreSQL."""
+    one, two = one_and_two(c, "fanout", "fan-out", runs, quick)
+    p99 = [r["detail"]["p99_ms"] for r in two]
+    print(f"fan-out --workers 1 {[round(r['ours_median']) for r in one]}, --workers 2 "
+          f"{[round(r['ours_median']) for r in two]} deliveries/s; --workers 2 p99 {p99} ms", flush=True)
+    return Row("fan-out --workers 2", "deliveries/s", [r["ours_median"] for r in two],
+               [r["ours_median"] for r in one], True,
+               "thread messages to the followers, mvault-server run --workers 2 on PostgreSQL",
+               "the same with --workers 1", target_ratio=1.4, target_text=">= 1.4x; p99 < 15 ms",
+               detail={"runs": runs, "quick": quick, "p99_ms": p99,
+                       "workers_1_p99_ms": [r["detail"]["p99_ms"] for r in one]},
+               checks={"p99 < 15 ms": statistics.median(p99) < 15.0})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="each script's --quick, 3 runs on each backend")
     ap.add_argument("--runs", type=int, default=None, help="runs of each script on each backend (default 3)")
-    ap.add_argument("--only", nargs="*", default=None, help=f"only these of {STORAGE_SCRIPTS} and login-workers")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help=f"only these of {STORAGE_SCRIPTS}, login-workers and fanout-workers")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-postgres.json")
     args = ap.parse_args()
     runs = max(args.runs or 3, 1)
@@ -111,7 +133,8 @@ def main() -> int:
                 rows += on_both(c, name, runs, args.quick)
         if args.only is None or "login-workers" in args.only:
             rows.append(login_workers(c, runs, args.quick))
-    print(FANOUT_WORKERS_SKIP)
+        if args.only is None or "fanout-workers" in args.only:
+            rows.append(fanout_workers(c, runs, args.quick))
     print("not repeated on PostgreSQL: " + "; ".join(f"{k} ({v})" for k, v in NOT_REPEATED.items()))
     write_rows(args.out, rows, runs, started, digits=3)
     return 0

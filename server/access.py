@@ -53,13 +53,13 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     app, source = request.app, source_of(request)
     now = app[CONFIG].clock()
-    wait = await app[GUARD].take(source, now)
+    logging_in = canonical in (CHALLENGE, LOGIN)
+    wait, blocked = await app[GUARD].take_for_login(source, now) if logging_in else (
+        await app[GUARD].take(source, now), 0.0)
     if wait > 0:
         raise Throttled("too many requests from your address; wait and try again", wait)
-    if canonical in (CHALLENGE, LOGIN):
-        wait = await app[GUARD].blocked(source, now)
-        if wait > 0:
-            raise Throttled("too many failed logins from your address; wait and try again", wait)
+    if blocked > 0:
+        raise Throttled("too many failed logins from your address; wait and try again", blocked)
     return await handler(request)
 
 

@@ -112,6 +112,11 @@ def add_operations(app: web.Application, handlers: dict[str, Handler]) -> None:
         getattr(app.router, f"add_{op.method}")(op.path, handlers[op.name])  # add_get also answers HEAD
 
 
+def origin_of(storage: Storage) -> str:
+    """What names this process's notices to the others (PostgreSQL; SQLite has no others)."""
+    return storage.origin if isinstance(storage, PostgresStorage) else ""
+
+
 async def open_app(config: Config) -> web.Application:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     with alone(config.data_dir) as only:  # never collect under a serving process (server/datalock.py)
@@ -123,7 +128,7 @@ async def open_app(config: Config) -> web.Application:
         raise
     try:
         directory = await Directory.load(storage)
-        audit_store = await open_audit(config.data_dir, config.database_url)
+        audit_store = await open_audit(config.data_dir, config.database_url, origin_of(storage))
     except BaseException:
         await storage.close()
         os.close(lock)

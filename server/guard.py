@@ -27,6 +27,8 @@ MAX_ROUTES = 16  # "r:<route> <code>" keys in one summary; the rest add up in "r
 MAX_DEVICES = 8  # "d:<device>" keys (the most named known devices); the rest add up in "d:other"
 MAX_SUMMARY_SOURCES = 10_000  # distinct sources counted exactly in one minute (then the count saturates)
 MAX_TEAMS = 8  # "t:<team>" keys in a member's refusal summary; the rest add up in "t:other"
+LIVE_LEASE = 30.0  # seconds a process's count of live connections stands in the database without a renewal
+LIVE_RENEW = 10.0  # seconds between a process's renewals (``GuardStore.renew_live``, server/routes/threads.py)
 
 
 @dataclass
@@ -107,6 +109,8 @@ class LocalGuard:
     def __init__(self, rate: float, burst: int, max_sources: int) -> None:
         self.limiter = SourceLimiter(rate, burst, max_sources)
         self.failures = FailureThrottle(max_sources)
+        self._refusal_minute, self._refusals = -MINUTE, dict[str, int]()  # member -> refusals of that minute
+        self._live: dict[str, int] = {}  # member -> live connections held
 
     @property
     def rate(self) -> float:
@@ -130,6 +134,9 @@ class LocalGuard:
     async def blocked(self, source: str, now: float) -> float:
         return self.failures.blocked(source, now)
 
+    async def take_for_login(self, source: str, now: float) -> tuple[float, float]:
+        return self.limiter.take(source, now), self.failures.blocked(source, now)
+
     async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool:
         return self.failures.failure(source, now, limit, window, lock)
 
@@ -139,6 +146,30 @@ class LocalGuard:
     async def clear(self) -> None:
         self.limiter.clear()
         self.failures.clear()
+
+    async def own_refusal(self, member: str, minute: int, per_minute: int) -> bool:
+        """Count one refusal of ``member`` in ``minute``: True for the first ``per_minute`` of them (each recorded
+        as an event of its own), False for the rest (counted into the member's summary: ``MemberRefusals``)."""
+        if minute != self._refusal_minute:  # a new minute (or the clock was set back): counts start again
+            self._refusal_minute, self._refusals = minute, {}
+        n = self._refusals[member] = self._refusals.get(member, 0) + 1
+        return n <= per_minute
+
+    async def hold_live(self, member: str, limit: int, now: float) -> bool:
+        """One more live connection of ``member`` if it holds fewer than ``limit`` (True: counted)."""
+        held = self._live.get(member, 0)
+        if held >= limit:
+            return False
+        self._live[member] = held + 1
+        return True
+
+    async def release_live(self, member: str) -> None:
+        self._live[member] -= 1
+        if not self._live[member]:
+            del self._live[member]
+
+    async def renew_live(self, now: float) -> None:
+        """Nothing to renew: the counts above are all there is (one process)."""
 
 
 def _bounded_put(table: OrderedDict[str, V], key: str, value: V, cap: int) -> None:
@@ -182,7 +213,13 @@ def _top(prefix: str, counts: dict[str, int], most: int) -> dict[str, int]:
 
 
 class Refusals:
-    """Counts unauthenticated refusals per minute; a minute's summary is handed out once it has closed."""
+    """Counts unauthenticated refusals per minute; a minute's summary is handed out once it has closed.
+
+    This process's: with several processes (PostgreSQL) each records its own summary of a minute. None is wrong:
+    each refusal is counted in exactly one of them and the rules add the counts up (``count``, ``throttled``,
+    ``r:``/``d:`` keys); ``blocked_sources`` counts the sources whose failed login crossed the limit here (the
+    database says which one call did, ``GuardStore.failure``); ``sources`` is the distinct sources this process
+    refused (the sum over one minute's summaries is an upper bound; no rule reads it)."""
 
     def __init__(self) -> None:
         self.current: Summary | None = None
@@ -252,25 +289,23 @@ class MemberSummary:
 
 
 class MemberRefusals:
-    """Refusals of members' requests: the first ``per_minute`` of each member in a minute are recorded one
-    by one; the rest are counted into one ``MemberSummary`` per member, handed out once the minute closed."""
+    """Refusals of members' requests beyond the first ``per_minute`` of each member in a minute (those are recorded
+    one by one; ``GuardStore.own_refusal`` counts them, in the database on PostgreSQL so that the bound holds for
+    every server process together), counted into one ``MemberSummary`` per member, handed out once the minute
+    closed. The summaries are this process's: each refusal is counted in exactly one event, its own or one
+    process's summary of that minute, and the rules add the counts up (``security/rules/activity.py``), so
+    several summaries of one member and minute (one per process) say the same as one would."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self.minute = -MINUTE  # start of the minute the counts below are for
-        self.individual: dict[str, int] = {}  # member -> refusals recorded as their own events this minute
-        self.folded: dict[str, MemberSummary] = {}  # member -> the rest, counted
+        self.folded: dict[str, MemberSummary] = {}  # member -> the refusals beyond the first few, counted
         self.closed: list[MemberSummary] = []
 
-    def admit(self, now: float, member: str, action: str, route: str, code: str, denied: bool, team: str,
-              login_device: str) -> bool:
-        """Count one refusal of ``member``: True if it is to be recorded as an event of its own, False if it
-        was counted into the member's summary of this minute."""
+    def fold(self, now: float, member: str, action: str, route: str, code: str, denied: bool, team: str,
+             login_device: str) -> None:
+        """Count one refusal of ``member`` (not recorded as an event of its own) into its summary of this minute."""
         self._roll(now)
-        n = self.individual.get(member, 0)
-        if n < self.per_minute:
-            self.individual[member] = n + 1
-            return True
         s = self.folded.get(member)
         if s is None:
             s = self.folded[member] = MemberSummary(member, self.minute)
@@ -281,17 +316,21 @@ class MemberRefusals:
             _count(s.teams, team, MAX_TEAMS)
         if login_device:
             _count(s.devices, login_device, MAX_DEVICES)
-        return False
 
     def _roll(self, now: float) -> None:
         if now >= self.minute + MINUTE or now < self.minute:  # a new minute (or the clock was set back)
             self.closed.extend(self.folded.values())
-            self.folded, self.individual = {}, {}
+            self.folded = {}
             if math.isfinite(now):
-                self.minute = int(now) // MINUTE * MINUTE
+                self.minute = minute_of(now)
 
     def take_closed(self, now: float) -> list[MemberSummary]:
         """The summaries of minutes that have ended by ``now`` (``math.inf``: the current one too), once each."""
         self._roll(now)
         out, self.closed = self.closed, []
         return out
+
+
+def minute_of(now: float) -> int:
+    """The start of the minute ``now`` falls in."""
+    return int(now) // MINUTE * MINUTE

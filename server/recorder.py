@@ -49,7 +49,7 @@ from server.context import (
     running,
 )
 from server.directory import Directory
-from server.guard import Summary
+from server.guard import Summary, minute_of
 from server.http import source_of
 from server.links import link_note
 from server.notes import LOGGED_LINKS, NOTES, Note, today
@@ -310,8 +310,9 @@ async def _record_member_refusal(request: web.Request, n: Note, result: str, ses
     if actor:
         team = n.res.get("team", "") or request.match_info.get("team", "")[:64]
         login_device = (n.device or "") if n.action == "auth.fail" else ""
-        if not app[MEMBER_REFUSALS].admit(app[CONFIG].clock(), actor, n.action, _route(request), code,
-                                          result == "denied", team, login_device):
+        now, folded = app[CONFIG].clock(), app[MEMBER_REFUSALS]
+        if not await app[GUARD].own_refusal(actor, minute_of(now), folded.per_minute):
+            folded.fold(now, actor, n.action, _route(request), code, result == "denied", team, login_device)
             return
     await record(app, n, result, session)
 
@@ -417,6 +418,20 @@ async def load_state(store: AuditLog, directory: Directory) -> AuditState:
                       "(%s); events are sealed to no audit key until a Security Team member publishes it again "
                       "(their next command does)", e)
     return AuditState(key, defaults(), b"")
+
+
+async def adopt_audit_key(app: web.Application) -> None:
+    """The audit key as stored now (another process published it: ``server/relay.py``), judged as at start
+    (``stored_audit_key``) on this process's directory, which has replayed the links committed before it. One
+    that does not check is not adopted (said in the log): the key in force stays."""
+    stored = await app[AUDIT].get_meta("audit_key")
+    if stored is None:
+        return
+    try:
+        app[STATE].key = stored_audit_key(stored, app[DIRECTORY])
+    except VaultError as e:
+        log.error("the audit key another server process stored does not check against the organization chain and "
+                  "is not used (%s)", e)
 
 
 def stored_audit_key(stored: bytes, directory: Directory) -> AuditKey:

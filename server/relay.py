@@ -10,10 +10,13 @@ what this process's followers need, once for all of them:
   skips the positions it has and reads a gap from storage, so every message reaches it once, in order, whichever
   process stored it and whether or not a notice came (the positions a follower holds are the truth it goes by);
 - a new thread: its record read and published; a document version: published as the notice it is;
+- the audit key (the audit log's meta row ``audit_key``): adopted here at once (``adopt_audit_key``), so that
+  this process seals events to the key the Security Team published through another one;
 - chain links: this process's directory replays them (``catch_up``), then every follower has its access
   judged again (``CHECK``): a member removed through another process is cut off here at once;
 - ``Resync`` (the feed listens again after a loss, or a notice could not be read or acted on): chains replayed,
-  every follower reads what it may have missed from storage (``RESYNC``; a document follower reconnects).
+  the audit key read again, every follower reads what it may have missed from storage (``RESYNC``; a document
+  follower reconnects).
 
 With one process (SQLite) there is no feed and no relay.
 """
@@ -31,7 +34,16 @@ from server.access import catch_up
 from server.context import BUS, CONFIG, THREADS, running
 from server.events import CHECK, RESYNC, Feed, Item
 from server.live import PAGE, frame, message_item
-from server.store.notices import LinksStored, MessagesStored, Notice, Resync, ThreadStored, VersionStored
+from server.recorder import adopt_audit_key
+from server.store.notices import (
+    AuditMetaStored,
+    LinksStored,
+    MessagesStored,
+    Notice,
+    Resync,
+    ThreadStored,
+    VersionStored,
+)
 from vault.errors import StorageUnavailable
 from vault.wire import schemas
 
@@ -92,8 +104,14 @@ class Relay:
                 case LinksStored():
                     await catch_up(self.app)
                     self._offer_all(CHECK)
+                case AuditMetaStored("audit_key"):
+                    await catch_up(self.app)  # the key is judged on the chains as they are now
+                    await adopt_audit_key(self.app)
+                case AuditMetaStored():
+                    pass
                 case Resync():
                     await catch_up(self.app)
+                    await adopt_audit_key(self.app)
                     self._offer_all(RESYNC)
         await self._messages(spans)
 

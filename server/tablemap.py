@@ -13,9 +13,11 @@ from typing import Any
 DATABASES = ("vault.db", "audit.db")
 RENAMED = {("audit.db", "meta"): "audit_meta"}  # (file, SQLite table) -> PostgreSQL table, where they differ
 # Tables only PostgreSQL has, for state an SQLite server keeps in its one process's memory (login nonces, request
-# budgets and failed-login counts: server/store/postgres/guard.py). Not copied either way: a migrated database
-# starts with them empty, as an SQLite server starts with that memory empty.
-PG_ONLY: frozenset[str] = frozenset({"login_nonces", "source_budgets", "login_failures"})
+# budgets, failed-login counts, per-member refusal counts and live connections: server/store/postgres/guard.py).
+# Not copied either way: a migrated database starts with them empty, as an SQLite server starts with that memory
+# empty.
+PG_ONLY: frozenset[str] = frozenset({"login_nonces", "source_budgets", "login_failures", "member_refusals",
+                                     "live_leases"})
 
 
 @dataclass

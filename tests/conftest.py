@@ -43,7 +43,7 @@ pytest_plugins = [  # postgres first: the others import it (a plugin imported be
 # ``PerBackend``). Every test runs on SQLite.
 # On PostgreSQL too, as issue 19 allows when both would push ``make test`` past its 35 minutes on two cores:
 # - storage: test_store_backends, test_check_backends, test_migrate, test_server_postgres, test_server_pair,
-#   test_server_outage, test_server_workers;
+#   test_server_pair_limits, test_server_outage, test_server_workers;
 # - API: test_api_teams_docs, test_api_threads, test_audit_api_log, test_audit_api_attest, test_audit_api_refusals;
 # - attacker: test_server_attacker_docs, test_server_attacker_chains, test_server_forgery, test_doc_ops_attacker,
 #   test_thread_attacker, test_audit (the audit log's forgeries), and the walk-through (test_walkthrough).

@@ -235,24 +235,32 @@ def test_a_pending_member_cannot_flood_the_log_with_refused_requests(org: Org, m
         server.stop()
 
 
-def test_member_refusals_are_counted_per_member_and_minute() -> None:
-    from server.guard import MAX_ROUTES, MAX_TEAMS, MemberRefusals
+async def test_member_refusals_are_counted_per_member_and_minute() -> None:
+    from server.guard import MAX_ROUTES, MAX_TEAMS, LocalGuard, MemberRefusals, minute_of
 
-    r = MemberRefusals(3)
+    r, g = MemberRefusals(3), LocalGuard(1.0, 1, 10)
+
+    async def admit(now: float, member: str, *args: Any) -> bool:
+        """What server/recorder.py does with a member's refusal: its own event (True), or folded."""
+        if await g.own_refusal(member, minute_of(now), r.per_minute):
+            return True
+        r.fold(now, member, *args)
+        return False
+
     t0 = 6000.0  # a minute's start
     args = ("request.denied", "/api/v1/audit/leaves", "forbidden", True, "", "")
-    assert [r.admit(t0 + i, "m1", *args) for i in range(5)] == [True, True, True, False, False]
-    assert r.admit(t0 + 5, "m2", *args)  # the budget is per member
+    assert [await admit(t0 + i, "m1", *args) for i in range(5)] == [True, True, True, False, False]
+    assert await admit(t0 + 5, "m2", *args)  # the budget is per member
     assert r.take_closed(t0 + 59) == []  # the minute is still open
-    assert r.admit(t0 + 60, "m1", *args)  # a new minute, a new budget; the last one's summary is handed out once
+    assert await admit(t0 + 60, "m1", *args)  # a new minute, a new budget; the last one's summary is handed out once
     (s,) = r.take_closed(t0 + 61)
     assert (s.member, s.start, s.count, s.denied) == ("m1", int(t0), 2, 2) and r.take_closed(t0 + 62) == []
     assert s.detail() == {"from": 6000, "until": 6060, "count": 2, "denied": 2, "failed": 0,
                           "r:request.denied /api/v1/audit/leaves forbidden": 2}
     # Caller-chosen keys (a team id in the path) are bounded; a refused login names its device.
     for i in range(1000):
-        r.admit(t0 + 70, "m3", "request.denied", f"/route/{i % 100}", "not_found", False, f"team-{i}", "")
-    r.admit(t0 + 70, "m3", "auth.fail", "/api/v1/auth/login", "unauthorized", True, "", "dev-1")
+        await admit(t0 + 70, "m3", "request.denied", f"/route/{i % 100}", "not_found", False, f"team-{i}", "")
+    await admit(t0 + 70, "m3", "auth.fail", "/api/v1/auth/login", "unauthorized", True, "", "dev-1")
     (s,) = r.take_closed(float("inf"))  # at shutdown: the open minute too
     d = s.detail()
     assert s.count == 998 and d["failed"] == 997 and d["denied"] == 1 and d["d:dev-1"] == 1
@@ -260,6 +268,6 @@ def test_member_refusals_are_counted_per_member_and_minute() -> None:
     assert len([k for k in d if k.startswith("t:")]) == MAX_TEAMS + 1 and "t:other" in d
     assert len(s.teams) <= 4 * MAX_TEAMS + 1 and len(s.routes) <= 4 * MAX_ROUTES + 1
     # A clock set back starts a new minute rather than extending the old one.
-    assert all(r.admit(t0 + 200, "m4", *args) for _ in range(3)) and not r.admit(t0 + 200, "m4", *args)
-    assert r.admit(t0 + 100, "m4", *args)
+    assert [await admit(t0 + 200, "m4", *args) for _ in range(4)] == [True, True, True, False]
+    assert await admit(t0 + 100, "m4", *args)
     assert [x.member for x in r.take_closed(t0 + 100)] == ["m4"]

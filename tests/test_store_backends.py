@@ -152,6 +152,26 @@ async def test_sessions_nonces_and_their_expiry(store: Storage) -> None:
     assert await store.session(b"tok") is None
 
 
+async def test_a_nonce_gives_one_session_whichever_store_takes_it(tmp_path: Path, backend: str) -> None:
+    """A login reads its nonce, then takes it and stores its session in one transaction: of two stores on one
+    database (two processes; SQLite: one store twice) taking one nonce at once, one gets the session."""
+    a = await open_storage(tmp_path, backend)
+    b = await open_storage(tmp_path, backend) if backend else a
+    try:
+        await a.add_nonce(b"n", "m", "d", 40.0)
+        assert await b.peek_nonce(b"n") == ("m", "d", 40.0) == await a.peek_nonce(b"n")  # a read takes nothing
+        won = await asyncio.gather(*(s.add_session_taking(b"n", b"tok-%d" % i, "m", "d", 50.0)
+                                     for i, s in enumerate((a, b, a, b))))
+        assert sorted(won) == [False, False, False, True]
+        assert [await a.session(b"tok-%d" % i) is not None for i in range(4)] == won  # none for the losers
+        assert await a.peek_nonce(b"n") is None and not await b.add_session_taking(b"n", b"x", "m", "d", 50.0)
+        assert not await a.add_session_taking(b"never", b"y", "m", "d", 50.0) and await a.session(b"y") is None
+    finally:
+        await a.close()
+        if b is not a:
+            await b.close()
+
+
 async def test_device_link_slots(store: Storage) -> None:
     assert await store.open_slot("s1", "m", 100.0, now=10, max_open=2) == SlotOpen.OPENED
     assert await store.open_slot("s1", "x", 100.0, now=10) == SlotOpen.IN_USE
@@ -251,6 +271,22 @@ async def test_links_after_hands_out_what_another_store_appended_in_order(tmp_pa
         assert first[0][0] < first[1][0]
         assert await b.append_links([link("t1", 2)], [], []) == LinksAppended()
         assert [(x.chain, x.seq) for _, x in await a.links_after(first[-1][0])] == [("t1", 2)]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_claim_is_won_once_whichever_store_asks(tmp_path: Path, backend: str) -> None:
+    """What may be done once (an export request's use, ``server/exports.py``) is a unique row of the database: of
+    two stores on one database (two server processes) claiming at one instant, exactly one wins, and a claim
+    never replaces what was stored."""
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        won = await asyncio.gather(*((a, b)[i % 2].claim_meta("used:r1", b"m%d" % i) for i in range(8)))
+        assert sorted(won) == [False] * 7 + [True]
+        assert await b.get_meta("used:r1") == b"m%d" % won.index(True)
+        assert not await a.claim_meta("used:r1", b"again") and await a.get_meta("used:r1") == b"m%d" % won.index(True)
+        assert await b.claim_meta("used:r2", b"other")  # another key is another row
     finally:
         await a.close()
         await b.close()

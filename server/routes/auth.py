@@ -10,6 +10,8 @@ without a session").
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from msgspec import UnsetType
 
@@ -58,6 +60,7 @@ async def _purge_now_and_then(app: web.Application, now: float) -> None:
 
 
 LOGIN_REFUSED = "login refused: the signature does not verify for this member and device"
+USED = "login challenge unknown or already used; ask for a new one"
 # Checked instead of a device key the server does not have, so that every refused login does the same work.
 _NO_KEY = DeviceKeys.generate().sign_public
 
@@ -73,11 +76,26 @@ async def login(request: web.Request) -> web.Response:
     # that its own failed login is no guess (a new device waiting to be added polls this way).
     own = None if isinstance(body.key, UnsetType) else body.key
     app = request.app
-    now = now_of(request)
-    taken = await app[LOGINS].take_nonce(nonce_hash(statement.nonce))
-    if taken is None:
-        raise AuthError("login challenge unknown or already used; ask for a new one")
-    member_id, device_id, expires = taken
+    nonce = nonce_hash(statement.nonce)
+    found = await app[LOGINS].peek_nonce(nonce)
+    if found is None:
+        raise AuthError(USED)
+    try:
+        token, session_expires = await _judge_login(request, statement, sig, own, found)
+    except BaseException:
+        await asyncio.shield(app[LOGINS].take_nonce(nonce))  # a refused login uses its nonce up as well
+        raise
+    # One transaction takes the nonce and stores the session (one durable commit; PostgreSQL: one statement).
+    if not await app[LOGINS].add_session_taking(nonce, token_hash(token), found[0], found[1], session_expires):
+        raise AuthError(USED)  # another login with this nonce took it first
+    return answer(schemas.LoginToken(token=token, expires=session_expires))
+
+
+async def _judge_login(request: web.Request, statement: AuthStatement, sig: bytes, own: bytes | None,
+                       found: tuple[str, str, float]) -> tuple[str, float]:
+    """The session token and its expiry if the login is good (else ``AuthError`` and the like)."""
+    app, now = request.app, now_of(request)
+    member_id, device_id, expires = found
     directory = app[DIRECTORY]
     member = directory.members.get(member_id)
     device = member.devices.get(device_id) if member is not None else None
@@ -118,10 +136,7 @@ async def login(request: web.Request) -> web.Response:
     shut = closed_refusal(directory)
     if shut is not None:
         raise shut
-    token = new_token()
-    session_expires = now + app[CONFIG].session_ttl
-    await app[LOGINS].add_session(token_hash(token), member_id, device_id, session_expires)
-    return answer(schemas.LoginToken(token=token, expires=session_expires))
+    return new_token(), now + app[CONFIG].session_ttl
 
 
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).

@@ -13,6 +13,10 @@ called here before messages are listed or read, and in the background).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import assert_never
 
@@ -28,7 +32,8 @@ from server.access import (
     session_of,
     team_access,
 )
-from server.context import BUS, CONFIG, DIRECTORY, HUB, LOG, THREADS, Handler, now_of
+from server.context import BUS, CONFIG, DIRECTORY, GUARD, HUB, LOG, THREADS, Handler, now_of, running
+from server.guard import LIVE_RENEW
 from server.http import answer, hex_id, int_query, read_body
 from server.live import PAGE, frame, message_item
 from server.notes import note
@@ -36,9 +41,18 @@ from server.store.records import StoredMessage, StoredThread, ThreadAdded, Threa
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.acts import Act
 from vault.chains import TeamState
-from vault.errors import Conflict, EncodingError, IntegrityError, PolicyDenied, QuotaExceeded
+from vault.errors import (
+    Conflict,
+    EncodingError,
+    IntegrityError,
+    PolicyDenied,
+    QuotaExceeded,
+    StorageUnavailable,
+)
 from vault.messages import MAX_RECORD, Message, ThreadRecord
 from vault.wire import schemas
+
+log = logging.getLogger("mvault.server")
 
 
 def _team_for(request: web.Request, action: str) -> TeamState:
@@ -184,19 +198,37 @@ async def follow(request: web.Request) -> web.StreamResponse:
     """A live connection, refused before the upgrade if the member already holds as many as the
     quota ``live_followers`` allows (reserved here, with nothing awaited between check and count)."""
     team = _team_for(request, "thread.read")
-    s, hub = session_of(request), request.app[HUB]
+    s, hub, guard = session_of(request), request.app[HUB], request.app[GUARD]
     limit = quotas(request.app)["live_followers"]
-    held = hub.live.get(s.member, 0)
-    if held >= limit:
+    if not await guard.hold_live(s.member, limit, now_of(request)):  # every server process's count together
         raise QuotaExceeded(f"quota live_followers: at most {limit} live connections per member; "
                             "close one (another mvault thread follow) first")
-    hub.live[s.member] = held + 1
+    hub.live[s.member] = hub.live.get(s.member, 0) + 1  # this process's (metrics)
     try:
         return await live.deliver(request, team, s)
     finally:
         hub.live[s.member] -= 1
         if not hub.live[s.member]:
             del hub.live[s.member]
+        with contextlib.suppress(StorageUnavailable):  # counted here at once; in the database at the next renewal
+            await guard.release_live(s.member)
+
+
+async def _renew_live(app: web.Application) -> None:
+    while True:
+        try:
+            await app[GUARD].renew_live(app[CONFIG].clock())
+        except StorageUnavailable as e:  # the database is away: the next round writes the counts as they are
+            log.warning("renewing the count of live connections failed: %s", e)
+        except Exception:  # logged; the next round tries again
+            log.exception("renewing the count of live connections failed")
+        await asyncio.sleep(LIVE_RENEW)
+
+
+async def renewing_live(app: web.Application) -> AsyncIterator[None]:
+    """This process's live connections kept counted for every process (``GuardStore.renew_live``)."""
+    async with running(_renew_live(app)):
+        yield
 
 
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
@@ -212,4 +244,5 @@ HANDLERS: dict[str, Handler] = {
 def register(app: web.Application) -> None:
     """The threads' background work (``HUB``, ``BUS`` and ``LOG`` are wired by ``server.app``)."""
     app.cleanup_ctx.append(expiry.purging)
+    app.cleanup_ctx.append(renewing_live)
     app.on_shutdown.append(live.close_followers)

@@ -18,7 +18,8 @@ async def open_storage(data_dir: Path, database_url: str = "", collect: bool = T
     return await SQLiteStorage.open(data_dir, collect)
 
 
-async def open_audit(data_dir: Path, database_url: str = "") -> AuditStore | PostgresAudit:
+async def open_audit(data_dir: Path, database_url: str = "", origin: str = "") -> AuditStore | PostgresAudit:
+    """``origin``: the vault store's (PostgreSQL), which the audit store's notices carry as well."""
     if database_url:
-        return await PostgresAudit.open(database_url, data_dir)
+        return await PostgresAudit.open(database_url, data_dir, origin)
     return await AuditStore.open(data_dir)

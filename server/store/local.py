@@ -32,6 +32,9 @@ class Nonces:
         """A nonce can be taken once."""
         return self._held.pop(nonce, None)
 
+    def peek(self, nonce: bytes) -> tuple[str, str, float] | None:
+        return self._held.get(nonce)
+
     def purge(self, now: float) -> None:
         self._held = OrderedDict((n, v) for n, v in self._held.items() if v[2] >= now)
 
@@ -51,3 +54,28 @@ class SessionCache:
 
     def purge(self, now: float) -> None:
         self._found = {t: v for t, v in self._found.items() if v.expires >= now}
+
+
+class LocalLogins:
+    """``AuthStore``'s nonces in this process's memory (``Nonces``), for the SQLite backend; its class stores the
+    sessions (``add_session``)."""
+
+    _nonces: Nonces
+
+    async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
+        raise NotImplementedError
+
+    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
+        self._nonces.add(nonce, member, device, expires)
+
+    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
+        return self._nonces.take(nonce)
+
+    async def peek_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
+        return self._nonces.peek(nonce)
+
+    async def add_session_taking(self, nonce: bytes, token: bytes, member: str, device: str, expires: float) -> bool:
+        if self._nonces.take(nonce) is None:
+            return False
+        await self.add_session(token, member, device, expires)
+        return True

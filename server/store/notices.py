@@ -47,11 +47,19 @@ class LinksStored:
 
 
 @dataclass(frozen=True)
+class AuditMetaStored:
+    """A row of the audit log's meta table was stored (``key``: ``"audit_key"``, the Security Team's audit key,
+    which every process seals events to: it adopts the new one at once instead of at its next start)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class Resync:
     """The listening connection was (re)opened: notices sent while it was down are lost; read the database."""
 
 
-Notice = MessagesStored | ThreadStored | VersionStored | LinksStored
+Notice = MessagesStored | ThreadStored | VersionStored | LinksStored | AuditMetaStored
 
 
 def encode(origin: str, notice: Notice) -> str:
@@ -65,6 +73,8 @@ def encode(origin: str, notice: Notice) -> str:
             body = {"k": "v", "t": team, "d": doc, "s": seq, "v": vid}
         case LinksStored():
             body = {"k": "c"}
+        case AuditMetaStored(key):
+            body = {"k": "a", "m": key}
     return json.dumps({"o": origin, **body}, separators=(",", ":"))
 
 
@@ -97,6 +107,8 @@ def decode(payload: str) -> tuple[str, Notice]:
         notice = VersionStored(_str(body, "t"), _str(body, "d"), _int(body, "s"), _str(body, "v"))
     elif kind == "c":
         notice = LinksStored()
+    elif kind == "a":
+        notice = AuditMetaStored(_str(body, "m"))
     else:
         raise ValueError(f"unknown notice kind {kind!r}")
     return origin, notice

@@ -23,6 +23,8 @@ from security.merkle import MerkleTree, leaf_hash
 from server.store.auditnotes import AuditNotes
 from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
+from server.store.notices import AuditMetaStored
+from server.store.postgres.listen import notify
 from server.store.postgres.schema import AUDIT_LOCK, Conn, connect, lost_is_unavailable
 from server.store.records import Cosig, StoredCheckpoint
 from vault.errors import LogCorrupted
@@ -34,8 +36,9 @@ MAX_PAGE = 2000
 @lost_is_unavailable
 class PostgresAudit(AuditNotes):
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], tree: MerkleTree, log_secret: bytes,
-                 log_public: bytes) -> None:
+                 log_public: bytes, origin: str = "") -> None:
         self._pool = pool
+        self.origin = origin  # names this process's notices: the vault store's (server/store/notices.py)
         self.tree = tree
         self.committed = tree.size
         self.log_secret = log_secret
@@ -46,7 +49,7 @@ class PostgresAudit(AuditNotes):
         self._witness_note: str | None = None
 
     @classmethod
-    async def open(cls, url: str, data_dir: Path) -> PostgresAudit:
+    async def open(cls, url: str, data_dir: Path, origin: str = "") -> PostgresAudit:
         public, secret = log_keypair(log_seed(data_dir / "log.key"))
         pool = await connect(url)
         try:
@@ -56,7 +59,7 @@ class PostgresAudit(AuditNotes):
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, tree, secret, public)
+        return cls(pool, tree, secret, public, origin)
 
     async def close(self) -> None:
         await self._leaves.close()
@@ -167,8 +170,11 @@ class PostgresAudit(AuditNotes):
         return None if value is None else bytes(value)
 
     async def set_meta(self, key: str, value: bytes) -> None:
-        await self._pool.execute("INSERT INTO audit_meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
-                                 key, value)
+        """Stored and announced to the other processes in one transaction (the audit key: ``server/relay.py``)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO audit_meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
+                               key, value)
+            await notify(conn, self.origin, [AuditMetaStored(key)])
 
     async def add_acceptance(self, size: int, time: int, raw: bytes, sig: bytes) -> None:
         await self._pool.execute("INSERT INTO restore_acceptances (size, time, raw, sig) VALUES ($1, $2, $3, $4)",

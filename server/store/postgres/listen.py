@@ -6,7 +6,9 @@ commits, in commit order, and never for one rolled back; after Parsec's ``send_s
 ``Listener.run`` holds one connection of its own (not from the pool: it must stay open and listening), hands
 every notice from another process to its callback, and reconnects when that connection is lost (the database
 restarted, the connection was terminated, a ping went unanswered), with ``Resync`` once it listens again:
-whatever was committed while it did not listen is read from the database.
+whatever was committed while it did not listen is read from the database. Each ping also reads how full
+PostgreSQL's notification queue is: past ``QUEUE_LIMIT``, the listening connections that hold it back are
+dropped (``drop_laggards``), so that one hung process cannot fill it and stop every process's writes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from server.store.postgres.schema import Conn
 log = logging.getLogger("mvault.server")
 
 APPLICATION = "mvault-listen"  # the listening connection's application_name (pg_stat_activity)
-PING = 10.0  # seconds between checks that the listening connection still answers
+PING = 10.0  # seconds between checks that the listening connection still answers (and of the notification queue)
+# The share of PostgreSQL's notification queue (8 GB) in use beyond which the listening connections that hold it
+# back are dropped: a listener that stops reading (its process hung) keeps every notice sent since in the queue,
+# and once the queue is full every transaction that notifies fails: every upload, post and chain change of every
+# process. 1 % is ~80 MB of notices, far beyond what a live listener lags.
+QUEUE_LIMIT = 0.01
 RETRY = (0.1, 5.0)  # the first and the longest wait before connecting again
 
 
@@ -80,6 +87,25 @@ class Listener:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), PING)
                 if not lost.is_set():
-                    await conn.execute("SELECT 1", timeout=PING)
+                    usage = await conn.fetchval("SELECT pg_notification_queue_usage()", timeout=PING)
+                    if usage > QUEUE_LIMIT:
+                        await drop_laggards(conn, usage)
         finally:
             conn.terminate()
+
+
+async def drop_laggards(conn: Conn, usage: float) -> None:
+    """Terminate the other listening connections that hold the notification queue back: inside a transaction
+    (it takes no notices there), running a query for more than 5 s (a ping is far shorter: another process's
+    check must not take one for a laggard), or blocked writing to its client (which does not read: its process
+    is hung). Each process connects again when it can, with ``Resync``: nothing is lost but the
+    notices, which the database holds anyway. Any other process's check may do it as well; dropping twice
+    is harmless."""
+    dropped = await conn.fetch(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 "
+        "AND datname = current_database() AND pid <> pg_backend_pid() "
+        "AND (state LIKE 'idle in transaction%' OR wait_event = 'ClientWrite' "
+        "OR (state = 'active' AND now() - query_start > interval '5 seconds'))", APPLICATION)
+    log.warning("live notices: PostgreSQL's notification queue is %.1f %% full; dropped %d listening connection(s) "
+                "that did not read it (pids %s): their processes read the database once they listen again",
+                100 * usage, len(dropped), ", ".join(str(r[0]) for r in dropped) or "none")

@@ -93,6 +93,19 @@ MIGRATIONS: tuple[str, ...] = (
         touched double precision NOT NULL);
     CREATE INDEX login_failures_touched ON login_failures (touched);
     """,
+    # 3: per-member limits every process counts together (server/store/postgres/guard.py); the limits' tables
+    # UNLOGGED: no WAL and no flush to disk for each request's budget (a crash of the database empties them, as a
+    # restart empties an SQLite server's memory of them; nothing in them was ever acknowledged to anyone)
+    """
+    ALTER TABLE source_budgets SET UNLOGGED;
+    ALTER TABLE login_failures SET UNLOGGED;
+    CREATE UNLOGGED TABLE member_refusals (
+        member text NOT NULL, minute bigint NOT NULL, n integer NOT NULL, PRIMARY KEY (member, minute));
+    CREATE UNLOGGED TABLE live_leases (
+        member text NOT NULL, origin text NOT NULL, held integer NOT NULL, expires double precision NOT NULL,
+        PRIMARY KEY (member, origin));
+    CREATE INDEX live_leases_origin ON live_leases (origin);
+    """,
 )
 VERSION = len(MIGRATIONS)
 
@@ -150,10 +163,19 @@ async def migrate(conn: Conn) -> int:
     return before
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """A connection back in the pool is not reset (asyncpg's default sends ``RESET ALL``, ``UNLISTEN *``, ``CLOSE
+    ALL`` and ``pg_advisory_unlock_all()``: one more round trip for every statement outside a transaction, ten per
+    login). Nothing here leaves session state behind: advisory locks are transaction-level, cursors live in
+    transactions, nothing is SET or LISTENed on a pool connection (the listener has a connection of its own), and
+    asyncpg still rolls back a transaction left open before calling this."""
+
+
 async def connect(url: str) -> asyncpg.Pool[asyncpg.Record]:
     """A pool on ``url`` with the schema brought up to date; ``DatabaseUnavailable`` if it cannot be reached."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=10, connect=_connect)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=10, connect=_connect,
+                                         reset=_keep_session)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError,
             DatabaseUnavailable) as e:
         raise DatabaseUnavailable(f"cannot connect to the database at {redacted(url)}: {e}") from e

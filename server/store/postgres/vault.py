@@ -84,7 +84,7 @@ class PostgresStorage(ThreadTables):
 
     def guard(self, rate: float, burst: int, max_sources: int) -> PostgresGuard:
         """Request budgets and failed logins in the database (``max_sources``: rows expire instead)."""
-        return PostgresGuard(self._pool, self._tag_key, rate, burst)
+        return PostgresGuard(self._pool, self._tag_key, rate, burst, self.origin)
 
     @classmethod
     async def open(cls, url: str, data_dir: Path, collect: bool = True) -> PostgresStorage:
@@ -121,6 +121,11 @@ class PostgresStorage(ThreadTables):
     async def set_meta(self, key: str, value: bytes) -> None:
         await self._pool.execute("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
                                  key, value)
+
+    async def claim_meta(self, key: str, value: bytes) -> bool:
+        """One row per key (the primary key): a second claim, from whichever process, inserts nothing."""
+        return await self._pool.fetchval("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO NOTHING "
+                                         "RETURNING true", key, value) is not None
 
     # -- chains and boxes -------------------------------------------------------------------
 
@@ -264,8 +269,20 @@ class PostgresStorage(ThreadTables):
                                         nonce)
         return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
+    async def peek_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
+        row = await self._pool.fetchrow("SELECT member, device, expires FROM login_nonces WHERE nonce=$1", nonce)
+        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
+
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         await self._pool.execute("INSERT INTO sessions VALUES ($1, $2, $3, $4)", token, member, device, expires)
+
+    async def add_session_taking(self, nonce: bytes, token: bytes, member: str, device: str, expires: float) -> bool:
+        """The nonce taken and the session stored in one statement (one transaction, one commit): a session only
+        for the login whose deletion of the nonce row took it."""
+        return await self._pool.fetchval(
+            "WITH taken AS (DELETE FROM login_nonces WHERE nonce=$1 RETURNING 1) "
+            "INSERT INTO sessions SELECT $2, $3, $4, $5 FROM taken RETURNING true",
+            nonce, token, member, device, expires) is not None
 
     async def session(self, token: bytes) -> AuthSession | None:
         cached = self._sessions.get(token)

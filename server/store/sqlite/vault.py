@@ -1,11 +1,10 @@
 """The embedded backend of ``server.store.protocols.Storage``: SQLite (aiosqlite, WAL) + blobs on disk.
 
-The server stores only what clients sent it: signed chain links, sealed key boxes,
-signed document records and ciphertext bodies. Blobs are named by the version id (a hash
-over the signed header, which covers the SHA-256 of the body) and written with write,
-fsync, rename, fsync(dir), so an acknowledged write survives a crash. A blob is referenced by the database only after it
-is in place; blobs nobody references (a crash between rename and commit) and temporary
-files of interrupted uploads are removed at start-up by ``collect_garbage``.
+The server stores only what clients sent it: signed chain links, sealed key boxes, signed document records and
+ciphertext bodies. Blobs are named by the version id (a hash over the signed header, which covers the SHA-256 of the
+body) and written with write, fsync, rename, fsync(dir), so an acknowledged write survives a crash. A blob is
+referenced by the database only after it is in place; blobs nobody references (a crash between rename and commit)
+and temporary files of interrupted uploads are removed at start-up by ``collect_garbage``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from server import usage as U
 from server.guard import LocalGuard
 from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter, Refused
-from server.store.local import Nonces, SessionCache
+from server.store.local import LocalLogins, Nonces, SessionCache
 from server.store.positions import place
 from server.store.records import (
     AuthSession,
@@ -98,8 +97,7 @@ T = TypeVar("T")
 
 
 def _atomic(method: F) -> F:
-    """One storage call at a time on the shared connection: a statement of one call never
-    lands inside another call's open transaction (or sees its uncommitted rows)."""
+    """One storage call at a time on the shared connection (no statement lands in another call's transaction)."""
 
     @functools.wraps(method)
     async def wrapper(self: SQLiteStorage, *args: Any, **kwargs: Any) -> Any:
@@ -109,8 +107,8 @@ def _atomic(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class SQLiteStorage:
-    """The default backend: one SQLite file in WAL mode, explicit transactions."""
+class SQLiteStorage(LocalLogins):
+    """The default backend: one SQLite file in WAL mode, explicit transactions (login nonces: in memory)."""
 
     def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
         self._db = db
@@ -170,6 +168,11 @@ class SQLiteStorage:
     @_atomic
     async def set_meta(self, key: str, value: bytes) -> None:
         await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @_atomic
+    async def claim_meta(self, key: str, value: bytes) -> bool:
+        async with self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value)) as cur:
+            return cur.rowcount == 1
 
     # -- chains and boxes -------------------------------------------------------------------
 
@@ -325,12 +328,6 @@ class SQLiteStorage:
         return U.signed_of(*records) + sent
 
     # -- login ------------------------------------------------------------------------------
-
-    async def add_nonce(self, nonce: bytes, member: str, device: str, expires: float) -> None:
-        self._nonces.add(nonce, member, device, expires)  # in memory (server/store/local.py)
-
-    async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        return self._nonces.take(nonce)
 
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         """Durable before it returns; concurrent logins share one transaction (one fsync)."""
