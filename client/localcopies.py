@@ -51,7 +51,7 @@ class LocalCopies:
         return self._read()
 
     def _write(self, index: LocalIndex) -> None:
-        onto = self._seen[0] if self._seen else None  # under the lock, after ``_current``: the file ``index`` was
+        onto = self._seen[0] if self._seen else None  # (under the lock, after ``_current``) what ``index`` holds
         try:
             atomic_write(self.path, seal_index(self._key, index))
         except BaseException:
