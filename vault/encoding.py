@@ -197,35 +197,18 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Value, int]:
     raise EncodingError(f"unknown type byte {bytes((kind,))!r}")
 
 
-# A container's strings, byte strings and integers are decoded in its own loop (``_scalar``'s checks, inlined),
-# not by a call of ``_decode`` each: a sync index of 10,000 entries holds ~80,000 of them (twice as fast).
-# Anything else (a container, N, T, F, an unknown type byte, too deep) goes through ``_decode``: the same checks
-# in the same order, so every input gives the same value or the same error as one ``_decode`` call per item.
+# A dictionary's strings, byte strings and integers are decoded in its own loop (``_decode``'s checks, inlined),
+# not by a call of ``_decode`` each: a sync index of 10,000 entries holds ~80,000 of them. Anything else (a
+# container, N, T, F, an unknown type byte, too deep) goes through ``_decode``: the same checks in the same order,
+# so every input gives the same value or the same error as one ``_decode`` call per value. (Lists, rare in what is
+# decoded often, call ``_decode`` for each item.)
 
 
 def _items(buf: bytes, pos: int, n: int, depth: int) -> tuple[Value, int]:
     items: list[Value] = []
-    size = len(buf)
-    inline = depth <= MAX_DEPTH
     for _ in range(n):
-        kind = buf[pos] if inline and pos < size else 0
-        if kind in (_STR, _BYTES):
-            if pos + 5 > size:
-                raise _truncated()
-            end = pos + 5 + _u32_at(buf, pos + 1)[0]
-            if end > size:
-                raise _truncated()
-            raw = buf[pos + 5 : end]
-            items.append(raw if kind == _BYTES else _utf8(raw))
-            pos = end
-        elif kind == _INT:
-            if pos + 9 > size:
-                raise _truncated()
-            items.append(_i64_at(buf, pos + 1)[0])
-            pos += 9
-        else:
-            item, pos = _decode(buf, pos, depth)
-            items.append(item)
+        item, pos = _decode(buf, pos, depth)
+        items.append(item)
     return items, pos
 
 
