@@ -190,8 +190,9 @@ def test_nesting_limit_for_dicts() -> None:
 @pytest.mark.parametrize("leaf", [b"i" + struct.pack(">q", -5), b"s" + u32(2) + b"ok", b"b" + u32(1) + b"\x00"])
 @pytest.mark.parametrize("container", ["l", "d"])
 def test_nesting_limit_for_scalars_in_containers(leaf: bytes, container: str) -> None:
-    """Strings, bytes and integers inside a list or dictionary are decoded in the container's own loop: the
-    nesting limit holds for them exactly as for any other value (at the limit they decode, one deeper they do not)."""
+    """Strings, bytes and integers inside a dictionary are decoded in its own loop (inside a list, by ``_decode``):
+    the nesting limit holds for them exactly as for any other value (at the limit they decode, one deeper they do
+    not)."""
     wrap = b"l" + u32(1) if container == "l" else b"d" + u32(1) + key("k")
     ok = wrap * MAX_DEPTH + leaf
     value = decode(ok)
