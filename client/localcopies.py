@@ -34,6 +34,9 @@ class LocalCopies:
         self._index: LocalIndex | None = None
         # The file as it was (None: absent) when ``_index`` was read from it or written to it; None in a list: never.
         self._seen: list[Signature] = []
+        # Each write of this command: the file as it was when the written index was read or last written (so the
+        # write holds what was on disk then, plus this command's entries), and the file the write made.
+        self._writes: list[tuple[Signature, Signature]] = []
 
     def load(self) -> LocalIndex:
         """The index as on disk (read once per command; ``save`` re-reads under the lock if it changed)."""
@@ -48,12 +51,32 @@ class LocalCopies:
         return self._read()
 
     def _write(self, index: LocalIndex) -> None:
+        onto = self._seen[0] if self._seen else None  # (under the lock, after ``_current``) what ``index`` holds
         try:
             atomic_write(self.path, seal_index(self._key, index))
         except BaseException:
             self._index, self._seen = None, []  # not written: what is on disk is read again when next needed
             raise
         self._index, self._seen = index, [signature(self.path)]
+        self._writes.append((onto, self._seen[0]))
+
+    def mark(self) -> int:
+        """A point in this command's writes, for ``only_ours_since``."""
+        return len(self._writes)
+
+    def only_ours_since(self, mark: int, start: Signature) -> tuple[LocalIndex, Signature] | None:
+        """If this command wrote the file since ``mark``, and nobody else wrote it since it was ``start`` (each write
+        was onto the file as ``start`` or as the previous write left it, and it is still as the last one left it):
+        the index on disk now, as this command holds it, and that file's signature. Else None (read it to know)."""
+        writes = self._writes[mark:]
+        if not writes or self._index is None:
+            return None
+        at = start
+        for onto, made in writes:
+            if onto != at:
+                return None
+            at = made
+        return (self._index, at) if at is not None and signature(self.path) == at else None
 
     def _read(self) -> LocalIndex:
         self._seen = [signature(self.path)]  # before reading: a write in between only makes the next save read again

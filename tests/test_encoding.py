@@ -187,6 +187,24 @@ def test_nesting_limit_for_dicts() -> None:
         decode(raw)
 
 
+@pytest.mark.parametrize("leaf", [b"i" + struct.pack(">q", -5), b"s" + u32(2) + b"ok", b"b" + u32(1) + b"\x00"])
+@pytest.mark.parametrize("container", ["l", "d"])
+def test_nesting_limit_for_scalars_in_containers(leaf: bytes, container: str) -> None:
+    """Strings, bytes and integers inside a dictionary are decoded in its own loop (inside a list, by ``_decode``):
+    the nesting limit holds for them exactly as for any other value (at the limit they decode, one deeper they do
+    not)."""
+    wrap = b"l" + u32(1) if container == "l" else b"d" + u32(1) + key("k")
+    ok = wrap * MAX_DEPTH + leaf
+    value = decode(ok)
+    for _ in range(MAX_DEPTH):
+        value = value[0] if container == "l" else value["k"]  # type: ignore[index,call-overload]
+    assert value == decode(leaf)
+    with pytest.raises(EncodingError, match="nested too deeply"):
+        decode(wrap + ok)
+    with pytest.raises(EncodingError, match="truncated"):
+        decode(ok[:-1])
+
+
 def test_deep_nesting_bomb_does_not_recurse_forever() -> None:
     raw = (b"l" + u32(1)) * 100_000 + b"N"
     with pytest.raises(EncodingError, match="nested too deeply"):

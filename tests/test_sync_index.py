@@ -35,3 +35,22 @@ def test_another_folder_a_flipped_bit_or_another_key_is_refused() -> None:
         open_sync_index(KEY, "ab" * 16, blob[:-1] + bytes([blob[-1] ^ 1]))
     with pytest.raises(DecryptionFailed):
         open_sync_index(bytes(32), "ab" * 16, blob)
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_sealed_with_a_non_zero_padding_byte_is_refused(where: str) -> None:
+    """A file sealed under the right key whose padding is not all zeros is malformed (the padding is checked whole,
+    its first byte after the body and its very last)."""
+    import struct
+
+    from vault.encoding import encode
+    from vault.localstate import seal_local
+
+    body = encode(sample().to_value())
+    data = bytearray(struct.pack(">I", len(body)) + body + bytes(4096))
+    data[4 + len(body) if where == "first" else -1] = 1
+    blob = seal_local(KEY, "sync:" + "ab" * 16, bytes(data))
+    with pytest.raises(DecryptionFailed, match="malformed"):
+        open_sync_index(KEY, "ab" * 16, blob)
+    data[4 + len(body) if where == "first" else -1] = 0
+    assert open_sync_index(KEY, "ab" * 16, seal_local(KEY, "sync:" + "ab" * 16, bytes(data))) == sample()

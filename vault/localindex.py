@@ -138,7 +138,7 @@ def open_padded(key: bytes, name: str, blob: bytes, what: str) -> Value:
     if not isinstance(data, bytes) or len(data) < 4:
         raise DecryptionFailed(f"{what} is malformed")
     (n,) = struct.unpack(">I", data[:4])
-    if 4 + n > len(data) or any(data[4 + n:]):
+    if 4 + n > len(data) or data.count(0, 4 + n) != len(data) - 4 - n:  # the padding is all zeros
         raise DecryptionFailed(f"{what} is malformed")
     try:
         return decode(data[4:4 + n])

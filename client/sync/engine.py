@@ -33,7 +33,7 @@ from client.putbase import Base
 from client.sanitize import escape
 from client.savepace import SavePace
 from client.sync import plan
-from client.sync.folders import SyncFolders
+from client.sync.folders import SyncFolders, catch_up
 from client.sync.renames import rename_here
 from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
 from security.authority import POLICY
@@ -54,7 +54,7 @@ from vault.errors import (
     WouldOverwrite,
 )
 from vault.fileio import signature
-from vault.localindex import LocalCopy, LocalIndex
+from vault.localindex import LocalCopy
 from vault.names import name_problem
 from vault.syncindex import Seen, SyncEntry, SyncIndex, head_digest
 from vault.teamkeys import TeamKey
@@ -502,16 +502,6 @@ class SyncRun:
             self.out.add(a.kind, a.name, a.doc, a.seq, a.detail)
 
 
-def _catch_up(index: SyncIndex, copies: LocalIndex, root: Path) -> None:
-    """Index entries behind the local copies entry of their path (an upload or download a killed pass made, which
-    the local copies index recorded before the folder's index was saved) take that entry: the file held that
-    version then, so the pass compares with it (no conflict with its own upload, no second version)."""
-    for name, entry in list(index.files.items()):
-        copy = copies.copy(index.team, entry.doc, str(root / name))
-        if copy is not None and copy.seq > entry.seq:
-            index.record(name, SyncEntry.of(entry.doc, copy))
-
-
 async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
                     hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None,
                     only: frozenset[str] | None = None) -> Outcome:
@@ -547,8 +537,9 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         index.team_name = team.name
         copies_now = signature(c.docs.copies.path)  # before it is read: a write meanwhile is caught up next time
         if copies_now is None or copies_now != index.copies_seen:  # else read for nothing: caught up with it already
-            _catch_up(index, c.docs.copies.load(), root)
+            catch_up(index, c.docs.copies.load(), root)
             index.copies_seen = copies_now
+        copies_mark = c.docs.copies.mark()
         vanished = not root.exists()
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
@@ -592,6 +583,10 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         for partial in found.partials if found else []:  # a killed pass's download: never a document, never kept
             partial.unlink(missing_ok=True)
         await run.apply(actions, local, sizes)
+        ours = c.docs.copies.only_ours_since(copies_mark, copies_now)
+        if ours is not None:  # what the next pass would read and catch up with: done now, the file not read again
+            catch_up(index, ours[0], root)
+            index.copies_seen = ours[1]
         index.last_sync = s.now()
         if before is not None and index == replace(before, last_sync=index.last_sync):
             folders.save_last(index)  # nothing else changed (a no-op pass): the time alone, not the whole index

@@ -21,8 +21,10 @@ from client.sanitize import escape
 from vault.errors import Conflict, DecryptionFailed, VaultError
 from vault.fileio import atomic_write
 from vault.keys import DeviceKeys
+from vault.localindex import LocalIndex
 from vault.localstate import file_name, local_key
 from vault.syncindex import (
+    SyncEntry,
     SyncIndex,
     open_folder_root,
     open_last_sync,
@@ -137,3 +139,13 @@ class SyncFolders:
             yield
         finally:
             os.close(fd)
+
+
+def catch_up(index: SyncIndex, copies: LocalIndex, root: Path) -> None:
+    """Index entries behind the local copies entry of their path (an upload or download a killed pass made, which
+    the local copies index recorded before the folder's index was saved) take that entry: the file held that
+    version then, so the pass compares with it (no conflict with its own upload, no second version)."""
+    for name, entry in list(index.files.items()):
+        copy = copies.copy(index.team, entry.doc, str(root / name))
+        if copy is not None and copy.seq > entry.seq:
+            index.record(name, SyncEntry.of(entry.doc, copy))
