@@ -54,6 +54,7 @@ def _verb(action: str) -> str:
              "org.approve": "approve organization changes", "team.review": "review the member list",
              "team.approve": "approve team changes", "org.device.cut": "cut off a device",
              "org.clear": "clear a paused member", "org.suspect": "pause a suspected member",
+             "org.roster": "export the roster",
              "export.request": "request an export",
              "export.approve": "approve an export", "org.coalition": "record a coalition key",
              "coalition.ally": "pin an allied organization",

@@ -51,6 +51,9 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.device.cut": frozenset({"security", "ncc"}),
     "org.clear": frozenset({"security", "ncc"}),  # lift a pause (of a cut or of a suspicion)
     "org.suspect": frozenset({"security", "ncc"}),  # pause a suspected member without cutting a device
+    # A roster export (vault/roster.py, rule no-master-lists): the member list sealed to a few named readers and the
+    # Security Team; a signed record the server logs, not a chain link (the org chain is read by every member).
+    "org.roster": frozenset({"ncc", "security"}),
     # Closing the organization (vault/chains/closing.py): NCC proposes, records the exports and closes; NCC and
     # Security Team members approve (the quorum is a protocol parameter, [closing]).
     "org.close.propose": frozenset({"ncc"}),

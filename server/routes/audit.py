@@ -18,6 +18,7 @@ from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey,
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
 from server.notes import note
+from server.rosters import roster_export
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
 from vault.signednote import CheckpointText, Note, origin_of, witness_cosignatures
@@ -205,6 +206,8 @@ async def attest(request: web.Request) -> web.Response:
                                                  "count": _needed(f.count, "count")})
     elif kind == "doc-export":
         await doc_export(request, f)
+    elif kind == "roster-export":
+        await roster_export(request, f)
     else:
         note(request, "audit.export", detail={"count": _needed(f.count, "count")})
     return answer(schemas.Ok(ok=True), 201)
