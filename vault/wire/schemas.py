@@ -425,6 +425,7 @@ class CheckpointAnswer(Wire):
     # The newest checkpoint an outside witness cosigned, as a C2SP note with the log's signature and the
     # witnesses' cosignature lines (vault/signednote.py); null until one did.
     witness_note: str | None = None
+    witness_note_proof: list[bytes] = []  # RFC 9162 consistency proof from the note's size to ``checkpoint``'s
 
 
 class WitnessCosignRequest(Wire):
