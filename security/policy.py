@@ -72,10 +72,9 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
 }
 
 INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
-# While a member is paused (org.device.cut or org.suspect, until org.clear) they add no content to teams of these
-# kinds (rule lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships
-# with).
-PAUSED_KINDS: Final = ("ncc", "security", "circle", "staff")
+# While a member is paused (org.device.cut or org.suspect, until org.clear) they do none of these in teams of the
+# kinds `[rules.lost-device] paused_kinds` of the protocols in force names (security.authority.paused_kinds; rule
+# lost-device: "the member's sensitive memberships pause").
 PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request")
 
 # action -> team roles that may perform it inside the team.
