@@ -6,16 +6,25 @@ the client with ``LogInconsistent`` (``vault.errors``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from client.home import Pins
 from client.session import Session
 from security.auditkey import entitled_cosigner, judge_cosignature
 from security.events import Checkpoint
 from security.merkle import EMPTY_ROOT, ProofError, verify_consistency
-from security.protocols import Protocols, defaults, parse
+from security.protocols import Protocols, defaults, parse, witness_keys
 from vault.chains import MemberState, OrgState, org_id_for
 from vault.errors import LogInconsistent, VaultError
+from vault.signednote import (
+    CheckpointText,
+    Note,
+    VerifierKey,
+    log_key,
+    origin_of,
+    verify_log_signature,
+    witness_cosignatures,
+)
 from vault.wire.schemas import CheckpointAnswer, Cosignature, Witnessed
 
 
@@ -30,7 +39,8 @@ class LogView:
     checkpoint: Checkpoint
     witness: Witness | None = None
     log_key: bytes = b""  # the pinned key that signed ``checkpoint``
-    witness_note: str | None = None  # as served: checked by ``client.audit.notes.outside_witness``
+    witness_note: str | None = None  # as served: checked by ``check_outside_witness`` at every login
+    witness_note_proof: list[bytes] = field(default_factory=list)  # from the note's size to ``checkpoint``'s
 
 
 def _pinned(pins: Pins) -> tuple[int, bytes, int]:
@@ -108,7 +118,7 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex(),
                      "seen_at": s.now()})
     s.home.save_pins(pins)
-    return LogView(cp, witness, log_key, res.witness_note)
+    return LogView(cp, witness, log_key, res.witness_note, _proof(res.witness_note_proof))
 
 
 def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], witness: Witness) -> int:
@@ -140,3 +150,59 @@ def protocols_of(org: OrgState) -> Protocols:
     """The security protocols in force in the organization (the defaults until some are approved)."""
     change = org.protocols
     return parse(change.text) if change is not None else defaults()
+
+
+CLOCK_ALLOWANCE = 600  # seconds a cosignature's timestamp may be ahead of this device's clock
+
+
+def check_note(text: str, org_id: str, pinned_log_key: bytes) -> tuple[Note, CheckpointText]:
+    """The note, parsed, signed by the pinned log key for this organization's log (``LogInconsistent``)."""
+    try:
+        note = Note.parse(text)
+        cp = CheckpointText.parse(note.text)
+        verify_log_signature(note, log_key(org_id, pinned_log_key))
+    except VaultError as e:
+        raise LogInconsistent(f"the server's checkpoint note does not check: {e}") from e
+    if cp.origin != origin_of(org_id):
+        raise LogInconsistent("the server's checkpoint note is for another log")
+    return note, cp
+
+
+def listed_cosignatures(note: Note, org: OrgState, now: int) -> list[tuple[VerifierKey, int]]:
+    """(witness key, timestamp) of every cosignature of ``note`` by a witness the protocols in force list, each
+    verified; ``LogInconsistent`` if one does not verify, none is there, or one is dated in the future."""
+    try:
+        found = witness_cosignatures(note, witness_keys(protocols_of(org)))
+    except VaultError as e:
+        raise LogInconsistent(f"an outside witness's cosignature does not verify: {e}") from e
+    if not found:
+        raise LogInconsistent("the server shows a witnessed checkpoint without a listed witness's cosignature")
+    if any(t > now + CLOCK_ALLOWANCE for _, _, t in found):
+        raise LogInconsistent("an outside witness's cosignature is dated in the future")
+    return [(k, t) for k, _, t in found]
+
+
+def check_outside_witness(s: Session, org: OrgState, lv: LogView) -> int | None:
+    """At every login, while the protocols in force list outside witnesses (``[rules.log-integrity]
+    witness_keys``): the checkpoint this device accepted must extend the newest one a listed witness cosigned (the
+    note's log signature, each cosignature, and a consistency proof from the note's size to the accepted
+    checkpoint, whose sizes come from the two signed checkpoints), and the server may not show an older witnessed
+    note than one this device saw (pinned as ``outside_size``). Returns the newest cosignature's time (None: no
+    witness listed, or none has cosigned yet and this device never saw one)."""
+    if not witness_keys(protocols_of(org)):
+        return None
+    pins = s.home.pins()
+    seen = int(pins.log.get("outside_size", 0))
+    if lv.witness_note is None:
+        if seen:
+            raise LogInconsistent("the server no longer shows the checkpoint an outside witness cosigned, which you "
+                                  "saw before")
+        return None
+    note, wcp = check_note(lv.witness_note, org.org_id, lv.log_key)
+    if wcp.size < seen:
+        raise LogInconsistent("the server shows an older outside-witnessed checkpoint than one you saw before")
+    check_extends(wcp.size, wcp.root, lv.checkpoint, lv.witness_note_proof, "the log an outside witness cosigned")
+    newest = max(t for _, t in listed_cosignatures(note, org, s.now()))
+    pins.log["outside_size"] = wcp.size
+    s.home.save_pins(pins)
+    return newest

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from client.audit.log import load
 from client.client import Client
 from client.docs import DocVersion
 from vault.agefile import check_recipient
@@ -28,15 +29,18 @@ class Listed:
     request: ExportRequest
     requester: str
     approvers: tuple[str, ...]
+    used: int | None = None  # the time of the export the audit log shows under it (None: none this device saw)
+    used_known: bool = False  # could this device see it: the Security Team opens every event, the requester theirs
 
     def to_json(self, now: int) -> dict[str, Any]:
         r = self.request
+        status = "used" if self.used is not None else r.status(now)
         return {"id": r.hash.hex(), "team": self.team.team_id, "team_name": self.team.name,
                 "requester": r.requester, "requester_name": self.requester, "time": r.time, "expires": r.expires,
                 "docs": None if r.docs is None else list(r.docs), "recipients": list(r.recipients),
                 "approvals": [{"member": a.member, "name": n, "time": a.time} for a, n in zip(r.approvals,
                                                                                           self.approvers, strict=True)],
-                "status": r.status(now)}
+                "status": status, "used": self.used, "used_known": self.used_known}
 
 
 def recipients_of(given: Sequence[str]) -> list[str]:
@@ -82,11 +86,26 @@ async def approve_export(s: Client, ref: str) -> Listed:
     return (await list_requests(s, team.team_id, ref=req.hash.hex()))[0]
 
 
-async def list_requests(s: Client, team_name: str | None = None, ref: str | None = None) -> list[Listed]:
-    """The export requests of one team (by name or id) or of every team this client sees, oldest first."""
+async def list_requests(s: Client, team_name: str | None = None, ref: str | None = None,
+                        uses: bool = False) -> list[Listed]:
+    """The export requests of one team (by name or id) or of every team this client sees, oldest first. ``uses``:
+    also whether each was used, from the verified audit log (the ``doc.export`` event naming it, which the server
+    records once per request): the Security Team opens every event, a requester their own; for anyone else
+    ``used_known`` is false."""
     view = await s.chains.view()
     teams = [view.team_by_name(team_name)] if team_name is not None else list(view.teams.values())
-    out = [Listed(t, r, view.name_of(r.requester), tuple(view.name_of(a.member) for a in r.approvals))
+    used: dict[str, int] = {}
+    security = False
+    if uses:
+        _, _, _, keys, events, _ = await load(s)
+        security = keys.security
+        for _, ev in events:
+            request = ev.res.get("request")
+            if ev.action == "doc.export" and ev.result == "ok" and request:
+                used.setdefault(request, ev.time)
+    me = s.session.me
+    out = [Listed(t, r, view.name_of(r.requester), tuple(view.name_of(a.member) for a in r.approvals),
+                  used.get(r.hash.hex()), uses and (security or r.requester == me))
            for t, r in _all_requests(teams).values() if ref is None or r.hash.hex() == ref]
     return sorted(out, key=lambda x: (x.request.time, x.request.hash))
 

@@ -16,7 +16,7 @@ from typing import Any
 from client.audit import incidents
 from client.client import Client
 from client.maintenance import maintain
-from security.policy import PAUSED_KINDS
+from security.authority import paused_kinds
 from vault.chains import MemberState, TeamState
 from vault.chains.incidents import last_body, last_signed
 from vault.errors import Conflict, NotFound, VaultError
@@ -97,7 +97,8 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
     now = s.session.now()
     rotated = sorted(view.teams[t].name for t, gen in exposed.items() if view.teams[t].generation > gen)
     pending = sorted(view.teams[t].name for t, gen in exposed.items() if view.teams[t].generation == gen)
-    paused = sorted(t.name for t in view.teams.values() if t.kind in PAUSED_KINDS and t.role_of(ms.member_id, now))
+    kinds = paused_kinds(view.org, now)
+    paused = sorted(t.name for t in view.teams.values() if t.kind in kinds and t.role_of(ms.member_id, now))
     report = LostDeviceReport(ms.member_id, device_id, cut.seq, paused, rotated, pending, reviews_due(now))
     try:
         inc = await incidents.open_incident(s, "lost-device", ms.member_id, ms.name, reason, {

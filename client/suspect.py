@@ -11,7 +11,7 @@ from typing import Any
 from client.audit import incidents
 from client.client import Client
 from client.lost import reviews_due
-from security.policy import PAUSED_KINDS
+from security.authority import paused_kinds
 from vault.errors import VaultError
 
 
@@ -26,7 +26,8 @@ async def suspect(s: Client, member: str, reason: str = "") -> dict[str, Any]:
     if pause is None or pause.kind != "suspect":
         raise VaultError("the server did not record the pause (refresh and check the organization chain)")
     now = s.session.now()
-    paused = sorted(t.name for t in view.teams.values() if t.kind in PAUSED_KINDS and t.role_of(ms.member_id, now))
+    kinds = paused_kinds(view.org, now)
+    paused = sorted(t.name for t in view.teams.values() if t.kind in kinds and t.role_of(ms.member_id, now))
     report: dict[str, Any] = {"incident_kind": "suspect", "id": None, "member": ms.member_id, "pause_seq": pause.seq,
                               "paused_teams": paused, "reviews_due": reviews_due(now)}
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from client.checkpoints import LogView, check_witness, protocols_of
+from client.checkpoints import LogView, check_outside_witness, check_witness, protocols_of
 from client.home import Pins
 from client.session import Session
 from security.authority import POLICY
@@ -241,6 +241,10 @@ class Chains:
                     s.warnings.append(f"the Security Team last witnessed the audit log "
                                       f"{(s.now() - witnessed) // 3600} hours ago (the protocols ask for every "
                                       f"{hours} hours)")
+            outside = check_outside_witness(s, view.org, self.log)
+            if outside is not None and s.now() - outside > hours * 3600:
+                s.warnings.append(f"an outside witness last cosigned the audit log {(s.now() - outside) // 3600} "
+                                  f"hours ago (the protocols ask for every {hours} hours)")
         return view
 
     async def view_behind(self, pins: Pins, behind: dict[str, tuple[int, int]],

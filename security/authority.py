@@ -33,7 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from security.policy import INCIDENT_ACTIONS, PAUSED_ACTIONS, PAUSED_KINDS, DefaultPolicy
+from security.policy import INCIDENT_ACTIONS, PAUSED_ACTIONS, DefaultPolicy
+from security.protocols import defaults, parse
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState
 from vault.chains.coalition import GUEST_ROLE
@@ -54,6 +55,7 @@ def _verb(action: str) -> str:
              "org.approve": "approve organization changes", "team.review": "review the member list",
              "team.approve": "approve team changes", "org.device.cut": "cut off a device",
              "org.clear": "clear a paused member", "org.suspect": "pause a suspected member",
+             "org.roster": "export the roster",
              "export.request": "request an export",
              "export.approve": "approve an export", "org.coalition": "record a coalition key",
              "coalition.ally": "pin an allied organization",
@@ -116,7 +118,7 @@ class Authority(DefaultPolicy):
         if not self.team_allows(org_roles, team_role, act.action):
             raise PolicyDenied(f"{refused} (team role at {act.time}: {team_role or 'none'})")
         pause = incidents.paused_at(act.author, act.time) if act.author in incidents.paused else None
-        if pause is not None and act.action in PAUSED_ACTIONS and team.kind in PAUSED_KINDS:
+        if pause is not None and act.action in PAUSED_ACTIONS and team.kind in paused_kinds(org, act.time):
             raise PolicyDenied(f"{refused}: the member's sensitive memberships are paused since {pause.since} "
                                f"({_PAUSES[pause.kind]}) until the Security Team clears them")
 
@@ -177,11 +179,29 @@ class Authority(DefaultPolicy):
 
 POLICY: Final = Authority()
 
+_PAUSED_KINDS: dict[bytes, tuple[str, ...]] = {}  # protocols digest (b"": the shipped defaults) -> paused_kinds
+
+
+def paused_kinds(org: OrgState, t: int) -> tuple[str, ...]:
+    """The team kinds a paused member adds no content to at ``t``: ``[rules.lost-device] paused_kinds`` of the
+    protocols in force then (the last change approved at or before ``t``; the shipped defaults before any), a
+    parameter the NCC changes like every other (two people)."""
+    change = None
+    for c in org.protocols_log:
+        if c.approved_at is not None and c.approved_at <= t:
+            change = c
+    key = b"" if change is None else change.digest
+    kinds = _PAUSED_KINDS.get(key)
+    if kinds is None:
+        protocols = defaults() if change is None else parse(change.text, "the security protocols in force")
+        kinds = _PAUSED_KINDS[key] = protocols.rule("lost-device").strs("paused_kinds")
+    return kinds
+
 
 def paused_note(org: OrgState, member: str, team: TeamState, t: int) -> str:
     """Why ``member`` may not add content to ``team`` at ``t`` if a pause is the reason (``org.device.cut``), to
     append to a refusal the server or a client gives the member themselves ("" when it is not)."""
-    pause = org.incidents.paused_at(member, t) if team.kind in PAUSED_KINDS else None
+    pause = org.incidents.paused_at(member, t) if team.kind in paused_kinds(org, t) else None
     if pause is not None:
         return f": your sensitive memberships are paused ({_PAUSES[pause.kind]}) until the Security Team clears them"
     return ""

@@ -105,6 +105,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "audit.key": ("log-integrity",),
     "audit.prune": ("log-integrity",),
     "audit.export": ("exports",),
+    "roster.export": ("no-master-lists",),  # a roster export's signed record (vault/roster.py)
     "audit.report": ("log-integrity",),
     "attest.keystore": ("keystore-kdf",),
     "attest.lost": ("lost-device",),

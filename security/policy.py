@@ -51,6 +51,9 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "org.device.cut": frozenset({"security", "ncc"}),
     "org.clear": frozenset({"security", "ncc"}),  # lift a pause (of a cut or of a suspicion)
     "org.suspect": frozenset({"security", "ncc"}),  # pause a suspected member without cutting a device
+    # A roster export (vault/roster.py, rule no-master-lists): the member list sealed to a few named readers and the
+    # Security Team; a signed record the server logs, not a chain link (the org chain is read by every member).
+    "org.roster": frozenset({"ncc", "security"}),
     # Closing the organization (vault/chains/closing.py): NCC proposes, records the exports and closes; NCC and
     # Security Team members approve (the quorum is a protocol parameter, [closing]).
     "org.close.propose": frozenset({"ncc"}),
@@ -69,10 +72,9 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
 }
 
 INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
-# While a member is paused (org.device.cut or org.suspect, until org.clear) they add no content to teams of these
-# kinds (rule lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships
-# with).
-PAUSED_KINDS: Final = ("ncc", "security", "circle", "staff")
+# While a member is paused (org.device.cut or org.suspect, until org.clear) they do none of these in teams of the
+# kinds `[rules.lost-device] paused_kinds` of the protocols in force names (security.authority.paused_kinds; rule
+# lost-device: "the member's sensitive memberships pause").
 PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request")
 
 # action -> team roles that may perform it inside the team.

@@ -181,6 +181,7 @@ COVERAGE: dict[tuple[str, str, str], str] = {
     ("get", "/api/v1/audit/leaves", "401"): "test_private_operations_need_a_session",
     ("get", "/api/v1/audit/leaves", "403"): "test_leaves_page_through_the_signed_tree",
     ("get", "/api/v1/audit/checkpoint.note", "200"): "test_outside_witness_cosigns_and_log_integrity_counts_it",
+    ("get", "/api/v1/audit/checkpoint.note", "400"): "test_the_witness_cosigns_only_with_a_proof_from_its_last_size",
     ("get", "/api/v1/audit/checkpoint.note", "401"): "test_private_operations_need_a_session",
     ("post", "/api/v1/audit/witness", "201"): "test_outside_witness_cosigns_and_log_integrity_counts_it",
     ("post", "/api/v1/audit/witness", "400"): "test_server_refuses_bad_witness_cosignatures",

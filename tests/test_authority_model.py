@@ -33,7 +33,7 @@ from security.authority import POLICY
 from tests.helpers.authority_closing import ClosingSteps
 from tests.helpers.authority_exports import ExportSteps
 from tests.helpers.authority_incidents import IncidentSteps
-from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, acceptance_judged, idx
+from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, idx, statement_judged
 from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
@@ -435,13 +435,15 @@ class AuthorityMachine(ExportSteps, IncidentSteps, ClosingSteps):  # more steps:
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
                                      "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
-                                     "org.vouch", "org.verify", "org.approve", *CLOSING_TYPES[:2]])
+                                     "org.vouch", "org.verify", "org.approve", "org.roster", *CLOSING_TYPES[:2]])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)
-                if action == "restore.accept":  # the signed acceptance itself, judged as the clients judge it
-                    event(f"restore acceptance {'accepted' if want else 'refused'}")
-                    assert acceptance_judged(self.org, self.members, q, d, t) == want, (act, want)
+                # a restore acceptance or a roster export record itself, judged as its judges do
+                judged = statement_judged(action, self.org, self.members, q, d, t)
+                if judged is not None:
+                    event(f"{action} statement {'accepted' if want else 'refused'}")
+                    assert judged == want, (act, want)
                 continue
             ti = rnd.randrange(len(self.teams))
             mt = self.m.teams[ti]

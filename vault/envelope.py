@@ -35,7 +35,7 @@ from vault.errors import (
     Truncated,
 )
 from vault.keys import DeviceKeys
-from vault.review import REVIEW_KEY, parse_review_by
+from vault.review import REVIEW_KEY, check_review_month, parse_review_by, review_month
 from vault.teamkeys import TeamKey
 
 MAGIC = b"MVDOC1\n"
@@ -46,7 +46,7 @@ META_MAX = 4096
 MAX_NAME_BYTES = 1024
 _CORE_FIELDS = {
     "v", "team", "team_seq", "doc", "seq", "parent", "gen", "author", "device", "time", "frame", "body_len",
-    "key_commit", "nonce", "meta_nonce", "op",
+    "key_commit", "nonce", "meta_nonce", "op", "review",
 }
 # What a version does, beside the plain "put" of new content (``core["op"]``, absent for a put so a put's
 # bytes are as they always were): "delete" (a signed deletion: empty body, history kept), "move" (the first
@@ -92,6 +92,9 @@ class Core:
     nonce: bytes
     meta_nonce: bytes
     op: str = PUT
+    # the month (YYYY-MM) of the review-by date in the encrypted metadata, signed here so that the server's doc.write
+    # event carries the author's word, not only a query parameter (rule document-review; absent: no date)
+    review: str | None = None
 
     @classmethod
     def parse(cls, raw: bytes) -> Core:
@@ -108,6 +111,9 @@ class Core:
             raise EncodingError("unknown document operation (an explicit 'put' is not canonical either)")
         if op == DELETE and body_len != body_length(0, frame):
             raise EncodingError("a deletion has an empty body")
+        review = f.opt_str("review", 7)
+        if review is not None and (op == DELETE or check_review_month(review) != review):
+            raise EncodingError("a deletion carries no review month")
         return cls(
             raw=raw,
             team=f.str_("team", 64),
@@ -125,6 +131,7 @@ class Core:
             nonce=f.bytes_("nonce", p.AEAD_NONCE_BYTES),
             meta_nonce=f.bytes_("meta_nonce", p.AEAD_NONCE_BYTES),
             op=op,
+            review=review,
         )
 
 
@@ -264,6 +271,9 @@ class DocWriter:
             if op == DELETE and size:
                 raise EncodingError("a deletion has an empty body")
             core["op"] = op
+        review_by = (extra_meta or {}).get(REVIEW_KEY)
+        if isinstance(review_by, str):  # its month, signed in the header (the date stays in the metadata)
+            core["review"] = review_month(parse_review_by(review_by))
         self.core_raw = encode(core)
         self.wrapped = p.aead_encrypt(key.doc_key, nonce, labels.AD_DOC_WRAP + b"\x00" + self.core_raw, data_key)
         meta: dict[str, Value] = {"name": name, "size": size, "mime": mime, "mtime": mtime, **(extra_meta or {})}
@@ -420,6 +430,9 @@ def open_record(record: Record, key: TeamKey) -> Opened:
         meta = check_metadata(unpad_metadata(padded), core.op)
     except EncodingError as e:
         raise DecryptionFailed("document metadata is malformed") from e
+    review_by = meta.get(REVIEW_KEY)
+    if (None if not isinstance(review_by, str) else review_month(parse_review_by(review_by))) != core.review:
+        raise IntegrityError("the document's signed review month is not the month of its review-by date")
     size = meta["size"]
     if not isinstance(size, int) or body_length(size, core.frame) != core.body_len:
         raise IntegrityError("document size does not match its body length")

@@ -1,7 +1,8 @@
 """A sensitive document's review-by date (rule ``document-review``), and the coarse month the server learns of it.
 
-The exact date lives in the version's encrypted metadata (``review_by``: ``YYYY-MM-DD``); the upload tells the
-server only its month (``?review=YYYY-MM``), which it records in the ``doc.write`` event so that the Security Team's
+The exact date lives in the version's encrypted metadata (``review_by``: ``YYYY-MM-DD``); the server learns only its
+month, signed in the version's header (``core.review``, ``vault/envelope.py``; the upload's ``?review=YYYY-MM`` must
+match it), which it records in the ``doc.write`` event so that the Security Team's
 rule can flag overdue documents without the server learning more. A new version carries a new date (by default
 ``days`` after it is stored, in teams of the rule's ``sensitive_kinds``). Dates are UTC."""
 

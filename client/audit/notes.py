@@ -8,28 +8,18 @@ and each cosignature against the witness keys the security protocols in force li
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
-from client.checkpoints import LogView, protocols_of, sync_log
+from client.checkpoints import LogView, check_note, listed_cosignatures, sync_log
 from client.client import Client
 from security.merkle import root_of
-from security.protocols import witness_keys
 from vault.chains import OrgState
-from vault.errors import EncodingError, LogInconsistent, VaultError
-from vault.signednote import (
-    MAX_NOTE,
-    CheckpointText,
-    Note,
-    VerifierKey,
-    log_key,
-    origin_of,
-    verify_log_signature,
-    witness_cosignatures,
-)
+from vault.errors import EncodingError, LogInconsistent
+from vault.signednote import MAX_NOTE, CheckpointText, Note, VerifierKey, log_key
 from vault.wire.schemas import CosignAnswer, WitnessCosignRequest
 
 NOTE = "/api/v1/audit/checkpoint.note"
-CLOCK_ALLOWANCE = 600  # seconds a cosignature's timestamp may be ahead of this device's clock
 
 
 @dataclass(frozen=True)
@@ -44,19 +34,6 @@ class WitnessedNote:
         return max(t for _, t in self.cosigs)
 
 
-def check_note(text: str, org_id: str, pinned_log_key: bytes) -> tuple[Note, CheckpointText]:
-    """The note, parsed, signed by the pinned log key for this organization's log (``LogInconsistent``)."""
-    try:
-        note = Note.parse(text)
-        cp = CheckpointText.parse(note.text)
-        verify_log_signature(note, log_key(org_id, pinned_log_key))
-    except VaultError as e:
-        raise LogInconsistent(f"the server's checkpoint note does not check: {e}") from e
-    if cp.origin != origin_of(org_id):
-        raise LogInconsistent("the server's checkpoint note is for another log")
-    return note, cp
-
-
 def outside_witness(lv: LogView, org: OrgState, hashes: list[bytes], now: int) -> WitnessedNote | None:
     """The newest checkpoint outside witnesses cosigned, checked against the leaves fetched (``hashes``, the
     log up to ``lv.checkpoint``) and the witness keys the protocols in force list; None if none did."""
@@ -65,23 +42,33 @@ def outside_witness(lv: LogView, org: OrgState, hashes: list[bytes], now: int) -
     note, cp = check_note(lv.witness_note, org.org_id, lv.log_key)
     if cp.size > len(hashes) or root_of(hashes[: cp.size]) != cp.root:
         raise LogInconsistent("the outside witnesses' checkpoint is not a prefix of the log this device verified")
+    return WitnessedNote(note, cp, listed_cosignatures(note, org, now), lv.log_key)
+
+
+def witness_request_parts(text: str, old: int) -> tuple[list[bytes], str]:
+    """The consistency proof lines and the note of a C2SP tlog-witness ``add-checkpoint`` request body (``old N``,
+    proof lines, an empty line, the note), checked for form (``LogInconsistent``)."""
+    head, sep, note = text.partition("\n\n")
+    lines = head.split("\n")
+    if not sep or lines[0] != f"old {old}" or len(lines) > 64:
+        raise LogInconsistent("the server's witness request is not the add-checkpoint body asked for")
     try:
-        found = witness_cosignatures(note, witness_keys(protocols_of(org)))
-    except VaultError as e:
-        raise LogInconsistent(f"an outside witness's cosignature does not verify: {e}") from e
-    if not found:
-        raise LogInconsistent("the server shows a witnessed checkpoint without a listed witness's cosignature")
-    if any(t > now + CLOCK_ALLOWANCE for _, _, t in found):
-        raise LogInconsistent("an outside witness's cosignature is dated in the future")
-    return WitnessedNote(note, cp, [(k, t) for k, _, t in found], lv.log_key)
+        proof = [base64.b64decode(line, validate=True) for line in lines[1:]]
+    except ValueError as e:
+        raise LogInconsistent(f"the server's witness request has a malformed proof line: {e}") from e
+    if any(len(h) != 32 for h in proof):
+        raise LogInconsistent("the server's witness request has a malformed proof line")
+    return proof, note
 
 
-async def current_note(s: Client) -> tuple[str, str]:
+async def current_note(s: Client, old: int | None = None) -> tuple[str, str]:
     """The newest checkpoint note as served, checked (signed by the pinned log key, for the checkpoint this
-    device just verified), and the log's verifier key (what a witness is configured with)."""
+    device just verified), and the log's verifier key (what a witness is configured with). With ``old`` (the size
+    the witness cosigned last): the whole C2SP tlog-witness ``add-checkpoint`` request body, the server's
+    consistency proof from ``old`` to the note's size before the note (the witness checks it)."""
     lv = await sync_log(s.session)
     raw = b""
-    async for chunk in s.session.api.download(NOTE):
+    async for chunk in s.session.api.download(NOTE if old is None else f"{NOTE}?old={old}"):
         raw += chunk
         if len(raw) > MAX_NOTE:
             raise LogInconsistent("the server's checkpoint note is too large")
@@ -90,7 +77,7 @@ async def current_note(s: Client) -> tuple[str, str]:
     except UnicodeDecodeError as e:
         raise LogInconsistent("the server's checkpoint note is not UTF-8") from e
     org_id = lv.checkpoint.org
-    _, cp = check_note(text, org_id, lv.log_key)
+    _, cp = check_note(text if old is None else witness_request_parts(text, old)[1], org_id, lv.log_key)
     if (cp.size, cp.root) != (lv.checkpoint.size, lv.checkpoint.root):
         raise LogInconsistent("the checkpoint note names another tree than the server's signed checkpoint")
     return text, log_key(org_id, lv.log_key).text

@@ -450,12 +450,15 @@ def protocols_approve(ctx: Ctx, digest: str) -> None:
 @audit.command("note")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write the note to this file (mode 0600) instead of stdout")
+@click.option("--old", type=click.IntRange(0), default=None,
+              help="the size the witness cosigned last: print its C2SP add-checkpoint request body instead, with the "
+                   "consistency proof from that size")
 @json_flag
 @click.pass_obj
-def audit_note(ctx: Ctx, out_path: Path | None) -> None:
+def audit_note(ctx: Ctx, out_path: Path | None, old: int | None) -> None:
     """The newest checkpoint as a C2SP tlog-checkpoint note, for an outside witness to cosign (checked
     against the checkpoint this device verified); the log's verifier key goes to stderr."""
-    text, vkey = with_session(ctx, notes.current_note)
+    text, vkey = with_session(ctx, lambda c: notes.current_note(c, old))
     if out_path is not None:
         _write_private(out_path, text.encode(), force=True)
     if ctx.as_json:

@@ -20,7 +20,8 @@ _REQUESTS = (Column("id", lambda r: r["id"][:16], lambda r: r["id"]), Column("te
              Column("documents", lambda r: "all" if r["docs"] is None else len(r["docs"])),
              Column("recipients", lambda r: len(r["recipients"]), lambda r: " ".join(r["recipients"])),
              Column("approved by", lambda r: ", ".join(a["name"] for a in r["approvals"]) or None),
-             Column("expires", lambda r: Time(r["expires"])), Column("status", lambda r: r["status"]))
+             Column("expires", lambda r: Time(r["expires"])), Column("status", lambda r: r["status"]),
+             Column("used", lambda r: Time(r["used"]) if r["used"] is not None else "no" if r["used_known"] else "?"))
 
 
 def request(ctx: Ctx, args: tuple[str, ...], recipients: tuple[str, ...], expires: str) -> None:
@@ -66,6 +67,6 @@ def requests(ctx: Ctx, args: tuple[str, ...]) -> None:
 
     async def go(s: Client) -> list[dict[str, Any]]:
         now = s.session.now()
-        return [x.to_json(now) for x in await list_requests(s, args[0] if args else None)]
+        return [x.to_json(now) for x in await list_requests(s, args[0] if args else None, uses=True)]
 
     emit_rows(ctx, with_session(ctx, go), _REQUESTS)

@@ -1,4 +1,8 @@
-"""``mvault org ...``: closing the organization (issue 20, docs/lifecycle.md section 3).
+"""``mvault org ...``: closing the organization (issue 20, docs/lifecycle.md section 3), roster exports (issue 18).
+
+``org roster export --out FILE --to MEMBER...`` (NCC, Security Team) writes the member list sealed to the named
+members and the Security Team, after the server logged its signed record (rule no-master-lists); ``org roster open
+FILE`` shows one to a reader, after checking it.
 
 ``org close --hand-over PLAN.toml`` (NCC) proposes the closing with its hand-over plan; ``org approve-close`` (NCC
 and Security Team) approves the pending proposal; ``org closing`` shows it; ``org close --run --out DIR`` (NCC, once
@@ -12,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from client import closing
+from client import closing, roster
 from client.cli._common import Ctx, emit_one, json_flag, when, with_session
 from client.client import Client
 from client.sanitize import escape
@@ -93,6 +97,52 @@ def show_closing(ctx: Ctx) -> None:
 
     shown = with_session(ctx, go)
     emit_one(ctx, shown.to_json(), _shown(shown))
+
+
+@org.group("roster")
+def roster_group() -> None:
+    """Roster exports: the member list for at most 3 named members plus the Security Team (rule no-master-lists)."""
+
+
+def _roster_text(r: roster.Roster, members: bool) -> str:
+    lines = [f"roster exported by {escape(r.record.member)} {when(r.record.time)}, sealed to "
+             f"{len(r.record.readers)} members ({len(r.outside)} outside the Security Team: "
+             f"{', '.join(escape(m) for m in r.outside) or 'none'})"]
+    if members:
+        lines += [f"  {escape(m['name'])}\t{escape(m['member'])}\t{escape(','.join(m['roles']))}\t{escape(m['status'])}"
+                  for m in r.members]
+    return "\n".join(lines)
+
+
+@roster_group.command("export")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="the new file to write (mode 0600)")
+@click.option("--to", "to", multiple=True, required=True, metavar="MEMBER",
+              help="a member (name or id) who may read it; repeat, at most 3 outside the Security Team")
+@json_flag
+@click.pass_obj
+def roster_export(ctx: Ctx, out: Path, to: tuple[str, ...]) -> None:
+    """NCC, Security Team: export the member list, readable only by the named members and the Security Team."""
+
+    async def go(c: Client) -> roster.Roster:
+        return await roster.export_roster(c, out, to)
+
+    done = with_session(ctx, go)
+    emit_one(ctx, {**done.to_json(), "members": len(done.members), "file": str(out)},
+             _roster_text(done, False) + f"\nwritten to {escape(str(out))}: it maps the organization, keep it safe")
+
+
+@roster_group.command("open")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_flag
+@click.pass_obj
+def roster_open(ctx: Ctx, file: Path) -> None:
+    """Show a roster export sealed to you, after checking who signed it and that nothing was changed."""
+
+    async def go(c: Client) -> roster.Roster:
+        return await roster.read_roster(c, file)
+
+    shown = with_session(ctx, go)
+    emit_one(ctx, shown.to_json(), _roster_text(shown, True))
 
 
 COMMANDS: tuple[click.Command, ...] = (org,)

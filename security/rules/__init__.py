@@ -13,8 +13,9 @@ single command resolves carries it (``next_command``: ``mvault audit approve`` w
 ``mvault audit witness``).
 
 The package: ``base`` (input, result and finding types, the shared lookups), and one module per group
-of rules (``membership``, ``devices``, ``activity``, ``people``, ``documents``), each with its ``CHECKS``. This
-module evaluates them and re-exports the public names, so ``from security.rules import ...`` is the import path to use.
+of rules (``membership``, ``devices``, ``activity``, ``people``, ``documents``, ``rosters``), each with its
+``CHECKS``. This module evaluates them and re-exports the public names, so ``from security.rules import ...`` is
+the import path to use.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from security.protocols import Protocols
-from security.rules import activity, devices, documents, membership, people
+from security.rules import activity, devices, documents, membership, people, rosters
 from security.rules.base import (
     ALERT,
     CHAIN_LINK_PREFIXES,
@@ -59,13 +60,14 @@ __all__ = [
     "status_of",
 ]
 
-_ALL = {**membership.CHECKS, **devices.CHECKS, **activity.CHECKS, **people.CHECKS, **documents.CHECKS}
+_ALL = {**membership.CHECKS, **devices.CHECKS, **activity.CHECKS, **people.CHECKS, **documents.CHECKS,
+        **rosters.CHECKS}
 # Every rule this version checks, in the order of the shipped protocols.
 CHECKS: Final[Mapping[str, Check]] = {rule: _ALL[rule] for rule in (
     "offboarding", "rotate-on-removal", "role-terms", "dormant-devices", "lost-device", "key-verification",
     "need-to-know", "admin-count", "two-person", "bulk-access", "log-integrity", "failed-logins", "pending-shares",
     "keystore-kdf", "circle-shape", "retention", "small-threads", "probation", "vouching", "membership-review",
-    "dormant-members", "document-review", "exports")}
+    "dormant-members", "document-review", "exports", "no-master-lists")}
 
 
 def evaluate(inp: AuditInput, protocols: Protocols) -> list[RuleResult]:

@@ -5,6 +5,7 @@ audit middleware's work (``server/recorder.py``).
 
 from __future__ import annotations
 
+import base64
 from typing import TypeVar
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey,
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
 from server.notes import note
+from server.rosters import roster_export
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
 from vault.signednote import CheckpointText, Note, origin_of, witness_cosignatures
@@ -43,15 +45,30 @@ async def checkpoint(request: web.Request) -> web.Response:
         w_proof = store.tree.consistency_proof(w.checkpoint.size, size) if 0 < w.checkpoint.size <= size else []
         witness = schemas.Witnessed(checkpoint=w.checkpoint.raw, sig=w.sig, proof=list(w_proof), cosigs=[
             schemas.Cosignature(member=c.member, device=c.device, sig=c.sig, time=c.time) for c in cosigs])
+    note_text = await store.witness_note()
+    note_proof: list[bytes] = []
+    if note_text is not None:  # the log it cosigned is a prefix of this one: every login checks it
+        note_size = CheckpointText.parse(Note.parse(note_text).text).size
+        note_proof = list(store.tree.consistency_proof(note_size, size)) if 0 < note_size <= size else []
     return answer(schemas.CheckpointAnswer(checkpoint=cp.checkpoint.raw, sig=cp.sig, proof=list(proof),
                                            witness=witness, log_key=store.log_public,
-                                           witness_note=await store.witness_note()))
+                                           witness_note=note_text, witness_note_proof=note_proof))
 
 
 async def checkpoint_note(request: web.Request) -> web.Response:
-    """The newest checkpoint as a C2SP tlog-checkpoint note (what an outside witness cosigns)."""
-    cp = await request.app[AUDIT].checkpoint(_org_id(request), int(now_of(request)))
-    return web.Response(text=request.app[AUDIT].note_of(cp.checkpoint).serialized, content_type="text/plain")
+    """The newest checkpoint as a C2SP tlog-checkpoint note (what an outside witness cosigns). With ``old`` (the
+    size the witness cosigned last): the C2SP tlog-witness ``add-checkpoint`` request body, ``old N``, the RFC 9162
+    consistency proof from N to the note's size (one base64 hash a line), an empty line, then the note."""
+    store = request.app[AUDIT]
+    cp = await store.checkpoint(_org_id(request), int(now_of(request)))
+    text = store.note_of(cp.checkpoint).serialized
+    if "old" in request.query:
+        old, size = int_query(request, "old", 0), cp.checkpoint.size
+        if old > size:
+            raise EncodingError(f"old: {old} is beyond the newest checkpoint ({size} events)")
+        proof = store.tree.consistency_proof(old, size) if 0 < old < size else []
+        text = f"old {old}\n" + "".join(base64.b64encode(h).decode() + "\n" for h in proof) + "\n" + text
+    return web.Response(text=text, content_type="text/plain")
 
 
 async def witness_cosign(request: web.Request) -> web.Response:
@@ -205,6 +222,8 @@ async def attest(request: web.Request) -> web.Response:
                                                  "count": _needed(f.count, "count")})
     elif kind == "doc-export":
         await doc_export(request, f)
+    elif kind == "roster-export":
+        await roster_export(request, f)
     else:
         note(request, "audit.export", detail={"count": _needed(f.count, "count")})
     return answer(schemas.Ok(ok=True), 201)

@@ -158,6 +158,8 @@ async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Ite
                     app[BUS].publish(team.team_id, frame(schemas.DocFrame(doc=core.doc, seq=core.seq, vid=vid)))
                     item.event.res["vid"] = vid
                     item.event.detail.update({"gen": core.gen, "seq": core.seq})
+                    if core.review is not None:  # the signed month of the review-by date (rule document-review)
+                        item.event.detail["review"] = core.review
                 case HeadMoved():
                     outcomes[i] = _refuse(item.event, replies.head_moved(outcome))
                 case TeamMoved():

@@ -122,8 +122,7 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     s = session_of(request)
     app = request.app
     event = note(request, "doc.write", {"team": team.team_id, "doc": doc})
-    if "review" in request.query:  # the month of the review-by date in the encrypted metadata (vault/review.py)
-        event.detail["review"] = check_review_month(request.query["review"])
+    asked = check_review_month(request.query["review"]) if "review" in request.query else None
     storage, directory = app[DOCUMENTS], app[DIRECTORY]
     if await _read_exactly(pace, len(MAGIC), "header") != MAGIC:
         raise EncodingError("upload does not start with the document magic")
@@ -131,6 +130,12 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     if n > MAX_PRELUDE:
         raise EncodingError("document header is too large")
     core, wrapped, meta = parse_prelude(await _read_exactly(pace, n, "header"))
+    # the month of the review-by date in the encrypted metadata, as the author signed it in the header
+    # (vault/review.py); the query, if given, must say the same
+    if asked is not None and asked != core.review:
+        raise EncodingError("review: the query names another month than the version's signed header")
+    if core.review is not None:
+        event.detail["review"] = core.review
     allowance = check_header(request, team, doc, core, event)
     over = over_quota("version", allowance, await storage.usage(s.member, "version", int(now_of(request)),
                                                                 allowance.per_day), core.body_len)

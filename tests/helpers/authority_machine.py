@@ -17,6 +17,7 @@ from security.authority import POLICY
 from security.events import Checkpoint
 from security.policy import TEAM_KINDS
 from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
+from security.roster import judge_roster
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
 from tests.helpers.chain_world import MWorld, Person, Team
 from vault.acts import ALLOWANCE
@@ -25,6 +26,7 @@ from vault.errors import ChainError, PolicyDenied, VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link
 from vault.logsign import log_keypair
+from vault.roster import RosterRecord, record_bytes, sign_record
 from vault.teamkeys import TeamKey, box_hash, seal_history
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
@@ -195,6 +197,14 @@ class MachineBase(RuleBasedStateMachine):
         mt.unrotated = False  # whoever waits for a share keeps waiting: a rotation does not box them
 
 
+def statement_judged(action: str, org: OrgState, members: dict[str, MemberState], q: Person, d: DeviceKeys,
+                     t: int) -> bool | None:
+    """Whether the signed statement of ``action`` (a restore acceptance, a roster export record) by ``q``'s device
+    ``d`` at ``t`` passes its judge; None for an action that has no such statement."""
+    judged = {"restore.accept": acceptance_judged, "org.roster": roster_judged}.get(action)
+    return None if judged is None else judged(org, members, q, d, t)
+
+
 def acceptance_judged(org: OrgState, members: dict[str, MemberState], q: Person, d: DeviceKeys, t: int) -> bool:
     """Whether a restore acceptance (security/restore.py) signed by ``q``'s device ``d`` at ``t`` passes the
     judge every client applies before following one."""
@@ -204,6 +214,17 @@ def acceptance_judged(org: OrgState, members: dict[str, MemberState], q: Person,
                                d.device_id, Lost((3, 5)), heads={})
     try:
         judge_acceptance(Acceptance.parse(raw), sign_acceptance(d, raw), org, members)
+    except (ChainError, PolicyDenied):
+        return False
+    return True
+
+
+def roster_judged(org: OrgState, members: dict[str, MemberState], q: Person, d: DeviceKeys, t: int) -> bool:
+    """Whether a roster export record (vault/roster.py) signed by ``q``'s device ``d`` at ``t``, naming ``q``, passes
+    the judge the server, the rule no-master-lists and every reader apply (security/roster.py)."""
+    raw = record_bytes(org.org_id, q.id, d.device_id, t, [q.id], bytes(32))
+    try:
+        judge_roster(RosterRecord.parse(raw), sign_record(d, raw), org, members)
     except (ChainError, PolicyDenied):
         return False
     return True

@@ -19,6 +19,7 @@ from vault.chains import clone, replay_team
 from vault.errors import ChainError, PolicyDenied
 from vault.keys import key_fingerprint
 from vault.links import Link
+from vault.roster import record_bytes, sign_record
 
 HOUR = 3600
 MINUTE = 60
@@ -115,3 +116,15 @@ def ncc(world: MWorld, name: str) -> Person:
 
 def thread_created(team: Team, t: int, thread: str, expire: int, actor: str = "") -> Event:
     return event(t, "thread.create", actor, res={"team": team.team_id, "thread": thread}, detail={"expire": expire})
+
+
+def roster_event(world: MWorld, by: Person, readers: list[Person], t: int, *, signer: Person | None = None,
+                 record: bytes | None = None) -> Event:
+    """The ``roster.export`` event the server logs for ``by``'s roster export to ``readers`` at ``t`` (the record
+    signed by ``signer``'s device, ``by``'s by default; ``record``: other bytes in its place)."""
+    sign_by = signer or by
+    raw = record if record is not None else record_bytes(world.org_id, sign_by.id, sign_by.device.device_id, t,
+                                                         [r.id for r in readers], bytes(32))
+    sig = sign_record(sign_by.device, raw)
+    return event(t, "roster.export", by.id, by.device.device_id,
+                 detail={"readers": len(readers), "record": raw.hex(), "sig": sig.hex()})

@@ -166,7 +166,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
         "stored_bytes, 429 at versions_per_day (Retry-After), 507 when the server's disk is full", "201", s.Stored,
         "400 401 403 404 409 413 429 507", Binary,
-        query=(QueryParam("review", "YYYY-MM: the month of the version's review-by date (rule document-review)"),)),
+        query=(QueryParam("review", "YYYY-MM: the month of the version's review-by date (rule document-review); "
+                                 "must be the month signed in the version's header"),)),
     _op("put_versions", "post", f"{TEAM}/versions",
         "upload many small new versions in one body (each item a u32 length and a whole envelope, "
         "docs/format.md); each item is judged, stored and audited as put_version would, and refused alone "
@@ -211,8 +212,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("audit_cosign", "post", "/api/v1/audit/cosign", "Security Team cosignature of a checkpoint this server issued",
         "201", s.CosignAnswer, "400 401 403 404", s.CosignRequest),
     _op("audit_checkpoint_note", "get", "/api/v1/audit/checkpoint.note",
-        "the newest checkpoint as a C2SP tlog-checkpoint signed note (text/plain), signed by the log key",
-        "200", Text, "401"),
+        "the newest checkpoint as a C2SP tlog-checkpoint signed note (text/plain), signed by the log key; with old, "
+        "the C2SP tlog-witness add-checkpoint request body carrying the consistency proof from old",
+        "200", Text, "400 401",
+        query=(QueryParam("old", "the size the witness cosigned last: answer its add-checkpoint request body"),)),
     _op("audit_witness_cosign", "post", "/api/v1/audit/witness",
         "Security Team: store an outside witness's C2SP cosignature/v1 of a checkpoint note this server issued, "
         "by a witness key the security protocols list", "201", s.CosignAnswer, "400 401 403 404",

@@ -434,6 +434,7 @@ class CheckpointAnswer(Wire):
     # The newest checkpoint an outside witness cosigned, as a C2SP note with the log's signature and the
     # witnesses' cosignature lines (vault/signednote.py); null until one did.
     witness_note: str | None = None
+    witness_note_proof: list[bytes] = []  # RFC 9162 consistency proof from the note's size to ``checkpoint``'s
 
 
 class WitnessCosignRequest(Wire):
@@ -508,7 +509,7 @@ class AuditKeyStored(Wire):
 
 
 # Key verifications and approvals are signed chain links (org.verify, org.approve), not server records.
-AttestKind = Literal["keystore", "lost", "export", "report", "doc-export"]
+AttestKind = Literal["keystore", "lost", "export", "report", "doc-export", "roster-export"]
 Count = Annotated[int, Meta(ge=0, le=2**40)]
 KdfParameter = Annotated[int, Meta(ge=1, le=2**32)]
 
@@ -517,7 +518,8 @@ class AttestRequest(Wire):
     """What each kind needs: keystore (time_cost, memory_kib, parallelism), lost (member, device), export
     (count: the audit log's), report (violated, count), doc-export (team, count: documents of a team, before
     they are written; docs/lifecycle.md; with request: the export request's link hash and docs: the document ids,
-    which a team of the exports rule's sensitive kinds needs)."""
+    which a team of the exports rule's sensitive kinds needs), roster-export (record and sig: the device-signed record
+    of a roster export naming its readers, vault/roster.py)."""
 
     kind: AttestKind
     time_cost: KdfParameter | UnsetType = UNSET
@@ -530,6 +532,8 @@ class AttestRequest(Wire):
     team: Id | UnsetType = UNSET
     request: HexHash | UnsetType = UNSET
     docs: Annotated[list[Id], Meta(max_length=10000)] | UnsetType = UNSET
+    record: Annotated[bytes, Meta(max_length=8192)] | UnsetType = UNSET
+    sig: Signature | UnsetType = UNSET
 
 
 class VersionRecord(Wire):
