@@ -214,10 +214,10 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     carol.ok("audit", "export", "--since", "30d")  # attest export
     carol.ok("restored", "accept", "--yes")  # a restore acceptance (nothing went back: accepted all the same)
     bob.ok("restored", "status")  # the acceptances
-    _guest(root, log, alice)
+    _guest(root, log, alice, bob)
 
 
-def _guest(root: Path, log: Path, alice: Member) -> None:
+def _guest(root: Path, log: Path, alice: Member, bob: Member) -> None:
     """An allied organization's member added to a coalition space (tests/test_coalition_guests.py)."""
     ally = ServerThread(root / "ally-server").start()
     try:
@@ -227,6 +227,7 @@ def _guest(root: Path, log: Path, alice: Member) -> None:
         erin.ok("join", dora.json("invite")["invite"], "--name", "erin")
         code = dora.json("coalition", "pairing-code", "campaign")["code"]
         space = alice.json("coalition", "create", "campaign", "--with", code)["space"]
+        bob.ok("coalition", "pin", "campaign", "--with", code)  # bob is NCC too: the pin needs a second member
         guest = dora.json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
         alice.ok("coalition", "add", "campaign", f"erin@{code.split(':', 4)[4]}", "--approval", guest)  # add_guest
     finally:
