@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.client import Client
+from client.closingexports import Awaiting, requests_for, sensitive_kinds
 from client.export import export_team
 from client.view import View
 from security.authority import POLICY
 from vault.agefile import check_recipient
-from vault.chains import PlanEntry, Proposal, Quorum, plan_hash
+from vault.chains import PlanEntry, Proposal, Quorum, TeamState, plan_hash
 from vault.errors import EncodingError, NotFound, PolicyDenied, VaultError
 
 MAX_PLAN = 64 * 1024
@@ -153,11 +154,14 @@ class Run:
     proposal: Proposal
     files: tuple[Path, ...]  # the age exports written, one per plan entry: to hand to the successors
     manifests: tuple[str, ...]  # SHA-256 of each export's manifest.json, as org.close.exported records it
+    awaiting: tuple[Awaiting, ...] = ()  # sensitive entries waiting for approvals: nothing was written or closed
 
 
 async def run(c: Client, out: Path) -> Run:
     """Export each plan entry not exported yet as an age file in the new folder ``out``, record each with
-    ``org.close.exported``, then sign ``org.closed`` (the server then shreds everything it holds)."""
+    ``org.close.exported``, then sign ``org.closed`` (the server then shreds everything it holds). An entry of a
+    sensitive team goes under an export request two Security Team members approved (client/closingexports.py):
+    while one of them waits for its approvals, nothing is written and the chain is not closed."""
     view = await c.chains.view()
     proposal = pending(view)
     if not proposal.met():
@@ -165,29 +169,41 @@ async def run(c: Client, out: Path) -> Run:
                            "(`mvault org approve-close`)")
     if c.session.now() < proposal.not_before:
         raise PolicyDenied(f"the closing may not be made before {proposal.not_before}")
-    out.mkdir(mode=0o700)
-    files, manifests = [], []
+    todo: list[tuple[int, PlanEntry, TeamState, list[str]]] = []
     for i, entry in enumerate(proposal.plan):
-        if i in proposal.exported:
-            manifests.append(proposal.exported[i].hex())
-            continue
-        team = view.teams.get(entry.team)
-        if team is None:
-            raise NotFound(f"plan entry {i + 1}: team {entry.team} is not visible to you: a member of it runs the "
-                           "closing")
-        names: list[str] = []
-        if entry.documents:
-            opened = await _opened(c, team.name)
-            missing = [d for d in entry.documents if d not in opened]
-            if missing:
-                raise VaultError(f"plan entry {i + 1}: documents {missing} of team {team.name} are not there any "
-                                 "more (deleted since the proposal?): a new proposal is needed")
-            names = [opened[d] for d in entry.documents]
+        if i not in proposal.exported:
+            team = view.teams.get(entry.team)
+            if team is None:
+                raise NotFound(f"plan entry {i + 1}: team {entry.team} is not visible to you: a member of it runs "
+                               "the closing")
+            todo.append((i, entry, team, await _names(c, i, entry, team)))
+    kinds = sensitive_kinds(view)
+    ready, awaiting = await requests_for(c, [(i, e, t) for i, e, t, _ in todo if t.kind in kinds])
+    if awaiting:
+        return Run(proposal, (), (), tuple(awaiting))
+    out.mkdir(mode=0o700)
+    files, manifests = [], {i: h.hex() for i, h in proposal.exported.items()}
+    for i, entry, team, names in todo:
         target = out / f"{i + 1}-{team.name}.age"
-        exported = await export_team(c, team.name, names, target, entry.recipients)
+        req = ready.get(i)
+        exported = await export_team(c, team.name, names, target, entry.recipients,
+                                     request=None if req is None else req.hash.hex())
         digest = hashlib.sha256(exported.manifest.to_bytes()).digest()
         await c.chains.append_org("org.close.exported", {"proposal": proposal.hash, "entry": i, "manifest": digest})
         files.append(target)
-        manifests.append(digest.hex())
+        manifests[i] = digest.hex()
     await c.chains.append_org("org.closed", {"proposal": proposal.hash})
-    return Run(proposal, tuple(files), tuple(manifests))
+    return Run(proposal, tuple(files), tuple(manifests[i] for i in sorted(manifests)))
+
+
+async def _names(c: Client, i: int, entry: PlanEntry, team: TeamState) -> list[str]:
+    """The names of the entry's documents as this client opens them (none: every document); refused when one of
+    them is not there any more."""
+    if not entry.documents:
+        return []
+    opened = await _opened(c, team.name)
+    missing = [d for d in entry.documents if d not in opened]
+    if missing:
+        raise VaultError(f"plan entry {i + 1}: documents {missing} of team {team.name} are not there any more "
+                         "(deleted since the proposal?): a new proposal is needed")
+    return [opened[d] for d in entry.documents]
