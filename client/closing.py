@@ -40,13 +40,14 @@ class Shown:
     teams: tuple[str, ...]  # per entry: the team's name (its id when this client cannot see it)
     documents: tuple[tuple[str, ...], ...]  # per entry: the documents' names (ids for those it cannot open)
     met: bool
+    problems: tuple[str, ...] = ()  # what the plan names that is not there, as this client sees it
 
     def to_json(self) -> dict[str, object]:
         p = self.proposal
         return {"proposal": p.hash.hex(), "plan_hash": p.plan_hash.hex(), "proposer": p.proposer, "time": p.time,
                 "not_before": p.not_before, "quorum": {"ncc": p.quorum.ncc, "security": p.quorum.security,
                                                        "ncc_members": p.ncc_members},
-                "approvers": sorted(p.approvals), "met": self.met,
+                "approvers": sorted(p.approvals), "met": self.met, "problems": list(self.problems),
                 "plan": [{"team": e.team, "team_name": name, "documents": list(docs) if e.documents else "all",
                           "to": list(e.recipients)}
                          for e, name, docs in zip(p.plan, self.teams, self.documents, strict=True)]}
@@ -105,6 +106,9 @@ async def _opened(c: Client, team_name: str) -> dict[str, str]:
 
 async def propose(c: Client, plan: list[PlanEntry], delay: int) -> Proposal:
     """Sign ``org.close.propose`` with the ``[closing]`` parameters in force; the proposal as the chain holds it."""
+    problems = (await resolved(c, plan))[2]
+    if problems:
+        raise NotFound("the hand-over plan names what is not there: " + "; ".join(problems))
     view = await c.chains.view()
     quorum = _in_force(view)
     now = max(c.session.now(), view.org.time)
@@ -126,25 +130,46 @@ def pending(view: View) -> Proposal:
     return max(view.org.closing.proposals.values(), key=lambda p: p.seq)
 
 
-async def show(c: Client, proposal: Proposal) -> Shown:
+async def resolved(c: Client, plan: list[PlanEntry]) -> tuple[list[str], list[tuple[str, ...]], list[str]]:
+    """Per entry the team's name and the documents' names as this client sees them (ids where it cannot), and what
+    the plan names that is not there: a team this client does not see (NCC and the Security Team see every team),
+    documents the team does not hold (checked where this client may list the team's documents)."""
     view = await c.chains.view()
-    teams, documents = [], []
-    for e in proposal.plan:
+    teams, documents, problems = [], [], []
+    for i, e in enumerate(plan):
         team = view.teams.get(e.team)
         teams.append(team.name if team is not None else e.team)
+        if team is None:
+            problems.append(f"plan entry {i + 1} names {e.team}, which is no team of this organization you see")
         names: dict[str, str] = {}
         if team is not None and e.documents:
             with contextlib.suppress(PolicyDenied):  # a team seen without its key (Security Team): ids only
-                names = await _opened(c, team.name)
+                heads = await c.docs.ls(team.name)
+                names = {d.record.core.doc: d.opened.name for d in heads if d.opened is not None}
+                missing = sorted(set(e.documents) - {d.record.core.doc for d in heads})
+                if missing:
+                    problems.append(f"plan entry {i + 1} names documents team {team.name} does not hold: "
+                                    + ", ".join(missing))
         documents.append(tuple(names.get(d, d) for d in e.documents))
-    return Shown(proposal, tuple(teams), tuple(documents), proposal.met())
+    return teams, documents, problems
+
+
+async def show(c: Client, proposal: Proposal) -> Shown:
+    teams, documents, problems = await resolved(c, proposal.plan)
+    return Shown(proposal, tuple(teams), tuple(documents), proposal.met(), tuple(problems))
 
 
 async def approve(c: Client) -> Shown:
+    """Sign ``org.close.approve`` of the pending proposal, once its plan names only teams and documents there are
+    (what a server, or a proposer's client, let through is refused here)."""
     view = await c.chains.view()
     proposal = pending(view)
     if c.session.me in proposal.approvals:
         raise PolicyDenied("you approved this closing already (or proposed it: the proposer counts as one)")
+    shown = await show(c, proposal)
+    if shown.problems:
+        raise PolicyDenied("you may not approve this closing: " + "; ".join(shown.problems)
+                           + " (a new proposal is needed)")
     await c.chains.append_org("org.close.approve", {"proposal": proposal.hash})
     return await show(c, (await c.chains.view()).org.closing.proposals[proposal.hash])
 

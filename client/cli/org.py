@@ -33,6 +33,7 @@ def _shown(s: closing.Shown) -> str:
     for i, (e, team, docs) in enumerate(zip(p.plan, s.teams, s.documents, strict=True)):
         what = ", ".join(escape(d) for d in docs) if e.documents else "every document"
         lines.append(f"  {i + 1}. team {escape(team)}: {what} -> {', '.join(e.recipients)}")
+    lines.extend(f"  not there: {escape(problem)}" for problem in s.problems)
     return "\n".join(lines)
 
 
