@@ -39,12 +39,15 @@ def _rows(files: Any) -> list[dict[str, Any]]:
               help="export a sensitive team under this approved export request (its id from `export requests`)")
 @click.option("--expires", default=None, metavar="DURATION", help="request: how long it is valid (default 7d, at "
               "most 30d)")
+@click.option("--all-versions", is_flag=True, help="export every version of each document (a file and a manifest "
+              "entry each, named NAME@vN), not only the newest")
 @click.option("--check-chain", is_flag=True, help="verify: also check the signing key against the exporter's member "
               "chain as this account pins it (an account of the exporter's organization)")
 @json_flag
 @click.pass_obj
 def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[str, ...],
-           identity: Path | None, request_id: str | None, expires: str | None, check_chain: bool) -> None:
+           identity: Path | None, request_id: str | None, expires: str | None, all_versions: bool,
+           check_chain: bool) -> None:
     """Export a team's documents as files with a manifest signed in SSH's format (or age-encrypted); `export
     verify` checks one.
 
@@ -73,7 +76,7 @@ def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[
     if expires is not None:
         raise click.UsageError("--expires is for export request")
     if args[0] == "verify":
-        if len(args) != 2 or out is not None or recipients or request_id is not None:
+        if len(args) != 2 or out is not None or recipients or request_id is not None or all_versions:
             raise click.UsageError("export verify takes one DIR or FILE.age (and --identity for an .age file)")
         _verify(ctx, Path(args[1]), identity, check_chain)
         return
@@ -89,7 +92,7 @@ def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[
     team_name, names = args[0], args[1:]
 
     async def go(s: Client) -> Exported:
-        return await export_team(s, team_name, names, out, recipients, request=request_id)
+        return await export_team(s, team_name, names, out, recipients, request=request_id, all_versions=all_versions)
 
     done = with_session(ctx, go)
     emit_rows(ctx, _rows(done.manifest.files), _FILES)
