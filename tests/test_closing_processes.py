@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from client.threads.team import Threads
-from tests.conftest import PASSPHRASE, Member, Org, found_org, security_team
+from tests.conftest import Member, Org, security_team
 from tests.helpers.agetools import AGE_KEYGEN, age_identity
 from tests.helpers.http import Http
 from tests.helpers.killable_server import ServerProcess
 from tests.helpers.members import session
 from tests.helpers.pair import open_keys, wire
 from tests.helpers.postgres import Cluster
+from tests.helpers.process_pair import process_pair
 from tests.test_export import write
 
 pytestmark = pytest.mark.skipif(not AGE_KEYGEN, reason="Debian's age (.ci/run installs it)")
@@ -29,23 +30,10 @@ DROPPED = "team chains dropped from memory"
 
 @pytest.fixture
 def pair(tmp_path: Path, pg_cluster: Cluster) -> Iterator[tuple[ServerProcess, ServerProcess, Org, Member]]:
-    url = pg_cluster.new_database()
-    one = ServerProcess(tmp_path / "data", "--database", url).start()
-    two = ServerProcess(tmp_path / "data", "--database", url)
-    try:
-        pf = tmp_path / "passphrase"
-        pf.write_text(PASSPHRASE + "\n")
-
-        def make(name: str) -> Member:
-            return Member(tmp_path / f"home-{name}", name, pf)
-
-        org = found_org(one, make)  # type: ignore[arg-type]
-        carol = security_team(org, make)
-        two.start()
-        yield one, two, org, carol
-    finally:
-        two.kill()
-        one.kill()
+    carol: list[Member] = []
+    with process_pair(tmp_path, pg_cluster.new_database(),
+                      lambda org, make: carol.append(security_team(org, make))) as (one, two, org):
+        yield one, two, org, carol[0]
 
 
 async def test_the_other_process_drops_its_teams_and_answers_org_closed(
