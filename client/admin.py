@@ -249,7 +249,7 @@ async def remove_from_team(s: Client, team_name: str, member_name: str, link_typ
     target = view.member_by_name(member_name)
     if target.member_id not in team.members:
         raise NotFound(f"{target.name} is not in team {team.name}")
-    if not view.org.admitted(target.member_id):
+    if target.member_id not in team.guests and not view.org.admitted(target.member_id):
         raise VaultError(f"{target.name} was removed from the organization and is out of every team already")
     if target.member_id == s.session.me:
         raise VaultError("to leave a team yourself use `mvault leave TEAM`")

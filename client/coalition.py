@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client import admin
+from client import admin, guests
 from client.client import Client
 from vault.chains import TeamState, check_name
 from vault.chains.coalition import CoalitionKey
@@ -47,52 +47,82 @@ class Pairing:
         return cls(root, key, check_name(parts[2], "organization name"))
 
 
-async def pairing_code(s: Client, name: str) -> Pairing:
+async def pairing_code(s: Client, name: str) -> Pairing | None:
     """The ally's side (NCC): the organization's coalition key for the space ``name``, made and recorded in its own
-    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore."""
+    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore. Two people (rule
+    two-person): with another NCC member, the first run proposes the key (None), and the same command by a second
+    NCC member signs the same link, which records it; then anyone of the NCC prints the code (it is public)."""
     check_name(name, "coalition space name")
     view = await s.chains.view()
-    recorded = view.org.coalitions.get(name)
-    seed = s.session.secrets.coalitions.get(name)
-    if recorded is None:
-        key = CoalitionKey.generate() if seed is None else CoalitionKey(seed)
-        s.session.secrets.coalitions[name] = key.seed
-        s.session.home.save_secrets(s.session.secrets)  # kept before it is recorded: never a key on record we lost
-        await s.chains.append_org("org.coalition", {"name": name, "key": key.public, "host": None})
-    elif seed is None or CoalitionKey(seed).public != recorded.key:
-        raise VaultError(f"the coalition key for {name!r} was recorded by another device (member "
-                         f"{view.name_of(recorded.by)}): its pairing code is theirs to give")
-    view = await s.chains.view()
+    if name not in view.org.coalitions:
+        seed = s.session.secrets.coalitions.get(name)
+        proposals = {act: by for act, (by, _) in view.org.role_proposals.items() if act[:2] == ("org.coalition", name)}
+        pending = [act for act, by in proposals.items() if by != s.session.me]
+        if s.session.me in proposals.values():
+            return None  # this member's proposal waits for a second NCC member
+        if seed is None and pending:  # a second NCC member: sign the key another one proposed
+            _, _, key_hex, host_hex = pending[0]
+            await s.chains.append_org("org.coalition", {"name": name, "key": bytes.fromhex(key_hex),
+                                                        "host": bytes.fromhex(host_hex) if host_hex else None})
+        else:
+            key = CoalitionKey.generate() if seed is None else CoalitionKey(seed)
+            s.session.secrets.coalitions[name] = key.seed
+            s.session.home.save_secrets(s.session.secrets)  # kept before it is recorded: never a key on record we lost
+            await s.chains.append_org("org.coalition", {"name": name, "key": key.public, "host": None})
+        view = await s.chains.view()
+        if name not in view.org.coalitions:
+            return None
     return Pairing(view.org.root, view.org.coalitions[name].key, view.org.name)
 
 
 async def create(s: Client, name: str, codes: list[str]) -> TeamState:
-    """The host's side (NCC): a team of kind ``coalition`` and a ``coalition.ally`` pin for each pairing code."""
+    """The host's side (NCC): a team of kind ``coalition`` and a ``coalition.ally`` pin for each pairing code (with
+    another NCC member, a proposal each: ``pin``, by a second NCC member, puts them in force)."""
     allies = [Pairing.parse(c) for c in codes]  # every code checked before anything is signed
     team = await admin.create_team(s, name, "coalition")
+    return await _pin(s, team, allies)
+
+
+async def pin(s: Client, name: str, codes: list[str]) -> TeamState:
+    """The host's side (NCC): pin allies in an existing space, or sign as the second NCC member the pins another
+    proposed (the same pairing codes)."""
+    allies = [Pairing.parse(c) for c in codes]
+    return await _pin(s, _space((await s.chains.view()).team_by_name(name)), allies)
+
+
+async def _pin(s: Client, team: TeamState, allies: list[Pairing]) -> TeamState:
     for ally in allies:
         await s.chains.append_team(team, "coalition.ally", {"ally": ally.org_root, "key": ally.key, "name": ally.name})
         team = (await s.chains.view()).teams[team.team_id]
     return team
 
 
-async def add(s: Client, name: str, who: str, role: str, until: int | None) -> bool:
-    """A space admin adds ``who`` (``MEMBER`` or ``MEMBER@ORG``): a member of this organization as to any team.
-    An ally's member needs their organization's approval and the guest login, which are not built yet."""
+async def add(s: Client, name: str, who: str, role: str, until: int | None, approval: str | None = None) -> bool:
+    """A space admin adds ``who`` (``MEMBER`` or ``MEMBER@ORG``): a member of this organization as to any team, or
+    an allied organization's member with that organization's approval (``approval``, its guest code)."""
     view = await s.chains.view()
-    _space(view.team_by_name(name))
+    space = _space(view.team_by_name(name))
     member, _, org = who.partition("@")
-    if org and org != view.org.name:
-        raise VaultError(f"adding a member of {org!r} needs the guest login on this server, which this version does "
-                         "not have yet (docs/lifecycle.md section 2)")
+    allied = org in {a.name for a in space.allies.values()}  # an ally may bear the host's name: the pin decides
+    if approval is not None or allied or org and org != view.org.name:
+        if approval is None:
+            raise VaultError(f"adding a member of {org!r} needs their organization's approval: its NCC runs `mvault "
+                             f"coalition approve {name} {member} --space {space.team_id}` and gives you the guest "
+                             "code (--approval)")
+        return await guests.add_guest(s, space, who, role, until, approval)
     return await admin.add_member(s, name, member, role, until)
 
 
 async def remove(s: Client, name: str, who: str) -> bool:
     """The host's side: a space admin removes a member (``coalition.remove``), rotating the key when it holds it."""
     view = await s.chains.view()
-    _space(view.team_by_name(name))
-    return await admin.remove_from_team(s, name, who.partition("@")[0], "coalition.remove")
+    space = _space(view.team_by_name(name))
+    member, _, org = who.partition("@")
+    roots = {a.org_root for a in space.allies.values() if a.name == org}
+    guests = [g.member for g in space.guests.values() if g.ally in roots and view.name_of(g.member) == member]
+    if len(guests) == 1:  # an ally's member, by the name their own chain gives and the ally's pinned name
+        member = guests[0]
+    return await admin.remove_from_team(s, name, member, "coalition.remove")
 
 
 def _space(t: TeamState) -> TeamState:

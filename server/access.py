@@ -36,6 +36,7 @@ from server.context import (
     now_of,
 )
 from server.directory import Directory
+from server.guests import GUEST_ROUTES, check_guest, is_guest
 from server.http import source_of
 from server.store.records import AuthSession, TeamMoved
 from vault.acts import Act
@@ -122,6 +123,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise AuthError("session expired or unknown; log in again")
     request[CLAIMED] = (session.member, session.device)  # so a refusal below is recorded against them
     check_session(request.app, session)
+    if (request.method, canonical) not in GUEST_ROUTES and is_guest(request.app[DIRECTORY], session.member):
+        raise PolicyDenied("a guest of a coalition space reaches only its spaces on this server, not the "
+                           "organization's chains, members or audit log")
     request[SESSION_KEY] = session
     return await handler(request)
 
@@ -158,6 +162,7 @@ def check_session(app: web.Application, session: AuthSession) -> None:
     cut_off(directory, session.member, session.device, int(app[CONFIG].clock()))
     if removed(directory, session.member):
         raise AuthError("this member was removed from the organization")
+    check_guest(directory, session.member, int(app[CONFIG].clock()))
     shut = closed_refusal(directory)
     if shut is not None:
         raise shut

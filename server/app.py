@@ -49,7 +49,20 @@ from server.metrics import METRICS, add_metrics, metrics_middleware
 from server.proxied import proxy_middleware
 from server.recorder import audit_middleware, load_state, record_unlogged_links, refusal_flusher, settle_at_start
 from server.relay import relaying
-from server.routes import audit, auth, batch, bodies, chains, closing, devices, docs, public, restore, threads
+from server.routes import (
+    audit,
+    auth,
+    batch,
+    bodies,
+    chains,
+    closing,
+    devices,
+    docs,
+    guests,
+    public,
+    restore,
+    threads,
+)
 from server.store.backends import open_audit, open_storage
 from server.store.owed import OwedJournal
 from server.store.postgres.vault import PostgresStorage
@@ -83,7 +96,7 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
         app.cleanup_ctx.append(relaying(storage.listener()))
     threads.register(app)
     add_operations(app, {name: handler for routes in (public, auth, chains, devices, docs, batch, bodies, audit,
-                                                      restore, threads, metrics, closing)
+                                                      restore, threads, metrics, closing, guests)
                          for name, handler in routes.HANDLERS.items()})
     return app
 

@@ -261,10 +261,18 @@ class Directory:
         removed = team.removed_at.get(member_id)
         return None if removed is None else (removed, False)
 
-    def check_team_link(self, team_id: str, link: Link) -> TeamState:
+    def check_team_link(self, team_id: str, link: Link, extra_member: MemberState | None = None) -> TeamState:
+        members = self.members if extra_member is None else {**self.members, extra_member.member_id: extra_member}
         state = clone(self.team(team_id))
-        state.apply(link, self.require_org(), self.members, POLICY)
+        state.apply(link, self.require_org(), members, POLICY)
         return state
+
+    def commit_guest(self, member: MemberState, links: list[Link]) -> None:
+        """A guest's member chain, stored with the ``team.add`` that let it in (``server/routes/guests.py``)."""
+        self.members[member.member_id] = member
+        self.member_links[member.member_id] = list(links)
+        for link in links:
+            self.note_signed(link.signer, link.device, link.time)
 
     def commit_team(self, state: TeamState, link: Link) -> None:
         self.teams[state.team_id] = state

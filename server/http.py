@@ -167,7 +167,11 @@ class Pace:
         try:
             while True:
                 chunk, chunk_end = await self.content.readchunk()
-                if chunk or not chunk_end:  # (b"", True) only marks the end of a chunked-encoding chunk
+                # (b"", True) marks the end of a chunked-encoding chunk, more may follow; but aiohttp gives every
+                # request without a body one shared reader (EMPTY_PAYLOAD) that answers (b"", True) forever after
+                # the first time anyone read its end: without at_eof this loop spun, never yielding, and the
+                # second empty upload a process received froze it.
+                if chunk or not chunk_end or self.content.at_eof():
                     break
         except asyncio.CancelledError:
             if self.slow and self.task is not None and self.task.uncancel() == 0:

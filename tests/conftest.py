@@ -39,13 +39,12 @@ pytest_plugins = [  # postgres first: the others import it (a plugin imported be
 # Backends (issue 19). A module runs on SQLite and on PostgreSQL through one parametrized fixture
 # (tests/helpers/postgres.py): ``backend`` (a fresh database per test; ``org`` copies a prebuilt world's database
 # by CREATE DATABASE ... TEMPLATE) or, for a module's shared organization (``api_world``, ``audit_world``, the
-# authorization matrix's ``world``), ``world_backend`` (one organization per backend). Every test runs on SQLite.
+# authorization matrix's ``world``), ``world_backend`` (one organization per backend, each in a database of its own:
+# ``PerBackend``). Every test runs on SQLite.
 # On PostgreSQL too, as issue 19 allows when both would push ``make test`` past its 35 minutes on two cores:
 # - storage: test_store_backends, test_check_backends, test_migrate, test_server_postgres, test_server_pair,
 #   test_server_outage, test_server_workers;
-# - API: test_audit_api_attest, test_audit_api_refusals (test_api_teams_docs, test_api_threads and
-#   test_audit_api_log only in ``make test-backends`` since a PostgreSQL run of them hung after session 11's
-#   merges: docs/STATUS.md);
+# - API: test_api_teams_docs, test_api_threads, test_audit_api_log, test_audit_api_attest, test_audit_api_refusals;
 # - attacker: test_server_attacker_docs, test_server_attacker_chains, test_server_forgery, test_doc_ops_attacker,
 #   test_thread_attacker, test_audit (the audit log's forgeries), and the walk-through (test_walkthrough).
 # The end-to-end CLI suites of documents, membership and threads (test_doc_ops, test_membership, test_threads)

@@ -214,6 +214,23 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     carol.ok("audit", "export", "--since", "30d")  # attest export
     carol.ok("restored", "accept", "--yes")  # a restore acceptance (nothing went back: accepted all the same)
     bob.ok("restored", "status")  # the acceptances
+    _guest(root, log, alice)
+
+
+def _guest(root: Path, log: Path, alice: Member) -> None:
+    """An allied organization's member added to a coalition space (tests/test_coalition_guests.py)."""
+    ally = ServerThread(root / "ally-server").start()
+    try:
+        dora, erin = (_member(root, log, n) for n in ("dora", "erin"))
+        assert ally.invite is not None
+        dora.ok("join", ally.invite, "--name", "dora")
+        erin.ok("join", dora.json("invite")["invite"], "--name", "erin")
+        code = dora.json("coalition", "pairing-code", "campaign")["code"]
+        space = alice.json("coalition", "create", "campaign", "--with", code)["space"]
+        guest = dora.json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
+        alice.ok("coalition", "add", "campaign", f"erin@{code.split(':', 4)[4]}", "--approval", guest)  # add_guest
+    finally:
+        ally.stop()
 
 
 async def _direct(server: ServerThread, log: Path) -> None:

@@ -12,6 +12,8 @@ import asyncio
 import os
 import struct
 
+import pytest
+
 from server.context import CONFIG
 from tests.helpers.api_fixtures import (
     _prelude,
@@ -34,14 +36,12 @@ from tests.helpers.api_world import (
 )
 from tests.helpers.db import snapshot
 from tests.helpers.http import Http, b64, login, raw_exchange, refuse_bad_json, refused, request_head
-from tests.helpers.postgres import end_to_end_backends
 from vault.chains import team_id_for
 from vault.envelope import MAGIC, MAX_PRELUDE, body_length
 from vault.links import make_link
 from vault.teamkeys import TeamKey
 
-# On PostgreSQL only in `make test-backends`: after session 11's merges a PostgreSQL run hung (docs/STATUS.md).
-pytestmark = end_to_end_backends("world_backend")
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # == teams ===========================================================================================
 

@@ -31,13 +31,11 @@ from tests.helpers.api_world import (
     session,
 )
 from tests.helpers.http import Http, b64, login, refuse_bad_json, refused
-from tests.helpers.postgres import end_to_end_backends
 from vault.encoding import Fields, decode, encode
 from vault.messages import MAX_RECORD, ThreadRecord, make_thread
 from vault.teamkeys import TeamKey
 
-# On PostgreSQL only in `make test-backends`: after session 11's merges a PostgreSQL run hung (docs/STATUS.md).
-pytestmark = end_to_end_backends("world_backend")
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # == team threads ===================================================================================
 

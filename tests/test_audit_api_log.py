@@ -67,15 +67,13 @@ from tests.helpers.audit_world import (
 )
 from tests.helpers.db import leaves_from, log_size
 from tests.helpers.http import Http, b64, bad_json_cases, login, login_as
-from tests.helpers.postgres import end_to_end_backends
 from vault.chains import org_id_for
 from vault.crypto import labels
 from vault.encoding import encode
 from vault.errors import BadSignature
 from vault.keys import DeviceKeys, verify
 
-# On PostgreSQL only in `make test-backends`: after session 11's merges a PostgreSQL run hung (docs/STATUS.md).
-pytestmark = end_to_end_backends("world_backend")
+pytestmark = pytest.mark.usefixtures("world_backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
 # -- the shared organization ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from client.home import Home
 from tests.conftest import Member, Org, security_team
 from tests.helpers.timeline_verifier import Rejected, verify
 from tests.helpers.witnessed_org import cosigned_note, list_witnesses, new_witness, second_ncc
+from tests.helpers.worlds import World, Worlds, security_member, security_world
 from vault.crypto import labels
 
 
@@ -30,22 +32,38 @@ class Timeline:
     bundle: Path
 
 
-@pytest.fixture
-def tl(org: Org, make_member: Any, tmp_path: Path) -> Timeline:
+def _timeline(org: Org, make_member: Callable[[str], Member]) -> None:
     """bob wrote and read a document; a listed outside witness cosigned the checkpoint after; carol (Security
-    Team) exported bob's timeline."""
+    Team) exported bob's timeline to ``bob.timeline`` beside the members' homes (the outside witness's key in
+    ``witness.vkey``)."""
+    root = org.alice.home.parent
     carol = security_team(org, make_member)
     dana = second_ncc(org.alice, make_member)
     witness = new_witness(carol)
-    list_witnesses(org.alice, dana, tmp_path, witness.vkey)
-    doc = tmp_path / "plan.txt"
+    list_witnesses(org.alice, dana, root, witness.vkey)
+    doc = root / "plan.txt"
     doc.write_text("strategy draft")
     org.bob.ok("put", "drafting", str(doc))
-    org.bob.ok("get", "drafting", "plan.txt", "-o", str(tmp_path / "copy.txt"))
-    carol.ok("audit", "witness-cosign", str(cosigned_note(carol, witness, int(org.server.clock()), tmp_path)))
-    bundle = tmp_path / "bob.timeline"
-    carol.ok("audit", "timeline", "bob", "--out", str(bundle))
-    return Timeline(org, carol, witness.vkey, bundle)
+    org.bob.ok("get", "drafting", "plan.txt", "-o", str(root / "copy.txt"))
+    carol.ok("audit", "witness-cosign", str(cosigned_note(carol, witness, int(org.server.clock()), root)))
+    carol.ok("audit", "timeline", "bob", "--out", str(root / "bob.timeline"))
+    (root / "witness.vkey").write_text(witness.vkey)
+
+
+@pytest.fixture
+def org_world(worlds: Worlds, request: pytest.FixtureRequest) -> World:
+    """The tests of ``tl`` start from a copy of the timeline world (``_timeline``, built once per session and
+    worker: its set-up was most of this file's time); the others from the Security Team's (carol)."""
+    if "tl" in request.fixturenames:
+        return worlds.org_then("org-timeline", _timeline)
+    return security_world(worlds)
+
+
+@pytest.fixture
+def tl(org: Org, make_member: Any, tmp_path: Path) -> Timeline:
+    """The timeline world: carol's export of bob's timeline, the outside witness that cosigned under it."""
+    assert org.server.restored
+    return Timeline(org, make_member("carol"), (tmp_path / "witness.vkey").read_text(), tmp_path / "bob.timeline")
 
 
 def test_a_real_bundle_verifies_with_the_second_implementation(tl: Timeline) -> None:
@@ -131,7 +149,7 @@ def test_no_overwrite_without_force_and_no_bundle_before_a_witness(tl: Timeline,
 def test_no_bundle_while_no_listed_witness_cosigned(org: Org, make_member: Any, tmp_path: Path) -> None:
     """A server that never shows a witnessed note (or before any witness cosigned) gets no bundle out of the
     Security Team's client: its proofs would stand on a checkpoint nobody outside the server vouched for."""
-    carol = security_team(org, make_member)
+    carol = security_member(org, make_member)
     carol.ok("audit", "witness")  # the Security Team's own cosignature is not a C2SP one: not enough
     carol.fails("audit", "timeline", "bob", "--out", str(tmp_path / "b.timeline"), contains="no listed outside witness")
     assert not (tmp_path / "b.timeline").exists()

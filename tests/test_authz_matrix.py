@@ -52,6 +52,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ from tests.helpers.authz_matrix import (
     team_link,
 )
 from tests.helpers.http import Http, b64, login
-from tests.helpers.postgres import end_to_end_backends, world_database
+from tests.helpers.postgres import PerBackend, end_to_end_backends
 from vault.chains import RECORD_TYPES, records_of
 from vault.errors import VaultError
 from vault.teamkeys import TeamKey
@@ -114,12 +115,11 @@ from vault.teamkeys import TeamKey
 pytestmark = end_to_end_backends("world_backend")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("authz")
+@contextmanager
+def _world(root: Path, database_url: str) -> Iterator[World]:
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
+    server = ServerThread(root / "server-data", database_url=database_url).start()
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MVAULT_PASSPHRASE_FILE", str(pf))
@@ -143,6 +143,18 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             yield w
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def worlds_by_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PerBackend[World]]:
+    with PerBackend(lambda url: _world(tmp_path_factory.mktemp("authz"), url)) as worlds:
+        yield worlds
+
+
+@pytest.fixture
+def world(worlds_by_backend: PerBackend[World], request: pytest.FixtureRequest) -> World:
+    """The module's organization on the test's backend."""
+    return worlds_by_backend.get(request)
 
 
 # -- the matrix ----------------------------------------------------------------------------------

@@ -200,3 +200,38 @@ def test_org_coalition_is_the_ally_ncc_s_act() -> None:
     again = ally.world.org_link(ally.world.founder, "org.coalition",
                                 {"name": "campaign", "key": CoalitionKey.generate().public, "host": None}, append=False)
     expect(ChainError, lambda: ally.world.org().apply(again, ally.world.members(), POLICY), "already recorded")
+
+
+def test_two_ncc_members_record_a_coalition_key_and_pin_an_ally(c: Coalition) -> None:
+    """Rule two-person on ``org.coalition`` (the ally's chain) and ``coalition.ally`` (the space's chain): with a
+    second NCC member at the time, the first signature proposes; the same act signed by another NCC member puts it in
+    force; the proposer signing again is refused. With one NCC member, one signature does (the other tests)."""
+    ally = c.ally(record=False)
+    second = ally.world.admit("ally-ncc")
+    ally.world.role(ally.world.founder, second, "ncc")
+    body = {"name": c.space_name, "key": ally.key.public, "host": c.host.org_links[0].hash}
+    ally.world.org_link(ally.world.founder, "org.coalition", body)
+    assert ally.world.org().coalitions == {}  # proposed only
+    ally.world.org_link(ally.world.founder, "org.coalition", body)
+    expect(PolicyDenied, ally.world.org, "you proposed it already")
+    ally.world.org_links.pop()
+    other = {**body, "key": CoalitionKey.generate().public}  # another key proposed for the name meanwhile
+    ally.world.org_link(second, "org.coalition", other)
+    ally.world.org_link(second, "org.coalition", body)
+    org = ally.world.org()
+    assert org.coalitions[c.space_name].key == ally.key.public
+    assert not [a for a in org.role_proposals if a[0] == "org.coalition"]  # the rival proposal is void
+
+    host_ncc = c.host.admit("host-ncc")
+    c.host.role(c.admin, host_ncc, "ncc")
+    c.pin(ally)
+    assert c.state().allies == {}  # proposed only: an approval of this ally is refused
+    person = ally.member("erin", c.host)
+    early = c.add(person, c.approval(ally, person), append=False)
+    expect(ChainError, lambda: c.state([early]), "not an ally pinned")
+    again = c.pin(ally, append=False)
+    expect(PolicyDenied, lambda: c.state([again]), "you proposed this pin already")
+    c.pin(ally, signer=host_ncc)
+    assert c.state().allies[ally.root].key == ally.key.public
+    c.add(person, c.approval(ally, person))
+    assert person.id in c.state().guests

@@ -1,36 +1,26 @@
 """Issue 20, coalition spaces on two real servers through the real CLI: the ally's NCC makes its pairing code on its
 own server (its coalition key recorded in its own chain), the host's NCC creates the space on the host's server
 pinning that code; only the host's NCC may pin, and a server that invents an ally (a pin no NCC signed) is caught
-by every client. Guests (the ally's members on the host's server) are not built yet: docs/lifecycle.md."""
+by every client. Guests (the ally's members on the host's server): tests/test_coalition_guests.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Member, ServerThread
+from tests.conftest import Member
+from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.forgery import Forge, Forgery, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.http import Http, b64, login_as
 from vault.chains.coalition import CoalitionKey
 from vault.keys import DeviceKeys
 
-forge = forge_fixture  # the fixture (tests/helpers/forgery.py)
-
-
-@pytest.fixture
-def ally(tmp_path: Path, make_member: Any) -> Iterator[Member]:
-    """The allied organization on a server of its own: its founder dora (NCC)."""
-    server = ServerThread(tmp_path / "ally-server").start()
-    dora = make_member("dora")
-    assert server.invite is not None
-    dora.ok("join", server.invite, "--name", "dora")
-    yield dora
-    server.stop()
+forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
+ally = ally_fixture
 
 
 def test_pairing_code_then_a_space_pinning_the_ally(forge: Forge, ally: Member, tmp_path: Path) -> None:
@@ -51,7 +41,7 @@ def test_pairing_code_then_a_space_pinning_the_ally(forge: Forge, ally: Member, 
 
     # The host's members through coalition add / remove: bob writes, alice reads; removed, bob opens nothing newer.
     bob.fails("coalition", "add", "campaign", "alice", contains="no team named")  # not in it: he cannot see it
-    alice.fails("coalition", "add", "campaign", "zed@allies", contains="guest login")
+    alice.fails("coalition", "add", "campaign", "zed@allies", contains="needs their organization's approval")
     assert alice.json("coalition", "add", "campaign", "bob", "--role", "writer")["key_shared"] is True
     note = tmp_path / "plan.txt"
     note.write_text("joint campaign plan\n")
@@ -95,3 +85,23 @@ def test_the_server_cannot_pin_an_ally(forge: Forge, ally: Member) -> None:
     # Served no more, both read the space again, with the one ally alice pinned.
     name = code["code"].split(":", 4)[4]
     assert [a["name"] for a in forge.org.bob.json("coalition", "show", "campaign")["allies"]] == [name]
+
+
+def test_two_ncc_members_record_the_key_and_pin_the_ally(forge: Forge, ally: Member, make_member: Any) -> None:
+    """Rule two-person on both sides, through the real CLI: with a second NCC member, `pairing-code` and `create`
+    only propose; the second NCC member's same command puts the key (ally) and the pin (host) in force."""
+    alice, bob = forge.org.alice, forge.org.bob
+    erin = make_member("erin")
+    erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
+    ally.ok("role", "grant", "erin", "ncc", "--until", "2099-01-01")
+    assert ally.json("coalition", "pairing-code", "campaign") == {"space": "campaign", "proposed": True}
+    assert ally.json("coalition", "pairing-code", "campaign")["proposed"] is True  # still waiting for another
+    code = erin.json("coalition", "pairing-code", "campaign")  # erin signs the key dora proposed
+    assert ally.json("coalition", "pairing-code", "campaign") == code  # recorded: the same code on dora's device
+
+    alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")
+    made = alice.json("coalition", "create", "campaign", "--with", code["code"])
+    assert made["allies"] == [] and made["proposed"] is True
+    alice.fails("coalition", "pin", "campaign", "--with", code["code"], contains="proposed this pin already")
+    assert bob.json("coalition", "pin", "campaign", "--with", code["code"])["allies"] == [code["code"].split(":")[4]]
+    assert [a["key"] for a in alice.json("coalition", "show", "campaign")["allies"]] == [code["key"]]

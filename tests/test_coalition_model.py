@@ -2,9 +2,9 @@
 
 A Hypothesis state machine grows a space of a host organization with two other organizations (one the host's NCC
 may pin, all members with real member chains) through the REAL chain code: every step is a real signed link
-(``coalition.ally``, ``team.add`` with every kind of approval, ``coalition.remove`` by anyone with every kind of
-statement), appended only if the replay accepts it, and the replay's answer must be the reference model's
-(``tests/helpers/coalition_model.py``). After every step:
+(``coalition.ally`` by either of two NCC members or a non-NCC member, ``team.add`` with every kind of approval,
+``coalition.remove`` by anyone with every kind of statement), appended only if the replay accepts it, and the
+replay's answer must be the reference model's (``tests/helpers/coalition_model.py``). After every step:
 
 (a) the space's members and the newest key generation's boxes are exactly the members the model entitles: an ally's
     member added without an approval, or with one of an unpinned ally, a forged or a used one, is never a member
@@ -49,8 +49,11 @@ class CoalitionMachine(RuleBasedStateMachine):
                 self.people.append(person)
                 self.org_of[person.id] = ally
         self.used: dict[str, dict[str, Value]] = {}  # member -> the last approval used for them
+        self.ncc2 = self.c.host.admit("host-ncc")  # a second NCC member, not in the space: pins take two
+        self.c.host.role(self.c.admin, self.ncc2, "ncc")
         self.model = CoalitionModel({self.c.admin.id: "admin", self.c.writer.id: "writer"}, self.c.admin.id,
-                                    {pid: ally.name for pid, ally in self.org_of.items()})
+                                    {pid: ally.name for pid, ally in self.org_of.items()},
+                                    ncc={self.c.admin.id, self.ncc2.id})
         self.org, self.members = self.c.host.org(), self.c.host.members()
         self.state = self.c.state()
 
@@ -71,12 +74,14 @@ class CoalitionMachine(RuleBasedStateMachine):
     def person(self, i: int) -> Person:
         return self.people[i % len(self.people)]
 
-    @rule(ally=st.integers(0, 1), signer=st.integers(0, 1))
+    @rule(ally=st.integers(0, 1), signer=st.sampled_from([0, 0, 1, 6]))
     def pin(self, ally: int, signer: int) -> None:
-        who = self.person(signer)
-        expected = self.model.may_pin(who.id, self.allies[ally].name)
-        if self.attempt(self.c.pin(self.allies[ally], signer=who, append=False), expected):
-            self.model.pinned.add(self.allies[ally].name)
+        who = self.ncc2 if signer == 6 else self.person(signer)
+        before = set(self.state.allies)
+        outcome = self.model.pin(who.id, self.allies[ally].name)
+        self.attempt(self.c.pin(self.allies[ally], signer=who, append=False), outcome != "refused")
+        event(f"pin {outcome}")
+        assert (set(self.state.allies) - before == {self.allies[ally].root}) == (outcome == "pinned")
 
     @rule(whom=st.integers(2, 5), signer=st.one_of(st.just(0), st.integers(0, 5)), role=st.sampled_from(ROLES),
           kind=st.one_of(st.just("own"), st.sampled_from(APPROVALS)))

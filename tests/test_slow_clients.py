@@ -148,6 +148,25 @@ async def test_a_trickled_upload_is_refused_dropped_and_leaves_nothing(w: World,
             assert status == 201 and res["vid"] == up.vid, res
 
 
+async def test_empty_uploads_are_refused_every_time_and_the_server_goes_on(w: World) -> None:
+    """aiohttp gives every request without a body one shared reader (``EMPTY_PAYLOAD``), which after the first
+    time its end was read answers "end of a chunk, more may follow" forever: the upload's body reader
+    (``server/http.py`` ``Pace.piece``) looped on it without yielding, and the second empty upload a server
+    process received froze the process (every request after it hung; found as the PostgreSQL API suites' hang,
+    which ran after the SQLite ones in one process). Each empty upload is refused, and the server answers
+    after them."""
+    async with session(w, w.bob) as s, Http(w.server) as h:
+        token = s.session.api.token
+        before = snapshot(w.server)
+        for attempt in range(3):
+            status, res = await asyncio.wait_for(
+                h.call("POST", docs_path(w.drafting, new_doc()), token=token, data=b""), 30)
+            assert status == 400 and "ended inside" in res["message"], (attempt, res)
+        status, _ = await asyncio.wait_for(h.call("GET", "/api/health"), 30)
+        assert status == 200
+        assert snapshot(w.server) == before
+
+
 def _small_receive_buffer() -> socket.socket:
     """The follower's socket: a small receive buffer, so that a follower that reads nothing fills the server's
     buffers after a few MiB instead of the kernel's full auto-tuned window."""

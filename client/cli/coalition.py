@@ -1,12 +1,15 @@
-"""``mvault coalition pairing-code|create|ls|show``: coalition spaces shared with allied organizations."""
+"""``mvault coalition pairing-code|create|approve|add|remove|ls|show``: spaces shared with allied organizations."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from client import coalition
+from client import coalition, guests
 from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
+from vault.chains import TeamState
 
 _SPACES = (Column("space", lambda r: r["name"]), Column("allies", lambda r: r["allies"]),
            Column("members", lambda r: r["members"]), Column("guests", lambda r: r["guests"]))
@@ -28,6 +31,12 @@ def pairing_code(ctx: Ctx, name: str) -> None:
     keeps it in this device's keystore. Give the code to the host organization's leaders out of band (in person,
     as for an invite): it pins this organization (its root) and the key that approves its members' entry."""
     p = with_session(ctx, lambda s: coalition.pairing_code(s, name))
+    if p is None:
+        emit_one(ctx, {"space": name, "proposed": True},
+                 lambda: out.print(f"proposed this organization's coalition key for {escape(name)}: a second NCC "
+                                   f"member runs `mvault coalition pairing-code {escape(name)}` to record it (rule "
+                                   "two-person); then this command prints the code"))
+        return
     emit_one(ctx, {"space": name, "org_root": p.org_root.hex(), "key": p.key.hex(), "code": p.code},
              lambda: out.print(f"pairing code for the coalition space {escape(name)}:\n  {escape(p.code)}\n"
                                f"organization root {p.org_root.hex()}\ncoalition key {p.key.hex()}\n"
@@ -35,18 +44,42 @@ def pairing_code(ctx: Ctx, name: str) -> None:
                                f"`mvault coalition create {escape(name)} --with CODE`"))
 
 
+_WITH = click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
+                     help="an allied organization's pairing code (`mvault coalition pairing-code` on its side); "
+                          "repeatable")
+
+
 @coalition_group.command("create")
 @click.argument("name")
-@click.option("--with", "codes", multiple=True, required=True, metavar="PAIRING_CODE",
-              help="an allied organization's pairing code (`mvault coalition pairing-code` on its side); repeatable")
+@_WITH
 @json_flag
 @click.pass_obj
 def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
     """The host's side (NCC): create the coalition space NAME and pin each allied organization."""
     t = with_session(ctx, lambda s: coalition.create(s, name, list(codes)))
-    emit_one(ctx, {"space": t.team_id, "name": t.name, "allies": [a.name for a in t.allies.values()]},
-             lambda: out.print(f"created coalition space {escape(t.name)} ({t.team_id}) with "
-                               f"{', '.join(escape(a.name) for a in t.allies.values())}"))
+    _pinned(ctx, t, f"created coalition space {escape(t.name)} ({t.team_id})", codes)
+
+
+@coalition_group.command("pin")
+@click.argument("name")
+@_WITH
+@json_flag
+@click.pass_obj
+def pin(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
+    """The host's side (NCC): pin allies in the space NAME; as a second NCC member, with the same pairing codes,
+    this puts in force the pins another NCC member proposed (rule two-person)."""
+    t = with_session(ctx, lambda s: coalition.pin(s, name, list(codes)))
+    _pinned(ctx, t, f"coalition space {escape(t.name)} ({t.team_id})", codes)
+
+
+def _pinned(ctx: Ctx, t: TeamState, what: str, codes: tuple[str, ...]) -> None:
+    """What was pinned; codes whose ally is not pinned yet wait for a second NCC member (the codes parsed already)."""
+    names = [a.name for a in t.allies.values()]
+    waiting = {coalition.Pairing.parse(c).org_root for c in codes} - set(t.allies)
+    emit_one(ctx, {"space": t.team_id, "name": t.name, "allies": names, "proposed": bool(waiting)},
+             lambda: out.print(f"{what} with {', '.join(escape(n) for n in names) or 'no ally yet'}"
+                               + (f"; pins proposed: a second NCC member runs `mvault coalition pin "
+                                  f"{escape(t.name)} --with CODE...`" if waiting else "")))
 
 
 @coalition_group.command("add")
@@ -54,14 +87,46 @@ def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
 @click.argument("member", metavar="MEMBER[@ORG]")
 @click.option("--role", type=click.Choice(["admin", "writer", "reader"]), default="writer", show_default=True)
 @click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
+@click.option("--approval", default=None, metavar="CODE|FILE",
+              help="for MEMBER@ORG of an allied organization: its guest code (`mvault coalition approve` on its side)")
 @json_flag
 @click.pass_obj
-def add(ctx: Ctx, name: str, member: str, role: str, until: str | None) -> None:
-    """A space admin adds MEMBER of this organization (an allied organization's member: not built yet)."""
-    boxed = with_session(ctx, lambda s: coalition.add(s, name, member, role, parse_until(until)))
+def add(ctx: Ctx, name: str, member: str, role: str, until: str | None, approval: str | None) -> None:
+    """A space admin adds MEMBER of this organization, or MEMBER@ORG of an allied organization with the guest code
+    its NCC gave (the member's chain and the organization's signed approval, for exactly this role and end)."""
+    code = _code(approval)
+    boxed = with_session(ctx, lambda s: coalition.add(s, name, member, role, parse_until(until), code))
     emit_one(ctx, {"space": name, "member": member, "role": role, "key_shared": boxed},
              lambda: out.print(f"added {escape(member)} to {escape(name)} as {role}"
                                + ("" if boxed else "; a key holder's client shares the key")))
+
+
+def _code(value: str | None) -> str | None:
+    if value is None or value.startswith(guests.PREFIX):
+        return value
+    try:
+        return Path(value).read_text().strip()
+    except OSError as e:
+        raise click.BadParameter(f"neither a guest code nor a readable file: {e.strerror}") from None
+
+
+@coalition_group.command("approve")
+@click.argument("name")
+@click.argument("member")
+@click.option("--space", required=True, metavar="ID", help="the space's id on the host's server (the host gives it)")
+@click.option("--role", type=click.Choice(["writer", "reader"]), default="writer", show_default=True)
+@click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
+@json_flag
+@click.pass_obj
+def approve(ctx: Ctx, name: str, member: str, space: str, role: str, until: str | None) -> None:
+    """The allied side (NCC, the device that made the pairing code): approve MEMBER of this organization for the
+    host's coalition space NAME (coalition.admit, signed with the coalition key; usable for 14 days, once).
+
+    Prints a guest code: give it to a space admin of the host, who runs `mvault coalition add NAME MEMBER@ORG
+    --approval CODE` with the same role and end."""
+    g = with_session(ctx, lambda s: guests.approve(s, name, member, space, role, parse_until(until)))
+    emit_one(ctx, {"space": space, "member": g.member.member_id, "role": role, "code": g.code},
+             lambda: out.print(f"guest code for {escape(member)} in {escape(name)} ({role}):\n{g.code}"))
 
 
 @coalition_group.command("remove")

@@ -26,6 +26,7 @@ from server.context import (
     Handler,
     now_of,
 )
+from server.guests import check_guest
 from server.http import answer, read_body
 from server.links import clock_difference
 from server.notes import note
@@ -113,6 +114,7 @@ async def login(request: web.Request) -> web.Response:
     cut_off(directory, member_id, device_id, int(now))
     if removed(directory, member_id):
         raise AuthError("this member was removed from the organization")
+    check_guest(directory, member_id, int(now))
     shut = closed_refusal(directory)
     if shut is not None:
         raise shut

@@ -9,6 +9,7 @@ from msgspec import UnsetType
 from server.access import catch_up_locked, is_overseer, session_of, visible_team
 from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, now_of
 from server.exports import check_plan
+from server.guests import is_guest, visible_members
 from server.http import answer, int_query
 from server.links import note_links, signed_link
 from server.notes import note
@@ -27,6 +28,8 @@ async def directory_view(request: web.Request) -> web.Response:
     org = directory.require_org()
     me = session_of(request).member
     now, overseer = int(now_of(request)), is_overseer(request)
+    guest = is_guest(directory, me)
+    members = visible_members(directory, me) if guest else directory.members
     teams: dict[str, schemas.TeamHead] = {}
     for tid, t in directory.teams.items():
         served = directory.served_length(tid, me, now, overseer)
@@ -36,10 +39,12 @@ async def directory_view(request: web.Request) -> web.Response:
             teams[tid] = schemas.TeamHead(name=t.name, seq=t.seq, head=t.head.hex(), removed_at=None)
         else:  # removed, or the role ended: the chain up to then, to verify it
             teams[tid] = schemas.TeamHead(name=t.name, seq=served[0], removed_at=served[0])
+    # A guest gets the organization's root (which it pinned) but not its head: the chain is the host's roster.
     return answer(schemas.DirectoryView(
-        org=schemas.OrgHead(seq=org.seq, head=org.head.hex(), root=org.root.hex()),
+        org=schemas.OrgHead(seq=0 if guest else org.seq, head=(bytes(32) if guest else org.head).hex(),
+                            root=org.root.hex()),
         members={m: schemas.MemberHead(seq=s.seq, head=s.head.hex(), name=s.name)
-                 for m, s in directory.members.items()},
+                 for m, s in directory.members.items() if m in members},
         teams=teams,
     ))
 
@@ -86,6 +91,9 @@ async def member_chain(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
     mid = request.match_info["member"]
     directory.member(mid)
+    me = session_of(request).member
+    if is_guest(directory, me) and mid not in visible_members(directory, me):
+        raise NotFound(f"unknown member {mid}")  # as for a member the server does not hold: the roster stays hidden
     return _links_response(directory.member_links[mid], _after(request))
 
 
@@ -132,7 +140,7 @@ async def _team_link(request: web.Request) -> tuple[Link, dict[str, bytes]]:
     return link, {} if isinstance(body.boxes, UnsetType) else body.boxes
 
 
-def _new_box_rows(before: TeamState | None, after: TeamState,
+def new_box_rows(before: TeamState | None, after: TeamState,
                   boxes: dict[str, bytes]) -> list[tuple[str, int, str, bytes]]:
     old = before.boxes if before is not None else {}
     rows = []
@@ -146,7 +154,7 @@ def _new_box_rows(before: TeamState | None, after: TeamState,
     return rows
 
 
-def _require_fresh_org(request: web.Request, link: Link) -> None:
+def require_fresh_org(request: web.Request, link: Link) -> None:
     """Team links must be made against the current organization state."""
     org = request.app[DIRECTORY].require_org()
     seq = link.body.raw.get("org_seq")
@@ -159,9 +167,9 @@ async def create_team(request: web.Request) -> web.Response:
     app = request.app
     async with app[LOCK]:
         await catch_up_locked(app)  # what other processes stored while the body arrived
-        _require_fresh_org(request, link)
+        require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
-        rows = _new_box_rows(None, state, boxes)
+        rows = new_box_rows(None, state, boxes)
         app[DIRECTORY].check_team_name(state)  # last: no other refusal may tell whether a name exists
         check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows))
         app[DIRECTORY].commit_team(state, link)
@@ -181,9 +189,9 @@ async def append_team_link(request: web.Request) -> web.Response:
             raise ChainError("link belongs to another chain")
         if link.seq <= team.seq:
             raise Conflict("the team chain moved on; fetch it and retry")
-        _require_fresh_org(request, link)
+        require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_link(team.team_id, link)
-        rows = _new_box_rows(team, state, boxes)
+        rows = new_box_rows(team, state, boxes)
         check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [],
                                                       rows))
         app[DIRECTORY].commit_team(state, link)

@@ -1,7 +1,7 @@
 """The shared organization of the HTTP API tests (``tests/test_api_*.py``) as fixtures, and the links,
 messages and waits those tests build by hand.
 
-``w`` is one organization per test module (``api_world``, module scope: each module's tests run
+``w`` is one organization per test module and backend (``api_world``, module scope: each module's tests run
 in their order on a world of their own, as when they were one module): alice founded it (NCC), bob
 is a writer in team "drafting", carol a reader of team "side" whose role ends half an hour after it
 was given (``World.carol_until``, on the server's clock: far past a module's run even on a loaded
@@ -16,6 +16,8 @@ import asyncio
 import struct
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +42,7 @@ from tests.helpers.api_world import (
     session,
 )
 from tests.helpers.http import Http
-from tests.helpers.postgres import world_database
+from tests.helpers.postgres import PerBackend
 from vault.encoding import encode
 from vault.keys import DeviceKeys
 from vault.links import Link, make_link
@@ -66,12 +68,11 @@ async def _side_team(w: World) -> tuple[str, str]:
         return view.team_by_name("drafting").team_id, side.team_id
 
 
-@pytest.fixture(scope="module")
-def api_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("api")
+@contextmanager
+def _api_world(root: Path, database_url: str) -> Iterator[World]:
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
+    server = ServerThread(root / "server-data", database_url=database_url).start()
     w: World | None = None
     try:
         members = {n: Member(root / f"home-{n}", n, pf) for n in ("alice", "bob", "carol")}
@@ -96,13 +97,21 @@ def api_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
         (w.server if w is not None else server).stop()
 
 
+@pytest.fixture(scope="module")
+def api_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PerBackend[World]]:
+    """The module's organizations, one per backend its tests run on (``w`` picks the test's)."""
+    with PerBackend(lambda url: _api_world(tmp_path_factory.mktemp("api"), url)) as worlds:
+        yield worlds
+
+
 @pytest.fixture
-def w(api_world: World) -> Iterator[World]:
-    """The shared organization; clock offset and upload limit are put back afterwards."""
-    offset = api_world.server.offset
-    yield api_world
-    api_world.server.offset = offset
-    api_world.server.app[CONFIG].max_upload = Config.max_upload
+def w(api_world: PerBackend[World], request: pytest.FixtureRequest) -> Iterator[World]:
+    """The shared organization of the test's backend; clock offset and upload limit are put back afterwards."""
+    world = api_world.get(request)
+    offset = world.server.offset
+    yield world
+    world.server.offset = offset
+    world.server.app[CONFIG].max_upload = Config.max_upload
 
 
 def bad_sig(link: Link) -> bytes:

@@ -1,7 +1,7 @@
 """The shared organization of the audit API tests (``tests/test_audit_api_*.py``) and ``audit.db`` read
 as a seized disk would be.
 
-``audit_world`` is built once per test session (per worker) and shared by the audit API modules:
+``audit_world`` is built once per test session (per worker) and backend, shared by the audit API modules:
 alice founded it (NCC), bob is a writer in team "drafting" with one document, carol holds the org
 role ``security`` and is admin of team "sec" (kind security) but holds no key of "drafting", dave
 joined on bob's invite and waits for admission. Tests take it through ``aw``, which puts the server
@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,7 +48,7 @@ from tests.helpers.api_world import (
 )
 from tests.helpers.db import audit_db, audit_meta, leaves_from, log_size
 from tests.helpers.http import Http, refused
-from tests.helpers.postgres import world_database
+from tests.helpers.postgres import PerBackend
 from vault.crypto import labels
 from vault.errors import DecryptionFailed
 from vault.invite import InviteCode
@@ -87,12 +89,11 @@ async def _setup(w: AuditWorld) -> None:
         w.dave = dave
 
 
-@pytest.fixture(scope="session")
-def audit_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[AuditWorld]:
-    root = tmp_path_factory.mktemp("audit-api")
+@contextmanager
+def _audit_world(root: Path, database_url: str) -> Iterator[AuditWorld]:
     pf = root / "passphrase"
     pf.write_text(PASSPHRASE + "\n")
-    server = ServerThread(root / "server-data", database_url=world_database(request)).start()
+    server = ServerThread(root / "server-data", database_url=database_url).start()
     try:
         members = {n: Member(root / f"home-{n}", n, pf) for n in ("alice", "bob", "carol")}
         alice = members["alice"]
@@ -121,11 +122,19 @@ def audit_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def audit_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PerBackend[AuditWorld]]:
+    """The session's audit organizations, one per backend its tests run on (``aw`` picks the test's)."""
+    with PerBackend(lambda url: _audit_world(tmp_path_factory.mktemp("audit-api"), url)) as worlds:
+        yield worlds
+
+
 @pytest.fixture
-def aw(audit_world: AuditWorld) -> Iterator[AuditWorld]:
-    offset = audit_world.server.offset
-    yield audit_world
-    audit_world.server.offset = offset
+def aw(audit_world: PerBackend[AuditWorld], request: pytest.FixtureRequest) -> Iterator[AuditWorld]:
+    world = audit_world.get(request)
+    offset = world.server.offset
+    yield world
+    world.server.offset = offset
 
 
 def stored_hashes(server: ServerThread) -> list[bytes]:

@@ -3,11 +3,12 @@ the chain code: it shares nothing with ``vault.chains`` or ``security.authority`
 restated here as a rule: an ally's member is never the space's admin).
 
 The rule: an ally's member is in the space only after a space admin's add carrying an approval signed with the
-coalition key of an organization the host's NCC pinned, for that member and role, never used before; they are then
-in the space for that organization (the host cannot see the allies' rosters: whichever pinned ally approves a person
-answers for them), and only that organization approves them again. A host member is in it only by the host's own
-add. A member leaves by a removal from a space admin, or from any member of the space carrying the signed removal of
-the organization they are in the space for; every removal starts a key generation boxed to exactly the members left.
+coalition key of an organization two of the host's NCC members pinned, for that member and role, never used before;
+they are then in the space for that organization (the host cannot see the allies' rosters: whichever pinned ally
+approves a person answers for them), and only that organization approves them again. A host member is in it only
+by the host's own add. A member leaves by a removal from a space admin, or from any member of the space carrying the
+signed removal of the organization they are in the space for; every removal starts a key generation boxed to
+exactly the members left.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class CoalitionModel:
     admin: str
     ally_of: dict[str, str]  # each ally member -> their own organization (what the host cannot see)
     entered_for: dict[str, str] = field(default_factory=dict)  # ally member -> the organization that approved them
+    ncc: set[str] = field(default_factory=set)  # the host's NCC members (the admin and another, not in the space)
+    proposed: dict[str, str] = field(default_factory=dict)  # ally -> the NCC member who proposed its pin
     pinned: set[str] = field(default_factory=set)
     guests: dict[str, str] = field(default_factory=dict)  # ally member in the space -> role
     generation: int = 1
@@ -29,8 +32,17 @@ class CoalitionModel:
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
 
-    def may_pin(self, signer: str, ally: str) -> bool:
-        return signer == self.admin and ally not in self.pinned  # the admin is the host's NCC member
+    def pin(self, signer: str, ally: str) -> str:
+        """"refused", "proposed" or "pinned": only the host's NCC pins, two of them (rule two-person): the first
+        signature proposes, the same pin by another NCC member puts it in force; a proposer does not sign twice."""
+        if signer not in self.ncc or ally in self.pinned or self.proposed.get(ally) == signer:
+            return "refused"
+        if ally not in self.proposed:
+            self.proposed[ally] = signer
+            return "proposed"
+        del self.proposed[ally]
+        self.pinned.add(ally)
+        return "pinned"
 
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
         """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),

@@ -14,9 +14,10 @@ import itertools
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import pytest
@@ -154,13 +155,50 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def world_backend(request: pytest.FixtureRequest) -> str:
-    """``backend`` for the organizations built once and shared by a module's tests (``api_world``,
-    ``audit_world``, the authorization matrix's ``world``): a module that marks its tests
-    ``usefixtures("world_backend")`` runs them once on each backend, each on its own shared organization."""
-    return _database(request)
+    """The backend of the organizations built once and shared by a module's tests (``api_world``,
+    ``audit_world``, the authorization matrix's ``world``): "" for SQLite, "postgresql" for PostgreSQL. A module
+    that marks its tests ``usefixtures("world_backend")`` runs them once on each backend, each on its own shared
+    organization (``world_database``)."""
+    return "" if request.param == "sqlite" else str(request.param)
+
+
+T = TypeVar("T")
+
+
+class PerBackend(Generic[T]):
+    """A shared organization of a module or session, one per backend: ``get`` builds (``build(database_url)``, a
+    context manager) or reuses the one of the requesting test's backend; ``close`` takes every one down.
+
+    A world fixture asks for ``world_backend`` only in the modules that run on both backends (``getfixturevalue``),
+    and pytest finalizes a fixture when a parameter of the fixtures it *declares* changes, not of those it asked
+    for: a world fixture holding one world was built on the first backend and handed unchanged to the second's
+    tests (the PostgreSQL halves of the API, audit API and matrix suites ran on the SQLite world whenever both
+    halves ran in one process). Each world fixture keeps one per backend and its function fixture picks."""
+
+    def __init__(self, build: Callable[[str], AbstractContextManager[T]]) -> None:
+        self.build = build
+        self.worlds: dict[str, T] = {}
+        self.stack = ExitStack()
+
+    def get(self, request: pytest.FixtureRequest) -> T:
+        backend = str(request.getfixturevalue("world_backend")) if "world_backend" in request.fixturenames else ""
+        if backend not in self.worlds:
+            self.worlds[backend] = self.stack.enter_context(self.build(world_database(request)))
+        return self.worlds[backend]
+
+    def __enter__(self) -> PerBackend[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
 
 
 def world_database(request: pytest.FixtureRequest) -> str:
-    """The database URL a shared organization is built in: ``world_backend``'s when the requesting module asked
-    for it, else "" (SQLite)."""
-    return str(request.getfixturevalue("world_backend")) if "world_backend" in request.fixturenames else ""
+    """The database URL a shared organization is built in: on PostgreSQL (``world_backend``, when the requesting
+    module asked for it) a fresh database of its own, else "" (SQLite). Never one database for two worlds: a
+    second world's server would find the first's organization there (no founder invite) and, while the first
+    still serves (``audit_world`` lives for the session), both would serve one organization as two processes."""
+    if "world_backend" not in request.fixturenames or not request.getfixturevalue("world_backend"):
+        return ""
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()

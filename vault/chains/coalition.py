@@ -151,6 +151,11 @@ def parse_ally(link: Link) -> tuple[bytes, bytes, str]:
     return b.bytes_("ally", 32), b.bytes_("key", 32), b.str_("name", 64)
 
 
+def coalition_act(entry: CoalitionEntry) -> tuple[str, ...]:
+    """How a proposed ``org.coalition`` waits in ``OrgState.role_proposals`` for a second NCC member's same link."""
+    return ("org.coalition", entry.name, entry.key.hex(), entry.host.hex() if entry.host is not None else "")
+
+
 def parse_org_coalition(link: Link) -> CoalitionEntry:
     """An ``org.coalition`` link of the ally's own chain (judged as ``org.coalition`` by the one judge)."""
     b = link.body

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from vault.acts import Act
 from vault.chains.closing import CLOSING_TYPES, Closing, Quorum, apply_closing
-from vault.chains.coalition import CoalitionEntry, parse_org_coalition
+from vault.chains.coalition import CoalitionEntry, coalition_act, parse_org_coalition
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
@@ -533,7 +533,11 @@ class OrgState:
         entry = parse_org_coalition(link)
         if entry.name in self.coalitions or any(c.key == entry.key for c in self.coalitions.values()):
             raise ChainError(f"org.coalition: a coalition key for {entry.name!r} (or that key) is already recorded")
+        if not self._second_person(link, coalition_act(entry), None):
+            return  # proposed: the same link by a second NCC member records it (rule two-person)
         self.coalitions[entry.name] = entry
+        for act in [act for act in self.role_proposals if act[:2] == ("org.coalition", entry.name)]:
+            del self.role_proposals[act]  # recorded: other keys proposed for the name are void
 
     def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:
         """``org.device.cut`` / ``org.clear``: judged as the act of that name, then ``vault.chains.incidents``."""

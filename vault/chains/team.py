@@ -119,6 +119,7 @@ class TeamState:
     allies: dict[bytes, Ally] = field(default_factory=dict)
     guests: dict[str, Guest] = field(default_factory=dict)
     statements_used: set[bytes] = field(default_factory=set)
+    ally_proposals: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)  # pin -> proposer (two-person)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -380,6 +381,16 @@ class TeamState:
         root, key, name = parse_ally(link)
         if root == org.root or root in self.allies or any(a.key == key for a in self.allies.values()):
             raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
+        # Two people (rule two-person), as org.server: with another NCC member at the link's time, the first pin
+        # proposes and the same pin by a second NCC member puts it in force.
+        pin, ncc = (root, key, name), {m for m in org.members if "ncc" in org.roles_of(m, link.time, org_seq)}
+        proposer = self.ally_proposals.get(pin)
+        if proposer == link.signer:
+            raise PolicyDenied("pinning an ally needs a second NCC member: you proposed this pin already")
+        if ncc - {link.signer} and proposer not in ncc:
+            self.ally_proposals[pin] = link.signer
+            return
+        self.ally_proposals.pop(pin, None)
         self.allies[root] = Ally(root, key, name, link.seq, link.signer)
 
     def _coalition_remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],

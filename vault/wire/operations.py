@@ -131,8 +131,8 @@ OPERATIONS: tuple[Operation, ...] = (
     # -- chains and keys
     _op("directory", "get", "/api/v1/directory", "heads of every chain the caller may see", "200", s.DirectoryView,
         "401"),
-    _op("org_chain", "get", "/api/v1/chains/org", "organization chain links", "200", s.Links, "400 401",
-        query=(AFTER,)),
+    _op("org_chain", "get", "/api/v1/chains/org", "organization chain links (403 for a coalition guest)", "200",
+        s.Links, "400 401 403", query=(AFTER,)),
     _op("append_org_link", "post", "/api/v1/org/links", "append an organization link (invites, later roles)", "201",
         s.SeqAnswer, "400 401 403 409", s.LinkRequest),
     _op("append_member_link", "post", "/api/v1/members/{member}/links",
@@ -153,6 +153,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "400 401 403 409", s.TeamLinkRequest),
     _op("append_team_link", "post", f"{TEAM}/links", "append a team link (+ key boxes)", "201", s.TeamSeq,
         "400 401 403 404 409", s.TeamLinkRequest),
+    _op("add_guest", "post", f"{TEAM}/guests", "a coalition space admin adds an ally's member: their member chain and "
+        "the team.add carrying their organization's approval, stored together", "201", s.TeamSeq,
+        "400 401 403 404 409", s.GuestRequest),
     _op("team_boxes", "get", f"{TEAM}/boxes", "the caller's key boxes for a team", "200", s.TeamBoxes, "401 404"),
     _op("puk_boxes", "get", "/api/v1/puk-boxes", "the calling device's PUK boxes", "200", s.PukBoxes, "401"),
     # -- documents

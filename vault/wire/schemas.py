@@ -198,6 +198,15 @@ class TeamLinkRequest(Wire):
     boxes: Annotated[dict[str, Box], Meta(max_length=1000)] | UnsetType = UNSET
 
 
+class GuestRequest(Wire):
+    """A coalition space admin adds an ally's member (a guest): the guest's member chain (at most 200 links, oldest
+    first) and the ``team.add`` carrying their organization's ``coalition.admit``, with its key box."""
+
+    member_links: Annotated[list[LinkBytes], Meta(min_length=1, max_length=200)]
+    link: LinkBytes
+    boxes: Annotated[dict[str, Box], Meta(max_length=1)] | UnsetType = UNSET
+
+
 class SeqAnswer(Wire):
     seq: Seq
 

@@ -1,0 +1,75 @@
+"""Adding an ally's member to a coalition space (docs/lifecycle.md section 2, "Guest login"): the member chain
+of someone who is not a member of this organization is stored only together with a ``team.add`` the one judge
+accepts, which for an ally's member means their organization's ``coalition.admit`` signed with the coalition key
+the space pins. An approval is what lets a member chain in, and nothing else does."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from msgspec import UnsetType
+
+from server.access import catch_up_locked, visible_team
+from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, Handler, now_of
+from server.http import answer, read_body
+from server.links import note_links, require_signer
+from server.replies import check_appended
+from server.routes.chains import new_box_rows, require_fresh_org
+from server.store.records import StoredLink
+from vault.chains import MemberState, replay_member
+from vault.errors import ChainError, Conflict, VaultError
+from vault.links import Link, parse_link
+from vault.wire import schemas
+
+
+async def add_guest(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.GuestRequest)
+    try:
+        member_links, link = [parse_link(x) for x in body.member_links], parse_link(body.link)
+    except VaultError as e:
+        raise ChainError(f"malformed link: {e}") from e
+    require_signer(request, link)
+    if link.type != "team.add" or "approval" not in link.body.raw:
+        raise ChainError("a guest enters with a team.add carrying their organization's coalition.admit (approval)")
+    boxes = {} if isinstance(body.boxes, UnsetType) else body.boxes
+    app = request.app
+    async with app[LOCK]:
+        await catch_up_locked(app)  # what other processes stored while the body arrived
+        directory = app[DIRECTORY]
+        team = visible_team(request, request.match_info["team"])
+        if link.chain != team.team_id:
+            raise ChainError("link belongs to another chain")
+        if link.seq <= team.seq:
+            raise Conflict("the team chain moved on; fetch it and retry")
+        require_fresh_org(request, link)
+        member, new = _guest_chain(member_links, directory.members.get(member_links[0].chain or ""),
+                                   int(now_of(request)) + int(app[CONFIG].clock_skew))
+        if link.body.raw.get("member") != member.member_id:
+            raise ChainError("the team.add names another member than the member chain sent")
+        state = directory.check_team_link(team.team_id, link, extra_member=member)
+        rows = new_box_rows(team, state, boxes)
+        stored = [StoredLink(member.member_id, x.seq, "member", x.wire) for x in new]
+        check_appended(await app[CHAINS].append_links(
+            [*stored, StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows))
+        if new:
+            directory.commit_guest(member, member_links)
+        directory.commit_team(state, link)
+    note_links(request, *new, link)
+    return answer(schemas.TeamSeq(team=state.team_id, seq=state.seq), 201)
+
+
+def _guest_chain(links: list[Link], known: MemberState | None, latest: int) -> tuple[MemberState, list[Link]]:
+    """The guest's member chain as sent (self-certifying from its first device), and the links of it to store: all
+    of them for a member chain this server does not hold; none for one it holds (the guest keeps it current
+    itself, through its own session). Links dated ahead of the server's clock are refused."""
+    if any(x.kind != "member" for x in links) or any(x.time > latest for x in links):
+        raise ChainError("a guest's member chain: member links only, none dated ahead of the server's clock")
+    member = replay_member(links)
+    if known is None:
+        return member, links
+    if known.member_id == member.member_id and known.seq >= member.seq:
+        return known, []
+    raise ChainError("this server already holds that member's chain; it is not re-sent with an add")
+
+
+# The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
+HANDLERS: dict[str, Handler] = {"add_guest": add_guest}
