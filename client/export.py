@@ -30,6 +30,7 @@ from client.client import Client
 from client.docs import DocVersion
 from client.exportrequests import approved_request, chosen_under
 from vault import agefile, sshsig
+from vault.chains import TeamState
 from vault.errors import NotFound, PolicyDenied, VaultError
 from vault.exportmanifest import (
     ALLOWED_SIGNERS,
@@ -84,11 +85,37 @@ def select(heads: Sequence[DocVersion], names: Sequence[str], team_name: str) ->
     return sorted(chosen.values(), key=lambda d: d.opened.name if d.opened else ""), skipped
 
 
+async def every_version(s: Client, team: TeamState, heads: Sequence[DocVersion]) -> tuple[list[DocVersion], list[str]]:
+    """Every version of each document of ``heads``, oldest first, checked and pinned as for any command (a deletion
+    left out); and the version ids under a key generation this member never held (left out too)."""
+    keys = await s.docs.keyring.keys_for(team)
+    out, skipped = [], []
+    for head in heads:
+        for rec in await s.docs.versions(team, head.record.core.doc):
+            try:
+                opened = s.docs.open_version(rec, keys)
+            except PolicyDenied:
+                skipped.append(rec.version_id)
+                continue
+            if not opened.deleted:
+                out.append(DocVersion(rec, opened, rec.version_id))
+    return out, skipped
+
+
+def version_name(d: DocVersion) -> str:
+    """The name an ``--all-versions`` export writes a version under: its name, ``@v`` and its version number (``@``
+    stays as it is in a path: ``vault/exportmanifest.safe_paths``)."""
+    assert d.opened is not None
+    return f"{d.opened.name}@v{d.record.core.seq}"
+
+
 async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path, recipients: Sequence[str],
-                      progress: Progress | None = None, request: str | None = None) -> Exported:
+                      progress: Progress | None = None, request: str | None = None,
+                      all_versions: bool = False) -> Exported:
     """``request``: the id of an approved export request (``client/exportrequests.py``), which a team of the
     ``exports`` rule's sensitive kinds needs: the export then writes the request's documents (or those of ``names``
-    among them), to the request's recipients only, and the manifest names the request."""
+    among them), to the request's recipients only, and the manifest names the request. ``all_versions``: every
+    version of each document chosen, each a file (``version_name``) and a manifest entry."""
     view = await s.chains.view()
     team = view.team_by_name(team_name)
     heads = await s.docs.ls(team_name)
@@ -106,16 +133,21 @@ async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path
                                docs=[d.record.core.doc for d in docs])
     if not docs:
         raise NotFound(f"team {team.name} has no document this device can export")
+    named = {d.vid: d.opened.name for d in docs if d.opened is not None}  # file name per version written
+    if all_versions:
+        docs, older = await every_version(s, team, docs)
+        skipped = sorted({*skipped, *older})
+        named = {d.vid: version_name(d) for d in docs}
     await s.session.api.post("/api/v1/audit/attest", attest, Ok)
     device = s.session.device
     exporter = Exporter(s.session.me, view.name_of(s.session.me), device.device_id, principal_of(s.session.me))
-    paths = safe_paths(d.opened.name for d in docs if d.opened is not None)
+    paths = safe_paths(named.values())
     entries: list[Entry] = []
 
     def entry(d: DocVersion, size: int, digest: bytes) -> Entry:
         assert d.opened is not None
         c = d.record.core
-        return Entry(paths[d.opened.name], d.opened.name, c.doc, c.seq, d.vid, c.author, view.name_of(c.author),
+        return Entry(paths[named[d.vid]], d.opened.name, c.doc, c.seq, d.vid, c.author, view.name_of(c.author),
                      c.device, c.time, size, digest.hex())
 
     made: list[Manifest] = []
@@ -138,7 +170,7 @@ async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path
                     size = plain.seek(0, io.SEEK_END)
                     plain.seek(0)
                     entries.append(entry(d, size, digest))
-                    _add(tar, paths[d.opened.name], size, d.record.core.time, plain)
+                    _add(tar, paths[named[d.vid]], size, d.record.core.time, plain)
             for name, data in zip((MANIFEST, SIGNATURE, ALLOWED_SIGNERS), finish(), strict=True):
                 _add(tar, name, len(data), s.session.now(), io.BytesIO(data))
     else:
@@ -147,7 +179,7 @@ async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path
         try:
             for d in docs:
                 assert d.opened is not None
-                target = out / paths[d.opened.name]
+                target = out / paths[named[d.vid]]
                 target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 tmp, digest = await download.receive_beside(s.session.api, d.record, d.opened, target, progress)
                 os.replace(tmp, target)  # a new folder of ours, each path unique: nothing is replaced

@@ -11,6 +11,7 @@ both the handlers and the audit recorder read them.
 from __future__ import annotations
 
 import datetime
+import logging
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from server.context import (
     DIRECTORY,
     GUARD,
     LOCK,
+    LOG,
     LOGIN,
     LOGINS,
     PUBLIC,
@@ -41,6 +43,8 @@ from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import Device, TeamState
 from vault.errors import AuthError, Conflict, DeviceRevoked, NotFound, OrgClosed, PolicyDenied, Throttled
+
+log = logging.getLogger("mvault.server")
 
 
 @web.middleware
@@ -86,7 +90,22 @@ async def catch_up_locked(app: web.Application) -> None:
     """``catch_up`` for a caller holding the chain lock (a chain route, right before it judges and commits). Only
     over a database other processes share (PostgreSQL): on SQLite this process stores every link itself."""
     if app[CONFIG].database_url:
-        await app[DIRECTORY].catch_up(app[CHAINS])
+        directory = app[DIRECTORY]
+        await directory.catch_up(app[CHAINS])
+        if directory.teams and closed_refusal(directory) is not None:  # closed through another process
+            log.warning("the organization was closed (org.closed) through another server process: %d team chains "
+                        "dropped from memory", forget_teams(app))
+
+
+def forget_teams(app: web.Application) -> int:
+    """Drop the teams this process holds in memory once the organization is closed (their chains and everything
+    stored under them were shredded): how many."""
+    directory = app[DIRECTORY]
+    dropped = len(directory.teams)
+    directory.teams.clear()
+    directory.team_links.clear()
+    app[LOG].refs.clear()
+    return dropped
 
 
 @web.middleware

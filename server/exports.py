@@ -11,9 +11,11 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from server.access import may_now, protocols_of, session_of, visible_team
-from server.context import CHAINS, DOCUMENTS, now_of
+from server.context import CHAINS, DIRECTORY, DOCUMENTS, now_of
 from server.notes import note
-from vault.errors import Conflict, EncodingError, PolicyDenied
+from vault.chains.closing import MAX_ENTRIES, parse_plan
+from vault.errors import ChainError, Conflict, EncodingError, PolicyDenied
+from vault.links import Link
 from vault.wire import schemas
 
 USED = "export-request-used:"  # meta key prefix: a request whose export was recorded (once)
@@ -54,3 +56,17 @@ async def doc_export(request: web.Request, f: schemas.AttestRequest) -> None:
     if not await app[CHAINS].claim_meta(USED + f.request, s.member.encode()):
         raise Conflict(f"export request {f.request[:16]} was used already: an approved request allows one export")
     note(request, "doc.export", {**res, "request": f.request}, detail={"count": f.count})
+
+
+async def check_plan(app: web.Application, link: Link) -> None:
+    """An ``org.close.propose`` names teams of this organization and, per entry, documents of that team: the org
+    chain does not know teams or documents, so the server checks them where it holds them (the proposer's and the
+    approvers' clients check them too: client/closing.py ``plan_problems``). Refused with 400, nothing stored."""
+    directory = app[DIRECTORY]
+    for i, entry in enumerate(parse_plan(link.body.list_("plan", MAX_ENTRIES))):
+        team = directory.teams.get(entry.team)
+        if team is None:
+            raise ChainError(f"org.close.propose: plan entry {i + 1} names no team of this organization")
+        held = {v.doc for v in await app[DOCUMENTS].heads(team.team_id)}
+        if not set(entry.documents) <= held:
+            raise ChainError(f"org.close.propose: plan entry {i + 1} names documents team {team.name} does not hold")

@@ -34,7 +34,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from server import replies
-from server.access import check_session, may_now
+from server.access import check_session, closed_refusal, may_now
 from server.context import BUS, CONFIG, DIRECTORY, THREADS, now_of
 from server.events import Follower
 from server.http import hex_id
@@ -79,6 +79,9 @@ def _access_problem(app: web.Application, team_id: str, f: Follower) -> VaultErr
     removed, team role ended. Judged again whenever the team, org or member state changed (the
     directory replaces a state object on every link) and at least once a second."""
     directory = app[DIRECTORY]
+    shut = closed_refusal(directory)
+    if shut is not None:  # before the team: a closed organization's teams are gone from memory
+        return shut
     team = directory.teams.get(team_id)
     org = directory.org
     member = f.session.member

@@ -24,12 +24,13 @@ from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member, Org, security_team
 from tests.helpers.agetools import AGE, AGE_KEYGEN, age_decrypt_untar, age_identity
-from tests.helpers.closing import closing_world, pretend_closed, propose_body
+from tests.helpers.closing import SUCCESSOR, closing_world, pretend_closed, propose_body
 from tests.helpers.http import Http
 from tests.helpers.members import session
 from tests.helpers.postgres import SyncConnection
 from tests.test_export import files_match, ssh_verify, write
-from vault.errors import PolicyDenied
+from vault.chains import PlanEntry
+from vault.errors import ChainError, PolicyDenied
 from vault.keys import DeviceKeys
 from vault.links import Link, make_link
 from vault.wire.schemas import LinkRequest, SeqAnswer
@@ -197,25 +198,35 @@ def test_a_closing_that_does_not_verify_wipes_nothing(closing: Closing, forgery:
     assert "plan.md" in bob.ok("ls", "drafting").out  # the honest server again: everything is still there
 
 
+def post(org: Org, link: Link) -> None:
+    async def go() -> None:
+        async with session(org.server, org.alice) as c:
+            await c.session.api.post("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
+
+    asyncio.run(go())
+
+
+def real_plan(c: Closing, documents: tuple[str, ...] = ()) -> list[PlanEntry]:
+    drafting = c.d.team_by_name("drafting")
+    assert drafting is not None
+    return [PlanEntry(drafting.team_id, documents, (SUCCESSOR,))]
+
+
 def test_the_server_refuses_a_closing_below_its_quorum(closing: Closing) -> None:
     org = closing.org
     db = org.server.db()
     alice = signer(org.alice)
-
-    async def post(link: Link) -> None:
-        async with session(org.server, org.alice) as c:
-            await c.session.api.post("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
-
     t = now(closing)
-    proposal = link_after(closing, None, org.alice, alice, "org.close.propose", propose_body(not_before=t), t)
-    asyncio.run(post(proposal))  # alice's proposal: one NCC approval of one, no Security Team member's
+    proposal = link_after(closing, None, org.alice, alice, "org.close.propose",
+                          propose_body(real_plan(closing), not_before=t), t)
+    post(org, proposal)  # alice's proposal: one NCC approval of one, no Security Team member's
     before, head = counts(db), closing.d.require_org().head
     bodies: list[tuple[str, dict[str, Any]]] = [
         ("org.close.exported", {"proposal": proposal.hash, "entry": 0, "manifest": bytes(32)}),
         ("org.closed", {"proposal": proposal.hash})]
     for type_, body in bodies:
         with pytest.raises(PolicyDenied, match="not reached its quorum"):
-            asyncio.run(post(link_after(closing, None, org.alice, alice, type_, body, now(closing))))
+            post(org, link_after(closing, None, org.alice, alice, type_, body, now(closing)))
     after = counts(db)
     assert after.pop("sessions") >= before.pop("sessions") and after == before  # (the session's own login)
     assert closing.d.require_org().head == head
@@ -230,3 +241,46 @@ def test_an_open_organization_has_no_closing_to_serve(closing: Closing) -> None:
 
     assert asyncio.run(get()) == 404
     assert "plan.md" in closing.org.bob.ok("ls", "drafting").out
+
+
+# -- the plan names real teams and documents (checked by the server, the proposer's and every approver's client) --
+
+
+@pytest.mark.parametrize(("what", "why"), [("team", "names no team"), ("document", "does not hold")])
+def test_the_server_refuses_a_plan_naming_what_is_not_there(closing: Closing, what: str, why: str) -> None:
+    org, t = closing.org, now(closing)
+    plan = ([PlanEntry("0" * 32, (), (SUCCESSOR,))] if what == "team" else real_plan(closing, ("0" * 32,)))
+    head = closing.d.require_org().head
+    with pytest.raises(ChainError, match=why):
+        post(org, link_after(closing, None, org.alice, signer(org.alice), "org.close.propose",
+                             propose_body(plan, not_before=t), t))
+    assert closing.d.require_org().head == head and closing.d.require_org().closing.proposals == {}
+
+
+@needs_age
+def test_the_proposers_client_refuses_an_unknown_team(closing: Closing, tmp_path: Path) -> None:
+    plan = tmp_path / "unknown.toml"
+    plan.write_text(closing.plan.read_text().replace('team = "drafting"', 'team = "nosuch"'))
+    closing.org.alice.fails("org", "close", "--hand-over", str(plan), contains="no team named 'nosuch'")
+    assert closing.d.require_org().closing.proposals == {}
+
+
+def test_approvers_refuse_a_plan_the_server_let_through(closing: Closing, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that stores a proposal naming a team that does not exist and a document its team does not hold: the
+    approver's client refuses to sign, every client shows what is not there beside the plan resolved to names."""
+    async def let_through(*_: object) -> None:
+        return None
+
+    monkeypatch.setattr("server.routes.chains.check_plan", let_through)
+    org, t = closing.org, now(closing)
+    plan = [PlanEntry("f" * 32, (), (SUCCESSOR,)), *real_plan(closing, ("0" * 32,))]
+    post(org, link_after(closing, None, org.alice, signer(org.alice), "org.close.propose",
+                         propose_body(plan, not_before=t), t))
+    head = closing.d.require_org().head
+    closing.carol.fails("org", "approve-close", contains="no team of this organization you see")
+    assert closing.d.require_org().head == head
+    shown = org.bob.json("org", "closing")  # bob reads drafting: his client checks its documents
+    assert [e["team_name"] for e in shown["plan"]] == ["f" * 32, "drafting"]
+    assert any("does not hold: " + "0" * 32 in p for p in shown["problems"]), shown["problems"]
+    text = closing.carol.ok("org", "closing").out
+    assert "team drafting" in text and "not there: plan entry 1 names " + "f" * 32 in text, text

@@ -22,11 +22,12 @@ from client.audit.log import verify_log
 from client.docs import Documents
 from client.threads.team import Threads
 from client.view import Chains
-from tests.conftest import PASSPHRASE, Member, Org, found_org
+from tests.conftest import Member, Org
 from tests.helpers.killable_server import ServerProcess
 from tests.helpers.members import session
 from tests.helpers.pair import wire
 from tests.helpers.postgres import Cluster, SyncConnection
+from tests.helpers.process_pair import process_pair
 from vault.errors import Conflict, VaultError
 
 
@@ -43,17 +44,8 @@ class Processes:
 def procs(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iterator[Processes]:
     root = tmp_path_factory.mktemp("procs")
     url = pg_cluster.new_database()
-    one = ServerProcess(root / "data", "--database", url).start()
-    two = ServerProcess(root / "data", "--database", url)
-    try:
-        pf = root / "passphrase"
-        pf.write_text(PASSPHRASE + "\n")
-        org = found_org(one, lambda name: Member(root / f"home-{name}", name, pf))  # type: ignore[arg-type]
-        two.start()
+    with process_pair(root, url) as (one, two, org):
         yield Processes(one, two, org, url, root)
-    finally:
-        two.kill()
-        one.kill()
 
 
 def _rows(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -12,6 +12,7 @@ from client.cli._common import Column, Ctx, Time, emit_rows, err, json_flag, wit
 from client.client import Client
 from client.export import Exported, check_output, export_team
 from client.exportcheck import Verified, verify_age, verify_folder
+from client.exportsigner import Signer, check_exporter
 from client.sanitize import escape
 from vault.agefile import check_recipient
 
@@ -38,10 +39,15 @@ def _rows(files: Any) -> list[dict[str, Any]]:
               help="export a sensitive team under this approved export request (its id from `export requests`)")
 @click.option("--expires", default=None, metavar="DURATION", help="request: how long it is valid (default 7d, at "
               "most 30d)")
+@click.option("--all-versions", is_flag=True, help="export every version of each document (a file and a manifest "
+              "entry each, named NAME@vN), not only the newest")
+@click.option("--check-chain", is_flag=True, help="verify: also check the signing key against the exporter's member "
+              "chain as this account pins it (an account of the exporter's organization)")
 @json_flag
 @click.pass_obj
 def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[str, ...],
-           identity: Path | None, request_id: str | None, expires: str | None) -> None:
+           identity: Path | None, request_id: str | None, expires: str | None, all_versions: bool,
+           check_chain: bool) -> None:
     """Export a team's documents as files with a manifest signed in SSH's format (or age-encrypted); `export
     verify` checks one.
 
@@ -70,10 +76,12 @@ def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[
     if expires is not None:
         raise click.UsageError("--expires is for export request")
     if args[0] == "verify":
-        if len(args) != 2 or out is not None or recipients or request_id is not None:
+        if len(args) != 2 or out is not None or recipients or request_id is not None or all_versions:
             raise click.UsageError("export verify takes one DIR or FILE.age (and --identity for an .age file)")
-        _verify(ctx, Path(args[1]), identity)
+        _verify(ctx, Path(args[1]), identity, check_chain)
         return
+    if check_chain:
+        raise click.UsageError("--check-chain is for export verify")
     if identity is not None:
         raise click.UsageError("--identity is for export verify")
     if out is None:
@@ -84,7 +92,7 @@ def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[
     team_name, names = args[0], args[1:]
 
     async def go(s: Client) -> Exported:
-        return await export_team(s, team_name, names, out, recipients, request=request_id)
+        return await export_team(s, team_name, names, out, recipients, request=request_id, all_versions=all_versions)
 
     done = with_session(ctx, go)
     emit_rows(ctx, _rows(done.manifest.files), _FILES)
@@ -96,7 +104,7 @@ def export(ctx: Ctx, args: tuple[str, ...], out: Path | None, recipients: tuple[
                        "this fingerprint to the reader out of band")
 
 
-def _verify(ctx: Ctx, path: Path, identity: Path | None) -> None:
+def _verify(ctx: Ctx, path: Path, identity: Path | None, check_chain: bool) -> None:
     if path.is_dir():
         if identity is not None:
             raise click.UsageError("--identity is for an .age export, not a folder")
@@ -108,11 +116,19 @@ def _verify(ctx: Ctx, path: Path, identity: Path | None) -> None:
     else:
         raise click.UsageError(f"{escape(str(path))} is neither a folder nor a file")
     m = verified.manifest
+    signer = None
+    if check_chain:
+        async def check(c: Client) -> Signer:
+            return await check_exporter(c, verified)
+
+        signer = with_session(ctx, check)
     emit_rows(ctx, _rows(m.files), _FILES)
     if not ctx.as_json:
         err.print_line(f"verified: {len(m.files)} files of team {escape(m.team_name)} ({m.team}), exported by "
-                       f"{escape(m.exporter.name)} ({m.exporter.member}) with key {verified.fingerprint}; compare "
-                       "that fingerprint with the one the exporter gave you")
+                       f"{escape(m.exporter.name)} ({m.exporter.member}) with key {verified.fingerprint}; "
+                       + ("compare that fingerprint with the one the exporter gave you" if signer is None else
+                          f"that key is device {escape(signer.device_name)} ({signer.device}) of member "
+                          f"{escape(signer.name)} in the member chain this account pins"))
         if m.request is not None:
             err.print_line(f"made under export request {m.request} (its approvals are in the team's chain)")
 

@@ -12,6 +12,7 @@ after verifying the closing against the chain it pinned (client/closed.py)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from client import closing, roster
 from client.cli._common import Ctx, emit_one, json_flag, when, with_session
 from client.client import Client
 from client.sanitize import escape
+from vault.chains.exports import APPROVALS_NEEDED
 
 
 @click.group()
@@ -35,6 +37,7 @@ def _shown(s: closing.Shown) -> str:
     for i, (e, team, docs) in enumerate(zip(p.plan, s.teams, s.documents, strict=True)):
         what = ", ".join(escape(d) for d in docs) if e.documents else "every document"
         lines.append(f"  {i + 1}. team {escape(team)}: {what} -> {', '.join(e.recipients)}")
+    lines.extend(f"  not there: {escape(problem)}" for problem in s.problems)
     return "\n".join(lines)
 
 
@@ -70,7 +73,17 @@ def close(ctx: Ctx, plan: Path | None, delay: int, run_: bool, out: Path | None)
         return await closing.run(c, out)
 
     done = with_session(ctx, go)
-    emit_one(ctx, {"proposal": done.proposal.hash.hex(), "files": [str(f) for f in done.files],
+    if done.awaiting:
+        emit_one(ctx, {"proposal": done.proposal.hash.hex(), "closed": False,
+                       "awaiting": [a.to_json() for a in done.awaiting]},
+                 "not closed, nothing written: plan entries of sensitive teams are exported under the Security "
+                 "Team's two-person approval (rule exports)\n"
+                 + "".join(f"  {a.entry + 1}. team {escape(a.team.name)}: export request {a.request.hash.hex()} "
+                           f"({'made now' if a.made else 'made before'}), {len(a.request.approvals)} of "
+                           f"{APPROVALS_NEEDED} approvals\n" for a in done.awaiting)
+                 + "two Security Team members approve each with `mvault export approve ID`; then run this again")
+        sys.exit(1)
+    emit_one(ctx, {"proposal": done.proposal.hash.hex(), "closed": True, "files": [str(f) for f in done.files],
                    "manifests": list(done.manifests)},
              "closed: the organization chain ends with org.closed and the server shreds what it held.\n"
              + "".join(f"hand-over export: {escape(str(f))}\n" for f in done.files)

@@ -36,7 +36,7 @@ VIOLATION: Final = "violation"
 WARNING: Final = "warning"
 ALERT: Final = "alert"
 
-CHAIN_LINK_PREFIXES: Final = frozenset({"member", "device", "org", "team", "export"})
+CHAIN_LINK_PREFIXES: Final = frozenset({"member", "device", "org", "team", "export", "coalition"})
 KEY_CHANGE_LINKS: Final = ("device.add", "device.revoke")
 
 
@@ -311,11 +311,14 @@ def as_int(v: int | str | None) -> int | None:
     return None
 
 
+REMOVALS = ("team.remove", "coalition.remove")  # team links removing a member (the key rotates with it or after)
+
+
 def starts_generation(link: Link) -> bool:
     """Does this team link start a new key generation?"""
     if link.type in ("team.create", "team.rotate"):
         return True
-    return link.type == "team.remove" and link.body.raw.get("key") is not None
+    return link.type in REMOVALS and link.body.raw.get("key") is not None
 
 
 def sets_member(link: Link, member_id: str) -> bool:

@@ -5,9 +5,11 @@ that still has to rotate, a compa in a sensitive team now); once the late rotati
 reporting it. These add what happened in between, from the replayed chains, so a breach stays reported:
 
 * ``offboarding``: a member removed from the organization kept the key of a team longer than ``hours``
-  (the first key generation made after the removal came late);
-* ``rotate-on-removal``: a team rotated later than ``hours`` after a team removal, a leave or a device
-  revocation of a member who held its key then;
+  (the first key generation made after the removal came late); a guest (an ally's member) removed from a
+  coalition space (``coalition.remove``, by either side: the space is all of its membership) likewise, and while
+  it still holds the current key (``guest_removals``);
+* ``rotate-on-removal``: a team rotated later than ``hours`` after a team removal (``team.remove`` or
+  ``coalition.remove``), a leave or a device revocation of a member who held its key then;
 * ``need-to-know``: a compa entered a sensitive team (and is no longer in it: the current check reports those
   still in it).
 """
@@ -18,7 +20,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from security.protocols import Rule
-from security.rules.base import HOUR, VIOLATION, Context, Finding, body_str, dur, finding, starts_generation
+from security.rules.base import (
+    HOUR,
+    REMOVALS,
+    VIOLATION,
+    Context,
+    Finding,
+    body_str,
+    dur,
+    finding,
+    obligation,
+    rotate_command,
+    starts_generation,
+)
 from vault.chains import TeamState
 from vault.links import Link
 
@@ -92,14 +106,38 @@ def late_offboarding(ctx: Context, rule: Rule) -> list[Finding]:
     return out
 
 
+def guest_removals(ctx: Context, rule: Rule) -> list[Finding]:
+    """Rule ``offboarding`` for guests: a ``coalition.remove`` of a guest not rotated in its own link is a removal
+    whose key must rotate within ``hours``: a warning, then a violation while the guest still holds the current key,
+    and a violation in history when the next generation came late."""
+    limit = rule.int_("hours") * HOUR
+    out: list[Finding] = []
+    for tid, team in ctx.inp.teams.items():
+        for link in ctx.team_links(tid):
+            guest = body_str(link, "member")
+            if link.type != "coalition.remove" or guest not in team.guests or link.body.raw.get("key") is not None:
+                continue
+            what = f"guest {guest} was removed from coalition space {tid} by {link.signer}"
+            if (team.generation, guest) in team.boxes:
+                age = ctx.now - link.time
+                out.append(obligation(rule, age > limit, guest, ctx.link_event(link),
+                                      f"{what} {dur(age)} ago but still holds its key (limit {dur(limit)})",
+                                      f"{what} {dur(age)} ago and still holds its key: rotate within "
+                                      f"{dur(limit - age)}", rotate_command(tid)))
+            else:
+                out.extend(_late(ctx, rule, team, guest, link.time, link, what, ctx.link_event(link)))
+    return out
+
+
 def late_rotations(ctx: Context, rule: Rule) -> list[Finding]:
     out: list[Finding] = []
     for tid, team in ctx.inp.teams.items():
         links = ctx.team_links(tid)
         for link in links:
-            if link.type == "team.remove" and link.body.raw.get("key") is None:
+            if link.type in REMOVALS and link.body.raw.get("key") is None:
                 who = body_str(link, "member")
-                out.extend(_late(ctx, rule, team, tid, link.time, link, f"{who} was removed by {link.signer}",
+                out.extend(_late(ctx, rule, team, tid, link.time, link, f"{who} was removed by {link.signer}"
+                                 + (" from the coalition space" if link.type == "coalition.remove" else ""),
                                  ctx.link_event(link)))
             elif link.type == "team.leave":
                 out.extend(_late(ctx, rule, team, tid, link.time, link, f"{link.signer} left", ctx.link_event(link)))

@@ -11,6 +11,7 @@ from security.protocols import Rule
 from security.rules.base import (
     DAY,
     HOUR,
+    REMOVALS,
     VIOLATION,
     WARNING,
     Check,
@@ -29,7 +30,7 @@ from security.rules.base import (
     starts_generation,
 )
 from security.rules.documents import export_request
-from security.rules.history import compa_entries, late_offboarding, late_rotations
+from security.rules.history import compa_entries, guest_removals, late_offboarding, late_rotations
 from vault.chains import OrgMember, Record, TeamState, records_of
 from vault.chains.exports import APPROVALS_NEEDED
 from vault.links import Link
@@ -69,7 +70,7 @@ def _offboarding(ctx: Context, rule: Rule) -> list[Finding]:
                                   f"member {mid} was removed from the organization {dur(age)} ago "
                                   f"and is still in team {tid}: remove within {dur(limit - age)}",
                                   rotate_command(tid)))
-    return out + late_offboarding(ctx, rule)
+    return out + late_offboarding(ctx, rule) + guest_removals(ctx, rule)
 
 
 # -- rotate-on-removal --------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def _rotation_triggers(ctx: Context, team: TeamState) -> list[tuple[int, str, tu
     triggers: list[tuple[int, str, tuple[int, ...]]] = []
     removed_after: set[str] = set()
     for link in links[last_gen + 1:]:
-        if link.type == "team.remove":
+        if link.type in REMOVALS:
             who = body_str(link, "member")
             removed_after.add(who)
             triggers.append((link.time, f"{who} was removed by {link.signer}", ctx.link_event(link)))

@@ -8,6 +8,7 @@ from msgspec import UnsetType
 
 from server.access import catch_up_locked, is_overseer, session_of, visible_team
 from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, now_of
+from server.exports import check_plan
 from server.guests import is_guest, visible_members
 from server.http import answer, int_query
 from server.links import note_links, signed_link
@@ -74,6 +75,8 @@ async def append_org_link(request: web.Request) -> web.Response:
         if link.seq <= org.seq:
             raise Conflict("the organization chain moved on; fetch it and retry")
         state = directory.check_org_link(link)  # who may, first: a refused act gets 403 whatever its date
+        if link.type == "org.close.propose":
+            await check_plan(app, link)
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.context import AUDIT, DIRECTORY, LOG, STORAGE, Handler
+from server.access import forget_teams
+from server.context import AUDIT, DIRECTORY, STORAGE, Handler
 from server.http import answer
 from vault.errors import NotFound
 from vault.wire import schemas
@@ -22,10 +23,7 @@ async def shred(app: web.Application) -> int:
     gone = await app[STORAGE].shred_closed()
     if AUDIT in app:
         gone += await app[AUDIT].prune(EVERY_DAY)
-    directory = app[DIRECTORY]
-    directory.teams.clear()
-    directory.team_links.clear()
-    app[LOG].refs.clear()
+    forget_teams(app)
     return gone
 
 
