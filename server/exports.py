@@ -11,7 +11,7 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from server.access import may_now, protocols_of, session_of, visible_team
-from server.context import CHAINS, DOCUMENTS, LOCK, now_of
+from server.context import CHAINS, DOCUMENTS, now_of
 from server.notes import note
 from vault.errors import Conflict, EncodingError, PolicyDenied
 from vault.wire import schemas
@@ -50,8 +50,6 @@ async def doc_export(request: web.Request, f: schemas.AttestRequest) -> None:
         why = "the documents are not those of the request (documents of this team it names, as many as the count)"
     if why is not None:
         raise PolicyDenied(f"you may not export from team {team.name} under this request: {why}")
-    async with app[LOCK]:
-        if await app[CHAINS].get_meta(USED + f.request) is not None:
-            raise Conflict(f"export request {f.request[:16]} was used already: an approved request allows one export")
-        await app[CHAINS].set_meta(USED + f.request, s.member.encode())
+    if not await app[CHAINS].claim_meta(USED + f.request, s.member.encode()):  # once, whichever process
+        raise Conflict(f"export request {f.request[:16]} was used already: an approved request allows one export")
     note(request, "doc.export", {**res, "request": f.request}, detail={"count": f.count})

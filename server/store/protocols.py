@@ -47,6 +47,9 @@ class ChainStore(MetaStore, Protocol):
     """Chain links with the key boxes they commit to."""
 
     async def all_links(self) -> list[StoredLink]: ...
+    async def claim_meta(self, key: str, value: bytes) -> bool:
+        """Store ``key`` unless it is stored already, atomically across server processes: True when this call did
+        (a once-only use, e.g. an export request's: review round 11)."""
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]: ...
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome: ...

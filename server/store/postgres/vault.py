@@ -122,6 +122,10 @@ class PostgresStorage(ThreadTables):
         await self._pool.execute("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value=$2",
                                  key, value)
 
+    async def claim_meta(self, key: str, value: bytes) -> bool:
+        return str(await self._pool.execute("INSERT INTO meta VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                                            key, value)) == "INSERT 0 1"
+
     # -- chains and boxes -------------------------------------------------------------------
 
     async def all_links(self) -> list[StoredLink]:
