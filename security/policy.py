@@ -73,7 +73,9 @@ INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
 # kinds (rule lost-device: "the member's sensitive memberships pause"; the kinds every rule's sensitive_kinds ships
 # with).
 PAUSED_KINDS: Final = ("ncc", "security", "circle", "staff")
-PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request")
+# Review round 11: also the team links that let someone else in or up (an accomplice added, promoted) and approving
+# another's export: a paused member acts through nobody.
+PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request", "team.add", "team.role", "export.approve")
 
 # action -> team roles that may perform it inside the team.
 TEAM_RULES: Final[dict[str, frozenset[str]]] = {
