@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from client.api import Api
+from client.clock import Clock
 from client.home import Config, Home, Pins
 from client.sanitize import escape
 from client.view import check_chain_pin
 from security.authority import POLICY
+from vault.acts import ALLOWANCE
 from vault.chains import Closed, MemberState, OrgState, replay_member, replay_org
 from vault.errors import ClosingRefused, VaultError
 from vault.links import parse_link
@@ -44,8 +46,11 @@ class Wiped:
                 "wiped": self.home, "files": self.files}
 
 
-def verify_closing(cfg: Config, pins: Pins, served: ClosingChains) -> tuple[OrgState, Closed, dict[str, str]]:
-    """The closing the server served, verified against this device's pins; ``ClosingRefused`` otherwise."""
+def verify_closing(cfg: Config, pins: Pins, served: ClosingChains,
+                   now: int) -> tuple[OrgState, Closed, dict[str, str]]:
+    """The closing the server served, verified against this device's pins and its clock (``now``: an ``org.closed``
+    dated ahead of it, beyond the judge's allowance, is one its signer dated past the ``not_before`` the quorum set
+    and a colluding server stored early: review round 11); ``ClosingRefused`` otherwise."""
     try:
         members: dict[str, MemberState] = {}
         for mid, wires in served.members.items():
@@ -67,15 +72,20 @@ def verify_closing(cfg: Config, pins: Pins, served: ClosingChains) -> tuple[OrgS
         raise ClosingRefused(f"the closing served does not verify: {e.message}") from e
     if org.closing.closed is None:
         raise ClosingRefused("the server says the organization was closed, but its chain holds no org.closed")
+    closed = org.closing.closed
+    if closed.time > now + ALLOWANCE // 2:
+        raise ClosingRefused(f"the closing served is dated {closed.time}, ahead of this device's clock ({now}): "
+                             f"its not_before ({closed.proposal.not_before}) has not passed; nothing is wiped")
     if cfg.member_id not in org.members:
         raise ClosingRefused("the closed organization's chain does not know this member")
-    return org, org.closing.closed, {m: ms.name for m, ms in members.items()}
+    return org, closed, {m: ms.name for m, ms in members.items()}
 
 
-async def follow(home: Home, cfg: Config, api: Api) -> Wiped:
-    """Fetch the closing, verify it against the pins (``ClosingRefused``: nothing is wiped), then wipe the home."""
+async def follow(home: Home, cfg: Config, api: Api, clock: Clock) -> Wiped:
+    """Fetch the closing, verify it against the pins and the clock (``ClosingRefused``: nothing is wiped), then wipe
+    the home."""
     served = await api.get("/api/v1/closing", ClosingChains)
-    org, closed, names = verify_closing(cfg, home.pins(), served)
+    org, closed, names = verify_closing(cfg, home.pins(), served, clock.now())
     files = home.wipe()
     return Wiped(org, closed, names, str(home.path), files)
 

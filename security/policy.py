@@ -75,7 +75,9 @@ INCIDENT_ACTIONS: Final = ("org.device.cut", "org.clear", "org.suspect")
 # While a member is paused (org.device.cut or org.suspect, until org.clear) they do none of these in teams of the
 # kinds `[rules.lost-device] paused_kinds` of the protocols in force names (security.authority.paused_kinds; rule
 # lost-device: "the member's sensitive memberships pause").
-PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request")
+# Review round 11: also the team links that let someone else in or up (an accomplice added, promoted) and approving
+# another's export: a paused member acts through nobody.
+PAUSED_ACTIONS: Final = ("doc.write", "thread.post", "export.request", "team.add", "team.role", "export.approve")
 
 # action -> team roles that may perform it inside the team.
 TEAM_RULES: Final[dict[str, frozenset[str]]] = {

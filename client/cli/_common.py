@@ -93,7 +93,7 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
             try:
                 return await in_session(api)
             except OrgClosed:  # the server's word only: client/closed.py verifies it before it wipes anything
-                wiped = await closed.follow(ctx.home, cfg, api)
+                wiped = await closed.follow(ctx.home, cfg, api, ctx.clock)
                 raise OrgClosed(closed.report(wiped)) from None
 
     async def in_session(api: Api) -> T:

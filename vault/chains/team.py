@@ -340,7 +340,9 @@ class TeamState:
             raise ChainError("role expiry is in the past")
         if m.role == "admin" and role != "admin" and self.admins(link.time) == {target}:
             raise ChainError("cannot demote the last admin of a team")
-        if not policy.may_hold_team_role(org.roles_of(target, link.time, org_seq), role):
+        # a guest is capped as at its entry (review round 11: a guest has no host roles, which capped nothing)
+        roles = frozenset({GUEST_ROLE}) if target in self.guests else org.roles_of(target, link.time, org_seq)
+        if not policy.may_hold_team_role(roles, role):
             raise PolicyDenied(f"member {target} may not hold team role {role!r}")
         if (m.role, m.until) == (role, until):
             raise ChainError("nothing to change")

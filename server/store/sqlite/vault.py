@@ -161,9 +161,8 @@ class SQLiteStorage(LocalLogins):
 
     @_atomic
     async def get_meta(self, key: str) -> bytes | None:
-        async with self._db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else bytes(row[0])
+        rows = list(await self._db.execute_fetchall("SELECT value FROM meta WHERE key=?", (key,)))
+        return bytes(rows[0][0]) if rows else None
 
     @_atomic
     async def set_meta(self, key: str, value: bytes) -> None:
