@@ -156,7 +156,8 @@ async def resolved(c: Client, plan: list[PlanEntry]) -> tuple[list[str], list[tu
 
 async def show(c: Client, proposal: Proposal) -> Shown:
     teams, documents, problems = await resolved(c, proposal.plan)
-    return Shown(proposal, tuple(teams), tuple(documents), proposal.met(), tuple(problems))
+    met = (await c.chains.view()).org.closing_met(proposal, c.session.now())
+    return Shown(proposal, tuple(teams), tuple(documents), met, tuple(problems))
 
 
 async def approve(c: Client) -> Shown:
@@ -189,7 +190,7 @@ async def run(c: Client, out: Path) -> Run:
     while one of them waits for its approvals, nothing is written and the chain is not closed."""
     view = await c.chains.view()
     proposal = pending(view)
-    if not proposal.met():
+    if not view.org.closing_met(proposal, c.session.now()):
         raise PolicyDenied("the closing has not reached its quorum: more approvals are needed "
                            "(`mvault org approve-close`)")
     if c.session.now() < proposal.not_before:

@@ -36,13 +36,18 @@ class MClosing:
     exported: bool = False
 
 
-def model_met(c: MClosing) -> bool:
+def model_met(c: MClosing, ncc_now: int, roles_now: dict[str, frozenset[str]]) -> bool:
     """The quorum in force at the proposal (the shipped defaults: the machine never changes them), by brute force:
-    some assignment of each approver to one place (NCC, Security Team, none) its roles allow fills both needs."""
+    some assignment of each approver to one place (NCC, Security Team, none) that both the roles it approved with
+    and its roles now (``roles_now``) allow fills both needs; the NCC places are counted on the larger of the NCC
+    at the proposal and ``ncc_now`` (review round 11: a stale proposal does not close a grown NCC)."""
     q = defaults().closing
-    needs = {"majority": c.ncc_members // 2 + 1, "all": c.ncc_members}
-    ncc_need = needs[q.ncc] if q.ncc in needs else int(q.ncc)
-    choices = [[None, *sorted(roles)] for roles in c.approvers.values()]
+
+    def need(members: int) -> int:
+        return members // 2 + 1 if q.ncc == "majority" else members if q.ncc == "all" else int(q.ncc)
+
+    ncc_need = max(need(c.ncc_members), need(ncc_now))
+    choices = [[None, *sorted(roles & roles_now[m])] for m, roles in c.approvers.items()]
     return any(sum(x == "ncc" for x in pick) >= ncc_need and sum(x == "security" for x in pick) >= q.security
                for pick in itertools.product(*choices))
 
@@ -75,6 +80,10 @@ class ClosingSteps(MachineBase):
                 del self.m.org[-1], self.m.org_times[-1]
             self.sync()  # the next link is judged on the state this one made
         return got
+
+    def met_at(self, c: MClosing, t: int) -> bool:
+        return model_met(c, self.ncc_count(t),
+                         {m: self.m.org_roles(m, self.m.org_seq, t) & {"ncc", "security"} for m in c.approvers})
 
     def ncc_count(self, t: int) -> int:
         return sum(1 for q in self.people() if "ncc" in self.m.org_roles(q.id, self.m.org_seq, t))
@@ -122,7 +131,7 @@ class ClosingSteps(MachineBase):
         h = self.proposal(pick, True)
         c = self.closings.get(h)
         q, d = self.closing_signer(signer, "org.close.exported", t, honest, dev)
-        want = (c is not None and not c.exported and model_met(c)
+        want = (c is not None and not c.exported and self.met_at(c, t)
                 and self.m.entitled(q.id, d.device_id, t, "org.close.exported"))
         body: dict[str, object] = {"proposal": h, "entry": 0, "manifest": bytes(32)}
         if self.closing_judged(q, d, t, "org.close.exported", body, want):
@@ -130,7 +139,7 @@ class ClosingSteps(MachineBase):
             c.exported = True
         t = self.now + 10
         q, d = self.closing_signer(signer + 1, "org.closed", t, honest, dev)
-        want = (c is not None and c.exported and model_met(c)
+        want = (c is not None and c.exported and self.met_at(c, t)
                 and self.m.entitled(q.id, d.device_id, t, "org.closed"))
         if self.closing_judged(q, d, t, "org.closed", {"proposal": h}, want, keep=False):
             self.nothing_follows_the_closing(h, q, d, t)

@@ -25,6 +25,7 @@ act of the link's type; this module checks what the acts name and records their 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vault.crypto import labels
@@ -125,9 +126,19 @@ class Proposal:
     approvals: dict[str, tuple[frozenset[str], int]] = field(default_factory=dict)
     exported: dict[int, bytes] = field(default_factory=dict)  # plan entry -> manifest SHA-256
 
-    def met(self) -> bool:
-        return quorum_met(self.quorum.ncc_needed(self.ncc_members), self.quorum.security,
-                          [roles for roles, _ in self.approvals.values()])
+    def met(self, ncc_now: int | None = None, roles_now: Callable[[str], frozenset[str]] | None = None) -> bool:
+        """Is the quorum met? With ``ncc_now`` (the NCC's size at the act judged) and ``roles_now`` (each
+        approver's organization roles then), as every act after the approvals is judged: the NCC places needed are
+        the larger of the proposal's and the present NCC's, and an approver counts only with the roles it approved
+        with and still holds (review round 11: a proposal made while the NCC was one member, or approvals by
+        members stripped or removed since, do not close an organization whose NCC has changed). Without them, as at
+        the proposal (what the approvals alone say)."""
+        need = self.quorum.ncc_needed(self.ncc_members)
+        if ncc_now is not None:
+            need = max(need, self.quorum.ncc_needed(ncc_now))
+        return quorum_met(need, self.quorum.security,
+                          [roles if roles_now is None else roles & roles_now(m)
+                           for m, (roles, _) in self.approvals.items()])
 
 
 def quorum_met(ncc_needed: int, security_needed: int, approvers: list[frozenset[str]]) -> bool:
@@ -160,11 +171,12 @@ class Closing:
 
 
 def apply_closing(closing: Closing, link: Link, roles: frozenset[str], ncc_members: int,
-                  in_force: Quorum) -> None:
+                  in_force: Quorum, roles_now: Callable[[str], frozenset[str]]) -> None:
     """Check what a closing act names against ``closing`` and record it (the signer was judged already).
 
     ``roles``: the signer's organization roles at the link's time; ``ncc_members``: how many members hold NCC
-    then; ``in_force``: the ``[closing]`` parameters of the security protocols in force."""
+    then; ``in_force``: the ``[closing]`` parameters of the security protocols in force; ``roles_now``: any
+    member's organization roles at the link's time (``Proposal.met``)."""
     b = link.body
     if link.type == "org.close.propose":
         plan = parse_plan(b.list_("plan", MAX_ENTRIES))
@@ -191,8 +203,9 @@ def apply_closing(closing: Closing, link: Link, roles: frozenset[str], ncc_membe
             raise PolicyDenied("you approved this closing already (or proposed it: the proposer counts as one)")
         proposal.approvals[link.signer] = (roles & {"ncc", "security"}, link.seq)
         return
-    if not proposal.met():
-        raise PolicyDenied(f"{link.type}: the closing has not reached its quorum")
+    if not proposal.met(ncc_members, roles_now):
+        raise PolicyDenied(f"{link.type}: the closing has not reached its quorum (counted with the NCC and the "
+                           f"approvers' roles as they are now)")
     if link.type == "org.close.exported":
         entry = b.int_("entry", 0, len(proposal.plan) - 1)
         if entry in proposal.exported:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from vault.acts import Act
-from vault.chains.closing import CLOSING_TYPES, Closing, Quorum, apply_closing
+from vault.chains.closing import CLOSING_TYPES, Closing, Proposal, Quorum, apply_closing
 from vault.chains.coalition import CoalitionEntry, coalition_act, parse_org_coalition
 from vault.chains.common import check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
@@ -551,7 +551,13 @@ class OrgState:
         self._authorize(link, ms, policy, link.type)
         ncc = sum(1 for m in self.members if "ncc" in self.roles_of(m, link.time))
         in_force = policy.closing_quorum(self.protocols.text if self.protocols else None)
-        apply_closing(self.closing, link, self.roles_of(link.signer, link.time), ncc, in_force)
+        apply_closing(self.closing, link, self.roles_of(link.signer, link.time), ncc, in_force,
+                      lambda m: self.roles_of(m, link.time))
+
+    def closing_met(self, proposal: Proposal, now: int) -> bool:
+        """Would an act at ``now`` find ``proposal``'s quorum met (the NCC and the approvers' roles as at ``now``)?"""
+        ncc = sum(1 for m in self.members if "ncc" in self.roles_of(m, now))
+        return proposal.met(ncc, lambda m: self.roles_of(m, now))
 
     def _record_act(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         """A signed record (``vault.chains.records``): judged as the act of its type, checked against the state
