@@ -54,7 +54,7 @@ CASES: list[tuple[str, msgspec.Struct, dict[str, Any]]] = [
      {"checkpoint": b64(b"c"), "sig": b64(b"s"), "proof": [], "witness": {
          "checkpoint": b64(b"w"), "sig": b64(b"t"), "proof": [b64(b"p")],
          "cosigs": [{"member": ID, "device": ID2, "sig": b64(b"q"), "time": 9}]}, "log_key": b64(b"k"),
-      "witness_note": None}),
+      "witness_note": None, "witness_note_proof": []}),
     ("a boolean", s.Ok(ok=True), {"ok": True}),
 ]
 

@@ -231,7 +231,7 @@ async def checkpoint_of(h: Http, token: str, since: int | None = None) -> Served
     path = CHECKPOINT if since is None else f"{CHECKPOINT}?from={since}"
     status, res = await h.call("GET", path, token=token)
     assert status == 200, res
-    assert set(res) == {"checkpoint", "sig", "proof", "witness", "log_key", "witness_note"}, res
+    assert set(res) == {"checkpoint", "sig", "proof", "witness", "log_key", "witness_note", "witness_note_proof"}, res
     served = Served(Checkpoint.parse(unb64(res["checkpoint"])), unb64(res["sig"]),
                     [unb64(x) for x in res["proof"]], res["witness"], unb64(res["log_key"]))
     served.checkpoint.verify(served.log_key, served.sig)

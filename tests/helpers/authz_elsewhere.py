@@ -17,6 +17,9 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
              **dict.fromkeys(("org.device.cut", "org.clear"), "judged by tests/test_incident_lost*.py and the "
                              "authority model (see above)"),
              "org.suspect": "a pause like a cut's: tests/test_incident_suspect.py and the authority model",
+             # A roster export is an attestation, not a chain link: who may (NCC, Security Team) and the reader
+             # limit are judged per role through the CLI and the server.
+             "org.roster": "tests/test_roster_export.py, tests/test_rules_rosters.py and the authority model",
              **dict.fromkeys(("export.request", "export.approve"), "no request to approve per cell (two Security "
                              "Team members): tests/test_export_approvals*.py and the authority model"),
              **dict.fromkeys(("org.coalition", "coalition.ally", "coalition.remove"),
