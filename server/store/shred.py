@@ -12,11 +12,15 @@ import aiosqlite
 
 from server.store.space import rollback
 
-SHRED: Final = (*(f"DELETE FROM {t}" for t in ("team_boxes", "puk_boxes", "versions", "link_slots", "sessions",
-                                                "threads", "messages", "thread_senders", "authored",
-                                                "authored_bytes")),
+EMPTIED: Final = ("team_boxes", "puk_boxes", "versions", "link_slots", "sessions", "threads", "messages",
+                  "thread_senders", "authored", "authored_bytes")
+SHRED: Final = (*(f"DELETE FROM {t}" for t in EMPTIED),
                 "DELETE FROM links WHERE kind='team'",
                 "DELETE FROM unlogged_links WHERE chain NOT IN (SELECT chain FROM links)")
+# PostgreSQL keeps deleted rows in the tables' files (dead tuples) until they are vacuumed; VACUUM FULL writes each
+# table anew without them (review round 11). The write-ahead log's segments still hold them until PostgreSQL
+# recycles them, as do WAL archives and base backups: docs/lifecycle.md.
+VACUUM_PG: Final = "VACUUM FULL " + ", ".join((*EMPTIED, "links", "unlogged_links"))
 
 
 async def shred_sqlite(db: aiosqlite.Connection) -> int:

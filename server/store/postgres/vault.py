@@ -50,7 +50,7 @@ from server.store.records import (
     VersionOutcome,
     moved_head,
 )
-from server.store.shred import SHRED
+from server.store.shred import SHRED, VACUUM_PG
 from server.usage import SIGNED_SINCE, Allowance, Usage, over_quota, signed_of, version_author
 from vault.links import link_hash
 from vault.logsign import source_tag_key
@@ -300,6 +300,8 @@ class PostgresStorage(ThreadTables):
         async with self._pool.acquire() as conn, conn.transaction():
             for statement in SHRED:
                 gone += int((await conn.execute(statement)).rsplit(" ", 1)[-1])
+        async with self._pool.acquire() as conn:
+            await conn.execute(VACUUM_PG)  # the deleted rows out of the tables' files (outside a transaction)
         self._sessions.purge(float("inf"))
         self.blobs.collect(set())
         return gone
