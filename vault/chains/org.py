@@ -549,15 +549,17 @@ class OrgState:
         """``org.close.*`` / ``org.closed``: judged as the act of that name, then ``vault.chains.closing`` with the
         signer's roles, the NCC's size and the ``[closing]`` parameters in force, all at the link's time."""
         self._authorize(link, ms, policy, link.type)
-        ncc = sum(1 for m in self.members if "ncc" in self.roles_of(m, link.time))
         in_force = policy.closing_quorum(self.protocols.text if self.protocols else None)
-        apply_closing(self.closing, link, self.roles_of(link.signer, link.time), ncc, in_force,
+        apply_closing(self.closing, link, self.roles_of(link.signer, link.time), self.ncc_size(link.time), in_force,
                       lambda m: self.roles_of(m, link.time))
 
     def closing_met(self, proposal: Proposal, now: int) -> bool:
         """Would an act at ``now`` find ``proposal``'s quorum met (the NCC and the approvers' roles as at ``now``)?"""
-        ncc = sum(1 for m in self.members if "ncc" in self.roles_of(m, now))
-        return proposal.met(ncc, lambda m: self.roles_of(m, now))
+        return proposal.met(self.ncc_size(now), lambda m: self.roles_of(m, now))
+
+    def ncc_size(self, now: int) -> int:
+        """How many members hold NCC at ``now`` (a closing's quorum is counted on it)."""
+        return sum(1 for m in self.members if "ncc" in self.roles_of(m, now))
 
     def _record_act(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         """A signed record (``vault.chains.records``): judged as the act of its type, checked against the state
