@@ -1,8 +1,9 @@
 """`mvault sync TEAM DIR` answered by the folder's running `--watch` (client/cli/fast.py, client/sync/serve.py),
-end to end: real server, real CLI in subprocesses. The answer prints and exits as a no-op pass does (text and
---json) without importing click or aiohttp; a save just before the command is pushed before it answers; a killed
-watcher's socket is not believed (the full pass runs); a server withholding a notice is no worse than one
-withholding the document from a listing (the same answer either way: freshness is not provable)."""
+end to end: real server, real CLI in subprocesses. The answer prints and exits as a no-op pass does (piped text,
+a terminal's table, --json) without importing click or aiohttp; a save just before the command is pushed before
+it answers; a killed watcher's socket is not believed (the full pass runs); a server withholding a notice is no
+worse than one withholding the document from a listing (the same answer either way: freshness is not
+provable)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from tests.helpers.sync_world import TEAM, Watcher, wait_until, write
 HEAVY = ("aiohttp", "click", "cryptography", "nacl")
 
 
-def sync(m: Member, folder: Path, *more: str, ask: bool = True) -> tuple[Result, set[str]]:
-    """One `mvault sync TEAM DIR`; the result and the top-level packages it imported."""
-    env = {**m.env(), "PYTHONPROFILEIMPORTTIME": "1"}
+def sync(m: Member, folder: Path, *more: str, ask: bool = True, tty: bool = False) -> tuple[Result, set[str]]:
+    """One `mvault sync TEAM DIR` (its output as on a terminal with ``tty``); the result and the top-level
+    packages it imported."""
+    env = {**m.env(), "PYTHONPROFILEIMPORTTIME": "1", "MVAULT_FORCE_TTY": "1" if tty else "0"}
     if not ask:
         env["MVAULT_SYNC_ASK"] = "0"
     p = subprocess.run([MVAULT, *more, "sync", TEAM, str(folder)], env=env, capture_output=True, text=True,
@@ -46,7 +48,9 @@ def test_the_watcher_answers_as_a_no_op_pass_and_without_the_heavy_imports(org: 
     alice.ok("sync", TEAM, str(a))
     slow_json, heavy = sync(alice, a, "--json", ask=False)
     slow_text, _ = sync(alice, a, ask=False)
+    slow_table, _ = sync(alice, a, ask=False, tty=True)
     assert (slow_json.code, slow_json.out, slow_text.code, slow_text.out) == (0, "[]\n", 0, "")
+    assert slow_table.code == 0 and "action" in slow_table.out, "an empty table on a terminal"
     assert {"aiohttp", "click"} <= heavy, "the full pass imports them"
     watcher = Watcher(alice, a)
     try:
@@ -55,6 +59,8 @@ def test_the_watcher_answers_as_a_no_op_pass_and_without_the_heavy_imports(org: 
             r, imported = sync(alice, a, *more)
             assert (r.code, r.out, r.err) == (0, "[]\n" if more else "", ""), "as a no-op pass prints"
             assert not imported & set(HEAVY), f"the fast path imported {sorted(imported & set(HEAVY))}"
+        r, imported = sync(alice, a, tty=True)
+        assert (r.code, r.out, r.err) == (0, slow_table.out, "") and not imported & set(HEAVY)
         # a save just before the command: seen (the cookie), pushed by the watcher, then answered
         # (asked in-process, as the command asks, so that no process start-up gives the watcher time to see it)
         stored = sql(org, "SELECT COUNT(*) FROM versions")[0][0]

@@ -1,10 +1,10 @@
 """The ``mvault`` console script: ``mvault sync TEAM DIR`` asks a running watcher of that folder first.
 
 Before click, aiohttp or the crypto libraries are imported, a one-pass ``mvault sync TEAM DIR`` (no option but
-``--json``; text output only when it is not for a terminal) asks the ``mvault sync TEAM DIR --watch`` of this
-uid serving that folder, if there is one, whether the folder is in step (client/sync/ask.py; the watcher's
-side: client/sync/serve.py). "In step" prints what a pass that found nothing to do prints (nothing; ``[]``
-with ``--json``) and exits 0. Any other answer, or none, and every other command: the full CLI
+``--json``) asks the ``mvault sync TEAM DIR --watch`` of this uid serving that folder, if there is one, whether
+the folder is in step (client/sync/ask.py; the watcher's side: client/sync/serve.py). "In step" prints what a
+pass that found nothing to do prints (nothing in a pipe, an empty table on a terminal (rich loaded only then),
+``[]`` with ``--json``) and exits 0. Any other answer, or none, and every other command: the full CLI
 (client/cli/main.py), as without a watcher. ``MVAULT_SYNC_ASK=0`` never asks (the full pass always runs).
 """
 
@@ -14,10 +14,11 @@ import importlib
 import os
 import sys
 
-from client.sync.ask import in_step
+from client.sync.ask import REPORT_HEADERS, in_step
 from client.tty import is_terminal
 
 FULL = "client.cli.main"  # the full CLI: imported by name, only when the watcher did not answer
+CONSOLE = "client.terminal"  # the consoles: imported by name, only to draw the empty table on a terminal
 
 
 def answered(argv: list[str]) -> bool:
@@ -34,14 +35,15 @@ def answered(argv: list[str]) -> bool:
             words.append(arg)
     if len(words) != 3 or words[0] != "sync" or words[1] == "status" or not os.path.isdir(words[2]):
         return False
-    if not as_json and is_terminal(sys.stdout):
-        return False  # a terminal gets an empty table, drawn by rich: the full command
     home = os.environ.get("MVAULT_HOME") or os.path.join(os.path.expanduser("~"), ".mvault")
     if not in_step(home, words[1], os.path.realpath(words[2])):
         return False
     if as_json:
         sys.stdout.write("[]\n")
         sys.stdout.flush()
+    elif is_terminal(sys.stdout):  # the empty table a pass with nothing to do draws (client/cli/_common.py)
+        table = importlib.import_module("rich.table").Table(*REPORT_HEADERS)
+        importlib.import_module(CONSOLE).out.print(table)
     return True
 
 

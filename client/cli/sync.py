@@ -15,7 +15,7 @@ from client import maintenance
 from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, with_session
 from client.client import Client
 from client.sanitize import escape
-from client.sync.ask import watch_socket
+from client.sync.ask import REPORT_HEADERS, watch_socket
 from client.sync.engine import Outcome, sync_pass
 from client.sync.folders import SyncFolders
 from client.sync.live import doc_notices
@@ -25,8 +25,8 @@ from client.sync.watch import Hint, install_stop_signals, watch
 from client.terminal import out
 from vault.errors import Conflict
 
-_ACTIONS = (Column("action", lambda r: r["action"]), Column("name", lambda r: r["name"]),
-            Column("version", lambda r: r["seq"]), Column("detail", lambda r: r["detail"] or None))
+_ACTIONS = tuple(Column(header, cell) for header, cell in zip(REPORT_HEADERS, (
+    lambda r: r["action"], lambda r: r["name"], lambda r: r["seq"], lambda r: r["detail"] or None), strict=True))
 _FOLDERS = (Column("team", lambda r: r["team_name"]), Column("folder", lambda r: r["folder"]),
             Column("last sync", lambda r: Time(r["last_sync"]) if r["last_sync"] else None),
             Column("files", lambda r: r["files"]), Column("pending", lambda r: r["pending"]),

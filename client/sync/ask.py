@@ -28,6 +28,8 @@ from client.localsock import owned_socket, peer_ok, socket_path
 VERSION = 1
 MAX_LINE = 64 * 1024  # bytes of a request or a reply, at most
 ASK_TIMEOUT = 20.0  # seconds a command waits for the watcher's answer (it may first finish a pass: serve.py)
+#: the headers of a pass's report on a terminal (client/cli/sync.py's columns; an answer "in step" draws them alone)
+REPORT_HEADERS = ("action", "name", "version", "detail")
 
 
 def watch_socket(home: str, team: str, root: str) -> str:
