@@ -20,6 +20,7 @@ from typing import Any
 
 from client.sync.ask import in_step, watch_socket
 from client.sync.live import DocNotice, Lost, Missed, Notice
+from client.sync.scan import COOKIE, scan
 from client.sync.serve import Served
 from client.sync.watch import Hint
 from tests.helpers.watch_loop import Recorder, Running, queued
@@ -185,3 +186,14 @@ async def test_a_second_watcher_of_the_folder_leaves_the_socket_to_the_first(tmp
         assert os.stat(w.served.path).st_ino == before, "the second one's exit left the first one's socket"
         w.q = first_q
         assert await w.ask()
+
+
+def test_a_cookie_file_is_never_synced_whatever_the_rules(tmp_path: Path) -> None:
+    """A cookie lives a few milliseconds, but a pass (``--hidden``, rules that take ``*.tmp`` back) scanning then
+    must not push it: it is one of the folder's own files (scan.own_file)."""
+    (tmp_path / ".mvaultignore").write_text("!*.tmp\n")
+    cookie = f"{COOKIE}0123456789abcdef.tmp"
+    (tmp_path / cookie).write_text("")
+    (tmp_path / ".other.tmp").write_text("taken back by the rules")
+    found = scan(tmp_path, None, hidden_ok=True)
+    assert ".other.tmp" in found.files and cookie not in found.files

@@ -44,6 +44,7 @@ import aiohttp
 from watchfiles import Change, awatch
 
 from client.sync.live import DocNotice, Lost, Notice
+from client.sync.scan import COOKIE  # a cookie file: COOKIE, 16 hex digits, ".tmp" (never synced: scan.own_file)
 from client.sync.serve import Served, serving, settles
 from vault.errors import EXIT_SECURITY, AuthError, DeviceRevoked, TransportError, VaultError
 from vault.fileio import Signature, signature
@@ -66,7 +67,6 @@ SETTLE = 0.05  # seconds to let triggers that come together (a burst of notices)
 GRACE = 2.0  # seconds a running pass may take to finish once stop is set, before it is cancelled
 LIVE_WAIT = 3.0  # seconds the first pass waits for the notices to go live (so none is missed in between)
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # backoff after a pass failed for want of the network
-COOKIE = ".mvault-cookie-"  # a cookie file's name: COOKIE, 16 hex digits, ".tmp" (never synced: hidden, *.tmp)
 COOKIE_WAIT = 2.0  # seconds the answer waits for its cookie's event (else: not known, the command does a pass)
 IDLE_WAIT = 10.0  # seconds the answer waits for the loop to finish the pass changes called for
 # watchfiles hands over a batch of events once none came for this long: a cookie's round trip takes about that
