@@ -14,6 +14,8 @@ Rows:
 * no-op sync: ``mvault sync`` of a folder of ``--noop-files`` unchanged files of 4 KiB (synced once
   before) beside ``git status`` on the same tree (its own git dir, committed once). Both must report
   nothing to do.
+* no-op sync (watched), ``noop-watch``: the same, while ``mvault sync TEAM DIR --watch`` runs on that folder
+  (it answers each ``mvault sync``: client/cli/fast.py); the watcher's CPU over each sync is in the detail.
 * propagation: alice and bob each run ``mvault sync TEAM DIR --watch``; a file of 4 KiB of new bytes
   is written in alice's folder and the clock stops when bob's copy has exactly those bytes (polled
   every 2 ms). ``--samples`` files, one after the other; p50 and p99. No reference.
@@ -27,7 +29,7 @@ Nothing here asserts a time; the exit code is 1 only when a round trip broke (a 
 did not arrive). Writes ``bench/results-sync.json``.
 
     python bench/sync.py [--quick] [--rounds R] [--files N] [--big N] [--noop-files N] [--samples N]
-                         [--mem-mib N] [--mem-files N] [--out PATH] [--rows first,noop,propagation,memory]
+                         [--mem-mib N] [--mem-files N] [--out PATH] [--rows first,noop,noop-watch,propagation,memory]
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MIB, ROOT, Row, Sampler, cpu_seconds, free_port, write_rows  # noqa: E402
 from transfer import SMALL, age_version, age_workspace, same_file, timed, write_file  # noqa: E402
 
+from client.sync.ask import in_step  # noqa: E402
+
 BIN = Path(sys.executable).parent
 MVAULT = str(BIN / "mvault")
 LIMIT_MIB = 200
 BIG_MIB = 8
-ROWS = ("first", "noop", "propagation", "memory")
+ROWS = ("first", "noop", "noop-watch", "propagation", "memory")
 
 
 class Member:
@@ -187,37 +191,82 @@ def first_sync(alice: Member, bob: Member, tmp: Path, recipient: str, args: argp
                        "tree_mib": round(size, 1), "trees_identical": ok, "load": os.getloadavg()[0]})
 
 
-def noop_sync(alice: Member, tmp: Path, args: argparse.Namespace) -> Row:
+GENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@b"}
+
+
+def noop_tree(alice: Member, tmp: Path, args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """The no-op rows' folder (made and synced once, shared by both rows) and the git command of its copy."""
     folder = tmp / "noop"
-    make_tree(folder, args.noop_files, 0)
-    new_team(alice, "noop")
-    alice.sync("noop", folder)  # the first sync: every file up, the index written
     git = ["git", f"--git-dir={tmp / 'noop.git'}", f"--work-tree={folder}"]
-    genv = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-            "GIT_COMMITTER_EMAIL": "b@b"}
-    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "tree"], ["status", "--porcelain"]):
-        subprocess.run([*git, *cmd], env=genv, check=True, capture_output=True)
+    if not folder.exists():
+        make_tree(folder, args.noop_files, 0)
+        new_team(alice, "noop")
+        alice.sync("noop", folder)  # the first sync: every file up, the index written
+        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "tree"], ["status", "--porcelain"]):
+            subprocess.run([*git, *cmd], env=GENV, check=True, capture_output=True)
+    return folder, git
+
+
+def noop_rounds(alice: Member, folder: Path, git: list[str], rounds: int,
+                watcher: int | None = None) -> tuple[list[float], list[float], dict[str, list[float]], bool]:
+    """``rounds`` of ``git status`` then ``mvault sync``, alternating: (ours, git's, CPU seconds of the client,
+    the server and the ``watcher`` process (if any) over each sync, whether both reported nothing to do)."""
     refs: list[float] = []
     ours: list[float] = []
     quiet = True
-    cpu: dict[str, list[float]] = {"client": [], "server": []}
-    for _ in range(args.rounds):
+    cpu: dict[str, list[float]] = {"client": [], "server": [], **({"watcher": []} if watcher else {})}
+    for _ in range(rounds):
         t0 = time.perf_counter()
-        st = subprocess.run([*git, "status", "--porcelain"], env=genv, check=True, capture_output=True, text=True)
+        st = subprocess.run([*git, "status", "--porcelain"], env=GENV, check=True, capture_output=True, text=True)
         refs.append(time.perf_counter() - t0)
+        w0 = cpu_seconds(watcher) if watcher else 0.0
         s, _, actions = alice.sync("noop", folder)
         ours.append(s)
         cpu["client"].append(alice.cpu[0])
         cpu["server"].append(alice.cpu[1])
+        if watcher:
+            cpu["watcher"].append(cpu_seconds(watcher) - w0)
         quiet = quiet and not st.stdout.strip() and not [a for a in actions if a.get("action") != "in-step"]
-    row = Row("no-op sync", "s", ours, refs, False,
-              f"mvault sync of a folder of {args.noop_files} unchanged files of 4 KiB (whole command: start, "
-              f"login, chains, one listing, scan)", "git status --porcelain on the same tree (committed)",
-              target_ratio=0.5, target_abs=("<", 1.5), target_text=">= 0.5x, < 1.5 s",
-              detail={"files": args.noop_files, "nothing_to_do": quiet,
-                      **{f"{k}_cpu_s": [round(x, 3) for x in v] for k, v in cpu.items()}, "load": os.getloadavg()[0]})
-    shutil.rmtree(folder)
-    return row
+    return ours, refs, cpu, quiet
+
+
+def noop_sync(alice: Member, tmp: Path, args: argparse.Namespace) -> Row:
+    """The cold row: no watcher, so each ``mvault sync`` is a whole pass."""
+    folder, git = noop_tree(alice, tmp, args)
+    ours, refs, cpu, quiet = noop_rounds(alice, folder, git, args.rounds)
+    return Row("no-op sync", "s", ours, refs, False,
+               f"mvault sync of a folder of {args.noop_files} unchanged files of 4 KiB (whole command: start, "
+               f"login, chains, one listing, scan)", "git status --porcelain on the same tree (committed)",
+               target_ratio=0.5, target_abs=("<", 1.5), target_text=">= 0.5x, < 1.5 s",
+               detail={"files": args.noop_files, "nothing_to_do": quiet,
+                       **{f"{k}_cpu_s": [round(x, 3) for x in v] for k, v in cpu.items()}, "load": os.getloadavg()[0]})
+
+
+def noop_watch(alice: Member, tmp: Path, args: argparse.Namespace) -> Row:
+    """The watched row: ``mvault sync TEAM DIR --watch`` runs on the same folder, and each ``mvault sync`` is
+    answered by it (client/cli/fast.py: a cookie round trip through the file watcher, no pass)."""
+    folder, git = noop_tree(alice, tmp, args)
+    proc = watch(alice, "noop", folder, tmp / "noop-watch.log")
+    try:
+        home, root = alice.env["MVAULT_HOME"], os.path.realpath(folder)
+        deadline = time.monotonic() + 600
+        while not in_step(home, "noop", root):  # its first pass (a whole one) settled
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (tmp / "noop-watch.log").read_text()
+                raise SystemExit(f"the watch of the no-op folder never answered: {log[-2000:]}")
+            time.sleep(0.2)
+        ours, refs, cpu, quiet = noop_rounds(alice, folder, git, args.rounds, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return Row("no-op sync (watched)", "s", ours, refs, False,
+               f"mvault sync of the same {args.noop_files} files while `mvault sync --watch` runs on the folder "
+               "(answered by the watcher: start, cookie round trip through its file watcher)",
+               "git status --porcelain on the same tree (committed)",
+               target_ratio=0.5, target_abs=("<", 1.5), target_text=">= 0.5x, < 1.5 s",
+               detail={"files": args.noop_files, "nothing_to_do": quiet,
+                       **{f"{k}_cpu_s": [round(x, 3) for x in v] for k, v in cpu.items()}, "load": os.getloadavg()[0]})
 
 
 def watch(member: Member, team: str, folder: Path, log: Path) -> subprocess.Popen[str]:
@@ -333,6 +382,7 @@ def main() -> int:
         try:
             run_row = {"first": lambda: first_sync(alice, bob, tmp, recipient, args),
                        "noop": lambda: noop_sync(alice, tmp, args),
+                       "noop-watch": lambda: noop_watch(alice, tmp, args),
                        "propagation": lambda: propagation(alice, bob, tmp, args),
                        "memory": lambda: memory(alice, bob, tmp, args)}
             rows = [run_row[name]() for name in ROWS if name in chosen]
@@ -344,6 +394,7 @@ def main() -> int:
     write_rows(args.out, rows, args.rounds, started, digits=3, details=True)
     broken = {"first sync": lambda r: not r.detail["trees_identical"],
               "no-op sync": lambda r: not r.detail["nothing_to_do"],
+              "no-op sync (watched)": lambda r: not r.detail["nothing_to_do"],
               "propagation": lambda r: bool(r.detail["lost"]),
               "sync memory": lambda r: not r.detail["trees_identical"]}
     return 1 if any(broken[row.row](row) for row in rows) else 0

@@ -11,7 +11,7 @@ its timeout, on ``mvault lock``, on SIGTERM/SIGHUP/SIGINT, or when its socket or
 
 Socket: ``$MVAULT_HOME/agent.sock`` (home 0700, socket 0600; peers of another uid are refused with
 ``SO_PEERCRED`` where the platform has it). When that path is too long for a Unix socket, a private
-directory is used instead: ``$XDG_RUNTIME_DIR`` (or the temp directory) ``/mvault-<uid>/<dev>-<inode>.sock``.
+directory is used instead: ``$XDG_RUNTIME_DIR`` (or the temp directory) ``/mvault-<uid>/<dev>-<inode>-agent.sock``.
 
 Protocol (one request per connection, see docs/format.md)::
 
@@ -33,15 +33,15 @@ import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from client import localsock
+
 SOCKET_NAME = "agent.sock"
 MAX_SECONDS = 60 * 60
 _MAX_BLOB = 4096
-_SUN_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS: stay below both
 _TIMEOUT = 5.0  # per connection, both sides
 
 
@@ -59,23 +59,15 @@ def _now() -> float:
 
 
 def socket_path(home: Path) -> Path:
-    path = home / SOCKET_NAME
-    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
-        return path
-    st = home.stat()
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"mvault-{os.getuid()}"
-    return base / f"{st.st_dev:x}-{st.st_ino:x}.sock"
+    return Path(localsock.socket_path(os.fspath(home), SOCKET_NAME))
 
 
 def _private_dir(path: Path) -> None:
     """Make ``path`` a directory only we can enter, or refuse (someone else's, or a symlink)."""
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise AgentError(f"{path} is not a directory of ours; refusing to put the unlock agent's socket there")
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.chmod(path, 0o700)
+    try:
+        localsock.private_dir(os.fspath(path))
+    except localsock.SocketError as e:
+        raise AgentError(f"{path} is not a directory of ours; refusing to put the unlock agent's socket there") from e
 
 
 # -- client side ------------------------------------------------------------------------------------------
@@ -155,12 +147,7 @@ def start(home: Path, sealed_session: bytes, seconds: int) -> int:
         _private_dir(path.parent)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        old = os.umask(0o177)
-        try:
-            listener.bind(os.fspath(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
+        localsock.bind_private(listener, os.fspath(path))
         listener.listen(16)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MVAULT_")}
         proc = subprocess.Popen(
@@ -219,15 +206,6 @@ def _read_all(fd: int) -> bytearray:
     return buf
 
 
-def _peer_ok(conn: socket.socket) -> bool:
-    peercred = getattr(socket, "SO_PEERCRED", None)
-    if peercred is None:
-        return True  # no peer credentials here: the 0700 directory and 0600 socket are the guard
-    raw = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return bool(uid == os.getuid())
-
-
 class _Stop(Exception):
     pass
 
@@ -255,7 +233,7 @@ def _serve(listener: socket.socket, path: Path, home: Path, blob: bytearray, ide
         with conn:
             conn.settimeout(_TIMEOUT)
             try:
-                if not _peer_ok(conn):
+                if not localsock.peer_ok(conn):
                     continue
                 op = conn.recv(1)
                 if op == b"G":

@@ -13,31 +13,17 @@ since they run without a terminal (``is_terminal``).
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 from rich.cells import cell_len, chop_cells
 from rich.console import Console
 from rich.text import Text
 
 from client.sanitize import CONTINUATION, neutralize, one_line
+from client.tty import FORCE_TTY, is_terminal
 
-FORCE_TTY = "MVAULT_FORCE_TTY"
-
-
-def is_terminal(stream: TextIO) -> bool:
-    """Whether output to ``stream`` is for a terminal: ``MVAULT_FORCE_TTY`` (1 or 0) if set, else rich's
-    ``TTY_COMPATIBLE`` (1 or 0), else ``isatty()``. Not ``FORCE_COLOR``, which rich would also take as a
-    terminal: colour asked for in CI must not turn a script's tab-separated rows into a table."""
-    for name in (FORCE_TTY, "TTY_COMPATIBLE"):
-        forced = os.environ.get(name, "")
-        if forced in ("0", "1"):
-            return forced == "1"
-    try:
-        return stream.isatty()
-    except ValueError:  # a closed stream
-        return False
+__all__ = ["FORCE_TTY", "SafeConsole", "err", "fold", "is_terminal", "out"]
 
 
 class SafeConsole(Console):

@@ -1,3 +1,3 @@
-from client.cli.main import main
+from client.cli.fast import main
 
 main()

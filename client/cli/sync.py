@@ -15,16 +15,18 @@ from client import maintenance
 from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, with_session
 from client.client import Client
 from client.sanitize import escape
+from client.sync.ask import REPORT_HEADERS, watch_socket
 from client.sync.engine import Outcome, sync_pass
 from client.sync.folders import SyncFolders
 from client.sync.live import doc_notices
 from client.sync.scan import scan
+from client.sync.serve import Served
 from client.sync.watch import Hint, install_stop_signals, watch
 from client.terminal import out
 from vault.errors import Conflict
 
-_ACTIONS = (Column("action", lambda r: r["action"]), Column("name", lambda r: r["name"]),
-            Column("version", lambda r: r["seq"]), Column("detail", lambda r: r["detail"] or None))
+_ACTIONS = tuple(Column(header, cell) for header, cell in zip(REPORT_HEADERS, (
+    lambda r: r["action"], lambda r: r["name"], lambda r: r["seq"], lambda r: r["detail"] or None), strict=True))
 _FOLDERS = (Column("team", lambda r: r["team_name"]), Column("folder", lambda r: r["folder"]),
             Column("last sync", lambda r: Time(r["last_sync"]) if r["last_sync"] else None),
             Column("files", lambda r: r["files"]), Column("pending", lambda r: r["pending"]),
@@ -94,7 +96,8 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
     """``sync --watch``: a pass now, then one whenever the folder changes, a document notice arrives or
     ``backstop`` seconds passed (client/sync/watch.py); one line per action (one JSON object with --json).
     Each pass reads the team's chains again and does pending key work first, so a removal stops the loop
-    (exit 1, files kept) and a new key generation is used without a restart."""
+    (exit 1, files kept) and a new key generation is used without a restart. While it runs, a one-pass
+    `mvault sync TEAM DIR` asks it first (client/sync/serve.py)."""
     def emit(row: dict[str, Any]) -> None:
         if ctx.as_json:
             print_json(row)
@@ -120,7 +123,10 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
             for row in await run_pass(None):
                 emit(row)
 
-        await watch(run_pass, folder, doc_notices(s, team), emit, stop, backstop=backstop, renew=s.login)
+        root = str(folder.resolve())  # `mvault sync TEAM DIR` asks here first (client/cli/fast.py)
+        served = Served(watch_socket(str(ctx.home.path), team_name, root), team_name, root, hidden)
+        await watch(run_pass, folder, doc_notices(s, team), emit, stop, backstop=backstop, renew=s.login,
+                    served=served)
 
     with_session(ctx, go)
 

@@ -2,8 +2,9 @@
 
 ``doc_notices(client, team)`` follows the team's live channel (WebSocket ``GET /api/v1/teams/{team}/live``,
 first frame ``{"docs": true}``; server/live.py) and yields a ``DocNotice`` for every document version the
-server says it stored, and ``Missed`` each time it is connected again (the first time too), once the server
-says it is live: notices sent while it was not connected are lost, so a full check is due. It reconnects by
+server says it stored, ``Missed`` each time it is connected again (the first time too), once the server
+says it is live: notices sent while it was not connected are lost, so a full check is due; and ``Lost`` each
+time a connection ended (a sync watcher answers "in step" only while connected: client/sync/serve.py). It reconnects by
 itself (backoff up to ``retry_max`` seconds; a session that expired is renewed) and ends only with an error
 when following cannot go on: ``PolicyDenied`` when this member lost access to the team (removed, role
 ended), ``DeviceRevoked`` for a revoked device, ``IntegrityError`` for a frame that is none of the
@@ -51,7 +52,12 @@ class Missed:
     """Notices may have been lost (the connection was new or restored): every document needs a check."""
 
 
-Notice = DocNotice | Missed
+@dataclass(frozen=True)
+class Lost:
+    """The connection ended (it is being made again): until the next ``Missed``, notices are not arriving."""
+
+
+Notice = DocNotice | Missed | Lost
 
 
 async def doc_notices(s: Client, team: TeamState, *, retry_max: float = RETRY_MAX) -> AsyncGenerator[Notice, None]:
@@ -72,12 +78,14 @@ async def doc_notices(s: Client, team: TeamState, *, retry_max: float = RETRY_MA
             if renew:
                 raise
             renew = True  # the session expired: a new one, at once
+            yield Lost()
             continue
         except (PolicyDenied, NotFound) as e:  # refused at the upgrade (403/404) or closed by the server
             raise PolicyDenied(f"document notices of team {team.name} stopped: you no longer have access to it "
                                f"({e})") from e
         except (TransportError, aiohttp.ClientError, ConnectionError, TimeoutError):
             failures += 1
+        yield Lost()
         await asyncio.sleep(min(retry_max, 0.2 * 2 ** min(failures, 5)))
 
 

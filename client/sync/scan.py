@@ -29,6 +29,7 @@ from vault.syncindex import SyncEntry, SyncIndex
 
 IGNORE_FILE = ".mvaultignore"
 PARTIAL = ".mvault-part"  # the suffix of client/download.py's temporaries
+COOKIE = ".mvault-cookie-"  # the prefix of a watcher's cookie files (client/sync/watch.py: answering "in step?")
 DEFAULT_IGNORES = ("*~", ".#*", "*.swp", "*.swx", ".DS_Store", "Thumbs.db", "*.tmp", "~$*", ".~lock.*#",
                    "*.mvault-part")
 
@@ -78,8 +79,9 @@ def hidden(name: str) -> bool:
 
 
 def own_file(base: str) -> bool:
-    """A file of the folder's own (its ignore rules, a download temporary): never a document, hidden or not."""
-    return base == IGNORE_FILE or base.endswith(PARTIAL)
+    """A file of the folder's own (its ignore rules, a download temporary, a watcher's cookie): never a document,
+    hidden or not, whatever the ignore rules say."""
+    return base == IGNORE_FILE or base.endswith(PARTIAL) or base.startswith(COOKIE)
 
 
 def scan(root: Path, index: SyncIndex | None, hidden_ok: bool = False, only: frozenset[str] | None = None) -> Scan:

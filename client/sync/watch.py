@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,7 +43,9 @@ from typing import Any
 import aiohttp
 from watchfiles import Change, awatch
 
-from client.sync.live import DocNotice, Notice
+from client.sync.live import DocNotice, Lost, Notice
+from client.sync.scan import COOKIE  # a cookie file: COOKIE, 16 hex digits, ".tmp" (never synced: scan.own_file)
+from client.sync.serve import Served, serving, settles
 from vault.errors import EXIT_SECURITY, AuthError, DeviceRevoked, TransportError, VaultError
 from vault.fileio import Signature, signature
 
@@ -63,6 +67,11 @@ SETTLE = 0.05  # seconds to let triggers that come together (a burst of notices)
 GRACE = 2.0  # seconds a running pass may take to finish once stop is set, before it is cancelled
 LIVE_WAIT = 3.0  # seconds the first pass waits for the notices to go live (so none is missed in between)
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # backoff after a pass failed for want of the network
+COOKIE_WAIT = 2.0  # seconds the answer waits for its cookie's event (else: not known, the command does a pass)
+IDLE_WAIT = 10.0  # seconds the answer waits for the loop to finish the pass changes called for
+# watchfiles hands over a batch of events once none came for this long: a cookie's round trip takes about that
+# (50 ms made the answer ~110 ms, 10 ms ~30 ms at load 11; the idle watcher's CPU did not grow measurably)
+EVENT_STEP_MS = 10
 
 
 
@@ -118,12 +127,14 @@ class _Pending:
     """What the next pass is for; ``wake`` is set while there is something."""
 
     full: bool = False
+    changes: int = 0  # how many times something was added (a pass is settled only if none came meanwhile)
     paths: set[str] = field(default_factory=set)
     docs: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, *, full: bool = False, path: str | None = None, doc: str | None = None) -> None:
         self.full = self.full or full
+        self.changes += 1
         if path is not None:
             self.paths.add(path)
         if doc is not None:
@@ -160,6 +171,9 @@ class _Watch:
         self.failure: BaseException | None = None
         self.live = asyncio.Event()  # the notices went live (or there are none)
         self.watcher_stop = asyncio.Event()
+        self.connected = False  # the notices are live now (client/sync/live.py: from Missed until Lost)
+        self.settled_at: int | None = None  # pending.changes when a pass ended settled (serve.py), else None
+        self.cookies: dict[str, asyncio.Future[None]] = {}  # cookie files written, until the watcher sees each
 
     # -- the sources of triggers ------------------------------------------------------------------
 
@@ -171,6 +185,8 @@ class _Watch:
 
     def _wanted(self, _change: Change, path: str) -> bool:
         rel = self._relative(path)
+        if rel is not None and Path(path).name.startswith(COOKIE):
+            return True  # a cookie's event (files() takes it, it wakes nothing)
         if rel is None or is_own_temporary(Path(path).name):
             return False
         return rel == "." or self.ignore is None or not self.ignore(rel)
@@ -186,15 +202,22 @@ class _Watch:
 
     async def files(self) -> None:
         async for changes in awatch(self.root, watch_filter=self._wanted, debounce=max(1, int(self.debounce * 1000)),
-                                    step=50, stop_event=self.watcher_stop, ignore_permission_denied=True):
+                                    step=EVENT_STEP_MS, stop_event=self.watcher_stop, ignore_permission_denied=True):
+            cookies = []
             for _change, path in changes:
                 rel = self._relative(path)
                 if rel is None:
                     continue
-                if self.during is not None:
+                if Path(path).name.startswith(COOKIE):
+                    cookies.append(Path(path).name)
+                elif self.during is not None:
                     self.during.append(rel)  # judged once the pass says what it wrote
                 else:
                     self._changed(rel)
+            for name in cookies:  # after the batch's other changes: they came before it, or with it
+                seen = self.cookies.get(name)
+                if seen is not None and not seen.done():
+                    seen.set_result(None)
 
     async def notices(self, source: AsyncIterator[Notice]) -> None:
         try:
@@ -204,10 +227,15 @@ class _Watch:
                         self.during.append(notice)  # perhaps of a version this pass is storing
                     else:
                         self._changed(notice)
+                elif isinstance(notice, Lost):
+                    self.connected = False
+                    self.pending.changes += 1  # no settled answer until a pass after the next Missed
                 else:
+                    self.connected = True
                     self.pending.add(full=True)
                     self.live.set()
         finally:
+            self.connected = False
             self.live.set()
 
     def guarded(self, what: str, coro: Awaitable[None]) -> asyncio.Task[None]:
@@ -269,12 +297,47 @@ class _Watch:
             for change in during:
                 self._changed(change)
 
+    # -- answering "in step?" (client/sync/serve.py) ------------------------------------------------
+
+    def in_step(self) -> bool:
+        """No pass running or due, the last one settled, nothing since, the notices live throughout."""
+        return (self.connected and self.during is None and not self.pending.wake.is_set()
+                and self.settled_at == self.pending.changes)
+
+    async def answer(self) -> tuple[bool, str]:
+        """Is the folder in step now? A cookie file written into it must come back through the file watcher
+        first (every earlier save is then seen); changes since the last pass get their pass first."""
+        if not self.connected:
+            return False, "the team's notices are not live"
+        name = f"{COOKIE}{secrets.token_hex(8)}.tmp"
+        seen = asyncio.get_running_loop().create_future()
+        self.cookies[name] = seen
+        try:
+            os.close(os.open(self.root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            await asyncio.wait_for(seen, COOKIE_WAIT)
+        except (OSError, TimeoutError):
+            return False, "the folder's events could not be confirmed"
+        finally:
+            del self.cookies[name]
+            with contextlib.suppress(OSError):
+                os.unlink(self.root / name)
+        end = time.monotonic() + IDLE_WAIT
+        while not self.in_step() and time.monotonic() < end and not self.stop.is_set() and self.connected:
+            if self.during is None and not self.pending.wake.is_set():
+                break  # idle, and not settled: a pass reported what the command's own pass will report
+            await asyncio.sleep(0.02)
+        if self.in_step():
+            return True, "in step"
+        return False, "a pass here reported something, or the folder changed meanwhile"
+
     async def run(self) -> None:
         hint: Hint | None = None  # the first pass checks everything
         next_full = 0.0
         failures, renewed = 0, False
         while not self.stop.is_set():
             self._check_failure()
+            before, live = self.pending.changes, self.connected
+            self.settled_at = None
             try:
                 actions = await self._pass(hint)
             except BaseException as e:
@@ -295,6 +358,8 @@ class _Watch:
             failures, renewed = 0, False
             if actions is None:
                 return
+            if live and self.connected and self.pending.changes == before and settles(actions):
+                self.settled_at = before
             for action in actions:
                 self.emit(action)
             if hint is None:  # counted from its end: a pass longer than the backstop is not run back to back
@@ -313,12 +378,13 @@ class _Watch:
 async def watch(run_pass: RunPass, folder: Path, notices: AsyncIterator[Notice] | None, emit: Emit,
                 stop: asyncio.Event, *, debounce: float = 0.3, backstop: float = 60.0,
                 ignore: Callable[[str], bool] | None = None, renew: Callable[[], Awaitable[None]] | None = None,
-                grace: float = GRACE, live_wait: float = LIVE_WAIT) -> None:
+                grace: float = GRACE, live_wait: float = LIVE_WAIT, served: Served | None = None) -> None:
     """Keep ``folder`` in step by calling ``run_pass`` until ``stop`` is set: see the module's docstring.
 
     ``ignore(rel)``: a path the sync ignores anyway (e.g. its ignore rules), so its changes wake nothing.
     ``renew``: logs in again when a pass found the session expired. ``live_wait``: how long the first pass
-    waits for the notices to go live, so that a version stored in between is not missed."""
+    waits for the notices to go live, so that a version stored in between is not missed. ``served``: answer
+    "in step?" there (client/sync/serve.py) while watching."""
     root = folder.resolve()
     if not root.is_dir():
         raise VaultError(f"cannot watch {folder}: it is not a directory")
@@ -332,7 +398,11 @@ async def watch(run_pass: RunPass, folder: Path, notices: AsyncIterator[Notice] 
         await asyncio.sleep(0)  # the watcher starts watching before the first pass (nothing is missed)
         await w.wait(live_wait, w.live)
         w.pending.take()  # the first pass is a full one: whatever came before it is covered
-        await w.run()
+        if served is None:
+            await w.run()
+        else:
+            async with serving(served, w.answer):
+                await w.run()
     finally:
         w.watcher_stop.set()
         for t in tasks[1:]:
