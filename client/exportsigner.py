@@ -6,7 +6,8 @@ replaces the whole export (files, manifest, signature and ``allowed_signers``) p
 compared out of band catches it. A reader with an account in the exporter's organization checks instead that the
 manifest's organization is this account's, that its exporter is a member there, that its device is one of that
 member's devices in the member chain with exactly the signing key, and that the device was not revoked at the
-export's time. A failure is an ``IntegrityError`` (exit 3)."""
+export's time, nor cut off by the Security Team or revoked since (a manifest's time is the signer's word: the
+thief of a device dates what it signs as it likes). A failure is an ``IntegrityError`` (exit 3)."""
 
 from __future__ import annotations
 
@@ -43,4 +44,11 @@ async def check_exporter(c: Client, verified: Verified) -> Signer:
     if not device.active_at(m.time):
         raise IntegrityError(f"device {m.exporter.device} of member {ms.name} was not active at the export's time "
                              f"({m.time}: revoked or not added yet)")
+    # The manifest's time is the signer's own word: an export signed by a device cut off or revoked since cannot
+    # be told from one its thief made afterwards and dated before (review round 12).
+    cut = view.org.incidents.cut_of(ms.member_id, device.device_id)
+    if cut is not None or device.revoked is not None:
+        why = (f"cut off by the Security Team at {cut.time}" if cut is not None else f"revoked at {device.revoked}")
+        raise IntegrityError(f"device {m.exporter.device} of member {ms.name} was {why}: whoever holds its key can "
+                             "sign an export dated before that; ask the exporter for a new export")
     return Signer(ms.member_id, ms.name, device.device_id, device.name)

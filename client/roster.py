@@ -6,7 +6,8 @@ seals it to the named members' and every current Security Team member's member k
 them all, has the server log it (``roster-export`` attestation: the audit event ``roster.export``; the server refuses
 more readers than the protocols allow) and only then writes the file, mode 0600, never over an existing one.
 ``open_roster`` checks the record against the chains (the one judge: the signer was entitled, with a device they
-held) and the file against its record before it shows anything."""
+held), the file against its record, and the member list against the organization chain at the state it names
+(``roster_at``) before it shows anything."""
 
 from __future__ import annotations
 
@@ -43,8 +44,18 @@ class Roster:
 
 def roster_of(view: View) -> list[dict[str, Value]]:
     """Every member the organization chain names who is not removed: id, name, roles, status."""
-    return [{"member": mid, "name": view.name_of(mid), "roles": sorted(om.roles), "status": om.status}
-            for mid, om in sorted(view.org.members.items()) if om.status != "removed" and om.removed_at is None]
+    return roster_at(view, view.org.seq)
+
+
+def roster_at(view: View, seq: int) -> list[dict[str, Value]]:
+    """``roster_of`` as it was at organization state ``seq``: what an honest export made then holds (a reader
+    checks the list against it: review round 12, the signer's device is not the last word on who is a member)."""
+    out: list[dict[str, Value]] = []
+    for mid, om in sorted(view.org.members.items()):
+        e = om.entry_at(seq)
+        if e is not None and e.status != "removed":
+            out.append({"member": mid, "name": view.name_of(mid), "roles": sorted(e.roles), "status": e.status})
+    return out
 
 
 def readers_of(view: View, to: Sequence[str], now: int) -> list[str]:
@@ -110,6 +121,10 @@ async def read_roster(c: Client, path: Path) -> Roster:
         members = tuple({"member": r.str_("member", 64), "name": r.str_("name"),
                          "roles": [str(x) for x in r.list_("roles", 8)], "status": r.str_("status", 32)}
                         for r in rows)
+        org, org_seq = f.str_("org", 64), f.int_("org_seq", 1)
     except EncodingError as e:
         raise IntegrityError(f"the roster export's body is malformed: {e}") from e
+    if org != view.org.org_id or org_seq > view.org.seq or list(members) != roster_at(view, org_seq):
+        raise IntegrityError("the roster export's member list is not the organization chain's at the state it names: "
+                             "made up by whoever signed it")
     return Roster(record, tuple(outside_readers(record, view.org)), members)

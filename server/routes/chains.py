@@ -29,7 +29,7 @@ async def directory_view(request: web.Request) -> web.Response:
     me = session_of(request).member
     now, overseer = int(now_of(request)), is_overseer(request)
     guest = is_guest(directory, me)
-    members = visible_members(directory, me) if guest else directory.members
+    members = visible_members(directory, me, now) if guest else directory.members
     teams: dict[str, schemas.TeamHead] = {}
     for tid, t in directory.teams.items():
         served = directory.served_length(tid, me, now, overseer)
@@ -92,7 +92,7 @@ async def member_chain(request: web.Request) -> web.Response:
     mid = request.match_info["member"]
     directory.member(mid)
     me = session_of(request).member
-    if is_guest(directory, me) and mid not in visible_members(directory, me):
+    if is_guest(directory, me) and mid not in visible_members(directory, me, int(now_of(request))):
         raise NotFound(f"unknown member {mid}")  # as for a member the server does not hold: the roster stays hidden
     return _links_response(directory.member_links[mid], _after(request))
 

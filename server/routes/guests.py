@@ -5,6 +5,8 @@ the space pins. An approval is what lets a member chain in, and nothing else doe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 from msgspec import UnsetType
 
@@ -41,7 +43,7 @@ async def add_guest(request: web.Request) -> web.Response:
         if link.seq <= team.seq:
             raise Conflict("the team chain moved on; fetch it and retry")
         require_fresh_org(request, link)
-        member, new = _guest_chain(member_links, directory.members.get(member_links[0].chain or ""),
+        member, new = _guest_chain(member_links, directory.members,
                                    int(now_of(request)) + int(app[CONFIG].clock_skew))
         if link.body.raw.get("member") != member.member_id:
             raise ChainError("the team.add names another member than the member chain sent")
@@ -57,16 +59,19 @@ async def add_guest(request: web.Request) -> web.Response:
     return answer(schemas.TeamSeq(team=state.team_id, seq=state.seq), 201)
 
 
-def _guest_chain(links: list[Link], known: MemberState | None, latest: int) -> tuple[MemberState, list[Link]]:
+def _guest_chain(links: list[Link], held: Mapping[str, MemberState], latest: int) -> tuple[MemberState, list[Link]]:
     """The guest's member chain as sent (self-certifying from its first device), and the links of it to store: all
     of them for a member chain this server does not hold; none for one it holds (the guest keeps it current
-    itself, through its own session). Links dated ahead of the server's clock are refused."""
+    itself, through its own session), found by the member id the chain replays to (review round 12: a first link
+    names no chain, so looking it up by ``links[0].chain`` never found one and every later space's add was a 409).
+    Links dated ahead of the server's clock are refused."""
     if any(x.kind != "member" for x in links) or any(x.time > latest for x in links):
         raise ChainError("a guest's member chain: member links only, none dated ahead of the server's clock")
     member = replay_member(links)
+    known = held.get(member.member_id)
     if known is None:
         return member, links
-    if known.member_id == member.member_id and known.seq >= member.seq:
+    if known.seq >= member.seq:
         return known, []
     raise ChainError("this server already holds that member's chain; it is not re-sent with an add")
 

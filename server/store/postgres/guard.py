@@ -127,10 +127,12 @@ class PostgresGuard:
     async def release_live(self, member: str) -> None:
         """One fewer (in this process at once; in the database now, or at the next renewal if it is away)."""
         self._live[member] -= 1
-        held = self._live[member]
-        if not held:
+        if not self._live[member]:
             del self._live[member]
         async with self._live_lock:
+            # the count as it is now, under the lock: an open that held the lock meanwhile wrote its own (review
+            # round 12: the count taken before the wait, written after it, said one fewer than this process holds)
+            held = self._live.get(member, 0)
             if held:
                 await self._pool.execute("UPDATE live_leases SET held = $3 WHERE member = $1 AND origin = $2",
                                          member, self.origin, held)
