@@ -185,3 +185,19 @@ def test_report_html_bench_runs(tmp_path: Path) -> None:
     assert len(result["ours_s"]) == len(result["reference_s"]) == 5
     assert all(x > 0 for x in result["ours_s"] + result["reference_s"])
     assert "ratio reference/ours" in r.stdout
+
+
+def test_transfer_floor_bench_runs(tmp_path: Path) -> None:
+    """bench/transfer_floor.py: CPU per MiB of every step a get or put cannot skip, and their sums; no timing
+    asserted, only that each figure was measured and the floors are the sums of their steps."""
+    out = tmp_path / "floor.json"
+    r, result = run_bench("transfer_floor.py", out, "--mib", "2", "--rounds", "1", "--dir", str(tmp_path))
+    figures = result["figures"]
+    assert set(figures) >= {"sha256", "secretstream push", "secretstream pull", "tls aes-256-gcm open",
+                            "page-cache write"}
+    assert all(v > 0 for v in figures.values())
+    expected = 2 * figures["sha256"] + figures["secretstream pull"] + figures["tls aes-256-gcm open"] \
+        + figures["page-cache write"]
+    assert abs(result["get_floor"] - expected) < 0.01
+    assert "get floor" in r.stdout and "put floor" in r.stdout
+    assert list(tmp_path.iterdir()) == [out]  # the write test left nothing behind
