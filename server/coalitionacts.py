@@ -13,11 +13,11 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from security.coalitionact import judge_act
-from server.access import session_of
-from server.context import CONFIG, DIRECTORY, now_of
+from server.access import own_record
+from server.context import DIRECTORY, now_of
 from server.notes import note
 from vault.coalitionact import MAX_AGE, CoalitionAct
-from vault.errors import EncodingError, PolicyDenied
+from vault.errors import EncodingError
 from vault.wire import schemas
 
 
@@ -25,16 +25,10 @@ async def coalition_act(request: web.Request, f: schemas.AttestRequest) -> None:
     if isinstance(f.record, UnsetType) or isinstance(f.sig, UnsetType):
         raise EncodingError("request: a coalition-act needs 'record' and 'sig'")
     record = CoalitionAct.parse(f.record)
-    s = session_of(request)
-    directory = request.app[DIRECTORY]
-    org = directory.require_org()
-    if (record.org, record.member, record.device) != (org.org_id, s.member, s.device):
-        raise PolicyDenied("the coalition act record must name this organization and the logged-in device")
-    now = now_of(request)
-    if not now - MAX_AGE <= record.time <= now + request.app[CONFIG].clock_skew:
-        raise EncodingError(f"the coalition act record is dated outside the window (at most {MAX_AGE // 86400} "
-                            "days back, not ahead of the server's clock)")
-    judge_act(record, f.sig, org, directory.members)
+    org = own_record(request, "coalition act record", record.org, record.member, record.device, record.time)
+    if record.time < now_of(request) - MAX_AGE:
+        raise EncodingError(f"the coalition act record is older than {MAX_AGE // 86400} days")
+    judge_act(record, f.sig, org, request.app[DIRECTORY].members)
     res = {"coalition": record.coalition, "space": record.space}
     note(request, "coalition.act", res if record.subject is None else {**res, "member": record.subject},
          record.subject, detail={"act": record.act, "count": record.count, "at": record.time,
