@@ -83,6 +83,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "org.coalition": ("need-to-know",),  # coalition spaces (docs/lifecycle.md section 2)
     "coalition.ally": ("need-to-know",),
     "coalition.remove": ("offboarding", "rotate-on-removal"),
+    "coalition.act": ("need-to-know", "offboarding", "bulk-access"),  # a member's act in a coalition space
     "doc.write": ("rotate-on-removal", "document-review"),
     "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)
     "doc.move": ("rotate-on-removal", "need-to-know"),

@@ -41,8 +41,17 @@ from server.http import source_of
 from server.store.records import AuthSession, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
-from vault.chains import Device, TeamState
-from vault.errors import AuthError, Conflict, DeviceRevoked, NotFound, OrgClosed, PolicyDenied, Throttled
+from vault.chains import Device, OrgState, TeamState
+from vault.errors import (
+    AuthError,
+    Conflict,
+    DeviceRevoked,
+    EncodingError,
+    NotFound,
+    OrgClosed,
+    PolicyDenied,
+    Throttled,
+)
 
 log = logging.getLogger("mvault.server")
 
@@ -292,3 +301,15 @@ def judge_now(request: web.Request, action: str) -> None:
     directory = request.app[DIRECTORY]
     POLICY.judge(Act(s.member, s.device, int(now_of(request)), action), directory.require_org(), directory.members,
                  None)
+
+
+def own_record(request: web.Request, what: str, org_id: str, member: str, device: str, time: int) -> OrgState:
+    """The organization, once a device-signed record (``what``) names it and the logged-in member and device (403),
+    dated no further than the clock window ahead of the server's clock (400)."""
+    s = session_of(request)
+    org = request.app[DIRECTORY].require_org()
+    if (org_id, member, device) != (org.org_id, s.member, s.device):
+        raise PolicyDenied(f"the {what} must name this organization and the logged-in device")
+    if time > now_of(request) + request.app[CONFIG].clock_skew:
+        raise EncodingError(f"the {what}'s time is ahead of the server's clock")
+    return org

@@ -12,7 +12,7 @@ from aiohttp import web
 from msgspec import UnsetType
 
 from security.roster import judge_roster, outside_readers
-from server.access import protocols_of, session_of
+from server.access import own_record, protocols_of
 from server.context import CONFIG, DIRECTORY, now_of
 from server.notes import note
 from vault.errors import EncodingError, PolicyDenied
@@ -24,14 +24,10 @@ async def roster_export(request: web.Request, f: schemas.AttestRequest) -> None:
     if isinstance(f.record, UnsetType) or isinstance(f.sig, UnsetType):
         raise EncodingError("request: a roster-export needs 'record' and 'sig'")
     record = RosterRecord.parse(f.record)
-    s = session_of(request)
-    directory = request.app[DIRECTORY]
-    org = directory.require_org()
-    if (record.org, record.member, record.device) != (org.org_id, s.member, s.device):
-        raise PolicyDenied("the roster export record must name this organization and the logged-in device")
-    if abs(record.time - now_of(request)) > request.app[CONFIG].clock_skew:
+    org = own_record(request, "roster export record", record.org, record.member, record.device, record.time)
+    if record.time < now_of(request) - request.app[CONFIG].clock_skew:
         raise EncodingError("the roster export record's time is too far from the server's")
-    judge_roster(record, f.sig, org, directory.members)
+    judge_roster(record, f.sig, org, request.app[DIRECTORY].members)
     rule = protocols_of(request.app).rule("no-master-lists")
     outside = outside_readers(record, org)
     if rule.enabled and len(outside) > rule.int_("max_readers"):

@@ -435,11 +435,12 @@ class AuthorityMachine(ExportSteps, IncidentSteps, ClosingSteps):  # more steps:
             if not self.teams or rnd.random() < 0.15:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
                                      "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
-                                     "org.vouch", "org.verify", "org.approve", "org.roster", *CLOSING_TYPES[:2]])
+                                     "org.vouch", "org.verify", "org.approve", "org.roster", "coalition.act",
+                                     *CLOSING_TYPES[:2]])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)
-                # a restore acceptance or a roster export record itself, judged as its judges do
+                # a restore acceptance, a roster export record or a coalition act record, judged as its judges do
                 judged = statement_judged(action, self.org, self.members, q, d, t)
                 if judged is not None:
                     event(f"{action} statement {'accepted' if want else 'refused'}")

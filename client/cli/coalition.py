@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from client import coalition, guests
+from client import coalition, coalitionacts, guests
 from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
 from client.sanitize import escape
 from vault.chains import TeamState
@@ -122,9 +122,10 @@ def approve(ctx: Ctx, name: str, member: str, space: str, role: str, until: str 
     """The allied side (NCC, the device that made the pairing code): approve MEMBER of this organization for the
     host's coalition space NAME (coalition.admit, signed with the coalition key; usable for 14 days, once).
 
-    Prints a guest code: give it to a space admin of the host, who runs `mvault coalition add NAME MEMBER@ORG
+    The approval is recorded in this organization's audit log first (a coalition.act record naming MEMBER). Prints a
+    guest code: give it to a space admin of the host, who runs `mvault coalition add NAME MEMBER@ORG
     --approval CODE` with the same role and end."""
-    g = with_session(ctx, lambda s: guests.approve(s, name, member, space, role, parse_until(until)))
+    g = with_session(ctx, lambda s: coalitionacts.approve(s, name, member, space, role, parse_until(until)))
     emit_one(ctx, {"space": space, "member": g.member.member_id, "role": role, "code": g.code},
              lambda: out.print(f"guest code for {escape(member)} in {escape(name)} ({role}):\n{g.code}"))
 

@@ -25,6 +25,7 @@ from security.rules.base import (
     ok_events,
 )
 from security.rules.bulk import bulk_beyond_bursts
+from security.rules.coalition import coalition_reads
 
 # -- bulk-access --------------------------------------------------------------------------------------
 
@@ -51,6 +52,8 @@ def _bulk_access(ctx: Context, rule: Rule) -> list[Finding]:
     reads: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for idx, ev in ok_events(ctx.actions("doc.read")):
         reads[ev.actor].append((ev.time, idx))
+    for t, idx, member in coalition_reads(ctx):  # reads in coalition spaces, as this organization's members recorded
+        reads[member].append((t, idx))
     denied: dict[str, list[int]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     since = ctx.now - days * DAY

@@ -26,6 +26,7 @@ from typing import Any, Final
 from security.events import Event
 from security.protocols import Rule
 from vault.chains import MemberState, OrgMember, OrgState, TeamState
+from vault.errors import EncodingError
 from vault.links import Link
 
 MINUTE: Final = 60
@@ -342,6 +343,17 @@ def adding_link(links: Sequence[Link], member_id: str) -> Link | None:
 
 def ok_events(events: Iterable[tuple[int, Event]]) -> list[tuple[int, Event]]:
     return [(i, e) for i, e in events if e.result == "ok"]
+
+
+def signed_record(detail: Mapping[str, int | str]) -> tuple[bytes, bytes]:
+    """The device-signed record and its signature an event carries (``record``, ``sig``: hex)."""
+    raw, sig = detail.get("record"), detail.get("sig")
+    if not isinstance(raw, str) or not isinstance(sig, str):
+        raise EncodingError("the event carries no signed record")
+    try:
+        return bytes.fromhex(raw), bytes.fromhex(sig)
+    except ValueError as e:
+        raise EncodingError(f"the event's record is not hex: {e}") from None
 
 
 Check = Callable[[Context, Rule], list[Finding]]

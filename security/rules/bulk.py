@@ -20,6 +20,7 @@ from collections.abc import Callable
 from security.events import Event
 from security.protocols import Rule
 from security.rules.base import ALERT, DAY, MINUTE, Context, Finding, body_str, dur, finding, ok_events
+from security.rules.coalition import coalition_reads
 from vault.chains import TeamSnapshot
 
 
@@ -104,7 +105,8 @@ def _while_departing(ctx: Context, rule: Rule, densest: Callable[[list[tuple[int
     why = _departing(ctx, rule, roles)
     reads: dict[str, list[tuple[int, int]]] = defaultdict(list)
     reasons: dict[int, str] = {}
-    for idx, ev in ok_events(ctx.actions("doc.read")):
+    for idx, ev in ok_events(ctx.actions("doc.read")) + [(i, Event(t, member, "", "coalition.act"))
+                                                          for t, i, member in coalition_reads(ctx)]:
         reason = why(ev) if ev.actor and ev.time <= ctx.now else ""
         if reason:
             reads[ev.actor].append((ev.time, idx))

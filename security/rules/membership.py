@@ -29,6 +29,7 @@ from security.rules.base import (
     sets_member,
     starts_generation,
 )
+from security.rules.coalition import coalition_need_to_know, coalition_offboarding
 from security.rules.documents import export_request
 from security.rules.history import compa_entries, guest_removals, late_offboarding, late_rotations
 from vault.chains import OrgMember, Record, TeamState, records_of
@@ -70,7 +71,7 @@ def _offboarding(ctx: Context, rule: Rule) -> list[Finding]:
                                   f"member {mid} was removed from the organization {dur(age)} ago "
                                   f"and is still in team {tid}: remove within {dur(limit - age)}",
                                   rotate_command(tid)))
-    return out + late_offboarding(ctx, rule) + guest_removals(ctx, rule)
+    return out + late_offboarding(ctx, rule) + guest_removals(ctx, rule) + coalition_offboarding(ctx, rule)
 
 
 # -- rotate-on-removal --------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def _need_to_know(ctx: Context, rule: Rule) -> list[Finding]:
                 out.append(finding(rule, VIOLATION, f"member {mid} is in {team.kind} team {tid} while on probation "
                                     f"(admitted {dur(now - admitted)} ago; probation {dur(probation)})", mid,
                                     events, leave))
-    return out + compa_entries(ctx, rule)
+    return out + compa_entries(ctx, rule) + coalition_need_to_know(ctx, rule)
 
 
 # -- admin-count --------------------------------------------------------------------------------------

@@ -16,19 +16,14 @@ from typing import Final
 
 from security.protocols import Rule
 from security.roster import judge_roster, outside_readers
-from security.rules.base import VIOLATION, Check, Context, Finding, finding, ok_events
+from security.rules.base import VIOLATION, Check, Context, Finding, finding, ok_events, signed_record
 from vault.errors import EncodingError, VaultError
 from vault.roster import RosterRecord
 
 
 def _record(detail: Mapping[str, int | str]) -> tuple[RosterRecord, bytes]:
-    raw, sig = detail.get("record"), detail.get("sig")
-    if not isinstance(raw, str) or not isinstance(sig, str):
-        raise EncodingError("the event carries no signed record")
-    try:
-        return RosterRecord.parse(bytes.fromhex(raw)), bytes.fromhex(sig)
-    except ValueError as e:
-        raise EncodingError(f"the event's record is not hex: {e}") from None
+    raw, sig = signed_record(detail)
+    return RosterRecord.parse(raw), sig
 
 
 def _no_master_lists(ctx: Context, rule: Rule) -> list[Finding]:

@@ -15,6 +15,7 @@ from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from security.protocols import witness_keys
 from server.access import judge_now, protocols_of, session_of
+from server.coalitionacts import coalition_act
 from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, Handler, now_of
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
@@ -224,6 +225,8 @@ async def attest(request: web.Request) -> web.Response:
         await doc_export(request, f)
     elif kind == "roster-export":
         await roster_export(request, f)
+    elif kind == "coalition-act":
+        await coalition_act(request, f)
     else:
         note(request, "audit.export", detail={"count": _needed(f.count, "count")})
     return answer(schemas.Ok(ok=True), 201)

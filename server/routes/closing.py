@@ -13,8 +13,6 @@ from server.http import answer
 from vault.errors import NotFound
 from vault.wire import schemas
 
-EVERY_DAY = 2**40  # prune the audit bodies of every day (hashes stay)
-
 
 async def shred(app: web.Application) -> int:
     """Delete every blob, box, version, thread, message, session and team chain (both backends), prune every
@@ -22,7 +20,7 @@ async def shred(app: web.Application) -> int:
     ``org.closed`` link was stored; how many rows went."""
     gone = await app[STORAGE].shred_closed()
     if AUDIT in app:
-        gone += await app[AUDIT].prune(EVERY_DAY)
+        gone += await app[AUDIT].shred()
     forget_teams(app)
     return gone
 

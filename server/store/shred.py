@@ -21,6 +21,8 @@ SHRED: Final = (*(f"DELETE FROM {t}" for t in EMPTIED),
 # table anew without them (review round 11). The write-ahead log's segments still hold them until PostgreSQL
 # recycles them, as do WAL archives and base backups: docs/lifecycle.md.
 VACUUM_PG: Final = "VACUUM FULL " + ", ".join((*EMPTIED, "links", "unlogged_links"))
+VACUUM_AUDIT_PG: Final = "VACUUM FULL events"  # the audit log's pruned bodies at a closing (AuditLog.shred)
+EVERY_DAY: Final = 2**40  # prune the audit bodies of every day (hashes stay)
 
 
 async def shred_sqlite(db: aiosqlite.Connection) -> int:
@@ -39,6 +41,12 @@ async def shred_sqlite(db: aiosqlite.Connection) -> int:
     except BaseException:
         await rollback(db)
         raise
+    await compact_sqlite(db)
+    return gone
+
+
+async def compact_sqlite(db: aiosqlite.Connection) -> None:
+    """Rebuild the file without its free pages and empty its write-ahead log (after deletions with ``secure_delete``):
+    the vault database's shredding and the audit database's pruned bodies at a closing."""
     await db.execute("VACUUM")
     await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return gone

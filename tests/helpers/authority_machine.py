@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine
 
 from security.authority import POLICY
+from security.coalitionact import judge_act
 from security.events import Checkpoint
 from security.policy import TEAM_KINDS
 from security.restore import Acceptance, Lost, acceptance_statement, judge_acceptance, sign_acceptance
@@ -22,7 +23,9 @@ from tests.helpers.authority_model import Model, MTeam, OrgEntry
 from tests.helpers.chain_world import MWorld, Person, Team
 from vault.acts import ALLOWANCE
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team
-from vault.errors import ChainError, PolicyDenied, VaultError
+from vault.chains.coalition import CoalitionEntry
+from vault.coalitionact import CoalitionAct, act_record, sign_act
+from vault.errors import ChainError, NotFound, PolicyDenied, VaultError
 from vault.keys import DeviceKeys, PukKeys
 from vault.links import Link, make_link
 from vault.logsign import log_keypair
@@ -201,7 +204,8 @@ def statement_judged(action: str, org: OrgState, members: dict[str, MemberState]
                      t: int) -> bool | None:
     """Whether the signed statement of ``action`` (a restore acceptance, a roster export record) by ``q``'s device
     ``d`` at ``t`` passes its judge; None for an action that has no such statement."""
-    judged = {"restore.accept": acceptance_judged, "org.roster": roster_judged}.get(action)
+    judged = {"restore.accept": acceptance_judged, "org.roster": roster_judged, "coalition.act": coalition_act_judged
+              }.get(action)
     return None if judged is None else judged(org, members, q, d, t)
 
 
@@ -226,5 +230,19 @@ def roster_judged(org: OrgState, members: dict[str, MemberState], q: Person, d: 
     try:
         judge_roster(RosterRecord.parse(raw), sign_record(d, raw), org, members)
     except (ChainError, PolicyDenied):
+        return False
+    return True
+
+
+def coalition_act_judged(org: OrgState, members: dict[str, MemberState], q: Person, d: DeviceKeys, t: int) -> bool:
+    """Whether a coalition act record (vault/coalitionact.py) of ``q``'s own ``read`` in a space the organization
+    recorded a coalition key for, signed by ``q``'s device ``d`` at ``t``, passes the judge of the server and the
+    rules (security/coalitionact.py)."""
+    org = clone(org)
+    org.coalitions["campaign"] = CoalitionEntry("campaign", bytes(32), None, 1, "")
+    raw = act_record(org.org_id, q.id, d.device_id, t, "campaign", "space", "read")
+    try:
+        judge_act(CoalitionAct.parse(raw), sign_act(d, raw), org, members)
+    except (ChainError, PolicyDenied, NotFound):
         return False
     return True

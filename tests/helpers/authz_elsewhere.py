@@ -24,6 +24,8 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
                              "Team members): tests/test_export_approvals*.py and the authority model"),
              **dict.fromkeys(("org.coalition", "coalition.ally", "coalition.remove"),
                              "tests/test_coalition_{chains,model,cli}.py (no CLI cells: they need a second org)"),
+             "coalition.act": "a record of an act on another organization's server: tests/test_coalition_acts.py "
+                              "(two real servers) and the authority model",
              # A closing ends the shared world: who may sign each act, and the quorum, are judged elsewhere.
              **dict.fromkeys(CLOSING_TYPES, "ends the organization: tests/test_closing*.py and the authority model")}
 CAPS_ELSEWHERE = {"guest": "tests/test_coalition_chains.py::test_a_guest_is_never_an_admin_and_never_adds"}

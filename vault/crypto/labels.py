@@ -71,6 +71,7 @@ SIG_ATTEST = b"mvault/v1/attestation"
 SIG_RESTORE = b"mvault/v1/restore-acceptance"  # the Security Team accepts a restored server (security/restore.py)
 SIG_TIMELINE = b"mvault/v1/timeline"  # a Security Team device signs a timeline evidence bundle
 SIG_ROSTER = b"mvault/v1/roster-export"  # the record of a roster export, naming its readers (vault/roster.py)
+SIG_COALITION_ACT = b"mvault/v1/coalition-act"  # a record of an act in a coalition space (vault/coalitionact.py)
 AD_ROSTER = b"mvault/v1/roster"  # the roster export's body (vault/roster.py)
 KDF_AUDIT_SEAL = b"mvault/v1/audit/seal-key"
 KDF_AUDIT_SLOT = b"mvault/v1/audit/slot-key"

@@ -509,7 +509,7 @@ class AuditKeyStored(Wire):
 
 
 # Key verifications and approvals are signed chain links (org.verify, org.approve), not server records.
-AttestKind = Literal["keystore", "lost", "export", "report", "doc-export", "roster-export"]
+AttestKind = Literal["keystore", "lost", "export", "report", "doc-export", "roster-export", "coalition-act"]
 Count = Annotated[int, Meta(ge=0, le=2**40)]
 KdfParameter = Annotated[int, Meta(ge=1, le=2**32)]
 
@@ -519,7 +519,8 @@ class AttestRequest(Wire):
     (count: the audit log's), report (violated, count), doc-export (team, count: documents of a team, before
     they are written; docs/lifecycle.md; with request: the export request's link hash and docs: the document ids,
     which a team of the exports rule's sensitive kinds needs), roster-export (record and sig: the device-signed record
-    of a roster export naming its readers, vault/roster.py)."""
+    of a roster export naming its readers, vault/roster.py), coalition-act (record and sig: a member's device-signed
+    record of its act in a coalition space, vault/coalitionact.py)."""
 
     kind: AttestKind
     time_cost: KdfParameter | UnsetType = UNSET

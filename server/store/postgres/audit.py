@@ -27,6 +27,7 @@ from server.store.notices import AuditMetaStored
 from server.store.postgres.listen import notify
 from server.store.postgres.schema import AUDIT_LOCK, Conn, connect, lost_is_unavailable
 from server.store.records import Cosig, StoredCheckpoint
+from server.store.shred import EVERY_DAY, VACUUM_AUDIT_PG
 from vault.errors import LogCorrupted
 from vault.logsign import log_keypair
 
@@ -190,6 +191,15 @@ class PostgresAudit(AuditNotes):
         rows = await self._pool.fetch("UPDATE events SET leaf=NULL WHERE day < $1 AND leaf IS NOT NULL AND idx < $2 "
                                       "RETURNING idx", before_day, self.committed)
         return len(rows)
+
+    async def shred(self) -> int:
+        """The closing (docs/lifecycle.md "Running it"): every committed leaf body deleted (hashes stay), then the
+        table written anew without the dead rows (``VACUUM FULL``): no body stays in the table's files. The
+        write-ahead log's segments keep them until PostgreSQL recycles them (SECURITY.md)."""
+        gone = await self.prune(EVERY_DAY)
+        async with self._pool.acquire() as conn:
+            await conn.execute(VACUUM_AUDIT_PG)  # outside a transaction
+        return gone
 
 
 async def _extend(conn: Conn, tree: MerkleTree) -> None:

@@ -28,6 +28,7 @@ from server.store.auditnotes import AuditNotes
 from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
 from server.store.records import Cosig, StoredCheckpoint
+from server.store.shred import EVERY_DAY, compact_sqlite
 from server.store.space import rollback
 from vault.errors import LogCorrupted
 from vault.logsign import log_keypair
@@ -251,11 +252,25 @@ class AuditStore(AuditNotes):
 
     async def prune(self, before_day: int) -> int:
         """Delete leaf bytes of days before ``before_day``; hashes stay. Returns how many went."""
-        async with self._write, self._db.execute(
+        async with self._write:
+            return await self._prune(before_day)
+
+    async def _prune(self, before_day: int) -> int:
+        async with self._db.execute(
             "UPDATE events SET leaf=NULL WHERE day < ? AND leaf IS NOT NULL AND idx < ? RETURNING idx",
             (before_day, self.committed),
         ) as cur:
             return len(list(await cur.fetchall()))
+
+    async def shred(self) -> int:
+        """The closing (docs/lifecycle.md "Running it"): every committed leaf body deleted (hashes stay) and
+        overwritten in the file, which is then rebuilt without its free pages, and its write-ahead log emptied: no body
+        stays on the database's own files (as ``shred_sqlite`` for the vault database)."""
+        async with self._write:
+            await self._db.execute("PRAGMA secure_delete=ON")
+            gone = await self._prune(EVERY_DAY)
+            await compact_sqlite(self._db)
+            return gone
 
 
 async def _extend(db: aiosqlite.Connection, tree: MerkleTree) -> None:
