@@ -177,6 +177,7 @@ class OrgState:
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
+    outside: dict[str, int] | None = None  # a guest's view without this chain: vault/chains/outside.py
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 
