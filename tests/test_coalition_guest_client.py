@@ -5,16 +5,24 @@ chain (vault/chains/outside.py); what the host's server serves it is checked, an
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from client.guestspace import JoinCode
 from tests.conftest import Member
 from tests.helpers.allies import ally as ally_fixture
-from tests.helpers.forgery import Forge
+from tests.helpers.db import rows_deleted, sql
+from tests.helpers.forgery import Forge, Forgery, plant_version, relink, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.guests import Space, guest_space
+from tests.helpers.tampering import ROLLBACK, SIGNATURE, column_replaced, edit_record
+from vault.keys import DeviceKeys
+
+RECORDER = Path(__file__).parent / "helpers" / "wire_log"
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
 ally = ally_fixture
@@ -49,3 +57,88 @@ def test_guest_and_host_member_both_read_and_write(space: Space, tmp_path: Path)
     assert [m["text"] for m in alice.json("thread", "read", name, "plans")] == texts
     # erin's own organization is untouched: her ordinary commands still reach her own server
     assert erin.json("whoami")["member"] == space.erin_id
+
+
+def _seq(code: str) -> int:
+    return JoinCode.parse(code).seq
+
+
+def _wire_logged(m: Member, log: Path) -> Member:
+    """``m`` with every exchange of its client recorded (tests/helpers/wire_log)."""
+    return dataclasses.replace(m, env_extra={**m.env_extra, "PYTHONPATH": str(RECORDER), "WIRE_LOG": str(log)})
+
+
+def test_the_guest_never_receives_the_hosts_roster(space: Space, forge: Forge, tmp_path: Path) -> None:
+    """Every answer the guest's client gets from the host's server, for join, ls, get, put, history and threads:
+    no organization chain, no member outside the space, no host team but the space (rule no-master-lists)."""
+    log = tmp_path / "wire"
+    log.mkdir()
+    space.alice.ok("thread", "create", space.name, "plans")
+    erin = _wire_logged(space.erin, log)
+    erin.ok("coalition", "join", space.code)
+    g = ("--space", space.name)
+    note = tmp_path / "n.txt"
+    note.write_text("n\n")
+    for args in (("ls", space.name), ("get", space.name, "plan.txt", "-o", str(tmp_path / "x")),
+                 ("put", space.name, str(note)), ("history", space.name, "plan.txt"),
+                 ("thread", "post", space.name, "plans", "hi"), ("thread", "read", space.name, "plans")):
+        erin.ok(*g, *args)
+    entries = [json.loads(line) for f in log.iterdir() for line in f.read_text().splitlines()]
+    assert len(entries) > 20
+    outside = [forge.ids[n] for n in ("bob", "carol")] + [forge.drafting, forge.ops]
+    for e in entries:
+        assert e["path"] != "/api/v1/chains/org" and not e["path"].startswith("/api/v1/audit"), e["path"]
+        text = json.dumps(e)
+        assert not any(x in text for x in outside), e["path"]
+        if e["path"] == "/api/v1/directory":
+            assert set(e["response"]["members"]) == {forge.ids["alice"], space.erin_id}
+            assert set(e["response"]["teams"]) == {space.id} and e["response"]["org"]["seq"] == 0
+
+
+def test_the_guests_client_catches_the_host_server(space: Space, forge: Forge, tmp_path: Path) -> None:
+    """The host's server lies to the guest: a space link it signed itself in alice's name, alice's link altered, a
+    document version by a member outside the space, a rolled-back document; the guest's client refuses each (and
+    nothing is written); served no more, everything reads again."""
+    alice, erin, name = space.alice, space.erin, space.name
+    erin.ok("coalition", "join", space.code)
+    g = ("--space", name)
+    invented = {"member": forge.ids["carol"], "role": "writer", "until": None, "key": None}
+    by_server = team_link(forge, space.id, "alice", "team.add", invented, device=DeviceKeys.generate())
+    head = forge.d.team_links[space.id][-1]
+    altered = relink(head, lambda b: b.update(time=b["time"] + 1))
+    for forgery in (Forgery("server signs", space.id, by_server, "not an active device"),
+                    Forgery("altered", space.id, altered, "")):
+        with served(forge, forgery):
+            assert erin.fails(*g, "ls", name, contains=forgery.client_error).code in (1, 3)
+    # The server swaps the link the join code vouches for (the head then) for another: caught before any replay.
+    links = forge.d.team_links[space.id]
+    assert links[-1] is head and len(links) == _seq(space.code)
+    links[-1] = altered
+    try:
+        assert erin.fails(*g, "ls", name, contains="join code vouches").code == 3
+    finally:
+        links[-1] = head
+    # A version signed by carol (a host member, not in the space) with the space's key (a colluding member).
+    key = team_key(forge, "alice", space.id, forge.d.team(space.id).generation)
+    planted = plant_version(forge, "carol", key, "planted.txt", seq=1, parent=None, when=forge.now(),
+                            team_seq=forge.d.team(space.id).seq, data=b"planted")
+    for args in (("ls", name), ("get", name, "planted.txt", "-o", str(tmp_path / "planted"))):
+        assert erin.fails(*g, *args, contains="signed by an unknown member").code == 3
+    assert not (tmp_path / "planted").exists()
+    sql(forge.org, "DELETE FROM versions WHERE vid=?", planted)
+    # alice's version with its signed header altered by the server.
+    first = sql(forge.org, "SELECT vid, record FROM versions WHERE team=?", space.id)[0]
+    with column_replaced(forge.org, first[0], "record", edit_record(bytes(first[1]), "core.time", lambda t: t + 1)):
+        assert erin.fails(*g, "get", name, "plan.txt", "-o", str(tmp_path / "altered"), contains=SIGNATURE).code == 3
+    assert not (tmp_path / "altered").exists()
+    # A rolled-back document: alice's second version, seen by erin, then hidden by the server.
+    v2 = tmp_path / "plan.txt"
+    v2.write_text("second plan\n")
+    vid = alice.json("put", name, str(v2))[0]["vid"]
+    erin.ok(*g, "history", name, "plan.txt")
+    with rows_deleted(forge.org, vid):
+        for args in (("ls", name), ("get", name, "plan.txt", "-o", str(tmp_path / "old"))):
+            assert erin.fails(*g, *args, contains=ROLLBACK).code == 3, args
+    assert not (tmp_path / "old").exists()
+    erin.ok(*g, "get", name, "plan.txt", "-o", str(tmp_path / "new"))
+    assert (tmp_path / "new").read_text() == "second plan\n"
