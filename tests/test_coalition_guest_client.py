@@ -142,3 +142,53 @@ def test_the_guests_client_catches_the_host_server(space: Space, forge: Forge, t
     assert not (tmp_path / "old").exists()
     erin.ok(*g, "get", name, "plan.txt", "-o", str(tmp_path / "new"))
     assert (tmp_path / "new").read_text() == "second plan\n"
+    # Past the join code's link, each link is judged by team role: a reader's add (the server stores it) is refused.
+    alice.ok("team", "add", name, "bob", "--role", "reader")
+    by_reader = team_link(forge, space.id, "bob", "team.add", invented)
+    with served(forge, Forgery("a reader adds", space.id, by_reader, "")):
+        erin.fails(*g, "ls", name, contains="may not add")
+    erin.ok(*g, "ls", name)
+
+
+def test_a_rolled_back_space_chain_and_removal(space: Space, forge: Forge, tmp_path: Path) -> None:
+    """The space's chain served shorter than the guest saw is a rollback (exit 3); alice's removal of erin ends her
+    guest sessions (the host's server refuses her) and the key rotates to a generation she holds no box of."""
+    alice, erin, name = space.alice, space.erin, space.name
+    erin.ok("coalition", "join", space.code)
+    alice.ok("team", "add", name, "bob", "--role", "reader")  # a link past the join code: judged by team role
+    assert sorted(m["name"] for m in alice.json("coalition", "show", name)["members"]) == ["alice", "bob", "erin"]
+    erin.ok("--space", name, "ls", name)
+    links = forge.d.team_links[space.id]
+    last = links.pop()
+    try:
+        assert erin.fails("--space", name, "ls", name, contains=ROLLBACK).code == 3
+    finally:
+        links.append(last)
+    alice.ok("coalition", "remove", name, f"erin@{space.ally_name}")
+    erin.fails("--space", name, "ls", name, contains="nor a guest of any of its coalition spaces")
+    gen = forge.d.team(space.id).generation
+    team_key(forge, "alice", space.id, gen)
+    with pytest.raises(AssertionError, match="holds no key"):
+        team_key(forge, "erin", space.id, gen)
+
+
+def test_bad_input_gets_a_clear_error_and_changes_nothing(space: Space, forge: Forge, tmp_path: Path) -> None:
+    alice, erin, name = space.alice, space.erin, space.name
+    erin.fails("coalition", "join", "mvault-space:1:AAAA", contains="malformed join code")
+    usage = erin.run("coalition", "join", "not-a-code")
+    assert usage.code == 2 and "neither a code" in usage.err
+    erin.fails("--space", name, "ls", name, contains="no coalition space 'campaign' joined")
+    code = JoinCode.parse(space.code)
+    for wrong, error in ((dataclasses.replace(code, org_root=b"\x01" * 32), "another organization"),
+                         (dataclasses.replace(code, head=b"\x02" * 32), "join code vouches")):
+        assert erin.fails("coalition", "join", wrong.code, contains=error).code == 3
+        assert not list(erin.home.glob("space.*"))  # nothing of a code that did not check out is kept
+    forge.org.bob.fails("coalition", "join-code", name, contains="no team named")  # not in the space
+    alice.ok("team", "add", name, "bob", "--role", "writer")
+    forge.org.bob.fails("coalition", "join-code", name, contains="only an admin")
+    erin.ok("coalition", "join", space.code)
+    erin.fails("--space", name, "coalition", "join-code", name, contains="only an admin")
+    newer = alice.json("coalition", "join-code", name)["code"]  # a newer code moves the anchor on; never back
+    erin.ok("coalition", "join", newer)
+    erin.fails("coalition", "join", space.code, contains="newer join code")
+    assert [d["name"] for d in erin.json("--space", name, "ls", name)] == ["plan.txt"]
