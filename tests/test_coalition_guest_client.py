@@ -179,8 +179,13 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(space: Space, forge: F
     assert usage.code == 2 and "neither a code" in usage.err
     erin.fails("--space", name, "ls", name, contains="no coalition space 'campaign' joined")
     code = JoinCode.parse(space.code)
+    # A fork: a link alice signed at the join code's place, which the server does not serve (the code was made while
+    # it showed alice that chain, say): the chain served, valid as it is, is not the one the code vouches for.
+    links = forge.d.team_links[space.id]
+    fork = team_link(forge, space.id, "alice", "team.review", {"digest": b"\x00" * 32}, seq=code.seq,
+                     prev=links[code.seq - 2].hash)
     for wrong, error in ((dataclasses.replace(code, org_root=b"\x01" * 32), "another organization"),
-                         (dataclasses.replace(code, head=b"\x02" * 32), "join code vouches")):
+                         (dataclasses.replace(code, head=fork.hash), "join code vouches")):
         assert erin.fails("coalition", "join", wrong.code, contains=error).code == 3
         assert not list(erin.home.glob("space.*"))  # nothing of a code that did not check out is kept
     forge.org.bob.fails("coalition", "join-code", name, contains="no team named")  # not in the space
