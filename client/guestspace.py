@@ -3,12 +3,13 @@
 
 A space admin of the host gives the guest (out of band, as an invite) a **join code**
 (``mvault coalition join-code NAME``): ``mvault-space:1:<base64url of the canonical encoding of {"url", "pin_kind",
-"pin", "org", "space", "name", "seq", "head"}>``: the host's server address and transport pin, the host's
-organization root, the space's team id and name, and the seq and hash of the space chain's head as the admin's
-client verified it with the host's organization chain. ``mvault coalition join CODE`` on the guest's own device
-records it beside the guest's own identity (``SpaceHome``: sealed ``space.<id>.config``, ``.pins``, ``.space`` in the
-same home, under the same keystore) and checks the space at once. Then ``mvault --space NAME ls|put|get|thread ...``
-runs the ordinary commands against the host's server as a guest (``GuestClient``).
+"pin", "org", "space", "name", "seq", "head", "allies"}>``: the host's server address and transport pin, the host's
+organization root, the space's team id and name, the seq and hash of the space chain's head as the admin's client
+verified it with the host's organization chain, and the roots of the allies pinned in force there. ``mvault
+coalition join CODE`` on the guest's own device records it beside the guest's own identity (``SpaceHome``: sealed
+``space.<id>.config``, ``.pins``, ``.space`` in the same home, under the same keystore) and checks the space at once.
+Then ``mvault --space NAME ls|put|get|thread ...`` runs the ordinary commands against the host's server as a
+guest (``GuestClient``).
 
 What the guest's client checks, without the host's organization chain (the host's roster): the directory's root is
 the pinned one; every member chain it is served replays and extends its pin; the space's chain replays with the one
@@ -42,7 +43,7 @@ from vault.links import Link
 from vault.wire.schemas import DirectoryView
 
 PREFIX = "mvault-space:1:"
-_FIELDS = {"url", "pin_kind", "pin", "org", "space", "name", "seq", "head"}
+_FIELDS = {"url", "pin_kind", "pin", "org", "space", "name", "seq", "head", "allies"}
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,13 @@ class JoinCode:
     name: str
     seq: int
     head: bytes
+    allies: tuple[bytes, ...]
 
     @property
     def code(self) -> str:
         raw = encode({"url": self.url, "pin_kind": self.pin_kind, "pin": self.pin, "org": self.org_root,
-                      "space": self.space, "name": self.name, "seq": self.seq, "head": self.head})
+                      "space": self.space, "name": self.name, "seq": self.seq, "head": self.head,
+                      "allies": list(self.allies)})
         return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -71,9 +74,12 @@ class JoinCode:
         text = code[len(PREFIX):].strip()
         try:
             f = Fields(decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))), "join code", _FIELDS)
+            allies = f.list_("allies", 64)
+            if not all(isinstance(a, bytes) and len(a) == 32 for a in allies):
+                raise EncodingError("join code: allies must be organization roots (32 bytes)")
             return cls(f.str_("url", 2048), f.str_("pin_kind", 16), f.bytes_("pin", max_size=64),
                        f.bytes_("org", 32), f.str_("space", 64), f.str_("name", 200), f.int_("seq", 1),
-                       f.bytes_("head", 32))
+                       f.bytes_("head", 32), tuple(a for a in allies if isinstance(a, bytes)))
         except (ValueError, EncodingError) as e:
             raise VaultError(f"malformed join code: {e}") from None
 
@@ -81,7 +87,7 @@ class JoinCode:
 def join_code(cfg: Config, space: TeamState) -> JoinCode:
     """The host's side: the code for ``space`` as this member's client verified it (with the organization chain)."""
     return JoinCode(cfg.url, cfg.pin_kind, bytes.fromhex(cfg.cert_fp), bytes.fromhex(cfg.org_root), space.team_id,
-                    space.name, space.seq, space.head)
+                    space.name, space.seq, space.head, tuple(sorted(space.allies)))
 
 
 async def space_join_code(c: Client, name: str) -> JoinCode:
@@ -162,7 +168,7 @@ class GuestChains(Chains):
         if len(links) < anchor.seq or links[anchor.seq - 1].hash != anchor.head:
             raise ServerMismatch(f"the host's server serves coalition space {anchor.name} without the links the join "
                                  "code vouches for (forged, or another space): stop and tell your Security Team")
-        org = outside_org(anchor.org_root, {anchor.space: anchor.seq})
+        org = outside_org(anchor.org_root, anchor.space, anchor.seq, frozenset(anchor.allies))
         team = replay_team(links, org, members, POLICY, TEAM_KINDS)
         if team.team_id != anchor.space or team.kind != "coalition":
             raise ChainError("the host's server served another chain than the coalition space's")

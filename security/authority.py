@@ -129,8 +129,8 @@ class Authority(DefaultPolicy):
         """A guest's client, without the host's organization chain (vault/chains/outside.py): a link of the prefix
         its join code vouches for is taken as judged; past it, every member of the space by team role alone (a
         host member with no organization role: no NCC override), and no organization act."""
-        vouched = org.outside or {}
-        if act.position is not None and act.position[1] <= vouched.get(act.position[0], 0):
+        out = org.outside
+        if act.position is not None and out is not None and act.position[0] == out.space and act.position[1] <= out.seq:
             return
         if team is None:
             raise PolicyDenied(f"{refused}: an organization act, which a client outside the host organization "

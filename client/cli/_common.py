@@ -40,6 +40,8 @@ __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", 
            "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
 
 T = TypeVar("T")
+#: the commands ``mvault --space NAME`` runs as a guest of a coalition space (the others are the organization's)
+GUEST_COMMANDS = frozenset({"ls", "put", "get", "history", "rm", "mv", "restore", "thread"})
 PROGRESS_MIN = 4 * 1024 * 1024
 
 
@@ -126,6 +128,10 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
 def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
     """A command in a coalition space of another organization, as its guest (client/guestspace.py): no key work,
     audit log, server move or closing of the host's is followed (none of it is this member's organization's)."""
+    command = click.get_current_context().command_path.split()[1:2]
+    if command and command[0] not in GUEST_COMMANDS:
+        raise VaultError(f"`mvault --space` runs {', '.join(sorted(GUEST_COMMANDS))} in a coalition space you are a "
+                         f"guest of; `{command[0]}` is for your own organization (run it without --space)")
     home = guestspace.space_home(ctx.home, space)
     cfg, secrets = home.config(), home.unlock()
 

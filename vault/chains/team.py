@@ -380,11 +380,9 @@ class TeamState:
         if self.kind != "coalition":
             raise ChainError(f"team {self.name} is not a coalition space: it has no allies")
         root, key, name = parse_ally(link)
-        if org.outside is not None:  # a guest's view: who is NCC is not known, so a proposal counts as the pin
-            known = self.allies.get(root)  # (within the prefix the join code vouches for: vault/chains/outside.py)
-            if known is not None and (known.key, known.name) != (key, name):
-                raise ChainError("coalition.ally: that organization is already in the space with another key")
-            self.allies.setdefault(root, Ally(root, key, name, link.seq, link.signer))
+        if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
+            if root in org.outside.allies and root not in self.allies:  # force (vault/chains/outside.py)
+                self.allies[root] = Ally(root, key, name, link.seq, link.signer)
             return
         if root == org.root or root in self.allies or any(a.key == key for a in self.allies.values()):
             raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
