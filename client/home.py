@@ -128,6 +128,7 @@ class Home:
         # pins.bin as this process last read or wrote it, and its value: a command reads the pins half a dozen
         # times (login, the checkpoint, the view, each batch flush); the same bytes are not opened and parsed again.
         self._pins_seen: tuple[bytes, dict[str, Any]] | None = None
+        self.state_prefix = ""  # a coalition space joined as a guest: its own config and pins (client/guestspace.py)
 
     @property
     def exists(self) -> bool:
@@ -155,7 +156,7 @@ class Home:
 
     def _read_blob(self, name: str) -> tuple[bytes, bytes] | None:
         """(the key, the sealed bytes of ``<name>.bin``), or None if there is no such file."""
-        path = self.path / f"{name}.bin"
+        path = self.path / f"{self.state_prefix}{name}.bin"
         key = self._local_key()  # first: the first unlock may be what migrates the file (and it checks it is there)
         try:
             return key, path.read_bytes()
@@ -165,9 +166,9 @@ class Home:
             return None
 
     def _open_state(self, name: str, key: bytes, blob: bytes) -> Any:
-        path = self.path / f"{name}.bin"
+        path = self.path / f"{self.state_prefix}{name}.bin"
         try:
-            data = localstate.open_local(key, name, blob)
+            data = localstate.open_local(key, self.state_prefix + name, blob)
             if not isinstance(data, bytes):
                 raise DecryptionFailed()
             return json.loads(data)
@@ -178,8 +179,8 @@ class Home:
     def _write_state(self, name: str, value: Any) -> bytes:
         """Seal ``value`` into ``<name>.bin`` (atomically); the bytes written."""
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        blob = localstate.seal_local(self._local_key(), name, _padded(value))
-        atomic_write(self.path / f"{name}.bin", blob)
+        blob = localstate.seal_local(self._local_key(), self.state_prefix + name, _padded(value))
+        atomic_write(self.path / f"{self.state_prefix}{name}.bin", blob)
         return blob
 
     def config(self) -> Config:

@@ -7,6 +7,7 @@ fetching (and the writing of new links), and keeps the verified ``View`` of one 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -269,14 +270,7 @@ class Chains:
             else:
                 lower_chain_pin(pins, chain_id, links, behind)
 
-        members: dict[str, MemberState] = {}
-        for mid in directory.members:
-            links = await self.links(f"/api/v1/chains/member/{mid}")
-            state = replay_member(links)
-            if state.member_id != mid:
-                raise ChainError("server served a member chain under another member's id")
-            pin(mid, links)
-            members[mid] = state
+        members = await self.member_chains(directory.members, pin)
         org_links = await self.links("/api/v1/chains/org")
         if not org_links or org_links[0].hash.hex() != s.cfg.org_root:
             raise ServerMismatch("the organization chain does not start at the pinned root")
@@ -305,6 +299,19 @@ class Chains:
         if behind is None:  # (after a restore: the view that follows the acceptance compares the keys, and warns)
             s.warnings.extend(key_change_warnings(pins, members, s.me))
         return View(org, members, teams)
+
+    async def member_chains(self, ids: Iterable[str], pin: Callable[[str, list[Link]], None]
+                            ) -> dict[str, MemberState]:
+        """The member chains ``ids``, each fetched, replayed and checked against its pin (``pin``)."""
+        members: dict[str, MemberState] = {}
+        for mid in ids:
+            links = await self.links(f"/api/v1/chains/member/{mid}")
+            state = replay_member(links)
+            if state.member_id != mid:
+                raise ChainError("server served a member chain under another member's id")
+            pin(mid, links)
+            members[mid] = state
+        return members
 
     def verified(self, ms: MemberState) -> str:
         pins = self.session.home.pins()

@@ -98,6 +98,9 @@ class Authority(DefaultPolicy):
         closed = org.closing.closed
         if closed is not None and act.time >= closed.time:
             raise PolicyDenied(f"{refused}: the organization was closed at {closed.time} (org.closed)")
+        if org.outside is not None:
+            self._judge_outside(act, org, team, refused)
+            return
         org_seq = self._org_state(act, org, refused)
         # An allied organization's member in a coalition space (a guest): admitted by its own organization's
         # signed approval in the team chain, not by this organization; judged by its team role alone.
@@ -121,6 +124,22 @@ class Authority(DefaultPolicy):
         if pause is not None and act.action in PAUSED_ACTIONS and team.kind in paused_kinds(org, act.time):
             raise PolicyDenied(f"{refused}: the member's sensitive memberships are paused since {pause.since} "
                                f"({_PAUSES[pause.kind]}) until the Security Team clears them")
+
+    def _judge_outside(self, act: Act, org: OrgState, team: TeamState | None, refused: str) -> None:
+        """A guest's client, without the host's organization chain (vault/chains/outside.py): a link of the prefix
+        its join code vouches for is taken as judged; past it, every member of the space by team role alone (a
+        host member with no organization role: no NCC override), and no organization act."""
+        out = org.outside
+        if act.position is not None and out is not None and act.position[0] == out.space and act.position[1] <= out.seq:
+            return
+        if team is None:
+            raise PolicyDenied(f"{refused}: an organization act, which a client outside the host organization "
+                               "cannot judge (a newer join code from a space admin vouches for it)")
+        team_role = self._team_role(act, team, refused)
+        org_roles = frozenset({GUEST_ROLE}) if act.author in team.guests else frozenset()
+        if not self.team_allows(org_roles, team_role, act.action):
+            raise PolicyDenied(f"{refused} (team role at {act.time}: {team_role or 'none'}; judged outside the host "
+                               "organization: no organization role counts)")
 
     def _org_state(self, act: Act, org: OrgState, refused: str) -> int:
         if act.org_seq is None:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from client.guests import GuestCode
-from client.home import Home
 from tests.conftest import Member
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.forgery import Forge, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
+from tests.helpers.guests import erin_of
 from tests.helpers.http import Http, b64, login_as
 from vault.keys import DeviceKeys
 
@@ -26,14 +26,7 @@ forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/a
 ally = ally_fixture
 
 
-def _erin(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Member:
-    """dora's member erin, on the ally's server; her keys in ``forge.keys`` (to open boxes as she would)."""
-    erin: Member = make_member("erin")
-    erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
-    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(erin.passphrase_file))
-    forge.keys["erin"] = Home(erin.home).unlock()
-    forge.ids["erin"] = erin.json("whoami")["member"]
-    return erin
+_erin = erin_of
 
 
 async def _guest_view(forge: Forge, erin: DeviceKeys, space: str) -> dict[str, Any]:

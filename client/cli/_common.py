@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
-from client import closed, maintenance, moves, restore
+from client import closed, guestspace, maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -40,6 +40,8 @@ __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", 
            "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
 
 T = TypeVar("T")
+#: the commands ``mvault --space NAME`` runs as a guest of a coalition space (the others are the organization's)
+GUEST_COMMANDS = frozenset({"ls", "put", "get", "history", "rm", "mv", "restore", "thread"})
 PROGRESS_MIN = 4 * 1024 * 1024
 
 
@@ -48,6 +50,7 @@ class Ctx:
         self.as_json = as_json
         self.home = Home(default_home())
         self.clock = Clock.from_environment()  # the one clock of this command
+        self.space: str | None = None  # `mvault --space NAME`: a coalition space joined as a guest
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -68,6 +71,8 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
     (``RollbackDetected``: chains or documents older than this device saw, while the log is not) is judged as a
     restore (client/restore.py ``follow``): it stops explaining, or follows the Security Team's acceptance and
     the command runs once more from the lowered pins."""
+    if ctx.space is not None:
+        return _as_guest(ctx, ctx.space, fn)
     cfg = ctx.home.config()
     secrets = ctx.home.unlock()
     notes: list[str] = []
@@ -118,6 +123,28 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
     finally:
         for note in notes:
             err.print_line(note)
+
+
+def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
+    """A command in a coalition space of another organization, as its guest (client/guestspace.py): no key work,
+    audit log, server move or closing of the host's is followed (none of it is this member's organization's)."""
+    command = click.get_current_context().command_path.split()[1:2]
+    if command and command[0] not in GUEST_COMMANDS:
+        raise VaultError(f"`mvault --space` runs {', '.join(sorted(GUEST_COMMANDS))} in a coalition space you are a "
+                         f"guest of; `{command[0]}` is for your own organization (run it without --space)")
+    home = guestspace.space_home(ctx.home, space)
+    cfg, secrets = home.config(), home.unlock()
+
+    async def go() -> T:
+        async with Api(cfg.url, cfg.pin) as api:
+            c = await guestspace.GuestClient.open(home, secrets, api, ctx.clock)
+            try:
+                return await fn(c)
+            finally:
+                for w in c.session.warnings:
+                    err.print_line(f"warning: {w}")
+
+    return run(go())
 
 
 async def moved_note(s: Client) -> list[str]:

@@ -1,4 +1,5 @@
-"""``mvault coalition pairing-code|create|approve|add|remove|ls|show``: spaces shared with allied organizations."""
+"""``mvault coalition pairing-code|create|approve|add|remove|ls|show|join-code|join``: spaces shared with allied
+organizations."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from client import coalition, coalitionacts, guests
-from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
+from client import coalition, coalitionacts, guests, guestspace
+from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, run, with_session
 from client.sanitize import escape
 from vault.chains import TeamState
 
@@ -102,12 +103,16 @@ def add(ctx: Ctx, name: str, member: str, role: str, until: str | None, approval
 
 
 def _code(value: str | None) -> str | None:
-    if value is None or value.startswith(guests.PREFIX):
+    return None if value is None else _text_or_file(value, guests.PREFIX)
+
+
+def _text_or_file(value: str, prefix: str) -> str:
+    if value.startswith(prefix):
         return value
     try:
         return Path(value).read_text().strip()
     except OSError as e:
-        raise click.BadParameter(f"neither a guest code nor a readable file: {e.strerror}") from None
+        raise click.BadParameter(f"neither a code ({prefix}...) nor a readable file: {e.strerror}") from None
 
 
 @coalition_group.command("approve")
@@ -166,6 +171,40 @@ def show(ctx: Ctx, name: str) -> None:
         for m in info["members"]:
             out.print(f"  {escape(m['name'])} ({escape(m['organization'])}): {m['role']}")
     emit_one(ctx, info, text)
+
+
+@coalition_group.command("join-code")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def join_code(ctx: Ctx, name: str) -> None:
+    """The host's side (a space admin): the join code an allied member's device needs to work in the space NAME.
+
+    It holds this server's address and pin, this organization's root, and the space's chain as your client verified
+    it: the guest's client trusts that much of the chain on your word. Give it to the guest out of band (in person,
+    or through their NCC); give a newer one after pinning another ally."""
+    code = with_session(ctx, lambda s: guestspace.space_join_code(s, name))
+    emit_one(ctx, {"space": code.space, "name": code.name, "seq": code.seq, "code": code.code},
+             lambda: out.print(f"join code for {escape(code.name)} (its chain up to link {code.seq}):\n{code.code}\n"
+                               "the guest runs `mvault coalition join CODE`, then `mvault --space "
+                               f"{escape(code.name)} ls {escape(code.name)}`"))
+
+
+@coalition_group.command("join")
+@click.argument("code")
+@json_flag
+@click.pass_obj
+def join(ctx: Ctx, code: str) -> None:
+    """The allied member's side, on your own device: work in a host's coalition space with a join CODE (or a file
+    holding it) that a space admin of the host gave you; your own keys, your own organization's approval.
+
+    Then every command runs in the space with `mvault --space NAME ...` (ls, put, get, history, thread ...)."""
+    text = _text_or_file(code, guestspace.PREFIX)
+    row = run(guestspace.join_space(ctx.home, text, ctx.clock))
+    emit_one(ctx, row, lambda: out.print(
+        f"joined coalition space {escape(row['name'])} ({row['space']}) as {row['role']}; members: "
+        + ", ".join(f"{escape(n)} ({escape(o)})" for n, o in row["members"])
+        + f"\nnow: mvault --space {escape(row['name'])} ls {escape(row['name'])}"))
 
 
 COMMANDS: tuple[click.Command, ...] = (coalition_group,)

@@ -179,11 +179,14 @@ class LazyGroup(click.Group):
 @click.option("--passphrase-command", metavar="CMD", default=None,
               help="run CMD (no shell) for the passphrase: the first line it prints (before MVAULT_PASSPHRASE_COMMAND "
                    "and MVAULT_PASSPHRASE_FILE)")
+@click.option("--space", metavar="NAME", default=None,
+              help="work as a guest in the host's coalition space NAME joined with `mvault coalition join`")
 @click.pass_context
-def cli(c: click.Context, as_json: bool, passphrase_command: str | None) -> None:
+def cli(c: click.Context, as_json: bool, passphrase_command: str | None, space: str | None) -> None:
     """Member Vault: end-to-end encrypted team documents."""
     c.obj = importlib.import_module(CONTEXT_MODULE).Ctx(as_json)
     c.obj.home.passphrases = Passphrases(passphrase_command)
+    c.obj.space = space  # the space is opened when a command runs (it reads the sealed home)
 
 
 def error_line(text: str) -> None:

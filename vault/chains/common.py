@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from vault.crypto import labels
@@ -50,3 +51,13 @@ def check_name(name: str, what: str) -> str:
         raise ChainError(f"{what} {name!r} is not valid: use 1-{MAX_NAME} letters, digits, - _ .")
     return name
 
+
+@dataclass(frozen=True)
+class Outside:
+    """A coalition space judged outside the host organization (a guest's client; vault/chains/outside.py): the
+    space, the seq of the last link of its chain a space admin's join code vouches for, and the allies (org roots)
+    whose pins were in force there."""
+
+    space: str
+    seq: int
+    allies: frozenset[bytes]

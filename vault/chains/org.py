@@ -19,7 +19,7 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.closing import CLOSING_TYPES, Closing, Proposal, Quorum, apply_closing
 from vault.chains.coalition import CoalitionEntry, coalition_act, parse_org_coalition
-from vault.chains.common import check_name, org_id_for, protocols_digest
+from vault.chains.common import Outside, check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.records import RECORD_TYPES, Record, Signed, approved_link
@@ -177,6 +177,7 @@ class OrgState:
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
+    outside: Outside | None = None  # a guest's view without this chain: vault/chains/outside.py
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
                                                                          compare=False)
 

@@ -137,7 +137,7 @@ class TeamState:
     def in_org(self, org: OrgState, member_id: str, org_seq: int | None = None) -> bool:
         """Whether ``member_id`` may take part in the team as far as organizations go: admitted to the host
         organization at ``org_seq``, or a guest (an ally's member, admitted by its own organization's approval)."""
-        return member_id in self.guests or org.admitted(member_id, org_seq)
+        return member_id in self.guests or org.outside is not None or org.admitted(member_id, org_seq)
 
     def superseded_at(self, team_seq: int) -> int | None:
         """When the state ``team_seq`` ended: the time of the next team link (None: still current)."""
@@ -341,8 +341,7 @@ class TeamState:
         if m.role == "admin" and role != "admin" and self.admins(link.time) == {target}:
             raise ChainError("cannot demote the last admin of a team")
         # a guest is capped as at its entry (review round 11: a guest has no host roles, which capped nothing)
-        roles = frozenset({GUEST_ROLE}) if target in self.guests else org.roles_of(target, link.time, org_seq)
-        if not policy.may_hold_team_role(roles, role):
+        if not policy.may_hold_team_role(self._org_roles(org, target, link.time, org_seq), role):
             raise PolicyDenied(f"member {target} may not hold team role {role!r}")
         if (m.role, m.until) == (role, until):
             raise ChainError("nothing to change")
@@ -381,6 +380,10 @@ class TeamState:
         if self.kind != "coalition":
             raise ChainError(f"team {self.name} is not a coalition space: it has no allies")
         root, key, name = parse_ally(link)
+        if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
+            if root in org.outside.allies and root not in self.allies:  # force (vault/chains/outside.py)
+                self.allies[root] = Ally(root, key, name, link.seq, link.signer)
+            return
         if root == org.root or root in self.allies or any(a.key == key for a in self.allies.values()):
             raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
         # Two people (rule two-person), as org.server: with another NCC member at the link's time, the first pin
@@ -460,10 +463,9 @@ class TeamState:
         approval = f.opt_dict("approval")
         if approval is not None:
             self._admit_guest(approval, mid, role, until, link, org)
-        elif not org.admitted(mid, org_seq):
+        elif org.outside is None and not org.admitted(mid, org_seq):  # (outside: a space admin's word, outside.py)
             raise ChainError(f"member {mid} is not an admitted member of the organization")
-        roles = frozenset({GUEST_ROLE}) if mid in self.guests else org.roles_of(mid, link.time, org_seq)
-        if not policy.may_hold_team_role(roles, role):
+        if not policy.may_hold_team_role(self._org_roles(org, mid, link.time, org_seq), role):
             raise PolicyDenied(f"member {mid} may not hold team role {role!r}")
         if mid in self.members and self.members[mid].active(link.time):
             raise ChainError(f"member {mid} is already in team {self.name}")
@@ -472,6 +474,12 @@ class TeamState:
         self.members[mid] = TeamMember(mid, role, until, link.time)
         self.removed_at.pop(mid, None)
         return mid
+
+    def _org_roles(self, org: OrgState, mid: str, t: int, org_seq: int) -> frozenset[str]:
+        """The organization roles that cap ``mid``'s team role: a guest's; none outside the host (outside.py)."""
+        if mid in self.guests:
+            return frozenset({GUEST_ROLE})
+        return frozenset() if org.outside is not None else org.roles_of(mid, t, org_seq)
 
     def _admit_guest(self, approval: Fields, mid: str, role: str, until: int | None, link: Link, org: OrgState) -> None:
         """An ally's member enters with their organization's ``coalition.admit`` for exactly this add: this space,
@@ -547,6 +555,10 @@ class TeamState:
 
 def _org_seq(b: Fields, org: OrgState, previous: int) -> int:
     seq = b.int_("org_seq", 1)
+    if org.outside is not None:  # the host's chain is not known outside it: only that it never goes back
+        if seq < previous:
+            raise ChainError("team link refers to an organization state that went back")
+        return seq
     if seq > org.seq or seq < previous:
         raise ChainError("team link refers to an organization state that does not exist or went back")
     return seq

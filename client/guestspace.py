@@ -1,0 +1,235 @@
+"""The guest's own client: an allied organization's member working in the host's coalition space from ``mvault``
+(docs/lifecycle.md section 2, "The guest's client").
+
+A space admin of the host gives the guest (out of band, as an invite) a **join code**
+(``mvault coalition join-code NAME``): ``mvault-space:1:<base64url of the canonical encoding of {"url", "pin_kind",
+"pin", "org", "space", "name", "seq", "head", "allies"}>``: the host's server address and transport pin, the host's
+organization root, the space's team id and name, the seq and hash of the space chain's head as the admin's client
+verified it with the host's organization chain, and the roots of the allies pinned in force there. ``mvault
+coalition join CODE`` on the guest's own device records it beside the guest's own identity (``SpaceHome``: sealed
+``space.<id>.config``, ``.pins``, ``.space`` in the same home, under the same keystore) and checks the space at once.
+Then ``mvault --space NAME ls|put|get|thread ...`` runs the ordinary commands against the host's server as a
+guest (``GuestClient``).
+
+What the guest's client checks, without the host's organization chain (the host's roster): the directory's root is
+the pinned one; every member chain it is served replays and extends its pin; the space's chain replays with the one
+judge and an *outside* organization state (vault/chains/outside.py): up to the join code's link its hash must be the
+code's (the admin's judgement vouches for it), after it every link is judged by team role alone; the chain extends
+its pin (rollback). Documents and messages are then judged as for any member, against the space's members' device
+keys as the space chain states them, and document listings against their pins.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from client.api import Api
+from client.client import Client
+from client.clock import Clock
+from client.docs import Documents
+from client.home import Config, Home, Pins, Secrets
+from client.keyring import Keyring
+from client.view import Chains, View, check_chain_pin, key_change_warnings
+from security.authority import POLICY
+from security.policy import TEAM_KINDS
+from vault.chains import TeamState, replay_team
+from vault.chains.outside import outside_org
+from vault.encoding import Fields, decode, encode
+from vault.errors import ChainError, EncodingError, NotFound, PolicyDenied, ServerMismatch, VaultError
+from vault.links import Link
+from vault.wire.schemas import DirectoryView
+
+PREFIX = "mvault-space:1:"
+_FIELDS = {"url", "pin_kind", "pin", "org", "space", "name", "seq", "head", "allies"}
+
+
+@dataclass(frozen=True)
+class JoinCode:
+    """Where a coalition space lives and the prefix of its chain a space admin of the host vouches for."""
+
+    url: str
+    pin_kind: str
+    pin: bytes
+    org_root: bytes
+    space: str
+    name: str
+    seq: int
+    head: bytes
+    allies: tuple[bytes, ...]
+
+    @property
+    def code(self) -> str:
+        raw = encode({"url": self.url, "pin_kind": self.pin_kind, "pin": self.pin, "org": self.org_root,
+                      "space": self.space, "name": self.name, "seq": self.seq, "head": self.head,
+                      "allies": list(self.allies)})
+        return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, code: str) -> JoinCode:
+        if not code.startswith(PREFIX):
+            raise VaultError(f"not a join code of a coalition space (it starts with {PREFIX!r})")
+        text = code[len(PREFIX):].strip()
+        try:
+            f = Fields(decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))), "join code", _FIELDS)
+            allies = f.list_("allies", 64)
+            if not all(isinstance(a, bytes) and len(a) == 32 for a in allies):
+                raise EncodingError("join code: allies must be organization roots (32 bytes)")
+            return cls(f.str_("url", 2048), f.str_("pin_kind", 16), f.bytes_("pin", max_size=64),
+                       f.bytes_("org", 32), f.str_("space", 64), f.str_("name", 200), f.int_("seq", 1),
+                       f.bytes_("head", 32), tuple(a for a in allies if isinstance(a, bytes)))
+        except (ValueError, EncodingError) as e:
+            raise VaultError(f"malformed join code: {e}") from None
+
+
+def join_code(cfg: Config, space: TeamState) -> JoinCode:
+    """The host's side: the code for ``space`` as this member's client verified it (with the organization chain)."""
+    return JoinCode(cfg.url, cfg.pin_kind, bytes.fromhex(cfg.cert_fp), bytes.fromhex(cfg.org_root), space.team_id,
+                    space.name, space.seq, space.head, tuple(sorted(space.allies)))
+
+
+async def space_join_code(c: Client, name: str) -> JoinCode:
+    """``mvault coalition join-code NAME``: a space admin of the host vouches for the space's chain as verified."""
+    view = await c.chains.view()
+    team = view.team_by_name(name)
+    if team.kind != "coalition":
+        raise VaultError(f"team {team.name} is not a coalition space")
+    if view.org.outside is not None or team.role_of(c.session.me, c.session.now()) != "admin":
+        raise PolicyDenied(f"only an admin of {team.name} of the host organization gives its join codes")
+    return join_code(c.session.cfg, team)
+
+
+class SpaceHome(Home):
+    """A coalition space joined as a guest, in the guest's own home: the same keystore (its own device keys and
+    PUK), its own sealed config (the host's server, pin and root), pins, and the join code's anchor."""
+
+    def __init__(self, path: Path, space: str) -> None:
+        super().__init__(path)
+        self.space = space
+        self.state_prefix = f"space.{space}."
+
+    def anchor(self) -> JoinCode:
+        raw = self._read_state("space")
+        if not isinstance(raw, dict) or not isinstance(raw.get("code"), str):
+            raise VaultError(f"{self.path}: the record of coalition space {self.space} is damaged")
+        return JoinCode.parse(raw["code"])
+
+    def save_anchor(self, code: JoinCode) -> None:
+        self._write_state("space", {"code": code.code})
+
+
+def sibling(home: Home, space: str) -> SpaceHome:
+    """The state of joined space ``space`` in ``home``, opened with the keystore key ``home`` holds (unlocked once)."""
+    home._local_key()  # unlocks ``home`` if it is not yet
+    h = SpaceHome(home.path, space)
+    h.passphrases = home.passphrases
+    h._key, h._local, h._sealed = home._key, home._local, home._sealed
+    return h
+
+
+def joined(home: Home) -> dict[str, str]:
+    """The coalition spaces this home joined as a guest: name -> team id (read from their sealed records)."""
+    found: dict[str, str] = {}
+    for path in sorted(home.path.glob("space.*.space.bin")):
+        space = path.name.split(".")[1]
+        found[sibling(home, space).anchor().name] = space
+    return found
+
+
+def space_home(home: Home, name: str) -> SpaceHome:
+    """The joined space named ``name`` (or with that team id)."""
+    spaces = joined(home)
+    space = spaces.get(name) or (name if name in spaces.values() else None)
+    if space is None:
+        raise NotFound(f"no coalition space {name!r} joined on this device (`mvault coalition join CODE`)")
+    return sibling(home, space)
+
+
+class GuestChains(Chains):
+    """The verified view of a guest: its space's chain and its members' chains, never the host's organization."""
+
+    async def _fetch(self, pins: Pins, behind: dict[str, tuple[int, int]] | None,
+                     hashes: dict[str, list[bytes]] | None = None) -> View:
+        s = self.session
+        home = s.home
+        assert isinstance(home, SpaceHome)
+        anchor = home.anchor()
+        directory = await s.api.get("/api/v1/directory", DirectoryView)
+        if directory.org.root != s.cfg.org_root:
+            raise ServerMismatch("the host's server answers for another organization than the join code's root")
+
+        def pin(chain_id: str, links: list[Link]) -> None:
+            check_chain_pin(pins, chain_id, links)
+
+        members = await self.member_chains(directory.members, pin)
+        links = await self.links(f"/api/v1/chains/team/{anchor.space}")
+        if len(links) < anchor.seq or links[anchor.seq - 1].hash != anchor.head:
+            raise ServerMismatch(f"the host's server serves coalition space {anchor.name} without the links the join "
+                                 "code vouches for (forged, or another space): stop and tell your Security Team")
+        org = outside_org(anchor.org_root, anchor.space, anchor.seq, frozenset(anchor.allies))
+        team = replay_team(links, org, members, POLICY, TEAM_KINDS)
+        if team.team_id != anchor.space or team.kind != "coalition":
+            raise ChainError("the host's server served another chain than the coalition space's")
+        pin(team.team_id, links)
+        s.warnings.extend(key_change_warnings(pins, members, s.me))
+        return View(org, members, {team.team_id: team})
+
+
+class GuestClient(Client):
+    """A logged-in, verified connection of a guest to the host's server, for one command."""
+
+    def __init__(self, home: Home, secrets: Secrets, api: Api, clock: Clock | None = None) -> None:
+        super().__init__(home, secrets, api, clock)
+        self.chains = GuestChains(self.session)
+        self.keys = Keyring(self.session, self.chains)
+        self.docs = Documents(self.session, self.chains, self.keys)
+
+    async def login(self) -> None:
+        await self.session.login()  # a guest has no audit log on the host's server (it is the host's)
+
+
+async def join(home: Home, secrets: Secrets, code: str, clock: Clock) -> tuple[JoinCode, View]:
+    """The guest's side: record the space of join ``code`` in this home, then log in and check it."""
+    jc = JoinCode.parse(code)
+    mine = home.config()
+    space = sibling(home, jc.space)
+    known = (home.path / f"space.{jc.space}.space.bin").exists()
+    if known and space.anchor().seq > jc.seq:
+        raise VaultError(f"this device joined {jc.name} with a newer join code (link {space.anchor().seq}); this "
+                         f"one vouches for link {jc.seq} only")
+    cfg = Config(jc.url, jc.pin.hex(), jc.org_root.hex(), mine.member_id, mine.device_id, mine.name, jc.pin_kind)
+    before = (space.config(), space.anchor()) if known else None
+    space.save_pins(space.pins() if known else Pins())
+    space.save_config(cfg)
+    space.save_anchor(jc)
+    try:
+        async with Api(cfg.url, cfg.pin) as api:
+            c = await GuestClient.open(space, secrets, api, clock)
+            return jc, await c.chains.view()
+    except BaseException:  # nothing of a code that did not check out is kept
+        if before is None:
+            for name in ("config", "pins", "space"):
+                (home.path / f"space.{jc.space}.{name}.bin").unlink(missing_ok=True)
+        else:
+            space.save_config(before[0])
+            space.save_anchor(before[1])
+        raise
+
+
+async def join_space(home: Home, code: str, clock: Clock) -> dict[str, Any]:
+    """``mvault coalition join CODE``: record and check the space; what to print."""
+    secrets = home.unlock()
+    _, view = await join(home, secrets, code, clock)
+    return space_row(view, home.config().member_id)
+
+
+def space_row(view: View, me: str) -> dict[str, Any]:
+    """What ``coalition join`` prints: the space, its members by organization (the host, or the ally that approved
+    them), this guest's role."""
+    team = next(iter(view.teams.values()))
+    allies = {a.org_root: a.name for a in team.allies.values()}
+    return {"space": team.team_id, "name": team.name, "role": team.role_of(me, team.time),
+            "members": sorted((view.name_of(m), allies.get(team.guests[m].ally, "?") if m in team.guests else "host")
+                              for m in team.members)}

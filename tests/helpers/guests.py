@@ -1,0 +1,54 @@
+"""Guests of a coalition space (issue 20): the ally's member erin, and a space of the host's alice with erin in it
+(tests/test_coalition_guests.py, tests/test_coalition_guest_client.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.home import Home
+from tests.conftest import Member
+from tests.helpers.forgery import Forge
+
+
+def erin_of(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Member:
+    """dora's member erin, on the ally's server; her keys in ``forge.keys`` (to open boxes as she would)."""
+    erin: Member = make_member("erin")
+    erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(erin.passphrase_file))
+    forge.keys["erin"] = Home(erin.home).unlock()
+    forge.ids["erin"] = erin.json("whoami")["member"]
+    return erin
+
+
+@dataclass
+class Space:
+    """The space ``campaign`` of the host (alice, its admin), with the ally's erin as a writer; ``code`` is alice's
+    join code for it, ``plan.txt`` its first document."""
+
+    alice: Member
+    erin: Member
+    name: str
+    id: str
+    ally_name: str
+    erin_id: str
+    code: str
+
+
+def guest_space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch,
+                tmp_path: Path) -> Space:
+    alice = forge.org.alice
+    erin = erin_of(forge, ally, make_member, monkeypatch)
+    pairing = ally.json("coalition", "pairing-code", "campaign")["code"]
+    space = alice.json("coalition", "create", "campaign", "--with", pairing)["space"]
+    org = alice.json("coalition", "show", "campaign")["allies"][0]["name"]
+    guest = ally.json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
+    alice.ok("coalition", "add", "campaign", f"erin@{org}", "--approval", guest)
+    note = tmp_path / "plan.txt"
+    note.write_text("joint campaign plan\n")
+    alice.ok("put", "campaign", str(note))
+    code = alice.json("coalition", "join-code", "campaign")["code"]
+    return Space(alice, erin, "campaign", space, org, forge.ids["erin"], code)
