@@ -151,6 +151,8 @@ async def open_app(config: Config) -> web.Application:
         await settle_at_start(app)  # first: the owed events are older than any the start records
         await record_unlogged_links(app)
     except BaseException:
+        if state.journal is not None:
+            state.journal.close()
         await audit_store.close()
         await storage.close()
         os.close(lock)
@@ -160,6 +162,8 @@ async def open_app(config: Config) -> web.Application:
         await app[LOG].close()  # its last batch goes into the storage closed below
         await app[AUDIT].close()
         await app[STORAGE].close()
+        if state.journal is not None:
+            state.journal.close()  # another process may take it now
         os.close(lock)
 
     app.on_cleanup.append(close)

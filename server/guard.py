@@ -31,6 +31,18 @@ LIVE_LEASE = 30.0  # seconds a process's count of live connections stands in the
 LIVE_RENEW = 10.0  # seconds between a process's renewals (``GuardStore.renew_live``, server/routes/threads.py)
 
 
+@dataclass(frozen=True)
+class LoginGate:
+    """What a challenge or a login meets first (``GuardStore.take_for_login``, one statement on PostgreSQL): the
+    seconds to wait for the source's budget (0: a token spent), the seconds its failed logins still block it, and the
+    order number of the newest stored chain link (``ChainStore.links_after``) where other server processes store
+    links too (None on SQLite: one process), so the login's catch-up costs no query of its own when nothing is new."""
+
+    wait: float
+    blocked: float
+    links_head: int | None = None
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -134,8 +146,8 @@ class LocalGuard:
     async def blocked(self, source: str, now: float) -> float:
         return self.failures.blocked(source, now)
 
-    async def take_for_login(self, source: str, now: float) -> tuple[float, float]:
-        return self.limiter.take(source, now), self.failures.blocked(source, now)
+    async def take_for_login(self, source: str, now: float) -> LoginGate:
+        return LoginGate(self.limiter.take(source, now), self.failures.blocked(source, now))
 
     async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool:
         return self.failures.failure(source, now, limit, window, lock)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from server.store.owed import NAME, SLOT, OwedJournal
+from server.store.owed import NAME, SLOT, OwedJournal, owed_in
 from tests.helpers.killable_server import ServerProcess
 from tests.helpers.tmpfs import tmpfs
 
@@ -58,7 +58,7 @@ def test_owed_events_survive_a_kill_9(tmp_path: Path, make_member: Any, monkeypa
             (data / "filler").unlink()
             server.start()
             assert _log_size(data) == events + 1  # appended at the start, before any request
-            assert OwedJournal.open(data)[1:] == ([], [])
+            assert owed_in(data) == ([], [])  # read without taking the running server's journal
             assert [row["name"] for row in alice.json("ls", "drafting")] == ["plan.txt"]
             verified = alice.json("audit", "verify")
             assert verified["ok"] and verified["problems"] == [], verified
@@ -75,6 +75,34 @@ def test_a_torn_save_leaves_the_state_before(tmp_path: Path) -> None:
     with (tmp_path / NAME).open("r+b") as f:  # the second save, torn: its slot's bytes half written
         f.seek(journal.slot * SLOT + 60)
         f.write(b"\xff" * 8)
-    assert OwedJournal.open(tmp_path)[1:] == (first, [b"\x01" * 32])
+    assert owed_in(tmp_path) == (first, [b"\x01" * 32])
     assert not journal.save([(b"x" * SLOT, 1)], [])  # beyond the reserve: not saved
-    assert OwedJournal.open(tmp_path)[1] == first
+    journal.close()
+    again, events, links = OwedJournal.open(tmp_path)
+    assert (again.path, events, links) == (tmp_path / NAME, first, [b"\x01" * 32])  # free again: taken at once
+    again.close()
+
+
+def test_one_journal_per_process_and_a_stopped_ones_adopted(tmp_path: Path) -> None:
+    """Two processes (here two opens: ``flock`` locks of two open files conflict as two processes' do) each write
+    their own journal; once both stopped, the next one takes the first and adopts the other's owed events."""
+    one, nothing, _ = OwedJournal.open(tmp_path)
+    two, _, _ = OwedJournal.open(tmp_path)
+    assert (one.path.name, two.path.name, nothing) == (NAME, ".owed-audit.1.bin", [])
+    assert one.save([(b"one's event", 20001)], [b"\x01" * 32])
+    assert two.save([(b"two's event", 20000)], [b"\x02" * 32])
+    assert owed_in(tmp_path) == ([(b"one's event", 20001), (b"two's event", 20000)], [b"\x01" * 32, b"\x02" * 32])
+    one.close()
+    two.close()
+    three, events, links = OwedJournal.open(tmp_path)
+    try:
+        assert three.path.name == NAME
+        assert (events, links) == ([(b"two's event", 20000), (b"one's event", 20001)], [b"\x01" * 32, b"\x02" * 32])
+        assert owed_in(tmp_path) == (events, links)  # all in the adopting process's journal; the other's cleared
+        assert three.save([], [])  # settled
+        assert owed_in(tmp_path) == ([], [])
+        four, events, _ = OwedJournal.open(tmp_path)  # while three lives: the free second journal, nothing owed
+        assert (four.path.name, events) == (".owed-audit.1.bin", [])
+        four.close()
+    finally:
+        three.close()

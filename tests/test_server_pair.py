@@ -15,6 +15,7 @@ import pytest
 
 from client.threads.team import Threads
 from server.context import DIRECTORY, LOGINS
+from server.relay import Relay
 from tests.conftest import Member, ServerThread
 from tests.helpers.http import Http, b64, login_as
 from tests.helpers.members import SECRETS, session
@@ -140,4 +141,24 @@ async def test_a_member_who_joined_through_one_logs_in_through_the_other(pair: P
         token = await login_as(h2, home.config().member_id, secrets.device)
         status, view = await h2.call("GET", "/api/v1/directory", token=token)
         assert status == 200, view
+    assert home.config().member_id in pair.two.app[DIRECTORY].members
+
+
+async def test_a_login_reads_the_links_the_other_stored_without_their_notice(pair: Pair,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A challenge and a login learn from their budget statement that links were stored (``LoginGate.links_head``;
+    no catch-up query of their own) and replay them before judging, even when no notice arrived (the relay here
+    drops every notice: a notice comes after the commit, a login may come first)."""
+
+    async def deaf(self: Relay, batch: list[object]) -> None:
+        return None
+
+    monkeypatch.setattr(Relay, "act", deaf)
+    dave = Member(pair.org.alice.home.parent / "home-dave", "dave", pair.org.alice.passphrase_file)
+    dave.ok("join", pair.org.alice.json("invite")["invite"], "--name", "dave")  # through server one
+    await open_keys(pair.one, dave)
+    home, secrets = SECRETS[dave.home]
+    assert home.config().member_id not in pair.two.app[DIRECTORY].members  # no notice acted on
+    async with Http(pair.two) as h2:
+        await login_as(h2, home.config().member_id, secrets.device)
     assert home.config().member_id in pair.two.app[DIRECTORY].members

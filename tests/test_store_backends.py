@@ -141,6 +141,30 @@ async def test_two_stores_upload_one_document_at_once_and_one_wins(tmp_path: Pat
         await b.close()
 
 
+async def test_concurrent_versions_share_commits_and_each_is_judged(tmp_path: Path, backend: str) -> None:
+    """Uploads at once through two stores (two processes): each store commits its concurrent versions together
+    (PostgreSQL too: one transaction a batch, every lock taken first in one order), and each version is still
+    judged on its own against the rows of those before it: one of two rivals on a document, the author's daily
+    quota counted across both stores, a version on a moved team chain refused; no deadlock between the stores."""
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        await a.append_links([link("t1", 1)], [], [])
+        quota = Allowance("m", per_day=6)
+        writes = [(version(doc, 1), 1) for doc in "abcdefgh"] + [
+            (StoredVersion("v-rival", "t1", "a", 1, b"record", "v-rival", 10), 1), (version("z", 1), 0)]
+        outcomes = await asyncio.gather(*((a, b)[i % 2].add_version(v, None, 1000, team_seq=seq, allowance=quota)
+                                          for i, (v, seq) in enumerate(reversed(writes))))
+        kinds = sorted(type(o).__name__ for o in outcomes)
+        assert kinds.count("VersionAdded") == 6 and kinds.count("TeamMoved") == 1, kinds
+        assert kinds.count("OverDailyCount") + kinds.count("HeadMoved") == 3, kinds
+        heads = await b.heads("t1")
+        assert len(heads) == 6 and all(v.seq == 1 for v in heads)  # one version per document, six in all
+        assert (await a.usage("m", "version", 1000, 6)).today == 6
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_sessions_nonces_and_their_expiry(store: Storage) -> None:
     await store.add_session(b"tok", "m", "d", 50.0)
     found = await store.session(b"tok")

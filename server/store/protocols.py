@@ -13,6 +13,7 @@ from typing import Protocol
 
 from security.events import Checkpoint
 from security.merkle import MerkleTree
+from server.guard import LoginGate
 from server.store.blobs import BlobStore
 from server.store.records import (
     AuthSession,
@@ -100,7 +101,7 @@ class GuardStore(Protocol):
 
     async def take(self, source: str, now: float) -> float: ...
     async def blocked(self, source: str, now: float) -> float: ...
-    async def take_for_login(self, source: str, now: float) -> tuple[float, float]: ...  # take, then blocked
+    async def take_for_login(self, source: str, now: float) -> LoginGate: ...  # take, then blocked
     async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool: ...
     async def purge(self, now: float) -> None: ...
     async def clear(self) -> None: ...

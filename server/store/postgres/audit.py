@@ -14,6 +14,7 @@ same checkpoint at one size. The checkpoint-signing key is the data directory's 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import asyncpg
@@ -32,6 +33,7 @@ from vault.errors import LogCorrupted
 from vault.logsign import log_keypair
 
 MAX_PAGE = 2000
+EXTEND_PAGE = 2000
 
 
 @lost_is_unavailable
@@ -69,15 +71,24 @@ class PostgresAudit(AuditNotes):
     # -- appends ------------------------------------------------------------------------------
 
     async def _store_leaves(self, leaves: list[tuple[bytes, int]]) -> list[int]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
-            await _extend(conn, self.tree)  # what other processes appended since this one's last batch
-            self.committed = start = self.tree.size
-            rows = []
-            for leaf, day in leaves:
-                h = leaf_hash(leaf)
-                rows.append((self.tree.append(h), day, h, leaf))
-            await conn.executemany("INSERT INTO events VALUES ($1, $2, $3, $4)", rows)
+        async with self._pool.acquire() as conn:
+            # BEGIN and the lock in one round trip (two statements of the simple query protocol; the lock's
+            # key is our constant): four round trips a batch, the read of other processes' leaves after the lock
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({AUDIT_LOCK:d})")
+            try:
+                await _extend(conn, self.tree)  # what other processes appended since this one's last batch
+                self.committed = start = self.tree.size
+                rows = []
+                for leaf, day in leaves:
+                    h = leaf_hash(leaf)
+                    rows.append((self.tree.append(h), day, h, leaf))
+                await conn.executemany("INSERT INTO events VALUES ($1, $2, $3, $4)", rows)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    with contextlib.suppress(Exception):  # the connection may be gone: the pool drops it then
+                        await conn.execute("ROLLBACK")
+                raise
         self.committed = self.tree.size
         return list(range(start, self.committed))
 
@@ -203,13 +214,16 @@ class PostgresAudit(AuditNotes):
 
 
 async def _extend(conn: Conn, tree: MerkleTree) -> None:
-    """Append to ``tree`` the stored leaves from its size on (a cursor: a long log is not read at once)."""
-    if not conn.is_in_transaction():
-        async with conn.transaction(isolation="repeatable_read", readonly=True):  # a cursor needs one
-            return await _extend(conn, tree)
-    async for idx, stored_hash, leaf in conn.cursor("SELECT idx, hash, leaf FROM events WHERE idx >= $1 "
-                                                    "ORDER BY idx", tree.size, prefetch=2000):
-        if idx != tree.size:
-            raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
-        # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
-        tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
+    """Append to ``tree`` the stored leaves from its size on, ``EXTEND_PAGE`` at a time (a long log is not read at
+    once; rows are only ever added after the last, so pages read apart see one log). One round trip when nothing is
+    new (a cursor took two: an append's batch reads here under its lock)."""
+    while True:
+        rows = await conn.fetch("SELECT idx, hash, leaf FROM events WHERE idx >= $1 ORDER BY idx LIMIT $2",
+                                tree.size, EXTEND_PAGE)
+        for idx, stored_hash, leaf in rows:
+            if idx != tree.size:
+                raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
+            # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
+            tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
+        if len(rows) < EXTEND_PAGE:
+            return

@@ -17,7 +17,7 @@ import asyncio
 
 import asyncpg
 
-from server.guard import LIVE_LEASE
+from server.guard import LIVE_LEASE, LoginGate
 from server.store.postgres.schema import Conn, lost_is_unavailable
 from vault.logsign import source_tag
 
@@ -51,14 +51,16 @@ class PostgresGuard:
         assert row is not None
         return self._wait(float(row[0]), bool(row[1]))
 
-    async def take_for_login(self, source: str, now: float) -> tuple[float, float]:
-        """``take`` and ``blocked`` in one statement (one round trip for a challenge or a login)."""
+    async def take_for_login(self, source: str, now: float) -> LoginGate:
+        """``take``, ``blocked`` and the newest link's order number in one statement (one round trip for a
+        challenge or a login, its catch-up of other processes' links included: ``server/access.py``)."""
         row = await self._pool.fetchrow(
             f"WITH b AS ({_SPEND} RETURNING tokens, spent) SELECT b.tokens, b.spent, "
-            "(SELECT blocked_until FROM login_failures WHERE source=$1) FROM b",
-            self._tag(source), self.burst, now, self.rate)
+            "(SELECT blocked_until FROM login_failures WHERE source=$1), (SELECT coalesce(max(id), 0) FROM links) "
+            "FROM b", self._tag(source), self.burst, now, self.rate)
         assert row is not None
-        return self._wait(float(row[0]), bool(row[1])), max(0.0, float(row[2]) - now) if row[2] is not None else 0.0
+        return LoginGate(self._wait(float(row[0]), bool(row[1])),
+                         max(0.0, float(row[2]) - now) if row[2] is not None else 0.0, int(row[3]))
 
     def _wait(self, tokens: float, spent: bool) -> float:
         if spent:

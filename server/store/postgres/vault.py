@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 from server.store.blobs import BlobStore, FileBlobs
+from server.store.commit import GroupCommitter
 from server.store.local import SessionCache
 from server.store.logkey import log_seed
 from server.store.notices import LinksStored, VersionStored
@@ -81,6 +83,8 @@ class PostgresStorage(ThreadTables):
         # from the chains, ``server/access.py``): one found is still right on every process until its expiry.
         self._sessions = SessionCache()
         self._tag_key = source_tag_key(log_seed(data_dir / "log.key"))
+        self._versions: GroupCommitter[_VersionWrite, VersionOutcome] = GroupCommitter(
+            self._store_versions, "the document version")
 
     def guard(self, rate: float, burst: int, max_sources: int) -> PostgresGuard:
         """Request budgets and failed logins in the database (``max_sources``: rows expire instead)."""
@@ -101,6 +105,7 @@ class PostgresStorage(ThreadTables):
         return store
 
     async def close(self) -> None:
+        await self._versions.close()
         await self._pool.close()
 
     def listener(self) -> Listener:
@@ -195,32 +200,29 @@ class PostgresStorage(ThreadTables):
     async def add_version(self, v: StoredVersion, parent: str | None, now: int,
                           team_seq: int | None = None, allowance: Allowance | None = None) -> VersionOutcome:
         """Insert a version only on top of its document's head, only while the team chain is at ``team_seq``
-        (when given) and only within the author's quotas (``allowance``); a refusal stores nothing."""
+        (when given) and only within the author's quotas (``allowance``); a refusal stores nothing. Concurrent
+        uploads through this process share one transaction (``_store_versions``): one durable commit, where one
+        each, serialized by the author's quota lock, made a folder's upload wait for one WAL flush per file."""
+        return await self._versions.submit(_VersionWrite(v, parent, now, team_seq, allowance))
+
+    async def _store_versions(self, writes: list[_VersionWrite]) -> list[VersionOutcome]:
+        """One batch of ``add_version`` (``GroupCommitter``): every lock first, in one order for every process
+        (team chains shared, then documents, then authors, each sorted: no deadlock between two batches), then
+        each write judged in order (later ones see the rows of earlier ones: the same transaction)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if team_seq is not None:
-                await lock_chain(conn, v.team, shared=True)
-                head_link = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", v.team)
-                if head_link != team_seq:
-                    return TeamMoved(int(head_link or 0))
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('doc:' || $1 || '/' || $2, 0))",
-                               v.team, v.doc)
-            head = await conn.fetchrow("SELECT vid, seq FROM versions WHERE team=$1 AND doc=$2 "
-                                       "ORDER BY seq DESC LIMIT 1", v.team, v.doc)
-            moved = moved_head(parent, v.seq, *((str(head[0]), int(head[1])) if head else (None, 0)))
-            if moved is not None:
-                return moved
-            if allowance is not None:
-                await PU.lock_member(conn, allowance.member)
-                use = await PU.usage_of(conn, allowance.member, "version", now, allowance.per_day)
-                over = over_quota("version", allowance, use, v.body_len)
-                if over is not None:
-                    return over
-            author = allowance.member if allowance is not None else version_author(v.record)
-            await conn.execute("INSERT INTO versions VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                               v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now)
-            await PU.add_authored(conn, "version", v.vid, author, v.body_len, now)
-            await notify(conn, self.origin, [VersionStored(v.team, v.doc, v.seq, v.vid)])
-        return VersionAdded()
+            for team in sorted({w.v.team for w in writes if w.team_seq is not None}):
+                await lock_chain(conn, team, shared=True)
+            for team, doc in sorted({(w.v.team, w.v.doc) for w in writes}):
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('doc:' || $1 || '/' || $2, 0))",
+                                   team, doc)
+            for member in sorted({w.allowance.member for w in writes if w.allowance is not None}):
+                await PU.lock_member(conn, member)
+            heads: dict[str, int | None] = {}  # team -> chain head (no link is added under the shared lock)
+            outcomes = [await _version_in(conn, w, heads) for w in writes]
+            await notify(conn, self.origin, [VersionStored(w.v.team, w.v.doc, w.v.seq, w.v.vid)
+                                             for w, o in zip(writes, outcomes, strict=True)
+                                             if isinstance(o, VersionAdded)])
+        return outcomes
 
     async def usage(self, member: str, kind: str, now: int, per_day: int) -> Usage:
         async with self._pool.acquire() as conn:
@@ -344,3 +346,36 @@ class PostgresStorage(ThreadTables):
                 await conn.execute("DELETE FROM link_slots WHERE slot=$1", slot)
         return SlotRead(None if row[0] is None else bytes(row[0]))
 
+
+@dataclass(frozen=True)
+class _VersionWrite:
+    v: StoredVersion
+    parent: str | None
+    now: int
+    team_seq: int | None
+    allowance: Allowance | None
+
+
+async def _version_in(conn: Conn, w: _VersionWrite, heads: dict[str, int | None]) -> VersionOutcome:
+    """One version of a batch under the batch's locks: checked, then stored (a refusal stores nothing)."""
+    v, allowance = w.v, w.allowance
+    if w.team_seq is not None:
+        if v.team not in heads:
+            heads[v.team] = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", v.team)
+        if heads[v.team] != w.team_seq:
+            return TeamMoved(int(heads[v.team] or 0))
+    head = await conn.fetchrow("SELECT vid, seq FROM versions WHERE team=$1 AND doc=$2 ORDER BY seq DESC LIMIT 1",
+                               v.team, v.doc)
+    moved = moved_head(w.parent, v.seq, *((str(head[0]), int(head[1])) if head else (None, 0)))
+    if moved is not None:
+        return moved
+    if allowance is not None:
+        use = await PU.usage_of(conn, allowance.member, "version", w.now, allowance.per_day)
+        over = over_quota("version", allowance, use, v.body_len)
+        if over is not None:
+            return over
+    author = allowance.member if allowance is not None else version_author(v.record)
+    await conn.execute("INSERT INTO versions VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                       v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, w.now)
+    await PU.add_authored(conn, "version", v.vid, author, v.body_len, w.now)
+    return VersionAdded()
