@@ -15,7 +15,7 @@ import errno
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from client.api import Api
@@ -101,20 +101,27 @@ async def beside(out: Path, fill: Callable[[int], Awaitable[bytes]]) -> tuple[Pa
     """A new temporary file beside ``out`` that ``fill(fd)`` fills with verified plaintext and fsyncs, returning
     its SHA-256: the file and that digest. On failure (or Ctrl-C) nothing is left."""
     fd, tmp = _temporary_beside(out)
-    try:
-        try:
-            digest = await fill(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _closed_or_removed(fd, tmp):
+        digest = await fill(fd)
     return tmp, digest
 
 
 def _temporary_beside(out: Path) -> tuple[int, Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mvault-part", dir=out.parent)
     return fd, Path(tmp_name)
+
+
+@contextlib.contextmanager
+def _closed_or_removed(fd: int, tmp: Path) -> Iterator[None]:
+    """``fd`` closed after the block; ``tmp`` (its file) removed too if the block failed (or was interrupted)."""
+    try:
+        try:
+            yield
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 async def small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
@@ -134,14 +141,8 @@ async def small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, by
 
 def _small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
     fd, tmp = _temporary_beside(out)
-    try:
-        try:
-            digest = receive_small(opened, body, fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _closed_or_removed(fd, tmp):
+        digest = receive_small(opened, body, fd)
     return tmp, digest
 
 
