@@ -3,7 +3,9 @@ the same name twice, a deletion fetched (``client/docs.py`` and the sync engine 
 
 from __future__ import annotations
 
+import os
 import shlex
+import stat
 import time
 from pathlib import Path
 
@@ -21,6 +23,48 @@ def inside(root: Path, name: str) -> Path:
     if not target.is_relative_to(root) or target == root:
         raise BadName(f"{name!r} would be written outside {root}; not fetched")
     return target
+
+
+def plainly_inside(root: Path, root_id: tuple[int, int], name: str) -> bool:
+    """Whether ``root``/``name`` is that very path inside ``root`` once links are followed, told cheaply: ``root``
+    is still the directory ``root_id`` (device, inode) names, which was ``root`` resolved, ``name`` has no ``..``
+    and leads below ``root``, and no name under ``root`` on the way (the file itself included) is a symbolic link:
+    one ``lstat`` each, not the whole path resolved again (a pass's pulls ask it several times a file). False
+    does not refuse: it means ask ``inside`` (anything unusual: a link, ``..``, another root)."""
+    path = root / name
+    if path == root or not path.is_relative_to(root):
+        return False
+    parts = path.parts[len(root.parts):]
+    if ".." in parts:
+        return False
+    try:
+        st = os.stat(root)
+    except OSError:
+        return False
+    if (st.st_dev, st.st_ino) != root_id:
+        return False
+    at = str(root)
+    for part in parts:
+        at = os.path.join(at, part)
+        try:
+            mode = os.lstat(at).st_mode
+        except OSError:  # nothing further is there: resolving would keep the rest of the path as it is
+            return True
+        if stat.S_ISLNK(mode):
+            return False
+    return True
+
+
+def root_id(root: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``root`` if it is a directory reached by no link (its own path resolved), for
+    ``plainly_inside``; None otherwise (every path under it is then checked by resolving it)."""
+    try:
+        st = os.stat(root)
+        if root.resolve(strict=True) != root:
+            return None
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def outside_home(home: Path, out: Path) -> Path:

@@ -8,13 +8,14 @@ temporary file is copied out only once everything verified).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import errno
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from client.api import Api
@@ -99,16 +100,49 @@ async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
 async def beside(out: Path, fill: Callable[[int], Awaitable[bytes]]) -> tuple[Path, bytes]:
     """A new temporary file beside ``out`` that ``fill(fd)`` fills with verified plaintext and fsyncs, returning
     its SHA-256: the file and that digest. On failure (or Ctrl-C) nothing is left."""
+    fd, tmp = _temporary_beside(out)
+    with _closed_or_removed(fd, tmp):
+        digest = await fill(fd)
+    return tmp, digest
+
+
+def _temporary_beside(out: Path) -> tuple[int, Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mvault-part", dir=out.parent)
-    tmp = Path(tmp_name)
+    return fd, Path(tmp_name)
+
+
+@contextlib.contextmanager
+def _closed_or_removed(fd: int, tmp: Path) -> Iterator[None]:
+    """``fd`` closed after the block; ``tmp`` (its file) removed too if the block failed (or was interrupted)."""
     try:
         try:
-            digest = await fill(fd)
+            yield
         finally:
             os.close(fd)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+async def small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
+    """``beside`` for a small body received whole (a batch download): the temporary file made, the body verified
+    (``receive_small``), written and fsync'd in one worker-thread call, off the event loop: a file's creation
+    waits for the file system's journal while other pulls fsync theirs, which stopped every transfer meanwhile.
+    Cancelled (Ctrl-C, a failed sibling), the worker finishes and what it made is removed: nothing is left."""
+    pending = SYNC_POOL.submit(_small_beside, out, opened, body)
+    try:
+        return await asyncio.wrap_future(pending)
+    except BaseException:
+        concurrent.futures.wait([pending])
+        if not pending.cancelled() and pending.exception() is None:
+            pending.result()[0].unlink(missing_ok=True)
+        raise
+
+
+def _small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
+    fd, tmp = _temporary_beside(out)
+    with _closed_or_removed(fd, tmp):
+        digest = receive_small(opened, body, fd)
     return tmp, digest
 
 

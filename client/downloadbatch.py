@@ -21,7 +21,6 @@ from client.api import Api, decode, refusal
 from client.batching import Batcher
 from vault.envelope import Opened, Record
 from vault.errors import IntegrityError, VaultError
-from vault.fileio import in_worker
 from vault.wire.schemas import MAX_BODIES, Error
 
 SMALL = 64 * 1024  # bodies under this many bytes are fetched in batches during a folder's pulls
@@ -94,18 +93,15 @@ def _body(status: int, payload: bytes, body_len: int) -> bytes | BaseException:
 async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,
                          progress: download.Progress | None) -> tuple[Path, bytes]:
     """``client.download.receive_beside``; a small body fetched through the batcher of its team in ``batchers`` (made
-    there when it is the team's first; None: no batching), and one worker thread trip verifies, writes and fsyncs it."""
+    there when it is the team's first; None: no batching), and one worker thread trip makes its temporary file,
+    verifies, writes and fsyncs it (``download.small_beside``)."""
     if batchers is None or rec.core.body_len >= SMALL:
         return await download.receive_beside(api, rec, opened, out, progress)
     bodies = batchers.get(rec.core.team)
     if bodies is None:
         bodies = batchers[rec.core.team] = BodyBatcher(api, rec.core.team)
     body = await bodies.body(rec.version_id, rec.core.body_len)
-
-    async def verified(fd: int) -> bytes:
-        return await in_worker(download.SYNC_POOL, lambda: download.receive_small(opened, body, fd))
-
-    got = await download.beside(out, verified)
+    got = await download.small_beside(out, opened, body)
     if progress is not None:
         progress(len(body))
     return got

@@ -7,6 +7,8 @@ and release the plaintext only after ``finish()`` (``tests/helpers/envelope.py``
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from tests.helpers.envelope import (
@@ -21,9 +23,11 @@ from tests.helpers.envelope import (
     write_doc,
 )
 from vault.crypto import primitives as p
+from vault.encoding import encode
 from vault.envelope import (
     FRAME,
     MAGIC,
+    BodyDecryptor,
     DocWriter,
     Record,
     body_length,
@@ -154,3 +158,40 @@ def test_no_plaintext_before_signature_check(doc: Doc, key_a: TeamKey) -> None:
     # A record signed by someone else is refused before any key is unwrapped.
     other = DeviceKeys.generate()
     expect(BadSignature, lambda: read_doc(doc.record.raw, doc.body, key_a, other.sign_public))
+
+
+def test_a_record_built_from_its_parts_is_the_parsed_one(doc: Doc) -> None:
+    """``Record.build`` checks its parts as ``parse`` checks the bytes (without decoding what it just encoded), and
+    takes a core already parsed only when it is the very bytes given (the server's upload, issue 16 session 13)."""
+    r = doc.record
+    parts = (r.core.raw, r.wrapped, r.meta, r.body_hash, r.sig)
+    assert Record.build(*parts) == Record.build(*parts, r.core) == Record.parse(r.raw) == r
+    other = write_doc(TeamKey.generate(TEAM_A, 1), DeviceKeys.generate(), b"other", seq=2, parent="ab" * 16).record
+    assert Record.build(*parts, other.core).core == r.core  # a core of other bytes is not taken
+    for bad in ((r.core.raw, r.wrapped[:-1], r.meta, r.body_hash, r.sig),  # wrapped key cut
+                (r.core.raw, r.wrapped, r.meta, r.body_hash, r.sig + b"\x00"),  # signature too long
+                (r.core.raw, r.wrapped, r.meta + b"\x00" * 5000, r.body_hash, r.sig)):  # metadata too long
+        with pytest.raises(EncodingError):
+            Record.parse(encode(dict(zip(("core", "wrapped", "meta", "body_hash", "sig"), bad, strict=True))))
+        with pytest.raises(EncodingError):
+            Record.build(*bad, r.core)
+
+
+@pytest.mark.parametrize("pieces", [None, 1000, 7])
+def test_a_small_body_is_decrypted_without_a_whole_frame_of_memory(key_a: TeamKey, author: DeviceKeys,
+                                                                  pieces: int | None) -> None:
+    """A 4 KiB document's decryptor gathers its frame in a buffer of its body's size, not a frame's (1 MiB, zeroed
+    for every small file of a batch download before: issue 16 session 13); fed whole or in pieces, same plaintext."""
+    doc = write_doc(key_a, author, data_of(4096))
+    opened = open_record(doc.record, key_a)
+    tracemalloc.start()
+    try:
+        dec = BodyDecryptor(opened)
+        step = pieces or len(doc.body)
+        plain = b"".join(bytes(x) for i in range(0, len(doc.body), step) for x in dec.feed(doc.body[i:i + step]))
+        dec.finish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert plain == doc.plaintext
+    assert peak < 64 * 1024  # before: over 1 MiB

@@ -170,10 +170,17 @@ class Record:
     def parse(cls, raw: bytes) -> Record:
         if len(raw) > MAX_PRELUDE + 256:
             raise EncodingError("document record is too large")
-        f = Fields(decode(raw), "document record", {"core", "wrapped", "meta", "body_hash", "sig"})
+        return cls._of(raw, decode(raw), None)
+
+    @classmethod
+    def _of(cls, raw: bytes, value: Value, core: Core | None) -> Record:
+        """The record ``raw`` encodes, ``value`` being its fields; ``core``: its core already parsed from those very
+        bytes (else parsed here)."""
+        f = Fields(value, "document record", {"core", "wrapped", "meta", "body_hash", "sig"})
+        core_raw = f.bytes_("core", max_size=2048)
         return cls(
             raw=raw,
-            core=Core.parse(f.bytes_("core", max_size=2048)),
+            core=core if core is not None and core.raw == core_raw else Core.parse(core_raw),
             wrapped=f.bytes_("wrapped", 32 + p.AEAD_TAG_BYTES),
             meta=f.bytes_("meta", max_size=META_MAX + p.AEAD_TAG_BYTES),
             body_hash=f.bytes_("body_hash", 32),
@@ -181,11 +188,17 @@ class Record:
         )
 
     @classmethod
-    def build(cls, core_raw: bytes, wrapped: bytes, meta: bytes, body_hash: bytes, sig: bytes) -> Record:
+    def build(cls, core_raw: bytes, wrapped: bytes, meta: bytes, body_hash: bytes, sig: bytes,
+              core: Core | None = None) -> Record:
+        """The record of these parts, checked as ``parse`` checks one (the same ``Record``), without decoding the
+        bytes just encoded; ``core``: ``core_raw`` as ``Core.parse`` gave it already (an upload's prelude)."""
         value: dict[str, Value] = {
             "core": core_raw, "wrapped": wrapped, "meta": meta, "body_hash": body_hash, "sig": sig,
         }
-        return cls.parse(encode(value))
+        raw = encode(value)
+        if len(raw) > MAX_PRELUDE + 256:
+            raise EncodingError("document record is too large")
+        return cls._of(raw, value, core)
 
 
 # -- metadata ---------------------------------------------------------------------------------
@@ -453,7 +466,8 @@ class BodyDecryptor:
         self._seen = 0
         self._done = False
         self._frame_ct = self._core.frame + p.STREAM_ABYTES
-        self._frame = bytearray(self._frame_ct)
+        # No more than the body can put in it: a small body (a batch download's) does not zero a whole frame's MiB.
+        self._frame = bytearray(min(self._frame_ct, max(0, self._core.body_len - p.STREAM_HEADER_BYTES)))
         self._fill = 0  # bytes of the next frame gathered in _frame
 
     def feed(self, data: p.Frame) -> list[p.Frame]:

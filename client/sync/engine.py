@@ -27,6 +27,7 @@ from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
 from client.docplaces import inside as _inside
+from client.docplaces import plainly_inside, root_id
 from client.docs import PUT_CONCURRENCY, Fetched
 from client.downloadbatch import BATCH_ITEMS, SMALL
 from client.putbase import Base
@@ -178,12 +179,15 @@ class SyncRun:
         self.out = Outcome()
         self.deferred: list[plan.Action] = []  # conflicts found while pulling, done once the pulls are
         self._pace = SavePace(SAVE_EVERY)
+        self._root_id: tuple[int, int] | None = None  # the folder as its first local change found it (``_local``)
 
     def _local(self, name: str) -> Path:
         """DIR/``name``, refused if a link on the way (or the file itself) would lead anywhere else: every local
         change of a pass is made at the very path it scanned, never through a link made meanwhile."""
         path = self.root / name
-        if _inside(self.root, name) != path:
+        if self._root_id is None:
+            self._root_id = root_id(self.root) or (-1, -1)
+        if not plainly_inside(self.root, self._root_id, name) and _inside(self.root, name) != path:
             raise BadName(f"{escape(name)}: a symbolic link is on its way in the folder; not touched")
         return path
 

@@ -83,7 +83,8 @@ def _parse_item(request: web.Request, team: TeamState, raw: memoryview, event: N
     body = raw[start + n:len(raw) - _SIGNATURE]
     if len(raw) - start - n < _SIGNATURE or len(body) != core.body_len:
         raise EncodingError("document body length differs from its header's")
-    record = Record.build(core.raw, wrapped, meta, hashlib.sha256(body).digest(), bytes(raw[len(raw) - _SIGNATURE:]))
+    record = Record.build(core.raw, wrapped, meta, hashlib.sha256(body).digest(), bytes(raw[len(raw) - _SIGNATURE:]),
+                          core)
     check_signed(request, team, record)
     return _Item(event, record, body, allowance)
 

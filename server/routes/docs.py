@@ -153,7 +153,7 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
         sig = await _read_exactly(pace, 64, "signature")
         if await pace.read(1):
             raise EncodingError("upload has bytes after the signature")
-        record = Record.build(core.raw, wrapped, meta, body_hash, sig)
+        record = Record.build(core.raw, wrapped, meta, body_hash, sig, core)
         # The upload may have taken long: the writer must still be allowed, under the same team state.
         await check_session_now(app, s)
         team = _doc_access(request, "doc.write")
