@@ -119,8 +119,7 @@ async def remove(s: Client, name: str, who: str) -> bool:
     space = _space(view.team_by_name(name))
     member, _, org = who.partition("@")
     roots = {a.org_root for a in space.allies.values() if a.name == org}
-    guests = [g.member for g in space.guests.values()
-              if g.ally in roots and g.member in view.members and view.members[g.member].name == member]
+    guests = [g.member for g in space.guests.values() if g.ally in roots and view.chosen_name(g.member) == member]
     if len(guests) == 1:  # an ally's member, by the name their own chain gives and the ally's pinned name
         member = guests[0]
     return await admin.remove_from_team(s, name, member, "coalition.remove")
