@@ -119,7 +119,7 @@ async def remove(s: Client, name: str, who: str) -> bool:
     space = _space(view.team_by_name(name))
     member, _, org = who.partition("@")
     roots = {a.org_root for a in space.allies.values() if a.name == org}
-    guests = [g.member for g in space.guests.values() if g.ally in roots and view.name_of(g.member) == member]
+    guests = [g.member for g in space.guests.values() if g.ally in roots and view.chosen_name(g.member) == member]
     if len(guests) == 1:  # an ally's member, by the name their own chain gives and the ally's pinned name
         member = guests[0]
     return await admin.remove_from_team(s, name, member, "coalition.remove")
@@ -148,6 +148,7 @@ async def show(s: Client, name: str) -> dict[str, Any]:
             "allies": [{"name": a.name, "org_root": a.org_root.hex(), "key": a.key.hex(),
                         "pinned_by": view.name_of(a.by)} for a in t.allies.values()],
             "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role,
+                         "guest_of": view.guest_of(m.member_id),
                          "organization": allies[t.guests[m.member_id].ally] if m.member_id in t.guests
                          else view.org.name}
                         for m in sorted(t.members.values(), key=lambda m: view.name_of(m.member_id)) if m.active(now)]}

@@ -231,5 +231,6 @@ def space_row(view: View, me: str) -> dict[str, Any]:
     team = next(iter(view.teams.values()))
     allies = {a.org_root: a.name for a in team.allies.values()}
     return {"space": team.team_id, "name": team.name, "role": team.role_of(me, team.time),
-            "members": sorted((view.name_of(m), allies.get(team.guests[m].ally, "?") if m in team.guests else "host")
+            "members": sorted((view.chosen_name(m),
+                               allies.get(team.guests[m].ally, "?") if m in team.guests else "host")
                               for m in team.members)}

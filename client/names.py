@@ -29,7 +29,9 @@ class Names:
     def __init__(self, view: View, me: str | None = None) -> None:
         member_names = Counter(m.name for m in view.members.values())
         team_names = Counter(t.name for t in view.teams.values())
-        self.members = {mid: _label(m.name, mid, member_names[m.name] > 1) for mid, m in view.members.items()}
+        # a guest (an ally's member in a coalition space) as NAME@ORG: its name may mimic a member's (View.name_of)
+        self.members = {mid: _label(view.name_of(mid), mid, member_names[m.name] > 1)
+                        for mid, m in view.members.items()}
         self.teams = {tid: _label(t.name, tid, team_names[t.name] > 1) for tid, t in view.teams.items()}
         self.devices: dict[str, str] = {}
         # id -> the name as its owner chose it (for --json, beside the id)

@@ -18,6 +18,7 @@ from security.authority import POLICY
 from security.policy import ORG_RULES, TEAM_KINDS
 from vault.acts import Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
+from vault.chains.coalition import guest_org
 from vault.envelope import DELETE, Record
 from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
@@ -55,9 +56,22 @@ class View:
                         ChainError(f"several teams are named {name!r} (the server should never allow that); "
                                    "use the team id"))
 
-    def name_of(self, member_id: str) -> str:
+    def guest_of(self, member_id: str) -> str | None:
+        """The allied organization, by the name its ``coalition.ally`` pin gives, of a guest (an ally's member
+        admitted to a coalition space, kept after removal); None for anyone else (this organization's members)."""
+        return next((org for t in self.teams.values() if (org := guest_org(t.allies, t.guests, member_id))), None)
+
+    def chosen_name(self, member_id: str) -> str:
+        """The name the member's own chain gives (no organization beside it: match it, do not show it alone)."""
         m = self.members.get(member_id)
         return m.name if m else member_id[:8]
+
+    def name_of(self, member_id: str) -> str:
+        """The member's name as its chain gives it; a guest's as NAME@ORG (``guest_of``): names are their owners'
+        choice, and an ally's member named like one of ours (or a confusable of it: "\u0430lice") must not read
+        as that member (review round 12). Escape it before printing (client/sanitize.py)."""
+        org = self.guest_of(member_id) if member_id in self.members else None
+        return self.chosen_name(member_id) if org is None else f"{self.chosen_name(member_id)}@{org}"
 
 
 # -- the pin and rollback checks -------------------------------------------------------------------

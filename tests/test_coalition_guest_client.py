@@ -54,7 +54,12 @@ def test_guest_and_host_member_both_read_and_write(space: Space, tmp_path: Path)
     erin.ok(*g, "thread", "post", name, "plans", "hello from the ally")
     texts = [m["text"] for m in erin.json(*g, "thread", "read", name, "plans")]
     assert texts == ["hello from the host", "hello from the ally"]
-    assert [m["text"] for m in alice.json("thread", "read", name, "plans")] == texts
+    read = alice.json("thread", "read", name, "plans")
+    assert [m["text"] for m in read] == texts
+    # the host's members read the guest with its organization (review round 12: a guest's name may mimic theirs)
+    assert [(m["sender_name"], m["sender_guest_of"]) for m in read] == [("alice", None),
+                                                                        (f"erin@{space.ally_name}", space.ally_name)]
+    assert f"erin@{space.ally_name}: hello from the ally" in alice.ok("thread", "read", name, "plans").out
     # erin's own organization is untouched: her ordinary commands still reach her own server
     assert erin.json("whoami")["member"] == space.erin_id
 
@@ -156,7 +161,8 @@ def test_a_rolled_back_space_chain_and_removal(space: Space, forge: Forge, tmp_p
     alice, erin, name = space.alice, space.erin, space.name
     erin.ok("coalition", "join", space.code)
     alice.ok("team", "add", name, "bob", "--role", "reader")  # a link past the join code: judged by team role
-    assert sorted(m["name"] for m in alice.json("coalition", "show", name)["members"]) == ["alice", "bob", "erin"]
+    assert sorted(m["name"] for m in alice.json("coalition", "show", name)["members"]) == ["alice", "bob",
+                                                                                  f"erin@{space.ally_name}"]
     erin.ok("--space", name, "ls", name)
     links = forge.d.team_links[space.id]
     last = links.pop()

@@ -71,7 +71,7 @@ def test_an_allys_member_joins_the_space_as_a_guest(forge: Forge, ally: Member, 
     assert alice.json("coalition", "add", "campaign", who, "--approval", str(tmp_path / "guest.code"))["key_shared"]
     members = {m["name"]: (m["organization"], m["role"])
                for m in alice.json("coalition", "show", "campaign")["members"]}
-    assert members["erin"] == (org, "writer") and set(members) == {"alice", "erin"}
+    assert members[f"erin@{org}"] == (org, "writer") and set(members) == {"alice", f"erin@{org}"}  # a guest: NAME@ORG
     note = tmp_path / "plan.txt"
     note.write_text("joint campaign plan\n")
     alice.ok("put", "campaign", str(note))

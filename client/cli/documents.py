@@ -38,14 +38,16 @@ _VERSIONS = (Column("version", lambda r: r["version"]), Column("size", lambda r:
              Column("id", lambda r: r["vid"]), Column("op", lambda r: r["op"]), Column("name", lambda r: r["name"]))
 
 
-def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, str] | None = None) -> dict[str, Any]:
+def _doc_json(d: DocVersion, s: Client | None = None, names: dict[str, tuple[str, str | None]] | None = None
+              ) -> dict[str, Any]:
     c = d.record.core
     if d.opened is None:
         name, size = f"(no key for generation {c.gen})", None
     else:
         name, size = d.opened.name, d.opened.size
+    author_name, guest_of = (names or {}).get(c.author, (c.author[:8], None))
     out = {"name": name, "size": size, "version": c.seq, "vid": d.vid, "author": c.author,
-           "author_name": (names or {}).get(c.author, c.author[:8]), "time": c.time, "generation": c.gen,
+           "author_name": author_name, "author_guest_of": guest_of, "time": c.time, "generation": c.gen,
            "op": c.op, "deleted": c.op == DELETE}
     if c.op == DELETE:
         out["moved_to"] = d.opened.moved_to if d.opened is not None else None
@@ -217,10 +219,11 @@ def _get_folder(ctx: Ctx, team_name: str, prefix: str, output: str | None, versi
         raise FetchFailed(len(done), failed)
 
 
-def _names(s: Client) -> Callable[[], Awaitable[dict[str, str]]]:
-    async def go() -> dict[str, str]:
+def _names(s: Client) -> Callable[[], Awaitable[dict[str, tuple[str, str | None]]]]:
+    """Member id -> (the name shown: NAME@ORG for a guest, its organization or None)."""
+    async def go() -> dict[str, tuple[str, str | None]]:
         view = await s.chains.view()
-        return {m: st.name for m, st in view.members.items()}
+        return {m: (view.name_of(m), view.guest_of(m)) for m in view.members}
 
     return go
 

@@ -33,6 +33,7 @@ from client.threads.info import (
     check_expected_expire,
     duration_text,
     kept_text,
+    member_label,
     parse_duration,
 )
 from client.threads.team import Threads, attachment_for
@@ -54,11 +55,12 @@ def thread() -> None:
 
 def _shown_json(m: Shown, s: Client, thread_name: str, info: ThreadInfo) -> dict[str, Any]:
     view = s.chains.cached
-    name = view.name_of(m.sender) if view is not None and m.sender in view.members else m.sender
-    if view is not None and sum(1 for ms in view.members.values() if ms.name == name) > 1:
-        name = f"{name} ({m.sender[:8]})"  # names are chosen by their owners and may collide
+    guest_of = view.guest_of(m.sender) if view is not None else None
+    name = member_label(view.members, m.sender, guest_of) if view is not None and m.sender in view.members \
+        else m.sender
     return {**info.to_json(), "thread": thread_name, "pos": m.pos, "id": m.id, "time": m.time, "sender": m.sender,
-            "sender_name": name, "device": m.device, "seq": m.seq, "gen": m.gen, "text": m.text, "attach": m.attach}
+            "sender_name": name, "sender_guest_of": guest_of, "device": m.device, "seq": m.seq, "gen": m.gen,
+            "text": m.text, "attach": m.attach}
 
 
 def _print_header(name: str, info: ThreadInfo) -> None:

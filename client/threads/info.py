@@ -22,6 +22,7 @@ from typing import Any
 
 from client.sanitize import escape
 from vault.chains import MemberState, TeamState
+from vault.chains.coalition import guest_org
 from vault.errors import Conflict, VaultError
 from vault.messages import ThreadRecord
 
@@ -58,15 +59,17 @@ def for_text(expire: int) -> str:
     return f"for {duration_text(expire)}" if expire else "forever"
 
 
-def member_label(members: Mapping[str, MemberState], member_id: str) -> str:
-    """A member's display name, with the start of their id when another member has the same name
-    (names are chosen by their owners and may collide); an unknown member by the id's start."""
+def member_label(members: Mapping[str, MemberState], member_id: str, guest_of: str | None = None) -> str:
+    """A member's display name, NAME@ORG for a guest (``guest_of``: its organization), with the start of their id
+    when another member has the same name (names are chosen by their owners and may collide); an unknown member
+    by the id's start."""
     ms = members.get(member_id)
     if ms is None:
         return member_id[:8]
+    name = ms.name if guest_of is None else f"{ms.name}@{guest_of}"
     if sum(1 for other in members.values() if other.name == ms.name) > 1:
-        return f"{ms.name} ({member_id[:8]})"
-    return ms.name
+        return f"{name} ({member_id[:8]})"
+    return name
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ class ThreadInfo:
 
 def thread_info(members: Mapping[str, MemberState], team: TeamState, rec: ThreadRecord, now: int) -> ThreadInfo:
     """The facts of a verified thread record, with the creator named as this member's view names them."""
-    return ThreadInfo(rec.thread, rec.creator, member_label(members, rec.creator), team.role_of(rec.creator, now),
-                      rec.time, rec.expire)
+    label = member_label(members, rec.creator, guest_org(team.allies, team.guests, rec.creator))
+    return ThreadInfo(rec.thread, rec.creator, label, team.role_of(rec.creator, now), rec.time, rec.expire)
 
 
 class ThreadExists(Conflict):

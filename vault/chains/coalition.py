@@ -19,6 +19,7 @@ organization role (``GUEST_ROLE`` caps their team role) and takes their membersh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -71,6 +72,17 @@ class Guest:
     member: str
     ally: bytes
     approval: bytes
+
+
+def guest_org(allies: Mapping[bytes, Ally], guests: Mapping[str, Guest], member_id: str) -> str | None:
+    """The allied organization of a guest of a space, by the name its ``coalition.ally`` pin gives (the start of
+    its root if no longer pinned); None for a member who is no guest there. Shown beside a guest's name wherever
+    it is printed (NAME@ORG): a guest's name is its owner's choice and may mimic a host member's."""
+    g = guests.get(member_id)
+    if g is None:
+        return None
+    ally = allies.get(g.ally)
+    return ally.name if ally is not None else g.ally.hex()[:16]
 
 
 @dataclass(frozen=True)
