@@ -218,11 +218,11 @@ async def join(home: Home, secrets: Secrets, code: str, clock: Clock) -> tuple[J
         raise
 
 
-async def join_space(home: Home, code: str, clock: Clock) -> dict[str, Any]:
-    """``mvault coalition join CODE``: record and check the space; what to print."""
+async def join_space(home: Home, code: str, clock: Clock) -> tuple[dict[str, Any], Secrets, View]:
+    """``mvault coalition join CODE``: record and check the space; what to print, and the space's verified view."""
     secrets = home.unlock()
     _, view = await join(home, secrets, code, clock)
-    return space_row(view, home.config().member_id)
+    return space_row(view, home.config().member_id), secrets, view
 
 
 def space_row(view: View, me: str) -> dict[str, Any]:

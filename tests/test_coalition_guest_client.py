@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from client.guestspace import JoinCode
-from tests.conftest import Member
+from tests.conftest import RUNNING, Member, Org, ServerThread, security_team
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, Forgery, plant_version, relink, served, team_key, team_link
@@ -75,7 +75,8 @@ def _wire_logged(m: Member, log: Path) -> Member:
 
 def test_the_guest_never_receives_the_hosts_roster(space: Space, forge: Forge, tmp_path: Path) -> None:
     """Every answer the guest's client gets from the host's server, for join, ls, get, put, history and threads:
-    no organization chain, no member outside the space, no host team but the space (rule no-master-lists)."""
+    no organization chain, no member outside the space, no host team but the space (rule no-master-lists). (Its
+    exchanges with its own server, recording its acts there, are its own organization's.)"""
     log = tmp_path / "wire"
     log.mkdir()
     space.alice.ok("thread", "create", space.name, "plans")
@@ -88,8 +89,10 @@ def test_the_guest_never_receives_the_hosts_roster(space: Space, forge: Forge, t
                  ("put", space.name, str(note)), ("history", space.name, "plan.txt"),
                  ("thread", "post", space.name, "plans", "hi"), ("thread", "read", space.name, "plans")):
         erin.ok(*g, *args)
-    entries = [json.loads(line) for f in log.iterdir() for line in f.read_text().splitlines()]
+    every = [json.loads(line) for f in log.iterdir() for line in f.read_text().splitlines()]
+    entries = [e for e in every if e["url"] == forge.org.server.url]
     assert len(entries) > 20
+    assert [e for e in every if e["path"] == "/api/v1/audit/attest"]  # the acts, sent to the own server only
     outside = [forge.ids[n] for n in ("bob", "carol")] + [forge.drafting, forge.ops]
     for e in entries:
         assert e["path"] != "/api/v1/chains/org" and not e["path"].startswith("/api/v1/audit"), e["path"]
@@ -204,3 +207,56 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(space: Space, forge: F
     erin.ok("coalition", "join", newer)
     erin.fails("coalition", "join", space.code, contains="newer join code")
     assert [d["name"] for d in erin.json("--space", name, "ls", name)] == ["plan.txt"]
+
+
+
+def _own_server(tmp_path: Path) -> ServerThread:
+    """erin's own organization's server (the ally's: tests/helpers/allies.py)."""
+    return next(s for s in RUNNING.values() if s.data_dir == tmp_path / "ally-server")
+
+
+def test_the_guests_acts_are_recorded_in_its_own_organizations_log(space: Space, ally: Member, make_member: Any,
+                                                                    tmp_path: Path) -> None:
+    """Issue 20, "the audit log of each organization records its own members' acts in the space": erin's join,
+    put, get and post in the host's space are ``coalition.act`` events in her own organization's log (read by sam,
+    its Security Team), under the name her organization gave the space; her reads count for bulk-access; listings
+    record nothing."""
+    erin, name = space.erin, space.name
+    sam = security_team(Org(_own_server(tmp_path), ally, erin), make_member, "sam")
+    erin.ok("coalition", "join", space.code)
+    g = ("--space", name)
+    note = tmp_path / "erin-notes.txt"
+    note.write_text("notes from the ally\n")
+    erin.ok(*g, "put", name, str(note))
+    erin.ok(*g, "ls", name)
+    erin.ok(*g, "get", name, "plan.txt", "-o", str(tmp_path / "got.txt"))
+    space.alice.ok("thread", "create", name, "plans")
+    erin.ok(*g, "thread", "post", name, "plans", "hello from the ally")
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for i in range(19):
+        (batch / f"n{i:02}.txt").write_text(f"note {i}\n")
+    erin.ok(*g, "put", name, "-r", str(batch))
+    assert len(erin.json(*g, "get", name, "/", "-o", str(tmp_path / "all"))) == 21
+    events = sam.json("audit", "log", "--action", "coalition.act")
+    mine = [e for e in events if e["actor"] == space.erin_id and e["result"] == "ok"]
+    assert [(e["detail"]["act"], e["detail"]["count"]) for e in mine] == [
+        ("join", 1), ("put", 1), ("read", 1), ("post", 1), ("put", 19), ("read", 21)], mine
+    assert all(e["res"]["coalition"] == "campaign" and e["res"]["space"] == space.id for e in mine), mine
+    # 22 reads in the space within minutes: counted by bulk-access as reads (max_reads 20 in 15 minutes)
+    report = sam.run("audit", "report", "--json").json()
+    bulk = next(r for r in report["rules"] if r["rule"] == "bulk-access")
+    assert bulk["status"] == "alert" and any("read 22 documents" in f["message"] for f in bulk["findings"]), bulk
+
+
+def test_an_act_the_own_server_does_not_log_fails_the_command_after_it_is_done(space: Space, tmp_path: Path) -> None:
+    """The act on the host happened: the command prints it, then fails naming the act missing from the own log."""
+    erin, name = space.erin, space.name
+    erin.ok("coalition", "join", space.code)
+    _own_server(tmp_path).stop()
+    note = tmp_path / "late.txt"
+    note.write_text("stored while the own server is down\n")
+    r = erin.run("--space", name, "--json", "put", name, str(note))
+    assert r.code == 1, r
+    assert json.loads(r.out)[0]["name"] == "late.txt"  # stored on the host's server, and said so
+    assert "NOT in your own organization's audit log" in r.err and '"error": "transport"' in r.err, r.err

@@ -26,18 +26,19 @@ from typing import Any, TypeVar
 
 import click
 
-from client import closed, guestspace, maintenance, moves, restore
+from client import closed, guestacts, guestspace, maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
-from client.home import Home, default_home
+from client.home import Home, Secrets, default_home
 from client.names import Names
 from client.sanitize import escape
 from client.terminal import err, out
+from client.view import View
 from vault.errors import OrgClosed, RollbackDetected, ServerBehind, VaultError
 
 __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", "err", "json_flag", "out",
-           "parse_until", "print_rows", "progress_bar", "run", "when", "with_session"]
+           "parse_until", "print_rows", "progress_bar", "record_guest_act", "run", "when", "with_session"]
 
 T = TypeVar("T")
 #: the commands ``mvault --space NAME`` runs as a guest of a coalition space (the others are the organization's)
@@ -128,7 +129,8 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
 def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
     """A command in a coalition space of another organization, as its guest (client/guestspace.py): no key work,
     audit log, server move or closing of the host's is followed (none of it is this member's organization's)."""
-    command = click.get_current_context().command_path.split()[1:2]
+    words = click.get_current_context().command_path.split()[1:]
+    command = words[:1]
     if command and command[0] not in GUEST_COMMANDS:
         raise VaultError(f"`mvault --space` runs {', '.join(sorted(GUEST_COMMANDS))} in a coalition space you are a "
                          f"guest of; `{command[0]}` is for your own organization (run it without --space)")
@@ -139,12 +141,33 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
         async with Api(cfg.url, cfg.pin) as api:
             c = await guestspace.GuestClient.open(home, secrets, api, ctx.clock)
             try:
-                return await fn(c)
+                result = await fn(c)
             finally:
                 for w in c.session.warnings:
                     err.print_line(f"warning: {w}")
+        done = guestacts.act_of(words, result)
+        if done is not None and c.chains.cached is not None:
+            await record_guest_act(ctx, secrets, c.chains.cached, *done)
+        return result
 
     return run(go())
+
+
+async def record_guest_act(ctx: Ctx, secrets: Secrets, guest: View, act: str, count: int = 1) -> None:
+    """Record a guest's act in a coalition space in its own organization's audit log (client/guestacts.py). Not
+    sent: the command still prints what it did on the host's server, then fails with the reason (exit 1, or 3 for a
+    security error of the own server), a warning line first naming the act missing from the log."""
+    try:
+        await guestacts.record(ctx.home, secrets, ctx.clock, guest, act, count)
+    except VaultError as e:
+        space, failure = escape(next(iter(guest.teams.values())).name), e
+
+        def unrecorded() -> None:
+            err.print_line(f"warning: {act} (x{count}) in coalition space {space} was done on the host's server but "
+                           "is NOT in your own organization's audit log; tell your Security Team")
+            raise failure
+
+        click.get_current_context().call_on_close(unrecorded)
 
 
 async def moved_note(s: Client) -> list[str]:

@@ -4,11 +4,23 @@ organizations."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from client import coalition, coalitionacts, guests, guestspace
-from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, run, with_session
+from client.cli._common import (
+    Column,
+    Ctx,
+    emit_one,
+    emit_rows,
+    json_flag,
+    out,
+    parse_until,
+    record_guest_act,
+    run,
+    with_session,
+)
 from client.sanitize import escape
 from vault.chains import TeamState
 
@@ -200,7 +212,13 @@ def join(ctx: Ctx, code: str) -> None:
 
     Then every command runs in the space with `mvault --space NAME ...` (ls, put, get, history, thread ...)."""
     text = _text_or_file(code, guestspace.PREFIX)
-    row = run(guestspace.join_space(ctx.home, text, ctx.clock))
+
+    async def go() -> dict[str, Any]:
+        row, secrets, view = await guestspace.join_space(ctx.home, text, ctx.clock)
+        await record_guest_act(ctx, secrets, view, "join")  # in this member's own organization's audit log
+        return row
+
+    row = run(go())
     emit_one(ctx, row, lambda: out.print(
         f"joined coalition space {escape(row['name'])} ({row['space']}) as {row['role']}; members: "
         + ", ".join(f"{escape(n)} ({escape(o)})" for n, o in row["members"])

@@ -2,9 +2,9 @@
 naming a directory: records what the real client sends and receives, one JSON line per exchange, in
 ``WIRE_LOG/<pid>.jsonl`` (tests/test_api_schemas.py checks them against ``vault/wire``).
 
-It wraps ``client.api.Api`` from outside (nothing in the client knows of it): ``request`` (JSON calls and
-uploads), ``_check`` (the status and body of every answer, refusals included), ``download`` and
-``websocket`` (the frames the client sends and receives).
+It wraps ``client.api.Api`` from outside (nothing in the client knows of it; each entry names its server,
+``url``): ``request`` (JSON calls and uploads), ``_check`` (the status and body of every answer, refusals
+included), ``download`` and ``websocket`` (the frames the client sends and receives).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _install() -> None:
 
     async def recorded_request(self: Api, method: str, path: str, json: Any = None, data: Any = None,
                                length: int | None = None, max_answer: int | None = None) -> Any:
-        entry: dict[str, Any] = {"kind": "http", "method": method, "path": path,
+        entry: dict[str, Any] = {"kind": "http", "url": self.url, "method": method, "path": path,
                                  "request": "<binary>" if data is not None else json}
         try:
             return await request(self, method, path, json=json, data=data, length=length, max_answer=max_answer)
@@ -82,12 +82,14 @@ def _install() -> None:
         finally:
             if id(self) in answers:
                 status, body = answers.pop(id(self))
-                _write({"kind": "http", "method": "GET", "path": path, "request": None, "status": status,
+                _write({"kind": "http", "url": self.url, "method": "GET", "path": path, "request": None,
+                        "status": status,
                         "response": body if status >= 400 else "<text>" if id(self) in texts else "<binary>"})
 
     async def recorded_websocket(self: Api, path: str) -> Any:
         ws = await websocket(self, path)
-        _write({"kind": "http", "method": "GET", "path": path, "request": None, "status": 101, "response": None})
+        _write({"kind": "http", "url": self.url, "method": "GET", "path": path, "request": None, "status": 101,
+                "response": None})
         return _Socket(ws, path)
 
     Api.request = recorded_request  # type: ignore[method-assign]

@@ -1,0 +1,65 @@
+"""The guest's acts in a coalition space, recorded in its **own** organization's audit log (issue 20: "the audit
+log of each organization records its own members' acts in the space"; docs/lifecycle.md section 2 "Audit").
+
+After each successful ``mvault --space NAME`` command that acts on the space's content, and after ``mvault
+coalition join``, the guest's client opens its ordinary session with its own organization's server and sends the
+device-signed ``coalition.act`` record (``client.coalitionacts.record_act``). Which act each command is
+(``ACTS``): ``put``, ``rm``, ``mv``, ``restore`` are ``put`` (each writes a signed version), ``get`` is ``read``
+(``count``: the documents fetched), ``thread post`` is ``post``, ``thread read`` is ``read``; ``ls``, ``history`` and
+``thread ls`` (listings) record nothing.
+
+The space's name in the record is the one the guest's **own** organization gave its ``org.coalition`` key, never the
+host's name for the space: it is the entry whose key is the one the space's verified chain pinned for the ally that
+approved this guest (``own_name``), so nothing has to be stored at ``coalition join``.
+
+If the record cannot be sent (the own server unreachable, or it refuses), the act on the host already happened:
+the command prints its result, then fails (exit 1) with an error naming the act that is not in the log
+(SECURITY.md "Coalition acts")."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from client.api import Api
+from client.client import Client
+from client.clock import Clock
+from client.coalitionacts import record_act
+from client.home import Home, Secrets
+from client.view import View
+from vault.errors import NotFound
+
+#: the command (its words after ``mvault``) -> the act it is in the space
+ACTS: Final = {("put",): "put", ("rm",): "put", ("mv",): "put", ("restore",): "put", ("get",): "read",
+               ("thread", "post"): "post", ("thread", "read"): "read"}
+
+
+def act_of(command: list[str], result: object) -> tuple[str, int] | None:
+    """The act (and its count) a successful ``command`` with ``result`` is in the space, or None (a listing)."""
+    act = ACTS.get(tuple(command[:1])) or ACTS.get(tuple(command[:2]))
+    if act is None:
+        return None
+    count = len(result) if isinstance(result, list) else 1  # put and get FOLDER/ return one row a document
+    return (act, count) if count else None
+
+
+def own_name(guest: View, own: View, me: str) -> str:
+    """The name of the own organization's ``org.coalition`` for the space of ``guest`` (the guest's verified view):
+    the one whose key the space pinned for the ally that approved ``me``, which must be this organization."""
+    team = next(iter(guest.teams.values()))
+    entry = team.guests.get(me)
+    ally = team.allies.get(entry.ally) if entry is not None else None
+    if ally is not None and ally.org_root == own.org.root:
+        for name, coalition in own.org.coalitions.items():
+            if coalition.key == ally.key:
+                return name
+    raise NotFound(f"your organization recorded no coalition key that coalition space {team.name} pins for you")
+
+
+async def record(home: Home, secrets: Secrets, clock: Clock, guest: View, act: str, count: int) -> None:
+    """Send the record of ``act`` (``count`` times) in the space of ``guest`` to this home's own server."""
+    cfg = home.config()
+    async with Api(cfg.url, cfg.pin) as api:
+        c = await Client.open(home, secrets, api, clock)
+        view = await c.chains.view()
+        space = next(iter(guest.teams))
+        await record_act(c, own_name(guest, view, c.session.me), space, act, count=count)
