@@ -145,8 +145,8 @@ def test_sync_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "sync.json"
     r, result = run_bench("sync.py", out, "--quick", timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
-    assert list(rows) == ["first sync", "no-op sync", "propagation", "sync memory"]
-    for name in ("first sync", "no-op sync"):
+    assert list(rows) == ["first sync", "no-op sync", "no-op sync (watched)", "propagation", "sync memory"]
+    for name in ("first sync", "no-op sync", "no-op sync (watched)"):
         row = rows[name]
         assert row["unit"] == "s" and row["higher_is_better"] is False
         assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
@@ -154,6 +154,8 @@ def test_sync_bench_runs(tmp_path: Path) -> None:
     assert rows["first sync"]["target_ratio"] == 1.0
     assert rows["no-op sync"]["detail"]["nothing_to_do"] is True
     assert (rows["no-op sync"]["target_ratio"], list(rows["no-op sync"]["target_abs"])) == (0.5, ["<", 1.5])
+    watched = rows["no-op sync (watched)"]  # answered by the running watcher: nothing to do either
+    assert watched["detail"]["nothing_to_do"] is True and watched["target_ratio"] == 0.5
     live = rows["propagation"]
     assert live["reference"] is None and live["detail"]["lost"] == 0 and live["detail"]["samples"] == 5
     assert "p99 < 2 s" in live["checks"]
