@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from client import agent
+from client.homepath import home_dir
 from client.passphrase import MIN_LENGTH, Passphrases
 from vault import keystore, localstate
 from vault.encoding import Fields
@@ -50,7 +51,7 @@ PAD_MIN = 4096
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("MVAULT_HOME") or Path.home() / ".mvault")
+    return Path(home_dir())
 
 
 @dataclass

@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 
+from client.homepath import home_dir
 from client.sync.ask import REPORT_HEADERS, in_step
 from client.tty import is_terminal
 
@@ -35,8 +36,7 @@ def answered(argv: list[str]) -> bool:
             words.append(arg)
     if len(words) != 3 or words[0] != "sync" or words[1] == "status" or not os.path.isdir(words[2]):
         return False
-    home = os.environ.get("MVAULT_HOME") or os.path.join(os.path.expanduser("~"), ".mvault")
-    if not in_step(home, words[1], os.path.realpath(words[2])):
+    if not in_step(home_dir(), words[1], os.path.realpath(words[2])):
         return False
     if as_json:
         sys.stdout.write("[]\n")
