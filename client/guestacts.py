@@ -8,6 +8,13 @@ device-signed ``coalition.act`` record (``client.coalitionacts.record_act``). Wh
 (``count``: the documents fetched), ``thread post`` is ``post``, ``thread read`` is ``read``; ``ls``, ``history`` and
 ``thread ls`` (listings) record nothing.
 
+The long or many-document commands record in batches, never one record a document: ``sync`` (one pass, and each
+pass of ``--watch``) records at the end of each pass one ``read`` counting the documents it fetched (a pull, a
+conflict's team version, a file found already holding the version it fetched) and one ``put`` counting the versions
+it stored (a push, a move, a signed deletion, a conflict copy) (``sync_acts``); a dry run records nothing.
+``thread follow`` records one ``read`` counting the messages it showed, at most once a minute (``FOLLOW_EVERY``)
+and when it stops.
+
 The space's name in the record is the one the guest's **own** organization gave its ``org.coalition`` key, never the
 host's name for the space: it is the entry whose key is the one the space's verified chain pinned for the ally that
 approved this guest (``own_name``), so nothing has to be stored at ``coalition join``.
@@ -18,7 +25,8 @@ the command prints its result, then fails (exit 1) with an error naming the act 
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 from client.api import Api
 from client.client import Client
@@ -31,6 +39,21 @@ from vault.errors import NotFound
 #: the command (its words after ``mvault``) -> the act it is in the space
 ACTS: Final = {("put",): "put", ("rm",): "put", ("mv",): "put", ("restore",): "put", ("get",): "read",
                ("thread", "post"): "post", ("thread", "read"): "read"}
+
+
+#: a sync report row's action -> the act it is in the space (client/sync/plan.py, client/sync/engine.py)
+SYNC_ACTS: Final = {"pull": ("read",), "in-step": ("read",), "conflict": ("read", "put"), "push": ("put",),
+                    "move": ("put",), "delete-remote": ("put",)}
+FOLLOW_EVERY: Final = 60.0  # seconds between the ``read`` records of a running ``thread follow``
+
+
+def sync_acts(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, int]]:
+    """The acts of one sync pass from its report ``rows``: ``[("read", n), ("put", m)]`` without the zero ones."""
+    counts = {"read": 0, "put": 0}
+    for row in rows:
+        for act in SYNC_ACTS.get(str(row.get("action")), ()):
+            counts[act] += 1
+    return [(act, n) for act, n in counts.items() if n]
 
 
 def act_of(command: list[str], result: object) -> tuple[str, int] | None:
@@ -55,11 +78,13 @@ def own_name(guest: View, own: View, me: str) -> str:
     raise NotFound(f"your organization recorded no coalition key that coalition space {team.name} pins for you")
 
 
-async def record(home: Home, secrets: Secrets, clock: Clock, guest: View, act: str, count: int) -> None:
-    """Send the record of ``act`` (``count`` times) in the space of ``guest`` to this home's own server."""
+async def record(home: Home, secrets: Secrets, clock: Clock, guest: View, acts: list[tuple[str, int]]) -> None:
+    """Send the records of ``acts`` (each ``(act, count)``) in the space of ``guest`` to this home's own server, in
+    one session."""
     cfg = home.config()
     async with Api(cfg.url, cfg.pin) as api:
         c = await Client.open(home, secrets, api, clock)
         view = await c.chains.view()
-        space = next(iter(guest.teams))
-        await record_act(c, own_name(guest, view, c.session.me), space, act, count=count)
+        space, name = next(iter(guest.teams)), own_name(guest, view, c.session.me)
+        for act, count in acts:
+            await record_act(c, name, space, act, count=count)

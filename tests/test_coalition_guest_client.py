@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from client.guestspace import JoinCode
-from tests.conftest import RUNNING, Member, Org, ServerThread, security_team
+from tests.conftest import Member, Org, security_team
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, Forgery, plant_version, relink, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, guest_space
+from tests.helpers.guests import Space, guest_space, own_server
 from tests.helpers.tampering import ROLLBACK, SIGNATURE, column_replaced, edit_record
 from vault.keys import DeviceKeys
 
@@ -210,11 +210,6 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(space: Space, forge: F
 
 
 
-def _own_server(tmp_path: Path) -> ServerThread:
-    """erin's own organization's server (the ally's: tests/helpers/allies.py)."""
-    return next(s for s in RUNNING.values() if s.data_dir == tmp_path / "ally-server")
-
-
 def test_the_guests_acts_are_recorded_in_its_own_organizations_log(space: Space, ally: Member, make_member: Any,
                                                                     tmp_path: Path) -> None:
     """Issue 20, "the audit log of each organization records its own members' acts in the space": erin's join,
@@ -222,7 +217,7 @@ def test_the_guests_acts_are_recorded_in_its_own_organizations_log(space: Space,
     its Security Team), under the name her organization gave the space; her reads count for bulk-access; listings
     record nothing."""
     erin, name = space.erin, space.name
-    sam = security_team(Org(_own_server(tmp_path), ally, erin), make_member, "sam")
+    sam = security_team(Org(own_server(tmp_path), ally, erin), make_member, "sam")
     erin.ok("coalition", "join", space.code)
     g = ("--space", name)
     note = tmp_path / "erin-notes.txt"
@@ -253,7 +248,7 @@ def test_an_act_the_own_server_does_not_log_fails_the_command_after_it_is_done(s
     """The act on the host happened: the command prints it, then fails naming the act missing from the own log."""
     erin, name = space.erin, space.name
     erin.ok("coalition", "join", space.code)
-    _own_server(tmp_path).stop()
+    own_server(tmp_path).stop()
     note = tmp_path / "late.txt"
     note.write_text("stored while the own server is down\n")
     r = erin.run("--space", name, "--json", "put", name, str(note))

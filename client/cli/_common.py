@@ -42,7 +42,7 @@ __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", 
 
 T = TypeVar("T")
 #: the commands ``mvault --space NAME`` runs as a guest of a coalition space (the others are the organization's)
-GUEST_COMMANDS = frozenset({"ls", "put", "get", "history", "rm", "mv", "restore", "thread"})
+GUEST_COMMANDS = frozenset({"ls", "put", "get", "history", "rm", "mv", "restore", "sync", "thread"})
 PROGRESS_MIN = 4 * 1024 * 1024
 
 
@@ -52,6 +52,13 @@ class Ctx:
         self.home = Home(default_home())
         self.clock = Clock.from_environment()  # the one clock of this command
         self.space: str | None = None  # `mvault --space NAME`: a coalition space joined as a guest
+        self.guest: tuple[Secrets, Client] | None = None  # while a guest's command runs: its secrets and session
+
+    async def record_space_acts(self, acts: list[tuple[str, int]]) -> None:
+        """A long or many-document command's acts in a coalition space (a sync pass, a followed thread), recorded
+        in the guest's own organization's audit log as a batch (client/guestacts.py); nothing for a member."""
+        if self.guest is not None and self.guest[1].chains.cached is not None:
+            await record_guest_acts(self, self.guest[0], self.guest[1].chains.cached, acts)
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -140,6 +147,7 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
         async with Api(cfg.url, cfg.pin) as api:
             c = await guestspace.GuestClient.open(home, secrets, api, ctx.clock)
+            ctx.guest = (secrets, c)
             try:
                 result = await fn(c)
             finally:
@@ -154,16 +162,25 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
 
 
 async def record_guest_act(ctx: Ctx, secrets: Secrets, guest: View, act: str, count: int = 1) -> None:
-    """Record a guest's act in a coalition space in its own organization's audit log (client/guestacts.py). Not
-    sent: the command still prints what it did on the host's server, then fails with the reason (exit 1, or 3 for a
-    security error of the own server), a warning line first naming the act missing from the log."""
+    """Record a guest's act in a coalition space in its own organization's audit log (``record_guest_acts``)."""
+    await record_guest_acts(ctx, secrets, guest, [(act, count)])
+
+
+async def record_guest_acts(ctx: Ctx, secrets: Secrets, guest: View, acts: list[tuple[str, int]]) -> None:
+    """Record a guest's acts (each ``(act, count)``) in a coalition space in its own organization's audit log
+    (client/guestacts.py). Not sent: the command still prints what it did on the host's server, then fails with the
+    reason (exit 1, or 3 for a security error of the own server), a warning line first naming the acts missing from
+    the log."""
+    if not acts:
+        return
     try:
-        await guestacts.record(ctx.home, secrets, ctx.clock, guest, act, count)
+        await guestacts.record(ctx.home, secrets, ctx.clock, guest, acts)
     except VaultError as e:
         space, failure = escape(next(iter(guest.teams.values())).name), e
+        done = ", ".join(f"{act} (x{count})" for act, count in acts)
 
         def unrecorded() -> None:
-            err.print_line(f"warning: {act} (x{count}) in coalition space {space} was done on the host's server but "
+            err.print_line(f"warning: {done} in coalition space {space} was done on the host's server but "
                            "is NOT in your own organization's audit log; tell your Security Team")
             raise failure
 

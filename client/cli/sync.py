@@ -1,4 +1,8 @@
-"""``mvault sync TEAM DIR`` (one pass) and ``mvault sync status [DIR]``: a team's documents as a folder."""
+"""``mvault sync TEAM DIR`` (one pass) and ``mvault sync status [DIR]``: a team's documents as a folder.
+
+``mvault --space NAME sync DIR`` syncs a coalition space joined as a guest (client/guestspace.py) with the same
+engine and every check of a member's sync, against the host's server; each pass's reads and writes are recorded as
+two ``coalition.act`` records in the guest's own organization's audit log (client/guestacts.py ``sync_acts``)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from typing import Any
 
 import click
 
-from client import maintenance
+from client import guestspace, maintenance
 from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, with_session
 from client.client import Client
+from client.guestacts import sync_acts
 from client.sanitize import escape
 from client.sync.ask import REPORT_HEADERS, watch_socket
 from client.sync.engine import Outcome, sync_pass
@@ -27,14 +32,15 @@ from vault.errors import Conflict
 
 _ACTIONS = tuple(Column(header, cell) for header, cell in zip(REPORT_HEADERS, (
     lambda r: r["action"], lambda r: r["name"], lambda r: r["seq"], lambda r: r["detail"] or None), strict=True))
-_FOLDERS = (Column("team", lambda r: r["team_name"]), Column("folder", lambda r: r["folder"]),
+_FOLDERS = (Column("team", lambda r: f"{r['team_name']} (--space)" if r["space"] else r["team_name"]),
+            Column("folder", lambda r: r["folder"]),
             Column("last sync", lambda r: Time(r["last_sync"]) if r["last_sync"] else None),
             Column("files", lambda r: r["files"]), Column("pending", lambda r: r["pending"]),
             Column("conflicts", lambda r: r["conflicts"]))
 
 
 @click.command("sync")
-@click.argument("args", metavar="TEAM DIR | status [DIR]", nargs=-1, required=True)
+@click.argument("args", metavar="TEAM DIR | status [DIR] | (with --space NAME) DIR", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="show what would change (conflicts included); change nothing")
 @click.option("--confirm-deletes", is_flag=True,
               help="store local deletions even when the folder is gone or empty, or many files would be deleted")
@@ -55,6 +61,8 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
     kept beside it as "NAME (conflict MEMBER DATE TIME).EXT", uploaded as its own document. A server
     leaving out or rolling back a document stops the pass (exit 3) before anything changes here.
     `mvault sync status [DIR]` lists synced folders: team, last sync, pending local changes, conflicts.
+    `mvault --space NAME sync DIR`: coalition space NAME joined as a guest (its passes recorded in your own
+    organization's audit log).
     Exit 0 in step, 1 with conflicts, refusals or changes not pushed, 3 for a server caught lying.
     """
     if args and args[0] == "status":
@@ -64,8 +72,10 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
             raise click.UsageError("sync status takes at most one DIR")
         _status(ctx, Path(args[1]) if len(args) == 2 else None)
         return
+    if ctx.space is not None and len(args) == 1:  # the space is the team
+        args = (ctx.space, *args)
     if len(args) != 2:
-        raise click.UsageError("give TEAM and DIR (or `sync status [DIR]`)")
+        raise click.UsageError("give TEAM and DIR (or `sync status [DIR]`; with --space NAME, DIR)")
     team_name, folder = args[0], Path(args[1])
     if folder.exists() and not folder.is_dir():
         raise click.UsageError(f"{escape(str(folder))} is not a folder")
@@ -79,13 +89,17 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
             return stack.enter_context(progress_bar(ctx, total, f"sync {team_name}"))
 
         async def go(s: Client) -> Outcome:
-            return await sync_pass(s, team_name, folder, dry_run=dry_run, confirm_deletes=confirm_deletes,
-                                   hidden_ok=hidden, on_plan=on_plan)
+            outcome = await sync_pass(s, team_name, folder, dry_run=dry_run, confirm_deletes=confirm_deletes,
+                                      hidden_ok=hidden, on_plan=on_plan)
+            if not dry_run:  # a dry run reads and writes nothing (its rows say what a pass would do)
+                await ctx.record_space_acts(sync_acts(outcome.rows))
+            return outcome
 
         outcome = with_session(ctx, go)
     emit_rows(ctx, outcome.rows, _ACTIONS)
     if outcome.refused:
-        again = f"mvault sync {shlex.quote(team_name)} {shlex.quote(str(folder))} --confirm-deletes"
+        where = f"--space {shlex.quote(ctx.space)} sync" if ctx.space is not None else f"sync {shlex.quote(team_name)}"
+        again = f"mvault {where} {shlex.quote(str(folder))} --confirm-deletes"
         raise Conflict(f"{outcome.refused} local deletion(s) held back (the folder is gone or empty, or too many "
                        f"files would be deleted); if you meant it, run `{escape(again)}`")
     if outcome.trouble:
@@ -113,10 +127,12 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
 
         async def run_pass(hint: Hint | None) -> list[dict[str, Any]]:
             await s.chains.view(refresh=True)
-            await maintenance.maintain(s)
+            if ctx.space is None:  # a guest has no key work in the host's space (its admins' clients do it)
+                await maintenance.maintain(s)
             # a hinted pass scans only the paths the watcher saw change; the team's listing is always whole
             outcome = await sync_pass(s, team_name, folder, confirm_deletes=confirm_deletes, hidden_ok=hidden,
                                       only=hint.paths if hint is not None else None)
+            await ctx.record_space_acts(sync_acts(outcome.rows))
             return outcome.rows
 
         if not folder.is_dir():  # a first sync makes the folder (a known one that vanished stays gone: an error)
@@ -124,7 +140,9 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
                 emit(row)
 
         root = str(folder.resolve())  # `mvault sync TEAM DIR` asks here first (client/cli/fast.py)
-        served = Served(watch_socket(str(ctx.home.path), team_name, root), team_name, root, hidden)
+        # a guest's watcher answers no one-pass sync (`mvault --space NAME sync` never asks: client/cli/fast.py)
+        served = Served(watch_socket(str(ctx.home.path), team_name, root), team_name, root, hidden) \
+            if ctx.space is None else None
         await watch(run_pass, folder, doc_notices(s, team), emit, stop, backstop=backstop, renew=s.login,
                     served=served)
 
@@ -132,7 +150,9 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
 
 
 def _status(ctx: Ctx, folder: Path | None) -> None:
-    """Every synced folder (or DIR's): team, folder, last sync, pending local changes (a scan, no network)."""
+    """Every synced folder (or DIR's): team, folder, last sync, pending local changes (a scan, no network). A
+    coalition space's folder synced as a guest (``--space``) is listed too (``space``: true; on a terminal the
+    space's name followed by ``(--space)``)."""
     secrets = ctx.home.unlock()
     folders = SyncFolders(ctx.home.path, secrets.device)
     indexes = folders.all()
@@ -141,6 +161,7 @@ def _status(ctx: Ctx, folder: Path | None) -> None:
         indexes = [i for i in indexes if Path(i.root) == root]
         if not indexes:
             raise click.UsageError(f"{escape(str(folder))} is not a synced folder")
+    spaces = set(guestspace.joined(ctx.home).values())  # the coalition spaces joined as a guest (their ids)
     rows: list[dict[str, Any]] = []
     for index in indexes:
         root = Path(index.root)
@@ -153,7 +174,7 @@ def _status(ctx: Ctx, folder: Path | None) -> None:
         conflicts = sum(1 for n in (found.files if found else {}) if " (conflict " in n)
         rows.append({"team": index.team, "team_name": index.team_name, "folder": index.root,
                      "last_sync": index.last_sync, "files": len(index.files), "pending": pending,
-                     "conflicts": conflicts, "missing": found is None})
+                     "conflicts": conflicts, "missing": found is None, "space": index.team in spaces})
     emit_rows(ctx, rows, _FOLDERS)
 
 

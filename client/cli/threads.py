@@ -1,7 +1,9 @@
 """``mvault thread ...``: encrypted team threads from the command line.
 
 ``follow`` runs until Ctrl-C (or SIGTERM), reconnecting by itself; with ``--json`` it
-prints one JSON object per message, one per line.
+prints one JSON object per message, one per line. As a guest of a coalition space (``mvault --space NAME thread
+follow``), the messages shown are recorded in the guest's own organization's audit log as one ``read`` record a
+minute at most, and one when it stops (client/guestacts.py).
 
 Whoever creates a thread name first chooses its expiry for everyone (``client/threads/info.py``):
 ``ls``, ``post``, ``read`` and ``follow`` always show who created the thread and how long it
@@ -24,6 +26,7 @@ import click
 from client.audit.log import parse_since
 from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
+from client.guestacts import FOLLOW_EVERY
 from client.sanitize import escape, message_lines
 from client.terminal import fold
 from client.threads.cache import Shown
@@ -219,7 +222,19 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
             if not ctx.as_json:
                 _print_header(name, info)
 
+        shown = [0]  # messages shown since the last ``read`` record (a guest's: client/guestacts.py)
+
+        async def record_reads() -> None:
+            count, shown[0] = shown[0], 0
+            await ctx.record_space_acts([("read", count)] if count else [])
+
+        async def record_every() -> None:
+            while True:
+                await asyncio.sleep(FOLLOW_EVERY)
+                await record_reads()
+
         async def on_message(tid: str, m: Shown) -> None:
+            shown[0] += 1
             if tid not in names:  # following all: a thread's header before its first message
                 ct = threads.cache.threads[tid]
                 names[tid] = (ct.name, await threads.info(ct))
@@ -239,12 +254,17 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
             elif state != "live":
                 err.print_line(state)
 
+        ticker = asyncio.ensure_future(record_every()) if ctx.space is not None else None
         try:
             await threads.follow(name, on_message, on_state, stop)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+            if ticker is not None:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+                await record_reads()
 
     with_session(ctx, go)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from client.home import Home
-from tests.conftest import Member
+from tests.conftest import RUNNING, Member, ServerThread
 from tests.helpers.forgery import Forge
 
 
@@ -52,3 +52,20 @@ def guest_space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytes
     alice.ok("put", "campaign", str(note))
     code = alice.json("coalition", "join-code", "campaign")["code"]
     return Space(alice, erin, "campaign", space, org, forge.ids["erin"], code)
+
+
+def own_server(tmp_path: Path) -> ServerThread:
+    """The guests' own organization's server (the ally's: tests/helpers/allies.py)."""
+    return next(s for s in RUNNING.values() if s.data_dir == tmp_path / "ally-server")
+
+
+def reader_guest(space: Space, forge: Forge, ally: Member, make_member: Any, name: str = "fred") -> Member:
+    """Another member of the ally, approved and added as a reader of the space, joined with a fresh join code."""
+    fred: Member = make_member(name)
+    fred.ok("join", ally.json("invite")["invite"], "--name", name)
+    forge.ids[name] = fred.json("whoami")["member"]
+    guest = ally.json("coalition", "approve", space.name, name, "--space", space.id, "--role", "reader")["code"]
+    space.alice.ok("coalition", "add", space.name, f"{name}@{space.ally_name}", "--role", "reader",
+                   "--approval", guest)
+    fred.ok("coalition", "join", space.alice.json("coalition", "join-code", space.name)["code"])
+    return fred

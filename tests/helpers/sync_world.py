@@ -97,11 +97,12 @@ def all_contents(org: Org, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> set[st
 
 
 class Watcher:
-    """``mvault sync TEAM DIR --watch --json`` in the background; its rows are read as they come."""
+    """``mvault sync TEAM DIR --watch --json`` in the background (``command``: the words before DIR, e.g. a
+    guest's ``--space NAME sync``); its rows are read as they come."""
 
-    def __init__(self, member: Member, folder: Path, *more: str) -> None:
+    def __init__(self, member: Member, folder: Path, *more: str, command: tuple[str, ...] = ("sync", TEAM)) -> None:
         self.member, self.folder = member, folder
-        self.proc = subprocess.Popen([MVAULT, "sync", TEAM, str(folder), "--watch", "--json", *more],
+        self.proc = subprocess.Popen([MVAULT, *command, str(folder), "--watch", "--json", *more],
                                      env=member.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.rows: list[dict[str, Any]] = []
         self.lines: list[str] = []
