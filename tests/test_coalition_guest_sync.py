@@ -117,6 +117,10 @@ def test_the_host_server_lying_to_the_guests_sync_stops_the_pass(space: Space, f
     with rows_deleted(forge.org, vid):  # the server serves the space as it was before v2 (erin saw v2)
         assert erin.fails("--space", name, "sync", str(folder), contains=ROLLBACK).code == 3
     assert files_of(folder) == {"plan.txt": b"second plan\n"}
+    every = [v for (v,) in sql(forge.org, "SELECT vid FROM versions WHERE team=?", space.id)]
+    with rows_deleted(forge.org, *every):  # the whole document withheld: absence is never a deletion
+        assert erin.fails("--space", name, "sync", str(folder), contains=ROLLBACK).code == 3
+    assert files_of(folder) == {"plan.txt": b"second plan\n"}
     # bob is a reader of the space (added past the join code: judged by team role alone), carol no member of it
     alice.ok("team", "add", name, "bob", "--role", "reader")
     team = forge.d.team(space.id)
