@@ -138,8 +138,12 @@ def test_the_host_server_lying_to_the_guests_sync_stops_the_pass(space: Space, f
     assert _sync(erin, space, folder) == []
 
 
-def test_removal_stops_the_guests_watch_with_its_files_kept(space: Space, tmp_path: Path) -> None:
+def test_removal_stops_the_guests_watch_with_its_files_kept(space: Space, ally: Member, make_member: Any,
+                                                            tmp_path: Path) -> None:
+    """The watch pulls and pushes live, each pass recorded at home (counts, no record for a pass with nothing to
+    do); the guest's removal stops it (exit 1) with every file kept, and a later pass changes nothing."""
     alice, erin, name = space.alice, space.erin, space.name
+    sam = security_team(Org(own_server(tmp_path), ally, erin), make_member, "sam")
     folder = tmp_path / "erin-campaign"
     w = Watcher(erin, folder, command=("--space", name, "sync"))
     try:
@@ -164,6 +168,8 @@ def test_removal_stops_the_guests_watch_with_its_files_kept(space: Space, tmp_pa
                                 "reply.txt": b"erin's reply\n"}
     r = erin.run("--space", name, "sync", str(folder))
     assert r.code == 1 and files_of(folder)["reply.txt"] == b"erin's reply\n", r
+    acts = _acts(sam, space.erin_id)
+    assert sum(n for a, n in acts if a == "read") == 2 and [n for a, n in acts if a == "put"] == [1], acts
 
 
 def test_the_guest_follows_a_thread_and_its_reads_are_recorded_at_home(
