@@ -140,6 +140,9 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
         async with Api(cfg.url, cfg.pin) as api:
             c = await guestspace.GuestClient.open(home, secrets, api, ctx.clock)
+            before = guestacts.act_before(words)
+            if before is not None:  # recorded first (else refused): a reader stopped any way leaves its record
+                await guestacts.record(ctx.home, secrets, ctx.clock, await c.chains.view(), before, 1)
             try:
                 result = await fn(c)
             finally:
