@@ -130,21 +130,29 @@ def sibling(home: Home, space: str) -> SpaceHome:
 
 
 def joined(home: Home) -> dict[str, str]:
-    """The coalition spaces this home joined as a guest: name -> team id (read from their sealed records)."""
+    """The coalition spaces this home joined as a guest: team id -> name (read from their sealed records)."""
     found: dict[str, str] = {}
     for path in sorted(home.path.glob("space.*.space.bin")):
         space = path.name.split(".")[1]
-        found[sibling(home, space).anchor().name] = space
+        found[space] = sibling(home, space).anchor().name
     return found
 
 
+def _named(spaces: dict[str, str], name: str) -> set[str]:
+    """The ids of the joined ``spaces`` that ``name`` names (by name or by id)."""
+    return {space for space, its in spaces.items() if name in (its, space)}
+
+
 def space_home(home: Home, name: str) -> SpaceHome:
-    """The joined space named ``name`` (or with that team id)."""
-    spaces = joined(home)
-    space = spaces.get(name) or (name if name in spaces.values() else None)
-    if space is None:
+    """The joined space named ``name`` (or with that team id); refused if two are (review round 13: two hosts may
+    name their spaces alike, and one of them got what was meant for the other)."""
+    found = _named(joined(home), name)
+    if not found:
         raise NotFound(f"no coalition space {name!r} joined on this device (`mvault coalition join CODE`)")
-    return sibling(home, space)
+    if len(found) > 1:
+        raise VaultError(f"two coalition spaces joined on this device are named {name!r} ({', '.join(sorted(found))})"
+                         ": give the one you mean by its id")
+    return sibling(home, found.pop())
 
 
 class GuestChains(Chains):
@@ -194,6 +202,10 @@ async def join(home: Home, secrets: Secrets, code: str, clock: Clock) -> tuple[J
     """The guest's side: record the space of join ``code`` in this home, then log in and check it."""
     jc = JoinCode.parse(code)
     mine = home.config()
+    clash = _named(joined(home), jc.name) - {jc.space}
+    if clash:  # `--space NAME` must name one space, never another host's by surprise (review round 13)
+        raise VaultError(f"this device already joined another coalition space named {jc.name!r} ({', '.join(clash)}"
+                         f"); the space of this code ({jc.space}) is not joined")
     space = sibling(home, jc.space)
     known = (home.path / f"space.{jc.space}.space.bin").exists()
     if known and space.anchor().seq > jc.seq:

@@ -143,17 +143,20 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
                          f"guest of; `{command[0]}` is for your own organization (run it without --space)")
     home = guestspace.space_home(ctx.home, space)
     cfg, secrets = home.config(), home.unlock()
+    before = guestacts.act_before(words, click.get_current_context().params)
 
     async def go() -> T:
         async with Api(cfg.url, cfg.pin) as api:
             c = await guestspace.GuestClient.open(home, secrets, api, ctx.clock)
             ctx.guest = (secrets, c)
+            if before is not None:  # recorded first (else refused): a reader stopped any way leaves its record
+                await guestacts.record(ctx.home, secrets, ctx.clock, await c.chains.view(), [(before, 1)])
             try:
                 result = await fn(c)
             finally:
                 for w in c.session.warnings:
                     err.print_line(f"warning: {w}")
-        done = guestacts.act_of(words, result)
+        done = None if before is not None else guestacts.act_of(words, result)
         if done is not None and c.chains.cached is not None:
             await record_guest_act(ctx, secrets, c.chains.cached, *done)
         return result

@@ -6,9 +6,13 @@ the ``coalition.act`` events, each carrying the member's device-signed record (`
   held, or not an act they were entitled to (the server made or altered it); and, when ``coalition`` is one of the
   rule's ``sensitive_kinds``, a compa acting in a coalition space.
 * ``offboarding``: a member removed from the organization who is still in a coalition space as far as the log shows
-  (an ``approve`` naming them or an act of theirs, with no ``remove`` naming them nor ``leave`` of theirs after): the
-  NCC's ``coalition.remove`` must reach the host within ``hours``.
+  (an ``approve`` naming them or an act of theirs, with no ``remove`` naming them after): the NCC's
+  ``coalition.remove`` must reach the host within ``hours``. The member's own ``leave`` does not end it (review
+  round 13: any member can sign one before being expelled, and stay a guest of the host's space).
 * ``bulk-access``: reads in coalition spaces (``read``, ``count`` each) are reads like ``doc.read``.
+
+A record (its exact bytes) logged more than once counts once; each further copy is a need-to-know warning (review
+round 13: the server replaying a member's valid record made bulk-access blame them for reads they never did).
 
 What the log cannot show: acts a member's client did not record (a rogue or old client skips the record)."""
 
@@ -16,18 +20,30 @@ from __future__ import annotations
 
 from security.coalitionact import judge_act
 from security.protocols import Rule
-from security.rules.base import HOUR, VIOLATION, Context, Finding, dur, finding, obligation, ok_events, signed_record
+from security.rules.base import (
+    HOUR,
+    VIOLATION,
+    WARNING,
+    Context,
+    Finding,
+    dur,
+    finding,
+    obligation,
+    ok_events,
+    signed_record,
+)
 from vault.coalitionact import NCC_ACTS, CoalitionAct
 from vault.errors import EncodingError, VaultError
 
-_LEAVING = ("remove", "leave")
+_LEAVING = ("remove",)  # the NCC's; a member's own "leave" is its word only
 
 
 def _judged(ctx: Context) -> tuple[list[tuple[int, CoalitionAct]], list[Finding]]:
     """The valid records of the log's ``coalition.act`` events (index, record), and a finding (rule need-to-know,
-    filled in by the caller) for each event without a valid one."""
+    filled in by the caller) for each event without a valid one, or whose record was logged before (counted once)."""
     valid: list[tuple[int, CoalitionAct]] = []
     bad: list[Finding] = []
+    first: dict[bytes, int] = {}  # record -> the index of the event that logged it first
     for idx, ev in ok_events(ctx.actions("coalition.act")):
         try:
             raw, sig = signed_record(ev.detail)
@@ -39,6 +55,12 @@ def _judged(ctx: Context) -> tuple[list[tuple[int, CoalitionAct]], list[Finding]
             bad.append(Finding("need-to-know", VIOLATION, f"a coalition act of member {ev.actor or '?'} was logged "
                                f"without a valid signed record of their device: {e}", ev.actor, (idx,)))
             continue
+        if raw in first:
+            bad.append(Finding("need-to-know", WARNING, f"the coalition act record of member {ev.actor} in event "
+                               f"{first[raw]} was logged again (replayed by the server, or two identical acts in one "
+                               "second): counted once", ev.actor, (first[raw], idx)))
+            continue
+        first[raw] = idx
         valid.append((idx, record))
     return valid, bad
 
