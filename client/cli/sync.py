@@ -161,7 +161,7 @@ def _status(ctx: Ctx, folder: Path | None) -> None:
         indexes = [i for i in indexes if Path(i.root) == root]
         if not indexes:
             raise click.UsageError(f"{escape(str(folder))} is not a synced folder")
-    spaces = set(guestspace.joined(ctx.home).values())  # the coalition spaces joined as a guest (their ids)
+    spaces = set(guestspace.joined(ctx.home))  # the coalition spaces joined as a guest (their ids)
     rows: list[dict[str, Any]] = []
     for index in indexes:
         root = Path(index.root)
