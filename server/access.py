@@ -29,7 +29,6 @@ from server.context import (
     LOG,
     LOGIN,
     LOGINS,
-    NEW_LINKS,
     PUBLIC,
     SESSION_KEY,
     STATE,
@@ -96,12 +95,11 @@ async def chains_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 async def catch_up(app: web.Application) -> None:
     """This process's directory replays the links other server processes stored since it last looked (one
-    indexed query when there are none, shared by the requests that ask while it runs: ``server/sharedread.py``),
-    under the chain lock (not between a chain route's check and its commit).
+    indexed query when there are none), under the chain lock (not between a chain route's check and its commit).
     Before a request is judged (``chains_middleware``), again once a request's body has arrived
     (``check_session_now``): a removal or a cut stored meanwhile through another process counts (review round 10),
     and on a notice that links were stored (``server/relay.py``)."""
-    if app[CONFIG].database_url and await app[NEW_LINKS]():
+    if app[CONFIG].database_url and await app[CHAINS].links_after(app[DIRECTORY].seen):
         async with app[LOCK]:
             await catch_up_locked(app)
 

@@ -31,7 +31,6 @@ from server.context import (
     LOG,
     LOGINS,
     MEMBER_REFUSALS,
-    NEW_LINKS,
     REFUSALS,
     SLOTS,
     STATE,
@@ -64,7 +63,6 @@ from server.routes import (
     restore,
     threads,
 )
-from server.sharedread import SharedRead
 from server.store.backends import open_audit, open_storage
 from server.store.owed import OwedJournal
 from server.store.postgres.vault import PostgresStorage
@@ -86,7 +84,6 @@ def make_app(storage: Storage, directory: Directory, config: Config) -> web.Appl
     app[DIRECTORY] = directory
     app[CONFIG] = config
     app[LOCK] = asyncio.Lock()
-    app[NEW_LINKS] = SharedRead(lambda: app[CHAINS].links_after(app[DIRECTORY].seen))  # server/access.py
     app[LAST_PURGE] = [0.0]
     app[GUARD] = storage.guard(config.rate_per_second, config.rate_burst, config.rate_sources)
     app[REFUSALS] = Refusals()

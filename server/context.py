@@ -25,7 +25,6 @@ from server.directory import Directory
 from server.events import EventBus, Hub
 from server.guard import MemberRefusals, Refusals
 from server.messagelog import MessageLog
-from server.sharedread import SharedRead
 from server.store.owed import OwedJournal
 from server.store.protocols import (
     AuditLog,
@@ -134,8 +133,6 @@ AUDIT = web.AppKey("audit", AuditLog)
 DIRECTORY = web.AppKey("directory", Directory)
 CONFIG = web.AppKey("config", Config)
 LOCK = web.AppKey("lock", asyncio.Lock)
-# links other server processes stored after the last one replayed here, read once for the requests that ask meanwhile
-NEW_LINKS = web.AppKey("new_links", SharedRead)
 LAST_PURGE = web.AppKey("last_purge", list)  # [time of the last purge of expired login rows]
 PURGE_EVERY = 60.0
 GUARD = web.AppKey("guard", GuardStore)  # request budgets and failed logins per source (server/guard.py)
