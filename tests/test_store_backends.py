@@ -239,6 +239,28 @@ async def test_threads_and_their_messages(store: Storage) -> None:
     assert stored is not None and stored.record == b"record"
 
 
+async def test_one_batch_of_messages_across_threads(store: Storage) -> None:
+    """One batch placing messages in two threads, a device twice in each: positions per thread, each sender's last
+    message and each thread's next position and newest time are stored (on PostgreSQL one statement writes them)."""
+    for name in ("a", "b"):
+        assert await store.add_thread(StoredThread("t1", name, b"record", 0, 1, 100), 100,
+                                      Allowance("m", per_day=5)) == ThreadAdded()
+
+    def post(thread: str, seq: int, time: int, prev: str | None) -> MessagePost:
+        return MessagePost(StoredMessage("t1", thread, 0, f"{thread}{seq}", "d1", seq, time, b"r"), prev)
+
+    placed = await store.add_messages([post("a", 1, 101, None), post("b", 1, 102, None), post("a", 2, 105, "a1"),
+                                       post("b", 2, 103, "b1"), post("b", 3, 104, "b2")])
+    assert placed == [MessagePlaced(1), MessagePlaced(1), MessagePlaced(2), MessagePlaced(2), MessagePlaced(3)]
+    a, b = await store.thread_head("t1", "a"), await store.thread_head("t1", "b")
+    assert a is not None and a.next_pos == 3 and a.senders == {"d1": (2, "a2", 105)}
+    assert b is not None and b.next_pos == 4 and b.senders == {"d1": (3, "b3", 104)}
+    assert [(m.pos, m.mid) for m in await store.messages("t1", "b", 0, 10, 110)] == [(1, "b1"), (2, "b2"), (3, "b3")]
+    assert {t.thread: (t.next_pos, t.last_time) for t in await store.threads("t1", 110)} == {"a": (3, 105),
+                                                                                           "b": (4, 104)}
+    assert await store.add_messages([post("a", 2, 106, "a1")]) == [SenderMoved(2)]  # the stored sender is the truth
+
+
 async def test_the_audit_log_is_rebuilt_from_the_database(tmp_path: Path, backend: str) -> None:
     log = await open_audit(tmp_path, backend)
     try:

@@ -38,8 +38,12 @@ RETRY = (0.1, 5.0)  # the first and the longest wait before connecting again
 async def notify(conn: Conn, origin: str, notices: Sequence[Notice]) -> None:
     """Announce ``notices`` when the caller's transaction commits (one round trip for all of them)."""
     if notices:
-        await conn.execute("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", CHANNEL,
-                           [encode(origin, n) for n in notices])
+        await conn.execute("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", CHANNEL, payloads(origin, notices))
+
+
+def payloads(origin: str, notices: Sequence[Notice]) -> list[str]:
+    """What ``notify`` sends on ``CHANNEL`` (for a statement that sends them itself)."""
+    return [encode(origin, n) for n in notices]
 
 
 class Listener:
