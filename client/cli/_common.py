@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
-from client import closed, guestacts, guestspace, maintenance, moves, restore
+from client import closed, expulsions, guestacts, guestspace, maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -141,6 +141,8 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
         async with Api(cfg.url, cfg.pin) as api:
             c = await guestspace.GuestClient.open(home, secrets, api, ctx.clock)
             try:
+                for line in await expulsions.carry(ctx.home, secrets, ctx.clock, c):  # our own organization's removals
+                    err.print_line(line)
                 result = await fn(c)
             finally:
                 for w in c.session.warnings:

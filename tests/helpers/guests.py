@@ -14,13 +14,15 @@ from tests.conftest import Member
 from tests.helpers.forgery import Forge
 
 
-def erin_of(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Member:
-    """dora's member erin, on the ally's server; her keys in ``forge.keys`` (to open boxes as she would)."""
-    erin: Member = make_member("erin")
-    erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
+def erin_of(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch,
+            name: str = "erin") -> Member:
+    """dora's member erin (or ``name``), on the ally's server; her keys in ``forge.keys`` (to open boxes as she
+    would)."""
+    erin: Member = make_member(name)
+    erin.ok("join", ally.json("invite")["invite"], "--name", name)
     monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(erin.passphrase_file))
-    forge.keys["erin"] = Home(erin.home).unlock()
-    forge.ids["erin"] = erin.json("whoami")["member"]
+    forge.keys[name] = Home(erin.home).unlock()
+    forge.ids[name] = erin.json("whoami")["member"]
     return erin
 
 
@@ -39,9 +41,10 @@ class Space:
 
 
 def guest_space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch,
-                tmp_path: Path) -> Space:
+                tmp_path: Path, erin: Member | None = None) -> Space:
+    """``erin``: the guest made already (with ``erin_of``), for a test that gives her more devices first."""
     alice = forge.org.alice
-    erin = erin_of(forge, ally, make_member, monkeypatch)
+    erin = erin or erin_of(forge, ally, make_member, monkeypatch)
     pairing = ally.json("coalition", "pairing-code", "campaign")["code"]
     space = alice.json("coalition", "create", "campaign", "--with", pairing)["space"]
     org = alice.json("coalition", "show", "campaign")["allies"][0]["name"]
