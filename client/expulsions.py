@@ -142,3 +142,19 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> list[str]:
             notes.append(f"warning: the revocation is NOT on the host's server of coalition space {name} ({e}): the "
                          "revoked device can still log in there; tell the space's admin and your Security Team")
     return notes
+
+
+async def leave(home: Home, name: str, clock: Clock) -> tuple[View, Secrets]:
+    """``mvault coalition leave NAME``: this guest leaves the space (``team.leave``; the key rotates at the next key
+    holder's command, as for any member who leaves), and this device forgets it. Returns the space's view as it was
+    before (what the record of ``leave`` in the own organization's log names) and the unlocked secrets."""
+    space = guestspace.space_home(home, name)
+    cfg, secrets = space.config(), space.unlock()
+    async with Api(cfg.url, cfg.pin) as api:
+        guest = await guestspace.GuestClient.open(space, secrets, api, clock)
+        view = await guest.chains.view()
+        team = next(iter(view.teams.values()))
+        await guest.chains.append_team(team, "team.leave", {})
+    for part in ("config", "pins", "space"):
+        (home.path / f"space.{space.space}.{part}.bin").unlink(missing_ok=True)
+    return view, secrets

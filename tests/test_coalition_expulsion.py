@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from client.home import Home
-from tests.conftest import MVAULT, Member
+from tests.conftest import MVAULT, Member, Org, security_team
 from tests.helpers.allies import ally as ally_fixture
+from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.guests import Space, erin_of, guest_space
@@ -111,3 +112,22 @@ def test_a_revoked_ally_device_no_longer_logs_in_nor_signs(forge: Forge, ally: M
         assert who.fails(*args, "-o", str(tmp_path / "planted"), contains="signed by a device that was not active"
                          ).code == 3
     assert not (tmp_path / "planted").exists()
+
+
+def test_a_guest_leaves_and_its_own_organizations_log_records_it(space: Space, forge: Forge, ally: Member,
+                                                                 make_member: Any, tmp_path: Path) -> None:
+    """``mvault coalition leave``: erin leaves the space (the host's next key holder rotates, she holds no box of
+    it), her device forgets it, and her own organization's audit log records her ``leave`` after her ``join``."""
+    erin, name = space.erin, space.name
+    sam = security_team(Org(own_server(tmp_path), ally, erin), make_member, "sam")
+    erin.ok("coalition", "join", space.code)
+    left = erin.json("coalition", "leave", name)
+    assert left == {"space": space.id, "name": name, "left": True}
+    assert forge.d.team_links[space.id][-1].type == "team.leave"
+    erin.fails("--space", name, "ls", name, contains="no coalition space")
+    erin.fails("coalition", "leave", name, contains="no coalition space")  # nothing left to leave, nothing sent
+    space.alice.ok("ls", name)  # a key holder's command rotates
+    with pytest.raises(AssertionError, match="holds no key"):
+        team_key(forge, "erin", space.id, forge.d.team(space.id).generation)
+    events = sam.json("audit", "log", "--action", "coalition.act")
+    assert [e["detail"]["act"] for e in events if e["actor"] == space.erin_id] == ["join", "leave"], events

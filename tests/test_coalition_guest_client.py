@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from client.guestspace import JoinCode
-from tests.conftest import RUNNING, Member, Org, ServerThread, security_team
+from tests.conftest import Member, Org, security_team
 from tests.helpers.allies import ally as ally_fixture
+from tests.helpers.allies import own_server
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, Forgery, plant_version, relink, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
@@ -210,9 +211,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(space: Space, forge: F
 
 
 
-def _own_server(tmp_path: Path) -> ServerThread:
-    """erin's own organization's server (the ally's: tests/helpers/allies.py)."""
-    return next(s for s in RUNNING.values() if s.data_dir == tmp_path / "ally-server")
+_own_server = own_server  # erin's own organization's server (the ally's: tests/helpers/allies.py)
 
 
 def test_the_guests_acts_are_recorded_in_its_own_organizations_log(space: Space, ally: Member, make_member: Any,
