@@ -164,12 +164,7 @@ def test_removal_by_either_side_cuts_the_member_off(c: Coalition, side: str) -> 
 
 
 def test_an_organization_removes_only_its_own_members(c: Coalition) -> None:
-    ally, other = c.ally("ally"), c.ally("other")
-    c.pin(ally)
-    c.pin(other)
-    alice, olga = ally.member("alice", c.host), other.member("olga", c.host)
-    c.add(alice, c.approval(ally, alice))
-    c.add(olga, c.approval(other, olga))
+    ally, other, alice, olga = c.two_allies()
     rest = [c.admin, c.writer, alice]
     # The other ally's coalition key cannot remove alice, nor can the ally remove a host member.
     expect(ChainError, lambda: c.state([c.remove(alice, rest, signer=olga, statement=c.removal(other, alice),

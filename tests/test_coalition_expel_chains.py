@@ -64,12 +64,7 @@ def test_an_expel_removes_the_allys_guest_from_the_space(c: Coalition, carrier: 
 
 
 def test_an_expel_is_the_allys_for_its_own_guest_and_used_once(c: Coalition) -> None:
-    ally, other = c.ally("ally"), c.ally("other")
-    c.pin(ally)
-    c.pin(other)
-    alice, olga = ally.member("alice", c.host), other.member("olga", c.host)
-    c.add(alice, c.approval(ally, alice))
-    c.add(olga, c.approval(other, olga))
+    ally, other, alice, olga = c.two_allies()
     rest = [c.admin, c.writer, olga]
     for statement, error in ((expel(other, alice.id), "only its own members"),  # another ally's key
                              (expel(ally, alice.id, root=other.root), "not signed with the coalition key"),

@@ -59,6 +59,16 @@ class Coalition:
                                 {"name": self.space_name, "key": ally.key.public, "host": self.host.org_links[0].hash})
         return ally
 
+    def two_allies(self) -> tuple[Ally, Ally, Person, Person]:
+        """Two pinned allies ("ally", "other") and a guest of each in the space (alice, olga)."""
+        ally, other = self.ally("ally"), self.ally("other")
+        self.pin(ally)
+        self.pin(other)
+        alice, olga = ally.member("alice", self.host), other.member("olga", self.host)
+        self.add(alice, self.approval(ally, alice))
+        self.add(olga, self.approval(other, olga))
+        return ally, other, alice, olga
+
     def pin(self, ally: Ally, *, signer: Person | None = None, key: bytes | None = None, team: Team | None = None,
             append: bool = True) -> Link:
         link = self.host.team_link(team or self.space, signer or self.admin, "coalition.ally",
