@@ -61,9 +61,18 @@ async def carry(home: Home, secrets: Secrets, clock: Clock, guest: Client) -> li
         om = own.org.members.get(mid)
         if om is None or om.removed_at is None or not own.org.expels.get(mid):
             continue
-        await carry_expel(guest, team, mid, own)
-        view = await guest.chains.view(refresh=True)
-        team = next(iter(view.teams.values()))
+        for attempt in range(3):  # the space may move on meanwhile (another guest carrying it, say)
+            try:
+                await carry_expel(guest, team, mid, own)
+                accepted = True
+            except Conflict:
+                if attempt == 2:
+                    raise
+                accepted = False
+            view = await guest.chains.view(refresh=True)
+            team = next(iter(view.teams.values()))
+            if mid not in team.active_members(guest.session.now()) or accepted:
+                break
         if mid in team.active_members(guest.session.now()):
             raise ServerMismatch(f"the host's server accepted the removal of {own.name_of(mid)} (expelled by your "
                                  f"organization) from coalition space {team.name} but still serves them in it: "
