@@ -29,6 +29,7 @@ from client.api import Api
 from client.client import Client
 from client.clock import Clock
 from client.home import Home, Secrets
+from client.sanitize import escape
 from client.view import View
 from vault.chains import TeamState
 from vault.chains.coalition import verify_statement
@@ -74,10 +75,11 @@ async def carry(home: Home, secrets: Secrets, clock: Clock, guest: Client) -> li
             if mid not in team.active_members(guest.session.now()) or accepted:
                 break
         if mid in team.active_members(guest.session.now()):
-            raise ServerMismatch(f"the host's server accepted the removal of {own.name_of(mid)} (expelled by your "
-                                 f"organization) from coalition space {team.name} but still serves them in it: "
+            raise ServerMismatch(f"the host's server accepted the removal of {escape(own.name_of(mid))} (expelled by "
+                                 f"your organization) from coalition space {escape(team.name)} but still serves them: "
                                  "stop and tell your Security Team")
-        done.append(f"carried your organization's expulsion of {own.name_of(mid)} to coalition space {team.name} "
+        done.append(f"carried your organization's expulsion of {escape(own.name_of(mid))} to coalition space "
+                    f"{escape(team.name)} "
                     f"(key generation {team.generation})")
     return done
 
@@ -94,9 +96,9 @@ async def carry_expel(guest: Client, team: TeamState, mid: str, own: View) -> No
         if st.hash not in team.statements_used:
             usable.append(carried)
     if not usable:
-        raise VaultError(f"your organization's expulsion of {own.name_of(mid)} carries no statement signed with the "
-                         f"coalition key coalition space {team.name} pins for it: its NCC signs `mvault coalition "
-                         "remove` with that key")
+        raise VaultError(f"your organization's expulsion of {escape(own.name_of(mid))} carries no statement signed "
+                         f"with the coalition key coalition space {escape(team.name)} pins for it: a space admin "
+                         "there removes them")
     view = await guest.chains.view()
     body: dict[str, object] = {"member": mid, "key": None, "statement": usable[0].raw}
     boxes: dict[str, bytes] = {}
@@ -145,11 +147,12 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> list[str]:
         try:
             async with Api(cfg.url, cfg.pin) as api:
                 guest = await guestspace.GuestClient.open(home, s.secrets, api, s.clock)
-                notes += [f"{line} of coalition space {name}" for line in
+                notes += [f"{line} of coalition space {escape(name)}" for line in
                           await carry_member_links(guest, mine, {mine[-1].seq: boxes})]
         except VaultError as e:
-            notes.append(f"warning: the revocation is NOT on the host's server of coalition space {name} ({e}): the "
-                         "revoked device can still log in there; tell the space's admin and your Security Team")
+            notes.append(f"warning: the revocation is NOT on the host's server of coalition space {escape(name)} "
+                         f"({e}): the revoked device can still log in there; tell the space's admin and your "
+                         "Security Team")
     return notes
 
 
