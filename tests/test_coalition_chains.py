@@ -139,11 +139,7 @@ def test_the_server_cannot_add_a_member_of_either_organization(c: Coalition) -> 
 
 @pytest.mark.parametrize("side", ["host", "ally", "expelled"])
 def test_removal_by_either_side_cuts_the_member_off(c: Coalition, side: str) -> None:
-    ally = c.ally()
-    c.pin(ally)
-    alice, bob = ally.member("alice", c.host), ally.member("bob", c.host)
-    c.add(alice, c.approval(ally, alice))
-    c.add(bob, c.approval(ally, bob))
+    ally, alice, bob = c.ally_with_two_guests()
     before = c.state().generation
     if side == "host":
         c.remove(alice, [c.admin, c.writer, bob])

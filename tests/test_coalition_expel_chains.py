@@ -50,11 +50,7 @@ def test_the_allys_org_remove_carries_checked_expels(c: Coalition) -> None:
 
 @pytest.mark.parametrize("carrier", ["ally-guest", "host-member"])
 def test_an_expel_removes_the_allys_guest_from_the_space(c: Coalition, carrier: str) -> None:
-    ally = c.ally()
-    c.pin(ally)
-    alice, bob = ally.member("alice", c.host), ally.member("bob", c.host)
-    c.add(alice, c.approval(ally, alice))
-    c.add(bob, c.approval(ally, bob))
+    ally, alice, bob = c.ally_with_two_guests()
     before = c.state().generation
     signer = bob if carrier == "ally-guest" else c.writer
     c.remove(alice, [c.admin, c.writer, bob], signer=signer, statement=expel(ally, alice.id))

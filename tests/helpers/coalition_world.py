@@ -59,6 +59,15 @@ class Coalition:
                                 {"name": self.space_name, "key": ally.key.public, "host": self.host.org_links[0].hash})
         return ally
 
+    def ally_with_two_guests(self) -> tuple[Ally, Person, Person]:
+        """A pinned ally and two of its members in the space as guests (alice, bob)."""
+        ally = self.ally()
+        self.pin(ally)
+        alice, bob = ally.member("alice", self.host), ally.member("bob", self.host)
+        self.add(alice, self.approval(ally, alice))
+        self.add(bob, self.approval(ally, bob))
+        return ally, alice, bob
+
     def two_allies(self) -> tuple[Ally, Ally, Person, Person]:
         """Two pinned allies ("ally", "other") and a guest of each in the space (alice, olga)."""
         ally, other = self.ally("ally"), self.ally("other")
