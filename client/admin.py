@@ -27,6 +27,7 @@ from security.policy import TEAM_KINDS
 from vault import recovery
 from vault.acts import Act
 from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, role_act, team_id_for
+from vault.chains.coalition import expel_statements
 from vault.encoding import Fields, decode, encode
 from vault.errors import AuthError, DeviceRevoked, InviteError, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
@@ -234,7 +235,12 @@ async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState,
     remove an NCC or Security Team member when there are two NCC members besides them)."""
     view = await s.chains.view()
     m = view.member_by_name(name)
-    await s.chains.append_org("org.remove", {"member": m.member_id, "reason": reason})
+    body: dict[str, Any] = {"member": m.member_id, "reason": reason}
+    expels = expel_statements(view.org.coalitions, s.session.secrets.coalitions, view.org.root, m.member_id,
+                              s.session.now())
+    if expels:  # the member's removal from every coalition space this organization is in (client/expulsions.py)
+        body["coalition"] = expels
+    await s.chains.append_org("org.remove", body)
     return m, ("org.remove", m.member_id) not in (await s.chains.view()).org.role_proposals
 
 
@@ -402,8 +408,9 @@ async def device_list(s: Client) -> list[dict[str, Any]]:
             for d in sorted(view.members[s.session.me].devices.values(), key=lambda d: d.added)]
 
 
-async def device_revoke(s: Client, name: str) -> int:
-    """Revoke a device and roll the member key; returns the new PUK generation."""
+async def device_revoke(s: Client, name: str) -> tuple[int, dict[str, bytes]]:
+    """Revoke a device and roll the member key; returns the new PUK generation and its boxes (by device), which
+    the host's server of a coalition space this member is a guest of needs with the link (client/expulsions.py)."""
     view = await s.chains.view()
     mine = view.members[s.session.me]
     target = next((d for d in mine.active_devices() if d.name == name or d.device_id == name), None)
@@ -423,7 +430,7 @@ async def device_revoke(s: Client, name: str) -> int:
     }, boxes)
     s.session.secrets.puks[new.generation] = new
     s.session.home.save_secrets(s.session.secrets)
-    return new.generation
+    return new.generation, boxes
 
 
 @dataclass(frozen=True)

@@ -368,7 +368,7 @@ class Chains:
         view = await self.view()
         link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head,
                          time=team_link_time(s.now(), team, view.org), signer=s.me, device=s.device, type_=type_,
-                         body={**body, "org_seq": view.org.seq})
+                         body={**body, "org_seq": view.org.seq if view.org.outside is None else team.org_seq})
         clone(team).apply(link, view.org, view.members, POLICY)
         await self._post_link(f"/api/v1/teams/{team.team_id}/links", TeamLinkRequest(link.wire, dict(boxes or {})),
                               TeamSeq)

@@ -47,17 +47,17 @@ def check_guest(directory: Directory, member_id: str, now: int) -> None:
 
 
 def visible_members(directory: Directory, member_id: str, now: int) -> set[str]:
-    """The member chains a guest may read: its own and those of the members of the spaces it was admitted to (it
-    needs them to check the space's links and contents), nobody else's. Of a space where it holds no role now, the
-    members as of the last link served to it (``served_length``): nobody who joined after its removal or the end
-    of its role (review round 12)."""
+    """The member chains a guest may read: its own and those of the members of the spaces it was admitted to, past
+    members included (it needs them to check the space's links and contents), nobody else's. Of a space where it
+    holds no role now, the members as of the last link served to it (``served_length``): nobody who joined after
+    its removal or the end of its role (review round 12)."""
     seen = {member_id}
     for t in directory.teams.values():
         if t.kind != "coalition" or member_id not in t.guests:
             continue
         served = directory.served_length(t.team_id, member_id, now, False)
         if served is not None and served[1]:
-            seen |= set(t.members)
+            seen |= set(t.members) | set(t.removed_at)  # the departed too: their past links and boxes replay
         elif served is not None and (snap := t.snapshots.get(served[0])) is not None:
             seen |= set(snap.roles)
     return seen

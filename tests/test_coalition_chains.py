@@ -139,11 +139,7 @@ def test_the_server_cannot_add_a_member_of_either_organization(c: Coalition) -> 
 
 @pytest.mark.parametrize("side", ["host", "ally", "expelled"])
 def test_removal_by_either_side_cuts_the_member_off(c: Coalition, side: str) -> None:
-    ally = c.ally()
-    c.pin(ally)
-    alice, bob = ally.member("alice", c.host), ally.member("bob", c.host)
-    c.add(alice, c.approval(ally, alice))
-    c.add(bob, c.approval(ally, bob))
+    ally, alice, bob = c.ally_with_two_guests()
     before = c.state().generation
     if side == "host":
         c.remove(alice, [c.admin, c.writer, bob])
@@ -164,12 +160,7 @@ def test_removal_by_either_side_cuts_the_member_off(c: Coalition, side: str) -> 
 
 
 def test_an_organization_removes_only_its_own_members(c: Coalition) -> None:
-    ally, other = c.ally("ally"), c.ally("other")
-    c.pin(ally)
-    c.pin(other)
-    alice, olga = ally.member("alice", c.host), other.member("olga", c.host)
-    c.add(alice, c.approval(ally, alice))
-    c.add(olga, c.approval(other, olga))
+    ally, other, alice, olga = c.two_allies()
     rest = [c.admin, c.writer, alice]
     # The other ally's coalition key cannot remove alice, nor can the ally remove a host member.
     expect(ChainError, lambda: c.state([c.remove(alice, rest, signer=olga, statement=c.removal(other, alice),

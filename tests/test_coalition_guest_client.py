@@ -15,10 +15,11 @@ import pytest
 from client.guestspace import JoinCode
 from tests.conftest import Member, Org, security_team
 from tests.helpers.allies import ally as ally_fixture
+from tests.helpers.allies import own_server
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, Forgery, plant_version, relink, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, guest_space, own_server
+from tests.helpers.guests import Space, guest_space
 from tests.helpers.tampering import ROLLBACK, SIGNATURE, column_replaced, edit_record
 from vault.keys import DeviceKeys
 

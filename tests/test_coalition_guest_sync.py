@@ -17,10 +17,11 @@ import pytest
 
 from tests.conftest import MVAULT, Member, Org, security_team
 from tests.helpers.allies import ally as ally_fixture
+from tests.helpers.allies import own_server
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, guest_space, own_server, reader_guest
+from tests.helpers.guests import Space, guest_space, reader_guest
 from tests.helpers.sync_world import Watcher, files_of, wait_until
 from tests.helpers.tampering import ROLLBACK
 from vault.envelope import DELETE

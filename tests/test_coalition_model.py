@@ -3,8 +3,9 @@
 A Hypothesis state machine grows a space of a host organization with two other organizations (one the host's NCC
 may pin, all members with real member chains) through the REAL chain code: every step is a real signed link
 (``coalition.ally`` by either of two NCC members or a non-NCC member, ``team.add`` with every kind of approval,
-``coalition.remove`` by anyone with every kind of statement), appended only if the replay accepts it, and the
-replay's answer must be the reference model's (``tests/helpers/coalition_model.py``). After every step:
+``coalition.remove`` by anyone with every kind of statement, the allies' ``coalition.expel`` among them), appended
+only if the replay accepts it, and the replay's answer must be the reference model's
+(``tests/helpers/coalition_model.py``). After every step:
 
 (a) the space's members and the newest key generation's boxes are exactly the members the model entitles: an ally's
     member added without an approval, or with one of an unpinned ally, a forged or a used one, is never a member
@@ -28,7 +29,7 @@ from tests.helpers.coalition_model import CoalitionModel
 from tests.helpers.coalition_world import Ally, Coalition
 from tests.helpers.keyholder import openable
 from vault.chains import TeamState, clone, replay_team
-from vault.chains.coalition import CoalitionKey
+from vault.chains.coalition import CoalitionKey, expel_statement, signed_statement
 from vault.chains.outside import outside_org
 from vault.encoding import Value
 from vault.errors import ChainError, PolicyDenied
@@ -132,20 +133,23 @@ class CoalitionMachine(RuleBasedStateMachine):
             assert approval is not None
             self.used[person.id] = approval
 
-    @rule(whom=st.integers(1, 5), signer=st.integers(0, 5), kind=st.sampled_from(["none", "own", "own", "other"]))
+    @rule(whom=st.integers(1, 5), signer=st.integers(0, 5),
+          kind=st.sampled_from(["none", "own", "own", "other", "expel", "expel", "expel-other"]))
     def remove(self, whom: int, signer: int, kind: str) -> None:
         person, who = self.person(whom), self.person(signer)
         entered = self.model.entered_for.get(person.id)
         own = next((a for a in self.allies if a.name == entered), self.org_of.get(person.id, self.allies[0]))
         other = next(a for a in self.allies if a is not own)
-        statement = None if kind == "none" else self.c.removal(own if kind == "own" else other, person)
+        by = own if kind in ("own", "expel") else other
+        statement = (None if kind == "none" else self.c.removal(by, person) if kind in ("own", "other")
+                     else signed_statement(by.key, expel_statement(by.root, person.id, 0)))  # one per org, member
         expected = self.model.may_remove(who.id, person.id, kind)
-        if kind == "own" and person.id not in self.org_of:
+        if kind in ("own", "expel") and person.id not in self.org_of:
             expected = False  # an ally's "own" removal of a host member: the model's rule, the ally is not theirs
         rest = [self.person(i) for i in range(len(self.people))
                 if self.person(i).id in self.model.members() and self.person(i).id != person.id]
         if self.attempt(self.c.remove(person, rest, signer=who, statement=statement, append=False), expected):
-            self.model.remove(person.id)
+            self.model.remove(person.id, kind)
 
     @invariant()
     def a_members_and_boxes_as_the_model_says(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
-from client import closed, guestacts, guestspace, maintenance, moves, restore
+from client import closed, expulsions, guestacts, guestspace, maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -152,6 +152,8 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
             if before is not None:  # recorded first (else refused): a reader stopped any way leaves its record
                 await guestacts.record(ctx.home, secrets, ctx.clock, await c.chains.view(), [(before, 1)])
             try:
+                for line in await expulsions.carry(ctx.home, secrets, ctx.clock, c):  # our own organization's removals
+                    err.print_line(line)
                 result = await fn(c)
             finally:
                 for w in c.session.warnings:

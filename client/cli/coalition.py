@@ -1,4 +1,4 @@
-"""``mvault coalition pairing-code|create|approve|add|remove|ls|show|join-code|join``: spaces shared with allied
+"""``mvault coalition pairing-code|create|approve|add|remove|ls|show|join-code|join|leave``: spaces shared with allied
 organizations."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from client import coalition, coalitionacts, guests, guestspace
+from client import coalition, coalitionacts, expulsions, guests, guestspace
 from client.cli._common import (
     Column,
     Ctx,
@@ -223,6 +223,24 @@ def join(ctx: Ctx, code: str) -> None:
         f"joined coalition space {escape(row['name'])} ({row['space']}) as {row['role']}; members: "
         + ", ".join(f"{escape(n)} ({escape(o)})" for n, o in row["members"])
         + f"\nnow: mvault --space {escape(row['name'])} ls {escape(row['name'])}"))
+
+
+@coalition_group.command("leave")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def leave(ctx: Ctx, name: str) -> None:
+    """The allied member's side: leave the coalition space NAME you joined as a guest (its key rotates at a key
+    holder's next command); recorded in your own organization's audit log, and this device forgets the space."""
+
+    async def go() -> dict[str, Any]:
+        view, secrets = await expulsions.leave(ctx.home, name, ctx.clock)
+        await record_guest_act(ctx, secrets, view, "leave")  # in this member's own organization's audit log
+        team = next(iter(view.teams.values()))
+        return {"space": team.team_id, "name": team.name, "left": True}
+
+    row = run(go())
+    emit_one(ctx, row, lambda: out.print(f"left coalition space {escape(row['name'])} ({row['space']})"))
 
 
 COMMANDS: tuple[click.Command, ...] = (coalition_group,)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from client import admin
+from client import admin, expulsions
 from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, run, with_session
 from client.client import Client
 from client.maintenance import maintain
@@ -73,8 +73,9 @@ def device_revoke(ctx: Ctx, name: str) -> None:
     """Revoke a device: rolls your member key and rotates your teams' keys."""
 
     async def go(s: Client) -> tuple[int, list[str]]:
-        gen = await admin.device_revoke(s, name)
-        return gen, await maintain(s)
+        gen, boxes = await admin.device_revoke(s, name)
+        carried = await expulsions.carry_revocation(s, boxes)  # to the coalition spaces this home is a guest of
+        return gen, [*await maintain(s), *carried]
 
     gen, rotated = with_session(ctx, go)
     emit_one(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Member, ServerThread
+from tests.conftest import RUNNING, Member, ServerThread
 
 
 @pytest.fixture
@@ -21,3 +21,8 @@ def ally(tmp_path: Path, make_member: Any) -> Iterator[Member]:
     dora.ok("join", server.invite, "--name", "dora")
     yield dora
     server.stop()
+
+
+def own_server(tmp_path: Path) -> ServerThread:
+    """The ally's server of the ``ally`` fixture (erin's own organization's)."""
+    return next(s for s in RUNNING.values() if s.data_dir == tmp_path / "ally-server")

@@ -7,7 +7,8 @@ coalition key of an organization two of the host's NCC members pinned, for that 
 they are then in the space for that organization (the host cannot see the allies' rosters: whichever pinned ally
 approves a person answers for them), and only that organization approves them again. A host member is in it only
 by the host's own add. A member leaves by a removal from a space admin, or from any member of the space carrying the
-signed removal of the organization they are in the space for; every removal starts a key generation boxed to
+signed removal of the organization they are in the space for, or carrying that organization's expulsion of them
+(valid in every space, once in each); every removal starts a key generation boxed to
 exactly the members left.
 """
 
@@ -28,6 +29,7 @@ class CoalitionModel:
     guests: dict[str, str] = field(default_factory=dict)  # ally member in the space -> role
     generation: int = 1
     left_at: dict[str, int] = field(default_factory=dict)  # member -> the last generation they were boxed to
+    expels_used: set[tuple[str | None, str]] = field(default_factory=set)  # (organization, member) expelled here
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
@@ -57,13 +59,16 @@ class CoalitionModel:
 
     def may_remove(self, signer: str, target: str, statement: str) -> bool:
         """``statement``: "none" (the host's side), "own" (of the organization the target is in the space for),
-        "other" (of any other)."""
+        "other" (of any other); "expel" / "expel-other": that organization's expulsion of the target from itself
+        (one statement per organization and member, valid in any space that pins it, used once here)."""
         members = self.members()
         if target not in members or target == self.admin or signer not in members or signer == target:
             return False
         if statement == "none":
             return signer == self.admin
-        return statement == "own" and target in self.guests
+        if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
+            return False
+        return statement in ("own", "expel") and target in self.guests
 
     # -- recording --
 
@@ -72,7 +77,9 @@ class CoalitionModel:
         self.guests[member] = role
         self.left_at.pop(member, None)
 
-    def remove(self, target: str) -> None:
+    def remove(self, target: str, statement: str = "none") -> None:
+        if statement == "expel":
+            self.expels_used.add((self.entered_for.get(target), target))
         self.left_at[target] = self.generation
         self.guests.pop(target, None)
         self.host.pop(target, None)

@@ -59,6 +59,25 @@ class Coalition:
                                 {"name": self.space_name, "key": ally.key.public, "host": self.host.org_links[0].hash})
         return ally
 
+    def ally_with_two_guests(self) -> tuple[Ally, Person, Person]:
+        """A pinned ally and two of its members in the space as guests (alice, bob)."""
+        ally = self.ally()
+        self.pin(ally)
+        alice, bob = ally.member("alice", self.host), ally.member("bob", self.host)
+        self.add(alice, self.approval(ally, alice))
+        self.add(bob, self.approval(ally, bob))
+        return ally, alice, bob
+
+    def two_allies(self) -> tuple[Ally, Ally, Person, Person]:
+        """Two pinned allies ("ally", "other") and a guest of each in the space (alice, olga)."""
+        ally, other = self.ally("ally"), self.ally("other")
+        self.pin(ally)
+        self.pin(other)
+        alice, olga = ally.member("alice", self.host), other.member("olga", self.host)
+        self.add(alice, self.approval(ally, alice))
+        self.add(olga, self.approval(other, olga))
+        return ally, other, alice, olga
+
     def pin(self, ally: Ally, *, signer: Person | None = None, key: bytes | None = None, team: Team | None = None,
             append: bool = True) -> Link:
         link = self.host.team_link(team or self.space, signer or self.admin, "coalition.ally",

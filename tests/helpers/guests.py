@@ -10,17 +10,19 @@ from typing import Any
 import pytest
 
 from client.home import Home
-from tests.conftest import RUNNING, Member, ServerThread
+from tests.conftest import Member
 from tests.helpers.forgery import Forge
 
 
-def erin_of(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Member:
-    """dora's member erin, on the ally's server; her keys in ``forge.keys`` (to open boxes as she would)."""
-    erin: Member = make_member("erin")
-    erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
+def erin_of(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch,
+            name: str = "erin") -> Member:
+    """dora's member erin (or ``name``), on the ally's server; her keys in ``forge.keys`` (to open boxes as she
+    would)."""
+    erin: Member = make_member(name)
+    erin.ok("join", ally.json("invite")["invite"], "--name", name)
     monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(erin.passphrase_file))
-    forge.keys["erin"] = Home(erin.home).unlock()
-    forge.ids["erin"] = erin.json("whoami")["member"]
+    forge.keys[name] = Home(erin.home).unlock()
+    forge.ids[name] = erin.json("whoami")["member"]
     return erin
 
 
@@ -39,9 +41,10 @@ class Space:
 
 
 def guest_space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch,
-                tmp_path: Path) -> Space:
+                tmp_path: Path, erin: Member | None = None) -> Space:
+    """``erin``: the guest made already (with ``erin_of``), for a test that gives her more devices first."""
     alice = forge.org.alice
-    erin = erin_of(forge, ally, make_member, monkeypatch)
+    erin = erin or erin_of(forge, ally, make_member, monkeypatch)
     pairing = ally.json("coalition", "pairing-code", "campaign")["code"]
     space = alice.json("coalition", "create", "campaign", "--with", pairing)["space"]
     org = alice.json("coalition", "show", "campaign")["allies"][0]["name"]
@@ -52,11 +55,6 @@ def guest_space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytes
     alice.ok("put", "campaign", str(note))
     code = alice.json("coalition", "join-code", "campaign")["code"]
     return Space(alice, erin, "campaign", space, org, forge.ids["erin"], code)
-
-
-def own_server(tmp_path: Path) -> ServerThread:
-    """The guests' own organization's server (the ally's: tests/helpers/allies.py)."""
-    return next(s for s in RUNNING.values() if s.data_dir == tmp_path / "ally-server")
 
 
 def reader_guest(space: Space, forge: Forge, ally: Member, make_member: Any, name: str = "fred") -> Member:

@@ -12,6 +12,11 @@ team of kind ``coalition`` on the host organization's server, each organization 
   or, for an ally's member, by any member of the space carrying the ally's ``coalition.remove`` statement
   signed with its coalition key (the ally's side; also what the ally sends when it expels the member from
   its own organization). Like every removal, a key holder rotates the key in the same link.
+- ``coalition.expel``: a statement signed with the ally's coalition key that the member is no longer the ally's
+  member (expelled, or left): valid in every space that pins that key, where it removes that ally's guest as its
+  ``coalition.remove`` does. The ally's NCC's client signs one per coalition key it holds and records them in the
+  ally's own ``org.remove`` (``coalition``), where the ally's other guests find them and carry them to the host
+  (``client/expulsions.py``): nobody has to remember which spaces the member was in.
 
 A guest (an ally's member) is never a member of the host organization: the one judge gives them no
 organization role (``GUEST_ROLE`` caps their team role) and takes their membership from the team chain.
@@ -31,9 +36,11 @@ from vault.links import Link
 
 GUEST_ROLE: Final = "guest"  # the organization role a guest is judged with (security.policy caps its team role)
 APPROVAL_SECONDS: Final = 14 * 86400  # a coalition.admit is usable this long after its time (and once)
-STATEMENTS: Final = ("coalition.admit", "coalition.remove")
-_ADMIT_FIELDS: Final = {"v", "type", "space", "ally", "member", "role", "until", "time"}
-_REMOVE_FIELDS: Final = {"v", "type", "space", "ally", "member", "time"}
+STATEMENTS: Final = ("coalition.admit", "coalition.remove", "coalition.expel")
+_FIELDS: Final = {"coalition.admit": {"v", "type", "space", "ally", "member", "role", "until", "time"},
+                  "coalition.remove": {"v", "type", "space", "ally", "member", "time"},
+                  "coalition.expel": {"v", "type", "ally", "member", "time"}}
+MAX_EXPELS: Final = 64  # coalition.expel statements an org.remove carries (one per coalition key of the organization)
 
 
 @dataclass(frozen=True)
@@ -120,32 +127,61 @@ def remove_statement(space: str, ally: bytes, member: str, time: int) -> bytes:
                    "time": time})
 
 
+def expel_statement(ally: bytes, member: str, time: int) -> bytes:
+    """No space: the coalition key names its space, and an expelled member leaves every space that pins it."""
+    return encode({"v": 1, "type": "coalition.expel", "ally": ally, "member": member, "time": time})
+
+
 def signed_statement(key: CoalitionKey, statement: bytes) -> dict[str, Value]:
     """What a link carries (``approval`` of a ``team.add``, ``statement`` of a ``coalition.remove``)."""
     return {"statement": statement, "sig": key.sign(statement)}
+
+
+def expel_statements(coalitions: Mapping[str, CoalitionEntry], seeds: Mapping[str, bytes], root: bytes,
+                     member: str, time: int) -> list[Value]:
+    """What the ally's NCC's client puts in an ``org.remove`` (``coalition``): a ``coalition.expel`` of ``member``
+    signed with each coalition key recorded in the chain whose seed this device holds (``seeds``: name -> seed)."""
+    keys = [CoalitionKey(seeds[n]) for n, c in sorted(coalitions.items())
+            if n in seeds and CoalitionKey(seeds[n]).public == c.key]
+    statement = expel_statement(root, member, time)
+    return [signed_statement(k, statement) for k in keys[:MAX_EXPELS]]
 
 
 def statement_hash(statement: bytes) -> bytes:
     return p.tagged_hash(labels.H_COALITION, statement)
 
 
-def verify_statement(carried: Fields, allies: dict[bytes, Ally], space: str, type_: str) -> Statement:
-    """The statement a link carries, checked: of type ``type_``, for this space, signed with the coalition key
-    of an ally pinned in the chain. Anything else is a ``ChainError``."""
+def parse_statement(carried: Fields, types: tuple[str, ...]) -> tuple[Statement, bytes, bytes]:
+    """The statement ``carried`` (``{statement, sig}``) holds, of one of ``types``, its raw bytes and signature
+    (the signature not yet checked). A malformed one is a ``ChainError``."""
+    what = types[0]
     try:
-        outer = Fields(carried.raw, type_, {"statement", "sig"})
+        outer = Fields(carried.raw, what, {"statement", "sig"})
         raw, sig = outer.bytes_("statement", max_size=1024), outer.bytes_("sig", p.SIG_BYTES)
-        f = Fields(decode(raw), type_, _ADMIT_FIELDS if type_ == "coalition.admit" else _REMOVE_FIELDS)
-        if f.int_("v") != 1 or f.str_("type", 32) != type_:
-            raise ChainError(f"{type_}: not a {type_} statement")
-        ally_root = f.bytes_("ally", 32)
+        inner = decode(raw)
+        type_ = inner.get("type") if isinstance(inner, dict) else None
+        if type_ not in types:
+            raise ChainError(f"{what}: not a {' or '.join(types)} statement")
+        assert isinstance(type_, str)
+        f = Fields(inner, type_, _FIELDS[type_])
+        if f.int_("v") != 1:
+            raise ChainError(f"{what}: unknown statement version")
         admit = type_ == "coalition.admit"
-        st = Statement(type_, f.str_("space", 64), ally_root, f.str_("member", 64), f.int_("time", 0),
-                       f.str_("role", 16) if admit else None, f.opt_int("until", 0) if admit else None,
-                       statement_hash(raw))
+        st = Statement(type_, "" if type_ == "coalition.expel" else f.str_("space", 64), f.bytes_("ally", 32),
+                       f.str_("member", 64), f.int_("time", 0), f.str_("role", 16) if admit else None,
+                       f.opt_int("until", 0) if admit else None, statement_hash(raw))
     except EncodingError as e:
-        raise ChainError(f"malformed {type_} statement: {e}") from e
-    if st.space != space:
+        raise ChainError(f"malformed {what} statement: {e}") from e
+    return st, raw, sig
+
+
+def verify_statement(carried: Fields, allies: dict[bytes, Ally], space: str, type_: str) -> Statement:
+    """The statement a link carries, checked: of type ``type_`` (for ``coalition.remove``, also a
+    ``coalition.expel``, which names no space), for this space, signed with the coalition key of an ally pinned in
+    the chain. Anything else is a ``ChainError``."""
+    types = (type_, "coalition.expel") if type_ == "coalition.remove" else (type_,)
+    st, raw, sig = parse_statement(carried, types)
+    if st.type != "coalition.expel" and st.space != space:
         raise ChainError(f"{type_}: the statement is for another space")
     ally = allies.get(st.ally)
     if ally is None:
@@ -155,6 +191,43 @@ def verify_statement(carried: Fields, allies: dict[bytes, Ally], space: str, typ
     except VaultError as e:
         raise ChainError(f"{type_}: the statement is not signed with the coalition key of ally {ally.name}") from e
     return st
+
+
+def check_expels(carried: Value, coalitions: Mapping[str, CoalitionEntry], root: bytes,
+                 member: str) -> list[Fields]:
+    """The ``coalition`` list of an ``org.remove`` in the ally's own chain: ``coalition.expel`` statements of the
+    removed ``member``, by this organization (``root``), each signed with a coalition key recorded in its chain
+    (``org.coalition``), at most one per key. What the organization's guests carry to the hosts' spaces."""
+    if carried is None:
+        return []
+    if not isinstance(carried, list) or len(carried) > MAX_EXPELS:
+        raise ChainError(f"org.remove: coalition must be a list of at most {MAX_EXPELS} coalition.expel statements")
+    keys = {c.key for c in coalitions.values()}
+    found: list[Fields] = []
+    signers: set[bytes] = set()
+    for item in carried:
+        try:
+            f = Fields(item, "org.remove coalition", {"statement", "sig"})
+        except EncodingError as e:
+            raise ChainError(f"org.remove: malformed coalition.expel: {e}") from e
+        st, raw, sig = parse_statement(f, ("coalition.expel",))
+        if (st.ally, st.member) != (root, member):
+            raise ChainError("org.remove: a coalition.expel statement for another organization or member")
+        key = next((k for k in keys - signers if _signed_by(k, raw, sig)), None)
+        if key is None:
+            raise ChainError("org.remove: a coalition.expel statement not signed with a coalition key recorded in "
+                             "this organization's chain (or twice with one)")
+        signers.add(key)
+        found.append(f)
+    return found
+
+
+def _signed_by(key: bytes, raw: bytes, sig: bytes) -> bool:
+    try:
+        p.verify(key, labels.SIG_COALITION, raw, sig)
+    except VaultError:
+        return False
+    return True
 
 
 def parse_ally(link: Link) -> tuple[bytes, bytes, str]:

@@ -18,11 +18,12 @@ from typing import Protocol
 
 from vault.acts import Act
 from vault.chains.closing import CLOSING_TYPES, Closing, Proposal, Quorum, apply_closing
-from vault.chains.coalition import CoalitionEntry, coalition_act, parse_org_coalition
+from vault.chains.coalition import CoalitionEntry, check_expels, coalition_act, parse_org_coalition
 from vault.chains.common import Outside, check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.records import RECORD_TYPES, Record, Signed, approved_link
+from vault.encoding import Fields
 from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
 from vault.links import Link, check_sequence, verify_invite_signature
 from vault.pin import Pin, check_https_url
@@ -176,6 +177,7 @@ class OrgState:
     signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
+    expels: dict[str, list[Fields]] = field(default_factory=dict)  # member -> its coalition.expel (org.remove)
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
     outside: Outside | None = None  # a guest's view without this chain: vault/chains/outside.py
     _ncc_terms_cache: dict[int, tuple[int | None, frozenset[str]]] = field(default_factory=dict, repr=False,
@@ -422,6 +424,7 @@ class OrgState:
         self._authorize(link, ms, policy, "org.remove")
         target = link.body.str_("member", 64)
         link.body.str_("reason", 256)
+        expels = check_expels(link.body.raw.get("coalition"), self.coalitions, self.root, target)
         m = self.members.get(target)
         if m is None or m.status == "removed":
             raise ChainError(f"member {target} is not a current member")
@@ -439,6 +442,7 @@ class OrgState:
                 inv.expires = link.time
         self._record(target, link.seq, "removed", {})
         m.removed_at = link.time
+        self.expels[target] = expels  # those of the link that puts the removal in force
 
     def _second_person(self, link: Link, act: tuple[str, ...], subject: str | None) -> bool:
         """Two people for the strongest roles: does ``act`` take effect with this link?

@@ -1,0 +1,172 @@
+"""An allied organization's own removals, carried to the host's coalition space by its guests (issue 20;
+docs/lifecycle.md section 2, "The ally's own removals").
+
+The host's server never sees the ally's organization chain, so nothing there tells it that the ally expelled one of
+its guests, or that a guest revoked one of its devices. The ally's guests carry both, at every contact with the
+host (each ``mvault --space`` command, before the command itself), from what their own organization's verified
+chains say:
+
+- **expulsion**: the ally's NCC's client signs, with each coalition key it holds, a ``coalition.expel`` of the
+  member in the ``org.remove`` itself (``coalition``; ``vault.chains.coalition.expel_statements``). A guest of the
+  same ally whose space still holds the expelled member carries it in a ``coalition.remove`` link, rotating the
+  space's key in the same link when it holds it (as any removal), so the expelled member, with a copy of the host's
+  data and its old keys, opens nothing newer. Nobody had to remember which spaces the member was in.
+- **device revocation**: the guest's own member chain, as its own server holds it, is posted to the host's server
+  where the host's copy is behind. A ``device.revoke`` carries PUK boxes the host's server checks against the link,
+  so ``mvault device revoke`` posts it (with its boxes) to every space this home joined in the same command
+  (``carry_member_links``); a later contact posts what is still missing. Once there, the revoked device no longer
+  logs in at the host and no version or message it signs after the revocation is accepted by any client.
+
+A host's server that drops a carried removal is caught: the carrier checks the space's chain holds it right after,
+and every later contact of any of the ally's guests finds the expelled member still in the space and carries again,
+or stops (exit 3) when the server keeps refusing. What stays open is in SECURITY.md ("Coalition guests").
+"""
+
+from __future__ import annotations
+
+from client import guestspace
+from client.api import Api
+from client.client import Client
+from client.clock import Clock
+from client.home import Home, Secrets
+from client.sanitize import escape
+from client.view import View
+from vault.chains import TeamState
+from vault.chains.coalition import verify_statement
+from vault.errors import ChainError, Conflict, ServerMismatch, VaultError
+from vault.links import Link
+from vault.wire.schemas import MemberLinkRequest, SeqAnswer
+
+
+async def own_state(home: Home, secrets: Secrets, clock: Clock) -> tuple[View, list[Link]]:
+    """The guest's own organization as its own server serves it, verified: the view and its own member chain."""
+    cfg = home.config()
+    async with Api(cfg.url, cfg.pin) as api:
+        own = await Client.open(home, secrets, api, clock)
+        view = await own.chains.view()
+        return view, await own.chains.links(f"/api/v1/chains/member/{own.session.me}")
+
+
+async def carry(home: Home, secrets: Secrets, clock: Clock, guest: Client) -> list[str]:
+    """Before a guest's command in the space: its member chain's missing links, then every expulsion by its own
+    organization of a member the space still holds. Returns what was carried (one line each)."""
+    try:
+        own, mine = await own_state(home, secrets, clock)
+    except VaultError as e:  # the space's work goes on; the removals wait for a contact that reaches both
+        return [f"warning: your own organization's server did not answer ({e}): its removals were not checked"]
+    done = await carry_member_links(guest, mine, {})
+    view = await guest.chains.view()
+    team = next(iter(view.teams.values()))
+    for mid in sorted(m for m, g in team.guests.items() if g.ally == own.org.root and m in team.active_members(
+            guest.session.now())):
+        om = own.org.members.get(mid)
+        if om is None or om.removed_at is None or not own.org.expels.get(mid):
+            continue
+        for attempt in range(3):  # the space may move on meanwhile (another guest carrying it, say)
+            try:
+                await carry_expel(guest, team, mid, own)
+                accepted = True
+            except Conflict:
+                if attempt == 2:
+                    raise
+                accepted = False
+            view = await guest.chains.view(refresh=True)
+            team = next(iter(view.teams.values()))
+            if mid not in team.active_members(guest.session.now()) or accepted:
+                break
+        if mid in team.active_members(guest.session.now()):
+            raise ServerMismatch(f"the host's server accepted the removal of {escape(own.name_of(mid))} (expelled by "
+                                 f"your organization) from coalition space {escape(team.name)} but still serves them: "
+                                 "stop and tell your Security Team")
+        done.append(f"carried your organization's expulsion of {escape(own.name_of(mid))} to coalition space "
+                    f"{escape(team.name)} "
+                    f"(key generation {team.generation})")
+    return done
+
+
+async def carry_expel(guest: Client, team: TeamState, mid: str, own: View) -> None:
+    """``coalition.remove`` of ``mid`` carrying the first of its ``coalition.expel`` statements that this space's pin
+    of our organization verifies and has not used; the key rotates in the same link when this guest holds it."""
+    usable = []
+    for carried in own.org.expels[mid]:
+        try:
+            st = verify_statement(carried, team.allies, team.team_id, "coalition.remove")
+        except ChainError:
+            continue  # signed with the key of another space of ours
+        if st.hash not in team.statements_used:
+            usable.append(carried)
+    if not usable:
+        raise VaultError(f"your organization's expulsion of {escape(own.name_of(mid))} carries no statement signed "
+                         f"with the coalition key coalition space {escape(team.name)} pins for it: a space admin "
+                         "there removes them")
+    view = await guest.chains.view()
+    body: dict[str, object] = {"member": mid, "key": None, "statement": usable[0].raw}
+    boxes: dict[str, bytes] = {}
+    if team.holds_key(guest.session.me, guest.session.now()):
+        old = await guest.keys.team_key(team, team.generation)
+        body["key"], boxes = guest.keys.new_generation(team, view, old, leaving=mid)
+    await guest.chains.append_team(team, "coalition.remove", dict(body), boxes)
+
+
+async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, dict[str, bytes]]) -> list[str]:
+    """Post the links of our own member chain (``mine``, as our own server holds it) that the host's copy lacks,
+    with the PUK boxes ``boxes`` (link seq -> device -> box) where we have them. A host copy that is not a prefix of
+    ours is a fork: stop."""
+    me = guest.session.me
+    held = (await guest.chains.view()).members[me]
+    if len(mine) < held.seq or mine[held.seq - 1].hash != held.head:
+        raise ServerMismatch("the host's server holds another member chain of yours than your own server does: stop "
+                             "and tell your Security Team")
+    done = []
+    for link in mine[held.seq:]:
+        try:
+            await guest.session.api.post(f"/api/v1/members/{me}/links",
+                                         MemberLinkRequest(link.wire, boxes.get(link.seq, {})), SeqAnswer)
+        except Conflict:
+            continue  # posted by another of our devices meanwhile
+        except VaultError as e:  # a link committing PUK boxes only the device that made it held (device add/revoke)
+            done.append(f"warning: your {link.type} (member link {link.seq}) is NOT on the host's server ({e}); the "
+                        "command that made it carries it, as it holds its PUK boxes: tell your Security Team")
+            break
+        done.append(f"carried your {link.type} (member link {link.seq}) to the host's server")
+    if done:
+        guest.chains.links_posted += 1
+        await guest.chains.view(refresh=True)
+    return done
+
+
+async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> list[str]:
+    """Right after ``mvault device revoke`` (``own``: the session with our own server that posted it): the
+    revocation, with its PUK boxes, to the host's server of every coalition space this home joined as a guest."""
+    s = own.session
+    mine = await own.chains.links(f"/api/v1/chains/member/{s.me}")
+    notes = []
+    for name, space in guestspace.joined(s.home).items():
+        home = guestspace.sibling(s.home, space)
+        cfg = home.config()
+        try:
+            async with Api(cfg.url, cfg.pin) as api:
+                guest = await guestspace.GuestClient.open(home, s.secrets, api, s.clock)
+                notes += [f"{line} of coalition space {escape(name)}" for line in
+                          await carry_member_links(guest, mine, {mine[-1].seq: boxes})]
+        except VaultError as e:
+            notes.append(f"warning: the revocation is NOT on the host's server of coalition space {escape(name)} "
+                         f"({e}): the revoked device can still log in there; tell the space's admin and your "
+                         "Security Team")
+    return notes
+
+
+async def leave(home: Home, name: str, clock: Clock) -> tuple[View, Secrets]:
+    """``mvault coalition leave NAME``: this guest leaves the space (``team.leave``; the key rotates at the next key
+    holder's command, as for any member who leaves), and this device forgets it. Returns the space's view as it was
+    before (what the record of ``leave`` in the own organization's log names) and the unlocked secrets."""
+    space = guestspace.space_home(home, name)
+    cfg, secrets = space.config(), space.unlock()
+    async with Api(cfg.url, cfg.pin) as api:
+        guest = await guestspace.GuestClient.open(space, secrets, api, clock)
+        view = await guest.chains.view()
+        team = next(iter(view.teams.values()))
+        await guest.chains.append_team(team, "team.leave", {})
+    for part in ("config", "pins", "space"):
+        (home.path / f"space.{space.space}.{part}.bin").unlink(missing_ok=True)
+    return view, secrets
