@@ -7,7 +7,7 @@ seconds (user + system, ``getrusage`` of the waited-for child) and the server's 
 per MiB. Prints the medians and the ratio of medians, and the load average before and after: on a shared machine
 wall time moves with the load, CPU per MiB much less. Nothing asserts a time.
 
-    python bench/transfer_trees.py --base DIR [--ours DIR] [--mib N] [--rounds R]
+    python bench/transfer_trees.py --base DIR [--ours DIR] [--mib N] [--rounds R] [--out PATH]
 
 ``--base`` is e.g. ``git archive main | tar -x -C DIR``.
 """
@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, free_port  # noqa: E402
+from common import ROOT, free_port, join_unlocked  # noqa: E402
 from transfer import BIN, CpuUse, timed, write_file  # noqa: E402
 
 
@@ -45,15 +45,10 @@ def member_of(tree: Path, tmp: Path) -> Iterator[tuple[dict[str, str], CpuUse, C
     try:
         assert server.stdout is not None
         info = json.loads(server.stdout.readline())
-        mvault = str(BIN / "mvault")
-        timed([mvault, "join", info["invite"], "--name", "bench"], env)
-        unlocked = subprocess.run([mvault, "--json", "unlock", "--minutes", "60"], env=env, check=True,
-                                  capture_output=True, text=True)
-        env["MVAULT_SESSION"] = json.loads(unlocked.stdout)["session"]
-        del env["MVAULT_PASSPHRASE_FILE"]
-        timed([mvault, "team", "create", "bench", "--kind", "program"], env)
+        join_unlocked(str(BIN / "mvault"), info["invite"], env)
         yield env, CpuUse(server.pid), CpuUse(server.pid)
     finally:
+        subprocess.run([str(BIN / "mvault"), "lock"], env=env, capture_output=True)  # stop the unlock agent
         server.terminate()
         server.wait(30)
 
@@ -64,6 +59,7 @@ def main() -> int:
     ap.add_argument("--ours", type=Path, default=ROOT)
     ap.add_argument("--mib", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results-transfer-trees.json")
     args = ap.parse_args()
     mvault = str(BIN / "mvault")
     load_before = os.getloadavg()
@@ -83,16 +79,22 @@ def main() -> int:
                 out = tmp / name / "out.bin"
                 out.unlink(missing_ok=True)
                 timed([mvault, "get", "bench", "big.bin", "-o", str(out)], env, cpu=get)
-        rows = {}
+        rows: dict[str, dict[str, float]] = {}
+        samples: dict[str, dict[str, list[float]]] = {}
         for what, index in (("put", 1), ("get", 2)):
             for side in ("command", "server_side"):
                 med = {n: 1000 * statistics.median(getattr(members[n][index], side)) / args.mib for n in trees}
                 rows[f"{what} {side}"] = med
+                samples[f"{what} {side}"] = {n: [1000 * v / args.mib for v in getattr(members[n][index], side)]
+                                             for n in trees}
                 print(f"{what} {'client' if side == 'command' else 'server'} CPU ms/MiB (median of {args.rounds}): "
                       f"base {med['base']:.2f}, ours {med['ours']:.2f} ({med['ours'] / med['base']:.2f}x); rounds "
                       f"base {[round(1000 * v / args.mib, 2) for v in getattr(members['base'][index], side)]}, "
                       f"ours {[round(1000 * v / args.mib, 2) for v in getattr(members['ours'][index], side)]}")
-    print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+    load_after = os.getloadavg()
+    print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}")
+    args.out.write_text(json.dumps({"cpu_ms_per_mib": rows, "rounds": samples, "mib": args.mib,
+                                    "load": [load_before[0], load_after[0]]}, indent=1) + "\n")
     return 0
 
 
