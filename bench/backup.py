@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from transfer import age_workspace, timed, write_file  # noqa: E402
 
-from bench.common import Row, free_port, write_rows  # noqa: E402
+from bench.common import Row, free_port, join_unlocked, write_rows  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MVAULT, SERVER = str(BIN / "mvault"), str(BIN / "mvault-server")
@@ -79,12 +79,7 @@ def deployment(tmp: Path, serving: Serving, size_mib: int, file_mib: int) -> tup
     """Start the server, join, unlock, and upload ``size_mib`` in files of ``file_mib``; (env, files)."""
     info = serving.start()
     env = {**os.environ, "MVAULT_HOME": str(tmp / "home"), "MVAULT_PASSPHRASE_FILE": str(tmp / "pass")}
-    timed([MVAULT, "join", info["invite"], "--name", "bench"], env)
-    unlocked = subprocess.run([MVAULT, "--json", "unlock", "--minutes", "60"], env=env, check=True,
-                              capture_output=True, text=True)
-    env["MVAULT_SESSION"] = json.loads(unlocked.stdout)["session"]
-    del env["MVAULT_PASSPHRASE_FILE"]
-    timed([MVAULT, "team", "create", "bench", "--kind", "program"], env)
+    join_unlocked(MVAULT, info["invite"], env)
     files = max(1, size_mib // file_mib)
     path = tmp / "doc-0.bin"
     write_file(path, file_mib)

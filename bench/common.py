@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import statistics
@@ -102,8 +103,6 @@ def write_rows(out: Path, rows: list[Row], rounds: int, started: float, digits: 
                details: bool = False) -> None:
     """Write a script's ``{"rows", "machine", "rounds", "seconds"}`` to ``out`` and print one line per row
     (``details``: with the row's detail as JSON)."""
-    import json
-
     result: dict[str, Any] = {"rows": [r.as_json() for r in rows], "machine": machine(), "rounds": rounds,
                               "seconds": round(time.perf_counter() - started, 1)}
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -257,6 +256,21 @@ def with_workers(proc: psutil.Process) -> list[psutil.Process]:
 def cpu_of(procs: list[psutil.Process]) -> float:
     """User + system CPU seconds of ``procs`` so far."""
     return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def join_unlocked(mvault: str, invite: str, env: dict[str, str]) -> None:
+    """Join with ``invite`` as "bench", unlock for an hour (``env`` then carries the session, not the passphrase
+    file), and create the program team "bench"."""
+    def run(*args: str) -> str:
+        done = subprocess.run([mvault, *args], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"mvault {args[0]} ... failed ({done.returncode}): {done.stderr[-2000:]}")
+        return done.stdout
+
+    run("join", invite, "--name", "bench")
+    env["MVAULT_SESSION"] = json.loads(run("--json", "unlock", "--minutes", "60"))["session"]
+    del env["MVAULT_PASSPHRASE_FILE"]  # the session must carry every command from here
+    run("team", "create", "bench", "--kind", "program")
 
 
 def free_port() -> int:

@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MIB, ROOT, Row, Sampler, free_port, precompile, write_rows  # noqa: E402
+from common import MIB, ROOT, Row, Sampler, free_port, join_unlocked, precompile, write_rows  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LIMIT_MIB = 200
@@ -174,12 +174,7 @@ def main() -> int:
             assert server.stdout is not None
             info = json.loads(server.stdout.readline())
             server_sampler = Sampler(server.pid)
-            timed([mvault, "join", info["invite"], "--name", "bench"], env)
-            unlocked = subprocess.run([mvault, "--json", "unlock", "--minutes", "60"], env=env, check=True,
-                                      capture_output=True, text=True)
-            env["MVAULT_SESSION"] = json.loads(unlocked.stdout)["session"]
-            del env["MVAULT_PASSPHRASE_FILE"]  # the session must carry every command from here
-            timed([mvault, "team", "create", "bench", "--kind", "program"], env)
+            join_unlocked(mvault, info["invite"], env)
             big = tmp / "big.bin"
             write_file(big, args.size_mib)
             up_ref: list[float] = []

@@ -86,8 +86,10 @@ class ArchiveWriter:
     def _pad(self, size: int) -> None:
         self._emit(b"\0" * (-size % tarfile.BLOCKSIZE))
 
-    def add(self, name: str, path: Path, check: Callable[[str], None] | None = None) -> Entry:
-        """Stream file ``path`` in as ``name``; ``check`` gets its SHA-256 (hex) and may refuse it."""
+    def add(self, name: str, path: Path, check: Callable[[str], None] | None = None,
+            tap: Callable[[bytes], object] | None = None) -> Entry:
+        """Stream file ``path`` in as ``name``; ``tap`` sees every piece of it as it is read (another hash), then
+        ``check`` gets its SHA-256 (hex) and may refuse it."""
         if not member_name_ok(name):
             raise ValueError(f"{name!r} is not a backup member name")
         h = hashlib.sha256()
@@ -100,6 +102,8 @@ class ArchiveWriter:
                 if not data:
                     raise OSError(f"{path} shrank while it was copied")
                 h.update(data)
+                if tap is not None:
+                    tap(data)
                 self._emit(data, digest=False)
                 left -= len(data)
         self._pad(size)

@@ -44,6 +44,7 @@ from server.check import CheckReport, check_data
 from server.datalock import LOCK_FILE
 from server.pgdump import dump
 from vault.agefile import decrypting, encrypting, read_identities
+from vault.bodyformat import BODY_V1, Hasher, body_hasher
 from vault.envelope import Record
 from vault.errors import VaultError
 from vault.fileio import fsync_dir
@@ -99,15 +100,16 @@ def audit_state(db: Path) -> dict[str, Any]:
     return {"size": tree.size, "root": tree.root().hex(), "checkpoint": last}
 
 
-def _blobs_of(db: Path) -> Iterator[tuple[str, bytes]]:
-    """Every (blob name, SHA-256 of its body) the vault snapshot references."""
+def _blobs_of(db: Path) -> Iterator[tuple[str, bytes, int]]:
+    """Every (blob name, its signed body hash, its body format) the vault snapshot references."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         seen: set[str] = set()
         for blob, record in con.execute("SELECT blob, record FROM versions ORDER BY blob"):
             if blob not in seen:
                 seen.add(blob)
-                yield str(blob), Record.parse(bytes(record)).body_hash
+                rec = Record.parse(bytes(record))
+                yield str(blob), rec.body_hash, rec.core.body
     finally:
         con.close()
 
@@ -135,13 +137,17 @@ def _write(out: BinaryIO, data: Path, snaps: Path, created: int, database_url: s
         if f.is_file() and f.name not in (*DATABASES, LOCK_FILE) and member_name_ok(f.name):
             writer.add(f.name, f)
     blob_bytes = 0
-    for name, body_hash in _blobs_of(snaps / "vault.db"):
-        def matches(sha: str, name: str = name, expected: str = body_hash.hex()) -> None:
-            if sha != expected:
+    for name, body_hash, body in _blobs_of(snaps / "vault.db"):
+        # format 1 signs the SHA-256 the archive computes anyway; format 2 its BLAKE3, computed on the same pass
+        other = None if body == BODY_V1 else body_hasher(body)
+
+        def matches(sha: str, name: str = name, expected: bytes = body_hash, other: Hasher | None = other) -> None:
+            if (bytes.fromhex(sha) if other is None else other.digest()) != expected:
                 raise BackupFailed(f"blob {name} does not match its record (run mvault-server check)")
 
         try:
-            blob_bytes += writer.add(f"blobs/{name[:2]}/{name}", data / "blobs" / name[:2] / name, matches).size
+            blob_bytes += writer.add(f"blobs/{name[:2]}/{name}", data / "blobs" / name[:2] / name, matches,
+                                     None if other is None else other.update).size
         except FileNotFoundError:
             raise BackupFailed(f"blob {name}, referenced by the database, is missing (run mvault-server check)") \
                 from None

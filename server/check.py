@@ -31,7 +31,6 @@ last look before a deletion would be at the snapshot, not at what the servers co
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 import tempfile
 import time
@@ -48,6 +47,7 @@ from server.check_threads import check_cosignatures, check_threads
 from server.directory import Directory
 from server.pgdump import dump
 from server.store.sqlite.vault import SQLiteStorage
+from vault.bodyformat import body_hasher, hash_name
 from vault.envelope import Record
 from vault.errors import VaultError
 from vault.logsign import log_keypair
@@ -104,13 +104,14 @@ def _listing(data: Path) -> tuple[dict[str, Path], list[Path]]:
     return blobs, temps
 
 
-def _sha256(path: Path) -> tuple[int, str]:
-    h, n = hashlib.sha256(), 0
+def _body_hash(path: Path, body: int) -> tuple[int, str]:
+    """The blob's length and the hash its body format signs (SHA-256 for format 1, BLAKE3 for 2), in hex."""
+    h, n = body_hasher(body), 0
     with path.open("rb") as f:
         while data := f.read(CHUNK):
             h.update(data)
             n += len(data)
-    return n, h.hexdigest()
+    return n, h.digest().hex()
 
 
 async def _directory(dbs: Path, data: Path) -> Directory:
@@ -128,9 +129,9 @@ def _versions(con: sqlite3.Connection) -> Iterator[tuple[str, str, str, int, byt
 
 
 def _check_versions(con: sqlite3.Connection, directory: Directory | None, report: CheckReport
-                    ) -> dict[str, tuple[int, bytes]]:
-    """Problems of every document's version chain; the referenced blobs (name -> (length, body hash))."""
-    used: dict[str, tuple[int, bytes]] = {}
+                    ) -> dict[str, tuple[int, bytes, int]]:
+    """Problems of every document's version chain; the referenced blobs (name -> (length, body hash, format))."""
+    used: dict[str, tuple[int, bytes, int]] = {}
     prev: tuple[str, str, int, str] = ("", "", 0, "")
     docs = 0
     for vid, team, doc, seq, raw, blob, body_len in _versions(con):
@@ -149,7 +150,7 @@ def _check_versions(con: sqlite3.Connection, directory: Directory | None, report
                 wrong.append(f"it does not follow version {prev[2]} (seq or parent)")
             if directory is not None:
                 rec.verify(directory.member(core.author).device_at(core.device, core.time).sign_public)
-            used[blob] = (body_len, rec.body_hash)
+            used[blob] = (body_len, rec.body_hash, core.body)
             if wrong:
                 report.problems.append(Problem("version", where, "; ".join(wrong)))
         except VaultError as e:
@@ -159,20 +160,20 @@ def _check_versions(con: sqlite3.Connection, directory: Directory | None, report
     return used
 
 
-def _check_blobs(data: Path, used: dict[str, tuple[int, bytes]], report: CheckReport) -> None:
+def _check_blobs(data: Path, used: dict[str, tuple[int, bytes, int]], report: CheckReport) -> None:
     total = 0
-    for name, (length, body_hash) in sorted(used.items()):
+    for name, (length, body_hash, body) in sorted(used.items()):
         path = data / "blobs" / name[:2] / name
         rel = path.relative_to(data).as_posix()
         try:
-            size, sha = _sha256(path)
+            size, digest = _body_hash(path, body)
         except FileNotFoundError:
             report.problems.append(Problem("blob-missing", rel, "referenced by a document version, not on disk"))
             continue
         total += size
-        if size != length or sha != body_hash.hex():
-            report.problems.append(Problem("blob-corrupt", rel, f"{size} bytes with SHA-256 {sha}; its record "
-                                                                f"signs {length} bytes with {body_hash.hex()}"))
+        if size != length or digest != body_hash.hex():
+            report.problems.append(Problem("blob-corrupt", rel, f"{size} bytes with {hash_name(body)} {digest}; its "
+                                                                f"record signs {length} bytes with {body_hash.hex()}"))
     report.summary.update(blobs=len(used), blob_bytes=total)
 
 
@@ -232,7 +233,7 @@ def _still_unused(dbs: Path, name: str) -> bool:
 
 
 def _check_leftovers(data: Path, dbs: Path, listed: tuple[dict[str, Path], list[Path]],
-                     used: dict[str, tuple[int, bytes]], report: CheckReport, grace: float, repair: bool) -> None:
+                     used: dict[str, tuple[int, bytes, int]], report: CheckReport, grace: float, repair: bool) -> None:
     blobs, temps = listed
     now = time.time()
     found = [("orphan", path, name) for name, path in sorted(blobs.items()) if name not in used]

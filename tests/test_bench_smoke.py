@@ -203,3 +203,14 @@ def test_transfer_floor_bench_runs(tmp_path: Path) -> None:
     assert abs(result["get_floor"] - expected) < 0.01
     assert "get floor" in r.stdout and "put floor" in r.stdout
     assert list(tmp_path.iterdir()) == [out]  # the write test left nothing behind
+
+
+def test_transfer_trees_bench_runs(tmp_path: Path) -> None:
+    """bench/transfer_trees.py: CPU per MiB of put and get, two trees alternating (here the same tree twice)."""
+    out = tmp_path / "trees.json"
+    r, result = run_bench("transfer_trees.py", out, "--base", str(Path(__file__).parent.parent), "--mib", "1",
+                          "--rounds", "2", timeout=600)
+    assert set(result["cpu_ms_per_mib"]) == {"put command", "put server_side", "get command", "get server_side"}
+    assert all(len(v) == 2 for side in result["rounds"].values() for v in side.values())
+    assert all(x > 0 for side in result["rounds"].values() for v in side.values() for x in v)
+    assert "put client CPU" in r.stdout and "get server CPU" in r.stdout

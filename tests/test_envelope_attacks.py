@@ -27,6 +27,7 @@ from tests.helpers.envelope import (
     resign,
     write_doc,
 )
+from vault.bodyformat import BODY_V1
 from vault.crypto import primitives as p
 from vault.encoding import decode, encode
 from vault.envelope import (
@@ -308,7 +309,7 @@ def test_forged_layout_with_short_middle_frame(key_a: TeamKey, author: DeviceKey
     # Every frame but the last holds exactly FRAME bytes; a stream framed otherwise does not
     # decrypt, even when its total length and signature are right.
     raw, body = forge(key_a, author, [(b"a" * 10, False), (b"b" * (FRAME - 9), True)])
-    assert len(body) == body_length(FRAME + 1)
+    assert len(body) == body_length(FRAME + 1, FRAME, BODY_V1)
     expect(DecryptionFailed, lambda: read_doc(raw, body, key_a, author.sign_public))
     expect(DecryptionFailed, lambda: read_doc(raw, body, key_a, author.sign_public, None))
 

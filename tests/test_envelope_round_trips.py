@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import blake3
 import pytest
 
 from tests.helpers.envelope import (
@@ -22,6 +23,7 @@ from tests.helpers.envelope import (
     read_doc,
     write_doc,
 )
+from vault.bodyformat import BODY_V1, BODY_V2
 from vault.crypto import primitives as p
 from vault.encoding import encode
 from vault.envelope import (
@@ -79,13 +81,15 @@ def doc(key_a: TeamKey, author: DeviceKeys) -> Doc:
         (3 * FRAME + 5, None, None),
     ],
 )
+@pytest.mark.parametrize("body", [BODY_V1, BODY_V2])
 def test_round_trip(key_a: TeamKey, author: DeviceKeys, size: int, write_chunk: int | None,
-                    read_chunk: int | None) -> None:
+                    read_chunk: int | None, body: int) -> None:
     plaintext = data_of(size, seed=size)
-    d = write_doc(key_a, author, plaintext, write_chunk)
-    assert len(d.body) == body_length(size) == d.record.core.body_len
-    assert plaintext_length(len(d.body)) == size
-    assert p.sha256(d.body) == d.record.body_hash
+    d = write_doc(key_a, author, plaintext, write_chunk, body_format=body)
+    assert d.record.core.body == body
+    assert len(d.body) == body_length(size, FRAME, body) == d.record.core.body_len
+    assert plaintext_length(len(d.body), FRAME, body) == size
+    assert (p.sha256(d.body) if body == BODY_V1 else blake3.blake3(d.body).digest()) == d.record.body_hash
     assert d.upload.startswith(MAGIC)
     assert read_doc(d.record.raw, d.body, key_a, author.sign_public, read_chunk) == plaintext
 

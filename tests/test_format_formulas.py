@@ -18,8 +18,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import blake3
 import nacl.bindings as sodium
 from argon2.low_level import Type, hash_secret_raw
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org
 
@@ -350,8 +352,10 @@ def test_team_keys_documents_and_messages_follow_the_document(org: Org, tmp_path
     assert core["device"] == alice_device["id"]
     sodium.crypto_sign_open(record["sig"] + b"mvault/v1/doc\x00" + signed, alice_device["sign_pk"])
     body = (org.server.data_dir / "blobs" / vid[:2] / vid).read_bytes()
-    assert len(body) == body_len == core["body_len"] == 24 + 1000 + 17 * (1000 // (1 << 20) + 1)
-    assert hashlib.sha256(body).digest() == record["body_hash"]
+    # A new version is of body format 2: frames only, 16 bytes of tag each, BLAKE3 signed.
+    assert core["body"] == 2 and len(core["body_nonce"]) == 4
+    assert len(body) == body_len == core["body_len"] == 1000 + 16 * (1000 // (1 << 20) + 1)
+    assert blake3.blake3(body).digest() == record["body_hash"]
     data_key = AEAD_open(KDF(seed, b"mvault/v1/team/doc-key"), core["nonce"],
                          b"mvault/v1/doc/wrap\x00" + record["core"], record["wrapped"])
     assert core["key_commit"] == KDF(data_key, b"mvault/v1/doc/key-commit")
@@ -361,6 +365,10 @@ def test_team_keys_documents_and_messages_follow_the_document(org: Org, tmp_path
     (n,) = struct.unpack(">I", padded[:4])
     meta = dec(padded[4:4 + n])
     assert meta["name"] == "notes.txt" and meta["size"] == 1000 and not any(padded[4 + n:])
+    # Its one frame (the last: flag 0x01), counter 0, under the frame key.
+    frames = ChaCha20Poly1305(KDF(data_key, b"mvault/v1/doc/body2-frame-key"))
+    nonce = core["body_nonce"] + (0).to_bytes(7, "big") + b"\x01"
+    assert frames.decrypt(nonce, body, None) == doc.read_bytes()
 
     # Threads: the thread id of a name, the message id, and the body under the message key.
     assert thread_row[0] == KDF(names, b"mvault/v1/thread/id\x00" + b"plans", 16).hex()

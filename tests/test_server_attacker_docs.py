@@ -29,6 +29,7 @@ from tests.helpers.tampering import (
     FRAME_CT,
     HEADER,
     SIGNATURE,
+    TAG,
     MiB,
     blob_file,
     blob_replaced,
@@ -101,7 +102,7 @@ def test_bit_flips_in_the_body(org: Org, tmp_path: Path) -> None:
     content = os.urandom(BIG)
     vid = put(alice, "drafting", tmp_path / "big.bin", content)
     body = blob_file(org, version_row(org, vid)["blob"]).read_bytes()
-    assert len(body) == HEADER + 3 * FRAME_CT + 1000 + 17
+    assert len(body) == HEADER + 3 * FRAME_CT + 1000 + TAG
     cases = [
         ("stream header", flip(body, 5)),
         ("stream header last byte", flip(body, HEADER - 1, 7)),
@@ -125,7 +126,7 @@ def test_frames_reordered_duplicated_dropped_truncated(org: Org, tmp_path: Path)
     vid = put(alice, "drafting", tmp_path / "big.bin", content)
     body = blob_file(org, version_row(org, vid)["blob"]).read_bytes()
     header, fr = frames(body)
-    assert [len(f) for f in fr] == [FRAME_CT, FRAME_CT, FRAME_CT, 1000 + 17]
+    assert [len(f) for f in fr] == [FRAME_CT, FRAME_CT, FRAME_CT, 1000 + TAG]
     assert header + b"".join(fr) == body
     cases = [
         ("first two frames swapped", header + fr[1] + fr[0] + fr[2] + fr[3], DECRYPTION),
@@ -139,7 +140,7 @@ def test_frames_reordered_duplicated_dropped_truncated(org: Org, tmp_path: Path)
         ("only the stream header", header, "truncated"),
         ("empty body", b"", "truncated"),
         ("cut inside the final frame", body[:-5], "truncated"),
-        ("bytes appended after the final frame", body + b"\x00" * 17, "longer"),
+        ("bytes appended after the final frame", body + b"\x00" * TAG, "longer"),
         ("frames of another upload of the same content", None, DECRYPTION),
     ]
     other_vid = put(alice, "drafting", tmp_path / "big-copy.bin", content)

@@ -10,6 +10,7 @@ import nacl.bindings as sodium
 import pytest
 
 from tests.helpers.envelope import data_of, read_doc
+from vault.bodyformat import BODY_V1, BODY_V2, header_bytes, tag_bytes
 from vault.crypto import primitives as p
 from vault.envelope import FRAME, DocWriter
 from vault.errors import DecryptionFailed, IntegrityError, Truncated
@@ -59,7 +60,8 @@ def _writer(size: int) -> DocWriter:
                      doc="doc-1", seq=1, parent=None, time=1_700_000_000, name="plan.txt", size=size)
 
 
-def test_sealed_and_absorbed_apart_is_the_same_document() -> None:
+@pytest.mark.parametrize("body_format", [BODY_V1, BODY_V2])
+def test_sealed_and_absorbed_apart_is_the_same_document(body_format: int) -> None:
     """As the upload does it: whole frames sealed (the in-place path) and hashed afterwards; the document reads
     back whole, in pieces of every alignment."""
     size = 2 * FRAME + 3
@@ -67,14 +69,15 @@ def test_sealed_and_absorbed_apart_is_the_same_document() -> None:
     key = TeamKey.generate("a" * 32, 1)
     device = DeviceKeys.generate()
     w = DocWriter(key=key, team_seq=1, device=device, author="author-1", doc="doc-1", seq=1, parent=None,
-                  time=1_700_000_000, name="plan.txt", size=size)
+                  time=1_700_000_000, name="plan.txt", size=size, body=body_format)
+    hdr, tag = header_bytes(body_format), tag_bytes(body_format)
     pieces = [w.seal(memoryview(data)[i:i + FRAME]) for i in range(0, size, FRAME)]
     for piece in pieces:
         w.absorb(piece)
     tail = w.finish()
     assert w.record is not None
-    body = w.upload_prefix()[-p.STREAM_HEADER_BYTES:] + b"".join(pieces) + tail[:-p.SIG_BYTES]
-    for chunk in (None, 7, FRAME, FRAME + p.STREAM_ABYTES, FRAME + p.STREAM_ABYTES + p.STREAM_HEADER_BYTES):
+    body = w.upload_prefix()[len(w.upload_prefix()) - hdr:] + b"".join(pieces) + tail[:-p.SIG_BYTES]
+    for chunk in (None, 7, FRAME, FRAME + tag, FRAME + tag + hdr):
         assert read_doc(w.record.raw, body, key, device.sign_public, chunk=chunk) == data
 
 
@@ -88,22 +91,24 @@ def test_a_sealed_frame_left_out_of_the_body_hash_is_refused() -> None:
         w.finish()
 
 
-@pytest.mark.parametrize("chunk", [None, FRAME + p.STREAM_ABYTES, 4096])
-def test_an_altered_or_cut_body_fails_in_place_and_gathered(chunk: int | None) -> None:
+@pytest.mark.parametrize("body_format", [BODY_V1, BODY_V2])
+@pytest.mark.parametrize("chunk", [None, FRAME + p.STREAM_ABYTES, FRAME + p.FRAME_AEAD_TAG_BYTES, 4096])
+def test_an_altered_or_cut_body_fails_in_place_and_gathered(chunk: int | None, body_format: int) -> None:
     """The storage (or the server) flips a bit of the second frame, or cuts the body after whole frames: the
     frames opened where they lie (a whole body in one piece) fail as the gathered ones do."""
     data = data_of(2 * FRAME + 3)
     key = TeamKey.generate("a" * 32, 1)
     device = DeviceKeys.generate()
     w = DocWriter(key=key, team_seq=1, device=device, author="author-1", doc="doc-1", seq=1, parent=None,
-                  time=1_700_000_000, name="plan.txt", size=len(data))
+                  time=1_700_000_000, name="plan.txt", size=len(data), body=body_format)
+    hdr, tag = header_bytes(body_format), tag_bytes(body_format)
     upload = w.upload_prefix() + w.encrypt(data) + w.finish()
     assert w.record is not None
-    body = upload[len(w.upload_prefix()) - p.STREAM_HEADER_BYTES:-p.SIG_BYTES]
+    body = upload[len(w.upload_prefix()) - hdr:-p.SIG_BYTES]
     flipped = bytearray(body)
-    flipped[p.STREAM_HEADER_BYTES + FRAME + p.STREAM_ABYTES + 10] ^= 1
+    flipped[hdr + FRAME + tag + 10] ^= 1
     with pytest.raises(DecryptionFailed):
         read_doc(w.record.raw, bytes(flipped), key, device.sign_public, chunk=chunk)
     with pytest.raises(Truncated):
-        read_doc(w.record.raw, body[:p.STREAM_HEADER_BYTES + 2 * (FRAME + p.STREAM_ABYTES)], key,
+        read_doc(w.record.raw, body[:hdr + 2 * (FRAME + tag)], key,
                  device.sign_public, chunk=chunk)

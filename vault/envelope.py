@@ -5,11 +5,12 @@ Upload stream (``docs/format.md`` has every byte)::
     MAGIC "MVDOC1\\n" || u32 len || prelude || body || signature(64)
     prelude = encode({"core": core_raw, "wrapped": bytes, "meta": bytes})
     core    = encode({"v", "team", "team_seq", "doc", "seq", "parent", "gen", "author", "device", "time",
-                      "frame", "body_len", "key_commit", "nonce", "meta_nonce"})
+                      "frame", "body_len", "key_commit", "nonce", "meta_nonce", "body"?, "body_nonce"?})
     wrapped = AEAD(team doc_key[gen], nonce,      AD_DOC_WRAP || core_raw, data_key)
     meta    = AEAD(kdf(data_key, META), meta_nonce, AD_DOC_META || core_raw, padded metadata)
-    body    = secretstream header || frame*   (1 MiB plaintext frames, last one TAG_FINAL)
-    signed  = encode({"core", "wrapped", "meta_hash": sha256(meta), "body_hash": sha256(body)})
+    body    = format 1: secretstream header || frame*   (1 MiB plaintext frames, last one TAG_FINAL)
+              format 2 (core "body": 2): frame* (ChaCha20-Poly1305 STREAM, ``vault/bodyformat.py``)
+    signed  = encode({"core", "wrapped", "meta_hash": sha256(meta), "body_hash": sha256(body) / blake3(body)})
     signature = Ed25519(author device, SIG_DOC || 0x00 || signed)
 
 The stored record (what ``ls``/``history`` return) is
@@ -25,6 +26,7 @@ import struct
 from dataclasses import dataclass
 from functools import cached_property
 
+from vault import bodyformat as bf
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value, decode, encode
@@ -46,7 +48,7 @@ META_MAX = 4096
 MAX_NAME_BYTES = 1024
 _CORE_FIELDS = {
     "v", "team", "team_seq", "doc", "seq", "parent", "gen", "author", "device", "time", "frame", "body_len",
-    "key_commit", "nonce", "meta_nonce", "op", "review",
+    "key_commit", "nonce", "meta_nonce", "op", "review", "body", "body_nonce",
 }
 # What a version does, beside the plain "put" of new content (``core["op"]``, absent for a put so a put's
 # bytes are as they always were): "delete" (a signed deletion: empty body, history kept), "move" (the first
@@ -58,20 +60,14 @@ PUT, DELETE, MOVE, RESTORE, CONFLICT = "put", "delete", "move", "restore", "conf
 OPS = (PUT, DELETE, MOVE, RESTORE, CONFLICT)
 
 
-def body_length(size: int, frame: int = FRAME) -> int:
-    """Ciphertext body length for a plaintext of ``size`` bytes (always one final frame)."""
-    return p.STREAM_HEADER_BYTES + size + p.STREAM_ABYTES * (size // frame + 1)
+def body_length(size: int, frame: int = FRAME, body: int = bf.BODY_NEW) -> int:
+    """Ciphertext body length for a plaintext of ``size`` bytes in body format ``body`` (always one final frame)."""
+    return bf.body_length(size, frame, body)
 
 
-def plaintext_length(body_len: int, frame: int = FRAME) -> int:
+def plaintext_length(body_len: int, frame: int = FRAME, body: int = bf.BODY_NEW) -> int:
     """Inverse of ``body_length``; raises ``EncodingError`` when no size fits."""
-    rest = body_len - p.STREAM_HEADER_BYTES
-    full = frame + p.STREAM_ABYTES
-    n_full = max(0, rest - p.STREAM_ABYTES) // full
-    size = n_full * frame + (rest - n_full * full - p.STREAM_ABYTES)
-    if size < 0 or body_length(size, frame) != body_len:
-        raise EncodingError("body length does not correspond to any plaintext size")
-    return size
+    return bf.plaintext_length(body_len, frame, body)
 
 
 @dataclass(frozen=True)
@@ -95,6 +91,9 @@ class Core:
     # the month (YYYY-MM) of the review-by date in the encrypted metadata, signed here so that the server's doc.write
     # event carries the author's word, not only a query parameter (rule document-review; absent: no date)
     review: str | None = None
+    # the body format (vault/bodyformat.py): 1 (absent from the bytes) or 2, with its 4-byte nonce prefix
+    body: int = bf.BODY_V1
+    body_nonce: bytes | None = None
 
     @classmethod
     def parse(cls, raw: bytes) -> Core:
@@ -104,12 +103,16 @@ class Core:
         frame = f.int_("frame", 1)
         if frame != FRAME:
             raise EncodingError("unsupported frame size")
+        body = f.int_("body", bf.BODY_V2, bf.BODY_V2) if f.has("body") else bf.BODY_V1  # an explicit 1 is not canonical
+        body_nonce = f.bytes_("body_nonce", bf.PREFIX_BYTES) if body == bf.BODY_V2 else None
+        if body == bf.BODY_V1 and f.has("body_nonce"):
+            raise EncodingError("a format-1 body has no frame nonce prefix")
         body_len = f.int_("body_len", 0, 2**50)
-        plaintext_length(body_len, frame)
+        plaintext_length(body_len, frame, body)
         op = f.opt_str("op", 16) or PUT
         if op not in OPS or (f.has("op") and op == PUT):
             raise EncodingError("unknown document operation (an explicit 'put' is not canonical either)")
-        if op == DELETE and body_len != body_length(0, frame):
+        if op == DELETE and body_len != body_length(0, frame, body):
             raise EncodingError("a deletion has an empty body")
         review = f.opt_str("review", 7)
         if review is not None and (op == DELETE or check_review_month(review) != review):
@@ -132,6 +135,8 @@ class Core:
             meta_nonce=f.bytes_("meta_nonce", p.AEAD_NONCE_BYTES),
             op=op,
             review=review,
+            body=body,
+            body_nonce=body_nonce,
         )
 
 
@@ -260,7 +265,8 @@ class DocWriter:
 
     def __init__(self, *, key: TeamKey, team_seq: int, device: DeviceKeys, author: str, doc: str, seq: int,
                  parent: str | None, time: int, name: str, size: int, mime: str = "application/octet-stream",
-                 mtime: int = 0, op: str = PUT, extra_meta: dict[str, Value] | None = None) -> None:
+                 mtime: int = 0, op: str = PUT, extra_meta: dict[str, Value] | None = None,
+                 body: int = bf.BODY_NEW) -> None:
         try:
             name_bytes = name.encode("utf-8")
         except UnicodeEncodeError as e:  # e.g. a non-UTF-8 file name read with surrogateescape
@@ -269,15 +275,20 @@ class DocWriter:
             raise EncodingError("file name is too long")
         self._device = device
         self.size = size
+        self._body = body
         data_key = p.random_bytes(32)
         nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
         meta_nonce = p.random_bytes(p.AEAD_NONCE_BYTES)
         core: dict[str, Value] = {
             "v": 1, "team": key.team_id, "team_seq": team_seq, "doc": doc, "seq": seq, "parent": parent, "gen": key.gen,
             "author": author, "device": device.device_id, "time": time, "frame": FRAME,
-            "body_len": body_length(size), "key_commit": _key_commit(data_key), "nonce": nonce,
+            "body_len": body_length(size, FRAME, body), "key_commit": _key_commit(data_key), "nonce": nonce,
             "meta_nonce": meta_nonce,
         }
+        body_nonce = None
+        if body != bf.BODY_V1:  # format 2: named in the signed header (no server can downgrade it), and its prefix
+            body_nonce = p.random_bytes(bf.PREFIX_BYTES)
+            core.update({"body": body, "body_nonce": body_nonce})
         if op != PUT:
             if op not in OPS:
                 raise EncodingError(f"unknown document operation {op!r}")
@@ -295,8 +306,8 @@ class DocWriter:
         self.meta = p.aead_encrypt(
             p.kdf(data_key, labels.KDF_DATA_META), meta_nonce, labels.AD_DOC_META + b"\x00" + self.core_raw, padded
         )
-        self._stream = p.StreamPush(p.kdf(data_key, labels.KDF_DATA_STREAM))
-        self._hash = p.sha256_hasher()
+        self._stream = bf.sealer(body, data_key, body_nonce)
+        self._hash = bf.body_hasher(body)
         self._hash.update(self._stream.header)
         self._pending = bytearray()
         self._consumed = 0
@@ -310,7 +321,8 @@ class DocWriter:
 
     def upload_length(self) -> int:
         """The byte count of the whole upload stream (prefix, frames, signature), known before it is made."""
-        return len(self.upload_prefix()) - p.STREAM_HEADER_BYTES + body_length(self.size) + p.SIG_BYTES
+        return (len(self.upload_prefix()) - bf.header_bytes(self._body) + body_length(self.size, FRAME, self._body)
+                + p.SIG_BYTES)
 
     def encrypt(self, chunk: p.Frame) -> p.Frame:
         """Feed plaintext; returns the ciphertext of every frame completed so far."""
@@ -447,7 +459,7 @@ def open_record(record: Record, key: TeamKey) -> Opened:
     if (None if not isinstance(review_by, str) else review_month(parse_review_by(review_by))) != core.review:
         raise IntegrityError("the document's signed review month is not the month of its review-by date")
     size = meta["size"]
-    if not isinstance(size, int) or body_length(size, core.frame) != core.body_len:
+    if not isinstance(size, int) or body_length(size, core.frame, core.body) != core.body_len:
         raise IntegrityError("document size does not match its body length")
     return Opened(record, data_key, meta)
 
@@ -459,15 +471,16 @@ class BodyDecryptor:
     def __init__(self, opened: Opened) -> None:
         self._core = opened.record.core
         self._expected_hash = opened.record.body_hash
-        self._key = p.kdf(opened.data_key, labels.KDF_DATA_STREAM)
-        self._hash = p.sha256_hasher()
+        self._data_key = opened.data_key
+        self._hash = bf.body_hasher(self._core.body)
         self._header = bytearray()
-        self._stream: p.StreamPull | None = None
+        self._header_len = bf.header_bytes(self._core.body)
+        self._stream: bf.Opener | None = None
         self._seen = 0
         self._done = False
-        self._frame_ct = self._core.frame + p.STREAM_ABYTES
+        self._frame_ct = self._core.frame + bf.tag_bytes(self._core.body)
         # No more than the body can put in it: a small body (a batch download's) does not zero a whole frame's MiB.
-        self._frame = bytearray(min(self._frame_ct, max(0, self._core.body_len - p.STREAM_HEADER_BYTES)))
+        self._frame = bytearray(min(self._frame_ct, max(0, self._core.body_len - self._header_len)))
         self._fill = 0  # bytes of the next frame gathered in _frame
 
     def feed(self, data: p.Frame) -> list[p.Frame]:
@@ -480,11 +493,11 @@ class BodyDecryptor:
         with memoryview(data) as view:
             pos = 0
             if self._stream is None:
-                pos = min(len(view), p.STREAM_HEADER_BYTES - len(self._header))
+                pos = min(len(view), self._header_len - len(self._header))
                 self._header += view[:pos]
-                if len(self._header) < p.STREAM_HEADER_BYTES:
+                if len(self._header) < self._header_len:
                     return out
-                self._stream = p.StreamPull(self._key, bytes(self._header))
+                self._stream = bf.opener(self._core.body, self._data_key, self._core.body_nonce, bytes(self._header))
             at_end = self._seen == self._core.body_len
             # A full-size frame is never the final one (the final frame holds size % FRAME bytes).
             while pos < len(view):
@@ -508,7 +521,7 @@ class BodyDecryptor:
         if self._done:
             raise IntegrityError("data after the final frame")
         assert self._stream is not None
-        plaintext, final = self._stream.pull(frame)
+        plaintext, final = self._stream.pull(frame, last)
         if final:
             self._done = True
             if not last:

@@ -13,7 +13,6 @@ its audit event records the refusal; every stored item has its own version, audi
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import struct
 from dataclasses import dataclass
 from typing import assert_never
@@ -29,6 +28,7 @@ from server.notes import Note, note
 from server.routes.docs import check_header, check_signed, parse_prelude
 from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
+from vault.bodyformat import body_hash
 from vault.chains import TeamState
 from vault.envelope import MAGIC, MAX_PRELUDE, Record
 from vault.errors import Conflict, EncodingError, VaultError
@@ -83,7 +83,7 @@ def _parse_item(request: web.Request, team: TeamState, raw: memoryview, event: N
     body = raw[start + n:len(raw) - _SIGNATURE]
     if len(raw) - start - n < _SIGNATURE or len(body) != core.body_len:
         raise EncodingError("document body length differs from its header's")
-    record = Record.build(core.raw, wrapped, meta, hashlib.sha256(body).digest(), bytes(raw[len(raw) - _SIGNATURE:]),
+    record = Record.build(core.raw, wrapped, meta, body_hash(core.body, body), bytes(raw[len(raw) - _SIGNATURE:]),
                           core)
     check_signed(request, team, record)
     return _Item(event, record, body, allowance)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import struct
 from typing import assert_never
 
@@ -29,6 +28,7 @@ from server.store.blobs import TempBlob
 from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
 from server.usage import Allowance, OverDailyCount, OverStoredBytes, over_quota
 from vault.acts import Act
+from vault.bodyformat import body_hasher
 from vault.chains import TeamState
 from vault.encoding import Fields, decode
 from vault.envelope import MAGIC, MAX_PRELUDE, PUT, Core, Record
@@ -149,7 +149,7 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
     temp = blobs.create()
     placed = False
     try:
-        body_hash = await _receive_body(pace, temp, core.body_len)
+        body_hash = await _receive_body(pace, temp, core.body_len, core.body)
         sig = await _read_exactly(pace, 64, "signature")
         if await pace.read(1):
             raise EncodingError("upload has bytes after the signature")
@@ -199,11 +199,12 @@ async def _read_exactly(pace: Pace, n: int, what: str) -> bytes:
     return got
 
 
-async def _receive_body(pace: Pace, temp: TempBlob, length: int) -> bytes:
+async def _receive_body(pace: Pace, temp: TempBlob, length: int, body: int) -> bytes:
     """Receive the body on the event loop while a worker thread hashes and writes the previous piece (one
     piece in flight, pieces gathered to ~1 MiB, so at most ~2 MiB held; the loop only receives); small bodies
-    are hashed and written inline (a thread trip costs more)."""
-    hasher = hashlib.sha256()
+    are hashed and written inline (a thread trip costs more). ``body``: the body format the signed header names
+    (its hash: SHA-256 for 1, BLAKE3 for 2)."""
+    hasher = body_hasher(body)
     loop = asyncio.get_running_loop()
 
     def hash_and_write(pieces: list[Buffer]) -> None:

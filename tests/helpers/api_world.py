@@ -20,6 +20,7 @@ from server.context import DIRECTORY
 from tests.conftest import Member, ServerThread
 from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 from tests.helpers.http import Http, b64
+from vault.bodyformat import BODY_NEW
 from vault.chains import member_id_for, org_id_for, team_id_for
 from vault.envelope import MAGIC, DocWriter
 from vault.keys import DeviceKeys, PukKeys
@@ -163,11 +164,11 @@ def team_seq_of(w: World, team_id: str) -> int:
 
 def make_upload(w: World, s: Client, key: TeamKey, doc: str, *, seq: int = 1, parent: str | None = None,
                 size: int = 300, device: DeviceKeys | None = None, author: str | None = None,
-                when: int | None = None, team_seq: int | None = None) -> Upload:
+                when: int | None = None, team_seq: int | None = None, body_format: int = BODY_NEW) -> Upload:
     writer = DocWriter(key=key, team_seq=team_seq_of(w, key.team_id) if team_seq is None else team_seq,
                        device=device or s.session.device, author=author or s.session.me, doc=doc, seq=seq,
                        parent=parent, time=now(w) if when is None else when, name=f"{doc[:8]}.bin",
-                       size=size)
+                       size=size, body=body_format)
     data = writer.upload_prefix() + writer.encrypt(os.urandom(size)) + writer.finish()
     assert writer.record is not None
     (n,) = struct.unpack(">I", data[len(MAGIC):len(MAGIC) + 4])

@@ -18,6 +18,7 @@ from tests.conftest import Member, Org, ServerThread
 from tests.helpers.db import sql
 from tests.helpers.keyholder import open_box
 from tests.helpers.members import unlock_fast
+from vault.bodyformat import BODY_NEW
 from vault.encoding import Value, decode, encode
 from vault.envelope import MAGIC, PUT, DocWriter
 from vault.keys import DeviceKeys
@@ -103,12 +104,13 @@ def team_key(f: Forge, name: str, team: str, gen: int) -> TeamKey:
 
 
 def plant_version(f: Forge, author: str, key: TeamKey, name: str, *, seq: int, parent: str | None, when: int,
-                  team_seq: int, data: bytes = b"", op: str = PUT, extra: dict[str, Value] | None = None) -> str:
+                  team_seq: int, data: bytes = b"", op: str = PUT, extra: dict[str, Value] | None = None,
+                  body_format: int = BODY_NEW) -> str:
     """A colluding server stores version ``seq`` of document ``name`` (on top of ``parent``), signed by ``author``
     with ``key`` (dated ``when``, naming ``team_seq``), with its body, as if it had been uploaded: its vid."""
     writer = DocWriter(key=key, team_seq=team_seq, device=f.device(author), author=f.ids[author],
                        doc=key.doc_id(name), seq=seq, parent=parent, time=when, name=name, size=len(data), op=op,
-                       extra_meta=extra)
+                       extra_meta=extra, body=body_format)
     upload = writer.upload_prefix() + (writer.encrypt(data) if data else b"") + writer.finish()
     assert writer.record is not None
     (n,) = struct.unpack(">I", upload[len(MAGIC):len(MAGIC) + 4])

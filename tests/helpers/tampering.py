@@ -16,8 +16,10 @@ from tests.helpers.db import sql
 from vault.encoding import decode, encode
 
 MiB = 1024 * 1024
-HEADER = 24  # secretstream header
-FRAME_CT = MiB + 17  # one full ciphertext frame
+# New versions are of body format 2 (docs/format.md): no stream header, 16 bytes of tag a frame.
+HEADER = 0
+FRAME_CT = MiB + 16  # one full ciphertext frame
+TAG = 16
 BIG = 3 * MiB + 1000  # three full frames and a final frame of 1000 bytes
 
 SIGNATURE = "signature does not verify"
@@ -87,7 +89,7 @@ def edit_record(raw: bytes, field: str, change: Callable[[Any], Any]) -> bytes:
 
 
 def frames(body: bytes) -> tuple[bytes, list[bytes]]:
-    """Split a ciphertext body into the secretstream header and its frames."""
+    """Split a ciphertext body into its stream header (none in format 2) and its frames."""
     header, rest = body[:HEADER], body[HEADER:]
     out = [rest[i : i + FRAME_CT] for i in range(0, len(rest), FRAME_CT)]
     return header, out

@@ -1,4 +1,5 @@
-"""Raw primitives: libsodium via PyNaCl bindings, Argon2id via argon2-cffi, SHA-256.
+"""Raw primitives: libsodium via PyNaCl bindings, Argon2id via argon2-cffi, SHA-256, BLAKE3 (the ``blake3``
+package, by the BLAKE3 authors) and ChaCha20-Poly1305 through OpenSSL (``cryptography``).
 
 Every failure of an authenticated decryption is reported as ``DecryptionFailed``; a bad
 signature as ``BadSignature``. Callers never see library exceptions.
@@ -11,9 +12,12 @@ import hmac
 import os
 from typing import Final
 
+import blake3 as _blake3
 import nacl.bindings as sodium
 import nacl.exceptions
 from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl._sodium import ffi as _ffi  # type: ignore[import-not-found]  # the libsodium PyNaCl binds: secretstream frames without copies (below)
 from nacl._sodium import lib as _lib
 
@@ -44,6 +48,11 @@ def sha256(data: bytes) -> bytes:
 
 def sha256_hasher() -> hashlib._Hash:
     return hashlib.sha256()
+
+
+def blake3_hasher() -> _blake3.blake3:
+    """BLAKE3 (32-byte output when ``digest()`` is called without a length), fed in pieces."""
+    return _blake3.blake3()
 
 
 def tagged_hash(label: bytes, data: bytes) -> bytes:
@@ -220,6 +229,31 @@ class StreamPull:
         if rc != 0 or tag not in (TAG_MESSAGE, TAG_FINAL):
             raise DecryptionFailed()
         return memoryview(_ffi.buffer(out, n)), tag == TAG_FINAL
+
+
+# -- ChaCha20-Poly1305 (RFC 8439) through OpenSSL: the frames of document body format 2 ----------------------
+
+FRAME_AEAD_NONCE_BYTES: Final = 12
+FRAME_AEAD_TAG_BYTES: Final = 16
+
+
+class FrameAead:
+    """One key's ChaCha20-Poly1305 (IETF, 96-bit nonce, 16-byte tag, no associated data). The caller builds the
+    nonces (``vault/bodyformat.py``: a STREAM construction that never repeats one under a key)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = ChaCha20Poly1305(key)
+
+    def seal(self, nonce: bytes, plaintext: Frame) -> bytes:
+        return self._aead.encrypt(nonce, plaintext, None)
+
+    def open(self, nonce: bytes, ciphertext: Frame) -> bytes:
+        if len(ciphertext) < FRAME_AEAD_TAG_BYTES:
+            raise DecryptionFailed()
+        try:
+            return self._aead.decrypt(nonce, ciphertext, None)
+        except InvalidTag as e:
+            raise DecryptionFailed() from e
 
 
 # -- Argon2id -----------------------------------------------------------------------------
