@@ -5,15 +5,18 @@ A socket lives in a directory only we may enter (``private_dir``), is made 0600 
 ends check the other: the server refuses a peer of another uid (``peer_ok``, ``SO_PEERCRED``), the client
 talks only to a socket file that is ours and no one else's (``owned_socket``) and whose listener runs as us
 (``peer_ok`` again). A path too long for ``sun_path`` moves to ``$XDG_RUNTIME_DIR`` (or the temp directory)
-``/mvault-<uid>/<dev>-<inode of the home>-<name>`` (``socket_path``)."""
+``/mvault-<uid>/<dev>-<inode of the home>-<name>`` (``socket_path``).
+
+Only built-in modules (``_socket``, not ``socket``, which loads ``enum`` and ``selectors``): the fast path of
+``mvault sync`` imports this module before it asks a watcher (client/cli/fast.py). A ``socket.socket`` is an
+``_socket.socket``, so the watcher's and the agent's sockets are taken as they are."""
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import os
-import socket
 import stat
-import struct
+import sys
 
 SUN_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS: stay below both
 
@@ -36,8 +39,10 @@ def socket_path(home: str, name: str) -> str:
 
 def private_dir(path: str) -> None:
     """Make ``path`` a directory only we can enter, or refuse (someone else's, or a symlink)."""
-    with contextlib.suppress(FileExistsError):
+    try:  # noqa: SIM105 - contextlib is not loaded on the fast path's start
         os.makedirs(path, mode=0o700)
+    except FileExistsError:
+        pass
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise SocketError(f"{path} is not a directory of ours; refusing to put a socket there")
@@ -54,17 +59,20 @@ def owned_socket(path: str) -> bool:
     return stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid() and not stat.S_IMODE(st.st_mode) & 0o077
 
 
-def peer_ok(conn: socket.socket) -> bool:
+def peer_ok(conn: _socket.socket) -> bool:
     """Is the other end of ``conn`` a process of this uid?"""
-    peercred = getattr(socket, "SO_PEERCRED", None)
+    peercred = getattr(_socket, "SO_PEERCRED", None)
     if peercred is None:
         return True  # no peer credentials here: the 0700 directory and 0600 socket are the guard
-    raw = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return bool(uid == os.getuid())
+    raw = conn.getsockopt(_socket.SOL_SOCKET, peercred, _UCRED)
+    uid = int.from_bytes(raw[4:8], sys.byteorder, signed=True)  # struct ucred: pid, uid, gid (C ints)
+    return uid == os.getuid()
 
 
-def bind_private(listener: socket.socket, path: str) -> None:
+_UCRED = 12  # bytes of struct ucred: three C ints
+
+
+def bind_private(listener: _socket.socket, path: str) -> None:
     """Bind ``listener`` at ``path`` as a 0600 socket (never readable by others, not even for a moment)."""
     old = os.umask(0o177)
     try:

@@ -4,7 +4,10 @@ client/cli/fast.py); client/terminal.py builds its consoles on it."""
 from __future__ import annotations
 
 import os
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the fast path's start: client/sync/ask.py)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 FORCE_TTY = "MVAULT_FORCE_TTY"
 

@@ -18,7 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from client.sync.ask import in_step, watch_socket
+import pytest
+
+from client.sync.ask import in_step, reply_line, request, request_line, watch_socket
 from client.sync.live import DocNotice, Lost, Missed, Notice
 from client.sync.scan import COOKIE, scan
 from client.sync.serve import Served
@@ -197,3 +199,16 @@ def test_a_cookie_file_is_never_synced_whatever_the_rules(tmp_path: Path) -> Non
     (tmp_path / ".other.tmp").write_text("taken back by the rules")
     found = scan(tmp_path, None, hidden_ok=True)
     assert ".other.tmp" in found.files and cookie not in found.files
+
+
+@pytest.mark.parametrize(("team", "root"), [(TEAM, "/home/a/dir"), ('t"\\é', "/a/\udcff\nb\\c\u2603")])
+def test_both_lines_are_the_bytes_json_writes(team: str, root: str) -> None:
+    """The asking side writes and recognises the lines without ``json``: they must be ``json.dumps``'s bytes (a
+    non-UTF-8 path's surrogates and a newline in a path included), or the watcher would refuse the request."""
+    for hidden in (False, True):
+        assert request_line(team, root, hidden) == json.dumps(request(team, root, hidden)).encode() + b"\n"
+        assert json.loads(request_line(team, root, hidden)) == request(team, root, hidden)
+        for ok in (False, True):
+            why = 'a "why" \u2603'
+            reply = {"v": 1, "team": team, "root": root, "in_step": ok, "why": why}
+            assert reply_line(team, root, ok, why) == json.dumps(reply).encode() + b"\n"

@@ -10,13 +10,16 @@ pass that found nothing to do prints (nothing in a pipe, an empty table on a ter
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 from client.homepath import home_dir
 from client.sync.ask import REPORT_HEADERS, in_step
 from client.tty import is_terminal
+
+TYPE_CHECKING = False  # without importing typing (see client/sync/ask.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 FULL = "client.cli.main"  # the full CLI: imported by name, only when the watcher did not answer
 CONSOLE = "client.terminal"  # the consoles: imported by name, only to draw the empty table on a terminal
@@ -42,12 +45,18 @@ def answered(argv: list[str]) -> bool:
         sys.stdout.write("[]\n")
         sys.stdout.flush()
     elif is_terminal(sys.stdout):  # the empty table a pass with nothing to do draws (client/cli/_common.py)
-        table = importlib.import_module("rich.table").Table(*REPORT_HEADERS)
-        importlib.import_module(CONSOLE).out.print(table)
+        table = _module("rich.table").Table(*REPORT_HEADERS)
+        _module(CONSOLE).out.print(table)
     return True
+
+
+def _module(name: str) -> Any:
+    """``importlib.import_module`` without importing ``importlib`` (and ``warnings``) at every start."""
+    __import__(name)
+    return sys.modules[name]
 
 
 def main() -> None:
     if answered(sys.argv[1:]):
         sys.exit(0)
-    importlib.import_module(FULL).main()
+    _module(FULL).main()

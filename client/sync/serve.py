@@ -23,7 +23,7 @@ from typing import Any
 
 from client.localsock import SocketError, bind_private, owned_socket, peer_ok, private_dir
 from client.sync import plan
-from client.sync.ask import MAX_LINE, VERSION, request
+from client.sync.ask import MAX_LINE, reply_line, request
 from client.sync.engine import IN_STEP
 
 # The rows after which a pass over the same folder would find nothing to do: an action done, nothing held back,
@@ -70,16 +70,15 @@ async def serving(served: Served, answer: Answer) -> AsyncIterator[bool]:
             if raw is None or not peer_ok(raw):
                 return
             line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
-            reply = {"v": VERSION, "team": served.team, "root": served.root, "in_step": False, "why": ""}
             try:
                 asked = json.loads(line)
             except ValueError:
                 asked = None
             if asked != request(served.team, served.root, served.hidden):
-                reply["why"] = "not the folder (or the options) this watcher serves"
+                ok, why = False, "not the folder (or the options) this watcher serves"
             else:
-                reply["in_step"], reply["why"] = await answer()
-            writer.write(json.dumps(reply).encode() + b"\n")
+                ok, why = await answer()
+            writer.write(reply_line(served.team, served.root, ok, why))
             await writer.drain()
         except (OSError, TimeoutError, ValueError, asyncio.LimitOverrunError):
             pass
