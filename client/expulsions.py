@@ -141,10 +141,10 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> list[str]:
     s = own.session
     mine = await own.chains.links(f"/api/v1/chains/member/{s.me}")
     notes = []
-    for name, space in guestspace.joined(s.home).items():
+    for space, name in guestspace.joined(s.home).items():  # team id -> name (review round 14: it read them swapped)
         home = guestspace.sibling(s.home, space)
-        cfg = home.config()
         try:
+            cfg = home.config()  # one space's damaged record stops neither the others nor the command
             async with Api(cfg.url, cfg.pin) as api:
                 guest = await guestspace.GuestClient.open(home, s.secrets, api, s.clock)
                 notes += [f"{line} of coalition space {escape(name)}" for line in
