@@ -172,11 +172,11 @@ class SyncRun:
     """Applying one pass's actions to one folder (built by ``sync_pass``)."""
 
     def __init__(self, c: Client, team: TeamState, keys: list[TeamKey], root: Path, index: SyncIndex,
-                 folders: SyncFolders, me_name: str, may_write: bool, progress: Progress | None) -> None:
+                 folders: SyncFolders, me_name: str, may_write: bool, progress: Progress | None,
+                 out: Outcome | None) -> None:
         self.c, self.team, self.keys, self.root, self.index, self.folders = c, team, keys, root, index, folders
-        self.me_name, self.may_write = me_name, may_write
-        self.progress = progress
-        self.out = Outcome()
+        self.me_name, self.may_write, self.progress = me_name, may_write, progress
+        self.out = Outcome() if out is None else out
         self.deferred: list[plan.Action] = []  # conflicts found while pulling, done once the pulls are
         self._pace = SavePace(SAVE_EVERY)
         self._root_id: tuple[int, int] | None = None  # the folder as its first local change found it (``_local``)
@@ -508,11 +508,12 @@ class SyncRun:
 
 async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = False, confirm_deletes: bool = False,
                     hidden_ok: bool = False, on_plan: Callable[[int], Progress | None] | None = None,
-                    only: frozenset[str] | None = None) -> Outcome:
+                    only: frozenset[str] | None = None, outcome: Outcome | None = None) -> Outcome:
     """One pass of ``folder`` with team ``team_name`` (see the module's docstring). A new folder is made on
     its first sync only; a folder the index knows that is gone is the "vanished" case (deletions held back).
     ``on_plan(bytes to transfer)``: called once the plan is made, returns the progress callback to use.
-    ``only``: the folder paths a watcher saw change: only those are scanned (``scan``); the listing is whole."""
+    ``only``: the folder paths a watcher saw change: only those are scanned (``scan``); the listing is whole.
+    ``outcome``: the caller's, filled as the pass goes (what a pass stopped by a lying server did: review 14)."""
     s = c.session
     root = folder.absolute()
     folders = SyncFolders(s.home.path, s.device)
@@ -576,7 +577,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
                     for a in actions) + sum(sizes.get(a.name, 0) for a in actions
                                             if a.kind in (plan.PULL, plan.CONFLICT))
         progress = on_plan(total) if on_plan is not None and not dry_run else None
-        run = SyncRun(c, team, keys, root, index, folders, view.name_of(s.me), may_write, progress)
+        run = SyncRun(c, team, keys, root, index, folders, view.name_of(s.me), may_write, progress, outcome)
         for name, why in found.skipped if found else []:
             run.out.add(plan.SKIPPED, name, None, None, why)
         if dry_run:
