@@ -47,3 +47,23 @@ def test_a_second_ncc_member_approves_and_expels(forge: Forge, ally: Member, mak
     assert forge.d.team_links[space][-1].type == "coalition.remove"
     assert forge.d.team(space).generation == gen + 1
     erin.fails("--space", "campaign", "ls", "campaign", contains="nor a guest of any of its coalition spaces")
+
+
+def test_two_ncc_members_the_maker_seals_the_key_once_recorded(ally: Member, make_member: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule two-person: dora proposes the key (her device holds it), gina's signature records it, gina holds no box
+    yet and can approve no one; dora's next ``pairing-code`` seals it to both, then gina approves."""
+    dora = ally
+    gina: Member = make_member("gina")
+    gina.ok("join", dora.json("invite")["invite"], "--name", "gina")
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(gina.passphrase_file))
+    erin: Member = make_member("erin")
+    erin.ok("join", dora.json("invite")["invite"], "--name", "erin")
+    dora.ok("role", "grant", "gina", "ncc", "--until", "2099-01-01")
+    assert dora.json("coalition", "pairing-code", "campaign")["proposed"] is True
+    code = gina.json("coalition", "pairing-code", "campaign")["code"]  # recorded by the second NCC member
+    space = "ab" * 16
+    gina.fails("coalition", "approve", "campaign", "erin", "--space", space, contains="holds no coalition key")
+    assert dora.json("coalition", "pairing-code", "campaign")["code"] == code  # and dora's device seals it
+    assert gina.json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
+    assert "campaign" in Home(gina.home).unlock().coalitions
