@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from client import coalitionkeys
 from client.api import Api
 from client.audit.keys import designate_first
 from client.client import Client, device_body
@@ -193,7 +194,10 @@ async def set_org_role(s: Client, name: str, role: str, grant: bool, until: int 
     view = await s.chains.view()
     m = view.member_by_name(name)
     await s.chains.append_org("org.role", {"member": m.member_id, "role": role, "grant": grant, "until": until})
-    return m, role_act(m.member_id, role, grant, until) not in (await s.chains.view()).org.role_proposals
+    done = role_act(m.member_id, role, grant, until) not in (await s.chains.view()).org.role_proposals
+    if done and grant and role == "ncc":
+        await coalitionkeys.share_missing(s)  # the new NCC member gets the coalition keys this device holds
+    return m, done
 
 
 async def members(s: Client) -> list[dict[str, Any]]:
@@ -236,7 +240,7 @@ async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState,
     view = await s.chains.view()
     m = view.member_by_name(name)
     body: dict[str, Any] = {"member": m.member_id, "reason": reason}
-    expels = expel_statements(view.org.coalitions, s.session.secrets.coalitions, view.org.root, m.member_id,
+    expels = expel_statements(view.org.coalitions, await coalitionkeys.seeds(s), view.org.root, m.member_id,
                               s.session.now())
     if expels:  # the member's removal from every coalition space this organization is in (client/expulsions.py)
         body["coalition"] = expels

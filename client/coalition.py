@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client import admin, guests
+from client import admin, coalitionkeys, guests
 from client.client import Client
 from vault.chains import TeamState, check_name
 from vault.chains.coalition import CoalitionKey
@@ -49,7 +49,8 @@ class Pairing:
 
 async def pairing_code(s: Client, name: str) -> Pairing | None:
     """The ally's side (NCC): the organization's coalition key for the space ``name``, made and recorded in its own
-    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore. Two people (rule
+    chain (``org.coalition``) the first time; the key's seed stays in this device's keystore, and this device seals it
+    to every NCC member (``client/coalitionkeys.py``) once it is recorded. Two people (rule
     two-person): with another NCC member, the first run proposes the key (None), and the same command by a second
     NCC member signs the same link, which records it; then anyone of the NCC prints the code (it is public)."""
     check_name(name, "coalition space name")
@@ -72,6 +73,7 @@ async def pairing_code(s: Client, name: str) -> Pairing | None:
         view = await s.chains.view()
         if name not in view.org.coalitions:
             return None
+    await coalitionkeys.share_missing(s)  # the key holder seals it to the NCC (the others: nothing to seal)
     return Pairing(view.org.root, view.org.coalitions[name].key, view.org.name)
 
 

@@ -10,7 +10,7 @@ naming the member. A client that skips it leaves no record (SECURITY.md "Coaliti
 
 from __future__ import annotations
 
-from client import guests
+from client import coalitionkeys, guests
 from client.client import Client
 from client.guests import GuestCode
 from vault.chains.coalition import statement_hash
@@ -41,4 +41,5 @@ async def approve(c: Client, name: str, who: str, space: str, role: str, until: 
     organization's audit log (refused there: no code)."""
     code = await guests.approve(c, name, who, space, role, until)
     await record_act(c, name, space, "approve", subject=code.member.member_id, ref=statement_hash(code.statement))
+    await coalitionkeys.share_missing(c)  # an NCC member without a box of the key gets one
     return code

@@ -15,6 +15,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from client import coalitionkeys
 from client.client import Client
 from client.view import team_link_time
 from security.authority import POLICY
@@ -69,11 +70,11 @@ async def approve(s: Client, name: str, who: str, space: str, role: str, until: 
     """The ally's side (NCC, on its own server): approve member ``who`` of this organization for the host's space
     ``space`` (its team id, from the host), with the coalition key recorded for ``name`` (``pairing-code``)."""
     view = await s.chains.view()
-    recorded = view.org.coalitions.get(name)
-    seed = s.session.secrets.coalitions.get(name)
-    if recorded is None or seed is None or CoalitionKey(seed).public != recorded.key:
-        raise NotFound(f"this device holds no coalition key recorded for {name!r} (`mvault coalition pairing-code "
-                       f"{name}` makes it; only the device that made it holds it)")
+    seed = await coalitionkeys.seed(s, name)
+    if seed is None:
+        raise NotFound(f"this member holds no coalition key recorded for {name!r} (`mvault coalition pairing-code "
+                       f"{name}` makes it; the NCC device that holds it seals it to the NCC at its next coalition "
+                       "command)")
     if role not in ("writer", "reader"):
         raise VaultError("a guest is a writer at most: --role writer or reader")
     member = view.member_by_name(who)

@@ -58,6 +58,7 @@ def _verb(action: str) -> str:
              "org.roster": "export the roster",
              "export.request": "request an export",
              "export.approve": "approve an export", "org.coalition": "record a coalition key",
+             "org.coalition.share": "share a coalition key with the NCC",
              "coalition.ally": "pin an allied organization",
              "org.close.propose": "propose closing the organization",
              "org.close.approve": "approve closing the organization",

@@ -81,6 +81,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "export.request": ("exports",),  # export approvals (vault/chains/exports.py)
     "export.approve": ("exports", "two-person"),
     "org.coalition": ("need-to-know",),  # coalition spaces (docs/lifecycle.md section 2)
+    "org.coalition.share": ("need-to-know",),
     "coalition.ally": ("need-to-know",),
     "coalition.remove": ("offboarding", "rotate-on-removal"),
     "coalition.act": ("need-to-know", "offboarding", "bulk-access"),  # a member's act in a coalition space

@@ -69,6 +69,7 @@ ORG_RULES: Final[dict[str, frozenset[str]]] = {
     "team.create.coalition": frozenset({"ncc"}),
     # An ally's NCC records its coalition key for a space in its own chain (vault/chains/coalition.py).
     "org.coalition": frozenset({"ncc"}),
+    "org.coalition.share": frozenset({"ncc"}),  # seal that key to NCC members (vault/chains/coalitionshare.py)
     # A member's signed record of its act in a coalition space, logged by its own organization's server
     # (vault/coalitionact.py; approving or removing another member is judged as org.coalition too).
     "coalition.act": frozenset({"member", "compa", "ncc", "staff", "security"}),

@@ -41,14 +41,15 @@ def pairing_code(ctx: Ctx, name: str) -> None:
     """The allied side (NCC): this organization's pairing code for the host's space NAME.
 
     The first time, makes the organization's coalition key for NAME, records it in the organization chain and
-    keeps it in this device's keystore. Give the code to the host organization's leaders out of band (in person,
+    keeps it in this device's keystore; once recorded, this device seals it to every NCC member (any of them then
+    approves and expels with it). Give the code to the host organization's leaders out of band (in person,
     as for an invite): it pins this organization (its root) and the key that approves its members' entry."""
     p = with_session(ctx, lambda s: coalition.pairing_code(s, name))
     if p is None:
         emit_one(ctx, {"space": name, "proposed": True},
                  lambda: out.print(f"proposed this organization's coalition key for {escape(name)}: a second NCC "
                                    f"member runs `mvault coalition pairing-code {escape(name)}` to record it (rule "
-                                   "two-person); then this command prints the code"))
+                                   "two-person); then this command prints the code and seals the key to the NCC"))
         return
     emit_one(ctx, {"space": name, "org_root": p.org_root.hex(), "key": p.key.hex(), "code": p.code},
              lambda: out.print(f"pairing code for the coalition space {escape(name)}:\n  {escape(p.code)}\n"

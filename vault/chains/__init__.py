@@ -25,6 +25,8 @@ Transitions (link type -> effect)::
     org.verify      a member records a key verification in person, with the fingerprint seen (rule key-verification)
     org.approve     an NCC member approves an earlier org link as the second person (rule two-person)
     org.coalition   NCC records the organization's coalition key for a coalition space (vault.chains.coalition)
+    org.coalition.share
+                    NCC seals a recorded coalition key's seed to NCC members' PUKs (vault.chains.coalitionshare)
     org.close.propose / org.close.approve / org.close.exported / org.closed
                     closing the organization by a quorum (``vault.chains.closing``); nothing follows org.closed
     team.create     team with kind, initial members and key generation 1

@@ -3,10 +3,10 @@ security-protocols text in force and the designated audit team.
 
 Transitions: ``org.create``, ``org.invite``, ``org.invite.revoke``, ``org.join``, ``org.admit``, ``org.role``,
 ``org.remove``, ``org.protocols.propose`` / ``org.protocols.approve``, ``org.audit_team``, ``org.server`` (see
-``vault.chains``), ``org.coalition`` (``vault.chains.coalition``), the incident acts ``org.device.cut`` and
-``org.clear`` (``vault.chains.incidents``), the closing acts ``org.close.*`` and ``org.closed``
-(``vault.chains.closing``: nothing follows ``org.closed``), and the signed records ``org.vouch``, ``org.verify``,
-``org.approve`` (``vault.chains.records``).
+``vault.chains``), ``org.coalition`` and ``org.coalition.share`` (``vault.chains.coalitionshare``), the incident
+acts ``org.device.cut`` and ``org.clear`` (``vault.chains.incidents``), the closing acts ``org.close.*`` and
+``org.closed`` (``vault.chains.closing``: nothing follows ``org.closed``), and the signed records ``org.vouch``,
+``org.verify``, ``org.approve`` (``vault.chains.records``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Protocol
 
 from vault.acts import Act
 from vault.chains.closing import CLOSING_TYPES, Closing, Proposal, Quorum, apply_closing
-from vault.chains.coalition import CoalitionEntry, check_expels, coalition_act, parse_org_coalition
+from vault.chains.coalition import CoalitionEntry, check_expels
+from vault.chains.coalitionshare import Share, apply_share, record_coalition
 from vault.chains.common import Outside, check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
@@ -177,6 +178,7 @@ class OrgState:
     signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
+    coalition_shares: dict[str, dict[str, Share]] = field(default_factory=dict)  # name -> NCC member -> its box
     expels: dict[str, list[Fields]] = field(default_factory=dict)  # member -> its coalition.expel (org.remove)
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
     outside: Outside | None = None  # a guest's view without this chain: vault/chains/outside.py
@@ -283,7 +285,7 @@ class OrgState:
                     "org.role": self._role, "org.remove": self._remove,
                     "org.protocols.propose": self._propose, "org.protocols.approve": self._approve,
                     "org.audit_team": self._audit_team, "org.server": self._server,
-                    "org.coalition": self._coalition}
+                    "org.coalition": self._coalition, "org.coalition.share": self._coalition}
         for kind in INCIDENT_TYPES:
             handlers[kind] = lambda link, ms, policy: self._incident(link, ms, policy, members)
         for kind in CLOSING_TYPES:
@@ -418,7 +420,6 @@ class OrgState:
                 roles["member"] = None
         self._record(target, link.seq, "admitted", roles)
 
-
     def _remove(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         """A departure: no roles, no logins, the member's open invites die with it."""
         self._authorize(link, ms, policy, "org.remove")
@@ -533,16 +534,13 @@ class OrgState:
             del self.role_proposals[act]  # taking effect clears every pending move
 
     def _coalition(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
-        """``org.coalition``: NCC records this organization's coalition key for a space (vault.chains.coalition)."""
-        self._authorize(link, ms, policy, "org.coalition")
-        entry = parse_org_coalition(link)
-        if entry.name in self.coalitions or any(c.key == entry.key for c in self.coalitions.values()):
-            raise ChainError(f"org.coalition: a coalition key for {entry.name!r} (or that key) is already recorded")
-        if not self._second_person(link, coalition_act(entry), None):
-            return  # proposed: the same link by a second NCC member records it (rule two-person)
-        self.coalitions[entry.name] = entry
-        for act in [act for act in self.role_proposals if act[:2] == ("org.coalition", entry.name)]:
-            del self.role_proposals[act]  # recorded: other keys proposed for the name are void
+        """``org.coalition`` / ``org.coalition.share``: NCC records a coalition key / seals it to NCC members
+        (``vault.chains.coalitionshare``)."""
+        self._authorize(link, ms, policy, link.type)
+        if link.type == "org.coalition":
+            return record_coalition(self.coalitions, self.role_proposals, link,
+                                    lambda act: self._second_person(link, act, None))
+        apply_share(self.coalition_shares, self.coalitions, link, lambda m: "ncc" in self.roles_of(m, link.time))
 
     def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:
         """``org.device.cut`` / ``org.clear``: judged as the act of that name, then ``vault.chains.incidents``."""

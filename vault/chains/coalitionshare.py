@@ -1,0 +1,70 @@
+"""The organization's coalition keys in its own chain (docs/lifecycle.md section 2): ``org.coalition`` records one
+for a space, ``org.coalition.share`` seals its seed to NCC members (``vault.coalitionkeys``).
+
+``org.coalition.share`` (action ``org.coalition.share``, NCC): ``{"name", "key", "boxes": [{"member", "puk_gen",
+"box"}]}``. ``key`` must be the key recorded for ``name`` at the link's time; each box is for a member who holds NCC
+then, once per member in a link. A later box for the same member replaces the earlier one (a new PUK generation).
+The chain cannot look inside a box: its recipient checks it on opening (``open_coalition_box``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from vault.chains.coalition import CoalitionEntry, coalition_act, parse_org_coalition
+from vault.encoding import Fields
+from vault.errors import ChainError
+from vault.links import Link
+
+MAX_SHARES: Final = 64  # boxes in one org.coalition.share (the NCC is a handful of people)
+MAX_BOX_BYTES: Final = 512
+
+
+@dataclass(frozen=True)
+class Share:
+    """An NCC member's box of a coalition key's seed, as an ``org.coalition.share`` filed it."""
+
+    key: bytes
+    puk_gen: int
+    box: bytes
+    seq: int
+    by: str
+
+
+def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tuple[str, ...], tuple[str, int]],
+                     link: Link, second_person: Callable[[tuple[str, ...]], bool]) -> None:
+    """``org.coalition`` (already judged): record the key, or only propose it (``second_person``: rule two-person)."""
+    entry = parse_org_coalition(link)
+    if entry.name in coalitions or any(c.key == entry.key for c in coalitions.values()):
+        raise ChainError(f"org.coalition: a coalition key for {entry.name!r} (or that key) is already recorded")
+    if not second_person(coalition_act(entry)):
+        return  # proposed: the same link by a second NCC member records it (rule two-person)
+    coalitions[entry.name] = entry
+    for act in [act for act in proposals if act[:2] == ("org.coalition", entry.name)]:
+        del proposals[act]  # recorded: other keys proposed for the name are void
+
+
+def apply_share(shares: dict[str, dict[str, Share]], coalitions: dict[str, CoalitionEntry], link: Link,
+                holds_ncc: Callable[[str], bool]) -> None:
+    """``org.coalition.share`` (already judged): file each box under its member for the recorded key."""
+    b = link.body
+    name, key = b.str_("name", 64), b.bytes_("key", 32)
+    entry = coalitions.get(name)
+    if entry is None or entry.key != key:
+        raise ChainError(f"org.coalition.share: no coalition key recorded for {name!r} is the key shared")
+    raw = b.raw.get("boxes")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_SHARES:
+        raise ChainError(f"org.coalition.share: boxes must be a list of 1 to {MAX_SHARES}")
+    filed: dict[str, Share] = {}
+    for item in raw:
+        f = Fields(item, "org.coalition.share box", {"member", "puk_gen", "box"})
+        member = f.str_("member", 64)
+        if member in filed:
+            raise ChainError("org.coalition.share: two boxes for one member")
+        if not holds_ncc(member):
+            raise ChainError(f"org.coalition.share: {member} does not hold NCC: a coalition key is the NCC's")
+        filed[member] = Share(key, f.int_("puk_gen", 1), f.bytes_("box", max_size=MAX_BOX_BYTES), link.seq,
+                              link.signer)
+    shares.setdefault(name, {}).update(filed)
