@@ -89,13 +89,8 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
             return stack.enter_context(progress_bar(ctx, total, f"sync {team_name}"))
 
         async def go(s: Client) -> Outcome:
-            outcome = Outcome()
-            try:
-                return await sync_pass(s, team_name, folder, dry_run=dry_run, confirm_deletes=confirm_deletes,
-                                       hidden_ok=hidden, on_plan=on_plan, outcome=outcome)
-            finally:  # a pass a lying server stopped read what it pulled before (review round 14): recorded too
-                if not dry_run:  # a dry run reads and writes nothing (its rows say what a pass would do)
-                    await ctx.record_space_acts(sync_acts(outcome.rows))
+            return await _recorded_pass(ctx, s, team_name, folder, dry_run=dry_run, confirm_deletes=confirm_deletes,
+                                        hidden_ok=hidden, on_plan=on_plan)
 
         outcome = with_session(ctx, go)
     emit_rows(ctx, outcome.rows, _ACTIONS)
@@ -132,12 +127,8 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
             if ctx.space is None:  # a guest has no key work in the host's space (its admins' clients do it)
                 await maintenance.maintain(s)
             # a hinted pass scans only the paths the watcher saw change; the team's listing is always whole
-            outcome = Outcome()
-            try:
-                await sync_pass(s, team_name, folder, confirm_deletes=confirm_deletes, hidden_ok=hidden,
-                                only=hint.paths if hint is not None else None, outcome=outcome)
-            finally:  # as for one pass: what a stopped pass did is recorded too
-                await ctx.record_space_acts(sync_acts(outcome.rows))
+            outcome = await _recorded_pass(ctx, s, team_name, folder, confirm_deletes=confirm_deletes,
+                                           hidden_ok=hidden, only=hint.paths if hint is not None else None)
             return outcome.rows
 
         if not folder.is_dir():  # a first sync makes the folder (a known one that vanished stays gone: an error)
@@ -152,6 +143,19 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
                     served=served)
 
     with_session(ctx, go)
+
+
+async def _recorded_pass(ctx: Ctx, s: Client, team_name: str, folder: Path, *, dry_run: bool = False,
+                         **options: Any) -> Outcome:
+    """One ``sync_pass``; a guest's reads and writes in it recorded in its own organization's audit log
+    (``Ctx.record_space_acts``), also when the pass stops: a pass a lying server stopped read what it pulled before
+    (review round 14). A dry run reads and writes nothing (its rows say what a pass would do): not recorded."""
+    outcome = Outcome()
+    try:
+        return await sync_pass(s, team_name, folder, dry_run=dry_run, outcome=outcome, **options)
+    finally:
+        if not dry_run:
+            await ctx.record_space_acts(sync_acts(outcome.rows))
 
 
 def _status(ctx: Ctx, folder: Path | None) -> None:
