@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
+from server.store.blobs import FileBlobs
 from tests.conftest import Org
 from tests.helpers.postgres import database_files
 
@@ -157,9 +163,41 @@ def test_put_of_many_files_refusals_and_partial_failure(org: Org, tmp_path: Path
 
 
 
-def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path) -> None:
-    """SIGINT while the download pipeline is busy: the command stops, the temporary file with
-    part of the plaintext is gone, and no output file appears."""
+class _HeldBody(web.StreamResponse):
+    """A version body sent as the server's ``FileResponse`` would, but held after ``after`` bytes until the test
+    releases it: the client is then mid-download for as long as the test needs, whatever the machine's load."""
+
+    def __init__(self, path: Path, headers: Mapping[str, str], after: int, reached: threading.Event,
+                 release: threading.Event) -> None:
+        super().__init__(headers=headers)
+        self.content_length = path.stat().st_size
+        self._path, self._after, self._reached, self._release = path, after, reached, release
+        self._sent = False
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if self._sent:
+            return writer
+        self._sent = True
+        loop = asyncio.get_running_loop()
+        sent = 0
+        with self._path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                await self.write(chunk)
+                sent += len(chunk)
+                if sent >= self._after and not self._reached.is_set():
+                    self._reached.set()
+                    await loop.run_in_executor(None, self._release.wait, 120)
+        await self.write_eof()
+        return writer
+
+
+def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT in the middle of a download: the command stops (130), the temporary file with part of the plaintext
+    is gone, and no output file appears. The server holds the body after 16 MiB (of 64) until the SIGINT has been
+    sent, and the SIGINT is sent once the temporary file holds plaintext: the get cannot finish first, however
+    loaded the machine (it did at session 14: exit 0 before the SIGINT landed)."""
     import signal
     import subprocess
     import time
@@ -171,27 +209,35 @@ def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path)
     big = tmp_path / "big.bin"
     with big.open("wb") as f:
         block = os.urandom(1 << 20)
-        for i in range(256):
+        for i in range(64):
             f.write(block[i:] + block[:i])
     alice.ok("put", "drafting", str(big))
+    reached, release = threading.Event(), threading.Event()
+
+    def held(self: FileBlobs, name: str, headers: Mapping[str, str]) -> web.StreamResponse | None:
+        path = self._path(name)
+        return _HeldBody(path, headers, 16 << 20, reached, release) if path.exists() else None
+
+    monkeypatch.setattr(FileBlobs, "response", held)
     where = tmp_path / "out"
     where.mkdir()
     proc = subprocess.Popen([MVAULT, "get", "drafting", "big.bin", "-o", str(where / "big.bin")], env=alice.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    # The client runs in short steps between SIGSTOP and SIGCONT, so a slow poller on a loaded machine
-    # cannot miss the middle of the download: the SIGINT is sent while the client is stopped mid-way.
-    while True:
-        proc.send_signal(signal.SIGSTOP)
-        if any(p.name.endswith(".mvault-part") and p.stat().st_size > (8 << 20) for p in where.iterdir()):
-            break
-        proc.send_signal(signal.SIGCONT)
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGCONT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert reached.wait(120), "the server never sent 16 MiB of the body"
+        deadline = time.monotonic() + 120
+        # what the client received before the hold is decrypted and written: plaintext on disk, the rest withheld
+        while not any(p.name.endswith(".mvault-part") and p.stat().st_size > 0 for p in where.iterdir()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no partial plaintext was written"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert list(where.iterdir()) == []
