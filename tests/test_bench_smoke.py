@@ -1,4 +1,8 @@
-"""The benches must keep running: a small run of each bench script (no timing asserted)."""
+"""The benches must keep running: a small run of each bench script (no timing asserted).
+
+Sizes are the smallest that still run every row's code path once (session 15): they check that a bench runs
+and reports its figures, not its speed. ``--quick`` sets its own sizes over explicit ones, so the scripts
+whose quick sizes were larger are given their sizes without it."""
 
 from __future__ import annotations
 
@@ -72,9 +76,10 @@ def test_login_bench_runs(tmp_path: Path) -> None:
 
 
 def test_audit_bench_runs(tmp_path: Path) -> None:
-    """bench/audit.py --quick: both rows in the common format, at least 5 rounds each; no timings."""
+    """bench/audit.py: both rows in the common format, at least 5 rounds each; no timings. 200 appends and a
+    log of 500 events (--quick: 1,000 and 5,000)."""
     out = tmp_path / "audit.json"
-    r, result = run_bench("audit.py", out, "--quick")
+    r, result = run_bench("audit.py", out, "--appends", "200", "--events", "500")
     rows = {row["row"]: row for row in result["rows"]}
     assert set(rows) == {"audit appends", "audit verify"}
     for row in rows.values():
@@ -95,9 +100,11 @@ def test_audit_bench_runs(tmp_path: Path) -> None:
 
 
 def test_transfer_bench_runs(tmp_path: Path) -> None:
-    """bench/transfer.py --quick: real server and CLI beside age; rows and round trips, no timings."""
+    """bench/transfer.py: real server and CLI beside age; rows and round trips, no timings. 2 MiB, a 4 MiB
+    memory file and 10 small files (--quick: 8, 32 and 50)."""
     out = tmp_path / "transfer.json"
-    r, result = run_bench("transfer.py", out, "--quick", "--rounds", "2", timeout=600)
+    r, result = run_bench("transfer.py", out, "--rounds", "2", "--size-mib", "2", "--big-mib", "4", "--files", "10",
+                          timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert set(rows) == {"upload", "download", "memory", "many small files"}
     for name in ("upload", "download", "many small files"):
@@ -106,7 +113,7 @@ def test_transfer_bench_runs(tmp_path: Path) -> None:
     mem = rows["memory"]["detail"]
     assert mem["big_round_trip_ok"] is True and mem["flat"] in (True, False)
     assert rows["memory"]["ours_median"] < 200  # a memory bound, not a timing
-    assert rows["many small files"]["detail"]["listed_after_last_round"] == 50
+    assert rows["many small files"]["detail"]["listed_after_last_round"] == 10
 
 
 def test_run_gathers_rows_into_one_table_and_results_json(tmp_path: Path) -> None:
@@ -140,10 +147,12 @@ def test_startup_bench_runs(tmp_path: Path) -> None:
 
 
 def test_sync_bench_runs(tmp_path: Path) -> None:
-    """bench/sync.py --quick: real server, two members, the real sync CLI beside age and git; rows, round trips
-    and a memory bound, no timings."""
+    """bench/sync.py: real server, two members, the real sync CLI beside age and git; rows, round trips and a
+    memory bound, no timings. --quick's rounds and samples, smaller trees: 4 files and 1 big one (--quick: 40
+    and 2), 20 files for the no-op rows (200), 4 MiB in 2 files for the memory row (32)."""
     out = tmp_path / "sync.json"
-    r, result = run_bench("sync.py", out, "--quick", timeout=600)
+    r, result = run_bench("sync.py", out, "--rounds", "2", "--files", "4", "--big", "1", "--noop-files", "20",
+                          "--samples", "5", "--mem-mib", "4", "--mem-files", "2", timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert list(rows) == ["first sync", "no-op sync", "no-op sync (watched)", "propagation", "sync memory"]
     for name in ("first sync", "no-op sync", "no-op sync (watched)"):
@@ -160,22 +169,23 @@ def test_sync_bench_runs(tmp_path: Path) -> None:
     assert live["reference"] is None and live["detail"]["lost"] == 0 and live["detail"]["samples"] == 5
     assert "p99 < 2 s" in live["checks"]
     mem = rows["sync memory"]
-    assert mem["detail"]["trees_identical"] is True and mem["detail"]["tree_mib"] == 32
+    assert mem["detail"]["trees_identical"] is True and mem["detail"]["tree_mib"] == 4
     assert mem["ours_median"] < 200  # a memory bound, not a timing
     assert "first sync" in r.stdout and "propagation" in r.stdout
 
 
 def test_backup_bench_runs(tmp_path: Path) -> None:
-    """bench/backup.py --quick: a real deployment backed up while serving beside tar, checked beside sha256sum;
-    the first archive restores and checks clean. Rows in the common format, no timings."""
+    """bench/backup.py: a real deployment backed up while serving beside tar, checked beside sha256sum; the
+    first archive restores and checks clean. Rows in the common format, no timings. 4 MiB in 2 documents
+    (--quick: 32 MiB in 4)."""
     out = tmp_path / "backup.json"
-    r, result = run_bench("backup.py", out, "--quick", timeout=600)
+    r, result = run_bench("backup.py", out, "--rounds", "2", "--size-mib", "4", "--file-mib", "2", timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert list(rows) == ["backup", "check"]
     for row in rows.values():
         assert row["unit"] == "s" and row["higher_is_better"] is False and row["target_ratio"] == 0.5
         assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
-        assert row["detail"]["deployment_mib"] >= 32 and row["detail"]["restore_ok"] is True
+        assert row["detail"]["deployment_mib"] >= 4 and row["detail"]["restore_ok"] is True
     assert "backup" in r.stdout and "check" in r.stdout
 
 
