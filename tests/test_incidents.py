@@ -55,10 +55,6 @@ def _put(m: Member, team: str, path: Path, text: str) -> str:
     return str(row["vid"])
 
 
-def _member_id(m: Member) -> str:
-    return str(m.json("whoami")["member"])
-
-
 def _generations(m: Member) -> dict[str, int]:
     return {t["name"]: t["generation"] for t in m.json("team", "ls")}
 
@@ -70,8 +66,9 @@ def _departed_world(sec: Sec, make_member: Any, tmp_path: Path) -> dict[str, Any
     alice.ok("team", "create", "ops", "--kind", "program")
     alice.ok("team", "add", "ops", "bob", "--role", "admin")
     alice.ok("team", "create", "closed", "--kind", "program")  # never bob's
-    a = _put(alice, "drafting", tmp_path / "a.txt", "alpha")
-    b = _put(alice, "drafting", tmp_path / "b.txt", "beta")
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "b.txt").write_text("beta")
+    a, b = (row["vid"] for row in alice.json("put", "drafting", str(tmp_path / "a.txt"), str(tmp_path / "b.txt")))
     c = _put(bob, "drafting", tmp_path / "c.txt", "by bob")
     o = _put(alice, "ops", tmp_path / "o.txt", "ops plan")
     _put(alice, "closed", tmp_path / "s.txt", "not for bob")
@@ -82,8 +79,9 @@ def _departed_world(sec: Sec, make_member: Any, tmp_path: Path) -> dict[str, Any
     alice.ok("admit", "dave")
     bob.ok("vouch", "dave")
     bob.ok("team", "add", "ops", "dave", "--role", "reader")  # bob holds the ops key: he boxes it for dave
+    ids = {m["name"]: m["member"] for m in alice.json("members")}  # one command for the three ids
     return {"readable": {"drafting": {a, b, c}, "ops": {o}}, "fetched": {"drafting": {a}, "ops": {o}},
-            "alice": _member_id(alice), "dave": _member_id(dave), "bob": _member_id(bob)}
+            "alice": ids["alice"], "dave": ids["dave"], "bob": ids["bob"]}
 
 
 def test_departure_removes_rotates_reports_and_records(sec: Sec, make_member: Any, tmp_path: Path) -> None:
