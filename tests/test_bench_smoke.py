@@ -100,15 +100,15 @@ def test_audit_bench_runs(tmp_path: Path) -> None:
 
 
 def test_transfer_bench_runs(tmp_path: Path) -> None:
-    """bench/transfer.py: real server and CLI beside age; rows and round trips, no timings. 2 MiB, a 4 MiB
-    memory file and 10 small files (--quick: 8, 32 and 50)."""
+    """bench/transfer.py: real server and CLI beside age; rows and round trips, no timings. One round of 2 MiB,
+    a 4 MiB memory file and 10 small files (before session 15: 2 rounds, --quick's 8, 32 and 50)."""
     out = tmp_path / "transfer.json"
-    r, result = run_bench("transfer.py", out, "--rounds", "2", "--size-mib", "2", "--big-mib", "4", "--files", "10",
+    r, result = run_bench("transfer.py", out, "--rounds", "1", "--size-mib", "2", "--big-mib", "4", "--files", "10",
                           timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert set(rows) == {"upload", "download", "memory", "many small files"}
     for name in ("upload", "download", "many small files"):
-        assert len(rows[name]["ours"]) == len(rows[name]["reference"]) == 2
+        assert len(rows[name]["ours"]) == len(rows[name]["reference"]) == 1
         assert rows[name]["ratio"] is not None and rows[name]["ours_median"] > 0
     mem = rows["memory"]["detail"]
     assert mem["big_round_trip_ok"] is True and mem["flat"] in (True, False)
@@ -148,17 +148,17 @@ def test_startup_bench_runs(tmp_path: Path) -> None:
 
 def test_sync_bench_runs(tmp_path: Path) -> None:
     """bench/sync.py: real server, two members, the real sync CLI beside age and git; rows, round trips and a
-    memory bound, no timings. --quick's rounds and samples, smaller trees: 4 files and 1 big one (--quick: 40
-    and 2), 20 files for the no-op rows (200), 4 MiB in 2 files for the memory row (32)."""
+    memory bound, no timings. One round (--quick: 2), --quick's 5 samples, smaller trees: 4 files and 1 big one
+    (--quick: 40 and 2), 20 files for the no-op rows (200), 4 MiB in 2 files for the memory row (32)."""
     out = tmp_path / "sync.json"
-    r, result = run_bench("sync.py", out, "--rounds", "2", "--files", "4", "--big", "1", "--noop-files", "20",
+    r, result = run_bench("sync.py", out, "--rounds", "1", "--files", "4", "--big", "1", "--noop-files", "20",
                           "--samples", "5", "--mem-mib", "4", "--mem-files", "2", timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert list(rows) == ["first sync", "no-op sync", "no-op sync (watched)", "propagation", "sync memory"]
     for name in ("first sync", "no-op sync", "no-op sync (watched)"):
         row = rows[name]
         assert row["unit"] == "s" and row["higher_is_better"] is False
-        assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
+        assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 1 and row["ratio"] is not None
     assert rows["first sync"]["detail"]["trees_identical"] is True
     assert rows["first sync"]["target_ratio"] == 1.0
     assert rows["no-op sync"]["detail"]["nothing_to_do"] is True
@@ -176,15 +176,15 @@ def test_sync_bench_runs(tmp_path: Path) -> None:
 
 def test_backup_bench_runs(tmp_path: Path) -> None:
     """bench/backup.py: a real deployment backed up while serving beside tar, checked beside sha256sum; the
-    first archive restores and checks clean. Rows in the common format, no timings. 4 MiB in 2 documents
-    (--quick: 32 MiB in 4)."""
+    first archive restores and checks clean. Rows in the common format, no timings. One round of 4 MiB in 2
+    documents (--quick: 2 rounds of 32 MiB in 4)."""
     out = tmp_path / "backup.json"
-    r, result = run_bench("backup.py", out, "--rounds", "2", "--size-mib", "4", "--file-mib", "2", timeout=600)
+    r, result = run_bench("backup.py", out, "--rounds", "1", "--size-mib", "4", "--file-mib", "2", timeout=600)
     rows = {row["row"]: row for row in result["rows"]}
     assert list(rows) == ["backup", "check"]
     for row in rows.values():
         assert row["unit"] == "s" and row["higher_is_better"] is False and row["target_ratio"] == 0.5
-        assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 2 and row["ratio"] is not None
+        assert len(row["ours"]) == len(row["reference"]) == result["rounds"] == 1 and row["ratio"] is not None
         assert row["detail"]["deployment_mib"] >= 4 and row["detail"]["restore_ok"] is True
     assert "backup" in r.stdout and "check" in r.stdout
 
