@@ -28,6 +28,7 @@ from tests.helpers.closing import SUCCESSOR, closing_world, pretend_closed, prop
 from tests.helpers.http import Http
 from tests.helpers.members import session
 from tests.helpers.postgres import SyncConnection
+from tests.helpers.worlds import World, Worlds
 from tests.test_export import files_match, ssh_verify, write
 from vault.chains import PlanEntry
 from vault.errors import ChainError, PolicyDenied
@@ -52,12 +53,24 @@ class Closing:
         return d
 
 
-@pytest.fixture
-def closing(org: Org, make_member: Any, tmp_path: Path) -> Closing:
+def _documents_of_the_closing(org: Org, make_member: Any) -> Member:
+    """carol in the Security Team, and the documents the hand-over plan names (and one it does not)."""
     carol = security_team(org, make_member)
     write(org.alice, "plan.md", "the campaign plan\n")
     write(org.bob, "notes/minutes.txt", "minutes by bob\n")
     write(org.alice, "secret.txt", "not handed over\n")
+    return carol
+
+
+@pytest.fixture
+def org_world(worlds: Worlds) -> World:
+    """Every test starts there: built once per backend (ten CLI runs a test before session 15)."""
+    return worlds.org_then("org-closing", _documents_of_the_closing)
+
+
+@pytest.fixture
+def closing(org: Org, make_member: Any, tmp_path: Path) -> Closing:
+    carol = make_member("carol") if org.server.restored else _documents_of_the_closing(org, make_member)
     key, recipient = age_identity(tmp_path, "successor") if AGE_KEYGEN else (tmp_path / "none", "age1x")
     plan = tmp_path / "plan.toml"
     plan.write_text(f'[[hand-over]]\nteam = "drafting"\ndocuments = ["plan.md", "notes/"]\nto = ["{recipient}"]\n')
