@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from client import expulsions
 from client.audit.log import parse_since
 from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
@@ -228,10 +229,22 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
             count, shown[0] = shown[0], 0
             await ctx.record_space_acts([("read", count)] if count else [])
 
+        failed: list[VaultError] = []
+
         async def record_every() -> None:
             while True:
                 await asyncio.sleep(FOLLOW_EVERY)
                 await record_reads()
+                if ctx.guest is None:
+                    continue
+                try:  # our own organization's removals, carried as a new command would (review round 15)
+                    lines = await expulsions.carry(ctx.home, ctx.guest[0], ctx.clock, s)
+                except VaultError as e:  # the host's server dropped or refused it: stop, as a command would
+                    failed.append(e)
+                    stop.set()
+                    return
+                for line in lines:
+                    err.print_line(line)
 
         async def on_message(tid: str, m: Shown) -> None:
             shown[0] += 1
@@ -265,6 +278,8 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
                 await record_reads()
+        if failed:
+            raise failed[0]
 
     with_session(ctx, go)
 
