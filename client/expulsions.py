@@ -3,7 +3,8 @@ docs/lifecycle.md section 2, "The ally's own removals").
 
 The host's server never sees the ally's organization chain, so nothing there tells it that the ally expelled one of
 its guests, or that a guest revoked one of its devices. The ally's guests carry both, at every contact with the
-host (each ``mvault --space`` command, before the command itself), from what their own organization's verified
+host (each ``mvault --space`` command, before the command itself; a running ``--space sync --watch`` at each full
+pass after its first and ``--space thread follow`` once a minute), from what their own organization's verified
 chains say:
 
 - **expulsion**: the ally's NCC's client signs, with each coalition key it holds, a ``coalition.expel`` of the

@@ -3,7 +3,8 @@
 ``follow`` runs until Ctrl-C (or SIGTERM), reconnecting by itself; with ``--json`` it
 prints one JSON object per message, one per line. As a guest of a coalition space (``mvault --space NAME thread
 follow``), the messages shown are recorded in the guest's own organization's audit log as one ``read`` record a
-minute at most, and one when it stops (client/guestacts.py).
+minute at most, and one when it stops (client/guestacts.py); each minute it also carries the guest's own
+organization's expulsions to the host (client/expulsions.py), as a new ``--space`` command does.
 
 Whoever creates a thread name first chooses its expiry for everyone (``client/threads/info.py``):
 ``ls``, ``post``, ``read`` and ``follow`` always show who created the thread and how long it
