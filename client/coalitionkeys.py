@@ -4,12 +4,15 @@ holds the coalition key"): the device that holds a key seals it to each NCC memb
 needs the key (``coalition approve``, an expulsion's ``coalition.expel`` statements), then keeps it in its keystore.
 
 ``share_missing`` runs where a key holder acts for the NCC: after ``coalition pairing-code`` (the key is recorded),
-``coalition approve``, and the grant of NCC to a member (the adding client seals to the new member).
+``coalition approve``, and the grant of NCC to a member (the adding client seals to the new member). It seals nothing
+to a member whose member key (PUK) a device the Security Team cut off still holds (``Incidents.compromised``, as team
+keys are withheld): their box waits until they revoked that device from a clean one (review round 15).
 """
 
 from __future__ import annotations
 
 from client.client import Client
+from client.sanitize import escape
 from vault.chains.coalition import CoalitionKey
 from vault.coalitionkeys import open_coalition_box, seal_coalition_seed
 from vault.encoding import Value
@@ -57,6 +60,11 @@ async def share_missing(s: Client) -> list[str]:
         for mid in ncc:
             ms = view.members[mid]
             if mid in filed and (filed[mid].key, filed[mid].puk_gen) == (key.public, ms.puk_gen):
+                continue
+            if view.org.incidents.compromised(ms, now) is not None:  # as a team key's rotation withholds it
+                s.session.warnings.append(  # (review round 15: the box went to a PUK the cut device holds)
+                    f"not sealing coalition key {escape(name)} to {escape(view.name_of(mid))}: a device of theirs the "
+                    "Security Team cut off holds their member key; sealed at the next NCC act after they revoke it")
                 continue
             boxes.append({"member": mid, "puk_gen": ms.puk_gen,
                           "box": seal_coalition_seed(key, name, mid, ms.puk_gen, ms.puk_box_public)})

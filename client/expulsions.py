@@ -3,7 +3,8 @@ docs/lifecycle.md section 2, "The ally's own removals").
 
 The host's server never sees the ally's organization chain, so nothing there tells it that the ally expelled one of
 its guests, or that a guest revoked one of its devices. The ally's guests carry both, at every contact with the
-host (each ``mvault --space`` command, before the command itself), from what their own organization's verified
+host (each ``mvault --space`` command, before the command itself; a running ``--space sync --watch`` at each full
+pass after its first and ``--space thread follow`` once a minute), from what their own organization's verified
 chains say:
 
 - **expulsion**: the ally's NCC's client signs, with each coalition key it holds, a ``coalition.expel`` of the
@@ -130,21 +131,26 @@ async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, d
     if len(mine) < held.seq or mine[held.seq - 1].hash != held.head:
         raise ServerMismatch("the host's server holds another member chain of yours than your own server does: stop "
                              "and tell your Security Team")
-    done = []
+    done, conflicted = [], 0
     for link in mine[held.seq:]:
         try:
             await guest.session.api.post(f"/api/v1/members/{me}/links",
                                          MemberLinkRequest(link.wire, boxes.get(link.seq, {})), SeqAnswer)
         except Conflict:
-            continue  # posted by another of our devices meanwhile
+            conflicted = link.seq  # posted by another of our devices meanwhile, or so the host's server says
+            continue
         except VaultError as e:  # a link committing PUK boxes only the device that made it held (device add/revoke)
             done.append(f"warning: your {link.type} (member link {link.seq}) is NOT on the host's server ({e}); the "
                         "command that made it carries it, as it holds its PUK boxes: tell your Security Team")
             break
         done.append(f"carried your {link.type} (member link {link.seq}) to the host's server")
-    if done:
+    if done or conflicted:
         guest.chains.links_posted += 1
-        await guest.chains.view(refresh=True)
+        held = (await guest.chains.view(refresh=True)).members[me]
+    if conflicted and (held.seq < conflicted or (held.seq == conflicted and held.head != mine[conflicted - 1].hash)):
+        # review round 15: a host's server answering 409 and storing nothing kept a revocation off it, unsaid
+        raise ServerMismatch(f"the host's server answered that your member chain moved on past link {conflicted} "
+                             f"but does not hold it (it serves {held.seq} links): stop and tell your Security Team")
     return done
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from client import guestspace, maintenance
+from client import expulsions, guestspace, maintenance
 from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, with_session
 from client.client import Client
 from client.guestacts import sync_acts
@@ -27,7 +27,7 @@ from client.sync.live import doc_notices
 from client.sync.scan import scan
 from client.sync.serve import Served
 from client.sync.watch import Hint, install_stop_signals, watch
-from client.terminal import out
+from client.terminal import err, out
 from vault.errors import Conflict
 
 _ACTIONS = tuple(Column(header, cell) for header, cell in zip(REPORT_HEADERS, (
@@ -122,10 +122,18 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
         view = await s.chains.view()
         team = view.team_by_name(team_name)
 
+        full_passes = [0]
+
         async def run_pass(hint: Hint | None) -> list[dict[str, Any]]:
             await s.chains.view(refresh=True)
             if ctx.space is None:  # a guest has no key work in the host's space (its admins' clients do it)
                 await maintenance.maintain(s)
+            elif hint is None and ctx.guest is not None and full_passes[0]:
+                # each full pass after the first (the command carried before it) carries the guest's own
+                # organization's removals, as a new command would (review round 15: a watcher never did)
+                for line in await expulsions.carry(ctx.home, ctx.guest[0], ctx.clock, s):
+                    err.print_line(line)
+            full_passes[0] += hint is None
             # a hinted pass scans only the paths the watcher saw change; the team's listing is always whole
             outcome = await _recorded_pass(ctx, s, team_name, folder, confirm_deletes=confirm_deletes,
                                            hidden_ok=hidden, only=hint.paths if hint is not None else None)

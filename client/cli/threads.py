@@ -3,7 +3,8 @@
 ``follow`` runs until Ctrl-C (or SIGTERM), reconnecting by itself; with ``--json`` it
 prints one JSON object per message, one per line. As a guest of a coalition space (``mvault --space NAME thread
 follow``), the messages shown are recorded in the guest's own organization's audit log as one ``read`` record a
-minute at most, and one when it stops (client/guestacts.py).
+minute at most, and one when it stops (client/guestacts.py); each minute it also carries the guest's own
+organization's expulsions to the host (client/expulsions.py), as a new ``--space`` command does.
 
 Whoever creates a thread name first chooses its expiry for everyone (``client/threads/info.py``):
 ``ls``, ``post``, ``read`` and ``follow`` always show who created the thread and how long it
@@ -23,6 +24,7 @@ from typing import Any
 
 import click
 
+from client import expulsions
 from client.audit.log import parse_since
 from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
@@ -228,10 +230,22 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
             count, shown[0] = shown[0], 0
             await ctx.record_space_acts([("read", count)] if count else [])
 
+        failed: list[VaultError] = []
+
         async def record_every() -> None:
             while True:
                 await asyncio.sleep(FOLLOW_EVERY)
                 await record_reads()
+                if ctx.guest is None:
+                    continue
+                try:  # our own organization's removals, carried as a new command would (review round 15)
+                    lines = await expulsions.carry(ctx.home, ctx.guest[0], ctx.clock, s)
+                except VaultError as e:  # the host's server dropped or refused it: stop, as a command would
+                    failed.append(e)
+                    stop.set()
+                    return
+                for line in lines:
+                    err.print_line(line)
 
         async def on_message(tid: str, m: Shown) -> None:
             shown[0] += 1
@@ -265,6 +279,8 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
                 await record_reads()
+        if failed:
+            raise failed[0]
 
     with_session(ctx, go)
 
