@@ -32,7 +32,7 @@ from vault.fileio import (
     write_chunks,
 )
 from vault.heap import tune_for_streaming
-from vault.localindex import content_hasher
+from vault.localindex import content_hasher, same_kind
 
 Progress = Callable[[int], None]
 # Worker threads for streaming crypto and file writes. Our own pool, not the loop's: on any exit
@@ -49,7 +49,7 @@ COPY_CHUNK = 1 << 20
 
 async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Progress | None,
                   durable: bool = False) -> bytes:
-    """Write the version's plaintext to ``fd`` and verify all of it; the SHA-256 of the plaintext.
+    """Write the version's plaintext to ``fd`` and verify all of it; the plaintext's content digest.
     On any failure (or Ctrl-C) the workers are done with ``fd`` before this returns or raises.
     ``durable``: the caller will fsync ``fd``; its write-back starts as the plaintext is written."""
     if rec.core.body_len >= DOWNLOAD_BATCH:
@@ -87,7 +87,7 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
 
 async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
                          progress: Progress | None) -> tuple[Path, bytes]:
-    """The verified plaintext in a new temporary file beside ``out`` (fsync'd), and its SHA-256.
+    """The verified plaintext in a new temporary file beside ``out`` (fsync'd), and its content digest.
     The caller renames or removes it; on failure nothing is left."""
     async def streamed(fd: int) -> bytes:
         digest = await receive(api, rec, opened, fd, progress, durable=True)
@@ -99,7 +99,7 @@ async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
 
 async def beside(out: Path, fill: Callable[[int], Awaitable[bytes]]) -> tuple[Path, bytes]:
     """A new temporary file beside ``out`` that ``fill(fd)`` fills with verified plaintext and fsyncs, returning
-    its SHA-256: the file and that digest. On failure (or Ctrl-C) nothing is left."""
+    its content digest: the file and that digest. On failure (or Ctrl-C) nothing is left."""
     fd, tmp = _temporary_beside(out)
     with _closed_or_removed(fd, tmp):
         digest = await fill(fd)
@@ -149,7 +149,7 @@ def _small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
 def receive_small(opened: Opened, body: bytes, fd: int) -> bytes:
     """A small body already received whole (a batch download, ``client.downloadbatch``), verified as ``receive``
     verifies a streamed one (every frame, the body hash, the final tag) before its plaintext is written to ``fd``
-    and fsync'd; the SHA-256 of the plaintext (blocking: run it in a worker thread)."""
+    and fsync'd; the plaintext's content digest (blocking: run it in a worker thread)."""
     dec = BodyDecryptor(opened)
     pieces = dec.feed(body)
     dec.finish()  # before a byte of plaintext reaches the disk
@@ -199,13 +199,20 @@ def sync_dirs(unsynced: set[Path]) -> None:
         fsync_dir(unsynced.pop())
 
 
-def hash_file(path: Path) -> bytes:
-    """SHA-256 of a local file's content."""
-    hasher = content_hasher()
+def hash_file(path: Path, like: bytes | None = None) -> bytes:
+    """The content digest of a local file (``vault.localindex.content_hasher``; of ``like``'s kind when given: to
+    compare with that recorded digest)."""
+    hasher = content_hasher(like)
     with path.open("rb") as f:
         while chunk := f.read(COPY_CHUNK):
             hasher.update(chunk)
     return hasher.digest()
+
+
+def holds(path: Path, digest: bytes, fresh: bytes) -> bool:
+    """Whether the file at ``path``, whose content digest ``fresh`` was just taken, has the recorded ``digest``
+    (hashed again with ``digest``'s kind when ``fresh`` is of the other one)."""
+    return digest == (fresh if same_kind(fresh, digest) else hash_file(path, like=digest))
 
 
 async def to_stdout(api: Api, rec: Record, opened: Opened, progress: Progress | None) -> None:

@@ -21,10 +21,10 @@ from vault.localstate import local_key
 Entry = tuple[str, str, str, LocalCopy]  # team id, doc id, absolute path, the copy there
 
 
-def copy_of(path: Path, vid: str, seq: int, sha256: bytes) -> LocalCopy:
+def copy_of(path: Path, vid: str, seq: int, digest: bytes) -> LocalCopy:
     """The entry for ``path`` as it is now on disk, holding version ``seq`` (``vid``)."""
     st = path.stat()
-    return LocalCopy(vid, seq, sha256, st.st_size, st.st_mtime_ns, st.st_ino)
+    return LocalCopy(vid, seq, digest, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 class LocalCopies:

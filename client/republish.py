@@ -123,8 +123,8 @@ async def delete_again(c: Client, team: TeamState, keys: list[TeamKey], key: str
     return row
 
 
-def content_hasher_of(data: bytes) -> bytes:
-    h = content_hasher()
+def content_hasher_of(data: bytes, like: bytes | None = None) -> bytes:
+    h = content_hasher(like)
     h.update(data)
     return h.digest()
 
@@ -143,7 +143,7 @@ def read_copy(path: Path, copy: LocalCopy) -> tuple[bytes, os.stat_result] | str
         if not stat.S_ISREG(st.st_mode):
             return f"the local copy {path} is not a regular file: not republished"
         data = f.read()
-    if len(data) != copy.size or content_hasher_of(data) != copy.sha256:
+    if len(data) != copy.size or content_hasher_of(data, like=copy.digest) != copy.digest:
         return (f"the local copy {path} changed since this device recorded version {copy.seq} there: "
                 "not republished (put it again yourself if it is still that document)")
     return data, st

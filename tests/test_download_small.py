@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
 from client import download
@@ -36,7 +37,7 @@ def test_a_small_body_lands_verified_beside_its_name(tmp_path: Path) -> None:
     doc, opened = _small()
     tmp, digest = asyncio.run(download.small_beside(tmp_path / "plan.txt", opened, doc.body))
     assert tmp.parent == tmp_path and tmp.name.startswith(".plan.txt.") and tmp.name.endswith(".mvault-part")
-    assert tmp.read_bytes() == doc.plaintext and len(digest) == 32
+    assert tmp.read_bytes() == doc.plaintext and digest == b"\x02" + blake3.blake3(doc.plaintext).digest()
 
 
 def test_a_tampered_small_body_leaves_nothing(tmp_path: Path) -> None:

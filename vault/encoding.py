@@ -244,8 +244,20 @@ def _entries(buf: bytes, pos: int, n: int, depth: int) -> tuple[Value, int]:
             pos = end + 9
         else:
             value, pos = _decode(buf, end, depth)
-        result[_utf8(kb)] = value
+        key = _KEYS.get(kb)
+        if key is None:
+            key = _utf8(kb)
+            if len(kb) <= _KEY_CACHED and len(_KEYS) < _KEYS_MAX:
+                _KEYS[kb] = key
+        result[key] = value
     return result, pos
+
+
+# Short dictionary keys decoded before (field names: a sync index of 10,000 entries repeats its 7 names 70,000
+# times), each the string its bytes decode to; only valid UTF-8 gets in, so a hit is what ``_utf8`` would return.
+_KEYS: dict[bytes, str] = {}
+_KEY_CACHED = 8  # bytes: the longest key kept
+_KEYS_MAX = 4096
 
 
 def _utf8(raw: bytes) -> str:

@@ -1,8 +1,9 @@
 """The local copies index: which version each local file of a document came from (pure format, no I/O).
 
 ``get`` and ``put`` record, per (team id, document id) and absolute local path, the version the file
-holds (its vid and number), the SHA-256 of its plaintext and the file's size, mtime (ns) and inode as
-written. ``put`` names that version as the upload's parent (so a file based on an older version is a
+holds (its vid and number), the hash of its plaintext (``content_hasher``: BLAKE3 since session 15, SHA-256 in
+entries written before, which stay readable and are compared by their own kind) and the file's size, mtime (ns)
+and inode as written. ``put`` names that version as the upload's parent (so a file based on an older version is a
 conflict, not a silent overwrite of someone's newer one); ``get`` knows a file it wrote and that is
 unchanged without reading it. The sync engine (issue 16) reuses the same entries.
 
@@ -29,6 +30,9 @@ from vault.localstate import open_local, seal_local
 NAME = "index"  # the sealed file's name (in its AD): $MVAULT_HOME/index.bin
 PAD_MIN = 4096
 HASH_BYTES = 32
+# A content digest in memory: 32 bytes, SHA-256 (an entry written before session 15, key "sha256"), or BLAKE3_TAG
+# and 32 bytes, BLAKE3 (key "blake3"). Two digests of different kinds never compare equal.
+BLAKE3_TAG = b"\x02"
 
 
 class Hasher(Protocol):
@@ -37,9 +41,53 @@ class Hasher(Protocol):
     def digest(self) -> bytes: ...
 
 
-def content_hasher() -> Hasher:
-    """The hash of a local file's plaintext (SHA-256), fed in pieces."""
-    return p.sha256_hasher()
+class _Blake3:
+    """BLAKE3 fed in pieces; its digest carries BLAKE3_TAG."""
+
+    def __init__(self) -> None:
+        self._h = p.blake3_hasher()
+
+    def update(self, data: p.Frame, /) -> None:
+        self._h.update(data)
+
+    def digest(self) -> bytes:
+        return BLAKE3_TAG + self._h.digest()
+
+
+def content_hasher(like: bytes | None = None) -> Hasher:
+    """The hash of a local file's plaintext, fed in pieces: BLAKE3, or SHA-256 when ``like`` (a recorded digest to
+    compare with) is of that kind, so that an entry written before session 15 is checked by its own hash."""
+    if like is not None and is_sha256(like):
+        return p.sha256_hasher()
+    return _Blake3()
+
+
+def is_sha256(digest: bytes) -> bool:
+    """Whether a content digest is of the old kind (SHA-256, untagged)."""
+    return len(digest) == HASH_BYTES
+
+
+def same_kind(a: bytes, b: bytes) -> bool:
+    """Whether two content digests are of the same hash (only then can they be compared)."""
+    return is_sha256(a) == is_sha256(b)
+
+
+def digest_value(digest: bytes) -> dict[str, Value]:
+    """The digest's key and bytes in an encoded entry: {"sha256": 32 bytes} or {"blake3": 32 bytes}."""
+    if is_sha256(digest):
+        return {"sha256": digest}
+    if len(digest) != HASH_BYTES + 1 or digest[:1] != BLAKE3_TAG:
+        raise ValueError("not a content digest")
+    return {"blake3": digest[1:]}
+
+
+def digest_of(f: Fields) -> bytes:
+    """The content digest of an encoded entry: exactly one of "sha256" and "blake3", 32 bytes."""
+    if f.has("sha256") == f.has("blake3"):
+        raise EncodingError(f"{f.what}: exactly one of 'sha256' and 'blake3' is required")
+    if f.has("sha256"):
+        return f.bytes_("sha256", HASH_BYTES)
+    return BLAKE3_TAG + f.bytes_("blake3", HASH_BYTES)
 
 
 @dataclass(frozen=True)
@@ -48,19 +96,19 @@ class LocalCopy:
 
     vid: str  # the version it holds (32 hex)
     seq: int  # that version's number (from 1)
-    sha256: bytes  # SHA-256 of the plaintext
+    digest: bytes  # the plaintext's content digest (``content_hasher``: BLAKE3, or SHA-256 when older)
     size: int
     mtime_ns: int
     ino: int
 
     def to_value(self) -> dict[str, Value]:
-        return {"vid": self.vid, "seq": self.seq, "sha256": self.sha256, "size": self.size,
+        return {"vid": self.vid, "seq": self.seq, **digest_value(self.digest), "size": self.size,
                 "mtime_ns": self.mtime_ns, "ino": self.ino}
 
     @classmethod
     def from_value(cls, v: Value) -> LocalCopy:
-        f = Fields(v, "local copy", {"vid", "seq", "sha256", "size", "mtime_ns", "ino"})
-        return cls(f.str_("vid", 32), f.int_("seq", 1), f.bytes_("sha256", HASH_BYTES), f.int_("size", 0),
+        f = Fields(v, "local copy", {"vid", "seq", "sha256", "blake3", "size", "mtime_ns", "ino"})
+        return cls(f.str_("vid", 32), f.int_("seq", 1), digest_of(f), f.int_("size", 0),
                    f.int_("mtime_ns"), f.int_("ino", 0))
 
     def same_file(self, size: int, mtime_ns: int, ino: int) -> bool:

@@ -4,7 +4,8 @@
 the time of the last completed pass, and:
 
 * ``files``: per document name (a relative path with ``/``), the document id, the version the local
-  file holds (vid and number), the SHA-256 of its plaintext, and the file's size, mtime (ns) and inode
+  file holds (vid and number), the hash of its plaintext (BLAKE3, or SHA-256
+  when recorded before session 15: ``vault.localindex.content_hasher``), and the file's size, mtime (ns) and inode
   as last seen (so an unchanged file is known without reading it, as ``git status`` does);
 * ``docs``: per document id, the highest version number this folder has seen, deleted documents
   included: a known document missing from the server's listing, or listed at a lower number, is the
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value
 from vault.errors import DecryptionFailed, EncodingError
-from vault.localindex import HASH_BYTES, LocalCopy, open_padded, seal_padded
+from vault.localindex import BLAKE3_TAG, HASH_BYTES, LocalCopy, open_padded, seal_padded
 from vault.localstate import open_local, seal_local
 
 NAME = "sync"  # the sealed file's name prefix (in its AD), followed by ":" and the folder's id
@@ -62,11 +63,11 @@ class SyncEntry(LocalCopy):
         f = Fields(v, "sync index entry")
         copy = LocalCopy.from_value({k: x for k, x in f.raw.items() if k not in ("doc", "raw")})
         raw = f.bytes_("raw", HASH_BYTES) if f.has("raw") else b""
-        return cls(copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino, f.str_("doc", 64), raw)
+        return cls(copy.vid, copy.seq, copy.digest, copy.size, copy.mtime_ns, copy.ino, f.str_("doc", 64), raw)
 
     @classmethod
     def of(cls, doc: str, copy: LocalCopy) -> SyncEntry:
-        return cls(copy.vid, copy.seq, copy.sha256, copy.size, copy.mtime_ns, copy.ino, doc)
+        return cls(copy.vid, copy.seq, copy.digest, copy.size, copy.mtime_ns, copy.ino, doc)
 
     def same_stat(self, size: int, mtime_ns: int, ino: int) -> bool:
         return self.same_file(size, mtime_ns, ino)
@@ -74,6 +75,8 @@ class SyncEntry(LocalCopy):
 
 _KEYS = frozenset(("vid", "seq", "sha256", "size", "mtime_ns", "ino", "doc"))
 _KEYS_RAW = _KEYS | {"raw"}
+_KEYS_B3 = frozenset(("vid", "seq", "blake3", "size", "mtime_ns", "ino", "doc"))
+_KEYS_B3_RAW = _KEYS_B3 | {"raw"}
 
 
 def _quick_entry(v: Value) -> SyncEntry | None:
@@ -81,15 +84,24 @@ def _quick_entry(v: Value) -> SyncEntry | None:
     (a string of at most 32 or 64 characters, an int that is no bool, within its bounds, 32 bytes); else None
     (then ``SyncEntry.from_value`` takes the general path, which says what is wrong). 10,000 entries in a
     no-op pass: the general path was a third of opening the index."""
-    if not isinstance(v, dict) or not (v.keys() == _KEYS or v.keys() == _KEYS_RAW):
+    if not isinstance(v, dict):
         return None
-    vid, seq, sha, size, mtime, ino, doc = v["vid"], v["seq"], v["sha256"], v["size"], v["mtime_ns"], v["ino"], v["doc"]
+    keys = v.keys()
+    if keys in (_KEYS_B3, _KEYS_B3_RAW):
+        sha = v["blake3"]
+        tag = BLAKE3_TAG
+    elif keys in (_KEYS, _KEYS_RAW):
+        sha = v["sha256"]
+        tag = b""
+    else:
+        return None
+    vid, seq, size, mtime, ino, doc = v["vid"], v["seq"], v["size"], v["mtime_ns"], v["ino"], v["doc"]
     raw = v.get("raw", b"")
     if (type(vid) is str and len(vid) <= 32 and type(seq) is int and seq >= 1 and type(sha) is bytes
             and len(sha) == HASH_BYTES and type(size) is int and size >= 0 and type(mtime) is int
             and type(ino) is int and ino >= 0 and type(doc) is str and len(doc) <= 64 and type(raw) is bytes
             and len(raw) == (HASH_BYTES if "raw" in v else 0)):
-        return SyncEntry(vid, seq, sha, size, mtime, ino, doc, raw)
+        return SyncEntry(vid, seq, tag + sha if tag else sha, size, mtime, ino, doc, raw)
     return None
 
 

@@ -186,7 +186,7 @@ def _status(ctx: Ctx, folder: Path | None) -> None:
         pending = 0
         if found is not None:
             pending += sum(1 for n, f in found.files.items()
-                           if n not in index.files or (f.sha256 is not None and f.sha256 != index.files[n].sha256))
+                           if n not in index.files or (f.digest is not None and f.digest != index.files[n].digest))
             pending += sum(1 for n in index.files if n not in found.files and n not in found.present)
         conflicts = sum(1 for n in (found.files if found else {}) if " (conflict " in n)
         rows.append({"team": index.team, "team_name": index.team_name, "folder": index.root,

@@ -348,9 +348,9 @@ class SyncRun:
                  and v.opened.size == size]
         if not later:
             return None
-        mine = download.hash_file(path)
+        mine = download.hash_file(path)  # the kind a download's digest is of
         copy = self.c.docs.copies.load().copy(self.team.team_id, entry.doc, str(path))
-        if copy is not None and copy.sha256 == mine and copy.vid in {v.vid for v in later}:
+        if copy is not None and copy.vid in {v.vid for v in later} and download.holds(path, copy.digest, mine):
             return held
         for v in reversed(later):
             assert v.opened is not None

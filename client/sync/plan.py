@@ -1,7 +1,7 @@
 """The three-way reconcile of one sync pass: the folder now x the index (the last agreed state) x the
 team's document heads -> the actions to take. Pure: values in, a list of ``Action`` out (docs/sync.md).
 
-Per name, with L the local file (``sha256`` None: unchanged since the index entry, by its stat), I the
+Per name, with L the local file (``digest`` None: unchanged since the index entry, by its stat), I the
 index entry and R the remote head (possibly a signed deletion):
 
 * local changed = L exists and (no I, or its content differs from I's); remote changed = R exists and
@@ -102,7 +102,7 @@ def check_listing(index: SyncIndex, remote: list[Remote]) -> None:
 def _changed(local: LocalFile, entry: SyncEntry | None) -> bool:
     if entry is None:
         return True
-    return local.sha256 is not None and local.sha256 != entry.sha256
+    return local.digest is not None and local.digest != entry.digest
 
 
 def reconcile(local: Mapping[str, LocalFile], present: set[str], index: SyncIndex, remote: list[Remote], *,
@@ -179,7 +179,7 @@ def _decide(name: str, lf: LocalFile | None, entry: SyncEntry | None, r: Remote 
     if r.vid == entry.vid:
         if local_changed:
             return Action(PUSH, name, r.doc, base=r.seq)
-        if lf.sha256 is not None:
+        if lf.digest is not None:
             return Action(REFRESH, name, r.doc, r.seq)
         return None
     if r.deleted:
@@ -199,10 +199,10 @@ def _renames(new_local: dict[str, LocalFile], deletes: list[Action], index: Sync
     by_ino: dict[tuple[int, int, bytes], Action] = {}
     for gone in deletes:
         e = index.files[gone.name]
-        by_ino[(e.ino, e.size, e.sha256)] = gone
+        by_ino[(e.ino, e.size, e.digest)] = gone
     moves = []
     for name, lf in new_local.items():
-        d = by_ino.pop((lf.ino, lf.size, lf.sha256), None) if lf.sha256 is not None else None
+        d = by_ino.pop((lf.ino, lf.size, lf.digest), None) if lf.digest is not None else None
         if d is not None:
             dead = heads.get(name)
             moves.append(Action(MOVE, name, d.doc, base=d.base, source=d.name, over=dead.seq if dead else 0))
@@ -221,7 +221,7 @@ def _remote_renames(actions: list[Action], local: Mapping[str, LocalFile], index
             continue
         source, doc, vid = r.moved_from
         d, entry, lf, old = gone.get(source), index.files.get(source), local.get(source), heads.get(source)
-        if (d is None or entry is None or lf is None or old is None or source in pairs or lf.sha256 is not None
+        if (d is None or entry is None or lf is None or old is None or source in pairs or lf.digest is not None
                 or (entry.doc, entry.vid, entry.size) != (doc, vid, r.size) or old.moved_to != a.name):
             continue
         pairs[source] = Action(RENAME_LOCAL, a.name, a.doc, a.seq, source=source, over=d.seq or 0,

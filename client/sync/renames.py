@@ -53,7 +53,7 @@ async def rename_here(docs: Documents, team: TeamState, keys: list[TeamKey], ind
     st = src.lstat()
     if not stat.S_ISREG(st.st_mode) or not entry.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
         return None
-    if download.hash_file(src) != entry.sha256:
+    if download.hash_file(src, like=entry.digest) != entry.digest:
         return None
     path_of(a.name).parent.mkdir(parents=True, exist_ok=True)
     dst = path_of(a.name)  # again: a folder on the way may be a link made meanwhile
@@ -66,6 +66,6 @@ async def rename_here(docs: Documents, team: TeamState, keys: list[TeamKey], ind
     index.forget(a.source)
     index.saw(entry.doc, a.over)
     head = new[-1]
-    index.record(a.name, SyncEntry(head.version_id, head.core.seq, entry.sha256, entry.size, st.st_mtime_ns,
+    index.record(a.name, SyncEntry(head.version_id, head.core.seq, entry.digest, entry.size, st.st_mtime_ns,
                                    st.st_ino, a.doc))
     return src.parent

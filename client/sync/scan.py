@@ -24,6 +24,7 @@ import pathspec
 
 from client.download import hash_file
 from client.home import KEYSTORE  # a folder holding one is a Member Vault home
+from vault.localindex import is_sha256
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 
@@ -40,7 +41,7 @@ class LocalFile:
     size: int
     mtime_ns: int
     ino: int
-    sha256: bytes | None  # None: unchanged since the index entry (not read)
+    digest: bytes | None  # the content digest; None: unchanged since the index entry (not read)
 
     @property
     def path(self) -> Path:
@@ -100,6 +101,12 @@ def scan(root: Path, index: SyncIndex | None, hidden_ok: bool = False, only: fro
     return found
 
 
+def _older(known: Mapping[str, SyncEntry]) -> dict[tuple[int, int], bytes]:
+    """The SHA-256 digests of entries recorded before session 15, by (inode, size): a new name with one of these is
+    hashed with SHA-256, so that a rename of such a file is still recognised (plan ``_renames``)."""
+    return {(e.ino, e.size): e.digest for e in known.values() if is_sha256(e.digest)}
+
+
 def _narrowed(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntry], hidden_ok: bool,
               only: frozenset[str]) -> Scan | None:
     """The scan of the changed paths only, each looked at in its folder as a full scan would (None: do a full scan:
@@ -145,6 +152,7 @@ def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntr
           stack: list[tuple[str, set[str] | None]]) -> None:
     """Take the synced files of each (folder, names) of ``stack`` into ``found``: only ``names`` in it if given,
     and everything under the folders met (recursively)."""
+    older: dict[tuple[int, int], bytes] | None = None  # ``_older(known)``, made when a new name is first hashed
     while stack:
         rel, names = stack.pop()
         try:
@@ -195,8 +203,11 @@ def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntr
                 continue
             digest = None
             if old is None or not old.same_stat(st.st_size, st.st_mtime_ns, st.st_ino):
+                if old is None and older is None:
+                    older = _older(known)
+                like = old.digest if old is not None else older.get((st.st_ino, st.st_size)) if older else None
                 try:
-                    digest = hash_file(Path(entry.path))
+                    digest = hash_file(Path(entry.path), like)
                 except OSError as e:
                     found.skip(name, f"not readable: {e.strerror}")
                     continue
