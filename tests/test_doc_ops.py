@@ -12,7 +12,7 @@ from typing import Any
 from client.docops import _copy_version, _team
 from client.putbase import Base
 from tests.conftest import Member, Org, join_member, security_team
-from tests.helpers.members import session, unlock_fast
+from tests.helpers.members import session, unlock_here
 from tests.helpers.postgres import end_to_end_backends
 from vault.envelope import MOVE
 
@@ -40,7 +40,7 @@ def _names(m: Member, *args: str) -> list[str]:
 
 def test_rm_hides_the_document_and_restore_brings_back_the_version_before(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     _put(alice, tmp_path, "plan.md", b"first")
     _put(alice, tmp_path, "plan.md", b"second", "--force-new-version")
     _put(alice, tmp_path, "other.md", b"stays")
@@ -76,7 +76,7 @@ def test_rm_hides_the_document_and_restore_brings_back_the_version_before(org: O
 
 def test_restore_of_a_live_document_needs_a_version_and_never_a_deletion(org: Org, tmp_path: Path) -> None:
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     _put(alice, tmp_path, "a.md", b"one")
     _put(alice, tmp_path, "a.md", b"two", "--force-new-version")
     assert alice.fails("restore", "drafting", "a.md", contains="--version").code == 1
@@ -94,7 +94,7 @@ def test_restore_of_a_live_document_needs_a_version_and_never_a_deletion(org: Or
 
 def test_rm_refusals(org: Org, make_member: Any, tmp_path: Path) -> None:
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     assert alice.fails("rm", "drafting", "nothing.md", contains="no document").code == 1
     _put(alice, tmp_path, "a.md", b"one")
     assert alice.fails("rm", "drafting", "a.md", "--if-version", "2", contains="version 1").code == 1
@@ -112,7 +112,7 @@ def test_rm_refusals(org: Org, make_member: Any, tmp_path: Path) -> None:
 
 def test_mv_renames_and_history_follows(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     big = os.urandom(3 * 1024 * 1024 + 5)  # several frames: the content goes through the verified download
     _put(alice, tmp_path, "notes/a.md", b"v1")
     _put(bob, tmp_path, "notes/a.md", big, "--force-new-version")
@@ -148,7 +148,7 @@ def test_mv_renames_and_history_follows(org: Org, tmp_path: Path) -> None:
 
 def test_mv_refusals(org: Org, tmp_path: Path) -> None:
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     _put(alice, tmp_path, "a.md", b"a")
     _put(alice, tmp_path, "b.md", b"b")
     assert alice.fails("mv", "drafting", "a.md", "b.md", contains="exists").code == 1
@@ -165,7 +165,7 @@ def test_mv_refusals(org: Org, tmp_path: Path) -> None:
 def test_an_interrupted_mv_is_finished_by_running_it_again(org: Org, tmp_path: Path) -> None:
     """Only the first half (the move version at the new name) stored, as a crash between the two leaves it."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     _put(alice, tmp_path, "old.md", b"content")
 
     async def first_half() -> None:
@@ -188,7 +188,7 @@ def test_an_interrupted_mv_is_finished_by_running_it_again(org: Org, tmp_path: P
 def test_ops_are_audit_events_of_their_author(org: Org, make_member: Any, tmp_path: Path) -> None:
     carol = security_team(org, make_member)
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob, carol)
+    unlock_here(alice, bob, carol)
     _put(alice, tmp_path, "a.md", b"a")
     bob.ok("rm", "drafting", "a.md")
     alice.ok("restore", "drafting", "a.md")
@@ -205,7 +205,7 @@ def test_rm_forgets_this_homes_local_copy_and_others_see_a_conflict(org: Org, tm
     deletion); another home still knows its file is based on the version before: a conflict, not a silent
     resurrection."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     _put(alice, tmp_path, "a.md", b"one")
     mine, theirs = tmp_path / "alice-a.md", tmp_path / "bob-a.md"
     alice.ok("get", "drafting", "a.md", "-o", str(mine))

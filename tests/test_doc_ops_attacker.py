@@ -14,7 +14,6 @@ import vault.envelope
 from tests.helpers import forgery
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, plant_version, team_key
-from tests.helpers.members import unlock_fast
 from vault.encoding import Value
 from vault.envelope import DELETE, PUT, Record
 from vault.teamkeys import TeamKey
@@ -109,8 +108,7 @@ def test_a_deletion_by_a_writer_is_accepted(forge: Forge, tmp_path: Path) -> Non
 def test_malformed_op_metadata_is_refused(forge: Forge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, op: str,
                                           extra: dict[str, Value], data: bytes) -> None:
     f = forge
-    alice, bob = f.org.alice, f.org.bob
-    unlock_fast(alice, bob)
+    alice, bob = f.org.alice, f.org.bob  # unlocked by ``forge`` (MVAULT_SESSION)
     (tmp_path / "plan.md").write_text("the plan")
     alice.ok("put", "ops", str(tmp_path / "plan.md"))
     with _unchecked_metadata(monkeypatch):

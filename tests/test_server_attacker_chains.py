@@ -18,7 +18,7 @@ from client.home import Home
 from tests.conftest import Org, ServerThread
 from tests.helpers.db import copy_db, rows_deleted, sql, storage_copy
 from tests.helpers.forgery import relink
-from tests.helpers.members import get_ok, put, unlock_fast
+from tests.helpers.members import get_ok, put, unlock_here
 from tests.helpers.tampering import (
     ROLLBACK,
     SIGNATURE,
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/
 
 def test_rollback_of_a_document_is_reported(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     doc = tmp_path / "notes.md"
     v1 = put(alice, "drafting", doc, b"version one\n")
     v2 = put(alice, "drafting", doc, b"version two\n")
@@ -67,7 +67,7 @@ def test_rollback_is_reported_by_a_batch_put(org: Org, tmp_path: Path) -> None:
     still has its versions checked, so hiding versions (or the whole document) is caught, and
     the batch stores no fork of it."""
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     doc, other = tmp_path / "notes.md", tmp_path / "other.md"
     v1 = put(alice, "drafting", doc, b"version one\n")
     v2 = put(alice, "drafting", doc, b"version two\n")
@@ -89,7 +89,7 @@ def test_rollback_is_reported_by_a_batch_put(org: Org, tmp_path: Path) -> None:
 
 def test_team_key_box_of_another_member_served_to_bob(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     alice.ok("team", "create", "ops", "--kind", "program")
     alice.ok("team", "add", "ops", "bob", "--role", "reader")
     drafting, ops = team_id(bob, "drafting"), team_id(bob, "ops")
@@ -157,7 +157,7 @@ def test_puk_box_of_another_member_served_to_bob(org: Org, tmp_path: Path, monke
 def test_altered_team_link_is_rejected(org: Org, tmp_path: Path) -> None:
     """The server changes bob's role in the team.add link (writer -> admin) and serves it."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     put(alice, "drafting", tmp_path / "c.txt", b"chain\n")
     tid = team_id(bob, "drafting")
     links = directory(org).team_links[tid]
@@ -194,7 +194,7 @@ def test_altered_team_link_is_rejected(org: Org, tmp_path: Path) -> None:
 def test_forged_team_links_are_rejected(org: Org, tmp_path: Path) -> None:
     """Links the server makes up: signed with its own key, or by a member it invented."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     put(alice, "drafting", tmp_path / "f.txt", b"forged\n")
     tid, alice_id = team_id(bob, "drafting"), member_id(alice)
     d = directory(org)
@@ -258,7 +258,7 @@ def test_forged_team_links_are_rejected(org: Org, tmp_path: Path) -> None:
 
 def test_chain_rollback_after_pin_is_detected(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     put(alice, "drafting", tmp_path / "r.txt", b"rollback\n")
     bob.ok("whoami")  # bob has pinned the team chain at its team.add link
     tid = team_id(bob, "drafting")

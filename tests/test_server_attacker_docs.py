@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import Org
 from tests.helpers.db import rows_deleted
-from tests.helpers.members import get_ok, put, unlock_fast
+from tests.helpers.members import get_ok, put, unlock_here
 from tests.helpers.tampering import (
     BIG,
     DECRYPTION,
@@ -65,7 +65,7 @@ RECORD_CASES: list[tuple[str, str, Callable[[Any], Any], str]] = [
 
 def test_record_tampering_is_caught_before_anything_is_written(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     content = os.urandom(5000)
     vid = put(alice, "drafting", tmp_path / "report.pdf", content)
     original = version_row(org, vid)["record"]
@@ -98,7 +98,7 @@ def test_record_tampering_is_caught_before_anything_is_written(org: Org, tmp_pat
 
 def test_bit_flips_in_the_body(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     content = os.urandom(BIG)
     vid = put(alice, "drafting", tmp_path / "big.bin", content)
     body = blob_file(org, version_row(org, vid)["blob"]).read_bytes()
@@ -121,7 +121,7 @@ def test_bit_flips_in_the_body(org: Org, tmp_path: Path) -> None:
 
 def test_frames_reordered_duplicated_dropped_truncated(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     content = os.urandom(BIG)
     vid = put(alice, "drafting", tmp_path / "big.bin", content)
     body = blob_file(org, version_row(org, vid)["blob"]).read_bytes()
@@ -160,7 +160,7 @@ def test_frames_reordered_duplicated_dropped_truncated(org: Org, tmp_path: Path)
 
 def test_header_of_one_version_with_the_body_of_another(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     v1_content, v2_content = os.urandom(4000), os.urandom(4000)  # equal sizes: only cryptography can tell
     doc = tmp_path / "minutes.txt"
     v1 = put(alice, "drafting", doc, v1_content)
@@ -195,7 +195,7 @@ def test_header_of_one_version_with_the_body_of_another(org: Org, tmp_path: Path
 def test_body_of_a_different_valid_version_id(org: Org, tmp_path: Path) -> None:
     """The server answers the body request for one version with the (valid) body of another."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     a_content, b_content = os.urandom(MiB + 3), os.urandom(MiB + 3)
     va = put(alice, "drafting", tmp_path / "a.bin", a_content)
     vb = put(bob, "drafting", tmp_path / "b.bin", b_content)
@@ -215,7 +215,7 @@ def test_body_of_a_different_valid_version_id(org: Org, tmp_path: Path) -> None:
 
 def test_document_of_team_a_served_as_team_b(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     alice.ok("team", "create", "ops", "--kind", "program")
     alice.ok("team", "add", "ops", "bob", "--role", "writer")
     drafting, ops = team_id(bob, "drafting"), team_id(bob, "ops")

@@ -9,7 +9,8 @@ chain served as it was before the client pinned it:
 * POSTed to the API, every forged link is refused (400/403/409) and no stored row changes;
 * put straight into the server's in-memory chains (what it serves), every client's next
   ``mvault whoami`` / ``ls`` fails with one clear line, and works again once the forgery is gone (in ``make
-  test`` alice's and bob's clients take the forgeries in turn; ``make test-long`` runs each through both);
+  test`` alice's and bob's clients take the forgeries in turn, and ``ls`` runs for the first forgery of each
+  chain; ``make test-long`` runs each through both, with ``ls`` each time);
 * put into the server's storage, the server itself refuses to start (it replays its chains);
 * a chain served at an older (or forked) head after a client pinned it is reported as a rollback.
 """
@@ -285,14 +286,19 @@ def test_forged_links_served_by_the_server_are_caught_by_every_client(forge: For
         m.ok("whoami")  # both have pinned every chain
     cases = forgeries(f)
     assert len(cases) >= 12
+    listed: set[str] = set()  # the chains a forgery on which `ls` was shown to stop too
     for i, forgery in enumerate(cases):
         with served(f, forgery):
             # Each forgery through both members' clients with MVAULT_LONG (make test-long); in make test through
-            # alice's or bob's in turn (and carol's each time): three CLI runs a forgery, not five.
+            # alice's or bob's in turn (and carol's each time). Every command verifies the chains before its own
+            # work (with_session: maintenance's chains.view), so `ls` fails where `whoami` does, on the same code:
+            # make test runs it for the first forgery of each chain (org, team, member), make test-long for all.
             for m in (alice, bob) if LONG else ((alice, bob)[i % 2],):
                 r = m.fails("whoami", contains=forgery.client_error)
                 assert r.err, forgery.label
-                m.fails("ls", "drafting", contains=forgery.client_error)
+                if LONG or forgery.chain not in listed:
+                    m.fails("ls", "drafting", contains=forgery.client_error)
+            listed.add(forgery.chain)
             if forgery.chain == f.drafting:  # a team carol is not in: she never sees its chain
                 f.carol.ok("whoami")
             else:

@@ -14,10 +14,10 @@ import pytest
 from client.home import Home, Secrets
 from server.context import DIRECTORY
 from server.directory import Directory
-from tests.conftest import Member, Org, ServerThread
+from tests.conftest import UNLOCKED, Member, Org, ServerThread
 from tests.helpers.db import sql
 from tests.helpers.keyholder import open_box
-from tests.helpers.members import unlock_fast
+from tests.helpers.worlds import World, Worlds
 from vault.bodyformat import BODY_NEW
 from vault.encoding import Value, decode, encode
 from vault.envelope import MAGIC, PUT, DocWriter
@@ -64,19 +64,35 @@ class Forge:
         return [self.org.alice, self.org.bob]
 
 
-@pytest.fixture
-def forge(org: Org, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Forge:
+def forge_world(worlds: Worlds) -> World:
+    """The world ``forge`` starts from: ``org``, carol joined, team "ops" (alice admin, bob and carol readers). The
+    ``org_world`` fixture (tests/helpers/worlds.py) gives it to every test that uses ``forge``."""
+    return worlds.org_then("org-forge", _forge_build)
+
+
+def _forge_build(org: Org, make_member: Callable[[str], Member]) -> None:
     carol = make_member("carol")
     carol.ok("join", org.alice.json("invite")["invite"], "--name", "carol")
-    unlock_fast(org.alice, org.bob, carol)
     org.alice.ok("team", "create", "ops", "--kind", "program")
     org.alice.ok("team", "add", "ops", "bob", "--role", "reader")
     org.alice.ok("team", "add", "ops", "carol", "--role", "reader")
+
+
+@pytest.fixture
+def forge(org: Org, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> Forge:
+    carol = make_member("carol")
+    if not carol.home.exists():  # ``org`` not copied from ``forge_world`` (a module with a server of its own)
+        _forge_build(org, make_member)
+    # Each member's keys (their keystore opened with the passphrase, in this process) and an unlock session (an
+    # agent holding the key, as ``mvault unlock`` starts it) that spares their CLI runs the Argon2 step.
     monkeypatch.delenv("MVAULT_SESSION", raising=False)
     keys = {}
     for m in (org.alice, org.bob, carol):
         monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(m.passphrase_file))
-        keys[m.name] = Home(m.home).unlock()
+        home = Home(m.home)
+        keys[m.name] = home.unlock()
+        UNLOCKED.add(m.home)  # its agent is stopped after the test
+        m.env_extra["MVAULT_SESSION"] = home.start_session(30 * 60)[0]
     d = org.server.app[DIRECTORY]
     ids = {ms.name: mid for mid, ms in d.members.items()}
     drafting, ops = d.team_by_name("drafting"), d.team_by_name("ops")

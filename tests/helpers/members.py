@@ -7,8 +7,8 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from client.client import Client
 from client.home import Home
 from client.threads.cache import Shown
 from client.threads.team import Threads
-from tests.conftest import Member, Org, ServerThread
+from tests.conftest import UNLOCKED, Member, Org, ServerThread
 from tests.helpers.clock import FOLLOWS_ENVIRONMENT
 
 
@@ -44,6 +44,31 @@ def unlock_fast(*members: Member) -> None:
         m.env_extra["MVAULT_SESSION"] = str(m.json("unlock", "--minutes", "30")["session"])
 
 
+def unlock_here(*members: Member) -> None:
+    """``unlock_fast`` without a CLI run each: what ``mvault unlock --minutes 30`` does (the keystore opened with the
+    member's passphrase, an unlock agent started with the key: ``Home.start_session``), in this process. The
+    ``unlock`` command itself is tested in tests/test_auth.py and tests/test_local_state.py."""
+    for m in members:
+        home = Home(m.home)
+        with _passphrase_of(m):
+            home.unlock(agent_ok=False)
+        UNLOCKED.add(m.home)  # its agent is stopped after the test (stop_unlock_agents)
+        m.env_extra["MVAULT_SESSION"] = home.start_session(30 * 60)[0]
+
+
+@contextmanager
+def _passphrase_of(m: Member) -> Iterator[None]:
+    old = os.environ.get("MVAULT_PASSPHRASE_FILE")
+    os.environ["MVAULT_PASSPHRASE_FILE"] = str(m.passphrase_file)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MVAULT_PASSPHRASE_FILE", None)
+        else:
+            os.environ["MVAULT_PASSPHRASE_FILE"] = old
+
+
 SECRETS: dict[Path, tuple[Home, Any]] = {}
 
 
@@ -53,15 +78,8 @@ async def session(server: ServerThread, m: Member) -> AsyncIterator[Client]:
     ``Home`` is kept too: it opens the sealed config and pins)."""
     if m.home not in SECRETS:
         home = Home(m.home)
-        old = os.environ.get("MVAULT_PASSPHRASE_FILE")
-        os.environ["MVAULT_PASSPHRASE_FILE"] = str(m.passphrase_file)
-        try:
+        with _passphrase_of(m):
             SECRETS[m.home] = home, home.unlock()
-        finally:
-            if old is None:
-                os.environ.pop("MVAULT_PASSPHRASE_FILE", None)
-            else:
-                os.environ["MVAULT_PASSPHRASE_FILE"] = old
     home, secrets = SECRETS[m.home]
     async with Api(server.url, bytes.fromhex(server.fingerprint)) as api:
         yield await Client.open(home, secrets, api, FOLLOWS_ENVIRONMENT)

@@ -15,7 +15,8 @@ meanwhile, while the restored servers (also ``SO_REUSEADDR``) can listen on it.
 
 The ``server`` fixture restores ``org_world`` for every test that uses ``org`` (unless its module has a
 ``server`` of its own); a module whose tests all start further on overrides ``org_world`` with a world
-built further (tests/test_audit.py). It is a plugin of ``tests/conftest.py`` (``pytest_plugins``).
+built further (tests/test_audit.py); a test that uses ``forge`` starts from ``forge_world``
+(tests/helpers/forgery.py). It is a plugin of ``tests/conftest.py`` (``pytest_plugins``).
 """
 
 from __future__ import annotations
@@ -137,8 +138,13 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
 
 
 @pytest.fixture
-def org_world(worlds: Worlds) -> World:
-    """The world ``org`` starts from: founder alice and member bob, team "drafting" with bob as writer."""
+def org_world(worlds: Worlds, request: pytest.FixtureRequest) -> World:
+    """The world ``org`` starts from: founder alice and member bob, team "drafting" with bob as writer; for a test
+    that uses ``forge``, the world it starts from (tests/helpers/forgery.py: ``forge_world``)."""
+    if "forge" in request.fixturenames:
+        from tests.helpers.forgery import forge_world  # it imports this module
+
+        return forge_world(worlds)
     return worlds.get("org", found_org)
 
 
