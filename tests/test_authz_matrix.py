@@ -39,9 +39,12 @@ a way to attempt it here, and ``test_every_cell_was_exercised`` (after a full ru
 that each action really had allowed and denied CLI cells and a denial at the server.
 
 Teams between cells: each (org role, team role) pair has its own team, put back in shape
-before every cell (``prepare``) and left without pending work after it (``settle``), so a
-CLI run of any key holder (which first rotates and shares what is pending) changes nothing
-but the command itself. The module takes about two minutes (each CLI run is ~0.8 s).
+before every cell (``prepare``, which returns alice's verified view of it: the cell's "before",
+and the view its forged requests are built on while the counts show nothing changed) and left
+without pending work after it (``settle``, needed only after a cell that added a link or left a
+share pending), so a CLI run of any key holder (which first rotates and shares what is pending)
+changes nothing but the command itself. The CLI actors open their keystores through an unlock
+agent started once for the module (``mvault unlock``; MVAULT_SESSION): no Argon2id per run.
 """
 
 from __future__ import annotations
