@@ -288,18 +288,21 @@ def team_link(w: World, actor: Actor, team: TeamState, type_: str, body: dict[st
                      type_=type_, body={**body, "org_seq": org_seq})
 
 
-async def forged_team_requests(w: World, actor: Actor, team_name: str, action: str,
-                               holds_key: bool) -> list[tuple[str, str, dict[str, Any]]]:
+async def forged_team_requests(w: World, actor: Actor, team_name: str, action: str, holds_key: bool,
+                               view: View | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     """The request(s) a client without checks would send for ``action``: well formed, signed
-    by ``actor``'s device, boxed with the real key when the actor holds it."""
-    async with w.session("alice") as a:
-        view = await a.chains.view(refresh=True)
-        team = view.team_by_name(team_name)
-        if action == "doc.read":
-            doc, records = await a.docs.find_doc(team, SEED)
-        if action.startswith("thread."):
-            checker = (await (await Threads.open(a, team_name)).resolve(THREAD)).checker
-            thread, rec = checker.thread, checker.rec
+    by ``actor``'s device, boxed with the real key when the actor holds it. ``view``: alice's verified view
+    of the server's current state, when the caller has one (the cell's, unchanged since: its counts are)."""
+    if view is None or action == "doc.read" or action.startswith("thread."):
+        async with w.session("alice") as a:
+            view = await a.chains.view(refresh=True)
+            team = view.team_by_name(team_name)
+            if action == "doc.read":
+                doc, records = await a.docs.find_doc(team, SEED)
+            if action.startswith("thread."):
+                checker = (await (await Threads.open(a, team_name)).resolve(THREAD)).checker
+                thread, rec = checker.thread, checker.rec
+    team = view.team_by_name(team_name)
     key: TeamKey | None = None
     if holds_key:
         async with w.session(actor.name) as s:
@@ -359,9 +362,11 @@ async def forged_team_requests(w: World, actor: Actor, team_name: str, action: s
              {"js": {"link": b64(link.wire), "boxes": {m: b64(b) for m, b in boxes.items()}}})]
 
 
-async def forged_org_requests(w: World, actor: Actor, action: str, pending: str,
-                              invite: bytes | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-    view = await w.view()
+async def forged_org_requests(w: World, actor: Actor, action: str, pending: str, invite: bytes | None = None,
+                              view: View | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """As ``forged_team_requests``: ``view`` is alice's current view, when the caller has one."""
+    if view is None:
+        view = await w.view()
     org = view.org
     t = max(int(w.server.clock()), org.time)
     if action.startswith("team.create."):
@@ -426,10 +431,11 @@ async def settle(w: World, team_name: str) -> None:
             await maintenance.maintain(a)  # a rotation does not end a wait for a share: the share does
 
 
-async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
+async def prepare(w: World, org_role: str, team_role: str, action: str) -> tuple[str, View]:
     """The team of the cell, with: the actor in ``team_role``; alice admin (holder); t_y a
     writer; t_add not in it; for team.share, t_z waiting for the key (added by h_ncc, who
-    holds none); no other pending work; a seed document."""
+    holds none); no other pending work; a seed document. Returns the team's name and alice's
+    verified view of the server once the team is in shape (refreshed after the last change)."""
     name = team_name_for(org_role, team_role)
     actor = w.actor(org_role)
     want = team_role_of(team_role)
@@ -470,14 +476,17 @@ async def prepare(w: World, org_role: str, team_role: str, action: str) -> str:
         if action == "team.share" and z in t.members and z not in t.pending_share:
             await admin.remove_from_team(a, name, "t_z")
             t = await team()
+        view = await a.chains.view()  # the last refresh (every change above is followed by one)
     if action == "team.share" and z not in t.members:
         async with w.session("h_ncc") as h:
             assert await admin.add_member(h, name, "t_z", "reader", None) is False  # waits for a key holder
-    t = (await w.view()).team_by_name(name)
+        view = await w.view()
+    t = view.team_by_name(name)
     assert t.role_of(actor.member_id, int(time.time())) == want
     assert (t.generation, actor.member_id) in t.boxes or want is None  # a team member holds the key
     assert (action == "team.share") == bool(t.pending_share), t.pending_share
-    return name
+    assert not t.rotation_reasons(int(time.time()), view.members, view.org)  # no other pending work
+    return name, view
 
 
 def cli_args(action: str, team: str, tmp: Path, tag: str) -> tuple[str, ...]:
@@ -528,9 +537,9 @@ async def attempt_with_client(w: World, actor: Actor, action: str, team: str, tm
 
 async def check_effect(w: World, action: str, actor: Actor, team_name: str, before: dict[str, int],
                        team_before: TeamState, holds_key: bool, result: Any) -> None:
-    """An allowed action really happened on the server, and alice's client accepts the chain."""
+    """An allowed action really happened on the server, and alice's client accepts the chain (a chain
+    changed by the action: one that did not change, as its count of links shows, was verified before)."""
     after = counts(w.server)
-    team = (await w.view()).team_by_name(team_name)  # replayed and verified by alice's client
     t = int(time.time())
     links = after["links"] - before["links"]
     if action == "thread.read":
@@ -548,6 +557,7 @@ async def check_effect(w: World, action: str, actor: Actor, team_name: str, befo
         assert after["versions"] == before["versions"] + 1 and links == 0
         return
     assert links == 1, f"{action}: expected one new link, got {links}"
+    team = (await w.view()).team_by_name(team_name)  # replayed and verified by alice's client
     assert team.seq == team_before.seq + 1 and team.head != team_before.head
     if action == "team.add":
         assert team.role_of(w.id("t_add"), t) == "reader"
