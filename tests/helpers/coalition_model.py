@@ -84,3 +84,35 @@ class CoalitionModel:
         self.guests.pop(target, None)
         self.host.pop(target, None)
         self.generation += 1
+
+
+@dataclass
+class AllyKeysModel:
+    """The ally's own chain as docs/lifecycle.md "Every NCC member holds the coalition key" states it: who holds NCC
+    (granted and revoked two-person, docs/format.md ``org.role``), the coalition key recorded per space name, and the
+    box each NCC member was filed (``org.coalition.share``). Keys and boxes are labels here, never bytes.
+
+    The rule of a share: an NCC member's act, for the key recorded for that name, 1 to 64 boxes, one per member,
+    each for a member who holds NCC at the link's time; a later box for a member replaces the earlier. The chain
+    cannot look inside a box: a box of another key, or sealed to someone else, is filed all the same and refused
+    by its recipient on opening."""
+
+    ncc: set[str]
+    keys: dict[str, str]  # space name -> the label of the key recorded for it
+    shares: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # name -> member -> (key, for whom)
+
+    def needs_second(self, signer: str, subject: str) -> bool:
+        """A grant or revocation of NCC takes two NCC members when one exists besides the signer and its subject."""
+        return any(m not in (signer, subject) for m in self.ncc)
+
+    def may_share(self, signer: str, name: str, key: str, members: list[str]) -> bool:
+        return (signer in self.ncc and name in self.keys and self.keys[name] == key and 1 <= len(members) <= 64
+                and len(set(members)) == len(members) and all(m in self.ncc for m in members))
+
+    def share(self, name: str, filed: dict[str, tuple[str, str]]) -> None:
+        self.shares.setdefault(name, {}).update(filed)
+
+    def opens(self, name: str, member: str) -> bool:
+        """Does ``member``'s filed box for ``name`` give it the key the chain records (its recipient's checks)?"""
+        got = self.shares.get(name, {}).get(member)
+        return got is not None and got == (self.keys[name], member)
