@@ -17,6 +17,7 @@ model's (``tests/helpers/coalition_model.py``, ``AllyKeysModel``). After every s
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ from tests.helpers.chain_world import Person
 from tests.helpers.coalition_model import AllyKeysModel
 from tests.helpers.coalition_world import Coalition
 from vault.chains import clone
-from vault.chains.coalition import CoalitionKey
+from vault.chains.coalition import CoalitionKey, rekey_statement, signed_statement
 from vault.coalitionkeys import open_coalition_box, seal_coalition_seed
 from vault.errors import ChainError, IntegrityError, PolicyDenied
 from vault.links import Link
@@ -49,6 +50,7 @@ class AllyKeysMachine(RuleBasedStateMachine):
         self.people: list[Person] = [self.w.founder, *(self.w.admit(n) for n in ("gina", "hank", "ivy"))]
         self.model = AllyKeysModel({self.w.founder.id}, {"campaign": "campaign", "other": "other"})
         self.members = self.w.members()
+        self.bodies: dict[tuple[str, str], dict[str, Any]] = {}  # (name, new key) -> the rekey link's body proposed
         self.org = self.w.org()
 
     def attempt(self, link: Link, expected: bool) -> bool:
@@ -107,8 +109,44 @@ class AllyKeysMachine(RuleBasedStateMachine):
         if self.attempt(link, expected):
             self.model.share(name, filed)
 
+    @rule(signer=st.tuples(st.integers(0, 3), st.sampled_from([True, True, False])),
+          name=st.sampled_from(["campaign", "other"]),
+          kind=st.sampled_from(["fresh", "cosign", "cosign", "bad-sig", "original"]))
+    def rekey(self, signer: tuple[int, bool], name: str, kind: str) -> None:
+        """``org.coalition`` replacing ``name``'s key: a fresh key signed with the recorded one, the same link as a
+        pending proposal (a second signature), a statement signed with another key, or one replacing the key first
+        recorded (retired after a rekey)."""
+        by = self.pick(*signer)
+        current, original = self.model.keys[name], name
+        if kind == "cosign":
+            pending = [(label, body) for (n, label), body in self.bodies.items() if n == name]
+            if not pending:
+                return
+            new, body = pending[0]
+            valid = body["replaces"] == self.keys[current].public
+        else:
+            new = f"{name}#{len(self.keys)}"
+            self.keys[new] = CoalitionKey.generate()
+            old = {"fresh": current, "bad-sig": "fresh", "original": original}[kind]
+            replaces = self.keys[original if kind == "original" else current]
+            statement = rekey_statement(self.ally.root, self.keys[new].public, self.w.time)
+            body = {"name": name, "key": self.keys[new].public, "host": None, "replaces": replaces.public,
+                    "rekey": signed_statement(self.keys[old], statement)}
+            valid = kind == "fresh" or (kind == "original" and current == original)
+        outcome = self.model.rekey(by.id, name, new, valid)
+        event(f"rekey {kind} {outcome}")
+        self.attempt(self.w.org_link(by, "org.coalition", body, append=False), outcome != "refused")
+        if outcome == "proposed":
+            self.bodies[(name, new)] = body
+        elif outcome == "recorded":
+            self.bodies = {act: b for act, b in self.bodies.items() if act[0] != name}
+
     @invariant()
     def a_ncc_and_shares_as_the_model_says(self) -> None:
+        for name in ("campaign", "other"):
+            assert self.org.coalitions[name].key == self.keys[self.model.keys[name]].public, name
+            assert [r.entry.key for r in self.org.coalitions_retired.get(name, [])] == [
+                self.keys[label].public for label in self.model.retired.get(name, [])], name
         ncc = {p.id for p in self.people if "ncc" in self.org.roles_of(p.id, self.w.time)}
         assert ncc == self.model.ncc
         for name in ("campaign", "other"):

@@ -100,6 +100,8 @@ class AllyKeysModel:
     ncc: set[str]
     keys: dict[str, str]  # space name -> the label of the key recorded for it
     shares: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # name -> member -> (key, for whom)
+    retired: dict[str, list[str]] = field(default_factory=dict)  # name -> the keys a rekey replaced, oldest first
+    proposals: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, new key) -> its proposer
 
     def needs_second(self, signer: str, subject: str) -> bool:
         """A grant or revocation of NCC takes two NCC members when one exists besides the signer and its subject."""
@@ -111,6 +113,27 @@ class AllyKeysModel:
 
     def share(self, name: str, filed: dict[str, tuple[str, str]]) -> None:
         self.shares.setdefault(name, {}).update(filed)
+
+    def rekey(self, signer: str, name: str, new: str, valid: bool) -> str:
+        """"refused", "proposed" or "recorded": an NCC member replaces the key recorded for ``name`` by ``new``
+        (``valid``: it names the key recorded now, and the statement is signed with it). Two-person as the first
+        recording: with another NCC member, the first signature proposes, and the same act signed by a second one
+        records it while its proposer still holds NCC (else it is proposed again, by the new signer); a proposer
+        does not sign twice. Recording it retires the old key and voids every other proposal for the name."""
+        if signer not in self.ncc or not valid:
+            return "refused"
+        if any(m != signer for m in self.ncc):
+            proposer = self.proposals.get((name, new))
+            if proposer == signer:
+                return "refused"
+            if proposer is None or proposer not in self.ncc:
+                self.proposals[(name, new)] = signer
+                return "proposed"
+        for act in [act for act in self.proposals if act[0] == name]:
+            del self.proposals[act]
+        self.retired.setdefault(name, []).append(self.keys[name])
+        self.keys[name] = new
+        return "recorded"
 
     def opens(self, name: str, member: str) -> bool:
         """Does ``member``'s filed box for ``name`` give it the key the chain records (its recipient's checks)?"""

@@ -147,6 +147,32 @@ def expel_statements(coalitions: Mapping[str, CoalitionEntry], seeds: Mapping[st
     return [signed_statement(k, statement) for k in keys[:MAX_EXPELS]]
 
 
+def rekey_statement(ally: bytes, key: bytes, time: int) -> bytes:
+    """The organization's word, signed with the coalition key it retires, that ``key`` is its new coalition key for
+    the same space (docs/lifecycle.md "Every NCC member holds the coalition key": a member left the NCC)."""
+    return encode({"v": 1, "type": "coalition.rekey", "ally": ally, "key": key, "time": time})
+
+
+def check_rekey(carried: Value, ally: bytes, new: bytes, old: bytes) -> bytes:
+    """A ``{statement, sig}`` rekey: a ``coalition.rekey`` of organization ``ally`` to the key ``new``, signed with
+    the key ``old`` it retires. Returns the statement's hash; anything else is a ``ChainError``."""
+    try:
+        outer = Fields(carried, "coalition.rekey", {"statement", "sig"})
+        raw, sig = outer.bytes_("statement", max_size=1024), outer.bytes_("sig", p.SIG_BYTES)
+        f = Fields(decode(raw), "coalition.rekey", {"v", "type", "ally", "key", "time"})
+        if f.int_("v") != 1 or f.str_("type", 32) != "coalition.rekey":
+            raise ChainError("coalition.rekey: not a version 1 coalition.rekey statement")
+        named = (f.bytes_("ally", 32), f.bytes_("key", 32))
+        f.int_("time", 0)
+    except EncodingError as e:
+        raise ChainError(f"malformed coalition.rekey: {e}") from e
+    if named != (ally, new):
+        raise ChainError("coalition.rekey: the statement names another organization or another new key")
+    if not _signed_by(old, raw, sig):
+        raise ChainError("coalition.rekey: the statement is not signed with the coalition key it replaces")
+    return statement_hash(raw)
+
+
 def statement_hash(statement: bytes) -> bytes:
     return p.tagged_hash(labels.H_COALITION, statement)
 
