@@ -146,3 +146,23 @@ def test_an_act_record_made_before_the_rekey_still_names_the_space(ally: tuple[A
     raw = act_record(w.org_id, founder.id, founder.device.device_id, first, "campaign", "space", "read")
     expect(NotFound, lambda: judge_act(CoalitionAct.parse(raw), sign_act(founder.device, raw), w.org(), w.members()),
            "recorded no coalition key")
+
+
+def test_the_second_signer_brings_its_own_rekey_statement(ally: tuple[Ally, Person, Person]) -> None:
+    """The proposal is "old key -> new key": the second NCC member (who holds the old key from its box, not the new
+    one's proposer's statement) signs its own statement for the same new key; one not signed with the old key is
+    refused, and a statement for another new key is another proposal, not a second signature."""
+    a, gina, hank = ally
+    w, founder = a.world, a.world.founder
+    new = CoalitionKey.generate()
+    w.org_link(founder, "org.coalition", rekey_body(a, new))
+    refused(w, w.org_link(hank, "org.coalition", rekey_body(a, new, old=CoalitionKey.generate()), append=False),
+            ChainError, "not signed with the coalition key it replaces")
+    w.org_link(hank, "org.coalition", rekey_body(a, CoalitionKey.generate()))  # another key: proposed, not recorded
+    assert w.org().coalitions["campaign"].key == a.key.public
+    w.tick()
+    mine = rekey_body(a, new)
+    w.org_link(hank, "org.coalition", mine)
+    org = w.org()
+    assert org.coalitions["campaign"].key == new.public and w.org_links[-1].body.raw["rekey"] == mine["rekey"]
+    assert not [act for act in org.role_proposals if act[0] == "org.coalition"]  # the other proposal is void

@@ -61,7 +61,8 @@ def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tupl
     else:
         if old is None or old.key != replaces:
             raise ChainError(f"org.coalition: replaces is not the coalition key recorded for {entry.name!r}")
-        act += (replaces.hex(), check_rekey(rekey, root, entry.key, replaces).hex())
+        check_rekey(rekey, root, entry.key, replaces)
+        act += (replaces.hex(),)  # each signer's rekey statement is its own: the act is old key -> new key
     if not second_person(act):
         return  # proposed: the same link by a second NCC member records it (rule two-person)
     if old is not None:
