@@ -30,6 +30,8 @@ class CoalitionModel:
     generation: int = 1
     left_at: dict[str, int] = field(default_factory=dict)  # member -> the last generation they were boxed to
     expels_used: set[tuple[str | None, str]] = field(default_factory=set)  # (organization, member) expelled here
+    rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> how many of its keys the space retired
+    frozen: set[str] = field(default_factory=set)  # allies two different rekeys of one key froze (until re-pinned)
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
@@ -37,20 +39,21 @@ class CoalitionModel:
     def pin(self, signer: str, ally: str) -> str:
         """"refused", "proposed" or "pinned": only the host's NCC pins, two of them (rule two-person): the first
         signature proposes, the same pin by another NCC member puts it in force; a proposer does not sign twice."""
-        if signer not in self.ncc or ally in self.pinned or self.proposed.get(ally) == signer:
+        if signer not in self.ncc or ally in self.pinned - self.frozen or self.proposed.get(ally) == signer:
             return "refused"
         if ally not in self.proposed:
             self.proposed[ally] = signer
             return "proposed"
         del self.proposed[ally]
         self.pinned.add(ally)
+        self.frozen.discard(ally)  # a frozen ally re-pinned (its key given in person): its keys count again
         return "pinned"
 
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
         """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),
         "forged" (the member's organization's root, an unknown key), "reused" (one already used), "none"."""
         return (signer == self.admin and approval in ("own", "other") and member not in self.guests
-                and self.approver(member, approval) in self.pinned and role in ("writer", "reader")
+                and self.approver(member, approval) in self.pinned - self.frozen and role in ("writer", "reader")
                 and self.entered_for.get(member, self.approver(member, approval)) == self.approver(member, approval))
 
     def approver(self, member: str, approval: str) -> str:
@@ -68,7 +71,22 @@ class CoalitionModel:
             return signer == self.admin
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
             return False
-        return statement in ("own", "expel") and target in self.guests
+        return statement in ("own", "expel") and target in self.guests and self.entered_for[target] not in self.frozen
+
+    def may_rekey(self, signer: str, ally: str, kind: str) -> bool:
+        """``coalition.rekey`` carried by ``signer``: "next" (signed with the key pinned now, naming a new key),
+        "rival" (signed with a key of the ally the space retired, naming another new key), "forged" (another key),
+        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen."""
+        if signer not in self.members() or ally not in self.pinned - self.frozen:
+            return False
+        return kind == "next" or kind == "rival" and self.rekeyed.get(ally, 0) > 0
+
+    def rekey(self, ally: str, kind: str) -> None:
+        """Taken: "next" retires the pinned key; "rival" freezes the ally (the first rekey of a key won)."""
+        if kind == "next":
+            self.rekeyed[ally] = self.rekeyed.get(ally, 0) + 1
+        else:
+            self.frozen.add(ally)
 
     # -- recording --
 
