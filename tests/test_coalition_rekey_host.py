@@ -106,3 +106,5 @@ def test_a_rival_rekey_of_a_retired_key_freezes_the_ally_until_the_host_re_pins(
     ally.key = true
     c.add(erin, c.approval(ally, erin))
     assert erin.id in c.state().members
+    seen = guest_view(c, len(c.space.links))  # a guest's client with a join code made now replays it all
+    assert not seen.allies[ally.root].frozen and seen.members == c.state().members

@@ -384,7 +384,7 @@ class TeamState:
             raise ChainError(f"team {self.name} is not a coalition space: it has no allies")
         root, key, name = parse_ally(link)
         if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
-            if root in org.outside.allies and root not in self.allies:  # force (vault/chains/outside.py)
+            if root in org.outside.allies and (root not in self.allies or self.allies[root].frozen):  # outside.py
                 self.allies[root] = Ally(root, key, name, link.seq, link.signer)
             return
         if root == org.root or root in self.allies and not self.allies[root].frozen or key in self.rekeys or any(
