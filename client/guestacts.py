@@ -87,7 +87,8 @@ def own_name(guest: View, own: View, me: str) -> str:
     ally = team.allies.get(entry.ally) if entry is not None else None
     if ally is not None and ally.org_root == own.org.root:
         for name, coalition in own.org.coalitions.items():
-            if coalition.key == ally.key:
+            retired = {r.entry.key for r in own.org.coalitions_retired.get(name, [])}  # the host may pin it still
+            if ally.key in {coalition.key, *retired}:
                 return name
     raise NotFound(f"your organization recorded no coalition key that coalition space {team.name} pins for you")
 

@@ -30,6 +30,7 @@ def judge_act(record: CoalitionAct, sig: bytes, org: OrgState, members: Mapping[
         POLICY.judge(Act(record.member, record.device, record.time, "org.coalition"), org, members, None)
     verify_act(members[record.member].device_at(record.device, record.time).sign_public, record.raw, sig)
     entry = org.coalitions.get(record.coalition)
-    if entry is None or entry.seq > org.seq_at(record.time):
+    retired = [r.entry.seq for r in org.coalitions_retired.get(record.coalition, [])]  # a rekey keeps the space
+    if entry is None or min([entry.seq, *retired]) > org.seq_at(record.time):
         raise NotFound(f"this organization recorded no coalition key for a space named {record.coalition!r} "
                        "at the act's time (org.coalition)")

@@ -104,6 +104,7 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     # of the space may carry an ally's signed removal of one of its own members (the ally decided it).
     "coalition.ally": frozenset(),
     "coalition.remove": frozenset({"admin", "writer", "reader"}),
+    "coalition.rekey": frozenset({"admin", "writer", "reader"}),  # carry an ally's new coalition key (its word)
 }
 
 # team action -> org roles that may perform it in any team, member of it or not.

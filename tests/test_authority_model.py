@@ -436,7 +436,7 @@ class AuthorityMachine(ExportSteps, IncidentSteps, ClosingSteps):  # more steps:
                 action = rnd.choice(["org.admit", "org.role", "org.remove", "org.invite.member", "team.create.circle",
                                      "org.invite.revoke.member", "restore.accept", "audit.cosign", "org.server",
                                      "org.vouch", "org.verify", "org.approve", "org.roster", "coalition.act",
-                                     *CLOSING_TYPES[:2]])
+                                     "org.coalition", "org.coalition.share", *CLOSING_TYPES[:2]])
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)

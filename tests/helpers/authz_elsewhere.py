@@ -26,6 +26,7 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
                              "tests/test_coalition_{chains,model,cli}.py (no CLI cells: they need a second org)"),
              "org.coalition.share": "tests/test_coalition_share.py (who may, by every replay) and "
                                     "tests/test_coalition_ncc_key.py (two real servers)",
+             "coalition.rekey": "tests/test_coalition_rekey_host.py and the coalition model (no client makes one yet)",
              "coalition.act": "a record of an act on another organization's server: tests/test_coalition_acts.py "
                               "(two real servers) and the authority model",
              # A closing ends the shared world: who may sign each act, and the quorum, are judged elsewhere.

@@ -30,6 +30,8 @@ class CoalitionModel:
     generation: int = 1
     left_at: dict[str, int] = field(default_factory=dict)  # member -> the last generation they were boxed to
     expels_used: set[tuple[str | None, str]] = field(default_factory=set)  # (organization, member) expelled here
+    rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> how many of its keys the space retired
+    frozen: set[str] = field(default_factory=set)  # allies two different rekeys of one key froze (until re-pinned)
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
@@ -37,20 +39,21 @@ class CoalitionModel:
     def pin(self, signer: str, ally: str) -> str:
         """"refused", "proposed" or "pinned": only the host's NCC pins, two of them (rule two-person): the first
         signature proposes, the same pin by another NCC member puts it in force; a proposer does not sign twice."""
-        if signer not in self.ncc or ally in self.pinned or self.proposed.get(ally) == signer:
+        if signer not in self.ncc or ally in self.pinned - self.frozen or self.proposed.get(ally) == signer:
             return "refused"
         if ally not in self.proposed:
             self.proposed[ally] = signer
             return "proposed"
         del self.proposed[ally]
         self.pinned.add(ally)
+        self.frozen.discard(ally)  # a frozen ally re-pinned (its key given in person): its keys count again
         return "pinned"
 
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
         """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),
         "forged" (the member's organization's root, an unknown key), "reused" (one already used), "none"."""
         return (signer == self.admin and approval in ("own", "other") and member not in self.guests
-                and self.approver(member, approval) in self.pinned and role in ("writer", "reader")
+                and self.approver(member, approval) in self.pinned - self.frozen and role in ("writer", "reader")
                 and self.entered_for.get(member, self.approver(member, approval)) == self.approver(member, approval))
 
     def approver(self, member: str, approval: str) -> str:
@@ -68,7 +71,22 @@ class CoalitionModel:
             return signer == self.admin
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
             return False
-        return statement in ("own", "expel") and target in self.guests
+        return statement in ("own", "expel") and target in self.guests and self.entered_for[target] not in self.frozen
+
+    def may_rekey(self, signer: str, ally: str, kind: str) -> bool:
+        """``coalition.rekey`` carried by ``signer``: "next" (signed with the key pinned now, naming a new key),
+        "rival" (signed with a key of the ally the space retired, naming another new key), "forged" (another key),
+        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen."""
+        if signer not in self.members() or ally not in self.pinned - self.frozen:
+            return False
+        return kind == "next" or kind == "rival" and self.rekeyed.get(ally, 0) > 0
+
+    def rekey(self, ally: str, kind: str) -> None:
+        """Taken: "next" retires the pinned key; "rival" freezes the ally (the first rekey of a key won)."""
+        if kind == "next":
+            self.rekeyed[ally] = self.rekeyed.get(ally, 0) + 1
+        else:
+            self.frozen.add(ally)
 
     # -- recording --
 
@@ -84,3 +102,58 @@ class CoalitionModel:
         self.guests.pop(target, None)
         self.host.pop(target, None)
         self.generation += 1
+
+
+@dataclass
+class AllyKeysModel:
+    """The ally's own chain as docs/lifecycle.md "Every NCC member holds the coalition key" states it: who holds NCC
+    (granted and revoked two-person, docs/format.md ``org.role``), the coalition key recorded per space name, and the
+    box each NCC member was filed (``org.coalition.share``). Keys and boxes are labels here, never bytes.
+
+    The rule of a share: an NCC member's act, for the key recorded for that name, 1 to 64 boxes, one per member,
+    each for a member who holds NCC at the link's time; a later box for a member replaces the earlier. The chain
+    cannot look inside a box: a box of another key, or sealed to someone else, is filed all the same and refused
+    by its recipient on opening."""
+
+    ncc: set[str]
+    keys: dict[str, str]  # space name -> the label of the key recorded for it
+    shares: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # name -> member -> (key, for whom)
+    retired: dict[str, list[str]] = field(default_factory=dict)  # name -> the keys a rekey replaced, oldest first
+    proposals: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, new key) -> its proposer
+
+    def needs_second(self, signer: str, subject: str) -> bool:
+        """A grant or revocation of NCC takes two NCC members when one exists besides the signer and its subject."""
+        return any(m not in (signer, subject) for m in self.ncc)
+
+    def may_share(self, signer: str, name: str, key: str, members: list[str]) -> bool:
+        return (signer in self.ncc and name in self.keys and self.keys[name] == key and 1 <= len(members) <= 64
+                and len(set(members)) == len(members) and all(m in self.ncc for m in members))
+
+    def share(self, name: str, filed: dict[str, tuple[str, str]]) -> None:
+        self.shares.setdefault(name, {}).update(filed)
+
+    def rekey(self, signer: str, name: str, new: str, valid: bool) -> str:
+        """"refused", "proposed" or "recorded": an NCC member replaces the key recorded for ``name`` by ``new``
+        (``valid``: it names the key recorded now, and the statement is signed with it). Two-person as the first
+        recording: with another NCC member, the first signature proposes, and the same act signed by a second one
+        records it while its proposer still holds NCC (else it is proposed again, by the new signer); a proposer
+        does not sign twice. Recording it retires the old key and voids every other proposal for the name."""
+        if signer not in self.ncc or not valid:
+            return "refused"
+        if any(m != signer for m in self.ncc):
+            proposer = self.proposals.get((name, new))
+            if proposer == signer:
+                return "refused"
+            if proposer is None or proposer not in self.ncc:
+                self.proposals[(name, new)] = signer
+                return "proposed"
+        for act in [act for act in self.proposals if act[0] == name]:
+            del self.proposals[act]
+        self.retired.setdefault(name, []).append(self.keys[name])
+        self.keys[name] = new
+        return "recorded"
+
+    def opens(self, name: str, member: str) -> bool:
+        """Does ``member``'s filed box for ``name`` give it the key the chain records (its recipient's checks)?"""
+        got = self.shares.get(name, {}).get(member)
+        return got is not None and got == (self.keys[name], member)

@@ -25,7 +25,7 @@ organization role (``GUEST_ROLE`` caps their team role) and takes their membersh
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from vault.crypto import labels
@@ -70,6 +70,7 @@ class Ally:
     name: str
     seq: int  # the team link that pinned it
     by: str  # the host NCC member who signed it
+    frozen: bool = False  # two different rekeys of one of its keys: none of its keys counts until re-pinned
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,79 @@ def expel_statements(coalitions: Mapping[str, CoalitionEntry], seeds: Mapping[st
     return [signed_statement(k, statement) for k in keys[:MAX_EXPELS]]
 
 
+def rekey_statement(ally: bytes, key: bytes, time: int) -> bytes:
+    """The organization's word, signed with the coalition key it retires, that ``key`` is its new coalition key for
+    the same space (docs/lifecycle.md "Every NCC member holds the coalition key": a member left the NCC)."""
+    return encode({"v": 1, "type": "coalition.rekey", "ally": ally, "key": key, "time": time})
+
+
+def check_rekey(carried: Value, ally: bytes, new: bytes, old: bytes) -> bytes:
+    """A ``{statement, sig}`` rekey: a ``coalition.rekey`` of organization ``ally`` to the key ``new``, signed with
+    the key ``old`` it retires. Returns the statement's hash; anything else is a ``ChainError``."""
+    try:
+        outer = Fields(carried, "coalition.rekey", {"statement", "sig"})
+        raw, sig = outer.bytes_("statement", max_size=1024), outer.bytes_("sig", p.SIG_BYTES)
+        f = Fields(decode(raw), "coalition.rekey", {"v", "type", "ally", "key", "time"})
+        if f.int_("v") != 1 or f.str_("type", 32) != "coalition.rekey":
+            raise ChainError("coalition.rekey: not a version 1 coalition.rekey statement")
+        named = (f.bytes_("ally", 32), f.bytes_("key", 32))
+        f.int_("time", 0)
+    except EncodingError as e:
+        raise ChainError(f"malformed coalition.rekey: {e}") from e
+    if named != (ally, new):
+        raise ChainError("coalition.rekey: the statement names another organization or another new key")
+    if not _signed_by(old, raw, sig):
+        raise ChainError("coalition.rekey: the statement is not signed with the coalition key it replaces")
+    return statement_hash(raw)
+
+
+@dataclass(frozen=True)
+class Rekey:
+    """A ``coalition.rekey`` a space took: the ally's key it retired (the dict's key) became ``new`` at ``seq``."""
+
+    ally: bytes
+    new: bytes
+    seq: int
+
+
+def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Link) -> None:
+    """``coalition.rekey {"statement", "sig"}`` in a coalition space (any member carries it; docs/lifecycle.md "Every
+    NCC member holds the coalition key", steps 2-3): a pinned ally's ``coalition.rekey`` statement signed with the key
+    the pin holds now replaces that key, which is retired (nothing signed with it counts here any more, whatever time
+    it claims). One signed with a key of that ally already retired, naming another new key, is a rival (the old key's
+    holder racing the ally): the ally is frozen, none of its keys counting until the host's NCC re-pins it."""
+    carried: Value = {k: link.body.raw.get(k) for k in ("statement", "sig")}
+    try:
+        named = Fields(decode(Fields(carried, "coalition.rekey").bytes_("statement", max_size=1024)),
+                       "coalition.rekey")
+        root, new = named.bytes_("ally", 32), named.bytes_("key", 32)
+    except EncodingError as e:
+        raise ChainError(f"malformed coalition.rekey: {e}") from e
+    ally = allies.get(root)
+    if ally is None or ally.frozen:
+        raise ChainError("coalition.rekey: not an ally pinned in this space (or one frozen here)")
+    if new == ally.key or new in rekeys or any(a.key == new for a in allies.values()):
+        raise ChainError("coalition.rekey: that key is (or was) already pinned here")
+    try:
+        check_rekey(carried, root, new, ally.key)
+    except ChainError:
+        retired = [old for old, r in rekeys.items() if r.ally == root]
+        if not any(_rekey_signed(carried, root, new, old) for old in retired):
+            raise
+        allies[root] = replace(ally, frozen=True)  # a second, different rekey of a retired key: frozen
+        return
+    rekeys[ally.key] = Rekey(root, new, link.seq)
+    allies[root] = replace(ally, key=new)
+
+
+def _rekey_signed(carried: Value, root: bytes, new: bytes, old: bytes) -> bool:
+    try:
+        check_rekey(carried, root, new, old)
+    except ChainError:
+        return False
+    return True
+
+
 def statement_hash(statement: bytes) -> bytes:
     return p.tagged_hash(labels.H_COALITION, statement)
 
@@ -184,8 +258,9 @@ def verify_statement(carried: Fields, allies: dict[bytes, Ally], space: str, typ
     if st.type != "coalition.expel" and st.space != space:
         raise ChainError(f"{type_}: the statement is for another space")
     ally = allies.get(st.ally)
-    if ally is None:
-        raise ChainError(f"{type_}: signed for an organization that is not an ally pinned in this space")
+    if ally is None or ally.frozen:
+        raise ChainError(f"{type_}: signed for an organization that is not an ally pinned in this space (or one "
+                         "frozen there by two different rekeys of its key, until the host's NCC re-pins it)")
     try:
         p.verify(ally.key, labels.SIG_COALITION, raw, sig)
     except VaultError as e:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from vault.chains.coalition import CoalitionEntry, coalition_act, parse_org_coalition
+from vault.chains.coalition import CoalitionEntry, check_rekey, coalition_act, parse_org_coalition
 from vault.encoding import Fields
 from vault.errors import ChainError
 from vault.links import Link
@@ -33,14 +33,40 @@ class Share:
     by: str
 
 
+@dataclass(frozen=True)
+class Retired:
+    """A coalition key an ``org.coalition`` with ``replaces`` retired: no act of ours is signed with it from ``seq``."""
+
+    entry: CoalitionEntry  # the key as it was recorded
+    seq: int  # the org.coalition link that replaced it
+
+
 def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tuple[str, ...], tuple[str, int]],
-                     link: Link, second_person: Callable[[tuple[str, ...]], bool]) -> None:
-    """``org.coalition`` (already judged): record the key, or only propose it (``second_person``: rule two-person)."""
+                     link: Link, second_person: Callable[[tuple[str, ...]], bool],
+                     retired: dict[str, list[Retired]], root: bytes) -> None:
+    """``org.coalition`` (already judged): record the key, or only propose it (``second_person``: rule two-person).
+    With ``replaces`` (the key recorded for the name now) and ``rekey`` (a ``coalition.rekey`` statement of this
+    organization, ``root``, to the new key, signed with the old one): the new key replaces it, which is retired."""
     entry = parse_org_coalition(link)
-    if entry.name in coalitions or any(c.key == entry.key for c in coalitions.values()):
-        raise ChainError(f"org.coalition: a coalition key for {entry.name!r} (or that key) is already recorded")
-    if not second_person(coalition_act(entry)):
+    replaces, rekey = link.body.opt_bytes("replaces", 32), link.body.raw.get("rekey")
+    old = coalitions.get(entry.name)
+    used = {c.key for c in coalitions.values()} | {r.entry.key for rs in retired.values() for r in rs}
+    if entry.key in used:
+        raise ChainError("org.coalition: that coalition key is (or was) already recorded")
+    act = coalition_act(entry)
+    if replaces is None:
+        if old is not None or rekey is not None:
+            raise ChainError(f"org.coalition: a coalition key for {entry.name!r} is already recorded (a new one "
+                             "names the key it replaces and carries the rekey statement), or a rekey replaces nothing")
+    else:
+        if old is None or old.key != replaces:
+            raise ChainError(f"org.coalition: replaces is not the coalition key recorded for {entry.name!r}")
+        check_rekey(rekey, root, entry.key, replaces)
+        act += (replaces.hex(),)  # each signer's rekey statement is its own: the act is old key -> new key
+    if not second_person(act):
         return  # proposed: the same link by a second NCC member records it (rule two-person)
+    if old is not None:
+        retired.setdefault(entry.name, []).append(Retired(old, link.seq))
     coalitions[entry.name] = entry
     for act in [act for act in proposals if act[:2] == ("org.coalition", entry.name)]:
         del proposals[act]  # recorded: other keys proposed for the name are void

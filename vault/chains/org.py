@@ -19,7 +19,7 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.closing import CLOSING_TYPES, Closing, Proposal, Quorum, apply_closing
 from vault.chains.coalition import CoalitionEntry, check_expels
-from vault.chains.coalitionshare import Share, apply_share, record_coalition
+from vault.chains.coalitionshare import Retired, Share, apply_share, record_coalition
 from vault.chains.common import Outside, check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
@@ -179,6 +179,7 @@ class OrgState:
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
     coalition_shares: dict[str, dict[str, Share]] = field(default_factory=dict)  # name -> NCC member -> its box
+    coalitions_retired: dict[str, list[Retired]] = field(default_factory=dict)  # name -> keys a rekey replaced
     expels: dict[str, list[Fields]] = field(default_factory=dict)  # member -> its coalition.expel (org.remove)
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
     outside: Outside | None = None  # a guest's view without this chain: vault/chains/outside.py
@@ -538,8 +539,8 @@ class OrgState:
         (``vault.chains.coalitionshare``)."""
         self._authorize(link, ms, policy, link.type)
         if link.type == "org.coalition":
-            return record_coalition(self.coalitions, self.role_proposals, link,
-                                    lambda act: self._second_person(link, act, None))
+            return record_coalition(self.coalitions, self.role_proposals, link, lambda act: self._second_person(
+                link, act, None), self.coalitions_retired, self.root)
         apply_share(self.coalition_shares, self.coalitions, link, lambda m: "ncc" in self.roles_of(m, link.time))
 
     def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import ALLOWANCE, Act
+from vault.chains import coalition as co
 from vault.chains.coalition import APPROVAL_SECONDS, GUEST_ROLE, Ally, Guest, parse_ally, verify_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
@@ -120,6 +121,7 @@ class TeamState:
     guests: dict[str, Guest] = field(default_factory=dict)
     statements_used: set[bytes] = field(default_factory=set)
     ally_proposals: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)  # pin -> proposer (two-person)
+    rekeys: dict[bytes, co.Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -235,7 +237,8 @@ class TeamState:
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
                     "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate,
                     "team.review": self._review, "team.approve": self._approve,
-                    "coalition.ally": self._ally, "coalition.remove": self._coalition_remove}
+                    "coalition.ally": self._ally, "coalition.remove": self._coalition_remove,
+                    "coalition.rekey": self._rekey}
         handlers.update(dict.fromkeys(EXPORT_TYPES, self._export))
         handler = handlers.get(link.type)
         if handler is None:
@@ -381,10 +384,11 @@ class TeamState:
             raise ChainError(f"team {self.name} is not a coalition space: it has no allies")
         root, key, name = parse_ally(link)
         if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
-            if root in org.outside.allies and root not in self.allies:  # force (vault/chains/outside.py)
+            if root in org.outside.allies and (root not in self.allies or self.allies[root].frozen):  # outside.py
                 self.allies[root] = Ally(root, key, name, link.seq, link.signer)
             return
-        if root == org.root or root in self.allies or any(a.key == key for a in self.allies.values()):
+        if root == org.root or root in self.allies and not self.allies[root].frozen or key in self.rekeys or any(
+                a.key == key for r, a in self.allies.items() if r != root):  # a frozen ally is pinned again
             raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
         # Two people (rule two-person), as org.server: with another NCC member at the link's time, the first pin
         # proposes and the same pin by a second NCC member puts it in force.
@@ -414,6 +418,12 @@ class TeamState:
                 raise ChainError("coalition.remove: an organization removes only its own members")
             self._use_statement(st.hash)
         self._drop_member(link, target, org, org_seq, members, policy)
+
+    def _rekey(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+               policy: Policy) -> None:
+        """Any member carries an ally's new coalition key (``vault.chains.coalition.apply_rekey``)."""
+        self._authorize(link, org, org_seq, members, policy, "coalition.rekey")
+        co.apply_rekey(self.allies, self.rekeys, link)
 
     def _use_statement(self, h: bytes) -> None:
         if h in self.statements_used:
