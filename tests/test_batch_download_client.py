@@ -17,7 +17,7 @@ import pytest
 
 from server.store.blobs import FileBlobs
 from tests.conftest import MVAULT, Org
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from tests.helpers.tampering import flip_middle
 
 SMALL_FILES = 40
@@ -57,7 +57,7 @@ def _here(folder: Path) -> dict[str, bytes]:
 
 def test_a_sync_fetches_small_files_in_batches(org: Org, tmp_path: Path, reads_seen: dict[str, list[int]]) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     files = _tree(tmp_path / "alice")
     alice.ok("sync", "drafting", str(tmp_path / "alice"))
     reads_seen["batch"].clear()
@@ -108,7 +108,7 @@ def test_a_server_that_lies_in_a_batch_is_caught(org: Org, tmp_path: Path, monke
     the pass stops as a detected server lie (exit 3), nothing is left under a real name that is not exactly the
     team's file (no temporary either), and the next pass with an honest server finishes the tree."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     files = _tree(tmp_path / "alice")
     alice.ok("sync", "drafting", str(tmp_path / "alice"))
     _lying(monkeypatch, LIES[lie])
@@ -128,7 +128,7 @@ def test_a_pass_killed_while_a_batch_is_out_is_finished_by_the_next(org: Org, tm
     """The server holds the second batch download it reads; the client is killed (-9) meanwhile, with the first
     batch's files being written. The next pass: no partial file, every file whole, no second version."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     files = _tree(tmp_path / "alice", small=300)
     alice.ok("sync", "drafting", str(tmp_path / "alice"))
     reached, release = threading.Event(), threading.Event()

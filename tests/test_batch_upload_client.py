@@ -15,7 +15,7 @@ import server.routes.batch as batch_routes
 import server.routes.docs as doc_routes
 from server import http
 from tests.conftest import Org
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from vault.wire import schemas
 
 SMALL_FILES = 30
@@ -52,7 +52,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_a_sync_sends_small_files_in_batches(org: Org, tmp_path: Path, requests_seen: dict[str, list[int]]) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     files = _tree(tmp_path / "alice")
     pushed = alice.json("sync", "drafting", str(tmp_path / "alice"))
     assert sorted(r["name"] for r in pushed if r["action"] == "push") == sorted(files)
@@ -88,7 +88,7 @@ def test_a_server_that_lies_about_a_batch_is_caught(org: Org, tmp_path: Path, mo
     stored version without naming it: the pass stops as a detected server lie (exit 3), and what the
     client did not see acknowledged is not recorded as in step (the next honest pass pushes it)."""
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     folder = tmp_path / "alice"
     files = {f"f{i}.txt": f"file {i}".encode() for i in range(6)}
     for name, data in files.items():

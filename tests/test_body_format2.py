@@ -21,7 +21,7 @@ import client.docs
 from tests.conftest import Org
 from tests.helpers.backup_world import server_cli
 from tests.helpers.envelope import data_of, expect, read_doc, resign, write_doc
-from tests.helpers.members import get_ok, in_session, put, unlock_fast
+from tests.helpers.members import get_ok, in_session, put, unlock_here
 from tests.helpers.tampering import (
     DECRYPTION,
     SIGNATURE,
@@ -186,7 +186,7 @@ def _get_fails(org: Org, where: Path, contains: str, **kw: Any) -> None:
 
 def test_a_server_tampering_with_a_format2_body_is_caught(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     content = os.urandom(3 * MiB + 1000)
     vid = put(alice, "drafting", tmp_path / "big.bin", content)
     row = version_row(org, vid)
@@ -227,7 +227,7 @@ def _downgraded(raw: bytes) -> bytes:
 def test_a_stored_format1_version_still_opens_checks_and_backs_up(org: Org, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     old, new = os.urandom(MiB + 300), os.urandom(MiB + 301)
     src = tmp_path / "big.bin"
     src.write_bytes(old)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Member, Org, ServerThread, join_member, security_team
+from tests.helpers.members import unlock_here
 
 
 def _links(server: ServerThread) -> int:
@@ -28,6 +29,7 @@ def _invite(org: Org, *args: str) -> tuple[str, dict[str, Any]]:
 
 
 def test_invite_ls_shows_a_new_invite_and_hides_a_used_one(org: Org, make_member: Any) -> None:
+    unlock_here(org.alice)  # the invite commands, not the passphrase step, are tested here
     assert org.alice.json("invite", "ls") == []  # bob's invite is used
     code, row = _invite(org, "--role", "compa", "--note", "bootcamp-3", "--days", "2")
     assert row["by_name"] == "alice" and row["role"] == "compa" and row["note"] == "bootcamp-3"
@@ -63,6 +65,7 @@ def test_expired_invites_only_with_all(org: Org) -> None:
 
 
 def test_revoked_invite_cannot_be_used(org: Org, make_member: Any) -> None:
+    unlock_here(org.alice)
     code, row = _invite(org, "--note", "met at the rally")
     r = org.alice.json("invite", "revoke", row["id"])
     assert r["state"] == "revoked" and r["invite"] == row["invite"] and r["by_name"] == "alice"
@@ -78,6 +81,7 @@ def test_revoked_invite_cannot_be_used(org: Org, make_member: Any) -> None:
 
 
 def test_revoke_by_seq_and_by_prefix(org: Org) -> None:
+    unlock_here(org.alice)
     _, first = _invite(org)
     _, second = _invite(org)
     org.alice.ok("invite", "revoke", str(first["seq"]))
@@ -90,6 +94,7 @@ def test_revoke_by_seq_and_by_prefix(org: Org) -> None:
 
 def test_who_may_revoke(org: Org, make_member: Any) -> None:
     """Its author may revoke an invite, and NCC may revoke anyone's; another member may not."""
+    unlock_here(org.alice, org.bob)
     carol = join_member(org, make_member, "carol")
     bobs = org.bob.json("invite")["invite"]
     [bob_row] = [r for r in org.alice.json("invite", "ls") if r["by_name"] == "bob"]

@@ -27,7 +27,7 @@ from tests.helpers.api_world import Actor, World, docs_path, make_upload, new_do
 from tests.helpers.db import counts, log_size, snapshot
 from tests.helpers.filler import fill
 from tests.helpers.http import Http
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from tests.helpers.tmpfs import server_on_tmpfs
 
 TMPFS = 32 * 1024 * 1024
@@ -104,7 +104,7 @@ async def test_an_act_whose_audit_event_meets_a_full_disk(org: Org, make_member:
     is refused (507, nothing done) until space is freed; then the owed event is appended first, and the server
     goes on without a restart. The same for a chain link (an invite through the CLI). Before: the failed audit
     append made the server answer 503 to everything until it was restarted."""
-    unlock_fast(org.alice, org.bob)
+    unlock_here(org.alice, org.bob)
     carol = security_team(org, make_member)
     server = org.server
     storage = server.app[DOCUMENTS]
@@ -156,7 +156,7 @@ async def test_a_post_and_a_version_that_meet_a_full_disk_are_not_stored(org: Or
     restart, both succeed. Before: SQLite rolls a transaction back by itself on SQLITE_FULL, the store's own
     ROLLBACK then failed and hid the cause, and the post's batch answered 503, after which the failed audit
     append stopped the server until a restart."""
-    unlock_fast(org.alice, org.bob)
+    unlock_here(org.alice, org.bob)
     server = org.server
     storage = server.app[DOCUMENTS]
     disk = Disk(server.data_dir)

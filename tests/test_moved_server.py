@@ -17,7 +17,7 @@ from server.tls import fingerprint, make_certificate
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.forgery import Forge, Forgery, served
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from tests.helpers.pki import ServerProcess, free_port
 from tests.helpers.pki import servers as servers_fixture
 from vault.links import make_link
@@ -51,7 +51,7 @@ def test_members_follow_a_two_person_move_and_a_gone_server_is_found_out_of_band
     alice, bob = org.alice, org.bob
     carol: Member = make_member("carol")
     carol.ok("join", alice.json("invite")["invite"], "--name", "carol")
-    unlock_fast(alice, bob, carol)
+    unlock_here(alice, bob, carol)
     old = place(alice)
     assert old == {"url": org.server.url, "pin": f"cert:{org.server.fingerprint}"}
     (tmp_path / "plan.txt").write_text("the plan before the move")

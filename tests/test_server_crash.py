@@ -42,7 +42,7 @@ from server.context import AUDIT, CHAINS
 from tests.conftest import MVAULT, Member, Org, ServerThread, security_team
 from tests.helpers.db import sql
 from tests.helpers.killable_server import ServerProcess
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
 CYCLES = 20 if LONG else 3
@@ -197,7 +197,7 @@ def setup_org(server: ServerProcess, make_member: Any) -> tuple[Member, Member, 
     alice.ok("join", server.invite, "--name", "alice")
     for m in (bob, carol):
         m.ok("join", alice.json("invite")["invite"], "--name", m.name)
-    unlock_fast(alice, bob, carol)
+    unlock_here(alice, bob, carol)
     alice.ok("team", "create", "drafting", "--kind", "program")
     alice.ok("team", "add", "drafting", "bob", "--role", "writer")
     alice.ok("team", "add", "drafting", "carol", "--role", "writer")
@@ -237,7 +237,7 @@ def test_a_link_stored_just_before_a_crash_gets_its_audit_event_at_the_next_star
     not appended yet when the data directory is copied (what a crash at that moment leaves on disk). The server
     started on the copy records the missing event (dated when the link was stored), so the Security Team's
     `audit verify` finds every chain link logged. Before the fix: "chain link org.invite ... has no audit event"."""
-    unlock_fast(org.alice, org.bob)
+    unlock_here(org.alice, org.bob)
     carol = security_team(org, make_member)
     server = org.server
     stored, held, release = threading.Event(), threading.Event(), threading.Event()

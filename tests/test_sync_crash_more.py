@@ -26,7 +26,7 @@ import pytest
 
 from client.client import Client
 from tests.conftest import MVAULT, Member, Org
-from tests.helpers.members import in_session, unlock_fast
+from tests.helpers.members import in_session, unlock_here
 from tests.test_sync_crash import killed
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
@@ -97,7 +97,7 @@ def test_kill_9_at_random_points_of_passes_both_ways_then_sync_again(org: Org, t
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     rnd = random.Random(1616)
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     a, b = tmp_path / "a", tmp_path / "b"
     saves = Saves()
     mine = {"alice": [f"alice/s{i % 3}/f{i}.md" for i in range(SMALL)] + ["big/alice.bin"],
@@ -182,7 +182,7 @@ def _size(path: Path) -> int:
 def test_a_file_appended_to_while_it_is_uploaded_is_pushed_again_by_the_next_pass(org: Org, tmp_path: Path,
                                                                                    batch: bool) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     if batch:  # two new files: one batch put (client/docs.py put_many) instead of one write_op
@@ -225,7 +225,7 @@ def test_a_pass_killed_before_it_recorded_its_work_is_finished_without_a_conflic
     recognises the work as done: a push goes on top of the version it stored, a pull is fetched over (no
     conflict copy, no second version)."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     a, b = tmp_path / "a", tmp_path / "b"
     (a / "notes").mkdir(parents=True)
     (a / "notes/plan.md").write_text("plan v1\n")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member, Org, join_member
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from tests.test_sync import acts, sync, tree, write
 from tests.test_sync_watch_cli import wait_for, watching
 
@@ -67,7 +67,7 @@ def test_a_readers_edit_of_a_file_changed_in_the_team_is_kept_beside_it_and_not_
 
 def test_a_key_rotation_while_watching_is_picked_up_without_a_restart(org: Org, tmp_path: Path) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     a, b = tmp_path / "a", tmp_path / "b"
     write(a / "before.md", "under the first key\n")
     sync(alice, a)

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member, Org
-from tests.helpers.members import add_members, unlock_fast
+from tests.helpers.members import add_members, unlock_here
 from tests.helpers.sync_world import TEAM, Versions, Watcher, files_of, mutate, visible_files, wait_until, write
 
 LONG = int(os.environ.get("MVAULT_LONG", "0") or 0)
@@ -166,7 +166,7 @@ def _row(r: dict[str, Any]) -> str:
 def run_model(members: list[Member], tmp: Path, seed: int) -> None:
     rnd = random.Random(seed)
     model = Model(seed)
-    unlock_fast(*members)
+    unlock_here(*members)
     world = World(members, tmp, model)
     try:
         for step in range(STEPS):

@@ -21,9 +21,10 @@ from client.localcopies import LocalCopies
 from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Member, Org, join_member
 from tests.helpers.db import sql
-from tests.helpers.members import in_session
+from tests.helpers.members import in_session, unlock_here
 from tests.test_sync import acts, sync, tree, write
-from tests.test_sync_safety import lie, two_synced, vids
+from tests.test_sync_safety import lie, vids
+from tests.test_sync_safety import two_synced as synced_pair
 from vault.encoding import Value
 from vault.envelope import Record
 from vault.errors import DecryptionFailed
@@ -37,6 +38,13 @@ from vault.syncindex import (
     seal_last_sync,
     seal_sync_index,
 )
+
+
+def two_synced(org: Org, tmp_path: Path) -> tuple[Path, Path]:
+    """``two_synced`` (tests/test_sync_safety.py) with alice and bob unlocked first (``unlock_here``): their many
+    CLI runs here skip the passphrase step, which these tests do not test."""
+    unlock_here(org.alice, org.bob)
+    return synced_pair(org, tmp_path)
 
 
 def counted_pass(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPatch,

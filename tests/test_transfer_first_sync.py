@@ -13,7 +13,7 @@ import pytest
 import server.routes.docs as doc_routes
 from server.notes import note as server_note
 from tests.conftest import Org
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from tests.helpers.tampering import blob_file, blob_replaced, flip_middle, version_row
 
 
@@ -43,7 +43,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_first_sync_down_asks_only_for_documents_with_history(org: Org, tmp_path: Path,
                                                               versions_asked: list[str]) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     up = tmp_path / "alice"
     files = _tree(up)
     alice.ok("sync", "drafting", str(up))
@@ -66,7 +66,7 @@ def test_first_sync_down_asks_only_for_documents_with_history(org: Org, tmp_path
 def test_folder_get_fetches_first_versions_from_the_listing(org: Org, tmp_path: Path,
                                                             versions_asked: list[str]) -> None:
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     files = _tree(tmp_path / "src")
     alice.ok("sync", "drafting", str(tmp_path / "src"))
     versions_asked.clear()
@@ -81,7 +81,7 @@ def test_a_server_that_swaps_a_first_versions_body_is_caught(org: Org, tmp_path:
     """The listing's head is all the client checked before the body: a body the server altered still fails its
     signed hash or its frames, the sync stops as a security error (exit 3) and nothing lands under the name."""
     alice, bob = org.alice, org.bob
-    unlock_fast(alice, bob)
+    unlock_here(alice, bob)
     _tree(tmp_path / "src")
     alice.ok("sync", "drafting", str(tmp_path / "src"))
     [row] = [r for r in alice.json("ls", "drafting") if r["name"] == "sub/deeper/c.bin"]

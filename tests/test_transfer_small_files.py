@@ -16,14 +16,14 @@ from client.docs import PIN_FLUSH
 from client.savepace import SHARE as FLUSH_SHARE
 from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT
 from tests.conftest import Org
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 
 HOOK = Path(__file__).parent / "helpers" / "flush_log"
 
 
 def _put_many(org: Org, tmp_path: Path, n: int, delay: float) -> tuple[list[dict[str, Any]], list[Path]]:
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     folder = tmp_path / "many"
     folder.mkdir()
     files = []

@@ -19,7 +19,7 @@ from aiohttp import web
 import server.routes.docs as doc_routes
 from tests.conftest import Org
 from tests.helpers.envelope import data_of
-from tests.helpers.members import unlock_fast
+from tests.helpers.members import unlock_here
 from vault.envelope import FRAME, DocWriter
 from vault.fileio import in_worker
 from vault.keys import DeviceKeys
@@ -48,7 +48,7 @@ def test_put_sends_its_exact_length_not_chunks(org: Org, tmp_path: Path, monkeyp
 
     monkeypatch.setattr(doc_routes, "_put_version", spying)
     alice = org.alice
-    unlock_fast(alice)
+    unlock_here(alice)
     src = tmp_path / "big.bin"
     data = data_of(3 * FRAME + 5)
     src.write_bytes(data)
