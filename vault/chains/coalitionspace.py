@@ -5,6 +5,7 @@ with ``host_key`` the host's own), the statement a ``coalition.remove`` carries,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from vault.acts import ALLOWANCE
@@ -35,6 +36,9 @@ class TeamState(Protocol):
     ally_proposals: dict[tuple[bytes, bytes, str], str]
     host_key: bytes | None
     removed_at: dict[str, int]
+
+    @property
+    def members(self) -> Mapping[str, object]: ...
 
 
 def use_statement(state: TeamState, h: bytes) -> None:
@@ -96,11 +100,12 @@ def admit(state: TeamState, approval: Fields, mid: str, role: str, until: int | 
     state.guests[mid] = Guest(mid, st.ally, st.hash)
 
 
-def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgState, seq: int) -> bool:
+def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgState, org_seq: int) -> bool:
     """The statement a ``coalition.remove`` carries (its carrier judged): an ally's removal (or expulsion) of one of
     its guests, or, in a space with ``host_key``, the host's removal of one of its own members, signed with that key;
-    used once. True: a host member the host's organization chain dropped at this very link (``_drop_departed``), so
-    only the key's rotation is left to do."""
+    used once. True: on the host's side, a host member the host's organization removed, whom its chain dropped from
+    the space already (``_drop_departed``, at this link or before): only the key's rotation is left to do (a guest's
+    client, which never sees the host's chain, drops them at this link)."""
     st = verify_statement(carried, with_host(state.allies, org.root, state.host_key), state.team_id,
                           "coalition.remove")
     guest = state.guests.get(target)
@@ -108,4 +113,5 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
     if st.member != target or not ours:
         raise ChainError("coalition.remove: an organization removes only its own members")
     use_statement(state, st.hash)
-    return st.ally == org.root and state.removed_at.get(target) == seq
+    return (st.ally == org.root and org.outside is None and target not in state.members
+            and target in state.removed_at and not org.admitted(target, org_seq))

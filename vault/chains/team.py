@@ -405,8 +405,8 @@ class TeamState:
             self._authorize(link, org, org_seq, members, policy, "team.remove")
         else:
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
-            if removal_statement(self, carried, target, org, link.seq):  # the host's chain dropped them at this
-                return self._rotate_on_drop(link, org, org_seq, members, policy)  # link (_drop_departed)
+            if removal_statement(self, carried, target, org, org_seq):  # the host's chain dropped them already
+                return self._rotate_on_drop(link, org, org_seq, members, policy)
         self._drop_member(link, target, org, org_seq, members, policy)
 
     def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
