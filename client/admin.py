@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from client import coalitionkeys
+from client import coalitionkeys, hostkey
 from client.api import Api
 from client.audit.keys import designate_first
 from client.client import Client, device_body
@@ -29,7 +29,7 @@ from vault import recovery
 from vault.acts import Act
 from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, role_act, team_id_for
 from vault.chains.coalition import expel_statements
-from vault.encoding import Fields, decode, encode
+from vault.encoding import Fields, Value, decode, encode
 from vault.errors import AuthError, DeviceRevoked, InviteError, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
@@ -137,7 +137,9 @@ async def revoke_invite(s: Client, ref: str) -> dict[str, Any]:
             "role": inv.role, "note": inv.note, "state": "revoked"}
 
 
-async def create_team(s: Client, name: str, kind: str, history: bool = True) -> TeamState:
+async def create_team(s: Client, name: str, kind: str, history: bool = True,
+                      host_key: bytes | None = None) -> TeamState:
+    """``host_key``: a coalition space's host coalition key (client/coalition.py ``create``)."""
     view = await s.chains.view()
     nonce = os.urandom(16)
     team_id = team_id_for(view.org.org_id, nonce)
@@ -150,7 +152,8 @@ async def create_team(s: Client, name: str, kind: str, history: bool = True) -> 
         body={"org": view.org.org_id, "org_seq": view.org.seq, "nonce": nonce, "name": name, "kind": kind,
               "history": history, "members": [{"member": s.session.me, "role": "admin", "until": None}],
               "key": {"gen": 1, "canary": key.canary,
-                      "boxes": [{"member": s.session.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]}},
+                      "boxes": [{"member": s.session.me, "puk_gen": mine.puk_gen, "hash": box_hash(box)}]},
+              **({} if host_key is None else {"host_key": host_key})},
     )
     TeamState.create(link, view.org, view.members, POLICY, TEAM_KINDS)
     await s.session.api.post("/api/v1/teams", TeamLinkRequest(link.wire, {s.session.me: box}), TeamSeq)
@@ -162,12 +165,17 @@ async def create_team(s: Client, name: str, kind: str, history: bool = True) -> 
     return view.teams[team_id]
 
 
-async def add_member(s: Client, team_name: str, member_name: str, role: str, until: int | None) -> bool:
-    """Add a member; returns False when the key share waits for a key holder."""
+async def add_member(s: Client, team_name: str, member_name: str, role: str, until: int | None,
+                     approval: dict[str, Value] | None = None) -> bool:
+    """Add a member; returns False when the key share waits for a key holder. In a coalition space with a host
+    key, the host's ``coalition.admit``: ``approval`` (a guest code's), else signed here with the key this device
+    holds."""
     view = await s.chains.view()
     team = view.team_by_name(team_name)
     member = view.member_by_name(member_name)
     body: dict[str, Any] = {"member": member.member_id, "role": role, "until": until, "key": None}
+    if team.host_key is not None:  # a coalition space: the host's approval (client/hostkey.py)
+        body["approval"] = approval or await hostkey.approval(s, team, member.member_id, role, until)
     if not team.holds_key(s.session.me, s.session.now()):
         await s.chains.append_team(team, "team.add", body)
         return False
@@ -245,7 +253,13 @@ async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState,
     if expels:  # the member's removal from every coalition space this organization is in (client/expulsions.py)
         body["coalition"] = expels
     await s.chains.append_org("org.remove", body)
-    return m, ("org.remove", m.member_id) not in (await s.chains.view()).org.role_proposals
+    done = ("org.remove", m.member_id) not in (await s.chains.view()).org.role_proposals
+    if done:  # the host's side: its removal carried to the spaces it hosts with its own key (client/hostkey.py)
+        s.session.warnings.extend(
+            f"{m.name} is still in coalition space {space} for its guests: a member of it whose device holds this "
+            "organization's coalition key for it must carry the removal" for space in await hostkey.carry_removal(
+                s, m.member_id))
+    return m, done
 
 
 # -- teams -----------------------------------------------------------------------------------------
@@ -277,7 +291,11 @@ async def set_team_role(s: Client, team_name: str, member_name: str, role: str, 
     view = await s.chains.view()
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
-    await s.chains.append_team(team, "team.role", {"member": target.member_id, "role": role, "until": until})
+    body: dict[str, Any] = {"member": target.member_id, "role": role, "until": until}
+    tm = team.members.get(target.member_id)
+    if team.host_key is not None and role == "admin" and tm is not None and tm.role != "admin":
+        body["approval"] = await hostkey.approval(s, team, target.member_id, role, until)  # a promotion: the host's
+    await s.chains.append_team(team, "team.role", body)
 
 
 async def leave(s: Client, team_name: str) -> None:

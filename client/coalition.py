@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client import admin, coalitionkeys, guests
+from client import admin, coalitionkeys, guests, hostkey
 from client.client import Client
 from vault.chains import TeamState, check_name
 from vault.chains.coalition import CoalitionKey
@@ -77,11 +77,20 @@ async def pairing_code(s: Client, name: str) -> Pairing | None:
     return Pairing(view.org.root, view.org.coalitions[name].key, view.org.name)
 
 
-async def create(s: Client, name: str, codes: list[str]) -> TeamState:
-    """The host's side (NCC): a team of kind ``coalition`` and a ``coalition.ally`` pin for each pairing code (with
-    another NCC member, a proposal each: ``pin``, by a second NCC member, puts them in force)."""
+async def create(s: Client, name: str, codes: list[str]) -> TeamState | None:
+    """The host's side (NCC): the host's own coalition key for the space (``org.coalition``, host = this
+    organization's root: client/hostkey.py), a team of kind ``coalition`` whose ``team.create`` carries it
+    (``host_key``), and a ``coalition.ally`` pin for each pairing code (with another NCC member, a proposal each:
+    ``pin``, by a second NCC member, puts them in force). None: the key is only proposed (with another NCC member,
+    the same command by a second one records it and creates the space)."""
     allies = [Pairing.parse(c) for c in codes]  # every code checked before anything is signed
-    team = await admin.create_team(s, name, "coalition")
+    check_name(name, "coalition space name")
+    if any(t.name == name for t in (await s.chains.view()).teams.values()):
+        raise VaultError(f"a team named {name!r} exists already")
+    key = await hostkey.record(s, name)
+    if key is None:
+        return None
+    team = await admin.create_team(s, name, "coalition", host_key=key)
     return await _pin(s, team, allies)
 
 
@@ -89,7 +98,9 @@ async def pin(s: Client, name: str, codes: list[str]) -> TeamState:
     """The host's side (NCC): pin allies in an existing space, or sign as the second NCC member the pins another
     proposed (the same pairing codes)."""
     allies = [Pairing.parse(c) for c in codes]
-    return await _pin(s, _space((await s.chains.view()).team_by_name(name)), allies)
+    team = await _pin(s, _space((await s.chains.view()).team_by_name(name)), allies)
+    await coalitionkeys.share_missing(s)  # the host's key, if this device holds it, to NCC members without a box
+    return team
 
 
 async def _pin(s: Client, team: TeamState, allies: list[Pairing]) -> TeamState:
@@ -106,6 +117,10 @@ async def add(s: Client, name: str, who: str, role: str, until: int | None, appr
     space = _space(view.team_by_name(name))
     member, _, org = who.partition("@")
     allied = org in {a.name for a in space.allies.values()}  # an ally may bear the host's name: the pin decides
+    own = approval is not None and guests.GuestCode.parse(approval).ally == view.org.root
+    if own and not allied and org in ("", view.org.name):  # the host's own approval (`coalition approve` here)
+        assert approval is not None
+        return await admin.add_member(s, name, member, role, until, guests.GuestCode.parse(approval).approval)
     if approval is not None or allied or org and org != view.org.name:
         if approval is None:
             raise VaultError(f"adding a member of {org!r} needs their organization's approval: its NCC runs `mvault "

@@ -20,8 +20,8 @@ from client.client import Client
 from client.view import team_link_time
 from security.authority import POLICY
 from vault.chains import MemberState, TeamState, clone, replay_member
-from vault.chains.coalition import CoalitionKey, admit_statement, signed_statement, verify_statement
-from vault.encoding import Fields, decode, encode
+from vault.chains.coalition import CoalitionKey, admit_statement, parse_statement, signed_statement, verify_statement
+from vault.encoding import Fields, Value, decode, encode
 from vault.errors import ChainError, EncodingError, NotFound, VaultError
 from vault.links import Link, make_link, parse_link
 from vault.teamkeys import box_hash
@@ -61,6 +61,16 @@ class GuestCode:
             raise VaultError(f"malformed guest code: {e}") from None
 
     @property
+    def ally(self) -> bytes:
+        """The root of the organization the statement says approves (not checked: the space's judge does)."""
+        return parse_statement(Fields(self.approval, "approval", {"statement", "sig"}), ("coalition.admit",))[0].ally
+
+    @property
+    def approval(self) -> dict[str, Value]:
+        """What a ``team.add`` carries (``approval``)."""
+        return {"statement": self.statement, "sig": self.sig}
+
+    @property
     def member(self) -> MemberState:
         """The member's chain, replayed (self-certifying from its first device)."""
         return replay_member(self.chain)
@@ -75,7 +85,8 @@ async def approve(s: Client, name: str, who: str, space: str, role: str, until: 
         raise NotFound(f"this member holds no coalition key recorded for {name!r} (`mvault coalition pairing-code "
                        f"{name}` makes it; the NCC device that holds it seals it to the NCC at its next coalition "
                        "command)")
-    if role not in ("writer", "reader"):
+    own = view.org.coalitions[name].host == view.org.root  # the host approving its own member (client/hostkey.py)
+    if role not in ("writer", "reader") and not (own and role == "admin"):
         raise VaultError("a guest is a writer at most: --role writer or reader")
     member = view.member_by_name(who)
     if not view.org.admitted(member.member_id):

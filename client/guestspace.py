@@ -38,7 +38,16 @@ from security.policy import TEAM_KINDS
 from vault.chains import TeamState, replay_team
 from vault.chains.outside import outside_org
 from vault.encoding import Fields, decode, encode
-from vault.errors import ChainError, EncodingError, NotFound, PolicyDenied, ServerMismatch, VaultError
+from vault.errors import (
+    EXIT_SECURITY,
+    ChainError,
+    EncodingError,
+    IntegrityError,
+    NotFound,
+    PolicyDenied,
+    ServerMismatch,
+    VaultError,
+)
 from vault.links import Link
 from vault.wire.schemas import DirectoryView
 
@@ -177,7 +186,13 @@ class GuestChains(Chains):
             raise ServerMismatch(f"the host's server serves coalition space {anchor.name} without the links the join "
                                  "code vouches for (forged, or another space): stop and tell your Security Team")
         org = outside_org(anchor.org_root, anchor.space, anchor.seq, frozenset(anchor.allies))
-        team = replay_team(links, org, members, POLICY, TEAM_KINDS)
+        try:
+            team = replay_team(links, org, members, POLICY, TEAM_KINDS)
+        except ChainError as e:  # a link no member's client makes (an act needing a newer join code is PolicyDenied)
+            if e.exit_code == EXIT_SECURITY:
+                raise
+            raise IntegrityError(f"the host's server serves coalition space {anchor.name} with a link that does not "
+                                 f"hold: {e}") from e
         if team.team_id != anchor.space or team.kind != "coalition":
             raise ChainError("the host's server served another chain than the coalition space's")
         pin(team.team_id, links)
@@ -243,6 +258,7 @@ def space_row(view: View, me: str) -> dict[str, Any]:
     team = next(iter(view.teams.values()))
     allies = {a.org_root: a.name for a in team.allies.values()}
     return {"space": team.team_id, "name": team.name, "role": team.role_of(me, team.time),
+            "host_key": team.host_key is not None,
             "members": sorted((view.chosen_name(m),
                                allies.get(team.guests[m].ally, "?") if m in team.guests else "host")
                               for m in team.members)}

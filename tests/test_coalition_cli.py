@@ -89,7 +89,8 @@ def test_the_server_cannot_pin_an_ally(forge: Forge, ally: Member) -> None:
 
 def test_two_ncc_members_record_the_key_and_pin_the_ally(forge: Forge, ally: Member, make_member: Any) -> None:
     """Rule two-person on both sides, through the real CLI: with a second NCC member, `pairing-code` and `create`
-    only propose; the second NCC member's same command puts the key (ally) and the pin (host) in force."""
+    only propose; the second NCC member's same command puts the key (ally, and the host's own) and the pin (host) in
+    force."""
     alice, bob = forge.org.alice, forge.org.bob
     erin = make_member("erin")
     erin.ok("join", ally.json("invite")["invite"], "--name", "erin")
@@ -100,8 +101,13 @@ def test_two_ncc_members_record_the_key_and_pin_the_ally(forge: Forge, ally: Mem
     assert ally.json("coalition", "pairing-code", "campaign") == code  # recorded: the same code on dora's device
 
     alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")
-    made = alice.json("coalition", "create", "campaign", "--with", code["code"])
+    # (session 15) The host's own coalition key comes first: alice's `create` only proposes it; bob's records it and
+    # creates the space, whose pin he then only proposes; alice's `pin` puts it in force.
+    assert alice.json("coalition", "create", "campaign", "--with", code["code"]) == {"name": "campaign",
+                                                                                     "proposed": True}
+    made = bob.json("coalition", "create", "campaign", "--with", code["code"])
     assert made["allies"] == [] and made["proposed"] is True
-    alice.fails("coalition", "pin", "campaign", "--with", code["code"], contains="proposed this pin already")
-    assert bob.json("coalition", "pin", "campaign", "--with", code["code"])["allies"] == [code["code"].split(":")[4]]
-    assert [a["key"] for a in alice.json("coalition", "show", "campaign")["allies"]] == [code["key"]]
+    bob.fails("coalition", "pin", "campaign", "--with", code["code"], contains="proposed this pin already")
+    assert alice.json("coalition", "pin", "campaign", "--with", code["code"])["allies"] == [code["code"].split(":")[4]]
+    assert [a["key"] for a in bob.json("coalition", "show", "campaign")["allies"]] == [code["key"]]
+    bob.ok("coalition", "add", "campaign", "carol")  # alice's device sealed the host's key to bob: he approves

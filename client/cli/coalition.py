@@ -69,8 +69,19 @@ _WITH = click.option("--with", "codes", multiple=True, required=True, metavar="P
 @json_flag
 @click.pass_obj
 def create(ctx: Ctx, name: str, codes: tuple[str, ...]) -> None:
-    """The host's side (NCC): create the coalition space NAME and pin each allied organization."""
+    """The host's side (NCC): create the coalition space NAME and pin each allied organization.
+
+    Also makes this organization's own coalition key for NAME (recorded in its chain, kept on this device, sealed to
+    the NCC): the space's first link carries it, and every entry of one of this organization's members (and a
+    promotion to admin) then carries the NCC's approval signed with it, which guests' clients check. With another
+    NCC member the key is only proposed: a second NCC member runs the same command (rule two-person)."""
     t = with_session(ctx, lambda s: coalition.create(s, name, list(codes)))
+    if t is None:
+        emit_one(ctx, {"name": name, "proposed": True},
+                 lambda: out.print(f"proposed this organization's coalition key for the space {escape(name)}: a "
+                                   f"second NCC member runs `mvault coalition create {escape(name)} --with CODE...` "
+                                   "to record it and create the space (rule two-person)"))
+        return
     _pinned(ctx, t, f"created coalition space {escape(t.name)} ({t.team_id})", codes)
 
 
@@ -132,7 +143,8 @@ def _text_or_file(value: str, prefix: str) -> str:
 @click.argument("name")
 @click.argument("member")
 @click.option("--space", required=True, metavar="ID", help="the space's id on the host's server (the host gives it)")
-@click.option("--role", type=click.Choice(["writer", "reader"]), default="writer", show_default=True)
+@click.option("--role", type=click.Choice(["writer", "reader", "admin"]), default="writer", show_default=True,
+              help="admin only for a member of the host organization, in a space it hosts")
 @click.option("--until", default=None, help="the role ends on this date (YYYY-MM-DD)")
 @json_flag
 @click.pass_obj
@@ -142,7 +154,9 @@ def approve(ctx: Ctx, name: str, member: str, space: str, role: str, until: str 
 
     The approval is recorded in this organization's audit log first (a coalition.act record naming MEMBER). Prints a
     guest code: give it to a space admin of the host, who runs `mvault coalition add NAME MEMBER@ORG
-    --approval CODE` with the same role and end."""
+    --approval CODE` with the same role and end. On the host's side (NCC, a space this organization created), the
+    same approves one of its own members: the space admin runs `mvault coalition add NAME MEMBER --approval CODE`
+    (an NCC member who is also a space admin just runs `coalition add`, which signs it)."""
     g = with_session(ctx, lambda s: coalitionacts.approve(s, name, member, space, role, parse_until(until)))
     emit_one(ctx, {"space": space, "member": g.member.member_id, "role": role, "code": g.code},
              lambda: out.print(f"guest code for {escape(member)} in {escape(name)} ({role}):\n{g.code}"))
@@ -223,7 +237,10 @@ def join(ctx: Ctx, code: str) -> None:
     emit_one(ctx, row, lambda: out.print(
         f"joined coalition space {escape(row['name'])} ({row['space']}) as {row['role']}; members: "
         + ", ".join(f"{escape(n)} ({escape(o)})" for n, o in row["members"])
-        + f"\nnow: mvault --space {escape(row['name'])} ls {escape(row['name'])}"))
+        + f"\nnow: mvault --space {escape(row['name'])} ls {escape(row['name'])}"
+        + ("" if row["host_key"] else "\nnote: this space was created without the host organization's coalition key: "
+           "your client takes the host's space admins' word for who of the host is in it (their adds are not approved "
+           "by the host's NCC)")))
 
 
 @coalition_group.command("leave")

@@ -6,10 +6,11 @@ The rule: an ally's member is in the space only after a space admin's add carryi
 coalition key of an organization two of the host's NCC members pinned, for that member and role, never used before;
 they are then in the space for that organization (the host cannot see the allies' rosters: whichever pinned ally
 approves a person answers for them), and only that organization approves them again. A host member is in it only
-by the host's own add. A member leaves by a removal from a space admin, or from any member of the space carrying the
-signed removal of the organization they are in the space for, or carrying that organization's expulsion of them
-(valid in every space, once in each); every removal starts a key generation boxed to
-exactly the members left.
+by a space admin's add carrying the host's own approval, signed with the host's coalition key (fresh, for that
+member), in any role; the host removes its own members with a statement signed with that key. A member leaves by
+a removal from a space admin, or from any member of the space carrying the signed removal of the organization they
+are in the space for (the host's included), or carrying that organization's expulsion of them (valid in every space,
+once in each); every removal starts a key generation boxed to exactly the members left.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class CoalitionModel:
     expels_used: set[tuple[str | None, str]] = field(default_factory=set)  # (organization, member) expelled here
     rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> how many of its keys the space retired
     frozen: set[str] = field(default_factory=set)  # allies two different rekeys of one key froze (until re-pinned)
+    host_people: set[str] = field(default_factory=set)  # the host's members besides the admin (in the space or not)
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
@@ -56,6 +58,12 @@ class CoalitionModel:
                 and self.approver(member, approval) in self.pinned - self.frozen and role in ("writer", "reader")
                 and self.entered_for.get(member, self.approver(member, approval)) == self.approver(member, approval))
 
+    def may_add_host(self, signer: str, member: str, approval: str) -> bool:
+        """A host member's add: ``approval`` "host" (fresh, signed with the host's key) by the space's admin only;
+        "forged", "reused" or "none" never."""
+        return (signer == self.admin and approval == "host" and member in self.host_people
+                and member not in self.members())
+
     def approver(self, member: str, approval: str) -> str:
         own = self.ally_of[member]
         return own if approval == "own" else next(o for o in set(self.ally_of.values()) if o != own)
@@ -69,6 +77,8 @@ class CoalitionModel:
             return False
         if statement == "none":
             return signer == self.admin
+        if statement == "host":
+            return target in self.host_people
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
             return False
         return statement in ("own", "expel") and target in self.guests and self.entered_for[target] not in self.frozen
@@ -93,6 +103,10 @@ class CoalitionModel:
     def add(self, member: str, role: str, approval: str) -> None:
         self.entered_for[member] = self.approver(member, approval)
         self.guests[member] = role
+        self.left_at.pop(member, None)
+
+    def add_host(self, member: str, role: str) -> None:
+        self.host[member] = role
         self.left_at.pop(member, None)
 
     def remove(self, target: str, statement: str = "none") -> None:

@@ -14,7 +14,7 @@ from tests.helpers.chain_world import MWorld, Person, Team
 from vault.chains import TeamState
 from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
 from vault.encoding import Value
-from vault.links import Link
+from vault.links import Link, make_link
 from vault.teamkeys import TeamKey, seal_history
 
 
@@ -41,12 +41,22 @@ class Ally:
 class Coalition:
     """The host (founder: NCC and the space's admin; ``writer``: a host member of the space) and allies."""
 
-    def __init__(self, space_name: str = "campaign") -> None:
+    def __init__(self, space_name: str = "campaign", *, hosted: bool = False) -> None:
+        """``hosted``: the host's NCC records its own coalition key (``org.coalition``, host = its own root) and the
+        space's ``team.create`` carries it (``host_key``): its members' entry needs the host's approval."""
         self.host = MWorld()
         self.admin = self.host.founder
         self.writer = self.host.admit("host-writer")
-        self.space = self.host.create_team(self.admin, [(self.admin, "admin"), (self.writer, "writer")],
-                                           kind="coalition")
+        self.host_key = CoalitionKey.generate() if hosted else None
+        body, self.space = self.host.team_create_body([(self.admin, "admin"), (self.writer, "writer")],
+                                                      kind="coalition")
+        if self.host_key is not None:
+            self.host.org_link(self.admin, "org.coalition", {"name": body["name"], "key": self.host_key.public,
+                                                             "host": self.host.org_links[0].hash})
+            body["org_seq"], body["host_key"] = self.host.org_seq, self.host_key.public
+        self.space.links.append(make_link(chain=None, seq=1, prev=None, time=self.host.tick(), signer=self.admin.id,
+                                          device=self.admin.device, type_="team.create", body=body))
+        self.host.teams.append(self.space)
         self.space_name = space_name
         self.pending: tuple[Link, Callable[[], None]] | None = None  # the last link made, not yet in the chain
         self.every_box: list[tuple[int, bytes]] = [(1, box) for box in self.space.boxes.values()]  # what a server saw
@@ -91,6 +101,21 @@ class Coalition:
         statement = admit_statement(space or self.space.team_id, root or ally.root, person.id, role, until,
                                     self.host.time if time is None else time)
         return signed_statement(key or ally.key, statement)
+
+    def host_approval(self, person: Person, role: str = "writer", *, until: int | None = None,
+                      key: CoalitionKey | None = None, time: int | None = None) -> dict[str, Value]:
+        """The host's own ``coalition.admit`` (ally = the host's root), signed with its coalition key."""
+        key = key or self.host_key
+        assert key is not None
+        statement = admit_statement(self.space.team_id, self.host.org_links[0].hash, person.id, role, until,
+                                    self.host.time if time is None else time)
+        return signed_statement(key, statement)
+
+    def host_removal(self, person: Person, *, key: CoalitionKey | None = None) -> dict[str, Value]:
+        key = key or self.host_key
+        assert key is not None
+        return signed_statement(key, remove_statement(self.space.team_id, self.host.org_links[0].hash, person.id,
+                                                      self.host.time))
 
     def add(self, person: Person, approval: dict[str, Value] | None, role: str = "writer", *,
             signer: Person | None = None, until: int | None = None, append: bool = True) -> Link:

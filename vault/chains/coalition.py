@@ -18,16 +18,24 @@ team of kind ``coalition`` on the host organization's server, each organization 
   ally's own ``org.remove`` (``coalition``), where the ally's other guests find them and carry them to the host
   (``client/expulsions.py``): nobody has to remember which spaces the member was in.
 
+- the host's own **coalition key** (``host_key`` in the space's ``team.create``, recorded by the host's NCC as
+  ``org.coalition`` with ``host`` its own root; docs/lifecycle.md "The host's members' entry, verifiable by a
+  guest"): in such a space a host member's ``team.add`` and promotion to ``admin`` carry the host's
+  ``coalition.admit`` signed with it (``ally`` = the host's root), and the host's removal of one of its members
+  is a ``coalition.remove`` statement signed with it. So a guest's client, which never sees the host's chain,
+  judges the host's members' entry as it judges an ally's.
+
 A guest (an ally's member) is never a member of the host organization: the one judge gives them no
 organization role (``GUEST_ROLE`` caps their team role) and takes their membership from the team chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
+from vault.acts import ALLOWANCE
 from vault.crypto import labels
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value, decode, encode
@@ -265,6 +273,37 @@ def verify_statement(carried: Fields, allies: dict[bytes, Ally], space: str, typ
         p.verify(ally.key, labels.SIG_COALITION, raw, sig)
     except VaultError as e:
         raise ChainError(f"{type_}: the statement is not signed with the coalition key of ally {ally.name}") from e
+    return st
+
+
+def with_host(allies: dict[bytes, Ally], root: bytes, host_key: bytes | None) -> dict[bytes, Ally]:
+    """The organizations whose statements a space takes: its pinned allies and, in a space whose ``team.create``
+    carries ``host_key``, the host itself (its root, that key)."""
+    return allies if host_key is None else {**allies, root: Ally(root, host_key, "host", 1, "")}
+
+
+def check_host_key(entries: Iterable[tuple[CoalitionEntry, int | None]], root: bytes, name: str, key: bytes,
+                   org_seq: int) -> None:
+    """The host's side of a space's ``host_key``: the key its own chain records (``org.coalition``, ``host`` = its
+    own root) for a space of that name, in force at the organization state the ``team.create`` names. ``entries``:
+    the name's current entry (None: in force still) and those a rekey retired, each with the seq of the link that
+    replaced it (a later rekey of the name never breaks the replay of the space's ``team.create``)."""
+    if not any(entry.key == key and entry.host == root and entry.seq <= org_seq
+               and (replaced is None or org_seq < replaced) for entry, replaced in entries):
+        raise ChainError(f"team.create: host_key is not this organization's coalition key for {name!r} (org.coalition "
+                         "with host = its own root)")
+
+
+def check_host_admit(carried: Fields, root: bytes, host_key: bytes, space: str, member: str, role: str,
+                     until: int | None, time: int) -> Statement:
+    """The host's ``coalition.admit`` a host member's ``team.add`` (or promotion to ``admin``) carries in a space
+    with ``host_key``: signed with that key, by the host (``ally`` = its root), for exactly this member, role and
+    end, valid at ``time`` (14 days). Anything else is a ``ChainError``."""
+    st = verify_statement(carried, {root: Ally(root, host_key, "host", 1, "")}, space, "coalition.admit")
+    if (st.member, st.role, st.until) != (member, role, until):
+        raise ChainError("the host's coalition.admit is for another member, role or end")
+    if not st.time - ALLOWANCE <= time < st.time + APPROVAL_SECONDS:
+        raise ChainError("the host's coalition.admit is not valid at the time of this link (expired or later)")
     return st
 
 

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vault.acts import ALLOWANCE, Act
+from vault.acts import Act
 from vault.chains import coalition as co
-from vault.chains.coalition import APPROVAL_SECONDS, GUEST_ROLE, Ally, Guest, parse_ally, verify_statement
+from vault.chains.coalition import GUEST_ROLE, Ally, Guest, check_host_admit, check_host_key
+from vault.chains.coalitionspace import admit, pin_ally, removal_statement, use_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
 from vault.chains.incidents import check_named
@@ -122,6 +123,7 @@ class TeamState:
     statements_used: set[bytes] = field(default_factory=set)
     ally_proposals: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)  # pin -> proposer (two-person)
     rekeys: dict[bytes, co.Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
+    host_key: bytes | None = None  # a coalition space's host coalition key (team.create): host members' entry needs it
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -215,6 +217,14 @@ class TeamState:
             state = cls(team_id, org.org_id,
                         check_name(b.str_("name"), "team name"), kind, b.bool_("history"), {}, 0, {})
             state.org_seq = org_seq
+            state.host_key = b.opt_bytes("host_key", 32)
+            if state.host_key is not None and kind != "coalition":
+                raise ChainError("team.create: only a coalition space carries host_key")
+            if state.host_key is not None and org.outside is None:  # outside: in the prefix the join code vouches for
+                current = org.coalitions.get(state.name)
+                check_host_key([*([(current, None)] if current is not None else []),
+                                *((r.entry, r.seq) for r in org.coalitions_retired.get(state.name, []))],
+                               org.root, state.name, state.host_key, org_seq)
             for item in b.list_("members", 1000):
                 m = Fields(item, "team member", {"member", "role", "until"})
                 state._add_member(m, link, org, org_seq, policy)
@@ -307,6 +317,12 @@ class TeamState:
         del self.members[target]
         self.removed_at[target] = link.seq
         self.pending_share.pop(target, None)
+        self._rotate_on_drop(link, org, org_seq, members, policy, holder)
+
+    def _rotate_on_drop(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                        policy: Policy, holder: bool | None = None) -> None:
+        """A removal's key: a holder rotates in the same link, else a rotation is due."""
+        holder = self.holds_key(link.signer, link.time) if holder is None else holder
         key = link.body.opt_dict("key")
         if key is None:
             if holder:
@@ -348,6 +364,9 @@ class TeamState:
             raise PolicyDenied(f"member {target} may not hold team role {role!r}")
         if (m.role, m.until) == (role, until):
             raise ChainError("nothing to change")
+        if self.host_key is not None and role == "admin" and m.role != "admin":  # a promotion is the host's act too
+            use_statement(self, check_host_admit(b.dict_("approval"), org.root, self.host_key, self.team_id,
+                                                 target, role, until, link.time).hash)
         m.role, m.until = role, until
 
     def _rotate(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
@@ -380,27 +399,7 @@ class TeamState:
               policy: Policy) -> None:
         """The host's NCC pins an allied organization: its root and its coalition key (docs/lifecycle.md)."""
         self._authorize(link, org, org_seq, members, policy, "coalition.ally")
-        if self.kind != "coalition":
-            raise ChainError(f"team {self.name} is not a coalition space: it has no allies")
-        root, key, name = parse_ally(link)
-        if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
-            if root in org.outside.allies and (root not in self.allies or self.allies[root].frozen):  # outside.py
-                self.allies[root] = Ally(root, key, name, link.seq, link.signer)
-            return
-        if root == org.root or root in self.allies and not self.allies[root].frozen or key in self.rekeys or any(
-                a.key == key for r, a in self.allies.items() if r != root):  # a frozen ally is pinned again
-            raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
-        # Two people (rule two-person), as org.server: with another NCC member at the link's time, the first pin
-        # proposes and the same pin by a second NCC member puts it in force.
-        pin, ncc = (root, key, name), {m for m in org.members if "ncc" in org.roles_of(m, link.time, org_seq)}
-        proposer = self.ally_proposals.get(pin)
-        if proposer == link.signer:
-            raise PolicyDenied("pinning an ally needs a second NCC member: you proposed this pin already")
-        if ncc - {link.signer} and proposer not in ncc:
-            self.ally_proposals[pin] = link.signer
-            return
-        self.ally_proposals.pop(pin, None)
-        self.allies[root] = Ally(root, key, name, link.seq, link.signer)
+        pin_ally(self, link, org, org_seq)
 
     def _coalition_remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                           policy: Policy) -> None:
@@ -412,11 +411,8 @@ class TeamState:
             self._authorize(link, org, org_seq, members, policy, "team.remove")
         else:
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
-            st = verify_statement(carried, self.allies, self.team_id, "coalition.remove")
-            guest = self.guests.get(target)
-            if st.member != target or guest is None or guest.ally != st.ally:
-                raise ChainError("coalition.remove: an organization removes only its own members")
-            self._use_statement(st.hash)
+            if removal_statement(self, carried, target, org, org_seq):  # the host's chain dropped them already
+                return self._rotate_on_drop(link, org, org_seq, members, policy)
         self._drop_member(link, target, org, org_seq, members, policy)
 
     def _rekey(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
@@ -424,11 +420,6 @@ class TeamState:
         """Any member carries an ally's new coalition key (``vault.chains.coalition.apply_rekey``)."""
         self._authorize(link, org, org_seq, members, policy, "coalition.rekey")
         co.apply_rekey(self.allies, self.rekeys, link)
-
-    def _use_statement(self, h: bytes) -> None:
-        if h in self.statements_used:
-            raise ChainError("a coalition statement is used once: this one is already in the chain")
-        self.statements_used.add(h)
 
     def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                  policy: Policy) -> None:
@@ -472,7 +463,10 @@ class TeamState:
             raise ChainError(f"unknown team role {role!r}")
         approval = f.opt_dict("approval")
         if approval is not None:
-            self._admit_guest(approval, mid, role, until, link, org)
+            admit(self, approval, mid, role, until, link, org, org_seq)
+        elif self.host_key is not None and link.type != "team.create":
+            raise ChainError(f"member {mid}'s entry to coalition space {self.name} needs the host's coalition.admit "
+                             "(signed with its coalition key: its NCC's approval)")
         elif org.outside is None and not org.admitted(mid, org_seq):  # (outside: a space admin's word, outside.py)
             raise ChainError(f"member {mid} is not an admitted member of the organization")
         if not policy.may_hold_team_role(self._org_roles(org, mid, link.time, org_seq), role):
@@ -490,24 +484,6 @@ class TeamState:
         if mid in self.guests:
             return frozenset({GUEST_ROLE})
         return frozenset() if org.outside is not None else org.roles_of(mid, t, org_seq)
-
-    def _admit_guest(self, approval: Fields, mid: str, role: str, until: int | None, link: Link, org: OrgState) -> None:
-        """An ally's member enters with their organization's ``coalition.admit`` for exactly this add: this space,
-        this member, this role and end, signed with the coalition key of an ally pinned here, used once."""
-        if self.kind != "coalition":
-            raise ChainError(f"team {self.name} is not a coalition space: only its organization's members join it")
-        st = verify_statement(approval, self.allies, self.team_id, "coalition.admit")
-        if (st.member, st.role, st.until) != (mid, role, until):
-            raise ChainError("the coalition.admit approval is for another member, role or end")
-        if not st.time - ALLOWANCE <= link.time < st.time + APPROVAL_SECONDS:
-            raise ChainError("the coalition.admit approval is not valid at the time of this add (expired or later)")
-        if mid in org.members:
-            raise ChainError(f"member {mid} is known to the host organization: not a guest")
-        known = self.guests.get(mid)
-        if known is not None and known.ally != st.ally:
-            raise ChainError(f"member {mid} entered the space for another organization")
-        self._use_statement(st.hash)
-        self.guests[mid] = Guest(mid, st.ally, st.hash)
 
     def _one_box(self, key: Fields, member_id: str, link: Link, members: Mapping[str, MemberState],
                  org: OrgState, org_seq: int) -> None:

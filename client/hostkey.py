@@ -1,0 +1,91 @@
+"""The host's own coalition key for a space it creates (docs/lifecycle.md "The host's members' entry, verifiable by a
+guest"): recorded in the host's chain as ``org.coalition {name, key, host: own root}`` (NCC, two-person), carried by
+the space's ``team.create`` (``host_key``); it signs the host's ``coalition.admit`` of each host member's entry (and
+promotion to admin) and the host's ``coalition.remove`` of a member its organization removed. A guest's client,
+which never sees the host's chain, judges the host's members' entry with it as it judges an ally's.
+
+The key is held like an ally's (client/coalitionkeys.py): kept by the device that made it, sealed to every NCC
+member in ``org.coalition.share``, opened from the box when first needed.
+"""
+
+from __future__ import annotations
+
+from client import coalitionkeys
+from client.client import Client
+from vault.chains import TeamState
+from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
+from vault.encoding import Value
+from vault.errors import VaultError
+
+
+async def record(s: Client, name: str) -> bytes | None:
+    """The host's coalition key for the space ``name``: made and recorded in this organization's chain the first time
+    (the seed kept in this device's keystore before the link is posted); with another NCC member, the first run only
+    proposes it (None) and the same command by a second NCC member records it (rule two-person)."""
+    view = await s.chains.view()
+    entry = view.org.coalitions.get(name)
+    if entry is not None:
+        if entry.host != view.org.root:
+            raise VaultError(f"this organization's coalition key {name!r} is an ally's for another host's space: "
+                             "name this space otherwise")
+        return entry.key
+    proposals = {act: by for act, (by, _) in view.org.role_proposals.items() if act[:2] == ("org.coalition", name)}
+    if s.session.me in proposals.values():
+        return None  # waits for a second NCC member
+    pending = [act for act, by in proposals.items() if act[3] == view.org.root.hex()]
+    if pending:  # a second NCC member signs the key another one proposed
+        key = bytes.fromhex(pending[0][2])
+    else:
+        made = CoalitionKey.generate()
+        s.session.secrets.coalitions[name] = made.seed
+        s.session.home.save_secrets(s.session.secrets)  # kept before it is recorded: never a key on record we lost
+        key = made.public
+    await s.chains.append_org("org.coalition", {"name": name, "key": key, "host": view.org.root})
+    entry = (await s.chains.view()).org.coalitions.get(name)
+    if entry is None:
+        return None
+    await coalitionkeys.share_missing(s)  # the key holder seals it to the NCC (the others: nothing to seal)
+    return entry.key
+
+
+async def _key(s: Client, team: TeamState, what: str) -> CoalitionKey:
+    seed = await coalitionkeys.seed(s, team.name)
+    if seed is None or CoalitionKey(seed).public != team.host_key:
+        raise VaultError(f"{what} in coalition space {team.name} needs this organization's approval, signed with its "
+                         "coalition key for the space, which you do not hold: an NCC member runs `mvault coalition "
+                         f"approve {team.name} MEMBER --space {team.team_id} --role ROLE` and you add with `mvault "
+                         "coalition add NAME MEMBER --approval CODE`")
+    return CoalitionKey(seed)
+
+
+async def approval(s: Client, team: TeamState, member: str, role: str, until: int | None) -> dict[str, Value]:
+    """The host's ``coalition.admit`` of its own ``member`` for this space, role and end, signed here (the caller is
+    an NCC member whose device holds the key)."""
+    key = await _key(s, team, "a member's entry")
+    root = (await s.chains.view()).org.root
+    return signed_statement(key, admit_statement(team.team_id, root, member, role, until, s.session.now()))
+
+
+async def carry_removal(s: Client, member: str) -> list[str]:
+    """After this organization removed ``member`` (``org.remove``): in every coalition space with a host key where
+    the host's view still lists them (no team link since), a ``coalition.remove`` carrying the host's signed removal,
+    rotating the key when this member holds it, so the guests' clients drop them too. Returns the spaces this device
+    could not carry it to (no key, or not in the space), to name in a warning."""
+    left = []
+    for team_id in sorted((await s.chains.view()).teams):
+        view = await s.chains.view()
+        team, now, me = view.teams[team_id], s.session.now(), s.session.me
+        if team.kind != "coalition" or team.host_key is None or member not in team.members or member in team.guests:
+            continue
+        seed = await coalitionkeys.seed(s, team.name)
+        if seed is None or CoalitionKey(seed).public != team.host_key or team.role_of(me, now) is None:
+            left.append(team.name)
+            continue
+        statement = signed_statement(CoalitionKey(seed), remove_statement(team_id, view.org.root, member, now))
+        body: dict[str, Value] = {"member": member, "statement": statement, "key": None}
+        boxes: dict[str, bytes] = {}
+        if team.holds_key(me, now):
+            old = await s.keys.team_key(team, team.generation)
+            body["key"], boxes = s.keys.new_generation(team, view, old, leaving=member)
+        await s.chains.append_team(team, "coalition.remove", body, boxes)
+    return left

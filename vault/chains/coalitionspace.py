@@ -1,0 +1,120 @@
+"""A coalition space's own transitions of the team chain (``vault.chains.team`` calls them once the link's signer
+is judged): pinning an ally, a member's entry with its organization's ``coalition.admit`` (an ally's, or in a space
+with ``host_key`` the host's own), the statement a ``coalition.remove`` carries, each statement used once
+(``vault.chains.coalition``; docs/lifecycle.md section 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from vault.acts import ALLOWANCE
+from vault.chains.coalition import (
+    APPROVAL_SECONDS,
+    Ally,
+    Guest,
+    Rekey,
+    check_host_admit,
+    parse_ally,
+    verify_statement,
+    with_host,
+)
+from vault.chains.org import OrgState
+from vault.encoding import Fields
+from vault.errors import ChainError, PolicyDenied
+from vault.links import Link
+
+
+class TeamState(Protocol):
+    """What these transitions read and change of ``vault.chains.team.TeamState`` (not imported: team imports this)."""
+
+    team_id: str
+    name: str
+    kind: str
+    allies: dict[bytes, Ally]
+    guests: dict[str, Guest]
+    statements_used: set[bytes]
+    ally_proposals: dict[tuple[bytes, bytes, str], str]
+    rekeys: dict[bytes, Rekey]
+    host_key: bytes | None
+    removed_at: dict[str, int]
+
+    @property
+    def members(self) -> Mapping[str, object]: ...
+
+
+def use_statement(state: TeamState, h: bytes) -> None:
+    if h in state.statements_used:
+        raise ChainError("a coalition statement is used once: this one is already in the chain")
+    state.statements_used.add(h)
+
+
+def pin_ally(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
+    """``coalition.ally`` (its signer judged): the host's NCC pins an allied organization, its root and key."""
+    if state.kind != "coalition":
+        raise ChainError(f"team {state.name} is not a coalition space: it has no allies")
+    root, key, name = parse_ally(link)
+    if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
+        if root in org.outside.allies and (root not in state.allies or state.allies[root].frozen):  # outside.py
+            state.allies[root] = Ally(root, key, name, link.seq, link.signer)
+        return
+    if root == org.root or root in state.allies and not state.allies[root].frozen or key in state.rekeys or any(
+            a.key == key for r, a in state.allies.items() if r != root):  # a frozen ally is pinned again
+        raise ChainError("coalition.ally: that organization (or its coalition key) is already in the space")
+    # Two people (rule two-person), as org.server: with another NCC member at the link's time, the first pin
+    # proposes and the same pin by a second NCC member puts it in force.
+    pin, ncc = (root, key, name), {m for m in org.members if "ncc" in org.roles_of(m, link.time, org_seq)}
+    proposer = state.ally_proposals.get(pin)
+    if proposer == link.signer:
+        raise PolicyDenied("pinning an ally needs a second NCC member: you proposed this pin already")
+    if ncc - {link.signer} and proposer not in ncc:
+        state.ally_proposals[pin] = link.signer
+        return
+    state.ally_proposals.pop(pin, None)
+    state.allies[root] = Ally(root, key, name, link.seq, link.signer)
+
+
+def admit(state: TeamState, approval: Fields, mid: str, role: str, until: int | None, link: Link, org: OrgState,
+          org_seq: int) -> None:
+    """An ally's member enters with their organization's ``coalition.admit`` for exactly this add: this space,
+    this member, this role and end, signed with the coalition key of an ally pinned here, used once. In a space
+    with ``host_key``, a host member enters with the host's own (``check_host_admit``) and is no guest."""
+    if state.kind != "coalition":
+        raise ChainError(f"team {state.name} is not a coalition space: only its organization's members join it")
+    st = verify_statement(approval, with_host(state.allies, org.root, state.host_key), state.team_id,
+                          "coalition.admit")
+    if st.ally == org.root:
+        assert state.host_key is not None
+        check_host_admit(approval, org.root, state.host_key, state.team_id, mid, role, until, link.time)
+        if mid in state.guests or org.outside is None and not org.admitted(mid, org_seq):
+            raise ChainError(f"member {mid} is not an admitted member of the host organization")
+        use_statement(state, st.hash)
+        return
+    if (st.member, st.role, st.until) != (mid, role, until):
+        raise ChainError("the coalition.admit approval is for another member, role or end")
+    if not st.time - ALLOWANCE <= link.time < st.time + APPROVAL_SECONDS:
+        raise ChainError("the coalition.admit approval is not valid at the time of this add (expired or later)")
+    if mid in org.members:
+        raise ChainError(f"member {mid} is known to the host organization: not a guest")
+    known = state.guests.get(mid)
+    if known is not None and known.ally != st.ally:
+        raise ChainError(f"member {mid} entered the space for another organization")
+    use_statement(state, st.hash)
+    state.guests[mid] = Guest(mid, st.ally, st.hash)
+
+
+def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgState, org_seq: int) -> bool:
+    """The statement a ``coalition.remove`` carries (its carrier judged): an ally's removal (or expulsion) of one of
+    its guests, or, in a space with ``host_key``, the host's removal of one of its own members, signed with that key;
+    used once. True: on the host's side, a host member the host's organization removed, whom its chain dropped from
+    the space already (``_drop_departed``, at this link or before): only the key's rotation is left to do (a guest's
+    client, which never sees the host's chain, drops them at this link)."""
+    st = verify_statement(carried, with_host(state.allies, org.root, state.host_key), state.team_id,
+                          "coalition.remove")
+    guest = state.guests.get(target)
+    ours = guest is None if st.ally == org.root else guest is not None and guest.ally == st.ally
+    if st.member != target or not ours:
+        raise ChainError("coalition.remove: an organization removes only its own members")
+    use_statement(state, st.hash)
+    return (st.ally == org.root and org.outside is None and target not in state.members
+            and target in state.removed_at and not org.admitted(target, org_seq))
