@@ -48,14 +48,15 @@ COPY_CHUNK = 1 << 20
 
 
 async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Progress | None,
-                  durable: bool = False) -> bytes:
-    """Write the version's plaintext to ``fd`` and verify all of it; the plaintext's content digest.
+                  durable: bool = False, like: bytes | None = None) -> bytes:
+    """Write the version's plaintext to ``fd`` and verify all of it; the plaintext's content digest (of ``like``'s
+    kind when given: ``vault.localindex.content_hasher``; an export's manifest names SHA-256, ``SHA256_LIKE``).
     On any failure (or Ctrl-C) the workers are done with ``fd`` before this returns or raises.
     ``durable``: the caller will fsync ``fd``; its write-back starts as the plaintext is written."""
     if rec.core.body_len >= DOWNLOAD_BATCH:
         tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
     dec = BodyDecryptor(opened)
-    hasher = content_hasher()
+    hasher = content_hasher(like)
     behind = WriteBehind(fd) if durable else None
 
     def decrypt(chunks: list[bytes]) -> list[Buffer]:
@@ -86,11 +87,11 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
 
 
 async def receive_beside(api: Api, rec: Record, opened: Opened, out: Path,
-                         progress: Progress | None) -> tuple[Path, bytes]:
-    """The verified plaintext in a new temporary file beside ``out`` (fsync'd), and its content digest.
-    The caller renames or removes it; on failure nothing is left."""
+                         progress: Progress | None, like: bytes | None = None) -> tuple[Path, bytes]:
+    """The verified plaintext in a new temporary file beside ``out`` (fsync'd), and its content digest (of
+    ``like``'s kind, as ``receive``). The caller renames or removes it; on failure nothing is left."""
     async def streamed(fd: int) -> bytes:
-        digest = await receive(api, rec, opened, fd, progress, durable=True)
+        digest = await receive(api, rec, opened, fd, progress, durable=True, like=like)
         await in_worker(SYNC_POOL, lambda: os.fsync(fd))
         return digest
 

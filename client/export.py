@@ -42,6 +42,7 @@ from vault.exportmanifest import (
     Manifest,
     safe_paths,
 )
+from vault.localindex import SHA256_LIKE
 from vault.wire.schemas import AttestRequest, Ok
 
 Progress = Callable[[int], None]
@@ -166,7 +167,8 @@ async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path
             for d in docs:
                 with tempfile.TemporaryFile(prefix="mvault-export-") as plain:
                     assert d.opened is not None
-                    digest = await download.receive(s.session.api, d.record, d.opened, plain.fileno(), progress)
+                    digest = await download.receive(s.session.api, d.record, d.opened, plain.fileno(), progress,
+                                                    like=SHA256_LIKE)
                     size = plain.seek(0, io.SEEK_END)
                     plain.seek(0)
                     entries.append(entry(d, size, digest))
@@ -181,7 +183,8 @@ async def export_team(s: Client, team_name: str, names: Sequence[str], out: Path
                 assert d.opened is not None
                 target = out / paths[named[d.vid]]
                 target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                tmp, digest = await download.receive_beside(s.session.api, d.record, d.opened, target, progress)
+                tmp, digest = await download.receive_beside(s.session.api, d.record, d.opened, target, progress,
+                                                            like=SHA256_LIKE)
                 os.replace(tmp, target)  # a new folder of ours, each path unique: nothing is replaced
                 entries.append(entry(d, target.stat().st_size, digest))
             for name, data in zip((MANIFEST, SIGNATURE, ALLOWED_SIGNERS), finish(), strict=True):

@@ -62,6 +62,10 @@ def content_hasher(like: bytes | None = None) -> Hasher:
     return _Blake3()
 
 
+# ``content_hasher(SHA256_LIKE)`` hashes with SHA-256 (what an export's manifest names, docs/format.md).
+SHA256_LIKE = bytes(HASH_BYTES)
+
+
 def is_sha256(digest: bytes) -> bool:
     """Whether a content digest is of the old kind (SHA-256, untagged)."""
     return len(digest) == HASH_BYTES
