@@ -37,6 +37,7 @@ class TeamState(Protocol):
     ally_proposals: dict[tuple[bytes, bytes, str], str]
     rekeys: dict[bytes, Rekey]
     host_key: bytes | None
+    host_removed: set[str]
     removed_at: dict[str, int]
 
     @property
@@ -89,6 +90,7 @@ def admit(state: TeamState, approval: Fields, mid: str, role: str, until: int | 
         if mid in state.guests or org.outside is None and not org.admitted(mid, org_seq):
             raise ChainError(f"member {mid} is not an admitted member of the host organization")
         use_statement(state, st.hash)
+        state.host_removed.discard(mid)  # entered again: the host may remove them again
         return
     if (st.member, st.role, st.until) != (mid, role, until):
         raise ChainError("the coalition.admit approval is for another member, role or end")
@@ -115,6 +117,13 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
     ours = guest is None if st.ally == org.root else guest is not None and guest.ally == st.ally
     if st.member != target or not ours:
         raise ChainError("coalition.remove: an organization removes only its own members")
+    if st.ally == org.root:
+        # Once per entry, on every side alike: a guest's view drops the member at the first host removal and
+        # refuses a second ("not in team"); the host's side, where its organization chain dropped them already,
+        # would take a second as key work only, and the two views of the chain would part (review 16).
+        if target in state.host_removed:
+            raise ChainError(f"coalition.remove: the host removed member {target} from this space already")
+        state.host_removed.add(target)
     use_statement(state, st.hash)
     return (st.ally == org.root and org.outside is None and target not in state.members
             and target in state.removed_at and not org.admitted(target, org_seq))

@@ -124,6 +124,7 @@ class TeamState:
     ally_proposals: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)  # pin -> proposer (two-person)
     rekeys: dict[bytes, co.Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
     host_key: bytes | None = None  # a coalition space's host coalition key (team.create): host members' entry needs it
+    host_removed: set[str] = field(default_factory=set)  # host members a host coalition.remove dropped
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
