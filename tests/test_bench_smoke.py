@@ -222,5 +222,7 @@ def test_transfer_trees_bench_runs(tmp_path: Path) -> None:
                           "--rounds", "2", timeout=600)
     assert set(result["cpu_ms_per_mib"]) == {"put command", "put server_side", "get command", "get server_side"}
     assert all(len(v) == 2 for side in result["rounds"].values() for v in side.values())
-    assert all(x > 0 for side in result["rounds"].values() for v in side.values() for x in v)
+    # CPU is read in clock ticks (10 ms): a side's share of 1 MiB can read 0 (it did in session 15's loaded run).
+    assert all(x >= 0 for side in result["rounds"].values() for v in side.values() for x in v)
+    assert any(x > 0 for side in result["rounds"].values() for v in side.values() for x in v)
     assert "put client CPU" in r.stdout and "get server CPU" in r.stdout

@@ -30,6 +30,7 @@ import pytest
 from client.cli.main import cli
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, Member, Org, Result
+from tests.helpers.signals import signal_state
 from tests.helpers.tampering import blob_file, blob_replaced, flip, version_row
 
 BOX = set("─│┌┐└┘├┤┬┴┼━┃┏┓┗┛┡┩╇╈╋═║╔╗╚╝")
@@ -227,9 +228,10 @@ def test_sigint_exits_130(org: Org) -> None:
         try:
             _, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
+            masks = signal_state(proc.pid)
             proc.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack, then it dies
             _, err = proc.communicate(timeout=60)
-            pytest.fail(f"{' '.join(args)}: no exit within 60 s of SIGINT; its stacks:\n{err}")
+            pytest.fail(f"{' '.join(args)}: no exit within 60 s of SIGINT; {masks}\nits stacks:\n{err}")
         assert proc.returncode == EXIT_INTERRUPTED, err
         if "--json" in args:
             json_error(Result(proc.returncode, "", err), "interrupted", EXIT_INTERRUPTED)

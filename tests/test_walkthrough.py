@@ -16,6 +16,7 @@ from aiohttp.abc import AbstractStreamWriter
 from server.store.blobs import FileBlobs
 from tests.conftest import Org
 from tests.helpers.postgres import database_files
+from tests.helpers.signals import signal_state
 
 pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
@@ -232,7 +233,10 @@ def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path,
             assert time.monotonic() < deadline, "no partial plaintext was written"
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit within 60 s of SIGINT: {signal_state(proc.pid)}")
     finally:
         release.set()
         if proc.poll() is None:
