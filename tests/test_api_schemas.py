@@ -226,8 +226,11 @@ def _guest(root: Path, log: Path, alice: Member, bob: Member) -> None:
         dora.ok("join", ally.invite, "--name", "dora")
         erin.ok("join", dora.json("invite")["invite"], "--name", "erin")
         code = dora.json("coalition", "pairing-code", "campaign")["code"]
-        space = alice.json("coalition", "create", "campaign", "--with", code)["space"]
-        bob.ok("coalition", "pin", "campaign", "--with", code)  # bob is NCC too: the pin needs a second member
+        # bob is NCC too (two-person): alice's create proposes the host's coalition key, bob's records it and creates
+        # the space (proposing the pin), alice's pin puts the pin in force (tests/test_coalition_cli.py)
+        alice.ok("coalition", "create", "campaign", "--with", code)
+        space = bob.json("coalition", "create", "campaign", "--with", code)["space"]
+        alice.ok("coalition", "pin", "campaign", "--with", code)
         guest = dora.json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
         alice.ok("coalition", "add", "campaign", f"erin@{code.split(':', 4)[4]}", "--approval", guest)  # add_guest
     finally:

@@ -30,7 +30,7 @@ import pytest
 from client.cli.main import cli
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, Member, Org, Result
-from tests.helpers.signals import signal_state
+from tests.helpers.signals import sigint_default, signal_state
 from tests.helpers.tampering import blob_file, blob_replaced, flip, version_row
 
 BOX = set("─│┌┐└┘├┤┬┴┼━┃┏┓┗┛┡┩╇╈╋═║╔╗╚╝")
@@ -220,7 +220,8 @@ def test_sigint_exits_130(org: Org) -> None:
     (``PYTHONFAULTHANDLER``, then SIGABRT)."""
     for args in (("device", "add", "--wait", "600"), ("device", "add", "--wait", "600", "--json")):
         proc = subprocess.Popen([MVAULT, *args], env={**org.alice.env(), "PYTHONFAULTHANDLER": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=org.alice.home.parent)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=org.alice.home.parent,
+                                preexec_fn=sigint_default)
         assert proc.stdout is not None
         first = proc.stdout.readline()  # the code is printed: the command now waits
         assert ("code" in json.loads(first)) if "--json" in args else first.startswith("on the new device run"), first

@@ -16,7 +16,7 @@ from aiohttp.abc import AbstractStreamWriter
 from server.store.blobs import FileBlobs
 from tests.conftest import Org
 from tests.helpers.postgres import database_files
-from tests.helpers.signals import signal_state
+from tests.helpers.signals import sigint_default, signal_state
 
 pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL (tests/helpers/postgres.py)
 
@@ -223,7 +223,7 @@ def test_ctrl_c_during_get_leaves_no_partial_plaintext(org: Org, tmp_path: Path,
     where = tmp_path / "out"
     where.mkdir()
     proc = subprocess.Popen([MVAULT, "get", "drafting", "big.bin", "-o", str(where / "big.bin")], env=alice.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         assert reached.wait(120), "the server never sent 16 MiB of the body"
         deadline = time.monotonic() + 120

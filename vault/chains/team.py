@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import Act
-from vault.chains import coalition as co
-from vault.chains.coalition import GUEST_ROLE, Ally, Guest, check_host_admit, check_host_key
+from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey, apply_rekey, check_host_admit, check_host_key
 from vault.chains.coalitionspace import admit, pin_ally, removal_statement, use_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
@@ -122,7 +121,7 @@ class TeamState:
     guests: dict[str, Guest] = field(default_factory=dict)
     statements_used: set[bytes] = field(default_factory=set)
     ally_proposals: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)  # pin -> proposer (two-person)
-    rekeys: dict[bytes, co.Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
+    rekeys: dict[bytes, Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
     host_key: bytes | None = None  # a coalition space's host coalition key (team.create): host members' entry needs it
     host_removed: set[str] = field(default_factory=set)  # host members a host coalition.remove dropped
 
@@ -420,7 +419,7 @@ class TeamState:
                policy: Policy) -> None:
         """Any member carries an ally's new coalition key (``vault.chains.coalition.apply_rekey``)."""
         self._authorize(link, org, org_seq, members, policy, "coalition.rekey")
-        co.apply_rekey(self.allies, self.rekeys, link)
+        apply_rekey(self.allies, self.rekeys, link)
 
     def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                  policy: Policy) -> None:
