@@ -10,18 +10,12 @@ So the guest's client refuses what it used to take on a space admin's word: an a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from security.authority import POLICY
-from security.policy import TEAM_KINDS
 from tests.helpers.chain_world import expect
 from tests.helpers.coalition_world import Coalition
 from tests.helpers.keyholder import openable
-from vault.chains import TeamState, replay_team
-from vault.chains.coalition import CoalitionKey, admit_statement, rekey_statement, signed_statement
-from vault.chains.outside import outside_org
+from vault.chains.coalition import CoalitionKey, admit_statement, signed_statement
 from vault.errors import ChainError
 from vault.links import Link, make_link
 
@@ -31,26 +25,16 @@ def c() -> Coalition:
     return Coalition(hosted=True)
 
 
-def outside(c: Coalition, links: list[Link]) -> TeamState:
-    """The guest's client's replay: a join code vouching for the chain up to its first link, or its last pin (with
-    the allies pinned), so every later link is judged past the code."""
-    pins = [x for x in links if x.type == "coalition.ally"]
-    org = outside_org(c.host.org_links[0].hash, c.space.team_id, pins[-1].seq if pins else 1,
-                      frozenset(x.body.bytes_("ally", 32) for x in pins))
-    return replay_team(links, org, c.host.members(), POLICY, TEAM_KINDS)
 
 
-def both(c: Coalition, link: Link) -> list[Callable[[], TeamState]]:
-    """The host's replay and the guest's of the space's chain with ``link``."""
-    return [lambda: c.state([link]), lambda: outside(c, [*c.space.links, link])]
 
 
 def test_a_host_members_add_needs_the_hosts_approval_on_every_side(c: Coalition) -> None:
     bob = c.host.admit("bob")
-    for replay in both(c, c.add(bob, None, append=False)):
+    for replay in c.both(c.add(bob, None, append=False)):
         expect(ChainError, replay, "needs the host's coalition.admit")
     c.add(bob, c.host_approval(bob))
-    for state in (c.state(), outside(c, c.space.links)):
+    for state in (c.state(), c.outside(c.space.links)):
         assert state.members[bob.id].role == "writer"
         assert bob.id not in state.guests  # a host member, not a guest
         assert (state.generation, bob.id) in state.boxes
@@ -67,7 +51,7 @@ def test_a_host_approval_is_for_exactly_one_add_signed_with_the_host_key(c: Coal
                 "expired": lambda: c.host_approval(bob, time=c.host.time - 15 * 86400),
                 "other-space": lambda: signed_statement(key, admit_statement(
                     "0" * 32, c.host.org_links[0].hash, bob.id, "writer", None, c.host.time))}[bad]()
-    for replay in both(c, c.add(bob, approval, append=False)):
+    for replay in c.both(c.add(bob, approval, append=False)):
         expect(ChainError, replay)
 
 
@@ -76,7 +60,7 @@ def test_a_host_approval_is_used_once(c: Coalition) -> None:
     approval = c.host_approval(bob)
     c.add(bob, approval)
     c.remove(bob, [c.admin, c.writer])
-    for replay in both(c, c.add(bob, approval, append=False)):
+    for replay in c.both(c.add(bob, approval, append=False)):
         expect(ChainError, replay, "used once")
 
 
@@ -95,17 +79,17 @@ def test_a_promotion_to_admin_needs_the_hosts_approval(c: Coalition) -> None:
             body["approval"] = approval
         return c.host.team_link(c.space, c.admin, "team.role", body, append=False)
 
-    for replay in both(c, role(None)):
+    for replay in c.both(role(None)):
         expect(ChainError, replay)
-    for replay in both(c, role(c.host_approval(c.writer, "writer"))):
+    for replay in c.both(role(c.host_approval(c.writer, "writer"))):
         expect(ChainError, replay, "another member, role or end")
     promoted = role(c.host_approval(c.writer, "admin"))
-    for replay in both(c, promoted):
+    for replay in c.both(promoted):
         assert replay().members[c.writer.id].role == "admin"
     c.space.links.append(promoted)
     demoted = c.host.team_link(c.space, c.admin, "team.role", {"member": c.writer.id, "role": "reader", "until": None},
                                append=False)  # a demotion is no entry: no approval
-    for replay in both(c, demoted):
+    for replay in c.both(demoted):
         assert replay().members[c.writer.id].role == "reader"
 
 
@@ -128,7 +112,7 @@ def test_the_hosts_removal_of_its_member_reaches_the_guests_view(c: Coalition) -
     c.add(bob, c.host_approval(bob))
     c.host.org_link(c.admin, "org.remove", {"member": bob.id, "reason": "expelled"})
     link = c.remove(bob, [c.admin, c.writer], statement=c.host_removal(bob), append=False)
-    host, guest = (replay() for replay in both(c, link))
+    host, guest = (replay() for replay in c.both(link))
     for state in (host, guest):
         assert bob.id not in state.members
         assert {m for g, m in state.boxes if g == state.generation} == {c.admin.id, c.writer.id}
@@ -143,7 +127,7 @@ def test_a_host_statement_never_removes_a_guest_nor_an_ally_key_a_host_member(c:
     c.add(alice, c.approval(ally, alice))
     for link in (c.remove(alice, [c.admin, c.writer], statement=c.host_removal(alice), append=False),
                  c.remove(c.writer, [c.admin, alice], statement=c.removal(ally, c.writer), append=False)):
-        for replay in both(c, link):
+        for replay in c.both(link):
             expect(ChainError, replay, "only its own members")
 
 
@@ -153,7 +137,7 @@ def test_a_space_without_host_key_keeps_the_admins_word() -> None:
     c = Coalition()
     bob = c.host.admit("bob")
     c.add(bob, None)
-    assert outside(c, c.space.links).members[bob.id].role == "writer"
+    assert c.outside(c.space.links).members[bob.id].role == "writer"
 
 
 def test_a_later_rekey_of_the_host_key_keeps_the_space_replaying(c: Coalition) -> None:
@@ -162,12 +146,5 @@ def test_a_later_rekey_of_the_host_key_keeps_the_space_replaying(c: Coalition) -
     chain still replays on the host's side (before, the check read the name's current entry and every replay of the
     space failed from the rekey on)."""
     assert c.host_key is not None
-    root, new = c.host.org_links[0].hash, CoalitionKey.generate()
-    name = c.host.org().coalitions
-    [space_name] = [n for n, e in name.items() if e.key == c.host_key.public]
-    statement = rekey_statement(root, new.public, c.host.time)
-    c.host.org_link(c.admin, "org.coalition", {"name": space_name, "key": new.public, "host": root,
-                                               "replaces": c.host_key.public,
-                                               "rekey": signed_statement(c.host_key, statement)})
-    assert c.host.org().coalitions[space_name].key == new.public
+    c.rekey_host_key()  # checks the name's key replaced and the old one retired
     assert c.state().host_key == c.host_key.public

@@ -10,9 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from security.authority import POLICY
+from security.policy import TEAM_KINDS
 from tests.helpers.chain_world import MWorld, Person, Team
-from vault.chains import TeamState
-from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
+from vault.chains import TeamState, replay_team
+from vault.chains.coalition import (
+    CoalitionKey,
+    admit_statement,
+    rekey_statement,
+    remove_statement,
+    signed_statement,
+)
+from vault.chains.outside import outside_org
 from vault.encoding import Value
 from vault.links import Link, make_link
 from vault.teamkeys import TeamKey, seal_history
@@ -167,3 +176,29 @@ class Coalition:
 
     def state(self, extra: list[Link] | None = None) -> TeamState:
         return self.host.replay_team(self.space.links + (extra or []))
+
+    def outside(self, links: list[Link]) -> TeamState:
+        """A guest's client's replay: a join code vouching for the chain up to its last pin (with the allies pinned),
+        or its first link, so every later link is judged past the code (``vault/chains/outside.py``)."""
+        pins = [x for x in links if x.type == "coalition.ally"]
+        org = outside_org(self.host.org_links[0].hash, self.space.team_id, pins[-1].seq if pins else 1,
+                          frozenset(x.body.bytes_("ally", 32) for x in pins))
+        return replay_team(links, org, self.host.members(), POLICY, TEAM_KINDS)
+
+    def both(self, link: Link) -> list[Callable[[], TeamState]]:
+        """The host's replay and the guest's of the space's chain with ``link``."""
+        return [lambda: self.state([link]), lambda: self.outside([*self.space.links, link])]
+
+    def rekey_host_key(self) -> CoalitionKey:
+        """The host's NCC replaces its coalition key for the space in its own chain (``org.coalition`` with
+        ``replaces`` and the rekey statement signed with the old key): what it does when a member leaves the NCC."""
+        assert self.host_key is not None
+        root, new = self.host.org_links[0].hash, CoalitionKey.generate()
+        [name] = [n for n, e in self.host.org().coalitions.items() if e.key == self.host_key.public]
+        statement = rekey_statement(root, new.public, self.host.time)
+        self.host.org_link(self.admin, "org.coalition", {"name": name, "key": new.public, "host": root,
+                                                         "replaces": self.host_key.public,
+                                                         "rekey": signed_statement(self.host_key, statement)})
+        assert self.host.org().coalitions[name].key == new.public
+        assert [r.entry.key for r in self.host.org().coalitions_retired[name]] == [self.host_key.public]
+        return new
