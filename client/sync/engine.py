@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import stat
-import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -88,18 +88,6 @@ class Outcome:
             self.trouble += 1
         if action == plan.REFUSED:
             self.refused += 1
-
-
-def conflict_name(name: str, member: str, now: int) -> str:
-    """``NAME (conflict MEMBER YYYY-MM-DD HHMM).EXT`` (UTC), beside ``name``."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, ext = base.rpartition(".")
-    if not stem:  # no extension (or a name like ".x")
-        stem, dot, ext = base, "", ""
-    stamp = time.strftime("%Y-%m-%d %H%M", time.gmtime(now))
-    who = "".join(c for c in member if c.isalnum() or c in "-_ ") or "member"
-    new = f"{stem} (conflict {who} {stamp}){dot}{ext}"
-    return f"{folder}/{new}" if folder else new
 
 
 def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Callable[[str], str], hidden_ok: bool,
@@ -369,11 +357,11 @@ class SyncRun:
             await self._fetch_over(a, held)
             return
         src = self._local(a.name)
-        copy = conflict_name(a.name, self.me_name, self.c.session.now())
+        copy = plan.conflict_name(a.name, self.me_name, self.c.session.now())
         n = 1
         while os.path.lexists(self.root / copy):
             n += 1
-            copy = conflict_name(a.name, f"{self.me_name} {n}", self.c.session.now())
+            copy = plan.conflict_name(a.name, f"{self.me_name} {n}", self.c.session.now())
         os.rename(src, self._local(copy))
         fetched, got = await self.c.docs.fetch_newest(self.team, a.name, src, self.progress)
         rec = fetched.doc.record
@@ -410,10 +398,12 @@ class SyncRun:
         gate, big_gate = asyncio.Semaphore(PULL_CONCURRENCY), asyncio.Semaphore(BIG_IN_FLIGHT)
         small = asyncio.Semaphore(SMALL_PULLS)
 
+        full: list[plan.Action] = []  # pulls that found the disk full while others were landing: once more after
+
         async def pull(a: plan.Action) -> None:
             size = (sizes or {}).get(a.name, SMALL)
             async with big_gate if size >= BIG_FILE else contextlib.nullcontext(), small if size < SMALL else gate:
-                await self.guarded(a, local)
+                await self.guarded(a, local, full)
 
         self.deferred = []
         try:
@@ -423,18 +413,25 @@ class SyncRun:
                         tasks.create_task(pull(a))
         except ExceptionGroup as group:  # a security error (guarded lets nothing else through): the others stopped
             raise group.exceptions[0] from None
+        for a in sorted(full, key=lambda a: (sizes or {}).get(a.name, SMALL)):  # one at a time, smallest first
+            await self.guarded(a, local)
         done = {id(a) for a in new + pulls}
         for a in self.deferred + [a for a in actions if id(a) not in done]:  # conflicts upload: after the batch
             await self.guarded(a, local)
 
-    async def guarded(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
-        """Apply ``a``; a failure is reported and the pass goes on, except a lying server, which stops it."""
+    async def guarded(self, a: plan.Action, local: dict[str, LocalFile], full: list[plan.Action] | None = None
+                      ) -> None:
+        """Apply ``a``; a failure is reported and the pass goes on, except a lying server, which stops it. With
+        ``full``, a full disk is not reported but ``a`` put there, to be tried again once the others are done."""
         try:
             await self.apply_one(a, local)
         except SECURITY:
             self.save(force=True)
             raise
         except (VaultError, OSError) as e:
+            if full is not None and isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                full.append(a)
+                return
             self.out.add(FAILED, a.name, a.doc, a.seq, _failure(a, e, local.get(a.name)))
         self.save()
 

@@ -27,6 +27,7 @@ unless ``confirm_deletes``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -242,3 +243,15 @@ def _read_only(a: Action) -> Action:
     if a.kind == REFUSED:
         return Action(NOT_PUSHED, a.name, a.doc, a.seq, detail="deleted here; you may only read this team")
     return a
+
+
+def conflict_name(name: str, member: str, now: int) -> str:
+    """``NAME (conflict MEMBER YYYY-MM-DD HHMM).EXT`` (UTC), beside ``name``."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, ext = base.rpartition(".")
+    if not stem:  # no extension (or a name like ".x")
+        stem, dot, ext = base, "", ""
+    stamp = time.strftime("%Y-%m-%d %H%M", time.gmtime(now))
+    who = "".join(c for c in member if c.isalnum() or c in "-_ ") or "member"
+    new = f"{stem} (conflict {who} {stamp}){dot}{ext}"
+    return f"{folder}/{new}" if folder else new
