@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from client.coalition import Pairing
-from client.guestspace import JoinCode
+from client.guestspace import JoinCode, legacy_pins
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from tests.conftest import Member
@@ -22,11 +22,11 @@ from tests.helpers.chain_world import Person
 from tests.helpers.coalition_world import Ally, Coalition
 from tests.helpers.forgery import Forge, Forgery, served, team_link
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import erin_of
+from tests.helpers.guests import erin_of, guest_space
 from vault.chains import TeamState, replay_team
 from vault.chains.coalition import CoalitionKey, rekey_statement, remove_statement, signed_statement
 from vault.chains.outside import outside_org
-from vault.errors import ChainError
+from vault.errors import ChainError, VaultError
 from vault.links import Link
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
@@ -182,3 +182,44 @@ def test_a_guest_trusts_the_pin_in_force_over_a_lone_ncc_members_proposal(
         assert erin.fails("--space", "campaign", "ls", "campaign", contains="not signed with the coalition key"
                           ).code == 3
     erin.ok("--space", "campaign", "ls", "campaign")
+
+
+def code_of(c: Coalition, pins: tuple[tuple[int, bytes], ...] | None) -> JoinCode:
+    """A join code for the whole chain of ``c``'s space as the host replays it (``pins`` None: one made before them)."""
+    state = c.state()
+    return JoinCode("https://host.example", "cert", bytes(32), c.host.org_links[0].hash, state.team_id, state.name,
+                    state.seq, state.head, tuple(sorted(state.allies)), pins)
+
+
+def test_an_older_join_code_stands_for_the_pins_only_where_the_chain_leaves_no_doubt() -> None:
+    """A code made before session 16 names the allies' roots only. Where each ally's coalition.ally links in its
+    prefix all name one key (a proposal and its second signature), the last of them is the pin, as the host's judge
+    says; where one names another key (a stray proposal), which is in force is not known: refused, asking for a new
+    code."""
+    c, nina = with_nina()
+    ally, other = c.ally("ally"), c.ally("other")
+    c.pin(ally)
+    c.pin(ally, signer=nina)
+    c.pin(other, signer=nina)
+    c.pin(other)
+    assert legacy_pins(code_of(c, None), c.space.links) == c.state().ally_pins
+    third = c.ally("third")
+    c.pin(third, signer=nina, key=CoalitionKey.generate().public)
+    c.pin(third)
+    c.pin(third, signer=nina)
+    with pytest.raises(VaultError, match="names two keys for one ally"):
+        legacy_pins(code_of(c, None), c.space.links)
+    code = code_of(c, tuple(sorted(c.state().ally_pins.items())))  # a code made now: the pins in force
+    assert JoinCode.parse(code.code) == code and JoinCode.parse(code_of(c, None).code).pins is None
+
+
+def test_a_code_made_before_pins_still_joins_a_space_with_one_key_per_ally(
+        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Two real servers: the guest space of the other guest tests, its join code stripped of ``pins`` (as made
+    before session 16): erin joins and works with it, as before."""
+    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path)
+    legacy = dataclasses.replace(JoinCode.parse(space.code), pins=None).code
+    assert JoinCode.parse(legacy).pins is None
+    joined = space.erin.json("coalition", "join", legacy)
+    assert sorted(joined["members"]) == [["alice", "host"], ["erin", space.ally_name]]
+    assert [d["name"] for d in space.erin.json("--space", space.name, "ls", space.name)] == ["plan.txt"]
