@@ -3,9 +3,11 @@
 
 A space admin of the host gives the guest (out of band, as an invite) a **join code**
 (``mvault coalition join-code NAME``): ``mvault-space:1:<base64url of the canonical encoding of {"url", "pin_kind",
-"pin", "org", "space", "name", "seq", "head", "allies"}>``: the host's server address and transport pin, the host's
-organization root, the space's team id and name, the seq and hash of the space chain's head as the admin's client
-verified it with the host's organization chain, and the roots of the allies pinned in force there. ``mvault
+"pin", "org", "space", "name", "seq", "head", "allies", "pins"}>``: the host's server address and transport pin, the
+host's organization root, the space's team id and name, the seq and hash of the space chain's head as the admin's
+client verified it with the host's organization chain, the roots of the allies pinned in force there, and which
+``coalition.ally`` links put a pin in force on the host's side, with their keys (review 16: a guest cannot tell a
+lone NCC member's proposal from a pin; a code made before session 16 has no ``pins``, ``legacy_pins``). ``mvault
 coalition join CODE`` on the guest's own device records it beside the guest's own identity (``SpaceHome``: sealed
 ``space.<id>.config``, ``.pins``, ``.space`` in the same home, under the same keystore) and checks the space at once.
 Then ``mvault --space NAME ls|put|get|thread ...`` runs the ordinary commands against the host's server as a
@@ -14,7 +16,8 @@ guest (``GuestClient``).
 What the guest's client checks, without the host's organization chain (the host's roster): the directory's root is
 the pinned one; every member chain it is served replays and extends its pin; the space's chain replays with the one
 judge and an *outside* organization state (vault/chains/outside.py): up to the join code's link its hash must be the
-code's (the admin's judgement vouches for it), after it every link is judged by team role alone; the chain extends
+code's (the admin's judgement vouches for it) and an ally is pinned only where the code names a pin in force, with its
+key; after it every link is judged by team role alone; the chain extends
 its pin (rollback). Documents and messages are then judged as for any member, against the space's members' device
 keys as the space chain states them, and document listings against their pins.
 """
@@ -22,6 +25,7 @@ keys as the space chain states them, and document listings against their pins.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +40,9 @@ from client.view import Chains, View, check_chain_pin, key_change_warnings
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from vault.chains import TeamState, replay_team
+from vault.chains.coalition import parse_ally
 from vault.chains.outside import outside_org
-from vault.encoding import Fields, decode, encode
+from vault.encoding import Fields, Value, decode, encode
 from vault.errors import (
     EXIT_SECURITY,
     ChainError,
@@ -52,7 +57,8 @@ from vault.links import Link
 from vault.wire.schemas import DirectoryView
 
 PREFIX = "mvault-space:1:"
-_FIELDS = {"url", "pin_kind", "pin", "org", "space", "name", "seq", "head", "allies"}
+_FIELDS = {"url", "pin_kind", "pin", "org", "space", "name", "seq", "head", "allies", "pins"}
+MAX_PINS = 256  # coalition.ally links in force a join code names (each ally's first pin and any re-pin after a freeze)
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,16 @@ class JoinCode:
     seq: int
     head: bytes
     allies: tuple[bytes, ...]
+    pins: tuple[tuple[int, bytes], ...] | None  # (seq, key) of each pin in force up to seq; None: a code before them
 
     @property
     def code(self) -> str:
-        raw = encode({"url": self.url, "pin_kind": self.pin_kind, "pin": self.pin, "org": self.org_root,
-                      "space": self.space, "name": self.name, "seq": self.seq, "head": self.head,
-                      "allies": list(self.allies)})
-        return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        fields: dict[str, Value] = {"url": self.url, "pin_kind": self.pin_kind, "pin": self.pin, "org": self.org_root,
+                                    "space": self.space, "name": self.name, "seq": self.seq, "head": self.head,
+                                    "allies": list(self.allies)}
+        if self.pins is not None:
+            fields["pins"] = [{"seq": seq, "key": key} for seq, key in self.pins]
+        return PREFIX + base64.urlsafe_b64encode(encode(fields)).decode().rstrip("=")
 
     @classmethod
     def parse(cls, code: str) -> JoinCode:
@@ -86,17 +95,54 @@ class JoinCode:
             allies = f.list_("allies", 64)
             if not all(isinstance(a, bytes) and len(a) == 32 for a in allies):
                 raise EncodingError("join code: allies must be organization roots (32 bytes)")
+            seq = f.int_("seq", 1)
+            pins = None
+            if f.has("pins"):
+                named = [Fields(x, "join code pin", {"seq", "key"}) for x in f.list_("pins", MAX_PINS)]
+                pins = tuple((x.int_("seq", 1, seq), x.bytes_("key", 32)) for x in named)
+                if len({s for s, _ in pins}) != len(pins):
+                    raise EncodingError("join code: a link named twice in pins")
             return cls(f.str_("url", 2048), f.str_("pin_kind", 16), f.bytes_("pin", max_size=64),
-                       f.bytes_("org", 32), f.str_("space", 64), f.str_("name", 200), f.int_("seq", 1),
-                       f.bytes_("head", 32), tuple(a for a in allies if isinstance(a, bytes)))
+                       f.bytes_("org", 32), f.str_("space", 64), f.str_("name", 200), seq,
+                       f.bytes_("head", 32), tuple(a for a in allies if isinstance(a, bytes)), pins)
         except (ValueError, EncodingError) as e:
             raise VaultError(f"malformed join code: {e}") from None
+
+
+def legacy_pins(code: JoinCode, links: list[Link]) -> dict[int, bytes]:
+    """The pins in force that a join code made before session 16 (roots only, no ``pins``) stands for, where the
+    space's chain leaves no doubt: each ally it names pinned, in its prefix, by ``coalition.ally`` links all naming one
+    key (a proposal and its second signature; the last is the pin). Two keys for one ally (a lone NCC member's
+    proposal, or a re-pin after a freeze): which one the host's NCC put in force is not known here, so refused."""
+    found: dict[bytes, list[tuple[int, bytes]]] = {}
+    for link in links[:code.seq]:
+        if link.type == "coalition.ally":
+            root, key, _ = parse_ally(link)
+            if root in code.allies:
+                found.setdefault(root, []).append((link.seq, key))
+    if any(len({key for _, key in pins}) > 1 for pins in found.values()):
+        raise VaultError(f"the join code of coalition space {code.name} was made before join codes named the allies' "
+                         "keys, and the space's chain names two keys for one ally: ask a space admin of the host for a "
+                         "new join code (`mvault coalition join-code`), then `mvault coalition join` it")
+    return dict(pins[-1] for pins in found.values())
+
+
+def check_pins(code: JoinCode, pins: Mapping[int, bytes], links: list[Link]) -> None:
+    """Every pin the code names is a ``coalition.ally`` of the vouched prefix with that key (the prefix hashes to
+    the code's head: a code that names another key than the chain's is not the admin's client's)."""
+    for seq, key in sorted(pins.items()):
+        link = links[seq - 1] if seq <= code.seq else None
+        if link is None or link.type != "coalition.ally" or parse_ally(link)[1] != key:
+            raise IntegrityError(f"the join code of coalition space {code.name} names a pin in force at link {seq} "
+                                 "that the space's chain does not hold with that key: refused (ask a space admin of "
+                                 "the host for a new join code)")
 
 
 def join_code(cfg: Config, space: TeamState) -> JoinCode:
     """The host's side: the code for ``space`` as this member's client verified it (with the organization chain)."""
     return JoinCode(cfg.url, cfg.pin_kind, bytes.fromhex(cfg.cert_fp), bytes.fromhex(cfg.org_root), space.team_id,
-                    space.name, space.seq, space.head, tuple(sorted(space.allies)))
+                    space.name, space.seq, space.head, tuple(sorted(space.allies)),
+                    tuple(sorted(space.ally_pins.items())))
 
 
 async def space_join_code(c: Client, name: str) -> JoinCode:
@@ -185,7 +231,9 @@ class GuestChains(Chains):
         if len(links) < anchor.seq or links[anchor.seq - 1].hash != anchor.head:
             raise ServerMismatch(f"the host's server serves coalition space {anchor.name} without the links the join "
                                  "code vouches for (forged, or another space): stop and tell your Security Team")
-        org = outside_org(anchor.org_root, anchor.space, anchor.seq, frozenset(anchor.allies))
+        in_force = dict(anchor.pins) if anchor.pins is not None else legacy_pins(anchor, links)
+        check_pins(anchor, in_force, links)
+        org = outside_org(anchor.org_root, anchor.space, anchor.seq, in_force.items())
         try:
             team = replay_team(links, org, members, POLICY, TEAM_KINDS)
         except ChainError as e:  # a link no member's client makes (an act needing a newer join code is PolicyDenied)
@@ -195,6 +243,9 @@ class GuestChains(Chains):
                                  f"hold: {e}") from e
         if team.team_id != anchor.space or team.kind != "coalition":
             raise ChainError("the host's server served another chain than the coalition space's")
+        if set(team.allies) != set(anchor.allies):  # its allies are pinned in the prefix, where the code names them
+            raise IntegrityError(f"the join code of coalition space {anchor.name} names other allies than the pins "
+                                 "in force its chain holds: refused (ask a space admin of the host for a new one)")
         pin(team.team_id, links)
         s.warnings.extend(key_change_warnings(pins, members, s.me))
         return View(org, members, {team.team_id: team})

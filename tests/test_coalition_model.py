@@ -16,7 +16,10 @@ host's on every link past its join code: there is no act it takes on a space adm
     member added without an approval, or with one of an unpinned ally, a forged or a used one, is never a member
     (and one removed by the organization they entered for is out);
 (b) nobody outside the space opens a key generation made after they left it (every box ever sealed, history blobs
-    followed down): removal by either side cuts the key boxes.
+    followed down): removal by either side cuts the key boxes;
+(c) the allies in force, and the key each is trusted with, are the model's on the host's side and in the guest's
+    view (a join code made at every pin): one NCC member's proposal, with another key (``pin_stray``), pins nothing
+    for either (review 16).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class CoalitionMachine(RuleBasedStateMachine):
                 self.org_of[person.id] = ally
         self.used: dict[str, dict[str, Value]] = {}  # member -> the last approval used for them
         self.retired: dict[str, CoalitionKey] = {}  # ally -> the last of its keys a rekey retired
+        self.strays: dict[str, CoalitionKey] = {}  # ally -> the key of its own the second NCC member proposed for it
         self.extra = self.c.host.admit("host-extra")  # a host member not in the space: enters with the host's approval
         self.people.append(self.extra)
         self.ncc2 = self.c.host.admit("host-ncc")  # a second NCC member, not in the space: pins take two
@@ -73,9 +77,12 @@ class CoalitionMachine(RuleBasedStateMachine):
         """A guest's client's view of the space (vault/chains/outside.py), with a join code made now: the chain
         replayed without the host's organization chain, vouched for up to its head with the allies in force."""
         self.outside = outside_org(self.c.host.org_links[0].hash, self.state.team_id, self.state.seq,
-                                   frozenset(self.state.allies))
+                                   self.state.ally_pins.items())
         self.seen = replay_team(self.c.space.links, self.outside, self.members, POLICY, TEAM_KINDS)
-        assert self.seen.members == self.state.members and self.seen.allies.keys() == self.state.allies.keys()
+        assert self.seen.members == self.state.members
+        # The keys the guest trusts are those the host's NCC put in force, never a lone proposal's (review 16).
+        assert {r: (a.key, a.frozen) for r, a in self.seen.allies.items()} == {
+            r: (a.key, a.frozen) for r, a in self.state.allies.items()}
 
     def attempt(self, link: Link, expected: bool) -> bool:
         """The host's replay must give the model's answer, and the guest's the same (a pin excepted: it needs a newer
@@ -96,11 +103,9 @@ class CoalitionMachine(RuleBasedStateMachine):
             outside = True
         except (ChainError, PolicyDenied):
             outside = False
-        # A guest cannot tell the re-pin of a frozen ally from its proposal (who is the host's NCC is not known to
-        # it): inside its join code's prefix, the proposal's key counts for it already (the key the host's NCC named).
-        loose = {a.root for a in self.allies if a.name in self.model.proposed and a.name in self.model.frozen}
-        assert outside == (expected and link.type != "coalition.ally") or (
-            outside and not expected and self.involves(link, loose)), f"{link.type}: guest {outside}"
+        # Inside its join code's prefix a pin counts for the guest only where the code names it in force (review 16:
+        # not at a proposal, whose key one NCC member chose, nor at a frozen ally's re-pin proposed and not signed).
+        assert outside == (expected and link.type != "coalition.ally"), f"{link.type}: guest {outside}"
         if accepted:
             self.c.accept(link)
             self.state = candidate
@@ -108,13 +113,6 @@ class CoalitionMachine(RuleBasedStateMachine):
             if link.type == "coalition.ally":
                 self.guest_view()
         return accepted
-
-    def involves(self, link: Link, allies: set[bytes]) -> bool:
-        """Does ``link`` carry a statement of one of ``allies`` (an approval, a removal, a rekey)?"""
-        raw = link.body.raw
-        carried = raw.get("approval") or raw.get("statement")
-        statement = carried.get("statement") if isinstance(carried, dict) else carried
-        return isinstance(statement, bytes) and any(a in statement for a in allies)
 
     def person(self, i: int) -> Person:
         return self.people[i % len(self.people)]
@@ -129,6 +127,20 @@ class CoalitionMachine(RuleBasedStateMachine):
         root = self.allies[ally].root
         pinned = root in self.state.allies and not self.state.allies[root].frozen
         assert (pinned and (root not in before or before[root].frozen)) == (outcome == "pinned")
+
+    @rule(ally=st.integers(0, 1), signer=st.sampled_from([6, 6, 1]))
+    def pin_stray(self, ally: int, signer: int) -> None:
+        """Review 16: the second NCC member (or a non-NCC member) proposes the pin of an ally with a key of their own,
+        which nobody signs again: only a proposal on the host's side, and nothing for the guest's view (asserted
+        by ``guest_view``, made again at every pin the host takes: the keys the guest trusts are the host's)."""
+        who = self.ncc2 if signer == 6 else self.person(signer)
+        a = self.allies[ally]
+        stray = self.strays.setdefault(a.name, CoalitionKey.generate())
+        outcome = self.model.pin_stray(who.id, a.name)
+        before = {r: (x.key, x.frozen) for r, x in self.state.allies.items()}
+        self.attempt(self.c.pin(a, signer=who, key=stray.public, append=False), outcome != "refused")
+        event(f"stray pin {outcome}")
+        assert {r: (x.key, x.frozen) for r, x in self.state.allies.items()} == before
 
     @rule(ally=st.sampled_from([0, 0, 0, 1]), carrier=st.sampled_from([0, 1, 1, 2, 3, 4, 5]),
           kind=st.sampled_from(["next", "next", "rival", "race", "race", "forged", "again"]))
@@ -235,6 +247,14 @@ class CoalitionMachine(RuleBasedStateMachine):
         assert {m: tm.role for m, tm in state.members.items()} == entitled
         assert {m for g, m in state.boxes if g == state.generation} == set(entitled)
         assert state.generation == self.model.generation
+
+    @invariant()
+    def c_the_keys_each_side_trusts_are_the_pins_in_force(self) -> None:
+        """The allies in force are those the model says two NCC members pinned (never a lone proposal, whatever its
+        key), with the ally's own key, on the host's side and in the guest's view (review 16)."""
+        trusted = {a.root: a.key.public for a in self.allies if a.name in self.model.pinned - self.model.frozen}
+        for state in (self.state, self.seen):
+            assert {r: a.key for r, a in state.allies.items() if not a.frozen} == trusted
 
     @invariant()
     def b_nobody_outside_opens_a_generation_made_after_they_left(self) -> None:

@@ -39,7 +39,7 @@ def refused(c: Coalition, link: Link, match: str | None) -> None:
 def guest_view(c: Coalition, upto: int) -> TeamState:
     """A guest's view: a join code vouching for the chain's first ``upto`` links, the rest replayed by team roles."""
     vouched = c.host.replay_team(c.space.links[:upto])
-    outside = outside_org(c.host.org_links[0].hash, vouched.team_id, vouched.seq, frozenset(vouched.allies))
+    outside = outside_org(c.host.org_links[0].hash, vouched.team_id, vouched.seq, vouched.ally_pins.items())
     return replay_team(c.space.links, outside, c.host.members(), POLICY, TEAM_KINDS)
 
 

@@ -3,7 +3,8 @@ the chain code: it shares nothing with ``vault.chains`` or ``security.authority`
 restated here as a rule: an ally's member is never the space's admin).
 
 The rule: an ally's member is in the space only after a space admin's add carrying an approval signed with the
-coalition key of an organization two of the host's NCC members pinned, for that member and role, never used before;
+coalition key of an organization two of the host's NCC members pinned (one NCC member's proposal, with whatever key,
+pins nothing: not for a guest either), for that member and role, never used before;
 they are then in the space for that organization (the host cannot see the allies' rosters: whichever pinned ally
 approves a person answers for them), and only that organization approves them again. A host member is in it only
 by a space admin's add carrying the host's own approval, signed with the host's coalition key (fresh, for that
@@ -26,6 +27,7 @@ class CoalitionModel:
     entered_for: dict[str, str] = field(default_factory=dict)  # ally member -> the organization that approved them
     ncc: set[str] = field(default_factory=set)  # the host's NCC members (the admin and another, not in the space)
     proposed: dict[str, str] = field(default_factory=dict)  # ally -> the NCC member who proposed its pin
+    stray: set[str] = field(default_factory=set)  # allies an NCC member proposed with a key of their own (review 16)
     pinned: set[str] = field(default_factory=set)
     guests: dict[str, str] = field(default_factory=dict)  # ally member in the space -> role
     generation: int = 1
@@ -50,6 +52,15 @@ class CoalitionModel:
         self.pinned.add(ally)
         self.frozen.discard(ally)  # a frozen ally re-pinned (its key given in person): its keys count again
         return "pinned"
+
+    def pin_stray(self, signer: str, ally: str) -> str:
+        """"refused" or "proposed": one NCC member's pin of ``ally`` with another key than the ally's (their own),
+        which no second NCC member signs. A proposal pins nothing, on the host's side and the guest's alike (the
+        guest's join code names the pins in force: review 16); the ally's own key is pinned as if it never was."""
+        if signer not in self.ncc or ally in self.pinned - self.frozen or ally in self.stray:
+            return "refused"
+        self.stray.add(ally)
+        return "proposed"
 
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
         """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),

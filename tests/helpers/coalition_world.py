@@ -178,11 +178,13 @@ class Coalition:
         return self.host.replay_team(self.space.links + (extra or []))
 
     def outside(self, links: list[Link]) -> TeamState:
-        """A guest's client's replay: a join code vouching for the chain up to its last pin (with the allies pinned),
-        or its first link, so every later link is judged past the code (``vault/chains/outside.py``)."""
-        pins = [x for x in links if x.type == "coalition.ally"]
-        org = outside_org(self.host.org_links[0].hash, self.space.team_id, pins[-1].seq if pins else 1,
-                          frozenset(x.body.bytes_("ally", 32) for x in pins))
+        """A guest's client's replay: a join code vouching for the chain up to its last ``coalition.ally`` (with the
+        pins in force there, as the host's replay of that prefix states them: ``join_code``), or its first link, so
+        every later link is judged past the code (``vault/chains/outside.py``)."""
+        pins = [x.seq for x in links if x.type == "coalition.ally"]
+        seq = pins[-1] if pins else 1
+        vouched = self.host.replay_team(links[:seq])
+        org = outside_org(self.host.org_links[0].hash, self.space.team_id, seq, vouched.ally_pins.items())
         return replay_team(links, org, self.host.members(), POLICY, TEAM_KINDS)
 
     def both(self, link: Link) -> list[Callable[[], TeamState]]:

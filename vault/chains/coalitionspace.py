@@ -35,6 +35,7 @@ class TeamState(Protocol):
     guests: dict[str, Guest]
     statements_used: set[bytes]
     ally_proposals: dict[tuple[bytes, bytes, str], str]
+    ally_pins: dict[int, bytes]
     rekeys: dict[bytes, Rekey]
     host_key: bytes | None
     host_removed: set[str]
@@ -55,9 +56,17 @@ def pin_ally(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
     if state.kind != "coalition":
         raise ChainError(f"team {state.name} is not a coalition space: it has no allies")
     root, key, name = parse_ally(link)
-    if org.outside is not None:  # a guest's view: who is NCC is not known here; the join code names the pins in
-        if root in org.outside.allies and (root not in state.allies or state.allies[root].frozen):  # outside.py
-            state.allies[root] = Ally(root, key, name, link.seq, link.signer)
+    if org.outside is not None:  # a guest's view, inside its join code's prefix (past it the judge refused the link)
+        # Who is NCC is not known here: the code names the links that put a pin in force on the host's side and
+        # their keys (outside.py). Another is a proposal there (one NCC member's word: review 16) and changes nothing.
+        named = {k for s, k in org.outside.pins if s == link.seq}
+        if not named:
+            return
+        if named != {key} or root == org.root or root in state.allies and not state.allies[root].frozen:
+            raise ChainError(f"coalition.ally at link {link.seq}: the space's chain pins an ally with another key "
+                             "than the one its join code names in force there (or an ally pinned already)")
+        state.ally_pins[link.seq] = key
+        state.allies[root] = Ally(root, key, name, link.seq, link.signer)
         return
     if root == org.root or root in state.allies and not state.allies[root].frozen or key in state.rekeys or any(
             a.key == key for r, a in state.allies.items() if r != root):  # a frozen ally is pinned again
@@ -72,6 +81,7 @@ def pin_ally(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
         state.ally_proposals[pin] = link.signer
         return
     state.ally_proposals.pop(pin, None)
+    state.ally_pins[link.seq] = key  # what a join code names to a guest's client (client/guestspace.py)
     state.allies[root] = Ally(root, key, name, link.seq, link.signer)
 
 

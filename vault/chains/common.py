@@ -55,9 +55,10 @@ def check_name(name: str, what: str) -> str:
 @dataclass(frozen=True)
 class Outside:
     """A coalition space judged outside the host organization (a guest's client; vault/chains/outside.py): the
-    space, the seq of the last link of its chain a space admin's join code vouches for, and the allies (org roots)
-    whose pins were in force there."""
+    space, the seq of the last link of its chain a space admin's join code vouches for, and the pins in force there:
+    (seq, key) of each ``coalition.ally`` link of that prefix that put a pin in force on the host's side (review 16:
+    another ``coalition.ally`` there was one NCC member's proposal, which changes nothing)."""
 
     space: str
     seq: int
-    allies: frozenset[bytes]
+    pins: frozenset[tuple[int, bytes]]

@@ -121,6 +121,7 @@ class TeamState:
     guests: dict[str, Guest] = field(default_factory=dict)
     statements_used: set[bytes] = field(default_factory=set)
     ally_proposals: dict[tuple[bytes, bytes, str], str] = field(default_factory=dict)  # pin -> proposer (two-person)
+    ally_pins: dict[int, bytes] = field(default_factory=dict)  # seq of each coalition.ally put in force -> its key
     rekeys: dict[bytes, Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
     host_key: bytes | None = None  # a coalition space's host coalition key (team.create): host members' entry needs it
     host_removed: set[str] = field(default_factory=set)  # host members a host coalition.remove dropped
