@@ -2,13 +2,16 @@
 through one ``mvault-server run`` process reaches a follower on another from the record in the ``NOTIFY`` that
 announced it, without a read of the database; a message too big for a notice is read (the fallback); notices a
 process missed (its listening connection dropped while it could not reconnect) are caught up from the database,
-exactly once and in order. The reads are counted by the receiving process (``/api/metrics``:
+exactly once and in order; records in a notice that no server process tagged (anyone who may connect to the
+database may send one) never reach a follower. The reads are counted by the receiving process (``/api/metrics``:
 ``mvault_live_relay_reads``, ``mvault_live_relayed{source}``), which the tests read between steps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import re
 import signal
@@ -29,8 +32,10 @@ from tests.helpers.members import session
 from tests.helpers.pair import open_keys, wire
 from tests.helpers.postgres import Cluster, SyncConnection
 from tests.helpers.process_pair import process_pair
+from vault.logsign import notice_tag
 
-ORIGIN = "0123456789abcdef0123456789abcdef"  # as long as a storage's origin
+ORIGIN = "0123456789abcdef"  # as long as a storage's origin
+KEY = bytes(range(32))
 TEAM, THREAD = "ab" * 16, "cd" * 16
 
 
@@ -99,9 +104,12 @@ def test_a_notice_carries_records_while_postgresql_takes_it_and_names_the_rest(p
     many = N.messages_stored(ORIGIN, TEAM, THREAD, [(i, bytes([i]) * 100) for i in range(1, 201)])
     assert [r for n in many for r in n.records or ()] == [bytes([i]) * 100 for i in range(1, 201)]
     lengths = [len(N.encode(ORIGIN, n)) for n in many]
-    assert max(lengths) <= N.PAYLOAD and min(lengths[:-1]) > N.PAYLOAD - 140  # filled, none over
+    assert max(lengths) <= N.BODY and min(lengths[:-1]) > N.BODY - 140  # filled, none over
+    sealed = [N.seal(KEY, ORIGIN, n) for n in many]
+    assert [N.read(KEY, x) for x in sealed] == [(ORIGIN, n) for n in many]
     # The limit is PostgreSQL's: a payload of PAYLOAD bytes is sent, one byte more is refused.
     with SyncConnection(pg_cluster.url("postgres")) as db:
+        db.execute("SELECT pg_notify('mvault_test', ?)", (max(sealed, key=len),))
         db.execute("SELECT pg_notify('mvault_test', ?)", ("x" * N.PAYLOAD,))
         with pytest.raises(Exception, match="payload string too long"):
             db.execute("SELECT pg_notify('mvault_test', ?)", ("x" * (N.PAYLOAD + 1),))
@@ -121,6 +129,21 @@ def test_a_notice_with_bad_records_is_refused(payload: str) -> None:
     """``ValueError``: the listener treats it as a lost notice (``Resync``) and the followers read storage."""
     with pytest.raises(ValueError):
         N.decode(payload)
+    with pytest.raises(ValueError):
+        N.read(KEY, notice_tag(KEY, payload.encode()).hex() + payload)
+
+
+def test_records_count_only_under_the_servers_tag() -> None:
+    carried = N.MessagesStored(TEAM, THREAD, 1, 1, (b"record",))
+    body = N.encode(ORIGIN, carried)
+    other = N.encode(ORIGIN, N.MessagesStored(TEAM, THREAD, 1, 1, (b"recorX",)))
+    for forged in (body, "0" * N.TAG + body, N.seal(bytes(32), ORIGIN, carried),
+                   N.seal(KEY, ORIGIN, carried)[:N.TAG] + other):
+        with pytest.raises(ValueError):
+            N.read(KEY, forged)
+    bare = N.MessagesStored(TEAM, THREAD, 1, 1)  # ids only: no tag needed (it only makes a process read)
+    assert N.seal(KEY, ORIGIN, bare) == N.encode(ORIGIN, bare)
+    assert N.read(KEY, N.encode(ORIGIN, bare)) == (ORIGIN, bare)
 
 
 async def test_a_follower_on_two_gets_messages_from_the_notices_without_a_read(procs: Processes) -> None:
@@ -192,3 +215,23 @@ async def test_notices_two_missed_are_caught_up_once_in_order(procs: Processes) 
     reads, carried, _ = await _relay_counts(procs.two)
     assert carried - carried0 == 1  # only "live again" came in a notice: the three were missed, and read
     assert reads == reads0  # by the follower itself (its catch-up), not by the relay
+
+
+async def test_records_in_a_notice_the_server_did_not_tag_never_reach_a_follower(procs: Processes) -> None:
+    """Anyone who may connect to the database may ``NOTIFY`` on the channel: a forged message at the next position
+    (untagged, or tagged under another key) is refused by two, whose follower then gets the real one, once."""
+    after = _head(procs)
+    forged = {"o": "forger", "k": "m", "t": procs.team, "h": procs.thread, "p": after + 1, "q": after + 1,
+              "r": [base64.b64encode(b"forged record").decode()]}
+    body = json.dumps(forged, separators=(",", ":"))
+    async with wire(procs.two, procs.org.bob, procs.team, {"after": {procs.thread: after}}) as w:  # type: ignore[arg-type]
+        with SyncConnection(procs.url) as db:
+            for payload in (body, notice_tag(bytes(32), body.encode()).hex() + body):
+                db.execute("SELECT pg_notify(?, ?)", (N.CHANNEL, payload))
+        await asyncio.sleep(0.5)
+        assert w.positions(procs.thread) == []
+        real = await _post(procs, procs.org.alice, ["the real one"])
+        await w.until(lambda: len(w.positions(procs.thread)) >= 1)
+        await asyncio.sleep(0.3)
+    assert w.positions(procs.thread) == real == [after + 1]
+    assert base64.b64decode(w.of_type("msg")[0]["record"]) != b"forged record"

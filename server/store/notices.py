@@ -8,23 +8,31 @@ notices (its listening connection was lost) is told ``Resync`` and reads what it
 verify it as they verify one read from storage.
 
 The payload is a short JSON object: the sending storage's ``origin`` (a process skips its own notices: it
-delivered them itself), the kind ``k``, the ids, and ``r``: the records (base64). A payload that does not parse is
-``ValueError``.
+delivered them itself), the kind ``k``, the ids, and ``r``: the records (base64). A notice with records is tagged
+(``seal``: 32 hex digits of ``vault.logsign.notice_tag`` under a key from the data directory's log seed, then the
+object): anyone who may connect to the database may send a notice, and one that names ids only makes a process
+read the database, but only the server's processes may hand records to followers. A payload that does not parse,
+or carries records without a valid tag, is ``ValueError`` (``read``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from vault.logsign import notice_tag
+
 CHANNEL = "mvault_stored"  # the one channel every process listens on
 # The longest payload sent: PostgreSQL refuses one of 8000 bytes or more (NOTIFY_PAYLOAD_MAX_LENGTH, for its
 # default 8 kB pages); a payload is ASCII (JSON with ASCII ids and base64), one byte a character.
 PAYLOAD = 7999
+TAG = 32  # hex digits of a tag before a notice with records
+BODY = PAYLOAD - TAG  # the longest JSON object of a notice with records
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,33 @@ def decode(payload: str) -> tuple[str, Notice]:
     return origin, notice
 
 
+def _carries(notice: Notice) -> bool:
+    return isinstance(notice, MessagesStored | ThreadStored) and (
+        notice.records is not None if isinstance(notice, MessagesStored) else notice.record is not None)
+
+
+def seal(key: bytes, origin: str, notice: Notice) -> str:
+    """The payload sent for ``notice``: its JSON object, tagged under ``key`` when it carries records."""
+    body = encode(origin, notice)
+    return notice_tag(key, body.encode()).hex() + body if _carries(notice) else body
+
+
+def read(key: bytes, payload: str) -> tuple[str, Notice]:
+    """(origin, notice) of a payload ``seal`` made under ``key``; ``ValueError`` for anything else (records
+    without a tag, or with a tag that is not ``key``'s for them)."""
+    if payload.startswith("{"):
+        origin, notice = decode(payload)
+        if _carries(notice):
+            raise ValueError("a notice carries records without a tag")
+        return origin, notice
+    tag, body = payload[:TAG], payload[TAG:]
+    if not hmac.compare_digest(tag, notice_tag(key, body.encode()).hex()):
+        raise ValueError("a notice's tag is not the server's")
+    return decode(body)
+
+
 def _fits(origin: str, notice: Notice) -> bool:
-    return len(encode(origin, notice)) <= PAYLOAD
+    return len(encode(origin, notice)) <= BODY
 
 
 def thread_stored(origin: str, team: str, thread: str, record: bytes) -> ThreadStored:
@@ -171,9 +204,9 @@ def thread_stored(origin: str, team: str, thread: str, record: bytes) -> ThreadS
 
 def messages_stored(origin: str, team: str, thread: str, placed: Iterable[tuple[int, bytes]]) -> list[MessagesStored]:
     """The notices of one transaction's messages in one thread (``placed``: position and stored record, in
-    position order): consecutive positions share a notice with their records as long as it fits in ``PAYLOAD``
-    bytes; a message whose record does not fit in a notice of its own is named without it (with its neighbours
-    that do not fit either), and read from the database by whoever delivers it."""
+    position order): consecutive positions share a notice with their records as long as it fits (``BODY``
+    bytes, and the tag); a message whose record does not fit in a notice of its own is named without it (with
+    its neighbours that do not fit either), and read from the database by whoever delivers it."""
     out: list[MessagesStored] = []
     carried: list[tuple[int, bytes]] = []  # the records of the notice being filled
     size = 0  # the length of its payload, as encode makes it
@@ -193,14 +226,14 @@ def messages_stored(origin: str, team: str, thread: str, placed: Iterable[tuple[
         if carried and pos == carried[-1][0] + 1:
             # one more record: its base64 between quotes and a comma; the last position may take more digits
             grown = size + 4 * ((len(record) + 2) // 3) + 3 + len(str(pos)) - len(str(carried[-1][0]))
-            if grown <= PAYLOAD:
+            if grown <= BODY:
                 carried.append((pos, record))
                 size = grown
                 continue
         close_carried()
         alone = MessagesStored(team, thread, pos, pos, (record,))
         length = len(encode(origin, alone))
-        if length <= PAYLOAD:
+        if length <= BODY:
             close_bare()
             carried.append((pos, record))
             size = length

@@ -70,9 +70,10 @@ def _thread(r: asyncpg.Record) -> StoredThread:
 
 
 class ThreadTables:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], origin: str) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], origin: str, notice_key: bytes) -> None:
         self._pool = pool
         self.origin = origin  # names this process's notices (server/store/notices.py)
+        self._notice_key = notice_key  # tags those that carry records
 
     async def add_thread(self, t: StoredThread, now: int, allowance: Allowance | None = None) -> ThreadOutcome:
         creator = allowance.member if allowance is not None else thread_creator(t.record)
@@ -89,7 +90,8 @@ class ThreadTables:
             if added is None:
                 return ThreadExists()
             await PU.add_authored(conn, "thread", f"{t.team}/{t.thread}", creator, 0, now)
-            await notify(conn, self.origin, [thread_stored(self.origin, t.team, t.thread, t.record)])
+            await notify(conn, self.origin, [thread_stored(self.origin, t.team, t.thread, t.record)],
+                         self._notice_key)
         return ThreadAdded()
 
     async def threads(self, team: str, now: int) -> list[StoredThread]:
@@ -131,7 +133,7 @@ class ThreadTables:
                     "SELECT device, seq, mid FROM thread_senders WHERE team=$1 AND thread=$2", *key)}
             rows, outcomes = place(posts, next_pos, senders)
             if rows:
-                notices = payloads(self.origin, _placed(self.origin, rows))
+                notices = payloads(self.origin, _placed(self.origin, rows), self._notice_key)
                 await conn.execute(STORE_MESSAGES, *_columns(rows), CHANNEL, notices)
         return outcomes
 
