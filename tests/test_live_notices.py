@@ -141,6 +141,9 @@ def test_records_count_only_under_the_servers_tag() -> None:
                    N.seal(KEY, ORIGIN, carried)[:N.TAG] + other):
         with pytest.raises(ValueError):
             N.read(KEY, forged)
+    mine = N.own(ORIGIN)  # a process skips its own notices, tagged or not, without reading them
+    assert N.sent_by(mine, N.seal(KEY, ORIGIN, carried)) and N.sent_by(mine, body)
+    assert not N.sent_by(mine, N.seal(KEY, ORIGIN + "0", carried)) and not N.sent_by(N.own("x"), body)
     bare = N.MessagesStored(TEAM, THREAD, 1, 1)  # ids only: no tag needed (it only makes a process read)
     assert N.seal(KEY, ORIGIN, bare) == N.encode(ORIGIN, bare)
     assert N.read(KEY, N.encode(ORIGIN, bare)) == (ORIGIN, bare)

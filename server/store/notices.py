@@ -178,6 +178,17 @@ def seal(key: bytes, origin: str, notice: Notice) -> str:
     return notice_tag(key, body.encode()).hex() + body if _carries(notice) else body
 
 
+def own(origin: str) -> str:
+    """How the payloads ``origin`` sends begin (after the tag, if any): ``encode`` puts the origin first."""
+    return '{"o":' + json.dumps(origin) + ","
+
+
+def sent_by(prefix: str, payload: str) -> bool:
+    """Is ``payload`` one whose JSON begins with ``prefix`` (``own``)? A process skips its own notices without
+    parsing them or checking a tag: it delivered what they name itself."""
+    return payload.startswith(prefix) or payload.startswith(prefix, TAG)
+
+
 def read(key: bytes, payload: str) -> tuple[str, Notice]:
     """(origin, notice) of a payload ``seal`` made under ``key``; ``ValueError`` for anything else (records
     without a tag, or with a tag that is not ``key``'s for them)."""

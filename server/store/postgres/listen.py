@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from server.store.notices import CHANNEL, Notice, Resync, read, seal
+from server.store.notices import CHANNEL, Notice, Resync, own, read, seal, sent_by
 from server.store.postgres.schema import Conn
 
 log = logging.getLogger("mvault.server")
@@ -75,9 +75,14 @@ class Listener:
         """One connection's life: returns (or raises) when it is lost."""
         lost = asyncio.Event()
 
+        mine = own(self.origin)
+
         def heard(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            text = str(payload)
+            if sent_by(mine, text):
+                return
             try:
-                origin, notice = read(self.key, str(payload))
+                origin, notice = read(self.key, text)
             except ValueError as e:
                 log.warning("live notices: unreadable notice (%s); reading the database instead", e)
                 take(Resync())
