@@ -144,7 +144,10 @@ def _records(body: dict[str, Any], first: int, last: int) -> tuple[bytes, ...] |
 
 def decode(payload: str) -> tuple[str, Notice]:
     """(origin, notice) of a payload ``encode`` made; ``ValueError`` for anything else."""
-    body = json.loads(payload)
+    try:
+        body = json.loads(payload)
+    except RecursionError as e:  # nested too deeply (anyone who may connect to the database may send one)
+        raise ValueError("a notice is nested too deeply") from e
     if not isinstance(body, dict):
         raise ValueError("a notice is a JSON object")
     origin, kind = _str(body, "o"), body.get("k")
