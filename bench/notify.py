@@ -60,7 +60,8 @@ async def nothing(*_: object) -> None:
 async def round_(store: PostgresStorage, postmaster: psutil.Process, first_seq: int, messages: int, batch: int,
                  devices: int, notify: bool, last: dict[str, str | None]) -> tuple[float, float, float]:
     heard: list[Notice | Resync] = []
-    listening = asyncio.create_task(Listener(store.url, "bench-reader").run(heard.append)) if notify else None
+    listener = Listener(store.url, "bench-reader", store._notice_key)
+    listening = asyncio.create_task(listener.run(heard.append)) if notify else None
     if listening is not None:
         while not heard:  # the Resync it sends once it listens
             await asyncio.sleep(0.01)

@@ -54,6 +54,11 @@ class Metrics:
         self.followers = Gauge("mvault_live_followers", "live connections (thread follow, sync --watch) open now",
                                registry=r)
         self.audit_appends = Counter("mvault_audit_appends", "audit events appended to the log", registry=r)
+        self.relayed = Counter("mvault_live_relayed", "thread messages another server process stored, published to "
+                               "this process's followers, by where their records came from: the notice that "
+                               "announced them, or a read of the database", ["source"], registry=r)
+        self.relay_reads = Counter("mvault_live_relay_reads", "reads of the database for thread messages another "
+                                   "process stored that no notice carried", registry=r)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.batch_sizes = Histogram("mvault_commit_batch_size", "items per group-commit transaction, by store",
                                      ["store"], buckets=_BATCHES, registry=r)

@@ -2,14 +2,17 @@
 followers (``server/live.py``) through this process's bus, as if it had been stored here.
 
 A ``Feed`` (``server/events.py``; PostgreSQL ``LISTEN/NOTIFY``, ``server/store/postgres/listen.py``) hands over
-notices, in the order their transactions committed; each names what was stored, never its content
-(``server/store/notices.py``). The relay acts on them one batch at a time, in order, and reads from storage only
-what this process's followers need, once for all of them:
+notices, in the order their transactions committed; each names what was stored, and carries the stored records of
+new messages and threads when they fit in one (``server/store/notices.py``). The relay acts on them one batch at a
+time, in order, and reads from storage only what this process's followers need and no notice carried, once for
+all of them:
 
-- messages: read by position (consecutive notices of one thread in one read) and published as items; a follower
-  skips the positions it has and reads a gap from storage, so every message reaches it once, in order, whichever
-  process stored it and whether or not a notice came (the positions a follower holds are the truth it goes by);
-- a new thread: its record read and published; a document version: published as the notice it is;
+- messages: published as items from the records a notice carries; those of a notice without records read by
+  position (consecutive ones of one thread in one read); a follower skips the positions it has and reads a gap
+  from storage, so every message reaches it once, in order, whichever process stored it and whether or not a
+  notice came (the positions a follower holds are the truth it goes by; a record from a notice is the one stored,
+  checked by the follower as one read from storage);
+- a new thread: its record (carried, or read) published; a document version: published as the notice it is;
 - the audit key (the audit log's meta row ``audit_key``): adopted here at once (``adopt_audit_key``), so that
   this process seals events to the key the Security Team published through another one;
 - chain links: this process's directory replays them (``catch_up``), then every follower has its access
@@ -18,7 +21,8 @@ what this process's followers need, once for all of them:
   the audit key read again, every follower reads what it may have missed from storage (``RESYNC``; a document
   follower reconnects).
 
-With one process (SQLite) there is no feed and no relay.
+With one process (SQLite) there is no feed and no relay. ``/api/metrics`` counts the messages relayed from notices
+and from reads, and the reads (``mvault_live_relayed``, ``mvault_live_relay_reads``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from server.access import catch_up
 from server.context import BUS, CONFIG, THREADS, running
 from server.events import CHECK, RESYNC, Feed, Item
 from server.live import PAGE, frame, message_item
+from server.metrics import METRICS
 from server.recorder import adopt_audit_key
 from server.store.notices import (
     AuditMetaStored,
@@ -53,12 +58,12 @@ WAITING = 10_000  # notices waiting to be acted on at most: beyond, they are for
 BATCH = 1_000  # notices acted on together
 RETRY = 1.0  # seconds before a Resync that failed (the database is away) is tried again
 
-Span = tuple[int, int]  # the first and last positions of a thread's messages that notices named
 
 
 class Relay:
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        self._metrics = app[METRICS]
         self.queue: asyncio.Queue[Notice | Resync] = asyncio.Queue()
 
     def take(self, notice: Notice | Resync) -> None:
@@ -84,21 +89,21 @@ class Relay:
                 asyncio.get_running_loop().call_later(RETRY, self.take, Resync())
 
     async def act(self, batch: list[Notice | Resync]) -> None:
-        """Each notice in order; consecutive message notices are read together, a thread's in one read."""
-        spans: dict[tuple[str, str], Span] = {}
+        """Each notice in order; consecutive message notices are taken together, thread by thread."""
+        pending: dict[tuple[str, str], list[MessagesStored]] = {}
         for notice in batch:
             if isinstance(notice, MessagesStored):
-                key = (notice.team, notice.thread)
-                first, last = spans.get(key, (notice.first, notice.last))
-                spans[key] = (min(first, notice.first), max(last, notice.last))
+                pending.setdefault((notice.team, notice.thread), []).append(notice)
                 continue
-            await self._messages(spans)
+            await self._messages(pending)
             match notice:
-                case ThreadStored(team, thread):
+                case ThreadStored(team, thread, record):
                     if self._followed(team):
-                        t = await self.app[THREADS].thread(team, thread)
-                        if t is not None:
-                            self._publish(team, frame(schemas.ThreadFrame(thread=t.thread, record=t.record)))
+                        if record is None:
+                            t = await self.app[THREADS].thread(team, thread)
+                            record = None if t is None else t.record
+                        if record is not None:
+                            self._publish(team, frame(schemas.ThreadFrame(thread=thread, record=record)))
                 case VersionStored(team, doc, seq, vid):
                     self._publish(team, frame(schemas.DocFrame(doc=doc, seq=seq, vid=vid)))
                 case LinksStored():
@@ -113,15 +118,37 @@ class Relay:
                     await catch_up(self.app)
                     await adopt_audit_key(self.app)
                     self._offer_all(RESYNC)
-        await self._messages(spans)
+        await self._messages(pending)
 
-    async def _messages(self, spans: dict[tuple[str, str], Span]) -> None:
+    async def _messages(self, pending: dict[tuple[str, str], list[MessagesStored]]) -> None:
+        """Publish the messages of ``pending``'s notices, each thread's in the order its notices came: the records
+        they carry as they are, the others read by position (consecutive ones in one read)."""
+        for (team, thread), notices in pending.items():
+            if not self._followed(team):
+                continue
+            span: tuple[int, int] | None = None  # positions to read, from notices without records
+            for n in notices:
+                if n.records is None:
+                    span = (n.first, n.last) if span is None else (min(span[0], n.first), max(span[1], n.last))
+                    continue
+                if span is not None:
+                    await self._read(team, thread, span)
+                    span = None
+                for pos, record in enumerate(n.records, n.first):
+                    self._publish(team, frame(schemas.MessageItem(thread=thread, pos=pos, record=record)))
+                self._metrics.relayed.labels("notice").inc(len(n.records))
+            if span is not None:
+                await self._read(team, thread, span)
+        pending.clear()
+
+    async def _read(self, team: str, thread: str, span: tuple[int, int]) -> None:
+        first, last = span
         now = int(self.app[CONFIG].clock())
-        for (team, thread), (first, last) in spans.items():
-            if self._followed(team):
-                for m in await self.app[THREADS].messages(team, thread, first - 1, min(last - first + 1, PAGE), now):
-                    self._publish(team, frame(message_item(m)))
-        spans.clear()
+        msgs = await self.app[THREADS].messages(team, thread, first - 1, min(last - first + 1, PAGE), now)
+        self._metrics.relay_reads.inc()
+        self._metrics.relayed.labels("read").inc(len(msgs))
+        for m in msgs:
+            self._publish(team, frame(message_item(m)))
 
     def _followed(self, team: str) -> bool:
         return self.app[BUS].followed(team)

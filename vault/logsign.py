@@ -35,6 +35,18 @@ def source_tag_key(seed: bytes) -> bytes:
     return p.kdf(seed, labels.KDF_SOURCE_TAG)
 
 
+def notice_key(seed: bytes) -> bytes:
+    """The key of ``notice_tag``, derived from the log seed (in the data directory, never in the database)."""
+    return p.kdf(seed, labels.KDF_NOTICE)
+
+
+def notice_tag(key: bytes, body: bytes) -> bytes:
+    """16 bytes that prove a notice between server processes (``server/store/notices.py``) was made by one that
+    holds the data directory: keyed BLAKE2b of its body under ``notice_key``. Anyone who may connect to the
+    database may send a notice; only the processes can tag one."""
+    return p.kdf(key, body, 16)
+
+
 def source_tag(key: bytes, address: str) -> bytes:
     """16 bytes that stand for a source address in the database (request budgets, failed logins): keyed
     BLAKE2b of the address under ``source_tag_key``, so that every server process sharing the data directory

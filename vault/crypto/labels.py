@@ -77,6 +77,7 @@ AD_ROSTER = b"mvault/v1/roster"  # the roster export's body (vault/roster.py)
 KDF_AUDIT_SEAL = b"mvault/v1/audit/seal-key"
 KDF_AUDIT_SLOT = b"mvault/v1/audit/slot-key"
 KDF_SOURCE_TAG = b"mvault/v1/server/source-tag"  # keys the tags of source addresses kept in the database
+KDF_NOTICE = b"mvault/v1/server/notice-key"  # keys the tags of notices carrying records between processes
 AD_AUDIT_SLOT = b"mvault/v1/audit/slot"
 AD_AUDIT_EVENT = b"mvault/v1/audit/event"
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from server.store.notices import CHANNEL, Notice, Resync, decode, encode
+from server.store.notices import CHANNEL, Notice, Resync, own, read, seal, sent_by
 from server.store.postgres.schema import Conn
 
 log = logging.getLogger("mvault.server")
@@ -35,23 +35,27 @@ QUEUE_LIMIT = 0.01
 RETRY = (0.1, 5.0)  # the first and the longest wait before connecting again
 
 
-async def notify(conn: Conn, origin: str, notices: Sequence[Notice]) -> None:
+async def notify(conn: Conn, origin: str, notices: Sequence[Notice], key: bytes = b"") -> None:
     """Announce ``notices`` when the caller's transaction commits (one round trip for all of them)."""
     if notices:
-        await conn.execute("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", CHANNEL, payloads(origin, notices))
+        await conn.execute("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n", CHANNEL,
+                           payloads(origin, notices, key))
 
 
-def payloads(origin: str, notices: Sequence[Notice]) -> list[str]:
-    """What ``notify`` sends on ``CHANNEL`` (for a statement that sends them itself)."""
-    return [encode(origin, n) for n in notices]
+def payloads(origin: str, notices: Sequence[Notice], key: bytes = b"") -> list[str]:
+    """What ``notify`` sends on ``CHANNEL`` (for a statement that sends them itself); ``key`` tags those with
+    records (``server/store/notices.py``; without a key, a notice with records is ``ValueError``)."""
+    return [seal(key, origin, n) for n in notices]
 
 
 class Listener:
-    """Notices from the other processes on ``url`` (those whose origin is not ``origin``)."""
+    """Notices from the other processes on ``url`` (those whose origin is not ``origin``; those with records
+    only when tagged under ``key``)."""
 
-    def __init__(self, url: str, origin: str) -> None:
+    def __init__(self, url: str, origin: str, key: bytes) -> None:
         self.url = url
         self.origin = origin
+        self.key = key
         self.connects = 0  # connections made (the first one included)
 
     async def run(self, take: Callable[[Notice | Resync], None]) -> None:
@@ -71,9 +75,14 @@ class Listener:
         """One connection's life: returns (or raises) when it is lost."""
         lost = asyncio.Event()
 
+        mine = own(self.origin)
+
         def heard(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            text = str(payload)
+            if sent_by(mine, text):
+                return
             try:
-                origin, notice = decode(str(payload))
+                origin, notice = read(self.key, text)
             except ValueError as e:
                 log.warning("live notices: unreadable notice (%s); reading the database instead", e)
                 take(Resync())

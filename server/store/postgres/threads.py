@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from server.store.notices import CHANNEL, MessagesStored, ThreadStored
+from server.store.notices import CHANNEL, MessagesStored, messages_stored, thread_stored
 from server.store.positions import place
 from server.store.postgres import usage as PU
 from server.store.postgres.listen import notify, payloads
@@ -56,12 +56,13 @@ def _columns(rows: list[StoredMessage]) -> list[list[Any]]:
     return columns
 
 
-def _placed(rows: list[StoredMessage]) -> list[MessagesStored]:
-    """One notice per thread: the first and last positions the batch placed there."""
-    placed: dict[tuple[str, str], list[int]] = {}
+def _placed(origin: str, rows: list[StoredMessage]) -> list[MessagesStored]:
+    """The notices of a batch, thread by thread: the positions it placed there, with the records when they fit
+    (``messages_stored``)."""
+    placed: dict[tuple[str, str], list[tuple[int, bytes]]] = {}
     for m in rows:
-        placed.setdefault((m.team, m.thread), []).append(m.pos)
-    return [MessagesStored(team, thread, min(p), max(p)) for (team, thread), p in placed.items()]
+        placed.setdefault((m.team, m.thread), []).append((m.pos, m.record))
+    return [n for (team, thread), p in placed.items() for n in messages_stored(origin, team, thread, sorted(p))]
 
 
 def _thread(r: asyncpg.Record) -> StoredThread:
@@ -69,9 +70,10 @@ def _thread(r: asyncpg.Record) -> StoredThread:
 
 
 class ThreadTables:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], origin: str) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], origin: str, notice_key: bytes) -> None:
         self._pool = pool
         self.origin = origin  # names this process's notices (server/store/notices.py)
+        self._notice_key = notice_key  # tags those that carry records
 
     async def add_thread(self, t: StoredThread, now: int, allowance: Allowance | None = None) -> ThreadOutcome:
         creator = allowance.member if allowance is not None else thread_creator(t.record)
@@ -88,7 +90,8 @@ class ThreadTables:
             if added is None:
                 return ThreadExists()
             await PU.add_authored(conn, "thread", f"{t.team}/{t.thread}", creator, 0, now)
-            await notify(conn, self.origin, [ThreadStored(t.team, t.thread)])
+            await notify(conn, self.origin, [thread_stored(self.origin, t.team, t.thread, t.record)],
+                         self._notice_key)
         return ThreadAdded()
 
     async def threads(self, team: str, now: int) -> list[StoredThread]:
@@ -130,7 +133,8 @@ class ThreadTables:
                     "SELECT device, seq, mid FROM thread_senders WHERE team=$1 AND thread=$2", *key)}
             rows, outcomes = place(posts, next_pos, senders)
             if rows:
-                await conn.execute(STORE_MESSAGES, *_columns(rows), CHANNEL, payloads(self.origin, _placed(rows)))
+                notices = payloads(self.origin, _placed(self.origin, rows), self._notice_key)
+                await conn.execute(STORE_MESSAGES, *_columns(rows), CHANNEL, notices)
         return outcomes
 
     async def messages(self, team: str, thread: str, after: int, limit: int, now: int) -> list[StoredMessage]:

@@ -55,7 +55,7 @@ from server.store.records import (
 from server.store.shred import SHRED, VACUUM_PG
 from server.usage import SIGNED_SINCE, Allowance, Usage, over_quota, signed_of, version_author
 from vault.links import link_hash
-from vault.logsign import source_tag_key
+from vault.logsign import notice_key, source_tag_key
 
 _COLS = "vid, team, doc, seq, record, blob, body_len"
 
@@ -75,14 +75,15 @@ class PostgresStorage(ThreadTables):
     """Chains, boxes, documents, login and slots in PostgreSQL (threads: ``ThreadTables``)."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], data_dir: Path, url: str = "") -> None:
-        super().__init__(pool, secrets.token_hex(8))
+        seed = log_seed(data_dir / "log.key")
+        super().__init__(pool, secrets.token_hex(8), notice_key(seed))
         self.data_dir = data_dir
         self.url = url
         self.blobs: BlobStore = FileBlobs(data_dir)
         # Sessions are never changed once stored, only expired (a revoked device or removed member is refused
         # from the chains, ``server/access.py``): one found is still right on every process until its expiry.
         self._sessions = SessionCache()
-        self._tag_key = source_tag_key(log_seed(data_dir / "log.key"))
+        self._tag_key = source_tag_key(seed)
         self._versions: GroupCommitter[_VersionWrite, VersionOutcome] = GroupCommitter(
             self._store_versions, "the document version")
 
@@ -110,7 +111,7 @@ class PostgresStorage(ThreadTables):
 
     def listener(self) -> Listener:
         """What the other processes on this database store, as they commit it (``server/relay.py``)."""
-        return Listener(self.url, self.origin)
+        return Listener(self.url, self.origin, self._notice_key)
 
     async def collect_garbage(self) -> None:
         """Remove blobs no version references (with several processes: only at a start, before serving, as
