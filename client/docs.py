@@ -495,16 +495,17 @@ class Documents:
         return sorted(done, key=lambda f: str(f.path)), sorted(failed, key=lambda f: f[0])
 
     async def fetch_newest(self, team: TeamState, name: str, out: Path, progress: Progress | None = None,
-                           force: bool = False, expect: tuple[int, int, int] | None = None,
+                           force: bool = False, expect: tuple[int, int, int] | None = None, placed: bool = False,
                            ) -> tuple[Fetched, LocalCopy | None]:
         """The newest version of ``name`` into ``out`` (absolute) as ``get`` fetches it (for the sync engine):
         what was fetched, and the local copies entry now recorded for ``out`` (None: the newest version is a
         deletion, and nothing was written). ``expect``: replace the file at ``out`` only if it still has this
-        (size, mtime_ns, inode) once the download verified (else ``WouldOverwrite``: it was saved meanwhile)."""
+        (size, mtime_ns, inode) once the download verified (else ``WouldOverwrite``: it was saved meanwhile).
+        ``placed``: a sync pass just checked ``out`` (``SyncRun._local``): not resolved again for the home's sake."""
         d, opened = await self._version(team, name, None, await self._first_listed(team, name))
         if opened.deleted:
             return Fetched(d, None, False), None
-        written = await self._fetch_into(team, d, opened, out, progress, force or expect is not None, expect)
+        written = await self._fetch_into(team, d, opened, out, progress, force or expect is not None, expect, placed)
         ours = next((e[3] for e in reversed(self._batch_copies) if e[2] == str(out)), None)
         if self._batch_pins is None:
             self.copies.save(self._batch_copies)
@@ -527,10 +528,10 @@ class Documents:
         if self._unsynced:
             download.sync_dirs(self._unsynced)
 
-    def _outside_home(self, out: Path) -> Path:
+    def _outside_home(self, out: Path, placed: bool = False) -> Path:
         if self._home_real is None:  # the home's own path resolved once a command (it is ours, not a document's)
             self._home_real = self.session.home.path.resolve()
-        return outside_home(self._home_real, out)
+        return out if placed else outside_home(self._home_real, out)
 
     async def _first_listed(self, team: TeamState, name: str) -> list[Record] | None:
         """``name``'s history without a request: its first version if the team's last ``ls`` checked it as its head
@@ -564,11 +565,11 @@ class Documents:
         return DocVersion(rec, opened, rec.version_id), opened
 
     async def _fetch_into(self, team: TeamState, d: DocVersion, opened: Opened, out: Path, progress: Progress | None,
-                          force: bool, expect: tuple[int, int, int] | None = None) -> bool:
+                          force: bool, expect: tuple[int, int, int] | None = None, placed: bool = False) -> bool:
         """``out`` (absolute) holds the version afterwards: False if it already did (nothing written).
         The index entry for ``out`` waits in ``_batch_copies`` for the caller to save."""
         rec = d.record
-        self._outside_home(out)
+        self._outside_home(out, placed)
         if out.is_dir():
             raise VaultError(f"{out} is a directory; give a file name with -o")
         exists = os.path.lexists(out)

@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from vault import indexcodec as codec
 from vault.crypto import primitives as p
 from vault.encoding import Fields, Value, decode, encode
 from vault.errors import DecryptionFailed, EncodingError
@@ -32,7 +33,7 @@ PAD_MIN = 4096
 HASH_BYTES = 32
 # A content digest in memory: 32 bytes, SHA-256 (an entry written before session 15, key "sha256"), or BLAKE3_TAG
 # and 32 bytes, BLAKE3 (key "blake3"). Two digests of different kinds never compare equal.
-BLAKE3_TAG = b"\x02"
+BLAKE3_TAG = codec.BLAKE3_TAG  # b"\x02"
 
 
 class Hasher(Protocol):
@@ -174,10 +175,12 @@ class LocalIndex:
                     for k, paths in docs.raw.items()})
 
 
-def seal_padded(key: bytes, name: str, value: Value) -> bytes:
-    """``value`` encoded, length-prefixed and zero-padded to ``max(4096, the next power of two)`` bytes, sealed
-    under the local key and ``name`` (its AD): the form of this index and of the sync folder indexes."""
-    body = encode(value)
+def seal_padded(key: bytes, name: str, value: Value, body: bytes | None = None) -> bytes:
+    """``value`` encoded (``body``: its encoding, already made), length-prefixed and zero-padded to
+    ``max(4096, the next power of two)`` bytes, sealed under the local key and ``name`` (its AD): the form of this
+    index and of the sync folder indexes."""
+    if body is None:
+        body = encode(value)
     data = struct.pack(">I", len(body)) + body
     size = max(PAD_MIN, 1 << (len(data) - 1).bit_length())
     return seal_local(key, name, data + bytes(size - len(data)))
@@ -186,27 +189,53 @@ def seal_padded(key: bytes, name: str, value: Value) -> bytes:
 def open_padded(key: bytes, name: str, blob: bytes, what: str) -> Value:
     """The value ``seal_padded`` sealed in ``blob``; ``DecryptionFailed`` (naming ``what``) when it was altered,
     swapped, is not ours or is malformed (a length past the end, non-zero padding)."""
+    try:
+        return decode(open_padded_body(key, name, blob, what))
+    except EncodingError as e:
+        raise DecryptionFailed(f"{what} is malformed") from e
+
+
+def open_padded_body(key: bytes, name: str, blob: bytes, what: str) -> bytes:
+    """The encoded value ``seal_padded`` sealed in ``blob``, not yet decoded (``open_padded``'s checks)."""
     data = open_local(key, name, blob)
     if not isinstance(data, bytes) or len(data) < 4:
         raise DecryptionFailed(f"{what} is malformed")
     (n,) = struct.unpack(">I", data[:4])
     if 4 + n > len(data) or data.count(0, 4 + n) != len(data) - 4 - n:  # the padding is all zeros
         raise DecryptionFailed(f"{what} is malformed")
-    try:
-        return decode(data[4:4 + n])
-    except EncodingError as e:
-        raise DecryptionFailed(f"{what} is malformed") from e
+    return data[4:4 + n]
 
 
 def seal_index(key: bytes, index: LocalIndex) -> bytes:
     """The sealed, padded file for ``index`` under the local key (``vault.localstate.local_key``)."""
-    return seal_padded(key, NAME, index.to_value())
+    return seal_padded(key, NAME, None, index_bytes(index))
+
+
+def index_bytes(index: LocalIndex) -> bytes:
+    """``encode(index.to_value())``, each entry written by ``vault.indexcodec`` where it can (the same bytes)."""
+    docs = []
+    for k, paths in index.docs.items():
+        entries = []
+        for path, c in paths.items():
+            b = codec.entry_bytes(c.vid, c.seq, c.digest, c.size, c.mtime_ns, c.ino)
+            entries.append((path, b if b is not None else encode(c.to_value())))
+        d = codec.dict_bytes(entries)
+        if d is None:
+            return encode(index.to_value())
+        docs.append((k, d))
+    top = codec.dict_bytes(docs)
+    if top is None:
+        return encode(index.to_value())
+    return codec.dict_bytes([("docs", top), ("v", encode(1))]) or encode(index.to_value())
 
 
 def open_index(key: bytes, blob: bytes) -> LocalIndex:
     """The index sealed in ``blob``; ``DecryptionFailed`` when it was altered, swapped, or is not ours."""
-    value = open_padded(key, NAME, blob, "local copies index")
+    body = open_padded_body(key, NAME, blob, "local copies index")
+    fast = codec.decode_local(body)  # the usual layout read at once; anything else the general way
+    if fast is not None:
+        return LocalIndex({k: {path: LocalCopy(*e[:6]) for path, e in paths.items()} for k, paths in fast.items()})
     try:
-        return LocalIndex.from_value(value)
+        return LocalIndex.from_value(decode(body))
     except EncodingError as e:
         raise DecryptionFailed("local copies index is malformed") from e

@@ -27,11 +27,13 @@ padded to ``max(4096, the next power of two)`` bytes, like the local copies inde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from vault import indexcodec as codec
 from vault.crypto import primitives as p
-from vault.encoding import Fields, Value
+from vault.encoding import Fields, Value, decode, encode
 from vault.errors import DecryptionFailed, EncodingError
-from vault.localindex import BLAKE3_TAG, HASH_BYTES, LocalCopy, open_padded, seal_padded
+from vault.localindex import BLAKE3_TAG, HASH_BYTES, LocalCopy, open_padded, open_padded_body, seal_padded
 from vault.localstate import open_local, seal_local
 
 NAME = "sync"  # the sealed file's name prefix (in its AD), followed by ":" and the folder's id
@@ -145,11 +147,21 @@ class SyncIndex:
     def to_value(self) -> dict[str, Value]:
         files: dict[str, Value] = {name: e.to_value() for name, e in self.files.items()}
         docs: dict[str, Value] = dict(self.docs)
+        return {**self.to_value_head(), "files": files, "docs": docs}
+
+    def to_value_head(self) -> dict[str, Value]:
+        """``to_value`` but for ``files`` and ``docs``."""
         out: dict[str, Value] = {"v": 1, "team": self.team, "team_name": self.team_name, "root": self.root,
-                                 "files": files, "docs": docs, "last_sync": self.last_sync}
+                                 "last_sync": self.last_sync}
         if self.copies_seen is not None:
             out["copies_seen"] = list(self.copies_seen)
         return out
+
+    @classmethod
+    def of_fast(cls, f: dict[str, Any]) -> SyncIndex:
+        """The index from ``vault.indexcodec.decode_sync``'s fields (checked there as ``from_value`` checks them)."""
+        files = {name: SyncEntry(*e) for name, e in f["files"].items()}
+        return cls(f["team"], f["root"], f["team_name"], files, f["docs"], f["last_sync"], f.get("copies_seen"))
 
     @classmethod
     def from_value(cls, v: Value) -> SyncIndex:
@@ -178,14 +190,30 @@ def _ad_name(folder_id: str) -> str:
 
 def seal_sync_index(key: bytes, folder_id: str, index: SyncIndex) -> bytes:
     """The sealed, padded file for ``index`` under the local key, bound to ``folder_id`` (its file's name)."""
-    return seal_padded(key, _ad_name(folder_id), index.to_value())
+    return seal_padded(key, _ad_name(folder_id), None, sync_index_bytes(index))
+
+
+def sync_index_bytes(index: SyncIndex) -> bytes:
+    """``encode(index.to_value())``, its entries and ``docs`` written by ``vault.indexcodec`` (the same bytes)."""
+    entries = []
+    for name, e in index.files.items():
+        b = codec.entry_bytes(e.vid, e.seq, e.digest, e.size, e.mtime_ns, e.ino, e.doc, e.raw)
+        entries.append((name, b if b is not None else encode(e.to_value())))
+    files, docs = codec.dict_bytes(entries), codec.ints_bytes(index.docs.items())
+    if files is None or docs is None:
+        return encode(index.to_value())
+    fields = [(k, encode(v)) for k, v in index.to_value_head().items()] + [("files", files), ("docs", docs)]
+    return codec.dict_bytes(fields) or encode(index.to_value())
 
 
 def open_sync_index(key: bytes, folder_id: str, blob: bytes) -> SyncIndex:
     """The index sealed in ``blob``; ``DecryptionFailed`` when it was altered, swapped, or is not ours."""
-    value = open_padded(key, _ad_name(folder_id), blob, "sync index")
+    body = open_padded_body(key, _ad_name(folder_id), blob, "sync index")
+    fast = codec.decode_sync(body)  # the usual layout read at once; anything else the general way
+    if fast is not None:
+        return SyncIndex.of_fast(fast)
     try:
-        return SyncIndex.from_value(value)
+        return SyncIndex.from_value(decode(body))
     except EncodingError as e:
         raise DecryptionFailed("sync index is malformed") from e
 

@@ -99,6 +99,7 @@ def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Call
     is inside the folder and not ignored without resolving or matching it again (every change is made through
     ``SyncRun._local``, which checks the path again when it acts)."""
     spec = ignore_spec(root)
+    rid = root_id(root)  # a new name is checked by an lstat per part below the folder, resolved only if unusual
     out = [_remote(root, spec, held[s.vid][0], s.doc, s.seq, s.vid, False, held[s.vid][1].size, True, scanned,
                    hidden_ok, doc_id) for s in same]
     for d in listing:
@@ -118,14 +119,14 @@ def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Call
         opened = None if d.known else d.opened
         out.append(_remote(root, spec, name, core.doc, core.seq, d.vid, core.op == DELETE, size, d.known, scanned,
                            hidden_ok, doc_id, opened.moved_from if opened else None,
-                           opened.moved_to if opened else None))
+                           opened.moved_to if opened else None, rid))
     return out
 
 
 def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid: str, deleted: bool,
             size: int, known: bool, scanned: Container[str], hidden_ok: bool,
             doc_id: Callable[[str], str], moved_from: tuple[str, str, str] | None = None,
-            moved_to: str | None = None) -> plan.Remote:
+            moved_to: str | None = None, rid: tuple[int, int] | None = None) -> plan.Remote:
     """One listed head, its name used only if it passes every check (else reported with why); ``moved_from`` /
     ``moved_to``: what its signed metadata says of a move (a remote rename is applied as a local one)."""
     why = name_problem(name) if name not in scanned else None  # the scan checked the names it found
@@ -138,7 +139,7 @@ def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid:
         why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
     if why is None and name not in scanned and ignored(spec, name):
         why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
-    if why is None and name not in scanned:
+    if why is None and name not in scanned and not (rid is not None and plainly_inside(root, rid, name)):
         try:
             _inside(root, name)
         except BadName:
@@ -201,7 +202,8 @@ class SyncRun:
         held = signature(target)
         expect = held if held is not None and entry is not None and entry.same_stat(*held) else None
         try:
-            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, expect=expect)
+            fetched, copy = await self.c.docs.fetch_newest(self.team, a.name, target, self.progress, expect=expect,
+                                                           placed=True)  # checked by ``_local`` (no link, not home)
         except WouldOverwrite:  # a different file is there: both changed (handled after the batch of pulls)
             if a.name not in local:  # not one the scan took (hidden, ignored, special): never ours to move
                 self.out.add(plan.SKIPPED, a.name, a.doc, a.seq, "a local file this folder does not sync has "
