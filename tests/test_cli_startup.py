@@ -183,3 +183,25 @@ def test_a_commands_import_runs_no_collection_and_leaves_the_collector_on() -> N
     finally:
         gc.unfreeze()  # this test process's objects collectable again
     assert len(made) > 0
+
+
+def test_the_shipped_protocols_are_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command asks for the shipped security protocols several times (the view, the checkpoint's rules, the outside
+    witnesses): the TOML is parsed for the first ask only (at most its two parses, schema and values), and every ask
+    gets the same, unchanged protocols."""
+    import tomllib
+
+    from security import protocols
+
+    parses: list[int] = []
+    real_loads = tomllib.loads
+
+    def loads(text: str) -> dict[str, object]:
+        parses.append(len(text))
+        return real_loads(text)
+
+    monkeypatch.setattr(tomllib, "loads", loads)
+    first = protocols.defaults()
+    assert protocols.defaults() is first and protocols.defaults() is first
+    assert len(parses) <= 2
+    assert first == protocols.parse(protocols.default_text())  # what a fresh parse gives
