@@ -117,9 +117,10 @@ def test_a_wrong_table_entry_is_a_clear_bug() -> None:
 
 
 #: What a command that moves a small file without a terminal has no use for (issue 17, a command's start):
-#: progress bars (shown on a terminal, for 4 MiB or more), tables (a terminal), certificate parsing (an ``spki``
-#: pin only; the default ``cert`` pin is a SHA-256 of the DER).
-NOT_FOR_A_SMALL_TRANSFER = ("rich.progress", "rich.table", "cryptography.x509")
+#: rich at all (progress bars and tables are for a terminal, and nothing is printed through a console: the row
+#: goes to the pipe as a tab-separated line; client/terminal.py makes its consoles at their first use),
+#: certificate parsing (an ``spki`` pin only; the default ``cert`` pin is a SHA-256 of the DER).
+NOT_FOR_A_SMALL_TRANSFER = ("rich", "cryptography.x509")
 
 
 def test_a_small_get_loads_no_progress_bar_no_certificate_parser_and_no_ca_store(org: Org, tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_a_small_get_loads_no_progress_bar_no_certificate_parser_and_no_ca_store
     got = tmp_path / "got.txt"
     modules = imported(tmp_path, "get", "drafting", "small.txt", "-o", str(got), env=org.alice.env())
     assert got.read_bytes() == small.read_bytes()  # the command did its work
-    assert "aiohttp" in modules and "client.download" in modules
+    assert "aiohttp" in modules and "client.download" in modules and "client.terminal" in modules
     assert sorted(m for m in modules if m.startswith(NOT_FOR_A_SMALL_TRANSFER)) == []
     assert json.loads((tmp_path / "modules.json.ca").read_text())["x509_ca"] == 0
 
@@ -182,3 +183,25 @@ def test_a_commands_import_runs_no_collection_and_leaves_the_collector_on() -> N
     finally:
         gc.unfreeze()  # this test process's objects collectable again
     assert len(made) > 0
+
+
+def test_the_shipped_protocols_are_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command asks for the shipped security protocols several times (the view, the checkpoint's rules, the outside
+    witnesses): the TOML is parsed for the first ask only (at most its two parses, schema and values), and every ask
+    gets the same, unchanged protocols."""
+    import tomllib
+
+    from security import protocols
+
+    parses: list[int] = []
+    real_loads = tomllib.loads
+
+    def loads(text: str) -> dict[str, object]:
+        parses.append(len(text))
+        return real_loads(text)
+
+    monkeypatch.setattr(tomllib, "loads", loads)
+    first = protocols.defaults()
+    assert protocols.defaults() is first and protocols.defaults() is first
+    assert len(parses) <= 2
+    assert first == protocols.parse(protocols.default_text())  # what a fresh parse gives

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vault.fileio import Stage, atomic_write, prefetch, replace_durably, write_all, write_chunks
+from vault.fileio import WRITE_PIECE, Stage, atomic_write, prefetch, replace_durably, write_all, write_chunks
 
 
 def leftovers(directory: Path, keep: str) -> list[str]:
@@ -43,6 +43,27 @@ def test_write_all_writes_every_byte_through_a_pipe(tmp_path: Path) -> None:
         reader.join()
         os.close(r)
     assert bytes(got) == data
+
+
+def test_write_all_gives_write_at_most_a_piece_a_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Big writes are cut to WRITE_PIECE bytes a call (page-cache folios sized by the write: vault/fileio.py).
+    calls: list[int] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    data = os.urandom(3 * WRITE_PIECE + 5)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+    assert calls == [WRITE_PIECE, WRITE_PIECE, WRITE_PIECE, 5]
 
 
 def test_write_chunks_keeps_order(tmp_path: Path) -> None:

@@ -35,11 +35,21 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
+# The most one ``os.write`` is given. Linux (6.x, ext4 and others with large folios) sizes the page-cache folios a
+# buffered write allocates by the write's length: a 1 MiB write takes order-8 folios from the free lists' high
+# orders, likely the memory a virtual machine's balloon (free page reporting) has handed back to its host and must
+# fault in again. Measured on this project's Firecracker VM (kernel 6.18, docs/performance.md, session 16): new
+# files written 1 MiB at a time cost 2.0-4.5 ms of system CPU per MiB after a few idle seconds, in 128 KiB writes
+# 0.23-0.27 ms; when the free memory is warm (just freed) 1 MiB writes cost 0.20-0.28 and 128 KiB ones ~0.05 more.
+WRITE_PIECE = 128 << 10
+
+
 def write_all(fd: int, data: Buffer) -> None:
-    """Write every byte of ``data`` to ``fd`` (``os.write`` may take fewer); ``OSError`` on failure."""
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may take fewer), at most ``WRITE_PIECE`` bytes a call;
+    ``OSError`` on failure."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view[:WRITE_PIECE]):]
 
 
 def write_chunks(fd: int, chunks: Iterable[Buffer]) -> int:

@@ -289,7 +289,7 @@ def progress_bar(ctx: Ctx, total: int, label: str) -> Iterator[Callable[[int], N
     # markup=False: the label is shown as written (escaped), and the console's markup is off anyway, so a
     # markup column would print its tags ("[progress.description]put ...").
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=err, transient=True) as bar:
+                  TransferSpeedColumn(), console=err.console, transient=True) as bar:
         task = bar.add_task(escape(label), total=total)
         yield lambda n: bar.advance(task, n)
 
