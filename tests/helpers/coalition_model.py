@@ -31,7 +31,7 @@ class CoalitionModel:
     generation: int = 1
     left_at: dict[str, int] = field(default_factory=dict)  # member -> the last generation they were boxed to
     expels_used: set[tuple[str | None, str]] = field(default_factory=set)  # (organization, member) expelled here
-    rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> how many of its keys the space retired
+    rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> its keys the space retired since its last pin
     frozen: set[str] = field(default_factory=set)  # allies two different rekeys of one key froze (until re-pinned)
     host_people: set[str] = field(default_factory=set)  # the host's members besides the admin (in the space or not)
 
@@ -49,6 +49,7 @@ class CoalitionModel:
         del self.proposed[ally]
         self.pinned.add(ally)
         self.frozen.discard(ally)  # a frozen ally re-pinned (its key given in person): its keys count again
+        self.rekeyed.pop(ally, None)  # a pin closes every earlier key of the ally: none retired before it freezes it
         return "pinned"
 
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
@@ -86,7 +87,8 @@ class CoalitionModel:
     def may_rekey(self, signer: str, ally: str, kind: str) -> bool:
         """``coalition.rekey`` carried by ``signer``: "next" (signed with the key pinned now, naming a new key),
         "rival" (signed with a key of the ally the space retired, naming another new key), "forged" (another key),
-        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen."""
+        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen; a
+        rival only with a key retired since the ally's last pin (a re-pin closes every earlier key: review 16)."""
         if signer not in self.members() or ally not in self.pinned - self.frozen:
             return False
         return kind == "next" or kind == "rival" and self.rekeyed.get(ally, 0) > 0

@@ -196,7 +196,10 @@ def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Lin
     NCC member holds the coalition key", steps 2-3): a pinned ally's ``coalition.rekey`` statement signed with the key
     the pin holds now replaces that key, which is retired (nothing signed with it counts here any more, whatever time
     it claims). One signed with a key of that ally already retired, naming another new key, is a rival (the old key's
-    holder racing the ally): the ally is frozen, none of its keys counting until the host's NCC re-pins it."""
+    holder racing the ally): the ally is frozen, none of its keys counting until the host's NCC re-pins it. Only a key
+    retired since the pin in force (the ally's first pin, or the re-pin that unfroze it: ``Ally.seq``) freezes it: a
+    re-pin closes every earlier key of the ally for good (review 16: else a key retired before it re-froze the ally
+    after every re-pin)."""
     carried: Value = {k: link.body.raw.get(k) for k in ("statement", "sig")}
     try:
         named = Fields(decode(Fields(carried, "coalition.rekey").bytes_("statement", max_size=1024)),
@@ -212,7 +215,7 @@ def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Lin
     try:
         check_rekey(carried, root, new, ally.key)
     except ChainError:
-        retired = [old for old, r in rekeys.items() if r.ally == root]
+        retired = [old for old, r in rekeys.items() if r.ally == root and r.seq > ally.seq]
         if not any(_rekey_signed(carried, root, new, old) for old in retired):
             raise
         allies[root] = replace(ally, frozen=True)  # a second, different rekey of a retired key: frozen
