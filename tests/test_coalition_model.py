@@ -31,7 +31,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
-from tests.helpers.chain_world import Person
+from tests.helpers.chain_world import DAY, Person
 from tests.helpers.coalition_model import CoalitionModel
 from tests.helpers.coalition_world import Ally, Coalition
 from tests.helpers.keyholder import openable
@@ -68,6 +68,7 @@ class CoalitionMachine(RuleBasedStateMachine):
                                     {pid: ally.name for pid, ally in self.org_of.items()},
                                     ncc={self.c.admin.id, self.ncc2.id}, host_people={self.c.writer.id, self.extra.id})
         self.org, self.members = self.c.host.org(), self.c.host.members()
+        self.start_time = self.c.host.time  # role ends are days after it (a run lasts minutes of chain time)
         self.state = self.c.state()
         self.guest_view()
 
@@ -230,11 +231,35 @@ class CoalitionMachine(RuleBasedStateMachine):
         if self.attempt(self.c.remove(person, rest, signer=who, statement=statement, append=False), expected):
             self.model.remove(person.id, kind)
 
+    @rule(whom=st.sampled_from([1, 2, 3, 6]), signer=st.sampled_from([0, 0, 1, 2]), role=st.sampled_from(ROLES),
+          end=st.sampled_from([None, 5, 20]), kind=st.sampled_from(["none", "none", "fresh", "wrong"]))
+    def role(self, whom: int, signer: int, role: str, end: int | None, kind: str) -> None:
+        """``team.role`` (review 16): within what the member's organization approved, the space admin's word; past it
+        (a higher role, a later end) or a host member's promotion to admin, only with a fresh approval of that
+        organization, which bounds the later changes. "wrong": the organization's approval of another end."""
+        person, who = self.person(whom), self.person(signer)
+        until = None if end is None else self.start_time + end * DAY
+        other = self.start_time + (5 if end == 20 else 20) * DAY
+        approved = until if kind == "fresh" else other
+        entered = self.model.entered_for.get(person.id)
+        ally = next((a for a in self.allies if a.name == entered), self.org_of.get(person.id))
+        approval: dict[str, Value] | None = None if kind == "none" else (
+            self.c.host_approval(person, role, until=approved) if ally is None
+            else self.c.approval(ally, person, role, until=approved))
+        body: dict[str, Value] = {"member": person.id, "role": role, "until": until}
+        if approval is not None:
+            body["approval"] = approval
+        link = self.c.host.team_link(self.c.space, who, "team.role", body, append=False)
+        self.c.pending = (link, lambda: None)
+        if self.attempt(link, self.model.may_role(who.id, person.id, role, until, kind)):
+            self.model.set_role(person.id, role, until, kind)
+
     @invariant()
     def a_members_and_boxes_as_the_model_says(self) -> None:
         state: TeamState = self.state
         entitled = self.model.members()
         assert {m: tm.role for m, tm in state.members.items()} == entitled
+        assert {m: tm.until for m, tm in state.members.items()} == {m: self.model.untils.get(m) for m in entitled}
         assert {m for g, m in state.boxes if g == state.generation} == set(entitled)
         assert state.generation == self.model.generation
 

@@ -10,7 +10,9 @@ by a space admin's add carrying the host's own approval, signed with the host's 
 member), in any role; the host removes its own members with a statement signed with that key. A member leaves by
 a removal from a space admin, or from any member of the space carrying the signed removal of the organization they
 are in the space for (the host's included), or carrying that organization's expulsion of them (valid in every space,
-once in each); every removal starts a key generation boxed to exactly the members left.
+once in each); every removal starts a key generation boxed to exactly the members left. A space admin changes a
+member's role or end within what the approval they hold named (review 16); past it (a higher role, a later end), and
+a host member's promotion to admin, only with a fresh approval of the organization they are in the space for.
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ class CoalitionModel:
     rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> its keys the space retired since its last pin
     frozen: set[str] = field(default_factory=set)  # allies two different rekeys of one key froze (until re-pinned)
     host_people: set[str] = field(default_factory=set)  # the host's members besides the admin (in the space or not)
+    untils: dict[str, int | None] = field(default_factory=dict)  # member in the space -> the end of their role
+    approved: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # member -> role, end last approved
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
+
+    def is_admin(self, member: str) -> bool:
+        """A space admin signs adds, host-side removals and role changes (the founder, or anyone made admin)."""
+        return self.members().get(member) == "admin"
 
     def pin(self, signer: str, ally: str) -> str:
         """"refused", "proposed" or "pinned": only the host's NCC pins, two of them (rule two-person): the first
@@ -55,14 +63,14 @@ class CoalitionModel:
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
         """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),
         "forged" (the member's organization's root, an unknown key), "reused" (one already used), "none"."""
-        return (signer == self.admin and approval in ("own", "other") and member not in self.guests
+        return (self.is_admin(signer) and approval in ("own", "other") and member not in self.guests
                 and self.approver(member, approval) in self.pinned - self.frozen and role in ("writer", "reader")
                 and self.entered_for.get(member, self.approver(member, approval)) == self.approver(member, approval))
 
     def may_add_host(self, signer: str, member: str, approval: str) -> bool:
         """A host member's add: ``approval`` "host" (fresh, signed with the host's key) by the space's admin only;
         "forged", "reused" or "none" never."""
-        return (signer == self.admin and approval == "host" and member in self.host_people
+        return (self.is_admin(signer) and approval == "host" and member in self.host_people
                 and member not in self.members())
 
     def approver(self, member: str, approval: str) -> str:
@@ -77,7 +85,7 @@ class CoalitionModel:
         if target not in members or target == self.admin or signer not in members or signer == target:
             return False
         if statement == "none":
-            return signer == self.admin
+            return self.is_admin(signer)
         if statement == "host":
             return target in self.host_people
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
@@ -100,16 +108,44 @@ class CoalitionModel:
         else:
             self.frozen.add(ally)
 
+    def may_role(self, signer: str, target: str, role: str, until: int | None, approval: str) -> bool:
+        """``team.role`` of ``target`` to ``role`` until ``until`` (always in the future here), by a space admin.
+        ``approval``: "none", "fresh" (of the organization the target is in the space for: the host's for a host
+        member, signed with its key; for exactly this role and end), "wrong" (the same, naming another end). The
+        rule (review 16): a change to a role above, or an end later than, what the target's last approval named (no
+        end: none later), and a host member's change to admin, needs a fresh approval, which then bounds later
+        changes; a carried approval is always checked and used. A guest is never admin; a frozen ally approves
+        nothing; "nothing to change" is refused."""
+        members = self.members()
+        if not self.is_admin(signer) or target not in members or (members[target], self.untils.get(target)) == (
+                role, until) or target in self.guests and role == "admin":
+            return False
+        if approval != "none":
+            return approval == "fresh" and (target in self.host or self.entered_for[target] not in self.frozen)
+        rank = {"reader": 0, "writer": 1, "admin": 2}
+        bound = self.approved.get(target)
+        past = bound is not None and (rank[role] > rank[bound[0]]
+                                      or bound[1] is not None and (until is None or until > bound[1]))
+        return not past and not (target in self.host and role == "admin" and members[target] != "admin")
+
     # -- recording --
 
     def add(self, member: str, role: str, approval: str) -> None:
         self.entered_for[member] = self.approver(member, approval)
         self.guests[member] = role
         self.left_at.pop(member, None)
+        self.untils[member], self.approved[member] = None, (role, None)
 
     def add_host(self, member: str, role: str) -> None:
         self.host[member] = role
         self.left_at.pop(member, None)
+        self.untils[member], self.approved[member] = None, (role, None)
+
+    def set_role(self, member: str, role: str, until: int | None, approval: str) -> None:
+        (self.guests if member in self.guests else self.host)[member] = role
+        self.untils[member] = until
+        if approval == "fresh":
+            self.approved[member] = (role, until)
 
     def remove(self, target: str, statement: str = "none") -> None:
         if statement == "expel":
@@ -117,6 +153,7 @@ class CoalitionModel:
         self.left_at[target] = self.generation
         self.guests.pop(target, None)
         self.host.pop(target, None)
+        self.untils.pop(target, None)
         self.generation += 1
 
 

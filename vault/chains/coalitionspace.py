@@ -6,7 +6,7 @@ with ``host_key`` the host's own), the statement a ``coalition.remove`` carries,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from vault.acts import ALLOWANCE
 from vault.chains.coalition import (
@@ -24,6 +24,8 @@ from vault.encoding import Fields
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link
 
+RANKS: Final = {"reader": 0, "writer": 1, "admin": 2}  # how far a team role goes: what an approval's role bounds
+
 
 class TeamState(Protocol):
     """What these transitions read and change of ``vault.chains.team.TeamState`` (not imported: team imports this)."""
@@ -39,6 +41,7 @@ class TeamState(Protocol):
     host_key: bytes | None
     host_removed: set[str]
     removed_at: dict[str, int]
+    approved: dict[str, tuple[str, int | None]]
 
     @property
     def members(self) -> Mapping[str, object]: ...
@@ -127,3 +130,45 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
     use_statement(state, st.hash)
     return (st.ally == org.root and org.outside is None and target not in state.members
             and target in state.removed_at and not org.admitted(target, org_seq))
+
+
+def approval_needed(state: TeamState, member: str, role: str, until: int | None, current: str) -> bool:
+    """Whether a ``team.role`` of ``member`` (now ``current``) to ``role`` until ``until`` must carry a new
+    ``coalition.admit`` of their organization: in a space with ``host_key`` a host member's change to ``admin`` from
+    another role; and any change past what the approval they hold named (``approved``: the role and end of the last
+    one, at their entry or a later ``team.role``), a higher role or a later end (review 16: a space admin extended an
+    approved end to no end)."""
+    if state.host_key is not None and member not in state.guests and role == "admin" and current != "admin":
+        return True
+    bound = state.approved.get(member)
+    if bound is None:
+        return False
+    return RANKS[role] > RANKS[bound[0]] or bound[1] is not None and (until is None or until > bound[1])
+
+
+def change_role(state: TeamState, carried: Fields | None, member: str, role: str, until: int | None, current: str,
+                link: Link, org: OrgState) -> None:
+    """``team.role`` in a coalition space (its signer judged): without ``approval`` only within what the member's
+    approval named (``approval_needed``); with one, a ``coalition.admit`` of the member's organization (the host's,
+    signed with ``host_key``, for a host member; the ally they entered for, for a guest) for exactly this member,
+    role and end, valid at the link's time, used once: it is then the bound of later changes."""
+    if carried is None:
+        if approval_needed(state, member, role, until, current):
+            raise ChainError(f"a change of member {member}'s role or end past what their organization approved (or "
+                             "to admin) needs its new coalition.admit for this role and end")
+        return
+    guest = state.guests.get(member)
+    if guest is None:
+        if state.host_key is None:
+            raise ChainError("team.role: an approval is the host's only in a space with host_key (or an ally's, for "
+                             "its guest)")
+        st = check_host_admit(carried, org.root, state.host_key, state.team_id, member, role, until, link.time)
+    else:
+        st = verify_statement(carried, state.allies, state.team_id, "coalition.admit")
+        if st.ally != guest.ally or (st.member, st.role, st.until) != (member, role, until):
+            raise ChainError("team.role: the coalition.admit is not of the organization the member entered for, or "
+                             "for another member, role or end")
+        if not st.time - ALLOWANCE <= link.time < st.time + APPROVAL_SECONDS:
+            raise ChainError("the coalition.admit approval is not valid at the time of this link (expired or later)")
+    use_statement(state, st.hash)
+    state.approved[member] = (role, until)
