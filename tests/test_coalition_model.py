@@ -69,6 +69,9 @@ class CoalitionMachine(RuleBasedStateMachine):
                                     ncc={self.c.admin.id, self.ncc2.id}, host_people={self.c.writer.id, self.extra.id})
         self.org, self.members = self.c.host.org(), self.c.host.members()
         self.start_time = self.c.host.time  # role ends are days after it (a run lasts minutes of chain time)
+        assert self.c.host_key is not None
+        self.host_keys = [self.c.host_key]  # the host's coalition keys for the space, in its chain's order
+        self.carried = 0  # the index of the one the space holds (c.host_key: what the host's statements use)
         self.state = self.c.state()
         self.guest_view()
 
@@ -102,6 +105,8 @@ class CoalitionMachine(RuleBasedStateMachine):
         # A guest cannot tell the re-pin of a frozen ally from its proposal (who is the host's NCC is not known to
         # it): inside its join code's prefix, the proposal's key counts for it already (the key the host's NCC named).
         loose = {a.root for a in self.allies if a.name in self.model.proposed and a.name in self.model.frozen}
+        if self.model.host_pending:  # the host's side refuses the retired host key; a guest learns it when carried
+            loose.add(self.c.host.org_links[0].hash)
         assert outside == (expected and link.type != "coalition.ally") or (
             outside and not expected and self.involves(link, loose)), f"{link.type}: guest {outside}"
         if accepted:
@@ -253,6 +258,31 @@ class CoalitionMachine(RuleBasedStateMachine):
         self.c.pending = (link, lambda: None)
         if self.attempt(link, self.model.may_role(who.id, person.id, role, until, kind)):
             self.model.set_role(person.id, role, until, kind)
+
+    @rule(carrier=st.sampled_from([0, 1, 2, 3]), kind=st.sampled_from(["org", "org", "next", "next", "later"]))
+    def host_rekey(self, carrier: int, kind: str) -> None:
+        """The host's NCC rekeys its coalition key for the space in its own chain ("org"; review 16), and a member
+        carries the oldest rekey not carried yet into the space ("next"), or a newer one first ("later")."""
+        if kind == "org":
+            self.c.host_key = self.host_keys[-1]
+            self.host_keys.append(self.c.rekey_host_key(second=self.ncc2))
+            self.c.host_key = self.host_keys[self.carried]
+            self.org = self.c.host.org()
+            self.model.host_pending += 1
+            return
+        who, i = self.person(carrier), self.carried + (1 if kind == "next" else 2)
+        if i >= len(self.host_keys) or who.id not in self.members:
+            return
+        new = self.host_keys[i].public
+        made = [x for x in self.c.host.org_links if x.type == "org.coalition" and x.body.raw.get("key") == new]
+        rekey = made[-1].body.raw["rekey"]  # the second NCC member's link: the one that recorded it
+        assert isinstance(rekey, dict)
+        link = self.c.host.team_link(self.c.space, who, "coalition.rekey", dict(rekey), append=False)
+        self.c.pending = (link, lambda: None)
+        if self.attempt(link, self.model.may_carry_host_rekey(who.id, kind)):
+            self.carried = i
+            self.c.host_key = self.host_keys[i]
+            self.model.host_pending -= 1
 
     @invariant()
     def a_members_and_boxes_as_the_model_says(self) -> None:

@@ -13,6 +13,9 @@ are in the space for (the host's included), or carrying that organization's expu
 once in each); every removal starts a key generation boxed to exactly the members left. A space admin changes a
 member's role or end within what the approval they hold named (review 16); past it (a higher role, a later end), and
 a host member's promotion to admin, only with a fresh approval of the organization they are in the space for.
+The host's NCC may rekey its coalition key in its own chain (review 16): from then on no statement signed with the
+space's host key counts on the host's side until a member of the space carried the rekeys into it, one at a time and
+in their order; the space then holds the new key (and a guest's view agrees from that link on).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class CoalitionModel:
     host_people: set[str] = field(default_factory=set)  # the host's members besides the admin (in the space or not)
     untils: dict[str, int | None] = field(default_factory=dict)  # member in the space -> the end of their role
     approved: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # member -> role, end last approved
+    host_pending: int = 0  # rekeys of the host's key its chain recorded that no member carried into the space yet
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
@@ -70,7 +74,7 @@ class CoalitionModel:
     def may_add_host(self, signer: str, member: str, approval: str) -> bool:
         """A host member's add: ``approval`` "host" (fresh, signed with the host's key) by the space's admin only;
         "forged", "reused" or "none" never."""
-        return (self.is_admin(signer) and approval == "host" and member in self.host_people
+        return (self.is_admin(signer) and approval == "host" and member in self.host_people and not self.host_pending
                 and member not in self.members())
 
     def approver(self, member: str, approval: str) -> str:
@@ -87,7 +91,7 @@ class CoalitionModel:
         if statement == "none":
             return self.is_admin(signer)
         if statement == "host":
-            return target in self.host_people
+            return target in self.host_people and not self.host_pending
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
             return False
         return statement in ("own", "expel") and target in self.guests and self.entered_for[target] not in self.frozen
@@ -121,12 +125,18 @@ class CoalitionModel:
                 role, until) or target in self.guests and role == "admin":
             return False
         if approval != "none":
-            return approval == "fresh" and (target in self.host or self.entered_for[target] not in self.frozen)
+            return approval == "fresh" and (target in self.host and not self.host_pending
+                                            or target in self.guests and self.entered_for[target] not in self.frozen)
         rank = {"reader": 0, "writer": 1, "admin": 2}
         bound = self.approved.get(target)
         past = bound is not None and (rank[role] > rank[bound[0]]
                                       or bound[1] is not None and (until is None or until > bound[1]))
         return not past and not (target in self.host and role == "admin" and members[target] != "admin")
+
+    def may_carry_host_rekey(self, signer: str, kind: str) -> bool:
+        """A member of the space carries the host's rekey: "next" (the oldest one not carried yet), "later" (a newer
+        one before it: signed with a key the space does not hold)."""
+        return signer in self.members() and kind == "next" and self.host_pending > 0
 
     # -- recording --
 

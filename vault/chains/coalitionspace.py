@@ -12,10 +12,15 @@ from vault.acts import ALLOWANCE
 from vault.chains.coalition import (
     APPROVAL_SECONDS,
     Ally,
+    CoalitionEntry,
     Guest,
     Rekey,
+    apply_rekey,
     check_host_admit,
+    check_host_key,
+    check_rekey,
     parse_ally,
+    parse_rekey,
     verify_statement,
     with_host,
 )
@@ -42,6 +47,7 @@ class TeamState(Protocol):
     host_removed: set[str]
     removed_at: dict[str, int]
     approved: dict[str, tuple[str, int | None]]
+    host_retired: dict[bytes, int]
 
     @property
     def members(self) -> Mapping[str, object]: ...
@@ -89,6 +95,7 @@ def admit(state: TeamState, approval: Fields, mid: str, role: str, until: int | 
                           "coalition.admit")
     if st.ally == org.root:
         assert state.host_key is not None
+        check_host_in_force(state, org, org_seq)
         check_host_admit(approval, org.root, state.host_key, state.team_id, mid, role, until, link.time)
         if mid in state.guests or org.outside is None and not org.admitted(mid, org_seq):
             raise ChainError(f"member {mid} is not an admitted member of the host organization")
@@ -121,6 +128,7 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
     if st.member != target or not ours:
         raise ChainError("coalition.remove: an organization removes only its own members")
     if st.ally == org.root:
+        check_host_in_force(state, org, org_seq)
         # Once per entry, on every side alike: a guest's view drops the member at the first host removal and
         # refuses a second ("not in team"); the host's side, where its organization chain dropped them already,
         # would take a second as key work only, and the two views of the chain would part (review 16).
@@ -147,7 +155,7 @@ def approval_needed(state: TeamState, member: str, role: str, until: int | None,
 
 
 def change_role(state: TeamState, carried: Fields | None, member: str, role: str, until: int | None, current: str,
-                link: Link, org: OrgState) -> None:
+                link: Link, org: OrgState, org_seq: int) -> None:
     """``team.role`` in a coalition space (its signer judged): without ``approval`` only within what the member's
     approval named (``approval_needed``); with one, a ``coalition.admit`` of the member's organization (the host's,
     signed with ``host_key``, for a host member; the ally they entered for, for a guest) for exactly this member,
@@ -162,6 +170,7 @@ def change_role(state: TeamState, carried: Fields | None, member: str, role: str
         if state.host_key is None:
             raise ChainError("team.role: an approval is the host's only in a space with host_key (or an ally's, for "
                              "its guest)")
+        check_host_in_force(state, org, org_seq)
         st = check_host_admit(carried, org.root, state.host_key, state.team_id, member, role, until, link.time)
     else:
         st = verify_statement(carried, state.allies, state.team_id, "coalition.admit")
@@ -172,3 +181,45 @@ def change_role(state: TeamState, carried: Fields | None, member: str, role: str
             raise ChainError("the coalition.admit approval is not valid at the time of this link (expired or later)")
     use_statement(state, st.hash)
     state.approved[member] = (role, until)
+
+
+def host_entries(org: OrgState, name: str) -> list[tuple[CoalitionEntry, int | None]]:
+    """The host's own chain's coalition keys for the space ``name``: the current entry (None: in force still) and
+    those a rekey retired, each with the seq of the ``org.coalition`` that replaced it."""
+    current = org.coalitions.get(name)
+    return [*([(current, None)] if current is not None else []),
+            *((r.entry, r.seq) for r in org.coalitions_retired.get(name, []))]
+
+
+def check_host_in_force(state: TeamState, org: OrgState, org_seq: int) -> None:
+    """On the host's side, a statement signed with the space's host key counts only while its chain holds that key
+    in force at the organization state the link names (review 16: from the ``org.coalition`` that retired it on, a
+    departed NCC member's admit or removal signed with it is refused, even before a member carried the rekey into the
+    space). A guest's client, without the host's chain, learns it from the space's ``coalition.rekey``
+    (``rekey_host``)."""
+    if state.host_key is not None and org.outside is None:
+        check_host_key(host_entries(org, state.name), org.root, state.name, state.host_key, org_seq)
+
+
+def rekey(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
+    """``coalition.rekey`` (its carrier judged): of a pinned ally (``apply_rekey``), or of the host itself."""
+    carried, root, new = parse_rekey(link)
+    if root != org.root:
+        apply_rekey(state.allies, state.rekeys, link)
+        return
+    if state.host_key is None:
+        raise ChainError("coalition.rekey: not an ally pinned in this space (the host, in a space without host_key)")
+    if new == state.host_key or new in state.host_retired or new in state.rekeys or any(
+            a.key == new for a in state.allies.values()):
+        raise ChainError("coalition.rekey: that key is (or was) already pinned here")
+    check_rekey(carried, root, new, state.host_key)
+    if org.outside is None:  # the host's side: its own chain replaced the space's key by this one (two-person)
+        entries = host_entries(org, state.name)
+        replaced = {e.key: seq for e, seq in entries if e.host == root}
+        recorded = {e.key: e.seq for e, _ in entries if e.host == root}
+        at = replaced.get(state.host_key)
+        if at is None or recorded.get(new) != at or at > org_seq:
+            raise ChainError("coalition.rekey: the host's chain did not replace the space's host key by this key "
+                             "(org.coalition with replaces) at the organization state this link names")
+    state.host_retired[state.host_key] = link.seq
+    state.host_key = new
