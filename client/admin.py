@@ -176,6 +176,7 @@ async def add_member(s: Client, team_name: str, member_name: str, role: str, unt
     member = view.member_by_name(member_name)
     body: dict[str, Any] = {"member": member.member_id, "role": role, "until": until, "key": None}
     if team.host_key is not None:  # a coalition space: the host's approval (client/hostkey.py)
+        team = await hostkey.carry_rekeys(s, team)  # the host's key rekeyed in its chain: the space follows first
         body["approval"] = approval or await hostkey.approval(s, team, member.member_id, role, until)
     if not team.holds_key(s.session.me, s.session.now()):
         await s.chains.append_team(team, "team.add", body)
@@ -293,6 +294,7 @@ async def set_team_role(s: Client, team_name: str, member_name: str, role: str, 
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
     body: dict[str, Any] = {"member": target.member_id, "role": role, "until": until}
+    team = await hostkey.carry_rekeys(s, team)  # a host rekey not carried yet: the space follows first
     tm = team.members.get(target.member_id)
     if team.kind == "coalition" and tm is not None and approval_needed(team, target.member_id, role, until, tm.role):
         if target.member_id in team.guests:  # past what the ally approved: the ally's NCC approves again
