@@ -196,7 +196,7 @@ def check_host_in_force(state: TeamState, org: OrgState, org_seq: int) -> None:
     in force at the organization state the link names (review 16: from the ``org.coalition`` that retired it on, a
     departed NCC member's admit or removal signed with it is refused, even before a member carried the rekey into the
     space). A guest's client, without the host's chain, learns it from the space's ``coalition.rekey``
-    (``rekey_host``)."""
+    (``rekey``)."""
     if state.host_key is not None and org.outside is None:
         check_host_key(host_entries(org, state.name), org.root, state.name, state.host_key, org_seq)
 
