@@ -29,6 +29,7 @@ from vault import recovery
 from vault.acts import Act
 from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, role_act, team_id_for
 from vault.chains.coalition import expel_statements
+from vault.chains.coalitionspace import approval_needed
 from vault.encoding import Fields, Value, decode, encode
 from vault.errors import AuthError, DeviceRevoked, InviteError, NotFound, PolicyDenied, ServerMismatch, VaultError
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
@@ -175,6 +176,7 @@ async def add_member(s: Client, team_name: str, member_name: str, role: str, unt
     member = view.member_by_name(member_name)
     body: dict[str, Any] = {"member": member.member_id, "role": role, "until": until, "key": None}
     if team.host_key is not None:  # a coalition space: the host's approval (client/hostkey.py)
+        team = await hostkey.carry_rekeys(s, team)  # the host's key rekeyed in its chain: the space follows first
         body["approval"] = approval or await hostkey.approval(s, team, member.member_id, role, until)
     if not team.holds_key(s.session.me, s.session.now()):
         await s.chains.append_team(team, "team.add", body)
@@ -292,9 +294,13 @@ async def set_team_role(s: Client, team_name: str, member_name: str, role: str, 
     team = view.team_by_name(team_name)
     target = view.member_by_name(member_name)
     body: dict[str, Any] = {"member": target.member_id, "role": role, "until": until}
+    team = await hostkey.carry_rekeys(s, team)  # a host rekey not carried yet: the space follows first
     tm = team.members.get(target.member_id)
-    if team.host_key is not None and role == "admin" and tm is not None and tm.role != "admin":
-        body["approval"] = await hostkey.approval(s, team, target.member_id, role, until)  # a promotion: the host's
+    if team.kind == "coalition" and tm is not None and approval_needed(team, target.member_id, role, until, tm.role):
+        if target.member_id in team.guests:  # past what the ally approved: the ally's NCC approves again
+            raise VaultError("that role or end goes past what the guest's organization approved for this space: "
+                             "its NCC approves again (remove them and add them with a new approval)")
+        body["approval"] = await hostkey.approval(s, team, target.member_id, role, until)  # the host's act too
     await s.chains.append_team(team, "team.role", body)
 
 

@@ -15,7 +15,7 @@ from client.client import Client
 from vault.chains import TeamState
 from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
 from vault.encoding import Value
-from vault.errors import VaultError
+from vault.errors import ChainError, VaultError
 
 
 async def record(s: Client, name: str) -> bytes | None:
@@ -48,6 +48,30 @@ async def record(s: Client, name: str) -> bytes | None:
     return entry.key
 
 
+async def carry_rekeys(s: Client, team: TeamState) -> TeamState:
+    """The host's rekeys of its coalition key for the space ``team`` (``org.coalition`` with ``replaces``) that the
+    space does not hold yet, carried into it one at a time and in their order: a ``coalition.rekey`` with the
+    statement each ``org.coalition`` holds (docs/lifecycle.md "The host's members' entry", session 16). Until then
+    the host's side takes no statement signed with the space's key and guests do not know the new one. Returns the
+    space's state after (the caller's ``team`` otherwise)."""
+    view = await s.chains.view()
+    if team.host_key is None or team.role_of(s.session.me, s.session.now()) is None:
+        return team
+    org_links = None
+    while (retired := next((r for r in view.org.coalitions_retired.get(team.name, [])
+                            if r.entry.key == team.host_key and r.entry.host == view.org.root), None)) is not None:
+        org_links = org_links or await s.chains.links("/api/v1/chains/org")
+        made = org_links[retired.seq - 1] if retired.seq <= len(org_links) else None
+        rekey = made.body.raw.get("rekey") if made is not None and made.type == "org.coalition" else None
+        if made is None or made.seq != retired.seq or not isinstance(rekey, dict):
+            raise ChainError(f"the organization chain's rekey of the coalition key of space {team.name} is missing")
+        await s.chains.append_team(team, "coalition.rekey", {"statement": rekey.get("statement"),
+                                                             "sig": rekey.get("sig")})
+        view = await s.chains.view()
+        team = view.teams[team.team_id]
+    return team
+
+
 async def _key(s: Client, team: TeamState, what: str) -> CoalitionKey:
     seed = await coalitionkeys.seed(s, team.name)
     if seed is None or CoalitionKey(seed).public != team.host_key:
@@ -77,6 +101,7 @@ async def carry_removal(s: Client, member: str) -> list[str]:
         team, now, me = view.teams[team_id], s.session.now(), s.session.me
         if team.kind != "coalition" or team.host_key is None or member not in team.members or member in team.guests:
             continue
+        team = await carry_rekeys(s, team)  # the host's side takes no statement signed with a retired key
         seed = await coalitionkeys.seed(s, team.name)
         if seed is None or CoalitionKey(seed).public != team.host_key or team.role_of(me, now) is None:
             left.append(team.name)

@@ -108,3 +108,26 @@ def test_a_rival_rekey_of_a_retired_key_freezes_the_ally_until_the_host_re_pins(
     assert erin.id in c.state().members
     seen = guest_view(c, len(c.space.links))  # a guest's client with a join code made now replays it all
     assert not seen.allies[ally.root].frozen and seen.members == c.state().members
+
+
+def test_a_re_pin_closes_every_earlier_key_and_a_key_retired_after_it_still_freezes(c: Coalition) -> None:
+    """Review 16 (session 16): after the host's NCC re-pins a frozen ally, a rival rekey signed with a key retired
+    before the re-pin is refused (it froze the ally again after every re-pin), on the host's side and the guest's;
+    the designed race still holds for a key retired after the re-pin (it freezes the ally, on both sides)."""
+    ally, alice, bob = c.ally_with_two_guests()
+    old, rival, true = ally.key, CoalitionKey.generate(), CoalitionKey.generate()
+    rekey(c, ally, alice, rival)
+    rekey(c, ally, bob, true)  # the conflict: frozen
+    c.pin(ally, key=true.public)  # re-pinned
+    joined = len(c.space.links)  # a guest's join code made now (a re-pin past its code would need a newer one)
+    for signer, key in ((alice, old), (alice, rival)):  # a key retired before the re-pin (old), or never in force here
+        late = rekey(c, ally, signer, CoalitionKey.generate(), old=key, append=False)
+        for replay in c.both(late):
+            with pytest.raises(VaultError, match="not signed with the coalition key it replaces"):
+                replay()
+    ally.key, newer = true, CoalitionKey.generate()
+    rekey(c, ally, bob, newer)  # the ally's next rekey, after the re-pin: true is retired since it
+    assert c.state().allies[ally.root].key == newer.public
+    rekey(c, ally, alice, CoalitionKey.generate(), old=true)  # a rival of a key retired since the re-pin: frozen
+    assert c.state().allies[ally.root].frozen
+    assert guest_view(c, joined).allies[ally.root].frozen  # a guest's client: the same

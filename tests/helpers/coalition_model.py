@@ -11,7 +11,12 @@ by a space admin's add carrying the host's own approval, signed with the host's 
 member), in any role; the host removes its own members with a statement signed with that key. A member leaves by
 a removal from a space admin, or from any member of the space carrying the signed removal of the organization they
 are in the space for (the host's included), or carrying that organization's expulsion of them (valid in every space,
-once in each); every removal starts a key generation boxed to exactly the members left.
+once in each); every removal starts a key generation boxed to exactly the members left. A space admin changes a
+member's role or end within what the approval they hold named (review 16); past it (a higher role, a later end), and
+a host member's promotion to admin, only with a fresh approval of the organization they are in the space for.
+The host's NCC may rekey its coalition key in its own chain (review 16): from then on no statement signed with the
+space's host key counts on the host's side until a member of the space carried the rekeys into it, one at a time and
+in their order; the space then holds the new key (and a guest's view agrees from that link on).
 """
 
 from __future__ import annotations
@@ -33,12 +38,19 @@ class CoalitionModel:
     generation: int = 1
     left_at: dict[str, int] = field(default_factory=dict)  # member -> the last generation they were boxed to
     expels_used: set[tuple[str | None, str]] = field(default_factory=set)  # (organization, member) expelled here
-    rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> how many of its keys the space retired
+    rekeyed: dict[str, int] = field(default_factory=dict)  # ally -> its keys the space retired since its last pin
     frozen: set[str] = field(default_factory=set)  # allies two different rekeys of one key froze (until re-pinned)
     host_people: set[str] = field(default_factory=set)  # the host's members besides the admin (in the space or not)
+    untils: dict[str, int | None] = field(default_factory=dict)  # member in the space -> the end of their role
+    approved: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # member -> role, end last approved
+    host_pending: int = 0  # rekeys of the host's key its chain recorded that no member carried into the space yet
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
+
+    def is_admin(self, member: str) -> bool:
+        """A space admin signs adds, host-side removals and role changes (the founder, or anyone made admin)."""
+        return self.members().get(member) == "admin"
 
     def pin(self, signer: str, ally: str) -> str:
         """"refused", "proposed" or "pinned": only the host's NCC pins, two of them (rule two-person): the first
@@ -51,6 +63,7 @@ class CoalitionModel:
         del self.proposed[ally]
         self.pinned.add(ally)
         self.frozen.discard(ally)  # a frozen ally re-pinned (its key given in person): its keys count again
+        self.rekeyed.pop(ally, None)  # a pin closes every earlier key of the ally: none retired before it freezes it
         return "pinned"
 
     def pin_stray(self, signer: str, ally: str) -> str:
@@ -65,14 +78,14 @@ class CoalitionModel:
     def may_add(self, signer: str, member: str, role: str, approval: str) -> bool:
         """``approval``: "own" (fresh, of the member's organization), "other" (fresh, of the other organization),
         "forged" (the member's organization's root, an unknown key), "reused" (one already used), "none"."""
-        return (signer == self.admin and approval in ("own", "other") and member not in self.guests
+        return (self.is_admin(signer) and approval in ("own", "other") and member not in self.guests
                 and self.approver(member, approval) in self.pinned - self.frozen and role in ("writer", "reader")
                 and self.entered_for.get(member, self.approver(member, approval)) == self.approver(member, approval))
 
     def may_add_host(self, signer: str, member: str, approval: str) -> bool:
         """A host member's add: ``approval`` "host" (fresh, signed with the host's key) by the space's admin only;
         "forged", "reused" or "none" never."""
-        return (signer == self.admin and approval == "host" and member in self.host_people
+        return (self.is_admin(signer) and approval == "host" and member in self.host_people and not self.host_pending
                 and member not in self.members())
 
     def approver(self, member: str, approval: str) -> str:
@@ -87,9 +100,9 @@ class CoalitionModel:
         if target not in members or target == self.admin or signer not in members or signer == target:
             return False
         if statement == "none":
-            return signer == self.admin
+            return self.is_admin(signer)
         if statement == "host":
-            return target in self.host_people
+            return target in self.host_people and not self.host_pending
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
             return False
         return statement in ("own", "expel") and target in self.guests and self.entered_for[target] not in self.frozen
@@ -97,7 +110,8 @@ class CoalitionModel:
     def may_rekey(self, signer: str, ally: str, kind: str) -> bool:
         """``coalition.rekey`` carried by ``signer``: "next" (signed with the key pinned now, naming a new key),
         "rival" (signed with a key of the ally the space retired, naming another new key), "forged" (another key),
-        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen."""
+        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen; a
+        rival only with a key retired since the ally's last pin (a re-pin closes every earlier key: review 16)."""
         if signer not in self.members() or ally not in self.pinned - self.frozen:
             return False
         return kind == "next" or kind == "rival" and self.rekeyed.get(ally, 0) > 0
@@ -109,16 +123,50 @@ class CoalitionModel:
         else:
             self.frozen.add(ally)
 
+    def may_role(self, signer: str, target: str, role: str, until: int | None, approval: str) -> bool:
+        """``team.role`` of ``target`` to ``role`` until ``until`` (always in the future here), by a space admin.
+        ``approval``: "none", "fresh" (of the organization the target is in the space for: the host's for a host
+        member, signed with its key; for exactly this role and end), "wrong" (the same, naming another end). The
+        rule (review 16): a change to a role above, or an end later than, what the target's last approval named (no
+        end: none later), and a host member's change to admin, needs a fresh approval, which then bounds later
+        changes; a carried approval is always checked and used. A guest is never admin; a frozen ally approves
+        nothing; "nothing to change" is refused."""
+        members = self.members()
+        if not self.is_admin(signer) or target not in members or (members[target], self.untils.get(target)) == (
+                role, until) or target in self.guests and role == "admin":
+            return False
+        if approval != "none":
+            return approval == "fresh" and (target in self.host and not self.host_pending
+                                            or target in self.guests and self.entered_for[target] not in self.frozen)
+        rank = {"reader": 0, "writer": 1, "admin": 2}
+        bound = self.approved.get(target)
+        past = bound is not None and (rank[role] > rank[bound[0]]
+                                      or bound[1] is not None and (until is None or until > bound[1]))
+        return not past and not (target in self.host and role == "admin" and members[target] != "admin")
+
+    def may_carry_host_rekey(self, signer: str, kind: str) -> bool:
+        """A member of the space carries the host's rekey: "next" (the oldest one not carried yet), "later" (a newer
+        one before it: signed with a key the space does not hold)."""
+        return signer in self.members() and kind == "next" and self.host_pending > 0
+
     # -- recording --
 
     def add(self, member: str, role: str, approval: str) -> None:
         self.entered_for[member] = self.approver(member, approval)
         self.guests[member] = role
         self.left_at.pop(member, None)
+        self.untils[member], self.approved[member] = None, (role, None)
 
     def add_host(self, member: str, role: str) -> None:
         self.host[member] = role
         self.left_at.pop(member, None)
+        self.untils[member], self.approved[member] = None, (role, None)
+
+    def set_role(self, member: str, role: str, until: int | None, approval: str) -> None:
+        (self.guests if member in self.guests else self.host)[member] = role
+        self.untils[member] = until
+        if approval == "fresh":
+            self.approved[member] = (role, until)
 
     def remove(self, target: str, statement: str = "none") -> None:
         if statement == "expel":
@@ -126,6 +174,7 @@ class CoalitionModel:
         self.left_at[target] = self.generation
         self.guests.pop(target, None)
         self.host.pop(target, None)
+        self.untils.pop(target, None)
         self.generation += 1
 
 

@@ -191,16 +191,18 @@ class Coalition:
         """The host's replay and the guest's of the space's chain with ``link``."""
         return [lambda: self.state([link]), lambda: self.outside([*self.space.links, link])]
 
-    def rekey_host_key(self) -> CoalitionKey:
+    def rekey_host_key(self, *, second: Person | None = None) -> CoalitionKey:
         """The host's NCC replaces its coalition key for the space in its own chain (``org.coalition`` with
-        ``replaces`` and the rekey statement signed with the old key): what it does when a member leaves the NCC."""
+        ``replaces`` and the rekey statement signed with the old key): what it does when a member leaves the NCC.
+        ``second``: another NCC member signs the same act after the founder (rule two-person)."""
         assert self.host_key is not None
         root, new = self.host.org_links[0].hash, CoalitionKey.generate()
         [name] = [n for n, e in self.host.org().coalitions.items() if e.key == self.host_key.public]
-        statement = rekey_statement(root, new.public, self.host.time)
-        self.host.org_link(self.admin, "org.coalition", {"name": name, "key": new.public, "host": root,
+        for signer in [self.admin, *([second] if second is not None else [])]:
+            statement = rekey_statement(root, new.public, self.host.time)
+            self.host.org_link(signer, "org.coalition", {"name": name, "key": new.public, "host": root,
                                                          "replaces": self.host_key.public,
                                                          "rekey": signed_statement(self.host_key, statement)})
         assert self.host.org().coalitions[name].key == new.public
-        assert [r.entry.key for r in self.host.org().coalitions_retired[name]] == [self.host_key.public]
+        assert self.host.org().coalitions_retired[name][-1].entry.key == self.host_key.public
         return new

@@ -191,19 +191,28 @@ class Rekey:
     seq: int
 
 
+def parse_rekey(link: Link) -> tuple[Value, bytes, bytes]:
+    """A ``coalition.rekey`` team link's ``{statement, sig}``, the organization its statement names and the new key
+    (the signature not yet checked)."""
+    carried: Value = {k: link.body.raw.get(k) for k in ("statement", "sig")}
+    try:
+        named = Fields(decode(Fields(carried, "coalition.rekey").bytes_("statement", max_size=1024)),
+                       "coalition.rekey")
+        return carried, named.bytes_("ally", 32), named.bytes_("key", 32)
+    except EncodingError as e:
+        raise ChainError(f"malformed coalition.rekey: {e}") from e
+
+
 def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Link) -> None:
     """``coalition.rekey {"statement", "sig"}`` in a coalition space (any member carries it; docs/lifecycle.md "Every
     NCC member holds the coalition key", steps 2-3): a pinned ally's ``coalition.rekey`` statement signed with the key
     the pin holds now replaces that key, which is retired (nothing signed with it counts here any more, whatever time
     it claims). One signed with a key of that ally already retired, naming another new key, is a rival (the old key's
-    holder racing the ally): the ally is frozen, none of its keys counting until the host's NCC re-pins it."""
-    carried: Value = {k: link.body.raw.get(k) for k in ("statement", "sig")}
-    try:
-        named = Fields(decode(Fields(carried, "coalition.rekey").bytes_("statement", max_size=1024)),
-                       "coalition.rekey")
-        root, new = named.bytes_("ally", 32), named.bytes_("key", 32)
-    except EncodingError as e:
-        raise ChainError(f"malformed coalition.rekey: {e}") from e
+    holder racing the ally): the ally is frozen, none of its keys counting until the host's NCC re-pins it. Only a key
+    retired since the pin in force (the ally's first pin, or the re-pin that unfroze it: ``Ally.seq``) freezes it: a
+    re-pin closes every earlier key of the ally for good (review 16: else a key retired before it re-froze the ally
+    after every re-pin)."""
+    carried, root, new = parse_rekey(link)
     ally = allies.get(root)
     if ally is None or ally.frozen:
         raise ChainError("coalition.rekey: not an ally pinned in this space (or one frozen here)")
@@ -212,7 +221,7 @@ def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Lin
     try:
         check_rekey(carried, root, new, ally.key)
     except ChainError:
-        retired = [old for old, r in rekeys.items() if r.ally == root]
+        retired = [old for old, r in rekeys.items() if r.ally == root and r.seq > ally.seq]
         if not any(_rekey_signed(carried, root, new, old) for old in retired):
             raise
         allies[root] = replace(ally, frozen=True)  # a second, different rekey of a retired key: frozen
@@ -290,8 +299,9 @@ def check_host_key(entries: Iterable[tuple[CoalitionEntry, int | None]], root: b
     replaced it (a later rekey of the name never breaks the replay of the space's ``team.create``)."""
     if not any(entry.key == key and entry.host == root and entry.seq <= org_seq
                and (replaced is None or org_seq < replaced) for entry, replaced in entries):
-        raise ChainError(f"team.create: host_key is not this organization's coalition key for {name!r} (org.coalition "
-                         "with host = its own root)")
+        raise ChainError(f"host_key is not this organization's coalition key for {name!r} (org.coalition with host = "
+                         "its own root) at the organization state the link names (retired there: carry its "
+                         "coalition.rekey into the space)")
 
 
 def check_host_admit(carried: Fields, root: bytes, host_key: bytes, space: str, member: str, role: str,

@@ -6,16 +6,21 @@ with ``host_key`` the host's own), the statement a ``coalition.remove`` carries,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from vault.acts import ALLOWANCE
 from vault.chains.coalition import (
     APPROVAL_SECONDS,
     Ally,
+    CoalitionEntry,
     Guest,
     Rekey,
+    apply_rekey,
     check_host_admit,
+    check_host_key,
+    check_rekey,
     parse_ally,
+    parse_rekey,
     verify_statement,
     with_host,
 )
@@ -23,6 +28,8 @@ from vault.chains.org import OrgState
 from vault.encoding import Fields
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link
+
+RANKS: Final = {"reader": 0, "writer": 1, "admin": 2}  # how far a team role goes: what an approval's role bounds
 
 
 class TeamState(Protocol):
@@ -40,6 +47,8 @@ class TeamState(Protocol):
     host_key: bytes | None
     host_removed: set[str]
     removed_at: dict[str, int]
+    approved: dict[str, tuple[str, int | None]]
+    host_retired: dict[bytes, int]
 
     @property
     def members(self) -> Mapping[str, object]: ...
@@ -96,6 +105,7 @@ def admit(state: TeamState, approval: Fields, mid: str, role: str, until: int | 
                           "coalition.admit")
     if st.ally == org.root:
         assert state.host_key is not None
+        check_host_in_force(state, org, org_seq)
         check_host_admit(approval, org.root, state.host_key, state.team_id, mid, role, until, link.time)
         if mid in state.guests or org.outside is None and not org.admitted(mid, org_seq):
             raise ChainError(f"member {mid} is not an admitted member of the host organization")
@@ -128,6 +138,7 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
     if st.member != target or not ours:
         raise ChainError("coalition.remove: an organization removes only its own members")
     if st.ally == org.root:
+        check_host_in_force(state, org, org_seq)
         # Once per entry, on every side alike: a guest's view drops the member at the first host removal and
         # refuses a second ("not in team"); the host's side, where its organization chain dropped them already,
         # would take a second as key work only, and the two views of the chain would part (review 16).
@@ -137,3 +148,88 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
     use_statement(state, st.hash)
     return (st.ally == org.root and org.outside is None and target not in state.members
             and target in state.removed_at and not org.admitted(target, org_seq))
+
+
+def approval_needed(state: TeamState, member: str, role: str, until: int | None, current: str) -> bool:
+    """Whether a ``team.role`` of ``member`` (now ``current``) to ``role`` until ``until`` must carry a new
+    ``coalition.admit`` of their organization: in a space with ``host_key`` a host member's change to ``admin`` from
+    another role; and any change past what the approval they hold named (``approved``: the role and end of the last
+    one, at their entry or a later ``team.role``), a higher role or a later end (review 16: a space admin extended an
+    approved end to no end)."""
+    if state.host_key is not None and member not in state.guests and role == "admin" and current != "admin":
+        return True
+    bound = state.approved.get(member)
+    if bound is None:
+        return False
+    return RANKS[role] > RANKS[bound[0]] or bound[1] is not None and (until is None or until > bound[1])
+
+
+def change_role(state: TeamState, carried: Fields | None, member: str, role: str, until: int | None, current: str,
+                link: Link, org: OrgState, org_seq: int) -> None:
+    """``team.role`` in a coalition space (its signer judged): without ``approval`` only within what the member's
+    approval named (``approval_needed``); with one, a ``coalition.admit`` of the member's organization (the host's,
+    signed with ``host_key``, for a host member; the ally they entered for, for a guest) for exactly this member,
+    role and end, valid at the link's time, used once: it is then the bound of later changes."""
+    if carried is None:
+        if approval_needed(state, member, role, until, current):
+            raise ChainError(f"a change of member {member}'s role or end past what their organization approved (or "
+                             "to admin) needs its new coalition.admit for this role and end")
+        return
+    guest = state.guests.get(member)
+    if guest is None:
+        if state.host_key is None:
+            raise ChainError("team.role: an approval is the host's only in a space with host_key (or an ally's, for "
+                             "its guest)")
+        check_host_in_force(state, org, org_seq)
+        st = check_host_admit(carried, org.root, state.host_key, state.team_id, member, role, until, link.time)
+    else:
+        st = verify_statement(carried, state.allies, state.team_id, "coalition.admit")
+        if st.ally != guest.ally or (st.member, st.role, st.until) != (member, role, until):
+            raise ChainError("team.role: the coalition.admit is not of the organization the member entered for, or "
+                             "for another member, role or end")
+        if not st.time - ALLOWANCE <= link.time < st.time + APPROVAL_SECONDS:
+            raise ChainError("the coalition.admit approval is not valid at the time of this link (expired or later)")
+    use_statement(state, st.hash)
+    state.approved[member] = (role, until)
+
+
+def host_entries(org: OrgState, name: str) -> list[tuple[CoalitionEntry, int | None]]:
+    """The host's own chain's coalition keys for the space ``name``: the current entry (None: in force still) and
+    those a rekey retired, each with the seq of the ``org.coalition`` that replaced it."""
+    current = org.coalitions.get(name)
+    return [*([(current, None)] if current is not None else []),
+            *((r.entry, r.seq) for r in org.coalitions_retired.get(name, []))]
+
+
+def check_host_in_force(state: TeamState, org: OrgState, org_seq: int) -> None:
+    """On the host's side, a statement signed with the space's host key counts only while its chain holds that key
+    in force at the organization state the link names (review 16: from the ``org.coalition`` that retired it on, a
+    departed NCC member's admit or removal signed with it is refused, even before a member carried the rekey into the
+    space). A guest's client, without the host's chain, learns it from the space's ``coalition.rekey``
+    (``rekey``)."""
+    if state.host_key is not None and org.outside is None:
+        check_host_key(host_entries(org, state.name), org.root, state.name, state.host_key, org_seq)
+
+
+def rekey(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
+    """``coalition.rekey`` (its carrier judged): of a pinned ally (``apply_rekey``), or of the host itself."""
+    carried, root, new = parse_rekey(link)
+    if root != org.root:
+        apply_rekey(state.allies, state.rekeys, link)
+        return
+    if state.host_key is None:
+        raise ChainError("coalition.rekey: not an ally pinned in this space (the host, in a space without host_key)")
+    if new == state.host_key or new in state.host_retired or new in state.rekeys or any(
+            a.key == new for a in state.allies.values()):
+        raise ChainError("coalition.rekey: that key is (or was) already pinned here")
+    check_rekey(carried, root, new, state.host_key)
+    if org.outside is None:  # the host's side: its own chain replaced the space's key by this one (two-person)
+        entries = host_entries(org, state.name)
+        replaced = {e.key: seq for e, seq in entries if e.host == root}
+        recorded = {e.key: e.seq for e, _ in entries if e.host == root}
+        at = replaced.get(state.host_key)
+        if at is None or recorded.get(new) != at or at > org_seq:
+            raise ChainError("coalition.rekey: the host's chain did not replace the space's host key by this key "
+                             "(org.coalition with replaces) at the organization state this link names")
+    state.host_retired[state.host_key] = link.seq
+    state.host_key = new

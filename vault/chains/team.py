@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import Act
-from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey, apply_rekey, check_host_admit, check_host_key
-from vault.chains.coalitionspace import admit, pin_ally, removal_statement, use_statement
+from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey
+from vault.chains.coalitionspace import admit, change_role, check_host_in_force, pin_ally, rekey, removal_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
 from vault.chains.incidents import check_named
@@ -125,6 +125,8 @@ class TeamState:
     rekeys: dict[bytes, Rekey] = field(default_factory=dict)  # an ally's retired coalition key -> its rekey
     host_key: bytes | None = None  # a coalition space's host coalition key (team.create): host members' entry needs it
     host_removed: set[str] = field(default_factory=set)  # host members a host coalition.remove dropped
+    approved: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # member -> role, end its approval named
+    host_retired: dict[bytes, int] = field(default_factory=dict)  # host keys a host coalition.rekey retired -> seq
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -221,11 +223,7 @@ class TeamState:
             state.host_key = b.opt_bytes("host_key", 32)
             if state.host_key is not None and kind != "coalition":
                 raise ChainError("team.create: only a coalition space carries host_key")
-            if state.host_key is not None and org.outside is None:  # outside: in the prefix the join code vouches for
-                current = org.coalitions.get(state.name)
-                check_host_key([*([(current, None)] if current is not None else []),
-                                *((r.entry, r.seq) for r in org.coalitions_retired.get(state.name, []))],
-                               org.root, state.name, state.host_key, org_seq)
+            check_host_in_force(state, org, org_seq)  # outside: in the prefix the join code vouches for
             for item in b.list_("members", 1000):
                 m = Fields(item, "team member", {"member", "role", "until"})
                 state._add_member(m, link, org, org_seq, policy)
@@ -366,9 +364,8 @@ class TeamState:
             raise PolicyDenied(f"member {target} may not hold team role {role!r}")
         if (m.role, m.until) == (role, until):
             raise ChainError("nothing to change")
-        if self.host_key is not None and role == "admin" and m.role != "admin":  # a promotion is the host's act too
-            use_statement(self, check_host_admit(b.dict_("approval"), org.root, self.host_key, self.team_id,
-                                                 target, role, until, link.time).hash)
+        if self.kind == "coalition":  # a promotion, or past an approved role or end: the organization's act too
+            change_role(self, b.opt_dict("approval"), target, role, until, m.role, link, org, org_seq)
         m.role, m.until = role, until
 
     def _rotate(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
@@ -419,9 +416,9 @@ class TeamState:
 
     def _rekey(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                policy: Policy) -> None:
-        """Any member carries an ally's new coalition key (``vault.chains.coalition.apply_rekey``)."""
+        """Any member carries an ally's new coalition key, or the host's (``vault.chains.coalitionspace.rekey``)."""
         self._authorize(link, org, org_seq, members, policy, "coalition.rekey")
-        apply_rekey(self.allies, self.rekeys, link)
+        rekey(self, link, org, org_seq)
 
     def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                  policy: Policy) -> None:
@@ -466,6 +463,7 @@ class TeamState:
         approval = f.opt_dict("approval")
         if approval is not None:
             admit(self, approval, mid, role, until, link, org, org_seq)
+            self.approved[mid] = (role, until)  # what a later team.role may not go past without a new one
         elif self.host_key is not None and link.type != "team.create":
             raise ChainError(f"member {mid}'s entry to coalition space {self.name} needs the host's coalition.admit "
                              "(signed with its coalition key: its NCC's approval)")
