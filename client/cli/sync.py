@@ -11,7 +11,7 @@ import contextlib
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -23,12 +23,12 @@ from client.sanitize import escape
 from client.sync.ask import REPORT_HEADERS, watch_socket
 from client.sync.engine import Outcome, sync_pass
 from client.sync.folders import SyncFolders
+from client.sync.live import doc_notices
 from client.sync.scan import scan
+from client.sync.serve import Served
+from client.sync.watch import Hint, install_stop_signals, watch
 from client.terminal import err, out
 from vault.errors import Conflict
-
-if TYPE_CHECKING:  # one pass never watches: watchfiles and the watch loop are imported by ``_watch`` only
-    from client.sync.watch import Hint
 
 _ACTIONS = tuple(Column(header, cell) for header, cell in zip(REPORT_HEADERS, (
     lambda r: r["action"], lambda r: r["name"], lambda r: r["seq"], lambda r: r["detail"] or None), strict=True))
@@ -109,10 +109,6 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
     Each pass reads the team's chains again and does pending key work first, so a removal stops the loop
     (exit 1, files kept) and a new key generation is used without a restart. While it runs, a one-pass
     `mvault sync TEAM DIR` asks it first (client/sync/serve.py)."""
-    from client.sync.live import doc_notices
-    from client.sync.serve import Served
-    from client.sync.watch import install_stop_signals, watch
-
     def emit(row: dict[str, Any]) -> None:
         if ctx.as_json:
             print_json(row)
