@@ -218,19 +218,13 @@ class _Reader:
     def entries(self, doc: bool) -> dict[str, Entry]:
         """A dictionary of entries (keys strictly increasing), each of a fast layout."""
         out: dict[str, Entry] = {}
-        buf, size, last = self.buf, len(self.buf), b""
+        last = b""
         for i in range(self.dict_head()):
-            pos = self.pos
-            if pos + 4 > size:
-                raise _NotThis
-            end = pos + 4 + _u32.unpack_from(buf, pos)[0]
-            if end > size:
-                raise _NotThis
-            k = buf[pos + 4:end]
+            k = self.key()
             if i and k <= last:
                 raise _NotThis
             last = k
-            found = entry_at(buf, end, doc)
+            found = entry_at(self.buf, self.pos, doc)
             if found is None:
                 raise _NotThis
             out[k.decode()], self.pos = found
@@ -241,13 +235,10 @@ class _Reader:
         out: dict[str, int] = {}
         buf, size, last = self.buf, len(self.buf), b""
         for i in range(self.dict_head()):
-            pos = self.pos
-            if pos + 4 > size:
-                raise _NotThis
-            end = pos + 4 + _u32.unpack_from(buf, pos)[0]
+            k = self.key()
+            end = self.pos
             if end + 9 > size or buf[end] != 0x69:
                 raise _NotThis
-            k = buf[pos + 4:end]
             if i and k <= last:
                 raise _NotThis
             last = k
