@@ -232,4 +232,4 @@ def _vouched(act: Act, org: OrgState) -> bool:
     """A link of a coalition space's chain up to a guest's join code, judged by a guest's client: taken as judged
     (the space admin's client that made the code judged it with the host's chain; docs/lifecycle.md)."""
     out, at = org.outside, act.position
-    return out is not None and at is not None and at[0] == out.space and at[1] <= out.seq
+    return out is not None and at is not None and out.vouches(*at)

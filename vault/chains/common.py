@@ -62,3 +62,7 @@ class Outside:
     space: str
     seq: int
     pins: frozenset[tuple[int, bytes]]
+
+    def vouches(self, team: str, seq: int) -> bool:
+        """Is link ``seq`` of team ``team``'s chain in the prefix the join code vouches for?"""
+        return team == self.space and seq <= self.seq

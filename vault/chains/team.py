@@ -241,7 +241,7 @@ class TeamState:
 
     def apply(self, link: Link, org: OrgState, members: Mapping[str, MemberState], policy: Policy) -> None:
         check_sequence(link, self.team_id, self.seq, self.head, self.time)
-        if not vouched(org, link, members):
+        if not vouched(org, self.team_id, link, members):
             verify_signer(link, members)
         check_named(org.incidents, self.team_id, link.seq, link.hash)
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
@@ -571,10 +571,10 @@ def replay_team(links: list[Link], org: OrgState, members: Mapping[str, MemberSt
     return state
 
 
-def vouched(org: OrgState, link: Link, members: Mapping[str, MemberState]) -> bool:
+def vouched(org: OrgState, team: str, link: Link, members: Mapping[str, MemberState]) -> bool:
     """A link of a coalition space's chain up to a guest's join code signed by someone the guest's directory does not
     list (the host's NCC member who put an ally's pin in force need not be in the space): taken on the code's word,
     unchecked. The guest's client checks that the chain holds the code's link (its seq and hash) before any replay,
     and each link names the hash of the one before, so the host's server can change no byte of that prefix. Past the
     code every signer must be one the guest can check (docs/lifecycle.md, "The guest's view")."""
-    return org.outside is not None and link.seq <= org.outside.seq and link.signer not in members
+    return org.outside is not None and org.outside.vouches(team, link.seq) and link.signer not in members
