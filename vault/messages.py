@@ -39,17 +39,17 @@ from vault.crypto import primitives as p
 from vault.encoding import Fields, Value, decode, encode
 from vault.errors import DecryptionFailed, EncodingError, IntegrityError
 from vault.keys import DeviceKeys
+from vault.msglimits import MAX_BODY as MAX_BODY
+from vault.msglimits import MAX_RECORD as MAX_RECORD
+from vault.msglimits import MAX_TEXT as MAX_TEXT
 from vault.teamkeys import TeamKey
 
-MAX_TEXT = 64 * 1024  # bytes of UTF-8 text in one message
 MAX_ATTACH = 8
 MAX_SEEN = 4
 MAX_NAME = 200  # bytes of a thread name
 MAX_EXPIRE = 3650 * 86400
 MIN_EXPIRE = 3600  # shorter expiries would let the grace above hide most drops
 BODY_BUCKET = 256
-MAX_BODY = MAX_TEXT + 4096  # padded plaintext body, text plus attachments and framing
-MAX_RECORD = MAX_BODY + 2048
 # Seconds by which a message may count as expired early: the server accepts message times up to
 # 600 s off its clock (and purges by those times), and a reader's clock may differ a little more.
 EXPIRY_GRACE = 660

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pathspec import GitIgnoreSpec
-
 from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
@@ -35,8 +33,9 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.sync import plan
 from client.sync.folders import SyncFolders, catch_up
+from client.sync.ignore import IGNORE_FILE, Ignores, rules
 from client.sync.renames import rename_here
-from client.sync.scan import IGNORE_FILE, LocalFile, hidden, ignore_spec, ignored, scan
+from client.sync.scan import LocalFile, hidden, scan
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
@@ -90,18 +89,19 @@ class Outcome:
             self.refused += 1
 
 
-def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Callable[[str], str], hidden_ok: bool,
-                  held: Mapping[str, tuple[str, SyncEntry]], scanned: Container[str]) -> list[plan.Remote]:
+def _remote_heads(root: Path, spec: Ignores, listing: list[Any], same: list[Seen], doc_id: Callable[[str], str],
+                  hidden_ok: bool, held: Mapping[str, tuple[str, SyncEntry]], scanned: Container[str]
+                  ) -> list[plan.Remote]:
     """The listed heads as the reconcile takes them. A head ``ls`` did not verify again (``known``: its version id
     is that of an index entry, ``held``) or did not even parse (``same``: listed byte for byte as an entry recorded
-    it) takes the entry's name and size: that version was verified and opened when the entry was recorded. A name
-    the scan found (``scanned``: a regular file reached through folders, never a link, neither hidden nor ignored)
-    is inside the folder and not ignored without resolving or matching it again (every change is made through
-    ``SyncRun._local``, which checks the path again when it acts)."""
-    spec = ignore_spec(root)
+    it) takes the entry's name and size: that version was verified and opened when the entry was recorded. A name the
+    scan found (``scanned``: a regular file via folders, no link, not ignored or the folder's own, hidden if allowed)
+    is inside and not ignored without resolving or matching it again (``SyncRun._local`` checks the path again when
+    it acts): one the index holds passes every check of ``_remote`` (taken without the call). ``spec``: the rules."""
     rid = root_id(root)  # a new name is checked by an lstat per part below the folder, resolved only if unusual
-    out = [_remote(root, spec, held[s.vid][0], s.doc, s.seq, s.vid, False, held[s.vid][1].size, True, scanned,
-                   hidden_ok, doc_id) for s in same]
+    out = [plan.Remote(s.doc, s.seq, s.vid, name, size=e.size) if name in scanned else
+           _remote(root, spec, name, s.doc, s.seq, s.vid, False, e.size, True, scanned, hidden_ok, doc_id)
+           for s in same for name, e in (held[s.vid],)]
     for d in listing:
         core = d.record.core
         if d.known:
@@ -123,7 +123,7 @@ def _remote_heads(root: Path, listing: list[Any], same: list[Seen], doc_id: Call
     return out
 
 
-def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid: str, deleted: bool,
+def _remote(root: Path, spec: Ignores, name: str, doc: str, seq: int, vid: str, deleted: bool,
             size: int, known: bool, scanned: Container[str], hidden_ok: bool,
             doc_id: Callable[[str], str], moved_from: tuple[str, str, str] | None = None,
             moved_to: str | None = None, rid: tuple[int, int] | None = None) -> plan.Remote:
@@ -137,7 +137,7 @@ def _remote(root: Path, spec: GitIgnoreSpec, name: str, doc: str, seq: int, vid:
         why = "a hidden name (a part starts with '.'): not synced"
     if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
         why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
-    if why is None and name not in scanned and ignored(spec, name):
+    if why is None and name not in scanned and spec.ignored(name):
         why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
     if why is None and name not in scanned and not (rid is not None and plainly_inside(root, rid, name)):
         try:
@@ -548,7 +548,8 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         if vanished and not index.files and not dry_run:
             root.mkdir(parents=True)
             vanished = False
-        found = scan(root, index, hidden_ok, only) if root.exists() else None
+        spec = rules(root)  # read once: the scan and the listed names are judged by the same rules
+        found = scan(root, index, hidden_ok, only, spec) if root.exists() else None
         local = found.files if found is not None else {}
         vanished = vanished or (not local and bool(index.files))
         keys = await c.keys.keys_for(team)
@@ -558,7 +559,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         # when listed byte for byte as a pass saw it before; another record under that version id is verified.
         listing, same = await c.docs.heads(team_name, deleted=None, seen=index.seen(),
                                            known={vid for vid, (_, e) in held.items() if not e.raw})
-        remote = _remote_heads(root, listing, same, keys[0].doc_id, hidden_ok, held, local)
+        remote = _remote_heads(root, spec, listing, same, keys[0].doc_id, hidden_ok, held, local)
         for d in listing:  # the record of a known head, as listed: the next pass need not parse it
             if d.known and d.record.core.op != DELETE:
                 index.record(held[d.vid][0], replace(held[d.vid][1], raw=head_digest(d.record.raw)))

@@ -128,6 +128,8 @@ def reconcile(local: Mapping[str, LocalFile], present: set[str], index: SyncInde
         if lf is not None and entry is None and (r is None or r.deleted):
             new_local[name] = lf  # a rename target, or a new document (decided below)
             continue
+        if lf is not None and lf.digest is None and entry is not None and r is not None and r.vid == entry.vid:
+            continue  # unchanged by its stat, its version the head: ``_decide``'s None, without the call
         act = _decide(name, lf, entry, r, present)
         if act is None:
             continue

@@ -13,26 +13,21 @@ that is not a valid document name is reported and skipped.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pathspec
-
 from client.download import hash_file
 from client.home import KEYSTORE  # a folder holding one is a Member Vault home
+from client.sync.ignore import IGNORE_FILE, Ignores, rules
 from vault.localindex import is_sha256
 from vault.names import name_problem
 from vault.syncindex import SyncEntry, SyncIndex
 
-IGNORE_FILE = ".mvaultignore"
 PARTIAL = ".mvault-part"  # the suffix of client/download.py's temporaries
 COOKIE = ".mvault-cookie-"  # the prefix of a watcher's cookie files (client/sync/watch.py: answering "in step?")
-DEFAULT_IGNORES = ("*~", ".#*", "*.swp", "*.swx", ".DS_Store", "Thumbs.db", "*.tmp", "~$*", ".~lock.*#",
-                   "*.mvault-part")
 
 
 @dataclass(frozen=True)
@@ -61,19 +56,6 @@ class Scan:
         self.present.add(name)
 
 
-def ignore_spec(root: Path) -> pathspec.GitIgnoreSpec:
-    lines = list(DEFAULT_IGNORES)
-    with contextlib.suppress(FileNotFoundError):
-        lines += (root / IGNORE_FILE).read_text("utf-8", errors="replace").splitlines()
-    return pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def ignored(spec: pathspec.GitIgnoreSpec, name: str) -> bool:
-    """Whether the ignore rules leave ``name`` (a document name) out, itself or by one of its folders."""
-    parts = name.split("/")
-    return spec.match_file(name) or any(spec.match_file("/".join(parts[:i]) + "/") for i in range(1, len(parts)))
-
-
 def hidden(name: str) -> bool:
     """Whether a part of ``name`` starts with ``.``."""
     return name.startswith(".") or "/." in name
@@ -85,12 +67,14 @@ def own_file(base: str) -> bool:
     return base == IGNORE_FILE or base.endswith(PARTIAL) or base.startswith(COOKIE)
 
 
-def scan(root: Path, index: SyncIndex | None, hidden_ok: bool = False, only: frozenset[str] | None = None) -> Scan:
+def scan(root: Path, index: SyncIndex | None, hidden_ok: bool = False, only: frozenset[str] | None = None,
+         spec: Ignores | None = None) -> Scan:
     """Every regular file under ``root`` (absolute) that is synced, hashed only if the index does not know it
     unchanged; hidden names too with ``hidden_ok``. ``only``: the paths a watcher saw change (relative, ``/``; a
     folder stands for all under it): only those are looked at, every other indexed file is taken as unchanged
-    (``--watch``'s hinted pass; a full pass, ``only`` None, looks at everything)."""
-    spec = ignore_spec(root)
+    (``--watch``'s hinted pass; a full pass, ``only`` None, looks at everything). ``spec``: the folder's ignore
+    rules if the caller read them (``ignore.rules``)."""
+    spec = rules(root) if spec is None else spec
     known = index.files if index is not None else {}
     if only is not None:
         found = _narrowed(root, spec, known, hidden_ok, only)
@@ -107,7 +91,7 @@ def _older(known: Mapping[str, SyncEntry]) -> dict[tuple[int, int], bytes]:
     return {(e.ino, e.size): e.digest for e in known.values() if is_sha256(e.digest)}
 
 
-def _narrowed(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntry], hidden_ok: bool,
+def _narrowed(root: Path, spec: Ignores, known: Mapping[str, SyncEntry], hidden_ok: bool,
               only: frozenset[str]) -> Scan | None:
     """The scan of the changed paths only, each looked at in its folder as a full scan would (None: do a full scan:
     the folder itself or its ignore rules changed, or a folder on the way is not a plain folder the full scan would
@@ -132,7 +116,7 @@ def _narrowed(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, Sync
     return found
 
 
-def _plain_folders(root: Path, spec: pathspec.GitIgnoreSpec, folder: str, hidden_ok: bool) -> bool:
+def _plain_folders(root: Path, spec: Ignores, folder: str, hidden_ok: bool) -> bool:
     """Whether every folder on the way to ``folder`` is one a full scan enters: a directory (not a link), not
     hidden (unless ``hidden_ok``), not ignored, not a Member Vault home."""
     parts = folder.split("/") if folder else []
@@ -142,17 +126,19 @@ def _plain_folders(root: Path, spec: pathspec.GitIgnoreSpec, folder: str, hidden
             st = os.lstat(root / rel)
         except OSError:
             return False
-        if (not stat.S_ISDIR(st.st_mode) or (hidden(rel) and not hidden_ok) or spec.match_file(rel + "/")
+        if (not stat.S_ISDIR(st.st_mode) or (hidden(rel) and not hidden_ok) or spec.match(rel + "/")
                 or os.path.lexists(root / rel / KEYSTORE)):
             return False
     return True
 
 
-def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntry], hidden_ok: bool, found: Scan,
+def _walk(root: Path, spec: Ignores, known: Mapping[str, SyncEntry], hidden_ok: bool, found: Scan,
           stack: list[tuple[str, set[str] | None]]) -> None:
     """Take the synced files of each (folder, names) of ``stack`` into ``found``: only ``names`` in it if given,
     and everything under the folders met (recursively)."""
     older: dict[tuple[int, int], bytes] | None = None  # ``_older(known)``, made when a new name is first hashed
+    ignores = spec.test  # truthy for a name the rules leave out (looked up once: it runs for every name)
+    files = found.files
     while stack:
         rel, names = stack.pop()
         try:
@@ -161,11 +147,14 @@ def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntr
             found.skipped.append((rel or ".", f"not readable: {e.strerror}"))
             found.present.update(n for n in known if n.startswith(rel + "/") or not rel)
             continue
+        prefix = rel + "/" if rel else ""
+        rel_hidden = hidden(rel)  # a name below is hidden if its folder is or it starts with "." (``hidden``)
         for entry in entries:
-            if names is not None and entry.name not in names:
+            base = entry.name
+            if names is not None and base not in names:
                 continue
-            name = f"{rel}/{entry.name}" if rel else entry.name
-            if hidden(name) or own_file(entry.name):
+            name = prefix + base
+            if rel_hidden or base.startswith(".") or own_file(base):
                 if entry.name.endswith(PARTIAL) and hidden(entry.name) and entry.is_file(follow_symlinks=False):
                     found.partials.append(Path(entry.path))
                 if not hidden_ok or own_file(entry.name):
@@ -180,12 +169,12 @@ def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntr
                 if os.path.lexists(os.path.join(entry.path, KEYSTORE)):
                     found.skip(name, "a Member Vault home: never synced")
                     found.present.update(n for n in known if n.startswith(name + "/"))
-                elif not spec.match_file(name + "/"):
+                elif not ignores(name + "/"):
                     stack.append((name, None))
                 else:
                     found.present.update(n for n in known if n.startswith(name + "/"))
                 continue
-            if spec.match_file(name):
+            if ignores(name):
                 if name in known:
                     found.present.add(name)
                 continue
@@ -212,4 +201,4 @@ def _walk(root: Path, spec: pathspec.GitIgnoreSpec, known: Mapping[str, SyncEntr
                     found.skip(name, f"not readable: {e.strerror}")
                     continue
                 found.hashed += 1
-            found.files[name] = LocalFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
+            files[name] = LocalFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino, digest)

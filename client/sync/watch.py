@@ -38,16 +38,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from watchfiles import Change, awatch
 
 from client.sync.live import DocNotice, Lost, Notice
 from client.sync.scan import COOKIE  # a cookie file: COOKIE, 16 hex digits, ".tmp" (never synced: scan.own_file)
 from client.sync.serve import Served, serving, settles
 from vault.errors import EXIT_SECURITY, AuthError, DeviceRevoked, TransportError, VaultError
 from vault.fileio import Signature, signature
+
+if TYPE_CHECKING:
+    from watchfiles import Change
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,10 @@ class _Watch:
             self.pending.add(path=rel)
 
     async def files(self) -> None:
+        # Imported here, as client/terminal.py imports rich: a one-pass `mvault sync` loads this module but never
+        # watches, and watchfiles (with anyio and multiprocessing) is ~5 ms of that command's imports (session 17).
+        from watchfiles import awatch
+
         async for changes in awatch(self.root, watch_filter=self._wanted, debounce=max(1, int(self.debounce * 1000)),
                                     step=EVENT_STEP_MS, stop_event=self.watcher_stop, ignore_permission_denied=True):
             cookies = []

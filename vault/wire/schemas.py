@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from vault.messages import MAX_RECORD
+from vault.msglimits import MAX_RECORD
 
 HEX_ID = "^[0-9a-f]{32}$"
 HEX_HASH = "^[0-9a-f]{64}$"
