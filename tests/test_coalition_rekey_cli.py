@@ -102,6 +102,28 @@ async def _old_key_expel_refused(server: Any, dora: Member, old_seed: bytes, han
         assert (await s.chains.view()).org.members[hank_id].removed_at is None
 
 
+def test_removing_an_ncc_member_who_is_a_guest_expels_then_rekeys(forge: Forge, ally: Member, make_member: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """dora removes gina (NCC, and a guest in the space): the `org.remove` carries gina's `coalition.expel` signed
+    with the old key, then the same command replaces the key. erin's next contact carries the expulsion first (the
+    space still pins the old key), then the rekey: gina is out, the new key pinned, nothing left over (with the rekey
+    first, the old-key expulsion would be refused there and gina left in)."""
+    alice, dora = forge.org.alice, ally
+    w = _setup(forge, dora, make_member, monkeypatch)
+    space, org = w["space"], w["org"]
+    code = dora.json("coalition", "approve", "campaign", "gina", "--space", space)["code"]
+    alice.ok("coalition", "add", "campaign", f"gina@{org}", "--approval", code)
+    out = dora.json("remove", "gina")
+    assert out["status"] == "removed" and [r["state"] for r in out["coalition_rekeys"]] == ["recorded"], out
+    new = bytes.fromhex(out["coalition_rekeys"][0]["key"])
+    carried = w["erin"].ok("--space", "campaign", "ls", "campaign").err
+    assert "carried your organization's expulsion of gina" in carried and "new coalition key" in carried, carried
+    assert "warning" not in carried, carried
+    team = forge.d.team(space)
+    assert forge.ids["gina"] not in team.members and [a.key for a in team.allies.values()] == [new]
+    assert [x.type for x in forge.d.team_links[space][-2:]] == ["coalition.remove", "coalition.rekey"]
+
+
 def test_a_host_server_dropping_the_carried_rekey_is_caught(forge: Forge, ally: Member, make_member: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The host's server answers erin's carried rekey and keeps nothing of it: her client stops (exit 3)."""
