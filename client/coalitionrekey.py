@@ -104,8 +104,11 @@ async def _follow(s: Client, name: str) -> None:
 async def after_ncc_loss(s: Client) -> list[Rekeyed]:
     """Right after this member's act that took NCC from someone (``role revoke ... ncc``, ``remove`` of an NCC
     member) took effect: every coalition key the chain records, rekeyed (``rekey``)."""
-    done = []
-    for name in sorted((await s.chains.view()).org.coalitions):
+    view, done = await s.chains.view(), []
+    if "ncc" not in view.org.roles_of(s.session.me, s.session.now()):  # this member stepped down: the others rekey
+        return [Rekeyed(name, "not held", note="you no longer hold NCC: another NCC member runs `mvault coalition "
+                        f"rekey {escape(name)}`") for name in sorted(view.org.coalitions)]
+    for name in sorted(view.org.coalitions):
         try:
             done.append(await rekey(s, name))
         except VaultError as e:  # one name's failure stops neither the others nor the command

@@ -249,3 +249,22 @@ async def _recorded(tmp_path: Path, dora: Member) -> tuple[bytes, set[str]]:
         key = view.org.coalitions["campaign"].key
         return key, {view.name_of(m) for m, sh in view.org.coalition_shares.get("campaign", {}).items()
                      if sh.key == key}
+
+
+def test_stepping_down_from_the_ncc_leaves_the_rekey_to_the_others(ally: Member, make_member: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """gina steps down from the NCC herself (one signature): her command cannot rekey (she is out of the NCC) and
+    says who must; dora's `coalition rekey` then records the new key at once (the NCC is dora alone)."""
+    dora, gina = ally, make_member("gina")
+    gina.ok("join", dora.json("invite")["invite"], "--name", "gina")
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(gina.passphrase_file))
+    dora.json("coalition", "pairing-code", "campaign")
+    dora.ok("role", "grant", "gina", "ncc", "--until", "2099-01-01")
+    [left] = gina.json("role", "revoke", "gina", "ncc")["coalition_rekeys"]
+    assert left["state"] == "not held" and "mvault coalition rekey campaign" in left["note"], left
+    old = asyncio.run(_recorded(tmp_path, dora))[0]
+    out = dora.json("coalition", "rekey", "campaign")
+    assert out["state"] == "recorded" and asyncio.run(_recorded(tmp_path, dora)) == (bytes.fromhex(out["key"]),
+                                                                                    {"dora"})
+    assert bytes.fromhex(out["key"]) != old
