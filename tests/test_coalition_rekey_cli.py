@@ -12,6 +12,7 @@ The host's own key follows its NCC the same way (`role revoke bob ncc` on the ho
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,9 @@ def test_gina_leaves_the_ncc_the_key_is_replaced_and_carried(forge: Forge, ally:
     asyncio.run(_old_key_expel_refused(own_server(tmp_path), dora, gina_seed, w["hank"]))
 
     # The host still pins the old key: the remaining NCC's approval (new key) is refused until a guest carries it
-    hank_code = dora.json("coalition", "approve", "campaign", "hank", "--space", space)["code"]
+    # (the code stripped of the rekeys it carries: test_a_guest_code_carries_the_rekey shows them carried)
+    hank_code = replace(GuestCode.parse(dora.json("coalition", "approve", "campaign", "hank", "--space",
+                                                  space)["code"]), rekeys=()).code
     alice.fails("coalition", "add", "campaign", f"hank@{org}", "--approval", hank_code,
                 contains="not signed with the coalition key")
     carried = w["erin"].ok("--space", "campaign", "ls", "campaign")
@@ -100,6 +103,26 @@ async def _old_key_expel_refused(server: Any, dora: Member, old_seed: bytes, han
             await s.chains.append_org("org.remove", {"member": hank_id, "reason": "", "coalition": [expel]})
         assert hank_id in (await s.chains.view(refresh=True)).org.members
         assert (await s.chains.view()).org.members[hank_id].removed_at is None
+
+
+def test_a_guest_code_carries_the_rekey(forge: Forge, ally: Member, make_member: Any,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No guest of the ally contacted the host since the rekey (its server withholding it from them, say): dora's
+    guest code carries the ally's rekeys and alice's `coalition add` puts the one the space needs in first; gina's
+    old-key approval is refused after it; erin's next contact finds nothing to carry."""
+    alice, dora = forge.org.alice, ally
+    w = _setup(forge, dora, make_member, monkeypatch)
+    space, org = w["space"], w["org"]
+    new = bytes.fromhex(dora.json("role", "revoke", "gina", "ncc")["coalition_rekeys"][0]["key"])
+    code = dora.json("coalition", "approve", "campaign", "hank", "--space", space)["code"]
+    assert len(GuestCode.parse(code).rekeys) == 1
+    alice.ok("coalition", "add", "campaign", f"hank@{org}", "--approval", code)
+    assert [x.type for x in forge.d.team_links[space][-2:]] == ["coalition.rekey", "team.add"]
+    assert [a.key for a in forge.d.team(space).allies.values()] == [new]
+    alice.fails("coalition", "add", "campaign", f"fred@{org}", "--approval", w["old_code"],
+                contains="not signed with the coalition key")
+    again = w["erin"].ok("--space", "campaign", "ls", "campaign")
+    assert "coalition key" not in again.err, again.err
 
 
 def test_removing_an_ncc_member_who_is_a_guest_expels_then_rekeys(forge: Forge, ally: Member, make_member: Any,
