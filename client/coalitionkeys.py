@@ -28,6 +28,12 @@ async def seed(s: Client, name: str) -> bytes | None:
     held = s.session.secrets.coalitions.get(name)
     if held is not None and CoalitionKey(held).public == recorded.key:
         return held
+    made = s.session.secrets.coalitions.get(next_slot(name))  # a rekey this device made, recorded since
+    if made is not None and CoalitionKey(made).public == recorded.key:
+        s.session.secrets.coalitions[name] = made  # the old seed is forgotten: the chain retired it
+        del s.session.secrets.coalitions[next_slot(name)]
+        s.session.home.save_secrets(s.session.secrets)
+        return made
     share = view.org.coalition_shares.get(name, {}).get(s.session.me)
     if share is None or share.key != recorded.key:
         return None
@@ -35,6 +41,12 @@ async def seed(s: Client, name: str) -> bytes | None:
     s.session.secrets.coalitions[name] = key.seed
     s.session.home.save_secrets(s.session.secrets)
     return key.seed
+
+
+def next_slot(name: str) -> str:
+    """Where this device keeps the seed of a new key it proposed for ``name`` (client/coalitionrekey.py) until the
+    chain records it (``@`` is in no name): the current seed stays under ``name`` meanwhile."""
+    return f"{name}@next"
 
 
 async def seeds(s: Client) -> dict[str, bytes]:

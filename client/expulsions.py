@@ -25,7 +25,7 @@ or stops (exit 3) when the server keeps refusing. What stays open is in SECURITY
 
 from __future__ import annotations
 
-from client import guestspace
+from client import coalitionrekey, guestspace
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -51,12 +51,25 @@ async def own_state(home: Home, secrets: Secrets, clock: Clock) -> tuple[View, l
 
 async def carry(home: Home, secrets: Secrets, clock: Clock, guest: Client) -> list[str]:
     """Before a guest's command in the space: its member chain's missing links, then every expulsion by its own
-    organization of a member the space still holds. Returns what was carried (one line each)."""
+    organization of a member the space still holds, and its rekeys of the key the space pins for it (each after the
+    expulsions signed with the key it retires: ``coalitionrekey.carry_ally``). Returns what was carried (one line
+    each)."""
     try:
         own, mine = await own_state(home, secrets, clock)
     except VaultError as e:  # the space's work goes on; the removals wait for a contact that reaches both
         return [f"warning: your own organization's server did not answer ({e}): its removals were not checked"]
     done = await carry_member_links(guest, mine, {})
+
+    async def expelled_first() -> list[str]:  # signed with the key the space pins still: carried before its rekey
+        return [line for line in await carry_expulsions(guest, own) if not line.startswith("warning:")]
+
+    done += await coalitionrekey.carry_ally(guest, own, expelled_first)  # our NCC's new coalition keys (session 17)
+    return done + await carry_expulsions(guest, own)
+
+
+async def carry_expulsions(guest: Client, own: View) -> list[str]:
+    """Every expulsion by our own organization (``own``) of a member the space still holds, carried."""
+    done: list[str] = []
     view = await guest.chains.view()
     team = next(iter(view.teams.values()))
     for mid in sorted(m for m, g in team.guests.items() if g.ally == own.org.root and m in team.active_members(

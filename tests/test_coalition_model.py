@@ -159,7 +159,7 @@ class CoalitionMachine(RuleBasedStateMachine):
         assert {r: (x.key, x.frozen) for r, x in self.state.allies.items()} == before
 
     @rule(ally=st.sampled_from([0, 0, 0, 1]), carrier=st.sampled_from([0, 1, 1, 2, 3, 4, 5]),
-          kind=st.sampled_from(["next", "next", "rival", "race", "race", "forged", "again"]))
+          kind=st.sampled_from(["next", "next", "rival", "race", "race", "forged", "again", "host"]))
     def rekey(self, ally: int, carrier: int, kind: str) -> None:
         """Model case "NCC member leaves; old key refused after rotation reaches host" (docs/lifecycle.md): the ally's
         rekey carried by anyone; after it, approvals and removals signed with the old key are refused (``add``'s
@@ -171,8 +171,8 @@ class CoalitionMachine(RuleBasedStateMachine):
             self.rekey(ally, carrier, "next")
             kind = "rival"
         new = CoalitionKey.generate()
-        named = a.key if kind == "again" else new
-        signer = {"next": a.key, "again": a.key, "forged": CoalitionKey.generate(),
+        named = a.key if kind == "again" else self.host_keys[self.carried] if kind == "host" else new
+        signer = {"next": a.key, "again": a.key, "host": a.key, "forged": CoalitionKey.generate(),
                   "rival": self.retired.get(a.name, CoalitionKey.generate())}[kind]
         link = self.c.host.team_link(self.c.space, who, "coalition.rekey", dict(signed_statement(
             signer, rekey_statement(a.root, named.public, self.c.host.time))), append=False)
@@ -361,3 +361,12 @@ def test_a_re_pin_closes_the_keys_retired_before_it(monkeypatch: pytest.MonkeyPa
     assert machine.model.pinned == {"ally-a"} and not machine.model.frozen
     drive([("rekey", {"ally": 0, "carrier": 1, "kind": "race"})], machine)
     assert machine.model.frozen == {"ally-a"} and machine.state.allies[machine.allies[0].root].frozen
+
+
+def test_an_ally_rekeyed_to_the_host_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 17 (review 16's note): an ally's rekey naming the space's host key is refused (the model and both
+    replays): that key would sign as the ally."""
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda _: None)
+    pin = [("pin", {"ally": 0, "signer": 0}), ("pin", {"ally": 0, "signer": 6})]
+    machine = drive([*pin, ("rekey", {"ally": 0, "carrier": 0, "kind": "host"})])
+    assert machine.state.allies[machine.allies[0].root].key == machine.allies[0].key.public

@@ -1,5 +1,5 @@
-"""``mvault coalition pairing-code|create|approve|add|remove|ls|show|join-code|join|leave``: spaces shared with allied
-organizations."""
+"""``mvault coalition pairing-code|create|approve|add|rekey|remove|ls|show|join-code|join|leave``: spaces shared
+with allied organizations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from client import coalition, coalitionacts, expulsions, guests, guestspace
+from client import coalition, coalitionacts, coalitionrekey, expulsions, guests, guestspace
 from client.cli._common import (
     Column,
     Ctx,
@@ -160,6 +160,24 @@ def approve(ctx: Ctx, name: str, member: str, space: str, role: str, until: str 
     g = with_session(ctx, lambda s: coalitionacts.approve(s, name, member, space, role, parse_until(until)))
     emit_one(ctx, {"space": space, "member": g.member.member_id, "role": role, "code": g.code},
              lambda: out.print(f"guest code for {escape(member)} in {escape(name)} ({role}):\n{g.code}"))
+
+
+@coalition_group.command("rekey")
+@click.argument("name")
+@json_flag
+@click.pass_obj
+def rekey(ctx: Ctx, name: str) -> None:
+    """NCC: replace this organization's coalition key NAME (an ally's, or the host's own for a space it created),
+    as `role revoke MEMBER ncc` and `remove` of an NCC member do for every key: for a suspected leak.
+
+    Makes a new key (kept on this device), signs its rekey with the current one and records it in the organization
+    chain; with another NCC member this proposes it, and the same command by a second NCC member records it. The
+    device holding the new key then seals it to the NCC (its next `coalition rekey NAME` when another member recorded
+    it). An ally's guests carry it to the host's space at their next contact; a host's member of the space carries the
+    host's at once. From the record on, the old key signs nothing this organization's chain accepts."""
+    r = with_session(ctx, lambda s: coalitionrekey.rekey(s, name))
+    emit_one(ctx, {"name": name, "state": r.state, "key": r.key.hex() if r.key else None},
+             lambda: out.print(coalitionrekey.describe(r)))
 
 
 @coalition_group.command("remove")

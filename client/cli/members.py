@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
-from client import admin, records
+from client import admin, coalitionrekey, records
 from client.cli._common import Column, Ctx, emit_one, emit_rows, json_flag, out, parse_until, with_session
+from client.client import Client
 from client.sanitize import escape
+from vault.chains.member import MemberState
 
 _MEMBERS = (Column("name", lambda r: r["name"]), Column("roles", lambda r: ", ".join(r["roles"])),
             Column("status", lambda r: r["status"]), Column("devices", lambda r: r["devices"]),
@@ -33,6 +35,17 @@ def role() -> None:
     """Grant or revoke organization roles (NCC only)."""
 
 
+async def _holds_ncc(s: Client, name: str) -> bool:
+    """Whether ``name`` holds NCC now: losing it, they keep the coalition keys they opened (replaced at once)."""
+    view = await s.chains.view()
+    return "ncc" in view.org.roles_of(view.member_by_name(name).member_id, s.session.now())
+
+
+def _rekeys(rekeyed: list[coalitionrekey.Rekeyed]) -> dict[str, Any]:
+    return {"coalition_rekeys": [{"name": r.name, "state": r.state, "key": r.key.hex() if r.key else None,
+                                  "note": r.note} for r in rekeyed]} if rekeyed else {}
+
+
 def _role_cmd(grant: bool) -> Callable[..., None]:
     @click.argument("member")
     @click.argument("role_name", metavar="ROLE", type=click.Choice(["ncc", "staff", "security", "compa"]))
@@ -40,15 +53,22 @@ def _role_cmd(grant: bool) -> Callable[..., None]:
     @click.pass_obj
     def cmd(ctx: Ctx, /, member: str, role_name: str, **kw: Any) -> None:
         until = parse_until(kw.get("until"))
-        m, done = with_session(ctx, lambda s: admin.set_org_role(s, member, role_name, grant, until))
+
+        async def go(s: Client) -> tuple[MemberState, bool, list[coalitionrekey.Rekeyed]]:
+            held = not grant and role_name == "ncc" and await _holds_ncc(s, member)
+            m, done = await admin.set_org_role(s, member, role_name, grant, until)
+            return m, done, await coalitionrekey.after_ncc_loss(s) if done and held else []
+
+        m, done, rekeyed = with_session(ctx, go)
         verb = "granted" if grant else "revoked"
         again = f"mvault role {'grant' if grant else 'revoke'} {m.name} {role_name}" + (
             f" --until {kw['until']}" if kw.get("until") else "")
         emit_one(ctx, {"member": m.member_id, "name": m.name, "role": role_name, verb: done, "proposed": not done,
-                       "until": kw.get("until")},
-                 lambda: out.print(f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}" if done else
-                                   f"proposed: another NCC member (not {escape(m.name)}) puts it in force with "
-                                   f"`{escape(again)}`"))
+                       "until": kw.get("until"), **_rekeys(rekeyed)},
+                 lambda: out.print("\n".join([f"{verb} {role_name} {'to' if grant else 'from'} {escape(m.name)}"
+                                               if done else f"proposed: another NCC member (not {escape(m.name)}) "
+                                               f"puts it in force with `{escape(again)}`",
+                                               *map(coalitionrekey.describe, rekeyed)])))
 
     return cmd
 
@@ -96,12 +116,20 @@ def vouch(ctx: Ctx, member: str) -> None:
 @click.pass_obj
 def remove_cmd(ctx: Ctx, member: str, reason: str) -> None:
     """NCC: remove MEMBER from the organization: logins stop, and they are out of every team at once."""
-    m, done = with_session(ctx, lambda s: admin.remove_member(s, member, reason))
-    emit_one(ctx, {"member": m.member_id, "status": "removed" if done else "proposed"},
-             lambda: out.print(f"removed {escape(m.name)} from the organization and from every team; the keys of "
-                               "their teams rotate on a key holder's next command" if done else
-                               f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member "
-                               f"(not them) puts the removal in force with `mvault remove {escape(m.name)}`"))
+
+    async def go(s: Client) -> tuple[MemberState, bool, list[coalitionrekey.Rekeyed]]:
+        held = await _holds_ncc(s, member)
+        m, done = await admin.remove_member(s, member, reason)
+        return m, done, await coalitionrekey.after_ncc_loss(s) if done and held else []
+
+    m, done, rekeyed = with_session(ctx, go)
+    emit_one(ctx, {"member": m.member_id, "status": "removed" if done else "proposed", **_rekeys(rekeyed)},
+             lambda: out.print("\n".join([
+                 f"removed {escape(m.name)} from the organization and from every team; the keys of their teams "
+                 "rotate on a key holder's next command" if done else
+                 f"proposed: {escape(m.name)} holds NCC or Security Team roles, so another NCC member (not them) puts "
+                 f"the removal in force with `mvault remove {escape(m.name)}`",
+                 *map(coalitionrekey.describe, rekeyed)])))
 
 
 COMMANDS: tuple[click.Command, ...] = (admit, role, members_cmd, verify, vouch, remove_cmd)

@@ -110,9 +110,11 @@ class CoalitionModel:
     def may_rekey(self, signer: str, ally: str, kind: str) -> bool:
         """``coalition.rekey`` carried by ``signer``: "next" (signed with the key pinned now, naming a new key),
         "rival" (signed with a key of the ally the space retired, naming another new key), "forged" (another key),
-        "again" (naming the key pinned now). Any member of the space carries one, for a pinned ally not frozen; a
-        rival only with a key retired since the ally's last pin (a re-pin closes every earlier key: review 16)."""
-        if signer not in self.members() or ally not in self.pinned - self.frozen:
+        "again" (naming the key pinned now), "host" (signed with the key pinned now, naming the space's host key: an
+        ally's key is never the host's, session 17). Any member of the space carries one, for a pinned ally not
+        frozen; a rival only with a key retired since the ally's last pin (a re-pin closes every earlier key: review
+        16)."""
+        if signer not in self.members() or ally not in self.pinned - self.frozen or kind == "host":
             return False
         return kind == "next" or kind == "rival" and self.rekeyed.get(ally, 0) > 0
 

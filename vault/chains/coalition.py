@@ -203,7 +203,8 @@ def parse_rekey(link: Link) -> tuple[Value, bytes, bytes]:
         raise ChainError(f"malformed coalition.rekey: {e}") from e
 
 
-def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Link) -> None:
+def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Link,
+                host_keys: Iterable[bytes] = ()) -> None:
     """``coalition.rekey {"statement", "sig"}`` in a coalition space (any member carries it; docs/lifecycle.md "Every
     NCC member holds the coalition key", steps 2-3): a pinned ally's ``coalition.rekey`` statement signed with the key
     the pin holds now replaces that key, which is retired (nothing signed with it counts here any more, whatever time
@@ -211,13 +212,14 @@ def apply_rekey(allies: dict[bytes, Ally], rekeys: dict[bytes, Rekey], link: Lin
     holder racing the ally): the ally is frozen, none of its keys counting until the host's NCC re-pins it. Only a key
     retired since the pin in force (the ally's first pin, or the re-pin that unfroze it: ``Ally.seq``) freezes it: a
     re-pin closes every earlier key of the ally for good (review 16: else a key retired before it re-froze the ally
-    after every re-pin)."""
+    after every re-pin). ``host_keys``: the space's host key and those it retired, never an ally's (session 17,
+    review 16: an ally keyed to the host key would let the host key sign as that ally)."""
     carried, root, new = parse_rekey(link)
     ally = allies.get(root)
     if ally is None or ally.frozen:
         raise ChainError("coalition.rekey: not an ally pinned in this space (or one frozen here)")
-    if new == ally.key or new in rekeys or any(a.key == new for a in allies.values()):
-        raise ChainError("coalition.rekey: that key is (or was) already pinned here")
+    if new == ally.key or new in rekeys or any(a.key == new for a in allies.values()) or new in set(host_keys):
+        raise ChainError("coalition.rekey: that key is (or was) already pinned here (an ally's, or the host's)")
     try:
         check_rekey(carried, root, new, ally.key)
     except ChainError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vault.chains.coalition import CoalitionEntry, check_rekey, coalition_act, parse_org_coalition
-from vault.encoding import Fields
+from vault.encoding import Fields, Value
 from vault.errors import ChainError
 from vault.links import Link
 
@@ -39,6 +39,7 @@ class Retired:
 
     entry: CoalitionEntry  # the key as it was recorded
     seq: int  # the org.coalition link that replaced it
+    rekey: Value = None  # that link's ``rekey`` ({statement, sig}, checked): what the guests carry to the host's space
 
 
 def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tuple[str, ...], tuple[str, int]],
@@ -66,7 +67,7 @@ def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tupl
     if not second_person(act):
         return  # proposed: the same link by a second NCC member records it (rule two-person)
     if old is not None:
-        retired.setdefault(entry.name, []).append(Retired(old, link.seq))
+        retired.setdefault(entry.name, []).append(Retired(old, link.seq, rekey))
     coalitions[entry.name] = entry
     for act in [act for act in proposals if act[:2] == ("org.coalition", entry.name)]:
         del proposals[act]  # recorded: other keys proposed for the name are void

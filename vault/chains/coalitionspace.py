@@ -54,6 +54,11 @@ class TeamState(Protocol):
     def members(self) -> Mapping[str, object]: ...
 
 
+def host_keys(state: TeamState) -> set[bytes]:
+    """The host's coalition keys of the space: the one it holds and those it retired (none without ``host_key``)."""
+    return set(state.host_retired) | ({state.host_key} if state.host_key is not None else set())
+
+
 def use_statement(state: TeamState, h: bytes) -> None:
     if h in state.statements_used:
         raise ChainError("a coalition statement is used once: this one is already in the chain")
@@ -65,6 +70,8 @@ def pin_ally(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
     if state.kind != "coalition":
         raise ChainError(f"team {state.name} is not a coalition space: it has no allies")
     root, key, name = parse_ally(link)
+    if key in host_keys(state):  # session 17 (review 16): the host key would sign as that ally, on every side
+        raise ChainError("coalition.ally: that key is (or was) the host's coalition key for this space")
     if org.outside is not None:  # a guest's view, inside its join code's prefix (past it the judge refused the link)
         # Who is NCC is not known here: the code names the links that put a pin in force on the host's side and
         # their keys (outside.py). Another is a proposal there (one NCC member's word: review 16) and changes nothing.
@@ -215,7 +222,7 @@ def rekey(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
     """``coalition.rekey`` (its carrier judged): of a pinned ally (``apply_rekey``), or of the host itself."""
     carried, root, new = parse_rekey(link)
     if root != org.root:
-        apply_rekey(state.allies, state.rekeys, link)
+        apply_rekey(state.allies, state.rekeys, link, host_keys(state))
         return
     if state.host_key is None:
         raise ChainError("coalition.rekey: not an ally pinned in this space (the host, in a space without host_key)")
