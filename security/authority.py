@@ -13,7 +13,9 @@ signed with device d, is valid only if
 2. the organization state the act is judged at is the one it names (team links, team.create),
    which must still have been current at t within ``ALLOWANCE``, or, for acts that name none
    (documents, thread records, messages, org links), the state current at t: the last
-   organization link dated at or before t;
+   organization link dated at or before t (a coalition guest's team link reaches this judge, on the
+   host's side, naming the newer of its own and the state current at t - ``ALLOWANCE``:
+   ``vault.chains.coalitionspace.guest_org_seq``);
 3. the team state it names (documents, thread records and messages name one; a team link names
    the link before it) existed and was still current at t within ``ALLOWANCE``, and the key
    generation it uses was that state's generation;

@@ -370,3 +370,18 @@ def test_an_ally_rekeyed_to_the_host_key_is_refused(monkeypatch: pytest.MonkeyPa
     pin = [("pin", {"ally": 0, "signer": 0}), ("pin", {"ally": 0, "signer": 6})]
     machine = drive([*pin, ("rekey", {"ally": 0, "carrier": 0, "kind": "host"})])
     assert machine.state.allies[machine.allies[0].root].key == machine.allies[0].key.public
+
+
+def test_the_hosts_removal_of_the_spaces_last_admin_is_taken_on_every_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review 17 (session 17): a removal carrying the target's organization's statement is final, even of the space's
+    last admin (the model has no last-admin rule for it). host-writer is made admin with the host's approval, demotes
+    the founder, and the founder carries the host's removal of host-writer: the model, the host's replay and the
+    guest's view take it (before: both replays refused it, "cannot remove the last admin"); the space then has no
+    admin (the host's NCC appoints one: docs/lifecycle.md)."""
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda _: None)
+    machine = drive([("role", {"whom": 1, "signer": 0, "role": "admin", "end": None, "kind": "fresh"}),
+                     ("role", {"whom": 0, "signer": 1, "role": "writer", "end": None, "kind": "none"}),
+                     ("remove_by_host", {"whom": 1, "signer": 0})])
+    assert machine.model.members() == {machine.c.admin.id: "writer"}
+    assert machine.c.writer.id not in machine.state.members and not machine.state.admins(machine.c.host.time)
+    assert machine.seen.members == machine.state.members

@@ -156,8 +156,8 @@ def new_box_rows(before: TeamState | None, after: TeamState,
 
 def require_fresh_org(request: web.Request, link: Link) -> None:
     """Team links must be made against the current organization state; a coalition guest's, which never sees the
-    host's organization chain, name the space's last one (the judge refuses one that goes back; what the host's
-    organization changed since makes the next host member's link drop and rotate: client/expulsions.py)."""
+    host's organization chain, name the space's last one (the judge refuses one that goes back, and judges it at the
+    state in force ``ALLOWANCE`` before it at the latest: ``vault/chains/coalitionspace.py`` ``guest_org_seq``)."""
     directory = request.app[DIRECTORY]
     org = directory.require_org()
     if is_guest(directory, link.signer):

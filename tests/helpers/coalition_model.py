@@ -11,7 +11,9 @@ by a space admin's add carrying the host's own approval, signed with the host's 
 member), in any role; the host removes its own members with a statement signed with that key. A member leaves by
 a removal from a space admin, or from any member of the space carrying the signed removal of the organization they
 are in the space for (the host's included), or carrying that organization's expulsion of them (valid in every space,
-once in each); every removal starts a key generation boxed to exactly the members left. A space admin changes a
+once in each); every removal starts a key generation boxed to exactly the members left. A removal carrying an
+organization's statement is final even of the space's last admin (session 17, review 17: the space is then left
+without one); a space admin's own removal never leaves it without one (the signer is an admin). A space admin changes a
 member's role or end within what the approval they hold named (review 16); past it (a higher role, a later end), and
 a host member's promotion to admin, only with a fresh approval of the organization they are in the space for.
 The host's NCC may rekey its coalition key in its own chain (review 16): from then on no statement signed with the
@@ -101,7 +103,7 @@ class CoalitionModel:
             return False
         if statement == "none":
             return self.is_admin(signer)
-        if statement == "host":
+        if statement == "host":  # final: also of the space's last admin (review 17)
             return target in self.host_people and not self.host_pending
         if statement.startswith("expel") and (self.entered_for.get(target), target) in self.expels_used:
             return False

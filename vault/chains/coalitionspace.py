@@ -157,6 +157,29 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
             and target in state.removed_at and not org.admitted(target, org_seq))
 
 
+def guest_org_seq(state: TeamState, link: Link, org: OrgState, named: int) -> int:
+    """The organization state the host's side judges a guest's team link at (session 17, review 17): a guest never
+    sees the host's chain and names the space's last ``org_seq``; its rights come from the space's chain alone, but
+    the state judged decides what the link does to host members (who is dropped, who is boxed, which host key is in
+    force). So the host's side judges it at the newer of the state it names and the one in force ``ALLOWANCE`` before
+    the link (every organization link dated before that was on an honest server before the guest's link arrived: the
+    replay stays stable), and refuses it while a host member of the space the organization removed by then is still
+    in it (a host member's link must carry that removal first: the guest's link would box them, or drop them on the
+    host's side only). A guest's view, and every other signer, judge at the state named."""
+    if org.outside is not None or link.signer not in state.guests:
+        return named
+    settled = org.seq_at(link.time - ALLOWANCE - 1)
+    if settled <= named:
+        return named
+    departed = sorted(m for m in state.members if m not in state.guests and org.admitted(m, named)
+                      and not org.admitted(m, settled))
+    if departed:
+        raise PolicyDenied(f"a guest's link names organization state {named}, but the host's organization removed "
+                           f"{', '.join(departed)}, still in space {state.name}, at or before state {settled}: a host "
+                           "member's link must remove them from the space first")
+    return settled
+
+
 def approval_needed(state: TeamState, member: str, role: str, until: int | None, current: str) -> bool:
     """Whether a ``team.role`` of ``member`` (now ``current``) to ``role`` until ``until`` must carry a new
     ``coalition.admit`` of their organization: in a space with ``host_key`` a host member's change to ``admin`` from

@@ -19,7 +19,15 @@ from typing import Any, Protocol
 
 from vault.acts import Act
 from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey
-from vault.chains.coalitionspace import admit, change_role, check_host_in_force, pin_ally, rekey, removal_statement
+from vault.chains.coalitionspace import (
+    admit,
+    change_role,
+    check_host_in_force,
+    guest_org_seq,
+    pin_ally,
+    rekey,
+    removal_statement,
+)
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
 from vault.chains.incidents import check_named
@@ -254,12 +262,13 @@ class TeamState:
         if handler is None:
             raise ChainError(f"unsupported team link type {link.type!r}")
         try:
-            org_seq = _org_seq(link.body, org, self.org_seq)
+            named = _org_seq(link.body, org, self.org_seq)
+            org_seq = guest_org_seq(self, link, org, named)  # a guest's: judged at a settled state (review 17)
             self._drop_departed(link, org, org_seq)
             handler(link, org, org_seq, members, policy)
         except EncodingError as e:
             raise ChainError(f"malformed {link.type}: {e}") from e
-        self.org_seq = org_seq
+        self.org_seq = named
         self.seq, self.head, self.time = link.seq, link.hash, link.time
         self._snapshot()
         subject = link.body.raw.get("member")
@@ -308,10 +317,12 @@ class TeamState:
         self._drop_member(link, link.body.str_("member", 64), org, org_seq, members, policy)
 
     def _drop_member(self, link: Link, target: str, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
-                     policy: Policy) -> None:
+                     policy: Policy, final: bool = False) -> None:
+        """``final``: a removal carrying the target's organization's statement (an expulsion is final: even of the
+        space's last admin, on every side alike; review 17)."""
         if target not in self.members:
             raise ChainError(f"member {target} is not in team {self.name}")
-        if self.admins(link.time) == {target}:
+        if not final and self.admins(link.time) == {target}:
             raise ChainError("cannot remove the last admin of a team; make someone else admin first")
         holder = self.holds_key(link.signer, link.time) and link.signer != target
         del self.members[target]
@@ -412,7 +423,7 @@ class TeamState:
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
             if removal_statement(self, carried, target, org, org_seq):  # the host's chain dropped them already
                 return self._rotate_on_drop(link, org, org_seq, members, policy)
-        self._drop_member(link, target, org, org_seq, members, policy)
+        self._drop_member(link, target, org, org_seq, members, policy, final=carried is not None)
 
     def _rekey(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                policy: Policy) -> None:
