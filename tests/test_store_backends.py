@@ -8,11 +8,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from security.merkle import MerkleTree, leaf_hash
 from server.store.backends import open_audit, open_storage
 from server.store.postgres.audit import PostgresAudit
+from server.store.postgres.schema import AUDIT_LOCK
 from server.store.protocols import Storage
 from server.store.records import (
     ChainMoved,
@@ -303,6 +305,34 @@ async def test_two_processes_append_to_one_audit_log(tmp_path: Path, pg_cluster:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_an_audit_batch_waits_for_the_lock_and_adopts_what_was_committed_meanwhile(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """The batch is one statement (``mvault_audit_append``): its read of other processes' leaves comes after the
+    lock, so a leaf committed by whoever held the lock is adopted and the batch goes to the next index."""
+    url = pg_cluster.new_database()
+    a = await PostgresAudit.open(url, tmp_path)
+    other = await asyncpg.connect(url)
+    try:
+        assert await a.append(b"first", 1) == 0
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+        await other.execute("INSERT INTO events VALUES (1, 1, $1, $2)", leaf_hash(b"theirs"), b"theirs")
+        mine = asyncio.ensure_future(a.append(b"mine", 1))
+        await asyncio.sleep(0.5)
+        assert not mine.done()  # waits for the lock
+        await tx.commit()
+        assert await mine == 2
+        tree = MerkleTree()
+        for leaf in (b"first", b"theirs", b"mine"):
+            tree.append(leaf_hash(leaf))
+        assert a.tree.size == a.committed == 3 and a.tree.root(3) == tree.root(3)
+        assert await other.fetchval("SELECT relpersistence FROM pg_class WHERE relname = 'login_nonces'") == b"u"
+    finally:
+        await other.close()
+        await a.close()
 
 
 async def test_links_after_hands_out_what_another_store_appended_in_order(tmp_path: Path, backend: str) -> None:
