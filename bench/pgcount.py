@@ -12,7 +12,8 @@ A durable throw-away cluster (bench/pg.py's settings) with ``pg_stat_statements`
 - ``get``: N ``mvault get`` of one document by bob (the download half).
 
 The statistics are reset after one warm-up operation; then each statement called at least N/2 times is printed
-with its calls per operation, and ``pg_stat_wal``'s WAL flushes (``wal_sync``: durable commits) and
+with its calls per operation (those run inside a function, ``mvault_audit_append``, marked: they are no round
+trip), the statements sent (top level), and ``pg_stat_wal``'s WAL flushes (``wal_sync``: durable commits) and
 ``pg_stat_database``'s commits per operation.
 
     python bench/pgcount.py [--op login|noop|put|get] [--n N] [--files F]
@@ -120,9 +121,13 @@ def main() -> int:
             finally:
                 server.stop()
         print(f"per {op} ({n} sequential, PostgreSQL {c.psql('SHOW server_version')}):")
-        print(c.psql(f"SELECT round(calls::numeric / {n}, 2) || '  ' || left(regexp_replace(query, '\\s+', ' ', "
-                     f"'g'), 110) FROM pg_stat_statements WHERE calls >= {n} / 2 ORDER BY calls DESC, query", url))
-        print(c.psql(f"SELECT 'statements ' || round(sum(calls)::numeric / {n}, 1) FROM pg_stat_statements", url))
+        print(c.psql(f"SELECT round(calls::numeric / {n}, 2) || CASE WHEN toplevel THEN '  ' ELSE ' (in a function) ' "
+                     f"END || left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements "
+                     f"WHERE calls >= {n} / 2 ORDER BY calls DESC, query", url))
+        print(c.psql(f"SELECT 'statements sent (top level) ' || round(sum(calls)::numeric / {n}, 1)"
+                     " FROM pg_stat_statements WHERE toplevel", url))
+        print(c.psql(f"SELECT 'statements run inside functions ' || round(coalesce(sum(calls), 0)::numeric / {n}, 1)"
+                     " FROM pg_stat_statements WHERE NOT toplevel", url))
         print(c.psql(f"SELECT 'WAL flushes (durable commits) ' || round(wal_sync::numeric / {n}, 2) FROM pg_stat_wal",
                      url))
         print(c.psql(f"SELECT 'commits ' || round(xact_commit::numeric / {n}, 2) FROM pg_stat_database "

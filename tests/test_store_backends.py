@@ -284,6 +284,11 @@ async def test_the_audit_log_is_rebuilt_from_the_database(tmp_path: Path, backen
         assert log.committed == 20 and log.tree.root(20) == expected.root(20)
         witnessed = await log.witnessed()
         assert witnessed is not None and witnessed[0] == first and [c.member for c in witnessed[1]] == ["m"]
+        await log.add_cosig(20, "n", "e", b"sig2", 4)
+        witnessed = await log.witnessed()  # every cosignature of the newest size, oldest first
+        assert witnessed is not None and [(c.member, c.device) for c in witnessed[1]] == [("n", "e"), ("m", "d")]
+        await log.add_cosig(30, "m", "d", b"sig3", 6)  # a size no checkpoint was stored at
+        assert await log.witnessed() is None
     finally:
         await log.close()
 

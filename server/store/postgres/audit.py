@@ -143,17 +143,14 @@ class PostgresAudit(AuditNotes):
                                  "DO UPDATE SET member=$2, sig=$4, time=$5", size, member, device, sig, now)
 
     async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
-        """The newest cosigned checkpoint and its cosignatures."""
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            size = await conn.fetchval("SELECT max(size) FROM cosigs")
-            if size is None:
-                return None
-            cp_row = await conn.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", size)
-            if cp_row is None:
-                return None
-            cosigs = [Cosig(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in await conn.fetch(
-                "SELECT member, device, sig, time FROM cosigs WHERE size=$1 ORDER BY time", size)]
-        return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
+        """The newest cosigned checkpoint and its cosignatures: one statement (one snapshot, one round trip)."""
+        rows = await self._pool.fetch(
+            "SELECT c.raw, c.sig, x.member, x.device, x.sig, x.time FROM (SELECT max(size) AS size FROM cosigs) s "
+            "JOIN checkpoints c ON c.size = s.size JOIN cosigs x ON x.size = s.size ORDER BY x.time")
+        if not rows:
+            return None
+        cosigs = [Cosig(str(r[2]), str(r[3]), bytes(r[4]), int(r[5])) for r in rows]
+        return StoredCheckpoint(Checkpoint.parse(bytes(rows[0][0])), bytes(rows[0][1])), cosigs
 
     async def issued_size(self, size: int) -> StoredCheckpoint | None:
         raw = await self._pool.fetchval("SELECT raw FROM checkpoints WHERE size=$1", size)
