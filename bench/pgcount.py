@@ -14,7 +14,8 @@ A durable throw-away cluster (bench/pg.py's settings) with ``pg_stat_statements`
 The statistics are reset after one warm-up operation; then each statement called at least N/2 times is printed
 with its calls per operation (those run inside a function, ``mvault_audit_append``, marked: they are no round
 trip), the statements sent (top level), and ``pg_stat_wal``'s WAL flushes (``wal_sync``: durable commits) and
-``pg_stat_database``'s commits per operation.
+``pg_stat_database``'s commits per operation; then the median wall time of one operation and PostgreSQL's CPU
+per operation (the machine's load changes these two: compare alternating runs).
 
     python bench/pgcount.py [--op login|noop|put|get] [--n N] [--files F]
 """
@@ -23,11 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,8 +80,12 @@ def cli_ops(op: str, org: Org, root: Path, c: Cluster, url: str, n: int, files: 
     once(-1)
     time.sleep(0.5)
     c.psql("SELECT pg_stat_statements_reset(); SELECT pg_stat_reset_shared('wal'); SELECT pg_stat_reset()", url)
+    cpu0 = pg_cpu(c)
     for i in range(n):
+        t0 = time.perf_counter()
         once(i)
+        WALL.append(time.perf_counter() - t0)
+    PG_CPU.append(pg_cpu(c) - cpu0)
     time.sleep(0.5)
 
 
@@ -88,9 +97,29 @@ async def logins(server: ServerThread, member: Member, c: Cluster, url: str, n: 
         await login_as(h, home.config().member_id, secrets.device)
         await asyncio.sleep(0.5)  # the warm-up's audit event committed
         c.psql("SELECT pg_stat_statements_reset(); SELECT pg_stat_reset_shared('wal'); SELECT pg_stat_reset()", url)
+        cpu0 = pg_cpu(c)
         for _ in range(n):
+            t0 = time.perf_counter()
             await login_as(h, home.config().member_id, secrets.device)
+            WALL.append(time.perf_counter() - t0)
+        PG_CPU.append(pg_cpu(c) - cpu0)
         await asyncio.sleep(0.5)
+
+
+WALL: list[float] = []  # each measured operation's wall time (a login: in this process; a command: its run)
+PG_CPU: list[float] = []  # PostgreSQL's CPU seconds over the measured operations
+
+
+def pg_cpu(c: Cluster) -> float:
+    """User + system CPU seconds of the cluster: the postmaster, its live and its reaped backends."""
+    pm = psutil.Process(int((c.root / "data" / "postmaster.pid").read_text().split()[0]))
+    t = pm.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in pm.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            ct = child.cpu_times()
+            total += ct.user + ct.system
+    return total
 
 
 def main() -> int:
@@ -132,6 +161,8 @@ def main() -> int:
                      url))
         print(c.psql(f"SELECT 'commits ' || round(xact_commit::numeric / {n}, 2) FROM pg_stat_database "
                      "WHERE datname = current_database()", url))
+        print(f"wall per {op}: median {statistics.median(WALL) * 1e3:.2f} ms (load average {os.getloadavg()[0]:.1f}); "
+              f"PostgreSQL CPU per {op}: {PG_CPU[0] / n * 1e6:,.0f} us")
     finally:
         c.stop()
     return 0

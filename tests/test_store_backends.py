@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.store.backends import open_audit, open_storage
 from server.store.postgres.audit import PostgresAudit
@@ -338,6 +339,37 @@ async def test_an_audit_batch_waits_for_the_lock_and_adopts_what_was_committed_m
     finally:
         await other.close()
         await a.close()
+
+
+async def test_a_checkpoint_is_signed_once_at_a_size_and_one_with_another_root_replaced(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """``checkpoint`` in one statement: the first stored at a size is handed out by every process (kept, not
+    signed again); a stored one whose root is not the log's is replaced, as on SQLite."""
+    url = pg_cluster.new_database()
+    a, b = await PostgresAudit.open(url, tmp_path), await PostgresAudit.open(url, tmp_path)
+    try:
+        await a.append(b"one", 1)
+        first = await a.checkpoint("org", 100)
+        await b.append(b"two", 1)  # b adopts a's leaf first: size 2
+        assert (await b.checkpoint("org", 200)).checkpoint.size == 2
+        assert await a.checkpoint("org", 300) == first  # a's own, cached: its committed size is still 1
+        c = await PostgresAudit.open(url, tmp_path)
+        try:
+            at_two = await b.checkpoint("org", 400)
+            assert await c.checkpoint("org", 500) == at_two  # the stored one, whoever asks
+            wrong = Checkpoint.build("org", 2, bytes(32), 600)
+            async with c._pool.acquire() as conn:
+                await conn.execute("UPDATE checkpoints SET raw=$1, sig=$2 WHERE size=2", wrong.raw,
+                                   wrong.sign(c.log_secret))
+            c._latest = None
+            mended = await c.checkpoint("org", 700)
+            assert mended.checkpoint.root == c.tree.root(2) and mended.checkpoint.time == 700
+            assert await c.issued(mended.checkpoint.raw) == mended
+        finally:
+            await c.close()
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_links_after_hands_out_what_another_store_appended_in_order(tmp_path: Path, backend: str) -> None:

@@ -111,23 +111,27 @@ class PostgresAudit(AuditNotes):
         size = self.committed
         if self._latest is not None and self._latest.checkpoint.size == size:
             return self._latest
-        stored = await self._stored_at(size)
-        if stored is None:
-            cp = Checkpoint.build(org, size, self.tree.root(size), now)
-            sig = cp.sign(self.log_secret)
-            await self._pool.execute("INSERT INTO checkpoints VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
-                                     size, cp.raw, sig)
-            stored = await self._stored_at(size)  # another process's, if it signed one first
-            if stored is None:  # a row whose root is not the tree's: replaced, as the SQLite backend does
-                await self._pool.execute("UPDATE checkpoints SET raw=$2, sig=$3 WHERE size=$1", size, cp.raw, sig)
-                stored = StoredCheckpoint(cp, sig)
+        cp = Checkpoint.build(org, size, self.tree.root(size), now)
+        sig = cp.sign(self.log_secret)
+        # One round trip: ours stored, or the one stored at that size before this statement (another process's,
+        # or this one's before a restart); nothing when one was committed meanwhile (read it then).
+        row = await self._pool.fetchrow(
+            "WITH ins AS (INSERT INTO checkpoints VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING "
+            "RETURNING raw, sig) SELECT raw, sig FROM ins UNION ALL SELECT raw, sig FROM checkpoints WHERE size=$1",
+            size, cp.raw, sig)
+        stored = self._matching(row, size) if row is not None else await self._stored_at(size)
+        if stored is None:  # a row whose root is not the tree's: replaced, as the SQLite backend does
+            await self._pool.execute("UPDATE checkpoints SET raw=$2, sig=$3 WHERE size=$1", size, cp.raw, sig)
+            stored = StoredCheckpoint(cp, sig)
         self._latest = stored
         return stored
 
     async def _stored_at(self, size: int) -> StoredCheckpoint | None:
         row = await self._pool.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", size)
-        if row is None:
-            return None
+        return None if row is None else self._matching(row, size)
+
+    def _matching(self, row: asyncpg.Record, size: int) -> StoredCheckpoint | None:
+        """The checkpoint stored at ``size`` (raw, sig), if its root is the tree's there."""
         cp = Checkpoint.parse(bytes(row[0]))
         return StoredCheckpoint(cp, bytes(row[1])) if cp.root == self.tree.root(size) else None
 
