@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -39,7 +40,7 @@ from server.directory import Directory
 from server.guard import LoginGate
 from server.guests import GUEST_ROUTES, check_guest, is_guest
 from server.http import source_of
-from server.store.records import AuthSession, TeamMoved
+from server.store.records import AuthSession, StoredLink, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import Device, OrgState, TeamState
@@ -108,11 +109,25 @@ async def catch_up_locked(app: web.Application) -> None:
     """``catch_up`` for a caller holding the chain lock (a chain route, right before it judges and commits). Only
     over a database other processes share (PostgreSQL): on SQLite this process stores every link itself."""
     if app[CONFIG].database_url:
-        directory = app[DIRECTORY]
-        await directory.catch_up(app[CHAINS])
-        if directory.teams and closed_refusal(directory) is not None:  # closed through another process
-            log.warning("the organization was closed (org.closed) through another server process: %d team chains "
-                        "dropped from memory", forget_teams(app))
+        await app[DIRECTORY].catch_up(app[CHAINS])
+        _closed_elsewhere(app)
+
+
+async def take_carried(app: web.Application, after: int, links: Sequence[tuple[int, StoredLink]]) -> bool:
+    """The links a notice carried (``server/relay.py``), replayed under the chain lock without a read: False when
+    this process may have missed links before them (the caller reads, ``catch_up``)."""
+    async with app[LOCK]:
+        if not app[DIRECTORY].take_carried(after, links):
+            return False
+        _closed_elsewhere(app)
+    return True
+
+
+def _closed_elsewhere(app: web.Application) -> None:
+    directory = app[DIRECTORY]
+    if directory.teams and closed_refusal(directory) is not None:  # closed through another process
+        log.warning("the organization was closed (org.closed) through another server process: %d team chains "
+                    "dropped from memory", forget_teams(app))
 
 
 def forget_teams(app: web.Application) -> int:

@@ -8,6 +8,7 @@ replaces the live state only after storage committed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from security.authority import POLICY
@@ -59,6 +60,21 @@ class Directory:
                 applied += 1
             self.seen = order
         return applied
+
+    def take_carried(self, after: int, links: Sequence[tuple[int, StoredLink]]) -> bool:
+        """Replay the links a notice carried (another process stored them; ``after``: the order number of the newest
+        link stored before them, ``links``: each with its own, increasing): True when this directory holds them now,
+        False when it cannot tell that it missed none before them (``seen`` is not ``after``: read, ``catch_up``).
+        Each is judged as one read from storage is. The caller holds the application's chain lock."""
+        if not links or self.seen >= links[-1][0]:
+            return True  # read already
+        if self.seen != after:
+            return False
+        for order, stored in links:
+            if not self._holds(stored):
+                self._replay(stored)
+            self.seen = order
+        return True
 
     def _holds(self, stored: StoredLink) -> bool:
         held = (self.member_links.get(stored.chain, []) if stored.kind == "member" else

@@ -59,6 +59,9 @@ class Metrics:
                                "announced them, or a read of the database", ["source"], registry=r)
         self.relay_reads = Counter("mvault_live_relay_reads", "reads of the database for thread messages another "
                                    "process stored that no notice carried", registry=r)
+        self.link_notices = Counter("mvault_live_link_notices", "notices of chain links another server process "
+                                    "stored, by how this process replayed them: from the links the notice carried, "
+                                    "or by a read of the database", ["how"], registry=r)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.batch_sizes = Histogram("mvault_commit_batch_size", "items per group-commit transaction, by store",
                                      ["store"], buckets=_BATCHES, registry=r)

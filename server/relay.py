@@ -15,14 +15,17 @@ all of them:
 - a new thread: its record (carried, or read) published; a document version: published as the notice it is;
 - the audit key (the audit log's meta row ``audit_key``): adopted here at once (``adopt_audit_key``), so that
   this process seals events to the key the Security Team published through another one;
-- chain links: this process's directory replays them (``catch_up``), then every follower has its access
-  judged again (``CHECK``): a member removed through another process is cut off here at once;
+- chain links: this process's directory replays them, then every follower has its access judged again
+  (``CHECK``): a member removed through another process is cut off here at once. The links a notice carries are
+  replayed as they are when they follow the last one this process read (``Directory.take_carried``); otherwise
+  (this process stored links since, or missed a notice, or the links did not fit) it reads them (``catch_up``);
 - ``Resync`` (the feed listens again after a loss, or a notice could not be read or acted on): chains replayed,
   the audit key read again, every follower reads what it may have missed from storage (``RESYNC``; a document
   follower reconnects).
 
 With one process (SQLite) there is no feed and no relay. ``/api/metrics`` counts the messages relayed from notices
-and from reads, and the reads (``mvault_live_relayed``, ``mvault_live_relay_reads``).
+and from reads, and the reads (``mvault_live_relayed``, ``mvault_live_relay_reads``), and the links notices
+replayed from their links or by a read (``mvault_live_link_notices``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.access import catch_up
+from server.access import catch_up, take_carried
 from server.context import BUS, CONFIG, THREADS, running
 from server.events import CHECK, RESYNC, Feed, Item
 from server.live import PAGE, frame, message_item
@@ -106,8 +109,11 @@ class Relay:
                             self._publish(team, frame(schemas.ThreadFrame(thread=thread, record=record)))
                 case VersionStored(team, doc, seq, vid):
                     self._publish(team, frame(schemas.DocFrame(doc=doc, seq=seq, vid=vid)))
-                case LinksStored():
-                    await catch_up(self.app)
+                case LinksStored(after, links):
+                    carried = links is not None and await take_carried(self.app, after, links)
+                    if not carried:
+                        await catch_up(self.app)
+                    self._metrics.link_notices.labels("notice" if carried else "read").inc()
                     self._offer_all(CHECK)
                 case AuditMetaStored("audit_key"):
                     await catch_up(self.app)  # the key is judged on the chains as they are now

@@ -3,8 +3,10 @@ through one ``mvault-server run`` process reaches a follower on another from the
 announced it, without a read of the database; a message too big for a notice is read (the fallback); notices a
 process missed (its listening connection dropped while it could not reconnect) are caught up from the database,
 exactly once and in order; records in a notice that no server process tagged (anyone who may connect to the
-database may send one) never reach a follower. The reads are counted by the receiving process (``/api/metrics``:
-``mvault_live_relay_reads``, ``mvault_live_relayed{source}``), which the tests read between steps.
+database may send one) never reach a follower. Chain links appended through one are replayed by two from their
+notice, without a read; a links notice that does not follow what two read makes it read. The reads are counted
+by the receiving process (``/api/metrics``: ``mvault_live_relay_reads``, ``mvault_live_relayed{source}``,
+``mvault_live_link_notices{how}``), which the tests read between steps.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from client import admin
 from client.threads.team import Threads
 from server.store import notices as N
+from server.store.logkey import log_seed
 from server.store.postgres import listen
+from server.store.records import StoredLink
 from tests.conftest import Member, Org
 from tests.helpers.http import Http
 from tests.helpers.killable_server import ServerProcess
@@ -32,7 +37,7 @@ from tests.helpers.members import session
 from tests.helpers.pair import open_keys, wire
 from tests.helpers.postgres import Cluster, SyncConnection
 from tests.helpers.process_pair import process_pair
-from vault.logsign import notice_tag
+from vault.logsign import notice_key, notice_tag
 
 ORIGIN = "0123456789abcdef"  # as long as a storage's origin
 KEY = bytes(range(32))
@@ -66,8 +71,9 @@ def procs(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iter
         yield Processes(one, two, org, url, team, thread)
 
 
-async def _relay_counts(server: ServerProcess) -> tuple[float, float, float]:
-    """``server``'s relay reads, and the messages it relayed from notices and from reads (``/api/metrics``)."""
+async def _relay_counts(server: ServerProcess) -> tuple[float, float, float, float, float]:
+    """``server``'s relay reads, the messages it relayed from notices and from reads, and the links notices it
+    replayed from their links and by reads (``/api/metrics``)."""
     async with Http(server) as h:  # type: ignore[arg-type]
         status, body = await h.call("GET", "/api/metrics")
     assert status == 200
@@ -78,7 +84,8 @@ async def _relay_counts(server: ServerProcess) -> tuple[float, float, float]:
         return float(found.group(1)) if found else 0.0
 
     return (value("mvault_live_relay_reads_total"), value('mvault_live_relayed_total{source="notice"}'),
-            value('mvault_live_relayed_total{source="read"}'))
+            value('mvault_live_relayed_total{source="read"}'), value('mvault_live_link_notices_total{how="notice"}'),
+            value('mvault_live_link_notices_total{how="read"}'))
 
 
 def _head(p: Processes) -> int:
@@ -113,6 +120,13 @@ def test_a_notice_carries_records_while_postgresql_takes_it_and_names_the_rest(p
         db.execute("SELECT pg_notify('mvault_test', ?)", ("x" * N.PAYLOAD,))
         with pytest.raises(Exception, match="payload string too long"):
             db.execute("SELECT pg_notify('mvault_test', ?)", ("x" * (N.PAYLOAD + 1),))
+    # A transaction's chain links ride in their notice when they fit, with the order number before them.
+    links = ((41, StoredLink("m" * 32, 3, "member", b"w" * 900)), (42, StoredLink("org", 7, "org", b"o" * 50)))
+    carried = N.links_stored(ORIGIN, 40, links)
+    assert carried == N.LinksStored(40, links)
+    assert N.read(KEY, N.seal(KEY, ORIGIN, carried)) == (ORIGIN, carried)
+    assert N.links_stored(ORIGIN, 40, [(41, StoredLink("t" * 32, 1, "team", b"t" * 6000))]) == N.LinksStored()
+    assert N.seal(KEY, ORIGIN, N.LinksStored()) == N.own(ORIGIN) + '"k":"c"}'  # bare: read, as before
     # A thread's record rides in its notice when it fits.
     assert N.thread_stored(ORIGIN, TEAM, THREAD, small).record == small
     assert N.thread_stored(ORIGIN, TEAM, THREAD, huge).record is None
@@ -124,6 +138,14 @@ def test_a_notice_carries_records_while_postgresql_takes_it_and_names_the_rest(p
     '{"o":"x","k":"m","t":"a","h":"b","p":1,"q":1,"r":[7]}',
     '{"o":"x","k":"m","t":"a","h":"b","p":2,"q":1}',
     '{"o":"x","k":"t","t":"a","h":"b","r":"%%"}',
+    '{"o":"x","k":"c","a":5,"l":[[5,"c",1,"team","AA=="]]}',  # not after ``a``
+    '{"o":"x","k":"c","a":1,"l":[[3,"c",1,"team","AA=="],[2,"c",2,"team","AA=="]]}',  # out of order
+    '{"o":"x","k":"c","a":1,"l":[[2,"c",0,"team","AA=="]]}',  # position 0
+    '{"o":"x","k":"c","a":1,"l":[[2,"c",1,"folder","AA=="]]}',  # no such kind of chain
+    '{"o":"x","k":"c","a":1,"l":[[2,"",1,"team","AA=="]]}',
+    '{"o":"x","k":"c","a":1,"l":[[2,"c",1,"team"]]}',
+    '{"o":"x","k":"c","a":1,"l":[]}',
+    '{"o":"x","k":"c","l":[[2,"c",1,"team","AA=="]]}',  # no ``a``
     "[" * 7000,  # nested too deeply for the parser
 ])
 def test_a_notice_with_bad_records_is_refused(payload: str) -> None:
@@ -142,6 +164,10 @@ def test_records_count_only_under_the_servers_tag() -> None:
                    N.seal(KEY, ORIGIN, carried)[:N.TAG] + other):
         with pytest.raises(ValueError):
             N.read(KEY, forged)
+    links = N.LinksStored(1, ((2, StoredLink("org", 2, "org", b"link")),))  # links as well: only tagged
+    for forged in (N.encode(ORIGIN, links), N.seal(bytes(32), ORIGIN, links)):
+        with pytest.raises(ValueError):
+            N.read(KEY, forged)
     mine = N.own(ORIGIN)  # a process skips its own notices, tagged or not, without reading them
     assert N.sent_by(mine, N.seal(KEY, ORIGIN, carried)) and N.sent_by(mine, body)
     assert not N.sent_by(mine, N.seal(KEY, ORIGIN + "0", carried)) and not N.sent_by(N.own("x"), body)
@@ -152,27 +178,27 @@ def test_records_count_only_under_the_servers_tag() -> None:
 
 async def test_a_follower_on_two_gets_messages_from_the_notices_without_a_read(procs: Processes) -> None:
     after = _head(procs)
-    reads0, carried0, read0 = await _relay_counts(procs.two)
+    reads0, carried0, read0, *_ = await _relay_counts(procs.two)
     async with wire(procs.two, procs.org.bob, procs.team, {"after": {procs.thread: after}}) as w:  # type: ignore[arg-type]
         await asyncio.gather(_post(procs, procs.org.alice, [f"alice {i}" for i in range(10)]),
                              _post(procs, procs.org.bob, [f"bob {i}" for i in range(10)]))
         await w.until(lambda: len(w.positions(procs.thread)) >= 20)
         await asyncio.sleep(0.3)  # a duplicate would come now
     assert w.positions(procs.thread) == list(range(after + 1, after + 21))
-    reads, carried, read = await _relay_counts(procs.two)
+    reads, carried, read, *_ = await _relay_counts(procs.two)
     assert (reads - reads0, carried - carried0, read - read0) == (0, 20, 0)
 
 
 async def test_a_message_too_big_for_a_notice_is_read_in_its_place(procs: Processes) -> None:
     after = _head(procs)
-    reads0, carried0, read0 = await _relay_counts(procs.two)
+    reads0, carried0, read0, *_ = await _relay_counts(procs.two)
     async with wire(procs.two, procs.org.bob, procs.team, {"after": {procs.thread: after}}) as w:  # type: ignore[arg-type]
         await _post(procs, procs.org.alice, ["before", "x" * 9000, "after"])
         await w.until(lambda: len(w.positions(procs.thread)) >= 3)
         await asyncio.sleep(0.3)
     assert w.positions(procs.thread) == [after + 1, after + 2, after + 3]
     assert len(w.of_type("msg")[1]["record"]) > N.PAYLOAD
-    reads, carried, read = await _relay_counts(procs.two)
+    reads, carried, read, *_ = await _relay_counts(procs.two)
     assert (reads - reads0, carried - carried0, read - read0) == (1, 2, 1)
 
 
@@ -196,7 +222,7 @@ async def test_notices_two_missed_are_caught_up_once_in_order(procs: Processes) 
     cannot; what is posted through one meanwhile is announced to one only. Once two runs again it reconnects
     and its follower reads the missed messages from the database: each once, in order, then live again."""
     after = _head(procs)
-    reads0, carried0, _ = await _relay_counts(procs.two)
+    reads0, carried0, *_ = await _relay_counts(procs.two)
     async with wire(procs.two, procs.org.bob, procs.team, {"after": {procs.thread: after}}) as w:  # type: ignore[arg-type]
         before = _listeners(procs.url)
         assert len(before) == 2
@@ -219,7 +245,7 @@ async def test_notices_two_missed_are_caught_up_once_in_order(procs: Processes) 
         await asyncio.sleep(0.3)
     assert missed == [after + 1, after + 2, after + 3]
     assert w.positions(procs.thread) == [*missed, *live]
-    reads, carried, _ = await _relay_counts(procs.two)
+    reads, carried, *_ = await _relay_counts(procs.two)
     assert carried - carried0 == 1  # only "live again" came in a notice: the three were missed, and read
     assert reads == reads0  # by the follower itself (its catch-up), not by the relay
 
@@ -242,3 +268,40 @@ async def test_records_in_a_notice_the_server_did_not_tag_never_reach_a_follower
         await asyncio.sleep(0.3)
     assert w.positions(procs.thread) == real == [after + 1]
     assert base64.b64decode(w.of_type("msg")[0]["record"]) != b"forged record"
+
+
+def _links_head(url: str) -> int:
+    with SyncConnection(url) as db:
+        row = db.execute("SELECT max(id) FROM links").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_links_appended_through_one_are_replayed_by_two_from_their_notice(procs: Processes) -> None:
+    """A team created through one: two replays its link from the notice, without a read (on the code before,
+    every links notice was a read), and serves the team. A links notice that does not follow the last link two
+    read (tagged with the server's key, so not refused: made here from the data directory's seed) makes two
+    read the links instead, and replay nothing that was not stored."""
+    *_, notice0, read0 = await _relay_counts(procs.two)
+    async with session(procs.one, procs.org.alice) as s:  # type: ignore[arg-type]
+        team = await admin.create_team(s, "carried-links", "circle")
+    await _wait_counts(procs.two, (notice0 + 1, read0))
+    head = _links_head(procs.url)
+    key = notice_key(log_seed(procs.one.data_dir / "log.key"))
+    stray = N.LinksStored(head + 1000, ((head + 1001, StoredLink("org", 999, "org", b"never stored")),))
+    with SyncConnection(procs.url) as db:
+        db.execute("SELECT pg_notify(?, ?)", (N.CHANNEL, N.seal(key, "elsewhere", stray)))
+    await _wait_counts(procs.two, (notice0 + 1, read0 + 1))
+    async with session(procs.two, procs.org.alice) as s:  # type: ignore[arg-type]
+        view = await s.chains.view()
+    assert team.team_id in view.teams
+
+
+async def _wait_counts(server: ServerProcess, want: tuple[float, float], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        *_, notice, read = await _relay_counts(server)
+        if (notice, read) == want:
+            return
+        assert time.monotonic() < deadline and notice <= want[0] and read <= want[1], (notice, read, want)
+        await asyncio.sleep(0.05)

@@ -59,7 +59,7 @@ async def test_metrics_after_a_walkthrough_name_routes_not_ids(org: Org, tmp_pat
     for name in ("mvault_http_requests", "mvault_http_request_duration_seconds", "mvault_uploads",
                  "mvault_upload_bytes", "mvault_downloads", "mvault_download_bytes", "mvault_live_followers",
                  "mvault_audit_appends", "mvault_commit_batch_size", "mvault_live_relayed",
-                 "mvault_live_relay_reads"):
+                 "mvault_live_relay_reads", "mvault_live_link_notices"):
         assert name in families, f"{name} missing from {sorted(families)}"
     assert _value(families, "mvault_uploads_total") >= 1
     assert _value(families, "mvault_upload_bytes_total") > 9000  # the envelope of 9000 bytes of text

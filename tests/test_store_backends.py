@@ -8,11 +8,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.store.backends import open_audit, open_storage
 from server.store.postgres.audit import PostgresAudit
+from server.store.postgres.schema import AUDIT_LOCK
 from server.store.protocols import Storage
 from server.store.records import (
     ChainMoved,
@@ -282,6 +285,11 @@ async def test_the_audit_log_is_rebuilt_from_the_database(tmp_path: Path, backen
         assert log.committed == 20 and log.tree.root(20) == expected.root(20)
         witnessed = await log.witnessed()
         assert witnessed is not None and witnessed[0] == first and [c.member for c in witnessed[1]] == ["m"]
+        await log.add_cosig(20, "n", "e", b"sig2", 4)
+        witnessed = await log.witnessed()  # every cosignature of the newest size, oldest first
+        assert witnessed is not None and [(c.member, c.device) for c in witnessed[1]] == [("n", "e"), ("m", "d")]
+        await log.add_cosig(30, "m", "d", b"sig3", 6)  # a size no checkpoint was stored at
+        assert await log.witnessed() is None
     finally:
         await log.close()
 
@@ -298,6 +306,65 @@ async def test_two_processes_append_to_one_audit_log(tmp_path: Path, pg_cluster:
             assert a.tree.root(65) == c.tree.root(65) and c.committed == 65
             cp = await a.checkpoint("org", 1)
             assert (await c.checkpoint("org", 2)) == cp  # the one stored at that size, whoever asks
+        finally:
+            await c.close()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_an_audit_batch_waits_for_the_lock_and_adopts_what_was_committed_meanwhile(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """The batch is one statement (``mvault_audit_append``): its read of other processes' leaves comes after the
+    lock, so a leaf committed by whoever held the lock is adopted and the batch goes to the next index."""
+    url = pg_cluster.new_database()
+    a = await PostgresAudit.open(url, tmp_path)
+    other = await asyncpg.connect(url)
+    try:
+        assert await a.append(b"first", 1) == 0
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+        await other.execute("INSERT INTO events VALUES (1, 1, $1, $2)", leaf_hash(b"theirs"), b"theirs")
+        mine = asyncio.ensure_future(a.append(b"mine", 1))
+        await asyncio.sleep(0.5)
+        assert not mine.done()  # waits for the lock
+        await tx.commit()
+        assert await mine == 2
+        tree = MerkleTree()
+        for leaf in (b"first", b"theirs", b"mine"):
+            tree.append(leaf_hash(leaf))
+        assert a.tree.size == a.committed == 3 and a.tree.root(3) == tree.root(3)
+        assert await other.fetchval("SELECT relpersistence FROM pg_class WHERE relname = 'login_nonces'") == b"u"
+    finally:
+        await other.close()
+        await a.close()
+
+
+async def test_a_checkpoint_is_signed_once_at_a_size_and_one_with_another_root_replaced(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """``checkpoint`` in one statement: the first stored at a size is handed out by every process (kept, not
+    signed again); a stored one whose root is not the log's is replaced, as on SQLite."""
+    url = pg_cluster.new_database()
+    a, b = await PostgresAudit.open(url, tmp_path), await PostgresAudit.open(url, tmp_path)
+    try:
+        await a.append(b"one", 1)
+        first = await a.checkpoint("org", 100)
+        await b.append(b"two", 1)  # b adopts a's leaf first: size 2
+        assert (await b.checkpoint("org", 200)).checkpoint.size == 2
+        assert await a.checkpoint("org", 300) == first  # a's own, cached: its committed size is still 1
+        c = await PostgresAudit.open(url, tmp_path)
+        try:
+            at_two = await b.checkpoint("org", 400)
+            assert await c.checkpoint("org", 500) == at_two  # the stored one, whoever asks
+            wrong = Checkpoint.build("org", 2, bytes(32), 600)
+            async with c._pool.acquire() as conn:
+                await conn.execute("UPDATE checkpoints SET raw=$1, sig=$2 WHERE size=2", wrong.raw,
+                                   wrong.sign(c.log_secret))
+            c._latest = None
+            mended = await c.checkpoint("org", 700)
+            assert mended.checkpoint.root == c.tree.root(2) and mended.checkpoint.time == 700
+            assert await c.issued(mended.checkpoint.raw) == mended
         finally:
             await c.close()
     finally:

@@ -1,7 +1,8 @@
 """What one server process tells the others it stored, over a database they share (PostgreSQL ``NOTIFY``, sent
 inside the transaction that stores it, so it goes out only once and as soon as the transaction commits, in commit
-order): ids and positions, and the stored records of new thread messages and threads when they fit in one
-notice (``PAYLOAD``), so that a process with followers delivers them without reading the database. A notice
+order): ids and positions, and the stored records of new thread messages and threads, and the chain links
+appended, when they fit in one notice (``PAYLOAD``), so that a process delivers or replays them without reading
+the database. A notice
 without records names what to read from the database, which stays the truth; a process that may have missed
 notices (its listening connection was lost) is told ``Resync`` and reads what it needs from the database as well
 (``server/relay.py``). A record in a notice is exactly the bytes stored in the same transaction: the followers
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from server.store.records import StoredLink
 from vault.logsign import notice_tag
 
 CHANNEL = "mvault_stored"  # the one channel every process listens on
@@ -66,7 +68,13 @@ class VersionStored:
 
 @dataclass(frozen=True)
 class LinksStored:
-    """Chain links (a membership, role, device or key change somewhere): replay them before judging access."""
+    """Chain links (a membership, role, device or key change somewhere): replay them before judging access. When
+    the notice carries them: ``links``, one transaction's links with their order numbers (``links.id``, increasing),
+    and ``after``, the order number of the newest link stored before them (appends are one at a time in the
+    database: no link was stored between ``after`` and the first of ``links``). ``links`` None: read them."""
+
+    after: int = 0
+    links: tuple[tuple[int, StoredLink], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,11 @@ def encode(origin: str, notice: Notice) -> str:
                 body["r"] = _b64(record)
         case VersionStored(team, doc, seq, vid):
             body = {"k": "v", "t": team, "d": doc, "s": seq, "v": vid}
-        case LinksStored():
+        case LinksStored(after, links):
             body = {"k": "c"}
+            if links is not None:
+                body["a"] = after
+                body["l"] = [[order, x.chain, x.seq, x.kind, _b64(x.wire)] for order, x in links]
         case AuditMetaStored(key):
             body = {"k": "a", "m": key}
     return json.dumps({"o": origin, **body}, separators=(",", ":"))
@@ -142,6 +153,33 @@ def _records(body: dict[str, Any], first: int, last: int) -> tuple[bytes, ...] |
     return tuple(_record(r) for r in value)
 
 
+KINDS = ("member", "org", "team")  # a chain link's kinds (``StoredLink.kind``)
+
+
+def _links(body: dict[str, Any]) -> LinksStored:
+    """A links notice: bare, or with ``a`` (the order number before) and ``l`` (each link: its order number, greater
+    than the one before, chain, position from 1, kind, wire in base64)."""
+    if "l" not in body:
+        return LinksStored()
+    after, value = _int(body, "a"), body["l"]
+    if not isinstance(value, list) or not value:
+        raise ValueError("a links notice carries a list of links")
+    links: list[tuple[int, StoredLink]] = []
+    last = after
+    for item in value:
+        if not isinstance(item, list) or len(item) != 5:
+            raise ValueError("a link in a notice is [order, chain, seq, kind, wire]")
+        order, chain, seq, kind, wire = item
+        entry = {"n": order, "c": chain, "s": seq, "k": kind}
+        if _int(entry, "n") <= last or _int(entry, "s") < 1:
+            raise ValueError("a link in a notice is out of order")
+        if _str(entry, "c") == "" or kind not in KINDS:
+            raise ValueError("a link in a notice names no chain, or no kind of chain")
+        links.append((order, StoredLink(chain, seq, kind, _record(wire))))
+        last = order
+    return LinksStored(after, tuple(links))
+
+
 def decode(payload: str) -> tuple[str, Notice]:
     """(origin, notice) of a payload ``encode`` made; ``ValueError`` for anything else."""
     try:
@@ -162,7 +200,7 @@ def decode(payload: str) -> tuple[str, Notice]:
     elif kind == "v":
         notice = VersionStored(_str(body, "t"), _str(body, "d"), _int(body, "s"), _str(body, "v"))
     elif kind == "c":
-        notice = LinksStored()
+        notice = _links(body)
     elif kind == "a":
         notice = AuditMetaStored(_str(body, "m"))
     else:
@@ -171,8 +209,14 @@ def decode(payload: str) -> tuple[str, Notice]:
 
 
 def _carries(notice: Notice) -> bool:
-    return isinstance(notice, MessagesStored | ThreadStored) and (
-        notice.records is not None if isinstance(notice, MessagesStored) else notice.record is not None)
+    match notice:
+        case MessagesStored(records=records):
+            return records is not None
+        case ThreadStored(record=record):
+            return record is not None
+        case LinksStored(links=links):
+            return links is not None
+    return False
 
 
 def seal(key: bytes, origin: str, notice: Notice) -> str:
@@ -214,6 +258,13 @@ def thread_stored(origin: str, team: str, thread: str, record: bytes) -> ThreadS
     """A new thread's notice: with its record when it fits."""
     carried = ThreadStored(team, thread, record)
     return carried if _fits(origin, carried) else ThreadStored(team, thread)
+
+
+def links_stored(origin: str, after: int, links: Iterable[tuple[int, StoredLink]]) -> LinksStored:
+    """One transaction's links' notice (``after``: the order number of the newest link before them): with the
+    links when they fit (a team's creation with many members, say, may not: then read)."""
+    carried = LinksStored(after, tuple(links))
+    return carried if carried.links and _fits(origin, carried) else LinksStored()
 
 
 def messages_stored(origin: str, team: str, thread: str, placed: Iterable[tuple[int, bytes]]) -> list[MessagesStored]:

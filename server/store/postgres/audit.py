@@ -1,10 +1,12 @@
 """The audit log in PostgreSQL (``AuditLog``): one Merkle log, whichever server process appends.
 
-Appends are group-committed (``server.store.commit``) like SQLite's, and each batch's transaction first takes
-one advisory lock (``AUDIT_LOCK``): batches of every process are serialized by the database. Under the lock
-the batch first adopts into this process's tree the leaves the table has beyond it (appended by another
-process, or by a batch of this one whose failure came after its commit), then gives its leaves the next
-indices: the tree is the table's, never a process's guess. ``committed`` is what this process has seen
+Appends are group-committed (``server.store.commit``) like SQLite's, and each batch is one statement
+(``mvault_audit_append``, schema migration 4) whose transaction first takes one advisory lock (``AUDIT_LOCK``):
+batches of every process are serialized by the database. Under the lock the statement inserts the batch at the
+index this process's tree expects next, or, when the table has leaves beyond the tree (appended by another
+process, or by a batch of this one whose failure came after its commit), inserts nothing and answers them: the
+tree adopts them and the batch is sent again at the next index. The tree is the table's, never a process's
+guess. ``committed`` is what this process has seen
 committed; its reads (``leaves``, checkpoints) cover that much.
 
 Checkpoints: the first signed at a size is kept (``ON CONFLICT DO NOTHING``), so every process hands out the
@@ -14,7 +16,6 @@ same checkpoint at one size. The checkpoint-signing key is the data directory's 
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import asyncpg
@@ -26,7 +27,7 @@ from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
 from server.store.notices import AuditMetaStored
 from server.store.postgres.listen import notify
-from server.store.postgres.schema import AUDIT_LOCK, Conn, connect, lost_is_unavailable
+from server.store.postgres.schema import Conn, connect, lost_is_unavailable
 from server.store.records import Cosig, StoredCheckpoint
 from server.store.shred import EVERY_DAY, VACUUM_AUDIT_PG
 from vault.errors import LogCorrupted
@@ -71,24 +72,23 @@ class PostgresAudit(AuditNotes):
     # -- appends ------------------------------------------------------------------------------
 
     async def _store_leaves(self, leaves: list[tuple[bytes, int]]) -> list[int]:
-        async with self._pool.acquire() as conn:
-            # BEGIN and the lock in one round trip (two statements of the simple query protocol; the lock's
-            # key is our constant): four round trips a batch, the read of other processes' leaves after the lock
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({AUDIT_LOCK:d})")
-            try:
-                await _extend(conn, self.tree)  # what other processes appended since this one's last batch
-                self.committed = start = self.tree.size
-                rows = []
-                for leaf, day in leaves:
-                    h = leaf_hash(leaf)
-                    rows.append((self.tree.append(h), day, h, leaf))
-                await conn.executemany("INSERT INTO events VALUES ($1, $2, $3, $4)", rows)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed() and conn.is_in_transaction():
-                    with contextlib.suppress(Exception):  # the connection may be gone: the pool drops it then
-                        await conn.execute("ROLLBACK")
-                raise
+        """The batch in one statement, one round trip (``mvault_audit_append``, migration 4: the lock, the read of
+        other processes' leaves, the insert, and the commit of the statement's own transaction): when another
+        process appended since this one's last batch, the statement inserts nothing and answers those leaves,
+        which this tree adopts before the batch is sent again at the next index."""
+        hashes = [leaf_hash(leaf) for leaf, _ in leaves]
+        days = [day for _, day in leaves]
+        bodies = [leaf for leaf, _ in leaves]
+        while True:
+            start = self.tree.size
+            others = await self._pool.fetch("SELECT * FROM mvault_audit_append($1, $2, $3, $4, $5)",
+                                            start, days, hashes, bodies, EXTEND_PAGE)
+            if not others:
+                break
+            _adopt(self.tree, others)
+            self.committed = self.tree.size
+        for h in hashes:
+            self.tree.append(h)
         self.committed = self.tree.size
         return list(range(start, self.committed))
 
@@ -111,23 +111,27 @@ class PostgresAudit(AuditNotes):
         size = self.committed
         if self._latest is not None and self._latest.checkpoint.size == size:
             return self._latest
-        stored = await self._stored_at(size)
-        if stored is None:
-            cp = Checkpoint.build(org, size, self.tree.root(size), now)
-            sig = cp.sign(self.log_secret)
-            await self._pool.execute("INSERT INTO checkpoints VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
-                                     size, cp.raw, sig)
-            stored = await self._stored_at(size)  # another process's, if it signed one first
-            if stored is None:  # a row whose root is not the tree's: replaced, as the SQLite backend does
-                await self._pool.execute("UPDATE checkpoints SET raw=$2, sig=$3 WHERE size=$1", size, cp.raw, sig)
-                stored = StoredCheckpoint(cp, sig)
+        cp = Checkpoint.build(org, size, self.tree.root(size), now)
+        sig = cp.sign(self.log_secret)
+        # One round trip: ours stored, or the one stored at that size before this statement (another process's,
+        # or this one's before a restart); nothing when one was committed meanwhile (read it then).
+        row = await self._pool.fetchrow(
+            "WITH ins AS (INSERT INTO checkpoints VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING "
+            "RETURNING raw, sig) SELECT raw, sig FROM ins UNION ALL SELECT raw, sig FROM checkpoints WHERE size=$1",
+            size, cp.raw, sig)
+        stored = self._matching(row, size) if row is not None else await self._stored_at(size)
+        if stored is None:  # a row whose root is not the tree's: replaced, as the SQLite backend does
+            await self._pool.execute("UPDATE checkpoints SET raw=$2, sig=$3 WHERE size=$1", size, cp.raw, sig)
+            stored = StoredCheckpoint(cp, sig)
         self._latest = stored
         return stored
 
     async def _stored_at(self, size: int) -> StoredCheckpoint | None:
         row = await self._pool.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", size)
-        if row is None:
-            return None
+        return None if row is None else self._matching(row, size)
+
+    def _matching(self, row: asyncpg.Record, size: int) -> StoredCheckpoint | None:
+        """The checkpoint stored at ``size`` (raw, sig), if its root is the tree's there."""
         cp = Checkpoint.parse(bytes(row[0]))
         return StoredCheckpoint(cp, bytes(row[1])) if cp.root == self.tree.root(size) else None
 
@@ -143,17 +147,14 @@ class PostgresAudit(AuditNotes):
                                  "DO UPDATE SET member=$2, sig=$4, time=$5", size, member, device, sig, now)
 
     async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
-        """The newest cosigned checkpoint and its cosignatures."""
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            size = await conn.fetchval("SELECT max(size) FROM cosigs")
-            if size is None:
-                return None
-            cp_row = await conn.fetchrow("SELECT raw, sig FROM checkpoints WHERE size=$1", size)
-            if cp_row is None:
-                return None
-            cosigs = [Cosig(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in await conn.fetch(
-                "SELECT member, device, sig, time FROM cosigs WHERE size=$1 ORDER BY time", size)]
-        return StoredCheckpoint(Checkpoint.parse(bytes(cp_row[0])), bytes(cp_row[1])), cosigs
+        """The newest cosigned checkpoint and its cosignatures: one statement (one snapshot, one round trip)."""
+        rows = await self._pool.fetch(
+            "SELECT c.raw, c.sig, x.member, x.device, x.sig, x.time FROM (SELECT max(size) AS size FROM cosigs) s "
+            "JOIN checkpoints c ON c.size = s.size JOIN cosigs x ON x.size = s.size ORDER BY x.time")
+        if not rows:
+            return None
+        cosigs = [Cosig(str(r[2]), str(r[3]), bytes(r[4]), int(r[5])) for r in rows]
+        return StoredCheckpoint(Checkpoint.parse(bytes(rows[0][0])), bytes(rows[0][1])), cosigs
 
     async def issued_size(self, size: int) -> StoredCheckpoint | None:
         raw = await self._pool.fetchval("SELECT raw FROM checkpoints WHERE size=$1", size)
@@ -220,10 +221,15 @@ async def _extend(conn: Conn, tree: MerkleTree) -> None:
     while True:
         rows = await conn.fetch("SELECT idx, hash, leaf FROM events WHERE idx >= $1 ORDER BY idx LIMIT $2",
                                 tree.size, EXTEND_PAGE)
-        for idx, stored_hash, leaf in rows:
-            if idx != tree.size:
-                raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
-            # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
-            tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))
+        _adopt(tree, rows)
         if len(rows) < EXTEND_PAGE:
             return
+
+
+def _adopt(tree: MerkleTree, rows: list[asyncpg.Record]) -> None:
+    """Append to ``tree`` stored leaves (index, hash, leaf) that follow it."""
+    for idx, stored_hash, leaf in rows:
+        if idx != tree.size:
+            raise LogCorrupted(f"audit log has a gap at leaf {tree.size}")
+        # The leaf bytes are what the tree covers; the hash column only stands in for pruned leaves.
+        tree.append(leaf_hash(bytes(leaf)) if leaf is not None else bytes(stored_hash))

@@ -106,12 +106,32 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (member, origin));
     CREATE INDEX live_leases_origin ON live_leases (origin);
     """,
+    # 4: (a) login nonces UNLOGGED: a nonce is a challenge not yet answered, which SQLite keeps in memory; a crash
+    # of the database empties the table (a challenge issued before it cannot be answered: log in again; none can
+    # be used twice), and issuing one is no durable commit. (b) An audit batch in one statement
+    # (server/store/postgres/audit.py): under the log's advisory lock (1836449794 = AUDIT_LOCK), the leaves from
+    # ``start`` on that another process appended (a page), else the batch inserted at ``start``; the statement's
+    # own transaction commits it. A volatile function's every statement reads with a new snapshot: the read
+    # after the lock sees every batch committed before it.
+    """
+    ALTER TABLE login_nonces SET UNLOGGED;
+    CREATE FUNCTION mvault_audit_append(start bigint, days bigint[], hashes bytea[], leaves bytea[], page integer)
+        RETURNS TABLE (found_idx bigint, found_hash bytea, found_leaf bytea) LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(1836449794);
+        RETURN QUERY SELECT e.idx, e.hash, e.leaf FROM events e WHERE e.idx >= start ORDER BY e.idx LIMIT page;
+        IF NOT FOUND THEN
+            INSERT INTO events SELECT start + x.o - 1, x.d, x.h, x.l
+                FROM unnest(days, hashes, leaves) WITH ORDINALITY AS x(d, h, l, o);
+        END IF;
+    END $$;
+    """,
 )
 VERSION = len(MIGRATIONS)
 
 # Advisory lock keys (one bigint namespace per database): the migrations, the audit log's appends, chain appends.
 MIGRATION_LOCK = 0x6D76_0001
-AUDIT_LOCK = 0x6D76_0002
+AUDIT_LOCK = 0x6D76_0002  # also in migration 4's mvault_audit_append, as a number
 LINKS_LOCK = 0x6D76_0003  # chain appends, one at a time (server/store/postgres/vault.py append_links)
 
 

@@ -29,7 +29,7 @@ from server.store.blobs import BlobStore, FileBlobs
 from server.store.commit import GroupCommitter
 from server.store.local import SessionCache
 from server.store.logkey import log_seed
-from server.store.notices import LinksStored, VersionStored
+from server.store.notices import VersionStored, links_stored
 from server.store.postgres import usage as PU
 from server.store.postgres.guard import PostgresGuard
 from server.store.postgres.listen import Listener, notify
@@ -158,22 +158,34 @@ class PostgresStorage(ThreadTables):
                 # one append of links at a time in the whole database: ``links.id`` then grows in commit order, so
                 # a process that has read the links up to an id has missed none below it (``links_after``)
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LINKS_LOCK)
+                after = 0  # the newest link's order number (read with the first chain's head: no round trip more)
                 for chain in sorted(first):  # one order for every process: no deadlock between two appends
                     await lock_chain(conn, chain)
-                    head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)
+                    if chain == min(first):
+                        row = await conn.fetchrow("SELECT (SELECT max(seq) FROM links WHERE chain=$1), "
+                                                  "(SELECT coalesce(max(id), 0) FROM links)", chain)
+                        assert row is not None  # a SELECT without FROM: one row
+                        head, after = row[0], int(row[1])
+                    else:
+                        head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)
                     if head is not None and first[chain] != head + 1:
                         return ChainMoved()  # nothing written yet
-                await conn.executemany(
+                orders = {(str(r[1]), int(r[2])): int(r[0]) for r in await conn.fetch(
                     "INSERT INTO links (chain, seq, kind, wire, time) "
-                    "VALUES ($1, $2, $3, $4, extract(epoch FROM now())::bigint)",
-                    [(link.chain, link.seq, link.kind, link.wire) for link in links])
+                    "SELECT c, s, k, w, extract(epoch FROM now())::bigint "
+                    "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[]) "
+                    "WITH ORDINALITY AS x(c, s, k, w, o) "
+                    "ORDER BY o RETURNING id, chain, seq",  # ids in the order given, as the links are replayed
+                    [x.chain for x in links], [x.seq for x in links], [x.kind for x in links],
+                    [x.wire for x in links])}
                 await conn.executemany("INSERT INTO puk_boxes VALUES ($1, $2, $3, $4)", list(puk_boxes))
                 await conn.executemany("INSERT INTO team_boxes VALUES ($1, $2, $3, $4)", list(team_boxes))
                 await conn.executemany(
                     "INSERT INTO unlogged_links VALUES ($1, $2, $3) ON CONFLICT (hash) DO UPDATE "
                     "SET chain=excluded.chain, seq=excluded.seq",
                     [(link_hash(link.wire), link.chain, link.seq) for link in links])
-                await notify(conn, self.origin, [LinksStored()])
+                await notify(conn, self.origin, [links_stored(self.origin, after, sorted(
+                    ((orders[(x.chain, x.seq)], x) for x in links), key=lambda o: o[0]))], self._notice_key)
         except asyncpg.UniqueViolationError:  # rolled back: a link at one of these positions, or a box, is stored
             return ChainMoved()
         return LinksAppended()
