@@ -92,6 +92,8 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
         dec.finish()
     finally:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
         writing.settle()
+        if direct is not None:
+            direct.close()
     return hasher.digest()
 
 

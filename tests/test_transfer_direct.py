@@ -189,3 +189,31 @@ def test_no_direct_io_where_the_platform_has_none(monkeypatch: pytest.MonkeyPatc
     finally:
         os.close(fd)
     assert (tmp_path / "f").read_bytes() == b"x" * ALIGN
+
+
+def test_the_next_file_reuses_a_finished_files_buffers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A sync's pulls, one file after another: the buffers of a finished file serve the next, at most SPARE_KEPT."""
+    monkeypatch.setattr(directwrite, "_SPARE", {})
+    used = set()
+    for i in range(3):
+        fd = os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            f = DirectFile(fd, 2 * ALIGN)
+            a, b = f.buffer(2 * ALIGN), f.buffer(2 * ALIGN)
+            used |= {id(a.obj), id(b.obj)}
+            a[:] = b"a" * len(a)
+            b[:] = b"b" * len(b)
+            f.write([a, b])
+            f.close()
+        finally:
+            os.close(fd)
+        assert (tmp_path / f"f{i}").read_bytes() == b"a" * 2 * ALIGN + b"b" * 2 * ALIGN
+    assert len(used) == 2
+    fd = os.open(tmp_path / "g", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        many = DirectFile(fd, 2 * ALIGN)
+        many.write([many.buffer(ALIGN) for _ in range(directwrite.SPARE_KEPT + 3)])
+        many.close()
+        assert len(directwrite._SPARE[2 * ALIGN]) == directwrite.SPARE_KEPT  # the rest let go
+    finally:
+        os.close(fd)

@@ -29,6 +29,10 @@ from vault.fileio import Buffer, write_all
 
 ALIGN = 4096  # offsets, lengths and addresses of direct writes: a page (every Linux block device's limit is lower)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+# Buffers of finished files, by size, for the next file (a sync's pulls: one file after another would each map and
+# fault in new memory); at most SPARE_KEPT of each size are kept.
+SPARE_KEPT = 8
+_SPARE: dict[int, list[mmap.mmap]] = {}
 
 
 class DirectFile:
@@ -48,8 +52,19 @@ class DirectFile:
         try:
             m = self._free.pop()  # list.pop/append are atomic under the GIL: decrypt and write threads share it
         except IndexError:
-            m = mmap.mmap(-1, max(self.size, 1))
+            try:
+                m = _SPARE.get(self.size, []).pop()
+            except IndexError:
+                m = mmap.mmap(-1, max(self.size, 1))
         return memoryview(m)[:n]
+
+    def close(self) -> None:
+        """The file is done (written or failed): its free buffers are kept for the next one (``SPARE_KEPT``). The
+        descriptor is the caller's."""
+        spare = _SPARE.setdefault(self.size, [])
+        while self._free and len(spare) < SPARE_KEPT:
+            spare.append(self._free.pop())
+        self._free.clear()
 
     def write(self, pieces: Iterable[Buffer]) -> int:
         """Write ``pieces`` in order; lent buffers among them go back to the free list. The bytes written."""
