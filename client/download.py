@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from client.api import Api
+from vault.directwrite import DirectFile
 from vault.envelope import BodyDecryptor, Opened, Record
 from vault.fileio import (
     Buffer,
@@ -55,7 +56,10 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
     ``durable``: the caller will fsync ``fd``; its write-back starts as the plaintext is written."""
     if rec.core.body_len >= DOWNLOAD_BATCH:
         tune_for_streaming()  # MiB pieces reused, not faulted in again for each (vault/heap.py)
-    dec = BodyDecryptor(opened)
+    # A file the caller will fsync, big enough: its plaintext goes to the disk from reused page-aligned buffers,
+    # past the page cache (vault/directwrite.py: no copy, no new pages; the same bytes; buffered where it cannot).
+    direct = DirectFile(fd, rec.core.frame) if durable and rec.core.body_len >= DOWNLOAD_BATCH else None
+    dec = BodyDecryptor(opened, into=direct.buffer if direct is not None else None)
     hasher = content_hasher(like)
     behind = WriteBehind(fd) if durable else None
 
@@ -65,7 +69,12 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
     def write(pieces: list[Buffer]) -> None:
         for piece in pieces:
             hasher.update(piece)
-        written = write_chunks(fd, pieces)
+        if direct is None:
+            written = write_chunks(fd, pieces)
+        else:
+            written = direct.write(pieces)
+            if direct.direct:
+                return  # nothing in the page cache to write back
         if behind is not None:
             behind.written(written)
 
@@ -83,6 +92,8 @@ async def receive(api: Api, rec: Record, opened: Opened, fd: int, progress: Prog
         dec.finish()
     finally:  # interrupted (error, Ctrl-C): the workers finish with fd before it closes
         writing.settle()
+        if direct is not None:
+            direct.close()
     return hasher.digest()
 
 

@@ -133,6 +133,12 @@ class FramesPull:
         self._counter += 1
         return plaintext, last
 
+    def pull_into(self, frame: p.Frame, last: bool, out: memoryview) -> tuple[p.Frame, bool]:
+        """``pull`` with the plaintext decrypted into ``out`` (``len(frame) - 16`` bytes), returned."""
+        self._aead.open_into(_nonce(self._prefix, self._counter, last), frame, out)
+        self._counter += 1
+        return out, last
+
 
 class _SecretstreamPull:
     """Format 1's opening side, the same shape as ``FramesPull``."""

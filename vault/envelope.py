@@ -23,6 +23,7 @@ body frame by frame; plaintext is released by the caller only after ``finish()``
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -468,7 +469,10 @@ class BodyDecryptor:
     """Decrypts a body fed in arbitrary pieces; constant memory (one frame buffered). A frame that arrives
     whole in one piece is decrypted in place; others are gathered in one reused frame buffer."""
 
-    def __init__(self, opened: Opened) -> None:
+    def __init__(self, opened: Opened, into: Callable[[int], memoryview] | None = None) -> None:
+        """``into(n)``: where a frame's ``n`` bytes of plaintext go (format 2; a lent buffer, ``DirectFile.buffer``),
+        instead of new bytes; format 1 frames always come in their own buffers."""
+        self._into = into
         self._core = opened.record.core
         self._expected_hash = opened.record.body_hash
         self._data_key = opened.data_key
@@ -521,7 +525,10 @@ class BodyDecryptor:
         if self._done:
             raise IntegrityError("data after the final frame")
         assert self._stream is not None
-        plaintext, final = self._stream.pull(frame, last)
+        if self._into is not None and isinstance(self._stream, bf.FramesPull):
+            plaintext, final = self._stream.pull_into(frame, last, self._into(len(frame) - p.FRAME_AEAD_TAG_BYTES))
+        else:
+            plaintext, final = self._stream.pull(frame, last)
         if final:
             self._done = True
             if not last:

@@ -255,6 +255,16 @@ class FrameAead:
         except InvalidTag as e:
             raise DecryptionFailed() from e
 
+    def open_into(self, nonce: bytes, ciphertext: Frame, out: memoryview) -> None:
+        """``open`` into ``out`` (exactly ``len(ciphertext) - 16`` bytes); on a bad tag ``out``'s content is
+        undefined and ``DecryptionFailed`` is raised: the caller must not use it."""
+        if len(ciphertext) < FRAME_AEAD_TAG_BYTES or len(out) != len(ciphertext) - FRAME_AEAD_TAG_BYTES:
+            raise DecryptionFailed()
+        try:
+            self._aead.decrypt_into(nonce, ciphertext, None, out)
+        except InvalidTag as e:
+            raise DecryptionFailed() from e
+
 
 # -- Argon2id -----------------------------------------------------------------------------
 
