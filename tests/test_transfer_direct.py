@@ -217,3 +217,22 @@ def test_the_next_file_reuses_a_finished_files_buffers(monkeypatch: pytest.Monke
         assert len(directwrite._SPARE[2 * ALIGN]) == directwrite.SPARE_KEPT  # the rest let go
     finally:
         os.close(fd)
+
+
+def test_a_kept_buffer_holds_nothing_of_the_finished_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A long-running watcher keeps a few buffers for its next pull: the plaintext of the file it finished must not
+    stay in them (a seized, running device's memory would show the last files pulled)."""
+    monkeypatch.setattr(directwrite, "_SPARE", {})
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        f = DirectFile(fd, 2 * ALIGN)
+        a = f.buffer(2 * ALIGN)
+        owner = a.obj
+        a[:] = b"secret" * (2 * ALIGN // 6) + b"s" * (2 * ALIGN % 6)
+        f.write([a])
+        f.close()
+    finally:
+        os.close(fd)
+    assert directwrite._SPARE[2 * ALIGN] == [owner]
+    assert bytes(memoryview(owner)) == bytes(2 * ALIGN)
+    assert (tmp_path / "f").read_bytes().startswith(b"secret")

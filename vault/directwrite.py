@@ -19,6 +19,7 @@ still ``fsync``s (the file's size and blocks, the disk's cache). Plain standard 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -59,11 +60,13 @@ class DirectFile:
         return memoryview(m)[:n]
 
     def close(self) -> None:
-        """The file is done (written or failed): its free buffers are kept for the next one (``SPARE_KEPT``). The
-        descriptor is the caller's."""
+        """The file is done (written or failed): its free buffers are zeroed and kept for the next one
+        (``SPARE_KEPT``). The descriptor is the caller's."""
         spare = _SPARE.setdefault(self.size, [])
         while self._free and len(spare) < SPARE_KEPT:
-            spare.append(self._free.pop())
+            m = self._free.pop()
+            _zero(m)  # a kept buffer holds this file's plaintext: nothing of it outlives the file in memory
+            spare.append(m)
         self._free.clear()
 
     def write(self, pieces: Iterable[Buffer]) -> int:
@@ -99,6 +102,15 @@ class DirectFile:
     def _off(self) -> None:
         self.direct = False
         fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~_O_DIRECT)
+
+
+def _zero(m: mmap.mmap) -> None:
+    """Overwrite ``m`` with zeros in place (no new memory: ``bytes(n)`` would fault in fresh pages)."""
+    view = ctypes.c_char.from_buffer(m)
+    try:
+        ctypes.memset(ctypes.addressof(view), 0, len(m))
+    finally:
+        del view  # the export ends: the map can be closed again
 
 
 def _direct_on(fd: int) -> bool:
