@@ -1,0 +1,118 @@
+"""Every device of a member knows the coalition spaces the member joined as a guest (review round 15's open
+finding; docs/lifecycle.md section 2 "Every device knows the spaces joined"; the record: vault/joinedspaces.py).
+
+``mvault coalition join`` and ``leave`` bring the record in the member's own chain (a ``member.spaces`` link, sealed
+to the member's PUK) up to date; ``mvault device revoke`` reads it and carries the revocation, with its PUK boxes,
+to the host's server of every recorded space this device did not join itself, logging in there as a guest with
+this device's own keys (the host's server holds the member's chain as the ally's approval carried it, or as the
+member's guests carried it since: every device in it logs in) and with a transient record of the space made from
+its join code (``carry.<space id>.*.bin`` beside the home's own state, removed after). A space it cannot reach is
+named in an error (exit 1, or 3 for a lie) after the revocation is done at home: never silence.
+"""
+
+from __future__ import annotations
+
+from client import guestspace
+from client.api import Api
+from client.client import Client
+from client.clock import Clock
+from client.home import Config, Home, Pins
+from client.sanitize import escape
+from vault.errors import EXIT_SECURITY, ServerMismatch, VaultError
+from vault.joinedspaces import LINK_TYPE, open_spaces, seal_spaces
+from vault.links import Link
+
+CARRY_PREFIX = "carry."  # a transient record of a space this device visits to carry a revocation
+
+
+async def recorded(c: Client) -> dict[str, str]:
+    """The record of joined spaces in our own member chain as our own server serves it (verified and pinned):
+    space id -> join code; empty when none was ever made."""
+    mine = (await c.chains.view()).members[c.session.me]
+    if mine.spaces is None:
+        return {}
+    _, gen, box = mine.spaces
+    return open_spaces(box, await c.keys.puk(gen), c.session.me)
+
+
+def local_codes(home: Home) -> dict[str, str]:
+    """The spaces this device joined (its own ``space.<id>.space.bin`` records): space id -> join code."""
+    return {space: guestspace.sibling(home, space).anchor().code for space in guestspace.joined(home)}
+
+
+async def publish(c: Client, *, joined: str | None = None, left: str | None = None) -> bool:
+    """Bring the record up to date: ``joined`` (a space id this device just joined) in it with the code this device
+    holds, ``left`` out of it, sealed to the current PUK (a record sealed to an older one, as after a device
+    revocation, is sealed again). The first record also takes every space this device joined before records
+    existed. Returns whether a ``member.spaces`` link was appended."""
+    s = c.session
+    mine = (await c.chains.view()).members[s.me]
+    before = await recorded(c)
+    local = local_codes(s.home)
+    want = dict(before)
+    if mine.spaces is None:
+        want.update(local)
+    if joined is not None:
+        want[joined] = local[joined]
+    if left is not None:
+        want.pop(left, None)
+    if (not want and mine.spaces is None) or (want == before and mine.spaces and mine.spaces[1] == mine.puk_gen):
+        return False
+    box = seal_spaces(s.me, await c.keys.puk(mine.puk_gen), want)
+    await c.chains.append_member(LINK_TYPE, {"puk_gen": mine.puk_gen, "box": box}, {})
+    return True
+
+
+async def update(home: Home, clock: Clock, *, joined: str | None = None, left: str | None = None) -> bool:
+    """``publish`` on a session of its own with our own server (``coalition join`` and ``leave``)."""
+    secrets = home.unlock()
+    cfg = home.config()
+    async with Api(cfg.url, cfg.pin) as api:
+        own = await Client.open(home, secrets, api, clock)
+        return await publish(own, joined=joined, left=left)
+
+
+async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link]) -> tuple[list[str], list[str]]:
+    """Right after ``mvault device revoke`` (``own``: the session that posted it; ``mine``: our member chain, its
+    last link the revocation): the revocation to the host of every recorded space this device did not join.
+    Returns the lines carried and the spaces not reached (each with why)."""
+    from client import expulsions  # expulsions imports guestspace, as this module does; no cycle at import time
+
+    s = own.session
+    local = set(guestspace.joined(s.home))
+    notes: list[str] = []
+    missed: list[str] = []
+    for space, text in sorted((await recorded(own)).items()):
+        if space in local:
+            continue  # carried by expulsions.carry_revocation with the space's own record
+        name = space
+        visit = guestspace.sibling(s.home, space)
+        visit.state_prefix = f"{CARRY_PREFIX}{space}."
+        try:
+            code = guestspace.JoinCode.parse(text)
+            name = escape(code.name)
+            me = s.home.config()
+            visit.save_config(Config(code.url, code.pin.hex(), code.org_root.hex(), me.member_id, me.device_id,
+                                       me.name, code.pin_kind))
+            visit.save_pins(Pins())
+            visit.save_anchor(code)
+            async with Api(code.url, code.pin) as api:
+                guest = await guestspace.GuestClient.open(visit, s.secrets, api, s.clock)
+                notes += [f"{line} of coalition space {name}" for line in
+                          await expulsions.carry_member_links(guest, mine, {mine[-1].seq: boxes})]
+        except VaultError as e:
+            missed.append(f"{name} ({escape(str(e))})" + (" [security]" if e.exit_code == EXIT_SECURITY else ""))
+        finally:
+            for part in ("config", "pins", "space"):
+                (s.home.path / f"{CARRY_PREFIX}{space}.{part}.bin").unlink(missing_ok=True)
+    return notes, missed
+
+
+def not_reached(missed: list[str]) -> VaultError:
+    """The error ``device revoke`` ends with when a recorded space's host did not take the revocation."""
+    text = ("the revocation is done at home but NOT on the host's server of coalition space(s) you joined on "
+            f"another device: {'; '.join(missed)}; the revoked device can still log in there: tell the space's admin "
+            "(a space admin removes you there; join again after) and your Security Team")
+    if any(m.endswith("[security]") for m in missed):
+        return ServerMismatch(text)
+    return VaultError(text)
