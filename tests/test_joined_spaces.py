@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,34 @@ def test_a_revocation_from_a_device_that_never_joined_reaches_the_space_and_the_
         open_spaces(state.spaces[2], thief_keys.puks[1], space.erin_id)
 
 
+def test_the_revoked_device_emptying_the_record_first_does_not_keep_the_revocation_from_the_space(
+        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The thief, holding the laptop before erin revokes it, writes a record without the space (the laptop is still
+    an active device: its link is valid). The phone believes no removal the revoked device made: it still carries
+    the revocation to the space, and the record it seals again names the space."""
+    erin = erin_of(forge, ally, make_member, monkeypatch)
+    laptop = _laptop(erin, tmp_path)
+    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
+    laptop.ok("coalition", "join", space.code)
+    thief = ("import asyncio, sys\nfrom pathlib import Path\nfrom client import joinedspaces\nfrom client.clock import "
+             "SYSTEM\nfrom client.home import Home\n"
+             "assert asyncio.run(joinedspaces.update(Home(Path(sys.argv[1])), SYSTEM, left=sys.argv[2]))\n")
+    subprocess.run([sys.executable, "-c", thief, str(laptop.home), space.id], env=laptop.env(), check=True,
+                   cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert _record(tmp_path, erin, space.erin_id) == {}  # the thief's record, signed by the laptop
+    revoked = erin.json("device", "revoke", "laptop")
+    assert any("carried your device.revoke" in r and "coalition space campaign" in r for r in revoked["rotated"]), \
+        revoked
+    laptop.fails("--space", space.name, "ls", space.name, contains="revoked")
+    assert set(_record(tmp_path, erin, space.erin_id)) == {space.id}
+
+
 def test_leaving_a_space_takes_it_out_of_the_record(
         forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The laptop leaves the space: the record no longer names it, and a revocation from the phone then tries no
-    host (it succeeds, and says nothing of the space)."""
+    """The laptop leaves the space: the record no longer names it. The phone then revokes the laptop: a leave by the
+    revoked device is not believed on its word (a thief could write it), so the phone still tries the host, which
+    refuses erin's whole chain (she is in none of its spaces): said in a warning, not an error, and the record sealed
+    again leaves the space out."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
     laptop = _laptop(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
@@ -92,7 +117,12 @@ def test_leaving_a_space_takes_it_out_of_the_record(
     laptop.ok("coalition", "leave", space.name)
     assert _record(tmp_path, erin, space.erin_id) == {}
     revoked = erin.json("device", "revoke", "laptop")
-    assert not any("coalition" in r for r in revoked["rotated"]), revoked
+    warned = [r for r in revoked["rotated"] if "coalition space campaign" in r]
+    assert len(warned) == 1 and warned[0].startswith("warning:") and "taken it out" in warned[0], revoked
+    assert not any("carried" in r for r in revoked["rotated"]), revoked
+    state = _ally_dir(tmp_path).member(space.erin_id)
+    assert state.spaces is not None and state.spaces[1] == 2
+    assert _record(tmp_path, erin, space.erin_id) == {}
 
 
 def test_a_space_whose_host_does_not_take_the_revocation_fails_the_command_naming_it(

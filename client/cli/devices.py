@@ -77,8 +77,8 @@ def device_revoke(ctx: Ctx, name: str) -> None:
         carried = await expulsions.carry_revocation(s, boxes)  # to the coalition spaces this home is a guest of
         mine = await s.chains.links(f"/api/v1/chains/member/{s.session.me}")
         # and to those the member joined on another device (review 15): the record in the member chain
-        more, missed = await joinedspaces.carry_revocation(s, boxes, mine)
-        await joinedspaces.publish(s)  # the record sealed again, to the new member key
+        spaces, more, missed = await joinedspaces.carry_revocation(s, boxes, mine)
+        await joinedspaces.publish(s, base=spaces)  # the record sealed again, to the new member key
         return gen, [*await maintain(s), *carried, *more], missed
 
     gen, rotated, missed = with_session(ctx, go)
