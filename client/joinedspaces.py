@@ -16,7 +16,7 @@ from client import guestspace
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
-from client.home import Config, Home, Pins
+from client.home import Config, Home, Pins, Secrets
 from client.sanitize import escape
 from vault.chains import replay_member
 from vault.errors import EXIT_SECURITY, AuthError, ServerMismatch, VaultError
@@ -66,9 +66,9 @@ async def publish(c: Client, *, joined: str | None = None, left: str | None = No
     return True
 
 
-async def update(home: Home, clock: Clock, *, joined: str | None = None, left: str | None = None) -> bool:
+async def update(home: Home, secrets: Secrets, clock: Clock, *, joined: str | None = None,
+                 left: str | None = None) -> bool:
     """``publish`` on a session of its own with our own server (``coalition join`` and ``leave``)."""
-    secrets = home.unlock()
     cfg = home.config()
     async with Api(cfg.url, cfg.pin) as api:
         own = await Client.open(home, secrets, api, clock)

@@ -92,7 +92,8 @@ def test_the_revoked_device_emptying_the_record_first_does_not_keep_the_revocati
     laptop.ok("coalition", "join", space.code)
     thief = ("import asyncio, sys\nfrom pathlib import Path\nfrom client import joinedspaces\nfrom client.clock import "
              "SYSTEM\nfrom client.home import Home\n"
-             "assert asyncio.run(joinedspaces.update(Home(Path(sys.argv[1])), SYSTEM, left=sys.argv[2]))\n")
+             "home = Home(Path(sys.argv[1]))\n"
+             "assert asyncio.run(joinedspaces.update(home, home.unlock(), SYSTEM, left=sys.argv[2]))\n")
     subprocess.run([sys.executable, "-c", thief, str(laptop.home), space.id], env=laptop.env(), check=True,
                    cwd=Path(__file__).resolve().parent.parent, timeout=120)
     assert _record(tmp_path, erin, space.erin_id) == {}  # the thief's record, signed by the laptop

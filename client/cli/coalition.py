@@ -21,6 +21,7 @@ from client.cli._common import (
     run,
     with_session,
 )
+from client.home import Secrets
 from client.sanitize import escape
 from client.terminal import err
 from vault.chains import TeamState
@@ -233,7 +234,7 @@ def join(ctx: Ctx, code: str) -> None:
     async def go() -> dict[str, Any]:
         row, secrets, view = await guestspace.join_space(ctx.home, text, ctx.clock)
         await record_guest_act(ctx, secrets, view, "join")  # in this member's own organization's audit log
-        await _record_spaces(ctx, row["name"], joined=row["space"])
+        await _record_spaces(ctx, secrets, row["name"], joined=row["space"])
         return row
 
     row = run(go())
@@ -258,19 +259,20 @@ def leave(ctx: Ctx, name: str) -> None:
         view, secrets = await expulsions.leave(ctx.home, name, ctx.clock)
         await record_guest_act(ctx, secrets, view, "leave")  # in this member's own organization's audit log
         team = next(iter(view.teams.values()))
-        await _record_spaces(ctx, team.name, left=team.team_id)
+        await _record_spaces(ctx, secrets, team.name, left=team.team_id)
         return {"space": team.team_id, "name": team.name, "left": True}
 
     row = run(go())
     emit_one(ctx, row, lambda: out.print(f"left coalition space {escape(row['name'])} ({row['space']})"))
 
 
-async def _record_spaces(ctx: Ctx, name: str, *, joined: str | None = None, left: str | None = None) -> None:
+async def _record_spaces(ctx: Ctx, secrets: Secrets, name: str, *, joined: str | None = None,
+                         left: str | None = None) -> None:
     """The record of joined spaces in this member's own chain, which any of their devices reads to carry a device
     revocation (client/joinedspaces.py). Not updated: the command prints what it did, then a warning and exit 1 (3
     for a security error of the own server)."""
     try:
-        await joinedspaces.update(ctx.home, ctx.clock, joined=joined, left=left)
+        await joinedspaces.update(ctx.home, secrets, ctx.clock, joined=joined, left=left)
     except VaultError as e:
         failure = e
 
