@@ -15,7 +15,8 @@ chains say:
 - **device revocation**: the guest's own member chain, as its own server holds it, is posted to the host's server
   where the host's copy is behind. A ``device.revoke`` carries PUK boxes the host's server checks against the link,
   so ``mvault device revoke`` posts it (with its boxes) to every space this home joined in the same command
-  (``carry_member_links``); a later contact posts what is still missing. Once there, the revoked device no longer
+  (``carry_member_links``; the spaces joined on another device: client/joinedspaces.py); a later contact posts what
+  is still missing (a ``member.spaces`` record only ahead of a later link). Once there, the revoked device no longer
   logs in at the host and no version or message it signs after the revocation is accepted by any client.
 
 A host's server that drops a carried removal is caught: the carrier checks the space's chain holds it right after,
@@ -36,6 +37,7 @@ from vault.chains import TeamState
 from vault.chains.coalition import verify_statement
 from vault.encoding import Fields
 from vault.errors import ChainError, Conflict, ServerMismatch, VaultError
+from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link
 from vault.wire.schemas import MemberLinkRequest, SeqAnswer
 
@@ -145,7 +147,10 @@ async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, d
         raise ServerMismatch("the host's server holds another member chain of yours than your own server does: stop "
                              "and tell your Security Team")
     done, conflicted = [], 0
-    for link in mine[held.seq:]:
+    # a record of joined spaces (member.spaces) goes only ahead of a later link that needs it (a device.revoke):
+    # the host has no use for it otherwise (client/joinedspaces.py)
+    needed = max((link.seq for link in mine if link.type != SPACES_LINK), default=0)
+    for link in mine[held.seq:needed]:
         try:
             await guest.session.api.post(f"/api/v1/members/{me}/links",
                                          MemberLinkRequest(link.wire, boxes.get(link.seq, {})), SeqAnswer)

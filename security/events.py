@@ -70,6 +70,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "member.create": ("key-verification",),
     "device.add": ("key-verification", "dormant-devices"),
     "device.revoke": ("offboarding", "lost-device", "rotate-on-removal"),
+    "member.spaces": ("lost-device",),  # the record of joined coalition spaces a revocation is carried to
     "team.create": ("admin-count",),
     "team.add": ("need-to-know", "admin-count", "pending-shares"),
     "team.share": ("pending-shares",),

@@ -12,6 +12,7 @@ from server.context import CONFIG, now_of
 from server.http import read_body
 from server.notes import LOGGED_LINKS, NOTES, Note
 from vault.errors import ChainError, PolicyDenied
+from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link, parse_link
 from vault.wire import schemas
 
@@ -72,7 +73,22 @@ async def signed_link(request: web.Request, shape: type[LinkBody]) -> tuple[Link
     """The request's link, signed by the logged-in device and dated near the server's clock."""
     body = await read_body(request, shape)
     link = parse_link(body.link)
-    require_signer(request, link)
-    check_link_time(request, link)
+    if link.type == SPACES_LINK and link.kind == "member":
+        relayed_record(request, link)
+    else:
+        require_signer(request, link)
+        check_link_time(request, link)
     return body, link
+
+
+def relayed_record(request: web.Request, link: Link) -> None:
+    """A ``member.spaces`` link (the record of a member's joined coalition spaces, vault/joinedspaces.py) may be
+    posted by any device of its member, however long after it was made (never dated ahead of the clock): it changes
+    no device, key or right, and a member's device carries the links another device made to a coalition space's
+    host, where a later ``device.revoke`` must extend the chain (the chain's replay still checks its signature by a
+    device active in it, and its place)."""
+    if link.signer != session_of(request).member:
+        raise PolicyDenied("links must be signed by the logged-in member")
+    if link.time - int(now_of(request)) > request.app[CONFIG].clock_skew:
+        raise ChainError("the link is dated ahead of the server's clock")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from client import coalition, coalitionacts, coalitionrekey, expulsions, guests, guestspace
+from client import coalition, coalitionacts, coalitionrekey, expulsions, guests, guestspace, joinedspaces
 from client.cli._common import (
     Column,
     Ctx,
@@ -21,8 +21,11 @@ from client.cli._common import (
     run,
     with_session,
 )
+from client.home import Secrets
 from client.sanitize import escape
+from client.terminal import err
 from vault.chains import TeamState
+from vault.errors import VaultError
 
 _SPACES = (Column("space", lambda r: r["name"]), Column("allies", lambda r: r["allies"]),
            Column("members", lambda r: r["members"]), Column("guests", lambda r: r["guests"]))
@@ -249,6 +252,7 @@ def join(ctx: Ctx, code: str) -> None:
     async def go() -> dict[str, Any]:
         row, secrets, view = await guestspace.join_space(ctx.home, text, ctx.clock)
         await record_guest_act(ctx, secrets, view, "join")  # in this member's own organization's audit log
+        await _record_spaces(ctx, secrets, row["name"], joined=row["space"])
         return row
 
     row = run(go())
@@ -273,10 +277,32 @@ def leave(ctx: Ctx, name: str) -> None:
         view, secrets = await expulsions.leave(ctx.home, name, ctx.clock)
         await record_guest_act(ctx, secrets, view, "leave")  # in this member's own organization's audit log
         team = next(iter(view.teams.values()))
+        await _record_spaces(ctx, secrets, team.name, left=team.team_id)
         return {"space": team.team_id, "name": team.name, "left": True}
 
     row = run(go())
     emit_one(ctx, row, lambda: out.print(f"left coalition space {escape(row['name'])} ({row['space']})"))
+
+
+async def _record_spaces(ctx: Ctx, secrets: Secrets, name: str, *, joined: str | None = None,
+                         left: str | None = None) -> None:
+    """The record of joined spaces in this member's own chain, which any of their devices reads to carry a device
+    revocation (client/joinedspaces.py). Not updated: the command prints what it did, then a warning and exit 1 (3
+    for a security error of the own server)."""
+    try:
+        await joinedspaces.update(ctx.home, secrets, ctx.clock, joined=joined, left=left)
+    except VaultError as e:
+        failure = e
+
+        def unrecorded() -> None:
+            done = "joined" if joined else "left"
+            err.print_line(f"warning: coalition space {escape(name)} is {done} but the record "
+                           "of your joined spaces in your own organization was NOT updated: a device revocation from "
+                           "another of your devices " + ("would not reach this space's host: run this command "
+                                                         "again" if joined else "still tries this space's host"))
+            raise failure
+
+        click.get_current_context().call_on_close(unrecorded)
 
 
 COMMANDS: tuple[click.Command, ...] = (coalition_group,)

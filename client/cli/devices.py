@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from client import admin, expulsions
+from client import admin, expulsions, joinedspaces
 from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, run, with_session
 from client.client import Client
 from client.maintenance import maintain
@@ -72,15 +72,21 @@ def device_ls(ctx: Ctx) -> None:
 def device_revoke(ctx: Ctx, name: str) -> None:
     """Revoke a device: rolls your member key and rotates your teams' keys."""
 
-    async def go(s: Client) -> tuple[int, list[str]]:
+    async def go(s: Client) -> tuple[int, list[str], list[str]]:
         gen, boxes = await admin.device_revoke(s, name)
         carried = await expulsions.carry_revocation(s, boxes)  # to the coalition spaces this home is a guest of
-        return gen, [*await maintain(s), *carried]
+        mine = await s.chains.links(f"/api/v1/chains/member/{s.session.me}")
+        # and to those the member joined on another device (review 15): the record in the member chain
+        spaces, more, missed = await joinedspaces.carry_revocation(s, boxes, mine)
+        await joinedspaces.publish(s, base=spaces)  # the record sealed again, to the new member key
+        return gen, [*await maintain(s), *carried, *more], missed
 
-    gen, rotated = with_session(ctx, go)
+    gen, rotated, missed = with_session(ctx, go)
     emit_one(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
              lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
                                + "".join(f"\n{one_line(r)}" for r in rotated)))
+    if missed:  # after what was done is printed: exit 1 (3 for a lie), naming the spaces
+        raise joinedspaces.not_reached(missed)
 
 
 @click.command("recovery-key")

@@ -2,7 +2,8 @@
 
 Transitions: ``member.create`` (first device, PUK generation 1, self-signed), ``device.add`` (another
 device or a paper key, cosigned by the new device's key), ``device.revoke`` (the PUK rolls to a new
-generation sealed to the remaining devices).
+generation sealed to the remaining devices), ``member.spaces`` (the record of the coalition spaces the member
+joined as a guest, sealed to the current PUK: vault/joinedspaces.py; it changes no device or key).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from vault.chains.common import check_name, member_id_for
 from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError
+from vault.joinedspaces import LINK_TYPE as SPACES_LINK
+from vault.joinedspaces import parse_body as spaces_body
 from vault.keys import device_id_for
 from vault.links import Link, check_no_cosignature, check_sequence, verify_device_proof, verify_link_signature
 
@@ -57,6 +60,7 @@ class MemberState:
     # device -> (seq, hash) of the last link of this chain it signed (what an org.device.cut records)
     last_signed: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     hashes: list[bytes] = field(default_factory=list)  # each link's hash, in chain order (a cut's ``last`` names one)
+    spaces: tuple[int, int, bytes] | None = None  # the last member.spaces link: (seq, puk_gen, sealed record)
 
     @property
     def puk_gen(self) -> int:
@@ -152,6 +156,11 @@ class MemberState:
                 self._device_add(link)
             elif link.type == "device.revoke":
                 self._device_revoke(link)
+            elif link.type == SPACES_LINK:
+                gen, box = spaces_body(link.body)
+                if set(link.body.raw) != {"puk_gen", "box"} or gen != self.puk_gen:
+                    raise ChainError("member.spaces must seal its record to the current member key, and say only that")
+                self.spaces = (link.seq, gen, box)
             else:
                 raise ChainError(f"unsupported member link type {link.type!r}")
         except EncodingError as e:

@@ -1,0 +1,158 @@
+"""Every device of a member knows the coalition spaces the member joined as a guest (review round 15's open
+finding; docs/lifecycle.md section 2 "Every device knows the spaces joined"; the record: vault/joinedspaces.py).
+
+``mvault coalition join`` and ``leave`` bring the record in the member's own chain (a ``member.spaces`` link, sealed
+to the member's PUK) up to date; ``mvault device revoke`` reads it and carries the revocation, with its PUK boxes,
+to the host's server of every recorded space this device did not join itself, logging in there as a guest with
+this device's own keys (the host's server holds the member's chain as the ally's approval carried it, or as the
+member's guests carried it since: every device in it logs in) and with a transient record of the space made from
+its join code (``carry.<space id>.*.bin`` beside the home's own state, removed after). A space it cannot reach is
+named in an error (exit 1, or 3 for a lie) after the revocation is done at home: never silence.
+"""
+
+from __future__ import annotations
+
+from client import guestspace
+from client.api import Api
+from client.client import Client
+from client.clock import Clock
+from client.home import Config, Home, Pins, Secrets
+from client.sanitize import escape
+from vault.chains import replay_member
+from vault.errors import EXIT_SECURITY, AuthError, ServerMismatch, VaultError
+from vault.joinedspaces import LINK_TYPE, open_spaces, parse_body, seal_spaces
+from vault.links import Link
+
+CARRY_PREFIX = "carry."  # a transient record of a space this device visits to carry a revocation
+
+
+async def recorded(c: Client) -> dict[str, str]:
+    """The record of joined spaces in our own member chain as our own server serves it (verified and pinned):
+    space id -> join code; empty when none was ever made."""
+    mine = (await c.chains.view()).members[c.session.me]
+    if mine.spaces is None:
+        return {}
+    _, gen, box = mine.spaces
+    return open_spaces(box, await c.keys.puk(gen), c.session.me)
+
+
+def local_codes(home: Home) -> dict[str, str]:
+    """The spaces this device joined (its own ``space.<id>.space.bin`` records): space id -> join code."""
+    return {space: guestspace.sibling(home, space).anchor().code for space in guestspace.joined(home)}
+
+
+async def publish(c: Client, *, joined: str | None = None, left: str | None = None,
+                  base: dict[str, str] | None = None) -> bool:
+    """Bring the record up to date: ``joined`` (a space id this device just joined) in it with the code this device
+    holds, ``left`` out of it, sealed to the current PUK (a record sealed to an older one, as after a device
+    revocation, is sealed again). The first record also takes every space this device joined before records
+    existed. ``base``: the spaces to start from instead of the last record (after a revocation: ``for_revocation``).
+    Returns whether a ``member.spaces`` link was appended."""
+    s = c.session
+    mine = (await c.chains.view()).members[s.me]
+    before = await recorded(c)
+    local = local_codes(s.home)
+    want = dict(before if base is None else base)
+    if mine.spaces is None:
+        want.update(local)
+    if joined is not None:
+        want[joined] = local[joined]
+    if left is not None:
+        want.pop(left, None)
+    if (not want and mine.spaces is None) or (want == before and mine.spaces and mine.spaces[1] == mine.puk_gen):
+        return False
+    box = seal_spaces(s.me, await c.keys.puk(mine.puk_gen), want)
+    await c.chains.append_member(LINK_TYPE, {"puk_gen": mine.puk_gen, "box": box}, {})
+    return True
+
+
+async def update(home: Home, secrets: Secrets, clock: Clock, *, joined: str | None = None,
+                 left: str | None = None) -> bool:
+    """``publish`` on a session of its own with our own server (``coalition join`` and ``leave``)."""
+    cfg = home.config()
+    async with Api(cfg.url, cfg.pin) as api:
+        own = await Client.open(home, secrets, api, clock)
+        return await publish(own, joined=joined, left=left)
+
+
+async def for_revocation(c: Client, mine: list[Link]) -> tuple[dict[str, str], set[str]]:
+    """The spaces a revocation goes to (``mine``: our member chain, its last link the ``device.revoke``): every space
+    named by the last record a device other than the revoked one made, or by any record the revoked device made
+    after it. The revoked device (a thief holding it) may have taken spaces out of the record before the revocation:
+    its removals are not believed. Returns the codes and the spaces only the revoked device's records took out."""
+    state = replay_member(mine)  # every signature checked; it extends the chain our pins hold
+    pinned = (await c.chains.view()).members[c.session.me]
+    held = len(state.hashes) >= pinned.seq and state.hashes[pinned.seq - 1] == pinned.head
+    if not held or mine[-1].type != "device.revoke":
+        raise ServerMismatch("our own server served another member chain after the revocation than the one we hold: "
+                             "stop and tell your Security Team")
+    revoked = mine[-1].body.str_("device", 64)
+    records = [(link.device, *parse_body(link.body)) for link in mine if link.type == LINK_TYPE]
+    trusted = max((i for i, (device, _, _) in enumerate(records) if device != revoked), default=0)
+    out: dict[str, str] = {}
+    last: dict[str, str] = {}
+    for _, gen, box in records[trusted:]:
+        last = open_spaces(box, await c.keys.puk(gen), c.session.me)
+        out.update({space: code for space, code in last.items() if space not in out})
+    return out, set(out) - set(last)
+
+
+async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link]
+                           ) -> tuple[dict[str, str], list[str], list[str]]:
+    """Right after ``mvault device revoke`` (``own``: the session that posted it; ``mine``: our member chain, its
+    last link the revocation): the revocation to the host of every space of ``for_revocation`` this device did not
+    join (``expulsions.carry_revocation`` carries it to those it joined). Returns the spaces (less those only the
+    revoked device's record took out whose host refuses our whole chain, as after a leave), the lines carried and
+    the spaces not reached (each with why)."""
+    from client import expulsions  # expulsions imports guestspace, as this module does; no cycle at import time
+
+    s = own.session
+    local = set(guestspace.joined(s.home))
+    spaces, taken_out = await for_revocation(own, mine)
+    notes: list[str] = []
+    missed: list[str] = []
+    for space, text in sorted(dict(spaces).items()):
+        if space in local:
+            continue  # carried by expulsions.carry_revocation with the space's own record
+        name = space
+        visit = guestspace.sibling(s.home, space)
+        visit.state_prefix = f"{CARRY_PREFIX}{space}."
+        try:
+            code = guestspace.JoinCode.parse(text)
+            name = escape(code.name)
+            me = s.home.config()
+            visit.save_config(Config(code.url, code.pin.hex(), code.org_root.hex(), me.member_id, me.device_id,
+                                     me.name, code.pin_kind))
+            visit.save_pins(Pins())
+            visit.save_anchor(code)
+            async with Api(code.url, code.pin) as api:
+                guest = await guestspace.GuestClient.open(visit, s.secrets, api, s.clock)
+                notes += [f"{line} of coalition space {name}" for line in
+                          await expulsions.carry_member_links(guest, mine, {mine[-1].seq: boxes})]
+        except AuthError as e:
+            if space not in taken_out:
+                missed.append(f"{name} ({escape(str(e))})")
+                continue
+            # the revoked device's record took it out, as its leave does, and the host refuses all of our chain:
+            # neither this device nor the revoked one logs in there (said, not an error; the record drops it)
+            notes.append(f"warning: coalition space {name} refuses your login ({escape(str(e))}); the revoked "
+                         "device's record had taken it out, as a leave does: if you did not leave it, tell the "
+                         "space's admin and your Security Team")
+            spaces.pop(space)
+        except VaultError as e:
+            why = " (the revoked device's own record had taken it out)" if space in taken_out else ""
+            missed.append(f"{name} ({escape(str(e))}){why}" + (" [security]" if e.exit_code == EXIT_SECURITY else ""))
+        finally:
+            for part in ("config", "pins", "space"):
+                (s.home.path / f"{CARRY_PREFIX}{space}.{part}.bin").unlink(missing_ok=True)
+    return spaces, notes, missed
+
+
+def not_reached(missed: list[str]) -> VaultError:
+    """The error ``device revoke`` ends with when a recorded space's host did not take the revocation."""
+    text = ("the revocation is done at home but NOT on the host's server of coalition space(s) you joined on "
+            f"another device: {'; '.join(missed)}; the revoked device can still log in there: tell the space's admin "
+            "(a space admin removes you there; join again after) and your Security Team")
+    if any(m.endswith("[security]") for m in missed):
+        return ServerMismatch(text)
+    return VaultError(text)
