@@ -7,20 +7,18 @@ CLI."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from client.home import Home
-from tests.conftest import MVAULT, Member, Org, security_team
+from tests.conftest import Member, Org, security_team
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, erin_of, guest_space
+from tests.helpers.guests import Space, erin_of, guest_space, laptop_of
 from tests.helpers.tampering import ROLLBACK
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
@@ -87,12 +85,7 @@ def test_a_revoked_ally_device_no_longer_logs_in_nor_signs(forge: Forge, ally: M
     revocation to the host's server, where the laptop no longer logs in, and a version it signs after (the host's
     server colluding with whoever holds it) is refused by the host's member and by erin's own client."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = Member(tmp_path / "home-erin-laptop", "erin", erin.passphrase_file)
-    adder = subprocess.Popen([MVAULT, "device", "add", "--json", "--wait", "60"], env=erin.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert adder.stdout is not None
-    laptop.ok("device", "link", json.loads(adder.stdout.readline())["code"], "--name", "laptop")
-    assert adder.communicate(timeout=60) and adder.returncode == 0
+    laptop = laptop_of(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
     name = space.name
     erin.ok("coalition", "join", space.code)

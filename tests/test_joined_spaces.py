@@ -7,7 +7,6 @@ device; laptop: linked from it)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,28 +17,18 @@ import pytest
 from client.home import Home
 from server.context import DIRECTORY
 from server.directory import Directory
-from tests.conftest import MVAULT, Member
+from tests.conftest import Member
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import erin_of, guest_space
+from tests.helpers.guests import erin_of, guest_space, laptop_of
 from vault.errors import IntegrityError
 from vault.joinedspaces import open_spaces, seal_spaces
 from vault.keys import PukKeys
 
 forge = forge_fixture
 ally = ally_fixture
-
-
-def _laptop(erin: Member, tmp_path: Path) -> Member:
-    laptop = Member(tmp_path / "home-erin-laptop", "erin", erin.passphrase_file)
-    adder = subprocess.Popen([MVAULT, "device", "add", "--json", "--wait", "60"], env=erin.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert adder.stdout is not None
-    laptop.ok("device", "link", json.loads(adder.stdout.readline())["code"], "--name", "laptop")
-    assert adder.communicate(timeout=60) and adder.returncode == 0
-    return laptop
 
 
 def _ally_dir(tmp_path: Path) -> Directory:
@@ -62,7 +51,7 @@ def test_a_revocation_from_a_device_that_never_joined_reaches_the_space_and_the_
     in at the host as a guest with its own keys, carries the revocation with its PUK boxes; the thief's laptop no
     longer logs in there. The record is then sealed to the new member key (the laptop's PUK does not open it)."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = _laptop(erin, tmp_path)
+    laptop = laptop_of(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
     laptop.ok("coalition", "join", space.code)
     assert set(_record(tmp_path, erin, space.erin_id)) == {space.id}
@@ -87,7 +76,7 @@ def test_the_revoked_device_emptying_the_record_first_does_not_keep_the_revocati
     an active device: its link is valid). The phone believes no removal the revoked device made: it still carries
     the revocation to the space, and the record it seals again names the space."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = _laptop(erin, tmp_path)
+    laptop = laptop_of(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
     laptop.ok("coalition", "join", space.code)
     thief = ("import asyncio, sys\nfrom pathlib import Path\nfrom client import joinedspaces\nfrom client.clock import "
@@ -111,7 +100,7 @@ def test_leaving_a_space_takes_it_out_of_the_record(
     refuses erin's whole chain (she is in none of its spaces): said in a warning, not an error, and the record sealed
     again leaves the space out."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = _laptop(erin, tmp_path)
+    laptop = laptop_of(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
     laptop.ok("coalition", "join", space.code)
     assert set(_record(tmp_path, erin, space.erin_id)) == {space.id}
@@ -132,7 +121,7 @@ def test_a_space_whose_host_does_not_take_the_revocation_fails_the_command_namin
     approval and refuses her phone's login, as a host that dropped the phone's device would) must not leave the
     revocation unsaid: the command is done at home, prints it, and exits non-zero naming the coalition space."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = _laptop(erin, tmp_path)
+    laptop = laptop_of(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
     laptop.ok("coalition", "join", space.code)
     host_links = forge.d.member_links[space.erin_id]
@@ -158,7 +147,7 @@ def test_the_own_server_withholding_the_record_is_caught_by_the_revoking_device(
     anything, never carrying nothing in silence. The record cannot be altered or swapped for another member's: a
     box opened for the wrong member or key is refused."""
     erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = _laptop(erin, tmp_path)
+    laptop = laptop_of(erin, tmp_path)
     space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
     laptop.ok("coalition", "join", space.code)
     erin.ok("device", "ls")  # the phone sees (and pins) its chain with the record

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 from client.home import Home
-from tests.conftest import Member
+from tests.conftest import MVAULT, Member
 from tests.helpers.forgery import Forge
 
 
@@ -67,3 +69,14 @@ def reader_guest(space: Space, forge: Forge, ally: Member, make_member: Any, nam
                    "--approval", guest)
     fred.ok("coalition", "join", space.alice.json("coalition", "join-code", space.name)["code"])
     return fred
+
+
+def laptop_of(member: Member, tmp_path: Path) -> Member:
+    """``member``'s second device ("laptop"), linked from their first (``device add --wait`` / ``device link``)."""
+    laptop = Member(tmp_path / f"home-{member.name}-laptop", member.name, member.passphrase_file)
+    adder = subprocess.Popen([MVAULT, "device", "add", "--json", "--wait", "60"], env=member.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert adder.stdout is not None
+    laptop.ok("device", "link", json.loads(adder.stdout.readline())["code"], "--name", "laptop")
+    assert adder.communicate(timeout=60) and adder.returncode == 0
+    return laptop
