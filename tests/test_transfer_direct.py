@@ -5,23 +5,21 @@ The file's bytes are exact either way, and a lying server still leaves nothing b
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import mmap
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import blake3
 import pytest
 
 import vault.directwrite as directwrite
-from client import download
 from tests.helpers.envelope import TEAM_A, data_of, write_doc
+from tests.helpers.receive import receive
 from vault.bodyformat import BODY_V1, BODY_V2
 from vault.directwrite import ALIGN, DirectFile
-from vault.envelope import FRAME, Record, open_record
+from vault.envelope import FRAME
 from vault.errors import DecryptionFailed, Truncated
 from vault.keys import DeviceKeys
 from vault.teamkeys import TeamKey
@@ -53,21 +51,6 @@ def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[int, b
     return calls
 
 
-class _Server:
-    """The part of ``Api`` that ``download.receive`` uses: the body in odd pieces, as a network would."""
-
-    def __init__(self, body: bytes, piece: int = 65_537) -> None:
-        self.body, self.piece = body, piece
-
-    async def download(self, path: str) -> AsyncIterator[bytes]:
-        for i in range(0, len(self.body), self.piece):
-            yield self.body[i:i + self.piece]
-            await asyncio.sleep(0)
-
-
-def _receive(body: bytes, record: Record, key: TeamKey, out: Path) -> tuple[Path, bytes]:
-    opened = open_record(record, key)
-    return asyncio.run(download.receive_beside(_Server(body), record, opened, out, None))  # type: ignore[arg-type]
 
 
 def test_a_big_download_writes_whole_frames_past_the_page_cache(writes: list[tuple[int, bool]],
@@ -76,7 +59,7 @@ def test_a_big_download_writes_whole_frames_past_the_page_cache(writes: list[tup
         pytest.skip("no O_DIRECT on this file system")
     key, device = TeamKey.generate(TEAM_A, 1), DeviceKeys.generate()
     doc = write_doc(key, device, data_of(3 * FRAME + 17), body_format=BODY_V2)
-    tmp, digest = _receive(doc.body, doc.record, key, tmp_path / "out.bin")
+    tmp, digest = receive(doc.body, doc.record, key, tmp_path / "out.bin")
     assert tmp.read_bytes() == doc.plaintext and digest == b"\x02" + blake3.blake3(doc.plaintext).digest()
     # Three full frames in one direct write each; the 17 bytes left through the page cache.
     assert writes == [(FRAME, True)] * 3 + [(17, False)]
@@ -97,7 +80,7 @@ def test_where_direct_writes_are_refused_the_file_is_written_as_before(
     monkeypatch.setattr(os, "write", refusing)
     key, device = TeamKey.generate(TEAM_A, 1), DeviceKeys.generate()
     doc = write_doc(key, device, data_of(2 * FRAME + 5), body_format=body_format)
-    tmp, _ = _receive(doc.body, doc.record, key, tmp_path / "out.bin")
+    tmp, _ = receive(doc.body, doc.record, key, tmp_path / "out.bin")
     assert tmp.read_bytes() == doc.plaintext
 
 
@@ -118,7 +101,7 @@ def test_a_tampered_body_fails_and_leaves_no_file_with_direct_writes(tmp_path: P
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(error):
-        _receive(bytes(body), doc.record, key, out_dir / "out.bin")
+        receive(bytes(body), doc.record, key, out_dir / "out.bin")
     assert list(out_dir.iterdir()) == [], what
 
 

@@ -5,23 +5,22 @@ sends is refused with nothing left behind."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
 import pytest
 
 import vault.fileio as fileio
-from client import download
 from tests.helpers.api_fixtures import _wait_for_empty_tmp
 from tests.helpers.api_world import World, docs_path, make_upload, new_doc, session, team_key
 from tests.helpers.db import snapshot
 from tests.helpers.envelope import FRAME_CT, HDR, TEAM_A, data_of, write_doc
 from tests.helpers.http import Http, raw_exchange, refused
-from vault.envelope import FRAME, Record, open_record
+from tests.helpers.receive import receive
+from vault.envelope import FRAME
 from vault.errors import DecryptionFailed, IntegrityError, Truncated
 from vault.fileio import WriteBehind, write_chunks
 from vault.keys import DeviceKeys
@@ -103,28 +102,13 @@ def test_write_behind_uses_the_real_call_on_files_and_gives_up_on_pipes(tmp_path
 # == the download pipeline with write-behind, fed by a lying server ===================================
 
 
-class _Server:
-    """The part of ``Api`` that ``download.receive`` uses: the body in odd pieces, as a network would."""
-
-    def __init__(self, body: bytes, piece: int = 65_537) -> None:
-        self.body, self.piece = body, piece
-
-    async def download(self, path: str) -> AsyncIterator[bytes]:
-        for i in range(0, len(self.body), self.piece):
-            yield self.body[i:i + self.piece]
-            await asyncio.sleep(0)
-
-
-def _receive(body: bytes, record: Record, key: TeamKey, out: Path) -> tuple[Path, bytes]:
-    opened = open_record(record, key)
-    return asyncio.run(download.receive_beside(_Server(body), record, opened, out, None))  # type: ignore[arg-type]
 
 
 def test_download_writes_behind_and_keeps_the_exact_plaintext(
         started: list[tuple[int, int, int, int]], tmp_path: Path) -> None:
     key, device = TeamKey.generate(TEAM_A, 1), DeviceKeys.generate()
     doc = write_doc(key, device, data_of(3 * FRAME + 17))
-    tmp, digest = _receive(doc.body, doc.record, key, tmp_path / "out.bin")
+    tmp, digest = receive(doc.body, doc.record, key, tmp_path / "out.bin")
     assert tmp.read_bytes() == doc.plaintext and digest == b"\x02" + blake3.blake3(doc.plaintext).digest()
     assert started and started[0][1] == 0  # write-back started from the first MiB on, in order
     assert all(a[1] + a[2] == b[1] for a, b in zip(started, started[1:], strict=False))
@@ -145,7 +129,7 @@ def test_download_hands_the_kernel_the_plaintext_in_pieces_of_at_most_write_piec
     monkeypatch.setattr(os, "write", write)
     key, device = TeamKey.generate(TEAM_A, 1), DeviceKeys.generate()
     doc = write_doc(key, device, data_of(3 * FRAME + 17))
-    tmp, _ = _receive(doc.body, doc.record, key, tmp_path / "out.bin")
+    tmp, _ = receive(doc.body, doc.record, key, tmp_path / "out.bin")
     assert tmp.read_bytes() == doc.plaintext
     assert sum(calls) == len(doc.plaintext) and max(calls) == fileio.WRITE_PIECE < FRAME
     assert [s[1] for s in started] == [0, 1 * MIB, 2 * MIB]
@@ -173,7 +157,7 @@ def test_download_of_a_tampered_body_fails_and_leaves_no_file(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(error):
-        _receive(body, doc.record, key, out_dir / "out.bin")
+        receive(body, doc.record, key, out_dir / "out.bin")
     assert list(out_dir.iterdir()) == [], what
 
 
