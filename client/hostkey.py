@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from client import coalitionkeys
 from client.client import Client
+from client.maintenance import remove_departed
 from vault.chains import TeamState
 from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
 from vault.encoding import Value
@@ -102,6 +103,8 @@ async def carry_removal(s: Client, member: str) -> list[str]:
         if team.kind != "coalition" or team.host_key is None or member not in team.members or member in team.guests:
             continue
         team = await carry_rekeys(s, team)  # the host's side takes no statement signed with a retired key
+        team = await remove_departed(s, team, keep=member)  # others removed before: explicitly first (session 17)
+        view = await s.chains.view()
         seed = await coalitionkeys.seed(s, team.name)
         if seed is None or CoalitionKey(seed).public != team.host_key or team.role_of(me, now) is None:
             left.append(team.name)

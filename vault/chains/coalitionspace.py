@@ -233,3 +233,52 @@ def rekey(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
                              "(org.coalition with replaces) at the organization state this link names")
     state.host_retired[state.host_key] = link.seq
     state.host_key = new
+
+
+def departed(state: TeamState, org: OrgState, org_seq: int) -> list[str]:
+    """Session 17 (review 17): the host members a coalition space still lists whom the host's organization removed
+    (not admitted at ``org_seq``). The host's side keeps them listed, as a guest's view does, until a link removes
+    them explicitly (``check_departed``): nothing of the host's organization state changes the space implicitly.
+    Outside the host (a guest's view) nobody is known to have departed: empty."""
+    if state.kind != "coalition" or org.outside is not None:
+        return []
+    return sorted(m for m in state.members if m not in state.guests and not org.admitted(m, org_seq))
+
+
+def check_departed(state: TeamState, target: str, signer: str, org: OrgState, org_seq: int) -> None:
+    """A ``coalition.remove`` with ``departed`` (its signer judged: ``coalition.remove``'s right): a host member of
+    the space (a listed member who is no guest), removed by a host member (no guest: a guest's view takes it on the
+    signer's word, the safe direction: it only removes). The host's side takes it only for a member its organization
+    removed (``departed``); a guest's, which cannot know, for any host member. It is the host's removal of them for
+    this entry (``host_removed``): a later host statement removing them is refused on every side alike."""
+    if state.kind != "coalition":
+        raise ChainError(f"team {state.name} is not a coalition space: its departed members leave with the "
+                         "organization")
+    if target not in state.members or target in state.guests or signer in state.guests or signer == target:
+        raise ChainError("coalition.remove departed: a host member removes a host member of the space")
+    if org.outside is None and target not in departed(state, org, org_seq):
+        raise ChainError(f"coalition.remove departed: the host organization did not remove member {target} (at the "
+                         "organization state this link names)")
+    state.host_removed.add(target)
+
+
+def check_withheld(state: TeamState, key: Fields, boxed: set[str], owed: set[str], org: OrgState,
+                   org_seq: int) -> list[str]:
+    """A coalition space's new key generation (session 17, review 17): besides the members it boxes (``boxed``) it
+    names those it withholds (``withheld``: exactly the members ``owed`` a box, the team's members not waiting for a
+    share, who get none), host members only; and on the host's side none of its members the host's organization
+    removed is still listed (``departed``: their explicit removal comes first). A guest's view takes the names as
+    owed no box (its client cannot see the host's incidents); the host's judge checks them against its incidents
+    (the caller: a withheld member must be one whose box is optional or owed none there)."""
+    gone = departed(state, org, org_seq)
+    if gone:
+        raise ChainError(f"coalition space {state.name} still lists member(s) {', '.join(gone)}, whom the host "
+                         "organization removed: a host member posts their removal (coalition.remove, departed) first")
+    raw = key.list_("withheld", 1000) if key.has("withheld") else []
+    named = [m for m in raw if isinstance(m, str)]
+    if len(named) != len(raw) or not named and key.has("withheld") or named != sorted(set(named)):
+        raise ChainError("withheld: member ids, sorted, each once (absent when none)")
+    if set(named) & set(state.guests) or not set(named) <= owed or boxed != owed - set(named):
+        raise ChainError("key boxes and withheld do not match the team's membership (a member neither boxed nor "
+                         "named withheld, or a guest withheld)")
+    return named

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import Act
+from vault.chains import coalitionspace as space
 from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey
 from vault.chains.coalitionspace import admit, change_role, check_host_in_force, pin_ally, rekey, removal_statement
 from vault.chains.common import check_name, roster_digest, team_id_for
@@ -390,6 +391,8 @@ class TeamState:
         """An admin confirms the member list (rule membership-review): the link carries the digest of the
         list it confirms, which must be the team's list at the state before it (``roster_digest``)."""
         self._authorize(link, org, org_seq, members, policy, "team.review")
+        if space.departed(self, org, org_seq):
+            raise ChainError("team.review: the space lists members the host organization removed: remove them first")
         if link.body.bytes_("roster", 32) != self.roster():
             raise ChainError("team.review confirms a member list that is not the team's")
         self.reviews.append((link.seq, link.signer, link.time))
@@ -406,6 +409,16 @@ class TeamState:
         member of the space carrying the ally's signed ``coalition.remove`` of one of its own members."""
         target = link.body.str_("member", 64)
         carried = link.body.opt_dict("statement")
+        if link.body.has("departed"):  # a host member the host's organization removed (session 17, review 17)
+            if carried is not None or not link.body.bool_("departed"):
+                raise ChainError("coalition.remove: departed is true and carries no statement")
+            self._authorize(link, org, org_seq, members, policy, "coalition.remove")
+            space.check_departed(self, target, link.signer, org, org_seq)
+            holder, self.pending_rotation = self.holds_key(link.signer, link.time), link.body.opt_dict("key") is None
+            del self.members[target]  # no last-admin check: the host's organization removed them already
+            self.removed_at[target] = link.seq
+            self.pending_share.pop(target, None)
+            return None if self.pending_rotation else self._rotate_on_drop(link, org, org_seq, members, policy, holder)
         if carried is None:
             self._authorize(link, org, org_seq, members, policy, "team.remove")
         else:
@@ -448,7 +461,10 @@ class TeamState:
         """Members removed from the organization (at the state this link names) leave the team with it.
 
         Organization removal is final (``org.admit`` refuses a removed member), so this only ever
-        drops; a box such a member holds still makes the team rotate (``rotation_reasons``)."""
+        drops; a box such a member holds still makes the team rotate (``rotation_reasons``). Not in a coalition
+        space: there a host member leaves only by a link a guest can judge (``coalitionspace.departed``)."""
+        if self.kind == "coalition":
+            return
         for mid in [m for m in self.members if not self.in_org(org, m, org_seq)]:
             del self.members[mid]
             self.removed_at[mid] = link.seq
@@ -506,7 +522,7 @@ class TeamState:
         gen = key.int_("gen", 1)
         if gen != self.generation + 1:
             raise ChainError(f"key generation {gen} does not follow {self.generation}")
-        allowed = {"gen", "canary", "boxes", "prev"}
+        allowed = {"gen", "canary", "boxes", "prev"} | ({"withheld"} if self.kind == "coalition" else set())
         if set(key.raw) - allowed:
             raise ChainError("unexpected fields in a key generation")
         prev = key.opt_bytes("prev", HISTORY_BLOB)
@@ -520,11 +536,15 @@ class TeamState:
         # the revocation that answers it can be appended after this rotation yet dated before it (review round 9:
         # a clock within the server's window); left out, they wait for a share like any withheld member.
         optional = {m for m in recipients if any(c.time <= link.time for c in org.incidents.cuts_of(m))}
+        owed = policy.team_members(self, org, org_seq, link.time) - set(self.pending_share)
+        named = space.check_withheld(self, key, set(commits), owed, org, org_seq) if self.kind == "coalition" else None
+        if named is not None and org.outside is not None:  # a guest's view takes the names (the safe direction)
+            recipients = optional = set(commits)
         if not recipients - optional <= set(commits) <= recipients:
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
-        self.withheld = {m: gen for m in policy.team_members(self, org, org_seq, link.time) - set(commits)
-                         if m not in self.pending_share} if org.incidents.by_member else {}
+        self.withheld = dict.fromkeys(named, gen) if named is not None else dict.fromkeys(
+            owed - set(commits), gen) if org.incidents.by_member else {}
         self.generation = gen
         self.canaries[gen] = key.bytes_("canary", 32)
         if prev is not None:
