@@ -93,9 +93,11 @@ async def approval(s: Client, team: TeamState, member: str, role: str, until: in
 
 async def carry_removal(s: Client, member: str) -> list[str]:
     """After this organization removed ``member`` (``org.remove``): in every coalition space with a host key where
-    the host's view still lists them (no team link since), a ``coalition.remove`` carrying the host's signed removal,
-    rotating the key when this member holds it, so the guests' clients drop them too. Returns the spaces this device
-    could not carry it to (no key, or not in the space), to name in a warning."""
+    the space still lists them (session 17: until an explicit removal, on the host's side too), a ``coalition.remove``
+    carrying the host's signed removal, rotating the key when this member holds it, so the guests' clients drop them
+    too; other members the organization removed before are removed first (``remove_departed``). Returns the spaces
+    this device could not carry it to (no key, or not in the space), to name in a warning: the next command of a host
+    key holder there removes them (``coalition.remove`` with ``departed``)."""
     left = []
     for team_id in sorted((await s.chains.view()).teams):
         view = await s.chains.view()
