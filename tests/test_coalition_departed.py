@@ -5,15 +5,24 @@ changes the space implicitly. The bounds of the two new explicit acts, on the ho
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import Member
+from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.chain_world import Person
 from tests.helpers.coalition_world import Coalition
+from tests.helpers.forgery import Forge
+from tests.helpers.forgery import forge as forge_fixture
+from tests.helpers.guests import guest_space
 from vault.errors import ChainError, VaultError
 from vault.links import Link
 from vault.teamkeys import TeamKey, seal_history
+
+forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
+ally = ally_fixture
 
 
 def key_body(c: Coalition, rest: list[Person], withheld: Any = None) -> dict[str, Any]:
@@ -123,3 +132,30 @@ def test_withheld_only_in_a_coalition_space() -> None:
     with pytest.raises(ChainError, match="unexpected fields"):
         c.host.replay_team(team.links)
     assert link in team.links
+
+
+def test_two_servers_an_uncarried_host_removal_is_made_explicit_and_every_guest_reads_on(
+        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Through the real CLI on two real servers: bob, a host member, is a writer of alice's space beside the ally's
+    guest erin. The host expels bob: carol, a second NCC member, not in the space, removes him, so her client cannot
+    carry the removal (it warns). alice's next command (maintenance: bob holds the space's key) first posts
+    the explicit removal (``coalition.remove`` with ``departed``), then rotates; erin's client takes both and reads
+    on (before session 17 alice's rotation, boxed without bob, made every ``--space`` command of erin's exit 3)."""
+    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path)
+    alice, carol, erin = space.alice, forge.carol, space.erin
+    erin.ok("coalition", "join", space.code)
+    alice.ok("coalition", "add", space.name, "bob", "--role", "writer")
+    erin.ok("--space", space.name, "ls", space.name)
+    alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
+    links = forge.d.team_links[space.id]
+    before = len(links)
+    r = carol.run("remove", "bob", "--reason", "expelled")
+    assert r.code == 0, r.err
+    assert len(links) == before and "still in coalition space campaign" in r.err, r.err  # not carried
+    assert forge.ids["bob"] in forge.d.team(space.id).members
+    alice.ok("ls", space.name)  # maintenance
+    assert forge.ids["bob"] not in forge.d.team(space.id).members
+    r = erin.run("--space", space.name, "ls", space.name)
+    assert r.code == 0, r.err  # before session 17: exit 3, "key boxes do not match the team's membership"
+    made = [(x.type, x.body.raw.get("departed")) for x in links[before:]]
+    assert made == [("coalition.remove", True), ("team.rotate", None)], made
