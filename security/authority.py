@@ -186,7 +186,7 @@ class Authority(DefaultPolicy):
         hand them the key behind that judgement's back), and those whose key (PUK) a cut device holds
         (``org.device.cut``): they wait for a share until their own chain revokes that device. A guest's view of a
         coalition space, which sees no incidents, leaves out those the space's chain names withheld instead (a
-        rotation names them, session 17: ``coalitionspace.check_withheld``)."""
+        rotation names them, session 17: ``coalitionspace.withheld``)."""
         cut = org.incidents.by_member
         if org.outside is not None:
             waiting = {m for m, gen in team.withheld.items() if gen == team.generation}

@@ -391,8 +391,6 @@ class TeamState:
         """An admin confirms the member list (rule membership-review): the link carries the digest of the
         list it confirms, which must be the team's list at the state before it (``roster_digest``)."""
         self._authorize(link, org, org_seq, members, policy, "team.review")
-        if space.departed(self, org, org_seq):
-            raise ChainError("team.review: the space lists members the host organization removed: remove them first")
         if link.body.bytes_("roster", 32) != self.roster():
             raise ChainError("team.review confirms a member list that is not the team's")
         self.reviews.append((link.seq, link.signer, link.time))
@@ -410,15 +408,10 @@ class TeamState:
         target = link.body.str_("member", 64)
         carried = link.body.opt_dict("statement")
         if link.body.has("departed"):  # a host member the host's organization removed (session 17, review 17)
-            if carried is not None or not link.body.bool_("departed"):
-                raise ChainError("coalition.remove: departed is true and carries no statement")
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
-            space.check_departed(self, target, link.signer, org, org_seq)
-            holder, self.pending_rotation = self.holds_key(link.signer, link.time), link.body.opt_dict("key") is None
-            del self.members[target]  # no last-admin check: the host's organization removed them already
-            self.removed_at[target] = link.seq
-            self.pending_share.pop(target, None)
-            return None if self.pending_rotation else self._rotate_on_drop(link, org, org_seq, members, policy, holder)
+            if space.drop_departed(self, link, target, carried, org, org_seq):  # with a key: it rotates now
+                self._rotate_on_drop(link, org, org_seq, members, policy)
+            return None
         if carried is None:
             self._authorize(link, org, org_seq, members, policy, "team.remove")
         else:
@@ -463,9 +456,7 @@ class TeamState:
         Organization removal is final (``org.admit`` refuses a removed member), so this only ever
         drops; a box such a member holds still makes the team rotate (``rotation_reasons``). Not in a coalition
         space: there a host member leaves only by a link a guest can judge (``coalitionspace.departed``)."""
-        if self.kind == "coalition":
-            return
-        for mid in [m for m in self.members if not self.in_org(org, m, org_seq)]:
+        for mid in [m for m in self.members if self.kind != "coalition" and not self.in_org(org, m, org_seq)]:
             del self.members[mid]
             self.removed_at[mid] = link.seq
             self.pending_share.pop(mid, None)
@@ -537,9 +528,7 @@ class TeamState:
         # a clock within the server's window); left out, they wait for a share like any withheld member.
         optional = {m for m in recipients if any(c.time <= link.time for c in org.incidents.cuts_of(m))}
         owed = policy.team_members(self, org, org_seq, link.time) - set(self.pending_share)
-        named = space.check_withheld(self, key, set(commits), owed, org, org_seq) if self.kind == "coalition" else None
-        if named is not None and org.outside is not None:  # a guest's view takes the names (the safe direction)
-            recipients = optional = set(commits)
+        named, recipients, optional = space.withheld(self, key, set(commits), owed, recipients, optional, org, org_seq)
         if not recipients - optional <= set(commits) <= recipients:
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
