@@ -258,8 +258,8 @@ async def remove_member(s: Client, name: str, reason: str) -> tuple[MemberState,
     done = ("org.remove", m.member_id) not in (await s.chains.view()).org.role_proposals
     if done:  # the host's side: its removal carried to the spaces it hosts with its own key (client/hostkey.py)
         s.session.warnings.extend(
-            f"{m.name} is still in coalition space {space} for its guests: a member of it whose device holds this "
-            "organization's coalition key for it must carry the removal" for space in await hostkey.carry_removal(
+            f"{m.name} is still in coalition space {space} (for its guests and ours): the next command of a member "
+            "of it who holds its key removes them" for space in await hostkey.carry_removal(
                 s, m.member_id))
     return m, done
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from client import coalitionkeys
 from client.client import Client
+from client.maintenance import remove_departed
 from vault.chains import TeamState
 from vault.chains.coalition import CoalitionKey, admit_statement, remove_statement, signed_statement
 from vault.encoding import Value
@@ -92,9 +93,11 @@ async def approval(s: Client, team: TeamState, member: str, role: str, until: in
 
 async def carry_removal(s: Client, member: str) -> list[str]:
     """After this organization removed ``member`` (``org.remove``): in every coalition space with a host key where
-    the host's view still lists them (no team link since), a ``coalition.remove`` carrying the host's signed removal,
-    rotating the key when this member holds it, so the guests' clients drop them too. Returns the spaces this device
-    could not carry it to (no key, or not in the space), to name in a warning."""
+    the space still lists them (session 17: until an explicit removal, on the host's side too), a ``coalition.remove``
+    carrying the host's signed removal, rotating the key when this member holds it, so the guests' clients drop them
+    too; other members the organization removed before are removed first (``remove_departed``). Returns the spaces
+    this device could not carry it to (no key, or not in the space), to name in a warning: the next command of a host
+    key holder there removes them (``coalition.remove`` with ``departed``)."""
     left = []
     for team_id in sorted((await s.chains.view()).teams):
         view = await s.chains.view()
@@ -102,6 +105,8 @@ async def carry_removal(s: Client, member: str) -> list[str]:
         if team.kind != "coalition" or team.host_key is None or member not in team.members or member in team.guests:
             continue
         team = await carry_rekeys(s, team)  # the host's side takes no statement signed with a retired key
+        team = await remove_departed(s, team, keep=member)  # others removed before: explicitly first (session 17)
+        view = await s.chains.view()
         seed = await coalitionkeys.seed(s, team.name)
         if seed is None or CoalitionKey(seed).public != team.host_key or team.role_of(me, now) is None:
             left.append(team.name)

@@ -126,6 +126,10 @@ class Keyring:
             boxes[mid] = key.seal_for(mid, ms.puk_gen, ms.puk_box_public)
             commits.append({"member": mid, "puk_gen": ms.puk_gen, "hash": box_hash(boxes[mid])})
         body: dict[str, Any] = {"gen": key.gen, "canary": key.canary, "boxes": commits}
+        owed = POLICY.team_members(team, view.org, view.org.seq, team_link_time(self.session.now(), team, view.org))
+        withheld = sorted(owed - set(team.pending_share) - set(boxes) - ({leaving} if leaving else set()))
+        if team.kind == "coalition" and withheld:  # named: a guest's view checks them (session 17, review 17)
+            body["withheld"] = withheld
         if team.history and old is not None:
             body["prev"] = seal_history(key, old)
         return body, boxes

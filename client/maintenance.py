@@ -10,14 +10,29 @@ from client.view import team_link_time
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import MemberState, TeamState
+from vault.chains.coalitionspace import departed
 from vault.errors import ChainError, Conflict, PolicyDenied
 from vault.teamkeys import box_hash
 from vault.wire.schemas import AttestRequest, Ok
 
 
+async def remove_departed(s: Client, team: TeamState, keep: str | None = None) -> TeamState:
+    """In a coalition space, on the host's side: for each host member the space still lists whom this organization
+    removed (``coalitionspace.departed``; ``keep``: one this caller removes itself), the explicit removal a guest can
+    judge (``coalition.remove`` with ``departed``, no key: the rotation is due after it) before any rotation, which
+    the judge refuses while one is listed (session 17, review 17). Returns the space as it is then."""
+    view = await s.chains.view()
+    for mid in departed(team, view.org, view.org.seq):
+        if mid != keep and team.role_of(s.session.me, s.session.now()) is not None and s.session.me not in team.guests:
+            await s.chains.append_team(team, "coalition.remove", {"member": mid, "departed": True, "key": None})
+            team = (await s.chains.view()).teams[team.team_id]
+    return team
+
+
 async def rotate(s: Client, team: TeamState) -> bool:
     """A new key generation; True when it was a re-key (no member held the key: a fresh key
     without history, which only an admin of the team may make)."""
+    team = await remove_departed(s, team)
     view = await s.chains.view()
     rekey = not team.holds_key(s.session.me, s.session.now())
     old = None if rekey else await s.keys.team_key(team, team.generation)

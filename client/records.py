@@ -6,6 +6,7 @@ locally against the verified state before it is posted, and replayed by every cl
 from __future__ import annotations
 
 from client.client import Client
+from client.maintenance import remove_departed
 from client.view import member_fingerprint
 from vault.chains import MemberState, TeamState, records_of
 from vault.errors import NotFound, VaultError
@@ -60,7 +61,7 @@ async def approve_team_link(s: Client, team_name: str, ref: str) -> tuple[TeamSt
 async def review(s: Client, team_name: str) -> tuple[TeamState, list[str]]:
     """Confirm team ``team_name``'s member list (rule membership-review): a ``team.review`` link carrying the
     digest of the list this client replayed; the member ids it confirms."""
+    team = await remove_departed(s, (await s.chains.view()).team_by_name(team_name))  # coalition: explicit first
     view = await s.chains.view()
-    team = view.team_by_name(team_name)
     await s.chains.append_team(team, "team.review", {"roster": team.roster(view.org)})
     return team, sorted(m for m in team.members if view.org.admitted(m))

@@ -186,8 +186,13 @@ class Authority(DefaultPolicy):
         team's members, except those added by a non-holder and still waiting for a key share (a share
         is judged on its own: the adder must still be entitled when it is made; a rotation must not
         hand them the key behind that judgement's back), and those whose key (PUK) a cut device holds
-        (``org.device.cut``): they wait for a share until their own chain revokes that device."""
+        (``org.device.cut``): they wait for a share until their own chain revokes that device. A guest's view of a
+        coalition space, which sees no incidents, leaves out those the space's chain names withheld instead (a
+        rotation names them, session 17: ``coalitionspace.withheld``)."""
         cut = org.incidents.by_member
+        if org.outside is not None:
+            waiting = {m for m, gen in team.withheld.items() if gen == team.generation}
+            return self.team_members(team, org, org_seq, t) - set(team.pending_share) - waiting
         return {m for m in self.team_members(team, org, org_seq, t) - set(team.pending_share)
                 if m not in cut or m not in members or org.incidents.compromised(members[m], t) is None}
 

@@ -44,6 +44,7 @@ from vault.chains.outside import outside_org
 from vault.encoding import Value
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link
+from vault.teamkeys import TeamKey, seal_history
 
 ROLES = ["writer", "reader", "admin"]
 APPROVALS = ["own", "other", "forged", "reused", "none", "old"]
@@ -90,9 +91,15 @@ class CoalitionMachine(RuleBasedStateMachine):
         assert {r: (a.key, a.frozen) for r, a in self.seen.allies.items()} == {
             r: (a.key, a.frozen) for r, a in self.state.allies.items()}
 
-    def attempt(self, link: Link, expected: bool) -> bool:
+    def attempt(self, link: Link, expected: bool, outside_expected: bool | None = None) -> bool:
         """The host's replay must give the model's answer, and the guest's the same (a pin excepted: it needs a newer
-        join code)."""
+        join code). Session 17: what the host's side refuses only because its organization removed a member the space
+        lists (``host_refuses``) a guest's view takes (``outside_expected``: the rule as a guest's view sees it)."""
+        raw = link.body.raw
+        target = raw.get("member") if link.type in ("coalition.remove", "team.remove") else None
+        guest_expected = expected if outside_expected is None else outside_expected
+        expected = expected and not self.model.host_refuses(link.signer, target if isinstance(target, str) else None,
+                                                            isinstance(raw.get("key"), dict))
         candidate = clone(self.state)
         try:
             candidate.apply(link, self.org, self.members, POLICY)
@@ -114,7 +121,8 @@ class CoalitionMachine(RuleBasedStateMachine):
         # The host's side refuses the retired host key at once; a guest learns of the rekey when it is carried.
         loose = {self.c.host.org_links[0].hash} if self.model.host_pending else set()
         assert outside == (expected and link.type != "coalition.ally") or (
-            outside and not expected and self.involves(link, loose)), f"{link.type}: guest {outside}"
+            outside and not expected and (self.involves(link, loose) or guest_expected
+                                          and link.type != "coalition.ally")), f"{link.type}: guest {outside}"
         if accepted:
             self.c.accept(link)
             self.state = candidate
@@ -222,10 +230,56 @@ class CoalitionMachine(RuleBasedStateMachine):
         if who.id not in self.model.members() or person.id in self.org_of:
             return
         expected = self.model.may_add_host(who.id, person.id, kind)
-        if self.attempt(self.c.add(person, approval, role, signer=who, append=False), expected):
+        outside = self.outside_add_host(who.id, person.id, kind)
+        if self.attempt(self.c.add(person, approval, role, signer=who, append=False), expected, outside):
             self.model.add_host(person.id, role)
             assert approval is not None
             self.used[person.id] = approval
+
+    def outside_add_host(self, signer: str, member: str, kind: str) -> bool:
+        """A guest's view of a host member's add: the host's organization removed nobody as far as it knows."""
+        departed, self.model.departed = self.model.departed, set()
+        try:
+            return self.model.may_add_host(signer, member, kind)
+        finally:
+            self.model.departed = departed
+
+    @rule(whom=st.sampled_from([1, 6]))
+    def expel_host(self, whom: int) -> None:
+        """Session 17 (review 17): the host's organization removes a host member (``org.remove``), in the space or
+        not. Nothing changes in the space: they stay listed on both sides until a link removes them explicitly."""
+        person = self.person(whom)
+        if person.id in self.model.departed:
+            return
+        self.c.host.org_link(self.c.admin, "org.remove", {"member": person.id, "reason": "expelled"})
+        self.org = self.c.host.org()
+        self.model.departed.add(person.id)
+
+    @rule(whom=st.sampled_from([1, 1, 6, 2]), signer=st.sampled_from([0, 0, 1, 2]))
+    def depart(self, whom: int, signer: int) -> None:
+        """Session 17: the explicit removal of a host member the host's organization removed (``coalition.remove``
+        with ``departed``), rotating to the members left (as the host member's client makes it with its key)."""
+        person, who = self.person(whom), self.person(signer)
+        if who.id not in self.members:
+            return
+        rest = [self.person(i) for i in range(len(self.people))
+                if self.person(i).id in self.model.members() and self.person(i).id != person.id]
+        key = TeamKey.generate(self.c.space.team_id, self.c.space.key.gen + 1)
+        sealed = {m.id: self.c.host.box_commit(key, m) for m in rest}
+        body = {"gen": key.gen, "canary": key.canary, "boxes": [commit for commit, _ in sealed.values()],
+                "prev": seal_history(key, self.c.space.key)}
+        link = self.c.host.team_link(self.c.space, who, "coalition.remove",
+                                     {"member": person.id, "departed": True, "key": body},
+                                     append=False)
+
+        def record() -> None:
+            self.c.space.key = key
+            self.c.space.boxes = {mid: box for mid, (_, box) in sealed.items()}
+            self.c.every_box.extend((key.gen, box) for _, box in sealed.values())
+        self.c.pending = (link, record)
+        if self.attempt(link, self.model.may_depart(who.id, person.id),
+                        self.model.may_depart(who.id, person.id, outside=True)):
+            self.model.remove(person.id)
 
     @rule(whom=st.sampled_from([1, 6, 2]), signer=st.integers(0, 5))
     def remove_by_host(self, whom: int, signer: int) -> None:

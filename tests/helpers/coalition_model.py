@@ -19,6 +19,12 @@ a host member's promotion to admin, only with a fresh approval of the organizati
 The host's NCC may rekey its coalition key in its own chain (review 16): from then on no statement signed with the
 space's host key counts on the host's side until a member of the space carried the rekeys into it, one at a time and
 in their order; the space then holds the new key (and a guest's view agrees from that link on).
+The host's organization may remove (``org.remove``) a host member (session 17, review 17): nothing of that changes
+the space implicitly. The member stays listed on both sides until a link removes them explicitly: a space admin's
+removal, the host's statement, or a "departed" removal any other host member of the space signs (the host's side
+takes it only for a member its organization removed; a guest's view, which cannot know, for any host member: the
+safe direction). While one is listed the host's side refuses every new key generation and key box (but the one of
+the link that removes them) and every act they sign; a guest's view takes those (it cannot tell).
 """
 
 from __future__ import annotations
@@ -46,6 +52,19 @@ class CoalitionModel:
     untils: dict[str, int | None] = field(default_factory=dict)  # member in the space -> the end of their role
     approved: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # member -> role, end last approved
     host_pending: int = 0  # rekeys of the host's key its chain recorded that no member carried into the space yet
+    departed: set[str] = field(default_factory=set)  # host members the host's organization removed (org.remove)
+
+    def host_refuses(self, signer: str, target: str | None, keyed: bool) -> bool:
+        """What the host's side refuses besides the rule of the act (session 17): an act signed by a member its
+        organization removed, and a key generation or box while the space lists a removed member (but the link's
+        own subject, whom it removes)."""
+        return signer in self.departed or keyed and bool((self.departed & set(self.host)) - {target})
+
+    def may_depart(self, signer: str, target: str, outside: bool = False) -> bool:
+        """A "departed" removal of ``target`` signed by ``signer``: a host member of the space other than the target
+        removes a host member of the space, whom (on the host's side) the host's organization removed."""
+        return (signer in self.host and target in self.host and signer != target and target != self.admin
+                and (outside or target in self.departed))
 
     def members(self) -> dict[str, str]:
         return {**self.host, **self.guests}
@@ -88,7 +107,7 @@ class CoalitionModel:
         """A host member's add: ``approval`` "host" (fresh, signed with the host's key) by the space's admin only;
         "forged", "reused" or "none" never."""
         return (self.is_admin(signer) and approval == "host" and member in self.host_people and not self.host_pending
-                and member not in self.members())
+                and member not in self.members() and member not in self.departed)
 
     def approver(self, member: str, approval: str) -> str:
         own = self.ally_of[member]

@@ -5,8 +5,8 @@ with ``host_key`` the host's own), the statement a ``coalition.remove`` carries,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, Protocol
+from collections.abc import MutableMapping
+from typing import Any, Final, Protocol
 
 from vault.acts import ALLOWANCE
 from vault.chains.coalition import (
@@ -49,9 +49,11 @@ class TeamState(Protocol):
     removed_at: dict[str, int]
     approved: dict[str, tuple[str, int | None]]
     host_retired: dict[bytes, int]
+    pending_rotation: bool
+    pending_share: dict[str, str]
 
     @property
-    def members(self) -> Mapping[str, object]: ...
+    def members(self) -> MutableMapping[str, Any]: ...
 
 
 def host_keys(state: TeamState) -> set[bytes]:
@@ -263,3 +265,67 @@ def rekey(state: TeamState, link: Link, org: OrgState, org_seq: int) -> None:
                              "(org.coalition with replaces) at the organization state this link names")
     state.host_retired[state.host_key] = link.seq
     state.host_key = new
+
+
+def departed(state: TeamState, org: OrgState, org_seq: int) -> list[str]:
+    """Session 17 (review 17): the host members a coalition space still lists whom the host's organization removed
+    (not admitted at ``org_seq``). The host's side keeps them listed, as a guest's view does, until a link removes
+    them explicitly (``drop_departed``): nothing of the host's organization state changes the space implicitly.
+    Outside the host (a guest's view) nobody is known to have departed: empty."""
+    if state.kind != "coalition" or org.outside is not None:
+        return []
+    return sorted(m for m in state.members if m not in state.guests and not org.admitted(m, org_seq))
+
+
+def drop_departed(state: TeamState, link: Link, target: str, carried: Fields | None, org: OrgState,
+                  org_seq: int) -> bool:
+    """A ``coalition.remove`` with ``departed`` (its signer judged: ``coalition.remove``'s right): a host member of
+    the space (a listed member who is no guest), removed by another host member (no guest: a guest's view takes it on
+    the signer's word, the safe direction: it only removes), with no last-admin check (the organization removed them
+    already). The host's side takes it only for a member its organization removed (``departed``); a guest's, which
+    cannot know, for any host member. It is the host's removal of them for this entry (``host_removed``): a later host
+    statement removing them is refused on every side alike. True: it carries a key (the caller rotates); without one
+    a rotation is due, also for a key holder (others removed may still be listed: ``withheld``)."""
+    signer = link.signer
+    if carried is not None or link.body.bool_("departed") is not True:
+        raise ChainError("coalition.remove: departed is true and carries no statement")
+    if state.kind != "coalition":
+        raise ChainError(f"team {state.name} is not a coalition space: its departed members leave with the "
+                         "organization")
+    if target not in state.members or target in state.guests or signer in state.guests or signer == target:
+        raise ChainError("coalition.remove departed: a host member removes a host member of the space")
+    if org.outside is None and target not in departed(state, org, org_seq):
+        raise ChainError(f"coalition.remove departed: the host organization did not remove member {target} (at the "
+                         "organization state this link names)")
+    state.host_removed.add(target)
+    del state.members[target]
+    state.removed_at[target] = link.seq
+    state.pending_share.pop(target, None)
+    state.pending_rotation = link.body.opt_dict("key") is None
+    return not state.pending_rotation
+
+
+def withheld(state: TeamState, key: Fields, boxed: set[str], owed: set[str], recipients: set[str],
+             optional: set[str], org: OrgState, org_seq: int) -> tuple[list[str] | None, set[str], set[str]]:
+    """A coalition space's new key generation (session 17, review 17): besides the members it boxes (``boxed``) it
+    names those it withholds (``withheld``: exactly the members ``owed`` a box, the team's members not waiting for a
+    share, who get none), host members only; and on the host's side none of its members the host's organization
+    removed is still listed (``departed``: their explicit removal comes first). A guest's view takes the names as
+    owed no box (its client cannot see the host's incidents); the host's judge checks them against its incidents
+    (the caller: a withheld member must be one whose box is optional or owed none there). Returns the names (None
+    outside a coalition space) and the recipients and optional ones the caller checks the boxes against (a guest's
+    view: the boxes given, checked here)."""
+    if state.kind != "coalition":
+        return None, recipients, optional
+    gone = departed(state, org, org_seq)
+    if gone:
+        raise ChainError(f"coalition space {state.name} still lists member(s) {', '.join(gone)}, whom the host "
+                         "organization removed: a host member posts their removal (coalition.remove, departed) first")
+    raw = key.list_("withheld", 1000) if key.has("withheld") else []
+    named = [m for m in raw if isinstance(m, str)]
+    if len(named) != len(raw) or not named and key.has("withheld") or named != sorted(set(named)):
+        raise ChainError("withheld: member ids, sorted, each once (absent when none)")
+    if set(named) & set(state.guests) or not set(named) <= owed or boxed != owed - set(named):
+        raise ChainError("key boxes and withheld do not match the team's membership (a member neither boxed nor "
+                         "named withheld, or a guest withheld)")
+    return named, (boxed if org.outside is not None else recipients), (boxed if org.outside is not None else optional)

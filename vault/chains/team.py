@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import Act
+from vault.chains import coalitionspace as space
 from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey
 from vault.chains.coalitionspace import (
     admit,
@@ -417,6 +418,11 @@ class TeamState:
         member of the space carrying the ally's signed ``coalition.remove`` of one of its own members."""
         target = link.body.str_("member", 64)
         carried = link.body.opt_dict("statement")
+        if link.body.has("departed"):  # a host member the host's organization removed (session 17, review 17)
+            self._authorize(link, org, org_seq, members, policy, "coalition.remove")
+            if space.drop_departed(self, link, target, carried, org, org_seq):  # with a key: it rotates now
+                self._rotate_on_drop(link, org, org_seq, members, policy)
+            return None
         if carried is None:
             self._authorize(link, org, org_seq, members, policy, "team.remove")
         else:
@@ -459,8 +465,9 @@ class TeamState:
         """Members removed from the organization (at the state this link names) leave the team with it.
 
         Organization removal is final (``org.admit`` refuses a removed member), so this only ever
-        drops; a box such a member holds still makes the team rotate (``rotation_reasons``)."""
-        for mid in [m for m in self.members if not self.in_org(org, m, org_seq)]:
+        drops; a box such a member holds still makes the team rotate (``rotation_reasons``). Not in a coalition
+        space: there a host member leaves only by a link a guest can judge (``coalitionspace.departed``)."""
+        for mid in [m for m in self.members if self.kind != "coalition" and not self.in_org(org, m, org_seq)]:
             del self.members[mid]
             self.removed_at[mid] = link.seq
             self.pending_share.pop(mid, None)
@@ -517,7 +524,7 @@ class TeamState:
         gen = key.int_("gen", 1)
         if gen != self.generation + 1:
             raise ChainError(f"key generation {gen} does not follow {self.generation}")
-        allowed = {"gen", "canary", "boxes", "prev"}
+        allowed = {"gen", "canary", "boxes", "prev"} | ({"withheld"} if self.kind == "coalition" else set())
         if set(key.raw) - allowed:
             raise ChainError("unexpected fields in a key generation")
         prev = key.opt_bytes("prev", HISTORY_BLOB)
@@ -531,11 +538,13 @@ class TeamState:
         # the revocation that answers it can be appended after this rotation yet dated before it (review round 9:
         # a clock within the server's window); left out, they wait for a share like any withheld member.
         optional = {m for m in recipients if any(c.time <= link.time for c in org.incidents.cuts_of(m))}
+        owed = policy.team_members(self, org, org_seq, link.time) - set(self.pending_share)
+        named, recipients, optional = space.withheld(self, key, set(commits), owed, recipients, optional, org, org_seq)
         if not recipients - optional <= set(commits) <= recipients:
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
-        self.withheld = {m: gen for m in policy.team_members(self, org, org_seq, link.time) - set(commits)
-                         if m not in self.pending_share} if org.incidents.by_member else {}
+        self.withheld = dict.fromkeys(named, gen) if named is not None else dict.fromkeys(
+            owed - set(commits), gen) if org.incidents.by_member else {}
         self.generation = gen
         self.canaries[gen] = key.bytes_("canary", 32)
         if prev is not None:
