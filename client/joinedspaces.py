@@ -19,7 +19,7 @@ from client.clock import Clock
 from client.home import Config, Home, Pins, Secrets
 from client.sanitize import escape
 from vault.chains import replay_member
-from vault.errors import EXIT_SECURITY, AuthError, ServerMismatch, VaultError
+from vault.errors import EXIT_SECURITY, AuthError, IntegrityError, ServerMismatch, VaultError
 from vault.joinedspaces import LINK_TYPE, open_spaces, parse_body, seal_spaces
 from vault.links import Link
 
@@ -50,9 +50,14 @@ async def publish(c: Client, *, joined: str | None = None, left: str | None = No
     Returns whether a ``member.spaces`` link was appended."""
     s = c.session
     mine = (await c.chains.view()).members[s.me]
-    before = await recorded(c)
+    try:
+        before: dict[str, str] | None = await recorded(c)
+    except IntegrityError:
+        if base is None:
+            raise
+        before = None  # a record that does not open (the revoked device's, say) is replaced by ``base``
     local = local_codes(s.home)
-    want = dict(before if base is None else base)
+    want = dict(base if base is not None else before or {})
     if mine.spaces is None:
         want.update(local)
     if joined is not None:
@@ -75,41 +80,52 @@ async def update(home: Home, secrets: Secrets, clock: Clock, *, joined: str | No
         return await publish(own, joined=joined, left=left)
 
 
-async def for_revocation(c: Client, mine: list[Link]) -> tuple[dict[str, str], set[str]]:
+async def for_revocation(c: Client, mine: list[Link]) -> tuple[dict[str, str], set[str], list[str]]:
     """The spaces a revocation goes to (``mine``: our member chain, its last link the ``device.revoke``): every space
-    named by the last record a device other than the revoked one made, or by any record the revoked device made
-    after it. The revoked device (a thief holding it) may have taken spaces out of the record before the revocation:
-    its removals are not believed. Returns the codes and the spaces only the revoked device's records took out."""
+    ANY record in the chain ever named (review round 18: the revoked device, a thief holding it, may have taken
+    spaces out of the record before the revocation, and another device's next record starts from its record and so
+    signs its removal again: no removal is believed here). Returns the codes (the newest a record gave each space)
+    and the spaces the last record no longer names: for those a host that refuses our whole chain is said, not an
+    error (as after a leave); and a warning for each record that does not open (a bad space id, say: any device of
+    ours, the revoked one included, can seal anything to our member key; this program never writes one), the
+    others still read."""
     state = replay_member(mine)  # every signature checked; it extends the chain our pins hold
     pinned = (await c.chains.view()).members[c.session.me]
     held = len(state.hashes) >= pinned.seq and state.hashes[pinned.seq - 1] == pinned.head
     if not held or mine[-1].type != "device.revoke":
         raise ServerMismatch("our own server served another member chain after the revocation than the one we hold: "
                              "stop and tell your Security Team")
-    revoked = mine[-1].body.str_("device", 64)
-    records = [(link.device, *parse_body(link.body)) for link in mine if link.type == LINK_TYPE]
-    trusted = max((i for i, (device, _, _) in enumerate(records) if device != revoked), default=0)
     out: dict[str, str] = {}
     last: dict[str, str] = {}
-    for _, gen, box in records[trusted:]:
-        last = open_spaces(box, await c.keys.puk(gen), c.session.me)
-        out.update({space: code for space, code in last.items() if space not in out})
-    return out, set(out) - set(last)
+    bad: list[str] = []
+    for link in mine:
+        if link.type != LINK_TYPE:
+            continue
+        gen, box = parse_body(link.body)
+        try:
+            last = open_spaces(box, await c.keys.puk(gen), c.session.me)
+        except VaultError as e:
+            bad.append(f"warning: the record of your joined coalition spaces in member link {link.seq}, signed by "
+                       f"your device {link.device}, does not open ({escape(str(e))}): this program never writes "
+                       "such a record; the other records were read. If that device is not the one revoked, revoke "
+                       "it too and tell your Security Team")
+            continue
+        out.update(last)
+    return out, set(out) - set(last), bad
 
 
 async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link]
                            ) -> tuple[dict[str, str], list[str], list[str]]:
     """Right after ``mvault device revoke`` (``own``: the session that posted it; ``mine``: our member chain, its
     last link the revocation): the revocation to the host of every space of ``for_revocation`` this device did not
-    join (``expulsions.carry_revocation`` carries it to those it joined). Returns the spaces (less those only the
-    revoked device's record took out whose host refuses our whole chain, as after a leave), the lines carried and
-    the spaces not reached (each with why)."""
+    join (``expulsions.carry_revocation`` carries it to those it joined). Returns the spaces (less those the last
+    record no longer names whose host refuses our whole chain, as after a leave), the lines carried and the spaces
+    not reached (each with why)."""
     from client import expulsions  # expulsions imports guestspace, as this module does; no cycle at import time
 
     s = own.session
     local = set(guestspace.joined(s.home))
-    spaces, taken_out = await for_revocation(own, mine)
-    notes: list[str] = []
+    spaces, taken_out, notes = await for_revocation(own, mine)
     missed: list[str] = []
     for space, text in sorted(dict(spaces).items()):
         if space in local:
@@ -119,6 +135,8 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
         visit.state_prefix = f"{CARRY_PREFIX}{space}."
         try:
             code = guestspace.JoinCode.parse(text)
+            if code.space != space:
+                raise IntegrityError(f"its join code names another space ({escape(code.space)})")
             name = escape(code.name)
             me = s.home.config()
             visit.save_config(Config(code.url, code.pin.hex(), code.org_root.hex(), me.member_id, me.device_id,
@@ -133,15 +151,17 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
             if space not in taken_out:
                 missed.append(f"{name} ({escape(str(e))})")
                 continue
-            # the revoked device's record took it out, as its leave does, and the host refuses all of our chain:
-            # neither this device nor the revoked one logs in there (said, not an error; the record drops it)
-            notes.append(f"warning: coalition space {name} refuses your login ({escape(str(e))}); the revoked "
-                         "device's record had taken it out, as a leave does: if you did not leave it, tell the "
+            # a record took it out, as a leave does, and the host refuses all of our chain: neither this device
+            # nor the revoked one logs in there (said, not an error; the record drops it)
+            notes.append(f"warning: coalition space {name} refuses your login ({escape(str(e))}); the record of "
+                         "your joined spaces had taken it out, as a leave does: if you did not leave it, tell the "
                          "space's admin and your Security Team")
             spaces.pop(space)
         except VaultError as e:
-            why = " (the revoked device's own record had taken it out)" if space in taken_out else ""
+            why = " (the record of your joined spaces had taken it out)" if space in taken_out else ""
             missed.append(f"{name} ({escape(str(e))}){why}" + (" [security]" if e.exit_code == EXIT_SECURITY else ""))
+        except Exception as e:  # review round 18: whatever one space raises, the others are still carried to
+            missed.append(f"{name} ({escape(type(e).__name__)}: {escape(str(e))})")
         finally:
             for part in ("config", "pins", "space"):
                 (s.home.path / f"{CARRY_PREFIX}{space}.{part}.bin").unlink(missing_ok=True)

@@ -21,6 +21,7 @@ The opener checks it is bound to the member and to the generation the link names
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from vault.crypto import primitives as p
@@ -34,12 +35,15 @@ MAX_CODE: Final = 8192  # one join code's characters (its pins list is bounded: 
 MAX_BOX: Final = 128 * 1024
 PAD: Final = 1024
 _FIELDS: Final = {"v", "member", "puk_gen", "spaces", "pad"}
+_SPACE_ID: Final = re.compile(r"[0-9a-f]{32}")  # a team id (review round 18: an id names files beside the home)
 
 
 def seal_spaces(member_id: str, puk: PukKeys, codes: dict[str, str]) -> bytes:
     """The box of the record ``codes`` (space id -> join code) for ``member_id``, sealed to ``puk``."""
     if len(codes) > MAX_SPACES:
         raise EncodingError(f"at most {MAX_SPACES} joined coalition spaces are recorded")
+    if not all(_SPACE_ID.fullmatch(s) for s in codes):
+        raise EncodingError("a joined coalition space's id is not a team id (32 hex digits)")
     spaces: list[Value] = [{"space": s, "code": codes[s]} for s in sorted(codes)]
     bare = len(encode({"v": 1, "member": member_id, "puk_gen": puk.generation, "spaces": spaces, "pad": b""}))
     pad = b"\0" * (-bare % PAD)  # lengths are fixed-width (4 bytes): the payload is then a multiple of PAD
@@ -51,8 +55,9 @@ def seal_spaces(member_id: str, puk: PukKeys, codes: dict[str, str]) -> bytes:
 
 
 def open_spaces(box: bytes, puk: PukKeys, member_id: str) -> dict[str, str]:
-    """The record in ``box`` (space id -> join code), checked bound to ``member_id`` and ``puk``'s generation;
-    anything else is ``IntegrityError``."""
+    """The record in ``box`` (space id -> join code), checked bound to ``member_id`` and ``puk``'s generation, each
+    space id a team id (32 lowercase hex digits); anything else is ``IntegrityError``. (The caller checks that each
+    join code names the space it is filed under: client/joinedspaces.py.)"""
     try:
         f = Fields(decode(puk.open_sealed(box)), "joined spaces record", _FIELDS)
         if f.int_("v") != 1:
@@ -63,6 +68,8 @@ def open_spaces(box: bytes, puk: PukKeys, member_id: str) -> dict[str, str]:
         for item in f.list_("spaces", MAX_SPACES):
             g = Fields(item, "joined space", {"space", "code"})
             space = g.str_("space", 64)
+            if not _SPACE_ID.fullmatch(space):
+                raise EncodingError("joined spaces record: a space id that is not a team id (32 hex digits)")
             if space in out or (out and space < max(out)):
                 raise EncodingError("joined spaces record: spaces not in strictly increasing order")
             out[space] = g.str_("code", MAX_CODE)

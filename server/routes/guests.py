@@ -19,6 +19,7 @@ from server.routes.chains import new_box_rows, require_fresh_org
 from server.store.records import StoredLink
 from vault.chains import MemberState, replay_member
 from vault.errors import ChainError, Conflict, VaultError
+from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link, parse_link
 from vault.wire import schemas
 
@@ -61,9 +62,10 @@ async def add_guest(request: web.Request) -> web.Response:
 
 def _guest_chain(links: list[Link], held: Mapping[str, MemberState], latest: int) -> tuple[MemberState, list[Link]]:
     """The guest's member chain as sent (self-certifying from its first device), and the links of it to store: all
-    of them for a member chain this server does not hold; none for one it holds (the guest keeps it current
-    itself, through its own session), found by the member id the chain replays to (review round 12: a first link
-    names no chain, so looking it up by ``links[0].chain`` never found one and every later space's add was a 409).
+    of them for a member chain this server does not hold; for one it holds (found by the member id the chain
+    replays to; review round 12: a first link names no chain, so looking it up by ``links[0].chain`` never found
+    one and every later space's add was a 409), none when the sent chain is no longer, and the ``member.spaces``
+    links past it when the held chain is a prefix of the sent one (session 17, review 18; anything else refused).
     Links dated ahead of the server's clock are refused."""
     if any(x.kind != "member" for x in links) or any(x.time > latest for x in links):
         raise ChainError("a guest's member chain: member links only, none dated ahead of the server's clock")
@@ -73,7 +75,20 @@ def _guest_chain(links: list[Link], held: Mapping[str, MemberState], latest: int
         return member, links
     if known.seq >= member.seq:
         return known, []
-    raise ChainError("this server already holds that member's chain; it is not re-sent with an add")
+    # Session 17 (review 18): the guest's home chain moved on by records of joined spaces (``member.spaces``, one
+    # per ``coalition join``) that the guest carries only ahead of a later link. Taken past the held chain when
+    # that is a prefix of the one sent (the whole chain replayed above: signatures by devices active in it, places),
+    # as a relayed record is (server/links.py ``relayed_record``: it changes no device, key or right); any other
+    # link (a device added or revoked: its PUK boxes only the member's own device holds) is still not taken here.
+    if member.hashes[known.seq - 1] != known.head:
+        raise ChainError("the member chain sent is not a continuation of the one this server holds for that member "
+                         "(a fork): nothing was added")
+    new = links[known.seq:]
+    if any(x.type != SPACES_LINK for x in new):
+        raise ChainError("this server already holds that member's chain; past it an add takes only records of "
+                         "joined spaces (member.spaces): the member's own device carries the rest (any command of "
+                         "theirs in a space of this host), then add again")
+    return member, new
 
 
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
