@@ -35,6 +35,22 @@ def two_guests() -> tuple[Coalition, Ally, Person, Person, int]:
     return c, ally, alice, bob, c.state().org_seq
 
 
+
+def _hosted_with_alice_and_bob(bob_role: str | None = None) -> tuple[Coalition, Person, Person]:
+    """A hosted space with an ally pinned, the ally's alice admitted with its approval and the host's bob with the
+    host's (as ``bob_role`` when given: the host approves that role)."""
+    c = Coalition(hosted=True)
+    ally = c.ally()
+    c.pin(ally)
+    alice = ally.member("alice", c.host)
+    c.add(alice, c.approval(ally, alice))
+    bob = c.host.admit("bob")
+    if bob_role is None:
+        c.add(bob, c.host_approval(bob))
+    else:
+        c.add(bob, c.host_approval(bob, bob_role), role=bob_role)
+    return c, alice, bob
+
 def test_a_host_removal_older_than_the_allowance_is_never_bypassed_by_a_guests_link() -> None:
     """The host's organization removes host-writer (in the space); nobody carries it into the space. 25 minutes
     later bob, the ally's guest, carries the ally's removal of alice naming the space's last ``org_seq`` (before the
@@ -82,13 +98,7 @@ def test_a_retired_host_key_is_never_bypassed_by_a_guests_link_naming_an_old_sta
     last ``org_seq`` (before the rekey): the host's judge refuses it (the key is not in force at the state it judges
     the guest's link at), as it refuses a host member's. (Within ``ALLOWANCE`` of the rekey it is taken: the residue
     every act has, SECURITY.md.)"""
-    c = Coalition(hosted=True)
-    ally = c.ally()
-    c.pin(ally)
-    alice = ally.member("alice", c.host)
-    c.add(alice, c.approval(ally, alice))
-    bob = c.host.admit("bob")
-    c.add(bob, c.host_approval(bob))
+    c, alice, bob = _hosted_with_alice_and_bob()
     named, old = c.state().org_seq, c.host_key
     c.rekey_host_key()
     c.host.time += ALLOWANCE + 300
@@ -103,13 +113,7 @@ def test_after_the_hosts_removal_of_the_last_admin_the_hosts_ncc_appoints_one() 
     The space then has no admin on either side; the founder's ``team.role`` making herself admin again (an NCC
     override, carrying the host's approval) is taken by the host's judge, and a guest's view stops at it
     (``PolicyDenied``: no override counts outside the host; a newer join code vouches for it)."""
-    c = Coalition(hosted=True)
-    ally = c.ally()
-    c.pin(ally)
-    alice = ally.member("alice", c.host)
-    c.add(alice, c.approval(ally, alice))
-    bob = c.host.admit("bob")
-    c.add(bob, c.host_approval(bob, "admin"), role="admin")
+    c, alice, bob = _hosted_with_alice_and_bob("admin")
     c.host.team_link(c.space, bob, "team.role", {"member": c.admin.id, "role": "writer", "until": None})
     c.host.org_link(c.admin, "org.remove", {"member": bob.id, "reason": "expelled"})
     c.remove(bob, [c.admin, c.writer, alice], statement=c.host_removal(bob))
