@@ -12,7 +12,7 @@ named in an error (exit 1, or 3 for a lie) after the revocation is done at home:
 
 from __future__ import annotations
 
-from client import guestspace
+from client import expulsions, guestspace
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -121,8 +121,6 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
     join (``expulsions.carry_revocation`` carries it to those it joined). Returns the spaces (less those the last
     record no longer names whose host refuses our whole chain, as after a leave), the lines carried and the spaces
     not reached (each with why)."""
-    from client import expulsions  # expulsions imports guestspace, as this module does; no cycle at import time
-
     s = own.session
     local = set(guestspace.joined(s.home))
     spaces, taken_out, notes = await for_revocation(own, mine)

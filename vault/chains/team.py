@@ -4,9 +4,8 @@ Transitions: ``team.create``, ``team.add``, ``team.share``, ``team.remove``, ``t
 ``team.role``, ``team.rotate``, ``team.review`` (an admin confirms the member list) and
 ``team.approve`` (a second person approves an earlier team link; see ``vault.chains``); in a team of kind
 ``coalition`` also ``coalition.ally`` and ``coalition.remove``, and a ``team.add`` of an ally's member carrying
-its organization's ``coalition.admit`` (``vault.chains.coalition``). Team links
-carry ``org_seq``: the organization chain head they were made against, so the signer's organization
-roles are judged as they were at that point.
+its organization's ``coalition.admit`` (``vault.chains.coalition``). Team links carry ``org_seq``: the organization
+chain head they were made against, so the signer's organization roles are judged as they were at that point.
 """
 
 from __future__ import annotations
@@ -18,17 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vault.acts import Act
-from vault.chains import coalitionspace as space
 from vault.chains.coalition import GUEST_ROLE, Ally, Guest, Rekey
 from vault.chains.coalitionspace import (
     admit,
     change_role,
     check_host_in_force,
+    drop_departed,
     guest_org_seq,
     pin_ally,
     rekey,
     removal_statement,
 )
+from vault.chains.coalitionspace import withheld as named_withheld
 from vault.chains.common import check_name, roster_digest, team_id_for
 from vault.chains.exports import EXPORT_TYPES, ExportRequest, apply_export
 from vault.chains.incidents import check_named
@@ -420,7 +420,7 @@ class TeamState:
         carried = link.body.opt_dict("statement")
         if link.body.has("departed"):  # a host member the host's organization removed (session 17, review 17)
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
-            if space.drop_departed(self, link, target, carried, org, org_seq):  # with a key: it rotates now
+            if drop_departed(self, link, target, carried, org, org_seq):  # with a key: it rotates now
                 self._rotate_on_drop(link, org, org_seq, members, policy)
             return None
         if carried is None:
@@ -539,7 +539,7 @@ class TeamState:
         # a clock within the server's window); left out, they wait for a share like any withheld member.
         optional = {m for m in recipients if any(c.time <= link.time for c in org.incidents.cuts_of(m))}
         owed = policy.team_members(self, org, org_seq, link.time) - set(self.pending_share)
-        named, recipients, optional = space.withheld(self, key, set(commits), owed, recipients, optional, org, org_seq)
+        named, recipients, optional = named_withheld(self, key, set(commits), owed, recipients, optional, org, org_seq)
         if not recipients - optional <= set(commits) <= recipients:
             raise ChainError("key boxes do not match the team's membership (missing or extra box)")
         self._record_boxes(commits, link, members)
