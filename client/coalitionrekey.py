@@ -13,6 +13,9 @@ host's space).
   command that seals keys). A departed member's signature never counts: the judge takes only NCC members' at the
   link's time, and ``share_missing`` seals only to members holding NCC now. For the host's own key (``host`` = our
   root) the device then carries the rekey into the space (``hostkey.carry_rekeys``) when it is a member of it.
+- ``when_stale`` (after every command of the organization, session 18): a key ``security.stalekeys`` calls stale
+  (someone it was sealed to, or who signed it, no longer holds NCC: above all a term's end, which no command marks)
+  goes through ``rekey`` on an NCC key holder's next command; the two-person steps on the following ones.
 - ``carry_ally`` (a guest, at each contact with the host: ``client/expulsions.py`` ``carry``): our organization's
   rekeys of the key the space pins for it, carried one at a time and in their order as ``coalition.rekey`` team
   links; where the space pins a key our chain never recorded (a rival rekey won there, or our organization is frozen),
