@@ -13,6 +13,8 @@ from typing import Any
 
 from client import admin, coalitionkeys, guests, hostkey
 from client.client import Client
+from client.view import View
+from security.stalekeys import stale_keys
 from vault.chains import TeamState, check_name
 from vault.chains.coalition import CoalitionKey
 from vault.errors import NotFound, VaultError
@@ -151,9 +153,20 @@ def _space(t: TeamState) -> TeamState:
 async def spaces(s: Client) -> list[dict[str, Any]]:
     view = await s.chains.view()
     now = s.session.now()
+    stale = stale_keys(view.org, now)
     return [{"space": t.team_id, "name": t.name, "allies": len(t.allies), "members": len(t.active_members(now)),
-             "guests": len(set(t.guests) & t.active_members(now))}
+             "guests": len(set(t.guests) & t.active_members(now)),
+             "key": "stale" if t.name in stale else "current" if t.name in view.org.coalitions else "none"}
             for t in sorted(view.teams.values(), key=lambda t: t.name) if t.kind == "coalition"]
+
+
+def key_state(view: View, name: str, now: int) -> dict[str, Any] | None:
+    """The coalition key this organization's chain records for ``name``: its key, and the members it was sealed to
+    who no longer hold NCC (``stale``: replaced on an NCC key holder's next command; empty: current)."""
+    entry = view.org.coalitions.get(name)
+    if entry is None:
+        return None
+    return {"key": entry.key.hex(), "stale": [view.name_of(m) for m in stale_keys(view.org, now).get(name, ())]}
 
 
 async def show(s: Client, name: str) -> dict[str, Any]:
@@ -162,6 +175,7 @@ async def show(s: Client, name: str) -> dict[str, Any]:
     now = s.session.now()
     allies = {root: a.name for root, a in t.allies.items()}
     return {"space": t.team_id, "name": t.name, "generation": t.generation,
+            "coalition_key": key_state(view, t.name, now),
             "allies": [{"name": a.name, "org_root": a.org_root.hex(), "key": a.key.hex(),
                         "pinned_by": view.name_of(a.by)} for a in t.allies.values()],
             "members": [{"member": m.member_id, "name": view.name_of(m.member_id), "role": m.role,

@@ -13,6 +13,9 @@ host's space).
   command that seals keys). A departed member's signature never counts: the judge takes only NCC members' at the
   link's time, and ``share_missing`` seals only to members holding NCC now. For the host's own key (``host`` = our
   root) the device then carries the rekey into the space (``hostkey.carry_rekeys``) when it is a member of it.
+- ``when_stale`` (after every command of the organization, session 18): a key ``security.stalekeys`` calls stale
+  (someone it was sealed to, or who signed it, no longer holds NCC: above all a term's end, which no command marks)
+  goes through ``rekey`` on an NCC key holder's next command; the two-person steps on the following ones.
 - ``carry_ally`` (a guest, at each contact with the host: ``client/expulsions.py`` ``carry``): our organization's
   rekeys of the key the space pins for it, carried one at a time and in their order as ``coalition.rekey`` team
   links; where the space pins a key our chain never recorded (a rival rekey won there, or our organization is frozen),
@@ -29,6 +32,7 @@ from client import coalitionkeys, hostkey
 from client.client import Client
 from client.sanitize import escape
 from client.view import View
+from security.stalekeys import stale_keys
 from vault.chains.coalition import CoalitionKey, rekey_statement, signed_statement
 from vault.chains.coalitionshare import Retired
 from vault.errors import Conflict, NotFound, ServerMismatch, VaultError
@@ -114,6 +118,43 @@ async def after_ncc_loss(s: Client) -> list[Rekeyed]:
         except VaultError as e:  # one name's failure stops neither the others nor the command
             done.append(Rekeyed(name, "not held", note=str(e)))
     return done
+
+
+async def when_stale(s: Client) -> list[str]:
+    """After any command of an NCC member (client/cli/_common.py): each coalition key the chain says is stale
+    (``security.stalekeys.stale_keys``: someone it was sealed to no longer holds NCC, e.g. their role ended
+    by its term, which no command marks) and this device holds is rekeyed through ``rekey``'s two-person flow
+    (proposed; another NCC member's next command records it; the proposer's next seals it), and a new key this device
+    proposed, recorded since, is sealed to the NCC. A proposal of ours still pending is not made again; a member
+    without NCC or without the key does nothing. Returns one line per step taken (sanitized)."""
+    view, now, notes = await s.chains.view(), s.session.now(), []
+    if "ncc" not in view.org.roles_of(s.session.me, now):
+        return []
+    stale = stale_keys(view.org, now)
+    for name in sorted(view.org.coalitions):
+        made = s.session.secrets.coalitions.get(coalitionkeys.next_slot(name))
+        ours = made is not None and CoalitionKey(made).public == view.org.coalitions[name].key
+        if not ours and (name not in stale or _proposed_by(view, name, s.session.me)):
+            continue
+        try:
+            if not ours and await coalitionkeys.seed(s, name) is None:
+                continue  # not held here: an NCC member whose device holds it does it
+            r = await rekey(s, name)
+        except VaultError as e:  # one name's failure stops neither the others nor the command
+            s.session.warnings.append(f"coalition key {escape(name)} not replaced: {e}")
+            continue
+        why = "" if ours else "; it was sealed to " + ", ".join(escape(view.name_of(m)) for m in stale[name]) + \
+            ", who no longer hold(s) NCC"
+        notes.append(describe(r) + why)
+        view = await s.chains.view()
+    return notes
+
+
+def _proposed_by(view: View, name: str, me: str) -> bool:
+    """Whether ``me`` has a rekey of the key recorded for ``name`` pending (proposed, waiting for a second)."""
+    key = view.org.coalitions[name].key.hex()
+    return any(by == me and act[:2] == ("org.coalition", name) and len(act) == 5 and act[4] == key
+               for act, (by, _) in view.org.role_proposals.items())
 
 
 def describe(r: Rekeyed) -> str:

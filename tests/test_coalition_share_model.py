@@ -9,6 +9,7 @@ member). Each link is appended only if the replay accepts it, and the replay's v
 model's (``tests/helpers/coalition_model.py``, ``AllyKeysModel``). After every step:
 
 (a) the NCC and the boxes filed per name and member are exactly the model's;
+(c) the coalition keys ``stale_keys`` names to replace (issue 20, session 18) are the model's, with who makes them so;
 (b) each filed box opens, with its recipient's checks (``open_coalition_box``), to the key the chain records
     exactly when the model says it holds that key for that member: a box the chain filed but cannot look inside
     (the wrong key, sealed to someone else) is refused on opening, never used.
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from security.authority import POLICY
+from security.stalekeys import stale_keys
 from tests.helpers.chain_world import Person
 from tests.helpers.coalition_model import AllyKeysModel
 from tests.helpers.coalition_world import Coalition
@@ -48,7 +50,8 @@ class AllyKeysMachine(RuleBasedStateMachine):
         self.w.org_link(self.w.founder, "org.coalition", {"name": "other", "key": self.keys["other"].public,
                                                           "host": None})
         self.people: list[Person] = [self.w.founder, *(self.w.admit(n) for n in ("gina", "hank", "ivy"))]
-        self.model = AllyKeysModel({self.w.founder.id}, {"campaign": "campaign", "other": "other"})
+        self.model = AllyKeysModel({self.w.founder.id}, {"campaign": "campaign", "other": "other"},
+                                   signers={"campaign": {self.w.founder.id}, "other": {self.w.founder.id}})
         self.members = self.w.members()
         self.bodies: dict[tuple[str, str], dict[str, Any]] = {}  # (name, new key) -> the rekey link's body proposed
         self.org = self.w.org()
@@ -152,6 +155,11 @@ class AllyKeysMachine(RuleBasedStateMachine):
         for name in ("campaign", "other"):
             assert set(self.org.coalition_shares.get(name, {})) == set(self.model.shares.get(name, {})), name
         assert "unrecorded" not in self.org.coalition_shares
+
+    @invariant()
+    def c_the_stale_keys_are_the_models(self) -> None:
+        """Issue 20, session 18: ``stale_keys``, the one rule of a coalition key to replace, is the model's."""
+        assert stale_keys(self.org, self.w.time) == {n: tuple(sorted(m)) for n, m in self.model.stale().items()}
 
     @invariant()
     def b_a_box_opens_to_the_recorded_key_only_as_the_model_says(self) -> None:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
-from client import closed, expulsions, guestacts, guestspace, maintenance, moves, restore
+from client import closed, coalitionrekey, expulsions, guestacts, guestspace, maintenance, moves, restore
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -90,7 +90,10 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
             if maintain and check_log:
                 notes.extend(await maintenance.maintain(c))
                 notes.extend(await moved_note(c))
-            return await fn(c)
+            result = await fn(c)
+            if maintain and check_log:  # after the command (which may rekey itself: role revoke, coalition rekey)
+                notes.extend(await coalitionrekey.when_stale(c))
+            return result
         except VaultError as e:  # an error that names a member or team by id names them by name
             if c.chains.cached is not None:
                 Names(c.chains.cached).error(e)

@@ -28,7 +28,8 @@ from vault.chains import TeamState
 from vault.errors import VaultError
 
 _SPACES = (Column("space", lambda r: r["name"]), Column("allies", lambda r: r["allies"]),
-           Column("members", lambda r: r["members"]), Column("guests", lambda r: r["guests"]))
+           Column("members", lambda r: r["members"]), Column("guests", lambda r: r["guests"]),
+           Column("key", lambda r: r["key"]))
 
 
 @click.group("coalition")
@@ -214,6 +215,10 @@ def show(ctx: Ctx, name: str) -> None:
 
     def text() -> None:
         out.print(f"{escape(info['name'])} ({info['space']}), key generation {info['generation']}")
+        own = info["coalition_key"]
+        if own is not None and own["stale"]:
+            out.print(f"  our coalition key {own['key']}: STALE, sealed to {', '.join(map(escape, own['stale']))}, "
+                      "no longer NCC: an NCC member holding it replaces it at their next command")
         for a in info["allies"]:
             out.print(f"  ally {escape(a['name'])}: root {a['org_root']}, key {a['key']}")
         for m in info["members"]:

@@ -217,6 +217,8 @@ class AllyKeysModel:
     shares: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # name -> member -> (key, for whom)
     retired: dict[str, list[str]] = field(default_factory=dict)  # name -> the keys a rekey replaced, oldest first
     proposals: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, new key) -> its proposer
+    signers: dict[str, set[str]] = field(default_factory=dict)  # key -> who signed an org.coalition naming it
+    boxed: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> member -> the key its share named
 
     def needs_second(self, signer: str, subject: str) -> bool:
         """A grant or revocation of NCC takes two NCC members when one exists besides the signer and its subject."""
@@ -228,6 +230,18 @@ class AllyKeysModel:
 
     def share(self, name: str, filed: dict[str, tuple[str, str]]) -> None:
         self.shares.setdefault(name, {}).update(filed)
+        self.boxed.setdefault(name, {}).update({m: self.keys[name] for m in filed})
+
+    def stale(self) -> dict[str, list[str]]:
+        """Issue 20, session 18: a key to replace, and who makes it so: someone who may hold its seed (signed an
+        ``org.coalition`` naming it, proposal or recording: whose device made it the chain cannot tell; or was filed a
+        share naming it, whatever the box holds) does not hold NCC now."""
+        found = {}
+        for name, key in sorted(self.keys.items()):
+            holders = self.signers.get(key, set()) | {m for m, k in self.boxed.get(name, {}).items() if k == key}
+            if gone := sorted(m for m in holders if m not in self.ncc):
+                found[name] = gone
+        return found
 
     def rekey(self, signer: str, name: str, new: str, valid: bool) -> str:
         """"refused", "proposed" or "recorded": an NCC member replaces the key recorded for ``name`` by ``new``
@@ -241,9 +255,11 @@ class AllyKeysModel:
             proposer = self.proposals.get((name, new))
             if proposer == signer:
                 return "refused"
+            self.signers.setdefault(new, set()).add(signer)
             if proposer is None or proposer not in self.ncc:
                 self.proposals[(name, new)] = signer
                 return "proposed"
+        self.signers.setdefault(new, set()).add(signer)
         for act in [act for act in self.proposals if act[0] == name]:
             del self.proposals[act]
         self.retired.setdefault(name, []).append(self.keys[name])

@@ -5,6 +5,9 @@ for a space, ``org.coalition.share`` seals its seed to NCC members (``vault.coal
 "box"}]}``. ``key`` must be the key recorded for ``name`` at the link's time; each box is for a member who holds NCC
 then, once per member in a link. A later box for the same member replaces the earlier one (a new PUK generation).
 The chain cannot look inside a box: its recipient checks it on opening (``open_coalition_box``).
+
+``OrgState.coalition_signers`` keeps who signed an ``org.coalition`` naming each key: ``security.stalekeys`` judges
+from it which keys to replace.
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ class Retired:
 
 def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tuple[str, ...], tuple[str, int]],
                      link: Link, second_person: Callable[[tuple[str, ...]], bool],
-                     retired: dict[str, list[Retired]], root: bytes) -> None:
+                     retired: dict[str, list[Retired]], root: bytes,
+                     signers: dict[bytes, frozenset[str]]) -> None:
     """``org.coalition`` (already judged): record the key, or only propose it (``second_person``: rule two-person).
     With ``replaces`` (the key recorded for the name now) and ``rekey`` (a ``coalition.rekey`` statement of this
-    organization, ``root``, to the new key, signed with the old one): the new key replaces it, which is retired."""
+    organization, ``root``, to the new key, signed with the old one): the new key replaces it, which is retired.
+    ``signers``: every signer of a link naming a key, proposal or not (``holders``: the chain cannot tell whose device
+    made its seed; a re-proposal by another member keeps the first proposer's seed)."""
     entry = parse_org_coalition(link)
     replaces, rekey = link.body.opt_bytes("replaces", 32), link.body.raw.get("rekey")
     old = coalitions.get(entry.name)
@@ -64,7 +70,9 @@ def record_coalition(coalitions: dict[str, CoalitionEntry], proposals: dict[tupl
             raise ChainError(f"org.coalition: replaces is not the coalition key recorded for {entry.name!r}")
         check_rekey(rekey, root, entry.key, replaces)
         act += (replaces.hex(),)  # each signer's rekey statement is its own: the act is old key -> new key
-    if not second_person(act):
+    recorded = second_person(act)
+    signers[entry.key] = signers.get(entry.key, frozenset()) | {link.signer}
+    if not recorded:
         return  # proposed: the same link by a second NCC member records it (rule two-person)
     if old is not None:
         retired.setdefault(entry.name, []).append(Retired(old, link.seq, rekey))
@@ -95,3 +103,4 @@ def apply_share(shares: dict[str, dict[str, Share]], coalitions: dict[str, Coali
         filed[member] = Share(key, f.int_("puk_gen", 1), f.bytes_("box", max_size=MAX_BOX_BYTES), link.seq,
                               link.signer)
     shares.setdefault(name, {}).update(filed)
+

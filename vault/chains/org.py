@@ -180,6 +180,7 @@ class OrgState:
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
     coalition_shares: dict[str, dict[str, Share]] = field(default_factory=dict)  # name -> NCC member -> its box
     coalitions_retired: dict[str, list[Retired]] = field(default_factory=dict)  # name -> keys a rekey replaced
+    coalition_signers: dict[bytes, frozenset[str]] = field(default_factory=dict)  # key -> who signed its org.coalition
     expels: dict[str, list[Fields]] = field(default_factory=dict)  # member -> its coalition.expel (org.remove)
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
     outside: Outside | None = None  # a guest's view without this chain: vault/chains/outside.py
@@ -540,7 +541,7 @@ class OrgState:
         self._authorize(link, ms, policy, link.type)
         if link.type == "org.coalition":
             return record_coalition(self.coalitions, self.role_proposals, link, lambda act: self._second_person(
-                link, act, None), self.coalitions_retired, self.root)
+                link, act, None), self.coalitions_retired, self.root, self.coalition_signers)
         apply_share(self.coalition_shares, self.coalitions, link, lambda m: "ncc" in self.roles_of(m, link.time))
 
     def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:
