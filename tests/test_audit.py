@@ -478,6 +478,21 @@ def test_probing_other_teams_is_logged(sec: Sec, monkeypatch: pytest.MonkeyPatch
     assert denied and denied[-1]["detail"]["status"] == 404 and denied[-1]["actor_name"] == "carol"
 
 
+def test_putting_new_documents_is_no_refusal(sec: Sec, tmp_path: Path) -> None:
+    # Issue 19, session 18: each `mvault put` of a new file asked for the document's versions first and got a 404,
+    # recorded as a failed doc.list that took a share of the member's refusals of that minute (the first few are
+    # events of their own, the rest folded into one summary). A document with no version now answers an empty list.
+    before = len(events(sec.carol, "--member", "bob"))
+    for i in range(3):
+        (tmp_path / f"new{i}.txt").write_text(f"a new document {i}")
+        sec.bob.ok("put", "drafting", str(tmp_path / f"new{i}.txt"))
+    new = events(sec.carol, "--member", "bob")[before:]
+    assert [e["action"] for e in new if e["result"] != "ok"] == []
+    listed = [e for e in new if e["action"] == "doc.list"]
+    written = [e for e in new if e["action"] == "doc.write"]
+    assert len(written) == 3 and {e["res"]["doc"] for e in listed} == {e["res"]["doc"] for e in written}
+
+
 def _probe(sec: Sec, team: str) -> int:
     import asyncio
 

@@ -102,9 +102,9 @@ async def doc_versions(request: web.Request) -> web.Response:
     team = _doc_access(request, "doc.read")
     doc = _check_doc_id(request.match_info["doc"])
     note(request, "doc.list", {"team": team.team_id, "doc": doc})
+    # A document with no version is an empty list, not a 404: a client asks before it stores a new document (an
+    # answer, not a refusal: no refusal event, no share of the member's per-minute refusal count; issue 19).
     versions = await request.app[DOCUMENTS].versions(team.team_id, doc)
-    if not versions:
-        raise NotFound("no such document in this team")
     return answer(schemas.Versions(versions=[_version(v) for v in versions]))
 
 

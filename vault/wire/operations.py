@@ -160,8 +160,8 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("puk_boxes", "get", "/api/v1/puk-boxes", "the calling device's PUK boxes", "200", s.PukBoxes, "401"),
     # -- documents
     _op("list_docs", "get", f"{TEAM}/docs", "head version of every document", "200", s.Docs, "401 403 404"),
-    _op("doc_versions", "get", f"{TEAM}/docs/{{doc}}", "every version of a document", "200", s.Versions,
-        "400 401 403 404"),
+    _op("doc_versions", "get", f"{TEAM}/docs/{{doc}}", "every version of a document (none yet: an empty list)", "200",
+        s.Versions, "400 401 403 404"),
     _op("put_version", "post", f"{TEAM}/docs/{{doc}}",
         "upload a new version (streamed envelope); 413 over max_upload or the quotas version_bytes or "
         "stored_bytes, 429 at versions_per_day (Retry-After), 507 when the server's disk is full", "201", s.Stored,
