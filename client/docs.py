@@ -51,7 +51,6 @@ from vault.errors import (
     ServerMismatch,
     VaultError,
 )
-from vault.fileio import signature
 from vault.localindex import LocalCopy, content_hasher
 from vault.names import check_name
 from vault.review import REVIEW_KEY, review_month
@@ -581,20 +580,9 @@ class Documents:
             if known is not None and known.vid == rec.version_id and known.same_file(st.st_size, st.st_mtime_ns,
                                                                                      st.st_ino):
                 return False  # written (or stored) from this very file, and untouched since
-        tmp, digest = await downloadbatch.receive_beside(self._bodies, self.session.api, rec, opened, out, progress)
-        try:
-            if expect is not None and signature(out) != expect:  # saved while we downloaded: not replaced
-                raise would_overwrite(out, opened.name, rec)
-            if exists and not force:
-                if download.hash_file(out) != digest:
-                    raise would_overwrite(out, opened.name, rec)
-                placed = False
-            elif not await download.place_off_loop(tmp, out, force, self._unsynced):
-                raise would_overwrite(out, opened.name, rec)  # created while we downloaded
-            else:
-                placed = True
-        finally:
-            tmp.unlink(missing_ok=True)
+        digest, placed = await downloadbatch.fetch_beside(
+            self._bodies, self.session.api, rec, opened, out, progress, force, self._unsynced, expect, exists,
+            lambda: would_overwrite(out, opened.name, rec))
         self._batch_copies.append((team.team_id, rec.core.doc, str(out), copy_of(out, rec.version_id, rec.core.seq,
                                                                                  digest)))
         return placed

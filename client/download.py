@@ -136,12 +136,15 @@ def _closed_or_removed(fd: int, tmp: Path) -> Iterator[None]:
         raise
 
 
-async def small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
+async def small_beside(out: Path, opened: Opened, body: bytes, then: Callable[[Path], bool] | None = None,
+                       ) -> tuple[Path, bytes, bool | None]:
     """``beside`` for a small body received whole (a batch download): the temporary file made, the body verified
     (``receive_small``), written and fsync'd in one worker-thread call, off the event loop: a file's creation
     waits for the file system's journal while other pulls fsync theirs, which stopped every transfer meanwhile.
+    ``then`` (``place`` the file): called in that same call once the file is fsync'd, its answer returned (None
+    without it): one thread trip a pulled file, not two. If it raises, the temporary file is removed.
     Cancelled (Ctrl-C, a failed sibling), the worker finishes and what it made is removed: nothing is left."""
-    pending = SYNC_POOL.submit(_small_beside, out, opened, body)
+    pending = SYNC_POOL.submit(_small_beside, out, opened, body, then)
     try:
         return await asyncio.wrap_future(pending)
     except BaseException:
@@ -151,11 +154,18 @@ async def small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, by
         raise
 
 
-def _small_beside(out: Path, opened: Opened, body: bytes) -> tuple[Path, bytes]:
+def _small_beside(out: Path, opened: Opened, body: bytes,
+                  then: Callable[[Path], bool] | None) -> tuple[Path, bytes, bool | None]:
     fd, tmp = _temporary_beside(out)
     with _closed_or_removed(fd, tmp):
         digest = receive_small(opened, body, fd)
-    return tmp, digest
+    if then is None:
+        return tmp, digest, None
+    try:
+        return tmp, digest, then(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def receive_small(opened: Opened, body: bytes, fd: int) -> bytes:

@@ -14,6 +14,7 @@ Memory: at most ``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few byt
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from client import download
@@ -21,6 +22,7 @@ from client.api import Api, decode, refusal
 from client.batching import Batcher
 from vault.envelope import Opened, Record
 from vault.errors import IntegrityError, VaultError
+from vault.fileio import Signature, signature
 from vault.wire.schemas import MAX_BODIES, Error
 
 SMALL = 64 * 1024  # bodies under this many bytes are fetched in batches during a folder's pulls
@@ -91,17 +93,46 @@ def _body(status: int, payload: bytes, body_len: int) -> bytes | BaseException:
 
 
 async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,
-                         progress: download.Progress | None) -> tuple[Path, bytes]:
+                         progress: download.Progress | None, then: Callable[[Path], bool] | None = None,
+                         ) -> tuple[Path, bytes, bool | None]:
     """``client.download.receive_beside``; a small body fetched through the batcher of its team in ``batchers`` (made
     there when it is the team's first; None: no batching), and one worker thread trip makes its temporary file,
-    verifies, writes and fsyncs it (``download.small_beside``)."""
+    verifies, writes and fsyncs it (``download.small_beside``) and, given ``then``, places it: its answer is the
+    third value (None: not called, the caller places the file)."""
     if batchers is None or rec.core.body_len >= SMALL:
-        return await download.receive_beside(api, rec, opened, out, progress)
+        return (*await download.receive_beside(api, rec, opened, out, progress), None)
     bodies = batchers.get(rec.core.team)
     if bodies is None:
         bodies = batchers[rec.core.team] = BodyBatcher(api, rec.core.team)
     body = await bodies.body(rec.version_id, rec.core.body_len)
-    got = await download.small_beside(out, opened, body)
+    got = await download.small_beside(out, opened, body, then)
     if progress is not None:
         progress(len(body))
     return got
+
+
+async def fetch_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,
+                       progress: download.Progress | None, force: bool, unsynced: set[Path] | None,
+                       expect: Signature, exists: bool, refused: Callable[[], Exception]) -> tuple[bytes, bool]:
+    """The verified body at ``out`` through a temporary file beside it (``receive_beside``): its content digest, and
+    whether ``out`` was given the new file (False: ``out`` existed, not ``force``d, and holds these very bytes).
+    ``refused()`` is raised when ``out`` changed meanwhile: not the ``expect``ed file any more (saved while we
+    downloaded), created while we downloaded, or other bytes than these where it ``exists``. With nothing to check
+    against ``out`` first, a small body is placed (``download.place``) by the very worker call that writes it."""
+    then = None if expect is not None or exists and not force else lambda t: download.place(t, out, force, unsynced)
+    tmp, digest, placed_now = await receive_beside(batchers, api, rec, opened, out, progress, then)
+    placed = bool(placed_now)  # True once ``tmp`` has the name ``out`` (``tmp`` is gone then: nothing to remove)
+    try:
+        if expect is not None and signature(out) != expect:  # saved while we downloaded: not replaced
+            raise refused()
+        if exists and not force:
+            if download.hash_file(out) != digest:
+                raise refused()
+        elif placed_now is None:
+            placed = await download.place_off_loop(tmp, out, force, unsynced)
+        if not (placed or exists and not force):
+            raise refused()  # created while we downloaded
+    finally:
+        if not placed:
+            tmp.unlink(missing_ok=True)
+    return digest, placed

@@ -84,12 +84,11 @@ def over_quota(kind: str, a: Allowance, use: Usage, add_bytes: int) -> OverQuota
 
 async def usage_of(db: aiosqlite.Connection, member: str, kind: str, now: int, per_day: int) -> Usage:
     """What ``member`` stores and added in the last 24 hours (at most ``per_day`` rows of the index)."""
-    async with db.execute(
+    rows = list(await db.execute_fetchall(  # one thread trip, not three (execute, fetch, close)
         "SELECT (SELECT bytes FROM authored_bytes WHERE member=? AND kind=?), "
         "(SELECT COUNT(*) FROM authored WHERE member=? AND kind=? AND created > ?)", (member, kind, member, kind,
-                                                                                     now - DAY)
-    ) as cur:
-        row = await cur.fetchone()
+                                                                                     now - DAY)))
+    row = rows[0] if rows else None
     stored, today = (int(row[0] or 0), int(row[1])) if row else (0, 0)
     retry = 0
     if today >= per_day:  # one more is allowed when the (today - per_day + 1)th oldest leaves the window

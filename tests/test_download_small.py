@@ -1,7 +1,8 @@
 """A small body of a batch download lands beside its name in one worker-thread call (``download.small_beside``):
 its temporary file is made there too, never on the event loop (issue 16's first sync, session 13: a file's creation
 waits for the file system's journal while other pulls fsync theirs, and on the loop that stopped every transfer).
-Its plaintext is written only once verified; a tampered body or a cancelled call leaves nothing behind."""
+Its plaintext is written only once verified; a tampered body or a cancelled call leaves nothing behind. Since session
+18 a pulled file with nothing to check against its name first is also placed in that call (one thread trip a file)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def _small(size: int = 5000) -> tuple[Any, Any]:
 
 def test_a_small_body_lands_verified_beside_its_name(tmp_path: Path) -> None:
     doc, opened = _small()
-    tmp, digest = asyncio.run(download.small_beside(tmp_path / "plan.txt", opened, doc.body))
+    tmp, digest, placed = asyncio.run(download.small_beside(tmp_path / "plan.txt", opened, doc.body))
+    assert placed is None  # no ``then``: the caller places it
     assert tmp.parent == tmp_path and tmp.name.startswith(".plan.txt.") and tmp.name.endswith(".mvault-part")
     assert tmp.read_bytes() == doc.plaintext and digest == b"\x02" + blake3.blake3(doc.plaintext).digest()
 
@@ -105,3 +107,74 @@ def test_a_pass_makes_no_pulled_file_on_the_event_loop(org: Org, tmp_path: Path,
     pulled = [name for name, _ in made if name.endswith(".mvault-part")]
     assert len(pulled) == 30
     assert [name for name, on_loop in made if on_loop and name.endswith(".mvault-part")] == []  # before: all 30
+
+
+def test_then_places_the_verified_file_in_the_same_worker_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc, opened = _small()
+    threads: dict[str, threading.Thread] = {}
+    real = download.receive_small
+
+    def recorded(*args: Any) -> bytes:
+        threads["write"] = threading.current_thread()
+        return real(*args)
+
+    def then(tmp: Path) -> bool:
+        threads["place"] = threading.current_thread()
+        assert tmp.read_bytes() == doc.plaintext  # written and verified before it is placed
+        return download.place(tmp, tmp_path / "plan.txt", False)
+
+    monkeypatch.setattr(download, "receive_small", recorded)
+    tmp, _, placed = asyncio.run(download.small_beside(tmp_path / "plan.txt", opened, doc.body, then))
+    assert placed is True and not tmp.exists() and (tmp_path / "plan.txt").read_bytes() == doc.plaintext
+    assert threads["place"] is threads["write"] is not threading.main_thread()
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.txt"]
+
+
+def test_a_failing_then_leaves_no_temporary_file(tmp_path: Path) -> None:
+    doc, opened = _small()
+
+    def then(tmp: Path) -> bool:
+        raise PermissionError("read-only folder")
+
+    with pytest.raises(PermissionError):
+        asyncio.run(download.small_beside(tmp_path / "plan.txt", opened, doc.body, then))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pass_places_each_small_pulled_file_in_its_writing_worker(org: Org, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker trip a small pulled file (write, fsync and link), not a second trip to place it; a file created
+    under the name meanwhile is still never replaced (``place`` links without replacing: a conflict)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(12):
+        write(a / f"d{i % 3}" / f"f{i:02d}.md", f"file {i}\n")
+    org.alice.json("sync", "drafting", str(a))
+    second_trips: list[Path] = []
+    real_place_off_loop = download.place_off_loop
+
+    async def counted(tmp: Path, out: Path, *args: Any) -> bool:
+        second_trips.append(out)
+        return await real_place_off_loop(tmp, out, *args)
+
+    monkeypatch.setattr(download, "place_off_loop", counted)
+    real_receive_small = download.receive_small
+
+    def meanwhile(opened: Any, body: bytes, fd: int) -> bytes:
+        digest = real_receive_small(opened, body, fd)
+        taken = b / "d1" / "f01.md"
+        if not taken.exists() and not list(b.glob("d1/f01.md.*")):
+            taken.write_text("bob's own file, saved while it downloaded\n")
+        return digest
+
+    monkeypatch.setattr(download, "receive_small", meanwhile)
+
+    async def one_pass(c: Client) -> Outcome:
+        return await sync_pass(c, "drafting", b)
+
+    out = in_session(org.server, org.bob, one_pass, monkeypatch)
+    monkeypatch.undo()
+    assert second_trips == []  # before: one per pulled file (12)
+    assert (b / "d1" / "f01.md").read_text() == "bob's own file, saved while it downloaded\n"  # not replaced
+    pulled = {r["name"] for r in out.rows if r["action"] == "pull"}
+    assert len(pulled) == 11 and "d1/f01.md" not in pulled
+    assert not [p for p in b.rglob("*") if p.name.endswith(".mvault-part")]

@@ -104,6 +104,15 @@ _SYNC_FILE_RANGE = _sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start write-out of dirty pages in the range, do not wait
 
 
+def start_writeback(fd: int) -> None:
+    """Start the write-back of everything written to ``fd`` so far, without waiting (a no-op where there is no
+    ``sync_file_range`` or the file cannot use it). For many small files made durable together: each written and
+    started, then each fsync'd, the file system commits the lot in a few journal commits instead of one a file
+    (an fsync still makes each file durable; this only starts the disk earlier)."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # offset 0, length 0: the whole file
+
+
 Signature = tuple[int, int, int] | None  # a file's (size, mtime_ns, inode); None: absent (or not statable)
 
 
@@ -118,7 +127,13 @@ def signature(path: Path) -> Signature:
 
 def fsync_dir(directory: Path) -> None:
     """fsync a directory, so that a rename or a new entry in it survives a crash."""
-    fd = os.open(directory, os.O_RDONLY)
+    fsync_path(directory)
+
+
+def fsync_path(path: Path) -> None:
+    """fsync the file or directory at ``path`` through a descriptor of its own (Linux writes out the inode's data
+    and metadata whichever descriptor asks: a file written and closed earlier is made durable this way)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -23,7 +23,7 @@ from typing import Protocol
 from aiohttp import web
 
 from server.store.space import NO_SPACE, no_space
-from vault.fileio import Buffer, WriteBehind, fsync_dir, replace_durably, write_chunks
+from vault.fileio import Buffer, WriteBehind, fsync_dir, fsync_path, replace_durably, start_writeback, write_chunks
 
 READ_CHUNK = 1 << 20  # over TLS aiohttp cannot sendfile and reads the file in its executor, one trip per chunk
 
@@ -101,6 +101,9 @@ class _TempFile:
         with _space():
             os.fsync(self._open_fd())
 
+    def start_writeback(self) -> None:
+        start_writeback(self._open_fd())
+
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
@@ -137,12 +140,18 @@ class FileBlobs:
     def store_many(self, blobs: Sequence[tuple[str, Buffer]]) -> None:
         temps: list[tuple[_TempFile, Path]] = []
         try:
+            # Every blob written and its write-back started (closed: one descriptor open at a time), then each
+            # fsync'd: the journal commits the batch in a few commits, not one a blob (measured: docs/performance.md,
+            # session 18). Each is durable before any gets its name, as before.
             for name, content in blobs:
                 temp = _TempFile(self.tmp_dir / f"upload-{uuid.uuid4().hex}")
                 temps.append((temp, self._path(name)))
                 temp.write([content])
-                temp.sync()
+                temp.start_writeback()
                 temp.close()
+            with _space():
+                for temp, _ in temps:
+                    fsync_path(temp.path)
             with _space():
                 for temp, target in temps:
                     target.parent.mkdir(exist_ok=True)

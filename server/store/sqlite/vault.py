@@ -367,16 +367,14 @@ class SQLiteStorage(LocalLogins):
         author's usage are read once per transaction (``_tx``): later versions of the batch carry them forward."""
         tx = self._tx if self._tx is not None else {}
         if team_seq is not None:
-            if ("links", v.team) not in tx:
-                async with self._db.execute("SELECT max(seq) FROM links WHERE chain=?", (v.team,)) as cur:
-                    row = await cur.fetchone()
-                tx["links", v.team] = row[0] if row is not None else None
+            if ("links", v.team) not in tx:  # execute_fetchall: one thread trip (execute, fetch, close: three)
+                rows = list(await self._db.execute_fetchall("SELECT max(seq) FROM links WHERE chain=?", (v.team,)))
+                tx["links", v.team] = rows[0][0] if rows else None
             if tx["links", v.team] != team_seq:
                 return TeamMoved(int(tx["links", v.team] or 0))
-        async with self._db.execute(
-            "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)
-        ) as cur:
-            head = await cur.fetchone()
+        heads = list(await self._db.execute_fetchall(
+            "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)))
+        head = heads[0] if heads else None
         head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
         moved = moved_head(parent, v.seq, head_vid, head_seq)
         if moved is not None:
