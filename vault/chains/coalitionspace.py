@@ -134,12 +134,12 @@ def admit(state: TeamState, approval: Fields, mid: str, role: str, until: int | 
     state.guests[mid] = Guest(mid, st.ally, st.hash)
 
 
-def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgState, org_seq: int) -> bool:
+def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgState, org_seq: int) -> None:
     """The statement a ``coalition.remove`` carries (its carrier judged): an ally's removal (or expulsion) of one of
     its guests, or, in a space with ``host_key``, the host's removal of one of its own members, signed with that key;
-    used once. True: on the host's side, a host member the host's organization removed, whom its chain dropped from
-    the space already (``_drop_departed``, at this link or before): only the key's rotation is left to do (a guest's
-    client, which never sees the host's chain, drops them at this link)."""
+    used once. The caller then drops the target on every side alike: a member the space no longer lists (who left,
+    was removed, or was dropped as ``departed``) is "not in team" on both sides (session 18, review 19: the host's
+    side took it as key work only, a guest's view refused it)."""
     st = verify_statement(carried, with_host(state.allies, org.root, state.host_key), state.team_id,
                           "coalition.remove")
     guest = state.guests.get(target)
@@ -155,8 +155,6 @@ def removal_statement(state: TeamState, carried: Fields, target: str, org: OrgSt
             raise ChainError(f"coalition.remove: the host removed member {target} from this space already")
         state.host_removed.add(target)
     use_statement(state, st.hash)
-    return (st.ally == org.root and org.outside is None and target not in state.members
-            and target in state.removed_at and not org.admitted(target, org_seq))
 
 
 def guest_org_seq(state: TeamState, link: Link, org: OrgState, named: int) -> int:
