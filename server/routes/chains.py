@@ -16,7 +16,7 @@ from server.notes import note
 from server.replies import check_appended
 from server.routes.closing import shred
 from server.store.records import StoredLink
-from vault.chains import TeamState, clone
+from vault.chains import MemberState, TeamState, clone
 from vault.errors import ChainError, Conflict, IntegrityError, NotFound, VaultError
 from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link, parse_link
@@ -116,12 +116,15 @@ async def append_member_link(request: web.Request) -> web.Response:
             # (a thief's, from a device not yet revoked), and no later link of the member was taken there
             raise ChainError("a record of joined spaces (member.spaces) is taken here, at a coalition space's host, "
                              "only ahead of the later link of your member chain it precedes, in one request")
-        states = []
-        state = before
+        states: list[tuple[MemberState, Link]] = []
         for x in [*records, link]:
-            state = clone(state)
-            state.apply(x)
-            states.append((state, x))
+            if states:  # the records sent ahead, then the link: each on the state the one before left
+                state = clone(states[-1][0])
+                state.apply(x)
+                states.append((state, x))
+            else:
+                states.append(directory.check_member_link(x))
+        state = states[-1][0]
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         gen = state.puk_gen
