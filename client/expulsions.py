@@ -147,13 +147,19 @@ async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, d
         raise ServerMismatch("the host's server holds another member chain of yours than your own server does: stop "
                              "and tell your Security Team")
     done, conflicted = [], 0
-    # a record of joined spaces (member.spaces) goes only ahead of a later link that needs it (a device.revoke):
-    # the host has no use for it otherwise (client/joinedspaces.py)
+    # a record of joined spaces (member.spaces) goes only ahead of a later link that needs it (a device.revoke), in
+    # the same request: the host has no use for it otherwise (client/joinedspaces.py), and takes none alone (session
+    # 18, review 19: a record posted alone there forked the host's copy of our chain)
     needed = max((link.seq for link in mine if link.type != SPACES_LINK), default=0)
+    records: list[Link] = []
     for link in mine[held.seq:needed]:
+        if link.type == SPACES_LINK:
+            records.append(link)
+            continue
+        sent, records = [*records, link], []
         try:
-            await guest.session.api.post(f"/api/v1/members/{me}/links",
-                                         MemberLinkRequest(link.wire, boxes.get(link.seq, {})), SeqAnswer)
+            await guest.session.api.post(f"/api/v1/members/{me}/links", MemberLinkRequest(
+                link.wire, boxes.get(link.seq, {}), [x.wire for x in sent[:-1]]), SeqAnswer)
         except Conflict:
             conflicted = link.seq  # posted by another of our devices meanwhile, or so the host's server says
             continue
@@ -161,7 +167,7 @@ async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, d
             done.append(f"warning: your {link.type} (member link {link.seq}) is NOT on the host's server ({e}); the "
                         "command that made it carries it, as it holds its PUK boxes: tell your Security Team")
             break
-        done.append(f"carried your {link.type} (member link {link.seq}) to the host's server")
+        done += [f"carried your {x.type} (member link {x.seq}) to the host's server" for x in sent]
     if done or conflicted:
         guest.chains.links_posted += 1
         held = (await guest.chains.view(refresh=True)).members[me]

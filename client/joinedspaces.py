@@ -12,6 +12,9 @@ named in an error (exit 1, or 3 for a lie) after the revocation is done at home:
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 from client import expulsions, guestspace
 from client.api import Api
 from client.client import Client
@@ -80,24 +83,26 @@ async def update(home: Home, secrets: Secrets, clock: Clock, *, joined: str | No
         return await publish(own, joined=joined, left=left)
 
 
-async def for_revocation(c: Client, mine: list[Link]) -> tuple[dict[str, str], set[str], list[str]]:
+async def for_revocation(c: Client, mine: list[Link]) -> tuple[dict[str, str], set[str], list[str], list[str]]:
     """The spaces a revocation goes to (``mine``: our member chain, its last link the ``device.revoke``): every space
     ANY record in the chain ever named (review round 18: the revoked device, a thief holding it, may have taken
     spaces out of the record before the revocation, and another device's next record starts from its record and so
-    signs its removal again: no removal is believed here). Returns the codes (the newest a record gave each space)
-    and the spaces the last record no longer names: for those a host that refuses our whole chain is said, not an
-    error (as after a leave); and a warning for each record that does not open (a bad space id, say: any device of
+    signs its removal again: no removal is believed here). Returns the codes (the newest a record gave each space),
+    the spaces the last record no longer names: for those a host that refuses our whole chain is said, not an
+    error (as after a leave); a warning for each record that does not open (a bad space id, say: any device of
     ours, the revoked one included, can seal anything to our member key; this program never writes one), the
-    others still read."""
+    others still read; and the order to visit them in (``visit_order``)."""
     state = replay_member(mine)  # every signature checked; it extends the chain our pins hold
     pinned = (await c.chains.view()).members[c.session.me]
     held = len(state.hashes) >= pinned.seq and state.hashes[pinned.seq - 1] == pinned.head
     if not held or mine[-1].type != "device.revoke":
         raise ServerMismatch("our own server served another member chain after the revocation than the one we hold: "
                              "stop and tell your Security Team")
+    revoked = mine[-1].body.raw.get("device")
     out: dict[str, str] = {}
     last: dict[str, str] = {}
     bad: list[str] = []
+    first: dict[str, tuple[bool, int]] = {}  # space -> (named by the revoked device only, first record naming it)
     for link in mine:
         if link.type != LINK_TYPE:
             continue
@@ -111,7 +116,21 @@ async def for_revocation(c: Client, mine: list[Link]) -> tuple[dict[str, str], s
                        "it too and tell your Security Team")
             continue
         out.update(last)
-    return out, set(out) - set(last), bad
+        for space in last:
+            seen = first.get(space, (True, link.seq))
+            first[space] = (seen[0] and link.device == revoked, seen[1])
+    return out, set(out) - set(last), bad, visit_order(first)
+
+
+def visit_order(first: dict[str, tuple[bool, int]]) -> list[str]:
+    """Session 18 (review 19): the spaces a revocation visits, in this order: those a record of another device than
+    the revoked one named, then the revoked device's own, each group by the record that first named it (a thief
+    holding the revoked device adds entries only after the spaces it joined before the theft), then by id."""
+    return sorted(first, key=lambda space: (*first[space], space))
+
+
+STALL: Final = 10.0  # seconds a visit may take before the spaces left are visited all at once
+VISIT_LIMIT: Final = 60.0  # seconds the visits left after a stalled one may take in all (each its own task)
 
 
 async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link]
@@ -120,50 +139,96 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
     last link the revocation): the revocation to the host of every space of ``for_revocation`` this device did not
     join (``expulsions.carry_revocation`` carries it to those it joined). Returns the spaces (less those the last
     record no longer names whose host refuses our whole chain, as after a leave), the lines carried and the spaces
-    not reached (each with why)."""
-    s = own.session
-    local = set(guestspace.joined(s.home))
-    spaces, taken_out, notes = await for_revocation(own, mine)
+    not reached (each with why).
+
+    Session 18 (review 19): a thief's entry at a server that accepts and never answers held the revocation back
+    from the real spaces for a connection timeout per entry. The spaces are visited one after the other in
+    ``visit_order`` while each answers within ``STALL`` seconds; once one does not, it and every space left are
+    visited at once, all bounded by ``VISIT_LIMIT`` (those not done by then are named, not reached): one silent
+    server costs at most ``STALL`` + ``VISIT_LIMIT`` in all, never one wait per entry."""
+    local = set(guestspace.joined(own.session.home))
+    spaces, taken_out, notes, order = await for_revocation(own, mine)
+    todo = [space for space in order if space not in local]  # local: carried by expulsions.carry_revocation
+    results: dict[str, tuple[list[str], str | None, bool]] = {}
+    tasks: dict[str, asyncio.Task[tuple[list[str], str | None, bool]]] = {}
+    while todo:
+        space = todo.pop(0)
+        tasks[space] = asyncio.create_task(_visit(own, boxes, mine, space, spaces[space], space in taken_out))
+        done, _ = await asyncio.wait({tasks[space]}, timeout=STALL)
+        if not done:  # a slow or silent server: the spaces left go all at once
+            tasks.update({x: asyncio.create_task(_visit(own, boxes, mine, x, spaces[x], x in taken_out))
+                          for x in todo})
+            todo = []
+    if tasks:
+        await asyncio.wait(tasks.values(), timeout=VISIT_LIMIT)
+    late = [task for task in tasks.values() if not task.done()]
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=5)  # their transient records removed (``_visit``'s finally)
+    for space, task in tasks.items():
+        if task.cancelled() or not task.done():
+            results[space] = ([], f"{_name(spaces[space], space)} (no answer within {int(STALL + VISIT_LIMIT)} s)",
+                              False)
+        else:
+            results[space] = task.result()
     missed: list[str] = []
-    for space, text in sorted(dict(spaces).items()):
-        if space in local:
-            continue  # carried by expulsions.carry_revocation with the space's own record
-        name = space
-        visit = guestspace.sibling(s.home, space)
-        visit.state_prefix = f"{CARRY_PREFIX}{space}."
-        try:
-            code = guestspace.JoinCode.parse(text)
-            if code.space != space:
-                raise IntegrityError(f"its join code names another space ({escape(code.space)})")
-            name = escape(code.name)
-            me = s.home.config()
-            visit.save_config(Config(code.url, code.pin.hex(), code.org_root.hex(), me.member_id, me.device_id,
-                                     me.name, code.pin_kind))
-            visit.save_pins(Pins())
-            visit.save_anchor(code)
-            async with Api(code.url, code.pin) as api:
-                guest = await guestspace.GuestClient.open(visit, s.secrets, api, s.clock)
-                notes += [f"{line} of coalition space {name}" for line in
-                          await expulsions.carry_member_links(guest, mine, {mine[-1].seq: boxes})]
-        except AuthError as e:
-            if space not in taken_out:
-                missed.append(f"{name} ({escape(str(e))})")
-                continue
-            # a record took it out, as a leave does, and the host refuses all of our chain: neither this device
-            # nor the revoked one logs in there (said, not an error; the record drops it)
-            notes.append(f"warning: coalition space {name} refuses your login ({escape(str(e))}); the record of "
-                         "your joined spaces had taken it out, as a leave does: if you did not leave it, tell the "
-                         "space's admin and your Security Team")
+    for space in sorted(results):
+        lines, why, dropped = results[space]
+        notes += lines
+        if why is not None:
+            missed.append(why)
+        if dropped:
             spaces.pop(space)
-        except VaultError as e:
-            why = " (the record of your joined spaces had taken it out)" if space in taken_out else ""
-            missed.append(f"{name} ({escape(str(e))}){why}" + (" [security]" if e.exit_code == EXIT_SECURITY else ""))
-        except Exception as e:  # review round 18: whatever one space raises, the others are still carried to
-            missed.append(f"{name} ({escape(type(e).__name__)}: {escape(str(e))})")
-        finally:
-            for part in ("config", "pins", "space"):
-                (s.home.path / f"{CARRY_PREFIX}{space}.{part}.bin").unlink(missing_ok=True)
     return spaces, notes, missed
+
+
+def _name(text: str, space: str) -> str:
+    """A space's name for people, from its join code (its id when the code does not parse)."""
+    try:
+        return escape(guestspace.JoinCode.parse(text).name)
+    except VaultError:
+        return space
+
+
+async def _visit(own: Client, boxes: dict[str, bytes], mine: list[Link], space: str, text: str,
+                 taken_out: bool) -> tuple[list[str], str | None, bool]:
+    """The revocation to one space's host: the lines carried, why it was not reached (None: it was) and whether the
+    space leaves the record (its host refuses our login and the last record had taken it out)."""
+    s = own.session
+    name = space
+    visit = guestspace.sibling(s.home, space)
+    visit.state_prefix = f"{CARRY_PREFIX}{space}."
+    try:
+        code = guestspace.JoinCode.parse(text)
+        if code.space != space:
+            raise IntegrityError(f"its join code names another space ({escape(code.space)})")
+        name = escape(code.name)
+        me = s.home.config()
+        visit.save_config(Config(code.url, code.pin.hex(), code.org_root.hex(), me.member_id, me.device_id,
+                                 me.name, code.pin_kind))
+        visit.save_pins(Pins())
+        visit.save_anchor(code)
+        async with Api(code.url, code.pin) as api:
+            guest = await guestspace.GuestClient.open(visit, s.secrets, api, s.clock)
+            return [f"{line} of coalition space {name}" for line in
+                    await expulsions.carry_member_links(guest, mine, {mine[-1].seq: boxes})], None, False
+    except AuthError as e:
+        if not taken_out:
+            return [], f"{name} ({escape(str(e))})", False
+        # a record took it out, as a leave does, and the host refuses all of our chain: neither this device
+        # nor the revoked one logs in there (said, not an error; the record drops it)
+        return [f"warning: coalition space {name} refuses your login ({escape(str(e))}); the record of your joined "
+                "spaces had taken it out, as a leave does: if you did not leave it, tell the space's admin and your "
+                "Security Team"], None, True
+    except VaultError as e:
+        why = " (the record of your joined spaces had taken it out)" if taken_out else ""
+        return [], f"{name} ({escape(str(e))}){why}" + (" [security]" if e.exit_code == EXIT_SECURITY else ""), False
+    except Exception as e:  # review round 18: whatever one space raises, the others are still carried to
+        return [], f"{name} ({escape(type(e).__name__)}: {escape(str(e))})", False
+    finally:
+        for part in ("config", "pins", "space"):
+            (s.home.path / f"{CARRY_PREFIX}{space}.{part}.bin").unlink(missing_ok=True)
 
 
 def not_reached(missed: list[str]) -> VaultError:

@@ -72,11 +72,15 @@ def test_a_departed_removal_is_the_hosts_only_for_a_member_its_organization_remo
     assert sides(c, departed(c, c.admin, c.writer, [c.admin, alice])) == (True, True)
 
 
-def test_no_guest_signs_or_is_subject_of_a_departed_removal() -> None:
+def test_a_guest_signs_a_departed_removal_but_none_is_of_a_guest() -> None:
+    """Session 18 (review 19): a guest of the space signs one too (the host's judge checks it against its
+    organization, as a host member's; a guest's view takes it on the signer's word); none removes a guest."""
     c, alice = space()
+    assert sides(c, departed(c, alice, c.writer, None)) == (False, True)  # the host did not remove the writer
     c.host.org_link(c.admin, "org.remove", {"member": c.writer.id, "reason": "expelled"})
-    assert sides(c, departed(c, alice, c.writer, None)) == (False, False)  # a guest signs
     assert sides(c, departed(c, c.admin, alice, [c.admin])) == (False, False)  # of a guest
+    assert sides(c, departed(c, alice, alice, None)) == (False, False)  # of themselves
+    assert sides(c, departed(c, alice, c.writer, None)) == (True, True)  # a guest signs
     bad = c.host.team_link(c.space, c.admin, "coalition.remove", {"member": c.writer.id, "departed": False,
                                                                   "key": None}, append=False)
     assert sides(c, bad) == (False, False)

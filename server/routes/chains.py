@@ -11,14 +11,15 @@ from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, no
 from server.exports import check_plan
 from server.guests import is_guest, visible_members
 from server.http import answer, int_query
-from server.links import note_links, signed_link
+from server.links import note_links, relayed_record, signed_link
 from server.notes import note
 from server.replies import check_appended
 from server.routes.closing import shred
 from server.store.records import StoredLink
-from vault.chains import TeamState
-from vault.errors import ChainError, Conflict, IntegrityError, NotFound
-from vault.links import Link
+from vault.chains import MemberState, TeamState, clone
+from vault.errors import ChainError, Conflict, IntegrityError, NotFound, VaultError
+from vault.joinedspaces import LINK_TYPE as SPACES_LINK
+from vault.links import Link, parse_link
 from vault.teamkeys import box_hash
 from vault.wire import schemas
 
@@ -101,15 +102,29 @@ async def append_member_link(request: web.Request) -> web.Response:
     body, link = await signed_link(request, schemas.MemberLinkRequest)
     if link.chain != request.match_info["member"]:
         raise ChainError("link belongs to another chain")
+    records = _records_before(request, body, link)
     boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
     async with app[LOCK]:
         await catch_up_locked(app)  # what other processes stored while the body arrived
         directory = app[DIRECTORY]
         before = directory.member(link.chain or "")
-        if link.seq <= before.seq:
+        if (records or [link])[0].seq <= before.seq:
             raise Conflict("your member chain moved on; fetch it and retry")
-        state, _ = directory.check_member_link(link)
+        if link.type == SPACES_LINK and is_guest(directory, before.member_id):
+            # Session 18 (review 19): a record posted alone at a host forked the host's copy from the home chain
+            # (a thief's, from a device not yet revoked), and no later link of the member was taken there
+            raise ChainError("a record of joined spaces (member.spaces) is taken here, at a coalition space's host, "
+                             "only ahead of the later link of your member chain it precedes, in one request")
+        states: list[tuple[MemberState, Link]] = []
+        for x in [*records, link]:
+            if states:  # the records sent ahead, then the link: each on the state the one before left
+                state = clone(states[-1][0])
+                state.apply(x)
+                states.append((state, x))
+            else:
+                states.append(directory.check_member_link(x))
+        state = states[-1][0]
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
         gen = state.puk_gen
@@ -117,11 +132,30 @@ async def append_member_link(request: web.Request) -> web.Response:
         new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
         if set(new) != set(boxes) or any(box_hash(boxes[d]) != h for d, h in new.items()):
             raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
-        check_appended(await app[CHAINS].append_links([StoredLink(state.member_id, link.seq, "member", link.wire)],
-                                                      [(state.member_id, gen, d, boxes[d]) for d in new], []))
-        directory.commit_member((state, link))
-    note_links(request, link)
+        check_appended(await app[CHAINS].append_links(
+            [StoredLink(state.member_id, x.seq, "member", x.wire) for x in [*records, link]],
+            [(state.member_id, gen, d, boxes[d]) for d in new], []))
+        for checked in states:
+            directory.commit_member(checked)
+    note_links(request, *records, link)
     return answer(schemas.SeqAnswer(seq=state.seq), 201)
+
+
+def _records_before(request: web.Request, body: schemas.MemberLinkRequest, link: Link) -> list[Link]:
+    """The ``member.spaces`` links sent ahead of ``link`` (``before``), each taken as a relayed record is."""
+    if isinstance(body.before, UnsetType) or not body.before:
+        return []
+    try:
+        records = [parse_link(x) for x in body.before]
+    except VaultError as e:
+        raise ChainError(f"malformed link: {e}") from e
+    if link.type == SPACES_LINK or any(x.type != SPACES_LINK or x.kind != "member" or x.chain != link.chain
+                                       for x in records):
+        raise ChainError("before: records of joined spaces (member.spaces) of the same member chain, ahead of a "
+                         "link of another type")
+    for x in records:
+        relayed_record(request, x)
+    return records
 
 
 async def team_chain(request: web.Request) -> web.Response:

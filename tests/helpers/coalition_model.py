@@ -61,9 +61,10 @@ class CoalitionModel:
         return signer in self.departed or keyed and bool((self.departed & set(self.host)) - {target})
 
     def may_depart(self, signer: str, target: str, outside: bool = False) -> bool:
-        """A "departed" removal of ``target`` signed by ``signer``: a host member of the space other than the target
-        removes a host member of the space, whom (on the host's side) the host's organization removed."""
-        return (signer in self.host and target in self.host and signer != target and target != self.admin
+        """A "departed" removal of ``target`` signed by ``signer``: a member of the space other than the target (a
+        guest too, session 18) removes a host member of the space, whom (on the host's side) the host's organization
+        removed."""
+        return (signer in self.members() and target in self.host and signer != target and target != self.admin
                 and (outside or target in self.departed))
 
     def members(self) -> dict[str, str]:

@@ -427,8 +427,7 @@ class TeamState:
             self._authorize(link, org, org_seq, members, policy, "team.remove")
         else:
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
-            if removal_statement(self, carried, target, org, org_seq):  # the host's chain dropped them already
-                return self._rotate_on_drop(link, org, org_seq, members, policy)
+            removal_statement(self, carried, target, org, org_seq)
         self._drop_member(link, target, org, org_seq, members, policy, final=carried is not None)
 
     def _rekey(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],

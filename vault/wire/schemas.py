@@ -185,10 +185,13 @@ class LinkRequest(Wire):
 
 
 class MemberLinkRequest(Wire):
-    """A member link and the PUK boxes it commits to, by device id (at most 64)."""
+    """A member link and the PUK boxes it commits to, by device id (at most 64); ``before``: the records of joined
+    spaces (``member.spaces``) that precede it in the chain, taken with it (at most 256; session 18: a host takes a
+    guest's record only ahead of a later link)."""
 
     link: LinkBytes
     puk_boxes: Annotated[dict[str, Box], Meta(max_length=64)] | UnsetType = UNSET
+    before: Annotated[list[LinkBytes], Meta(max_length=256)] | UnsetType = UNSET
 
 
 class TeamLinkRequest(Wire):
