@@ -28,7 +28,7 @@ from client import expulsions
 from client.audit.log import parse_since
 from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
-from client.guestacts import FOLLOW_EVERY
+from client.guestacts import follow_every
 from client.sanitize import escape, message_lines
 from client.terminal import fold
 from client.threads.cache import Shown
@@ -232,9 +232,11 @@ def thread_follow(ctx: Ctx, team_name: str, name: str | None) -> None:
 
         failed: list[VaultError] = []
 
+        every = follow_every()  # a bad MVAULT_TEST_FOLLOW_EVERY stops the command before it follows
+
         async def record_every() -> None:
             while True:
-                await asyncio.sleep(FOLLOW_EVERY)
+                await asyncio.sleep(every)
                 await record_reads()
                 if ctx.guest is None:
                     continue
