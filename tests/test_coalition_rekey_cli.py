@@ -7,11 +7,18 @@ the ally's own replay refuses the old key at once; a guest (erin) carries the re
 contact (client/expulsions.py ``carry``), after which the host refuses gina's approval signed with the old key and
 takes the remaining NCC's, signed with the new one. A malicious host server that drops the carried rekey, or serves
 an old-key approval after it, is caught by the guest's client (exit 3); so is a rival rekey the space took first.
-The host's own key follows its NCC the same way (`role revoke bob ncc` on the host carries it into the space)."""
+The host's own key follows its NCC the same way (`role revoke bob ncc` on the host carries it into the space).
+
+Session 18: the two-server set-up of the seven tests that start from it (``_setup``: the ally, its five members,
+the space with erin) is built once per worker with the host's world and copied for each test (``org_world``, ``w``:
+the ally's server restarted on its port from the copy), as the ``org`` worlds are (tests/helpers/worlds.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,13 +27,13 @@ import pytest
 
 from client.guests import GuestCode
 from client.home import Home
-from tests.conftest import Member
+from tests.conftest import Member, Org, ServerThread
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
-from tests.helpers.forgery import Forge, Forgery, served, team_link
+from tests.helpers.forgery import Forge, Forgery, _forge_build, served, team_link
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import erin_of
 from tests.helpers.members import session
+from tests.helpers.worlds import World, Worlds
 from vault.chains.coalition import CoalitionKey, expel_statement, rekey_statement, signed_statement
 from vault.errors import ChainError
 
@@ -34,27 +41,74 @@ forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/a
 ally = ally_fixture
 
 
-def _setup(forge: Forge, dora: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """dora and gina the ally's NCC (gina holding the key from her box), the host's space with erin in it; gina's
-    approval of fred, signed with the old key before she leaves the NCC (``old_code``)."""
-    alice = forge.org.alice
-    people = {n: erin_of(forge, dora, make_member, monkeypatch, n) for n in ("erin", "fred", "gina", "hank")}
-    pairing = dora.json("coalition", "pairing-code", "campaign")["code"]
-    dora.ok("role", "grant", "gina", "ncc", "--until", "2099-01-01")  # dora's client seals the key to gina
-    space = alice.json("coalition", "create", "campaign", "--with", pairing)["space"]
-    org = alice.json("coalition", "show", "campaign")["allies"][0]["name"]
-    code = people["gina"].json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
-    alice.ok("coalition", "add", "campaign", f"erin@{org}", "--approval", code)
-    people["erin"].ok("coalition", "join", alice.json("coalition", "join-code", "campaign")["code"])
-    old_code = people["gina"].json("coalition", "approve", "campaign", "fred", "--space", space)["code"]
-    return {**people, "space": space, "org": org, "old_code": old_code,
-            "old_key": bytes.fromhex(pairing.split(":")[3])}
+def _setup(org: Org, make_member: Any) -> dict[str, Any]:
+    """Built once per worker (``org_world`` below): the ally's server and dora; dora and gina the ally's NCC (gina
+    holding the key from her box), the host's space with erin in it; gina's approval of fred, signed with the old key
+    before she leaves the NCC (``old_code``). What the tests need to know of it is kept in ``rekey.json``."""
+    alice = org.alice
+    root = make_member("dora").home.parent
+    ally_server = ServerThread(root / "ally-server", _reserve_port()).start()
+    try:
+        dora = make_member("dora")
+        assert ally_server.invite is not None
+        dora.ok("join", ally_server.invite, "--name", "dora")
+        people = {n: make_member(n) for n in ("erin", "fred", "gina", "hank")}
+        ids = {}
+        for name, m in people.items():  # as tests/helpers/guests.py erin_of
+            m.ok("join", dora.json("invite")["invite"], "--name", name)
+            ids[name] = m.json("whoami")["member"]
+        pairing = dora.json("coalition", "pairing-code", "campaign")["code"]
+        dora.ok("role", "grant", "gina", "ncc", "--until", "2099-01-01")  # dora's client seals the key to gina
+        space = alice.json("coalition", "create", "campaign", "--with", pairing)["space"]
+        ally_name = alice.json("coalition", "show", "campaign")["allies"][0]["name"]
+        code = people["gina"].json("coalition", "approve", "campaign", "erin", "--space", space)["code"]
+        alice.ok("coalition", "add", "campaign", f"erin@{ally_name}", "--approval", code)
+        people["erin"].ok("coalition", "join", alice.json("coalition", "join-code", "campaign")["code"])
+        old_code = people["gina"].json("coalition", "approve", "campaign", "fred", "--space", space)["code"]
+    finally:
+        ally_server.stop()
+    setup = {"ally_port": ally_server.port, "ids": ids, "space": space, "org": ally_name, "old_code": old_code,
+             "old_key": pairing.split(":")[3]}
+    (root / "rekey.json").write_text(json.dumps(setup))
+    return setup
 
 
-def test_gina_leaves_the_ncc_the_key_is_replaced_and_carried(forge: Forge, ally: Member, make_member: Any,
+PORTS: list[socket.socket] = []  # the ally servers' ports, held all session (tests/helpers/worlds.py ``Worlds``)
+
+
+def _reserve_port() -> int:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    PORTS.append(s)
+    return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def org_world(worlds: Worlds) -> World:
+    """The world the ``forge`` of this module's tests starts from: ``forge_world``'s, then ``_setup`` on it and on
+    the ally's server (copied with it: tmp_path/ally-server), built once per worker."""
+    return worlds.org_then("org-forge-rekey", lambda org, make_member: (_forge_build(org, make_member),
+                                                                         _setup(org, make_member)))
+
+
+@pytest.fixture
+def w(forge: Forge, make_member: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """``_setup``'s state, copied: dora (``w["dora"]``) and her members on the ally's server, restarted on its port."""
+    setup = json.loads((tmp_path / "rekey.json").read_text())
+    ally_server = ServerThread(tmp_path / "ally-server", setup["ally_port"]).start()
+    try:
+        forge.ids.update(setup["ids"])
+        people = {n: make_member(n) for n in ("dora", "erin", "fred", "gina", "hank")}
+        yield {**people, "space": setup["space"], "org": setup["org"], "old_code": setup["old_code"],
+               "old_key": bytes.fromhex(setup["old_key"])}
+    finally:
+        ally_server.stop()
+
+
+def test_gina_leaves_the_ncc_the_key_is_replaced_and_carried(forge: Forge, w: dict[str, Any], make_member: Any,
                                                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    alice, dora = forge.org.alice, ally
-    w = _setup(forge, dora, make_member, monkeypatch)
+    alice, dora = forge.org.alice, w["dora"]
     space, org, old = w["space"], w["org"], w["old_key"]
     out = dora.json("role", "revoke", "gina", "ncc")
     [rekeyed] = out["coalition_rekeys"]
@@ -105,13 +159,12 @@ async def _old_key_expel_refused(server: Any, dora: Member, old_seed: bytes, han
         assert (await s.chains.view()).org.members[hank_id].removed_at is None
 
 
-def test_a_guest_code_carries_the_rekey(forge: Forge, ally: Member, make_member: Any,
+def test_a_guest_code_carries_the_rekey(forge: Forge, w: dict[str, Any], make_member: Any,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """No guest of the ally contacted the host since the rekey (its server withholding it from them, say): dora's
     guest code carries the ally's rekeys and alice's `coalition add` puts the one the space needs in first; gina's
     old-key approval is refused after it; erin's next contact finds nothing to carry."""
-    alice, dora = forge.org.alice, ally
-    w = _setup(forge, dora, make_member, monkeypatch)
+    alice, dora = forge.org.alice, w["dora"]
     space, org = w["space"], w["org"]
     new = bytes.fromhex(dora.json("role", "revoke", "gina", "ncc")["coalition_rekeys"][0]["key"])
     code = dora.json("coalition", "approve", "campaign", "hank", "--space", space)["code"]
@@ -125,14 +178,13 @@ def test_a_guest_code_carries_the_rekey(forge: Forge, ally: Member, make_member:
     assert "coalition key" not in again.err, again.err
 
 
-def test_removing_an_ncc_member_who_is_a_guest_expels_then_rekeys(forge: Forge, ally: Member, make_member: Any,
+def test_removing_an_ncc_member_who_is_a_guest_expels_then_rekeys(forge: Forge, w: dict[str, Any], make_member: Any,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """dora removes gina (NCC, and a guest in the space): the `org.remove` carries gina's `coalition.expel` signed
     with the old key, then the same command replaces the key. erin's next contact carries the expulsion first (the
     space still pins the old key), then the rekey: gina is out, the new key pinned, nothing left over (with the rekey
     first, the old-key expulsion would be refused there and gina left in)."""
-    alice, dora = forge.org.alice, ally
-    w = _setup(forge, dora, make_member, monkeypatch)
+    alice, dora = forge.org.alice, w["dora"]
     space, org = w["space"], w["org"]
     code = dora.json("coalition", "approve", "campaign", "gina", "--space", space)["code"]
     alice.ok("coalition", "add", "campaign", f"gina@{org}", "--approval", code)
@@ -147,11 +199,10 @@ def test_removing_an_ncc_member_who_is_a_guest_expels_then_rekeys(forge: Forge, 
     assert [x.type for x in forge.d.team_links[space][-2:]] == ["coalition.remove", "coalition.rekey"]
 
 
-def test_a_host_server_dropping_the_carried_rekey_is_caught(forge: Forge, ally: Member, make_member: Any,
+def test_a_host_server_dropping_the_carried_rekey_is_caught(forge: Forge, w: dict[str, Any], make_member: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The host's server answers erin's carried rekey and keeps nothing of it: her client stops (exit 3)."""
-    w = _setup(forge, ally, make_member, monkeypatch)
-    ally.ok("role", "revoke", "gina", "ncc")
+    w["dora"].ok("role", "revoke", "gina", "ncc")
     real = forge.d.commit_team
 
     def drop(state: Any, link: Any) -> None:
@@ -165,11 +216,10 @@ def test_a_host_server_dropping_the_carried_rekey_is_caught(forge: Forge, ally: 
 
 
 def test_a_host_server_replaying_an_old_key_approval_after_the_rekey_is_caught(
-        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        forge: Forge, w: dict[str, Any], make_member: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """After erin carried the rekey, the host's server serves fred's add carrying gina's approval signed with the old
     key (a space admin's link: alice's device signs it) to the guest: her client refuses the chain (exit 3)."""
-    alice, dora = forge.org.alice, ally
-    w = _setup(forge, dora, make_member, monkeypatch)
+    alice, dora = forge.org.alice, w["dora"]
     space, org, erin = w["space"], w["org"], w["erin"]
     dora.ok("role", "revoke", "gina", "ncc")
     erin.ok("--space", "campaign", "ls", "campaign")  # carries the rekey
@@ -187,14 +237,13 @@ def test_a_host_server_replaying_an_old_key_approval_after_the_rekey_is_caught(
     erin.ok("--space", "campaign", "ls", "campaign")
 
 
-def test_a_rival_rekey_taken_first_stops_the_guest(forge: Forge, ally: Member, make_member: Any,
+def test_a_rival_rekey_taken_first_stops_the_guest(forge: Forge, w: dict[str, Any], make_member: Any,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """gina, out of the NCC, signs a rekey to a key of her own with the old key and has it carried first (here by
     alice's in-process client: any member of the space may carry one): the space takes it (signed with the key pinned
     then); erin's client, carrying the NCC's true rekey, finds the space pinning a key her organization never
     recorded and stops, exit 3, for the Security Team."""
-    w = _setup(forge, ally, make_member, monkeypatch)
-    ally.ok("role", "revoke", "gina", "ncc")
+    w["dora"].ok("role", "revoke", "gina", "ncc")
     gina_seed = Home(w["gina"].home).unlock().coalitions["campaign"]
     asyncio.run(_carry_rival(forge, w["space"], gina_seed))
     r = w["erin"].run("--space", "campaign", "ls", "campaign")
@@ -211,13 +260,12 @@ async def _carry_rival(forge: Forge, space: str, seed: bytes) -> None:
         assert (await s.chains.view(refresh=True)).teams[space].allies[root].key != CoalitionKey(seed).public
 
 
-def test_the_hosts_own_key_follows_its_ncc(forge: Forge, ally: Member, make_member: Any,
+def test_the_hosts_own_key_follows_its_ncc(forge: Forge, w: dict[str, Any], make_member: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The host's NCC loses bob: alice's `role revoke bob ncc` replaces the host's coalition key for the space and
     carries it into the space at once (she is a member); the guest's replay follows and a host member's entry
     approved with the new key is taken."""
-    alice, dora = forge.org.alice, ally
-    w = _setup(forge, dora, make_member, monkeypatch)
+    alice = forge.org.alice
     space = w["space"]
     alice.ok("role", "grant", "bob", "ncc", "--until", "2099-01-01")
     old = forge.d.team(space).host_key
