@@ -68,7 +68,8 @@ def test_a_login_flushes_the_wal_once_and_its_session_survives_a_crash(durable: 
         # (at most one per 200 ms) and the restart's are counted too: the bound leaves room for them.
         flushes = int(c.psql("SELECT wal_sync FROM pg_stat_wal", url))
         assert _sessions(c, url) == before + LOGINS
-        assert flushes <= 1.5 * LOGINS, f"{flushes} WAL flushes for {LOGINS} logins (2 each before session 18)"
+        # (the code before: 42-45 for 20 logins; 32 seen once under the full suite's load, the walwriter's share)
+        assert flushes <= 1.8 * LOGINS, f"{flushes} WAL flushes for {LOGINS} logins (2 each before session 18)"
 
         _logins(server, org.alice, 1)
         answered = _sessions(c, url)

@@ -35,7 +35,7 @@ from client.names import Names
 from client.sanitize import escape
 from client.terminal import err, out
 from client.view import View
-from vault.errors import OrgClosed, RollbackDetected, ServerBehind, VaultError
+from vault.errors import AuthError, OrgClosed, RollbackDetected, ServerBehind, VaultError
 
 __all__ = ["Column", "Ctx", "Escaped", "Time", "emit", "emit_one", "emit_rows", "err", "json_flag", "out",
            "parse_until", "print_rows", "progress_bar", "record_guest_act", "run", "when", "with_session"]
@@ -70,6 +70,19 @@ def run(coro: Awaitable[T]) -> T:
     return uvloop.run(wrap())
 
 
+async def stale_keys_after(c: Client) -> list[str]:
+    """The stale coalition keys' rekey after a command that succeeded (``coalitionrekey.when_stale``): its failure
+    never fails the command. A command that ended the session (``org close --run``, the member's own removal) leaves
+    nothing to rekey from here: silent; anything else is a warning."""
+    try:
+        return await coalitionrekey.when_stale(c)
+    except AuthError:
+        return []
+    except VaultError as e:
+        c.session.warnings.append(f"coalition keys not checked for staleness: {e}")
+        return []
+
+
 def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool = True,
                  check_log: bool = True) -> T:
     """Unlock, log in, verify, do pending key work (rotations, shares), then run ``fn``.
@@ -92,7 +105,7 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
                 notes.extend(await moved_note(c))
             result = await fn(c)
             if maintain and check_log:  # after the command (which may rekey itself: role revoke, coalition rekey)
-                notes.extend(await coalitionrekey.when_stale(c))
+                notes.extend(await stale_keys_after(c))
             return result
         except VaultError as e:  # an error that names a member or team by id names them by name
             if c.chains.cached is not None:
