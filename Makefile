@@ -36,9 +36,11 @@ test: $(BIN)/.installed
 	@# completeness check fails there), so the fuzzer runs in one process of its own.
 	$(BIN)/pytest -q -p no:xdist tests/test_api_fuzz.py
 
-# Tests marked `long` (the authority state machine) with many examples: EXAMPLES=2000 make test-long.
+# Tests marked `long` (the authority state machine) with many examples, EXAMPLES=2000 make test-long; then the
+# coalition share model (SHARE_EXAMPLES, 500: about 10 minutes here). Both draw new examples at each run.
 test-long: $(BIN)/.installed
-	MVAULT_LONG=$(or $(EXAMPLES),5000) $(BIN)/pytest -q -m long $(PYTEST_ARGS)
+	MVAULT_HYPOTHESIS=explore MVAULT_LONG=$(or $(EXAMPLES),5000) $(BIN)/pytest -q -m long $(PYTEST_ARGS)
+	MVAULT_HYPOTHESIS=explore MVAULT_LONG=$(or $(SHARE_EXAMPLES),500) $(BIN)/pytest -q tests/test_coalition_share_model.py $(PYTEST_ARGS)
 
 # The end-to-end CLI suites that `make test` runs on SQLite only, on PostgreSQL (tests/conftest.py "Backends").
 test-backends: $(BIN)/.installed

@@ -9,7 +9,9 @@ A durable throw-away cluster (bench/pg.py's settings) with ``pg_stat_statements`
 - ``noop``: N no-op ``mvault sync drafting DIR`` by alice (the real CLI, a folder of ``--files`` files of 4 KiB
   synced once before): the bench's no-op row, login included;
 - ``put``: N ``mvault put`` of a new 4 KiB file by alice (the upload half of a propagation);
-- ``get``: N ``mvault get`` of one document by bob (the download half).
+- ``get``: N ``mvault get`` of one document by bob (the download half);
+- ``post``: N thread messages posted by alice through the client library in one session (``Threads.post``: it
+  reads what is new first; the message's POST is one request among its reads).
 
 The statistics are reset after one warm-up operation; then each statement called at least N/2 times is printed
 with its calls per operation (those run inside a function, ``mvault_audit_append``, marked: they are no round
@@ -17,7 +19,7 @@ trip), the statements sent (top level), and ``pg_stat_wal``'s WAL flushes (``wal
 ``pg_stat_database``'s commits per operation; then the median wall time of one operation and PostgreSQL's CPU
 per operation (the machine's load changes these two: compare alternating runs).
 
-    python bench/pgcount.py [--op login|noop|put|get] [--n N] [--files F]
+    python bench/pgcount.py [--op login|noop|put|get|post] [--n N] [--files F]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from client.threads.team import Threads  # noqa: E402
 from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org  # noqa: E402
 from tests.helpers.http import Http, login_as  # noqa: E402
 from tests.helpers.members import SECRETS, session  # noqa: E402
@@ -106,6 +109,22 @@ async def logins(server: ServerThread, member: Member, c: Cluster, url: str, n: 
         await asyncio.sleep(0.5)
 
 
+async def posts(server: ServerThread, member: Member, c: Cluster, url: str, n: int) -> None:
+    async with session(server, member) as s:
+        threads = await Threads.open(s, "drafting")
+        await threads.create("counted", 0)
+        await threads.post("counted", "warm-up")
+        await asyncio.sleep(0.5)  # the warm-up's audit event committed
+        c.psql("SELECT pg_stat_statements_reset(); SELECT pg_stat_reset_shared('wal'); SELECT pg_stat_reset()", url)
+        cpu0 = pg_cpu(c)
+        for i in range(n):
+            t0 = time.perf_counter()
+            await threads.post("counted", f"message {i}")
+            WALL.append(time.perf_counter() - t0)
+        PG_CPU.append(pg_cpu(c) - cpu0)
+        await asyncio.sleep(0.5)
+
+
 WALL: list[float] = []  # each measured operation's wall time (a login: in this process; a command: its run)
 PG_CPU: list[float] = []  # PostgreSQL's CPU seconds over the measured operations
 
@@ -124,7 +143,7 @@ def pg_cpu(c: Cluster) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--op", choices=("login", "noop", "put", "get"), default="login")
+    ap.add_argument("--op", choices=("login", "noop", "put", "get", "post"), default="login")
     ap.add_argument("--n", "--logins", type=int, default=0, help="operations (default: 200 logins, 20 others)")
     ap.add_argument("--files", type=int, default=200, help="files in the no-op sync's folder")
     args = ap.parse_args()
@@ -145,6 +164,8 @@ def main() -> int:
                 org = found_org(server, lambda name: Member(root / f"home-{name}", name, pf))
                 if op == "login":
                     asyncio.run(logins(server, org.alice, c, url, n))
+                elif op == "post":
+                    asyncio.run(posts(server, org.alice, c, url, n))
                 else:
                     cli_ops(op, org, root, c, url, n, args.files)
             finally:

@@ -31,11 +31,18 @@ from vault.chains import Invite, MemberState, OrgState, TeamState, check_name, r
 from vault.chains.coalition import expel_statements
 from vault.chains.coalitionspace import approval_needed
 from vault.encoding import Fields, Value, decode, encode
-from vault.errors import AuthError, DeviceRevoked, InviteError, NotFound, PolicyDenied, ServerMismatch, VaultError
+from vault.errors import (
+    AuthError,
+    DeviceRevoked,
+    InviteError,
+    NotFound,
+    PolicyDenied,
+    ServerMismatch,
+    VaultError,
+)
 from vault.invite import DEVICE_PREFIX, RECOVERY_PREFIX, InviteCode, MemberCode
 from vault.keys import (
     DeviceKeys,
-    PukKeys,
     device_id_for,
     link_slot,
     open_link_payload,
@@ -51,6 +58,7 @@ from vault.wire.schemas import Info, Ok, SlotOffer, SlotOpened, SlotPayload, Tea
 INVITE_DAYS = 7
 LINK_WAIT_SECONDS = 600.0
 POLL_SECONDS = 0.5
+
 
 
 # -- invites and teams ---------------------------------------------------------------------------
@@ -434,31 +442,6 @@ async def device_list(s: Client) -> list[dict[str, Any]]:
     return [{"device": d.device_id, "name": d.name, "kind": d.kind, "added": d.added, "revoked": d.revoked,
              "this": d.device_id == s.session.device.device_id}
             for d in sorted(view.members[s.session.me].devices.values(), key=lambda d: d.added)]
-
-
-async def device_revoke(s: Client, name: str) -> tuple[int, dict[str, bytes]]:
-    """Revoke a device and roll the member key; returns the new PUK generation and its boxes (by device), which
-    the host's server of a coalition space this member is a guest of needs with the link (client/expulsions.py)."""
-    view = await s.chains.view()
-    mine = view.members[s.session.me]
-    target = next((d for d in mine.active_devices() if d.name == name or d.device_id == name), None)
-    if target is None:
-        raise NotFound(f"no active device named {name!r}")
-    if target.device_id == s.session.device.device_id:
-        raise PolicyDenied("revoke this device from another one of your devices")
-    old = await s.keys.puk(mine.puk_gen)
-    new = PukKeys.generate(mine.puk_gen + 1)
-    boxes = {d.device_id: new.seal_for_device(s.session.me, d.box_public)
-             for d in mine.active_devices() if d.device_id != target.device_id}
-    await s.chains.append_member("device.revoke", {
-        "device": target.device_id, "puk": {"gen": new.generation, "sign_pk": new.sign_public,
-                                            "box_pk": new.box_public},
-        "puk_boxes": [{"device": d, "hash": box_hash(b)} for d, b in boxes.items()],
-        "prev": new.seal_previous(old),
-    }, boxes)
-    s.session.secrets.puks[new.generation] = new
-    s.session.home.save_secrets(s.session.secrets)
-    return new.generation, boxes
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 import msgspec
 
 from client.aiohttp_quiet import aiohttp
+from client.testknobs import connect_timeout
 from vault import errors
 from vault.errors import AuthError, NotFound, PolicyDenied, ServerMismatch, TransportError, VaultError
 from vault.fileio import Buffer
@@ -98,9 +99,10 @@ class Api:
         self.token: str | None = None
 
     async def __aenter__(self) -> Api:
+        connect = connect_timeout()  # 15 s; tests may shorten it (MVAULT_TEST_CONNECT_TIMEOUT)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=self._fp),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=120),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=120),
             # aiohttp's default 64 KiB read buffer pauses the socket after every few TLS records;
             # downloads ran at a fraction of what TLS and the decrypting threads can do.
             read_bufsize=READ_BUFSIZE,

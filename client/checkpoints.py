@@ -117,7 +117,8 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
     # "seen_at": this device's own clock when it accepted the checkpoint (a server cannot freeze it; restore.py)
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex(),
                      "seen_at": s.now()})
-    s.home.save_pins(pins)
+    s.home.save_pins(pins)  # a merge: a newer checkpoint another command accepted meanwhile stays
+    s.log_accepted = cp.size, cp.root.hex()
     return LogView(cp, witness, log_key, res.witness_note, _proof(res.witness_note_proof))
 
 

@@ -59,7 +59,8 @@ async def pairing_code(s: Client, name: str) -> Pairing | None:
     view = await s.chains.view()
     if name not in view.org.coalitions:
         seed = s.session.secrets.coalitions.get(name)
-        proposals = {act: by for act, (by, _) in view.org.role_proposals.items() if act[:2] == ("org.coalition", name)}
+        proposals = {act: by for act, (by, _, _) in view.org.pending(view.members, s.session.now()).items()
+                 if act[:2] == ("org.coalition", name)}  # none of a device revoked or cut (twoperson)
         pending = [act for act, by in proposals.items() if by != s.session.me]
         if s.session.me in proposals.values():
             return None  # this member's proposal waits for a second NCC member
@@ -153,7 +154,7 @@ def _space(t: TeamState) -> TeamState:
 async def spaces(s: Client) -> list[dict[str, Any]]:
     view = await s.chains.view()
     now = s.session.now()
-    stale = stale_keys(view.org, now)
+    stale = stale_keys(view.org, now, view.members)
     return [{"space": t.team_id, "name": t.name, "allies": len(t.allies), "members": len(t.active_members(now)),
              "guests": len(set(t.guests) & t.active_members(now)),
              "key": "stale" if t.name in stale else "current" if t.name in view.org.coalitions else "none"}
@@ -166,7 +167,8 @@ def key_state(view: View, name: str, now: int) -> dict[str, Any] | None:
     entry = view.org.coalitions.get(name)
     if entry is None:
         return None
-    return {"key": entry.key.hex(), "stale": [view.name_of(m) for m in stale_keys(view.org, now).get(name, ())]}
+    stale = stale_keys(view.org, now, view.members).get(name, ())
+    return {"key": entry.key.hex(), "stale": [view.name_of(m) for m in stale]}
 
 
 async def show(s: Client, name: str) -> dict[str, Any]:

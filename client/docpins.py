@@ -52,12 +52,9 @@ async def pinned_deletions(pins: Pins, team_id: str, heads: list[Record],
 
 
 def save_merged(home: Home, batch: dict[str, list[Any]]) -> None:
-    """Merge document pins (team/doc -> pin) into the home's pins file as it is now: the furthest version of each
-    document wins, so pins another command saved meanwhile stay."""
+    """Merge document pins (team/doc -> pin) into the home's pins file as it is now (``Home.save_pins``, under its
+    lock): the furthest version of each document wins, so pins another command saved meanwhile stay."""
     if batch:
         pins = home.pins()
-        for key, value in batch.items():
-            old = pins.docs.get(key)
-            if old is None or int(old[0]) < int(value[0]):
-                pins.docs[key] = value
+        pins.docs.update(batch)
         home.save_pins(pins)

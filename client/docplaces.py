@@ -31,28 +31,52 @@ def plainly_inside(root: Path, root_id: tuple[int, int], name: str) -> bool:
     and leads below ``root``, and no name under ``root`` on the way (the file itself included) is a symbolic link:
     one ``lstat`` each, not the whole path resolved again (a pass's pulls ask it several times a file). False
     does not refuse: it means ask ``inside`` (anything unusual: a link, ``..``, another root)."""
+    return plain_place(root, root_id, name) is not None
+
+
+def plain_place(root: Path, root_id: tuple[int, int], name: str) -> bool | None:
+    """``plainly_inside``'s check, telling more when it holds: True when the folder ``name`` is in is there already,
+    a directory (``root`` itself, or a name under it that is no link), False when it is not (yet); None: not plain,
+    ask ``inside``."""
     path = root / name
     if path == root or not path.is_relative_to(root):
-        return False
+        return None
     parts = path.parts[len(root.parts):]
     if ".." in parts:
-        return False
+        return None
     try:
         st = os.stat(root)
     except OSError:
-        return False
+        return None
     if (st.st_dev, st.st_ino) != root_id:
-        return False
-    at = str(root)
-    for part in parts:
+        return None
+    at, in_folder, last = str(root), True, len(parts) - 1  # ``root`` is the directory ``root_id`` names
+    for i, part in enumerate(parts):
         at = os.path.join(at, part)
         try:
             mode = os.lstat(at).st_mode
         except OSError:  # nothing further is there: resolving would keep the rest of the path as it is
-            return True
+            return in_folder and i == last
         if stat.S_ISLNK(mode):
-            return False
-    return True
+            return None
+        if i < last:
+            in_folder = stat.S_ISDIR(mode)
+    return in_folder
+
+
+def checked_local(root: Path, root_id: tuple[int, int], name: str, make_folder: bool = False) -> Path:
+    """``root``/``name``, refused (``BadName``) if a link on the way (or the file itself) would lead anywhere else
+    (``plain_place``, else ``inside``): a sync pass acts on the very path it scanned, never through a link made
+    meanwhile. ``make_folder`` (a pull): the folder the file goes in is made if it is not there, then the path is
+    checked again (a folder on the way may be a link by then); when ``plain_place`` found that folder there, a
+    directory, nothing is made and nothing happened in between to check again."""
+    path = root / name
+    if (place := plain_place(root, root_id, name)) is None and inside(root, name) != path:
+        raise BadName(f"{escape(name)}: a symbolic link is on its way in the folder; not touched")
+    if make_folder and not place:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return checked_local(root, root_id, name)
+    return path
 
 
 def root_id(root: Path) -> tuple[int, int] | None:

@@ -29,6 +29,7 @@ from client.localcopies import Entry, LocalCopies, copy_of
 from client.putbase import Base
 from client.review import review_for
 from client.savepace import SavePace
+from client.saver import Saver, take
 from client.session import Session
 from client.upload import encrypting_stream
 from client.uploadbatch import BATCH_ITEMS, IN_FLIGHT, SMALL, UploadBatcher, envelope_of, size_of
@@ -99,9 +100,10 @@ class Documents:
         self._first_opened: dict[bytes, Opened] = {}  # their metadata as it opened them, by record bytes
         self._batcher: UploadBatcher | None = None  # during a batch put of many files: small ones go in batches
         self._bodies: dict[str, downloadbatch.BodyBatcher] | None = None  # by team, during a fetch batch
-        self._unsynced: set[Path] | None = None  # in a fetch batch: directories to fsync (``settle_places``)
+        self._unsynced: set[Path] | None = None  # in a fetch batch: directories to fsync (``take_unsynced``)
         self._home_real: Path | None = None
         self.sent: dict[str, bytes] = {}  # vid -> SHA-256 of the record this command signed and stored under it
+        self.saver = Saver()  # a batch's saves of the pins and local copies, in order (client/saver.py)
 
     @property
     def copies(self) -> LocalCopies:
@@ -189,16 +191,26 @@ class Documents:
         PIN_FLUSH versions during a batch, so a killed batch leaves its acknowledged versions pinned.
         The local copies index entries of the stored files follow (never ahead of the pins): with them
         while that index is small, then less often (``SavePace``: a big index costs more to seal than the
-        pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md)."""
-        self.settle_places()  # before the local copies entries of the files placed there are saved
+        pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md).
+        A batch put's saves are made by ``saver``'s thread, in order, off the event loop (client/saver.py): what
+        they write is taken here; the last flush waits for all of them."""
         batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
-        if final or self._copies_pace.due():
+        home, store, pace = self.session.home, self.copies, self._copies_pace
+        copies: list[Entry] | None = None
+        if final or (pace.due() and not self.saver.busy("copies")):
             copies, self._batch_copies = self._batch_copies, []
-            with self._copies_pace.saving():
-                save_merged(self.session.home, batch)
-                self.copies.save(copies)
-        else:
-            save_merged(self.session.home, batch)
+
+        def save() -> None:
+            if copies is None:
+                save_merged(home, batch)
+                return
+            with pace.saving():
+                save_merged(home, batch)
+                store.save(copies)
+
+        self.saver.submit_placed(self.take_unsynced(), save, "pins" if copies is None else "copies")  # folders first
+        if final or self._unsynced is not None:  # a fetch batch waits for each: docs/performance.md, session 21
+            self.saver.wait()
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:
         """The document id for a name (the team's name key, the same in every generation)."""
@@ -521,11 +533,11 @@ class Documents:
         with self._pin_batch():  # which ends the batch downloads too (its last flush settles the new names)
             yield
 
-    def settle_places(self) -> None:
-        """fsync once each directory a fetch batch placed new files in, before anything that records them is saved
-        (local copies, a folder's index): a crash may lose new names, never leave an entry for a name not there."""
-        if self._unsynced:
-            download.sync_dirs(self._unsynced)
+    def take_unsynced(self) -> set[Path]:
+        """The folders this fetch batch placed new names in so far, to fsync before anything that records those files
+        is saved (local copies, a folder's index): a crash may lose new names, never leave an entry for a name not
+        there (``saver.submit_placed``)."""
+        return take(self._unsynced)
 
     def _outside_home(self, out: Path, placed: bool = False) -> Path:
         if self._home_real is None:  # the home's own path resolved once a command (it is ours, not a document's)
@@ -569,9 +581,9 @@ class Documents:
         The index entry for ``out`` waits in ``_batch_copies`` for the caller to save."""
         rec = d.record
         self._outside_home(out, placed)
-        if out.is_dir():
-            raise VaultError(f"{out} is a directory; give a file name with -o")
         exists = os.path.lexists(out)
+        if exists and out.is_dir():  # nothing there by that name (the usual pull): no second look
+            raise VaultError(f"{out} is a directory; give a file name with -o")
         if exists and not force:
             st = out.stat()
             if st.st_size != opened.size:
@@ -580,9 +592,9 @@ class Documents:
             if known is not None and known.vid == rec.version_id and known.same_file(st.st_size, st.st_mtime_ns,
                                                                                      st.st_ino):
                 return False  # written (or stored) from this very file, and untouched since
-        digest, placed = await downloadbatch.fetch_beside(
+        digest, placed, placed_st = await downloadbatch.fetch_beside(
             self._bodies, self.session.api, rec, opened, out, progress, force, self._unsynced, expect, exists,
             lambda: would_overwrite(out, opened.name, rec))
         self._batch_copies.append((team.team_id, rec.core.doc, str(out), copy_of(out, rec.version_id, rec.core.seq,
-                                                                                 digest)))
+                                                                                 digest, placed_st)))
         return placed

@@ -44,6 +44,10 @@ POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="
 # (the file system commits concurrent fsyncs in one journal transaction) instead of one after the other on the
 # loop, which stopped every other transfer meanwhile. Apart from POOL, so a sync never waits behind decryption.
 SYNC_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="mvault-sync")
+# The directory fsyncs of a batch of fetches' new names (``sync_dirs``), together: the file system commits them in one
+# journal transaction and the disk flushes at once, not one after the other on the event loop (11 folders with new
+# names, in-process: ~35 ms one after the other, ~1 ms together). Apart from SYNC_POOL, busy with the pulls.
+DIR_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="mvault-dirs")
 DOWNLOAD_BATCH = 1 << 20  # bytes received before a batch goes to the decrypting thread
 COPY_CHUNK = 1 << 20
 
@@ -216,9 +220,28 @@ def place(tmp: Path, out: Path, force: bool, unsynced: set[Path] | None = None) 
 
 
 def sync_dirs(unsynced: set[Path]) -> None:
-    """fsync each directory ``place`` left in ``unsynced`` (emptied): the new names in them survive a crash."""
-    while unsynced:
-        fsync_dir(unsynced.pop())
+    """fsync each directory ``place`` left in ``unsynced`` (emptied): the new names in them survive a crash. Several
+    are fsync'd at once (``DIR_POOL``); this returns once every one is done. One that fails stays in ``unsynced``
+    (fsync'd again by the next call) and its error is raised."""
+    dirs = list(unsynced)
+    unsynced.clear()
+    if len(dirs) == 1:
+        try:
+            fsync_dir(dirs[0])
+        except BaseException:
+            unsynced.add(dirs[0])
+            raise
+        return
+    done = [(DIR_POOL.submit(fsync_dir, d), d) for d in dirs]
+    try:
+        concurrent.futures.wait([f for f, _ in done])
+    except BaseException:  # interrupted: none counts as done
+        unsynced.update(dirs)
+        raise
+    failed = [(error, d) for f, d in done if (error := f.exception()) is not None]
+    unsynced.update(d for _, d in failed)
+    if failed:
+        raise failed[0][0]
 
 
 def hash_file(path: Path, like: bytes | None = None) -> bytes:

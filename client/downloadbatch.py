@@ -13,6 +13,7 @@ Memory: at most ``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few byt
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -113,13 +114,18 @@ async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec:
 
 async def fetch_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: Record, opened: Opened, out: Path,
                        progress: download.Progress | None, force: bool, unsynced: set[Path] | None,
-                       expect: Signature, exists: bool, refused: Callable[[], Exception]) -> tuple[bytes, bool]:
-    """The verified body at ``out`` through a temporary file beside it (``receive_beside``): its content digest, and
-    whether ``out`` was given the new file (False: ``out`` existed, not ``force``d, and holds these very bytes).
-    ``refused()`` is raised when ``out`` changed meanwhile: not the ``expect``ed file any more (saved while we
-    downloaded), created while we downloaded, or other bytes than these where it ``exists``. With nothing to check
-    against ``out`` first, a small body is placed (``download.place``) by the very worker call that writes it."""
-    then = None if expect is not None or exists and not force else lambda t: download.place(t, out, force, unsynced)
+                       expect: Signature, exists: bool, refused: Callable[[], Exception],
+                       ) -> tuple[bytes, bool, os.stat_result | None]:
+    """The verified body at ``out`` through a temporary file beside it (``receive_beside``): its content digest,
+    whether ``out`` was given the new file (False: ``out`` existed, not ``force``d, and holds these very bytes), and
+    ``out``'s ``stat`` when the worker call that placed it took it (else None: ask). ``refused()`` is raised when
+    ``out`` changed meanwhile: not the ``expect``ed file any more (saved while we downloaded), created while we
+    downloaded, or other bytes than these where it ``exists``. With nothing to check against ``out`` first, a small
+    body is placed (``download.place``) by the very worker call that writes it, which then takes its ``stat``
+    (each a system call the event loop's thread does not make: it waited for the GIL after each, while the workers
+    wrote the other pulls)."""
+    seen: list[os.stat_result] = []
+    then = None if expect is not None or exists and not force else lambda t: _place(t, out, force, unsynced, seen)
     tmp, digest, placed_now = await receive_beside(batchers, api, rec, opened, out, progress, then)
     placed = bool(placed_now)  # True once ``tmp`` has the name ``out`` (``tmp`` is gone then: nothing to remove)
     try:
@@ -135,4 +141,11 @@ async def fetch_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec: R
     finally:
         if not placed:
             tmp.unlink(missing_ok=True)
-    return digest, placed
+    return digest, placed, seen[0] if seen else None
+
+
+def _place(tmp: Path, out: Path, force: bool, unsynced: set[Path] | None, seen: list[os.stat_result]) -> bool:
+    """``download.place``, then ``out``'s ``stat`` in ``seen`` if it was placed (in the worker thread)."""
+    if placed := download.place(tmp, out, force, unsynced):
+        seen.append(os.stat(out))
+    return placed

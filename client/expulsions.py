@@ -26,12 +26,15 @@ or stops (exit 3) when the server keeps refusing. What stays open is in SECURITY
 
 from __future__ import annotations
 
+import asyncio
+
 from client import coalitionrekey, guestspace
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
 from client.home import Home, Secrets
 from client.sanitize import escape
+from client.testknobs import stall
 from client.view import View
 from vault.chains import TeamState
 from vault.chains.coalition import verify_statement
@@ -39,7 +42,14 @@ from vault.encoding import Fields
 from vault.errors import ChainError, Conflict, ServerMismatch, VaultError
 from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link
-from vault.wire.schemas import MemberLinkRequest, SeqAnswer
+from vault.wire.schemas import MemberLinkRequest, SeqAnswer, SignedAt
+
+
+class RevocationRefused(Conflict):
+    """The host's server refused our ``device.revoke`` as dated before something the device signed there (409 with
+    ``not_before``: a thief's act dated ahead, review round 24). The link is in our own chain already and cannot be
+    signed again, so no later contact lands it either: the revoked device stays in the space until its admin
+    removes us there."""
 
 
 async def own_state(home: Home, secrets: Secrets, clock: Clock) -> tuple[View, list[Link]]:
@@ -60,7 +70,10 @@ async def carry(home: Home, secrets: Secrets, clock: Clock, guest: Client) -> li
         own, mine = await own_state(home, secrets, clock)
     except VaultError as e:  # the space's work goes on; the removals wait for a contact that reaches both
         return [f"warning: your own organization's server did not answer ({e}): its removals were not checked"]
-    done = await carry_member_links(guest, mine, {})
+    try:
+        done = await carry_member_links(guest, mine, {})
+    except RevocationRefused as e:  # said at every contact; the space's work goes on (the member is not shut out)
+        done = [f"warning: {e}"]
 
     async def expelled_first() -> list[str]:  # signed with the key the space pins still: carried before its rekey
         return [line for line in await carry_expulsions(guest, own) if not line.startswith("warning:")]
@@ -160,7 +173,15 @@ async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, d
         try:
             await guest.session.api.post(f"/api/v1/members/{me}/links", MemberLinkRequest(
                 link.wire, boxes.get(link.seq, {}), [x.wire for x in sent[:-1]]), SeqAnswer)
-        except Conflict:
+        except Conflict as e:
+            if e.not_before is not None and link.type == "device.revoke":  # not "moved on": dated too early there
+                raise RevocationRefused(
+                    f"the host's server refused your device.revoke (member link {link.seq}, dated {link.time}): it "
+                    f"takes it only dated {e.not_before} or later, as the revoked device signed something there "
+                    "dated after it (its clock ahead, or a thief's); the revocation is in your member chain and "
+                    "cannot be signed again, so the revoked device can still log in there: tell the space's admin "
+                    "(a space admin removes you there; join again after) and your Security Team",
+                    e.not_before) from e
             conflicted = link.seq  # posted by another of our devices meanwhile, or so the host's server says
             continue
         except VaultError as e:  # a link committing PUK boxes only the device that made it held (device add/revoke)
@@ -178,12 +199,41 @@ async def carry_member_links(guest: Client, mine: list[Link], boxes: dict[int, d
     return done
 
 
-async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> list[str]:
+async def signed_at_hosts(own: Client, device: str) -> tuple[int, str]:
+    """Before ``mvault device revoke`` signs: the latest time ``device`` signed something that the host's server of a
+    coalition space this home joined holds (``GET .../devices/{device}/signed``), and that space's name (0 and "" when
+    none). The revocation is dated after it, as it cannot be signed again once in our own chain (review round 24: a
+    thief's act dated ahead at the host kept the carried revocation out for good). Visited at once, each bounded by
+    ``stall()``; a host that does not answer (or an older server) is skipped: the carry then names its refusal."""
+    s = own.session
+    wait = stall()
+
+    async def ask(space: str, name: str) -> tuple[int, str]:
+        cfg = guestspace.sibling(s.home, space).config()
+        async with Api(cfg.url, cfg.pin) as api:
+            guest = await guestspace.GuestClient.open(guestspace.sibling(s.home, space), s.secrets, api, s.clock)
+            got = await guest.session.api.get(f"/api/v1/members/{s.me}/devices/{device}/signed", SignedAt)
+            return got.time, name
+
+    async def bounded(space: str, name: str) -> tuple[int, str]:
+        try:
+            return await asyncio.wait_for(ask(space, name), wait)
+        except Exception:  # review round 18: whatever one host raises, the revocation goes on (its carry says)
+            return 0, ""
+
+    found = await asyncio.gather(*(bounded(space, name) for space, name in guestspace.joined(s.home).items()))
+    return max(found, default=(0, ""))
+
+
+async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> tuple[list[str], list[str]]:
     """Right after ``mvault device revoke`` (``own``: the session with our own server that posted it): the
-    revocation, with its PUK boxes, to the host's server of every coalition space this home joined as a guest."""
+    revocation, with its PUK boxes, to the host's server of every coalition space this home joined as a guest.
+    Returns the lines carried (and warnings) and the spaces whose host refused it as dated too early (each with why:
+    the command then exits 1, ``joinedspaces.not_reached``)."""
     s = own.session
     mine = await own.chains.links(f"/api/v1/chains/member/{s.me}")
-    notes = []
+    notes: list[str] = []
+    refused: list[str] = []
     for space, name in guestspace.joined(s.home).items():  # team id -> name (review round 14: it read them swapped)
         home = guestspace.sibling(s.home, space)
         try:
@@ -192,11 +242,13 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes]) -> list[str]:
                 guest = await guestspace.GuestClient.open(home, s.secrets, api, s.clock)
                 notes += [f"{line} of coalition space {escape(name)}" for line in
                           await carry_member_links(guest, mine, {mine[-1].seq: boxes})]
+        except RevocationRefused as e:
+            refused.append(f"{escape(name)} ({escape(str(e))})")
         except VaultError as e:
             notes.append(f"warning: the revocation is NOT on the host's server of coalition space {escape(name)} "
                          f"({e}): the revoked device can still log in there; tell the space's admin and your "
                          "Security Team")
-    return notes
+    return notes, refused
 
 
 async def leave(home: Home, name: str, clock: Clock) -> tuple[View, Secrets]:
@@ -212,4 +264,5 @@ async def leave(home: Home, name: str, clock: Clock) -> tuple[View, Secrets]:
         await guest.chains.append_team(team, "team.leave", {})
     for part in ("config", "pins", "space"):
         (home.path / f"space.{space.space}.{part}.bin").unlink(missing_ok=True)
+    (home.path / f"space.{space.space}.pins.lock").unlink(missing_ok=True)
     return view, secrets

@@ -13,8 +13,9 @@ The long or many-document commands record in batches, never one record a documen
 pass of ``--watch``) records at the end of each pass one ``read`` counting the documents it fetched (a pull, a
 conflict's team version, a file found already holding the version it fetched) and one ``put`` counting the versions
 it stored (a push, a move, a signed deletion, a conflict copy) (``sync_acts``); a dry run records nothing.
-``thread follow`` records one ``read`` counting the messages it showed, at most once a minute (``FOLLOW_EVERY``;
-``MVAULT_TEST_FOLLOW_EVERY`` shortens it for tests, never lengthens it: ``follow_every``) and when it stops.
+``thread follow`` records one ``read`` counting the messages it showed, at most once a minute (client/testknobs.py
+``FOLLOW_EVERY``; ``MVAULT_TEST_FOLLOW_EVERY`` shortens it for tests, never lengthens it: ``follow_every``) and when
+it stops.
 
 The space's name in the record is the one the guest's **own** organization gave its ``org.coalition`` key, never the
 host's name for the space: it is the entry whose key is the one the space's verified chain pinned for the ally that
@@ -26,7 +27,6 @@ the command prints its result, then fails (exit 1) with an error naming the act 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -36,7 +36,7 @@ from client.clock import Clock
 from client.coalitionacts import record_act
 from client.home import Home, Secrets
 from client.view import View
-from vault.errors import NotFound, VaultError
+from vault.errors import NotFound
 
 #: the command (its words after ``mvault``) -> the act it is in the space, recorded once it succeeded
 ACTS: Final = {("put",): "put", ("rm",): "put", ("mv",): "put", ("restore",): "put", ("get",): "read",
@@ -58,26 +58,6 @@ def act_before(command: list[str], params: Mapping[str, object]) -> str | None:
 #: a sync report row's action -> the act it is in the space (client/sync/plan.py, client/sync/engine.py)
 SYNC_ACTS: Final = {"pull": ("read",), "in-step": ("read",), "conflict": ("read", "put"), "push": ("put",),
                     "move": ("put",), "delete-remote": ("put",)}
-FOLLOW_EVERY: Final = 60.0  # seconds between the ``read`` records of a running ``thread follow``
-FOLLOW_EVERY_VARIABLE: Final = "MVAULT_TEST_FOLLOW_EVERY"
-
-
-def follow_every() -> float:
-    """Seconds between a running ``thread follow``'s records (and its carrying of our own organization's removals):
-    ``FOLLOW_EVERY``, or the shorter interval tests set in ``MVAULT_TEST_FOLLOW_EVERY`` (a longer one, zero, or
-    a value that is no number is refused: the record stays at least once a minute)."""
-    raw = os.environ.get(FOLLOW_EVERY_VARIABLE, "")
-    if not raw:
-        return FOLLOW_EVERY
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= FOLLOW_EVERY:
-        raise VaultError(f"{FOLLOW_EVERY_VARIABLE} must be a number of seconds above 0 and at most {FOLLOW_EVERY:g}")
-    return seconds
-
-
 def sync_acts(rows: Iterable[Mapping[str, Any]]) -> list[tuple[str, int]]:
     """The acts of one sync pass from its report ``rows``: ``[("read", n), ("put", m)]`` without the zero ones."""
     counts = {"read": 0, "put": 0}

@@ -279,7 +279,10 @@ async def join(home: Home, secrets: Secrets, code: str, clock: Clock) -> tuple[J
                          f"one vouches for link {jc.seq} only")
     cfg = Config(jc.url, jc.pin.hex(), jc.org_root.hex(), mine.member_id, mine.device_id, mine.name, jc.pin_kind)
     before = (space.config(), space.anchor()) if known else None
-    space.save_pins(space.pins() if known else Pins())
+    if known:
+        space.pins()  # (there, and this device's)
+    else:
+        space.replace_pins(Pins())  # a new space's first pins
     space.save_config(cfg)
     space.save_anchor(jc)
     try:
@@ -290,6 +293,7 @@ async def join(home: Home, secrets: Secrets, code: str, clock: Clock) -> tuple[J
         if before is None:
             for name in ("config", "pins", "space"):
                 (home.path / f"space.{jc.space}.{name}.bin").unlink(missing_ok=True)
+            (home.path / f"space.{jc.space}.pins.lock").unlink(missing_ok=True)
         else:
             space.save_config(before[0])
             space.save_anchor(before[1])

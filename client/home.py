@@ -4,6 +4,7 @@
     config.bin     sealed: server URL, pinned certificate fingerprint, pinned org root, own ids
     pins.bin       sealed: highest chain heads and document versions seen (rollback detection),
                    key fingerprints seen and verified in person, the last audit checkpoint
+    pins.lock      held while pins.bin is merged and written: each save is a merge (client/pinmerge.py)
     threads/       sealed thread caches (client.threads)
     agent.sock     while unlocked: the unlock agent's socket (client.agent); no secret on disk
 
@@ -29,13 +30,14 @@ import copy
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from client import agent
+from client import agent, pinmerge
 from client.homepath import home_dir
 from client.passphrase import MIN_LENGTH, Passphrases
 from vault import keystore, localstate
@@ -47,6 +49,7 @@ from vault.pin import Pin
 
 SESSION_MINUTES = 5
 CONFIG, PINS, LEGACY_CONFIG, LEGACY_PINS = "config.bin", "pins.bin", "config.json", "pins.json"
+PINS_LOCK = "pins.lock"  # held while pins.bin is merged and written (save_pins, lower_pins, change_pins)
 KEYSTORE = "keystore.bin"
 KEYSTORE_LOCK = "keystore.lock"  # held while the keystore is re-sealed (save_secrets, change_passphrase)
 PAD_MIN = 4096
@@ -83,6 +86,9 @@ class Pins:
     log: dict[str, Any] = field(default_factory=dict)  # last accepted audit checkpoint: size, root, time, log_key
     # Who may sign a restore acceptance, as of the newest verified org state: member -> active device ids
     signers: dict[str, list[str]] = field(default_factory=dict)
+    # member -> [org chain seq, that member's chain seq] its ``signers`` list was computed at (client/pinmerge.py: a
+    # list computed from older chain state never replaces a newer one); absent in pins older versions wrote
+    signers_at: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,15 +228,66 @@ class Home:
         return _pins_of(raw)
 
     def save_pins(self, pins: Pins) -> None:
-        """Seal ``pins`` into pins.bin, unless the file holds these very pins already (as this process last read or
-        wrote it, unchanged since): a command that checked its pins and moved none writes nothing."""
+        """Merge ``pins`` into pins.bin as it is now, under the pins lock (client/pinmerge.py: per entry the further
+        state wins, another command's newer pins stay, a fork stops); ``pins`` then holds the merged state. Nothing
+        is written (nor locked) when the file holds these very pins already (as this process last read or wrote it,
+        unchanged since): a command that checked its pins and moved none writes nothing."""
         value = _pins_value(pins)
         seen = self._pins_seen
         if seen is not None and seen[1] == value:
             with contextlib.suppress(FileNotFoundError):
-                if (self.path / PINS).read_bytes() == seen[0]:
+                if self._pins_path.read_bytes() == seen[0]:
                     return
-        self._pins_seen = self._write_state("pins", value), _pins_value(_pins_of(value))
+        read = _read_of(pins)
+        self._set(pins, self._update_pins(lambda disk: pinmerge.merged(disk, value, read)))
+
+    def lower_pins(self, pins: Pins, chains: Iterable[str] = (), docs: Iterable[str] = (), log: bool = False) -> None:
+        """A deliberate lowering, under the pins lock from a fresh read: the chains and documents named (and the
+        log, if ``log``) as ``pins`` holds them (lower, or absent), every other entry merged as ``save_pins`` does
+        (``pinmerge.lowered``): a restore acceptance, a dropped pin, the log pin put back after a stop."""
+        value, read = _pins_value(pins), _read_of(pins)
+        self._set(pins, self._update_pins(lambda disk: pinmerge.lowered(disk, value, chains, docs, log, read)))
+
+    def change_pins(self, change: Callable[[Pins], None]) -> Pins:
+        """``change`` applied, under the pins lock, to the pins as the file holds them now, and written as it left
+        them (no merge: for what only the caller's own decision moves, such as putting back a log pin it set)."""
+
+        def changed(disk: dict[str, Any] | None) -> dict[str, Any]:
+            pins = Pins() if disk is None else _pins_of(disk)
+            change(pins)
+            return _pins_value(pins)
+
+        return _pins_of(self._update_pins(changed))
+
+    def replace_pins(self, pins: Pins) -> None:
+        """Write ``pins`` as they are, under the pins lock: only for a home's first pins (a new guest space, a
+        carried visit's scratch state), never over pins a command checked."""
+        value = _pins_value(pins)
+        self._update_pins(lambda _: value)
+
+    @property
+    def _pins_path(self) -> Path:
+        return self.path / f"{self.state_prefix}{PINS}"
+
+    def _update_pins(self, change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+        """Under the pins lock: the file's value now (None if there is no file), ``change``d, written unless the
+        same; the value the file holds after."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with locked(self.path / f"{self.state_prefix}{PINS_LOCK}"):
+            disk: dict[str, Any] | None = None
+            if self._pins_path.exists():
+                disk = _pins_value(Home.pins(self))  # the file's (a subclass may keep its own: client/moves.py)
+            value = change(disk)
+            if value != disk:
+                self._pins_seen = self._write_state("pins", value), _pins_value(_pins_of(value))
+            return value
+
+    @staticmethod
+    def _set(pins: Pins, value: dict[str, Any]) -> None:
+        fresh = _pins_of(value)
+        for f in fields(Pins):
+            setattr(pins, f.name, getattr(fresh, f.name))
+        setattr(pins, _READ, value)  # what the next save of ``pins`` merges against
 
     def _check_sealed(self) -> None:
         """On a home whose keystore is marked sealed: no plaintext state (this version never writes any, and
@@ -370,7 +427,7 @@ class Home:
     def forget(self) -> None:
         """Undo a failed join, device link or recovery: remove every file it wrote."""
         agent.stop(self.path)
-        for name in (CONFIG, KEYSTORE, KEYSTORE_LOCK, PINS, LEGACY_CONFIG, LEGACY_PINS, "session.bin"):
+        for name in (CONFIG, KEYSTORE, KEYSTORE_LOCK, PINS, PINS_LOCK, LEGACY_CONFIG, LEGACY_PINS, "session.bin"):
             (self.path / name).unlink(missing_ok=True)
 
     def wipe(self) -> int:
@@ -452,9 +509,22 @@ def _pins_value(pins: Pins) -> dict[str, Any]:
 def _pins_of(raw: dict[str, Any]) -> Pins:
     """Pins of their own from ``raw`` (kept by ``Home`` for the next read): each table copied, so that what a caller
     changes is not in ``raw``. A chain or document pin ([seq, head]) is replaced whole, never changed in place, so
-    the tables' entries are shared; the audit log's pin and the signers, small and changed in place, are copied."""
-    return Pins(dict(raw["chains"]), dict(raw["docs"]), dict(raw["keys"]), dict(raw["verified"]),
-                copy.deepcopy(raw["log"]), copy.deepcopy(raw["signers"]))
+    the tables' entries are shared; the audit log's pin and the signers, small and changed in place, are copied.
+    ``raw`` (never changed after) stays with them as what they were read from: a save merges only what the caller
+    changed since (``_read_of``; client/pinmerge.py)."""
+    pins = Pins(dict(raw["chains"]), dict(raw["docs"]), dict(raw["keys"]), dict(raw["verified"]),
+                copy.deepcopy(raw["log"]), copy.deepcopy(raw["signers"]), copy.deepcopy(raw.get("signers_at", {})))
+    setattr(pins, _READ, raw)  # not a field: never written to pins.bin
+    return pins
+
+
+_READ = "_read_from"
+
+
+def _read_of(pins: Pins) -> dict[str, Any] | None:
+    """The pins file's value ``pins`` were read from (or written as), None for pins made otherwise (``Pins()``)."""
+    read = getattr(pins, _READ, None)
+    return read if isinstance(read, dict) else None
 
 
 def _padded(value: Any) -> bytes:

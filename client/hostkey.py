@@ -30,7 +30,8 @@ async def record(s: Client, name: str) -> bytes | None:
             raise VaultError(f"this organization's coalition key {name!r} is an ally's for another host's space: "
                              "name this space otherwise")
         return entry.key
-    proposals = {act: by for act, (by, _) in view.org.role_proposals.items() if act[:2] == ("org.coalition", name)}
+    proposals = {act: by for act, (by, _, _) in view.org.pending(view.members, s.session.now()).items()
+                 if act[:2] == ("org.coalition", name)}  # none of a device revoked or cut (twoperson)
     if s.session.me in proposals.values():
         return None  # waits for a second NCC member
     pending = [act for act, by in proposals.items() if act[3] == view.org.root.hex()]

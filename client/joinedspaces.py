@@ -21,6 +21,7 @@ from client.client import Client
 from client.clock import Clock
 from client.home import Config, Home, Pins, Secrets
 from client.sanitize import escape
+from client.testknobs import stall
 from vault.chains import replay_member
 from vault.errors import EXIT_SECURITY, AuthError, IntegrityError, ServerMismatch, VaultError
 from vault.joinedspaces import LINK_TYPE, open_spaces, parse_body, seal_spaces
@@ -129,7 +130,6 @@ def visit_order(first: dict[str, tuple[bool, int]]) -> list[str]:
     return sorted(first, key=lambda space: (*first[space], space))
 
 
-STALL: Final = 10.0  # seconds a visit may take before the spaces left are visited all at once
 VISIT_LIMIT: Final = 60.0  # seconds the visits left after a stalled one may take in all (each its own task)
 
 
@@ -143,9 +143,11 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
 
     Session 18 (review 19): a thief's entry at a server that accepts and never answers held the revocation back
     from the real spaces for a connection timeout per entry. The spaces are visited one after the other in
-    ``visit_order`` while each answers within ``STALL`` seconds; once one does not, it and every space left are
-    visited at once, all bounded by ``VISIT_LIMIT`` (those not done by then are named, not reached): one silent
-    server costs at most ``STALL`` + ``VISIT_LIMIT`` in all, never one wait per entry."""
+    ``visit_order`` while each answers within ``STALL`` seconds (``client.testknobs.stall``: 10, below the connect
+    timeout); once one does not, it and every space left are visited at once, all bounded by ``VISIT_LIMIT`` (those
+    not done by then are named, not reached): one silent server costs at most ``STALL`` + ``VISIT_LIMIT`` in all,
+    never one wait per entry."""
+    wait = stall()  # before any visit: a bad MVAULT_TEST_STALL is refused at once
     local = set(guestspace.joined(own.session.home))
     spaces, taken_out, notes, order = await for_revocation(own, mine)
     todo = [space for space in order if space not in local]  # local: carried by expulsions.carry_revocation
@@ -154,7 +156,7 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
     while todo:
         space = todo.pop(0)
         tasks[space] = asyncio.create_task(_visit(own, boxes, mine, space, spaces[space], space in taken_out))
-        done, _ = await asyncio.wait({tasks[space]}, timeout=STALL)
+        done, _ = await asyncio.wait({tasks[space]}, timeout=wait)
         if not done:  # a slow or silent server: the spaces left go all at once
             tasks.update({x: asyncio.create_task(_visit(own, boxes, mine, x, spaces[x], x in taken_out))
                           for x in todo})
@@ -168,7 +170,7 @@ async def carry_revocation(own: Client, boxes: dict[str, bytes], mine: list[Link
         await asyncio.wait(late, timeout=5)  # their transient records removed (``_visit``'s finally)
     for space, task in tasks.items():
         if task.cancelled() or not task.done():
-            results[space] = ([], f"{_name(spaces[space], space)} (no answer within {int(STALL + VISIT_LIMIT)} s)",
+            results[space] = ([], f"{_name(spaces[space], space)} (no answer within {int(wait + VISIT_LIMIT)} s)",
                               False)
         else:
             results[space] = task.result()
@@ -207,7 +209,7 @@ async def _visit(own: Client, boxes: dict[str, bytes], mine: list[Link], space: 
         me = s.home.config()
         visit.save_config(Config(code.url, code.pin.hex(), code.org_root.hex(), me.member_id, me.device_id,
                                  me.name, code.pin_kind))
-        visit.save_pins(Pins())
+        visit.replace_pins(Pins())  # the visit's scratch state starts empty
         visit.save_anchor(code)
         async with Api(code.url, code.pin) as api:
             guest = await guestspace.GuestClient.open(visit, s.secrets, api, s.clock)
@@ -229,13 +231,21 @@ async def _visit(own: Client, boxes: dict[str, bytes], mine: list[Link], space: 
     finally:
         for part in ("config", "pins", "space"):
             (s.home.path / f"{CARRY_PREFIX}{space}.{part}.bin").unlink(missing_ok=True)
+        (s.home.path / f"{CARRY_PREFIX}{space}.pins.lock").unlink(missing_ok=True)
 
 
-def not_reached(missed: list[str]) -> VaultError:
-    """The error ``device revoke`` ends with when a recorded space's host did not take the revocation."""
-    text = ("the revocation is done at home but NOT on the host's server of coalition space(s) you joined on "
-            f"another device: {'; '.join(missed)}; the revoked device can still log in there: tell the space's admin "
-            "(a space admin removes you there; join again after) and your Security Team")
+def not_reached(missed: list[str], refused: list[str] | None = None) -> VaultError:
+    """The error ``device revoke`` ends with when a recorded space's host did not take the revocation (``missed``),
+    or a space's host refused it as dated before an act of the revoked device there (``refused``: review round 24,
+    ``expulsions.RevocationRefused``)."""
+    where = []
+    if missed:
+        where.append(f"coalition space(s) you joined on another device: {'; '.join(missed)}")
+    if refused:
+        where.append(f"coalition space(s) whose host refused it as dated too early: {'; '.join(refused)}")
+    text = (f"the revocation is done at home but NOT on the host's server of {'; and of '.join(where)}; the revoked "
+            "device can still log in there: tell the space's admin (a space admin removes you there; join again "
+            "after) and your Security Team")
     if any(m.endswith("[security]") for m in missed):
         return ServerMismatch(text)
     return VaultError(text)

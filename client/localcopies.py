@@ -10,6 +10,8 @@ between a stale local file and someone's newer version.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 from vault.errors import DecryptionFailed, VaultError
@@ -21,9 +23,10 @@ from vault.localstate import local_key
 Entry = tuple[str, str, str, LocalCopy]  # team id, doc id, absolute path, the copy there
 
 
-def copy_of(path: Path, vid: str, seq: int, digest: bytes) -> LocalCopy:
-    """The entry for ``path`` as it is now on disk, holding version ``seq`` (``vid``)."""
-    st = path.stat()
+def copy_of(path: Path, vid: str, seq: int, digest: bytes, st: os.stat_result | None = None) -> LocalCopy:
+    """The entry for ``path`` as it is now on disk, holding version ``seq`` (``vid``); ``st``: its ``stat`` taken
+    already (by the worker call that gave the file that name: no second look from the event loop)."""
+    st = path.stat() if st is None else st
     return LocalCopy(vid, seq, digest, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
@@ -37,12 +40,14 @@ class LocalCopies:
         # Each write of this command: the file as it was when the written index was read or last written (so the
         # write holds what was on disk then, plus this command's entries), and the file the write made.
         self._writes: list[tuple[Signature, Signature]] = []
+        self._mutex = threading.RLock()  # a batch's saves are made by another thread (client/saver.py)
 
     def load(self) -> LocalIndex:
         """The index as on disk (read once per command; ``save`` re-reads under the lock if it changed)."""
-        if self._index is None:
-            self._index = self._read()
-        return self._index
+        with self._mutex:
+            if self._index is None:
+                self._index = self._read()
+            return self._index
 
     def _current(self) -> LocalIndex:
         """Under the lock: the index as on disk now, read again only if the file changed since we saw it."""
@@ -62,21 +67,23 @@ class LocalCopies:
 
     def mark(self) -> int:
         """A point in this command's writes, for ``only_ours_since``."""
-        return len(self._writes)
+        with self._mutex:
+            return len(self._writes)
 
     def only_ours_since(self, mark: int, start: Signature) -> tuple[LocalIndex, Signature] | None:
         """If this command wrote the file since ``mark``, and nobody else wrote it since it was ``start`` (each write
         was onto the file as ``start`` or as the previous write left it, and it is still as the last one left it):
         the index on disk now, as this command holds it, and that file's signature. Else None (read it to know)."""
-        writes = self._writes[mark:]
-        if not writes or self._index is None:
-            return None
-        at = start
-        for onto, made in writes:
-            if onto != at:
+        with self._mutex:
+            writes = self._writes[mark:]
+            if not writes or self._index is None:
                 return None
-            at = made
-        return (self._index, at) if at is not None and signature(self.path) == at else None
+            at = start
+            for onto, made in writes:
+                if onto != at:
+                    return None
+                at = made
+            return (self._index, at) if at is not None and signature(self.path) == at else None
 
     def _read(self) -> LocalIndex:
         self._seen = [signature(self.path)]  # before reading: a write in between only makes the next save read again
@@ -95,7 +102,7 @@ class LocalCopies:
         """Record ``entries`` (in order: a later one for a path wins) on top of what is on disk now."""
         if not entries:
             return
-        with locked(self.path.with_suffix(".lock")):
+        with self._mutex, locked(self.path.with_suffix(".lock")):
             index = self._current()
             for team, doc, path, copy in entries:
                 index.record(team, doc, path, copy)
@@ -103,7 +110,7 @@ class LocalCopies:
 
     def forget(self, team: str, doc: str) -> None:
         """Drop the entries of a document that is no longer there (a deletion, the old name of a move)."""
-        with locked(self.path.with_suffix(".lock")):
+        with self._mutex, locked(self.path.with_suffix(".lock")):
             index = self._current()
             if index.forget(team, doc):
                 self._write(index)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import dataclass, replace
 
@@ -134,10 +135,25 @@ class _Scratch(Home):
         return deepcopy(self._scratch)
 
     def save_pins(self, pins: Pins) -> None:
+        self._scratch = deepcopy(pins)  # this command's alone: nothing else writes the scratch copy
+
+    def lower_pins(self, pins: Pins, chains: Iterable[str] = (), docs: Iterable[str] = (), log: bool = False) -> None:
+        self._scratch = deepcopy(pins)
+
+    def change_pins(self, change: Callable[[Pins], None]) -> Pins:
+        pins = deepcopy(self._scratch)
+        change(pins)
+        self._scratch = pins
+        return deepcopy(pins)
+
+    def replace_pins(self, pins: Pins) -> None:
         self._scratch = deepcopy(pins)
 
     def keep(self) -> None:
-        Home.save_pins(self, self._scratch)
+        """Merge the scratch pins into the device's (under the pins lock: what another command pinned meanwhile
+        stays); the log pin is the new place's when its checkpoint-signing key is another one (a new log)."""
+        new_log = Home.pins(self).log.get("log_key") != self._scratch.log.get("log_key")
+        Home.lower_pins(self, self._scratch, log=new_log)
 
 
 async def _at(home: Home, secrets: Secrets, api: Api, clock: Clock) -> Client:

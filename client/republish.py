@@ -107,7 +107,7 @@ async def delete_again(c: Client, team: TeamState, keys: list[TeamKey], key: str
     doc = key.split("/", 1)[1]
     pins = s.home.pins()
     held = pins.docs.pop(key)
-    s.home.save_pins(pins)
+    s.home.lower_pins(pins, docs=[key])  # dropped deliberately (under the pins lock; every other pin merged)
     records = await c.docs.versions(team, doc)
     row: dict[str, Any] = {"kind": "document", "id": doc, "name": None, "served": served, "pinned": pinned,
                            "result": "lost", "version": None, "reason": ""}

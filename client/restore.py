@@ -257,11 +257,18 @@ async def follow(s: Session, chains: Chains, failure: LogInconsistent | Rollback
 
 def keep_log_pin(s: Session) -> None:
     """Put back the log pin this command's log check moved on: a device stopped by a rollback has not accepted
-    the server's state, and an acceptance is judged against the state it last accepted (``judge``)."""
-    if s.log_before is not None:
-        pins = s.home.pins()
-        pins.log = dict(s.log_before)
-        s.home.save_pins(pins)
+    the server's state, and an acceptance is judged against the state it last accepted (``judge``). Only while
+    the file still holds the checkpoint this command accepted (under the pins lock): a newer one another command
+    accepted meanwhile is that command's to keep."""
+    before, accepted = s.log_before, s.log_accepted
+    if before is None or accepted is None:
+        return
+
+    def put_back(pins: Pins) -> None:
+        if (int(pins.log.get("size", 0)), str(pins.log.get("root", ""))) == accepted:
+            pins.log = dict(before)
+
+    s.home.change_pins(put_back)
 
 
 def check_covered(acc: Acceptance, seen: Seen) -> None:
@@ -316,7 +323,9 @@ def apply(s: Session, acc: Acceptance, seen: Seen) -> list[str]:
                      "held": held})
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": acc.log_key.hex(),
                      "witness_size": 0, "restored": restored})
-    s.home.save_pins(pins)
+    # Under the pins lock from a fresh read: only what went back is lowered (and the log); every other pin keeps
+    # what another command of this device pinned meanwhile.
+    s.home.lower_pins(pins, chains=seen.lost.chains, docs=[k for k in seen.lost.docs if k not in held], log=True)
     return held
 
 

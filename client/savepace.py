@@ -42,8 +42,10 @@ class SavePace:
 
     @contextmanager
     def saving(self) -> Iterator[None]:
-        """Around one save: its time sets how long until the next one may be due."""
-        start = self.clock()
+        """Around one save: its time sets how long until the next one may be due. While it runs (in another thread:
+        client/saver.py) none is due."""
+        start = self._last = self.clock()
+        self._cost = float("inf")
         try:
             yield
         finally:

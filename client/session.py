@@ -30,6 +30,8 @@ class Session:
         # The audit log pin as it was before this command's log check moved it on (client/restore.py judges a
         # restore acceptance against what this device had accepted before this command).
         self.log_before: dict[str, Any] | None = None
+        # (size, root hex) of the checkpoint this command's log check accepted (``keep_log_pin`` puts back only that)
+        self.log_accepted: tuple[int, str] | None = None
 
     @property
     def device(self) -> DeviceKeys:

@@ -19,6 +19,7 @@ from security.policy import ORG_RULES, TEAM_KINDS
 from vault.acts import Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
 from vault.chains.coalition import guest_org
+from vault.chains.twoperson import void_devices
 from vault.envelope import DELETE, Record
 from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
@@ -246,6 +247,7 @@ class Chains:
         pins = s.home.pins()
         view = await self._fetch(pins, None)
         pins.signers = restore_signers(view, s.now())
+        pins.signers_at = {m: [int(pins.chains["org"][0]), int(pins.chains[m][0])] for m in pins.signers}
         s.home.save_pins(pins)
         self._view = view
         if self.log is not None:
@@ -343,24 +345,33 @@ class Chains:
     async def append_org(self, type_: str, body: dict[str, Any], not_before: int = 0) -> None:
         s = self.session
         view = await self.view()
-        link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head,
-                         time=max(s.now(), view.org.time, not_before), signer=s.me, device=s.device, type_=type_,
-                         body=body)
-        clone(view.org).apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
+        time = max(s.now(), view.org.time, not_before)
+        for _ in range(2):
+            link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=time,
+                             signer=s.me, device=s.device, type_=type_, body=body)
+            state = clone(view.org)
+            state.apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
+            # never the second signature of a proposal whose device this view holds revoked or cut, at any date (review
+            # 22): dated at the revocation, the judge has dropped it and this link proposes the act anew
+            since = void_devices(view.org, view.members).get(state.cosigned_on.get(link.seq, ""))
+            if since is None or since <= time:
+                break
+            time = since
         await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
 
     async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
-                            signer: DeviceKeys | None = None) -> None:
+                            signer: DeviceKeys | None = None, not_before: int = 0) -> Link:
         s = self.session
         view = await self.view()
         mine = view.members[s.me]
         device = signer or s.device
         cuts = [c.time for c in view.org.incidents.cuts_of(s.me)]  # never dated before a cut of mine (review 9)
-        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time, *cuts),
+        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time, not_before, *cuts),
                          signer=s.me, device=device, type_=type_, body=body)
         clone(mine).apply(link)
         await self._post_link(f"/api/v1/members/{s.me}/links", MemberLinkRequest(link.wire, dict(puk_boxes)),
                               SeqAnswer)
+        return link
 
     async def append_team(self, team: TeamState, type_: str, body: dict[str, Any],
                           boxes: dict[str, bytes] | None = None) -> Link:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from security.authority import POLICY, paused_note
 from security.protocols import Protocols, defaults, parse
 from server import replies
 from server.context import (
+    BODY_BEFORE_CATCH_UP,
     CHAINS,
     CHALLENGE,
     CLAIMED,
@@ -40,7 +42,7 @@ from server.directory import Directory
 from server.guard import LoginGate
 from server.guests import GUEST_ROUTES, check_guest, is_guest
 from server.http import source_of
-from server.store.records import AuthSession, StoredLink, TeamMoved
+from server.store.records import AuthSession, SignedCheck, StoredLink, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import Device, OrgState, TeamState
@@ -56,20 +58,32 @@ from vault.errors import (
 )
 
 log = logging.getLogger("mvault.server")
+T = TypeVar("T")
 LOGGING_IN = (CHALLENGE, LOGIN)  # the routes whose limit statement also tells whether other processes stored links
 
 
 @web.middleware
 async def limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Requests without a session spend a token of their source address (429 ``throttled`` when out);
-    a source that failed too many logins may not ask for challenges or log in for a while."""
+    a source that failed too many logins may not ask for challenges or log in for a while. A challenge's
+    handler passes this gate itself once its body is read (``gate_public``: its nonce stored by the same
+    statement on PostgreSQL)."""
     route = request.match_info.route.resource
     canonical = route.canonical if route is not None else request.path
-    if canonical not in PUBLIC:
+    if canonical not in PUBLIC or (route is not None and canonical == CHALLENGE):
         return await handler(request)
+    await gate_public(request, canonical)
+    return await handler(request)
+
+
+async def gate_public(request: web.Request, canonical: str, nonce: tuple[bytes, str, str, float] | None = None
+                      ) -> LoginGate:
+    """``limit_middleware``'s gate: a token of the source's budget spent, its failed logins' block, and for a
+    challenge or a login the catch-up of other processes' links learnt from the same statement; a challenge's
+    nonce (hash, member, device, expiry) stored by it where the guard's store keeps nonces (``nonce_stored``)."""
     app, source = request.app, source_of(request)
     now = app[CONFIG].clock()
-    gate = await app[GUARD].take_for_login(source, now) if canonical in LOGGING_IN else LoginGate(
+    gate = await app[GUARD].take_for_login(source, now, nonce) if canonical in LOGGING_IN else LoginGate(
         await app[GUARD].take(source, now), 0.0)
     if gate.wait > 0:
         raise Throttled("too many requests from your address; wait and try again", gate.wait)
@@ -79,7 +93,7 @@ async def limit_middleware(request: web.Request, handler: Handler) -> web.Stream
         # the catch-up ``chains_middleware`` leaves to this statement for a challenge or a login: links are new
         async with app[LOCK]:
             await catch_up_locked(app)
-    return await handler(request)
+    return gate
 
 
 @web.middleware
@@ -90,7 +104,12 @@ async def chains_middleware(request: web.Request, handler: Handler) -> web.Strea
     one round trip less each, two a login)."""
     route = request.match_info.route.resource
     if route is None or route.canonical not in LOGGING_IN:
+        # a body that had wholly arrived before the replay began (small bodies come with their headers): the
+        # replay is one after the body arrived, which ``check_session_now`` then needs not repeat
+        arrived = request.app[CONFIG].database_url and request.content.is_eof()
         await catch_up(request.app)
+        if arrived:
+            request[BODY_BEFORE_CATCH_UP] = True
     return await handler(request)
 
 
@@ -212,11 +231,67 @@ def closed_refusal(directory: Directory) -> OrgClosed | None:
                      "closing against the chain it pinned before it wipes anything")
 
 
-async def check_session_now(app: web.Application, session: AuthSession) -> None:
+async def check_session_now(request: web.Request, session: AuthSession) -> None:
     """``check_session`` for a handler whose request body has just arrived: on the chains as they are now, with
-    what other server processes stored while the body arrived (``catch_up``)."""
-    await catch_up(app)
-    check_session(app, session)
+    what other server processes stored while the body arrived (``catch_up``; not again when the body had wholly
+    arrived before ``chains_middleware``'s replay began: that replay was after it, one query a request less)."""
+    if not request.get(BODY_BEFORE_CATCH_UP):
+        await catch_up(request.app)
+    check_session(request.app, session)
+
+
+async def judged_again(request: web.Request, session: AuthSession, judge: Callable[[], object]) -> dict[str, int]:
+    """After a store answered ``SignerMoved`` (a link of the signer's member chain or of the organization chain was
+    stored after the act was judged, maybe a revocation dated before it: review 24, finding 3): the chains as they
+    are now, the session and the act (``judge``) again; the signer's chains as judged, for the next try."""
+    await catch_up(request.app)
+    check_session(request.app, session)
+    judge()
+    return request.app[DIRECTORY].signer_heads(session.member)
+
+
+STORE_TRIES = 3  # a store's ``SignerMoved`` answered this many times in a row: 409, the client retries
+
+
+class LinksWrite(NamedTuple):
+    """What a chain route appends (``append_links``'s arguments), once judged."""
+
+    links: list[StoredLink]
+    puk_boxes: list[tuple[str, int, str, bytes]]
+    team_boxes: list[tuple[str, int, str, bytes]]
+    signed: SignedCheck | None = None
+
+
+async def append_judged(request: web.Request, judge: Callable[[], Awaitable[tuple[T, LinksWrite]]]) -> T:
+    """For a chain route holding ``LOCK``: catch up (what other processes stored while the body arrived), ``judge``
+    the links (it raises to refuse them; its result and what to append), and append them. Over PostgreSQL, a link
+    stored by another process after the catch-up (``seen``; review 26, finding 2: a team link judged before its
+    device's revocation was stored after it and broke every replay) is given to this process in the append's
+    transaction, under the database's lock of link appends and before the chains' locks: replayed, then the session
+    and the links judged again, and the append goes on (no retry, no spin however busy the organization). On SQLite
+    this process stores every link itself (``LOCK``): no ``seen``."""
+    app = request.app
+    await catch_up_locked(app)
+    result, write = await judge()
+
+    async def again(since: list[tuple[int, StoredLink]]) -> SignedCheck | None:
+        nonlocal result
+        directory = app[DIRECTORY]
+        if not directory.take_carried(directory.seen, since):  # not expected: the caller holds ``LOCK``
+            raise Conflict("the chains moved on; fetch and retry")
+        _closed_elsewhere(app)
+        check_session(app, session_of(request))  # a revocation of the signing device may be among them
+        result, now = await judge()
+        if now[:3] != write[:3]:  # the same links and boxes (the chains' heads are checked after this)
+            raise Conflict("the chains moved on; fetch and retry")
+        log.info("links stored through another server process while %s was judged: judged again",
+                 ", ".join(f"{x.chain}/{x.seq}" for x in write.links))
+        return now.signed
+
+    seen = app[DIRECTORY].seen if app[CONFIG].database_url else None
+    replies.check_appended(await app[CHAINS].append_links(write.links, write.puk_boxes, write.team_boxes,
+                                                          write.signed, seen=seen, again=again))
+    return result
 
 
 def revoked_refusal(device: Device) -> DeviceRevoked:

@@ -128,7 +128,10 @@ async def open_app(config: Config) -> web.Application:
         raise
     try:
         directory = await Directory.load(storage)
-        audit_store = await open_audit(config.data_dir, config.database_url, origin_of(storage))
+        audit_store = await open_audit(config.data_dir, config.database_url, origin_of(storage),
+                                       storage.chain_heads if isinstance(storage, SQLiteStorage) else None)
+        for member, device, t in await audit_store.cosigned():  # signed acts too (review 26, finding 1)
+            directory.note_signed(member, device, t)
     except BaseException:
         await storage.close()
         os.close(lock)

@@ -146,6 +146,9 @@ LOG = web.AppKey("thread_log", MessageLog)
 SESSION_KEY = web.RequestKey("session", AuthSession)
 NAMED_DEVICE = web.RequestKey("named_device", str)  # the known device an unauthenticated login named
 KEY_HOLDER = web.RequestKey("key_holder", bool)  # the refused login proved it holds the key it named
+# The request's whole body had arrived before ``chains_middleware`` replayed other processes' links (issue 19,
+# session 19): that replay is already one after the body arrived (``check_session_now`` needs no second one).
+BODY_BEFORE_CATCH_UP = web.RequestKey("body_before_catch_up", bool)
 CLIENT = web.RequestKey("client", str)  # the client's address a trusted reverse proxy named (server/proxied.py)
 CLAIMED = web.RequestKey("audit_claimed", tuple)  # (member, device) a session token names, even a refused one
 

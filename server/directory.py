@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
 from server.store.protocols import ChainStore, Storage
-from server.store.records import StoredLink
+from server.store.records import SignedCheck, StoredLink
 from vault.chains import (
     MemberState,
     OrgState,
@@ -22,6 +22,7 @@ from vault.chains import (
     clone,
 )
 from vault.chains.incidents import cut_last, last_signed
+from vault.chains.twoperson import void_devices
 from vault.envelope import Record
 from vault.errors import ChainError, Conflict, NotFound, PolicyDenied
 from vault.links import Link, parse_link
@@ -145,14 +146,32 @@ class Directory:
         other server processes over one database (versions, threads, messages: ``catch_up`` replays links only),
         read from the database into ``signed_by_*`` (review round 10). A version or thread is dated at most
         ``skew`` after it was stored: those stored before ``link.time - skew`` cannot be dated after the link."""
+        check = self.signed_check(link, skew)
+        if check is not None:
+            for device, t in await storage.signed_since(check.member, check.devices, check.since):
+                self.note_signed(check.member, device, t)
+
+    def signed_check(self, link: Link, skew: float) -> SignedCheck | None:
+        """``learn_signed``'s read and ``check_not_before`` on what it found, for the append's own transaction
+        (``append_links``): a version, thread or message judged before the link was stored but stored since (its
+        store's transaction holds the signer's chains, ``SignerHeads``) counts too (review 24, finding 3)."""
         if link.type not in ("org.device.cut", "device.revoke", "org.remove", "org.role"):
-            return
+            return None
         member = link.chain if link.type == "device.revoke" else link.body.raw.get("member")
         ms = self.members.get(member) if isinstance(member, str) else None
         if ms is None:
-            return
-        for device, t in await storage.signed_since(ms.member_id, sorted(ms.devices), link.time - 2 * int(skew)):
-            self.note_signed(ms.member_id, device, t)
+            return None
+
+        def judge(signed: list[tuple[str, int]]) -> None:
+            for device, t in signed:
+                self.note_signed(ms.member_id, device, t)
+            self.check_not_before(link)
+
+        return SignedCheck(ms.member_id, sorted(ms.devices), link.time - 2 * int(skew), judge)
+
+    def signer_heads(self, member_id: str) -> dict[str, int]:
+        """The chains an act of ``member_id`` is judged on, as held here (``SignerHeads``: the store re-checks)."""
+        return {member_id: len(self.member_links.get(member_id, [])), "org": len(self.org_links)}
 
     def check_not_before(self, link: Link) -> None:
         """A link that ends someone's rights is dated no earlier than what they already signed.
@@ -163,6 +182,8 @@ class Directory:
         act, and a whole chain or document with it (a member with two devices and a fast clock could
         do it on purpose). Refused with 409: sign it again with a later time."""
         body = link.body.raw
+        if link.type.startswith("org."):
+            self._check_not_void(link)
         if self.org is not None and link.chain in self.org.incidents.by_member:
             # A member link dated before a cut of that member would rewrite what the cut and the rotations after it
             # were judged on (a revocation dated before the cut, appended after it: review round 9).
@@ -184,6 +205,13 @@ class Directory:
             subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
         elif link.type == "device.revoke":
             subjects = [(body.get("device"), self.signed_by_device)]
+            if self.org is not None:  # a second signature put in force a proposal of that device (twoperson)
+                put = max((self.org.times[seq - 1] for seq, d in self.org.cosigned_on.items()
+                           if d == body.get("device")), default=0)
+                if link.time <= put:  # the judge voids a proposal of a device revoked at or before a link's time
+                    raise Conflict(f"a proposal this device signed was put in force at {put}, not before this "
+                                   f"device.revoke ({link.time}): sign it again dated {put + 1} or later (check the "
+                                   "clock)", put + 1)
         elif link.type == "org.remove" or (link.type == "org.role" and (body.get("grant") is False
                                                                          or body.get("role") == "compa")):
             subjects = [(body.get("member"), self.signed_by_member)]
@@ -191,10 +219,35 @@ class Directory:
             return
         for subject, latest in subjects:
             t = latest.get(subject, 0) if isinstance(subject, str) else 0
-            strictly = int(link.type == "org.device.cut")  # a cut: strictly after
+            # A cut or a revocation: strictly after (a device is active before its revocation's or cut's second,
+            # not in it: ``Device.active_at``; an act in that second would be refused by every replay)
+            strictly = int(link.type in ("org.device.cut", "device.revoke"))
             if link.time < t + strictly:
-                raise Conflict(f"{subject} signed something dated {t}, after this {link.type} ({link.time}): "
+                raise Conflict(f"{subject} signed something dated {t}, {'not before' if strictly else 'after'} "
+                               f"this {link.type} ({link.time}): "
                                f"sign it again dated {t + strictly} or later (check the clocks)", t + strictly)
+
+    def _check_not_void(self, link: Link) -> None:
+        """An org link does not put in force a two-person proposal (or a protocols change) whose proposing device this
+        server holds revoked or cut at ANY date (review round 22). The judge voids by times only, and a revocation is
+        dated by its signer (a thief forward-dates the member chain, so the honest revocation lands dated ahead): a
+        second signature taken after the revocation was stored, dated before it, would put the thief's act in force on
+        every replay. Refused with 409, ``not_before`` the revocation's (or cut's) time: signed again then, the judge
+        has dropped the proposal and the link proposes the act anew."""
+        org = self.org
+        if org is None:
+            return
+        gone = void_devices(org, self.members)
+        if not gone:
+            return  # the common case: no clone
+        state = clone(org)
+        state.apply(link, self.members, POLICY)
+        device = state.cosigned_on.get(link.seq)
+        if device is not None and device in gone:
+            since = gone[device]
+            raise Conflict(f"this {link.type} would put in force a proposal signed by device {device}, which was "
+                           f"revoked or cut (from {since}): that proposal is void; sign it again dated {since} or "
+                           "later to propose the act anew", since)
 
     def _check_cut_last(self, link: Link) -> None:
         """A cut records the last link its device signed in each chain, exactly as this server holds them (a link

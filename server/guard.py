@@ -36,11 +36,13 @@ class LoginGate:
     """What a challenge or a login meets first (``GuardStore.take_for_login``, one statement on PostgreSQL): the
     seconds to wait for the source's budget (0: a token spent), the seconds its failed logins still block it, and the
     order number of the newest stored chain link (``ChainStore.links_after``) where other server processes store
-    links too (None on SQLite: one process), so the login's catch-up costs no query of its own when nothing is new."""
+    links too (None on SQLite: one process), so the login's catch-up costs no query of its own when nothing is new;
+    for a challenge, whether its nonce was stored by the same statement (PostgreSQL; issue 19, session 19)."""
 
     wait: float
     blocked: float
     links_head: int | None = None
+    nonce_stored: bool = False
 
 
 @dataclass
@@ -146,8 +148,9 @@ class LocalGuard:
     async def blocked(self, source: str, now: float) -> float:
         return self.failures.blocked(source, now)
 
-    async def take_for_login(self, source: str, now: float) -> LoginGate:
-        return LoginGate(self.limiter.take(source, now), self.failures.blocked(source, now))
+    async def take_for_login(self, source: str, now: float,
+                             nonce: tuple[bytes, str, str, float] | None = None) -> LoginGate:
+        return LoginGate(self.limiter.take(source, now), self.failures.blocked(source, now))  # nonce: the caller's
 
     async def failure(self, source: str, now: float, limit: int, window: float, lock: float) -> bool:
         return self.failures.failure(source, now, limit, window, lock)

@@ -20,7 +20,8 @@ from vault.wire.operations import OPERATIONS
 # What a guest's session may call: its own member chain, its spaces' chains, key boxes, documents and threads. Every
 # other operation is refused with 403 (deny by default: a new route is closed to guests until it is listed here).
 GUEST_OPERATIONS: Final = frozenset({
-    "directory", "member_chain", "append_member_link", "team_chain", "append_team_link", "team_boxes", "puk_boxes",
+    "directory", "member_chain", "append_member_link", "device_signed", "team_chain", "append_team_link",
+    "team_boxes", "puk_boxes",
     "list_docs", "doc_versions", "put_version", "put_versions", "version_body", "version_bodies", "list_threads",
     "create_thread", "read_messages", "post_message", "follow",
 })

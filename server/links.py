@@ -34,9 +34,10 @@ def check_link_time(request: web.Request, link: Link) -> None:
     this bound keeps a link's own time near that; ``clock_skew`` is at most half the judge's ``ALLOWANCE``."""
     now = int(now_of(request))
     skew = request.app[CONFIG].clock_skew
-    # A cut must be dated strictly after everything the device signed, which may be dated ``skew`` ahead: it may be
-    # dated a second beyond the window (review round 10: a thief posting ahead of the clock kept the cut out).
-    ahead = skew + 1 if link.type == "org.device.cut" else skew
+    # A cut or a device's revocation must be dated strictly after everything the device signed, which may be dated
+    # ``skew`` ahead: it may be dated a second beyond the window (review round 10: a thief posting ahead of the clock
+    # kept the cut out; review round 24: and the member's own revocation of the seized device).
+    ahead = skew + 1 if link.type in ("org.device.cut", "device.revoke") else skew
     if link.time - now > ahead or now - link.time > skew:
         raise ChainError(
             f"this device's clock {clock_difference(link.time, now)} (link time {link.time}, server time {now}, "

@@ -6,9 +6,22 @@ from typing import assert_never
 
 from server.store.commit import GroupCommitter, Refused
 from server.store.protocols import ThreadStore
-from server.store.records import MessageOutcome, MessagePlaced, MessagePost, SenderMoved, StoredMessage
+from server.store.records import (
+    MessageOutcome,
+    MessagePlaced,
+    MessagePost,
+    SenderMoved,
+    SignerHeads,
+    SignerMoved,
+    StoredMessage,
+)
 from vault.errors import Conflict
 from vault.messages import ThreadRecord
+
+
+class SignerChanged(Conflict):
+    """The sender's member chain or the organization chain moved on after the message was judged (``SignerMoved``:
+    maybe a revocation dated before it): the route judges it again and posts again (``STORE_TRIES``)."""
 
 
 class MessageLog:
@@ -36,9 +49,10 @@ class MessageLog:
             self.refs[key] = ThreadRecord.parse(stored.record).ref
         return self.refs[key]
 
-    async def append(self, m: StoredMessage, prev: str | None) -> int:
-        """Append to a thread whose record the caller found: the message's position (``m.pos`` is ignored)."""
-        return await self.committer.submit(MessagePost(m, prev))
+    async def append(self, m: StoredMessage, prev: str | None, signer: SignerHeads | None = None) -> int:
+        """Append to a thread whose record the caller found: the message's position (``m.pos`` is ignored); with
+        ``signer``, only while those chains are at those lengths (``SignerChanged`` otherwise)."""
+        return await self.committer.submit(MessagePost(m, prev, signer))
 
     async def close(self) -> None:
         await self.committer.close()
@@ -54,5 +68,8 @@ def _answer(outcome: MessageOutcome) -> int | Refused:
         case SenderMoved(last_seq):
             return Refused(Conflict(f"this device's last message in the thread is number {last_seq}; "
                                     "read the thread and post again"))
+        case SignerMoved():
+            return Refused(SignerChanged("your member chain or the organization chain changed while this message was "
+                                         "stored; sync and post again"))
         case _:
             assert_never(outcome)

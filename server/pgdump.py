@@ -16,7 +16,7 @@ from pathlib import Path
 
 from server.store.postgres.tables import Tables
 from server.store.sqlite.audit import SCHEMA as AUDIT_SCHEMA
-from server.store.sqlite.vault import SCHEMA as VAULT_SCHEMA
+from server.store.sqlite.schema import SCHEMA as VAULT_SCHEMA
 from server.tablemap import DATABASES, matched, sqlite_tables
 from server.usage import SCHEMA as USAGE_SCHEMA
 from vault.errors import VaultError

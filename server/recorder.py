@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable
 from aiohttp import web
 
 from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key
+from security.auditwindow import withheld_reasons
 from security.events import DAY, Event, rules_for, seal_event, valid_box_public
 from security.protocols import defaults
 from server.access import protocols_of
@@ -146,10 +147,8 @@ def usable_audit_key(app: web.Application, now: int) -> AuditKey:
     if key.pub is None:
         return key
     directory = app[DIRECTORY]
-    org, team = directory.org, directory.teams.get(key.team)
-    if (org is None or team is None or org.audit_team not in (None, key.team) or team.generation != key.gen
-            or team.rotation_reasons(now, directory.members, org)):
-        return AuditKey()
+    if withheld_reasons(directory.org, directory.members, directory.teams.get(key.team), key.team, key.gen, now):
+        return AuditKey()  # the rule every Security Team client replays (security/auditwindow.py)
     return key
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from server.store.records import ChainMoved, HeadMoved, LinksAppended, LinksOutcome, TeamMoved
+from server.store.records import ChainMoved, HeadMoved, LinksAppended, LinksMoved, LinksOutcome, TeamMoved
 from server.usage import OverDailyCount, OverQuota, OverStoredBytes
 from vault.errors import Conflict, NotFound, QuotaExceeded
 
@@ -25,6 +25,11 @@ def head_moved(moved: HeadMoved) -> Conflict:
 def team_moved(moved: TeamMoved) -> Conflict:
     """The team chain moved on while an upload's body arrived (or while its version waited to be stored)."""
     return Conflict(f"the team changed during the upload (now at link {moved.team_seq}); sync and put again")
+
+
+def signer_moved() -> Conflict:
+    """The signer's member chain or the organization chain kept moving while the act was stored (``STORE_TRIES``)."""
+    return Conflict("your member chain or the organization chain changed while this was stored; sync and try again")
 
 
 def over_quota(over: OverQuota) -> QuotaExceeded:
@@ -54,5 +59,7 @@ def check_appended(outcome: LinksOutcome) -> None:
             return
         case ChainMoved():
             raise Conflict("the chain moved on; fetch and retry")
+        case LinksMoved():  # answered ``STORE_TRIES`` times in a row (links stored through other server processes)
+            raise Conflict("the chains kept moving while this was stored; fetch and retry")
         case _:
             assert_never(outcome)

@@ -12,9 +12,10 @@ hours before the server's clock. Device-link slots are counted in their own tabl
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import aiosqlite
 
@@ -82,29 +83,56 @@ def over_quota(kind: str, a: Allowance, use: Usage, add_bytes: int) -> OverQuota
     return None
 
 
+_USAGE = ("SELECT (SELECT bytes FROM authored_bytes WHERE member=? AND kind=?), "
+          "(SELECT COUNT(*) FROM authored WHERE member=? AND kind=? AND created > ?)")
+_OLDEST = ("SELECT created FROM authored WHERE member=? AND kind=? AND created > ? ORDER BY created "
+           "LIMIT 1 OFFSET ?")
+_AUTHORED = ("INSERT INTO authored VALUES (?, ?, ?, ?, ?)",
+             "INSERT INTO authored_bytes VALUES (?, ?, ?) ON CONFLICT (member, kind) DO UPDATE "
+             "SET bytes = bytes + excluded.bytes")
+
+
+def _usage(row: Any) -> tuple[int, int]:
+    return (int(row[0] or 0), int(row[1])) if row else (0, 0)
+
+
+def _retry(first: Any, now: int) -> int:
+    return max(1, int(first[0]) + DAY - now) if first else 1
+
+
 async def usage_of(db: aiosqlite.Connection, member: str, kind: str, now: int, per_day: int) -> Usage:
     """What ``member`` stores and added in the last 24 hours (at most ``per_day`` rows of the index)."""
     rows = list(await db.execute_fetchall(  # one thread trip, not three (execute, fetch, close)
-        "SELECT (SELECT bytes FROM authored_bytes WHERE member=? AND kind=?), "
-        "(SELECT COUNT(*) FROM authored WHERE member=? AND kind=? AND created > ?)", (member, kind, member, kind,
-                                                                                     now - DAY)))
-    row = rows[0] if rows else None
-    stored, today = (int(row[0] or 0), int(row[1])) if row else (0, 0)
+        _USAGE, (member, kind, member, kind, now - DAY)))
+    stored, today = _usage(rows[0] if rows else None)
     retry = 0
     if today >= per_day:  # one more is allowed when the (today - per_day + 1)th oldest leaves the window
-        async with db.execute(
-            "SELECT created FROM authored WHERE member=? AND kind=? AND created > ? ORDER BY created "
-            "LIMIT 1 OFFSET ?", (member, kind, now - DAY, today - per_day)
-        ) as cur:
+        async with db.execute(_OLDEST, (member, kind, now - DAY, today - per_day)) as cur:
             first = await cur.fetchone()
-        retry = max(1, int(first[0]) + DAY - now) if first else 1
+        retry = _retry(first, now)
+    return Usage(stored, today, retry)
+
+
+def usage_now(conn: sqlite3.Connection, member: str, kind: str, now: int, per_day: int) -> Usage:
+    """``usage_of`` in the connection's own thread (``server/store/sqlite/inthread.py``): the same queries."""
+    rows = conn.execute(_USAGE, (member, kind, member, kind, now - DAY)).fetchall()
+    stored, today = _usage(rows[0] if rows else None)
+    retry = 0
+    if today >= per_day:
+        first = conn.execute(_OLDEST, (member, kind, now - DAY, today - per_day)).fetchall()
+        retry = _retry(first[0] if first else None, now)
     return Usage(stored, today, retry)
 
 
 async def add_authored(db: aiosqlite.Connection, kind: str, ref: str, member: str, size: int, now: int) -> None:
-    await db.execute("INSERT INTO authored VALUES (?, ?, ?, ?, ?)", (kind, ref, member, size, now))
-    await db.execute("INSERT INTO authored_bytes VALUES (?, ?, ?) ON CONFLICT (member, kind) DO UPDATE "
-                     "SET bytes = bytes + excluded.bytes", (member, kind, size))
+    await db.execute(_AUTHORED[0], (kind, ref, member, size, now))
+    await db.execute(_AUTHORED[1], (member, kind, size))
+
+
+def add_authored_now(conn: sqlite3.Connection, kind: str, ref: str, member: str, size: int, now: int) -> None:
+    """``add_authored`` in the connection's own thread."""
+    conn.execute(_AUTHORED[0], (kind, ref, member, size, now))
+    conn.execute(_AUTHORED[1], (member, kind, size))
 
 
 def version_author(record: bytes) -> str:

@@ -35,6 +35,7 @@ import pytest
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, ServerThread
 from tests.helpers.closing import pretend_closed
+from tests.helpers.members import unlock_here
 from tests.helpers.witnessed_org import cosigned_note, list_witnesses, new_witness
 from vault.wire import schemas
 from vault.wire.operations import OPERATIONS, Binary, Operation, PathParam, Text, WebSocket, operation_for
@@ -169,10 +170,13 @@ def _link_a_device(alice: Member, laptop: Member) -> None:
 def _drive(server: ServerThread, root: Path, log: Path) -> None:
     """Every operation of the API, through the real CLI."""
     alice, bob, carol = (_member(root, log, n) for n in ("alice", "bob", "carol"))
-    laptop = Member(root / "home-alice-laptop", "alice", alice.passphrase_file, alice.env_extra)
+    laptop = Member(root / "home-alice-laptop", "alice", alice.passphrase_file, dict(alice.env_extra))
     assert server.invite is not None
     alice.ok("join", server.invite, "--name", "alice")  # info, found, challenge, login, chains, boxes, attest
     bob.ok("join", alice.json("invite")["invite"], "--name", "bob")  # org link; join/head, join
+    # the commands after a join open the keystore through an unlock agent (no Argon2id each: tests/test_auth.py
+    # tests the unlock): the same requests go out, each command still logs in to the server
+    unlock_here(alice, bob)
     alice.ok("team", "create", "drafting", "--kind", "program")
     alice.ok("team", "add", "drafting", "bob", "--role", "writer")  # team link
     doc = root / "plan.md"
@@ -197,6 +201,7 @@ def _drive(server: ServerThread, root: Path, log: Path) -> None:
     alice.ok("audit", "lost", "alice", "laptop")  # attest lost
     # the Security Team (as tests/conftest.py security_team): the audit key, then the audit operations
     carol.ok("join", alice.json("invite")["invite"], "--name", "carol")
+    unlock_here(carol)
     alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
     alice.ok("team", "create", "sec", "--kind", "security")
     alice.ok("team", "add", "sec", "carol", "--role", "admin")
@@ -225,6 +230,7 @@ def _guest(root: Path, log: Path, alice: Member, bob: Member) -> None:
         assert ally.invite is not None
         dora.ok("join", ally.invite, "--name", "dora")
         erin.ok("join", dora.json("invite")["invite"], "--name", "erin")
+        unlock_here(dora)
         code = dora.json("coalition", "pairing-code", "campaign")["code"]
         # bob is NCC too (two-person): alice's create proposes the host's coalition key, bob's records it and creates
         # the space (proposing the pin), alice's pin puts the pin in force (tests/test_coalition_cli.py)
@@ -255,6 +261,28 @@ async def _direct(server: ServerThread, log: Path) -> None:
             lines.append({"kind": "http", "method": "GET", "path": "/api/metrics", "request": None,
                           "status": resp.status, "response": "<text>" if resp.content_type == "text/plain" else text})
     (log / "direct.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in lines))
+
+
+async def _device_signed(server: ServerThread, rec: Recording, log: Path) -> None:
+    """``device_signed``, which the client calls only before a coalition guest's revocation (client/expulsions.py),
+    recorded as the client's calls are: each recorded (member, device, token) of this server until one answers 200."""
+    asked, lines = {}, []
+    fingerprint = aiohttp.Fingerprint(bytes.fromhex(server.fingerprint))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=fingerprint)) as http:
+        for x in rec.exchanges:
+            if x.operation.name == "challenge" and x.status == 200:
+                asked[x.process] = (x.request["member"], x.request["device"])
+            elif x.operation.name == "login" and x.status == 200 and x.process in asked:
+                member, device = asked[x.process]
+                path = f"/api/v1/members/{member}/devices/{device}/signed"
+                async with http.get(server.url + path, headers={"Authorization": f"Bearer {x.response['token']}"}) \
+                        as resp:
+                    if resp.status != 200:
+                        continue  # another server's session (the ally's), or one that ended
+                    lines.append({"kind": "http", "method": "GET", "path": path, "request": None,
+                                  "status": resp.status, "response": await resp.json()})
+                    break
+    (log / "signed.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in lines))
 
 
 def _tokens(rec: Recording) -> dict[str, str]:
@@ -309,6 +337,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     try:
         _drive(server, root, log)
         asyncio.run(_direct(server, log))
+        asyncio.run(_device_signed(server, _read(log), log))
         rec = _read(log)
         rec.probes = asyncio.run(_probe_path_params(server, rec))
         rec.routes = {(r.method.lower(), r.resource.canonical) for r in server.app.router.routes()

@@ -12,6 +12,7 @@ import base64
 import os
 from typing import Any
 
+from server.context import DIRECTORY
 from server.openapi import OPENAPI
 from server.routes.devices import LINK_SLOT_TTL
 from tests.conftest import PASSPHRASE
@@ -45,7 +46,7 @@ from vault.teamkeys import box_hash
 
 async def test_private_operations_need_a_session(w: World) -> None:
     params = {"{team}": w.drafting, "{doc}": "0" * 32, "{member}": w.alice.member_id, "{vid}": "0" * 32,
-              "{slot}": "0" * 32, "{thread}": "0" * 32}
+              "{slot}": "0" * 32, "{thread}": "0" * 32, "{device}": w.alice.device.device_id}
     async with Http(w.server) as h:
         token = await login(h, w.alice)
         checked = 0
@@ -106,6 +107,19 @@ async def test_member_chain(w: World) -> None:
         assert first.type == "member.create" and first.signer == w.alice.member_id
         for unknown in ("nobody", "0" * 32, w.alice.device.device_id):
             await refused(h, "GET", f"/api/v1/chains/member/{unknown}", 404, token=token, what=unknown)
+
+
+async def test_device_signed(w: World) -> None:
+    """What a device of the caller's own member signed here (session 20, fix24rev: asked before a revocation);
+    another member's device, or an unknown one: 404 (nothing told)."""
+    async with Http(w.server) as h:
+        bob = await login(h, w.bob)
+        status, got = await h.call("GET", f"/api/v1/members/{w.bob.member_id}/devices/{w.bob.device.device_id}/signed",
+                                   token=bob)
+        assert status == 200 and got["time"] == w.server.app[DIRECTORY].signed_by_device[w.bob.device.device_id] > 0
+        for member, device in ((w.alice.member_id, w.alice.device.device_id), (w.bob.member_id, "0" * 32),
+                               (w.bob.member_id, w.alice.device.device_id), ("0" * 32, w.bob.device.device_id)):
+            await refused(h, "GET", f"/api/v1/members/{member}/devices/{device}/signed", 404, token=bob, what=device)
 
 
 async def test_team_chain_and_boxes(w: World) -> None:

@@ -19,6 +19,7 @@ from security.events import cosign_statement
 from security.merkle import leaf_hash
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.db import audit_db, audit_disk, put_back_stopped, save_stopped
+from tests.helpers.members import unlock_at_first_run
 from tests.helpers.worlds import World, Worlds, security_member, security_world
 from vault.crypto import labels
 from vault.encoding import encode
@@ -42,7 +43,11 @@ def org_world(worlds: Worlds) -> World:
 
 @pytest.fixture
 def sec(org: Org, make_member: Any) -> Sec:
-    return Sec(org.server, org.alice, org.bob, security_member(org, make_member))
+    """Each member's commands go through an unlock agent from its first (no Argon2id each: 147 of the file's 156 CLI
+    runs on SQLite paid it, session 21; ``mvault unlock`` itself is tested in tests/test_auth.py)."""
+    sec = Sec(org.server, org.alice, org.bob, security_member(org, make_member))
+    unlock_at_first_run(sec.alice, sec.bob, sec.carol)
+    return sec
 
 
 def events(m: Member, *args: str) -> list[dict[str, Any]]:

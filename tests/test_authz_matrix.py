@@ -111,7 +111,7 @@ from tests.helpers.authz_matrix import (
 from tests.helpers.http import Http, b64, login
 from tests.helpers.postgres import PerBackend, end_to_end_backends
 from vault.chains import RECORD_TYPES, records_of
-from vault.errors import VaultError
+from vault.errors import ChainError, VaultError
 from vault.teamkeys import TeamKey
 
 # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
@@ -461,14 +461,28 @@ async def test_ended_ncc_term_is_no_ncc(world: World) -> None:
     async with w.session(ex.name) as s:
         await admin.leave(s, left)
     await settle(w, left)
-    async with w.session("alice") as a:
-        await a.chains.view(refresh=True)
-        until = int(time.time()) + 3
-        _, done = await admin.set_org_role(a, ex.name, "ncc", True, until)
-    if not done:
-        async with w.session("m_ncc") as n:
-            await admin.set_org_role(n, ex.name, "ncc", True, until)
-    assert "ncc" in (await w.view()).org.roles_of(ex.member_id, int(time.time()))
+    # A short term (3 s) whose links must be signed before its end (a grant ending in the past is refused) and
+    # whose end the test waits out. Under load the two NCC signatures once took longer than the term: the second was
+    # refused, or the term had ended before it was looked at (a flake, session 18). Both sessions are open before the
+    # term is chosen, and a grant that ends before it is in force is tried again with a longer term (6 s, 12 s).
+    async with w.session("alice") as a, w.session("m_ncc") as n:
+        for term in (3, 6, 12):
+            await a.chains.view(refresh=True)
+            until = int(time.time()) + term
+            try:
+                _, done = await admin.set_org_role(a, ex.name, "ncc", True, until)
+                if not done:
+                    await n.chains.view(refresh=True)
+                    await admin.set_org_role(n, ex.name, "ncc", True, until)
+            except ChainError as e:
+                assert "in the past" in str(e), e
+                continue
+            granted = int(time.time())
+            if granted < until:
+                break
+        else:
+            raise AssertionError("three NCC terms ended before they were granted")
+    assert "ncc" in (await w.view()).org.roles_of(ex.member_id, granted)
     time.sleep(max(0.0, until + 1 - time.time()))
     roles = (await w.view()).org.roles_of(ex.member_id, int(time.time()))
     assert roles == {"member"}

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Member, ServerThread
 from tests.helpers.backup_world import World, build_world, restored, server_cli
+from tests.helpers.members import unlock_here
 
 
 def _witnessed(server: ServerThread, alice: Member, passphrase: Path) -> None:
@@ -23,11 +24,13 @@ def _witnessed(server: ServerThread, alice: Member, passphrase: Path) -> None:
     root = passphrase.parent
     bob, carol = Member(root / "home-bob", "bob", passphrase), Member(root / "home-carol", "carol", passphrase)
     bob.ok("join", alice.json("invite")["invite"], "--name", "bob")
+    unlock_here(bob)  # his posts skip Argon2id (alice's agent: build_world)
     alice.ok("team", "add", "drafting", "bob", "--role", "writer")
     for text in ("one", "two", "three"):
         bob.ok("thread", "post", "drafting", "t", text)
     alice.ok("thread", "post", "drafting", "t", "four")
     carol.ok("join", alice.json("invite")["invite"], "--name", "carol")
+    unlock_here(carol)
     alice.ok("role", "grant", "carol", "security", "--until", "2099-01-01")
     alice.ok("team", "create", "sec", "--kind", "security")
     alice.ok("team", "add", "sec", "carol", "--role", "admin")

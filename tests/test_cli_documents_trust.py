@@ -17,7 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MVAULT, Member, Org
+from tests.helpers.members import unlock_here
 from tests.helpers.tampering import FRAME_CT, HEADER, blob_file, blob_replaced, version_row
 
 MiB = 1024 * 1024
@@ -37,6 +40,14 @@ def names(m: Member, team: str = "drafting") -> list[str]:
 
 def versions(m: Member, name: str, team: str = "drafting") -> int:
     return len(m.json("history", team, name))
+
+
+
+@pytest.fixture(autouse=True)
+def _unlocked(org: Org) -> None:
+    """alice's and bob's commands open their keystores through an agent (no Argon2id each; the unlock itself:
+    tests/test_auth.py)."""
+    unlock_here(org.alice, org.bob)
 
 
 def test_get_never_overwrites_a_file_unless_forced_or_identical(org: Org, tmp_path: Path) -> None:

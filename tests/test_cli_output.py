@@ -30,6 +30,7 @@ import pytest
 from client.cli.main import cli
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, Member, Org, Result
+from tests.helpers.members import unlock_here
 from tests.helpers.signals import sigint_default, signal_state
 from tests.helpers.tampering import blob_file, blob_replaced, flip, version_row
 
@@ -76,6 +77,7 @@ def row_of(r: Result, columns: int, first: str) -> list[str]:
 
 def test_listings_piped_are_whole_tab_separated_rows(org: Org, make_member: Any, tmp_path: Path) -> None:
     alice = org.alice
+    unlock_here(alice)  # her ~30 commands skip Argon2id (the unlock itself: tests/test_auth.py)
     doc = tmp_path / "plain.md"
     doc.write_text("a long name\n")
     stored = alice.json("put", "drafting", str(doc), "--as", LONG_DOC)
@@ -144,6 +146,7 @@ def json_error(r: Result, code: str, exit_code: int) -> dict[str, Any]:
 
 def test_failures_under_json_are_one_object_on_stderr(org: Org, tmp_path: Path) -> None:
     alice = org.alice
+    unlock_here(alice)  # her ~30 commands skip Argon2id (the unlock itself: tests/test_auth.py)
     failing = [  # one or more of each command group, --json after the command
         (("whoami", "--bogus"), "usage", EXIT_USAGE),  # account
         (("invite", "--days", "99"), "usage", EXIT_USAGE),

@@ -12,9 +12,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import MVAULT, Member, Org, join_member, security_team
+from tests.helpers.members import unlock_at_first_run
 
 HEX_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+
+
+@pytest.fixture(autouse=True)
+def _agents(org: Org) -> None:
+    """alice's and bob's commands go through an unlock agent from their first: no Argon2id each (session 21).
+    The unlock itself: tests/test_auth.py. No test here looks at the unlock state."""
+    unlock_at_first_run(org.alice, org.bob)
 
 
 def report_lines(carol: Member, rule: str) -> list[str]:

@@ -14,20 +14,21 @@ import pytest
 
 from client.home import Home
 from tests.conftest import Member, Org, security_team
-from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.forgery import forge as forge_fixture
+from tests.helpers.guest_world import copied_ally, space_org_world, world_space
 from tests.helpers.guests import Space, erin_of, guest_space, laptop_of
 from tests.helpers.tampering import ROLLBACK
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
-ally = ally_fixture
+ally = copied_ally  # the world's ally server, copied (a fresh one for a test without ``space``)
+org_world = space_org_world  # a test asking for ``space`` starts from a world built once per worker
 
 
 @pytest.fixture
 def space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Space:
-    return guest_space(forge, ally, make_member, monkeypatch, tmp_path)
+    return world_space(forge, ally, make_member, monkeypatch, tmp_path)  # guest_space's, copied from the world
 
 
 def _second_guest(space: Space, forge: Forge, ally: Member, make_member: Any,

@@ -14,24 +14,25 @@ import pytest
 
 from client.guestspace import JoinCode
 from tests.conftest import Member, Org, security_team
-from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, Forgery, plant_version, relink, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, guest_space
+from tests.helpers.guest_world import copied_ally, space_org_world, world_space
+from tests.helpers.guests import Space
 from tests.helpers.tampering import ROLLBACK, SIGNATURE, column_replaced, edit_record
 from vault.keys import DeviceKeys
 
 RECORDER = Path(__file__).parent / "helpers" / "wire_log"
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
-ally = ally_fixture
+ally = copied_ally  # the world's ally server, copied (a fresh one for a test without ``space``)
+org_world = space_org_world  # a test asking for ``space`` starts from a world built once per worker
 
 
 @pytest.fixture
 def space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Space:
-    return guest_space(forge, ally, make_member, monkeypatch, tmp_path)
+    return world_space(forge, ally, make_member, monkeypatch, tmp_path)  # guest_space's, copied from the world
 
 
 def test_guest_and_host_member_both_read_and_write(space: Space, tmp_path: Path) -> None:

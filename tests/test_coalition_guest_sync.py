@@ -16,23 +16,24 @@ from typing import Any
 import pytest
 
 from tests.conftest import MVAULT, Member, Org, security_team
-from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.db import rows_deleted, sql
 from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, guest_space, reader_guest
+from tests.helpers.guest_world import copied_ally, space_org_world, world_space
+from tests.helpers.guests import Space, reader_guest
 from tests.helpers.sync_world import Watcher, files_of, wait_until
 from tests.helpers.tampering import ROLLBACK
 from vault.envelope import DELETE
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
-ally = ally_fixture
+ally = copied_ally  # the world's ally server, copied (a fresh one for a test without ``space``)
+org_world = space_org_world  # a test asking for ``space`` starts from a world built once per worker
 
 
 @pytest.fixture
 def space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Space:
-    s = guest_space(forge, ally, make_member, monkeypatch, tmp_path)
+    s = world_space(forge, ally, make_member, monkeypatch, tmp_path)  # guest_space's, copied from the world
     s.erin.ok("coalition", "join", s.code)
     return s
 

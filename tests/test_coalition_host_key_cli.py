@@ -18,19 +18,20 @@ from typing import Any
 import pytest
 
 from tests.conftest import Member
-from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.forgery import Forge, Forgery, served, team_key, team_link
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import Space, guest_space, reader_guest
+from tests.helpers.guest_world import copied_ally, space_org_world, world_space
+from tests.helpers.guests import Space, reader_guest
 from vault.links import Link
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
-ally = ally_fixture
+ally = copied_ally  # the world's ally server, copied (a fresh one for a test without ``space``)
+org_world = space_org_world  # a test asking for ``space`` starts from a world built once per worker
 
 
 @pytest.fixture
 def space(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Space:
-    return guest_space(forge, ally, make_member, monkeypatch, tmp_path)
+    return world_space(forge, ally, make_member, monkeypatch, tmp_path)  # guest_space's, copied from the world
 
 
 def _boxed_to(forge: Forge, name: str, team: str, gens: range) -> list[int]:

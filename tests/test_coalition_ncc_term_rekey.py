@@ -20,7 +20,7 @@ from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.guests import erin_of
-from tests.helpers.members import session
+from tests.helpers.members import session, unlock_here
 from tests.test_coalition_rekey_cli import _old_key_expel_refused
 from vault.chains.coalition import CoalitionKey
 
@@ -33,13 +33,16 @@ def test_an_ncc_term_ends_the_next_ncc_commands_replace_the_key_and_the_old_one_
         forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """dora, hank (NCC until 2099) and gina (NCC until today) hold the ally's key; gina approves fred with it. Two days
     later: gina's and erin's commands do nothing; dora's proposes a new key (once: her next command does not propose
-    again), hank's records it, dora's next seals it to the two of them; erin carries it to the host. The host then
-    refuses gina's approval signed with the old key and takes hank's; the host's own key, sealed to bob (NCC until
-    today on the host), is listed stale by alice's `coalition ls`, which replaces it; the ally refuses an `org.remove`
-    whose `coalition.expel` gina's old key signed."""
+    again), hank's records it (an `invite`, a command ending on its own chain link: the hook decides from the view
+    before it and then fetches the chains), dora's next seals it to the two of them; erin carries it to the host. The
+    host then refuses gina's approval signed with the old key and takes hank's; the host's own key, sealed to bob (NCC
+    until today on the host), is listed stale by alice's `coalition ls`, which replaces it; the ally refuses an
+    `org.remove` whose `coalition.expel` gina's old key signed."""
     alice, dora = forge.org.alice, ally
+    unlock_here(dora)  # her ~15 commands and the others' ~15 skip Argon2id (alice's agent: the forge fixture)
     people = {n: erin_of(forge, dora, make_member, monkeypatch, n) for n in ("erin", "fred", "gina", "hank")}
     erin, gina, hank = people["erin"], people["gina"], people["hank"]
+    unlock_here(erin, gina, hank)
     pairing = dora.json("coalition", "pairing-code", "campaign")["code"]
     old = bytes.fromhex(pairing.split(":")[3])
     dora.ok("role", "grant", "hank", "ncc", "--until", "2099-01-01")  # dora's client seals the key to hank
@@ -74,7 +77,7 @@ def test_an_ncc_term_ends_the_next_ncc_commands_replace_the_key_and_the_old_one_
     assert "coalition key campaign: new key proposed" in proposed and "sealed to gina" in proposed, proposed
     assert "coalition key" not in dora.ok("members").err  # pending: not proposed again
     assert asyncio.run(_rekeys(tmp_path, dora)) == (old, ["dora"])
-    signed = hank.ok("members").err
+    signed = hank.ok("invite").err  # a command ending on its own link: the hook decides from the view before it
     assert "coalition key campaign: replaced (your signature recorded it)" in signed, signed
     sealed = dora.ok("members").err
     assert "coalition key campaign: replaced and sealed to the NCC" in sealed, sealed

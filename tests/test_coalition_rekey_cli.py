@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge, Forgery, _forge_build, served, team_link
 from tests.helpers.forgery import forge as forge_fixture
+from tests.helpers.guest_world import _reserve_port
 from tests.helpers.members import session
 from tests.helpers.worlds import World, Worlds
 from vault.chains.coalition import CoalitionKey, expel_statement, rekey_statement, signed_statement
@@ -71,17 +71,6 @@ def _setup(org: Org, make_member: Any) -> dict[str, Any]:
              "old_key": pairing.split(":")[3]}
     (root / "rekey.json").write_text(json.dumps(setup))
     return setup
-
-
-PORTS: list[socket.socket] = []  # the ally servers' ports, held all session (tests/helpers/worlds.py ``Worlds``)
-
-
-def _reserve_port() -> int:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    PORTS.append(s)
-    return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -282,9 +271,10 @@ def test_the_hosts_own_key_follows_its_ncc(forge: Forge, w: dict[str, Any], make
 def test_two_person_rekey_the_proposer_seals_once_recorded(ally: Member, make_member: Any,
                                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Three NCC members (dora, gina, hank): gina's NCC revoked by two of them; hank's command (the one that puts it
-    in force) proposes the new key, dora's `coalition rekey` records it (her own rekey statement, signed with the old
-    key from her box), hank's next `coalition rekey` seals it to dora and himself, never to gina. gina, out of the
-    NCC, signs nothing the chain takes."""
+    in force) proposes the new key, sealed in the proposal to dora and himself, never to gina (session 21); dora's
+    `coalition rekey` records it (her own rekey statement, signed with the old key from her box, after her box in the
+    proposal opened to the new key), which files those boxes; hank's next `coalition rekey` adopts it. gina, out of
+    the NCC, signs nothing the chain takes."""
     dora = ally
     people = {}
     for name in ("gina", "hank"):
@@ -306,8 +296,8 @@ def test_two_person_rekey_the_proposer_seals_once_recorded(ally: Member, make_me
     assert asyncio.run(_recorded(tmp_path, dora)) == (old, {"dora", "gina", "hank"})  # only proposed
     gina.fails("coalition", "rekey", "campaign")  # out of the NCC: refused, the proposal stands
     assert dora.json("coalition", "rekey", "campaign")["state"] == "signed"  # her signature records hank's key
-    assert asyncio.run(_recorded(tmp_path, dora)) == (new, set())  # nobody holds a box of it yet
-    assert hank.json("coalition", "rekey", "campaign")["state"] == "recorded"  # hank's device seals it
+    assert asyncio.run(_recorded(tmp_path, dora)) == (new, {"dora", "hank"})  # the proposal's boxes, filed
+    assert hank.json("coalition", "rekey", "campaign")["state"] == "recorded"  # hank's device adopts it
     assert asyncio.run(_recorded(tmp_path, dora)) == (new, {"dora", "hank"})
     dora.ok("coalition", "approve", "campaign", "gina", "--space", "ab" * 16)  # dora opens her box of the new key
     assert CoalitionKey(Home(dora.home).unlock().coalitions["campaign"]).public == new

@@ -13,10 +13,15 @@ model's (``tests/helpers/coalition_model.py``, ``AllyKeysModel``). After every s
 (b) each filed box opens, with its recipient's checks (``open_coalition_box``), to the key the chain records
     exactly when the model says it holds that key for that member: a box the chain filed but cannot look inside
     (the wrong key, sealed to someone else) is refused on opening, never used.
+
+And a rule (session 20, review 24's fourth finding): from any state reached, the NCC members' stale-key hooks (the
+client's own ``when_stale``, through the stand-in of tests/test_review20_exploits.py), run in turn in any order,
+replace every stale key that two NCC members can open (one, with no other NCC member), and go quiet (no loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -24,15 +29,19 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from client.coalitionkeys import next_slot
+from client.coalitionrekey import when_stale
 from security.authority import POLICY
 from security.stalekeys import stale_keys
 from tests.helpers.chain_world import Person
 from tests.helpers.coalition_model import AllyKeysModel
 from tests.helpers.coalition_world import Coalition
+from tests.test_review20_exploits import _Device
 from vault.chains import clone
 from vault.chains.coalition import CoalitionKey, rekey_statement, signed_statement
 from vault.coalitionkeys import open_coalition_box, seal_coalition_seed
 from vault.errors import ChainError, IntegrityError, PolicyDenied
+from vault.keys import DeviceKeys
 from vault.links import Link
 
 NAMES = ["campaign", "other", "unrecorded"]
@@ -54,6 +63,12 @@ class AllyKeysMachine(RuleBasedStateMachine):
                                    signers={"campaign": {self.w.founder.id}, "other": {self.w.founder.id}})
         self.members = self.w.members()
         self.bodies: dict[tuple[str, str], dict[str, Any]] = {}  # (name, new key) -> the rekey link's body proposed
+        self.voided: set[tuple[str, str]] = set()  # (name, new key) proposals void by their device's revocation
+        self.offered: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}  # (name, new key) -> its boxes (model)
+        self.spare: dict[str, DeviceKeys] = {}  # member -> a second device of theirs, which a rekey may be signed on
+        self.puks = {(p.id, p.puk.generation): p.puk for p in self.people}  # every PUK generation, to open boxes
+        self.keystores: dict[str, dict[str, bytes]] = {p.id: {} for p in self.people}  # the main devices' seeds
+        self.keystores[self.w.founder.id].update({n: self.keys[n].seed for n in ("campaign", "other")})
         self.org = self.w.org()
 
     def attempt(self, link: Link, expected: bool) -> bool:
@@ -112,20 +127,40 @@ class AllyKeysMachine(RuleBasedStateMachine):
         if self.attempt(link, expected):
             self.model.share(name, filed)
 
+    @rule(who=st.integers(0, 3))
+    def spare_device(self, who: int) -> None:
+        """Session 19: a member adds a second device (a rekey may be signed on it), or revokes the one they have (the
+        boxes were sealed to the member's key and its keystore kept the seeds it made: every key they held by then is
+        stale, and the proposals it signed are void)."""
+        person = self.people[who]
+        spare = self.spare.get(person.id)
+        if spare is None:
+            self.spare[person.id] = self.w.add_device(person, "spare")
+        else:
+            self.w.revoke_device(person, spare)
+            self.puks[(person.id, person.puk.generation)] = person.puk
+            del self.spare[person.id]
+            voided = self.model.lose_device(person.id, spare.device_id)
+            self.voided |= set(voided)
+            event(f"spare device revoked{' (a proposal of it void)' if voided else ''}")
+        self.members = self.w.members()
+
     @rule(signer=st.tuples(st.integers(0, 3), st.sampled_from([True, True, False])),
           name=st.sampled_from(["campaign", "other"]),
-          kind=st.sampled_from(["fresh", "cosign", "cosign", "bad-sig", "original"]))
-    def rekey(self, signer: tuple[int, bool], name: str, kind: str) -> None:
+          kind=st.sampled_from(["fresh", "cosign", "cosign", "bad-sig", "original"]), on_spare=st.booleans(),
+          which=st.integers(0, 3), boxes=st.sampled_from(["none", "ncc", "ncc", "outsider", "wrong-key"]))
+    def rekey(self, signer: tuple[int, bool], name: str, kind: str, on_spare: bool, which: int, boxes: str) -> None:
         """``org.coalition`` replacing ``name``'s key: a fresh key signed with the recorded one, the same link as a
         pending proposal (a second signature), a statement signed with another key, or one replacing the key first
-        recorded (retired after a rekey)."""
+        recorded (retired after a rekey). Session 21: a new one carries ``boxes`` of the new key (none, one per NCC
+        member, one more for a member without NCC, or one holding another key's seed)."""
         by = self.pick(*signer)
         current, original = self.model.keys[name], name
         if kind == "cosign":
             pending = [(label, body) for (n, label), body in self.bodies.items() if n == name]
             if not pending:
                 return
-            new, body = pending[0]
+            new, body = pending[-1 - which % len(pending)]
             valid = body["replaces"] == self.keys[current].public
         else:
             new = f"{name}#{len(self.keys)}"
@@ -136,13 +171,111 @@ class AllyKeysMachine(RuleBasedStateMachine):
             body = {"name": name, "key": self.keys[new].public, "host": None, "replaces": replaces.public,
                     "rekey": signed_statement(self.keys[old], statement)}
             valid = kind == "fresh" or (kind == "original" and current == original)
-        outcome = self.model.rekey(by.id, name, new, valid)
-        event(f"rekey {kind} {outcome}")
-        self.attempt(self.w.org_link(by, "org.coalition", body, append=False), outcome != "refused")
+            if boxes != "none":
+                body["boxes"], self.offered[(name, new)] = self.offer(name, new, boxes)
+        device = self.spare.get(by.id) if on_spare else None
+        outcome = self.model.rekey(by.id, name, new, valid, device.device_id if device else "main",
+                                   self.offered.get((name, new)))
+        event(f"rekey {kind} {outcome}{' on a spare device' if device else ''}")
+        if "boxes" in body:  # session 21
+            event(f"rekey with boxes {outcome}{' (filed)' if outcome == 'recorded' else ''}")
+        self.attempt(self.w.org_link(by, "org.coalition", body, append=False, by=device), outcome != "refused")
+        if device is None and kind == "fresh" and outcome != "refused":  # made on the main device: it keeps the seed
+            self.keystores[by.id][f"{next_slot(name)}@{self.keys[new].public.hex()}"] = self.keys[new].seed
         if outcome == "proposed":
             self.bodies[(name, new)] = body
         elif outcome == "recorded":
             self.bodies = {act: b for act, b in self.bodies.items() if act[0] != name}
+
+    def offer(self, name: str, new: str, kind: str) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str]]]:
+        """A rekey's ``boxes`` of the key ``new`` (session 21) and the model's view of them: one per NCC member now
+        ("ncc"), one more for a member without NCC ("outsider", when there is one), or the first holding the seed of
+        a key nobody recorded ("wrong-key")."""
+        to = [p for p in self.people if p.id in self.model.ncc]
+        if kind == "outsider":
+            to += [p for p in self.people if p.id not in self.model.ncc][:1]
+        body, seen = [], {}
+        for i, person in enumerate(to):
+            inside = "fresh" if kind == "wrong-key" and i == 0 else new
+            body.append({"member": person.id, "puk_gen": person.puk.generation,
+                         "box": seal_coalition_seed(self.keys[inside], name, person.id, person.puk.generation,
+                                                    person.puk.box_public)})
+            seen[person.id] = (inside, person.id)
+        return body, seen
+
+    @rule(signer=st.tuples(st.integers(0, 3), st.sampled_from([True, True, False])))
+    def cosign_void(self, signer: tuple[int, bool]) -> None:
+        """Session 19: the same link as a rekey proposed on a device revoked since, signed by anyone (a second NCC
+        member, as the hook or `coalition rekey` would): it only proposes (the proposal was the device's)."""
+        void = sorted(act for act in self.voided if act in self.bodies)
+        if not void:
+            return
+        by, (name, new) = self.pick(*signer), void[0]
+        body = self.bodies[(name, new)]
+        outcome = self.model.rekey(by.id, name, new, body["replaces"] == self.keys[self.model.keys[name]].public,
+                                   offered=self.offered.get((name, new)))
+        event(f"rekey of a proposal void since {outcome}")
+        self.attempt(self.w.org_link(by, "org.coalition", body, append=False), outcome != "refused")
+        self.voided.discard((name, new))
+        if outcome == "recorded":
+            self.bodies = {act: b for act, b in self.bodies.items() if act[0] != name}
+
+    @invariant()
+    def d_the_hooks_converge(self) -> None:
+        """Session 20 (review 24, finding 4): whenever a key is stale, the hooks replace it (``hooks_converge``), in
+        an order and with keystores that vary with the chain's length (the rule below draws them)."""
+        n = len(self.w.org_links)
+        if stale_keys(self.org, self.w.time, self.members):
+            self.hooks_converge([(i + n) % 4 for i in range(4)][:: 1 if n % 3 else -1], n % 2 == 0)
+
+    @rule(order=st.permutations(range(4)), sealed=st.booleans())
+    def hooks_converge(self, order: list[int], sealed: bool) -> None:
+        """Session 20 (review 24, finding 4): from here, every NCC member's stale-key hook runs, in turn, three rounds
+        (a hypothetical: the links it appends are taken off after). Each stale key that two NCC members can open (a
+        keystore seed or a box: the statement is signed with it), or one with no other NCC member, is replaced (not
+        stale after); and a fourth round appends nothing (the hooks neither wait on each other for good nor propose
+        again in turn). ``sealed``: every NCC member's device holds the recorded keys too (as after a key holder's
+        ``share_missing``, which the machine's random shares rarely reach)."""
+        stale, start = stale_keys(self.org, self.w.time, self.members), len(self.w.org_links)
+        if not stale:
+            return
+        ncc = [self.people[i] for i in order if self.people[i].id in self.model.ncc]
+        recorded = {n: self.keys[self.model.keys[n]].seed for n in ("campaign", "other")}
+        devices = [_Device(self.w, p, {**self.keystores[p.id], **(recorded if sealed else {})}) for p in ncc]
+        puks = self.puks
+
+        def client(d: _Device) -> Any:
+            c = d.client()
+
+            async def puk(gen: int) -> Any:
+                return puks[(d.person.id, gen)]
+            c.keys = type("Keys", (), {"puk": staticmethod(puk)})()  # type: ignore[misc]
+            return c
+
+        def opens(d: _Device, name: str) -> bool:
+            key, held = self.org.coalitions[name].key, d.coalitions
+            return (name in held and CoalitionKey(held[name]).public == key) or any(
+                k.startswith(next_slot(name)) and CoalitionKey(v).public == key for k, v in held.items()) or (
+                self.model.opens(name, d.person.id))
+
+        able = {name: sum(1 for d in devices if opens(d, name)) for name in stale}  # before the hooks change keystores
+        try:
+            for _ in range(3):
+                for d in devices:
+                    asyncio.run(when_stale(client(d)))
+            quiet = len(self.w.org_links)
+            for d in devices:
+                asyncio.run(when_stale(client(d)))
+            assert len(self.w.org_links) == quiet, "the hooks still append after three rounds"
+            after = stale_keys(self.w.org(), self.w.time, self.w.members())
+            for name in stale:
+                if able[name] >= 2 or (able[name] == 1 and len(ncc) == 1):
+                    assert name not in after, (name, stale[name], able)
+                    event("hooks: a stale key replaced")
+                else:
+                    event("hooks: a stale key fewer than two NCC members can open")
+        finally:
+            del self.w.org_links[start:]
 
     @invariant()
     def a_ncc_and_shares_as_the_model_says(self) -> None:
@@ -155,24 +288,29 @@ class AllyKeysMachine(RuleBasedStateMachine):
         for name in ("campaign", "other"):
             assert set(self.org.coalition_shares.get(name, {})) == set(self.model.shares.get(name, {})), name
         assert "unrecorded" not in self.org.coalition_shares
+        assert {k: set(v) for k, v in self.org.coalition_offers.items()} == {  # session 21: the boxes waiting
+            self.keys[label].public: set(v) for label, v in self.model.offers.items()}
 
     @invariant()
     def c_the_stale_keys_are_the_models(self) -> None:
         """Issue 20, session 18: ``stale_keys``, the one rule of a coalition key to replace, is the model's."""
-        assert stale_keys(self.org, self.w.time) == {n: tuple(sorted(m)) for n, m in self.model.stale().items()}
+        stale = {n: tuple(sorted(m)) for n, m in self.model.stale().items()}
+        assert stale_keys(self.org, self.w.time, self.members) == stale
 
     @invariant()
     def b_a_box_opens_to_the_recorded_key_only_as_the_model_says(self) -> None:
         for name, filed in self.org.coalition_shares.items():
             recorded = self.org.coalitions[name].key
             for member, share in filed.items():
-                person = next(p for p in self.people if p.id == member)
+                puk = self.puks.get((member, share.puk_gen))
                 try:
-                    got = open_coalition_box(share.box, person.puk, name, recorded, member)
+                    if puk is None:
+                        raise IntegrityError("no such PUK generation")
+                    got = open_coalition_box(share.box, puk, name, recorded, member)
                     opened = got.public == recorded
                 except IntegrityError:
                     opened = False
-                assert opened == self.model.opens(name, member), (name, person.name)
+                assert opened == self.model.opens(name, member), (name, member)
 
 
 AllyKeysMachine.TestCase.settings = settings(

@@ -33,14 +33,14 @@ def test_a_key_sealed_to_a_member_whose_ncc_term_ended_is_stale_until_replaced()
     _share(w, founder, ally.key, founder, gina)
     org = w.org()
     assert holders(org, "campaign") == {founder.id, gina.id}
-    assert stale_keys(org, end - 1) == {}  # her term runs: the key is the NCC's
-    assert stale_keys(org, end) == {"campaign": (gina.id,)}  # no link marks its end: the time does
+    assert stale_keys(org, end - 1, w.members()) == {}  # her term runs: the key is the NCC's
+    assert stale_keys(org, end, w.members()) == {"campaign": (gina.id,)}  # no link marks its end: the time does
     w.time = end + 10
     new = CoalitionKey.generate()
     _rekey(w, founder, ally.key, new, ally.root)  # the NCC is the founder alone: recorded at once
     org = w.org()
     assert holders(org, "campaign") == {founder.id}  # gina's box is of the retired key
-    assert stale_keys(org, w.time) == {}
+    assert stale_keys(org, w.time, w.members()) == {}
 
 
 def test_a_member_who_only_signed_the_key_makes_it_stale_and_ncc_again_does_not() -> None:
@@ -57,13 +57,13 @@ def test_a_member_who_only_signed_the_key_makes_it_stale_and_ncc_again_does_not(
     _rekey(w, gina, ally.key, new, ally.root)  # recorded (her own statement)
     org = w.org()
     assert org.coalitions["campaign"].key == new.public and holders(org, "campaign") == {hank.id, gina.id}
-    assert stale_keys(org, w.time) == {}
+    assert stale_keys(org, w.time, w.members()) == {}
     w.role(founder, hank, "ncc", grant=False)
     w.role(gina, hank, "ncc", grant=False)
-    assert stale_keys(w.org(), w.time) == {"campaign": (hank.id,)}
+    assert stale_keys(w.org(), w.time, w.members()) == {"campaign": (hank.id,)}
     w.role(founder, hank, "ncc")
     w.role(gina, hank, "ncc")
-    assert stale_keys(w.org(), w.time) == {}
+    assert stale_keys(w.org(), w.time, w.members()) == {}
 
 
 def test_a_removed_member_who_held_a_box_makes_the_key_stale() -> None:
@@ -73,4 +73,4 @@ def test_a_removed_member_who_held_a_box_makes_the_key_stale() -> None:
     w.role(founder, gina, "ncc")
     _share(w, founder, ally.key, founder, gina)
     w.org_link(founder, "org.remove", {"member": gina.id, "reason": ""})
-    assert stale_keys(w.org(), w.time) == {"campaign": (gina.id,)}
+    assert stale_keys(w.org(), w.time, w.members()) == {"campaign": (gina.id,)}

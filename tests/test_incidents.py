@@ -21,6 +21,7 @@ from client.client import Client
 from client.home import Home
 from tests.conftest import Member, Org, ServerThread
 from tests.helpers.db import sql
+from tests.helpers.members import unlock_at_first_run, unlock_here
 from tests.helpers.worlds import World, Worlds, security_member, security_world
 from vault.errors import Conflict, IntegrityError
 
@@ -46,7 +47,11 @@ def org_world(worlds: Worlds) -> World:
 
 @pytest.fixture
 def sec(org: Org, make_member: Any) -> Sec:
-    return Sec(org, org.alice, org.bob, security_member(org, make_member))
+    """alice's and carol's commands go through an unlock agent from their first (no Argon2id each: carol's ~23
+    incident commands, alice's ~15; session 21; the unlock itself: tests/test_auth.py)."""
+    sec = Sec(org, org.alice, org.bob, security_member(org, make_member))
+    unlock_at_first_run(sec.alice, sec.carol)
+    return sec
 
 
 def _put(m: Member, team: str, path: Path, text: str) -> str:
@@ -62,6 +67,7 @@ def _generations(m: Member) -> dict[str, int]:
 def _departed_world(sec: Sec, make_member: Any, tmp_path: Path) -> dict[str, Any]:
     """What bob could read and did, made by the test: the expected exposure, notify list and trust graph."""
     alice, bob = sec.alice, sec.bob
+    unlock_here(alice, bob, sec.carol)  # their ~25 commands skip Argon2id (the unlock itself: tests/test_auth.py)
     alice.ok("role", "grant", "carol", "ncc", "--until", "2099-01-01")
     alice.ok("team", "create", "ops", "--kind", "program")
     alice.ok("team", "add", "ops", "bob", "--role", "admin")

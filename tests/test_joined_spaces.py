@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,17 +17,18 @@ from client.home import Home
 from server.context import DIRECTORY
 from server.directory import Directory
 from tests.conftest import Member
-from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge
 from tests.helpers.forgery import forge as forge_fixture
-from tests.helpers.guests import erin_of, guest_space, laptop_of
+from tests.helpers.guest_world import Guest, guest_org_world
+from tests.helpers.guest_world import laptop_guest as laptop_guest_fixture
 from vault.errors import IntegrityError
 from vault.joinedspaces import open_spaces, seal_spaces
 from vault.keys import PukKeys
 
 forge = forge_fixture
-ally = ally_fixture
+laptop_guest = laptop_guest_fixture
+org_world = guest_org_world  # the tests start from a two-server world built once per worker
 
 
 def _ally_dir(tmp_path: Path) -> Directory:
@@ -46,14 +46,11 @@ def _record(tmp_path: Path, erin: Member, erin_id: str) -> dict[str, str]:
 
 
 def test_a_revocation_from_a_device_that_never_joined_reaches_the_space_and_the_record_is_resealed(
-        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        forge: Forge, laptop_guest: Guest, tmp_path: Path) -> None:
     """erin joined on the laptop only; from the phone she revokes it: the phone reads the record in her chain, logs
     in at the host as a guest with its own keys, carries the revocation with its PUK boxes; the thief's laptop no
     longer logs in there. The record is then sealed to the new member key (the laptop's PUK does not open it)."""
-    erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = laptop_of(erin, tmp_path)
-    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
-    laptop.ok("coalition", "join", space.code)
+    erin, laptop, space = laptop_guest.erin, laptop_guest.laptop, laptop_guest.space
     assert set(_record(tmp_path, erin, space.erin_id)) == {space.id}
     thief_keys = Home(laptop.home).unlock()
     revoked = erin.json("device", "revoke", "laptop")
@@ -71,14 +68,11 @@ def test_a_revocation_from_a_device_that_never_joined_reaches_the_space_and_the_
 
 
 def test_the_revoked_device_emptying_the_record_first_does_not_keep_the_revocation_from_the_space(
-        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        forge: Forge, laptop_guest: Guest, tmp_path: Path) -> None:
     """The thief, holding the laptop before erin revokes it, writes a record without the space (the laptop is still
     an active device: its link is valid). The phone believes no removal the revoked device made: it still carries
     the revocation to the space, and the record it seals again names the space."""
-    erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = laptop_of(erin, tmp_path)
-    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
-    laptop.ok("coalition", "join", space.code)
+    erin, laptop, space = laptop_guest.erin, laptop_guest.laptop, laptop_guest.space
     thief = ("import asyncio, sys\nfrom pathlib import Path\nfrom client import joinedspaces\nfrom client.clock import "
              "SYSTEM\nfrom client.home import Home\n"
              "home = Home(Path(sys.argv[1]))\n"
@@ -94,15 +88,12 @@ def test_the_revoked_device_emptying_the_record_first_does_not_keep_the_revocati
 
 
 def test_leaving_a_space_takes_it_out_of_the_record(
-        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        forge: Forge, laptop_guest: Guest, tmp_path: Path) -> None:
     """The laptop leaves the space: the record no longer names it. The phone then revokes the laptop: a leave by the
     revoked device is not believed on its word (a thief could write it), so the phone still tries the host, which
     refuses erin's whole chain (she is in none of its spaces): said in a warning, not an error, and the record sealed
     again leaves the space out."""
-    erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = laptop_of(erin, tmp_path)
-    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
-    laptop.ok("coalition", "join", space.code)
+    erin, laptop, space = laptop_guest.erin, laptop_guest.laptop, laptop_guest.space
     assert set(_record(tmp_path, erin, space.erin_id)) == {space.id}
     laptop.ok("coalition", "leave", space.name)
     assert _record(tmp_path, erin, space.erin_id) == {}
@@ -116,14 +107,11 @@ def test_leaving_a_space_takes_it_out_of_the_record(
 
 
 def test_a_space_whose_host_does_not_take_the_revocation_fails_the_command_naming_it(
-        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        forge: Forge, laptop_guest: Guest, tmp_path: Path) -> None:
     """A host's server that refuses the phone (here: the host's server stores nothing of erin's chain past the
     approval and refuses her phone's login, as a host that dropped the phone's device would) must not leave the
     revocation unsaid: the command is done at home, prints it, and exits non-zero naming the coalition space."""
-    erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = laptop_of(erin, tmp_path)
-    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
-    laptop.ok("coalition", "join", space.code)
+    erin, space = laptop_guest.erin, laptop_guest.space  # the laptop joined the space
     host_links = forge.d.member_links[space.erin_id]
     phone = next(d["name"] for d in erin.json("device", "ls") if d["this"])
     assert phone
@@ -141,15 +129,12 @@ def test_a_space_whose_host_does_not_take_the_revocation_fails_the_command_namin
 
 
 def test_the_own_server_withholding_the_record_is_caught_by_the_revoking_device(
-        forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        forge: Forge, laptop_guest: Guest, tmp_path: Path) -> None:
     """erin's own server serves her phone her chain without the newest record (withholding it, or rolling back to
     the chain before it: the same to a client): the phone, which saw it once, refuses (exit 3) before revoking
     anything, never carrying nothing in silence. The record cannot be altered or swapped for another member's: a
     box opened for the wrong member or key is refused."""
-    erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = laptop_of(erin, tmp_path)
-    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
-    laptop.ok("coalition", "join", space.code)
+    erin, space = laptop_guest.erin, laptop_guest.space  # the laptop joined the space
     erin.ok("device", "ls")  # the phone sees (and pins) its chain with the record
     links = _ally_dir(tmp_path).member_links[space.erin_id]
     assert links[-1].type == "member.spaces"

@@ -14,6 +14,7 @@ from client.home import Home
 from tests.conftest import MVAULT, Member, Org, join_member
 from tests.helpers.db import sql
 from tests.helpers.keyholder import open_box
+from tests.helpers.members import unlock_at_first_run, unlock_here
 from tests.helpers.postgres import end_to_end_backends
 from vault.envelope import BodyDecryptor, Record, open_record
 from vault.errors import DecryptionFailed
@@ -21,6 +22,14 @@ from vault.keys import PukKeys
 from vault.teamkeys import TeamKey
 
 pytestmark = end_to_end_backends()  # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
+
+
+@pytest.fixture(autouse=True)
+def _agents(org: Org) -> None:
+    """alice's and bob's commands go through an unlock agent from their first: no Argon2id each
+    (~70 of the file's ~100 Argon2id-paying CLI runs; session 21). The unlock itself: tests/test_auth.py.
+    No test here looks at the unlock state."""
+    unlock_at_first_run(org.alice, org.bob)
 
 
 def _puk_seeds(member: Member, monkeypatch: pytest.MonkeyPatch) -> dict[int, PukKeys]:
@@ -168,6 +177,7 @@ def test_no_history_team_keeps_old_documents_from_new_members(org: Org, make_mem
 
 
 def test_admission_roles_and_bad_input(org: Org, make_member: Any) -> None:
+    unlock_here(org.alice, org.bob)  # their ~30 commands skip Argon2id (the unlock itself: tests/test_auth.py)
     carol: Member = make_member("carol")
     carol.ok("join", org.bob.json("invite", "--note", "bootcamp spring")["invite"], "--name", "carol")
     assert {m["name"]: m["status"] for m in org.alice.json("members")}["carol"] == "pending"

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Org, join_member
+from tests.helpers.members import unlock_here
 
 
 def test_an_admin_re_keys_a_team_whose_only_key_holder_was_removed(org: Org, make_member: Any,
                                                                      tmp_path: Path) -> None:
     dana, erin = join_member(org, make_member, "dana"), join_member(org, make_member, "erin")
+    unlock_here(org.alice, dana, erin)  # their commands skip Argon2id (the unlock itself: tests/test_auth.py)
     org.alice.ok("role", "grant", "dana", "ncc")
     org.alice.ok("team", "create", "circle-9", "--kind", "circle")
     old = tmp_path / "old.md"

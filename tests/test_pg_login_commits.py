@@ -78,3 +78,4 @@ def test_a_login_flushes_the_wal_once_and_its_session_survives_a_crash(durable: 
         assert _sessions(c, url) == answered  # the last login's session came back with its event
     finally:
         server.stop()
+

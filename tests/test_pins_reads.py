@@ -74,9 +74,10 @@ def test_another_commands_save_and_a_tampered_file_are_seen(home: Home) -> None:
     theirs.verified["bob"] = "cd" * 32
     other.save_pins(theirs)
     assert home.pins().verified["bob"] == "cd" * 32
-    # Saving what this process read before is a change now (the file moved on): written, not skipped.
+    # Saving what this process read before is a change now (the file moved on): merged into it (fix21), not skipped
+    # and not written over it: the other command's verification stays (tests/test_pins_merge.py).
     home.save_pins(mine)
-    assert "bob" not in other.pins().verified
+    assert other.pins().verified["bob"] == "cd" * 32 and mine.verified["bob"] == "cd" * 32
     path = home.path / "pins.bin"
     data = path.read_bytes()
     path.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])

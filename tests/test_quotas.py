@@ -185,13 +185,18 @@ async def test_a_batch_reads_its_authors_usage_once_and_carries_it_forward_exact
     files cost n^2 rows), and the stored bytes reach their quota at the very item where a fresh read would."""
     w = world_of(org, monkeypatch)
     reads: list[str] = []
-    real = U.usage_of
+    real, real_now = U.usage_of, U.usage_now
 
     async def counting(db: Any, member: str, kind: str, now: int, per_day: int) -> U.Usage:
         reads.append(kind)
         return await real(db, member, kind, now, per_day)
 
+    def counting_now(conn: Any, member: str, kind: str, now: int, per_day: int) -> U.Usage:
+        reads.append(kind)  # the same read, made in the connection's thread (server/store/sqlite/inthread.py)
+        return real_now(conn, member, kind, now, per_day)
+
     monkeypatch.setattr(U, "usage_of", counting)
+    monkeypatch.setattr(U, "usage_now", counting_now)
     async with session(w, w.bob) as s, Http(w.server) as h:
         key = await team_key(s, w.drafting)
         path = f"/api/v1/teams/{w.drafting}/versions"

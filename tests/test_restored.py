@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Member, Org, security_team
+from tests.helpers.members import unlock_here
 from tests.helpers.restored import Servers, pins_file, pins_of
 
 
@@ -36,6 +37,7 @@ def test_a_restore_is_explained_then_accepted_followed_and_republished(org: Org,
                                                                         servers: Servers) -> None:
     alice, bob = org.alice, org.bob
     carol = security_team(org, make_member)
+    unlock_here(alice, bob, carol)  # their ~30 commands skip Argon2id (the unlock itself: tests/test_auth.py)
     bob.ok("verify", "alice", "--confirm")
     plan = tmp_path / "plan.md"
     plan.write_text("plan, first draft")

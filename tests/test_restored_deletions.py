@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Org, security_team
+from tests.helpers.members import unlock_here
 from tests.helpers.restored import Servers, pins_of, restore_dropping_a_deletion
 
 
@@ -20,6 +21,7 @@ def test_a_deletion_the_acceptance_does_not_name_is_kept_then_signed_again(org: 
                                                                           tmp_path: Path, servers: Servers) -> None:
     alice, bob = org.alice, org.bob
     carol = security_team(org, make_member)
+    unlock_here(alice, bob, carol)  # their commands skip Argon2id (the unlock itself: tests/test_auth.py)
     restore_dropping_a_deletion(org, carol, servers, tmp_path, alice)  # alice's device pinned the deletion
     r = alice.ok("whoami")  # follows the acceptance, keeping names.md deleted
     assert "carol (Security Team) accepted" in r.err and "keeps them deleted" in r.err, r.err

@@ -244,8 +244,8 @@ def test_a_link_stored_just_before_a_crash_gets_its_audit_event_at_the_next_star
     store, chains = server.app[AUDIT], server.app[CHAINS]
     append, append_links = store.append, chains.append_links
 
-    async def stored_links(*args: Any) -> Any:
-        outcome = await append_links(*args)
+    async def stored_links(*args: Any, **kwargs: Any) -> Any:
+        outcome = await append_links(*args, **kwargs)
         stored.set()
         return outcome
 

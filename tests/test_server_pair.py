@@ -67,6 +67,23 @@ async def test_a_nonce_from_one_is_taken_once_on_either(fresh: Pair) -> None:
         assert db.execute("SELECT count(*) FROM login_nonces WHERE expires > 0").fetchone() == (0,)
 
 
+async def test_one_nonce_sent_to_both_at_once_gives_one_session(fresh: Pair) -> None:
+    """One nonce's login, signed for each server's origin, sent six times at once through both: the nonce's take
+    decides (one statement that deletes the row and stores the session), so exactly one login gets a token."""
+    async with Http(fresh.one) as h1, Http(fresh.two) as h2:
+        status, ch = await h1.call("POST", CHALLENGE, js={"member": fresh.alice_id,
+                                                          "device": fresh.alice_device.device_id})
+        assert status == 200, ch
+        nonce = base64.b64decode(ch["nonce"])
+        signed = {h: await _signed(h, fresh, nonce) for h in (h1, h2)}  # each server's origin
+        answers = await asyncio.gather(*(h.call("POST", LOGIN, js=signed[h]) for h in (h1, h2) * 3))
+        assert sorted(status for status, _ in answers) == [200] + [401] * 5, answers
+        assert all("unknown or already used" in res["message"] for status, res in answers if status == 401)
+        token = next(res["token"] for status, res in answers if status == 200)
+        for h in (h1, h2):
+            assert (await h.call("GET", "/api/v1/directory", token=token))[0] == 200
+
+
 async def test_a_source_blocked_for_failed_logins_on_one_is_blocked_on_both(fresh: Pair) -> None:
     async with Http(fresh.one, source=ATTACKER) as h1, Http(fresh.two, source=ATTACKER) as h2:
         thief = DeviceKeys.generate()
@@ -78,11 +95,15 @@ async def test_a_source_blocked_for_failed_logins_on_one_is_blocked_on_both(fres
                                         member=fresh.alice_id, time=int(h1.server.clock()))
             answers.append((await h1.call("POST", LOGIN, js={"statement": b64(statement), "sig": b64(sig)}))[0])
         assert answers == [401] * 6
+        with fresh.one.db() as db:
+            held = db.execute("SELECT count(*) FROM login_nonces").fetchone()
         for h in (h1, h2):
             status, res = await h.call("POST", CHALLENGE, js={"member": fresh.alice_id,
                                                               "device": fresh.alice_device.device_id})
             assert (status, res["error"]) == (429, "throttled"), res
             assert "failed logins from your address" in res["message"]
+        with fresh.one.db() as db:  # the statement that found the source blocked stored no nonce for it
+            assert db.execute("SELECT count(*) FROM login_nonces").fetchone() == held
     async with Http(fresh.two) as honest:  # another address is not held back
         await login_as(honest, fresh.alice_id, fresh.alice_device)
 
@@ -91,12 +112,22 @@ async def test_a_request_budget_spent_on_one_is_spent_on_both(fresh: Pair) -> No
     for s in (fresh.one, fresh.two):
         s.set_limits(0.01, 4)
     async with Http(fresh.one, source=ATTACKER) as h1, Http(fresh.two, source=ATTACKER) as h2:
-        spent = [(await h.call("GET", "/api/v1/info"))[0] for h in (h1, h2, h1, h2)]
-        assert spent == [200] * 4
+        spent = [(await h.call("GET", "/api/v1/info"))[0] for h in (h1, h2, h1)]
+        spent.append((await h2.call("POST", CHALLENGE, js={"member": 5}))[0])  # a refused body spends its token
+        assert spent == [200, 200, 200, 400]
+        with fresh.one.db() as db:
+            held = db.execute("SELECT count(*) FROM login_nonces").fetchone()
         for h in (h1, h2):
             status, res = await h.call("GET", "/api/v1/info")
             assert (status, res["error"]) == (429, "throttled"), res
             assert int(h.headers["Retry-After"]) >= 1
+            status, res = await h.call("POST", CHALLENGE, js={"member": fresh.alice_id,
+                                                              "device": fresh.alice_device.device_id})
+            assert (status, res["error"]) == (429, "throttled"), res  # out of budget: no nonce stored either
+            status, res = await h.call("POST", CHALLENGE, js={"member": 5})
+            assert (status, res["error"]) == (429, "throttled"), res  # a bad body from a spent source: 429 first
+        with fresh.one.db() as db:
+            assert db.execute("SELECT count(*) FROM login_nonces").fetchone() == held
 
 
 def test_the_stores_are_what_both_servers_read(pair: Pair) -> None:

@@ -5,7 +5,8 @@ the documented buffers (``live_queue_bytes``).
 
 Each test shortens the timeout it checks (a few seconds) and waits at most a generous bound for the drop; the
 bounds are the documented timeouts plus aiohttp's lingering time (10 s, in which the server still reads and drops
-what arrives so that the client can read its answer), never a measured duration.
+what arrives so that the client can read its answer; the trickled-body tests shorten it to 2 s: ``short_linger``),
+never a measured duration.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.helpers.api_world import World, docs_path, make_upload, new_doc, sess
 from tests.helpers.db import snapshot
 from tests.helpers.http import Http, login, request_head
 
-LINGER = 10.0  # aiohttp's lingering time after an answer to an unfinished body
+LINGER = 2.0  # aiohttp's lingering time after an answer to an unfinished body (10 s; ``short_linger``)
 MARGIN = 10.0  # on top of a timeout: a loaded machine
 
 
@@ -44,6 +45,15 @@ def slow_settings(w: World) -> Iterator[Config]:
     config.live_send_timeout, config.live_queue_bytes = 2.0, 256 * 1024
     yield config
     config.body_timeout, config.upload_min_rate, config.live_send_timeout, config.live_queue_bytes = saved
+
+
+@pytest.fixture
+def short_linger(w: World) -> Iterator[None]:
+    """The shared world's server lingers ``LINGER`` seconds (not aiohttp's 10) after answering an unfinished body,
+    for the connections it accepts during the test: the drop those tests wait for comes that much sooner."""
+    before = w.server.set_lingering(LINGER)
+    yield
+    w.server.set_lingering(before)
 
 
 async def trickle(server: ServerThread, head: bytes, tail: bytes, *, pause: float, within: float) -> bytes | None:
@@ -105,7 +115,8 @@ async def test_trickled_headers_are_dropped_after_the_keepalive_timeout(tmp_path
         server.stop()
 
 
-async def test_a_trickled_json_body_is_refused_and_dropped(w: World, slow_settings: Config) -> None:
+async def test_a_trickled_json_body_is_refused_and_dropped(w: World, slow_settings: Config, short_linger: None
+                                                            ) -> None:
     body = b'{"member": "' + b"a" * 64 + b'", "device": "' + b"b" * 64 + b'"}'
     head = request_head(w.server, "POST", "/api/v1/auth/challenge", len(body)).replace(b"Connection: close\r\n", b"")
     before = snapshot(w.server)
@@ -116,7 +127,8 @@ async def test_a_trickled_json_body_is_refused_and_dropped(w: World, slow_settin
     assert snapshot(w.server) == before
 
 
-async def test_a_trickled_upload_is_refused_dropped_and_leaves_nothing(w: World, slow_settings: Config) -> None:
+async def test_a_trickled_upload_is_refused_dropped_and_leaves_nothing(w: World, slow_settings: Config,
+                                                                      short_linger: None) -> None:
     async with session(w, w.bob) as s:
         key = await team_key(s, w.drafting)
         doc = new_doc()
@@ -249,7 +261,12 @@ async def test_a_download_that_is_never_read_is_dropped(w: World, slow_settings:
             writer.write(f"GET /api/v1/teams/{w.drafting}/versions/{up.vid}/body HTTP/1.1\r\n"
                          f"Host: 127.0.0.1:{w.server.port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
             await writer.drain()
-            await asyncio.sleep(2.0 + MARGIN)  # reading nothing: the server's data waits on a closed window
+            # reading nothing: the server's data waits on a closed window; wait (at most 2 s + MARGIN, as before) for
+            # the server to drop the connection, then read what came
+            mine, end = sock.getsockname()[:2], asyncio.get_running_loop().time() + 2.0 + MARGIN
+            assert mine in w.server.peers()  # held, as the server sees it
+            while mine in w.server.peers() and asyncio.get_running_loop().time() < end:
+                await asyncio.sleep(0.2)
             got = 0
             with contextlib.suppress(ConnectionResetError, ssl.SSLError, OSError):
                 async with asyncio.timeout(60):

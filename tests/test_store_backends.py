@@ -15,15 +15,19 @@ from security.events import Checkpoint
 from security.merkle import MerkleTree, leaf_hash
 from server.store.backends import open_audit, open_storage
 from server.store.postgres.audit import PostgresAudit
-from server.store.postgres.schema import AUDIT_LOCK
+from server.store.postgres.schema import AUDIT_LOCK, lock_chain
 from server.store.protocols import Storage
 from server.store.records import (
     ChainMoved,
+    CosigAdded,
     HeadMoved,
     LinksAppended,
+    LinksMoved,
     MessagePlaced,
     MessagePost,
     SenderMoved,
+    SignedCheck,
+    SignerMoved,
     SlotFill,
     SlotMissing,
     SlotOpen,
@@ -33,13 +37,16 @@ from server.store.records import (
     StoredMessage,
     StoredThread,
     StoredVersion,
+    TakenNonce,
     TeamMoved,
     ThreadAdded,
     ThreadExists,
     VersionAdded,
 )
+from server.store.sqlite.vault import SQLiteStorage
 from server.usage import Allowance, OverDailyCount
 from tests.helpers.postgres import Cluster
+from vault.errors import ChainError
 from vault.links import link_hash
 
 
@@ -96,6 +103,45 @@ async def test_two_stores_on_one_database_append_at_one_position_and_one_wins(tm
         outcomes = await asyncio.gather(*(s.append_links([link("org", 2)], [], []) for s in (a, b, a, b)))
         assert sorted(type(o).__name__ for o in outcomes) == ["ChainMoved"] * 3 + ["LinksAppended"]
         assert [x.seq for x in await b.all_links()] == [1, 2]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_an_append_judged_before_a_link_stored_since_stores_nothing(tmp_path: Path, backend: str) -> None:
+    """``seen`` (review 26, finding 2): a link of any chain stored after the order number the append was judged at,
+    here by the other store on the database (another server process), is ``LinksMoved`` (nothing stored), or with
+    ``again`` is given to it in the transaction: it refuses (nothing stored) or the append goes on."""
+    a, b = await open_storage(tmp_path, backend), await open_storage(tmp_path, backend)
+    try:
+        assert await a.append_links([link("org", 1)], [], []) == LinksAppended()
+        seen = (await a.links_after(0))[-1][0]
+        assert await b.append_links([link("m1", 1)], [("m1", 1, "d", b"puk")], []) == LinksAppended()  # since
+        assert await a.append_links([link("t1", 1)], [], [("t1", 1, "m", b"box")], seen=seen) == LinksMoved()
+        assert await a.append_links([link("m1", 1)], [], [], seen=seen) == LinksMoved()  # not ChainMoved: judge again
+        assert [(x.chain, x.seq) for x in await b.all_links()] == [("org", 1), ("m1", 1)]
+        assert await b.team_boxes_for("t1", "m") == []
+        given: list[list[tuple[str, int]]] = []
+
+        async def refuse(since: list[tuple[int, StoredLink]]) -> SignedCheck | None:
+            given.append([(x.chain, x.seq) for _, x in since])
+            raise ChainError("judged again: refused")
+
+        with pytest.raises(ChainError, match="judged again"):  # judged again in the transaction: nothing stored
+            await a.append_links([link("t1", 1)], [], [("t1", 1, "m", b"box")], seen=seen, again=refuse)
+        assert given == [[("m1", 1)]] and len(await b.all_links()) == 2 and await b.team_boxes_for("t1", "m") == []
+
+        async def take(since: list[tuple[int, StoredLink]]) -> SignedCheck | None:
+            given.append([(x.chain, x.seq) for _, x in since])
+            return None
+
+        assert await a.append_links([link("t1", 1)], [], [("t1", 1, "m", b"box")], seen=seen,
+                                    again=take) == LinksAppended()
+        assert given[1:] == [[("m1", 1)]]
+        assert [(x.chain, x.seq) for x in await b.all_links()] == [("org", 1), ("m1", 1), ("t1", 1)]
+        seen = (await a.links_after(0))[-1][0]  # caught up: taken as it is
+        assert await a.append_links([link("t1", 2)], [], [], seen=seen, again=refuse) == LinksAppended()
+        assert len(given) == 2
     finally:
         await a.close()
         await b.close()
@@ -180,19 +226,31 @@ async def test_sessions_nonces_and_their_expiry(store: Storage) -> None:
 
 
 async def test_a_nonce_gives_one_session_whichever_store_takes_it(tmp_path: Path, backend: str) -> None:
-    """A login reads its nonce, then takes it and stores its session in one transaction: of two stores on one
-    database (two processes; SQLite: one store twice) taking one nonce at once, one gets the session."""
+    """A login takes its nonce and stores its session in one transaction: of two stores on one database (two
+    processes; SQLite: one store twice) taking one nonce at once, exactly one gets the session; a session only
+    for the member and device the nonce was issued to, before it expires; a refused login's take uses it up."""
     a = await open_storage(tmp_path, backend)
     b = await open_storage(tmp_path, backend) if backend else a
     try:
         await a.add_nonce(b"n", "m", "d", 40.0)
-        assert await b.peek_nonce(b"n") == ("m", "d", 40.0) == await a.peek_nonce(b"n")  # a read takes nothing
-        won = await asyncio.gather(*(s.add_session_taking(b"n", b"tok-%d" % i, "m", "d", 50.0)
-                                     for i, s in enumerate((a, b, a, b))))
+        taken = await asyncio.gather(*(s.take_nonce_login(b"n", 30.0, (b"tok-%d" % i, "m", "d", 50.0))
+                                       for i, s in enumerate((a, b, a, b))))
+        won = [t is not None for t in taken]
         assert sorted(won) == [False, False, False, True]
+        assert [t for t in taken if t is not None] == [TakenNonce("m", "d", 40.0, True)]
         assert [await a.session(b"tok-%d" % i) is not None for i in range(4)] == won  # none for the losers
-        assert await a.peek_nonce(b"n") is None and not await b.add_session_taking(b"n", b"x", "m", "d", 50.0)
-        assert not await a.add_session_taking(b"never", b"y", "m", "d", 50.0) and await a.session(b"y") is None
+        assert await b.take_nonce_login(b"n", 30.0, (b"x", "m", "d", 50.0)) is None and await a.session(b"x") is None
+        assert await a.take_nonce_login(b"never", 30.0, (b"y", "m", "d", 50.0)) is None
+        for nonce, now, member, device in ((b"late", 40.0, "m", "d"), (b"other", 30.0, "m2", "d"),
+                                           (b"other-device", 30.0, "m", "d2")):
+            await b.add_nonce(nonce, "m", "d", 40.0)  # expired at 40, or issued to another member or device
+            assert await a.take_nonce_login(nonce, now, (b"s-" + nonce, member, device, 50.0)) == \
+                TakenNonce("m", "d", 40.0, False)
+            assert await a.session(b"s-" + nonce) is None and await b.take_nonce(nonce) is None  # used up
+        await a.add_nonce(b"refused", "m", "d", 40.0)
+        assert await b.take_nonce_login(b"refused", 30.0, None) == TakenNonce("m", "d", 40.0, False)
+        assert await a.take_nonce_login(b"refused", 30.0, (b"z", "m", "d", 50.0)) is None
+        assert await a.session(b"z") is None
     finally:
         await a.close()
         if b is not a:
@@ -292,6 +350,64 @@ async def test_the_audit_log_is_rebuilt_from_the_database(tmp_path: Path, backen
         assert await log.witnessed() is None
     finally:
         await log.close()
+
+
+async def test_a_cosignature_is_stored_only_while_its_signers_chains_are_as_judged(tmp_path: Path,
+                                                                                   backend: str) -> None:
+    """Review 27, finding 2: ``add_cosig``'s ``signer`` (the member chain and the organization chain as the route
+    judged the cosignature on) stores nothing once either moved (``SignerMoved``: a revocation, cut or removal may
+    have been stored since; the route judges again). SQLite reads the vault's file (``heads``)."""
+    store = await open_storage(tmp_path, backend)
+    log = await open_audit(tmp_path, backend, heads=store.chain_heads if isinstance(store, SQLiteStorage) else None)
+    try:
+        await store.append_links([link("org", 1)], [], [])
+        await store.append_links([link("m", 1)], [], [])
+        assert await log.add_cosig(20, "m", "d", b"sig", 5, {"m": 1, "org": 1}) == CosigAdded()
+        await store.append_links([link("m", 2)], [], [])  # the device's revocation, say, stored since
+        assert await log.add_cosig(20, "m", "e", b"sig2", 6, {"m": 1, "org": 1}) == SignerMoved()
+        await store.append_links([link("org", 2)], [], [])
+        assert await log.add_cosig(20, "m", "e", b"sig2", 6, {"m": 2, "org": 1}) == SignerMoved()
+        assert await log.cosigned() == [("m", "d", 5)]  # nothing of the refused ones
+        assert await log.add_cosig(20, "m", "e", b"sig2", 6, {"m": 2, "org": 2}) == CosigAdded()
+        assert sorted(await log.cosigned()) == [("m", "d", 5), ("m", "e", 6)]
+    finally:
+        await log.close()
+        await store.close()
+    if not backend:  # an audit store opened without the vault's chains cannot check a signer: it says so
+        alone = await open_audit(tmp_path)
+        try:
+            with pytest.raises(RuntimeError, match="without the vault's chains"):
+                await alone.add_cosig(20, "m", "f", b"sig3", 7, {"m": 2, "org": 2})
+        finally:
+            await alone.close()
+
+
+async def test_a_cosignature_waits_for_a_chain_append_in_flight_and_is_refused_after_it(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """Over PostgreSQL (another process's ``device.revoke`` transaction holds the member chain's lock, as
+    ``append_links`` does, when its ``SignedCheck`` reads the ``cosigs`` table): the cosignature's transaction waits
+    for it (its locks, shared) and then finds the chain moved; it was not inserted between that read and the link."""
+    url = pg_cluster.new_database()
+    store, log = await open_storage(tmp_path, url), await open_audit(tmp_path, url)
+    other = await asyncpg.connect(url)
+    try:
+        await store.append_links([link("org", 1)], [], [])
+        await store.append_links([link("m", 1)], [], [])
+        tx = other.transaction()
+        await tx.start()
+        await lock_chain(other, "m")
+        await other.execute("INSERT INTO links (chain, seq, kind, wire, time) VALUES ('m', 2, 'member', 'r', 0)")
+        cosig = asyncio.ensure_future(log.add_cosig(20, "m", "d", b"sig", 5, {"m": 1, "org": 1}))
+        await asyncio.sleep(0.5)
+        assert not cosig.done()  # waits for the lock
+        assert await other.fetchval("SELECT count(*) FROM cosigs") == 0
+        await tx.commit()
+        assert await cosig == SignerMoved()
+        assert await log.cosigned() == []
+    finally:
+        await other.close()
+        await log.close()
+        await store.close()
 
 
 async def test_two_processes_append_to_one_audit_log(tmp_path: Path, pg_cluster: Cluster) -> None:
@@ -403,3 +519,35 @@ async def test_a_claim_is_won_once_whichever_store_asks(tmp_path: Path, backend:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_message_batch_that_waited_for_its_thread_reads_the_senders_stored_meanwhile(
+        tmp_path: Path, pg_cluster: Cluster) -> None:
+    """A batch locks its thread's row and reads the thread's senders in one statement, whose snapshot is older than
+    the lock when it had to wait: a batch that waited while another process stored a message of that thread reads
+    the senders again under the lock, so the device's message 1 sent again is refused, not placed a second time."""
+    url = pg_cluster.new_database()
+    a = await open_storage(tmp_path, url)
+    other = await asyncpg.connect(url)
+    try:
+        assert await a.add_thread(StoredThread("t1", "th", b"record", 0, 1, 100), 100,
+                                  Allowance("m", per_day=5)) == ThreadAdded()
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT next_pos FROM threads WHERE team='t1' AND thread='th' FOR UPDATE")
+        # what another process's batch writes under the lock: message 1 of d1, d1's last message, the next position
+        await other.execute("INSERT INTO messages (team, thread, pos, mid, device, seq, time, record) "
+                            "VALUES ('t1', 'th', 1, 'md11', 'd1', 1, 100, 'r')")
+        await other.execute("INSERT INTO thread_senders (team, thread, device, seq, mid, time) "
+                            "VALUES ('t1', 'th', 'd1', 1, 'md11', 100)")
+        await other.execute("UPDATE threads SET next_pos=2, last_time=100 WHERE team='t1' AND thread='th'")
+        mine = asyncio.ensure_future(a.add_messages([MessagePost(message(0, 1, 110), None)]))  # d1's first, again
+        await asyncio.sleep(0.5)
+        assert not mine.done()  # waits for the thread's lock
+        await tx.commit()
+        assert await mine == [SenderMoved(1)]
+        assert [(m.pos, m.mid) for m in await a.messages("t1", "th", 0, 10, 120)] == [(1, "md11")]
+        assert await a.add_messages([MessagePost(message(0, 2, 115), "md11")]) == [MessagePlaced(2)]  # uncontended
+    finally:
+        await other.close()
+        await a.close()

@@ -192,13 +192,14 @@ def test_the_protocols_declare_the_outcome_unions_the_routes_map() -> None:
     over: set[type] = {OverStoredBytes, OverDailyCount}
     assert _members(OverQuota) == over
     expected: dict[tuple[type, str], set[type]] = {
-        (P.ChainStore, "append_links"): {R.LinksAppended, R.ChainMoved},
-        (P.DocumentStore, "add_version"): {R.VersionAdded, R.HeadMoved, R.TeamMoved} | over,
-        (P.ThreadStore, "add_thread"): {R.ThreadAdded, R.ThreadExists} | over,
+        (P.ChainStore, "append_links"): {R.LinksAppended, R.ChainMoved, R.LinksMoved},
+        (P.DocumentStore, "add_version"): {R.VersionAdded, R.HeadMoved, R.TeamMoved, R.SignerMoved} | over,
+        (P.ThreadStore, "add_thread"): {R.ThreadAdded, R.ThreadExists, R.SignerMoved} | over,
         (P.ThreadStore, "thread_head"): {R.StoredHead, type(None)},
         (P.SlotStore, "open_slot"): {R.SlotOpen, R.SlotsFull},
         (P.SlotStore, "read_slot"): {R.SlotRead, R.SlotMissing},
         (P.SlotStore, "fill_slot"): {R.SlotFill},
+        (P.AuditLog, "add_cosig"): {R.CosigAdded, R.SignerMoved},
     }
     for (protocol, method), members in expected.items():
         assert _members(typing.get_type_hints(getattr(protocol, method))["return"]) == members, (protocol, method)

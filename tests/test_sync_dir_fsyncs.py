@@ -3,9 +3,10 @@
 A pulled file gets its name by a link beside its verified temporary file; that new name survives a crash only once
 its directory is fsynced. Before, every pulled file fsynced its directory on its own (1,000 small files: 1,000
 directory fsyncs into a dozen folders). In a batch of fetches the directories are fsynced once each before the
-local copies index or the folder's index that records the new files is saved (``Documents.settle_places``): a
-crash may lose names not yet recorded (the next pass fetches them again), never leave an index entry for a name
-the disk does not hold (the next pass would take it for a file the member deleted).
+local copies index or the folder's index that records the new files is saved (``Documents.take_unsynced``: the
+saving thread of client/saver.py fsyncs them, then writes): a crash may lose names not yet recorded (the next pass
+fetches them again), never leave an index entry for a name the disk does not hold (the next pass would take it for
+a file the member deleted).
 
 Bob's real pass, in this process against the real server, with every link, directory fsync and save watched.
 """
@@ -16,6 +17,7 @@ import itertools
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +66,26 @@ def test_pulled_files_fsync_each_folder_once_before_anything_records_them(org: O
             unsettled.extend(f"{what}: {p}" for p in paths
                              if p in linked and not any(t > linked[p] for t in synced[p.parent]))
 
-    copies_save, folders_save = LocalCopies.save, SyncFolders.save
+    copies_save, folders_sealed = LocalCopies.save, SyncFolders.sealed
 
     def saving_copies(self: LocalCopies, entries: list[Entry]) -> None:
         check([Path(e[2]) for e in entries], "local copies")
         copies_save(self, entries)
 
-    def saving_folder(self: SyncFolders, index: SyncIndex) -> None:
-        check([Path(index.root) / name for name in index.files], "folder index")
-        folders_save(self, index)
+    def sealing_folder(self: SyncFolders, index: SyncIndex) -> Callable[[], None]:
+        names = [Path(index.root) / name for name in index.files]  # what it records, as sealed
+        write = folders_sealed(self, index)
+
+        def writing() -> None:  # when its bytes are written (the saving thread's save, or ``save``)
+            check(names, "folder index")
+            write()
+
+        return writing
 
     monkeypatch.setattr(os, "link", link)
     monkeypatch.setattr(download, "fsync_dir", fsync_dir)
     monkeypatch.setattr(LocalCopies, "save", saving_copies)
-    monkeypatch.setattr(SyncFolders, "save", saving_folder)
+    monkeypatch.setattr(SyncFolders, "sealed", sealing_folder)
 
     async def one_pass(c: Client) -> Outcome:
         return await sync_pass(c, "drafting", b)

@@ -21,8 +21,16 @@ from client.client import Client
 from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Member, Org, join_member
 from tests.helpers.db import rows_deleted, sql
-from tests.helpers.members import in_session
+from tests.helpers.members import in_session, unlock_at_first_run
 from tests.test_sync import acts, sync, tree, write
+
+
+@pytest.fixture(autouse=True)
+def _agents(org: Org) -> None:
+    """alice's and bob's commands go through an unlock agent from their first: no Argon2id each
+    (their ~60 syncs, histories and listings; session 21). The unlock itself: tests/test_auth.py.
+    No test here looks at the unlock state."""
+    unlock_at_first_run(org.alice, org.bob)
 
 
 def two_synced(org: Org, tmp_path: Path, names: tuple[str, ...] = ("a.md", "b.md", "sub/c.md")) -> tuple[Path, Path]:

@@ -26,7 +26,7 @@ from client.threads.team import Threads, _live_event
 from server.context import DIRECTORY
 from tests.conftest import MVAULT, PASSPHRASE, Member, Org, ServerThread, security_team
 from tests.helpers.db import rows
-from tests.helpers.members import Follower, add_members, session
+from tests.helpers.members import Follower, add_members, session, unlock_at_first_run, unlock_here
 from tests.helpers.postgres import end_to_end_backends
 from vault.errors import AuthError, Conflict, IntegrityError, NotFound, PolicyDenied, VaultError
 from vault.messages import MAX_TEXT, Body, make_message, make_thread
@@ -34,6 +34,13 @@ from vault.teamkeys import TeamKey
 from vault.wire64 import b64
 
 pytestmark = end_to_end_backends()  # SQLite; both with MVAULT_ALL_BACKENDS=1 (tests/conftest.py "Backends")
+
+
+@pytest.fixture(autouse=True)
+def _agents(org: Org) -> None:
+    """alice's and bob's commands go through an unlock agent from their first (no Argon2id each: 82 of the file's
+    138 CLI runs, session 21; the unlock itself: tests/test_auth.py; no test here looks at the unlock state)."""
+    unlock_at_first_run(org.alice, org.bob)
 
 
 def check_order(got: list[Shown], expected_texts: set[str]) -> None:
@@ -54,6 +61,7 @@ def check_order(got: list[Shown], expected_texts: set[str]) -> None:
 
 def test_walkthrough_post_read_ls_attach(org: Org, tmp_path: Path) -> None:
     a, b = org.alice, org.bob
+    unlock_here(a, b)  # their commands skip Argon2id (the unlock itself: tests/test_auth.py)
     a.ok("thread", "create", "drafting", "monthly-check-in")
     r = a.json("thread", "post", "drafting", "monthly-check-in", "Draft agenda is in the vault")
     assert r["pos"] == 1
@@ -296,6 +304,7 @@ def test_disappearing_messages_are_deleted_on_the_server_and_in_caches(org: Org)
 
 def test_bad_input_fails_clearly_and_stores_nothing(org: Org, make_member: Any) -> None:
     [rita] = add_members(org, make_member, ["rita"], role="reader")
+    unlock_here(org.alice)  # her commands skip Argon2id (the unlock itself: tests/test_auth.py)
     org.alice.ok("thread", "create", "drafting", "t")
     before = rows(org.server, "SELECT COUNT(*) FROM messages")[0][0]
     org.alice.fails("thread", "post", "drafting", "t", "", contains="message is empty")

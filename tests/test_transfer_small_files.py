@@ -38,7 +38,7 @@ def _put_many(org: Org, tmp_path: Path, n: int, delay: float) -> tuple[list[dict
     finally:
         for k in ("PYTHONPATH", "FLUSH_LOG", "FLUSH_DELAY"):
             alice.env_extra.pop(k)
-    return [json.loads(line) for line in log.read_text().splitlines()], files
+    return [json.loads(line) for line in log.read_text().splitlines()], files  # saves, and puts-off (``paced``)
 
 
 def test_slow_saves_are_spaced_by_what_they_cost(org: Org, tmp_path: Path) -> None:
@@ -46,7 +46,9 @@ def test_slow_saves_are_spaced_by_what_they_cost(org: Org, tmp_path: Path) -> No
     (1 - FLUSH_SHARE) / FLUSH_SHARE times as long as the last took (the one at the end comes when the batch
     ends). Before, one came every PIN_FLUSH (64) versions whatever it cost. Every stored file is still in the
     index at the end."""
-    saves, files = _put_many(org, tmp_path, 2 * PIN_FLUSH + 10, 0.3)
+    logged, files = _put_many(org, tmp_path, 2 * PIN_FLUSH + 10, 0.3)
+    saves = [s for s in logged if "paced" not in s]
+    assert len(logged) > len(saves)  # the pace put saves off (each costs 0.3 s)
     assert sum(s["entries"] for s in saves) == len(files)  # each stored file recorded once
     for before, after in zip(saves[:-2], saves[1:-1], strict=True):
         took = before["end"] - before["start"]
@@ -60,7 +62,10 @@ def test_cheap_saves_still_come_every_pin_flush_versions(org: Org, tmp_path: Pat
     """In a small home a save costs milliseconds: a batch still saves as it goes, at least every PIN_FLUSH
     versions (or every second), so a killed batch keeps what was acknowledged pinned."""
     # Small files go up BATCH_ITEMS to a request, IN_FLIGHT requests at once: acknowledgements come in chunks.
-    saves, files = _put_many(org, tmp_path, 4 * PIN_FLUSH + 10, 0.0)
+    logged, files = _put_many(org, tmp_path, 4 * PIN_FLUSH + 10, 0.0)
+    saves, paced = [s for s in logged if "paced" not in s], [s for s in logged if "paced" in s]
     assert sum(s["entries"] for s in saves) == len(files)
-    assert len(saves) >= 3  # at least two during the batch, one at its end
-    assert max(s["entries"] for s in saves) <= PIN_FLUSH + BATCH_ITEMS * IN_FLIGHT  # + what was in flight
+    assert len(saves) >= 2  # the first flush always saves (nothing cost anything yet), and the batch's end
+    if not paced:  # every save was cheap (a loaded machine can make one cost enough for the pace to put one off)
+        assert len(saves) >= 3  # at least two during the batch, one at its end
+        assert max(s["entries"] for s in saves) <= PIN_FLUSH + BATCH_ITEMS * IN_FLIGHT  # + what was in flight

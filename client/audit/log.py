@@ -4,6 +4,7 @@ member keys), their verification against the chains, and the Security Team's cos
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +19,14 @@ from client.checkpoints import (
 )
 from client.client import Client
 from client.names import Names
+from client.sanitize import escape
 from client.view import View
+from security.auditkey import designated_at
+from security.auditwindow import SKEW, Publication, SealingWindows
+from security.authority import POLICY
 from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_keypair, cosign_statement
 from security.merkle import leaf_hash, root_of
+from security.policy import TEAM_KINDS
 from vault.errors import DecryptionFailed, IntegrityError, LogInconsistent, NotFound, PolicyDenied, VaultError
 from vault.links import Link
 from vault.logsign import sign_cosignature
@@ -70,24 +76,35 @@ async def fetch_log(s: Client, lv: LogView) -> Fetched:
 
 @dataclass
 class Keys:
-    audit: dict[int, tuple[bytes, bytes]]  # audit generation -> key pair
+    audit: dict[tuple[str, int], tuple[bytes, bytes]]  # (security team, audit generation) -> key pair
     member: list[tuple[bytes, bytes]]
+    sealed: dict[int, str] = field(default_factory=dict)  # event index -> the team whose audit key opened it
 
     @property
     def security(self) -> bool:
         return bool(self.audit)
 
+    def held(self, team: str) -> int:
+        """The newest generation of ``team``'s audit key held here (0: none)."""
+        return max((g for t, g in self.audit if t == team), default=0)
+
 
 async def keys_of(s: Client, view: View) -> Keys:
-    audit: dict[int, tuple[bytes, bytes]] = {}
-    team = security_team(view, s.session.me, s.session.now())
-    if team is not None and "security" in view.org.roles_of(s.session.me, s.session.now()):
-        for gen in range(1, team.generation + 1):
-            try:
-                audit[gen] = audit_keypair((await s.keys.team_key(team, gen)).seed)
-            except (PolicyDenied, NotFound):
+    """The member's keys; a Security Team member's (one who holds the designated team's key) also the audit key
+    pairs of every security team it holds a key of (a publication is a team's generation: review 29, a change of
+    designation)."""
+    audit: dict[tuple[str, int], tuple[bytes, bytes]] = {}
+    me, now = s.session.me, s.session.now()
+    if security_team(view, me, now) is not None and "security" in view.org.roles_of(me, now):
+        for team in sorted(view.teams.values(), key=lambda t: t.team_id):
+            if team.kind != "security" or not any(m == me for _, m in team.boxes):
                 continue
-    mine = view.members[s.session.me]
+            for gen in range(1, team.generation + 1):
+                try:
+                    audit[team.team_id, gen] = audit_keypair((await s.keys.team_key(team, gen)).seed)
+                except (PolicyDenied, NotFound):
+                    continue
+    mine = view.members[me]
     member = []
     for gen in sorted(mine.puks):
         try:
@@ -98,19 +115,22 @@ async def keys_of(s: Client, view: View) -> Keys:
 
 
 def read_events(fetched: Fetched, keys: Keys) -> list[tuple[int, Event]]:
-    """Every event these keys open, in log order."""
-    audit = {gen: Opener(*pair) for gen, pair in keys.audit.items()}
+    """Every event these keys open, in log order (``keys.sealed``: the team whose audit key opened each)."""
+    audit: dict[int, list[tuple[str, Opener]]] = {}
+    for (team, gen), pair in sorted(keys.audit.items()):
+        audit.setdefault(gen, []).append((team, Opener(*pair)))
     member = [Opener(*pair) for pair in keys.member]
     out = []
     for index in sorted(fetched.leaves):
         leaf = fetched.leaves[index]
         event = None
-        opener = audit.get(leaf.audit_gen)
-        if opener is not None:
+        for team, opener in audit.get(leaf.audit_gen, []):
             try:
                 event = opener.open(leaf, (0,))
             except DecryptionFailed:
-                event = None
+                continue
+            keys.sealed[index] = team
+            break
         if event is None:
             for m in member:
                 try:
@@ -194,6 +214,7 @@ class Verified:
     problems: list[str]
     outside: WitnessedNote | None = None  # what listed outside witnesses cosigned (client/audit/notes.py)
     fetched: Fetched | None = None  # the leaves and hashes verified
+    unheld: int = 0  # events sealed to a former designated team's key this member never held (no fault: counted)
 
     @property
     def outside_witness(self) -> int | None:
@@ -204,25 +225,30 @@ class Verified:
         return {"ok": not self.problems, "size": self.checkpoint.size, "root": self.checkpoint.root.hex(),
                 "time": self.checkpoint.time, "pruned": self.pruned, "events_read": self.events_read,
                 "last_witness": self.last_witness, "last_outside_witness": self.outside_witness,
-                "problems": self.problems}
+                "unheld": self.unheld, "problems": self.problems}
 
 
 async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
     """Replay the whole log; with the audit key also check the events against the chains."""
     view, lv, fetched, keys, events, last_witness = await load(s)
     problems = _check_pruning(fetched, protocols_of(view.org).retention_days, s.session.now())
+    unheld: list[int] = []
     if keys.security:
-        opened = {i for i, _ in events}
-        unreadable = [i for i, leaf in fetched.leaves.items() if leaf.audit_gen in keys.audit and i not in opened]
-        if unreadable:
-            problems.append(f"{len(unreadable)} events sealed to the audit key do not open (first: {unreadable[0]})")
-        problems += _check_generations(fetched, events, max(keys.audit))
-        sealed_to_us = [(i, e) for i, e in events if fetched.leaves[i].audit_gen in keys.audit]
-        problems += await _check_links_logged(s, view, sealed_to_us)
+        links = await chain_links(s, view)
+        windows = sealing_windows(view, links[1], fetched, events, keys.sealed)
+        problems += _check_generations(view, fetched, events, keys, windows, unheld)
+        if (overdue := windows.unpublished(int(s.session.now()), view.org.audit_team)) is not None:
+            team, gen, made = overdue
+            problems.append(f"the Security Team's key generation {gen} (team {_name(view, team)}, rotated at "
+                            f"{made}) has no publication in the log: events are still sealed to no audit key "
+                            "(a Security Team member's next command publishes it; if it is published, the server "
+                            "does not log it)")
+        earliest = min((e.time for i, e in events if i in keys.sealed), default=None)
+        problems += _check_links_logged(links, events, earliest, windows)
         problems += _check_order(events)
     outside = outside_witness(lv, view.org, fetched.hashes, s.session.now())
     return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
-                    problems, outside, fetched), view, events, keys
+                    problems, outside, fetched, len(unheld)), view, events, keys
 
 
 def _check_pruning(fetched: Fetched, retention_days: int, now: int) -> list[str]:
@@ -243,21 +269,108 @@ def _check_pruning(fetched: Fetched, retention_days: int, now: int) -> list[str]
     return problems
 
 
-def _check_generations(fetched: Fetched, events: list[tuple[int, Event]], newest_held: int) -> list[str]:
-    """Once the audit key exists, every event is sealed to it, never to an older generation
-    than the newest one published, and never to a generation the Security Team does not hold."""
-    published = {i: int(e.detail.get("gen", 0)) for i, e in events if e.action == "audit.key" and e.result == "ok"}
-    problems = []
-    current = 0
+def sealing_windows(view: View, team_links: dict[str, list[Link]], fetched: Fetched,
+                    events: list[tuple[int, Event]], sealed: dict[int, str]) -> SealingWindows:
+    """The server's sealing rule (``security.auditwindow``) replayed on the verified chains, with the audit-key
+    publications as logged, each a (team, generation): every ``audit.key`` event read that the chains allow, and
+    the first event sealed to a newer generation of the team in force, or opened here with the audit key of another
+    team the chains allow to publish then (``sealed``: index -> that team; its publication was logged before it,
+    even if its event does not open here)."""
+    pubs: dict[int, Publication] = {}
+    team = ""
+    newest = 0  # the newest generation of ``team`` published
+    for i, e in events:
+        ag = fetched.leaves[i].audit_gen
+        if e.action == "audit.key" and e.result == "ok":
+            named, gen = e.res.get("team", ""), int(e.detail.get("gen", 0))
+            if not _may_publish(view, named, gen, e.time):
+                continue  # the server's words only (review 29): no publication, the window it would close stays open
+            newest = max(newest, gen) if named == team else gen  # a generation is a team's (review 29)
+            team = named
+            pubs[i] = Publication(i, e.time, team, gen)
+        # not opened with an audit key: the team in force; before any publication read (pruned, or sealed to a
+        # former team's key never held here): the first event opened with the key of a team allowed then
+        elif ag > 0 and (sealer := sealed.get(i, team)) and (
+                sealer != team and _may_publish(view, sealer, ag, e.time) or sealer == team and ag > newest):
+            team, newest = sealer, ag
+            pubs[i] = Publication(i, e.time, team, ag)
+    teams = {p.team for p in pubs.values()} | ({view.org.audit_team} if view.org.audit_team else set())
+    return SealingWindows(view.org, view.members, {t: ls for t, ls in team_links.items() if t in teams},
+                          pubs.values(), POLICY, TEAM_KINDS)
+
+
+def _may_publish(view: View, team: str, gen: int, t: int) -> bool:
+    """Whether an ``audit.key`` event as logged (its team and generation are the server's words) names a publication
+    the verified chains allow: the team designated at its time (none designated: a team of kind ``security``) and a
+    generation that team's chain reached (review 29: a server logged the next key's publication under another team,
+    or a generation ahead, and kept sealing every later event to no audit key)."""
+    designated = designated_at(view.org, t)
+    state = view.teams.get(team)
+    if state is None or (designated is not None and team != designated) or (
+            designated is None and state.kind != "security"):
+        return False
+    return 1 <= gen <= state.generation
+
+
+def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Event]], keys: Keys,
+                       windows: SealingWindows, unheld: list[int]) -> list[str]:
+    """Once the audit key exists, every event is sealed to it: to the team whose publication is in force at the
+    event's place in the log (``windows.publications``; the leaf names only the generation), never to an older
+    generation than the one published, to another team's key, nor to a generation that team never reached (held
+    here); but to none (generation 0) while the server's rule withheld the key (a departure from the Security Team,
+    until the next generation's publication): ``security.auditwindow``, judged at the event's time, or for an event
+    that does not open here, at any time between the events read around it. An event sealed to a generation of a
+    team whose keys this member does not hold (a former designated team it was never in) is unreadable here, no
+    fault: its index goes to ``unheld``."""
+    pubs = {p.index: p for p in windows.publications}
+    times = dict(events)
+    read = sorted(times)
+    problems: list[str] = []
+    unreadable: list[int] = []
+    current: Publication | None = None
     for i in sorted(fetched.leaves):
         ag = fetched.leaves[i].audit_gen
-        if current and ag < current:
-            problems.append(f"event {i} is sealed to audit key generation {ag}, not the published {current}")
-        if ag > newest_held:
-            problems.append(f"event {i} is sealed to an audit key generation ({ag}) the Security Team never held")
+        sealer = keys.sealed.get(i)
+        if ag == 0:
+            if current is not None and not _withheld(windows, i, times, read, fetched):
+                problems.append(f"event {i} is sealed to audit key generation 0, not the published {current.gen} "
+                                "(no departure from the Security Team withheld the key then)")
+        elif current is None:  # before the first publication read (older ones pruned, or a former team's): any
+            if sealer is None and i not in times:  # team's key; one of no generation held here: a former team's
+                (unreadable if any(g == ag for _, g in keys.audit) else unheld).append(i)
+        elif sealer is not None and sealer != current.team:
+            if (p := pubs.get(i)) is None or p.team != sealer:
+                problems.append(f"event {i} is sealed to team {_name(view, sealer)}'s audit key generation {ag}, "
+                                f"not team {_name(view, current.team)}'s published {current.gen}")
+        else:
+            if ag < current.gen:
+                problems.append(f"event {i} is sealed to audit key generation {ag}, not the published {current.gen}")
+            if sealer is None and (held := keys.held(current.team)) and ag > held:
+                problems.append(f"event {i} is sealed to an audit key generation ({ag}) the Security Team never "
+                                f"held (team {_name(view, current.team)})")
+            elif sealer is None and i not in times:
+                (unreadable if held else unheld).append(i)
         # The event that records a publication is sealed before the new key takes effect.
-        current = max(current, ag, published.get(i, 0))
+        current = pubs.get(i, current)
+    if unreadable:
+        problems.insert(0, f"{len(unreadable)} events sealed to the audit key do not open (first: {unreadable[0]})")
     return problems[:20]
+
+
+def _name(view: View, team: str) -> str:
+    return escape(view.teams[team].name) if team in view.teams else escape(team)
+
+
+def _withheld(windows: SealingWindows, i: int, events: dict[int, Event], read: list[int], fetched: Fetched) -> bool:
+    """Did the server's rule withhold the audit key when event ``i`` was logged? Its time if it opens here,
+    otherwise anything between the events read before and after it (each give or take the clock skew)."""
+    if i in events:
+        lo = hi = events[i].time
+    else:
+        k = bisect.bisect_left(read, i)
+        lo = events[read[k - 1]].time if k else 0
+        hi = events[read[k]].time if k < len(read) else fetched.checkpoint.time
+    return bool(windows.withheld_between(lo - SKEW, hi + SKEW, i))
 
 
 def _check_order(events: list[tuple[int, Event]]) -> list[str]:
@@ -277,28 +390,31 @@ async def chain_links(s: Client, view: View) -> tuple[list[Link], dict[str, list
     return org_links, team_links, member_links
 
 
-async def _check_links_logged(s: Client, view: View, events: list[tuple[int, Event]]) -> list[str]:
+def _check_links_logged(links: tuple[list[Link], dict[str, list[Link]], dict[str, list[Link]]],
+                        events: list[tuple[int, Event]], earliest: int | None, windows: SealingWindows) -> list[str]:
     """Every chain link must have its event, logged when it was made (no backdating).
 
-    ``events`` are those sealed to the audit key; links older than the first of them (made
-    before the Security Team published its key, or in that same second) cannot be checked.
+    ``events``: every event read (sealed to the audit key, or to no audit key and opened with this member's
+    keys: the server rightly seals a link's event to none while it withholds the key); ``earliest``: the time
+    of the first sealed to the audit key; links older than it (made before the Security Team published its
+    key, or in that same second) cannot be checked, nor can a link made while the server's rule withheld the
+    key (``security.auditwindow``) whose event does not open here.
     """
     logged = {e.res.get("link"): e for _, e in events if "link" in e.res and not e.action.startswith("attest.")}
-    earliest = min((e.time for _, e in events), default=None)
-    org_links, team_links, member_links = await chain_links(s, view)
+    org_links, team_links, member_links = links
     problems = []
     for link in [*org_links, *(x for ls in team_links.values() for x in ls),
                  *(x for ls in member_links.values() for x in ls)]:
         e = logged.get(link.hash.hex())
         if e is None:
-            if earliest is not None and link.time > earliest:
+            if earliest is not None and link.time > earliest and not windows.withheld_between(
+                    link.time - SKEW, link.time + SKEW, None):
                 problems.append(f"chain link {link.type} {link.hash.hex()[:16]} has no audit event")
             continue
         if abs(e.time - link.time) > 600:
             problems.append(f"chain link {link.type} {link.hash.hex()[:16]} is dated {link.time} but was "
                             f"logged at {e.time}: backdated")
     return problems
-
 
 
 async def witness(s: Client) -> tuple[Verified, int]:

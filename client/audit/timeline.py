@@ -64,14 +64,14 @@ async def timeline(s: Client, member: str, since: int | None, until: int | None)
     mid = view.member_by_name(member).member_id
     size = witnessed.checkpoint.size
     chosen = [(i, e) for i, e in events if mid in (e.actor, e.res.get("member")) and _window(since, until, e.time)
-              and fetched.leaves[i].audit_gen in keys.audit]
+              and i in keys.sealed]
     provable = [(i, e) for i, e in chosen if i < size]
     tree = MerkleTree(fetched.hashes[:size])
-    openers = {gen: Opener(*pair) for gen, pair in keys.audit.items()}
+    openers = {team_gen: Opener(*pair) for team_gen, pair in keys.audit.items()}
     rows = []
     for i, e in provable:
         leaf = fetched.leaves[i]
-        opened, key = openers[leaf.audit_gen].open_with_key(leaf, (0,))
+        opened, key = openers[keys.sealed[i], leaf.audit_gen].open_with_key(leaf, (0,))
         if opened != e or e.time // DAY != leaf.day:
             raise LogInconsistent(f"event {i} does not open to what was read")
         rows.append({"index": i, "leaf": _b64(leaf.raw), "key": _b64(key), "event": e.to_json(),

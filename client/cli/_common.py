@@ -70,12 +70,13 @@ def run(coro: Awaitable[T]) -> T:
     return uvloop.run(wrap())
 
 
-async def stale_keys_after(c: Client) -> list[str]:
-    """The stale coalition keys' rekey after a command that succeeded (``coalitionrekey.when_stale``): its failure
+async def stale_keys_after(c: Client, seen: View | None = None) -> list[str]:
+    """The stale coalition keys' rekey after a command that succeeded (``coalitionrekey.when_stale``; ``seen``: the
+    view this command verified before it ran, decided on when the command's own link left no current one): its failure
     never fails the command. A command that ended the session (``org close --run``, the member's own removal) leaves
     nothing to rekey from here: silent; anything else is a warning."""
     try:
-        return await coalitionrekey.when_stale(c)
+        return await coalitionrekey.when_stale(c, c.chains.cached or seen)
     except AuthError:
         return []
     except VaultError as e:
@@ -103,9 +104,10 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
             if maintain and check_log:
                 notes.extend(await maintenance.maintain(c))
                 notes.extend(await moved_note(c))
+            seen = c.chains.cached  # verified by this command (``maintain``): the hook's decision without a request
             result = await fn(c)
             if maintain and check_log:  # after the command (which may rekey itself: role revoke, coalition rekey)
-                notes.extend(await stale_keys_after(c))
+                notes.extend(await stale_keys_after(c, seen))
             return result
         except VaultError as e:  # an error that names a member or team by id names them by name
             if c.chains.cached is not None:

@@ -117,6 +117,8 @@ def audit_export(ctx: Ctx, since: str | None) -> None:
 def _print_verified(v: log.Verified) -> None:
     out.print(f"log verified: {v.checkpoint.size} events, root {v.checkpoint.root.hex()[:32]}…")
     out.print(f"  events you can read: {v.events_read}; pruned by retention: {v.pruned}")
+    if v.unheld:
+        out.print(f"  sealed to a former security team's key you never held: {v.unheld}")
     out.print(f"  last witnessed: {when(v.last_witness) if v.last_witness else 'never'}")
     if v.outside_witness:
         out.print(f"  last cosigned by an outside witness: {when(v.outside_witness)}")

@@ -7,11 +7,12 @@ import sys
 
 import click
 
-from client import admin, expulsions, joinedspaces
+from client import admin, devicerevoke, expulsions, joinedspaces
 from client.cli._common import Column, Ctx, Time, emit_one, emit_rows, json_flag, out, run, with_session
 from client.client import Client
 from client.maintenance import maintain
 from client.sanitize import escape, one_line
+from client.testknobs import stall
 
 _DEVICES = (Column("name", lambda r: r["name"]), Column("kind", lambda r: r["kind"]),
             Column("added", lambda r: Time(r["added"])),
@@ -71,22 +72,25 @@ def device_ls(ctx: Ctx) -> None:
 @click.pass_obj
 def device_revoke(ctx: Ctx, name: str) -> None:
     """Revoke a device: rolls your member key and rotates your teams' keys."""
+    stall()  # a bad MVAULT_TEST_STALL (or one not below the connect timeout) stops the command before it revokes
 
-    async def go(s: Client) -> tuple[int, list[str], list[str]]:
-        gen, boxes = await admin.device_revoke(s, name)
-        carried = await expulsions.carry_revocation(s, boxes)  # to the coalition spaces this home is a guest of
+    async def go(s: Client) -> tuple[int, list[str], list[str], list[str]]:
+        done = await devicerevoke.device_revoke(s, name, lambda device: expulsions.signed_at_hosts(s, device))
+        # to the coalition spaces this home is a guest of (those it could not land at: named, exit 1)
+        carried, refused = await expulsions.carry_revocation(s, done.boxes)
         mine = await s.chains.links(f"/api/v1/chains/member/{s.session.me}")
         # and to those the member joined on another device (review 15): the record in the member chain
-        spaces, more, missed = await joinedspaces.carry_revocation(s, boxes, mine)
+        spaces, more, missed = await joinedspaces.carry_revocation(s, done.boxes, mine)
         await joinedspaces.publish(s, base=spaces)  # the record sealed again, to the new member key
-        return gen, [*await maintain(s), *carried, *more], missed
+        dated = [done.ahead] if done.ahead else []
+        return done.gen, [*dated, *await maintain(s), *carried, *more], missed, refused
 
-    gen, rotated, missed = with_session(ctx, go)
+    gen, rotated, missed, refused = with_session(ctx, go)
     emit_one(ctx, {"device": name, "revoked": True, "puk_gen": gen, "rotated": rotated},
              lambda: out.print(f"revoked {escape(name)}; member key generation {gen}"
                                + "".join(f"\n{one_line(r)}" for r in rotated)))
-    if missed:  # after what was done is printed: exit 1 (3 for a lie), naming the spaces
-        raise joinedspaces.not_reached(missed)
+    if missed or refused:  # after what was done is printed: exit 1 (3 for a lie), naming the spaces
+        raise joinedspaces.not_reached(missed, refused)
 
 
 @click.command("recovery-key")

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from client import expulsions, guestspace, maintenance
-from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, with_session
+from client import expulsions, guestspace, maintenance, moves
+from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, when, with_session
 from client.client import Client
 from client.guestacts import sync_acts
 from client.sanitize import escape
@@ -26,8 +27,9 @@ from client.sync.folders import SyncFolders
 from client.sync.live import doc_notices
 from client.sync.scan import scan
 from client.sync.serve import Served
-from client.sync.watch import Hint, install_stop_signals, watch
+from client.sync.watch import RETRY_FIRST, RETRY_MAX, Hint, install_stop_signals, transient, watch
 from client.terminal import err, out
+from client.view import View
 from vault.errors import Conflict
 
 _ACTIONS = tuple(Column(header, cell) for header, cell in zip(REPORT_HEADERS, (
@@ -103,11 +105,26 @@ def sync(ctx: Ctx, args: tuple[str, ...], dry_run: bool, confirm_deletes: bool, 
         raise Conflict(f"{outcome.trouble} conflict(s), failure(s) or change(s) not pushed: see the report above")
 
 
+class _Moved(Exception):
+    """A pass saw a server move come in force and followed it (``moves.follow``: saved as this device's place):
+    the watcher's session ends and a new one starts there (review round 25)."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__(row["detail"])
+        self.row = row
+
+
 def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden: bool, backstop: float) -> None:
     """``sync --watch``: a pass now, then one whenever the folder changes, a document notice arrives or
     ``backstop`` seconds passed (client/sync/watch.py); one line per action (one JSON object with --json).
     Each pass reads the team's chains again and does pending key work first, so a removal stops the loop
-    (exit 1, files kept) and a new key generation is used without a restart. While it runs, a one-pass
+    (exit 1, files kept) and a new key generation is used without a restart. A server move that comes in force
+    meanwhile (the verified organization chain puts another place in force: ``moves.follow``, as a command's start
+    does) ends the pass before it sends anything, prints a ``moved`` line and starts a new session at the new place
+    with every check a new command makes there (login, audit log, the chains against the pins); a new place not
+    serving yet (the old one still runs while members follow: docs/tls-and-moves.md) is tried again with the
+    passes' backoff (``retry`` lines) until it answers; any other failure there stops the watcher as it would stop
+    a command. While it runs, a one-pass
     `mvault sync TEAM DIR` asks it first (client/sync/serve.py)."""
     def emit(row: dict[str, Any]) -> None:
         if ctx.as_json:
@@ -117,15 +134,41 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
             detail = f"  {escape(str(row['detail']))}" if row.get("detail") else ""
             out.print_line(f"{escape(str(row.get('action', '')))} {escape(str(row.get('name', '')))}{seq}{detail}")
 
+    started: list[bool] = []  # this session logged in and verified (at a new place: reached)
+
     async def go(s: Client) -> None:
+        started.append(True)
         stop = install_stop_signals(asyncio.get_running_loop())
         view = await s.chains.view()
         team = view.team_by_name(team_name)
 
         full_passes = [0]
+        # the org.server links already looked at (this session's start followed the one in force then)
+        examined = {view.org.server.seq} if view.org.server is not None else set()
+        here = (s.session.api.url, s.session.api.pin)  # the place this session talks to
+
+        async def followed(now: View) -> None:
+            """A move in force not yet looked at is followed (``moves.follow``: saved as this device's place, or,
+            older than the one it follows, kept out with a warning); when the device's place is then not this
+            session's (followed here, by another command, or at this session's start), the pass stops before it
+            sends anything to the old place."""
+            if ctx.space is not None:
+                return  # a guest follows no move of the host's (``_as_guest``)
+            place = now.org.server
+            if place is not None and place.seq not in examined:
+                examined.add(place.seq)
+                await moves.follow(s)
+            url, pin = moves.place_of(ctx.home)
+            if (url.rstrip("/"), pin) == here:
+                return
+            detail = "this device's server is now this place"
+            if place is not None and (place.url, place.pin) == (url, pin):
+                detail = f"pin {pin}, announced by {now.name_of(place.by)} on {when(place.time)}"
+            raise _Moved({"action": "moved", "name": url, "seq": None,
+                          "detail": f"{detail}: the organization's server moved; following it (a new session there)"})
 
         async def run_pass(hint: Hint | None) -> list[dict[str, Any]]:
-            await s.chains.view(refresh=True)
+            await followed(await s.chains.view(refresh=True))
             if ctx.space is None:  # a guest has no key work in the host's space (its admins' clients do it)
                 await maintenance.maintain(s)
             elif hint is None and ctx.guest is not None and full_passes[0]:
@@ -150,7 +193,22 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
         await watch(run_pass, folder, doc_notices(s, team), emit, stop, backstop=backstop, renew=s.login,
                     served=served)
 
-    with_session(ctx, go)
+    following, failures = False, 0
+    while True:
+        started.clear()
+        try:
+            with_session(ctx, go)
+            return
+        except _Moved as moved:  # its config is saved: the next session is at the new place
+            emit(moved.row)
+            following, failures = True, 0
+        except Exception as e:  # the new place not (yet) reached: tried again, as a pass would be; anything else stops
+            if not following or started or not transient(e):
+                raise
+            failures += 1
+            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+            emit({"action": "retry", "error": str(e) or type(e).__name__, "after": delay})
+            time.sleep(delay)
 
 
 async def _recorded_pass(ctx: Ctx, s: Client, team_name: str, folder: Path, *, dry_run: bool = False,

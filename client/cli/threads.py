@@ -28,9 +28,9 @@ from client import expulsions
 from client.audit.log import parse_since
 from client.cli._common import Column, Ctx, Escaped, Time, emit_one, emit_rows, err, json_flag, out, when, with_session
 from client.client import Client
-from client.guestacts import follow_every
 from client.sanitize import escape, message_lines
 from client.terminal import fold
+from client.testknobs import follow_every
 from client.threads.cache import Shown
 from client.threads.info import (
     ThreadExists,

@@ -24,8 +24,8 @@ from typing import Any
 from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
+from client.docplaces import checked_local, plainly_inside, root_id
 from client.docplaces import inside as _inside
-from client.docplaces import plainly_inside, root_id
 from client.docs import PUT_CONCURRENCY, Fetched
 from client.downloadbatch import BATCH_ITEMS, SMALL
 from client.putbase import Base
@@ -170,20 +170,19 @@ class SyncRun:
         self._pace = SavePace(SAVE_EVERY)
         self._root_id: tuple[int, int] | None = None  # the folder as its first local change found it (``_local``)
 
-    def _local(self, name: str) -> Path:
+    def _local(self, name: str, pull: bool = False) -> Path:
         """DIR/``name``, refused if a link on the way (or the file itself) would lead anywhere else: every local
-        change of a pass is made at the very path it scanned, never through a link made meanwhile."""
-        path = self.root / name
+        change of a pass is made at the very path it scanned (``checked_local``; ``pull``: its folder made if need
+        be)."""
         if self._root_id is None:
             self._root_id = root_id(self.root) or (-1, -1)
-        if not plainly_inside(self.root, self._root_id, name) and _inside(self.root, name) != path:
-            raise BadName(f"{escape(name)}: a symbolic link is on its way in the folder; not touched")
-        return path
+        return checked_local(self.root, self._root_id, name, make_folder=pull)
 
     def save(self, force: bool = False) -> None:
-        if force or self._pace.due():
+        if force or self._pace.due():  # on the loop, as a fetch batch's saves (docs/performance.md, session 21)
             with self._pace.saving():
-                self.c.docs.settle_places()  # the files it records are where it says, after a crash too
+                self.c.docs.saver.wait()  # after the batch's saves
+                download.sync_dirs(self.c.docs.take_unsynced())  # the files it records are where it says
                 self.folders.save(self.index)
 
     def _uploaded(self, name: str) -> SyncEntry:
@@ -195,8 +194,7 @@ class SyncRun:
         return replace(SyncEntry.of(doc, copy), raw=raw)
 
     async def pull(self, a: plan.Action, local: dict[str, LocalFile]) -> None:
-        self._local(a.name).parent.mkdir(parents=True, exist_ok=True)
-        target = self._local(a.name)  # again: a folder on the way may be a link made meanwhile
+        target = self._local(a.name, pull=True)  # its folder made if need be, then the path checked again
         entry = self.index.files.get(a.name)
         # Replaced only if it is still the file the index knows (unchanged), and still so after the download.
         held = signature(target)
@@ -588,6 +586,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         for partial in found.partials if found else []:  # a killed pass's download: never a document, never kept
             partial.unlink(missing_ok=True)
         await run.apply(actions, local, sizes)
+        c.docs.saver.wait()  # the pass's saves made: the last one below after them
         ours = c.docs.copies.only_ours_since(copies_mark, copies_now)
         if ours is not None:  # what the next pass would read and catch up with: done now, the file not read again
             catch_up(index, ours[0], root)

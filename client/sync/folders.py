@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,11 +69,21 @@ class SyncFolders:
                              "damaged or not this device's); refusing to use it") from e
 
     def save(self, index: SyncIndex) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.sealed(index)()
+
+    def sealed(self, index: SyncIndex) -> Callable[[], None]:
+        """``save`` of ``index`` as it is now: sealed here, written by the call returned (in another thread: the
+        index may change meanwhile, the bytes do not)."""
         fid = self.folder_id(Path(index.root))
-        atomic_write(self.dir / f"{fid}.bin", seal_sync_index(self._key, fid, index))
-        if not (self.dir / f"{fid}.root").exists():
-            atomic_write(self.dir / f"{fid}.root", seal_folder_root(self._key, fid, index.root))
+        blob, root = seal_sync_index(self._key, fid, index), index.root
+
+        def write() -> None:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write(self.dir / f"{fid}.bin", blob)
+            if not (self.dir / f"{fid}.root").exists():
+                atomic_write(self.dir / f"{fid}.root", seal_folder_root(self._key, fid, root))
+
+        return write
 
     def save_last(self, index: SyncIndex) -> None:
         """Only ``index.last_sync`` (everything else as saved last): into ``ID.last``, read back by ``load``."""

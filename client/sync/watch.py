@@ -152,7 +152,7 @@ class _Pending:
         return hint
 
 
-def _transient(e: BaseException) -> bool:
+def transient(e: BaseException) -> bool:
     """Does ``e`` only say the network failed (worth retrying)?"""
     if isinstance(e, VaultError):
         return isinstance(e, TransportError) and e.exit_code != EXIT_SECURITY
@@ -353,7 +353,7 @@ class _Watch:
                     await self.renew()  # the session expired: once more with a new one
                     hint = None
                     continue
-                if not _transient(e):
+                if not transient(e):
                     raise
                 failures += 1
                 delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))

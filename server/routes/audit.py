@@ -6,7 +6,7 @@ audit middleware's work (``server/recorder.py``).
 from __future__ import annotations
 
 import base64
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 from aiohttp import web
 from msgspec import UnsetType
@@ -14,13 +14,15 @@ from msgspec import UnsetType
 from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from security.protocols import witness_keys
-from server.access import judge_now, protocols_of, session_of
+from server import replies
+from server.access import STORE_TRIES, catch_up_locked, check_session, judge_now, protocols_of, session_of
 from server.coalitionacts import coalition_act
-from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, STATE, AuditKey, Handler, now_of
+from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, LOCK, STATE, AuditKey, Handler, now_of
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
 from server.notes import note
 from server.rosters import roster_export
+from server.store.records import CosigAdded, SignerMoved
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
 from vault.signednote import CheckpointText, Note, origin_of, witness_cosignatures
@@ -129,19 +131,42 @@ async def cosign(request: web.Request) -> web.Response:
     body = await read_body(request, schemas.CosignRequest)
     raw, sig, t = body.checkpoint, body.sig, body.time
     s = session_of(request)
-    store = request.app[AUDIT]
-    directory = request.app[DIRECTORY]
-    if abs(t - now_of(request)) > request.app[CONFIG].clock_skew:
+    app = request.app
+    store = app[AUDIT]
+    if abs(t - now_of(request)) > app[CONFIG].clock_skew:
         raise EncodingError("the cosignature's time is too far from the server's")
     issued = await store.issued(raw)
     if issued is None:
         raise NotFound("this server never issued that checkpoint for its current log")
-    try:  # the one judge again, at the cosignature's signed time
-        judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
-    except BadSignature as e:
-        raise EncodingError("the cosignature does not verify with your device key") from e
-    note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
-    await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t)
+    # A cosignature is a signed act of its device (review 26, finding 1): judged and noted under the chain lock, so a
+    # revocation, cut, removal or end of the role is either in force before it is judged or dated after it
+    # (``check_not_before``); every client refuses a cosignature whose device was not active at its time. Stored
+    # only while the signer's chains are as judged (review 27, finding 2: over PostgreSQL another process's
+    # revocation between the judge and the insert): else caught up, the session and the cosignature judged again.
+    async with app[LOCK]:
+        directory = app[DIRECTORY]
+        for tried in range(STORE_TRIES):
+            await catch_up_locked(app)
+            if tried:
+                check_session(app, s)  # a revocation of this device among the links: refused "revoked"
+            try:  # the one judge again, at the cosignature's signed time
+                judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
+            except BadSignature as e:
+                raise EncodingError("the cosignature does not verify with your device key") from e
+            # positional: tests hold this call (tests/test_review27_exploits.py)
+            stored = await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t,
+                                           directory.signer_heads(s.member))
+            if not isinstance(stored, SignerMoved):
+                break
+        match stored:
+            case CosigAdded():
+                pass
+            case SignerMoved():
+                raise replies.signer_moved()
+            case _:
+                assert_never(stored)
+        directory.note_signed(s.member, s.device, t)
+        note(request, "audit.cosign", detail={"size": issued.checkpoint.size})
     return answer(schemas.CosignAnswer(size=issued.checkpoint.size), 201)
 
 

@@ -11,12 +11,14 @@ without a session").
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import closed_refusal, cut_off, removed, revoked_refusal
+from server.access import closed_refusal, cut_off, gate_public, removed, revoked_refusal
 from server.context import (
+    CHALLENGE,
     CONFIG,
     DIRECTORY,
     GUARD,
@@ -41,12 +43,21 @@ from vault.wire import schemas
 async def challenge(request: web.Request) -> web.Response:
     """A nonce for any (member, device), known or not, active or not: the answer and the work are the
     same for all, so the ids alone tell nothing. A nonce for a device that cannot log in never succeeds."""
-    body = await read_body(request, schemas.ChallengeRequest)
+    try:
+        body = await read_body(request, schemas.ChallengeRequest)
+    except BaseException:
+        await gate_public(request, CHALLENGE)  # a refused body spends its token too (and a throttled source: 429)
+        raise
     member_id, device_id = body.member, body.device
     nonce = new_nonce()
     expires = now_of(request) + request.app[CONFIG].nonce_ttl
+    issued = (nonce_hash(nonce), member_id, device_id, expires)
+    # The source's budget and block, and the nonce stored if they let the challenge through: one statement on
+    # PostgreSQL (issue 19, session 19); on SQLite the nonce is this process's to keep.
+    gate = await gate_public(request, CHALLENGE, issued)
     await _purge_now_and_then(request.app, now_of(request))
-    await request.app[LOGINS].add_nonce(nonce_hash(nonce), member_id, device_id, expires)
+    if not gate.nonce_stored:
+        await request.app[LOGINS].add_nonce(*issued)
     return answer(schemas.Challenge(nonce=nonce, expires=expires))
 
 
@@ -68,50 +79,75 @@ _NO_KEY = DeviceKeys.generate().sign_public
 async def login(request: web.Request) -> web.Response:
     """Until the signature verifies the caller is nobody: its failures are counted against its address
     (never against the device it names) and answered without telling what the server knows of the ids.
-    Once it verifies, the caller holds the device key and may learn why it still cannot log in."""
+    Once it verifies, the caller holds the device key and may learn why it still cannot log in.
+
+    The login is judged first for the member and device its statement names (``_judge_login``: nothing recorded
+    yet), then one storage call takes the nonce and, if the login is good and the nonce is the one issued to
+    that member and device and not expired, stores the session in the same transaction (PostgreSQL: one
+    statement, one round trip; issue 19, session 19). Only then is the judgment's outcome told, in the order it
+    always was: an unknown or used nonce, an expired one, another member's or device's, then the statement's
+    own faults; a refused login's nonce is used up all the same."""
     body = await read_body(request, schemas.LoginRequest)
     statement = AuthStatement.parse(body.statement)
-    sig = body.sig
     # Optional: the signing key itself. A device that is not (yet) in its member's chain shows it, so
     # that its own failed login is no guess (a new device waiting to be added polls this way).
     own = None if isinstance(body.key, UnsetType) else body.key
-    app = request.app
+    app, now = request.app, now_of(request)
     nonce = nonce_hash(statement.nonce)
-    found = await app[LOGINS].peek_nonce(nonce)
-    if found is None:
-        raise AuthError(USED)
     try:
-        token, session_expires = await _judge_login(request, statement, sig, own, found)
+        judged = _judge_login(request, statement, body.sig, own, now)
     except BaseException:
-        await asyncio.shield(app[LOGINS].take_nonce(nonce))  # a refused login uses its nonce up as well
+        await asyncio.shield(app[LOGINS].take_nonce(nonce))  # a login that fails uses its nonce up as well
         raise
-    # One transaction takes the nonce and stores the session (one durable commit; PostgreSQL: one statement).
-    if not await app[LOGINS].add_session_taking(nonce, token_hash(token), found[0], found[1], session_expires):
-        raise AuthError(USED)  # another login with this nonce took it first
+    token, session_expires = new_token(), now + app[CONFIG].session_ttl
+    asked = None if judged.refusal is not None else (token_hash(token), statement.member, statement.device,
+                                                     session_expires)
+    # shielded: a refused login uses its nonce up even if the caller goes away meanwhile
+    taken = await asyncio.shield(app[LOGINS].take_nonce_login(nonce, now, asked))
+    if taken is None:
+        raise AuthError(USED)  # unknown, or another login with this nonce took it first
+    member = app[DIRECTORY].members.get(taken.member)
+    if member is not None and member.devices.get(taken.device) is not None:
+        request[NAMED_DEVICE] = taken.device  # counted in the refusal summary if this login fails
+    if taken.expires <= now:
+        raise AuthError("login challenge expired; ask for a new one")
+    if (statement.member, statement.device) != (taken.member, taken.device):
+        raise AuthError("login statement names another member or device")
+    if judged.key_holder:
+        request[KEY_HOLDER] = True
+    if judged.verified:  # the caller holds this device's key: from here it is accountable
+        note(request, "auth.login", actor=taken.member, device=taken.device)
+    if judged.refusal is not None:
+        raise judged.refusal
+    if not taken.session_stored:  # cannot happen: the store checked what was checked here
+        raise AuthError(USED)
     return answer(schemas.LoginToken(token=token, expires=session_expires))
 
 
-async def _judge_login(request: web.Request, statement: AuthStatement, sig: bytes, own: bytes | None,
-                       found: tuple[str, str, float]) -> tuple[str, float]:
-    """The session token and its expiry if the login is good (else ``AuthError`` and the like)."""
-    app, now = request.app, now_of(request)
-    member_id, device_id, expires = found
+@dataclass(frozen=True)
+class _Judged:
+    refusal: VaultError | None  # None: the login is good
+    verified: bool = False  # the signature verified for an active device of that member (``auth.login`` noted)
+    key_holder: bool = False  # the caller holds the key of a device id that names no device of that member
+
+
+def _judge_login(request: web.Request, statement: AuthStatement, sig: bytes, own: bytes | None,
+                 now: float) -> _Judged:
+    """Whether the login is good for the member and device its statement names, recording nothing (``login``
+    tells the outcome once the nonce is known to be theirs)."""
+    app = request.app
+    member_id, device_id = statement.member, statement.device
     directory = app[DIRECTORY]
     member = directory.members.get(member_id)
     device = member.devices.get(device_id) if member is not None else None
-    if device is not None:
-        request[NAMED_DEVICE] = device_id  # counted in the refusal summary if this login fails
-    if expires <= now:
-        raise AuthError("login challenge expired; ask for a new one")
-    if (statement.member, statement.device) != (member_id, device_id):
-        raise AuthError("login statement names another member or device")
     expected_origin = app[CONFIG].public_url or f"https://{request.host}"
     if statement.origin.rstrip("/") != expected_origin.rstrip("/"):
-        raise AuthError(f"login statement is for another server ({statement.origin})")
+        return _Judged(AuthError(f"login statement is for another server ({statement.origin})"))
     if abs(statement.time - now) > app[CONFIG].clock_skew:
-        raise AuthError(f"your clock is off: this device's clock {clock_difference(statement.time, int(now))} "
-                        f"(server time {int(now)}, allowed difference {int(app[CONFIG].clock_skew)} s); set the clock "
-                        "right and retry")
+        return _Judged(AuthError(
+            f"your clock is off: this device's clock {clock_difference(statement.time, int(now))} "
+            f"(server time {int(now)}, allowed difference {int(app[CONFIG].clock_skew)} s); set the clock "
+            "right and retry"))
     holder = device is None and own is not None and len(own) == 32 and device_id_for(own) == device_id
     try:
         verify_login(device.sign_public if device is not None else own if holder and own else _NO_KEY,
@@ -119,24 +155,22 @@ async def _judge_login(request: web.Request, statement: AuthStatement, sig: byte
         verified = device is not None
     except VaultError:
         verified = holder = False
-    if holder:  # the caller holds the key of a device id that names no device of that member
-        request[KEY_HOLDER] = True
-        raise AuthError("this device is not an active device of that member (not added yet?)")
+    if holder:
+        return _Judged(AuthError("this device is not an active device of that member (not added yet?)"),
+                       key_holder=True)
     if not verified:
-        raise AuthError(LOGIN_REFUSED)
-    # The caller holds this device's key: from here it is accountable, and told why it is refused.
-    note(request, "auth.login", actor=member_id, device=device_id)
+        return _Judged(AuthError(LOGIN_REFUSED))
     assert device is not None
     if device.revoked is not None:
-        raise revoked_refusal(device)
-    cut_off(directory, member_id, device_id, int(now))
-    if removed(directory, member_id):
-        raise AuthError("this member was removed from the organization")
-    check_guest(directory, member_id, int(now))
-    shut = closed_refusal(directory)
-    if shut is not None:
-        raise shut
-    return new_token(), now + app[CONFIG].session_ttl
+        return _Judged(revoked_refusal(device), verified=True)
+    try:
+        cut_off(directory, member_id, device_id, int(now))
+        if removed(directory, member_id):
+            raise AuthError("this member was removed from the organization")
+        check_guest(directory, member_id, int(now))
+    except VaultError as e:
+        return _Judged(e, verified=True)
+    return _Judged(closed_refusal(directory), verified=True)
 
 
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).

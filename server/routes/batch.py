@@ -13,6 +13,7 @@ its audit event records the refusal; every stored item has its own version, audi
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 from dataclasses import dataclass
 from typing import assert_never
@@ -20,13 +21,13 @@ from typing import assert_never
 from aiohttp import web
 
 from server import replies
-from server.access import check_session_now, session_of, team_access
+from server.access import STORE_TRIES, check_session_now, judged_again, session_of, team_access
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
 from server.http import Pace, answer, hex_id
 from server.live import frame
 from server.notes import Note, note
 from server.routes.docs import check_header, check_signed, parse_prelude
-from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded
+from server.store.records import HeadMoved, SignerMoved, StoredVersion, TeamMoved, VersionAdded, VersionOutcome
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.bodyformat import body_hash
 from vault.chains import TeamState
@@ -112,7 +113,7 @@ async def put_versions(request: web.Request) -> web.Response:
         raise EncodingError("batch upload ended before its Content-Length")
     raws = split_items(body)
     # The body may have taken long: the writer must still be allowed, and the team is judged as it is now.
-    await check_session_now(app, session_of(request))
+    await check_session_now(request, session_of(request))
     team = team_access(request, "doc.write", "write documents in")
     outcomes: list[schemas.BatchOutcome | None] = [None] * len(raws)
     accepted: dict[int, _Item] = {}
@@ -127,29 +128,25 @@ async def put_versions(request: web.Request) -> web.Response:
             accepted[i] = item
         except (VaultError, web.HTTPException) as e:
             outcomes[i] = _refuse(event, e)
-    await _store(request, team, accepted, outcomes)
+    await _store(request, team, accepted, outcomes, app[DIRECTORY].signer_heads(session_of(request).member))
     return answer(schemas.BatchStored(outcomes=[o for o in outcomes if o is not None]), 201)
 
 
 async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Item],
-                 outcomes: list[schemas.BatchOutcome | None]) -> None:
-    """Every accepted item's blob made durable, then every version inserted in one group commit."""
+                 outcomes: list[schemas.BatchOutcome | None], signer: dict[str, int]) -> None:
+    """Every accepted item's blob made durable, then every version inserted in one group commit (``signer``: the
+    chains the items were judged on; those a store answers ``SignerMoved`` are judged again and tried again)."""
     if not accepted:
         return
     app = request.app
-    storage, now = app[DOCUMENTS], int(now_of(request))
+    storage = app[DOCUMENTS]
     blobs = [(item.record.version_id, item.body) for item in accepted.values()]
     placed = {vid for vid, _ in blobs}
     try:
         await asyncio.get_running_loop().run_in_executor(None, storage.blobs.store_many, blobs)
-        added = await asyncio.gather(*(
-            storage.add_version(StoredVersion(item.record.version_id, team.team_id, item.record.core.doc,
-                                              item.record.core.seq, item.record.raw, item.record.version_id,
-                                              item.record.core.body_len),
-                                item.record.core.parent, now, team_seq=item.record.core.team_seq,
-                                allowance=item.allowance)
-            for item in accepted.values()))
-        for (i, item), outcome in zip(accepted.items(), added, strict=True):
+        results = await _add(request, team, accepted, outcomes, signer)
+        for i, outcome in results.items():
+            item = accepted[i]
             core, vid = item.record.core, item.record.version_id
             match outcome:
                 case VersionAdded():
@@ -165,6 +162,8 @@ async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Ite
                     outcomes[i] = _refuse(item.event, replies.head_moved(outcome))
                 case TeamMoved():
                     outcomes[i] = _refuse(item.event, replies.team_moved(outcome))
+                case SignerMoved():
+                    outcomes[i] = _refuse(item.event, replies.signer_moved())
                 case OverStoredBytes() | OverDailyCount():
                     outcomes[i] = _refuse(item.event, replies.over_quota(outcome))
                 case _:
@@ -174,6 +173,41 @@ async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Ite
         for vid in placed:
             if await storage.version(team.team_id, vid) is None:
                 storage.blobs.delete(vid)
+
+
+def _judge(request: web.Request, items: list[_Item]) -> None:
+    team = team_access(request, "doc.write", "write documents in")
+    for item in items:
+        check_signed(request, team, item.record)
+
+
+async def _add(request: web.Request, team: TeamState, accepted: dict[int, _Item],
+               outcomes: list[schemas.BatchOutcome | None], signer: dict[str, int]) -> dict[int, VersionOutcome]:
+    """Each accepted item's store outcome, by index (up to ``STORE_TRIES`` tries for those answered ``SignerMoved``;
+    an item the judge refuses then gets its refusal in ``outcomes`` and no outcome here)."""
+    storage, now, session = request.app[DOCUMENTS], int(now_of(request)), session_of(request)
+    results: dict[int, VersionOutcome] = {}
+    pending = dict(accepted)
+    for _ in range(STORE_TRIES):
+        added = await asyncio.gather(*(
+            storage.add_version(StoredVersion(item.record.version_id, team.team_id, item.record.core.doc,
+                                              item.record.core.seq, item.record.raw, item.record.version_id,
+                                              item.record.core.body_len),
+                                item.record.core.parent, now, team_seq=item.record.core.team_seq,
+                                allowance=item.allowance, signer=signer)
+            for item in pending.values()))
+        results.update(zip(pending, added, strict=True))
+        pending = {i: item for i, item in pending.items() if isinstance(results[i], SignerMoved)}
+        if not pending:
+            break
+        try:
+            signer = await judged_again(request, session, functools.partial(_judge, request, list(pending.values())))
+        except VaultError as e:
+            for i, item in pending.items():
+                outcomes[i] = _refuse(item.event, e)
+                del results[i]
+            break
+    return results
 
 
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).

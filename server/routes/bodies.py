@@ -61,7 +61,7 @@ async def _version_bodies(request: web.Request) -> web.StreamResponse:
     if len(set(asked)) != len(asked):  # the client never asks twice; each would be read and held again
         raise EncodingError("a batch download names each version once")
     # The body may have taken long (up to ``body_timeout``): the reader is judged again as things are now.
-    await check_session_now(request.app, session_of(request))
+    await check_session_now(request, session_of(request))
     team = team_access(request, "doc.read", "read documents in")
     storage = request.app[DOCUMENTS]
     found = await storage.versions_by_id(team.team_id, asked)

@@ -6,17 +6,16 @@ from __future__ import annotations
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import catch_up_locked, is_overseer, session_of, visible_team
+from server.access import LinksWrite, append_judged, catch_up, is_overseer, session_of, visible_team
 from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, STORAGE, Handler, now_of
 from server.exports import check_plan
 from server.guests import is_guest, visible_members
 from server.http import answer, int_query
 from server.links import note_links, relayed_record, signed_link
 from server.notes import note
-from server.replies import check_appended
 from server.routes.closing import shred
 from server.store.records import StoredLink
-from vault.chains import MemberState, TeamState, clone
+from vault.chains import MemberState, OrgState, TeamState, clone
 from vault.errors import ChainError, Conflict, IntegrityError, NotFound, VaultError
 from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link, parse_link
@@ -69,8 +68,8 @@ async def append_org_link(request: web.Request) -> web.Response:
     if link.type == "org.join":
         raise ChainError("joins go through /api/v1/join")
     app = request.app
-    async with app[LOCK]:
-        await catch_up_locked(app)  # what other processes stored while the body arrived
+
+    async def judge() -> tuple[OrgState, LinksWrite]:
         directory = app[DIRECTORY]
         org = directory.require_org()
         if link.seq <= org.seq:
@@ -80,8 +79,12 @@ async def append_org_link(request: web.Request) -> web.Response:
             await check_plan(app, link)
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
         directory.check_not_before(link)
-        check_appended(await app[CHAINS].append_links([StoredLink("org", link.seq, "org", link.wire)], [], []))
-        directory.commit_org(state, link)
+        return state, LinksWrite([StoredLink("org", link.seq, "org", link.wire)], [], [],
+                                 directory.signed_check(link, app[CONFIG].clock_skew))
+
+    async with app[LOCK]:
+        state = await append_judged(request, judge)
+        app[DIRECTORY].commit_org(state, link)
         if link.type == "org.closed":
             await shred(app)
     note_links(request, link)
@@ -105,8 +108,8 @@ async def append_member_link(request: web.Request) -> web.Response:
     records = _records_before(request, body, link)
     boxes = {} if isinstance(body.puk_boxes, UnsetType) else body.puk_boxes
     app = request.app
-    async with app[LOCK]:
-        await catch_up_locked(app)  # what other processes stored while the body arrived
+
+    async def judge() -> tuple[list[tuple[MemberState, Link]], LinksWrite]:
         directory = app[DIRECTORY]
         before = directory.member(link.chain or "")
         if (records or [link])[0].seq <= before.seq:
@@ -132,13 +135,36 @@ async def append_member_link(request: web.Request) -> web.Response:
         new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
         if set(new) != set(boxes) or any(box_hash(boxes[d]) != h for d, h in new.items()):
             raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
-        check_appended(await app[CHAINS].append_links(
+        return states, LinksWrite(
             [StoredLink(state.member_id, x.seq, "member", x.wire) for x in [*records, link]],
-            [(state.member_id, gen, d, boxes[d]) for d in new], []))
+            [(state.member_id, gen, d, boxes[d]) for d in new], [],
+            directory.signed_check(link, app[CONFIG].clock_skew))  # again in its transaction: review 24
+
+    async with app[LOCK]:
+        states = await append_judged(request, judge)
         for checked in states:
-            directory.commit_member(checked)
+            app[DIRECTORY].commit_member(checked)
+    state = states[-1][0]
     note_links(request, *records, link)
     return answer(schemas.SeqAnswer(seq=state.seq), 201)
+
+
+async def device_signed(request: web.Request) -> web.Response:
+    """The latest time of anything a device of the caller's own member signed that this server accepted (what
+    ``Directory.check_not_before`` dates its revocation after). Session 20 (review round 24): a member's client asks
+    each coalition space's host before it signs a revocation at home, which it then carries there and cannot sign
+    again: dated after what the device signed at the host too, the host takes it."""
+    me = session_of(request).member
+    member, device = request.match_info["member"], request.match_info["device"]
+    app = request.app
+    await catch_up(app)  # the links other processes stored
+    directory = app[DIRECTORY]
+    ms = directory.members.get(member)
+    if member != me or ms is None or device not in ms.devices:
+        raise NotFound(f"unknown device {device} of yours")
+    since = int(now_of(request)) - 2 * int(app[CONFIG].clock_skew)  # older: before any revocation signed now
+    stored = [t for d, t in await app[STORAGE].signed_since(member, [device], since) if d == device]
+    return answer(schemas.SignedAt(time=max([directory.signed_by_device.get(device, 0), *stored])))
 
 
 def _records_before(request: web.Request, body: schemas.MemberLinkRequest, link: Link) -> list[Link]:
@@ -204,13 +230,16 @@ def require_fresh_org(request: web.Request, link: Link) -> None:
 async def create_team(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
-    async with app[LOCK]:
-        await catch_up_locked(app)  # what other processes stored while the body arrived
+
+    async def judge() -> tuple[TeamState, LinksWrite]:
         require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_create(link)
         rows = new_box_rows(None, state, boxes)
         app[DIRECTORY].check_team_name(state)  # last: no other refusal may tell whether a name exists
-        check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, 1, "team", link.wire)], [], rows))
+        return state, LinksWrite([StoredLink(state.team_id, 1, "team", link.wire)], [], rows)
+
+    async with app[LOCK]:
+        state = await append_judged(request, judge)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
     return answer(schemas.TeamSeq(team=state.team_id, seq=1), 201)
@@ -219,8 +248,8 @@ async def create_team(request: web.Request) -> web.Response:
 async def append_team_link(request: web.Request) -> web.Response:
     link, boxes = await _team_link(request)
     app = request.app
-    async with app[LOCK]:
-        await catch_up_locked(app)  # what other processes stored while the body arrived
+
+    async def judge() -> tuple[TeamState, LinksWrite]:
         # The Security Team sees every team chain (is_overseer) and approves exports in teams it is not in.
         team = (app[DIRECTORY].team(request.match_info["team"]) if link.type == "export.approve"
                 and is_overseer(request) else visible_team(request, request.match_info["team"]))
@@ -231,8 +260,10 @@ async def append_team_link(request: web.Request) -> web.Response:
         require_fresh_org(request, link)
         state = app[DIRECTORY].check_team_link(team.team_id, link)
         rows = new_box_rows(team, state, boxes)
-        check_appended(await app[CHAINS].append_links([StoredLink(state.team_id, link.seq, "team", link.wire)], [],
-                                                      rows))
+        return state, LinksWrite([StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows)
+
+    async with app[LOCK]:
+        state = await append_judged(request, judge)
         app[DIRECTORY].commit_team(state, link)
     note_links(request, link)
     return answer(schemas.TeamSeq(team=state.team_id, seq=state.seq), 201)
@@ -249,6 +280,7 @@ async def my_team_boxes(request: web.Request) -> web.Response:
 # The handler of each operation of vault/wire/operations.py this module serves (server/app.py registers them).
 HANDLERS: dict[str, Handler] = {
     "directory": directory_view, "org_chain": org_chain, "append_org_link": append_org_link,
-    "append_member_link": append_member_link, "member_chain": member_chain, "team_chain": team_chain,
+    "append_member_link": append_member_link, "device_signed": device_signed, "member_chain": member_chain,
+    "team_chain": team_chain,
     "create_team": create_team, "append_team_link": append_team_link, "team_boxes": my_team_boxes,
 }

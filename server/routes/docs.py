@@ -13,9 +13,11 @@ from aiohttp import web
 
 from server import replies
 from server.access import (
+    STORE_TRIES,
     check_current_team,
     check_session_now,
     judge_act,
+    judged_again,
     quotas,
     session_of,
     team_access,
@@ -25,7 +27,7 @@ from server.http import Pace, answer, drop_when_stalled, hex_id
 from server.live import frame
 from server.notes import Note, note
 from server.store.blobs import TempBlob
-from server.store.records import HeadMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
+from server.store.records import HeadMoved, SignerMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
 from server.usage import Allowance, OverDailyCount, OverStoredBytes, over_quota
 from vault.acts import Act
 from vault.bodyformat import body_hasher
@@ -155,19 +157,25 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
             raise EncodingError("upload has bytes after the signature")
         record = Record.build(core.raw, wrapped, meta, body_hash, sig, core)
         # The upload may have taken long: the writer must still be allowed, under the same team state.
-        await check_session_now(app, s)
+        await check_session_now(request, s)
         team = _doc_access(request, "doc.write")
         # The whole check again: an org removal or a revoked device changes neither link nor generation.
         check_current_team(request, team, core.team_seq, core.gen, after_body=True)
         check_signed(request, team, record)
+        signer = directory.signer_heads(s.member)  # as judged: the store takes it only while they are still so
         vid = record.version_id
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, blobs.commit, temp, vid)
         placed = True
-        added = await storage.add_version(
-            StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
-            int(now_of(request)), team_seq=core.team_seq, allowance=allowance,
-        )
+        for _ in range(STORE_TRIES):
+            added = await storage.add_version(
+                StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
+                int(now_of(request)), team_seq=core.team_seq, allowance=allowance, signer=signer,
+            )
+            if not isinstance(added, SignerMoved):
+                break
+            signer = await judged_again(request, s, lambda: check_signed(request, _doc_access(request, "doc.write"),
+                                                                         record))
         match added:
             case VersionAdded():
                 pass
@@ -175,6 +183,8 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
                 raise replies.head_moved(added)
             case TeamMoved():
                 raise replies.team_moved(added)
+            case SignerMoved():
+                raise replies.signer_moved()
             case OverStoredBytes() | OverDailyCount():
                 raise replies.over_quota(added)
             case _:

@@ -10,14 +10,13 @@ from collections.abc import Mapping
 from aiohttp import web
 from msgspec import UnsetType
 
-from server.access import catch_up_locked, visible_team
-from server.context import CHAINS, CONFIG, DIRECTORY, LOCK, Handler, now_of
+from server.access import LinksWrite, append_judged, visible_team
+from server.context import CONFIG, DIRECTORY, LOCK, Handler, now_of
 from server.http import answer, read_body
 from server.links import note_links, require_signer
-from server.replies import check_appended
 from server.routes.chains import new_box_rows, require_fresh_org
 from server.store.records import StoredLink
-from vault.chains import MemberState, replay_member
+from vault.chains import MemberState, TeamState, replay_member
 from vault.errors import ChainError, Conflict, VaultError
 from vault.joinedspaces import LINK_TYPE as SPACES_LINK
 from vault.links import Link, parse_link
@@ -35,8 +34,8 @@ async def add_guest(request: web.Request) -> web.Response:
         raise ChainError("a guest enters with a team.add carrying their organization's coalition.admit (approval)")
     boxes = {} if isinstance(body.boxes, UnsetType) else body.boxes
     app = request.app
-    async with app[LOCK]:
-        await catch_up_locked(app)  # what other processes stored while the body arrived
+
+    async def judge() -> tuple[tuple[MemberState, list[Link], TeamState], LinksWrite]:
         directory = app[DIRECTORY]
         team = visible_team(request, request.match_info["team"])
         if link.chain != team.team_id:
@@ -51,11 +50,14 @@ async def add_guest(request: web.Request) -> web.Response:
         state = directory.check_team_link(team.team_id, link, extra_member=member)
         rows = new_box_rows(team, state, boxes)
         stored = [StoredLink(member.member_id, x.seq, "member", x.wire) for x in new]
-        check_appended(await app[CHAINS].append_links(
-            [*stored, StoredLink(state.team_id, link.seq, "team", link.wire)], [], rows))
+        return (member, new, state), LinksWrite([*stored, StoredLink(state.team_id, link.seq, "team", link.wire)], [],
+                                                rows)
+
+    async with app[LOCK]:
+        member, new, state = await append_judged(request, judge)
         if new:
-            directory.commit_guest(member, member_links)
-        directory.commit_team(state, link)
+            app[DIRECTORY].commit_guest(member, member_links)
+        app[DIRECTORY].commit_team(state, link)
     note_links(request, *new, link)
     return answer(schemas.TeamSeq(team=state.team_id, seq=state.seq), 201)
 

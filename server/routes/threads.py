@@ -24,10 +24,12 @@ from aiohttp import web
 
 from server import expiry, live, replies
 from server.access import (
+    STORE_TRIES,
     check_current_team,
     check_no_rotation_due,
     check_session_now,
     judge_act,
+    judged_again,
     quotas,
     session_of,
     team_access,
@@ -36,8 +38,9 @@ from server.context import BUS, CONFIG, DIRECTORY, GUARD, HUB, LOG, THREADS, Han
 from server.guard import LIVE_RENEW
 from server.http import answer, hex_id, int_query, read_body
 from server.live import PAGE, frame, message_item
+from server.messagelog import SignerChanged
 from server.notes import note
-from server.store.records import StoredMessage, StoredThread, ThreadAdded, ThreadExists
+from server.store.records import SignerMoved, StoredMessage, StoredThread, ThreadAdded, ThreadExists
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.acts import Act
 from vault.chains import TeamState
@@ -84,24 +87,37 @@ async def create_thread(request: web.Request) -> web.Response:
     rec = ThreadRecord.parse((await read_body(request, schemas.ThreadCreate)).record)
     event.res["thread"] = rec.thread[:64]
     _thread_id(rec.thread)
-    await check_session_now(request.app, s)  # as things are now that the body arrived
-    team = _team_for(request, "thread.post")
-    if rec.team != team.team_id:
-        raise IntegrityError("thread record names another team")
-    if (rec.creator, rec.device) != (s.member, s.device):
-        raise PolicyDenied("a thread must be signed by the creating device")
-    check_current_team(request, team, rec.team_seq, rec.gen)
-    _check_time(request, rec.time, "thread")
-    judge_act(request, Act(rec.creator, rec.device, rec.time, "thread.post", team_seq=rec.team_seq, gen=rec.gen), team)
+    await check_session_now(request, s)  # as things are now that the body arrived
+
+    def judge() -> TeamState:
+        team = _team_for(request, "thread.post")
+        if rec.team != team.team_id:
+            raise IntegrityError("thread record names another team")
+        if (rec.creator, rec.device) != (s.member, s.device):
+            raise PolicyDenied("a thread must be signed by the creating device")
+        check_current_team(request, team, rec.team_seq, rec.gen)
+        _check_time(request, rec.time, "thread")
+        judge_act(request, Act(rec.creator, rec.device, rec.time, "thread.post", team_seq=rec.team_seq, gen=rec.gen),
+                  team)
+        return team
+
+    team = judge()
     rec.verify(request.app[DIRECTORY].member(s.member).device(s.device).sign_public)
+    signer = request.app[DIRECTORY].signer_heads(s.member)  # as judged: stored only while they are still so
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
-    added = await request.app[THREADS].add_thread(t, int(now_of(request)), allowance)
+    for _ in range(STORE_TRIES):
+        added = await request.app[THREADS].add_thread(t, int(now_of(request)), allowance, signer)
+        if not isinstance(added, SignerMoved):
+            break
+        signer = await judged_again(request, s, judge)  # a revocation dated before it may be stored: review 24
     match added:
         case ThreadAdded():
             pass
         case ThreadExists():
             raise replies.thread_exists()
+        case SignerMoved():
+            raise replies.signer_moved()
         case OverStoredBytes() | OverDailyCount():
             raise replies.over_quota(added)
         case _:
@@ -170,21 +186,34 @@ async def post_message(request: web.Request) -> web.Response:
     # Judged again as things are now (a removal or a team change may have landed while the body
     # arrived); from here to the append nothing waits, so messages are stored in the order of the
     # team states they name, and only while their sender may post.
-    await check_session_now(app, s)
-    team = _team_for(request, "thread.post")
-    if (h.sender, h.device) != (s.member, s.device):
-        raise PolicyDenied("a message must be signed by the posting device")
-    if h.gen != team.generation:
-        raise Conflict(f"team key generation {h.gen} is not current ({team.generation}); "
-                       "messages under an old key are refused")
-    if h.team_seq != team.seq:
-        raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
-    check_no_rotation_due(request, team)
-    _check_time(request, h.time, "message")
-    judge_act(request, Act(h.sender, h.device, h.time, "thread.post", team_seq=h.team_seq, gen=h.gen), team)
+    await check_session_now(request, s)
+
+    def judge() -> TeamState:
+        team = _team_for(request, "thread.post")
+        if (h.sender, h.device) != (s.member, s.device):
+            raise PolicyDenied("a message must be signed by the posting device")
+        if h.gen != team.generation:
+            raise Conflict(f"team key generation {h.gen} is not current ({team.generation}); "
+                           "messages under an old key are refused")
+        if h.team_seq != team.seq:
+            raise Conflict(f"the team changed (now at link {team.seq}); sync and retry")
+        check_no_rotation_due(request, team)
+        _check_time(request, h.time, "message")
+        judge_act(request, Act(h.sender, h.device, h.time, "thread.post", team_seq=h.team_seq, gen=h.gen), team)
+        return team
+
+    team = judge()
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
     stored = StoredMessage(team.team_id, thread, 0, m.id, h.device, h.seq, h.time, m.raw)
-    pos = await app[LOG].append(stored, h.prev)
+    signer = app[DIRECTORY].signer_heads(s.member)  # as judged: stored only while they are still so
+    for attempt in range(STORE_TRIES):
+        try:
+            pos = await app[LOG].append(stored, h.prev, signer)
+            break
+        except SignerChanged:  # a revocation dated before it may be stored meanwhile: review 24, finding 3
+            if attempt == STORE_TRIES - 1:
+                raise
+            signer = await judged_again(request, s, judge)
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
     app[BUS].publish(team.team_id, frame(message_item(replace(stored, pos=pos))))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from server.store.records import AuthSession
+from server.store.records import AuthSession, TakenNonce
 
 MAX_NONCES = 100_000
 MAX_SESSIONS = 10_000
@@ -31,9 +31,6 @@ class Nonces:
     def take(self, nonce: bytes) -> tuple[str, str, float] | None:
         """A nonce can be taken once."""
         return self._held.pop(nonce, None)
-
-    def peek(self, nonce: bytes) -> tuple[str, str, float] | None:
-        return self._held.get(nonce)
 
     def purge(self, now: float) -> None:
         self._held = OrderedDict((n, v) for n, v in self._held.items() if v[2] >= now)
@@ -71,11 +68,14 @@ class LocalLogins:
     async def take_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
         return self._nonces.take(nonce)
 
-    async def peek_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        return self._nonces.peek(nonce)
-
-    async def add_session_taking(self, nonce: bytes, token: bytes, member: str, device: str, expires: float) -> bool:
-        if self._nonces.take(nonce) is None:
-            return False
-        await self.add_session(token, member, device, expires)
-        return True
+    async def take_nonce_login(self, nonce: bytes, now: float,
+                               session: tuple[bytes, str, str, float] | None) -> TakenNonce | None:
+        found = self._nonces.take(nonce)
+        if found is None:
+            return None
+        member, device, expires = found
+        stored = session is not None and (session[1], session[2]) == (member, device) and expires > now
+        if stored:
+            assert session is not None
+            await self.add_session(*session)
+        return TakenNonce(member, device, expires, stored)

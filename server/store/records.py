@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
@@ -57,6 +58,14 @@ class AuthSession:  # a logged-in device's session (not the client's Session: a 
     member: str
     device: str
     expires: float
+
+
+@dataclass(frozen=True)
+class TakenNonce:  # a login's nonce as its login took it (``AuthStore.take_nonce_login``)
+    member: str
+    device: str
+    expires: float
+    session_stored: bool  # the session asked for was stored with the take (same transaction)
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,19 @@ class ChainMoved:
     """A link at one of these positions (or one of these boxes) is stored already: nothing was stored."""
 
 
-LinksOutcome: TypeAlias = LinksAppended | ChainMoved
+@dataclass(frozen=True)
+class LinksMoved:
+    """A link (of any chain) was stored after the order number the route caught up to (``append_links``'s ``seen``:
+    another server process stored it, over one database): nothing was stored; catch up and judge again (review 26,
+    finding 2: a team link judged before its device's revocation was stored, stored after it)."""
+
+
+LinksOutcome: TypeAlias = LinksAppended | ChainMoved | LinksMoved
+
+# ``append_links``'s ``again``: given the links stored after its ``seen`` (each with its order number; read under the
+# database's lock of link appends, so complete), the route replays them and judges its links again (raising to refuse
+# them), answering the ``SignedCheck`` to apply now; the append then goes on in the same transaction (no retry).
+Rejudge: TypeAlias = Callable[[list[tuple[int, StoredLink]]], Awaitable["SignedCheck | None"]]
 
 
 @dataclass(frozen=True)
@@ -140,7 +161,51 @@ class TeamMoved:
     team_seq: int
 
 
-VersionOutcome: TypeAlias = VersionAdded | HeadMoved | TeamMoved | OverQuota
+@dataclass(frozen=True)
+class SignerMoved:
+    """The signer's member chain or the organization chain is no longer at the length the act was judged on (a
+    revocation, cut or removal may be stored since): nothing was stored; judge the act again (``SignerHeads``)."""
+
+
+VersionOutcome: TypeAlias = VersionAdded | HeadMoved | TeamMoved | SignerMoved | OverQuota
+
+# The chains an act's signer was judged on, each with its length then (the signer's member chain, "org"): the store
+# takes the act only while they are still at those lengths, in its transaction (review 24, finding 3: a revocation
+# stored between the judge and the insert, dated before the act, broke every replay of it).
+SignerHeads: TypeAlias = Mapping[str, int]
+
+
+def signer_moved(signer: SignerHeads | None, held: Mapping[str, int]) -> SignerMoved | None:
+    """``held``: each chain's length as the store's transaction reads it (absent: no link)."""
+    return SignerMoved() if signer and any(held.get(c, 0) != n for c, n in signer.items()) else None
+
+
+# Each named chain's length as stored (absent: no link): how the SQLite audit store reads the vault's chains for
+# ``add_cosig`` (its cosignatures are in audit.db, the links in the vault's file).
+ChainLengths: TypeAlias = Callable[[Sequence[str]], Awaitable[Mapping[str, int]]]
+
+
+@dataclass(frozen=True)
+class CosigAdded:
+    """The Security Team cosignature is stored."""
+
+
+# A cosignature is stored only while its signer's chains are at the lengths the route judged it on (review 27,
+# finding 2: over PostgreSQL a revocation stored by another process between the judge and the insert, dated before it,
+# stopped every member): else ``SignerMoved``, nothing stored.
+CosigOutcome: TypeAlias = CosigAdded | SignerMoved
+
+
+@dataclass(frozen=True)
+class SignedCheck:
+    """Inside a chain append's transaction (``append_links``): ``member``'s versions and threads stored, and messages
+    of ``devices`` dated, after ``since``, each (device, time) given to ``judge``, which raises to refuse the append
+    (an act stored since the route's own check, dated at or after a revocation, cut or removal)."""
+
+    member: str
+    devices: Sequence[str]
+    since: int
+    judge: Callable[[list[tuple[str, int]]], None]
 
 
 def moved_head(parent: str | None, seq: int, head_vid: str | None, head_seq: int) -> HeadMoved | None:
@@ -159,7 +224,7 @@ class ThreadExists:
     """A thread with this id (the keyed hash of its name) is stored in the team already."""
 
 
-ThreadOutcome: TypeAlias = ThreadAdded | ThreadExists | OverQuota
+ThreadOutcome: TypeAlias = ThreadAdded | ThreadExists | SignerMoved | OverQuota
 
 
 @dataclass(frozen=True)
@@ -178,6 +243,7 @@ class MessagePost:
 
     message: StoredMessage
     prev: str | None
+    signer: SignerHeads | None = None  # the chains the sender was judged on (``SignerMoved`` if they moved)
 
 
 @dataclass(frozen=True)
@@ -195,4 +261,4 @@ class SenderMoved:
     last_seq: int
 
 
-MessageOutcome: TypeAlias = MessagePlaced | SenderMoved
+MessageOutcome: TypeAlias = MessagePlaced | SenderMoved | SignerMoved

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import PASSPHRASE, Member, ServerThread
+from tests.helpers.members import unlock_here
 
 SERVER = str(Path(sys.executable).parent / "mvault-server")
 
@@ -42,6 +43,7 @@ def build_world(root: Path, more: Callable[[ServerThread, Member, Path], None] |
     alice = Member(root / "home-alice", "alice", passphrase)
     assert server.invite is not None
     alice.ok("join", server.invite, "--name", "alice")
+    unlock_here(alice)  # her commands after the join skip Argon2id (an agent, stopped after the first test)
     alice.ok("team", "create", "drafting", "--kind", "program")
     notes = root / "notes.md"
     notes.write_bytes(b"minutes\n" * 5000)

@@ -4,7 +4,7 @@ and ``MWorld`` with every member, organization and team link type; replayed with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -49,6 +49,7 @@ class Person:
     device: DeviceKeys
     puk: PukKeys
     chain: list[Link]
+    old_puks: dict[int, PukKeys] = field(default_factory=dict)  # the generations a device revocation replaced
 
     @property
     def id(self) -> str:
@@ -304,6 +305,7 @@ class MWorld(World):
         new_puk = PukKeys.generate(person.puk.generation + 1)
         self.member_link(person, "device.revoke", self.revoke_body(person, target, new_puk), by=by, time=time)
         del self.devices[person.id][target.device_id]
+        person.old_puks[person.puk.generation] = person.puk
         person.puk = new_puk
         return new_puk
 

@@ -220,6 +220,9 @@ class AllyKeysModel:
     proposals: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, new key) -> its proposer
     signers: dict[str, set[str]] = field(default_factory=dict)  # key -> who signed an org.coalition naming it
     boxed: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> member -> the key its share named
+    proposed_on: dict[tuple[str, str], str] = field(default_factory=dict)  # (name, new key) -> its proposal's device
+    lost: dict[str, set[str]] = field(default_factory=dict)  # key -> holders who lost a device since they held it
+    offers: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # proposed key -> member -> its box
 
     def needs_second(self, signer: str, subject: str) -> bool:
         """A grant or revocation of NCC takes two NCC members when one exists besides the signer and its subject."""
@@ -236,35 +239,68 @@ class AllyKeysModel:
     def stale(self) -> dict[str, list[str]]:
         """Issue 20, session 18: a key to replace, and who makes it so: someone who may hold its seed (signed an
         ``org.coalition`` naming it, proposal or recording: whose device made it the chain cannot tell; or was filed a
-        share naming it, whatever the box holds) does not hold NCC now."""
+        share naming it, whatever the box holds) does not hold NCC now, or (session 19) lost a device (revoked) after
+        they came to hold it (``lose_device``)."""
         found = {}
         for name, key in sorted(self.keys.items()):
             holders = self.signers.get(key, set()) | {m for m, k in self.boxed.get(name, {}).items() if k == key}
-            if gone := sorted(m for m in holders if m not in self.ncc):
+            if gone := sorted(m for m in holders if m not in self.ncc or m in self.lost.get(key, set())):
                 found[name] = gone
         return found
 
-    def rekey(self, signer: str, name: str, new: str, valid: bool) -> str:
+    def lose_device(self, member: str, device: str) -> list[tuple[str, str]]:
+        """Session 19: ``member`` revokes ``device``: every key they may hold by now (signed or boxed) is stale for
+        them, and each proposal that device signed is void (rule two-person: a proposal is its device's): those."""
+        for key in [k for k, who in self.signers.items() if member in who]:
+            self.lost.setdefault(key, set()).add(member)
+        for filed in self.boxed.values():
+            if member in filed:
+                self.lost.setdefault(filed[member], set()).add(member)
+        for key, offered in self.offers.items():  # session 21: a box offered in a proposal, filed if recorded
+            if member in offered:
+                self.lost.setdefault(key, set()).add(member)
+        void = [a for a, by in self.proposals.items() if by == member and self.proposed_on.get(a) == device]
+        for act in void:
+            del self.proposals[act]
+        return void
+
+    def rekey(self, signer: str, name: str, new: str, valid: bool, device: str = "main",
+              offered: dict[str, tuple[str, str]] | None = None) -> str:
         """"refused", "proposed" or "recorded": an NCC member replaces the key recorded for ``name`` by ``new``
         (``valid``: it names the key recorded now, and the statement is signed with it). Two-person as the first
         recording: with another NCC member, the first signature proposes, and the same act signed by a second one
-        records it while its proposer still holds NCC (else it is proposed again, by the new signer); a proposer
-        does not sign twice. Recording it retires the old key and voids every other proposal for the name."""
-        if signer not in self.ncc or not valid:
+        records it while its proposer still holds NCC and its device is not revoked (else it is proposed again, by
+        the new signer); a proposer does not sign twice. Recording it retires the old key and voids every other
+        proposal for the name.
+
+        Session 21 (review 27): ``offered`` (member -> (the key in the box, sealed to whom)), the rekey's boxes of the
+        new key, as a share's (1 to 64, each for a member holding NCC now); the first box offered for a member stays,
+        and recording the key files them for the members holding NCC then (the other proposals' offers void)."""
+        if signer not in self.ncc or not valid or offered is not None and not (
+                1 <= len(offered) <= 64 and set(offered) <= self.ncc):
             return "refused"
         if any(m != signer for m in self.ncc):
             proposer = self.proposals.get((name, new))
             if proposer == signer:
                 return "refused"
+        for m, box in (offered or {}).items():
+            self.offers.setdefault(new, {}).setdefault(m, box)
+        if any(m != signer for m in self.ncc):
             self.signers.setdefault(new, set()).add(signer)
             if proposer is None or proposer not in self.ncc:
                 self.proposals[(name, new)] = signer
+                self.proposed_on[(name, new)] = device
                 return "proposed"
         self.signers.setdefault(new, set()).add(signer)
         for act in [act for act in self.proposals if act[0] == name]:
             del self.proposals[act]
         self.retired.setdefault(name, []).append(self.keys[name])
         self.keys[name] = new
+        filed = {m: box for m, box in self.offers.pop(new, {}).items() if m in self.ncc}
+        for key in [k for k in self.offers if k.startswith(name + "#")]:
+            del self.offers[key]
+        if filed:
+            self.share(name, filed)
         return "recorded"
 
     def opens(self, name: str, member: str) -> bool:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Member, Org, join_member
 from tests.helpers.agetools import age_identity
+from tests.helpers.members import unlock_at_first_run
 from tests.helpers.worlds import security_member
 
 
@@ -44,9 +45,11 @@ class Cell:
 
 @pytest.fixture
 def cell(org: Org, make_member: Any, tmp_path: Path) -> Cell:
-    """A circle "cell" (alice admin, bob writer) with two documents; dave is a second Security Team member."""
+    """A circle "cell" (alice admin, bob writer) with two documents; dave is a second Security Team member. Each
+    member's commands go through an unlock agent from its first (``unlock_at_first_run``: no Argon2id each)."""
     carol = security_member(org, make_member)
     dave = join_member(org, make_member, "dave")
+    unlock_at_first_run(org.alice, org.bob, carol, dave)
     org.alice.ok("role", "grant", "dave", "security", "--until", "2099-01-01")
     org.alice.ok("team", "create", "cell", "--kind", "circle")
     org.alice.ok("team", "add", "cell", "bob", "--role", "writer")

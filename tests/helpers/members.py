@@ -56,6 +56,15 @@ def unlock_here(*members: Member) -> None:
         m.env_extra["MVAULT_SESSION"] = home.start_session(30 * 60)[0]
 
 
+def unlock_at_first_run(*members: Member) -> None:
+    """``unlock_here`` for each member just before its first CLI command once its keystore is on disk (after its
+    join; ``Member.unlock_first``), not now: a member a test never runs costs nothing, one it runs once costs what
+    that run's Argon2id would have, and every later run skips it. For tests that run some of their members many times
+    and others not at all; not for members whose unlock state a test looks at (``unlock``, ``lock``, ``status``)."""
+    for m in members:
+        m.unlock_first = "MVAULT_SESSION" not in m.env_extra
+
+
 @contextmanager
 def _passphrase_of(m: Member) -> Iterator[None]:
     old = os.environ.get("MVAULT_PASSPHRASE_FILE")

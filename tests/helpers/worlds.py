@@ -1,7 +1,8 @@
 """Organizations built once per test session (per xdist worker) and copied for each test that asks for one.
 
-Building ``org`` takes five CLI runs (each an Argon2id unlock and a Python start); the tests that
-start from it were most of the suite's time. ``Worlds.get`` builds a world once with the real
+Building ``org`` takes five CLI runs (each a Python start; the build's members open their keystores
+through an unlock agent after their join: ``Builder``); the tests that start from it were most of the
+suite's time. ``Worlds.get`` builds a world once with the real
 server and CLI, stops that server and keeps its directory: the server's data, the passphrase file
 and each member's home. ``World.restore`` copies it into a test's ``tmp_path`` (the layout the
 ``server`` and ``make_member`` fixtures use) and starts the real server on it again: every test
@@ -31,7 +32,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import PASSPHRASE, Member, Org, ServerThread, found_org, security_team
+from client import agent
+from client.home import KEYSTORE
+from tests.conftest import PASSPHRASE, UNLOCKED, Member, Org, Result, ServerThread, found_org, security_team
+from tests.helpers.members import unlock_at_first_run, unlock_here
 
 if TYPE_CHECKING:  # imported by pytest as a plugin of its own (tests/conftest.py), after this one
     from tests.helpers.postgres import Cluster
@@ -43,6 +47,31 @@ MAX_AGE = 600.0
 # A world's contents are built by ``build(server, make_member)`` (what it returns is not kept); make_member(name)
 # gives a member whose home is in the world's directory.
 Build = Callable[[ServerThread, Callable[[str], Member]], object]
+
+
+class Builder(Member):
+    """A member of a world's build (the build's ``make_member``): once its keystore is on disk (after its join),
+    its commands open it through an unlock agent started in this process (``unlock_here``), not one Argon2id
+    each. The build is set-up: a test drives its own copy of the world with its own members; the ``unlock``
+    command itself is tested in tests/test_auth.py. The agents are stopped before the world is kept
+    (``_stop_agents``): a socket is not copied, and no session outlives the build."""
+
+    def run(self, *args: str, input: str | None = None, cwd: Path | None = None) -> Result:
+        if "MVAULT_SESSION" not in self.env_extra and "unlock" not in args and (self.home / KEYSTORE).exists():
+            unlock_here(self)
+        return super().run(*args, input=input, cwd=cwd)
+
+
+def _stop_agents(members: list[Member]) -> None:
+    sockets = []
+    for m in members:
+        UNLOCKED.discard(m.home)
+        if m.env_extra.pop("MVAULT_SESSION", None) is not None and m.home.is_dir():  # (a wiped home: no agent)
+            sockets.append(agent.socket_path(m.home))
+            agent.stop(m.home)
+    deadline = time.monotonic() + 10
+    while any(path.exists() for path in sockets) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the agent removes its socket as it exits
 
 
 @dataclass
@@ -118,9 +147,16 @@ class Worlds:
         server = ServerThread(root / "server-data", self._reserve_port(),
                               **({"database_url": database} if database else {})).start()
         invite = server.invite
+        made: list[Member] = []
+
+        def make_member(member: str) -> Member:
+            made.append(Builder(root / f"home-{member}", member, passphrase))
+            return made[-1]
+
         try:
-            build(server, lambda member: Member(root / f"home-{member}", member, passphrase))
+            build(server, make_member)
         finally:
+            _stop_agents(made)
             server.stop()
         return World(root, server.port, server.fingerprint, invite, server.offset, time.monotonic(),
                      dict(server.config), cluster, database)
@@ -155,5 +191,8 @@ def security_world(worlds: Worlds) -> World:
 
 
 def security_member(org: Org, make_member: Callable[[str], Member]) -> Member:
-    """carol, the Security Team member of ``security_world`` (made now when ``org`` was not copied from it)."""
-    return make_member("carol") if org.server.restored else security_team(org, make_member)
+    """carol, the Security Team member of ``security_world`` (made now when ``org`` was not copied from it); her
+    commands go through an unlock agent from her first (``unlock_at_first_run``: no Argon2id each)."""
+    carol = make_member("carol") if org.server.restored else security_team(org, make_member)
+    unlock_at_first_run(carol)
+    return carol

@@ -79,7 +79,6 @@ from vault.chains.org import (
     MAX_INVITE_SECONDS,
     MAX_OPEN_INVITES,
     ORG_INVITE_ROLES,
-    TWO_PERSON_ROLES,
     Invite,
     OrgMember,
     OrgPolicy,
@@ -88,7 +87,6 @@ from vault.chains.org import (
     RoleEntry,
     ServerPlace,
     replay_org,
-    role_act,
 )
 from vault.chains.records import RECORD_TYPES, Record, records_of
 from vault.chains.team import (
@@ -101,6 +99,7 @@ from vault.chains.team import (
     TeamState,
     replay_team,
 )
+from vault.chains.twoperson import TWO_PERSON_ROLES, role_act
 
 __all__ = [
     "CLOSING_TYPES",

@@ -19,11 +19,12 @@ from typing import Protocol
 from vault.acts import Act
 from vault.chains.closing import CLOSING_TYPES, Closing, Proposal, Quorum, apply_closing
 from vault.chains.coalition import CoalitionEntry, check_expels
-from vault.chains.coalitionshare import Retired, Share, apply_share, record_coalition
+from vault.chains.coalitionshare import Offers, Retired, Share, apply_share, record_coalition
 from vault.chains.common import Outside, check_name, org_id_for, protocols_digest
 from vault.chains.incidents import INCIDENT_TYPES, Incidents, apply_incident
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.records import RECORD_TYPES, Record, Signed, approved_link
+from vault.chains.twoperson import TWO_PERSON_ROLES, device_gone, drop_void, pending, role_act, second_person
 from vault.encoding import Fields
 from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
 from vault.links import Link, check_sequence, verify_invite_signature
@@ -33,9 +34,6 @@ ORG_INVITE_ROLES = ("member", "compa")
 MAX_INVITE_SECONDS = 30 * 86400
 MAX_OPEN_INVITES = 20  # per member: unused, unexpired invites
 GRANTABLE_ROLES = ("ncc", "staff", "security", "compa")
-# Two people: the subject never signs its own grant of these, and granting, revoking (other than stepping
-# down) or removing a holder takes two NCC members when there is one besides the signer and the subject.
-TWO_PERSON_ROLES = ("ncc", "security")
 
 
 class OrgPolicy(Protocol):
@@ -54,13 +52,6 @@ class OrgPolicy(Protocol):
     def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: None) -> None:
         """Refuse (``PolicyDenied``/``ChainError``) an act its author was not entitled to at its time."""
         ...
-
-
-def role_act(member: str, role: str, grant: bool, until: int | None) -> tuple[str, ...]:
-    """How a two-person ``org.role`` waits in ``OrgState.role_proposals``.
-
-    An ``org.remove`` waits there as ("org.remove", member), an ``org.audit_team`` as ("org.audit_team", team)."""
-    return ("org.role", member, role, "grant", str(until)) if grant else ("org.role", member, role, "revoke")
 
 
 @dataclass
@@ -149,6 +140,7 @@ class ProtocolsChange:
     proposed_at: int
     approver: str | None = None
     approved_at: int | None = None
+    device: str = ""  # the proposing device: the proposal is void once it is revoked or cut (twoperson)
 
 
 @dataclass
@@ -170,6 +162,8 @@ class OrgState:
     audit_team_log: list[tuple[int, str]] = field(default_factory=list)  # (seq, team) of each designation in force
     # Two-person acts waiting for their second signature (``role_act``): act -> (proposer, time)
     role_proposals: dict[tuple[str, ...], tuple[str, int]] = field(default_factory=dict)
+    proposed_on: dict[tuple[str, ...], str] = field(default_factory=dict)  # act -> its proposal's device
+    cosigned_on: dict[int, str] = field(default_factory=dict)  # seq of a second signature -> the proposal's device
     # seq of each link of a two-person act signed by two -> its proposer (None: the proposal itself); a
     # two-person act's link missing here took effect on one signature (rule two-person reports those)
     cosigned: dict[int, str | None] = field(default_factory=dict)
@@ -180,7 +174,8 @@ class OrgState:
     coalitions: dict[str, CoalitionEntry] = field(default_factory=dict)  # space name -> our coalition key for it
     coalition_shares: dict[str, dict[str, Share]] = field(default_factory=dict)  # name -> NCC member -> its box
     coalitions_retired: dict[str, list[Retired]] = field(default_factory=dict)  # name -> keys a rekey replaced
-    coalition_signers: dict[bytes, frozenset[str]] = field(default_factory=dict)  # key -> who signed its org.coalition
+    coalition_signers: dict[bytes, dict[str, int]] = field(default_factory=dict)  # key -> signer -> first time
+    coalition_offers: dict[bytes, dict[str, Share]] = field(default_factory=dict)  # proposed key -> member -> box
     expels: dict[str, list[Fields]] = field(default_factory=dict)  # member -> its coalition.expel (org.remove)
     closing: Closing = field(default_factory=Closing)  # closing proposals, approvals, and org.closed once made
     outside: Outside | None = None  # a guest's view without this chain: vault/chains/outside.py
@@ -292,6 +287,9 @@ class OrgState:
             handlers[kind] = lambda link, ms, policy: self._incident(link, ms, policy, members)
         for kind in CLOSING_TYPES:
             handlers[kind] = self._closing
+        drop_void(self, members, link.time)  # a proposal of a device revoked or cut waits no more (twoperson)
+        self.proposals = {d: c for d, c in self.proposals.items()  # a protocols text's too
+                          if not device_gone(members, self.incidents, c.proposer, c.device, link.time)}
         handler = handlers.get(link.type)
         if handler is None and link.type not in RECORD_TYPES:
             raise ChainError(f"unsupported organization link type {link.type!r}")
@@ -448,24 +446,12 @@ class OrgState:
         self.expels[target] = expels  # those of the link that puts the removal in force
 
     def _second_person(self, link: Link, act: tuple[str, ...], subject: str | None) -> bool:
-        """Two people for the strongest roles: does ``act`` take effect with this link?
+        """Rule two-person (``vault.chains.twoperson.second_person``): does ``act`` take effect with this link?"""
+        return second_person(self, link, act, subject, lambda m: "ncc" in self.roles_of(m, link.time))
 
-        When an NCC member other than the signer and the subject exists at the link's time, the first
-        link only proposes the act (False) and the same act signed by a second NCC member, neither
-        the proposer nor the subject, puts it in force (True). With no such member, one signature
-        does (the ``two-person`` rule reports it)."""
-        if not any(m not in (link.signer, subject) and "ncc" in self.roles_of(m, link.time) for m in self.members):
-            return True
-        proposed = self.role_proposals.get(act)
-        if proposed is not None and proposed[0] == link.signer:
-            raise PolicyDenied("this needs a second NCC member (neither you nor its subject): you proposed it already")
-        if proposed is None or proposed[0] == subject or "ncc" not in self.roles_of(proposed[0], link.time):
-            self.role_proposals[act] = (link.signer, link.time)
-            self.cosigned[link.seq] = None
-            return False
-        del self.role_proposals[act]
-        self.cosigned[link.seq] = proposed[0]
-        return True
+    def pending(self, members: Mapping[str, MemberState], t: int) -> dict[tuple[str, ...], tuple[str, str, int]]:
+        """Two-person acts waiting at time ``t``: act -> (proposer, device, time); none of a device revoked or cut."""
+        return pending(self, members, t)
 
     def _propose(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         self._authorize(link, ms, policy, "org.protocols")
@@ -477,7 +463,7 @@ class OrgState:
         digest = protocols_digest(text)
         if digest in self.proposals:
             raise ChainError("this protocols text is already proposed")
-        self.proposals[digest] = ProtocolsChange(digest, text, version, link.signer, link.time)
+        self.proposals[digest] = ProtocolsChange(digest, text, version, link.signer, link.time, device=link.device)
 
     def _approve(self, link: Link, ms: MemberState, policy: OrgPolicy) -> None:
         self._authorize(link, ms, policy, "org.protocols")
@@ -491,6 +477,7 @@ class OrgState:
         if proposal.version <= current:
             raise ChainError("a newer protocols version is already in force")
         approved = replace(proposal, approver=link.signer, approved_at=link.time)
+        self.cosigned_on[link.seq] = proposal.device
         self.protocols = approved
         self.protocols_log.append(approved)
         self.proposals = {d: c for d, c in self.proposals.items() if c.version > approved.version}
@@ -539,10 +526,12 @@ class OrgState:
         """``org.coalition`` / ``org.coalition.share``: NCC records a coalition key / seals it to NCC members
         (``vault.chains.coalitionshare``)."""
         self._authorize(link, ms, policy, link.type)
+        holds_ncc = lambda m: "ncc" in self.roles_of(m, link.time)  # noqa: E731
         if link.type == "org.coalition":
             return record_coalition(self.coalitions, self.role_proposals, link, lambda act: self._second_person(
-                link, act, None), self.coalitions_retired, self.root, self.coalition_signers)
-        apply_share(self.coalition_shares, self.coalitions, link, lambda m: "ncc" in self.roles_of(m, link.time))
+                link, act, None), self.coalitions_retired, self.root, self.coalition_signers,
+                Offers(self.coalition_offers, self.coalition_shares, holds_ncc))
+        apply_share(self.coalition_shares, self.coalitions, link, holds_ncc)
 
     def _incident(self, link: Link, ms: MemberState, policy: OrgPolicy, members: Mapping[str, MemberState]) -> None:
         """``org.device.cut`` / ``org.clear``: judged as the act of that name, then ``vault.chains.incidents``."""

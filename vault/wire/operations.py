@@ -60,6 +60,7 @@ class QueryParam:
 _ID, _ID_404 = "32 lowercase hex characters (400 otherwise)", "32 lowercase hex characters (an unknown id: 404)"
 PATH_PARAMS: dict[str, PathParam] = {
     "member": PathParam("member", s.HEX_ID, f"a member id, {_ID_404}", "404"),
+    "device": PathParam("device", s.HEX_ID, f"a device id, {_ID_404}", "404"),
     "team": PathParam("team", s.HEX_ID, f"a team id, {_ID_404}", "404"),
     "doc": PathParam("doc", s.HEX_ID, f"a document id, {_ID}", "400"),
     "vid": PathParam("vid", s.HEX_ID, f"a document version id, {_ID_404}", "404"),
@@ -138,6 +139,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _op("append_member_link", "post", "/api/v1/members/{member}/links",
         "append a member link (device add / revoke + PUK boxes)", "201", s.SeqAnswer, "400 401 403 404 409",
         s.MemberLinkRequest),
+    _op("device_signed", "get", "/api/v1/members/{member}/devices/{device}/signed",
+        "the latest time of anything a device of the caller's own member signed that this server accepted (0: "
+        "nothing), which a revocation of it must be dated after; another member's device: 404", "200", s.SignedAt,
+        "401 404"),
     _op("open_link_slot", "post", "/api/v1/device-links/{slot}",
         "open a one-time device-link mailbox (existing device); 429 at the quota link_slots", "201", s.SlotOpened,
         "400 401 409 429"),
@@ -210,7 +215,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=(QueryParam("start", "the first leaf's index; default 0"),
                QueryParam("count", "how many leaves; default 1000, at most 2000"))),
     _op("audit_cosign", "post", "/api/v1/audit/cosign", "Security Team cosignature of a checkpoint this server issued",
-        "201", s.CosignAnswer, "400 401 403 404", s.CosignRequest),
+        "201", s.CosignAnswer, "400 401 403 404 409", s.CosignRequest),
     _op("audit_checkpoint_note", "get", "/api/v1/audit/checkpoint.note",
         "the newest checkpoint as a C2SP tlog-checkpoint signed note (text/plain), signed by the log key; with old, "
         "the C2SP tlog-witness add-checkpoint request body carrying the consistency proof from old",

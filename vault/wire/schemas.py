@@ -214,6 +214,13 @@ class SeqAnswer(Wire):
     seq: Seq
 
 
+class SignedAt(Wire):
+    """``GET /api/v1/members/{member}/devices/{device}/signed``: a revocation of the device is taken dated after
+    ``time`` (``Directory.check_not_before``; 0: it signed nothing here)."""
+
+    time: Time
+
+
 class TeamSeq(Wire):
     team: Id
     seq: Seq

@@ -27,8 +27,8 @@ from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
 from server.store.notices import AuditMetaStored
 from server.store.postgres.listen import notify
-from server.store.postgres.schema import Conn, connect, lost_is_unavailable
-from server.store.records import Cosig, StoredCheckpoint
+from server.store.postgres.schema import Conn, chain_heads, connect, lock_chain, lost_is_unavailable
+from server.store.records import Cosig, CosigAdded, CosigOutcome, SignerHeads, StoredCheckpoint, signer_moved
 from server.store.shred import EVERY_DAY, VACUUM_AUDIT_PG
 from vault.errors import LogCorrupted
 from vault.logsign import log_keypair
@@ -142,9 +142,25 @@ class PostgresAudit(AuditNotes):
             return None
         return StoredCheckpoint(cp, bytes(row[1]))
 
-    async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int) -> None:
-        await self._pool.execute("INSERT INTO cosigs VALUES ($1, $2, $3, $4, $5) ON CONFLICT (size, device) "
-                                 "DO UPDATE SET member=$2, sig=$4, time=$5", size, member, device, sig, now)
+    async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int,
+                        signer: SignerHeads | None = None) -> CosigOutcome:
+        """Stored only while the ``signer`` chains (the member's, "org") are at the lengths the route judged it on,
+        under their locks taken shared, as a version is (review 27, finding 2): a ``device.revoke``, cut, removal or
+        role change of another process either committed before (``SignerMoved``: judged again) or waits for this
+        commit and its ``SignedCheck`` reads the cosignature (the ``cosigs`` table: ``_signed_since``)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            for chain in sorted(signer or ()):  # one order with append_links's: no deadlock
+                await lock_chain(conn, chain, shared=True)
+            if signer and (gone := signer_moved(signer, await chain_heads(conn, signer))):
+                return gone
+            await conn.execute("INSERT INTO cosigs VALUES ($1, $2, $3, $4, $5) ON CONFLICT (size, device) "
+                               "DO UPDATE SET member=$2, sig=$4, time=$5", size, member, device, sig, now)
+        return CosigAdded()
+
+    async def cosigned(self) -> list[tuple[str, str, int]]:
+        """(member, device, latest signed time) of every device's stored cosignatures (``Directory.note_signed``)."""
+        rows = await self._pool.fetch("SELECT member, device, max(time) FROM cosigs GROUP BY member, device")
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
         """The newest cosigned checkpoint and its cosignatures: one statement (one snapshot, one round trip)."""

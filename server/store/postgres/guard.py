@@ -51,16 +51,23 @@ class PostgresGuard:
         assert row is not None
         return self._wait(float(row[0]), bool(row[1]))
 
-    async def take_for_login(self, source: str, now: float) -> LoginGate:
+    async def take_for_login(self, source: str, now: float,
+                             nonce: tuple[bytes, str, str, float] | None = None) -> LoginGate:
         """``take``, ``blocked`` and the newest link's order number in one statement (one round trip for a
-        challenge or a login, its catch-up of other processes' links included: ``server/access.py``)."""
+        challenge or a login, its catch-up of other processes' links included: ``server/access.py``); a
+        challenge's nonce inserted by the same statement when a token was spent and the source is not blocked
+        (``login_nonces`` is UNLOGGED: no WAL flush; issue 19, session 19: it was a statement of its own)."""
+        hashed, member, device, expires = nonce if nonce is not None else (None, "", "", 0.0)
         row = await self._pool.fetchrow(
-            f"WITH b AS ({_SPEND} RETURNING tokens, spent) SELECT b.tokens, b.spent, "
-            "(SELECT blocked_until FROM login_failures WHERE source=$1), (SELECT coalesce(max(id), 0) FROM links) "
-            "FROM b", self._tag(source), self.burst, now, self.rate)
+            f"WITH b AS ({_SPEND} RETURNING tokens, spent), "
+            "f AS (SELECT (SELECT blocked_until FROM login_failures WHERE source=$1) AS until), "
+            "n AS (INSERT INTO login_nonces SELECT $5, $6, $7, $8 FROM b, f WHERE $5::bytea IS NOT NULL AND b.spent "
+            "AND (f.until IS NULL OR f.until <= $3::float8) RETURNING 1) "
+            "SELECT b.tokens, b.spent, f.until, (SELECT coalesce(max(id), 0) FROM links), EXISTS (SELECT 1 FROM n) "
+            "FROM b, f", self._tag(source), self.burst, now, self.rate, hashed, member, device, expires)
         assert row is not None
         return LoginGate(self._wait(float(row[0]), bool(row[1])),
-                         max(0.0, float(row[2]) - now) if row[2] is not None else 0.0, int(row[3]))
+                         max(0.0, float(row[2]) - now) if row[2] is not None else 0.0, int(row[3]), bool(row[4]))
 
     def _wait(self, tokens: float, spent: bool) -> float:
         if spent:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -247,3 +247,16 @@ def _translated(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
 
     wrapper._lost_is_unavailable = True  # type: ignore[attr-defined]
     return wrapper
+
+
+async def chain_heads(conn: Conn, chains: Iterable[str]) -> dict[str, int]:
+    """Each chain's length as stored (absent: no link); the caller holds their locks, shared (``SignerHeads``)."""
+    chains = sorted(set(chains))
+    return {str(r[0]): int(r[1]) for r in await conn.fetch(
+        "SELECT chain, max(seq) FROM links WHERE chain = ANY($1::text[]) GROUP BY chain", chains)} if chains else {}
+
+
+async def lock_chain(conn: Conn, chain: str, shared: bool = False) -> None:
+    """Until the transaction ends: no append to ``chain`` (``shared``), or nothing else under its lock."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}"
+                       "(hashtextextended('chain:' || $1, 0))", chain)

@@ -10,15 +10,18 @@ from server.store.notices import CHANNEL, MessagesStored, messages_stored, threa
 from server.store.positions import place
 from server.store.postgres import usage as PU
 from server.store.postgres.listen import notify, payloads
+from server.store.postgres.schema import chain_heads, lock_chain
 from server.store.records import (
     MessageOutcome,
     MessagePost,
+    SignerHeads,
     StoredHead,
     StoredMessage,
     StoredThread,
     ThreadAdded,
     ThreadExists,
     ThreadOutcome,
+    signer_moved,
 )
 from server.usage import Allowance, over_quota, thread_creator
 
@@ -38,6 +41,20 @@ t AS (
     FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bigint[]) AS u (team, thread, next_pos, time)
     WHERE threads.team=u.team AND threads.thread=u.thread)
 SELECT pg_notify($19, n) FROM unnest($20::text[]) AS n"""
+
+# A thread's row locked and its senders read in one statement (one round trip less a batch; issue 19, session 19).
+# The senders come from the statement's snapshot, taken before the lock was granted: they are the ones under the
+# lock only if no transaction committed to the thread meanwhile. Every change of ``thread_senders`` commits with a
+# larger ``next_pos`` (``STORE_MESSAGES``, under this lock), so the locked row's ``next_pos`` (the newest version,
+# READ COMMITTED's recheck) equal to the snapshot's (``seen``, an uncorrelated subquery: the statement's snapshot)
+# means those senders are current; else ``add_messages`` reads them again, under the lock.
+LOCK_AND_SENDERS = """
+SELECT t.next_pos, (SELECT next_pos FROM threads WHERE team=$1 AND thread=$2) AS seen,
+       s.devices, s.seqs, s.mids
+FROM threads t, (SELECT array_agg(device ORDER BY device) AS devices, array_agg(seq ORDER BY device) AS seqs,
+                        array_agg(mid ORDER BY device) AS mids
+                 FROM thread_senders WHERE team=$1 AND thread=$2) s
+WHERE t.team=$1 AND t.thread=$2 FOR UPDATE OF t"""
 
 
 def _columns(rows: list[StoredMessage]) -> list[list[Any]]:
@@ -75,9 +92,16 @@ class ThreadTables:
         self.origin = origin  # names this process's notices (server/store/notices.py)
         self._notice_key = notice_key  # tags those that carry records
 
-    async def add_thread(self, t: StoredThread, now: int, allowance: Allowance | None = None) -> ThreadOutcome:
+    async def add_thread(self, t: StoredThread, now: int, allowance: Allowance | None = None,
+                         signer: SignerHeads | None = None) -> ThreadOutcome:
+        """The thread record, unless one with its id is stored, within the creator's quota (``allowance``) and while
+        the ``signer`` chains are at those lengths (under their locks, shared: an append to them waits)."""
         creator = allowance.member if allowance is not None else thread_creator(t.record)
         async with self._pool.acquire() as conn, conn.transaction():
+            for chain in sorted(signer or ()):  # first: one order with the other transactions' (no deadlock)
+                await lock_chain(conn, chain, shared=True)
+            if signer and (gone := signer_moved(signer, await chain_heads(conn, signer))):
+                return gone
             if allowance is not None:
                 await PU.lock_member(conn, allowance.member)
                 use = await PU.usage_of(conn, allowance.member, "thread", now, allowance.per_day)
@@ -121,17 +145,22 @@ class ThreadTables:
         """Append messages in one transaction, each at its thread's next position as the database has it under
         the thread row's lock (``server/store/positions.py``): two processes never take one position."""
         async with self._pool.acquire() as conn, conn.transaction():
+            chains = sorted({c for p in posts for c in p.signer or ()})  # the senders' (``SignerHeads``): first
+            for chain in chains:
+                await lock_chain(conn, chain, shared=True)
             next_pos: dict[tuple[str, str], int] = {}
             senders: dict[tuple[str, str], dict[str, tuple[int, str]]] = {}
             for key in sorted({(p.message.team, p.message.thread) for p in posts}):  # one lock order: no deadlock
-                found = await conn.fetchval("SELECT next_pos FROM threads WHERE team=$1 AND thread=$2 FOR UPDATE",
-                                            *key)
-                if found is None:
+                row = await conn.fetchrow(LOCK_AND_SENDERS, *key)
+                if row is None:
                     raise RuntimeError(f"thread {key[1]} of team {key[0]} vanished from storage")
-                next_pos[key] = int(found)
-                senders[key] = {str(r[0]): (int(r[1]), str(r[2])) for r in await conn.fetch(
-                    "SELECT device, seq, mid FROM thread_senders WHERE team=$1 AND thread=$2", *key)}
-            rows, outcomes = place(posts, next_pos, senders)
+                next_pos[key] = int(row[0])
+                if row[0] == row[1]:  # nothing committed to the thread between the snapshot and the lock
+                    senders[key] = dict(zip(row[2] or [], zip(row[3] or [], row[4] or [], strict=True), strict=True))
+                else:  # another transaction stored messages while this one waited: read them under the lock
+                    senders[key] = {str(r[0]): (int(r[1]), str(r[2])) for r in await conn.fetch(
+                        "SELECT device, seq, mid FROM thread_senders WHERE team=$1 AND thread=$2", *key)}
+            rows, outcomes = place(posts, next_pos, senders, await chain_heads(conn, chains))
             if rows:
                 notices = payloads(self.origin, _placed(self.origin, rows), self._notice_key)
                 await conn.execute(STORE_MESSAGES, *_columns(rows), CHANNEL, notices)

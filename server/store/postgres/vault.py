@@ -33,13 +33,17 @@ from server.store.notices import VersionStored, links_stored
 from server.store.postgres import usage as PU
 from server.store.postgres.guard import PostgresGuard
 from server.store.postgres.listen import Listener, notify
-from server.store.postgres.schema import LINKS_LOCK, Conn, connect, lost_is_unavailable
+from server.store.postgres.schema import LINKS_LOCK, Conn, chain_heads, connect, lock_chain, lost_is_unavailable
 from server.store.postgres.threads import ThreadTables
 from server.store.records import (
     AuthSession,
     ChainMoved,
     LinksAppended,
+    LinksMoved,
     LinksOutcome,
+    Rejudge,
+    SignedCheck,
+    SignerHeads,
     SlotFill,
     SlotMissing,
     SlotOpen,
@@ -47,10 +51,12 @@ from server.store.records import (
     SlotsFull,
     StoredLink,
     StoredVersion,
+    TakenNonce,
     TeamMoved,
     VersionAdded,
     VersionOutcome,
     moved_head,
+    signer_moved,
 )
 from server.store.shred import SHRED, VACUUM_PG
 from server.usage import SIGNED_SINCE, Allowance, Usage, over_quota, signed_of, version_author
@@ -62,12 +68,6 @@ _COLS = "vid, team, doc, seq, record, blob, body_len"
 
 def _version(r: asyncpg.Record) -> StoredVersion:
     return StoredVersion(str(r[0]), str(r[1]), str(r[2]), int(r[3]), bytes(r[4]), str(r[5]), int(r[6]))
-
-
-async def lock_chain(conn: Conn, chain: str, shared: bool = False) -> None:
-    """Until the transaction ends: no append to ``chain`` (``shared``), or nothing else under its lock."""
-    await conn.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}"
-                       "(hashtextextended('chain:' || $1, 0))", chain)
 
 
 @lost_is_unavailable
@@ -142,13 +142,20 @@ class PostgresStorage(ThreadTables):
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
         """The links stored after order number ``after`` (``links.id``), each with its own, in the order stored:
         how a server process learns the links another one stored (``server/directory.py`` ``catch_up``)."""
-        rows = await self._pool.fetch("SELECT id, chain, seq, kind, wire FROM links WHERE id > $1 ORDER BY id", after)
-        return [(int(r[0]), StoredLink(str(r[1]), int(r[2]), str(r[3]), bytes(r[4]))) for r in rows]
+        async with self._pool.acquire() as conn:
+            return await _links_after(conn, after)
 
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
-                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
+                           team_boxes: Iterable[tuple[str, int, str, bytes]],
+                           signed: SignedCheck | None = None, seen: int | None = None,
+                           again: Rejudge | None = None) -> LinksOutcome:
         """The links and their key boxes in one transaction, with a note of each link in ``unlogged_links``
-        until its audit event is recorded (``server/recorder.py``)."""
+        until its audit event is recorded (``server/recorder.py``); ``signed``: judged under the chains' locks, which
+        a version's transaction holds shared (``_store_versions``): it sees every version stored before; ``seen``: the
+        order number the route caught up to (``Directory.seen``): a link stored since (by another process) is given to
+        ``again`` (the route judges again; none: ``LinksMoved``), under ``LINKS_LOCK`` and before the chains' locks:
+        every link append is judged on every link stored before it (review 26, finding 2), and while it is judged
+        again it holds no lock a version, thread or message waits for (their connections stay free for its reads)."""
         links = list(links)
         first: dict[str, int] = {}
         for link in links:
@@ -158,18 +165,18 @@ class PostgresStorage(ThreadTables):
                 # one append of links at a time in the whole database: ``links.id`` then grows in commit order, so
                 # a process that has read the links up to an id has missed none below it (``links_after``)
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LINKS_LOCK)
-                after = 0  # the newest link's order number (read with the first chain's head: no round trip more)
+                after = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM links"))  # the newest's number
+                if seen is not None and after > seen:
+                    if again is None:
+                        return LinksMoved()  # nothing written yet: the route catches up and judges again
+                    signed = await again(await _links_after(conn, seen))  # raises (rolled back) to refuse
                 for chain in sorted(first):  # one order for every process: no deadlock between two appends
                     await lock_chain(conn, chain)
-                    if chain == min(first):
-                        row = await conn.fetchrow("SELECT (SELECT max(seq) FROM links WHERE chain=$1), "
-                                                  "(SELECT coalesce(max(id), 0) FROM links)", chain)
-                        assert row is not None  # a SELECT without FROM: one row
-                        head, after = row[0], int(row[1])
-                    else:
-                        head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)
+                    head = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", chain)
                     if head is not None and first[chain] != head + 1:
                         return ChainMoved()  # nothing written yet
+                if signed is not None:
+                    signed.judge(await _signed_since(conn, signed.member, signed.devices, signed.since))
                 orders = {(str(r[1]), int(r[2])): int(r[0]) for r in await conn.fetch(
                     "INSERT INTO links (chain, seq, kind, wire, time) "
                     "SELECT c, s, k, w, extract(epoch FROM now())::bigint "
@@ -210,21 +217,23 @@ class PostgresStorage(ThreadTables):
 
     # -- documents --------------------------------------------------------------------------
 
-    async def add_version(self, v: StoredVersion, parent: str | None, now: int,
-                          team_seq: int | None = None, allowance: Allowance | None = None) -> VersionOutcome:
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None = None,
+                          allowance: Allowance | None = None, signer: SignerHeads | None = None) -> VersionOutcome:
         """Insert a version only on top of its document's head, only while the team chain is at ``team_seq``
-        (when given) and only within the author's quotas (``allowance``); a refusal stores nothing. Concurrent
+        (when given), only within the author's quotas (``allowance``) and only while the ``signer`` chains are at
+        those lengths (under their locks, shared: no link appended meanwhile); a refusal stores nothing. Concurrent
         uploads through this process share one transaction (``_store_versions``): one durable commit, where one
         each, serialized by the author's quota lock, made a folder's upload wait for one WAL flush per file."""
-        return await self._versions.submit(_VersionWrite(v, parent, now, team_seq, allowance))
+        return await self._versions.submit(_VersionWrite(v, parent, now, team_seq, allowance, signer))
 
     async def _store_versions(self, writes: list[_VersionWrite]) -> list[VersionOutcome]:
         """One batch of ``add_version`` (``GroupCommitter``): every lock first, in one order for every process
         (team chains shared, then documents, then authors, each sorted: no deadlock between two batches), then
         each write judged in order (later ones see the rows of earlier ones: the same transaction)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            for team in sorted({w.v.team for w in writes if w.team_seq is not None}):
-                await lock_chain(conn, team, shared=True)
+            for chain in sorted({w.v.team for w in writes if w.team_seq is not None}
+                                | {c for w in writes for c in w.signer or ()}):
+                await lock_chain(conn, chain, shared=True)  # one order with append_links's: no deadlock
             for team, doc in sorted({(w.v.team, w.v.doc) for w in writes}):
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('doc:' || $1 || '/' || $2, 0))",
                                    team, doc)
@@ -266,11 +275,7 @@ class PostgresStorage(ThreadTables):
         """The device and signed time of ``member``'s versions and threads stored after ``since`` and of messages
         of ``devices`` dated after it, whichever process stored them (``Directory.learn_signed``)."""
         async with self._pool.acquire() as conn:
-            records = [[bytes(r[0]) for r in await conn.fetch(sql.format(member="$1", since="$2"), member, since)]
-                       for sql in SIGNED_SINCE]
-            sent = await conn.fetch("SELECT device, max(time) FROM messages WHERE device = ANY($1::text[]) "
-                                    "AND time > $2 GROUP BY device", list(devices), since)
-        return signed_of(*records) + [(str(r[0]), int(r[1])) for r in sent]
+            return await _signed_since(conn, member, devices, since)
 
     # -- login ------------------------------------------------------------------------------
 
@@ -284,27 +289,30 @@ class PostgresStorage(ThreadTables):
                                         nonce)
         return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
 
-    async def peek_nonce(self, nonce: bytes) -> tuple[str, str, float] | None:
-        row = await self._pool.fetchrow("SELECT member, device, expires FROM login_nonces WHERE nonce=$1", nonce)
-        return None if row is None else (str(row[0]), str(row[1]), float(row[2]))
-
     async def add_session(self, token: bytes, member: str, device: str, expires: float) -> None:
         await self._pool.execute("INSERT INTO sessions VALUES ($1, $2, $3, $4)", token, member, device, expires)
 
-    async def add_session_taking(self, nonce: bytes, token: bytes, member: str, device: str, expires: float) -> bool:
-        """The nonce taken and the session stored in one statement (one transaction, one commit): a session only
-        for the login whose deletion of the nonce row took it.
+    async def take_nonce_login(self, nonce: bytes, now: float,
+                               session: tuple[bytes, str, str, float] | None) -> TakenNonce | None:
+        """The nonce taken and the session stored in one statement (one round trip, one transaction): a session
+        only for the login whose deletion of the nonce row took it, and only if the row is the one the session
+        fits (its member and device, not expired at ``now``). A refused login passes no session: its nonce is
+        used up all the same (issue 19, session 19: the nonce was read first, a round trip more).
 
         Its commit does not wait for the WAL flush (``synchronous_commit`` off for this transaction only): the
         login's ``auth.login`` event is appended after it and before the token is answered, with a flushed commit,
         and flushing the WAL up to that commit flushes this one, which precedes it. A token answered is as durable
         as before, for one WAL flush a login instead of two (issue 19, session 18); a crash before the answer can
-        lose a session nobody was given."""
-        return await self._pool.fetchval(
-            "WITH taken AS (DELETE FROM login_nonces WHERE nonce=$1 RETURNING 1) "
-            "INSERT INTO sessions SELECT $2, $3, $4, $5 FROM taken "
-            "WHERE set_config('synchronous_commit', 'off', true) = 'off' RETURNING true",
-            nonce, token, member, device, expires) is not None
+        lose a session nobody was given. (The nonces are UNLOGGED: a refused login's take writes no WAL.)"""
+        token, member, device, expires = session if session is not None else (None, "", "", 0.0)
+        row = await self._pool.fetchrow(
+            "WITH taken AS (DELETE FROM login_nonces WHERE nonce=$1 RETURNING member, device, expires), "
+            "stored AS (INSERT INTO sessions SELECT $2, t.member, t.device, $5 FROM taken t "
+            "WHERE $2::bytea IS NOT NULL AND t.member=$3 AND t.device=$4 AND t.expires > $6 "
+            "AND set_config('synchronous_commit', 'off', true) = 'off' RETURNING 1) "
+            "SELECT member, device, expires, EXISTS (SELECT 1 FROM stored) FROM taken",
+            nonce, token, member, device, expires, now)
+        return None if row is None else TakenNonce(str(row[0]), str(row[1]), float(row[2]), bool(row[3]))
 
     async def session(self, token: bytes) -> AuthSession | None:
         cached = self._sessions.get(token)
@@ -374,11 +382,29 @@ class _VersionWrite:
     now: int
     team_seq: int | None
     allowance: Allowance | None
+    signer: SignerHeads | None = None
+
+
+async def _links_after(conn: Conn, after: int) -> list[tuple[int, StoredLink]]:
+    rows = await conn.fetch("SELECT id, chain, seq, kind, wire FROM links WHERE id > $1 ORDER BY id", after)
+    return [(int(r[0]), StoredLink(str(r[1]), int(r[2]), str(r[3]), bytes(r[4]))) for r in rows]
+
+
+async def _signed_since(conn: Conn, member: str, devices: Sequence[str], since: int) -> list[tuple[str, int]]:
+    records = [[bytes(r[0]) for r in await conn.fetch(sql.format(member="$1", since="$2"), member, since)]
+               for sql in SIGNED_SINCE]
+    sent = await conn.fetch("SELECT device, max(time) FROM messages WHERE device = ANY($1::text[]) "
+                            "AND time > $2 GROUP BY device UNION ALL "  # and witness cosignatures (review 26)
+                            "SELECT device, max(time) FROM cosigs WHERE member = $3 AND time > $2 GROUP BY device",
+                            list(devices), since, member)
+    return signed_of(*records) + [(str(r[0]), int(r[1])) for r in sent]
 
 
 async def _version_in(conn: Conn, w: _VersionWrite, heads: dict[str, int | None]) -> VersionOutcome:
     """One version of a batch under the batch's locks: checked, then stored (a refusal stores nothing)."""
     v, allowance = w.v, w.allowance
+    if w.signer and (gone := signer_moved(w.signer, await chain_heads(conn, w.signer))):
+        return gone
     if w.team_seq is not None:
         if v.team not in heads:
             heads[v.team] = await conn.fetchval("SELECT max(seq) FROM links WHERE chain=$1", v.team)

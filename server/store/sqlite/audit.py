@@ -27,7 +27,15 @@ from security.merkle import MerkleTree, leaf_hash
 from server.store.auditnotes import AuditNotes
 from server.store.commit import GroupCommitter
 from server.store.logkey import log_seed
-from server.store.records import Cosig, StoredCheckpoint
+from server.store.records import (
+    ChainLengths,
+    Cosig,
+    CosigAdded,
+    CosigOutcome,
+    SignerHeads,
+    StoredCheckpoint,
+    signer_moved,
+)
 from server.store.shred import EVERY_DAY, compact_sqlite
 from server.store.space import rollback
 from vault.errors import LogCorrupted
@@ -59,8 +67,10 @@ def _insert_rows(n: int) -> str:
 
 
 class AuditStore(AuditNotes):
-    def __init__(self, db: aiosqlite.Connection, tree: MerkleTree, log_secret: bytes, log_public: bytes) -> None:
+    def __init__(self, db: aiosqlite.Connection, tree: MerkleTree, log_secret: bytes, log_public: bytes,
+                 heads: ChainLengths | None = None) -> None:
         self._db = db
+        self._heads = heads  # the vault's chain lengths (``add_cosig``'s signer check)
         self.tree = tree
         self.committed = tree.size
         self.log_secret = log_secret
@@ -74,7 +84,7 @@ class AuditStore(AuditNotes):
         self._write = asyncio.Lock()
 
     @classmethod
-    async def open(cls, data_dir: Path) -> AuditStore:
+    async def open(cls, data_dir: Path, heads: ChainLengths | None = None) -> AuditStore:
         seed = log_seed(data_dir / "log.key")
         public, secret = log_keypair(seed)
         db = await aiosqlite.connect(data_dir / "audit.db", isolation_level=None)
@@ -87,7 +97,7 @@ class AuditStore(AuditNotes):
         except BaseException:
             await db.close()
             raise
-        return cls(db, tree, secret, public)
+        return cls(db, tree, secret, public, heads)
 
     async def close(self) -> None:
         await self._leaves.close()
@@ -176,10 +186,25 @@ class AuditStore(AuditNotes):
             return None
         return StoredCheckpoint(cp, bytes(row[1]))
 
-    async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int) -> None:
+    async def add_cosig(self, size: int, member: str, device: str, sig: bytes, now: int,
+                        signer: SignerHeads | None = None) -> CosigOutcome:
+        """Stored only while the ``signer`` chains are at the lengths the route judged it on (``SignerMoved``), as
+        on PostgreSQL. The links are in the vault's file (``heads``, one indexed read): not one transaction with the
+        insert, but one process stores every link under the chain lock, which the cosign route holds throughout."""
+        if signer:
+            if self._heads is None:
+                raise RuntimeError("the audit store was opened without the vault's chains: it cannot check a signer")
+            if gone := signer_moved(signer, await self._heads(sorted(signer))):
+                return gone
         async with self._write:
             await self._db.execute("INSERT OR REPLACE INTO cosigs VALUES (?, ?, ?, ?, ?)",
                                    (size, member, device, sig, now))
+        return CosigAdded()
+
+    async def cosigned(self) -> list[tuple[str, str, int]]:
+        """(member, device, latest signed time) of every device's stored cosignatures (``Directory.note_signed``)."""
+        async with self._db.execute("SELECT member, device, max(time) FROM cosigs GROUP BY member, device") as cur:
+            return [(str(r[0]), str(r[1]), int(r[2])) for r in await cur.fetchall()]
 
     async def witnessed(self) -> tuple[StoredCheckpoint, list[Cosig]] | None:
         """The newest cosigned checkpoint and its cosignatures."""

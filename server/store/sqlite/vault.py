@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,9 +29,13 @@ from server.store.records import (
     AuthSession,
     ChainMoved,
     LinksAppended,
+    LinksMoved,
     LinksOutcome,
     MessageOutcome,
     MessagePost,
+    Rejudge,
+    SignedCheck,
+    SignerHeads,
     SlotFill,
     SlotMissing,
     SlotOpen,
@@ -41,55 +46,18 @@ from server.store.records import (
     StoredMessage,
     StoredThread,
     StoredVersion,
-    TeamMoved,
     ThreadAdded,
     ThreadExists,
     ThreadOutcome,
-    VersionAdded,
     VersionOutcome,
-    moved_head,
+    signer_moved,
 )
 from server.store.shred import shred_sqlite
 from server.store.space import rollback
+from server.store.sqlite.inthread import InThread, Tx, chain_lengths, in_thread, insert_version, run_in_thread
+from server.store.sqlite.schema import SCHEMA
 from vault.errors import VaultError
 from vault.links import link_hash
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS links (
-    chain TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, wire BLOB NOT NULL,
-    time INTEGER NOT NULL, PRIMARY KEY (chain, seq));
-CREATE TABLE IF NOT EXISTS puk_boxes (
-    member TEXT NOT NULL, puk_gen INTEGER NOT NULL, device TEXT NOT NULL, box BLOB NOT NULL,
-    PRIMARY KEY (member, puk_gen, device));
-CREATE TABLE IF NOT EXISTS team_boxes (
-    team TEXT NOT NULL, gen INTEGER NOT NULL, member TEXT NOT NULL, box BLOB NOT NULL,
-    PRIMARY KEY (team, gen, member));
-CREATE TABLE IF NOT EXISTS versions (
-    vid TEXT PRIMARY KEY, team TEXT NOT NULL, doc TEXT NOT NULL, seq INTEGER NOT NULL,
-    record BLOB NOT NULL, blob TEXT NOT NULL, body_len INTEGER NOT NULL, created INTEGER NOT NULL,
-    UNIQUE (team, doc, seq));
-CREATE TABLE IF NOT EXISTS link_slots (
-    slot TEXT PRIMARY KEY, member TEXT NOT NULL, expires REAL NOT NULL, payload BLOB);
-CREATE TABLE IF NOT EXISTS sessions (
-    token BLOB PRIMARY KEY, member TEXT NOT NULL, device TEXT NOT NULL, expires REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires);
-DROP TABLE IF EXISTS nonces;
-CREATE INDEX IF NOT EXISTS link_slots_expires ON link_slots (expires);
-CREATE TABLE IF NOT EXISTS threads (
-    team TEXT NOT NULL, thread TEXT NOT NULL, record BLOB NOT NULL, expire INTEGER NOT NULL,
-    created INTEGER NOT NULL, next_pos INTEGER NOT NULL, last_time INTEGER NOT NULL,
-    PRIMARY KEY (team, thread));
-CREATE TABLE IF NOT EXISTS messages (
-    team TEXT NOT NULL, thread TEXT NOT NULL, pos INTEGER NOT NULL, mid TEXT NOT NULL, device TEXT NOT NULL,
-    seq INTEGER NOT NULL, time INTEGER NOT NULL, record BLOB NOT NULL,
-    PRIMARY KEY (team, thread, pos), UNIQUE (team, thread, device, seq));
-CREATE TABLE IF NOT EXISTS unlogged_links (
-    hash BLOB PRIMARY KEY, chain TEXT NOT NULL, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS thread_senders (
-    team TEXT NOT NULL, thread TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL, mid TEXT NOT NULL,
-    time INTEGER NOT NULL, PRIMARY KEY (team, thread, device));
-"""
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Outcome = TypeVar("Outcome")  # what a store answers
@@ -117,9 +85,6 @@ class SQLiteStorage(LocalLogins):
         self._writes: GroupCommitter[Callable[[], Awaitable[Any]], Any] = GroupCommitter(
             self._commit_writes, "the change")  # sessions and versions: see _group_commit
         self._sessions = SessionCache()
-        # Inside one group commit's transaction (no other writer until it ends): each team's chain length and each
-        # author's usage, read by its first version and carried forward by the next (``_insert_version``).
-        self._tx: dict[tuple[str, ...], Any] | None = None
         self.data_dir = data_dir
         self.blobs: BlobStore = FileBlobs(data_dir)
 
@@ -153,9 +118,7 @@ class SQLiteStorage(LocalLogins):
     # -- blobs ----------------------------------------------------------------------------
 
     async def collect_garbage(self) -> None:
-        async with self._db.execute("SELECT blob FROM versions") as cur:
-            used = {row[0] for row in await cur.fetchall()}
-        self.blobs.collect(used)
+        self.blobs.collect({row[0] for row in await self._db.execute_fetchall("SELECT blob FROM versions")})
 
     # -- meta -------------------------------------------------------------------------------
 
@@ -184,6 +147,9 @@ class SQLiteStorage(LocalLogins):
     @_atomic
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
         """The links stored after order number ``after`` (the rowid), each with its own, in the order stored."""
+        return await self._links_after(after)
+
+    async def _links_after(self, after: int) -> list[tuple[int, StoredLink]]:
         async with self._db.execute("SELECT rowid, chain, seq, kind, wire FROM links WHERE rowid > ? ORDER BY rowid",
                                     (after,)) as cur:
             rows = await cur.fetchall()
@@ -206,13 +172,26 @@ class SQLiteStorage(LocalLogins):
 
     @_atomic
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
-                           team_boxes: Iterable[tuple[str, int, str, bytes]]) -> LinksOutcome:
+                           team_boxes: Iterable[tuple[str, int, str, bytes]],
+                           signed: SignedCheck | None = None, seen: int | None = None,
+                           again: Rejudge | None = None) -> LinksOutcome:
         """The links and their key boxes in one transaction, with a note of each link in ``unlogged_links``
         until its audit event is recorded (``server/recorder.py``), so that a crash between the two leaves no
-        link without its event."""
+        link without its event; ``signed``: judged first, in the transaction (records.py); ``seen``, ``again``: as
+        PostgreSQL's (the routes pass none here: this process stores every link itself, under ``LOCK``; ``again`` runs
+        under this store's lock and must not call it)."""
         links = list(links)
 
         async def write() -> LinksOutcome:
+            nonlocal signed
+            if seen is not None:
+                since = await self._links_after(seen)  # links_after takes the store's lock: held here
+                if since:
+                    if again is None:
+                        return LinksMoved()
+                    signed = await again(since)
+            if signed is not None:
+                signed.judge(await self._signed_since(signed.member, signed.devices, signed.since))
             for link in links:
                 await self._db.execute(
                     "INSERT INTO links (chain, seq, kind, wire, time) VALUES (?, ?, ?, ?, strftime('%s','now'))",
@@ -255,14 +234,14 @@ class SQLiteStorage(LocalLogins):
 
     # -- documents --------------------------------------------------------------------------
 
-    async def add_version(self, v: StoredVersion, parent: str | None, now: int,
-                          team_seq: int | None = None, allowance: U.Allowance | None = None) -> VersionOutcome:
-        """Insert a version only on top of the current head, and (with ``team_seq``) only while
-        the team chain is still at that link: checked inside the transaction, so a removal and
-        rotation stored while the upload waited cannot let in a version under the old key
-        (``TeamMoved`` otherwise); with ``allowance``, only within the author's quotas.
-        Concurrent uploads share one transaction."""
-        return await self._group_commit(functools.partial(self._insert_version, v, parent, now, team_seq, allowance))
+    async def add_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None = None,
+                          allowance: U.Allowance | None = None, signer: SignerHeads | None = None) -> VersionOutcome:
+        """Insert a version only on top of the current head, and (with ``team_seq``) only while the team chain is
+        still at that link: checked inside the transaction, so a removal and rotation stored while the upload waited
+        cannot let in a version under the old key (``TeamMoved`` otherwise); with ``allowance``, only within the
+        author's quotas; with ``signer``, only while those chains are at those lengths (``SignerMoved``). Concurrent
+        uploads share one transaction."""
+        return await self._group_commit(insert_version(v, parent, now, team_seq, allowance, signer))
 
     @_atomic
     async def usage(self, member: str, kind: str, now: int, per_day: int) -> U.Usage:
@@ -312,10 +291,15 @@ class SQLiteStorage(LocalLogins):
                                     (team, *wanted)) as cur:
             return {v.vid: v for v in map(self._version, await cur.fetchall())}
 
-    @_atomic
-    async def signed_since(self, member: str, devices: Sequence[str], since: int) -> list[tuple[str, int]]:
-        """The device and signed time of ``member``'s versions and threads stored after ``since`` and of messages
-        of ``devices`` dated after it (``Directory.learn_signed``)."""
+    async def _heads(self, chains: Iterable[str]) -> dict[str, int]:
+        """Each chain's length as stored (absent: no link), in the caller's transaction (``SignerHeads``)."""
+        return await in_thread(self._db, chain_lengths, list(chains))
+
+    chain_heads = _atomic(_heads)  # for the audit store's cosignatures (``ChainLengths``)
+
+    async def _signed_since(self, member: str, devices: Sequence[str], since: int) -> list[tuple[str, int]]:
+        """``member``'s versions and threads stored, and messages of ``devices`` dated, after ``since``: (device, signed
+        time) each (``Directory.learn_signed``; ``signed_since``: under the lock)."""
         records: list[list[bytes]] = []
         for sql in U.SIGNED_SINCE:
             async with self._db.execute(sql.format(member="?", since="?"), (member, since)) as cur:
@@ -325,6 +309,8 @@ class SQLiteStorage(LocalLogins):
                                     "GROUP BY device", (*devices, since)) as cur:
             sent = [(str(r[0]), int(r[1])) for r in await cur.fetchall()]
         return U.signed_of(*records) + sent
+
+    signed_since = _atomic(_signed_since)
 
     # -- login ------------------------------------------------------------------------------
 
@@ -340,12 +326,19 @@ class SQLiteStorage(LocalLogins):
     @_atomic
     async def _commit_writes(self, writes: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
         """One BEGIN .. COMMIT for a batch of writes (one fsync). Each runs in its own savepoint: one that
-        refuses (a ``VaultError`` or a constraint) is rolled back alone and fails alone."""
+        refuses (a ``VaultError`` or a constraint) is rolled back alone and fails alone. ``tx``: inside this
+        transaction (no other writer until it ends), each team's chain length and each author's usage, read by its
+        first version and carried forward by the next (``inthread.insert_version``)."""
         outcomes: list[Any] = []
+        tx: Tx = {}
         await self._db.execute("BEGIN IMMEDIATE")
-        self._tx = {}
         try:
-            for write in writes:
+            for i, write in enumerate(writes):
+                if isinstance(write, InThread):  # it and the InThread writes after it: one trip (inthread.py)
+                    if i == 0 or not isinstance(writes[i - 1], InThread):
+                        run = list(itertools.takewhile(lambda w: isinstance(w, InThread), writes[i:]))
+                        outcomes += await run_in_thread(self._db, tx, cast(list[InThread], run))
+                    continue
                 await self._db.execute("SAVEPOINT write")
                 try:
                     outcomes.append(await write())
@@ -357,43 +350,7 @@ class SQLiteStorage(LocalLogins):
         except BaseException:
             await rollback(self._db)  # SQLite may have rolled back already (a full disk)
             raise
-        finally:
-            self._tx = None
         return outcomes
-
-    async def _insert_version(self, v: StoredVersion, parent: str | None, now: int, team_seq: int | None,
-                              allowance: U.Allowance | None = None) -> VersionOutcome:
-        """One write of a group commit (see ``add_version``): a refusal writes nothing. The team's chain length and the
-        author's usage are read once per transaction (``_tx``): later versions of the batch carry them forward."""
-        tx = self._tx if self._tx is not None else {}
-        if team_seq is not None:
-            if ("links", v.team) not in tx:  # execute_fetchall: one thread trip (execute, fetch, close: three)
-                rows = list(await self._db.execute_fetchall("SELECT max(seq) FROM links WHERE chain=?", (v.team,)))
-                tx["links", v.team] = rows[0][0] if rows else None
-            if tx["links", v.team] != team_seq:
-                return TeamMoved(int(tx["links", v.team] or 0))
-        heads = list(await self._db.execute_fetchall(
-            "SELECT vid, seq FROM versions WHERE team=? AND doc=? ORDER BY seq DESC LIMIT 1", (v.team, v.doc)))
-        head = heads[0] if heads else None
-        head_vid, head_seq = (head[0], head[1]) if head else (None, 0)
-        moved = moved_head(parent, v.seq, head_vid, head_seq)
-        if moved is not None:
-            return moved
-        use, usage = None, ("usage", allowance.member, str(now), str(allowance.per_day)) if allowance else ()
-        if allowance is not None:  # after the other checks: rows written by earlier writes of the batch count
-            use = tx.get(usage) or await U.usage_of(self._db, allowance.member, "version", now, allowance.per_day)
-            over = U.over_quota("version", allowance, use, v.body_len)
-            if over is not None:
-                return over
-        author = allowance.member if allowance is not None else U.version_author(v.record)
-        await self._db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               (v.vid, v.team, v.doc, v.seq, v.record, v.blob, v.body_len, now))
-        await U.add_authored(self._db, "version", v.vid, author, v.body_len, now)
-        if allowance is not None and use is not None and use.today + 1 < allowance.per_day:
-            tx[usage] = U.Usage(use.stored_bytes + v.body_len, use.today + 1, 0)  # what usage_of would read now
-        else:
-            tx.pop(usage, None)  # at the daily quota: the next one reads it (and when a row leaves the window)
-        return VersionAdded()
 
     @_atomic
     async def session(self, token: bytes) -> AuthSession | None:
@@ -447,10 +404,13 @@ class SQLiteStorage(LocalLogins):
     # -- threads ----------------------------------------------------------------------------
 
     @_atomic
-    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None) -> ThreadOutcome:
+    async def add_thread(self, t: StoredThread, now: int, allowance: U.Allowance | None = None,
+                         signer: SignerHeads | None = None) -> ThreadOutcome:
         creator = allowance.member if allowance is not None else U.thread_creator(t.record)
 
         async def write() -> ThreadOutcome:
+            if signer and (gone := signer_moved(signer, await self._heads(signer))):
+                return gone
             if allowance is not None:
                 over = U.over_quota("thread", allowance, await U.usage_of(self._db, allowance.member, "thread", now,
                                                                            allowance.per_day), 0)
@@ -519,7 +479,8 @@ class SQLiteStorage(LocalLogins):
                     raise RuntimeError(f"thread {key[1]} of team {key[0]} vanished from storage")
                 next_pos[key] = int(found[0][0])
                 senders[key] = {str(r[1]): (int(r[2]), str(r[3])) for r in found if r[1] is not None}
-            rows, outcomes = place(posts, next_pos, senders)
+            heads = await self._heads(c for p in posts for c in p.signer or ())  # the senders' (``SignerHeads``)
+            rows, outcomes = place(posts, next_pos, senders, heads)
             await self._db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                        [(m.team, m.thread, m.pos, m.mid, m.device, m.seq, m.time, m.record)
                                         for m in rows])

@@ -1,0 +1,148 @@
+"""When events are sealed to no audit key (generation 0): one rule for the server that seals and the clients that check.
+
+The server seals an event to the published audit key only while that key is the designated team's current
+generation with no rotation pending (``withheld_reasons``; review round 3: a departed Security Team member with a
+copy of the server's data must not read the events recorded after the departure). Until a Security Team client
+publishes the next generation's key, events are sealed to no audit key: only their actor and subject read them.
+
+A Security Team member's ``audit verify`` replays the same rule at past times (``SealingWindows``): an event sealed
+to generation 0 after the first publication is a fault of the log unless the rule withheld the key at the event's
+time, judged from the verified chains, and no later publication had ended that window before the event was
+logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from vault.acts import ALLOWANCE
+from vault.chains import MemberState, OrgState, TeamState, replay_team
+from vault.chains.team import Policy
+from vault.links import Link
+
+SKEW = ALLOWANCE // 2
+"""Seconds the server's clock, by which events are dated, may differ from the signers' by which links are dated."""
+
+
+def withheld_reasons(org: OrgState | None, members: Mapping[str, MemberState], team: TeamState | None,
+                     key_team: str | None, key_gen: int, now: int, org_seq: int | None = None) -> list[str]:
+    """Why events at ``now`` are sealed to no audit key (empty: to the key of ``key_team``'s generation
+    ``key_gen``, the one published). ``team``: ``key_team``'s state then; ``org_seq``: the organization state
+    then (None: ``org`` as it is, the server's case)."""
+    if key_gen < 1 or key_team is None:
+        return ["no audit key was published"]
+    if org is None or team is None:
+        return ["the audit key's team is unknown"]
+    designated = org.audit_team if org_seq is None else org.audit_team_at(org_seq)
+    if designated not in (None, key_team):
+        return [f"team {designated} is designated, the key is team {key_team}'s"]
+    if team.generation != key_gen:
+        return [f"team {team.name} is at key generation {team.generation}, the published key is {key_gen}"]
+    return team.rotation_reasons(now, members, org, org_seq=org_seq)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """An ``audit.key`` event as logged: its index, time, team and generation."""
+
+    index: int
+    time: int
+    team: str
+    gen: int
+
+
+class SealingWindows:
+    """``withheld_reasons`` replayed at past times from verified chains: the team's state at ``t`` is its chain up
+    to the last link dated at or before ``t`` (at least up to the generation last published), the members' and the
+    organization's states are their own time-indexed replays."""
+
+    def __init__(self, org: OrgState, members: Mapping[str, MemberState], team_links: Mapping[str, list[Link]],
+                 publications: Iterable[Publication], policy: Policy, kinds: Iterable[str]) -> None:
+        self.org, self.members, self.policy, self.kinds = org, members, policy, tuple(kinds)
+        self.team_links = team_links
+        self.publications = sorted(publications, key=lambda p: p.index)
+        self._states: dict[tuple[str, int], TeamState] = {}
+        self._judged: dict[tuple[int, int], list[str]] = {}  # (time, publication index) -> reasons
+        self._gens: dict[str, list[int]] = {}  # team -> its generation after each prefix of its chain
+        times = set(org.times) | {pg.since for m in members.values() for pg in m.puks.values()}
+        times |= {cut.time for cuts in org.incidents.by_member.values() for cut in cuts}
+        for team_id, links in team_links.items():
+            if not links:
+                continue
+            state = replay_team(links[:1], org, members, policy, self.kinds)
+            gens = [state.generation]
+            for link in links[1:]:
+                state.apply(link, org, members, policy)
+                gens.append(state.generation)
+            self._gens[team_id] = gens
+            times |= {link.time for link in links}
+            # a role's end changes the rule with no link
+            times |= {until for snap in state.snapshots.values() for _, until in snap.roles.values()
+                      if until is not None}
+            times |= {m.until for m in state.members.values() if m.until is not None}
+        self.changes = sorted(times)
+
+    def publication_before(self, index: int | None, t: int) -> Publication | None:
+        """The last ``audit.key`` publication logged before event ``index`` (None: the last dated at or before
+        ``t``, for an act whose event's place in the log is unknown)."""
+        found = None
+        for p in self.publications:
+            if p.index >= index if index is not None else p.time > t:
+                break
+            found = p
+        return found
+
+    def _team_at(self, team_id: str, t: int, gen: int) -> TeamState | None:
+        links, gens = self.team_links.get(team_id), self._gens.get(team_id)
+        if not links or not gens:
+            return None
+        count = sum(1 for link in links if link.time <= t)
+        reached = next((k + 1 for k, g in enumerate(gens) if g >= gen), len(links))
+        count = max(count, reached, 1)
+        if (team_id, count) not in self._states:
+            self._states[team_id, count] = replay_team(links[:count], self.org, self.members, self.policy,
+                                                       self.kinds)
+        return self._states[team_id, count]
+
+    def unpublished(self, now: int, designated: str | None = None) -> tuple[str, int, int] | None:
+        """The key generation the audit key's team (``designated``; none designated: the team of the last
+        publication) reached on its chain that no publication names, more than ``SKEW`` after the link that made
+        it (team, generation, that link's time), or None. A Security Team client publishes right after it rotates
+        the team (the same command; else the next one): the server's rule seals events to no audit key until the
+        publication is logged, so one never logged keeps that window open for good (review 28)."""
+        if not self.publications:
+            return None
+        team = designated or self.publications[-1].team
+        links, gens = self.team_links.get(team), self._gens.get(team)
+        if not links or not gens or gens[-1] <= max((p.gen for p in self.publications if p.team == team), default=0):
+            return None
+        made = next(link.time for link, g in zip(links, gens, strict=True) if g == gens[-1])
+        return (team, gens[-1], made) if now > made + SKEW else None
+
+    def withheld_at(self, t: int, index: int | None) -> list[str]:
+        """Why the server had to seal an event dated ``t``, logged at ``index``, to no audit key (empty: it had
+        to seal it to the key published before ``index``; ``index`` None: the key published at ``t``)."""
+        pub = self.publication_before(index, t)
+        if pub is None:
+            return ["no audit key was published"]
+        if (t, pub.index) not in self._judged:
+            team = self._team_at(pub.team, t, pub.gen)
+            # a team whose chain this member cannot see: nothing vouches for the server's sealing
+            self._judged[t, pub.index] = [] if team is None else withheld_reasons(
+                self.org, self.members, team, pub.team, pub.gen, t, self.org.seq_at(t))
+        return self._judged[t, pub.index]
+
+    def withheld_between(self, lo: int, hi: int, index: int | None) -> list[str]:
+        """``withheld_at`` for an event logged at ``index`` dated anywhere from ``lo`` to ``hi`` (its time unknown
+        or uncertain): the reasons at the first time in that range where there are some (empty: none). Never
+        before the publication logged last before ``index``: the window that publication closed stays closed."""
+        if index is not None and (pub := self.publication_before(index, hi)) is not None:
+            lo = max(lo, pub.time)
+        if lo > hi:
+            return []
+        for t in [lo, *(c for c in self.changes if lo < c <= hi)]:
+            reasons = self.withheld_at(t, index)
+            if reasons:
+                return reasons
+        return []
