@@ -16,12 +16,10 @@ import blake3
 import pytest
 
 from client import download
-from client.client import Client
-from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Org
 from tests.helpers.envelope import TEAM_A, data_of, write_doc
-from tests.helpers.members import in_session
-from tests.test_sync import tree, write
+from tests.helpers.in_process_pass import on_loop, run_pass, synced_by_alice
+from tests.test_sync import tree
 from vault.envelope import open_record
 from vault.errors import DecryptionFailed
 from vault.keys import DeviceKeys
@@ -80,33 +78,21 @@ def test_a_cancelled_small_body_leaves_nothing(tmp_path: Path, monkeypatch: pyte
 def test_a_pass_makes_no_pulled_file_on_the_event_loop(org: Org, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(30):
-        write(a / f"d{i % 3}" / f"f{i:02d}.md", f"file {i}\n")
-    org.alice.json("sync", "drafting", str(a))
+    synced_by_alice(org, a, 30)
     made: list[tuple[str, bool]] = []  # (temporary file's name, made on the event loop's thread)
     real_mkstemp = tempfile.mkstemp
 
     def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
         fd, name = real_mkstemp(*args, **kwargs)
-        try:
-            asyncio.get_running_loop()
-            on_loop = True
-        except RuntimeError:
-            on_loop = False
-        made.append((name, on_loop))
+        made.append((name, on_loop()))
         return fd, name
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", b)
-
-    out = in_session(org.server, org.bob, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, org.bob, b, monkeypatch)
     assert {r["action"] for r in out.rows} == {"pull"} and tree(b) == tree(a)
     pulled = [name for name, _ in made if name.endswith(".mvault-part")]
     assert len(pulled) == 30
-    assert [name for name, on_loop in made if on_loop and name.endswith(".mvault-part")] == []  # before: all 30
+    assert [name for name, loop in made if loop and name.endswith(".mvault-part")] == []  # before: all 30
 
 
 def test_then_places_the_verified_file_in_the_same_worker_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,9 +132,7 @@ def test_a_pass_places_each_small_pulled_file_in_its_writing_worker(org: Org, tm
     """One worker trip a small pulled file (write, fsync and link), not a second trip to place it; a file created
     under the name meanwhile is still never replaced (``place`` links without replacing: a conflict)."""
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(12):
-        write(a / f"d{i % 3}" / f"f{i:02d}.md", f"file {i}\n")
-    org.alice.json("sync", "drafting", str(a))
+    synced_by_alice(org, a, 12)
     second_trips: list[Path] = []
     real_place_off_loop = download.place_off_loop
 
@@ -167,12 +151,7 @@ def test_a_pass_places_each_small_pulled_file_in_its_writing_worker(org: Org, tm
         return digest
 
     monkeypatch.setattr(download, "receive_small", meanwhile)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", b)
-
-    out = in_session(org.server, org.bob, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, org.bob, b, monkeypatch)
     assert second_trips == []  # before: one per pulled file (12)
     assert (b / "d1" / "f01.md").read_text() == "bob's own file, saved while it downloaded\n"  # not replaced
     pulled = {r["name"] for r in out.rows if r["action"] == "pull"}

@@ -24,13 +24,11 @@ from typing import Any
 import pytest
 
 from client import download
-from client.client import Client
 from client.localcopies import Entry, LocalCopies
-from client.sync.engine import Outcome, sync_pass
 from client.sync.folders import SyncFolders
 from tests.conftest import Org
-from tests.helpers.members import in_session
-from tests.test_sync import tree, write
+from tests.helpers.in_process_pass import run_pass, synced_by_alice
+from tests.test_sync import tree
 from vault import fileio
 from vault.syncindex import SyncIndex
 
@@ -41,9 +39,7 @@ FOLDERS = 3
 def test_pulled_files_fsync_each_folder_once_before_anything_records_them(org: Org, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(FILES):
-        write(a / f"d{i % FOLDERS}" / f"f{i:03d}.md", f"file {i}\n")
-    org.alice.json("sync", "drafting", str(a))
+    synced_by_alice(org, a, FILES, FOLDERS)
 
     lock, clock = threading.Lock(), itertools.count()
     linked: dict[Path, int] = {}  # a pulled file's name -> when it was made
@@ -86,12 +82,7 @@ def test_pulled_files_fsync_each_folder_once_before_anything_records_them(org: O
     monkeypatch.setattr(download, "fsync_dir", fsync_dir)
     monkeypatch.setattr(LocalCopies, "save", saving_copies)
     monkeypatch.setattr(SyncFolders, "sealed", sealing_folder)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", b)
-
-    out = in_session(org.server, org.bob, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, org.bob, b, monkeypatch)
     assert len(out.rows) == FILES and {r["action"] for r in out.rows} == {"pull"}
     assert tree(b) == tree(a)
     assert len(linked) == FILES

@@ -7,7 +7,6 @@ every fsync is still made."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from pathlib import Path
@@ -16,54 +15,37 @@ from typing import Any
 import pytest
 
 from client import download
-from client.client import Client
 from client.docplaces import checked_local, plain_place, plainly_inside, root_id
-from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Org
-from tests.helpers.members import in_session
-from tests.test_sync import tree, write
+from tests.helpers.in_process_pass import on_loop, run_pass, synced_by_alice
+from tests.test_sync import tree
 from tests.test_sync_local_paths import NAMES
 from tests.test_sync_local_paths import folder as folder  # noqa: F401 (the fixture)
 from vault import fileio
 from vault.errors import BadName
 
 
-def _on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def test_a_pass_asks_less_of_the_disk_from_the_event_loop(org: Org, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(30):
-        write(a / f"d{i % 3}" / f"f{i:02d}.md", f"file {i}\n")
-    org.alice.json("sync", "drafting", str(a))
+    synced_by_alice(org, a, 30)
     mkdirs: list[Path] = []  # folders a pull asked for on the loop's thread
     stats: list[Path] = []  # pulled files' names stat'd there (before they are in place, or after)
     real_mkdir, real_stat = Path.mkdir, Path.stat
 
     def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
-        if _on_loop() and self.is_relative_to(b) and self != b:  # the folder itself: made by the pass
+        if on_loop() and self.is_relative_to(b) and self != b:  # the folder itself: made by the pass
             mkdirs.append(self)
         real_mkdir(self, *args, **kwargs)
 
     def stat(self: Path, *args: Any, **kwargs: Any) -> os.stat_result:
-        if _on_loop() and self.suffix == ".md" and self.is_relative_to(b):
+        if on_loop() and self.suffix == ".md" and self.is_relative_to(b):
             stats.append(self)
         return real_stat(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
     monkeypatch.setattr(Path, "stat", stat)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", b)
-
-    out = in_session(org.server, org.bob, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, org.bob, b, monkeypatch)
     assert {r["action"] for r in out.rows} == {"pull"} and tree(b) == tree(a)
     assert sorted(mkdirs) == [b / f"d{i}" for i in range(3)]  # before: one a pulled file (30)
     assert stats == []  # before: two a pulled file (60): "is it a folder?" before, the stat of it placed after

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from client.client import Client
 from client.sync import folders as folders_module
-from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Org
-from tests.helpers.members import in_session
+from tests.helpers.in_process_pass import run_pass
 from tests.helpers.opened import count_opens
 from tests.test_sync import sync, write
 
@@ -31,12 +29,7 @@ def test_a_pass_reads_only_the_other_folders_paths(org: Org, tmp_path: Path, mon
     sync(org.alice, a)
     assert len(list(sync_dir(org).glob("*.root"))) == 1
     opened = count_opens(monkeypatch, folders_module, "open_sync_index")
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", b)
-
-    out = in_session(org.server, org.alice, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, org.alice, b, monkeypatch)
     assert [r["name"] for r in out.rows] == ["plan.md"] and (b / "plan.md").read_text() == "plan\n"
     assert opened == []  # b had no index yet, and a's was not opened (the code before opened it for its path)
     assert len(list(sync_dir(org).glob("*.root"))) == 2

@@ -10,7 +10,6 @@ Real passes, in this process against the real server, with every file replaced b
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -21,24 +20,14 @@ from typing import Any
 
 import pytest
 
-from client.client import Client
 from client.docpins import save_merged as real_merge
 from client.docs import Documents
 from client.saver import Saver, take
-from client.sync.engine import Outcome, sync_pass
 from tests.conftest import Org
-from tests.helpers.members import in_session
-from tests.test_sync import tree, write
+from tests.helpers.in_process_pass import TEAM, fill, on_loop, run_pass, synced_by_alice
+from tests.test_sync import tree
 
 FILES = 150  # more than PIN_FLUSH (64): the pass saves during its batch, not only at its end
-
-
-def _on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _watch_replaces(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[tuple[str, bool, str]]:
@@ -53,7 +42,7 @@ def _watch_replaces(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[tuple[s
         p = Path(dst)
         if p.is_relative_to(home) and batches[0]:
             with lock:
-                made.append((str(p.relative_to(home)), _on_loop(), threading.current_thread().name))
+                made.append((str(p.relative_to(home)), on_loop(), threading.current_thread().name))
 
     @contextlib.contextmanager
     def pin_batch(self: Documents) -> Iterator[None]:
@@ -73,18 +62,12 @@ def _watch_replaces(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[tuple[s
 def test_a_pass_saves_its_files_off_the_event_loop(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    who: str) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(FILES):
-        write(a / f"d{i % 3}" / f"f{i:03d}.md", f"file {i}\n")
+    fill(a, FILES)
     if who == "down":
-        org.alice.json("sync", "drafting", str(a))
+        org.alice.json("sync", TEAM, str(a))
     member, folder = (org.bob, b) if who == "down" else (org.alice, a)
     made = _watch_replaces(monkeypatch, member.home)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", folder)
-
-    out = in_session(org.server, member, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, member, folder, monkeypatch)
     assert len(out.rows) == FILES and {r["action"] for r in out.rows} == {"pull" if who == "down" else "push"}
     if who == "down":
         assert tree(b) == tree(a)
@@ -101,9 +84,7 @@ def test_a_pass_saves_its_files_off_the_event_loop(org: Org, tmp_path: Path, mon
 def test_a_failed_save_stops_those_after_it_and_fails_the_pass(org: Org, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(FILES):
-        write(a / f"d{i % 3}" / f"f{i:03d}.md", f"file {i}\n")
-    org.alice.json("sync", "drafting", str(a))
+    synced_by_alice(org, a, FILES)
     made = _watch_replaces(monkeypatch, org.bob.home)
     merges: list[int] = []
 
@@ -114,13 +95,8 @@ def test_a_failed_save_stops_those_after_it_and_fails_the_pass(org: Org, tmp_pat
         real_merge(home, batch)
 
     monkeypatch.setattr("client.docs.save_merged", save_merged)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", b)
-
     with pytest.raises(OSError) as failed:
-        in_session(org.server, org.bob, one_pass, monkeypatch)
-    monkeypatch.undo()
+        run_pass(org, org.bob, b, monkeypatch)
     assert failed.value.errno == errno.ENOSPC
     assert merges == [merges[0]]  # no flush after the failed one was made
     # Nothing saved after it: no pins, no local copies, no folder index (the next pass makes them up).

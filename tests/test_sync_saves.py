@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from client.client import Client
 from client.localcopies import LocalCopies
 from client.savepace import SavePace
-from client.sync.engine import Outcome, sync_pass
+from client.sync.engine import Outcome
 from tests.conftest import Member, Org
-from tests.helpers.members import in_session
-from tests.test_sync import tree, write
+from tests.helpers.in_process_pass import fill, run_pass
+from tests.test_sync import tree
 from vault.fileio import atomic_write
 from vault.keys import DeviceKeys
 from vault.localindex import LocalCopy, LocalIndex
@@ -71,20 +70,14 @@ def counted_pass(org: Org, m: Member, folder: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(LocalCopies, "_read", reading)
     monkeypatch.setattr("client.localcopies.atomic_write", writing)
-
-    async def one_pass(c: Client) -> Outcome:
-        return await sync_pass(c, "drafting", folder)
-
-    out = in_session(org.server, m, one_pass, monkeypatch)
-    monkeypatch.undo()
+    out = run_pass(org, m, folder, monkeypatch)
     return out, len(reads), len(writes)
 
 
 def test_a_first_sync_both_ways_reads_the_local_copies_index_once(org: Org, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for i in range(FILES):
-        write(a / f"d{i % 3}" / f"f{i:03d}.md", f"file {i}\n")
+    fill(a, FILES)
     out, reads, writes = counted_pass(org, org.alice, a, monkeypatch)
     assert len(out.rows) == FILES and {r["action"] for r in out.rows} == {"push"}
     assert reads == 1 and writes >= 1  # read when the pass began; every save after it was its own
