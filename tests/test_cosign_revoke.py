@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from client.devicerevoke import device_revoke
-from tests.conftest import Org, security_team
-from tests.helpers.guests import laptop_of
+from tests.conftest import Org
+from tests.helpers.cosign_ahead import still_in, witnessed_ahead
 from tests.helpers.members import session
 from tests.helpers.pair import Pair
 
@@ -25,46 +25,32 @@ AHEAD = 300  # the thief's clock: within the server's 600 s skew
 @pytest.mark.usefixtures("world_backend")
 def test_a_cosignature_dated_ahead_counts_against_the_revocation_after_a_restart(
         org: Org, make_member: Any, tmp_path: Path) -> None:
-    carol = security_team(org, make_member)
-    laptop = laptop_of(carol, tmp_path)
-    laptop.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(AHEAD)
-    laptop.ok("audit", "witness")  # a cosignature dated 300 s ahead
+    carol, laptop = witnessed_ahead(org, make_member, tmp_path, AHEAD)  # a cosignature dated 300 s ahead
     org.server = org.server.restart()  # what this process noted is gone: read from the audit store at start
     revoke = carol.run("device", "revoke", "laptop")
     assert revoke.code == 0, revoke.err
     assert "ahead of this device's clock" in revoke.out, revoke.out  # dated after the cosignature
     assert laptop.run("whoami").code == 1  # the thief is out
-    for m in (org.alice, org.bob, carol):
-        r = m.run("whoami")
-        assert r.code == 0, (m.name, r.code, r.err)
+    still_in(org.alice, org.bob, carol)
 
 
 async def test_a_cosignature_through_one_process_counts_against_the_revocation_through_the_other(
         pair: Pair, make_member: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    carol = security_team(pair.org, make_member)  # through process one (the CLI's server)
+    # through process one (the CLI's server): the cosignature stored by process one, dated 300 s ahead
+    carol, laptop = witnessed_ahead(pair.org, make_member, tmp_path, AHEAD)
     monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(carol.passphrase_file))
-    laptop = laptop_of(carol, tmp_path)
-    laptop.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(AHEAD)
-    laptop.ok("audit", "witness")  # stored by process one, dated 300 s ahead
     async with session(pair.two, carol) as s:  # process two: it noted nothing of the cosignature
         revoked = await device_revoke(s, "laptop")
     # refused once (409: the laptop signed something dated after it), signed again dated after the cosignature
     assert "ahead of this device's clock" in revoked.ahead, revoked
     assert laptop.run("whoami").code == 1
-    for m in (pair.org.alice, carol):
-        r = m.run("whoami")
-        assert r.code == 0, (m.name, r.code, r.err)
+    still_in(pair.org.alice, carol)
 
 
 def test_the_security_role_ended_before_a_cosignature_dated_ahead_does_not_lock_the_organization_out(
         org: Org, make_member: Any, tmp_path: Path) -> None:
-    carol = security_team(org, make_member)
-    laptop = laptop_of(carol, tmp_path)
-    laptop.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(AHEAD)
-    laptop.ok("audit", "witness")  # a cosignature dated 300 s ahead
+    carol, _ = witnessed_ahead(org, make_member, tmp_path, AHEAD)  # a cosignature dated 300 s ahead
     ended = org.alice.run("role", "revoke", "carol", "security")  # refused (409) while dated before it, or after it
     # today refused: "carol signed something dated T, after this org.role (...): sign it again dated T or later"
     assert ended.code == 0 or "carol signed something dated" in ended.err, ended.err
-    for m in (org.alice, org.bob, carol):
-        r = m.run("whoami")
-        assert r.code == 0, (m.name, r.code, r.err)
+    still_in(org.alice, org.bob, carol)
