@@ -13,7 +13,8 @@ import pytest
 from security.authority import POLICY
 from security.coalitionact import judge_act
 from tests.helpers.chain_world import MWorld, Person, expect
-from tests.helpers.coalition_world import Ally, Coalition
+from tests.helpers.coalition_rekey import ncc_of_three
+from tests.helpers.coalition_world import Ally
 from vault.chains.coalition import CoalitionKey, expel_statement, rekey_statement, signed_statement
 from vault.coalitionact import CoalitionAct, act_record, sign_act
 from vault.coalitionkeys import seal_coalition_seed
@@ -24,12 +25,7 @@ from vault.links import Link
 @pytest.fixture
 def ally() -> tuple[Ally, Person, Person]:
     """The ally's NCC: its founder (who recorded the key), gina and hank; gina then leaves the NCC (two-person)."""
-    a = Coalition().ally()
-    w = a.world
-    gina, hank = w.admit("gina"), w.admit("hank")
-    w.role(w.founder, gina, "ncc")
-    w.role(w.founder, hank, "ncc")
-    w.role(gina, hank, "ncc")  # the second signature the grant takes once gina holds NCC
+    a, w, _, gina, hank = ncc_of_three("gina", "hank")  # gina's signature: the second hank's grant takes
     assert {"ncc"} <= w.org().roles_of(hank.id, w.time)
     w.role(w.founder, gina, "ncc", grant=False)
     w.role(hank, gina, "ncc", grant=False)
@@ -109,12 +105,7 @@ def test_a_rekey_the_chain_refuses(ally: tuple[Ally, Person, Person]) -> None:
 def test_the_departing_members_signature_never_counts(ally: tuple[Ally, Person, Person]) -> None:
     """gina proposed a rekey (to a key of her own) while she still held NCC; after she left, the founder signing the
     same link only proposes it again (her proposal is void), and hank's second signature is what records it."""
-    a = Coalition().ally()
-    w, founder = a.world, a.world.founder
-    gina, hank = w.admit("gina"), w.admit("hank")
-    w.role(founder, gina, "ncc")
-    w.role(founder, hank, "ncc")
-    w.role(gina, hank, "ncc")
+    a, w, founder, gina, hank = ncc_of_three("gina", "hank")
     hers = CoalitionKey.generate()
     body = rekey_body(a, hers)  # gina holds the old key's seed: she can sign the statement
     w.org_link(gina, "org.coalition", body)

@@ -20,40 +20,17 @@ from tests.conftest import Member
 from tests.helpers.allies import ally as ally_fixture
 from tests.helpers.allies import own_server
 from tests.helpers.chain_world import MWorld, Person
+from tests.helpers.coalition_rekey import box, ncc_of_three, propose
 from tests.helpers.coalition_world import Coalition
 from tests.helpers.members import session
 from tests.test_review20_exploits import _Device, _share
 from vault.chains.coalition import CoalitionKey, rekey_statement, signed_statement
 from vault.coalitionkeys import open_coalition_box, seal_coalition_seed
-from vault.crypto import primitives as p
-from vault.encoding import encode
 from vault.errors import ChainError
 from vault.links import make_link
 from vault.wire.schemas import LinkRequest, SeqAnswer
 
 ally = ally_fixture  # the fixture (tests/helpers/allies.py): dora, founder (NCC) of an ally on a server of its own
-
-
-def _box(key: CoalitionKey, to: Person, *, seed_of: CoalitionKey | None = None, sealed_to: Person | None = None,
-         ) -> dict[str, Any]:
-    """``to``'s box of ``key`` in a proposal; ``seed_of``: another key's seed inside (bound to ``key`` all the same);
-    ``sealed_to``: sealed to another member's key (filed under ``to``)."""
-    target = sealed_to or to
-    box = seal_coalition_seed(key, "campaign", to.id, to.puk.generation, target.puk.box_public)
-    if seed_of is not None:  # the fields bound to the proposed key, the seed another's: what the recipient checks
-        box = p.seal(target.puk.box_public, encode({"name": "campaign", "key": key.public, "member": to.id,
-                                                    "puk_gen": to.puk.generation, "seed": seed_of.seed}))
-    return {"member": to.id, "puk_gen": to.puk.generation, "box": box}
-
-
-def _propose(w: MWorld, signer: Person, old: CoalitionKey, root: bytes, new: CoalitionKey,
-             boxes: list[dict[str, Any]] | None, **kw: Any) -> None:
-    body: dict[str, Any] = {"name": "campaign", "key": new.public, "host": w.org().coalitions["campaign"].host,
-                            "replaces": old.public,
-                            "rekey": signed_statement(old, rekey_statement(root, new.public, w.time))}
-    if boxes is not None:
-        body["boxes"] = boxes
-    w.org_link(signer, "org.coalition", body, **kw)
 
 
 def _stale_ally() -> tuple[Any, MWorld, Person, Person]:
@@ -77,10 +54,10 @@ def test_a_proposal_whose_box_for_the_signer_does_not_give_the_key_is_not_signed
     ally, w, dora, hank = _stale_ally()
     thief, other = CoalitionKey.generate(), CoalitionKey.generate()
     tablet = w.add_device(hank, "tablet")
-    offered = {"none": None, "missing": [_box(thief, hank)],
-               "another key": [_box(thief, dora, seed_of=other), _box(thief, hank)],
-               "sealed to another": [_box(thief, dora, sealed_to=hank), _box(thief, hank)]}[boxes]
-    _propose(w, hank, ally.key, ally.root, thief, offered, by=tablet)
+    offered = {"none": None, "missing": [box(thief, hank)],
+               "another key": [box(thief, dora, seed_of=other), box(thief, hank)],
+               "sealed to another": [box(thief, dora, sealed_to=hank), box(thief, hank)]}[boxes]
+    propose(w, hank, ally.key, ally.root, thief, offered, by=tablet)
     desk = _Device(w, dora, {"campaign": ally.key.seed})
     notes = asyncio.run(when_stale(desk.client()))
     assert w.org().coalitions["campaign"].key == ally.key.public, notes  # not recorded
@@ -101,17 +78,12 @@ def test_the_box_a_signer_opened_is_the_one_filed() -> None:
     """Boxes in the proposal are filed at the recording, the first offered for a member kept: a later link naming
     the same key (a re-proposal, the recording itself) carrying another box for dora does not replace it; a member
     who no longer holds NCC at the recording is filed nothing."""
-    ally = Coalition().ally()
-    w, dora = ally.world, ally.world.founder
-    hank, gina = w.admit("hank"), w.admit("gina")
-    w.role(dora, hank, "ncc")
-    w.role(dora, gina, "ncc")
-    w.role(hank, gina, "ncc")
+    ally, w, dora, hank, gina = ncc_of_three()
     new, other = CoalitionKey.generate(), CoalitionKey.generate()
-    _propose(w, dora, ally.key, ally.root, new, [_box(new, p) for p in (dora, hank, gina)])
+    propose(w, dora, ally.key, ally.root, new, [box(new, p) for p in (dora, hank, gina)])
     w.role(dora, gina, "ncc", grant=False)
     w.role(hank, gina, "ncc", grant=False)
-    _propose(w, hank, ally.key, ally.root, new, [_box(new, dora, seed_of=other)])  # records it
+    propose(w, hank, ally.key, ally.root, new, [box(new, dora, seed_of=other)])  # records it
     org = w.org()
     assert org.coalitions["campaign"].key == new.public
     filed = org.coalition_shares["campaign"]
@@ -131,11 +103,11 @@ def test_the_chain_refuses_malformed_boxes_in_an_org_coalition(case: str) -> Non
     new = CoalitionKey.generate()
     if case == "no rekey":
         w.org_link(dora, "org.coalition", {"name": "second", "key": new.public, "host": None,
-                                           "boxes": [_box(new, dora)]})
+                                           "boxes": [box(new, dora)]})
     else:
-        boxes = {"not ncc": [_box(new, dora), _box(new, ivy)], "twice": [_box(new, dora), _box(new, dora)],
+        boxes = {"not ncc": [box(new, dora), box(new, ivy)], "twice": [box(new, dora), box(new, dora)],
                  "empty": []}[case]
-        _propose(w, dora, ally.key, ally.root, new, boxes)
+        propose(w, dora, ally.key, ally.root, new, boxes)
     with pytest.raises(ChainError):
         w.org()
 
@@ -147,8 +119,8 @@ def test_the_hook_warns_when_a_stale_key_is_held_by_no_ncc_device() -> None:
     ally, w, dora, hank = _stale_ally()
     tablet = w.add_device(hank, "tablet")
     made = CoalitionKey.generate()
-    _propose(w, hank, ally.key, ally.root, made, None, by=tablet)
-    _propose(w, dora, ally.key, ally.root, made, None)  # recorded, no box filed
+    propose(w, hank, ally.key, ally.root, made, None, by=tablet)
+    propose(w, dora, ally.key, ally.root, made, None)  # recorded, no box filed
     w.revoke_device(hank, tablet)
     desk = _Device(w, dora, {"campaign": ally.key.seed})
     assert asyncio.run(when_stale(desk.client())) == []
@@ -164,7 +136,7 @@ def test_by_hand_a_proposal_without_the_signers_box_is_not_signed() -> None:
     w.role(dora, hank, "ncc")
     _share(w, dora, ally.key, dora, hank)
     bare = CoalitionKey.generate()
-    _propose(w, hank, ally.key, ally.root, bare, [_box(bare, hank)])
+    propose(w, hank, ally.key, ally.root, bare, [box(bare, hank)])
     desk = _Device(w, dora, {"campaign": ally.key.seed})
     mine = asyncio.run(rekey(desk.client(), "campaign"))
     assert mine.state == "proposed" and mine.key != bare.public, mine
@@ -212,15 +184,11 @@ def test_a_filed_box_that_does_not_open_is_a_warning_not_a_silent_failure() -> N
     the stale-key hook (he then revokes a spare device) and ``share_missing`` warn, once in the command and sanitized,
     that his box does not open (on the code before: the hook's warning was the bare error, ``share_missing`` raised).
     An honest recorder's client reseals instead: hank holds the key (tests/test_review28_exploits.py)."""
-    ally = Coalition().ally()
-    w, dora = ally.world, ally.world.founder
-    hank, gina = w.admit("hank"), w.admit("gina")
-    for by, to in ((dora, hank), (dora, gina), (hank, gina)):
-        w.role(by, to, "ncc")
+    ally, w, dora, hank, gina = ncc_of_three()
     _share(w, dora, ally.key, dora, hank, gina)
     bad = CoalitionKey.generate()
-    _propose(w, gina, ally.key, ally.root, bad, [_box(bad, dora), _box(bad, hank, sealed_to=gina), _box(bad, gina)])
-    _propose(w, dora, ally.key, ally.root, bad, None)  # the recording, by hand: no reseal
+    propose(w, gina, ally.key, ally.root, bad, [box(bad, dora), box(bad, hank, sealed_to=gina), box(bad, gina)])
+    propose(w, dora, ally.key, ally.root, bad, None)  # the recording, by hand: no reseal
     assert w.org().coalitions["campaign"].key == bad.public
     w.revoke_device(hank, w.add_device(hank, "spare"))  # stale: hank's hook reaches the key too
     assert "campaign" in stale_keys(w.org(), w.time, w.members())

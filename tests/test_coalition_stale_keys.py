@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from security.stalekeys import holders, stale_keys
 from tests.helpers.chain_world import DAY, MWorld, Person
+from tests.helpers.coalition_rekey import ncc_of_three
 from tests.helpers.coalition_world import Coalition
 from vault.chains.coalition import CoalitionKey, rekey_statement, signed_statement
 from vault.coalitionkeys import seal_coalition_seed
@@ -46,12 +47,7 @@ def test_a_key_sealed_to_a_member_whose_ncc_term_ended_is_stale_until_replaced()
 def test_a_member_who_only_signed_the_key_makes_it_stale_and_ncc_again_does_not() -> None:
     """hank proposed the new key (his device made its seed), gina recorded it; nobody was sealed it yet. hank's NCC
     revoked: stale for him alone (gina still holds NCC). Granted again: not stale."""
-    ally = Coalition().ally()
-    w, founder = ally.world, ally.world.founder
-    gina, hank = w.admit("gina"), w.admit("hank")
-    w.role(founder, gina, "ncc")
-    w.role(founder, hank, "ncc")  # proposed (gina is an NCC member besides the two)
-    w.role(gina, hank, "ncc")
+    ally, w, founder, gina, hank = ncc_of_three("gina", "hank")
     new = CoalitionKey.generate()
     _rekey(w, hank, ally.key, new, ally.root)  # proposed
     _rekey(w, gina, ally.key, new, ally.root)  # recorded (her own statement)
