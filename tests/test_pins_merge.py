@@ -23,16 +23,14 @@ from client.home import Home, Pins
 from client.moves import _Scratch
 from client.pinmerge import merged
 from tests.conftest import Org, security_team
+from tests.helpers.members import alice_pinned
 from vault.errors import LogInconsistent, RollbackDetected
 
 
 @pytest.fixture
 def plan(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     doc = tmp_path / "plan.md"
-    doc.write_text("v1: the plan")
-    org.alice.ok("put", "drafting", str(doc))  # a document pin, chain pins, an audit checkpoint
-    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(org.alice.passphrase_file))
-    monkeypatch.delenv("MVAULT_SESSION", raising=False)
+    alice_pinned(org, doc, "v1: the plan", monkeypatch)
     doc.write_text("v2: the plan, changed after the meeting")
     return doc
 

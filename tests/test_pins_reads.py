@@ -16,6 +16,7 @@ import pytest
 
 from client.home import Home
 from tests.conftest import Org
+from tests.helpers.members import alice_pinned
 from tests.helpers.opened import count_opens
 from vault import localstate
 from vault.errors import VaultError
@@ -23,12 +24,7 @@ from vault.errors import VaultError
 
 @pytest.fixture
 def home(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
-    doc = tmp_path / "minutes.txt"
-    doc.write_text("confidential\n")
-    org.alice.ok("put", "drafting", str(doc))  # a document pin, chain pins, an audit checkpoint
-    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(org.alice.passphrase_file))
-    monkeypatch.delenv("MVAULT_SESSION", raising=False)
-    return Home(org.alice.home)
+    return alice_pinned(org, tmp_path / "minutes.txt", "confidential\n", monkeypatch)
 
 
 def test_the_same_bytes_are_opened_once_and_unchanged_pins_not_written(home: Home,

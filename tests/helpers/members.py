@@ -176,3 +176,13 @@ def in_session(server: ServerThread, m: Member, fn: Callable[[Client], Awaitable
             return await fn(await Client.open(home, home.unlock(), api))
 
     return asyncio.run(go())
+
+
+def alice_pinned(org: Org, doc: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """alice puts ``doc`` (written with ``text``) in "drafting": her home then holds a document pin, chain pins and
+    an audit checkpoint. Her home, to be opened in this process (her passphrase file; no unlock agent)."""
+    doc.write_text(text)
+    org.alice.ok("put", "drafting", str(doc))
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(org.alice.passphrase_file))
+    monkeypatch.delenv("MVAULT_SESSION", raising=False)
+    return Home(org.alice.home)
