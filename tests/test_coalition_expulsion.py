@@ -18,7 +18,7 @@ from tests.helpers.allies import own_server
 from tests.helpers.forgery import Forge, plant_version, team_key
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.guest_world import copied_ally, space_org_world, world_space
-from tests.helpers.guests import Space, erin_of, guest_space, laptop_of
+from tests.helpers.guests import Space, erin_of, guest_with_laptop
 from tests.helpers.tampering import ROLLBACK
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/allies.py)
@@ -85,12 +85,8 @@ def test_a_revoked_ally_device_no_longer_logs_in_nor_signs(forge: Forge, ally: M
     """erin's laptop is a device of hers in the space; she revokes it at home: the same command carries the
     revocation to the host's server, where the laptop no longer logs in, and a version it signs after (the host's
     server colluding with whoever holds it) is refused by the host's member and by erin's own client."""
-    erin = erin_of(forge, ally, make_member, monkeypatch)
-    laptop = laptop_of(erin, tmp_path)
-    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
+    erin, laptop, space = guest_with_laptop(forge, ally, make_member, monkeypatch, tmp_path)
     name = space.name
-    erin.ok("coalition", "join", space.code)
-    laptop.ok("coalition", "join", space.code)
     assert [d["name"] for d in laptop.json("--space", name, "ls", name)] == ["plan.txt"]
     revoked = erin.json("device", "revoke", "laptop")
     laptop.fails("--space", name, "ls", name, contains="this device (laptop) was revoked")

@@ -80,3 +80,14 @@ def laptop_of(member: Member, tmp_path: Path) -> Member:
     laptop.ok("device", "link", json.loads(adder.stdout.readline())["code"], "--name", "laptop")
     assert adder.communicate(timeout=60) and adder.returncode == 0
     return laptop
+
+
+def guest_with_laptop(forge: Forge, ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch,
+                      tmp_path: Path) -> tuple[Member, Member, Space]:
+    """erin (``erin_of``) and her laptop (``laptop_of``), both joined to the space of ``guest_space``."""
+    erin = erin_of(forge, ally, make_member, monkeypatch)
+    laptop = laptop_of(erin, tmp_path)
+    space = guest_space(forge, ally, make_member, monkeypatch, tmp_path, erin)
+    erin.ok("coalition", "join", space.code)
+    laptop.ok("coalition", "join", space.code)
+    return erin, laptop, space
