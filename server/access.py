@@ -42,7 +42,8 @@ from server.directory import Directory
 from server.guard import LoginGate
 from server.guests import GUEST_ROUTES, check_guest, is_guest
 from server.http import source_of
-from server.store.records import AuthSession, SignedCheck, StoredLink, TeamMoved
+from server.messagelog import SignerChanged
+from server.store.records import AuthSession, SignedCheck, SignerHeads, SignerMoved, StoredLink, TeamMoved
 from vault.acts import Act
 from vault.auth import token_hash
 from vault.chains import Device, OrgState, TeamState
@@ -240,17 +241,35 @@ async def check_session_now(request: web.Request, session: AuthSession) -> None:
     check_session(request.app, session)
 
 
-async def judged_again(request: web.Request, session: AuthSession, judge: Callable[[], object]) -> dict[str, int]:
+async def judged_again(request: web.Request, session: AuthSession, judge: Callable[[], object], *,
+                       locked: bool = False) -> dict[str, int]:
     """After a store answered ``SignerMoved`` (a link of the signer's member chain or of the organization chain was
     stored after the act was judged, maybe a revocation dated before it: review 24, finding 3): the chains as they
-    are now, the session and the act (``judge``) again; the signer's chains as judged, for the next try."""
-    await catch_up(request.app)
+    are now, the session and the act (``judge``) again; the signer's chains as judged, for the next try. ``locked``:
+    the caller holds ``LOCK`` (the cosign route), so ``catch_up_locked``."""
+    await (catch_up_locked if locked else catch_up)(request.app)
     check_session(request.app, session)
     judge()
     return request.app[DIRECTORY].signer_heads(session.member)
 
 
 STORE_TRIES = 3  # a store's ``SignerMoved`` answered this many times in a row: 409, the client retries
+
+
+async def stored_judged(store: Callable[[SignerHeads], Awaitable[T]], again: Callable[[], Awaitable[SignerHeads]],
+                        signer: SignerHeads, *, judge_last: bool) -> T:
+    """``store`` the act while the signer's chains are as judged (``signer``); while it answers ``SignerMoved`` (or the
+    message log's ``SignerChanged``), ``again`` (catch up, the session, the act again: ``judged_again``, or the cosign
+    route's own under ``LOCK``; it raises to refuse) gives the chains as judged now and the act is stored again, up to
+    ``STORE_TRIES`` stores. The last outcome (still ``SignerMoved`` after ``STORE_TRIES``: the route answers 409).
+    ``judge_last``: ``again`` also after the last ``SignerMoved`` (its refusal, say "revoked", answered rather than
+    409), as the routes of versions and thread records have done; the message and cosign routes have not."""
+    for tried in range(1, STORE_TRIES + 1):
+        outcome = await store(signer)
+        if not isinstance(outcome, SignerMoved | SignerChanged) or (tried == STORE_TRIES and not judge_last):
+            break
+        signer = await again()
+    return outcome
 
 
 class LinksWrite(NamedTuple):

@@ -15,14 +15,14 @@ from security.auditkey import AuditKeyClaim, judge_audit_key, judge_cosignature
 from security.events import valid_box_public
 from security.protocols import witness_keys
 from server import replies
-from server.access import STORE_TRIES, catch_up_locked, check_session, judge_now, protocols_of, session_of
+from server.access import catch_up_locked, judge_now, judged_again, protocols_of, session_of, stored_judged
 from server.coalitionacts import coalition_act
 from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, LOCK, STATE, AuditKey, Handler, now_of
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
 from server.notes import note
 from server.rosters import roster_export
-from server.store.records import CosigAdded, SignerMoved
+from server.store.records import CosigAdded, CosigOutcome, SignerHeads, SignerMoved
 from vault.encoding import encode
 from vault.errors import BadSignature, ChainError, EncodingError, NotFound, PolicyDenied
 from vault.signednote import CheckpointText, Note, origin_of, witness_cosignatures
@@ -143,21 +143,25 @@ async def cosign(request: web.Request) -> web.Response:
     # (``check_not_before``); every client refuses a cosignature whose device was not active at its time. Stored
     # only while the signer's chains are as judged (review 27, finding 2: over PostgreSQL another process's
     # revocation between the judge and the insert): else caught up, the session and the cosignature judged again.
+    directory = app[DIRECTORY]
+
+    def judge() -> None:  # the one judge again, at the cosignature's signed time
+        try:
+            judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
+        except BadSignature as e:
+            raise EncodingError("the cosignature does not verify with your device key") from e
+
+    async def add(signer: SignerHeads) -> CosigOutcome:
+        # positional: tests hold this call (tests/test_review27_exploits.py)
+        return await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t, signer)
+
     async with app[LOCK]:
-        directory = app[DIRECTORY]
-        for tried in range(STORE_TRIES):
-            await catch_up_locked(app)
-            if tried:
-                check_session(app, s)  # a revocation of this device among the links: refused "revoked"
-            try:  # the one judge again, at the cosignature's signed time
-                judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
-            except BadSignature as e:
-                raise EncodingError("the cosignature does not verify with your device key") from e
-            # positional: tests hold this call (tests/test_review27_exploits.py)
-            stored = await store.add_cosig(issued.checkpoint.size, s.member, s.device, sig, t,
-                                           directory.signer_heads(s.member))
-            if not isinstance(stored, SignerMoved):
-                break
+        await catch_up_locked(app)
+        judge()
+        # on SignerMoved: caught up under LOCK, the session (a revocation of this device among the links: refused
+        # "revoked") and the cosignature judged again
+        stored = await stored_judged(add, lambda: judged_again(request, s, judge, locked=True),
+                                     directory.signer_heads(s.member), judge_last=False)
         match stored:
             case CosigAdded():
                 pass

@@ -21,13 +21,21 @@ from typing import assert_never
 from aiohttp import web
 
 from server import replies
-from server.access import STORE_TRIES, check_session_now, judged_again, session_of, team_access
+from server.access import check_session_now, judged_again, session_of, stored_judged, team_access
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
 from server.http import Pace, answer, hex_id
 from server.live import frame
 from server.notes import Note, note
 from server.routes.docs import check_header, check_signed, parse_prelude
-from server.store.records import HeadMoved, SignerMoved, StoredVersion, TeamMoved, VersionAdded, VersionOutcome
+from server.store.records import (
+    HeadMoved,
+    SignerHeads,
+    SignerMoved,
+    StoredVersion,
+    TeamMoved,
+    VersionAdded,
+    VersionOutcome,
+)
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.bodyformat import body_hash
 from vault.chains import TeamState
@@ -133,7 +141,7 @@ async def put_versions(request: web.Request) -> web.Response:
 
 
 async def _store(request: web.Request, team: TeamState, accepted: dict[int, _Item],
-                 outcomes: list[schemas.BatchOutcome | None], signer: dict[str, int]) -> None:
+                 outcomes: list[schemas.BatchOutcome | None], signer: SignerHeads) -> None:
     """Every accepted item's blob made durable, then every version inserted in one group commit (``signer``: the
     chains the items were judged on; those a store answers ``SignerMoved`` are judged again and tried again)."""
     if not accepted:
@@ -182,13 +190,18 @@ def _judge(request: web.Request, items: list[_Item]) -> None:
 
 
 async def _add(request: web.Request, team: TeamState, accepted: dict[int, _Item],
-               outcomes: list[schemas.BatchOutcome | None], signer: dict[str, int]) -> dict[int, VersionOutcome]:
+               outcomes: list[schemas.BatchOutcome | None], signer: SignerHeads) -> dict[int, VersionOutcome]:
     """Each accepted item's store outcome, by index (up to ``STORE_TRIES`` tries for those answered ``SignerMoved``;
     an item the judge refuses then gets its refusal in ``outcomes`` and no outcome here)."""
     storage, now, session = request.app[DOCUMENTS], int(now_of(request)), session_of(request)
     results: dict[int, VersionOutcome] = {}
     pending = dict(accepted)
-    for _ in range(STORE_TRIES):
+
+    async def add(signer: SignerHeads) -> SignerMoved | None:
+        """The pending items stored; ``SignerMoved`` while any was answered it (those stay pending)."""
+        nonlocal pending
+        if not pending:  # the judge refused those left
+            return None
         added = await asyncio.gather(*(
             storage.add_version(StoredVersion(item.record.version_id, team.team_id, item.record.core.doc,
                                               item.record.core.seq, item.record.raw, item.record.version_id,
@@ -198,15 +211,20 @@ async def _add(request: web.Request, team: TeamState, accepted: dict[int, _Item]
             for item in pending.values()))
         results.update(zip(pending, added, strict=True))
         pending = {i: item for i, item in pending.items() if isinstance(results[i], SignerMoved)}
-        if not pending:
-            break
+        return SignerMoved() if pending else None
+
+    async def again() -> SignerHeads:
+        nonlocal pending
         try:
-            signer = await judged_again(request, session, functools.partial(_judge, request, list(pending.values())))
+            return await judged_again(request, session, functools.partial(_judge, request, list(pending.values())))
         except VaultError as e:
             for i, item in pending.items():
                 outcomes[i] = _refuse(item.event, e)
                 del results[i]
-            break
+            pending = {}
+            return signer
+
+    await stored_judged(add, again, signer, judge_last=True)
     return results
 
 

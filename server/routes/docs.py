@@ -13,13 +13,13 @@ from aiohttp import web
 
 from server import replies
 from server.access import (
-    STORE_TRIES,
     check_current_team,
     check_session_now,
     judge_act,
     judged_again,
     quotas,
     session_of,
+    stored_judged,
     team_access,
 )
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
@@ -27,7 +27,16 @@ from server.http import Pace, answer, drop_when_stalled, hex_id
 from server.live import frame
 from server.notes import Note, note
 from server.store.blobs import TempBlob
-from server.store.records import HeadMoved, SignerMoved, StoredVersion, TeamMoved, VersionAdded, moved_head
+from server.store.records import (
+    HeadMoved,
+    SignerHeads,
+    SignerMoved,
+    StoredVersion,
+    TeamMoved,
+    VersionAdded,
+    VersionOutcome,
+    moved_head,
+)
 from server.usage import Allowance, OverDailyCount, OverStoredBytes, over_quota
 from vault.acts import Act
 from vault.bodyformat import body_hasher
@@ -167,15 +176,15 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, blobs.commit, temp, vid)
         placed = True
-        for _ in range(STORE_TRIES):
-            added = await storage.add_version(
+
+        async def add(signer: SignerHeads) -> VersionOutcome:
+            return await storage.add_version(
                 StoredVersion(vid, team.team_id, doc, core.seq, record.raw, vid, core.body_len), core.parent,
                 int(now_of(request)), team_seq=core.team_seq, allowance=allowance, signer=signer,
             )
-            if not isinstance(added, SignerMoved):
-                break
-            signer = await judged_again(request, s, lambda: check_signed(request, _doc_access(request, "doc.write"),
-                                                                         record))
+
+        added = await stored_judged(add, lambda: judged_again(request, s, lambda: check_signed(
+            request, _doc_access(request, "doc.write"), record)), signer, judge_last=True)
         match added:
             case VersionAdded():
                 pass

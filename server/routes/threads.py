@@ -24,7 +24,6 @@ from aiohttp import web
 
 from server import expiry, live, replies
 from server.access import (
-    STORE_TRIES,
     check_current_team,
     check_no_rotation_due,
     check_session_now,
@@ -32,6 +31,7 @@ from server.access import (
     judged_again,
     quotas,
     session_of,
+    stored_judged,
     team_access,
 )
 from server.context import BUS, CONFIG, DIRECTORY, GUARD, HUB, LOG, THREADS, Handler, now_of, running
@@ -40,7 +40,15 @@ from server.http import answer, hex_id, int_query, read_body
 from server.live import PAGE, frame, message_item
 from server.messagelog import SignerChanged
 from server.notes import note
-from server.store.records import SignerMoved, StoredMessage, StoredThread, ThreadAdded, ThreadExists
+from server.store.records import (
+    SignerHeads,
+    SignerMoved,
+    StoredMessage,
+    StoredThread,
+    ThreadAdded,
+    ThreadExists,
+    ThreadOutcome,
+)
 from server.usage import Allowance, OverDailyCount, OverStoredBytes
 from vault.acts import Act
 from vault.chains import TeamState
@@ -106,11 +114,12 @@ async def create_thread(request: web.Request) -> web.Response:
     signer = request.app[DIRECTORY].signer_heads(s.member)  # as judged: stored only while they are still so
     t = StoredThread(team.team_id, rec.thread, rec.raw, rec.expire, 1, rec.time)
     allowance = Allowance(s.member, quotas(request.app)["threads_per_day"])
-    for _ in range(STORE_TRIES):
-        added = await request.app[THREADS].add_thread(t, int(now_of(request)), allowance, signer)
-        if not isinstance(added, SignerMoved):
-            break
-        signer = await judged_again(request, s, judge)  # a revocation dated before it may be stored: review 24
+
+    async def add(signer: SignerHeads) -> ThreadOutcome:
+        return await request.app[THREADS].add_thread(t, int(now_of(request)), allowance, signer)
+
+    # a revocation dated before it may be stored meanwhile: review 24, finding 3
+    added = await stored_judged(add, lambda: judged_again(request, s, judge), signer, judge_last=True)
     match added:
         case ThreadAdded():
             pass
@@ -206,14 +215,16 @@ async def post_message(request: web.Request) -> web.Response:
     m.verify(app[DIRECTORY].member(s.member).device(s.device).sign_public)
     stored = StoredMessage(team.team_id, thread, 0, m.id, h.device, h.seq, h.time, m.raw)
     signer = app[DIRECTORY].signer_heads(s.member)  # as judged: stored only while they are still so
-    for attempt in range(STORE_TRIES):
+
+    async def append(signer: SignerHeads) -> int | SignerChanged:
         try:
-            pos = await app[LOG].append(stored, h.prev, signer)
-            break
-        except SignerChanged:  # a revocation dated before it may be stored meanwhile: review 24, finding 3
-            if attempt == STORE_TRIES - 1:
-                raise
-            signer = await judged_again(request, s, judge)
+            return await app[LOG].append(stored, h.prev, signer)
+        except SignerChanged as changed:  # a revocation dated before it may be stored meanwhile: review 24, finding 3
+            return changed
+
+    pos = await stored_judged(append, lambda: judged_again(request, s, judge), signer, judge_last=False)
+    if isinstance(pos, SignerChanged):
+        raise pos
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
     event.detail["pos"] = pos
     app[BUS].publish(team.team_id, frame(message_item(replace(stored, pos=pos))))
