@@ -192,8 +192,8 @@ class Documents:
         The local copies index entries of the stored files follow (never ahead of the pins): with them
         while that index is small, then less often (``SavePace``: a big index costs more to seal than the
         pins; entries a killed batch did not save are made up by the next sync pass, docs/sync.md).
-        A batch put's saves are made by ``saver``'s thread, in order, off the event loop (client/saver.py): what
-        they write is taken here; the last flush waits for all of them."""
+        A batch's saves (a put's or a fetch's) are made by ``saver``'s thread, in order, off the event loop
+        (client/saver.py): what they write is taken here; the last flush waits for all of them."""
         batch, self._batch_docs, self._batch_flushed = self._batch_docs, {}, time.monotonic()
         home, store, pace = self.session.home, self.copies, self._copies_pace
         copies: list[Entry] | None = None
@@ -209,7 +209,7 @@ class Documents:
                 store.save(copies)
 
         self.saver.submit_placed(self.take_unsynced(), save, "pins" if copies is None else "copies")  # folders first
-        if final or self._unsynced is not None:  # a fetch batch waits for each: docs/performance.md, session 21
+        if final:
             self.saver.wait()
 
     async def find_doc(self, team: TeamState, name: str) -> tuple[str, list[Record]]:

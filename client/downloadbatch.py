@@ -6,8 +6,10 @@ Only the transport is batched: each item is the body of one version whose record
 body is verified exactly as one (its length, every frame, the body hash in the signed header, the final tag:
 ``client.download.receive_small``). ``BodyBatcher.body`` asks for one version's body and returns its bytes or
 raises the error its refusal stands for: an item refused or malformed fails alone. A request goes once
-``BATCH_ITEMS`` are waiting or ``BATCH_BYTES`` of bodies, or a moment after the first one came while fewer than
-``IN_FLIGHT`` requests are out (``client.batching.Batcher``); one that fails as a whole fails each of its items.
+``BATCH_ITEMS`` are waiting or ``BATCH_BYTES`` of bodies; fewer only while no request is out and fewer than a
+quarter of ``BATCH_ITEMS`` bodies received are not written yet (``client.batching.Batcher``'s ``hold``: a pass's
+pulls come back a few at a time as the workers finish their files; docs/performance.md, issue 16 session 22). Up
+to ``IN_FLIGHT`` requests are out; one that fails as a whole fails each of its items.
 Memory: at most ``IN_FLIGHT`` answers of at most ``BATCH_BYTES`` (plus a few bytes an item) are held.
 """
 
@@ -30,7 +32,7 @@ SMALL = 64 * 1024  # bodies under this many bytes are fetched in batches during 
 BATCH_ITEMS = 128  # bodies asked for in one request (the server takes at most MAX_BODIES)
 BATCH_BYTES = 2 << 20  # bytes of bodies asked for in one request (the server answers at most 16 MiB)
 IN_FLIGHT = 2  # batch requests out at once
-GATHER_S = 0.003  # how long the first request waits for others before a batch goes
+GATHER_S = 0.003  # how long the first body asked for waits for others when a batch that is not full may go
 HEAD = struct.Struct(">HI")  # an item's status and length (server/routes/bodies.py)
 
 assert BATCH_ITEMS <= MAX_BODIES
@@ -62,12 +64,17 @@ class BodyBatcher:
         self._api, self._path = api, f"/api/v1/teams/{team_id}/bodies"
         self._batcher: Batcher[tuple[str, int], bytes] = Batcher(
             self._send, items=BATCH_ITEMS, in_flight=IN_FLIGHT, gather_s=GATHER_S, size=lambda item: item[1],
-            max_size=BATCH_BYTES)
+            max_size=BATCH_BYTES, hold=True)
 
     async def body(self, vid: str, body_len: int) -> bytes:
         """The stored body of version ``vid`` (``body_len``: its length as its checked header says; an answer of
         another length is refused), or the refusal of it raised. Not yet verified: see ``receive_small``."""
         return await self._batcher.submit((vid, body_len))
+
+    def done(self) -> None:
+        """The caller of ``body`` is done with it (written, or failed), whatever ``body`` returned or raised: once per
+        call (``Batcher.done``)."""
+        self._batcher.done()
 
     async def _send(self, items: list[tuple[str, int]]) -> list[bytes | BaseException]:
         # each item: its header, and its body (as long as its signed header says) or a refusal (a small JSON Error)
@@ -105,8 +112,11 @@ async def receive_beside(batchers: dict[str, BodyBatcher] | None, api: Api, rec:
     bodies = batchers.get(rec.core.team)
     if bodies is None:
         bodies = batchers[rec.core.team] = BodyBatcher(api, rec.core.team)
-    body = await bodies.body(rec.version_id, rec.core.body_len)
-    got = await download.small_beside(out, opened, body, then)
+    try:
+        body = await bodies.body(rec.version_id, rec.core.body_len)
+        got = await download.small_beside(out, opened, body, then)
+    finally:
+        bodies.done()  # written (or failed): the batcher holds a batch that is not full while enough are not
     if progress is not None:
         progress(len(body))
     return got

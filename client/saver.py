@@ -1,5 +1,5 @@
-"""A batch's saves of its sealed files (the document pins, the local copies index), made in order by one thread
-instead of on the event loop.
+"""A batch's saves of its sealed files (the document pins, the local copies index, a synced folder's index), made in
+order by one thread instead of on the event loop.
 
 During a batch put (a first sync's uploads) the event loop sends every upload and reads every answer; each save
 there stopped it for the save's file system calls (a temporary file's write and ``fsync``, the rename, the
@@ -9,8 +9,10 @@ hands that to ``submit`` and goes on; one thread makes the saves in the order th
 ahead of one saved before it as the batch orders them (the local copies entries never ahead of the pins; the
 folders of new names fsync'd, in the same job, before the entries that record them). ``wait`` returns once every
 save submitted so far is on disk: a batch's last flush waits, so a command still ends with everything saved.
-A fetch batch (a pass's pulls) waits for each save it hands over: with its event loop free of them its batch
-downloads went out smaller and twice as many (docs/performance.md, issue 16 session 21).
+A fetch batch (a pass's pulls) hands its saves over the same way, and so does the sync pass for its folder's index
+(``SyncRun.save``; session 21 kept them on the loop: free of them, the loop's batch downloads went out smaller and
+twice as many, until the batch download waited for an answer on purpose, ``client.batching.Batcher``'s ``hold``:
+docs/performance.md, issue 16 sessions 21 and 22).
 
 A save that fails stops the rest: no later save is made (nothing saved after one that was not), and the error is
 raised by the next ``submit``, ``check`` or ``wait`` (each of them, again, until the command ends). What a kill

@@ -1,9 +1,10 @@
 """A batch put's saves off the event loop (issue 16's first sync, session 21): the document pins and the local
 copies index saved during a batch put (a pass's uploads) are written by one saving thread (client/saver.py), in the
 order the batch made them, instead of stopping the event loop for each file's write, fsync, rename and directory
-fsync; the batch's last flush waits for them all. A fetch batch (a pass's pulls) hands its saves to the same thread
-but waits for each (its event loop free of them made the batch downloads smaller and more numerous: session 21).
-A save that fails stops every save after it and fails the pass.
+fsync; the batch's last flush waits for them all. A fetch batch (a pass's pulls) does the same, and its folder's
+index saves go to that thread too, after the saves before them (session 22; in session 21 they were waited for on
+the loop: free of them, the loop's batch downloads went out smaller and more numerous, until the batcher waited for
+an answer on purpose: tests/test_batcher_hold.py). A save that fails stops every save after it and fails the pass.
 
 Real passes, in this process against the real server, with every file replaced by ``atomic_write`` watched.
 """
@@ -58,7 +59,7 @@ def _watch_replaces(monkeypatch: pytest.MonkeyPatch, home: Path) -> list[tuple[s
     return made
 
 
-@pytest.mark.parametrize("who", ["up"])
+@pytest.mark.parametrize("who", ["up", "down"])
 def test_a_pass_saves_its_files_off_the_event_loop(org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    who: str) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
@@ -67,6 +68,7 @@ def test_a_pass_saves_its_files_off_the_event_loop(org: Org, tmp_path: Path, mon
         org.alice.json("sync", TEAM, str(a))
     member, folder = (org.bob, b) if who == "down" else (org.alice, a)
     made = _watch_replaces(monkeypatch, member.home)
+    monkeypatch.setattr("client.sync.engine.SAVE_EVERY", 0.0)  # the folder's index saved during the pulls too
     out = run_pass(org, member, folder, monkeypatch)
     assert len(out.rows) == FILES and {r["action"] for r in out.rows} == {"pull" if who == "down" else "push"}
     if who == "down":
@@ -78,6 +80,8 @@ def test_a_pass_saves_its_files_off_the_event_loop(org: Org, tmp_path: Path, mon
     # all of them on the loop).
     assert sum(n == "pins.bin" for n in saved) >= 3
     assert "index.bin" in saved
+    if who == "down":  # the folder's index too (session 22; on the code before, on the loop)
+        assert any(n.startswith("sync/") and n.endswith(".bin") for n in saved)
     assert on_loop == []
 
 

@@ -16,7 +16,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,7 @@ from typing import Any
 from client import download
 from client.checkpoints import protocols_of
 from client.client import Client
-from client.docplaces import checked_local, plainly_inside, root_id
-from client.docplaces import inside as _inside
+from client.docplaces import checked_local, root_id
 from client.docs import PUT_CONCURRENCY, Fetched
 from client.downloadbatch import BATCH_ITEMS, SMALL
 from client.putbase import Base
@@ -33,9 +32,10 @@ from client.sanitize import escape
 from client.savepace import SavePace
 from client.sync import plan
 from client.sync.folders import SyncFolders, catch_up
-from client.sync.ignore import IGNORE_FILE, Ignores, rules
+from client.sync.ignore import rules
+from client.sync.remote import remote_heads
 from client.sync.renames import rename_here
-from client.sync.scan import LocalFile, hidden, scan
+from client.sync.scan import LocalFile, scan
 from security.authority import POLICY
 from vault.acts import Act
 from vault.chains import TeamState
@@ -55,8 +55,7 @@ from vault.errors import (
 )
 from vault.fileio import signature
 from vault.localindex import LocalCopy
-from vault.names import name_problem
-from vault.syncindex import Seen, SyncEntry, SyncIndex, head_digest
+from vault.syncindex import SyncEntry, SyncIndex, head_digest
 from vault.teamkeys import TeamKey
 
 Progress = Callable[[int], None]
@@ -87,65 +86,6 @@ class Outcome:
             self.trouble += 1
         if action == plan.REFUSED:
             self.refused += 1
-
-
-def _remote_heads(root: Path, spec: Ignores, listing: list[Any], same: list[Seen], doc_id: Callable[[str], str],
-                  hidden_ok: bool, held: Mapping[str, tuple[str, SyncEntry]], scanned: Container[str]
-                  ) -> list[plan.Remote]:
-    """The listed heads as the reconcile takes them. A head ``ls`` did not verify again (``known``: its version id
-    is that of an index entry, ``held``) or did not even parse (``same``: listed byte for byte as an entry recorded
-    it) takes the entry's name and size: that version was verified and opened when the entry was recorded. A name the
-    scan found (``scanned``: a regular file via folders, no link, not ignored or the folder's own, hidden if allowed)
-    is inside and not ignored without resolving or matching it again (``SyncRun._local`` checks the path again when
-    it acts): one the index holds passes every check of ``_remote`` (taken without the call). ``spec``: the rules."""
-    rid = root_id(root)  # a new name is checked by an lstat per part below the folder, resolved only if unusual
-    out = [plan.Remote(s.doc, s.seq, s.vid, name, size=e.size) if name in scanned else
-           _remote(root, spec, name, s.doc, s.seq, s.vid, False, e.size, True, scanned, hidden_ok, doc_id)
-           for s in same for name, e in (held[s.vid],)]
-    for d in listing:
-        core = d.record.core
-        if d.known:
-            name, entry = held[d.vid]
-            if (entry.doc, entry.seq) != (core.doc, core.seq):  # the version id binds both: never happens
-                raise IntegrityError("a listed head is not the version this folder's index recorded under its id")
-            size = entry.size
-        elif d.opened is None:
-            out.append(plan.Remote(core.doc, core.seq, d.vid, None, core.op == DELETE,
-                                   label=f"(no key for generation {core.gen})",
-                                   detail="a version under a key generation you never held"))
-            continue
-        else:
-            name, size = d.opened.name, d.opened.size
-        opened = None if d.known else d.opened
-        out.append(_remote(root, spec, name, core.doc, core.seq, d.vid, core.op == DELETE, size, d.known, scanned,
-                           hidden_ok, doc_id, opened.moved_from if opened else None,
-                           opened.moved_to if opened else None, rid))
-    return out
-
-
-def _remote(root: Path, spec: Ignores, name: str, doc: str, seq: int, vid: str, deleted: bool,
-            size: int, known: bool, scanned: Container[str], hidden_ok: bool,
-            doc_id: Callable[[str], str], moved_from: tuple[str, str, str] | None = None,
-            moved_to: str | None = None, rid: tuple[int, int] | None = None) -> plan.Remote:
-    """One listed head, its name used only if it passes every check (else reported with why); ``moved_from`` /
-    ``moved_to``: what its signed metadata says of a move (a remote rename is applied as a local one)."""
-    why = name_problem(name) if name not in scanned else None  # the scan checked the names it found
-    # An index entry's document is its name's id (every entry is recorded under the id its name gives).
-    if why is None and not known and doc_id(name) != doc:
-        why = "listed under a name that is not its own"
-    if why is None and hidden(name) and not hidden_ok:
-        why = "a hidden name (a part starts with '.'): not synced"
-    if why is None and name.rsplit("/", 1)[-1] == IGNORE_FILE:
-        why = f"{IGNORE_FILE} is this folder's own: never fetched (review round 6)"
-    if why is None and name not in scanned and spec.ignored(name):
-        why = "ignored here (.mvaultignore or an editor/OS temporary): not synced either way"
-    if why is None and name not in scanned and not (rid is not None and plainly_inside(root, rid, name)):
-        try:
-            _inside(root, name)
-        except BadName:
-            why = "would be written outside the folder"
-    return plan.Remote(doc, seq, vid, None if why else name, deleted, why or "", size, name if why else "",
-                       moved_from, moved_to)
 
 
 def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
@@ -179,11 +119,21 @@ class SyncRun:
         return checked_local(self.root, self._root_id, name, make_folder=pull)
 
     def save(self, force: bool = False) -> None:
-        if force or self._pace.due():  # on the loop, as a fetch batch's saves (docs/performance.md, session 21)
-            with self._pace.saving():
-                self.c.docs.saver.wait()  # after the batch's saves
-                download.sync_dirs(self.c.docs.take_unsynced())  # the files it records are where it says
-                self.folders.save(self.index)
+        """The folder's index as it is now, saved by the batch's saving thread (client/saver.py) after the saves handed
+        over before it and once the folders of the new names it records are fsync'd; ``force``: now, and waited for."""
+        saver = self.c.docs.saver
+        if not (force or self._pace.due() and not saver.busy("index")):
+            return
+        index, folders, pace = replace(self.index, files=dict(self.index.files), docs=dict(self.index.docs)), \
+            self.folders, self._pace
+
+        def save() -> None:
+            with pace.saving():
+                folders.save(index)
+
+        saver.submit_placed(self.c.docs.take_unsynced(), save, "index")
+        if force:
+            saver.wait()
 
     def _uploaded(self, name: str) -> SyncEntry:
         """The index entry for ``name`` from the local copies entry its upload recorded (content and stat as read)."""
@@ -557,7 +507,7 @@ async def sync_pass(c: Client, team_name: str, folder: Path, *, dry_run: bool = 
         # when listed byte for byte as a pass saw it before; another record under that version id is verified.
         listing, same = await c.docs.heads(team_name, deleted=None, seen=index.seen(),
                                            known={vid for vid, (_, e) in held.items() if not e.raw})
-        remote = _remote_heads(root, spec, listing, same, keys[0].doc_id, hidden_ok, held, local)
+        remote = remote_heads(root, spec, listing, same, keys[0].doc_id, hidden_ok, held, local)
         for d in listing:  # the record of a known head, as listed: the next pass need not parse it
             if d.known and d.record.core.op != DELETE:
                 index.record(held[d.vid][0], replace(held[d.vid][1], raw=head_digest(d.record.raw)))
