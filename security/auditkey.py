@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from security.authority import POLICY
 from security.events import AUDIT_KEY_FIELDS, Statement, cosign_statement
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState
 from vault.errors import ChainError, EncodingError, IntegrityError, PolicyDenied
 from vault.logsign import verify_audit_key, verify_cosignature
@@ -78,6 +78,30 @@ def judge_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, members: Ma
 def designated_at(org: OrgState, t: int) -> str | None:
     """The designated security team at time ``t`` (the organization state then)."""
     return org.audit_team_at(org.seq_at(t))
+
+
+def designated_around(org: OrgState, t: int, within: int = ALLOWANCE) -> set[str]:
+    """The security teams designated at any organization state in force between ``t - within`` and ``t + within``
+    (states with no team designated add none)."""
+    lo, hi = org.seq_at(t - within), org.seq_at(t + within)
+    teams = {team for seq, team in org.audit_team_log if lo < seq <= hi}
+    first = org.audit_team_at(lo)
+    return teams | ({first} if first is not None else set())
+
+
+def judge_published_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, members: Mapping[str, MemberState],
+                              team: TeamState | None) -> None:
+    """``judge_audit_key`` for a statement published earlier (the key a server serves, or stored at its start):
+    the team it names must have been designated at its signed time or at any organization state in force within
+    ``ALLOWANCE`` of it. Links and statements are dated by their signers' clocks, each within the server's window
+    (half ``ALLOWANCE``) of its clock: a designation accepted after the statement may be dated before it, and one
+    accepted before it after it (review 30, finding 4). A team never designated near that time is still refused;
+    a statement of a team no longer designated is the key no longer in force, which the designated team's
+    members publish over (``put_key`` judges the designation now)."""
+    designated = designated_at(org, claim.time)
+    if designated is not None and claim.team in designated_around(org, claim.time):
+        designated = claim.team
+    judge_audit_key(claim, sig, org, members, team, designated)
 
 
 def judge_cosignature(checkpoint_raw: bytes, member: str, device: str, t: int, sig: bytes, org: OrgState,

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
-from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key
+from security.auditkey import AuditKeyClaim, judge_published_audit_key
 from security.auditwindow import withheld_reasons
 from security.events import DAY, Event, rules_for, seal_event, valid_box_public
 from security.protocols import defaults
@@ -435,8 +435,10 @@ async def adopt_audit_key(app: web.Application) -> None:
 
 def stored_audit_key(stored: bytes, directory: Directory) -> AuditKey:
     """The stored audit-key statement, judged again as every client judges it before it believes it (the one
-    judge at the statement's time, the team designated then, the team's kind, a generation the signer held);
-    refused (``VaultError``) if it does not check: altered on disk, or never valid."""
+    judge at the statement's time, the team designated then within the clocks' allowance, the team's kind, a
+    generation the signer held: ``judge_published_audit_key``); refused (``VaultError``) if it does not check:
+    altered on disk, or never valid. A key of a team designated no longer is kept: ``usable_audit_key`` seals to
+    no key until the designated team's key is published (as when it was stored, before a restart)."""
     f = Fields(decode(stored), "stored audit key", {"statement", "sig"})
     raw, sig = f.bytes_("statement", max_size=4096), f.bytes_("sig", max_size=128)
     claim = AuditKeyClaim.parse(raw)
@@ -446,5 +448,5 @@ def stored_audit_key(stored: bytes, directory: Directory) -> AuditKey:
     team = directory.teams.get(claim.team)
     if team is None:
         raise ChainError(f"the statement names team {claim.team}, which is not a team of this organization")
-    judge_audit_key(claim, sig, org, directory.members, team, designated_at(org, claim.time))
+    judge_published_audit_key(claim, sig, org, directory.members, team)
     return AuditKey(claim.gen, claim.pub, claim.team, raw, sig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from client.client import Client
 from client.view import View
-from security.auditkey import AuditKeyClaim, designated_at, judge_audit_key, parse_claim
+from security.auditkey import AuditKeyClaim, judge_published_audit_key, parse_claim
 from security.authority import POLICY
 from security.events import audit_key_statement, audit_keypair
 from vault.acts import Act
@@ -34,14 +34,15 @@ def entitled(s: Client, view: View, action: str) -> bool:
 
 async def served_audit_key(s: Client, view: View) -> AuditKeyClaim | None:
     """The audit-key statement the server says it seals to, judged before it is believed: signed by a
-    member entitled to at its time, for the security team designated then (the server may lie)."""
+    member entitled to at its time, for the security team designated then, within the clocks' allowance
+    (``judge_published_audit_key``; the server may lie). A team no longer designated is no lie: the caller
+    publishes the designated team's key over it."""
     current = (await s.session.api.get("/api/v1/audit/key", AuditKeyAnswer)).key
     if current is None:
         return None
     claim = parse_claim(current.statement)
     try:
-        judge_audit_key(claim, current.sig, view.org, view.members,
-                        view.teams.get(claim.team), designated_at(view.org, claim.time))
+        judge_published_audit_key(claim, current.sig, view.org, view.members, view.teams.get(claim.team))
     except VaultError as e:
         raise IntegrityError(f"the server says it seals the audit log to a key no one entitled published ({e}); "
                              "do not trust this server and tell your Security Team") from e
