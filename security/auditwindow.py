@@ -44,14 +44,16 @@ def withheld_reasons(org: OrgState | None, members: Mapping[str, MemberState], t
 
 @dataclass(frozen=True)
 class Publication:
-    """An ``audit.key`` event as logged: its index, time, team and generation; ``epoch``: the designation it was made
-    under (an index into ``designations``; 0: before any)."""
+    """An ``audit.key`` event as logged: its index, time, team and generation; ``epoch`` to ``latest``: the
+    designations it may have been made under (indexes into ``designations``; 0: before any; its place in the log is
+    known to ``SKEW``)."""
 
     index: int
     time: int
     team: str
     gen: int
     epoch: int = 0
+    latest: int = 0
 
 
 def designations(org: OrgState) -> list[tuple[int, str | None]]:
@@ -144,7 +146,9 @@ class SealingWindows:
         last, epoch = self.publications[-1], len(self.org.audit_team_log)
         team = designated or last.team
         links, gens = self.team_links.get(team), self._gens.get(team)
-        if not links or not gens or (last.team, last.gen, last.epoch) == (team, gens[-1], epoch):
+        # a publication made before any designation stays in force when its own team is the first designated
+        if not links or not gens or (last.team, last.gen) == (team, gens[-1]) and (
+                last.epoch <= epoch <= last.latest or (last.latest, epoch) == (0, 1)):
             return None
         made = next(link.time for link, g in zip(links, gens, strict=True) if g == gens[-1])
         if designated is not None:

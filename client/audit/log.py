@@ -316,7 +316,8 @@ def _judge_publication(view: View, windows: SealingWindows, marks: list[tuple[in
     read up to it), or why it is none. Its place in the log is judged from the verified chains and the order of the
     log, not from the time the server wrote alone: the designation it is made under is one in force within ``SKEW``
     of its place (the later of ``t`` and ``seen``) that names ``team`` (none designated yet: any security team),
-    never one before the designation of the publication read before it (the chain's designations come in order);
+    never one before the earliest the publication read before it may have been made under (the chain's
+    designations come in order; all those that fit are kept: ``Publication.epoch`` to ``latest``);
     and ``gen`` is that team's current generation there: not older than the generation its chain had
     ``SKEW`` before the place, nor than the one already published under the same designation (review 30: a logged
     publication of an older generation, or of the former team dated before the designation, was taken as the one in
@@ -332,13 +333,12 @@ def _judge_publication(view: View, windows: SealingWindows, marks: list[tuple[in
     if not epochs:
         there = ", ".join(sorted({_name(view, named) for k, named in near if named is not None and k >= after}))
         return f"team {there or 'none'} is designated at its place in the log"
-    epoch = max(epochs)
     newest = windows.generation_at(team, lo)
-    if last is not None and (last.team, last.epoch) == (team, epoch):
+    if last is not None and last.team == team and last.latest >= epochs[0]:  # maybe under the same designation
         newest = max(newest, last.gen)
     if not newest <= gen <= state.generation or gen < 1:
         return f"the team's generation at its place in the log is {max(newest, 1)} or later"
-    return Publication(index, t, team, gen, epoch)
+    return Publication(index, t, team, gen, epochs[0], epochs[-1])
 
 
 def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Event]], keys: Keys,
