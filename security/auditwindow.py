@@ -8,7 +8,10 @@ publishes the next generation's key, events are sealed to no audit key: only the
 A Security Team member's ``audit verify`` replays the same rule at past times (``SealingWindows``): an event sealed
 to generation 0 after the first publication is a fault of the log unless the rule withheld the key at the event's
 time, judged from the verified chains, and no later publication had ended that window before the event was
-logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good).
+logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good). The
+publications it replays are those the verifier judged at their place in the log against the designations in chain
+order (``designations``, ``designated_near``; review round 30), and a publication is in force for the designated team
+only if it names that team's current generation under its last designation (``unpublished``).
 """
 
 from __future__ import annotations
