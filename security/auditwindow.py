@@ -8,7 +8,10 @@ publishes the next generation's key, events are sealed to no audit key: only the
 A Security Team member's ``audit verify`` replays the same rule at past times (``SealingWindows``): an event sealed
 to generation 0 after the first publication is a fault of the log unless the rule withheld the key at the event's
 time, judged from the verified chains, and no later publication had ended that window before the event was
-logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good).
+logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good). The
+publications it replays are those the verifier judged at their place in the log against the designations in chain
+order (``designations``, ``designated_near``; review round 30), and a publication is in force for the designated team
+only if it names that team's current generation under its last designation (``unpublished``).
 """
 
 from __future__ import annotations
@@ -44,12 +47,33 @@ def withheld_reasons(org: OrgState | None, members: Mapping[str, MemberState], t
 
 @dataclass(frozen=True)
 class Publication:
-    """An ``audit.key`` event as logged: its index, time, team and generation."""
+    """An ``audit.key`` event as logged: its index, time, team and generation; ``epoch`` to ``latest``: the
+    designations it may have been made under (indexes into ``designations``; 0: before any; its place in the log is
+    known to ``SKEW``)."""
 
     index: int
     time: int
     team: str
     gen: int
+    epoch: int = 0
+    latest: int = 0
+
+
+def designations(org: OrgState) -> list[tuple[int, str | None]]:
+    """Each designation of the audit log's team in force, in chain order: (its link's time, team); the first, (0,
+    None), is the time before any (any team of kind ``security`` then)."""
+    return [(0, None), *((org.times[seq - 1], team) for seq, team in org.audit_team_log)]
+
+
+def designated_near(marks: list[tuple[int, str | None]], lo: int, hi: int) -> list[tuple[int, str | None]]:
+    """The designations (epoch, team) in force at some time from ``lo`` to ``hi`` (links are dated by their
+    signers' clocks, events by the server's: a place in the log is known to ``SKEW``)."""
+    out = []
+    for k, (start, team) in enumerate(marks):
+        end = marks[k + 1][0] if k + 1 < len(marks) else None
+        if start <= hi and (end is None or end >= lo):
+            out.append((k, team))
+    return out
 
 
 class SealingWindows:
@@ -83,6 +107,12 @@ class SealingWindows:
             times |= {m.until for m in state.members.values() if m.until is not None}
         self.changes = sorted(times)
 
+    def generation_at(self, team_id: str, t: int) -> int:
+        """``team_id``'s generation after its links dated at or before ``t`` (0: none, or a chain not seen here)."""
+        links, gens = self.team_links.get(team_id), self._gens.get(team_id)
+        count = sum(1 for link in links if link.time <= t) if links else 0
+        return gens[count - 1] if gens and count else 0
+
     def publication_before(self, index: int | None, t: int) -> Publication | None:
         """The last ``audit.key`` publication logged before event ``index`` (None: the last dated at or before
         ``t``, for an act whose event's place in the log is unknown)."""
@@ -106,18 +136,26 @@ class SealingWindows:
         return self._states[team_id, count]
 
     def unpublished(self, now: int, designated: str | None = None) -> tuple[str, int, int] | None:
-        """The key generation the audit key's team (``designated``; none designated: the team of the last
-        publication) reached on its chain that no publication names, more than ``SKEW`` after the link that made
-        it (team, generation, that link's time), or None. A Security Team client publishes right after it rotates
-        the team (the same command; else the next one): the server's rule seals events to no audit key until the
-        publication is logged, so one never logged keeps that window open for good (review 28)."""
+        """The audit key's team (``designated``; none designated: the team of the last publication) and its current
+        generation on its chain when the publication in force (the last one read) is not that team's generation
+        under the last designation, more than ``SKEW`` after the later of that designation's link and the link
+        that made the generation (team, generation, that later time), or None. A Security Team client publishes
+        right after it rotates the team or the team is designated (the same command; else the next one): the
+        server's rule seals events to no audit key until the publication is logged, so one never logged keeps that
+        window open for good (review 28); and a publication no longer in force (an older generation, another
+        team's, or the same team's before another designation) closes none (review 30)."""
         if not self.publications:
             return None
-        team = designated or self.publications[-1].team
+        last, epoch = self.publications[-1], len(self.org.audit_team_log)
+        team = designated or last.team
         links, gens = self.team_links.get(team), self._gens.get(team)
-        if not links or not gens or gens[-1] <= max((p.gen for p in self.publications if p.team == team), default=0):
+        # a publication made before any designation stays in force when its own team is the first designated
+        if not links or not gens or (last.team, last.gen) == (team, gens[-1]) and (
+                last.epoch <= epoch <= last.latest or (last.latest, epoch) == (0, 1)):
             return None
         made = next(link.time for link, g in zip(links, gens, strict=True) if g == gens[-1])
+        if designated is not None:
+            made = max(made, designations(self.org)[-1][0])
         return (team, gens[-1], made) if now > made + SKEW else None
 
     def withheld_at(self, t: int, index: int | None) -> list[str]:

@@ -103,5 +103,5 @@ def test_a_dropped_first_publication_of_the_new_team_cannot_hide_events_for_good
         org.bob.ok("whoami")
         verify = carol.run("audit", "verify")
         witness = carol.run("audit", "witness")
-    assert "key generation 1 (team sec2, rotated at" in verify.out and "has no publication" in verify.out, verify.out
+    assert "key generation 1 (team sec2, designated at" in verify.out and "has no publication" in verify.out, verify.out
     assert witness.code == 3 and "not cosigning" in witness.err, (witness.code, witness.err)

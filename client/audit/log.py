@@ -21,8 +21,7 @@ from client.client import Client
 from client.names import Names
 from client.sanitize import escape
 from client.view import View
-from security.auditkey import designated_at
-from security.auditwindow import SKEW, Publication, SealingWindows
+from security.auditwindow import SKEW, Publication, SealingWindows, designated_near, designations
 from security.authority import POLICY
 from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_keypair, cosign_statement
 from security.merkle import leaf_hash, root_of
@@ -235,14 +234,16 @@ async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]]
     unheld: list[int] = []
     if keys.security:
         links = await chain_links(s, view)
-        windows = sealing_windows(view, links[1], fetched, events, keys.sealed)
+        windows, refused = sealing_windows(view, links[1], fetched, events, keys.sealed)
+        problems += refused
         problems += _check_generations(view, fetched, events, keys, windows, unheld)
         if (overdue := windows.unpublished(int(s.session.now()), view.org.audit_team)) is not None:
             team, gen, made = overdue
-            problems.append(f"the Security Team's key generation {gen} (team {_name(view, team)}, rotated at "
-                            f"{made}) has no publication in the log: events are still sealed to no audit key "
-                            "(a Security Team member's next command publishes it; if it is published, the server "
-                            "does not log it)")
+            how = "designated" if view.org.audit_team and designations(view.org)[-1][0] == made else "rotated"
+            problems.append(f"the Security Team's key generation {gen} (team {_name(view, team)}, {how} at "
+                            f"{made}) has no publication in the log since: events are still sealed to no audit key "
+                            "or to one no longer in force (a Security Team member's next command publishes it; if "
+                            "it is published, the server does not log it)")
         earliest = min((e.time for i, e in events if i in keys.sealed), default=None)
         problems += _check_links_logged(links, events, earliest, windows)
         problems += _check_order(events)
@@ -270,61 +271,96 @@ def _check_pruning(fetched: Fetched, retention_days: int, now: int) -> list[str]
 
 
 def sealing_windows(view: View, team_links: dict[str, list[Link]], fetched: Fetched,
-                    events: list[tuple[int, Event]], sealed: dict[int, str]) -> SealingWindows:
+                    events: list[tuple[int, Event]], sealed: dict[int, str]) -> tuple[SealingWindows, list[str]]:
     """The server's sealing rule (``security.auditwindow``) replayed on the verified chains, with the audit-key
-    publications as logged, each a (team, generation): every ``audit.key`` event read that the chains allow, and
-    the first event sealed to a newer generation of the team in force, or opened here with the audit key of another
-    team the chains allow to publish then (``sealed``: index -> that team; its publication was logged before it,
-    even if its event does not open here)."""
-    pubs: dict[int, Publication] = {}
-    team = ""
-    newest = 0  # the newest generation of ``team`` published
+    publications as logged, each a (team, generation) under a designation (``_judge_publication``): every
+    ``audit.key`` event read that names the team designated at its place in the log at its current generation
+    there, and the first event sealed to a newer generation of the team in force, or opened here with the audit key
+    of another team designated at its place (``sealed``: index -> that team; its publication was logged before it,
+    even if its event does not open here). Also the problems: each ``audit.key`` event that is no publication (an
+    honest server logs only the designated team's key in force: server/routes/audit.py ``put_key``)."""
+    teams = {t: ls for t, ls in team_links.items() if t in view.teams and view.teams[t].kind == "security"}
+    windows = SealingWindows(view.org, view.members, teams, (), POLICY, TEAM_KINDS)
+    marks = designations(view.org)
+    pubs: list[Publication] = []
+    problems: list[str] = []
+    last: Publication | None = None
+    seen = 0  # the newest time of the events read so far: an event's place in the log is not before it
     for i, e in events:
+        seen = max(seen, e.time)
         ag = fetched.leaves[i].audit_gen
         if e.action == "audit.key" and e.result == "ok":
             named, gen = e.res.get("team", ""), int(e.detail.get("gen", 0))
-            if not _may_publish(view, named, gen, e.time):
-                continue  # the server's words only (review 29): no publication, the window it would close stays open
-            newest = max(newest, gen) if named == team else gen  # a generation is a team's (review 29)
-            team = named
-            pubs[i] = Publication(i, e.time, team, gen)
+            judged = _judge_publication(view, windows, marks, last, i, e.time, seen, named, gen)
+            if isinstance(judged, str):  # the server's words only (reviews 29, 30): the window stays open
+                problems.append(f"event {i} is an audit.key event naming team {_name(view, named)}'s key generation "
+                                f"{gen}, no publication: {judged}")
+                continue
+            last = judged
+            pubs.append(judged)
         # not opened with an audit key: the team in force; before any publication read (pruned, or sealed to a
-        # former team's key never held here): the first event opened with the key of a team allowed then
-        elif ag > 0 and (sealer := sealed.get(i, team)) and (
-                sealer != team and _may_publish(view, sealer, ag, e.time) or sealer == team and ag > newest):
-            team, newest = sealer, ag
-            pubs[i] = Publication(i, e.time, team, ag)
-    teams = {p.team for p in pubs.values()} | ({view.org.audit_team} if view.org.audit_team else set())
-    return SealingWindows(view.org, view.members, {t: ls for t, ls in team_links.items() if t in teams},
-                          pubs.values(), POLICY, TEAM_KINDS)
+        # former team's key never held here): the first event opened with the key of a team designated there
+        elif ag > 0 and (sealer := sealed.get(i, last.team if last else "")) and (
+                last is None or sealer != last.team or ag > last.gen) and isinstance(
+                judged := _judge_publication(view, windows, marks, last, i, e.time, seen, sealer, ag), Publication):
+            last = judged
+            pubs.append(judged)
+    windows.publications = pubs
+    return windows, problems
 
 
-def _may_publish(view: View, team: str, gen: int, t: int) -> bool:
-    """Whether an ``audit.key`` event as logged (its team and generation are the server's words) names a publication
-    the verified chains allow: the team designated at its time (none designated: a team of kind ``security``) and a
-    generation that team's chain reached (review 29: a server logged the next key's publication under another team,
-    or a generation ahead, and kept sealing every later event to no audit key)."""
-    designated = designated_at(view.org, t)
+def _judge_publication(view: View, windows: SealingWindows, marks: list[tuple[int, str | None]],
+                       last: Publication | None, index: int, t: int, seen: int, team: str,
+                       gen: int) -> Publication | str:
+    """A publication of ``team``'s generation ``gen`` logged at ``index`` (dated ``t``; ``seen``: the newest time
+    read up to it), or why it is none. Its place in the log is judged from the verified chains and the order of the
+    log, not from the time the server wrote alone: the designation it is made under is one in force within ``SKEW``
+    of its place (the later of ``t`` and ``seen``) that names ``team`` (none designated yet: any security team),
+    never one before the earliest the publication read before it may have been made under (the chain's
+    designations come in order; all those that fit are kept: ``Publication.epoch`` to ``latest``);
+    and ``gen`` is that team's current generation there: not older than the generation its chain had
+    ``SKEW`` before the place, nor than the one already published under the same designation (review 30: a logged
+    publication of an older generation, or of the former team dated before the designation, was taken as the one in
+    force and the server sealed every later event to no key, or to the former team's, for good)."""
     state = view.teams.get(team)
-    if state is None or (designated is not None and team != designated) or (
-            designated is None and state.kind != "security"):
-        return False
-    return 1 <= gen <= state.generation
+    if state is None or state.kind != "security":
+        return "not a security team"
+    place = max(t, seen)
+    lo, hi = place - SKEW, place + SKEW
+    near = designated_near(marks, lo, hi)
+    after = last.epoch if last is not None else 0
+    epochs = [k for k, named in near if k >= after and named in (None, team)]
+    if not epochs:
+        there = ", ".join(sorted({_name(view, named) for k, named in near if named is not None and k >= after}))
+        return f"team {there or 'none'} is designated at its place in the log"
+    newest = windows.generation_at(team, lo)
+    if last is not None and last.team == team and last.latest >= epochs[0]:  # maybe under the same designation
+        newest = max(newest, last.gen)
+    if not newest <= gen <= state.generation or gen < 1:
+        return f"the team's generation at its place in the log is {max(newest, 1)} or later"
+    return Publication(index, t, team, gen, epochs[0], epochs[-1])
 
 
 def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Event]], keys: Keys,
                        windows: SealingWindows, unheld: list[int]) -> list[str]:
     """Once the audit key exists, every event is sealed to it: to the team whose publication is in force at the
-    event's place in the log (``windows.publications``; the leaf names only the generation), never to an older
-    generation than the one published, to another team's key, nor to a generation that team never reached (held
-    here); but to none (generation 0) while the server's rule withheld the key (a departure from the Security Team,
-    until the next generation's publication): ``security.auditwindow``, judged at the event's time, or for an event
-    that does not open here, at any time between the events read around it. An event sealed to a generation of a
-    team whose keys this member does not hold (a former designated team it was never in) is unreadable here, no
-    fault: its index goes to ``unheld``."""
+    event's place in the log (``windows.publications``; the leaf names only the generation), a team designated there,
+    never to an older generation than the one published, to another team's key, nor to a generation that team never
+    reached (held here); but to none (generation 0) while the server's rule withheld the key (a departure from the
+    Security Team, until the next generation's publication): ``security.auditwindow``, judged at the event's time, or
+    for an event that does not open here, at any time between the events read around it. An event that does not open
+    here is judged against the team that should have sealed it (review 30: a leaf names a generation, not a team):
+    the publication's in force at its place or, before any publication read, the teams designated around its place;
+    one of a team whose keys this member does not hold (a former designated team it was never in) is unreadable
+    here, no fault: its index goes to ``unheld``."""
     pubs = {p.index: p for p in windows.publications}
     times = dict(events)
     read = sorted(times)
+    marks = designations(view.org)
+    places: dict[int, int] = {}  # index read -> the newest time read up to it
+    seen = 0
+    for i, e in events:
+        places[i] = seen = max(seen, e.time)
     problems: list[str] = []
     unreadable: list[int] = []
     current: Publication | None = None
@@ -335,13 +371,18 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
             if current is not None and not _withheld(windows, i, times, read, fetched):
                 problems.append(f"event {i} is sealed to audit key generation 0, not the published {current.gen} "
                                 "(no departure from the Security Team withheld the key then)")
-        elif current is None:  # before the first publication read (older ones pruned, or a former team's): any
-            if sealer is None and i not in times:  # team's key; one of no generation held here: a former team's
-                (unreadable if any(g == ag for _, g in keys.audit) else unheld).append(i)
-        elif sealer is not None and sealer != current.team:
+        elif sealer is not None and current is not None and sealer != current.team:
             if (p := pubs.get(i)) is None or p.team != sealer:
                 problems.append(f"event {i} is sealed to team {_name(view, sealer)}'s audit key generation {ag}, "
                                 f"not team {_name(view, current.team)}'s published {current.gen}")
+        elif sealer is not None and i not in pubs and not any(
+                named in (None, sealer) for _, named in designated_near(marks, places[i] - SKEW, places[i] + SKEW)):
+            problems.append(f"event {i} is sealed to team {_name(view, sealer)}'s audit key generation {ag}, a team "
+                            "not designated at its place in the log")
+        elif current is None:  # before the first publication read (older ones pruned, or a former team's)
+            if sealer is None and i not in times:
+                lo, hi = _around(i, times, read, fetched)
+                (unreadable if _held_there(view, keys, marks, ag, lo - SKEW, hi + SKEW) else unheld).append(i)
         else:
             if ag < current.gen:
                 problems.append(f"event {i} is sealed to audit key generation {ag}, not the published {current.gen}")
@@ -357,6 +398,16 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
     return problems[:20]
 
 
+def _held_there(view: View, keys: Keys, marks: list[tuple[int, str | None]], gen: int, lo: int, hi: int) -> bool:
+    """Whether every team that may have sealed an event to generation ``gen`` between ``lo`` and ``hi`` (those
+    designated then; none designated: any security team) is one whose key of that generation is held here (an
+    event that does not open is then a fault; otherwise it may be a team's this member never held)."""
+    teams: set[str] = set()
+    for _, named in designated_near(marks, lo, hi):
+        teams |= {t for t, st in view.teams.items() if st.kind == "security"} if named is None else {named}
+    return bool(teams) and all((t, gen) in keys.audit for t in teams)
+
+
 def _name(view: View, team: str) -> str:
     return escape(view.teams[team].name) if team in view.teams else escape(team)
 
@@ -364,13 +415,18 @@ def _name(view: View, team: str) -> str:
 def _withheld(windows: SealingWindows, i: int, events: dict[int, Event], read: list[int], fetched: Fetched) -> bool:
     """Did the server's rule withhold the audit key when event ``i`` was logged? Its time if it opens here,
     otherwise anything between the events read before and after it (each give or take the clock skew)."""
-    if i in events:
-        lo = hi = events[i].time
-    else:
-        k = bisect.bisect_left(read, i)
-        lo = events[read[k - 1]].time if k else 0
-        hi = events[read[k]].time if k < len(read) else fetched.checkpoint.time
+    lo, hi = _around(i, events, read, fetched)
     return bool(windows.withheld_between(lo - SKEW, hi + SKEW, i))
+
+
+def _around(i: int, events: dict[int, Event], read: list[int], fetched: Fetched) -> tuple[int, int]:
+    """When event ``i`` was logged: its time if it opens here, otherwise between the events read around it."""
+    if i in events:
+        return events[i].time, events[i].time
+    k = bisect.bisect_left(read, i)
+    lo = events[read[k - 1]].time if k else 0
+    hi = events[read[k]].time if k < len(read) else fetched.checkpoint.time
+    return lo, hi
 
 
 def _check_order(events: list[tuple[int, Event]]) -> list[str]:
