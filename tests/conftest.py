@@ -383,6 +383,15 @@ def security_team(org: Org, make_member: Any, name: str = "carol") -> Member:
     return m
 
 
+def on_two_security_teams(org: Org, make_member: Any) -> Member:
+    """carol as ``security_team`` makes her (team "sec", designated, generation 2 published) and, as admin holding its
+    key, on a second security team "sec2"."""
+    carol = security_team(org, make_member)
+    org.alice.ok("team", "create", "sec2", "--kind", "security")
+    org.alice.ok("team", "add", "sec2", "carol", "--role", "admin")
+    return carol
+
+
 class _ErrorCatcher(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)

@@ -23,7 +23,7 @@ from client.home import Home
 from security.auditkey import AuditKeyClaim
 from security.events import audit_key_statement, audit_keypair, cosign_statement
 from server.context import STATE, AuditKey
-from tests.conftest import Member, Org, ServerThread, security_team
+from tests.conftest import Member, Org, ServerThread, on_two_security_teams, security_team
 from tests.helpers.members import in_session
 from vault.crypto import labels
 from vault.errors import VaultError
@@ -38,10 +38,7 @@ def served_key(server: ServerThread) -> AuditKeyClaim:
 @pytest.fixture
 def two_teams(org: Org, make_member: Any) -> tuple[Org, Member]:
     """carol on the designated team "sec" and, as admin with the key, on a second security team "sec2"."""
-    carol = security_team(org, make_member)
-    org.alice.ok("team", "create", "sec2", "--kind", "security")
-    org.alice.ok("team", "add", "sec2", "carol", "--role", "admin")
-    return org, carol
+    return org, on_two_security_teams(org, make_member)
 
 
 def test_the_first_security_team_of_a_lone_ncc_member_is_designated(org: Org, make_member: Any) -> None:

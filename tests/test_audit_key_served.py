@@ -18,7 +18,7 @@ from client.home import Home
 from security.auditkey import AuditKeyClaim
 from security.events import audit_key_statement, audit_keypair
 from server.context import DIRECTORY, STATE, AuditKey
-from tests.conftest import Member, Org, security_team
+from tests.conftest import Member, Org, on_two_security_teams
 from vault.acts import ALLOWANCE
 from vault.crypto import labels
 
@@ -28,10 +28,7 @@ LATER = 3600
 @pytest.fixture
 def two_teams(org: Org, make_member: Any) -> tuple[Org, Member]:
     """carol on the designated team "sec" (generation 2 published) and, as admin with the key, on "sec2"."""
-    carol = security_team(org, make_member)
-    org.alice.ok("team", "create", "sec2", "--kind", "security")
-    org.alice.ok("team", "add", "sec2", "carol", "--role", "admin")
-    return org, carol
+    return org, on_two_security_teams(org, make_member)
 
 
 def _team_id(org: Org, name: str) -> str:
