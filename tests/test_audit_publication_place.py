@@ -14,7 +14,8 @@ import server.recorder
 import server.routes.audit
 from server.context import STATE
 from tests.conftest import Org, security_team
-from tests.test_review30_exploits import _later, publication_forged
+from tests.helpers.hidden_hour import an_hour_later
+from tests.test_review30_exploits import publication_forged
 
 
 def test_a_logged_publication_of_a_team_not_designated_is_a_problem(
@@ -26,7 +27,7 @@ def test_a_logged_publication_of_a_team_not_designated_is_a_problem(
     carol = security_team(org, make_member)
     org.alice.ok("team", "create", "sec2", "--kind", "security")
     org.alice.ok("team", "add", "sec2", "carol", "--role", "admin")
-    _later(org, carol, org.alice, org.bob)
+    an_hour_later(org, carol, org.alice, org.bob)
     with publication_forged(monkeypatch, "sec2", 1):
         org.bob.ok("whoami")
         org.alice.ok("team", "create", "hidden", "--kind", "program")
@@ -61,7 +62,7 @@ def test_events_sealed_to_the_former_teams_key_after_the_designation_are_flagged
         m.setattr(server.routes.audit, "note", dropped)
         m.setattr(server.recorder, "usable_audit_key", lambda app, now: former)
         assert "published the audit key of team sec2 (generation 1)" in carol.ok("whoami").err  # not logged
-        _later(org, carol, org.alice, org.bob)
+        an_hour_later(org, carol, org.alice, org.bob)
         org.alice.ok("team", "create", "hidden", "--kind", "program")
         org.bob.ok("whoami")
         verify = carol.run("audit", "verify")
@@ -92,7 +93,7 @@ def test_an_honest_designation_back_to_the_former_team_verifies_clean(org: Org, 
     time.sleep(1.1)  # the fourth finding of review 30 (another helper's): a designation in the publication's second
     org.alice.ok("audit", "designate", "sec")
     assert "published the audit key of team sec (generation 2)" in carol.ok("whoami").err  # logged again
-    _later(org, carol, dave, org.alice, org.bob)
+    an_hour_later(org, carol, dave, org.alice, org.bob)
     org.alice.ok("team", "create", "after", "--kind", "program")  # sealed to sec's generation 2
     org.bob.ok("whoami")
     verify = carol.json("audit", "verify")
