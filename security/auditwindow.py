@@ -10,8 +10,9 @@ to generation 0 after the first publication is a fault of the log unless the rul
 time, judged from the verified chains, and no later publication had ended that window before the event was
 logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good). The
 publications it replays are those the verifier judged at their place in the log against the designations in chain
-order (``designations``, ``designated_near``; review round 30), and a publication is in force for the designated team
-only if it names that team's current generation under its last designation (``unpublished``).
+order (``designations``, ``designated_near``; review round 30), the rule never replayed before the
+designation of its team a publication was made under (review round 31), and a publication is in force for the
+designated team only if it names that team's current generation under its last designation (``unpublished``).
 """
 
 from __future__ import annotations
@@ -171,12 +172,22 @@ class SealingWindows:
                 self.org, self.members, team, pub.team, pub.gen, t, self.org.seq_at(t))
         return self._judged[t, pub.index]
 
+    def designated_since(self, pub: Publication) -> int:
+        """The link time of the earliest designation of ``pub``'s team it may have been made under (0: none names
+        its team, a publication before any designation). The server writes the publication's time: replayed before
+        that designation, the rule finds another team designated and withholds the key (review 31: a publication
+        dated a second before its designation let every later event, dated within ``SKEW`` of it, be sealed to no
+        key for good)."""
+        marks = designations(self.org)
+        return next((marks[k][0] for k in range(pub.epoch, pub.latest + 1) if marks[k][1] == pub.team), 0)
+
     def withheld_between(self, lo: int, hi: int, index: int | None) -> list[str]:
         """``withheld_at`` for an event logged at ``index`` dated anywhere from ``lo`` to ``hi`` (its time unknown
         or uncertain): the reasons at the first time in that range where there are some (empty: none). Never
-        before the publication logged last before ``index``: the window that publication closed stays closed."""
+        before the publication logged last before ``index``: the window that publication closed stays closed; and
+        never before the earliest designation of its team it may have been made under (``designated_since``)."""
         if index is not None and (pub := self.publication_before(index, hi)) is not None:
-            lo = max(lo, pub.time)
+            lo = max(lo, pub.time, self.designated_since(pub))
         if lo > hi:
             return []
         for t in [lo, *(c for c in self.changes if lo < c <= hi)]:
