@@ -11,8 +11,8 @@ time, judged from the verified chains, and no later publication had ended that w
 logged (review round 27: every departure from the Security Team otherwise stopped its witnessing for good). The
 publications it replays are those the verifier judged at their place in the log against the designations in chain
 order (``designations``, ``designated_near``; review round 30), the rule never replayed before the
-designation of its team a publication was made under (review round 31), and a publication is in force for the
-designated team only if it names that team's current generation under its last designation (``unpublished``).
+designation of its team a publication was made under (review round 31), and the last publication is in force for the
+designated team only if it names that team's current generation (``unpublished``).
 """
 
 from __future__ import annotations
@@ -138,21 +138,24 @@ class SealingWindows:
 
     def unpublished(self, now: int, designated: str | None = None) -> tuple[str, int, int] | None:
         """The audit key's team (``designated``; none designated: the team of the last publication) and its current
-        generation on its chain when the publication in force (the last one read) is not that team's generation
-        under the last designation, more than ``SKEW`` after the later of that designation's link and the link
+        generation on its chain when the publication in force (the last one read) is not that team's generation,
+        more than ``SKEW`` after the later of that designation's link and the link
         that made the generation (team, generation, that later time), or None. A Security Team client publishes
         right after it rotates the team or the team is designated (the same command; else the next one): the
         server's rule seals events to no audit key until the publication is logged, so one never logged keeps that
-        window open for good (review 28); and a publication no longer in force (an older generation, another
-        team's, or the same team's before another designation) closes none (review 30)."""
+        window open for good (review 28); and a publication no longer in force (an older generation, or another
+        team's) closes none (review 30). The same team's publication made before another designation is in force
+        when no other team's was logged after it: the server still holds that key and seals to it once the team is
+        designated again (review 31)."""
         if not self.publications:
             return None
-        last, epoch = self.publications[-1], len(self.org.audit_team_log)
+        last = self.publications[-1]
         team = designated or last.team
         links, gens = self.team_links.get(team), self._gens.get(team)
-        # a publication made before any designation stays in force when its own team is the first designated
-        if not links or not gens or (last.team, last.gen) == (team, gens[-1]) and (
-                last.epoch <= epoch <= last.latest or (last.latest, epoch) == (0, 1)):
+        # the last publication logged is the key the server holds: in force whenever its team is designated, under
+        # the designation it was made under or a later one of the same team (review 31: sec -> sec2 -> sec with no
+        # publication of sec2 logged between; the server seals to sec's key again, the client has nothing to post)
+        if not links or not gens or (last.team, last.gen) == (team, gens[-1]):
             return None
         made = next(link.time for link, g in zip(links, gens, strict=True) if g == gens[-1])
         if designated is not None:
