@@ -257,16 +257,16 @@ STORE_TRIES = 3  # a store's ``SignerMoved`` answered this many times in a row: 
 
 
 async def stored_judged(store: Callable[[SignerHeads], Awaitable[T]], again: Callable[[], Awaitable[SignerHeads]],
-                        signer: SignerHeads, *, judge_last: bool) -> T:
+                        signer: SignerHeads) -> T:
     """``store`` the act while the signer's chains are as judged (``signer``); while it answers ``SignerMoved`` (or the
     message log's ``SignerChanged``), ``again`` (catch up, the session, the act again: ``judged_again``, or the cosign
     route's own under ``LOCK``; it raises to refuse) gives the chains as judged now and the act is stored again, up to
     ``STORE_TRIES`` stores. The last outcome (still ``SignerMoved`` after ``STORE_TRIES``: the route answers 409).
-    ``judge_last``: ``again`` also after the last ``SignerMoved`` (its refusal, say "revoked", answered rather than
-    409), as the routes of versions and thread records have done; the message and cosign routes have not."""
-    for tried in range(1, STORE_TRIES + 1):
+    ``again`` runs after the last ``SignerMoved`` too, so that an act refused now (say the device was revoked) is
+    answered with its refusal rather than 409; every route does the same."""
+    for _ in range(STORE_TRIES):
         outcome = await store(signer)
-        if not isinstance(outcome, SignerMoved | SignerChanged) or (tried == STORE_TRIES and not judge_last):
+        if not isinstance(outcome, SignerMoved | SignerChanged):
             break
         signer = await again()
     return outcome

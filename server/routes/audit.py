@@ -161,7 +161,7 @@ async def cosign(request: web.Request) -> web.Response:
         # on SignerMoved: caught up under LOCK, the session (a revocation of this device among the links: refused
         # "revoked") and the cosignature judged again
         stored = await stored_judged(add, lambda: judged_again(request, s, judge, locked=True),
-                                     directory.signer_heads(s.member), judge_last=False)
+                                     directory.signer_heads(s.member))
         match stored:
             case CosigAdded():
                 pass

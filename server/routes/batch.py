@@ -224,7 +224,7 @@ async def _add(request: web.Request, team: TeamState, accepted: dict[int, _Item]
             pending = {}
             return signer
 
-    await stored_judged(add, again, signer, judge_last=True)
+    await stored_judged(add, again, signer)
     return results
 
 

@@ -184,7 +184,7 @@ async def _put_version(request: web.Request, pace: Pace) -> web.Response:
             )
 
         added = await stored_judged(add, lambda: judged_again(request, s, lambda: check_signed(
-            request, _doc_access(request, "doc.write"), record)), signer, judge_last=True)
+            request, _doc_access(request, "doc.write"), record)), signer)
         match added:
             case VersionAdded():
                 pass

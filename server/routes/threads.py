@@ -119,7 +119,7 @@ async def create_thread(request: web.Request) -> web.Response:
         return await request.app[THREADS].add_thread(t, int(now_of(request)), allowance, signer)
 
     # a revocation dated before it may be stored meanwhile: review 24, finding 3
-    added = await stored_judged(add, lambda: judged_again(request, s, judge), signer, judge_last=True)
+    added = await stored_judged(add, lambda: judged_again(request, s, judge), signer)
     match added:
         case ThreadAdded():
             pass
@@ -222,7 +222,7 @@ async def post_message(request: web.Request) -> web.Response:
         except SignerChanged as changed:  # a revocation dated before it may be stored meanwhile: review 24, finding 3
             return changed
 
-    pos = await stored_judged(append, lambda: judged_again(request, s, judge), signer, judge_last=False)
+    pos = await stored_judged(append, lambda: judged_again(request, s, judge), signer)
     if isinstance(pos, SignerChanged):
         raise pos
     app[DIRECTORY].note_signed(h.sender, h.device, h.time)
