@@ -21,7 +21,7 @@ from typing import assert_never
 from aiohttp import web
 
 from server import replies
-from server.access import check_session_now, judged_again, session_of, stored_judged, team_access
+from server.access import STORE_TRIES, check_session_now, judged_again, session_of, team_access
 from server.context import BUS, CONFIG, DIRECTORY, DOCUMENTS, Handler, now_of
 from server.http import Pace, answer, hex_id
 from server.live import frame
@@ -196,12 +196,9 @@ async def _add(request: web.Request, team: TeamState, accepted: dict[int, _Item]
     storage, now, session = request.app[DOCUMENTS], int(now_of(request)), session_of(request)
     results: dict[int, VersionOutcome] = {}
     pending = dict(accepted)
-
-    async def add(signer: SignerHeads) -> SignerMoved | None:
-        """The pending items stored; ``SignerMoved`` while any was answered it (those stay pending)."""
-        nonlocal pending
-        if not pending:  # the judge refused those left
-            return None
+    # ``stored_judged``'s rule for a group: the items answered ``SignerMoved`` are judged again (after the last try
+    # too) and stored again; the judge's refusal refuses all of them
+    for _ in range(STORE_TRIES):
         added = await asyncio.gather(*(
             storage.add_version(StoredVersion(item.record.version_id, team.team_id, item.record.core.doc,
                                               item.record.core.seq, item.record.raw, item.record.version_id,
@@ -211,20 +208,15 @@ async def _add(request: web.Request, team: TeamState, accepted: dict[int, _Item]
             for item in pending.values()))
         results.update(zip(pending, added, strict=True))
         pending = {i: item for i, item in pending.items() if isinstance(results[i], SignerMoved)}
-        return SignerMoved() if pending else None
-
-    async def again() -> SignerHeads:
-        nonlocal pending
+        if not pending:
+            break
         try:
-            return await judged_again(request, session, functools.partial(_judge, request, list(pending.values())))
+            signer = await judged_again(request, session, functools.partial(_judge, request, list(pending.values())))
         except VaultError as e:
             for i, item in pending.items():
                 outcomes[i] = _refuse(item.event, e)
                 del results[i]
-            pending = {}
-            return signer
-
-    await stored_judged(add, again, signer)
+            break
     return results
 
 
