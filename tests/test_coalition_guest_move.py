@@ -161,3 +161,18 @@ def test_a_move_the_hosts_coalition_key_did_not_sign_is_refused(space: Space, fo
     why = "does not put that place in force"
     with served(forge, Forgery("a move the host's chain does not make", space.id, link, why)):
         alice.fails("ls", space.name, contains=why)
+
+
+def test_a_wrong_pin_at_the_new_place_stops_the_guest(space: Space, forge: Forge, tmp_path: Path,
+                                                      copies: list[ServerProcess]) -> None:
+    """The host announced a pin the new place does not present (a mistake, or a machine in the middle): the guest
+    follows the signed move, and its command there stops with exit 3 (as a member's would), nothing sent."""
+    alice, erin = space.alice, space.erin
+    data, port, url, _ = new_place(tmp_path, "new-place")
+    wrong = f"cert:{'00' * 32}"
+    assert alice.json("server", "announce-move", url, "--pin", wrong)["in_force"] is True
+    assert "moved to" in erin.ok("--space", space.name, "ls", space.name).err
+    assert _space_cfg(erin, space) == (url, wrong)
+    copy_and_serve(forge.server, data, port, copies)
+    r = erin.run("--space", space.name, "ls", space.name)
+    assert r.code == 3 and "pin" in r.err, r
