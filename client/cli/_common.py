@@ -228,7 +228,10 @@ async def record_guest_acts(ctx: Ctx, secrets: Secrets, guest: View, acts: list[
 async def moved_note(s: Client) -> list[str]:
     """Follow a server move the organization chain puts in force (client/moves.py): the line that says so; an NCC
     member's client first carries it into the coalition spaces whose guests lack it (client/spacemoves.py)."""
-    carried, _ = await spacemoves.carry(s)
+    try:
+        carried, _ = await spacemoves.carry(s)
+    except VaultError as e:  # a convenience of this command, not its purpose: said, and the command goes on
+        carried = [f"warning: the server move was not carried into the coalition spaces: {escape(str(e))}"]
     m = await moves.follow(s)
     if m is None:
         return carried
