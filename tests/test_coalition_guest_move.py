@@ -176,3 +176,20 @@ def test_a_wrong_pin_at_the_new_place_stops_the_guest(space: Space, forge: Forge
     copy_and_serve(forge.server, data, port, copies)
     r = erin.run("--space", space.name, "ls", space.name)
     assert r.code == 3 and "pin" in r.err, r
+
+
+def test_a_guest_who_missed_the_move_rejoins_with_a_fresh_join_code(space: Space, forge: Forge, tmp_path: Path,
+                                                                    copies: list[ServerProcess]) -> None:
+    """The old server is gone before erin ran a command: her command fails (not a security stop); a space admin of
+    the host, whose client followed the move, makes a join code naming the new place, and erin joins with it: her
+    commands work there (her pins of the space carried on)."""
+    alice, erin = space.alice, space.erin
+    data, port, url, pin = new_place(tmp_path, "new-place")
+    assert alice.json("server", "announce-move", url, "--pin", pin)["in_force"] is True
+    assert "server moved" in alice.ok("whoami").err
+    copy_and_serve(forge.server, data, port, copies)
+    r = erin.run("--space", space.name, "ls", space.name)
+    assert r.code not in (0, 3), r
+    code = alice.json("coalition", "join-code", space.name)["code"]
+    erin.ok("coalition", "join", code)
+    assert _space_cfg(erin, space) == (url, pin) and _ls(erin, space) == ["plan.txt"]
