@@ -186,7 +186,7 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
                 space_now = next(iter((await c.chains.view()).teams.values()))
                 moved = spacemoves.follow(home, space_now, c.session.warnings)  # the host's move, as the space says
                 if moved is not None:
-                    err.print_line(moved)
+                    err.print_line(escape(moved))
                 result = await fn(c)
             finally:
                 for w in c.session.warnings:
@@ -229,7 +229,7 @@ async def moved_note(s: Client) -> list[str]:
     """Follow a server move the organization chain puts in force (client/moves.py): the line that says so; an NCC
     member's client first carries it into the coalition spaces whose guests lack it (client/spacemoves.py)."""
     try:
-        carried, _ = await spacemoves.carry(s)
+        carried = [escape(line) for line in (await spacemoves.carry(s))[0]]
     except VaultError as e:  # a convenience of this command, not its purpose: said, and the command goes on
         carried = [f"warning: the server move was not carried into the coalition spaces: {escape(str(e))}"]
     m = await moves.follow(s)

@@ -154,12 +154,12 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
             sends anything to the old place."""
             if ctx.space is not None:  # a guest: the host's move as the space's chain states it (``coalition.server``)
                 space = guestspace.space_home(ctx.home, ctx.space)
-                moved = spacemoves.follow(space, next(iter(now.teams.values())), s.session.warnings)
+                spacemoves.follow(space, next(iter(now.teams.values())), s.session.warnings)
                 url, pin = moves.place_of(space)
                 if (url.rstrip("/"), pin) == here:
                     return
                 raise _Moved({"action": "moved", "name": url, "seq": None,
-                              "detail": f"pin {pin}: {moved or 'this device uses this place for the space now'}; "
+                              "detail": f"pin {pin}, signed with the host's coalition key: the host's server moved; "
                                         "following it (a new session there)"})
             place = now.org.server
             if place is not None and place.seq not in examined:
