@@ -62,6 +62,7 @@ def _verb(action: str) -> str:
              "export.approve": "approve an export", "org.coalition": "record a coalition key",
              "org.coalition.share": "share a coalition key with the NCC",
              "coalition.ally": "pin an allied organization",
+             "coalition.server": "carry the host's server move into a coalition space",
              "org.close.propose": "propose closing the organization",
              "org.close.approve": "approve closing the organization",
              "org.close.exported": "record a closing's hand-over exports", "org.closed": "close the organization"}

@@ -86,6 +86,7 @@ ACTION_RULES: dict[str, tuple[str, ...]] = {
     "coalition.ally": ("need-to-know",),
     "coalition.remove": ("offboarding", "rotate-on-removal"),
     "coalition.rekey": ("need-to-know",),
+    "coalition.server": ("need-to-know",),
     "coalition.act": ("need-to-know", "offboarding", "bulk-access"),  # a member's act in a coalition space
     "doc.write": ("rotate-on-removal", "document-review"),
     "doc.delete": ("rotate-on-removal", "need-to-know"),  # a signed deletion (the body of the act is encrypted)

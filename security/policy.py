@@ -105,6 +105,7 @@ TEAM_RULES: Final[dict[str, frozenset[str]]] = {
     "coalition.ally": frozenset(),
     "coalition.remove": frozenset({"admin", "writer", "reader"}),
     "coalition.rekey": frozenset({"admin", "writer", "reader"}),  # carry an ally's new coalition key (its word)
+    "coalition.server": frozenset({"admin", "writer", "reader"}),  # carry the host's signed server move (its word)
 }
 
 # team action -> org roles that may perform it in any team, member of it or not.

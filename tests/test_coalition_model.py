@@ -41,9 +41,11 @@ from tests.helpers.keyholder import openable
 from vault.chains import TeamState, clone, replay_team
 from vault.chains.coalition import CoalitionKey, expel_statement, rekey_statement, signed_statement
 from vault.chains.outside import outside_org
+from vault.chains.spacemove import move_statement
 from vault.encoding import Value
 from vault.errors import ChainError, PolicyDenied
 from vault.links import Link
+from vault.pin import Pin
 from vault.teamkeys import TeamKey, seal_history
 
 ROLES = ["writer", "reader", "admin"]
@@ -78,6 +80,8 @@ class CoalitionMachine(RuleBasedStateMachine):
         self.host_keys = [self.c.host_key]  # the host's coalition keys for the space, in its chain's order
         self.carried = 0  # the index of the one the space holds (c.host_key: what the host's statements use)
         self.state = self.c.state()
+        self.last_move: dict[str, Value] | None = None  # the last coalition.server statement the space took
+        self.space_place: str | None = None  # the URL it put in force there
         self.guest_view()
 
     def guest_view(self) -> None:
@@ -358,6 +362,55 @@ class CoalitionMachine(RuleBasedStateMachine):
             self.c.host_key = self.host_keys[i]
             self.model.host_pending -= 1
 
+    @rule(carrier=st.sampled_from([0, 1, 2, 3]), place=st.integers(0, 2),
+          kind=st.sampled_from(["org", "org", "honest", "honest", "lone", "forged", "replay"]))
+    def move(self, carrier: int, place: int, kind: str) -> None:
+        """Session 23: the host moves its server ("org": ``org.server`` signed by both NCC members in its own chain)
+        and a member carries the host's ``coalition.server`` into the space, signed with the host key the space
+        holds: for the place the host's chain puts in force ("honest"), for another place ("lone": a lone key
+        holder; the host's side refuses it, a guest's view cannot tell), with an ally's key ("forged"), or the last
+        statement carried again ("replay"). The place each side follows is the one the model says."""
+        url = f"https://place-{place}.example.org"
+        if kind == "org":
+            if self.org.server is None or self.org.server.url != url:
+                for signer in (self.c.admin, self.ncc2):
+                    self.c.host.org_link(signer, "org.server", {"url": url, "pin_kind": "webpki", "pin": b""})
+                self.org = self.c.host.org()
+                assert self.org.server is not None and self.org.server.url == url
+            return
+        who = self.person(carrier)
+        if who.id not in self.members or (kind == "honest" and self.org.server is None) or (
+                kind == "replay" and self.last_move is None):
+            return
+        if kind == "honest":
+            assert self.org.server is not None
+            url = self.org.server.url
+        elif kind == "lone" and self.org.server is not None and self.org.server.url == url:
+            return
+        assert self.c.host_key is not None
+        key = self.allies[0].key if kind == "forged" else self.c.host_key
+        root = self.c.host.org_links[0].hash
+        carried = self.last_move if kind == "replay" else signed_statement(
+            key, move_statement(self.state.team_id, root, url, Pin("webpki", b""), self.c.host.time))
+        assert carried is not None
+        link = self.c.host.team_link(self.c.space, who, "coalition.server", {"statement": carried}, append=False)
+        self.c.pending = (link, lambda: None)
+        entitled = who.id in self.model.members() and url != self.space_place
+        on_host = entitled and kind == "honest"
+        outside = entitled and kind in ("honest", "lone")
+        seen = clone(self.seen)
+        try:  # the guest's view on its own: it takes a lone key holder's place (what it trusts is the host's key)
+            seen.apply(link, self.outside, self.members, POLICY)
+            taken = True
+        except (ChainError, PolicyDenied):
+            taken = False
+        assert taken == outside, f"coalition.server ({kind}) by {who.name}: guest {taken}, model {outside}"
+        if self.attempt(link, on_host, outside):
+            self.last_move, self.space_place = carried, url
+        assert self.state.server is not None if self.space_place else self.state.server is None
+        for state in (self.state, self.seen):  # both sides follow the same place: the one the model says
+            assert (state.server.url if state.server is not None else None) == self.space_place
+
     @invariant()
     def a_members_and_boxes_as_the_model_says(self) -> None:
         state: TeamState = self.state
@@ -439,3 +492,23 @@ def test_the_hosts_removal_of_the_spaces_last_admin_is_taken_on_every_side(monke
     assert machine.model.members() == {machine.c.admin.id: "writer"}
     assert machine.c.writer.id not in machine.state.members and not machine.state.admins(machine.c.host.time)
     assert machine.seen.members == machine.state.members
+
+
+def test_a_host_move_carried_into_the_space_is_followed_by_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session 23 (``coalition.server``): no place before the host moves; the honest move taken on both sides; a
+    lone key holder's other place taken by a guest's view only (the host's side refuses it, so the space's chain
+    never holds it); the same statement carried again, and one signed with an ally's key, refused everywhere; a
+    later move followed."""
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda _: None)
+    machine = drive([("move", {"carrier": 0, "place": 0, "kind": "honest"})])
+    assert machine.state.server is None and machine.space_place is None  # nothing in force to carry
+    drive([("move", {"carrier": 0, "place": 1, "kind": "org"}), ("move", {"carrier": 1, "place": 0, "kind": "honest"})],
+          machine)
+    assert machine.space_place == "https://place-1.example.org"
+    drive([("move", {"carrier": 1, "place": 2, "kind": "lone"}), ("move", {"carrier": 0, "place": 0, "kind": "replay"}),
+           ("move", {"carrier": 0, "place": 0, "kind": "forged"})], machine)
+    assert machine.space_place == "https://place-1.example.org"
+    drive([("move", {"carrier": 0, "place": 2, "kind": "org"}), ("move", {"carrier": 0, "place": 0, "kind": "honest"})],
+          machine)
+    assert machine.space_place == "https://place-2.example.org" and machine.state.server is not None
+    assert machine.state.server.seq == machine.seen.server.seq if machine.seen.server else False

@@ -26,7 +26,17 @@ from typing import Any, TypeVar
 
 import click
 
-from client import closed, coalitionrekey, expulsions, guestacts, guestspace, maintenance, moves, restore
+from client import (
+    closed,
+    coalitionrekey,
+    expulsions,
+    guestacts,
+    guestspace,
+    maintenance,
+    moves,
+    restore,
+    spacemoves,
+)
 from client.api import Api
 from client.client import Client
 from client.clock import Clock
@@ -153,7 +163,8 @@ def with_session(ctx: Ctx, fn: Callable[[Client], Awaitable[T]], maintain: bool 
 
 def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
     """A command in a coalition space of another organization, as its guest (client/guestspace.py): no key work,
-    audit log, server move or closing of the host's is followed (none of it is this member's organization's)."""
+    audit log or closing of the host's is followed (none of it is this member's organization's); the host's server
+    move is, as the space's chain states it (``coalition.server``, client/spacemoves.py)."""
     words = click.get_current_context().command_path.split()[1:]
     command = words[:1]
     if command and command[0] not in GUEST_COMMANDS:
@@ -172,6 +183,10 @@ def _as_guest(ctx: Ctx, space: str, fn: Callable[[Client], Awaitable[T]]) -> T:
             try:
                 for line in await expulsions.carry(ctx.home, secrets, ctx.clock, c):  # our own organization's removals
                     err.print_line(line)
+                space_now = next(iter((await c.chains.view()).teams.values()))
+                moved = spacemoves.follow(home, space_now, c.session.warnings)  # the host's move, as the space says
+                if moved is not None:
+                    err.print_line(escape(moved))
                 result = await fn(c)
             finally:
                 for w in c.session.warnings:
@@ -211,12 +226,17 @@ async def record_guest_acts(ctx: Ctx, secrets: Secrets, guest: View, acts: list[
 
 
 async def moved_note(s: Client) -> list[str]:
-    """Follow a server move the organization chain puts in force (client/moves.py): the line that says so."""
+    """Follow a server move the organization chain puts in force (client/moves.py): the line that says so; an NCC
+    member's client first carries it into the coalition spaces whose guests lack it (client/spacemoves.py)."""
+    try:
+        carried = [escape(line) for line in (await spacemoves.carry(s))[0]]
+    except VaultError as e:  # a convenience of this command, not its purpose: said, and the command goes on
+        carried = [f"warning: the server move was not carried into the coalition spaces: {escape(str(e))}"]
     m = await moves.follow(s)
     if m is None:
-        return []
+        return carried
     view = await s.chains.view()
-    return [f"the organization's server moved to {escape(m.url)} (pin {m.pin}), announced by "
+    return [*carried, f"the organization's server moved to {escape(m.url)} (pin {m.pin}), announced by "
             f"{escape(view.name_of(m.signer))} on {when(m.time)}: this device uses it from your next command"]
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import click
 
-from client import moves
+from client import moves, spacemoves
 from client.cli._common import Ctx, emit_one, json_flag, run, when, with_session
 from client.client import Client
 from client.sanitize import escape
+from client.terminal import err
 
 
 @click.group()
@@ -44,10 +45,21 @@ def announce_move(ctx: Ctx, url: str, pin_text: str, at_new: bool) -> None:
     place, pin = moves.parse_place(url, pin_text)
 
     async def go(s: Client) -> moves.Moved:
-        return await moves.announce(s, place, pin)
+        m = await moves.announce(s, place, pin)
+        if m.in_force:  # the coalition spaces' guests learn it from their space's chain (client/spacemoves.py)
+            _, left = await spacemoves.carry(s)
+            spaces.extend(left)
+        return m
+
+    spaces: list[str] = []  # coalition spaces this device could not carry the move to
 
     m = run(moves.announce_at(ctx.home, ctx.home.unlock(), place, pin, ctx.clock)) if at_new else with_session(ctx, go)
     value = {"url": m.url, "pin": str(m.pin), "in_force": m.in_force, "seq": m.seq}
+    if spaces:
+        err.print_line(f"warning: the move is not carried into coalition space(s) {', '.join(map(escape, spaces))}: "
+                       "this device does not hold the host's coalition key there or is not in the space; an NCC "
+                       "member of the space who holds it carries it with their next command, else its guests stay "
+                       "at the old place")
     if m.in_force:
         text = (f"announced: the server is at {escape(m.url)} (pin {m.pin}); members' clients switch on their next "
                 "command there (`mvault server moved` for those whose old server is gone)")

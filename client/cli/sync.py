@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from client import expulsions, guestspace, maintenance, moves
+from client import expulsions, guestspace, maintenance, moves, spacemoves
 from client.cli._common import Column, Ctx, Time, emit_rows, json_flag, print_json, progress_bar, when, with_session
 from client.client import Client
 from client.guestacts import sync_acts
@@ -152,8 +152,15 @@ def _watch(ctx: Ctx, team_name: str, folder: Path, confirm_deletes: bool, hidden
             older than the one it follows, kept out with a warning); when the device's place is then not this
             session's (followed here, by another command, or at this session's start), the pass stops before it
             sends anything to the old place."""
-            if ctx.space is not None:
-                return  # a guest follows no move of the host's (``_as_guest``)
+            if ctx.space is not None:  # a guest: the host's move as the space's chain states it (``coalition.server``)
+                space = guestspace.space_home(ctx.home, ctx.space)
+                spacemoves.follow(space, next(iter(now.teams.values())), s.session.warnings)
+                url, pin = moves.place_of(space)
+                if (url.rstrip("/"), pin) == here:
+                    return
+                raise _Moved({"action": "moved", "name": url, "seq": None,
+                              "detail": f"pin {pin}, signed with the host's coalition key: the host's server moved; "
+                                        "following it (a new session there)"})
             place = now.org.server
             if place is not None and place.seq not in examined:
                 examined.add(place.seq)

@@ -27,6 +27,7 @@ ELSEWHERE = {"restore.accept": "needs a server restored from an older backup per
              "org.coalition.share": "tests/test_coalition_share.py (who may, by every replay) and "
                                     "tests/test_coalition_ncc_key.py (two real servers)",
              "coalition.rekey": "tests/test_coalition_rekey_host.py and the coalition model (no client makes one yet)",
+             "coalition.server": "tests/test_coalition_guest_move.py (real servers) and the coalition model",
              "coalition.act": "a record of an act on another organization's server: tests/test_coalition_acts.py "
                               "(two real servers) and the authority model",
              # A closing ends the shared world: who may sign each act, and the quorum, are judged elsewhere.

@@ -168,6 +168,7 @@ class OrgState:
     # two-person act's link missing here took effect on one signature (rule two-person reports those)
     cosigned: dict[int, str | None] = field(default_factory=dict)
     server: ServerPlace | None = None  # the last org.server in force (None: never moved; the invite's place)
+    servers: list[ServerPlace] = field(default_factory=list)  # every org.server put in force, in order
     records: list[Record] = field(default_factory=list)  # vouches, key verifications, approvals, in chain order
     signed: dict[bytes, Signed] = field(default_factory=dict)  # hash of every link -> what an org.approve needs
     incidents: Incidents = field(default_factory=Incidents)  # devices cut off, members paused (org.device.cut)
@@ -519,6 +520,7 @@ class OrgState:
         if not self._second_person(link, ("org.server", url, str(pin)), None):
             return
         self.server = ServerPlace(url, pin, link.seq, link.signer, link.time)
+        self.servers.append(self.server)
         for act in [act for act in self.role_proposals if act[0] == "org.server"]:
             del self.role_proposals[act]  # taking effect clears every pending move
 

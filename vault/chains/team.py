@@ -35,6 +35,7 @@ from vault.chains.incidents import check_named
 from vault.chains.member import MemberState, verify_signer
 from vault.chains.org import OrgPolicy, OrgState
 from vault.chains.records import Signed, approved_link
+from vault.chains.spacemove import SpacePlace, apply_move
 from vault.encoding import Fields, Value
 from vault.errors import ChainError, EncodingError, PolicyDenied
 from vault.links import Link, check_no_cosignature, check_sequence
@@ -136,6 +137,7 @@ class TeamState:
     host_removed: set[str] = field(default_factory=set)  # host members a host coalition.remove dropped
     approved: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # member -> role, end its approval named
     host_retired: dict[bytes, int] = field(default_factory=dict)  # host keys a host coalition.rekey retired -> seq
+    server: SpacePlace | None = None  # the host's place for guests: the last coalition.server (chains/spacemove.py)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> TeamState:
         """Everything copied except the past snapshots, which are shared: nothing changes a snapshot
@@ -256,8 +258,8 @@ class TeamState:
         handlers = {"team.add": self._add, "team.share": self._share, "team.remove": self._remove,
                     "team.leave": self._leave, "team.role": self._role, "team.rotate": self._rotate,
                     "team.review": self._review, "team.approve": self._approve,
-                    "coalition.ally": self._ally, "coalition.remove": self._coalition_remove,
-                    "coalition.rekey": self._rekey}
+                    "coalition.ally": self._coalition, "coalition.remove": self._coalition_remove,
+                    "coalition.rekey": self._coalition, "coalition.server": self._coalition}
         handlers.update(dict.fromkeys(EXPORT_TYPES, self._export))
         handler = handlers.get(link.type)
         if handler is None:
@@ -406,11 +408,14 @@ class TeamState:
             raise ChainError("team.review confirms a member list that is not the team's")
         self.reviews.append((link.seq, link.signer, link.time))
 
-    def _ally(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
-              policy: Policy) -> None:
-        """The host's NCC pins an allied organization: its root and its coalition key (docs/lifecycle.md)."""
-        self._authorize(link, org, org_seq, members, policy, "coalition.ally")
-        pin_ally(self, link, org, org_seq)
+    def _coalition(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
+                   policy: Policy) -> None:
+        """``coalition.ally`` (the host's NCC pins an ally: root and coalition key), ``coalition.rekey`` (any member
+        carries an ally's new coalition key, or the host's: ``coalitionspace.rekey``), ``coalition.server`` (any
+        member carries the host's signed server move: ``spacemove.apply_move``)."""
+        self._authorize(link, org, org_seq, members, policy, link.type)
+        act = pin_ally if link.type == "coalition.ally" else rekey if link.type == "coalition.rekey" else apply_move
+        act(self, link, org, org_seq)
 
     def _coalition_remove(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                           policy: Policy) -> None:
@@ -429,12 +434,6 @@ class TeamState:
             self._authorize(link, org, org_seq, members, policy, "coalition.remove")
             removal_statement(self, carried, target, org, org_seq)
         self._drop_member(link, target, org, org_seq, members, policy, final=carried is not None)
-
-    def _rekey(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
-               policy: Policy) -> None:
-        """Any member carries an ally's new coalition key, or the host's (``vault.chains.coalitionspace.rekey``)."""
-        self._authorize(link, org, org_seq, members, policy, "coalition.rekey")
-        rekey(self, link, org, org_seq)
 
     def _approve(self, link: Link, org: OrgState, org_seq: int, members: Mapping[str, MemberState],
                  policy: Policy) -> None:
