@@ -175,6 +175,28 @@ class ServerThread:
         return {h.transport.get_extra_info("peername")[:2] for h in self._runner.server.connections
                 if h.transport is not None}
 
+    def handling(self) -> int:
+        """How many requests other than GETs the server is handling now (a live connection or a download may last
+        the module): aiohttp's handler tasks (one per request, from its headers to its answer; one whose client hung
+        up runs on until its handler ends), counted on the server's loop."""
+        from aiohttp.web_protocol import RequestHandler
+
+        assert hasattr(RequestHandler, "_handle_request"), "aiohttp's handler task is named otherwise now"
+
+        def busy(t: asyncio.Task[Any]) -> bool:
+            coro = t.get_coro()
+            if getattr(coro, "__qualname__", "") != "RequestHandler._handle_request":
+                return False
+            frame = getattr(coro, "cr_frame", None)
+            request = frame.f_locals.get("request") if frame is not None else None
+            return request is None or request.method != "GET"
+
+        async def count() -> int:
+            return sum(1 for t in asyncio.all_tasks() if busy(t))
+
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(10)
+
     def forget_sources(self) -> None:
         """Forget every source address's request budget and failed logins (the server's loop does it)."""
         from server.context import GUARD

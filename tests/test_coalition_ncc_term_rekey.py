@@ -46,7 +46,9 @@ def test_an_ncc_term_ends_the_next_ncc_commands_replace_the_key_and_the_old_one_
     pairing = dora.json("coalition", "pairing-code", "campaign")["code"]
     old = bytes.fromhex(pairing.split(":")[3])
     dora.ok("role", "grant", "hank", "ncc", "--until", "2099-01-01")  # dora's client seals the key to hank
-    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    # the UTC day an hour from now: the terms below end 1 to 25 h ahead, so the grants never come after the end (near
+    # midnight "today" could end before the commands below ran) and LATER (48 h) is always past it
+    today = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).date().isoformat()
     assert dora.json("role", "grant", "gina", "ncc", "--until", today)["proposed"] is True
     hank.ok("role", "grant", "gina", "ncc", "--until", today)  # in force: hank's client seals the key to gina
     space = alice.json("coalition", "create", "campaign", "--with", pairing)["space"]

@@ -7,8 +7,10 @@ two at once; what a lost listening connection or a lost notice missed is read fr
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -79,20 +81,31 @@ async def test_a_new_thread_and_a_document_stored_through_one_reach_a_follower_o
 async def test_what_is_stored_while_the_listening_connection_is_down_is_read_after_it_reconnects(
         pair: Pair, ids: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     team, thread = ids
-    monkeypatch.setattr(listen, "RETRY", (3.0, 3.0))  # long enough to post while nobody listens
+    # the listeners connect again only once the message is posted (was: 3 s of RETRY, which a loaded machine's post
+    # could outlast: "the listeners came back too soon")
+    posted = threading.Event()  # set by the test; the listeners wait on the servers' loops
+    connect = listen.Listener._listen
+
+    async def after_the_post(self: listen.Listener, take: Any) -> None:
+        while not posted.is_set():
+            await asyncio.sleep(0.05)
+        await connect(self, take)
+
     with SyncConnection(pair.url) as db:
         after = int(db.execute("SELECT next_pos - 1 FROM threads WHERE thread = ?", (thread,)).fetchone()[0])
     async with wire(pair.two, pair.org.bob, team, {"after": {thread: after}}) as w, \
             session(pair.one, pair.org.alice) as s:
         threads = await Threads.open(s, "drafting")
+        monkeypatch.setattr(listen.Listener, "_listen", after_the_post)  # the connections listening now stay
         with SyncConnection(pair.url) as db:
             db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ?",
                        (listen.APPLICATION,))
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while _listeners(pair.url) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         pos = (await threads.post("live", "while nobody listens")).pos
         assert _listeners(pair.url) == 0, "the listeners came back too soon: the test proves nothing"
+        posted.set()
         await w.until(lambda: pos in w.positions(thread))
     assert w.positions(thread) == [pos] == [after + 1]
 

@@ -130,8 +130,16 @@ async def test_a_connection_ended_mid_query_is_unavailable_not_a_crash(pg_cluste
     pool = await connect(pg_cluster.new_database())
     try:
         napping = asyncio.ensure_future(_Napper(pool).nap())
-        await asyncio.sleep(0.5)
-        await pool.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
+        # the nap's query running, as PostgreSQL sees it (a fixed pause let a loaded machine end nothing, and the
+        # nap then ran its 60 s out)
+        deadline = time.monotonic() + 30
+        while not await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                      "AND query LIKE 'SELECT pg_sleep%'"):
+            assert not napping.done() and time.monotonic() < deadline, "the nap never ran"
+            await asyncio.sleep(0.05)
+        ended = await pool.fetchval("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE query LIKE 'SELECT pg_sleep%') AS t")
+        assert ended == 1, ended
         with pytest.raises(DatabaseUnavailable, match="the database went away"):
             await napping
         assert await pool.fetchval("SELECT 1") == 1

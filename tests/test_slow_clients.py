@@ -209,9 +209,11 @@ async def test_a_follower_that_never_reads_is_dropped_and_holds_bounded_memory(w
             f"{w.server.url}/api/v1/teams/{team}/live", headers={"Authorization": f"Bearer {bob}"},
             max_msg_size=0) as ws, session(w, w.bob) as s:
         await ws.send_json({"after": {thread: 0}})
-        for _ in range(100):  # until the server subscribed it
-            if any(f.session.member == w.bob.member_id for f in bus.followers()):
-                break
+        # until the server subscribed it (was: at most 5 s, then on regardless: a follower subscribed later than that
+        # got no posts, was never dropped, and the test failed after 0 posts)
+        subscribed_by = asyncio.get_running_loop().time() + MARGIN
+        while not any(f.session.member == w.bob.member_id for f in bus.followers()):
+            assert asyncio.get_running_loop().time() < subscribed_by, "the server never subscribed the follower"
             await asyncio.sleep(0.05)
         threads = await Threads.open(s, "drafting")
         posted = 0

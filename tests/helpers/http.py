@@ -130,12 +130,14 @@ async def raw_exchange(server: ServerThread, head: bytes, parts: list[bytes], *,
                        close: bool = False, pause: float = 0.2) -> tuple[int, bytes] | None:
     """Speak HTTP/1.1 over TLS by hand: write ``head`` then each part with a pause.
 
-    With ``close`` the connection is dropped after the parts (no answer is read).
+    With ``close`` the connection is dropped after the parts (no answer is read), and this returns once the server no
+    longer holds it (it has read all that was sent: a request whose headers arrived has its handler task by then).
     """
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # pinned by fingerprint just below
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx)
+    mine = writer.get_extra_info("sockname")[:2]
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         assert hashlib.sha256(der).hexdigest() == server.fingerprint
@@ -151,6 +153,11 @@ async def raw_exchange(server: ServerThread, head: bytes, parts: list[bytes], *,
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
+        if close:
+            end = asyncio.get_running_loop().time() + 30
+            while mine in server.peers():
+                assert asyncio.get_running_loop().time() < end, "the server still holds a connection closed 30 s ago"
+                await asyncio.sleep(0.02)
     header, _, body = answer.partition(b"\r\n\r\n")
     return int(header.split()[1]), body
 
