@@ -68,11 +68,15 @@ def designations(org: OrgState) -> list[tuple[int, str | None]]:
 
 def designated_near(marks: list[tuple[int, str | None]], lo: int, hi: int) -> list[tuple[int, str | None]]:
     """The designations (epoch, team) in force at some time from ``lo`` to ``hi`` (links are dated by their
-    signers' clocks, events by the server's: a place in the log is known to ``SKEW``)."""
+    signers' clocks, events by the server's: a place in the log is known to ``SKEW``). Designation k is in force from
+    its link's time up to, not including, the next one's (an organization state is in force from the time of its
+    last link on: ``OrgState.seq_at``, "dated at or before"); one whose link is dated within ``lo`` to ``hi`` counts
+    even when the next is dated the same second. The one answer for the verifier (``marks``: ``designations``) and
+    for ``security.auditkey.designated_around`` (session 23: the two differed by a second at ``lo``)."""
     out = []
     for k, (start, team) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else None
-        if start <= hi and (end is None or end >= lo):
+        if start <= hi and (end is None or end > lo or start >= lo):
             out.append((k, team))
     return out
 
