@@ -169,7 +169,9 @@ class SealingWindows:
     def withheld_at(self, t: int, index: int | None) -> list[str]:
         """Why the server had to seal an event dated ``t``, logged at ``index``, to no audit key (empty: it had
         to seal it to the key published before ``index``; ``index`` None: the key published at ``t``)."""
-        pub = self.publication_before(index, t)
+        return self._withheld_under(t, self.publication_before(index, t))
+
+    def _withheld_under(self, t: int, pub: Publication | None) -> list[str]:
         if pub is None:
             return ["no audit key was published"]
         if (t, pub.index) not in self._judged:
@@ -197,8 +199,17 @@ class SealingWindows:
             lo = max(lo, pub.time, self.designated_since(pub))
         if lo > hi:
             return []
-        for t in [lo, *(c for c in self.changes if lo < c <= hi)]:
-            reasons = self.withheld_at(t, index)
-            if reasons:
-                return reasons
+        times = [lo, *(c for c in self.changes if lo < c <= hi)]
+        if index is not None:
+            return next((reasons for t in times if (reasons := self.withheld_at(t, index))), [])
+        # an act whose event's place in the log is unknown (a chain link whose event does not open here): at ``t`` the
+        # server may still have sealed to any publication in force since ``lo``. Links are dated by their signers'
+        # clocks and publications by the publishers': a removal, its rotation (dated at the removal, a link never
+        # dated before its chain's head) and a publication dated before both otherwise showed no time at which the
+        # key was withheld (review 31's "has no audit event" false alarm; session 23, clocks 30 s apart)
+        first = self.publication_before(None, lo)
+        for t in times:
+            for pub in [first, *(p for p in self.publications if lo < p.time <= t)]:
+                if reasons := self._withheld_under(t, pub):
+                    return reasons
         return []

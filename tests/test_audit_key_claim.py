@@ -199,3 +199,25 @@ def test_a_designation_dated_in_the_second_of_the_next_is_counted_within_its_ran
     org = _org([50, 100, 100], [(2, "a"), (3, "b")])
     assert designated_around(org, 100, 0) == {"a", "b"}
     assert designated_around(org, 150, 10) == {"b"}
+
+
+@pytest.mark.parametrize("behind", [30, 0])
+def test_a_removal_its_rotation_and_a_publication_dated_before_it_leave_no_unlogged_link(
+        org: Org, make_member: Any, behind: int) -> None:
+    """Review 31's false alarm "chain link team.remove ... has no audit event", made deterministic: an hour after the
+    first publication, carol's clock is ``behind`` seconds behind alice's and the server's. alice (no longer on sec)
+    adds bob to sec and removes him; carol's next command rotates sec (the rotation link is dated at the removal's
+    time: a link is never dated before the chain's head) and publishes generation 3 with her own time, before the
+    removal's. The removal's event is sealed to no audit key (the rotation was pending) and only alice and bob read
+    it. (``behind`` 0: the same acts with the clocks together, the publication a second or so after the removal.)
+    Failed with ``behind`` 30 before the fix (the false alarm), passed with 0."""
+    carol = security_team(org, make_member)
+    _later(org, 3600, org.alice, org.bob)  # the first publication more than SKEW before all this
+    carol.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(3600 - behind)
+    org.alice.ok("team", "add", "sec", "bob", "--role", "reader")
+    org.alice.ok("team", "remove", "sec", "bob")
+    assert "published the audit key of team sec (generation 3)" in carol.ok("whoami").err
+    org.bob.ok("whoami")
+    verify = carol.run("audit", "verify")
+    assert verify.code == 0 and "PROBLEM" not in verify.out, verify.out
+    assert carol.run("audit", "witness").code == 0
