@@ -339,8 +339,8 @@ def _judge_claim(view: View, windows: SealingWindows, marks: list[tuple[int, str
         if state is None or state.kind != "security":
             return f"team {_name(view, claim.team)} is not a security team"
         judge_published_audit_key(claim, sig, view.org, view.members, state)
-    except VaultError as e:
-        return f"it does not check ({e})"
+    except VaultError as err:
+        return f"it does not check ({err})"
     what = f"team {_name(view, claim.team)}'s key generation {claim.gen} signed at {claim.time}"
     if e is not None and (e.action, e.result, e.res.get("team"), e.detail.get("gen"), e.actor, e.device) != (
             "audit.key", "ok", claim.team, claim.gen, claim.member, claim.device):
