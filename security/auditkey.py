@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from security.auditwindow import designated_near, designations
 from security.authority import POLICY
 from security.events import AUDIT_KEY_FIELDS, Statement, cosign_statement
 from vault.acts import ALLOWANCE, Act
@@ -82,11 +83,8 @@ def designated_at(org: OrgState, t: int) -> str | None:
 
 def designated_around(org: OrgState, t: int, within: int = ALLOWANCE) -> set[str]:
     """The security teams designated at any organization state in force between ``t - within`` and ``t + within``
-    (states with no team designated add none)."""
-    lo, hi = org.seq_at(t - within), org.seq_at(t + within)
-    teams = {team for seq, team in org.audit_team_log if lo < seq <= hi}
-    first = org.audit_team_at(lo)
-    return teams | ({first} if first is not None else set())
+    (states with no team designated add none): ``security.auditwindow.designated_near``, one rule for both."""
+    return {team for _, team in designated_near(designations(org), t - within, t + within) if team is not None}
 
 
 def judge_published_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, members: Mapping[str, MemberState],

@@ -68,11 +68,15 @@ def designations(org: OrgState) -> list[tuple[int, str | None]]:
 
 def designated_near(marks: list[tuple[int, str | None]], lo: int, hi: int) -> list[tuple[int, str | None]]:
     """The designations (epoch, team) in force at some time from ``lo`` to ``hi`` (links are dated by their
-    signers' clocks, events by the server's: a place in the log is known to ``SKEW``)."""
+    signers' clocks, events by the server's: a place in the log is known to ``SKEW``). Designation k is in force from
+    its link's time up to, not including, the next one's (an organization state is in force from the time of its
+    last link on: ``OrgState.seq_at``, "dated at or before"); one whose link is dated within ``lo`` to ``hi`` counts
+    even when the next is dated the same second. The one answer for the verifier (``marks``: ``designations``) and
+    for ``security.auditkey.designated_around`` (session 23: the two differed by a second at ``lo``)."""
     out = []
     for k, (start, team) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else None
-        if start <= hi and (end is None or end >= lo):
+        if start <= hi and (end is None or end > lo or start >= lo):
             out.append((k, team))
     return out
 
@@ -165,7 +169,9 @@ class SealingWindows:
     def withheld_at(self, t: int, index: int | None) -> list[str]:
         """Why the server had to seal an event dated ``t``, logged at ``index``, to no audit key (empty: it had
         to seal it to the key published before ``index``; ``index`` None: the key published at ``t``)."""
-        pub = self.publication_before(index, t)
+        return self._withheld_under(t, self.publication_before(index, t))
+
+    def _withheld_under(self, t: int, pub: Publication | None) -> list[str]:
         if pub is None:
             return ["no audit key was published"]
         if (t, pub.index) not in self._judged:
@@ -193,8 +199,17 @@ class SealingWindows:
             lo = max(lo, pub.time, self.designated_since(pub))
         if lo > hi:
             return []
-        for t in [lo, *(c for c in self.changes if lo < c <= hi)]:
-            reasons = self.withheld_at(t, index)
-            if reasons:
-                return reasons
+        times = [lo, *(c for c in self.changes if lo < c <= hi)]
+        if index is not None:
+            return next((reasons for t in times if (reasons := self.withheld_at(t, index))), [])
+        # an act whose event's place in the log is unknown (a chain link whose event does not open here): at ``t`` the
+        # server may still have sealed to any publication in force since ``lo``. Links are dated by their signers'
+        # clocks and publications by the publishers': a removal, its rotation (dated at the removal, a link never
+        # dated before its chain's head) and a publication dated before both otherwise showed no time at which the
+        # key was withheld (review 31's "has no audit event" false alarm; session 23, clocks 30 s apart)
+        first = self.publication_before(None, lo)
+        for t in times:
+            for pub in [first, *(p for p in self.publications if lo < p.time <= t)]:
+                if reasons := self._withheld_under(t, pub):
+                    return reasons
         return []

@@ -45,6 +45,7 @@ DAY = 86400
 PAD = 128
 MIN_BODY = 768
 MAX_LEAF = 16 * 1024
+MAX_CLAIM = 1024  # an audit-key statement carried in an ``audit.key`` leaf (``Leaf.claim``)
 RESULTS = ("ok", "denied", "failed")
 
 # Every action the server records, and the security-protocol rules it concerns.
@@ -172,6 +173,7 @@ class Leaf:
     eph: bytes
     ciphertext: bytes
     slots: tuple[bytes, ...]
+    claim: tuple[bytes, bytes] | None = None  # ``audit.key`` leaves: the signed statement and its signature, in clear
 
     @property
     def hash(self) -> bytes:
@@ -190,14 +192,16 @@ class Leaf:
         if len(raw) > MAX_LEAF:
             raise IntegrityError("audit leaf is too large")
         try:
-            f = Fields(decode(raw), "audit leaf", {"v", "day", "ag", "e", "c", "k"})
+            f = Fields(decode(raw), "audit leaf", {"v", "day", "ag", "e", "c", "k", "p"})
             if f.int_("v") != 1:
                 raise EncodingError("unknown audit leaf version")
             slots = f.list_("k", 3)
             if len(slots) != 3 or not all(isinstance(s, bytes) and len(s) == SLOT_BYTES for s in slots):
                 raise EncodingError("an audit leaf has three key slots")
+            p = f.opt_dict("p", {"statement", "sig"})
+            claim = None if p is None else (p.bytes_("statement", max_size=MAX_CLAIM), p.bytes_("sig", 64))
             leaf = cls(raw, f.int_("day", 0), f.int_("ag", 0), f.bytes_("e", 32), f.bytes_("c", max_size=MAX_LEAF),
-                       tuple(bytes(s) for s in slots if isinstance(s, bytes)))
+                       tuple(bytes(s) for s in slots if isinstance(s, bytes)), claim)
         except EncodingError as e:
             raise IntegrityError(f"malformed audit leaf: {e}") from e
         return leaf
@@ -319,12 +323,17 @@ def _body_bytes(event: Event) -> bytes | None:
         return None
 
 
-def _leaf_bytes(day: int, audit_gen: int, eph: bytes, ciphertext: bytes, slots: Sequence[bytes]) -> bytes:
-    """``encode({"v": 1, "day": day, "ag": audit_gen, "e": eph, "c": ciphertext, "k": slots})``.
+def _leaf_bytes(day: int, audit_gen: int, eph: bytes, ciphertext: bytes, slots: Sequence[bytes],
+                claim: tuple[bytes, bytes] | None = None) -> bytes:
+    """``encode({"v": 1, "day": day, "ag": audit_gen, "e": eph, "c": ciphertext, "k": slots})``, with ``"p":
+    {"statement", "sig"}`` added when ``claim`` is given (an ``audit.key`` event's signed statement).
 
     Written straight into the form ``_parse_exact`` reads when the values fit it (the bytes are the
     same as ``encode``'s); anything else goes through ``encode`` itself.
     """
+    if claim is not None:
+        return encode({"v": 1, "day": day, "ag": audit_gen, "e": eph, "c": ciphertext, "k": list(slots),
+                       "p": {"statement": claim[0], "sig": claim[1]}})
     if (type(day) is int and type(audit_gen) is int and 0 <= day <= _INT64_MAX and 0 <= audit_gen <= _INT64_MAX
             and type(eph) is bytes and len(eph) == 32 and type(ciphertext) is bytes
             and len(ciphertext) <= 0xFFFFFFFF and len(slots) == 3):
@@ -338,8 +347,10 @@ def _leaf_bytes(day: int, audit_gen: int, eph: bytes, ciphertext: bytes, slots: 
 
 
 def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
-               member_publics: Sequence[bytes], sealer: Sealer | None = None) -> bytes:
-    """The leaf bytes for ``event``: readable with the audit key and the given member keys."""
+               member_publics: Sequence[bytes], sealer: Sealer | None = None,
+               claim: tuple[bytes, bytes] | None = None) -> bytes:
+    """The leaf bytes for ``event``: readable with the audit key and the given member keys; ``claim``: the
+    signed audit-key statement and signature an ``audit.key`` event carries in clear (session 23)."""
     if len(member_publics) > 2:
         raise ValueError("at most two member slots")
     if (audit_public is None) != (audit_gen == 0):
@@ -357,7 +368,7 @@ def seal_event(event: Event, audit_gen: int, audit_public: bytes | None,
     publics: list[bytes | None] = [audit_public, *member_publics]
     publics += [None] * (3 - len(publics))
     ciphertext, slots = sealer.seal(event_ad(day, audit_gen), body, publics)
-    return _leaf_bytes(day, audit_gen, sealer.public, ciphertext, slots)
+    return _leaf_bytes(day, audit_gen, sealer.public, ciphertext, slots, claim)
 
 
 class Opener:

@@ -22,6 +22,7 @@ class Note:
     device: str | None = None
     failure_only: bool = False  # recorded only if the request fails
     refused: tuple[int, str] | None = None  # (status, code): one part of a request refused alone (a batch item)
+    claim: tuple[bytes, bytes] | None = None  # ``audit.key``: the signed statement and signature, in the leaf in clear
 
 
 NOTES = web.RequestKey("audit_notes", list)
@@ -30,8 +31,8 @@ LOGGED_LINKS = web.RequestKey("logged_links", list)  # hashes of the chain links
 
 def note(request: web.Request, action: str, res: dict[str, str] | None = None, subject: str | None = None,
          detail: dict[str, int | str] | None = None, actor: str | None = None, device: str | None = None,
-         failure_only: bool = False) -> Note:
-    n = Note(action, res or {}, subject, detail or {}, actor, device, failure_only)
+         failure_only: bool = False, claim: tuple[bytes, bytes] | None = None) -> Note:
+    n = Note(action, res or {}, subject, detail or {}, actor, device, failure_only, claim=claim)
     request.setdefault(NOTES, []).append(n)
     return n
 

@@ -84,7 +84,8 @@ async def record(app: web.Application, n: Note, result: str, session: AuthSessio
     st = app[STATE]
     st.sealer = st.sealer.used()
     key = usable_audit_key(app, now)
-    leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers], st.sealer)
+    leaf = seal_event(event, key.gen, key.pub, [members[m].puk_box_public for m in readers], st.sealer,
+                      n.claim if result == "ok" else None)
     try:
         await settle(app)
         return await app[AUDIT].append(leaf, now // DAY)

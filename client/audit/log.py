@@ -21,11 +21,13 @@ from client.client import Client
 from client.names import Names
 from client.sanitize import escape
 from client.view import View
+from security.auditkey import judge_published_audit_key, parse_claim
 from security.auditwindow import SKEW, Publication, SealingWindows, designated_near, designations
 from security.authority import POLICY
 from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_keypair, cosign_statement
 from security.merkle import leaf_hash, root_of
 from security.policy import TEAM_KINDS
+from vault.acts import ALLOWANCE
 from vault.errors import DecryptionFailed, IntegrityError, LogInconsistent, NotFound, PolicyDenied, VaultError
 from vault.links import Link
 from vault.logsign import sign_cosignature
@@ -273,40 +275,81 @@ def _check_pruning(fetched: Fetched, retention_days: int, now: int) -> list[str]
 def sealing_windows(view: View, team_links: dict[str, list[Link]], fetched: Fetched,
                     events: list[tuple[int, Event]], sealed: dict[int, str]) -> tuple[SealingWindows, list[str]]:
     """The server's sealing rule (``security.auditwindow``) replayed on the verified chains, with the audit-key
-    publications as logged, each a (team, generation) under a designation (``_judge_publication``): every
-    ``audit.key`` event read that names the team designated at its place in the log at its current generation
-    there, and the first event sealed to a newer generation of the team in force, or opened here with the audit key
-    of another team designated at its place (``sealed``: index -> that team; its publication was logged before it,
-    even if its event does not open here). Also the problems: each ``audit.key`` event that is no publication (an
-    honest server logs only the designated team's key in force: server/routes/audit.py ``put_key``)."""
+    publications as logged, each a (team, generation) under a designation (``_judge_publication``): every leaf
+    carrying a signed audit-key statement (``Leaf.claim``, in clear: session 23) that this member judges itself
+    (``_judge_claim``: the signer, the designation at its signed time, its place in the log within ``ALLOWANCE`` of
+    that time) and that names the team designated at its signed time at its current generation there; and, before
+    any such leaf is read (older ones pruned), the first event sealed to a newer generation of the team in force, or
+    opened here with the audit key of another team designated at its place (``sealed``: index -> that team). Also the
+    problems: each statement that is no publication, each ``audit.key`` event without its statement (a server that
+    drops it does not get the weaker judgement of the server's words: every ``audit.key`` event carries it), and
+    each event dated more than ``ALLOWANCE`` before a statement logged ahead of it."""
     teams = {t: ls for t, ls in team_links.items() if t in view.teams and view.teams[t].kind == "security"}
     windows = SealingWindows(view.org, view.members, teams, (), POLICY, TEAM_KINDS)
     marks = designations(view.org)
     pubs: list[Publication] = []
     problems: list[str] = []
     last: Publication | None = None
+    read = dict(events)
     seen = 0  # the newest time of the events read so far: an event's place in the log is not before it
-    for i, e in events:
-        seen = max(seen, e.time)
-        ag = fetched.leaves[i].audit_gen
-        if e.action == "audit.key" and e.result == "ok":
-            named, gen = e.res.get("team", ""), int(e.detail.get("gen", 0))
-            judged = _judge_publication(view, windows, marks, last, i, e.time, seen, named, gen)
-            if isinstance(judged, str):  # the server's words only (reviews 29, 30): the window stays open
-                problems.append(f"event {i} is an audit.key event naming team {_name(view, named)}'s key generation "
-                                f"{gen}, no publication: {judged}")
-                continue
-            last = judged
-            pubs.append(judged)
+    floor: tuple[int, int] | None = None  # (index, signed time) of the last statement logged
+    for i in sorted(fetched.leaves):
+        leaf, e = fetched.leaves[i], read.get(i)
+        if e is not None and floor is not None and e.time < floor[1] - ALLOWANCE:
+            problems.append(f"event {i} is dated {floor[1] - e.time} s before the signed audit-key statement logged "
+                            f"ahead of it (event {floor[0]})")
+        if leaf.claim is not None:
+            judged = _judge_claim(view, windows, marks, last, i, leaf, e, seen)
+            if isinstance(judged, str):
+                problems.append(f"event {i} carries an audit-key statement that is no publication: {judged}")
+            else:
+                last = judged
+                pubs.append(judged)
+                floor = (i, judged.time)
+        elif e is not None and e.action == "audit.key" and e.result == "ok":
+            problems.append(f"event {i} is an audit.key event without its signed statement: no publication (the "
+                            "statement the member signed travels in the leaf; a log without it is not believed)")
         # not opened with an audit key: the team in force; before any publication read (pruned, or sealed to a
         # former team's key never held here): the first event opened with the key of a team designated there
-        elif ag > 0 and (sealer := sealed.get(i, last.team if last else "")) and (
-                last is None or sealer != last.team or ag > last.gen) and isinstance(
-                judged := _judge_publication(view, windows, marks, last, i, e.time, seen, sealer, ag), Publication):
+        elif e is not None and last is None and (ag := leaf.audit_gen) > 0 and (sealer := sealed.get(i, "")) and \
+                isinstance(judged := _judge_publication(view, windows, marks, last, i, e.time, max(seen, e.time),
+                                                        sealer, ag), Publication):
             last = judged
             pubs.append(judged)
+        if e is not None:
+            seen = max(seen, e.time)
     windows.publications = pubs
     return windows, problems
+
+
+def _judge_claim(view: View, windows: SealingWindows, marks: list[tuple[int, str | None]], last: Publication | None,
+                 index: int, leaf: Leaf, e: Event | None, seen: int) -> Publication | str:
+    """The publication a leaf's signed statement makes, judged here, or why it is none: the statement must verify
+    and its signer have been entitled at its signed time to publish that team's generation
+    (``judge_published_audit_key`` against the chains replayed here); its place in the log (the event's time if it
+    opens here, the events read before it, the leaf's day) within ``ALLOWANCE`` of its signed time (a genuine
+    statement logged again later is refused); the event, if it opens here, the ``audit.key`` event of that
+    statement; then ``_judge_publication`` at the signed time: the team designated then at its current
+    generation then."""
+    assert leaf.claim is not None
+    raw, sig = leaf.claim
+    try:
+        claim = parse_claim(raw)
+        state = view.teams.get(claim.team)
+        if state is None or state.kind != "security":
+            return f"team {_name(view, claim.team)} is not a security team"
+        judge_published_audit_key(claim, sig, view.org, view.members, state)
+    except VaultError as err:
+        return f"it does not check ({err})"
+    what = f"team {_name(view, claim.team)}'s key generation {claim.gen} signed at {claim.time}"
+    if e is not None and (e.action, e.result, e.res.get("team"), e.detail.get("gen"), e.actor, e.device) != (
+            "audit.key", "ok", claim.team, claim.gen, claim.member, claim.device):
+        return f"{what}, on a {e.action} event that is not its publication"
+    if e is not None and abs(e.time - claim.time) > ALLOWANCE:
+        return f"{what}, logged at {e.time}: more than {ALLOWANCE} s from its signed time"
+    if seen > claim.time + ALLOWANCE or abs(leaf.day - claim.time // DAY) > 1:
+        return f"{what}, logged after events dated up to {seen}: more than {ALLOWANCE} s after its signed time"
+    return _judge_publication(view, windows, marks, last, index, claim.time, claim.time, claim.team, claim.gen)
 
 
 def _judge_publication(view: View, windows: SealingWindows, marks: list[tuple[int, str | None]],
@@ -386,6 +429,9 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
         else:
             if ag < current.gen:
                 problems.append(f"event {i} is sealed to audit key generation {ag}, not the published {current.gen}")
+            elif ag > current.gen and sealer is not None and i not in pubs:  # every publication's statement is read
+                problems.append(f"event {i} is sealed to audit key generation {ag} of team "
+                                f"{_name(view, sealer)}, whose publication the log does not carry")
             if sealer is None and (held := keys.held(current.team)) and ag > held:
                 problems.append(f"event {i} is sealed to an audit key generation ({ag}) the Security Team never "
                                 f"held (team {_name(view, current.team)})")

@@ -207,7 +207,8 @@ async def put_key(request: web.Request) -> web.Response:
     current = app[STATE].key
     if current.pub is not None and current.team == key.team and current.gen > key.gen:
         raise ChainError("a newer audit key is already in force")
-    note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen})
+    # the leaf carries the statement and signature judged here: the verifier judges them itself (session 23)
+    note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen}, claim=(raw, sig))
     key.sig = sig
     await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
     app[STATE].key = key
