@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from vault.crypto.primitives import sha256
-from vault.errors import VaultError
+from vault.errors import ChainError, VaultError
 
 KINDS = ("cert", "spki", "webpki")
 DIGEST_BYTES = 32
@@ -90,3 +90,14 @@ def check_https_url(url: str) -> str:
         raise VaultError("the server's public URL is longer than 512 characters")
     del port
     return url.rstrip("/")
+
+
+def named_place(act: str, url: str, kind: str, value: bytes) -> Pin:
+    """The pin of a place a chain link names (``org.server``, ``coalition.server``): its URL in canonical form and
+    a valid pin, or ``ChainError`` naming the act."""
+    try:
+        if check_https_url(url) != url:
+            raise ChainError(f"{act}: the URL is not in its canonical form (no trailing slash)")
+        return Pin(kind, value)
+    except VaultError as e:
+        raise ChainError(f"{act} names no valid place: {e.message}") from e

@@ -26,9 +26,9 @@ from vault.chains.member import MemberState, verify_signer
 from vault.chains.records import RECORD_TYPES, Record, Signed, approved_link
 from vault.chains.twoperson import TWO_PERSON_ROLES, device_gone, drop_void, pending, role_act, second_person
 from vault.encoding import Fields
-from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied, VaultError
+from vault.errors import ChainError, EncodingError, InviteNotOpen, PolicyDenied
 from vault.links import Link, check_sequence, verify_invite_signature
-from vault.pin import Pin, check_https_url
+from vault.pin import Pin, named_place
 
 ORG_INVITE_ROLES = ("member", "compa")
 MAX_INVITE_SECONDS = 30 * 86400
@@ -509,12 +509,7 @@ class OrgState:
         self._authorize(link, ms, policy, "org.server")
         b = link.body
         url, kind, value = b.str_("url", 512), b.str_("pin_kind", 16), b.bytes_("pin", max_size=32)
-        try:
-            if check_https_url(url) != url:
-                raise ChainError("org.server: the URL is not in its canonical form (no trailing slash)")
-            pin = Pin(kind, value)
-        except VaultError as e:
-            raise ChainError(f"org.server names no valid place: {e.message}") from e
+        pin = named_place("org.server", url, kind, value)
         if self.server is not None and (self.server.url, self.server.pin) == (url, pin):
             raise ChainError("org.server names the place already in force")
         if not self._second_person(link, ("org.server", url, str(pin)), None):

@@ -29,7 +29,7 @@ from vault.crypto import primitives as p
 from vault.encoding import Fields, decode, encode
 from vault.errors import ChainError, EncodingError, VaultError
 from vault.links import Link
-from vault.pin import Pin, check_https_url
+from vault.pin import Pin, named_place
 
 _FIELDS = {"v", "type", "space", "ally", "url", "pin_kind", "pin", "time"}
 
@@ -91,12 +91,7 @@ def apply_move(state: TeamState, link: Link, org: OrgState, org_seq: int) -> Non
     digest = statement_hash(raw)
     if digest in state.statements_used:
         raise ChainError("coalition.server: that statement was used already")
-    try:
-        if check_https_url(url) != url:
-            raise ChainError("coalition.server: the URL is not in its canonical form (no trailing slash)")
-        pin = Pin(kind, value)
-    except VaultError as e:
-        raise ChainError(f"coalition.server names no valid place: {e.message}") from e
+    pin = named_place("coalition.server", url, kind, value)
     if state.server is not None and (state.server.url, state.server.pin) == (url, pin):
         raise ChainError("coalition.server names the place already in force in the space")
     if state.server is not None and time < state.server.time:  # a statement kept from before a later move
