@@ -16,17 +16,23 @@ from client.home import Pins
 from client.session import Session
 from security.authority import POLICY
 from security.policy import ORG_RULES, TEAM_KINDS
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
 from vault.chains.coalition import guest_org
 from vault.chains.twoperson import void_devices
 from vault.envelope import DELETE, Record
-from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
+from vault.errors import ChainError, Conflict, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
 from vault.wire.schemas import DirectoryView, LinkRequest, Links, MemberLinkRequest, SeqAnswer, TeamLinkRequest, TeamSeq
 
 T = TypeVar("T")
+
+# An organization link ending someone's rights refused (409) as dated too early is signed again dated the second the
+# server names, when that is at most ``END_AHEAD`` ahead of this device's clock: a server takes such a link dated one
+# second beyond its clock skew (at most ``ALLOWANCE / 2``), as a device's revocation (client/devicerevoke.py).
+END_ATTEMPTS = 3
+END_AHEAD = ALLOWANCE // 2 + 1
 
 
 def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
@@ -343,21 +349,38 @@ class Chains:
         self.links_posted += 1  # a link may have added boxes (rotation, share)
 
     async def append_org(self, type_: str, body: dict[str, Any], not_before: int = 0) -> None:
+        """Sign and post an organization link dated now (or ``not_before``). One that ends someone's rights
+        (``POLICY.rights_ended``: a role's revocation, a removal) is dated after everything they signed: a server's
+        409 names that second (``Conflict.not_before``; they signed something in this very second, a cosignature say,
+        or with their clock ahead), and the link is signed again dated then when that is at most ``END_AHEAD`` ahead
+        of this device's clock (review 32)."""
         s = self.session
-        view = await self.view()
-        time = max(s.now(), view.org.time, not_before)
-        for _ in range(2):
-            link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=time,
-                             signer=s.me, device=s.device, type_=type_, body=body)
-            state = clone(view.org)
-            state.apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
-            # never the second signature of a proposal whose device this view holds revoked or cut, at any date (review
-            # 22): dated at the revocation, the judge has dropped it and this link proposes the act anew
-            since = void_devices(view.org, view.members).get(state.cosigned_on.get(link.seq, ""))
-            if since is None or since <= time:
+        for attempt in range(END_ATTEMPTS):
+            view = await self.view()
+            time = max(s.now(), view.org.time, not_before)
+            for _ in range(2):
+                link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=time,
+                                 signer=s.me, device=s.device, type_=type_, body=body)
+                state = clone(view.org)
+                state.apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
+                # never the second signature of a proposal whose device this view holds revoked or cut, at any date
+                # (review 22): dated at the revocation, the judge has dropped it and this link proposes the act anew
+                since = void_devices(view.org, view.members).get(state.cosigned_on.get(link.seq, ""))
+                if since is None or since <= time:
+                    break
+                time = since
+            try:
+                await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
                 break
-            time = since
-        await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
+            except Conflict as e:
+                if (attempt == END_ATTEMPTS - 1 or not POLICY.rights_ended(type_, body) or not e.not_before
+                        or e.not_before <= link.time or e.not_before > s.now() + END_AHEAD):
+                    raise
+                not_before = e.not_before
+        if attempt > 0 and link.time > s.now() + 1:
+            s.warnings.append(f"the {type_} is dated {link.time}, {link.time - s.now()} s ahead of this device's "
+                              "clock: its subject signed something dated just before it (their clock ahead), and a "
+                              "link ending their rights must come after it")
 
     async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
                             signer: DeviceKeys | None = None, not_before: int = 0) -> Link:
