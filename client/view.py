@@ -126,9 +126,35 @@ def check_team_gone(team: TeamState, me: str, length: int, now: int) -> None:
         raise ChainError("the server hid a team from us without a valid removal")
 
 
+# The third element of a team chain's pin (``pins.chains``, docs/format.md): this member was not in the team at the
+# pinned state (never added, never removed), and saw its chain only as NCC or Security Team (``server/access.py``
+# ``is_overseer``).
+OVERSEEN = "overseen"
+OVERSEER_ROLES = frozenset({"ncc", "security"})
+
+
+def mark_overseen(pins: Pins, team: TeamState, me: str) -> None:
+    """Note in the team chain's pin (just set) whether this member saw it only as an overseer."""
+    pin = pins.chains.get(team.team_id)
+    if pin is not None and me not in team.members and me not in team.removed_at:
+        pins.chains[team.team_id] = [pin[0], pin[1], OVERSEEN]
+
+
+def no_longer_overseen(pins: Pins, org: OrgState, me: str, now: int) -> set[str]:
+    """The pinned team chains an honest server no longer shows this member (review 32, finding 5): those it saw only
+    as NCC or Security Team (``OVERSEEN``), once the verified organization chain gives it neither role, at its clock
+    or up to the server's clock window ahead of it (a term's end by the server's clock). A chain hidden while it
+    holds one, or one it is in, is still a rollback (``check_no_chain_hidden``). The pin stays: shown again (the role
+    granted anew), the chain must extend it."""
+    if org.roles_of(me, now) & OVERSEER_ROLES and org.roles_of(me, now + ALLOWANCE // 2) & OVERSEER_ROLES:
+        return set()
+    return {c for c, pin in pins.chains.items() if len(pin) > 2 and pin[2] == OVERSEEN}
+
+
 def check_no_chain_hidden(pins: Pins, members: dict[str, MemberState], teams: dict[str, TeamState],
                           gone: set[str]) -> None:
-    """A pinned team chain that disappeared from our view is a rollback unless we were removed."""
+    """A pinned team chain that disappeared from our view is a rollback unless we were removed (or it is one we saw
+    only as an overseer, and that role ended: ``no_longer_overseen``, in ``gone``)."""
     for chain_id in pins.chains:
         if chain_id not in members and chain_id != "org" and chain_id not in teams and chain_id not in gone:
             raise RollbackDetected(f"the server no longer shows chain {chain_id[:12]} that we saw before")
@@ -313,6 +339,8 @@ class Chains:
                 gone.add(tid)
                 continue
             teams[tid] = team
+            mark_overseen(pins, team, s.me)
+        gone |= no_longer_overseen(pins, org, s.me, s.now()) - set(teams)
         if behind is not None:
             for chain_id in [c for c in pins.chains if c not in members and c != "org" and c not in teams
                              and c not in gone]:
