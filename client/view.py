@@ -16,17 +16,23 @@ from client.home import Pins
 from client.session import Session
 from security.authority import POLICY
 from security.policy import ORG_RULES, TEAM_KINDS
-from vault.acts import Act
+from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
 from vault.chains.coalition import guest_org
 from vault.chains.twoperson import void_devices
 from vault.envelope import DELETE, Record
-from vault.errors import ChainError, NotFound, RollbackDetected, ServerMismatch, VaultError
+from vault.errors import ChainError, Conflict, NotFound, RollbackDetected, ServerMismatch, VaultError
 from vault.keys import DeviceKeys, key_fingerprint
 from vault.links import Link, make_link, parse_link
 from vault.wire.schemas import DirectoryView, LinkRequest, Links, MemberLinkRequest, SeqAnswer, TeamLinkRequest, TeamSeq
 
 T = TypeVar("T")
+
+# An organization link ending someone's rights refused (409) as dated too early is signed again dated the second the
+# server names, when that is at most ``END_AHEAD`` ahead of this device's clock: a server takes such a link dated one
+# second beyond its clock skew (at most ``ALLOWANCE / 2``), as a device's revocation (client/devicerevoke.py).
+END_ATTEMPTS = 3
+END_AHEAD = ALLOWANCE // 2 + 1
 
 
 def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
@@ -120,9 +126,35 @@ def check_team_gone(team: TeamState, me: str, length: int, now: int) -> None:
         raise ChainError("the server hid a team from us without a valid removal")
 
 
+# The third element of a team chain's pin (``pins.chains``, docs/format.md): this member was not in the team at the
+# pinned state (never added, never removed), and saw its chain only as NCC or Security Team (``server/access.py``
+# ``is_overseer``).
+OVERSEEN = "overseen"
+OVERSEER_ROLES = frozenset({"ncc", "security"})
+
+
+def mark_overseen(pins: Pins, team: TeamState, me: str) -> None:
+    """Note in the team chain's pin (just set) whether this member saw it only as an overseer."""
+    pin = pins.chains.get(team.team_id)
+    if pin is not None and me not in team.members and me not in team.removed_at:
+        pins.chains[team.team_id] = [pin[0], pin[1], OVERSEEN]
+
+
+def no_longer_overseen(pins: Pins, org: OrgState, me: str, now: int) -> set[str]:
+    """The pinned team chains an honest server no longer shows this member (review 32, finding 5): those it saw only
+    as NCC or Security Team (``OVERSEEN``), once the verified organization chain gives it neither role, at its clock
+    or up to the server's clock window ahead of it (a term's end by the server's clock). A chain hidden while it
+    holds one, or one it is in, is still a rollback (``check_no_chain_hidden``). The pin stays: shown again (the role
+    granted anew), the chain must extend it."""
+    if org.roles_of(me, now) & OVERSEER_ROLES and org.roles_of(me, now + ALLOWANCE // 2) & OVERSEER_ROLES:
+        return set()
+    return {c for c, pin in pins.chains.items() if len(pin) > 2 and pin[2] == OVERSEEN}
+
+
 def check_no_chain_hidden(pins: Pins, members: dict[str, MemberState], teams: dict[str, TeamState],
                           gone: set[str]) -> None:
-    """A pinned team chain that disappeared from our view is a rollback unless we were removed."""
+    """A pinned team chain that disappeared from our view is a rollback unless we were removed (or it is one we saw
+    only as an overseer, and that role ended: ``no_longer_overseen``, in ``gone``)."""
     for chain_id in pins.chains:
         if chain_id not in members and chain_id != "org" and chain_id not in teams and chain_id not in gone:
             raise RollbackDetected(f"the server no longer shows chain {chain_id[:12]} that we saw before")
@@ -307,6 +339,8 @@ class Chains:
                 gone.add(tid)
                 continue
             teams[tid] = team
+            mark_overseen(pins, team, s.me)
+        gone |= no_longer_overseen(pins, org, s.me, s.now()) - set(teams)
         if behind is not None:
             for chain_id in [c for c in pins.chains if c not in members and c != "org" and c not in teams
                              and c not in gone]:
@@ -343,21 +377,38 @@ class Chains:
         self.links_posted += 1  # a link may have added boxes (rotation, share)
 
     async def append_org(self, type_: str, body: dict[str, Any], not_before: int = 0) -> None:
+        """Sign and post an organization link dated now (or ``not_before``). One that ends someone's rights
+        (``POLICY.rights_ended``: a role's revocation, a removal) is dated after everything they signed: a server's
+        409 names that second (``Conflict.not_before``; they signed something in this very second, a cosignature say,
+        or with their clock ahead), and the link is signed again dated then when that is at most ``END_AHEAD`` ahead
+        of this device's clock (review 32)."""
         s = self.session
-        view = await self.view()
-        time = max(s.now(), view.org.time, not_before)
-        for _ in range(2):
-            link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=time,
-                             signer=s.me, device=s.device, type_=type_, body=body)
-            state = clone(view.org)
-            state.apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
-            # never the second signature of a proposal whose device this view holds revoked or cut, at any date (review
-            # 22): dated at the revocation, the judge has dropped it and this link proposes the act anew
-            since = void_devices(view.org, view.members).get(state.cosigned_on.get(link.seq, ""))
-            if since is None or since <= time:
+        for attempt in range(END_ATTEMPTS):
+            view = await self.view()
+            time = max(s.now(), view.org.time, not_before)
+            for _ in range(2):
+                link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=time,
+                                 signer=s.me, device=s.device, type_=type_, body=body)
+                state = clone(view.org)
+                state.apply(link, view.members, POLICY)  # fail here, before the server, on a bad request
+                # never the second signature of a proposal whose device this view holds revoked or cut, at any date
+                # (review 22): dated at the revocation, the judge has dropped it and this link proposes the act anew
+                since = void_devices(view.org, view.members).get(state.cosigned_on.get(link.seq, ""))
+                if since is None or since <= time:
+                    break
+                time = since
+            try:
+                await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
                 break
-            time = since
-        await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
+            except Conflict as e:
+                if (attempt == END_ATTEMPTS - 1 or not POLICY.rights_ended(type_, body) or not e.not_before
+                        or e.not_before <= link.time or e.not_before > s.now() + END_AHEAD):
+                    raise
+                not_before = e.not_before
+        if attempt > 0 and link.time > s.now() + 1:
+            s.warnings.append(f"the {type_} is dated {link.time}, {link.time - s.now()} s ahead of this device's "
+                              "clock: its subject signed something dated just before it (their clock ahead), and a "
+                              "link ending their rights must come after it")
 
     async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
                             signer: DeviceKeys | None = None, not_before: int = 0) -> Link:

@@ -197,6 +197,32 @@ class Authority(DefaultPolicy):
         return {m for m in self.team_members(team, org, org_seq, t) - set(team.pending_share)
                 if m not in cut or m not in members or org.incidents.compromised(members[m], t) is None}
 
+    def rights_ended(self, link_type: str, body: Mapping[str, object]) -> tuple[str, ...]:
+        """Whose rights a link ends, from its own second on: the body fields naming them, ``"device"`` and/or
+        ``"member"`` (empty: it ends none). A device revocation ends its device (``body["device"]``); a cut, the
+        device and (its pause) the member; an organization removal, a role revocation and a compa grant, the member.
+
+        The judge ends them in the link's own second, not after it: an act naming no organization state is judged at
+        the state current at its time (``OrgState.seq_at``: the links dated at or before it), and a device is active
+        before its revocation's second, not in it (``Device.active_at``). So such a link must be dated strictly after
+        everything its subject signed that a server accepted (``ending_not_before``), or every replay refuses an act
+        the server took (review 32: a cosignature dated in the second its signer's Security Team role ended stopped
+        every client). The server refuses an earlier one (409, ``Directory.check_not_before``); the client signs it
+        again dated then (``client.view.Chains.append_org``)."""
+        if link_type == "org.device.cut":
+            return ("device", "member")
+        if link_type == "device.revoke":
+            return ("device",)
+        if link_type == "org.remove" or (link_type == "org.role" and (body.get("grant") is False
+                                                                      or body.get("role") == "compa")):
+            return ("member",)
+        return ()
+
+    def ending_not_before(self, signed: int) -> int:
+        """The earliest time a link ending someone's rights (``rights_ended``) may be dated when they signed an act
+        dated ``signed``: the next second."""
+        return signed + 1
+
     def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
                  team: TeamState | None) -> bool:
         try:

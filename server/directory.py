@@ -155,7 +155,7 @@ class Directory:
         """``learn_signed``'s read and ``check_not_before`` on what it found, for the append's own transaction
         (``append_links``): a version, thread or message judged before the link was stored but stored since (its
         store's transaction holds the signer's chains, ``SignerHeads``) counts too (review 24, finding 3)."""
-        if link.type not in ("org.device.cut", "device.revoke", "org.remove", "org.role"):
+        if not POLICY.rights_ended(link.type, link.body.raw):
             return None
         member = link.chain if link.type == "device.revoke" else link.body.raw.get("member")
         ms = self.members.get(member) if isinstance(member, str) else None
@@ -192,6 +192,7 @@ class Directory:
                 raise Conflict(f"the Security Team cut a device of this member at {last_cut}, after this "
                                f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)",
                                last_cut)
+        ended = POLICY.rights_ended(link.type, body)
         if link.type == "org.device.cut":
             # The cut changes who may be boxed from its time on: a team link made before it was appended but dated
             # after it (a share, a rotation, a new team boxing the member) would be refused by every replay.
@@ -201,31 +202,25 @@ class Directory:
                 raise Conflict(f"a team link is dated {newest}, not before this org.device.cut ({link.time}): sign "
                                f"it again dated after {newest} (check the clocks)", newest + 1)
             self._check_cut_last(link)
-            # it also ends the device, and (its pause) the member's sensitive writes
-            subjects = [(body.get("device"), self.signed_by_device), (body.get("member"), self.signed_by_member)]
-        elif link.type == "device.revoke":
-            subjects = [(body.get("device"), self.signed_by_device)]
-            if self.org is not None:  # a second signature put in force a proposal of that device (twoperson)
-                put = max((self.org.times[seq - 1] for seq, d in self.org.cosigned_on.items()
-                           if d == body.get("device")), default=0)
-                if link.time <= put:  # the judge voids a proposal of a device revoked at or before a link's time
-                    raise Conflict(f"a proposal this device signed was put in force at {put}, not before this "
-                                   f"device.revoke ({link.time}): sign it again dated {put + 1} or later (check the "
-                                   "clock)", put + 1)
-        elif link.type == "org.remove" or (link.type == "org.role" and (body.get("grant") is False
-                                                                         or body.get("role") == "compa")):
-            subjects = [(body.get("member"), self.signed_by_member)]
-        else:
-            return
-        for subject, latest in subjects:
+        elif link.type == "device.revoke" and self.org is not None:
+            # a second signature put in force a proposal of that device (twoperson)
+            put = max((self.org.times[seq - 1] for seq, d in self.org.cosigned_on.items()
+                       if d == body.get("device")), default=0)
+            if link.time <= put:  # the judge voids a proposal of a device revoked at or before a link's time
+                raise Conflict(f"a proposal this device signed was put in force at {put}, not before this "
+                               f"device.revoke ({link.time}): sign it again dated {put + 1} or later (check the "
+                               "clock)", put + 1)
+        for field_ in ended:
+            subject = body.get(field_)
+            latest = self.signed_by_device if field_ == "device" else self.signed_by_member
             t = latest.get(subject, 0) if isinstance(subject, str) else 0
-            # A cut or a revocation: strictly after (a device is active before its revocation's or cut's second,
-            # not in it: ``Device.active_at``; an act in that second would be refused by every replay)
-            strictly = int(link.type in ("org.device.cut", "device.revoke"))
-            if link.time < t + strictly:
-                raise Conflict(f"{subject} signed something dated {t}, {'not before' if strictly else 'after'} "
-                               f"this {link.type} ({link.time}): "
-                               f"sign it again dated {t + strictly} or later (check the clocks)", t + strictly)
+            # Strictly after, whatever ends (``POLICY.rights_ended``): the judge ends the rights in the link's own
+            # second, so an act of the subject in that second would be refused by every replay (review 32: an
+            # org.role revocation or org.remove in the second of a cosignature stopped every client)
+            not_before = POLICY.ending_not_before(t)
+            if link.time < not_before:
+                raise Conflict(f"{subject} signed something dated {t}, not before this {link.type} ({link.time}): "
+                               f"sign it again dated after it, {not_before} or later (check the clocks)", not_before)
 
     def _check_not_void(self, link: Link) -> None:
         """An org link does not put in force a two-person proposal (or a protocols change) whose proposing device this

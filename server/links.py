@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
+from security.authority import POLICY
 from server.access import session_of
 from server.context import CONFIG, now_of
 from server.http import read_body
@@ -34,10 +35,11 @@ def check_link_time(request: web.Request, link: Link) -> None:
     this bound keeps a link's own time near that; ``clock_skew`` is at most half the judge's ``ALLOWANCE``."""
     now = int(now_of(request))
     skew = request.app[CONFIG].clock_skew
-    # A cut or a device's revocation must be dated strictly after everything the device signed, which may be dated
-    # ``skew`` ahead: it may be dated a second beyond the window (review round 10: a thief posting ahead of the clock
-    # kept the cut out; review round 24: and the member's own revocation of the seized device).
-    ahead = skew + 1 if link.type in ("org.device.cut", "device.revoke") else skew
+    # A link ending someone's rights (a cut, a device's or a role's revocation, a removal: ``POLICY.rights_ended``)
+    # must be dated strictly after everything they signed, which may be dated ``skew`` ahead: it may be dated a
+    # second beyond the window (review round 10: a thief posting ahead of the clock kept the cut out; review round
+    # 24: and the member's own revocation of the seized device; review round 32: a role's end after a cosignature).
+    ahead = skew + 1 if POLICY.rights_ended(link.type, link.body.raw) else skew
     if link.time - now > ahead or now - link.time > skew:
         raise ChainError(
             f"this device's clock {clock_difference(link.time, now)} (link time {link.time}, server time {now}, "

@@ -5,6 +5,8 @@ tests that move the clocks of in-process clients with ``monkeypatch.setenv`` pas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from client.clock import Clock
 
 
@@ -14,3 +16,13 @@ class EnvironmentClock(Clock):
 
 
 FOLLOWS_ENVIRONMENT = EnvironmentClock()
+
+
+@dataclass(frozen=True)
+class StoppedClock(Clock):
+    """A clock stopped at ``at``: acts of several in-process clients dated in one second."""
+
+    at: int = 0
+
+    def now(self) -> int:
+        return self.at
