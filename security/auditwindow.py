@@ -150,16 +150,19 @@ class SealingWindows:
         window open for good (review 28); and a publication no longer in force (an older generation, or another
         team's) closes none (review 30). The same team's publication made before another designation is in force
         when no other team's was logged after it: the server still holds that key and seals to it once the team is
-        designated again (review 31)."""
-        if not self.publications:
+        designated again (review 31). With no publication read, the designated team has none in force: a server
+        that stores and serves the organization's first publication but never logs it, and seals every event to no
+        key, is caught (review 32; a pruned one is read as the first event opened with the key, ``sealing_windows``);
+        none designated and none read: no team to judge (the server takes no publication before a designation)."""
+        last = self.publications[-1] if self.publications else None
+        team = designated or (last.team if last is not None else None)
+        if team is None:
             return None
-        last = self.publications[-1]
-        team = designated or last.team
         links, gens = self.team_links.get(team), self._gens.get(team)
         # the last publication logged is the key the server holds: in force whenever its team is designated, under
         # the designation it was made under or a later one of the same team (review 31: sec -> sec2 -> sec with no
         # publication of sec2 logged between; the server seals to sec's key again, the client has nothing to post)
-        if not links or not gens or (last.team, last.gen) == (team, gens[-1]):
+        if not links or not gens or (last is not None and (last.team, last.gen) == (team, gens[-1])):
             return None
         made = next(link.time for link, g in zip(links, gens, strict=True) if g == gens[-1])
         if designated is not None:

@@ -426,6 +426,11 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
             if sealer is None and i not in times:
                 lo, hi = _around(i, times, read, fetched)
                 (unreadable if _held_there(view, keys, marks, ag, lo - SKEW, hi + SKEW) else unheld).append(i)
+        elif sealer is None and i not in times and (own := pubs.get(i)) is not None and ag == own.gen and \
+                (own.team, own.gen) not in keys.audit:
+            # a publication's own event, sealed to the key it publishes (the server stores the key first), one this
+            # member never held (review 32: sec -> sec2, whose key carol never held -> sec)
+            unheld.append(i)
         else:
             if ag < current.gen:
                 problems.append(f"event {i} is sealed to audit key generation {ag}, not the published {current.gen}")
@@ -435,6 +440,11 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
             if sealer is None and (held := keys.held(current.team)) and ag > held:
                 problems.append(f"event {i} is sealed to an audit key generation ({ag}) the Security Team never "
                                 f"held (team {_name(view, current.team)})")
+            elif sealer is None and i not in times and not held and ag > current.gen and i not in pubs:
+                # every publication's statement is read here, in clear: a team's key this member never held, but
+                # of a generation the log does not publish
+                problems.append(f"event {i} is sealed to audit key generation {ag}, not team "
+                                f"{_name(view, current.team)}'s published {current.gen}")
             elif sealer is None and i not in times:
                 (unreadable if held else unheld).append(i)
         # The event that records a publication is sealed before the new key takes effect.
