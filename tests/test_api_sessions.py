@@ -234,7 +234,10 @@ async def test_org_admission_roles_and_invite_limits(w: World) -> None:
             await refused(h, "POST", path, status_, token=token, js={"link": b64(link.wire)}, what=label,
                           contains=contains)
         for grant in (role(w.carol.member_id, "security", until=t + 3600), role(n.member_id, "compa")):
-            link = await org_link_of(s, w, "org.role", grant)
+            # a compa grant ends n's member rights: dated after n's own acts (its join may be in this very second;
+            # the server answers 409 ``not_before`` then, which the client's re-signing follows)
+            head_time = (await s.chains.view(refresh=True)).org.time
+            link = await org_link_of(s, w, "org.role", grant, when=max(now(w) + 1, head_time))
             status, res = await h.call("POST", path, token=s.session.api.token, js={"link": b64(link.wire)})
             assert status == 201, res
         org = (await s.chains.view(refresh=True)).org
