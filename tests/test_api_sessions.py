@@ -8,6 +8,7 @@ Most tests share one organization per module (``w``, ``tests/helpers/api_fixture
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from typing import Any
@@ -233,11 +234,14 @@ async def test_org_admission_roles_and_invite_limits(w: World) -> None:
         ):
             await refused(h, "POST", path, status_, token=token, js={"link": b64(link.wire)}, what=label,
                           contains=contains)
+        # a compa grant ends n's member rights: it must be dated after n's own acts, and n's join may be in this very
+        # second (the server answers 409 ``not_before``, which the client's re-signing follows); wait for the next
+        # second rather than date ahead (a link dated ahead would put the next test's links before the chain's head)
+        head_time = (await s.chains.view(refresh=True)).org.time
+        while now(w) <= head_time:
+            await asyncio.sleep(0.05)
         for grant in (role(w.carol.member_id, "security", until=t + 3600), role(n.member_id, "compa")):
-            # a compa grant ends n's member rights: dated after n's own acts (its join may be in this very second;
-            # the server answers 409 ``not_before`` then, which the client's re-signing follows)
-            head_time = (await s.chains.view(refresh=True)).org.time
-            link = await org_link_of(s, w, "org.role", grant, when=max(now(w) + 1, head_time))
+            link = await org_link_of(s, w, "org.role", grant)
             status, res = await h.call("POST", path, token=s.session.api.token, js={"link": b64(link.wire)})
             assert status == 201, res
         org = (await s.chains.view(refresh=True)).org
