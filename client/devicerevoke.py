@@ -9,18 +9,17 @@ from dataclasses import dataclass
 
 from client.client import Client
 from client.sanitize import escape
-from vault.acts import ALLOWANCE
+from client.view import END_AHEAD, END_ATTEMPTS
 from vault.errors import Conflict, NotFound, PolicyDenied
 from vault.keys import PukKeys
 from vault.teamkeys import box_hash
 
 # A 409 with ``not_before`` to a revocation: the device signed something dated that late (in the same second, or its
 # clock ahead: a thief's), and a revocation must come after it; signed again dated then when that is at most
-# ``REVOKE_AHEAD`` ahead of our clock: a server takes a revocation dated one second beyond its clock skew (at most
+# ``END_AHEAD`` ahead of our clock (client/view.py: the same bound for an org link ending someone's rights, up to
+# ``END_ATTEMPTS`` signatures): a server takes a revocation dated one second beyond its clock skew (at most
 # ``ALLOWANCE / 2``), as a cut (review round 24: a thief's act dated within the skew kept the revocation out).
 # Further ahead (a server whose clock went back, say) the device signed "in the future": the error says so.
-REVOKE_ATTEMPTS = 3
-REVOKE_AHEAD = ALLOWANCE // 2 + 1
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Revoked:
 async def device_revoke(s: Client, name: str,
                         elsewhere: Callable[[str], Awaitable[tuple[int, str]]] | None = None) -> Revoked:
     """Revoke a device and roll the member key (``Revoked``). Dated after everything the device signed that our
-    server holds (its 409 names the time, and the link is signed again dated then: ``REVOKE_AHEAD``) and, asked
+    server holds (its 409 names the time, and the link is signed again dated then: ``END_AHEAD``) and, asked
     first, what ``elsewhere`` says it signed at the host of a coalition space we joined (the time, the space's name:
     ``expulsions.signed_at_hosts``), where it is carried and cannot be signed again."""
     view = await s.chains.view()
@@ -58,14 +57,14 @@ async def device_revoke(s: Client, name: str,
             "prev": new.seal_previous(old)}
     # a host's word, bounded (a lying host must not date it beyond what our server takes: its carry then says)
     there, space = await elsewhere(target.device_id) if elsewhere is not None else (0, "")
-    host = there + 1 if there and there + 1 <= s.session.now() + REVOKE_AHEAD else 0
+    host = there + 1 if there and there + 1 <= s.session.now() + END_AHEAD else 0
     after = host  # the server's word: the device signed something dated that late (a revocation comes after it)
-    for attempt in range(REVOKE_ATTEMPTS):
+    for attempt in range(END_ATTEMPTS):
         try:
             link = await s.chains.append_member("device.revoke", body, boxes, not_before=after)
             break
         except Conflict as e:
-            if attempt == REVOKE_ATTEMPTS - 1 or not e.not_before or e.not_before > s.session.now() + REVOKE_AHEAD:
+            if attempt == END_ATTEMPTS - 1 or not e.not_before or e.not_before > s.session.now() + END_AHEAD:
                 raise
             after = e.not_before
     s.session.secrets.puks[new.generation] = new
