@@ -68,8 +68,10 @@ def test_a_login_flushes_the_wal_once_and_its_session_survives_a_crash(durable: 
         # (at most one per 200 ms) and the restart's are counted too: the bound leaves room for them.
         flushes = int(c.psql("SELECT wal_sync FROM pg_stat_wal", url))
         assert _sessions(c, url) == before + LOGINS
-        # (the code before: 42-45 for 20 logins; 32 seen once under the full suite's load, the walwriter's share)
-        assert flushes <= 1.8 * LOGINS, f"{flushes} WAL flushes for {LOGINS} logins (2 each before session 18)"
+        # The code before: 42-45 for 20 logins. This code: 28-36 (session 24, six runs at load 2-3, also with the
+        # walwriter's delay at 10 s: its share is not the timed flushes but the session rows' asynchronous commits it
+        # is woken for, a race with the login's own flush). So the bound is the claim itself: fewer than 2 a login.
+        assert flushes < 2 * LOGINS, f"{flushes} WAL flushes for {LOGINS} logins (2 each before session 18)"
 
         _logins(server, org.alice, 1)
         answered = _sessions(c, url)
