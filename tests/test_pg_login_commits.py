@@ -69,8 +69,8 @@ def test_a_login_flushes_the_wal_once_and_its_session_survives_a_crash(durable: 
         flushes = int(c.psql("SELECT wal_sync FROM pg_stat_wal", url))
         assert _sessions(c, url) == before + LOGINS
         # The code before: 42-45 for 20 logins. This code: 28-36 (session 24, six runs at load 2-3, also with the
-        # walwriter's delay at 10 s: its share is not the timed flushes but the session rows' asynchronous commits it
-        # is woken for, a race with the login's own flush). So the bound is the claim itself: fewer than 2 a login.
+        # walwriter's delay at 10 s, so not its timed flushes; likely the session rows' asynchronous commits it
+        # is woken for, racing the login's own flush; not shown). The bound is the claim: < 2 a login.
         assert flushes < 2 * LOGINS, f"{flushes} WAL flushes for {LOGINS} logins (2 each before session 18)"
 
         _logins(server, org.alice, 1)
