@@ -9,6 +9,7 @@ ally's, and a real second server serving a copy of the host's data (the new plac
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,19 @@ import pytest
 from client.guestspace import sibling
 from client.home import Home
 from tests.conftest import Member, open_db
-from tests.helpers.forgery import Forge, Forgery, served
+from tests.helpers.forgery import Forge, Forgery, served, team_link
 from tests.helpers.forgery import forge as forge_fixture
 from tests.helpers.guest_world import copied_ally, space_org_world, world_space
 from tests.helpers.guests import Space
+from tests.helpers.http import Http, b64, login_as, refused
 from tests.helpers.pki import ServerProcess
 from tests.helpers.pki import servers as servers_fixture
 from tests.helpers.sync_world import Watcher, wait_until
 from tests.test_moved_server import copy_and_serve, new_place
 from vault.chains.coalition import CoalitionKey, signed_statement
 from vault.chains.spacemove import move_statement
-from vault.links import make_link
+from vault.encoding import Value
+from vault.links import Link, make_link
 from vault.pin import Pin
 
 forge = forge_fixture  # the fixtures (tests/helpers/forgery.py, tests/helpers/guest_world.py)
@@ -61,6 +64,12 @@ def _versions(data: Path, space: Space) -> int:
         return int(db.execute("SELECT count(*) FROM versions WHERE team=?", (space.id,)).fetchone()[0])
     finally:
         db.close()
+
+
+def _host_key(alice: Member) -> CoalitionKey:
+    """The host's coalition key for the space, as alice's device holds it."""
+    secrets = Home(alice.home).unlock(agent_ok=False, passphrase=alice.passphrase_file.read_text().strip())
+    return CoalitionKey(secrets.coalitions["campaign"])
 
 
 def _ls(erin: Member, space: Space) -> list[str]:
@@ -193,3 +202,85 @@ def test_a_guest_who_missed_the_move_rejoins_with_a_fresh_join_code(space: Space
     code = alice.json("coalition", "join-code", space.name)["code"]
     erin.ok("coalition", "join", code)
     assert _space_cfg(erin, space) == (url, pin) and _ls(erin, space) == ["plan.txt"]
+
+
+def test_a_two_person_move_reaches_the_guests_only_once_in_force(space: Space, forge: Forge, tmp_path: Path,
+                                                                 copies: list[ServerProcess]) -> None:
+    """Two NCC members on the host (alice, in the space and holding the host's key; bob, NCC but not in the space):
+    alice's proposal moves nobody and nothing of it reaches the space's chain, even after her next command; bob's
+    second signature puts it in force, and his command says it could not carry it (he is not in the space); alice's
+    next command carries it, and erin's next command follows it to the new place."""
+    alice, bob, erin = space.alice, forge.org.bob, space.erin
+    old, links = _space_cfg(erin, space), _space_links(forge, space)
+    alice.ok("role", "grant", "bob", "ncc")
+    data, port, url, pin = new_place(tmp_path, "new-place")
+
+    proposed = alice.json("server", "announce-move", url, "--pin", pin)
+    assert proposed["in_force"] is False
+    assert "carried" not in alice.ok("whoami").err  # her next command carries nothing: nothing is in force
+    assert _space_links(forge, space) == links
+    assert "moved" not in erin.ok("--space", space.name, "ls", space.name).err and _space_cfg(erin, space) == old
+
+    r = bob.ok("server", "announce-move", url, "--pin", pin, "--json")
+    second = r.json()
+    assert second["in_force"] is True
+    assert "not carried into coalition space(s) campaign" in r.err, r.err
+    assert _space_links(forge, space) == links  # in force, not carried yet: the guests still see the old place
+    assert "moved" not in erin.ok("--space", space.name, "ls", space.name).err and _space_cfg(erin, space) == old
+
+    r = alice.ok("whoami")
+    assert "carried the server move into coalition space campaign" in r.err and "server moved" in r.err, r.err
+    carried = forge.d.team_links[space.id][-1]
+    assert _space_links(forge, space) == [*links, "coalition.server"] and carried.signer == forge.ids["alice"]
+    assert carried.body.int_("org_seq") >= second["seq"]  # it names an org state with both signatures
+    r = erin.ok("--space", space.name, "ls", space.name)
+    assert f"moved to {url} (pin {pin})" in r.err, r.err
+    assert _space_cfg(erin, space) == (url, pin)
+    copy_and_serve(forge.server, data, port, copies)
+    assert _ls(erin, space) == ["plan.txt"]
+
+
+def test_the_host_server_refuses_a_move_its_chain_does_not_make_and_a_replayed_one(
+        space: Space, forge: Forge, tmp_path: Path) -> None:
+    """Through the API (alice, a space admin, posts the team link herself): a ``coalition.server`` whose statement is
+    signed with the host's key but names a place the host's organization chain does not put in force (a place only
+    proposed by one NCC member; a place never announced) is refused with 400 (``bad_chain``), nothing stored; once
+    the second NCC member's signature puts it in force and it is carried, the carried statement posted again is
+    refused (used), and so is a fresh statement of the same place (already in force there)."""
+    alice = space.alice
+    key, root = _host_key(alice), forge.d.require_org().root
+    alice.ok("role", "grant", "bob", "ncc")
+    _, _, url, pin_text = new_place(tmp_path, "new-place")
+    pin = Pin("cert", bytes.fromhex(pin_text.removeprefix("cert:")))
+    assert alice.json("server", "announce-move", url, "--pin", pin_text)["in_force"] is False
+
+    def move(statement: Value) -> Link:
+        return team_link(forge, space.id, "alice", "coalition.server", {"statement": statement})
+
+    async def post(cases: list[tuple[Link, str, str]]) -> None:
+        async with Http(forge.server) as h:
+            token = await login_as(h, forge.ids["alice"], forge.device("alice"))
+            for link, why, what in cases:
+                before = len(forge.d.team_links[space.id])
+                body = await refused(h, "POST", f"/api/v1/teams/{space.id}/links", 400, token=token,
+                                     js={"link": b64(link.wire), "boxes": {}}, contains=why, what=what)
+                assert body["error"] == "bad_chain", body
+                assert len(forge.d.team_links[space.id]) == before
+
+    not_in_force = "does not put that place in force"
+    proposed = signed_statement(key, move_statement(space.id, root, url, pin, forge.now()))
+    elsewhere = signed_statement(key, move_statement(space.id, root, "https://evil.example.org",
+                                                     Pin("cert", b"\x11" * 32), forge.now()))
+    asyncio.run(post([(move(proposed), not_in_force, "a place proposed by one NCC member"),
+                      (move(elsewhere), not_in_force, "a place the host never announced")]))
+
+    assert forge.org.bob.json("server", "announce-move", url, "--pin", pin_text)["in_force"] is True
+    assert "carried the server move" in alice.ok("whoami").err
+    carried = forge.d.team_links[space.id][-1]
+    assert carried.type == "coalition.server"
+    replayed = carried.body.dict_("statement").raw
+    in_force = forge.d.team(space.id).server
+    assert in_force is not None and (in_force.url, in_force.pin) == (url, pin)
+    again = signed_statement(key, move_statement(space.id, root, url, pin, in_force.time + 1))  # other bytes
+    asyncio.run(post([(move(replayed), "used already", "the carried statement again"),
+                      (move(again), "already in force", "a fresh statement of the place in force")]))
