@@ -146,7 +146,7 @@ class Authority(DefaultPolicy):
         revocation is (``server.access.check_session``): her later acts dated before it are refused. Clients judge
         by dates only (``judge``): the server is stricter, so nothing it takes becomes invalid on replay.
         ``stored``: how many organization links were stored (the head by default; the Security Team's ``audit
-        verify`` passes the last one logged before a checkpoint a cosignature signs: ``client.audit.cosigners``)."""
+        verify`` passes the last one logged before a checkpoint a cosignature signs: ``client.audit.log``)."""
         self.judge(act, org, members, team)
         seq = org.seq if stored is None else stored
         if act.org_seq is not None or org.outside is not None or org.seq_at(act.time) >= seq:
