@@ -103,10 +103,13 @@ def judge_published_audit_key(claim: AuditKeyClaim, sig: bytes, org: OrgState, m
 
 
 def judge_cosignature(checkpoint_raw: bytes, member: str, device: str, t: int, sig: bytes, org: OrgState,
-                      members: Mapping[str, MemberState]) -> None:
+                      members: Mapping[str, MemberState], *, stored: bool = False) -> None:
     """Refuse a witness cosignature by anyone but a Security Team member's device active at its signed
-    time ``t``, or one that does not verify (``PolicyDenied``/``ChainError``/``BadSignature``)."""
-    POLICY.judge(Act(member, device, t, "audit.cosign"), org, members, None)
+    time ``t``, or one that does not verify (``PolicyDenied``/``ChainError``/``BadSignature``). ``stored``: the
+    server taking it, which judges it on the organization chain as stored too (``Authority.judge_stored``: a role
+    revocation or removal stored is in force whatever its date; review 33)."""
+    act = Act(member, device, t, "audit.cosign")
+    (POLICY.judge_stored if stored else POLICY.judge)(act, org, members, None)
     verify_cosignature(members[member].device_at(device, t).sign_public,
                        cosign_statement(checkpoint_raw, member, device, t), sig)
 

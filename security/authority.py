@@ -84,7 +84,11 @@ _PAUSES: Final = {"lost-device": "lost-device incident", "suspect": "incident: t
 class Authority(DefaultPolicy):
     """The policy table plus the judge; the same object on the server and every client."""
 
-    def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: TeamState | None) -> None:
+    def judge(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: TeamState | None, *,
+              at_seq: int | None = None) -> None:
+        """Refuse (``PolicyDenied``, ``ChainError``) an act its author was not entitled to (the rule above).
+        ``at_seq``: judge it at that organization state instead of the one it names or the one current at its time
+        (``judge_stored``)."""
         where = f" in team {team.name}" if team is not None else ""
         refused = f"member {act.author} may not {_verb(act.action)}{where}"
         ms = members.get(act.author)
@@ -107,7 +111,7 @@ class Authority(DefaultPolicy):
         if org.outside is not None:
             self._judge_outside(act, org, team, refused)
             return
-        org_seq = self._org_state(act, org, refused)
+        org_seq = self._org_state(act, org, refused) if at_seq is None else at_seq
         # An allied organization's member in a coalition space (a guest): admitted by its own organization's
         # signed approval in the team chain, not by this organization; judged by its team role alone.
         guest = team is not None and act.author in team.guests
@@ -130,6 +134,29 @@ class Authority(DefaultPolicy):
         if pause is not None and act.action in PAUSED_ACTIONS and team.kind in paused_kinds(org, act.time):
             raise PolicyDenied(f"{refused}: the member's sensitive memberships are paused since {pause.since} "
                                f"({_PAUSES[pause.kind]}) until the Security Team clears them")
+
+    def judge_stored(self, act: Act, org: OrgState, members: Mapping[str, MemberState], team: TeamState | None,
+                     stored: int | None = None) -> None:
+        """The server's judge of an act it is about to take (or of its caller's rights now): ``judge``, and an act
+        naming no organization state (a cosignature, an audit-key statement, a document, a thread record, a
+        message, a right judged now) judged again at the organization chain as stored, its head, when links dated
+        after the act are among it. A link ending someone's rights is dated after everything they signed
+        (``ending_not_before``), so a subject who dated her act ahead pushes it ahead too (review 33: a role
+        revocation dated 601 s ahead); once stored, it is in force at the server whatever the dates, as a device
+        revocation is (``server.access.check_session``): her later acts dated before it are refused. Clients judge
+        by dates only (``judge``): the server is stricter, so nothing it takes becomes invalid on replay.
+        ``stored``: how many organization links were stored (the head by default; the Security Team's ``audit
+        verify`` passes the last one logged before a checkpoint a cosignature signs: ``client.audit.log``)."""
+        self.judge(act, org, members, team)
+        seq = org.seq if stored is None else stored
+        if act.org_seq is not None or org.outside is not None or org.seq_at(act.time) >= seq:
+            return
+        try:
+            self.judge(act, org, members, team, at_seq=seq)
+        except PolicyDenied as e:
+            raise PolicyDenied(f"{e}, as the organization chain stood (link {seq}, dated {org.times[seq - 1]}, "
+                               f"after the act's time {act.time}: a revocation or removal is in force once "
+                               "stored)") from e
 
     def _judge_outside(self, act: Act, org: OrgState, team: TeamState | None, refused: str) -> None:
         """A guest's client, without the host's organization chain (vault/chains/outside.py): a link of the prefix
@@ -224,9 +251,10 @@ class Authority(DefaultPolicy):
         return signed + 1
 
     def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
-                 team: TeamState | None) -> bool:
+                 team: TeamState | None, *, stored: bool = False) -> bool:
+        """``judge`` (``judge_stored`` when ``stored``) as a yes or no."""
         try:
-            self.judge(act, org, members, team)
+            (self.judge_stored if stored else self.judge)(act, org, members, team)
         except (PolicyDenied, ChainError):
             return False
         return True

@@ -401,24 +401,27 @@ def check_no_rotation_due(request: web.Request, team: TeamState) -> None:
 
 
 def may_now(app: web.Application, s: AuthSession, action: str, team: TeamState | None) -> bool:
-    """May the session's member, with its device, do ``action`` now? The one judge decides."""
+    """May the session's member, with its device, do ``action`` now? The one judge decides, on the organization
+    chain as stored (``judge_stored``)."""
     directory = app[DIRECTORY]
     act = Act(s.member, s.device, int(app[CONFIG].clock()), action)
-    return POLICY.entitled(act, directory.require_org(), directory.members, team)
+    return POLICY.entitled(act, directory.require_org(), directory.members, team, stored=True)
 
 
 def judge_act(request: web.Request, act: Act, team: TeamState | None) -> None:
-    """The one judge (``security.authority``) on a signed act, exactly as every client will judge it."""
+    """The one judge (``security.authority``) on a signed act, as every client will judge it, and on the
+    organization chain as stored (``judge_stored``: a revocation or removal dated after the act is in force)."""
     directory = request.app[DIRECTORY]
-    POLICY.judge(act, directory.require_org(), directory.members, team)
+    POLICY.judge_stored(act, directory.require_org(), directory.members, team)
 
 
 def judge_now(request: web.Request, action: str) -> None:
-    """The one judge on the logged-in device now, before the body is read (its signed time is judged later)."""
+    """The one judge on the logged-in device now, before the body is read (its signed time is judged later), on the
+    organization chain as stored (``judge_stored``)."""
     s = session_of(request)
     directory = request.app[DIRECTORY]
-    POLICY.judge(Act(s.member, s.device, int(now_of(request)), action), directory.require_org(), directory.members,
-                 None)
+    POLICY.judge_stored(Act(s.member, s.device, int(now_of(request)), action), directory.require_org(),
+                        directory.members, None)
 
 
 def own_record(request: web.Request, what: str, org_id: str, member: str, device: str, time: int) -> OrgState:

@@ -27,7 +27,7 @@ from security.authority import POLICY
 from security.events import DAY, Checkpoint, Event, Leaf, Opener, audit_keypair, cosign_statement
 from security.merkle import leaf_hash, root_of
 from security.policy import TEAM_KINDS
-from vault.acts import ALLOWANCE
+from vault.acts import ALLOWANCE, Act
 from vault.errors import DecryptionFailed, IntegrityError, LogInconsistent, NotFound, PolicyDenied, VaultError
 from vault.links import Link
 from vault.logsign import sign_cosignature
@@ -248,6 +248,7 @@ async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]]
                             "it is published, the server does not log it)")
         earliest = min((e.time for i, e in events if i in keys.sealed), default=None)
         problems += _check_links_logged(links, events, earliest, windows)
+        problems += _check_cosigners(lv, view, links[0], events)
         problems += _check_order(events)
     outside = outside_witness(lv, view.org, fetched.hashes, s.session.now())
     return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
@@ -526,6 +527,25 @@ def _check_links_logged(links: tuple[list[Link], dict[str, list[Link]], dict[str
         if abs(e.time - link.time) > 600:
             problems.append(f"chain link {link.type} {link.hash.hex()[:16]} is dated {link.time} but was "
                             f"logged at {e.time}: backdated")
+    return problems
+
+
+def _check_cosigners(lv: LogView, view: View, org_links: list[Link], events: list[tuple[int, Event]]) -> list[str]:
+    """A cosignature of the served witnessed checkpoint over a log already holding the event of a link that ended
+    its signer's Security Team role (a role revocation, a removal; review 33): the server had stored that link when
+    it issued the checkpoint, and an honest one refuses the role's acts once the link is stored, whatever their dates
+    (``Authority.judge_stored``, here at the last organization link logged before the checkpoint's size)."""
+    if lv.witness is None:
+        return []
+    size, seqs = lv.witness.checkpoint.size, {link.hash.hex(): link.seq for link in org_links}
+    stored = max((seqs.get(str(e.res.get("link")), 0) for i, e in events if i < size), default=0)
+    problems = []
+    for c in lv.witness.cosigs if stored else []:
+        try:
+            POLICY.judge_stored(Act(c.member, c.device, c.time, "audit.cosign"), view.org, view.members, None, stored)
+        except VaultError as e:  # PolicyDenied, ChainError
+            problems.append(f"the witnessed checkpoint (size {size}) is cosigned after the log recorded the end of "
+                            f"its signer's right: {e}")
     return problems
 
 

@@ -147,7 +147,8 @@ async def cosign(request: web.Request) -> web.Response:
 
     def judge() -> None:  # the one judge again, at the cosignature's signed time
         try:
-            judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members)
+            judge_cosignature(raw, s.member, s.device, t, sig, directory.require_org(), directory.members,
+                              stored=True)
         except BadSignature as e:
             raise EncodingError("the cosignature does not verify with your device key") from e
 

@@ -233,6 +233,16 @@ class Model:
             role = None
         return self.team_allows(roles, role, action) and not (action in PAUSED_ACTIONS and self.paused(m, t))
 
+    def entitled_stored(self, m: str, device: str, t: int, action: str, *, team: MTeam | None = None,
+                        team_seq: int | None = None, gen: int | None = None) -> bool:
+        """What the server takes (SECURITY.md "Revocations are dated after what they revoke", review 33): an act
+        naming no organization state, entitled at ``t``, and, when an organization link is dated after ``t``, at
+        the last organization state too (a revocation or removal stored is in force whatever its date)."""
+        ok = self.entitled(m, device, t, action, team=team, team_seq=team_seq, gen=gen)
+        if ok and self.org_seq_at(t) < self.org_seq:
+            ok = self.entitled(m, device, t, action, org_seq=self.org_seq, team=team, team_seq=team_seq, gen=gen)
+        return ok
+
     def may_revoke(self, m: str, device: str, t: int, invite: bytes) -> bool:
         """An open invite may be withdrawn by its author, with the right to issue one of its role, and by whoever
         the policy lets withdraw others' invites of that role."""
