@@ -19,6 +19,7 @@ import server.http
 from client.admin import set_org_role
 from client.clock import Clock
 from client.devicerevoke import device_revoke
+from client.lost import cut_device
 from client.view import CLOCKS_APART, END_AHEAD, END_ATTEMPTS, Chains
 from server.context import DIRECTORY
 from server.directory import Directory
@@ -163,3 +164,24 @@ async def test_a_subject_re_acting_every_second_cannot_outrun_the_revokers_retri
             assert (await set_org_role(sa, "carol", "security", False, None))[1]
         finally:
             assert len(tries) == END_ATTEMPTS, tries
+
+
+async def test_a_server_cannot_have_a_cut_dated_far_ahead(
+        org: Org, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The same for the Security Team's (here the NCC's) cut of a lost device (``client/lost.py`` ``cut_device``,
+    which looks again and signs again after a 409): refused, both clocks named, nothing signed dated ahead. Before
+    (session 24, first commit): the command's own retry took the lying ``not_before`` as the date of its next two
+    cuts, signed an hour ahead."""
+    bob = org.bob
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(bob.passphrase_file))
+    laptop_of(bob, tmp_path)
+    monkeypatch.delenv("MVAULT_PASSPHRASE_FILE")
+    now = int(time.time())
+    seen = _naming(monkeypatch, now + 3600, "org.device.cut")
+    async with session(org.server, org.alice) as sa:
+        sa.session.clock = StoppedClock(at=now)
+        with pytest.raises(Conflict) as refused:
+            await cut_device(sa, "bob", "laptop")
+    said = str(refused.value)
+    assert f"server's clock reads {now + 3600 - END_AHEAD}" in said and f"this device's ({now})" in said, said
+    assert seen and max(seen) <= now + 1, seen
