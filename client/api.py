@@ -31,7 +31,11 @@ for _cls in (
 READ_BUFSIZE = 4 << 20
 
 
-def refusal(status: int, code: str, message: str, not_before: object = None) -> VaultError:
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def refusal(status: int, code: str, message: str, not_before: object = None, server_time: object = None) -> VaultError:
     """The error a refusal of the server stands for (an answer's status and ``Error`` body, or a batch item's)."""
     cls = _CODES.get(code)
     if cls is None:
@@ -39,8 +43,8 @@ def refusal(status: int, code: str, message: str, not_before: object = None) -> 
             return VaultError(f"the server refused the upload as too large: {message}")
         return TransportError(f"server error (HTTP {status}): {message}")
     refused = cls(message)
-    if isinstance(refused, errors.Conflict) and isinstance(not_before, int) and not isinstance(not_before, bool):
-        refused.not_before = not_before
+    if isinstance(refused, errors.Conflict) and _whole(not_before) is not None:
+        refused.not_before, refused.server_time = _whole(not_before), _whole(server_time)
     refused.exit_code = errors.EXIT_FAILED  # the server refused our request (even as "bad_signature"): not a lie
     return refused
 
@@ -122,9 +126,10 @@ class Api:
         try:
             body = await resp.json(content_type=None)
             code, message, not_before = str(body.get("error")), str(body.get("message")), body.get("not_before")
+            server_time = body.get("server_time")
         except (ValueError, AttributeError, aiohttp.ContentTypeError):
-            code, message, not_before = "", f"server answered HTTP {resp.status}", None
-        raise refusal(resp.status, code, message, not_before)
+            code, message, not_before, server_time = "", f"server answered HTTP {resp.status}", None, None
+        raise refusal(resp.status, code, message, not_before, server_time)
 
     def _session_or_fail(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -9,17 +9,19 @@ from dataclasses import dataclass
 
 from client.client import Client
 from client.sanitize import escape
-from client.view import END_AHEAD, END_ATTEMPTS
+from client.view import CLOCKS_APART, END_AHEAD, END_ATTEMPTS, ending_retry
 from vault.errors import Conflict, NotFound, PolicyDenied
 from vault.keys import PukKeys
 from vault.teamkeys import box_hash
 
 # A 409 with ``not_before`` to a revocation: the device signed something dated that late (in the same second, or its
 # clock ahead: a thief's), and a revocation must come after it; signed again dated then when that is at most
-# ``END_AHEAD`` ahead of our clock (client/view.py: the same bound for an org link ending someone's rights, up to
-# ``END_ATTEMPTS`` signatures): a server takes a revocation dated one second beyond its clock skew (at most
-# ``ALLOWANCE / 2``), as a cut (review round 24: a thief's act dated within the skew kept the revocation out).
-# Further ahead (a server whose clock went back, say) the device signed "in the future": the error says so.
+# ``END_AHEAD`` ahead of the server's clock (its 409 names it) and ``END_AHEAD`` + ``CLOCKS_APART`` ahead of ours
+# (client/view.py ``ending_retry``: the same bounds for an org link ending someone's rights, up to ``END_ATTEMPTS``
+# signatures): a server takes a revocation dated one second beyond its clock skew (at most ``ALLOWANCE / 2``), as a
+# cut (review round 24: a thief's act dated within the skew kept the revocation out; review 33: and our clock a
+# second behind the server's). Further ahead (a server whose clock went back, say, or one lying) the device signed
+# "in the future": the error says so, naming both clocks.
 
 
 @dataclass(frozen=True)
@@ -57,16 +59,16 @@ async def device_revoke(s: Client, name: str,
             "prev": new.seal_previous(old)}
     # a host's word, bounded (a lying host must not date it beyond what our server takes: its carry then says)
     there, space = await elsewhere(target.device_id) if elsewhere is not None else (0, "")
-    host = there + 1 if there and there + 1 <= s.session.now() + END_AHEAD else 0
+    host = there + 1 if there and there + 1 <= s.session.now() + END_AHEAD + CLOCKS_APART else 0
     after = host  # the server's word: the device signed something dated that late (a revocation comes after it)
     for attempt in range(END_ATTEMPTS):
         try:
             link = await s.chains.append_member("device.revoke", body, boxes, not_before=after)
             break
         except Conflict as e:
-            if attempt == END_ATTEMPTS - 1 or not e.not_before or e.not_before > s.session.now() + END_AHEAD:
+            if attempt == END_ATTEMPTS - 1 or not e.not_before:
                 raise
-            after = e.not_before
+            after = ending_retry(e, s.session.now(), "device.revoke")
     s.session.secrets.puks[new.generation] = new
     s.session.home.save_secrets(s.session.secrets)
     ahead = link.time - s.session.now()

@@ -16,6 +16,7 @@ from typing import Any
 from client.audit import incidents
 from client.client import Client
 from client.maintenance import maintain
+from client.view import ending_retry
 from security.authority import paused_kinds
 from vault.chains import MemberState, TeamState
 from vault.chains.incidents import last_body, last_signed
@@ -85,7 +86,8 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
         except Conflict as e:
             if attempt == CUT_ATTEMPTS - 1:
                 raise
-            after = max(after, e.not_before or 0)
+            if e.not_before:  # within the bounds of any link ending rights (a lying server's date far ahead: raised)
+                after = max(after, ending_retry(e, s.session.now(), "org.device.cut"))
             view = await s.chains.view(refresh=True)  # the device (or a team) moved on meanwhile: look again
             ms = view.members[ms.member_id]
     view = await s.chains.view()

@@ -29,10 +29,38 @@ from vault.wire.schemas import DirectoryView, LinkRequest, Links, MemberLinkRequ
 T = TypeVar("T")
 
 # An organization link ending someone's rights refused (409) as dated too early is signed again dated the second the
-# server names, when that is at most ``END_AHEAD`` ahead of this device's clock: a server takes such a link dated one
-# second beyond its clock skew (at most ``ALLOWANCE / 2``), as a device's revocation (client/devicerevoke.py).
+# server names, when that is at most ``END_AHEAD`` + ``CLOCKS_APART`` ahead of this device's clock and ``END_AHEAD``
+# ahead of the server's (its 409 names its clock): a server takes such a link dated one second beyond its clock skew
+# (at most ``ALLOWANCE / 2``), as a device's revocation (client/devicerevoke.py). ``CLOCKS_APART``: how far this
+# device's clock may be behind the server's (review 33: with the subject's act dated at the server's skew, a revoker
+# a second slow was refused); a bound on this device's own clock all the same, so a lying server (naming any time it
+# likes) cannot have a revocation dated further ahead, which would put off its effect (the keys rotate at its date).
 END_ATTEMPTS = 3
 END_AHEAD = ALLOWANCE // 2 + 1
+CLOCKS_APART = 60
+
+
+def _apart(theirs: int, ours: int) -> str:
+    return "the same as" if theirs == ours else f"{abs(theirs - ours)} s {'ahead of' if theirs > ours else 'behind'}"
+
+
+def ending_retry(refused: Conflict, now: int, what: str) -> int:
+    """The time to sign again a link ending someone's rights (``what``) that the server refused (409) as dated too
+    early, ``refused.not_before``, when within the bounds above (``now``: this device's clock); else a ``Conflict``
+    naming both clocks (or ``refused`` itself when it names no time)."""
+    nb, server = refused.not_before, refused.server_time
+    if not nb:
+        raise refused
+    limit = now + END_AHEAD + CLOCKS_APART if server is None else min(now + END_AHEAD + CLOCKS_APART,
+                                                                        server + END_AHEAD)
+    if nb <= limit:
+        return nb
+    clocks = (f"this device's clock reads {now}" if server is None else f"the server's clock reads {server}, "
+              f"{_apart(server, now)} this device's ({now})")
+    raise Conflict(f"the server takes this {what} only dated {nb} or later, {nb - now} s ahead of this device's clock; "
+                   f"{clocks}; this client signs it at most {END_AHEAD} s ahead of the server's clock and "
+                   f"{END_AHEAD + CLOCKS_APART} s ahead of its own (dated further ahead it would take effect that much "
+                   f"later): check both clocks and run it again (the server said: {refused})", nb, server)
 
 
 def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
@@ -380,9 +408,10 @@ class Chains:
         """Sign and post an organization link dated now (or ``not_before``). One that ends someone's rights
         (``POLICY.rights_ended``: a role's revocation, a removal) is dated after everything they signed: a server's
         409 names that second (``Conflict.not_before``; they signed something in this very second, a cosignature say,
-        or with their clock ahead), and the link is signed again dated then when that is at most ``END_AHEAD`` ahead
-        of this device's clock (review 32)."""
+        or with their clock ahead), and the link is signed again dated then within ``ending_retry``'s bounds
+        (review 32; review 33: ``END_AHEAD`` ahead of the server's clock, ``CLOCKS_APART`` more of this device's)."""
         s = self.session
+        server: int | None = None  # the server's clock, as its last 409 named it
         for attempt in range(END_ATTEMPTS):
             view = await self.view()
             time = max(s.now(), view.org.time, not_before)
@@ -402,13 +431,16 @@ class Chains:
                 break
             except Conflict as e:
                 if (attempt == END_ATTEMPTS - 1 or not POLICY.rights_ended(type_, body) or not e.not_before
-                        or e.not_before <= link.time or e.not_before > s.now() + END_AHEAD):
+                        or e.not_before <= link.time):
                     raise
-                not_before = e.not_before
+                not_before = ending_retry(e, s.now(), type_)
+                server = e.server_time
         if attempt > 0 and link.time > s.now() + 1:
+            behind = f" (the server's clock read {server}, {server - s.now()} s ahead of this device's)" if (
+                server is not None and server > s.now()) else ""
             s.warnings.append(f"the {type_} is dated {link.time}, {link.time - s.now()} s ahead of this device's "
-                              "clock: its subject signed something dated just before it (their clock ahead), and a "
-                              "link ending their rights must come after it")
+                              f"clock{behind}: its subject signed something dated just before it (their clock "
+                              "ahead), and a link ending their rights must come after it")
 
     async def append_member(self, type_: str, body: dict[str, Any], puk_boxes: dict[str, bytes],
                             signer: DeviceKeys | None = None, not_before: int = 0) -> Link:

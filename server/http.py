@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET
 
-from server.context import CLIENT, CONFIG, Handler
+from server.context import CLIENT, CONFIG, Handler, now_of
 from server.store.space import no_space, out_of_space
 from vault.errors import Conflict, EncodingError, QuotaExceeded, Throttled, Truncated, VaultError
 from vault.fileio import Buffer
@@ -36,8 +36,10 @@ def answer(value: msgspec.Struct, status: int = 200) -> web.Response:
     return web.json_response(msgspec.to_builtins(value), status=status)
 
 
-def error_response(status: int, code: str, message: str, not_before: int | None = None) -> web.Response:
-    return answer(Error(error=code, message=message, not_before=UNSET if not_before is None else not_before), status)
+def error_response(status: int, code: str, message: str, not_before: int | None = None,
+                   server_time: int | None = None) -> web.Response:
+    return answer(Error(error=code, message=message, not_before=UNSET if not_before is None else not_before,
+                        server_time=UNSET if server_time is None else server_time), status)
 
 
 @web.middleware
@@ -49,7 +51,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response.headers["Retry-After"] = str(e.retry_after)
         return response
     except VaultError as e:
-        response = error_response(e.status, e.code, e.message, e.not_before if isinstance(e, Conflict) else None)
+        not_before = e.not_before if isinstance(e, Conflict) else None
+        # a link dated too early: the server's clock too, which the client compares with its own (review 33)
+        response = error_response(e.status, e.code, e.message, not_before,
+                                  None if not_before is None else int(now_of(request)))
         if isinstance(e, QuotaExceeded) and e.retry_after is not None:
             response.headers["Retry-After"] = str(e.retry_after)
         return response

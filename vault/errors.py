@@ -147,14 +147,16 @@ class NotFound(VaultError):
 
 class Conflict(VaultError):
     """409. ``not_before``: for a link dated too early (``Directory.check_not_before``), the earliest time the
-    server would take it at (the ``Error`` body's ``not_before``): sign it again dated then."""
+    server would take it at (the ``Error`` body's ``not_before``): sign it again dated then. ``server_time``: the
+    server's clock when it refused (the body's ``server_time``, with ``not_before``)."""
 
     code = "conflict"
     status = 409
 
-    def __init__(self, message: str, not_before: int | None = None) -> None:
+    def __init__(self, message: str, not_before: int | None = None, server_time: int | None = None) -> None:
         super().__init__(message)
         self.not_before = not_before
+        self.server_time = server_time
 
 
 class QuotaExceeded(VaultError):

@@ -29,12 +29,15 @@ def b64(data: bytes) -> str:
 def check_error(status: int, content_type: str, raw: bytes) -> dict[str, str]:
     """An error answer: 4xx (or 507 ``insufficient_storage``: the server's disk is full; or 503 ``unavailable``:
     the server failed closed), JSON, exactly {"error": str, "message": str}; a 409 ``conflict`` may add
-    ``"not_before": int``, the earliest time the server would take the link at (docs/format.md)."""
+    ``"not_before": int``, the earliest time the server would take the link at, with ``"server_time": int``, the
+    server's clock then (docs/format.md)."""
     assert 400 <= status < 500 or status in (503, 507), f"HTTP {status} (never another 5xx): {raw[:300]!r}"
     assert content_type == "application/json", f"error answer is {content_type}: {raw[:300]!r}"
     body = json.loads(raw)
-    assert isinstance(body, dict) and set(body) - {"not_before"} == {"error", "message"}, body
-    assert "not_before" not in body or (status == 409 and type(body["not_before"]) is int), body
+    assert isinstance(body, dict) and set(body) - {"not_before", "server_time"} == {"error", "message"}, body
+    assert "not_before" not in body or (status == 409 and type(body["not_before"]) is int
+                                        and type(body["server_time"]) is int), body
+    assert "server_time" not in body or "not_before" in body, body
     assert status != 507 or body["error"] == "insufficient_storage", body
     assert status != 503 or body["error"] == "unavailable", body
     assert isinstance(body["error"], str) and body["error"], body

@@ -49,6 +49,7 @@ class Error(Wire):
     error: str
     message: str
     not_before: int | UnsetType = UNSET  # a 409 for a link dated too early: the earliest time it may be dated
+    server_time: int | UnsetType = UNSET  # with ``not_before``: the server's clock when it refused (review 33)
 
 
 class Ok(Wire):
