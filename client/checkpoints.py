@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from client.home import Pins
+from client.pinmerge import anchors_merged
 from client.session import Session
 from security.auditkey import entitled_cosigner, judge_cosignature
 from security.events import Checkpoint
@@ -41,6 +42,10 @@ class LogView:
     log_key: bytes = b""  # the pinned key that signed ``checkpoint``
     witness_note: str | None = None  # as served: checked by ``check_outside_witness`` at every login
     witness_note_proof: list[bytes] = field(default_factory=list)  # from the note's size to ``checkpoint``'s
+    # (size, time) pairs: this device saw the log at that size at that time of its own clock, so every leaf at or
+    # after the size is younger (``pins.log["anchors"]`` with the checkpoint accepted before this one: the
+    # pruning check, client/audit/log.py ``_check_pruning``)
+    anchors: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _pinned(pins: Pins) -> tuple[int, bytes, int]:
@@ -114,12 +119,18 @@ async def sync_log(s: Session, after_login: bool = False) -> LogView:
         if not w.cosigs:
             raise LogInconsistent("a witnessed checkpoint without well-formed cosignatures")
         witness = Witness(wcp, w.cosigs)
-    # "seen_at": this device's own clock when it accepted the checkpoint (a server cannot freeze it; restore.py)
+    # "seen_at": this device's own clock when it accepted the checkpoint (a server cannot freeze it; restore.py);
+    # "anchors": one (size, seen_at) a day, the checkpoint accepted before this one included (pins older versions
+    # wrote have none)
+    now = s.now()
+    before = [[old_size, int(pins.log.get("seen_at", old_time))]] if old_size else []
+    anchors = anchors_merged(pins.log.get("anchors", []), before, [[cp.size, now]])
     pins.log.update({"size": cp.size, "root": cp.root.hex(), "time": cp.time, "log_key": log_key.hex(),
-                     "seen_at": s.now()})
+                     "seen_at": now, "anchors": anchors})
     s.home.save_pins(pins)  # a merge: a newer checkpoint another command accepted meanwhile stays
     s.log_accepted = cp.size, cp.root.hex()
-    return LogView(cp, witness, log_key, res.witness_note, _proof(res.witness_note_proof))
+    return LogView(cp, witness, log_key, res.witness_note, _proof(res.witness_note_proof),
+                   [(size, t) for size, t in anchors])
 
 
 def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], witness: Witness) -> int:

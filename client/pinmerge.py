@@ -10,7 +10,10 @@ the command read before: per entry the further state wins, and two states neithe
   document is unpinned only by an explicit lowering: ``lowered``).
 - ``log``: the larger checkpoint (size); the same size with another root, or another checkpoint-signing key, is a
   fork (``LogInconsistent``). ``witness_size``, ``outside_size``, ``attested``, ``time`` and ``seen_at`` are lower
-  bounds the device checks against: the larger of the two.
+  bounds the device checks against: the larger of the two. ``anchors`` ([size, time] pairs: this device saw the log
+  at that size at that time of its own clock, so every leaf at or after the size is younger; session 24, review 34)
+  is a union, whatever else wins, a restore acceptance or a lowering of the log included: per UTC day the pair of
+  the smallest size, days more than ``ANCHOR_DAYS`` before the newest dropped (``anchors_merged``).
 - A restore acceptance (review round 23): when the file followed one (a longer ``restored`` list) that the saving
   command's read predates, the file's log stays and the saving command keeps, per entry (the further wins), only
   the chains and documents it changed since its read, except those the acceptance's records name as lost
@@ -40,12 +43,40 @@ from vault.errors import LogInconsistent, RollbackDetected
 
 Value = dict[str, Any]  # a pins file's value: table name -> table (client/home.py ``Pins``)
 LOG_BOUNDS = ("witness_size", "outside_size", "attested", "time", "seen_at")
+DAY = 86400
+ANCHOR_DAYS = 3652  # the longest retention the protocols allow (3650 days) and the check's margin
+
+
+def anchors_merged(*sides: Iterable[Any]) -> list[list[int]]:
+    """The log anchors of every side as one list ([size, time], oldest first): per UTC day (of the time) the pair of
+    the smallest size (the one that bounds the most leaves; the same day is one judgement), days more than
+    ``ANCHOR_DAYS`` before the newest dropped (no retention reaches them). A union: commutative, idempotent, and no
+    side's anchor of a kept day is lost except to one that bounds more."""
+    best: dict[int, tuple[int, int]] = {}
+    for side in sides:
+        for pair in side:
+            size, t = int(pair[0]), int(pair[1])
+            day = t // DAY
+            if day not in best or (size, t) < best[day]:
+                best[day] = size, t
+    newest = max(best, default=0)
+    return [[size, t] for day, (size, t) in sorted(best.items()) if day >= newest - ANCHOR_DAYS]
 
 
 def merged(disk: Value | None, mine: Value, read: Value | None = None) -> Value:
     """``mine`` (what a command saves) merged into ``disk`` (the file as it is now, None if there is none): a new
     value, no argument changed. ``read``: the file's value the command read ``mine`` from (None if unknown: every
-    entry of ``mine`` then counts as changed by it). ``RollbackDetected``/``LogInconsistent`` on a fork."""
+    entry of ``mine`` then counts as changed by it). ``RollbackDetected``/``LogInconsistent`` on a fork. The log
+    anchors of both sides are kept whichever side's log wins (``anchors_merged``)."""
+    out = _merged(disk, mine, read)
+    found = [side["log"]["anchors"] for side in (disk, mine) if side is not None and "anchors" in side["log"]]
+    if found:
+        out["log"] = {**out["log"], "anchors": anchors_merged(*found)}
+    return out
+
+
+def _merged(disk: Value | None, mine: Value, read: Value | None = None) -> Value:
+    """``merged`` but for the log anchors."""
     if disk is None:
         return {**{name: dict(table) for name, table in mine.items()}, **_signers(mine, mine, mine["chains"])}
     people = {name: _people(disk[name], mine[name], None if read is None else read.get(name, {}))
@@ -81,8 +112,9 @@ def lowered(disk: Value | None, mine: Value, chains: Iterable[str] = (), docs: I
         base["chains"].pop(chain, None)
     for doc in docs:
         base["docs"].pop(doc, None)
-    if log:
-        base["log"] = dict(mine["log"])
+    if log:  # mine's log as it is, but not fewer anchors (a union: they only make the pruning check stricter)
+        base["log"] = {**mine["log"], "anchors": anchors_merged(disk["log"].get("anchors", []),
+                                                                mine["log"].get("anchors", []))}
     return merged(base, mine, read)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from client.checkpoints import LogView, check_extends, signed_checkpoint, sync_log
 from client.home import Pins
+from client.pinmerge import anchors_merged
 from client.sanitize import escape
 from client.session import Session
 from client.view import Chains, View, doc_pin, pinned_deleted
@@ -266,7 +267,8 @@ def keep_log_pin(s: Session) -> None:
 
     def put_back(pins: Pins) -> None:
         if (int(pins.log.get("size", 0)), str(pins.log.get("root", ""))) == accepted:
-            pins.log = dict(before)
+            # the anchors stay (a union: they only make the pruning check stricter; another command's among them)
+            pins.log = {**before, "anchors": anchors_merged(before.get("anchors", []), pins.log.get("anchors", []))}
 
     s.home.change_pins(put_back)
 

@@ -21,7 +21,7 @@ from client.api import Api
 from client.client import Client
 from client.home import Home, Pins
 from client.moves import _Scratch
-from client.pinmerge import merged
+from client.pinmerge import ANCHOR_DAYS, lowered, merged
 from tests.conftest import Org, security_team
 from tests.helpers.members import alice_pinned
 from vault.errors import LogInconsistent, RollbackDetected
@@ -132,6 +132,32 @@ def test_the_log_pin_put_back_after_a_stop_is_only_the_one_this_command_set(org:
     now = Home(home.path).pins().log
     assert int(other["size"]) > int(before["size"])
     assert (now["size"], now["root"]) == (other["size"], other["root"]), "another command's checkpoint undone"
+
+
+def test_the_log_pin_put_back_after_a_stop_keeps_the_anchors_another_command_added(org: Org, plan: Path) -> None:
+    """The log pin put back after a stop (``restore.keep_log_pin``, no merge: the file's log pin is replaced by the
+    one read before) keeps the log anchors the file holds (session 24, fix34a): one another command added meanwhile
+    (here written straight into the file, a day ahead) stays, and the checkpoint is put back."""
+    home = Home(org.alice.home)
+    added = [3, 0]
+
+    async def session() -> dict[str, Any]:
+        async with Api(org.server.url, bytes.fromhex(org.server.fingerprint)) as api:
+            c = await Client.open(home, home.unlock(), api)
+            assert c.session.log_before is not None
+
+            def another(pins: Pins) -> None:
+                added[1] = int(pins.log["seen_at"]) + 86400
+                pins.log["anchors"] = [*pins.log["anchors"], list(added)]
+
+            Home(home.path).change_pins(another)
+            restore.keep_log_pin(c.session)
+            return c.session.log_before
+
+    before = asyncio.run(session())
+    now = Home(home.path).pins().log
+    assert (now["size"], now["root"]) == (before["size"], before["root"])
+    assert added in now["anchors"] and all(a in now["anchors"] for a in before["anchors"]), now["anchors"]
 
 
 def test_a_servers_move_keeps_what_another_command_pinned_meanwhile(org: Org, plan: Path) -> None:
@@ -290,3 +316,29 @@ def test_a_view_stores_the_positions_its_restore_signers_were_computed_at_and_an
     assert pins.signers and set(pins.signers_at) == set(pins.signers)
     for member, (org_seq, member_seq) in pins.signers_at.items():
         assert [org_seq, member_seq] == [int(pins.chains["org"][0]), int(pins.chains[member][0])]
+
+
+def test_the_log_anchors_are_a_union_whichever_log_wins() -> None:
+    """The log anchors (``pins.log["anchors"]``: [size, time], this device saw the log at that size at that time;
+    session 24, fix34a) bound what retention may have deleted: a concurrent save never drops one, whichever side's
+    checkpoint wins (the larger, a restore acceptance's, a log pin put back after a stop); per day the smallest size
+    stays, days more than ``ANCHOR_DAYS`` before the newest go."""
+    day = 86400
+    log = {"size": 9, "root": "aa" * 32, "log_key": "11" * 32, "time": 5, "seen_at": 5}
+    early = _value(log={**log, "anchors": [[4, 10 * day], [9, 11 * day]]})
+    late = _value(log={**log, "size": 12, "root": "dd" * 32, "anchors": [[7, 10 * day + 60], [12, 12 * day]]})
+    for disk, mine in ((early, late), (late, early)):
+        out = merged(disk, mine)
+        assert out["log"]["size"] == 12
+        assert out["log"]["anchors"] == [[4, 10 * day], [9, 11 * day], [12, 12 * day]]
+    accepted = _value(log={**log, "size": 6, "root": "cc" * 32, "restored": [{"size": 6}], "anchors": [[6, 13 * day]]})
+    for disk, mine, read in ((late, accepted, None), (accepted, late, None), (accepted, late, late)):
+        out = merged(disk, mine, read)
+        assert out["log"]["size"] == 6 and out["log"]["anchors"] == [[7, 10 * day + 60], [12, 12 * day],
+                                                                     [6, 13 * day]]
+    put_back = lowered(late, early, log=True)
+    assert put_back["log"]["size"] == 9 and put_back["log"]["anchors"] == [[4, 10 * day], [9, 11 * day],
+                                                                          [12, 12 * day]]
+    far = merged(early, _value(log={**log, "anchors": [[30, (11 + ANCHOR_DAYS) * day]]}))
+    assert far["log"]["anchors"] == [[9, 11 * day], [30, (11 + ANCHOR_DAYS) * day]]
+    assert "anchors" not in merged(_value(log=log), _value(log=log))["log"]  # pins older versions wrote
