@@ -420,10 +420,6 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
     for i in sorted(fetched.leaves):
         ag = fetched.leaves[i].audit_gen
         sealer = keys.sealed.get(i)
-        if current is not None and ag == current.gen and i not in pubs and sealer in (None, current.team) and \
-                (why := _sealed_while_withheld(windows, i, times, read, fetched, shut)):
-            problems.append(f"event {i} is sealed to audit key generation {ag} where the rule sealed to none: {why}")
-            continue
         if ag == 0 and current is not None:
             shut = (i, _around(i, times, read, fetched)[0])
         if ag == 0:
@@ -438,6 +434,9 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
                 named in (None, sealer) for _, named in designated_near(marks, places[i] - SKEW, places[i] + SKEW)):
             problems.append(f"event {i} is sealed to team {_name(view, sealer)}'s audit key generation {ag}, a team "
                             "not designated at its place in the log")
+        elif current is not None and ag == current.gen and i not in pubs and sealer in (None, current.team) and \
+                (why := _sealed_while_withheld(windows, i, times, read, fetched, shut)):
+            problems.append(f"event {i} is sealed to audit key generation {ag} where the rule sealed to none: {why}")
         elif current is None:  # before the first publication read (older ones pruned, or a former team's)
             if sealer is None and i not in times:
                 lo, hi = _around(i, times, read, fetched)
