@@ -94,6 +94,7 @@ class SealingWindows:
         self._states: dict[tuple[str, int], TeamState] = {}
         self._judged: dict[tuple[int, int], list[str]] = {}  # (time, publication index) -> reasons
         self._gens: dict[str, list[int]] = {}  # team -> its generation after each prefix of its chain
+        self.placed: dict[str, int] = {}  # link hash (hex) -> index of its event, for the events read here
         times = set(org.times) | {pg.since for m in members.values() for pg in m.puks.values()}
         times |= {cut.time for cuts in org.incidents.by_member.values() for cut in cuts}
         for team_id, links in team_links.items():
@@ -112,10 +113,17 @@ class SealingWindows:
             times |= {m.until for m in state.members.values() if m.until is not None}
         self.changes = sorted(times)
 
-    def generation_at(self, team_id: str, t: int) -> int:
-        """``team_id``'s generation after its links dated at or before ``t`` (0: none, or a chain not seen here)."""
+    def generation_logged_before(self, team_id: str, index: int, t: int) -> int:
+        """``team_id``'s generation at place ``index`` of the log, in log order (review 34): after the last of its
+        links whose event is read here and logged before ``index`` (``placed``: link hash -> index), or, for a link
+        whose event is not read here (sealed to no key, to a key not held here, pruned), dated at or before ``t``
+        (the caller's bound: its place less the clocks' allowance). 0: none, or a chain not seen here."""
         links, gens = self.team_links.get(team_id), self._gens.get(team_id)
-        count = sum(1 for link in links if link.time <= t) if links else 0
+        count = 0
+        for k, link in enumerate(links or ()):
+            at = self.placed.get(link.hash.hex())
+            if (at < index) if at is not None else (link.time <= t):
+                count = k + 1
         return gens[count - 1] if gens and count else 0
 
     def publication_before(self, index: int | None, t: int) -> Publication | None:
@@ -192,6 +200,53 @@ class SealingWindows:
         key for good)."""
         marks = designations(self.org)
         return next((marks[k][0] for k in range(pub.epoch, pub.latest + 1) if marks[k][1] == pub.team), 0)
+
+    def _times(self, lo: int, hi: int, index: int, clamp: bool) -> list[int] | None:
+        """The times from ``lo`` to ``hi`` where the rule may change, for an event logged at ``index`` under a
+        publication (None: none in force, or an empty range); ``clamp``: from the publication's time and its
+        designation's on, as in ``withheld_between``."""
+        if (pub := self.publication_before(index, hi)) is None:
+            return None
+        if clamp:
+            lo = max(lo, pub.time, self.designated_since(pub))
+        return [lo, *(c for c in self.changes if lo < c <= hi)] if lo <= hi else None
+
+    def withheld_throughout(self, lo: int, hi: int, index: int) -> list[str]:
+        """The reasons the rule withheld every key at every time from ``lo`` to ``hi`` from an event logged at
+        ``index`` under the publication before it (empty: at some time it sealed to that publication's key, or no
+        publication is in force). An event sealed to that key is then a fault, whoever verifies (review 34). Not
+        clamped to the publication's time as ``withheld_between`` is: the times before it only make this answer more
+        lenient, and a publication signed by a clock ahead followed by a rotation signed by a clock behind leaves no
+        time after it unwithheld (review 34's second finding)."""
+        times = self._times(lo, hi, index, False)
+        if times is None:
+            return []
+        first: list[str] = []
+        for t in times:
+            if not (reasons := self.withheld_at(t, index)):
+                return []
+            first = first or reasons
+        return first
+
+    def reopened_between(self, lo: int, hi: int, index: int) -> bool:
+        """Whether the rule, under the publication before ``index``, goes from withholding the key to sealing to it
+        at some time from ``lo`` to ``hi`` (a designation back to its team; nothing else but a publication ends a
+        window). The server's state moves in log order: an event sealed to no key, then one sealed to the key
+        under the same publication, needs such a time between them. Clamped as ``withheld_between``: before the
+        publication's time the replay forces its team to the published generation against an older organization
+        state (a member not admitted yet: withheld), a reopening that never was. A designation back made after the
+        publication but dated before its signed time (the publisher's clock ahead of the NCC's) is not seen here: a
+        false alarm in that case, not a miss."""
+        times = self._times(lo, hi, index, True)
+        if times is None:
+            return True
+        shut = False
+        for t in times:
+            if self.withheld_at(t, index):
+                shut = True
+            elif shut:
+                return True
+        return not shut
 
     def withheld_between(self, lo: int, hi: int, index: int | None) -> list[str]:
         """``withheld_at`` for an event logged at ``index`` dated anywhere from ``lo`` to ``hi`` (its time unknown

@@ -308,6 +308,7 @@ def sealing_windows(view: View, team_links: dict[str, list[Link]], fetched: Fetc
     each event dated more than ``ALLOWANCE`` before a statement logged ahead of it."""
     teams = {t: ls for t, ls in team_links.items() if t in view.teams and view.teams[t].kind == "security"}
     windows = SealingWindows(view.org, view.members, teams, (), POLICY, TEAM_KINDS)
+    windows.placed = {e.res["link"]: i for i, e in events if "link" in e.res and not e.action.startswith("attest.")}
     marks = designations(view.org)
     pubs: list[Publication] = []
     problems: list[str] = []
@@ -371,22 +372,27 @@ def _judge_claim(view: View, windows: SealingWindows, marks: list[tuple[int, str
         return f"{what}, logged at {e.time}: more than {ALLOWANCE} s from its signed time"
     if seen > claim.time + ALLOWANCE or abs(leaf.day - claim.time // DAY) > 1:
         return f"{what}, logged after events dated up to {seen}: more than {ALLOWANCE} s after its signed time"
-    return _judge_publication(view, windows, marks, last, index, claim.time, claim.time, claim.team, claim.gen)
+    # links are dated by their signers' clocks, the statement by its signer's: up to ALLOWANCE apart (review 34)
+    return _judge_publication(view, windows, marks, last, index, claim.time, claim.time, claim.team, claim.gen,
+                              ALLOWANCE + 1)
 
 
 def _judge_publication(view: View, windows: SealingWindows, marks: list[tuple[int, str | None]],
                        last: Publication | None, index: int, t: int, seen: int, team: str,
-                       gen: int) -> Publication | str:
+                       gen: int, lag: int = SKEW) -> Publication | str:
     """A publication of ``team``'s generation ``gen`` logged at ``index`` (dated ``t``; ``seen``: the newest time
     read up to it), or why it is none. Its place in the log is judged from the verified chains and the order of the
     log, not from the time the server wrote alone: the designation it is made under is one in force within ``SKEW``
     of its place (the later of ``t`` and ``seen``) that names ``team`` (none designated yet: any security team),
     never one before the earliest the publication read before it may have been made under (the chain's
     designations come in order; all those that fit are kept: ``Publication.epoch`` to ``latest``);
-    and ``gen`` is that team's current generation there: not older than the generation its chain had
-    ``SKEW`` before the place, nor than the one already published under the same designation (review 30: a logged
-    publication of an older generation, or of the former team dated before the designation, was taken as the one in
-    force and the server sealed every later event to no key, or to the former team's, for good)."""
+    and ``gen`` is that team's current generation there: not older than the generation its chain had at that place
+    in log order (review 34: the last link whose event is read here before ``index``; a link whose event is not read
+    here counts when dated ``lag`` or more before the place: ``SKEW`` for a place the server dated, ``ALLOWANCE``
+    and a second for a signed statement's time, two signers' clocks), nor than the one already published under the
+    same designation (review 30: a logged publication of an older generation, or of the former team dated before the
+    designation, was taken as the one in force and the server sealed every later event to no key, or to the former
+    team's, for good)."""
     state = view.teams.get(team)
     if state is None or state.kind != "security":
         return "not a security team"
@@ -398,7 +404,7 @@ def _judge_publication(view: View, windows: SealingWindows, marks: list[tuple[in
     if not epochs:
         there = ", ".join(sorted({_name(view, named) for k, named in near if named is not None and k >= after}))
         return f"team {there or 'none'} is designated at its place in the log"
-    newest = windows.generation_at(team, lo)
+    newest = windows.generation_logged_before(team, index, place - lag)
     if last is not None and last.team == team and last.latest >= epochs[0]:  # maybe under the same designation
         newest = max(newest, last.gen)
     if not newest <= gen <= state.generation or gen < 1:
@@ -417,7 +423,10 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
     here is judged against the team that should have sealed it (review 30: a leaf names a generation, not a team):
     the publication's in force at its place or, before any publication read, the teams designated around its place;
     one of a team whose keys this member does not hold (a former designated team it was never in) is unreadable
-    here, no fault: its index goes to ``unheld``."""
+    here, no fault: its index goes to ``unheld``. Every event sealed to the published generation in force, opened
+    here or not, is judged against the rule too (review 34: only those sealed to none were): a fault where the rule
+    withheld the key at every time it may have been logged, or after an event sealed to none under the same
+    publication with no reopening between (``_sealed_while_withheld``)."""
     pubs = {p.index: p for p in windows.publications}
     times = dict(events)
     read = sorted(times)
@@ -429,9 +438,12 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
     problems: list[str] = []
     unreadable: list[int] = []
     current: Publication | None = None
+    shut: tuple[int, int] | None = None  # (index, earliest time) of the last event sealed to none under ``current``
     for i in sorted(fetched.leaves):
         ag = fetched.leaves[i].audit_gen
         sealer = keys.sealed.get(i)
+        if ag == 0 and current is not None:
+            shut = (i, _around(i, times, read, fetched)[0])
         if ag == 0:
             if current is not None and not _withheld(windows, i, times, read, fetched):
                 problems.append(f"event {i} is sealed to audit key generation 0, not the published {current.gen} "
@@ -444,6 +456,9 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
                 named in (None, sealer) for _, named in designated_near(marks, places[i] - SKEW, places[i] + SKEW)):
             problems.append(f"event {i} is sealed to team {_name(view, sealer)}'s audit key generation {ag}, a team "
                             "not designated at its place in the log")
+        elif current is not None and ag == current.gen and i not in pubs and sealer in (None, current.team) and \
+                (why := _sealed_while_withheld(windows, i, times, read, fetched, shut)):
+            problems.append(f"event {i} is sealed to audit key generation {ag} where the rule sealed to none: {why}")
         elif current is None:  # before the first publication read (older ones pruned, or a former team's)
             if sealer is None and i not in times:
                 lo, hi = _around(i, times, read, fetched)
@@ -470,10 +485,27 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
             elif sealer is None and i not in times:
                 (unreadable if held else unheld).append(i)
         # The event that records a publication is sealed before the new key takes effect.
-        current = pubs.get(i, current)
+        if i in pubs:
+            current, shut = pubs[i], None
     if unreadable:
         problems.insert(0, f"{len(unreadable)} events sealed to the audit key do not open (first: {unreadable[0]})")
     return problems[:20]
+
+
+def _sealed_while_withheld(windows: SealingWindows, i: int, events: dict[int, Event], read: list[int],
+                           fetched: Fetched, shut: tuple[int, int] | None) -> str:
+    """Why event ``i``, sealed to the published key in force, should have been sealed to none (empty: it may be
+    sealed to it), for every event whoever verifies (review 34: the rule was replayed only for events sealed to
+    none). The rule withheld the key at every time the event may have been logged (its time, or between the events
+    read around it, give or take ``SKEW``); or an event sealed to none under the same publication (``shut``) was
+    logged before it and the rule never reopened the key from that event's earliest time to this one's latest: the
+    server's state moves in log order, and only a publication (none between) or a designation back reopens it."""
+    lo, hi = _around(i, events, read, fetched)
+    if reasons := windows.withheld_throughout(lo - SKEW - 1, hi + SKEW, i):
+        return reasons[0]
+    if shut is not None and not windows.reopened_between(shut[1] - SKEW - 1, hi + SKEW, i):
+        return f"event {shut[0]} before it was sealed to none, and nothing reopened the key between"
+    return ""
 
 
 def _held_there(view: View, keys: Keys, marks: list[tuple[int, str | None]], gen: int, lo: int, hi: int) -> bool:
