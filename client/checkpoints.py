@@ -15,6 +15,7 @@ from security.auditkey import entitled_cosigner, judge_cosignature
 from security.events import Checkpoint
 from security.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from security.protocols import Protocols, defaults, parse, witness_keys
+from vault.acts import ALLOWANCE
 from vault.chains import MemberState, OrgState, org_id_for
 from vault.errors import LogInconsistent, VaultError
 from vault.signednote import (
@@ -144,7 +145,9 @@ def check_witness(s: Session, org: OrgState, members: dict[str, MemberState], wi
         # term that ended later, does not undo a witness that was valid when made.
         if not entitled_cosigner(member, device, t, org, members):
             raise LogInconsistent("a cosignature names a device or member that was not on the Security Team then")
-        if not witness.checkpoint.time - 600 <= t <= t_now + 600:
+        # Not before the checkpoint less the cosigner's lag (the server's skew); not after this device's clock plus
+        # ``ALLOWANCE``: the cosigner's clock up to the skew ahead of the server's, this one's up to the skew behind.
+        if not witness.checkpoint.time - ALLOWANCE // 2 <= t <= t_now + ALLOWANCE:
             raise LogInconsistent("a cosignature is dated outside its checkpoint's lifetime")
         try:
             judge_cosignature(witness.checkpoint.raw, member, device, t, c.sig, org,
