@@ -1,7 +1,7 @@
 """Retention's pruned prefix bounded by times the client can check (review 34's first finding; session 24, fix34a):
 every leaf at or after the size of the log this device saw at a time of its own clock (its pins' ``anchors``), or of
 the Security Team's cosigned checkpoint, was logged after that time, so it may not be served as deleted by retention
-while that time is within the retention period (``_check_pruning``, client/audit/log.py). Honest retention still
+while that time is within the retention period (``check_pruning``, client/audit/pruning.py). Honest retention still
 verifies clean. The last hour served as pruned, with the device's own anchors, is
 tests/test_review34_exploits.py."""
 
