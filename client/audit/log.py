@@ -11,11 +11,10 @@ from typing import Any
 
 from client.audit.keys import entitled, security_team
 from client.audit.notes import WitnessedNote, outside_witness
-from client.audit.pruning import check_pruning, log_anchors
+from client.audit.pruning import check_pruning, log_anchors, retention_history
 from client.checkpoints import (
     LogView,
     check_witness,
-    protocols_of,
     sync_log,
 )
 from client.client import Client
@@ -233,8 +232,8 @@ class Verified:
 async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
     """Replay the whole log; with the audit key also check the events against the chains."""
     view, lv, fetched, keys, events, last_witness = await load(s)
-    problems = check_pruning(fetched.leaves, fetched.checkpoint.size, protocols_of(view.org).retention_days,
-                             s.session.now(), log_anchors(lv))
+    problems = check_pruning(fetched.leaves, fetched.checkpoint.size, retention_history(view.org), s.session.now(),
+                             log_anchors(lv))
     unheld: list[int] = []
     if keys.security:
         links = await chain_links(s, view)
