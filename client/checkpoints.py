@@ -45,7 +45,7 @@ class LogView:
     witness_note_proof: list[bytes] = field(default_factory=list)  # from the note's size to ``checkpoint``'s
     # (size, time) pairs: this device saw the log at that size at that time of its own clock, so every leaf at or
     # after the size is younger (``pins.log["anchors"]`` with the checkpoint accepted before this one: the
-    # pruning check, client/audit/log.py ``_check_pruning``)
+    # pruning check, client/audit/pruning.py ``check_pruning``)
     anchors: list[tuple[int, int]] = field(default_factory=list)
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from client.audit.keys import entitled, security_team
 from client.audit.notes import WitnessedNote, outside_witness
+from client.audit.pruning import check_pruning, log_anchors, retention_history
 from client.checkpoints import (
     LogView,
     check_witness,
-    protocols_of,
     sync_log,
 )
 from client.client import Client
@@ -232,7 +232,8 @@ class Verified:
 async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]], Keys]:
     """Replay the whole log; with the audit key also check the events against the chains."""
     view, lv, fetched, keys, events, last_witness = await load(s)
-    problems = _check_pruning(fetched, protocols_of(view.org).retention_days, s.session.now(), log_anchors(lv))
+    problems = check_pruning(fetched.leaves, fetched.checkpoint.size, retention_history(view.org), s.session.now(),
+                             log_anchors(lv))
     unheld: list[int] = []
     if keys.security:
         links = await chain_links(s, view)
@@ -253,45 +254,6 @@ async def verify_log(s: Client) -> tuple[Verified, View, list[tuple[int, Event]]
     outside = outside_witness(lv, view.org, fetched.hashes, s.session.now())
     return Verified(lv.checkpoint, lv.checkpoint.size - len(fetched.leaves), len(events), last_witness,
                     problems, outside, fetched, len(unheld)), view, events, keys
-
-
-def _check_pruning(fetched: Fetched, retention_days: int, now: int,
-                   anchors: Iterable[tuple[int, int, str]] = ()) -> list[str]:
-    """Retention deletes the oldest leaves only: the pruned ones must be a prefix of the log,
-    and nothing the retention period still covers may be missing. ``anchors``: (size, time, whose) where every leaf
-    at or after ``size`` is known to be younger than ``time`` (``log_anchors``): none of those may be pruned while
-    ``time`` is within the retention period (a day's margin, as for the first kept leaf: review 34)."""
-    kept = sorted(fetched.leaves)
-    first_kept = kept[0] if kept else fetched.checkpoint.size
-    missing = [i for i in range(first_kept, fetched.checkpoint.size) if i not in fetched.leaves]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} events are missing after kept ones (first: {missing[0]}); "
-                        "retention deletes only the oldest")
-    cutoff = now // DAY - retention_days
-    if first_kept and kept and fetched.leaves[first_kept].day < cutoff - 1:
-        problems.append(f"events before {first_kept} were deleted although event {first_kept}, "
-                        "older than the retention period, was kept")
-    young = [(size, t, whose) for size, t, whose in anchors if size < first_kept and t // DAY > cutoff + 1]
-    if young:
-        size, t, whose = min(young)
-        problems.append(f"events {size} to {first_kept - 1} are served as deleted by retention, but {whose} the log "
-                        f"at {size} events at {t}, within the retention period ({retention_days} days): those "
-                        "events are younger than that")
-    return problems
-
-
-def log_anchors(lv: LogView) -> list[tuple[int, int, str]]:
-    """(size, time, whose): every leaf at or after ``size`` was logged after ``time``. This device's own (its pins:
-    the log at that size at that time of its clock) and the Security Team's cosigned checkpoint served (its size at
-    the later of its signed time and its first cosignature's: a server that backdates the checkpoint does not move
-    the cosigner's clock), whose cosignatures ``load`` checked."""
-    out = [(size, t, "this device saw") for size, t in lv.anchors]
-    if lv.witness is not None and lv.witness.cosigs:
-        w = lv.witness
-        out.append((w.checkpoint.size, max(w.checkpoint.time, min(c.time for c in w.cosigs)),
-                    "the Security Team cosigned"))
-    return out
 
 
 def sealing_windows(view: View, team_links: dict[str, list[Link]], fetched: Fetched,
