@@ -17,7 +17,7 @@ from client.audit import incidents
 from client.client import Client
 from client.maintenance import maintain
 from client.sanitize import escape
-from client.view import ending_retry
+from client.view import DatedAhead, ending_retry
 from security.authority import paused_kinds
 from vault.chains import MemberState, TeamState
 from vault.chains.incidents import last_body, last_signed
@@ -88,7 +88,7 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
                                       not_before=since + 1, after=which)
             break
         except Conflict as e:
-            if attempt == CUT_ATTEMPTS - 1:
+            if attempt == CUT_ATTEMPTS - 1 or isinstance(e, DatedAhead):  # looking again does not help
                 raise
             if e.not_before:  # within the bounds of any link ending rights (a lying server's date far ahead: raised)
                 after = max(after, ending_retry(e, s.session.now(), "org.device.cut"))

@@ -63,6 +63,11 @@ def ending_retry(refused: Conflict, now: int, what: str) -> int:
                    f"later): check both clocks and run it again (the server said: {refused})", nb, server)
 
 
+class DatedAhead(Conflict):
+    """``ending_time``'s refusal: a link ending rights would have to be dated beyond its bound (nothing was signed;
+    looking again does not help until the date it names passes)."""
+
+
 def ending_time(now: int, what: str, dates: Iterable[tuple[int, str]]) -> int:
     """The date of a link ending someone's rights (``what``, ``POLICY.rights_ended``): the latest of ``now`` (this
     device's clock) and ``dates``, the earliest dates it may take from the chains (after a chain's newest link, a cut, a
@@ -75,13 +80,14 @@ def ending_time(now: int, what: str, dates: Iterable[tuple[int, str]]) -> int:
     time, which = max([(now, ""), *dates])
     if time <= limit:
         return time
-    raise Conflict(f"this {what} would have to be dated {time}, {time - now} s ahead of this device's clock ({now}), "
-                   f"to come after {which} (dated by its signer's clock; a link ending rights must come after it); "
-                   f"this client dates one at most {END_AHEAD + CLOCKS_APART} s ahead of its own clock (dated later it "
-                   "would take effect that much later), so nothing was signed. If this device's clock is right, that "
-                   "link was signed with a clock set ahead (a seized device's, say) and the server took it outside "
-                   "its clock window: no such link can be stored until that date passes. Tell the Security Team "
-                   "now (an incident: a seized device, and a server that took a link dated beyond its clock window)")
+    raise DatedAhead(
+        f"this {what} would have to be dated {time}, {time - now} s ahead of this device's clock ({now}), to come "
+        f"after {which} (dated by its signer's clock; a link ending rights must come after it); this client dates "
+        f"one at most {END_AHEAD + CLOCKS_APART} s ahead of its own clock (dated later it would take effect that much "
+        "later), so nothing was signed. If this device's clock is right, that link was signed with a clock set ahead "
+        "(a seized device's, say) and the server took it outside its clock window: no such link can be stored until "
+        "that date passes. Tell the Security Team now (an incident: a seized device, and a server that took a link "
+        "dated beyond its clock window)")
 
 
 def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
