@@ -16,7 +16,8 @@ from typing import Any
 from client.audit import incidents
 from client.client import Client
 from client.maintenance import maintain
-from client.view import ending_retry
+from client.sanitize import escape
+from client.view import DatedAhead, ending_retry
 from security.authority import paused_kinds
 from vault.chains import MemberState, TeamState
 from vault.chains.incidents import last_body, last_signed
@@ -79,12 +80,15 @@ async def cut_device(s: Client, member: str, device: str, reason: str = "") -> L
         # Dated after every team link this member sees (the server refuses a cut dated before a team link) and what
         # the server said; names the last link the device signed in each chain (refused if it signed more since)
         last = last_body(last_signed(device_id, ms, view.teams.values()))
+        newest = max(view.teams.values(), key=lambda t: t.time, default=None)
+        head = (newest.time, f"team {escape(newest.name)}'s link {newest.seq}") if newest is not None else (0, "")
+        since, which = max((after - 1, "the date the server named"), head)  # bounded in append_org (ending_time)
         try:
             await s.chains.append_org("org.device.cut", {"member": ms.member_id, "device": device_id, "last": last},
-                                      not_before=max([after - 1, *(t.time for t in view.teams.values())]) + 1)
+                                      not_before=since + 1, after=which)
             break
         except Conflict as e:
-            if attempt == CUT_ATTEMPTS - 1:
+            if attempt == CUT_ATTEMPTS - 1 or isinstance(e, DatedAhead):  # looking again does not help
                 raise
             if e.not_before:  # within the bounds of any link ending rights (a lying server's date far ahead: raised)
                 after = max(after, ending_retry(e, s.session.now(), "org.device.cut"))

@@ -63,6 +63,33 @@ def ending_retry(refused: Conflict, now: int, what: str) -> int:
                    f"later): check both clocks and run it again (the server said: {refused})", nb, server)
 
 
+class DatedAhead(Conflict):
+    """``ending_time``'s refusal: a link ending rights would have to be dated beyond its bound (nothing was signed;
+    looking again does not help until the date it names passes)."""
+
+
+def ending_time(now: int, what: str, dates: Iterable[tuple[int, str]]) -> int:
+    """The date of a link ending someone's rights (``what``, ``POLICY.rights_ended``): the latest of ``now`` (this
+    device's clock) and ``dates``, the earliest dates it may take from the chains (after a chain's newest link, a cut, a
+    device's revocation: each with which link it is). Each is bounded as ``ending_retry`` bounds the server's
+    word on this device's clock, ``END_AHEAD`` + ``CLOCKS_APART``: a link dated further ahead is one only a server
+    that took it beyond its clock window serves (a seized device's clock set ahead, review 35), and a link ending
+    rights dated after it would take effect that much later. So a ``Conflict`` naming that link and both clocks,
+    nothing signed."""
+    limit = now + END_AHEAD + CLOCKS_APART
+    time, which = max([(now, ""), *dates])
+    if time <= limit:
+        return time
+    raise DatedAhead(
+        f"this {what} would have to be dated {time}, {time - now} s ahead of this device's clock ({now}), to come "
+        f"after {which} (dated by its signer's clock; a link ending rights must come after it); this client dates "
+        f"one at most {END_AHEAD + CLOCKS_APART} s ahead of its own clock (dated later it would take effect that much "
+        "later), so nothing was signed. If this device's clock is right, that link was signed with a clock set ahead "
+        "(a seized device's, say) and the server took it outside its clock window: no such link can be stored until "
+        "that date passes. Tell the Security Team now (an incident: a seized device, and a server that took a link "
+        "dated beyond its clock window)")
+
+
 def _the_one(found: list[T], missing: VaultError, several: VaultError) -> T:
     """The one thing a name (or id) names: ``missing`` raised for none, ``several`` for more than one."""
     if not found:
@@ -404,17 +431,21 @@ class Chains:
         self._view = None
         self.links_posted += 1  # a link may have added boxes (rotation, share)
 
-    async def append_org(self, type_: str, body: dict[str, Any], not_before: int = 0) -> None:
+    async def append_org(self, type_: str, body: dict[str, Any], not_before: int = 0, after: str = "") -> None:
         """Sign and post an organization link dated now (or ``not_before``). One that ends someone's rights
         (``POLICY.rights_ended``: a role's revocation, a removal) is dated after everything they signed: a server's
         409 names that second (``Conflict.not_before``; they signed something in this very second, a cosignature say,
         or with their clock ahead), and the link is signed again dated then within ``ending_retry``'s bounds
-        (review 32; review 33: ``END_AHEAD`` ahead of the server's clock, ``CLOCKS_APART`` more of this device's)."""
+        (review 32; review 33: ``END_AHEAD`` ahead of the server's clock, ``CLOCKS_APART`` more of this device's).
+        Every date such a link takes from the chains (the org head, ``not_before``: ``after`` says which link it
+        comes from) is bounded the same way on this device's clock (``ending_time``, review 35)."""
         s = self.session
         server: int | None = None  # the server's clock, as its last 409 named it
+        ending = bool(POLICY.rights_ended(type_, body))
         for attempt in range(END_ATTEMPTS):
             view = await self.view()
-            time = max(s.now(), view.org.time, not_before)
+            dates = [(view.org.time, f"the organization chain's link {view.org.seq}"), (not_before, after)]
+            time = ending_time(s.now(), type_, dates) if ending else max(s.now(), view.org.time, not_before)
             for _ in range(2):
                 link = make_link(chain=view.org.org_id, seq=view.org.seq + 1, prev=view.org.head, time=time,
                                  signer=s.me, device=s.device, type_=type_, body=body)
@@ -425,7 +456,8 @@ class Chains:
                 since = void_devices(view.org, view.members).get(state.cosigned_on.get(link.seq, ""))
                 if since is None or since <= time:
                     break
-                time = since
+                time = ending_time(s.now(), type_, [(since, "the revocation of the device that proposed it")]
+                                   ) if ending else since
             try:
                 await self._post_link("/api/v1/org/links", LinkRequest(link.wire), SeqAnswer)
                 break
@@ -433,7 +465,7 @@ class Chains:
                 if (attempt == END_ATTEMPTS - 1 or not POLICY.rights_ended(type_, body) or not e.not_before
                         or e.not_before <= link.time):
                     raise
-                not_before = ending_retry(e, s.now(), type_)
+                not_before, after = ending_retry(e, s.now(), type_), "the date the server named"
                 server = e.server_time
         if attempt > 0 and link.time > s.now() + 1:
             behind = f" (the server's clock read {server}, {server - s.now()} s ahead of this device's)" if (
@@ -449,7 +481,12 @@ class Chains:
         mine = view.members[s.me]
         device = signer or s.device
         cuts = [c.time for c in view.org.incidents.cuts_of(s.me)]  # never dated before a cut of mine (review 9)
-        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=max(s.now(), mine.time, not_before, *cuts),
+        time = max(s.now(), mine.time, not_before, *cuts)
+        if POLICY.rights_ended(type_, body):  # a device's revocation: every date from the chains bounded (review 35)
+            time = ending_time(s.now(), type_, [(mine.time, f"your member chain's link {mine.seq}"),
+                                                (not_before, "the date the server named"),
+                                                *((c, "a cut of one of your devices") for c in cuts)])
+        link = make_link(chain=s.me, seq=mine.seq + 1, prev=mine.head, time=time,
                          signer=s.me, device=device, type_=type_, body=body)
         clone(mine).apply(link)
         await self._post_link(f"/api/v1/members/{s.me}/links", MemberLinkRequest(link.wire, dict(puk_boxes)),
