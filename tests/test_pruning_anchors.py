@@ -111,8 +111,8 @@ def test_a_device_without_anchors_has_the_security_teams_cosigned_checkpoint(
 
 
 def _retention(org: Org, ncc: Member, tmp_path: Path, version: int, days: int) -> None:
-    """alice proposes protocols ``version`` with ``[retention] days`` = ``days``; ``ncc`` approves: in force (as
-    tests/test_review35_exploits.py, which imports this module)."""
+    """alice proposes protocols ``version`` with ``[retention] days`` = ``days``; ``ncc`` (a second NCC member)
+    approves: in force (tests/test_review35_exploits.py uses it too)."""
     text = org.alice.ok("audit", "protocols", "show").out
     text = re.sub(r"(?m)^version = \d+", f"version = {version}", text)
     text = re.sub(r"(\[retention\]\ndays = )\d+", rf"\g<1>{days}", text)
