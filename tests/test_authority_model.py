@@ -34,6 +34,7 @@ from tests.helpers.authority_closing import ClosingSteps
 from tests.helpers.authority_exports import ExportSteps
 from tests.helpers.authority_incidents import IncidentSteps
 from tests.helpers.authority_machine import LONG, MAX_PEOPLE, MAX_TEAMS, STEPS, TERMS, idx, statement_judged
+from tests.helpers.authority_machine import stored_as_modelled as server_judges
 from tests.helpers.authority_model import MInvite, MTeam, OrgEntry
 from tests.helpers.chain_world import Person, Team
 from tests.helpers.keyholder import openable
@@ -440,10 +441,7 @@ class AuthorityMachine(ExportSteps, IncidentSteps, ClosingSteps):  # more steps:
                 act = Act(q.id, d.device_id, t, action)
                 want = self.m.entitled(q.id, d.device_id, t, action)
                 assert POLICY.entitled(act, self.org, self.members, None) == want, (act, want)
-                stored = self.m.entitled_stored(q.id, d.device_id, t, action)  # what the server takes
-                if want and not stored:
-                    event(f"{action} refused by the server only (an org link dated after it stored)")
-                assert POLICY.entitled(act, self.org, self.members, None, stored=True) == stored, (act, stored)
+                server_judges(self.m, act, action, self.org, self.members, None, want, action)  # the server's
                 # a restore acceptance, a roster export record or a coalition act record, judged as its judges do
                 judged = statement_judged(action, self.org, self.members, q, d, t)
                 if judged is not None:
@@ -463,11 +461,7 @@ class AuthorityMachine(ExportSteps, IncidentSteps, ClosingSteps):  # more steps:
             got = POLICY.entitled(act, self.org, self.members, self.states[ti])
             event(f"act {op or action} {'accepted' if want else 'refused'}")
             assert got == want, f"{act}: model {want}, code {got}"
-            stored = self.m.entitled_stored(q.id, d.device_id, t, action, team=mt, team_seq=seq, gen=gen)
-            if want and not stored:
-                event(f"act {op or action} refused by the server only (an org link dated after it stored)")
-            got = POLICY.entitled(act, self.org, self.members, self.states[ti], stored=True)
-            assert got == stored, f"{act}: the server's model {stored}, code {got}"
+            server_judges(self.m, act, action, self.org, self.members, self.states[ti], want, f"act {op or action}", mt)
 
     @invariant()
     def b_server_moves_accepted_as_the_model_says(self) -> None:

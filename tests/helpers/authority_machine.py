@@ -21,7 +21,7 @@ from security.restore import Acceptance, Lost, acceptance_statement, judge_accep
 from security.roster import judge_roster
 from tests.helpers.authority_model import Model, MTeam, OrgEntry
 from tests.helpers.chain_world import MWorld, Person, Team
-from vault.acts import ALLOWANCE
+from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_org, replay_team
 from vault.chains.coalition import CoalitionEntry
 from vault.coalitionact import CoalitionAct, act_record, sign_act
@@ -198,6 +198,18 @@ class MachineBase(RuleBasedStateMachine):
         mt.gen = gen
         mt.boxed[gen] = {q: self.m.puk_gen_at(q, t) for q in recipients}
         mt.unrotated = False  # whoever waits for a share keeps waiting: a rotation does not box them
+
+
+def stored_as_modelled(m: Model, act: Act, action: str, org: OrgState, members: dict[str, MemberState],
+                       state: TeamState | None, want: bool, what: str, team: MTeam | None = None) -> None:
+    """The server's judge (``stored=True``: an org link dated after the act counts once stored, review 33) as the
+    model's ``entitled_stored`` says for ``action``; ``want`` is the judge by dates, ``what`` names the act in the
+    statistics."""
+    stored = m.entitled_stored(act.author, act.device, act.time, action, team=team, team_seq=act.team_seq, gen=act.gen)
+    if want and not stored:
+        event(f"{what} refused by the server only (an org link dated after it stored)")
+    got = POLICY.entitled(act, org, members, state, stored=True)
+    assert got == stored, f"{act}: the server's model {stored}, code {got}"
 
 
 def statement_judged(action: str, org: OrgState, members: dict[str, MemberState], q: Person, d: DeviceKeys,
