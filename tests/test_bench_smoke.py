@@ -226,3 +226,15 @@ def test_transfer_trees_bench_runs(tmp_path: Path) -> None:
     assert all(x >= 0 for side in result["rounds"].values() for v in side.values() for x in v)
     assert any(x > 0 for side in result["rounds"].values() for v in side.values() for x in v)
     assert "put client CPU" in r.stdout and "get server CPU" in r.stdout
+
+
+def test_judge_bench_runs(tmp_path: Path) -> None:
+    """bench/judge.py: ``judge`` and ``judge_stored`` measured on an act dated after every organization link and on
+    one with links stored after it; no timing asserted."""
+    out = tmp_path / "judge.json"
+    r, result = run_bench("judge.py", out, "--members", "20", "--calls", "20", "--rounds", "2", "--after", "4")
+    assert result["members"] == 20 and result["org_links"] == 2 * 20 - 1 + 4
+    cases = result["cases"]
+    assert (cases["settled"]["links_after"], cases["in flight"]["links_after"]) == (0, 4)
+    assert all(c["judge_us"] > 0 and c["judge_stored_us"] > 0 for c in cases.values())
+    assert "settled: judge" in r.stdout and "in flight: judge" in r.stdout
