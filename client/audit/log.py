@@ -541,7 +541,7 @@ def _check_links_logged(links: tuple[list[Link], dict[str, list[Link]], dict[str
             continue
         if abs(e.time - link.time) > SKEW + 1:  # a link ending rights may be dated the skew + 1 s ahead (fix32a)
             how = "backdated" if link.time < e.time else (
-                f"dated {link.time - e.time} s ahead (its signer's clock ahead, taken beyond the server's clock window)")
+                f"dated {link.time - e.time} s ahead (a signer's clock ahead, taken beyond the server's clock window)")
             problems.append(f"chain link {link.type} {link.hash.hex()[:16]} is dated {link.time} but was "
                             f"logged at {e.time}: {how}")
     return problems
