@@ -227,7 +227,9 @@ class Authority(DefaultPolicy):
     def rights_ended(self, link_type: str, body: Mapping[str, object]) -> tuple[str, ...]:
         """Whose rights a link ends, from its own second on: the body fields naming them, ``"device"`` and/or
         ``"member"`` (empty: it ends none). A device revocation ends its device (``body["device"]``); a cut, the
-        device and (its pause) the member; an organization removal, a role revocation and a compa grant, the member.
+        device and (its pause) the member; an organization removal, a role revocation, a compa grant and a suspicion
+        (``org.suspect``: the same pause as a cut's, from its own second; review 37), the member. An ``org.clear``
+        ends none: it ends a pause, so what was taken before it stays taken.
 
         The judge ends them in the link's own second, not after it: an act naming no organization state is judged at
         the state current at its time (``OrgState.seq_at``: the links dated at or before it), and a device is active
@@ -240,8 +242,8 @@ class Authority(DefaultPolicy):
             return ("device", "member")
         if link_type == "device.revoke":
             return ("device",)
-        if link_type == "org.remove" or (link_type == "org.role" and (body.get("grant") is False
-                                                                      or body.get("role") == "compa")):
+        if link_type in ("org.remove", "org.suspect") or (link_type == "org.role" and (
+                body.get("grant") is False or body.get("role") == "compa")):
             return ("member",)
         return ()
 

@@ -101,6 +101,8 @@ class IncidentSteps(MachineBase):
         q = self.signer(signer, "org.suspect", t, main)
         target = self.pick(self.people(), whom)
         d = self.dev(q) if main else self.any_device(q, dev)
+        if t <= self.signed_last(target.id):
+            return  # a suspicion ends rights as a cut's pause does: the server's 409 (check_not_before, review 37)
         pauses = self.m.pauses.get(target.id, [])
         open_pause = bool(pauses) and pauses[-1][1] is None
         want = (self.m.entitled(q.id, d.device_id, t, "org.suspect") and self.current(target.id)
