@@ -20,14 +20,18 @@ from vault.errors import NotFound, PolicyDenied
 ACT: Final = "coalition.act"
 
 
-def judge_act(record: CoalitionAct, sig: bytes, org: OrgState, members: Mapping[str, MemberState]) -> None:
+def judge_act(record: CoalitionAct, sig: bytes, org: OrgState, members: Mapping[str, MemberState], *,
+              stored: bool = False) -> None:
     """Refuse (``PolicyDenied``, ``NotFound``, ``ChainError``, ``BadSignature``) a record its signer was not entitled
-    to sign."""
+    to sign. ``stored``: the server's judge, also on the organization chain as stored (``Authority.judge_stored``: a
+    removal or role revocation stored after the record's time is in force, whatever the record's date; review 37);
+    the rules judge by dates."""
     if record.org != org.org_id:
         raise PolicyDenied("the coalition act record names another organization")
-    POLICY.judge(Act(record.member, record.device, record.time, ACT), org, members, None)
+    judge = POLICY.judge_stored if stored else POLICY.judge
+    judge(Act(record.member, record.device, record.time, ACT), org, members, None)
     if record.act in NCC_ACTS:  # approving or removing a member is the NCC's (it holds the coalition key)
-        POLICY.judge(Act(record.member, record.device, record.time, "org.coalition"), org, members, None)
+        judge(Act(record.member, record.device, record.time, "org.coalition"), org, members, None)
     verify_act(members[record.member].device_at(record.device, record.time).sign_public, record.raw, sig)
     entry = org.coalitions.get(record.coalition)
     retired = [r.entry.seq for r in org.coalitions_retired.get(record.coalition, [])]  # a rekey keeps the space

@@ -20,11 +20,16 @@ from vault.roster import RosterRecord, verify_record
 ACT = "org.roster"
 
 
-def judge_roster(record: RosterRecord, sig: bytes, org: OrgState, members: Mapping[str, MemberState]) -> None:
-    """Refuse (``PolicyDenied``, ``ChainError``, ``BadSignature``) a record its signer was not entitled to sign."""
+def judge_roster(record: RosterRecord, sig: bytes, org: OrgState, members: Mapping[str, MemberState], *,
+                 stored: bool = False) -> None:
+    """Refuse (``PolicyDenied``, ``ChainError``, ``BadSignature``) a record its signer was not entitled to sign.
+    ``stored``: the server's judge, also on the organization chain as stored (``Authority.judge_stored``: a role
+    revocation dated after the record, which its signer's own act dated ahead may push 601 s ahead, is in force once
+    stored; review 37); the rule and the readers' clients judge by dates."""
     if record.org != org.org_id:
         raise PolicyDenied("the roster export record names another organization")
-    POLICY.judge(Act(record.member, record.device, record.time, ACT), org, members, None)
+    judge = POLICY.judge_stored if stored else POLICY.judge
+    judge(Act(record.member, record.device, record.time, ACT), org, members, None)
     verify_record(members[record.member].device_at(record.device, record.time).sign_public, record.raw, sig)
     seq = org.seq_at(record.time)
     strangers = [r for r in record.readers if not org.admitted(r, seq)]

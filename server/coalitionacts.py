@@ -28,7 +28,7 @@ async def coalition_act(request: web.Request, f: schemas.AttestRequest) -> None:
     org = own_record(request, "coalition act record", record.org, record.member, record.device, record.time)
     if record.time < now_of(request) - MAX_AGE:
         raise EncodingError(f"the coalition act record is older than {MAX_AGE // 86400} days")
-    judge_act(record, f.sig, org, request.app[DIRECTORY].members)
+    judge_act(record, f.sig, org, request.app[DIRECTORY].members, stored=True)
     res = {"coalition": record.coalition, "space": record.space}
     note(request, "coalition.act", res if record.subject is None else {**res, "member": record.subject},
          record.subject, detail={"act": record.act, "count": record.count, "at": record.time,

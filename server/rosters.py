@@ -27,7 +27,7 @@ async def roster_export(request: web.Request, f: schemas.AttestRequest) -> None:
     org = own_record(request, "roster export record", record.org, record.member, record.device, record.time)
     if record.time < now_of(request) - request.app[CONFIG].clock_skew:
         raise EncodingError("the roster export record's time is too far from the server's")
-    judge_roster(record, f.sig, org, request.app[DIRECTORY].members)
+    judge_roster(record, f.sig, org, request.app[DIRECTORY].members, stored=True)
     rule = protocols_of(request.app).rule("no-master-lists")
     outside = outside_readers(record, org)
     if rule.enabled and len(outside) > rule.int_("max_readers"):
