@@ -160,3 +160,38 @@ async def test_a_thiefs_device_held_leaves_the_members_other_device_free(
     assert revoked.time > int(org.server.clock()), revoked
     r = laptop.run("whoami")
     assert r.code != 0 and "revoked" in r.err, (r.code, r.err)
+
+
+async def test_a_held_members_sync_pass_keeps_her_edit_and_pushes_it_once_the_hold_ends(
+        org: Org, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """carol, held (as in the first test), edits a synced file and runs ``mvault sync``: the push is refused (exit 1,
+    the row "failed" naming the hold), her edit stays under its name and no conflict copy is made; once ``HOLD``
+    passed the next pass pushes it. Before (session 24's client): every 409 on a push was taken for a version
+    conflict: her file was renamed to a conflict copy and the team's version fetched into its name."""
+    carol = security_team(org, make_member)
+    folder = tmp_path / "sec"
+    folder.mkdir()
+    (folder / "plan.md").write_text("plan 1\n")
+    carol.ok("sync", "sec", str(folder))
+    monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(carol.passphrase_file))
+    async with session(org.server, carol) as sc, session(org.server, org.alice) as sa:
+        now = int(org.server.clock())
+        sc.session.clock = StoppedClock(at=now + 600)
+        (tmp_path / "cover.txt").write_text("cover\n")
+        await sc.docs.put("sec", tmp_path / "cover.txt")  # an act dated at the skew
+        with pytest.raises(Conflict):
+            await _post_org(sa, "org.role", _revoking(sc.session.me), now)
+    org.server.advance(1)
+    carol.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = "601"  # the server's clock + 600: dated within the hold
+    (folder / "plan.md").write_text("plan 2, carol's edit\n")
+    r = carol.run("sync", "sec", str(folder), "--json")
+    assert r.code == 1, (r.code, r.err, r.out)
+    rows = {x["name"]: x for x in r.json()}
+    assert rows["cover.txt"]["action"] == "pull" and rows["plan.md"]["action"] == "failed", rows
+    assert "is being stored; retry in" in rows["plan.md"]["detail"], rows
+    assert sorted(p.name for p in folder.iterdir()) == ["cover.txt", "plan.md"]  # no conflict copy
+    assert (folder / "plan.md").read_text() == "plan 2, carol's edit\n"
+    org.server.advance(HOLD)
+    carol.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(int(org.server.offset))
+    pushed = carol.json("sync", "sec", str(folder))
+    assert [(x["action"], x["name"]) for x in pushed] == [("push", "plan.md")], pushed
