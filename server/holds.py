@@ -19,8 +19,9 @@ PostgreSQL with several processes, a subject's acts through another process are 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -41,10 +42,22 @@ class Hold:
 @dataclass
 class Holds:
     held: dict[Subject, Hold] = field(default_factory=dict)
+    suspended: bool = False  # ``placing(False)``: a refused link that fails another check too places none
+
+    @contextlib.contextmanager
+    def placing(self, allowed: bool) -> Iterator[None]:
+        """While inside, ``place`` holds nobody unless ``allowed`` (a check of the route comes after the date's)."""
+        before, self.suspended = self.suspended, not allowed
+        try:
+            yield
+        finally:
+            self.suspended = before
 
     def place(self, subjects: Iterable[Subject], since: int, now: float, link_type: str) -> None:
         """Hold each of ``subjects`` from ``since`` (the 409's ``not_before``) for ``HOLD`` s from ``now``. A hold in
         force is extended and keeps its earlier ``since``."""
+        if self.suspended:
+            return
         for subject in subjects:
             old = self._in_force(subject, now)
             self.held[subject] = Hold(since if old is None else min(old.since, since), now + HOLD, link_type)

@@ -96,8 +96,9 @@ async def test_a_link_its_signer_may_not_make_holds_nobody(
 async def test_a_device_revocation_refused_for_another_reason_holds_nobody(
         org: Org, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """bob's laptop stores a version dated at the skew; bob revokes it from his first device with key boxes that do
-    not match the link's commitments (refused, 400): no hold, the laptop's next act dated at the skew is taken.
-    Before session 25 the route checked the boxes after the date (a 409 came first)."""
+    not match the link's commitments (409 for the date, then 400 for the boxes): no hold, the laptop's next act dated
+    at the skew is taken. The 409 still comes first (a revocation carried by a later command without its boxes,
+    review 24): it places no hold."""
     bob = org.bob
     monkeypatch.setenv("MVAULT_PASSPHRASE_FILE", str(bob.passphrase_file))
     laptop = laptop_of(bob, tmp_path)
