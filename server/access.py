@@ -57,6 +57,7 @@ from vault.errors import (
     PolicyDenied,
     Throttled,
 )
+from vault.links import parse_link
 
 log = logging.getLogger("mvault.server")
 T = TypeVar("T")
@@ -292,6 +293,7 @@ async def append_judged(request: web.Request, judge: Callable[[], Awaitable[tupl
     app = request.app
     await catch_up_locked(app)
     result, write = await judge()
+    _check_unheld(app[DIRECTORY], write)
 
     async def again(since: list[tuple[int, StoredLink]]) -> SignedCheck | None:
         nonlocal result
@@ -301,6 +303,7 @@ async def append_judged(request: web.Request, judge: Callable[[], Awaitable[tupl
         _closed_elsewhere(app)
         check_session(app, session_of(request))  # a revocation of the signing device may be among them
         result, now = await judge()
+        _check_unheld(directory, now)
         if now[:3] != write[:3]:  # the same links and boxes (the chains' heads are checked after this)
             raise Conflict("the chains moved on; fetch and retry")
         log.info("links stored through another server process while %s was judged: judged again",
@@ -311,6 +314,14 @@ async def append_judged(request: web.Request, judge: Callable[[], Awaitable[tupl
     replies.check_appended(await app[CHAINS].append_links(write.links, write.puk_boxes, write.team_boxes,
                                                           write.signed, seen=seen, again=again))
     return result
+
+
+def _check_unheld(directory: Directory, write: LinksWrite) -> None:
+    """Each link a chain route appends, as an act of its signer: refused while a link ending the signer's rights is
+    signed again (``Directory.check_unheld``, server/holds.py)."""
+    for stored in write.links:
+        link = parse_link(stored.wire)
+        directory.check_unheld(link.signer, link.device, link.time, link)
 
 
 def revoked_refusal(device: Device) -> DeviceRevoked:
@@ -413,6 +424,7 @@ def judge_act(request: web.Request, act: Act, team: TeamState | None) -> None:
     organization chain as stored (``judge_stored``: a revocation or removal dated after the act is in force)."""
     directory = request.app[DIRECTORY]
     POLICY.judge_stored(act, directory.require_org(), directory.members, team)
+    directory.check_unheld(act.author, act.device, act.time)  # a link ending their rights is signed again: 409
 
 
 def judge_now(request: web.Request, action: str) -> None:

@@ -128,6 +128,7 @@ async def open_app(config: Config) -> web.Application:
         raise
     try:
         directory = await Directory.load(storage)
+        directory.clock = config.clock  # the holds' (server/holds.py)
         audit_store = await open_audit(config.data_dir, config.database_url, origin_of(storage),
                                        storage.chain_heads if isinstance(storage, SQLiteStorage) else None)
         for member, device, t in await audit_store.cosigned():  # signed acts too (review 26, finding 1)

@@ -8,11 +8,13 @@ replaces the live state only after storage committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from security.authority import POLICY
 from security.policy import TEAM_KINDS
+from server.holds import Holds, Subject
 from server.store.protocols import ChainStore, Storage
 from server.store.records import SignedCheck, StoredLink
 from vault.chains import (
@@ -43,6 +45,9 @@ class Directory:
     signed_by_device: dict[str, int] = field(default_factory=dict)
     signed_by_member: dict[str, int] = field(default_factory=dict)
     seen: int = 0  # the storage's order number (``ChainStore.links_after``) of the last link replayed here
+    # Subjects held while a link ending their rights is signed again (server/holds.py); ``clock``: the server's.
+    holds: Holds = field(default_factory=Holds)
+    clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
     async def load(cls, storage: Storage) -> Directory:
@@ -133,6 +138,7 @@ class Directory:
         self.members[state.member_id] = state
         self.member_links.setdefault(state.member_id, []).append(link)
         self.note_signed(link.signer, link.device, link.time)
+        self.holds.end(self.ended_subjects(link))
 
     def note_signed(self, member_id: str, device_id: str, t: int) -> None:
         """Remember that ``device_id`` of ``member_id`` signed something dated ``t`` that was accepted."""
@@ -192,7 +198,6 @@ class Directory:
                 raise Conflict(f"the Security Team cut a device of this member at {last_cut}, after this "
                                f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)",
                                last_cut)
-        ended = POLICY.rights_ended(link.type, body)
         if link.type == "org.device.cut":
             # The cut changes who may be boxed from its time on: a team link made before it was appended but dated
             # after it (a share, a rotation, a new team boxing the member) would be refused by every replay.
@@ -210,17 +215,35 @@ class Directory:
                 raise Conflict(f"a proposal this device signed was put in force at {put}, not before this "
                                f"device.revoke ({link.time}): sign it again dated {put + 1} or later (check the "
                                "clock)", put + 1)
-        for field_ in ended:
-            subject = body.get(field_)
-            latest = self.signed_by_device if field_ == "device" else self.signed_by_member
-            t = latest.get(subject, 0) if isinstance(subject, str) else 0
-            # Strictly after, whatever ends (``POLICY.rights_ended``): the judge ends the rights in the link's own
-            # second, so an act of the subject in that second would be refused by every replay (review 32: an
-            # org.role revocation or org.remove in the second of a cosignature stopped every client)
-            not_before = POLICY.ending_not_before(t)
-            if link.time < not_before:
-                raise Conflict(f"{subject} signed something dated {t}, not before this {link.type} ({link.time}): "
-                               f"sign it again dated after it, {not_before} or later (check the clocks)", not_before)
+        signed = [((self.signed_by_device if f == "device" else self.signed_by_member).get(who, 0), who)
+                  for f, who in self.ended_subjects(link)]
+        # Strictly after, whatever ends (``POLICY.rights_ended``): the judge ends the rights in the link's own
+        # second, so an act of the subject in that second would be refused by every replay (review 32: an
+        # org.role revocation or org.remove in the second of a cosignature stopped every client)
+        t, subject = max(signed, key=lambda x: x[0], default=(0, ""))
+        not_before = POLICY.ending_not_before(t)
+        if link.time < not_before:
+            # Refused only for its subjects' own acts, and last (the caller's other checks came before): hold them
+            # while the link is signed again dated ``not_before`` (server/holds.py; session 25); a held signer's link
+            # is refused for its hold, placing none
+            self.check_unheld(link.signer, link.device, link.time, link)
+            self.holds.place(self.ended_subjects(link), not_before, self.clock(), link.type)
+            raise Conflict(f"{subject} signed something dated {t}, not before this {link.type} ({link.time}): "
+                           f"sign it again dated after it, {not_before} or later (check the clocks)", not_before)
+
+    @staticmethod
+    def ended_subjects(link: Link) -> list[Subject]:
+        """The members and devices whose rights ``link`` ends (``POLICY.rights_ended``), as ``Holds`` names them."""
+        body = link.body.raw
+        return [(f, v) for f in POLICY.rights_ended(link.type, body) if isinstance(v := body.get(f), str)]
+
+    def check_unheld(self, member: str, device: str, t: int, link: Link | None = None) -> None:
+        """Refuse (409) an act of ``member`` with ``device`` dated ``t`` while they are held (server/holds.py): a link
+        ending their rights is being signed again. ``link``: the act, when it is a chain link (one ending a held
+        subject's rights is taken). Called where the server judges every act it notes (``note_signed``)."""
+        refusal = self.holds.refusal(member, device, t, self.clock(), self.ended_subjects(link) if link else ())
+        if refusal is not None:
+            raise refusal
 
     def _check_not_void(self, link: Link) -> None:
         """An org link does not put in force a two-person proposal (or a protocols change) whose proposing device this
@@ -276,6 +299,7 @@ class Directory:
         self.org = state
         self.org_links.append(link)
         self.note_signed(link.signer, link.device, link.time)
+        self.holds.end(self.ended_subjects(link))
 
     def require_org(self) -> OrgState:
         if self.org is None:

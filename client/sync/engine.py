@@ -97,6 +97,11 @@ def _failure(a: plan.Action, error: BaseException, lf: LocalFile | None) -> str:
     return f"{a.kind}: {error}"
 
 
+def _refused(a: plan.Action, error: Conflict) -> str:
+    """The detail of a push the server refused (409) while the team's head was still the version it went on."""
+    return f"{a.kind}: {error} (kept here as it is: the next pass pushes it again)"
+
+
 class SyncRun:
     """Applying one pass's actions to one folder (built by ``sync_pass``)."""
 
@@ -181,10 +186,20 @@ class SyncRun:
         try:
             seq, vid = await self.c.docs.write_op(self.team.name, a.name, PUT, source=lf.path, base=base,
                                                   progress=self.progress)
-        except Conflict:
+        except Conflict as e:
+            if not await self._overtaken(a):
+                self.out.add(FAILED, a.name, a.doc, a.seq, _refused(a, e))
+                return
             await self.conflict(a)
             return
         self._recorded(a, lf, seq, plan.PUSH)
+
+    async def _overtaken(self, a: plan.Action) -> bool:
+        """After a 409 on a push: has the team's head moved past ``a.base`` (a version conflict)? If not, the server
+        refused the upload for another reason (a key rotation due, a link ending this member's rights being stored:
+        server/holds.py): no conflict copy is made, the file stays as it is and the next pass pushes it again."""
+        _, records = await self.c.docs.find_doc(self.team, a.name)
+        return (records[-1].core.seq if records else 0) != (a.base or 0)
 
     def _recorded(self, a: plan.Action, lf: LocalFile, seq: int, what: str, **more: Any) -> None:
         """Index the file as uploaded (its content and stat as read for the upload) and report it; a file that
@@ -411,7 +426,9 @@ class SyncRun:
             self._recorded(by_name[name], local[name], seq, plan.PUSH)
         for name, error in failed:
             a = by_name[name]
-            if isinstance(error, Conflict):
+            if isinstance(error, Conflict) and not await self._overtaken(a):
+                self.out.add(FAILED, a.name, a.doc, a.seq, _refused(a, error))
+            elif isinstance(error, Conflict):
                 await self.guarded(replace(a, kind=plan.CONFLICT), local)
             else:
                 self.out.add(FAILED, a.name, a.doc, a.seq, _failure(a, error, local.get(a.name)))

@@ -151,6 +151,7 @@ async def cosign(request: web.Request) -> web.Response:
                               stored=True)
         except BadSignature as e:
             raise EncodingError("the cosignature does not verify with your device key") from e
+        directory.check_unheld(s.member, s.device, t)  # a link ending their rights is signed again: 409
 
     async def add(signer: SignerHeads) -> CosigOutcome:
         # positional: tests hold this call (tests/test_review27_exploits.py)
