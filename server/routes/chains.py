@@ -78,7 +78,7 @@ async def append_org_link(request: web.Request) -> web.Response:
         if link.type == "org.close.propose":
             await check_plan(app, link)
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
-        directory.check_not_before(link)
+        directory.check_not_before(link, (int(now_of(request)), int(app[CONFIG].clock_skew)))
         return state, LinksWrite([StoredLink("org", link.seq, "org", link.wire)], [], [],
                                  directory.signed_check(link, app[CONFIG].clock_skew))
 
@@ -129,7 +129,7 @@ async def append_member_link(request: web.Request) -> web.Response:
                 states.append(directory.check_member_link(x))
         state = states[-1][0]
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
-        directory.check_not_before(link)
+        directory.check_not_before(link, (int(now_of(request)), int(app[CONFIG].clock_skew)))
         gen = state.puk_gen
         old = before.puks[gen].box_hashes if gen in before.puks else {}
         new = {d: h for d, h in state.puks[gen].box_hashes.items() if old.get(d) != h}
