@@ -37,9 +37,10 @@ class Directory:
     org_links: list[Link] = field(default_factory=list)
     teams: dict[str, TeamState] = field(default_factory=dict)
     team_links: dict[str, list[Link]] = field(default_factory=dict)
-    # The latest time of anything each device / member signed that this server accepted (links,
-    # document versions, thread records, messages): a change that ends their rights must not be
-    # dated before it, or every client's replay would refuse what was accepted (see ``check_not_before``).
+    # The latest time of anything each device / member signed that this server accepted (organization and team
+    # links, document versions, thread records, messages, cosignatures; not member chain links: ``commit_member``):
+    # a change that ends their rights must not be dated before it, or every client's replay would refuse what was
+    # accepted (see ``check_not_before``).
     signed_by_device: dict[str, int] = field(default_factory=dict)
     signed_by_member: dict[str, int] = field(default_factory=dict)
     seen: int = 0  # the storage's order number (``ChainStore.links_after``) of the last link replayed here
@@ -132,7 +133,11 @@ class Directory:
         state, link = checked
         self.members[state.member_id] = state
         self.member_links.setdefault(state.member_id, []).append(link)
-        self.note_signed(link.signer, link.device, link.time)
+        # Not ``note_signed``: no replay judges a member chain's link by the date of a link ending its signer's rights
+        # (its chain is replayed in order, a revocation there comes after it by position and is dated at or after it;
+        # a cut names it in ``last``; neither a pause nor an organization removal judges member links). Counted, a
+        # seized device revoking a paper key it made, dated a second beyond the window, pushed its own cut, its
+        # revocation and its member's removal beyond what any server takes in that second (review 37).
 
     def note_signed(self, member_id: str, device_id: str, t: int) -> None:
         """Remember that ``device_id`` of ``member_id`` signed something dated ``t`` that was accepted."""

@@ -185,3 +185,4 @@ async def test_a_server_cannot_have_a_cut_dated_far_ahead(
     said = str(refused.value)
     assert f"server's clock reads {now + 3600 - END_AHEAD}" in said and f"this device's ({now})" in said, said
     assert seen and max(seen) <= now + 1, seen
+    assert said.count("the server said") == 1, said  # one wrap of the server's text (review 37, "Also seen")
