@@ -65,9 +65,9 @@ def _naming(monkeypatch: pytest.MonkeyPatch, not_before: int, kind: str) -> list
     seen: list[int] = []
     honest = Directory.check_not_before
 
-    def lying(self: Directory, link: Link) -> None:
+    def lying(self: Directory, link: Link, window: tuple[int, int] | None = None) -> None:
         if link.type != kind:
-            return honest(self, link)
+            return honest(self, link, window)
         seen.append(link.time)
         raise Conflict(f"someone signed something, not before this {link.type}", not_before)
 
