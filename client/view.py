@@ -44,10 +44,16 @@ def _apart(theirs: int, ours: int) -> str:
     return "the same as" if theirs == ours else f"{abs(theirs - ours)} s {'ahead of' if theirs > ours else 'behind'}"
 
 
+class DatedAhead(Conflict):
+    """``ending_time``'s and ``ending_retry``'s refusal: a link ending rights would have to be dated beyond its bound
+    (nothing more was signed; looking again does not help until the date it names passes)."""
+
+
 def ending_retry(refused: Conflict, now: int, what: str) -> int:
     """The time to sign again a link ending someone's rights (``what``) that the server refused (409) as dated too
     early, ``refused.not_before``, when within the bounds above (``now``: this device's clock); else a ``Conflict``
-    naming both clocks (or ``refused`` itself when it names no time)."""
+    naming both clocks, a ``DatedAhead`` (or ``refused`` itself when it names no time): a caller that looks again
+    (``client.lost.cut_device``) raises it as it is, so the server's text is quoted once."""
     nb, server = refused.not_before, refused.server_time
     if not nb:
         raise refused
@@ -57,15 +63,10 @@ def ending_retry(refused: Conflict, now: int, what: str) -> int:
         return nb
     clocks = (f"this device's clock reads {now}" if server is None else f"the server's clock reads {server}, "
               f"{_apart(server, now)} this device's ({now})")
-    raise Conflict(f"the server takes this {what} only dated {nb} or later, {nb - now} s ahead of this device's clock; "
-                   f"{clocks}; this client signs it at most {END_AHEAD} s ahead of the server's clock and "
-                   f"{END_AHEAD + CLOCKS_APART} s ahead of its own (dated further ahead it would take effect that much "
-                   f"later): check both clocks and run it again (the server said: {refused})", nb, server)
-
-
-class DatedAhead(Conflict):
-    """``ending_time``'s refusal: a link ending rights would have to be dated beyond its bound (nothing was signed;
-    looking again does not help until the date it names passes)."""
+    raise DatedAhead(f"the server takes this {what} only dated {nb} or later, {nb - now} s ahead of this device's "
+                     f"clock; {clocks}; this client signs it at most {END_AHEAD} s ahead of the server's clock and "
+                     f"{END_AHEAD + CLOCKS_APART} s ahead of its own (dated further ahead it would take effect that "
+                     f"much later): check both clocks and run it again (the server said: {refused})", nb, server)
 
 
 def ending_time(now: int, what: str, dates: Iterable[tuple[int, str]]) -> int:

@@ -39,9 +39,10 @@ class Directory:
     org_links: list[Link] = field(default_factory=list)
     teams: dict[str, TeamState] = field(default_factory=dict)
     team_links: dict[str, list[Link]] = field(default_factory=dict)
-    # The latest time of anything each device / member signed that this server accepted (links,
-    # document versions, thread records, messages): a change that ends their rights must not be
-    # dated before it, or every client's replay would refuse what was accepted (see ``check_not_before``).
+    # The latest time of anything each device / member signed that this server accepted (organization and team
+    # links, document versions, thread records, messages, cosignatures; not member chain links: ``commit_member``):
+    # a change that ends their rights must not be dated before it, or every client's replay would refuse what was
+    # accepted (see ``check_not_before``).
     signed_by_device: dict[str, int] = field(default_factory=dict)
     signed_by_member: dict[str, int] = field(default_factory=dict)
     seen: int = 0  # the storage's order number (``ChainStore.links_after``) of the last link replayed here
@@ -137,7 +138,11 @@ class Directory:
         state, link = checked
         self.members[state.member_id] = state
         self.member_links.setdefault(state.member_id, []).append(link)
-        self.note_signed(link.signer, link.device, link.time)
+        # Not ``note_signed``: no replay judges a member chain's link by the date of a link ending its signer's rights
+        # (its chain is replayed in order, a revocation there comes after it by position and is dated at or after it;
+        # a cut names it in ``last``; neither a pause nor an organization removal judges member links). Counted, a
+        # seized device revoking a paper key it made, dated a second beyond the window, pushed its own cut, its
+        # revocation and its member's removal beyond what any server takes in that second (review 37).
         self.holds.end(self.ended_subjects(link))
 
     def note_signed(self, member_id: str, device_id: str, t: int) -> None:
@@ -179,21 +184,29 @@ class Directory:
         """The chains an act of ``member_id`` is judged on, as held here (``SignerHeads``: the store re-checks)."""
         return {member_id: len(self.member_links.get(member_id, [])), "org": len(self.org_links)}
 
-    def check_not_before(self, link: Link) -> None:
+    def check_not_before(self, link: Link, window: tuple[int, int] | None = None) -> None:
         """A link that ends someone's rights is dated no earlier than what they already signed.
 
         Rights are judged at each act's own time (a device revoked from its revocation's time; a
         document at the organization state current at its time), so a revocation, removal or compa
         grant dated before an act the server already accepted would make every client refuse that
         act, and a whole chain or document with it (a member with two devices and a fast clock could
-        do it on purpose). Refused with 409: sign it again with a later time."""
+        do it on purpose). Refused with 409: sign it again with a later time.
+
+        ``window``: (the server's clock, ``clock_skew``), given on the request's first judgement. ``check_link_time``
+        lets such a link be dated one second beyond the window; it is taken so only when this check needs it (the
+        earliest date it allows, ``floor``, is beyond the window): else anyone could date one there and push every
+        link ending *their* rights a second beyond the window, where none is taken (review 37: a seized device
+        revoking a paper key it made, every second, kept its own cut out)."""
         body = link.body.raw
+        floor = self._head_time(link)
         if link.type.startswith("org."):
-            self._check_not_void(link)
+            floor = max(floor, self._check_not_void(link))
         if self.org is not None and link.chain in self.org.incidents.by_member:
             # A member link dated before a cut of that member would rewrite what the cut and the rotations after it
             # were judged on (a revocation dated before the cut, appended after it: review round 9).
             last_cut = max(c.time for c in self.org.incidents.cuts_of(link.chain))
+            floor = max(floor, last_cut)
             if link.time < last_cut:
                 raise Conflict(f"the Security Team cut a device of this member at {last_cut}, after this "
                                f"{link.type} ({link.time}): sign it again dated {last_cut} or later (check the clock)",
@@ -203,6 +216,7 @@ class Directory:
             # after it (a share, a rotation, a new team boxing the member) would be refused by every replay.
             # Strictly after: an act in the cut's own second counts as made by a cut device.
             newest = max([t.time for t in self.teams.values()], default=0)
+            floor = max(floor, newest + 1)
             if link.time <= newest:
                 raise Conflict(f"a team link is dated {newest}, not before this org.device.cut ({link.time}): sign "
                                f"it again dated after {newest} (check the clocks)", newest + 1)
@@ -211,6 +225,7 @@ class Directory:
             # a second signature put in force a proposal of that device (twoperson)
             put = max((self.org.times[seq - 1] for seq, d in self.org.cosigned_on.items()
                        if d == body.get("device")), default=0)
+            floor = max(floor, put + 1)
             if link.time <= put:  # the judge voids a proposal of a device revoked at or before a link's time
                 raise Conflict(f"a proposal this device signed was put in force at {put}, not before this "
                                f"device.revoke ({link.time}): sign it again dated {put + 1} or later (check the "
@@ -222,6 +237,7 @@ class Directory:
         # org.role revocation or org.remove in the second of a cosignature stopped every client)
         t, subject = max(signed, key=lambda x: x[0], default=(0, ""))
         not_before = POLICY.ending_not_before(t)
+        floor = max(floor, not_before)
         if link.time < not_before:
             # Refused only for its subjects' own acts, and last (the caller's other checks came before): hold them
             # while the link is signed again dated ``not_before`` (server/holds.py; session 25); a held signer's link
@@ -230,6 +246,13 @@ class Directory:
             self.holds.place(self.ended_subjects(link), not_before, self.clock(), link.type)
             raise Conflict(f"{subject} signed something dated {t}, not before this {link.type} ({link.time}): "
                            f"sign it again dated after it, {not_before} or later (check the clocks)", not_before)
+        if window is not None and link.time > window[0] + window[1] and floor < link.time:
+            now, skew = window
+            raise ChainError(
+                f"this {link.type} is dated {link.time}, {link.time - now} s ahead of the server's clock ({now}); a "
+                f"link ending someone's rights is taken beyond the allowed difference ({skew} s) only when what it "
+                f"must follow is dated that late, and nothing here needs a date after {max(floor, now + skew)}: set "
+                "the clock right and retry")
 
     @staticmethod
     def ended_subjects(link: Link) -> list[Subject]:
@@ -245,19 +268,25 @@ class Directory:
         if refusal is not None:
             raise refusal
 
-    def _check_not_void(self, link: Link) -> None:
+    def _head_time(self, link: Link) -> int:
+        """The time of the last link of ``link``'s chain held here (0: none): ``link`` is dated no earlier."""
+        held = self.org_links if link.kind == "org" else self.member_links.get(link.chain or "", [])
+        return held[-1].time if held else 0
+
+    def _check_not_void(self, link: Link) -> int:
         """An org link does not put in force a two-person proposal (or a protocols change) whose proposing device this
         server holds revoked or cut at ANY date (review round 22). The judge voids by times only, and a revocation is
         dated by its signer (a thief forward-dates the member chain, so the honest revocation lands dated ahead): a
         second signature taken after the revocation was stored, dated before it, would put the thief's act in force on
         every replay. Refused with 409, ``not_before`` the revocation's (or cut's) time: signed again then, the judge
-        has dropped the proposal and the link proposes the act anew."""
+        has dropped the proposal and the link proposes the act anew. Returns the latest such time (0: none), a date
+        a client may have to give the link."""
         org = self.org
         if org is None:
-            return
+            return 0
         gone = void_devices(org, self.members)
         if not gone:
-            return  # the common case: no clone
+            return 0  # the common case: no clone
         state = clone(org)
         state.apply(link, self.members, POLICY)
         device = state.cosigned_on.get(link.seq)
@@ -266,6 +295,7 @@ class Directory:
             raise Conflict(f"this {link.type} would put in force a proposal signed by device {device}, which was "
                            f"revoked or cut (from {since}): that proposal is void; sign it again dated {since} or "
                            "later to propose the act anew", since)
+        return max(gone.values())
 
     def _check_cut_last(self, link: Link) -> None:
         """A cut records the last link its device signed in each chain, exactly as this server holds them (a link

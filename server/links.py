@@ -39,6 +39,7 @@ def check_link_time(request: web.Request, link: Link) -> None:
     # must be dated strictly after everything they signed, which may be dated ``skew`` ahead: it may be dated a
     # second beyond the window (review round 10: a thief posting ahead of the clock kept the cut out; review round
     # 24: and the member's own revocation of the seized device; review round 32: a role's end after a cosignature).
+    # Only when what it must follow is dated that late: ``Directory.check_not_before`` refuses it otherwise (review 37).
     ahead = skew + 1 if POLICY.rights_ended(link.type, link.body.raw) else skew
     if link.time - now > ahead or now - link.time > skew:
         raise ChainError(

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from client.admin import create_team, remove_member
 from server.context import CONFIG
 from tests.conftest import Org, security_team
+from tests.helpers.clock import StoppedClock
+from tests.helpers.members import session
 
 DAY = 86400
 
@@ -52,3 +55,37 @@ def test_a_link_dated_within_the_clock_window_is_not_reported(org: Org, make_mem
     r = carol.run("audit", "verify")
     assert r.code == 0, r.out + r.err
     assert "chain link" not in r.out + r.err
+
+
+@pytest.mark.parametrize("case", ["behind", "ahead", "ending-ahead"])
+async def test_only_a_link_ending_rights_may_be_dated_one_second_beyond_the_window_and_only_ahead(
+        org: Org, make_member: Any, case: str) -> None:
+    """Review 37 (LOW): the bound was ``clock_skew`` + 1 either way (ddfd862), where an honest server takes only a
+    link ending rights (``POLICY.rights_ended``) dated a second beyond its window, and only ahead. The server's
+    window widened (malicious) and its clock and alice's stopped, so each link is exactly 601 s from its event's
+    time: ``[behind]`` a team created with the server's clock 601 s ahead of alice's (reported "backdated"),
+    ``[ahead]`` a team created with alice's clock 601 s ahead (reported "dated 601 s ahead"), ``[ending-ahead]``
+    bob's removal with alice's clock 601 s ahead (not reported: what an honest server takes when bob signed
+    something 600 s ahead)."""
+    carol = security_team(org, make_member)
+    config = org.server.app[CONFIG]
+    config.clock_skew = 2 * DAY  # malicious: takes links dated up to two days either way
+    now = int(time.time())
+    config.clock = lambda: now + (601 if case == "behind" else 0) + 0.5
+    async with session(org.server, org.alice) as s:
+        s.session.clock = StoppedClock(at=now if case == "behind" else now + 601)
+        if case == "ending-ahead":
+            await remove_member(s, "bob", "left")
+        else:
+            await create_team(s, "skewed", "program")
+    config.clock, config.clock_skew = time.time, 600.0
+    r = carol.run("audit", "verify")
+    text = r.out + r.err
+    which = "chain link org.remove" if case == "ending-ahead" else "chain link team.create"
+    line = next((x for x in text.splitlines() if which in x), "")
+    if case == "behind":
+        assert line.endswith("backdated"), text
+    elif case == "ahead":
+        assert "dated 601 s ahead" in line, text
+    else:
+        assert line == "", text

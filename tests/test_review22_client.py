@@ -45,7 +45,7 @@ def test_a_grant_by_hand_does_not_put_in_force_a_proposal_of_a_device_revoked_ah
         ally: Member, make_member: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     dora, server = ally, own_server(tmp_path)
     _revoked_ahead(dora, make_member, monkeypatch, tmp_path)
-    monkeypatch.setattr(Directory, "_check_not_void", lambda self, link: None)  # a server that takes it
+    monkeypatch.setattr(Directory, "_check_not_void", lambda self, link: 0)  # a server that takes it
     dora.ok("role", "grant", "gina", "ncc")  # by hand, her clock right: before fix22, the thief's act in force
     roles, last, revoked, waiting = asyncio.run(_state(tmp_path, dora))
     assert revoked >= server.clock() + 200  # the revocation is dated ahead of dora's clock

@@ -539,7 +539,9 @@ def _check_links_logged(links: tuple[list[Link], dict[str, list[Link]], dict[str
                     link.time - SKEW, link.time + SKEW, None):
                 problems.append(f"chain link {link.type} {link.hash.hex()[:16]} has no audit event")
             continue
-        if abs(e.time - link.time) > SKEW + 1:  # a link ending rights may be dated the skew + 1 s ahead (fix32a)
+        # the server's window: a link ending rights may be dated the skew + 1 s ahead (fix32a), none further behind
+        ahead = SKEW + 1 if POLICY.rights_ended(link.type, link.body.raw) else SKEW
+        if link.time - e.time > ahead or e.time - link.time > SKEW:
             how = "backdated" if link.time < e.time else (
                 f"dated {link.time - e.time} s ahead (a signer's clock ahead, taken beyond the server's clock window)")
             problems.append(f"chain link {link.type} {link.hash.hex()[:16]} is dated {link.time} but was "

@@ -79,7 +79,7 @@ async def append_org_link(request: web.Request) -> web.Response:
             await check_plan(app, link)
         # last: a 409 for the subject's own acts holds the subject (server/holds.py), only for a link taken otherwise
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
-        directory.check_not_before(link)
+        directory.check_not_before(link, (int(now_of(request)), int(app[CONFIG].clock_skew)))
         return state, LinksWrite([StoredLink("org", link.seq, "org", link.wire)], [], [],
                                  directory.signed_check(link, app[CONFIG].clock_skew))
 
@@ -137,7 +137,7 @@ async def append_member_link(request: web.Request) -> web.Response:
         # A 409 for the subject's own acts holds the subject (server/holds.py), only for a link taken otherwise; one
         # without its boxes (carried by a later command, review 24) still hears the 409 first
         with directory.holds.placing(matching):
-            directory.check_not_before(link)
+            directory.check_not_before(link, (int(now_of(request)), int(app[CONFIG].clock_skew)))
         if not matching:
             raise IntegrityError("uploaded PUK boxes do not match the link's commitments")
         return states, LinksWrite(
