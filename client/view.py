@@ -7,18 +7,20 @@ fetching (and the writing of new links), and keeps the verified ``View`` of one 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from client.checkpoints import LogView, check_outside_witness, check_witness, protocols_of
 from client.home import Pins
+from client.sanitize import escape
 from client.session import Session
 from security.authority import POLICY
 from security.policy import ORG_RULES, TEAM_KINDS
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState, clone, replay_member, replay_org, replay_team
 from vault.chains.coalition import guest_org
+from vault.chains.records import Signed
 from vault.chains.twoperson import void_devices
 from vault.envelope import DELETE, Record
 from vault.errors import ChainError, Conflict, NotFound, RollbackDetected, ServerMismatch, VaultError
@@ -297,6 +299,12 @@ def check_no_doc_hidden(pins: Pins, team_id: str, listed: set[str]) -> None:
 
 
 
+def _signed_by(view: View, signed: Mapping[bytes, Signed], head: bytes | None) -> str:
+    """" (signed by NAME)" for the chain link ``head`` when this view knows its signer ("" when not)."""
+    known = signed.get(head) if head is not None else None
+    return "" if known is None else f" (signed by {escape(view.name_of(known.signer))})"
+
+
 def team_link_time(now: int, team: TeamState, org: OrgState) -> int:
     """When a team link made ``now`` is dated: not before the team's last link nor the organization state it names
     (a cut dated ahead of the clock: the rotation it makes due is judged and dated after it; review round 10)."""
@@ -496,10 +504,21 @@ class Chains:
 
     async def append_team(self, team: TeamState, type_: str, body: dict[str, Any],
                           boxes: dict[str, bytes] | None = None) -> Link:
+        """Sign and post a team link dated ``team_link_time``. One ending a member's rights in the team
+        (``POLICY.team_rights_ended``: a removal, a demotion, a leave) takes the same date, bounded as
+        ``ending_time`` bounds an organization link's (review 37): the team chain's head and the organization's are
+        dates its signers' clocks chose, and a removal dated after a link taken a day ahead keeps its subject in the
+        team for that day; beyond the bound ``DatedAhead`` names the link and its signer, nothing signed."""
         s = self.session
         view = await self.view()
+        time = team_link_time(s.now(), team, view.org)
+        if POLICY.team_rights_ended(type_, body, team, s.me) is not None:
+            time = ending_time(s.now(), type_, [(team.time, f"team {escape(team.name)}'s link {team.seq}"
+                                                 f"{_signed_by(view, team.signed, team.head)}"),
+                                                (view.org.time, f"the organization chain's link {view.org.seq}"
+                                                 f"{_signed_by(view, view.org.signed, view.org.head)}")])
         link = make_link(chain=team.team_id, seq=team.seq + 1, prev=team.head,
-                         time=team_link_time(s.now(), team, view.org), signer=s.me, device=s.device, type_=type_,
+                         time=time, signer=s.me, device=s.device, type_=type_,
                          body={**body, "org_seq": view.org.seq if view.org.outside is None else team.org_seq})
         clone(team).apply(link, view.org, view.members, POLICY)
         await self._post_link(f"/api/v1/teams/{team.team_id}/links", TeamLinkRequest(link.wire, dict(boxes or {})),

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from security.policy import INCIDENT_ACTIONS, PAUSED_ACTIONS, DefaultPolicy
+from security.policy import INCIDENT_ACTIONS, PAUSED_ACTIONS, TEAM_ROLES, DefaultPolicy
 from security.protocols import defaults, parse
 from vault.acts import ALLOWANCE, Act
 from vault.chains import MemberState, OrgState, TeamState
@@ -251,6 +251,33 @@ class Authority(DefaultPolicy):
         """The earliest time a link ending someone's rights (``rights_ended``) may be dated when they signed an act
         dated ``signed``: the next second."""
         return signed + 1
+
+    def team_rights_ended(self, link_type: str, body: Mapping[str, object], team: TeamState,
+                          signer: str) -> str | None:
+        """Whose rights in ``team`` a team link (``link_type``, ``body``, signed by ``signer``) would end, the team
+        counterpart of ``rights_ended`` (None: nobody's). A removal (``team.remove``; ``coalition.remove``, a
+        space admin's, an ally's carried statement or a departed host member's), a member leaving (``team.leave``:
+        the signer), and a ``team.role`` that lowers the member's role (admin > writer > reader) or gives it an end
+        (``until``) it did not have or an earlier one. The judge ends them at the link's date: an act naming the
+        team state before it is taken until that date + ``ALLOWANCE`` (``_team_role``), so such a link dated
+        ahead keeps its subject in the team that much longer (review 37). Not a rotation, even one that boxes
+        nobody for a member a removal or cut left out: it ends no right by the judge (the removal or the cut did,
+        dated by its own bound; the rotation only follows them with a new key, and dated later it boxes the same
+        members or fewer); nor a promotion, an add, a share, a review, an approval or a coalition key's carry."""
+        if link_type in ("team.remove", "coalition.remove"):
+            member = body.get("member")
+            return member if isinstance(member, str) else None
+        if link_type == "team.leave":
+            return signer
+        if link_type != "team.role":
+            return None
+        member, role, until = body.get("member"), body.get("role"), body.get("until")
+        tm = team.members.get(member) if isinstance(member, str) else None
+        if tm is None or role not in TEAM_ROLES or not (until is None or isinstance(until, int)):
+            return None  # not a change the chain would take (``TeamState._role`` refuses it)
+        lower = tm.role in TEAM_ROLES and TEAM_ROLES.index(role) > TEAM_ROLES.index(tm.role)
+        ends = until is not None and (tm.until is None or until < tm.until)
+        return tm.member_id if lower or ends else None
 
     def entitled(self, act: Act, org: OrgState, members: Mapping[str, MemberState],
                  team: TeamState | None, *, stored: bool = False) -> bool:
