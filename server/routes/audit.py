@@ -20,9 +20,8 @@ from server.coalitionacts import coalition_act
 from server.context import AUDIT, CHAINS, CONFIG, DIRECTORY, DOCUMENTS, LOCK, STATE, AuditKey, Handler, now_of
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
-from server.notes import Note as EventNote
 from server.notes import note
-from server.recorder import record_outside_a_request, settle
+from server.recorder import record_notes_now, settle
 from server.rosters import roster_export
 from server.store.records import CosigAdded, CosigOutcome, SignerHeads, SignerMoved
 from vault.encoding import encode
@@ -225,8 +224,8 @@ async def put_key(request: web.Request) -> web.Response:
         key.sig = sig
         app[STATE].key = key  # first: the statement's own event is sealed to the key it publishes, as before
         # the leaf carries the statement and signature judged here: the verifier judges them itself (session 23)
-        await record_outside_a_request(app, EventNote("audit.key", {"team": key.team}, detail={"gen": key.gen},
-                                                 claim=(raw, sig)), "ok", s)
+        note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen}, claim=(raw, sig))
+        await record_notes_now(request)
     # Stored after its event, outside the locks (a slow write holds up no link): one write at a time, and none once
     # a newer key has taken this one's place in memory (its own write stores that one), so the stored key never
     # goes back. A crash before this write: the restart reads the key stored before (SECURITY.md, "Publication").
