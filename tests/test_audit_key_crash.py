@@ -2,10 +2,9 @@
 event first (review 36, finding 3: the log order of the statement is the order of its checks), so such a crash leaves
 the log one publication ahead of the stored key. At start the server reads the log's last leaves for a statement
 newer than the stored key (``server/recorder.py`` ``_logged_statement``), judges it as the stored key is judged, and
-takes and stores it: the events after the restart are sealed to the key the log says is in force. Without it the
-server starts with generation 2 (checked: this test fails there) and seals to no key (the stored generation is behind
-the team's) until the Security Team's next command publishes the key again; by reading ``_check_generations``, each
-such event is then "sealed to audit key generation 0, not the published 3" (not run)."""
+takes and stores it: the events after the restart are sealed to the key the log says is in force. Without it they
+were sealed to no key (the stored generation is behind the team's) until the Security Team's next command published
+the key again, and every one of them was "sealed to audit key generation 0, not the published 3"."""
 
 from __future__ import annotations
 
