@@ -3,8 +3,7 @@
 Handlers describe what they do with ``server.notes.note``
 (the audit endpoints are in ``server/routes/audit.py``); the middleware seals one
 event per note when the handler has finished (result ``ok``, or ``denied``/``failed``
-with the error code) and waits until it is durable before the answer leaves (one handler records
-its own: ``put_key``'s ``audit.key`` event, placed where its checks pass, review 36). A request of
+with the error code) and waits until it is durable before the answer leaves. A request of
 someone with a session (or a session token that still names a member) refused with any 4xx
 that no handler described becomes a ``request.denied`` event; beyond a member's first
 ``Config.member_refusals`` refusals in a minute, the rest of that minute are counted into one
@@ -28,7 +27,7 @@ from aiohttp import web
 
 from security.auditkey import AuditKeyClaim, judge_published_audit_key
 from security.auditwindow import withheld_reasons
-from security.events import DAY, Event, Leaf, rules_for, seal_event, valid_box_public
+from security.events import DAY, Event, rules_for, seal_event, valid_box_public
 from security.protocols import defaults
 from server.access import protocols_of
 from server.context import (
@@ -57,7 +56,7 @@ from server.links import link_note
 from server.notes import LOGGED_LINKS, NOTES, Note, today
 from server.store.protocols import AuditLog
 from server.store.records import AuthSession
-from vault.encoding import Fields, decode, encode
+from vault.encoding import Fields, decode
 from vault.errors import (
     ChainError,
     EncodingError,
@@ -413,41 +412,10 @@ async def _prune(app: web.Application) -> None:
         await record(app, Note("audit.prune", {}, None, {"before_day": before, "count": count}, "", ""), "ok", None)
 
 
-STATEMENT_TAIL = 256  # the last leaves read at start for a statement logged whose key's write a crash cut
-
-
-async def _logged_statement(store: AuditLog, stored: bytes | None) -> bytes | None:
-    """The newest audit-key statement among the log's last ``STATEMENT_TAIL`` leaves (encoded as the stored key is)
-    when it is not the stored one: ``put_key`` appends the statement's event before it writes the key (review 36),
-    so a crash between the two leaves the log one publication ahead of the stored key, with the leaf among the
-    last few (none is appended after it but those already in flight)."""
-    rows = await store.leaves(max(0, store.tree.size - STATEMENT_TAIL), STATEMENT_TAIL)
-    for _, _, raw in reversed(rows):
-        claim = None if raw is None else Leaf.parse(raw).claim
-        if claim is not None:
-            logged = encode({"statement": claim[0], "sig": claim[1]})
-            return None if logged == stored else logged
-    return None
-
-
 async def load_state(store: AuditLog, directory: Directory) -> AuditState:
-    """The audit state at start: the stored audit key only if it still checks (``stored_audit_key``); a statement
-    logged after it (a crash before its key's write, ``_logged_statement``) is judged the same way and, if it
-    checks, stored and taken instead."""
+    """The audit state at start: the stored audit key only if it still checks (``stored_audit_key``)."""
     key = AuditKey()
     stored = await store.get_meta("audit_key")
-    logged = await _logged_statement(store, stored)
-    if logged is not None:
-        try:
-            key = stored_audit_key(logged, directory)
-        except VaultError as e:
-            log.error("the audit-key statement logged last does not check against the organization chain and is "
-                      "not used (%s)", e)
-        else:
-            await store.set_meta("audit_key", logged)
-            log.warning("the audit key published just before the server stopped was logged but not stored: "
-                        "stored now (team %s, generation %d)", key.team, key.gen)
-            return AuditState(key, defaults(), b"")
     if stored is not None:
         try:
             key = stored_audit_key(stored, directory)
