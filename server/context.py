@@ -119,6 +119,7 @@ class AuditState:
     owed_links: list[bytes] = field(default_factory=list)  # hashes of the chain links whose events are owed
     journal: OwedJournal | None = None  # where owed and owed_links are kept across a crash (server/store/owed.py)
     settling: asyncio.Lock = field(default_factory=asyncio.Lock)
+    key_write: asyncio.Lock = field(default_factory=asyncio.Lock)  # one write of the stored audit key at a time
 
 
 # The stores, each typed on its protocol (server/store/protocols.py); STORAGE is the whole backend,

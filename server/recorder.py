@@ -136,6 +136,17 @@ async def record_outside_a_request(app: web.Application, n: Note, result: str, s
     await _guarded(app, record(app, n, result, session))
 
 
+async def record_notes_now(request: web.Request) -> None:
+    """Record the notes the handler has made so far now, in order, instead of once it returns: their events take
+    their places in the log where the handler stands (``put_key``: where its checks pass, review 36). ``record``
+    seals and queues a leaf before it first waits when nothing is owed. Fails closed as ``audit_middleware``."""
+    notes = request.get(NOTES, [])
+    request[NOTES] = [n for n in notes if n.failure_only]
+    for n in notes:
+        if not n.failure_only:
+            await _guarded(request.app, record(request.app, n, "ok", request.get(SESSION_KEY)))
+
+
 def usable_audit_key(app: web.Application, now: int) -> AuditKey:
     """The audit key events are sealed to now, or none (``AuditKey()``: only the actor and subject read them).
 

@@ -17,10 +17,11 @@ from security.protocols import witness_keys
 from server import replies
 from server.access import catch_up_locked, judge_now, judged_again, protocols_of, session_of, stored_judged
 from server.coalitionacts import coalition_act
-from server.context import AUDIT, CONFIG, DIRECTORY, DOCUMENTS, LOCK, STATE, AuditKey, Handler, now_of
+from server.context import AUDIT, CHAINS, CONFIG, DIRECTORY, DOCUMENTS, LOCK, STATE, AuditKey, Handler, now_of
 from server.exports import doc_export
 from server.http import answer, int_query, read_body
 from server.notes import note
+from server.recorder import record_notes_now, settle
 from server.rosters import roster_export
 from server.store.records import CosigAdded, CosigOutcome, SignerHeads, SignerMoved
 from vault.encoding import encode
@@ -194,26 +195,44 @@ async def put_key(request: web.Request) -> web.Response:
         raise EncodingError("the audit public key is not a usable X25519 key")
     app = request.app
     directory = app[DIRECTORY]
-    org = directory.require_org()
     now = int(now_of(request))
     if (claim.org, claim.member, claim.device) != (_org_id(request), s.member, s.device):
         raise PolicyDenied("the statement must name this organization and the logged-in device")
     if abs(claim.time - now) > app[CONFIG].clock_skew:
         raise EncodingError("the statement's time is too far from the server's")
-    # The one judge (act audit.key at the statement's time), the designated team (the current one:
-    # a statement for a team designated until a moment ago is refused), the team's kind.
-    team = directory.team(claim.team)
-    judge_audit_key(claim, sig, org, directory.members, team, org.audit_team)
-    if key.gen != team.generation or not team.holds_key(s.member, now):
-        raise ChainError(f"the audit key must be the team's current generation ({team.generation}), held by you")
-    current = app[STATE].key
-    if current.pub is not None and current.team == key.team and current.gen > key.gen:
-        raise ChainError("a newer audit key is already in force")
-    # the leaf carries the statement and signature judged here: the verifier judges them itself (session 23)
-    note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen}, claim=(raw, sig))
-    key.sig = sig
-    await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
-    app[STATE].key = key
+    # Review 36, finding 3: the log order of the statement's event is the order of its checks. Under the chain lock
+    # (this process's links) and with the organization's and the team's chains held (every process's: PostgreSQL),
+    # caught up, judged, the key taken into force and the ``audit.key`` event appended, durable, before any link
+    # that could change the judgement is stored: a rotation or designation accepted after the checks is logged
+    # after the statement, and one stored before them is judged here (refused: "the team's current generation").
+    # No await from the checks to the leaf's place in the log (``record`` seals and queues it before it first
+    # waits; the events owed since a full disk are appended first, here): no event is sealed to the new key
+    # ahead of the statement's.
+    async with app[LOCK], app[CHAINS].chains_held(["org", claim.team]):
+        await catch_up_locked(app)
+        await settle(app)
+        org = directory.require_org()
+        # The one judge (act audit.key at the statement's time), the designated team (the current one:
+        # a statement for a team designated until a moment ago is refused), the team's kind.
+        team = directory.team(claim.team)
+        judge_audit_key(claim, sig, org, directory.members, team, org.audit_team)
+        if key.gen != team.generation or not team.holds_key(s.member, now):
+            raise ChainError(f"the audit key must be the team's current generation ({team.generation}), held by "
+                             "you")
+        current = app[STATE].key
+        if current.pub is not None and current.team == key.team and current.gen > key.gen:
+            raise ChainError("a newer audit key is already in force")
+        key.sig = sig
+        app[STATE].key = key  # first: the statement's own event is sealed to the key it publishes, as before
+        # the leaf carries the statement and signature judged here: the verifier judges them itself (session 23)
+        note(request, "audit.key", {"team": key.team}, detail={"gen": key.gen}, claim=(raw, sig))
+        await record_notes_now(request)
+    # Stored after its event, outside the locks (a slow write holds up no link): one write at a time, and none once
+    # a newer key has taken this one's place in memory (its own write stores that one), so the stored key never
+    # goes back. A crash before this write: the restart reads the key stored before (SECURITY.md, "Publication").
+    async with app[STATE].key_write:
+        if app[STATE].key is key:
+            await app[AUDIT].set_meta("audit_key", encode({"statement": raw, "sig": sig}))
     return answer(schemas.AuditKeyStored(gen=key.gen), 201)
 
 

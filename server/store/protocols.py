@@ -9,6 +9,7 @@ raise only for real failures.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from security.events import Checkpoint
@@ -57,6 +58,7 @@ class ChainStore(MetaStore, Protocol):
     async def claim_meta(self, key: str, value: bytes) -> bool: ...
     async def all_links(self) -> list[StoredLink]: ...
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]: ...
+    def chains_held(self, chains: Sequence[str]) -> AbstractAsyncContextManager[None]: ...
     async def append_links(self, links: Iterable[StoredLink], puk_boxes: Iterable[tuple[str, int, str, bytes]],
                            team_boxes: Iterable[tuple[str, int, str, bytes]],
                            signed: SignedCheck | None = None, seen: int | None = None,

@@ -18,8 +18,9 @@ before the row that references them; unreferenced ones are collected at start (`
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,16 @@ class PostgresStorage(ThreadTables):
     async def all_links(self) -> list[StoredLink]:
         rows = await self._pool.fetch("SELECT chain, seq, kind, wire FROM links ORDER BY id")
         return [StoredLink(str(r[0]), int(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def chains_held(self, chains: Sequence[str]) -> AsyncIterator[None]:
+        """No link appended to ``chains`` by any process while this is held: their locks taken shared, in
+        ``append_links``'s order (no deadlock), in a transaction of its own until the block ends; a link append
+        that holds one already is waited for, so every link stored before this returns is read by a catch-up."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            for chain in sorted(set(chains)):
+                await lock_chain(conn, chain, shared=True)
+            yield
 
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
         """The links stored after order number ``after`` (``links.id``), each with its own, in the order stored:

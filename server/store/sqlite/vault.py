@@ -10,10 +10,11 @@ and temporary files of interrupted uploads are removed at start-up by ``collect_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -143,6 +144,11 @@ class SQLiteStorage(LocalLogins):
         async with self._db.execute("SELECT chain, seq, kind, wire FROM links ORDER BY rowid") as cur:
             rows = await cur.fetchall()
         return [StoredLink(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def chains_held(self, chains: Sequence[str]) -> AsyncIterator[None]:
+        """Nothing to hold: this process stores every link itself, under the application's chain lock."""
+        yield
 
     @_atomic
     async def links_after(self, after: int) -> list[tuple[int, StoredLink]]:
