@@ -5,8 +5,6 @@ removal from the Security Team); this one covers the organization link (``Sealin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -14,20 +12,7 @@ import pytest
 import server.recorder
 from server.context import STATE
 from tests.conftest import Org, on_two_security_teams
-from tests.helpers.hidden_hour import LATER, an_hour_later, assert_caught
-
-
-@contextmanager
-def dated_at(monkeypatch: pytest.MonkeyPatch, when: int) -> Iterator[None]:
-    """A malicious server: every event it records meanwhile is dated ``when`` (the server writes an event's time)."""
-    real = server.recorder.record
-
-    async def backdated(app: Any, n: Any, result: str, session: Any, at: int | None = None) -> int:
-        return await real(app, n, result, session, when)
-
-    with monkeypatch.context() as m:
-        m.setattr(server.recorder, "record", backdated)
-        yield
+from tests.helpers.hidden_hour import an_hour_later, assert_caught, logins_dated_back
 
 
 def test_an_hour_sealed_to_the_former_teams_key_from_the_designation_aways_own_event_on_dated_back_is_a_problem(
@@ -46,13 +31,7 @@ def test_an_hour_sealed_to_the_former_teams_key_from_the_designation_aways_own_e
         m.setattr(server.recorder, "usable_audit_key", lambda app, now: app[STATE].key)  # sec's generation 2
         org.alice.ok("audit", "designate", "sec2")
         designated = int(org.server.clock())
-        org.server.advance(LATER)
-        for member in (carol, org.alice, org.bob):
-            member.env_extra["MVAULT_TEST_CLOCK_OFFSET"] = str(2 * LATER)
-        with dated_at(monkeypatch, designated + 500):
-            for _ in range(3):
-                org.alice.ok("whoami")
-                org.bob.ok("whoami")
+        logins_dated_back(org, monkeypatch, carol, designated + 500)
     assert "published the audit key of team sec2" in carol.ok("whoami").err
     org.alice.ok("team", "create", "after", "--kind", "program")
     org.bob.ok("whoami")
