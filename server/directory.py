@@ -243,7 +243,8 @@ class Directory:
             # while the link is signed again dated ``not_before`` (server/holds.py; session 25); a held signer's link
             # is refused for its hold, placing none
             self.check_unheld(link.signer, link.device, link.time, link)
-            self.holds.place(self.ended_subjects(link), not_before, self.clock(), link.type)
+            self.holds.place(self.ended_subjects(link), not_before, self.clock(), link.type,
+                             (("member", link.signer), ("device", link.device)))
             raise Conflict(f"{subject} signed something dated {t}, not before this {link.type} ({link.time}): "
                            f"sign it again dated after it, {not_before} or later (check the clocks)", not_before)
         if window is not None and link.time > window[0] + window[1] and floor < link.time:

@@ -12,7 +12,10 @@ name) for ``HOLD`` seconds of its clock: a new act of the subject dated at or af
 refused (409, "a link ending your rights is being stored; retry in N s"); acts dated before it are taken (they
 cannot refuse the retry again). The hold ends when a link ending the subject's rights is stored, or when ``HOLD``
 passes. A link ending a held subject's rights is never held itself (the retry when the revoker is the subject, or a
-member revoking her own device while a cut holds her).
+member revoking her own device while a cut holds her), nor one ending the rights of the refused link's signer (review
+38: a seized device's too-early revocation of its owner's device must not hold the owner's revocation of it). A link
+its signer may only propose (a two-person act's first signature, which ends nobody's rights) places no hold (review
+38: one infiltrated NCC member froze another NCC or Security Team member that way).
 
 Plain values in and out (the server's clock is passed in); the holds live in one server process's memory: over
 PostgreSQL with several processes, a subject's acts through another process are not held (SECURITY.md)."""
@@ -37,6 +40,7 @@ class Hold:
     since: int  # the refused link's ``not_before``: acts dated at or after it are held
     until: float  # the server's clock when the hold ends unless the link is stored first
     link_type: str  # the refused link's type, for the refusal's message
+    by: tuple[Subject, ...] = ()  # the refused link's signer (member, device): a link ending their rights passes
 
 
 @dataclass
@@ -53,14 +57,18 @@ class Holds:
         finally:
             self.suspended = before
 
-    def place(self, subjects: Iterable[Subject], since: int, now: float, link_type: str) -> None:
-        """Hold each of ``subjects`` from ``since`` (the 409's ``not_before``) for ``HOLD`` s from ``now``. A hold in
-        force is extended and keeps its earlier ``since``."""
+    def place(self, subjects: Iterable[Subject], since: int, now: float, link_type: str,
+              by: tuple[Subject, ...] = ()) -> None:
+        """Hold each of ``subjects`` from ``since`` (the 409's ``not_before``) for ``HOLD`` s from ``now``; ``by``: the
+        refused link's signer, whose rights a held subject may still end (review 38: a seized device's too-early
+        revocation of its owner's device held the owner's revocation of it). A hold in force is extended and keeps
+        its earlier ``since`` and the signers of both."""
         if self.suspended:
             return
         for subject in subjects:
             old = self._in_force(subject, now)
-            self.held[subject] = Hold(since if old is None else min(old.since, since), now + HOLD, link_type)
+            self.held[subject] = Hold(since, now + HOLD, link_type, by) if old is None else Hold(
+                min(old.since, since), now + HOLD, link_type, old.by + tuple(x for x in by if x not in old.by))
 
     def end(self, subjects: Iterable[Subject]) -> None:
         """A link ending the rights of ``subjects`` was stored: their holds end."""
@@ -77,7 +85,7 @@ class Holds:
             return None
         for subject in (("device", device), ("member", member)):
             hold = self._in_force(subject, now)
-            if hold is not None and t >= hold.since:
+            if hold is not None and t >= hold.since and not any(s in hold.by for s in ending):
                 whose = "this device's" if subject[0] == "device" else "your"
                 wait = max(1, math.ceil(hold.until - now))
                 return Conflict(f"a link ending {whose} rights ({hold.link_type}) is being stored; retry in {wait} s "

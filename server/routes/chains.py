@@ -79,7 +79,10 @@ async def append_org_link(request: web.Request) -> web.Response:
             await check_plan(app, link)
         # last: a 409 for the subject's own acts holds the subject (server/holds.py), only for a link taken otherwise
         await directory.learn_signed(app[STORAGE], link, app[CONFIG].clock_skew)
-        directory.check_not_before(link, (int(now_of(request)), int(app[CONFIG].clock_skew)))
+        # a two-person act's first signature ends nobody's rights: its 409 holds nobody (review 38)
+        proposal = link.seq in state.cosigned and state.cosigned[link.seq] is None
+        with directory.holds.placing(not proposal):
+            directory.check_not_before(link, (int(now_of(request)), int(app[CONFIG].clock_skew)))
         return state, LinksWrite([StoredLink("org", link.seq, "org", link.wire)], [], [],
                                  directory.signed_check(link, app[CONFIG].clock_skew))
 
