@@ -17,7 +17,6 @@ designated team only if it names that team's current generation (``unpublished``
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -93,12 +92,9 @@ class SealingWindows:
         self.team_links = team_links
         self.publications = sorted(publications, key=lambda p: p.index)
         self._states: dict[tuple[str, int], TeamState] = {}
-        self._judged: dict[tuple[int, int, int], list[str]] = {}  # (time, publication index, org seq) -> reasons
+        self._judged: dict[tuple[int, int], list[str]] = {}  # (time, publication index) -> reasons
         self._gens: dict[str, list[int]] = {}  # team -> its generation after each prefix of its chain
-        self._org_seq = {h.hex(): signed.seq for h, signed in org.signed.items()}  # link hash (hex) -> seq
-        self._team_pos = {link.hash.hex(): (team_id, k) for team_id, links in team_links.items()
-                          for k, link in enumerate(links)}
-        self.placed = {}
+        self.placed: dict[str, int] = {}  # link hash (hex) -> index of its event, for the events read here
         times = set(org.times) | {pg.since for m in members.values() for pg in m.puks.values()}
         times |= {cut.time for cuts in org.incidents.by_member.values() for cut in cuts}
         for team_id, links in team_links.items():
@@ -116,77 +112,6 @@ class SealingWindows:
                       if until is not None}
             times |= {m.until for m in state.members.values() if m.until is not None}
         self.changes = sorted(times)
-
-    @property
-    def placed(self) -> dict[str, int]:
-        """Link hash (hex) -> index of its event, for the events read here."""
-        return self._placed
-
-    @placed.setter
-    def placed(self, placed: dict[str, int]) -> None:
-        self._placed = placed
-        order = sorted((i, self._org_seq[h]) for h, i in placed.items() if h in self._org_seq)
-        self._org_placed = {seq: i for i, seq in order}  # organization link seq -> index of its event
-        self._org_index = [i for i, _ in order]
-        self._org_floor: list[int] = []  # the greatest organization seq placed at or before each of those
-        for _, seq in order:
-            self._org_floor.append(max(seq, self._org_floor[-1] if self._org_floor else 0))
-
-    def _org_seqs(self, t: int, pub: Publication, index: int) -> list[int]:
-        """The organization states the server may have sealed event ``index`` (under ``pub``) by, replayed at ``t``:
-        the state by dates (``seq_at``) last; before it, in chain order, each older state that log order still
-        allows (review 36): state ``s`` when link ``s + 1`` may have been made after the publication (dated no more
-        than ``ALLOWANCE`` before its signed time) and was not stored when the event was logged, as far as the log
-        shows: its event read after ``index`` (the server seals a link's event after storing it), or not read and
-        dated no more than ``SKEW`` before ``t`` (the server takes a link within ``SKEW`` of its date). No state
-        older than the last organization link whose event is read at or before ``index``."""
-        at = self.org.seq_at(t)
-        k = bisect.bisect_right(self._org_index, index)
-        floor = self._org_floor[k - 1] if k else 0
-        out = []
-        for s in range(max(floor, 1, bisect.bisect_right(self.org.times, pub.time - ALLOWANCE)), at):
-            # link s + 1 (dated ``times[s]``): placed, it is placed after ``index`` (``floor``)
-            if s + 1 in self._org_placed or t <= self.org.times[s] + SKEW:
-                out.append(s)
-        return [*out, at]
-
-    def withholds_from(self, link_hash: str, index: int) -> int | None:
-        """The date of chain link ``link_hash``, whose event is logged at ``index``, when the link by itself makes
-        the rule withhold the key of the publication in force there (review 36): an organization link (a designation
-        away from the publication's team, a removal from the organization of a holder of its generation: the states
-        before and after it differ in nothing else), or a link of the publication's team that leaves a rotation
-        pending, rotates it or removes a holder. The server stores a link before it seals its event, so from that
-        event on to the next publication it seals to no key (until a designation back). None otherwise: a member's
-        link (a device revoked) changes the rule at its date, judged by dates as before."""
-        pub = self.publication_before(index, 0)
-        if pub is None:
-            return None
-        if (seq := self._org_seq.get(link_hash)) is not None:
-            t = self.org.times[seq - 1]
-            team = self._team_at(pub.team, t, pub.gen)
-            if team is None:
-                return None
-            before, after = (withheld_reasons(self.org, self.members, team, pub.team, pub.gen, t, s)
-                             for s in (seq - 1, seq))
-            return t if after and not before else None
-        team_id, k = self._team_pos.get(link_hash, ("", 0))
-        if team_id != pub.team or k == 0:
-            return None
-        t = self.team_links[team_id][k].time
-        was, now = self._prefix(team_id, k), self._prefix(team_id, k + 1)
-        if was.generation != pub.gen or not (now.pending_rotation or now.generation != pub.gen or any(
-                m not in now.members for g, m in now.boxes if g == now.generation)):
-            return None
-        seq = self.org.seq_at(t)
-        before, after = (withheld_reasons(self.org, self.members, state, pub.team, pub.gen, t, seq)
-                         for state in (was, now))
-        return t if after and not before else None
-
-    def _prefix(self, team_id: str, count: int) -> TeamState:
-        if (team_id, count) not in self._states:
-            self._states[team_id, count] = replay_team(self.team_links[team_id][:count], self.org, self.members,
-                                                       self.policy, self.kinds)
-        return self._states[team_id, count]
 
     def generation_logged_before(self, team_id: str, index: int, t: int) -> int:
         """``team_id``'s generation at place ``index`` of the log, in log order (review 34): after the last of its
@@ -217,7 +142,11 @@ class SealingWindows:
             return None
         count = sum(1 for link in links if link.time <= t)
         reached = next((k + 1 for k, g in enumerate(gens) if g >= gen), len(links))
-        return self._prefix(team_id, max(count, reached, 1))
+        count = max(count, reached, 1)
+        if (team_id, count) not in self._states:
+            self._states[team_id, count] = replay_team(links[:count], self.org, self.members, self.policy,
+                                                       self.kinds)
+        return self._states[team_id, count]
 
     def unpublished(self, now: int, designated: str | None = None) -> tuple[str, int, int] | None:
         """The audit key's team (``designated``; none designated: the team of the last publication) and its current
@@ -253,17 +182,15 @@ class SealingWindows:
         to seal it to the key published before ``index``; ``index`` None: the key published at ``t``)."""
         return self._withheld_under(t, self.publication_before(index, t))
 
-    def _withheld_under(self, t: int, pub: Publication | None, seq: int | None = None) -> list[str]:
-        """``withheld_reasons`` at ``t`` under ``pub``, at organization state ``seq`` (None: the one by dates)."""
+    def _withheld_under(self, t: int, pub: Publication | None) -> list[str]:
         if pub is None:
             return ["no audit key was published"]
-        seq = self.org.seq_at(t) if seq is None else seq
-        if (t, pub.index, seq) not in self._judged:
+        if (t, pub.index) not in self._judged:
             team = self._team_at(pub.team, t, pub.gen)
             # a team whose chain this member cannot see: nothing vouches for the server's sealing
-            self._judged[t, pub.index, seq] = [] if team is None else withheld_reasons(
-                self.org, self.members, team, pub.team, pub.gen, t, seq)
-        return self._judged[t, pub.index, seq]
+            self._judged[t, pub.index] = [] if team is None else withheld_reasons(
+                self.org, self.members, team, pub.team, pub.gen, t, self.org.seq_at(t))
+        return self._judged[t, pub.index]
 
     def designated_since(self, pub: Publication) -> int:
         """The link time of the earliest designation of ``pub``'s team it may have been made under (0: none names
@@ -307,41 +234,32 @@ class SealingWindows:
         window). The server's state moves in log order: an event sealed to no key, then one sealed to the key
         under the same publication, needs such a time between them. Clamped as ``withheld_between``: before the
         publication's time the replay forces its team to the published generation against an older organization
-        state (a member not admitted yet: withheld), a reopening that never was. A designation away and back made
-        after the publication but dated before its signed time (the publisher's clock ahead of the NCC's) is seen
-        by log order (``_org_seqs``: the states in chain order at each time; review 36)."""
+        state (a member not admitted yet: withheld), a reopening that never was. A designation back made after the
+        publication but dated before its signed time (the publisher's clock ahead of the NCC's) is not seen here: a
+        false alarm in that case, not a miss."""
         times = self._times(lo, hi, index, True)
         if times is None:
             return True
-        pub = self.publication_before(index, hi)
         shut = False
         for t in times:
-            for seq in self._org_seqs(t, pub, index) if pub is not None else [None]:
-                if self._withheld_under(t, pub, seq):
-                    shut = True
-                elif shut:
-                    return True
+            if self.withheld_at(t, index):
+                shut = True
+            elif shut:
+                return True
         return not shut
 
     def withheld_between(self, lo: int, hi: int, index: int | None) -> list[str]:
         """``withheld_at`` for an event logged at ``index`` dated anywhere from ``lo`` to ``hi`` (its time unknown
         or uncertain): the reasons at the first time in that range where there are some (empty: none). Never
         before the publication logged last before ``index``: the window that publication closed stays closed; and
-        never before the earliest designation of its team it may have been made under (``designated_since``). The
-        organization links after the publication in log order count as after it whatever their dates
-        (``_org_seqs``; review 36: a designation away and back dated before a publication signed by a clock ahead
-        left no time withheld, and the events the honest server sealed to none between them were flagged)."""
-        pub = self.publication_before(index, hi) if index is not None else None
-        if pub is not None:
+        never before the earliest designation of its team it may have been made under (``designated_since``)."""
+        if index is not None and (pub := self.publication_before(index, hi)) is not None:
             lo = max(lo, pub.time, self.designated_since(pub))
         if lo > hi:
             return []
         times = [lo, *(c for c in self.changes if lo < c <= hi)]
         if index is not None:
-            if pub is None:
-                return next((reasons for t in times if (reasons := self.withheld_at(t, index))), [])
-            return next((reasons for t in times for seq in self._org_seqs(t, pub, index)
-                         if (reasons := self._withheld_under(t, pub, seq))), [])
+            return next((reasons for t in times if (reasons := self.withheld_at(t, index))), [])
         # an act whose event's place in the log is unknown (a chain link whose event does not open here): at ``t`` the
         # server may still have sealed to any publication in force since ``lo``. Links are dated by their signers'
         # clocks and publications by the publishers': a removal, its rotation (dated at the removal, a link never

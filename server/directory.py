@@ -138,11 +138,14 @@ class Directory:
         state, link = checked
         self.members[state.member_id] = state
         self.member_links.setdefault(state.member_id, []).append(link)
-        # Not ``note_signed``: no replay judges a member chain's link by the date of a link ending its signer's rights
-        # (its chain is replayed in order, a revocation there comes after it by position and is dated at or after it;
-        # a cut names it in ``last``; neither a pause nor an organization removal judges member links). Counted, a
-        # seized device revoking a paper key it made, dated a second beyond the window, pushed its own cut, its
-        # revocation and its member's removal beyond what any server takes in that second (review 37).
+        # Not a link that itself ends rights: counted, a seized device revoking a paper key it made, dated a second
+        # beyond the window, pushed its own cut, its revocation and its member's removal beyond what any server takes
+        # in that second (review 37). The others count (dated at most the window ahead, so a link ending their
+        # signer's rights can always follow within the + 1): a device added by a device in or after the second of its
+        # cut is inactive by every replay's dates (session 25: fix37a's first version counted no member link, and a
+        # cut in the second of the lost laptop's device.add made the member's new device unusable).
+        if not POLICY.rights_ended(link.type, link.body.raw):
+            self.note_signed(link.signer, link.device, link.time)
         self.holds.end(self.ended_subjects(link))
 
     def note_signed(self, member_id: str, device_id: str, t: int) -> None:

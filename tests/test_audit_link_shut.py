@@ -15,6 +15,8 @@ from tests.conftest import Org, on_two_security_teams
 from tests.helpers.hidden_hour import an_hour_later, assert_caught, logins_dated_back
 
 
+@pytest.mark.xfail(strict=True, reason="review 36's second finding for an organization link (fix36a's test; fix36a "
+                   "reverted in session 25: it let review 31's attack through)")
 def test_an_hour_sealed_to_the_former_teams_key_from_the_designation_aways_own_event_on_dated_back_is_a_problem(
         org: Org, make_member: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """carol on sec (designated, generation 2 published) and sec2. An hour later alice designates sec2: the honest

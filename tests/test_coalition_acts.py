@@ -179,7 +179,7 @@ def test_a_record_the_server_makes_up_or_alters_is_reported(org: Org, ally: Memb
     space, _ = _space(org, ally)
     _as(bob, monkeypatch, lambda c: record_act(c, "campaign", space, "read"))
     assert not [f for f in _rule(carol, "need-to-know")["findings"] if "coalition act" in f["message"]]
-    monkeypatch.setattr("server.coalitionacts.judge_act", lambda *a: None)
+    monkeypatch.setattr("server.coalitionacts.judge_act", lambda *a, **k: None)
     host_key = DeviceKeys.generate()  # not a device of bob's: what a host server could sign with
 
     def forged(c: Client) -> tuple[bytes, bytes]:  # (the org id is cached: _post read the chains)

@@ -400,17 +400,12 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
     problems: list[str] = []
     unreadable: list[int] = []
     current: Publication | None = None
-    linked = {i: h for h, i in windows.placed.items()}
-    # (index, from when, how) of the last event under ``current`` sealed to none, or of a chain link that withheld
-    # the key by itself (review 36: the server stores a link before it seals the link's event)
-    shut: tuple[int, int, str] | None = None
+    shut: tuple[int, int] | None = None  # (index, earliest time) of the last event sealed to none under ``current``
     for i in sorted(fetched.leaves):
         ag = fetched.leaves[i].audit_gen
         sealer = keys.sealed.get(i)
         if ag == 0 and current is not None:
-            shut = (i, _around(i, times, read, fetched)[0] - SKEW - 1, "was sealed to none")
-        elif current is not None and i in linked and (since := windows.withholds_from(linked[i], i)) is not None:
-            shut = (i, since, "records a chain link that withheld the key")
+            shut = (i, _around(i, times, read, fetched)[0])
         if ag == 0:
             if current is not None and not _withheld(windows, i, times, read, fetched):
                 problems.append(f"event {i} is sealed to audit key generation 0, not the published {current.gen} "
@@ -460,20 +455,18 @@ def _check_generations(view: View, fetched: Fetched, events: list[tuple[int, Eve
 
 
 def _sealed_while_withheld(windows: SealingWindows, i: int, events: dict[int, Event], read: list[int],
-                           fetched: Fetched, shut: tuple[int, int, str] | None) -> str:
+                           fetched: Fetched, shut: tuple[int, int] | None) -> str:
     """Why event ``i``, sealed to the published key in force, should have been sealed to none (empty: it may be
     sealed to it), for every event whoever verifies (review 34: the rule was replayed only for events sealed to
     none). The rule withheld the key at every time the event may have been logged (its time, or between the events
-    read around it, give or take ``SKEW``); or ``shut``, logged before it under the same publication, withheld it (an
-    event sealed to none, from its earliest time less ``SKEW``; the event of a chain link that withholds the key by
-    itself, from the link's date: review 36, whatever the server dated this event) and the rule never reopened the
-    key from then to this event's latest time: the server's state moves in log order, and only a publication (none
-    between) or a designation back reopens it."""
+    read around it, give or take ``SKEW``); or an event sealed to none under the same publication (``shut``) was
+    logged before it and the rule never reopened the key from that event's earliest time to this one's latest: the
+    server's state moves in log order, and only a publication (none between) or a designation back reopens it."""
     lo, hi = _around(i, events, read, fetched)
     if reasons := windows.withheld_throughout(lo - SKEW - 1, hi + SKEW, i):
         return reasons[0]
-    if shut is not None and not windows.reopened_between(shut[1], max(hi + SKEW, shut[1]), i):
-        return f"event {shut[0]} before it {shut[2]}, and nothing reopened the key between"
+    if shut is not None and not windows.reopened_between(shut[1] - SKEW - 1, hi + SKEW, i):
+        return f"event {shut[0]} before it was sealed to none, and nothing reopened the key between"
     return ""
 
 
