@@ -318,7 +318,10 @@ async def append_judged(request: web.Request, judge: Callable[[], Awaitable[tupl
 
 def _check_unheld(directory: Directory, write: LinksWrite) -> None:
     """Each link a chain route appends, as an act of its signer: refused while a link ending the signer's rights is
-    signed again (``Directory.check_unheld``, server/holds.py)."""
+    signed again (``Directory.check_unheld``, server/holds.py).
+    Nothing to parse while nobody is held (nearly always)."""
+    if not directory.holds.held:
+        return
     for stored in write.links:
         link = parse_link(stored.wire)
         directory.check_unheld(link.signer, link.device, link.time, link)

@@ -40,7 +40,8 @@ class Directory:
     teams: dict[str, TeamState] = field(default_factory=dict)
     team_links: dict[str, list[Link]] = field(default_factory=dict)
     # The latest time of anything each device / member signed that this server accepted (organization and team
-    # links, document versions, thread records, messages, cosignatures; not member chain links: ``commit_member``):
+    # links, document versions, thread records, messages, cosignatures, member chain links but those ending rights:
+    # ``commit_member``):
     # a change that ends their rights must not be dated before it, or every client's replay would refuse what was
     # accepted (see ``check_not_before``).
     signed_by_device: dict[str, int] = field(default_factory=dict)
@@ -233,8 +234,9 @@ class Directory:
                 raise Conflict(f"a proposal this device signed was put in force at {put}, not before this "
                                f"device.revoke ({link.time}): sign it again dated {put + 1} or later (check the "
                                "clock)", put + 1)
+        ended = self.ended_subjects(link)
         signed = [((self.signed_by_device if f == "device" else self.signed_by_member).get(who, 0), who)
-                  for f, who in self.ended_subjects(link)]
+                  for f, who in ended]
         # Strictly after, whatever ends (``POLICY.rights_ended``): the judge ends the rights in the link's own
         # second, so an act of the subject in that second would be refused by every replay (review 32: an
         # org.role revocation or org.remove in the second of a cosignature stopped every client)
@@ -246,7 +248,7 @@ class Directory:
             # while the link is signed again dated ``not_before`` (server/holds.py; session 25); a held signer's link
             # is refused for its hold, placing none
             self.check_unheld(link.signer, link.device, link.time, link)
-            self.holds.place(self.ended_subjects(link), not_before, self.clock(), link.type,
+            self.holds.place(ended, not_before, self.clock(), link.type,
                              (("member", link.signer), ("device", link.device)))
             raise Conflict(f"{subject} signed something dated {t}, not before this {link.type} ({link.time}): "
                            f"sign it again dated after it, {not_before} or later (check the clocks)", not_before)
